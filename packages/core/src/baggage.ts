@@ -1,0 +1,175 @@
+// W3C Baggage parsing and serialisation with the specification's limits.
+// https://www.w3.org/TR/baggage/
+//
+// Reading is defensive: a header longer than MAX_HEADER_LENGTH is ignored
+// whole, malformed list-members are skipped one by one, and at most
+// MAX_MEMBERS members / MAX_BYTES bytes are kept, dropping whole members
+// (never part of one). Writing percent-encodes values and applies the same
+// limits, so what we send is always valid for the next hop.
+
+/** One baggage list-member. */
+export interface BaggageMember {
+  key: string;
+  value: string;
+  /** Raw `;`-separated properties, already validated, without the leading `;`. */
+  metadata?: string;
+}
+
+/** Most list-members kept or sent. */
+export const BAGGAGE_MAX_MEMBERS = 64;
+/** Most bytes of list-members kept or sent. */
+export const BAGGAGE_MAX_BYTES = 8192;
+/** Headers longer than this are not parsed at all. */
+export const BAGGAGE_MAX_HEADER_LENGTH = 16384;
+
+// RFC 7230 tchar
+function isTokenChar(c: number): boolean {
+  return (
+    (c >= 0x30 && c <= 0x39) ||
+    (c >= 0x41 && c <= 0x5a) ||
+    (c >= 0x61 && c <= 0x7a) ||
+    c === 0x21 ||
+    (c >= 0x23 && c <= 0x27) ||
+    c === 0x2a ||
+    c === 0x2b ||
+    c === 0x2d ||
+    c === 0x2e ||
+    c === 0x5e ||
+    c === 0x5f ||
+    c === 0x60 ||
+    c === 0x7c ||
+    c === 0x7e
+  );
+}
+
+/** Whether `key` is a valid baggage key (an RFC 7230 token). */
+export function isValidBaggageKey(key: string): boolean {
+  const n = key.length;
+  if (n === 0) return false;
+  for (let i = 0; i < n; i++) if (!isTokenChar(key.charCodeAt(i))) return false;
+  return true;
+}
+
+// baggage-octet: %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E
+function isBaggageOctet(c: number): boolean {
+  return (
+    c === 0x21 ||
+    (c >= 0x23 && c <= 0x2b) ||
+    (c >= 0x2d && c <= 0x3a) ||
+    (c >= 0x3c && c <= 0x5b) ||
+    (c >= 0x5d && c <= 0x7e)
+  );
+}
+
+function decodeValue(raw: string): string | undefined {
+  const n = raw.length;
+  let hasPercent = false;
+  for (let i = 0; i < n; i++) {
+    const c = raw.charCodeAt(i);
+    if (!isBaggageOctet(c)) return undefined;
+    if (c === 0x25) hasPercent = true;
+  }
+  if (!hasPercent) return raw;
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return undefined;
+  }
+}
+
+function isValidProperties(props: string): boolean {
+  // property = key OWS [ "=" OWS value OWS ] — checked loosely but safely:
+  // no control characters, no commas, each key a token.
+  for (const p of props.split(";")) {
+    const prop = p.trim();
+    if (prop.length === 0) return false;
+    const eq = prop.indexOf("=");
+    const key = (eq === -1 ? prop : prop.slice(0, eq)).trim();
+    if (!isValidBaggageKey(key)) return false;
+    if (eq !== -1 && decodeValue(prop.slice(eq + 1).trim()) === undefined)
+      return false;
+  }
+  return true;
+}
+
+/**
+ * Parses a `baggage` header. Invalid members are skipped; a header over
+ * {@link BAGGAGE_MAX_HEADER_LENGTH} yields no members. When a key repeats,
+ * the last value wins.
+ */
+export function parseBaggage(header: string | undefined): BaggageMember[] {
+  if (
+    typeof header !== "string" ||
+    header.length === 0 ||
+    header.length > BAGGAGE_MAX_HEADER_LENGTH
+  )
+    return [];
+  const out: BaggageMember[] = [];
+  let bytes = 0;
+  let start = 0;
+  const n = header.length;
+  while (start < n && out.length < BAGGAGE_MAX_MEMBERS) {
+    let end = header.indexOf(",", start);
+    if (end === -1) end = n;
+    const raw = header.slice(start, end);
+    start = end + 1;
+    const semi = raw.indexOf(";");
+    const kv = semi === -1 ? raw : raw.slice(0, semi);
+    const eq = kv.indexOf("=");
+    if (eq === -1) continue;
+    const key = kv.slice(0, eq).trim();
+    const value = decodeValue(kv.slice(eq + 1).trim());
+    if (value === undefined || !isValidBaggageKey(key)) continue;
+    let metadata: string | undefined;
+    if (semi !== -1) {
+      metadata = raw.slice(semi + 1).trim();
+      if (!isValidProperties(metadata)) continue;
+    }
+    const size = raw.trim().length + (out.length > 0 ? 1 : 0);
+    if (bytes + size > BAGGAGE_MAX_BYTES) break;
+    bytes += size;
+    const existing = out.findIndex((m) => m.key === key);
+    if (existing !== -1) out.splice(existing, 1);
+    out.push(
+      metadata === undefined ? { key, value } : { key, value, metadata },
+    );
+  }
+  return out;
+}
+
+function encodeValue(value: string): string {
+  const n = value.length;
+  for (let i = 0; i < n; i++) {
+    const c = value.charCodeAt(i);
+    if (!isBaggageOctet(c) || c === 0x25) return encodeURIComponent(value);
+  }
+  return value;
+}
+
+/**
+ * Serialises members into a `baggage` header value, percent-encoding values,
+ * skipping invalid keys and stopping before the size limits would be passed.
+ * Returns an empty string when nothing can be sent.
+ */
+export function serializeBaggage(members: Iterable<BaggageMember>): string {
+  let out = "";
+  let count = 0;
+  for (const m of members) {
+    if (count >= BAGGAGE_MAX_MEMBERS) break;
+    if (!isValidBaggageKey(m.key) || typeof m.value !== "string") continue;
+    let item = `${m.key}=${encodeValue(m.value)}`;
+    if (
+      m.metadata !== undefined &&
+      m.metadata.length > 0 &&
+      isValidProperties(m.metadata)
+    )
+      item += `;${m.metadata}`;
+    const next = count === 0 ? item : `${out},${item}`;
+    // Everything above is ASCII (tokens, percent-encoding, validated octets),
+    // so the string length is the byte length.
+    if (next.length > BAGGAGE_MAX_BYTES) continue;
+    out = next;
+    count++;
+  }
+  return out;
+}

@@ -1,0 +1,159 @@
+// What the node:http and fetch/undici instrumentations share: method
+// normalisation, client span start with egress policy and header
+// injection, and recording of the response.
+import {
+  SpanKind,
+  SpanStatusCode,
+  propagation,
+  trace,
+  type Attributes,
+  type Context,
+  type Span,
+  type TextMapSetter,
+  type Tracer,
+} from "@opentelemetry/api";
+import { redactUrl } from "./redact.ts";
+import {
+  ATTR_ERROR_TYPE,
+  ATTR_HTTP_REQUEST_METHOD,
+  ATTR_HTTP_REQUEST_METHOD_ORIGINAL,
+  ATTR_HTTP_RESPONSE_STATUS_CODE,
+  ATTR_PEER_SERVICE,
+  ATTR_SERVER_ADDRESS,
+  ATTR_SERVER_PORT,
+  ATTR_URL_FULL,
+} from "./semconv.ts";
+import type { EgressClass, EgressPolicy } from "./trust.ts";
+
+const KNOWN_METHODS = new Set([
+  "CONNECT",
+  "DELETE",
+  "GET",
+  "HEAD",
+  "OPTIONS",
+  "PATCH",
+  "POST",
+  "PUT",
+  "TRACE",
+  "QUERY",
+]);
+
+/** The semantic-conventions form of a method: known methods as-is, others `_OTHER`. */
+export function normalizeMethod(method: string | undefined): {
+  method: string;
+  original: string | undefined;
+} {
+  const m = method ?? "GET";
+  if (KNOWN_METHODS.has(m)) return { method: m, original: undefined };
+  const upper = m.toUpperCase();
+  if (KNOWN_METHODS.has(upper)) return { method: upper, original: m };
+  return { method: "_OTHER", original: m };
+}
+
+/** How an instrumentation writes headers on its kind of outgoing request. */
+export interface HeaderWriter<C> {
+  set(carrier: C, name: string, value: string): void;
+  /** Removes a header the application set itself (used for `baggage` to non-internal hosts). */
+  remove(carrier: C, name: string): void;
+}
+
+/** A HeaderWriter with its propagation setters built once, so requests allocate nothing for them. */
+export interface PreparedHeaderWriter<C> {
+  readonly internal: TextMapSetter<C>;
+  readonly external: TextMapSetter<C>;
+  readonly remove: (carrier: C, name: string) => void;
+}
+
+export function prepareHeaderWriter<C>(
+  writer: HeaderWriter<C>,
+): PreparedHeaderWriter<C> {
+  return {
+    internal: { set: (carrier, key, value) => writer.set(carrier, key, value) },
+    external: {
+      set: (carrier, key, value) => {
+        if (key !== "baggage") writer.set(carrier, key, value);
+      },
+    },
+    remove: (carrier, name) => writer.remove(carrier, name),
+  };
+}
+
+export interface ClientRequestInfo {
+  method: string | undefined;
+  scheme: "http" | "https";
+  host: string;
+  port: number;
+  /** Path and query as sent. */
+  path: string;
+}
+
+/**
+ * Starts a CLIENT span for an outgoing HTTP request and writes the
+ * propagation headers, honouring the egress policy: baggage (and with it
+ * the customer id) only to internal hosts, and any `baggage` header the
+ * application copied in is removed for everyone else.
+ */
+export function startClientSpan<C>(
+  tracer: Tracer,
+  egress: EgressPolicy,
+  ctx: Context,
+  info: ClientRequestInfo,
+  carrier: C,
+  writer: PreparedHeaderWriter<C>,
+): { span: Span; egress: EgressClass } {
+  const eg = egress.classify(info.host, info.port);
+  const { method, original } = normalizeMethod(info.method);
+  const defaultPort = info.scheme === "https" ? 443 : 80;
+  const hostPart = info.host.includes(":") ? `[${info.host}]` : info.host;
+  const attributes: Attributes = {
+    [ATTR_HTTP_REQUEST_METHOD]: method,
+    [ATTR_SERVER_ADDRESS]: info.host,
+    [ATTR_SERVER_PORT]: info.port,
+    [ATTR_URL_FULL]: redactUrl(
+      `${info.scheme}://${hostPart}${info.port === defaultPort ? "" : `:${info.port}`}${info.path}`,
+    ),
+  };
+  if (original !== undefined)
+    attributes[ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = original;
+  if (eg.thirdParty !== undefined)
+    attributes[ATTR_PEER_SERVICE] = eg.thirdParty;
+  const span = tracer.startSpan(
+    method === "_OTHER" ? "HTTP" : method,
+    { kind: SpanKind.CLIENT, attributes },
+    ctx,
+  );
+  if (!eg.baggage) writer.remove(carrier, "baggage");
+  propagation.inject(
+    trace.setSpan(ctx, span),
+    carrier,
+    eg.baggage ? writer.internal : writer.external,
+  );
+  return { span, egress: eg };
+}
+
+/** Records the response status on a CLIENT span; 4xx and 5xx are errors. */
+export function recordClientResponse(span: Span, status: number): void {
+  span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+  if (status >= 400) {
+    span.setAttribute(ATTR_ERROR_TYPE, String(status));
+    span.setStatus({ code: SpanStatusCode.ERROR });
+  }
+}
+
+/** Records a failed request (network error, abort) on a CLIENT span. */
+export function recordClientError(span: Span, error: unknown): void {
+  const e = error as
+    { code?: unknown; name?: unknown; message?: unknown } | undefined;
+  const type =
+    typeof e?.code === "string"
+      ? e.code
+      : typeof e?.name === "string"
+        ? e.name
+        : "Error";
+  span.recordException(error as Error);
+  span.setAttribute(ATTR_ERROR_TYPE, type);
+  span.setStatus({
+    code: SpanStatusCode.ERROR,
+    message: typeof e?.message === "string" ? e.message : type,
+  });
+}

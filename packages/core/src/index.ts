@@ -1,0 +1,73 @@
+export {
+  CUSTOMER_ID,
+  CUSTOMER_KEY,
+  MAX_CUSTOMER_ID_LENGTH,
+  getCustomerFromContext,
+  getCustomerId,
+  isValidCustomerId,
+  setCustomerInContext,
+  withCustomer,
+} from "./customer.ts";
+export {
+  BAGGAGE_MAX_BYTES,
+  BAGGAGE_MAX_HEADER_LENGTH,
+  BAGGAGE_MAX_MEMBERS,
+  isValidBaggageKey,
+  parseBaggage,
+  serializeBaggage,
+} from "./baggage.ts";
+export type { BaggageMember } from "./baggage.ts";
+export {
+  FLAG_RANDOM,
+  FLAG_SAMPLED,
+  TRACESTATE_MAX_LENGTH,
+  TRACESTATE_MAX_MEMBERS,
+  W3CTraceState,
+  formatTraceparent,
+  isPropagatable,
+  isValidSpanId,
+  isValidTraceId,
+  isValidTracestateKey,
+  isValidTracestateValue,
+  parseTraceparent,
+  parseTracestate,
+} from "./trace-context.ts";
+export type { Traceparent } from "./trace-context.ts";
+export {
+  BaggagePropagator,
+  TraceContextPropagator,
+  isTracingSuppressed,
+} from "./propagators.ts";
+export { CompositePropagator } from "./composite-propagator.ts";
+export { AddressMatcher, EgressPolicy, InboundTrust } from "./trust.ts";
+export type {
+  EgressClass,
+  EgressOptions,
+  InboundTrustOptions,
+  ThirdPartyRule,
+} from "./trust.ts";
+export { hookModule, moduleHooksInstalled } from "./module-hooks.ts";
+export type { LoadedModuleInfo, ModuleHook } from "./module-hooks.ts";
+export { Diagnostics, diag } from "./diagnostics.ts";
+export type { DiagLevel, DiagSink } from "./diagnostics.ts";
+export { ThreadlineError } from "./errors.ts";
+export type { ThreadlineErrorCode } from "./errors.ts";
+export { contextWithRouteHolder, setHttpRoute } from "./http-route.ts";
+export type { RouteHolder } from "./http-route.ts";
+export { REDACTED, redactQuery, redactUrl } from "./redact.ts";
+export {
+  normalizeMethod,
+  prepareHeaderWriter,
+  recordClientError,
+  recordClientResponse,
+  startClientSpan,
+} from "./http-common.ts";
+export type {
+  ClientRequestInfo,
+  HeaderWriter,
+  PreparedHeaderWriter,
+} from "./http-common.ts";
+export type { Instrumentation } from "./instrumentation.ts";
+export type { LogRecordSink } from "./log-sink.ts";
+import * as semconv from "./semconv.ts";
+export { semconv };

@@ -1,0 +1,20 @@
+/**
+ * What every Threadline instrumentation offers the SDK, which composes them.
+ * An instrumentation never loads the library it patches: it patches the
+ * library when the application loads it (see module-hooks.ts) or listens on
+ * the library's diagnostics channels.
+ */
+export interface Instrumentation {
+  /** Package name, used as the instrumentation scope name. */
+  readonly name: string;
+  /** Starts patching or listening. Idempotent. */
+  enable(): void;
+  /** Stops producing telemetry; patched functions fall through to the originals. Idempotent. */
+  disable(): void;
+  /**
+   * The start-up self-check: problems that mean the instrumentation did not
+   * take effect (e.g. a module loaded before the hooks were in place).
+   * Empty when all is well.
+   */
+  selfCheck?(): string[];
+}

@@ -1,0 +1,175 @@
+// Lets an instrumentation patch a CommonJS module the moment it is loaded.
+//
+// Design: one wrapper around Node's loader for `.js` files
+// (Module._extensions['.js']) sees every CommonJS file Node evaluates,
+// whether it was reached by `require()` or by `import` (Node routes ESM
+// imports of CommonJS through the same loader), and whether our code was
+// started with --import, -r or a first import. Hooks name a file inside a
+// package (`pg` + `lib/client.js`), so patching works on the package's own
+// internal classes, which is where prototypes live. Modules that were
+// already loaded when a hook is registered are found in the require cache
+// and patched there; they are reported so start-up can warn about them.
+//
+// Cost: one Map lookup on the file's basename per loaded file; nothing at
+// all after start-up.
+import Module from "node:module";
+import { readFileSync } from "node:fs";
+import { sep } from "node:path";
+
+/** A request to be called when a file of a package is loaded. */
+export interface ModuleHook {
+  /** Package name as installed under node_modules, e.g. `pg` or `@scope/name`. */
+  module: string;
+  /** Path of the file inside the package, with `/` separators, e.g. `lib/client.js`. */
+  file: string;
+  /**
+   * Called once per loaded copy of the file with its exports. Patch them in
+   * place; a returned value other than `undefined` replaces the exports.
+   */
+  onLoad(exports: unknown, info: LoadedModuleInfo): unknown;
+}
+
+/** What is known about a loaded file. */
+export interface LoadedModuleInfo {
+  /** The package's version from its package.json, if readable. */
+  version: string | undefined;
+  /** Absolute file name. */
+  filename: string;
+  /** True when the file had been loaded before the hook was registered. */
+  late: boolean;
+}
+
+type Loader = (this: unknown, module: NodeJS.Module, filename: string) => void;
+interface LoaderInternals {
+  _extensions: Record<string, Loader>;
+  _cache: Record<string, NodeJS.Module | undefined>;
+}
+
+interface Registered {
+  hook: ModuleHook;
+  suffix: string;
+  seen: WeakSet<object>;
+}
+
+const internals = Module as unknown as LoaderInternals;
+const byBasename = new Map<string, Registered[]>();
+const versions = new Map<string, string | undefined>();
+let installed = false;
+
+function basename(filename: string): string {
+  return filename.slice(filename.lastIndexOf(sep) + 1);
+}
+
+function run(
+  entry: Registered,
+  module: NodeJS.Module,
+  filename: string,
+  late: boolean,
+): void {
+  const exports = module.exports as unknown;
+  if (
+    (typeof exports !== "object" && typeof exports !== "function") ||
+    exports === null
+  )
+    return;
+  if (entry.seen.has(exports)) return;
+  entry.seen.add(exports);
+  try {
+    const replaced = entry.hook.onLoad(exports, {
+      version: readVersion(filename, entry),
+      filename,
+      late,
+    });
+    if (replaced !== undefined) module.exports = replaced;
+  } catch {
+    // A failing patch must never break the application's own require().
+  }
+}
+
+function readVersion(filename: string, entry: Registered): string | undefined {
+  const pkgRoot =
+    filename.slice(0, filename.length - entry.suffix.length) +
+    `${sep}node_modules${sep}${entry.hook.module.split("/").join(sep)}`;
+  if (versions.has(pkgRoot)) return versions.get(pkgRoot);
+  let version: string | undefined;
+  try {
+    const pkg = JSON.parse(
+      readFileSync(`${pkgRoot}${sep}package.json`, "utf8"),
+    ) as { version?: unknown };
+    version = typeof pkg.version === "string" ? pkg.version : undefined;
+  } catch {
+    version = undefined;
+  }
+  versions.set(pkgRoot, version);
+  return version;
+}
+
+function onLoaded(module: NodeJS.Module, filename: string): void {
+  const candidates = byBasename.get(basename(filename));
+  if (candidates === undefined) return;
+  for (const entry of candidates)
+    if (filename.endsWith(entry.suffix)) run(entry, module, filename, false);
+}
+
+function install(): void {
+  if (installed) return;
+  installed = true;
+  const original = internals._extensions[".js"];
+  if (typeof original !== "function") return;
+  internals._extensions[".js"] = function threadlineLoad(
+    this: unknown,
+    module: NodeJS.Module,
+    filename: string,
+  ): void {
+    original.call(this, module, filename);
+    onLoaded(module, filename);
+  };
+}
+
+/**
+ * Registers `hook`. Returns the names of files that were already loaded and
+ * were patched late (empty when the hook came first, as it should).
+ */
+export function hookModule(hook: ModuleHook): {
+  late: string[];
+  unhook: () => void;
+} {
+  install();
+  const file = hook.file.split("/").join(sep);
+  const entry: Registered = {
+    hook,
+    suffix: `${sep}node_modules${sep}${hook.module.split("/").join(sep)}${sep}${file}`,
+    seen: new WeakSet(),
+  };
+  const base = basename(file);
+  const list = byBasename.get(base) ?? [];
+  list.push(entry);
+  byBasename.set(base, list);
+
+  const late: string[] = [];
+  for (const [filename, module] of Object.entries(internals._cache)) {
+    if (
+      module !== undefined &&
+      module.loaded &&
+      filename.endsWith(entry.suffix)
+    ) {
+      late.push(filename);
+      run(entry, module, filename, true);
+    }
+  }
+  return {
+    late,
+    unhook: () => {
+      const current = byBasename.get(base);
+      if (current === undefined) return;
+      const i = current.indexOf(entry);
+      if (i !== -1) current.splice(i, 1);
+      if (current.length === 0) byBasename.delete(base);
+    },
+  };
+}
+
+/** Whether the loader wrapper is in place (false in bundles or exotic runtimes). */
+export function moduleHooksInstalled(): boolean {
+  return installed && typeof internals._extensions[".js"] === "function";
+}

@@ -1,0 +1,142 @@
+// TextMapPropagators for W3C Trace Context and W3C Baggage.
+//
+// They are registered as the global propagator so user code and third-party
+// instrumentations see standard behaviour. The baggage propagator also moves
+// the customer id between the `customer.id` baggage entry and its own
+// context slot (see customer.ts). Which callers may send baggage, and which
+// hosts may receive it, is decided by the caller of inject/extract through
+// the getter and setter (see trust.ts), not here.
+import {
+  baggageEntryMetadataFromString,
+  propagation,
+  trace,
+  type BaggageEntry,
+  type Context,
+  type TextMapGetter,
+  type TextMapPropagator,
+  type TextMapSetter,
+} from "@opentelemetry/api";
+import {
+  CUSTOMER_ID,
+  getCustomerFromContext,
+  isValidCustomerId,
+  setCustomerInContext,
+} from "./customer.ts";
+import {
+  parseBaggage,
+  serializeBaggage,
+  type BaggageMember,
+} from "./baggage.ts";
+import {
+  formatTraceparent,
+  isPropagatable,
+  parseTraceparent,
+  W3CTraceState,
+} from "./trace-context.ts";
+
+// Same key as @opentelemetry/core's suppressTracing(), so contexts marked by
+// upstream code (e.g. an exporter) are honoured without depending on it.
+const SUPPRESS_TRACING_KEY = Symbol.for(
+  "OpenTelemetry SDK Context Key SUPPRESS_TRACING",
+);
+
+/** Whether tracing is suppressed in `ctx` (exporter traffic and the like). */
+export function isTracingSuppressed(ctx: Context): boolean {
+  return ctx.getValue(SUPPRESS_TRACING_KEY) === true;
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  if (value === undefined || typeof value === "string") return value;
+  // Several traceparent headers make the request's trace ambiguous: invalid.
+  return value.length === 1 ? value[0] : undefined;
+}
+
+function joined(value: string | string[] | undefined): string | undefined {
+  if (value === undefined || typeof value === "string") return value;
+  return value.join(",");
+}
+
+/** W3C Trace Context: `traceparent` and `tracestate`. */
+export class TraceContextPropagator implements TextMapPropagator {
+  inject(ctx: Context, carrier: unknown, setter: TextMapSetter): void {
+    const sc = trace.getSpanContext(ctx);
+    if (!isPropagatable(sc) || isTracingSuppressed(ctx)) return;
+    setter.set(
+      carrier,
+      "traceparent",
+      formatTraceparent(sc.traceId, sc.spanId, sc.traceFlags),
+    );
+    const state = sc.traceState?.serialize();
+    if (state) setter.set(carrier, "tracestate", state);
+  }
+
+  extract(ctx: Context, carrier: unknown, getter: TextMapGetter): Context {
+    const parent = parseTraceparent(single(getter.get(carrier, "traceparent")));
+    if (parent === undefined) return ctx;
+    const traceState = W3CTraceState.fromHeader(
+      joined(getter.get(carrier, "tracestate")),
+    );
+    return trace.setSpanContext(ctx, {
+      traceId: parent.traceId,
+      spanId: parent.spanId,
+      traceFlags: parent.traceFlags,
+      isRemote: true,
+      ...(traceState === undefined ? {} : { traceState }),
+    });
+  }
+
+  fields(): string[] {
+    return ["traceparent", "tracestate"];
+  }
+}
+
+/** W3C Baggage, with the customer id kept in its own context slot as well. */
+export class BaggagePropagator implements TextMapPropagator {
+  inject(ctx: Context, carrier: unknown, setter: TextMapSetter): void {
+    if (isTracingSuppressed(ctx)) return;
+    const customer = getCustomerFromContext(ctx);
+    const baggage = propagation.getBaggage(ctx);
+    if (customer === undefined && baggage === undefined) return;
+    const members: BaggageMember[] = [];
+    if (customer !== undefined)
+      members.push({ key: CUSTOMER_ID, value: customer });
+    if (baggage !== undefined) {
+      for (const [key, entry] of baggage.getAllEntries()) {
+        if (key === CUSTOMER_ID && customer !== undefined) continue;
+        const metadata = entry.metadata?.toString();
+        members.push(
+          metadata
+            ? { key, value: entry.value, metadata }
+            : { key, value: entry.value },
+        );
+      }
+    }
+    const header = serializeBaggage(members);
+    if (header.length > 0) setter.set(carrier, "baggage", header);
+  }
+
+  extract(ctx: Context, carrier: unknown, getter: TextMapGetter): Context {
+    const members = parseBaggage(joined(getter.get(carrier, "baggage")));
+    if (members.length === 0) return ctx;
+    const entries: Record<string, BaggageEntry> = {};
+    let result = ctx;
+    for (const m of members) {
+      if (m.key === CUSTOMER_ID) {
+        if (!isValidCustomerId(m.value)) continue;
+        result = setCustomerInContext(result, m.value);
+      }
+      entries[m.key] =
+        m.metadata === undefined
+          ? { value: m.value }
+          : {
+              value: m.value,
+              metadata: baggageEntryMetadataFromString(m.metadata),
+            };
+    }
+    return propagation.setBaggage(result, propagation.createBaggage(entries));
+  }
+
+  fields(): string[] {
+    return ["baggage"];
+  }
+}

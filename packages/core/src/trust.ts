@@ -1,0 +1,323 @@
+// Trust boundaries for context propagation.
+//
+// Inbound: baggage (and with it the customer id) is read only from callers
+// whose address is trusted, and never at an edge service. Outbound: baggage
+// is written only to hosts classified as internal, never to a declared third
+// party. Classification results are cached per host:port so the per-request
+// cost is one Map lookup; address checks use node:net's BlockList.
+import { BlockList, isIP } from "node:net";
+
+/** An address/host rule list such as `loopback,private,10.1.0.0/16,*.svc.cluster.local,orders:8080`. */
+export class AddressMatcher {
+  readonly #blocks = new BlockList();
+  readonly #hosts = new Set<string>();
+  readonly #suffixes: string[] = [];
+  #empty = true;
+
+  /**
+   * Parses a comma-separated list (or an array) of rules:
+   * `loopback`, `private` (RFC 1918 and IPv6 unique-local), `none`, an IP
+   * address, a CIDR block, a host name, or `*.domain` for any subdomain.
+   * Unknown entries are reported in `errors` and otherwise ignored.
+   */
+  static parse(spec: string | readonly string[]): {
+    matcher: AddressMatcher;
+    errors: string[];
+  } {
+    const m = new AddressMatcher();
+    const errors: string[] = [];
+    const items = typeof spec === "string" ? spec.split(",") : spec;
+    for (const raw of items) {
+      const item = raw.trim().toLowerCase();
+      if (item === "" || item === "none") continue;
+      if (!m.#add(item)) errors.push(raw.trim());
+    }
+    return { matcher: m, errors };
+  }
+
+  #add(item: string): boolean {
+    this.#empty = false;
+    if (item === "loopback") {
+      this.#blocks.addSubnet("127.0.0.0", 8, "ipv4");
+      this.#blocks.addAddress("::1", "ipv6");
+      this.#hosts.add("localhost");
+      return true;
+    }
+    if (item === "private") {
+      this.#blocks.addSubnet("10.0.0.0", 8, "ipv4");
+      this.#blocks.addSubnet("172.16.0.0", 12, "ipv4");
+      this.#blocks.addSubnet("192.168.0.0", 16, "ipv4");
+      this.#blocks.addSubnet("fc00::", 7, "ipv6");
+      return true;
+    }
+    const slash = item.indexOf("/");
+    if (slash !== -1) {
+      const net = item.slice(0, slash);
+      const prefix = Number(item.slice(slash + 1));
+      const family = isIP(net);
+      if (
+        family === 0 ||
+        !Number.isInteger(prefix) ||
+        prefix < 0 ||
+        prefix > (family === 4 ? 32 : 128)
+      )
+        return false;
+      this.#blocks.addSubnet(net, prefix, family === 4 ? "ipv4" : "ipv6");
+      return true;
+    }
+    const family = isIP(item);
+    if (family !== 0) {
+      this.#blocks.addAddress(item, family === 4 ? "ipv4" : "ipv6");
+      return true;
+    }
+    if (item.startsWith("*.") && isHostName(item.slice(2))) {
+      this.#suffixes.push(item.slice(1));
+      return true;
+    }
+    if (isHostName(item)) {
+      this.#hosts.add(item);
+      return true;
+    }
+    return false;
+  }
+
+  /** Whether the list has no rules (matches nothing). */
+  get empty(): boolean {
+    return this.#empty;
+  }
+
+  /** Whether an IP address (as a socket reports it) matches. */
+  matchesAddress(address: string | undefined): boolean {
+    if (this.#empty || !address) return false;
+    let ip = address;
+    if (ip.startsWith("::ffff:") && isIP(ip.slice(7)) === 4) ip = ip.slice(7);
+    const family = isIP(ip);
+    if (family === 0) return false;
+    return this.#blocks.check(ip, family === 4 ? "ipv4" : "ipv6");
+  }
+
+  /** Whether a host (name or IP literal, as in a URL) matches. */
+  matchesHost(host: string): boolean {
+    if (this.#empty) return false;
+    let h = host.toLowerCase();
+    if (h.startsWith("[") && h.endsWith("]")) h = h.slice(1, -1);
+    if (isIP(h) !== 0) return this.matchesAddress(h);
+    if (h.endsWith(".")) h = h.slice(0, -1);
+    if (this.#hosts.has(h)) return true;
+    for (const s of this.#suffixes) if (h.endsWith(s)) return true;
+    return false;
+  }
+}
+
+/** Splits `host`, `host:port` or `[v6]:port`; undefined when the port is not a valid number. */
+function splitHostPort(
+  s: string,
+): { host: string; port: number | undefined } | undefined {
+  let host = s;
+  let portText: string | undefined;
+  if (s.startsWith("[")) {
+    const close = s.indexOf("]");
+    if (close === -1) return undefined;
+    host = s.slice(1, close);
+    const rest = s.slice(close + 1);
+    if (rest !== "") {
+      if (!rest.startsWith(":")) return undefined;
+      portText = rest.slice(1);
+    }
+  } else {
+    const colon = s.indexOf(":");
+    if (colon !== -1 && colon === s.lastIndexOf(":")) {
+      host = s.slice(0, colon);
+      portText = s.slice(colon + 1);
+    }
+  }
+  if (host.length === 0) return undefined;
+  if (portText === undefined) return { host, port: undefined };
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || port <= 0 || port > 65535) return undefined;
+  return { host, port };
+}
+
+function isHostName(s: string): boolean {
+  if (s.length === 0 || s.length > 253) return false;
+  for (const label of s.split(".")) {
+    if (label.length === 0 || label.length > 63) return false;
+    for (let i = 0; i < label.length; i++) {
+      const c = label.charCodeAt(i);
+      const ok =
+        (c >= 0x61 && c <= 0x7a) ||
+        (c >= 0x30 && c <= 0x39) ||
+        c === 0x2d ||
+        c === 0x5f;
+      if (!ok) return false;
+    }
+  }
+  return true;
+}
+
+/** Who may send us baggage (and so a customer id). */
+export interface InboundTrustOptions {
+  /**
+   * An edge service faces untrusted callers: it drops all inbound baggage
+   * and takes the customer id from its configured source instead.
+   * @default false
+   */
+  edge?: boolean;
+  /**
+   * Callers whose baggage is accepted by a non-edge service.
+   * @default 'loopback,private'
+   */
+  trustedCallers?: string | readonly string[];
+}
+
+/** Decides, per caller address, whether inbound baggage is accepted. */
+export class InboundTrust {
+  readonly edge: boolean;
+  readonly #trusted: AddressMatcher;
+  readonly errors: string[];
+
+  constructor(options: InboundTrustOptions = {}) {
+    this.edge = options.edge ?? false;
+    const { matcher, errors } = AddressMatcher.parse(
+      options.trustedCallers ?? "loopback,private",
+    );
+    this.#trusted = matcher;
+    this.errors = errors;
+  }
+
+  /** Whether baggage from a caller at `remoteAddress` is accepted. */
+  trusts(remoteAddress: string | undefined): boolean {
+    return !this.edge && this.#trusted.matchesAddress(remoteAddress);
+  }
+}
+
+/** A declared third-party API. */
+export interface ThirdPartyRule {
+  /** Host, `*.domain`, optionally with `:port`. */
+  pattern: string;
+  /** Provider name recorded as `peer.service`, e.g. `stripe`. */
+  name: string;
+}
+
+/** How an outbound call is treated. */
+export interface EgressClass {
+  /** Whether baggage (the customer id included) may be sent. */
+  readonly baggage: boolean;
+  /** Provider name when the host is a declared third party. */
+  readonly thirdParty: string | undefined;
+}
+
+/** Where baggage may go, and which hosts are third parties. */
+export interface EgressOptions {
+  /**
+   * Hosts that receive baggage, added to loopback and private addresses.
+   * Start the list with `none` to drop those defaults.
+   * @default none beyond loopback and private addresses
+   */
+  internalHosts?: string | readonly string[];
+  /** Third-party APIs: `{ 'api.stripe.com': 'stripe' }` or `'api.stripe.com=stripe,…'`. */
+  thirdParties?: string | Readonly<Record<string, string>>;
+}
+
+const NOT_INTERNAL: EgressClass = Object.freeze({
+  baggage: false,
+  thirdParty: undefined,
+});
+const INTERNAL: EgressClass = Object.freeze({
+  baggage: true,
+  thirdParty: undefined,
+});
+const CACHE_LIMIT = 1024;
+
+/** Classifies outbound destinations; results are cached per host:port. */
+export class EgressPolicy {
+  readonly #internal: AddressMatcher;
+  readonly #thirdParties: Array<{
+    host: string;
+    suffix: boolean;
+    port: number | undefined;
+    name: string;
+  }> = [];
+  readonly #cache = new Map<string, EgressClass>();
+  readonly errors: string[] = [];
+
+  constructor(options: EgressOptions = {}) {
+    const hosts = options.internalHosts ?? [];
+    const list = typeof hosts === "string" ? hosts.split(",") : [...hosts];
+    // The defaults stay unless the list opens with `none`.
+    if (list[0]?.trim().toLowerCase() !== "none")
+      list.push("loopback", "private");
+    const { matcher, errors } = AddressMatcher.parse(list);
+    this.#internal = matcher;
+    this.errors.push(...errors);
+    for (const rule of parseThirdParties(options.thirdParties, this.errors))
+      this.#addThirdParty(rule);
+  }
+
+  /** The declared third parties, in declaration order. */
+  get thirdParties(): ThirdPartyRule[] {
+    return this.#thirdParties.map((t) => ({
+      pattern: `${t.suffix ? "*" : ""}${t.host}${t.port === undefined ? "" : `:${t.port}`}`,
+      name: t.name,
+    }));
+  }
+
+  #addThirdParty(rule: ThirdPartyRule): void {
+    const parsed = splitHostPort(rule.pattern.trim().toLowerCase());
+    const name = rule.name.trim();
+    if (parsed === undefined || name.length === 0) {
+      this.errors.push(`${rule.pattern}=${rule.name}`);
+      return;
+    }
+    const suffix = parsed.host.startsWith("*.");
+    this.#thirdParties.push({
+      host: suffix ? parsed.host.slice(1) : parsed.host,
+      suffix,
+      port: parsed.port,
+      name,
+    });
+  }
+
+  /** Classifies a destination by host (name or IP literal) and port. */
+  classify(host: string, port: number): EgressClass {
+    const key = `${host}:${port}`;
+    let c = this.#cache.get(key);
+    if (c !== undefined) return c;
+    c = this.#compute(host.toLowerCase(), port);
+    if (this.#cache.size >= CACHE_LIMIT) this.#cache.clear();
+    this.#cache.set(key, c);
+    return c;
+  }
+
+  #compute(host: string, port: number): EgressClass {
+    const h =
+      host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+    for (const t of this.#thirdParties) {
+      if (t.port !== undefined && t.port !== port) continue;
+      if (t.suffix ? h.endsWith(t.host) : h === t.host)
+        return Object.freeze({ baggage: false, thirdParty: t.name });
+    }
+    return this.#internal.matchesHost(h) ? INTERNAL : NOT_INTERNAL;
+  }
+}
+
+function parseThirdParties(
+  spec: EgressOptions["thirdParties"],
+  errors: string[],
+): ThirdPartyRule[] {
+  if (spec === undefined) return [];
+  if (typeof spec !== "string")
+    return Object.entries(spec).map(([pattern, name]) => ({ pattern, name }));
+  const rules: ThirdPartyRule[] = [];
+  for (const raw of spec.split(",")) {
+    const item = raw.trim();
+    if (item === "") continue;
+    const eq = item.indexOf("=");
+    if (eq <= 0) {
+      errors.push(item);
+      continue;
+    }
+    rules.push({ pattern: item.slice(0, eq), name: item.slice(eq + 1) });
+  }
+  return rules;
+}

@@ -1,0 +1,120 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { AddressMatcher, EgressPolicy, InboundTrust } from "../src/trust.ts";
+
+describe("AddressMatcher", () => {
+  it("matches loopback, private ranges, CIDRs, hosts and wildcard domains", () => {
+    const { matcher, errors } = AddressMatcher.parse(
+      "loopback,private,203.0.113.0/24,orders,*.svc.cluster.local",
+    );
+    assert.deepEqual(errors, []);
+    for (const ok of [
+      "127.0.0.1",
+      "::1",
+      "::ffff:127.0.0.1",
+      "10.1.2.3",
+      "172.20.0.1",
+      "192.168.1.1",
+      "fd00::1",
+      "203.0.113.9",
+    ]) {
+      assert.ok(matcher.matchesAddress(ok), ok);
+    }
+    for (const no of [
+      "8.8.8.8",
+      "172.32.0.1",
+      "2001:db8::1",
+      "",
+      undefined,
+      "not-an-ip",
+    ]) {
+      assert.ok(!matcher.matchesAddress(no), String(no));
+    }
+    assert.ok(matcher.matchesHost("localhost"));
+    assert.ok(matcher.matchesHost("ORDERS"));
+    assert.ok(matcher.matchesHost("payments.shop.svc.cluster.local"));
+    assert.ok(matcher.matchesHost("[::1]"));
+    assert.ok(!matcher.matchesHost("svc.cluster.local.evil.com"));
+    assert.ok(!matcher.matchesHost("api.stripe.com"));
+  });
+
+  it("reports entries it cannot read", () => {
+    assert.deepEqual(
+      AddressMatcher.parse("loopback, 10.0.0.0/99, bad host!").errors,
+      ["10.0.0.0/99", "bad host!"],
+    );
+  });
+
+  it("matches nothing when empty or none", () => {
+    assert.ok(
+      !AddressMatcher.parse("none").matcher.matchesAddress("127.0.0.1"),
+    );
+    assert.ok(!AddressMatcher.parse("").matcher.matchesHost("localhost"));
+  });
+});
+
+describe("InboundTrust", () => {
+  it("trusts loopback and private callers by default", () => {
+    const t = new InboundTrust();
+    assert.ok(t.trusts("127.0.0.1"));
+    assert.ok(t.trusts("10.0.0.7"));
+    assert.ok(!t.trusts("198.51.100.1"));
+  });
+
+  it("trusts nobody at the edge", () => {
+    assert.ok(!new InboundTrust({ edge: true }).trusts("127.0.0.1"));
+  });
+
+  it("trusts exactly the configured callers", () => {
+    const t = new InboundTrust({ trustedCallers: "10.1.0.0/16" });
+    assert.ok(t.trusts("10.1.2.3"));
+    assert.ok(!t.trusts("127.0.0.1"));
+  });
+});
+
+describe("EgressPolicy", () => {
+  it("sends baggage to loopback, private and listed hosts only", () => {
+    const p = new EgressPolicy({ internalHosts: "*.internal" });
+    assert.ok(p.classify("127.0.0.1", 80).baggage);
+    assert.ok(p.classify("10.0.0.5", 80).baggage);
+    assert.ok(p.classify("orders.internal", 80).baggage);
+    assert.ok(!p.classify("api.example.com", 443).baggage);
+  });
+
+  it("drops the defaults when the list starts with none", () => {
+    const p = new EgressPolicy({ internalHosts: "none,orders" });
+    assert.ok(!p.classify("127.0.0.1", 80).baggage);
+    assert.ok(p.classify("orders", 80).baggage);
+  });
+
+  it("names third parties and never sends them baggage, even on loopback", () => {
+    const p = new EgressPolicy({
+      thirdParties:
+        "api.stripe.com=stripe,*.paypal.com=paypal,127.0.0.1:4010=payments",
+    });
+    assert.deepEqual(p.classify("api.stripe.com", 443), {
+      baggage: false,
+      thirdParty: "stripe",
+    });
+    assert.deepEqual(p.classify("api-m.paypal.com", 443), {
+      baggage: false,
+      thirdParty: "paypal",
+    });
+    assert.deepEqual(p.classify("127.0.0.1", 4010), {
+      baggage: false,
+      thirdParty: "payments",
+    });
+    assert.deepEqual(p.classify("127.0.0.1", 4011), {
+      baggage: true,
+      thirdParty: undefined,
+    });
+  });
+
+  it("accepts the object form and reports bad rules", () => {
+    const p = new EgressPolicy({
+      thirdParties: { "[::1]:9000": "ipv6-api", "api.x.com:notaport": "x" },
+    });
+    assert.equal(p.classify("::1", 9000).thirdParty, "ipv6-api");
+    assert.deepEqual(p.errors, ["api.x.com:notaport=x"]);
+  });
+});

@@ -1,0 +1,95 @@
+// ExportLogsServiceRequest encoding, protobuf and JSON.
+import {
+  anyValueToJson,
+  keyValuesToJson,
+  writeAnyValue,
+  writeKeyValues,
+} from "./any-value.ts";
+import type { Attributes, LogRecordData, Scope } from "./model.ts";
+import {
+  ProtoWriter,
+  WIRE_FIXED32,
+  WIRE_FIXED64,
+  WIRE_VARINT,
+} from "./proto-writer.ts";
+import { msToNanosString, writeResource, writeScope } from "./trace-encoder.ts";
+
+/** Encodes log records of one scope as OTLP ExportLogsServiceRequest messages for one resource. */
+export class LogsEncoder {
+  readonly #resource: Attributes;
+  readonly #scope: Scope;
+  readonly #writer = new ProtoWriter();
+
+  constructor(resource: Attributes, scope: Scope) {
+    this.#resource = resource;
+    this.#scope = scope;
+  }
+
+  encode(records: readonly LogRecordData[]): Uint8Array {
+    const w = this.#writer;
+    w.reset();
+    const rl = w.begin(1);
+    writeResource(w, 1, this.#resource);
+    const sl = w.begin(2);
+    writeScope(w, 1, this.#scope);
+    for (const r of records) {
+      const m = w.begin(2);
+      if (r.time !== undefined) {
+        w.tag(1, WIRE_FIXED64);
+        w.fixed64Nanos(r.time);
+      }
+      if (r.severityNumber > 0) {
+        w.tag(2, WIRE_VARINT);
+        w.uvarint(r.severityNumber);
+      }
+      if (r.severityText) w.stringField(3, r.severityText);
+      if (r.body !== undefined) {
+        const b = w.begin(5);
+        writeAnyValue(w, r.body);
+        w.end(b);
+      }
+      if (r.attributes !== undefined) writeKeyValues(w, 6, r.attributes);
+      if (r.traceFlags) {
+        w.tag(8, WIRE_FIXED32);
+        w.fixed32(r.traceFlags & 0xff);
+      }
+      if (r.traceId) w.hexField(9, r.traceId);
+      if (r.spanId) w.hexField(10, r.spanId);
+      w.tag(11, WIRE_FIXED64);
+      w.fixed64Nanos(r.observedTime);
+      if (r.eventName) w.stringField(12, r.eventName);
+      w.end(m);
+    }
+    w.end(sl);
+    w.end(rl);
+    return w.finish();
+  }
+
+  encodeJson(records: readonly LogRecordData[]): string {
+    const logRecords = records.map((r) => ({
+      ...(r.time !== undefined
+        ? { timeUnixNano: msToNanosString(r.time) }
+        : {}),
+      observedTimeUnixNano: msToNanosString(r.observedTime),
+      ...(r.severityNumber ? { severityNumber: r.severityNumber } : {}),
+      ...(r.severityText ? { severityText: r.severityText } : {}),
+      ...(r.body !== undefined ? { body: anyValueToJson(r.body) } : {}),
+      attributes: keyValuesToJson(r.attributes),
+      ...(r.traceFlags ? { flags: r.traceFlags & 0xff } : {}),
+      ...(r.traceId ? { traceId: r.traceId } : {}),
+      ...(r.spanId ? { spanId: r.spanId } : {}),
+      ...(r.eventName ? { eventName: r.eventName } : {}),
+    }));
+    const scope = this.#scope.version
+      ? { name: this.#scope.name, version: this.#scope.version }
+      : { name: this.#scope.name };
+    return JSON.stringify({
+      resourceLogs: [
+        {
+          resource: { attributes: keyValuesToJson(this.#resource) },
+          scopeLogs: [{ scope, logRecords }],
+        },
+      ],
+    });
+  }
+}

@@ -1,0 +1,207 @@
+// A minimal protobuf writer for OTLP.
+//
+// Nested messages are written in one pass: a message's length is not known
+// before its content, so one byte is reserved for it, the content written,
+// and the content moved right if the length needs more than one varint byte
+// (copyWithin of a few hundred bytes; most OTLP sub-messages are short).
+// Strings are written straight into the buffer as UTF-8 with the same trick.
+// Ids are written from their hex form without intermediate objects.
+
+const TWO_32 = 0x1_0000_0000;
+
+/** Wire types used by OTLP. */
+export const WIRE_VARINT = 0;
+export const WIRE_FIXED64 = 1;
+export const WIRE_LEN = 2;
+export const WIRE_FIXED32 = 5;
+
+function varintSize(n: number): number {
+  if (n < 0x80) return 1;
+  if (n < 0x4000) return 2;
+  if (n < 0x20_0000) return 3;
+  if (n < 0x1000_0000) return 4;
+  return 5;
+}
+
+export class ProtoWriter {
+  #buf: Buffer;
+  #pos = 0;
+
+  constructor(initialSize = 64 * 1024) {
+    this.#buf = Buffer.allocUnsafe(initialSize);
+  }
+
+  get length(): number {
+    return this.#pos;
+  }
+
+  #ensure(n: number): void {
+    if (this.#pos + n <= this.#buf.length) return;
+    let size = this.#buf.length * 2;
+    while (size < this.#pos + n) size *= 2;
+    const next = Buffer.allocUnsafe(size);
+    this.#buf.copy(next, 0, 0, this.#pos);
+    this.#buf = next;
+  }
+
+  /** Writes an unsigned varint (0 <= n < 2^53). */
+  uvarint(n: number): void {
+    this.#ensure(10);
+    const b = this.#buf;
+    let pos = this.#pos;
+    let v = n;
+    while (v >= 0x80) {
+      b[pos++] = (v % 0x80) | 0x80;
+      v = Math.floor(v / 0x80);
+    }
+    b[pos++] = v;
+    this.#pos = pos;
+  }
+
+  /** Writes a signed int64 varint (two's complement for negatives). */
+  int64(n: number): void {
+    if (n >= 0) {
+      this.uvarint(n);
+      return;
+    }
+    let v = BigInt.asUintN(64, BigInt(n));
+    this.#ensure(10);
+    while (v >= 0x80n) {
+      this.#buf[this.#pos++] = Number(v & 0x7fn) | 0x80;
+      v >>= 7n;
+    }
+    this.#buf[this.#pos++] = Number(v);
+  }
+
+  tag(field: number, wire: number): void {
+    this.uvarint((field << 3) | wire);
+  }
+
+  fixed32(n: number): void {
+    this.#ensure(4);
+    this.#buf.writeUInt32LE(n >>> 0, this.#pos);
+    this.#pos += 4;
+  }
+
+  /** Writes a fixed64 from a non-negative integer held in a double. */
+  fixed64(n: number): void {
+    this.#ensure(8);
+    const hi = Math.floor(n / TWO_32);
+    this.#buf.writeUInt32LE(n - hi * TWO_32, this.#pos);
+    this.#buf.writeUInt32LE(hi >>> 0, this.#pos + 4);
+    this.#pos += 8;
+  }
+
+  /**
+   * Writes fractional epoch milliseconds as fixed64 epoch nanoseconds,
+   * exactly: ms * 1e6 overflows a double's 53-bit mantissa, so the integral
+   * milliseconds are split at 2^32 and multiplied in parts.
+   */
+  fixed64Nanos(ms: number): void {
+    const whole = Math.floor(ms);
+    const frac = Math.round((ms - whole) * 1e6);
+    const high = Math.floor(whole / TWO_32);
+    const t = (whole - high * TWO_32) * 1e6 + frac; // < 2^53
+    const carry = Math.floor(t / TWO_32);
+    this.#ensure(8);
+    this.#buf.writeUInt32LE(t - carry * TWO_32, this.#pos);
+    this.#buf.writeUInt32LE((high * 1e6 + carry) >>> 0, this.#pos + 4);
+    this.#pos += 8;
+  }
+
+  double(n: number): void {
+    this.#ensure(8);
+    this.#buf.writeDoubleLE(n, this.#pos);
+    this.#pos += 8;
+  }
+
+  /** Field of wire type LEN holding a UTF-8 string. Empty strings are skipped (proto3 default). */
+  stringField(field: number, s: string): void {
+    if (s.length === 0) return;
+    this.tag(field, WIRE_LEN);
+    this.string(s);
+  }
+
+  /** Like {@link stringField} but also writes empty strings (oneof members must be present). */
+  stringFieldAlways(field: number, s: string): void {
+    this.tag(field, WIRE_LEN);
+    this.string(s);
+  }
+
+  /** A length-prefixed UTF-8 string (without tag). */
+  string(s: string): void {
+    const max = s.length * 3;
+    this.#ensure(max + 5);
+    if (max < 0x80) {
+      const start = this.#pos + 1;
+      const n = this.#buf.write(s, start, "utf8");
+      this.#buf[this.#pos] = n;
+      this.#pos = start + n;
+      return;
+    }
+    const n = Buffer.byteLength(s);
+    this.uvarint(n);
+    this.#buf.write(s, this.#pos, n, "utf8");
+    this.#pos += n;
+  }
+
+  /** Field holding bytes given as lowercase hex (trace and span ids). */
+  hexField(field: number, hex: string): void {
+    const n = hex.length >>> 1;
+    if (n === 0) return;
+    this.tag(field, WIRE_LEN);
+    this.#ensure(n + 1);
+    this.#buf[this.#pos++] = n;
+    this.#buf.write(hex, this.#pos, n, "hex");
+    this.#pos += n;
+  }
+
+  bytesField(field: number, bytes: Uint8Array): void {
+    this.tag(field, WIRE_LEN);
+    this.uvarint(bytes.length);
+    this.raw(bytes);
+  }
+
+  raw(bytes: Uint8Array): void {
+    this.#ensure(bytes.length);
+    this.#buf.set(bytes, this.#pos);
+    this.#pos += bytes.length;
+  }
+
+  /** Starts a sub-message in `field`; pass the returned mark to {@link end}. */
+  begin(field: number): number {
+    this.tag(field, WIRE_LEN);
+    this.#ensure(1);
+    return this.#pos++;
+  }
+
+  /** Ends a sub-message started with {@link begin}, writing its length. */
+  end(mark: number): void {
+    const start = mark + 1;
+    const len = this.#pos - start;
+    const size = varintSize(len);
+    if (size > 1) {
+      this.#ensure(size - 1);
+      this.#buf.copyWithin(start + size - 1, start, this.#pos);
+      this.#pos += size - 1;
+    }
+    let p = mark;
+    let v = len;
+    while (v >= 0x80) {
+      this.#buf[p++] = (v & 0x7f) | 0x80;
+      v >>>= 7;
+    }
+    this.#buf[p] = v;
+  }
+
+  /** A copy of what was written; the writer can be reset and reused. */
+  finish(): Uint8Array {
+    const out = new Uint8Array(this.#pos);
+    out.set(this.#buf.subarray(0, this.#pos));
+    return out;
+  }
+
+  reset(): void {
+    this.#pos = 0;
+  }
+}

@@ -1,0 +1,224 @@
+// ExportTraceServiceRequest encoding, protobuf and JSON.
+import { keyValuesToJson, writeKeyValues } from "./any-value.ts";
+import type { Attributes, Scope, SpanData } from "./model.ts";
+import {
+  ProtoWriter,
+  WIRE_FIXED32,
+  WIRE_FIXED64,
+  WIRE_VARINT,
+} from "./proto-writer.ts";
+
+const HAS_IS_REMOTE = 0x100;
+const IS_REMOTE = 0x200;
+
+/** Decimal string of epoch nanoseconds, as OTLP/JSON writes 64-bit integers. */
+export function msToNanosString(ms: number): string {
+  const whole = Math.floor(ms);
+  return (
+    BigInt(whole) * 1_000_000n +
+    BigInt(Math.round((ms - whole) * 1e6))
+  ).toString();
+}
+
+function groupByScope<T extends { readonly scope: Scope }>(
+  items: readonly T[],
+): Map<Scope, T[]> {
+  const groups = new Map<Scope, T[]>();
+  for (const item of items) {
+    const list = groups.get(item.scope);
+    if (list === undefined) groups.set(item.scope, [item]);
+    else list.push(item);
+  }
+  return groups;
+}
+
+export function writeResource(
+  w: ProtoWriter,
+  field: number,
+  attributes: Attributes,
+): void {
+  const m = w.begin(field);
+  writeKeyValues(w, 1, attributes);
+  w.end(m);
+}
+
+export function writeScope(w: ProtoWriter, field: number, scope: Scope): void {
+  const m = w.begin(field);
+  w.stringField(1, scope.name);
+  if (scope.version) w.stringField(2, scope.version);
+  w.end(m);
+}
+
+function writeSpan(w: ProtoWriter, s: SpanData): void {
+  const m = w.begin(2);
+  w.hexField(1, s.traceId);
+  w.hexField(2, s.spanId);
+  if (s.traceState) w.stringField(3, s.traceState);
+  if (s.parentSpanId) w.hexField(4, s.parentSpanId);
+  w.stringField(5, s.name);
+  w.tag(6, WIRE_VARINT);
+  w.uvarint(s.kind + 1);
+  w.tag(7, WIRE_FIXED64);
+  w.fixed64Nanos(s.startTime);
+  w.tag(8, WIRE_FIXED64);
+  w.fixed64Nanos(s.endTime);
+  writeKeyValues(w, 9, s.attributes);
+  if (s.droppedAttributesCount > 0) {
+    w.tag(10, WIRE_VARINT);
+    w.uvarint(s.droppedAttributesCount);
+  }
+  if (s.events !== undefined) {
+    for (const e of s.events) {
+      const em = w.begin(11);
+      w.tag(1, WIRE_FIXED64);
+      w.fixed64Nanos(e.time);
+      w.stringField(2, e.name);
+      if (e.attributes !== undefined) writeKeyValues(w, 3, e.attributes);
+      if (e.droppedAttributesCount > 0) {
+        w.tag(4, WIRE_VARINT);
+        w.uvarint(e.droppedAttributesCount);
+      }
+      w.end(em);
+    }
+  }
+  if (s.droppedEventsCount > 0) {
+    w.tag(12, WIRE_VARINT);
+    w.uvarint(s.droppedEventsCount);
+  }
+  if (s.links !== undefined) {
+    for (const l of s.links) {
+      const lm = w.begin(13);
+      w.hexField(1, l.traceId);
+      w.hexField(2, l.spanId);
+      if (l.traceState) w.stringField(3, l.traceState);
+      if (l.attributes !== undefined) writeKeyValues(w, 4, l.attributes);
+      if (l.droppedAttributesCount > 0) {
+        w.tag(5, WIRE_VARINT);
+        w.uvarint(l.droppedAttributesCount);
+      }
+      w.tag(6, WIRE_FIXED32);
+      w.fixed32(l.traceFlags & 0xff);
+      w.end(lm);
+    }
+  }
+  if (s.droppedLinksCount > 0) {
+    w.tag(14, WIRE_VARINT);
+    w.uvarint(s.droppedLinksCount);
+  }
+  if (s.statusCode !== 0 || s.statusMessage) {
+    const st = w.begin(15);
+    if (s.statusMessage) w.stringField(2, s.statusMessage);
+    if (s.statusCode !== 0) {
+      w.tag(3, WIRE_VARINT);
+      w.uvarint(s.statusCode);
+    }
+    w.end(st);
+  }
+  w.tag(16, WIRE_FIXED32);
+  w.fixed32(
+    (s.traceFlags & 0xff) | HAS_IS_REMOTE | (s.parentIsRemote ? IS_REMOTE : 0),
+  );
+  w.end(m);
+}
+
+/** Encodes spans as OTLP ExportTraceServiceRequest messages for one resource. */
+export class TraceEncoder {
+  readonly #resource: Attributes;
+  readonly #writer = new ProtoWriter();
+
+  constructor(resource: Attributes) {
+    this.#resource = resource;
+  }
+
+  /** Protobuf (`application/x-protobuf`). */
+  encode(spans: readonly SpanData[]): Uint8Array {
+    const w = this.#writer;
+    w.reset();
+    const rs = w.begin(1);
+    writeResource(w, 1, this.#resource);
+    for (const [scope, list] of groupByScope(spans)) {
+      const ss = w.begin(2);
+      writeScope(w, 1, scope);
+      for (const s of list) writeSpan(w, s);
+      w.end(ss);
+    }
+    w.end(rs);
+    return w.finish();
+  }
+
+  /** OTLP/JSON (`application/json`). */
+  encodeJson(spans: readonly SpanData[]): string {
+    const scopeSpans = [];
+    for (const [scope, list] of groupByScope(spans)) {
+      scopeSpans.push({
+        scope: scope.version
+          ? { name: scope.name, version: scope.version }
+          : { name: scope.name },
+        spans: list.map(spanToJson),
+      });
+    }
+    return JSON.stringify({
+      resourceSpans: [
+        {
+          resource: { attributes: keyValuesToJson(this.#resource) },
+          scopeSpans,
+        },
+      ],
+    });
+  }
+}
+
+function spanToJson(s: SpanData): unknown {
+  return {
+    traceId: s.traceId,
+    spanId: s.spanId,
+    ...(s.traceState ? { traceState: s.traceState } : {}),
+    ...(s.parentSpanId ? { parentSpanId: s.parentSpanId } : {}),
+    flags:
+      (s.traceFlags & 0xff) |
+      HAS_IS_REMOTE |
+      (s.parentIsRemote ? IS_REMOTE : 0),
+    name: s.name,
+    kind: s.kind + 1,
+    startTimeUnixNano: msToNanosString(s.startTime),
+    endTimeUnixNano: msToNanosString(s.endTime),
+    attributes: keyValuesToJson(s.attributes),
+    ...(s.droppedAttributesCount
+      ? { droppedAttributesCount: s.droppedAttributesCount }
+      : {}),
+    ...(s.events
+      ? {
+          events: s.events.map((e) => ({
+            timeUnixNano: msToNanosString(e.time),
+            name: e.name,
+            attributes: keyValuesToJson(e.attributes),
+            ...(e.droppedAttributesCount
+              ? { droppedAttributesCount: e.droppedAttributesCount }
+              : {}),
+          })),
+        }
+      : {}),
+    ...(s.droppedEventsCount
+      ? { droppedEventsCount: s.droppedEventsCount }
+      : {}),
+    ...(s.links
+      ? {
+          links: s.links.map((l) => ({
+            traceId: l.traceId,
+            spanId: l.spanId,
+            ...(l.traceState ? { traceState: l.traceState } : {}),
+            attributes: keyValuesToJson(l.attributes),
+            ...(l.droppedAttributesCount
+              ? { droppedAttributesCount: l.droppedAttributesCount }
+              : {}),
+            flags: l.traceFlags & 0xff,
+          })),
+        }
+      : {}),
+    ...(s.droppedLinksCount ? { droppedLinksCount: s.droppedLinksCount } : {}),
+    status: {
+      ...(s.statusMessage ? { message: s.statusMessage } : {}),
+      ...(s.statusCode ? { code: s.statusCode } : {}),
+    },
+  };
+}

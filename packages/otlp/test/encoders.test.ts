@@ -1,0 +1,198 @@
+// Encodes with our writer and decodes with protobufjs (and JSON.parse),
+// against a schema written separately from the OTLP specification.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import {
+  decodeLogsRequest,
+  decodeTraceRequest,
+} from "@threadline/test-support";
+import {
+  LogsEncoder,
+  TraceEncoder,
+  type LogRecordData,
+  type SpanData,
+} from "../src/index.ts";
+
+const scope = { name: "test-scope", version: "1.2.3" };
+const resource = { "service.name": "orders", "process.pid": 42 };
+
+function span(overrides: Partial<SpanData> = {}): SpanData {
+  return {
+    scope,
+    traceId: "0af7651916cd43dd8448eb211c80319c",
+    spanId: "b7ad6b7169203331",
+    parentSpanId: "00f067aa0ba902b7",
+    parentIsRemote: true,
+    traceState: "a=1",
+    traceFlags: 3,
+    name: "GET /orders/:id",
+    kind: 1,
+    startTime: 1_700_000_000_123.456,
+    endTime: 1_700_000_000_223.5,
+    attributes: {
+      "customer.id": "c-42",
+      "http.response.status_code": 200,
+      ratio: 0.25,
+      negative: -7,
+      ok: true,
+      list: ["a", "b"],
+      long: "x".repeat(300),
+      unicode: "grüße ✓",
+    },
+    droppedAttributesCount: 2,
+    events: [
+      {
+        name: "exception",
+        time: 1_700_000_000_200,
+        attributes: { "exception.type": "Error" },
+        droppedAttributesCount: 0,
+      },
+    ],
+    droppedEventsCount: 0,
+    links: [
+      {
+        traceId: "1af7651916cd43dd8448eb211c80319c",
+        spanId: "c7ad6b7169203331",
+        traceState: undefined,
+        traceFlags: 1,
+        attributes: { why: "batch" },
+        droppedAttributesCount: 0,
+      },
+    ],
+    droppedLinksCount: 0,
+    statusCode: 2,
+    statusMessage: "boom",
+    ...overrides,
+  };
+}
+
+for (const format of ["protobuf", "json"] as const) {
+  describe(`TraceEncoder (${format})`, () => {
+    const encoder = new TraceEncoder(resource);
+    const encode = (spans: SpanData[]) =>
+      format === "json" ? encoder.encodeJson(spans) : encoder.encode(spans);
+
+    it("writes every field of a span", () => {
+      const [s] = decodeTraceRequest(encode([span()]));
+      assert.ok(s);
+      assert.equal(s.traceId, "0af7651916cd43dd8448eb211c80319c");
+      assert.equal(s.spanId, "b7ad6b7169203331");
+      assert.equal(s.parentSpanId, "00f067aa0ba902b7");
+      assert.equal(s.traceState, "a=1");
+      assert.equal(s.name, "GET /orders/:id");
+      assert.equal(s.kind, 2); // OTLP SERVER
+      // Fractional milliseconds carry a double's precision (a fraction of a microsecond).
+      const near = (a: bigint, b: bigint) =>
+        assert.ok(a - b < 1000n && b - a < 1000n, `${a} vs ${b}`);
+      near(s.startTimeUnixNano, 1_700_000_000_123_456_000n);
+      assert.equal(s.endTimeUnixNano, 1_700_000_000_223_500_000n);
+      assert.deepEqual(s.attributes, {
+        "customer.id": "c-42",
+        "http.response.status_code": 200,
+        ratio: 0.25,
+        negative: -7,
+        ok: true,
+        list: ["a", "b"],
+        long: "x".repeat(300),
+        unicode: "grüße ✓",
+      });
+      assert.deepEqual(s.status, { code: 2, message: "boom" });
+      assert.deepEqual(s.events, [
+        { name: "exception", attributes: { "exception.type": "Error" } },
+      ]);
+      assert.deepEqual(s.links, [
+        {
+          traceId: "1af7651916cd43dd8448eb211c80319c",
+          spanId: "c7ad6b7169203331",
+          attributes: { why: "batch" },
+        },
+      ]);
+      assert.equal(s.flags, 0x303); // trace flags 03, has-is-remote, is-remote
+      assert.deepEqual(s.resource, resource);
+      assert.deepEqual(s.scope, scope);
+    });
+
+    it("groups spans by scope and handles many and large spans", () => {
+      const other = { name: "other" };
+      const spans = Array.from({ length: 600 }, (_, i) =>
+        span({
+          spanId: i.toString(16).padStart(16, "0"),
+          scope: i % 2 ? scope : other,
+          attributes: { i, blob: "y".repeat(i * 10) },
+        }),
+      );
+      const decoded = decodeTraceRequest(encode(spans));
+      assert.equal(decoded.length, 600);
+      assert.deepEqual(
+        new Set(decoded.map((s) => s.scope.name)),
+        new Set(["test-scope", "other"]),
+      );
+      const s599 = decoded.find(
+        (s) => s.spanId === (599).toString(16).padStart(16, "0"),
+      )!;
+      assert.equal(s599.attributes["blob"], "y".repeat(5990));
+    });
+
+    it("omits a missing parent and an unset status", () => {
+      const [s] = decodeTraceRequest(
+        encode([
+          span({
+            parentSpanId: undefined,
+            parentIsRemote: false,
+            statusCode: 0,
+            statusMessage: undefined,
+            events: undefined,
+            links: undefined,
+          }),
+        ]),
+      );
+      assert.equal(s?.parentSpanId, "");
+      assert.deepEqual(s?.status, { code: 0, message: "" });
+      assert.equal(s?.flags, 0x103);
+    });
+  });
+}
+
+for (const format of ["protobuf", "json"] as const) {
+  describe(`LogsEncoder (${format})`, () => {
+    const encoder = new LogsEncoder(resource, scope);
+    const record: LogRecordData = {
+      time: 1_700_000_000_001,
+      observedTime: 1_700_000_000_002,
+      severityNumber: 9,
+      severityText: "info",
+      body: "order placed",
+      attributes: {
+        "customer.id": "c-42",
+        order: { id: 7, items: ["a"] },
+        nothing: null,
+      },
+      traceId: "0af7651916cd43dd8448eb211c80319c",
+      spanId: "b7ad6b7169203331",
+      traceFlags: 1,
+    };
+
+    it("writes every field of a record, nested values included", () => {
+      const [r] = decodeLogsRequest(
+        format === "json"
+          ? encoder.encodeJson([record])
+          : encoder.encode([record]),
+      );
+      assert.ok(r);
+      assert.equal(r.timeUnixNano, 1_700_000_000_001_000_000n);
+      assert.equal(r.observedTimeUnixNano, 1_700_000_000_002_000_000n);
+      assert.equal(r.severityNumber, 9);
+      assert.equal(r.severityText, "info");
+      assert.equal(r.body, "order placed");
+      assert.deepEqual(r.attributes, {
+        "customer.id": "c-42",
+        order: { id: 7, items: ["a"] },
+        nothing: undefined,
+      });
+      assert.equal(r.traceId, "0af7651916cd43dd8448eb211c80319c");
+      assert.equal(r.spanId, "b7ad6b7169203331");
+      assert.equal(r.flags, 1);
+      assert.deepEqual(r.resource, resource);
+    });
+  });
+}

