@@ -1,0 +1,522 @@
+// node:http and node:https, servers and clients.
+//
+// Server: `emit` on http.Server and https.Server prototypes is wrapped so the
+// 'request' listener runs inside the request's context (the only way to
+// make the handler's own work, its logs and its outgoing calls belong to
+// the request). Everything else passes straight through. The caller's trust
+// is computed once per connection and kept on the socket; the span ends on
+// the response's 'close', which Node emits exactly once whether the
+// response finished or the client went away, so keep-alive connections and
+// errors leave nothing open.
+//
+// Client: no patching at all. Node publishes every ClientRequest on the
+// `http.client.request.created` diagnostics channel before its headers are
+// sent, synchronously in the caller's context, which is all a client span
+// and header injection need; it also covers callers that captured
+// http.request before we started.
+import { subscribe, unsubscribe } from "node:diagnostics_channel";
+import type {
+  ClientRequest,
+  IncomingMessage,
+  Server,
+  ServerResponse,
+} from "node:http";
+import {
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Span,
+  type TextMapGetter,
+  type Tracer,
+  type TracerProvider,
+} from "@opentelemetry/api";
+import {
+  contextWithRouteHolder,
+  diag,
+  EgressPolicy,
+  getCustomerFromContext,
+  InboundTrust,
+  isTracingSuppressed,
+  normalizeMethod,
+  prepareHeaderWriter,
+  recordClientError,
+  recordClientResponse,
+  redactQuery,
+  semconv,
+  setCustomerInContext,
+  startClientSpan,
+  type Instrumentation,
+  type RouteHolder,
+} from "@threadline/core";
+
+/** Options of {@link HttpInstrumentation}. */
+export interface HttpInstrumentationConfig {
+  /** @default the global tracer provider */
+  tracerProvider?: TracerProvider;
+  /** Who may send baggage. @default non-edge, loopback and private callers trusted */
+  inbound?: InboundTrust;
+  /** Where baggage may go, and which hosts are third parties. @default loopback and private hosts internal */
+  egress?: EgressPolicy;
+  /** Request header carrying the customer id when no trusted baggage does. @default 'x-customer-id' */
+  customerHeader?: string;
+  /** Takes the customer id from a request; replaces `customerHeader`. */
+  customerFromRequest?: (req: IncomingMessage) => string | undefined;
+  /**
+   * Incoming paths not to trace (health checks, metrics scrapes): exact
+   * paths, or prefixes ending in `*` such as `/internal/*`.
+   * @default []
+   */
+  ignoreIncomingPaths?: readonly string[];
+}
+
+const NAME = "@threadline/instrumentation-http";
+const VERSION = "0.1.0";
+
+const TRUST = Symbol("threadline.http.trust");
+const STATE = Symbol("threadline.http.state");
+const CLIENT_SPAN = Symbol("threadline.http.client-span");
+const WRAPPED = Symbol("threadline.http.wrapped");
+// Emitted by the self-check on a throw-away server to prove the wrapper runs.
+const PROBE = Symbol("threadline.http.probe");
+
+type TrustedSocket = {
+  [TRUST]?: boolean;
+  remoteAddress?: string;
+  remotePort?: number;
+  encrypted?: boolean;
+};
+type Emit = (
+  this: unknown,
+  event: string | symbol,
+  ...args: unknown[]
+) => boolean;
+
+interface ServerState extends RouteHolder {
+  span: Span;
+  req: IncomingMessage;
+  method: string;
+}
+
+type StatefulResponse = ServerResponse & { [STATE]?: ServerState };
+type TracedClientRequest = ClientRequest & { [CLIENT_SPAN]?: Span };
+
+const trustedGetter: TextMapGetter<IncomingMessage["headers"]> = {
+  get: (carrier, key) => carrier[key],
+  keys: (carrier) => Object.keys(carrier),
+};
+// Untrusted callers' baggage is never read, so it cannot plant a customer id.
+const untrustedGetter: TextMapGetter<IncomingMessage["headers"]> = {
+  get: (carrier, key) => (key === "baggage" ? undefined : carrier[key]),
+  keys: (carrier) => Object.keys(carrier).filter((k) => k !== "baggage"),
+};
+
+const clientHeaders = prepareHeaderWriter<ClientRequest>({
+  set: (req, name, value) => {
+    if (!req.headersSent) req.setHeader(name, value);
+  },
+  remove: (req, name) => {
+    if (!req.headersSent && req.hasHeader(name)) req.removeHeader(name);
+  },
+});
+
+function hostAndPort(
+  host: string | undefined,
+  fallbackPort: number,
+): { address: string | undefined; port: number } {
+  if (host === undefined || host.length === 0)
+    return { address: undefined, port: fallbackPort };
+  if (host.startsWith("[")) {
+    const close = host.indexOf("]");
+    const port =
+      host.charCodeAt(close + 1) === 0x3a
+        ? Number(host.slice(close + 2))
+        : fallbackPort;
+    return {
+      address: host.slice(1, close),
+      port: Number.isInteger(port) ? port : fallbackPort,
+    };
+  }
+  const colon = host.lastIndexOf(":");
+  if (colon === -1) return { address: host, port: fallbackPort };
+  const port = Number(host.slice(colon + 1));
+  return {
+    address: host.slice(0, colon),
+    port: Number.isInteger(port) ? port : fallbackPort,
+  };
+}
+
+function expressRoute(req: IncomingMessage): string | undefined {
+  const r = req as IncomingMessage & {
+    route?: { path?: unknown };
+    baseUrl?: unknown;
+  };
+  const path = r.route?.path;
+  if (typeof path !== "string") return undefined;
+  const base = typeof r.baseUrl === "string" ? r.baseUrl : "";
+  return base + path || "/";
+}
+
+export class HttpInstrumentation implements Instrumentation {
+  readonly name = NAME;
+  readonly #config: HttpInstrumentationConfig;
+  readonly #inbound: InboundTrust;
+  readonly #egress: EgressPolicy;
+  readonly #customerHeader: string;
+  #tracer: Tracer | undefined;
+  #enabled = false;
+  #probeHits = 0;
+  readonly #restore: Array<() => void> = [];
+  readonly #ignoredExact: ReadonlySet<string>;
+  readonly #ignoredPrefixes: readonly string[];
+
+  constructor(config: HttpInstrumentationConfig = {}) {
+    this.#config = config;
+    this.#inbound = config.inbound ?? new InboundTrust();
+    this.#egress = config.egress ?? new EgressPolicy();
+    this.#customerHeader = (
+      config.customerHeader ?? "x-customer-id"
+    ).toLowerCase();
+    const ignored = config.ignoreIncomingPaths ?? [];
+    this.#ignoredExact = new Set(ignored.filter((p) => !p.endsWith("*")));
+    this.#ignoredPrefixes = ignored
+      .filter((p) => p.endsWith("*"))
+      .map((p) => p.slice(0, -1));
+  }
+
+  #ignored(url: string | undefined): boolean {
+    if (this.#ignoredExact.size === 0 && this.#ignoredPrefixes.length === 0)
+      return false;
+    const u = url ?? "/";
+    const q = u.indexOf("?");
+    const path = q === -1 ? u : u.slice(0, q);
+    if (this.#ignoredExact.has(path)) return true;
+    for (const p of this.#ignoredPrefixes) if (path.startsWith(p)) return true;
+    return false;
+  }
+
+  #getTracer(): Tracer {
+    this.#tracer ??= (
+      this.#config.tracerProvider ?? trace.getTracerProvider()
+    ).getTracer(NAME, VERSION);
+    return this.#tracer;
+  }
+
+  enable(): void {
+    if (this.#enabled) return;
+    this.#enabled = true;
+    this.#tracer = undefined;
+    const http = process.getBuiltinModule("node:http");
+    const https = process.getBuiltinModule("node:https");
+    this.#wrapServer(
+      http.Server.prototype as unknown as Record<string, unknown>,
+      "http",
+    );
+    this.#wrapServer(
+      https.Server.prototype as unknown as Record<string, unknown>,
+      "https",
+    );
+    const created = (msg: unknown) =>
+      this.#onClientCreated((msg as { request: TracedClientRequest }).request);
+    const response = (msg: unknown) =>
+      this.#onClientResponse(
+        msg as { request: TracedClientRequest; response: IncomingMessage },
+      );
+    const error = (msg: unknown) =>
+      this.#onClientError(
+        msg as { request: TracedClientRequest; error: unknown },
+      );
+    subscribe("http.client.request.created", created);
+    subscribe("http.client.response.finish", response);
+    subscribe("http.client.request.error", error);
+    this.#restore.push(() => {
+      unsubscribe("http.client.request.created", created);
+      unsubscribe("http.client.response.finish", response);
+      unsubscribe("http.client.request.error", error);
+    });
+  }
+
+  disable(): void {
+    if (!this.#enabled) return;
+    this.#enabled = false;
+    for (const undo of this.#restore.splice(0)) undo();
+  }
+
+  selfCheck(): string[] {
+    if (!this.#enabled) return [];
+    const problems: string[] = [];
+    for (const name of ["http", "https"] as const) {
+      const mod = process.getBuiltinModule(`node:${name}`);
+      const before = this.#probeHits;
+      try {
+        const server = new (
+          mod.Server as unknown as new () => { emit(event: symbol): boolean }
+        )();
+        server.emit(PROBE);
+      } catch {
+        // a failing probe counts as not reached
+      }
+      if (this.#probeHits === before) {
+        problems.push(
+          `incoming ${name} requests are not traced: ${name}.Server.prototype.emit was replaced after Threadline started`,
+        );
+      }
+    }
+    return problems;
+  }
+
+  #wrapServer(proto: Record<string, unknown>, scheme: "http" | "https"): void {
+    const hadOwn = Object.prototype.hasOwnProperty.call(proto, "emit");
+    const original = proto["emit"] as Emit;
+    if ((original as { [WRAPPED]?: boolean })[WRAPPED] === true) return;
+    const self = this;
+    const emit = function threadlineEmit(
+      this: Server,
+      event: string | symbol,
+      req?: unknown,
+      res?: unknown,
+    ): boolean {
+      if (
+        event === "request" &&
+        self.#enabled &&
+        req !== undefined &&
+        res !== undefined
+      ) {
+        return self.#handleRequest(
+          this,
+          original,
+          arguments as unknown as unknown[],
+          req as IncomingMessage,
+          res as StatefulResponse,
+          scheme,
+        );
+      }
+      if (event === PROBE) {
+        self.#probeHits++;
+        return false;
+      }
+      return original.apply(
+        this,
+        arguments as unknown as [string | symbol, ...unknown[]],
+      );
+    };
+    Object.defineProperty(emit, WRAPPED, { value: true });
+    proto["emit"] = emit;
+    this.#restore.push(() => {
+      if (proto["emit"] !== emit) return; // someone wrapped us; leave the chain intact
+      if (hadOwn) proto["emit"] = original;
+      else delete proto["emit"];
+    });
+  }
+
+  #customerOf(req: IncomingMessage): string | undefined {
+    const fn = this.#config.customerFromRequest;
+    if (fn !== undefined) {
+      try {
+        return fn(req);
+      } catch (err) {
+        diag.warnCollapsed(
+          "customer-source",
+          `customerFromRequest threw: ${(err as Error).message}; the request has no customer id`,
+        );
+        return undefined;
+      }
+    }
+    const v = req.headers[this.#customerHeader];
+    return typeof v === "string" ? v : undefined;
+  }
+
+  #handleRequest(
+    server: Server,
+    original: Emit,
+    args: unknown[],
+    req: IncomingMessage,
+    res: StatefulResponse,
+    scheme: "http" | "https",
+  ): boolean {
+    if (this.#ignored(req.url))
+      return original.apply(server, args as [string | symbol, ...unknown[]]);
+    let ctx = ROOT_CONTEXT;
+    let span: Span;
+    try {
+      const socket = req.socket as unknown as TrustedSocket;
+      let trusted = socket[TRUST];
+      if (trusted === undefined) {
+        trusted = this.#inbound.trusts(socket.remoteAddress);
+        socket[TRUST] = trusted;
+      }
+      const headers = req.headers;
+      ctx = propagation.extract(
+        ROOT_CONTEXT,
+        headers,
+        trusted ? trustedGetter : untrustedGetter,
+      );
+      if (getCustomerFromContext(ctx) === undefined) {
+        const customer = this.#customerOf(req);
+        if (customer !== undefined) ctx = setCustomerInContext(ctx, customer);
+      }
+      const { method, original: methodOriginal } = normalizeMethod(req.method);
+      const url = req.url ?? "/";
+      const q = url.indexOf("?");
+      const { address, port } = hostAndPort(
+        headers.host,
+        scheme === "https" ? 443 : 80,
+      );
+      const forwarded = headers["x-forwarded-for"];
+      const attributes: Attributes = {
+        [semconv.ATTR_HTTP_REQUEST_METHOD]: method,
+        [semconv.ATTR_URL_PATH]: q === -1 ? url : url.slice(0, q),
+        [semconv.ATTR_URL_SCHEME]: scheme,
+        [semconv.ATTR_SERVER_ADDRESS]: address,
+        [semconv.ATTR_SERVER_PORT]: port,
+        [semconv.ATTR_NETWORK_PEER_ADDRESS]: socket.remoteAddress,
+        [semconv.ATTR_NETWORK_PEER_PORT]: socket.remotePort,
+        [semconv.ATTR_CLIENT_ADDRESS]:
+          typeof forwarded === "string"
+            ? forwarded.split(",")[0]!.trim()
+            : socket.remoteAddress,
+        [semconv.ATTR_NETWORK_PROTOCOL_VERSION]: req.httpVersion,
+        [semconv.ATTR_USER_AGENT_ORIGINAL]: headers["user-agent"],
+      };
+      if (q !== -1)
+        attributes[semconv.ATTR_URL_QUERY] = redactQuery(url.slice(q + 1));
+      if (methodOriginal !== undefined)
+        attributes[semconv.ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = methodOriginal;
+      const name = method === "_OTHER" ? "HTTP" : method;
+      span = this.#getTracer().startSpan(
+        name,
+        { kind: SpanKind.SERVER, attributes },
+        ctx,
+      );
+      const state: ServerState = { route: undefined, span, req, method: name };
+      ctx = contextWithRouteHolder(trace.setSpan(ctx, span), state);
+      res[STATE] = state;
+      res.on("close", onResponseClose);
+    } catch (err) {
+      diag.warnCollapsed(
+        "http-server",
+        `could not trace an incoming request: ${(err as Error).message}`,
+      );
+      return original.apply(server, args as [string | symbol, ...unknown[]]);
+    }
+    try {
+      return context.with(
+        ctx,
+        original,
+        server,
+        ...(args as [string | symbol, ...unknown[]]),
+      );
+    } catch (err) {
+      span.recordException(err as Error);
+      span.setStatus({
+        code: SpanStatusCode.ERROR,
+        message: (err as Error)?.message,
+      });
+      throw err;
+    }
+  }
+
+  #onClientCreated(request: TracedClientRequest): void {
+    if (!this.#enabled) return;
+    try {
+      const ctx = context.active();
+      if (isTracingSuppressed(ctx)) return;
+      const scheme = request.protocol === "https:" ? "https" : "http";
+      const hostHeader = request.getHeader("host");
+      const { port } = hostAndPort(
+        typeof hostHeader === "string" ? hostHeader : undefined,
+        scheme === "https" ? 443 : 80,
+      );
+      const { span } = startClientSpan(
+        this.#getTracer(),
+        this.#egress,
+        ctx,
+        {
+          method: request.method,
+          scheme,
+          host: request.host,
+          port,
+          path: request.path,
+        },
+        request as ClientRequest,
+        clientHeaders,
+      );
+      request[CLIENT_SPAN] = span;
+      request.on("close", onClientClose);
+    } catch (err) {
+      diag.warnCollapsed(
+        "http-client",
+        `could not trace an outgoing request: ${(err as Error).message}`,
+      );
+    }
+  }
+
+  #onClientResponse({
+    request,
+    response,
+  }: {
+    request: TracedClientRequest;
+    response: IncomingMessage;
+  }): void {
+    const span = request[CLIENT_SPAN];
+    if (span !== undefined && response.statusCode !== undefined)
+      recordClientResponse(span, response.statusCode);
+  }
+
+  #onClientError({
+    request,
+    error,
+  }: {
+    request: TracedClientRequest;
+    error: unknown;
+  }): void {
+    const span = request[CLIENT_SPAN];
+    if (span === undefined) return;
+    request[CLIENT_SPAN] = undefined;
+    recordClientError(span, error);
+    span.end();
+  }
+}
+
+function onResponseClose(this: StatefulResponse): void {
+  const state = this[STATE];
+  if (state === undefined) return;
+  this[STATE] = undefined;
+  const span = state.span;
+  if (this.headersSent)
+    span.setAttribute(semconv.ATTR_HTTP_RESPONSE_STATUS_CODE, this.statusCode);
+  const route = state.route ?? expressRoute(state.req);
+  if (route !== undefined) {
+    span.setAttribute(semconv.ATTR_HTTP_ROUTE, route);
+    span.updateName(`${state.method} ${route}`);
+  }
+  if (!this.writableFinished) {
+    span.setAttribute(semconv.ATTR_ERROR_TYPE, "aborted");
+    span.setStatus({
+      code: SpanStatusCode.ERROR,
+      message: "the connection closed before the response was complete",
+    });
+  } else if (this.statusCode >= 500) {
+    span.setAttribute(semconv.ATTR_ERROR_TYPE, String(this.statusCode));
+    span.setStatus({ code: SpanStatusCode.ERROR });
+  }
+  span.end();
+}
+
+function onClientClose(this: TracedClientRequest): void {
+  const span = this[CLIENT_SPAN];
+  if (span === undefined) return;
+  this[CLIENT_SPAN] = undefined;
+  const res = (this as ClientRequest & { res?: IncomingMessage }).res;
+  if (res === undefined || !res.complete) {
+    span.setAttribute(semconv.ATTR_ERROR_TYPE, "aborted");
+    span.setStatus({
+      code: SpanStatusCode.ERROR,
+      message: "the request ended before a complete response",
+    });
+  }
+  span.end();
+}

@@ -1,0 +1,2 @@
+export { HttpInstrumentation } from "./http-instrumentation.ts";
+export type { HttpInstrumentationConfig } from "./http-instrumentation.ts";

@@ -1,0 +1,318 @@
+// node:http/https and fetch instrumentation inside one process, against a
+// real OTLP receiver: status and errors, aborts, keep-alive, routes, TLS,
+// and egress rules for baggage.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import http from "node:http";
+import https from "node:https";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, beforeEach, describe, it } from "node:test";
+import express from "express";
+import {
+  startOtlpReceiver,
+  startRecordingServer,
+  waitFor,
+  type OtlpReceiver,
+  type ReceivedSpan,
+  type RecordingServer,
+} from "@threadline/test-support";
+import { init, type ThreadlineHandle } from "@threadline/node";
+
+const SERVER = 2;
+const CLIENT = 3;
+
+let receiver: OtlpReceiver;
+let thirdParty: RecordingServer;
+let internal: RecordingServer;
+let threadline: ThreadlineHandle;
+
+function listen(server: http.Server | https.Server): Promise<number> {
+  return new Promise((resolve) =>
+    server.listen(0, "127.0.0.1", () =>
+      resolve((server.address() as { port: number }).port),
+    ),
+  );
+}
+
+function get(
+  url: string,
+  options: https.RequestOptions = {},
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const request = url.startsWith("https") ? https.get : http.get;
+    request(url, options, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => (body += c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    }).on("error", reject);
+  });
+}
+
+const byName = (spans: ReceivedSpan[], kind: number, name: string) =>
+  spans.filter((s) => s.kind === kind && s.name === name);
+
+before(async () => {
+  receiver = await startOtlpReceiver();
+  thirdParty = await startRecordingServer();
+  internal = await startRecordingServer();
+  process.env["OTEL_BSP_SCHEDULE_DELAY"] = "20";
+  threadline = init({
+    serviceName: "http-test",
+    endpoint: receiver.url,
+    exportLogs: false,
+    // The receiver runs in this process: its own requests must not be traced.
+    ignoreIncomingPaths: ["/v1/*"],
+    thirdParties: { [`127.0.0.1:${thirdParty.port}`]: "acme" },
+  });
+});
+
+after(async () => {
+  await threadline.shutdown();
+  await Promise.all([receiver.close(), thirdParty.close(), internal.close()]);
+});
+
+beforeEach(() => receiver.clear());
+
+describe("http server", () => {
+  it("marks 5xx responses as errors on both ends", async () => {
+    const server = http.createServer((_req, res) => res.writeHead(503).end());
+    const port = await listen(server);
+    const res = await fetch(`http://127.0.0.1:${port}/down`);
+    assert.equal(res.status, 503);
+    const spans = await receiver.waitForSpans(
+      (s) => s.length >= 2,
+      "server and client span",
+    );
+    const serverSpan = spans.find((s) => s.kind === SERVER)!;
+    const clientSpan = spans.find((s) => s.kind === CLIENT)!;
+    assert.equal(serverSpan.status.code, 2);
+    assert.equal(serverSpan.attributes["error.type"], "503");
+    assert.equal(serverSpan.attributes["http.response.status_code"], 503);
+    assert.equal(clientSpan.status.code, 2);
+    assert.equal(serverSpan.parentSpanId, clientSpan.spanId);
+    server.close();
+  });
+
+  it("ends the server span of a request the client aborted, as an error", async () => {
+    let gotRequest!: () => void;
+    const requested = new Promise<void>((r) => (gotRequest = r));
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200);
+      res.write("partial");
+      gotRequest();
+    });
+    const port = await listen(server);
+    const req = http.get(`http://127.0.0.1:${port}/slow`, (res) =>
+      res.resume(),
+    );
+    req.on("error", () => {});
+    await requested;
+    req.destroy();
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        s.some((x) => x.kind === SERVER) && s.some((x) => x.kind === CLIENT),
+      "both spans",
+    );
+    const serverSpan = spans.find((s) => s.kind === SERVER)!;
+    assert.equal(serverSpan.attributes["error.type"], "aborted");
+    assert.equal(serverSpan.status.code, 2);
+    const clientSpan = spans.find((s) => s.kind === CLIENT)!;
+    assert.equal(clientSpan.status.code, 2);
+    server.closeAllConnections();
+    server.close();
+  });
+
+  it("gives each request on a keep-alive connection its own span and trace", async () => {
+    const server = http.createServer((req, res) => res.end(req.url));
+    const port = await listen(server);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    for (let i = 0; i < 3; i++)
+      assert.equal(
+        (await get(`http://127.0.0.1:${port}/r${i}`, { agent })).body,
+        `/r${i}`,
+      );
+    const spans = await receiver.waitForSpans(
+      (s) => s.length >= 6,
+      "six spans",
+    );
+    const servers = spans.filter((s) => s.kind === SERVER);
+    assert.equal(servers.length, 3);
+    assert.equal(new Set(servers.map((s) => s.traceId)).size, 3);
+    for (const s of servers)
+      assert.ok(
+        spans.some((c) => c.kind === CLIENT && c.spanId === s.parentSpanId),
+      );
+    assert.equal(
+      new Set(servers.map((s) => s.attributes["network.peer.port"])).size,
+      1,
+      "one connection",
+    );
+    agent.destroy();
+    server.close();
+  });
+
+  it("names spans after express routes", async () => {
+    const app = express();
+    const router = express.Router();
+    router.get("/orders/:id", (req, res) => {
+      res.json({ id: req.params.id });
+    });
+    app.use("/api", router);
+    const server = http.createServer(app);
+    const port = await listen(server);
+    assert.equal(
+      (await get(`http://127.0.0.1:${port}/api/orders/17?token=abc`)).status,
+      200,
+    );
+    const spans = await receiver.waitForSpans(
+      (s) => s.some((x) => x.kind === SERVER),
+      "server span",
+    );
+    const serverSpan = spans.find((s) => s.kind === SERVER)!;
+    assert.equal(serverSpan.name, "GET /api/orders/:id");
+    assert.equal(serverSpan.attributes["http.route"], "/api/orders/:id");
+    assert.equal(serverSpan.attributes["url.path"], "/api/orders/17");
+    assert.equal(serverSpan.attributes["url.query"], "token=REDACTED");
+    server.close();
+  });
+
+  it("traces https servers and clients", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "threadline-tls-"));
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-days",
+        "1",
+        "-keyout",
+        join(dir, "key.pem"),
+        "-out",
+        join(dir, "cert.pem"),
+      ],
+      { stdio: "ignore" },
+    );
+    const server = https.createServer(
+      {
+        key: readFileSync(join(dir, "key.pem")),
+        cert: readFileSync(join(dir, "cert.pem")),
+      },
+      (_req, res) => res.end("secure"),
+    );
+    const port = await listen(server);
+    assert.equal(
+      (await get(`https://127.0.0.1:${port}/s`, { rejectUnauthorized: false }))
+        .body,
+      "secure",
+    );
+    const spans = await receiver.waitForSpans(
+      (s) => s.length >= 2,
+      "two spans",
+    );
+    const serverSpan = spans.find((s) => s.kind === SERVER)!;
+    const clientSpan = spans.find((s) => s.kind === CLIENT)!;
+    assert.equal(serverSpan.attributes["url.scheme"], "https");
+    assert.equal(
+      clientSpan.attributes["url.full"],
+      `https://127.0.0.1:${port}/s`,
+    );
+    assert.equal(serverSpan.parentSpanId, clientSpan.spanId);
+    server.close();
+  });
+});
+
+describe("http and fetch clients", () => {
+  it("records connection failures", async () => {
+    const closed = http.createServer();
+    const port = await listen(closed);
+    closed.close();
+    const url = `http://127.0.0.1:${port}/nothing`;
+    await assert.rejects(get(url));
+    await assert.rejects(fetch(url));
+    const spans = await receiver.waitForSpans(
+      (s) => s.length >= 2,
+      "two failed client spans",
+    );
+    for (const s of spans) {
+      assert.equal(s.kind, CLIENT);
+      assert.equal(s.status.code, 2);
+      assert.ok(s.events.some((e) => e.name === "exception"));
+    }
+    assert.deepEqual(
+      spans.map((s) => [s.attributes["url.full"], s.attributes["error.type"]]),
+      [
+        [url, "ECONNREFUSED"],
+        [url, "ECONNREFUSED"],
+      ],
+    );
+  });
+
+  it("records an aborted fetch", async () => {
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200);
+      res.write("start");
+    });
+    const port = await listen(server);
+    const controller = new AbortController();
+    const res = await fetch(`http://127.0.0.1:${port}/stream`, {
+      signal: controller.signal,
+    });
+    controller.abort();
+    await assert.rejects(res.text());
+    const spans = await receiver.waitForSpans(
+      (s) => s.some((x) => x.kind === CLIENT),
+      "client span",
+    );
+    const clientSpan = spans.find((s) => s.kind === CLIENT)!;
+    assert.equal(clientSpan.status.code, 2);
+    assert.equal(clientSpan.attributes["error.type"], "AbortError");
+    server.closeAllConnections();
+    server.close();
+  });
+
+  it("sends baggage to internal hosts only, removing even a copied baggage header for third parties", async () => {
+    const server = http.createServer(async (req, res) => {
+      // A proxy-like handler that forwards the incoming headers wholesale.
+      const forwarded = { baggage: String(req.headers["baggage"] ?? "") };
+      await fetch(`${thirdParty.url}/charge`, { headers: forwarded });
+      await get(`${thirdParty.url}/charge-again`, { headers: forwarded });
+      await fetch(`${internal.url}/inventory`);
+      res.end("ok");
+    });
+    const port = await listen(server);
+    const res = await fetch(`http://127.0.0.1:${port}/checkout`, {
+      headers: { "x-customer-id": "c-42" },
+    });
+    assert.equal(res.status, 200);
+    await waitFor(
+      () => thirdParty.requests.length >= 2 && internal.requests.length >= 1,
+      { what: "the three calls" },
+    );
+    for (const r of thirdParty.requests.slice(-2)) {
+      assert.equal(r.headers["baggage"], undefined, r.path);
+      assert.match(String(r.headers["traceparent"]), /^00-/);
+    }
+    assert.equal(
+      internal.requests.at(-1)?.headers["baggage"],
+      "customer.id=c-42",
+    );
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        s.filter((x) => x.attributes["peer.service"] === "acme").length >= 2,
+      "third-party spans",
+    );
+    for (const s of byName(spans, CLIENT, "GET").filter(
+      (x) => x.attributes["peer.service"] === "acme",
+    ))
+      assert.equal(s.attributes["customer.id"], "c-42");
+    server.close();
+  });
+});

@@ -1,0 +1,2 @@
+export { PinoInstrumentation } from "./pino-instrumentation.ts";
+export type { PinoInstrumentationConfig } from "./pino-instrumentation.ts";

@@ -1,0 +1,208 @@
+// pino: trace and customer correlation on every line, and capture of the
+// lines for OTLP export.
+//
+// pino builds each line in one method shared by every logger through the
+// prototype chain (`[asJson]` in lib/proto.js). Wrapping that one method
+// reaches every logger, including ones created before Threadline started
+// and children of any depth, without touching their options. Correlation
+// fields are added by appending a cached JSON fragment to the logger's
+// serialised bindings for the duration of the call, so pino writes them
+// exactly like child-logger bindings: no object is built or merged per line,
+// and a span's fragment is built once. The finished line is handed to the
+// sink as it is; parsing it for OTLP happens off the main thread.
+import { context, trace, type Span } from "@opentelemetry/api";
+import {
+  getCustomerFromContext,
+  hookModule,
+  type Instrumentation,
+  type LogRecordSink,
+} from "@threadline/core";
+
+/** Options of {@link PinoInstrumentation}. */
+export interface PinoInstrumentationConfig {
+  /** Receives every line written inside or outside a request (for OTLP export). */
+  sink?: LogRecordSink;
+  /**
+   * Field names: `otel` writes `trace_id`/`span_id`, `ecs` writes `trace.id`/`span.id`.
+   * The customer id is always `customer.id`.
+   * @default 'otel'
+   */
+  fields?: "otel" | "ecs";
+}
+
+const NAME = "@threadline/instrumentation-pino";
+
+type AsJson = (
+  this: PinoLogger,
+  obj: unknown,
+  msg: unknown,
+  num: number,
+  time: string,
+) => string;
+interface PinoLogger {
+  levels?: { labels?: Record<number, string> };
+  [key: symbol]: unknown;
+}
+
+function severityNumber(level: number): number {
+  if (level < 20) return 1; // TRACE
+  if (level < 30) return 5; // DEBUG
+  if (level < 40) return 9; // INFO
+  if (level < 50) return 13; // WARN
+  if (level < 60) return 17; // ERROR
+  return 21; // FATAL
+}
+
+function symbolNamed(proto: object, description: string): symbol | undefined {
+  for (
+    let o: object | null = proto;
+    o !== null;
+    o = Object.getPrototypeOf(o) as object | null
+  ) {
+    for (const s of Object.getOwnPropertySymbols(o))
+      if (s.description === description) return s;
+  }
+  return undefined;
+}
+
+export class PinoInstrumentation implements Instrumentation {
+  readonly name = NAME;
+  #sink: LogRecordSink | undefined;
+  readonly #traceKey: string;
+  readonly #spanKey: string;
+  #enabled = false;
+  #unhook: (() => void) | undefined;
+  readonly #restore: Array<() => void> = [];
+  #late: string[] = [];
+  // One-entry cache: consecutive lines mostly come from the same span.
+  #lastSpan: Span | undefined;
+  #lastCustomer: string | undefined;
+  #lastFragment = "";
+
+  constructor(config: PinoInstrumentationConfig = {}) {
+    this.#sink = config.sink;
+    const ecs = config.fields === "ecs";
+    this.#traceKey = ecs ? "trace.id" : "trace_id";
+    this.#spanKey = ecs ? "span.id" : "span_id";
+  }
+
+  /** Replaces the sink (or removes it with `undefined`). */
+  setSink(sink: LogRecordSink | undefined): void {
+    this.#sink = sink;
+  }
+
+  enable(): void {
+    if (this.#enabled) return;
+    this.#enabled = true;
+    const { late, unhook } = hookModule({
+      module: "pino",
+      file: "lib/proto.js",
+      onLoad: (exports) => {
+        if (typeof exports === "function")
+          this.#patch(
+            Object.getPrototypeOf((exports as () => object)()) as Record<
+              symbol,
+              unknown
+            >,
+          );
+        return undefined;
+      },
+    });
+    this.#late = late;
+    this.#unhook = unhook;
+  }
+
+  disable(): void {
+    if (!this.#enabled) return;
+    this.#enabled = false;
+    this.#unhook?.();
+    this.#unhook = undefined;
+    for (const undo of this.#restore.splice(0)) undo();
+  }
+
+  /** Files of pino that were loaded before this instrumentation was enabled. */
+  get loadedEarly(): string[] {
+    return this.#late;
+  }
+
+  #fragment(span: Span | undefined, customer: string | undefined): string {
+    if (span === this.#lastSpan && customer === this.#lastCustomer)
+      return this.#lastFragment;
+    let f = "";
+    if (span !== undefined) {
+      const sc = span.spanContext();
+      f = `,"${this.#traceKey}":"${sc.traceId}","${this.#spanKey}":"${sc.spanId}"`;
+    }
+    // Customer ids are validated to need no JSON escaping (see isValidCustomerId).
+    if (customer !== undefined) f += `,"customer.id":"${customer}"`;
+    this.#lastSpan = span;
+    this.#lastCustomer = customer;
+    this.#lastFragment = f;
+    return f;
+  }
+
+  #patch(proto: Record<symbol, unknown>): void {
+    const asJsonSym = symbolNamed(proto, "pino.asJson");
+    if (asJsonSym === undefined || typeof proto[asJsonSym] !== "function")
+      return;
+    // Bindings and the message key live on logger instances, not on the shared prototype.
+    let chindingsSym: symbol | undefined;
+    const original = proto[asJsonSym] as AsJson;
+    const self = this;
+    let messageKeySym: symbol | undefined;
+    const asJson: AsJson = function threadlineAsJson(obj, msg, num, time) {
+      if (!self.#enabled) return original.call(this, obj, msg, num, time);
+      const ctx = context.active();
+      let span = trace.getSpan(ctx);
+      if (
+        span !== undefined &&
+        span.spanContext().traceId === "00000000000000000000000000000000"
+      )
+        span = undefined;
+      const customer = getCustomerFromContext(ctx);
+      let line: string;
+      chindingsSym ??= symbolNamed(this, "pino.chindings");
+      if (
+        (span === undefined && customer === undefined) ||
+        chindingsSym === undefined
+      ) {
+        line = original.call(this, obj, msg, num, time);
+      } else {
+        const chindings = (this[chindingsSym] as string | undefined) ?? "";
+        this[chindingsSym] = chindings + self.#fragment(span, customer);
+        try {
+          line = original.call(this, obj, msg, num, time);
+        } finally {
+          this[chindingsSym] = chindings;
+        }
+      }
+      const sink = self.#sink;
+      if (sink !== undefined) {
+        messageKeySym ??= symbolNamed(this, "pino.messageKey");
+        const messageKey =
+          messageKeySym === undefined
+            ? "msg"
+            : ((this[messageKeySym] as string | undefined) ?? "msg");
+        const sc = span?.spanContext();
+        try {
+          sink.emit(
+            line,
+            severityNumber(num),
+            this.levels?.labels?.[num],
+            sc?.traceId,
+            sc?.spanId,
+            sc?.traceFlags ?? 0,
+            messageKey,
+          );
+        } catch {
+          // exporting must never break logging
+        }
+      }
+      return line;
+    };
+    proto[asJsonSym] = asJson;
+    this.#restore.push(() => {
+      if (proto[asJsonSym] === asJson) proto[asJsonSym] = original;
+    });
+  }
+}

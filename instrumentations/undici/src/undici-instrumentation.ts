@@ -1,0 +1,193 @@
+// fetch() and undici, through undici's diagnostics channels. Node's global
+// fetch is undici, and a separately installed undici publishes on the same
+// channel names, so one subscription covers both with no patching.
+// `undici:request:create` runs in the caller's async context before the
+// request is written, so the span's parent is right and headers can still
+// be added; the span ends when the body has been read
+// (`undici:request:trailers`) or the request failed.
+import { subscribe, unsubscribe } from "node:diagnostics_channel";
+import {
+  context,
+  trace,
+  type Span,
+  type Tracer,
+  type TracerProvider,
+} from "@opentelemetry/api";
+import {
+  diag,
+  EgressPolicy,
+  isTracingSuppressed,
+  prepareHeaderWriter,
+  recordClientError,
+  recordClientResponse,
+  startClientSpan,
+  type Instrumentation,
+} from "@threadline/core";
+
+/** Options of {@link UndiciInstrumentation}. */
+export interface UndiciInstrumentationConfig {
+  /** @default the global tracer provider */
+  tracerProvider?: TracerProvider;
+  /** Where baggage may go, and which hosts are third parties. @default loopback and private hosts internal */
+  egress?: EgressPolicy;
+}
+
+const NAME = "@threadline/instrumentation-undici";
+const VERSION = "0.1.0";
+const SPAN = Symbol("threadline.undici.span");
+
+/** The parts of undici's internal Request object this instrumentation reads. */
+interface UndiciRequest {
+  origin: string | URL;
+  method: string;
+  path: string;
+  headers: string[] | string | undefined;
+  addHeader(name: string, value: string): unknown;
+  [SPAN]?: Span;
+}
+
+interface Origin {
+  scheme: "http" | "https";
+  host: string;
+  port: number;
+}
+
+const ORIGIN_CACHE_LIMIT = 256;
+const origins = new Map<string, Origin>();
+
+function parseOrigin(origin: string | URL): Origin | undefined {
+  const key = String(origin);
+  let o = origins.get(key);
+  if (o !== undefined) return o;
+  try {
+    const u = typeof origin === "string" ? new URL(origin) : origin;
+    const scheme = u.protocol === "https:" ? "https" : "http";
+    const host = u.hostname.startsWith("[")
+      ? u.hostname.slice(1, -1)
+      : u.hostname;
+    o = {
+      scheme,
+      host,
+      port: u.port === "" ? (scheme === "https" ? 443 : 80) : Number(u.port),
+    };
+  } catch {
+    return undefined;
+  }
+  if (origins.size >= ORIGIN_CACHE_LIMIT) origins.clear();
+  origins.set(key, o);
+  return o;
+}
+
+const headers = prepareHeaderWriter<UndiciRequest>({
+  set: (req, name, value) => {
+    req.addHeader(name, value);
+  },
+  remove: (req, name) => {
+    const h = req.headers;
+    if (Array.isArray(h)) {
+      for (let i = h.length - 2; i >= 0; i -= 2)
+        if (h[i]!.toLowerCase() === name) h.splice(i, 2);
+    } else if (typeof h === "string" && h.toLowerCase().includes(`${name}:`)) {
+      req.headers = h
+        .split("\r\n")
+        .filter((line) => !line.toLowerCase().startsWith(`${name}:`))
+        .join("\r\n");
+    }
+  },
+});
+
+export class UndiciInstrumentation implements Instrumentation {
+  readonly name = NAME;
+  readonly #config: UndiciInstrumentationConfig;
+  readonly #egress: EgressPolicy;
+  #tracer: Tracer | undefined;
+  #enabled = false;
+  #unsubscribe: (() => void) | undefined;
+
+  constructor(config: UndiciInstrumentationConfig = {}) {
+    this.#config = config;
+    this.#egress = config.egress ?? new EgressPolicy();
+  }
+
+  enable(): void {
+    if (this.#enabled) return;
+    this.#enabled = true;
+    this.#tracer = (
+      this.#config.tracerProvider ?? trace.getTracerProvider()
+    ).getTracer(NAME, VERSION);
+    const onCreate = (m: unknown) =>
+      this.#onCreate((m as { request: UndiciRequest }).request);
+    const onHeaders = (m: unknown) => {
+      const { request, response } = m as {
+        request: UndiciRequest;
+        response: { statusCode: number };
+      };
+      const span = request[SPAN];
+      if (span !== undefined) recordClientResponse(span, response.statusCode);
+    };
+    const onTrailers = (m: unknown) => {
+      const { request } = m as { request: UndiciRequest };
+      const span = request[SPAN];
+      if (span === undefined) return;
+      request[SPAN] = undefined;
+      span.end();
+    };
+    const onError = (m: unknown) => {
+      const { request, error } = m as {
+        request: UndiciRequest;
+        error: unknown;
+      };
+      const span = request[SPAN];
+      if (span === undefined) return;
+      request[SPAN] = undefined;
+      recordClientError(span, error);
+      span.end();
+    };
+    subscribe("undici:request:create", onCreate);
+    subscribe("undici:request:headers", onHeaders);
+    subscribe("undici:request:trailers", onTrailers);
+    subscribe("undici:request:error", onError);
+    this.#unsubscribe = () => {
+      unsubscribe("undici:request:create", onCreate);
+      unsubscribe("undici:request:headers", onHeaders);
+      unsubscribe("undici:request:trailers", onTrailers);
+      unsubscribe("undici:request:error", onError);
+    };
+  }
+
+  disable(): void {
+    if (!this.#enabled) return;
+    this.#enabled = false;
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
+  }
+
+  #onCreate(request: UndiciRequest): void {
+    try {
+      const ctx = context.active();
+      if (isTracingSuppressed(ctx)) return;
+      const origin = parseOrigin(request.origin);
+      if (origin === undefined) return;
+      const { span } = startClientSpan(
+        this.#tracer!,
+        this.#egress,
+        ctx,
+        {
+          method: request.method,
+          scheme: origin.scheme,
+          host: origin.host,
+          port: origin.port,
+          path: request.path,
+        },
+        request,
+        headers,
+      );
+      request[SPAN] = span;
+    } catch (err) {
+      diag.warnCollapsed(
+        "undici-client",
+        `could not trace a fetch request: ${(err as Error).message}`,
+      );
+    }
+  }
+}

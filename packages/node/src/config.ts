@@ -1,0 +1,510 @@
+// Resolves the SDK's settings from init() options and the environment.
+//
+// Precedence: an init() option wins over an environment variable, which
+// wins over the default. Standard OTEL_* variables mean what the
+// OpenTelemetry specification says; THREADLINE_* are our own. A value that
+// cannot be used produces a warning (returned, written once by the caller)
+// and the default, never an exception: a typo in a variable must not take
+// a service down.
+import type { IncomingMessage } from "node:http";
+
+/** Where the customer id of an edge request comes from. */
+export type CustomerSource = (req: IncomingMessage) => string | undefined;
+
+/** OTLP transport encoding. */
+export type OtlpProtocol = "http/protobuf" | "http/json";
+
+/** Options for {@link init}. Every field is optional; see the README's configuration table. */
+export interface InitOptions {
+  /** `service.name`. @default OTEL_SERVICE_NAME, else `unknown_service:node` */
+  serviceName?: string;
+  /** Extra resource attributes, merged over OTEL_RESOURCE_ATTRIBUTES. */
+  resourceAttributes?: Record<string, string | number | boolean>;
+  /** OTLP/HTTP base URL; `/v1/traces` and `/v1/logs` are appended. @default 'http://localhost:4318' */
+  endpoint?: string;
+  /** Headers sent with every export (e.g. an API key). */
+  headers?: Record<string, string>;
+  /** @default 'http/protobuf' */
+  protocol?: OtlpProtocol;
+  /** Share of new traces to record, 0..1 (parent-based). @default OTEL_TRACES_SAMPLER, else 1 */
+  sampleRatio?: number;
+  /** Whether this service faces untrusted callers (drops all inbound baggage). @default false */
+  edge?: boolean;
+  /** Callers whose baggage is accepted. @default 'loopback,private' */
+  trustedCallers?: string | string[];
+  /** Hosts that receive baggage, added to loopback and private addresses. */
+  internalHosts?: string | string[];
+  /** Third-party APIs, host pattern to provider name: `{ 'api.stripe.com': 'stripe' }`. */
+  thirdParties?: Record<string, string>;
+  /** Request header carrying the customer id at the edge. @default 'x-customer-id' */
+  customerHeader?: string;
+  /** Takes the customer id from a request at the edge; overrides `customerHeader`. */
+  customerFromRequest?: CustomerSource;
+  /** Field names for trace correlation in log lines. @default 'otel' (trace_id, span_id) */
+  logFields?: "otel" | "ecs";
+  /** Export pino log records over OTLP. @default true */
+  exportLogs?: boolean;
+  /** Export spans. @default true */
+  exportTraces?: boolean;
+  /** Longest wait for buffered telemetry at shutdown and exit, ms. @default 3000 */
+  shutdownTimeoutMs?: number;
+  /** Names of instrumentations to leave off: 'http', 'undici', 'pino'. */
+  disabledInstrumentations?: string[];
+  /** Incoming paths not to trace: exact, or prefixes ending in `*`. @default [] */
+  ignoreIncomingPaths?: string[];
+  /** Run the start-up self-check. @default true */
+  selfCheck?: boolean;
+}
+
+export interface BatchSettings {
+  scheduleDelayMs: number;
+  maxQueueSize: number;
+  maxExportBatchSize: number;
+}
+
+export interface SignalExportSettings {
+  enabled: boolean;
+  url: string;
+  headers: Record<string, string>;
+  protocol: OtlpProtocol;
+  compression: "gzip" | "none";
+  timeoutMs: number;
+  batch: BatchSettings;
+}
+
+export interface SpanLimits {
+  attributeCountLimit: number;
+  attributeValueLengthLimit: number;
+  eventCountLimit: number;
+  linkCountLimit: number;
+  attributePerEventCountLimit: number;
+  attributePerLinkCountLimit: number;
+}
+
+export type SamplerName =
+  | "always_on"
+  | "always_off"
+  | "traceidratio"
+  | "parentbased_always_on"
+  | "parentbased_always_off"
+  | "parentbased_traceidratio";
+
+export interface ResolvedConfig {
+  disabled: boolean;
+  serviceName: string;
+  resourceAttributes: Record<string, string | number | boolean>;
+  traces: SignalExportSettings;
+  logs: SignalExportSettings;
+  sampler: { name: SamplerName; ratio: number };
+  propagators: Array<"tracecontext" | "baggage">;
+  spanLimits: SpanLimits;
+  edge: boolean;
+  trustedCallers: string | string[];
+  internalHosts: string | string[];
+  thirdParties: string | Record<string, string>;
+  customerHeader: string;
+  customerFromRequest: CustomerSource | undefined;
+  ignoreIncomingPaths: string[];
+  logFields: "otel" | "ecs";
+  shutdownTimeoutMs: number;
+  exportMaxBytes: number;
+  exportMaxRetryMs: number;
+  instrumentations: { http: boolean; undici: boolean; pino: boolean };
+  selfCheck: boolean;
+  logLevel: string | undefined;
+}
+
+type Env = Record<string, string | undefined>;
+
+const DEFAULT_ENDPOINT = "http://localhost:4318";
+const INSTRUMENTATION_NAMES = ["http", "undici", "pino"] as const;
+
+class Reader {
+  readonly warnings: string[] = [];
+  readonly env: Env;
+  constructor(env: Env) {
+    this.env = env;
+  }
+
+  str(name: string): string | undefined {
+    const v = this.env[name];
+    if (v === undefined) return undefined;
+    const t = v.trim();
+    return t === "" ? undefined : t;
+  }
+
+  bool(name: string, fallback: boolean): boolean {
+    const v = this.str(name);
+    if (v === undefined) return fallback;
+    const l = v.toLowerCase();
+    if (l === "true") return true;
+    if (l === "false") return false;
+    this.warnings.push(
+      `${name}=${JSON.stringify(v)} is not true or false; using ${fallback}`,
+    );
+    return fallback;
+  }
+
+  int(name: string, fallback: number, min = 0): number {
+    const v = this.str(name);
+    if (v === undefined) return fallback;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) {
+      this.warnings.push(
+        `${name}=${JSON.stringify(v)} is not an integer >= ${min}; using ${fallback}`,
+      );
+      return fallback;
+    }
+    return n;
+  }
+
+  /** First set variable among `names`, as an integer. */
+  intOf(names: string[], fallback: number, min = 0): number {
+    for (const name of names)
+      if (this.str(name) !== undefined) return this.int(name, fallback, min);
+    return fallback;
+  }
+}
+
+/** Parses `k=v,k2=v2` with percent-decoded values (OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS). */
+export function parseKeyValueList(
+  raw: string,
+  name: string,
+  warnings: string[],
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of raw.split(",")) {
+    if (item.trim() === "") continue;
+    const eq = item.indexOf("=");
+    const key = eq === -1 ? "" : item.slice(0, eq).trim();
+    if (key === "") {
+      // Never echo the item: header lists carry credentials.
+      warnings.push(`${name} has an entry without a key; it was ignored`);
+      continue;
+    }
+    try {
+      out[key] = decodeURIComponent(item.slice(eq + 1).trim());
+    } catch {
+      warnings.push(
+        `${name} entry "${key}" is not valid percent-encoding; it was ignored`,
+      );
+    }
+  }
+  return out;
+}
+
+function signalUrl(
+  r: Reader,
+  signal: "traces" | "logs",
+  option: string | undefined,
+): string {
+  const specific = r.str(`OTEL_EXPORTER_OTLP_${signal.toUpperCase()}_ENDPOINT`);
+  if (option === undefined && specific !== undefined) {
+    if (isHttpUrl(specific)) return specific;
+    r.warnings.push(
+      `OTEL_EXPORTER_OTLP_${signal.toUpperCase()}_ENDPOINT is not an http(s) URL; using the general endpoint`,
+    );
+  }
+  let base = option ?? r.str("OTEL_EXPORTER_OTLP_ENDPOINT") ?? DEFAULT_ENDPOINT;
+  if (!isHttpUrl(base)) {
+    r.warnings.push(
+      `the OTLP endpoint ${JSON.stringify(base)} is not an http(s) URL; using ${DEFAULT_ENDPOINT}`,
+    );
+    base = DEFAULT_ENDPOINT;
+  }
+  return `${base.replace(/\/+$/, "")}/v1/${signal}`;
+}
+
+function isHttpUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return u.protocol === "http:" || u.protocol === "https:";
+  } catch {
+    return false;
+  }
+}
+
+function protocolOf(
+  r: Reader,
+  signal: string,
+  option: OtlpProtocol | undefined,
+): OtlpProtocol {
+  if (option !== undefined) return option;
+  const name =
+    r.str(`OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`) !== undefined
+      ? `OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`
+      : "OTEL_EXPORTER_OTLP_PROTOCOL";
+  const v = r.str(name);
+  if (v === undefined || v === "http/protobuf") return "http/protobuf";
+  if (v === "http/json") return "http/json";
+  r.warnings.push(
+    `${name}=${JSON.stringify(v)} is not supported (use http/protobuf or http/json); using http/protobuf`,
+  );
+  return "http/protobuf";
+}
+
+function signalSettings(
+  r: Reader,
+  signal: "traces" | "logs",
+  options: InitOptions,
+): SignalExportSettings {
+  const S = signal.toUpperCase();
+  const exporterVar =
+    signal === "traces" ? "OTEL_TRACES_EXPORTER" : "OTEL_LOGS_EXPORTER";
+  let enabled =
+    (signal === "traces" ? options.exportTraces : options.exportLogs) ?? true;
+  const exporter = r.str(exporterVar);
+  if (
+    exporter !== undefined &&
+    (signal === "traces" ? options.exportTraces : options.exportLogs) ===
+      undefined
+  ) {
+    const list = exporter.split(",").map((s) => s.trim().toLowerCase());
+    if (list.includes("none")) enabled = false;
+    else if (!list.includes("otlp"))
+      r.warnings.push(
+        `${exporterVar}=${JSON.stringify(exporter)}: only otlp and none are supported; using otlp`,
+      );
+  }
+  const headers = {
+    ...parseKeyValueList(
+      r.str("OTEL_EXPORTER_OTLP_HEADERS") ?? "",
+      "OTEL_EXPORTER_OTLP_HEADERS",
+      r.warnings,
+    ),
+    ...parseKeyValueList(
+      r.str(`OTEL_EXPORTER_OTLP_${S}_HEADERS`) ?? "",
+      `OTEL_EXPORTER_OTLP_${S}_HEADERS`,
+      r.warnings,
+    ),
+    ...options.headers,
+  };
+  const compressionName =
+    r.str(`OTEL_EXPORTER_OTLP_${S}_COMPRESSION`) !== undefined
+      ? `OTEL_EXPORTER_OTLP_${S}_COMPRESSION`
+      : "OTEL_EXPORTER_OTLP_COMPRESSION";
+  const c = r.str(compressionName)?.toLowerCase();
+  let compression: "gzip" | "none" = "none";
+  if (c === "gzip") compression = "gzip";
+  else if (c !== undefined && c !== "none")
+    r.warnings.push(
+      `${compressionName}=${JSON.stringify(c)} is not gzip or none; using none`,
+    );
+  const prefix = signal === "traces" ? "OTEL_BSP" : "OTEL_BLRP";
+  const maxQueueSize = r.int(`${prefix}_MAX_QUEUE_SIZE`, 2048, 1);
+  let maxExportBatchSize = r.int(`${prefix}_MAX_EXPORT_BATCH_SIZE`, 512, 1);
+  if (maxExportBatchSize > maxQueueSize) maxExportBatchSize = maxQueueSize;
+  return {
+    enabled,
+    url: signalUrl(r, signal, options.endpoint),
+    headers,
+    protocol: protocolOf(r, S, options.protocol),
+    compression,
+    timeoutMs: r.intOf(
+      [`OTEL_EXPORTER_OTLP_${S}_TIMEOUT`, "OTEL_EXPORTER_OTLP_TIMEOUT"],
+      10_000,
+      1,
+    ),
+    batch: {
+      scheduleDelayMs: r.int(`${prefix}_SCHEDULE_DELAY`, 1000, 0),
+      maxQueueSize,
+      maxExportBatchSize,
+    },
+  };
+}
+
+function samplerSettings(
+  r: Reader,
+  options: InitOptions,
+): { name: SamplerName; ratio: number } {
+  if (options.sampleRatio !== undefined) {
+    const ratio = options.sampleRatio;
+    if (typeof ratio === "number" && ratio >= 0 && ratio <= 1)
+      return { name: "parentbased_traceidratio", ratio };
+    r.warnings.push(
+      `sampleRatio ${String(ratio)} is not between 0 and 1; sampling everything`,
+    );
+    return { name: "parentbased_always_on", ratio: 1 };
+  }
+  const name = (
+    r.str("OTEL_TRACES_SAMPLER") ?? "parentbased_always_on"
+  ).toLowerCase();
+  const known: SamplerName[] = [
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+  ];
+  if (!known.includes(name as SamplerName)) {
+    r.warnings.push(
+      `OTEL_TRACES_SAMPLER=${JSON.stringify(name)} is not supported; using parentbased_always_on`,
+    );
+    return { name: "parentbased_always_on", ratio: 1 };
+  }
+  let ratio = 1;
+  if (name.endsWith("traceidratio")) {
+    const arg = r.str("OTEL_TRACES_SAMPLER_ARG");
+    const n = arg === undefined ? 1 : Number(arg);
+    if (Number.isFinite(n) && n >= 0 && n <= 1) ratio = n;
+    else
+      r.warnings.push(
+        `OTEL_TRACES_SAMPLER_ARG=${JSON.stringify(arg)} is not between 0 and 1; using 1`,
+      );
+  }
+  return { name: name as SamplerName, ratio };
+}
+
+function propagatorSettings(r: Reader): Array<"tracecontext" | "baggage"> {
+  const raw = r.str("OTEL_PROPAGATORS");
+  if (raw === undefined) return ["tracecontext", "baggage"];
+  const out: Array<"tracecontext" | "baggage"> = [];
+  for (const p of raw.split(",").map((s) => s.trim().toLowerCase())) {
+    if (p === "tracecontext" || p === "baggage") {
+      if (!out.includes(p)) out.push(p);
+    } else if (p === "none") {
+      return [];
+    } else if (p !== "") {
+      r.warnings.push(
+        `OTEL_PROPAGATORS: "${p}" is not supported (tracecontext, baggage, none); it was ignored`,
+      );
+    }
+  }
+  return out;
+}
+
+function serviceNameOf(
+  r: Reader,
+  options: InitOptions,
+  attrs: Record<string, string>,
+): string {
+  const name =
+    options.serviceName ?? r.str("OTEL_SERVICE_NAME") ?? attrs["service.name"];
+  return name ?? "unknown_service:node";
+}
+
+/** Resolves the settings; `warnings` lists unusable values that fell back to defaults. */
+export function resolveConfig(
+  options: InitOptions = {},
+  env: Env = process.env,
+): { config: ResolvedConfig; warnings: string[] } {
+  const r = new Reader(env);
+  const envAttrs = parseKeyValueList(
+    r.str("OTEL_RESOURCE_ATTRIBUTES") ?? "",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    r.warnings,
+  );
+  const countLimit = r.int("OTEL_ATTRIBUTE_COUNT_LIMIT", 128, 0);
+  // The specification leaves value length unlimited by default; we cap it
+  // so one hostile header or query cannot bloat every span it touches.
+  const lengthLimit = r.int("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", 8192, 1);
+  const disabledList =
+    options.disabledInstrumentations ??
+    (r.str("OTEL_NODE_DISABLED_INSTRUMENTATIONS") ?? "").split(",");
+  const enabledEnv = r.str("OTEL_NODE_ENABLED_INSTRUMENTATIONS");
+  const disabled = new Set(
+    disabledList.map((s) => s.trim().toLowerCase()).filter(Boolean),
+  );
+  for (const name of disabled) {
+    if (!(INSTRUMENTATION_NAMES as readonly string[]).includes(name))
+      r.warnings.push(`unknown instrumentation "${name}" in the disabled list`);
+  }
+  const enabledOnly =
+    enabledEnv === undefined
+      ? undefined
+      : new Set(enabledEnv.split(",").map((s) => s.trim().toLowerCase()));
+  const on = (name: string) =>
+    !disabled.has(name) && (enabledOnly === undefined || enabledOnly.has(name));
+
+  let logFields: "otel" | "ecs" = options.logFields ?? "otel";
+  const lf = r.str("THREADLINE_LOG_FIELDS")?.toLowerCase();
+  if (options.logFields === undefined && lf !== undefined) {
+    if (lf === "otel" || lf === "ecs") logFields = lf;
+    else
+      r.warnings.push(
+        `THREADLINE_LOG_FIELDS=${JSON.stringify(lf)} is not otel or ecs; using otel`,
+      );
+  }
+  let customerHeader = (
+    options.customerHeader ??
+    r.str("THREADLINE_CUSTOMER_HEADER") ??
+    "x-customer-id"
+  ).toLowerCase();
+  if (!/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(customerHeader)) {
+    r.warnings.push(
+      `customer header ${JSON.stringify(customerHeader)} is not a valid header name; using x-customer-id`,
+    );
+    customerHeader = "x-customer-id";
+  }
+
+  const config: ResolvedConfig = {
+    disabled: r.bool("OTEL_SDK_DISABLED", false),
+    serviceName: serviceNameOf(r, options, envAttrs),
+    resourceAttributes: { ...envAttrs, ...options.resourceAttributes },
+    traces: signalSettings(r, "traces", options),
+    logs: signalSettings(r, "logs", options),
+    sampler: samplerSettings(r, options),
+    propagators: propagatorSettings(r),
+    spanLimits: {
+      attributeCountLimit: r.int(
+        "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+        countLimit,
+        0,
+      ),
+      attributeValueLengthLimit: r.int(
+        "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+        lengthLimit,
+        1,
+      ),
+      eventCountLimit: r.int("OTEL_SPAN_EVENT_COUNT_LIMIT", 128, 0),
+      linkCountLimit: r.int("OTEL_SPAN_LINK_COUNT_LIMIT", 128, 0),
+      attributePerEventCountLimit: r.int(
+        "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+        128,
+        0,
+      ),
+      attributePerLinkCountLimit: r.int(
+        "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+        128,
+        0,
+      ),
+    },
+    edge: options.edge ?? r.bool("THREADLINE_EDGE", false),
+    trustedCallers:
+      options.trustedCallers ??
+      r.str("THREADLINE_TRUSTED_CALLERS") ??
+      "loopback,private",
+    internalHosts:
+      options.internalHosts ?? r.str("THREADLINE_INTERNAL_HOSTS") ?? "",
+    thirdParties:
+      options.thirdParties ?? r.str("THREADLINE_THIRD_PARTIES") ?? "",
+    customerHeader,
+    customerFromRequest: options.customerFromRequest,
+    ignoreIncomingPaths:
+      options.ignoreIncomingPaths ??
+      (r.str("THREADLINE_IGNORE_PATHS") ?? "")
+        .split(",")
+        .map((p) => p.trim())
+        .filter(Boolean),
+    logFields,
+    shutdownTimeoutMs:
+      options.shutdownTimeoutMs ??
+      r.int("THREADLINE_SHUTDOWN_TIMEOUT", 3000, 0),
+    exportMaxBytes: r.int(
+      "THREADLINE_EXPORT_MAX_BYTES",
+      16 * 1024 * 1024,
+      1024,
+    ),
+    exportMaxRetryMs: r.int("THREADLINE_EXPORT_MAX_RETRY_TIME", 60_000, 0),
+    instrumentations: {
+      http: on("http"),
+      undici: on("undici"),
+      pino: on("pino"),
+    },
+    selfCheck: options.selfCheck ?? r.bool("THREADLINE_SELF_CHECK", true),
+    logLevel: r.str("OTEL_LOG_LEVEL"),
+  };
+  // Settings read once per signal would otherwise warn twice.
+  return { config, warnings: [...new Set(r.warnings)] };
+}

@@ -1,0 +1,351 @@
+// The main-thread half of export: bounded batch queues for ended spans and
+// captured log lines, span encoding (one pass, straight from the span
+// objects), and the hand-off to the export worker, which owns the network.
+// The worker is started on first use and never keeps the process alive.
+import { Worker } from "node:worker_threads";
+import { diag, type LogRecordSink } from "@threadline/core";
+import { TraceEncoder, type Attributes } from "@threadline/otlp";
+import type { ResolvedConfig } from "../config.ts";
+import type { RecordingSpan, SpanSink } from "../trace/span.ts";
+import { now } from "../internal/clock.ts";
+import { BatchQueue } from "./batch-queue.ts";
+import {
+  CONTROL_FLUSHED,
+  CONTROL_SLOTS,
+  COUNTER_SLOTS,
+  DROP_REASONS,
+  counterIndex,
+  type DropReason,
+  type FromWorker,
+  type LogsMessage,
+  type Signal,
+  type ToWorker,
+  type WorkerSettings,
+} from "./protocol.ts";
+
+interface CapturedLog {
+  line: string;
+  severityNumber: number;
+  severityText: string | undefined;
+  traceId: string | undefined;
+  spanId: string | undefined;
+  traceFlags: number;
+  observed: number;
+  messageKey: string;
+}
+
+/** Where each span or log record went. */
+export interface SignalStats {
+  /** Finished spans / captured log records handed to the pipeline. */
+  created: number;
+  /** Delivered to the Collector (acknowledged). */
+  exported: number;
+  /** Lost, by reason. */
+  dropped: Record<DropReason, number>;
+  /** Still buffered or in flight. */
+  pending: number;
+}
+
+export interface PipelineStats {
+  traces: SignalStats;
+  logs: SignalStats;
+}
+
+export class ExportPipeline implements SpanSink, LogRecordSink {
+  readonly #config: ResolvedConfig;
+  readonly #settings: WorkerSettings;
+  readonly #counters: Float64Array;
+  readonly #control: Int32Array;
+  readonly #encoder: TraceEncoder;
+  readonly #spans: BatchQueue<RecordingSpan>;
+  readonly #logs: BatchQueue<CapturedLog>;
+  readonly #main = {
+    traces: { created: 0, queueFull: 0, rejected: 0, posted: 0 },
+    logs: { created: 0, queueFull: 0, rejected: 0, posted: 0 },
+  };
+  readonly #flushWaiters = new Map<number, () => void>();
+  #worker: Worker | undefined;
+  #flushId = 0;
+  #closed = false;
+
+  constructor(
+    config: ResolvedConfig,
+    resource: Attributes,
+    logScope: { name: string; version: string },
+  ) {
+    this.#config = config;
+    const counters = new SharedArrayBuffer(COUNTER_SLOTS * 8);
+    const control = new SharedArrayBuffer(CONTROL_SLOTS * 4);
+    this.#counters = new Float64Array(counters);
+    this.#control = new Int32Array(control);
+    const endpoint = (s: ResolvedConfig["traces"]) => ({
+      url: s.url,
+      headers: s.headers,
+      protocol: s.protocol,
+      compression: s.compression,
+      timeoutMs: s.timeoutMs,
+    });
+    this.#settings = {
+      traces: endpoint(config.traces),
+      logs: endpoint(config.logs),
+      resource,
+      logScope,
+      maxPendingBytes: config.exportMaxBytes,
+      maxRetryMs: config.exportMaxRetryMs,
+      counters,
+      control,
+    };
+    this.#encoder = new TraceEncoder(resource);
+    this.#spans = new BatchQueue(
+      config.traces.batch,
+      (batch) => this.#exportSpans(batch),
+      () => this.#queueFull("traces"),
+    );
+    this.#logs = new BatchQueue(
+      config.logs.batch,
+      (batch) => this.#exportLogs(batch),
+      () => this.#queueFull("logs"),
+    );
+  }
+
+  get tracesEnabled(): boolean {
+    return this.#config.traces.enabled;
+  }
+
+  get logsEnabled(): boolean {
+    return this.#config.logs.enabled;
+  }
+
+  onEnd(span: RecordingSpan): void {
+    if (this.#closed || !this.#config.traces.enabled) return;
+    this.#main.traces.created++;
+    this.#spans.push(span);
+  }
+
+  emit(
+    line: string,
+    severityNumber: number,
+    severityText: string | undefined,
+    traceId: string | undefined,
+    spanId: string | undefined,
+    traceFlags: number,
+    messageKey: string,
+  ): void {
+    if (this.#closed || !this.#config.logs.enabled) return;
+    this.#main.logs.created++;
+    this.#logs.push({
+      line,
+      severityNumber,
+      severityText,
+      traceId,
+      spanId,
+      traceFlags,
+      observed: now(),
+      messageKey,
+    });
+  }
+
+  #queueFull(signal: Signal): void {
+    this.#main[signal].queueFull++;
+    diag.warnCollapsed(
+      `${signal}-queue-full`,
+      `dropped ${signal === "traces" ? "a span" : "a log record"}: the export queue is full (${this.#config[signal].batch.maxQueueSize} items); the Collector is slower than the service`,
+    );
+  }
+
+  #exportSpans(batch: RecordingSpan[]): void {
+    let body: Uint8Array | string;
+    try {
+      body =
+        this.#config.traces.protocol === "http/json"
+          ? this.#encoder.encodeJson(batch)
+          : this.#encoder.encode(batch);
+    } catch (err) {
+      this.#main.traces.rejected += batch.length;
+      diag.warnCollapsed(
+        "traces-encode",
+        `could not encode ${batch.length} spans: ${(err as Error).message}`,
+      );
+      return;
+    }
+    this.#post(
+      { t: "traces", body, count: batch.length },
+      typeof body === "string" ? [] : [body.buffer as ArrayBuffer],
+    );
+    this.#main.traces.posted += batch.length;
+  }
+
+  #exportLogs(batch: CapturedLog[]): void {
+    const m: LogsMessage = {
+      t: "logs",
+      lines: [],
+      severityNumbers: [],
+      severityTexts: [],
+      traceIds: [],
+      spanIds: [],
+      traceFlags: [],
+      observed: [],
+      messageKeys: [],
+    };
+    for (const r of batch) {
+      m.lines.push(r.line);
+      m.severityNumbers.push(r.severityNumber);
+      m.severityTexts.push(r.severityText);
+      m.traceIds.push(r.traceId);
+      m.spanIds.push(r.spanId);
+      m.traceFlags.push(r.traceFlags);
+      m.observed.push(r.observed);
+      m.messageKeys.push(r.messageKey);
+    }
+    this.#post(m, []);
+    this.#main.logs.posted += batch.length;
+  }
+
+  #post(msg: ToWorker, transfer: ArrayBuffer[]): void {
+    const worker = this.#ensureWorker();
+    worker?.postMessage(msg, transfer);
+  }
+
+  #ensureWorker(): Worker | undefined {
+    if (this.#worker !== undefined) return this.#worker;
+    try {
+      const worker = new Worker(
+        new URL("./export-worker.js", import.meta.url),
+        {
+          workerData: this.#settings,
+          // Never let the application's --import/-r (and so Threadline itself) load into the worker.
+          execArgv: [],
+          name: "threadline-export",
+        },
+      );
+      worker.unref();
+      worker.on("message", (msg: FromWorker) => this.#onWorkerMessage(msg));
+      worker.on("error", (err) => {
+        diag.warnCollapsed(
+          "worker-error",
+          `the export worker failed: ${err.message}; telemetry in it was lost, a new one will start`,
+        );
+      });
+      worker.on("exit", () => {
+        if (this.#worker === worker) this.#worker = undefined;
+        for (const done of this.#flushWaiters.values()) done();
+        this.#flushWaiters.clear();
+      });
+      this.#worker = worker;
+      return worker;
+    } catch (err) {
+      diag.warnOnce(
+        "worker-start",
+        `could not start the export worker: ${(err as Error).message}; telemetry is not exported`,
+      );
+      return undefined;
+    }
+  }
+
+  #onWorkerMessage(msg: FromWorker): void {
+    if (msg.t === "flushed") {
+      const done = this.#flushWaiters.get(msg.id);
+      this.#flushWaiters.delete(msg.id);
+      done?.();
+    } else if (msg.t === "diag") {
+      if (msg.level === "warn") diag.warnCollapsed(msg.key, msg.message);
+      else diag.debug(msg.message);
+    }
+  }
+
+  /** Sends everything buffered; resolves once delivered or after `timeoutMs`. Never rejects. */
+  async forceFlush(timeoutMs: number, final = false): Promise<void> {
+    this.#spans.drain();
+    this.#logs.drain();
+    const worker = this.#worker;
+    if (worker === undefined) return;
+    const id = ++this.#flushId;
+    const deadline = Date.now() + timeoutMs;
+    worker.ref();
+    try {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, timeoutMs + 250);
+        this.#flushWaiters.set(id, () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        worker.postMessage({
+          t: "flush",
+          id,
+          deadline,
+          final,
+        } satisfies ToWorker);
+      });
+    } finally {
+      this.#flushWaiters.delete(id);
+      if (this.#worker === worker) worker.unref();
+    }
+  }
+
+  /**
+   * Flushes and blocks the thread until delivered or `timeoutMs` passed.
+   * Only for 'exit' handlers, where no asynchronous work can run.
+   */
+  flushSync(timeoutMs: number): void {
+    this.#spans.drain();
+    this.#logs.drain();
+    const worker = this.#worker;
+    if (worker === undefined) return;
+    const id = ++this.#flushId;
+    const deadline = Date.now() + timeoutMs;
+    worker.postMessage({
+      t: "flush",
+      id,
+      deadline,
+      final: true,
+    } satisfies ToWorker);
+    // The worker runs on its own thread and reports through shared memory.
+    let seen = Atomics.load(this.#control, CONTROL_FLUSHED);
+    while (seen < id) {
+      const left = deadline + 250 - Date.now();
+      if (left <= 0) break;
+      Atomics.wait(this.#control, CONTROL_FLUSHED, seen, left);
+      seen = Atomics.load(this.#control, CONTROL_FLUSHED);
+    }
+  }
+
+  /** Final flush, then stop accepting data and stop the worker. */
+  async shutdown(timeoutMs: number): Promise<void> {
+    if (this.#closed) return;
+    await this.forceFlush(timeoutMs, true);
+    this.#closed = true;
+    this.#spans.stop();
+    this.#logs.stop();
+    const worker = this.#worker;
+    this.#worker = undefined;
+    if (worker !== undefined) await worker.terminate();
+  }
+
+  stats(): PipelineStats {
+    const signal = (s: Signal): SignalStats => {
+      const main = this.#main[s];
+      const read = (c: Parameters<typeof counterIndex>[1]) =>
+        this.#counters[counterIndex(s, c)] ?? 0;
+      const dropped = {} as Record<DropReason, number>;
+      for (const reason of DROP_REASONS) dropped[reason] = read(reason);
+      dropped.queueFull += main.queueFull;
+      dropped.rejected += main.rejected;
+      const accounted =
+        read("exported") + DROP_REASONS.reduce((sum, r) => sum + read(r), 0);
+      // Posted but not yet counted by the worker (in the message channel or buffered there).
+      const pending =
+        this.#spansOrLogsQueued(s) + Math.max(0, main.posted - accounted);
+      return {
+        created: main.created,
+        exported: read("exported"),
+        dropped,
+        pending,
+      };
+    };
+    return { traces: signal("traces"), logs: signal("logs") };
+  }
+
+  #spansOrLogsQueued(s: Signal): number {
+    return s === "traces" ? this.#spans.size : this.#logs.size;
+  }
+}

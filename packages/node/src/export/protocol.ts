@@ -1,0 +1,92 @@
+// Messages and shared counters between the main thread and the export
+// worker. Counters the worker owns live in a SharedArrayBuffer so the main
+// thread can read them at any time (metrics, warnings, exit) without a
+// round trip; each has a single writer.
+import type { Attributes, Scope } from "@threadline/otlp";
+import type { OtlpProtocol } from "../config.ts";
+
+export type Signal = "traces" | "logs";
+
+/** Why telemetry was dropped. */
+export type DropReason =
+  "queueFull" | "retriesExhausted" | "rejected" | "shutdownDeadline";
+export const DROP_REASONS: readonly DropReason[] = [
+  "queueFull",
+  "retriesExhausted",
+  "rejected",
+  "shutdownDeadline",
+];
+
+/** Float64 slots per signal in the shared counter array. */
+const SLOTS = [
+  "exported",
+  "queueFull",
+  "retriesExhausted",
+  "rejected",
+  "shutdownDeadline",
+  "pendingBytes",
+  "pendingItems",
+] as const;
+export type WorkerCounter = (typeof SLOTS)[number];
+
+export function counterIndex(signal: Signal, counter: WorkerCounter): number {
+  return (signal === "traces" ? 0 : SLOTS.length) + SLOTS.indexOf(counter);
+}
+export const COUNTER_SLOTS = SLOTS.length * 2;
+
+/** Int32 slots of the control array: [0] last completed flush id. */
+export const CONTROL_FLUSHED = 0;
+export const CONTROL_SLOTS = 1;
+
+export interface EndpointSettings {
+  url: string;
+  headers: Record<string, string>;
+  protocol: OtlpProtocol;
+  compression: "gzip" | "none";
+  timeoutMs: number;
+}
+
+export interface WorkerSettings {
+  traces: EndpointSettings;
+  logs: EndpointSettings;
+  resource: Attributes;
+  logScope: Scope;
+  maxPendingBytes: number;
+  maxRetryMs: number;
+  counters: SharedArrayBuffer;
+  control: SharedArrayBuffer;
+}
+
+export interface TracesMessage {
+  t: "traces";
+  body: Uint8Array | string;
+  count: number;
+}
+
+/** Log lines with their correlation, as parallel arrays. */
+export interface LogsMessage {
+  t: "logs";
+  lines: string[];
+  severityNumbers: number[];
+  severityTexts: Array<string | undefined>;
+  traceIds: Array<string | undefined>;
+  spanIds: Array<string | undefined>;
+  traceFlags: number[];
+  observed: number[];
+  messageKeys: string[];
+}
+
+export interface FlushMessage {
+  t: "flush";
+  id: number;
+  /** Epoch ms after which whatever is still pending counts as lost. */
+  deadline: number;
+  /** Final flush (shutdown/exit): drop what cannot be sent by the deadline. */
+  final: boolean;
+}
+
+export type ToWorker = TracesMessage | LogsMessage | FlushMessage;
+
+export type FromWorker =
+  | { t: "flushed"; id: number }
+  | { t: "diag"; key: string; message: string; level: "warn" | "debug" };

@@ -1,0 +1,11 @@
+export { init } from "./sdk.ts";
+export type { ThreadlineHandle } from "./sdk.ts";
+export type { CustomerSource, InitOptions, OtlpProtocol } from "./config.ts";
+export type { PipelineStats, SignalStats } from "./export/pipeline.ts";
+export type { DropReason } from "./export/protocol.ts";
+export {
+  getCustomerId,
+  setHttpRoute,
+  withCustomer,
+  ThreadlineError,
+} from "@threadline/core";

@@ -1,0 +1,21 @@
+import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
+import type { Attributes } from "@threadline/otlp";
+import type { ResolvedConfig } from "./config.ts";
+import { VERSION } from "./version.ts";
+
+/** The resource every span and log record of this process is attributed to. */
+export function buildResource(config: ResolvedConfig): Attributes {
+  return {
+    "service.instance.id": randomUUID(),
+    "telemetry.sdk.name": "threadline",
+    "telemetry.sdk.language": "nodejs",
+    "telemetry.sdk.version": VERSION,
+    "process.pid": process.pid,
+    "process.runtime.name": "nodejs",
+    "process.runtime.version": process.versions.node,
+    "host.name": hostname(),
+    ...config.resourceAttributes,
+    "service.name": config.serviceName,
+  };
+}

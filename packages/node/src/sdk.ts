@@ -1,0 +1,327 @@
+// init(): composes the SDK from its parts and registers it globally.
+//
+// Order matters: the context manager, tracer provider and propagator are
+// registered before instrumentations are enabled, so the first request
+// already sees them. Exit handling makes sure buffered telemetry leaves the
+// process: 'beforeExit' flushes asynchronously, 'exit' (process.exit())
+// flushes synchronously through the export worker, and SIGTERM/SIGINT
+// flush before the default behaviour (termination) is restored, unless the
+// application handles the signal itself.
+import {
+  context,
+  diag as apiDiag,
+  DiagLogLevel,
+  propagation,
+  trace,
+  type TextMapPropagator,
+} from "@opentelemetry/api";
+import {
+  BaggagePropagator,
+  CompositePropagator,
+  diag,
+  EgressPolicy,
+  InboundTrust,
+  TraceContextPropagator,
+  type Instrumentation,
+} from "@threadline/core";
+import { HttpInstrumentation } from "@threadline/instrumentation-http";
+import { PinoInstrumentation } from "@threadline/instrumentation-pino";
+import { UndiciInstrumentation } from "@threadline/instrumentation-undici";
+import {
+  resolveConfig,
+  type InitOptions,
+  type ResolvedConfig,
+} from "./config.ts";
+import { ExportPipeline, type PipelineStats } from "./export/pipeline.ts";
+import { AlsContextManager } from "./internal/context-manager.ts";
+import { buildResource } from "./resource.ts";
+import { selfCheck } from "./self-check.ts";
+import { samplerFromConfig } from "./trace/sampler.ts";
+import { TracerProvider } from "./trace/tracer-provider.ts";
+import { VERSION } from "./version.ts";
+
+/** What {@link init} returns. */
+export interface ThreadlineHandle {
+  /** Whether telemetry is on (false when OTEL_SDK_DISABLED=true). */
+  readonly enabled: boolean;
+  /** Sends everything buffered now. Never rejects. */
+  forceFlush(): Promise<void>;
+  /** Flushes, stops the instrumentations and unregisters the SDK. Never rejects. */
+  shutdown(): Promise<void>;
+  /** Where every span and log record went: created, exported, dropped by reason, pending. */
+  stats(): PipelineStats;
+}
+
+const EMPTY_STATS: PipelineStats = {
+  traces: {
+    created: 0,
+    exported: 0,
+    dropped: {
+      queueFull: 0,
+      retriesExhausted: 0,
+      rejected: 0,
+      shutdownDeadline: 0,
+    },
+    pending: 0,
+  },
+  logs: {
+    created: 0,
+    exported: 0,
+    dropped: {
+      queueFull: 0,
+      retriesExhausted: 0,
+      rejected: 0,
+      shutdownDeadline: 0,
+    },
+    pending: 0,
+  },
+};
+
+let active: ThreadlineHandle | undefined;
+
+function disabledHandle(): ThreadlineHandle {
+  return {
+    enabled: false,
+    forceFlush: async () => {},
+    shutdown: async () => {
+      active = undefined;
+    },
+    stats: () => structuredClone(EMPTY_STATS),
+  };
+}
+
+function routeApiDiagnostics(): void {
+  // Upstream OpenTelemetry code logs through the API's diag; send it to ours.
+  apiDiag.setLogger(
+    {
+      error: (m) => diag.error(m),
+      warn: (m) => diag.warn(m),
+      info: (m) => diag.info(m),
+      debug: (m) => diag.debug(m),
+      verbose: (m) => diag.debug(m),
+    },
+    diag.enabled("debug")
+      ? DiagLogLevel.DEBUG
+      : diag.enabled("info")
+        ? DiagLogLevel.INFO
+        : DiagLogLevel.WARN,
+  );
+}
+
+function propagatorFor(config: ResolvedConfig): TextMapPropagator {
+  const list: TextMapPropagator[] = [];
+  for (const p of config.propagators)
+    list.push(
+      p === "tracecontext"
+        ? new TraceContextPropagator()
+        : new BaggagePropagator(),
+    );
+  return new CompositePropagator(list);
+}
+
+interface ExitHooks {
+  remove(): void;
+}
+
+function installExitHooks(
+  pipeline: ExportPipeline,
+  timeoutMs: number,
+): ExitHooks {
+  let lastFlushedCreated = -1;
+  const pendingWork = () => {
+    const s = pipeline.stats();
+    return (
+      s.traces.created + s.logs.created !== lastFlushedCreated ||
+      s.traces.pending + s.logs.pending > 0
+    );
+  };
+  const onBeforeExit = () => {
+    if (!pendingWork()) return;
+    const s = pipeline.stats();
+    lastFlushedCreated = s.traces.created + s.logs.created;
+    void pipeline.forceFlush(timeoutMs, true);
+  };
+  const onExit = () => {
+    if (pendingWork()) pipeline.flushSync(timeoutMs);
+    diag.flush();
+  };
+  const signals: NodeJS.Signals[] = ["SIGTERM", "SIGINT"];
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (process.listenerCount(signal) > 1) {
+      // The application handles this signal; flush alongside, it decides when to exit.
+      void pipeline.forceFlush(timeoutMs, false);
+      return;
+    }
+    void pipeline.forceFlush(timeoutMs, true).finally(() => {
+      process.removeListener(signal, onSignal);
+      process.kill(process.pid, signal);
+    });
+  };
+  process.on("beforeExit", onBeforeExit);
+  process.on("exit", onExit);
+  for (const s of signals) process.on(s, onSignal);
+  return {
+    remove() {
+      process.removeListener("beforeExit", onBeforeExit);
+      process.removeListener("exit", onExit);
+      for (const s of signals) process.removeListener(s, onSignal);
+    },
+  };
+}
+
+/**
+ * Starts Threadline in this process: tracing of incoming and outgoing HTTP
+ * and fetch calls, customer context, pino correlation, and OTLP export.
+ * Call it before anything else, or use `node --import @threadline/node/register`.
+ * Settings come from `options`, then the environment (see the README). A
+ * second call returns the first handle and changes nothing. Never throws.
+ *
+ * @example
+ * import { init } from '@threadline/node';
+ * const threadline = init({ serviceName: 'orders', thirdParties: { 'api.stripe.com': 'stripe' } });
+ */
+export function init(options: InitOptions = {}): ThreadlineHandle {
+  if (active !== undefined) {
+    diag.warnOnce(
+      "init-twice",
+      "init() was called more than once; the first configuration stays in effect",
+    );
+    return active;
+  }
+  try {
+    return start(options);
+  } catch (err) {
+    diag.error(
+      `could not start: ${(err as Error).message}; the application runs without telemetry`,
+    );
+    active = disabledHandle();
+    return active;
+  }
+}
+
+function start(options: InitOptions): ThreadlineHandle {
+  const { config, warnings } = resolveConfig(options);
+  if (config.logLevel !== undefined && !diag.setLevel(config.logLevel)) {
+    warnings.push(
+      `OTEL_LOG_LEVEL=${JSON.stringify(config.logLevel)} is not a known level; using warn`,
+    );
+  }
+  for (const w of warnings) diag.warn(w);
+  if (config.disabled) {
+    active = disabledHandle();
+    return active;
+  }
+  routeApiDiagnostics();
+
+  const resource = buildResource(config);
+  const pipeline = new ExportPipeline(config, resource, {
+    name: "@threadline/instrumentation-pino",
+    version: VERSION,
+  });
+  const provider = new TracerProvider(
+    samplerFromConfig(config.sampler.name, config.sampler.ratio),
+    config.spanLimits,
+    pipeline,
+  );
+
+  if (!context.setGlobalContextManager(new AlsContextManager())) {
+    diag.warn(
+      "another context manager was already registered (a second OpenTelemetry SDK?); Threadline uses it as it is",
+    );
+  }
+  if (!trace.setGlobalTracerProvider(provider)) {
+    diag.warn(
+      "another tracer provider was already registered (a second OpenTelemetry SDK?); spans may go elsewhere",
+    );
+  }
+  propagation.setGlobalPropagator(propagatorFor(config));
+
+  const inbound = new InboundTrust({
+    edge: config.edge,
+    trustedCallers: config.trustedCallers,
+  });
+  const egress = new EgressPolicy({
+    internalHosts: config.internalHosts,
+    thirdParties: config.thirdParties,
+  });
+  for (const bad of inbound.errors)
+    diag.warn(
+      `THREADLINE_TRUSTED_CALLERS entry "${bad}" is not an address, network or host name; ignored`,
+    );
+  for (const bad of egress.errors)
+    diag.warn(
+      `internal host or third-party entry "${bad}" is not valid; ignored`,
+    );
+
+  const instrumentations: Instrumentation[] = [];
+  let pino: PinoInstrumentation | undefined;
+  if (config.instrumentations.http) {
+    instrumentations.push(
+      new HttpInstrumentation({
+        tracerProvider: provider,
+        inbound,
+        egress,
+        customerHeader: config.customerHeader,
+        ignoreIncomingPaths: config.ignoreIncomingPaths,
+        ...(config.customerFromRequest === undefined
+          ? {}
+          : { customerFromRequest: config.customerFromRequest }),
+      }),
+    );
+  }
+  if (config.instrumentations.undici)
+    instrumentations.push(
+      new UndiciInstrumentation({ tracerProvider: provider, egress }),
+    );
+  if (config.instrumentations.pino) {
+    pino = new PinoInstrumentation({
+      fields: config.logFields,
+      ...(config.logs.enabled ? { sink: pipeline } : {}),
+    });
+    instrumentations.push(pino);
+  }
+  for (const i of instrumentations) {
+    try {
+      i.enable();
+    } catch (err) {
+      diag.warn(`${i.name} could not be enabled: ${(err as Error).message}`);
+    }
+  }
+
+  const hooks = installExitHooks(pipeline, config.shutdownTimeoutMs);
+  let stopped = false;
+  if (config.selfCheck) {
+    const loadedEarly = (pino?.loadedEarly ?? []).length > 0 ? ["pino"] : [];
+    setImmediate(() => {
+      if (stopped) return;
+      for (const problem of selfCheck({
+        instrumentations,
+        loadedEarly,
+        httpEnabled: config.instrumentations.http,
+      })) {
+        diag.warnOnce(`self-check:${problem}`, `self-check: ${problem}`);
+      }
+    }).unref();
+  }
+
+  const handle: ThreadlineHandle = {
+    enabled: true,
+    forceFlush: () => pipeline.forceFlush(config.shutdownTimeoutMs),
+    async shutdown() {
+      if (stopped) return;
+      stopped = true;
+      hooks.remove();
+      for (const i of instrumentations) i.disable();
+      await pipeline.shutdown(config.shutdownTimeoutMs);
+      trace.disable();
+      propagation.disable();
+      context.disable();
+      apiDiag.disable();
+      diag.flush();
+      if (active === handle) active = undefined;
+    },
+    stats: () => pipeline.stats(),
+  };
+  active = handle;
+  return handle;
+}

@@ -1,0 +1,59 @@
+// The start-up self-check: makes sure the instrumentations really took
+// effect and says so once, clearly, when they did not. Run on the first
+// turn of the event loop, after the application's own start-up code, so a
+// later agent or framework that replaced our hooks is caught too.
+import { hasSubscribers } from "node:diagnostics_channel";
+import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { moduleHooksInstalled, type Instrumentation } from "@threadline/core";
+
+export interface SelfCheckInput {
+  instrumentations: readonly Instrumentation[];
+  /** Instrumented modules that were loaded before Threadline started. */
+  loadedEarly: readonly string[];
+  httpEnabled: boolean;
+}
+
+function bundled(): boolean {
+  // Installed normally, this file sits in <package>/dist next to <package>/package.json.
+  try {
+    const pkg = fileURLToPath(new URL("../package.json", import.meta.url));
+    if (!existsSync(pkg)) return true;
+    return (
+      (JSON.parse(readFileSync(pkg, "utf8")) as { name?: string }).name !==
+      "@threadline/node"
+    );
+  } catch {
+    return true;
+  }
+}
+
+/** Problems found; empty when everything took effect. */
+export function selfCheck(input: SelfCheckInput): string[] {
+  const problems: string[] = [];
+  for (const i of input.instrumentations)
+    problems.push(...(i.selfCheck?.() ?? []));
+  if (input.httpEnabled && !hasSubscribers("http.client.request.created")) {
+    problems.push(
+      "outgoing http requests are not traced: the diagnostics channel subscription is missing",
+    );
+  }
+  if (!moduleHooksInstalled()) {
+    problems.push(
+      "module load hooks are not installed, so pg, amqplib and pino will not be instrumented",
+    );
+  }
+  if (input.loadedEarly.length > 0) {
+    const names = [...new Set(input.loadedEarly)].join(", ");
+    problems.push(
+      `${names} ${input.loadedEarly.length > 1 ? "were" : "was"} loaded before Threadline started and patched late; ` +
+        "work done before now was not traced. Start Threadline first: node --import @threadline/node/register app.js",
+    );
+  }
+  if (bundled()) {
+    problems.push(
+      "Threadline appears to be bundled into the application; keep @threadline/node and the libraries it instruments (pg, amqplib, pino) external to the bundle, or they will not be traced",
+    );
+  }
+  return problems;
+}

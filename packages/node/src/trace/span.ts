@@ -1,0 +1,327 @@
+// The recording span. It is also the export record (it implements the OTLP
+// encoder's SpanData), so ending a span copies nothing: the object goes
+// into the batch queue as it is. Attributes live in a plain object whose
+// shape V8 shares between spans built the same way.
+import {
+  SpanStatusCode,
+  type Attributes as ApiAttributes,
+  type AttributeValue,
+  type Exception,
+  type Link,
+  type Span,
+  type SpanContext,
+  type SpanKind,
+  type SpanStatus,
+  type TimeInput,
+} from "@opentelemetry/api";
+import type {
+  AnyValue,
+  ApiSpanKind,
+  Scope,
+  SpanData,
+  SpanEventData,
+  SpanLinkData,
+} from "@threadline/otlp";
+import { now, toEpochMs } from "../internal/clock.ts";
+import type { SpanLimits } from "../config.ts";
+
+/** Receives spans when they end (the export pipeline). */
+export interface SpanSink {
+  onEnd(span: RecordingSpan): void;
+}
+
+/** What all spans of one tracer share. */
+export interface SpanShared {
+  readonly scope: Scope;
+  readonly limits: SpanLimits;
+  readonly sink: SpanSink;
+}
+
+type MutableAttributes = Record<string, AnyValue>;
+
+function isAttributeValue(v: unknown): v is AttributeValue {
+  switch (typeof v) {
+    case "string":
+    case "number":
+    case "boolean":
+      return true;
+    case "object":
+      return Array.isArray(v);
+    default:
+      return false;
+  }
+}
+
+function limitValue(v: AttributeValue, max: number): AnyValue {
+  if (typeof v === "string") return v.length > max ? v.slice(0, max) : v;
+  if (Array.isArray(v))
+    return v.map((x) =>
+      typeof x === "string" && x.length > max ? x.slice(0, max) : x,
+    ) as AnyValue;
+  return v as AnyValue;
+}
+
+/** Copies `src` into `dst` under the count and length limits; returns how many were dropped. */
+function copyAttributes(
+  dst: MutableAttributes,
+  src: ApiAttributes,
+  countLimit: number,
+  lengthLimit: number,
+  count: number,
+): { count: number; dropped: number } {
+  let dropped = 0;
+  for (const key in src) {
+    const v = src[key];
+    if (!isAttributeValue(v) || key.length === 0) continue;
+    if (!(key in dst)) {
+      if (count >= countLimit) {
+        dropped++;
+        continue;
+      }
+      count++;
+    }
+    dst[key] = limitValue(v, lengthLimit);
+  }
+  return { count, dropped };
+}
+
+export class RecordingSpan implements Span, SpanData {
+  readonly scope: Scope;
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly parentSpanId: string | undefined;
+  readonly parentIsRemote: boolean;
+  readonly traceFlags: number;
+  name: string;
+  readonly kind: ApiSpanKind;
+  readonly startTime: number;
+  endTime = 0;
+  readonly attributes: MutableAttributes;
+  droppedAttributesCount = 0;
+  events: SpanEventData[] | undefined = undefined;
+  droppedEventsCount = 0;
+  links: SpanLinkData[] | undefined = undefined;
+  droppedLinksCount = 0;
+  statusCode = 0;
+  statusMessage: string | undefined = undefined;
+  /** The customer this span was started for, if any. */
+  readonly customerId: string | undefined;
+
+  readonly #context: SpanContext;
+  readonly #shared: SpanShared;
+  #attributeCount = 0;
+  #ended = false;
+
+  constructor(
+    shared: SpanShared,
+    context: SpanContext,
+    parent: SpanContext | undefined,
+    name: string,
+    kind: SpanKind,
+    startTime: TimeInput | undefined,
+    attributes: ApiAttributes | undefined,
+    links: Link[] | undefined,
+    customerId: string | undefined,
+  ) {
+    this.#shared = shared;
+    this.#context = context;
+    this.scope = shared.scope;
+    this.traceId = context.traceId;
+    this.spanId = context.spanId;
+    this.traceFlags = context.traceFlags;
+    this.parentSpanId = parent?.spanId;
+    this.parentIsRemote = parent?.isRemote === true;
+    this.name = name;
+    this.kind = kind as number as ApiSpanKind;
+    this.startTime = startTime === undefined ? now() : toEpochMs(startTime);
+    this.customerId = customerId;
+    this.attributes = {};
+    if (customerId !== undefined) {
+      this.attributes["customer.id"] = customerId;
+      this.#attributeCount = 1;
+    }
+    if (attributes !== undefined) this.setAttributes(attributes);
+    if (links !== undefined) this.addLinks(links);
+  }
+
+  get traceState(): string | undefined {
+    return this.#context.traceState?.serialize() || undefined;
+  }
+
+  spanContext(): SpanContext {
+    return this.#context;
+  }
+
+  setAttribute(key: string, value: AttributeValue): this {
+    if (this.#ended || key.length === 0 || !isAttributeValue(value))
+      return this;
+    const limits = this.#shared.limits;
+    if (!(key in this.attributes)) {
+      if (this.#attributeCount >= limits.attributeCountLimit) {
+        this.droppedAttributesCount++;
+        return this;
+      }
+      this.#attributeCount++;
+    }
+    this.attributes[key] = limitValue(value, limits.attributeValueLengthLimit);
+    return this;
+  }
+
+  setAttributes(attributes: ApiAttributes): this {
+    if (this.#ended) return this;
+    const limits = this.#shared.limits;
+    const r = copyAttributes(
+      this.attributes,
+      attributes,
+      limits.attributeCountLimit,
+      limits.attributeValueLengthLimit,
+      this.#attributeCount,
+    );
+    this.#attributeCount = r.count;
+    this.droppedAttributesCount += r.dropped;
+    return this;
+  }
+
+  addEvent(
+    name: string,
+    attributesOrTime?: ApiAttributes | TimeInput,
+    time?: TimeInput,
+  ): this {
+    if (this.#ended) return this;
+    const limits = this.#shared.limits;
+    if ((this.events?.length ?? 0) >= limits.eventCountLimit) {
+      this.droppedEventsCount++;
+      return this;
+    }
+    let attributes: ApiAttributes | undefined;
+    let at = time;
+    if (
+      attributesOrTime instanceof Date ||
+      typeof attributesOrTime === "number" ||
+      Array.isArray(attributesOrTime)
+    ) {
+      at = attributesOrTime as TimeInput;
+    } else {
+      attributes = attributesOrTime as ApiAttributes | undefined;
+    }
+    let copied: MutableAttributes | undefined;
+    let dropped = 0;
+    if (attributes !== undefined) {
+      copied = {};
+      dropped = copyAttributes(
+        copied,
+        attributes,
+        limits.attributePerEventCountLimit,
+        limits.attributeValueLengthLimit,
+        0,
+      ).dropped;
+    }
+    (this.events ??= []).push({
+      name: String(name),
+      time: toEpochMs(at),
+      attributes: copied,
+      droppedAttributesCount: dropped,
+    });
+    return this;
+  }
+
+  addLink(link: Link): this {
+    if (this.#ended) return this;
+    const limits = this.#shared.limits;
+    if ((this.links?.length ?? 0) >= limits.linkCountLimit) {
+      this.droppedLinksCount++;
+      return this;
+    }
+    let copied: MutableAttributes | undefined;
+    let dropped = 0;
+    if (link.attributes !== undefined) {
+      copied = {};
+      dropped = copyAttributes(
+        copied,
+        link.attributes,
+        limits.attributePerLinkCountLimit,
+        limits.attributeValueLengthLimit,
+        0,
+      ).dropped;
+    }
+    (this.links ??= []).push({
+      traceId: link.context.traceId,
+      spanId: link.context.spanId,
+      traceState: link.context.traceState?.serialize() || undefined,
+      traceFlags: link.context.traceFlags,
+      attributes: copied,
+      droppedAttributesCount: dropped,
+    });
+    return this;
+  }
+
+  addLinks(links: Link[]): this {
+    for (const l of links) this.addLink(l);
+    return this;
+  }
+
+  setStatus(status: SpanStatus): this {
+    if (this.#ended) return this;
+    // OK is final; UNSET never overrides (OpenTelemetry trace API, "Set Status").
+    if (
+      this.statusCode === SpanStatusCode.OK ||
+      status.code === SpanStatusCode.UNSET
+    )
+      return this;
+    this.statusCode = status.code;
+    this.statusMessage =
+      status.code === SpanStatusCode.ERROR && typeof status.message === "string"
+        ? status.message
+        : undefined;
+    return this;
+  }
+
+  updateName(name: string): this {
+    if (!this.#ended) this.name = name;
+    return this;
+  }
+
+  end(endTime?: TimeInput): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    let end = endTime === undefined ? now() : toEpochMs(endTime);
+    if (end < this.startTime) end = this.startTime;
+    this.endTime = end;
+    this.#shared.sink.onEnd(this);
+  }
+
+  isRecording(): boolean {
+    return !this.#ended;
+  }
+
+  /** Whether end() was called. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  recordException(exception: Exception, time?: TimeInput): void {
+    const attributes: ApiAttributes = {};
+    if (typeof exception === "string") {
+      attributes["exception.message"] = exception;
+    } else if (exception !== null && typeof exception === "object") {
+      const e = exception as {
+        name?: unknown;
+        code?: unknown;
+        message?: unknown;
+        stack?: unknown;
+      };
+      const type =
+        typeof e.name === "string"
+          ? e.name
+          : typeof e.code === "string" || typeof e.code === "number"
+            ? String(e.code)
+            : undefined;
+      if (type !== undefined) attributes["exception.type"] = type;
+      if (typeof e.message === "string")
+        attributes["exception.message"] = e.message;
+      if (typeof e.stack === "string")
+        attributes["exception.stacktrace"] = e.stack;
+    }
+    this.addEvent("exception", attributes, time);
+  }
+}

@@ -1,0 +1,159 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { resolveConfig } from "../src/config.ts";
+
+describe("resolveConfig", () => {
+  it("has the documented defaults", () => {
+    const { config, warnings } = resolveConfig({}, {});
+    assert.deepEqual(warnings, []);
+    assert.equal(config.disabled, false);
+    assert.equal(config.serviceName, "unknown_service:node");
+    assert.equal(config.traces.url, "http://localhost:4318/v1/traces");
+    assert.equal(config.logs.url, "http://localhost:4318/v1/logs");
+    assert.equal(config.traces.protocol, "http/protobuf");
+    assert.equal(config.traces.compression, "none");
+    assert.equal(config.traces.timeoutMs, 10000);
+    assert.deepEqual(config.traces.batch, {
+      scheduleDelayMs: 1000,
+      maxQueueSize: 2048,
+      maxExportBatchSize: 512,
+    });
+    assert.deepEqual(config.sampler, {
+      name: "parentbased_always_on",
+      ratio: 1,
+    });
+    assert.deepEqual(config.propagators, ["tracecontext", "baggage"]);
+    assert.equal(config.edge, false);
+    assert.equal(config.customerHeader, "x-customer-id");
+    assert.equal(config.logFields, "otel");
+    assert.equal(config.shutdownTimeoutMs, 3000);
+    assert.deepEqual(config.instrumentations, {
+      http: true,
+      undici: true,
+      pino: true,
+    });
+  });
+
+  it("reads the standard OTEL_* variables as the specification defines them", () => {
+    const { config, warnings } = resolveConfig(
+      {},
+      {
+        OTEL_SERVICE_NAME: "orders",
+        OTEL_RESOURCE_ATTRIBUTES:
+          "service.name=ignored,deployment.environment.name=prod,team=a%20b",
+        OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318/",
+        OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: "http://logs:9999/custom/path",
+        OTEL_EXPORTER_OTLP_HEADERS: "api-key=secret,x-tenant=t%201",
+        OTEL_EXPORTER_OTLP_TRACES_HEADERS: "x-tenant=t2",
+        OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+        OTEL_EXPORTER_OTLP_LOGS_PROTOCOL: "http/protobuf",
+        OTEL_EXPORTER_OTLP_COMPRESSION: "gzip",
+        OTEL_EXPORTER_OTLP_TIMEOUT: "2500",
+        OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+        OTEL_TRACES_SAMPLER_ARG: "0.25",
+        OTEL_PROPAGATORS: "tracecontext",
+        OTEL_BSP_SCHEDULE_DELAY: "200",
+        OTEL_BSP_MAX_QUEUE_SIZE: "100",
+        OTEL_BSP_MAX_EXPORT_BATCH_SIZE: "500",
+        OTEL_LOGS_EXPORTER: "none",
+        OTEL_SDK_DISABLED: "TRUE",
+      },
+    );
+    assert.deepEqual(warnings, []);
+    assert.equal(config.disabled, true);
+    assert.equal(config.serviceName, "orders");
+    assert.deepEqual(config.resourceAttributes, {
+      "service.name": "ignored",
+      "deployment.environment.name": "prod",
+      team: "a b",
+    });
+    assert.equal(config.traces.url, "http://collector:4318/v1/traces");
+    assert.equal(config.logs.url, "http://logs:9999/custom/path");
+    assert.deepEqual(config.traces.headers, {
+      "api-key": "secret",
+      "x-tenant": "t2",
+    });
+    assert.deepEqual(config.logs.headers, {
+      "api-key": "secret",
+      "x-tenant": "t 1",
+    });
+    assert.equal(config.traces.protocol, "http/json");
+    assert.equal(config.logs.protocol, "http/protobuf");
+    assert.equal(config.traces.compression, "gzip");
+    assert.equal(config.traces.timeoutMs, 2500);
+    assert.deepEqual(config.sampler, {
+      name: "parentbased_traceidratio",
+      ratio: 0.25,
+    });
+    assert.deepEqual(config.propagators, ["tracecontext"]);
+    assert.deepEqual(config.traces.batch, {
+      scheduleDelayMs: 200,
+      maxQueueSize: 100,
+      maxExportBatchSize: 100,
+    });
+    assert.equal(config.logs.enabled, false);
+    assert.equal(config.traces.enabled, true);
+  });
+
+  it("lets init() options win over the environment", () => {
+    const { config } = resolveConfig(
+      {
+        serviceName: "from-code",
+        endpoint: "http://code:4318",
+        sampleRatio: 0.5,
+        edge: true,
+        customerHeader: "X-Tenant-Customer",
+      },
+      {
+        OTEL_SERVICE_NAME: "from-env",
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://env:1/v1/traces",
+        THREADLINE_EDGE: "false",
+      },
+    );
+    assert.equal(config.serviceName, "from-code");
+    assert.equal(config.traces.url, "http://code:4318/v1/traces");
+    assert.deepEqual(config.sampler, {
+      name: "parentbased_traceidratio",
+      ratio: 0.5,
+    });
+    assert.equal(config.edge, true);
+    assert.equal(config.customerHeader, "x-tenant-customer");
+  });
+
+  it("warns and falls back on unusable values, never throws", () => {
+    const { config, warnings } = resolveConfig(
+      {},
+      {
+        OTEL_EXPORTER_OTLP_ENDPOINT: "not a url",
+        OTEL_EXPORTER_OTLP_PROTOCOL: "grpc",
+        OTEL_TRACES_SAMPLER: "jaeger_remote",
+        OTEL_BSP_MAX_QUEUE_SIZE: "-3",
+        OTEL_SDK_DISABLED: "yes",
+        OTEL_PROPAGATORS: "b3,tracecontext",
+        THREADLINE_LOG_FIELDS: "json",
+        OTEL_NODE_DISABLED_INSTRUMENTATIONS: "http,nosuch",
+      },
+    );
+    assert.equal(config.traces.url, "http://localhost:4318/v1/traces");
+    assert.equal(config.traces.protocol, "http/protobuf");
+    assert.equal(config.sampler.name, "parentbased_always_on");
+    assert.equal(config.traces.batch.maxQueueSize, 2048);
+    assert.equal(config.disabled, false);
+    assert.deepEqual(config.propagators, ["tracecontext"]);
+    assert.equal(config.logFields, "otel");
+    assert.equal(config.instrumentations.http, false);
+    assert.equal(warnings.length, 8, warnings.join("\n"));
+  });
+
+  it("never repeats header values in warnings", () => {
+    const { warnings } = resolveConfig(
+      {},
+      {
+        OTEL_EXPORTER_OTLP_HEADERS:
+          "authorization=Bearer%zzsecret,=orphan-secret",
+      },
+    );
+    assert.equal(warnings.length, 2);
+    for (const w of warnings) assert.ok(!w.includes("secret"), w);
+  });
+});

@@ -1,0 +1,131 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import {
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from "@opentelemetry/api";
+import { setCustomerInContext } from "@threadline/core";
+import { TracerProvider } from "../src/trace/tracer-provider.ts";
+import { alwaysOn, alwaysOff } from "../src/trace/sampler.ts";
+import type { RecordingSpan } from "../src/trace/span.ts";
+
+const limits = {
+  attributeCountLimit: 4,
+  attributeValueLengthLimit: 5,
+  eventCountLimit: 2,
+  linkCountLimit: 1,
+  attributePerEventCountLimit: 1,
+  attributePerLinkCountLimit: 1,
+};
+
+function setup(sampler = alwaysOn, spanLimits = limits) {
+  const ended: RecordingSpan[] = [];
+  const provider = new TracerProvider(sampler, spanLimits, {
+    onEnd: (s) => ended.push(s),
+  });
+  return { tracer: provider.getTracer("t", "1"), ended };
+}
+
+describe("spans", () => {
+  it("stamps the customer id of the context on every span", () => {
+    const { tracer, ended } = setup();
+    const ctx = setCustomerInContext(ROOT_CONTEXT, "c-42");
+    const parent = tracer.startSpan("parent", { kind: SpanKind.SERVER }, ctx);
+    tracer.startSpan("child", {}, trace.setSpan(ctx, parent)).end();
+    parent.end();
+    assert.deepEqual(
+      ended.map((s) => [s.name, s.attributes["customer.id"]]),
+      [
+        ["child", "c-42"],
+        ["parent", "c-42"],
+      ],
+    );
+    assert.equal(ended[0]!.parentSpanId, ended[1]!.spanId);
+    assert.equal(ended[0]!.traceId, ended[1]!.traceId);
+  });
+
+  it("applies attribute, event and link limits", () => {
+    const { tracer, ended } = setup();
+    const span = tracer.startSpan("s", {
+      attributes: { a: "123456789", b: 1, c: true },
+    });
+    span.setAttributes({ d: ["abcdefgh"], e: "dropped", f: "dropped" });
+    span.setAttribute("a", "x");
+    span.addEvent("e1", { k1: 1, k2: 2 });
+    span.addEvent("e2");
+    span.addEvent("e3");
+    const linked = {
+      traceId: "a".repeat(32),
+      spanId: "b".repeat(16),
+      traceFlags: 1,
+    };
+    span.addLinks([{ context: linked }, { context: linked }]);
+    span.end();
+    const s = ended[0]!;
+    assert.deepEqual(s.attributes, { a: "x", b: 1, c: true, d: ["abcde"] });
+    assert.equal(s.droppedAttributesCount, 2);
+    assert.equal(s.events?.length, 2);
+    assert.equal(s.events?.[0]?.droppedAttributesCount, 1);
+    assert.equal(s.droppedEventsCount, 1);
+    assert.equal(s.droppedLinksCount, 1);
+  });
+
+  it("follows the status rules: OK is final, UNSET never overrides", () => {
+    const { tracer, ended } = setup();
+    const span = tracer.startSpan("s");
+    span.setStatus({ code: SpanStatusCode.ERROR, message: "bad" });
+    span.setStatus({ code: SpanStatusCode.UNSET });
+    span.setStatus({ code: SpanStatusCode.OK });
+    span.setStatus({ code: SpanStatusCode.ERROR, message: "again" });
+    span.end();
+    assert.equal(ended[0]!.statusCode, SpanStatusCode.OK);
+    assert.equal(ended[0]!.statusMessage, undefined);
+  });
+
+  it("ends once and ignores changes after end", () => {
+    const { tracer, ended } = setup();
+    const span = tracer.startSpan("s");
+    span.end();
+    span.end();
+    span.setAttribute("late", 1);
+    assert.equal(ended.length, 1);
+    assert.equal(ended[0]!.attributes["late"], undefined);
+    assert.equal(span.isRecording(), false);
+  });
+
+  it("records exceptions as events", () => {
+    const { tracer, ended } = setup(alwaysOn, {
+      ...limits,
+      attributeValueLengthLimit: 1000,
+    });
+    const span = tracer.startSpan("s");
+    span.recordException(new TypeError("nope"));
+    span.end();
+    assert.equal(ended[0]!.events?.[0]?.name, "exception");
+    assert.equal(
+      ended[0]!.events?.[0]?.attributes?.["exception.type"],
+      "TypeError",
+    );
+  });
+
+  it("still propagates a context for spans that are not sampled", () => {
+    const { tracer, ended } = setup(alwaysOff);
+    const span = tracer.startSpan("s");
+    assert.equal(span.isRecording(), false);
+    assert.match(span.spanContext().traceId, /^[0-9a-f]{32}$/);
+    assert.equal(span.spanContext().traceFlags & 1, 0);
+    span.end();
+    assert.equal(ended.length, 0);
+  });
+
+  it("startActiveSpan runs the callback with the span active", () => {
+    const { tracer } = setup();
+    const result = tracer.startActiveSpan("s", (span) => {
+      span.end();
+      return 7;
+    });
+    assert.equal(result, 7);
+  });
+});
