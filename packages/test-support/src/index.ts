@@ -1,0 +1,18 @@
+export {
+  decodeLogsRequest,
+  decodeTraceRequest,
+  startOtlpReceiver,
+} from "./otlp-receiver.ts";
+export type {
+  Attrs,
+  OtlpReceiver,
+  ReceivedLog,
+  ReceivedRequest,
+  ReceivedSpan,
+  Responder,
+} from "./otlp-receiver.ts";
+export { cleanEnv, startService } from "./service.ts";
+export type { RunningService, ServiceOptions } from "./service.ts";
+export { startRecordingServer } from "./recording-server.ts";
+export type { RecordedRequest, RecordingServer } from "./recording-server.ts";
+export { waitFor } from "./wait.ts";

@@ -1,0 +1,354 @@
+// A real OTLP/HTTP receiver for tests: accepts POST /v1/traces and
+// /v1/logs in protobuf or JSON (gzip too), decodes with protobufjs and a
+// schema written from the specification, and keeps what arrived. Tests can
+// make it misbehave (status codes, hangs, resets) to exercise the exporter.
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type ServerResponse,
+} from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { gunzipSync } from "node:zlib";
+import {
+  ExportLogsServiceRequest,
+  ExportTraceServiceRequest,
+} from "./otlp-schema.ts";
+import { waitFor } from "./wait.ts";
+
+export type Attrs = Record<string, unknown>;
+
+export interface ReceivedSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId: string;
+  traceState: string;
+  name: string;
+  /** OTLP kind: 1 internal, 2 server, 3 client, 4 producer, 5 consumer. */
+  kind: number;
+  startTimeUnixNano: bigint;
+  endTimeUnixNano: bigint;
+  attributes: Attrs;
+  events: Array<{ name: string; attributes: Attrs }>;
+  links: Array<{ traceId: string; spanId: string; attributes: Attrs }>;
+  status: { code: number; message: string };
+  flags: number;
+  resource: Attrs;
+  scope: { name: string; version: string };
+}
+
+export interface ReceivedLog {
+  timeUnixNano: bigint;
+  observedTimeUnixNano: bigint;
+  severityNumber: number;
+  severityText: string;
+  body: unknown;
+  attributes: Attrs;
+  traceId: string;
+  spanId: string;
+  flags: number;
+  resource: Attrs;
+  scope: { name: string; version: string };
+}
+
+export interface ReceivedRequest {
+  path: string;
+  headers: IncomingHttpHeaders;
+  bytes: number;
+  items: number;
+}
+
+/** How the receiver answers; return undefined for a normal 200. */
+export type Responder = (
+  req: IncomingMessage,
+) =>
+  | { status: number; headers?: Record<string, string>; body?: string }
+  | "hang"
+  | "reset"
+  | undefined;
+
+export interface OtlpReceiver {
+  readonly url: string;
+  readonly port: number;
+  readonly spans: ReceivedSpan[];
+  readonly logs: ReceivedLog[];
+  readonly requests: ReceivedRequest[];
+  /** Requests that could not be decoded, with the reason. */
+  readonly errors: string[];
+  setResponder(responder: Responder | undefined): void;
+  waitForSpans(
+    predicate: (spans: ReceivedSpan[]) => boolean,
+    what?: string,
+    timeoutMs?: number,
+  ): Promise<ReceivedSpan[]>;
+  waitForLogs(
+    predicate: (logs: ReceivedLog[]) => boolean,
+    what?: string,
+    timeoutMs?: number,
+  ): Promise<ReceivedLog[]>;
+  clear(): void;
+  close(): Promise<void>;
+}
+
+function hex(b: unknown): string {
+  if (typeof b === "string") return b; // JSON carries ids as hex
+  if (b instanceof Uint8Array) return Buffer.from(b).toString("hex");
+  return "";
+}
+
+function big(v: unknown): bigint {
+  if (v === undefined || v === null || v === "") return 0n;
+  if (typeof v === "bigint") return v;
+  if (typeof v === "number") return BigInt(Math.round(v));
+  return BigInt(String(v));
+}
+
+function anyValue(v: Record<string, unknown> | undefined | null): unknown {
+  if (v === undefined || v === null) return undefined;
+  if (
+    "stringValue" in v &&
+    v["stringValue"] !== undefined &&
+    v["stringValue"] !== null
+  )
+    return v["stringValue"];
+  if (
+    "boolValue" in v &&
+    v["boolValue"] !== undefined &&
+    v["boolValue"] !== null
+  )
+    return v["boolValue"];
+  if ("intValue" in v && v["intValue"] !== undefined && v["intValue"] !== null)
+    return Number(String(v["intValue"]));
+  if (
+    "doubleValue" in v &&
+    v["doubleValue"] !== undefined &&
+    v["doubleValue"] !== null
+  )
+    return Number(v["doubleValue"]);
+  if ("arrayValue" in v && v["arrayValue"])
+    return ((v["arrayValue"] as { values?: unknown[] }).values ?? []).map((x) =>
+      anyValue(x as Record<string, unknown>),
+    );
+  if ("kvlistValue" in v && v["kvlistValue"])
+    return attrs((v["kvlistValue"] as { values?: unknown[] }).values);
+  if ("bytesValue" in v && v["bytesValue"]) return hex(v["bytesValue"]);
+  return undefined;
+}
+
+function attrs(list: unknown): Attrs {
+  const out: Attrs = {};
+  for (const kv of (list as
+    Array<{ key: string; value?: Record<string, unknown> }> | undefined) ?? [])
+    out[kv.key] = anyValue(kv.value);
+  return out;
+}
+
+type Obj = Record<string, unknown>;
+const arr = (v: unknown) => (v as Obj[] | undefined) ?? [];
+
+function spansOf(body: Obj): ReceivedSpan[] {
+  const out: ReceivedSpan[] = [];
+  for (const rs of arr(body["resourceSpans"])) {
+    const resource = attrs((rs["resource"] as Obj | undefined)?.["attributes"]);
+    for (const ss of arr(rs["scopeSpans"])) {
+      const scope = (ss["scope"] as Obj | undefined) ?? {};
+      for (const s of arr(ss["spans"])) {
+        const status = (s["status"] as Obj | undefined) ?? {};
+        out.push({
+          traceId: hex(s["traceId"]),
+          spanId: hex(s["spanId"]),
+          parentSpanId: hex(s["parentSpanId"]),
+          traceState: String(s["traceState"] ?? ""),
+          name: String(s["name"] ?? ""),
+          kind: Number(s["kind"] ?? 0),
+          startTimeUnixNano: big(s["startTimeUnixNano"]),
+          endTimeUnixNano: big(s["endTimeUnixNano"]),
+          attributes: attrs(s["attributes"]),
+          events: arr(s["events"]).map((e) => ({
+            name: String(e["name"] ?? ""),
+            attributes: attrs(e["attributes"]),
+          })),
+          links: arr(s["links"]).map((l) => ({
+            traceId: hex(l["traceId"]),
+            spanId: hex(l["spanId"]),
+            attributes: attrs(l["attributes"]),
+          })),
+          status: {
+            code: Number(status["code"] ?? 0),
+            message: String(status["message"] ?? ""),
+          },
+          flags: Number(s["flags"] ?? 0),
+          resource,
+          scope: {
+            name: String(scope["name"] ?? ""),
+            version: String(scope["version"] ?? ""),
+          },
+        });
+      }
+    }
+  }
+  return out;
+}
+
+function logsOf(body: Obj): ReceivedLog[] {
+  const out: ReceivedLog[] = [];
+  for (const rl of arr(body["resourceLogs"])) {
+    const resource = attrs((rl["resource"] as Obj | undefined)?.["attributes"]);
+    for (const sl of arr(rl["scopeLogs"])) {
+      const scope = (sl["scope"] as Obj | undefined) ?? {};
+      for (const r of arr(sl["logRecords"])) {
+        out.push({
+          timeUnixNano: big(r["timeUnixNano"]),
+          observedTimeUnixNano: big(r["observedTimeUnixNano"]),
+          severityNumber: Number(r["severityNumber"] ?? 0),
+          severityText: String(r["severityText"] ?? ""),
+          body: anyValue(r["body"] as Obj | undefined),
+          attributes: attrs(r["attributes"]),
+          traceId: hex(r["traceId"]),
+          spanId: hex(r["spanId"]),
+          flags: Number(r["flags"] ?? 0),
+          resource,
+          scope: {
+            name: String(scope["name"] ?? ""),
+            version: String(scope["version"] ?? ""),
+          },
+        });
+      }
+    }
+  }
+  return out;
+}
+
+/** Decodes an ExportTraceServiceRequest (protobuf bytes or OTLP/JSON text). */
+export function decodeTraceRequest(raw: Uint8Array | string): ReceivedSpan[] {
+  const type =
+    typeof raw === "string" ? "application/json" : "application/x-protobuf";
+  return decode("/v1/traces", type, Buffer.from(raw)).spans ?? [];
+}
+
+/** Decodes an ExportLogsServiceRequest (protobuf bytes or OTLP/JSON text). */
+export function decodeLogsRequest(raw: Uint8Array | string): ReceivedLog[] {
+  const type =
+    typeof raw === "string" ? "application/json" : "application/x-protobuf";
+  return decode("/v1/logs", type, Buffer.from(raw)).logs ?? [];
+}
+
+function decode(
+  path: string,
+  contentType: string,
+  raw: Buffer,
+): { spans?: ReceivedSpan[]; logs?: ReceivedLog[] } {
+  const isJson = contentType.includes("json");
+  const type =
+    path === "/v1/traces"
+      ? ExportTraceServiceRequest
+      : ExportLogsServiceRequest;
+  const body = isJson
+    ? (JSON.parse(raw.toString("utf8")) as Obj)
+    : (type.toObject(type.decode(raw), {
+        longs: String,
+        enums: Number,
+        defaults: false,
+      }) as Obj);
+  return path === "/v1/traces"
+    ? { spans: spansOf(body) }
+    : { logs: logsOf(body) };
+}
+
+/** Starts a receiver on an ephemeral loopback port. */
+export async function startOtlpReceiver(): Promise<OtlpReceiver> {
+  const spans: ReceivedSpan[] = [];
+  const logs: ReceivedLog[] = [];
+  const requests: ReceivedRequest[] = [];
+  const errors: string[] = [];
+  const sockets = new Set<Socket>();
+  let responder: Responder | undefined;
+
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const answer = responder?.(req);
+      if (answer === "hang") return;
+      if (answer === "reset") {
+        req.socket.destroy();
+        return;
+      }
+      if (answer !== undefined) {
+        res.writeHead(answer.status, answer.headers ?? {});
+        res.end(answer.body ?? "");
+        return;
+      }
+      const path = (req.url ?? "").split("?")[0]!;
+      if (
+        req.method !== "POST" ||
+        (path !== "/v1/traces" && path !== "/v1/logs" && path !== "/v1/metrics")
+      ) {
+        res.writeHead(404).end();
+        return;
+      }
+      let raw = Buffer.concat(chunks);
+      try {
+        if (req.headers["content-encoding"] === "gzip") raw = gunzipSync(raw);
+        let items = 0;
+        if (path !== "/v1/metrics") {
+          const decoded = decode(
+            path,
+            String(req.headers["content-type"] ?? ""),
+            raw,
+          );
+          if (decoded.spans) spans.push(...decoded.spans);
+          if (decoded.logs) logs.push(...decoded.logs);
+          items = decoded.spans?.length ?? decoded.logs?.length ?? 0;
+        }
+        requests.push({ path, headers: req.headers, bytes: raw.length, items });
+        const json = String(req.headers["content-type"] ?? "").includes("json");
+        res.writeHead(200, {
+          "content-type": json ? "application/json" : "application/x-protobuf",
+        });
+        res.end(json ? "{}" : undefined);
+      } catch (err) {
+        errors.push(`${path}: ${(err as Error).message}`);
+        res.writeHead(400).end();
+      }
+    });
+  });
+  server.on("connection", (s: Socket) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    spans,
+    logs,
+    requests,
+    errors,
+    setResponder: (r) => {
+      responder = r;
+    },
+    waitForSpans: (predicate, what = "spans", timeoutMs) =>
+      waitFor(() => predicate(spans) && spans, {
+        what,
+        ...(timeoutMs ? { timeoutMs } : {}),
+      }),
+    waitForLogs: (predicate, what = "log records", timeoutMs) =>
+      waitFor(() => predicate(logs) && logs, {
+        what,
+        ...(timeoutMs ? { timeoutMs } : {}),
+      }),
+    clear: () => {
+      spans.length = 0;
+      logs.length = 0;
+      requests.length = 0;
+      errors.length = 0;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,217 @@
+// Export that behaves: flushed on SIGTERM, SIGINT, process.exit() and a
+// natural exit; never keeps the process alive; standard OTLP settings honoured.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  startOtlpReceiver,
+  startRecordingServer,
+  startService,
+  waitFor,
+  type OtlpReceiver,
+} from "@threadline/test-support";
+
+const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
+
+describe("export", () => {
+  let receiver: OtlpReceiver;
+  before(async () => {
+    receiver = await startOtlpReceiver();
+  });
+  after(async () => {
+    await receiver.close();
+  });
+  // A long schedule delay: nothing leaves before shutdown unless a batch fills.
+  const env = (name: string, extra: Record<string, string> = {}) => ({
+    OTEL_SERVICE_NAME: name,
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+    OTEL_BSP_SCHEDULE_DELAY: "60000",
+    OTEL_BLRP_SCHEDULE_DELAY: "60000",
+    ...extra,
+  });
+  const count = (name: string) => ({
+    spans: receiver.spans.filter((s) => s.resource["service.name"] === name)
+      .length,
+    logs: receiver.logs.filter((l) => l.resource["service.name"] === name)
+      .length,
+  });
+
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    it(`flushes every span and log line on ${signal}, then dies of the signal`, async () => {
+      const name = `burst-${signal}`;
+      const app = await startService({
+        entry: "burst.mjs",
+        cwd: fixtures,
+        ready: /listening on (\d+)/,
+        env: env(name, { SPANS: "1500" }),
+      });
+      const { signal: died } = await app.stop(signal);
+      assert.equal(died, signal);
+      assert.deepEqual(count(name), { spans: 1500, logs: 1500 });
+    });
+  }
+
+  for (const exit of ["natural", "process-exit"] as const) {
+    it(`flushes on ${exit === "natural" ? "a natural exit" : "process.exit()"}`, async () => {
+      const name = `burst-${exit}`;
+      const app = await startService({
+        entry: "burst.mjs",
+        cwd: fixtures,
+        ready: false,
+        env: env(name, { SPANS: "300", EXIT: exit }),
+      });
+      const { code } = await app.exited;
+      assert.equal(code, 0);
+      assert.deepEqual(count(name), { spans: 300, logs: 300 });
+    });
+  }
+
+  it("never keeps the process alive when the Collector is unreachable or hangs", async () => {
+    receiver.setResponder(() => "hang");
+    try {
+      for (const endpoint of ["http://127.0.0.1:9", receiver.url]) {
+        const app = await startService({
+          entry: "burst.mjs",
+          cwd: fixtures,
+          ready: false,
+          env: env("stuck", {
+            SPANS: "10",
+            EXIT: "natural",
+            OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
+            THREADLINE_SHUTDOWN_TIMEOUT: "300",
+          }),
+        });
+        const result = await Promise.race([
+          app.exited,
+          new Promise<"alive">((r) =>
+            setTimeout(() => r("alive"), 15_000).unref(),
+          ),
+        ]);
+        if (result === "alive") await app.stop("SIGKILL");
+        assert.notEqual(
+          result,
+          "alive",
+          `the process exited (collector ${endpoint})`,
+        );
+        assert.equal((result as { code: number }).code, 0);
+      }
+    } finally {
+      receiver.setResponder(undefined);
+    }
+  });
+
+  it("sends OTEL_EXPORTER_OTLP_HEADERS, gzip-compressed when asked, and never prints them", async () => {
+    const name = "headers";
+    receiver.setResponder((req) =>
+      req.headers["api-key"] === "s3cret-value" ? undefined : { status: 401 },
+    );
+    try {
+      const app = await startService({
+        entry: "burst.mjs",
+        cwd: fixtures,
+        ready: false,
+        env: env(name, {
+          SPANS: "5",
+          EXIT: "natural",
+          OTEL_EXPORTER_OTLP_HEADERS: "api-key=s3cret-value",
+          OTEL_EXPORTER_OTLP_COMPRESSION: "gzip",
+        }),
+      });
+      await app.exited;
+      assert.deepEqual(count(name), { spans: 5, logs: 5 });
+      const req = receiver.requests.find(
+        (r) => r.path === "/v1/traces" && r.headers["api-key"],
+      );
+      assert.equal(req?.headers["content-encoding"], "gzip");
+
+      // A rejected key: warnings say what failed, never the key.
+      receiver.setResponder(() => ({ status: 401 }));
+      const refused = await startService({
+        entry: "burst.mjs",
+        cwd: fixtures,
+        ready: false,
+        env: env("refused", {
+          SPANS: "5",
+          EXIT: "natural",
+          OTEL_EXPORTER_OTLP_HEADERS: "api-key=s3cret-value",
+        }),
+      });
+      await refused.exited;
+      assert.ok(
+        refused.stderr.some((l) => l.includes("HTTP 401")),
+        refused.stderr.join("\n"),
+      );
+      assert.ok(!refused.stderr.join("\n").includes("s3cret"));
+    } finally {
+      receiver.setResponder(undefined);
+    }
+  });
+
+  it("sends each signal to its own endpoint when per-signal endpoints are set", async () => {
+    const logsReceiver = await startOtlpReceiver();
+    try {
+      const app = await startService({
+        entry: "burst.mjs",
+        cwd: fixtures,
+        ready: false,
+        env: env("split", {
+          SPANS: "3",
+          EXIT: "natural",
+          OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: `${logsReceiver.url}/v1/logs`,
+        }),
+      });
+      await app.exited;
+      assert.deepEqual(count("split"), { spans: 3, logs: 0 });
+      assert.equal(logsReceiver.logs.length, 3);
+      assert.equal(logsReceiver.spans.length, 0);
+    } finally {
+      await logsReceiver.close();
+    }
+  });
+
+  it("propagates trace context but records nothing when sampling is off", async () => {
+    const target = await startRecordingServer();
+    try {
+      const app = await startService({
+        entry: "sampled-out.mjs",
+        cwd: fixtures,
+        ready: false,
+        env: env("unsampled", {
+          OTEL_TRACES_SAMPLER: "always_off",
+          TARGET_URL: target.url,
+        }),
+      });
+      await app.exited;
+      assert.match(
+        String(target.requests[0]?.headers["traceparent"]),
+        /^00-[0-9a-f]{32}-[0-9a-f]{16}-02$/,
+      );
+      assert.equal(count("unsampled").spans, 0);
+    } finally {
+      await target.close();
+    }
+  });
+
+  it("exports resource attributes from OTEL_RESOURCE_ATTRIBUTES", async () => {
+    const app = await startService({
+      entry: "burst.mjs",
+      cwd: fixtures,
+      ready: false,
+      env: env("resource", {
+        SPANS: "1",
+        EXIT: "natural",
+        OTEL_RESOURCE_ATTRIBUTES:
+          "deployment.environment.name=staging,team=payments%20core",
+      }),
+    });
+    await app.exited;
+    const span = await waitFor(
+      () =>
+        receiver.spans.find((s) => s.resource["service.name"] === "resource"),
+      { what: "span" },
+    );
+    assert.equal(span.resource["deployment.environment.name"], "staging");
+    assert.equal(span.resource["team"], "payments core");
+    assert.equal(span.resource["telemetry.sdk.name"], "threadline");
+  });
+});

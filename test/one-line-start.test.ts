@@ -1,0 +1,180 @@
+// Every documented way to start Threadline, each in a real child process.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  startOtlpReceiver,
+  startRecordingServer,
+  startService,
+  waitFor,
+  type OtlpReceiver,
+} from "@threadline/test-support";
+
+const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
+
+describe("starting Threadline", () => {
+  let receiver: OtlpReceiver;
+  before(async () => {
+    receiver = await startOtlpReceiver();
+  });
+  after(async () => {
+    await receiver.close();
+  });
+  const env = (name: string) => ({
+    OTEL_SERVICE_NAME: name,
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+    OTEL_BSP_SCHEDULE_DELAY: "50",
+    OTEL_BLRP_SCHEDULE_DELAY: "50",
+  });
+  const spansOf = (name: string) =>
+    receiver.spans.filter((s) => s.resource["service.name"] === name);
+
+  const oneLine: Array<[string, string, string[]]> = [
+    [
+      "a CommonJS app with --import",
+      "hello.cjs",
+      ["--import", "@threadline/node/register"],
+    ],
+    [
+      "a CommonJS app with -r",
+      "hello.cjs",
+      ["-r", "@threadline/node/register"],
+    ],
+    ["an ES module app with a first import", "hello-first-import.mjs", []],
+  ];
+  for (const [title, entry, execArgv] of oneLine) {
+    it(`traces ${title}`, async () => {
+      const name = `svc-${entry}-${execArgv.join("")}`;
+      const app = await startService({
+        entry,
+        cwd: fixtures,
+        execArgv,
+        env: env(name),
+      });
+      try {
+        const res = await fetch(`${app.url}/hello`);
+        assert.equal(res.status, 200);
+        const spans = await waitFor(
+          () =>
+            spansOf(name).find(
+              (s) => s.kind === 2 && s.attributes["url.path"] === "/hello",
+            ) && spansOf(name),
+          {
+            what: `${title}: server span`,
+          },
+        );
+        const server = spans.find(
+          (s) => s.attributes["url.path"] === "/hello",
+        )!;
+        const log = await waitFor(
+          () => receiver.logs.find((l) => l.resource["service.name"] === name),
+          { what: "log record" },
+        );
+        assert.equal(log.traceId, server.traceId);
+        const line = app.stdout
+          .map((l) =>
+            l.startsWith("{")
+              ? (JSON.parse(l) as Record<string, unknown>)
+              : undefined,
+          )
+          .find(Boolean);
+        assert.equal(line?.["trace_id"], server.traceId);
+        assert.deepEqual(
+          app.stderr.filter((l) => l.includes("threadline")),
+          [],
+          "no warnings",
+        );
+      } finally {
+        await app.stop();
+      }
+    });
+  }
+
+  it("init() in code flushes everything on shutdown() and honours options", async () => {
+    const target = await startRecordingServer();
+    try {
+      const app = await startService({
+        entry: "programmatic.mjs",
+        cwd: fixtures,
+        ready: false,
+        env: {
+          ...env("ignored"),
+          OTEL_BSP_SCHEDULE_DELAY: "60000",
+          OTEL_BLRP_SCHEDULE_DELAY: "60000",
+          TARGET_URL: target.url,
+        },
+      });
+      const { code } = await app.exited;
+      assert.equal(code, 0, app.stderr.join("\n"));
+      const spans = spansOf("programmatic");
+      assert.deepEqual(spans.map((s) => s.name).sort(), ["GET", "job"]);
+      for (const s of spans) {
+        assert.equal(s.attributes["customer.id"], "c-9");
+        assert.equal(s.resource["deployment.environment.name"], "test");
+      }
+      assert.equal(target.requests[0]?.headers["baggage"], "customer.id=c-9");
+      const stats = JSON.parse(app.stdout.at(-1)!) as {
+        traces: { created: number; exported: number };
+        logs: { exported: number };
+      };
+      assert.equal(stats.traces.created, 2);
+      assert.equal(stats.traces.exported, 2);
+      assert.equal(stats.logs.exported, 1);
+    } finally {
+      await target.close();
+    }
+  });
+
+  it("warns once when pino was loaded before Threadline, and still correlates its loggers", async () => {
+    const app = await startService({
+      entry: "late-pino.mjs",
+      cwd: fixtures,
+      ready: false,
+      env: env("late"),
+    });
+    await app.exited;
+    const warnings = app.stderr.filter((l) => l.includes("self-check"));
+    assert.equal(warnings.length, 1, app.stderr.join("\n"));
+    assert.match(warnings[0]!, /pino was loaded before Threadline started/);
+    const line = JSON.parse(
+      app.stdout.find((l) => l.includes("correlated anyway"))!,
+    ) as Record<string, unknown>;
+    assert.match(String(line["trace_id"]), /^[0-9a-f]{32}$/);
+  });
+
+  it("warns when incoming requests would not be traced", async () => {
+    const app = await startService({
+      entry: "emit-replaced.mjs",
+      cwd: fixtures,
+      ready: false,
+      env: env("replaced"),
+    });
+    await app.exited;
+    assert.ok(
+      app.stderr.some((l) =>
+        /self-check: incoming http requests are not traced/.test(l),
+      ),
+      app.stderr.join("\n"),
+    );
+  });
+
+  it("does nothing at all with OTEL_SDK_DISABLED=true", async () => {
+    const before = receiver.requests.length;
+    const app = await startService({
+      entry: "hello.cjs",
+      cwd: fixtures,
+      execArgv: ["--import", "@threadline/node/register"],
+      env: { ...env("disabled"), OTEL_SDK_DISABLED: "true" },
+    });
+    try {
+      assert.equal(await (await fetch(`${app.url}/hello`)).text(), "hi");
+      const line = JSON.parse(
+        app.stdout.find((l) => l.startsWith("{"))!,
+      ) as Record<string, unknown>;
+      assert.equal(line["trace_id"], undefined);
+    } finally {
+      await app.stop();
+    }
+    assert.equal(receiver.requests.length, before);
+  });
+});
