@@ -71,13 +71,11 @@ describe("starting Threadline", () => {
           { what: "log record" },
         );
         assert.equal(log.traceId, server.traceId);
-        const line = app.stdout
-          .map((l) =>
-            l.startsWith("{")
-              ? (JSON.parse(l) as Record<string, unknown>)
-              : undefined,
-          )
-          .find(Boolean);
+        const raw = await waitFor(
+          () => app.stdout.find((l) => l.startsWith("{")),
+          { what: "the log line on stdout" },
+        );
+        const line = JSON.parse(raw) as Record<string, unknown>;
         assert.equal(line?.["trace_id"], server.traceId);
         assert.deepEqual(
           app.stderr.filter((l) => l.includes("threadline")),
@@ -168,9 +166,11 @@ describe("starting Threadline", () => {
     });
     try {
       assert.equal(await (await fetch(`${app.url}/hello`)).text(), "hi");
-      const line = JSON.parse(
-        app.stdout.find((l) => l.startsWith("{"))!,
-      ) as Record<string, unknown>;
+      const raw = await waitFor(
+        () => app.stdout.find((l) => l.startsWith("{")),
+        { what: "the log line" },
+      );
+      const line = JSON.parse(raw) as Record<string, unknown>;
       assert.equal(line["trace_id"], undefined);
     } finally {
       await app.stop();

@@ -246,6 +246,15 @@ for (const protocol of ["http/protobuf", "http/json"] as const) {
         !everything.includes("evil"),
         "evil appears in no span and no log record",
       );
+      // The second request's lines must have arrived, or the check below proves nothing.
+      await waitFor(
+        () =>
+          jsonLines(sys.frontend.stdout).length >= 4 &&
+          jsonLines(sys.backend.stdout).length >= 4,
+        {
+          what: "the second request's log lines",
+        },
+      );
       assert.ok(!sys.frontend.stdout.join("\n").includes("evil"));
       assert.ok(!sys.backend.stdout.join("\n").includes("evil"));
       for (const s of spans)

@@ -78,7 +78,8 @@ export async function startService(
     code: number | null;
     signal: NodeJS.Signals | null;
   }>((resolve) => {
-    child.on("exit", (code, signal) => resolve({ code, signal }));
+    // "close" rather than "exit": it comes after the output was fully read.
+    child.on("close", (code, signal) => resolve({ code, signal }));
   });
   let exitedEarly = false;
   void exited.then(() => {
