@@ -156,6 +156,35 @@ describe("starting Threadline", () => {
     );
   });
 
+  it("takes the customer id from customerFromRequest at the edge, ignoring the header", async () => {
+    const app = await startService({
+      entry: "customer-function.mjs",
+      cwd: fixtures,
+      env: env("ignored"),
+    });
+    try {
+      await fetch(`${app.url}/a`, {
+        headers: {
+          authorization: "Bearer customer:c-77",
+          "x-customer-id": "c-1",
+        },
+      });
+      await fetch(`${app.url}/b`, { headers: { "x-customer-id": "c-1" } });
+      const spans = await waitFor(
+        () =>
+          spansOf("custom-customer").filter((s) => s.kind === 2).length >= 2 &&
+          spansOf("custom-customer"),
+        { what: "two server spans" },
+      );
+      const byPath = (p: string) =>
+        spans.find((s) => s.attributes["url.path"] === p)!;
+      assert.equal(byPath("/a").attributes["customer.id"], "c-77");
+      assert.equal(byPath("/b").attributes["customer.id"], undefined);
+    } finally {
+      await app.stop();
+    }
+  });
+
   it("does nothing at all with OTEL_SDK_DISABLED=true", async () => {
     const before = receiver.requests.length;
     const app = await startService({
