@@ -45,6 +45,7 @@ import {
   prepareHeaderWriter,
   recordClientError,
   recordClientResponse,
+  recordRateLimitHeaders,
   redactQuery,
   semconv,
   setCustomerInContext,
@@ -79,6 +80,7 @@ const VERSION = "0.1.0";
 const TRUST = Symbol("threadline.http.trust");
 const STATE = Symbol("threadline.http.state");
 const CLIENT_SPAN = Symbol("threadline.http.client-span");
+const THIRD_PARTY = Symbol("threadline.http.third-party");
 const WRAPPED = Symbol("threadline.http.wrapped");
 // Emitted by the self-check on a throw-away server to prove the wrapper runs.
 const PROBE = Symbol("threadline.http.probe");
@@ -102,7 +104,19 @@ interface ServerState extends RouteHolder {
 }
 
 type StatefulResponse = ServerResponse & { [STATE]?: ServerState };
-type TracedClientRequest = ClientRequest & { [CLIENT_SPAN]?: Span };
+type TracedClientRequest = ClientRequest & {
+  [CLIENT_SPAN]?: Span;
+  [THIRD_PARTY]?: boolean;
+};
+
+function* headerPairs(
+  headers: IncomingMessage["headers"],
+): Iterable<[string, string]> {
+  for (const [name, value] of Object.entries(headers)) {
+    if (typeof value === "string") yield [name, value];
+    else if (Array.isArray(value)) for (const v of value) yield [name, v];
+  }
+}
 
 const trustedGetter: TextMapGetter<IncomingMessage["headers"]> = {
   get: (carrier, key) => carrier[key],
@@ -430,7 +444,7 @@ export class HttpInstrumentation implements Instrumentation {
         typeof hostHeader === "string" ? hostHeader : undefined,
         scheme === "https" ? 443 : 80,
       );
-      const { span } = startClientSpan(
+      const { span, egress } = startClientSpan(
         this.#getTracer(),
         this.#egress,
         ctx,
@@ -445,6 +459,7 @@ export class HttpInstrumentation implements Instrumentation {
         clientHeaders,
       );
       request[CLIENT_SPAN] = span;
+      if (egress.thirdParty !== undefined) request[THIRD_PARTY] = true;
       request.on("close", onClientClose);
     } catch (err) {
       diag.warnCollapsed(
@@ -462,8 +477,11 @@ export class HttpInstrumentation implements Instrumentation {
     response: IncomingMessage;
   }): void {
     const span = request[CLIENT_SPAN];
-    if (span !== undefined && response.statusCode !== undefined)
+    if (span === undefined) return;
+    if (response.statusCode !== undefined)
       recordClientResponse(span, response.statusCode);
+    if (request[THIRD_PARTY] === true)
+      recordRateLimitHeaders(span, headerPairs(response.headers));
   }
 
   #onClientError({

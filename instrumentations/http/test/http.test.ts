@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
 import express from "express";
+import { trace } from "@opentelemetry/api";
 import {
   startOtlpReceiver,
   startRecordingServer,
@@ -56,7 +57,35 @@ const byName = (spans: ReceivedSpan[], kind: number, name: string) =>
 
 before(async () => {
   receiver = await startOtlpReceiver();
-  thirdParty = await startRecordingServer();
+  let flaky = 0;
+  thirdParty = await startRecordingServer(
+    (
+      req,
+    ): {
+      status?: number;
+      headers?: Record<string, string>;
+      body?: unknown;
+    } => {
+      if (req.path !== "/flaky") return { body: { ok: true } };
+      flaky++;
+      return flaky === 1
+        ? {
+            status: 503,
+            headers: {
+              "retry-after": "0",
+              ratelimit: "limit=10, remaining=0, reset=1",
+            },
+          }
+        : {
+            body: { ok: true },
+            headers: {
+              "x-ratelimit-limit": "10",
+              "x-ratelimit-remaining": "9",
+              "x-ratelimit-reset": "60",
+            },
+          };
+    },
+  );
   internal = await startRecordingServer();
   process.env["OTEL_BSP_SCHEDULE_DELAY"] = "20";
   threadline = init({
@@ -276,6 +305,36 @@ describe("http and fetch clients", () => {
     assert.equal(clientSpan.attributes["error.type"], "AbortError");
     server.closeAllConnections();
     server.close();
+  });
+
+  it("counts retries of a third-party call and records its rate-limit headers", async () => {
+    await trace.getTracer("t").startActiveSpan("job", async (root) => {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const res = await fetch(`${thirdParty.url}/flaky`);
+        await res.text();
+        if (res.ok) break;
+      }
+      root.end();
+    });
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        s.filter((x) => x.attributes["peer.service"] === "acme").length >= 2,
+      "two attempts",
+    );
+    const [first, second] = spans
+      .filter((x) => x.attributes["peer.service"] === "acme")
+      .sort((a, b) => (a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1));
+    assert.equal(first!.attributes["http.request.resend_count"], undefined);
+    assert.equal(first!.attributes["http.response.status_code"], 503);
+    assert.equal(first!.attributes["threadline.ratelimit.remaining"], 0);
+    assert.equal(first!.attributes["threadline.ratelimit.retry_after"], 0);
+    assert.deepEqual(first!.attributes["http.response.header.ratelimit"], [
+      "limit=10, remaining=0, reset=1",
+    ]);
+    assert.equal(second!.attributes["http.request.resend_count"], 1);
+    assert.equal(second!.attributes["threadline.ratelimit.limit"], 10);
+    assert.equal(second!.attributes["threadline.ratelimit.remaining"], 9);
+    assert.equal(second!.attributes["threadline.ratelimit.reset"], 60);
   });
 
   it("sends baggage to internal hosts only, removing even a copied baggage header for third parties", async () => {

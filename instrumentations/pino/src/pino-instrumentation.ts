@@ -14,6 +14,7 @@ import { context, trace, type Span } from "@opentelemetry/api";
 import {
   getCustomerFromContext,
   hookModule,
+  lateLoadProblem,
   type Instrumentation,
   type LogRecordSink,
 } from "@threadline/core";
@@ -120,9 +121,8 @@ export class PinoInstrumentation implements Instrumentation {
     for (const undo of this.#restore.splice(0)) undo();
   }
 
-  /** Files of pino that were loaded before this instrumentation was enabled. */
-  get loadedEarly(): string[] {
-    return this.#late;
+  selfCheck(): string[] {
+    return this.#late.length > 0 ? [lateLoadProblem("pino")] : [];
   }
 
   #fragment(span: Span | undefined, customer: string | undefined): string {

@@ -20,6 +20,7 @@ import {
   prepareHeaderWriter,
   recordClientError,
   recordClientResponse,
+  recordRateLimitHeaders,
   startClientSpan,
   type Instrumentation,
 } from "@threadline/core";
@@ -35,6 +36,14 @@ export interface UndiciInstrumentationConfig {
 const NAME = "@threadline/instrumentation-undici";
 const VERSION = "0.1.0";
 const SPAN = Symbol("threadline.undici.span");
+const THIRD_PARTY = Symbol("threadline.undici.third-party");
+
+function* rawHeaderPairs(
+  raw: Array<Buffer | string>,
+): Iterable<[string, string]> {
+  for (let i = 0; i + 1 < raw.length; i += 2)
+    yield [String(raw[i]), String(raw[i + 1])];
+}
 
 /** The parts of undici's internal Request object this instrumentation reads. */
 interface UndiciRequest {
@@ -44,6 +53,7 @@ interface UndiciRequest {
   headers: string[] | string | undefined;
   addHeader(name: string, value: string): unknown;
   [SPAN]?: Span;
+  [THIRD_PARTY]?: boolean;
 }
 
 interface Origin {
@@ -120,10 +130,13 @@ export class UndiciInstrumentation implements Instrumentation {
     const onHeaders = (m: unknown) => {
       const { request, response } = m as {
         request: UndiciRequest;
-        response: { statusCode: number };
+        response: { statusCode: number; headers?: Array<Buffer | string> };
       };
       const span = request[SPAN];
-      if (span !== undefined) recordClientResponse(span, response.statusCode);
+      if (span === undefined) return;
+      recordClientResponse(span, response.statusCode);
+      if (request[THIRD_PARTY] === true && Array.isArray(response.headers))
+        recordRateLimitHeaders(span, rawHeaderPairs(response.headers));
     };
     const onTrailers = (m: unknown) => {
       const { request } = m as { request: UndiciRequest };
@@ -168,7 +181,7 @@ export class UndiciInstrumentation implements Instrumentation {
       if (isTracingSuppressed(ctx)) return;
       const origin = parseOrigin(request.origin);
       if (origin === undefined) return;
-      const { span } = startClientSpan(
+      const { span, egress } = startClientSpan(
         this.#tracer!,
         this.#egress,
         ctx,
@@ -183,6 +196,7 @@ export class UndiciInstrumentation implements Instrumentation {
         headers,
       );
       request[SPAN] = span;
+      if (egress.thirdParty !== undefined) request[THIRD_PARTY] = true;
     } catch (err) {
       diag.warnCollapsed(
         "undici-client",

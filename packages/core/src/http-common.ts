@@ -17,6 +17,7 @@ import {
   ATTR_ERROR_TYPE,
   ATTR_HTTP_REQUEST_METHOD,
   ATTR_HTTP_REQUEST_METHOD_ORIGINAL,
+  ATTR_HTTP_REQUEST_RESEND_COUNT,
   ATTR_HTTP_RESPONSE_STATUS_CODE,
   ATTR_PEER_SERVICE,
   ATTR_SERVER_ADDRESS,
@@ -115,8 +116,14 @@ export function startClientSpan<C>(
   };
   if (original !== undefined)
     attributes[ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = original;
-  if (eg.thirdParty !== undefined)
+  if (eg.thirdParty !== undefined) {
     attributes[ATTR_PEER_SERVICE] = eg.thirdParty;
+    const resend = countAttempt(
+      ctx,
+      `${method} ${attributes[ATTR_URL_FULL] as string}`,
+    );
+    if (resend > 0) attributes[ATTR_HTTP_REQUEST_RESEND_COUNT] = resend;
+  }
   const span = tracer.startSpan(
     method === "_OTHER" ? "HTTP" : method,
     { kind: SpanKind.CLIENT, attributes },
@@ -129,6 +136,74 @@ export function startClientSpan<C>(
     eg.baggage ? writer.internal : writer.external,
   );
   return { span, egress: eg };
+}
+
+// Retries of a third-party call: the same method and URL again from the same
+// parent (span, or context when there is no span). Weak maps, so nothing
+// outlives the request.
+const attemptsBySpan = new WeakMap<object, Map<string, number>>();
+
+function countAttempt(ctx: Context, key: string): number {
+  const owner: object = trace.getSpan(ctx) ?? ctx;
+  let attempts = attemptsBySpan.get(owner);
+  if (attempts === undefined) {
+    attempts = new Map();
+    attemptsBySpan.set(owner, attempts);
+  }
+  const n = attempts.get(key) ?? 0;
+  attempts.set(key, n + 1);
+  return n;
+}
+
+const RATE_LIMIT_HEADER = /^(x-)?rate-?limit|^retry-after$/;
+
+/**
+ * Records a third party's rate-limit headers on its CLIENT span: each as
+ * `http.response.header.<name>` (the semantic conventions' form), and the
+ * usual trio as numbers, `threadline.ratelimit.limit`, `.remaining` and
+ * `.reset` (seconds), whichever naming the provider uses (`X-RateLimit-*`,
+ * `RateLimit-*`, `X-Rate-Limit-*`, or the structured `RateLimit` header).
+ */
+export function recordRateLimitHeaders(
+  span: Span,
+  headers: Iterable<[string, string]>,
+): void {
+  for (const [rawName, value] of headers) {
+    const name = rawName.toLowerCase();
+    if (!RATE_LIMIT_HEADER.test(name)) continue;
+    span.setAttribute(`http.response.header.${name}`, [value]);
+    if (name === "ratelimit") {
+      // RateLimit: limit=100, remaining=50, reset=30
+      for (const part of value.split(/[;,]/)) {
+        const [k, v] = part.trim().split("=");
+        if (k !== undefined && v !== undefined)
+          setRateLimitNumber(span, k.trim().toLowerCase(), v.trim());
+      }
+      continue;
+    }
+    const field = name.replace(/^(x-)?rate-?limit-/, "");
+    setRateLimitNumber(
+      span,
+      field === "retry-after" ? "retry-after" : field,
+      value,
+    );
+  }
+}
+
+function setRateLimitNumber(span: Span, field: string, value: string): void {
+  if (
+    field !== "limit" &&
+    field !== "remaining" &&
+    field !== "reset" &&
+    field !== "retry-after"
+  )
+    return;
+  const n = Number(value);
+  if (Number.isFinite(n))
+    span.setAttribute(
+      `threadline.ratelimit.${field === "retry-after" ? "retry_after" : field}`,
+      n,
+    );
 }
 
 /** Records the response status on a CLIENT span; 4xx and 5xx are errors. */

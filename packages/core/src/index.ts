@@ -46,7 +46,11 @@ export type {
   InboundTrustOptions,
   ThirdPartyRule,
 } from "./trust.ts";
-export { hookModule, moduleHooksInstalled } from "./module-hooks.ts";
+export {
+  hookModule,
+  lateLoadProblem,
+  moduleHooksInstalled,
+} from "./module-hooks.ts";
 export type { LoadedModuleInfo, ModuleHook } from "./module-hooks.ts";
 export { Diagnostics, diag } from "./diagnostics.ts";
 export type { DiagLevel, DiagSink } from "./diagnostics.ts";
@@ -60,6 +64,7 @@ export {
   prepareHeaderWriter,
   recordClientError,
   recordClientResponse,
+  recordRateLimitHeaders,
   startClientSpan,
 } from "./http-common.ts";
 export type {

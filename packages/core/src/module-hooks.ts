@@ -173,3 +173,11 @@ export function hookModule(hook: ModuleHook): {
 export function moduleHooksInstalled(): boolean {
   return installed && typeof internals._extensions[".js"] === "function";
 }
+
+/** The self-check message for a module that was loaded before its hook. */
+export function lateLoadProblem(module: string): string {
+  return (
+    `${module} was loaded before Threadline started and patched late; work done before now was not traced. ` +
+    "Start Threadline first: node --import @threadline/node/register app.js"
+  );
+}
