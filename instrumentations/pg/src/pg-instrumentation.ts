@@ -1,0 +1,420 @@
+// node-postgres (`pg`, `pg-pool`).
+//
+// Client.prototype.query is wrapped (promise, callback and submittable
+// forms all pass through it, pool.query included). Pool.prototype.connect
+// is wrapped so that a callback waiting for a free connection runs in the
+// context of the request that asked for it: pg-pool hands connections out
+// from whatever callback released one, which is another request's context,
+// so without this a queued query lands in the wrong trace (the bug other
+// agents shipped). The same wrapper notes when the wait started, so the
+// query span begins when the application asked, and an event marks when it
+// got its connection.
+//
+// Callbacks given to query() are bound to the caller's context too, so the
+// customer id (in baggage) survives them.
+import {
+  context,
+  createContextKey,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Context,
+  type Span,
+  type Tracer,
+  type TracerProvider,
+} from "@opentelemetry/api";
+import {
+  diag,
+  formatTraceparent,
+  hookModule,
+  isTracingSuppressed,
+  lateLoadProblem,
+  type Instrumentation,
+} from "@threadline/core";
+import { summarizeSql } from "./sql.ts";
+
+/** Options of {@link PgInstrumentation}. */
+export interface PgInstrumentationConfig {
+  /** @default the global tracer provider */
+  tracerProvider?: TracerProvider;
+  /**
+   * Record bound parameter values as `db.query.parameter.<index>`. They may
+   * hold personal data; off unless you opt in.
+   * @default false
+   */
+  recordParameters?: boolean;
+  /**
+   * Append a sqlcommenter comment (`/*traceparent='…',service='…'*\/`) to
+   * each statement so PostgreSQL's logs and pg_stat_activity can be joined
+   * to traces. Named prepared statements get only the service, which does
+   * not change between executions.
+   * @default false
+   */
+  sqlCommenter?: boolean;
+  /** The service name written by sqlCommenter. */
+  serviceName?: string;
+}
+
+const NAME = "@threadline/instrumentation-pg";
+const VERSION = "0.1.0";
+const POOL_WAIT: symbol = createContextKey("threadline.pg.pool-wait");
+
+interface PoolWait {
+  /** performance.timeOrigin-based ms when the application asked for a connection. */
+  start: number;
+  /** ms when it got one. */
+  acquired: number;
+  used: boolean;
+}
+
+interface PgClientLike {
+  connectionParameters?: { host?: string; port?: number; database?: string };
+  host?: string;
+  port?: number;
+  database?: string;
+}
+
+interface QueryConfig {
+  text?: string;
+  name?: string;
+  values?: unknown[];
+  submit?: unknown;
+  callback?: unknown;
+  cursor?: { text?: string; values?: unknown[] };
+  on?: (event: string, listener: (...args: unknown[]) => void) => unknown;
+}
+
+type QueryFn = (
+  this: PgClientLike,
+  config: unknown,
+  values?: unknown,
+  callback?: unknown,
+) => unknown;
+type ConnectFn = (this: unknown, cb?: unknown) => unknown;
+
+const origin = performance.timeOrigin;
+const nowMs = () => origin + performance.now();
+
+function sqlcommenterValue(v: string): string {
+  // sqlcommenter: URL-encode, then escape single quotes
+  return encodeURIComponent(v).replace(/'/g, "\\'");
+}
+
+function withComment(text: string, comment: string): string {
+  const trimmed = text.trimEnd();
+  if (trimmed.endsWith(";")) return `${trimmed.slice(0, -1)} ${comment};`;
+  return `${text} ${comment}`;
+}
+
+export class PgInstrumentation implements Instrumentation {
+  readonly name = NAME;
+  readonly #config: PgInstrumentationConfig;
+  #tracer: Tracer | undefined;
+  #enabled = false;
+  readonly #unhooks: Array<() => void> = [];
+  readonly #restore: Array<() => void> = [];
+  #late: string[] = [];
+
+  constructor(config: PgInstrumentationConfig = {}) {
+    this.#config = config;
+  }
+
+  enable(): void {
+    if (this.#enabled) return;
+    this.#enabled = true;
+    this.#tracer = (
+      this.#config.tracerProvider ?? trace.getTracerProvider()
+    ).getTracer(NAME, VERSION);
+    const client = hookModule({
+      module: "pg",
+      file: "lib/client.js",
+      onLoad: (exports) => {
+        const proto = (exports as { prototype?: Record<string, unknown> })
+          .prototype;
+        if (proto && typeof proto["query"] === "function")
+          this.#patch(proto, "query", (q) => this.#wrapQuery(q as QueryFn));
+        return undefined;
+      },
+    });
+    const pool = hookModule({
+      module: "pg-pool",
+      file: "index.js",
+      onLoad: (exports) => {
+        const proto = (exports as { prototype?: Record<string, unknown> })
+          .prototype;
+        if (proto && typeof proto["connect"] === "function")
+          this.#patch(proto, "connect", (c) =>
+            this.#wrapConnect(c as ConnectFn),
+          );
+        return undefined;
+      },
+    });
+    this.#late = [...client.late, ...pool.late];
+    this.#unhooks.push(client.unhook, pool.unhook);
+  }
+
+  disable(): void {
+    if (!this.#enabled) return;
+    this.#enabled = false;
+    for (const u of this.#unhooks.splice(0)) u();
+    for (const r of this.#restore.splice(0)) r();
+  }
+
+  selfCheck(): string[] {
+    return this.#late.length > 0 ? [lateLoadProblem("pg")] : [];
+  }
+
+  #patch(
+    proto: Record<string, unknown>,
+    key: string,
+    wrap: (original: unknown) => unknown,
+  ): void {
+    const original = proto[key];
+    const wrapped = wrap(original);
+    proto[key] = wrapped;
+    this.#restore.push(() => {
+      if (proto[key] === wrapped) proto[key] = original;
+    });
+  }
+
+  #wrapConnect(original: ConnectFn): ConnectFn {
+    const self = this;
+    return function threadlineConnect(this: unknown, cb?: unknown): unknown {
+      if (!self.#enabled) return original.call(this, cb);
+      const ctx = context.active();
+      if (typeof cb === "function") {
+        const wait: PoolWait = { start: nowMs(), acquired: 0, used: false };
+        const waitCtx = ctx.setValue(POOL_WAIT, wait);
+        const callback = cb as (...args: unknown[]) => unknown;
+        return original.call(
+          this,
+          function (this: unknown, ...args: unknown[]) {
+            wait.acquired = nowMs();
+            return context.with(waitCtx, callback, this, ...args);
+          },
+        );
+      }
+      // Promise form: the wait is a span of its own; the awaiting code resumes in its own context.
+      if (isTracingSuppressed(ctx)) return original.call(this);
+      const span = self.#tracer!.startSpan(
+        "pg.pool.connect",
+        {
+          kind: SpanKind.INTERNAL,
+          attributes: { "db.system.name": "postgresql" },
+        },
+        ctx,
+      );
+      const result = original.call(this) as Promise<unknown>;
+      return result.then(
+        (client) => {
+          span.end();
+          return client;
+        },
+        (err: unknown) => {
+          span.recordException(err as Error);
+          span.setStatus({
+            code: SpanStatusCode.ERROR,
+            message: (err as Error)?.message,
+          });
+          span.end();
+          throw err;
+        },
+      );
+    };
+  }
+
+  #wrapQuery(original: QueryFn): QueryFn {
+    const self = this;
+    return function threadlineQuery(
+      this: PgClientLike,
+      config: unknown,
+      values?: unknown,
+      callback?: unknown,
+    ): unknown {
+      if (!self.#enabled || config === null || config === undefined)
+        return original.call(this, config, values, callback);
+      const ctx = context.active();
+      if (isTracingSuppressed(ctx))
+        return original.call(this, config, values, callback);
+      let span: Span;
+      let args: [unknown, unknown, unknown];
+      try {
+        ({ span, args } = self.#start(this, ctx, config, values, callback));
+      } catch (err) {
+        diag.warnCollapsed(
+          "pg",
+          `could not trace a query: ${(err as Error).message}`,
+        );
+        return original.call(this, config, values, callback);
+      }
+      const [cfg, vals, cb] = args;
+      if (typeof (cfg as QueryConfig).submit === "function") {
+        const submittable = cfg as QueryConfig;
+        if (typeof submittable.on === "function") {
+          let done = false;
+          const finish = (err?: unknown) => {
+            if (done) return;
+            done = true;
+            if (err !== undefined) fail(span, err);
+            span.end();
+          };
+          submittable.on("end", () => finish());
+          submittable.on("close", () => finish());
+          submittable.on("error", (err: unknown) => finish(err));
+        }
+        return context.with(
+          trace.setSpan(ctx, span),
+          original,
+          this,
+          cfg,
+          vals,
+          cb,
+        );
+      }
+      const userCb = typeof vals === "function" ? vals : cb;
+      if (typeof userCb === "function") {
+        const bound = (err: unknown, res: unknown) => {
+          if (err) fail(span, err);
+          span.end();
+          return context.with(
+            ctx,
+            userCb as (e: unknown, r: unknown) => unknown,
+            undefined,
+            err,
+            res,
+          );
+        };
+        return typeof vals === "function"
+          ? original.call(this, cfg, bound)
+          : original.call(this, cfg, vals, bound);
+      }
+      const result = original.call(this, cfg, vals) as Promise<unknown>;
+      return result.then(
+        (res) => {
+          span.end();
+          return res;
+        },
+        (err: unknown) => {
+          fail(span, err);
+          span.end();
+          throw err;
+        },
+      );
+    };
+  }
+
+  #start(
+    client: PgClientLike,
+    ctx: Context,
+    config: unknown,
+    values: unknown,
+    callback: unknown,
+  ): { span: Span; args: [unknown, unknown, unknown] } {
+    const cfg = (typeof config === "string" ? undefined : config) as
+      QueryConfig | undefined;
+    const rawText =
+      typeof config === "string"
+        ? config
+        : (cfg?.text ?? cfg?.cursor?.text ?? "");
+    const summary = summarizeSql(rawText);
+    const params = client.connectionParameters;
+    const attributes: Attributes = {
+      "db.system.name": "postgresql",
+      "db.namespace": params?.database ?? client.database,
+      "db.query.text": summary.text,
+      "server.address": params?.host ?? client.host,
+      "server.port": params?.port ?? client.port,
+    };
+    if (summary.operation !== undefined)
+      attributes["db.operation.name"] = summary.operation;
+    if (summary.collection !== undefined)
+      attributes["db.collection.name"] = summary.collection;
+    if (this.#config.recordParameters) {
+      const vals = Array.isArray(values)
+        ? values
+        : (cfg?.values ?? cfg?.cursor?.values);
+      if (Array.isArray(vals))
+        vals.forEach(
+          (v, i) => (attributes[`db.query.parameter.${i}`] = parameterText(v)),
+        );
+    }
+    const name =
+      summary.operation === undefined
+        ? "postgresql"
+        : summary.collection === undefined
+          ? summary.operation
+          : `${summary.operation} ${summary.collection}`;
+    const wait = ctx.getValue(POOL_WAIT) as PoolWait | undefined;
+    const fromPool = wait !== undefined && !wait.used;
+    if (fromPool) wait.used = true;
+    const span = this.#tracer!.startSpan(
+      name,
+      {
+        kind: SpanKind.CLIENT,
+        attributes,
+        ...(fromPool ? { startTime: wait.start } : {}),
+      },
+      ctx,
+    );
+    if (fromPool)
+      span.addEvent(
+        "pg.pool.connection_acquired",
+        { "db.client.connection.wait_time_ms": wait.acquired - wait.start },
+        wait.acquired,
+      );
+
+    let args: [unknown, unknown, unknown] = [config, values, callback];
+    if (
+      this.#config.sqlCommenter &&
+      rawText.length > 0 &&
+      !rawText.includes("/*")
+    ) {
+      const service = `service='${sqlcommenterValue(this.#config.serviceName ?? "unknown")}'`;
+      const sc = span.spanContext();
+      const comment = cfg?.name
+        ? `/*${service}*/`
+        : `/*${service},traceparent='${sqlcommenterValue(formatTraceparent(sc.traceId, sc.spanId, sc.traceFlags))}'*/`;
+      if (typeof config === "string")
+        args = [withComment(config, comment), values, callback];
+      else if (
+        cfg !== undefined &&
+        typeof cfg.submit !== "function" &&
+        typeof cfg.text === "string"
+      ) {
+        args = [
+          { ...cfg, text: withComment(cfg.text, comment) },
+          values,
+          callback,
+        ];
+      }
+    }
+    return { span, args };
+  }
+}
+
+function parameterText(v: unknown): string {
+  if (v !== null && typeof v === "object" && !(v instanceof Date)) {
+    try {
+      return JSON.stringify(v);
+    } catch {
+      return "[unserialisable]";
+    }
+  }
+  return String(v);
+}
+
+function fail(span: Span, err: unknown): void {
+  const e = err as { code?: unknown; message?: unknown; name?: unknown };
+  const code = typeof e?.code === "string" ? e.code : undefined;
+  if (code !== undefined) span.setAttribute("db.response.status_code", code);
+  span.setAttribute(
+    "error.type",
+    code ?? (typeof e?.name === "string" ? e.name : "Error"),
+  );
+  span.recordException(err as Error);
+  span.setStatus({
+    code: SpanStatusCode.ERROR,
+    message: typeof e?.message === "string" ? e.message : undefined,
+  });
+}

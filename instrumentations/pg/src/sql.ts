@@ -1,0 +1,190 @@
+// SQL text as it may be recorded: literals replaced by `?`, plus the
+// operation and main table read from it. One left-to-right scan that knows
+// PostgreSQL's quoting (single quotes with '' escapes, E'' strings with
+// backslash escapes, dollar quoting, quoted identifiers, comments), so a
+// literal can never leak through a clever string. Results are cached per
+// text: applications send the same few hundred statements all day.
+
+const CACHE_LIMIT = 1000;
+
+export interface SqlSummary {
+  /** The statement with every literal replaced by `?`. */
+  text: string;
+  /** First keyword, upper case: SELECT, INSERT, … (undefined if none). */
+  operation: string | undefined;
+  /** The main table, when it can be read cheaply. */
+  collection: string | undefined;
+}
+
+const cache = new Map<string, SqlSummary>();
+
+function isIdentChar(c: number): boolean {
+  return (
+    (c >= 0x30 && c <= 0x39) ||
+    (c >= 0x41 && c <= 0x5a) ||
+    (c >= 0x61 && c <= 0x7a) ||
+    c === 0x5f ||
+    c === 0x24 ||
+    c >= 0x80
+  );
+}
+function isDigit(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
+}
+
+/** Replaces literals (strings, numbers, dollar-quoted bodies) with `?`. */
+export function sanitizeSql(sql: string): string {
+  const n = sql.length;
+  let out = "";
+  let from = 0; // start of the not-yet-copied part
+  let i = 0;
+  const replace = (start: number, end: number) => {
+    out += sql.slice(from, start) + "?";
+    from = end;
+  };
+  while (i < n) {
+    const c = sql.charCodeAt(i);
+    if (c === 0x27 /* ' */) {
+      // 'text' with '' escapes; E'..' / e'..' allow backslash escapes
+      const start =
+        i > 0 &&
+        (sql.charCodeAt(i - 1) | 0x20) === 0x65 &&
+        (i < 2 || !isIdentChar(sql.charCodeAt(i - 2)))
+          ? i - 1
+          : i;
+      const backslash = start !== i;
+      i++;
+      while (i < n) {
+        const d = sql.charCodeAt(i);
+        if (backslash && d === 0x5c) {
+          i += 2;
+          continue;
+        }
+        if (d === 0x27) {
+          if (sql.charCodeAt(i + 1) === 0x27) {
+            i += 2;
+            continue;
+          }
+          break;
+        }
+        i++;
+      }
+      i++;
+      replace(start, Math.min(i, n));
+      continue;
+    }
+    if (c === 0x22 /* " quoted identifier: keep */) {
+      i++;
+      while (
+        i < n &&
+        !(sql.charCodeAt(i) === 0x22 && sql.charCodeAt(i + 1) !== 0x22)
+      )
+        i += sql.charCodeAt(i) === 0x22 ? 2 : 1;
+      i++;
+      continue;
+    }
+    if (c === 0x2d && sql.charCodeAt(i + 1) === 0x2d) {
+      // -- comment to end of line
+      const end = sql.indexOf("\n", i);
+      i = end === -1 ? n : end;
+      continue;
+    }
+    if (c === 0x2f && sql.charCodeAt(i + 1) === 0x2a) {
+      // /* comment */ (may nest in PostgreSQL; a flat scan is enough to stay inside it)
+      const end = sql.indexOf("*/", i + 2);
+      i = end === -1 ? n : end + 2;
+      continue;
+    }
+    if (c === 0x24 /* $ */) {
+      if (isDigit(sql.charCodeAt(i + 1))) {
+        // $1 placeholder: keep
+        i++;
+        while (i < n && isDigit(sql.charCodeAt(i))) i++;
+        continue;
+      }
+      // $tag$ ... $tag$ dollar quoting
+      let j = i + 1;
+      while (
+        j < n &&
+        isIdentChar(sql.charCodeAt(j)) &&
+        sql.charCodeAt(j) !== 0x24
+      )
+        j++;
+      if (
+        j < n &&
+        sql.charCodeAt(j) === 0x24 &&
+        (i === 0 || !isIdentChar(sql.charCodeAt(i - 1)))
+      ) {
+        const tag = sql.slice(i, j + 1);
+        const end = sql.indexOf(tag, j + 1);
+        const stop = end === -1 ? n : end + tag.length;
+        replace(i, stop);
+        i = stop;
+        continue;
+      }
+      i++;
+      continue;
+    }
+    if (isDigit(c) || (c === 0x2e && isDigit(sql.charCodeAt(i + 1)))) {
+      if (i > 0 && isIdentChar(sql.charCodeAt(i - 1))) {
+        // part of an identifier like t1
+        i++;
+        continue;
+      }
+      const start = i;
+      if (c === 0x30 && (sql.charCodeAt(i + 1) | 0x20) === 0x78) {
+        i += 2; // 0x hex
+        while (i < n && isIdentChar(sql.charCodeAt(i))) i++;
+      } else {
+        while (i < n) {
+          const d = sql.charCodeAt(i);
+          if (isDigit(d) || d === 0x2e || d === 0x5f) i++;
+          else if (
+            (d | 0x20) === 0x65 &&
+            (isDigit(sql.charCodeAt(i + 1)) ||
+              sql.charCodeAt(i + 1) === 0x2d ||
+              sql.charCodeAt(i + 1) === 0x2b)
+          )
+            i += 2;
+          else break;
+        }
+      }
+      replace(start, i);
+      continue;
+    }
+    if (isIdentChar(c)) {
+      while (i < n && isIdentChar(sql.charCodeAt(i))) i++;
+      continue;
+    }
+    i++;
+  }
+  return from === 0 ? sql : out + sql.slice(from);
+}
+
+const TABLE_AFTER: Record<string, RegExp> = {
+  SELECT: /\bfrom\s+((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))?)/i,
+  DELETE: /\bfrom\s+(?:only\s+)?((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))?)/i,
+  INSERT: /\binto\s+((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))?)/i,
+  UPDATE:
+    /^\s*update\s+(?:only\s+)?((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))?)/i,
+  MERGE: /\binto\s+((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))?)/i,
+};
+
+/** Sanitised text, operation and table of a statement (cached). */
+export function summarizeSql(sql: string): SqlSummary {
+  const hit = cache.get(sql);
+  if (hit !== undefined) return hit;
+  const text = sanitizeSql(sql);
+  const m = /^\s*(?:\/\*[\s\S]*?\*\/\s*)*([A-Za-z]+)/.exec(text);
+  const operation = m?.[1]?.toUpperCase();
+  let collection: string | undefined;
+  const re = operation === undefined ? undefined : TABLE_AFTER[operation];
+  if (re !== undefined) {
+    const t = re.exec(text)?.[1];
+    if (t !== undefined && !/^\(/.test(t)) collection = t.replace(/"/g, "");
+  }
+  const summary = { text, operation, collection };
+  if (cache.size >= CACHE_LIMIT) cache.clear();
+  cache.set(sql, summary);
+  return summary;
+}

@@ -1,0 +1,324 @@
+// pg instrumentation against a real PostgreSQL server, inside one process.
+import assert from "node:assert/strict";
+import { after, before, beforeEach, describe, it } from "node:test";
+import pg from "pg";
+import Cursor from "pg-cursor";
+import QueryStream from "pg-query-stream";
+import { trace } from "@opentelemetry/api";
+import {
+  startOtlpReceiver,
+  stopTestServers,
+  testDatabase,
+  waitFor,
+  type OtlpReceiver,
+  type ReceivedSpan,
+} from "@threadline/test-support";
+import {
+  getCustomerId,
+  init,
+  withCustomer,
+  type InitOptions,
+  type ThreadlineHandle,
+} from "@threadline/node";
+
+const CLIENT = 3;
+let receiver: OtlpReceiver;
+let threadline: ThreadlineHandle;
+let databaseUrl: string;
+
+function start(options: InitOptions = {}): void {
+  threadline = init({
+    serviceName: "pg-test",
+    endpoint: receiver.url,
+    exportLogs: false,
+    ignoreIncomingPaths: ["/v1/*"],
+    ...options,
+  });
+}
+
+before(async () => {
+  process.env["OTEL_BSP_SCHEDULE_DELAY"] = "20";
+  receiver = await startOtlpReceiver();
+  databaseUrl = await testDatabase();
+  start();
+  const setup = new pg.Client({ connectionString: databaseUrl });
+  await setup.connect();
+  await setup.query(
+    "CREATE TABLE accounts (id serial PRIMARY KEY, owner text NOT NULL, balance integer NOT NULL)",
+  );
+  await setup.query(
+    "INSERT INTO accounts (owner, balance) SELECT 'owner-' || i, i * 100 FROM generate_series(1, 20) i",
+  );
+  await setup.end();
+});
+
+after(async () => {
+  await threadline.shutdown();
+  await receiver.close();
+  await stopTestServers();
+});
+
+beforeEach(async () => {
+  await threadline.forceFlush();
+  receiver.clear();
+});
+
+const querySpans = (spans: ReceivedSpan[]) =>
+  spans.filter(
+    (s) => s.kind === CLIENT && s.attributes["db.system.name"] === "postgresql",
+  );
+
+describe("pg queries", () => {
+  it("traces the promise, callback and submittable forms with the database conventions", async () => {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    await trace.getTracer("t").startActiveSpan("request", async (root) => {
+      await client.query(
+        "SELECT balance FROM accounts WHERE owner = 'owner-3'",
+      );
+      await new Promise<void>((resolve, reject) =>
+        client.query(
+          "UPDATE accounts SET balance = balance + $1 WHERE id = $2",
+          [5, 1],
+          (err) => (err ? reject(err) : resolve()),
+        ),
+      );
+      const cursor = client.query(
+        new Cursor("SELECT id FROM accounts WHERE balance > $1", [1000]),
+      );
+      await new Promise<void>((resolve, reject) =>
+        cursor.read(100, (err) =>
+          err ? reject(err) : cursor.close(() => resolve()),
+        ),
+      );
+      const stream = client.query(
+        new QueryStream("SELECT id FROM accounts ORDER BY id"),
+      );
+      for await (const _row of stream) void _row;
+      root.end();
+    });
+    await client.end();
+    const spans = await receiver.waitForSpans(
+      (s) => querySpans(s).length >= 4,
+      "four query spans",
+    );
+    const root = spans.find((s) => s.name === "request")!;
+    const queries = querySpans(spans);
+    for (const q of queries) {
+      assert.equal(q.parentSpanId, root.spanId, q.name);
+      assert.equal(
+        q.attributes["db.namespace"],
+        new URL(databaseUrl).pathname.slice(1),
+      );
+      assert.equal(q.attributes["server.address"], "127.0.0.1");
+      assert.equal(typeof q.attributes["server.port"], "number");
+    }
+    const select = queries.find(
+      (q) =>
+        q.name === "SELECT accounts" &&
+        String(q.attributes["db.query.text"]).includes("owner"),
+    )!;
+    assert.equal(
+      select.attributes["db.query.text"],
+      "SELECT balance FROM accounts WHERE owner = ?",
+    );
+    assert.equal(select.attributes["db.operation.name"], "SELECT");
+    assert.equal(select.attributes["db.collection.name"], "accounts");
+    const update = queries.find((q) => q.name === "UPDATE accounts")!;
+    assert.equal(
+      update.attributes["db.query.text"],
+      "UPDATE accounts SET balance = balance + $1 WHERE id = $2",
+    );
+    assert.equal(
+      update.attributes["db.query.parameter.0"],
+      undefined,
+      "parameters are not recorded by default",
+    );
+    assert.ok(
+      queries.some(
+        (q) =>
+          q.attributes["db.query.text"] ===
+          "SELECT id FROM accounts WHERE balance > $1",
+      ),
+      "cursor",
+    );
+    assert.ok(
+      queries.some(
+        (q) =>
+          q.attributes["db.query.text"] ===
+          "SELECT id FROM accounts ORDER BY id",
+      ),
+      "stream",
+    );
+  });
+
+  it("records errors with their SQLSTATE", async () => {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    await assert.rejects(client.query("SELECT * FROM no_such_table"));
+    await client.end();
+    const [span] = await receiver.waitForSpans(
+      (s) => querySpans(s).length >= 1,
+      "the failed query",
+    );
+    assert.equal(span!.status.code, 2);
+    assert.equal(span!.attributes["db.response.status_code"], "42P01");
+    assert.equal(span!.attributes["error.type"], "42P01");
+  });
+});
+
+describe("pg pools under load", () => {
+  it("keeps each queued query in the trace and customer of the request that issued it", async () => {
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+    const seenInCallbacks: Array<[string, string | undefined]> = [];
+    const requests = Array.from({ length: 8 }, (_, i) => `c-${i}`);
+    await Promise.all(
+      requests.map((customer) =>
+        withCustomer(customer, () =>
+          trace
+            .getTracer("t")
+            .startActiveSpan(`request ${customer}`, async (root) => {
+              // Promise form, then callback form: both wait for the one connection.
+              await pool.query("SELECT pg_sleep(0.01), $1::text AS who", [
+                customer,
+              ]);
+              await new Promise<void>((resolve, reject) =>
+                pool.query("SELECT $1::text AS who", [customer], (err) => {
+                  seenInCallbacks.push([customer, getCustomerId()]);
+                  if (err) reject(err);
+                  else resolve();
+                }),
+              );
+              root.end();
+            }),
+        ),
+      ),
+    );
+    await pool.end();
+    for (const [expected, seen] of seenInCallbacks)
+      assert.equal(seen, expected, "the customer survives the pool callback");
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        querySpans(s).length >= 16 &&
+        s.filter((x) => x.name.startsWith("request ")).length >= 8,
+      "all queries",
+    );
+    for (const root of spans.filter((s) => s.name.startsWith("request "))) {
+      const customer = root.name.slice("request ".length);
+      const mine = querySpans(spans).filter(
+        (q) => q.parentSpanId === root.spanId,
+      );
+      assert.equal(mine.length, 2, `${customer} has both of its queries`);
+      for (const q of mine) {
+        assert.equal(q.traceId, root.traceId);
+        assert.equal(q.attributes["customer.id"], customer);
+      }
+    }
+    const waited = querySpans(spans).filter((q) =>
+      q.events.some((e) => e.name === "pg.pool.connection_acquired"),
+    );
+    assert.equal(
+      waited.length,
+      16,
+      "every pool query records when it got its connection",
+    );
+    assert.ok(
+      waited.some(
+        (q) =>
+          Number(q.events[0]!.attributes["db.client.connection.wait_time_ms"]) >
+          5,
+      ),
+      "some waited for the busy connection",
+    );
+  });
+
+  it("traces an explicit pool.connect() wait as its own span", async () => {
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+    await trace.getTracer("t").startActiveSpan("request", async (root) => {
+      const client = await pool.connect();
+      await client.query("SELECT 1");
+      client.release();
+      root.end();
+    });
+    await pool.end();
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        s.some((x) => x.name === "pg.pool.connect") &&
+        querySpans(s).length >= 1,
+      "connect and query",
+    );
+    const root = spans.find((s) => s.name === "request")!;
+    assert.equal(
+      spans.find((s) => s.name === "pg.pool.connect")!.parentSpanId,
+      root.spanId,
+    );
+  });
+});
+
+describe("pg options", () => {
+  before(async () => {
+    await threadline.shutdown();
+    start({ pgRecordParameters: true, pgSqlCommenter: true });
+  });
+
+  it("records bound parameters only when asked", async () => {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    await client.query("SELECT $1::int + $2::int AS sum", [2, 3]);
+    await client.end();
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        querySpans(s).some((q) =>
+          String(q.attributes["db.query.text"]).includes("sum"),
+        ),
+      "the query",
+    );
+    const q = querySpans(spans).find((x) =>
+      String(x.attributes["db.query.text"]).includes("sum"),
+    )!;
+    assert.equal(q.attributes["db.query.parameter.0"], "2");
+    assert.equal(q.attributes["db.query.parameter.1"], "3");
+  });
+
+  it("puts traceparent and the service name where pg_stat_activity shows them", async () => {
+    const worker = new pg.Client({ connectionString: databaseUrl });
+    const observer = new pg.Client({ connectionString: databaseUrl });
+    await Promise.all([worker.connect(), observer.connect()]);
+    let traceId = "";
+    const running = trace
+      .getTracer("t")
+      .startActiveSpan("request", async (root) => {
+        traceId = root.spanContext().traceId;
+        await worker.query("SELECT pg_sleep(1)");
+        root.end();
+      });
+    const seen = await waitFor(
+      async () => {
+        const r = await observer.query(
+          "SELECT query FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()",
+        );
+        return (r.rows[0] as { query?: string } | undefined)?.query;
+      },
+      { what: "the running statement in pg_stat_activity" },
+    );
+    await running;
+    assert.match(
+      seen,
+      new RegExp(
+        `^SELECT pg_sleep\\(1\\) /\\*service='pg-test',traceparent='00-${traceId}-[0-9a-f]{16}-0[13]'\\*/$`,
+      ),
+    );
+    // A named prepared statement keeps one text across executions: only the service.
+    await worker.query({
+      name: "by-id",
+      text: "SELECT owner FROM accounts WHERE id = $1",
+      values: [1],
+    });
+    await worker.query({
+      name: "by-id",
+      text: "SELECT owner FROM accounts WHERE id = $1",
+      values: [2],
+    });
+    await Promise.all([worker.end(), observer.end()]);
+  });
+});
