@@ -1,0 +1,666 @@
+// amqplib (RabbitMQ), promise and callback APIs.
+//
+// Producer: every publish, sendToQueue and confirm-channel publish of both
+// APIs ends in Channel.prototype.sendMessage (lib/channel.js), so one
+// wrapper makes the PRODUCER span and writes traceparent, tracestate and
+// baggage into a copy of the message headers. On a confirm channel the span
+// ends when the broker confirms (or nacks) the message; pushConfirmCallback
+// tells us the publish is a confirmed one.
+//
+// Consumer: consume() wraps the application's callback, which then runs in
+// a CONSUMER span continuing the producer's trace (or, in link mode, a new
+// trace linked to it). Baggage and the customer id are restored in both
+// modes: only the parent span differs. get() does the same for pulled
+// messages. The span stays open until the message is settled: every ack,
+// nack and reject of both APIs goes through Channel.prototype.sendImmediately
+// as a Basic.Ack/Nack/Reject frame, so one wrapper sees the outcome,
+// including multiple=true and ackAll/nackAll. A channel that closes settles
+// what it still held.
+//
+// Message headers come from other programs: the getter accepts only
+// strings (or byte strings), the parsers validate, and nothing here throws
+// into amqplib.
+import {
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Context,
+  type Span,
+  type TextMapGetter,
+  type TextMapSetter,
+  type Tracer,
+  type TracerProvider,
+} from "@opentelemetry/api";
+import {
+  CUSTOMER_KEY,
+  diag,
+  hookModule,
+  isTracingSuppressed,
+  lateLoadProblem,
+  type Instrumentation,
+} from "@threadline/core";
+
+/** Options of {@link AmqplibInstrumentation}. */
+export interface AmqplibInstrumentationConfig {
+  /** @default the global tracer provider */
+  tracerProvider?: TracerProvider;
+  /**
+   * `continue`: the consumer span is a child of the producer span (one
+   * trace end to end). `link`: the consumer starts a new trace with a link to
+   * the producer. Baggage and the customer id travel in both.
+   * @default 'continue'
+   */
+  consumerContext?: "continue" | "link";
+  /**
+   * Read baggage (and so the customer id) from message headers. Turn off
+   * when untrusted publishers can reach your queues.
+   * @default true
+   */
+  trustMessageBaggage?: boolean;
+  /** Exchanges consumed outside the system: messages published there carry no baggage. */
+  externalExchanges?: readonly string[];
+}
+
+const NAME = "@threadline/instrumentation-amqplib";
+const VERSION = "0.1.0";
+
+// AMQP 0-9-1 method ids (class << 16 | method) of the settlement frames.
+const BASIC_ACK = (60 << 16) | 80;
+const BASIC_REJECT = (60 << 16) | 90;
+const BASIC_NACK = (60 << 16) | 120;
+
+const PENDING = Symbol("threadline.amqp.pending");
+const CONFIRM_SLOT = Symbol("threadline.amqp.confirm-slot");
+const CLOSE_HOOKED = Symbol("threadline.amqp.close-hooked");
+
+/** What this instrumentation reads of an amqplib message. */
+export interface AmqpMessage {
+  fields: {
+    deliveryTag: number;
+    redelivered?: boolean;
+    exchange?: string;
+    routingKey?: string;
+    consumerTag?: string;
+  };
+  properties: {
+    headers?: Record<string, unknown>;
+    messageId?: unknown;
+    correlationId?: unknown;
+  };
+  content: Buffer;
+}
+
+interface ChannelLike {
+  unconfirmed?: unknown[];
+  [PENDING]?: Map<number, Span>;
+  [CONFIRM_SLOT]?: number;
+  [CLOSE_HOOKED]?: boolean;
+  once?(event: string, listener: () => void): unknown;
+}
+
+// amqplib methods are called on channel objects; `this` is typed where it is used.
+type AnyFn = (this: ChannelLike, ...args: unknown[]) => unknown;
+
+const headerSetter: TextMapSetter<Record<string, unknown>> = {
+  set: (carrier, key, value) => {
+    carrier[key] = value;
+  },
+};
+
+function headerValue(v: unknown): string | undefined {
+  if (typeof v === "string") return v;
+  if (Buffer.isBuffer(v)) return v.toString("utf8");
+  return undefined;
+}
+
+const trustedGetter: TextMapGetter<Record<string, unknown>> = {
+  get: (carrier, key) => headerValue(carrier[key]),
+  keys: (carrier) => Object.keys(carrier),
+};
+const untrustedGetter: TextMapGetter<Record<string, unknown>> = {
+  get: (carrier, key) =>
+    key === "baggage" ? undefined : headerValue(carrier[key]),
+  keys: (carrier) => Object.keys(carrier).filter((k) => k !== "baggage"),
+};
+
+const messageContexts = new WeakMap<object, Context>();
+
+/**
+ * Runs `fn` in the context of a message received from RabbitMQ: its trace,
+ * its baggage and its customer id. Consumers of `consume()` already run
+ * there; use this after `await channel.get()`, whose continuation runs in
+ * the caller's context.
+ */
+export function withMessageContext<R>(message: object, fn: () => R): R {
+  const ctx = messageContexts.get(message);
+  return ctx === undefined ? fn() : context.with(ctx, fn);
+}
+
+function settleAttributes(
+  span: Span,
+  outcome: string,
+  requeue: boolean | undefined,
+): void {
+  span.setAttribute("messaging.rabbitmq.settlement", outcome);
+  if (requeue !== undefined)
+    span.setAttribute("messaging.rabbitmq.requeue", requeue);
+  if ((outcome === "nack" || outcome === "reject") && requeue === false) {
+    span.setStatus({
+      code: SpanStatusCode.ERROR,
+      message: `message ${outcome === "nack" ? "nacked" : "rejected"} without requeue`,
+    });
+  }
+}
+
+export class AmqplibInstrumentation implements Instrumentation {
+  readonly name = NAME;
+  readonly #config: AmqplibInstrumentationConfig;
+  readonly #external: ReadonlySet<string>;
+  #tracer: Tracer | undefined;
+  #enabled = false;
+  readonly #unhooks: Array<() => void> = [];
+  readonly #restore: Array<() => void> = [];
+  #late: string[] = [];
+
+  constructor(config: AmqplibInstrumentationConfig = {}) {
+    this.#config = config;
+    this.#external = new Set(config.externalExchanges ?? []);
+  }
+
+  enable(): void {
+    if (this.#enabled) return;
+    this.#enabled = true;
+    this.#tracer = (
+      this.#config.tracerProvider ?? trace.getTracerProvider()
+    ).getTracer(NAME, VERSION);
+    const base = hookModule({
+      module: "amqplib",
+      file: "lib/channel.js",
+      onLoad: (exports) => {
+        const proto = (
+          exports as { Channel?: { prototype: Record<string, unknown> } }
+        ).Channel?.prototype;
+        if (proto === undefined) return undefined;
+        this.#patch(proto, "sendMessage", (o) => this.#wrapSendMessage(o));
+        this.#patch(proto, "pushConfirmCallback", (o) => wrapPushConfirm(o));
+        this.#patch(proto, "sendImmediately", (o) =>
+          this.#wrapSendImmediately(o),
+        );
+        return undefined;
+      },
+    });
+    const models = ["lib/channel_model.js", "lib/callback_model.js"].map(
+      (file) =>
+        hookModule({
+          module: "amqplib",
+          file,
+          onLoad: (exports) => {
+            const proto = (
+              exports as { Channel?: { prototype: Record<string, unknown> } }
+            ).Channel?.prototype;
+            if (proto === undefined) return undefined;
+            this.#patch(proto, "consume", (o) => this.#wrapConsume(o));
+            this.#patch(proto, "get", (o) =>
+              this.#wrapGet(o, file === "lib/callback_model.js"),
+            );
+            return undefined;
+          },
+        }),
+    );
+    for (const h of [base, ...models]) {
+      this.#late.push(...h.late);
+      this.#unhooks.push(h.unhook);
+    }
+  }
+
+  disable(): void {
+    if (!this.#enabled) return;
+    this.#enabled = false;
+    for (const u of this.#unhooks.splice(0)) u();
+    for (const r of this.#restore.splice(0)) r();
+  }
+
+  selfCheck(): string[] {
+    return this.#late.length > 0 ? [lateLoadProblem("amqplib")] : [];
+  }
+
+  #patch(
+    proto: Record<string, unknown>,
+    key: string,
+    wrap: (original: AnyFn) => AnyFn,
+  ): void {
+    const original = proto[key];
+    if (typeof original !== "function") return;
+    const wrapped = wrap(original as AnyFn);
+    proto[key] = wrapped;
+    this.#restore.push(() => {
+      if (proto[key] === wrapped) proto[key] = original;
+    });
+  }
+
+  // ---- producer -------------------------------------------------------
+
+  #wrapSendMessage(original: AnyFn): AnyFn {
+    const self = this;
+    return function threadlineSendMessage(
+      this: ChannelLike,
+      fields: unknown,
+      properties: unknown,
+      content: unknown,
+    ): unknown {
+      const slot = this[CONFIRM_SLOT];
+      this[CONFIRM_SLOT] = undefined;
+      if (!self.#enabled)
+        return original.call(this, fields, properties, content);
+      const ctx = context.active();
+      if (isTracingSuppressed(ctx))
+        return original.call(this, fields, properties, content);
+      let span: Span | undefined;
+      try {
+        span = self.#startPublish(
+          this,
+          ctx,
+          fields as Record<string, unknown>,
+          properties as Record<string, unknown>,
+          content,
+          slot,
+        );
+      } catch (err) {
+        diag.warnCollapsed(
+          "amqp-publish",
+          `could not trace a publish: ${(err as Error).message}`,
+        );
+      }
+      try {
+        const result = original.call(this, fields, properties, content);
+        if (span !== undefined && slot === undefined) span.end();
+        return result;
+      } catch (err) {
+        if (span !== undefined) {
+          span.recordException(err as Error);
+          span.setStatus({
+            code: SpanStatusCode.ERROR,
+            message: (err as Error)?.message,
+          });
+          span.end();
+        }
+        throw err;
+      }
+    };
+  }
+
+  #startPublish(
+    channel: ChannelLike,
+    ctx: Context,
+    fields: Record<string, unknown>,
+    properties: Record<string, unknown>,
+    content: unknown,
+    slot: number | undefined,
+  ): Span {
+    const exchange =
+      typeof fields["exchange"] === "string" ? fields["exchange"] : "";
+    const routingKey =
+      typeof fields["routingKey"] === "string" ? fields["routingKey"] : "";
+    const destination = exchange === "" ? "amq.default" : exchange;
+    const attributes: Attributes = {
+      "messaging.system": "rabbitmq",
+      "messaging.operation.type": "send",
+      "messaging.operation.name": "publish",
+      "messaging.destination.name": destination,
+      "messaging.rabbitmq.destination.routing_key": routingKey,
+      "messaging.message.body.size": Buffer.isBuffer(content)
+        ? content.length
+        : undefined,
+    };
+    if (typeof properties["messageId"] === "string")
+      attributes["messaging.message.id"] = properties["messageId"];
+    if (typeof properties["correlationId"] === "string")
+      attributes["messaging.message.conversation_id"] =
+        properties["correlationId"];
+    const span = this.#tracer!.startSpan(
+      `publish ${destination}`,
+      { kind: SpanKind.PRODUCER, attributes },
+      ctx,
+    );
+    const headers: Record<string, unknown> = {
+      ...(properties["headers"] as Record<string, unknown> | undefined),
+    };
+    let injectCtx = trace.setSpan(ctx, span);
+    if (this.#external.has(exchange)) {
+      delete headers["baggage"];
+      injectCtx = propagation
+        .deleteBaggage(injectCtx)
+        .deleteValue(CUSTOMER_KEY);
+    }
+    propagation.inject(injectCtx, headers, headerSetter);
+    properties["headers"] = headers;
+    if (
+      slot !== undefined &&
+      Array.isArray(channel.unconfirmed) &&
+      slot < channel.unconfirmed.length
+    ) {
+      const original = channel.unconfirmed[slot];
+      channel.unconfirmed[slot] = (err: unknown, ok: unknown) => {
+        if (err) {
+          span.setAttribute("messaging.rabbitmq.settlement", "nack");
+          span.setStatus({
+            code: SpanStatusCode.ERROR,
+            message: "the broker did not confirm the message",
+          });
+        } else {
+          span.setAttribute("messaging.rabbitmq.settlement", "confirmed");
+        }
+        span.end();
+        if (typeof original === "function")
+          return (original as (e: unknown, o: unknown) => unknown)(err, ok);
+        return undefined;
+      };
+    }
+    return span;
+  }
+
+  // ---- consumer -------------------------------------------------------
+
+  #messageContext(message: AmqpMessage): {
+    parent: Context;
+    link: Context | undefined;
+  } {
+    const headers = message.properties?.headers ?? {};
+    const getter =
+      this.#config.trustMessageBaggage === false
+        ? untrustedGetter
+        : trustedGetter;
+    const extracted = propagation.extract(ROOT_CONTEXT, headers, getter);
+    if (this.#config.consumerContext !== "link")
+      return { parent: extracted, link: undefined };
+    const remote =
+      trace.getSpanContext(extracted) === undefined ? undefined : extracted;
+    return { parent: trace.deleteSpan(extracted), link: remote };
+  }
+
+  /** Starts a CONSUMER span for a delivered or fetched message; returns its context. */
+  #startConsumer(
+    channel: ChannelLike,
+    message: AmqpMessage,
+    queue: string,
+    operation: "process" | "receive",
+    noAck: boolean,
+    startTime: number | undefined,
+  ): { span: Span; ctx: Context } {
+    const { parent, link } = this.#messageContext(message);
+    const f = message.fields;
+    const props = message.properties ?? {};
+    const exchange =
+      f.exchange === undefined || f.exchange === ""
+        ? "amq.default"
+        : f.exchange;
+    const attributes: Attributes = {
+      "messaging.system": "rabbitmq",
+      "messaging.operation.type": operation,
+      "messaging.operation.name": operation === "process" ? "consume" : "get",
+      "messaging.destination.name": exchange,
+      "messaging.destination.subscription.name": queue,
+      "messaging.rabbitmq.destination.routing_key": f.routingKey,
+      "messaging.rabbitmq.message.delivery_tag": f.deliveryTag,
+      "messaging.rabbitmq.message.redelivered": f.redelivered === true,
+      "messaging.message.body.size": Buffer.isBuffer(message.content)
+        ? message.content.length
+        : undefined,
+    };
+    if (typeof props.messageId === "string")
+      attributes["messaging.message.id"] = props.messageId;
+    if (typeof props.correlationId === "string")
+      attributes["messaging.message.conversation_id"] = props.correlationId;
+    const linkContext =
+      link === undefined ? undefined : trace.getSpanContext(link);
+    const span = this.#tracer!.startSpan(
+      `${operation} ${queue}`,
+      {
+        kind: SpanKind.CONSUMER,
+        attributes,
+        ...(linkContext === undefined
+          ? {}
+          : { links: [{ context: linkContext }] }),
+        ...(startTime === undefined ? {} : { startTime }),
+      },
+      parent,
+    );
+    const ctx = trace.setSpan(parent, span);
+    messageContexts.set(message, ctx);
+    if (noAck) {
+      settleAttributes(span, "auto", undefined);
+    } else {
+      let pending = channel[PENDING];
+      if (pending === undefined) {
+        pending = new Map();
+        channel[PENDING] = pending;
+      }
+      pending.set(f.deliveryTag, span);
+      if (!channel[CLOSE_HOOKED] && typeof channel.once === "function") {
+        channel[CLOSE_HOOKED] = true;
+        channel.once("close", () => {
+          for (const s of pending!.values()) {
+            settleAttributes(s, "channel_closed", undefined);
+            s.end();
+          }
+          pending!.clear();
+        });
+      }
+    }
+    return { span, ctx };
+  }
+
+  #wrapConsume(original: AnyFn): AnyFn {
+    const self = this;
+    return function threadlineConsume(
+      this: ChannelLike,
+      queue: unknown,
+      callback: unknown,
+      options: unknown,
+      ...rest: unknown[]
+    ): unknown {
+      if (!self.#enabled || typeof callback !== "function")
+        return original.call(this, queue, callback, options, ...rest);
+      const channel = this;
+      const noAck =
+        (options as { noAck?: boolean } | undefined)?.noAck === true;
+      const queueName = typeof queue === "string" ? queue : "";
+      const userCallback = callback as (msg: unknown) => unknown;
+      const wrapped = function (
+        this: unknown,
+        message: AmqpMessage | null,
+      ): unknown {
+        if (message === null || !self.#enabled)
+          return userCallback.call(this, message);
+        let started: { span: Span; ctx: Context } | undefined;
+        try {
+          started = self.#startConsumer(
+            channel,
+            message,
+            queueName,
+            "process",
+            noAck,
+            undefined,
+          );
+        } catch (err) {
+          diag.warnCollapsed(
+            "amqp-consume",
+            `could not trace a delivery: ${(err as Error).message}`,
+          );
+          return userCallback.call(this, message);
+        }
+        const { span, ctx } = started;
+        let result: unknown;
+        try {
+          result = context.with(ctx, userCallback, this, message);
+        } catch (err) {
+          span.recordException(err as Error);
+          span.setStatus({
+            code: SpanStatusCode.ERROR,
+            message: (err as Error)?.message,
+          });
+          if (noAck) span.end();
+          throw err;
+        }
+        if (noAck) {
+          if (
+            result !== null &&
+            typeof result === "object" &&
+            typeof (result as Promise<unknown>).then === "function"
+          ) {
+            (result as Promise<unknown>).then(
+              () => span.end(),
+              (err: unknown) => {
+                span.recordException(err as Error);
+                span.setStatus({
+                  code: SpanStatusCode.ERROR,
+                  message: (err as Error)?.message,
+                });
+                span.end();
+              },
+            );
+          } else {
+            span.end();
+          }
+        }
+        return result;
+      };
+      return original.call(this, queue, wrapped, options, ...rest);
+    };
+  }
+
+  #wrapGet(original: AnyFn, callbackApi: boolean): AnyFn {
+    const self = this;
+    return function threadlineGet(
+      this: ChannelLike,
+      queue: unknown,
+      options: unknown,
+      cb?: unknown,
+    ): unknown {
+      if (!self.#enabled) return original.call(this, queue, options, cb);
+      const channel = this;
+      const start = performance.timeOrigin + performance.now();
+      const noAck =
+        (options as { noAck?: boolean } | undefined)?.noAck === true;
+      const queueName = typeof queue === "string" ? queue : "";
+      const onMessage = (msg: unknown): Context | undefined => {
+        if (!msg || typeof msg !== "object") return undefined;
+        try {
+          const { span, ctx } = self.#startConsumer(
+            channel,
+            msg as AmqpMessage,
+            queueName,
+            "receive",
+            noAck,
+            start,
+          );
+          if (noAck) span.end();
+          return ctx;
+        } catch (err) {
+          diag.warnCollapsed(
+            "amqp-get",
+            `could not trace a fetched message: ${(err as Error).message}`,
+          );
+          return undefined;
+        }
+      };
+      if (callbackApi) {
+        if (typeof cb !== "function")
+          return original.call(this, queue, options, cb);
+        const userCb = cb as (err: unknown, msg: unknown) => unknown;
+        return original.call(
+          this,
+          queue,
+          options,
+          function (this: unknown, err: unknown, msg: unknown) {
+            const ctx = err ? undefined : onMessage(msg);
+            return ctx === undefined
+              ? userCb.call(this, err, msg)
+              : context.with(ctx, userCb, this, err, msg);
+          },
+        );
+      }
+      return (original.call(this, queue, options) as Promise<unknown>).then(
+        (msg) => {
+          onMessage(msg);
+          return msg;
+        },
+      );
+    };
+  }
+
+  // ---- settlement -----------------------------------------------------
+
+  #wrapSendImmediately(original: AnyFn): AnyFn {
+    return function threadlineSendImmediately(
+      this: ChannelLike,
+      method: unknown,
+      fields: unknown,
+    ): unknown {
+      const pending = this[PENDING];
+      if (
+        pending !== undefined &&
+        pending.size > 0 &&
+        (method === BASIC_ACK ||
+          method === BASIC_NACK ||
+          method === BASIC_REJECT)
+      ) {
+        try {
+          settle(
+            pending,
+            method,
+            fields as {
+              deliveryTag?: number;
+              multiple?: boolean;
+              requeue?: boolean;
+            },
+          );
+        } catch {
+          // never let bookkeeping break an ack
+        }
+      }
+      return original.call(this, method, fields);
+    };
+  }
+}
+
+function wrapPushConfirm(original: AnyFn): AnyFn {
+  return function threadlinePushConfirmCallback(
+    this: ChannelLike,
+    cb: unknown,
+  ): unknown {
+    this[CONFIRM_SLOT] = Array.isArray(this.unconfirmed)
+      ? this.unconfirmed.length
+      : undefined;
+    return original.call(this, cb);
+  };
+}
+
+function settle(
+  pending: Map<number, Span>,
+  method: number,
+  fields: { deliveryTag?: number; multiple?: boolean; requeue?: boolean },
+): void {
+  const outcome =
+    method === BASIC_ACK ? "ack" : method === BASIC_NACK ? "nack" : "reject";
+  const requeue = method === BASIC_ACK ? undefined : fields.requeue !== false;
+  const tag = fields.deliveryTag ?? 0;
+  if (fields.multiple === true) {
+    for (const [t, span] of pending) {
+      if (tag !== 0 && t > tag) break;
+      settleAttributes(span, outcome, requeue);
+      span.end();
+      pending.delete(t);
+    }
+    return;
+  }
+  const span = pending.get(tag);
+  if (span === undefined) return;
+  pending.delete(tag);
+  settleAttributes(span, outcome, requeue);
+  span.end();
+}

@@ -1,0 +1,8 @@
+export {
+  AmqplibInstrumentation,
+  withMessageContext,
+} from "./amqplib-instrumentation.ts";
+export type {
+  AmqplibInstrumentationConfig,
+  AmqpMessage,
+} from "./amqplib-instrumentation.ts";

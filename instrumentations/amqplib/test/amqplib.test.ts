@@ -1,0 +1,365 @@
+// amqplib instrumentation against a real RabbitMQ broker, inside one process.
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, before, beforeEach, describe, it } from "node:test";
+import amqp from "amqplib";
+import amqpCallback from "amqplib/callback_api.js";
+import { context, trace } from "@opentelemetry/api";
+import {
+  startOtlpReceiver,
+  stopTestServers,
+  testBroker,
+  waitFor,
+  type OtlpReceiver,
+  type ReceivedSpan,
+} from "@threadline/test-support";
+import {
+  getCustomerId,
+  init,
+  withCustomer,
+  withMessageContext,
+  type InitOptions,
+  type ThreadlineHandle,
+} from "@threadline/node";
+
+const PRODUCER = 4;
+const CONSUMER = 5;
+let receiver: OtlpReceiver;
+let threadline: ThreadlineHandle;
+let brokerUrl: string;
+let connection: amqp.ChannelModel;
+
+function start(options: InitOptions = {}): void {
+  threadline = init({
+    serviceName: "amqp-test",
+    endpoint: receiver.url,
+    exportLogs: false,
+    ignoreIncomingPaths: ["/v1/*"],
+    ...options,
+  });
+}
+
+const queueName = () => `q-${randomBytes(4).toString("hex")}`;
+
+before(async () => {
+  process.env["OTEL_BSP_SCHEDULE_DELAY"] = "20";
+  receiver = await startOtlpReceiver();
+  brokerUrl = await testBroker();
+  start();
+  connection = await amqp.connect(brokerUrl);
+});
+
+after(async () => {
+  await connection.close();
+  await threadline.shutdown();
+  await receiver.close();
+  await stopTestServers();
+});
+
+beforeEach(async () => {
+  await threadline.forceFlush();
+  receiver.clear();
+});
+
+const consumers = (spans: ReceivedSpan[]) =>
+  spans.filter((s) => s.kind === CONSUMER);
+const producers = (spans: ReceivedSpan[]) =>
+  spans.filter((s) => s.kind === PRODUCER);
+
+describe("promise API", () => {
+  it("continues the producer's trace in the consumer, with the customer id and baggage", async () => {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    const seen: Array<{
+      customer: string | undefined;
+      traceId: string | undefined;
+    }> = [];
+    await ch.consume(q, (msg) => {
+      if (msg === null) return;
+      seen.push({
+        customer: getCustomerId(),
+        traceId: trace.getActiveSpan()?.spanContext().traceId,
+      });
+      ch.ack(msg);
+    });
+    let traceId = "";
+    withCustomer("c-42", () =>
+      trace.getTracer("t").startActiveSpan("request", (root) => {
+        traceId = root.spanContext().traceId;
+        ch.sendToQueue(q, Buffer.from("hello"), {
+          messageId: "m-1",
+          headers: { app: "x" },
+        });
+        root.end();
+      }),
+    );
+    await waitFor(() => seen.length === 1, { what: "the delivery" });
+    assert.deepEqual(seen[0], { customer: "c-42", traceId });
+    const spans = await receiver.waitForSpans(
+      (s) => consumers(s).length >= 1 && producers(s).length >= 1,
+      "producer and consumer spans",
+    );
+    const producer = producers(spans)[0]!;
+    const consumer = consumers(spans)[0]!;
+    assert.equal(producer.name, "publish amq.default");
+    assert.equal(producer.attributes["messaging.system"], "rabbitmq");
+    assert.equal(producer.attributes["messaging.operation.type"], "send");
+    assert.equal(
+      producer.attributes["messaging.rabbitmq.destination.routing_key"],
+      q,
+    );
+    assert.equal(producer.attributes["messaging.message.id"], "m-1");
+    assert.equal(producer.attributes["messaging.message.body.size"], 5);
+    assert.equal(consumer.name, `process ${q}`);
+    assert.equal(consumer.traceId, traceId);
+    assert.equal(consumer.parentSpanId, producer.spanId);
+    assert.equal(consumer.attributes["customer.id"], "c-42");
+    assert.equal(consumer.attributes["messaging.operation.type"], "process");
+    assert.equal(consumer.attributes["messaging.rabbitmq.settlement"], "ack");
+    assert.equal(
+      consumer.attributes["messaging.rabbitmq.message.redelivered"],
+      false,
+    );
+    await ch.close();
+  });
+
+  it("records nack with requeue, the redelivery, and a final reject as an error", async () => {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    let deliveries = 0;
+    await ch.consume(q, (msg) => {
+      if (msg === null) return;
+      deliveries++;
+      if (deliveries === 1) ch.nack(msg, false, true);
+      else ch.reject(msg, false);
+    });
+    ch.sendToQueue(q, Buffer.from("retry me"));
+    const spans = await receiver.waitForSpans(
+      (s) => consumers(s).length >= 2,
+      "two deliveries",
+    );
+    const [first, second] = consumers(spans).sort((a, b) =>
+      a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1,
+    );
+    assert.equal(first!.attributes["messaging.rabbitmq.settlement"], "nack");
+    assert.equal(first!.attributes["messaging.rabbitmq.requeue"], true);
+    assert.equal(first!.status.code, 0);
+    assert.equal(
+      second!.attributes["messaging.rabbitmq.message.redelivered"],
+      true,
+    );
+    assert.equal(second!.attributes["messaging.rabbitmq.settlement"], "reject");
+    assert.equal(second!.attributes["messaging.rabbitmq.requeue"], false);
+    assert.equal(second!.status.code, 2);
+    await ch.close();
+  });
+
+  it("settles every span covered by ack(message, allUpTo)", async () => {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    const held: amqp.ConsumeMessage[] = [];
+    await ch.consume(q, (msg) => {
+      if (msg !== null) held.push(msg);
+    });
+    for (let i = 0; i < 3; i++) ch.sendToQueue(q, Buffer.from(String(i)));
+    await waitFor(() => held.length === 3, { what: "three deliveries" });
+    ch.ack(held[2]!, true);
+    const spans = await receiver.waitForSpans(
+      (s) => consumers(s).length >= 3,
+      "three settled consumer spans",
+    );
+    for (const s of consumers(spans))
+      assert.equal(s.attributes["messaging.rabbitmq.settlement"], "ack");
+    await ch.close();
+  });
+
+  it("ends a confirm channel's publish span when the broker confirms", async () => {
+    const ch = await connection.createConfirmChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    await new Promise<void>((resolve, reject) =>
+      ch.sendToQueue(q, Buffer.from("x"), {}, (err) =>
+        err ? reject(err) : resolve(),
+      ),
+    );
+    const spans = await receiver.waitForSpans(
+      (s) => producers(s).length >= 1,
+      "the publish span",
+    );
+    assert.equal(
+      producers(spans)[0]!.attributes["messaging.rabbitmq.settlement"],
+      "confirmed",
+    );
+    await ch.close();
+  });
+
+  it("traces get() in the producer's trace and offers the message's context", async () => {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    withCustomer("c-7", () => ch.sendToQueue(q, Buffer.from("pull me")));
+    const msg = await waitFor(async () => ch.get(q), {
+      what: "a message to get",
+    });
+    assert.equal(
+      getCustomerId(),
+      undefined,
+      "the caller's own context is untouched",
+    );
+    assert.equal(
+      withMessageContext(msg, () => getCustomerId()),
+      "c-7",
+    );
+    ch.ack(msg);
+    const spans = await receiver.waitForSpans(
+      (s) => consumers(s).length >= 1 && producers(s).length >= 1,
+      "receive span",
+    );
+    const receive = consumers(spans)[0]!;
+    assert.equal(receive.name, `receive ${q}`);
+    assert.equal(receive.parentSpanId, producers(spans)[0]!.spanId);
+    assert.equal(receive.attributes["customer.id"], "c-7");
+    assert.equal(receive.attributes["messaging.operation.type"], "receive");
+    await ch.close();
+  });
+
+  it("never lets malformed trace headers break a consumer", async () => {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    const got: string[] = [];
+    await ch.consume(q, (msg) => {
+      if (msg === null) return;
+      got.push(msg.content.toString());
+      ch.ack(msg);
+    });
+    const hostile: Array<Record<string, unknown>> = [
+      {
+        traceparent: "00-zzzz-yyyy-01",
+        tracestate: "!!!",
+        baggage: "customer.id=evil;;;,=,%%%",
+      },
+      { traceparent: 42, baggage: { nested: true } },
+      {
+        traceparent: Buffer.from([0xff, 0xfe, 0x00]),
+        baggage: "x".repeat(20_000),
+      },
+      {
+        traceparent: `00-${"0".repeat(32)}-${"0".repeat(16)}-01`,
+        baggage: `customer.id=${"a".repeat(5000)}`,
+      },
+    ];
+    // Published with tracing suppressed, so the headers reach the broker exactly as written.
+    const raw = context
+      .active()
+      .setValue(
+        Symbol.for("OpenTelemetry SDK Context Key SUPPRESS_TRACING"),
+        true,
+      );
+    context.with(raw, () =>
+      hostile.forEach((headers, i) =>
+        ch.sendToQueue(q, Buffer.from(`m${i}`), { headers }),
+      ),
+    );
+    await waitFor(() => got.length === hostile.length, {
+      what: "every hostile message delivered",
+    });
+    const spans = await receiver.waitForSpans(
+      (s) => consumers(s).length >= hostile.length,
+      "consumer spans",
+    );
+    for (const s of consumers(spans)) {
+      assert.equal(s.parentSpanId, "", "a new trace, not a forged parent");
+      assert.notEqual(s.attributes["customer.id"], "evil");
+    }
+    await ch.close();
+  });
+});
+
+describe("callback API", () => {
+  it("traces publish and consume the same way", async () => {
+    const conn = await new Promise<amqpCallback.Connection>((resolve, reject) =>
+      amqpCallback.connect(
+        brokerUrl,
+        (err: unknown, c: amqpCallback.Connection) =>
+          err ? reject(err) : resolve(c),
+      ),
+    );
+    const ch = await new Promise<amqpCallback.Channel>((resolve, reject) =>
+      conn.createChannel((err: unknown, c: amqpCallback.Channel) =>
+        err ? reject(err) : resolve(c),
+      ),
+    );
+    const q = queueName();
+    await new Promise<void>((resolve, reject) =>
+      ch.assertQueue(q, { autoDelete: true }, (err: unknown) =>
+        err ? reject(err) : resolve(),
+      ),
+    );
+    const customers: Array<string | undefined> = [];
+    ch.consume(q, (msg: amqpCallback.Message | null) => {
+      if (msg === null) return;
+      customers.push(getCustomerId());
+      ch.ack(msg);
+    });
+    withCustomer("c-9", () => ch.sendToQueue(q, Buffer.from("cb")));
+    await waitFor(() => customers.length === 1, { what: "the delivery" });
+    assert.equal(customers[0], "c-9");
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        consumers(s).some(
+          (c) => c.attributes["messaging.rabbitmq.settlement"] === "ack",
+        ),
+      "consumer span",
+    );
+    assert.equal(
+      consumers(spans)[0]!.parentSpanId,
+      producers(spans)[0]!.spanId,
+    );
+    await new Promise<void>((resolve) => conn.close(() => resolve()));
+  });
+});
+
+describe("link mode", () => {
+  before(async () => {
+    await threadline.shutdown();
+    start({ amqpConsumerContext: "link" });
+  });
+
+  it("starts a new trace linked to the producer, keeping the customer id", async () => {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    const customers: Array<string | undefined> = [];
+    await ch.consume(q, (msg) => {
+      if (msg === null) return;
+      customers.push(getCustomerId());
+      ch.ack(msg);
+    });
+    withCustomer("c-42", () =>
+      trace.getTracer("t").startActiveSpan("request", (root) => {
+        ch.sendToQueue(q, Buffer.from("linked"));
+        root.end();
+      }),
+    );
+    await waitFor(() => customers.length === 1, { what: "the delivery" });
+    assert.equal(customers[0], "c-42");
+    const spans = await receiver.waitForSpans(
+      (s) => consumers(s).length >= 1 && producers(s).length >= 1,
+      "both spans",
+    );
+    const producer = producers(spans)[0]!;
+    const consumer = consumers(spans)[0]!;
+    assert.notEqual(consumer.traceId, producer.traceId);
+    assert.equal(consumer.parentSpanId, "");
+    assert.deepEqual(
+      consumer.links.map((l) => [l.traceId, l.spanId]),
+      [[producer.traceId, producer.spanId]],
+    );
+    assert.equal(consumer.attributes["customer.id"], "c-42");
+    await ch.close();
+  });
+});
