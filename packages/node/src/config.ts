@@ -48,12 +48,22 @@ export interface InitOptions {
   exportTraces?: boolean;
   /** Longest wait for buffered telemetry at shutdown and exit, ms. @default 3000 */
   shutdownTimeoutMs?: number;
-  /** Names of instrumentations to leave off: 'http', 'undici', 'pino'. */
+  /** Names of instrumentations to leave off: 'http', 'undici', 'pino', 'pg', 'amqplib'. */
   disabledInstrumentations?: string[];
   /** Incoming paths not to trace: exact, or prefixes ending in `*`. @default [] */
   ignoreIncomingPaths?: string[];
   /** Run the start-up self-check. @default true */
   selfCheck?: boolean;
+  /** PostgreSQL: record bound parameter values (may hold personal data). @default false */
+  pgRecordParameters?: boolean;
+  /** PostgreSQL: append sqlcommenter comments (traceparent, service) to statements. @default false */
+  pgSqlCommenter?: boolean;
+  /** RabbitMQ: consumer spans continue the producer's trace, or start one linked to it. @default 'continue' */
+  amqpConsumerContext?: "continue" | "link";
+  /** RabbitMQ: read baggage (the customer id) from message headers. @default true */
+  amqpTrustMessageBaggage?: boolean;
+  /** RabbitMQ: exchanges consumed outside the system; their messages carry no baggage. */
+  amqpExternalExchanges?: string[];
 }
 
 export interface BatchSettings {
@@ -109,7 +119,19 @@ export interface ResolvedConfig {
   shutdownTimeoutMs: number;
   exportMaxBytes: number;
   exportMaxRetryMs: number;
-  instrumentations: { http: boolean; undici: boolean; pino: boolean };
+  instrumentations: {
+    http: boolean;
+    undici: boolean;
+    pino: boolean;
+    pg: boolean;
+    amqplib: boolean;
+  };
+  pg: { recordParameters: boolean; sqlCommenter: boolean };
+  amqp: {
+    consumerContext: "continue" | "link";
+    trustMessageBaggage: boolean;
+    externalExchanges: string[];
+  };
   selfCheck: boolean;
   logLevel: string | undefined;
 }
@@ -117,7 +139,13 @@ export interface ResolvedConfig {
 type Env = Record<string, string | undefined>;
 
 const DEFAULT_ENDPOINT = "http://localhost:4318";
-const INSTRUMENTATION_NAMES = ["http", "undici", "pino"] as const;
+const INSTRUMENTATION_NAMES = [
+  "http",
+  "undici",
+  "pino",
+  "pg",
+  "amqplib",
+] as const;
 
 class Reader {
   readonly warnings: string[] = [];
@@ -384,6 +412,16 @@ function serviceNameOf(
   return name ?? "unknown_service:node";
 }
 
+function consumerContextOf(r: Reader): "continue" | "link" {
+  const v = r.str("THREADLINE_AMQP_CONSUMER_CONTEXT")?.toLowerCase();
+  if (v === undefined || v === "continue") return "continue";
+  if (v === "link") return "link";
+  r.warnings.push(
+    `THREADLINE_AMQP_CONSUMER_CONTEXT=${JSON.stringify(v)} is not continue or link; using continue`,
+  );
+  return "continue";
+}
+
 /** Resolves the settings; `warnings` lists unusable values that fell back to defaults. */
 export function resolveConfig(
   options: InitOptions = {},
@@ -501,6 +539,26 @@ export function resolveConfig(
       http: on("http"),
       undici: on("undici"),
       pino: on("pino"),
+      pg: on("pg"),
+      amqplib: on("amqplib"),
+    },
+    pg: {
+      recordParameters:
+        options.pgRecordParameters ?? r.bool("THREADLINE_PG_PARAMETERS", false),
+      sqlCommenter:
+        options.pgSqlCommenter ?? r.bool("THREADLINE_PG_SQLCOMMENTER", false),
+    },
+    amqp: {
+      consumerContext: options.amqpConsumerContext ?? consumerContextOf(r),
+      trustMessageBaggage:
+        options.amqpTrustMessageBaggage ??
+        r.bool("THREADLINE_AMQP_TRUST_BAGGAGE", true),
+      externalExchanges:
+        options.amqpExternalExchanges ??
+        (r.str("THREADLINE_AMQP_EXTERNAL_EXCHANGES") ?? "")
+          .split(",")
+          .map((e) => e.trim())
+          .filter(Boolean),
     },
     selfCheck: options.selfCheck ?? r.bool("THREADLINE_SELF_CHECK", true),
     logLevel: r.str("OTEL_LOG_LEVEL"),

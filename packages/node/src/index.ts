@@ -9,3 +9,4 @@ export {
   withCustomer,
   ThreadlineError,
 } from "@threadline/core";
+export { withMessageContext } from "@threadline/instrumentation-amqplib";

@@ -24,7 +24,9 @@ import {
   TraceContextPropagator,
   type Instrumentation,
 } from "@threadline/core";
+import { AmqplibInstrumentation } from "@threadline/instrumentation-amqplib";
 import { HttpInstrumentation } from "@threadline/instrumentation-http";
+import { PgInstrumentation } from "@threadline/instrumentation-pg";
 import { PinoInstrumentation } from "@threadline/instrumentation-pino";
 import { UndiciInstrumentation } from "@threadline/instrumentation-undici";
 import {
@@ -280,6 +282,26 @@ function start(options: InitOptions): ThreadlineHandle {
     });
     instrumentations.push(pino);
   }
+  if (config.instrumentations.pg) {
+    instrumentations.push(
+      new PgInstrumentation({
+        tracerProvider: provider,
+        recordParameters: config.pg.recordParameters,
+        sqlCommenter: config.pg.sqlCommenter,
+        serviceName: config.serviceName,
+      }),
+    );
+  }
+  if (config.instrumentations.amqplib) {
+    instrumentations.push(
+      new AmqplibInstrumentation({
+        tracerProvider: provider,
+        consumerContext: config.amqp.consumerContext,
+        trustMessageBaggage: config.amqp.trustMessageBaggage,
+        externalExchanges: config.amqp.externalExchanges,
+      }),
+    );
+  }
   for (const i of instrumentations) {
     try {
       i.enable();
@@ -291,12 +313,10 @@ function start(options: InitOptions): ThreadlineHandle {
   const hooks = installExitHooks(pipeline, config.shutdownTimeoutMs);
   let stopped = false;
   if (config.selfCheck) {
-    const loadedEarly = (pino?.loadedEarly ?? []).length > 0 ? ["pino"] : [];
     setImmediate(() => {
       if (stopped) return;
       for (const problem of selfCheck({
         instrumentations,
-        loadedEarly,
         httpEnabled: config.instrumentations.http,
       })) {
         diag.warnOnce(`self-check:${problem}`, `self-check: ${problem}`);

@@ -9,8 +9,6 @@ import { moduleHooksInstalled, type Instrumentation } from "@threadline/core";
 
 export interface SelfCheckInput {
   instrumentations: readonly Instrumentation[];
-  /** Instrumented modules that were loaded before Threadline started. */
-  loadedEarly: readonly string[];
   httpEnabled: boolean;
 }
 
@@ -41,13 +39,6 @@ export function selfCheck(input: SelfCheckInput): string[] {
   if (!moduleHooksInstalled()) {
     problems.push(
       "module load hooks are not installed, so pg, amqplib and pino will not be instrumented",
-    );
-  }
-  if (input.loadedEarly.length > 0) {
-    const names = [...new Set(input.loadedEarly)].join(", ");
-    problems.push(
-      `${names} ${input.loadedEarly.length > 1 ? "were" : "was"} loaded before Threadline started and patched late; ` +
-        "work done before now was not traced. Start Threadline first: node --import @threadline/node/register app.js",
     );
   }
   if (bundled()) {

@@ -31,6 +31,17 @@ describe("resolveConfig", () => {
       http: true,
       undici: true,
       pino: true,
+      pg: true,
+      amqplib: true,
+    });
+    assert.deepEqual(config.pg, {
+      recordParameters: false,
+      sqlCommenter: false,
+    });
+    assert.deepEqual(config.amqp, {
+      consumerContext: "continue",
+      trustMessageBaggage: true,
+      externalExchanges: [],
     });
   });
 

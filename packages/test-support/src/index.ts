@@ -16,3 +16,13 @@ export type { RunningService, ServiceOptions } from "./service.ts";
 export { startRecordingServer } from "./recording-server.ts";
 export type { RecordedRequest, RecordingServer } from "./recording-server.ts";
 export { waitFor } from "./wait.ts";
+export {
+  freePort,
+  startPglite,
+  startPostgres,
+  startRabbitMQ,
+} from "./servers.ts";
+export type { RunningServer } from "./servers.ts";
+export { stopTestServers, testBroker, testDatabase } from "./shared-servers.ts";
+export { startShop } from "./shop.ts";
+export type { Shop, ShopOptions } from "./shop.ts";
