@@ -3,7 +3,7 @@
 // and egress rules for baggage.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import { tmpdir } from "node:os";
@@ -229,13 +229,12 @@ describe("http server", () => {
       ],
       { stdio: "ignore" },
     );
-    const server = https.createServer(
-      {
-        key: readFileSync(join(dir, "key.pem")),
-        cert: readFileSync(join(dir, "cert.pem")),
-      },
-      (_req, res) => res.end("secure"),
-    );
+    const tls = {
+      key: readFileSync(join(dir, "key.pem")),
+      cert: readFileSync(join(dir, "cert.pem")),
+    };
+    rmSync(dir, { recursive: true, force: true });
+    const server = https.createServer(tls, (_req, res) => res.end("secure"));
     const port = await listen(server);
     assert.equal(
       (await get(`https://127.0.0.1:${port}/s`, { rejectUnauthorized: false }))
