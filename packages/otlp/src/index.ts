@@ -12,3 +12,15 @@ export type {
   SpanEventData,
   SpanLinkData,
 } from "./model.ts";
+export { OtlpDecodeError, ProtoReader } from "./proto-reader.ts";
+export { decodeLogsJson, decodeLogsProto, decodeTracesJson, decodeTracesProto } from "./decode.ts";
+export type {
+  DecodedAttributes,
+  DecodedEvent,
+  DecodedLink,
+  DecodedLogRecord,
+  DecodedResourceLogs,
+  DecodedResourceSpans,
+  DecodedScope,
+  DecodedSpan,
+} from "./decode.ts";

@@ -1,0 +1,260 @@
+// `threadline dev`: the OTLP/HTTP receiver (standard port 4318) and the
+// viewer with its JSON API (port 4320), over one store.
+//
+// Both listen on loopback unless told otherwise; bound anywhere else they
+// require a token (Authorization: Bearer <token>, or ?token= for the pages
+// and the live stream), and refuse to start without one. Ingested data is
+// written in batches every flushIntervalMs; each batch's changed traces are
+// pushed to live-view subscribers (server-sent events) that match their
+// customer/service filter.
+import { readFile } from "node:fs/promises";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { isIP } from "node:net";
+import { extname, join, normalize } from "node:path";
+import { fileURLToPath } from "node:url";
+import { timingSafeEqual } from "node:crypto";
+import type { TraceSummary } from "./model.ts";
+import { queryFromParams } from "./query.ts";
+import { OtlpReceiver } from "./receiver.ts";
+import { Store } from "./store.ts";
+
+export interface DevServerOptions {
+  /** @default '127.0.0.1' */
+  host?: string;
+  /** @default 4318 */
+  otlpPort?: number;
+  /** @default 4320 */
+  viewerPort?: number;
+  /** SQLite file, or `:memory:`. */
+  dbPath: string;
+  maxBytes?: number;
+  maxAgeMs?: number;
+  /** Required when host is not a loopback address. */
+  token?: string | undefined;
+  /** @default 100 */
+  flushIntervalMs?: number;
+  maxBodyBytes?: number;
+  maxPending?: number;
+}
+
+export interface DevServer {
+  readonly otlpUrl: string;
+  readonly viewerUrl: string;
+  readonly store: Store;
+  readonly receiver: OtlpReceiver;
+  close(): Promise<void>;
+}
+
+export class DevServerError extends Error {
+  readonly code = "THREADLINE_DEV_SERVER";
+}
+
+const UI_DIR = fileURLToPath(new URL("../ui/", import.meta.url));
+const MIME: Record<string, string> = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png" };
+
+function isLoopback(host: string): boolean {
+  if (host === "localhost") return true;
+  const h = host.replace(/^\[|\]$/g, "");
+  if (isIP(h) === 4) return h.startsWith("127.");
+  return h === "::1";
+}
+
+function listen(server: Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once("error", (err: NodeJS.ErrnoException) =>
+      reject(new DevServerError(err.code === "EADDRINUSE" ? `port ${port} on ${host} is already in use (another threadline dev or Collector?)` : err.message)),
+    );
+    server.listen(port, host, () => resolve((server.address() as { port: number }).port));
+  });
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" });
+  res.end(JSON.stringify(body));
+}
+
+interface LiveClient {
+  res: ServerResponse;
+  customer: string | undefined;
+  service: string | undefined;
+}
+
+export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
+  const host = o.host ?? "127.0.0.1";
+  const token = o.token && o.token.length > 0 ? o.token : undefined;
+  if (!isLoopback(host) && token === undefined) {
+    throw new DevServerError(`refusing to listen on ${host} without a token: anyone who can reach it could read your telemetry. Pass --token (or THREADLINE_VIEWER_TOKEN), or keep the default 127.0.0.1`);
+  }
+  const store = new Store({ path: o.dbPath, ...(o.maxBytes === undefined ? {} : { maxBytes: o.maxBytes }), ...(o.maxAgeMs === undefined ? {} : { maxAgeMs: o.maxAgeMs }) });
+  const live = new Set<LiveClient>();
+  let flushTimer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    flushTimer = undefined;
+    let changed: TraceSummary[];
+    try {
+      changed = store.flush();
+    } catch (err) {
+      process.stderr.write(`threadline dev: could not write to the store: ${(err as Error).message}\n`);
+      return;
+    }
+    if (changed.length === 0 || live.size === 0) return;
+    for (const c of live) {
+      for (const t of changed) {
+        if (c.customer !== undefined && t.customer !== c.customer) continue;
+        if (c.service !== undefined && !t.services.includes(c.service)) continue;
+        c.res.write(`event: trace\ndata: ${JSON.stringify(t)}\n\n`);
+      }
+    }
+  };
+  const scheduleFlush = () => {
+    if (store.pending > 20_000) flush();
+    else flushTimer ??= setTimeout(flush, o.flushIntervalMs ?? 100);
+  };
+  const receiver = new OtlpReceiver({
+    store,
+    onAccepted: scheduleFlush,
+    ...(o.maxBodyBytes === undefined ? {} : { maxBodyBytes: o.maxBodyBytes }),
+    ...(o.maxPending === undefined ? {} : { maxPending: o.maxPending }),
+  });
+
+  const authorized = (req: IncomingMessage, url: URL): boolean => {
+    if (token === undefined) return true;
+    const given = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1] ?? url.searchParams.get("token") ?? "";
+    const a = Buffer.from(given);
+    const b = Buffer.from(token);
+    return a.length === b.length && timingSafeEqual(a, b);
+  };
+
+  const otlp = createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    if (!authorized(req, url)) {
+      req.resume();
+      res.writeHead(401, { "content-type": "text/plain" }).end("a token is required");
+      return;
+    }
+    if (!receiver.handle(req, res)) res.writeHead(404, { "content-type": "text/plain" }).end("not an OTLP path: use /v1/traces, /v1/logs or /v1/metrics");
+  });
+
+  const viewer = createServer((req, res) => {
+    void serveViewer(req, res).catch((err: unknown) => {
+      if (!res.headersSent) sendJson(res, 500, { error: (err as Error).message });
+      else res.end();
+    });
+  });
+
+  async function serveViewer(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    if (!authorized(req, url)) {
+      sendJson(res, 401, { error: "a token is required: add ?token=… or an Authorization: Bearer header" });
+      return;
+    }
+    const path = url.pathname;
+    if (path === "/api/search") {
+      let q;
+      try {
+        q = queryFromParams(url.searchParams);
+      } catch (err) {
+        sendJson(res, 400, { error: (err as Error).message });
+        return;
+      }
+      sendJson(res, 200, { traces: store.searchSync(q) });
+      return;
+    }
+    const traceMatch = /^\/api\/traces\/([0-9a-fA-F]{32})$/.exec(path);
+    if (traceMatch) {
+      const trace = store.getTraceSync(traceMatch[1]!.toLowerCase());
+      if (trace === undefined) sendJson(res, 404, { error: "no such trace in the local store" });
+      else sendJson(res, 200, trace);
+      return;
+    }
+    if (path === "/api/services") {
+      sendJson(res, 200, { services: store.services() });
+      return;
+    }
+    if (path === "/api/stats") {
+      sendJson(res, 200, { ...store.counts(), sizeBytes: store.sizeBytes(), received: receiver.stats, path: store.path });
+      return;
+    }
+    if (path === "/api/live") {
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
+      res.write(": live\n\n");
+      const client: LiveClient = {
+        res,
+        customer: url.searchParams.get("customer") || undefined,
+        service: url.searchParams.get("service") || undefined,
+      };
+      live.add(client);
+      req.on("close", () => live.delete(client));
+      return;
+    }
+    if (path.startsWith("/api/")) {
+      sendJson(res, 404, { error: `no API endpoint ${path}` });
+      return;
+    }
+    // Static UI: every page path serves the single-page app.
+    const file = path === "/" || !extname(path) ? "index.html" : normalize(path).replace(/^([/\\])+/, "");
+    if (file.includes("..")) {
+      res.writeHead(404).end();
+      return;
+    }
+    try {
+      const body = await readFile(join(UI_DIR, file));
+      res.writeHead(200, { "content-type": MIME[extname(file)] ?? "application/octet-stream", "cache-control": "no-cache" });
+      res.end(body);
+    } catch {
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found");
+    }
+  }
+
+  const heartbeat = setInterval(() => {
+    for (const c of live) c.res.write(": keep-alive\n\n");
+  }, 15_000);
+  heartbeat.unref();
+  const pruneTimer = setInterval(() => {
+    try {
+      store.prune();
+    } catch (err) {
+      process.stderr.write(`threadline dev: pruning failed: ${(err as Error).message}\n`);
+    }
+  }, 60_000);
+  pruneTimer.unref();
+  store.prune();
+
+  let otlpPort: number;
+  let viewerPort: number;
+  try {
+    otlpPort = await listen(otlp, o.otlpPort ?? 4318, host);
+    viewerPort = await listen(viewer, o.viewerPort ?? 4320, host);
+  } catch (err) {
+    otlp.close();
+    clearInterval(heartbeat);
+    clearInterval(pruneTimer);
+    await store.close();
+    throw err;
+  }
+  const shown = host.includes(":") ? `[${host}]` : host;
+  return {
+    otlpUrl: `http://${shown}:${otlpPort}`,
+    viewerUrl: `http://${shown}:${viewerPort}`,
+    store,
+    receiver,
+    close: async () => {
+      clearInterval(heartbeat);
+      clearInterval(pruneTimer);
+      if (flushTimer !== undefined) clearTimeout(flushTimer);
+      for (const c of live) c.res.end();
+      live.clear();
+      await Promise.all([
+        new Promise<void>((r) => {
+          otlp.closeAllConnections();
+          otlp.close(() => r());
+        }),
+        new Promise<void>((r) => {
+          viewer.closeAllConnections();
+          viewer.close(() => r());
+        }),
+      ]);
+      await store.close();
+    },
+  };
+}

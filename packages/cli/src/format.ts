@@ -1,0 +1,90 @@
+// Plain-text rendering of search results and traces for the terminal: a
+// table of traces, and a trace as a tree of spans (service, what the span
+// did, duration, offset) with errors and log lines under the span that
+// wrote them.
+import type { LogRecord, SpanRecord, TraceDetail, TraceSummary } from "./model.ts";
+
+const KIND = ["", "internal", "server", "client", "producer", "consumer"];
+
+export function formatDuration(us: number): string {
+  if (us < 1000) return `${Math.round(us)} µs`;
+  if (us < 1_000_000) return `${(us / 1000).toFixed(1)} ms`;
+  return `${(us / 1_000_000).toFixed(2)} s`;
+}
+
+function formatTime(us: number): string {
+  return new Date(us / 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, "");
+}
+
+function pad(s: string, n: number): string {
+  return s.length >= n ? `${s.slice(0, n - 1)}…` : s.padEnd(n);
+}
+
+export function formatSearch(traces: TraceSummary[]): string {
+  if (traces.length === 0) return "no traces found\n";
+  const lines = [`${pad("START (UTC)", 20)} ${pad("DURATION", 10)} ${pad("ROOT", 34)} ${pad("CUSTOMER", 12)} ${pad("SPANS", 6)} ${pad("SERVICES", 30)} TRACE`];
+  for (const t of traces) {
+    const mark = t.errorCount > 0 ? "✗ " : "";
+    lines.push(
+      `${pad(formatTime(t.startUs), 20)} ${pad(formatDuration(t.durationUs), 10)} ${pad(`${mark}${t.rootService} ${t.rootName}`, 34)} ${pad(t.customer ?? "-", 12)} ${pad(String(t.spanCount), 6)} ${pad(t.services.join(", "), 30)} ${t.traceId}`,
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/** What a span did, in one line: route, SQL, queue, third party. */
+export function describeSpan(s: SpanRecord): string {
+  const a = s.attributes;
+  if (typeof a["db.query.text"] === "string") return `SQL ${a["db.query.text"]}`;
+  if (a["messaging.system"] !== undefined) {
+    const key = a["messaging.rabbitmq.destination.routing_key"];
+    const outcome = a["messaging.rabbitmq.settlement"];
+    return `${s.name}${key ? ` (routing key ${String(key)})` : ""}${outcome ? ` [${String(outcome)}]` : ""}`;
+  }
+  if (s.kind === 3 && a["http.request.method"] !== undefined) {
+    const peer = a["peer.service"] ? `third party ${String(a["peer.service"])}: ` : "";
+    const status = a["http.response.status_code"] !== undefined ? ` -> ${String(a["http.response.status_code"])}` : "";
+    return `${peer}${String(a["http.request.method"])} ${String(a["url.full"] ?? "")}${status}`;
+  }
+  if (s.kind === 2 && a["http.response.status_code"] !== undefined) return `${s.name} -> ${String(a["http.response.status_code"])}`;
+  return s.name;
+}
+
+function logText(l: LogRecord): string {
+  const body = typeof l.body === "string" ? l.body : JSON.stringify(l.body);
+  return `${l.severityText || `severity ${l.severityNumber}`}: ${body}`;
+}
+
+export function formatTrace(t: TraceDetail): string {
+  const spans = [...t.spans].sort((a, b) => a.startUs - b.startUs);
+  const ids = new Set(spans.map((s) => s.spanId));
+  const t0 = spans[0]?.startUs ?? 0;
+  const end = spans.reduce((m, s) => Math.max(m, s.endUs), t0);
+  const services = [...new Set(spans.map((s) => s.service))];
+  const customer = spans.find((s) => s.customer !== null)?.customer;
+  const out: string[] = [
+    `trace ${t.traceId}${customer ? `  customer ${customer}` : ""}  ${spans.length} spans  ${services.length} services (${services.join(", ")})  ${formatDuration(end - t0)}`,
+  ];
+  const logsBySpan = new Map<string, LogRecord[]>();
+  for (const l of t.logs) {
+    const key = ids.has(l.spanId) ? l.spanId : "";
+    const list = logsBySpan.get(key) ?? [];
+    list.push(l);
+    logsBySpan.set(key, list);
+  }
+  const children = (id: string) => spans.filter((s) => s.parentSpanId === id && s.spanId !== id);
+  const width = Math.max(...services.map((s) => s.length));
+  const walk = (s: SpanRecord, prefix: string, last: boolean, root: boolean) => {
+    const branch = root ? "" : last ? "└─ " : "├─ ";
+    const error = s.statusCode === 2 ? `  ✗ ERROR${s.statusMessage ? `: ${s.statusMessage}` : ""}` : "";
+    out.push(`${prefix}${branch}${s.service.padEnd(width)}  ${KIND[s.kind] ?? ""}  ${describeSpan(s)}  ${formatDuration(s.endUs - s.startUs)} @+${formatDuration(s.startUs - t0)}${error}`);
+    const inner = prefix + (root ? "" : last ? "   " : "│  ");
+    const kids = children(s.spanId);
+    for (const l of logsBySpan.get(s.spanId) ?? []) out.push(`${inner}${kids.length > 0 ? "│" : " "}  log ${logText(l)}`);
+    kids.forEach((c, i) => walk(c, inner, i === kids.length - 1, false));
+  };
+  const roots = spans.filter((s) => s.parentSpanId === "" || !ids.has(s.parentSpanId));
+  for (const r of roots) walk(r, "", true, true);
+  for (const l of logsBySpan.get("") ?? []) out.push(`log (no span) ${l.service}: ${logText(l)}`);
+  return `${out.join("\n")}\n`;
+}

@@ -1,0 +1,224 @@
+// The `threadline` command.
+//
+//   threadline dev      local OTLP receiver + store + viewer
+//   threadline search   find traces (by customer first)
+//   threadline trace    print one trace as a tree
+//
+// search and trace read a backend: by default the local one (a running
+// `threadline dev`, or its store file when none is running).
+import { existsSync, mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { parseArgs } from "node:util";
+import { ViewerBackend } from "./backends/viewer-backend.ts";
+import { startDevServer } from "./dev-server.ts";
+import { formatSearch, formatTrace } from "./format.ts";
+import type { SearchQuery, TraceBackend } from "./model.ts";
+import { defaultDbPath, defaultViewerUrl } from "./paths.ts";
+import { parseAttribute, parseDuration, parseTime } from "./query.ts";
+import { Store } from "./store.ts";
+
+const HELP = `threadline: follow one customer's requests across services
+
+  threadline dev [options]
+      --host <addr>        listen address (default 127.0.0.1; anything else needs --token)
+      --otlp-port <n>      OTLP/HTTP receiver port (default 4318)
+      --port <n>           viewer and JSON API port (default 4320)
+      --db <file>          store file (default ${defaultDbPath()}; THREADLINE_DB)
+      --memory             keep data in memory only
+      --max-size <size>    prune oldest data above this size (default 1GB)
+      --max-age <dur>      prune data older than this (default 7d)
+      --token <t>          require this token (THREADLINE_VIEWER_TOKEN)
+
+  threadline search [filters] [--json] [--backend <b>]
+      --customer <id>      the customer (the main search)
+      --service <name>     traces touching this service
+      --operation <name>   a span name or HTTP route anywhere in the trace
+      --errors             traces with an error
+      --min-duration <d>   e.g. 250ms
+      --since <d>          e.g. 1h (default: no limit)
+      --attr <key=value>   attribute equality, repeatable
+      --limit <n>          default 50
+
+  threadline trace <trace-id> [--json] [--backend <b>]
+
+  --backend local                 a running threadline dev, else its store file (default)
+  --backend viewer=<url>          a threadline dev at <url>
+  --db <file>                     with local: read this store file
+`;
+
+class UsageError extends Error {}
+
+function sizeBytes(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb)?\s*$/i.exec(text);
+  if (m === null) throw new UsageError(`${JSON.stringify(text)} is not a size like 500MB or 2GB`);
+  const unit = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3, tb: 1024 ** 4 }[(m[2] ?? "b").toLowerCase() as "b"];
+  return Math.floor(Number(m[1]) * unit);
+}
+
+async function dev(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      host: { type: "string" },
+      "otlp-port": { type: "string" },
+      port: { type: "string" },
+      db: { type: "string" },
+      memory: { type: "boolean" },
+      "max-size": { type: "string" },
+      "max-age": { type: "string" },
+      token: { type: "string" },
+    },
+    strict: true,
+  });
+  const dbPath = values.memory ? ":memory:" : (values.db ?? defaultDbPath());
+  if (dbPath !== ":memory:") mkdirSync(dirname(dbPath), { recursive: true });
+  const port = (v: string | undefined, d: number) => {
+    if (v === undefined) return d;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`${v} is not a port`);
+    return n;
+  };
+  const server = await startDevServer({
+    host: values.host ?? "127.0.0.1",
+    otlpPort: port(values["otlp-port"], 4318),
+    viewerPort: port(values.port, 4320),
+    dbPath,
+    maxBytes: sizeBytes(values["max-size"] ?? "1GB"),
+    maxAgeMs: parseDuration(values["max-age"] ?? "7d"),
+    token: values.token ?? process.env["THREADLINE_VIEWER_TOKEN"],
+  });
+  process.stdout.write(
+    `threadline dev\n  OTLP/HTTP receiver  ${server.otlpUrl}   (the SDK's default endpoint)\n  viewer and API      ${server.viewerUrl}\n  store               ${dbPath === ":memory:" ? "in memory" : dbPath}\n`,
+  );
+  const stop = () => {
+    void server.close().then(() => process.exit(0));
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+}
+
+async function backendFrom(spec: string | undefined, db: string | undefined): Promise<TraceBackend> {
+  const s = spec ?? "local";
+  if (s === "local") {
+    if (db !== undefined) return openStore(db);
+    const viewer = new ViewerBackend(defaultViewerUrl(), process.env["THREADLINE_VIEWER_TOKEN"]);
+    if (await viewer.reachable()) return viewer;
+    return openStore(defaultDbPath());
+  }
+  const eq = s.indexOf("=");
+  const kind = eq === -1 ? s : s.slice(0, eq);
+  const url = eq === -1 ? "" : s.slice(eq + 1);
+  if (kind === "viewer") {
+    if (!url) throw new UsageError("--backend viewer=<url>, e.g. viewer=http://127.0.0.1:4320");
+    return new ViewerBackend(url, process.env["THREADLINE_VIEWER_TOKEN"]);
+  }
+  throw new UsageError(`unknown backend ${JSON.stringify(kind)}: use local or viewer=<url>`);
+}
+
+function openStore(path: string): TraceBackend {
+  if (!existsSync(path)) {
+    throw new UsageError(`no local store at ${path}: start one with \`npx threadline dev\` (or pass --db / --backend)`);
+  }
+  return new Store({ path, readonly: true });
+}
+
+async function search(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      customer: { type: "string" },
+      service: { type: "string" },
+      operation: { type: "string" },
+      errors: { type: "boolean" },
+      "min-duration": { type: "string" },
+      since: { type: "string" },
+      from: { type: "string" },
+      to: { type: "string" },
+      attr: { type: "string", multiple: true },
+      limit: { type: "string" },
+      json: { type: "boolean" },
+      backend: { type: "string" },
+      db: { type: "string" },
+    },
+    strict: true,
+  });
+  const q: SearchQuery = {
+    customer: values.customer,
+    service: values.service,
+    operation: values.operation,
+    errorsOnly: values.errors === true,
+  };
+  try {
+    if (values["min-duration"]) q.minDurationUs = parseDuration(values["min-duration"]) * 1000;
+    if (values.since) q.fromUs = (Date.now() - parseDuration(values.since)) * 1000;
+    if (values.from) q.fromUs = parseTime(values.from);
+    if (values.to) q.toUs = parseTime(values.to);
+    if (values.attr) q.attributes = values.attr.map(parseAttribute);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (values.limit) {
+    const n = Number(values.limit);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError("--limit must be a positive integer");
+    q.limit = n;
+  }
+  const backend = await backendFrom(values.backend, values.db);
+  try {
+    const traces = await backend.search(q);
+    process.stdout.write(values.json ? `${JSON.stringify({ backend: backend.name, traces }, null, 2)}\n` : formatSearch(traces));
+  } finally {
+    await backend.close();
+  }
+}
+
+async function trace(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { json: { type: "boolean" }, backend: { type: "string" }, db: { type: "string" } },
+    allowPositionals: true,
+    strict: true,
+  });
+  const id = positionals[0]?.toLowerCase();
+  if (id === undefined || !/^[0-9a-f]{32}$/.test(id)) throw new UsageError("threadline trace <trace-id>: a trace id is 32 hex characters");
+  const backend = await backendFrom(values.backend, values.db);
+  try {
+    const t = await backend.getTrace(id);
+    if (t === undefined) {
+      process.stderr.write(`trace ${id} not found in ${backend.name}\n`);
+      return 1;
+    }
+    process.stdout.write(values.json ? `${JSON.stringify(t, null, 2)}\n` : formatTrace(t));
+    return 0;
+  } finally {
+    await backend.close();
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case "dev":
+        await dev(rest);
+        return -1; // keeps running
+      case "search":
+        await search(rest);
+        return 0;
+      case "trace":
+        return await trace(rest);
+      case undefined:
+      case "help":
+      case "--help":
+      case "-h":
+        process.stdout.write(HELP);
+        return 0;
+      default:
+        throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+    }
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    const usage = err instanceof UsageError || (typeof code === "string" && code.startsWith("ERR_PARSE_ARGS"));
+    process.stderr.write(`threadline: ${(err as Error).message}\n${usage ? "run `threadline help` for usage\n" : ""}`);
+    return usage ? 2 : 1;
+  }
+}

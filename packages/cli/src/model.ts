@@ -1,0 +1,86 @@
+// What the viewer, its JSON API and the CLI exchange, whichever backend
+// (the local store, Jaeger, Elasticsearch) answered.
+
+/** One row of a search result: a whole trace. */
+export interface TraceSummary {
+  traceId: string;
+  /** Service and name of the root span (or of the earliest span when the root is missing). */
+  rootService: string;
+  rootName: string;
+  customer: string | null;
+  startUs: number;
+  durationUs: number;
+  spanCount: number;
+  errorCount: number;
+  /** Every service the trace touched. */
+  services: string[];
+}
+
+export interface SpanEvent {
+  name: string;
+  timeUs: number;
+  attributes: Record<string, unknown>;
+}
+
+export interface SpanRecord {
+  traceId: string;
+  spanId: string;
+  parentSpanId: string;
+  service: string;
+  name: string;
+  /** OTLP kind: 1 internal, 2 server, 3 client, 4 producer, 5 consumer. */
+  kind: number;
+  startUs: number;
+  endUs: number;
+  /** 0 unset, 1 ok, 2 error. */
+  statusCode: number;
+  statusMessage: string;
+  customer: string | null;
+  attributes: Record<string, unknown>;
+  events: SpanEvent[];
+  links: Array<{ traceId: string; spanId: string; attributes: Record<string, unknown> }>;
+  resource: Record<string, unknown>;
+  scope: string;
+}
+
+export interface LogRecord {
+  timeUs: number;
+  traceId: string;
+  spanId: string;
+  service: string;
+  severityNumber: number;
+  severityText: string;
+  body: unknown;
+  attributes: Record<string, unknown>;
+  customer: string | null;
+}
+
+export interface TraceDetail {
+  traceId: string;
+  spans: SpanRecord[];
+  logs: LogRecord[];
+}
+
+/** A trace search. Every field narrows the result; none is tied to a service. */
+export interface SearchQuery {
+  customer?: string | undefined;
+  service?: string | undefined;
+  /** A span name or an HTTP route anywhere in the trace. */
+  operation?: string | undefined;
+  errorsOnly?: boolean | undefined;
+  minDurationUs?: number | undefined;
+  fromUs?: number | undefined;
+  toUs?: number | undefined;
+  /** Attribute equality on any span of the trace. */
+  attributes?: Array<[string, string]> | undefined;
+  /** @default 50 */
+  limit?: number | undefined;
+}
+
+/** Where `threadline search` and `threadline trace` read from. */
+export interface TraceBackend {
+  readonly name: string;
+  search(query: SearchQuery): Promise<TraceSummary[]>;
+  getTrace(traceId: string): Promise<TraceDetail | undefined>;
+  close(): Promise<void>;
+}

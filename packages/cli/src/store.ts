@@ -1,0 +1,466 @@
+// The local store: SQLite through node:sqlite (no native dependency), in a
+// file that survives restarts or in memory.
+//
+// Layout, chosen for the searches the viewer runs:
+// - spans, clustered by (trace_id, span_id): a trace is one range read.
+// - traces, one summary row per trace kept up to date on ingest (root,
+//   customer, services, counts), indexed by start time and by customer: the
+//   customer search is an index range scan whatever the store's size.
+// - trace_tags, (key, value) pairs seen anywhere in a trace (service,
+//   span names, routes, short attribute values), so "any attribute
+//   key=value" and "touched service S" are index lookups too, not scans.
+//   Attributes that are not tagged (long or high-cardinality values) are
+//   still searchable by scanning span attributes within the time range.
+// - logs, indexed by trace and by customer.
+//
+// Writes are batched: ingest() buffers, flush() writes one transaction and
+// reports which traces changed (the live view's feed). Per batch the spans of
+// a trace are folded into one summary update and one set of tags.
+// The store is bounded: prune() drops the oldest traces and logs beyond the
+// age limit, and beyond the size limit, oldest first.
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import type { DecodedLogRecord, DecodedResourceLogs, DecodedResourceSpans, DecodedSpan } from "@threadline/otlp";
+import type { LogRecord, SearchQuery, SpanRecord, TraceBackend, TraceDetail, TraceSummary } from "./model.ts";
+
+export interface StoreOptions {
+  /** File path, or `:memory:`. */
+  path: string;
+  /** Largest database size before the oldest data is pruned. @default 1 GiB */
+  maxBytes?: number;
+  /** Oldest data kept, in milliseconds. @default 7 days */
+  maxAgeMs?: number;
+  /** Open an existing store for reading only (the CLI). */
+  readonly?: boolean;
+}
+
+const SCHEMA_VERSION = "1";
+const MAX_TAG_VALUE = 128;
+// Values of these keys are unique per span or meaningless to search by.
+const UNTAGGED = new Set([
+  "network.peer.port",
+  "server.port",
+  "client.port",
+  "url.full",
+  "url.query",
+  "user_agent.original",
+  "db.query.text",
+  "messaging.message.body.size",
+  "messaging.rabbitmq.message.delivery_tag",
+  "process.pid",
+  "service.instance.id",
+]);
+
+interface TraceRow {
+  trace_id: string;
+  start_us: number;
+  end_us: number;
+  root_service: string;
+  root_name: string;
+  root_known: number;
+  customer: string | null;
+  span_count: number;
+  error_count: number;
+  services: string;
+}
+
+/** Summaries of traces whose data changed in a flush, for the live view. */
+export type ChangedTraces = TraceSummary[];
+
+function json(v: unknown): string {
+  return JSON.stringify(v ?? null);
+}
+
+function parse<T>(s: unknown, fallback: T): T {
+  if (typeof s !== "string") return fallback;
+  try {
+    return JSON.parse(s) as T;
+  } catch {
+    return fallback;
+  }
+}
+
+function toSummary(r: TraceRow): TraceSummary {
+  return {
+    traceId: r.trace_id,
+    rootService: r.root_service,
+    rootName: r.root_name,
+    customer: r.customer,
+    startUs: r.start_us,
+    durationUs: r.end_us - r.start_us,
+    spanCount: r.span_count,
+    errorCount: r.error_count,
+    services: r.services === "" ? [] : r.services.split("\n"),
+  };
+}
+
+interface PendingSpan {
+  span: DecodedSpan;
+  service: string;
+  resource: string;
+  scope: string;
+}
+
+export class Store implements TraceBackend {
+  readonly name = "local";
+  readonly path: string;
+  readonly #db: DatabaseSync;
+  readonly #maxBytes: number;
+  readonly #maxAgeMs: number;
+  #spans: PendingSpan[] = [];
+  #logs: Array<{ log: DecodedLogRecord; service: string }> = [];
+  readonly #stmt: Record<string, StatementSync> = {};
+  #closed = false;
+
+  constructor(options: StoreOptions) {
+    this.path = options.path;
+    this.#maxBytes = options.maxBytes ?? 1024 ** 3;
+    this.#maxAgeMs = options.maxAgeMs ?? 7 * 24 * 3600 * 1000;
+    this.#db = new DatabaseSync(options.path, { readOnly: options.readonly === true });
+    if (options.readonly === true) {
+      this.#db.exec("PRAGMA query_only = ON");
+      return;
+    }
+    this.#db.exec(`
+      PRAGMA auto_vacuum = INCREMENTAL;
+      PRAGMA journal_mode = WAL;
+      PRAGMA synchronous = NORMAL;
+      PRAGMA temp_store = MEMORY;
+      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS spans (
+        trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT NOT NULL, service TEXT NOT NULL,
+        name TEXT NOT NULL, kind INTEGER NOT NULL, start_us INTEGER NOT NULL, end_us INTEGER NOT NULL,
+        status_code INTEGER NOT NULL, status_message TEXT NOT NULL, customer TEXT,
+        attributes TEXT NOT NULL, events TEXT, links TEXT, resource TEXT NOT NULL, scope TEXT NOT NULL,
+        PRIMARY KEY (trace_id, span_id)) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS traces (
+        trace_id TEXT PRIMARY KEY, start_us INTEGER NOT NULL, end_us INTEGER NOT NULL,
+        root_service TEXT NOT NULL, root_name TEXT NOT NULL, root_known INTEGER NOT NULL,
+        customer TEXT, span_count INTEGER NOT NULL, error_count INTEGER NOT NULL, services TEXT NOT NULL) WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS traces_by_start ON traces (start_us);
+      CREATE INDEX IF NOT EXISTS traces_by_customer ON traces (customer, start_us) WHERE customer IS NOT NULL;
+      CREATE TABLE IF NOT EXISTS trace_tags (
+        key TEXT NOT NULL, value TEXT NOT NULL, start_us INTEGER NOT NULL, trace_id TEXT NOT NULL,
+        PRIMARY KEY (key, value, start_us, trace_id)) WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS trace_tags_by_start ON trace_tags (start_us);
+      CREATE TABLE IF NOT EXISTS logs (
+        id INTEGER PRIMARY KEY, time_us INTEGER NOT NULL, trace_id TEXT NOT NULL, span_id TEXT NOT NULL,
+        service TEXT NOT NULL, severity_number INTEGER NOT NULL, severity_text TEXT NOT NULL,
+        body TEXT NOT NULL, attributes TEXT NOT NULL, customer TEXT);
+      CREATE INDEX IF NOT EXISTS logs_by_trace ON logs (trace_id) WHERE trace_id <> '';
+      CREATE INDEX IF NOT EXISTS logs_by_time ON logs (time_us);
+    `);
+    const version = this.#db.prepare("SELECT value FROM meta WHERE key = 'schema'").get() as { value?: string } | undefined;
+    if (version?.value === undefined) this.#db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?)").run(SCHEMA_VERSION);
+    else if (version.value !== SCHEMA_VERSION) throw new Error(`the store at ${options.path} has schema ${version.value}; this version reads ${SCHEMA_VERSION}`);
+  }
+
+  #s(sql: string): StatementSync {
+    let s = this.#stmt[sql];
+    if (s === undefined) {
+      s = this.#db.prepare(sql);
+      this.#stmt[sql] = s;
+    }
+    return s;
+  }
+
+  /** Spans and log records buffered, not yet written. */
+  get pending(): number {
+    return this.#spans.length + this.#logs.length;
+  }
+
+  /** Buffers decoded spans for the next flush; returns how many. */
+  ingestSpans(batch: DecodedResourceSpans[]): number {
+    let n = 0;
+    for (const rs of batch) {
+      const service = typeof rs.resource["service.name"] === "string" ? rs.resource["service.name"] : "unknown_service";
+      const resource = json(rs.resource);
+      for (const group of rs.scopes) {
+        const scope = group.scope.name;
+        for (const span of group.spans) {
+          this.#spans.push({ span, service, resource, scope });
+          n++;
+        }
+      }
+    }
+    return n;
+  }
+
+  /** Buffers decoded log records for the next flush; returns how many. */
+  ingestLogs(batch: DecodedResourceLogs[]): number {
+    let n = 0;
+    for (const rl of batch) {
+      const service = typeof rl.resource["service.name"] === "string" ? rl.resource["service.name"] : "unknown_service";
+      for (const group of rl.scopes) {
+        for (const log of group.logs) {
+          this.#logs.push({ log, service });
+          n++;
+        }
+      }
+    }
+    return n;
+  }
+
+  /** Writes everything buffered in one transaction; returns the traces that changed. */
+  flush(): ChangedTraces {
+    if (this.#closed || (this.#spans.length === 0 && this.#logs.length === 0)) return [];
+    const spans = this.#spans;
+    const logs = this.#logs;
+    this.#spans = [];
+    this.#logs = [];
+    const changed: ChangedTraces = [];
+    this.#db.exec("BEGIN");
+    try {
+      this.#writeSpans(spans, changed);
+      this.#writeLogs(logs);
+      this.#db.exec("COMMIT");
+    } catch (err) {
+      this.#db.exec("ROLLBACK");
+      throw err;
+    }
+    return changed;
+  }
+
+  #writeSpans(spans: PendingSpan[], changed: ChangedTraces): void {
+    const insert = this.#s(
+      "INSERT OR REPLACE INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    );
+    const byTrace = new Map<string, { spans: PendingSpan[]; tags: Set<string> }>();
+    for (const p of spans) {
+      const s = p.span;
+      const customer = typeof s.attributes["customer.id"] === "string" ? s.attributes["customer.id"] : null;
+      insert.run(
+        s.traceId,
+        s.spanId,
+        s.parentSpanId,
+        p.service,
+        s.name,
+        s.kind,
+        s.startUs,
+        s.endUs,
+        s.statusCode,
+        s.statusMessage,
+        customer,
+        json(s.attributes),
+        s.events.length > 0 ? json(s.events) : null,
+        s.links.length > 0 ? json(s.links) : null,
+        p.resource,
+        p.scope,
+      );
+      let t = byTrace.get(s.traceId);
+      if (t === undefined) {
+        t = { spans: [], tags: new Set() };
+        byTrace.set(s.traceId, t);
+      }
+      t.spans.push(p);
+      t.tags.add(`service.name\u0000${p.service}`);
+      t.tags.add(`span.name\u0000${s.name}`);
+      for (const key in s.attributes) {
+        if (UNTAGGED.has(key) || key.startsWith("db.query.parameter.")) continue;
+        const v = s.attributes[key];
+        if ((typeof v === "string" && v.length <= MAX_TAG_VALUE) || typeof v === "number" || typeof v === "boolean") t.tags.add(`${key}\u0000${String(v)}`);
+      }
+    }
+    const read = this.#s("SELECT * FROM traces WHERE trace_id = ?");
+    const write = this.#s("INSERT OR REPLACE INTO traces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    const tag = this.#s("INSERT OR IGNORE INTO trace_tags VALUES (?, ?, ?, ?)");
+    const retag = this.#s("UPDATE trace_tags SET start_us = ? WHERE key = ? AND value = ? AND start_us = ? AND trace_id = ?");
+    for (const [traceId, t] of byTrace) {
+      const row = (read.get(traceId) as TraceRow | undefined) ?? {
+        trace_id: traceId,
+        start_us: Number.MAX_SAFE_INTEGER,
+        end_us: 0,
+        root_service: "",
+        root_name: "",
+        root_known: 0,
+        customer: null,
+        span_count: 0,
+        error_count: 0,
+        services: "",
+      };
+      const oldStart = row.start_us;
+      const services = new Set(row.services === "" ? [] : row.services.split("\n"));
+      for (const p of t.spans) {
+        const s = p.span;
+        row.span_count++;
+        if (s.statusCode === 2) row.error_count++;
+        if (s.endUs > row.end_us) row.end_us = s.endUs;
+        const isRoot = s.parentSpanId === "";
+        if (isRoot || (row.root_known === 0 && s.startUs < row.start_us)) {
+          row.root_service = p.service;
+          row.root_name = s.name;
+          if (isRoot) row.root_known = 1;
+        }
+        if (s.startUs < row.start_us) row.start_us = s.startUs;
+        if (row.customer === null && typeof s.attributes["customer.id"] === "string") row.customer = s.attributes["customer.id"];
+        services.add(p.service);
+      }
+      row.services = [...services].sort().join("\n");
+      write.run(row.trace_id, row.start_us, row.end_us, row.root_service, row.root_name, row.root_known, row.customer, row.span_count, row.error_count, row.services);
+      // Tags carry the trace's start so searches come back newest first from the index.
+      if (oldStart !== Number.MAX_SAFE_INTEGER && oldStart !== row.start_us) {
+        for (const r of this.#s("SELECT key, value FROM trace_tags WHERE start_us = ? AND trace_id = ?").all(oldStart, traceId) as Array<{ key: string; value: string }>) {
+          retag.run(row.start_us, r.key, r.value, oldStart, traceId);
+        }
+      }
+      for (const kv of t.tags) {
+        const i = kv.indexOf("\u0000");
+        tag.run(kv.slice(0, i), kv.slice(i + 1), row.start_us, traceId);
+      }
+      changed.push(toSummary(row));
+    }
+  }
+
+  #writeLogs(logs: Array<{ log: DecodedLogRecord; service: string }>): void {
+    if (logs.length === 0) return;
+    const insert = this.#s("INSERT INTO logs (time_us, trace_id, span_id, service, severity_number, severity_text, body, attributes, customer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    for (const { log, service } of logs) {
+      const customer = typeof log.attributes["customer.id"] === "string" ? log.attributes["customer.id"] : null;
+      insert.run(log.timeUs || log.observedUs, log.traceId, log.spanId, service, log.severityNumber, log.severityText, json(log.body), json(log.attributes), customer);
+    }
+  }
+
+  async search(q: SearchQuery): Promise<TraceSummary[]> {
+    return this.searchSync(q);
+  }
+
+  searchSync(q: SearchQuery): TraceSummary[] {
+    const where: string[] = [];
+    const args: Array<string | number> = [];
+    if (q.customer) {
+      where.push("t.customer = ?");
+      args.push(q.customer);
+    }
+    if (q.fromUs !== undefined) {
+      where.push("t.start_us >= ?");
+      args.push(q.fromUs);
+    }
+    if (q.toUs !== undefined) {
+      where.push("t.start_us <= ?");
+      args.push(q.toUs);
+    }
+    if (q.errorsOnly) where.push("t.error_count > 0");
+    if (q.minDurationUs !== undefined && q.minDurationUs > 0) {
+      where.push("t.end_us - t.start_us >= ?");
+      args.push(q.minDurationUs);
+    }
+    const tagFilter = (key: string | string[], value: string) => {
+      const keys = Array.isArray(key) ? key : [key];
+      where.push(`t.trace_id IN (SELECT trace_id FROM trace_tags WHERE key IN (${keys.map(() => "?").join(",")}) AND value = ?)`);
+      args.push(...keys, value);
+    };
+    if (q.service) tagFilter("service.name", q.service);
+    if (q.operation) tagFilter(["span.name", "http.route"], q.operation);
+    for (const [key, value] of q.attributes ?? []) {
+      if (UNTAGGED.has(key) || key.startsWith("db.query.parameter.") || value.length > MAX_TAG_VALUE) {
+        // Not indexed: scan the spans of the candidate traces.
+        where.push(`EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND CAST(json_extract(s.attributes, ?) AS TEXT) = ?)`);
+        args.push(`$."${key.replace(/"/g, '""')}"`, value);
+      } else {
+        tagFilter(key, value);
+      }
+    }
+    const limit = Math.max(1, Math.min(q.limit ?? 50, 1000));
+    const sql = `SELECT t.* FROM traces t ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY t.start_us DESC LIMIT ${limit}`;
+    return (this.#db.prepare(sql).all(...args) as unknown as TraceRow[]).map(toSummary);
+  }
+
+  async getTrace(traceId: string): Promise<TraceDetail | undefined> {
+    return this.getTraceSync(traceId);
+  }
+
+  getTraceSync(traceId: string): TraceDetail | undefined {
+    const rows = this.#s("SELECT * FROM spans WHERE trace_id = ? ORDER BY start_us").all(traceId) as Array<Record<string, unknown>>;
+    if (rows.length === 0) return undefined;
+    const spans: SpanRecord[] = rows.map((r) => ({
+      traceId: r["trace_id"] as string,
+      spanId: r["span_id"] as string,
+      parentSpanId: r["parent_span_id"] as string,
+      service: r["service"] as string,
+      name: r["name"] as string,
+      kind: r["kind"] as number,
+      startUs: r["start_us"] as number,
+      endUs: r["end_us"] as number,
+      statusCode: r["status_code"] as number,
+      statusMessage: r["status_message"] as string,
+      customer: (r["customer"] as string | null) ?? null,
+      attributes: parse(r["attributes"], {}),
+      events: parse(r["events"], []),
+      links: parse(r["links"], []),
+      resource: parse(r["resource"], {}),
+      scope: r["scope"] as string,
+    }));
+    const logs = (this.#s("SELECT * FROM logs WHERE trace_id = ? ORDER BY time_us, id").all(traceId) as Array<Record<string, unknown>>).map(
+      (r): LogRecord => ({
+        timeUs: r["time_us"] as number,
+        traceId: r["trace_id"] as string,
+        spanId: r["span_id"] as string,
+        service: r["service"] as string,
+        severityNumber: r["severity_number"] as number,
+        severityText: r["severity_text"] as string,
+        body: parse(r["body"], null),
+        attributes: parse(r["attributes"], {}),
+        customer: (r["customer"] as string | null) ?? null,
+      }),
+    );
+    return { traceId, spans, logs };
+  }
+
+  /** Every service seen, for the viewer's filter. */
+  services(): string[] {
+    return (this.#s("SELECT DISTINCT value FROM trace_tags WHERE key = 'service.name' ORDER BY value").all() as Array<{ value: string }>).map((r) => r.value);
+  }
+
+  /** Size of the database, counting only pages in use. */
+  sizeBytes(): number {
+    const pageSize = (this.#s("PRAGMA page_size").get() as { page_size: number }).page_size;
+    const pages = (this.#s("PRAGMA page_count").get() as { page_count: number }).page_count;
+    const free = (this.#s("PRAGMA freelist_count").get() as { freelist_count: number }).freelist_count;
+    return (pages - free) * pageSize;
+  }
+
+  counts(): { traces: number; spans: number; logs: number } {
+    const one = (sql: string) => (this.#s(sql).get() as { n: number }).n;
+    return { traces: one("SELECT count(*) AS n FROM traces"), spans: one("SELECT count(*) AS n FROM spans"), logs: one("SELECT count(*) AS n FROM logs") };
+  }
+
+  /** Deletes data older than the age limit, then oldest-first until under the size limit. Returns traces removed. */
+  prune(nowUs = Date.now() * 1000): number {
+    let removed = this.#deleteBefore(nowUs - this.#maxAgeMs * 1000);
+    for (let round = 0; round < 20 && this.sizeBytes() > this.#maxBytes; round++) {
+      // Drop the oldest tenth of what is left (at least one trace) per round.
+      const n = (this.#s("SELECT count(*) AS n FROM traces").get() as { n: number }).n;
+      if (n === 0) {
+        const oldestLog = this.#s("SELECT time_us FROM logs ORDER BY time_us LIMIT 1 OFFSET ?").get(1000) as { time_us?: number } | undefined;
+        if (oldestLog?.time_us === undefined) break;
+        this.#deleteBefore(oldestLog.time_us);
+        continue;
+      }
+      const cut = this.#s("SELECT start_us FROM traces ORDER BY start_us LIMIT 1 OFFSET ?").get(Math.max(0, Math.floor(n / 10))) as { start_us: number };
+      removed += this.#deleteBefore(cut.start_us + 1);
+    }
+    if (removed > 0) this.#db.exec("PRAGMA incremental_vacuum");
+    return removed;
+  }
+
+  #deleteBefore(cutUs: number): number {
+    this.#db.exec("BEGIN");
+    try {
+      this.#s("DELETE FROM spans WHERE trace_id IN (SELECT trace_id FROM traces WHERE start_us < ?)").run(cutUs);
+      this.#s("DELETE FROM trace_tags WHERE start_us < ?").run(cutUs);
+      this.#s("DELETE FROM logs WHERE time_us < ?").run(cutUs);
+      const r = this.#s("DELETE FROM traces WHERE start_us < ?").run(cutUs);
+      this.#db.exec("COMMIT");
+      return Number(r.changes);
+    } catch (err) {
+      this.#db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.flush();
+    this.#closed = true;
+    this.#db.close();
+  }
+}

@@ -1,0 +1,595 @@
+// Decoding of OTLP trace and logs requests, protobuf and JSON, into one
+// plain model for receivers (the local viewer). Timestamps become epoch
+// microseconds (a double holds them exactly); ids become lowercase hex.
+import { OtlpDecodeError, ProtoReader } from "./proto-reader.ts";
+
+export type DecodedAttributes = Record<string, unknown>;
+
+export interface DecodedEvent {
+  name: string;
+  timeUs: number;
+  attributes: DecodedAttributes;
+}
+
+export interface DecodedLink {
+  traceId: string;
+  spanId: string;
+  attributes: DecodedAttributes;
+}
+
+export interface DecodedSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId: string;
+  traceState: string;
+  name: string;
+  /** OTLP kind: 0 unspecified, 1 internal, 2 server, 3 client, 4 producer, 5 consumer. */
+  kind: number;
+  startUs: number;
+  endUs: number;
+  attributes: DecodedAttributes;
+  events: DecodedEvent[];
+  links: DecodedLink[];
+  /** 0 unset, 1 ok, 2 error. */
+  statusCode: number;
+  statusMessage: string;
+  flags: number;
+}
+
+export interface DecodedScope {
+  name: string;
+  version: string;
+}
+
+export interface DecodedResourceSpans {
+  resource: DecodedAttributes;
+  scopes: Array<{ scope: DecodedScope; spans: DecodedSpan[] }>;
+}
+
+export interface DecodedLogRecord {
+  timeUs: number;
+  observedUs: number;
+  severityNumber: number;
+  severityText: string;
+  body: unknown;
+  attributes: DecodedAttributes;
+  traceId: string;
+  spanId: string;
+  flags: number;
+  eventName: string;
+}
+
+export interface DecodedResourceLogs {
+  resource: DecodedAttributes;
+  scopes: Array<{ scope: DecodedScope; logs: DecodedLogRecord[] }>;
+}
+
+// Microseconds: a double cannot hold epoch nanoseconds exactly, but holds microseconds.
+const nsToUs = (ns: number) => Math.round(ns / 1000);
+
+// ---- protobuf -----------------------------------------------------------
+
+function anyValue(r: ProtoReader): unknown {
+  let value: unknown;
+  while (!r.done) {
+    const [f, w] = r.tag();
+    switch (f) {
+      case 1:
+        r.expect(w, 2, "AnyValue.string_value");
+        value = r.string();
+        break;
+      case 2:
+        r.expect(w, 0, "AnyValue.bool_value");
+        value = r.varint() !== 0;
+        break;
+      case 3:
+        r.expect(w, 0, "AnyValue.int_value");
+        value = r.int64();
+        break;
+      case 4:
+        r.expect(w, 1, "AnyValue.double_value");
+        value = r.double();
+        break;
+      case 5: {
+        r.expect(w, 2, "AnyValue.array_value");
+        const arr: unknown[] = [];
+        const a = r.message();
+        while (!a.done) {
+          const [af, aw] = a.tag();
+          if (af === 1) {
+            a.expect(aw, 2, "ArrayValue.values");
+            arr.push(anyValue(a.message()));
+          } else a.skip(aw);
+        }
+        value = arr;
+        break;
+      }
+      case 6:
+        r.expect(w, 2, "AnyValue.kvlist_value");
+        value = keyValueList(r.message());
+        break;
+      case 7:
+        r.expect(w, 2, "AnyValue.bytes_value");
+        value = Buffer.from(r.bytes()).toString("base64");
+        break;
+      default:
+        r.skip(w);
+    }
+  }
+  return value;
+}
+
+function keyValueList(r: ProtoReader): DecodedAttributes {
+  const out: DecodedAttributes = {};
+  while (!r.done) {
+    const [f, w] = r.tag();
+    if (f === 1) {
+      r.expect(w, 2, "KeyValueList.values");
+      keyValue(r.message(), out);
+    } else r.skip(w);
+  }
+  return out;
+}
+
+function keyValue(r: ProtoReader, into: DecodedAttributes): void {
+  let key = "";
+  let value: unknown;
+  while (!r.done) {
+    const [f, w] = r.tag();
+    if (f === 1) {
+      r.expect(w, 2, "KeyValue.key");
+      key = r.string();
+    } else if (f === 2) {
+      r.expect(w, 2, "KeyValue.value");
+      value = anyValue(r.message());
+    } else r.skip(w);
+  }
+  if (key !== "") into[key] = value;
+}
+
+function resource(r: ProtoReader): DecodedAttributes {
+  const out: DecodedAttributes = {};
+  while (!r.done) {
+    const [f, w] = r.tag();
+    if (f === 1) {
+      r.expect(w, 2, "Resource.attributes");
+      keyValue(r.message(), out);
+    } else r.skip(w);
+  }
+  return out;
+}
+
+function scope(r: ProtoReader): DecodedScope {
+  const s = { name: "", version: "" };
+  while (!r.done) {
+    const [f, w] = r.tag();
+    if (f === 1 && w === 2) s.name = r.string();
+    else if (f === 2 && w === 2) s.version = r.string();
+    else r.skip(w);
+  }
+  return s;
+}
+
+function event(r: ProtoReader): DecodedEvent {
+  const e: DecodedEvent = { name: "", timeUs: 0, attributes: {} };
+  while (!r.done) {
+    const [f, w] = r.tag();
+    if (f === 1) {
+      r.expect(w, 1, "Event.time_unix_nano");
+      e.timeUs = nsToUs(r.fixed64());
+    } else if (f === 2) {
+      r.expect(w, 2, "Event.name");
+      e.name = r.string();
+    } else if (f === 3) {
+      r.expect(w, 2, "Event.attributes");
+      keyValue(r.message(), e.attributes);
+    } else r.skip(w);
+  }
+  return e;
+}
+
+function link(r: ProtoReader): DecodedLink {
+  const l: DecodedLink = { traceId: "", spanId: "", attributes: {} };
+  while (!r.done) {
+    const [f, w] = r.tag();
+    if (f === 1) {
+      r.expect(w, 2, "Link.trace_id");
+      l.traceId = r.hexId(16, "Link.trace_id");
+    } else if (f === 2) {
+      r.expect(w, 2, "Link.span_id");
+      l.spanId = r.hexId(8, "Link.span_id");
+    } else if (f === 4) {
+      r.expect(w, 2, "Link.attributes");
+      keyValue(r.message(), l.attributes);
+    } else r.skip(w);
+  }
+  return l;
+}
+
+function span(r: ProtoReader): DecodedSpan {
+  const s: DecodedSpan = {
+    traceId: "",
+    spanId: "",
+    parentSpanId: "",
+    traceState: "",
+    name: "",
+    kind: 0,
+    startUs: 0,
+    endUs: 0,
+    attributes: {},
+    events: [],
+    links: [],
+    statusCode: 0,
+    statusMessage: "",
+    flags: 0,
+  };
+  while (!r.done) {
+    const [f, w] = r.tag();
+    switch (f) {
+      case 1:
+        r.expect(w, 2, "Span.trace_id");
+        s.traceId = r.hexId(16, "Span.trace_id");
+        break;
+      case 2:
+        r.expect(w, 2, "Span.span_id");
+        s.spanId = r.hexId(8, "Span.span_id");
+        break;
+      case 3:
+        r.expect(w, 2, "Span.trace_state");
+        s.traceState = r.string();
+        break;
+      case 4:
+        r.expect(w, 2, "Span.parent_span_id");
+        s.parentSpanId = r.hexId(8, "Span.parent_span_id");
+        break;
+      case 5:
+        r.expect(w, 2, "Span.name");
+        s.name = r.string();
+        break;
+      case 6:
+        r.expect(w, 0, "Span.kind");
+        s.kind = r.varint();
+        break;
+      case 7:
+        r.expect(w, 1, "Span.start_time_unix_nano");
+        s.startUs = nsToUs(r.fixed64());
+        break;
+      case 8:
+        r.expect(w, 1, "Span.end_time_unix_nano");
+        s.endUs = nsToUs(r.fixed64());
+        break;
+      case 9:
+        r.expect(w, 2, "Span.attributes");
+        keyValue(r.message(), s.attributes);
+        break;
+      case 11:
+        r.expect(w, 2, "Span.events");
+        s.events.push(event(r.message()));
+        break;
+      case 13:
+        r.expect(w, 2, "Span.links");
+        s.links.push(link(r.message()));
+        break;
+      case 15: {
+        r.expect(w, 2, "Span.status");
+        const st = r.message();
+        while (!st.done) {
+          const [sf, sw] = st.tag();
+          if (sf === 2 && sw === 2) s.statusMessage = st.string();
+          else if (sf === 3 && sw === 0) s.statusCode = st.varint();
+          else st.skip(sw);
+        }
+        break;
+      }
+      case 16:
+        r.expect(w, 5, "Span.flags");
+        s.flags = r.fixed32();
+        break;
+      default:
+        r.skip(w);
+    }
+  }
+  checkSpan(s);
+  return s;
+}
+
+function checkSpan(s: DecodedSpan): void {
+  if (s.traceId === "" || /^0+$/.test(s.traceId)) throw new OtlpDecodeError("a span has no valid trace_id");
+  if (s.spanId === "" || /^0+$/.test(s.spanId)) throw new OtlpDecodeError("a span has no valid span_id");
+  if (s.kind < 0 || s.kind > 5) throw new OtlpDecodeError(`a span has an unknown kind ${s.kind}`);
+  if (s.statusCode < 0 || s.statusCode > 2) throw new OtlpDecodeError(`a span has an unknown status code ${s.statusCode}`);
+  if (s.endUs < s.startUs) s.endUs = s.startUs;
+}
+
+/** Decodes an ExportTraceServiceRequest. Throws OtlpDecodeError with a reason. */
+export function decodeTracesProto(buf: Uint8Array): DecodedResourceSpans[] {
+  const out: DecodedResourceSpans[] = [];
+  const r = new ProtoReader(buf);
+  while (!r.done) {
+    const [f, w] = r.tag();
+    if (f !== 1) {
+      r.skip(w);
+      continue;
+    }
+    r.expect(w, 2, "resource_spans");
+    const rs = r.message();
+    const entry: DecodedResourceSpans = { resource: {}, scopes: [] };
+    while (!rs.done) {
+      const [rf, rw] = rs.tag();
+      if (rf === 1) {
+        rs.expect(rw, 2, "ResourceSpans.resource");
+        entry.resource = resource(rs.message());
+      } else if (rf === 2) {
+        rs.expect(rw, 2, "ResourceSpans.scope_spans");
+        const ss = rs.message();
+        const group = { scope: { name: "", version: "" }, spans: [] as DecodedSpan[] };
+        while (!ss.done) {
+          const [sf, sw] = ss.tag();
+          if (sf === 1) {
+            ss.expect(sw, 2, "ScopeSpans.scope");
+            group.scope = scope(ss.message());
+          } else if (sf === 2) {
+            ss.expect(sw, 2, "ScopeSpans.spans");
+            group.spans.push(span(ss.message()));
+          } else ss.skip(sw);
+        }
+        entry.scopes.push(group);
+      } else rs.skip(rw);
+    }
+    out.push(entry);
+  }
+  return out;
+}
+
+function logRecord(r: ProtoReader): DecodedLogRecord {
+  const l: DecodedLogRecord = {
+    timeUs: 0,
+    observedUs: 0,
+    severityNumber: 0,
+    severityText: "",
+    body: undefined,
+    attributes: {},
+    traceId: "",
+    spanId: "",
+    flags: 0,
+    eventName: "",
+  };
+  while (!r.done) {
+    const [f, w] = r.tag();
+    switch (f) {
+      case 1:
+        r.expect(w, 1, "LogRecord.time_unix_nano");
+        l.timeUs = nsToUs(r.fixed64());
+        break;
+      case 11:
+        r.expect(w, 1, "LogRecord.observed_time_unix_nano");
+        l.observedUs = nsToUs(r.fixed64());
+        break;
+      case 2:
+        r.expect(w, 0, "LogRecord.severity_number");
+        l.severityNumber = r.varint();
+        break;
+      case 3:
+        r.expect(w, 2, "LogRecord.severity_text");
+        l.severityText = r.string();
+        break;
+      case 5:
+        r.expect(w, 2, "LogRecord.body");
+        l.body = anyValue(r.message());
+        break;
+      case 6:
+        r.expect(w, 2, "LogRecord.attributes");
+        keyValue(r.message(), l.attributes);
+        break;
+      case 8:
+        r.expect(w, 5, "LogRecord.flags");
+        l.flags = r.fixed32();
+        break;
+      case 9:
+        r.expect(w, 2, "LogRecord.trace_id");
+        l.traceId = r.hexId(16, "LogRecord.trace_id");
+        break;
+      case 10:
+        r.expect(w, 2, "LogRecord.span_id");
+        l.spanId = r.hexId(8, "LogRecord.span_id");
+        break;
+      case 12:
+        r.expect(w, 2, "LogRecord.event_name");
+        l.eventName = r.string();
+        break;
+      default:
+        r.skip(w);
+    }
+  }
+  if (l.severityNumber > 24) throw new OtlpDecodeError(`a log record has an unknown severity ${l.severityNumber}`);
+  return l;
+}
+
+/** Decodes an ExportLogsServiceRequest. Throws OtlpDecodeError with a reason. */
+export function decodeLogsProto(buf: Uint8Array): DecodedResourceLogs[] {
+  const out: DecodedResourceLogs[] = [];
+  const r = new ProtoReader(buf);
+  while (!r.done) {
+    const [f, w] = r.tag();
+    if (f !== 1) {
+      r.skip(w);
+      continue;
+    }
+    r.expect(w, 2, "resource_logs");
+    const rl = r.message();
+    const entry: DecodedResourceLogs = { resource: {}, scopes: [] };
+    while (!rl.done) {
+      const [rf, rw] = rl.tag();
+      if (rf === 1) {
+        rl.expect(rw, 2, "ResourceLogs.resource");
+        entry.resource = resource(rl.message());
+      } else if (rf === 2) {
+        rl.expect(rw, 2, "ResourceLogs.scope_logs");
+        const sl = rl.message();
+        const group = { scope: { name: "", version: "" }, logs: [] as DecodedLogRecord[] };
+        while (!sl.done) {
+          const [sf, sw] = sl.tag();
+          if (sf === 1) {
+            sl.expect(sw, 2, "ScopeLogs.scope");
+            group.scope = scope(sl.message());
+          } else if (sf === 2) {
+            sl.expect(sw, 2, "ScopeLogs.log_records");
+            group.logs.push(logRecord(sl.message()));
+          } else sl.skip(sw);
+        }
+        entry.scopes.push(group);
+      } else rl.skip(rw);
+    }
+    out.push(entry);
+  }
+  return out;
+}
+
+// ---- JSON ---------------------------------------------------------------
+
+type J = Record<string, unknown>;
+
+function obj(v: unknown, what: string): J {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) throw new OtlpDecodeError(`${what} must be an object`);
+  return v as J;
+}
+function list(v: unknown, what: string): unknown[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw new OtlpDecodeError(`${what} must be an array`);
+  return v;
+}
+function str(v: unknown, what: string): string {
+  if (v === undefined || v === null) return "";
+  if (typeof v !== "string") throw new OtlpDecodeError(`${what} must be a string`);
+  return v;
+}
+function num(v: unknown, what: string): number {
+  if (v === undefined || v === null || v === "") return 0;
+  const n = typeof v === "string" ? Number(v) : v;
+  if (typeof n !== "number" || !Number.isFinite(n)) throw new OtlpDecodeError(`${what} must be a number`);
+  return n;
+}
+function enumNum(v: unknown, names: readonly string[], what: string): number {
+  if (typeof v === "string" && !/^\d+$/.test(v)) {
+    const i = names.indexOf(v);
+    if (i === -1) throw new OtlpDecodeError(`${what} has an unknown value ${JSON.stringify(v)}`);
+    return i;
+  }
+  return num(v, what);
+}
+function hexId(v: unknown, size: number, what: string): string {
+  const s = str(v, what);
+  if (s === "") return "";
+  if (s.length !== size * 2 || !/^[0-9a-fA-F]+$/.test(s)) throw new OtlpDecodeError(`${what} must be ${size * 2} hex characters`);
+  return s.toLowerCase();
+}
+
+function jsonAnyValue(v: unknown, depth = 0): unknown {
+  if (depth > 32) throw new OtlpDecodeError("values nested too deeply");
+  if (v === undefined || v === null) return undefined;
+  const o = obj(v, "AnyValue");
+  if ("stringValue" in o) return str(o["stringValue"], "stringValue");
+  if ("boolValue" in o) return o["boolValue"] === true;
+  if ("intValue" in o) return num(o["intValue"], "intValue");
+  if ("doubleValue" in o) return num(o["doubleValue"], "doubleValue");
+  if ("arrayValue" in o) return list(obj(o["arrayValue"], "arrayValue")["values"], "arrayValue.values").map((x) => jsonAnyValue(x, depth + 1));
+  if ("kvlistValue" in o) return jsonKeyValues(obj(o["kvlistValue"], "kvlistValue")["values"], depth + 1);
+  if ("bytesValue" in o) return str(o["bytesValue"], "bytesValue");
+  return undefined;
+}
+
+function jsonKeyValues(v: unknown, depth = 0): DecodedAttributes {
+  const out: DecodedAttributes = {};
+  for (const kv of list(v, "attributes")) {
+    const o = obj(kv, "KeyValue");
+    const key = str(o["key"], "KeyValue.key");
+    if (key !== "") out[key] = jsonAnyValue(o["value"], depth);
+  }
+  return out;
+}
+
+const KINDS = ["SPAN_KIND_UNSPECIFIED", "SPAN_KIND_INTERNAL", "SPAN_KIND_SERVER", "SPAN_KIND_CLIENT", "SPAN_KIND_PRODUCER", "SPAN_KIND_CONSUMER"] as const;
+const STATUS = ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"] as const;
+
+function jsonScope(v: unknown): DecodedScope {
+  if (v === undefined || v === null) return { name: "", version: "" };
+  const o = obj(v, "scope");
+  return { name: str(o["name"], "scope.name"), version: str(o["version"], "scope.version") };
+}
+
+/** Decodes an OTLP/JSON ExportTraceServiceRequest (already parsed). */
+export function decodeTracesJson(body: unknown): DecodedResourceSpans[] {
+  return list(obj(body, "request")["resourceSpans"], "resourceSpans").map((rsv) => {
+    const rs = obj(rsv, "resourceSpans[]");
+    return {
+      resource: jsonKeyValues(rs["resource"] === undefined ? [] : obj(rs["resource"], "resource")["attributes"]),
+      scopes: list(rs["scopeSpans"], "scopeSpans").map((ssv) => {
+        const ss = obj(ssv, "scopeSpans[]");
+        return {
+          scope: jsonScope(ss["scope"]),
+          spans: list(ss["spans"], "spans").map((sv) => {
+            const s = obj(sv, "span");
+            const status = s["status"] === undefined ? {} : obj(s["status"], "status");
+            const d: DecodedSpan = {
+              traceId: hexId(s["traceId"], 16, "traceId"),
+              spanId: hexId(s["spanId"], 8, "spanId"),
+              parentSpanId: hexId(s["parentSpanId"], 8, "parentSpanId"),
+              traceState: str(s["traceState"], "traceState"),
+              name: str(s["name"], "name"),
+              kind: enumNum(s["kind"], KINDS, "kind"),
+              startUs: nsToUs(num(s["startTimeUnixNano"], "startTimeUnixNano")),
+              endUs: nsToUs(num(s["endTimeUnixNano"], "endTimeUnixNano")),
+              attributes: jsonKeyValues(s["attributes"]),
+              events: list(s["events"], "events").map((ev) => {
+                const e = obj(ev, "event");
+                return { name: str(e["name"], "event.name"), timeUs: nsToUs(num(e["timeUnixNano"], "event.timeUnixNano")), attributes: jsonKeyValues(e["attributes"]) };
+              }),
+              links: list(s["links"], "links").map((lv) => {
+                const l = obj(lv, "link");
+                return { traceId: hexId(l["traceId"], 16, "link.traceId"), spanId: hexId(l["spanId"], 8, "link.spanId"), attributes: jsonKeyValues(l["attributes"]) };
+              }),
+              statusCode: enumNum(status["code"], STATUS, "status.code"),
+              statusMessage: str(status["message"], "status.message"),
+              flags: num(s["flags"], "flags"),
+            };
+            checkSpan(d);
+            return d;
+          }),
+        };
+      }),
+    };
+  });
+}
+
+/** Decodes an OTLP/JSON ExportLogsServiceRequest (already parsed). */
+export function decodeLogsJson(body: unknown): DecodedResourceLogs[] {
+  return list(obj(body, "request")["resourceLogs"], "resourceLogs").map((rlv) => {
+    const rl = obj(rlv, "resourceLogs[]");
+    return {
+      resource: jsonKeyValues(rl["resource"] === undefined ? [] : obj(rl["resource"], "resource")["attributes"]),
+      scopes: list(rl["scopeLogs"], "scopeLogs").map((slv) => {
+        const sl = obj(slv, "scopeLogs[]");
+        return {
+          scope: jsonScope(sl["scope"]),
+          logs: list(sl["logRecords"], "logRecords").map((lv) => {
+            const l = obj(lv, "logRecord");
+            const severityNumber = num(l["severityNumber"], "severityNumber");
+            if (severityNumber < 0 || severityNumber > 24) throw new OtlpDecodeError(`a log record has an unknown severity ${severityNumber}`);
+            return {
+              timeUs: nsToUs(num(l["timeUnixNano"], "timeUnixNano")),
+              observedUs: nsToUs(num(l["observedTimeUnixNano"], "observedTimeUnixNano")),
+              severityNumber,
+              severityText: str(l["severityText"], "severityText"),
+              body: jsonAnyValue(l["body"]),
+              attributes: jsonKeyValues(l["attributes"]),
+              traceId: hexId(l["traceId"], 16, "traceId"),
+              spanId: hexId(l["spanId"], 8, "spanId"),
+              flags: num(l["flags"], "flags"),
+              eventName: str(l["eventName"], "eventName"),
+            };
+          }),
+        };
+      }),
+    };
+  });
+}

@@ -1,0 +1,159 @@
+// The decoder against payloads written by three different writers: ours,
+// protobufjs (from a schema written from the specification) and hand-made
+// JSON; and against malformed and hostile input.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ExportTraceServiceRequest } from "@threadline/test-support/schema";
+import {
+  decodeLogsJson,
+  decodeLogsProto,
+  decodeTracesJson,
+  decodeTracesProto,
+  LogsEncoder,
+  OtlpDecodeError,
+  TraceEncoder,
+  type SpanData,
+} from "../src/index.ts";
+
+const span: SpanData = {
+  scope: { name: "s", version: "1" },
+  traceId: "0af7651916cd43dd8448eb211c80319c",
+  spanId: "b7ad6b7169203331",
+  parentSpanId: "00f067aa0ba902b7",
+  parentIsRemote: false,
+  traceState: "a=1",
+  traceFlags: 1,
+  name: "SELECT orders",
+  kind: 2,
+  startTime: 1_700_000_000_000,
+  endTime: 1_700_000_000_250,
+  attributes: { "customer.id": "c-42", n: -3, ok: true, ratio: 1.5, list: ["x", "y"] },
+  droppedAttributesCount: 0,
+  events: [{ name: "e", time: 1_700_000_000_100, attributes: { k: "v" }, droppedAttributesCount: 0 }],
+  droppedEventsCount: 0,
+  links: [{ traceId: "1af7651916cd43dd8448eb211c80319c", spanId: "c7ad6b7169203331", traceState: undefined, traceFlags: 1, attributes: undefined, droppedAttributesCount: 0 }],
+  droppedLinksCount: 0,
+  statusCode: 2,
+  statusMessage: "bad",
+};
+
+function checkDecoded(spans: ReturnType<typeof decodeTracesProto>): void {
+  assert.equal(spans.length, 1);
+  assert.equal(spans[0]!.resource["service.name"], "orders");
+  const s = spans[0]!.scopes[0]!.spans[0]!;
+  assert.equal(spans[0]!.scopes[0]!.scope.name, "s");
+  assert.equal(s.traceId, span.traceId);
+  assert.equal(s.spanId, span.spanId);
+  assert.equal(s.parentSpanId, span.parentSpanId);
+  assert.equal(s.name, "SELECT orders");
+  assert.equal(s.kind, 3);
+  assert.equal(s.startUs, 1_700_000_000_000_000);
+  assert.equal(s.endUs - s.startUs, 250_000);
+  assert.deepEqual(s.attributes, { "customer.id": "c-42", n: -3, ok: true, ratio: 1.5, list: ["x", "y"] });
+  assert.equal(s.statusCode, 2);
+  assert.equal(s.statusMessage, "bad");
+  assert.equal(s.events[0]!.name, "e");
+  assert.equal(s.links[0]!.spanId, "c7ad6b7169203331");
+}
+
+describe("decodeTraces", () => {
+  const encoder = new TraceEncoder({ "service.name": "orders" });
+
+  it("reads our protobuf", () => checkDecoded(decodeTracesProto(encoder.encode([span]))));
+  it("reads our JSON", () => checkDecoded(decodeTracesJson(JSON.parse(encoder.encodeJson([span])))));
+
+  it("reads protobuf written by protobufjs", () => {
+    const msg = ExportTraceServiceRequest.fromObject({
+      resourceSpans: [
+        {
+          resource: { attributes: [{ key: "service.name", value: { stringValue: "billing" } }] },
+          scopeSpans: [
+            {
+              scope: { name: "x" },
+              spans: [
+                {
+                  traceId: Buffer.from("0af7651916cd43dd8448eb211c80319c", "hex"),
+                  spanId: Buffer.from("b7ad6b7169203331", "hex"),
+                  name: "op",
+                  kind: 2,
+                  startTimeUnixNano: "1700000000000000000",
+                  endTimeUnixNano: "1700000000001000000",
+                  attributes: [{ key: "k", value: { kvlistValue: { values: [{ key: "inner", value: { intValue: 7 } }] } } }],
+                },
+              ],
+            },
+          ],
+        },
+      ],
+    });
+    const [rs] = decodeTracesProto(ExportTraceServiceRequest.encode(msg).finish());
+    const s = rs!.scopes[0]!.spans[0]!;
+    assert.equal(rs!.resource["service.name"], "billing");
+    assert.equal(s.endUs - s.startUs, 1000);
+    assert.deepEqual(s.attributes, { k: { inner: 7 } });
+  });
+
+  it("accepts enum names and numbers as strings in JSON", () => {
+    const [rs] = decodeTracesJson({
+      resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: "0af7651916cd43dd8448eb211c80319c", spanId: "b7ad6b7169203331", kind: "SPAN_KIND_CLIENT", startTimeUnixNano: 5000, endTimeUnixNano: "9000", status: { code: "STATUS_CODE_OK" } }] }] }],
+    });
+    const s = rs!.scopes[0]!.spans[0]!;
+    assert.equal(s.kind, 3);
+    assert.equal(s.statusCode, 1);
+    assert.equal(s.endUs, 9);
+  });
+
+  it("rejects malformed input with a reason, never half-read data", () => {
+    const good = encoder.encode([span]);
+    const bad: Array<[Uint8Array, RegExp]> = [
+      [good.subarray(0, good.length - 7), /runs past|truncated/],
+      [Uint8Array.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), /runs past/],
+      [Uint8Array.from([0x08, 0x01]), /wire type/],
+      [Uint8Array.from([0x0f]), /wire type 7|unsupported/],
+      [Uint8Array.from([0x00]), /field number 0/],
+      [Uint8Array.from(Array(11).fill(0xff)), /varint/],
+    ];
+    for (const [bytes, reason] of bad) assert.throws(() => decodeTracesProto(bytes), (e: unknown) => e instanceof OtlpDecodeError && reason.test(e.message));
+  });
+
+  it("rejects spans without valid ids, and hostile nesting", () => {
+    assert.throws(() => decodeTracesJson({ resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: "xyz", spanId: "b7ad6b7169203331" }] }] }] }), OtlpDecodeError);
+    assert.throws(() => decodeTracesJson({ resourceSpans: [{ scopeSpans: [{ spans: [{ spanId: "b7ad6b7169203331" }] }] }] }), /trace_id/);
+    assert.throws(() => decodeTracesJson({ resourceSpans: "nope" }), /array/);
+    let deep: unknown = { stringValue: "x" };
+    for (let i = 0; i < 100; i++) deep = { arrayValue: { values: [deep] } };
+    assert.throws(
+      () => decodeTracesJson({ resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: span.traceId, spanId: span.spanId, attributes: [{ key: "k", value: deep }] }] }] }] }),
+      /nested too deeply/,
+    );
+  });
+});
+
+describe("decodeLogs", () => {
+  const encoder = new LogsEncoder({ "service.name": "orders" }, { name: "pino" });
+  const record = {
+    time: 1_700_000_000_001,
+    observedTime: 1_700_000_000_002,
+    severityNumber: 17,
+    severityText: "error",
+    body: "payment failed",
+    attributes: { "customer.id": "c-42", order: { id: 7 } },
+    traceId: span.traceId,
+    spanId: span.spanId,
+    traceFlags: 1,
+  };
+  for (const [name, decode] of [
+    ["protobuf", () => decodeLogsProto(encoder.encode([record]))],
+    ["JSON", () => decodeLogsJson(JSON.parse(encoder.encodeJson([record])))],
+  ] as const) {
+    it(`reads our ${name}`, () => {
+      const [rl] = decode();
+      const l = rl!.scopes[0]!.logs[0]!;
+      assert.equal(l.timeUs, 1_700_000_000_001_000);
+      assert.equal(l.severityNumber, 17);
+      assert.equal(l.body, "payment failed");
+      assert.deepEqual(l.attributes, { "customer.id": "c-42", order: { id: 7 } });
+      assert.equal(l.traceId, span.traceId);
+    });
+  }
+});
