@@ -27,6 +27,12 @@ const tasks = {
   test: ["node", "scripts/run-tests.mjs"],
   demo: ["node", "scripts/demo.mjs"],
   lint: ["node", "scripts/lint.mjs"],
+  "bench-viewer": [
+    "node",
+    "packages/cli/bench/viewer-bench.ts",
+    "--out",
+    "docs/viewer-benchmark.md",
+  ],
 };
 
 const [task, ...rest] = process.argv.slice(2);

@@ -1,24 +1,43 @@
-// `npm run demo`: brings up the example shop (gateway, orders, worker and a
-// stand-in payments provider) with Threadline, sends orders for a few
-// customers, and shows what Threadline recorded for customer c-42: each
-// order as one trace across services, with its SQL, its queue hop, its
-// third-party call and its log lines.
+// `npm run demo`: starts the local viewer (`threadline dev`) and the example
+// shop (gateway, orders, worker, a stand-in payments provider) with
+// Threadline, sends orders for several customers, and shows how to find
+// customer c-42's requests: in the viewer, and with `threadline search`
+// and `threadline trace`. It keeps running so you can explore; Ctrl-C
+// stops everything (`--once` stops after printing).
 //
 // PostgreSQL: DATABASE_URL if set, otherwise an embedded PGlite served over
 // the wire protocol. RabbitMQ: AMQP_URL if set, otherwise a throw-away
-// broker from the system's rabbitmq-server.
+// broker from the system's rabbitmq-server. The viewer keeps its store in
+// THREADLINE_DB or the default file, so `npx threadline search` works after
+// the demo too. --port / --otlp-port move the viewer off 4320 / 4318.
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { parseArgs } from "node:util";
 import {
-  startOtlpReceiver,
+  defaultDbPath,
+  formatSearch,
+  formatTrace,
+  startDevServer,
+} from "@threadline/cli";
+import {
   startPglite,
   startRabbitMQ,
   startShop,
 } from "@threadline/test-support";
 
+const { values } = parseArgs({
+  options: {
+    once: { type: "boolean" },
+    port: { type: "string" },
+    "otlp-port": { type: "string" },
+  },
+});
 const cleanup = [];
 async function stopAll() {
   for (const stop of cleanup.splice(0).reverse()) await stop().catch(() => {});
 }
-process.on("SIGINT", () => void stopAll().then(() => process.exit(130)));
+process.on("SIGINT", () => void stopAll().then(() => process.exit(0)));
+process.on("SIGTERM", () => void stopAll().then(() => process.exit(0)));
 
 async function database() {
   if (process.env.DATABASE_URL)
@@ -47,62 +66,28 @@ async function broker() {
         "Either install it (Debian/Ubuntu: sudo apt-get install rabbitmq-server) and run the demo again,\n" +
         "or point AMQP_URL at a running broker, e.g. AMQP_URL=amqp://guest:guest@127.0.0.1:5672 npm run demo",
     );
+    await stopAll();
     process.exit(1);
   }
 }
 
-const kind = ["", "internal", "server", "client", "producer", "consumer"];
-const ms = (ns) => (Number(ns) / 1e6).toFixed(1);
-
-function describeSpan(s) {
-  const a = s.attributes;
-  if (a["db.query.text"]) return `SQL: ${a["db.query.text"]}`;
-  if (a["peer.service"])
-    return `third party "${a["peer.service"]}": ${a["http.request.method"]} ${a["url.full"]} -> ${a["http.response.status_code"]}`;
-  if (a["messaging.system"])
-    return `${s.name} (routing key ${a["messaging.rabbitmq.destination.routing_key"]}${a["messaging.rabbitmq.settlement"] ? `, ${a["messaging.rabbitmq.settlement"]}` : ""})`;
-  if (s.kind === 3)
-    return `${s.name} ${a["url.full"]} -> ${a["http.response.status_code"]}`;
-  return s.name;
-}
-
-function printTrace(receiver, traceId) {
-  const spans = receiver.spans.filter((s) => s.traceId === traceId);
-  const t0 = spans.reduce(
-    (m, s) => (s.startTimeUnixNano < m ? s.startTimeUnixNano : m),
-    spans[0].startTimeUnixNano,
-  );
-  const children = (id) =>
-    spans
-      .filter((s) => s.parentSpanId === id)
-      .sort((a, b) => (a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1));
-  const print = (span, depth) => {
-    console.log(
-      `${"  ".repeat(depth)}${String(span.resource["service.name"]).padEnd(8)} ${kind[span.kind].padEnd(8)} ${describeSpan(span)}  [+${ms(span.startTimeUnixNano - t0)} ms, ${ms(span.endTimeUnixNano - span.startTimeUnixNano)} ms]`,
-    );
-    for (const c of children(span.spanId)) print(c, depth + 1);
-  };
-  for (const root of spans.filter(
-    (s) => !spans.some((p) => p.spanId === s.parentSpanId),
-  ))
-    print(root, 1);
-  const logs = receiver.logs
-    .filter((l) => l.traceId === traceId)
-    .sort((a, b) => (a.timeUnixNano < b.timeUnixNano ? -1 : 1));
-  console.log("  log lines:");
-  for (const l of logs)
-    console.log(
-      `    ${String(l.resource["service.name"]).padEnd(8)} ${l.severityText.padEnd(5)} ${l.body}  (customer ${l.attributes["customer.id"]})`,
-    );
-}
-
 try {
-  const receiver = await startOtlpReceiver();
-  cleanup.push(() => receiver.close());
+  const dbPath = defaultDbPath();
+  mkdirSync(dirname(dbPath), { recursive: true });
+  const dev = await startDevServer({
+    dbPath,
+    otlpPort: Number(values["otlp-port"] ?? 4318),
+    viewerPort: Number(values.port ?? 4320),
+  });
+  cleanup.push(() => dev.close());
   const [db, mq] = await Promise.all([database(), broker()]);
+  console.log(
+    `viewer:     ${dev.viewerUrl}  (OTLP receiver ${dev.otlpUrl}, store ${dbPath})`,
+  );
   console.log(`PostgreSQL: ${db.note}\nRabbitMQ:   ${mq.note}\n`);
+
   const shop = await startShop({
-    otlpEndpoint: receiver.url,
+    otlpEndpoint: dev.otlpUrl,
     databaseUrl: db.url,
     amqpUrl: mq.url,
     exchange: "shop",
@@ -110,23 +95,28 @@ try {
   });
   cleanup.push(() => shop.stop());
   console.log(
-    `gateway ${shop.gateway.url}  orders ${shop.orders.url}  worker (RabbitMQ consumer)  payments provider (third party) ${shop.payments.url}\n`,
+    `shop: gateway ${shop.gateway.url}, orders ${shop.orders.url}, worker (RabbitMQ consumer), payments provider (third party) ${shop.payments.url}\n`,
   );
 
-  const customers = ["c-7", "c-42", "c-13", "c-42", "c-7", "c-13"];
-  const items = ["book", "lamp", "pen", "pen", "lamp", "book"];
-  for (const [i, customer] of customers.entries()) {
+  const orders = [
+    ["c-7", "book"],
+    ["c-42", "lamp"],
+    ["c-13", "pen"],
+    ["c-42", "pen"],
+    ["c-7", "lamp"],
+    ["c-42", "teapot"],
+    ["c-13", "book"],
+  ];
+  for (const [customer, item] of orders) {
     const res = await fetch(`${shop.gateway.url}/orders`, {
       method: "POST",
       headers: {
         "content-type": "application/json",
         "x-customer-id": customer,
       },
-      body: JSON.stringify({ item: items[i], quantity: 1 + (i % 3) }),
+      body: JSON.stringify({ item, quantity: 2 }),
     });
-    console.log(
-      `POST /orders as ${customer}: ${res.status} ${await res.text()}`,
-    );
+    console.log(`POST /orders as ${customer} (${item}): ${res.status}`);
   }
   const planted = await fetch(`${shop.gateway.url}/orders`, {
     method: "POST",
@@ -137,47 +127,47 @@ try {
     body: JSON.stringify({ item: "pen", quantity: 1 }),
   });
   console.log(
-    `POST /orders with a planted "baggage: customer.id=evil": ${planted.status}\n`,
+    `POST /orders with a planted "baggage: customer.id=evil": ${planted.status} (the gateway is an edge: it ignores that baggage)\n`,
   );
 
-  const deadline = Date.now() + 20_000;
-  while (
-    Date.now() < deadline &&
-    receiver.spans.filter((s) => s.name === "UPDATE orders").length < 7
-  )
-    await new Promise((r) => setTimeout(r, 100));
-
-  const c42 = [
-    ...new Set(
-      receiver.spans
-        .filter((s) => s.attributes["customer.id"] === "c-42")
-        .map((s) => s.traceId),
-    ),
-  ];
-  console.log(
-    `customer c-42: ${c42.length} orders, each one trace across ${new Set(receiver.spans.filter((s) => c42.includes(s.traceId)).map((s) => s.resource["service.name"])).size} services\n`,
-  );
-  for (const traceId of c42) {
-    console.log(`trace ${traceId}`);
-    printTrace(receiver, traceId);
-    console.log("");
+  // Wait until c-42's paid orders are complete in the store (9 spans each).
+  const deadline = Date.now() + 30_000;
+  let c42 = [];
+  while (Date.now() < deadline) {
+    dev.store.flush();
+    c42 = dev.store.searchSync({
+      customer: "c-42",
+      fromUs: (Date.now() - 600_000) * 1000,
+    });
+    if (c42.filter((t) => t.spanCount >= 9).length >= 2) break;
+    await new Promise((r) => setTimeout(r, 200));
   }
-  const evil = JSON.stringify(receiver.spans, (_k, v) =>
-    typeof v === "bigint" ? String(v) : v,
-  ).includes("evil");
+  console.log("$ npx threadline search --customer c-42 --since 10m");
+  console.log(formatSearch(c42));
+  const paid = c42.find((t) => t.spanCount >= 9) ?? c42[0];
+  if (paid) {
+    console.log(`$ npx threadline trace ${paid.traceId}`);
+    console.log(formatTrace(dev.store.getTraceSync(paid.traceId)));
+  }
+  const evil = dev.store.searchSync({ customer: "evil" }).length;
+  console.log(`traces for the planted customer id "evil": ${evil}`);
   const received = await shop.paymentsReceived();
   console.log(
-    `The planted customer id "evil" appears in ${evil ? "SOME" : "no"} span.`,
+    `the payments provider got ${received.length} calls: ${received.filter((r) => r.headers.traceparent).length} with traceparent, ${received.filter((r) => r.headers.baggage).length} with baggage\n`,
   );
   console.log(
-    `The payments provider received ${received.length} calls, ${received.filter((r) => r.headers.traceparent).length} with traceparent and ${received.filter((r) => r.headers.baggage).length} with baggage.`,
+    `Find customer c-42 in the viewer: ${dev.viewerUrl}/?customer=c-42`,
   );
-  console.log(
-    "\nTo find c-42's requests in your own system: every span and log line carries customer.id=c-42;",
-  );
-  console.log(
-    "search for it in the backend your OTEL_EXPORTER_OTLP_ENDPOINT points at.",
-  );
-} finally {
+  console.log(`or on the command line: npx threadline search --customer c-42`);
+  if (values.once) {
+    await stopAll();
+  } else {
+    console.log(
+      "\nThe shop and the viewer keep running; send more orders or press Ctrl-C to stop.",
+    );
+  }
+} catch (err) {
+  console.error(`demo failed: ${err.message}`);
   await stopAll();
+  process.exit(1);
 }

@@ -8,7 +8,12 @@
 // pushed to live-view subscribers (server-sent events) that match their
 // customer/service filter.
 import { readFile } from "node:fs/promises";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import {
+  createServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
 import { isIP } from "node:net";
 import { extname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -50,7 +55,13 @@ export class DevServerError extends Error {
 }
 
 const UI_DIR = fileURLToPath(new URL("../ui/", import.meta.url));
-const MIME: Record<string, string> = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png" };
+const MIME: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".svg": "image/svg+xml",
+  ".png": "image/png",
+};
 
 function isLoopback(host: string): boolean {
   if (host === "localhost") return true;
@@ -62,14 +73,25 @@ function isLoopback(host: string): boolean {
 function listen(server: Server, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once("error", (err: NodeJS.ErrnoException) =>
-      reject(new DevServerError(err.code === "EADDRINUSE" ? `port ${port} on ${host} is already in use (another threadline dev or Collector?)` : err.message)),
+      reject(
+        new DevServerError(
+          err.code === "EADDRINUSE"
+            ? `port ${port} on ${host} is already in use (another threadline dev or Collector?)`
+            : err.message,
+        ),
+      ),
     );
-    server.listen(port, host, () => resolve((server.address() as { port: number }).port));
+    server.listen(port, host, () =>
+      resolve((server.address() as { port: number }).port),
+    );
   });
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" });
+  res.writeHead(status, {
+    "content-type": "application/json",
+    "cache-control": "no-store",
+  });
   res.end(JSON.stringify(body));
 }
 
@@ -83,9 +105,15 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
   const host = o.host ?? "127.0.0.1";
   const token = o.token && o.token.length > 0 ? o.token : undefined;
   if (!isLoopback(host) && token === undefined) {
-    throw new DevServerError(`refusing to listen on ${host} without a token: anyone who can reach it could read your telemetry. Pass --token (or THREADLINE_VIEWER_TOKEN), or keep the default 127.0.0.1`);
+    throw new DevServerError(
+      `refusing to listen on ${host} without a token: anyone who can reach it could read your telemetry. Pass --token (or THREADLINE_VIEWER_TOKEN), or keep the default 127.0.0.1`,
+    );
   }
-  const store = new Store({ path: o.dbPath, ...(o.maxBytes === undefined ? {} : { maxBytes: o.maxBytes }), ...(o.maxAgeMs === undefined ? {} : { maxAgeMs: o.maxAgeMs }) });
+  const store = new Store({
+    path: o.dbPath,
+    ...(o.maxBytes === undefined ? {} : { maxBytes: o.maxBytes }),
+    ...(o.maxAgeMs === undefined ? {} : { maxAgeMs: o.maxAgeMs }),
+  });
   const live = new Set<LiveClient>();
   let flushTimer: NodeJS.Timeout | undefined;
   const flush = () => {
@@ -94,14 +122,17 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     try {
       changed = store.flush();
     } catch (err) {
-      process.stderr.write(`threadline dev: could not write to the store: ${(err as Error).message}\n`);
+      process.stderr.write(
+        `threadline dev: could not write to the store: ${(err as Error).message}\n`,
+      );
       return;
     }
     if (changed.length === 0 || live.size === 0) return;
     for (const c of live) {
       for (const t of changed) {
         if (c.customer !== undefined && t.customer !== c.customer) continue;
-        if (c.service !== undefined && !t.services.includes(c.service)) continue;
+        if (c.service !== undefined && !t.services.includes(c.service))
+          continue;
         c.res.write(`event: trace\ndata: ${JSON.stringify(t)}\n\n`);
       }
     }
@@ -119,7 +150,10 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
 
   const authorized = (req: IncomingMessage, url: URL): boolean => {
     if (token === undefined) return true;
-    const given = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1] ?? url.searchParams.get("token") ?? "";
+    const given =
+      /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1] ??
+      url.searchParams.get("token") ??
+      "";
     const a = Buffer.from(given);
     const b = Buffer.from(token);
     return a.length === b.length && timingSafeEqual(a, b);
@@ -129,23 +163,35 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     const url = new URL(req.url ?? "/", "http://localhost");
     if (!authorized(req, url)) {
       req.resume();
-      res.writeHead(401, { "content-type": "text/plain" }).end("a token is required");
+      res
+        .writeHead(401, { "content-type": "text/plain" })
+        .end("a token is required");
       return;
     }
-    if (!receiver.handle(req, res)) res.writeHead(404, { "content-type": "text/plain" }).end("not an OTLP path: use /v1/traces, /v1/logs or /v1/metrics");
+    if (!receiver.handle(req, res))
+      res
+        .writeHead(404, { "content-type": "text/plain" })
+        .end("not an OTLP path: use /v1/traces, /v1/logs or /v1/metrics");
   });
 
   const viewer = createServer((req, res) => {
     void serveViewer(req, res).catch((err: unknown) => {
-      if (!res.headersSent) sendJson(res, 500, { error: (err as Error).message });
+      if (!res.headersSent)
+        sendJson(res, 500, { error: (err as Error).message });
       else res.end();
     });
   });
 
-  async function serveViewer(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function serveViewer(
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): Promise<void> {
     const url = new URL(req.url ?? "/", "http://localhost");
     if (!authorized(req, url)) {
-      sendJson(res, 401, { error: "a token is required: add ?token=… or an Authorization: Bearer header" });
+      sendJson(res, 401, {
+        error:
+          "a token is required: add ?token=… or an Authorization: Bearer header",
+      });
       return;
     }
     const path = url.pathname;
@@ -163,7 +209,8 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     const traceMatch = /^\/api\/traces\/([0-9a-fA-F]{32})$/.exec(path);
     if (traceMatch) {
       const trace = store.getTraceSync(traceMatch[1]!.toLowerCase());
-      if (trace === undefined) sendJson(res, 404, { error: "no such trace in the local store" });
+      if (trace === undefined)
+        sendJson(res, 404, { error: "no such trace in the local store" });
       else sendJson(res, 200, trace);
       return;
     }
@@ -172,11 +219,20 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
       return;
     }
     if (path === "/api/stats") {
-      sendJson(res, 200, { ...store.counts(), sizeBytes: store.sizeBytes(), received: receiver.stats, path: store.path });
+      sendJson(res, 200, {
+        ...store.counts(),
+        sizeBytes: store.sizeBytes(),
+        received: receiver.stats,
+        path: store.path,
+      });
       return;
     }
     if (path === "/api/live") {
-      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
+      res.writeHead(200, {
+        "content-type": "text/event-stream",
+        "cache-control": "no-store",
+        connection: "keep-alive",
+      });
       res.write(": live\n\n");
       const client: LiveClient = {
         res,
@@ -192,14 +248,20 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
       return;
     }
     // Static UI: every page path serves the single-page app.
-    const file = path === "/" || !extname(path) ? "index.html" : normalize(path).replace(/^([/\\])+/, "");
+    const file =
+      path === "/" || !extname(path)
+        ? "index.html"
+        : normalize(path).replace(/^([/\\])+/, "");
     if (file.includes("..")) {
       res.writeHead(404).end();
       return;
     }
     try {
       const body = await readFile(join(UI_DIR, file));
-      res.writeHead(200, { "content-type": MIME[extname(file)] ?? "application/octet-stream", "cache-control": "no-cache" });
+      res.writeHead(200, {
+        "content-type": MIME[extname(file)] ?? "application/octet-stream",
+        "cache-control": "no-cache",
+      });
       res.end(body);
     } catch {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found");
@@ -214,7 +276,9 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     try {
       store.prune();
     } catch (err) {
-      process.stderr.write(`threadline dev: pruning failed: ${(err as Error).message}\n`);
+      process.stderr.write(
+        `threadline dev: pruning failed: ${(err as Error).message}\n`,
+      );
     }
   }, 60_000);
   pruneTimer.unref();

@@ -2,7 +2,12 @@
 // table of traces, and a trace as a tree of spans (service, what the span
 // did, duration, offset) with errors and log lines under the span that
 // wrote them.
-import type { LogRecord, SpanRecord, TraceDetail, TraceSummary } from "./model.ts";
+import type {
+  LogRecord,
+  SpanRecord,
+  TraceDetail,
+  TraceSummary,
+} from "./model.ts";
 
 const KIND = ["", "internal", "server", "client", "producer", "consumer"];
 
@@ -13,7 +18,10 @@ export function formatDuration(us: number): string {
 }
 
 function formatTime(us: number): string {
-  return new Date(us / 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, "");
+  return new Date(us / 1000)
+    .toISOString()
+    .replace("T", " ")
+    .replace(/\.\d+Z$/, "");
 }
 
 function pad(s: string, n: number): string {
@@ -22,7 +30,9 @@ function pad(s: string, n: number): string {
 
 export function formatSearch(traces: TraceSummary[]): string {
   if (traces.length === 0) return "no traces found\n";
-  const lines = [`${pad("START (UTC)", 20)} ${pad("DURATION", 10)} ${pad("ROOT", 34)} ${pad("CUSTOMER", 12)} ${pad("SPANS", 6)} ${pad("SERVICES", 30)} TRACE`];
+  const lines = [
+    `${pad("START (UTC)", 20)} ${pad("DURATION", 10)} ${pad("ROOT", 34)} ${pad("CUSTOMER", 12)} ${pad("SPANS", 6)} ${pad("SERVICES", 30)} TRACE`,
+  ];
   for (const t of traces) {
     const mark = t.errorCount > 0 ? "✗ " : "";
     lines.push(
@@ -35,18 +45,25 @@ export function formatSearch(traces: TraceSummary[]): string {
 /** What a span did, in one line: route, SQL, queue, third party. */
 export function describeSpan(s: SpanRecord): string {
   const a = s.attributes;
-  if (typeof a["db.query.text"] === "string") return `SQL ${a["db.query.text"]}`;
+  if (typeof a["db.query.text"] === "string")
+    return `SQL ${a["db.query.text"]}`;
   if (a["messaging.system"] !== undefined) {
     const key = a["messaging.rabbitmq.destination.routing_key"];
     const outcome = a["messaging.rabbitmq.settlement"];
     return `${s.name}${key ? ` (routing key ${String(key)})` : ""}${outcome ? ` [${String(outcome)}]` : ""}`;
   }
   if (s.kind === 3 && a["http.request.method"] !== undefined) {
-    const peer = a["peer.service"] ? `third party ${String(a["peer.service"])}: ` : "";
-    const status = a["http.response.status_code"] !== undefined ? ` -> ${String(a["http.response.status_code"])}` : "";
+    const peer = a["peer.service"]
+      ? `third party ${String(a["peer.service"])}: `
+      : "";
+    const status =
+      a["http.response.status_code"] !== undefined
+        ? ` -> ${String(a["http.response.status_code"])}`
+        : "";
     return `${peer}${String(a["http.request.method"])} ${String(a["url.full"] ?? "")}${status}`;
   }
-  if (s.kind === 2 && a["http.response.status_code"] !== undefined) return `${s.name} -> ${String(a["http.response.status_code"])}`;
+  if (s.kind === 2 && a["http.response.status_code"] !== undefined)
+    return `${s.name} -> ${String(a["http.response.status_code"])}`;
   return s.name;
 }
 
@@ -72,19 +89,34 @@ export function formatTrace(t: TraceDetail): string {
     list.push(l);
     logsBySpan.set(key, list);
   }
-  const children = (id: string) => spans.filter((s) => s.parentSpanId === id && s.spanId !== id);
+  const children = (id: string) =>
+    spans.filter((s) => s.parentSpanId === id && s.spanId !== id);
   const width = Math.max(...services.map((s) => s.length));
-  const walk = (s: SpanRecord, prefix: string, last: boolean, root: boolean) => {
+  const walk = (
+    s: SpanRecord,
+    prefix: string,
+    last: boolean,
+    root: boolean,
+  ) => {
     const branch = root ? "" : last ? "└─ " : "├─ ";
-    const error = s.statusCode === 2 ? `  ✗ ERROR${s.statusMessage ? `: ${s.statusMessage}` : ""}` : "";
-    out.push(`${prefix}${branch}${s.service.padEnd(width)}  ${KIND[s.kind] ?? ""}  ${describeSpan(s)}  ${formatDuration(s.endUs - s.startUs)} @+${formatDuration(s.startUs - t0)}${error}`);
+    const error =
+      s.statusCode === 2
+        ? `  ✗ ERROR${s.statusMessage ? `: ${s.statusMessage}` : ""}`
+        : "";
+    out.push(
+      `${prefix}${branch}${s.service.padEnd(width)}  ${KIND[s.kind] ?? ""}  ${describeSpan(s)}  ${formatDuration(s.endUs - s.startUs)} @+${formatDuration(s.startUs - t0)}${error}`,
+    );
     const inner = prefix + (root ? "" : last ? "   " : "│  ");
     const kids = children(s.spanId);
-    for (const l of logsBySpan.get(s.spanId) ?? []) out.push(`${inner}${kids.length > 0 ? "│" : " "}  log ${logText(l)}`);
+    for (const l of logsBySpan.get(s.spanId) ?? [])
+      out.push(`${inner}${kids.length > 0 ? "│" : " "}  log ${logText(l)}`);
     kids.forEach((c, i) => walk(c, inner, i === kids.length - 1, false));
   };
-  const roots = spans.filter((s) => s.parentSpanId === "" || !ids.has(s.parentSpanId));
+  const roots = spans.filter(
+    (s) => s.parentSpanId === "" || !ids.has(s.parentSpanId),
+  );
   for (const r of roots) walk(r, "", true, true);
-  for (const l of logsBySpan.get("") ?? []) out.push(`log (no span) ${l.service}: ${logText(l)}`);
+  for (const l of logsBySpan.get("") ?? [])
+    out.push(`log (no span) ${l.service}: ${logText(l)}`);
   return `${out.join("\n")}\n`;
 }

@@ -5,8 +5,27 @@ export type { StoreOptions, ChangedTraces } from "./store.ts";
 export { OtlpReceiver } from "./receiver.ts";
 export type { ReceiverOptions, ReceiverStats } from "./receiver.ts";
 export { ViewerBackend } from "./backends/viewer-backend.ts";
-export { describeSpan, formatDuration, formatSearch, formatTrace } from "./format.ts";
-export { paramsFromQuery, parseAttribute, parseDuration, parseTime, queryFromParams } from "./query.ts";
+export {
+  describeSpan,
+  formatDuration,
+  formatSearch,
+  formatTrace,
+} from "./format.ts";
+export {
+  paramsFromQuery,
+  parseAttribute,
+  parseDuration,
+  parseTime,
+  queryFromParams,
+} from "./query.ts";
 export { defaultDbPath, defaultViewerUrl } from "./paths.ts";
 export { main } from "./main.ts";
-export type { LogRecord, SearchQuery, SpanEvent, SpanRecord, TraceBackend, TraceDetail, TraceSummary } from "./model.ts";
+export type {
+  LogRecord,
+  SearchQuery,
+  SpanEvent,
+  SpanRecord,
+  TraceBackend,
+  TraceDetail,
+  TraceSummary,
+} from "./model.ts";

@@ -50,8 +50,13 @@ class UsageError extends Error {}
 
 function sizeBytes(text: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb)?\s*$/i.exec(text);
-  if (m === null) throw new UsageError(`${JSON.stringify(text)} is not a size like 500MB or 2GB`);
-  const unit = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3, tb: 1024 ** 4 }[(m[2] ?? "b").toLowerCase() as "b"];
+  if (m === null)
+    throw new UsageError(
+      `${JSON.stringify(text)} is not a size like 500MB or 2GB`,
+    );
+  const unit = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3, tb: 1024 ** 4 }[
+    (m[2] ?? "b").toLowerCase() as "b"
+  ];
   return Math.floor(Number(m[1]) * unit);
 }
 
@@ -75,7 +80,8 @@ async function dev(argv: string[]): Promise<void> {
   const port = (v: string | undefined, d: number) => {
     if (v === undefined) return d;
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`${v} is not a port`);
+    if (!Number.isInteger(n) || n < 0 || n > 65535)
+      throw new UsageError(`${v} is not a port`);
     return n;
   };
   const server = await startDevServer({
@@ -97,11 +103,17 @@ async function dev(argv: string[]): Promise<void> {
   process.once("SIGTERM", stop);
 }
 
-async function backendFrom(spec: string | undefined, db: string | undefined): Promise<TraceBackend> {
+async function backendFrom(
+  spec: string | undefined,
+  db: string | undefined,
+): Promise<TraceBackend> {
   const s = spec ?? "local";
   if (s === "local") {
     if (db !== undefined) return openStore(db);
-    const viewer = new ViewerBackend(defaultViewerUrl(), process.env["THREADLINE_VIEWER_TOKEN"]);
+    const viewer = new ViewerBackend(
+      defaultViewerUrl(),
+      process.env["THREADLINE_VIEWER_TOKEN"],
+    );
     if (await viewer.reachable()) return viewer;
     return openStore(defaultDbPath());
   }
@@ -109,15 +121,22 @@ async function backendFrom(spec: string | undefined, db: string | undefined): Pr
   const kind = eq === -1 ? s : s.slice(0, eq);
   const url = eq === -1 ? "" : s.slice(eq + 1);
   if (kind === "viewer") {
-    if (!url) throw new UsageError("--backend viewer=<url>, e.g. viewer=http://127.0.0.1:4320");
+    if (!url)
+      throw new UsageError(
+        "--backend viewer=<url>, e.g. viewer=http://127.0.0.1:4320",
+      );
     return new ViewerBackend(url, process.env["THREADLINE_VIEWER_TOKEN"]);
   }
-  throw new UsageError(`unknown backend ${JSON.stringify(kind)}: use local or viewer=<url>`);
+  throw new UsageError(
+    `unknown backend ${JSON.stringify(kind)}: use local or viewer=<url>`,
+  );
 }
 
 function openStore(path: string): TraceBackend {
   if (!existsSync(path)) {
-    throw new UsageError(`no local store at ${path}: start one with \`npx threadline dev\` (or pass --db / --backend)`);
+    throw new UsageError(
+      `no local store at ${path}: start one with \`npx threadline dev\` (or pass --db / --backend)`,
+    );
   }
   return new Store({ path, readonly: true });
 }
@@ -149,8 +168,10 @@ async function search(argv: string[]): Promise<void> {
     errorsOnly: values.errors === true,
   };
   try {
-    if (values["min-duration"]) q.minDurationUs = parseDuration(values["min-duration"]) * 1000;
-    if (values.since) q.fromUs = (Date.now() - parseDuration(values.since)) * 1000;
+    if (values["min-duration"])
+      q.minDurationUs = parseDuration(values["min-duration"]) * 1000;
+    if (values.since)
+      q.fromUs = (Date.now() - parseDuration(values.since)) * 1000;
     if (values.from) q.fromUs = parseTime(values.from);
     if (values.to) q.toUs = parseTime(values.to);
     if (values.attr) q.attributes = values.attr.map(parseAttribute);
@@ -159,13 +180,18 @@ async function search(argv: string[]): Promise<void> {
   }
   if (values.limit) {
     const n = Number(values.limit);
-    if (!Number.isInteger(n) || n < 1) throw new UsageError("--limit must be a positive integer");
+    if (!Number.isInteger(n) || n < 1)
+      throw new UsageError("--limit must be a positive integer");
     q.limit = n;
   }
   const backend = await backendFrom(values.backend, values.db);
   try {
     const traces = await backend.search(q);
-    process.stdout.write(values.json ? `${JSON.stringify({ backend: backend.name, traces }, null, 2)}\n` : formatSearch(traces));
+    process.stdout.write(
+      values.json
+        ? `${JSON.stringify({ backend: backend.name, traces }, null, 2)}\n`
+        : formatSearch(traces),
+    );
   } finally {
     await backend.close();
   }
@@ -174,12 +200,19 @@ async function search(argv: string[]): Promise<void> {
 async function trace(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
-    options: { json: { type: "boolean" }, backend: { type: "string" }, db: { type: "string" } },
+    options: {
+      json: { type: "boolean" },
+      backend: { type: "string" },
+      db: { type: "string" },
+    },
     allowPositionals: true,
     strict: true,
   });
   const id = positionals[0]?.toLowerCase();
-  if (id === undefined || !/^[0-9a-f]{32}$/.test(id)) throw new UsageError("threadline trace <trace-id>: a trace id is 32 hex characters");
+  if (id === undefined || !/^[0-9a-f]{32}$/.test(id))
+    throw new UsageError(
+      "threadline trace <trace-id>: a trace id is 32 hex characters",
+    );
   const backend = await backendFrom(values.backend, values.db);
   try {
     const t = await backend.getTrace(id);
@@ -187,7 +220,9 @@ async function trace(argv: string[]): Promise<number> {
       process.stderr.write(`trace ${id} not found in ${backend.name}\n`);
       return 1;
     }
-    process.stdout.write(values.json ? `${JSON.stringify(t, null, 2)}\n` : formatTrace(t));
+    process.stdout.write(
+      values.json ? `${JSON.stringify(t, null, 2)}\n` : formatTrace(t),
+    );
     return 0;
   } finally {
     await backend.close();
@@ -217,8 +252,12 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (err) {
     const code = (err as { code?: unknown }).code;
-    const usage = err instanceof UsageError || (typeof code === "string" && code.startsWith("ERR_PARSE_ARGS"));
-    process.stderr.write(`threadline: ${(err as Error).message}\n${usage ? "run `threadline help` for usage\n" : ""}`);
+    const usage =
+      err instanceof UsageError ||
+      (typeof code === "string" && code.startsWith("ERR_PARSE_ARGS"));
+    process.stderr.write(
+      `threadline: ${(err as Error).message}\n${usage ? "run `threadline help` for usage\n" : ""}`,
+    );
     return usage ? 2 : 1;
   }
 }

@@ -38,7 +38,11 @@ export interface SpanRecord {
   customer: string | null;
   attributes: Record<string, unknown>;
   events: SpanEvent[];
-  links: Array<{ traceId: string; spanId: string; attributes: Record<string, unknown> }>;
+  links: Array<{
+    traceId: string;
+    spanId: string;
+    attributes: Record<string, unknown>;
+  }>;
   resource: Record<string, unknown>;
   scope: string;
 }

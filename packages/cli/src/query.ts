@@ -2,19 +2,33 @@
 // `attr=http.route=/orders`), shared by the JSON API and the CLI.
 import type { SearchQuery } from "./model.ts";
 
-const UNITS: Record<string, number> = { us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const UNITS: Record<string, number> = {
+  us: 1e-3,
+  µs: 1e-3,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
 
 /** Parses `250ms`, `2s`, `1h`, `7d` (bare numbers are milliseconds) into milliseconds. */
 export function parseDuration(text: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s|m|h|d)?\s*$/.exec(text);
-  if (m === null) throw new Error(`${JSON.stringify(text)} is not a duration like 250ms, 30s, 1h or 7d`);
+  if (m === null)
+    throw new Error(
+      `${JSON.stringify(text)} is not a duration like 250ms, 30s, 1h or 7d`,
+    );
   return Number(m[1]) * UNITS[m[2] ?? "ms"]!;
 }
 
 /** Parses an ISO date or epoch milliseconds into epoch microseconds. */
 export function parseTime(text: string): number {
   const ms = /^\d+$/.test(text) ? Number(text) : Date.parse(text);
-  if (!Number.isFinite(ms)) throw new Error(`${JSON.stringify(text)} is not a date (ISO 8601 or epoch milliseconds)`);
+  if (!Number.isFinite(ms))
+    throw new Error(
+      `${JSON.stringify(text)} is not a date (ISO 8601 or epoch milliseconds)`,
+    );
   return ms * 1000;
 }
 
@@ -26,7 +40,10 @@ export function parseAttribute(text: string): [string, string] {
 }
 
 /** A SearchQuery from URL search parameters (the JSON API's form). Throws with a reason on bad input. */
-export function queryFromParams(p: URLSearchParams, nowMs = Date.now()): SearchQuery {
+export function queryFromParams(
+  p: URLSearchParams,
+  nowMs = Date.now(),
+): SearchQuery {
   const q: SearchQuery = {};
   const text = (k: string) => {
     const v = p.get(k)?.trim();
@@ -50,7 +67,8 @@ export function queryFromParams(p: URLSearchParams, nowMs = Date.now()): SearchQ
   const limit = text("limit");
   if (limit !== undefined) {
     const n = Number(limit);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`limit must be a positive integer`);
+    if (!Number.isInteger(n) || n < 1)
+      throw new Error(`limit must be a positive integer`);
     q.limit = n;
   }
   return q;
@@ -63,8 +81,10 @@ export function paramsFromQuery(q: SearchQuery): URLSearchParams {
   if (q.service) p.set("service", q.service);
   if (q.operation) p.set("operation", q.operation);
   if (q.errorsOnly) p.set("errors", "1");
-  if (q.minDurationUs !== undefined) p.set("minDuration", `${q.minDurationUs / 1000}ms`);
-  if (q.fromUs !== undefined) p.set("from", String(Math.floor(q.fromUs / 1000)));
+  if (q.minDurationUs !== undefined)
+    p.set("minDuration", `${q.minDurationUs / 1000}ms`);
+  if (q.fromUs !== undefined)
+    p.set("from", String(Math.floor(q.fromUs / 1000)));
   if (q.toUs !== undefined) p.set("to", String(Math.ceil(q.toUs / 1000)));
   for (const [k, v] of q.attributes ?? []) p.append("attr", `${k}=${v}`);
   if (q.limit !== undefined) p.set("limit", String(q.limit));

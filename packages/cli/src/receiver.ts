@@ -9,7 +9,14 @@
 // growing memory: OTLP exporters retry those.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { gunzip } from "node:zlib";
-import { decodeLogsJson, decodeLogsProto, decodeTracesJson, decodeTracesProto, OtlpDecodeError, ProtoWriter } from "@threadline/otlp";
+import {
+  decodeLogsJson,
+  decodeLogsProto,
+  decodeTracesJson,
+  decodeTracesProto,
+  OtlpDecodeError,
+  ProtoWriter,
+} from "@threadline/otlp";
 import type { Store } from "./store.ts";
 
 export interface ReceiverOptions {
@@ -42,7 +49,12 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers["content-length"]);
     if (Number.isFinite(declared) && declared > limit) {
-      reject(new RequestError(400, `payload of ${declared} bytes exceeds the limit of ${limit} bytes`));
+      reject(
+        new RequestError(
+          400,
+          `payload of ${declared} bytes exceeds the limit of ${limit} bytes`,
+        ),
+      );
       req.resume();
       return;
     }
@@ -54,7 +66,9 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       size += c.length;
       if (size > limit) {
         failed = true;
-        reject(new RequestError(400, `payload exceeds the limit of ${limit} bytes`));
+        reject(
+          new RequestError(400, `payload exceeds the limit of ${limit} bytes`),
+        );
         return;
       }
       chunks.push(c);
@@ -70,10 +84,22 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 
 function inflate(body: Buffer, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    gunzip(body, { maxOutputLength: limit }, (err: NodeJS.ErrnoException | null, out) => {
-      if (err) reject(new RequestError(400, err.code === "ERR_BUFFER_TOO_LARGE" ? `decompressed payload exceeds the limit of ${limit} bytes` : `invalid gzip body: ${err.message}`));
-      else resolve(out);
-    });
+    gunzip(
+      body,
+      { maxOutputLength: limit },
+      (err: NodeJS.ErrnoException | null, out) => {
+        if (err)
+          reject(
+            new RequestError(
+              400,
+              err.code === "ERR_BUFFER_TOO_LARGE"
+                ? `decompressed payload exceeds the limit of ${limit} bytes`
+                : `invalid gzip body: ${err.message}`,
+            ),
+          );
+        else resolve(out);
+      },
+    );
   });
 }
 
@@ -86,14 +112,28 @@ function statusProto(code: number, message: string): Uint8Array {
   return w.finish();
 }
 
-function answer(res: ServerResponse, json: boolean, status: number, message?: string, headers: Record<string, string> = {}): void {
+function answer(
+  res: ServerResponse,
+  json: boolean,
+  status: number,
+  message?: string,
+  headers: Record<string, string> = {},
+): void {
   if (res.headersSent) return;
-  const grpcCode = status === 400 ? 3 : status === 429 ? 8 : status === 401 ? 16 : 2;
+  const grpcCode =
+    status === 400 ? 3 : status === 429 ? 8 : status === 401 ? 16 : 2;
   if (json) {
     res.writeHead(status, { "content-type": "application/json", ...headers });
-    res.end(message === undefined ? "{}" : JSON.stringify({ code: grpcCode, message }));
+    res.end(
+      message === undefined
+        ? "{}"
+        : JSON.stringify({ code: grpcCode, message }),
+    );
   } else {
-    res.writeHead(status, { "content-type": "application/x-protobuf", ...headers });
+    res.writeHead(status, {
+      "content-type": "application/x-protobuf",
+      ...headers,
+    });
     res.end(message === undefined ? undefined : statusProto(grpcCode, message));
   }
 }
@@ -103,7 +143,13 @@ export class OtlpReceiver {
   readonly #maxBody: number;
   readonly #maxPending: number;
   readonly #onAccepted: () => void;
-  readonly stats: ReceiverStats = { spans: 0, logs: 0, metricRequests: 0, rejected: 0, throttled: 0 };
+  readonly stats: ReceiverStats = {
+    spans: 0,
+    logs: 0,
+    metricRequests: 0,
+    rejected: 0,
+    throttled: 0,
+  };
 
   constructor(o: ReceiverOptions) {
     this.#store = o.store;
@@ -115,39 +161,72 @@ export class OtlpReceiver {
   /** Handles a request if it is for an OTLP path; returns false otherwise. */
   handle(req: IncomingMessage, res: ServerResponse): boolean {
     const path = (req.url ?? "").split("?")[0];
-    if (path !== "/v1/traces" && path !== "/v1/logs" && path !== "/v1/metrics") return false;
-    const type = String(req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
+    if (path !== "/v1/traces" && path !== "/v1/logs" && path !== "/v1/metrics")
+      return false;
+    const type = String(req.headers["content-type"] ?? "")
+      .split(";")[0]!
+      .trim()
+      .toLowerCase();
     const json = type === "application/json";
     void this.#receive(req, res, path, type, json).catch((err: unknown) => {
-      const status = err instanceof RequestError ? err.status : err instanceof OtlpDecodeError || err instanceof SyntaxError ? 400 : 500;
+      const status =
+        err instanceof RequestError
+          ? err.status
+          : err instanceof OtlpDecodeError || err instanceof SyntaxError
+            ? 400
+            : 500;
       if (status === 400) this.stats.rejected++;
-      const reason = err instanceof SyntaxError ? `invalid JSON: ${err.message}` : (err as Error).message;
+      const reason =
+        err instanceof SyntaxError
+          ? `invalid JSON: ${err.message}`
+          : (err as Error).message;
       answer(res, json, status, reason);
     });
     return true;
   }
 
-  async #receive(req: IncomingMessage, res: ServerResponse, path: string, type: string, json: boolean): Promise<void> {
+  async #receive(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    type: string,
+    json: boolean,
+  ): Promise<void> {
     if (req.method !== "POST") throw new RequestError(405, "use POST");
     if (type !== "application/x-protobuf" && type !== "application/json") {
       req.resume();
-      throw new RequestError(400, `unsupported content-type ${JSON.stringify(type)}; send application/x-protobuf or application/json`);
+      throw new RequestError(
+        400,
+        `unsupported content-type ${JSON.stringify(type)}; send application/x-protobuf or application/json`,
+      );
     }
     if (this.#store.pending >= this.#maxPending) {
       this.stats.throttled++;
       req.resume();
-      answer(res, json, 429, "the viewer's store is busy; retry shortly", { "retry-after": "1" });
+      answer(res, json, 429, "the viewer's store is busy; retry shortly", {
+        "retry-after": "1",
+      });
       return;
     }
     let body = await readBody(req, this.#maxBody);
-    const encoding = String(req.headers["content-encoding"] ?? "identity").toLowerCase();
+    const encoding = String(
+      req.headers["content-encoding"] ?? "identity",
+    ).toLowerCase();
     if (encoding === "gzip") body = await inflate(body, this.#maxBody);
-    else if (encoding !== "identity") throw new RequestError(400, `unsupported content-encoding ${JSON.stringify(encoding)}`);
+    else if (encoding !== "identity")
+      throw new RequestError(
+        400,
+        `unsupported content-encoding ${JSON.stringify(encoding)}`,
+      );
     if (path === "/v1/traces") {
-      const decoded = json ? decodeTracesJson(JSON.parse(body.toString("utf8"))) : decodeTracesProto(body);
+      const decoded = json
+        ? decodeTracesJson(JSON.parse(body.toString("utf8")))
+        : decodeTracesProto(body);
       this.stats.spans += this.#store.ingestSpans(decoded);
     } else if (path === "/v1/logs") {
-      const decoded = json ? decodeLogsJson(JSON.parse(body.toString("utf8"))) : decodeLogsProto(body);
+      const decoded = json
+        ? decodeLogsJson(JSON.parse(body.toString("utf8")))
+        : decodeLogsProto(body);
       this.stats.logs += this.#store.ingestLogs(decoded);
     } else {
       // Accepted so exporters stay healthy; metrics are not shown yet.

@@ -19,8 +19,20 @@
 // The store is bounded: prune() drops the oldest traces and logs beyond the
 // age limit, and beyond the size limit, oldest first.
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import type { DecodedLogRecord, DecodedResourceLogs, DecodedResourceSpans, DecodedSpan } from "@threadline/otlp";
-import type { LogRecord, SearchQuery, SpanRecord, TraceBackend, TraceDetail, TraceSummary } from "./model.ts";
+import type {
+  DecodedLogRecord,
+  DecodedResourceLogs,
+  DecodedResourceSpans,
+  DecodedSpan,
+} from "@threadline/otlp";
+import type {
+  LogRecord,
+  SearchQuery,
+  SpanRecord,
+  TraceBackend,
+  TraceDetail,
+  TraceSummary,
+} from "./model.ts";
 
 export interface StoreOptions {
   /** File path, or `:memory:`. */
@@ -115,7 +127,9 @@ export class Store implements TraceBackend {
     this.path = options.path;
     this.#maxBytes = options.maxBytes ?? 1024 ** 3;
     this.#maxAgeMs = options.maxAgeMs ?? 7 * 24 * 3600 * 1000;
-    this.#db = new DatabaseSync(options.path, { readOnly: options.readonly === true });
+    this.#db = new DatabaseSync(options.path, {
+      readOnly: options.readonly === true,
+    });
     if (options.readonly === true) {
       this.#db.exec("PRAGMA query_only = ON");
       return;
@@ -149,9 +163,17 @@ export class Store implements TraceBackend {
       CREATE INDEX IF NOT EXISTS logs_by_trace ON logs (trace_id) WHERE trace_id <> '';
       CREATE INDEX IF NOT EXISTS logs_by_time ON logs (time_us);
     `);
-    const version = this.#db.prepare("SELECT value FROM meta WHERE key = 'schema'").get() as { value?: string } | undefined;
-    if (version?.value === undefined) this.#db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?)").run(SCHEMA_VERSION);
-    else if (version.value !== SCHEMA_VERSION) throw new Error(`the store at ${options.path} has schema ${version.value}; this version reads ${SCHEMA_VERSION}`);
+    const version = this.#db
+      .prepare("SELECT value FROM meta WHERE key = 'schema'")
+      .get() as { value?: string } | undefined;
+    if (version?.value === undefined)
+      this.#db
+        .prepare("INSERT INTO meta (key, value) VALUES ('schema', ?)")
+        .run(SCHEMA_VERSION);
+    else if (version.value !== SCHEMA_VERSION)
+      throw new Error(
+        `the store at ${options.path} has schema ${version.value}; this version reads ${SCHEMA_VERSION}`,
+      );
   }
 
   #s(sql: string): StatementSync {
@@ -172,7 +194,10 @@ export class Store implements TraceBackend {
   ingestSpans(batch: DecodedResourceSpans[]): number {
     let n = 0;
     for (const rs of batch) {
-      const service = typeof rs.resource["service.name"] === "string" ? rs.resource["service.name"] : "unknown_service";
+      const service =
+        typeof rs.resource["service.name"] === "string"
+          ? rs.resource["service.name"]
+          : "unknown_service";
       const resource = json(rs.resource);
       for (const group of rs.scopes) {
         const scope = group.scope.name;
@@ -189,7 +214,10 @@ export class Store implements TraceBackend {
   ingestLogs(batch: DecodedResourceLogs[]): number {
     let n = 0;
     for (const rl of batch) {
-      const service = typeof rl.resource["service.name"] === "string" ? rl.resource["service.name"] : "unknown_service";
+      const service =
+        typeof rl.resource["service.name"] === "string"
+          ? rl.resource["service.name"]
+          : "unknown_service";
       for (const group of rl.scopes) {
         for (const log of group.logs) {
           this.#logs.push({ log, service });
@@ -202,7 +230,8 @@ export class Store implements TraceBackend {
 
   /** Writes everything buffered in one transaction; returns the traces that changed. */
   flush(): ChangedTraces {
-    if (this.#closed || (this.#spans.length === 0 && this.#logs.length === 0)) return [];
+    if (this.#closed || (this.#spans.length === 0 && this.#logs.length === 0))
+      return [];
     const spans = this.#spans;
     const logs = this.#logs;
     this.#spans = [];
@@ -224,10 +253,16 @@ export class Store implements TraceBackend {
     const insert = this.#s(
       "INSERT OR REPLACE INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
-    const byTrace = new Map<string, { spans: PendingSpan[]; tags: Set<string> }>();
+    const byTrace = new Map<
+      string,
+      { spans: PendingSpan[]; tags: Set<string> }
+    >();
     for (const p of spans) {
       const s = p.span;
-      const customer = typeof s.attributes["customer.id"] === "string" ? s.attributes["customer.id"] : null;
+      const customer =
+        typeof s.attributes["customer.id"] === "string"
+          ? s.attributes["customer.id"]
+          : null;
       insert.run(
         s.traceId,
         s.spanId,
@@ -255,15 +290,25 @@ export class Store implements TraceBackend {
       t.tags.add(`service.name\u0000${p.service}`);
       t.tags.add(`span.name\u0000${s.name}`);
       for (const key in s.attributes) {
-        if (UNTAGGED.has(key) || key.startsWith("db.query.parameter.")) continue;
+        if (UNTAGGED.has(key) || key.startsWith("db.query.parameter."))
+          continue;
         const v = s.attributes[key];
-        if ((typeof v === "string" && v.length <= MAX_TAG_VALUE) || typeof v === "number" || typeof v === "boolean") t.tags.add(`${key}\u0000${String(v)}`);
+        if (
+          (typeof v === "string" && v.length <= MAX_TAG_VALUE) ||
+          typeof v === "number" ||
+          typeof v === "boolean"
+        )
+          t.tags.add(`${key}\u0000${String(v)}`);
       }
     }
     const read = this.#s("SELECT * FROM traces WHERE trace_id = ?");
-    const write = this.#s("INSERT OR REPLACE INTO traces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    const write = this.#s(
+      "INSERT OR REPLACE INTO traces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    );
     const tag = this.#s("INSERT OR IGNORE INTO trace_tags VALUES (?, ?, ?, ?)");
-    const retag = this.#s("UPDATE trace_tags SET start_us = ? WHERE key = ? AND value = ? AND start_us = ? AND trace_id = ?");
+    const retag = this.#s(
+      "UPDATE trace_tags SET start_us = ? WHERE key = ? AND value = ? AND start_us = ? AND trace_id = ?",
+    );
     for (const [traceId, t] of byTrace) {
       const row = (read.get(traceId) as TraceRow | undefined) ?? {
         trace_id: traceId,
@@ -278,7 +323,9 @@ export class Store implements TraceBackend {
         services: "",
       };
       const oldStart = row.start_us;
-      const services = new Set(row.services === "" ? [] : row.services.split("\n"));
+      const services = new Set(
+        row.services === "" ? [] : row.services.split("\n"),
+      );
       for (const p of t.spans) {
         const s = p.span;
         row.span_count++;
@@ -291,14 +338,31 @@ export class Store implements TraceBackend {
           if (isRoot) row.root_known = 1;
         }
         if (s.startUs < row.start_us) row.start_us = s.startUs;
-        if (row.customer === null && typeof s.attributes["customer.id"] === "string") row.customer = s.attributes["customer.id"];
+        if (
+          row.customer === null &&
+          typeof s.attributes["customer.id"] === "string"
+        )
+          row.customer = s.attributes["customer.id"];
         services.add(p.service);
       }
       row.services = [...services].sort().join("\n");
-      write.run(row.trace_id, row.start_us, row.end_us, row.root_service, row.root_name, row.root_known, row.customer, row.span_count, row.error_count, row.services);
+      write.run(
+        row.trace_id,
+        row.start_us,
+        row.end_us,
+        row.root_service,
+        row.root_name,
+        row.root_known,
+        row.customer,
+        row.span_count,
+        row.error_count,
+        row.services,
+      );
       // Tags carry the trace's start so searches come back newest first from the index.
       if (oldStart !== Number.MAX_SAFE_INTEGER && oldStart !== row.start_us) {
-        for (const r of this.#s("SELECT key, value FROM trace_tags WHERE start_us = ? AND trace_id = ?").all(oldStart, traceId) as Array<{ key: string; value: string }>) {
+        for (const r of this.#s(
+          "SELECT key, value FROM trace_tags WHERE start_us = ? AND trace_id = ?",
+        ).all(oldStart, traceId) as Array<{ key: string; value: string }>) {
           retag.run(row.start_us, r.key, r.value, oldStart, traceId);
         }
       }
@@ -312,10 +376,25 @@ export class Store implements TraceBackend {
 
   #writeLogs(logs: Array<{ log: DecodedLogRecord; service: string }>): void {
     if (logs.length === 0) return;
-    const insert = this.#s("INSERT INTO logs (time_us, trace_id, span_id, service, severity_number, severity_text, body, attributes, customer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    const insert = this.#s(
+      "INSERT INTO logs (time_us, trace_id, span_id, service, severity_number, severity_text, body, attributes, customer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    );
     for (const { log, service } of logs) {
-      const customer = typeof log.attributes["customer.id"] === "string" ? log.attributes["customer.id"] : null;
-      insert.run(log.timeUs || log.observedUs, log.traceId, log.spanId, service, log.severityNumber, log.severityText, json(log.body), json(log.attributes), customer);
+      const customer =
+        typeof log.attributes["customer.id"] === "string"
+          ? log.attributes["customer.id"]
+          : null;
+      insert.run(
+        log.timeUs || log.observedUs,
+        log.traceId,
+        log.spanId,
+        service,
+        log.severityNumber,
+        log.severityText,
+        json(log.body),
+        json(log.attributes),
+        customer,
+      );
     }
   }
 
@@ -324,18 +403,45 @@ export class Store implements TraceBackend {
   }
 
   searchSync(q: SearchQuery): TraceSummary[] {
+    // Plan: a customer narrows to a handful of traces through its index, and
+    // every other condition is then checked per trace (tags by primary-key
+    // lookups, since each tag row carries its trace's start). Without a
+    // customer, the first indexed tag condition drives the query, newest
+    // first, straight from the tag index, so LIMIT stops the scan early.
     const where: string[] = [];
     const args: Array<string | number> = [];
+    const tags: Array<[string, string]> = [];
+    const scans: Array<[string, string]> = [];
+    if (q.service) tags.push(["service.name", q.service]);
+    for (const [key, value] of q.attributes ?? []) {
+      if (
+        UNTAGGED.has(key) ||
+        key.startsWith("db.query.parameter.") ||
+        value.length > MAX_TAG_VALUE
+      )
+        scans.push([key, value]);
+      else tags.push([key, value]);
+    }
+    let from = "traces t";
+    let order = "t.start_us";
     if (q.customer) {
       where.push("t.customer = ?");
       args.push(q.customer);
+    } else {
+      const drive = tags.shift();
+      if (drive !== undefined) {
+        from = "trace_tags g JOIN traces t ON t.trace_id = g.trace_id";
+        order = "g.start_us";
+        where.push("g.key = ? AND g.value = ?");
+        args.push(drive[0], drive[1]);
+      }
     }
     if (q.fromUs !== undefined) {
-      where.push("t.start_us >= ?");
+      where.push(`${order} >= ?`);
       args.push(q.fromUs);
     }
     if (q.toUs !== undefined) {
-      where.push("t.start_us <= ?");
+      where.push(`${order} <= ?`);
       args.push(q.toUs);
     }
     if (q.errorsOnly) where.push("t.error_count > 0");
@@ -343,25 +449,24 @@ export class Store implements TraceBackend {
       where.push("t.end_us - t.start_us >= ?");
       args.push(q.minDurationUs);
     }
-    const tagFilter = (key: string | string[], value: string) => {
-      const keys = Array.isArray(key) ? key : [key];
-      where.push(`t.trace_id IN (SELECT trace_id FROM trace_tags WHERE key IN (${keys.map(() => "?").join(",")}) AND value = ?)`);
+    const exists = (keys: string[], value: string) => {
+      where.push(
+        `EXISTS (SELECT 1 FROM trace_tags x WHERE x.key IN (${keys.map(() => "?").join(",")}) AND x.value = ? AND x.start_us = t.start_us AND x.trace_id = t.trace_id)`,
+      );
       args.push(...keys, value);
     };
-    if (q.service) tagFilter("service.name", q.service);
-    if (q.operation) tagFilter(["span.name", "http.route"], q.operation);
-    for (const [key, value] of q.attributes ?? []) {
-      if (UNTAGGED.has(key) || key.startsWith("db.query.parameter.") || value.length > MAX_TAG_VALUE) {
-        // Not indexed: scan the spans of the candidate traces.
-        where.push(`EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND CAST(json_extract(s.attributes, ?) AS TEXT) = ?)`);
-        args.push(`$."${key.replace(/"/g, '""')}"`, value);
-      } else {
-        tagFilter(key, value);
-      }
+    for (const [key, value] of tags) exists([key], value);
+    if (q.operation) exists(["span.name", "http.route"], q.operation);
+    for (const [key, value] of scans) {
+      // Not indexed: read the attributes of the candidate traces' spans.
+      where.push(
+        `EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND CAST(json_extract(s.attributes, ?) AS TEXT) = ?)`,
+      );
+      args.push(`$."${key.replace(/"/g, '""')}"`, value);
     }
     const limit = Math.max(1, Math.min(q.limit ?? 50, 1000));
-    const sql = `SELECT t.* FROM traces t ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY t.start_us DESC LIMIT ${limit}`;
-    return (this.#db.prepare(sql).all(...args) as unknown as TraceRow[]).map(toSummary);
+    const sql = `SELECT t.* FROM ${from} ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY ${order} DESC LIMIT ${limit}`;
+    return (this.#s(sql).all(...args) as unknown as TraceRow[]).map(toSummary);
   }
 
   async getTrace(traceId: string): Promise<TraceDetail | undefined> {
@@ -369,7 +474,9 @@ export class Store implements TraceBackend {
   }
 
   getTraceSync(traceId: string): TraceDetail | undefined {
-    const rows = this.#s("SELECT * FROM spans WHERE trace_id = ? ORDER BY start_us").all(traceId) as Array<Record<string, unknown>>;
+    const rows = this.#s(
+      "SELECT * FROM spans WHERE trace_id = ? ORDER BY start_us",
+    ).all(traceId) as Array<Record<string, unknown>>;
     if (rows.length === 0) return undefined;
     const spans: SpanRecord[] = rows.map((r) => ({
       traceId: r["trace_id"] as string,
@@ -389,53 +496,78 @@ export class Store implements TraceBackend {
       resource: parse(r["resource"], {}),
       scope: r["scope"] as string,
     }));
-    const logs = (this.#s("SELECT * FROM logs WHERE trace_id = ? ORDER BY time_us, id").all(traceId) as Array<Record<string, unknown>>).map(
-      (r): LogRecord => ({
-        timeUs: r["time_us"] as number,
-        traceId: r["trace_id"] as string,
-        spanId: r["span_id"] as string,
-        service: r["service"] as string,
-        severityNumber: r["severity_number"] as number,
-        severityText: r["severity_text"] as string,
-        body: parse(r["body"], null),
-        attributes: parse(r["attributes"], {}),
-        customer: (r["customer"] as string | null) ?? null,
-      }),
-    );
+    const logs = (
+      this.#s("SELECT * FROM logs WHERE trace_id = ? ORDER BY time_us, id").all(
+        traceId,
+      ) as Array<Record<string, unknown>>
+    ).map((r): LogRecord => ({
+      timeUs: r["time_us"] as number,
+      traceId: r["trace_id"] as string,
+      spanId: r["span_id"] as string,
+      service: r["service"] as string,
+      severityNumber: r["severity_number"] as number,
+      severityText: r["severity_text"] as string,
+      body: parse(r["body"], null),
+      attributes: parse(r["attributes"], {}),
+      customer: (r["customer"] as string | null) ?? null,
+    }));
     return { traceId, spans, logs };
   }
 
   /** Every service seen, for the viewer's filter. */
   services(): string[] {
-    return (this.#s("SELECT DISTINCT value FROM trace_tags WHERE key = 'service.name' ORDER BY value").all() as Array<{ value: string }>).map((r) => r.value);
+    return (
+      this.#s(
+        "SELECT DISTINCT value FROM trace_tags WHERE key = 'service.name' ORDER BY value",
+      ).all() as Array<{ value: string }>
+    ).map((r) => r.value);
   }
 
   /** Size of the database, counting only pages in use. */
   sizeBytes(): number {
-    const pageSize = (this.#s("PRAGMA page_size").get() as { page_size: number }).page_size;
-    const pages = (this.#s("PRAGMA page_count").get() as { page_count: number }).page_count;
-    const free = (this.#s("PRAGMA freelist_count").get() as { freelist_count: number }).freelist_count;
+    const pageSize = (
+      this.#s("PRAGMA page_size").get() as { page_size: number }
+    ).page_size;
+    const pages = (this.#s("PRAGMA page_count").get() as { page_count: number })
+      .page_count;
+    const free = (
+      this.#s("PRAGMA freelist_count").get() as { freelist_count: number }
+    ).freelist_count;
     return (pages - free) * pageSize;
   }
 
   counts(): { traces: number; spans: number; logs: number } {
     const one = (sql: string) => (this.#s(sql).get() as { n: number }).n;
-    return { traces: one("SELECT count(*) AS n FROM traces"), spans: one("SELECT count(*) AS n FROM spans"), logs: one("SELECT count(*) AS n FROM logs") };
+    return {
+      traces: one("SELECT count(*) AS n FROM traces"),
+      spans: one("SELECT count(*) AS n FROM spans"),
+      logs: one("SELECT count(*) AS n FROM logs"),
+    };
   }
 
   /** Deletes data older than the age limit, then oldest-first until under the size limit. Returns traces removed. */
   prune(nowUs = Date.now() * 1000): number {
     let removed = this.#deleteBefore(nowUs - this.#maxAgeMs * 1000);
-    for (let round = 0; round < 20 && this.sizeBytes() > this.#maxBytes; round++) {
+    for (
+      let round = 0;
+      round < 20 && this.sizeBytes() > this.#maxBytes;
+      round++
+    ) {
       // Drop the oldest tenth of what is left (at least one trace) per round.
-      const n = (this.#s("SELECT count(*) AS n FROM traces").get() as { n: number }).n;
+      const n = (
+        this.#s("SELECT count(*) AS n FROM traces").get() as { n: number }
+      ).n;
       if (n === 0) {
-        const oldestLog = this.#s("SELECT time_us FROM logs ORDER BY time_us LIMIT 1 OFFSET ?").get(1000) as { time_us?: number } | undefined;
+        const oldestLog = this.#s(
+          "SELECT time_us FROM logs ORDER BY time_us LIMIT 1 OFFSET ?",
+        ).get(1000) as { time_us?: number } | undefined;
         if (oldestLog?.time_us === undefined) break;
         this.#deleteBefore(oldestLog.time_us);
         continue;
       }
-      const cut = this.#s("SELECT start_us FROM traces ORDER BY start_us LIMIT 1 OFFSET ?").get(Math.max(0, Math.floor(n / 10))) as { start_us: number };
+      const cut = this.#s(
+        "SELECT start_us FROM traces ORDER BY start_us LIMIT 1 OFFSET ?",
+      ).get(Math.max(0, Math.floor(n / 10))) as { start_us: number };
       removed += this.#deleteBefore(cut.start_us + 1);
     }
     if (removed > 0) this.#db.exec("PRAGMA incremental_vacuum");
@@ -445,7 +577,9 @@ export class Store implements TraceBackend {
   #deleteBefore(cutUs: number): number {
     this.#db.exec("BEGIN");
     try {
-      this.#s("DELETE FROM spans WHERE trace_id IN (SELECT trace_id FROM traces WHERE start_us < ?)").run(cutUs);
+      this.#s(
+        "DELETE FROM spans WHERE trace_id IN (SELECT trace_id FROM traces WHERE start_us < ?)",
+      ).run(cutUs);
       this.#s("DELETE FROM trace_tags WHERE start_us < ?").run(cutUs);
       this.#s("DELETE FROM logs WHERE time_us < ?").run(cutUs);
       const r = this.#s("DELETE FROM traces WHERE start_us < ?").run(cutUs);

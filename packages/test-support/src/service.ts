@@ -6,6 +6,8 @@ import { waitFor } from "./wait.ts";
 export interface ServiceOptions {
   /** Script to run. */
   entry: string;
+  /** Arguments after the script. */
+  args?: string[];
   /** Node options placed before the script, e.g. ['--import', '@threadline/node/register']. */
   execArgv?: string[];
   env?: Record<string, string | undefined>;
@@ -52,7 +54,7 @@ export async function startService(
   const stderr: string[] = [];
   const child = spawn(
     process.execPath,
-    [...(options.execArgv ?? []), options.entry],
+    [...(options.execArgv ?? []), options.entry, ...(options.args ?? [])],
     {
       cwd: options.cwd,
       env: { ...cleanEnv(), ...options.env },

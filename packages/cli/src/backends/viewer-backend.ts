@@ -1,6 +1,11 @@
 // A running `threadline dev`, read through its JSON API: works whether it
 // keeps its store in a file or in memory.
-import type { SearchQuery, TraceBackend, TraceDetail, TraceSummary } from "../model.ts";
+import type {
+  SearchQuery,
+  TraceBackend,
+  TraceDetail,
+  TraceSummary,
+} from "../model.ts";
 import { paramsFromQuery } from "../query.ts";
 
 export class ViewerBackend implements TraceBackend {
@@ -16,17 +21,27 @@ export class ViewerBackend implements TraceBackend {
 
   async #get(path: string): Promise<Response> {
     try {
-      return await fetch(`${this.#url}${path}`, { headers: this.#token ? { authorization: `Bearer ${this.#token}` } : {}, signal: AbortSignal.timeout(10_000) });
+      return await fetch(`${this.#url}${path}`, {
+        headers: this.#token ? { authorization: `Bearer ${this.#token}` } : {},
+        signal: AbortSignal.timeout(10_000),
+      });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
-      throw new Error(`no threadline viewer answers at ${this.#url} (${cause}); is \`threadline dev\` running?`);
+      const cause =
+        (err as { cause?: { code?: string } }).cause?.code ??
+        (err as Error).message;
+      throw new Error(
+        `no threadline viewer answers at ${this.#url} (${cause}); is \`threadline dev\` running?`,
+      );
     }
   }
 
   /** Whether a viewer answers at the URL. */
   async reachable(): Promise<boolean> {
     try {
-      const res = await fetch(`${this.#url}/api/stats`, { signal: AbortSignal.timeout(1000), headers: this.#token ? { authorization: `Bearer ${this.#token}` } : {} });
+      const res = await fetch(`${this.#url}/api/stats`, {
+        signal: AbortSignal.timeout(1000),
+        headers: this.#token ? { authorization: `Bearer ${this.#token}` } : {},
+      });
       return res.status === 200 || res.status === 401;
     } catch {
       return false;
@@ -34,8 +49,13 @@ export class ViewerBackend implements TraceBackend {
   }
 
   async search(query: SearchQuery): Promise<TraceSummary[]> {
-    const res = await this.#get(`/api/search?${paramsFromQuery(query).toString()}`);
-    const body = (await res.json()) as { traces?: TraceSummary[]; error?: string };
+    const res = await this.#get(
+      `/api/search?${paramsFromQuery(query).toString()}`,
+    );
+    const body = (await res.json()) as {
+      traces?: TraceSummary[];
+      error?: string;
+    };
     if (!res.ok) throw new Error(`${this.name}: ${body.error ?? res.status}`);
     return body.traces ?? [];
   }

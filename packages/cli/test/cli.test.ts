@@ -1,0 +1,294 @@
+// The threadline command as users run it: `threadline dev` as a process,
+// the example shop exporting to it, then `threadline search` and
+// `threadline trace` as processes, against the running viewer and against
+// the store file after the viewer stopped.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  freePort,
+  startService,
+  startShop,
+  stopTestServers,
+  testBroker,
+  testDatabase,
+  waitFor,
+  type RunningService,
+  type Shop,
+} from "@threadline/test-support";
+import type { TraceDetail, TraceSummary } from "../src/index.ts";
+
+const bin = fileURLToPath(new URL("../bin/threadline.js", import.meta.url));
+const fixtures = fileURLToPath(
+  new URL("../../../test/fixtures/", import.meta.url),
+);
+const dir = mkdtempSync(join(tmpdir(), "threadline-cli-"));
+
+function threadline(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      env: { ...process.env, ...env },
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
+    child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe("threadline search and trace", () => {
+  const db = join(dir, "store.sqlite");
+  let dev: RunningService;
+  let viewerUrl: string;
+  let shop: Shop;
+
+  before(async () => {
+    const [otlpPort, viewerPort] = await Promise.all([freePort(), freePort()]);
+    dev = await startService({
+      entry: bin,
+      env: {},
+      ready: /viewer and API\s+http:\/\/[^:]+:(\d+)/,
+      timeoutMs: 20_000,
+      args: [
+        "dev",
+        "--db",
+        db,
+        "--otlp-port",
+        String(otlpPort),
+        "--port",
+        String(viewerPort),
+      ],
+    });
+    viewerUrl = `http://127.0.0.1:${viewerPort}`;
+    const [databaseUrl, amqpUrl] = await Promise.all([
+      testDatabase(),
+      testBroker(),
+    ]);
+    shop = await startShop({
+      otlpEndpoint: `http://127.0.0.1:${otlpPort}`,
+      databaseUrl,
+      amqpUrl,
+      env: { OTEL_BSP_SCHEDULE_DELAY: "100", OTEL_BLRP_SCHEDULE_DELAY: "100" },
+    });
+    for (const customer of ["c-42", "c-7", "c-42"]) {
+      const res = await fetch(`${shop.gateway.url}/orders`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "x-customer-id": customer,
+        },
+        body: JSON.stringify({ item: "book", quantity: 1 }),
+      });
+      assert.equal(res.status, 201);
+    }
+    await waitFor(
+      async () => {
+        const r = (await (
+          await fetch(`${viewerUrl}/api/search?customer=c-42`)
+        ).json()) as { traces: TraceSummary[] };
+        return (
+          r.traces.length === 2 && r.traces.every((t) => t.spanCount === 9)
+        );
+      },
+      { what: "both c-42 orders, complete", timeoutMs: 30_000 },
+    );
+  });
+
+  after(async () => {
+    await shop?.stop();
+    await dev?.stop();
+    await stopTestServers();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("lists a customer's traces from the running viewer", async () => {
+    const r = await threadline([
+      "search",
+      "--customer",
+      "c-42",
+      "--backend",
+      `viewer=${viewerUrl}`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const rows = r.stdout.trim().split("\n").slice(1);
+    assert.equal(rows.length, 2, r.stdout);
+    for (const row of rows) {
+      assert.match(row, /gateway POST \/orders/);
+      assert.match(row, /c-42/);
+      assert.match(row, /gateway, orders, worker/);
+    }
+    assert.ok(!r.stdout.includes("c-7"));
+  });
+
+  it("prints JSON, and filters by service, operation and attribute", async () => {
+    const r = await threadline([
+      "search",
+      "--customer",
+      "c-42",
+      "--service",
+      "worker",
+      "--operation",
+      "UPDATE orders",
+      "--attr",
+      "peer.service=payments-provider",
+      "--since",
+      "1h",
+      "--json",
+      "--backend",
+      `viewer=${viewerUrl}`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const body = JSON.parse(r.stdout) as { traces: TraceSummary[] };
+    assert.equal(body.traces.length, 2);
+    for (const t of body.traces) {
+      assert.equal(t.customer, "c-42");
+      assert.equal(t.spanCount, 9);
+      assert.deepEqual(t.services, ["gateway", "orders", "worker"]);
+    }
+  });
+
+  it("prints a trace as a tree with SQL, the queue hop, the third party and log lines", async () => {
+    const search = JSON.parse(
+      (
+        await threadline([
+          "search",
+          "--customer",
+          "c-42",
+          "--json",
+          "--backend",
+          `viewer=${viewerUrl}`,
+        ])
+      ).stdout,
+    ) as { traces: TraceSummary[] };
+    const id = search.traces[0]!.traceId;
+    const r = await threadline([
+      "trace",
+      id,
+      "--backend",
+      `viewer=${viewerUrl}`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    for (const expected of [
+      `trace ${id}`,
+      "customer c-42",
+      "9 spans",
+      "SQL SELECT price_cents FROM products WHERE sku = $1",
+      "SQL INSERT INTO orders",
+      "publish",
+      "[confirmed]",
+      "process",
+      "[ack]",
+      "third party payments-provider: POST",
+      "log info: order stored and announced",
+      "log info: order paid",
+    ]) {
+      assert.ok(r.stdout.includes(expected), `${expected}\n${r.stdout}`);
+    }
+    const json = JSON.parse(
+      (
+        await threadline([
+          "trace",
+          id,
+          "--json",
+          "--backend",
+          `viewer=${viewerUrl}`,
+        ])
+      ).stdout,
+    ) as TraceDetail;
+    assert.equal(json.spans.length, 9);
+    assert.equal(json.logs.length, 5);
+  });
+
+  it("finds the running viewer by itself with the local backend", async () => {
+    const r = await threadline(["search", "--customer", "c-7"], {
+      THREADLINE_VIEWER_URL: viewerUrl,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim().split("\n").length, 2);
+  });
+
+  it("reads the store file when no viewer runs, history kept", async () => {
+    await shop.stop();
+    await dev.stop("SIGINT");
+    const r = await threadline(["search", "--customer", "c-42", "--json"], {
+      THREADLINE_DB: db,
+      THREADLINE_VIEWER_URL: "http://127.0.0.1:9",
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(
+      (JSON.parse(r.stdout) as { backend: string; traces: unknown[] }).traces
+        .length,
+      2,
+    );
+    assert.equal(
+      (JSON.parse(r.stdout) as { backend: string }).backend,
+      "local",
+    );
+  });
+
+  it("explains bad usage", async () => {
+    const r = await threadline(["trace", "not-a-trace"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /a trace id is 32 hex characters/);
+    const s = await threadline(["search", "--since", "yesterday"]);
+    assert.equal(s.code, 2);
+    assert.match(s.stderr, /not a duration/);
+    const none = await threadline(["search", "--customer", "x"], {
+      THREADLINE_DB: join(dir, "missing.sqlite"),
+      THREADLINE_VIEWER_URL: "http://127.0.0.1:9",
+    });
+    assert.equal(none.code, 2);
+    assert.match(
+      none.stderr,
+      /no local store .* start one with `npx threadline dev`/,
+    );
+  });
+});
+
+describe("threadline dev with no configuration anywhere", () => {
+  it("receives what a service exports with the SDK's defaults", async () => {
+    const db = join(dir, "defaults.sqlite");
+    const dev = await startService({
+      entry: bin,
+      env: {},
+      ready: /viewer and API\s+http:\/\/[^:]+:(\d+)/,
+      args: ["dev", "--db", db],
+    });
+    try {
+      assert.equal(dev.port, 4320);
+      // The service sets no OTEL_EXPORTER_OTLP_ENDPOINT: the default is the dev server.
+      const app = await startService({
+        entry: "hello.cjs",
+        cwd: fixtures,
+        execArgv: ["--import", "@threadline/node/register"],
+        env: { OTEL_SERVICE_NAME: "defaults" },
+      });
+      try {
+        await fetch(`${app.url}/hello`, {
+          headers: { "x-customer-id": "c-0" },
+        });
+        await waitFor(
+          async () =>
+            (
+              (await (
+                await fetch("http://127.0.0.1:4320/api/search?customer=c-0")
+              ).json()) as { traces: unknown[] }
+            ).traces.length === 1,
+          { what: "the trace in the viewer" },
+        );
+      } finally {
+        await app.stop();
+      }
+    } finally {
+      await dev.stop();
+    }
+  });
+});

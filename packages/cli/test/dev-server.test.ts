@@ -1,0 +1,345 @@
+// threadline dev's receiver and API against real HTTP: valid OTLP in both
+// encodings, hostile and oversized payloads, back-pressure, tokens, and the
+// live stream.
+import assert from "node:assert/strict";
+import http from "node:http";
+import { after, before, describe, it } from "node:test";
+import { gzipSync } from "node:zlib";
+import { LogsEncoder, TraceEncoder, type SpanData } from "@threadline/otlp";
+import { waitFor } from "@threadline/test-support";
+import {
+  DevServerError,
+  startDevServer,
+  type DevServer,
+} from "../src/index.ts";
+
+let n = 0;
+function span(customer: string): SpanData {
+  n++;
+  const now = Date.now();
+  return {
+    scope: { name: "t" },
+    traceId: n.toString(16).padStart(32, "a"),
+    spanId: n.toString(16).padStart(16, "b"),
+    parentSpanId: undefined,
+    parentIsRemote: false,
+    traceState: undefined,
+    traceFlags: 1,
+    name: "GET /orders",
+    kind: 1,
+    startTime: now,
+    endTime: now + 5,
+    attributes: { "customer.id": customer },
+    droppedAttributesCount: 0,
+    events: undefined,
+    droppedEventsCount: 0,
+    links: undefined,
+    droppedLinksCount: 0,
+    statusCode: 0,
+    statusMessage: undefined,
+  };
+}
+
+const traces = new TraceEncoder({ "service.name": "api" });
+
+async function post(
+  url: string,
+  body: Uint8Array | string,
+  headers: Record<string, string>,
+): Promise<{
+  status: number;
+  text: string;
+  headers: http.IncomingHttpHeaders;
+}> {
+  const res = await fetch(url, { method: "POST", body, headers });
+  return {
+    status: res.status,
+    text: Buffer.from(await res.arrayBuffer()).toString("latin1"),
+    headers: Object.fromEntries(res.headers),
+  };
+}
+
+const proto = { "content-type": "application/x-protobuf" };
+const json = { "content-type": "application/json" };
+
+describe("the OTLP receiver", () => {
+  let dev: DevServer;
+  before(async () => {
+    dev = await startDevServer({
+      dbPath: ":memory:",
+      otlpPort: 0,
+      viewerPort: 0,
+      maxBodyBytes: 256 * 1024,
+      flushIntervalMs: 10,
+    });
+  });
+  after(() => dev.close());
+
+  it("accepts traces and logs as protobuf and JSON", async () => {
+    assert.equal(
+      (
+        await post(
+          `${dev.otlpUrl}/v1/traces`,
+          traces.encode([span("c-1")]),
+          proto,
+        )
+      ).status,
+      200,
+    );
+    assert.equal(
+      (
+        await post(
+          `${dev.otlpUrl}/v1/traces`,
+          traces.encodeJson([span("c-1")]),
+          json,
+        )
+      ).status,
+      200,
+    );
+    assert.equal(
+      (
+        await post(
+          `${dev.otlpUrl}/v1/traces`,
+          gzipSync(traces.encode([span("c-1")])),
+          { ...proto, "content-encoding": "gzip" },
+        )
+      ).status,
+      200,
+    );
+    const logs = new LogsEncoder({ "service.name": "api" }, { name: "pino" });
+    const record = {
+      time: Date.now(),
+      observedTime: Date.now(),
+      severityNumber: 9,
+      severityText: "info",
+      body: "hi",
+      attributes: {},
+      traceId: undefined,
+      spanId: undefined,
+      traceFlags: 0,
+    };
+    assert.equal(
+      (await post(`${dev.otlpUrl}/v1/logs`, logs.encode([record]), proto))
+        .status,
+      200,
+    );
+    assert.equal(
+      (await post(`${dev.otlpUrl}/v1/metrics`, new Uint8Array(), proto)).status,
+      200,
+      "metrics are accepted",
+    );
+    await waitFor(
+      async () =>
+        (
+          (await (
+            await fetch(`${dev.viewerUrl}/api/search?customer=c-1`)
+          ).json()) as { traces: unknown[] }
+        ).traces.length === 3,
+      { what: "three traces" },
+    );
+    assert.equal(dev.store.counts().logs, 1);
+  });
+
+  it("answers malformed and oversized payloads with 400 and a reason, and keeps working", async () => {
+    const good = traces.encode([span("c-2")]);
+    const cases: Array<[Uint8Array | string, Record<string, string>, RegExp]> =
+      [
+        [good.subarray(0, good.length - 5), proto, /runs past|truncated/],
+        [Uint8Array.from([0x0a, 0x05, 0x01]), proto, /runs past/],
+        ["{not json", json, /invalid JSON/],
+        [
+          JSON.stringify({
+            resourceSpans: [
+              {
+                scopeSpans: [
+                  { spans: [{ traceId: "zz", spanId: "b7ad6b7169203331" }] },
+                ],
+              },
+            ],
+          }),
+          json,
+          /traceId/,
+        ],
+        [good, { "content-type": "text/plain" }, /unsupported content-type/],
+        [new Uint8Array(300 * 1024), proto, /exceeds the limit/],
+        [
+          gzipSync(Buffer.alloc(50 * 1024 * 1024)),
+          { ...proto, "content-encoding": "gzip" },
+          /decompressed payload exceeds/,
+        ],
+        [
+          Buffer.from("not gzip"),
+          { ...proto, "content-encoding": "gzip" },
+          /invalid gzip/,
+        ],
+      ];
+    for (const [body, headers, reason] of cases) {
+      const res = await post(`${dev.otlpUrl}/v1/traces`, body, headers);
+      assert.equal(res.status, 400, reason.source);
+      assert.match(res.text, reason);
+    }
+    assert.equal(
+      (await post(`${dev.otlpUrl}/v1/traces`, good, proto)).status,
+      200,
+    );
+    await waitFor(
+      async () =>
+        (
+          (await (
+            await fetch(`${dev.viewerUrl}/api/search?customer=c-2`)
+          ).json()) as { traces: unknown[] }
+        ).traces.length === 1,
+      { what: "the good trace" },
+    );
+    assert.ok(dev.receiver.stats.rejected >= cases.length);
+  });
+
+  it("rejects bad search parameters with a reason", async () => {
+    const res = await fetch(`${dev.viewerUrl}/api/search?minDuration=soon`);
+    assert.equal(res.status, 400);
+    assert.match(
+      ((await res.json()) as { error: string }).error,
+      /not a duration/,
+    );
+  });
+
+  it("streams new traces to live subscribers, filtered by customer", async () => {
+    const events: string[] = [];
+    const req = http.get(`${dev.viewerUrl}/api/live?customer=c-live`, (res) => {
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => events.push(c));
+    });
+    await waitFor(() => events.join("").includes(": live"), {
+      what: "the stream to open",
+    });
+    await post(
+      `${dev.otlpUrl}/v1/traces`,
+      traces.encode([span("c-other"), span("c-live")]),
+      proto,
+    );
+    await waitFor(() => events.join("").includes("event: trace"), {
+      what: "a live event",
+    });
+    const data = events
+      .join("")
+      .split("\n")
+      .filter((l) => l.startsWith("data: "));
+    assert.equal(data.length, 1);
+    assert.equal(
+      (JSON.parse(data[0]!.slice(6)) as { customer: string }).customer,
+      "c-live",
+    );
+    req.destroy();
+  });
+});
+
+describe("back-pressure", () => {
+  it("answers 429 with Retry-After instead of buffering without bound", async () => {
+    const dev = await startDevServer({
+      dbPath: ":memory:",
+      otlpPort: 0,
+      viewerPort: 0,
+      maxPending: 2,
+      flushIntervalMs: 60_000,
+    });
+    try {
+      assert.equal(
+        (
+          await post(
+            `${dev.otlpUrl}/v1/traces`,
+            traces.encode([span("a"), span("b")]),
+            proto,
+          )
+        ).status,
+        200,
+      );
+      const res = await post(
+        `${dev.otlpUrl}/v1/traces`,
+        traces.encode([span("c")]),
+        proto,
+      );
+      assert.equal(res.status, 429);
+      assert.equal(res.headers["retry-after"], "1");
+      dev.store.flush();
+      assert.equal(
+        (
+          await post(
+            `${dev.otlpUrl}/v1/traces`,
+            traces.encode([span("c")]),
+            proto,
+          )
+        ).status,
+        200,
+      );
+    } finally {
+      await dev.close();
+    }
+  });
+});
+
+describe("tokens", () => {
+  it("refuses to listen beyond loopback without a token", async () => {
+    await assert.rejects(
+      startDevServer({
+        dbPath: ":memory:",
+        host: "0.0.0.0",
+        otlpPort: 0,
+        viewerPort: 0,
+      }),
+      (e: unknown) =>
+        e instanceof DevServerError && /without a token/.test(e.message),
+    );
+  });
+
+  it("requires the token for OTLP and the API when one is set", async () => {
+    const dev = await startDevServer({
+      dbPath: ":memory:",
+      host: "0.0.0.0",
+      otlpPort: 0,
+      viewerPort: 0,
+      token: "s3cret",
+    });
+    const otlp = dev.otlpUrl.replace("0.0.0.0", "127.0.0.1");
+    const viewer = dev.viewerUrl.replace("0.0.0.0", "127.0.0.1");
+    try {
+      assert.equal(
+        (await post(`${otlp}/v1/traces`, traces.encode([span("t")]), proto))
+          .status,
+        401,
+      );
+      assert.equal(
+        (
+          await post(`${otlp}/v1/traces`, traces.encode([span("t")]), {
+            ...proto,
+            authorization: "Bearer wrong",
+          })
+        ).status,
+        401,
+      );
+      assert.equal(
+        (
+          await post(`${otlp}/v1/traces`, traces.encode([span("t")]), {
+            ...proto,
+            authorization: "Bearer s3cret",
+          })
+        ).status,
+        200,
+      );
+      assert.equal((await fetch(`${viewer}/api/stats`)).status, 401);
+      assert.equal(
+        (await fetch(`${viewer}/api/stats?token=s3cret`)).status,
+        200,
+      );
+      assert.equal(
+        (
+          await fetch(`${viewer}/api/stats`, {
+            headers: { authorization: "Bearer s3cret" },
+          })
+        ).status,
+        200,
+      );
+    } finally {
+      await dev.close();
+    }
+  });
+});

@@ -1,0 +1,268 @@
+// The local store: search filters, persistence across restarts, pruning.
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import type {
+  DecodedResourceLogs,
+  DecodedResourceSpans,
+  DecodedSpan,
+} from "@threadline/otlp";
+import { Store } from "../src/store.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "threadline-store-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+let seq = 0;
+const hex = (n: number, width: number) => n.toString(16).padStart(width, "0");
+
+function span(traceId: string, over: Partial<DecodedSpan> = {}): DecodedSpan {
+  seq++;
+  return {
+    traceId,
+    spanId: hex(seq, 16),
+    parentSpanId: "",
+    traceState: "",
+    name: "GET /orders",
+    kind: 2,
+    startUs: 1_000_000,
+    endUs: 1_010_000,
+    attributes: {},
+    events: [],
+    links: [],
+    statusCode: 0,
+    statusMessage: "",
+    flags: 1,
+    ...over,
+  };
+}
+
+function batch(service: string, spans: DecodedSpan[]): DecodedResourceSpans[] {
+  return [
+    {
+      resource: { "service.name": service },
+      scopes: [{ scope: { name: "t", version: "" }, spans }],
+    },
+  ];
+}
+
+/** One order: gateway root, orders child with SQL, worker consumer. */
+function order(
+  store: Store,
+  n: number,
+  customer: string,
+  startUs: number,
+  error = false,
+): string {
+  const traceId = hex(0xabc000 + n, 32);
+  const root = span(traceId, {
+    startUs,
+    endUs: startUs + 20_000,
+    attributes: { "customer.id": customer, "http.route": "/orders" },
+    name: "POST /orders",
+  });
+  const child = span(traceId, {
+    parentSpanId: root.spanId,
+    kind: 3,
+    name: "SELECT products",
+    startUs: startUs + 1000,
+    endUs: startUs + 3000,
+    attributes: {
+      "customer.id": customer,
+      "db.query.text": "SELECT price_cents FROM products WHERE sku = $1",
+      "db.collection.name": "products",
+    },
+  });
+  const consumer = span(traceId, {
+    parentSpanId: child.spanId,
+    kind: 5,
+    name: "process payments",
+    startUs: startUs + 5000,
+    endUs: startUs + (error ? 900_000 : 15_000),
+    statusCode: error ? 2 : 0,
+    attributes: { "customer.id": customer, "messaging.system": "rabbitmq" },
+  });
+  // Services export separately and out of order: worker first.
+  store.ingestSpans(batch("worker", [consumer]));
+  store.ingestSpans(batch("orders", [child]));
+  store.flush();
+  store.ingestSpans(batch("gateway", [root]));
+  const logs: DecodedResourceLogs[] = [
+    {
+      resource: { "service.name": "orders" },
+      scopes: [
+        {
+          scope: { name: "pino", version: "" },
+          logs: [
+            {
+              timeUs: startUs + 2000,
+              observedUs: 0,
+              severityNumber: 9,
+              severityText: "info",
+              body: "order stored",
+              attributes: { "customer.id": customer },
+              traceId,
+              spanId: child.spanId,
+              flags: 1,
+              eventName: "",
+            },
+          ],
+        },
+      ],
+    },
+  ];
+  store.ingestLogs(logs);
+  store.flush();
+  return traceId;
+}
+
+describe("search", () => {
+  const store = new Store({ path: ":memory:" });
+  const ids: Record<string, string> = {};
+  before(() => {
+    ids["a"] = order(store, 1, "c-42", 1_000_000);
+    ids["b"] = order(store, 2, "c-7", 2_000_000);
+    ids["c"] = order(store, 3, "c-42", 3_000_000, true);
+  });
+  after(() => store.close());
+
+  it("summarises each trace across services, out-of-order arrival included", () => {
+    const [t] = store.searchSync({ customer: "c-7" });
+    assert.ok(t);
+    assert.equal(t.traceId, ids["b"]);
+    assert.equal(t.rootService, "gateway");
+    assert.equal(t.rootName, "POST /orders");
+    assert.equal(t.spanCount, 3);
+    assert.deepEqual(t.services, ["gateway", "orders", "worker"]);
+    assert.equal(t.startUs, 2_000_000);
+    assert.equal(t.durationUs, 20_000);
+  });
+
+  it("finds by customer, newest first, and by every other filter", () => {
+    assert.deepEqual(
+      store.searchSync({ customer: "c-42" }).map((t) => t.traceId),
+      [ids["c"], ids["a"]],
+    );
+    assert.deepEqual(
+      store
+        .searchSync({ customer: "c-42", errorsOnly: true })
+        .map((t) => t.traceId),
+      [ids["c"]],
+    );
+    assert.deepEqual(
+      store.searchSync({ minDurationUs: 500_000 }).map((t) => t.traceId),
+      [ids["c"]],
+    );
+    assert.deepEqual(
+      store
+        .searchSync({ fromUs: 1_500_000, toUs: 2_500_000 })
+        .map((t) => t.traceId),
+      [ids["b"]],
+    );
+    assert.equal(store.searchSync({ service: "worker" }).length, 3);
+    assert.equal(store.searchSync({ service: "nobody" }).length, 0);
+    assert.equal(
+      store.searchSync({ operation: "/orders" }).length,
+      3,
+      "by route",
+    );
+    assert.equal(
+      store.searchSync({ operation: "SELECT products" }).length,
+      3,
+      "by span name",
+    );
+    assert.deepEqual(
+      store
+        .searchSync({
+          attributes: [["db.collection.name", "products"]],
+          customer: "c-7",
+        })
+        .map((t) => t.traceId),
+      [ids["b"]],
+    );
+    // db.query.text is not indexed; it is still searchable by scanning spans.
+    assert.equal(
+      store.searchSync({
+        attributes: [
+          ["db.query.text", "SELECT price_cents FROM products WHERE sku = $1"],
+        ],
+      }).length,
+      3,
+    );
+    assert.equal(store.searchSync({ limit: 1 }).length, 1);
+  });
+
+  it("returns a whole trace with its logs", () => {
+    const t = store.getTraceSync(ids["a"]!)!;
+    assert.equal(t.spans.length, 3);
+    assert.deepEqual(
+      t.logs.map((l) => l.body),
+      ["order stored"],
+    );
+    assert.equal(t.logs[0]!.service, "orders");
+    assert.equal(store.getTraceSync("f".repeat(32)), undefined);
+  });
+});
+
+describe("persistence and pruning", () => {
+  it("keeps history across a restart", async () => {
+    const path = join(dir, "restart.sqlite");
+    const first = new Store({ path });
+    const id = order(first, 10, "c-1", Date.now() * 1000);
+    await first.close();
+    const second = new Store({ path });
+    assert.deepEqual(
+      second.searchSync({ customer: "c-1" }).map((t) => t.traceId),
+      [id],
+    );
+    assert.equal(second.getTraceSync(id)?.logs.length, 1);
+    await second.close();
+    const reader = new Store({ path, readonly: true });
+    assert.equal((await reader.search({ customer: "c-1" })).length, 1);
+    await reader.close();
+  });
+
+  it("drops data older than the age limit", async () => {
+    const store = new Store({ path: ":memory:", maxAgeMs: 60_000 });
+    const now = Date.now() * 1000;
+    order(store, 20, "c-old", now - 3_600_000_000);
+    const fresh = order(store, 21, "c-new", now - 1_000_000);
+    assert.equal(store.prune(now), 1);
+    assert.deepEqual(
+      store.searchSync({}).map((t) => t.traceId),
+      [fresh],
+    );
+    assert.equal(store.counts().spans, 3);
+    assert.equal(store.counts().logs, 1);
+    await store.close();
+  });
+
+  it("drops the oldest traces first beyond the size limit", async () => {
+    const path = join(dir, "size.sqlite");
+    const store = new Store({ path, maxBytes: 600 * 1024 });
+    const now = Date.now() * 1000;
+    const big = "x".repeat(2000);
+    for (let i = 0; i < 400; i++) {
+      const traceId = hex(0xd00000 + i, 32);
+      store.ingestSpans(
+        batch("svc", [
+          span(traceId, {
+            startUs: now - (400 - i) * 1000,
+            endUs: now - (400 - i) * 1000 + 10,
+            attributes: { blob: big },
+          }),
+        ]),
+      );
+    }
+    store.flush();
+    assert.ok(store.sizeBytes() > 600 * 1024);
+    assert.ok(store.prune(now) > 0);
+    assert.ok(store.sizeBytes() <= 600 * 1024, `${store.sizeBytes()} bytes`);
+    const left = store.searchSync({ limit: 1000 });
+    assert.ok(left.length > 0 && left.length < 400);
+    // What is left is the newest.
+    assert.equal(left[0]!.traceId, hex(0xd00000 + 399, 32));
+    await store.close();
+  });
+});
