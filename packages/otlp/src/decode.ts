@@ -294,10 +294,16 @@ function span(r: ProtoReader): DecodedSpan {
 }
 
 function checkSpan(s: DecodedSpan): void {
-  if (s.traceId === "" || /^0+$/.test(s.traceId)) throw new OtlpDecodeError("a span has no valid trace_id");
-  if (s.spanId === "" || /^0+$/.test(s.spanId)) throw new OtlpDecodeError("a span has no valid span_id");
-  if (s.kind < 0 || s.kind > 5) throw new OtlpDecodeError(`a span has an unknown kind ${s.kind}`);
-  if (s.statusCode < 0 || s.statusCode > 2) throw new OtlpDecodeError(`a span has an unknown status code ${s.statusCode}`);
+  if (s.traceId === "" || /^0+$/.test(s.traceId))
+    throw new OtlpDecodeError("a span has no valid trace_id");
+  if (s.spanId === "" || /^0+$/.test(s.spanId))
+    throw new OtlpDecodeError("a span has no valid span_id");
+  if (s.kind < 0 || s.kind > 5)
+    throw new OtlpDecodeError(`a span has an unknown kind ${s.kind}`);
+  if (s.statusCode < 0 || s.statusCode > 2)
+    throw new OtlpDecodeError(
+      `a span has an unknown status code ${s.statusCode}`,
+    );
   if (s.endUs < s.startUs) s.endUs = s.startUs;
 }
 
@@ -322,7 +328,10 @@ export function decodeTracesProto(buf: Uint8Array): DecodedResourceSpans[] {
       } else if (rf === 2) {
         rs.expect(rw, 2, "ResourceSpans.scope_spans");
         const ss = rs.message();
-        const group = { scope: { name: "", version: "" }, spans: [] as DecodedSpan[] };
+        const group = {
+          scope: { name: "", version: "" },
+          spans: [] as DecodedSpan[],
+        };
         while (!ss.done) {
           const [sf, sw] = ss.tag();
           if (sf === 1) {
@@ -401,7 +410,10 @@ function logRecord(r: ProtoReader): DecodedLogRecord {
         r.skip(w);
     }
   }
-  if (l.severityNumber > 24) throw new OtlpDecodeError(`a log record has an unknown severity ${l.severityNumber}`);
+  if (l.severityNumber > 24)
+    throw new OtlpDecodeError(
+      `a log record has an unknown severity ${l.severityNumber}`,
+    );
   return l;
 }
 
@@ -426,7 +438,10 @@ export function decodeLogsProto(buf: Uint8Array): DecodedResourceLogs[] {
       } else if (rf === 2) {
         rl.expect(rw, 2, "ResourceLogs.scope_logs");
         const sl = rl.message();
-        const group = { scope: { name: "", version: "" }, logs: [] as DecodedLogRecord[] };
+        const group = {
+          scope: { name: "", version: "" },
+          logs: [] as DecodedLogRecord[],
+        };
         while (!sl.done) {
           const [sf, sw] = sl.tag();
           if (sf === 1) {
@@ -450,7 +465,8 @@ export function decodeLogsProto(buf: Uint8Array): DecodedResourceLogs[] {
 type J = Record<string, unknown>;
 
 function obj(v: unknown, what: string): J {
-  if (v === null || typeof v !== "object" || Array.isArray(v)) throw new OtlpDecodeError(`${what} must be an object`);
+  if (v === null || typeof v !== "object" || Array.isArray(v))
+    throw new OtlpDecodeError(`${what} must be an object`);
   return v as J;
 }
 function list(v: unknown, what: string): unknown[] {
@@ -460,19 +476,24 @@ function list(v: unknown, what: string): unknown[] {
 }
 function str(v: unknown, what: string): string {
   if (v === undefined || v === null) return "";
-  if (typeof v !== "string") throw new OtlpDecodeError(`${what} must be a string`);
+  if (typeof v !== "string")
+    throw new OtlpDecodeError(`${what} must be a string`);
   return v;
 }
 function num(v: unknown, what: string): number {
   if (v === undefined || v === null || v === "") return 0;
   const n = typeof v === "string" ? Number(v) : v;
-  if (typeof n !== "number" || !Number.isFinite(n)) throw new OtlpDecodeError(`${what} must be a number`);
+  if (typeof n !== "number" || !Number.isFinite(n))
+    throw new OtlpDecodeError(`${what} must be a number`);
   return n;
 }
 function enumNum(v: unknown, names: readonly string[], what: string): number {
   if (typeof v === "string" && !/^\d+$/.test(v)) {
     const i = names.indexOf(v);
-    if (i === -1) throw new OtlpDecodeError(`${what} has an unknown value ${JSON.stringify(v)}`);
+    if (i === -1)
+      throw new OtlpDecodeError(
+        `${what} has an unknown value ${JSON.stringify(v)}`,
+      );
     return i;
   }
   return num(v, what);
@@ -480,7 +501,8 @@ function enumNum(v: unknown, names: readonly string[], what: string): number {
 function hexId(v: unknown, size: number, what: string): string {
   const s = str(v, what);
   if (s === "") return "";
-  if (s.length !== size * 2 || !/^[0-9a-fA-F]+$/.test(s)) throw new OtlpDecodeError(`${what} must be ${size * 2} hex characters`);
+  if (s.length !== size * 2 || !/^[0-9a-fA-F]+$/.test(s))
+    throw new OtlpDecodeError(`${what} must be ${size * 2} hex characters`);
   return s.toLowerCase();
 }
 
@@ -492,8 +514,16 @@ function jsonAnyValue(v: unknown, depth = 0): unknown {
   if ("boolValue" in o) return o["boolValue"] === true;
   if ("intValue" in o) return num(o["intValue"], "intValue");
   if ("doubleValue" in o) return num(o["doubleValue"], "doubleValue");
-  if ("arrayValue" in o) return list(obj(o["arrayValue"], "arrayValue")["values"], "arrayValue.values").map((x) => jsonAnyValue(x, depth + 1));
-  if ("kvlistValue" in o) return jsonKeyValues(obj(o["kvlistValue"], "kvlistValue")["values"], depth + 1);
+  if ("arrayValue" in o)
+    return list(
+      obj(o["arrayValue"], "arrayValue")["values"],
+      "arrayValue.values",
+    ).map((x) => jsonAnyValue(x, depth + 1));
+  if ("kvlistValue" in o)
+    return jsonKeyValues(
+      obj(o["kvlistValue"], "kvlistValue")["values"],
+      depth + 1,
+    );
   if ("bytesValue" in o) return str(o["bytesValue"], "bytesValue");
   return undefined;
 }
@@ -508,88 +538,132 @@ function jsonKeyValues(v: unknown, depth = 0): DecodedAttributes {
   return out;
 }
 
-const KINDS = ["SPAN_KIND_UNSPECIFIED", "SPAN_KIND_INTERNAL", "SPAN_KIND_SERVER", "SPAN_KIND_CLIENT", "SPAN_KIND_PRODUCER", "SPAN_KIND_CONSUMER"] as const;
-const STATUS = ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"] as const;
+const KINDS = [
+  "SPAN_KIND_UNSPECIFIED",
+  "SPAN_KIND_INTERNAL",
+  "SPAN_KIND_SERVER",
+  "SPAN_KIND_CLIENT",
+  "SPAN_KIND_PRODUCER",
+  "SPAN_KIND_CONSUMER",
+] as const;
+const STATUS = [
+  "STATUS_CODE_UNSET",
+  "STATUS_CODE_OK",
+  "STATUS_CODE_ERROR",
+] as const;
 
 function jsonScope(v: unknown): DecodedScope {
   if (v === undefined || v === null) return { name: "", version: "" };
   const o = obj(v, "scope");
-  return { name: str(o["name"], "scope.name"), version: str(o["version"], "scope.version") };
+  return {
+    name: str(o["name"], "scope.name"),
+    version: str(o["version"], "scope.version"),
+  };
 }
 
 /** Decodes an OTLP/JSON ExportTraceServiceRequest (already parsed). */
 export function decodeTracesJson(body: unknown): DecodedResourceSpans[] {
-  return list(obj(body, "request")["resourceSpans"], "resourceSpans").map((rsv) => {
-    const rs = obj(rsv, "resourceSpans[]");
-    return {
-      resource: jsonKeyValues(rs["resource"] === undefined ? [] : obj(rs["resource"], "resource")["attributes"]),
-      scopes: list(rs["scopeSpans"], "scopeSpans").map((ssv) => {
-        const ss = obj(ssv, "scopeSpans[]");
-        return {
-          scope: jsonScope(ss["scope"]),
-          spans: list(ss["spans"], "spans").map((sv) => {
-            const s = obj(sv, "span");
-            const status = s["status"] === undefined ? {} : obj(s["status"], "status");
-            const d: DecodedSpan = {
-              traceId: hexId(s["traceId"], 16, "traceId"),
-              spanId: hexId(s["spanId"], 8, "spanId"),
-              parentSpanId: hexId(s["parentSpanId"], 8, "parentSpanId"),
-              traceState: str(s["traceState"], "traceState"),
-              name: str(s["name"], "name"),
-              kind: enumNum(s["kind"], KINDS, "kind"),
-              startUs: nsToUs(num(s["startTimeUnixNano"], "startTimeUnixNano")),
-              endUs: nsToUs(num(s["endTimeUnixNano"], "endTimeUnixNano")),
-              attributes: jsonKeyValues(s["attributes"]),
-              events: list(s["events"], "events").map((ev) => {
-                const e = obj(ev, "event");
-                return { name: str(e["name"], "event.name"), timeUs: nsToUs(num(e["timeUnixNano"], "event.timeUnixNano")), attributes: jsonKeyValues(e["attributes"]) };
-              }),
-              links: list(s["links"], "links").map((lv) => {
-                const l = obj(lv, "link");
-                return { traceId: hexId(l["traceId"], 16, "link.traceId"), spanId: hexId(l["spanId"], 8, "link.spanId"), attributes: jsonKeyValues(l["attributes"]) };
-              }),
-              statusCode: enumNum(status["code"], STATUS, "status.code"),
-              statusMessage: str(status["message"], "status.message"),
-              flags: num(s["flags"], "flags"),
-            };
-            checkSpan(d);
-            return d;
-          }),
-        };
-      }),
-    };
-  });
+  return list(obj(body, "request")["resourceSpans"], "resourceSpans").map(
+    (rsv) => {
+      const rs = obj(rsv, "resourceSpans[]");
+      return {
+        resource: jsonKeyValues(
+          rs["resource"] === undefined
+            ? []
+            : obj(rs["resource"], "resource")["attributes"],
+        ),
+        scopes: list(rs["scopeSpans"], "scopeSpans").map((ssv) => {
+          const ss = obj(ssv, "scopeSpans[]");
+          return {
+            scope: jsonScope(ss["scope"]),
+            spans: list(ss["spans"], "spans").map((sv) => {
+              const s = obj(sv, "span");
+              const status =
+                s["status"] === undefined ? {} : obj(s["status"], "status");
+              const d: DecodedSpan = {
+                traceId: hexId(s["traceId"], 16, "traceId"),
+                spanId: hexId(s["spanId"], 8, "spanId"),
+                parentSpanId: hexId(s["parentSpanId"], 8, "parentSpanId"),
+                traceState: str(s["traceState"], "traceState"),
+                name: str(s["name"], "name"),
+                kind: enumNum(s["kind"], KINDS, "kind"),
+                startUs: nsToUs(
+                  num(s["startTimeUnixNano"], "startTimeUnixNano"),
+                ),
+                endUs: nsToUs(num(s["endTimeUnixNano"], "endTimeUnixNano")),
+                attributes: jsonKeyValues(s["attributes"]),
+                events: list(s["events"], "events").map((ev) => {
+                  const e = obj(ev, "event");
+                  return {
+                    name: str(e["name"], "event.name"),
+                    timeUs: nsToUs(
+                      num(e["timeUnixNano"], "event.timeUnixNano"),
+                    ),
+                    attributes: jsonKeyValues(e["attributes"]),
+                  };
+                }),
+                links: list(s["links"], "links").map((lv) => {
+                  const l = obj(lv, "link");
+                  return {
+                    traceId: hexId(l["traceId"], 16, "link.traceId"),
+                    spanId: hexId(l["spanId"], 8, "link.spanId"),
+                    attributes: jsonKeyValues(l["attributes"]),
+                  };
+                }),
+                statusCode: enumNum(status["code"], STATUS, "status.code"),
+                statusMessage: str(status["message"], "status.message"),
+                flags: num(s["flags"], "flags"),
+              };
+              checkSpan(d);
+              return d;
+            }),
+          };
+        }),
+      };
+    },
+  );
 }
 
 /** Decodes an OTLP/JSON ExportLogsServiceRequest (already parsed). */
 export function decodeLogsJson(body: unknown): DecodedResourceLogs[] {
-  return list(obj(body, "request")["resourceLogs"], "resourceLogs").map((rlv) => {
-    const rl = obj(rlv, "resourceLogs[]");
-    return {
-      resource: jsonKeyValues(rl["resource"] === undefined ? [] : obj(rl["resource"], "resource")["attributes"]),
-      scopes: list(rl["scopeLogs"], "scopeLogs").map((slv) => {
-        const sl = obj(slv, "scopeLogs[]");
-        return {
-          scope: jsonScope(sl["scope"]),
-          logs: list(sl["logRecords"], "logRecords").map((lv) => {
-            const l = obj(lv, "logRecord");
-            const severityNumber = num(l["severityNumber"], "severityNumber");
-            if (severityNumber < 0 || severityNumber > 24) throw new OtlpDecodeError(`a log record has an unknown severity ${severityNumber}`);
-            return {
-              timeUs: nsToUs(num(l["timeUnixNano"], "timeUnixNano")),
-              observedUs: nsToUs(num(l["observedTimeUnixNano"], "observedTimeUnixNano")),
-              severityNumber,
-              severityText: str(l["severityText"], "severityText"),
-              body: jsonAnyValue(l["body"]),
-              attributes: jsonKeyValues(l["attributes"]),
-              traceId: hexId(l["traceId"], 16, "traceId"),
-              spanId: hexId(l["spanId"], 8, "spanId"),
-              flags: num(l["flags"], "flags"),
-              eventName: str(l["eventName"], "eventName"),
-            };
-          }),
-        };
-      }),
-    };
-  });
+  return list(obj(body, "request")["resourceLogs"], "resourceLogs").map(
+    (rlv) => {
+      const rl = obj(rlv, "resourceLogs[]");
+      return {
+        resource: jsonKeyValues(
+          rl["resource"] === undefined
+            ? []
+            : obj(rl["resource"], "resource")["attributes"],
+        ),
+        scopes: list(rl["scopeLogs"], "scopeLogs").map((slv) => {
+          const sl = obj(slv, "scopeLogs[]");
+          return {
+            scope: jsonScope(sl["scope"]),
+            logs: list(sl["logRecords"], "logRecords").map((lv) => {
+              const l = obj(lv, "logRecord");
+              const severityNumber = num(l["severityNumber"], "severityNumber");
+              if (severityNumber < 0 || severityNumber > 24)
+                throw new OtlpDecodeError(
+                  `a log record has an unknown severity ${severityNumber}`,
+                );
+              return {
+                timeUs: nsToUs(num(l["timeUnixNano"], "timeUnixNano")),
+                observedUs: nsToUs(
+                  num(l["observedTimeUnixNano"], "observedTimeUnixNano"),
+                ),
+                severityNumber,
+                severityText: str(l["severityText"], "severityText"),
+                body: jsonAnyValue(l["body"]),
+                attributes: jsonKeyValues(l["attributes"]),
+                traceId: hexId(l["traceId"], 16, "traceId"),
+                spanId: hexId(l["spanId"], 8, "spanId"),
+                flags: num(l["flags"], "flags"),
+                eventName: str(l["eventName"], "eventName"),
+              };
+            }),
+          };
+        }),
+      };
+    },
+  );
 }

@@ -13,7 +13,12 @@ export type {
   SpanLinkData,
 } from "./model.ts";
 export { OtlpDecodeError, ProtoReader } from "./proto-reader.ts";
-export { decodeLogsJson, decodeLogsProto, decodeTracesJson, decodeTracesProto } from "./decode.ts";
+export {
+  decodeLogsJson,
+  decodeLogsProto,
+  decodeTracesJson,
+  decodeTracesProto,
+} from "./decode.ts";
 export type {
   DecodedAttributes,
   DecodedEvent,

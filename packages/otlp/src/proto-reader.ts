@@ -70,7 +70,9 @@ export class ProtoReader {
     const b = this.buf;
     const p = this.pos;
     this.pos += 4;
-    return (b[p]! | (b[p + 1]! << 8) | (b[p + 2]! << 16)) + b[p + 3]! * 0x100_0000;
+    return (
+      (b[p]! | (b[p + 1]! << 8) | (b[p + 2]! << 16)) + b[p + 3]! * 0x100_0000
+    );
   }
 
   /** fixed64 as a double (exact below 2^53; nanosecond timestamps lose a few hundred ns). */
@@ -82,7 +84,11 @@ export class ProtoReader {
 
   double(): number {
     if (this.pos + 8 > this.end) throw new OtlpDecodeError("truncated double");
-    const v = new DataView(this.buf.buffer, this.buf.byteOffset + this.pos, 8).getFloat64(0, true);
+    const v = new DataView(
+      this.buf.buffer,
+      this.buf.byteOffset + this.pos,
+      8,
+    ).getFloat64(0, true);
     this.pos += 8;
     return v;
   }
@@ -91,7 +97,8 @@ export class ProtoReader {
   span(): [number, number] {
     const len = this.varint();
     const start = this.pos;
-    if (len > this.end - start) throw new OtlpDecodeError("length runs past the end of the message");
+    if (len > this.end - start)
+      throw new OtlpDecodeError("length runs past the end of the message");
     this.pos = start + len;
     return [start, start + len];
   }
@@ -103,15 +110,22 @@ export class ProtoReader {
 
   string(): string {
     const [s, e] = this.span();
-    return Buffer.from(this.buf.buffer, this.buf.byteOffset + s, e - s).toString("utf8");
+    return Buffer.from(
+      this.buf.buffer,
+      this.buf.byteOffset + s,
+      e - s,
+    ).toString("utf8");
   }
 
   /** An id of `size` bytes as lowercase hex; empty when absent (length 0). */
   hexId(size: number, what: string): string {
     const [s, e] = this.span();
     if (e === s) return "";
-    if (e - s !== size) throw new OtlpDecodeError(`${what} must be ${size} bytes, got ${e - s}`);
-    return Buffer.from(this.buf.buffer, this.buf.byteOffset + s, size).toString("hex");
+    if (e - s !== size)
+      throw new OtlpDecodeError(`${what} must be ${size} bytes, got ${e - s}`);
+    return Buffer.from(this.buf.buffer, this.buf.byteOffset + s, size).toString(
+      "hex",
+    );
   }
 
   message(): ProtoReader {
@@ -133,14 +147,16 @@ export class ProtoReader {
         this.varint();
         return;
       case 1:
-        if (this.pos + 8 > this.end) throw new OtlpDecodeError("truncated fixed64");
+        if (this.pos + 8 > this.end)
+          throw new OtlpDecodeError("truncated fixed64");
         this.pos += 8;
         return;
       case 2:
         this.span();
         return;
       case 5:
-        if (this.pos + 4 > this.end) throw new OtlpDecodeError("truncated fixed32");
+        if (this.pos + 4 > this.end)
+          throw new OtlpDecodeError("truncated fixed32");
         this.pos += 4;
         return;
       default:
@@ -149,6 +165,9 @@ export class ProtoReader {
   }
 
   expect(wire: number, expected: number, field: string): void {
-    if (wire !== expected) throw new OtlpDecodeError(`${field} has wire type ${wire}, expected ${expected}`);
+    if (wire !== expected)
+      throw new OtlpDecodeError(
+        `${field} has wire type ${wire}, expected ${expected}`,
+      );
   }
 }

@@ -27,11 +27,33 @@ const span: SpanData = {
   kind: 2,
   startTime: 1_700_000_000_000,
   endTime: 1_700_000_000_250,
-  attributes: { "customer.id": "c-42", n: -3, ok: true, ratio: 1.5, list: ["x", "y"] },
+  attributes: {
+    "customer.id": "c-42",
+    n: -3,
+    ok: true,
+    ratio: 1.5,
+    list: ["x", "y"],
+  },
   droppedAttributesCount: 0,
-  events: [{ name: "e", time: 1_700_000_000_100, attributes: { k: "v" }, droppedAttributesCount: 0 }],
+  events: [
+    {
+      name: "e",
+      time: 1_700_000_000_100,
+      attributes: { k: "v" },
+      droppedAttributesCount: 0,
+    },
+  ],
   droppedEventsCount: 0,
-  links: [{ traceId: "1af7651916cd43dd8448eb211c80319c", spanId: "c7ad6b7169203331", traceState: undefined, traceFlags: 1, attributes: undefined, droppedAttributesCount: 0 }],
+  links: [
+    {
+      traceId: "1af7651916cd43dd8448eb211c80319c",
+      spanId: "c7ad6b7169203331",
+      traceState: undefined,
+      traceFlags: 1,
+      attributes: undefined,
+      droppedAttributesCount: 0,
+    },
+  ],
   droppedLinksCount: 0,
   statusCode: 2,
   statusMessage: "bad",
@@ -49,7 +71,13 @@ function checkDecoded(spans: ReturnType<typeof decodeTracesProto>): void {
   assert.equal(s.kind, 3);
   assert.equal(s.startUs, 1_700_000_000_000_000);
   assert.equal(s.endUs - s.startUs, 250_000);
-  assert.deepEqual(s.attributes, { "customer.id": "c-42", n: -3, ok: true, ratio: 1.5, list: ["x", "y"] });
+  assert.deepEqual(s.attributes, {
+    "customer.id": "c-42",
+    n: -3,
+    ok: true,
+    ratio: 1.5,
+    list: ["x", "y"],
+  });
   assert.equal(s.statusCode, 2);
   assert.equal(s.statusMessage, "bad");
   assert.equal(s.events[0]!.name, "e");
@@ -59,26 +87,44 @@ function checkDecoded(spans: ReturnType<typeof decodeTracesProto>): void {
 describe("decodeTraces", () => {
   const encoder = new TraceEncoder({ "service.name": "orders" });
 
-  it("reads our protobuf", () => checkDecoded(decodeTracesProto(encoder.encode([span]))));
-  it("reads our JSON", () => checkDecoded(decodeTracesJson(JSON.parse(encoder.encodeJson([span])))));
+  it("reads our protobuf", () =>
+    checkDecoded(decodeTracesProto(encoder.encode([span]))));
+  it("reads our JSON", () =>
+    checkDecoded(decodeTracesJson(JSON.parse(encoder.encodeJson([span])))));
 
   it("reads protobuf written by protobufjs", () => {
     const msg = ExportTraceServiceRequest.fromObject({
       resourceSpans: [
         {
-          resource: { attributes: [{ key: "service.name", value: { stringValue: "billing" } }] },
+          resource: {
+            attributes: [
+              { key: "service.name", value: { stringValue: "billing" } },
+            ],
+          },
           scopeSpans: [
             {
               scope: { name: "x" },
               spans: [
                 {
-                  traceId: Buffer.from("0af7651916cd43dd8448eb211c80319c", "hex"),
+                  traceId: Buffer.from(
+                    "0af7651916cd43dd8448eb211c80319c",
+                    "hex",
+                  ),
                   spanId: Buffer.from("b7ad6b7169203331", "hex"),
                   name: "op",
                   kind: 2,
                   startTimeUnixNano: "1700000000000000000",
                   endTimeUnixNano: "1700000000001000000",
-                  attributes: [{ key: "k", value: { kvlistValue: { values: [{ key: "inner", value: { intValue: 7 } }] } } }],
+                  attributes: [
+                    {
+                      key: "k",
+                      value: {
+                        kvlistValue: {
+                          values: [{ key: "inner", value: { intValue: 7 } }],
+                        },
+                      },
+                    },
+                  ],
                 },
               ],
             },
@@ -86,7 +132,9 @@ describe("decodeTraces", () => {
         },
       ],
     });
-    const [rs] = decodeTracesProto(ExportTraceServiceRequest.encode(msg).finish());
+    const [rs] = decodeTracesProto(
+      ExportTraceServiceRequest.encode(msg).finish(),
+    );
     const s = rs!.scopes[0]!.spans[0]!;
     assert.equal(rs!.resource["service.name"], "billing");
     assert.equal(s.endUs - s.startUs, 1000);
@@ -95,7 +143,24 @@ describe("decodeTraces", () => {
 
   it("accepts enum names and numbers as strings in JSON", () => {
     const [rs] = decodeTracesJson({
-      resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: "0af7651916cd43dd8448eb211c80319c", spanId: "b7ad6b7169203331", kind: "SPAN_KIND_CLIENT", startTimeUnixNano: 5000, endTimeUnixNano: "9000", status: { code: "STATUS_CODE_OK" } }] }] }],
+      resourceSpans: [
+        {
+          scopeSpans: [
+            {
+              spans: [
+                {
+                  traceId: "0af7651916cd43dd8448eb211c80319c",
+                  spanId: "b7ad6b7169203331",
+                  kind: "SPAN_KIND_CLIENT",
+                  startTimeUnixNano: 5000,
+                  endTimeUnixNano: "9000",
+                  status: { code: "STATUS_CODE_OK" },
+                },
+              ],
+            },
+          ],
+        },
+      ],
     });
     const s = rs!.scopes[0]!.spans[0]!;
     assert.equal(s.kind, 3);
@@ -113,24 +178,68 @@ describe("decodeTraces", () => {
       [Uint8Array.from([0x00]), /field number 0/],
       [Uint8Array.from(Array(11).fill(0xff)), /varint/],
     ];
-    for (const [bytes, reason] of bad) assert.throws(() => decodeTracesProto(bytes), (e: unknown) => e instanceof OtlpDecodeError && reason.test(e.message));
+    for (const [bytes, reason] of bad)
+      assert.throws(
+        () => decodeTracesProto(bytes),
+        (e: unknown) => e instanceof OtlpDecodeError && reason.test(e.message),
+      );
   });
 
   it("rejects spans without valid ids, and hostile nesting", () => {
-    assert.throws(() => decodeTracesJson({ resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: "xyz", spanId: "b7ad6b7169203331" }] }] }] }), OtlpDecodeError);
-    assert.throws(() => decodeTracesJson({ resourceSpans: [{ scopeSpans: [{ spans: [{ spanId: "b7ad6b7169203331" }] }] }] }), /trace_id/);
+    assert.throws(
+      () =>
+        decodeTracesJson({
+          resourceSpans: [
+            {
+              scopeSpans: [
+                { spans: [{ traceId: "xyz", spanId: "b7ad6b7169203331" }] },
+              ],
+            },
+          ],
+        }),
+      OtlpDecodeError,
+    );
+    assert.throws(
+      () =>
+        decodeTracesJson({
+          resourceSpans: [
+            { scopeSpans: [{ spans: [{ spanId: "b7ad6b7169203331" }] }] },
+          ],
+        }),
+      /trace_id/,
+    );
     assert.throws(() => decodeTracesJson({ resourceSpans: "nope" }), /array/);
     let deep: unknown = { stringValue: "x" };
     for (let i = 0; i < 100; i++) deep = { arrayValue: { values: [deep] } };
     assert.throws(
-      () => decodeTracesJson({ resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: span.traceId, spanId: span.spanId, attributes: [{ key: "k", value: deep }] }] }] }] }),
+      () =>
+        decodeTracesJson({
+          resourceSpans: [
+            {
+              scopeSpans: [
+                {
+                  spans: [
+                    {
+                      traceId: span.traceId,
+                      spanId: span.spanId,
+                      attributes: [{ key: "k", value: deep }],
+                    },
+                  ],
+                },
+              ],
+            },
+          ],
+        }),
       /nested too deeply/,
     );
   });
 });
 
 describe("decodeLogs", () => {
-  const encoder = new LogsEncoder({ "service.name": "orders" }, { name: "pino" });
+  const encoder = new LogsEncoder(
+    { "service.name": "orders" },
+    { name: "pino" },
+  );
   const record = {
     time: 1_700_000_000_001,
     observedTime: 1_700_000_000_002,
@@ -152,7 +261,10 @@ describe("decodeLogs", () => {
       assert.equal(l.timeUs, 1_700_000_000_001_000);
       assert.equal(l.severityNumber, 17);
       assert.equal(l.body, "payment failed");
-      assert.deepEqual(l.attributes, { "customer.id": "c-42", order: { id: 7 } });
+      assert.deepEqual(l.attributes, {
+        "customer.id": "c-42",
+        order: { id: 7 },
+      });
       assert.equal(l.traceId, span.traceId);
     });
   }
