@@ -2,8 +2,10 @@
 // viewer with its JSON API (port 4320), over one store.
 //
 // Both listen on loopback unless told otherwise; bound anywhere else they
-// require a token (Authorization: Bearer <token>, or ?token= for the pages
-// and the live stream), and refuse to start without one. Ingested data is
+// require a token (Authorization: Bearer <token>, or ?token= for the live
+// stream) on the OTLP paths and every /api/ path, and refuse to start
+// without one. The viewer's own files are served to anyone: they hold no
+// data, and the page passes the token from its URL to the API. Ingested data is
 // written in batches every flushIntervalMs; each batch's changed traces are
 // pushed to live-view subscribers (server-sent events) that match their
 // customer/service filter.
@@ -187,14 +189,15 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     res: ServerResponse,
   ): Promise<void> {
     const url = new URL(req.url ?? "/", "http://localhost");
-    if (!authorized(req, url)) {
+    const path = url.pathname;
+    // The token guards the data; the page's own files hold none.
+    if (path.startsWith("/api/") && !authorized(req, url)) {
       sendJson(res, 401, {
         error:
           "a token is required: add ?token=… or an Authorization: Bearer header",
       });
       return;
     }
-    const path = url.pathname;
     if (path === "/api/search") {
       let q;
       try {

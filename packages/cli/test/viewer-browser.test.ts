@@ -1,0 +1,456 @@
+// The `threadline dev` viewer in a real Chromium, over real data: the
+// example shop (gateway, orders, worker, a third-party payments provider,
+// PostgreSQL, RabbitMQ) exports to a dev server, and the test uses the
+// viewer the way a person would: search a customer id, open a trace, follow
+// a log line to its span, read a span's attributes, watch traces arrive
+// live. A second dev server with a token checks the page is useless without
+// it and fully working with it. Screenshots are kept as test artefacts, and
+// one goes to the README.
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdir } from "node:fs/promises";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { chromium, type Browser, type Page } from "playwright-core";
+import {
+  startShop,
+  stopTestServers,
+  testBroker,
+  testDatabase,
+  waitFor,
+  type Shop,
+} from "@threadline/test-support";
+import {
+  startDevServer,
+  type DevServer,
+  type TraceDetail,
+  type TraceSummary,
+} from "../src/index.ts";
+
+const SPANS_PER_ORDER = 9;
+const LOGS_PER_ORDER = 5;
+const ARTIFACTS = new URL("../../../test-artifacts/viewer/", import.meta.url);
+const DOC_IMAGES = new URL("../../../docs/images/", import.meta.url);
+const artifact = (name: string) => fileURLToPath(new URL(name, ARTIFACTS));
+
+/** A screenshot with the pointer out of the way and animations settled. */
+async function screenshot(
+  page: Page,
+  path: string,
+  fullPage = false,
+): Promise<void> {
+  await page.mouse.move(0, 0);
+  await page.screenshot({ path, fullPage, animations: "disabled" });
+}
+
+const CHROMIUM_ARGS = [
+  "--no-sandbox",
+  "--disable-background-networking",
+  "--disable-gpu",
+  "--disable-dev-shm-usage",
+];
+
+async function placeOrder(
+  shop: Shop,
+  customer: string,
+  item: string,
+): Promise<void> {
+  const res = await fetch(`${shop.gateway.url}/orders`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-customer-id": customer },
+    body: JSON.stringify({ item, quantity: 2 }),
+  });
+  assert.equal(res.status, 201, `order for ${customer}: ${await res.text()}`);
+}
+
+async function search(
+  dev: DevServer,
+  params: Record<string, string>,
+): Promise<TraceSummary[]> {
+  const res = await fetch(
+    `${dev.viewerUrl}/api/search?${new URLSearchParams(params)}`,
+  );
+  assert.equal(res.status, 200);
+  return ((await res.json()) as { traces: TraceSummary[] }).traces;
+}
+
+/** Waits until `customer` has exactly `count` traces, all with every span and log line in. */
+async function completeTraces(
+  dev: DevServer,
+  customer: string,
+  count: number,
+): Promise<TraceSummary[]> {
+  return waitFor(
+    async () => {
+      const traces = await search(dev, { customer });
+      if (traces.length !== count) return false;
+      if (traces.some((t) => t.spanCount !== SPANS_PER_ORDER)) return false;
+      for (const t of traces) {
+        const res = await fetch(`${dev.viewerUrl}/api/traces/${t.traceId}`);
+        const detail = (await res.json()) as TraceDetail;
+        if (detail.logs.length !== LOGS_PER_ORDER) return false;
+      }
+      return traces;
+    },
+    {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      what: `${count} complete traces for ${customer}`,
+    },
+  );
+}
+
+describe("the threadline dev viewer in a browser", () => {
+  let dev: DevServer;
+  let shop: Shop;
+  let browser: Browser;
+  let page: Page;
+  const pageErrors: string[] = [];
+
+  before(async () => {
+    dev = await startDevServer({
+      dbPath: ":memory:",
+      otlpPort: 0,
+      viewerPort: 0,
+    });
+    const [databaseUrl, amqpUrl] = await Promise.all([
+      testDatabase(),
+      testBroker(),
+      mkdir(ARTIFACTS, { recursive: true }),
+      mkdir(DOC_IMAGES, { recursive: true }),
+    ]);
+    [shop, browser] = await Promise.all([
+      startShop({
+        otlpEndpoint: dev.otlpUrl,
+        databaseUrl,
+        amqpUrl,
+        env: {
+          OTEL_BSP_SCHEDULE_DELAY: "100",
+          OTEL_BLRP_SCHEDULE_DELAY: "100",
+        },
+      }),
+      chromium.launch({
+        executablePath: "/usr/bin/chromium",
+        args: CHROMIUM_ARGS,
+      }),
+    ]);
+    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    page.on("pageerror", (err) => pageErrors.push(err.message));
+  });
+
+  after(async () => {
+    await browser?.close();
+    await shop?.stop();
+    await dev?.close();
+    await stopTestServers();
+  });
+
+  let c42: TraceSummary[];
+
+  it("finds exactly one customer's traces by customer id", async () => {
+    await placeOrder(shop, "c-42", "book");
+    await placeOrder(shop, "c-7", "pen");
+    await placeOrder(shop, "c-42", "lamp");
+    c42 = await completeTraces(dev, "c-42", 2);
+    const c7 = await completeTraces(dev, "c-7", 1);
+
+    await page.goto(`${dev.viewerUrl}/`);
+    const customer = page.getByTestId("customer-input");
+    await customer.waitFor();
+    assert.equal(
+      await page.evaluate("document.activeElement?.dataset.testid"),
+      "customer-input",
+      "the customer id box has the focus",
+    );
+    // The service filter offers the services the store has seen.
+    await page
+      .locator("[data-testid=service-select] option[value=worker]")
+      .waitFor({ state: "attached" });
+    await customer.fill("c-42");
+    await page.getByTestId("search-button").click();
+    await page
+      .locator('[data-testid=results][data-state=done][data-customer="c-42"]')
+      .waitFor();
+
+    const rows = page.getByTestId("result-row");
+    assert.equal(await rows.count(), 2);
+    const shown = await rows.evaluateAll((els) =>
+      els.map((el) => el.getAttribute("data-trace-id")),
+    );
+    assert.deepEqual(
+      new Set(shown),
+      new Set(c42.map((t) => t.traceId)),
+      "the rows are c-42's traces",
+    );
+    assert.ok(!shown.includes(c7[0]!.traceId), "c-7's trace is not listed");
+    assert.equal(
+      await page
+        .locator('[data-testid=result-row][data-customer="c-7"]')
+        .count(),
+      0,
+    );
+    const first = await rows.first().innerText();
+    for (const text of ["gateway", "POST /orders", "c-42", "orders", "worker"])
+      assert.ok(first.includes(text), `the row shows ${text}: ${first}`);
+    assert.match(new URL(page.url()).search, /customer=c-42/);
+    await screenshot(page, artifact("search.png"));
+
+    // The search is a deep link: a reload shows the same rows.
+    await page.reload();
+    await page
+      .locator('[data-testid=results][data-state=done][data-customer="c-42"]')
+      .waitFor();
+    assert.equal(await page.getByTestId("result-row").count(), 2);
+    assert.equal(await page.getByTestId("customer-input").inputValue(), "c-42");
+  });
+
+  it("shows a trace across services with its log lines, linked to their spans", async () => {
+    const rows = page.getByTestId("result-row");
+    const traceId = await rows.first().getAttribute("data-trace-id");
+    await rows.first().click();
+    const view = page.locator(
+      `[data-testid=trace-view][data-trace-id="${traceId}"][data-state=ready]`,
+    );
+    await view.waitFor();
+    assert.equal(new URL(page.url()).pathname, `/trace/${traceId}`);
+
+    const spans = page.getByTestId("span-row");
+    assert.equal(await spans.count(), SPANS_PER_ORDER);
+    for (const service of ["gateway", "orders", "worker"]) {
+      const n = await page
+        .locator(`[data-testid=span-row][data-service="${service}"]`)
+        .count();
+      assert.ok(n > 0, `span rows from ${service}`);
+      const logs = await page
+        .locator(`[data-testid=log-row][data-service="${service}"]`)
+        .count();
+      assert.ok(logs > 0, `log rows from ${service}`);
+    }
+    assert.equal(await page.getByTestId("log-row").count(), LOGS_PER_ORDER);
+    const sql = spans.filter({ hasText: "SELECT price_cents FROM products" });
+    assert.equal(await sql.count(), 1, "the product lookup shows its SQL");
+    assert.equal(await sql.getAttribute("data-service"), "orders");
+    const thirdParty = spans.filter({ hasText: "payments-provider" });
+    assert.equal(await thirdParty.count(), 1, "the third-party call is named");
+    assert.equal(await thirdParty.getAttribute("data-service"), "worker");
+    assert.match(await thirdParty.innerText(), /POST[\s\S]*\/v1\/charges/);
+    await screenshot(page, artifact("trace.png"), true);
+
+    // Clicking a log line selects the span that wrote it.
+    const log = page
+      .locator("[data-testid=log-row][data-service=worker]")
+      .first();
+    const logSpan = await log.getAttribute("data-span-id");
+    assert.ok(logSpan);
+    await log.click();
+    await page
+      .locator(
+        `[data-testid=span-row][data-span-id="${logSpan}"][aria-selected=true]`,
+      )
+      .waitFor();
+    assert.equal(
+      await page.locator("[data-testid=span-row][aria-selected=true]").count(),
+      1,
+    );
+    assert.equal(
+      await page.getByTestId("span-details").getAttribute("data-span-id"),
+      logSpan,
+    );
+
+    // Clicking the SQL span shows its attributes.
+    const sqlSpan = await sql.getAttribute("data-span-id");
+    await sql.click();
+    const details = page.locator(
+      `[data-testid=span-details][data-span-id="${sqlSpan}"]`,
+    );
+    await details.waitFor();
+    const text = await details.innerText();
+    assert.ok(text.includes("db.query.text"), text);
+    assert.equal(
+      await details.locator('tr[data-attr="db.query.text"] td').innerText(),
+      "SELECT price_cents FROM products WHERE sku = $1",
+    );
+    assert.equal(
+      await details.locator('tr[data-attr="customer.id"] td').innerText(),
+      "c-42",
+    );
+    assert.ok(text.includes("service.name"), "resource attributes are shown");
+    await screenshot(page, artifact("span-details.png"));
+    await screenshot(page, fileURLToPath(new URL("viewer.png", DOC_IMAGES)));
+
+    // The selected span is part of the URL: a reload comes back to it.
+    assert.equal(new URL(page.url()).searchParams.get("span"), sqlSpan);
+    await page.reload();
+    await details.waitFor();
+    assert.equal(await page.getByTestId("span-row").count(), SPANS_PER_ORDER);
+  });
+
+  it("streams a customer's new traces live, and only theirs", async () => {
+    await page.getByTestId("nav-live").click();
+    await page.getByTestId("live-view").waitFor();
+    await page.getByTestId("live-customer-input").fill("c-42");
+    await page
+      .locator(
+        '[data-testid=live-status][data-state=live][data-customer="c-42"]',
+      )
+      .waitFor();
+
+    // c-7's order lands completely before c-42's starts, so by the time
+    // c-42's last update reaches the page, anything sent for c-7 has too.
+    await placeOrder(shop, "c-7", "lamp");
+    await completeTraces(dev, "c-7", 2);
+    await placeOrder(shop, "c-42", "pen");
+    const now = await completeTraces(dev, "c-42", 3);
+    const fresh = now.find((t) => !c42.some((o) => o.traceId === t.traceId));
+    assert.ok(fresh);
+
+    const row = page.locator(
+      `[data-testid=live-row][data-trace-id="${fresh.traceId}"][data-span-count="${SPANS_PER_ORDER}"]`,
+    );
+    await row.waitFor();
+    assert.equal(await row.getAttribute("data-customer"), "c-42");
+    assert.equal(await page.getByTestId("live-row").count(), 1);
+    assert.equal(
+      await page.locator('[data-testid=live-row][data-customer="c-7"]').count(),
+      0,
+    );
+    await screenshot(page, artifact("live.png"));
+
+    await row.click();
+    await page
+      .locator(
+        `[data-testid=trace-view][data-trace-id="${fresh.traceId}"][data-state=ready]`,
+      )
+      .waitFor();
+    assert.deepEqual(pageErrors, []);
+  });
+
+  it("needs the token when the server has one, and works with it", async () => {
+    const token = "s3cret";
+    const locked = await startDevServer({
+      dbPath: ":memory:",
+      otlpPort: 0,
+      viewerPort: 0,
+      token,
+    });
+    const context = await browser.newContext({
+      viewport: { width: 1280, height: 800 },
+    });
+    try {
+      const res = await fetch(`${locked.viewerUrl}/api/stats`);
+      assert.equal(res.status, 401);
+      const tab = await context.newPage();
+      const errors: string[] = [];
+      tab.on("pageerror", (err) => errors.push(err.message));
+      // The page itself holds no telemetry; without the token it loads
+      // but every API answer is a 401, which the page explains.
+      const denied = await tab.goto(`${locked.viewerUrl}/`);
+      assert.equal(denied?.status(), 200);
+      await tab
+        .getByText(/needs a token/)
+        .first()
+        .waitFor();
+
+      // One failed request, sent with the token as any exporter would.
+      const traceId = randomBytes(16).toString("hex");
+      const startNs = BigInt(Date.now()) * 1_000_000n;
+      const span = {
+        traceId,
+        spanId: randomBytes(8).toString("hex"),
+        name: "GET /cart",
+        kind: 2,
+        startTimeUnixNano: String(startNs),
+        endTimeUnixNano: String(startNs + 42_000_000n),
+        attributes: [
+          { key: "customer.id", value: { stringValue: "c-99" } },
+          { key: "http.request.method", value: { stringValue: "GET" } },
+          { key: "http.route", value: { stringValue: "/cart" } },
+          { key: "http.response.status_code", value: { intValue: "500" } },
+        ],
+        events: [
+          {
+            name: "exception",
+            timeUnixNano: String(startNs + 40_000_000n),
+            attributes: [
+              { key: "exception.type", value: { stringValue: "TypeError" } },
+              {
+                key: "exception.message",
+                value: { stringValue: "<b>cart</b> is undefined" },
+              },
+              {
+                key: "exception.stacktrace",
+                value: {
+                  stringValue:
+                    "TypeError: cart is undefined\n    at total (cart.js:3:9)",
+                },
+              },
+            ],
+          },
+        ],
+        status: { code: 2, message: "cart is undefined" },
+      };
+      const body = JSON.stringify({
+        resourceSpans: [
+          {
+            resource: {
+              attributes: [
+                { key: "service.name", value: { stringValue: "checkout" } },
+              ],
+            },
+            scopeSpans: [{ scope: { name: "manual" }, spans: [span] }],
+          },
+        ],
+      });
+      const unauthorized = await fetch(`${locked.otlpUrl}/v1/traces`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+      assert.equal(unauthorized.status, 401);
+      const sent = await fetch(`${locked.otlpUrl}/v1/traces`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          authorization: `Bearer ${token}`,
+        },
+        body,
+      });
+      assert.equal(sent.status, 200);
+      await waitFor(() => locked.store.counts().traces === 1, {
+        what: "the span to be stored",
+      });
+
+      await tab.goto(`${locked.viewerUrl}/?token=${token}`);
+      await tab.locator("[data-testid=stats][data-state=ok]").waitFor();
+      assert.match(await tab.getByTestId("stats").innerText(), /1 trace\b/);
+      await tab.getByTestId("customer-input").fill("c-99");
+      await tab.getByTestId("search-button").click();
+      await tab
+        .locator('[data-testid=results][data-state=done][data-customer="c-99"]')
+        .waitFor();
+      const row = tab.getByTestId("result-row");
+      assert.equal(await row.count(), 1);
+      assert.equal(await row.getAttribute("data-trace-id"), traceId);
+      assert.equal(await row.getByTestId("error-mark").count(), 1);
+      assert.equal(new URL(tab.url()).searchParams.get("token"), token);
+
+      await row.click();
+      await tab.locator(`[data-testid=trace-view][data-state=ready]`).waitFor();
+      await tab.getByTestId("span-row").click();
+      const exception = tab.getByTestId("exception");
+      await exception.waitFor();
+      const text = await exception.innerText();
+      assert.ok(text.includes("TypeError"), text);
+      // Markup in telemetry is shown as text, never interpreted.
+      assert.ok(text.includes("<b>cart</b> is undefined"), text);
+      assert.equal(await tab.locator("[data-testid=exception] b").count(), 0);
+
+      await tab.getByTestId("nav-live").click();
+      await tab.locator("[data-testid=live-status][data-state=live]").waitFor();
+      assert.deepEqual(errors, []);
+    } finally {
+      await context.close();
+      await locked.close();
+    }
+  });
+});

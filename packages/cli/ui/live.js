@@ -1,0 +1,253 @@
+// The live view: traces as they arrive, from the server's event stream,
+// for one customer and/or service.
+//
+// The server pushes a trace's summary each time more of its spans land,
+// so rows are keyed by trace id and replaced in place; new traces are
+// placed by start time, newest on top, and the list is capped. Changing
+// the filter starts a new stream (the server filters, not the page) and
+// empties the list, since what was shown no longer matches.
+import { getJson, href, liveSource } from "./api.js";
+import {
+  h,
+  notice,
+  plural,
+  setServiceOptions,
+  traceRow,
+  traceTableHead,
+} from "./dom.js";
+
+const MAX_ROWS = 200;
+const RETRY_MS = 3000;
+
+export function liveView(container, route, app) {
+  /** traceId → { summary, row } */
+  const rows = new Map();
+  let source;
+  let retry;
+  let debounce;
+  let filter = { customer: "", service: "" };
+
+  const customer = h("input", {
+    type: "text",
+    enterkeyhint: "search",
+    class: "mono",
+    placeholder: "customer id, e.g. c-42",
+    autocomplete: "off",
+    spellcheck: "false",
+    "aria-label": "Customer id",
+    dataset: { testid: "live-customer-input" },
+  });
+  const service = h(
+    "select",
+    { "aria-label": "Service", dataset: { testid: "live-service-select" } },
+    h("option", { value: "", text: "any service" }),
+  );
+  const status = h("span", {
+    class: "live-status",
+    role: "status",
+    dataset: { testid: "live-status", state: "connecting" },
+  });
+  const count = h("span", { class: "muted" });
+  const tbody = h("tbody");
+  const table = h("table", { class: "traces live" }, traceTableHead(), tbody);
+  const wrap = h("div", { class: "table-wrap" }, table);
+  const empty = h("div", { class: "live-empty" });
+  const clear = h("button", {
+    type: "button",
+    text: "Clear",
+    onclick: () => {
+      rows.clear();
+      tbody.replaceChildren();
+      refresh();
+    },
+  });
+  container.append(
+    h(
+      "section",
+      { class: "page", dataset: { testid: "live-view" } },
+      h(
+        "div",
+        { class: "live-head" },
+        h(
+          "div",
+          {},
+          h("div", { class: "live-title" }, h("h1", { text: "Live" }), status),
+          h("p", {
+            class: "muted subtitle",
+            text: "Traces as their spans arrive, for one customer or service.",
+          }),
+        ),
+        h(
+          "form",
+          {
+            class: "live-filters",
+            onsubmit: (e) => {
+              e.preventDefault();
+              apply();
+            },
+          },
+          customer,
+          service,
+          clear,
+        ),
+      ),
+      h("div", { class: "results-head" }, count),
+      wrap,
+      empty,
+    ),
+  );
+
+  function setStatus(state, text) {
+    status.dataset.state = state;
+    status.dataset.customer = filter.customer;
+    status.dataset.service = filter.service;
+    status.replaceChildren(
+      h("span", { class: "dot", "aria-hidden": "true" }),
+      text,
+    );
+  }
+
+  function refresh() {
+    const n = rows.size;
+    count.textContent =
+      n === 0
+        ? ""
+        : `${plural(n, "trace")}, newest first${n >= MAX_ROWS ? ` (the latest ${MAX_ROWS})` : ""}`;
+    wrap.hidden = n === 0;
+    const who = [
+      filter.customer && `for ${filter.customer}`,
+      filter.service && `touching ${filter.service}`,
+    ]
+      .filter(Boolean)
+      .join(" ");
+    if (n > 0) empty.replaceChildren();
+    else
+      empty.replaceChildren(
+        notice(
+          "empty",
+          `Waiting for traces${who ? ` ${who}` : ""}…`,
+          "New traces appear here as their spans arrive; a trace's row fills in as more of its spans land.",
+        ),
+      );
+  }
+
+  function open(id, e) {
+    const url = href(`/trace/${id}`);
+    if (e?.metaKey || e?.ctrlKey) window.open(url, "_blank");
+    else app.navigate(url);
+  }
+
+  function onTrace(e) {
+    let t;
+    try {
+      t = JSON.parse(e.data);
+    } catch {
+      return;
+    }
+    const row = traceRow(t, {
+      testid: "live-row",
+      href: (id) => href(`/trace/${id}`),
+      open,
+    });
+    row.classList.add("fresh");
+    const known = rows.get(t.traceId);
+    if (known) {
+      known.row.replaceWith(row);
+      rows.set(t.traceId, { summary: t, row });
+    } else {
+      // Before the newest of the older rows; at the end when none is older.
+      let before = null;
+      for (const other of rows.values())
+        if (
+          other.summary.startUs < t.startUs &&
+          (before === null || other.summary.startUs > before.summary.startUs)
+        )
+          before = other;
+      tbody.insertBefore(row, before?.row ?? null);
+      rows.set(t.traceId, { summary: t, row });
+      while (rows.size > MAX_ROWS) {
+        const last = tbody.lastElementChild;
+        rows.delete(last.dataset.traceId);
+        last.remove();
+      }
+    }
+    refresh();
+    app.dataChanged();
+  }
+
+  function connect() {
+    source?.close();
+    clearTimeout(retry);
+    setStatus("connecting", "connecting…");
+    const es = liveSource(filter);
+    source = es;
+    es.onopen = () =>
+      setStatus(
+        "live",
+        filter.customer || filter.service
+          ? `live · ${[filter.customer, filter.service].filter(Boolean).join(" · ")}`
+          : "live · all traces",
+      );
+    es.onerror = () => {
+      if (es !== source) return;
+      if (es.readyState === EventSource.CLOSED) {
+        // The browser gives up on errors such as 401; keep trying, slowly.
+        setStatus("closed", "disconnected, retrying…");
+        retry = setTimeout(connect, RETRY_MS);
+      } else setStatus("reconnecting", "reconnecting…");
+    };
+    es.addEventListener("trace", onTrace);
+  }
+
+  function apply() {
+    clearTimeout(debounce);
+    const next = { customer: customer.value.trim(), service: service.value };
+    if (
+      next.customer === filter.customer &&
+      next.service === filter.service &&
+      source
+    )
+      return;
+    filter = next;
+    app.setQuery(filter);
+    rows.clear();
+    tbody.replaceChildren();
+    refresh();
+    connect();
+  }
+
+  customer.addEventListener("input", () => {
+    clearTimeout(debounce);
+    debounce = setTimeout(apply, 400);
+  });
+  service.addEventListener("change", apply);
+
+  void getJson("/api/services")
+    .then(({ services }) => setServiceOptions(service, services))
+    .catch(() => {});
+
+  function fill(params) {
+    customer.value = params.get("customer") ?? "";
+    const svc = params.get("service") ?? "";
+    if (svc && ![...service.options].some((o) => o.value === svc))
+      service.append(h("option", { value: svc, text: svc }));
+    service.value = svc;
+  }
+
+  fill(route.params);
+  apply();
+  customer.focus();
+
+  return {
+    update(next) {
+      fill(next.params);
+      apply();
+    },
+    destroy() {
+      source?.close();
+      source = undefined;
+      clearTimeout(retry);
+      clearTimeout(debounce);
+    },
+  };
+}

@@ -1,0 +1,326 @@
+// The search page: the customer id first, the other filters second, and a
+// table of matching traces. The query lives in the page URL (/?customer=…),
+// so a search can be reloaded, shared, and returned to with Back.
+import { getJson, href } from "./api.js";
+import {
+  h,
+  notice,
+  plural,
+  setServiceOptions,
+  traceRow,
+  traceTableHead,
+} from "./dom.js";
+
+const RANGES = [
+  ["15m", "last 15 minutes"],
+  ["1h", "last hour"],
+  ["6h", "last 6 hours"],
+  ["24h", "last 24 hours"],
+  ["7d", "last 7 days"],
+  ["", "any time"],
+];
+const LIMIT = 50;
+
+/**
+ * `a=b, c=d` into ["a=b", "c=d"]. A comma only separates when another
+ * key= follows, so values may themselves contain commas.
+ */
+export function splitAttributes(text) {
+  return text
+    .split(/[,\n]\s*(?=[^\s=,]+=)/)
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+}
+
+export function searchView(container, route, app) {
+  let controller;
+  const field = (label, control, cls = "") =>
+    h(
+      "label",
+      { class: `field ${cls}`.trim() },
+      h("span", { class: "field-label", text: label }),
+      control,
+    );
+
+  const customer = h("input", {
+    type: "text",
+    enterkeyhint: "search",
+    name: "customer",
+    class: "customer-input mono",
+    placeholder: "customer id, e.g. c-42",
+    autocomplete: "off",
+    spellcheck: "false",
+    autofocus: true,
+    "aria-label": "Customer id",
+    dataset: { testid: "customer-input" },
+  });
+  const service = h(
+    "select",
+    { name: "service", dataset: { testid: "service-select" } },
+    h("option", { value: "", text: "any service" }),
+  );
+  const operation = h("input", {
+    type: "text",
+    name: "operation",
+    placeholder: "e.g. /orders",
+    autocomplete: "off",
+    spellcheck: "false",
+    dataset: { testid: "operation-input" },
+  });
+  const minDuration = h("input", {
+    type: "text",
+    name: "minDuration",
+    class: "short",
+    placeholder: "e.g. 250ms",
+    autocomplete: "off",
+    spellcheck: "false",
+    dataset: { testid: "min-duration-input" },
+  });
+  const since = h(
+    "select",
+    { name: "since", dataset: { testid: "range-select" } },
+    RANGES.map(([value, text]) => h("option", { value, text })),
+  );
+  const attributes = h("input", {
+    type: "text",
+    name: "attr",
+    class: "mono",
+    placeholder: "key=value, key=value",
+    autocomplete: "off",
+    spellcheck: "false",
+    dataset: { testid: "attributes-input" },
+  });
+  const errors = h("input", {
+    type: "checkbox",
+    name: "errors",
+    dataset: { testid: "errors-checkbox" },
+  });
+
+  const form = h(
+    "form",
+    {
+      class: "search-form",
+      role: "search",
+      onsubmit: (e) => {
+        e.preventDefault();
+        app.navigate(href("/", formParams()));
+      },
+    },
+    h(
+      "div",
+      { class: "search-main" },
+      customer,
+      h("button", {
+        type: "submit",
+        class: "primary",
+        dataset: { testid: "search-button" },
+        text: "Search",
+      }),
+    ),
+    h(
+      "div",
+      { class: "search-filters" },
+      field("Service", service),
+      field("Operation or route", operation),
+      field("Min duration", minDuration),
+      field("Time range", since),
+      field("Attributes", attributes, "grow"),
+      h(
+        "label",
+        { class: "check" },
+        errors,
+        h("span", { text: "errors only" }),
+      ),
+    ),
+  );
+  const results = h("section", {
+    class: "results",
+    dataset: { testid: "results" },
+    "aria-live": "polite",
+  });
+  container.append(
+    h(
+      "section",
+      { class: "page" },
+      h("div", { class: "search-panel" }, form),
+      results,
+    ),
+  );
+
+  function formParams() {
+    return {
+      customer: customer.value.trim(),
+      service: service.value,
+      operation: operation.value.trim(),
+      errors: errors.checked ? "1" : "",
+      minDuration: minDuration.value.trim(),
+      since: since.value,
+      attr: splitAttributes(attributes.value),
+    };
+  }
+
+  function fill(params) {
+    customer.value = params.get("customer") ?? "";
+    const svc = params.get("service") ?? "";
+    if (svc && ![...service.options].some((o) => o.value === svc))
+      service.append(h("option", { value: svc, text: svc }));
+    service.value = svc;
+    operation.value = params.get("operation") ?? "";
+    errors.checked = params.get("errors") === "1";
+    minDuration.value = params.get("minDuration") ?? "";
+    const range = params.get("since") ?? "";
+    if (![...since.options].some((o) => o.value === range))
+      since.append(h("option", { value: range, text: `last ${range}` }));
+    since.value = range;
+    attributes.value = params.getAll("attr").join(", ");
+  }
+
+  /** "in the last hour, in orders, errors only" for headings and empty states. */
+  function describeFilters(params) {
+    const parts = [];
+    const svc = params.get("service");
+    if (svc) parts.push(`in ${svc}`);
+    const op = params.get("operation");
+    if (op) parts.push(`doing ${op}`);
+    const range = RANGES.find(([v]) => v === (params.get("since") ?? ""));
+    if (params.get("since"))
+      parts.push(`in the ${range ? range[1] : `last ${params.get("since")}`}`);
+    if (params.get("minDuration"))
+      parts.push(`slower than ${params.get("minDuration")}`);
+    for (const a of params.getAll("attr")) parts.push(`with ${a}`);
+    if (params.get("errors") === "1") parts.push("with errors");
+    return parts.join(", ");
+  }
+
+  async function run(params) {
+    controller?.abort();
+    controller = new AbortController();
+    const { signal } = controller;
+    const who = params.get("customer") ?? "";
+    results.dataset.state = "loading";
+    results.dataset.customer = who;
+    results.classList.add("loading");
+    const query = Object.fromEntries(
+      [...params.entries()].filter(([k]) => k !== "attr"),
+    );
+    query.attr = params.getAll("attr");
+    query.limit = String(LIMIT);
+    let traces;
+    try {
+      ({ traces } = await getJson("/api/search", query, { signal }));
+    } catch (err) {
+      if (signal.aborted) return;
+      results.classList.remove("loading");
+      results.dataset.state = "error";
+      results.replaceChildren(
+        notice(
+          "error",
+          err.status === 400
+            ? "That search does not parse"
+            : "The search failed",
+          err.message,
+        ),
+      );
+      return;
+    }
+    if (signal.aborted) return;
+    results.classList.remove("loading");
+    results.dataset.state = "done";
+    results.dataset.count = String(traces.length);
+    const filters = describeFilters(params);
+    if (traces.length === 0) {
+      const title = who ? `No traces for ${who}` : "No traces yet";
+      results.replaceChildren(
+        notice(
+          "empty",
+          filters ? `${title} ${filters}` : title,
+          who
+            ? h(
+                "p",
+                {},
+                "Customer ids match exactly. Check the spelling, widen the time range, or ",
+                h("a", {
+                  href: href("/live", { customer: who }),
+                  text: `watch ${who} live`,
+                }),
+                " while you reproduce the request.",
+              )
+            : h(
+                "p",
+                {},
+                "Point your services at this dev server (OTEL_EXPORTER_OTLP_ENDPOINT, port 4318 by default) and send a request.",
+              ),
+        ),
+      );
+      return;
+    }
+    const open = (id, e) => {
+      const url = href(`/trace/${id}`);
+      if (e?.metaKey || e?.ctrlKey) window.open(url, "_blank");
+      else app.navigate(url);
+    };
+    results.replaceChildren(
+      h(
+        "div",
+        { class: "results-head" },
+        h("h2", { text: who ? `Traces for ${who}` : "Recent traces" }),
+        h(
+          "span",
+          { class: "muted" },
+          `${plural(traces.length, "trace")}${filters ? ` ${filters}` : ""}, newest first`,
+          traces.length >= LIMIT
+            ? ` (the newest ${LIMIT}: narrow the search for older ones)`
+            : "",
+        ),
+      ),
+      h(
+        "div",
+        { class: "table-wrap" },
+        h(
+          "table",
+          { class: "traces" },
+          traceTableHead(),
+          h(
+            "tbody",
+            {},
+            traces.map((t) =>
+              traceRow(t, {
+                testid: "result-row",
+                href: (id) => href(`/trace/${id}`),
+                open,
+              }),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+
+  function onKey(e) {
+    if (e.key === "/" && !e.target.closest("input, select, textarea")) {
+      e.preventDefault();
+      customer.focus();
+      customer.select();
+    }
+  }
+  document.addEventListener("keydown", onKey);
+
+  void getJson("/api/services")
+    .then(({ services }) => setServiceOptions(service, services))
+    .catch(() => {});
+
+  fill(route.params);
+  void run(route.params);
+  customer.focus();
+
+  return {
+    update(next) {
+      fill(next.params);
+      void run(next.params);
+    },
+    destroy() {
+      controller?.abort();
+      document.removeEventListener("keydown", onKey);
+    },
+  };
+}
