@@ -27,6 +27,7 @@ const tasks = {
   test: ["node", "scripts/run-tests.mjs"],
   demo: ["node", "scripts/demo.mjs"],
   lint: ["node", "scripts/lint.mjs"],
+  bench: ["node", "bench/src/run.ts", "--out", "docs/benchmarks.md"],
   "bench-viewer": [
     "node",
     "packages/cli/bench/viewer-bench.ts",

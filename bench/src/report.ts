@@ -1,0 +1,228 @@
+// Turns the runs into docs/benchmarks.md and a bar chart (SVG): medians per
+// contender and handler, ratios and differences against no agent, and the
+// goals checked against the figures of this run.
+
+export interface Measurement {
+  contender: string;
+  handler: string;
+  rps: number;
+  p50: number;
+  p99: number;
+  cpuUsPerRequest: number;
+  rssBytes: number;
+  startupMs: number;
+}
+
+export interface ReportInput {
+  results: Measurement[];
+  micro: {
+    pinoPlain: number;
+    pinoCorrelated: number;
+    pinoCorrelatedExported: number;
+    exportThreadline: number;
+    exportUpstream: number;
+  };
+  contenders: Array<{ name: string; label: string }>;
+  rounds: number;
+  connections: number;
+  handlers: Array<{ name: string; amount: number }>;
+  machine: string;
+  versions: Record<string, string>;
+  date: string;
+}
+
+export interface Summary {
+  contender: string;
+  handler: string;
+  rps: number;
+  ratio: number;
+  cpuAdded: number;
+  p50Added: number;
+  p99Added: number;
+  rssAddedMb: number;
+  startupAddedMs: number;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  return s.length % 2
+    ? s[(s.length - 1) / 2]!
+    : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+export function summarize(input: ReportInput): Summary[] {
+  const out: Summary[] = [];
+  for (const h of input.handlers) {
+    const of = (c: string) =>
+      input.results.filter((r) => r.handler === h.name && r.contender === c);
+    const m = (c: string, k: keyof Measurement) =>
+      median(of(c).map((r) => r[k] as number));
+    for (const c of input.contenders) {
+      out.push({
+        contender: c.name,
+        handler: h.name,
+        rps: m(c.name, "rps"),
+        ratio: m(c.name, "rps") / m("none", "rps"),
+        cpuAdded: m(c.name, "cpuUsPerRequest") - m("none", "cpuUsPerRequest"),
+        p50Added: m(c.name, "p50") - m("none", "p50"),
+        p99Added: m(c.name, "p99") - m("none", "p99"),
+        rssAddedMb: (m(c.name, "rssBytes") - m("none", "rssBytes")) / 2 ** 20,
+        startupAddedMs: m(c.name, "startupMs") - m("none", "startupMs"),
+      });
+    }
+  }
+  return out;
+}
+
+function chart(summary: Summary[], input: ReportInput): string {
+  const bars = input.contenders.filter((c) => c.name !== "none");
+  const groupWidth = 360;
+  const width = 140 + groupWidth * input.handlers.length;
+  const rowH = 26;
+  const height = 70 + bars.length * rowH + 30;
+  const colors: Record<string, string> = {
+    "threadline-100": "#2f7ed8",
+    "threadline-10": "#7cb5ec",
+    otel: "#f28f43",
+    "dd-trace": "#8d4653",
+    elastic: "#91e8e1",
+  };
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="#fff"/>`,
+    `<text x="10" y="20" font-size="14" font-weight="bold">Throughput with the agent, as a share of no agent (higher is better)</text>`,
+  ];
+  input.handlers.forEach((h, g) => {
+    const x0 = 140 + g * groupWidth;
+    parts.push(
+      `<text x="${x0}" y="45" font-weight="bold">${h.name} handler</text>`,
+    );
+    const scale = (groupWidth - 70) / 1;
+    parts.push(
+      `<line x1="${x0}" y1="52" x2="${x0}" y2="${60 + bars.length * rowH}" stroke="#999"/>`,
+    );
+    const goal = h.name === "realistic" ? 0.8 : 0.6;
+    parts.push(
+      `<line x1="${x0 + goal * scale}" y1="52" x2="${x0 + goal * scale}" y2="${60 + bars.length * rowH}" stroke="#2a2" stroke-dasharray="4 3"/>`,
+    );
+    parts.push(
+      `<text x="${x0 + goal * scale + 3}" y="${68 + bars.length * rowH}" fill="#2a2">goal ${goal.toFixed(2)}</text>`,
+    );
+    bars.forEach((c, i) => {
+      const s = summary.find(
+        (x) => x.handler === h.name && x.contender === c.name,
+      );
+      const ratio = s && Number.isFinite(s.ratio) ? s.ratio : 0;
+      const y = 58 + i * rowH;
+      if (g === 0) parts.push(`<text x="10" y="${y + 15}">${c.name}</text>`);
+      parts.push(
+        `<rect x="${x0}" y="${y}" width="${Math.max(1, Math.min(1.2, ratio) * scale)}" height="${rowH - 8}" fill="${colors[c.name] ?? "#888"}"/>`,
+      );
+      parts.push(
+        `<text x="${x0 + Math.min(1.2, ratio) * scale + 4}" y="${y + 14}">${ratio.toFixed(2)}</text>`,
+      );
+    });
+  });
+  parts.push("</svg>");
+  return parts.join("\n");
+}
+
+const fmt = (n: number, digits = 0) =>
+  Number.isFinite(n) ? n.toFixed(digits) : "–";
+const signed = (n: number, digits = 0) =>
+  Number.isFinite(n) ? `${n >= 0 ? "+" : ""}${n.toFixed(digits)}` : "–";
+
+export function renderReport(input: ReportInput): {
+  markdown: string;
+  svg: string;
+} {
+  const summary = summarize(input);
+  const get = (h: string, c: string) =>
+    summary.find((s) => s.handler === h && s.contender === c);
+  const label = (name: string) =>
+    input.contenders.find((c) => c.name === name)?.label ?? name;
+  const tables = input.handlers
+    .map((h) => {
+      const rows = input.contenders.map((c) => {
+        const s = get(h.name, c.name)!;
+        return `| ${label(c.name)} | ${fmt(s.rps)} | **${fmt(s.ratio, 2)}** | ${c.name === "none" ? "–" : signed(s.cpuAdded)} | ${c.name === "none" ? "–" : signed(s.p50Added, 1)} | ${c.name === "none" ? "–" : signed(s.p99Added, 1)} | ${c.name === "none" ? "–" : signed(s.rssAddedMb, 1)} | ${c.name === "none" ? "–" : signed(s.startupAddedMs)} |`;
+      });
+      return `### ${h.name === "realistic" ? "Realistic handler (HTTP → PostgreSQL query → RabbitMQ publish → pino line → JSON)" : "Hello-world handler"}
+
+${h.amount.toLocaleString("en")} requests per run at ${input.connections} connections, after a warm-up of ${(h.amount / 5).toLocaleString("en")}.
+
+| contender | req/s | share of no agent | CPU µs/request added | p50 ms added | p99 ms added | RSS MB added | start-up ms added |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+${rows.join("\n")}
+`;
+    })
+    .join("\n");
+  const goal = (ok: boolean | undefined) =>
+    ok === undefined ? "not measured" : ok ? "met" : "**not met**";
+  const tlReal = get("realistic", "threadline-100");
+  const tlHello = get("hello", "threadline-100");
+  const otelReal = get("realistic", "otel");
+  const pinoRatio = input.micro.pinoCorrelated / input.micro.pinoPlain;
+  const startup = tlHello?.startupAddedMs;
+  const rss = Math.max(tlReal?.rssAddedMb ?? NaN, tlHello?.rssAddedMb ?? NaN);
+  const goals = [
+    `| Realistic handler at 100% sampling: >= 0.80 of no-agent throughput | ${fmt(tlReal?.ratio ?? NaN, 2)} | ${goal(tlReal ? tlReal.ratio >= 0.8 : undefined)} |`,
+    `| Realistic handler: >= 2x upstream OpenTelemetry's throughput | ${otelReal && tlReal ? `${fmt(tlReal.rps / otelReal.rps, 2)}x` : "–"} | ${goal(otelReal && tlReal ? tlReal.rps >= 2 * otelReal.rps : undefined)} |`,
+    `| Hello-world at 100% sampling: >= 0.60 of no-agent throughput | ${fmt(tlHello?.ratio ?? NaN, 2)} | ${goal(tlHello ? tlHello.ratio >= 0.6 : undefined)} |`,
+    `| pino with correlation: >= 0.90 of plain pino's lines/s | ${fmt(pinoRatio, 2)} | ${goal(pinoRatio >= 0.9)} |`,
+    `| Start-up added <= 150 ms | ${fmt(startup ?? NaN)} ms | ${goal(startup === undefined ? undefined : startup <= 150)} |`,
+    `| RSS added <= 40 MB under load | ${fmt(rss, 1)} MB | ${goal(Number.isFinite(rss) ? rss <= 40 : undefined)} |`,
+  ];
+  const markdown = `# Overhead benchmark
+
+Generated by \`npm run bench\` on ${input.date}. Machine: ${input.machine}.
+Everything (load generator, services, PostgreSQL, RabbitMQ, the queue consumer and the telemetry sink) shares
+this one machine, as on a developer's laptop or a small VM; figures are medians of ${input.rounds} rounds in which the
+contenders were run in a shuffled order, each a fresh process.
+
+![Throughput share of no agent](images/overhead.svg)
+
+## Goals
+
+| goal | this run | |
+| --- | ---: | --- |
+${goals.join("\n")}
+
+## Services under load
+
+${tables}
+CPU is the service process's user+system time (all its threads, export workers included) over the measured run,
+divided by the requests served; RSS is the peak sampled every 200 ms during the run; start-up is the time from
+spawning the process until it listens.
+
+## Logging and export
+
+| measurement | result |
+| --- | ---: |
+| pino lines/s, plain | ${fmt(input.micro.pinoPlain)} |
+| pino lines/s inside a span, with Threadline's correlation (trace_id, span_id, customer.id) | ${fmt(input.micro.pinoCorrelated)} (${fmt(pinoRatio, 2)} of plain) |
+| the same, with the lines also exported over OTLP | ${fmt(input.micro.pinoCorrelatedExported)} (${fmt(input.micro.pinoCorrelatedExported / input.micro.pinoPlain, 2)} of plain) |
+| spans/s started, ended, batched, encoded (OTLP protobuf) and sent: Threadline | ${fmt(input.micro.exportThreadline)} |
+| the same with upstream BatchSpanProcessor + OTLP protobuf exporter | ${fmt(input.micro.exportUpstream)} |
+
+## Contenders and versions
+
+${input.contenders.map((c) => `- **${c.name}**: ${c.label}`).join("\n")}
+
+Versions: ${Object.entries(input.versions)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(
+      ", ",
+    )}. All agents export to one local sink that accepts and discards (OTLP, Datadog agent and Elastic APM
+server endpoints), so network and backend cost is equal; each agent samples every request unless stated.
+
+## Reproduce
+
+\`\`\`sh
+npm run bench                      # all contenders, ${input.rounds} rounds, writes docs/benchmarks.md and docs/images/overhead.svg
+node bench/src/run.ts --quick --rounds 1 --only none,threadline-100   # a quick look
+\`\`\`
+`;
+  return { markdown, svg: chart(summary, input) };
+}

@@ -1,0 +1,359 @@
+// The overhead benchmark: the same two services under the same load with
+// no agent, Threadline (100% and 10% sampling), upstream OpenTelemetry,
+// dd-trace and elastic-apm-node, alternated in one run for several rounds.
+//
+// Every agent exports to one local sink that accepts and discards, so the
+// network and backend cost is the same for all. PostgreSQL and RabbitMQ are
+// real servers on loopback; a separate process drains the queue. Load comes
+// from autocannon in this process, a fixed number of requests at a fixed
+// concurrency per run (after a warm-up). Reported: medians over rounds of
+// throughput (and its ratio to no agent), CPU time per request added,
+// p50/p99 latency added, peak RSS added, start-up time added; plus pino
+// lines/s with and without Threadline's correlation, and the export
+// pipeline's spans/s.
+//
+//   node bench/src/run.ts [--rounds 3] [--out docs/benchmarks.md] [--only threadline-100,none]
+import { spawn } from "node:child_process";
+import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import pg from "pg";
+import autocannon from "autocannon";
+import {
+  startPostgres,
+  startRabbitMQ,
+  startService,
+  type RunningService,
+} from "@threadline/test-support";
+import { renderReport, type Measurement } from "./report.ts";
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: "string" },
+    out: { type: "string" },
+    only: { type: "string" },
+    quick: { type: "boolean" },
+  },
+});
+const ROUNDS = Number(values.rounds ?? 3);
+const CONNECTIONS = 20;
+const root = fileURLToPath(new URL("../", import.meta.url));
+const services = join(root, "services");
+const CLK_TCK = 100;
+
+interface Contender {
+  name: string;
+  label: string;
+  execArgv: string[];
+  env: (sink: string) => Record<string, string>;
+}
+
+const contenders: Contender[] = [
+  { name: "none", label: "no agent", execArgv: [], env: () => ({}) },
+  {
+    name: "threadline-100",
+    label: "Threadline, 100% sampling",
+    execArgv: ["-r", "@threadline/node/register"],
+    env: (sink) => ({
+      OTEL_EXPORTER_OTLP_ENDPOINT: sink,
+      OTEL_SERVICE_NAME: "bench",
+    }),
+  },
+  {
+    name: "threadline-10",
+    label: "Threadline, 10% sampling",
+    execArgv: ["-r", "@threadline/node/register"],
+    env: (sink) => ({
+      OTEL_EXPORTER_OTLP_ENDPOINT: sink,
+      OTEL_SERVICE_NAME: "bench",
+      OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+      OTEL_TRACES_SAMPLER_ARG: "0.1",
+    }),
+  },
+  {
+    name: "otel",
+    label: "OpenTelemetry sdk-node (http, pg, amqplib, pino; OTLP proto)",
+    execArgv: ["-r", join(services, "otel-upstream.cjs")],
+    env: (sink) => ({
+      OTEL_EXPORTER_OTLP_ENDPOINT: sink,
+      OTEL_SERVICE_NAME: "bench",
+      OTEL_METRICS_EXPORTER: "none",
+    }),
+  },
+  {
+    name: "dd-trace",
+    label: "dd-trace",
+    execArgv: ["-r", "dd-trace/init"],
+    env: (sink) => ({
+      DD_TRACE_AGENT_URL: sink,
+      DD_SERVICE: "bench",
+      DD_TRACE_SAMPLE_RATE: "1",
+      DD_LOGS_INJECTION: "true",
+      DD_RUNTIME_METRICS_ENABLED: "false",
+      DD_TRACE_STARTUP_LOGS: "false",
+      DD_REMOTE_CONFIGURATION_ENABLED: "false",
+      DD_INSTRUMENTATION_TELEMETRY_ENABLED: "false",
+      DD_PROFILING_ENABLED: "false",
+      DD_DOGSTATSD_URL: "udp://127.0.0.1:9",
+    }),
+  },
+  {
+    name: "elastic",
+    label: "elastic-apm-node",
+    execArgv: ["-r", "elastic-apm-node/start"],
+    env: (sink) => ({
+      ELASTIC_APM_SERVER_URL: sink,
+      ELASTIC_APM_SERVICE_NAME: "bench",
+      ELASTIC_APM_TRANSACTION_SAMPLE_RATE: "1",
+      ELASTIC_APM_CENTRAL_CONFIG: "false",
+      ELASTIC_APM_CLOUD_PROVIDER: "none",
+      ELASTIC_APM_METRICS_INTERVAL: "0s",
+      ELASTIC_APM_LOG_LEVEL: "off",
+    }),
+  },
+];
+
+const handlers = [
+  {
+    name: "realistic",
+    file: "realistic.cjs",
+    amount: values.quick ? 4000 : 20_000,
+  },
+  { name: "hello", file: "hello.cjs", amount: values.quick ? 10_000 : 60_000 },
+] as const;
+
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return Number(fields[11]) + Number(fields[12]); // utime + stime
+}
+
+function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(
+    readFileSync(`/proc/${pid}/status`, "utf8"),
+  );
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+function load(url: string, amount: number): Promise<autocannon.Result> {
+  return new Promise((resolve, reject) => {
+    autocannon(
+      { url, connections: CONNECTIONS, amount, timeout: 10 },
+      (err, result) => (err ? reject(err) : resolve(result)),
+    );
+  });
+}
+
+function shuffle<T>(list: T[], seed: number): T[] {
+  const out = [...list];
+  let s = seed;
+  for (let i = out.length - 1; i > 0; i--) {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    const j = s % (i + 1);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+async function measure(
+  contender: Contender,
+  handler: (typeof handlers)[number],
+  env: Record<string, string>,
+  sink: string,
+): Promise<Measurement> {
+  const started = performance.now();
+  const svc: RunningService = await startService({
+    entry: join(services, handler.file),
+    cwd: root,
+    execArgv: contender.execArgv,
+    env: { ...env, ...contender.env(sink), PORT: "0" },
+    timeoutMs: 60_000,
+  });
+  const startupMs = performance.now() - started;
+  const pid = svc.child.pid!;
+  try {
+    await load(svc.url, Math.floor(handler.amount / 5)); // warm-up: JIT, pools, connections
+    let peak = rssBytes(pid);
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, rssBytes(pid));
+    }, 200);
+    const ticks0 = cpuTicks(pid);
+    const t0 = performance.now();
+    const r = await load(svc.url, handler.amount);
+    const seconds = (performance.now() - t0) / 1000;
+    const ticks1 = cpuTicks(pid);
+    clearInterval(sampler);
+    peak = Math.max(peak, rssBytes(pid));
+    if (r.errors > 0 || r.non2xx > 0)
+      throw new Error(
+        `${contender.name}/${handler.name}: ${r.errors} errors, ${r.non2xx} non-2xx answers`,
+      );
+    const requests = r.requests.total;
+    return {
+      contender: contender.name,
+      handler: handler.name,
+      // autocannon's own duration is rounded to whole seconds; time the run here.
+      rps: requests / seconds,
+      p50: r.latency.p50,
+      p99: r.latency.p99,
+      cpuUsPerRequest: (((ticks1 - ticks0) / CLK_TCK) * 1e6) / requests,
+      rssBytes: peak,
+      startupMs,
+    };
+  } finally {
+    await svc.stop();
+  }
+}
+
+async function micro(
+  file: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...args, join(root, "src", file)], {
+      cwd: root,
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    child.stdout.setEncoding("utf8").on("data", (c: string) => (out += c));
+    child.on("close", (code) =>
+      code === 0
+        ? resolve(Number(out.trim().split("\n").pop()))
+        : reject(new Error(`${file} exited ${code}: ${out}`)),
+    );
+  });
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2
+    ? s[(s.length - 1) / 2]!
+    : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+const selected = values.only
+  ? contenders.filter((c) => values.only!.split(",").includes(c.name))
+  : contenders;
+const [postgres, rabbit] = await Promise.all([
+  startPostgres(),
+  startRabbitMQ(),
+]);
+const setup = new pg.Client({ connectionString: postgres.url });
+await setup.connect();
+await setup.query(
+  "CREATE TABLE products (id integer PRIMARY KEY, name text NOT NULL, price_cents integer NOT NULL)",
+);
+await setup.query(
+  "INSERT INTO products SELECT i, 'product ' || i, i * 10 FROM generate_series(1, 1000) i",
+);
+await setup.end();
+const env = {
+  DATABASE_URL: postgres.url,
+  AMQP_URL: rabbit.url,
+  BENCH_QUEUE: "bench",
+};
+const sinkSvc = await startService({
+  entry: join(services, "sink.cjs"),
+  env: {},
+});
+const consumer = await startService({
+  entry: join(services, "consumer.cjs"),
+  env,
+  ready: /listening/,
+});
+const results: Measurement[] = [];
+try {
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const handler of handlers) {
+      for (const contender of shuffle(selected, round * 7 + handler.amount)) {
+        const m = await measure(contender, handler, env, sinkSvc.url);
+        results.push(m);
+        process.stderr.write(
+          `round ${round + 1}/${ROUNDS} ${handler.name.padEnd(9)} ${contender.name.padEnd(15)} ${m.rps.toFixed(0).padStart(6)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms  ${m.cpuUsPerRequest.toFixed(0)} µs CPU/req  RSS ${(m.rssBytes / 2 ** 20).toFixed(0)} MB  start ${m.startupMs.toFixed(0)} ms\n`,
+        );
+      }
+    }
+  }
+  // Micro-benchmarks run one at a time: they measure CPU, and share two cores.
+  const three = async (
+    file: string,
+    args: string[],
+    extra: Record<string, string>,
+  ) => {
+    const xs: number[] = [];
+    for (let i = 0; i < 3; i++) xs.push(await micro(file, args, extra));
+    return median(xs);
+  };
+  const microResults = {
+    pinoPlain: await three("pino-micro.cjs", [], { MODE: "plain" }),
+    pinoCorrelated: await three(
+      "pino-micro.cjs",
+      ["-r", "@threadline/node/register"],
+      {
+        MODE: "span",
+        OTEL_LOGS_EXPORTER: "none",
+        OTEL_TRACES_EXPORTER: "none",
+      },
+    ),
+    pinoCorrelatedExported: await three(
+      "pino-micro.cjs",
+      ["-r", "@threadline/node/register"],
+      { MODE: "span", OTEL_EXPORTER_OTLP_ENDPOINT: sinkSvc.url },
+    ),
+    exportThreadline: await three("export-micro.mjs", [], {
+      OTEL_EXPORTER_OTLP_ENDPOINT: sinkSvc.url,
+      WHO: "threadline",
+    }),
+    exportUpstream: await three("export-micro.mjs", [], {
+      OTEL_EXPORTER_OTLP_ENDPOINT: sinkSvc.url,
+      WHO: "upstream",
+    }),
+  };
+  const versions: Record<string, string> = {};
+  for (const p of [
+    "@opentelemetry/sdk-node",
+    "@opentelemetry/instrumentation-http",
+    "dd-trace",
+    "elastic-apm-node",
+    "pino",
+    "pg",
+    "amqplib",
+    "autocannon",
+  ]) {
+    versions[p] = (
+      JSON.parse(
+        readFileSync(
+          join(root, "..", "node_modules", p, "package.json"),
+          "utf8",
+        ),
+      ) as { version: string }
+    ).version;
+  }
+  const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? "CPU"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Linux; Node ${process.versions.node}; PostgreSQL and RabbitMQ from the distribution, on the same machine`;
+  const { markdown, svg } = renderReport({
+    results,
+    micro: microResults,
+    contenders: selected.map((c) => ({ name: c.name, label: c.label })),
+    rounds: ROUNDS,
+    connections: CONNECTIONS,
+    handlers: handlers.map((h) => ({ name: h.name, amount: h.amount })),
+    machine,
+    versions,
+    date: new Date().toISOString().slice(0, 10),
+  });
+  process.stdout.write(markdown);
+  if (values.out) {
+    writeFileSync(values.out, markdown);
+    const svgPath = join(dirname(values.out), "images", "overhead.svg");
+    mkdirSync(dirname(svgPath), { recursive: true });
+    writeFileSync(svgPath, svg);
+  }
+} finally {
+  await consumer.stop();
+  await sinkSvc.stop();
+  await Promise.all([postgres.stop(), rabbit.stop()]);
+}
