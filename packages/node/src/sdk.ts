@@ -27,7 +27,10 @@ import {
 import { AmqplibInstrumentation } from "@threadline/instrumentation-amqplib";
 import { HttpInstrumentation } from "@threadline/instrumentation-http";
 import { PgInstrumentation } from "@threadline/instrumentation-pg";
-import { PinoInstrumentation } from "@threadline/instrumentation-pino";
+import {
+  DEFAULT_REDACT_PATHS,
+  PinoInstrumentation,
+} from "@threadline/instrumentation-pino";
 import { UndiciInstrumentation } from "@threadline/instrumentation-undici";
 import {
   resolveConfig,
@@ -65,6 +68,7 @@ const EMPTY_STATS: PipelineStats = {
       shutdownDeadline: 0,
     },
     pending: 0,
+    pendingBytes: 0,
   },
   logs: {
     created: 0,
@@ -76,6 +80,7 @@ const EMPTY_STATS: PipelineStats = {
       shutdownDeadline: 0,
     },
     pending: 0,
+    pendingBytes: 0,
   },
 };
 
@@ -277,6 +282,10 @@ function start(options: InitOptions): ThreadlineHandle {
     );
   if (config.instrumentations.pino) {
     pino = new PinoInstrumentation({
+      redact:
+        config.logRedact === false
+          ? false
+          : [...DEFAULT_REDACT_PATHS, ...config.logRedact],
       fields: config.logFields,
       ...(config.logs.enabled ? { sink: pipeline } : {}),
     });

@@ -52,6 +52,8 @@ export interface ReceivedLog {
 }
 
 export interface ReceivedRequest {
+  /** Epoch ms when the request arrived. */
+  at: number;
   path: string;
   headers: IncomingHttpHeaders;
   bytes: number;
@@ -75,6 +77,12 @@ export interface OtlpReceiver {
   readonly requests: ReceivedRequest[];
   /** Requests that could not be decoded, with the reason. */
   readonly errors: string[];
+  /** Every request, whatever the answer: when, where, and the status or 'hang'/'reset'. */
+  readonly attempts: Array<{
+    at: number;
+    path: string;
+    answer: number | string;
+  }>;
   setResponder(responder: Responder | undefined): void;
   waitForSpans(
     predicate: (spans: ReceivedSpan[]) => boolean,
@@ -255,12 +263,16 @@ function decode(
     : { logs: logsOf(body) };
 }
 
-/** Starts a receiver on an ephemeral loopback port. */
-export async function startOtlpReceiver(): Promise<OtlpReceiver> {
+/** Starts a receiver on loopback, on `port` or an ephemeral one. */
+export async function startOtlpReceiver(
+  options: { port?: number } = {},
+): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
   const logs: ReceivedLog[] = [];
   const requests: ReceivedRequest[] = [];
   const errors: string[] = [];
+  const attempts: Array<{ at: number; path: string; answer: number | string }> =
+    [];
   const sockets = new Set<Socket>();
   let responder: Responder | undefined;
 
@@ -269,6 +281,11 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
       const answer = responder?.(req);
+      attempts.push({
+        at: Date.now(),
+        path: (req.url ?? "").split("?")[0]!,
+        answer: typeof answer === "string" ? answer : (answer?.status ?? 200),
+      });
       if (answer === "hang") return;
       if (answer === "reset") {
         req.socket.destroy();
@@ -301,7 +318,13 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
           if (decoded.logs) logs.push(...decoded.logs);
           items = decoded.spans?.length ?? decoded.logs?.length ?? 0;
         }
-        requests.push({ path, headers: req.headers, bytes: raw.length, items });
+        requests.push({
+          at: Date.now(),
+          path,
+          headers: req.headers,
+          bytes: raw.length,
+          items,
+        });
         const json = String(req.headers["content-type"] ?? "").includes("json");
         res.writeHead(200, {
           "content-type": json ? "application/json" : "application/x-protobuf",
@@ -317,7 +340,9 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     sockets.add(s);
     s.on("close", () => sockets.delete(s));
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) =>
+    server.listen(options.port ?? 0, "127.0.0.1", resolve),
+  );
   const port = (server.address() as AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}`,
@@ -326,6 +351,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     logs,
     requests,
     errors,
+    attempts,
     setResponder: (r) => {
       responder = r;
     },
@@ -344,6 +370,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       logs.length = 0;
       requests.length = 0;
       errors.length = 0;
+      attempts.length = 0;
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -46,7 +46,8 @@ const counters = new Float64Array(settings.counters);
 const control = new Int32Array(settings.control);
 const port = parentPort!;
 
-const MAX_BACKOFF_MS = 30_000;
+// Short enough that export resumes within seconds of the Collector's return.
+const MAX_BACKOFF_MS = 5_000;
 const MAX_RETRY_AFTER_MS = 300_000;
 const MAX_RESPONSE_BYTES = 64 * 1024;
 
@@ -180,7 +181,9 @@ class Channel {
       }
       return;
     }
-    while (this.#inflight.size < 2 && this.#queue.length > 0) {
+    // While failing, probe with one request at a time: one failure per round of backoff.
+    const limit = this.#failures > 0 ? 1 : 2;
+    while (this.#inflight.size < limit && this.#queue.length > 0) {
       const wait = this.#nextAttemptAt - Date.now();
       if (wait > 0) {
         this.#schedule(wait);

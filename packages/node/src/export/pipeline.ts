@@ -44,6 +44,8 @@ export interface SignalStats {
   dropped: Record<DropReason, number>;
   /** Still buffered or in flight. */
   pending: number;
+  /** Encoded bytes buffered in the export worker (bounded by THREADLINE_EXPORT_MAX_BYTES). */
+  pendingBytes: number;
 }
 
 export interface PipelineStats {
@@ -340,6 +342,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
         exported: read("exported"),
         dropped,
         pending,
+        pendingBytes: read("pendingBytes"),
       };
     };
     return { traces: signal("traces"), logs: signal("logs") };

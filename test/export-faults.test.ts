@@ -1,0 +1,284 @@
+// Export under faults: a Collector that is down, refuses, throttles, hangs
+// or resets. The service must keep serving (no crash, no unhandled
+// rejection), keep memory within its configured bounds, retry with backoff
+// (honouring Retry-After), resume by itself, and account for every span and
+// log record: exported + dropped (by reason) + pending = created.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  freePort,
+  startOtlpReceiver,
+  startService,
+  waitFor,
+  type OtlpReceiver,
+  type RunningService,
+} from "@threadline/test-support";
+
+const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
+
+interface SignalStats {
+  created: number;
+  exported: number;
+  dropped: Record<string, number>;
+  pending: number;
+  pendingBytes: number;
+}
+interface Stats {
+  traces: SignalStats;
+  logs: SignalStats;
+  rss: number;
+  unhandled: number;
+}
+
+async function stats(svc: RunningService): Promise<Stats> {
+  return (await fetch(`${svc.url}/__stats`)).json() as Promise<Stats>;
+}
+
+function accounted(s: SignalStats): boolean {
+  return (
+    s.exported +
+      Object.values(s.dropped).reduce((a, b) => a + b, 0) +
+      s.pending ===
+    s.created
+  );
+}
+
+async function drive(
+  svc: RunningService,
+  n: number,
+  concurrency = 10,
+): Promise<void> {
+  let next = 0;
+  let failed = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) {
+        next++;
+        const res = await fetch(`${svc.url}/work`);
+        await res.text();
+        if (res.status !== 200) failed++;
+      }
+    }),
+  );
+  assert.equal(failed, 0, "every request is served");
+}
+
+function service(
+  endpoint: string,
+  env: Record<string, string> = {},
+): Promise<RunningService> {
+  return startService({
+    entry: "steady.mjs",
+    cwd: fixtures,
+    env: {
+      OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
+      OTEL_BSP_SCHEDULE_DELAY: "50",
+      OTEL_BLRP_SCHEDULE_DELAY: "50",
+      ...env,
+    },
+  });
+}
+
+const traces = (r: OtlpReceiver) =>
+  r.attempts.filter((a) => a.path === "/v1/traces");
+
+describe("export under faults", () => {
+  it("keeps serving while the Collector is down, and delivers everything once it is back", async () => {
+    const port = await freePort();
+    const svc = await service(`http://127.0.0.1:${port}`);
+    let receiver: OtlpReceiver | undefined;
+    try {
+      await drive(svc, 300);
+      const during = await stats(svc);
+      assert.equal(during.traces.created, 300);
+      assert.equal(during.traces.exported, 0);
+      assert.ok(accounted(during.traces) && accounted(during.logs));
+      receiver = await startOtlpReceiver({ port });
+      await receiver.waitForSpans(
+        (s) => s.length >= 300,
+        "all 300 spans after the Collector came back",
+        30_000,
+      );
+      await receiver.waitForLogs(
+        (l) => l.length >= 300,
+        "all 300 log records",
+        30_000,
+      );
+      const after = await stats(svc);
+      assert.deepEqual(
+        {
+          exported: after.traces.exported,
+          pending: after.traces.pending,
+          dropped: Object.values(after.traces.dropped).reduce(
+            (a, b) => a + b,
+            0,
+          ),
+        },
+        { exported: 300, pending: 0, dropped: 0 },
+      );
+      assert.equal(after.logs.exported, 300);
+      assert.equal(after.unhandled, 0);
+      assert.ok(
+        svc.stderr.some((l) =>
+          /could not export spans to .*ECONNREFUSED.*retrying/.test(l),
+        ),
+        svc.stderr.join("\n"),
+      );
+    } finally {
+      await svc.stop();
+      await receiver?.close();
+    }
+  });
+
+  it("honours Retry-After", async () => {
+    const receiver = await startOtlpReceiver();
+    let refused = false;
+    receiver.setResponder((req) => {
+      if (req.url === "/v1/traces" && !refused) {
+        refused = true;
+        return { status: 503, headers: { "retry-after": "2" } };
+      }
+      return undefined;
+    });
+    const svc = await service(receiver.url);
+    try {
+      await drive(svc, 20);
+      await receiver.waitForSpans(
+        (s) => s.length >= 20,
+        "the spans, after the wait",
+      );
+      const attempts = traces(receiver);
+      const refusal = attempts.find((a) => a.answer === 503)!;
+      // A request already in flight may land just after the refusal; nothing else until Retry-After passed.
+      const early = attempts.filter(
+        (a) => a.at > refusal.at + 200 && a.at < refusal.at + 1900,
+      );
+      assert.deepEqual(
+        early,
+        [],
+        `attempts ${attempts.map((a) => `${a.at - refusal.at}:${a.answer}`).join(" ")}`,
+      );
+      assert.ok(
+        attempts.some((a) => a.at >= refusal.at + 1900 && a.answer === 200),
+      );
+    } finally {
+      await svc.stop();
+      await receiver.close();
+    }
+  });
+
+  it("backs off with growing, jittered delays when throttled without Retry-After", async () => {
+    const receiver = await startOtlpReceiver();
+    let n = 0;
+    receiver.setResponder((req) =>
+      req.url === "/v1/traces" && n++ < 3 ? { status: 429 } : undefined,
+    );
+    const svc = await service(receiver.url);
+    try {
+      await drive(svc, 20);
+      await receiver.waitForSpans(
+        (s) => s.length >= 20,
+        "the spans after three refusals",
+        20_000,
+      );
+      const at = traces(receiver).map((a) => a.at);
+      const gaps = [at[1]! - at[0]!, at[2]! - at[1]!, at[3]! - at[2]!];
+      // 1 s, 2 s, 4 s bases, each jittered down to no less than half.
+      assert.ok(gaps[0]! >= 450 && gaps[0]! <= 1500, `gaps ${gaps.join(", ")}`);
+      assert.ok(gaps[1]! >= 950 && gaps[2]! >= 1950, `gaps ${gaps.join(", ")}`);
+      const s = await stats(svc);
+      assert.equal(s.traces.exported, 20);
+    } finally {
+      await svc.stop();
+      await receiver.close();
+    }
+  });
+
+  it("drops what the Collector refuses outright, counts it and says why", async () => {
+    const receiver = await startOtlpReceiver();
+    receiver.setResponder(() => ({ status: 500 }));
+    const svc = await service(receiver.url);
+    try {
+      await drive(svc, 50);
+      const s = await waitFor(
+        async () => {
+          const x = await stats(svc);
+          return (
+            x.traces.dropped["rejected"] === 50 &&
+            x.logs.dropped["rejected"] === 50 &&
+            x
+          );
+        },
+        { what: "all refused data counted" },
+      );
+      assert.ok(accounted(s.traces) && accounted(s.logs));
+      assert.ok(
+        svc.stderr.some((l) =>
+          /dropped \d+ spans: .* refused them \(HTTP 500\); not retried/.test(
+            l,
+          ),
+        ),
+        svc.stderr.join("\n"),
+      );
+      // Collapsed: a few lines, not one per batch.
+      assert.ok(svc.stderr.length < 10, svc.stderr.join("\n"));
+    } finally {
+      await svc.stop();
+      await receiver.close();
+    }
+  });
+
+  it("stays within its memory bounds while the Collector hangs, dropping what does not fit", async () => {
+    const receiver = await startOtlpReceiver();
+    receiver.setResponder(() => "hang");
+    const svc = await service(receiver.url, {
+      OTEL_EXPORTER_OTLP_TIMEOUT: "400",
+      THREADLINE_EXPORT_MAX_BYTES: "65536",
+      OTEL_BSP_MAX_QUEUE_SIZE: "512",
+    });
+    try {
+      const before = await stats(svc);
+      await drive(svc, 3000, 20);
+      const s = await stats(svc);
+      assert.ok(s.traces.dropped["queueFull"]! > 0, JSON.stringify(s.traces));
+      assert.ok(s.traces.pendingBytes <= 65536 && s.logs.pendingBytes <= 65536);
+      assert.ok(accounted(s.traces) && accounted(s.logs));
+      assert.ok(
+        s.rss - before.rss < 64 * 1024 * 1024,
+        `RSS grew by ${((s.rss - before.rss) / 2 ** 20).toFixed(1)} MB`,
+      );
+      assert.equal(s.unhandled, 0);
+      assert.ok(
+        svc.stderr.some((l) => /export buffer is full/.test(l)),
+        svc.stderr.join("\n"),
+      );
+    } finally {
+      await svc.stop();
+      await receiver.close();
+    }
+  });
+
+  it("retries after connection resets and resumes by itself", async () => {
+    const receiver = await startOtlpReceiver();
+    let resets = 0;
+    receiver.setResponder((req) =>
+      req.url === "/v1/traces" && resets++ < 2 ? "reset" : undefined,
+    );
+    const svc = await service(receiver.url);
+    try {
+      await drive(svc, 40);
+      await receiver.waitForSpans(
+        (s) => s.length >= 40,
+        "the spans after two resets",
+        20_000,
+      );
+      const s = await stats(svc);
+      assert.equal(s.traces.exported, 40);
+      assert.ok(accounted(s.traces));
+    } finally {
+      await svc.stop();
+      await receiver.close();
+    }
+  });
+});
