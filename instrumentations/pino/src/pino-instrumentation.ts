@@ -29,10 +29,58 @@ export interface PinoInstrumentationConfig {
    * @default 'otel'
    */
   fields?: "otel" | "ecs";
+  /**
+   * Paths redacted in loggers created after start that set no `redact`
+   * option of their own (pino's redact syntax); `false` turns it off.
+   * @default DEFAULT_REDACT_PATHS
+   */
+  redact?: readonly string[] | false;
 }
+
+/**
+ * Secrets that must not reach log lines: credentials in objects and in
+ * request/response headers, one level deep or under `headers`/`req`/`res`.
+ */
+export const DEFAULT_REDACT_PATHS: readonly string[] = [
+  "password",
+  "*.password",
+  "passwd",
+  "*.passwd",
+  "secret",
+  "*.secret",
+  "token",
+  "*.token",
+  "accessToken",
+  "*.accessToken",
+  "access_token",
+  "*.access_token",
+  "refreshToken",
+  "*.refreshToken",
+  "apiKey",
+  "*.apiKey",
+  "api_key",
+  "*.api_key",
+  "authorization",
+  "*.authorization",
+  "cookie",
+  "*.cookie",
+  "headers.authorization",
+  "headers.cookie",
+  'headers["set-cookie"]',
+  'headers["proxy-authorization"]',
+  "*.headers.authorization",
+  "*.headers.cookie",
+  '*.headers["set-cookie"]',
+  '*.headers["proxy-authorization"]',
+  "creditCard",
+  "*.creditCard",
+  "cardNumber",
+  "*.cardNumber",
+];
 
 const NAME = "@threadline/instrumentation-pino";
 
+type PinoFactory = (...args: unknown[]) => unknown;
 type AsJson = (
   this: PinoLogger,
   obj: unknown,
@@ -69,6 +117,7 @@ function symbolNamed(proto: object, description: string): symbol | undefined {
 export class PinoInstrumentation implements Instrumentation {
   readonly name = NAME;
   #sink: LogRecordSink | undefined;
+  readonly #redact: readonly string[] | false;
   readonly #traceKey: string;
   readonly #spanKey: string;
   #enabled = false;
@@ -82,6 +131,7 @@ export class PinoInstrumentation implements Instrumentation {
 
   constructor(config: PinoInstrumentationConfig = {}) {
     this.#sink = config.sink;
+    this.#redact = config.redact ?? DEFAULT_REDACT_PATHS;
     const ecs = config.fields === "ecs";
     this.#traceKey = ecs ? "trace.id" : "trace_id";
     this.#spanKey = ecs ? "span.id" : "span_id";
@@ -110,7 +160,46 @@ export class PinoInstrumentation implements Instrumentation {
       },
     });
     this.#late = late;
-    this.#unhook = unhook;
+    const factory = hookModule({
+      module: "pino",
+      file: "pino.js",
+      onLoad: (exports) =>
+        typeof exports === "function" && this.#redact !== false
+          ? this.#withDefaultRedaction(exports as PinoFactory, this.#redact)
+          : undefined,
+    });
+    this.#unhook = () => {
+      unhook();
+      factory.unhook();
+    };
+  }
+
+  /** Wraps pino() so loggers that choose no redaction get the defaults. */
+  #withDefaultRedaction(
+    original: PinoFactory,
+    paths: readonly string[],
+  ): PinoFactory {
+    const self = this;
+    const redact = { paths: [...paths] };
+    const wrapped = function pino(this: unknown, ...args: unknown[]): unknown {
+      if (self.#enabled) {
+        const first = args[0];
+        if (first === undefined || first === null) args[0] = { redact };
+        else if (typeof (first as { write?: unknown }).write === "function")
+          args.unshift({ redact });
+        else if (typeof first === "object" && !("redact" in first))
+          args[0] = { ...first, redact };
+      }
+      return original.apply(this, args);
+    } as PinoFactory;
+    // pino's statics (destination, transport, symbols, …), and the ESM/TS names.
+    for (const key of Object.keys(original))
+      (wrapped as unknown as Record<string, unknown>)[key] = (
+        original as unknown as Record<string, unknown>
+      )[key];
+    (wrapped as unknown as Record<string, unknown>)["default"] = wrapped;
+    (wrapped as unknown as Record<string, unknown>)["pino"] = wrapped;
+    return wrapped;
   }
 
   disable(): void {

@@ -42,6 +42,12 @@ export interface InitOptions {
   customerFromRequest?: CustomerSource;
   /** Field names for trace correlation in log lines. @default 'otel' (trace_id, span_id) */
   logFields?: "otel" | "ecs";
+  /**
+   * Redaction for pino loggers created after start that set none: `true`
+   * for the defaults, `false` for none, or extra paths added to the defaults.
+   * @default true
+   */
+  logRedact?: boolean | string[];
   /** Export pino log records over OTLP. @default true */
   exportLogs?: boolean;
   /** Export spans. @default true */
@@ -116,6 +122,8 @@ export interface ResolvedConfig {
   customerFromRequest: CustomerSource | undefined;
   ignoreIncomingPaths: string[];
   logFields: "otel" | "ecs";
+  /** Extra redaction paths added to the defaults, or false for no redaction. */
+  logRedact: false | string[];
   shutdownTimeoutMs: number;
   exportMaxBytes: number;
   exportMaxRetryMs: number;
@@ -412,6 +420,21 @@ function serviceNameOf(
   return name ?? "unknown_service:node";
 }
 
+function logRedactOf(
+  r: Reader,
+  option: boolean | string[] | undefined,
+): false | string[] {
+  if (option !== undefined)
+    return option === false ? false : option === true ? [] : option;
+  const v = r.str("THREADLINE_LOG_REDACT");
+  if (v === undefined || v.toLowerCase() === "true") return [];
+  if (v.toLowerCase() === "false") return false;
+  return v
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean);
+}
+
 function consumerContextOf(r: Reader): "continue" | "link" {
   const v = r.str("THREADLINE_AMQP_CONSUMER_CONTEXT")?.toLowerCase();
   if (v === undefined || v === "continue") return "continue";
@@ -526,6 +549,7 @@ export function resolveConfig(
         .map((p) => p.trim())
         .filter(Boolean),
     logFields,
+    logRedact: logRedactOf(r, options.logRedact),
     shutdownTimeoutMs:
       options.shutdownTimeoutMs ??
       r.int("THREADLINE_SHUTDOWN_TIMEOUT", 3000, 0),

@@ -1,0 +1,84 @@
+// What must never be recorded by default: credentials in headers (request
+// and response), secret-looking query values, and common secrets in log
+// objects; checked on the wire (OTLP) and on stdout.
+import assert from "node:assert/strict";
+import { it } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  startOtlpReceiver,
+  startService,
+  waitFor,
+} from "@threadline/test-support";
+
+const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
+const SECRETS = [
+  "Bearer s3cret-bearer",
+  "sid=cookie-789",
+  "Basic cHJveHk=",
+  "hunter2-pw",
+  "tok-123",
+  "sess-456",
+  "qs-secret-42",
+];
+
+it("keeps credentials out of spans and log lines", async () => {
+  const receiver = await startOtlpReceiver();
+  const svc = await startService({
+    entry: "careless.mjs",
+    cwd: fixtures,
+    env: {
+      OTEL_SERVICE_NAME: "careless",
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_BSP_SCHEDULE_DELAY: "50",
+      OTEL_BLRP_SCHEDULE_DELAY: "50",
+    },
+  });
+  try {
+    const res = await fetch(`${svc.url}/account?api_key=qs-secret-42&page=2`, {
+      headers: {
+        authorization: "Bearer s3cret-bearer",
+        cookie: "sid=cookie-789",
+        "proxy-authorization": "Basic cHJveHk=",
+      },
+    });
+    assert.equal(res.status, 200);
+    assert.match(
+      res.headers.get("set-cookie") ?? "",
+      /sess-456/,
+      "the application's own cookie still works",
+    );
+    const spans = await receiver.waitForSpans(
+      (s) => s.some((x) => x.kind === 2),
+      "the server span",
+    );
+    const logs = await receiver.waitForLogs(
+      (l) => l.length >= 1,
+      "the log record",
+    );
+    const line = await waitFor(
+      () => svc.stdout.find((l) => l.includes("request received")),
+      { what: "the log line" },
+    );
+    const everything = JSON.stringify({ spans, logs, line }, (_k, v) =>
+      typeof v === "bigint" ? String(v) : v,
+    );
+    for (const secret of SECRETS)
+      assert.ok(!everything.includes(secret), `${secret} leaked`);
+    const server = spans.find((s) => s.kind === 2)!;
+    assert.equal(server.attributes["url.query"], "api_key=REDACTED&page=2");
+    const parsed = JSON.parse(line) as {
+      headers: Record<string, string>;
+      password: string;
+    };
+    assert.equal(parsed.headers["authorization"], "[Redacted]");
+    assert.equal(
+      parsed.headers["host"],
+      `127.0.0.1:${svc.port}`,
+      "non-secret fields are kept",
+    );
+    assert.equal(parsed.password, "[Redacted]");
+  } finally {
+    await svc.stop();
+    await receiver.close();
+  }
+});
