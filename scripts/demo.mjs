@@ -130,7 +130,8 @@ try {
     `POST /orders with a planted "baggage: customer.id=evil": ${planted.status} (the gateway is an edge: it ignores that baggage)\n`,
   );
 
-  // Wait until c-42's paid orders are complete in the store (9 spans each).
+  // Wait until all three of c-42's orders are in the store, the two paid
+  // ones complete (9 spans each), so the listing below is whole.
   const deadline = Date.now() + 30_000;
   let c42 = [];
   while (Date.now() < deadline) {
@@ -139,7 +140,8 @@ try {
       customer: "c-42",
       fromUs: (Date.now() - 600_000) * 1000,
     });
-    if (c42.filter((t) => t.spanCount >= 9).length >= 2) break;
+    if (c42.length >= 3 && c42.filter((t) => t.spanCount >= 9).length >= 2)
+      break;
     await new Promise((r) => setTimeout(r, 200));
   }
   console.log("$ npx threadline search --customer c-42 --since 10m");
