@@ -29,3 +29,10 @@ export type {
   DecodedScope,
   DecodedSpan,
 } from "./decode.ts";
+export { MetricsEncoder } from "./metrics-encoder.ts";
+export type {
+  ExemplarData,
+  HistogramPointData,
+  MetricData,
+  NumberPointData,
+} from "./metrics-encoder.ts";

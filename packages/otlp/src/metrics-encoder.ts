@@ -1,0 +1,257 @@
+// ExportMetricsServiceRequest encoding, protobuf and JSON: sums, gauges and
+// explicit-bucket histograms, with exemplars.
+import { keyValuesToJson, writeKeyValues } from "./any-value.ts";
+import type { Attributes, Scope } from "./model.ts";
+import {
+  ProtoWriter,
+  WIRE_FIXED64,
+  WIRE_LEN,
+  WIRE_VARINT,
+} from "./proto-writer.ts";
+import { msToNanosString, writeResource, writeScope } from "./trace-encoder.ts";
+
+/** A measurement kept as an example of a data point, tied to a sampled span. */
+export interface ExemplarData {
+  /** Epoch milliseconds. */
+  time: number;
+  value: number;
+  traceId: string;
+  spanId: string;
+}
+
+export interface NumberPointData {
+  attributes: Attributes;
+  /** Epoch milliseconds. */
+  startTime: number;
+  time: number;
+  value: number;
+  exemplars?: readonly ExemplarData[] | undefined;
+}
+
+export interface HistogramPointData {
+  attributes: Attributes;
+  startTime: number;
+  time: number;
+  count: number;
+  sum: number;
+  min: number;
+  max: number;
+  /** Upper bounds of all buckets but the last. */
+  bounds: readonly number[];
+  /** bounds.length + 1 counts. */
+  counts: readonly number[];
+  exemplars?: readonly ExemplarData[] | undefined;
+}
+
+export type MetricData =
+  | {
+      scope: Scope;
+      name: string;
+      description: string;
+      unit: string;
+      kind: "sum";
+      monotonic: boolean;
+      points: readonly NumberPointData[];
+    }
+  | {
+      scope: Scope;
+      name: string;
+      description: string;
+      unit: string;
+      kind: "gauge";
+      points: readonly NumberPointData[];
+    }
+  | {
+      scope: Scope;
+      name: string;
+      description: string;
+      unit: string;
+      kind: "histogram";
+      points: readonly HistogramPointData[];
+    };
+
+const CUMULATIVE = 2;
+
+function writeExemplars(
+  w: ProtoWriter,
+  field: number,
+  exemplars: readonly ExemplarData[] | undefined,
+): void {
+  if (exemplars === undefined) return;
+  for (const e of exemplars) {
+    const m = w.begin(field);
+    w.tag(2, WIRE_FIXED64);
+    w.fixed64Nanos(e.time);
+    w.tag(3, WIRE_FIXED64);
+    w.double(e.value);
+    w.hexField(4, e.spanId);
+    w.hexField(5, e.traceId);
+    w.end(m);
+  }
+}
+
+function writeNumberPoint(w: ProtoWriter, p: NumberPointData): void {
+  const m = w.begin(1);
+  writeKeyValues(w, 7, p.attributes);
+  w.tag(2, WIRE_FIXED64);
+  w.fixed64Nanos(p.startTime);
+  w.tag(3, WIRE_FIXED64);
+  w.fixed64Nanos(p.time);
+  w.tag(4, WIRE_FIXED64);
+  w.double(p.value);
+  writeExemplars(w, 5, p.exemplars);
+  w.end(m);
+}
+
+function writeHistogramPoint(w: ProtoWriter, p: HistogramPointData): void {
+  const m = w.begin(1);
+  writeKeyValues(w, 9, p.attributes);
+  w.tag(2, WIRE_FIXED64);
+  w.fixed64Nanos(p.startTime);
+  w.tag(3, WIRE_FIXED64);
+  w.fixed64Nanos(p.time);
+  w.tag(4, WIRE_FIXED64);
+  w.fixed64(p.count);
+  w.tag(5, WIRE_FIXED64);
+  w.double(p.sum);
+  // packed repeated fixed64 / double
+  w.tag(6, WIRE_LEN);
+  w.uvarint(p.counts.length * 8);
+  for (const c of p.counts) w.fixed64(c);
+  w.tag(7, WIRE_LEN);
+  w.uvarint(p.bounds.length * 8);
+  for (const b of p.bounds) w.double(b);
+  writeExemplars(w, 8, p.exemplars);
+  if (p.count > 0) {
+    w.tag(11, WIRE_FIXED64);
+    w.double(p.min);
+    w.tag(12, WIRE_FIXED64);
+    w.double(p.max);
+  }
+  w.end(m);
+}
+
+function groupByScope(
+  metrics: readonly MetricData[],
+): Map<Scope, MetricData[]> {
+  const groups = new Map<Scope, MetricData[]>();
+  for (const m of metrics) {
+    const list = groups.get(m.scope);
+    if (list === undefined) groups.set(m.scope, [m]);
+    else list.push(m);
+  }
+  return groups;
+}
+
+/** Encodes metrics (cumulative temporality) as OTLP ExportMetricsServiceRequest messages for one resource. */
+export class MetricsEncoder {
+  readonly #resource: Attributes;
+  readonly #writer = new ProtoWriter(16 * 1024);
+
+  constructor(resource: Attributes) {
+    this.#resource = resource;
+  }
+
+  encode(metrics: readonly MetricData[]): Uint8Array {
+    const w = this.#writer;
+    w.reset();
+    const rm = w.begin(1);
+    writeResource(w, 1, this.#resource);
+    for (const [scope, list] of groupByScope(metrics)) {
+      const sm = w.begin(2);
+      writeScope(w, 1, scope);
+      for (const metric of list) {
+        const mm = w.begin(2);
+        w.stringField(1, metric.name);
+        w.stringField(2, metric.description);
+        w.stringField(3, metric.unit);
+        if (metric.kind === "sum") {
+          const d = w.begin(7);
+          for (const p of metric.points) writeNumberPoint(w, p);
+          w.tag(2, WIRE_VARINT);
+          w.uvarint(CUMULATIVE);
+          if (metric.monotonic) {
+            w.tag(3, WIRE_VARINT);
+            w.uvarint(1);
+          }
+          w.end(d);
+        } else if (metric.kind === "gauge") {
+          const d = w.begin(5);
+          for (const p of metric.points) writeNumberPoint(w, p);
+          w.end(d);
+        } else {
+          const d = w.begin(9);
+          for (const p of metric.points) writeHistogramPoint(w, p);
+          w.tag(2, WIRE_VARINT);
+          w.uvarint(CUMULATIVE);
+          w.end(d);
+        }
+        w.end(mm);
+      }
+      w.end(sm);
+    }
+    w.end(rm);
+    return w.finish();
+  }
+
+  encodeJson(metrics: readonly MetricData[]): string {
+    const exemplars = (list: readonly ExemplarData[] | undefined) =>
+      list?.map((e) => ({
+        timeUnixNano: msToNanosString(e.time),
+        asDouble: e.value,
+        spanId: e.spanId,
+        traceId: e.traceId,
+      }));
+    const number = (p: NumberPointData) => ({
+      attributes: keyValuesToJson(p.attributes),
+      startTimeUnixNano: msToNanosString(p.startTime),
+      timeUnixNano: msToNanosString(p.time),
+      asDouble: p.value,
+      ...(p.exemplars ? { exemplars: exemplars(p.exemplars) } : {}),
+    });
+    const scopeMetrics = [...groupByScope(metrics)].map(([scope, list]) => ({
+      scope: scope.version
+        ? { name: scope.name, version: scope.version }
+        : { name: scope.name },
+      metrics: list.map((m) => {
+        const base = { name: m.name, description: m.description, unit: m.unit };
+        if (m.kind === "sum")
+          return {
+            ...base,
+            sum: {
+              dataPoints: m.points.map(number),
+              aggregationTemporality: CUMULATIVE,
+              isMonotonic: m.monotonic,
+            },
+          };
+        if (m.kind === "gauge")
+          return { ...base, gauge: { dataPoints: m.points.map(number) } };
+        return {
+          ...base,
+          histogram: {
+            aggregationTemporality: CUMULATIVE,
+            dataPoints: m.points.map((p) => ({
+              attributes: keyValuesToJson(p.attributes),
+              startTimeUnixNano: msToNanosString(p.startTime),
+              timeUnixNano: msToNanosString(p.time),
+              count: String(p.count),
+              sum: p.sum,
+              bucketCounts: p.counts.map(String),
+              explicitBounds: p.bounds,
+              ...(p.count > 0 ? { min: p.min, max: p.max } : {}),
+              ...(p.exemplars ? { exemplars: exemplars(p.exemplars) } : {}),
+            })),
+          },
+        };
+      }),
+    }));
+    return JSON.stringify({
+      resourceMetrics: [
+        {
+          resource: { attributes: keyValuesToJson(this.#resource) },
+          scopeMetrics,
+        },
+      ],
+    });
+  }
+}

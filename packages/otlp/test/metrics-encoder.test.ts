@@ -1,0 +1,113 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { decodeMetricsRequest } from "@threadline/test-support";
+import { MetricsEncoder, type MetricData } from "../src/index.ts";
+
+const scope = { name: "meter", version: "1" };
+const metrics: MetricData[] = [
+  {
+    scope,
+    name: "http.server.request.duration",
+    description: "Duration of HTTP server requests.",
+    unit: "s",
+    kind: "histogram",
+    points: [
+      {
+        attributes: {
+          "http.route": "/orders",
+          "http.response.status_code": 201,
+        },
+        startTime: 1_700_000_000_000,
+        time: 1_700_000_010_000,
+        count: 3,
+        sum: 0.35,
+        min: 0.05,
+        max: 0.2,
+        bounds: [0.1, 0.25],
+        counts: [1, 2, 0],
+        exemplars: [
+          {
+            time: 1_700_000_005_000,
+            value: 0.2,
+            traceId: "0af7651916cd43dd8448eb211c80319c",
+            spanId: "b7ad6b7169203331",
+          },
+        ],
+      },
+    ],
+  },
+  {
+    scope,
+    name: "requests",
+    description: "",
+    unit: "{request}",
+    kind: "sum",
+    monotonic: true,
+    points: [
+      {
+        attributes: {},
+        startTime: 1_700_000_000_000,
+        time: 1_700_000_010_000,
+        value: 42,
+      },
+    ],
+  },
+  {
+    scope,
+    name: "queue.depth",
+    description: "",
+    unit: "{message}",
+    kind: "gauge",
+    points: [
+      {
+        attributes: { queue: "q" },
+        startTime: 1_700_000_000_000,
+        time: 1_700_000_010_000,
+        value: -1.5,
+      },
+    ],
+  },
+];
+
+for (const format of ["protobuf", "json"] as const) {
+  describe(`MetricsEncoder (${format})`, () => {
+    it("writes sums, gauges and histograms with exemplars", () => {
+      const encoder = new MetricsEncoder({ "service.name": "orders" });
+      const decoded = decodeMetricsRequest(
+        format === "json"
+          ? encoder.encodeJson(metrics)
+          : encoder.encode(metrics),
+      );
+      assert.deepEqual(
+        decoded.map((m) => [m.name, m.kind, m.unit, m.monotonic]),
+        [
+          ["http.server.request.duration", "histogram", "s", false],
+          ["requests", "sum", "{request}", true],
+          ["queue.depth", "gauge", "{message}", false],
+        ],
+      );
+      const h = decoded[0]!.points[0]!;
+      assert.deepEqual(h.attributes, {
+        "http.route": "/orders",
+        "http.response.status_code": 201,
+      });
+      assert.equal(h.count, 3);
+      assert.equal(h.sum, 0.35);
+      assert.deepEqual(h.bucketCounts, [1, 2, 0]);
+      assert.deepEqual(h.explicitBounds, [0.1, 0.25]);
+      assert.equal(h.min, 0.05);
+      assert.equal(h.max, 0.2);
+      assert.deepEqual(h.exemplars, [
+        {
+          traceId: "0af7651916cd43dd8448eb211c80319c",
+          spanId: "b7ad6b7169203331",
+          value: 0.2,
+        },
+      ]);
+      assert.equal(h.timeUnixNano, 1_700_000_010_000_000_000n);
+      assert.equal(decoded[1]!.points[0]!.value, 42);
+      assert.equal(decoded[2]!.points[0]!.value, -1.5);
+      assert.equal(decoded[0]!.resource["service.name"], "orders");
+    });
+  });
+}
