@@ -1,5 +1,6 @@
 export {
   decodeLogsRequest,
+  decodeMetricsRequest,
   decodeTraceRequest,
   startOtlpReceiver,
 } from "./otlp-receiver.ts";
@@ -7,6 +8,8 @@ export type {
   Attrs,
   OtlpReceiver,
   ReceivedLog,
+  ReceivedMetric,
+  ReceivedPoint,
   ReceivedRequest,
   ReceivedSpan,
   Responder,

@@ -12,6 +12,7 @@ import type { AddressInfo, Socket } from "node:net";
 import { gunzipSync } from "node:zlib";
 import {
   ExportLogsServiceRequest,
+  ExportMetricsServiceRequest,
   ExportTraceServiceRequest,
 } from "./otlp-schema.ts";
 import { waitFor } from "./wait.ts";
@@ -51,6 +52,32 @@ export interface ReceivedLog {
   scope: { name: string; version: string };
 }
 
+export interface ReceivedPoint {
+  attributes: Attrs;
+  /** Sums and gauges. */
+  value?: number;
+  /** Histograms. */
+  count?: number;
+  sum?: number;
+  bucketCounts?: number[];
+  explicitBounds?: number[];
+  min?: number;
+  max?: number;
+  exemplars: Array<{ traceId: string; spanId: string; value: number }>;
+  timeUnixNano: bigint;
+}
+
+export interface ReceivedMetric {
+  name: string;
+  description: string;
+  unit: string;
+  kind: "sum" | "gauge" | "histogram";
+  monotonic: boolean;
+  points: ReceivedPoint[];
+  resource: Attrs;
+  scope: { name: string; version: string };
+}
+
 export interface ReceivedRequest {
   /** Epoch ms when the request arrived. */
   at: number;
@@ -74,6 +101,8 @@ export interface OtlpReceiver {
   readonly port: number;
   readonly spans: ReceivedSpan[];
   readonly logs: ReceivedLog[];
+  /** Every metric batch as received, in order (cumulative: later batches repeat earlier series). */
+  readonly metrics: ReceivedMetric[];
   readonly requests: ReceivedRequest[];
   /** Requests that could not be decoded, with the reason. */
   readonly errors: string[];
@@ -227,6 +256,72 @@ function logsOf(body: Obj): ReceivedLog[] {
   return out;
 }
 
+function metricsOf(body: Obj): ReceivedMetric[] {
+  const out: ReceivedMetric[] = [];
+  const exemplars = (list: unknown) =>
+    arr(list).map((e) => ({
+      traceId: hex(e["traceId"]),
+      spanId: hex(e["spanId"]),
+      value: Number(e["asDouble"] ?? e["asInt"] ?? 0),
+    }));
+  for (const rm of arr(body["resourceMetrics"])) {
+    const resource = attrs((rm["resource"] as Obj | undefined)?.["attributes"]);
+    for (const sm of arr(rm["scopeMetrics"])) {
+      const scope = (sm["scope"] as Obj | undefined) ?? {};
+      for (const m of arr(sm["metrics"])) {
+        const kind = m["sum"] ? "sum" : m["gauge"] ? "gauge" : "histogram";
+        const data = (m[kind] as Obj | undefined) ?? {};
+        const points = arr(data["dataPoints"]).map((p): ReceivedPoint => {
+          const base = {
+            attributes: attrs(p["attributes"]),
+            exemplars: exemplars(p["exemplars"]),
+            timeUnixNano: big(p["timeUnixNano"]),
+          };
+          if (kind !== "histogram")
+            return { ...base, value: Number(p["asDouble"] ?? p["asInt"] ?? 0) };
+          return {
+            ...base,
+            count: Number(p["count"] ?? 0),
+            sum: Number(p["sum"] ?? 0),
+            bucketCounts: arr(p["bucketCounts"]).map(Number),
+            explicitBounds: arr(p["explicitBounds"]).map(Number),
+            min: Number(p["min"]),
+            max: Number(p["max"]),
+          };
+        });
+        out.push({
+          name: String(m["name"] ?? ""),
+          description: String(m["description"] ?? ""),
+          unit: String(m["unit"] ?? ""),
+          kind,
+          monotonic: data["isMonotonic"] === true,
+          points,
+          resource,
+          scope: {
+            name: String(scope["name"] ?? ""),
+            version: String(scope["version"] ?? ""),
+          },
+        });
+      }
+    }
+  }
+  return out;
+}
+
+/** Decodes an ExportMetricsServiceRequest (protobuf bytes or OTLP/JSON text). */
+export function decodeMetricsRequest(
+  raw: Uint8Array | string,
+): ReceivedMetric[] {
+  const body =
+    typeof raw === "string"
+      ? (JSON.parse(raw) as Obj)
+      : (ExportMetricsServiceRequest.toObject(
+          ExportMetricsServiceRequest.decode(Buffer.from(raw)),
+          { longs: String, enums: Number, defaults: false },
+        ) as Obj);
+  return metricsOf(body);
+}
+
 /** Decodes an ExportTraceServiceRequest (protobuf bytes or OTLP/JSON text). */
 export function decodeTraceRequest(raw: Uint8Array | string): ReceivedSpan[] {
   const type =
@@ -269,6 +364,7 @@ export async function startOtlpReceiver(
 ): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
   const logs: ReceivedLog[] = [];
+  const metrics: ReceivedMetric[] = [];
   const requests: ReceivedRequest[] = [];
   const errors: string[] = [];
   const attempts: Array<{ at: number; path: string; answer: number | string }> =
@@ -317,6 +413,15 @@ export async function startOtlpReceiver(
           if (decoded.spans) spans.push(...decoded.spans);
           if (decoded.logs) logs.push(...decoded.logs);
           items = decoded.spans?.length ?? decoded.logs?.length ?? 0;
+        } else {
+          const json = String(req.headers["content-type"] ?? "").includes(
+            "json",
+          );
+          const decoded = decodeMetricsRequest(
+            json ? raw.toString("utf8") : raw,
+          );
+          metrics.push(...decoded);
+          items = decoded.reduce((n, m) => n + m.points.length, 0);
         }
         requests.push({
           at: Date.now(),
@@ -349,6 +454,7 @@ export async function startOtlpReceiver(
     port,
     spans,
     logs,
+    metrics,
     requests,
     errors,
     attempts,
@@ -368,6 +474,7 @@ export async function startOtlpReceiver(
     clear: () => {
       spans.length = 0;
       logs.length = 0;
+      metrics.length = 0;
       requests.length = 0;
       errors.length = 0;
       attempts.length = 0;

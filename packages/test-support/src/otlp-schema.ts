@@ -158,8 +158,92 @@ const logs = {
   },
 };
 
+const metrics = {
+  ExportMetricsServiceRequest: {
+    fields: {
+      resourceMetrics: { rule: "repeated", type: "ResourceMetrics", id: 1 },
+    },
+  },
+  ResourceMetrics: {
+    fields: {
+      resource: { type: "Resource", id: 1 },
+      scopeMetrics: { rule: "repeated", type: "ScopeMetrics", id: 2 },
+    },
+  },
+  ScopeMetrics: {
+    fields: {
+      scope: { type: "InstrumentationScope", id: 1 },
+      metrics: { rule: "repeated", type: "Metric", id: 2 },
+    },
+  },
+  Metric: {
+    oneofs: { data: { oneof: ["gauge", "sum", "histogram"] } },
+    fields: {
+      name: { type: "string", id: 1 },
+      description: { type: "string", id: 2 },
+      unit: { type: "string", id: 3 },
+      gauge: { type: "Gauge", id: 5 },
+      sum: { type: "Sum", id: 7 },
+      histogram: { type: "Histogram", id: 9 },
+    },
+  },
+  Gauge: {
+    fields: {
+      dataPoints: { rule: "repeated", type: "NumberDataPoint", id: 1 },
+    },
+  },
+  Sum: {
+    fields: {
+      dataPoints: { rule: "repeated", type: "NumberDataPoint", id: 1 },
+      aggregationTemporality: { type: "int32", id: 2 },
+      isMonotonic: { type: "bool", id: 3 },
+    },
+  },
+  Histogram: {
+    fields: {
+      dataPoints: { rule: "repeated", type: "HistogramDataPoint", id: 1 },
+      aggregationTemporality: { type: "int32", id: 2 },
+    },
+  },
+  NumberDataPoint: {
+    oneofs: { value: { oneof: ["asDouble", "asInt"] } },
+    fields: {
+      attributes: { rule: "repeated", type: "KeyValue", id: 7 },
+      startTimeUnixNano: { type: "fixed64", id: 2 },
+      timeUnixNano: { type: "fixed64", id: 3 },
+      asDouble: { type: "double", id: 4 },
+      asInt: { type: "sfixed64", id: 6 },
+      exemplars: { rule: "repeated", type: "Exemplar", id: 5 },
+    },
+  },
+  HistogramDataPoint: {
+    fields: {
+      attributes: { rule: "repeated", type: "KeyValue", id: 9 },
+      startTimeUnixNano: { type: "fixed64", id: 2 },
+      timeUnixNano: { type: "fixed64", id: 3 },
+      count: { type: "fixed64", id: 4 },
+      sum: { type: "double", id: 5 },
+      bucketCounts: { rule: "repeated", type: "fixed64", id: 6 },
+      explicitBounds: { rule: "repeated", type: "double", id: 7 },
+      exemplars: { rule: "repeated", type: "Exemplar", id: 8 },
+      min: { type: "double", id: 11 },
+      max: { type: "double", id: 12 },
+    },
+  },
+  Exemplar: {
+    oneofs: { value: { oneof: ["asDouble", "asInt"] } },
+    fields: {
+      timeUnixNano: { type: "fixed64", id: 2 },
+      asDouble: { type: "double", id: 3 },
+      asInt: { type: "sfixed64", id: 6 },
+      spanId: { type: "bytes", id: 4 },
+      traceId: { type: "bytes", id: 5 },
+    },
+  },
+};
+
 const root = protobuf.Root.fromJSON({
-  nested: { otlp: { nested: { ...common, ...trace, ...logs } } },
+  nested: { otlp: { nested: { ...common, ...trace, ...logs, ...metrics } } },
 });
 
 export const ExportTraceServiceRequest = root.lookupType(
@@ -167,4 +251,7 @@ export const ExportTraceServiceRequest = root.lookupType(
 );
 export const ExportLogsServiceRequest = root.lookupType(
   "otlp.ExportLogsServiceRequest",
+);
+export const ExportMetricsServiceRequest = root.lookupType(
+  "otlp.ExportMetricsServiceRequest",
 );
