@@ -182,11 +182,16 @@ describe("export under faults", () => {
         "the spans after three refusals",
         20_000,
       );
-      const at = traces(receiver).map((a) => a.at);
-      const gaps = [at[1]! - at[0]!, at[2]! - at[1]!, at[3]! - at[2]!];
-      // 1 s, 2 s, 4 s bases, each jittered down to no less than half.
-      assert.ok(gaps[0]! >= 450 && gaps[0]! <= 1500, `gaps ${gaps.join(", ")}`);
-      assert.ok(gaps[1]! >= 950 && gaps[2]! >= 1950, `gaps ${gaps.join(", ")}`);
+      // Requests sent together before the first refusal was known are one attempt.
+      const at = traces(receiver)
+        .map((a) => a.at)
+        .filter((t, i, all) => i === 0 || t - all[i - 1]! > 50);
+      const gaps = at.slice(1).map((t, i) => t - at[i]!);
+      assert.ok(gaps.length >= 2, `attempts at ${at.join(", ")}`);
+      // Bases of 1, 2, 4 s, each jittered down to no less than half: never shorter than the one before.
+      assert.ok(gaps[0]! >= 450, `gaps ${gaps.join(", ")}`);
+      for (let i = 1; i < gaps.length; i++)
+        assert.ok(gaps[i]! >= gaps[i - 1]! - 50, `gaps ${gaps.join(", ")}`);
       const s = await stats(svc);
       assert.equal(s.traces.exported, 20);
     } finally {
@@ -195,10 +200,15 @@ describe("export under faults", () => {
     }
   });
 
-  it("drops what the Collector refuses outright, counts it and says why", async () => {
+  it("drops what the Collector refuses outright, counts it, says why, and reports it as metrics", async () => {
     const receiver = await startOtlpReceiver();
     receiver.setResponder(() => ({ status: 500 }));
-    const svc = await service(receiver.url);
+    // The SDK's own metrics go to a healthy receiver.
+    const metricsReceiver = await startOtlpReceiver();
+    const svc = await service(receiver.url, {
+      OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: `${metricsReceiver.url}/v1/metrics`,
+      OTEL_METRIC_EXPORT_INTERVAL: "200",
+    });
     try {
       await drive(svc, 50);
       const s = await waitFor(
@@ -223,9 +233,23 @@ describe("export under faults", () => {
       );
       // Collapsed: a few lines, not one per batch.
       assert.ok(svc.stderr.length < 10, svc.stderr.join("\n"));
+      const value = (name: string, errorType?: string) =>
+        metricsReceiver.metrics
+          .filter((m) => m.name === name)
+          .flatMap((m) => m.points)
+          .filter((p) => p.attributes["error.type"] === errorType)
+          .at(-1)?.value;
+      await waitFor(
+        () => value("otel.sdk.exporter.span.exported", "rejected") === 50,
+        { what: "the drop reported as a metric" },
+      );
+      assert.equal(value("otel.sdk.span.ended"), 50);
+      assert.equal(value("otel.sdk.exporter.span.exported"), 0);
+      assert.equal(value("otel.sdk.exporter.log.exported", "rejected"), 50);
     } finally {
       await svc.stop();
       await receiver.close();
+      await metricsReceiver.close();
     }
   });
 

@@ -52,6 +52,8 @@ export interface InitOptions {
   exportLogs?: boolean;
   /** Export spans. @default true */
   exportTraces?: boolean;
+  /** Export metrics over OTLP. @default true */
+  exportMetrics?: boolean;
   /** Longest wait for buffered telemetry at shutdown and exit, ms. @default 3000 */
   shutdownTimeoutMs?: number;
   /** Names of instrumentations to leave off: 'http', 'undici', 'pino', 'pg', 'amqplib'. */
@@ -111,6 +113,7 @@ export interface ResolvedConfig {
   resourceAttributes: Record<string, string | number | boolean>;
   traces: SignalExportSettings;
   logs: SignalExportSettings;
+  metrics: SignalExportSettings;
   sampler: { name: SamplerName; ratio: number };
   propagators: Array<"tracecontext" | "baggage">;
   spanLimits: SpanLimits;
@@ -229,9 +232,11 @@ export function parseKeyValueList(
   return out;
 }
 
+type SignalName = "traces" | "logs" | "metrics";
+
 function signalUrl(
   r: Reader,
-  signal: "traces" | "logs",
+  signal: SignalName,
   option: string | undefined,
 ): string {
   const specific = r.str(`OTEL_EXPORTER_OTLP_${signal.toUpperCase()}_ENDPOINT`);
@@ -281,20 +286,20 @@ function protocolOf(
 
 function signalSettings(
   r: Reader,
-  signal: "traces" | "logs",
+  signal: SignalName,
   options: InitOptions,
 ): SignalExportSettings {
   const S = signal.toUpperCase();
-  const exporterVar =
-    signal === "traces" ? "OTEL_TRACES_EXPORTER" : "OTEL_LOGS_EXPORTER";
-  let enabled =
-    (signal === "traces" ? options.exportTraces : options.exportLogs) ?? true;
+  const exporterVar = `OTEL_${S}_EXPORTER`;
+  const option =
+    signal === "traces"
+      ? options.exportTraces
+      : signal === "logs"
+        ? options.exportLogs
+        : options.exportMetrics;
+  let enabled = option ?? true;
   const exporter = r.str(exporterVar);
-  if (
-    exporter !== undefined &&
-    (signal === "traces" ? options.exportTraces : options.exportLogs) ===
-      undefined
-  ) {
+  if (exporter !== undefined && option === undefined) {
     const list = exporter.split(",").map((s) => s.trim().toLowerCase());
     if (list.includes("none")) enabled = false;
     else if (!list.includes("otlp"))
@@ -330,6 +335,11 @@ function signalSettings(
   const maxQueueSize = r.int(`${prefix}_MAX_QUEUE_SIZE`, 2048, 1);
   let maxExportBatchSize = r.int(`${prefix}_MAX_EXPORT_BATCH_SIZE`, 512, 1);
   if (maxExportBatchSize > maxQueueSize) maxExportBatchSize = maxQueueSize;
+  // Metrics are collected on an interval rather than batched.
+  const scheduleDelayMs =
+    signal === "metrics"
+      ? r.int("OTEL_METRIC_EXPORT_INTERVAL", 15_000, 100)
+      : r.int(`${prefix}_SCHEDULE_DELAY`, 1000, 0);
   return {
     enabled,
     url: signalUrl(r, signal, options.endpoint),
@@ -342,7 +352,7 @@ function signalSettings(
       1,
     ),
     batch: {
-      scheduleDelayMs: r.int(`${prefix}_SCHEDULE_DELAY`, 1000, 0),
+      scheduleDelayMs,
       maxQueueSize,
       maxExportBatchSize,
     },
@@ -505,6 +515,7 @@ export function resolveConfig(
     resourceAttributes: { ...envAttrs, ...options.resourceAttributes },
     traces: signalSettings(r, "traces", options),
     logs: signalSettings(r, "logs", options),
+    metrics: signalSettings(r, "metrics", options),
     sampler: samplerSettings(r, options),
     propagators: propagatorSettings(r),
     spanLimits: {

@@ -9,6 +9,7 @@
 // application handles the signal itself.
 import {
   context,
+  metrics,
   diag as apiDiag,
   DiagLogLevel,
   propagation,
@@ -41,6 +42,9 @@ import { ExportPipeline, type PipelineStats } from "./export/pipeline.ts";
 import { AlsContextManager } from "./internal/context-manager.ts";
 import { buildResource } from "./resource.ts";
 import { selfCheck } from "./self-check.ts";
+import { MeterProvider } from "./metrics/meter-provider.ts";
+import { MetricReader } from "./metrics/reader.ts";
+import { registerSdkMetrics } from "./metrics/sdk-metrics.ts";
 import { samplerFromConfig } from "./trace/sampler.ts";
 import { TracerProvider } from "./trace/tracer-provider.ts";
 import { VERSION } from "./version.ts";
@@ -57,31 +61,22 @@ export interface ThreadlineHandle {
   stats(): PipelineStats;
 }
 
+const EMPTY_SIGNAL = {
+  created: 0,
+  exported: 0,
+  dropped: {
+    queueFull: 0,
+    retriesExhausted: 0,
+    rejected: 0,
+    shutdownDeadline: 0,
+  },
+  pending: 0,
+  pendingBytes: 0,
+};
 const EMPTY_STATS: PipelineStats = {
-  traces: {
-    created: 0,
-    exported: 0,
-    dropped: {
-      queueFull: 0,
-      retriesExhausted: 0,
-      rejected: 0,
-      shutdownDeadline: 0,
-    },
-    pending: 0,
-    pendingBytes: 0,
-  },
-  logs: {
-    created: 0,
-    exported: 0,
-    dropped: {
-      queueFull: 0,
-      retriesExhausted: 0,
-      rejected: 0,
-      shutdownDeadline: 0,
-    },
-    pending: 0,
-    pendingBytes: 0,
-  },
+  traces: EMPTY_SIGNAL,
+  logs: EMPTY_SIGNAL,
+  metrics: EMPTY_SIGNAL,
 };
 
 let active: ThreadlineHandle | undefined;
@@ -132,24 +127,35 @@ interface ExitHooks {
 
 function installExitHooks(
   pipeline: ExportPipeline,
+  reader: MetricReader,
   timeoutMs: number,
 ): ExitHooks {
-  let lastFlushedCreated = -1;
+  // Spans and logs decide whether another flush is due; metrics go once, at the end.
+  let lastFlushed = -1;
+  let finalMetricsSent = false;
+  const finalMetrics = () => {
+    if (finalMetricsSent) return;
+    finalMetricsSent = true;
+    reader.exportSync();
+  };
   const pendingWork = () => {
     const s = pipeline.stats();
     return (
-      s.traces.created + s.logs.created !== lastFlushedCreated ||
-      s.traces.pending + s.logs.pending > 0
+      s.traces.created + s.logs.created !== lastFlushed ||
+      s.traces.pending + s.logs.pending + s.metrics.pending > 0
     );
   };
   const onBeforeExit = () => {
-    if (!pendingWork()) return;
+    if (!pendingWork() && finalMetricsSent) return;
+    finalMetrics();
     const s = pipeline.stats();
-    lastFlushedCreated = s.traces.created + s.logs.created;
+    lastFlushed = s.traces.created + s.logs.created;
     void pipeline.forceFlush(timeoutMs, true);
   };
   const onExit = () => {
-    if (pendingWork()) pipeline.flushSync(timeoutMs);
+    const first = !finalMetricsSent;
+    finalMetrics();
+    if (first || pendingWork()) pipeline.flushSync(timeoutMs);
     diag.flush();
   };
   const signals: NodeJS.Signals[] = ["SIGTERM", "SIGINT"];
@@ -159,6 +165,7 @@ function installExitHooks(
       void pipeline.forceFlush(timeoutMs, false);
       return;
     }
+    finalMetrics();
     void pipeline.forceFlush(timeoutMs, true).finally(() => {
       process.removeListener(signal, onSignal);
       process.kill(process.pid, signal);
@@ -319,7 +326,20 @@ function start(options: InitOptions): ThreadlineHandle {
     }
   }
 
-  const hooks = installExitHooks(pipeline, config.shutdownTimeoutMs);
+  const meterProvider = new MeterProvider();
+  if (!metrics.setGlobalMeterProvider(meterProvider)) {
+    diag.warn(
+      "another meter provider was already registered (a second OpenTelemetry SDK?); metrics may go elsewhere",
+    );
+  }
+  registerSdkMetrics(
+    meterProvider.getMeter("@threadline/node", VERSION),
+    pipeline,
+  );
+  const reader = new MetricReader(meterProvider, pipeline);
+  if (config.metrics.enabled)
+    reader.start(config.metrics.batch.scheduleDelayMs);
+  const hooks = installExitHooks(pipeline, reader, config.shutdownTimeoutMs);
   let stopped = false;
   if (config.selfCheck) {
     setImmediate(() => {
@@ -340,9 +360,12 @@ function start(options: InitOptions): ThreadlineHandle {
       if (stopped) return;
       stopped = true;
       hooks.remove();
+      reader.stop();
       for (const i of instrumentations) i.disable();
+      if (config.metrics.enabled) await reader.exportNow();
       await pipeline.shutdown(config.shutdownTimeoutMs);
       trace.disable();
+      metrics.disable();
       propagation.disable();
       context.disable();
       apiDiag.disable();

@@ -51,6 +51,12 @@ const MAX_BACKOFF_MS = 5_000;
 const MAX_RETRY_AFTER_MS = 300_000;
 const MAX_RESPONSE_BYTES = 64 * 1024;
 
+const WHAT: Record<Signal, string> = {
+  traces: "spans",
+  logs: "log records",
+  metrics: "metric points",
+};
+
 function add(signal: Signal, counter: WorkerCounter, n: number): void {
   counters[counterIndex(signal, counter)]! += n;
 }
@@ -138,7 +144,7 @@ class Channel {
         t: "diag",
         level: "warn",
         key: `${this.#signal}-buffer-full`,
-        message: `dropped ${this.#signal === "traces" ? "spans" : "log records"}: the export buffer is full (${settings.maxPendingBytes} bytes) while ${printable(this.#endpoint.url)} is not accepting data`,
+        message: `dropped ${WHAT[this.#signal]}: the export buffer is full (${settings.maxPendingBytes} bytes) while ${printable(this.#endpoint.url)} is not accepting data`,
       });
       return;
     }
@@ -212,7 +218,7 @@ class Channel {
       checkFlush();
       return;
     }
-    const what = this.#signal === "traces" ? "spans" : "log records";
+    const what = WHAT[this.#signal];
     if (outcome.kind === "ok") {
       this.#pendingBytes -= p.body.length;
       this.#failures = 0;
@@ -516,6 +522,7 @@ function toRecord(m: LogsMessage, i: number): LogRecordData {
 const channels = {
   traces: new Channel("traces", settings.traces),
   logs: new Channel("logs", settings.logs),
+  metrics: new Channel("metrics", settings.metrics),
 };
 const logsEncoder = new LogsEncoder(settings.resource, settings.logScope);
 
@@ -530,11 +537,9 @@ function completeFlush(): void {
   flushTimer = undefined;
   if (f.final) {
     // Whatever one last attempt could not deliver is lost with the process.
-    channels.traces.abandon();
-    channels.logs.abandon();
+    for (const c of Object.values(channels)) c.abandon();
   }
-  channels.traces.calm();
-  channels.logs.calm();
+  for (const c of Object.values(channels)) c.calm();
   Atomics.store(control, CONTROL_FLUSHED, f.id);
   Atomics.notify(control, CONTROL_FLUSHED);
   post({ t: "flushed", id: f.id });
@@ -543,11 +548,7 @@ function completeFlush(): void {
 }
 
 function checkFlush(): void {
-  if (
-    flushing !== undefined &&
-    channels.traces.settled &&
-    channels.logs.settled
-  )
+  if (flushing !== undefined && Object.values(channels).every((c) => c.settled))
     completeFlush();
 }
 
@@ -558,8 +559,7 @@ function startFlush(f: FlushMessage): void {
   }
   flushing = f;
   flushTimer = setTimeout(completeFlush, Math.max(0, f.deadline - Date.now()));
-  channels.traces.hurry(f.id);
-  channels.logs.hurry(f.id);
+  for (const c of Object.values(channels)) c.hurry(f.id);
   checkFlush();
 }
 
@@ -568,6 +568,9 @@ port.on("message", (msg: ToWorker) => {
     switch (msg.t) {
       case "traces":
         channels.traces.enqueue(msg.body, msg.count);
+        break;
+      case "metrics":
+        channels.metrics.enqueue(msg.body, msg.count);
         break;
       case "logs": {
         const records: LogRecordData[] = [];

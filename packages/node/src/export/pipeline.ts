@@ -4,7 +4,12 @@
 // The worker is started on first use and never keeps the process alive.
 import { Worker } from "node:worker_threads";
 import { diag, type LogRecordSink } from "@threadline/core";
-import { TraceEncoder, type Attributes } from "@threadline/otlp";
+import {
+  MetricsEncoder,
+  TraceEncoder,
+  type Attributes,
+  type MetricData,
+} from "@threadline/otlp";
 import type { ResolvedConfig } from "../config.ts";
 import type { RecordingSpan, SpanSink } from "../trace/span.ts";
 import { now } from "../internal/clock.ts";
@@ -51,6 +56,8 @@ export interface SignalStats {
 export interface PipelineStats {
   traces: SignalStats;
   logs: SignalStats;
+  /** Metric data points. */
+  metrics: SignalStats;
 }
 
 export class ExportPipeline implements SpanSink, LogRecordSink {
@@ -64,7 +71,9 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   readonly #main = {
     traces: { created: 0, queueFull: 0, rejected: 0, posted: 0 },
     logs: { created: 0, queueFull: 0, rejected: 0, posted: 0 },
+    metrics: { created: 0, queueFull: 0, rejected: 0, posted: 0 },
   };
+  readonly #metricsEncoder: MetricsEncoder;
   readonly #flushWaiters = new Map<number, () => void>();
   #worker: Worker | undefined;
   #flushId = 0;
@@ -90,6 +99,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     this.#settings = {
       traces: endpoint(config.traces),
       logs: endpoint(config.logs),
+      metrics: endpoint(config.metrics),
       resource,
       logScope,
       maxPendingBytes: config.exportMaxBytes,
@@ -98,6 +108,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       control,
     };
     this.#encoder = new TraceEncoder(resource);
+    this.#metricsEncoder = new MetricsEncoder(resource);
     this.#spans = new BatchQueue(
       config.traces.batch,
       (batch) => this.#exportSpans(batch),
@@ -145,6 +156,34 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       observed: now(),
       messageKey,
     });
+  }
+
+  /** Sends one collection of metrics (data points count as the items). */
+  exportMetrics(metrics: MetricData[]): void {
+    if (this.#closed || !this.#config.metrics.enabled || metrics.length === 0)
+      return;
+    let points = 0;
+    for (const m of metrics) points += m.points.length;
+    this.#main.metrics.created += points;
+    let body: Uint8Array | string;
+    try {
+      body =
+        this.#config.metrics.protocol === "http/json"
+          ? this.#metricsEncoder.encodeJson(metrics)
+          : this.#metricsEncoder.encode(metrics);
+    } catch (err) {
+      this.#main.metrics.rejected += points;
+      diag.warnCollapsed(
+        "metrics-encode",
+        `could not encode metrics: ${(err as Error).message}`,
+      );
+      return;
+    }
+    this.#post(
+      { t: "metrics", body, count: points },
+      typeof body === "string" ? [] : [body.buffer as ArrayBuffer],
+    );
+    this.#main.metrics.posted += points;
   }
 
   #queueFull(signal: Signal): void {
@@ -345,10 +384,18 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
         pendingBytes: read("pendingBytes"),
       };
     };
-    return { traces: signal("traces"), logs: signal("logs") };
+    return {
+      traces: signal("traces"),
+      logs: signal("logs"),
+      metrics: signal("metrics"),
+    };
   }
 
   #spansOrLogsQueued(s: Signal): number {
-    return s === "traces" ? this.#spans.size : this.#logs.size;
+    return s === "traces"
+      ? this.#spans.size
+      : s === "logs"
+        ? this.#logs.size
+        : 0;
   }
 }

@@ -5,7 +5,8 @@
 import type { Attributes, Scope } from "@threadline/otlp";
 import type { OtlpProtocol } from "../config.ts";
 
-export type Signal = "traces" | "logs";
+export type Signal = "traces" | "logs" | "metrics";
+export const SIGNALS: readonly Signal[] = ["traces", "logs", "metrics"];
 
 /** Why telemetry was dropped. */
 export type DropReason =
@@ -30,9 +31,9 @@ const SLOTS = [
 export type WorkerCounter = (typeof SLOTS)[number];
 
 export function counterIndex(signal: Signal, counter: WorkerCounter): number {
-  return (signal === "traces" ? 0 : SLOTS.length) + SLOTS.indexOf(counter);
+  return SIGNALS.indexOf(signal) * SLOTS.length + SLOTS.indexOf(counter);
 }
-export const COUNTER_SLOTS = SLOTS.length * 2;
+export const COUNTER_SLOTS = SLOTS.length * 3;
 
 /** Int32 slots of the control array: [0] last completed flush id. */
 export const CONTROL_FLUSHED = 0;
@@ -49,6 +50,7 @@ export interface EndpointSettings {
 export interface WorkerSettings {
   traces: EndpointSettings;
   logs: EndpointSettings;
+  metrics: EndpointSettings;
   resource: Attributes;
   logScope: Scope;
   maxPendingBytes: number;
@@ -58,7 +60,7 @@ export interface WorkerSettings {
 }
 
 export interface TracesMessage {
-  t: "traces";
+  t: "traces" | "metrics";
   body: Uint8Array | string;
   count: number;
 }

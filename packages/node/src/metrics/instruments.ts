@@ -1,0 +1,293 @@
+// Metric instruments: one aggregation per attribute set, kept cumulative.
+//
+// Recording is a Map lookup by a key built from the attributes (sorted
+// keys, so {a,b} and {b,a} are one series) and a few number updates; no
+// allocation once a series exists. Each instrument holds at most
+// CARDINALITY_LIMIT series; measurements beyond go to one overflow series
+// (`otel.metric.overflow=true`), as the OpenTelemetry specification asks,
+// so a high-cardinality attribute cannot grow memory without bound.
+// Histograms keep, per bucket, the latest measurement taken inside a sampled
+// span as an exemplar, linking the point to a trace.
+import {
+  context,
+  trace,
+  type Attributes,
+  type Context,
+} from "@opentelemetry/api";
+import type {
+  AnyValue,
+  Attributes as PointAttributes,
+  ExemplarData,
+  HistogramPointData,
+  MetricData,
+  NumberPointData,
+  Scope,
+} from "@threadline/otlp";
+
+export const CARDINALITY_LIMIT = 2000;
+const OVERFLOW: Attributes = { "otel.metric.overflow": true };
+
+/** Default histogram bounds for durations in seconds (the semantic conventions' advice). */
+export const SECONDS_BUCKETS = [
+  0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
+];
+/** The SDK default bounds (for anything else). */
+export const DEFAULT_BUCKETS = [
+  0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000,
+];
+
+/** Stable key of an attribute set. */
+export function attributesKey(attributes: Attributes | undefined): string {
+  if (attributes === undefined) return "";
+  const keys = Object.keys(attributes);
+  if (keys.length === 0) return "";
+  if (keys.length > 1) keys.sort();
+  let key = "";
+  for (const k of keys) {
+    const v = attributes[k];
+    if (v === undefined) continue;
+    key += `${k}\u0000${typeof v === "string" ? v : JSON.stringify(v)}\u0001`;
+  }
+  return key;
+}
+
+function copy(attributes: Attributes | undefined): PointAttributes {
+  const out: Record<string, AnyValue> = {};
+  if (attributes !== undefined)
+    for (const k in attributes)
+      if (attributes[k] !== undefined) out[k] = attributes[k] as AnyValue;
+  return out;
+}
+
+const now = () => performance.timeOrigin + performance.now();
+
+export interface InstrumentDescriptor {
+  name: string;
+  description: string;
+  unit: string;
+}
+
+interface NumberSeries {
+  attributes: PointAttributes;
+  startTime: number;
+  value: number;
+}
+
+interface HistogramSeries {
+  attributes: PointAttributes;
+  startTime: number;
+  count: number;
+  sum: number;
+  min: number;
+  max: number;
+  counts: number[];
+  exemplars: Array<ExemplarData | undefined>;
+}
+
+/** Sums (monotonic or not) and last-value gauges over attribute sets. */
+export class NumberAggregator {
+  readonly #series = new Map<string, NumberSeries>();
+  readonly kind: "sum" | "gauge";
+  readonly monotonic: boolean;
+  readonly descriptor: InstrumentDescriptor;
+  readonly scope: Scope;
+
+  constructor(
+    scope: Scope,
+    descriptor: InstrumentDescriptor,
+    kind: "sum" | "gauge",
+    monotonic: boolean,
+  ) {
+    this.scope = scope;
+    this.descriptor = descriptor;
+    this.kind = kind;
+    this.monotonic = monotonic;
+  }
+
+  #get(attributes: Attributes | undefined): NumberSeries {
+    let key = attributesKey(attributes);
+    let s = this.#series.get(key);
+    if (s === undefined) {
+      // The overflow series counts towards the limit.
+      if (this.#series.size >= CARDINALITY_LIMIT - 1) {
+        key = attributesKey(OVERFLOW);
+        s = this.#series.get(key);
+        if (s !== undefined) return s;
+        attributes = OVERFLOW;
+      }
+      s = { attributes: copy(attributes), startTime: now(), value: 0 };
+      this.#series.set(key, s);
+    }
+    return s;
+  }
+
+  add(value: number, attributes?: Attributes): void {
+    if (typeof value !== "number" || !Number.isFinite(value)) return;
+    if (this.monotonic && value < 0) return;
+    this.#get(attributes).value += value;
+  }
+
+  set(value: number, attributes?: Attributes): void {
+    if (typeof value !== "number" || !Number.isFinite(value)) return;
+    this.#get(attributes).value = value;
+  }
+
+  /** Observable instruments report absolute values; a sum is replaced, not added. */
+  observe(value: number, attributes?: Attributes): void {
+    this.set(value, attributes);
+  }
+
+  get seriesCount(): number {
+    return this.#series.size;
+  }
+
+  /** Current value of the series with exactly these attributes. */
+  value(attributes?: Attributes): number | undefined {
+    return this.#series.get(attributesKey(attributes))?.value;
+  }
+
+  collect(time: number): MetricData | undefined {
+    if (this.#series.size === 0) return undefined;
+    const points: NumberPointData[] = [];
+    for (const s of this.#series.values())
+      points.push({
+        attributes: s.attributes,
+        startTime: s.startTime,
+        time,
+        value: s.value,
+      });
+    const d = this.descriptor;
+    return this.kind === "sum"
+      ? {
+          scope: this.scope,
+          name: d.name,
+          description: d.description,
+          unit: d.unit,
+          kind: "sum",
+          monotonic: this.monotonic,
+          points,
+        }
+      : {
+          scope: this.scope,
+          name: d.name,
+          description: d.description,
+          unit: d.unit,
+          kind: "gauge",
+          points,
+        };
+  }
+
+  series(): Iterable<NumberSeries> {
+    return this.#series.values();
+  }
+}
+
+/** Explicit-bucket histograms over attribute sets. */
+export class HistogramAggregator {
+  readonly #series = new Map<string, HistogramSeries>();
+  readonly descriptor: InstrumentDescriptor;
+  readonly scope: Scope;
+  readonly bounds: readonly number[];
+
+  constructor(
+    scope: Scope,
+    descriptor: InstrumentDescriptor,
+    bounds: readonly number[],
+  ) {
+    this.scope = scope;
+    this.descriptor = descriptor;
+    this.bounds = bounds;
+  }
+
+  #get(attributes: Attributes | undefined): HistogramSeries {
+    let key = attributesKey(attributes);
+    let s = this.#series.get(key);
+    if (s === undefined) {
+      // The overflow series counts towards the limit.
+      if (this.#series.size >= CARDINALITY_LIMIT - 1) {
+        key = attributesKey(OVERFLOW);
+        s = this.#series.get(key);
+        if (s !== undefined) return s;
+        attributes = OVERFLOW;
+      }
+      s = {
+        attributes: copy(attributes),
+        startTime: now(),
+        count: 0,
+        sum: 0,
+        min: Infinity,
+        max: -Infinity,
+        counts: new Array<number>(this.bounds.length + 1).fill(0),
+        exemplars: new Array<ExemplarData | undefined>(
+          this.bounds.length + 1,
+        ).fill(undefined),
+      };
+      this.#series.set(key, s);
+    }
+    return s;
+  }
+
+  record(
+    value: number,
+    attributes?: Attributes,
+    ctx: Context = context.active(),
+  ): void {
+    if (typeof value !== "number" || !Number.isFinite(value)) return;
+    const s = this.#get(attributes);
+    const bounds = this.bounds;
+    let i = 0;
+    while (i < bounds.length && value > bounds[i]!) i++;
+    s.counts[i]!++;
+    s.count++;
+    s.sum += value;
+    if (value < s.min) s.min = value;
+    if (value > s.max) s.max = value;
+    const sc = trace.getSpanContext(ctx);
+    if (sc !== undefined && (sc.traceFlags & 1) === 1)
+      s.exemplars[i] = {
+        time: now(),
+        value,
+        traceId: sc.traceId,
+        spanId: sc.spanId,
+      };
+  }
+
+  get seriesCount(): number {
+    return this.#series.size;
+  }
+
+  series(): Iterable<HistogramSeries> {
+    return this.#series.values();
+  }
+
+  collect(time: number): MetricData | undefined {
+    if (this.#series.size === 0) return undefined;
+    const points: HistogramPointData[] = [];
+    for (const s of this.#series.values()) {
+      const exemplars = s.exemplars.filter(
+        (e): e is ExemplarData => e !== undefined,
+      );
+      points.push({
+        attributes: s.attributes,
+        startTime: s.startTime,
+        time,
+        count: s.count,
+        sum: s.sum,
+        min: s.min,
+        max: s.max,
+        bounds: this.bounds,
+        counts: [...s.counts],
+        ...(exemplars.length > 0 ? { exemplars } : {}),
+      });
+    }
+    const d = this.descriptor;
+    return {
+      scope: this.scope,
+      name: d.name,
+      description: d.description,
+      unit: d.unit,
+      kind: "histogram",
+      points,
+    };
+  }
+}

@@ -1,0 +1,345 @@
+// The OpenTelemetry metrics API over Threadline's own aggregators (see
+// instruments.ts), so `metrics.getMeter()` in application code, the
+// instrumentations' request metrics and the SDK's own counters all land in
+// one place that the periodic reader, the Prometheus endpoint and the alarm
+// rules read.
+//
+// Ours rather than @opentelemetry/sdk-metrics: that package alone takes
+// longer to load than the whole start-up budget we allow, and recording
+// through its view and storage layers costs more per measurement than a
+// Map lookup and an addition.
+import type {
+  Attributes,
+  BatchObservableCallback,
+  Context,
+  Counter,
+  Gauge,
+  Histogram,
+  Meter,
+  MeterOptions,
+  MeterProvider as ApiMeterProvider,
+  MetricOptions,
+  Observable,
+  ObservableCallback,
+  ObservableCounter,
+  ObservableGauge,
+  ObservableResult,
+  ObservableUpDownCounter,
+  UpDownCounter,
+} from "@opentelemetry/api";
+import { diag } from "@threadline/core";
+import type { MetricData, Scope } from "@threadline/otlp";
+import {
+  DEFAULT_BUCKETS,
+  HistogramAggregator,
+  NumberAggregator,
+  SECONDS_BUCKETS,
+} from "./instruments.ts";
+
+type Aggregator = NumberAggregator | HistogramAggregator;
+
+class ObservableInstrument
+  implements ObservableCounter, ObservableGauge, ObservableUpDownCounter
+{
+  readonly aggregator: NumberAggregator;
+  readonly callbacks = new Set<ObservableCallback>();
+
+  constructor(aggregator: NumberAggregator) {
+    this.aggregator = aggregator;
+  }
+
+  addCallback(callback: ObservableCallback): void {
+    this.callbacks.add(callback);
+  }
+
+  removeCallback(callback: ObservableCallback): void {
+    this.callbacks.delete(callback);
+  }
+}
+
+const NAME = /^[A-Za-z][A-Za-z0-9_./-]{0,254}$/;
+
+class ThreadlineMeter implements Meter {
+  readonly #scope: Scope;
+  readonly #provider: MeterProvider;
+
+  constructor(scope: Scope, provider: MeterProvider) {
+    this.#scope = scope;
+    this.#provider = provider;
+  }
+
+  #descriptor(name: string, options: MetricOptions | undefined) {
+    if (!NAME.test(name))
+      diag.warnOnce(
+        `metric-name:${name}`,
+        `metric name ${JSON.stringify(name)} is not a valid instrument name; it is recorded anyway`,
+      );
+    return {
+      name,
+      description: options?.description ?? "",
+      unit: options?.unit ?? "",
+    };
+  }
+
+  createCounter(name: string, options?: MetricOptions): Counter {
+    const a = this.#provider.numberAggregator(
+      this.#scope,
+      this.#descriptor(name, options),
+      "sum",
+      true,
+    );
+    return {
+      add: (value: number, attributes?: Attributes) => a.add(value, attributes),
+    };
+  }
+
+  createUpDownCounter(name: string, options?: MetricOptions): UpDownCounter {
+    const a = this.#provider.numberAggregator(
+      this.#scope,
+      this.#descriptor(name, options),
+      "sum",
+      false,
+    );
+    return {
+      add: (value: number, attributes?: Attributes) => a.add(value, attributes),
+    };
+  }
+
+  createGauge(name: string, options?: MetricOptions): Gauge {
+    const a = this.#provider.numberAggregator(
+      this.#scope,
+      this.#descriptor(name, options),
+      "gauge",
+      false,
+    );
+    return {
+      record: (value: number, attributes?: Attributes) =>
+        a.set(value, attributes),
+    };
+  }
+
+  createHistogram(name: string, options?: MetricOptions): Histogram {
+    const advised = options?.advice?.explicitBucketBoundaries;
+    const bounds =
+      advised ?? (options?.unit === "s" ? SECONDS_BUCKETS : DEFAULT_BUCKETS);
+    const a = this.#provider.histogramAggregator(
+      this.#scope,
+      this.#descriptor(name, options),
+      bounds,
+    );
+    return {
+      record: (value: number, attributes?: Attributes, ctx?: Context) =>
+        a.record(value, attributes, ctx),
+    };
+  }
+
+  createObservableCounter(
+    name: string,
+    options?: MetricOptions,
+  ): ObservableCounter {
+    return this.#provider.observable(
+      this.#scope,
+      this.#descriptor(name, options),
+      "sum",
+      true,
+    );
+  }
+
+  createObservableUpDownCounter(
+    name: string,
+    options?: MetricOptions,
+  ): ObservableUpDownCounter {
+    return this.#provider.observable(
+      this.#scope,
+      this.#descriptor(name, options),
+      "sum",
+      false,
+    );
+  }
+
+  createObservableGauge(
+    name: string,
+    options?: MetricOptions,
+  ): ObservableGauge {
+    return this.#provider.observable(
+      this.#scope,
+      this.#descriptor(name, options),
+      "gauge",
+      false,
+    );
+  }
+
+  addBatchObservableCallback(
+    callback: BatchObservableCallback,
+    observables: Observable[],
+  ): void {
+    this.#provider.addBatch(callback, observables);
+  }
+
+  removeBatchObservableCallback(callback: BatchObservableCallback): void {
+    this.#provider.removeBatch(callback);
+  }
+}
+
+export class MeterProvider implements ApiMeterProvider {
+  readonly #meters = new Map<string, ThreadlineMeter>();
+  readonly #aggregators = new Map<string, Aggregator>();
+  readonly #observables: ObservableInstrument[] = [];
+  readonly #batches = new Map<BatchObservableCallback, Observable[]>();
+
+  getMeter(name: string, version?: string, _options?: MeterOptions): Meter {
+    const key = `${name}@${version ?? ""}`;
+    let m = this.#meters.get(key);
+    if (m === undefined) {
+      m = new ThreadlineMeter(
+        version === undefined ? { name } : { name, version },
+        this,
+      );
+      this.#meters.set(key, m);
+    }
+    return m;
+  }
+
+  numberAggregator(
+    scope: Scope,
+    d: { name: string; description: string; unit: string },
+    kind: "sum" | "gauge",
+    monotonic: boolean,
+  ): NumberAggregator {
+    const key = `${scope.name}\u0000${d.name}`;
+    const existing = this.#aggregators.get(key);
+    if (
+      existing instanceof NumberAggregator &&
+      existing.kind === kind &&
+      existing.monotonic === monotonic
+    )
+      return existing;
+    if (existing !== undefined)
+      diag.warnOnce(
+        `metric-dup:${key}`,
+        `metric ${d.name} was created twice with different kinds; the second is kept apart`,
+      );
+    const a = new NumberAggregator(scope, d, kind, monotonic);
+    if (existing === undefined) this.#aggregators.set(key, a);
+    else this.#aggregators.set(`${key}\u0000${kind}${monotonic}`, a);
+    return a;
+  }
+
+  histogramAggregator(
+    scope: Scope,
+    d: { name: string; description: string; unit: string },
+    bounds: readonly number[],
+  ): HistogramAggregator {
+    const key = `${scope.name}\u0000${d.name}`;
+    const existing = this.#aggregators.get(key);
+    if (existing instanceof HistogramAggregator) return existing;
+    const a = new HistogramAggregator(scope, d, bounds);
+    this.#aggregators.set(
+      existing === undefined ? key : `${key}\u0000histogram`,
+      a,
+    );
+    return a;
+  }
+
+  observable(
+    scope: Scope,
+    d: { name: string; description: string; unit: string },
+    kind: "sum" | "gauge",
+    monotonic: boolean,
+  ): ObservableInstrument {
+    const o = new ObservableInstrument(
+      this.numberAggregator(scope, d, kind, monotonic),
+    );
+    this.#observables.push(o);
+    return o;
+  }
+
+  addBatch(callback: BatchObservableCallback, observables: Observable[]): void {
+    this.#batches.set(callback, observables);
+  }
+
+  removeBatch(callback: BatchObservableCallback): void {
+    this.#batches.delete(callback);
+  }
+
+  /** Every aggregator, for readers that look at live values (Prometheus, alarms). */
+  aggregators(): Iterable<Aggregator> {
+    return this.#aggregators.values();
+  }
+
+  /** The aggregator of an instrument by name, whatever its scope. */
+  find(name: string): Aggregator | undefined {
+    for (const a of this.#aggregators.values())
+      if (a.descriptor.name === name) return a;
+    return undefined;
+  }
+
+  #observe(): Array<Promise<void> | void> {
+    const result = (o: ObservableInstrument): ObservableResult => ({
+      observe: (value, attributes) => o.aggregator.observe(value, attributes),
+    });
+    const pending: Array<Promise<void> | void> = [];
+    for (const o of this.#observables) {
+      for (const cb of o.callbacks) {
+        try {
+          pending.push(cb(result(o)) as Promise<void> | void);
+        } catch (err) {
+          diag.warnCollapsed(
+            "metric-callback",
+            `an observable metric callback threw: ${(err as Error).message}`,
+          );
+        }
+      }
+    }
+    for (const [cb, observables] of this.#batches) {
+      try {
+        pending.push(
+          cb({
+            observe: (observable, value, attributes) => {
+              if (
+                observables.includes(observable) &&
+                observable instanceof ObservableInstrument
+              )
+                observable.aggregator.observe(value, attributes);
+            },
+          }) as Promise<void> | void,
+        );
+      } catch (err) {
+        diag.warnCollapsed(
+          "metric-callback",
+          `a batch metric callback threw: ${(err as Error).message}`,
+        );
+      }
+    }
+    return pending;
+  }
+
+  #snapshot(): MetricData[] {
+    const time = performance.timeOrigin + performance.now();
+    const out: MetricData[] = [];
+    for (const a of this.#aggregators.values()) {
+      const d = a.collect(time);
+      if (d !== undefined) out.push(d);
+    }
+    return out;
+  }
+
+  /** Runs observable callbacks (awaiting async ones), then snapshots every series. Never throws. */
+  async collect(): Promise<MetricData[]> {
+    for (const r of await Promise.allSettled(this.#observe())) {
+      if (r.status === "rejected")
+        diag.warnCollapsed(
+          "metric-callback",
+          `an observable metric callback failed: ${(r.reason as Error)?.message}`,
+        );
+    }
+    return this.#snapshot();
+  }
+
+  /** The same without waiting for asynchronous callbacks (for 'exit' handlers). */
+  collectSync(): MetricData[] {
+    for (const p of this.#observe())
+      if (p instanceof Promise) p.catch(() => {});
+    return this.#snapshot();
+  }
+}

@@ -1,0 +1,54 @@
+// Collects every metric on an interval (OTEL_METRIC_EXPORT_INTERVAL) and
+// hands the snapshot to the export pipeline; once more, synchronously, when
+// the process ends. The timer never keeps the process alive.
+import { diag } from "@threadline/core";
+import type { ExportPipeline } from "../export/pipeline.ts";
+import type { MeterProvider } from "./meter-provider.ts";
+
+export class MetricReader {
+  readonly #provider: MeterProvider;
+  readonly #pipeline: ExportPipeline;
+  #timer: NodeJS.Timeout | undefined;
+  /** Set by start(); a reader never started (metrics export off) collects nothing. */
+  #started = false;
+
+  constructor(provider: MeterProvider, pipeline: ExportPipeline) {
+    this.#provider = provider;
+    this.#pipeline = pipeline;
+  }
+
+  start(intervalMs: number): void {
+    this.#started = true;
+    this.#timer = setInterval(() => void this.exportNow(), intervalMs);
+    this.#timer.unref();
+  }
+
+  async exportNow(): Promise<void> {
+    if (!this.#started) return;
+    try {
+      this.#pipeline.exportMetrics(await this.#provider.collect());
+    } catch (err) {
+      diag.warnCollapsed(
+        "metrics-collect",
+        `could not collect metrics: ${(err as Error).message}`,
+      );
+    }
+  }
+
+  exportSync(): void {
+    if (!this.#started) return;
+    try {
+      this.#pipeline.exportMetrics(this.#provider.collectSync());
+    } catch (err) {
+      diag.warnCollapsed(
+        "metrics-collect",
+        `could not collect metrics: ${(err as Error).message}`,
+      );
+    }
+  }
+
+  stop(): void {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+}

@@ -1,0 +1,96 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ROOT_CONTEXT, trace } from "@opentelemetry/api";
+import type { HistogramPointData } from "@threadline/otlp";
+import { MeterProvider } from "../src/metrics/meter-provider.ts";
+import {
+  CARDINALITY_LIMIT,
+  attributesKey,
+} from "../src/metrics/instruments.ts";
+
+describe("metrics", () => {
+  it("aggregates per attribute set, whatever the key order", async () => {
+    const p = new MeterProvider();
+    const c = p.getMeter("m").createCounter("orders");
+    c.add(1, { status: "paid", sku: "book" });
+    c.add(2, { sku: "book", status: "paid" });
+    c.add(-5, { sku: "book", status: "paid" }); // counters ignore negatives
+    c.add(1);
+    const [m] = await p.collect();
+    assert.equal(m!.kind, "sum");
+    assert.deepEqual(
+      m!.points.map((x) => [x.attributes, "value" in x ? x.value : undefined]),
+      [
+        [{ status: "paid", sku: "book" }, 3],
+        [{}, 1],
+      ],
+    );
+    assert.equal(
+      attributesKey({ a: 1, b: "x" }),
+      attributesKey({ b: "x", a: 1 }),
+    );
+  });
+
+  it("places histogram measurements in buckets and keeps exemplars from sampled spans", async () => {
+    const p = new MeterProvider();
+    const h = p.getMeter("m").createHistogram("latency", { unit: "s" });
+    const ctx = trace.setSpanContext(ROOT_CONTEXT, {
+      traceId: "0af7651916cd43dd8448eb211c80319c",
+      spanId: "b7ad6b7169203331",
+      traceFlags: 1,
+    });
+    h.record(0.003);
+    h.record(0.2, {}, ctx);
+    h.record(12);
+    const [m] = await p.collect();
+    assert.equal(m!.kind, "histogram");
+    const point = m!.points[0]! as HistogramPointData;
+    assert.equal(point.count, 3);
+    assert.equal(point.min, 0.003);
+    assert.equal(point.max, 12);
+    assert.equal(point.counts[0], 1);
+    assert.equal(point.counts[point.bounds.indexOf(0.25)], 1);
+    assert.equal(point.counts.at(-1), 1);
+    assert.deepEqual(
+      point.exemplars?.map((e) => e.traceId),
+      ["0af7651916cd43dd8448eb211c80319c"],
+    );
+  });
+
+  it("caps the series per instrument, folding the rest into an overflow series", async () => {
+    const p = new MeterProvider();
+    const c = p.getMeter("m").createCounter("by_user");
+    for (let i = 0; i < CARDINALITY_LIMIT + 500; i++)
+      c.add(1, { user: `u${i}` });
+    const [m] = await p.collect();
+    assert.equal(m!.points.length, CARDINALITY_LIMIT);
+    const overflow = m!.points.find(
+      (x) => x.attributes["otel.metric.overflow"] === true,
+    );
+    assert.ok(overflow && "value" in overflow && overflow.value === 501);
+  });
+
+  it("runs observable callbacks at collection, and never throws from a failing one", async () => {
+    const p = new MeterProvider();
+    const meter = p.getMeter("m");
+    let level = 3;
+    meter.createObservableGauge("level").addCallback((r) => r.observe(level));
+    meter.createObservableCounter("broken").addCallback(() => {
+      throw new Error("boom");
+    });
+    assert.deepEqual(
+      (await p.collect()).map((m) => [
+        m.name,
+        m.points.map((x) => ("value" in x ? x.value : 0)),
+      ]),
+      [["level", [3]]],
+    );
+    level = 7;
+    assert.deepEqual(
+      p
+        .collectSync()
+        .map((m) => m.points.map((x) => ("value" in x ? x.value : 0))),
+      [[7]],
+    );
+  });
+});
