@@ -28,6 +28,12 @@ const tasks = {
   demo: ["node", "scripts/demo.mjs"],
   lint: ["node", "scripts/lint.mjs"],
   bench: ["node", "bench/src/run.ts", "--out", "docs/benchmarks.md"],
+  reliability: [
+    "node",
+    "bench/src/reliability.ts",
+    "--out",
+    "docs/reliability.md",
+  ],
   "bench-viewer": [
     "node",
     "packages/cli/bench/viewer-bench.ts",
