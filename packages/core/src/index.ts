@@ -76,3 +76,19 @@ export type { Instrumentation } from "./instrumentation.ts";
 export type { LogRecordSink } from "./log-sink.ts";
 import * as semconv from "./semconv.ts";
 export { semconv };
+export {
+  MAX_WATCHED,
+  WATCH_BAGGAGE,
+  WATCH_DEBUG,
+  WATCH_KEY,
+  WATCH_PATH,
+  WATCH_TRACE,
+  WatchList,
+  formatWatchDocument,
+  parseWatchDocument,
+  parseWatchLevel,
+  watchLevelName,
+  watchLevelOf,
+  watchList,
+} from "./watch.ts";
+export type { WatchDocumentResult, WatchEntry, WatchLevel } from "./watch.ts";

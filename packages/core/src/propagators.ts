@@ -23,6 +23,14 @@ import {
   setCustomerInContext,
 } from "./customer.ts";
 import {
+  WATCH_BAGGAGE,
+  WATCH_KEY,
+  parseWatchLevel,
+  watchLevelName,
+  watchLevelOf,
+  watchList,
+} from "./watch.ts";
+import {
   parseBaggage,
   serializeBaggage,
   type BaggageMember,
@@ -90,19 +98,27 @@ export class TraceContextPropagator implements TextMapPropagator {
   }
 }
 
-/** W3C Baggage, with the customer id kept in its own context slot as well. */
+/**
+ * W3C Baggage, with the customer id kept in its own context slot as well,
+ * and a watched request's decision (watch.ts) carried in `threadline.watch`.
+ */
 export class BaggagePropagator implements TextMapPropagator {
   inject(ctx: Context, carrier: unknown, setter: TextMapSetter): void {
     if (isTracingSuppressed(ctx)) return;
     const customer = getCustomerFromContext(ctx);
     const baggage = propagation.getBaggage(ctx);
-    if (customer === undefined && baggage === undefined) return;
+    const watch = watchList.active ? watchLevelOf(ctx) : undefined;
+    if (customer === undefined && baggage === undefined && watch === undefined)
+      return;
     const members: BaggageMember[] = [];
     if (customer !== undefined)
       members.push({ key: CUSTOMER_ID, value: customer });
+    if (watch !== undefined)
+      members.push({ key: WATCH_BAGGAGE, value: watchLevelName(watch) });
     if (baggage !== undefined) {
       for (const [key, entry] of baggage.getAllEntries()) {
         if (key === CUSTOMER_ID && customer !== undefined) continue;
+        if (key === WATCH_BAGGAGE) continue;
         const metadata = entry.metadata?.toString();
         members.push(
           metadata
@@ -124,6 +140,14 @@ export class BaggagePropagator implements TextMapPropagator {
       if (m.key === CUSTOMER_ID) {
         if (!isValidCustomerId(m.value)) continue;
         result = setCustomerInContext(result, m.value);
+      } else if (m.key === WATCH_BAGGAGE) {
+        // Kept in its own slot only; inject writes it again while it applies.
+        const level = parseWatchLevel(m.value);
+        if (level !== undefined) {
+          result = result.setValue(WATCH_KEY, level);
+          watchList.noteCarried();
+        }
+        continue;
       }
       entries[m.key] =
         m.metadata === undefined

@@ -1,0 +1,190 @@
+// The watch list: customers whose requests get debug logs and are always
+// sampled, for a limited time, switched on while the system runs.
+//
+// A service learns the list from a polled document (see the SDK) and keeps
+// it here. The decision for one request is made by the first service that
+// sees a watched customer and travels with the request in the
+// `threadline.watch` baggage entry, so every service the request touches
+// agrees, even one that has not fetched the newest list yet. Like all
+// baggage, the entry is read only from trusted callers and never sent to
+// third parties.
+//
+// Everything here is cheap when nobody is watched: callers test `active`
+// (a plain field) before doing any lookup.
+import { createContextKey, type Context } from "@opentelemetry/api";
+import { getCustomerFromContext, isValidCustomerId } from "./customer.ts";
+
+/** A watched request's lowest log level: pino's `debug` (20) or `trace` (10). */
+export type WatchLevel = 10 | 20;
+export const WATCH_DEBUG: WatchLevel = 20;
+export const WATCH_TRACE: WatchLevel = 10;
+
+/** Context key holding the watch level carried by the current request. */
+export const WATCH_KEY: symbol = createContextKey("threadline.watch");
+/** Baggage entry (and span attribute) carrying the watch level between services. */
+export const WATCH_BAGGAGE = "threadline.watch";
+/** Where `threadline dev` serves the watch list, next to its OTLP paths. */
+export const WATCH_PATH = "/threadline/v1/watch";
+/** Most customers watched at once; a longer list is refused. */
+export const MAX_WATCHED = 100;
+/** How long a carried watch flag keeps the checks on after it was last seen, ms. */
+const CARRIED_GRACE_MS = 60_000;
+
+export interface WatchEntry {
+  customer: string;
+  /** Epoch ms at which the entry expires by itself. */
+  until: number;
+  level: WatchLevel;
+}
+
+export function watchLevelName(level: WatchLevel): "debug" | "trace" {
+  return level === WATCH_TRACE ? "trace" : "debug";
+}
+
+/** `debug`/`trace` as a level; anything else is undefined. */
+export function parseWatchLevel(value: unknown): WatchLevel | undefined {
+  if (value === "debug") return WATCH_DEBUG;
+  if (value === "trace") return WATCH_TRACE;
+  return undefined;
+}
+
+export type WatchDocumentResult =
+  { ok: true; entries: WatchEntry[] } | { ok: false; problem: string };
+
+/**
+ * Reads a watch-list document:
+ *
+ * ```json
+ * { "watch": [ { "customer": "c-42", "until": "2026-11-21T12:30:00Z", "level": "debug" } ] }
+ * ```
+ *
+ * `level` is `debug` (the default) or `trace`. A document with any invalid
+ * entry is refused whole, so a typo never half-applies; entries already
+ * expired are dropped.
+ */
+export function parseWatchDocument(
+  text: string,
+  now = Date.now(),
+): WatchDocumentResult {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    return { ok: false, problem: `not JSON (${(err as Error).message})` };
+  }
+  const list = (doc as { watch?: unknown } | null)?.watch;
+  if (typeof doc !== "object" || doc === null || !Array.isArray(list))
+    return { ok: false, problem: 'expected an object with a "watch" array' };
+  if (list.length > MAX_WATCHED)
+    return {
+      ok: false,
+      problem: `${list.length} entries; at most ${MAX_WATCHED} customers can be watched at once`,
+    };
+  const byCustomer = new Map<string, WatchEntry>();
+  for (let i = 0; i < list.length; i++) {
+    const e = list[i] as Record<string, unknown> | null;
+    const where = `entry ${i}`;
+    if (typeof e !== "object" || e === null)
+      return { ok: false, problem: `${where} is not an object` };
+    if (!isValidCustomerId(e.customer))
+      return {
+        ok: false,
+        problem: `${where}: "customer" is not a valid customer id`,
+      };
+    const until =
+      typeof e.until === "string" ? Date.parse(e.until) : Number.NaN;
+    if (!Number.isFinite(until))
+      return {
+        ok: false,
+        problem: `${where}: "until" must be an ISO 8601 time`,
+      };
+    const level =
+      e.level === undefined ? WATCH_DEBUG : parseWatchLevel(e.level);
+    if (level === undefined)
+      return {
+        ok: false,
+        problem: `${where}: "level" must be "debug" or "trace"`,
+      };
+    if (until <= now) continue;
+    const prev = byCustomer.get(e.customer);
+    byCustomer.set(e.customer, {
+      customer: e.customer,
+      until: Math.max(until, prev?.until ?? 0),
+      level: Math.min(level, prev?.level ?? level) as WatchLevel,
+    });
+  }
+  return { ok: true, entries: [...byCustomer.values()] };
+}
+
+/** Writes entries as a watch-list document (the format parseWatchDocument reads). */
+export function formatWatchDocument(entries: readonly WatchEntry[]): string {
+  return `${JSON.stringify(
+    {
+      watch: entries.map((e) => ({
+        customer: e.customer,
+        until: new Date(e.until).toISOString(),
+        level: watchLevelName(e.level),
+      })),
+    },
+    null,
+    2,
+  )}\n`;
+}
+
+/** The customers this process currently watches. */
+export class WatchList {
+  /** False while nobody is watched and no request carried a watch: skip every check. */
+  active = false;
+  #entries = new Map<string, WatchEntry>();
+  #carriedUntil = 0;
+
+  /** Replaces the list (from a fetched document). */
+  replace(entries: readonly WatchEntry[], now = Date.now()): void {
+    const next = new Map<string, WatchEntry>();
+    for (const e of entries) if (e.until > now) next.set(e.customer, e);
+    this.#entries = next;
+    this.refresh(now);
+  }
+
+  /** The watch level for `customer` now, if watched. */
+  levelFor(customer: string, now = Date.now()): WatchLevel | undefined {
+    const e = this.#entries.get(customer);
+    if (e === undefined) return undefined;
+    if (e.until <= now) {
+      this.#entries.delete(customer);
+      return undefined;
+    }
+    return e.level;
+  }
+
+  /** A request arrived carrying a watch decision: keep the checks on for a while. */
+  noteCarried(now = Date.now()): void {
+    this.#carriedUntil = now + CARRIED_GRACE_MS;
+    this.active = true;
+  }
+
+  /** Drops expired entries; turns the checks off when nothing is left. */
+  refresh(now = Date.now()): void {
+    for (const [k, e] of this.#entries)
+      if (e.until <= now) this.#entries.delete(k);
+    this.active = this.#entries.size > 0 || this.#carriedUntil > now;
+  }
+
+  entries(): WatchEntry[] {
+    return [...this.#entries.values()];
+  }
+}
+
+/** The process-wide watch list every instrumentation consults. */
+export const watchList: WatchList = new WatchList();
+
+/**
+ * The watch level of the request in `ctx`: the one it carries, else the
+ * list's entry for its customer. Call only when `watchList.active`.
+ */
+export function watchLevelOf(ctx: Context): WatchLevel | undefined {
+  const carried = ctx.getValue(WATCH_KEY) as WatchLevel | undefined;
+  if (carried !== undefined) return carried;
+  const customer = getCustomerFromContext(ctx);
+  return customer === undefined ? undefined : watchList.levelFor(customer);
+}

@@ -1,0 +1,175 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import {
+  ROOT_CONTEXT,
+  defaultTextMapGetter,
+  defaultTextMapSetter,
+  propagation,
+} from "@opentelemetry/api";
+import { BaggagePropagator } from "../src/propagators.ts";
+import { setCustomerInContext } from "../src/customer.ts";
+import {
+  MAX_WATCHED,
+  WATCH_DEBUG,
+  WATCH_KEY,
+  WATCH_TRACE,
+  WatchList,
+  formatWatchDocument,
+  parseWatchDocument,
+  watchLevelOf,
+  watchList,
+} from "../src/watch.ts";
+
+const NOW = Date.parse("2026-11-21T12:00:00Z");
+const doc = (watch: unknown) => JSON.stringify({ watch });
+
+describe("watch-list documents", () => {
+  it("reads entries, defaulting to debug, dropping expired ones and merging repeats", () => {
+    const r = parseWatchDocument(
+      doc([
+        { customer: "c-42", until: "2026-11-21T12:30:00Z" },
+        { customer: "c-7", until: "2026-11-21T11:00:00Z", level: "trace" },
+        { customer: "c-9", until: "2026-11-21T12:10:00Z", level: "trace" },
+        { customer: "c-9", until: "2026-11-21T12:20:00Z", level: "debug" },
+      ]),
+      NOW,
+    );
+    assert.ok(r.ok);
+    assert.deepEqual(r.entries, [
+      {
+        customer: "c-42",
+        until: Date.parse("2026-11-21T12:30:00Z"),
+        level: WATCH_DEBUG,
+      },
+      // The longer expiry and the lower level of the two.
+      {
+        customer: "c-9",
+        until: Date.parse("2026-11-21T12:20:00Z"),
+        level: WATCH_TRACE,
+      },
+    ]);
+    assert.deepEqual(
+      parseWatchDocument(formatWatchDocument(r.entries), NOW),
+      r,
+    );
+  });
+
+  it("refuses a document whole when anything in it is wrong, saying what", () => {
+    const bad: Array<[string, RegExp]> = [
+      ["{", /not JSON/],
+      ["[]", /"watch" array/],
+      [JSON.stringify({ watch: "c-42" }), /"watch" array/],
+      [
+        doc([{ customer: "c 42", until: "2026-11-21T12:30:00Z" }]),
+        /entry 0: "customer"/,
+      ],
+      [doc([{ customer: "c-42", until: "soon" }]), /entry 0: "until"/],
+      [
+        doc([
+          { customer: "c-42", until: "2026-11-21T12:30:00Z" },
+          { customer: "c-7", until: "2026-11-21T12:30:00Z", level: "info" },
+        ]),
+        /entry 1: "level"/,
+      ],
+      [doc([null]), /entry 0 is not an object/],
+      [
+        doc(
+          Array.from({ length: MAX_WATCHED + 1 }, (_, i) => ({
+            customer: `c-${i}`,
+            until: "2026-11-21T12:30:00Z",
+          })),
+        ),
+        /at most 100/,
+      ],
+    ];
+    for (const [text, problem] of bad) {
+      const r = parseWatchDocument(text, NOW);
+      assert.equal(r.ok, false, text);
+      assert.match((r as { problem: string }).problem, problem);
+    }
+  });
+});
+
+describe("WatchList", () => {
+  it("answers per customer until each entry expires, and is inactive when empty", () => {
+    const w = new WatchList();
+    assert.equal(w.active, false);
+    w.replace(
+      [{ customer: "c-42", until: NOW + 1000, level: WATCH_DEBUG }],
+      NOW,
+    );
+    assert.equal(w.active, true);
+    assert.equal(w.levelFor("c-42", NOW + 999), WATCH_DEBUG);
+    assert.equal(w.levelFor("c-7", NOW), undefined);
+    assert.equal(w.levelFor("c-42", NOW + 1000), undefined);
+    w.refresh(NOW + 1000);
+    assert.equal(w.active, false);
+  });
+
+  it("stays active for a minute after a request carried a watch", () => {
+    const w = new WatchList();
+    w.noteCarried(NOW);
+    assert.equal(w.active, true);
+    w.refresh(NOW + 59_000);
+    assert.equal(w.active, true);
+    w.refresh(NOW + 60_000);
+    assert.equal(w.active, false);
+  });
+});
+
+describe("the watch decision in baggage", () => {
+  const p = new BaggagePropagator();
+
+  it("is written for a watched customer and read back as the request's level", () => {
+    watchList.replace([
+      { customer: "c-42", until: Date.now() + 60_000, level: WATCH_TRACE },
+    ]);
+    try {
+      const carrier: Record<string, string> = {};
+      p.inject(
+        setCustomerInContext(ROOT_CONTEXT, "c-42"),
+        carrier,
+        defaultTextMapSetter,
+      );
+      assert.equal(
+        carrier["baggage"],
+        "customer.id=c-42,threadline.watch=trace",
+      );
+      const other: Record<string, string> = {};
+      p.inject(
+        setCustomerInContext(ROOT_CONTEXT, "c-7"),
+        other,
+        defaultTextMapSetter,
+      );
+      assert.equal(other["baggage"], "customer.id=c-7");
+    } finally {
+      watchList.replace([]);
+    }
+    // A service that has not read the list yet still honours the carried decision.
+    const ctx = p.extract(
+      ROOT_CONTEXT,
+      { baggage: "customer.id=c-42,threadline.watch=trace" },
+      defaultTextMapGetter,
+    );
+    assert.equal(ctx.getValue(WATCH_KEY), WATCH_TRACE);
+    assert.equal(watchList.active, true);
+    assert.equal(watchLevelOf(ctx), WATCH_TRACE);
+    // Kept out of the application's baggage, and written again on the way out.
+    assert.equal(
+      propagation.getBaggage(ctx)?.getEntry("threadline.watch"),
+      undefined,
+    );
+    const onward: Record<string, string> = {};
+    p.inject(ctx, onward, defaultTextMapSetter);
+    assert.equal(onward["baggage"], "customer.id=c-42,threadline.watch=trace");
+  });
+
+  it("ignores a level it does not know", () => {
+    const ctx = p.extract(
+      ROOT_CONTEXT,
+      { baggage: "threadline.watch=everything" },
+      defaultTextMapGetter,
+    );
+    assert.equal(ctx.getValue(WATCH_KEY), undefined);
+  });
+});
