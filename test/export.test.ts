@@ -2,6 +2,7 @@
 // natural exit; never keeps the process alive; standard OTLP settings honoured.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   startOtlpReceiver,
@@ -69,7 +70,13 @@ describe("export", () => {
   it("never keeps the process alive when the Collector is unreachable or hangs", async () => {
     receiver.setResponder(() => "hang");
     try {
-      for (const endpoint of ["http://127.0.0.1:9", receiver.url]) {
+      // The watch list is read all the while (from next to a loopback
+      // endpoint by default, or from the file given): that must not hold it either.
+      for (const [endpoint, watch] of [
+        ["http://127.0.0.1:9", undefined],
+        [receiver.url, undefined],
+        [receiver.url, join(fixtures, "no-such-watch-list.json")],
+      ] as const) {
         const app = await startService({
           entry: "burst.mjs",
           cwd: fixtures,
@@ -79,6 +86,8 @@ describe("export", () => {
             EXIT: "natural",
             OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
             THREADLINE_SHUTDOWN_TIMEOUT: "300",
+            THREADLINE_WATCH_INTERVAL: "100",
+            ...(watch === undefined ? {} : { THREADLINE_WATCH_URL: watch }),
           }),
         });
         const result = await Promise.race([

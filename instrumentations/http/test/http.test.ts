@@ -93,7 +93,8 @@ before(async () => {
     endpoint: receiver.url,
     exportLogs: false,
     // The receiver runs in this process: its own requests must not be traced.
-    ignoreIncomingPaths: ["/v1/*"],
+    // The receiver runs in this process: its OTLP and watch-list paths are not traced.
+    ignoreIncomingPaths: ["/v1/*", "/threadline/*"],
     thirdParties: { [`127.0.0.1:${thirdParty.port}`]: "acme" },
   });
 });

@@ -31,7 +31,8 @@ function start(options: InitOptions = {}): void {
     serviceName: "pg-test",
     endpoint: receiver.url,
     exportLogs: false,
-    ignoreIncomingPaths: ["/v1/*"],
+    // The receiver runs in this process: its OTLP and watch-list paths are not traced.
+    ignoreIncomingPaths: ["/v1/*", "/threadline/*"],
     ...options,
   });
 }

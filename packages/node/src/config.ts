@@ -6,6 +6,8 @@
 // cannot be used produces a warning (returned, written once by the caller)
 // and the default, never an exception: a typo in a variable must not take
 // a service down.
+import { pathToFileURL } from "node:url";
+import { WATCH_PATH } from "@threadline/core";
 import type { IncomingMessage } from "node:http";
 
 /** Where the customer id of an edge request comes from. */
@@ -72,6 +74,24 @@ export interface InitOptions {
   amqpTrustMessageBaggage?: boolean;
   /** RabbitMQ: exchanges consumed outside the system; their messages carry no baggage. */
   amqpExternalExchanges?: string[];
+  /**
+   * Where the watch list is read (an http(s) URL, a file path or `file:` URL),
+   * or `false` for none. @default the local `threadline dev` when exporting to a loopback endpoint
+   */
+  watchUrl?: string | false;
+  /** How often the watch list is read, ms. @default 5000 */
+  watchIntervalMs?: number;
+  /** Headers sent when reading the watch list (credentials). */
+  watchHeaders?: Record<string, string>;
+}
+
+export interface WatchSettings {
+  /** http(s) URL or `file:` URL of the watch-list document. */
+  url: string;
+  intervalMs: number;
+  headers: Record<string, string>;
+  /** Derived rather than configured: absence is normal, so failures are not warned about. */
+  quiet: boolean;
 }
 
 export interface BatchSettings {
@@ -144,6 +164,7 @@ export interface ResolvedConfig {
     externalExchanges: string[];
   };
   selfCheck: boolean;
+  watch: WatchSettings | undefined;
   logLevel: string | undefined;
 }
 
@@ -596,8 +617,64 @@ export function resolveConfig(
           .filter(Boolean),
     },
     selfCheck: options.selfCheck ?? r.bool("THREADLINE_SELF_CHECK", true),
+    watch: undefined,
     logLevel: r.str("OTEL_LOG_LEVEL"),
   };
+  config.watch = watchSettings(r, options, config.traces);
   // Settings read once per signal would otherwise warn twice.
   return { config, warnings: [...new Set(r.warnings)] };
+}
+
+function isLoopbackHost(host: string): boolean {
+  return (
+    host === "localhost" ||
+    host === "[::1]" ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+  );
+}
+
+function watchSettings(
+  r: Reader,
+  options: InitOptions,
+  traces: SignalExportSettings,
+): WatchSettings | undefined {
+  const intervalMs =
+    options.watchIntervalMs ?? r.int("THREADLINE_WATCH_INTERVAL", 5000, 100);
+  const headers = {
+    ...parseKeyValueList(
+      r.str("THREADLINE_WATCH_HEADERS") ?? "",
+      "THREADLINE_WATCH_HEADERS",
+      r.warnings,
+    ),
+    ...options.watchHeaders,
+  };
+  const raw = options.watchUrl ?? r.str("THREADLINE_WATCH_URL");
+  if (raw === false || raw?.toLowerCase() === "none") return undefined;
+  if (raw !== undefined && raw !== "") {
+    let url: URL;
+    try {
+      url = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw)
+        ? new URL(raw)
+        : pathToFileURL(raw);
+    } catch {
+      url = new URL("invalid:");
+    }
+    if (!["http:", "https:", "file:"].includes(url.protocol)) {
+      r.warnings.push(
+        "THREADLINE_WATCH_URL is not an http(s) URL or a file; no watch list is read",
+      );
+      return undefined;
+    }
+    return { url: url.href, intervalMs, headers, quiet: false };
+  }
+  // Exporting to a local receiver: that may be `threadline dev`, which serves
+  // the list next to its OTLP endpoints. A Collector there answers 404.
+  const otlp = new URL(traces.url);
+  if (!isLoopbackHost(otlp.hostname) || !traces.enabled) return undefined;
+  return {
+    url: new URL(WATCH_PATH, otlp).href,
+    intervalMs,
+    headers: { ...traces.headers, ...headers },
+    quiet: true,
+  };
 }

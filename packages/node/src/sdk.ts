@@ -45,7 +45,8 @@ import { selfCheck } from "./self-check.ts";
 import { MeterProvider } from "./metrics/meter-provider.ts";
 import { MetricReader } from "./metrics/reader.ts";
 import { registerSdkMetrics } from "./metrics/sdk-metrics.ts";
-import { samplerFromConfig } from "./trace/sampler.ts";
+import { samplerFromConfig, watchAware } from "./trace/sampler.ts";
+import { followWatchList } from "./watch.ts";
 import { TracerProvider } from "./trace/tracer-provider.ts";
 import { VERSION } from "./version.ts";
 
@@ -233,7 +234,7 @@ function start(options: InitOptions): ThreadlineHandle {
     version: VERSION,
   });
   const provider = new TracerProvider(
-    samplerFromConfig(config.sampler.name, config.sampler.ratio),
+    watchAware(samplerFromConfig(config.sampler.name, config.sampler.ratio)),
     config.spanLimits,
     pipeline,
   );
@@ -340,6 +341,10 @@ function start(options: InitOptions): ThreadlineHandle {
   if (config.metrics.enabled)
     reader.start(config.metrics.batch.scheduleDelayMs);
   const hooks = installExitHooks(pipeline, reader, config.shutdownTimeoutMs);
+  const stopWatching =
+    config.watch === undefined
+      ? undefined
+      : followWatchList(pipeline, config.watch);
   let stopped = false;
   if (config.selfCheck) {
     setImmediate(() => {
@@ -361,6 +366,7 @@ function start(options: InitOptions): ThreadlineHandle {
       stopped = true;
       hooks.remove();
       reader.stop();
+      stopWatching?.();
       for (const i of instrumentations) i.disable();
       if (config.metrics.enabled) await reader.exportNow();
       await pipeline.shutdown(config.shutdownTimeoutMs);

@@ -3,7 +3,14 @@ import { randomBytes } from "node:crypto";
 import { describe, it } from "node:test";
 import { ROOT_CONTEXT } from "@opentelemetry/api";
 import {
+  WATCH_DEBUG,
+  WATCH_KEY,
+  setCustomerInContext,
+  watchList,
+} from "@threadline/core";
+import {
   parentBased,
+  watchAware,
   traceIdRatio,
   alwaysOff,
   alwaysOn,
@@ -52,5 +59,53 @@ describe("samplers", () => {
       ),
       true,
     );
+  });
+});
+
+describe("watched customers", () => {
+  const s = watchAware(parentBased(alwaysOff));
+  const id = () => randomBytes(16).toString("hex");
+  const c42 = setCustomerInContext(ROOT_CONTEXT, "c-42");
+  const unsampled = (isRemote: boolean) => ({
+    traceId: id(),
+    spanId: "b7ad6b7169203331",
+    traceFlags: 0,
+    isRemote,
+  });
+
+  it("samples every new trace of a watched customer, and leaves others to the base", () => {
+    watchList.replace([
+      { customer: "c-42", until: Date.now() + 60_000, level: WATCH_DEBUG },
+    ]);
+    try {
+      assert.equal(s.shouldSample(c42, id(), undefined), true);
+      assert.equal(
+        s.shouldSample(
+          setCustomerInContext(ROOT_CONTEXT, "c-7"),
+          id(),
+          undefined,
+        ),
+        false,
+      );
+      assert.equal(s.shouldSample(ROOT_CONTEXT, id(), undefined), false);
+      // A caller that did not know yet: this service samples from here on.
+      assert.equal(s.shouldSample(c42, id(), unsampled(true)), true);
+      // Inside the process a child follows its unrecorded parent.
+      assert.equal(s.shouldSample(c42, id(), unsampled(false)), false);
+    } finally {
+      watchList.replace([]);
+    }
+    assert.equal(s.shouldSample(c42, id(), undefined), false);
+  });
+
+  it("samples a request that carries the watch decision", () => {
+    const carried = c42.setValue(WATCH_KEY, WATCH_DEBUG);
+    watchList.noteCarried();
+    try {
+      assert.equal(s.shouldSample(carried, id(), unsampled(true)), true);
+    } finally {
+      watchList.replace([]);
+      watchList.refresh(Date.now() + 120_000);
+    }
   });
 });

@@ -40,6 +40,7 @@ import {
   type WorkerCounter,
   type WorkerSettings,
 } from "./protocol.ts";
+import { pollWatchSource } from "./watch-source.ts";
 
 const settings = workerData as WorkerSettings;
 const counters = new Float64Array(settings.counters);
@@ -586,6 +587,9 @@ port.on("message", (msg: ToWorker) => {
       }
       case "flush":
         startFlush(msg);
+        break;
+      case "watch-source":
+        pollWatchSource(msg, post);
         break;
     }
   } catch (err) {

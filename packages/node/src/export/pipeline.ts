@@ -25,6 +25,8 @@ import {
   type LogsMessage,
   type Signal,
   type ToWorker,
+  type WatchReadMessage,
+  type WatchSourceMessage,
   type WorkerSettings,
 } from "./protocol.ts";
 
@@ -76,6 +78,8 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   readonly #metricsEncoder: MetricsEncoder;
   readonly #flushWaiters = new Map<number, () => void>();
   #worker: Worker | undefined;
+  #onWatchRead: ((msg: WatchReadMessage) => void) | undefined;
+  #watchSource: WatchSourceMessage | undefined;
   #flushId = 0;
   #closed = false;
 
@@ -259,8 +263,10 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
           name: "threadline-export",
         },
       );
-      worker.unref();
+      // Listen first: adding a message listener refs the worker's port again.
+      // Listen first: adding a message listener refs the worker's port again.
       worker.on("message", (msg: FromWorker) => this.#onWorkerMessage(msg));
+      worker.unref();
       worker.on("error", (err) => {
         diag.warnCollapsed(
           "worker-error",
@@ -273,6 +279,8 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
         this.#flushWaiters.clear();
       });
       this.#worker = worker;
+      if (this.#watchSource !== undefined)
+        worker.postMessage(this.#watchSource);
       return worker;
     } catch (err) {
       diag.warnOnce(
@@ -283,8 +291,27 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     }
   }
 
+  /**
+   * Has the worker read the watch list from `source` periodically;
+   * `onRead` gets each outcome on this thread.
+   */
+  startWatchSource(
+    source: Omit<WatchSourceMessage, "t">,
+    onRead: (msg: WatchReadMessage) => void,
+  ): void {
+    if (this.#closed) return;
+    this.#onWatchRead = onRead;
+    const running = this.#worker !== undefined;
+    this.#watchSource = { t: "watch-source", ...source };
+    // A worker started from now on is handed the source as it starts.
+    const worker = this.#ensureWorker();
+    if (running) worker?.postMessage(this.#watchSource);
+  }
+
   #onWorkerMessage(msg: FromWorker): void {
-    if (msg.t === "flushed") {
+    if (msg.t === "watch") {
+      this.#onWatchRead?.(msg);
+    } else if (msg.t === "flushed") {
       const done = this.#flushWaiters.get(msg.id);
       this.#flushWaiters.delete(msg.id);
       done?.();

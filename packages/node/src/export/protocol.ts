@@ -87,8 +87,30 @@ export interface FlushMessage {
   final: boolean;
 }
 
-export type ToWorker = TracesMessage | LogsMessage | FlushMessage;
+/** Start reading the watch list from `url` every `intervalMs`. */
+export interface WatchSourceMessage {
+  t: "watch-source";
+  url: string;
+  intervalMs: number;
+  headers: Record<string, string>;
+  /** Slow down (to once a minute) when the source answers 404. */
+  slowOnNotFound: boolean;
+}
+
+export type ToWorker =
+  TracesMessage | LogsMessage | FlushMessage | WatchSourceMessage;
+
+/**
+ * A read of the watch list: `text` when it changed, `error` when it failed,
+ * neither when it is unchanged after a failure.
+ */
+export interface WatchReadMessage {
+  t: "watch";
+  text?: string;
+  error?: string;
+}
 
 export type FromWorker =
   | { t: "flushed"; id: number }
+  | WatchReadMessage
   | { t: "diag"; key: string; message: string; level: "warn" | "debug" };

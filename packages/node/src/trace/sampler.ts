@@ -2,6 +2,7 @@
 // the trace id's right-most 52 bits (random per W3C Trace Context Level 2),
 // so every service that sees a trace makes the same decision for it.
 import { TraceFlags, type Context, type SpanContext } from "@opentelemetry/api";
+import { watchLevelOf, watchList } from "@threadline/core";
 import type { SamplerName } from "../config.ts";
 
 /** Decides whether a new span is recorded and exported. */
@@ -66,4 +67,28 @@ export function samplerFromConfig(name: SamplerName, ratio: number): Sampler {
     case "parentbased_always_on":
       return parentBased(alwaysOn);
   }
+}
+
+/**
+ * Samples every span of a watched customer's request (see core/watch.ts),
+ * and leaves everyone else to `base`. A new trace, or one arriving from
+ * another process, is sampled when watched whatever the caller decided:
+ * the caller may not have the newest watch list yet. Inside the process a
+ * child follows its parent, so no span is recorded under an unrecorded one.
+ */
+export function watchAware(base: Sampler): Sampler {
+  return {
+    shouldSample: (ctx, traceId, parent) => {
+      if (
+        watchList.active &&
+        (parent === undefined ||
+          parent.isRemote === true ||
+          (parent.traceFlags & TraceFlags.SAMPLED) === TraceFlags.SAMPLED) &&
+        watchLevelOf(ctx) !== undefined
+      )
+        return true;
+      return base.shouldSample(ctx, traceId, parent);
+    },
+    toString: () => `WatchAware{${base.toString()}}`,
+  };
 }

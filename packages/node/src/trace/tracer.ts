@@ -13,6 +13,10 @@ import {
   getCustomerFromContext,
   isTracingSuppressed,
   isValidTraceId,
+  WATCH_BAGGAGE,
+  watchLevelName,
+  watchLevelOf,
+  watchList,
 } from "@threadline/core";
 import { newSpanId, newTraceId } from "../internal/ids.ts";
 import { RecordingSpan, type SpanShared } from "./span.ts";
@@ -60,7 +64,7 @@ export class Tracer implements ApiTracer {
         }
       : { traceId, spanId, traceFlags, isRemote: false };
     if (!sampled) return trace.wrapSpanContext(spanContext);
-    return new RecordingSpan(
+    const span = new RecordingSpan(
       this.#shared,
       spanContext,
       parentContext,
@@ -71,6 +75,13 @@ export class Tracer implements ApiTracer {
       options.links,
       getCustomerFromContext(ctx),
     );
+    // Marks a watched request's spans, so tail sampling and the viewer know.
+    if (watchList.active) {
+      const watch = watchLevelOf(ctx);
+      if (watch !== undefined)
+        span.setAttribute(WATCH_BAGGAGE, watchLevelName(watch));
+    }
+    return span;
   }
 
   startActiveSpan<F extends (span: Span) => unknown>(

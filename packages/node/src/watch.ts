@@ -1,0 +1,78 @@
+// Keeps this process's watch list (core/watch.ts) in step with its source:
+// the export worker reads the document every few seconds and posts it here
+// when it changed; a document that does not validate, or a source that
+// cannot be reached, leaves the last good list in force (its entries still
+// expire on time) with one warning until it recovers.
+import { diag, parseWatchDocument, watchList } from "@threadline/core";
+import type { WatchSettings } from "./config.ts";
+import type { ExportPipeline } from "./export/pipeline.ts";
+
+/** The source without credentials or query, safe to print. */
+function printable(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = "";
+    u.password = "";
+    u.search = "";
+    return u.protocol === "file:" ? decodeURIComponent(u.pathname) : u.href;
+  } catch {
+    return "(invalid URL)";
+  }
+}
+
+function kept(): string {
+  const n = watchList.entries().length;
+  return `keeping the last good list (${n} customer${n === 1 ? "" : "s"} watched)`;
+}
+
+/** Starts following the watch list; the returned function stops and clears it. */
+export function followWatchList(
+  pipeline: ExportPipeline,
+  settings: WatchSettings,
+): () => void {
+  const where = printable(settings.url);
+  let failing = false;
+  pipeline.startWatchSource(
+    {
+      url: settings.url,
+      intervalMs: settings.intervalMs,
+      headers: settings.headers,
+      slowOnNotFound: settings.quiet,
+    },
+    (msg) => {
+      if (msg.error !== undefined) {
+        // A derived source (threadline dev next to the OTLP endpoint) is often absent.
+        if (settings.quiet)
+          diag.debug(`no watch list at ${where}: ${msg.error}`);
+        else if (!failing)
+          diag.warn(
+            `could not read the watch list at ${where}: ${msg.error}; ${kept()}`,
+          );
+        failing = true;
+        return;
+      }
+      if (failing && !settings.quiet)
+        diag.info(`the watch list at ${where} is readable again`);
+      failing = false;
+      if (msg.text === undefined) return;
+      const doc = parseWatchDocument(msg.text);
+      if (!doc.ok) {
+        diag.warn(
+          `the watch list at ${where} is not valid: ${doc.problem}; ${kept()}`,
+        );
+        return;
+      }
+      watchList.replace(doc.entries);
+      diag.debug(
+        `watch list: ${doc.entries.map((e) => e.customer).join(", ") || "nobody"}`,
+      );
+    },
+  );
+  // Expired entries turn the checks off again without waiting for the source.
+  const timer = setInterval(() => watchList.refresh(), 1000);
+  timer.unref();
+  return () => {
+    clearInterval(timer);
+    watchList.replace([]);
+  };
+}

@@ -1,0 +1,217 @@
+// Where a service reads its watch list from, and what happens when that
+// source misbehaves: a malformed document, an error status, an unreachable
+// server, or an entry that expires while nothing can be read. The service
+// keeps running on its last good list, says so once, and follows the
+// source again when it recovers. A file works as a source too.
+//
+// The services sample nothing (always_off), so a span arriving for a
+// customer proves that customer is watched in that service.
+import assert from "node:assert/strict";
+import { createServer, type Server } from "node:http";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  startOtlpReceiver,
+  startService,
+  waitFor,
+  type OtlpReceiver,
+  type RunningService,
+} from "@threadline/test-support";
+
+const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
+const POLL_MS = 100;
+
+const doc = (...entries: Array<[string, number]>) =>
+  JSON.stringify({
+    watch: entries.map(([customer, ms]) => ({
+      customer,
+      until: new Date(Date.now() + ms).toISOString(),
+    })),
+  });
+
+/** A configuration endpoint whose answer the test sets. */
+interface Source {
+  url: string;
+  answer: { status: number; body: string };
+  reads: number;
+  close(): Promise<void>;
+}
+
+async function startSource(port = 0): Promise<Source> {
+  const source = {
+    answer: { status: 200, body: doc() },
+    reads: 0,
+  } as Source;
+  const server: Server = createServer((_req, res) => {
+    source.reads++;
+    res.writeHead(source.answer.status, { "content-type": "application/json" });
+    res.end(source.answer.body);
+  });
+  await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
+  const { port: bound } = server.address() as { port: number };
+  source.url = `http://127.0.0.1:${bound}/watch.json`;
+  source.close = () =>
+    new Promise<void>((r) => {
+      if (!server.listening) return r();
+      server.closeAllConnections();
+      server.close(() => r());
+    });
+  return source;
+}
+
+describe("the watch-list source", () => {
+  let receiver: OtlpReceiver;
+  const dir = mkdtempSync(join(tmpdir(), "threadline-watch-"));
+
+  before(async () => {
+    receiver = await startOtlpReceiver();
+  });
+  after(async () => {
+    await receiver.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const service = (watchUrl: string) =>
+    startService({
+      entry: "hello.cjs",
+      cwd: fixtures,
+      execArgv: ["--import", "@threadline/node/register"],
+      env: {
+        OTEL_SERVICE_NAME: "watch-source",
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_TRACES_SAMPLER: "always_off",
+        OTEL_BSP_SCHEDULE_DELAY: "50",
+        THREADLINE_WATCH_URL: watchUrl,
+        THREADLINE_WATCH_INTERVAL: String(POLL_MS),
+      },
+    });
+
+  /** Sends one request as `customer`; resolves whether it was traced. */
+  async function traced(
+    svc: RunningService,
+    customer: string,
+  ): Promise<boolean> {
+    const path = `/${customer}/${Math.random().toString(36).slice(2)}`;
+    const res = await fetch(`${svc.url}${path}`, {
+      headers: { "x-customer-id": customer },
+    });
+    assert.equal(await res.text(), "hi");
+    await new Promise((r) => setTimeout(r, 300));
+    return receiver.spans.some((s) => s.attributes["url.path"] === path);
+  }
+
+  const warnings = (svc: RunningService, about: RegExp) =>
+    svc.stderr.filter((l) => about.test(l));
+  const warned = (svc: RunningService, about: RegExp) =>
+    warnings(svc, about).length > 0;
+
+  it("keeps the last good list through bad documents, errors and outages, and follows it again after", async () => {
+    const source = await startSource();
+    source.answer.body = doc(["c-42", 60_000]);
+    const svc = await service(source.url);
+    try {
+      await waitFor(async () => await traced(svc, "c-42"), {
+        what: "c-42 watched",
+      });
+      assert.equal(await traced(svc, "c-7"), false);
+
+      // A document with a typo: refused whole, the last good list stays.
+      source.answer.body = doc(["c-42", 60_000]).replace(
+        '"customer"',
+        '"customr"',
+      );
+      await waitFor(() => warned(svc, /watch list .* is not valid/), {
+        what: "the warning about the bad document",
+      });
+      assert.equal(await traced(svc, "c-42"), true);
+      source.answer.body = "{ not json";
+      await waitFor(() => warned(svc, /not valid: not JSON/), {
+        what: "the warning about the unreadable document",
+      });
+      const readsBefore = source.reads;
+      await waitFor(() => source.reads >= readsBefore + 5, {
+        what: "more reads",
+      });
+      assert.equal(
+        warnings(svc, /not valid: not JSON/).length,
+        1,
+        "one warning, however often it is read",
+      );
+
+      // An error status, then no server at all: still the last good list, one warning.
+      source.answer = { status: 500, body: "oops" };
+      await waitFor(() => warned(svc, /could not read the watch list/), {
+        what: "the warning about the failing source",
+      });
+      assert.match(
+        warnings(svc, /could not read the watch list/)[0]!,
+        /HTTP 500; keeping the last good list \(1 customer watched\)/,
+      );
+      const { port } = new URL(source.url);
+      await source.close();
+      assert.equal(await traced(svc, "c-42"), true);
+      assert.equal(warnings(svc, /could not read the watch list/).length, 1);
+
+      // Back, with another list: followed within a few reads.
+      const back = await startSource(Number(port));
+      back.answer.body = doc(["c-7", 60_000]);
+      try {
+        await waitFor(async () => await traced(svc, "c-7"), {
+          what: "c-7 watched after the source came back",
+        });
+        assert.equal(await traced(svc, "c-42"), false);
+      } finally {
+        await back.close();
+      }
+      // The service served every request and never crashed.
+      assert.equal(svc.child.exitCode, null);
+      assert.ok(
+        !svc.stderr.some((l) => /^\s+at |unhandled|TypeError/.test(l)),
+        svc.stderr.join("\n"),
+      );
+    } finally {
+      await svc.stop();
+      await source.close();
+    }
+  });
+
+  it("lets an entry expire on time while the source cannot be read", async () => {
+    const source = await startSource();
+    source.answer.body = doc(["c-9", 2500]);
+    const svc = await service(source.url);
+    try {
+      await waitFor(async () => await traced(svc, "c-9"), {
+        what: "c-9 watched",
+      });
+      await source.close();
+      await waitFor(async () => !(await traced(svc, "c-9")), {
+        what: "c-9's watch to expire",
+        timeoutMs: 10_000,
+      });
+    } finally {
+      await svc.stop();
+      await source.close();
+    }
+  });
+
+  it("reads a file, following each change", async () => {
+    const file = join(dir, "watch.json");
+    writeFileSync(file, doc(["c-1", 60_000]));
+    const svc = await service(file);
+    try {
+      await waitFor(async () => await traced(svc, "c-1"), {
+        what: "c-1 watched",
+      });
+      writeFileSync(file, doc(["c-2", 60_000]));
+      await waitFor(async () => await traced(svc, "c-2"), {
+        what: "c-2 watched",
+      });
+      assert.equal(await traced(svc, "c-1"), false);
+    } finally {
+      await svc.stop();
+    }
+  });
+});
