@@ -15,6 +15,8 @@ import {
   getCustomerFromContext,
   hookModule,
   lateLoadProblem,
+  watchLevelOf,
+  watchList,
   type Instrumentation,
   type LogRecordSink,
 } from "@threadline/core";
@@ -81,6 +83,20 @@ export const DEFAULT_REDACT_PATHS: readonly string[] = [
 const NAME = "@threadline/instrumentation-pino";
 
 type PinoFactory = (...args: unknown[]) => unknown;
+type LogMethod = (this: unknown, ...args: unknown[]) => void;
+/** What is needed from pino's lib/tools.js to build level methods. */
+interface PinoTools {
+  genLog: (level: number, hook: unknown) => LogMethod;
+  noop: unknown;
+}
+const HOOKS = Symbol.for("pino.hooks");
+/** pino's standard levels a watched request turns on (down to its watch level). */
+const WATCHABLE: ReadonlyArray<readonly [string, number]> = [
+  ["info", 30],
+  ["debug", 20],
+  ["trace", 10],
+];
+
 type AsJson = (
   this: PinoLogger,
   obj: unknown,
@@ -124,6 +140,8 @@ export class PinoInstrumentation implements Instrumentation {
   #unhook: (() => void) | undefined;
   readonly #restore: Array<() => void> = [];
   #late: string[] = [];
+  /** The newest copy of pino's tools loaded (each pino copy loads its own before its proto). */
+  #tools: PinoTools | undefined;
   // One-entry cache: consecutive lines mostly come from the same span.
   #lastSpan: Span | undefined;
   #lastCustomer: string | undefined;
@@ -145,6 +163,17 @@ export class PinoInstrumentation implements Instrumentation {
   enable(): void {
     if (this.#enabled) return;
     this.#enabled = true;
+    // First: the prototype's patch needs the tools of the same pino copy.
+    const tools = hookModule({
+      module: "pino",
+      file: "lib/tools.js",
+      onLoad: (exports) => {
+        const t = exports as Partial<PinoTools> | null;
+        if (typeof t?.genLog === "function" && t.noop !== undefined)
+          this.#tools = t as PinoTools;
+        return undefined;
+      },
+    });
     const { late, unhook } = hookModule({
       module: "pino",
       file: "lib/proto.js",
@@ -170,6 +199,7 @@ export class PinoInstrumentation implements Instrumentation {
     });
     this.#unhook = () => {
       unhook();
+      tools.unhook();
       factory.unhook();
     };
   }
@@ -292,6 +322,84 @@ export class PinoInstrumentation implements Instrumentation {
     proto[asJsonSym] = asJson;
     this.#restore.push(() => {
       if (proto[asJsonSym] === asJson) proto[asJsonSym] = original;
+    });
+    this.#patchLevels(proto);
+  }
+
+  /**
+   * Lets a watched request log below the logger's level. pino gives every
+   * disabled level method the same no-op function when a level is set;
+   * those for `info`, `debug` and `trace` are replaced by a gate that, only while
+   * someone is watched, looks up the request's watch level and calls the
+   * real method pino would have built. Others' requests pay one field test
+   * per disabled call; enabled levels are untouched.
+   */
+  #patchLevels(proto: Record<symbol, unknown>): void {
+    const tools = this.#tools;
+    const setLevelSym = symbolNamed(proto, "pino.setLevel");
+    const onlyCustomSym = symbolNamed(proto, "pino.useOnlyCustomLevels");
+    const named = proto as unknown as Record<string, unknown>;
+    const originalIsEnabled = named["isLevelEnabled"];
+    if (
+      tools === undefined ||
+      setLevelSym === undefined ||
+      typeof proto[setLevelSym] !== "function" ||
+      typeof originalIsEnabled !== "function"
+    )
+      return;
+    const self = this;
+    const makeGate = (level: number, hook: unknown): LogMethod => {
+      const real = tools.genLog(level, hook);
+      return function threadlineWatchedLevel(this: unknown, ...args) {
+        if (!watchList.active || !self.#enabled) return;
+        const w = watchLevelOf(context.active());
+        if (w !== undefined && w <= level) real.apply(this, args);
+      };
+    };
+    // Loggers without a logMethod hook (nearly all) share one gate per level.
+    const shared = new Map<string, LogMethod>();
+    const gate = (name: string, level: number, hook: unknown) => {
+      if (hook !== undefined) return makeGate(level, hook);
+      let g = shared.get(name);
+      if (g === undefined) shared.set(name, (g = makeGate(level, undefined)));
+      return g;
+    };
+    const originalSetLevel = proto[setLevelSym] as (
+      this: PinoLogger,
+      level: unknown,
+    ) => void;
+    const setLevel = function threadlineSetLevel(
+      this: PinoLogger,
+      level: unknown,
+    ): void {
+      originalSetLevel.call(this, level);
+      if (!self.#enabled || (onlyCustomSym && this[onlyCustomSym] === true))
+        return;
+      const target = this as unknown as Record<string, unknown>;
+      const hook = (this[HOOKS] as { logMethod?: unknown } | undefined)
+        ?.logMethod;
+      for (const [name, value] of WATCHABLE)
+        if (target[name] === tools.noop) target[name] = gate(name, value, hook);
+    };
+    const isLevelEnabled = function threadlineIsLevelEnabled(
+      this: unknown,
+      logLevel: string,
+    ): boolean {
+      if ((originalIsEnabled as (l: string) => boolean).call(this, logLevel))
+        return true;
+      if (!watchList.active || !self.#enabled) return false;
+      const value = WATCHABLE.find(([name]) => name === logLevel)?.[1];
+      if (value === undefined) return false;
+      const w = watchLevelOf(context.active());
+      return w !== undefined && w <= value;
+    };
+    proto[setLevelSym] = setLevel;
+    named["isLevelEnabled"] = isLevelEnabled;
+    this.#restore.push(() => {
+      if (proto[setLevelSym] === setLevel)
+        proto[setLevelSym] = originalSetLevel;
+      if (named["isLevelEnabled"] === isLevelEnabled)
+        named["isLevelEnabled"] = originalIsEnabled;
     });
   }
 }

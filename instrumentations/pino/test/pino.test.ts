@@ -6,6 +6,7 @@ import pino from "pino";
 import { trace } from "@opentelemetry/api";
 import { startOtlpReceiver, type OtlpReceiver } from "@threadline/test-support";
 import { init, withCustomer, type ThreadlineHandle } from "@threadline/node";
+import { watchList } from "@threadline/core";
 
 const lines: Array<Record<string, unknown>> = [];
 const sink = {
@@ -23,7 +24,8 @@ async function start(logFields: "otel" | "ecs"): Promise<void> {
     serviceName: "pino-test",
     endpoint: receiver.url,
     logFields,
-    ignoreIncomingPaths: ["/v1/*"],
+    // The receiver runs in this process: its OTLP and watch-list paths are not traced.
+    ignoreIncomingPaths: ["/v1/*", "/threadline/*"],
   });
 }
 
@@ -130,6 +132,73 @@ describe("log export", () => {
     custom.info("with another key");
     const logs = await receiver.waitForLogs((l) => l.length >= 1, "one record");
     assert.equal(logs[0]!.body, "with another key");
+  });
+});
+
+describe("watched customers", () => {
+  const watch = (level: 10 | 20) =>
+    watchList.replace([
+      { customer: "c-42", until: Date.now() + 60_000, level },
+    ]);
+
+  it("logs below the logger's level for a watched customer's requests only", () => {
+    const logger = pino({ level: "info" }, sink);
+    const child = logger.child({ component: "billing" });
+    const lines42: unknown[] = [];
+    watch(20);
+    try {
+      withCustomer("c-42", () => {
+        logger.debug("watched debug");
+        child.debug({ cart: 3 }, "watched child debug");
+        logger.trace("not at trace");
+        assert.equal(logger.isLevelEnabled("debug"), true);
+        assert.equal(logger.isLevelEnabled("trace"), false);
+        lines42.push(...lines);
+      });
+      withCustomer("c-7", () => {
+        logger.debug("someone else");
+        assert.equal(logger.isLevelEnabled("debug"), false);
+      });
+      logger.debug("outside any request");
+    } finally {
+      watchList.replace([]);
+    }
+    withCustomer("c-42", () => logger.debug("after the watch"));
+    assert.deepEqual(
+      lines.map((l) => [l["msg"], l["level"], l["customer.id"]]),
+      [
+        ["watched debug", 20, "c-42"],
+        ["watched child debug", 20, "c-42"],
+      ],
+    );
+    assert.equal(lines[1]!["component"], "billing");
+    assert.equal(lines[1]!["cart"], 3);
+    assert.equal(lines42.length, 2);
+  });
+
+  it("turns on trace lines when asked, and leaves loggers with a level of their own alone", () => {
+    const logger = pino({ level: "warn" }, sink);
+    const verbose = pino({ level: "debug" }, sink);
+    watch(10);
+    try {
+      withCustomer("c-42", () => {
+        logger.trace("watched trace");
+        logger.info("watched info");
+        verbose.debug("own debug");
+      });
+      withCustomer("c-7", () => verbose.debug("own debug, other customer"));
+    } finally {
+      watchList.replace([]);
+    }
+    assert.deepEqual(
+      lines.map((l) => l["msg"]),
+      [
+        "watched trace",
+        "watched info",
+        "own debug",
+        "own debug, other customer",
+      ],
+    );
   });
 });
 
