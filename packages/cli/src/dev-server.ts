@@ -19,7 +19,14 @@ import {
 import { isIP } from "node:net";
 import { extname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
+import {
+  WATCH_PATH,
+  formatWatchDocument,
+  isValidCustomerId,
+  parseWatchLevel,
+  WATCH_DEBUG,
+} from "@threadline/core";
 import type { TraceSummary } from "./model.ts";
 import { queryFromParams } from "./query.ts";
 import { OtlpReceiver } from "./receiver.ts";
@@ -86,6 +93,25 @@ function listen(server: Server, port: number, host: string): Promise<number> {
     server.listen(port, host, () =>
       resolve((server.address() as { port: number }).port),
     );
+  });
+}
+
+/** Longest a customer can be watched in one go. */
+const MAX_WATCH_MS = 7 * 24 * 3600 * 1000;
+
+function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let size = 0;
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        req.destroy();
+        reject(new Error(`the body is larger than ${limit} bytes`));
+      } else chunks.push(c);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("error", reject);
   });
 }
 
@@ -161,6 +187,22 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     return a.length === b.length && timingSafeEqual(a, b);
   };
 
+  /** The watch list as services read it, with an ETag so unchanged polls cost a 304. */
+  const sendWatchDocument = (req: IncomingMessage, res: ServerResponse) => {
+    const body = formatWatchDocument(store.watchEntries());
+    const etag = `"${createHash("sha1").update(body).digest("base64url")}"`;
+    if (req.headers["if-none-match"] === etag) {
+      res.writeHead(304, { etag }).end();
+      return;
+    }
+    res.writeHead(200, {
+      "content-type": "application/json",
+      "cache-control": "no-cache",
+      etag,
+    });
+    res.end(body);
+  };
+
   const otlp = createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://localhost");
     if (!authorized(req, url)) {
@@ -168,6 +210,10 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
       res
         .writeHead(401, { "content-type": "text/plain" })
         .end("a token is required");
+      return;
+    }
+    if (url.pathname === WATCH_PATH && req.method === "GET") {
+      sendWatchDocument(req, res);
       return;
     }
     if (!receiver.handle(req, res))
@@ -215,6 +261,81 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
       if (trace === undefined)
         sendJson(res, 404, { error: "no such trace in the local store" });
       else sendJson(res, 200, trace);
+      return;
+    }
+    if (path === "/api/watch") {
+      if (req.method === "GET") {
+        sendWatchDocument(req, res);
+        return;
+      }
+      if (req.method !== "POST") {
+        sendJson(res, 405, { error: "use GET or POST" });
+        return;
+      }
+      // JSON only: a cross-site form cannot send it without a CORS preflight, which is never granted.
+      if (!/^application\/json\b/.test(req.headers["content-type"] ?? "")) {
+        req.resume();
+        sendJson(res, 415, { error: "send application/json" });
+        return;
+      }
+      let body: { customer?: unknown; forMs?: unknown; level?: unknown };
+      try {
+        body = JSON.parse(await readBody(req, 4096)) as typeof body;
+      } catch (err) {
+        sendJson(res, 400, { error: (err as Error).message });
+        return;
+      }
+      const level =
+        body.level === undefined ? WATCH_DEBUG : parseWatchLevel(body.level);
+      if (!isValidCustomerId(body.customer)) {
+        sendJson(res, 400, { error: "customer: not a valid customer id" });
+        return;
+      }
+      if (
+        typeof body.forMs !== "number" ||
+        !Number.isFinite(body.forMs) ||
+        body.forMs <= 0 ||
+        body.forMs > MAX_WATCH_MS
+      ) {
+        sendJson(res, 400, {
+          error: `forMs: a duration in ms, at most ${MAX_WATCH_MS} (7 days)`,
+        });
+        return;
+      }
+      if (level === undefined) {
+        sendJson(res, 400, { error: 'level: "debug" or "trace"' });
+        return;
+      }
+      try {
+        store.watch({
+          customer: body.customer,
+          until: Date.now() + body.forMs,
+          level,
+        });
+      } catch (err) {
+        sendJson(res, 409, { error: (err as Error).message });
+        return;
+      }
+      sendWatchDocument(req, res);
+      return;
+    }
+    const unwatch = /^\/api\/watch\/([^/]+)$/.exec(path);
+    if (unwatch) {
+      if (req.method !== "DELETE") {
+        sendJson(res, 405, { error: "use DELETE" });
+        return;
+      }
+      let customer: string;
+      try {
+        customer = decodeURIComponent(unwatch[1]!);
+      } catch {
+        customer = "";
+      }
+      if (!store.unwatch(customer)) {
+        sendJson(res, 404, { error: `${customer} is not watched` });
+        return;
+      }
+      sendWatchDocument(req, res);
       return;
     }
     if (path === "/api/services") {

@@ -3,6 +3,8 @@
 //   threadline dev      local OTLP receiver + store + viewer
 //   threadline search   find traces (by customer first)
 //   threadline trace    print one trace as a tree
+//   threadline watch    debug logs and every trace for one customer, for a while
+//   threadline unwatch  stop watching a customer
 //
 // search and trace read a backend: by default the local one (a running
 // `threadline dev`, or its store file when none is running).
@@ -16,6 +18,17 @@ import type { SearchQuery, TraceBackend } from "./model.ts";
 import { defaultDbPath, defaultViewerUrl } from "./paths.ts";
 import { parseAttribute, parseDuration, parseTime } from "./query.ts";
 import { Store } from "./store.ts";
+import {
+  FileWatchTarget,
+  ViewerWatchTarget,
+  formatWatchList,
+  type WatchTarget,
+} from "./watch.ts";
+import {
+  WATCH_DEBUG,
+  isValidCustomerId,
+  parseWatchLevel,
+} from "@threadline/core";
 
 const HELP = `threadline: follow one customer's requests across services
 
@@ -40,6 +53,15 @@ const HELP = `threadline: follow one customer's requests across services
       --limit <n>          default 50
 
   threadline trace <trace-id> [--json] [--backend <b>]
+
+  threadline watch <customer> [--for <d>] [--level debug|trace]
+      services log at debug (or trace) level and sample every trace for this
+      customer until the time is up (default --for 30m); they pick the change
+      up within seconds, without a restart
+  threadline watch                 list who is watched
+  threadline unwatch <customer>
+      --viewer <url>       the threadline dev whose list to edit (default ${defaultViewerUrl()}; THREADLINE_VIEWER_URL)
+      --file <path>        edit a fleet's watch-list file instead (see the README)
 
   --backend local                 a running threadline dev, else its store file (default)
   --backend viewer=<url>          a threadline dev at <url>
@@ -229,6 +251,79 @@ async function trace(argv: string[]): Promise<number> {
   }
 }
 
+function watchTarget(values: { viewer?: string; file?: string }): WatchTarget {
+  if (values.viewer !== undefined && values.file !== undefined)
+    throw new UsageError("pass --viewer or --file, not both");
+  if (values.file !== undefined) return new FileWatchTarget(values.file);
+  return new ViewerWatchTarget(
+    values.viewer ?? defaultViewerUrl(),
+    process.env["THREADLINE_VIEWER_TOKEN"],
+  );
+}
+
+const MAX_WATCH_MS = 7 * 24 * 3600 * 1000;
+
+async function watch(argv: string[], stop: boolean): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: {
+      for: { type: "string" },
+      level: { type: "string" },
+      viewer: { type: "string" },
+      file: { type: "string" },
+      json: { type: "boolean" },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  const target = watchTarget(values);
+  const customer = positionals[0];
+  const print = (entries: Parameters<typeof formatWatchList>[0]) =>
+    process.stdout.write(
+      values.json
+        ? `${JSON.stringify({ target: target.name, watch: entries }, null, 2)}\n`
+        : formatWatchList(entries),
+    );
+  if (customer === undefined) {
+    if (stop) throw new UsageError("threadline unwatch <customer>");
+    print(await target.list());
+    return 0;
+  }
+  if (!isValidCustomerId(customer))
+    throw new UsageError(
+      `${JSON.stringify(customer)} is not a customer id (printable ASCII without spaces, commas, semicolons, quotes or backslashes, at most 128)`,
+    );
+  if (stop) {
+    const rest = await target.unwatch(customer);
+    if (rest === undefined) {
+      process.stderr.write(`${customer} was not watched (${target.name})\n`);
+      return 1;
+    }
+    if (!values.json) process.stdout.write(`stopped watching ${customer}\n`);
+    print(rest);
+    return 0;
+  }
+  let forMs: number;
+  try {
+    forMs = parseDuration(values.for ?? "30m");
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (forMs <= 0 || forMs > MAX_WATCH_MS)
+    throw new UsageError("--for must be more than 0 and at most 7d");
+  const level =
+    values.level === undefined ? WATCH_DEBUG : parseWatchLevel(values.level);
+  if (level === undefined)
+    throw new UsageError("--level must be debug or trace");
+  const entries = await target.watch(customer, forMs, level);
+  if (!values.json)
+    process.stdout.write(
+      `watching ${customer} (${target.name}): ${values.level ?? "debug"} logs and every trace, services pick it up within seconds\n`,
+    );
+  print(entries);
+  return 0;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -241,6 +336,10 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case "trace":
         return await trace(rest);
+      case "watch":
+        return await watch(rest, false);
+      case "unwatch":
+        return await watch(rest, true);
       case undefined:
       case "help":
       case "--help":

@@ -19,6 +19,12 @@
 // The store is bounded: prune() drops the oldest traces and logs beyond the
 // age limit, and beyond the size limit, oldest first.
 import { DatabaseSync, type StatementSync } from "node:sqlite";
+import {
+  MAX_WATCHED,
+  WATCH_DEBUG,
+  WATCH_TRACE,
+  type WatchEntry,
+} from "@threadline/core";
 import type {
   DecodedLogRecord,
   DecodedResourceLogs,
@@ -162,6 +168,8 @@ export class Store implements TraceBackend {
         body TEXT NOT NULL, attributes TEXT NOT NULL, customer TEXT);
       CREATE INDEX IF NOT EXISTS logs_by_trace ON logs (trace_id) WHERE trace_id <> '';
       CREATE INDEX IF NOT EXISTS logs_by_time ON logs (time_us);
+      CREATE TABLE IF NOT EXISTS watch (
+        customer TEXT PRIMARY KEY, until_ms INTEGER NOT NULL, level INTEGER NOT NULL) WITHOUT ROWID;
     `);
     const version = this.#db
       .prepare("SELECT value FROM meta WHERE key = 'schema'")
@@ -512,6 +520,59 @@ export class Store implements TraceBackend {
       customer: (r["customer"] as string | null) ?? null,
     }));
     return { traceId, spans, logs };
+  }
+
+  /** Customers watched now (debug logs and full sampling), soonest expiry first. */
+  watchEntries(nowMs = Date.now()): WatchEntry[] {
+    try {
+      return (
+        this.#s(
+          "SELECT customer, until_ms, level FROM watch WHERE until_ms > ? ORDER BY until_ms, customer",
+        ).all(nowMs) as Array<{
+          customer: string;
+          until_ms: number;
+          level: number;
+        }>
+      ).map((r) => ({
+        customer: r.customer,
+        until: r.until_ms,
+        level: r.level === WATCH_TRACE ? WATCH_TRACE : WATCH_DEBUG,
+      }));
+    } catch {
+      return []; // a read-only store written by an older version has no watch table
+    }
+  }
+
+  /**
+   * Watches `entry.customer` until `entry.until` (replacing an earlier entry);
+   * refused when MAX_WATCHED others are watched already.
+   */
+  watch(entry: WatchEntry, nowMs = Date.now()): void {
+    this.#s("DELETE FROM watch WHERE until_ms <= ?").run(nowMs);
+    const others = (
+      this.#s("SELECT count(*) AS n FROM watch WHERE customer <> ?").get(
+        entry.customer,
+      ) as { n: number }
+    ).n;
+    if (others >= MAX_WATCHED)
+      throw new RangeError(
+        `${MAX_WATCHED} customers are watched already; unwatch one first`,
+      );
+    this.#s(
+      "INSERT INTO watch (customer, until_ms, level) VALUES (?, ?, ?) ON CONFLICT (customer) DO UPDATE SET until_ms = excluded.until_ms, level = excluded.level",
+    ).run(entry.customer, entry.until, entry.level);
+  }
+
+  /** Stops watching `customer`; false if it was not watched. */
+  unwatch(customer: string, nowMs = Date.now()): boolean {
+    return (
+      Number(
+        this.#s("DELETE FROM watch WHERE customer = ? AND until_ms > ?").run(
+          customer,
+          nowMs,
+        ).changes,
+      ) > 0
+    );
   }
 
   /** Every service seen, for the viewer's filter. */

@@ -4,7 +4,7 @@
 // the store file after the viewer stopped.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -290,5 +290,88 @@ describe("threadline dev with no configuration anywhere", () => {
     } finally {
       await dev.stop();
     }
+  });
+});
+
+describe("threadline watch", () => {
+  it("edits a fleet's watch-list file that services read", async () => {
+    const file = join(dir, "watch.json");
+    const set = await threadline([
+      "watch",
+      "c-42",
+      "--for",
+      "45m",
+      "--file",
+      file,
+    ]);
+    assert.equal(set.code, 0, set.stderr);
+    assert.match(set.stdout, /watching c-42 \(file .*watch\.json\)/);
+    assert.match(set.stdout, /c-42\s+debug\s+\S+ \S+\s+45m/);
+    const doc = JSON.parse(readFileSync(file, "utf8")) as {
+      watch: Array<{ customer: string; until: string; level: string }>;
+    };
+    assert.deepEqual(
+      doc.watch.map((e) => [e.customer, e.level]),
+      [["c-42", "debug"]],
+    );
+    await threadline([
+      "watch",
+      "c-7",
+      "--for",
+      "1h",
+      "--level",
+      "trace",
+      "--file",
+      file,
+    ]);
+    const listed = await threadline(["watch", "--file", file, "--json"]);
+    assert.deepEqual(
+      (
+        JSON.parse(listed.stdout) as { watch: Array<{ customer: string }> }
+      ).watch.map((e) => e.customer),
+      ["c-42", "c-7"],
+    );
+    const stopped = await threadline(["unwatch", "c-42", "--file", file]);
+    assert.equal(stopped.code, 0);
+    assert.match(stopped.stdout, /stopped watching c-42/);
+    const missing = await threadline(["unwatch", "c-42", "--file", file]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /c-42 was not watched/);
+  });
+
+  it("explains bad usage and an absent viewer", async () => {
+    const bad = await threadline(["watch", "c 42"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /is not a customer id/);
+    const long = await threadline([
+      "watch",
+      "c-42",
+      "--for",
+      "30d",
+      "--file",
+      join(dir, "w.json"),
+    ]);
+    assert.equal(long.code, 2);
+    assert.match(long.stderr, /at most 7d/);
+    const level = await threadline([
+      "watch",
+      "c-42",
+      "--level",
+      "info",
+      "--file",
+      join(dir, "w.json"),
+    ]);
+    assert.equal(level.code, 2);
+    const none = await threadline([
+      "watch",
+      "c-42",
+      "--viewer",
+      "http://127.0.0.1:9",
+    ]);
+    assert.equal(none.code, 1);
+    assert.match(
+      none.stderr,
+      /no threadline viewer answers at http:\/\/127\.0\.0\.1:9/,
+    );
   });
 });

@@ -343,3 +343,113 @@ describe("tokens", () => {
     }
   });
 });
+
+describe("the watch list", () => {
+  let dev: DevServer;
+  before(async () => {
+    dev = await startDevServer({
+      dbPath: ":memory:",
+      otlpPort: 0,
+      viewerPort: 0,
+    });
+  });
+  after(() => dev.close());
+
+  const watchDoc = async (res: Response) =>
+    (await res.json()) as {
+      watch: Array<{ customer: string; until: string; level: string }>;
+    };
+  const watch = (body: unknown, contentType = "application/json") =>
+    fetch(`${dev.viewerUrl}/api/watch`, {
+      method: "POST",
+      headers: { "content-type": contentType },
+      body: JSON.stringify(body),
+    });
+
+  it("is set and cleared through the API, and served to services next to OTLP", async () => {
+    const before = Date.now();
+    const set = await watch({
+      customer: "c-42",
+      forMs: 60_000,
+      level: "trace",
+    });
+    assert.equal(set.status, 200);
+    const { watch: list } = await watchDoc(set);
+    assert.deepEqual(
+      list.map((e) => [e.customer, e.level]),
+      [["c-42", "trace"]],
+    );
+    const until = Date.parse(list[0]!.until);
+    assert.ok(until >= before + 60_000 && until <= Date.now() + 60_000);
+
+    // What services poll: the same document, with an ETag for cheap re-reads.
+    const served = await fetch(`${dev.otlpUrl}/threadline/v1/watch`);
+    const etag = served.headers.get("etag")!;
+    assert.deepEqual((await watchDoc(served)).watch, list);
+    const again = await fetch(`${dev.otlpUrl}/threadline/v1/watch`, {
+      headers: { "if-none-match": etag },
+    });
+    assert.equal(again.status, 304);
+
+    const cleared = await fetch(`${dev.viewerUrl}/api/watch/c-42`, {
+      method: "DELETE",
+    });
+    assert.deepEqual((await watchDoc(cleared)).watch, []);
+    assert.equal(
+      (await fetch(`${dev.viewerUrl}/api/watch/c-42`, { method: "DELETE" }))
+        .status,
+      404,
+    );
+    const changed = await fetch(`${dev.otlpUrl}/threadline/v1/watch`, {
+      headers: { "if-none-match": etag },
+    });
+    assert.equal(changed.status, 200);
+  });
+
+  it("refuses bad requests with a reason, and cross-site form posts", async () => {
+    const cases: Array<[unknown, RegExp]> = [
+      [{ customer: "c 42", forMs: 1000 }, /customer/],
+      [{ customer: "c-42" }, /forMs/],
+      [{ customer: "c-42", forMs: 8 * 24 * 3600 * 1000 }, /at most/],
+      [{ customer: "c-42", forMs: 1000, level: "info" }, /level/],
+    ];
+    for (const [body, reason] of cases) {
+      const res = await watch(body);
+      assert.equal(res.status, 400);
+      assert.match(((await res.json()) as { error: string }).error, reason);
+    }
+    assert.equal(
+      (await watch({ customer: "c-42", forMs: 1000 }, "text/plain")).status,
+      415,
+    );
+    const res = await fetch(`${dev.viewerUrl}/api/watch`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{",
+    });
+    assert.equal(res.status, 400);
+    assert.deepEqual(
+      (await watchDoc(await fetch(`${dev.viewerUrl}/api/watch`))).watch,
+      [],
+    );
+  });
+
+  it("is bounded", async () => {
+    for (let i = 0; i < 100; i++)
+      assert.equal(
+        (await watch({ customer: `c-${i}`, forMs: 60_000 })).status,
+        200,
+      );
+    const full = await watch({ customer: "c-100", forMs: 60_000 });
+    assert.equal(full.status, 409);
+    assert.match(
+      ((await full.json()) as { error: string }).error,
+      /100 customers/,
+    );
+    // Renewing one already watched is fine.
+    assert.equal(
+      (await watch({ customer: "c-7", forMs: 120_000 })).status,
+      200,
+    );
+  });
+});

@@ -127,6 +127,8 @@ describe("the threadline dev viewer in a browser", () => {
         env: {
           OTEL_BSP_SCHEDULE_DELAY: "100",
           OTEL_BLRP_SCHEDULE_DELAY: "100",
+          // The services find the watch list next to the OTLP endpoint by themselves.
+          THREADLINE_WATCH_INTERVAL: "200",
         },
       }),
       chromium.launch({
@@ -325,6 +327,62 @@ describe("the threadline dev viewer in a browser", () => {
         `[data-testid=trace-view][data-trace-id="${fresh.traceId}"][data-state=ready]`,
       )
       .waitFor();
+    assert.deepEqual(pageErrors, []);
+  });
+
+  it("watches a customer: their next requests log at debug level in every service", async () => {
+    await page.goto(`${dev.viewerUrl}/?customer=c-42`);
+    const watch = page.locator('[data-testid=watch][data-customer="c-42"]');
+    await page.locator("[data-testid=watch][data-state=idle]").waitFor();
+    assert.equal(
+      await page.getByTestId("watch-duration").inputValue(),
+      String(30 * 60_000),
+    );
+    await page.getByTestId("watch-button").click();
+    await page.locator("[data-testid=watch][data-state=watched]").waitFor();
+    assert.match(
+      await page.getByTestId("watch-status").innerText(),
+      /Watching c-42: debug logs and every trace until \d\d:\d\d \((29|30) min left\)/,
+    );
+    // What the services read, next to the OTLP endpoint.
+    const served = (await (
+      await fetch(`${dev.otlpUrl}/threadline/v1/watch`)
+    ).json()) as { watch: Array<{ customer: string; level: string }> };
+    assert.deepEqual(
+      served.watch.map((e) => [e.customer, e.level]),
+      [["c-42", "debug"]],
+    );
+    await screenshot(page, artifact("watch.png"));
+
+    // The services pick it up within a few reads: an order then carries
+    // debug lines from the gateway, orders and the worker.
+    const debugFrom = await waitFor(
+      async () => {
+        await placeOrder(shop, "c-42", "book");
+        await new Promise((r) => setTimeout(r, 500));
+        const [newest] = await search(dev, { customer: "c-42" });
+        const res = await fetch(
+          `${dev.viewerUrl}/api/traces/${newest!.traceId}`,
+        );
+        const detail = (await res.json()) as TraceDetail;
+        const services = new Set(
+          detail.logs
+            .filter((l) => l.severityText === "debug")
+            .map((l) => l.service),
+        );
+        return services.size === 3 && services;
+      },
+      { timeoutMs: 20_000, what: "debug lines from every service" },
+    );
+    assert.deepEqual([...debugFrom].sort(), ["gateway", "orders", "worker"]);
+
+    await page.getByTestId("unwatch-button").click();
+    await page.locator("[data-testid=watch][data-state=idle]").waitFor();
+    assert.equal(await watch.count(), 1);
+    const after = (await (
+      await fetch(`${dev.otlpUrl}/threadline/v1/watch`)
+    ).json()) as { watch: unknown[] };
+    assert.deepEqual(after.watch, []);
     assert.deepEqual(pageErrors, []);
   });
 

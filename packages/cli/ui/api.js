@@ -75,3 +75,35 @@ export function liveSource(params) {
   const q = p.toString();
   return new EventSource(q ? `/api/live?${q}` : "/api/live");
 }
+
+/** Sends a JSON body (POST) or nothing (DELETE); answers like getJson. */
+export async function sendJson(method, path, body) {
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      headers: {
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(
+      0,
+      "the dev server is not reachable (is threadline dev still running?)",
+    );
+  }
+  let answer;
+  try {
+    answer = await res.json();
+  } catch {
+    answer = undefined;
+  }
+  if (!res.ok)
+    throw new ApiError(
+      res.status,
+      answer?.error ?? `the server answered ${res.status}`,
+    );
+  return answer;
+}

@@ -10,6 +10,7 @@ import {
   traceRow,
   traceTableHead,
 } from "./dom.js";
+import { watchControl } from "./watch.js";
 
 const RANGES = [
   ["15m", "last 15 minutes"],
@@ -34,6 +35,7 @@ export function splitAttributes(text) {
 
 export function searchView(container, route, app) {
   let controller;
+  let watch;
   const field = (label, control, cls = "") =>
     h(
       "label",
@@ -133,6 +135,7 @@ export function searchView(container, route, app) {
       ),
     ),
   );
+  const watchSlot = h("div", { class: "watch-slot" });
   const results = h("section", {
     class: "results",
     dataset: { testid: "results" },
@@ -143,6 +146,7 @@ export function searchView(container, route, app) {
       "section",
       { class: "page" },
       h("div", { class: "search-panel" }, form),
+      watchSlot,
       results,
     ),
   );
@@ -192,11 +196,20 @@ export function searchView(container, route, app) {
     return parts.join(", ");
   }
 
+  /** The watch control follows the customer searched for. */
+  function showWatch(who) {
+    if (watch?.el.dataset.customer === who) return;
+    watch?.destroy();
+    watch = who ? watchControl(who) : undefined;
+    watchSlot.replaceChildren(...(watch ? [watch.el] : []));
+  }
+
   async function run(params) {
     controller?.abort();
     controller = new AbortController();
     const { signal } = controller;
     const who = params.get("customer") ?? "";
+    showWatch(who);
     results.dataset.state = "loading";
     results.dataset.customer = who;
     results.classList.add("loading");
@@ -320,6 +333,7 @@ export function searchView(container, route, app) {
     },
     destroy() {
       controller?.abort();
+      watch?.destroy();
       document.removeEventListener("keydown", onKey);
     },
   };
