@@ -15,6 +15,7 @@ app.post("/orders", async (req, res) => {
   if (typeof item !== "string")
     return res.status(400).json({ error: "item is required" });
   log.info({ item, quantity }, "order requested");
+  log.debug({ item, quantity, orders }, "forwarding the order to orders");
   const upstream = await fetch(`${orders}/orders`, {
     method: "POST",
     headers: { "content-type": "application/json" },

@@ -42,6 +42,10 @@ app.post("/orders", async (req, res) => {
     return res.status(404).json({ error: `no product ${item}` });
   }
   const amount = product.rows[0].price_cents * quantity;
+  log.debug(
+    { item, priceCents: product.rows[0].price_cents, quantity },
+    "priced the order",
+  );
   const inserted = await pool.query(
     "INSERT INTO orders (sku, quantity, amount_cents) VALUES ($1, $2, $3) RETURNING id",
     [item, quantity, amount],

@@ -28,6 +28,14 @@ await channel.prefetch(10);
 await channel.consume(queue, async (message) => {
   const order = JSON.parse(message.content.toString());
   log.info({ orderId: order.id }, "charging order");
+  log.debug(
+    {
+      orderId: order.id,
+      amount: order.amount,
+      redelivered: message.fields.redelivered,
+    },
+    "calling the payments provider",
+  );
   try {
     const charge = await fetch(`${payments}/v1/charges`, {
       method: "POST",
