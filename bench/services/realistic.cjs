@@ -32,6 +32,7 @@ async function main() {
         at: Date.now(),
       };
       channel.sendToQueue(queue, Buffer.from(JSON.stringify(order)));
+      log.debug({ order }, "order details");
       log.info({ product: order.product }, "order placed");
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify(order));

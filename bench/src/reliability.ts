@@ -6,6 +6,7 @@
 //
 //   node bench/src/reliability.ts [--rate 200] [--outage 30] [--out docs/reliability.md]
 import { readFileSync, writeFileSync } from "node:fs";
+import { format } from "prettier";
 import { cpus, totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -36,6 +37,7 @@ interface SignalStats {
   exported: number;
   dropped: Record<string, number>;
   pending: number;
+  pendingBytes: number;
 }
 interface Stats {
   traces: SignalStats;
@@ -62,9 +64,19 @@ const baseline = (await stats()).rss;
 const total = RATE * (BEFORE_S + OUTAGE_S + AFTER_S);
 const timeline: string[] = [];
 const t0 = Date.now();
+// RSS under load with the Collector up, against RSS once the outage began:
+// the difference is what buffering during the outage cost.
+let loadedRss = 0;
+let peakPendingBytes = 0;
 const sampler = setInterval(() => {
   void stats().then((s) => {
-    peakRss = Math.max(peakRss, s.rss);
+    if (Date.now() - t0 < BEFORE_S * 1000)
+      loadedRss = Math.max(loadedRss, s.rss);
+    else peakRss = Math.max(peakRss, s.rss);
+    peakPendingBytes = Math.max(
+      peakPendingBytes,
+      s.traces.pendingBytes + s.logs.pendingBytes,
+    );
   });
 }, 500);
 
@@ -136,7 +148,8 @@ ${row("spans", final.traces)}
 ${row("log records", final.logs)}
 
 - Requests: ${sent.toLocaleString("en")} sent, **${ok.toLocaleString("en")} served without error**, ${failed} failed.
-- Peak RSS growth over the run: **${((peakRss - baseline) / 2 ** 20).toFixed(1)} MB** (from ${(baseline / 2 ** 20).toFixed(0)} MB).
+- RSS: ${(baseline / 2 ** 20).toFixed(0)} MB idle, ${(loadedRss / 2 ** 20).toFixed(0)} MB at most under load with the Collector up, ${(peakRss / 2 ** 20).toFixed(0)} MB at most from the outage on: **${((peakRss - loadedRss) / 2 ** 20).toFixed(1)} MB** added by the outage.
+- Telemetry buffered for the Collector at the peak of the outage: **${(peakPendingBytes / 2 ** 20).toFixed(1)} MB** (encoded; the bound is \`THREADLINE_EXPORT_MAX_BYTES\`, 16 MB per signal).
 - Unhandled rejections in the service: ${final.unhandled}.
 - Timeline: ${timeline.join("; ")}.
 `;
@@ -148,8 +161,12 @@ if (values.out) {
   const end = "<!-- figures:end -->";
   if (!page.includes(start) || !page.includes(end))
     throw new Error(`${values.out} has no ${start} ... ${end} section`);
+  // Formatted as the rest of the repository is, so the page stays lint-clean.
   writeFileSync(
     values.out,
-    `${page.slice(0, page.indexOf(start) + start.length)}\n${report}${page.slice(page.indexOf(end))}`,
+    await format(
+      `${page.slice(0, page.indexOf(start) + start.length)}\n\n${report}\n${page.slice(page.indexOf(end))}`,
+      { parser: "markdown" },
+    ),
   );
 }

@@ -19,6 +19,8 @@ export interface ReportInput {
     pinoPlain: number;
     pinoCorrelated: number;
     pinoCorrelatedExported: number;
+    debugPlain: number;
+    debugGated: number;
     exportThreadline: number;
     exportUpstream: number;
   };
@@ -203,6 +205,8 @@ spawning the process until it listens.
 | pino lines/s, plain | ${fmt(input.micro.pinoPlain)} |
 | pino lines/s inside a span, with Threadline's correlation (trace_id, span_id, customer.id) | ${fmt(input.micro.pinoCorrelated)} (${fmt(pinoRatio, 2)} of plain) |
 | the same, with the lines also exported over OTLP | ${fmt(input.micro.pinoCorrelatedExported)} (${fmt(input.micro.pinoCorrelatedExported / input.micro.pinoPlain, 2)} of plain) |
+| calls to a disabled level (\`log.debug\` at level info) per second, plain | ${fmt(input.micro.debugPlain)} |
+| the same with Threadline, nobody watched (the watch list's gate) | ${fmt(input.micro.debugGated)} (${fmt(input.micro.debugGated / input.micro.debugPlain, 2)} of plain; ${fmt(1e9 / input.micro.debugGated - 1e9 / input.micro.debugPlain, 1)} ns more per call) |
 | spans/s started, ended, batched, encoded (OTLP protobuf) and sent: Threadline | ${fmt(input.micro.exportThreadline)} |
 | the same with upstream BatchSpanProcessor + OTLP protobuf exporter | ${fmt(input.micro.exportUpstream)} |
 

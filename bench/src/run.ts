@@ -304,6 +304,19 @@ try {
       ["-r", "@threadline/node/register"],
       { MODE: "span", OTEL_EXPORTER_OTLP_ENDPOINT: sinkSvc.url },
     ),
+    debugPlain: await three("pino-micro.cjs", [], {
+      MODE: "span",
+      CALL: "debug",
+    }),
+    debugGated: await three(
+      "pino-micro.cjs",
+      ["-r", "@threadline/node/register"],
+      {
+        MODE: "span",
+        CALL: "debug",
+        OTEL_EXPORTER_OTLP_ENDPOINT: sinkSvc.url,
+      },
+    ),
     exportThreadline: await three("export-micro.mjs", [], {
       OTEL_EXPORTER_OTLP_ENDPOINT: sinkSvc.url,
       WHO: "threadline",
