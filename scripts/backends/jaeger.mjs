@@ -1,0 +1,247 @@
+// Builds Jaeger v2 from its Go module into the per-user cache and starts it.
+//
+//   node scripts/backends/jaeger.mjs                 build if needed, print the binary path
+//   node scripts/backends/jaeger.mjs validate [config.yaml ...]
+//
+// THREADLINE_JAEGER_BIN=/path/to/jaeger makes every function use that
+// binary instead of building one.
+//
+// Importable: ensureJaeger(), validateJaegerConfig(), startJaeger().
+//
+// How it is built, and why this way:
+//  - `go install github.com/jaegertracing/jaeger/cmd/jaeger@v2.x.y` cannot
+//    work: the module path has no /v2, so Go rejects v2 tags. Jaeger still
+//    tags each v2 release with a v1 number too (v1.76.0 is Jaeger v2.13.0).
+//  - `go install pkg@version` also refuses a module whose go.mod has replace
+//    directives, which Jaeger's does. So the build happens in a small
+//    wrapper module that requires Jaeger at the pinned version and copies
+//    Jaeger's own replace directives, then `go build`s cmd/jaeger from it.
+//  - Jaeger's UI assets are not part of the Go module, so the binary serves
+//    a placeholder page on 16686; the query APIs are complete.
+//
+// The version: releases after v2.13.0 (v2.14.0 .. v2.20.0) are tagged only
+// as v2.x, so they exist on the module proxy only as commit pseudo-versions,
+// and the proxy we use refuses those (v2.20.0 would be
+// v1.76.1-0.20260720033334-798e4b0fcf22). THREADLINE_JAEGER_MODULE_VERSION
+// overrides the pin where a proxy serves them. v2.13.0's HTTP search
+// (GET /api/v3/traces) ignores query.attributes, which only v2.19.0 added;
+// the customer search therefore goes through GET /api/traces?tags=..., which
+// v2.13.0 serves from the same storage.
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { join, resolve } from "node:path";
+
+import {
+  cacheRoot,
+  goBinary,
+  goVersion,
+  isMain,
+  log,
+  readStamp,
+  repoRoot,
+  run,
+  sha256,
+  startProcess,
+  waitFor,
+  withGoPatterns,
+  writeStamp,
+} from "./common.mjs";
+
+export const JAEGER_MODULE = "github.com/jaegertracing/jaeger";
+/** Go module version; v1.76.0 is the source of Jaeger v2.13.0. */
+export const JAEGER_MODULE_VERSION =
+  process.env.THREADLINE_JAEGER_MODULE_VERSION || "v1.76.0";
+/** The Jaeger release that module version is, for `jaeger version`. */
+export const JAEGER_RELEASE = process.env.THREADLINE_JAEGER_MODULE_VERSION
+  ? JAEGER_MODULE_VERSION
+  : "v2.13.0";
+export const CONFIGS = ["jaeger-memory.yaml", "jaeger-elasticsearch.yaml"].map(
+  (f) => join(repoRoot, "collector-config", f),
+);
+
+// The checksum database has no record of the Collector releases this Jaeger
+// depends on (v0.140.x / v1.46.x), so these two module trees are taken as
+// the module proxy serves them; everything else stays verified.
+const NO_SUMDB = [
+  "go.opentelemetry.io/collector",
+  "github.com/open-telemetry/opentelemetry-collector-contrib",
+];
+
+function goEnv() {
+  const env = { ...process.env, CGO_ENABLED: "0" };
+  env.GONOSUMDB = withGoPatterns(env, "GONOSUMDB", NO_SUMDB);
+  return env;
+}
+
+/** Replace directives from Jaeger's go.mod, so the wrapper resolves alike. */
+function jaegerReplaces(go, env, dir) {
+  const r = run(
+    go,
+    ["mod", "download", "-json", `${JAEGER_MODULE}@${JAEGER_MODULE_VERSION}`],
+    { env, cwd: dir },
+  );
+  const info = JSON.parse(r.stdout);
+  if (info.Error) throw new Error(info.Error);
+  const gomod = readFileSync(info.GoMod, "utf8");
+  const lines = [];
+  for (const m of gomod.matchAll(/^replace\s+\(\s*\n([\s\S]*?)^\)/gm)) {
+    lines.push(
+      ...m[1]
+        .split("\n")
+        .map((l) => l.trim())
+        .filter((l) => l && !l.startsWith("//")),
+    );
+  }
+  for (const m of gomod.matchAll(/^replace\s+([^(\s].*)$/gm))
+    lines.push(m[1].trim());
+  // Local-path replacements cannot apply outside Jaeger's own tree.
+  return lines.filter((l) => !/=>\s*\.{1,2}\//.test(l));
+}
+
+/** Builds Jaeger if the cached binary does not match; returns its path. */
+export function ensureJaeger({ force = false } = {}) {
+  // A Jaeger v2 binary obtained some other way (e.g. a newer release).
+  if (process.env.THREADLINE_JAEGER_BIN)
+    return resolve(process.env.THREADLINE_JAEGER_BIN);
+  const go = goBinary();
+  const toolchain = goVersion(go);
+  const key = sha256(JAEGER_MODULE_VERSION, "\0", toolchain).slice(0, 16);
+  const dir = join(cacheRoot(), "jaeger", `${JAEGER_RELEASE}-${key}`);
+  const bin = join(dir, "jaeger");
+  const stamp = readStamp(dir);
+  if (!force && existsSync(bin) && stamp?.key === key) return bin;
+
+  rmSync(dir, { recursive: true, force: true });
+  const src = join(dir, "build");
+  mkdirSync(src, { recursive: true });
+  const env = goEnv();
+  const started = Date.now();
+  log(
+    `building Jaeger ${JAEGER_RELEASE} (${JAEGER_MODULE}@${JAEGER_MODULE_VERSION}, ${toolchain}) into ${dir}`,
+  );
+  writeFileSync(
+    join(src, "go.mod"),
+    "module threadline.dev/jaeger-build\n\ngo 1.24\n",
+  );
+  writeFileSync(
+    join(src, "doc.go"),
+    "// Package jaegerbuild only anchors the build of Jaeger.\npackage jaegerbuild\n",
+  );
+  const replaces = jaegerReplaces(go, env, src);
+  writeFileSync(
+    join(src, "go.mod"),
+    [
+      "module threadline.dev/jaeger-build",
+      "",
+      "go 1.24",
+      "",
+      `require ${JAEGER_MODULE} ${JAEGER_MODULE_VERSION}`,
+      "",
+      ...replaces.map((r) => `replace ${r}`),
+      "",
+    ].join("\n"),
+  );
+  run(go, ["get", `${JAEGER_MODULE}/cmd/jaeger@${JAEGER_MODULE_VERSION}`], {
+    env,
+    cwd: src,
+  });
+  const ldflags = [
+    "-s",
+    "-w",
+    `-X ${JAEGER_MODULE}/internal/version.latestVersion=${JAEGER_RELEASE}`,
+  ].join(" ");
+  run(
+    go,
+    [
+      "build",
+      "-trimpath",
+      `-ldflags=${ldflags}`,
+      "-o",
+      bin,
+      `${JAEGER_MODULE}/cmd/jaeger`,
+    ],
+    {
+      env,
+      cwd: src,
+    },
+  );
+  const seconds = (Date.now() - started) / 1000;
+  const size = statSync(bin).size;
+  writeStamp(dir, {
+    key,
+    module: `${JAEGER_MODULE}@${JAEGER_MODULE_VERSION}`,
+    release: JAEGER_RELEASE,
+    toolchain,
+    seconds,
+    bytes: size,
+  });
+  log(`built jaeger in ${seconds.toFixed(1)} s, ${(size / 1e6).toFixed(1)} MB`);
+  return bin;
+}
+
+/** Jaeger v2 is a Collector distribution, so it has `validate` too. */
+export function validateJaegerConfig(config, { env = {} } = {}) {
+  const bin = ensureJaeger();
+  const r = run(bin, ["validate", `--config=${resolve(config)}`], {
+    env: { ...process.env, ...env },
+  });
+  return `${r.stdout}${r.stderr}`.trim();
+}
+
+/**
+ * Starts Jaeger with one of the configs; resolves once the query service
+ * answers on `queryUrl` (default http://127.0.0.1:16686).
+ */
+export async function startJaeger({
+  config = CONFIGS[0],
+  env = {},
+  queryUrl = "http://127.0.0.1:16686",
+  logFile,
+} = {}) {
+  const bin = ensureJaeger();
+  const proc = startProcess(bin, [`--config=${resolve(config)}`], {
+    env: { ...process.env, ...env },
+    logFile,
+    name: "jaeger",
+  });
+  await waitFor(
+    `Jaeger query on ${queryUrl}`,
+    async () => (await fetch(`${queryUrl}/api/services`)).ok,
+    {
+      child: proc.child,
+      timeoutMs: 60_000,
+    },
+  ).catch(async (e) => {
+    await proc.stop();
+    throw new Error(`${e.message}\n${proc.output().slice(-4000)}`);
+  });
+  return { ...proc, queryUrl };
+}
+
+if (isMain(import.meta.url)) {
+  const [cmd, ...args] = process.argv.slice(2);
+  try {
+    if (!cmd || cmd === "build") {
+      console.log(ensureJaeger({ force: args.includes("--force") }));
+    } else if (cmd === "validate") {
+      for (const c of args.length ? args : CONFIGS) {
+        const out = validateJaegerConfig(c);
+        console.log(`${c}: valid${out ? `\n${out}` : ""}`);
+      }
+    } else {
+      console.error(
+        "usage: node scripts/backends/jaeger.mjs [build [--force] | validate [config ...]]",
+      );
+      process.exit(2);
+    }
+  } catch (e) {
+    console.error(e.message);
+    process.exit(1);
+  }
+}
