@@ -29,3 +29,6 @@ export type {
   TraceDetail,
   TraceSummary,
 } from "./model.ts";
+export { JaegerBackend, jaegerApiV3 } from "./backends/jaeger-backend.ts";
+export type { FindParams, JaegerApiV3 } from "./backends/jaeger-backend.ts";
+export { ElasticsearchBackend } from "./backends/elasticsearch-backend.ts";

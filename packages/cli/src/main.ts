@@ -11,6 +11,8 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { parseArgs } from "node:util";
+import { ElasticsearchBackend } from "./backends/elasticsearch-backend.ts";
+import { JaegerBackend } from "./backends/jaeger-backend.ts";
 import { ViewerBackend } from "./backends/viewer-backend.ts";
 import { startDevServer } from "./dev-server.ts";
 import { formatSearch, formatTrace } from "./format.ts";
@@ -65,6 +67,8 @@ const HELP = `threadline: follow one customer's requests across services
 
   --backend local                 a running threadline dev, else its store file (default)
   --backend viewer=<url>          a threadline dev at <url>
+  --backend jaeger=<url>          Jaeger v2's query API v3: http://host:16686, or grpc://host:16685
+  --backend elasticsearch=<url>   Elasticsearch filled by the gateway Collector (ECS); logs too
   --db <file>                     with local: read this store file
 `;
 
@@ -149,8 +153,27 @@ async function backendFrom(
       );
     return new ViewerBackend(url, process.env["THREADLINE_VIEWER_TOKEN"]);
   }
+  try {
+    if (kind === "jaeger") {
+      if (!url)
+        throw new UsageError(
+          "--backend jaeger=<url>, e.g. jaeger=http://127.0.0.1:16686 or jaeger=grpc://127.0.0.1:16685",
+        );
+      return new JaegerBackend(url);
+    }
+    if (kind === "elasticsearch") {
+      if (!url)
+        throw new UsageError(
+          "--backend elasticsearch=<url>, e.g. elasticsearch=http://127.0.0.1:9200",
+        );
+      return new ElasticsearchBackend(url);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new UsageError((err as Error).message);
+  }
   throw new UsageError(
-    `unknown backend ${JSON.stringify(kind)}: use local or viewer=<url>`,
+    `unknown backend ${JSON.stringify(kind)}: use local, viewer=<url>, jaeger=<url> or elasticsearch=<url>`,
   );
 }
 

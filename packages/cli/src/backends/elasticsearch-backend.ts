@@ -1,0 +1,275 @@
+// Elasticsearch, as the gateway Collector fills it (collector-config/): ECS
+// span documents in `traces-*` (with `event.duration` added by the gateway)
+// and ECS log documents in `logs-*`. A search finds the newest traces that
+// have a span for the customer (or service) in the window, then reads those
+// traces whole and applies the rest of the query here, as the other
+// backends do. Credentials: user:password in the URL, or an API key in
+// THREADLINE_ELASTICSEARCH_API_KEY.
+import type {
+  LogRecord,
+  SearchQuery,
+  SpanRecord,
+  TraceBackend,
+  TraceDetail,
+  TraceSummary,
+} from "../model.ts";
+import {
+  DEFAULT_LIMIT,
+  answer,
+  byTrace,
+  failure,
+  reach,
+  window,
+} from "./remote.ts";
+
+const SPANS = "traces-*";
+const LOGS = "logs-*";
+/** Candidate traces per search, and spans read per search. */
+const MAX_TRACES = 500;
+const MAX_SPANS = 10_000;
+
+const KIND: Record<string, number> = {
+  INTERNAL: 1,
+  SERVER: 2,
+  CLIENT: 3,
+  PRODUCER: 4,
+  CONSUMER: 5,
+};
+
+type Doc = Record<string, unknown>;
+
+/** ECS documents nest dotted names; attributes are kept flat, as OTLP has them. */
+function flatten(doc: Doc, prefix = "", out: Doc = {}): Doc {
+  for (const [k, v] of Object.entries(doc)) {
+    const key = prefix === "" ? k : `${prefix}.${k}`;
+    if (v !== null && typeof v === "object" && !Array.isArray(v))
+      flatten(v as Doc, key, out);
+    else out[key] = v;
+  }
+  return out;
+}
+
+/** ISO time with up to nanosecond digits, as epoch microseconds. */
+function timeUs(iso: unknown): number {
+  if (typeof iso !== "string") return 0;
+  const m = /^(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)$/.exec(iso);
+  if (m === null) return Date.parse(iso) * 1000;
+  const seconds = Date.parse(`${m[1]}${m[3]}`);
+  const fraction = Number(`0.${m[2] ?? "0"}`);
+  return seconds * 1000 + Math.round(fraction * 1e6);
+}
+
+const RESOURCE_PREFIXES = [
+  "service.",
+  "host.",
+  "process.",
+  "os.",
+  "telemetry.",
+];
+const DOCUMENT_FIELDS = new Set([
+  "@timestamp",
+  "trace.id",
+  "span.id",
+  "parent.id",
+  "span.name",
+  "span.kind",
+  "event.duration",
+  "event.outcome",
+  "customer.id",
+  "message",
+  "log.level",
+  "event.severity",
+  "elastic.mapping.mode",
+]);
+
+/** ECS names the exporter gives some OpenTelemetry attributes, mapped back. */
+const FROM_ECS: Record<string, string> = {
+  "span.db.statement": "db.query.text",
+  "span.db.instance": "db.namespace",
+};
+
+function split(doc: Doc): { attributes: Doc; resource: Doc } {
+  const attributes: Doc = {};
+  const resource: Doc = {};
+  for (const [k, v] of Object.entries(flatten(doc))) {
+    if (DOCUMENT_FIELDS.has(k) || k.startsWith("data_stream.")) continue;
+    if (RESOURCE_PREFIXES.some((p) => k.startsWith(p))) resource[k] = v;
+    else attributes[FROM_ECS[k] ?? k] = v;
+  }
+  return { attributes, resource };
+}
+
+function str(doc: Doc, key: string): string {
+  const v = flatten(doc)[key];
+  return typeof v === "string" ? v : "";
+}
+
+function toSpan(doc: Doc): SpanRecord {
+  const f = flatten(doc);
+  const startUs = timeUs(f["@timestamp"]);
+  const durationNs = Number(f["event.duration"] ?? 0);
+  const { attributes, resource } = split(doc);
+  const customer = f["customer.id"];
+  if (typeof customer === "string") attributes["customer.id"] = customer;
+  return {
+    traceId: str(doc, "trace.id"),
+    spanId: str(doc, "span.id"),
+    parentSpanId: str(doc, "parent.id"),
+    service: str(doc, "service.name") || "unknown_service",
+    name: str(doc, "span.name"),
+    kind: KIND[str(doc, "span.kind")] ?? 0,
+    startUs,
+    endUs: startUs + (Number.isFinite(durationNs) ? durationNs / 1000 : 0),
+    statusCode: f["event.outcome"] === "failure" ? 2 : 0,
+    statusMessage: "",
+    customer: typeof customer === "string" ? customer : null,
+    attributes,
+    events: [],
+    links: [],
+    resource,
+    scope: "",
+  };
+}
+
+function toLog(doc: Doc): LogRecord {
+  const f = flatten(doc);
+  const { attributes } = split(doc);
+  const customer = f["customer.id"];
+  return {
+    timeUs: timeUs(f["@timestamp"]),
+    traceId: str(doc, "trace.id"),
+    spanId: str(doc, "span.id"),
+    service: str(doc, "service.name") || "unknown_service",
+    severityNumber: Number(f["event.severity"] ?? 0),
+    severityText: str(doc, "log.level"),
+    body: f["message"] ?? null,
+    attributes,
+    customer: typeof customer === "string" ? customer : null,
+  };
+}
+
+export class ElasticsearchBackend implements TraceBackend {
+  readonly name: string;
+  readonly #base: string;
+  readonly #headers: Record<string, string>;
+
+  constructor(
+    url: string,
+    apiKey = process.env["THREADLINE_ELASTICSEARCH_API_KEY"],
+  ) {
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      throw new Error(`${JSON.stringify(url)} is not a URL`);
+    }
+    if (u.protocol !== "http:" && u.protocol !== "https:")
+      throw new Error(`elasticsearch=${url}: use http(s)://host:9200`);
+    this.#headers = { "content-type": "application/json" };
+    if (apiKey) this.#headers["authorization"] = `ApiKey ${apiKey}`;
+    else if (u.username !== "")
+      this.#headers["authorization"] = `Basic ${Buffer.from(
+        `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`,
+      ).toString("base64")}`;
+    u.username = "";
+    u.password = "";
+    this.#base = u.href.replace(/\/+$/, "");
+    this.name = `elasticsearch ${u.origin}`;
+  }
+
+  async #search(index: string, body: unknown): Promise<Doc> {
+    const res = await reach(
+      this.name,
+      `${this.#base}/${index}/_search?ignore_unavailable=true&allow_no_indices=true`,
+      { method: "POST", headers: this.#headers, body: JSON.stringify(body) },
+    );
+    if (!res.ok) throw await failure(res, this.name);
+    return (await res.json()) as Doc;
+  }
+
+  async #spansOf(traceIds: string[]): Promise<SpanRecord[]> {
+    if (traceIds.length === 0) return [];
+    const r = await this.#search(SPANS, {
+      size: MAX_SPANS,
+      query: { terms: { "trace.id": traceIds } },
+      sort: [{ "@timestamp": "asc" }],
+    });
+    const hits = (r["hits"] as { hits: Array<{ _source: Doc }> }).hits;
+    return hits.map((h) => toSpan(h._source));
+  }
+
+  async search(q: SearchQuery): Promise<TraceSummary[]> {
+    const { fromUs, toUs } = window(q);
+    // Every span carries the customer id and its service, so filtering spans
+    // by them finds exactly the traces that have them; the rest is applied
+    // to whole traces below.
+    const filter: unknown[] = [
+      {
+        range: {
+          "@timestamp": {
+            gte: new Date(fromUs / 1000).toISOString(),
+            lte: new Date(toUs / 1000).toISOString(),
+          },
+        },
+      },
+    ];
+    if (q.customer !== undefined)
+      filter.push({ term: { "customer.id": q.customer } });
+    if (q.service !== undefined)
+      filter.push({ term: { "service.name": q.service } });
+    const limit = q.limit ?? DEFAULT_LIMIT;
+    const r = await this.#search(SPANS, {
+      size: 0,
+      query: { bool: { filter } },
+      aggs: {
+        traces: {
+          terms: {
+            field: "trace.id",
+            size: Math.min(MAX_TRACES, limit * 5),
+            order: { latest: "desc" },
+          },
+          aggs: { latest: { max: { field: "@timestamp" } } },
+        },
+      },
+    });
+    const buckets =
+      (r["aggregations"] as { traces?: { buckets: Array<{ key: string }> } })
+        ?.traces?.buckets ?? [];
+    const spans = await this.#spansOf(buckets.map((b) => b.key));
+    return answer(q, byTrace(spans));
+  }
+
+  async getTrace(traceId: string): Promise<TraceDetail | undefined> {
+    const [spans, logs] = await Promise.all([
+      this.#spansOf([traceId]),
+      this.#search(LOGS, {
+        size: MAX_SPANS,
+        query: { term: { "trace.id": traceId } },
+        sort: [{ "@timestamp": "asc" }],
+      }),
+    ]);
+    if (spans.length === 0) return undefined;
+    // Span events arrive as log documents of their own (event.kind "event"):
+    // they go back onto their spans.
+    const bySpan = new Map(spans.map((sp) => [sp.spanId, sp]));
+    const lines: LogRecord[] = [];
+    for (const { _source: doc } of (
+      logs["hits"] as { hits: Array<{ _source: Doc }> }
+    ).hits) {
+      const f = flatten(doc);
+      const owner = bySpan.get(str(doc, "span.id"));
+      if (f["event.kind"] === "event" && owner !== undefined) {
+        const { attributes } = split(doc);
+        delete attributes["event.kind"];
+        owner.events.push({
+          name: str(doc, "message"),
+          timeUs: timeUs(f["@timestamp"]),
+          attributes,
+        });
+      } else lines.push(toLog(doc));
+    }
+    return { traceId, spans: byTrace(spans).get(traceId) ?? [], logs: lines };
+  }
+
+  async close(): Promise<void> {}
+}

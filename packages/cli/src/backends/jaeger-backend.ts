@@ -1,0 +1,348 @@
+// Jaeger v2, through its query API v3: over HTTP (`jaeger=http://host:16686`)
+// or gRPC (`jaeger=grpc://host:16685`). Both return OTLP, decoded with
+// @threadline/otlp. The customer id and other attributes go to Jaeger as an
+// attribute filter; Jaeger releases before 2.19 ignore that filter on HTTP
+// (gRPC has always honoured it), so every answer is filtered here as well,
+// which keeps results right on any version. Jaeger stores no logs.
+import { connect, type ClientHttp2Session } from "node:http2";
+import {
+  ProtoWriter,
+  decodeTracesJson,
+  decodeTracesProto,
+  type DecodedResourceSpans,
+} from "@threadline/otlp";
+import type {
+  SearchQuery,
+  SpanRecord,
+  TraceBackend,
+  TraceDetail,
+  TraceSummary,
+} from "../model.ts";
+import {
+  answer,
+  byTrace,
+  failure,
+  reach,
+  spansFromOtlp,
+  window,
+} from "./remote.ts";
+
+/** Traces asked of Jaeger per search: room for the filters applied here. */
+const SEARCH_DEPTH = 1000;
+
+/** A FindTraces query of Jaeger's API v3. */
+export interface FindParams {
+  service?: string | undefined;
+  attributes: Record<string, string>;
+  fromUs: number;
+  toUs: number;
+  minDurationUs?: number | undefined;
+}
+
+/** Jaeger's query API v3, answering in decoded OTLP. */
+export interface JaegerApiV3 {
+  find(p: FindParams): Promise<DecodedResourceSpans[]>;
+  get(traceId: string): Promise<DecodedResourceSpans[] | undefined>;
+  services(): Promise<string[]>;
+  close(): void;
+}
+
+function rfc3339(us: number): string {
+  return new Date(Math.floor(us / 1000)).toISOString();
+}
+
+class HttpTransport implements JaegerApiV3 {
+  readonly #base: string;
+  readonly #name: string;
+
+  constructor(base: string, name: string) {
+    this.#base = base;
+    this.#name = name;
+  }
+
+  async #json(path: string): Promise<unknown> {
+    const res = await reach(this.#name, `${this.#base}${path}`);
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return undefined;
+    }
+    if (!res.ok) throw await failure(res, this.#name);
+    return res.json();
+  }
+
+  async find(p: FindParams): Promise<DecodedResourceSpans[]> {
+    const params = new URLSearchParams({
+      "query.start_time_min": rfc3339(p.fromUs),
+      "query.start_time_max": rfc3339(p.toUs),
+      "query.num_traces": String(SEARCH_DEPTH),
+      "query.search_depth": String(SEARCH_DEPTH),
+    });
+    if (p.service !== undefined) params.set("query.service_name", p.service);
+    if (Object.keys(p.attributes).length > 0)
+      params.set("query.attributes", JSON.stringify(p.attributes));
+    if (p.minDurationUs !== undefined)
+      params.set("query.duration_min", `${Math.round(p.minDurationUs)}us`);
+    const body = (await this.#json(`/api/v3/traces?${params.toString()}`)) as
+      { result?: unknown } | undefined;
+    return body?.result === undefined ? [] : decodeTracesJson(body.result);
+  }
+
+  async get(traceId: string): Promise<DecodedResourceSpans[] | undefined> {
+    const body = (await this.#json(`/api/v3/traces/${traceId}`)) as
+      { result?: unknown } | undefined;
+    return body?.result === undefined
+      ? undefined
+      : decodeTracesJson(body.result);
+  }
+
+  async services(): Promise<string[]> {
+    const body = (await this.#json("/api/v3/services")) as
+      { services?: string[] } | undefined;
+    return body?.services ?? [];
+  }
+
+  close(): void {}
+}
+
+/** gRPC status codes that mean "nothing there" rather than a failure. */
+const GRPC_NOT_FOUND = 5;
+
+class GrpcTransport implements JaegerApiV3 {
+  readonly #authority: string;
+  readonly #name: string;
+  #session: ClientHttp2Session | undefined;
+
+  constructor(authority: string, name: string) {
+    this.#authority = authority;
+    this.#name = name;
+  }
+
+  #connect(): ClientHttp2Session {
+    if (this.#session === undefined || this.#session.destroyed) {
+      this.#session = connect(this.#authority);
+      // A refused connection fails the session first and its streams only
+      // with a cancel: keep the session's reason for the message.
+      this.#sessionError = undefined;
+      this.#session.on("error", (err: NodeJS.ErrnoException) => {
+        this.#sessionError = err.code ?? err.message;
+      });
+    }
+    return this.#session;
+  }
+
+  #inFlight = 0;
+  #sessionError: string | undefined;
+
+  // The session holds the process open only while a call is in flight, so a
+  // caller that forgets close() still exits.
+  #settled(): void {
+    if (--this.#inFlight === 0) this.#session?.unref();
+  }
+
+  /** A unary-request, server-streaming call; resolves to the response messages. */
+  #call(method: string, request: Uint8Array): Promise<Buffer[]> {
+    const frame = Buffer.alloc(5 + request.length);
+    frame.writeUInt32BE(request.length, 1);
+    frame.set(request, 5);
+    const session = this.#connect();
+    if (this.#inFlight++ === 0) session.ref();
+    return new Promise<Buffer[]>((resolve, reject) => {
+      const stream = session.request({
+        ":method": "POST",
+        ":path": `/jaeger.api_v3.QueryService/${method}`,
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      stream.setTimeout(30_000, () => stream.close(8 /* NGHTTP2_CANCEL */));
+      const chunks: Buffer[] = [];
+      let status: string | undefined;
+      let message = "";
+      const note = (h: Record<string, unknown>) => {
+        if (h["grpc-status"] !== undefined) {
+          status = String(h["grpc-status"]);
+          message = decodeURIComponent(String(h["grpc-message"] ?? ""));
+        }
+      };
+      stream.on("response", note);
+      stream.on("trailers", note);
+      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("error", (err: NodeJS.ErrnoException) =>
+        setImmediate(() =>
+          reject(
+            new Error(
+              `${this.#name} is not reachable (${this.#sessionError ?? err.code ?? err.message})`,
+            ),
+          ),
+        ),
+      );
+      stream.on("close", () => {
+        if (status === undefined)
+          return setImmediate(() =>
+            reject(
+              new Error(
+                this.#sessionError === undefined
+                  ? `${this.#name} closed the call without a status`
+                  : `${this.#name} is not reachable (${this.#sessionError})`,
+              ),
+            ),
+          );
+        if (status === String(GRPC_NOT_FOUND)) return resolve([]);
+        if (status !== "0")
+          return reject(
+            new Error(
+              `${this.#name} answered gRPC status ${status}: ${message}`,
+            ),
+          );
+        const body = Buffer.concat(chunks);
+        const messages: Buffer[] = [];
+        for (let off = 0; off + 5 <= body.length;) {
+          const len = body.readUInt32BE(off + 1);
+          messages.push(body.subarray(off + 5, off + 5 + len));
+          off += 5 + len;
+        }
+        resolve(messages);
+      });
+      stream.end(frame);
+    }).finally(() => this.#settled());
+  }
+
+  async find(p: FindParams): Promise<DecodedResourceSpans[]> {
+    const w = new ProtoWriter(1024);
+    const query = w.begin(1); // FindTracesRequest.query
+    if (p.service !== undefined) w.stringField(1, p.service);
+    for (const [k, v] of Object.entries(p.attributes)) {
+      const entry = w.begin(3); // map<string, string> attributes
+      w.stringField(1, k);
+      w.stringField(2, v);
+      w.end(entry);
+    }
+    timestamp(w, 4, p.fromUs);
+    timestamp(w, 5, p.toUs);
+    if (p.minDurationUs !== undefined) {
+      const d = w.begin(6);
+      w.tag(1, 0);
+      w.uvarint(Math.floor(p.minDurationUs / 1e6));
+      w.tag(2, 0);
+      w.uvarint(Math.round((p.minDurationUs % 1e6) * 1000));
+      w.end(d);
+    }
+    w.tag(8, 0); // search_depth
+    w.uvarint(SEARCH_DEPTH);
+    w.end(query);
+    const messages = await this.#call("FindTraces", w.finish());
+    return messages.flatMap((m) => decodeTracesProto(m));
+  }
+
+  async get(traceId: string): Promise<DecodedResourceSpans[] | undefined> {
+    const w = new ProtoWriter(64);
+    w.stringField(1, traceId);
+    const messages = await this.#call("GetTrace", w.finish());
+    const out = messages.flatMap((m) => decodeTracesProto(m));
+    return out.length === 0 ? undefined : out;
+  }
+
+  async services(): Promise<string[]> {
+    const messages = await this.#call("GetServices", new Uint8Array(0));
+    const out: string[] = [];
+    for (const m of messages) {
+      // GetServicesResponse: repeated string services = 1.
+      for (let off = 0; off < m.length;) {
+        const key = m[off++]!;
+        let len = 0;
+        for (let shift = 0; ; shift += 7) {
+          const b = m[off++]!;
+          len |= (b & 0x7f) << shift;
+          if (b < 0x80) break;
+        }
+        if (key === 0x0a) out.push(m.toString("utf8", off, off + len));
+        off += len;
+      }
+    }
+    return out;
+  }
+
+  close(): void {
+    this.#session?.close();
+  }
+}
+
+function timestamp(w: ProtoWriter, field: number, us: number): void {
+  const t = w.begin(field);
+  w.tag(1, 0);
+  w.uvarint(Math.floor(us / 1e6));
+  w.tag(2, 0);
+  w.uvarint(Math.round(us % 1e6) * 1000);
+  w.end(t);
+}
+
+/**
+ * A client of Jaeger's query API v3 at `url`: http(s)://host:16686 (HTTP)
+ * or grpc://host:16685 (gRPC, no dependencies: node:http2 and our protobuf
+ * writer and OTLP decoder).
+ */
+export function jaegerApiV3(url: string, name = `jaeger ${url}`): JaegerApiV3 {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new Error(`${JSON.stringify(url)} is not a URL`);
+  }
+  if (u.protocol === "grpc:")
+    return new GrpcTransport(`http://${u.host}`, name);
+  if (u.protocol === "http:" || u.protocol === "https:")
+    return new HttpTransport(url.replace(/\/+$/, ""), name);
+  throw new Error(
+    `jaeger=${url}: use http://host:16686 (HTTP API v3) or grpc://host:16685`,
+  );
+}
+
+export class JaegerBackend implements TraceBackend {
+  readonly name: string;
+  readonly #t: JaegerApiV3;
+
+  /** `url`: http(s)://host:16686 (HTTP API v3) or grpc://host:16685 (gRPC API v3). */
+  constructor(url: string) {
+    this.name = `jaeger ${url.replace(/\/+$/, "")}`;
+    this.#t = jaegerApiV3(url, this.name);
+  }
+
+  async search(q: SearchQuery): Promise<TraceSummary[]> {
+    const { fromUs, toUs } = window(q);
+    const attributes: Record<string, string> = {};
+    if (q.customer !== undefined) attributes["customer.id"] = q.customer;
+    for (const [k, v] of q.attributes ?? []) attributes[k] = v;
+    const params = {
+      attributes,
+      fromUs,
+      toUs,
+      minDurationUs: q.minDurationUs,
+    };
+    let resources: DecodedResourceSpans[];
+    try {
+      resources = await this.#t.find({ ...params, service: q.service });
+    } catch (err) {
+      // Some storages need a service: ask each one.
+      if (q.service !== undefined) throw err;
+      const services = await this.#t.services();
+      resources = (
+        await Promise.all(
+          services.map((service) => this.#t.find({ ...params, service })),
+        )
+      ).flat();
+    }
+    return answer(q, byTrace(spansFromOtlp(resources)));
+  }
+
+  async getTrace(traceId: string): Promise<TraceDetail | undefined> {
+    const resources = await this.#t.get(traceId);
+    if (resources === undefined) return undefined;
+    const spans: SpanRecord[] =
+      byTrace(spansFromOtlp(resources)).get(traceId) ?? [];
+    if (spans.length === 0) return undefined;
+    return { traceId, spans, logs: [] };
+  }
+
+  async close(): Promise<void> {
+    this.#t.close();
+  }
+}

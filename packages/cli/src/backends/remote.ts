@@ -1,0 +1,164 @@
+// What the production backends (Jaeger, Elasticsearch) share: turning the
+// spans they return into the same summaries and details the local store
+// gives, and applying the parts of a search a backend cannot do itself, so
+// `threadline search` means the same thing whatever answered it.
+import type { DecodedResourceSpans } from "@threadline/otlp";
+import type { SearchQuery, SpanRecord, TraceSummary } from "../model.ts";
+
+export const DEFAULT_LIMIT = 50;
+/** How far back a search without --since looks in a production backend. */
+export const DEFAULT_LOOKBACK_US = 7 * 24 * 3600 * 1e6;
+
+/** Spans as the OTLP decoders give them, as records. */
+export function spansFromOtlp(resources: DecodedResourceSpans[]): SpanRecord[] {
+  const out: SpanRecord[] = [];
+  for (const r of resources) {
+    const service =
+      typeof r.resource["service.name"] === "string"
+        ? r.resource["service.name"]
+        : "unknown_service";
+    for (const { scope, spans } of r.scopes) {
+      for (const s of spans) {
+        const customer = s.attributes["customer.id"];
+        out.push({
+          traceId: s.traceId,
+          spanId: s.spanId,
+          parentSpanId: s.parentSpanId,
+          service,
+          name: s.name,
+          kind: s.kind,
+          startUs: s.startUs,
+          endUs: s.endUs,
+          statusCode: s.statusCode,
+          statusMessage: s.statusMessage,
+          customer: typeof customer === "string" ? customer : null,
+          attributes: s.attributes,
+          events: s.events,
+          links: s.links,
+          resource: r.resource,
+          scope: scope.name,
+        });
+      }
+    }
+  }
+  return out;
+}
+
+/** Spans grouped by trace, each group in start order, deduplicated by span id. */
+export function byTrace(spans: SpanRecord[]): Map<string, SpanRecord[]> {
+  const traces = new Map<string, Map<string, SpanRecord>>();
+  for (const s of spans) {
+    let t = traces.get(s.traceId);
+    if (t === undefined) traces.set(s.traceId, (t = new Map()));
+    t.set(s.spanId, s);
+  }
+  const out = new Map<string, SpanRecord[]>();
+  for (const [id, t] of traces)
+    out.set(
+      id,
+      [...t.values()].sort((a, b) => a.startUs - b.startUs),
+    );
+  return out;
+}
+
+/** One trace's summary row, as the local store computes it. */
+export function summarize(spans: SpanRecord[]): TraceSummary {
+  const ids = new Set(spans.map((s) => s.spanId));
+  const root =
+    spans.find((s) => s.parentSpanId === "") ??
+    spans.find((s) => !ids.has(s.parentSpanId)) ??
+    spans[0]!;
+  let start = Infinity;
+  let end = -Infinity;
+  for (const s of spans) {
+    if (s.startUs < start) start = s.startUs;
+    if (s.endUs > end) end = s.endUs;
+  }
+  return {
+    traceId: root.traceId,
+    rootService: root.service,
+    rootName: root.name,
+    customer:
+      root.customer ?? spans.find((s) => s.customer !== null)?.customer ?? null,
+    startUs: start,
+    durationUs: Math.max(0, end - start),
+    spanCount: spans.length,
+    errorCount: spans.filter((s) => s.statusCode === 2).length,
+    services: [...new Set(spans.map((s) => s.service))].sort(),
+  };
+}
+
+function attributeMatches(s: SpanRecord, key: string, value: string): boolean {
+  const v = s.attributes[key] ?? s.resource[key];
+  return v !== undefined && v !== null && String(v) === value;
+}
+
+/** Whether a trace satisfies every filter of `q` (the store's semantics). */
+export function matches(
+  q: SearchQuery,
+  spans: SpanRecord[],
+  summary: TraceSummary,
+): boolean {
+  if (q.customer !== undefined && !spans.some((s) => s.customer === q.customer))
+    return false;
+  if (q.service !== undefined && !summary.services.includes(q.service))
+    return false;
+  if (
+    q.operation !== undefined &&
+    !spans.some(
+      (s) =>
+        s.name === q.operation || s.attributes["http.route"] === q.operation,
+    )
+  )
+    return false;
+  if (q.errorsOnly === true && summary.errorCount === 0) return false;
+  if (q.minDurationUs !== undefined && summary.durationUs < q.minDurationUs)
+    return false;
+  if (q.fromUs !== undefined && summary.startUs < q.fromUs) return false;
+  if (q.toUs !== undefined && summary.startUs > q.toUs) return false;
+  for (const [k, v] of q.attributes ?? [])
+    if (!spans.some((s) => attributeMatches(s, k, v))) return false;
+  return true;
+}
+
+/** The search's answer from the traces a backend returned: filtered, newest first, limited. */
+export function answer(
+  q: SearchQuery,
+  traces: Map<string, SpanRecord[]>,
+): TraceSummary[] {
+  const out: TraceSummary[] = [];
+  for (const spans of traces.values()) {
+    const summary = summarize(spans);
+    if (matches(q, spans, summary)) out.push(summary);
+  }
+  out.sort((a, b) => b.startUs - a.startUs);
+  return out.slice(0, q.limit ?? DEFAULT_LIMIT);
+}
+
+/** The search's time window, defaulting to the last week. */
+export function window(q: SearchQuery): { fromUs: number; toUs: number } {
+  const toUs = q.toUs ?? (Date.now() + 60_000) * 1000;
+  return { fromUs: q.fromUs ?? toUs - DEFAULT_LOOKBACK_US, toUs };
+}
+
+/** A failed request's message, with the backend's own words where it gave some. */
+export async function failure(res: Response, what: string): Promise<Error> {
+  const text = (await res.text()).slice(0, 500);
+  return new Error(`${what} answered ${res.status}${text ? `: ${text}` : ""}`);
+}
+
+/** Fetch that names the backend when it cannot be reached. */
+export async function reach(
+  name: string,
+  url: string,
+  init: RequestInit = {},
+): Promise<Response> {
+  try {
+    return await fetch(url, { signal: AbortSignal.timeout(30_000), ...init });
+  } catch (err) {
+    const cause =
+      (err as { cause?: { code?: string } }).cause?.code ??
+      (err as Error).message;
+    throw new Error(`${name} is not reachable (${cause})`);
+  }
+}
