@@ -25,6 +25,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const MIN = [22, 15];
 const tasks = {
   test: ["node", "scripts/run-tests.mjs"],
+  "test-production": ["node", "scripts/test-production.mjs"],
   demo: ["node", "scripts/demo.mjs"],
   lint: ["node", "scripts/lint.mjs"],
   bench: ["node", "bench/src/run.ts", "--out", "docs/benchmarks.md"],

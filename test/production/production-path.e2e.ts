@@ -1,0 +1,313 @@
+// The production path, end to end, against real servers started by
+// scripts/test-production.mjs: the example shop exports to an agent
+// Collector, which routes by trace id to the gateway Collector, which tail-
+// samples and stores traces in Jaeger (on Elasticsearch storage) and ECS
+// documents in Elasticsearch. Run with `npm run test:production`.
+//
+// c-42 is on the services' watch list (a fleet's watch-list file), c-1007 is
+// listed in the gateway's own configuration, c-9's order is declined by the
+// payments provider (an error), c-77's takes the provider a second (slow),
+// and forty other customers order normally,
+// of whom the gateway keeps about one in ten.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+import {
+  ElasticsearchBackend,
+  JaegerBackend,
+  jaegerApiV3,
+  type TraceSummary,
+} from "@threadline/cli";
+import {
+  cleanEnv,
+  startShop,
+  stopTestServers,
+  testBroker,
+  testDatabase,
+  waitFor,
+  type Shop,
+} from "@threadline/test-support";
+
+function need(name: string): string {
+  const v = process.env[name];
+  if (!v)
+    throw new Error(
+      `${name} is not set: run this file with npm run test:production`,
+    );
+  return v;
+}
+const agentUrl = need("THREADLINE_E2E_AGENT_URL");
+const jaegerUrl = need("THREADLINE_E2E_JAEGER_URL");
+const jaegerGrpcUrl = need("THREADLINE_E2E_JAEGER_GRPC_URL");
+const esUrl = need("THREADLINE_E2E_ELASTICSEARCH_URL");
+const tailPercent = Number(need("THREADLINE_E2E_TAIL_PERCENT"));
+
+const cli = join(
+  dirname(
+    createRequire(import.meta.url).resolve("@threadline/cli/package.json"),
+  ),
+  "bin/threadline.js",
+);
+const run = promisify(execFile);
+const threadline = (...args: string[]) =>
+  run(process.execPath, [cli, ...args], {
+    env: cleanEnv() as NodeJS.ProcessEnv,
+  });
+
+const ORDINARY = 40;
+const SERVICES = ["gateway", "orders", "worker"];
+
+async function order(
+  shop: Shop,
+  customer: string,
+  item: string,
+  quantity = 2,
+): Promise<void> {
+  const res = await fetch(`${shop.gateway.url}/orders`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-customer-id": customer },
+    body: JSON.stringify({ item, quantity }),
+  });
+  await res.text();
+  assert.equal(res.status, 201);
+}
+
+async function es(path: string, body: unknown): Promise<unknown> {
+  const res = await fetch(`${esUrl}/${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  assert.equal(res.status, 200, await res.clone().text());
+  return res.json();
+}
+
+const hitsOf = (r: unknown) =>
+  (r as { hits: { hits: Array<{ _source: Record<string, unknown> }> } }).hits
+    .hits;
+
+describe("the production path", () => {
+  let shop: Shop;
+  const dir = mkdtempSync(join(tmpdir(), "threadline-e2e-"));
+  const watchFile = join(dir, "watch.json");
+  let c42: TraceSummary[];
+
+  before(async () => {
+    // The fleet's watch list, as an operator would write it.
+    await threadline("watch", "c-42", "--for", "1h", "--file", watchFile);
+    const [databaseUrl, amqpUrl] = await Promise.all([
+      testDatabase(),
+      testBroker(),
+    ]);
+    shop = await startShop({
+      otlpEndpoint: agentUrl,
+      databaseUrl,
+      amqpUrl,
+      env: {
+        OTEL_BSP_SCHEDULE_DELAY: "200",
+        OTEL_BLRP_SCHEDULE_DELAY: "200",
+        THREADLINE_WATCH_URL: watchFile,
+        THREADLINE_WATCH_INTERVAL: "200",
+      },
+    });
+    // Let every service read the watch list once.
+    await new Promise((r) => setTimeout(r, 1000));
+    for (let i = 0; i < 3; i++) await order(shop, "c-42", "lamp");
+    await order(shop, "c-1007", "book");
+    await order(shop, "c-9", "lamp", 30); // 1350.00: declined
+    await order(shop, "c-77", "lamp", 15); // 675.00: reviewed for a second
+    for (let i = 0; i < ORDINARY; i += 10)
+      await Promise.all(
+        Array.from({ length: 10 }, (_, j) =>
+          order(shop, `c-${100 + i + j}`, "pen"),
+        ),
+      );
+  });
+
+  after(async () => {
+    await shop?.stop();
+    await stopTestServers();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("keeps every trace of a watched customer, with every service in it, found by attribute in Jaeger", async () => {
+    const backend = new JaegerBackend(jaegerUrl);
+    c42 = await waitFor(
+      async () => {
+        const t = await backend.search({ customer: "c-42" });
+        return t.length === 3 && t.every((x) => x.spanCount === 9) && t;
+      },
+      { what: "c-42's three traces in Jaeger", timeoutMs: 60_000 },
+    );
+    for (const t of c42) assert.deepEqual(t.services, SERVICES);
+    // Jaeger's API v3 itself filters by the attribute (over gRPC on every
+    // v2 release; over HTTP from 2.19): only c-42's traces come back.
+    const now = Date.now() * 1000;
+    // Before 2.19 a query must name a service: the edge's is enough, the
+    // traces come back whole.
+    const api = jaegerApiV3(jaegerGrpcUrl);
+    const found = await api
+      .find({
+        service: "gateway",
+        attributes: { "customer.id": "c-42" },
+        fromUs: now - 3600e6,
+        toUs: now + 60e6,
+      })
+      .finally(() => api.close());
+    const ids = new Set(
+      found.flatMap((r) =>
+        r.scopes.flatMap((s) => s.spans.map((x) => x.traceId)),
+      ),
+    );
+    assert.deepEqual([...ids].sort(), c42.map((t) => t.traceId).sort());
+    const services = new Set(
+      found.map((r) => r.resource["service.name"] as string),
+    );
+    assert.deepEqual([...services].sort(), SERVICES);
+    // The SDK marked them, which is what the gateway keeps them for.
+    const detail = await backend.getTrace(c42[0]!.traceId);
+    assert.ok(
+      detail!.spans.every((s) => s.attributes["threadline.watch"] === "debug"),
+    );
+  });
+
+  it("keeps errors, slow traces and listed customers, and drops most ordinary traces", async (ctx) => {
+    const backend = new JaegerBackend(jaegerUrl);
+    const errors = await waitFor(
+      async () => {
+        const t = await backend.search({ customer: "c-9" });
+        return t.length === 1 && t;
+      },
+      { what: "c-9's error trace in Jaeger" },
+    );
+    assert.ok(errors[0]!.errorCount >= 1);
+    // Slow: the provider reviewed the charge for a second, past the
+    // gateway's 800 ms threshold.
+    const slow = await backend.search({ customer: "c-77" });
+    assert.equal(slow.length, 1, "c-77's slow trace is kept");
+    assert.ok(slow[0]!.durationUs >= 1_000_000, `${slow[0]!.durationUs} µs`);
+    const listed = await backend.search({ customer: "c-1007" });
+    assert.equal(
+      listed.length,
+      1,
+      "c-1007 is listed in the gateway's configuration",
+    );
+
+    const all = await backend.search({ limit: 500, service: "gateway" });
+    const ordinary = all.filter((t) => /^c-1\d\d$/.test(t.customer ?? ""));
+    // About tailPercent% of 40; far from all of them.
+    assert.ok(
+      ordinary.length < ORDINARY / 2,
+      `${ordinary.length} of ${ORDINARY} ordinary traces kept at ${tailPercent}%`,
+    );
+    ctx.diagnostic(
+      `${ordinary.length} of ${ORDINARY} ordinary traces kept at ${tailPercent}%`,
+    );
+    // What was dropped is in neither store: Elasticsearch has the same traces.
+    const esTraces = await new ElasticsearchBackend(esUrl).search({
+      limit: 500,
+      service: "gateway",
+    });
+    assert.deepEqual(
+      esTraces.map((t) => t.traceId).sort(),
+      all.map((t) => t.traceId).sort(),
+    );
+  });
+
+  it("finds the logs of a trace and of a customer in Elasticsearch, with ECS fields", async () => {
+    const traceId = c42[0]!.traceId;
+    // 5 info lines per order, plus a debug line from each service: c-42 is watched.
+    const byTrace = await waitFor(
+      async () => {
+        const h = hitsOf(
+          await es("logs-*/_search", {
+            size: 100,
+            query: {
+              bool: {
+                filter: [{ term: { "trace.id": traceId } }],
+                must_not: [{ term: { "event.kind": "event" } }],
+              },
+            },
+          }),
+        );
+        return h.length >= 8 && h;
+      },
+      { what: "the trace's log lines in Elasticsearch" },
+    );
+    const levels = byTrace.map(
+      (h) => (h._source["log"] as { level: string }).level,
+    );
+    assert.equal(levels.filter((l) => l === "debug").length, 3);
+    const services = new Set(
+      byTrace.map((h) => (h._source["service"] as { name: string }).name),
+    );
+    assert.deepEqual([...services].sort(), SERVICES);
+    for (const h of byTrace) {
+      assert.equal((h._source["customer"] as { id: string }).id, "c-42");
+      assert.match((h._source["span"] as { id: string }).id, /^[0-9a-f]{16}$/);
+    }
+    const byCustomer = hitsOf(
+      await es("logs-*/_search", {
+        size: 200,
+        query: { term: { "customer.id": "c-42" } },
+      }),
+    );
+    assert.ok(
+      byCustomer.length >= 3 * 8,
+      `${byCustomer.length} lines for c-42`,
+    );
+    // Logs are not sampled: every ordinary order's lines are there.
+    const ordinaryLines = hitsOf(
+      await es("logs-*/_search", {
+        size: 1000,
+        query: { prefix: { "customer.id": "c-1" } },
+      }),
+    ).filter((h) =>
+      /^c-1\d\d$/.test((h._source["customer"] as { id: string }).id),
+    );
+    assert.ok(
+      ordinaryLines.length >= ORDINARY * 5,
+      `${ordinaryLines.length} ordinary lines`,
+    );
+  });
+
+  it("gives the same answer from threadline search on both backends", async () => {
+    const ids = c42.map((t) => t.traceId).sort();
+    for (const backend of [
+      `jaeger=${jaegerUrl}`,
+      `jaeger=${jaegerGrpcUrl}`,
+      `elasticsearch=${esUrl}`,
+    ]) {
+      const { stdout } = await threadline(
+        "search",
+        "--customer",
+        "c-42",
+        "--json",
+        "--backend",
+        backend,
+      );
+      const traces = (JSON.parse(stdout) as { traces: TraceSummary[] }).traces;
+      assert.deepEqual(traces.map((t) => t.traceId).sort(), ids, backend);
+      assert.ok(
+        traces.every((t) => t.spanCount === 9 && t.customer === "c-42"),
+      );
+    }
+    const { stdout } = await threadline(
+      "trace",
+      c42[0]!.traceId,
+      "--backend",
+      `elasticsearch=${esUrl}`,
+    );
+    assert.match(
+      stdout,
+      /SQL SELECT price_cents FROM products WHERE sku = \$1/,
+    );
+    assert.match(stdout, /third party payments-provider: POST/);
+    assert.match(stdout, /log debug: priced the order/);
+  });
+});
