@@ -33,6 +33,10 @@ app.get("/orders/:id", async (req, res) => {
   res.status(upstream.status).json(await upstream.json());
 });
 
-const server = app.listen(Number(process.env.PORT ?? 3100), "127.0.0.1", () => {
-  console.log(`gateway listening on ${server.address().port}`);
-});
+const server = app.listen(
+  Number(process.env.PORT ?? 3100),
+  process.env.HOST ?? "127.0.0.1",
+  () => {
+    console.log(`gateway listening on ${server.address().port}`);
+  },
+);

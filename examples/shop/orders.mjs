@@ -73,6 +73,10 @@ app.get("/orders/:id", async (req, res) => {
   res.json(r.rows[0]);
 });
 
-const server = app.listen(Number(process.env.PORT ?? 3101), "127.0.0.1", () => {
-  console.log(`orders listening on ${server.address().port}`);
-});
+const server = app.listen(
+  Number(process.env.PORT ?? 3101),
+  process.env.HOST ?? "127.0.0.1",
+  () => {
+    console.log(`orders listening on ${server.address().port}`);
+  },
+);
