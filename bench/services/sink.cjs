@@ -22,6 +22,9 @@ const server = http.createServer((req, res) => {
       res.writeHead(202).end();
     } else if (url.startsWith("/config/")) {
       res.writeHead(200, { "content-type": "application/json" }).end("{}");
+    } else if (url.startsWith("/threadline/")) {
+      // No watch list here: the SDK stays quiet and does without.
+      res.writeHead(404).end();
     } else if (url.startsWith("/v1/")) {
       res.writeHead(200, { "content-type": "application/x-protobuf" }).end();
     } else {

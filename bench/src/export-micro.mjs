@@ -14,7 +14,7 @@ const attributes = {
 
 async function produce(tracer) {
   for (let i = 0; i < SPANS; i += 256) {
-    for (let j = 0; j < 256; j++)
+    for (let j = 0; j < Math.min(256, SPANS - i); j++)
       tracer.startSpan("GET /orders/:id", { attributes }).end();
     await tick();
   }
@@ -35,7 +35,7 @@ async function threadline() {
 }
 
 async function upstream() {
-  const { BasicTracerProvider, BatchSpanProcessor } =
+  const { TracerProvider, BatchSpanProcessor } =
     await import("@opentelemetry/sdk-trace");
   const { OTLPTraceExporter } =
     await import("@opentelemetry/exporter-trace-otlp-proto");
@@ -50,12 +50,13 @@ async function upstream() {
     shutdown: () => exporter.shutdown(),
     forceFlush: () => exporter.forceFlush?.(),
   };
-  const processor = new BatchSpanProcessor(counting, {
+  const processor = new BatchSpanProcessor({
+    exporter: counting,
     maxQueueSize: 8192,
     maxExportBatchSize: 512,
     scheduledDelayMillis: 1000,
   });
-  const provider = new BasicTracerProvider({ spanProcessors: [processor] });
+  const provider = new TracerProvider({ spanProcessors: [processor] });
   const t0 = performance.now();
   await produce(provider.getTracer("bench"));
   await provider.forceFlush();

@@ -7,8 +7,10 @@
 const pino = require("pino");
 const { trace } = require("@opentelemetry/api");
 
-const log = pino(pino.destination({ dest: "/dev/null", sync: true }));
-const LINES = process.env.CALL === "debug" ? 20_000_000 : 200_000;
+const log = pino(
+  pino.destination({ dest: "/dev/null", sync: process.env.SYNC !== "false" }),
+);
+const LINES = process.env.CALL === "debug" ? 20_000_000 : 1_000_000;
 const tick = () => new Promise((r) => setImmediate(r));
 
 const DEBUG = process.env.CALL === "debug";

@@ -8,13 +8,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import autocannon from "autocannon";
 import pg from "pg";
 import {
   startPostgres,
   startRabbitMQ,
   startService,
 } from "@threadline/test-support";
+import { load } from "./load.ts";
 
 const { values } = parseArgs({
   options: {
@@ -130,16 +130,8 @@ try {
     ],
     env: { ...env, PORT: "0" },
   });
-  const run = (amount: number) =>
-    new Promise<autocannon.Result>((resolve, reject) =>
-      autocannon({ url: svc.url, connections: 20, amount }, (err, r) =>
-        err ? reject(err) : resolve(r),
-      ),
-    );
-  await run(requests / 5);
-  const t0 = performance.now();
-  await run(requests);
-  const seconds = (performance.now() - t0) / 1000;
+  await load(svc.url, requests / 5, 20);
+  const { seconds } = await load(svc.url, requests, 20);
   process.stdout.write(
     `${contender} ${handler}: ${(requests / seconds).toFixed(0)} req/s\n`,
   );

@@ -20,13 +20,13 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import pg from "pg";
-import autocannon from "autocannon";
 import {
   startPostgres,
   startRabbitMQ,
   startService,
   type RunningService,
 } from "@threadline/test-support";
+import { load } from "./load.ts";
 import { renderReport, type Measurement } from "./report.ts";
 
 const { values } = parseArgs({
@@ -137,15 +137,6 @@ function rssBytes(pid: number): number {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
-function load(url: string, amount: number): Promise<autocannon.Result> {
-  return new Promise((resolve, reject) => {
-    autocannon(
-      { url, connections: CONNECTIONS, amount, timeout: 10 },
-      (err, result) => (err ? reject(err) : resolve(result)),
-    );
-  });
-}
-
 function shuffle<T>(list: T[], seed: number): T[] {
   const out = [...list];
   let s = seed;
@@ -174,15 +165,17 @@ async function measure(
   const startupMs = performance.now() - started;
   const pid = svc.child.pid!;
   try {
-    await load(svc.url, Math.floor(handler.amount / 5)); // warm-up: JIT, pools, connections
+    await load(svc.url, Math.floor(handler.amount / 5), CONNECTIONS); // warm-up: JIT, pools, connections
     let peak = rssBytes(pid);
     const sampler = setInterval(() => {
       peak = Math.max(peak, rssBytes(pid));
     }, 200);
     const ticks0 = cpuTicks(pid);
-    const t0 = performance.now();
-    const r = await load(svc.url, handler.amount);
-    const seconds = (performance.now() - t0) / 1000;
+    const { result: r, seconds } = await load(
+      svc.url,
+      handler.amount,
+      CONNECTIONS,
+    );
     const ticks1 = cpuTicks(pid);
     clearInterval(sampler);
     peak = Math.max(peak, rssBytes(pid));
@@ -194,7 +187,6 @@ async function measure(
     return {
       contender: contender.name,
       handler: handler.name,
-      // autocannon's own duration is rounded to whole seconds; time the run here.
       rps: requests / seconds,
       p50: r.latency.p50,
       p99: r.latency.p99,
@@ -297,6 +289,7 @@ try {
         MODE: "span",
         OTEL_LOGS_EXPORTER: "none",
         OTEL_TRACES_EXPORTER: "none",
+        OTEL_METRICS_EXPORTER: "none",
       },
     ),
     pinoCorrelatedExported: await three(
