@@ -19,6 +19,7 @@ const SECRETS = [
   "tok-123",
   "sess-456",
   "qs-secret-42",
+  "key-555",
 ];
 
 it("keeps credentials out of spans and log lines", async () => {
@@ -59,7 +60,11 @@ it("keeps credentials out of spans and log lines", async () => {
       () => svc.stdout.find((l) => l.includes("request received")),
       { what: "the log line" },
     );
-    const everything = JSON.stringify({ spans, logs, line }, (_k, v) =>
+    const served = await waitFor(
+      () => svc.stdout.find((l) => l.includes("request served")),
+      { what: "the serialized request's line" },
+    );
+    const everything = JSON.stringify({ spans, logs, line, served }, (_k, v) =>
       typeof v === "bigint" ? String(v) : v,
     );
     for (const secret of SECRETS)
@@ -77,6 +82,13 @@ it("keeps credentials out of spans and log lines", async () => {
       "non-secret fields are kept",
     );
     assert.equal(parsed.password, "[Redacted]");
+    const access = JSON.parse(served) as {
+      req: { headers: Record<string, string> };
+      client: Record<string, string>;
+    };
+    assert.equal(access.req.headers["authorization"], "[Redacted]");
+    assert.equal(access.req.headers["cookie"], "[Redacted]");
+    assert.deepEqual(access.client, { name: "mobile", apiKey: "[Redacted]" });
   } finally {
     await svc.stop();
     await receiver.close();

@@ -10,7 +10,13 @@
 // exactly like child-logger bindings: no object is built or merged per line,
 // and a span's fragment is built once. The finished line is handed to the
 // sink as it is; parsing it for OTLP happens off the main thread.
-import { context, trace, type Span } from "@opentelemetry/api";
+import {
+  context,
+  INVALID_TRACEID as INVALID_TRACE_ID,
+  trace,
+  type Context,
+  type Span,
+} from "@opentelemetry/api";
 import {
   getCustomerFromContext,
   hookModule,
@@ -20,6 +26,11 @@ import {
   type Instrumentation,
   type LogRecordSink,
 } from "@threadline/core";
+import {
+  DEFAULT_REDACT_PATHS,
+  redactSecrets,
+  withRedactingSerializers,
+} from "./redact.ts";
 
 /** Options of {@link PinoInstrumentation}. */
 export interface PinoInstrumentationConfig {
@@ -39,46 +50,10 @@ export interface PinoInstrumentationConfig {
   redact?: readonly string[] | false;
 }
 
-/**
- * Secrets that must not reach log lines: credentials in objects and in
- * request/response headers, one level deep or under `headers`/`req`/`res`.
- */
-export const DEFAULT_REDACT_PATHS: readonly string[] = [
-  "password",
-  "*.password",
-  "passwd",
-  "*.passwd",
-  "secret",
-  "*.secret",
-  "token",
-  "*.token",
-  "accessToken",
-  "*.accessToken",
-  "access_token",
-  "*.access_token",
-  "refreshToken",
-  "*.refreshToken",
-  "apiKey",
-  "*.apiKey",
-  "api_key",
-  "*.api_key",
-  "authorization",
-  "*.authorization",
-  "cookie",
-  "*.cookie",
-  "headers.authorization",
-  "headers.cookie",
-  'headers["set-cookie"]',
-  'headers["proxy-authorization"]',
-  "*.headers.authorization",
-  "*.headers.cookie",
-  '*.headers["set-cookie"]',
-  '*.headers["proxy-authorization"]',
-  "creditCard",
-  "*.creditCard",
-  "cardNumber",
-  "*.cardNumber",
-];
+export { DEFAULT_REDACT_PATHS } from "./redact.ts";
+
+/** Set on loggers (and so inherited by their children) that get the default redaction. */
+const DEFAULT_REDACTION = Symbol("threadline.redact");
 
 const NAME = "@threadline/instrumentation-pino";
 
@@ -142,9 +117,9 @@ export class PinoInstrumentation implements Instrumentation {
   #late: string[] = [];
   /** The newest copy of pino's tools loaded (each pino copy loads its own before its proto). */
   #tools: PinoTools | undefined;
-  // One-entry cache: consecutive lines mostly come from the same span.
+  // One-entry cache: consecutive lines mostly come from the same context.
+  #lastContext: Context | undefined;
   #lastSpan: Span | undefined;
-  #lastCustomer: string | undefined;
   #lastFragment = "";
 
   constructor(config: PinoInstrumentationConfig = {}) {
@@ -204,23 +179,44 @@ export class PinoInstrumentation implements Instrumentation {
     };
   }
 
-  /** Wraps pino() so loggers that choose no redaction get the defaults. */
+  /**
+   * Wraps pino() so loggers that choose no redaction get the defaults: the
+   * one-pass redaction of redact.ts (marked on the logger, applied in
+   * asJson) when the paths are the defaults, pino's `redact` otherwise.
+   */
   #withDefaultRedaction(
     original: PinoFactory,
     paths: readonly string[],
   ): PinoFactory {
     const self = this;
+    const onePass =
+      paths.length === DEFAULT_REDACT_PATHS.length &&
+      paths.every((p) => DEFAULT_REDACT_PATHS.includes(p));
     const redact = { paths: [...paths] };
     const wrapped = function pino(this: unknown, ...args: unknown[]): unknown {
-      if (self.#enabled) {
-        const first = args[0];
+      if (!self.#enabled) return original.apply(this, args);
+      const first = args[0];
+      const chosen =
+        typeof first === "object" &&
+        first !== null &&
+        typeof (first as { write?: unknown }).write !== "function" &&
+        "redact" in first;
+      if (chosen) return original.apply(this, args);
+      if (!onePass) {
         if (first === undefined || first === null) args[0] = { redact };
         else if (typeof (first as { write?: unknown }).write === "function")
           args.unshift({ redact });
-        else if (typeof first === "object" && !("redact" in first))
-          args[0] = { ...first, redact };
+        else if (typeof first === "object") args[0] = { ...first, redact };
+        return original.apply(this, args);
       }
-      return original.apply(this, args);
+      // Serializers run inside pino, after the line's fields are redacted:
+      // their output is redacted as it comes out.
+      if (typeof first === "object" && first !== null && !("write" in first))
+        args[0] = withRedactingSerializers(first);
+      const logger = original.apply(this, args);
+      if (typeof logger === "object" && logger !== null)
+        (logger as Record<symbol, unknown>)[DEFAULT_REDACTION] = true;
+      return logger;
     } as PinoFactory;
     // pino's statics (destination, transport, symbols, …), and the ESM/TS names.
     for (const key of Object.keys(original))
@@ -244,9 +240,16 @@ export class PinoInstrumentation implements Instrumentation {
     return this.#late.length > 0 ? [lateLoadProblem("pino")] : [];
   }
 
-  #fragment(span: Span | undefined, customer: string | undefined): string {
-    if (span === this.#lastSpan && customer === this.#lastCustomer)
-      return this.#lastFragment;
+  /**
+   * The span and JSON fragment of a context, kept for the last context
+   * seen: a request's lines share one context object (contexts are
+   * immutable), so consecutive lines skip the lookups.
+   */
+  #correlate(ctx: Context): void {
+    let span = trace.getSpan(ctx);
+    if (span !== undefined && span.spanContext().traceId === INVALID_TRACE_ID)
+      span = undefined;
+    const customer = getCustomerFromContext(ctx);
     let f = "";
     if (span !== undefined) {
       const sc = span.spanContext();
@@ -254,13 +257,12 @@ export class PinoInstrumentation implements Instrumentation {
     }
     // Customer ids are validated to need no JSON escaping (see isValidCustomerId).
     if (customer !== undefined) f += `,"customer.id":"${customer}"`;
+    this.#lastContext = ctx;
     this.#lastSpan = span;
-    this.#lastCustomer = customer;
     this.#lastFragment = f;
-    return f;
   }
 
-  #patch(proto: Record<symbol, unknown>): void {
+  #patch(proto: Record<string | symbol, unknown>): void {
     const asJsonSym = symbolNamed(proto, "pino.asJson");
     if (asJsonSym === undefined || typeof proto[asJsonSym] !== "function")
       return;
@@ -271,24 +273,19 @@ export class PinoInstrumentation implements Instrumentation {
     let messageKeySym: symbol | undefined;
     const asJson: AsJson = function threadlineAsJson(obj, msg, num, time) {
       if (!self.#enabled) return original.call(this, obj, msg, num, time);
+      if (this[DEFAULT_REDACTION] === true && typeof obj === "object")
+        obj = redactSecrets(obj as Record<string, unknown>);
       const ctx = context.active();
-      let span = trace.getSpan(ctx);
-      if (
-        span !== undefined &&
-        span.spanContext().traceId === "00000000000000000000000000000000"
-      )
-        span = undefined;
-      const customer = getCustomerFromContext(ctx);
+      if (ctx !== self.#lastContext) self.#correlate(ctx);
+      const span = self.#lastSpan;
+      const fragment = self.#lastFragment;
       let line: string;
       chindingsSym ??= symbolNamed(this, "pino.chindings");
-      if (
-        (span === undefined && customer === undefined) ||
-        chindingsSym === undefined
-      ) {
+      if (fragment === "" || chindingsSym === undefined) {
         line = original.call(this, obj, msg, num, time);
       } else {
         const chindings = (this[chindingsSym] as string | undefined) ?? "";
-        this[chindingsSym] = chindings + self.#fragment(span, customer);
+        this[chindingsSym] = chindings + fragment;
         try {
           line = original.call(this, obj, msg, num, time);
         } finally {
@@ -324,6 +321,38 @@ export class PinoInstrumentation implements Instrumentation {
       if (proto[asJsonSym] === asJson) proto[asJsonSym] = original;
     });
     this.#patchLevels(proto);
+    this.#patchChild(proto);
+  }
+
+  /** Bindings given to child() pass the same redaction as a line's fields. */
+  #patchChild(proto: Record<string | symbol, unknown>): void {
+    const original = proto["child"];
+    if (typeof original !== "function") return;
+    const self = this;
+    const child = function child(
+      this: PinoLogger,
+      bindings: unknown,
+      ...rest: unknown[]
+    ): unknown {
+      if (
+        self.#enabled &&
+        this[DEFAULT_REDACTION] === true &&
+        typeof bindings === "object" &&
+        bindings !== null
+      ) {
+        bindings = redactSecrets(bindings as Record<string, unknown>);
+        if (rest.length > 0) rest[0] = withRedactingSerializers(rest[0]);
+      }
+      return (original as (...a: unknown[]) => unknown).call(
+        this,
+        bindings,
+        ...rest,
+      );
+    };
+    proto["child"] = child;
+    this.#restore.push(() => {
+      if (proto["child"] === child) proto["child"] = original;
+    });
   }
 
   /**

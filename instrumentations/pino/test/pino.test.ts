@@ -202,6 +202,21 @@ describe("watched customers", () => {
   });
 });
 
+// Loggers created after start get the default redaction: see
+// test/data-protection.test.ts (pino is imported here before start).
+describe("default redaction", () => {
+  beforeEach(() => (lines.length = 0));
+
+  it("leaves loggers with a redact option of their own, and loggers created before start, alone", () => {
+    const own = pino({ redact: ["order"] }, sink);
+    own.info({ order: 17, password: "visible by choice" });
+    assert.equal(lines.at(-1)!["order"], "[Redacted]");
+    assert.equal(lines.at(-1)!["password"], "visible by choice");
+    early.info({ password: "created before start" });
+    assert.equal(lines.at(-1)!["password"], "created before start");
+  });
+});
+
 describe("ECS field names", () => {
   before(async () => {
     await threadline.shutdown();
