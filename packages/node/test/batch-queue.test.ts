@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
-import { BatchQueue } from "../src/export/batch-queue.ts";
+import { BatchQueue, EncodingQueue } from "../src/export/batch-queue.ts";
 
 it("hands items on in batches and drops the newest when full", async () => {
   const batches: number[][] = [];
@@ -43,5 +43,45 @@ it("exports a partial batch after the schedule delay", async () => {
   q.push(1);
   await new Promise((r) => setTimeout(r, 60));
   assert.deepEqual(batches, [[1]]);
+  q.stop();
+});
+
+it("encodes as items arrive, in batches of at most maxExportBatchSize, and drops what cannot be encoded", async () => {
+  const encoded: number[] = [];
+  const encoder = {
+    pending: 0,
+    append(n: number) {
+      if (n < 0) throw new Error("negative");
+      encoded.push(n);
+      this.pending++;
+    },
+    take() {
+      const body = new Uint8Array(encoded.splice(0));
+      this.pending = 0;
+      return body;
+    },
+  };
+  const batches: Array<[number[], number]> = [];
+  const errors: unknown[] = [];
+  let dropped = 0;
+  const q = new EncodingQueue<number>(
+    { scheduleDelayMs: 10_000, maxQueueSize: 5, maxExportBatchSize: 2 },
+    encoder,
+    (body, count) => batches.push([[...body], count]),
+    () => dropped++,
+    (err) => errors.push(err),
+  );
+  for (const n of [1, 2, -1, 3, 4, 5, 6]) q.push(n);
+  assert.equal(errors.length, 1);
+  assert.equal(dropped, 1, "the sixth item finds five queued");
+  assert.equal(q.size, 5);
+  assert.equal(batches.length, 0, "nothing is handed on inside push()");
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(batches, [
+    [[1, 2], 2],
+    [[3, 4], 2],
+    [[5], 1],
+  ]);
+  assert.equal(q.size, 0);
   q.stop();
 });

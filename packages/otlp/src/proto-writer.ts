@@ -204,4 +204,14 @@ export class ProtoWriter {
   reset(): void {
     this.#pos = 0;
   }
+
+  /** Forgets what was written after `length` (a {@link length} read earlier). */
+  truncate(length: number): void {
+    if (length < this.#pos) this.#pos = length;
+  }
+
+  /** What was written so far, without copying; valid until the next write. */
+  view(): Uint8Array {
+    return this.#buf.subarray(0, this.#pos);
+  }
 }

@@ -125,9 +125,61 @@ function writeSpan(w: ProtoWriter, s: SpanData): void {
 export class TraceEncoder {
   readonly #resource: Attributes;
   readonly #writer = new ProtoWriter();
+  /** Spans appended since the last take(), encoded, per instrumentation scope. */
+  readonly #scopes = new Map<Scope, ProtoWriter>();
+  #pending = 0;
 
   constructor(resource: Attributes) {
     this.#resource = resource;
+  }
+
+  /** Spans appended and not yet taken. */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  /**
+   * Encodes one span now (protobuf) and keeps only its bytes until
+   * {@link take}: a span handed over as it ends is garbage at once instead
+   * of living until its batch is sent. Throws, having kept nothing of the
+   * span, when it cannot be encoded.
+   */
+  append(span: SpanData): void {
+    let w = this.#scopes.get(span.scope);
+    if (w === undefined)
+      this.#scopes.set(span.scope, (w = new ProtoWriter(16 * 1024)));
+    const at = w.length;
+    try {
+      writeSpan(w, span);
+    } catch (err) {
+      w.truncate(at);
+      throw err;
+    }
+    this.#pending++;
+  }
+
+  /** One protobuf request holding every span appended since the last take(). */
+  take(): Uint8Array {
+    const w = this.#writer;
+    w.reset();
+    const rs = w.begin(1);
+    writeResource(w, 1, this.#resource);
+    for (const [scope, spans] of this.#scopes) {
+      // A scope with nothing in this batch is forgotten, so scopes of
+      // short-lived tracers do not accumulate.
+      if (spans.length === 0) {
+        this.#scopes.delete(scope);
+        continue;
+      }
+      const ss = w.begin(2);
+      writeScope(w, 1, scope);
+      w.raw(spans.view());
+      w.end(ss);
+      spans.reset();
+    }
+    w.end(rs);
+    this.#pending = 0;
+    return w.finish();
   }
 
   /** Protobuf (`application/x-protobuf`). */

@@ -196,3 +196,40 @@ for (const format of ["protobuf", "json"] as const) {
     });
   });
 }
+
+describe("TraceEncoder, span by span", () => {
+  it("takes the same request that encode() makes of the same spans, grouped by scope", () => {
+    const other = { name: "other-scope" };
+    const spans = [
+      span(),
+      span({ scope: other, spanId: "1111111111111111", name: "SELECT" }),
+      span({ spanId: "2222222222222222" }),
+    ];
+    const streaming = new TraceEncoder(resource);
+    for (const s of spans) streaming.append(s);
+    assert.equal(streaming.pending, 3);
+    const taken = streaming.take();
+    assert.equal(streaming.pending, 0);
+    assert.deepEqual(
+      decodeTraceRequest(taken),
+      decodeTraceRequest(new TraceEncoder(resource).encode(spans)),
+    );
+  });
+
+  it("keeps nothing of a span it cannot encode, and carries on", () => {
+    const e = new TraceEncoder(resource);
+    e.append(span({ spanId: "3333333333333333" }));
+    assert.throws(() =>
+      e.append(span({ name: undefined as unknown as string })),
+    );
+    e.append(span({ spanId: "4444444444444444" }));
+    assert.equal(e.pending, 2);
+    assert.deepEqual(
+      decodeTraceRequest(e.take()).map((s) => s.spanId),
+      ["3333333333333333", "4444444444444444"],
+    );
+    // A second batch starts empty.
+    e.append(span());
+    assert.equal(decodeTraceRequest(e.take()).length, 1);
+  });
+});

@@ -1,49 +1,50 @@
-// A bounded queue that hands items on in batches: when a batch fills up
-// (on the next turn of the event loop, never inside the caller's end()),
-// or when the oldest item has waited `scheduleDelayMs`. A full queue drops
-// the newest item and reports it; nothing here can throw into the caller.
+// Bounded queues that hand items on in batches: when a batch fills up (on
+// the next turn of the event loop, never inside the caller's push()), or
+// when the oldest item has waited `scheduleDelayMs`. A full queue drops the
+// newest item and reports it; nothing here can throw into the caller.
+//
+// BatchQueue keeps the items themselves. EncodingQueue encodes each item as
+// it arrives and keeps only the bytes: at thousands of spans a second, span
+// objects held until their batch is sent survive the young-generation
+// collections, and V8 answers a high survival rate by growing the young
+// generation, which is most of an agent's added memory under load.
 import type { BatchSettings } from "../config.ts";
 
-export class BatchQueue<T> {
-  #items: T[] = [];
+abstract class Batcher<T> {
   #timer: NodeJS.Timeout | undefined;
   #immediate: NodeJS.Immediate | undefined;
-  readonly #settings: BatchSettings;
-  readonly #onBatch: (items: T[]) => void;
+  protected readonly settings: BatchSettings;
   readonly #onDrop: () => void;
 
-  constructor(
-    settings: BatchSettings,
-    onBatch: (items: T[]) => void,
-    onDrop: () => void,
-  ) {
-    this.#settings = settings;
-    this.#onBatch = onBatch;
+  constructor(settings: BatchSettings, onDrop: () => void) {
+    this.settings = settings;
     this.#onDrop = onDrop;
   }
 
-  get size(): number {
-    return this.#items.length;
-  }
+  /** Items queued and not yet handed on. */
+  abstract get size(): number;
+  /** Queues one item. */
+  protected abstract add(item: T): void;
+  /** Hands every queued item on. */
+  protected abstract flush(): void;
 
   push(item: T): void {
-    const items = this.#items;
-    if (items.length >= this.#settings.maxQueueSize) {
+    if (this.size >= this.settings.maxQueueSize) {
       this.#onDrop();
       return;
     }
-    items.push(item);
-    if (items.length >= this.#settings.maxExportBatchSize) {
+    this.add(item);
+    if (this.size >= this.settings.maxExportBatchSize) {
       this.#immediate ??= setImmediate(() => {
         this.#immediate = undefined;
         this.drain();
       });
       this.#immediate.unref?.();
-    } else if (this.#timer === undefined) {
+    } else if (this.#timer === undefined && this.size > 0) {
       this.#timer = setTimeout(() => {
         this.#timer = undefined;
         this.drain();
-      }, this.#settings.scheduleDelayMs);
+      }, this.settings.scheduleDelayMs);
       this.#timer.unref();
     }
   }
@@ -54,14 +55,7 @@ export class BatchQueue<T> {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
-    const items = this.#items;
-    if (items.length === 0) return;
-    this.#items = [];
-    const size = this.#settings.maxExportBatchSize;
-    for (let i = 0; i < items.length; i += size)
-      this.#onBatch(
-        i === 0 && items.length <= size ? items : items.slice(i, i + size),
-      );
+    if (this.size > 0) this.flush();
   }
 
   stop(): void {
@@ -69,5 +63,98 @@ export class BatchQueue<T> {
     if (this.#immediate !== undefined) clearImmediate(this.#immediate);
     this.#timer = undefined;
     this.#immediate = undefined;
+  }
+}
+
+export class BatchQueue<T> extends Batcher<T> {
+  #items: T[] = [];
+  readonly #onBatch: (items: T[]) => void;
+
+  constructor(
+    settings: BatchSettings,
+    onBatch: (items: T[]) => void,
+    onDrop: () => void,
+  ) {
+    super(settings, onDrop);
+    this.#onBatch = onBatch;
+  }
+
+  get size(): number {
+    return this.#items.length;
+  }
+
+  protected add(item: T): void {
+    this.#items.push(item);
+  }
+
+  protected flush(): void {
+    const items = this.#items;
+    this.#items = [];
+    const size = this.settings.maxExportBatchSize;
+    for (let i = 0; i < items.length; i += size)
+      this.#onBatch(
+        i === 0 && items.length <= size ? items : items.slice(i, i + size),
+      );
+  }
+}
+
+/** Encodes items as they arrive, a batch at a time. */
+export interface BatchEncoder<T> {
+  /** Items appended since the last take(). */
+  readonly pending: number;
+  /** Encodes one item; throws, keeping nothing of it, when it cannot. */
+  append(item: T): void;
+  /** The encoded batch of everything appended since the last take(). */
+  take(): Uint8Array;
+}
+
+export class EncodingQueue<T> extends Batcher<T> {
+  readonly #encoder: BatchEncoder<T>;
+  readonly #onBatch: (body: Uint8Array, count: number) => void;
+  readonly #onEncodeError: (err: unknown) => void;
+  /** Full batches waiting for the next turn of the event loop. */
+  #sealed: Array<{ body: Uint8Array; count: number }> = [];
+  #sealedCount = 0;
+
+  constructor(
+    settings: BatchSettings,
+    encoder: BatchEncoder<T>,
+    onBatch: (body: Uint8Array, count: number) => void,
+    onDrop: () => void,
+    onEncodeError: (err: unknown) => void,
+  ) {
+    super(settings, onDrop);
+    this.#encoder = encoder;
+    this.#onBatch = onBatch;
+    this.#onEncodeError = onEncodeError;
+  }
+
+  get size(): number {
+    return this.#sealedCount + this.#encoder.pending;
+  }
+
+  protected add(item: T): void {
+    try {
+      this.#encoder.append(item);
+    } catch (err) {
+      this.#onEncodeError(err);
+      return;
+    }
+    if (this.#encoder.pending >= this.settings.maxExportBatchSize) this.#seal();
+  }
+
+  #seal(): void {
+    const count = this.#encoder.pending;
+    if (count === 0) return;
+    this.#sealed.push({ body: this.#encoder.take(), count });
+    this.#sealedCount += count;
+  }
+
+  protected flush(): void {
+    this.#seal();
+    const sealed = this.#sealed;
+    this.#sealed = [];
+    this.#sealedCount = 0;
+    for (const b of sealed) this.#onBatch(b.body, b.count);
   }
 }

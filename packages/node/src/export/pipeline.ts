@@ -13,7 +13,7 @@ import {
 import type { ResolvedConfig } from "../config.ts";
 import type { RecordingSpan, SpanSink } from "../trace/span.ts";
 import { now } from "../internal/clock.ts";
-import { BatchQueue } from "./batch-queue.ts";
+import { BatchQueue, EncodingQueue } from "./batch-queue.ts";
 import {
   CONTROL_FLUSHED,
   CONTROL_SLOTS,
@@ -68,7 +68,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   readonly #counters: Float64Array;
   readonly #control: Int32Array;
   readonly #encoder: TraceEncoder;
-  readonly #spans: BatchQueue<RecordingSpan>;
+  readonly #spans: BatchQueue<RecordingSpan> | EncodingQueue<RecordingSpan>;
   readonly #logs: BatchQueue<CapturedLog>;
   readonly #main = {
     traces: { created: 0, queueFull: 0, rejected: 0, posted: 0 },
@@ -113,11 +113,22 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     };
     this.#encoder = new TraceEncoder(resource);
     this.#metricsEncoder = new MetricsEncoder(resource);
-    this.#spans = new BatchQueue(
-      config.traces.batch,
-      (batch) => this.#exportSpans(batch),
-      () => this.#queueFull("traces"),
-    );
+    // Protobuf spans are encoded as they end (see batch-queue.ts); JSON,
+    // a debugging format, is encoded a batch at a time.
+    this.#spans =
+      config.traces.protocol === "http/json"
+        ? new BatchQueue(
+            config.traces.batch,
+            (batch) => this.#exportSpansJson(batch),
+            () => this.#queueFull("traces"),
+          )
+        : new EncodingQueue(
+            config.traces.batch,
+            this.#encoder,
+            (body, count) => this.#postSpans(body, count),
+            () => this.#queueFull("traces"),
+            (err) => this.#encodeFailed(1, err),
+          );
     this.#logs = new BatchQueue(
       config.logs.batch,
       (batch) => this.#exportLogs(batch),
@@ -137,6 +148,8 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     if (this.#closed || !this.#config.traces.enabled) return;
     this.#main.traces.created++;
     this.#spans.push(span);
+    // Encoded as it was pushed: only its bytes are needed from here on.
+    if (this.#spans instanceof EncodingQueue) span.release();
   }
 
   emit(
@@ -198,26 +211,31 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     );
   }
 
-  #exportSpans(batch: RecordingSpan[]): void {
-    let body: Uint8Array | string;
+  #exportSpansJson(batch: RecordingSpan[]): void {
+    let body: string;
     try {
-      body =
-        this.#config.traces.protocol === "http/json"
-          ? this.#encoder.encodeJson(batch)
-          : this.#encoder.encode(batch);
+      body = this.#encoder.encodeJson(batch);
     } catch (err) {
-      this.#main.traces.rejected += batch.length;
-      diag.warnCollapsed(
-        "traces-encode",
-        `could not encode ${batch.length} spans: ${(err as Error).message}`,
-      );
+      this.#encodeFailed(batch.length, err);
       return;
     }
+    this.#postSpans(body, batch.length);
+  }
+
+  #encodeFailed(spans: number, err: unknown): void {
+    this.#main.traces.rejected += spans;
+    diag.warnCollapsed(
+      "traces-encode",
+      `could not encode ${spans === 1 ? "a span" : `${spans} spans`}: ${(err as Error).message}`,
+    );
+  }
+
+  #postSpans(body: Uint8Array | string, count: number): void {
     this.#post(
-      { t: "traces", body, count: batch.length },
+      { t: "traces", body, count },
       typeof body === "string" ? [] : [body.buffer as ArrayBuffer],
     );
-    this.#main.traces.posted += batch.length;
+    this.#main.traces.posted += count;
   }
 
   #exportLogs(batch: CapturedLog[]): void {

@@ -85,6 +85,8 @@ function copyAttributes(
   return { count, dropped };
 }
 
+const RELEASED: MutableAttributes = Object.freeze({}) as MutableAttributes;
+
 export class RecordingSpan implements Span, SpanData {
   readonly scope: Scope;
   readonly traceId: string;
@@ -96,7 +98,7 @@ export class RecordingSpan implements Span, SpanData {
   readonly kind: ApiSpanKind;
   readonly startTime: number;
   endTime = 0;
-  readonly attributes: MutableAttributes;
+  attributes: MutableAttributes;
   droppedAttributesCount = 0;
   events: SpanEventData[] | undefined = undefined;
   droppedEventsCount = 0;
@@ -292,6 +294,19 @@ export class RecordingSpan implements Span, SpanData {
 
   isRecording(): boolean {
     return !this.#ended;
+  }
+
+  /**
+   * Lets go of the attributes, events and links once an ended span has been
+   * encoded. A span stays reachable from its context, and a request's
+   * context from the socket's async resources until the connection's next
+   * request; its data need not.
+   */
+  release(): void {
+    if (!this.#ended) return;
+    this.attributes = RELEASED;
+    this.events = undefined;
+    this.links = undefined;
   }
 
   /** Whether end() was called. */
