@@ -23,7 +23,6 @@
 import {
   context,
   propagation,
-  ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
   trace,
@@ -42,6 +41,7 @@ import {
   isTracingSuppressed,
   lateLoadProblem,
   type Instrumentation,
+  EMPTY_CONTEXT,
 } from "@threadline/core";
 
 /** Options of {@link AmqplibInstrumentation}. */
@@ -374,7 +374,7 @@ export class AmqplibInstrumentation implements Instrumentation {
       this.#config.trustMessageBaggage === false
         ? untrustedGetter
         : trustedGetter;
-    const extracted = propagation.extract(ROOT_CONTEXT, headers, getter);
+    const extracted = propagation.extract(EMPTY_CONTEXT, headers, getter);
     if (this.#config.consumerContext !== "link")
       return { parent: extracted, link: undefined };
     const remote =

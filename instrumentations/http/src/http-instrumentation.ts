@@ -24,7 +24,6 @@ import type {
 import {
   context,
   propagation,
-  ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
   trace,
@@ -52,6 +51,7 @@ import {
   startClientSpan,
   type Instrumentation,
   type RouteHolder,
+  EMPTY_CONTEXT,
 } from "@threadline/core";
 
 /** Options of {@link HttpInstrumentation}. */
@@ -99,7 +99,8 @@ type Emit = (
 
 interface ServerState extends RouteHolder {
   span: Span;
-  req: IncomingMessage;
+  /** Until the response closes; see onResponseClose. */
+  req: IncomingMessage | undefined;
   method: string;
 }
 
@@ -163,7 +164,8 @@ function hostAndPort(
   };
 }
 
-function expressRoute(req: IncomingMessage): string | undefined {
+function expressRoute(req: IncomingMessage | undefined): string | undefined {
+  if (req === undefined) return undefined;
   const r = req as IncomingMessage & {
     route?: { path?: unknown };
     baseUrl?: unknown;
@@ -353,7 +355,7 @@ export class HttpInstrumentation implements Instrumentation {
   ): boolean {
     if (this.#ignored(req.url))
       return original.apply(server, args as [string | symbol, ...unknown[]]);
-    let ctx = ROOT_CONTEXT;
+    let ctx = EMPTY_CONTEXT;
     let span: Span;
     try {
       const socket = req.socket as unknown as TrustedSocket;
@@ -364,7 +366,7 @@ export class HttpInstrumentation implements Instrumentation {
       }
       const headers = req.headers;
       ctx = propagation.extract(
-        ROOT_CONTEXT,
+        EMPTY_CONTEXT,
         headers,
         trusted ? trustedGetter : untrustedGetter,
       );
@@ -507,6 +509,11 @@ function onResponseClose(this: StatefulResponse): void {
   if (this.headersSent)
     span.setAttribute(semconv.ATTR_HTTP_RESPONSE_STATUS_CODE, this.statusCode);
   const route = state.route ?? expressRoute(state.req);
+  // The request's context (which holds this state) is captured by the
+  // socket's async resources created while responding, such as the
+  // keep-alive timer, and lives on until the connection's next request:
+  // letting go of the request here keeps it out of that.
+  state.req = undefined;
   if (route !== undefined) {
     span.setAttribute(semconv.ATTR_HTTP_ROUTE, route);
     span.updateName(`${state.method} ${route}`);

@@ -52,6 +52,7 @@ export {
   moduleHooksInstalled,
 } from "./module-hooks.ts";
 export type { LoadedModuleInfo, ModuleHook } from "./module-hooks.ts";
+export { EMPTY_CONTEXT } from "./context.ts";
 export { Diagnostics, diag } from "./diagnostics.ts";
 export type { DiagLevel, DiagSink } from "./diagnostics.ts";
 export { ThreadlineError } from "./errors.ts";

@@ -3,17 +3,14 @@
 // than @opentelemetry/context-async-hooks because `with()` there binds the
 // callback to `thisArg` on every call, an allocation on every request.
 import { AsyncLocalStorage } from "node:async_hooks";
-import {
-  ROOT_CONTEXT,
-  type Context,
-  type ContextManager,
-} from "@opentelemetry/api";
+import type { Context, ContextManager } from "@opentelemetry/api";
+import { EMPTY_CONTEXT } from "@threadline/core";
 
 export class AlsContextManager implements ContextManager {
   readonly #als = new AsyncLocalStorage<Context>();
 
   active(): Context {
-    return this.#als.getStore() ?? ROOT_CONTEXT;
+    return this.#als.getStore() ?? EMPTY_CONTEXT;
   }
 
   with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(
