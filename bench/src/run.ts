@@ -62,6 +62,20 @@ const contenders: Contender[] = [
     }),
   },
   {
+    // Not a product setting: splits Threadline's cost into instrumentation
+    // (contexts, spans, propagation, log correlation) and export.
+    name: "threadline-no-export",
+    label: "Threadline, 100% sampling, exporters off (instrumentation alone)",
+    execArgv: ["-r", "@threadline/node/register"],
+    env: (sink) => ({
+      OTEL_EXPORTER_OTLP_ENDPOINT: sink,
+      OTEL_SERVICE_NAME: "bench",
+      OTEL_TRACES_EXPORTER: "none",
+      OTEL_LOGS_EXPORTER: "none",
+      OTEL_METRICS_EXPORTER: "none",
+    }),
+  },
+  {
     name: "threadline-10",
     label: "Threadline, 10% sampling",
     execArgv: ["-r", "@threadline/node/register"],
