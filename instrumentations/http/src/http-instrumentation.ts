@@ -23,11 +23,13 @@ import type {
 } from "node:http";
 import {
   context,
+  metrics,
   propagation,
   SpanKind,
   SpanStatusCode,
   trace,
   type Attributes,
+  type Histogram,
   type Span,
   type TextMapGetter,
   type Tracer,
@@ -99,6 +101,11 @@ type Emit = (
 
 interface ServerState extends RouteHolder {
   span: Span;
+  /** performance.now() when the request arrived. */
+  start: number;
+  /** http.request.method as recorded on the span. */
+  httpMethod: string;
+  scheme: "http" | "https";
   /** Until the response closes; see onResponseClose. */
   req: IncomingMessage | undefined;
   method: string;
@@ -259,6 +266,7 @@ export class HttpInstrumentation implements Instrumentation {
     if (!this.#enabled) return;
     this.#enabled = false;
     for (const undo of this.#restore.splice(0)) undo();
+    serverDurationHistogram = undefined;
   }
 
   selfCheck(): string[] {
@@ -407,7 +415,15 @@ export class HttpInstrumentation implements Instrumentation {
         { kind: SpanKind.SERVER, attributes },
         ctx,
       );
-      const state: ServerState = { route: undefined, span, req, method: name };
+      const state: ServerState = {
+        route: undefined,
+        span,
+        req,
+        method: name,
+        start: performance.now(),
+        httpMethod: method,
+        scheme,
+      };
       ctx = contextWithRouteHolder(trace.setSpan(ctx, span), state);
       res[STATE] = state;
       res.on("close", onResponseClose);
@@ -529,6 +545,29 @@ function onResponseClose(this: StatefulResponse): void {
     span.setStatus({ code: SpanStatusCode.ERROR });
   }
   span.end();
+  const attributes: Attributes = {
+    [semconv.ATTR_HTTP_REQUEST_METHOD]: state.httpMethod,
+    [semconv.ATTR_URL_SCHEME]: state.scheme,
+  };
+  if (this.headersSent)
+    attributes[semconv.ATTR_HTTP_RESPONSE_STATUS_CODE] = this.statusCode;
+  if (route !== undefined) attributes[semconv.ATTR_HTTP_ROUTE] = route;
+  if (!this.writableFinished) attributes[semconv.ATTR_ERROR_TYPE] = "aborted";
+  else if (this.statusCode >= 500)
+    attributes[semconv.ATTR_ERROR_TYPE] = String(this.statusCode);
+  serverDuration().record((performance.now() - state.start) / 1000, attributes);
+}
+
+// Request metrics go to the global meter provider, which the SDK sets after
+// enabling instrumentations: the instrument is made at first use.
+let serverDurationHistogram: Histogram | undefined;
+function serverDuration(): Histogram {
+  return (serverDurationHistogram ??= metrics
+    .getMeter("@threadline/instrumentation-http")
+    .createHistogram("http.server.request.duration", {
+      unit: "s",
+      description: "Duration of HTTP server requests.",
+    }));
 }
 
 function onClientClose(this: TracedClientRequest): void {

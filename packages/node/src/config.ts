@@ -64,6 +64,8 @@ export interface InitOptions {
   ignoreIncomingPaths?: string[];
   /** Run the start-up self-check. @default true */
   selfCheck?: boolean;
+  /** Event-loop, GC, memory and CPU metrics. @default true */
+  runtimeMetrics?: boolean;
   /** PostgreSQL: record bound parameter values (may hold personal data). @default false */
   pgRecordParameters?: boolean;
   /** PostgreSQL: append sqlcommenter comments (traceparent, service) to statements. @default false */
@@ -164,6 +166,7 @@ export interface ResolvedConfig {
     externalExchanges: string[];
   };
   selfCheck: boolean;
+  runtimeMetrics: boolean;
   watch: WatchSettings | undefined;
   logLevel: string | undefined;
 }
@@ -617,6 +620,8 @@ export function resolveConfig(
           .filter(Boolean),
     },
     selfCheck: options.selfCheck ?? r.bool("THREADLINE_SELF_CHECK", true),
+    runtimeMetrics:
+      options.runtimeMetrics ?? r.bool("THREADLINE_RUNTIME_METRICS", true),
     watch: undefined,
     logLevel: r.str("OTEL_LOG_LEVEL"),
   };

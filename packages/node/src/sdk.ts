@@ -44,6 +44,7 @@ import { buildResource } from "./resource.ts";
 import { selfCheck } from "./self-check.ts";
 import { MeterProvider } from "./metrics/meter-provider.ts";
 import { MetricReader } from "./metrics/reader.ts";
+import { registerRuntimeMetrics } from "./metrics/runtime.ts";
 import { registerSdkMetrics } from "./metrics/sdk-metrics.ts";
 import { samplerFromConfig, watchAware } from "./trace/sampler.ts";
 import { followWatchList } from "./watch.ts";
@@ -337,6 +338,12 @@ function start(options: InitOptions): ThreadlineHandle {
     meterProvider.getMeter("@threadline/node", VERSION),
     pipeline,
   );
+  const stopRuntimeMetrics =
+    config.metrics.enabled && config.runtimeMetrics
+      ? registerRuntimeMetrics(
+          meterProvider.getMeter("@threadline/node/runtime", VERSION),
+        )
+      : undefined;
   const reader = new MetricReader(meterProvider, pipeline);
   if (config.metrics.enabled)
     reader.start(config.metrics.batch.scheduleDelayMs);
@@ -366,6 +373,7 @@ function start(options: InitOptions): ThreadlineHandle {
       stopped = true;
       hooks.remove();
       reader.stop();
+      stopRuntimeMetrics?.();
       stopWatching?.();
       for (const i of instrumentations) i.disable();
       if (config.metrics.enabled) await reader.exportNow();

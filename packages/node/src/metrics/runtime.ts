@@ -1,0 +1,137 @@
+// Runtime metrics, read at collection time (nothing on the request path):
+// event-loop delay percentiles and utilisation, GC pauses by kind, heap and
+// RSS, CPU time and active resources. Names follow the OpenTelemetry
+// semantic conventions for Node.js, V8 and processes where they exist.
+import type { BatchObservableResult, Meter } from "@opentelemetry/api";
+import {
+  monitorEventLoopDelay,
+  performance,
+  PerformanceObserver,
+  type EventLoopUtilization,
+} from "node:perf_hooks";
+
+/** V8's GC kinds as perf_hooks reports them (NODE_PERFORMANCE_GC_*). */
+const GC_KIND: Record<number, string> = {
+  1: "minor",
+  2: "major",
+  4: "incremental",
+  8: "weakcb",
+};
+
+/** Starts the runtime probes; returns their stop. */
+export function registerRuntimeMetrics(meter: Meter): () => void {
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  let elu: EventLoopUtilization = performance.eventLoopUtilization();
+
+  const gcDuration = meter.createHistogram("v8js.gc.duration", {
+    unit: "s",
+    description: "Garbage collection pauses, by kind (v8js.gc.type).",
+  });
+  const gc = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = (e as { detail?: { kind?: number } }).detail?.kind;
+      gcDuration.record(e.duration / 1000, {
+        "v8js.gc.type": GC_KIND[kind ?? 0] ?? "other",
+      });
+    }
+  });
+  gc.observe({ entryTypes: ["gc"] });
+
+  const loopDelay = meter.createObservableGauge("nodejs.eventloop.delay", {
+    unit: "s",
+    description:
+      "Event-loop delay since the last collection, by percentile (nodejs.eventloop.delay.percentile: p50, p90, p99, max).",
+  });
+  const utilization = meter.createObservableGauge(
+    "nodejs.eventloop.utilization",
+    {
+      unit: "1",
+      description:
+        "Share of time the event loop was busy since the last collection.",
+    },
+  );
+  const heap = meter.createObservableUpDownCounter("v8js.memory.heap.used", {
+    unit: "By",
+    description: "V8 heap in use.",
+  });
+  const heapLimit = meter.createObservableUpDownCounter(
+    "v8js.memory.heap.limit",
+    { unit: "By", description: "V8 heap allocated (total heap size)." },
+  );
+  const rss = meter.createObservableUpDownCounter("process.memory.usage", {
+    unit: "By",
+    description: "Resident set size of the process.",
+  });
+  const cpu = meter.createObservableCounter("process.cpu.time", {
+    unit: "s",
+    description: "CPU time of the process, by cpu.mode (user, system).",
+  });
+  const resources = meter.createObservableUpDownCounter(
+    "threadline.nodejs.active_resources",
+    {
+      unit: "{resource}",
+      description:
+        "Resources keeping the event loop alive (sockets, timers, …), by type.",
+    },
+  );
+
+  const callback = (r: BatchObservableResult) => {
+    const ns = 1e9;
+    if (delay.count > 0) {
+      r.observe(loopDelay, delay.percentile(50) / ns, {
+        "nodejs.eventloop.delay.percentile": "p50",
+      });
+      r.observe(loopDelay, delay.percentile(90) / ns, {
+        "nodejs.eventloop.delay.percentile": "p90",
+      });
+      r.observe(loopDelay, delay.percentile(99) / ns, {
+        "nodejs.eventloop.delay.percentile": "p99",
+      });
+      r.observe(loopDelay, delay.max / ns, {
+        "nodejs.eventloop.delay.percentile": "max",
+      });
+    }
+    delay.reset();
+    const now = performance.eventLoopUtilization();
+    r.observe(
+      utilization,
+      performance.eventLoopUtilization(now, elu).utilization,
+    );
+    elu = now;
+    const m = process.memoryUsage();
+    r.observe(heap, m.heapUsed);
+    r.observe(heapLimit, m.heapTotal);
+    r.observe(rss, m.rss);
+    const c = process.cpuUsage();
+    r.observe(cpu, c.user / 1e6, { "cpu.mode": "user" });
+    r.observe(cpu, c.system / 1e6, { "cpu.mode": "system" });
+    const byType = new Map<string, number>();
+    for (const t of process.getActiveResourcesInfo())
+      byType.set(t, (byType.get(t) ?? 0) + 1);
+    for (const [type, n] of byType)
+      r.observe(resources, n, { "nodejs.resource.type": type });
+  };
+  meter.addBatchObservableCallback(callback, [
+    loopDelay,
+    utilization,
+    heap,
+    heapLimit,
+    rss,
+    cpu,
+    resources,
+  ]);
+  return () => {
+    meter.removeBatchObservableCallback(callback, [
+      loopDelay,
+      utilization,
+      heap,
+      heapLimit,
+      rss,
+      cpu,
+      resources,
+    ]);
+    gc.disconnect();
+    delay.disable();
+  };
+}
