@@ -95,6 +95,90 @@ describe("metrics", () => {
       assert.equal(p.attributes["customer.id"], undefined);
   });
 
+  it("records outgoing calls per server and third party, with the provider's rate-limit headroom", async () => {
+    const gateway = await latest(
+      "http.client.request.duration",
+      "gateway",
+      (m) =>
+        m.points.some((p) => p.attributes["http.response.status_code"] === 404),
+    );
+    assert.equal(gateway.unit, "s");
+    const toOrders = gateway.points.find(
+      (p) => p.attributes["http.response.status_code"] === 201,
+    )!;
+    assert.equal(toOrders.attributes["http.request.method"], "POST");
+    assert.equal(toOrders.attributes["server.address"], "127.0.0.1");
+    assert.equal(toOrders.count, 3);
+    assert.equal(toOrders.attributes["peer.service"], undefined);
+    const worker = await latest("http.client.request.duration", "worker", (m) =>
+      m.points.some((p) => (p.count ?? 0) >= 3),
+    );
+    assert.equal(
+      worker.points[0]!.attributes["peer.service"],
+      "payments-provider",
+    );
+    const remaining = await latest(
+      "threadline.third_party.ratelimit.remaining",
+      "worker",
+    );
+    assert.equal(remaining.kind, "gauge");
+    assert.deepEqual(remaining.points[0]!.attributes, {
+      "peer.service": "payments-provider",
+    });
+    assert.ok(remaining.points[0]!.value! < 1000);
+  });
+
+  it("records SQL per operation and table, and the queue from publish to settlement", async () => {
+    const sql = await latest("db.client.operation.duration", "orders", (m) =>
+      m.points.some((p) => p.attributes["db.operation.name"] === "INSERT"),
+    );
+    assert.equal(sql.unit, "s");
+    const insert = sql.points.find(
+      (p) =>
+        p.attributes["db.operation.name"] === "INSERT" &&
+        p.attributes["db.collection.name"] === "orders",
+    )!;
+    assert.equal(insert.count, 3);
+    assert.equal(insert.attributes["db.system.name"], "postgresql");
+    assert.equal(insert.attributes["error.type"], undefined);
+    const select = sql.points.find(
+      (p) =>
+        p.attributes["db.operation.name"] === "SELECT" &&
+        p.attributes["db.collection.name"] === "products",
+    );
+    assert.ok(select, "SELECT products");
+
+    const sent = await latest("messaging.client.sent.messages", "orders", (m) =>
+      m.points.some((p) => p.value === 3),
+    );
+    assert.equal(
+      sent.points[0]!.attributes["messaging.rabbitmq.destination.routing_key"],
+      "order.created",
+    );
+    const consumed = await latest(
+      "messaging.client.consumed.messages",
+      "worker",
+      (m) => m.points.some((p) => p.value === 3),
+    );
+    assert.equal(
+      consumed.points[0]!.attributes["messaging.rabbitmq.settlement"],
+      "ack",
+    );
+    assert.equal(
+      consumed.points[0]!.attributes["messaging.rabbitmq.message.redelivered"],
+      false,
+    );
+    const processing = await latest("messaging.process.duration", "worker");
+    assert.equal(processing.points[0]!.count, 3);
+    const latency = await latest(
+      "threadline.messaging.delivery.latency",
+      "worker",
+    );
+    assert.equal(latency.unit, "s");
+    assert.equal(latency.points[0]!.count, 3);
+    assert.ok(latency.points[0]!.sum! >= 0 && latency.points[0]!.sum! < 30);
+  });
+
   it("reports event-loop delay, utilisation, GC, memory and CPU for every service", async () => {
     for (const from of ["gateway", "orders", "worker"]) {
       const delay = await latest("nodejs.eventloop.delay", from);

@@ -26,8 +26,11 @@ import {
   SpanKind,
   SpanStatusCode,
   trace,
+  metrics,
   type Attributes,
   type Context,
+  type Counter,
+  type Histogram,
   type Span,
   type TextMapGetter,
   type TextMapSetter,
@@ -140,11 +143,74 @@ export function withMessageContext<R>(message: object, fn: () => R): R {
   return ctx === undefined ? fn() : context.with(ctx, fn);
 }
 
+/**
+ * Header carrying the publish time (epoch ms) to consumers, for the
+ * publish-to-delivery latency. Not set on external exchanges.
+ */
+export const SENT_AT_HEADER = "threadline-sent-at";
+
+/** What a delivery's metrics need when it is settled. */
+interface Delivery {
+  start: number;
+  attributes: Attributes;
+}
+const deliveries = new WeakMap<Span, Delivery>();
+
+// The SDK sets the global meter provider after enabling instrumentations,
+// so instruments are made at first use.
+let instruments:
+  | {
+      sent: Counter;
+      consumed: Counter;
+      process: Histogram;
+      latency: Histogram;
+    }
+  | undefined;
+function meters(): NonNullable<typeof instruments> {
+  if (instruments !== undefined) return instruments;
+  const m = metrics.getMeter("@threadline/instrumentation-amqplib");
+  return (instruments = {
+    sent: m.createCounter("messaging.client.sent.messages", {
+      unit: "{message}",
+      description: "Messages published, per exchange and routing key.",
+    }),
+    consumed: m.createCounter("messaging.client.consumed.messages", {
+      unit: "{message}",
+      description:
+        "Messages delivered, per queue and settlement (ack, nack, reject, auto, channel_closed) and whether redelivered.",
+    }),
+    process: m.createHistogram("messaging.process.duration", {
+      unit: "s",
+      description: "From delivery to settlement, per queue.",
+    }),
+    latency: m.createHistogram("threadline.messaging.delivery.latency", {
+      unit: "s",
+      description:
+        "From publish to delivery, per queue (publisher and consumer clocks).",
+    }),
+  });
+}
+
 function settleAttributes(
   span: Span,
   outcome: string,
   requeue: boolean | undefined,
 ): void {
+  const delivery = deliveries.get(span);
+  if (delivery !== undefined) {
+    deliveries.delete(span);
+    const m = meters();
+    const a = {
+      ...delivery.attributes,
+      "messaging.rabbitmq.settlement": outcome,
+    };
+    m.consumed.add(1, a);
+    if (outcome !== "auto")
+      m.process.record(
+        (performance.now() - delivery.start) / 1000,
+        delivery.attributes,
+      );
+  }
   span.setAttribute("messaging.rabbitmq.settlement", outcome);
   if (requeue !== undefined)
     span.setAttribute("messaging.rabbitmq.requeue", requeue);
@@ -222,6 +288,7 @@ export class AmqplibInstrumentation implements Instrumentation {
     this.#enabled = false;
     for (const u of this.#unhooks.splice(0)) u();
     for (const r of this.#restore.splice(0)) r();
+    instruments = undefined;
   }
 
   selfCheck(): string[] {
@@ -275,11 +342,24 @@ export class AmqplibInstrumentation implements Instrumentation {
           `could not trace a publish: ${(err as Error).message}`,
         );
       }
+      const f = fields as Record<string, unknown>;
+      const sent: Attributes = {
+        "messaging.system": "rabbitmq",
+        "messaging.destination.name":
+          typeof f["exchange"] === "string" && f["exchange"] !== ""
+            ? f["exchange"]
+            : "amq.default",
+        "messaging.rabbitmq.destination.routing_key":
+          typeof f["routingKey"] === "string" ? f["routingKey"] : "",
+      };
       try {
         const result = original.call(this, fields, properties, content);
         if (span !== undefined && slot === undefined) span.end();
+        meters().sent.add(1, sent);
         return result;
       } catch (err) {
+        sent["error.type"] = (err as Error)?.name ?? "Error";
+        meters().sent.add(1, sent);
         if (span !== undefined) {
           span.recordException(err as Error);
           span.setStatus({
@@ -337,6 +417,7 @@ export class AmqplibInstrumentation implements Instrumentation {
         .deleteValue(CUSTOMER_KEY);
     }
     propagation.inject(injectCtx, headers, headerSetter);
+    if (!this.#external.has(exchange)) headers[SENT_AT_HEADER] = Date.now();
     properties["headers"] = headers;
     if (
       slot !== undefined &&
@@ -431,6 +512,24 @@ export class AmqplibInstrumentation implements Instrumentation {
     );
     const ctx = trace.setSpan(parent, span);
     messageContexts.set(message, ctx);
+    const metricAttributes: Attributes = {
+      "messaging.system": "rabbitmq",
+      "messaging.destination.name": exchange,
+      "messaging.destination.subscription.name": queue,
+      "messaging.rabbitmq.message.redelivered": f.redelivered === true,
+    };
+    deliveries.set(span, {
+      start: performance.now(),
+      attributes: metricAttributes,
+    });
+    const sentAt = (props.headers as Record<string, unknown> | undefined)?.[
+      SENT_AT_HEADER
+    ];
+    if (typeof sentAt === "number" && Number.isFinite(sentAt))
+      meters().latency.record(Math.max(0, Date.now() - sentAt) / 1000, {
+        "messaging.system": "rabbitmq",
+        "messaging.destination.subscription.name": queue,
+      });
     if (noAck) {
       settleAttributes(span, "auto", undefined);
     } else {

@@ -44,6 +44,7 @@ import {
   isTracingSuppressed,
   normalizeMethod,
   prepareHeaderWriter,
+  finishClientCall,
   recordClientError,
   recordClientResponse,
   recordRateLimitHeaders,
@@ -54,6 +55,7 @@ import {
   type Instrumentation,
   type RouteHolder,
   EMPTY_CONTEXT,
+  type ClientCall,
 } from "@threadline/core";
 
 /** Options of {@link HttpInstrumentation}. */
@@ -82,6 +84,7 @@ const VERSION = "0.1.0";
 const TRUST = Symbol("threadline.http.trust");
 const STATE = Symbol("threadline.http.state");
 const CLIENT_SPAN = Symbol("threadline.http.client-span");
+const CLIENT_CALL = Symbol("threadline.http.client-call");
 const THIRD_PARTY = Symbol("threadline.http.third-party");
 const WRAPPED = Symbol("threadline.http.wrapped");
 // Emitted by the self-check on a throw-away server to prove the wrapper runs.
@@ -114,6 +117,7 @@ interface ServerState extends RouteHolder {
 type StatefulResponse = ServerResponse & { [STATE]?: ServerState };
 type TracedClientRequest = ClientRequest & {
   [CLIENT_SPAN]?: Span;
+  [CLIENT_CALL]?: ClientCall;
   [THIRD_PARTY]?: boolean;
 };
 
@@ -462,7 +466,7 @@ export class HttpInstrumentation implements Instrumentation {
         typeof hostHeader === "string" ? hostHeader : undefined,
         scheme === "https" ? 443 : 80,
       );
-      const { span, egress } = startClientSpan(
+      const { span, egress, call } = startClientSpan(
         this.#getTracer(),
         this.#egress,
         ctx,
@@ -477,6 +481,7 @@ export class HttpInstrumentation implements Instrumentation {
         clientHeaders,
       );
       request[CLIENT_SPAN] = span;
+      request[CLIENT_CALL] = call;
       if (egress.thirdParty !== undefined) request[THIRD_PARTY] = true;
       request.on("close", onClientClose);
     } catch (err) {
@@ -496,10 +501,11 @@ export class HttpInstrumentation implements Instrumentation {
   }): void {
     const span = request[CLIENT_SPAN];
     if (span === undefined) return;
+    const call = request[CLIENT_CALL];
     if (response.statusCode !== undefined)
-      recordClientResponse(span, response.statusCode);
+      recordClientResponse(span, response.statusCode, call);
     if (request[THIRD_PARTY] === true)
-      recordRateLimitHeaders(span, headerPairs(response.headers));
+      recordRateLimitHeaders(span, headerPairs(response.headers), call);
   }
 
   #onClientError({
@@ -512,8 +518,11 @@ export class HttpInstrumentation implements Instrumentation {
     const span = request[CLIENT_SPAN];
     if (span === undefined) return;
     request[CLIENT_SPAN] = undefined;
-    recordClientError(span, error);
+    const call = request[CLIENT_CALL];
+    request[CLIENT_CALL] = undefined;
+    recordClientError(span, error, call);
     span.end();
+    finishClientCall(call);
   }
 }
 
@@ -574,6 +583,8 @@ function onClientClose(this: TracedClientRequest): void {
   const span = this[CLIENT_SPAN];
   if (span === undefined) return;
   this[CLIENT_SPAN] = undefined;
+  const call = this[CLIENT_CALL];
+  this[CLIENT_CALL] = undefined;
   const res = (this as ClientRequest & { res?: IncomingMessage }).res;
   if (res === undefined || !res.complete) {
     span.setAttribute(semconv.ATTR_ERROR_TYPE, "aborted");
@@ -581,6 +592,9 @@ function onClientClose(this: TracedClientRequest): void {
       code: SpanStatusCode.ERROR,
       message: "the request ended before a complete response",
     });
+    if (call !== undefined)
+      call.attributes[semconv.ATTR_ERROR_TYPE] = "aborted";
   }
   span.end();
+  finishClientCall(call);
 }

@@ -18,7 +18,9 @@ import {
   SpanKind,
   SpanStatusCode,
   trace,
+  metrics,
   type Attributes,
+  type Histogram,
   type Context,
   type Span,
   type Tracer,
@@ -159,6 +161,7 @@ export class PgInstrumentation implements Instrumentation {
     this.#enabled = false;
     for (const u of this.#unhooks.splice(0)) u();
     for (const r of this.#restore.splice(0)) r();
+    operationDurationHistogram = undefined;
   }
 
   selfCheck(): string[] {
@@ -239,8 +242,15 @@ export class PgInstrumentation implements Instrumentation {
         return original.call(this, config, values, callback);
       let span: Span;
       let args: [unknown, unknown, unknown];
+      let done: (err?: unknown) => void;
       try {
-        ({ span, args } = self.#start(this, ctx, config, values, callback));
+        ({ span, args, done } = self.#start(
+          this,
+          ctx,
+          config,
+          values,
+          callback,
+        ));
       } catch (err) {
         diag.warnCollapsed(
           "pg",
@@ -252,12 +262,11 @@ export class PgInstrumentation implements Instrumentation {
       if (typeof (cfg as QueryConfig).submit === "function") {
         const submittable = cfg as QueryConfig;
         if (typeof submittable.on === "function") {
-          let done = false;
+          let finished = false;
           const finish = (err?: unknown) => {
-            if (done) return;
-            done = true;
-            if (err !== undefined) fail(span, err);
-            span.end();
+            if (finished) return;
+            finished = true;
+            done(err);
           };
           submittable.on("end", () => finish());
           submittable.on("close", () => finish());
@@ -275,8 +284,7 @@ export class PgInstrumentation implements Instrumentation {
       const userCb = typeof vals === "function" ? vals : cb;
       if (typeof userCb === "function") {
         const bound = (err: unknown, res: unknown) => {
-          if (err) fail(span, err);
-          span.end();
+          done(err ? err : undefined);
           return context.with(
             ctx,
             userCb as (e: unknown, r: unknown) => unknown,
@@ -292,12 +300,11 @@ export class PgInstrumentation implements Instrumentation {
       const result = original.call(this, cfg, vals) as Promise<unknown>;
       return result.then(
         (res) => {
-          span.end();
+          done();
           return res;
         },
         (err: unknown) => {
-          fail(span, err);
-          span.end();
+          done(err);
           throw err;
         },
       );
@@ -310,7 +317,12 @@ export class PgInstrumentation implements Instrumentation {
     config: unknown,
     values: unknown,
     callback: unknown,
-  ): { span: Span; args: [unknown, unknown, unknown] } {
+  ): {
+    span: Span;
+    args: [unknown, unknown, unknown];
+    done: (err?: unknown) => void;
+  } {
+    const started = performance.now();
     const cfg = (typeof config === "string" ? undefined : config) as
       QueryConfig | undefined;
     const rawText =
@@ -389,8 +401,51 @@ export class PgInstrumentation implements Instrumentation {
         ];
       }
     }
-    return { span, args };
+    const metricAttributes: Attributes = {
+      "db.system.name": "postgresql",
+      "db.namespace": attributes["db.namespace"],
+      "server.address": attributes["server.address"],
+      "server.port": attributes["server.port"],
+    };
+    if (summary.operation !== undefined)
+      metricAttributes["db.operation.name"] = summary.operation;
+    if (summary.collection !== undefined)
+      metricAttributes["db.collection.name"] = summary.collection;
+    const done = (err?: unknown) => {
+      if (err !== undefined) {
+        fail(span, err);
+        metricAttributes["error.type"] = errorType(err);
+      }
+      span.end();
+      operationDuration().record(
+        (performance.now() - started) / 1000,
+        metricAttributes,
+      );
+    };
+    return { span, args, done };
   }
+}
+
+// The SDK sets the global meter provider after enabling instrumentations,
+// so the instrument is made at first use.
+let operationDurationHistogram: Histogram | undefined;
+function operationDuration(): Histogram {
+  return (operationDurationHistogram ??= metrics
+    .getMeter("@threadline/instrumentation-pg")
+    .createHistogram("db.client.operation.duration", {
+      unit: "s",
+      description:
+        "Duration of PostgreSQL operations, per operation and table.",
+    }));
+}
+
+function errorType(err: unknown): string {
+  const e = err as { code?: unknown; name?: unknown };
+  return typeof e?.code === "string"
+    ? e.code
+    : typeof e?.name === "string"
+      ? e.name
+      : "Error";
 }
 
 function parameterText(v: unknown): string {
@@ -408,10 +463,7 @@ function fail(span: Span, err: unknown): void {
   const e = err as { code?: unknown; message?: unknown; name?: unknown };
   const code = typeof e?.code === "string" ? e.code : undefined;
   if (code !== undefined) span.setAttribute("db.response.status_code", code);
-  span.setAttribute(
-    "error.type",
-    code ?? (typeof e?.name === "string" ? e.name : "Error"),
-  );
+  span.setAttribute("error.type", errorType(err));
   span.recordException(err as Error);
   span.setStatus({
     code: SpanStatusCode.ERROR,

@@ -18,11 +18,13 @@ import {
   EgressPolicy,
   isTracingSuppressed,
   prepareHeaderWriter,
+  finishClientCall,
   recordClientError,
   recordClientResponse,
   recordRateLimitHeaders,
   startClientSpan,
   type Instrumentation,
+  type ClientCall,
 } from "@threadline/core";
 
 /** Options of {@link UndiciInstrumentation}. */
@@ -37,6 +39,7 @@ const NAME = "@threadline/instrumentation-undici";
 const VERSION = "0.1.0";
 const SPAN = Symbol("threadline.undici.span");
 const THIRD_PARTY = Symbol("threadline.undici.third-party");
+const CALL = Symbol("threadline.undici.call");
 
 function* rawHeaderPairs(
   raw: Array<Buffer | string>,
@@ -54,6 +57,7 @@ interface UndiciRequest {
   addHeader(name: string, value: string): unknown;
   [SPAN]?: Span;
   [THIRD_PARTY]?: boolean;
+  [CALL]?: ClientCall | undefined;
 }
 
 interface Origin {
@@ -134,9 +138,10 @@ export class UndiciInstrumentation implements Instrumentation {
       };
       const span = request[SPAN];
       if (span === undefined) return;
-      recordClientResponse(span, response.statusCode);
+      const call = request[CALL];
+      recordClientResponse(span, response.statusCode, call);
       if (request[THIRD_PARTY] === true && Array.isArray(response.headers))
-        recordRateLimitHeaders(span, rawHeaderPairs(response.headers));
+        recordRateLimitHeaders(span, rawHeaderPairs(response.headers), call);
     };
     const onTrailers = (m: unknown) => {
       const { request } = m as { request: UndiciRequest };
@@ -144,6 +149,8 @@ export class UndiciInstrumentation implements Instrumentation {
       if (span === undefined) return;
       request[SPAN] = undefined;
       span.end();
+      finishClientCall(request[CALL]);
+      request[CALL] = undefined;
     };
     const onError = (m: unknown) => {
       const { request, error } = m as {
@@ -153,8 +160,11 @@ export class UndiciInstrumentation implements Instrumentation {
       const span = request[SPAN];
       if (span === undefined) return;
       request[SPAN] = undefined;
-      recordClientError(span, error);
+      const call = request[CALL];
+      request[CALL] = undefined;
+      recordClientError(span, error, call);
       span.end();
+      finishClientCall(call);
     };
     subscribe("undici:request:create", onCreate);
     subscribe("undici:request:headers", onHeaders);
@@ -181,7 +191,7 @@ export class UndiciInstrumentation implements Instrumentation {
       if (isTracingSuppressed(ctx)) return;
       const origin = parseOrigin(request.origin);
       if (origin === undefined) return;
-      const { span, egress } = startClientSpan(
+      const { span, egress, call } = startClientSpan(
         this.#tracer!,
         this.#egress,
         ctx,
@@ -196,6 +206,7 @@ export class UndiciInstrumentation implements Instrumentation {
         headers,
       );
       request[SPAN] = span;
+      request[CALL] = call;
       if (egress.thirdParty !== undefined) request[THIRD_PARTY] = true;
     } catch (err) {
       diag.warnCollapsed(

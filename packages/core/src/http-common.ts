@@ -4,10 +4,14 @@
 import {
   SpanKind,
   SpanStatusCode,
+  metrics,
   propagation,
   trace,
   type Attributes,
+  type AttributeValue,
   type Context,
+  type Gauge,
+  type Histogram,
   type Span,
   type TextMapSetter,
   type Tracer,
@@ -101,7 +105,7 @@ export function startClientSpan<C>(
   info: ClientRequestInfo,
   carrier: C,
   writer: PreparedHeaderWriter<C>,
-): { span: Span; egress: EgressClass } {
+): { span: Span; egress: EgressClass; call: ClientCall } {
   const eg = egress.classify(info.host, info.port);
   const { method, original } = normalizeMethod(info.method);
   const defaultPort = info.scheme === "https" ? 443 : 80;
@@ -135,7 +139,59 @@ export function startClientSpan<C>(
     carrier,
     eg.baggage ? writer.internal : writer.external,
   );
-  return { span, egress: eg };
+  const callAttributes: Attributes = {
+    [ATTR_HTTP_REQUEST_METHOD]: method,
+    [ATTR_SERVER_ADDRESS]: info.host,
+    [ATTR_SERVER_PORT]: info.port,
+  };
+  if (eg.thirdParty !== undefined)
+    callAttributes[ATTR_PEER_SERVICE] = eg.thirdParty;
+  return {
+    span,
+    egress: eg,
+    call: { start: performance.now(), attributes: callAttributes },
+  };
+}
+
+/** An outgoing request's metric attributes, filled in as it goes. */
+export interface ClientCall {
+  /** performance.now() when the request started. */
+  readonly start: number;
+  readonly attributes: Attributes;
+}
+
+// Client metrics go to the global meter provider, which the SDK sets after
+// enabling instrumentations: instruments are made at first use, again if
+// the provider changes.
+let clientInstruments:
+  { provider: object; duration: Histogram; remaining: Gauge } | undefined;
+function clientMetrics(): { duration: Histogram; remaining: Gauge } {
+  const provider = metrics.getMeterProvider();
+  if (clientInstruments?.provider === provider) return clientInstruments;
+  const m = provider.getMeter("@threadline/http-client");
+  clientInstruments = {
+    provider,
+    duration: m.createHistogram("http.client.request.duration", {
+      unit: "s",
+      description:
+        "Duration of outgoing HTTP requests (http and fetch), per method, server, status and third party (peer.service).",
+    }),
+    remaining: m.createGauge("threadline.third_party.ratelimit.remaining", {
+      unit: "{request}",
+      description:
+        "Requests left in a third party's rate-limit window, as its last answer said, per peer.service.",
+    }),
+  };
+  return clientInstruments;
+}
+
+/** Records an outgoing request's duration once it is over. */
+export function finishClientCall(call: ClientCall | undefined): void {
+  if (call === undefined) return;
+  clientMetrics().duration.record(
+    (performance.now() - call.start) / 1000,
+    call.attributes,
+  );
 }
 
 // Retries of a third-party call: the same method and URL again from the same
@@ -167,7 +223,9 @@ const RATE_LIMIT_HEADER = /^(x-)?rate-?limit|^retry-after$/;
 export function recordRateLimitHeaders(
   span: Span,
   headers: Iterable<[string, string]>,
+  call?: ClientCall,
 ): void {
+  const provider = call?.attributes[ATTR_PEER_SERVICE];
   for (const [rawName, value] of headers) {
     const name = rawName.toLowerCase();
     if (!RATE_LIMIT_HEADER.test(name)) continue;
@@ -177,7 +235,7 @@ export function recordRateLimitHeaders(
       for (const part of value.split(/[;,]/)) {
         const [k, v] = part.trim().split("=");
         if (k !== undefined && v !== undefined)
-          setRateLimitNumber(span, k.trim().toLowerCase(), v.trim());
+          setRateLimitNumber(span, k.trim().toLowerCase(), v.trim(), provider);
       }
       continue;
     }
@@ -186,11 +244,17 @@ export function recordRateLimitHeaders(
       span,
       field === "retry-after" ? "retry-after" : field,
       value,
+      provider,
     );
   }
 }
 
-function setRateLimitNumber(span: Span, field: string, value: string): void {
+function setRateLimitNumber(
+  span: Span,
+  field: string,
+  value: string,
+  provider: AttributeValue | undefined,
+): void {
   if (
     field !== "limit" &&
     field !== "remaining" &&
@@ -199,24 +263,37 @@ function setRateLimitNumber(span: Span, field: string, value: string): void {
   )
     return;
   const n = Number(value);
-  if (Number.isFinite(n))
-    span.setAttribute(
-      `threadline.ratelimit.${field === "retry-after" ? "retry_after" : field}`,
-      n,
-    );
+  if (!Number.isFinite(n)) return;
+  span.setAttribute(
+    `threadline.ratelimit.${field === "retry-after" ? "retry_after" : field}`,
+    n,
+  );
+  if (field === "remaining" && typeof provider === "string")
+    clientMetrics().remaining.record(n, { [ATTR_PEER_SERVICE]: provider });
 }
 
 /** Records the response status on a CLIENT span; 4xx and 5xx are errors. */
-export function recordClientResponse(span: Span, status: number): void {
+export function recordClientResponse(
+  span: Span,
+  status: number,
+  call?: ClientCall,
+): void {
   span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+  if (call !== undefined)
+    call.attributes[ATTR_HTTP_RESPONSE_STATUS_CODE] = status;
   if (status >= 400) {
     span.setAttribute(ATTR_ERROR_TYPE, String(status));
     span.setStatus({ code: SpanStatusCode.ERROR });
+    if (call !== undefined) call.attributes[ATTR_ERROR_TYPE] = String(status);
   }
 }
 
 /** Records a failed request (network error, abort) on a CLIENT span. */
-export function recordClientError(span: Span, error: unknown): void {
+export function recordClientError(
+  span: Span,
+  error: unknown,
+  call?: ClientCall,
+): void {
   const e = error as
     { code?: unknown; name?: unknown; message?: unknown } | undefined;
   const type =
@@ -227,6 +304,7 @@ export function recordClientError(span: Span, error: unknown): void {
         : "Error";
   span.recordException(error as Error);
   span.setAttribute(ATTR_ERROR_TYPE, type);
+  if (call !== undefined) call.attributes[ATTR_ERROR_TYPE] = type;
   span.setStatus({
     code: SpanStatusCode.ERROR,
     message: typeof e?.message === "string" ? e.message : type,

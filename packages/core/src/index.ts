@@ -61,6 +61,7 @@ export { contextWithRouteHolder, setHttpRoute } from "./http-route.ts";
 export type { RouteHolder } from "./http-route.ts";
 export { REDACTED, redactQuery, redactUrl } from "./redact.ts";
 export {
+  finishClientCall,
   normalizeMethod,
   prepareHeaderWriter,
   recordClientError,
@@ -69,6 +70,7 @@ export {
   startClientSpan,
 } from "./http-common.ts";
 export type {
+  ClientCall,
   ClientRequestInfo,
   HeaderWriter,
   PreparedHeaderWriter,
