@@ -105,7 +105,14 @@ describe("export under faults", () => {
         "all 300 log records",
         30_000,
       );
-      const after = await stats(svc);
+      // The receiver holds the spans a moment before the SDK reads its answer.
+      const after = await waitFor(
+        async () => {
+          const s = await stats(svc);
+          return s.traces.pending === 0 && s;
+        },
+        { what: "the SDK to count the last batch as exported" },
+      );
       assert.deepEqual(
         {
           exported: after.traces.exported,

@@ -55,6 +55,7 @@ import {
   type Instrumentation,
   type RouteHolder,
   EMPTY_CONTEXT,
+  UNTRACED_SERVER,
   type ClientCall,
 } from "@threadline/core";
 
@@ -365,7 +366,10 @@ export class HttpInstrumentation implements Instrumentation {
     res: StatefulResponse,
     scheme: "http" | "https",
   ): boolean {
-    if (this.#ignored(req.url))
+    if (
+      this.#ignored(req.url) ||
+      (server as unknown as Record<symbol, unknown>)[UNTRACED_SERVER] === true
+    )
       return original.apply(server, args as [string | symbol, ...unknown[]]);
     let ctx = EMPTY_CONTEXT;
     let span: Span;

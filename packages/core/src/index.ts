@@ -53,6 +53,7 @@ export {
 } from "./module-hooks.ts";
 export type { LoadedModuleInfo, ModuleHook } from "./module-hooks.ts";
 export { EMPTY_CONTEXT } from "./context.ts";
+export { UNTRACED_SERVER } from "./instrumentation.ts";
 export { Diagnostics, diag } from "./diagnostics.ts";
 export type { DiagLevel, DiagSink } from "./diagnostics.ts";
 export { ThreadlineError } from "./errors.ts";

@@ -18,3 +18,9 @@ export interface Instrumentation {
    */
   selfCheck?(): string[];
 }
+
+/**
+ * Set (to true) on an `http.Server` whose requests are not to be traced:
+ * Threadline's own endpoints (Prometheus scrapes, health checks).
+ */
+export const UNTRACED_SERVER = Symbol.for("threadline.untraced-server");

@@ -66,6 +66,11 @@ export interface InitOptions {
   selfCheck?: boolean;
   /** Event-loop, GC, memory and CPU metrics. @default true */
   runtimeMetrics?: boolean;
+  /**
+   * A Prometheus scrape endpoint (GET /metrics). Off unless given here or
+   * `OTEL_METRICS_EXPORTER` lists `prometheus`.
+   */
+  prometheus?: { host?: string; port?: number } | false;
   /** PostgreSQL: record bound parameter values (may hold personal data). @default false */
   pgRecordParameters?: boolean;
   /** PostgreSQL: append sqlcommenter comments (traceparent, service) to statements. @default false */
@@ -167,6 +172,7 @@ export interface ResolvedConfig {
   };
   selfCheck: boolean;
   runtimeMetrics: boolean;
+  prometheus: { host: string; port: number } | undefined;
   watch: WatchSettings | undefined;
   logLevel: string | undefined;
 }
@@ -326,6 +332,8 @@ function signalSettings(
   if (exporter !== undefined && option === undefined) {
     const list = exporter.split(",").map((s) => s.trim().toLowerCase());
     if (list.includes("none")) enabled = false;
+    else if (signal === "metrics" && list.includes("prometheus"))
+      enabled = list.includes("otlp");
     else if (!list.includes("otlp"))
       r.warnings.push(
         `${exporterVar}=${JSON.stringify(exporter)}: only otlp and none are supported; using otlp`,
@@ -622,6 +630,7 @@ export function resolveConfig(
     selfCheck: options.selfCheck ?? r.bool("THREADLINE_SELF_CHECK", true),
     runtimeMetrics:
       options.runtimeMetrics ?? r.bool("THREADLINE_RUNTIME_METRICS", true),
+    prometheus: prometheusOf(r, options),
     watch: undefined,
     logLevel: r.str("OTEL_LOG_LEVEL"),
   };
@@ -681,5 +690,25 @@ function watchSettings(
     intervalMs,
     headers: { ...traces.headers, ...headers },
     quiet: true,
+  };
+}
+
+function prometheusOf(
+  r: Reader,
+  options: InitOptions,
+): { host: string; port: number } | undefined {
+  if (options.prometheus === false) return undefined;
+  const listed = (r.str("OTEL_METRICS_EXPORTER") ?? "")
+    .split(",")
+    .some((s) => s.trim().toLowerCase() === "prometheus");
+  if (options.prometheus === undefined && !listed) return undefined;
+  return {
+    host:
+      options.prometheus?.host ??
+      r.str("OTEL_EXPORTER_PROMETHEUS_HOST") ??
+      "localhost",
+    port:
+      options.prometheus?.port ??
+      r.int("OTEL_EXPORTER_PROMETHEUS_PORT", 9464, 0),
   };
 }

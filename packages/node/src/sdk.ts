@@ -44,6 +44,7 @@ import { buildResource } from "./resource.ts";
 import { selfCheck } from "./self-check.ts";
 import { MeterProvider } from "./metrics/meter-provider.ts";
 import { MetricReader } from "./metrics/reader.ts";
+import { startPrometheusEndpoint } from "./metrics/prometheus.ts";
 import { registerRuntimeMetrics } from "./metrics/runtime.ts";
 import { registerSdkMetrics } from "./metrics/sdk-metrics.ts";
 import { samplerFromConfig, watchAware } from "./trace/sampler.ts";
@@ -338,8 +339,18 @@ function start(options: InitOptions): ThreadlineHandle {
     meterProvider.getMeter("@threadline/node", VERSION),
     pipeline,
   );
+  const metricsWanted =
+    config.metrics.enabled || config.prometheus !== undefined;
+  const prometheus =
+    config.prometheus === undefined
+      ? undefined
+      : startPrometheusEndpoint(
+          meterProvider,
+          config.prometheus.host,
+          config.prometheus.port,
+        );
   const stopRuntimeMetrics =
-    config.metrics.enabled && config.runtimeMetrics
+    metricsWanted && config.runtimeMetrics
       ? registerRuntimeMetrics(
           meterProvider.getMeter("@threadline/node/runtime", VERSION),
         )
@@ -374,6 +385,7 @@ function start(options: InitOptions): ThreadlineHandle {
       hooks.remove();
       reader.stop();
       stopRuntimeMetrics?.();
+      await (await prometheus)?.close();
       stopWatching?.();
       for (const i of instrumentations) i.disable();
       if (config.metrics.enabled) await reader.exportNow();

@@ -1,0 +1,151 @@
+// An optional Prometheus scrape endpoint over the same meter provider the
+// OTLP reader uses: `OTEL_METRICS_EXPORTER=otlp,prometheus` (or
+// `prometheus` alone) serves the text exposition format on
+// OTEL_EXPORTER_PROMETHEUS_HOST:OTEL_EXPORTER_PROMETHEUS_PORT (localhost:9464),
+// as the OpenTelemetry specification names them. Names follow the
+// specification's mapping: dots become underscores, the unit is a suffix
+// (`_seconds`, `_bytes`, `_ratio`), monotonic sums end in `_total`.
+import { createServer, type Server } from "node:http";
+import { diag, UNTRACED_SERVER } from "@threadline/core";
+import type { MetricData } from "@threadline/otlp";
+import type { MeterProvider } from "./meter-provider.ts";
+
+const UNIT_SUFFIX: Record<string, string> = {
+  s: "seconds",
+  ms: "milliseconds",
+  By: "bytes",
+  "1": "ratio",
+};
+
+function metricName(name: string, unit: string): string {
+  let n = name.replace(/[^a-zA-Z0-9_:]/g, "_");
+  if (/^[0-9]/.test(n)) n = `_${n}`;
+  const suffix = unit.startsWith("{") ? undefined : UNIT_SUFFIX[unit];
+  if (suffix !== undefined && !n.endsWith(`_${suffix}`)) n += `_${suffix}`;
+  return n;
+}
+
+function labelName(key: string): string {
+  const n = key.replace(/[^a-zA-Z0-9_]/g, "_");
+  return /^[0-9]/.test(n) ? `_${n}` : n;
+}
+
+function escapeLabel(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
+}
+
+function labels(
+  attributes: Record<string, unknown>,
+  extra?: [string, string],
+): string {
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(attributes)) {
+    if (v === undefined) continue;
+    const s = typeof v === "string" ? v : JSON.stringify(v);
+    parts.push(`${labelName(k)}="${escapeLabel(s)}"`);
+  }
+  if (extra !== undefined) parts.push(`${extra[0]}="${extra[1]}"`);
+  return parts.length === 0 ? "" : `{${parts.join(",")}}`;
+}
+
+function num(n: number): string {
+  if (Number.isNaN(n)) return "NaN";
+  if (n === Infinity) return "+Inf";
+  if (n === -Infinity) return "-Inf";
+  return String(n);
+}
+
+/** The text exposition format (version 0.0.4) of a collection. */
+export function toPrometheusText(metrics: readonly MetricData[]): string {
+  const out: string[] = [];
+  const seen = new Set<string>();
+  for (const m of metrics) {
+    const base = metricName(m.name, m.unit);
+    const name =
+      m.kind === "sum" && m.monotonic && !base.endsWith("_total")
+        ? `${base}_total`
+        : base;
+    // Two scopes with one metric name: the first wins, as Prometheus
+    // cannot hold both under one name with different types.
+    if (seen.has(name)) continue;
+    seen.add(name);
+    const type =
+      m.kind === "histogram"
+        ? "histogram"
+        : m.kind === "sum" && m.monotonic
+          ? "counter"
+          : "gauge";
+    if (m.description !== "")
+      out.push(`# HELP ${name} ${m.description.replace(/\n/g, " ")}`);
+    out.push(`# TYPE ${name} ${type}`);
+    if (m.kind === "histogram") {
+      for (const p of m.points) {
+        let cumulative = 0;
+        p.bounds.forEach((bound, i) => {
+          cumulative += p.counts[i] ?? 0;
+          out.push(
+            `${name}_bucket${labels(p.attributes, ["le", num(bound)])} ${cumulative}`,
+          );
+        });
+        out.push(
+          `${name}_bucket${labels(p.attributes, ["le", "+Inf"])} ${p.count}`,
+        );
+        out.push(`${name}_sum${labels(p.attributes)} ${num(p.sum)}`);
+        out.push(`${name}_count${labels(p.attributes)} ${p.count}`);
+      }
+    } else {
+      for (const p of m.points)
+        out.push(`${name}${labels(p.attributes)} ${num(p.value)}`);
+    }
+  }
+  return `${out.join("\n")}\n`;
+}
+
+export interface PrometheusEndpoint {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/** Serves GET /metrics; resolves once listening (or undefined if it cannot). */
+export function startPrometheusEndpoint(
+  provider: MeterProvider,
+  host: string,
+  port: number,
+): Promise<PrometheusEndpoint | undefined> {
+  const server: Server = createServer((req, res) => {
+    if (req.method !== "GET" || (req.url ?? "/").split("?")[0] !== "/metrics") {
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+      return;
+    }
+    provider.collect().then(
+      (metrics) =>
+        res
+          .writeHead(200, {
+            "content-type": "text/plain; version=0.0.4; charset=utf-8",
+          })
+          .end(toPrometheusText(metrics)),
+      (err: unknown) =>
+        res
+          .writeHead(500, { "content-type": "text/plain" })
+          .end(`${(err as Error)?.message}\n`),
+    );
+  });
+  (server as unknown as Record<symbol, unknown>)[UNTRACED_SERVER] = true;
+  server.unref();
+  return new Promise((resolve) => {
+    server.once("error", (err: NodeJS.ErrnoException) => {
+      diag.warn(
+        `the Prometheus endpoint could not listen on ${host}:${port}: ${err.code ?? err.message}; metrics are still exported over OTLP`,
+      );
+      resolve(undefined);
+    });
+    server.listen(port, host, () => {
+      const a = server.address();
+      const p = typeof a === "object" && a !== null ? a.port : port;
+      resolve({
+        url: `http://${host.includes(":") ? `[${host}]` : host}:${p}/metrics`,
+        close: () => new Promise((r) => server.close(() => r())),
+      });
+    });
+  });
+}
