@@ -35,6 +35,20 @@ async function stats(svc: RunningService): Promise<Stats> {
   return (await fetch(`${svc.url}/__stats`)).json() as Promise<Stats>;
 }
 
+/**
+ * The stats once the SDK has read the answer to its last export: a receiver
+ * holds the spans a moment before the SDK sees its response.
+ */
+function settledStats(svc: RunningService): Promise<Stats> {
+  return waitFor(
+    async () => {
+      const s = await stats(svc);
+      return s.traces.pending === 0 && s;
+    },
+    { what: "the SDK to count its last export" },
+  );
+}
+
 function accounted(s: SignalStats): boolean {
   return (
     s.exported +
@@ -105,14 +119,7 @@ describe("export under faults", () => {
         "all 300 log records",
         30_000,
       );
-      // The receiver holds the spans a moment before the SDK reads its answer.
-      const after = await waitFor(
-        async () => {
-          const s = await stats(svc);
-          return s.traces.pending === 0 && s;
-        },
-        { what: "the SDK to count the last batch as exported" },
-      );
+      const after = await settledStats(svc);
       assert.deepEqual(
         {
           exported: after.traces.exported,
@@ -199,7 +206,7 @@ describe("export under faults", () => {
       assert.ok(gaps[0]! >= 450, `gaps ${gaps.join(", ")}`);
       for (let i = 1; i < gaps.length; i++)
         assert.ok(gaps[i]! >= gaps[i - 1]! - 50, `gaps ${gaps.join(", ")}`);
-      const s = await stats(svc);
+      const s = await settledStats(svc);
       assert.equal(s.traces.exported, 20);
     } finally {
       await svc.stop();
@@ -304,7 +311,7 @@ describe("export under faults", () => {
         "the spans after two resets",
         20_000,
       );
-      const s = await stats(svc);
+      const s = await settledStats(svc);
       assert.equal(s.traces.exported, 40);
       assert.ok(accounted(s.traces));
     } finally {

@@ -45,6 +45,8 @@ import {
   lateLoadProblem,
   type Instrumentation,
   EMPTY_CONTEXT,
+  health,
+  type HealthResult,
 } from "@threadline/core";
 
 /** Options of {@link AmqplibInstrumentation}. */
@@ -97,7 +99,13 @@ export interface AmqpMessage {
   content: Buffer;
 }
 
+interface ConnectionLike {
+  on?(event: string, listener: (arg?: unknown) => void): unknown;
+  stream?: { remoteAddress?: string; remotePort?: number };
+}
+
 interface ChannelLike {
+  connection?: ConnectionLike;
   unconfirmed?: unknown[];
   [PENDING]?: Map<number, Span>;
   [CONFIRM_SLOT]?: number;
@@ -288,7 +296,57 @@ export class AmqplibInstrumentation implements Instrumentation {
     this.#enabled = false;
     for (const u of this.#unhooks.splice(0)) u();
     for (const r of this.#restore.splice(0)) r();
+    for (const u of this.#unregister.splice(0)) u();
     instruments = undefined;
+  }
+
+  readonly #connections = new WeakSet<object>();
+  readonly #unregister: Array<() => void> = [];
+
+  /**
+   * Registers a health check for a connection the first time one of its
+   * channels is used: unhealthy once it closed or failed, degraded while
+   * the broker blocks publishing (a resource alarm on the broker).
+   */
+  #watchConnection(channel: ChannelLike): void {
+    const conn = channel.connection;
+    if (
+      conn === undefined ||
+      typeof conn.on !== "function" ||
+      this.#connections.has(conn)
+    )
+      return;
+    this.#connections.add(conn);
+    const s = conn.stream;
+    const base = `rabbitmq ${s?.remoteAddress ?? "broker"}:${s?.remotePort ?? 5672}`;
+    let name = base;
+    for (let i = 2; health.has(name); i++) name = `${base} #${i}`;
+    let state: HealthResult = { status: "healthy" };
+    conn.on("blocked", (reason) => {
+      state = {
+        status: "degraded",
+        reason: `the broker blocks publishing: ${String(reason)}`,
+      };
+    });
+    conn.on("unblocked", () => {
+      if (state.status === "degraded") state = { status: "healthy" };
+    });
+    conn.on("error", (err) => {
+      state = {
+        status: "unhealthy",
+        reason: (err as Error)?.message ?? "connection error",
+      };
+    });
+    conn.on("close", (err) => {
+      // Closed by the application: no longer a dependency to report.
+      if (err === undefined) return unregister();
+      state = {
+        status: "unhealthy",
+        reason: `the connection closed: ${(err as Error)?.message ?? String(err)}`,
+      };
+    });
+    const unregister = health.register(name, () => state);
+    this.#unregister.push(unregister);
   }
 
   selfCheck(): string[] {
@@ -323,6 +381,7 @@ export class AmqplibInstrumentation implements Instrumentation {
       this[CONFIRM_SLOT] = undefined;
       if (!self.#enabled)
         return original.call(this, fields, properties, content);
+      self.#watchConnection(this);
       const ctx = context.active();
       if (isTracingSuppressed(ctx))
         return original.call(this, fields, properties, content);
@@ -565,6 +624,7 @@ export class AmqplibInstrumentation implements Instrumentation {
       if (!self.#enabled || typeof callback !== "function")
         return original.call(this, queue, callback, options, ...rest);
       const channel = this;
+      self.#watchConnection(channel);
       const noAck =
         (options as { noAck?: boolean } | undefined)?.noAck === true;
       const queueName = typeof queue === "string" ? queue : "";

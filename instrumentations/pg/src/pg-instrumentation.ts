@@ -33,6 +33,7 @@ import {
   isTracingSuppressed,
   lateLoadProblem,
   type Instrumentation,
+  health,
 } from "@threadline/core";
 import { summarizeSql } from "./sql.ts";
 
@@ -161,6 +162,7 @@ export class PgInstrumentation implements Instrumentation {
     this.#enabled = false;
     for (const u of this.#unhooks.splice(0)) u();
     for (const r of this.#restore.splice(0)) r();
+    for (const u of this.#unregister.splice(0)) u();
     operationDurationHistogram = undefined;
   }
 
@@ -185,6 +187,7 @@ export class PgInstrumentation implements Instrumentation {
     const self = this;
     return function threadlineConnect(this: unknown, cb?: unknown): unknown {
       if (!self.#enabled) return original.call(this, cb);
+      self.#watchPool(this as PoolLike);
       const ctx = context.active();
       if (typeof cb === "function") {
         const wait: PoolWait = { start: nowMs(), acquired: 0, used: false };
@@ -226,6 +229,42 @@ export class PgInstrumentation implements Instrumentation {
       );
     };
   }
+
+  readonly #pools = new WeakSet<object>();
+
+  /** Registers a health check for a pool the first time it is used. */
+  #watchPool(pool: PoolLike): void {
+    if (typeof pool !== "object" || pool === null || this.#pools.has(pool))
+      return;
+    this.#pools.add(pool);
+    const base = `postgresql ${poolTarget(pool.options)}`;
+    let name = base;
+    for (let i = 2; health.has(name); i++) name = `${base} #${i}`;
+    const ref = new WeakRef(pool);
+    const unregister = health.register(name, async () => {
+      const p = ref.deref();
+      if (p === undefined || p.ending === true || p.ended === true) {
+        unregister();
+        return { status: "healthy", reason: "the pool was closed" };
+      }
+      await p.query("SELECT 1");
+      const details = {
+        total: p.totalCount,
+        idle: p.idleCount,
+        waiting: p.waitingCount,
+      };
+      return (p.waitingCount ?? 0) > 0
+        ? {
+            status: "degraded",
+            reason: `${p.waitingCount} queries waiting for a connection`,
+            details,
+          }
+        : { status: "healthy", details };
+    });
+    this.#unregister.push(unregister);
+  }
+
+  readonly #unregister: Array<() => void> = [];
 
   #wrapQuery(original: QueryFn): QueryFn {
     const self = this;
@@ -469,4 +508,37 @@ function fail(span: Span, err: unknown): void {
     code: SpanStatusCode.ERROR,
     message: typeof e?.message === "string" ? e.message : undefined,
   });
+}
+
+interface PoolLike {
+  options?: {
+    host?: unknown;
+    port?: unknown;
+    database?: unknown;
+    connectionString?: unknown;
+  };
+  ending?: boolean;
+  ended?: boolean;
+  totalCount?: number;
+  idleCount?: number;
+  waitingCount?: number;
+  query(text: string): Promise<unknown>;
+}
+
+/** host:port/database of a pool, never its credentials. */
+function poolTarget(o: PoolLike["options"]): string {
+  let host = typeof o?.host === "string" ? o.host : undefined;
+  let port = typeof o?.port === "number" ? String(o.port) : undefined;
+  let db = typeof o?.database === "string" ? o.database : undefined;
+  if (typeof o?.connectionString === "string") {
+    try {
+      const u = new URL(o.connectionString);
+      host ??= u.hostname;
+      port ??= u.port || undefined;
+      db ??= decodeURIComponent(u.pathname.slice(1)) || undefined;
+    } catch {
+      // not a URL: keep what the options say
+    }
+  }
+  return `${host ?? process.env["PGHOST"] ?? "localhost"}:${port ?? process.env["PGPORT"] ?? "5432"}/${db ?? process.env["PGDATABASE"] ?? ""}`;
 }

@@ -53,6 +53,18 @@ export {
 } from "./module-hooks.ts";
 export type { LoadedModuleInfo, ModuleHook } from "./module-hooks.ts";
 export { EMPTY_CONTEXT } from "./context.ts";
+export {
+  health,
+  HealthRegistry,
+  suppressTracing,
+  worstStatus,
+} from "./health.ts";
+export type {
+  ComponentHealth,
+  HealthCheck,
+  HealthResult,
+  HealthStatus,
+} from "./health.ts";
 export { UNTRACED_SERVER } from "./instrumentation.ts";
 export { Diagnostics, diag } from "./diagnostics.ts";
 export type { DiagLevel, DiagSink } from "./diagnostics.ts";

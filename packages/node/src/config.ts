@@ -71,6 +71,8 @@ export interface InitOptions {
    * `OTEL_METRICS_EXPORTER` lists `prometheus`.
    */
   prometheus?: { host?: string; port?: number } | false;
+  /** The health endpoint (GET /livez, /readyz). Off unless given here or THREADLINE_HEALTH_PORT is set. */
+  health?: { host?: string; port?: number } | false;
   /** PostgreSQL: record bound parameter values (may hold personal data). @default false */
   pgRecordParameters?: boolean;
   /** PostgreSQL: append sqlcommenter comments (traceparent, service) to statements. @default false */
@@ -173,6 +175,7 @@ export interface ResolvedConfig {
   selfCheck: boolean;
   runtimeMetrics: boolean;
   prometheus: { host: string; port: number } | undefined;
+  health: { host: string; port: number } | undefined;
   watch: WatchSettings | undefined;
   logLevel: string | undefined;
 }
@@ -631,6 +634,7 @@ export function resolveConfig(
     runtimeMetrics:
       options.runtimeMetrics ?? r.bool("THREADLINE_RUNTIME_METRICS", true),
     prometheus: prometheusOf(r, options),
+    health: healthOf(r, options),
     watch: undefined,
     logLevel: r.str("OTEL_LOG_LEVEL"),
   };
@@ -710,5 +714,26 @@ function prometheusOf(
     port:
       options.prometheus?.port ??
       r.int("OTEL_EXPORTER_PROMETHEUS_PORT", 9464, 0),
+  };
+}
+
+function healthOf(
+  r: Reader,
+  options: InitOptions,
+): { host: string; port: number } | undefined {
+  if (options.health === false) return undefined;
+  const port = options.health?.port ?? r.str("THREADLINE_HEALTH_PORT");
+  if (port === undefined) return undefined;
+  const n = typeof port === "number" ? port : Number(port);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) {
+    r.warnings.push(
+      `THREADLINE_HEALTH_PORT=${JSON.stringify(port)} is not a port; the health endpoint is off`,
+    );
+    return undefined;
+  }
+  return {
+    host:
+      options.health?.host ?? r.str("THREADLINE_HEALTH_HOST") ?? "127.0.0.1",
+    port: n,
   };
 }

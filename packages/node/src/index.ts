@@ -1,4 +1,6 @@
 export { init } from "./sdk.ts";
+export { registerHealthCheck } from "./health.ts";
+export type { HealthCheck, HealthResult, HealthStatus } from "@threadline/core";
 export type { ThreadlineHandle } from "./sdk.ts";
 export type { CustomerSource, InitOptions, OtlpProtocol } from "./config.ts";
 export type { PipelineStats, SignalStats } from "./export/pipeline.ts";

@@ -44,6 +44,7 @@ import { buildResource } from "./resource.ts";
 import { selfCheck } from "./self-check.ts";
 import { MeterProvider } from "./metrics/meter-provider.ts";
 import { MetricReader } from "./metrics/reader.ts";
+import { registerExporterHealth, startHealthEndpoint } from "./health.ts";
 import { startPrometheusEndpoint } from "./metrics/prometheus.ts";
 import { registerRuntimeMetrics } from "./metrics/runtime.ts";
 import { registerSdkMetrics } from "./metrics/sdk-metrics.ts";
@@ -349,6 +350,18 @@ function start(options: InitOptions): ThreadlineHandle {
           config.prometheus.host,
           config.prometheus.port,
         );
+  const stopExporterHealth = registerExporterHealth(
+    pipeline,
+    config.exportMaxBytes,
+  );
+  const healthEndpoint =
+    config.health === undefined
+      ? undefined
+      : startHealthEndpoint(
+          config.health.host,
+          config.health.port,
+          String(resource["service.name"] ?? "unknown"),
+        );
   const stopRuntimeMetrics =
     metricsWanted && config.runtimeMetrics
       ? registerRuntimeMetrics(
@@ -386,6 +399,8 @@ function start(options: InitOptions): ThreadlineHandle {
       reader.stop();
       stopRuntimeMetrics?.();
       await (await prometheus)?.close();
+      await (await healthEndpoint)?.close();
+      stopExporterHealth();
       stopWatching?.();
       for (const i of instrumentations) i.disable();
       if (config.metrics.enabled) await reader.exportNow();

@@ -25,7 +25,7 @@ export {
   startPostgres,
   startRabbitMQ,
 } from "./servers.ts";
-export type { RunningServer } from "./servers.ts";
+export type { RunningPostgres, RunningServer } from "./servers.ts";
 export { stopTestServers, testBroker, testDatabase } from "./shared-servers.ts";
 export { startShop } from "./shop.ts";
 export type { Shop, ShopOptions } from "./shop.ts";

@@ -24,6 +24,14 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
+/** A PostgreSQL server that can also be shut down and started again, data kept. */
+export interface RunningPostgres extends RunningServer {
+  /** Stops the server (fast shutdown: clients are disconnected). */
+  pause(): void;
+  /** Starts it again on the same port and data. */
+  resume(): void;
+}
+
 /** A free TCP port on loopback (released before use; collisions are unlikely). */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -81,7 +89,7 @@ function postgresBin(): string {
 }
 
 /** Starts a throw-away PostgreSQL server; the URL points at database `postgres` as user `postgres`. */
-export async function startPostgres(): Promise<RunningServer> {
+export async function startPostgres(): Promise<RunningPostgres> {
   const bin = postgresBin();
   const dir = tempDir("threadline-pg-", "postgres");
   const data = join(dir, "data");
@@ -103,19 +111,23 @@ export async function startPostgres(): Promise<RunningServer> {
     "-E",
     "UTF8",
   ]);
-  run("pg_ctl", [
-    "-D",
-    data,
-    "-l",
-    join(dir, "server.log"),
-    "-w",
-    "-o",
-    `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200`,
-    "start",
-  ]);
+  const start = () =>
+    run("pg_ctl", [
+      "-D",
+      data,
+      "-l",
+      join(dir, "server.log"),
+      "-w",
+      "-o",
+      `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200`,
+      "start",
+    ]);
+  start();
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     port,
+    pause: () => run("pg_ctl", ["-D", data, "-m", "fast", "-w", "stop"]),
+    resume: start,
     stop: async () => {
       try {
         run("pg_ctl", ["-D", data, "-m", "immediate", "stop"]);

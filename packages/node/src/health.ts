@@ -1,0 +1,118 @@
+// The exporter's own health check and the optional health endpoint:
+// GET /livez answers while the event loop does; GET /readyz (and /health)
+// runs every registered check (PostgreSQL pools, RabbitMQ connections, the
+// exporter, the application's own) and answers 503 when one is unhealthy.
+import { createServer } from "node:http";
+import {
+  diag,
+  health,
+  UNTRACED_SERVER,
+  worstStatus,
+  type HealthCheck,
+  type HealthResult,
+} from "@threadline/core";
+import type { ExportPipeline } from "./export/pipeline.ts";
+
+/** Registers a check of your own under `name`; returns its removal. */
+export function registerHealthCheck(
+  name: string,
+  check: HealthCheck,
+): () => void {
+  return health.register(name, check);
+}
+
+const DROP_WINDOW_MS = 60_000;
+
+/**
+ * The exporter: degraded (never unhealthy: telemetry must not take a
+ * service out of rotation) while it drops data or its buffer is over half
+ * full.
+ */
+export function registerExporterHealth(
+  pipeline: ExportPipeline,
+  maxBytes: number,
+): () => void {
+  let lastDropped = 0;
+  let lastDropAt = -Infinity;
+  return health.register("exporter", (): HealthResult => {
+    const s = pipeline.stats();
+    let dropped = 0;
+    let pendingBytes = 0;
+    for (const signal of [s.traces, s.logs, s.metrics]) {
+      for (const n of Object.values(signal.dropped)) dropped += n;
+      pendingBytes = Math.max(pendingBytes, signal.pendingBytes);
+    }
+    const now = performance.now();
+    if (dropped > lastDropped) {
+      lastDropped = dropped;
+      lastDropAt = now;
+    }
+    const details = { dropped, pendingBytes, maxBytes };
+    if (now - lastDropAt < DROP_WINDOW_MS)
+      return {
+        status: "degraded",
+        reason: "telemetry was dropped in the last minute",
+        details,
+      };
+    if (pendingBytes > maxBytes / 2)
+      return {
+        status: "degraded",
+        reason:
+          "the export buffer is over half full: the Collector is slow or down",
+        details,
+      };
+    return { status: "healthy", details };
+  });
+}
+
+export interface HealthEndpoint {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export function startHealthEndpoint(
+  host: string,
+  port: number,
+  service: string,
+): Promise<HealthEndpoint | undefined> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    const json = (status: number, body: unknown) =>
+      res
+        .writeHead(status, {
+          "content-type": "application/json",
+          "cache-control": "no-store",
+        })
+        .end(JSON.stringify(body));
+    if (req.method !== "GET") return json(405, { error: "use GET" });
+    if (path === "/livez") return json(200, { status: "alive", service });
+    if (path !== "/readyz" && path !== "/health")
+      return json(404, { error: "GET /livez, /readyz or /health" });
+    void health.run().then((components) => {
+      const status = worstStatus(components.map((c) => c.status));
+      json(status === "unhealthy" ? 503 : 200, {
+        status,
+        service,
+        components,
+      });
+    });
+  });
+  (server as unknown as Record<symbol, unknown>)[UNTRACED_SERVER] = true;
+  server.unref();
+  return new Promise((resolve) => {
+    server.once("error", (err: NodeJS.ErrnoException) => {
+      diag.warn(
+        `the health endpoint could not listen on ${host}:${port}: ${err.code ?? err.message}`,
+      );
+      resolve(undefined);
+    });
+    server.listen(port, host, () => {
+      const a = server.address();
+      const p = typeof a === "object" && a !== null ? a.port : port;
+      resolve({
+        url: `http://${host.includes(":") ? `[${host}]` : host}:${p}`,
+        close: () => new Promise((r) => server.close(() => r())),
+      });
+    });
+  });
+}
