@@ -71,6 +71,17 @@ export interface InitOptions {
    * `OTEL_METRICS_EXPORTER` lists `prometheus`.
    */
   prometheus?: { host?: string; port?: number } | false;
+  /** Alarms: off with false; otherwise where rules come from and where alarms go. */
+  alarms?:
+    | false
+    | {
+        rulesFile?: string;
+        intervalMs?: number;
+        webhookUrl?: string;
+        slackWebhookUrl?: string;
+        pagerDutyRoutingKey?: string;
+        pagerDutyUrl?: string;
+      };
   /** The health endpoint (GET /livez, /readyz). Off unless given here or THREADLINE_HEALTH_PORT is set. */
   health?: { host?: string; port?: number } | false;
   /** PostgreSQL: record bound parameter values (may hold personal data). @default false */
@@ -176,6 +187,7 @@ export interface ResolvedConfig {
   runtimeMetrics: boolean;
   prometheus: { host: string; port: number } | undefined;
   health: { host: string; port: number } | undefined;
+  alarms: AlarmSettings | undefined;
   watch: WatchSettings | undefined;
   logLevel: string | undefined;
 }
@@ -635,6 +647,7 @@ export function resolveConfig(
       options.runtimeMetrics ?? r.bool("THREADLINE_RUNTIME_METRICS", true),
     prometheus: prometheusOf(r, options),
     health: healthOf(r, options),
+    alarms: alarmsOf(r, options),
     watch: undefined,
     logLevel: r.str("OTEL_LOG_LEVEL"),
   };
@@ -735,5 +748,31 @@ function healthOf(
     host:
       options.health?.host ?? r.str("THREADLINE_HEALTH_HOST") ?? "127.0.0.1",
     port: n,
+  };
+}
+
+export interface AlarmSettings {
+  rulesFile: string | undefined;
+  intervalMs: number;
+  webhookUrl: string | undefined;
+  slackWebhookUrl: string | undefined;
+  pagerDutyRoutingKey: string | undefined;
+  pagerDutyUrl: string | undefined;
+}
+
+function alarmsOf(r: Reader, options: InitOptions): AlarmSettings | undefined {
+  if (options.alarms === false || !r.bool("THREADLINE_ALARMS", true))
+    return undefined;
+  const o = options.alarms ?? {};
+  return {
+    rulesFile: o.rulesFile ?? r.str("THREADLINE_ALARMS_FILE"),
+    intervalMs:
+      o.intervalMs ?? r.int("THREADLINE_ALARMS_INTERVAL", 10_000, 100),
+    webhookUrl: o.webhookUrl ?? r.str("THREADLINE_ALARM_WEBHOOK_URL"),
+    slackWebhookUrl:
+      o.slackWebhookUrl ?? r.str("THREADLINE_ALARM_SLACK_WEBHOOK_URL"),
+    pagerDutyRoutingKey:
+      o.pagerDutyRoutingKey ?? r.str("THREADLINE_ALARM_PAGERDUTY_ROUTING_KEY"),
+    pagerDutyUrl: o.pagerDutyUrl ?? r.str("THREADLINE_ALARM_PAGERDUTY_URL"),
   };
 }

@@ -1,7 +1,9 @@
 // The exporter's own health check and the optional health endpoint:
 // GET /livez answers while the event loop does; GET /readyz (and /health)
 // runs every registered check (PostgreSQL pools, RabbitMQ connections, the
-// exporter, the application's own) and answers 503 when one is unhealthy.
+// exporter, the application's own) and answers 503 when one is unhealthy;
+// GET /alarms lists active alarms and their history, POST
+// /alarms/<id>/ack acknowledges one.
 import { createServer } from "node:http";
 import {
   diag,
@@ -11,6 +13,7 @@ import {
   type HealthCheck,
   type HealthResult,
 } from "@threadline/core";
+import type { AlarmEngine } from "./alarms/engine.ts";
 import type { ExportPipeline } from "./export/pipeline.ts";
 
 /** Registers a check of your own under `name`; returns its removal. */
@@ -74,6 +77,7 @@ export function startHealthEndpoint(
   host: string,
   port: number,
   service: string,
+  alarms?: AlarmEngine,
 ): Promise<HealthEndpoint | undefined> {
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
@@ -84,10 +88,26 @@ export function startHealthEndpoint(
           "cache-control": "no-store",
         })
         .end(JSON.stringify(body));
+    const ack = /^\/alarms\/(.+)\/ack$/.exec(path ?? "");
+    if (ack !== null && req.method === "POST") {
+      req.resume();
+      const id = decodeURIComponent(ack[1]!);
+      return alarms?.acknowledge(id)
+        ? json(200, { acknowledged: id })
+        : json(404, { error: `no active alarm ${id}` });
+    }
     if (req.method !== "GET") return json(405, { error: "use GET" });
     if (path === "/livez") return json(200, { status: "alive", service });
+    if (path === "/alarms")
+      return json(200, {
+        service,
+        active: alarms?.active() ?? [],
+        history: alarms?.history() ?? [],
+      });
     if (path !== "/readyz" && path !== "/health")
-      return json(404, { error: "GET /livez, /readyz or /health" });
+      return json(404, {
+        error: "GET /livez, /readyz, /health or /alarms; POST /alarms/<id>/ack",
+      });
     void health.run().then((components) => {
       const status = worstStatus(components.map((c) => c.status));
       json(status === "unhealthy" ? 503 : 200, {

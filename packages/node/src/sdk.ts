@@ -44,6 +44,7 @@ import { buildResource } from "./resource.ts";
 import { selfCheck } from "./self-check.ts";
 import { MeterProvider } from "./metrics/meter-provider.ts";
 import { MetricReader } from "./metrics/reader.ts";
+import { startAlarms } from "./alarms/start.ts";
 import { registerExporterHealth, startHealthEndpoint } from "./health.ts";
 import { startPrometheusEndpoint } from "./metrics/prometheus.ts";
 import { registerRuntimeMetrics } from "./metrics/runtime.ts";
@@ -354,13 +355,19 @@ function start(options: InitOptions): ThreadlineHandle {
     pipeline,
     config.exportMaxBytes,
   );
+  const serviceName = String(resource["service.name"] ?? "unknown");
+  const alarms =
+    config.alarms === undefined
+      ? undefined
+      : startAlarms(config.alarms, serviceName, meterProvider, pipeline);
   const healthEndpoint =
     config.health === undefined
       ? undefined
       : startHealthEndpoint(
           config.health.host,
           config.health.port,
-          String(resource["service.name"] ?? "unknown"),
+          serviceName,
+          alarms,
         );
   const stopRuntimeMetrics =
     metricsWanted && config.runtimeMetrics
@@ -400,6 +407,7 @@ function start(options: InitOptions): ThreadlineHandle {
       stopRuntimeMetrics?.();
       await (await prometheus)?.close();
       await (await healthEndpoint)?.close();
+      await alarms?.stop();
       stopExporterHealth();
       stopWatching?.();
       for (const i of instrumentations) i.disable();

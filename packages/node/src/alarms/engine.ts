@@ -1,0 +1,325 @@
+// Alarms as operators know them: raised when a condition has held for the
+// rule's time, active until it no longer holds, then cleared; one alarm per
+// rule and source however long the condition lasts (de-duplicated);
+// acknowledgeable. Evaluated on an unref'd timer off the request path: the
+// event loop is sampled here, HTTP outcomes are read from the request
+// histogram, health from the registered checks.
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { diag, health, type ComponentHealth } from "@threadline/core";
+import type { MeterProvider } from "../metrics/meter-provider.ts";
+import { notifyAll, type AlarmEvent, type Notifier } from "./notifiers.ts";
+import type { AlarmRule, Severity } from "./rules.ts";
+
+export interface Alarm {
+  /** Rule name, and the source for per-component rules. */
+  readonly id: string;
+  readonly name: string;
+  readonly severity: Severity;
+  readonly source: string;
+  readonly description: string;
+  state: "active" | "cleared";
+  reason: string;
+  raisedAt: string;
+  clearedAt?: string;
+  acknowledged: boolean;
+  acknowledgedAt?: string;
+}
+
+interface Condition {
+  source: string;
+  holds: boolean;
+  reason: string;
+}
+
+interface KeyState {
+  since: number | undefined;
+  alarm: Alarm | undefined;
+}
+
+const HISTORY = 100;
+
+export interface AlarmEngineOptions {
+  rules: readonly AlarmRule[];
+  intervalMs: number;
+  service: string;
+  meterProvider: MeterProvider;
+  notifiers: readonly Notifier[];
+  /** Receives each raise and clear as a structured log line. */
+  log: (line: string, severityNumber: number, severityText: string) => void;
+}
+
+export class AlarmEngine {
+  readonly #o: AlarmEngineOptions;
+  readonly #states = new Map<string, KeyState>();
+  readonly #history: Alarm[] = [];
+  readonly #delay = monitorEventLoopDelay({ resolution: 10 });
+  #lastHttp: { total: number; errors: number } | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+
+  constructor(options: AlarmEngineOptions) {
+    this.#o = options;
+  }
+
+  start(): void {
+    this.#delay.enable();
+    this.#timer = setInterval(() => {
+      this.#running ??= this.evaluate().finally(
+        () => (this.#running = undefined),
+      );
+    }, this.#o.intervalMs);
+    this.#timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#delay.disable();
+    await this.#running;
+  }
+
+  /** Active alarms, newest first. */
+  active(): Alarm[] {
+    return [...this.#states.values()]
+      .flatMap((s) => (s.alarm === undefined ? [] : [s.alarm]))
+      .sort((a, b) => b.raisedAt.localeCompare(a.raisedAt));
+  }
+
+  /** Raised and cleared alarms, newest first (the last 100). */
+  history(): Alarm[] {
+    return [...this.#history].reverse();
+  }
+
+  /** Marks an active alarm as seen; false when there is no such alarm. */
+  acknowledge(id: string): boolean {
+    const alarm = this.active().find((a) => a.id === id);
+    if (alarm === undefined) return false;
+    if (!alarm.acknowledged) {
+      alarm.acknowledged = true;
+      alarm.acknowledgedAt = new Date().toISOString();
+    }
+    return true;
+  }
+
+  /** One evaluation of every rule; never throws. */
+  /** The health components as the last evaluation found them. */
+  components(): readonly ComponentHealth[] {
+    return this.#components;
+  }
+
+  #components: ComponentHealth[] = [];
+
+  async evaluate(): Promise<void> {
+    const components = await health.run();
+    this.#components = components;
+    const now = performance.now();
+    const loop = this.#loopDelays();
+    const http = this.#httpOutcomes();
+    for (const rule of this.#o.rules) {
+      let conditions: Condition[];
+      try {
+        conditions = this.#conditions(rule, loop, http, components);
+      } catch (err) {
+        diag.warnCollapsed(
+          `alarm-rule-${rule.name}`,
+          `alarm rule ${rule.name} could not be evaluated: ${(err as Error).message}`,
+        );
+        continue;
+      }
+      for (const c of conditions) this.#step(rule, c, now);
+    }
+  }
+
+  #loopDelays(): Record<number, number> {
+    const d = this.#delay;
+    const out =
+      d.count === 0
+        ? { 50: 0, 90: 0, 99: 0, 100: 0 }
+        : {
+            50: d.percentile(50) / 1e9,
+            90: d.percentile(90) / 1e9,
+            99: d.percentile(99) / 1e9,
+            100: d.max / 1e9,
+          };
+    d.reset();
+    return out;
+  }
+
+  /** Requests and failed requests since the last evaluation. */
+  #httpOutcomes(): { total: number; errors: number } | undefined {
+    const agg = this.#o.meterProvider.find("http.server.request.duration");
+    const data = agg?.collect(Date.now());
+    if (data === undefined || data.kind !== "histogram") return undefined;
+    let total = 0;
+    let errors = 0;
+    for (const p of data.points) {
+      total += p.count;
+      if (p.attributes["error.type"] !== undefined) errors += p.count;
+    }
+    const last = this.#lastHttp;
+    this.#lastHttp = { total, errors };
+    if (last === undefined) return { total, errors };
+    return { total: total - last.total, errors: errors - last.errors };
+  }
+
+  #conditions(
+    rule: AlarmRule,
+    loop: Record<number, number>,
+    http: { total: number; errors: number } | undefined,
+    components: ComponentHealth[],
+  ): Condition[] {
+    const service = this.#o.service;
+    switch (rule.kind) {
+      case "event_loop_delay": {
+        const v = loop[rule.percentile] ?? 0;
+        const label = rule.percentile === 100 ? "max" : `p${rule.percentile}`;
+        return [
+          {
+            source: service,
+            holds: v > rule.aboveSeconds,
+            reason: `event-loop delay ${label} ${(v * 1000).toFixed(0)} ms (limit ${(rule.aboveSeconds * 1000).toFixed(0)} ms)`,
+          },
+        ];
+      }
+      case "http_error_ratio": {
+        if (http === undefined || http.total < rule.minRequests)
+          return [{ source: service, holds: false, reason: "" }];
+        const ratio = http.errors / http.total;
+        return [
+          {
+            source: service,
+            holds: ratio > rule.above,
+            reason: `${(ratio * 100).toFixed(1)}% of ${http.total} requests failed (limit ${(rule.above * 100).toFixed(1)}%)`,
+          },
+        ];
+      }
+      case "metric": {
+        const data = this.#o.meterProvider
+          .find(rule.metric)
+          ?.collect(Date.now());
+        const values: number[] = [];
+        if (data !== undefined && data.kind !== "histogram")
+          for (const p of data.points)
+            if (
+              Object.entries(rule.attributes ?? {}).every(
+                ([k, v]) => p.attributes[k] === v,
+              )
+            )
+              values.push(p.value);
+        const worst =
+          rule.above !== undefined
+            ? Math.max(-Infinity, ...values)
+            : Math.min(Infinity, ...values);
+        const holds =
+          values.length > 0 &&
+          ((rule.above !== undefined && worst > rule.above) ||
+            (rule.below !== undefined && worst < rule.below));
+        return [
+          {
+            source: service,
+            holds,
+            reason: `${rule.metric} is ${worst} (${rule.above !== undefined ? `limit ${rule.above}` : `floor ${rule.below}`})`,
+          },
+        ];
+      }
+      case "health": {
+        const prefix = rule.component.endsWith("*")
+          ? rule.component.slice(0, -1)
+          : undefined;
+        const bad =
+          rule.when === "degraded" ? ["degraded", "unhealthy"] : ["unhealthy"];
+        return components
+          .filter((c) =>
+            prefix === undefined
+              ? c.name === rule.component
+              : c.name.startsWith(prefix),
+          )
+          .map((c) => ({
+            source: c.name,
+            holds: bad.includes(c.status),
+            reason: `${c.name} is ${c.status}${c.reason ? `: ${c.reason}` : ""}`,
+          }));
+      }
+    }
+  }
+
+  #step(rule: AlarmRule, c: Condition, now: number): void {
+    const key = rule.kind === "health" ? `${rule.name}:${c.source}` : rule.name;
+    let s = this.#states.get(key);
+    if (s === undefined)
+      this.#states.set(key, (s = { since: undefined, alarm: undefined }));
+    if (c.holds) {
+      s.since ??= now;
+      if (s.alarm === undefined && now - s.since >= rule.forMs) {
+        s.alarm = {
+          id: key,
+          name: rule.name,
+          severity: rule.severity,
+          source: c.source,
+          description: rule.description ?? rule.name,
+          state: "active",
+          reason: c.reason,
+          raisedAt: new Date().toISOString(),
+          acknowledged: false,
+        };
+        this.#record(s.alarm);
+        this.#emit("raise", s.alarm);
+      }
+      return;
+    }
+    s.since = undefined;
+    if (s.alarm !== undefined) {
+      const alarm = s.alarm;
+      s.alarm = undefined;
+      alarm.state = "cleared";
+      alarm.clearedAt = new Date().toISOString();
+      this.#emit("clear", alarm);
+    }
+    if (s.alarm === undefined && s.since === undefined)
+      this.#states.delete(key);
+  }
+
+  #record(alarm: Alarm): void {
+    this.#history.push(alarm);
+    if (this.#history.length > HISTORY) this.#history.shift();
+  }
+
+  #emit(action: "raise" | "clear", alarm: Alarm): void {
+    const event: AlarmEvent = {
+      action,
+      service: this.#o.service,
+      alarm: {
+        id: alarm.id,
+        name: alarm.name,
+        severity: action === "raise" ? alarm.severity : "cleared",
+        source: alarm.source,
+        description: alarm.description,
+        reason: alarm.reason,
+        raisedAt: alarm.raisedAt,
+        ...(alarm.clearedAt ? { clearedAt: alarm.clearedAt } : {}),
+      },
+    };
+    const message =
+      action === "raise"
+        ? `alarm raised: ${alarm.name} [${alarm.severity}] ${alarm.reason}`
+        : `alarm cleared: ${alarm.name} (${alarm.source})`;
+    diag.warn(message);
+    const severityNumber =
+      action === "clear" ? 9 : alarm.severity === "critical" ? 17 : 13;
+    this.#o.log(
+      JSON.stringify({
+        time: Date.now(),
+        msg: message,
+        "event.name": action === "raise" ? "alarm.raised" : "alarm.cleared",
+        "alarm.id": alarm.id,
+        "alarm.name": alarm.name,
+        "alarm.severity": event.alarm.severity,
+        "alarm.source": alarm.source,
+        "alarm.reason": alarm.reason,
+      }),
+      severityNumber,
+      action === "clear" ? "info" : severityNumber === 17 ? "error" : "warn",
+    );
+    void notifyAll(this.#o.notifiers, event);
+  }
+}

@@ -1,0 +1,158 @@
+// Where raised and cleared alarms are sent: a generic webhook (the event as
+// JSON), Slack (an incoming-webhook message) and PagerDuty (Events API v2,
+// trigger and resolve under one dedup key). Sent untraced, with a timeout;
+// a failed notification is reported once and never reaches the service.
+import { context } from "@opentelemetry/api";
+import { diag, suppressTracing } from "@threadline/core";
+import type { Severity } from "./rules.ts";
+
+export interface AlarmEvent {
+  action: "raise" | "clear";
+  service: string;
+  alarm: {
+    id: string;
+    name: string;
+    /** The rule's severity; `cleared` once cleared. */
+    severity: Severity | "cleared";
+    source: string;
+    description: string;
+    reason: string;
+    raisedAt: string;
+    clearedAt?: string;
+  };
+}
+
+export interface Notifier {
+  readonly name: string;
+  send(event: AlarmEvent): Promise<void>;
+}
+
+const TIMEOUT_MS = 5000;
+
+async function post(url: string, body: unknown, what: string): Promise<void> {
+  const res = await context.with(suppressTracing(context.active()), () =>
+    fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    }),
+  );
+  await res.arrayBuffer();
+  if (!res.ok) throw new Error(`${what} answered ${res.status}`);
+}
+
+export function webhookNotifier(url: string): Notifier {
+  return {
+    name: "webhook",
+    send: (event) => post(url, event, "the alarm webhook"),
+  };
+}
+
+const SLACK_ICON: Record<string, string> = {
+  critical: ":red_circle:",
+  major: ":large_orange_circle:",
+  minor: ":large_yellow_circle:",
+  warning: ":warning:",
+  indeterminate: ":white_circle:",
+  cleared: ":white_check_mark:",
+};
+
+/** Slack incoming webhook: `text` (required, the notification), and blocks. */
+export function slackNotifier(url: string): Notifier {
+  return {
+    name: "slack",
+    send: (e) => {
+      const a = e.alarm;
+      const text =
+        e.action === "raise"
+          ? `${SLACK_ICON[a.severity]} ${a.severity.toUpperCase()} ${a.name} on ${e.service} (${a.source}): ${a.reason}`
+          : `${SLACK_ICON["cleared"]} CLEARED ${a.name} on ${e.service} (${a.source})`;
+      return post(
+        url,
+        {
+          text,
+          blocks: [
+            { type: "section", text: { type: "mrkdwn", text } },
+            {
+              type: "context",
+              elements: [
+                {
+                  type: "mrkdwn",
+                  text: `${a.description} · raised ${a.raisedAt}${a.clearedAt ? ` · cleared ${a.clearedAt}` : ""} · id ${a.id}`,
+                },
+              ],
+            },
+          ],
+        },
+        "Slack",
+      );
+    },
+  };
+}
+
+const PAGERDUTY_SEVERITY: Record<Severity, string> = {
+  critical: "critical",
+  major: "error",
+  minor: "warning",
+  warning: "warning",
+  indeterminate: "info",
+};
+
+/** PagerDuty Events API v2: trigger on raise, resolve on clear, one dedup key. */
+export function pagerDutyNotifier(
+  routingKey: string,
+  url = "https://events.pagerduty.com/v2/enqueue",
+): Notifier {
+  return {
+    name: "pagerduty",
+    send: (e) => {
+      const a = e.alarm;
+      const dedupKey = `${e.service}/${a.id}`;
+      const body =
+        e.action === "raise"
+          ? {
+              routing_key: routingKey,
+              event_action: "trigger",
+              dedup_key: dedupKey,
+              payload: {
+                summary: `${a.name} on ${e.service}: ${a.reason}`.slice(
+                  0,
+                  1024,
+                ),
+                source: e.service,
+                severity: PAGERDUTY_SEVERITY[a.severity as Severity] ?? "info",
+                component: a.source,
+                class: a.name,
+                timestamp: a.raisedAt,
+                custom_details: { description: a.description, id: a.id },
+              },
+            }
+          : {
+              routing_key: routingKey,
+              event_action: "resolve",
+              dedup_key: dedupKey,
+            };
+      return post(url, body, "PagerDuty");
+    },
+  };
+}
+
+/** Sends to every notifier; failures are reported, never thrown. */
+export async function notifyAll(
+  notifiers: readonly Notifier[],
+  event: AlarmEvent,
+): Promise<void> {
+  await Promise.all(
+    notifiers.map((n) =>
+      n
+        .send(event)
+        .catch((err: unknown) =>
+          diag.warnCollapsed(
+            `alarm-notify-${n.name}`,
+            `could not notify ${n.name} of alarm ${event.alarm.name}: ${(err as Error)?.message ?? String(err)}`,
+          ),
+        ),
+    ),
+  );
+}

@@ -1,0 +1,267 @@
+// Alarm rules: what raises an alarm, how bad it is, and for how long the
+// condition must hold. One JSON file per service (THREADLINE_ALARMS_FILE)
+// replaces or adds to the defaults below; a file with any invalid rule is
+// refused whole, with every problem named.
+import { readFileSync } from "node:fs";
+
+export const SEVERITIES = [
+  "critical",
+  "major",
+  "minor",
+  "warning",
+  "indeterminate",
+] as const;
+export type Severity = (typeof SEVERITIES)[number];
+
+interface RuleBase {
+  /** Unique; the alarm's name. */
+  name: string;
+  severity: Severity;
+  /** How long the condition must hold before the alarm is raised (ms). */
+  forMs: number;
+  /** Shown in notifications. */
+  description?: string;
+}
+
+/** Event-loop delay (the engine's own sampling) above a limit. */
+export interface EventLoopRule extends RuleBase {
+  kind: "event_loop_delay";
+  percentile: 50 | 90 | 99 | 100;
+  aboveSeconds: number;
+}
+
+/** Share of HTTP server requests answered 5xx (or aborted) above a limit. */
+export interface HttpErrorRatioRule extends RuleBase {
+  kind: "http_error_ratio";
+  above: number;
+  /** Fewer requests than this in an interval say nothing. */
+  minRequests: number;
+}
+
+/** Any metric's value (a gauge or sum point) above or below a limit. */
+export interface MetricThresholdRule extends RuleBase {
+  kind: "metric";
+  metric: string;
+  /** Only points with these attributes; the worst of them counts. */
+  attributes?: Record<string, string>;
+  above?: number;
+  below?: number;
+}
+
+/** A health component (by name, `*` at the end for a prefix) not healthy. */
+export interface HealthRule extends RuleBase {
+  kind: "health";
+  component: string;
+  /** Raise on `unhealthy` only (default), or on `degraded` too. */
+  when: "unhealthy" | "degraded";
+}
+
+export type AlarmRule =
+  EventLoopRule | HttpErrorRatioRule | MetricThresholdRule | HealthRule;
+
+/** The defaults every service gets. */
+export const DEFAULT_RULES: readonly AlarmRule[] = [
+  {
+    name: "event_loop_delay",
+    kind: "event_loop_delay",
+    percentile: 99,
+    aboveSeconds: 0.2,
+    forMs: 60_000,
+    severity: "major",
+    description: "event-loop delay p99 above 200 ms",
+  },
+  {
+    name: "http_5xx_ratio",
+    kind: "http_error_ratio",
+    above: 0.05,
+    minRequests: 20,
+    forMs: 120_000,
+    severity: "major",
+    description: "more than 5% of HTTP requests failed (5xx or aborted)",
+  },
+  {
+    name: "dependency_unhealthy",
+    kind: "health",
+    component: "*",
+    when: "unhealthy",
+    forMs: 0,
+    severity: "critical",
+    description: "a dependency is unhealthy",
+  },
+  {
+    name: "exporter_degraded",
+    kind: "health",
+    component: "exporter",
+    when: "degraded",
+    forMs: 0,
+    severity: "warning",
+    description: "telemetry is being dropped or is piling up",
+  },
+];
+
+const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/;
+
+function durationMs(v: unknown, where: string, problems: string[]): number {
+  if (typeof v === "number" && v >= 0) return v * 1000;
+  const m = typeof v === "string" ? DURATION.exec(v.trim()) : null;
+  if (m === null) {
+    problems.push(
+      `${where}: "for" must be like "90s", "2m" or a number of seconds`,
+    );
+    return 0;
+  }
+  const n = Number(m[1]);
+  const unit = m[2] ?? "s";
+  return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!;
+}
+
+/** Parses a rules document: `{ "rules": [...], "defaults": true|false }`. */
+export function parseRules(text: string): {
+  rules: AlarmRule[];
+  problems: string[];
+} {
+  const problems: string[] = [];
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    return { rules: [], problems: [`not JSON: ${(err as Error).message}`] };
+  }
+  const d = doc as { rules?: unknown; defaults?: unknown };
+  if (typeof doc !== "object" || doc === null || !Array.isArray(d.rules))
+    return { rules: [], problems: ['expected an object with a "rules" array'] };
+  const out: AlarmRule[] = d.defaults === false ? [] : [...DEFAULT_RULES];
+  d.rules.forEach((raw: unknown, i) => {
+    const r = raw as Record<string, unknown>;
+    const where = `rule ${i + 1}${typeof r?.["name"] === "string" ? ` (${r["name"]})` : ""}`;
+    if (typeof r !== "object" || r === null) {
+      problems.push(`${where}: not an object`);
+      return;
+    }
+    if (typeof r["name"] !== "string" || r["name"] === "")
+      problems.push(`${where}: "name" is required`);
+    const severity = (r["severity"] ?? "major") as Severity;
+    if (!SEVERITIES.includes(severity))
+      problems.push(
+        `${where}: "severity" must be one of ${SEVERITIES.join(", ")}`,
+      );
+    const base = {
+      name: String(r["name"]),
+      severity,
+      forMs: durationMs(r["for"] ?? 0, where, problems),
+      ...(typeof r["description"] === "string"
+        ? { description: r["description"] }
+        : {}),
+    };
+    const num = (k: string): number | undefined => {
+      const v = r[k];
+      if (v === undefined) return undefined;
+      if (typeof v !== "number" || !Number.isFinite(v)) {
+        problems.push(`${where}: "${k}" must be a number`);
+        return undefined;
+      }
+      return v;
+    };
+    switch (r["kind"]) {
+      case "event_loop_delay": {
+        const p = num("percentile") ?? 99;
+        if (![50, 90, 99, 100].includes(p))
+          problems.push(`${where}: "percentile" must be 50, 90, 99 or 100`);
+        const above = num("aboveSeconds");
+        if (above === undefined)
+          problems.push(`${where}: "aboveSeconds" is required`);
+        out.push({
+          ...base,
+          kind: "event_loop_delay",
+          percentile: p as EventLoopRule["percentile"],
+          aboveSeconds: above ?? 0,
+        });
+        break;
+      }
+      case "http_error_ratio": {
+        const above = num("above");
+        if (above === undefined || above < 0 || above > 1)
+          problems.push(`${where}: "above" must be a share between 0 and 1`);
+        out.push({
+          ...base,
+          kind: "http_error_ratio",
+          above: above ?? 1,
+          minRequests: num("minRequests") ?? 20,
+        });
+        break;
+      }
+      case "metric": {
+        if (typeof r["metric"] !== "string")
+          problems.push(`${where}: "metric" is required`);
+        const above = num("above");
+        const below = num("below");
+        if (above === undefined && below === undefined)
+          problems.push(`${where}: "above" or "below" is required`);
+        const attrs = r["attributes"];
+        if (
+          attrs !== undefined &&
+          (typeof attrs !== "object" ||
+            attrs === null ||
+            Object.values(attrs).some((v) => typeof v !== "string"))
+        )
+          problems.push(`${where}: "attributes" must map names to strings`);
+        out.push({
+          ...base,
+          kind: "metric",
+          metric: String(r["metric"]),
+          ...(attrs === undefined
+            ? {}
+            : { attributes: attrs as Record<string, string> }),
+          ...(above === undefined ? {} : { above }),
+          ...(below === undefined ? {} : { below }),
+        });
+        break;
+      }
+      case "health": {
+        if (typeof r["component"] !== "string")
+          problems.push(`${where}: "component" is required`);
+        const when = r["when"] ?? "unhealthy";
+        if (when !== "unhealthy" && when !== "degraded")
+          problems.push(`${where}: "when" must be unhealthy or degraded`);
+        out.push({
+          ...base,
+          kind: "health",
+          component: String(r["component"]),
+          when: when as HealthRule["when"],
+        });
+        break;
+      }
+      default:
+        problems.push(
+          `${where}: "kind" must be event_loop_delay, http_error_ratio, metric or health`,
+        );
+    }
+  });
+  // A rule of the file replaces a default of the same name.
+  const byName = new Map<string, AlarmRule>();
+  for (const rule of out) byName.set(rule.name, rule);
+  return { rules: [...byName.values()], problems };
+}
+
+/** The rules of a file, or the defaults (with the problems) when it cannot be used. */
+export function loadRules(path: string | undefined): {
+  rules: readonly AlarmRule[];
+  problems: string[];
+} {
+  if (path === undefined) return { rules: DEFAULT_RULES, problems: [] };
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    return {
+      rules: DEFAULT_RULES,
+      problems: [
+        `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      ],
+    };
+  }
+  const parsed = parseRules(text);
+  return parsed.problems.length > 0
+    ? { rules: DEFAULT_RULES, problems: parsed.problems }
+    : parsed;
+}

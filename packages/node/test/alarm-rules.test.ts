@@ -1,0 +1,72 @@
+import assert from "node:assert/strict";
+import { it } from "node:test";
+import { DEFAULT_RULES, parseRules } from "../src/alarms/rules.ts";
+
+it("adds a file's rules to the defaults, replacing those of the same name", () => {
+  const { rules, problems } = parseRules(
+    JSON.stringify({
+      rules: [
+        {
+          name: "event_loop_delay",
+          kind: "event_loop_delay",
+          aboveSeconds: 0.5,
+          for: "2m",
+          severity: "minor",
+        },
+        {
+          name: "orders_queue_slow",
+          kind: "metric",
+          metric: "threadline.messaging.delivery.latency",
+          above: 5,
+          for: 30,
+        },
+      ],
+    }),
+  );
+  assert.deepEqual(problems, []);
+  assert.equal(rules.length, DEFAULT_RULES.length + 1);
+  const loop = rules.find((r) => r.name === "event_loop_delay")!;
+  assert.equal(loop.forMs, 120_000);
+  assert.equal(loop.severity, "minor");
+  assert.equal(
+    rules.find((r) => r.name === "orders_queue_slow")!.forMs,
+    30_000,
+  );
+});
+
+it("can drop the defaults", () => {
+  const { rules } = parseRules(
+    JSON.stringify({
+      defaults: false,
+      rules: [{ name: "db", kind: "health", component: "postgresql*" }],
+    }),
+  );
+  assert.deepEqual(
+    rules.map((r) => r.name),
+    ["db"],
+  );
+});
+
+it("names every problem of a bad file", () => {
+  const { problems } = parseRules(
+    JSON.stringify({
+      rules: [
+        { kind: "metric", above: 1 },
+        { name: "x", kind: "nope" },
+        { name: "y", kind: "event_loop_delay", for: "soon", severity: "high" },
+        { name: "z", kind: "http_error_ratio", above: 7 },
+      ],
+    }),
+  );
+  assert.deepEqual(problems, [
+    'rule 1: "name" is required',
+    'rule 1: "metric" is required',
+    'rule 2 (x): "kind" must be event_loop_delay, http_error_ratio, metric or health',
+    'rule 3 (y): "severity" must be one of critical, major, minor, warning, indeterminate',
+    'rule 3 (y): "for" must be like "90s", "2m" or a number of seconds',
+    'rule 3 (y): "aboveSeconds" is required',
+    'rule 4 (z): "above" must be a share between 0 and 1',
+  ]);
+  assert.deepEqual(parseRules("{").problems.length, 1);
+  assert.match(parseRules("[]").problems[0]!, /"rules" array/);
+});
