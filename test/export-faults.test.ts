@@ -43,7 +43,7 @@ function settledStats(svc: RunningService): Promise<Stats> {
   return waitFor(
     async () => {
       const s = await stats(svc);
-      return s.traces.pending === 0 && s;
+      return s.traces.pending === 0 && s.logs.pending === 0 && s;
     },
     { what: "the SDK to count its last export" },
   );

@@ -338,6 +338,35 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
       sendWatchDocument(req, res);
       return;
     }
+    if (path === "/api/metrics") {
+      const service = url.searchParams.get("service") ?? "";
+      const since = parseSince(url.searchParams.get("since") ?? "1h");
+      if (since === undefined) {
+        sendJson(res, 400, {
+          error: "since must be a duration like 15m, 1h or 24h",
+        });
+        return;
+      }
+      const services = store.metricServices();
+      const chosen = service || services[0] || "";
+      const events = chosen === "" ? [] : store.alarmEvents(chosen);
+      // The newest event of each alarm says whether it is still active.
+      const latest = new Map<string, (typeof events)[number]>();
+      for (const e of events) if (!latest.has(e.id)) latest.set(e.id, e);
+      sendJson(res, 200, {
+        services,
+        service: chosen,
+        panels:
+          chosen === ""
+            ? undefined
+            : store.servicePanels(chosen, Date.now() - since),
+        alarms: {
+          active: [...latest.values()].filter((e) => e.action === "raise"),
+          history: events,
+        },
+      });
+      return;
+    }
     if (path === "/api/services") {
       sendJson(res, 200, { services: store.services() });
       return;
@@ -445,4 +474,11 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
       await store.close();
     },
   };
+}
+
+/** Milliseconds of a duration like 15m, 1h, 24h or 7d. */
+function parseSince(v: string): number | undefined {
+  const m = /^(\d+)(s|m|h|d)$/.exec(v.trim());
+  if (m === null) return undefined;
+  return Number(m[1]) * { s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7 }[m[2] as "s"];
 }

@@ -11,6 +11,8 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { gunzip } from "node:zlib";
 import {
   decodeLogsJson,
+  decodeMetricsJson,
+  decodeMetricsProto,
   decodeLogsProto,
   decodeTracesJson,
   decodeTracesProto,
@@ -229,8 +231,10 @@ export class OtlpReceiver {
         : decodeLogsProto(body);
       this.stats.logs += this.#store.ingestLogs(decoded);
     } else {
-      // Accepted so exporters stay healthy; metrics are not shown yet.
-      if (json) JSON.parse(body.toString("utf8"));
+      const decoded = json
+        ? decodeMetricsJson(JSON.parse(body.toString("utf8")))
+        : decodeMetricsProto(body);
+      this.#store.ingestMetrics(decoded);
       this.stats.metricRequests++;
     }
     answer(res, json, 200);

@@ -28,6 +28,7 @@ import {
 import type {
   DecodedLogRecord,
   DecodedResourceLogs,
+  DecodedResourceMetrics,
   DecodedResourceSpans,
   DecodedSpan,
 } from "@threadline/otlp";
@@ -49,6 +50,27 @@ export interface StoreOptions {
   maxAgeMs?: number;
   /** Open an existing store for reading only (the CLI). */
   readonly?: boolean;
+}
+
+/** The metrics the service panels draw; others are accepted, not kept. */
+const PANEL_METRICS: ReadonlySet<string> = new Set([
+  "http.server.request.duration",
+  "nodejs.eventloop.delay",
+  "nodejs.eventloop.utilization",
+  "process.memory.usage",
+  "v8js.memory.heap.used",
+  "process.cpu.time",
+  "threadline.health.status",
+]);
+
+interface PendingMetricPoint {
+  service: string;
+  name: string;
+  timeMs: number;
+  attributes: string;
+  value: number | null;
+  count: number | null;
+  sum: number | null;
 }
 
 const SCHEMA_VERSION = "1";
@@ -126,6 +148,7 @@ export class Store implements TraceBackend {
   readonly #maxAgeMs: number;
   #spans: PendingSpan[] = [];
   #logs: Array<{ log: DecodedLogRecord; service: string }> = [];
+  #metrics: PendingMetricPoint[] = [];
   readonly #stmt: Record<string, StatementSync> = {};
   #closed = false;
 
@@ -168,6 +191,10 @@ export class Store implements TraceBackend {
         body TEXT NOT NULL, attributes TEXT NOT NULL, customer TEXT);
       CREATE INDEX IF NOT EXISTS logs_by_trace ON logs (trace_id) WHERE trace_id <> '';
       CREATE INDEX IF NOT EXISTS logs_by_time ON logs (time_us);
+      CREATE TABLE IF NOT EXISTS metric_points (
+        service TEXT NOT NULL, name TEXT NOT NULL, time_ms INTEGER NOT NULL, attributes TEXT NOT NULL,
+        value REAL, count REAL, sum REAL);
+      CREATE INDEX IF NOT EXISTS metric_points_by_service ON metric_points (service, name, time_ms);
       CREATE TABLE IF NOT EXISTS watch (
         customer TEXT PRIMARY KEY, until_ms INTEGER NOT NULL, level INTEGER NOT NULL) WITHOUT ROWID;
     `);
@@ -236,19 +263,70 @@ export class Store implements TraceBackend {
     return n;
   }
 
+  /**
+   * Buffers the metric points the service panels draw (requests, runtime,
+   * health); returns how many. Other metrics are accepted and not kept.
+   */
+  ingestMetrics(batch: DecodedResourceMetrics[]): number {
+    let n = 0;
+    for (const rm of batch) {
+      const service =
+        typeof rm.resource["service.name"] === "string"
+          ? rm.resource["service.name"]
+          : "unknown_service";
+      for (const group of rm.scopes)
+        for (const m of group.metrics) {
+          if (!PANEL_METRICS.has(m.name)) continue;
+          for (const p of m.points) {
+            this.#metrics.push({
+              service,
+              name: m.name,
+              timeMs: Math.round(p.timeMs),
+              attributes: JSON.stringify(p.attributes),
+              value: p.value ?? null,
+              count: p.count ?? null,
+              sum: p.sum ?? null,
+            });
+            n++;
+          }
+        }
+    }
+    return n;
+  }
+
   /** Writes everything buffered in one transaction; returns the traces that changed. */
   flush(): ChangedTraces {
-    if (this.#closed || (this.#spans.length === 0 && this.#logs.length === 0))
+    if (
+      this.#closed ||
+      (this.#spans.length === 0 &&
+        this.#logs.length === 0 &&
+        this.#metrics.length === 0)
+    )
       return [];
     const spans = this.#spans;
     const logs = this.#logs;
+    const metrics = this.#metrics;
     this.#spans = [];
     this.#logs = [];
+    this.#metrics = [];
     const changed: ChangedTraces = [];
     this.#db.exec("BEGIN");
     try {
       this.#writeSpans(spans, changed);
       this.#writeLogs(logs);
+      const insert = this.#s(
+        "INSERT INTO metric_points (service, name, time_ms, attributes, value, count, sum) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      );
+      for (const m of metrics)
+        insert.run(
+          m.service,
+          m.name,
+          m.timeMs,
+          m.attributes,
+          m.value,
+          m.count,
+          m.sum,
+        );
       this.#db.exec("COMMIT");
     } catch (err) {
       this.#db.exec("ROLLBACK");
@@ -606,6 +684,125 @@ export class Store implements TraceBackend {
     };
   }
 
+  /** Services that sent panel metrics, by name. */
+  metricServices(): string[] {
+    return (
+      this.#s(
+        "SELECT DISTINCT service FROM metric_points ORDER BY service",
+      ).all() as Array<{ service: string }>
+    ).map((r) => r.service);
+  }
+
+  /**
+   * One service's panels since `sinceMs`: request and error rates and mean
+   * latency (from the cumulative request histogram, per export), event-loop
+   * delay p99, loop utilisation, CPU share, RSS and heap, and component
+   * health, as [epoch ms, value] series.
+   */
+  servicePanels(service: string, sinceMs: number): ServicePanels {
+    const rows = this.#s(
+      "SELECT name, time_ms, attributes, value, count, sum FROM metric_points WHERE service = ? AND time_ms >= ? ORDER BY time_ms",
+    ).all(service, sinceMs) as Array<{
+      name: string;
+      time_ms: number;
+      attributes: string;
+      value: number | null;
+      count: number | null;
+      sum: number | null;
+    }>;
+    const byTime = (name: string) => {
+      const m = new Map<number, Array<(typeof rows)[number]>>();
+      for (const r of rows) {
+        if (r.name !== name) continue;
+        let list = m.get(r.time_ms);
+        if (list === undefined) m.set(r.time_ms, (list = []));
+        list.push(r);
+      }
+      return [...m].sort((a, b) => a[0] - b[0]);
+    };
+    const attrs = (r: { attributes: string }) =>
+      JSON.parse(r.attributes) as Record<string, unknown>;
+    const panels: ServicePanels = {
+      requestsPerSecond: [],
+      errorsPerSecond: [],
+      latencyMs: [],
+      eventLoopDelayP99Ms: [],
+      eventLoopUtilization: [],
+      cpuShare: [],
+      rssMb: [],
+      heapMb: [],
+      health: {},
+    };
+    let prev:
+      { t: number; count: number; errors: number; sum: number } | undefined;
+    for (const [t, points] of byTime("http.server.request.duration")) {
+      let count = 0;
+      let errors = 0;
+      let sum = 0;
+      for (const p of points) {
+        count += p.count ?? 0;
+        sum += p.sum ?? 0;
+        if (attrs(p)["error.type"] !== undefined) errors += p.count ?? 0;
+      }
+      if (prev !== undefined && count >= prev.count && t > prev.t) {
+        const dt = (t - prev.t) / 1000;
+        const dc = count - prev.count;
+        panels.requestsPerSecond.push([t, dc / dt]);
+        panels.errorsPerSecond.push([t, (errors - prev.errors) / dt]);
+        panels.latencyMs.push([t, dc > 0 ? ((sum - prev.sum) / dc) * 1000 : 0]);
+      }
+      prev = { t, count, errors, sum };
+    }
+    for (const [t, points] of byTime("nodejs.eventloop.delay")) {
+      const p99 = points.find(
+        (p) => attrs(p)["nodejs.eventloop.delay.percentile"] === "p99",
+      );
+      if (p99?.value != null)
+        panels.eventLoopDelayP99Ms.push([t, p99.value * 1000]);
+    }
+    const gauge = (name: string, into: Array<[number, number]>, scale = 1) => {
+      for (const [t, points] of byTime(name)) {
+        const v = points.reduce((a, p) => a + (p.value ?? 0), 0);
+        into.push([t, v * scale]);
+      }
+    };
+    gauge("nodejs.eventloop.utilization", panels.eventLoopUtilization);
+    gauge("process.memory.usage", panels.rssMb, 1 / 2 ** 20);
+    gauge("v8js.memory.heap.used", panels.heapMb, 1 / 2 ** 20);
+    let prevCpu: { t: number; v: number } | undefined;
+    for (const [t, points] of byTime("process.cpu.time")) {
+      const v = points.reduce((a, p) => a + (p.value ?? 0), 0);
+      if (prevCpu !== undefined && t > prevCpu.t && v >= prevCpu.v)
+        panels.cpuShare.push([t, (v - prevCpu.v) / ((t - prevCpu.t) / 1000)]);
+      prevCpu = { t, v };
+    }
+    for (const [t, points] of byTime("threadline.health.status"))
+      for (const p of points) {
+        const c = String(attrs(p)["threadline.component"] ?? "");
+        (panels.health[c] ??= []).push([t, p.value ?? 0]);
+      }
+    return panels;
+  }
+
+  /** A service's alarm events (raised and cleared log records), newest first. */
+  alarmEvents(service: string, limit = 100): AlarmEventRow[] {
+    const rows = this.#s(
+      `SELECT time_us, attributes FROM logs WHERE service = ? AND attributes LIKE '%"alarm.name"%' ORDER BY time_us DESC LIMIT ?`,
+    ).all(service, limit) as Array<{ time_us: number; attributes: string }>;
+    return rows.map((r) => {
+      const a = JSON.parse(r.attributes) as Record<string, unknown>;
+      return {
+        timeMs: Math.round(r.time_us / 1000),
+        action: a["event.name"] === "alarm.cleared" ? "clear" : "raise",
+        id: String(a["alarm.id"] ?? a["alarm.name"]),
+        name: String(a["alarm.name"]),
+        severity: String(a["alarm.severity"] ?? ""),
+        source: String(a["alarm.source"] ?? ""),
+        reason: String(a["alarm.reason"] ?? ""),
+      };
+    });
+  }
+
   /** Deletes data older than the age limit, then oldest-first until under the size limit. Returns traces removed. */
   prune(nowUs = Date.now() * 1000): number {
     let removed = this.#deleteBefore(nowUs - this.#maxAgeMs * 1000);
@@ -643,6 +840,9 @@ export class Store implements TraceBackend {
       ).run(cutUs);
       this.#s("DELETE FROM trace_tags WHERE start_us < ?").run(cutUs);
       this.#s("DELETE FROM logs WHERE time_us < ?").run(cutUs);
+      this.#s("DELETE FROM metric_points WHERE time_ms < ?").run(
+        Math.floor(cutUs / 1000),
+      );
       const r = this.#s("DELETE FROM traces WHERE start_us < ?").run(cutUs);
       this.#db.exec("COMMIT");
       return Number(r.changes);
@@ -658,4 +858,27 @@ export class Store implements TraceBackend {
     this.#closed = true;
     this.#db.close();
   }
+}
+
+export interface ServicePanels {
+  requestsPerSecond: Array<[number, number]>;
+  errorsPerSecond: Array<[number, number]>;
+  latencyMs: Array<[number, number]>;
+  eventLoopDelayP99Ms: Array<[number, number]>;
+  eventLoopUtilization: Array<[number, number]>;
+  cpuShare: Array<[number, number]>;
+  rssMb: Array<[number, number]>;
+  heapMb: Array<[number, number]>;
+  /** Per component: 0 healthy, 1 degraded, 2 unhealthy. */
+  health: Record<string, Array<[number, number]>>;
+}
+
+export interface AlarmEventRow {
+  timeMs: number;
+  action: "raise" | "clear";
+  id: string;
+  name: string;
+  severity: string;
+  source: string;
+  reason: string;
 }

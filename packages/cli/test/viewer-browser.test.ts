@@ -8,7 +8,9 @@
 // one goes to the README.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdir } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { chromium, type Browser, type Page } from "playwright-core";
@@ -113,6 +115,26 @@ describe("the threadline dev viewer in a browser", () => {
       otlpPort: 0,
       viewerPort: 0,
     });
+    // An alarm every service raises at once, for the services view.
+    const alarmRules = join(
+      tmpdir(),
+      `threadline-viewer-alarms-${randomBytes(4).toString("hex")}.json`,
+    );
+    await writeFile(
+      alarmRules,
+      JSON.stringify({
+        rules: [
+          {
+            name: "memory_in_use",
+            kind: "metric",
+            metric: "process.memory.usage",
+            above: 1,
+            severity: "warning",
+            description: "the process holds memory (always true)",
+          },
+        ],
+      }),
+    );
     const [databaseUrl, amqpUrl] = await Promise.all([
       testDatabase(),
       testBroker(),
@@ -129,6 +151,9 @@ describe("the threadline dev viewer in a browser", () => {
           OTEL_BLRP_SCHEDULE_DELAY: "100",
           // The services find the watch list next to the OTLP endpoint by themselves.
           THREADLINE_WATCH_INTERVAL: "200",
+          OTEL_METRIC_EXPORT_INTERVAL: "500",
+          THREADLINE_ALARMS_FILE: alarmRules,
+          THREADLINE_ALARMS_INTERVAL: "300",
         },
       }),
       chromium.launch({
@@ -383,6 +408,60 @@ describe("the threadline dev viewer in a browser", () => {
       await fetch(`${dev.otlpUrl}/threadline/v1/watch`)
     ).json()) as { watch: unknown[] };
     assert.deepEqual(after.watch, []);
+    assert.deepEqual(pageErrors, []);
+  });
+
+  it("draws a service's requests, runtime, health and alarms", async () => {
+    await placeOrder(shop, "c-5", "pen");
+    await page.getByTestId("nav-services").click();
+    await page.getByTestId("services-select").waitFor();
+    await page
+      .locator("[data-testid=services-select] option[value=orders]")
+      .waitFor({ state: "attached" });
+    await page.getByTestId("services-select").selectOption("orders");
+    await page.waitForURL(/service=orders/);
+    // Rates need two exports of the request histogram after a request.
+    await placeOrder(shop, "c-5", "book");
+    await page
+      .locator("[data-testid=chart-requests]:not([data-points='0'])")
+      .waitFor({ timeout: 20_000 });
+    for (const id of [
+      "chart-latency",
+      "chart-loop-delay",
+      "chart-loop-utilization",
+      "chart-cpu",
+      "chart-rss",
+      "chart-heap",
+    ])
+      await page
+        .locator(`[data-testid=${id}]:not([data-points='0'])`)
+        .waitFor({ timeout: 20_000 });
+    assert.match(
+      await page.getByTestId("chart-rss-value").innerText(),
+      /^\d+(\.\d+)? MB$/,
+    );
+    assert.equal(
+      await page.locator("[data-testid=chart-requests] svg path").count(),
+      1,
+      "the request rate is drawn as a line",
+    );
+    const health = page.getByTestId("services-health");
+    await health
+      .locator("tr[data-status=healthy]", { hasText: "postgresql" })
+      .waitFor({ timeout: 20_000 });
+    await health
+      .locator("tr[data-status=healthy]", { hasText: "rabbitmq" })
+      .waitFor();
+    const active = page.getByTestId("alarms-active");
+    await active
+      .locator("tr[data-action=raise][data-severity=warning]", {
+        hasText: "memory_in_use",
+      })
+      .waitFor({ timeout: 20_000 });
+    assert.ok(
+      (await page.getByTestId("alarms-history").locator("tr").count()) >= 1,
+    );
+    await screenshot(page, artifact("services.png"));
     assert.deepEqual(pageErrors, []);
   });
 

@@ -1,6 +1,6 @@
-// The viewer's entry point: a history-based router over three views
-// (search at /, a trace at /trace/<id>, the live tail at /live) and the top
-// bar's store statistics.
+// The viewer's entry point: a history-based router over four views
+// (search at /, a trace at /trace/<id>, the live tail at /live, service
+// panels at /services) and the top bar's store statistics.
 //
 // Each view is a function (container, route, app) returning an object with
 // optional update(route) (return false to be rebuilt instead) and destroy().
@@ -10,6 +10,7 @@ import { getJson, href } from "./api.js";
 import { formatBytes, h, plural } from "./dom.js";
 import { liveView } from "./live.js";
 import { searchView } from "./search.js";
+import { servicesView } from "./services.js";
 import { traceView } from "./trace.js";
 
 const main = document.getElementById("main");
@@ -17,6 +18,7 @@ const views = {
   search: searchView,
   trace: traceView,
   live: liveView,
+  services: servicesView,
   missing: missingView,
 };
 let current;
@@ -48,6 +50,7 @@ function currentRoute() {
   const path = location.pathname.replace(/\/+$/, "") || "/";
   if (path === "/") return { name: "search", params };
   if (path === "/live") return { name: "live", params };
+  if (path === "/services") return { name: "services", params };
   const trace = /^\/trace\/([0-9a-fA-F]{32})$/.exec(path);
   if (trace) return { name: "trace", traceId: trace[1].toLowerCase(), params };
   return { name: "missing", params, path };

@@ -131,7 +131,7 @@ function keyValueList(r: ProtoReader): DecodedAttributes {
   return out;
 }
 
-function keyValue(r: ProtoReader, into: DecodedAttributes): void {
+export function keyValue(r: ProtoReader, into: DecodedAttributes): void {
   let key = "";
   let value: unknown;
   while (!r.done) {
@@ -147,7 +147,7 @@ function keyValue(r: ProtoReader, into: DecodedAttributes): void {
   if (key !== "") into[key] = value;
 }
 
-function resource(r: ProtoReader): DecodedAttributes {
+export function resource(r: ProtoReader): DecodedAttributes {
   const out: DecodedAttributes = {};
   while (!r.done) {
     const [f, w] = r.tag();
@@ -159,7 +159,7 @@ function resource(r: ProtoReader): DecodedAttributes {
   return out;
 }
 
-function scope(r: ProtoReader): DecodedScope {
+export function scope(r: ProtoReader): DecodedScope {
   const s = { name: "", version: "" };
   while (!r.done) {
     const [f, w] = r.tag();
@@ -464,23 +464,23 @@ export function decodeLogsProto(buf: Uint8Array): DecodedResourceLogs[] {
 
 type J = Record<string, unknown>;
 
-function obj(v: unknown, what: string): J {
+export function obj(v: unknown, what: string): J {
   if (v === null || typeof v !== "object" || Array.isArray(v))
     throw new OtlpDecodeError(`${what} must be an object`);
   return v as J;
 }
-function list(v: unknown, what: string): unknown[] {
+export function list(v: unknown, what: string): unknown[] {
   if (v === undefined || v === null) return [];
   if (!Array.isArray(v)) throw new OtlpDecodeError(`${what} must be an array`);
   return v;
 }
-function str(v: unknown, what: string): string {
+export function str(v: unknown, what: string): string {
   if (v === undefined || v === null) return "";
   if (typeof v !== "string")
     throw new OtlpDecodeError(`${what} must be a string`);
   return v;
 }
-function num(v: unknown, what: string): number {
+export function num(v: unknown, what: string): number {
   if (v === undefined || v === null || v === "") return 0;
   const n = typeof v === "string" ? Number(v) : v;
   if (typeof n !== "number" || !Number.isFinite(n))
@@ -528,7 +528,7 @@ function jsonAnyValue(v: unknown, depth = 0): unknown {
   return undefined;
 }
 
-function jsonKeyValues(v: unknown, depth = 0): DecodedAttributes {
+export function jsonKeyValues(v: unknown, depth = 0): DecodedAttributes {
   const out: DecodedAttributes = {};
   for (const kv of list(v, "attributes")) {
     const o = obj(kv, "KeyValue");
@@ -552,7 +552,7 @@ const STATUS = [
   "STATUS_CODE_ERROR",
 ] as const;
 
-function jsonScope(v: unknown): DecodedScope {
+export function jsonScope(v: unknown): DecodedScope {
   if (v === undefined || v === null) return { name: "", version: "" };
   const o = obj(v, "scope");
   return {

@@ -30,6 +30,12 @@ export type {
   DecodedSpan,
 } from "./decode.ts";
 export { MetricsEncoder } from "./metrics-encoder.ts";
+export { decodeMetricsJson, decodeMetricsProto } from "./decode-metrics.ts";
+export type {
+  DecodedMetric,
+  DecodedMetricPoint,
+  DecodedResourceMetrics,
+} from "./decode-metrics.ts";
 export type {
   ExemplarData,
   HistogramPointData,

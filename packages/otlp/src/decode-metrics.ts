@@ -1,0 +1,233 @@
+// Decoding of OTLP metrics requests (protobuf and JSON) for receivers: the
+// local viewer keeps sums, gauges and explicit-bucket histograms.
+// Timestamps become epoch milliseconds.
+import {
+  jsonKeyValues,
+  jsonScope,
+  keyValue,
+  list,
+  num,
+  obj,
+  resource,
+  scope,
+  str,
+  type DecodedAttributes,
+  type DecodedScope,
+} from "./decode.ts";
+import { OtlpDecodeError, ProtoReader } from "./proto-reader.ts";
+
+export interface DecodedMetricPoint {
+  attributes: DecodedAttributes;
+  timeMs: number;
+  /** Sums and gauges. */
+  value?: number;
+  /** Histograms. */
+  count?: number;
+  sum?: number;
+  bounds?: number[];
+  counts?: number[];
+}
+
+export interface DecodedMetric {
+  name: string;
+  unit: string;
+  kind: "sum" | "gauge" | "histogram";
+  monotonic: boolean;
+  points: DecodedMetricPoint[];
+}
+
+export interface DecodedResourceMetrics {
+  resource: DecodedAttributes;
+  scopes: Array<{ scope: DecodedScope; metrics: DecodedMetric[] }>;
+}
+
+const TWO_63 = 2 ** 63;
+const nsToMs = (ns: number) => ns / 1e6;
+
+function packed(
+  r: ProtoReader,
+  wire: number,
+  read: (r: ProtoReader) => number,
+  into: number[],
+): void {
+  if (wire === 2) {
+    const m = r.message();
+    while (!m.done) into.push(read(m));
+  } else into.push(read(r));
+}
+
+function numberPoint(r: ProtoReader): DecodedMetricPoint {
+  const p: DecodedMetricPoint = { attributes: {}, timeMs: 0, value: 0 };
+  while (!r.done) {
+    const [f, w] = r.tag();
+    if (f === 7 && w === 2) keyValue(r.message(), p.attributes);
+    else if (f === 3 && w === 1) p.timeMs = nsToMs(r.fixed64());
+    else if (f === 4 && w === 1) p.value = r.double();
+    else if (f === 6 && w === 1) {
+      const u = r.fixed64();
+      p.value = u >= TWO_63 ? u - 2 * TWO_63 : u;
+    } else r.skip(w);
+  }
+  return p;
+}
+
+function histogramPoint(r: ProtoReader): DecodedMetricPoint {
+  const p: DecodedMetricPoint = {
+    attributes: {},
+    timeMs: 0,
+    count: 0,
+    sum: 0,
+    bounds: [],
+    counts: [],
+  };
+  while (!r.done) {
+    const [f, w] = r.tag();
+    if (f === 9 && w === 2) keyValue(r.message(), p.attributes);
+    else if (f === 3 && w === 1) p.timeMs = nsToMs(r.fixed64());
+    else if (f === 4 && w === 1) p.count = r.fixed64();
+    else if (f === 5 && w === 1) p.sum = r.double();
+    else if (f === 6) packed(r, w, (m) => m.fixed64(), p.counts!);
+    else if (f === 7) packed(r, w, (m) => m.double(), p.bounds!);
+    else r.skip(w);
+  }
+  return p;
+}
+
+function metric(r: ProtoReader): DecodedMetric | undefined {
+  const m: DecodedMetric = {
+    name: "",
+    unit: "",
+    kind: "gauge",
+    monotonic: false,
+    points: [],
+  };
+  let known = false;
+  while (!r.done) {
+    const [f, w] = r.tag();
+    if (f === 1 && w === 2) m.name = r.string();
+    else if (f === 3 && w === 2) m.unit = r.string();
+    else if ((f === 5 || f === 7 || f === 9) && w === 2) {
+      known = true;
+      m.kind = f === 5 ? "gauge" : f === 7 ? "sum" : "histogram";
+      const d = r.message();
+      while (!d.done) {
+        const [df, dw] = d.tag();
+        if (df === 1 && dw === 2)
+          m.points.push(
+            f === 9 ? histogramPoint(d.message()) : numberPoint(d.message()),
+          );
+        else if (f === 7 && df === 3 && dw === 0)
+          m.monotonic = d.varint() !== 0;
+        else d.skip(dw);
+      }
+    } else r.skip(w);
+  }
+  if (m.name === "") throw new OtlpDecodeError("a metric has no name");
+  // Exponential histograms and summaries are not kept.
+  return known ? m : undefined;
+}
+
+/** Decodes an ExportMetricsServiceRequest. Throws OtlpDecodeError with a reason. */
+export function decodeMetricsProto(buf: Uint8Array): DecodedResourceMetrics[] {
+  const out: DecodedResourceMetrics[] = [];
+  const r = new ProtoReader(buf);
+  while (!r.done) {
+    const [f, w] = r.tag();
+    if (f !== 1) {
+      r.skip(w);
+      continue;
+    }
+    r.expect(w, 2, "resource_metrics");
+    const rm = r.message();
+    const entry: DecodedResourceMetrics = { resource: {}, scopes: [] };
+    while (!rm.done) {
+      const [rf, rw] = rm.tag();
+      if (rf === 1 && rw === 2) entry.resource = resource(rm.message());
+      else if (rf === 2 && rw === 2) {
+        const sm = rm.message();
+        const group = {
+          scope: { name: "", version: "" },
+          metrics: [] as DecodedMetric[],
+        };
+        while (!sm.done) {
+          const [sf, sw] = sm.tag();
+          if (sf === 1 && sw === 2) group.scope = scope(sm.message());
+          else if (sf === 2 && sw === 2) {
+            const m = metric(sm.message());
+            if (m !== undefined) group.metrics.push(m);
+          } else sm.skip(sw);
+        }
+        entry.scopes.push(group);
+      } else rm.skip(rw);
+    }
+    out.push(entry);
+  }
+  return out;
+}
+
+function jsonPoint(v: unknown, histogram: boolean): DecodedMetricPoint {
+  const p = obj(v, "dataPoints[]");
+  const base = {
+    attributes: jsonKeyValues(p["attributes"]),
+    timeMs: nsToMs(num(p["timeUnixNano"], "timeUnixNano")),
+  };
+  if (histogram)
+    return {
+      ...base,
+      count: num(p["count"], "count"),
+      sum: num(p["sum"], "sum"),
+      bounds: list(p["explicitBounds"] ?? [], "explicitBounds").map((b) =>
+        num(b, "explicitBounds[]"),
+      ),
+      counts: list(p["bucketCounts"] ?? [], "bucketCounts").map((c) =>
+        num(c, "bucketCounts[]"),
+      ),
+    };
+  return {
+    ...base,
+    value:
+      p["asDouble"] !== undefined
+        ? num(p["asDouble"], "asDouble")
+        : num(p["asInt"], "asInt"),
+  };
+}
+
+/** Decodes an ExportMetricsServiceRequest in OTLP/JSON. */
+export function decodeMetricsJson(body: unknown): DecodedResourceMetrics[] {
+  return list(obj(body, "request")["resourceMetrics"], "resourceMetrics").map(
+    (rmv) => {
+      const rm = obj(rmv, "resourceMetrics[]");
+      return {
+        resource: jsonKeyValues(
+          rm["resource"] === undefined
+            ? []
+            : obj(rm["resource"], "resource")["attributes"],
+        ),
+        scopes: list(rm["scopeMetrics"] ?? [], "scopeMetrics").map((smv) => {
+          const sm = obj(smv, "scopeMetrics[]");
+          const metrics: DecodedMetric[] = [];
+          for (const mv of list(sm["metrics"] ?? [], "metrics")) {
+            const m = obj(mv, "metric");
+            const name = str(m["name"], "name");
+            const unit = m["unit"] === undefined ? "" : str(m["unit"], "unit");
+            for (const kind of ["sum", "gauge", "histogram"] as const) {
+              const d = m[kind];
+              if (d === undefined) continue;
+              const data = obj(d, kind);
+              metrics.push({
+                name,
+                unit,
+                kind,
+                monotonic: kind === "sum" && data["isMonotonic"] === true,
+                points: list(data["dataPoints"] ?? [], "dataPoints").map((p) =>
+                  jsonPoint(p, kind === "histogram"),
+                ),
+              });
+            }
+          }
+          return { scope: jsonScope(sm["scope"]), metrics };
+        }),
+      };
+    },
+  );
+}

@@ -1,0 +1,102 @@
+import assert from "node:assert/strict";
+import { it } from "node:test";
+import {
+  decodeMetricsJson,
+  decodeMetricsProto,
+  MetricsEncoder,
+  OtlpDecodeError,
+  type MetricData,
+} from "../src/index.ts";
+
+const scope = { name: "s", version: "1" };
+const time = 1_700_000_000_000;
+const metrics: MetricData[] = [
+  {
+    scope,
+    name: "http.server.request.duration",
+    description: "",
+    unit: "s",
+    kind: "histogram",
+    points: [
+      {
+        attributes: {
+          "http.route": "/orders",
+          "http.response.status_code": 201,
+        },
+        startTime: time - 1000,
+        time,
+        count: 3,
+        sum: 0.75,
+        min: 0.1,
+        max: 0.4,
+        bounds: [0.1, 0.5],
+        counts: [1, 2, 0],
+      },
+    ],
+  },
+  {
+    scope,
+    name: "process.cpu.time",
+    description: "",
+    unit: "s",
+    kind: "sum",
+    monotonic: true,
+    points: [
+      { attributes: { "cpu.mode": "user" }, startTime: time, time, value: 1.5 },
+    ],
+  },
+  {
+    scope,
+    name: "nodejs.eventloop.utilization",
+    description: "",
+    unit: "1",
+    kind: "gauge",
+    points: [{ attributes: {}, startTime: time, time, value: 0.25 }],
+  },
+];
+
+it("decodes what the SDK encodes, protobuf and JSON alike", () => {
+  const enc = new MetricsEncoder({ "service.name": "orders" });
+  for (const decoded of [
+    decodeMetricsProto(enc.encode(metrics)),
+    decodeMetricsJson(JSON.parse(enc.encodeJson(metrics))),
+  ]) {
+    assert.equal(decoded[0]!.resource["service.name"], "orders");
+    const [h, c, g] = decoded[0]!.scopes[0]!.metrics;
+    assert.deepEqual(h, {
+      name: "http.server.request.duration",
+      unit: "s",
+      kind: "histogram",
+      monotonic: false,
+      points: [
+        {
+          attributes: {
+            "http.route": "/orders",
+            "http.response.status_code": 201,
+          },
+          timeMs: time,
+          count: 3,
+          sum: 0.75,
+          bounds: [0.1, 0.5],
+          counts: [1, 2, 0],
+        },
+      ],
+    });
+    assert.equal(c!.kind, "sum");
+    assert.equal(c!.monotonic, true);
+    assert.equal(c!.points[0]!.value, 1.5);
+    assert.equal(g!.kind, "gauge");
+    assert.equal(g!.points[0]!.value, 0.25);
+  }
+});
+
+it("refuses malformed requests with a reason", () => {
+  assert.throws(
+    () => decodeMetricsProto(Uint8Array.of(0x0a, 0x05, 0x01)),
+    OtlpDecodeError,
+  );
+  assert.throws(
+    () => decodeMetricsJson({ resourceMetrics: 7 }),
+    OtlpDecodeError,
+  );
+});
