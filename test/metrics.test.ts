@@ -87,6 +87,10 @@ describe("metrics", () => {
       "url.scheme": "http",
     });
     assert.ok(created.sum! > 0 && created.sum! < 30, `${created.sum} s`);
+    // Exemplars link the histogram to the requests' traces.
+    assert.ok(created.exemplars.length > 0, "exemplars");
+    for (const e of created.exemplars)
+      assert.match(e.traceId, /^[0-9a-f]{32}$/);
     const notFound = m.points.find(
       (p) => p.attributes["http.response.status_code"] === 404,
     );

@@ -37,6 +37,7 @@ it("serves request and runtime metrics in the Prometheus text format, next to OT
       OTEL_EXPORTER_PROMETHEUS_HOST: "127.0.0.1",
       OTEL_EXPORTER_PROMETHEUS_PORT: String(port),
       OTEL_METRIC_EXPORT_INTERVAL: "300",
+      THREADLINE_HOST_METRICS: "true",
       OTEL_BSP_SCHEDULE_DELAY: "50",
     },
   });
@@ -68,6 +69,12 @@ it("serves request and runtime metrics in the Prometheus text format, next to OT
     );
     assert.match(text, /^# TYPE process_cpu_time_seconds_total counter$/m);
     assert.match(text, /^process_memory_usage_bytes \d+$/m);
+    // Host metrics, asked for with THREADLINE_HOST_METRICS.
+    assert.match(
+      text,
+      /^system_memory_usage_bytes\{system_memory_state="free"\} \d+$/m,
+    );
+    assert.match(text, /^system_cpu_load_average_1m [\d.e-]+$/m);
     assert.match(
       text,
       /^nodejs_eventloop_delay_seconds\{nodejs_eventloop_delay_percentile="p99"\} [\d.e-]+$/m,

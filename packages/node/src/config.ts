@@ -66,6 +66,8 @@ export interface InitOptions {
   selfCheck?: boolean;
   /** Event-loop, GC, memory and CPU metrics. @default true */
   runtimeMetrics?: boolean;
+  /** Host CPU utilisation, memory and load average. @default false */
+  hostMetrics?: boolean;
   /**
    * A Prometheus scrape endpoint (GET /metrics). Off unless given here or
    * `OTEL_METRICS_EXPORTER` lists `prometheus`.
@@ -185,6 +187,7 @@ export interface ResolvedConfig {
   };
   selfCheck: boolean;
   runtimeMetrics: boolean;
+  hostMetrics: boolean;
   prometheus: { host: string; port: number } | undefined;
   health: { host: string; port: number } | undefined;
   alarms: AlarmSettings | undefined;
@@ -645,6 +648,8 @@ export function resolveConfig(
     selfCheck: options.selfCheck ?? r.bool("THREADLINE_SELF_CHECK", true),
     runtimeMetrics:
       options.runtimeMetrics ?? r.bool("THREADLINE_RUNTIME_METRICS", true),
+    hostMetrics:
+      options.hostMetrics ?? r.bool("THREADLINE_HOST_METRICS", false),
     prometheus: prometheusOf(r, options),
     health: healthOf(r, options),
     alarms: alarmsOf(r, options),

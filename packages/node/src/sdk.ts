@@ -47,7 +47,10 @@ import { MetricReader } from "./metrics/reader.ts";
 import { startAlarms } from "./alarms/start.ts";
 import { registerExporterHealth, startHealthEndpoint } from "./health.ts";
 import { startPrometheusEndpoint } from "./metrics/prometheus.ts";
-import { registerRuntimeMetrics } from "./metrics/runtime.ts";
+import {
+  registerHostMetrics,
+  registerRuntimeMetrics,
+} from "./metrics/runtime.ts";
 import { registerSdkMetrics } from "./metrics/sdk-metrics.ts";
 import { samplerFromConfig, watchAware } from "./trace/sampler.ts";
 import { followWatchList } from "./watch.ts";
@@ -375,6 +378,12 @@ function start(options: InitOptions): ThreadlineHandle {
           meterProvider.getMeter("@threadline/node/runtime", VERSION),
         )
       : undefined;
+  const stopHostMetrics =
+    metricsWanted && config.hostMetrics
+      ? registerHostMetrics(
+          meterProvider.getMeter("@threadline/node/host", VERSION),
+        )
+      : undefined;
   const reader = new MetricReader(meterProvider, pipeline);
   if (config.metrics.enabled)
     reader.start(config.metrics.batch.scheduleDelayMs);
@@ -405,6 +414,7 @@ function start(options: InitOptions): ThreadlineHandle {
       hooks.remove();
       reader.stop();
       stopRuntimeMetrics?.();
+      stopHostMetrics?.();
       await (await prometheus)?.close();
       await (await healthEndpoint)?.close();
       await alarms?.stop();

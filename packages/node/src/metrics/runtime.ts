@@ -9,6 +9,7 @@ import {
   PerformanceObserver,
   type EventLoopUtilization,
 } from "node:perf_hooks";
+import { cpus, freemem, loadavg, totalmem } from "node:os";
 
 /** V8's GC kinds as perf_hooks reports them (NODE_PERFORMANCE_GC_*). */
 const GC_KIND: Record<number, string> = {
@@ -134,4 +135,45 @@ export function registerRuntimeMetrics(meter: Meter): () => void {
     gc.disconnect();
     delay.disable();
   };
+}
+
+/** Host metrics (optional): CPU utilisation, memory, load average. */
+export function registerHostMetrics(meter: Meter): () => void {
+  const cpuTimes = () => {
+    let idle = 0;
+    let total = 0;
+    for (const c of cpus()) {
+      const t = c.times;
+      idle += t.idle;
+      total += t.user + t.nice + t.sys + t.idle + t.irq;
+    }
+    return { idle, total };
+  };
+  let last = cpuTimes();
+  const utilization = meter.createObservableGauge("system.cpu.utilization", {
+    unit: "1",
+    description:
+      "Share of the host's CPU time spent busy since the last collection (all cores).",
+  });
+  const memory = meter.createObservableUpDownCounter("system.memory.usage", {
+    unit: "By",
+    description: "Host memory, by system.memory.state (used, free).",
+  });
+  const load = meter.createObservableGauge("system.cpu.load_average.1m", {
+    unit: "{thread}",
+    description: "The host's 1-minute load average.",
+  });
+  const callback = (r: BatchObservableResult) => {
+    const now = cpuTimes();
+    const total = now.total - last.total;
+    if (total > 0) r.observe(utilization, 1 - (now.idle - last.idle) / total);
+    last = now;
+    const free = freemem();
+    r.observe(memory, totalmem() - free, { "system.memory.state": "used" });
+    r.observe(memory, free, { "system.memory.state": "free" });
+    r.observe(load, loadavg()[0] ?? 0);
+  };
+  meter.addBatchObservableCallback(callback, [utilization, memory, load]);
+  return () =>
+    meter.removeBatchObservableCallback(callback, [utilization, memory, load]);
 }
