@@ -129,6 +129,14 @@ before(async () => {
           severity: "major",
           description: "event loop held",
         },
+        {
+          // A histogram's mean since the last evaluation.
+          name: "slow_requests",
+          kind: "metric",
+          metric: "http.server.request.duration",
+          above: 0.5,
+          severity: "minor",
+        },
       ],
     }),
   );
@@ -198,6 +206,14 @@ it("raises the event-loop alarm while the loop is held, and clears it after", as
     404,
   );
 
+  const slow = await event("raise", "slow_requests");
+  assert.equal(slow.alarm.severity, "minor");
+  const mean =
+    /http\.server\.request\.duration is ([\d.]+) \(limit 0\.5\)/.exec(
+      slow.alarm.reason,
+    );
+  assert.ok(mean !== null && Number(mean[1]) >= 0.9, slow.alarm.reason);
+  await event("clear", "slow_requests");
   const cleared = await event("clear", "event_loop_delay");
   assert.equal(cleared.alarm.severity, "cleared");
   assert.ok(

@@ -54,6 +54,11 @@ export class AlarmEngine {
   readonly #history: Alarm[] = [];
   readonly #delay = monitorEventLoopDelay({ resolution: 10 });
   #lastHttp: { total: number; errors: number } | undefined;
+  /** Per histogram rule: each series' count and sum at the last evaluation. */
+  readonly #histograms = new Map<
+    string,
+    Map<string, { count: number; sum: number }>
+  >();
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
 
@@ -198,14 +203,26 @@ export class AlarmEngine {
           .find(rule.metric)
           ?.collect(Date.now());
         const values: number[] = [];
-        if (data !== undefined && data.kind !== "histogram")
+        const matches = (a: Record<string, unknown>) =>
+          Object.entries(rule.attributes ?? {}).every(([k, v]) => a[k] === v);
+        if (data !== undefined && data.kind !== "histogram") {
           for (const p of data.points)
-            if (
-              Object.entries(rule.attributes ?? {}).every(
-                ([k, v]) => p.attributes[k] === v,
-              )
-            )
-              values.push(p.value);
+            if (matches(p.attributes)) values.push(p.value);
+        } else if (data !== undefined) {
+          // A histogram counts by its mean since the last evaluation, per
+          // series (e.g. a queue's publish-to-delivery latency).
+          const seen = this.#histograms.get(rule.name) ?? new Map();
+          const next = new Map<string, { count: number; sum: number }>();
+          for (const p of data.points) {
+            if (!matches(p.attributes)) continue;
+            const key = JSON.stringify(p.attributes);
+            const before = seen.get(key);
+            next.set(key, { count: p.count, sum: p.sum });
+            const dc = p.count - (before?.count ?? 0);
+            if (dc > 0) values.push((p.sum - (before?.sum ?? 0)) / dc);
+          }
+          this.#histograms.set(rule.name, next);
+        }
         const worst =
           rule.above !== undefined
             ? Math.max(-Infinity, ...values)

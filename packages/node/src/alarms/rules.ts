@@ -38,7 +38,11 @@ export interface HttpErrorRatioRule extends RuleBase {
   minRequests: number;
 }
 
-/** Any metric's value (a gauge or sum point) above or below a limit. */
+/**
+ * Any metric above or below a limit: a gauge's or sum's value, or a
+ * histogram's mean since the last evaluation; the worst matching series
+ * counts.
+ */
 export interface MetricThresholdRule extends RuleBase {
   kind: "metric";
   metric: string;
