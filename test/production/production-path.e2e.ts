@@ -208,15 +208,24 @@ describe("the production path", () => {
     ctx.diagnostic(
       `${ordinary.length} of ${ORDINARY} ordinary traces kept at ${tailPercent}%`,
     );
-    // What was dropped is in neither store: Elasticsearch has the same traces.
-    const esTraces = await new ElasticsearchBackend(esUrl).search({
-      limit: 500,
-      service: "gateway",
-    });
-    assert.deepEqual(
-      esTraces.map((t) => t.traceId).sort(),
-      all.map((t) => t.traceId).sort(),
-    );
+    // What was dropped is in neither store: Elasticsearch has the same
+    // traces (once it has refreshed and its new shards are assigned).
+    const want = all.map((t) => t.traceId).sort();
+    const es = new ElasticsearchBackend(esUrl);
+    let got: string[] = [];
+    await waitFor(
+      async () => {
+        got = (await es.search({ limit: 500, service: "gateway" }))
+          .map((t) => t.traceId)
+          .sort();
+        return JSON.stringify(got) === JSON.stringify(want);
+      },
+      {
+        what: "Elasticsearch to hold the traces Jaeger holds",
+        timeoutMs: 30_000,
+      },
+    ).catch(() => undefined);
+    assert.deepEqual(got, want);
   });
 
   it("finds the logs of a trace and of a customer in Elasticsearch, with ECS fields", async () => {
@@ -283,15 +292,22 @@ describe("the production path", () => {
       `jaeger=${jaegerGrpcUrl}`,
       `elasticsearch=${esUrl}`,
     ]) {
-      const { stdout } = await threadline(
-        "search",
-        "--customer",
-        "c-42",
-        "--json",
-        "--backend",
-        backend,
-      );
-      const traces = (JSON.parse(stdout) as { traces: TraceSummary[] }).traces;
+      let traces: TraceSummary[] = [];
+      await waitFor(
+        async () => {
+          const { stdout } = await threadline(
+            "search",
+            "--customer",
+            "c-42",
+            "--json",
+            "--backend",
+            backend,
+          );
+          traces = (JSON.parse(stdout) as { traces: TraceSummary[] }).traces;
+          return traces.length === ids.length;
+        },
+        { what: `c-42's traces from ${backend}`, timeoutMs: 30_000 },
+      ).catch(() => undefined);
       assert.deepEqual(traces.map((t) => t.traceId).sort(), ids, backend);
       assert.ok(
         traces.every((t) => t.spanCount === 9 && t.customer === "c-42"),

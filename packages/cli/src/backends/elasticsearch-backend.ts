@@ -184,7 +184,21 @@ export class ElasticsearchBackend implements TraceBackend {
       { method: "POST", headers: this.#headers, body: JSON.stringify(body) },
     );
     if (!res.ok) throw await failure(res, this.name);
-    return (await res.json()) as Doc;
+    const doc = (await res.json()) as Doc;
+    // A search that lost shards answers 200 with what it found: say so
+    // rather than print a partial answer as the whole.
+    const shards = doc["_shards"] as
+      | {
+          total?: number;
+          failed?: number;
+          failures?: Array<{ reason?: { type?: string } }>;
+        }
+      | undefined;
+    if ((shards?.failed ?? 0) > 0)
+      throw new Error(
+        `${this.name}: ${shards!.failed} of ${shards!.total} shards of ${index} failed (${shards!.failures?.[0]?.reason?.type ?? "unknown reason"}); try again`,
+      );
+    return doc;
   }
 
   async #spansOf(traceIds: string[]): Promise<SpanRecord[]> {
