@@ -28,7 +28,7 @@ import {
   WATCH_DEBUG,
 } from "@threadline/core";
 import type { TraceSummary } from "./model.ts";
-import { queryFromParams } from "./query.ts";
+import { parseDuration, queryFromParams } from "./query.ts";
 import { OtlpReceiver } from "./receiver.ts";
 import { Store } from "./store.ts";
 
@@ -340,11 +340,11 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     }
     if (path === "/api/metrics") {
       const service = url.searchParams.get("service") ?? "";
-      const since = parseSince(url.searchParams.get("since") ?? "1h");
-      if (since === undefined) {
-        sendJson(res, 400, {
-          error: "since must be a duration like 15m, 1h or 24h",
-        });
+      let since: number;
+      try {
+        since = parseDuration(url.searchParams.get("since") ?? "1h");
+      } catch (err) {
+        sendJson(res, 400, { error: (err as Error).message });
         return;
       }
       const services = store.metricServices();
@@ -474,11 +474,4 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
       await store.close();
     },
   };
-}
-
-/** Milliseconds of a duration like 15m, 1h, 24h or 7d. */
-function parseSince(v: string): number | undefined {
-  const m = /^(\d+)(s|m|h|d)$/.exec(v.trim());
-  if (m === null) return undefined;
-  return Number(m[1]) * { s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7 }[m[2] as "s"];
 }
