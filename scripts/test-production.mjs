@@ -7,8 +7,8 @@
 // RabbitMQ from the usual test runner). Builds are cached between runs, so
 // only the first run pays for them.
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { join } from "node:path";
+import { freePort } from "@threadline/test-support";
 import {
   CONFIGS as COLLECTOR_CONFIGS,
   ensureCollector,
@@ -30,17 +30,6 @@ import {
 
 const config = (f) => join(repoRoot, "collector-config", f);
 const TAIL_PERCENT = "10";
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function timed(what, fn) {
   const t0 = Date.now();

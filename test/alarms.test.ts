@@ -6,7 +6,6 @@
 // formats) and is a structured log record over OTLP.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, it } from "node:test";
@@ -24,21 +23,11 @@ import {
   type RecordingServer,
   type RunningPostgres,
   type RunningService,
+  freePort,
 } from "@threadline/test-support";
 
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
 const ROUTING_KEY = "R0UT1NGKEY0123456789abcdefghijkl"; // 32 characters, as PagerDuty's
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-    });
-  });
-}
 
 interface WebhookEvent {
   action: "raise" | "clear";

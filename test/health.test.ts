@@ -2,7 +2,6 @@
 // that is stopped and started again, a real RabbitMQ and a check of the
 // application's own.
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
 import { after, before, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
@@ -15,6 +14,7 @@ import {
   type OtlpReceiver,
   type RunningPostgres,
   type RunningService,
+  freePort,
 } from "@threadline/test-support";
 
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
@@ -29,17 +29,6 @@ interface Report {
   status: string;
   service: string;
   components: Component[];
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-    });
-  });
 }
 
 let postgres: RunningPostgres;

@@ -1,27 +1,16 @@
 // The optional Prometheus scrape endpoint of an instrumented service, read
 // the way Prometheus reads it; the scrape itself is not traced.
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
 import { it } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
   startOtlpReceiver,
   startService,
   waitFor,
+  freePort,
 } from "@threadline/test-support";
 
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-    });
-  });
-}
 
 it("serves request and runtime metrics in the Prometheus text format, next to OTLP", async () => {
   const receiver = await startOtlpReceiver();
