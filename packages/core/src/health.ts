@@ -2,7 +2,8 @@
 // registered by the instrumentations (each PostgreSQL pool, each RabbitMQ
 // connection), by the SDK (the exporter) and by the application, read by
 // the health endpoint and the alarms.
-import { context, type Context } from "@opentelemetry/api";
+import { context } from "@opentelemetry/api";
+import { suppressTracing } from "./propagators.ts";
 
 export type HealthStatus = "healthy" | "degraded" | "unhealthy";
 
@@ -20,15 +21,6 @@ export interface ComponentHealth extends HealthResult {
   name: string;
   /** Milliseconds the check took. */
   durationMs: number;
-}
-
-const SUPPRESS_TRACING_KEY = Symbol.for(
-  "OpenTelemetry SDK Context Key SUPPRESS_TRACING",
-);
-
-/** `ctx` with tracing suppressed, so health probes make no spans. */
-export function suppressTracing(ctx: Context): Context {
-  return ctx.setValue(SUPPRESS_TRACING_KEY, true);
 }
 
 const RANK: Record<HealthStatus, number> = {

@@ -37,6 +37,7 @@ export {
   BaggagePropagator,
   TraceContextPropagator,
   isTracingSuppressed,
+  suppressTracing,
 } from "./propagators.ts";
 export { CompositePropagator } from "./composite-propagator.ts";
 export { AddressMatcher, EgressPolicy, InboundTrust } from "./trust.ts";
@@ -53,12 +54,7 @@ export {
 } from "./module-hooks.ts";
 export type { LoadedModuleInfo, ModuleHook } from "./module-hooks.ts";
 export { EMPTY_CONTEXT } from "./context.ts";
-export {
-  health,
-  HealthRegistry,
-  suppressTracing,
-  worstStatus,
-} from "./health.ts";
+export { health, HealthRegistry, worstStatus } from "./health.ts";
 export type {
   ComponentHealth,
   HealthCheck,

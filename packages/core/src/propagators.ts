@@ -53,6 +53,11 @@ export function isTracingSuppressed(ctx: Context): boolean {
   return ctx.getValue(SUPPRESS_TRACING_KEY) === true;
 }
 
+/** `ctx` with tracing suppressed: Threadline's own traffic (health probes, notifications). */
+export function suppressTracing(ctx: Context): Context {
+  return ctx.setValue(SUPPRESS_TRACING_KEY, true);
+}
+
 function single(value: string | string[] | undefined): string | undefined {
   if (value === undefined || typeof value === "string") return value;
   // Several traceparent headers make the request's trace ambiguous: invalid.
