@@ -4,17 +4,18 @@
 // exporter, the application's own) and answers 503 when one is unhealthy;
 // GET /alarms lists active alarms and their history, POST
 // /alarms/<id>/ack acknowledges one.
-import { createServer } from "node:http";
 import {
-  diag,
   health,
-  UNTRACED_SERVER,
   worstStatus,
   type HealthCheck,
   type HealthResult,
 } from "@threadline/core";
 import type { AlarmEngine } from "./alarms/engine.ts";
 import type { ExportPipeline } from "./export/pipeline.ts";
+import {
+  startUntracedServer,
+  type UntracedServer,
+} from "./internal/untraced-server.ts";
 
 /** Registers a check of your own under `name`; returns its removal. */
 export function registerHealthCheck(
@@ -68,18 +69,13 @@ export function registerExporterHealth(
   });
 }
 
-export interface HealthEndpoint {
-  readonly url: string;
-  close(): Promise<void>;
-}
-
 export function startHealthEndpoint(
   host: string,
   port: number,
   service: string,
   alarms?: AlarmEngine,
-): Promise<HealthEndpoint | undefined> {
-  const server = createServer((req, res) => {
+): Promise<UntracedServer | undefined> {
+  return startUntracedServer("the health endpoint", host, port, (req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     const json = (status: number, body: unknown) =>
       res
@@ -91,7 +87,12 @@ export function startHealthEndpoint(
     const ack = /^\/alarms\/(.+)\/ack$/.exec(path ?? "");
     if (ack !== null && req.method === "POST") {
       req.resume();
-      const id = decodeURIComponent(ack[1]!);
+      let id: string;
+      try {
+        id = decodeURIComponent(ack[1]!);
+      } catch {
+        return json(400, { error: "the alarm id is not valid URL encoding" });
+      }
       return alarms?.acknowledge(id)
         ? json(200, { acknowledged: id })
         : json(404, { error: `no active alarm ${id}` });
@@ -114,24 +115,6 @@ export function startHealthEndpoint(
         status,
         service,
         components,
-      });
-    });
-  });
-  (server as unknown as Record<symbol, unknown>)[UNTRACED_SERVER] = true;
-  server.unref();
-  return new Promise((resolve) => {
-    server.once("error", (err: NodeJS.ErrnoException) => {
-      diag.warn(
-        `the health endpoint could not listen on ${host}:${port}: ${err.code ?? err.message}`,
-      );
-      resolve(undefined);
-    });
-    server.listen(port, host, () => {
-      const a = server.address();
-      const p = typeof a === "object" && a !== null ? a.port : port;
-      resolve({
-        url: `http://${host.includes(":") ? `[${host}]` : host}:${p}`,
-        close: () => new Promise((r) => server.close(() => r())),
       });
     });
   });

@@ -5,9 +5,11 @@
 // as the OpenTelemetry specification names them. Names follow the
 // specification's mapping: dots become underscores, the unit is a suffix
 // (`_seconds`, `_bytes`, `_ratio`), monotonic sums end in `_total`.
-import { createServer, type Server } from "node:http";
-import { diag, UNTRACED_SERVER } from "@threadline/core";
 import type { MetricData } from "@threadline/otlp";
+import {
+  startUntracedServer,
+  type UntracedServer,
+} from "../internal/untraced-server.ts";
 import type { MeterProvider } from "./meter-provider.ts";
 
 const UNIT_SUFFIX: Record<string, string> = {
@@ -101,51 +103,36 @@ export function toPrometheusText(metrics: readonly MetricData[]): string {
   return `${out.join("\n")}\n`;
 }
 
-export interface PrometheusEndpoint {
-  readonly url: string;
-  close(): Promise<void>;
-}
-
 /** Serves GET /metrics; resolves once listening (or undefined if it cannot). */
 export function startPrometheusEndpoint(
   provider: MeterProvider,
   host: string,
   port: number,
-): Promise<PrometheusEndpoint | undefined> {
-  const server: Server = createServer((req, res) => {
-    if (req.method !== "GET" || (req.url ?? "/").split("?")[0] !== "/metrics") {
-      res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
-      return;
-    }
-    provider.collect().then(
-      (metrics) =>
-        res
-          .writeHead(200, {
-            "content-type": "text/plain; version=0.0.4; charset=utf-8",
-          })
-          .end(toPrometheusText(metrics)),
-      (err: unknown) =>
-        res
-          .writeHead(500, { "content-type": "text/plain" })
-          .end(`${(err as Error)?.message}\n`),
-    );
-  });
-  (server as unknown as Record<symbol, unknown>)[UNTRACED_SERVER] = true;
-  server.unref();
-  return new Promise((resolve) => {
-    server.once("error", (err: NodeJS.ErrnoException) => {
-      diag.warn(
-        `the Prometheus endpoint could not listen on ${host}:${port}: ${err.code ?? err.message}; metrics are still exported over OTLP`,
+): Promise<UntracedServer | undefined> {
+  return startUntracedServer(
+    "the Prometheus endpoint",
+    host,
+    port,
+    (req, res) => {
+      if (
+        req.method !== "GET" ||
+        (req.url ?? "/").split("?")[0] !== "/metrics"
+      ) {
+        res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+        return;
+      }
+      provider.collect().then(
+        (metrics) =>
+          res
+            .writeHead(200, {
+              "content-type": "text/plain; version=0.0.4; charset=utf-8",
+            })
+            .end(toPrometheusText(metrics)),
+        (err: unknown) =>
+          res
+            .writeHead(500, { "content-type": "text/plain" })
+            .end(`${(err as Error)?.message}\n`),
       );
-      resolve(undefined);
-    });
-    server.listen(port, host, () => {
-      const a = server.address();
-      const p = typeof a === "object" && a !== null ? a.port : port;
-      resolve({
-        url: `http://${host.includes(":") ? `[${host}]` : host}:${p}/metrics`,
-        close: () => new Promise((r) => server.close(() => r())),
-      });
-    });
-  });
+    },
+  );
 }

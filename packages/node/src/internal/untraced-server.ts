@@ -1,0 +1,43 @@
+// Threadline's own HTTP endpoints (Prometheus scrapes, health): plain
+// servers the http instrumentation skips, that never keep the process
+// alive, and that report a port they cannot take instead of throwing.
+import {
+  createServer,
+  type IncomingMessage,
+  type ServerResponse,
+} from "node:http";
+import { diag, UNTRACED_SERVER } from "@threadline/core";
+
+export interface UntracedServer {
+  /** http://host:port, with the port actually taken. */
+  readonly origin: string;
+  close(): Promise<void>;
+}
+
+/** Listens on host:port; resolves undefined (with a warning) when it cannot. */
+export function startUntracedServer(
+  what: string,
+  host: string,
+  port: number,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<UntracedServer | undefined> {
+  const server = createServer(handler);
+  (server as unknown as Record<symbol, unknown>)[UNTRACED_SERVER] = true;
+  server.unref();
+  return new Promise((resolve) => {
+    server.once("error", (err: NodeJS.ErrnoException) => {
+      diag.warn(
+        `${what} could not listen on ${host}:${port}: ${err.code ?? err.message}`,
+      );
+      resolve(undefined);
+    });
+    server.listen(port, host, () => {
+      const a = server.address();
+      const p = typeof a === "object" && a !== null ? a.port : port;
+      resolve({
+        origin: `http://${host.includes(":") ? `[${host}]` : host}:${p}`,
+        close: () => new Promise((r) => server.close(() => r())),
+      });
+    });
+  });
+}
