@@ -2,19 +2,19 @@
 // local viewer keeps sums, gauges and explicit-bucket histograms.
 // Timestamps become epoch milliseconds.
 import {
+  decodeExportJson,
+  decodeExportProto,
   jsonKeyValues,
-  jsonScope,
   keyValue,
   list,
+  named,
   num,
   obj,
-  resource,
-  scope,
   str,
   type DecodedAttributes,
   type DecodedScope,
 } from "./decode.ts";
-import { OtlpDecodeError, ProtoReader } from "./proto-reader.ts";
+import { OtlpDecodeError, type ProtoReader } from "./proto-reader.ts";
 
 export interface DecodedMetricPoint {
   attributes: DecodedAttributes;
@@ -129,40 +129,7 @@ function metric(r: ProtoReader): DecodedMetric | undefined {
 
 /** Decodes an ExportMetricsServiceRequest. Throws OtlpDecodeError with a reason. */
 export function decodeMetricsProto(buf: Uint8Array): DecodedResourceMetrics[] {
-  const out: DecodedResourceMetrics[] = [];
-  const r = new ProtoReader(buf);
-  while (!r.done) {
-    const [f, w] = r.tag();
-    if (f !== 1) {
-      r.skip(w);
-      continue;
-    }
-    r.expect(w, 2, "resource_metrics");
-    const rm = r.message();
-    const entry: DecodedResourceMetrics = { resource: {}, scopes: [] };
-    while (!rm.done) {
-      const [rf, rw] = rm.tag();
-      if (rf === 1 && rw === 2) entry.resource = resource(rm.message());
-      else if (rf === 2 && rw === 2) {
-        const sm = rm.message();
-        const group = {
-          scope: { name: "", version: "" },
-          metrics: [] as DecodedMetric[],
-        };
-        while (!sm.done) {
-          const [sf, sw] = sm.tag();
-          if (sf === 1 && sw === 2) group.scope = scope(sm.message());
-          else if (sf === 2 && sw === 2) {
-            const m = metric(sm.message());
-            if (m !== undefined) group.metrics.push(m);
-          } else sm.skip(sw);
-        }
-        entry.scopes.push(group);
-      } else rm.skip(rw);
-    }
-    out.push(entry);
-  }
-  return out;
+  return named(decodeExportProto(buf, "Metrics", "metrics", metric), "metrics");
 }
 
 function jsonPoint(v: unknown, histogram: boolean): DecodedMetricPoint {
@@ -192,42 +159,31 @@ function jsonPoint(v: unknown, histogram: boolean): DecodedMetricPoint {
   };
 }
 
+function jsonMetric(v: unknown): DecodedMetric | undefined {
+  const m = obj(v, "metric");
+  const name = str(m["name"], "name");
+  const unit = m["unit"] === undefined ? "" : str(m["unit"], "unit");
+  // Exponential histograms and summaries are not kept.
+  const kind = (["sum", "gauge", "histogram"] as const).find(
+    (k) => m[k] !== undefined,
+  );
+  if (kind === undefined) return undefined;
+  const data = obj(m[kind], kind);
+  return {
+    name,
+    unit,
+    kind,
+    monotonic: kind === "sum" && data["isMonotonic"] === true,
+    points: list(data["dataPoints"] ?? [], "dataPoints").map((p) =>
+      jsonPoint(p, kind === "histogram"),
+    ),
+  };
+}
+
 /** Decodes an ExportMetricsServiceRequest in OTLP/JSON. */
 export function decodeMetricsJson(body: unknown): DecodedResourceMetrics[] {
-  return list(obj(body, "request")["resourceMetrics"], "resourceMetrics").map(
-    (rmv) => {
-      const rm = obj(rmv, "resourceMetrics[]");
-      return {
-        resource: jsonKeyValues(
-          rm["resource"] === undefined
-            ? []
-            : obj(rm["resource"], "resource")["attributes"],
-        ),
-        scopes: list(rm["scopeMetrics"] ?? [], "scopeMetrics").map((smv) => {
-          const sm = obj(smv, "scopeMetrics[]");
-          const metrics: DecodedMetric[] = [];
-          for (const mv of list(sm["metrics"] ?? [], "metrics")) {
-            const m = obj(mv, "metric");
-            const name = str(m["name"], "name");
-            const unit = m["unit"] === undefined ? "" : str(m["unit"], "unit");
-            for (const kind of ["sum", "gauge", "histogram"] as const) {
-              const d = m[kind];
-              if (d === undefined) continue;
-              const data = obj(d, kind);
-              metrics.push({
-                name,
-                unit,
-                kind,
-                monotonic: kind === "sum" && data["isMonotonic"] === true,
-                points: list(data["dataPoints"] ?? [], "dataPoints").map((p) =>
-                  jsonPoint(p, kind === "histogram"),
-                ),
-              });
-            }
-          }
-          return { scope: jsonScope(sm["scope"]), metrics };
-        }),
-      };
-    },
+  return named(
+    decodeExportJson(body, "Metrics", "metrics", jsonMetric),
+    "metrics",
   );
 }

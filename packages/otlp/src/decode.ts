@@ -147,7 +147,7 @@ export function keyValue(r: ProtoReader, into: DecodedAttributes): void {
   if (key !== "") into[key] = value;
 }
 
-export function resource(r: ProtoReader): DecodedAttributes {
+function resource(r: ProtoReader): DecodedAttributes {
   const out: DecodedAttributes = {};
   while (!r.done) {
     const [f, w] = r.tag();
@@ -159,7 +159,7 @@ export function resource(r: ProtoReader): DecodedAttributes {
   return out;
 }
 
-export function scope(r: ProtoReader): DecodedScope {
+function scope(r: ProtoReader): DecodedScope {
   const s = { name: "", version: "" };
   while (!r.done) {
     const [f, w] = r.tag();
@@ -307,9 +307,48 @@ function checkSpan(s: DecodedSpan): void {
   if (s.endUs < s.startUs) s.endUs = s.startUs;
 }
 
-/** Decodes an ExportTraceServiceRequest. Throws OtlpDecodeError with a reason. */
-export function decodeTracesProto(buf: Uint8Array): DecodedResourceSpans[] {
-  const out: DecodedResourceSpans[] = [];
+/** One scope's items and one resource's scopes, as every OTLP export nests them. */
+interface ScopeGroup<T> {
+  scope: DecodedScope;
+  items: T[];
+}
+interface ResourceGroup<T> {
+  resource: DecodedAttributes;
+  scopes: Array<ScopeGroup<T>>;
+}
+
+/** The groups with their items under the signal's own name (spans, logs, metrics). */
+export function named<K extends string, T>(
+  groups: Array<ResourceGroup<T>>,
+  key: K,
+): Array<{
+  resource: DecodedAttributes;
+  scopes: Array<{ scope: DecodedScope } & Record<K, T[]>>;
+}> {
+  return groups.map((g) => ({
+    resource: g.resource,
+    scopes: g.scopes.map(
+      (sg) =>
+        ({ scope: sg.scope, [key]: sg.items }) as {
+          scope: DecodedScope;
+        } & Record<K, T[]>,
+    ),
+  }));
+}
+
+/**
+ * Walks an export request (protobuf): field 1 holds Resource<Signal>s, each
+ * a resource (1) and Scope<Signal>s (2), each a scope (1) and items (2).
+ * `item` decodes one item, or skips it by returning undefined.
+ */
+export function decodeExportProto<T>(
+  buf: Uint8Array,
+  signal: "Spans" | "Logs" | "Metrics",
+  itemName: string,
+  item: (r: ProtoReader) => T | undefined,
+): Array<ResourceGroup<T>> {
+  const out: Array<ResourceGroup<T>> = [];
+  const lower = signal.toLowerCase();
   const r = new ProtoReader(buf);
   while (!r.done) {
     const [f, w] = r.tag();
@@ -317,37 +356,43 @@ export function decodeTracesProto(buf: Uint8Array): DecodedResourceSpans[] {
       r.skip(w);
       continue;
     }
-    r.expect(w, 2, "resource_spans");
-    const rs = r.message();
-    const entry: DecodedResourceSpans = { resource: {}, scopes: [] };
-    while (!rs.done) {
-      const [rf, rw] = rs.tag();
+    r.expect(w, 2, `resource_${lower}`);
+    const rm = r.message();
+    const entry: ResourceGroup<T> = { resource: {}, scopes: [] };
+    while (!rm.done) {
+      const [rf, rw] = rm.tag();
       if (rf === 1) {
-        rs.expect(rw, 2, "ResourceSpans.resource");
-        entry.resource = resource(rs.message());
+        rm.expect(rw, 2, `Resource${signal}.resource`);
+        entry.resource = resource(rm.message());
       } else if (rf === 2) {
-        rs.expect(rw, 2, "ResourceSpans.scope_spans");
-        const ss = rs.message();
-        const group = {
+        rm.expect(rw, 2, `Resource${signal}.scope_${lower}`);
+        const sm = rm.message();
+        const group: ScopeGroup<T> = {
           scope: { name: "", version: "" },
-          spans: [] as DecodedSpan[],
+          items: [],
         };
-        while (!ss.done) {
-          const [sf, sw] = ss.tag();
+        while (!sm.done) {
+          const [sf, sw] = sm.tag();
           if (sf === 1) {
-            ss.expect(sw, 2, "ScopeSpans.scope");
-            group.scope = scope(ss.message());
+            sm.expect(sw, 2, `Scope${signal}.scope`);
+            group.scope = scope(sm.message());
           } else if (sf === 2) {
-            ss.expect(sw, 2, "ScopeSpans.spans");
-            group.spans.push(span(ss.message()));
-          } else ss.skip(sw);
+            sm.expect(sw, 2, `Scope${signal}.${itemName}`);
+            const decoded = item(sm.message());
+            if (decoded !== undefined) group.items.push(decoded);
+          } else sm.skip(sw);
         }
         entry.scopes.push(group);
-      } else rs.skip(rw);
+      } else rm.skip(rw);
     }
     out.push(entry);
   }
   return out;
+}
+
+/** Decodes an ExportTraceServiceRequest. Throws OtlpDecodeError with a reason. */
+export function decodeTracesProto(buf: Uint8Array): DecodedResourceSpans[] {
+  return named(decodeExportProto(buf, "Spans", "spans", span), "spans");
 }
 
 function logRecord(r: ProtoReader): DecodedLogRecord {
@@ -419,45 +464,10 @@ function logRecord(r: ProtoReader): DecodedLogRecord {
 
 /** Decodes an ExportLogsServiceRequest. Throws OtlpDecodeError with a reason. */
 export function decodeLogsProto(buf: Uint8Array): DecodedResourceLogs[] {
-  const out: DecodedResourceLogs[] = [];
-  const r = new ProtoReader(buf);
-  while (!r.done) {
-    const [f, w] = r.tag();
-    if (f !== 1) {
-      r.skip(w);
-      continue;
-    }
-    r.expect(w, 2, "resource_logs");
-    const rl = r.message();
-    const entry: DecodedResourceLogs = { resource: {}, scopes: [] };
-    while (!rl.done) {
-      const [rf, rw] = rl.tag();
-      if (rf === 1) {
-        rl.expect(rw, 2, "ResourceLogs.resource");
-        entry.resource = resource(rl.message());
-      } else if (rf === 2) {
-        rl.expect(rw, 2, "ResourceLogs.scope_logs");
-        const sl = rl.message();
-        const group = {
-          scope: { name: "", version: "" },
-          logs: [] as DecodedLogRecord[],
-        };
-        while (!sl.done) {
-          const [sf, sw] = sl.tag();
-          if (sf === 1) {
-            sl.expect(sw, 2, "ScopeLogs.scope");
-            group.scope = scope(sl.message());
-          } else if (sf === 2) {
-            sl.expect(sw, 2, "ScopeLogs.log_records");
-            group.logs.push(logRecord(sl.message()));
-          } else sl.skip(sw);
-        }
-        entry.scopes.push(group);
-      } else rl.skip(rw);
-    }
-    out.push(entry);
-  }
-  return out;
+  return named(
+    decodeExportProto(buf, "Logs", "log_records", logRecord),
+    "logs",
+  );
 }
 
 // ---- JSON ---------------------------------------------------------------
@@ -552,7 +562,7 @@ const STATUS = [
   "STATUS_CODE_ERROR",
 ] as const;
 
-export function jsonScope(v: unknown): DecodedScope {
+function jsonScope(v: unknown): DecodedScope {
   if (v === undefined || v === null) return { name: "", version: "" };
   const o = obj(v, "scope");
   return {
@@ -561,109 +571,106 @@ export function jsonScope(v: unknown): DecodedScope {
   };
 }
 
+/**
+ * Walks an OTLP/JSON export request (already parsed): `resource<Signal>`,
+ * each with a resource and `scope<Signal>`, each with a scope and items.
+ */
+export function decodeExportJson<T>(
+  body: unknown,
+  signal: "Spans" | "Logs" | "Metrics",
+  itemsKey: string,
+  item: (v: unknown) => T | undefined,
+): Array<ResourceGroup<T>> {
+  const resources = `resource${signal}`;
+  const scopes = `scope${signal}`;
+  return list(obj(body, "request")[resources], resources).map((rv) => {
+    const rm = obj(rv, `${resources}[]`);
+    return {
+      resource: jsonKeyValues(
+        rm["resource"] === undefined
+          ? []
+          : obj(rm["resource"], "resource")["attributes"],
+      ),
+      scopes: list(rm[scopes] ?? [], scopes).map((sv) => {
+        const sm = obj(sv, `${scopes}[]`);
+        const items: T[] = [];
+        for (const v of list(sm[itemsKey] ?? [], itemsKey)) {
+          const decoded = item(v);
+          if (decoded !== undefined) items.push(decoded);
+        }
+        return { scope: jsonScope(sm["scope"]), items };
+      }),
+    };
+  });
+}
+
 /** Decodes an OTLP/JSON ExportTraceServiceRequest (already parsed). */
 export function decodeTracesJson(body: unknown): DecodedResourceSpans[] {
-  return list(obj(body, "request")["resourceSpans"], "resourceSpans").map(
-    (rsv) => {
-      const rs = obj(rsv, "resourceSpans[]");
-      return {
-        resource: jsonKeyValues(
-          rs["resource"] === undefined
-            ? []
-            : obj(rs["resource"], "resource")["attributes"],
-        ),
-        scopes: list(rs["scopeSpans"], "scopeSpans").map((ssv) => {
-          const ss = obj(ssv, "scopeSpans[]");
-          return {
-            scope: jsonScope(ss["scope"]),
-            spans: list(ss["spans"], "spans").map((sv) => {
-              const s = obj(sv, "span");
-              const status =
-                s["status"] === undefined ? {} : obj(s["status"], "status");
-              const d: DecodedSpan = {
-                traceId: hexId(s["traceId"], 16, "traceId"),
-                spanId: hexId(s["spanId"], 8, "spanId"),
-                parentSpanId: hexId(s["parentSpanId"], 8, "parentSpanId"),
-                traceState: str(s["traceState"], "traceState"),
-                name: str(s["name"], "name"),
-                kind: enumNum(s["kind"], KINDS, "kind"),
-                startUs: nsToUs(
-                  num(s["startTimeUnixNano"], "startTimeUnixNano"),
-                ),
-                endUs: nsToUs(num(s["endTimeUnixNano"], "endTimeUnixNano")),
-                attributes: jsonKeyValues(s["attributes"]),
-                events: list(s["events"], "events").map((ev) => {
-                  const e = obj(ev, "event");
-                  return {
-                    name: str(e["name"], "event.name"),
-                    timeUs: nsToUs(
-                      num(e["timeUnixNano"], "event.timeUnixNano"),
-                    ),
-                    attributes: jsonKeyValues(e["attributes"]),
-                  };
-                }),
-                links: list(s["links"], "links").map((lv) => {
-                  const l = obj(lv, "link");
-                  return {
-                    traceId: hexId(l["traceId"], 16, "link.traceId"),
-                    spanId: hexId(l["spanId"], 8, "link.spanId"),
-                    attributes: jsonKeyValues(l["attributes"]),
-                  };
-                }),
-                statusCode: enumNum(status["code"], STATUS, "status.code"),
-                statusMessage: str(status["message"], "status.message"),
-                flags: num(s["flags"], "flags"),
-              };
-              checkSpan(d);
-              return d;
-            }),
-          };
-        }),
-      };
-    },
-  );
+  return named(decodeExportJson(body, "Spans", "spans", jsonSpan), "spans");
 }
+
+const jsonSpan = (sv: unknown): DecodedSpan => {
+  const s = obj(sv, "span");
+  const status = s["status"] === undefined ? {} : obj(s["status"], "status");
+  const d: DecodedSpan = {
+    traceId: hexId(s["traceId"], 16, "traceId"),
+    spanId: hexId(s["spanId"], 8, "spanId"),
+    parentSpanId: hexId(s["parentSpanId"], 8, "parentSpanId"),
+    traceState: str(s["traceState"], "traceState"),
+    name: str(s["name"], "name"),
+    kind: enumNum(s["kind"], KINDS, "kind"),
+    startUs: nsToUs(num(s["startTimeUnixNano"], "startTimeUnixNano")),
+    endUs: nsToUs(num(s["endTimeUnixNano"], "endTimeUnixNano")),
+    attributes: jsonKeyValues(s["attributes"]),
+    events: list(s["events"], "events").map((ev) => {
+      const e = obj(ev, "event");
+      return {
+        name: str(e["name"], "event.name"),
+        timeUs: nsToUs(num(e["timeUnixNano"], "event.timeUnixNano")),
+        attributes: jsonKeyValues(e["attributes"]),
+      };
+    }),
+    links: list(s["links"], "links").map((lv) => {
+      const l = obj(lv, "link");
+      return {
+        traceId: hexId(l["traceId"], 16, "link.traceId"),
+        spanId: hexId(l["spanId"], 8, "link.spanId"),
+        attributes: jsonKeyValues(l["attributes"]),
+      };
+    }),
+    statusCode: enumNum(status["code"], STATUS, "status.code"),
+    statusMessage: str(status["message"], "status.message"),
+    flags: num(s["flags"], "flags"),
+  };
+  checkSpan(d);
+  return d;
+};
 
 /** Decodes an OTLP/JSON ExportLogsServiceRequest (already parsed). */
 export function decodeLogsJson(body: unknown): DecodedResourceLogs[] {
-  return list(obj(body, "request")["resourceLogs"], "resourceLogs").map(
-    (rlv) => {
-      const rl = obj(rlv, "resourceLogs[]");
-      return {
-        resource: jsonKeyValues(
-          rl["resource"] === undefined
-            ? []
-            : obj(rl["resource"], "resource")["attributes"],
-        ),
-        scopes: list(rl["scopeLogs"], "scopeLogs").map((slv) => {
-          const sl = obj(slv, "scopeLogs[]");
-          return {
-            scope: jsonScope(sl["scope"]),
-            logs: list(sl["logRecords"], "logRecords").map((lv) => {
-              const l = obj(lv, "logRecord");
-              const severityNumber = num(l["severityNumber"], "severityNumber");
-              if (severityNumber < 0 || severityNumber > 24)
-                throw new OtlpDecodeError(
-                  `a log record has an unknown severity ${severityNumber}`,
-                );
-              return {
-                timeUs: nsToUs(num(l["timeUnixNano"], "timeUnixNano")),
-                observedUs: nsToUs(
-                  num(l["observedTimeUnixNano"], "observedTimeUnixNano"),
-                ),
-                severityNumber,
-                severityText: str(l["severityText"], "severityText"),
-                body: jsonAnyValue(l["body"]),
-                attributes: jsonKeyValues(l["attributes"]),
-                traceId: hexId(l["traceId"], 16, "traceId"),
-                spanId: hexId(l["spanId"], 8, "spanId"),
-                flags: num(l["flags"], "flags"),
-                eventName: str(l["eventName"], "eventName"),
-              };
-            }),
-          };
-        }),
-      };
-    },
+  return named(
+    decodeExportJson(body, "Logs", "logRecords", jsonLogRecord),
+    "logs",
   );
 }
+
+const jsonLogRecord = (lv: unknown): DecodedLogRecord => {
+  const l = obj(lv, "logRecord");
+  const severityNumber = num(l["severityNumber"], "severityNumber");
+  if (severityNumber < 0 || severityNumber > 24)
+    throw new OtlpDecodeError(
+      `a log record has an unknown severity ${severityNumber}`,
+    );
+  return {
+    timeUs: nsToUs(num(l["timeUnixNano"], "timeUnixNano")),
+    observedUs: nsToUs(num(l["observedTimeUnixNano"], "observedTimeUnixNano")),
+    severityNumber,
+    severityText: str(l["severityText"], "severityText"),
+    body: jsonAnyValue(l["body"]),
+    attributes: jsonKeyValues(l["attributes"]),
+    traceId: hexId(l["traceId"], 16, "traceId"),
+    spanId: hexId(l["spanId"], 8, "spanId"),
+    flags: num(l["flags"], "flags"),
+    eventName: str(l["eventName"], "eventName"),
+  };
+};
