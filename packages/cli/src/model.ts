@@ -88,3 +88,9 @@ export interface TraceBackend {
   getTrace(traceId: string): Promise<TraceDetail | undefined>;
   close(): Promise<void>;
 }
+
+/** A resource's service.name, as OpenTelemetry names a service that gave none. */
+export function serviceOf(resource: Record<string, unknown>): string {
+  const name = resource["service.name"];
+  return typeof name === "string" ? name : "unknown_service";
+}

@@ -32,13 +32,14 @@ import type {
   DecodedResourceSpans,
   DecodedSpan,
 } from "@threadline/otlp";
-import type {
-  LogRecord,
-  SearchQuery,
-  SpanRecord,
-  TraceBackend,
-  TraceDetail,
-  TraceSummary,
+import {
+  serviceOf,
+  type LogRecord,
+  type SearchQuery,
+  type SpanRecord,
+  type TraceBackend,
+  type TraceDetail,
+  type TraceSummary,
 } from "./model.ts";
 
 export interface StoreOptions {
@@ -229,10 +230,7 @@ export class Store implements TraceBackend {
   ingestSpans(batch: DecodedResourceSpans[]): number {
     let n = 0;
     for (const rs of batch) {
-      const service =
-        typeof rs.resource["service.name"] === "string"
-          ? rs.resource["service.name"]
-          : "unknown_service";
+      const service = serviceOf(rs.resource);
       const resource = json(rs.resource);
       for (const group of rs.scopes) {
         const scope = group.scope.name;
@@ -249,10 +247,7 @@ export class Store implements TraceBackend {
   ingestLogs(batch: DecodedResourceLogs[]): number {
     let n = 0;
     for (const rl of batch) {
-      const service =
-        typeof rl.resource["service.name"] === "string"
-          ? rl.resource["service.name"]
-          : "unknown_service";
+      const service = serviceOf(rl.resource);
       for (const group of rl.scopes) {
         for (const log of group.logs) {
           this.#logs.push({ log, service });
@@ -270,10 +265,7 @@ export class Store implements TraceBackend {
   ingestMetrics(batch: DecodedResourceMetrics[]): number {
     let n = 0;
     for (const rm of batch) {
-      const service =
-        typeof rm.resource["service.name"] === "string"
-          ? rm.resource["service.name"]
-          : "unknown_service";
+      const service = serviceOf(rm.resource);
       for (const group of rm.scopes)
         for (const m of group.metrics) {
           if (!PANEL_METRICS.has(m.name)) continue;

@@ -3,7 +3,12 @@
 // gives, and applying the parts of a search a backend cannot do itself, so
 // `threadline search` means the same thing whatever answered it.
 import type { DecodedResourceSpans } from "@threadline/otlp";
-import type { SearchQuery, SpanRecord, TraceSummary } from "../model.ts";
+import {
+  serviceOf,
+  type SearchQuery,
+  type SpanRecord,
+  type TraceSummary,
+} from "../model.ts";
 
 export const DEFAULT_LIMIT = 50;
 /** How far back a search without --since looks in a production backend. */
@@ -13,10 +18,7 @@ export const DEFAULT_LOOKBACK_US = 7 * 24 * 3600 * 1e6;
 export function spansFromOtlp(resources: DecodedResourceSpans[]): SpanRecord[] {
   const out: SpanRecord[] = [];
   for (const r of resources) {
-    const service =
-      typeof r.resource["service.name"] === "string"
-        ? r.resource["service.name"]
-        : "unknown_service";
+    const service = serviceOf(r.resource);
     for (const { scope, spans } of r.scopes) {
       for (const s of spans) {
         const customer = s.attributes["customer.id"];
