@@ -67,7 +67,8 @@ export class AlarmEngine {
   }
 
   start(): void {
-    this.#delay.enable();
+    if (this.#o.rules.some((r) => r.kind === "event_loop_delay"))
+      this.#delay.enable();
     this.#timer = setInterval(() => {
       this.#running ??= this.evaluate().finally(
         () => (this.#running = undefined),
@@ -284,16 +285,13 @@ export class AlarmEngine {
       }
       return;
     }
-    s.since = undefined;
+    // The condition no longer holds: clear what was raised, forget the rest.
+    this.#states.delete(key);
     if (s.alarm !== undefined) {
-      const alarm = s.alarm;
-      s.alarm = undefined;
-      alarm.state = "cleared";
-      alarm.clearedAt = new Date().toISOString();
-      this.#emit("clear", alarm);
+      s.alarm.state = "cleared";
+      s.alarm.clearedAt = new Date().toISOString();
+      this.#emit("clear", s.alarm);
     }
-    if (s.alarm === undefined && s.since === undefined)
-      this.#states.delete(key);
   }
 
   #record(alarm: Alarm): void {
