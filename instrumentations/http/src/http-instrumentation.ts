@@ -107,12 +107,11 @@ interface ServerState extends RouteHolder {
   span: Span;
   /** performance.now() when the request arrived. */
   start: number;
-  /** http.request.method as recorded on the span. */
-  httpMethod: string;
+  /** http.request.method as recorded on the span (`_OTHER` for unknown methods). */
+  method: string;
   scheme: "http" | "https";
   /** Until the response closes; see onResponseClose. */
   req: IncomingMessage | undefined;
-  method: string;
 }
 
 type StatefulResponse = ServerResponse & { [STATE]?: ServerState };
@@ -427,9 +426,8 @@ export class HttpInstrumentation implements Instrumentation {
         route: undefined,
         span,
         req,
-        method: name,
+        method,
         start: performance.now(),
-        httpMethod: method,
         scheme,
       };
       ctx = contextWithRouteHolder(trace.setSpan(ctx, span), state);
@@ -545,7 +543,9 @@ function onResponseClose(this: StatefulResponse): void {
   state.req = undefined;
   if (route !== undefined) {
     span.setAttribute(semconv.ATTR_HTTP_ROUTE, route);
-    span.updateName(`${state.method} ${route}`);
+    span.updateName(
+      `${state.method === "_OTHER" ? "HTTP" : state.method} ${route}`,
+    );
   }
   if (!this.writableFinished) {
     span.setAttribute(semconv.ATTR_ERROR_TYPE, "aborted");
@@ -559,7 +559,7 @@ function onResponseClose(this: StatefulResponse): void {
   }
   span.end();
   const attributes: Attributes = {
-    [semconv.ATTR_HTTP_REQUEST_METHOD]: state.httpMethod,
+    [semconv.ATTR_HTTP_REQUEST_METHOD]: state.method,
     [semconv.ATTR_URL_SCHEME]: state.scheme,
   };
   if (this.headersSent)
