@@ -4,7 +4,14 @@
 // before (and without) `npm install`.
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { homedir } from "node:os";
 import { delimiter, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -173,4 +180,118 @@ export function goVersion(go) {
 export function withGoPatterns(env, name, patterns) {
   const existing = (env[name] || "").split(",").filter(Boolean);
   return [...new Set([...existing, ...patterns])].join(",");
+}
+
+/** Lines of every `keyword ( ... )` block and single `keyword x` line of a go.mod. */
+function goModDirectives(gomod, keyword) {
+  const lines = [];
+  const block = new RegExp(`^${keyword}\\s+\\(\\s*\\n([\\s\\S]*?)^\\)`, "gm");
+  for (const m of gomod.matchAll(block)) {
+    lines.push(
+      ...m[1]
+        .split("\n")
+        .map((l) => l.replace(/\/\/.*$/, "").trim())
+        .filter(Boolean),
+    );
+  }
+  const single = new RegExp(`^${keyword}\\s+([^(\\s].*)$`, "gm");
+  for (const m of gomod.matchAll(single))
+    lines.push(m[1].replace(/\/\/.*$/, "").trim());
+  return lines;
+}
+
+/**
+ * Builds a Go program from a module that `go install pkg@version` refuses
+ * (a module path without its major version, or replace/exclude directives
+ * in its go.mod): in a wrapper module that requires it at `version` and
+ * copies its replace (non-local) and exclude directives. Cached under
+ * <cache>/<cacheName>/<tag>-<key> while the version and toolchain are the
+ * same; returns the binary's path.
+ */
+export function buildGoProgram({
+  label,
+  module,
+  version,
+  pkg,
+  cacheName,
+  tag = version,
+  binName,
+  ldflags = [],
+  env = {},
+  force = false,
+  stamp = {},
+}) {
+  const go = goBinary();
+  const toolchain = goVersion(go);
+  const key = sha256(version, "\0", toolchain).slice(0, 16);
+  const dir = join(cacheRoot(), cacheName, `${tag}-${key}`);
+  const bin = join(dir, binName);
+  if (!force && existsSync(bin) && readStamp(dir)?.key === key) return bin;
+
+  rmSync(dir, { recursive: true, force: true });
+  const src = join(dir, "build");
+  mkdirSync(src, { recursive: true });
+  const goEnv = { ...process.env, CGO_ENABLED: "0", ...env };
+  const started = Date.now();
+  log(`building ${label} (${module}@${version}, ${toolchain}) into ${dir}`);
+  const header = [
+    `module threadline.dev/${cacheName}-build`,
+    "",
+    "go 1.24",
+    "",
+  ];
+  writeFileSync(join(src, "go.mod"), header.join("\n"));
+  writeFileSync(
+    join(src, "doc.go"),
+    `// Package build only anchors the build of ${label}.\npackage build\n`,
+  );
+  const info = JSON.parse(
+    run(go, ["mod", "download", "-json", `${module}@${version}`], {
+      env: goEnv,
+      cwd: src,
+    }).stdout,
+  );
+  if (info.Error) throw new Error(info.Error);
+  const gomod = readFileSync(info.GoMod, "utf8");
+  writeFileSync(
+    join(src, "go.mod"),
+    [
+      ...header,
+      `require ${module} ${version}`,
+      "",
+      // Local-path replacements cannot apply outside the module's own tree.
+      ...goModDirectives(gomod, "replace")
+        .filter((l) => !/=>\s*\.{1,2}\//.test(l))
+        .map((l) => `replace ${l}`),
+      ...goModDirectives(gomod, "exclude").map((l) => `exclude ${l}`),
+      "",
+    ].join("\n"),
+  );
+  run(go, ["get", `${pkg}@${version}`], { env: goEnv, cwd: src });
+  run(
+    go,
+    [
+      "build",
+      "-trimpath",
+      `-ldflags=${["-s", "-w", ...ldflags].join(" ")}`,
+      "-o",
+      bin,
+      pkg,
+    ],
+    { env: goEnv, cwd: src },
+  );
+  const seconds = (Date.now() - started) / 1000;
+  const bytes = statSync(bin).size;
+  writeStamp(dir, {
+    key,
+    module: `${module}@${version}`,
+    toolchain,
+    seconds,
+    bytes,
+    ...stamp,
+  });
+  log(
+    `built ${binName} in ${seconds.toFixed(1)} s, ${(bytes / 1e6).toFixed(1)} MB`,
+  );
+  return bin;
 }

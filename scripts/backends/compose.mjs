@@ -34,24 +34,18 @@ import {
   mkdirSync,
   readFileSync,
   renameSync,
-  rmSync,
   statSync,
-  writeFileSync,
 } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 
 import {
-  cacheRoot,
-  goBinary,
-  goVersion,
+  buildGoProgram,
   isMain,
   log,
-  readStamp,
   repoRoot,
   run,
   sha256,
-  writeStamp,
 } from "./common.mjs";
 
 export const COMPOSE_MODULE = "github.com/docker/compose/v2";
@@ -59,118 +53,20 @@ export const COMPOSE_VERSION =
   process.env.THREADLINE_COMPOSE_VERSION || "v2.40.3";
 export const COMPOSE_FILE = join(repoRoot, "docker-compose.yml");
 
-function goEnv() {
-  return { ...process.env, CGO_ENABLED: "0" };
-}
-
-/** Lines of every `keyword ( ... )` block and single `keyword x` line. */
-function directives(gomod, keyword) {
-  const lines = [];
-  const block = new RegExp(`^${keyword}\\s+\\(\\s*\\n([\\s\\S]*?)^\\)`, "gm");
-  for (const m of gomod.matchAll(block)) {
-    lines.push(
-      ...m[1]
-        .split("\n")
-        .map((l) => l.replace(/\/\/.*$/, "").trim())
-        .filter(Boolean),
-    );
-  }
-  const single = new RegExp(`^${keyword}\\s+([^(\\s].*)$`, "gm");
-  for (const m of gomod.matchAll(single))
-    lines.push(m[1].replace(/\/\/.*$/, "").trim());
-  return lines;
-}
-
-/** Replace and exclude directives of Compose's go.mod, for the wrapper. */
-function composeDirectives(go, env, dir) {
-  const r = run(
-    go,
-    ["mod", "download", "-json", `${COMPOSE_MODULE}@${COMPOSE_VERSION}`],
-    { env, cwd: dir },
-  );
-  const info = JSON.parse(r.stdout);
-  if (info.Error) throw new Error(info.Error);
-  const gomod = readFileSync(info.GoMod, "utf8");
-  return [
-    // Local-path replacements cannot apply outside Compose's own tree.
-    ...directives(gomod, "replace")
-      .filter((l) => !/=>\s*\.{1,2}\//.test(l))
-      .map((l) => `replace ${l}`),
-    ...directives(gomod, "exclude").map((l) => `exclude ${l}`),
-  ];
-}
-
 /** Builds Compose if the cached binary does not match; returns its path. */
 export function ensureCompose({ force = false } = {}) {
   if (process.env.THREADLINE_COMPOSE_BIN)
     return resolve(process.env.THREADLINE_COMPOSE_BIN);
-  const go = goBinary();
-  const toolchain = goVersion(go);
-  const key = sha256(COMPOSE_VERSION, "\0", toolchain).slice(0, 16);
-  const dir = join(cacheRoot(), "compose", `${COMPOSE_VERSION}-${key}`);
-  const bin = join(dir, "docker-compose");
-  const stamp = readStamp(dir);
-  if (!force && existsSync(bin) && stamp?.key === key) return bin;
-
-  rmSync(dir, { recursive: true, force: true });
-  const src = join(dir, "build");
-  mkdirSync(src, { recursive: true });
-  const env = goEnv();
-  const started = Date.now();
-  log(
-    `building Docker Compose ${COMPOSE_VERSION} (${COMPOSE_MODULE}, ${toolchain}) into ${dir}`,
-  );
-  const header = ["module threadline.dev/compose-build", "", "go 1.24", ""];
-  writeFileSync(join(src, "go.mod"), header.join("\n"));
-  writeFileSync(
-    join(src, "doc.go"),
-    "// Package composebuild only anchors the build of Docker Compose.\npackage composebuild\n",
-  );
-  const extra = composeDirectives(go, env, src);
-  writeFileSync(
-    join(src, "go.mod"),
-    [
-      ...header,
-      `require ${COMPOSE_MODULE} ${COMPOSE_VERSION}`,
-      "",
-      ...extra,
-      "",
-    ].join("\n"),
-  );
-  run(go, ["get", `${COMPOSE_MODULE}/cmd@${COMPOSE_VERSION}`], {
-    env,
-    cwd: src,
+  return buildGoProgram({
+    label: `Docker Compose ${COMPOSE_VERSION}`,
+    module: COMPOSE_MODULE,
+    version: COMPOSE_VERSION,
+    pkg: `${COMPOSE_MODULE}/cmd`,
+    cacheName: "compose",
+    binName: "docker-compose",
+    ldflags: [`-X ${COMPOSE_MODULE}/internal.Version=${COMPOSE_VERSION}`],
+    force,
   });
-  const ldflags = [
-    "-s",
-    "-w",
-    `-X ${COMPOSE_MODULE}/internal.Version=${COMPOSE_VERSION}`,
-  ].join(" ");
-  run(
-    go,
-    [
-      "build",
-      "-trimpath",
-      `-ldflags=${ldflags}`,
-      "-o",
-      bin,
-      `${COMPOSE_MODULE}/cmd`,
-    ],
-    { env, cwd: src },
-  );
-  const seconds = (Date.now() - started) / 1000;
-  const size = statSync(bin).size;
-  writeStamp(dir, {
-    key,
-    module: `${COMPOSE_MODULE}@${COMPOSE_VERSION}`,
-    toolchain,
-    seconds,
-    bytes: size,
-  });
-  log(
-    `built docker-compose in ${seconds.toFixed(1)} s, ${(size / 1e6).toFixed(1)} MB`,
-  );
-  return bin;
 }
 
 /** Where the docker CLI looks for the `compose` plugin. */

@@ -27,30 +27,16 @@
 // (GET /api/v3/traces) ignores query.attributes, which only v2.19.0 added;
 // the customer search therefore goes through GET /api/traces?tags=..., which
 // v2.13.0 serves from the same storage.
-import {
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
 import { join, resolve } from "node:path";
 
 import {
-  cacheRoot,
-  goBinary,
-  goVersion,
+  buildGoProgram,
   isMain,
-  log,
-  readStamp,
   repoRoot,
   run,
-  sha256,
   startProcess,
   waitFor,
   withGoPatterns,
-  writeStamp,
 } from "./common.mjs";
 
 export const JAEGER_MODULE = "github.com/jaegertracing/jaeger";
@@ -73,116 +59,26 @@ const NO_SUMDB = [
   "github.com/open-telemetry/opentelemetry-collector-contrib",
 ];
 
-function goEnv() {
-  const env = { ...process.env, CGO_ENABLED: "0" };
-  env.GONOSUMDB = withGoPatterns(env, "GONOSUMDB", NO_SUMDB);
-  return env;
-}
-
-/** Replace directives from Jaeger's go.mod, so the wrapper resolves alike. */
-function jaegerReplaces(go, env, dir) {
-  const r = run(
-    go,
-    ["mod", "download", "-json", `${JAEGER_MODULE}@${JAEGER_MODULE_VERSION}`],
-    { env, cwd: dir },
-  );
-  const info = JSON.parse(r.stdout);
-  if (info.Error) throw new Error(info.Error);
-  const gomod = readFileSync(info.GoMod, "utf8");
-  const lines = [];
-  for (const m of gomod.matchAll(/^replace\s+\(\s*\n([\s\S]*?)^\)/gm)) {
-    lines.push(
-      ...m[1]
-        .split("\n")
-        .map((l) => l.trim())
-        .filter((l) => l && !l.startsWith("//")),
-    );
-  }
-  for (const m of gomod.matchAll(/^replace\s+([^(\s].*)$/gm))
-    lines.push(m[1].trim());
-  // Local-path replacements cannot apply outside Jaeger's own tree.
-  return lines.filter((l) => !/=>\s*\.{1,2}\//.test(l));
-}
-
 /** Builds Jaeger if the cached binary does not match; returns its path. */
 export function ensureJaeger({ force = false } = {}) {
   // A Jaeger v2 binary obtained some other way (e.g. a newer release).
   if (process.env.THREADLINE_JAEGER_BIN)
     return resolve(process.env.THREADLINE_JAEGER_BIN);
-  const go = goBinary();
-  const toolchain = goVersion(go);
-  const key = sha256(JAEGER_MODULE_VERSION, "\0", toolchain).slice(0, 16);
-  const dir = join(cacheRoot(), "jaeger", `${JAEGER_RELEASE}-${key}`);
-  const bin = join(dir, "jaeger");
-  const stamp = readStamp(dir);
-  if (!force && existsSync(bin) && stamp?.key === key) return bin;
-
-  rmSync(dir, { recursive: true, force: true });
-  const src = join(dir, "build");
-  mkdirSync(src, { recursive: true });
-  const env = goEnv();
-  const started = Date.now();
-  log(
-    `building Jaeger ${JAEGER_RELEASE} (${JAEGER_MODULE}@${JAEGER_MODULE_VERSION}, ${toolchain}) into ${dir}`,
-  );
-  writeFileSync(
-    join(src, "go.mod"),
-    "module threadline.dev/jaeger-build\n\ngo 1.24\n",
-  );
-  writeFileSync(
-    join(src, "doc.go"),
-    "// Package jaegerbuild only anchors the build of Jaeger.\npackage jaegerbuild\n",
-  );
-  const replaces = jaegerReplaces(go, env, src);
-  writeFileSync(
-    join(src, "go.mod"),
-    [
-      "module threadline.dev/jaeger-build",
-      "",
-      "go 1.24",
-      "",
-      `require ${JAEGER_MODULE} ${JAEGER_MODULE_VERSION}`,
-      "",
-      ...replaces.map((r) => `replace ${r}`),
-      "",
-    ].join("\n"),
-  );
-  run(go, ["get", `${JAEGER_MODULE}/cmd/jaeger@${JAEGER_MODULE_VERSION}`], {
-    env,
-    cwd: src,
-  });
-  const ldflags = [
-    "-s",
-    "-w",
-    `-X ${JAEGER_MODULE}/internal/version.latestVersion=${JAEGER_RELEASE}`,
-  ].join(" ");
-  run(
-    go,
-    [
-      "build",
-      "-trimpath",
-      `-ldflags=${ldflags}`,
-      "-o",
-      bin,
-      `${JAEGER_MODULE}/cmd/jaeger`,
+  return buildGoProgram({
+    label: `Jaeger ${JAEGER_RELEASE}`,
+    module: JAEGER_MODULE,
+    version: JAEGER_MODULE_VERSION,
+    pkg: `${JAEGER_MODULE}/cmd/jaeger`,
+    cacheName: "jaeger",
+    tag: JAEGER_RELEASE,
+    binName: "jaeger",
+    ldflags: [
+      `-X ${JAEGER_MODULE}/internal/version.latestVersion=${JAEGER_RELEASE}`,
     ],
-    {
-      env,
-      cwd: src,
-    },
-  );
-  const seconds = (Date.now() - started) / 1000;
-  const size = statSync(bin).size;
-  writeStamp(dir, {
-    key,
-    module: `${JAEGER_MODULE}@${JAEGER_MODULE_VERSION}`,
-    release: JAEGER_RELEASE,
-    toolchain,
-    seconds,
-    bytes: size,
+    env: { GONOSUMDB: withGoPatterns(process.env, "GONOSUMDB", NO_SUMDB) },
+    force,
+    stamp: { release: JAEGER_RELEASE },
   });
-  log(`built jaeger in ${seconds.toFixed(1)} s, ${(size / 1e6).toFixed(1)} MB`);
-  return bin;
 }
 
 /** Jaeger v2 is a Collector distribution, so it has `validate` too. */
