@@ -161,6 +161,9 @@ try {
     `Find customer c-42 in the viewer: ${dev.viewerUrl}/?customer=c-42`,
   );
   console.log(`or on the command line: npx threadline search --customer c-42`);
+  console.log(
+    `Each service's request rates, runtime, health and alarms (after its first metric exports, every 15 s): ${dev.viewerUrl}/services`,
+  );
   if (values.once) {
     await stopAll();
   } else {
