@@ -70,10 +70,17 @@ describe("metrics", () => {
   }
 
   it("records HTTP server request durations per route and status, without the customer", async () => {
-    const m = await latest("http.server.request.duration", "gateway", (x) =>
-      x.points.some(
-        (p) => p.attributes["http.route"] === "/orders" && (p.count ?? 0) >= 3,
-      ),
+    // The server records a request when its response closes, which can be
+    // just after the client has read it: wait for an export with all four.
+    const m = await latest(
+      "http.server.request.duration",
+      "gateway",
+      (x) =>
+        x.points.some(
+          (p) =>
+            p.attributes["http.route"] === "/orders" && (p.count ?? 0) >= 3,
+        ) &&
+        x.points.some((p) => p.attributes["http.response.status_code"] === 404),
     );
     assert.equal(m.kind, "histogram");
     assert.equal(m.unit, "s");
