@@ -5,15 +5,18 @@ const http = require("node:http");
 
 let requests = 0;
 let bytes = 0;
+const paths = {};
 const server = http.createServer((req, res) => {
   req.on("data", (c) => (bytes += c.length));
   req.on("end", () => {
     requests++;
     const url = req.url ?? "";
+    const path = url.split("?")[0];
+    paths[path] = (paths[path] ?? 0) + 1;
     if (url.startsWith("/_stats")) {
       res
         .writeHead(200, { "content-type": "application/json" })
-        .end(JSON.stringify({ requests, bytes }));
+        .end(JSON.stringify({ requests, bytes, paths }));
     } else if (url.startsWith("/v0.")) {
       res
         .writeHead(200, { "content-type": "application/json" })

@@ -3,6 +3,7 @@
 // autocannon, then prints where the time went, by function and by package.
 //
 //   node bench/src/profile.ts [--contender threadline-100] [--handler realistic] [--requests 20000]
+//                             [--env KEY=VALUE ...] [--no-profile]
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +15,7 @@ import {
   startRabbitMQ,
   startService,
 } from "@threadline/test-support";
+import { contenders } from "./contenders.ts";
 import { load } from "./load.ts";
 
 const { values } = parseArgs({
@@ -22,18 +24,22 @@ const { values } = parseArgs({
     handler: { type: "string" },
     requests: { type: "string" },
     top: { type: "string" },
+    // KEY=VALUE set in the service's environment, e.g. to turn one feature off
+    env: { type: "string", multiple: true },
+    // only the CPU accounting, without --cpu-prof's own overhead
+    "no-profile": { type: "boolean" },
   },
 });
 const root = fileURLToPath(new URL("../", import.meta.url));
 const services = join(root, "services");
 const handler = values.handler ?? "realistic";
 const requests = Number(values.requests ?? 20_000);
-const execArgv: Record<string, string[]> = {
-  none: [],
-  "threadline-100": ["-r", "@threadline/node/register"],
-  otel: ["-r", join(services, "otel-upstream.cjs")],
-};
-const contender = values.contender ?? "threadline-100";
+const name = values.contender ?? "threadline-100";
+const contender = contenders.find((c) => c.name === name);
+if (contender === undefined)
+  throw new Error(
+    `unknown contender ${name}; one of ${contenders.map((c) => c.name).join(", ")}`,
+  );
 
 interface Node {
   id: number;
@@ -90,6 +96,50 @@ function summarize(file: string, top: number): string {
   return `total sampled ${(total / 1000).toFixed(0)} ms\n\n-- by package --\n${fmt(pkg, 25)}\n\n-- by function (self time) --\n${fmt(fn, top)}\n`;
 }
 
+/** utime+stime clock ticks of every process on the machine, keyed by command name. */
+function cpuByCommand(): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const pid of readdirSync("/proc")) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      out.set(comm, (out.get(comm) ?? 0) + Number(f[11]) + Number(f[12]));
+    } catch {
+      // the process ended between listing and reading
+    }
+  }
+  return out;
+}
+
+/** Busy and total clock ticks of the whole machine. */
+function machineTicks(): { busy: number; total: number } {
+  const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.split(/\s+/);
+  const n = f.slice(1).map(Number);
+  const total = n.reduce((a, b) => a + b, 0);
+  return { busy: total - n[3]! - n[4]!, total };
+}
+
+/** utime+stime clock ticks of every thread of the given processes, keyed "process/thread". */
+function cpuByThread(pids: Record<string, number>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [name, pid] of Object.entries(pids)) {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+        const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+        const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        const key = `${name}/${comm}`;
+        out.set(key, (out.get(key) ?? 0) + Number(f[11]) + Number(f[12]));
+      } catch {
+        // the thread ended between listing and reading
+      }
+    }
+  }
+  return out;
+}
+
 const dir = mkdtempSync(join(tmpdir(), "threadline-prof-"));
 const [postgres, rabbit] = await Promise.all([
   startPostgres(),
@@ -123,19 +173,67 @@ try {
   });
   const svc = await startService({
     entry: join(services, `${handler}.cjs`),
+    cwd: root,
     execArgv: [
-      `--cpu-prof`,
-      `--cpu-prof-dir=${dir}`,
-      ...(execArgv[contender] ?? []),
+      ...(values["no-profile"] ? [] : [`--cpu-prof`, `--cpu-prof-dir=${dir}`]),
+      ...contender.execArgv,
     ],
-    env: { ...env, PORT: "0" },
+    env: {
+      ...env,
+      ...contender.env(sink.url),
+      ...Object.fromEntries(
+        (values.env ?? []).map((kv) => [
+          kv.slice(0, kv.indexOf("=")),
+          kv.slice(kv.indexOf("=") + 1),
+        ]),
+      ),
+      PORT: "0",
+    },
   });
   await load(svc.url, requests / 5, 20);
+  const pids = {
+    service: svc.child.pid!,
+    consumer: consumer.child.pid!,
+    sink: sink.child.pid!,
+  };
+  const before = cpuByThread(pids);
+  const commandsBefore = cpuByCommand();
+  const machineBefore = machineTicks();
   const { seconds } = await load(svc.url, requests, 20);
+  const machineAfter = machineTicks();
+  const commandsAfter = cpuByCommand();
+  const after = cpuByThread(pids);
   process.stdout.write(
-    `${contender} ${handler}: ${(requests / seconds).toFixed(0)} req/s\n`,
+    `${name} ${handler}: ${(requests / seconds).toFixed(0)} req/s\n\n-- CPU µs per request, by process and thread --\n`,
+  );
+  for (const [key, ticks] of after) {
+    const us = (((ticks - (before.get(key) ?? 0)) / 100) * 1e6) / requests;
+    if (us >= 0.5)
+      process.stdout.write(`${us.toFixed(1).padStart(7)}  ${key}\n`);
+  }
+  process.stdout.write(
+    `\n-- CPU µs per request, by command, machine-wide --\n`,
+  );
+  for (const [key, ticks] of commandsAfter) {
+    const us =
+      (((ticks - (commandsBefore.get(key) ?? 0)) / 100) * 1e6) / requests;
+    if (us >= 0.5)
+      process.stdout.write(`${us.toFixed(1).padStart(7)}  ${key}\n`);
+  }
+  const busy = machineAfter.busy - machineBefore.busy;
+  const total = machineAfter.total - machineBefore.total;
+  process.stdout.write(
+    `${(((busy / 100) * 1e6) / requests).toFixed(1).padStart(7)}  all (machine ${((busy / total) * 100).toFixed(0)}% busy)\n`,
   );
   await svc.stop("SIGINT");
+  const sent = (await (await fetch(`${sink.url}/_stats`)).json()) as {
+    requests: number;
+    bytes: number;
+    paths: Record<string, number>;
+  };
+  process.stdout.write(
+    `\n-- telemetry sent --\n${(sent.bytes / requests).toFixed(0)} bytes and ${((sent.requests / requests) * 1000).toFixed(1)} exports per 1000 requests served (warm-up included): ${JSON.stringify(sent.paths)}\n`,
+  );
   await Promise.all([consumer.stop(), sink.stop()]);
   for (const f of readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"))) {
     process.stdout.write(

@@ -27,6 +27,7 @@ import {
   type RunningService,
 } from "@threadline/test-support";
 import { load } from "./load.ts";
+import { contenders, type Contender } from "./contenders.ts";
 import { renderReport, type Measurement } from "./report.ts";
 
 const { values } = parseArgs({
@@ -42,92 +43,6 @@ const CONNECTIONS = 20;
 const root = fileURLToPath(new URL("../", import.meta.url));
 const services = join(root, "services");
 const CLK_TCK = 100;
-
-interface Contender {
-  name: string;
-  label: string;
-  execArgv: string[];
-  env: (sink: string) => Record<string, string>;
-}
-
-const contenders: Contender[] = [
-  { name: "none", label: "no agent", execArgv: [], env: () => ({}) },
-  {
-    name: "threadline-100",
-    label: "Threadline, 100% sampling",
-    execArgv: ["-r", "@threadline/node/register"],
-    env: (sink) => ({
-      OTEL_EXPORTER_OTLP_ENDPOINT: sink,
-      OTEL_SERVICE_NAME: "bench",
-    }),
-  },
-  {
-    // Not a product setting: splits Threadline's cost into instrumentation
-    // (contexts, spans, propagation, log correlation) and export.
-    name: "threadline-no-export",
-    label: "Threadline, 100% sampling, exporters off (instrumentation alone)",
-    execArgv: ["-r", "@threadline/node/register"],
-    env: (sink) => ({
-      OTEL_EXPORTER_OTLP_ENDPOINT: sink,
-      OTEL_SERVICE_NAME: "bench",
-      OTEL_TRACES_EXPORTER: "none",
-      OTEL_LOGS_EXPORTER: "none",
-      OTEL_METRICS_EXPORTER: "none",
-    }),
-  },
-  {
-    name: "threadline-10",
-    label: "Threadline, 10% sampling",
-    execArgv: ["-r", "@threadline/node/register"],
-    env: (sink) => ({
-      OTEL_EXPORTER_OTLP_ENDPOINT: sink,
-      OTEL_SERVICE_NAME: "bench",
-      OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
-      OTEL_TRACES_SAMPLER_ARG: "0.1",
-    }),
-  },
-  {
-    name: "otel",
-    label: "OpenTelemetry sdk-node (http, pg, amqplib, pino; OTLP proto)",
-    execArgv: ["-r", join(services, "otel-upstream.cjs")],
-    env: (sink) => ({
-      OTEL_EXPORTER_OTLP_ENDPOINT: sink,
-      OTEL_SERVICE_NAME: "bench",
-      OTEL_METRICS_EXPORTER: "none",
-    }),
-  },
-  {
-    name: "dd-trace",
-    label: "dd-trace",
-    execArgv: ["-r", "dd-trace/init"],
-    env: (sink) => ({
-      DD_TRACE_AGENT_URL: sink,
-      DD_SERVICE: "bench",
-      DD_TRACE_SAMPLE_RATE: "1",
-      DD_LOGS_INJECTION: "true",
-      DD_RUNTIME_METRICS_ENABLED: "false",
-      DD_TRACE_STARTUP_LOGS: "false",
-      DD_REMOTE_CONFIGURATION_ENABLED: "false",
-      DD_INSTRUMENTATION_TELEMETRY_ENABLED: "false",
-      DD_PROFILING_ENABLED: "false",
-      DD_DOGSTATSD_URL: "udp://127.0.0.1:9",
-    }),
-  },
-  {
-    name: "elastic",
-    label: "elastic-apm-node",
-    execArgv: ["-r", "elastic-apm-node/start"],
-    env: (sink) => ({
-      ELASTIC_APM_SERVER_URL: sink,
-      ELASTIC_APM_SERVICE_NAME: "bench",
-      ELASTIC_APM_TRANSACTION_SAMPLE_RATE: "1",
-      ELASTIC_APM_CENTRAL_CONFIG: "false",
-      ELASTIC_APM_CLOUD_PROVIDER: "none",
-      ELASTIC_APM_METRICS_INTERVAL: "0s",
-      ELASTIC_APM_LOG_LEVEL: "off",
-    }),
-  },
-];
 
 const handlers = [
   {
