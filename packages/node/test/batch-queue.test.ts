@@ -33,6 +33,26 @@ it("exports a full batch on the next turn of the event loop, not inside push()",
   q.stop();
 });
 
+it("sends only full batches early; the rest waits for the schedule delay", async () => {
+  const batches: number[][] = [];
+  const q = new BatchQueue<number>(
+    { scheduleDelayMs: 30, maxQueueSize: 10, maxExportBatchSize: 2 },
+    (b) => batches.push(b),
+    () => {},
+  );
+  for (let i = 1; i <= 5; i++) q.push(i);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(batches, [
+    [1, 2],
+    [3, 4],
+  ]);
+  assert.equal(q.size, 1);
+  await new Promise((r) => setTimeout(r, 90));
+  assert.deepEqual(batches.at(-1), [5]);
+  assert.equal(q.size, 0);
+  q.stop();
+});
+
 it("exports a partial batch after the schedule delay", async () => {
   const batches: number[][] = [];
   const q = new BatchQueue<number>(
@@ -80,8 +100,10 @@ it("encodes as items arrive, in batches of at most maxExportBatchSize, and drops
   assert.deepEqual(batches, [
     [[1, 2], 2],
     [[3, 4], 2],
-    [[5], 1],
   ]);
+  assert.equal(q.size, 1, "the partial batch waits for the schedule delay");
+  q.drain();
+  assert.deepEqual(batches.at(-1), [[5], 1]);
   assert.equal(q.size, 0);
   q.stop();
 });

@@ -1,6 +1,8 @@
-// Bounded queues that hand items on in batches: when a batch fills up (on
-// the next turn of the event loop, never inside the caller's push()), or
-// when the oldest item has waited `scheduleDelayMs`. A full queue drops the
+// Bounded queues that hand items on in batches: full batches on the next
+// turn of the event loop (never inside the caller's push()), and whatever is
+// left once the oldest item has waited `scheduleDelayMs`. Only full batches
+// go on the early turn, so a steady stream is sent in full batches rather
+// than each full batch trailed by the few items pushed after it. A full queue drops the
 // newest item and reports it; nothing here can throw into the caller.
 //
 // BatchQueue keeps the items themselves. EncodingQueue encodes each item as
@@ -25,8 +27,8 @@ abstract class Batcher<T> {
   abstract get size(): number;
   /** Queues one item. */
   protected abstract add(item: T): void;
-  /** Hands every queued item on. */
-  protected abstract flush(): void;
+  /** Hands queued items on: every one, or only those that make full batches. */
+  protected abstract flush(fullBatchesOnly: boolean): void;
 
   push(item: T): void {
     if (this.size >= this.settings.maxQueueSize) {
@@ -37,16 +39,22 @@ abstract class Batcher<T> {
     if (this.size >= this.settings.maxExportBatchSize) {
       this.#immediate ??= setImmediate(() => {
         this.#immediate = undefined;
-        this.drain();
+        this.flush(true);
+        this.#startTimer();
       });
       this.#immediate.unref?.();
-    } else if (this.#timer === undefined && this.size > 0) {
-      this.#timer = setTimeout(() => {
-        this.#timer = undefined;
-        this.drain();
-      }, this.settings.scheduleDelayMs);
-      this.#timer.unref();
+    } else {
+      this.#startTimer();
     }
+  }
+
+  #startTimer(): void {
+    if (this.#timer !== undefined || this.size === 0) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.drain();
+    }, this.settings.scheduleDelayMs);
+    this.#timer.unref();
   }
 
   /** Hands every queued item on now, in batches of at most maxExportBatchSize. */
@@ -55,7 +63,7 @@ abstract class Batcher<T> {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
-    if (this.size > 0) this.flush();
+    if (this.size > 0) this.flush(false);
   }
 
   stop(): void {
@@ -87,10 +95,17 @@ export class BatchQueue<T> extends Batcher<T> {
     this.#items.push(item);
   }
 
-  protected flush(): void {
-    const items = this.#items;
-    this.#items = [];
+  protected flush(fullBatchesOnly: boolean): void {
     const size = this.settings.maxExportBatchSize;
+    let items = this.#items;
+    if (fullBatchesOnly) {
+      const take = items.length - (items.length % size);
+      if (take === 0) return;
+      this.#items = items.slice(take);
+      if (take < items.length) items = items.slice(0, take);
+    } else {
+      this.#items = [];
+    }
     for (let i = 0; i < items.length; i += size)
       this.#onBatch(
         i === 0 && items.length <= size ? items : items.slice(i, i + size),
@@ -150,8 +165,8 @@ export class EncodingQueue<T> extends Batcher<T> {
     this.#sealedCount += count;
   }
 
-  protected flush(): void {
-    this.#seal();
+  protected flush(fullBatchesOnly: boolean): void {
+    if (!fullBatchesOnly) this.#seal();
     const sealed = this.#sealed;
     this.#sealed = [];
     this.#sealedCount = 0;
