@@ -1,8 +1,10 @@
 // Metric instruments: one aggregation per attribute set, kept cumulative.
 //
-// Recording is a Map lookup by a key built from the attributes (sorted
-// keys, so {a,b} and {b,a} are one series) and a few number updates; no
-// allocation once a series exists. Each instrument holds at most
+// Recording is a Map lookup by a key built from the attributes in the order
+// they were given and a few number updates. The first time an order is seen
+// it is resolved to its series through the canonical key (sorted keys, so
+// {a,b} and {b,a} are one series); after that no sort and no object is
+// made per measurement. Each instrument holds at most
 // CARDINALITY_LIMIT series; measurements beyond go to one overflow series
 // (`otel.metric.overflow=true`), as the OpenTelemetry specification asks,
 // so a high-cardinality attribute cannot grow memory without bound.
@@ -36,7 +38,12 @@ export const DEFAULT_BUCKETS = [
   0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000,
 ];
 
-/** Stable key of an attribute set. */
+function valueKey(v: unknown): string {
+  // Strings and other values are told apart: "200" and 200 are two series.
+  return typeof v === "string" ? `\u0001${v}` : `\u0002${JSON.stringify(v)}`;
+}
+
+/** Stable key of an attribute set, whatever the order of its keys. */
 export function attributesKey(attributes: Attributes | undefined): string {
   if (attributes === undefined) return "";
   const keys = Object.keys(attributes);
@@ -46,9 +53,78 @@ export function attributesKey(attributes: Attributes | undefined): string {
   for (const k of keys) {
     const v = attributes[k];
     if (v === undefined) continue;
-    key += `${k}\u0000${typeof v === "string" ? v : JSON.stringify(v)}\u0001`;
+    key += `${k}${valueKey(v)}\u0000`;
   }
   return key;
+}
+
+/** Key of an attribute set in the order its keys were given (no array, no sort). */
+function orderedKey(attributes: Attributes | undefined): string {
+  let key = "";
+  if (attributes === undefined) return key;
+  for (const k in attributes) {
+    const v = attributes[k];
+    if (v === undefined) continue;
+    key +=
+      typeof v === "string"
+        ? `${k}\u0001${v}\u0000`
+        : typeof v === "number" || typeof v === "boolean"
+          ? `${k}\u0002${v}\u0000`
+          : `${k}${valueKey(v)}\u0000`;
+  }
+  return key;
+}
+
+/**
+ * Series by attribute set: found by the attributes' ordered key, resolved
+ * on a miss through the canonical key. At most `limit` series; beyond it,
+ * new sets land in the overflow series.
+ */
+class SeriesMap<S> {
+  readonly #byKey = new Map<string, S>();
+  readonly #byOrderedKey = new Map<string, S>();
+  readonly #make: (attributes: PointAttributes) => S;
+
+  constructor(make: (attributes: PointAttributes) => S) {
+    this.#make = make;
+  }
+
+  get size(): number {
+    return this.#byKey.size;
+  }
+
+  values(): IterableIterator<S> {
+    return this.#byKey.values();
+  }
+
+  /** The series with exactly these attributes, if there is one. */
+  find(attributes: Attributes | undefined): S | undefined {
+    return this.#byKey.get(attributesKey(attributes));
+  }
+
+  get(attributes: Attributes | undefined): S {
+    const ordered = orderedKey(attributes);
+    let s = this.#byOrderedKey.get(ordered);
+    if (s !== undefined) return s;
+    let key = attributesKey(attributes);
+    s = this.#byKey.get(key);
+    if (s === undefined) {
+      // The overflow series counts towards the limit.
+      if (this.#byKey.size >= CARDINALITY_LIMIT - 1) {
+        attributes = OVERFLOW;
+        key = attributesKey(OVERFLOW);
+        s = this.#byKey.get(key);
+      }
+      if (s === undefined) {
+        s = this.#make(copy(attributes));
+        this.#byKey.set(key, s);
+      }
+    }
+    // Orders of the same set are few; past the bound, misses take the slow path.
+    if (this.#byOrderedKey.size < 2 * CARDINALITY_LIMIT)
+      this.#byOrderedKey.set(ordered, s);
+    return s;
+  }
 }
 
 function copy(attributes: Attributes | undefined): PointAttributes {
@@ -86,7 +162,11 @@ interface HistogramSeries {
 
 /** Sums (monotonic or not) and last-value gauges over attribute sets. */
 export class NumberAggregator {
-  readonly #series = new Map<string, NumberSeries>();
+  readonly #series = new SeriesMap<NumberSeries>((attributes) => ({
+    attributes,
+    startTime: now(),
+    value: 0,
+  }));
   readonly kind: "sum" | "gauge";
   readonly monotonic: boolean;
   readonly descriptor: InstrumentDescriptor;
@@ -104,32 +184,15 @@ export class NumberAggregator {
     this.monotonic = monotonic;
   }
 
-  #get(attributes: Attributes | undefined): NumberSeries {
-    let key = attributesKey(attributes);
-    let s = this.#series.get(key);
-    if (s === undefined) {
-      // The overflow series counts towards the limit.
-      if (this.#series.size >= CARDINALITY_LIMIT - 1) {
-        key = attributesKey(OVERFLOW);
-        s = this.#series.get(key);
-        if (s !== undefined) return s;
-        attributes = OVERFLOW;
-      }
-      s = { attributes: copy(attributes), startTime: now(), value: 0 };
-      this.#series.set(key, s);
-    }
-    return s;
-  }
-
   add(value: number, attributes?: Attributes): void {
     if (typeof value !== "number" || !Number.isFinite(value)) return;
     if (this.monotonic && value < 0) return;
-    this.#get(attributes).value += value;
+    this.#series.get(attributes).value += value;
   }
 
   set(value: number, attributes?: Attributes): void {
     if (typeof value !== "number" || !Number.isFinite(value)) return;
-    this.#get(attributes).value = value;
+    this.#series.get(attributes).value = value;
   }
 
   /** Observable instruments report absolute values; a sum is replaced, not added. */
@@ -143,7 +206,7 @@ export class NumberAggregator {
 
   /** Current value of the series with exactly these attributes. */
   value(attributes?: Attributes): number | undefined {
-    return this.#series.get(attributesKey(attributes))?.value;
+    return this.#series.find(attributes)?.value;
   }
 
   collect(time: number): MetricData | undefined {
@@ -184,7 +247,7 @@ export class NumberAggregator {
 
 /** Explicit-bucket histograms over attribute sets. */
 export class HistogramAggregator {
-  readonly #series = new Map<string, HistogramSeries>();
+  readonly #series: SeriesMap<HistogramSeries>;
   readonly descriptor: InstrumentDescriptor;
   readonly scope: Scope;
   readonly bounds: readonly number[];
@@ -197,34 +260,18 @@ export class HistogramAggregator {
     this.scope = scope;
     this.descriptor = descriptor;
     this.bounds = bounds;
-  }
-
-  #get(attributes: Attributes | undefined): HistogramSeries {
-    let key = attributesKey(attributes);
-    let s = this.#series.get(key);
-    if (s === undefined) {
-      // The overflow series counts towards the limit.
-      if (this.#series.size >= CARDINALITY_LIMIT - 1) {
-        key = attributesKey(OVERFLOW);
-        s = this.#series.get(key);
-        if (s !== undefined) return s;
-        attributes = OVERFLOW;
-      }
-      s = {
-        attributes: copy(attributes),
-        startTime: now(),
-        count: 0,
-        sum: 0,
-        min: Infinity,
-        max: -Infinity,
-        counts: new Array<number>(this.bounds.length + 1).fill(0),
-        exemplars: new Array<ExemplarData | undefined>(
-          this.bounds.length + 1,
-        ).fill(undefined),
-      };
-      this.#series.set(key, s);
-    }
-    return s;
+    this.#series = new SeriesMap((attributes) => ({
+      attributes,
+      startTime: now(),
+      count: 0,
+      sum: 0,
+      min: Infinity,
+      max: -Infinity,
+      counts: new Array<number>(bounds.length + 1).fill(0),
+      exemplars: new Array<ExemplarData | undefined>(bounds.length + 1).fill(
+        undefined,
+      ),
+    }));
   }
 
   record(
@@ -233,7 +280,7 @@ export class HistogramAggregator {
     ctx: Context = context.active(),
   ): void {
     if (typeof value !== "number" || !Number.isFinite(value)) return;
-    const s = this.#get(attributes);
+    const s = this.#series.get(attributes);
     const bounds = this.bounds;
     let i = 0;
     while (i < bounds.length && value > bounds[i]!) i++;
@@ -243,13 +290,23 @@ export class HistogramAggregator {
     if (value < s.min) s.min = value;
     if (value > s.max) s.max = value;
     const sc = trace.getSpanContext(ctx);
-    if (sc !== undefined && (sc.traceFlags & 1) === 1)
-      s.exemplars[i] = {
-        time: now(),
-        value,
-        traceId: sc.traceId,
-        spanId: sc.spanId,
-      };
+    if (sc !== undefined && (sc.traceFlags & 1) === 1) {
+      // Updated in place: one object per bucket, not one per measurement.
+      const e = s.exemplars[i];
+      if (e === undefined)
+        s.exemplars[i] = {
+          time: now(),
+          value,
+          traceId: sc.traceId,
+          spanId: sc.spanId,
+        };
+      else {
+        e.time = now();
+        e.value = value;
+        e.traceId = sc.traceId;
+        e.spanId = sc.spanId;
+      }
+    }
   }
 
   get seriesCount(): number {
@@ -264,9 +321,9 @@ export class HistogramAggregator {
     if (this.#series.size === 0) return undefined;
     const points: HistogramPointData[] = [];
     for (const s of this.#series.values()) {
-      const exemplars = s.exemplars.filter(
-        (e): e is ExemplarData => e !== undefined,
-      );
+      const exemplars: ExemplarData[] = [];
+      for (const e of s.exemplars)
+        if (e !== undefined) exemplars.push({ ...e });
       points.push({
         attributes: s.attributes,
         startTime: s.startTime,
