@@ -4,7 +4,9 @@
 // before its content, so one byte is reserved for it, the content written,
 // and the content moved right if the length needs more than one varint byte
 // (copyWithin of a few hundred bytes; most OTLP sub-messages are short).
-// Strings are written straight into the buffer as UTF-8 with the same trick.
+// Strings are written straight into the buffer as UTF-8 with the same trick;
+// short ASCII strings (attribute keys, most values) byte by byte in
+// JavaScript, which beats a call into the native UTF-8 writer at that size.
 // Ids are written from their hex form without intermediate objects.
 
 const TWO_32 = 0x1_0000_0000;
@@ -15,7 +17,27 @@ export const WIRE_FIXED64 = 1;
 export const WIRE_LEN = 2;
 export const WIRE_FIXED32 = 5;
 
-function varintSize(n: number): number {
+/** Strings up to this many characters (< 0x80) are tried as ASCII in JavaScript. */
+const SHORT_STRING = 64;
+
+/** Value of each hex digit's char code, 16 for anything else. */
+const HEX = new Uint8Array(128).fill(16);
+for (let i = 0; i < 10; i++) HEX[48 + i] = i;
+for (let i = 0; i < 6; i++) HEX[97 + i] = HEX[65 + i] = 10 + i;
+
+/** Writes an unsigned varint (0 <= n < 2^31) into `buf` at `pos`; returns the position after it. */
+export function writeVarintAt(buf: Uint8Array, pos: number, n: number): number {
+  let v = n;
+  while (v >= 0x80) {
+    buf[pos++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  buf[pos++] = v;
+  return pos;
+}
+
+/** Bytes a varint of `n` takes. */
+export function varintSize(n: number): number {
   if (n < 0x80) return 1;
   if (n < 0x4000) return 2;
   if (n < 0x20_0000) return 3;
@@ -130,8 +152,24 @@ export class ProtoWriter {
 
   /** A length-prefixed UTF-8 string (without tag). */
   string(s: string): void {
-    const max = s.length * 3;
+    const len = s.length;
+    const max = len * 3;
     this.#ensure(max + 5);
+    if (len <= SHORT_STRING) {
+      const b = this.#buf;
+      const start = this.#pos + 1; // the length fits one varint byte
+      let i = 0;
+      for (; i < len; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) break;
+        b[start + i] = c;
+      }
+      if (i === len) {
+        b[this.#pos] = len;
+        this.#pos = start + len;
+        return;
+      }
+    }
     if (max < 0x80) {
       const start = this.#pos + 1;
       const n = this.#buf.write(s, start, "utf8");
@@ -145,15 +183,27 @@ export class ProtoWriter {
     this.#pos += n;
   }
 
-  /** Field holding bytes given as lowercase hex (trace and span ids). */
+  /** Field holding bytes given as hex (trace and span ids). */
   hexField(field: number, hex: string): void {
     const n = hex.length >>> 1;
     if (n === 0) return;
     this.tag(field, WIRE_LEN);
     this.#ensure(n + 1);
-    this.#buf[this.#pos++] = n;
-    this.#buf.write(hex, this.#pos, n, "hex");
-    this.#pos += n;
+    const b = this.#buf;
+    const at = this.#pos + 1;
+    b[this.#pos] = n;
+    for (let i = 0; i < n; i++) {
+      const hi = HEX[hex.charCodeAt(2 * i)] ?? 16;
+      const lo = HEX[hex.charCodeAt(2 * i + 1)] ?? 16;
+      if ((hi | lo) > 15) {
+        // Not hex: written the way Buffer parses it (up to the first bad digit).
+        b.fill(0, at, at + n);
+        b.write(hex, at, n, "hex");
+        break;
+      }
+      b[at + i] = (hi << 4) | lo;
+    }
+    this.#pos = at + n;
   }
 
   bytesField(field: number, bytes: Uint8Array): void {
@@ -194,10 +244,14 @@ export class ProtoWriter {
     this.#buf[p] = v;
   }
 
-  /** A copy of what was written; the writer can be reset and reused. */
+  /**
+   * A copy of what was written, in an ArrayBuffer of its own (so it can be
+   * transferred); the writer can be reset and reused.
+   */
   finish(): Uint8Array {
-    const out = new Uint8Array(this.#pos);
-    out.set(this.#buf.subarray(0, this.#pos));
+    // Not zero-filled first: every byte is overwritten by the copy.
+    const out = Buffer.allocUnsafeSlow(this.#pos);
+    this.#buf.copy(out, 0, 0, this.#pos);
     return out;
   }
 

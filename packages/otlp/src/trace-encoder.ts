@@ -3,8 +3,11 @@ import { keyValuesToJson, writeKeyValues } from "./any-value.ts";
 import type { Attributes, Scope, SpanData } from "./model.ts";
 import {
   ProtoWriter,
+  varintSize,
+  writeVarintAt,
   WIRE_FIXED32,
   WIRE_FIXED64,
+  WIRE_LEN,
   WIRE_VARINT,
 } from "./proto-writer.ts";
 
@@ -47,6 +50,18 @@ export function writeScope(w: ProtoWriter, field: number, scope: Scope): void {
   w.stringField(1, scope.name);
   if (scope.version) w.stringField(2, scope.version);
   w.end(m);
+}
+
+function encodeResource(attributes: Attributes): Uint8Array {
+  const w = new ProtoWriter(1024);
+  writeResource(w, 1, attributes);
+  return w.finish();
+}
+
+function encodeScope(scope: Scope): Uint8Array {
+  const w = new ProtoWriter(256);
+  writeScope(w, 1, scope);
+  return w.finish();
 }
 
 function writeSpan(w: ProtoWriter, s: SpanData): void {
@@ -128,6 +143,10 @@ export class TraceEncoder {
   /** Spans appended since the last take(), encoded, per instrumentation scope. */
   readonly #scopes = new Map<Scope, ProtoWriter>();
   #pending = 0;
+  /** ResourceSpans.resource, encoded once. */
+  #resourceBytes: Uint8Array | undefined;
+  /** ScopeSpans.scope of each scope, encoded once. */
+  #scopeBytes: WeakMap<Scope, Uint8Array> | undefined;
 
   constructor(resource: Attributes) {
     this.#resource = resource;
@@ -160,10 +179,11 @@ export class TraceEncoder {
 
   /** One protobuf request holding every span appended since the last take(). */
   take(): Uint8Array {
-    const w = this.#writer;
-    w.reset();
-    const rs = w.begin(1);
-    writeResource(w, 1, this.#resource);
+    // The request is assembled in one allocation and one copy of each
+    // scope's spans: the enclosing messages' lengths are known up front.
+    this.#resourceBytes ??= encodeResource(this.#resource);
+    let scopesLength = 0;
+    const parts: Array<[scopeBytes: Uint8Array, spans: Uint8Array]> = [];
     for (const [scope, spans] of this.#scopes) {
       // A scope with nothing in this batch is forgotten, so scopes of
       // short-lived tracers do not accumulate.
@@ -171,15 +191,31 @@ export class TraceEncoder {
         this.#scopes.delete(scope);
         continue;
       }
-      const ss = w.begin(2);
-      writeScope(w, 1, scope);
-      w.raw(spans.view());
-      w.end(ss);
-      spans.reset();
+      const scopeBytes = (this.#scopeBytes ??= new WeakMap()).get(scope);
+      const head = scopeBytes ?? encodeScope(scope);
+      if (scopeBytes === undefined) this.#scopeBytes.set(scope, head);
+      const content = head.length + spans.length;
+      scopesLength += 1 + varintSize(content) + content;
+      parts.push([head, spans.view()]);
     }
-    w.end(rs);
+    const rsContent = this.#resourceBytes.length + scopesLength;
+    const out = Buffer.allocUnsafeSlow(1 + varintSize(rsContent) + rsContent);
+    let pos = 0;
+    out[pos++] = (1 << 3) | WIRE_LEN; // ExportTraceServiceRequest.resource_spans
+    pos = writeVarintAt(out, pos, rsContent);
+    out.set(this.#resourceBytes, pos);
+    pos += this.#resourceBytes.length;
+    for (const [head, spans] of parts) {
+      out[pos++] = (2 << 3) | WIRE_LEN; // ResourceSpans.scope_spans
+      pos = writeVarintAt(out, pos, head.length + spans.length);
+      out.set(head, pos);
+      pos += head.length;
+      out.set(spans, pos);
+      pos += spans.length;
+    }
+    for (const spans of this.#scopes.values()) spans.reset();
     this.#pending = 0;
-    return w.finish();
+    return out;
   }
 
   /** Protobuf (`application/x-protobuf`). */
