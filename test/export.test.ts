@@ -37,35 +37,49 @@ describe("export", () => {
       .length,
   });
 
-  for (const signal of ["SIGTERM", "SIGINT"] as const) {
-    it(`flushes every span and log line on ${signal}, then dies of the signal`, async () => {
-      const name = `burst-${signal}`;
-      const app = await startService({
-        entry: "burst.mjs",
-        cwd: fixtures,
-        ready: /listening on (\d+)/,
-        env: env(name, { SPANS: "1500" }),
-      });
-      const { signal: died } = await app.stop(signal);
-      assert.equal(died, signal);
-      assert.deepEqual(count(name), { spans: 1500, logs: 1500 });
-    });
-  }
+  // Export runs on the application's thread by default, on a worker thread
+  // when asked; the count also proves the exporter's own requests untraced.
+  const threads = [
+    ["main", ""],
+    ["worker", " (export on a worker thread)"],
+  ] as const;
 
-  for (const exit of ["natural", "process-exit"] as const) {
-    it(`flushes on ${exit === "natural" ? "a natural exit" : "process.exit()"}`, async () => {
-      const name = `burst-${exit}`;
-      const app = await startService({
-        entry: "burst.mjs",
-        cwd: fixtures,
-        ready: false,
-        env: env(name, { SPANS: "300", EXIT: exit }),
+  for (const [thread, on] of threads)
+    for (const signal of ["SIGTERM", "SIGINT"] as const) {
+      it(`flushes every span and log line on ${signal}, then dies of the signal${on}`, async () => {
+        const name = `burst-${signal}-${thread}`;
+        const app = await startService({
+          entry: "burst.mjs",
+          cwd: fixtures,
+          ready: /listening on (\d+)/,
+          env: env(name, { SPANS: "1500", THREADLINE_EXPORT_THREAD: thread }),
+        });
+        const { signal: died } = await app.stop(signal);
+        assert.equal(died, signal);
+        assert.deepEqual(count(name), { spans: 1500, logs: 1500 });
       });
-      const { code } = await app.exited;
-      assert.equal(code, 0);
-      assert.deepEqual(count(name), { spans: 300, logs: 300 });
-    });
-  }
+    }
+
+  for (const [thread, on] of threads)
+    for (const exit of ["natural", "process-exit"] as const) {
+      it(`flushes on ${exit === "natural" ? "a natural exit" : "process.exit()"}${on}`, async () => {
+        const name = `burst-${exit}-${thread}`;
+        const app = await startService({
+          entry: "burst.mjs",
+          cwd: fixtures,
+          ready: false,
+          // More than two full batches: some leave before the exit, some at it.
+          env: env(name, {
+            SPANS: "1300",
+            EXIT: exit,
+            THREADLINE_EXPORT_THREAD: thread,
+          }),
+        });
+        const { code } = await app.exited;
+        assert.equal(code, 0);
+        assert.deepEqual(count(name), { spans: 1300, logs: 1300 });
+      });
+    }
 
   it("never keeps the process alive when the Collector is unreachable or hangs", async () => {
     receiver.setResponder(() => "hang");

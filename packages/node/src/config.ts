@@ -58,6 +58,13 @@ export interface InitOptions {
   exportMetrics?: boolean;
   /** Longest wait for buffered telemetry at shutdown and exit, ms. @default 3000 */
   shutdownTimeoutMs?: number;
+  /**
+   * Where export runs: 'main' (the application's thread, asynchronously, a
+   * batch at a time) or 'worker' (a worker thread: about 20 MB more memory,
+   * parsing log lines and network I/O off the application's thread).
+   * @default 'main'
+   */
+  exportThread?: "main" | "worker";
   /** Names of instrumentations to leave off: 'http', 'undici', 'pino', 'pg', 'amqplib'. */
   disabledInstrumentations?: string[];
   /** Incoming paths not to trace: exact, or prefixes ending in `*`. @default [] */
@@ -172,6 +179,7 @@ export interface ResolvedConfig {
   shutdownTimeoutMs: number;
   exportMaxBytes: number;
   exportMaxRetryMs: number;
+  exportThread: "main" | "worker";
   instrumentations: {
     http: boolean;
     undici: boolean;
@@ -538,6 +546,15 @@ export function resolveConfig(
   const on = (name: string) =>
     !disabled.has(name) && (enabledOnly === undefined || enabledOnly.has(name));
 
+  let exportThread: "main" | "worker" = options.exportThread ?? "main";
+  const et = r.str("THREADLINE_EXPORT_THREAD")?.toLowerCase();
+  if (options.exportThread === undefined && et !== undefined) {
+    if (et === "main" || et === "worker") exportThread = et;
+    else
+      r.warnings.push(
+        `THREADLINE_EXPORT_THREAD=${JSON.stringify(et)} is not main or worker; using main`,
+      );
+  }
   let logFields: "otel" | "ecs" = options.logFields ?? "otel";
   const lf = r.str("THREADLINE_LOG_FIELDS")?.toLowerCase();
   if (options.logFields === undefined && lf !== undefined) {
@@ -620,6 +637,7 @@ export function resolveConfig(
       1024,
     ),
     exportMaxRetryMs: r.int("THREADLINE_EXPORT_MAX_RETRY_TIME", 60_000, 0),
+    exportThread,
     instrumentations: {
       http: on("http"),
       undici: on("undici"),

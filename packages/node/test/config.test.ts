@@ -142,6 +142,7 @@ describe("resolveConfig", () => {
         OTEL_SDK_DISABLED: "yes",
         OTEL_PROPAGATORS: "b3,tracecontext",
         THREADLINE_LOG_FIELDS: "json",
+        THREADLINE_EXPORT_THREAD: "both",
         OTEL_NODE_DISABLED_INSTRUMENTATIONS: "http,nosuch",
       },
     );
@@ -152,8 +153,10 @@ describe("resolveConfig", () => {
     assert.equal(config.disabled, false);
     assert.deepEqual(config.propagators, ["tracecontext"]);
     assert.equal(config.logFields, "otel");
+    assert.equal(config.exportThread, "main");
+    assert.ok(warnings.some((w) => w.includes("THREADLINE_EXPORT_THREAD")));
     assert.equal(config.instrumentations.http, false);
-    assert.equal(warnings.length, 8, warnings.join("\n"));
+    assert.equal(warnings.length, 9, warnings.join("\n"));
   });
 
   it("never repeats header values in warnings", () => {

@@ -1,9 +1,11 @@
-// The main-thread half of export: bounded batch queues for ended spans and
+// The front half of export: bounded batch queues for ended spans and
 // captured log lines, span encoding (one pass, straight from the span
-// objects), and the hand-off to the export worker, which owns the network.
-// The worker is started on first use and never keeps the process alive.
+// objects), and the hand-off to the exporter, which owns the network. The
+// exporter runs on this thread (untraced), or on a worker thread when
+// configured; it starts on first use and never keeps the process alive.
 import { Worker } from "node:worker_threads";
-import { diag, type LogRecordSink } from "@threadline/core";
+import { context, ROOT_CONTEXT } from "@opentelemetry/api";
+import { diag, suppressTracing, type LogRecordSink } from "@threadline/core";
 import {
   MetricsEncoder,
   TraceEncoder,
@@ -14,6 +16,7 @@ import type { ResolvedConfig } from "../config.ts";
 import type { RecordingSpan, SpanSink } from "../trace/span.ts";
 import { now } from "../internal/clock.ts";
 import { BatchQueue, EncodingQueue } from "./batch-queue.ts";
+import { Exporter } from "./exporter.ts";
 import {
   CONTROL_FLUSHED,
   CONTROL_SLOTS,
@@ -29,6 +32,9 @@ import {
   type WatchSourceMessage,
   type WorkerSettings,
 } from "./protocol.ts";
+
+/** Where the exporter on this thread runs: no span, no propagation, no request metrics. */
+const UNTRACED = suppressTracing(ROOT_CONTEXT);
 
 interface CapturedLog {
   line: string;
@@ -78,6 +84,8 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   readonly #metricsEncoder: MetricsEncoder;
   readonly #flushWaiters = new Map<number, () => void>();
   #worker: Worker | undefined;
+  /** The exporter on this thread (exportThread 'main'). */
+  #exporter: Exporter | undefined;
   #onWatchRead: ((msg: WatchReadMessage) => void) | undefined;
   #watchSource: WatchSourceMessage | undefined;
   #flushId = 0;
@@ -265,8 +273,21 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   }
 
   #post(msg: ToWorker, transfer: ArrayBuffer[]): void {
+    if (this.#config.exportThread === "main") {
+      this.#inThread(msg);
+      return;
+    }
     const worker = this.#ensureWorker();
     worker?.postMessage(msg, transfer);
+  }
+
+  /** Hands `msg` to the exporter on this thread, outside any trace. */
+  #inThread(msg: ToWorker): void {
+    const exporter = (this.#exporter ??= new Exporter(this.#settings, (m) =>
+      // Answers arrive asynchronously, as they would from a worker.
+      queueMicrotask(() => this.#onWorkerMessage(m)),
+    ));
+    context.with(UNTRACED, () => exporter.handle(msg));
   }
 
   #ensureWorker(): Worker | undefined {
@@ -279,9 +300,13 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
           // Never let the application's --import/-r (and so Threadline itself) load into the worker.
           execArgv: [],
           name: "threadline-export",
+          // Everything the worker allocates dies young (a payload lives until
+          // its POST is answered), so a small young generation costs a few
+          // more cheap scavenges and saves the megabytes V8 would otherwise
+          // grow it to under load.
+          resourceLimits: { maxYoungGenerationSizeMb: 4 },
         },
       );
-      // Listen first: adding a message listener refs the worker's port again.
       // Listen first: adding a message listener refs the worker's port again.
       worker.on("message", (msg: FromWorker) => this.#onWorkerMessage(msg));
       worker.unref();
@@ -321,6 +346,10 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     this.#onWatchRead = onRead;
     const running = this.#worker !== undefined;
     this.#watchSource = { t: "watch-source", ...source };
+    if (this.#config.exportThread === "main") {
+      this.#inThread(this.#watchSource);
+      return;
+    }
     // A worker started from now on is handed the source as it starts.
     const worker = this.#ensureWorker();
     if (running) worker?.postMessage(this.#watchSource);
@@ -344,10 +373,12 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     this.#spans.drain();
     this.#logs.drain();
     const worker = this.#worker;
-    if (worker === undefined) return;
+    const exporter = this.#exporter;
+    if (worker === undefined && exporter === undefined) return;
     const id = ++this.#flushId;
     const deadline = Date.now() + timeoutMs;
-    worker.ref();
+    // The timer below keeps the process alive while the flush runs here.
+    worker?.ref();
     try {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, timeoutMs + 250);
@@ -355,16 +386,13 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
           clearTimeout(timer);
           resolve();
         });
-        worker.postMessage({
-          t: "flush",
-          id,
-          deadline,
-          final,
-        } satisfies ToWorker);
+        const msg: ToWorker = { t: "flush", id, deadline, final };
+        if (worker !== undefined) worker.postMessage(msg);
+        if (exporter !== undefined) this.#inThread(msg);
       });
     } finally {
       this.#flushWaiters.delete(id);
-      if (this.#worker === worker) worker.unref();
+      if (worker !== undefined && this.#worker === worker) worker.unref();
     }
   }
 
@@ -375,6 +403,14 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   flushSync(timeoutMs: number): void {
     this.#spans.drain();
     this.#logs.drain();
+    // No asynchronous I/O completes on this thread any more: what the
+    // exporter here has not delivered goes to a worker thread, and this
+    // thread waits for it.
+    const undelivered = this.#exporter?.takeUndelivered() ?? [];
+    if (undelivered.length > 0) {
+      const worker = this.#ensureWorker();
+      for (const p of undelivered) worker?.postMessage(p); // copied: a body may share its memory
+    }
     const worker = this.#worker;
     if (worker === undefined) return;
     const id = ++this.#flushId;
@@ -402,6 +438,8 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     this.#closed = true;
     this.#spans.stop();
     this.#logs.stop();
+    this.#exporter?.close();
+    this.#exporter = undefined;
     const worker = this.#worker;
     this.#worker = undefined;
     if (worker !== undefined) await worker.terminate();

@@ -97,8 +97,22 @@ export interface WatchSourceMessage {
   slowOnNotFound: boolean;
 }
 
+/** An encoded body handed from one exporter to another (the 'exit' flush). */
+export interface PayloadMessage {
+  t: "payload";
+  signal: Signal;
+  body: Uint8Array;
+  count: number;
+  /** Compressed already if it should be; false: compress it first. */
+  ready: boolean;
+}
+
 export type ToWorker =
-  TracesMessage | LogsMessage | FlushMessage | WatchSourceMessage;
+  | TracesMessage
+  | LogsMessage
+  | PayloadMessage
+  | FlushMessage
+  | WatchSourceMessage;
 
 /**
  * A read of the watch list: `text` when it changed, `error` when it failed,

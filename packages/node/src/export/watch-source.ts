@@ -1,8 +1,7 @@
-// Reads the watch-list document on the export worker, so the application's
-// thread does no network I/O for it and none of it is traced. The worker
-// posts the text only when it changed (the main thread validates and
-// applies it), a failure each time one happens, and a bare message when a
-// read succeeds again after failures.
+// Reads the watch-list document for the exporter (untraced, like all of the
+// exporter's traffic). It posts the text only when it changed (the SDK
+// validates and applies it), a failure each time one happens, and a bare
+// message when a read succeeds again after failures.
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import type { WatchReadMessage, WatchSourceMessage } from "./protocol.ts";
@@ -64,11 +63,13 @@ async function readFileSource(url: string): Promise<string> {
   return buf.toString("utf8");
 }
 
-/** Polls `src` until the worker ends; `post` receives every read's outcome. */
+/** Polls `src` until stopped (or the thread ends); `post` receives every read's outcome. */
 export function pollWatchSource(
   src: WatchSourceMessage,
   post: (msg: WatchReadMessage) => void,
-): void {
+): () => void {
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
   let lastText: string | undefined;
   let etag: string | undefined;
   let failing = false;
@@ -98,7 +99,13 @@ export function pollWatchSource(
           (e.name === "TimeoutError" ? "timed out" : e.message),
       });
     }
-    setTimeout(() => void poll(), next).unref();
+    if (stopped) return;
+    timer = setTimeout(() => void poll(), next);
+    timer.unref();
   };
   void poll();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
 }

@@ -1,0 +1,754 @@
+// The exporter: everything about getting telemetry to the Collector once
+// the pipeline has batched it. It runs on the application's thread by
+// default (network I/O is asynchronous, and everything here works a batch at
+// a time, never inside a request) or on a worker thread
+// (`export-worker.ts`, THREADLINE_EXPORT_THREAD=worker), and is the same code
+// in both: messages in, messages and shared counters out.
+//
+// - Spans arrive already encoded (as each span ended); log lines arrive as
+//   the logger wrote them and are parsed and encoded here, a batch at a time.
+// - Each signal has a FIFO of payloads bounded in bytes. A full buffer drops
+//   the incoming payload; a payload that cannot be delivered within the
+//   retry budget is dropped; both are counted by reason.
+// - Retries follow the OTLP/HTTP rules: 429, 502, 503 and 504 and network
+//   errors are retried with exponential backoff and jitter, Retry-After is
+//   honoured; other statuses are final. One backoff per signal, so a dead
+//   Collector is probed, not hammered.
+// - A flush sends everything at once, ignoring backoff; a final flush
+//   (shutdown, exit) gives up at its deadline and counts what was left.
+//   Completion is signalled through a shared Int32 so the main thread can
+//   wait for it synchronously in an 'exit' handler (on a worker then: see
+//   takeUndelivered()).
+import {
+  Agent as HttpAgent,
+  request as httpRequest,
+  type IncomingMessage,
+} from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { gzip } from "node:zlib";
+import {
+  LogsEncoder,
+  type Attributes,
+  type LogRecordData,
+} from "@threadline/otlp";
+import {
+  CONTROL_FLUSHED,
+  counterIndex,
+  SIGNALS,
+  type EndpointSettings,
+  type FlushMessage,
+  type FromWorker,
+  type LogsMessage,
+  type PayloadMessage,
+  type Signal,
+  type ToWorker,
+  type WorkerCounter,
+  type WorkerSettings,
+} from "./protocol.ts";
+import { pollWatchSource } from "./watch-source.ts";
+
+// Short enough that export resumes within seconds of the Collector's return.
+const MAX_BACKOFF_MS = 5_000;
+const MAX_RETRY_AFTER_MS = 300_000;
+const MAX_RESPONSE_BYTES = 64 * 1024;
+
+const WHAT: Record<Signal, string> = {
+  traces: "spans",
+  logs: "log records",
+  metrics: "metric points",
+};
+
+/** What a channel needs from its exporter. */
+interface ChannelOwner {
+  readonly settings: WorkerSettings;
+  add(signal: Signal, counter: WorkerCounter, n: number): void;
+  gauge(signal: Signal, counter: WorkerCounter, value: number): void;
+  post(msg: FromWorker): void;
+  checkFlush(): void;
+}
+
+/** The URL without user info, safe to print. */
+function printable(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = "";
+    u.password = "";
+    u.search = "";
+    return u.toString();
+  } catch {
+    return "(invalid URL)";
+  }
+}
+
+interface Payload {
+  body: Buffer;
+  count: number;
+  enqueuedAt: number;
+  /** Set when a final flush gave up on this payload while it was in flight. */
+  abandoned: boolean;
+  /** The flush round in which this payload was last attempted (0: none). */
+  round: number;
+}
+
+/** A body being compressed before it is queued. */
+interface Compressing {
+  body: Buffer;
+  count: number;
+  /** Handed to another exporter meanwhile: the result is not queued here. */
+  taken: boolean;
+}
+
+type Outcome =
+  | { kind: "ok"; rejected: number }
+  | { kind: "retry"; reason: string; retryAfterMs: number | undefined }
+  | { kind: "fail"; reason: string };
+
+class Channel {
+  readonly #owner: ChannelOwner;
+  readonly #signal: Signal;
+  readonly #endpoint: EndpointSettings;
+  readonly #url: URL;
+  readonly #agent: HttpAgent;
+  readonly #queue: Payload[] = [];
+  readonly #inflight = new Set<Payload>();
+  readonly #compressing = new Set<Compressing>();
+  #pendingBytes = 0;
+  #failures = 0;
+  #nextAttemptAt = 0;
+  #timer: NodeJS.Timeout | undefined;
+  /** Current flush round; 0 when not flushing. */
+  #round = 0;
+
+  constructor(owner: ChannelOwner, signal: Signal, endpoint: EndpointSettings) {
+    this.#owner = owner;
+    this.#signal = signal;
+    this.#endpoint = endpoint;
+    this.#url = new URL(endpoint.url);
+    this.#agent =
+      this.#url.protocol === "https:"
+        ? new HttpsAgent({ keepAlive: true, maxSockets: 4 })
+        : new HttpAgent({ keepAlive: true, maxSockets: 4 });
+  }
+
+  /** During a flush: every payload was attempted once in this round and nothing is in flight. */
+  get settled(): boolean {
+    if (this.#inflight.size > 0 || this.#compressing.size > 0) return false;
+    for (const p of this.#queue) if (p.round !== this.#round) return false;
+    return true;
+  }
+
+  #syncGauges(): void {
+    this.#owner.gauge(this.#signal, "pendingBytes", this.#pendingBytes);
+    let items = 0;
+    for (const p of this.#queue) items += p.count;
+    for (const p of this.#inflight) items += p.count;
+    this.#owner.gauge(this.#signal, "pendingItems", items);
+  }
+
+  enqueue(raw: Uint8Array | string, count: number): void {
+    let body: Buffer =
+      typeof raw === "string"
+        ? Buffer.from(raw)
+        : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+    if (this.#endpoint.compression !== "gzip") {
+      this.enqueueReady(body, count);
+      return;
+    }
+    // On libuv's thread pool: the exporter may share the application's thread.
+    const job: Compressing = { body, count, taken: false };
+    this.#compressing.add(job);
+    gzip(body, (err, out) => {
+      this.#compressing.delete(job);
+      if (job.taken) return;
+      if (err !== null) {
+        this.#owner.add(this.#signal, "rejected", count);
+        this.#owner.post({
+          t: "diag",
+          level: "warn",
+          key: `${this.#signal}-gzip`,
+          message: `dropped ${count} ${WHAT[this.#signal]}: could not compress them (${err.message})`,
+        });
+        this.#owner.checkFlush();
+        return;
+      }
+      this.enqueueReady(out, count);
+    });
+  }
+
+  /** Queues a body that is ready to send (compressed if it should be). */
+  enqueueReady(body: Buffer, count: number): void {
+    const { settings } = this.#owner;
+    if (this.#pendingBytes + body.length > settings.maxPendingBytes) {
+      this.#owner.add(this.#signal, "queueFull", count);
+      this.#owner.post({
+        t: "diag",
+        level: "warn",
+        key: `${this.#signal}-buffer-full`,
+        message: `dropped ${WHAT[this.#signal]}: the export buffer is full (${settings.maxPendingBytes} bytes) while ${printable(this.#endpoint.url)} is not accepting data`,
+      });
+      return;
+    }
+    this.#pendingBytes += body.length;
+    this.#queue.push({
+      body,
+      count,
+      enqueuedAt: Date.now(),
+      abandoned: false,
+      round: 0,
+    });
+    this.#syncGauges();
+    this.pump();
+  }
+
+  /** Starts flush round `round`: every queued payload is attempted once now, ignoring backoff. */
+  hurry(round: number): void {
+    this.#round = round;
+    this.pump();
+  }
+
+  /** Ends the flush round; pending payloads go back to the normal schedule. */
+  calm(): void {
+    this.#round = 0;
+    if (this.#queue.length > 0)
+      this.#schedule(Math.max(0, this.#nextAttemptAt - Date.now()));
+  }
+
+  pump(): void {
+    if (this.#round !== 0) {
+      for (let i = 0; i < this.#queue.length && this.#inflight.size < 4;) {
+        const p = this.#queue[i]!;
+        if (p.round === this.#round) {
+          i++;
+          continue;
+        }
+        this.#queue.splice(i, 1);
+        p.round = this.#round;
+        this.#start(p);
+      }
+      return;
+    }
+    // While failing, probe with one request at a time: one failure per round of backoff.
+    const limit = this.#failures > 0 ? 1 : 2;
+    while (this.#inflight.size < limit && this.#queue.length > 0) {
+      const wait = this.#nextAttemptAt - Date.now();
+      if (wait > 0) {
+        this.#schedule(wait);
+        return;
+      }
+      this.#start(this.#queue.shift()!);
+    }
+  }
+
+  #start(p: Payload): void {
+    this.#inflight.add(p);
+    void this.#send(p).then((outcome) => this.#settle(p, outcome));
+  }
+
+  #schedule(ms: number): void {
+    if (this.#timer !== undefined) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.pump();
+    }, ms);
+    // Retries never keep the process alive; a flush waits for them itself.
+    this.#timer.unref();
+  }
+
+  #settle(p: Payload, outcome: Outcome): void {
+    this.#inflight.delete(p);
+    if (p.abandoned) {
+      this.#owner.checkFlush();
+      return;
+    }
+    const what = WHAT[this.#signal];
+    if (outcome.kind === "ok") {
+      this.#pendingBytes -= p.body.length;
+      this.#failures = 0;
+      this.#owner.add(this.#signal, "exported", p.count - outcome.rejected);
+      if (outcome.rejected > 0) {
+        this.#owner.add(this.#signal, "rejected", outcome.rejected);
+        this.#owner.post({
+          t: "diag",
+          level: "warn",
+          key: `${this.#signal}-partial`,
+          message: `the Collector rejected ${outcome.rejected} ${what}`,
+        });
+      }
+    } else if (outcome.kind === "fail") {
+      this.#pendingBytes -= p.body.length;
+      this.#owner.add(this.#signal, "rejected", p.count);
+      this.#owner.post({
+        t: "diag",
+        level: "warn",
+        key: `${this.#signal}-rejected`,
+        message: `dropped ${p.count} ${what}: ${printable(this.#endpoint.url)} refused them (${outcome.reason}); not retried`,
+      });
+    } else if (Date.now() - p.enqueuedAt >= this.#owner.settings.maxRetryMs) {
+      this.#pendingBytes -= p.body.length;
+      this.#owner.add(this.#signal, "retriesExhausted", p.count);
+      this.#owner.post({
+        t: "diag",
+        level: "warn",
+        key: `${this.#signal}-retries`,
+        message: `dropped ${p.count} ${what} after retrying for ${Math.round(this.#owner.settings.maxRetryMs / 1000)} s: ${printable(this.#endpoint.url)} ${outcome.reason}`,
+      });
+    } else {
+      this.#failures++;
+      const backoff = Math.min(
+        MAX_BACKOFF_MS,
+        1000 * 2 ** (this.#failures - 1),
+      );
+      const delay =
+        outcome.retryAfterMs ?? backoff / 2 + (Math.random() * backoff) / 2;
+      this.#nextAttemptAt = Math.max(this.#nextAttemptAt, Date.now() + delay);
+      this.#queue.unshift(p);
+      this.#owner.post({
+        t: "diag",
+        level: "warn",
+        key: `${this.#signal}-retry`,
+        message: `could not export ${what} to ${printable(this.#endpoint.url)}: ${outcome.reason}; retrying with backoff`,
+      });
+    }
+    this.#syncGauges();
+    if (this.#round !== 0) this.pump();
+    else if (this.#queue.length > 0)
+      this.#schedule(Math.max(0, this.#nextAttemptAt - Date.now()));
+    this.#owner.checkFlush();
+  }
+
+  /** Final flush deadline: everything not yet delivered is lost. */
+  abandon(): number {
+    let lost = 0;
+    for (const p of this.#queue) lost += p.count;
+    for (const p of this.#inflight) {
+      lost += p.count;
+      p.abandoned = true;
+    }
+    for (const job of this.#compressing) {
+      lost += job.count;
+      job.taken = true;
+    }
+    this.#queue.length = 0;
+    this.#inflight.clear();
+    this.#compressing.clear();
+    this.#pendingBytes = 0;
+    if (lost > 0) this.#owner.add(this.#signal, "shutdownDeadline", lost);
+    this.#syncGauges();
+    return lost;
+  }
+
+  /**
+   * Removes every payload not yet delivered (in flight too: those answers
+   * will be ignored) without counting it as lost; the caller sends it on.
+   */
+  takeUndelivered(): Array<{ body: Buffer; count: number; ready: boolean }> {
+    const out = [...this.#inflight, ...this.#queue].map((p) => ({
+      body: p.body,
+      count: p.count,
+      ready: true,
+    }));
+    for (const job of this.#compressing) {
+      job.taken = true;
+      out.push({ body: job.body, count: job.count, ready: false });
+    }
+    this.#compressing.clear();
+    for (const p of this.#inflight) p.abandoned = true;
+    this.#queue.length = 0;
+    this.#inflight.clear();
+    this.#pendingBytes = 0;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#syncGauges();
+    return out;
+  }
+
+  #send(p: Payload): Promise<Outcome> {
+    const e = this.#endpoint;
+    return new Promise<Outcome>((resolve) => {
+      let done = false;
+      const finish = (o: Outcome) => {
+        if (!done) {
+          done = true;
+          resolve(o);
+        }
+      };
+      const headers: Record<string, string | number> = {
+        ...e.headers,
+        "content-type":
+          e.protocol === "http/json"
+            ? "application/json"
+            : "application/x-protobuf",
+        "content-length": p.body.length,
+      };
+      if (e.compression === "gzip") headers["content-encoding"] = "gzip";
+      const request =
+        this.#url.protocol === "https:" ? httpsRequest : httpRequest;
+      let req;
+      try {
+        req = request(this.#url, {
+          method: "POST",
+          headers,
+          agent: this.#agent,
+          timeout: e.timeoutMs,
+        });
+      } catch (err) {
+        finish({ kind: "fail", reason: (err as Error).message });
+        return;
+      }
+      // An export in flight never keeps the process alive on its own either.
+      req.on("socket", (socket) => socket.unref());
+      req.on("timeout", () => {
+        req.destroy(new Error(`no answer within ${e.timeoutMs} ms`));
+      });
+      req.on("error", (err: NodeJS.ErrnoException) =>
+        finish({
+          kind: "retry",
+          reason: err.code ?? err.message,
+          retryAfterMs: undefined,
+        }),
+      );
+      req.on("response", (res: IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on("data", (c: Buffer) => {
+          size += c.length;
+          if (size <= MAX_RESPONSE_BYTES) chunks.push(c);
+        });
+        res.on("error", () =>
+          finish({
+            kind: "retry",
+            reason: "the response broke off",
+            retryAfterMs: undefined,
+          }),
+        );
+        res.on("end", () => {
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) {
+            finish({
+              kind: "ok",
+              rejected: rejectedCount(
+                Buffer.concat(chunks),
+                e.protocol,
+                res.headers["content-type"],
+              ),
+            });
+          } else if (
+            status === 429 ||
+            status === 502 ||
+            status === 503 ||
+            status === 504
+          ) {
+            finish({
+              kind: "retry",
+              reason: `answered HTTP ${status}`,
+              retryAfterMs: retryAfter(res.headers["retry-after"]),
+            });
+          } else {
+            finish({ kind: "fail", reason: `HTTP ${status}` });
+          }
+        });
+      });
+      req.end(p.body);
+    });
+  }
+}
+
+/** Parses Retry-After (seconds or an HTTP date) into a delay in ms. */
+function retryAfter(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const seconds = Number(value);
+  let ms: number;
+  if (Number.isFinite(seconds) && seconds >= 0) ms = seconds * 1000;
+  else {
+    const at = Date.parse(value);
+    if (Number.isNaN(at)) return undefined;
+    ms = Math.max(0, at - Date.now());
+  }
+  return Math.min(ms, MAX_RETRY_AFTER_MS);
+}
+
+/** Reads partial_success.rejected_{spans,log_records} from an export response. */
+function rejectedCount(
+  body: Buffer,
+  protocol: string,
+  contentType: string | undefined,
+): number {
+  if (body.length === 0) return 0;
+  try {
+    if (protocol === "http/json" || contentType?.includes("json")) {
+      const parsed = JSON.parse(body.toString("utf8")) as {
+        partialSuccess?: Record<string, unknown>;
+      };
+      const ps = parsed.partialSuccess;
+      const n = Number(
+        ps?.["rejectedSpans"] ?? ps?.["rejectedLogRecords"] ?? 0,
+      );
+      return Number.isFinite(n) && n > 0 ? n : 0;
+    }
+    // field 1 (partial_success, LEN) -> field 1 (rejected count, varint)
+    let i = 0;
+    while (i < body.length) {
+      const tag = body[i++]!;
+      if (tag === 0x0a) {
+        let len = 0;
+        let shift = 0;
+        let b;
+        do {
+          b = body[i++]!;
+          len += (b & 0x7f) * 2 ** shift;
+          shift += 7;
+        } while (b & 0x80);
+        const end = i + len;
+        while (i < end) {
+          const inner = body[i++]!;
+          if (inner === 0x08) {
+            let n = 0;
+            shift = 0;
+            do {
+              b = body[i++]!;
+              n += (b & 0x7f) * 2 ** shift;
+              shift += 7;
+            } while (b & 0x80);
+            return n;
+          }
+          return 0;
+        }
+        return 0;
+      }
+      return 0;
+    }
+  } catch {
+    return 0;
+  }
+  return 0;
+}
+
+const PINO_KEYS_DROPPED = new Set([
+  "level",
+  "time",
+  "pid",
+  "hostname",
+  "trace_id",
+  "span_id",
+  "trace_flags",
+  "trace.id",
+  "span.id",
+]);
+
+/** Turns one logger line into a log record; unparsable lines become a string body. */
+function toRecord(m: LogsMessage, i: number): LogRecordData {
+  const line = m.lines[i]!;
+  let body: LogRecordData["body"] = line.endsWith("\n")
+    ? line.slice(0, -1)
+    : line;
+  let attributes: Record<string, LogRecordData["body"]> | undefined;
+  let time: number | undefined;
+  try {
+    const parsed = JSON.parse(line) as Record<string, unknown>;
+    if (
+      parsed !== null &&
+      typeof parsed === "object" &&
+      !Array.isArray(parsed)
+    ) {
+      const msgKey = m.messageKeys[i] ?? "msg";
+      body =
+        typeof parsed[msgKey] === "string"
+          ? (parsed[msgKey] as string)
+          : undefined;
+      const t = parsed["time"];
+      if (typeof t === "number") time = t;
+      else if (typeof t === "string") {
+        const parsedTime = Date.parse(t);
+        if (!Number.isNaN(parsedTime)) time = parsedTime;
+      }
+      attributes = {};
+      for (const key in parsed) {
+        if (key === msgKey || PINO_KEYS_DROPPED.has(key)) continue;
+        attributes[key] = parsed[key] as LogRecordData["body"];
+      }
+      const err = parsed["err"];
+      if (err !== null && typeof err === "object") {
+        const e = err as Record<string, unknown>;
+        if (typeof e["type"] === "string")
+          attributes["exception.type"] = e["type"];
+        if (typeof e["message"] === "string")
+          attributes["exception.message"] = e["message"];
+        if (typeof e["stack"] === "string")
+          attributes["exception.stacktrace"] = e["stack"];
+      }
+    }
+  } catch {
+    // not JSON (a custom formatter): keep the raw line as the body
+  }
+  return {
+    time,
+    observedTime: m.observed[i]!,
+    severityNumber: m.severityNumbers[i]!,
+    severityText: m.severityTexts[i],
+    body,
+    attributes: attributes as Attributes | undefined,
+    traceId: m.traceIds[i],
+    spanId: m.spanIds[i],
+    traceFlags: m.traceFlags[i]!,
+  };
+}
+
+/** Sends what the pipeline hands it; see the top of this file. */
+export class Exporter implements ChannelOwner {
+  readonly settings: WorkerSettings;
+  readonly #counters: Float64Array;
+  readonly #control: Int32Array;
+  readonly #post: (msg: FromWorker) => void;
+  readonly #channels: Record<Signal, Channel>;
+  readonly #logsEncoder: LogsEncoder;
+  #flushing: FlushMessage | undefined;
+  #flushTimer: NodeJS.Timeout | undefined;
+  readonly #queuedFlushes: FlushMessage[] = [];
+  #stopWatchSource: (() => void) | undefined;
+
+  constructor(settings: WorkerSettings, post: (msg: FromWorker) => void) {
+    this.settings = settings;
+    this.#counters = new Float64Array(settings.counters);
+    this.#control = new Int32Array(settings.control);
+    this.#post = post;
+    this.#channels = {
+      traces: new Channel(this, "traces", settings.traces),
+      logs: new Channel(this, "logs", settings.logs),
+      metrics: new Channel(this, "metrics", settings.metrics),
+    };
+    this.#logsEncoder = new LogsEncoder(settings.resource, settings.logScope);
+  }
+
+  add(signal: Signal, counter: WorkerCounter, n: number): void {
+    this.#counters[counterIndex(signal, counter)]! += n;
+  }
+
+  gauge(signal: Signal, counter: WorkerCounter, value: number): void {
+    this.#counters[counterIndex(signal, counter)] = value;
+  }
+
+  post(msg: FromWorker): void {
+    this.#post(msg);
+  }
+
+  handle(msg: ToWorker): void {
+    try {
+      switch (msg.t) {
+        case "traces":
+          this.#channels.traces.enqueue(msg.body, msg.count);
+          break;
+        case "metrics":
+          this.#channels.metrics.enqueue(msg.body, msg.count);
+          break;
+        case "logs": {
+          const records: LogRecordData[] = [];
+          for (let i = 0; i < msg.lines.length; i++)
+            records.push(toRecord(msg, i));
+          this.#channels.logs.enqueue(
+            this.settings.logs.protocol === "http/json"
+              ? this.#logsEncoder.encodeJson(records)
+              : this.#logsEncoder.encode(records),
+            records.length,
+          );
+          break;
+        }
+        case "payload": {
+          const channel = this.#channels[msg.signal];
+          if (msg.ready)
+            channel.enqueueReady(
+              Buffer.from(
+                msg.body.buffer,
+                msg.body.byteOffset,
+                msg.body.byteLength,
+              ),
+              msg.count,
+            );
+          else channel.enqueue(msg.body, msg.count);
+          break;
+        }
+        case "flush":
+          this.#startFlush(msg);
+          break;
+        case "watch-source":
+          this.#stopWatchSource?.();
+          this.#stopWatchSource = pollWatchSource(msg, (m) => this.#post(m));
+          break;
+      }
+    } catch (err) {
+      this.#post({
+        t: "diag",
+        level: "warn",
+        key: "worker-error",
+        message: `export error: ${(err as Error).message}`,
+      });
+    }
+  }
+
+  /**
+   * Takes out everything not yet delivered, ready to send (requests in
+   * flight included: they are sent again rather than lost), for another
+   * exporter to send: the 'exit' flush hands it to a worker thread, the only
+   * place left where network I/O can still complete.
+   */
+  takeUndelivered(): PayloadMessage[] {
+    const out: PayloadMessage[] = [];
+    for (const signal of SIGNALS)
+      for (const p of this.#channels[signal].takeUndelivered())
+        out.push({
+          t: "payload",
+          signal,
+          body: p.body,
+          count: p.count,
+          ready: p.ready,
+        });
+    return out;
+  }
+
+  /** Stops reading the watch list and forgets what is pending, uncounted. */
+  close(): void {
+    this.#stopWatchSource?.();
+    this.#stopWatchSource = undefined;
+    this.takeUndelivered();
+  }
+
+  #completeFlush(): void {
+    const f = this.#flushing!;
+    this.#flushing = undefined;
+    if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    const channels = Object.values(this.#channels);
+    if (f.final) {
+      // Whatever one last attempt could not deliver is lost with the process.
+      for (const c of channels) c.abandon();
+    }
+    for (const c of channels) c.calm();
+    Atomics.store(this.#control, CONTROL_FLUSHED, f.id);
+    Atomics.notify(this.#control, CONTROL_FLUSHED);
+    this.#post({ t: "flushed", id: f.id });
+    const next = this.#queuedFlushes.shift();
+    if (next !== undefined) this.#startFlush(next);
+  }
+
+  checkFlush(): void {
+    if (
+      this.#flushing !== undefined &&
+      Object.values(this.#channels).every((c) => c.settled)
+    )
+      this.#completeFlush();
+  }
+
+  #startFlush(f: FlushMessage): void {
+    if (this.#flushing !== undefined) {
+      this.#queuedFlushes.push(f);
+      return;
+    }
+    this.#flushing = f;
+    this.#flushTimer = setTimeout(
+      () => this.#completeFlush(),
+      Math.max(0, f.deadline - Date.now()),
+    );
+    this.#flushTimer.unref();
+    for (const c of Object.values(this.#channels)) c.hurry(f.id);
+    this.checkFlush();
+  }
+}
