@@ -31,6 +31,27 @@ describe("metrics", () => {
     );
   });
 
+  it("tells values of different types apart, and counts array-valued sets", async () => {
+    const p = new MeterProvider();
+    const c = p.getMeter("m").createCounter("answers");
+    for (let i = 0; i < 3; i++) {
+      c.add(1, { code: 200 });
+      c.add(1, { code: "200" });
+      c.add(1, { code: 200, tags: ["a", "b"] });
+      c.add(1, { tags: ["a", "b"], code: 200 });
+    }
+    const [m] = await p.collect();
+    const values = m!.points.map((x) => [
+      x.attributes,
+      "value" in x ? x.value : undefined,
+    ]);
+    assert.deepEqual(values, [
+      [{ code: 200 }, 3],
+      [{ code: "200" }, 3],
+      [{ code: 200, tags: ["a", "b"] }, 6],
+    ]);
+  });
+
   it("places histogram measurements in buckets and keeps exemplars from sampled spans", async () => {
     const p = new MeterProvider();
     const h = p.getMeter("m").createHistogram("latency", { unit: "s" });

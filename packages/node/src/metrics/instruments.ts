@@ -1,10 +1,8 @@
 // Metric instruments: one aggregation per attribute set, kept cumulative.
 //
-// Recording is a Map lookup by a key built from the attributes in the order
-// they were given and a few number updates. The first time an order is seen
-// it is resolved to its series through the canonical key (sorted keys, so
-// {a,b} and {b,a} are one series); after that no sort and no object is
-// made per measurement. Each instrument holds at most
+// Recording finds the series through an index of the attributes in the
+// order they were given (see SeriesMap) and updates a few numbers: no
+// string, no sort and no object per measurement once the series exists. Each instrument holds at most
 // CARDINALITY_LIMIT series; measurements beyond go to one overflow series
 // (`otel.metric.overflow=true`), as the OpenTelemetry specification asks,
 // so a high-cardinality attribute cannot grow memory without bound.
@@ -58,75 +56,6 @@ export function attributesKey(attributes: Attributes | undefined): string {
   return key;
 }
 
-/** Key of an attribute set in the order its keys were given (no array, no sort). */
-function orderedKey(attributes: Attributes | undefined): string {
-  let key = "";
-  if (attributes === undefined) return key;
-  for (const k in attributes) {
-    const v = attributes[k];
-    if (v === undefined) continue;
-    key +=
-      typeof v === "string"
-        ? `${k}\u0001${v}\u0000`
-        : typeof v === "number" || typeof v === "boolean"
-          ? `${k}\u0002${v}\u0000`
-          : `${k}${valueKey(v)}\u0000`;
-  }
-  return key;
-}
-
-/**
- * Series by attribute set: found by the attributes' ordered key, resolved
- * on a miss through the canonical key. At most `limit` series; beyond it,
- * new sets land in the overflow series.
- */
-class SeriesMap<S> {
-  readonly #byKey = new Map<string, S>();
-  readonly #byOrderedKey = new Map<string, S>();
-  readonly #make: (attributes: PointAttributes) => S;
-
-  constructor(make: (attributes: PointAttributes) => S) {
-    this.#make = make;
-  }
-
-  get size(): number {
-    return this.#byKey.size;
-  }
-
-  values(): IterableIterator<S> {
-    return this.#byKey.values();
-  }
-
-  /** The series with exactly these attributes, if there is one. */
-  find(attributes: Attributes | undefined): S | undefined {
-    return this.#byKey.get(attributesKey(attributes));
-  }
-
-  get(attributes: Attributes | undefined): S {
-    const ordered = orderedKey(attributes);
-    let s = this.#byOrderedKey.get(ordered);
-    if (s !== undefined) return s;
-    let key = attributesKey(attributes);
-    s = this.#byKey.get(key);
-    if (s === undefined) {
-      // The overflow series counts towards the limit.
-      if (this.#byKey.size >= CARDINALITY_LIMIT - 1) {
-        attributes = OVERFLOW;
-        key = attributesKey(OVERFLOW);
-        s = this.#byKey.get(key);
-      }
-      if (s === undefined) {
-        s = this.#make(copy(attributes));
-        this.#byKey.set(key, s);
-      }
-    }
-    // Orders of the same set are few; past the bound, misses take the slow path.
-    if (this.#byOrderedKey.size < 2 * CARDINALITY_LIMIT)
-      this.#byOrderedKey.set(ordered, s);
-    return s;
-  }
-}
-
 function copy(attributes: Attributes | undefined): PointAttributes {
   const out: Record<string, AnyValue> = {};
   if (attributes !== undefined)
@@ -158,6 +87,101 @@ interface HistogramSeries {
   max: number;
   counts: number[];
   exemplars: Array<ExemplarData | undefined>;
+}
+
+/** A step of the ordered-attributes index: next key, then its value. */
+interface IndexNode<S> {
+  next: Map<string, Map<unknown, IndexNode<S>>> | undefined;
+  series: S | undefined;
+}
+
+/** Nodes the ordered index may hold, past which misses take the canonical path. */
+const INDEX_LIMIT = 16 * CARDINALITY_LIMIT;
+
+/**
+ * Series by attribute set. A measurement's attributes are looked up in the
+ * order they were given, one Map step per key and value (attribute names
+ * and values are mostly constants, whose hashes V8 keeps), so a series that
+ * exists is found without building a string. The first time an order is
+ * seen it is resolved through the canonical key (sorted keys), so {a,b} and
+ * {b,a} are one series. At most CARDINALITY_LIMIT series; beyond it, new
+ * sets land in the overflow series.
+ */
+class SeriesMap<S> {
+  readonly #byKey = new Map<string, S>();
+  readonly #index: IndexNode<S> = { next: undefined, series: undefined };
+  #indexNodes = 0;
+  readonly #make: (attributes: PointAttributes) => S;
+
+  constructor(make: (attributes: PointAttributes) => S) {
+    this.#make = make;
+  }
+
+  get size(): number {
+    return this.#byKey.size;
+  }
+
+  values(): IterableIterator<S> {
+    return this.#byKey.values();
+  }
+
+  /** The series with exactly these attributes, if there is one. */
+  find(attributes: Attributes | undefined): S | undefined {
+    return this.#byKey.get(attributesKey(attributes));
+  }
+
+  get(attributes: Attributes | undefined): S {
+    let node: IndexNode<S> | undefined = this.#index;
+    if (attributes !== undefined)
+      for (const k in attributes) {
+        const v = attributes[k];
+        if (v === undefined) continue;
+        node = node.next?.get(k)?.get(v);
+        if (node === undefined) break;
+      }
+    return node?.series ?? this.#resolve(attributes);
+  }
+
+  #resolve(attributes: Attributes | undefined): S {
+    let key = attributesKey(attributes);
+    let s = this.#byKey.get(key);
+    if (s === undefined) {
+      let point = attributes;
+      // The overflow series counts towards the limit.
+      if (this.#byKey.size >= CARDINALITY_LIMIT - 1) {
+        point = OVERFLOW;
+        key = attributesKey(OVERFLOW);
+        s = this.#byKey.get(key);
+      }
+      if (s === undefined) {
+        s = this.#make(copy(point));
+        this.#byKey.set(key, s);
+      }
+    }
+    this.#remember(attributes, s);
+    return s;
+  }
+
+  /** Indexes this order of the attributes (arrays are values compared by identity: never indexed). */
+  #remember(attributes: Attributes | undefined, s: S): void {
+    let node = this.#index;
+    if (attributes !== undefined)
+      for (const k in attributes) {
+        const v = attributes[k];
+        if (v === undefined) continue;
+        if (typeof v === "object" || this.#indexNodes >= INDEX_LIMIT) return;
+        node.next ??= new Map();
+        let byValue = node.next.get(k);
+        if (byValue === undefined) node.next.set(k, (byValue = new Map()));
+        let child = byValue.get(v);
+        if (child === undefined) {
+          byValue.set(v, (child = { next: undefined, series: undefined }));
+          this.#indexNodes++;
+        }
+        node = child;
+      }
+    node.series = s;
+  }
 }
 
 /** Sums (monotonic or not) and last-value gauges over attribute sets. */
