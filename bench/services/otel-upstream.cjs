@@ -1,12 +1,8 @@
 // Upstream OpenTelemetry as its documentation sets it up: sdk-node with the
-// contrib http, pg, amqplib and pino instrumentations and the OTLP protobuf
-// exporters for traces and logs. Loaded with `node -r ./otel-upstream.cjs`.
+// contrib http, pg, amqplib and pino instrumentations, traces and logs
+// exported over OTLP/HTTP protobuf (chosen by the contender's OTEL_*
+// variables, the way sdk-node reads them). Loaded with `node -r`.
 const { NodeSDK } = require("@opentelemetry/sdk-node");
-const {
-  OTLPTraceExporter,
-} = require("@opentelemetry/exporter-trace-otlp-proto");
-const { OTLPLogExporter } = require("@opentelemetry/exporter-logs-otlp-proto");
-const { BatchLogRecordProcessor } = require("@opentelemetry/sdk-logs");
 const { HttpInstrumentation } = require("@opentelemetry/instrumentation-http");
 const { PgInstrumentation } = require("@opentelemetry/instrumentation-pg");
 const {
@@ -15,8 +11,6 @@ const {
 const { PinoInstrumentation } = require("@opentelemetry/instrumentation-pino");
 
 const sdk = new NodeSDK({
-  traceExporter: new OTLPTraceExporter(),
-  logRecordProcessors: [new BatchLogRecordProcessor(new OTLPLogExporter())],
   instrumentations: [
     new HttpInstrumentation(),
     new PgInstrumentation(),

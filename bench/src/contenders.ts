@@ -54,8 +54,29 @@ export const contenders: Contender[] = [
     execArgv: ["-r", join(services, "otel-upstream.cjs")],
     env: (sink) => ({
       OTEL_EXPORTER_OTLP_ENDPOINT: sink,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
       OTEL_SERVICE_NAME: "bench",
+      OTEL_TRACES_EXPORTER: "otlp",
+      OTEL_LOGS_EXPORTER: "otlp",
       OTEL_METRICS_EXPORTER: "none",
+    }),
+  },
+  {
+    // How most services start upstream today: zero-code, every
+    // instrumentation the package bundles (the setup ANCHORS.md measured).
+    name: "otel-auto",
+    label:
+      "OpenTelemetry zero-code (auto-instrumentations-node/register; OTLP proto)",
+    execArgv: ["-r", "@opentelemetry/auto-instrumentations-node/register"],
+    env: (sink) => ({
+      OTEL_EXPORTER_OTLP_ENDPOINT: sink,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+      OTEL_SERVICE_NAME: "bench",
+      OTEL_TRACES_EXPORTER: "otlp",
+      OTEL_LOGS_EXPORTER: "otlp",
+      OTEL_METRICS_EXPORTER: "none",
+      // No cloud detectors: they would ask metadata addresses off this machine.
+      OTEL_NODE_RESOURCE_DETECTORS: "env,host,os,process,serviceinstance",
     }),
   },
   {

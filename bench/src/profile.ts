@@ -3,7 +3,7 @@
 // autocannon, then prints where the time went, by function and by package.
 //
 //   node bench/src/profile.ts [--contender threadline-100] [--handler realistic] [--requests 20000]
-//                             [--env KEY=VALUE ...] [--no-profile]
+//                             [--env KEY=VALUE ...] [--no-profile] [--keep <dir>]
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -28,6 +28,8 @@ const { values } = parseArgs({
     env: { type: "string", multiple: true },
     // only the CPU accounting, without --cpu-prof's own overhead
     "no-profile": { type: "boolean" },
+    // keep the .cpuprofile files here (for DevTools or further analysis)
+    keep: { type: "string" },
   },
 });
 const root = fileURLToPath(new URL("../", import.meta.url));
@@ -140,7 +142,7 @@ function cpuByThread(pids: Record<string, number>): Map<string, number> {
   return out;
 }
 
-const dir = mkdtempSync(join(tmpdir(), "threadline-prof-"));
+const dir = values.keep ?? mkdtempSync(join(tmpdir(), "threadline-prof-"));
 const [postgres, rabbit] = await Promise.all([
   startPostgres(),
   startRabbitMQ(),
@@ -242,5 +244,5 @@ try {
   }
 } finally {
   await Promise.all([postgres.stop(), rabbit.stop()]);
-  rmSync(dir, { recursive: true, force: true });
+  if (values.keep === undefined) rmSync(dir, { recursive: true, force: true });
 }

@@ -252,6 +252,7 @@ try {
   for (const p of [
     "@opentelemetry/sdk-node",
     "@opentelemetry/instrumentation-http",
+    "@opentelemetry/auto-instrumentations-node",
     "dd-trace",
     "elastic-apm-node",
     "pino",
