@@ -250,7 +250,13 @@ export async function startRabbitMQ(): Promise<RunningServer> {
           // already gone
         }
       });
-      rmSync(dir, { recursive: true, force: true });
+      // The node may still be writing its last files after the port closed.
+      rmSync(dir, {
+        recursive: true,
+        force: true,
+        maxRetries: 10,
+        retryDelay: 200,
+      });
     },
   };
 }
