@@ -14,7 +14,7 @@
 //
 //   node bench/src/run.ts [--rounds 3] [--out docs/benchmarks.md] [--only threadline-100,none]
 import { spawn } from "node:child_process";
-import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -124,7 +124,11 @@ async function measure(
       startupMs,
     };
   } finally {
-    await svc.stop();
+    // SIGINT: the services exit on it themselves, whatever an agent does with
+    // SIGTERM (the zero-code upstream setup shuts its SDK down and stays up).
+    const killer = setTimeout(() => svc.child.kill("SIGKILL"), 15_000);
+    await svc.stop("SIGINT");
+    clearTimeout(killer);
   }
 }
 
@@ -260,14 +264,15 @@ try {
     "amqplib",
     "autocannon",
   ]) {
-    versions[p] = (
-      JSON.parse(
-        readFileSync(
-          join(root, "..", "node_modules", p, "package.json"),
-          "utf8",
-        ),
-      ) as { version: string }
-    ).version;
+    // The bench's own copy when npm could not hoist it, else the workspace's.
+    const file = [root, join(root, "..")]
+      .map((dir) => join(dir, "node_modules", p, "package.json"))
+      .find((f) => existsSync(f));
+    versions[p] =
+      file === undefined
+        ? "?"
+        : (JSON.parse(readFileSync(file, "utf8")) as { version: string })
+            .version;
   }
   const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? "CPU"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Linux; Node ${process.versions.node}; PostgreSQL and RabbitMQ from the distribution, on the same machine`;
   const { markdown, svg } = renderReport({
