@@ -52,8 +52,20 @@ describe("export", () => {
           entry: "burst.mjs",
           cwd: fixtures,
           ready: /listening on (\d+)/,
-          env: env(name, { SPANS: "1500", THREADLINE_EXPORT_THREAD: thread }),
+          env: env(name, {
+            SPANS: "1500",
+            THREADLINE_EXPORT_THREAD: thread,
+            // The exporter reads it (fetch) and answers 404s: none of that may become a span.
+            THREADLINE_WATCH_URL: `${receiver.url}/watch.json`,
+            THREADLINE_WATCH_INTERVAL: "100",
+          }),
         });
+        await waitFor(
+          () => receiver.attempts.some((r) => r.path === "/watch.json"),
+          {
+            what: "a read of the watch list",
+          },
+        );
         const { signal: died } = await app.stop(signal);
         assert.equal(died, signal);
         assert.deepEqual(count(name), { spans: 1500, logs: 1500 });
