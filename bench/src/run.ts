@@ -53,10 +53,14 @@ const handlers = [
   { name: "hello", file: "hello.cjs", amount: values.quick ? 10_000 : 60_000 },
 ] as const;
 
-function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+/** utime + stime of a process (all its threads) or, with `tid`, of one thread. */
+function cpuTicks(pid: number, tid?: number): number {
+  const stat = readFileSync(
+    tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`,
+    "utf8",
+  );
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return Number(fields[11]) + Number(fields[12]); // utime + stime
+  return Number(fields[11]) + Number(fields[12]);
 }
 
 function rssBytes(pid: number): number {
@@ -100,12 +104,14 @@ async function measure(
       peak = Math.max(peak, rssBytes(pid));
     }, 200);
     const ticks0 = cpuTicks(pid);
+    const main0 = cpuTicks(pid, pid); // the main thread's id is the process id
     const { result: r, seconds } = await load(
       svc.url,
       handler.amount,
       CONNECTIONS,
     );
     const ticks1 = cpuTicks(pid);
+    const main1 = cpuTicks(pid, pid);
     clearInterval(sampler);
     peak = Math.max(peak, rssBytes(pid));
     if (r.errors > 0 || r.non2xx > 0)
@@ -120,6 +126,7 @@ async function measure(
       p50: r.latency.p50,
       p99: r.latency.p99,
       cpuUsPerRequest: (((ticks1 - ticks0) / CLK_TCK) * 1e6) / requests,
+      mainThreadUsPerRequest: (((main1 - main0) / CLK_TCK) * 1e6) / requests,
       rssBytes: peak,
       startupMs,
     };
