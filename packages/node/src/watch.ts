@@ -1,24 +1,12 @@
 // Keeps this process's watch list (core/watch.ts) in step with its source:
-// the export worker reads the document every few seconds and posts it here
+// the exporter reads the document every few seconds and posts it here
 // when it changed; a document that does not validate, or a source that
 // cannot be reached, leaves the last good list in force (its entries still
 // expire on time) with one warning until it recovers.
 import { diag, parseWatchDocument, watchList } from "@threadline/core";
 import type { WatchSettings } from "./config.ts";
 import type { ExportPipeline } from "./export/pipeline.ts";
-
-/** The source without credentials or query, safe to print. */
-function printable(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = "";
-    u.password = "";
-    u.search = "";
-    return u.protocol === "file:" ? decodeURIComponent(u.pathname) : u.href;
-  } catch {
-    return "(invalid URL)";
-  }
-}
+import { printableUrl } from "./internal/printable-url.ts";
 
 function kept(): string {
   const n = watchList.entries().length;
@@ -30,7 +18,7 @@ export function followWatchList(
   pipeline: ExportPipeline,
   settings: WatchSettings,
 ): () => void {
-  const where = printable(settings.url);
+  const where = printableUrl(settings.url);
   let failing = false;
   pipeline.startWatchSource(
     {

@@ -46,6 +46,7 @@ import {
   type WorkerSettings,
 } from "./protocol.ts";
 import { pollWatchSource } from "./watch-source.ts";
+import { printableUrl } from "../internal/printable-url.ts";
 
 // Short enough that export resumes within seconds of the Collector's return.
 const MAX_BACKOFF_MS = 5_000;
@@ -65,19 +66,6 @@ interface ChannelOwner {
   gauge(signal: Signal, counter: WorkerCounter, value: number): void;
   post(msg: FromWorker): void;
   checkFlush(): void;
-}
-
-/** The URL without user info, safe to print. */
-function printable(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = "";
-    u.password = "";
-    u.search = "";
-    return u.toString();
-  } catch {
-    return "(invalid URL)";
-  }
 }
 
 interface Payload {
@@ -184,7 +172,7 @@ class Channel {
         t: "diag",
         level: "warn",
         key: `${this.#signal}-buffer-full`,
-        message: `dropped ${WHAT[this.#signal]}: the export buffer is full (${settings.maxPendingBytes} bytes) while ${printable(this.#endpoint.url)} is not accepting data`,
+        message: `dropped ${WHAT[this.#signal]}: the export buffer is full (${settings.maxPendingBytes} bytes) while ${printableUrl(this.#endpoint.url)} is not accepting data`,
       });
       return;
     }
@@ -281,7 +269,7 @@ class Channel {
         t: "diag",
         level: "warn",
         key: `${this.#signal}-rejected`,
-        message: `dropped ${p.count} ${what}: ${printable(this.#endpoint.url)} refused them (${outcome.reason}); not retried`,
+        message: `dropped ${p.count} ${what}: ${printableUrl(this.#endpoint.url)} refused them (${outcome.reason}); not retried`,
       });
     } else if (Date.now() - p.enqueuedAt >= this.#owner.settings.maxRetryMs) {
       this.#pendingBytes -= p.body.length;
@@ -290,7 +278,7 @@ class Channel {
         t: "diag",
         level: "warn",
         key: `${this.#signal}-retries`,
-        message: `dropped ${p.count} ${what} after retrying for ${Math.round(this.#owner.settings.maxRetryMs / 1000)} s: ${printable(this.#endpoint.url)} ${outcome.reason}`,
+        message: `dropped ${p.count} ${what} after retrying for ${Math.round(this.#owner.settings.maxRetryMs / 1000)} s: ${printableUrl(this.#endpoint.url)} ${outcome.reason}`,
       });
     } else {
       this.#failures++;
@@ -306,7 +294,7 @@ class Channel {
         t: "diag",
         level: "warn",
         key: `${this.#signal}-retry`,
-        message: `could not export ${what} to ${printable(this.#endpoint.url)}: ${outcome.reason}; retrying with backoff`,
+        message: `could not export ${what} to ${printableUrl(this.#endpoint.url)}: ${outcome.reason}; retrying with backoff`,
       });
     }
     this.#syncGauges();
