@@ -26,11 +26,8 @@ import {
   SpanKind,
   SpanStatusCode,
   trace,
-  metrics,
   type Attributes,
   type Context,
-  type Counter,
-  type Histogram,
   type Span,
   type TextMapGetter,
   type TextMapSetter,
@@ -47,6 +44,7 @@ import {
   EMPTY_CONTEXT,
   health,
   type HealthResult,
+  lazyInstruments,
 } from "@threadline/core";
 
 /** Options of {@link AmqplibInstrumentation}. */
@@ -164,40 +162,26 @@ interface Delivery {
 }
 const deliveries = new WeakMap<Span, Delivery>();
 
-// The SDK sets the global meter provider after enabling instrumentations,
-// so instruments are made at first use.
-let instruments:
-  | {
-      sent: Counter;
-      consumed: Counter;
-      process: Histogram;
-      latency: Histogram;
-    }
-  | undefined;
-function meters(): NonNullable<typeof instruments> {
-  if (instruments !== undefined) return instruments;
-  const m = metrics.getMeter("@threadline/instrumentation-amqplib");
-  return (instruments = {
-    sent: m.createCounter("messaging.client.sent.messages", {
-      unit: "{message}",
-      description: "Messages published, per exchange and routing key.",
-    }),
-    consumed: m.createCounter("messaging.client.consumed.messages", {
-      unit: "{message}",
-      description:
-        "Messages delivered, per queue and settlement (ack, nack, reject, auto, channel_closed) and whether redelivered.",
-    }),
-    process: m.createHistogram("messaging.process.duration", {
-      unit: "s",
-      description: "From delivery to settlement, per queue.",
-    }),
-    latency: m.createHistogram("threadline.messaging.delivery.latency", {
-      unit: "s",
-      description:
-        "From publish to delivery, per queue (publisher and consumer clocks).",
-    }),
-  });
-}
+const meters = lazyInstruments(NAME, (m) => ({
+  sent: m.createCounter("messaging.client.sent.messages", {
+    unit: "{message}",
+    description: "Messages published, per exchange and routing key.",
+  }),
+  consumed: m.createCounter("messaging.client.consumed.messages", {
+    unit: "{message}",
+    description:
+      "Messages delivered, per queue and settlement (ack, nack, reject, auto, channel_closed) and whether redelivered.",
+  }),
+  process: m.createHistogram("messaging.process.duration", {
+    unit: "s",
+    description: "From delivery to settlement, per queue.",
+  }),
+  latency: m.createHistogram("threadline.messaging.delivery.latency", {
+    unit: "s",
+    description:
+      "From publish to delivery, per queue (publisher and consumer clocks).",
+  }),
+}));
 
 function settleAttributes(
   span: Span,
@@ -297,7 +281,6 @@ export class AmqplibInstrumentation implements Instrumentation {
     for (const u of this.#unhooks.splice(0)) u();
     for (const r of this.#restore.splice(0)) r();
     for (const u of this.#unregister.splice(0)) u();
-    instruments = undefined;
   }
 
   readonly #connections = new WeakSet<object>();

@@ -23,13 +23,11 @@ import type {
 } from "node:http";
 import {
   context,
-  metrics,
   propagation,
   SpanKind,
   SpanStatusCode,
   trace,
   type Attributes,
-  type Histogram,
   type Span,
   type TextMapGetter,
   type Tracer,
@@ -57,6 +55,7 @@ import {
   EMPTY_CONTEXT,
   UNTRACED_SERVER,
   type ClientCall,
+  lazyInstruments,
 } from "@threadline/core";
 
 /** Options of {@link HttpInstrumentation}. */
@@ -270,7 +269,6 @@ export class HttpInstrumentation implements Instrumentation {
     if (!this.#enabled) return;
     this.#enabled = false;
     for (const undo of this.#restore.splice(0)) undo();
-    serverDurationHistogram = undefined;
   }
 
   selfCheck(): string[] {
@@ -571,17 +569,12 @@ function onResponseClose(this: StatefulResponse): void {
   serverDuration().record((performance.now() - state.start) / 1000, attributes);
 }
 
-// Request metrics go to the global meter provider, which the SDK sets after
-// enabling instrumentations: the instrument is made at first use.
-let serverDurationHistogram: Histogram | undefined;
-function serverDuration(): Histogram {
-  return (serverDurationHistogram ??= metrics
-    .getMeter("@threadline/instrumentation-http")
-    .createHistogram("http.server.request.duration", {
-      unit: "s",
-      description: "Duration of HTTP server requests.",
-    }));
-}
+const serverDuration = lazyInstruments(NAME, (m) =>
+  m.createHistogram("http.server.request.duration", {
+    unit: "s",
+    description: "Duration of HTTP server requests.",
+  }),
+);
 
 function onClientClose(this: TracedClientRequest): void {
   const span = this[CLIENT_SPAN];

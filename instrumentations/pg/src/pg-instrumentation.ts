@@ -18,9 +18,7 @@ import {
   SpanKind,
   SpanStatusCode,
   trace,
-  metrics,
   type Attributes,
-  type Histogram,
   type Context,
   type Span,
   type Tracer,
@@ -34,6 +32,7 @@ import {
   lateLoadProblem,
   type Instrumentation,
   health,
+  lazyInstruments,
 } from "@threadline/core";
 import { summarizeSql } from "./sql.ts";
 
@@ -163,7 +162,6 @@ export class PgInstrumentation implements Instrumentation {
     for (const u of this.#unhooks.splice(0)) u();
     for (const r of this.#restore.splice(0)) r();
     for (const u of this.#unregister.splice(0)) u();
-    operationDurationHistogram = undefined;
   }
 
   selfCheck(): string[] {
@@ -465,18 +463,12 @@ export class PgInstrumentation implements Instrumentation {
   }
 }
 
-// The SDK sets the global meter provider after enabling instrumentations,
-// so the instrument is made at first use.
-let operationDurationHistogram: Histogram | undefined;
-function operationDuration(): Histogram {
-  return (operationDurationHistogram ??= metrics
-    .getMeter("@threadline/instrumentation-pg")
-    .createHistogram("db.client.operation.duration", {
-      unit: "s",
-      description:
-        "Duration of PostgreSQL operations, per operation and table.",
-    }));
-}
+const operationDuration = lazyInstruments(NAME, (m) =>
+  m.createHistogram("db.client.operation.duration", {
+    unit: "s",
+    description: "Duration of PostgreSQL operations, per operation and table.",
+  }),
+);
 
 function errorType(err: unknown): string {
   const e = err as { code?: unknown; name?: unknown };

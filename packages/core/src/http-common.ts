@@ -4,18 +4,16 @@
 import {
   SpanKind,
   SpanStatusCode,
-  metrics,
   propagation,
   trace,
   type Attributes,
   type AttributeValue,
   type Context,
-  type Gauge,
-  type Histogram,
   type Span,
   type TextMapSetter,
   type Tracer,
 } from "@opentelemetry/api";
+import { lazyInstruments } from "./instruments.ts";
 import { redactUrl } from "./redact.ts";
 import {
   ATTR_ERROR_TYPE,
@@ -160,30 +158,18 @@ export interface ClientCall {
   readonly attributes: Attributes;
 }
 
-// Client metrics go to the global meter provider, which the SDK sets after
-// enabling instrumentations: instruments are made at first use, again if
-// the provider changes.
-let clientInstruments:
-  { provider: object; duration: Histogram; remaining: Gauge } | undefined;
-function clientMetrics(): { duration: Histogram; remaining: Gauge } {
-  const provider = metrics.getMeterProvider();
-  if (clientInstruments?.provider === provider) return clientInstruments;
-  const m = provider.getMeter("@threadline/http-client");
-  clientInstruments = {
-    provider,
-    duration: m.createHistogram("http.client.request.duration", {
-      unit: "s",
-      description:
-        "Duration of outgoing HTTP requests (http and fetch), per method, server, status and third party (peer.service).",
-    }),
-    remaining: m.createGauge("threadline.third_party.ratelimit.remaining", {
-      unit: "{request}",
-      description:
-        "Requests left in a third party's rate-limit window, as its last answer said, per peer.service.",
-    }),
-  };
-  return clientInstruments;
-}
+const clientMetrics = lazyInstruments("@threadline/http-client", (m) => ({
+  duration: m.createHistogram("http.client.request.duration", {
+    unit: "s",
+    description:
+      "Duration of outgoing HTTP requests (http and fetch), per method, server, status and third party (peer.service).",
+  }),
+  remaining: m.createGauge("threadline.third_party.ratelimit.remaining", {
+    unit: "{request}",
+    description:
+      "Requests left in a third party's rate-limit window, as its last answer said, per peer.service.",
+  }),
+}));
 
 /** Records an outgoing request's duration once it is over. */
 export function finishClientCall(call: ClientCall | undefined): void {

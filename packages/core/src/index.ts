@@ -104,3 +104,4 @@ export {
   watchList,
 } from "./watch.ts";
 export type { WatchDocumentResult, WatchEntry, WatchLevel } from "./watch.ts";
+export { lazyInstruments } from "./instruments.ts";
