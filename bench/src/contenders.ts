@@ -12,73 +12,79 @@ export interface Contender {
   env: (sink: string) => Record<string, string>;
 }
 
+/** Threadline loaded one line, exporting to the sink, with `settings` on top. */
+function threadline(
+  name: string,
+  label: string,
+  settings: Record<string, string> = {},
+): Contender {
+  return {
+    name,
+    label,
+    execArgv: ["-r", "@threadline/node/register"],
+    env: (sink) => ({
+      OTEL_EXPORTER_OTLP_ENDPOINT: sink,
+      OTEL_SERVICE_NAME: "bench",
+      ...settings,
+    }),
+  };
+}
+
+/** Upstream OpenTelemetry loaded by `preload`, its exporters chosen by OTEL_* variables. */
+function upstream(
+  name: string,
+  label: string,
+  preload: string,
+  settings: Record<string, string> = {},
+): Contender {
+  return {
+    name,
+    label,
+    execArgv: ["-r", preload],
+    env: (sink) => ({
+      OTEL_EXPORTER_OTLP_ENDPOINT: sink,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+      OTEL_SERVICE_NAME: "bench",
+      OTEL_TRACES_EXPORTER: "otlp",
+      OTEL_LOGS_EXPORTER: "otlp",
+      OTEL_METRICS_EXPORTER: "none",
+      ...settings,
+    }),
+  };
+}
+
 export const contenders: Contender[] = [
   { name: "none", label: "no agent", execArgv: [], env: () => ({}) },
-  {
-    name: "threadline-100",
-    label: "Threadline, 100% sampling",
-    execArgv: ["-r", "@threadline/node/register"],
-    env: (sink) => ({
-      OTEL_EXPORTER_OTLP_ENDPOINT: sink,
-      OTEL_SERVICE_NAME: "bench",
-    }),
-  },
-  {
-    // Not a product setting: splits Threadline's cost into instrumentation
-    // (contexts, spans, propagation, log correlation) and export.
-    name: "threadline-no-export",
-    label: "Threadline, 100% sampling, exporters off (instrumentation alone)",
-    execArgv: ["-r", "@threadline/node/register"],
-    env: (sink) => ({
-      OTEL_EXPORTER_OTLP_ENDPOINT: sink,
-      OTEL_SERVICE_NAME: "bench",
+  threadline("threadline-100", "Threadline, 100% sampling"),
+  // Not a product setting: splits Threadline's cost into instrumentation
+  // (contexts, spans, propagation, log correlation) and export.
+  threadline(
+    "threadline-no-export",
+    "Threadline, 100% sampling, exporters off (instrumentation alone)",
+    {
       OTEL_TRACES_EXPORTER: "none",
       OTEL_LOGS_EXPORTER: "none",
       OTEL_METRICS_EXPORTER: "none",
-    }),
-  },
-  {
-    name: "threadline-10",
-    label: "Threadline, 10% sampling",
-    execArgv: ["-r", "@threadline/node/register"],
-    env: (sink) => ({
-      OTEL_EXPORTER_OTLP_ENDPOINT: sink,
-      OTEL_SERVICE_NAME: "bench",
-      OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
-      OTEL_TRACES_SAMPLER_ARG: "0.1",
-    }),
-  },
-  {
-    name: "otel",
-    label: "OpenTelemetry sdk-node (http, pg, amqplib, pino; OTLP proto)",
-    execArgv: ["-r", join(services, "otel-upstream.cjs")],
-    env: (sink) => ({
-      OTEL_EXPORTER_OTLP_ENDPOINT: sink,
-      OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
-      OTEL_SERVICE_NAME: "bench",
-      OTEL_TRACES_EXPORTER: "otlp",
-      OTEL_LOGS_EXPORTER: "otlp",
-      OTEL_METRICS_EXPORTER: "none",
-    }),
-  },
-  {
-    // How most services start upstream today: zero-code, every
-    // instrumentation the package bundles (the setup ANCHORS.md measured).
-    name: "otel-auto",
-    label:
-      "OpenTelemetry zero-code (auto-instrumentations-node/register; OTLP proto)",
-    execArgv: ["-r", "@opentelemetry/auto-instrumentations-node/register"],
-    env: (sink) => ({
-      OTEL_EXPORTER_OTLP_ENDPOINT: sink,
-      OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
-      OTEL_SERVICE_NAME: "bench",
-      OTEL_TRACES_EXPORTER: "otlp",
-      OTEL_LOGS_EXPORTER: "otlp",
-      OTEL_METRICS_EXPORTER: "none",
-      // No cloud detectors: they would ask metadata addresses off this machine.
-      OTEL_NODE_RESOURCE_DETECTORS: "env,host,os,process,serviceinstance",
-    }),
-  },
+    },
+  ),
+  threadline("threadline-10", "Threadline, 10% sampling", {
+    OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+    OTEL_TRACES_SAMPLER_ARG: "0.1",
+  }),
+  upstream(
+    "otel",
+    "OpenTelemetry sdk-node (http, pg, amqplib, pino; OTLP proto)",
+    join(services, "otel-upstream.cjs"),
+  ),
+  // How most services start upstream today: zero-code, every
+  // instrumentation the package bundles.
+  upstream(
+    "otel-auto",
+    "OpenTelemetry zero-code (auto-instrumentations-node/register; OTLP proto)",
+    "@opentelemetry/auto-instrumentations-node/register",
+    // No cloud detectors: they would ask metadata addresses off this machine.
+    { OTEL_NODE_RESOURCE_DETECTORS: "env,host,os,process,serviceinstance" },
+  ),
   {
     name: "dd-trace",
     label: "dd-trace",
