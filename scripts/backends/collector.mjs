@@ -17,7 +17,7 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 
 import {
   cacheRoot,
@@ -29,8 +29,8 @@ import {
   repoRoot,
   run,
   sha256,
-  startProcess,
-  waitFor,
+  startOtelcol,
+  validateOtelcol,
   withGoPatterns,
   writeStamp,
 } from "./common.mjs";
@@ -128,11 +128,7 @@ export function ensureCollector({ force = false } = {}) {
 
 /** Runs `otelcol validate`; returns its combined output, throws on failure. */
 export function validateConfig(config, { env = {} } = {}) {
-  const bin = ensureCollector();
-  const r = run(bin, ["validate", `--config=${resolve(config)}`], {
-    env: { ...process.env, ...env },
-  });
-  return `${r.stdout}${r.stderr}`.trim();
+  return validateOtelcol(ensureCollector(), config, env);
 }
 
 /**
@@ -146,23 +142,13 @@ export async function startCollector({
   logFile,
   name = "collector",
 }) {
-  const bin = ensureCollector();
-  const proc = startProcess(bin, [`--config=${resolve(config)}`], {
-    env: { ...process.env, ...env },
+  return startOtelcol(ensureCollector(), {
+    config,
+    env,
     logFile,
     name,
+    readyUrl: healthUrl,
   });
-  if (healthUrl) {
-    await waitFor(
-      `${name} (${healthUrl})`,
-      async () => (await fetch(healthUrl)).ok,
-      { child: proc.child, timeoutMs: 30_000 },
-    ).catch(async (e) => {
-      await proc.stop();
-      throw new Error(`${e.message}\n${proc.output().slice(-4000)}`);
-    });
-  }
-  return proc;
 }
 
 if (isMain(import.meta.url)) {

@@ -158,6 +158,46 @@ export function startProcess(cmd, args, { env, cwd, logFile, name }) {
   return { child, pid: child.pid, output, stop, name };
 }
 
+/**
+ * `<bin> validate --config=…` of an OpenTelemetry Collector distribution
+ * (ours, or Jaeger v2); returns its combined output, throws on failure.
+ */
+export function validateOtelcol(bin, config, env = {}) {
+  const r = run(bin, ["validate", `--config=${resolve(config)}`], {
+    env: { ...process.env, ...env },
+  });
+  return `${r.stdout}${r.stderr}`.trim();
+}
+
+/**
+ * Starts a Collector distribution with `config`; resolves once `readyUrl`
+ * answers 2xx (stopping it and showing its output if it never does).
+ */
+export async function startOtelcol(
+  bin,
+  { config, env = {}, logFile, name, readyUrl, timeoutMs = 30_000 },
+) {
+  const proc = startProcess(bin, [`--config=${resolve(config)}`], {
+    env: { ...process.env, ...env },
+    logFile,
+    name,
+  });
+  if (readyUrl) {
+    await waitFor(
+      `${name} (${readyUrl})`,
+      async () => (await fetch(readyUrl)).ok,
+      {
+        child: proc.child,
+        timeoutMs,
+      },
+    ).catch(async (e) => {
+      await proc.stop();
+      throw new Error(`${e.message}\n${proc.output().slice(-4000)}`);
+    });
+  }
+  return proc;
+}
+
 /** True when this module is the script node was asked to run. */
 export function isMain(metaUrl) {
   return process.argv[1] && resolve(process.argv[1]) === fileURLToPath(metaUrl);

@@ -33,9 +33,8 @@ import {
   buildGoProgram,
   isMain,
   repoRoot,
-  run,
-  startProcess,
-  waitFor,
+  startOtelcol,
+  validateOtelcol,
   withGoPatterns,
 } from "./common.mjs";
 
@@ -83,11 +82,7 @@ export function ensureJaeger({ force = false } = {}) {
 
 /** Jaeger v2 is a Collector distribution, so it has `validate` too. */
 export function validateJaegerConfig(config, { env = {} } = {}) {
-  const bin = ensureJaeger();
-  const r = run(bin, ["validate", `--config=${resolve(config)}`], {
-    env: { ...process.env, ...env },
-  });
-  return `${r.stdout}${r.stderr}`.trim();
+  return validateOtelcol(ensureJaeger(), config, env);
 }
 
 /**
@@ -100,22 +95,13 @@ export async function startJaeger({
   queryUrl = "http://127.0.0.1:16686",
   logFile,
 } = {}) {
-  const bin = ensureJaeger();
-  const proc = startProcess(bin, [`--config=${resolve(config)}`], {
-    env: { ...process.env, ...env },
+  const proc = await startOtelcol(ensureJaeger(), {
+    config,
+    env,
     logFile,
     name: "jaeger",
-  });
-  await waitFor(
-    `Jaeger query on ${queryUrl}`,
-    async () => (await fetch(`${queryUrl}/api/services`)).ok,
-    {
-      child: proc.child,
-      timeoutMs: 60_000,
-    },
-  ).catch(async (e) => {
-    await proc.stop();
-    throw new Error(`${e.message}\n${proc.output().slice(-4000)}`);
+    readyUrl: `${queryUrl}/api/services`,
+    timeoutMs: 60_000,
   });
   return { ...proc, queryUrl };
 }
