@@ -133,9 +133,7 @@ async function measure(
   } finally {
     // SIGINT: the services exit on it themselves, whatever an agent does with
     // SIGTERM (the zero-code upstream setup shuts its SDK down and stays up).
-    const killer = setTimeout(() => svc.child.kill("SIGKILL"), 15_000);
-    await svc.stop("SIGINT");
-    clearTimeout(killer);
+    await svc.stop("SIGINT", 15_000);
   }
 }
 

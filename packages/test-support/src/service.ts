@@ -28,9 +28,13 @@ export interface RunningService {
     code: number | null;
     signal: NodeJS.Signals | null;
   }>;
-  /** Sends `signal` (default SIGTERM) and waits for exit. */
+  /**
+   * Sends `signal` (default SIGTERM) and waits for exit; a process still
+   * running after `killAfterMs` (default 30 s) is killed with SIGKILL.
+   */
   stop(
     signal?: NodeJS.Signals,
+    killAfterMs?: number,
   ): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
@@ -123,10 +127,15 @@ export async function startService(
     stdout,
     stderr,
     exited,
-    stop: async (signal: NodeJS.Signals = "SIGTERM") => {
-      if (child.exitCode === null && child.signalCode === null)
-        child.kill(signal);
-      return exited;
+    stop: async (signal: NodeJS.Signals = "SIGTERM", killAfterMs = 30_000) => {
+      if (child.exitCode !== null || child.signalCode !== null) return exited;
+      child.kill(signal);
+      const killer = setTimeout(() => child.kill("SIGKILL"), killAfterMs);
+      try {
+        return await exited;
+      } finally {
+        clearTimeout(killer);
+      }
     },
   };
 }
