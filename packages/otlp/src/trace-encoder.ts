@@ -139,7 +139,8 @@ function writeSpan(w: ProtoWriter, s: SpanData): void {
 /** Encodes spans as OTLP ExportTraceServiceRequest messages for one resource. */
 export class TraceEncoder {
   readonly #resource: Attributes;
-  readonly #writer = new ProtoWriter();
+  /** For encode(); made at its first use (the SDK only appends). */
+  #writer: ProtoWriter | undefined;
   /** Spans appended since the last take(), encoded, per instrumentation scope. */
   readonly #scopes = new Map<Scope, ProtoWriter>();
   #pending = 0;
@@ -220,7 +221,7 @@ export class TraceEncoder {
 
   /** Protobuf (`application/x-protobuf`). */
   encode(spans: readonly SpanData[]): Uint8Array {
-    const w = this.#writer;
+    const w = (this.#writer ??= new ProtoWriter());
     w.reset();
     const rs = w.begin(1);
     writeResource(w, 1, this.#resource);
