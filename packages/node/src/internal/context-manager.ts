@@ -2,7 +2,7 @@
 // AsyncContextFrame, so propagation costs nothing per await). Ours rather
 // than @opentelemetry/context-async-hooks because `with()` there binds the
 // callback to `thisArg` on every call, an allocation on every request.
-import { AsyncLocalStorage } from "node:async_hooks";
+import { AsyncLocalStorage, AsyncResource } from "node:async_hooks";
 import type { Context, ContextManager } from "@opentelemetry/api";
 import { EMPTY_CONTEXT } from "@threadline/core";
 
@@ -29,15 +29,28 @@ export class AlsContextManager implements ContextManager {
     );
   }
 
+  /**
+   * Binds `target` to `context`. Binding to the active context (what
+   * instrumentations do for callbacks a library calls later from elsewhere)
+   * captures the current async context frame and switches back to it on
+   * each call, as AsyncResource.bind does, rather than building a new frame
+   * per call: no new frame when the callback runs. The application's own
+   * AsyncLocalStorage values come back with it.
+   */
   bind<T>(context: Context, target: T): T {
     if (typeof target !== "function") return target;
     const fn = target as unknown as (...args: unknown[]) => unknown;
+    if (context === this.active()) {
+      // (AsyncLocalStorage.snapshot() would do the same at fifty times the cost, and drops `this`.)
+      const resource = new AsyncResource("threadline.bind");
+      return withLength(fn.length, (self, args) =>
+        resource.runInAsyncScope(Reflect.apply, undefined, fn, self, args),
+      ) as T;
+    }
     const als = this.#als;
-    const bound = function (this: unknown, ...args: unknown[]) {
-      return als.run(context, () => fn.apply(this, args));
-    };
-    Object.defineProperty(bound, "length", { value: fn.length });
-    return bound as unknown as T;
+    return withLength(fn.length, (self, args) =>
+      als.run(context, Reflect.apply, fn, self, args),
+    ) as T;
   }
 
   enable(): this {
@@ -47,5 +60,52 @@ export class AlsContextManager implements ContextManager {
   disable(): this {
     this.#als.disable();
     return this;
+  }
+}
+
+/**
+ * A function declaring `length` parameters that hands its receiver and
+ * arguments to `call`: a bound callback keeps the arity some libraries read
+ * (express tells error handlers by it). Literal parameter lists, because
+ * redefining `length` costs more than the rest of a bind.
+ */
+function withLength(
+  length: number,
+  call: (self: unknown, args: IArguments) => unknown,
+): (...args: unknown[]) => unknown {
+  switch (length) {
+    case 0:
+      return function (this: unknown) {
+        return call(this, arguments);
+      };
+    case 1:
+      return function (this: unknown, _a: unknown) {
+        return call(this, arguments);
+      };
+    case 2:
+      return function (this: unknown, _a: unknown, _b: unknown) {
+        return call(this, arguments);
+      };
+    case 3:
+      return function (this: unknown, _a: unknown, _b: unknown, _c: unknown) {
+        return call(this, arguments);
+      };
+    case 4:
+      return function (
+        this: unknown,
+        _a: unknown,
+        _b: unknown,
+        _c: unknown,
+        _d: unknown,
+      ) {
+        return call(this, arguments);
+      };
+    default: {
+      const f = function (this: unknown) {
+        return call(this, arguments);
+      };
+      Object.defineProperty(f, "length", { value: length });
+      return f;
+    }
   }
 }
