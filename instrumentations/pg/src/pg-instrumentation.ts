@@ -12,9 +12,9 @@
 //
 // Callbacks given to query() are bound to the caller's context too, so the
 // customer id (in baggage) survives them.
+import { AsyncResource } from "node:async_hooks";
 import {
   context,
-  createContextKey,
   SpanKind,
   SpanStatusCode,
   trace,
@@ -60,17 +60,18 @@ export interface PgInstrumentationConfig {
 
 const NAME = "@threadline/instrumentation-pg";
 const VERSION = "0.1.0";
-const POOL_WAIT: symbol = createContextKey("threadline.pg.pool-wait");
+/** On a client the pool just handed out: how long the application waited for it. */
+const POOL_WAIT = Symbol("threadline.pg.pool-wait");
 
 interface PoolWait {
   /** performance.timeOrigin-based ms when the application asked for a connection. */
   start: number;
   /** ms when it got one. */
   acquired: number;
-  used: boolean;
 }
 
 interface PgClientLike {
+  [POOL_WAIT]?: PoolWait | undefined;
   connectionParameters?: { host?: string; port?: number; database?: string };
   host?: string;
   port?: number;
@@ -188,14 +189,31 @@ export class PgInstrumentation implements Instrumentation {
       self.#watchPool(this as PoolLike);
       const ctx = context.active();
       if (typeof cb === "function") {
-        const wait: PoolWait = { start: nowMs(), acquired: 0, used: false };
-        const waitCtx = ctx.setValue(POOL_WAIT, wait);
-        const callback = cb as (...args: unknown[]) => unknown;
+        const start = nowMs();
+        // Back to this caller's async context (all of it, the application's
+        // own AsyncLocalStorage values too) when pg-pool calls back from another.
+        const caller = new AsyncResource("pg.pool.connect");
         return original.call(
           this,
-          function (this: unknown, ...args: unknown[]) {
-            wait.acquired = nowMs();
-            return context.with(waitCtx, callback, this, ...args);
+          function (
+            this: unknown,
+            err: unknown,
+            client: unknown,
+            release: unknown,
+          ) {
+            // The first query on this client starts when the application asked for it.
+            if (typeof client === "object" && client !== null)
+              (client as PgClientLike)[POOL_WAIT] = {
+                start,
+                acquired: nowMs(),
+              };
+            return caller.runInAsyncScope(
+              cb as (...args: unknown[]) => unknown,
+              this,
+              err,
+              client,
+              release,
+            );
           },
         );
       }
@@ -213,6 +231,9 @@ export class PgInstrumentation implements Instrumentation {
       return result.then(
         (client) => {
           span.end();
+          // The wait is this span, not part of the next query.
+          if (typeof client === "object" && client !== null)
+            (client as PgClientLike)[POOL_WAIT] = undefined;
           return client;
         },
         (err: unknown) => {
@@ -320,10 +341,10 @@ export class PgInstrumentation implements Instrumentation {
       }
       const userCb = typeof vals === "function" ? vals : cb;
       if (typeof userCb === "function") {
+        const caller = new AsyncResource("pg.query");
         const bound = (err: unknown, res: unknown) => {
           done(err ? err : undefined);
-          return context.with(
-            ctx,
+          return caller.runInAsyncScope(
             userCb as (e: unknown, r: unknown) => unknown,
             undefined,
             err,
@@ -394,19 +415,14 @@ export class PgInstrumentation implements Instrumentation {
         : summary.collection === undefined
           ? summary.operation
           : `${summary.operation} ${summary.collection}`;
-    const wait = ctx.getValue(POOL_WAIT) as PoolWait | undefined;
-    const fromPool = wait !== undefined && !wait.used;
-    if (fromPool) wait.used = true;
+    const wait = client[POOL_WAIT];
+    if (wait !== undefined) client[POOL_WAIT] = undefined;
     const span = this.#tracer!.startSpan(
       name,
-      {
-        kind: SpanKind.CLIENT,
-        attributes,
-        ...(fromPool ? { startTime: wait.start } : {}),
-      },
+      { kind: SpanKind.CLIENT, attributes, startTime: wait?.start },
       ctx,
     );
-    if (fromPool)
+    if (wait !== undefined)
       span.addEvent(
         "pg.pool.connection_acquired",
         { "db.client.connection.wait_time_ms": wait.acquired - wait.start },
