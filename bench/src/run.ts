@@ -12,7 +12,7 @@
 // lines/s with and without Threadline's correlation, and the export
 // pipeline's spans/s.
 //
-//   node bench/src/run.ts [--rounds 3] [--out docs/benchmarks.md] [--only threadline-100,none]
+//   node bench/src/run.ts [--rounds 5] [--out docs/benchmarks.md] [--only threadline-100,none]
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
@@ -38,7 +38,7 @@ const { values } = parseArgs({
     quick: { type: "boolean" },
   },
 });
-const ROUNDS = Number(values.rounds ?? 3);
+const ROUNDS = Number(values.rounds ?? 5);
 const CONNECTIONS = 20;
 const root = fileURLToPath(new URL("../", import.meta.url));
 const services = join(root, "services");
@@ -86,6 +86,7 @@ async function measure(
   handler: (typeof handlers)[number],
   env: Record<string, string>,
   sink: string,
+  round: number,
 ): Promise<Measurement> {
   const started = performance.now();
   const svc: RunningService = await startService({
@@ -122,6 +123,7 @@ async function measure(
     return {
       contender: contender.name,
       handler: handler.name,
+      round,
       rps: requests / seconds,
       p50: r.latency.p50,
       p99: r.latency.p99,
@@ -200,7 +202,7 @@ try {
   for (let round = 0; round < ROUNDS; round++) {
     for (const handler of handlers) {
       for (const contender of shuffle(selected, round * 7 + handler.amount)) {
-        const m = await measure(contender, handler, env, sinkSvc.url);
+        const m = await measure(contender, handler, env, sinkSvc.url, round);
         results.push(m);
         process.stderr.write(
           `round ${round + 1}/${ROUNDS} ${handler.name.padEnd(9)} ${contender.name.padEnd(15)} ${m.rps.toFixed(0).padStart(6)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms  ${m.cpuUsPerRequest.toFixed(0)} µs CPU/req  RSS ${(m.rssBytes / 2 ** 20).toFixed(0)} MB  start ${m.startupMs.toFixed(0)} ms\n`,
@@ -293,9 +295,9 @@ try {
   });
   process.stdout.write(markdown);
   if (values.out) {
-    writeFileSync(values.out, markdown);
     const svgPath = join(dirname(values.out), "images", "overhead.svg");
     mkdirSync(dirname(svgPath), { recursive: true });
+    writeFileSync(values.out, markdown);
     writeFileSync(svgPath, svg);
   }
 } finally {
