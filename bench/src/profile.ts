@@ -123,9 +123,11 @@ function machineTicks(): { busy: number; total: number } {
   return { busy: total - n[3]! - n[4]!, total };
 }
 
-/** utime+stime clock ticks of every thread of the given processes, keyed "process/thread". */
-function cpuByThread(pids: Record<string, number>): Map<string, number> {
-  const out = new Map<string, number>();
+/** User and system clock ticks of every thread of the given processes, keyed "process/thread". */
+function cpuByThread(
+  pids: Record<string, number>,
+): Map<string, { user: number; system: number }> {
+  const out = new Map<string, { user: number; system: number }>();
   for (const [name, pid] of Object.entries(pids)) {
     for (const tid of readdirSync(`/proc/${pid}/task`)) {
       try {
@@ -133,7 +135,10 @@ function cpuByThread(pids: Record<string, number>): Map<string, number> {
         const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
         const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
         const key = `${name}/${comm}`;
-        out.set(key, (out.get(key) ?? 0) + Number(f[11]) + Number(f[12]));
+        const t = out.get(key) ?? { user: 0, system: 0 };
+        t.user += Number(f[11]);
+        t.system += Number(f[12]);
+        out.set(key, t);
       } catch {
         // the thread ended between listing and reading
       }
@@ -206,26 +211,29 @@ try {
   const commandsAfter = cpuByCommand();
   const after = cpuByThread(pids);
   process.stdout.write(
-    `${name} ${handler}: ${(requests / seconds).toFixed(0)} req/s\n\n-- CPU µs per request, by process and thread --\n`,
+    `${name} ${handler}: ${(requests / seconds).toFixed(0)} req/s\n\n-- CPU µs per request, by process and thread (user + system) --\n`,
   );
-  for (const [key, ticks] of after) {
-    const us = (((ticks - (before.get(key) ?? 0)) / 100) * 1e6) / requests;
-    if (us >= 0.5)
-      process.stdout.write(`${us.toFixed(1).padStart(7)}  ${key}\n`);
+  const perRequest = (ticks: number) => ((ticks / 100) * 1e6) / requests;
+  for (const [key, t] of after) {
+    const user = perRequest(t.user - (before.get(key)?.user ?? 0));
+    const system = perRequest(t.system - (before.get(key)?.system ?? 0));
+    if (user + system >= 0.5)
+      process.stdout.write(
+        `${(user + system).toFixed(1).padStart(7)}  ${key}  (${user.toFixed(1)} + ${system.toFixed(1)})\n`,
+      );
   }
   process.stdout.write(
     `\n-- CPU µs per request, by command, machine-wide --\n`,
   );
   for (const [key, ticks] of commandsAfter) {
-    const us =
-      (((ticks - (commandsBefore.get(key) ?? 0)) / 100) * 1e6) / requests;
+    const us = perRequest(ticks - (commandsBefore.get(key) ?? 0));
     if (us >= 0.5)
       process.stdout.write(`${us.toFixed(1).padStart(7)}  ${key}\n`);
   }
   const busy = machineAfter.busy - machineBefore.busy;
   const total = machineAfter.total - machineBefore.total;
   process.stdout.write(
-    `${(((busy / 100) * 1e6) / requests).toFixed(1).padStart(7)}  all (machine ${((busy / total) * 100).toFixed(0)}% busy)\n`,
+    `${perRequest(busy).toFixed(1).padStart(7)}  all (machine ${((busy / total) * 100).toFixed(0)}% busy)\n`,
   );
   await svc.stop("SIGINT");
   const sent = (await (await fetch(`${sink.url}/_stats`)).json()) as {
