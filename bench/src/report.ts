@@ -88,6 +88,11 @@ export function pairedRatio(
   };
 }
 
+/** A ratio followed by its lowest and highest round, "0.68 (0.66–0.78)". */
+function withRange(ratio: string, [low, high]: [number, number]): string {
+  return `${ratio} (${fmt(low, 2)}–${fmt(high, 2)})`;
+}
+
 export function summarize(input: ReportInput): Summary[] {
   const out: Summary[] = [];
   for (const h of input.handlers) {
@@ -193,7 +198,7 @@ export function renderReport(input: ReportInput): {
         const share =
           c.name === "none"
             ? "**1.00**"
-            : `**${fmt(s.ratio, 2)}** (${fmt(s.ratioRange[0], 2)}–${fmt(s.ratioRange[1], 2)})`;
+            : withRange(`**${fmt(s.ratio, 2)}**`, s.ratioRange);
         return `| ${label(c.name)} | ${fmt(s.rps)} | ${share} | ${c.name === "none" ? "–" : signed(s.cpuAdded)} | ${c.name === "none" ? "–" : signed(s.p50Added, 1)} | ${c.name === "none" ? "–" : signed(s.p99Added, 1)} | ${c.name === "none" ? "–" : signed(s.rssAddedMb, 1)} | ${c.name === "none" ? "–" : signed(s.startupAddedMs)} |`;
       });
       return `### ${h.name === "realistic" ? "Realistic handler (HTTP → PostgreSQL query → RabbitMQ publish → pino line → JSON)" : "Hello-world handler"}
@@ -221,13 +226,9 @@ ${rows.join("\n")}
       ? pairedRatio(input, "realistic", "threadline-100", "otel-auto")
       : undefined;
   const times = (r: { median: number; range: [number, number] } | undefined) =>
-    r === undefined
-      ? "–"
-      : `${fmt(r.median, 2)}x (${fmt(r.range[0], 2)}–${fmt(r.range[1], 2)})`;
+    r === undefined ? "–" : withRange(`${fmt(r.median, 2)}x`, r.range);
   const shareOf = (s: Summary | undefined) =>
-    s === undefined
-      ? "–"
-      : `${fmt(s.ratio, 2)} (${fmt(s.ratioRange[0], 2)}–${fmt(s.ratioRange[1], 2)})`;
+    s === undefined ? "–" : withRange(fmt(s.ratio, 2), s.ratioRange);
   const pinoRatio = input.micro.pinoCorrelated / input.micro.pinoPlain;
   const startup = tlHello?.startupAddedMs;
   const rss = Math.max(tlReal?.rssAddedMb ?? NaN, tlHello?.rssAddedMb ?? NaN);
