@@ -13,6 +13,7 @@ const patterns = [
   "packages/*/test/**/*.test.ts",
   "instrumentations/*/test/**/*.test.ts",
   "test/**/*.test.ts",
+  "bench/test/**/*.test.ts",
 ];
 const extra = process.argv.slice(2);
 const files = extra.filter((a) => !a.startsWith("-"));

@@ -16,6 +16,7 @@ import {
   startService,
 } from "@threadline/test-support";
 import { contenders } from "./contenders.ts";
+import { readProfile, summarize } from "./cpu-profile.ts";
 import { load } from "./load.ts";
 
 const { values } = parseArgs({
@@ -42,61 +43,6 @@ if (contender === undefined)
   throw new Error(
     `unknown contender ${name}; one of ${contenders.map((c) => c.name).join(", ")}`,
   );
-
-interface Node {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
-  children?: number[];
-}
-interface Profile {
-  nodes: Node[];
-  samples: number[];
-  timeDeltas: number[];
-}
-
-function summarize(file: string, top: number): string {
-  const p = JSON.parse(readFileSync(file, "utf8")) as Profile;
-  const byId = new Map(p.nodes.map((n) => [n.id, n]));
-  const self = new Map<number, number>();
-  p.samples.forEach((id, i) =>
-    self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)),
-  );
-  const total = [...self.values()].reduce((a, b) => a + b, 0);
-  const fn = new Map<string, number>();
-  const pkg = new Map<string, number>();
-  for (const [id, t] of self) {
-    const n = byId.get(id)!;
-    const url = n.callFrame.url;
-    const where = url.includes("node_modules/")
-      ? url
-          .slice(url.lastIndexOf("node_modules/") + 13)
-          .split("/")
-          .slice(0, url.includes("node_modules/@") ? 2 : 1)
-          .join("/")
-      : url.includes("/packages/") || url.includes("/instrumentations/")
-        ? `threadline:${url.split("/").slice(-3).join("/")}`
-        : url.startsWith("node:")
-          ? url
-          : url === ""
-            ? "(native/gc)"
-            : url.split("/").slice(-2).join("/");
-    const key = `${n.callFrame.functionName || "(anonymous)"}  ${where}:${n.callFrame.lineNumber + 1}`;
-    fn.set(key, (fn.get(key) ?? 0) + t);
-    const group = where.startsWith("threadline:")
-      ? `threadline ${where.split(":")[1]!.split("/")[0]}`
-      : where.startsWith("node:")
-        ? "node core"
-        : where;
-    pkg.set(group, (pkg.get(group) ?? 0) + t);
-  }
-  const fmt = (m: Map<string, number>, n: number) =>
-    [...m.entries()]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, n)
-      .map(([k, t]) => `${((t / total) * 100).toFixed(1).padStart(5)}%  ${k}`)
-      .join("\n");
-  return `total sampled ${(total / 1000).toFixed(0)} ms\n\n-- by package --\n${fmt(pkg, 25)}\n\n-- by function (self time) --\n${fmt(fn, top)}\n`;
-}
 
 /** utime+stime clock ticks of every process on the machine, keyed by command name. */
 function cpuByCommand(): Map<string, number> {
@@ -247,7 +193,7 @@ try {
   await Promise.all([consumer.stop(), sink.stop()]);
   for (const f of readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"))) {
     process.stdout.write(
-      `\n==== ${f}\n${summarize(join(dir, f), Number(values.top ?? 40))}`,
+      `\n==== ${f}\n${summarize(readProfile(join(dir, f)), Number(values.top ?? 40))}`,
     );
   }
 } finally {
