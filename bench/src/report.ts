@@ -1,6 +1,7 @@
 // Turns the runs into docs/benchmarks.md and a bar chart (SVG): medians per
 // contender and handler, ratios and differences against no agent, and the
 // goals checked against the figures of this run.
+import { PART_LABELS, PARTS, type Part } from "./cpu-profile.ts";
 
 export interface Measurement {
   contender: string;
@@ -17,8 +18,16 @@ export interface Measurement {
   startupMs: number;
 }
 
+/** Main-thread self time by part, per request (per line for pino), from CPU profiles, in µs. */
+export interface ProfileBreakdown {
+  handler: string;
+  none: Record<Part, number>;
+  threadline: Record<Part, number>;
+}
+
 export interface ReportInput {
   results: Measurement[];
+  breakdowns: ProfileBreakdown[];
   micro: {
     pinoPlain: number;
     pinoCorrelated: number;
@@ -286,6 +295,7 @@ coverage as Threadline${otelReal !== undefined && otelReal.ratio > 0.5 ? `, and 
 Most services start upstream zero-code instead (\`-r @opentelemetry/auto-instrumentations-node/register\`,
 every bundled instrumentation loaded); that setup is measured too${otelAutoReal !== undefined ? ` (${fmt(otelAutoReal.ratio, 2)} of no agent on the realistic handler)` : ""}.
 
+${renderBreakdowns(input.breakdowns)}
 ## Logging and export
 
 | measurement | result |
@@ -314,7 +324,62 @@ server endpoints), so network and backend cost is equal; each agent samples ever
 \`\`\`sh
 npm run bench                      # all contenders, ${input.rounds} rounds, writes docs/benchmarks.md and docs/images/overhead.svg
 node bench/src/run.ts --quick --rounds 1 --only none,threadline-100   # a quick look
+node bench/src/profile.ts --contender threadline-100   # one contender's CPU by thread, package and function
 \`\`\`
 `;
   return { markdown, svg: chart(summary, input) };
+}
+
+const total = (parts: Record<Part, number>) =>
+  PARTS.reduce((sum, k) => sum + parts[k], 0);
+
+/** The profiled runs: a table per handler and what the figures say about the goals. */
+function renderBreakdowns(breakdowns: ProfileBreakdown[]): string {
+  if (breakdowns.length === 0) return "";
+  const sections = breakdowns.map((b) => {
+    // Handlers are per request in µs; pino is per line, shown in ns.
+    const perLine = b.handler === "pino";
+    const scale = perLine ? 1000 : 1;
+    const digits = perLine ? 0 : 1;
+    const unit = perLine ? "ns per line" : "µs per request";
+    const row = (label: string, none: number, tl: number) =>
+      `| ${label} | ${fmt(none * scale, digits)} | ${fmt(tl * scale, digits)} | ${signed(
+        (tl - none) * scale,
+        digits,
+      )} |`;
+    const rows = PARTS.filter(
+      (k) => b.none[k] * scale >= 0.05 || b.threadline[k] * scale >= 0.05,
+    ).map((k) => row(PART_LABELS[k], b.none[k], b.threadline[k]));
+    const none = total(b.none);
+    const tl = total(b.threadline);
+    rows.push(row("**all**", none, tl));
+    const own = b.threadline.instrumentation + b.threadline.export;
+    const added = tl - none;
+    let why: string;
+    if (perLine) {
+      const biggest = [...PARTS].sort(
+        (x, y) => b.threadline[y] - b.none[y] - (b.threadline[x] - b.none[x]),
+      )[0]!;
+      why = `A correlated line costs ${fmt(added * scale)} ns more than a plain one (${fmt(tl / none, 2)}x); Threadline's own code is ${fmt(own * scale)} ns of that, and the largest part of the difference is ${PART_LABELS[biggest].replace(/ \(.*\)$/, "")} (${signed((b.threadline[biggest] - b.none[biggest]) * scale)} ns)${biggest === "native" ? ": the line is longer by the trace and span ids it carries, and each line is converted and written whole" : ""}. The goal of 0.90 leaves ${fmt(none * scale * (1 / 0.9 - 1))} ns a line.`;
+    } else {
+      // At a share s of no-agent throughput, the thread may spend 1/s times as long per request.
+      const budget = none * (1 / (b.handler === "realistic" ? 0.8 : 0.6) - 1);
+      why = `If the application's thread sets the pace, keeping ${b.handler === "realistic" ? "0.80" : "0.60"} of no-agent throughput allows it ${fmt(budget, 1)} µs more per request than the ${fmt(none, 1)} µs it spends with no agent. Threadline adds ${fmt(added, 1)} µs: ${fmt(own, 1)} µs in its own functions (instrumentation ${fmt(b.threadline.instrumentation, 1)}, export ${fmt(b.threadline.export, 1)}) and ${fmt(added - own, 1)} µs more in the application's libraries, Node.js core, native code and garbage collection (more bytes through the sockets, the exporter's included; longer headers built and parsed; events emitted; objects collected).`;
+    }
+    return `### ${b.handler === "pino" ? "pino, one line inside a span (exporters off)" : `${b.handler[0]!.toUpperCase()}${b.handler.slice(1)} handler`}
+
+| ${unit} | ${perLine ? "plain pino | with Threadline's correlation" : "no agent | Threadline, 100% sampling"} | added |
+| --- | ---: | ---: | ---: |
+${rows.join("\n")}
+
+${why}
+`;
+  });
+  return `## Where the application's thread spends its time (CPU profiles)
+
+One more run each of no agent and of Threadline under \`node --cpu-prof\`, cut to the measured requests: the
+self time of the service's main thread, by part. The profiler slows a process down, so these figures are for
+comparing the parts with each other, not with the tables above.
+
+${sections.join("\n")}`;
 }

@@ -10,12 +10,21 @@
 // throughput (and its ratio to no agent), CPU time per request added,
 // p50/p99 latency added, peak RSS added, start-up time added; plus pino
 // lines/s with and without Threadline's correlation, and the export
-// pipeline's spans/s.
+// pipeline's spans/s. Last, one run each of no agent and Threadline under
+// --cpu-prof says where the application's thread spends a request.
 //
 //   node bench/src/run.ts [--rounds 5] [--out docs/benchmarks.md] [--only threadline-100,none]
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { cpus, tmpdir, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -28,7 +37,12 @@ import {
 } from "@threadline/test-support";
 import { load } from "./load.ts";
 import { contenders, type Contender } from "./contenders.ts";
-import { renderReport, type Measurement } from "./report.ts";
+import { PARTS, readProfile, timeByPart, type Part } from "./cpu-profile.ts";
+import {
+  renderReport,
+  type Measurement,
+  type ProfileBreakdown,
+} from "./report.ts";
 
 const { values } = parseArgs({
   options: {
@@ -43,6 +57,12 @@ const CONNECTIONS = 20;
 const root = fileURLToPath(new URL("../", import.meta.url));
 const services = join(root, "services");
 const CLK_TCK = 100;
+/** Correlation alone, for the pino micro-benchmark. */
+const EXPORTERS_OFF = {
+  OTEL_LOGS_EXPORTER: "none",
+  OTEL_TRACES_EXPORTER: "none",
+  OTEL_METRICS_EXPORTER: "none",
+};
 
 const handlers = [
   {
@@ -81,18 +101,44 @@ function shuffle<T>(list: T[], seed: number): T[] {
   return out;
 }
 
+/** Now, in microseconds of the clock CPU profiles are stamped with. */
+const clockUs = () => Number(process.hrtime.bigint() / 1000n);
+
+/** The single profile a process wrote into `dir`, as time per part. */
+function profileParts(
+  dir: string,
+  window: [number, number],
+  per: number,
+): Record<Part, number> {
+  // Named CPU.<date>.<time>.<pid>.<thread>.<n>.cpuprofile; worker threads
+  // write their own, the main thread is thread 0.
+  const main = readdirSync(dir).find((f) =>
+    /\.\d+\.0\.\d+\.cpuprofile$/.test(f),
+  );
+  if (main === undefined) throw new Error(`no CPU profile was written`);
+  const parts = timeByPart(readProfile(join(dir, main)), ...window);
+  for (const k of Object.keys(parts) as Part[]) parts[k] /= per;
+  return parts;
+}
+
 async function measure(
   contender: Contender,
   handler: (typeof handlers)[number],
   env: Record<string, string>,
   sink: string,
   round: number,
-): Promise<Measurement> {
+  profileDir?: string,
+): Promise<Measurement & { window: [number, number]; requests: number }> {
   const started = performance.now();
   const svc: RunningService = await startService({
     entry: join(services, handler.file),
     cwd: root,
-    execArgv: contender.execArgv,
+    execArgv: [
+      ...(profileDir === undefined
+        ? []
+        : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`]),
+      ...contender.execArgv,
+    ],
     env: { ...env, ...contender.env(sink), PORT: "0" },
     timeoutMs: 60_000,
   });
@@ -106,11 +152,13 @@ async function measure(
     }, 200);
     const ticks0 = cpuTicks(pid);
     const main0 = cpuTicks(pid, pid); // the main thread's id is the process id
+    const from = clockUs();
     const { result: r, seconds } = await load(
       svc.url,
       handler.amount,
       CONNECTIONS,
     );
+    const to = clockUs();
     const ticks1 = cpuTicks(pid);
     const main1 = cpuTicks(pid, pid);
     clearInterval(sampler);
@@ -131,6 +179,8 @@ async function measure(
       mainThreadUsPerRequest: (((main1 - main0) / CLK_TCK) * 1e6) / requests,
       rssBytes: peak,
       startupMs,
+      window: [from, to],
+      requests,
     };
   } finally {
     // SIGINT: the services exit on it themselves, whatever an agent does with
@@ -144,6 +194,15 @@ async function micro(
   args: string[],
   env: Record<string, string> = {},
 ): Promise<number> {
+  return Number((await microOutput(file, args, env)).pop());
+}
+
+/** The lines a micro-benchmark printed. */
+async function microOutput(
+  file: string,
+  args: string[],
+  env: Record<string, string>,
+): Promise<string[]> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...args, join(root, "src", file)], {
       cwd: root,
@@ -154,10 +213,30 @@ async function micro(
     child.stdout.setEncoding("utf8").on("data", (c: string) => (out += c));
     child.on("close", (code) =>
       code === 0
-        ? resolve(Number(out.trim().split("\n").pop()))
+        ? resolve(out.trim().split("\n"))
         : reject(new Error(`${file} exited ${code}: ${out}`)),
     );
   });
+}
+
+/** Time per line by part of the pino micro-benchmark's measured loop, from a CPU profile. */
+async function pinoProfile(
+  args: string[],
+  env: Record<string, string>,
+): Promise<Record<Part, number>> {
+  const dir = mkdtempSync(join(tmpdir(), "threadline-bench-prof-"));
+  try {
+    const lines = await microOutput(
+      "pino-micro.cjs",
+      ["--cpu-prof", `--cpu-prof-dir=${dir}`, ...args],
+      { ...env, WINDOW: "1" },
+    );
+    const w = lines.find((l) => l.startsWith("window "))?.split(" ");
+    if (w === undefined) throw new Error("pino-micro.cjs printed no window");
+    return profileParts(dir, [Number(w[1]), Number(w[2])], Number(w[3]));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const median = (xs: number[]) => {
@@ -225,12 +304,7 @@ try {
     pinoCorrelated: await three(
       "pino-micro.cjs",
       ["-r", "@threadline/node/register"],
-      {
-        MODE: "span",
-        OTEL_LOGS_EXPORTER: "none",
-        OTEL_TRACES_EXPORTER: "none",
-        OTEL_METRICS_EXPORTER: "none",
-      },
+      { MODE: "span", ...EXPORTERS_OFF },
     ),
     pinoCorrelatedExported: await three(
       "pino-micro.cjs",
@@ -259,6 +333,61 @@ try {
       WHO: "upstream",
     }),
   };
+  // One profiled run each: --cpu-prof slows a process, so these figures
+  // are for comparing parts, not for the tables above.
+  const breakdowns: ProfileBreakdown[] = [];
+  const none = selected.find((c) => c.name === "none");
+  const tl = selected.find((c) => c.name === "threadline-100");
+  const profiled = async (
+    c: Contender,
+    handler: (typeof handlers)[number],
+  ): Promise<Record<Part, number>> => {
+    const dir = mkdtempSync(join(tmpdir(), "threadline-bench-prof-"));
+    try {
+      const m = await measure(c, handler, env, sinkSvc.url, -1, dir);
+      return profileParts(dir, m.window, m.requests);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+  // Medians per part over alternated runs: one run can land in a slow spell of the machine.
+  const medianParts = (runs: Array<Record<Part, number>>) =>
+    Object.fromEntries(
+      PARTS.map((k) => [k, median(runs.map((r) => r[k]))]),
+    ) as Record<Part, number>;
+  const PROFILED_RUNS = Math.min(ROUNDS, 3);
+  if (none !== undefined && tl !== undefined) {
+    for (const handler of handlers) {
+      const noneRuns: Array<Record<Part, number>> = [];
+      const tlRuns: Array<Record<Part, number>> = [];
+      for (let i = 0; i < PROFILED_RUNS; i++) {
+        noneRuns.push(await profiled(none, handler));
+        tlRuns.push(await profiled(tl, handler));
+      }
+      breakdowns.push({
+        handler: handler.name,
+        none: medianParts(noneRuns),
+        threadline: medianParts(tlRuns),
+      });
+      process.stderr.write(`profiled ${handler.name}\n`);
+    }
+    const plainRuns: Array<Record<Part, number>> = [];
+    const correlatedRuns: Array<Record<Part, number>> = [];
+    for (let i = 0; i < PROFILED_RUNS; i++) {
+      plainRuns.push(await pinoProfile([], { MODE: "plain" }));
+      correlatedRuns.push(
+        await pinoProfile(["-r", "@threadline/node/register"], {
+          MODE: "span",
+          ...EXPORTERS_OFF,
+        }),
+      );
+    }
+    breakdowns.push({
+      handler: "pino",
+      none: medianParts(plainRuns),
+      threadline: medianParts(correlatedRuns),
+    });
+  }
   const versions: Record<string, string> = {};
   for (const p of [
     "@opentelemetry/sdk-node",
@@ -285,6 +414,7 @@ try {
   const { markdown, svg } = renderReport({
     results,
     micro: microResults,
+    breakdowns,
     contenders: selected.map((c) => ({ name: c.name, label: c.label })),
     rounds: ROUNDS,
     connections: CONNECTIONS,
