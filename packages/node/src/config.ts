@@ -253,6 +253,21 @@ class Reader {
     return n;
   }
 
+  /** One of `choices` (case-insensitive), or `fallback` with a warning. */
+  choice<const T extends string>(
+    name: string,
+    choices: readonly T[],
+    fallback: T,
+  ): T {
+    const v = this.str(name)?.toLowerCase();
+    if (v === undefined) return fallback;
+    if ((choices as readonly string[]).includes(v)) return v as T;
+    this.warnings.push(
+      `${name}=${JSON.stringify(v)} is not ${choices.join(" or ")}; using ${fallback}`,
+    );
+    return fallback;
+  }
+
   /** First set variable among `names`, as an integer. */
   intOf(names: string[], fallback: number, min = 0): number {
     for (const name of names)
@@ -382,13 +397,7 @@ function signalSettings(
     r.str(`OTEL_EXPORTER_OTLP_${S}_COMPRESSION`) !== undefined
       ? `OTEL_EXPORTER_OTLP_${S}_COMPRESSION`
       : "OTEL_EXPORTER_OTLP_COMPRESSION";
-  const c = r.str(compressionName)?.toLowerCase();
-  let compression: "gzip" | "none" = "none";
-  if (c === "gzip") compression = "gzip";
-  else if (c !== undefined && c !== "none")
-    r.warnings.push(
-      `${compressionName}=${JSON.stringify(c)} is not gzip or none; using none`,
-    );
+  const compression = r.choice(compressionName, ["gzip", "none"], "none");
   const prefix = signal === "traces" ? "OTEL_BSP" : "OTEL_BLRP";
   const maxQueueSize = r.int(`${prefix}_MAX_QUEUE_SIZE`, 2048, 1);
   let maxExportBatchSize = r.int(`${prefix}_MAX_EXPORT_BATCH_SIZE`, 512, 1);
@@ -546,24 +555,12 @@ export function resolveConfig(
   const on = (name: string) =>
     !disabled.has(name) && (enabledOnly === undefined || enabledOnly.has(name));
 
-  let exportThread: "main" | "worker" = options.exportThread ?? "main";
-  const et = r.str("THREADLINE_EXPORT_THREAD")?.toLowerCase();
-  if (options.exportThread === undefined && et !== undefined) {
-    if (et === "main" || et === "worker") exportThread = et;
-    else
-      r.warnings.push(
-        `THREADLINE_EXPORT_THREAD=${JSON.stringify(et)} is not main or worker; using main`,
-      );
-  }
-  let logFields: "otel" | "ecs" = options.logFields ?? "otel";
-  const lf = r.str("THREADLINE_LOG_FIELDS")?.toLowerCase();
-  if (options.logFields === undefined && lf !== undefined) {
-    if (lf === "otel" || lf === "ecs") logFields = lf;
-    else
-      r.warnings.push(
-        `THREADLINE_LOG_FIELDS=${JSON.stringify(lf)} is not otel or ecs; using otel`,
-      );
-  }
+  const exportThread =
+    options.exportThread ??
+    r.choice("THREADLINE_EXPORT_THREAD", ["main", "worker"], "main");
+  const logFields =
+    options.logFields ??
+    r.choice("THREADLINE_LOG_FIELDS", ["otel", "ecs"], "otel");
   let customerHeader = (
     options.customerHeader ??
     r.str("THREADLINE_CUSTOMER_HEADER") ??
