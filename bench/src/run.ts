@@ -219,13 +219,22 @@ async function microOutput(
   });
 }
 
+/** Runs `fn` with a fresh directory for CPU profiles, removed afterwards. */
+async function inProfileDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), "threadline-bench-prof-"));
+  try {
+    return await fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** Time per line by part of the pino micro-benchmark's measured loop, from a CPU profile. */
-async function pinoProfile(
+function pinoProfile(
   args: string[],
   env: Record<string, string>,
 ): Promise<Record<Part, number>> {
-  const dir = mkdtempSync(join(tmpdir(), "threadline-bench-prof-"));
-  try {
+  return inProfileDir(async (dir) => {
     const lines = await microOutput(
       "pino-micro.cjs",
       ["--cpu-prof", `--cpu-prof-dir=${dir}`, ...args],
@@ -234,9 +243,7 @@ async function pinoProfile(
     const w = lines.find((l) => l.startsWith("window "))?.split(" ");
     if (w === undefined) throw new Error("pino-micro.cjs printed no window");
     return profileParts(dir, [Number(w[1]), Number(w[2])], Number(w[3]));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 const median = (xs: number[]) => {
@@ -333,60 +340,57 @@ try {
       WHO: "upstream",
     }),
   };
-  // One profiled run each: --cpu-prof slows a process, so these figures
-  // are for comparing parts, not for the tables above.
+  // Profiled runs, no agent and Threadline alternated: --cpu-prof slows a
+  // process, so these figures are for comparing parts, not for the tables
+  // above. Medians per part, as one run can land in a slow spell.
   const breakdowns: ProfileBreakdown[] = [];
+  const compare = async (
+    handler: string,
+    runNone: () => Promise<Record<Part, number>>,
+    runThreadline: () => Promise<Record<Part, number>>,
+  ) => {
+    const runs = {
+      none: [] as Record<Part, number>[],
+      tl: [] as Record<Part, number>[],
+    };
+    for (let i = 0; i < Math.min(ROUNDS, 3); i++) {
+      runs.none.push(await runNone());
+      runs.tl.push(await runThreadline());
+    }
+    const medians = (xs: Record<Part, number>[]) =>
+      Object.fromEntries(
+        PARTS.map((k) => [k, median(xs.map((x) => x[k]))]),
+      ) as Record<Part, number>;
+    breakdowns.push({
+      handler,
+      none: medians(runs.none),
+      threadline: medians(runs.tl),
+    });
+    process.stderr.write(`profiled ${handler}\n`);
+  };
   const none = selected.find((c) => c.name === "none");
   const tl = selected.find((c) => c.name === "threadline-100");
-  const profiled = async (
-    c: Contender,
-    handler: (typeof handlers)[number],
-  ): Promise<Record<Part, number>> => {
-    const dir = mkdtempSync(join(tmpdir(), "threadline-bench-prof-"));
-    try {
-      const m = await measure(c, handler, env, sinkSvc.url, -1, dir);
-      return profileParts(dir, m.window, m.requests);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  };
-  // Medians per part over alternated runs: one run can land in a slow spell of the machine.
-  const medianParts = (runs: Array<Record<Part, number>>) =>
-    Object.fromEntries(
-      PARTS.map((k) => [k, median(runs.map((r) => r[k]))]),
-    ) as Record<Part, number>;
-  const PROFILED_RUNS = Math.min(ROUNDS, 3);
   if (none !== undefined && tl !== undefined) {
-    for (const handler of handlers) {
-      const noneRuns: Array<Record<Part, number>> = [];
-      const tlRuns: Array<Record<Part, number>> = [];
-      for (let i = 0; i < PROFILED_RUNS; i++) {
-        noneRuns.push(await profiled(none, handler));
-        tlRuns.push(await profiled(tl, handler));
-      }
-      breakdowns.push({
-        handler: handler.name,
-        none: medianParts(noneRuns),
-        threadline: medianParts(tlRuns),
+    const profiled = (c: Contender, handler: (typeof handlers)[number]) => () =>
+      inProfileDir(async (dir) => {
+        const m = await measure(c, handler, env, sinkSvc.url, -1, dir);
+        return profileParts(dir, m.window, m.requests);
       });
-      process.stderr.write(`profiled ${handler.name}\n`);
-    }
-    const plainRuns: Array<Record<Part, number>> = [];
-    const correlatedRuns: Array<Record<Part, number>> = [];
-    for (let i = 0; i < PROFILED_RUNS; i++) {
-      plainRuns.push(await pinoProfile([], { MODE: "plain" }));
-      correlatedRuns.push(
-        await pinoProfile(["-r", "@threadline/node/register"], {
+    for (const handler of handlers)
+      await compare(
+        handler.name,
+        profiled(none, handler),
+        profiled(tl, handler),
+      );
+    await compare(
+      "pino",
+      () => pinoProfile([], { MODE: "plain" }),
+      () =>
+        pinoProfile(["-r", "@threadline/node/register"], {
           MODE: "span",
           ...EXPORTERS_OFF,
         }),
-      );
-    }
-    breakdowns.push({
-      handler: "pino",
-      none: medianParts(plainRuns),
-      threadline: medianParts(correlatedRuns),
-    });
+    );
   }
   const versions: Record<string, string> = {};
   for (const p of [
