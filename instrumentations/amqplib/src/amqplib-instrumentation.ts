@@ -155,6 +155,26 @@ export function withMessageContext<R>(message: object, fn: () => R): R {
  */
 export const SENT_AT_HEADER = "threadline-sent-at";
 
+/**
+ * The message's headers as amqplib will encode them, in a plain object of
+ * our own for the trace headers to go into. amqplib hands sendMessage an
+ * object whose prototype is the application's `headers` option, and its
+ * encoder walks the whole chain, so the copy walks it too: copying only own
+ * properties would drop every header the application set. The application's
+ * baggage header is left out for exchanges that lead outside.
+ */
+function copyHeaders(
+  given: unknown,
+  external: boolean,
+): Record<string, unknown> {
+  const headers: Record<string, unknown> = {};
+  if (typeof given !== "object" || given === null) return headers;
+  const from = given as Record<string, unknown>;
+  for (const key in from)
+    if (!(external && key === "baggage")) headers[key] = from[key];
+  return headers;
+}
+
 /** What a delivery's metrics need when it is settled. */
 interface Delivery {
   start: number;
@@ -448,18 +468,16 @@ export class AmqplibInstrumentation implements Instrumentation {
       { kind: SpanKind.PRODUCER, attributes },
       ctx,
     );
-    const headers: Record<string, unknown> = {
-      ...(properties["headers"] as Record<string, unknown> | undefined),
-    };
+    const external = this.#external.has(exchange);
+    const headers = copyHeaders(properties["headers"], external);
     let injectCtx = trace.setSpan(ctx, span);
-    if (this.#external.has(exchange)) {
-      delete headers["baggage"];
+    if (external) {
       injectCtx = propagation
         .deleteBaggage(injectCtx)
         .deleteValue(CUSTOMER_KEY);
     }
     propagation.inject(injectCtx, headers, headerSetter);
-    if (!this.#external.has(exchange)) headers[SENT_AT_HEADER] = Date.now();
+    if (!external) headers[SENT_AT_HEADER] = Date.now();
     properties["headers"] = headers;
     if (
       slot !== undefined &&

@@ -75,12 +75,15 @@ describe("promise API", () => {
     const seen: Array<{
       customer: string | undefined;
       traceId: string | undefined;
+      app: unknown;
     }> = [];
     await ch.consume(q, (msg) => {
       if (msg === null) return;
       seen.push({
         customer: getCustomerId(),
         traceId: trace.getActiveSpan()?.spanContext().traceId,
+        // the application's own headers travel beside the trace context
+        app: msg.properties.headers?.["app"],
       });
       ch.ack(msg);
     });
@@ -96,7 +99,7 @@ describe("promise API", () => {
       }),
     );
     await waitFor(() => seen.length === 1, { what: "the delivery" });
-    assert.deepEqual(seen[0], { customer: "c-42", traceId });
+    assert.deepEqual(seen[0], { customer: "c-42", traceId, app: "x" });
     const spans = await receiver.waitForSpans(
       (s) => consumers(s).length >= 1 && producers(s).length >= 1,
       "producer and consumer spans",
@@ -361,6 +364,64 @@ describe("link mode", () => {
       [[producer.traceId, producer.spanId]],
     );
     assert.equal(consumer.attributes["customer.id"], "c-42");
+    await ch.close();
+  });
+});
+
+describe("external exchanges", () => {
+  before(async () => {
+    await threadline.shutdown();
+    start({ amqpExternalExchanges: ["partner.out"] });
+  });
+
+  it("sends trace context and the application's headers, never baggage or the customer id", async () => {
+    const ch = await connection.createChannel();
+    await ch.assertExchange("partner.out", "fanout", { autoDelete: true });
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    await ch.bindQueue(q, "partner.out", "");
+    // What the partner receives, read without any instrumentation's help.
+    const received = new Promise<Record<string, unknown>>((resolve) => {
+      void ch.consume(q, (msg) => {
+        if (msg === null) return;
+        resolve({ ...msg.properties.headers });
+        ch.ack(msg);
+      });
+    });
+    let traceId = "";
+    withCustomer("c-secret", () =>
+      trace.getTracer("t").startActiveSpan("request", (root) => {
+        traceId = root.spanContext().traceId;
+        ch.publish("partner.out", "", Buffer.from("{}"), {
+          headers: { app: "x", baggage: "customer.id=c-secret" },
+        });
+        root.end();
+      }),
+    );
+    const headers = await received;
+    assert.equal(headers["app"], "x");
+    assert.match(String(headers["traceparent"]), new RegExp(`^00-${traceId}-`));
+    assert.equal(headers["baggage"], undefined);
+    assert.equal(headers["threadline-sent-at"], undefined);
+    assert.doesNotMatch(JSON.stringify(headers), /c-secret/);
+    await ch.close();
+  });
+
+  it("keeps internal exchanges' baggage", async () => {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    const received = new Promise<Record<string, unknown>>((resolve) => {
+      void ch.consume(q, (msg) => {
+        if (msg === null) return;
+        resolve({ ...msg.properties.headers });
+        ch.ack(msg);
+      });
+    });
+    withCustomer("c-inside", () => ch.sendToQueue(q, Buffer.from("{}")));
+    const headers = await received;
+    assert.match(String(headers["baggage"]), /customer\.id=c-inside/);
+    assert.equal(typeof headers["threadline-sent-at"], "number");
     await ch.close();
   });
 });
