@@ -167,7 +167,11 @@ function copyHeaders(
   given: unknown,
   external: boolean,
 ): Record<string, unknown> {
-  const headers: Record<string, unknown> = {};
+  // Without a prototype, as amqplib makes its own: V8 keeps such an object
+  // in dictionary mode, and amqplib's encoder then reads it the generic way.
+  // A fast-mode object sends that encoder's optimized code into a loop of
+  // deoptimizations on every publish.
+  const headers = Object.create(null) as Record<string, unknown>;
   if (typeof given !== "object" || given === null) return headers;
   const from = given as Record<string, unknown>;
   for (const key in from)
