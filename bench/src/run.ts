@@ -42,6 +42,7 @@ import {
   renderReport,
   type Measurement,
   type ProfileBreakdown,
+  type Share,
 } from "./report.ts";
 
 const { values } = parseArgs({
@@ -296,49 +297,71 @@ try {
       }
     }
   }
-  // Micro-benchmarks run one at a time: they measure CPU, and share two cores.
-  const three = async (
-    file: string,
-    args: string[],
-    extra: Record<string, string>,
-  ) => {
-    const xs: number[] = [];
-    for (let i = 0; i < 3; i++) xs.push(await micro(file, args, extra));
-    return median(xs);
+  // Micro-benchmarks run one at a time: they measure CPU, and share two
+  // cores. The runs compared with each other take turns, their order
+  // rotating each round, and a share is the median of the shares within a
+  // round: the machine's speed drifts, and runs far apart would carry it.
+  const alternated = async (
+    rounds: number,
+    runs: Array<() => Promise<number>>,
+  ): Promise<number[][]> => {
+    const out = runs.map((): number[] => []);
+    for (let r = 0; r < rounds; r++)
+      for (let k = 0; k < runs.length; k++) {
+        const i = (r + k) % runs.length;
+        out[i]!.push(await runs[i]!());
+      }
+    return out;
   };
-  const microResults = {
-    pinoPlain: await three("pino-micro.cjs", [], { MODE: "plain" }),
-    pinoCorrelated: await three(
-      "pino-micro.cjs",
-      ["-r", "@threadline/node/register"],
-      { MODE: "span", ...EXPORTERS_OFF },
-    ),
-    pinoCorrelatedExported: await three(
-      "pino-micro.cjs",
-      ["-r", "@threadline/node/register"],
-      { MODE: "span", OTEL_EXPORTER_OTLP_ENDPOINT: sinkSvc.url },
-    ),
-    debugPlain: await three("pino-micro.cjs", [], {
-      MODE: "span",
-      CALL: "debug",
-    }),
-    debugGated: await three(
-      "pino-micro.cjs",
-      ["-r", "@threadline/node/register"],
-      {
+  const share = (of: number[], base: number[]): Share => {
+    const xs = of.map((x, i) => x / base[i]!);
+    return { median: median(xs), range: [Math.min(...xs), Math.max(...xs)] };
+  };
+  const register = ["-r", "@threadline/node/register"];
+  const PINO_ROUNDS = 5;
+  const [pinoPlain, pinoCorrelated, pinoExported] = await alternated(
+    PINO_ROUNDS,
+    [
+      () => micro("pino-micro.cjs", [], { MODE: "plain" }),
+      () =>
+        micro("pino-micro.cjs", register, { MODE: "span", ...EXPORTERS_OFF }),
+      () =>
+        micro("pino-micro.cjs", register, {
+          MODE: "span",
+          OTEL_EXPORTER_OTLP_ENDPOINT: sinkSvc.url,
+        }),
+    ],
+  );
+  const [debugPlain, debugGated] = await alternated(3, [
+    () => micro("pino-micro.cjs", [], { MODE: "span", CALL: "debug" }),
+    () =>
+      micro("pino-micro.cjs", register, {
         MODE: "span",
         CALL: "debug",
         OTEL_EXPORTER_OTLP_ENDPOINT: sinkSvc.url,
-      },
+      }),
+  ]);
+  const [exportThreadline, exportUpstream] = await alternated(
+    3,
+    ["threadline", "upstream"].map(
+      (who) => () =>
+        micro("export-micro.mjs", [], {
+          OTEL_EXPORTER_OTLP_ENDPOINT: sinkSvc.url,
+          WHO: who,
+        }),
     ),
-    exportThreadline: await three("export-micro.mjs", [], {
-      OTEL_EXPORTER_OTLP_ENDPOINT: sinkSvc.url,
-      WHO: "threadline",
-    }),
-    exportUpstream: await three("export-micro.mjs", [], {
-      OTEL_EXPORTER_OTLP_ENDPOINT: sinkSvc.url,
-      WHO: "upstream",
-    }),
+  );
+  const microResults = {
+    pinoPlain: median(pinoPlain!),
+    pinoCorrelated: median(pinoCorrelated!),
+    pinoCorrelatedShare: share(pinoCorrelated!, pinoPlain!),
+    pinoCorrelatedExported: median(pinoExported!),
+    pinoCorrelatedExportedShare: share(pinoExported!, pinoPlain!),
+    debugPlain: median(debugPlain!),
+    debugGated: median(debugGated!),
+    exportThreadline: median(exportThreadline!),
+    exportUpstream: median(exportUpstream!),
+    rounds: PINO_ROUNDS,
   };
   // Profiled runs, no agent and Threadline alternated: --cpu-prof slows a
   // process, so these figures are for comparing parts, not for the tables
