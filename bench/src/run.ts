@@ -41,8 +41,9 @@ import { PARTS, readProfile, timeByPart, type Part } from "./cpu-profile.ts";
 import {
   renderReport,
   type Measurement,
+  median,
+  shareOf,
   type ProfileBreakdown,
-  type Share,
 } from "./report.ts";
 
 const { values } = parseArgs({
@@ -247,12 +248,32 @@ function pinoProfile(
   });
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2
-    ? s[(s.length - 1) / 2]!
-    : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
+/**
+ * Runs each of `runs` `rounds` times, taking turns and rotating the order
+ * each round; returns each one's results in round order. Runs compared with
+ * each other take turns because the machine's speed drifts: a share is then
+ * the median of the shares within a round.
+ */
+async function alternated<T>(
+  rounds: number,
+  runs: Array<() => Promise<T>>,
+): Promise<T[][]> {
+  const out = runs.map((): T[] => []);
+  for (let r = 0; r < rounds; r++)
+    for (let k = 0; k < runs.length; k++) {
+      const i = (r + k) % runs.length;
+      out[i]!.push(await runs[i]!());
+    }
+  return out;
+}
+
+/** Each round's `of` over its `base`. */
+const shareOver = (of: number[], base: number[]) =>
+  shareOf(of.map((x, i) => x / base[i]!));
+
+const REGISTER = ["-r", "@threadline/node/register"];
+/** Rounds of each micro-benchmark (a fresh process per run, on one core). */
+const MICRO_ROUNDS = 5;
 
 const selected = values.only
   ? contenders.filter((c) => values.only!.split(",").includes(c.name))
@@ -297,52 +318,31 @@ try {
       }
     }
   }
-  // Micro-benchmarks run one at a time: they measure CPU, and share two
-  // cores. The runs compared with each other take turns, their order
-  // rotating each round, and a share is the median of the shares within a
-  // round: the machine's speed drifts, and runs far apart would carry it.
-  const alternated = async (
-    rounds: number,
-    runs: Array<() => Promise<number>>,
-  ): Promise<number[][]> => {
-    const out = runs.map((): number[] => []);
-    for (let r = 0; r < rounds; r++)
-      for (let k = 0; k < runs.length; k++) {
-        const i = (r + k) % runs.length;
-        out[i]!.push(await runs[i]!());
-      }
-    return out;
-  };
-  const share = (of: number[], base: number[]): Share => {
-    const xs = of.map((x, i) => x / base[i]!);
-    return { median: median(xs), range: [Math.min(...xs), Math.max(...xs)] };
-  };
-  const register = ["-r", "@threadline/node/register"];
-  const PINO_ROUNDS = 5;
+  // Micro-benchmarks run one at a time: they measure CPU, and share two cores.
   const [pinoPlain, pinoCorrelated, pinoExported] = await alternated(
-    PINO_ROUNDS,
+    MICRO_ROUNDS,
     [
       () => micro("pino-micro.cjs", [], { MODE: "plain" }),
       () =>
-        micro("pino-micro.cjs", register, { MODE: "span", ...EXPORTERS_OFF }),
+        micro("pino-micro.cjs", REGISTER, { MODE: "span", ...EXPORTERS_OFF }),
       () =>
-        micro("pino-micro.cjs", register, {
+        micro("pino-micro.cjs", REGISTER, {
           MODE: "span",
           OTEL_EXPORTER_OTLP_ENDPOINT: sinkSvc.url,
         }),
     ],
   );
-  const [debugPlain, debugGated] = await alternated(3, [
+  const [debugPlain, debugGated] = await alternated(MICRO_ROUNDS, [
     () => micro("pino-micro.cjs", [], { MODE: "span", CALL: "debug" }),
     () =>
-      micro("pino-micro.cjs", register, {
+      micro("pino-micro.cjs", REGISTER, {
         MODE: "span",
         CALL: "debug",
         OTEL_EXPORTER_OTLP_ENDPOINT: sinkSvc.url,
       }),
   ]);
   const [exportThreadline, exportUpstream] = await alternated(
-    3,
+    MICRO_ROUNDS,
     ["threadline", "upstream"].map(
       (who) => () =>
         micro("export-micro.mjs", [], {
@@ -354,14 +354,15 @@ try {
   const microResults = {
     pinoPlain: median(pinoPlain!),
     pinoCorrelated: median(pinoCorrelated!),
-    pinoCorrelatedShare: share(pinoCorrelated!, pinoPlain!),
+    pinoCorrelatedShare: shareOver(pinoCorrelated!, pinoPlain!),
     pinoCorrelatedExported: median(pinoExported!),
-    pinoCorrelatedExportedShare: share(pinoExported!, pinoPlain!),
+    pinoCorrelatedExportedShare: shareOver(pinoExported!, pinoPlain!),
     debugPlain: median(debugPlain!),
     debugGated: median(debugGated!),
+    debugGatedShare: shareOver(debugGated!, debugPlain!),
     exportThreadline: median(exportThreadline!),
     exportUpstream: median(exportUpstream!),
-    rounds: PINO_ROUNDS,
+    rounds: MICRO_ROUNDS,
   };
   // Profiled runs, no agent and Threadline alternated: --cpu-prof slows a
   // process, so these figures are for comparing parts, not for the tables
@@ -372,22 +373,18 @@ try {
     runNone: () => Promise<Record<Part, number>>,
     runThreadline: () => Promise<Record<Part, number>>,
   ) => {
-    const runs = {
-      none: [] as Record<Part, number>[],
-      tl: [] as Record<Part, number>[],
-    };
-    for (let i = 0; i < Math.min(ROUNDS, 3); i++) {
-      runs.none.push(await runNone());
-      runs.tl.push(await runThreadline());
-    }
+    const [runsNone, runsThreadline] = await alternated(Math.min(ROUNDS, 3), [
+      runNone,
+      runThreadline,
+    ]);
     const medians = (xs: Record<Part, number>[]) =>
       Object.fromEntries(
         PARTS.map((k) => [k, median(xs.map((x) => x[k]))]),
       ) as Record<Part, number>;
     breakdowns.push({
       handler,
-      none: medians(runs.none),
-      threadline: medians(runs.tl),
+      none: medians(runsNone!),
+      threadline: medians(runsThreadline!),
     });
     process.stderr.write(`profiled ${handler}\n`);
   };
@@ -409,7 +406,7 @@ try {
       "pino",
       () => pinoProfile([], { MODE: "plain" }),
       () =>
-        pinoProfile(["-r", "@threadline/node/register"], {
+        pinoProfile(REGISTER, {
           MODE: "span",
           ...EXPORTERS_OFF,
         }),
