@@ -9,15 +9,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import pg from "pg";
-import {
-  startPostgres,
-  startRabbitMQ,
-  startService,
-} from "@threadline/test-support";
+import { startService } from "@threadline/test-support";
+import { startBackends } from "./backends.ts";
 import { contenders } from "./contenders.ts";
 import { readProfile, summarize } from "./cpu-profile.ts";
 import { load } from "./load.ts";
+import { CLK_TCK, parseStat } from "./proc.ts";
 
 const { values } = parseArgs({
   options: {
@@ -50,10 +47,8 @@ function cpuByCommand(): Map<string, number> {
   for (const pid of readdirSync("/proc")) {
     if (!/^\d+$/.test(pid)) continue;
     try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      out.set(comm, (out.get(comm) ?? 0) + Number(f[11]) + Number(f[12]));
+      const s = parseStat(readFileSync(`/proc/${pid}/stat`, "utf8"));
+      out.set(s.command, (out.get(s.command) ?? 0) + s.user + s.system);
     } catch {
       // the process ended between listing and reading
     }
@@ -77,13 +72,13 @@ function cpuByThread(
   for (const [name, pid] of Object.entries(pids)) {
     for (const tid of readdirSync(`/proc/${pid}/task`)) {
       try {
-        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
-        const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-        const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-        const key = `${name}/${comm}`;
+        const s = parseStat(
+          readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8"),
+        );
+        const key = `${name}/${s.command}`;
         const t = out.get(key) ?? { user: 0, system: 0 };
-        t.user += Number(f[11]);
-        t.system += Number(f[12]);
+        t.user += s.user;
+        t.system += s.system;
         out.set(key, t);
       } catch {
         // the thread ended between listing and reading
@@ -94,36 +89,9 @@ function cpuByThread(
 }
 
 const dir = values.keep ?? mkdtempSync(join(tmpdir(), "threadline-prof-"));
-const [postgres, rabbit] = await Promise.all([
-  startPostgres(),
-  startRabbitMQ(),
-]);
+const backends = await startBackends();
 try {
-  const setup = new pg.Client({ connectionString: postgres.url });
-  await setup.connect();
-  await setup.query(
-    "CREATE TABLE products (id integer PRIMARY KEY, name text NOT NULL, price_cents integer NOT NULL)",
-  );
-  await setup.query(
-    "INSERT INTO products SELECT i, 'product ' || i, i * 10 FROM generate_series(1, 1000) i",
-  );
-  await setup.end();
-  const sink = await startService({
-    entry: join(services, "sink.cjs"),
-    env: {},
-  });
-  const env = {
-    DATABASE_URL: postgres.url,
-    AMQP_URL: rabbit.url,
-    BENCH_QUEUE: "bench",
-    OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
-    OTEL_SERVICE_NAME: "bench",
-  };
-  const consumer = await startService({
-    entry: join(services, "consumer.cjs"),
-    env,
-    ready: /listening/,
-  });
+  const { env, sink, consumer } = backends;
   const svc = await startService({
     entry: join(services, `${handler}.cjs`),
     cwd: root,
@@ -159,7 +127,7 @@ try {
   process.stdout.write(
     `${name} ${handler}: ${(requests / seconds).toFixed(0)} req/s\n\n-- CPU µs per request, by process and thread (user + system) --\n`,
   );
-  const perRequest = (ticks: number) => ((ticks / 100) * 1e6) / requests;
+  const perRequest = (ticks: number) => ((ticks / CLK_TCK) * 1e6) / requests;
   for (const [key, t] of after) {
     const user = perRequest(t.user - (before.get(key)?.user ?? 0));
     const system = perRequest(t.system - (before.get(key)?.system ?? 0));
@@ -190,13 +158,12 @@ try {
   process.stdout.write(
     `\n-- telemetry sent --\n${(sent.bytes / requests).toFixed(0)} bytes and ${((sent.requests / requests) * 1000).toFixed(1)} exports per 1000 requests served (warm-up included): ${JSON.stringify(sent.paths)}\n`,
   );
-  await Promise.all([consumer.stop(), sink.stop()]);
   for (const f of readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"))) {
     process.stdout.write(
       `\n==== ${f}\n${summarize(readProfile(join(dir, f)), Number(values.top ?? 40))}`,
     );
   }
 } finally {
-  await Promise.all([postgres.stop(), rabbit.stop()]);
+  await backends.stop();
   if (values.keep === undefined) rmSync(dir, { recursive: true, force: true });
 }

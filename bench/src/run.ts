@@ -28,16 +28,12 @@ import { cpus, tmpdir, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import pg from "pg";
-import {
-  startPostgres,
-  startRabbitMQ,
-  startService,
-  type RunningService,
-} from "@threadline/test-support";
+import { startService, type RunningService } from "@threadline/test-support";
+import { startBackends } from "./backends.ts";
 import { load } from "./load.ts";
 import { contenders, type Contender } from "./contenders.ts";
 import { PARTS, readProfile, timeByPart, type Part } from "./cpu-profile.ts";
+import { CLK_TCK, parseStat } from "./proc.ts";
 import {
   renderReport,
   type Measurement,
@@ -58,7 +54,6 @@ const ROUNDS = Number(values.rounds ?? 5);
 const CONNECTIONS = 20;
 const root = fileURLToPath(new URL("../", import.meta.url));
 const services = join(root, "services");
-const CLK_TCK = 100;
 /** Correlation alone, for the pino micro-benchmark. */
 const EXPORTERS_OFF = {
   OTEL_LOGS_EXPORTER: "none",
@@ -77,12 +72,13 @@ const handlers = [
 
 /** utime + stime of a process (all its threads) or, with `tid`, of one thread. */
 function cpuTicks(pid: number, tid?: number): number {
-  const stat = readFileSync(
-    tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`,
-    "utf8",
+  const { user, system } = parseStat(
+    readFileSync(
+      tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`,
+      "utf8",
+    ),
   );
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return Number(fields[11]) + Number(fields[12]);
+  return user + system;
 }
 
 function rssBytes(pid: number): number {
@@ -278,33 +274,8 @@ const MICRO_ROUNDS = 5;
 const selected = values.only
   ? contenders.filter((c) => values.only!.split(",").includes(c.name))
   : contenders;
-const [postgres, rabbit] = await Promise.all([
-  startPostgres(),
-  startRabbitMQ(),
-]);
-const setup = new pg.Client({ connectionString: postgres.url });
-await setup.connect();
-await setup.query(
-  "CREATE TABLE products (id integer PRIMARY KEY, name text NOT NULL, price_cents integer NOT NULL)",
-);
-await setup.query(
-  "INSERT INTO products SELECT i, 'product ' || i, i * 10 FROM generate_series(1, 1000) i",
-);
-await setup.end();
-const env = {
-  DATABASE_URL: postgres.url,
-  AMQP_URL: rabbit.url,
-  BENCH_QUEUE: "bench",
-};
-const sinkSvc = await startService({
-  entry: join(services, "sink.cjs"),
-  env: {},
-});
-const consumer = await startService({
-  entry: join(services, "consumer.cjs"),
-  env,
-  ready: /listening/,
-});
+const backends = await startBackends();
+const { env, sink: sinkSvc } = backends;
 const results: Measurement[] = [];
 try {
   for (let round = 0; round < ROUNDS; round++) {
@@ -455,7 +426,5 @@ try {
     writeFileSync(svgPath, svg);
   }
 } finally {
-  await consumer.stop();
-  await sinkSvc.stop();
-  await Promise.all([postgres.stop(), rabbit.stop()]);
+  await backends.stop();
 }
