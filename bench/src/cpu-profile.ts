@@ -18,9 +18,8 @@ export interface CpuProfile {
   startTime: number;
 }
 
-/** The repository's root, as a file URL prefix of its own modules. */
-const REPO = new URL("../../", import.meta.url).href;
-const REPO_PATH = fileURLToPath(REPO);
+/** The repository's root directory, a prefix of its own modules' paths. */
+const REPO_PATH = fileURLToPath(new URL("../../", import.meta.url));
 
 export function readProfile(file: string): CpuProfile {
   return JSON.parse(readFileSync(file, "utf8")) as CpuProfile;
