@@ -252,17 +252,17 @@ ${rows.join("\n")}
       : undefined;
   const times = (r: Share | undefined) =>
     r === undefined ? "–" : withRange(`${fmt(r.median, 2)}x`, r.range);
-  const shareOf = (s: Summary | undefined) =>
+  const shareCell = (s: Summary | undefined) =>
     s === undefined ? "–" : withRange(fmt(s.ratio, 2), s.ratioRange);
   const pino = input.micro.pinoCorrelatedShare;
   const pinoExported = input.micro.pinoCorrelatedExportedShare;
   const startup = tlHello?.startupAddedMs;
   const rss = Math.max(tlReal?.rssAddedMb ?? NaN, tlHello?.rssAddedMb ?? NaN);
   const goals = [
-    `| Realistic handler at 100% sampling: >= 0.80 of no-agent throughput | ${shareOf(tlReal)} | ${goal(tlReal ? tlReal.ratio >= 0.8 : undefined)} |`,
+    `| Realistic handler at 100% sampling: >= 0.80 of no-agent throughput | ${shareCell(tlReal)} | ${goal(tlReal ? tlReal.ratio >= 0.8 : undefined)} |`,
     `| Realistic handler: >= 2x upstream OpenTelemetry's throughput (sdk-node with the four instrumentations) | ${times(overOtel)} | ${goal(overOtel ? overOtel.median >= 2 : undefined)} |`,
     `| the same against upstream's zero-code setup (auto-instrumentations-node) | ${times(overOtelAuto)} | ${goal(overOtelAuto ? overOtelAuto.median >= 2 : undefined)} |`,
-    `| Hello-world at 100% sampling: >= 0.60 of no-agent throughput | ${shareOf(tlHello)} | ${goal(tlHello ? tlHello.ratio >= 0.6 : undefined)} |`,
+    `| Hello-world at 100% sampling: >= 0.60 of no-agent throughput | ${shareCell(tlHello)} | ${goal(tlHello ? tlHello.ratio >= 0.6 : undefined)} |`,
     `| pino with correlation: >= 0.90 of plain pino's lines/s | ${withRange(fmt(pino.median, 2), pino.range)} | ${goal(pino.median >= 0.9)} |`,
     `| Start-up added <= 150 ms | ${fmt(startup ?? NaN)} ms | ${goal(startup === undefined ? undefined : startup <= 150)} |`,
     `| RSS added <= 40 MB under load | ${fmt(rss, 1)} MB | ${goal(Number.isFinite(rss) ? rss <= 40 : undefined)} |`,
