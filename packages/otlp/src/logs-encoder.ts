@@ -25,7 +25,7 @@ export class LogsEncoder {
     this.#scope = scope;
   }
 
-  encode(records: readonly LogRecordData[]): Uint8Array {
+  encode(records: Iterable<LogRecordData>): Uint8Array {
     const w = this.#writer;
     w.reset();
     const rl = w.begin(1);

@@ -38,13 +38,13 @@ import {
   type EndpointSettings,
   type FlushMessage,
   type FromWorker,
-  type LogsMessage,
   type PayloadMessage,
   type Signal,
   type ToWorker,
   type WorkerCounter,
   type WorkerSettings,
 } from "./protocol.ts";
+import { stagedLogs, type StagedLog } from "./log-stage.ts";
 import { pollWatchSource } from "./watch-source.ts";
 import { printableUrl } from "../internal/printable-url.ts";
 
@@ -524,8 +524,8 @@ const PINO_KEYS_DROPPED = new Set([
 ]);
 
 /** Turns one logger line into a log record; unparsable lines become a string body. */
-function toRecord(m: LogsMessage, i: number): LogRecordData {
-  const line = m.lines[i]!;
+function toRecord(m: StagedLog): LogRecordData {
+  const line = m.line;
   let body: LogRecordData["body"] = line.endsWith("\n")
     ? line.slice(0, -1)
     : line;
@@ -538,7 +538,7 @@ function toRecord(m: LogsMessage, i: number): LogRecordData {
       typeof parsed === "object" &&
       !Array.isArray(parsed)
     ) {
-      const msgKey = m.messageKeys[i] ?? "msg";
+      const msgKey = m.messageKey || "msg";
       body =
         typeof parsed[msgKey] === "string"
           ? (parsed[msgKey] as string)
@@ -570,15 +570,19 @@ function toRecord(m: LogsMessage, i: number): LogRecordData {
   }
   return {
     time,
-    observedTime: m.observed[i]!,
-    severityNumber: m.severityNumbers[i]!,
-    severityText: m.severityTexts[i],
+    observedTime: m.observed,
+    severityNumber: m.severityNumber,
+    severityText: m.severityText,
     body,
     attributes: attributes as Attributes | undefined,
-    traceId: m.traceIds[i],
-    spanId: m.spanIds[i],
-    traceFlags: m.traceFlags[i]!,
+    traceId: m.traceId,
+    spanId: m.spanId,
+    traceFlags: m.traceFlags,
   };
+}
+
+function* readRecords(body: Uint8Array): Generator<LogRecordData> {
+  for (const staged of stagedLogs(body)) yield toRecord(staged);
 }
 
 /** Sends what the pipeline hands it; see the top of this file. */
@@ -629,14 +633,14 @@ export class Exporter implements ChannelOwner {
           this.#channels.metrics.enqueue(msg.body, msg.count);
           break;
         case "logs": {
-          const records: LogRecordData[] = [];
-          for (let i = 0; i < msg.lines.length; i++)
-            records.push(toRecord(msg, i));
+          // Parsed and encoded one record at a time, so a batch's records
+          // are never alive together.
+          const records = readRecords(msg.body);
           this.#channels.logs.enqueue(
             this.settings.logs.protocol === "http/json"
-              ? this.#logsEncoder.encodeJson(records)
+              ? this.#logsEncoder.encodeJson([...records])
               : this.#logsEncoder.encode(records),
-            records.length,
+            msg.count,
           );
           break;
         }

@@ -17,6 +17,7 @@ import type { RecordingSpan, SpanSink } from "../trace/span.ts";
 import { now } from "../internal/clock.ts";
 import { BatchQueue, EncodingQueue } from "./batch-queue.ts";
 import { Exporter } from "./exporter.ts";
+import { LogStage, type StagedLog } from "./log-stage.ts";
 import {
   CONTROL_FLUSHED,
   CONTROL_SLOTS,
@@ -25,7 +26,6 @@ import {
   counterIndex,
   type DropReason,
   type FromWorker,
-  type LogsMessage,
   type Signal,
   type ToWorker,
   type WatchReadMessage,
@@ -35,17 +35,6 @@ import {
 
 /** Where the exporter on this thread runs: no span, no propagation, no request metrics. */
 const UNTRACED = suppressTracing(ROOT_CONTEXT);
-
-interface CapturedLog {
-  line: string;
-  severityNumber: number;
-  severityText: string | undefined;
-  traceId: string | undefined;
-  spanId: string | undefined;
-  traceFlags: number;
-  observed: number;
-  messageKey: string;
-}
 
 /** Where each span or log record went. */
 export interface SignalStats {
@@ -75,7 +64,18 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   readonly #control: Int32Array;
   readonly #encoder: TraceEncoder;
   readonly #spans: BatchQueue<RecordingSpan> | EncodingQueue<RecordingSpan>;
-  readonly #logs: BatchQueue<CapturedLog>;
+  readonly #logs: EncodingQueue<StagedLog>;
+  /** Filled in by emit() and copied out at once by the log stage. */
+  readonly #captured: StagedLog = {
+    line: "",
+    severityNumber: 0,
+    severityText: undefined,
+    traceId: undefined,
+    spanId: undefined,
+    traceFlags: 0,
+    observed: 0,
+    messageKey: "",
+  };
   readonly #main = {
     traces: { created: 0, queueFull: 0, rejected: 0, posted: 0 },
     logs: { created: 0, queueFull: 0, rejected: 0, posted: 0 },
@@ -137,10 +137,21 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
             () => this.#queueFull("traces"),
             (err) => this.#encodeFailed(1, err),
           );
-    this.#logs = new BatchQueue(
+    this.#logs = new EncodingQueue(
       config.logs.batch,
-      (batch) => this.#exportLogs(batch),
+      new LogStage(),
+      (body, count) => {
+        this.#post({ t: "logs", body, count }, [body.buffer as ArrayBuffer]);
+        this.#main.logs.posted += count;
+      },
       () => this.#queueFull("logs"),
+      (err) => {
+        this.#main.logs.rejected++;
+        diag.warnCollapsed(
+          "logs-stage",
+          `could not keep a log record for export: ${(err as Error).message}`,
+        );
+      },
     );
   }
 
@@ -171,16 +182,19 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   ): void {
     if (this.#closed || !this.#config.logs.enabled) return;
     this.#main.logs.created++;
-    this.#logs.push({
-      line,
-      severityNumber,
-      severityText,
-      traceId,
-      spanId,
-      traceFlags,
-      observed: now(),
-      messageKey,
-    });
+    const c = this.#captured;
+    c.line = line;
+    c.severityNumber = severityNumber;
+    c.severityText = severityText;
+    c.traceId = traceId;
+    c.spanId = spanId;
+    c.traceFlags = traceFlags;
+    c.observed = now();
+    c.messageKey = messageKey;
+    this.#logs.push(c);
+    // The stage has copied the line; holding it here would keep it alive.
+    c.line = "";
+    c.traceId = c.spanId = undefined;
   }
 
   /** Sends one collection of metrics (data points count as the items). */
@@ -244,32 +258,6 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       typeof body === "string" ? [] : [body.buffer as ArrayBuffer],
     );
     this.#main.traces.posted += count;
-  }
-
-  #exportLogs(batch: CapturedLog[]): void {
-    const m: LogsMessage = {
-      t: "logs",
-      lines: [],
-      severityNumbers: [],
-      severityTexts: [],
-      traceIds: [],
-      spanIds: [],
-      traceFlags: [],
-      observed: [],
-      messageKeys: [],
-    };
-    for (const r of batch) {
-      m.lines.push(r.line);
-      m.severityNumbers.push(r.severityNumber);
-      m.severityTexts.push(r.severityText);
-      m.traceIds.push(r.traceId);
-      m.spanIds.push(r.spanId);
-      m.traceFlags.push(r.traceFlags);
-      m.observed.push(r.observed);
-      m.messageKeys.push(r.messageKey);
-    }
-    this.#post(m, []);
-    this.#main.logs.posted += batch.length;
   }
 
   #post(msg: ToWorker, transfer: ArrayBuffer[]): void {

@@ -65,17 +65,11 @@ export interface TracesMessage {
   count: number;
 }
 
-/** Log lines with their correlation, as parallel arrays. */
+/** A batch of captured log lines with their correlation (log-stage.ts). */
 export interface LogsMessage {
   t: "logs";
-  lines: string[];
-  severityNumbers: number[];
-  severityTexts: Array<string | undefined>;
-  traceIds: Array<string | undefined>;
-  spanIds: Array<string | undefined>;
-  traceFlags: number[];
-  observed: number[];
-  messageKeys: string[];
+  body: Uint8Array;
+  count: number;
 }
 
 export interface FlushMessage {
