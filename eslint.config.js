@@ -58,4 +58,32 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // What runs inside the application takes these builtins with
+    // process.getBuiltinModule(): an ESM import builds the module's
+    // namespace, which reads its lazy getters and loads what they guard
+    // (node:http: undici and http2, about 13 MB; node:fs: fs/promises).
+    files: [
+      "packages/{core,node,otlp}/src/**/*.ts",
+      "instrumentations/*/src/**/*.ts",
+    ],
+    rules: {
+      "@typescript-eslint/no-restricted-imports": [
+        "error",
+        {
+          paths: [
+            "node:http",
+            "node:https",
+            "node:fs",
+            "node:zlib",
+            "node:fs/promises",
+          ].map((name) => ({
+            name,
+            allowTypeImports: true,
+            message: `take ${name} with process.getBuiltinModule() (see eslint.config.js)`,
+          })),
+        },
+      ],
+    },
+  },
 );

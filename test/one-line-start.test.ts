@@ -88,6 +88,47 @@ describe("starting Threadline", () => {
     });
   }
 
+  it("loads none of Node's heavier modules to export or to poll the watch list", async () => {
+    const name = "svc-modules";
+    const watchReads = () =>
+      receiver.attempts.filter((a) => a.path === "/threadline/v1/watch").length;
+    const readsBefore = watchReads();
+    const app = await startService({
+      entry: "modules.cjs",
+      cwd: fixtures,
+      execArgv: ["--import", "@threadline/node/register"],
+      env: env(name),
+    });
+    try {
+      assert.equal((await fetch(`${app.url}/hello`)).status, 200);
+      await waitFor(
+        () =>
+          spansOf(name).length > 0 &&
+          receiver.logs.some((l) => l.resource["service.name"] === name) &&
+          watchReads() > readsBefore,
+        { what: "spans and logs exported and the watch list read" },
+      );
+      const loaded = (await (
+        await fetch(`${app.url}/modules`)
+      ).json()) as string[];
+      assert.ok(loaded.includes("NativeModule http"), "the list is Node's");
+      // fetch()'s undici, http2, fs/promises (and the readline it pulls in),
+      // zlib without compression: megabytes of memory in every service.
+      for (const heavy of [
+        "internal/deps/undici/undici",
+        "http2",
+        "fs/promises",
+        "zlib",
+      ])
+        assert.ok(
+          !loaded.includes(`NativeModule ${heavy}`),
+          `${heavy} was loaded`,
+        );
+    } finally {
+      await app.stop();
+    }
+  });
+
   it("init() in code flushes everything on shutdown() and honours options", async () => {
     const target = await startRecordingServer();
     try {

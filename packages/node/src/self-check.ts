@@ -3,9 +3,10 @@
 // turn of the event loop, after the application's own start-up code, so a
 // later agent or framework that replaced our hooks is caught too.
 import { hasSubscribers } from "node:diagnostics_channel";
-import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { moduleHooksInstalled, type Instrumentation } from "@threadline/core";
+// Not an ESM import of node:fs (see core/module-hooks.ts).
+const { existsSync, readFileSync } = process.getBuiltinModule("node:fs");
 
 export interface SelfCheckInput {
   instrumentations: readonly Instrumentation[];

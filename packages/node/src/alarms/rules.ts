@@ -2,7 +2,9 @@
 // condition must hold. One JSON file per service (THREADLINE_ALARMS_FILE)
 // replaces or adds to the defaults below; a file with any invalid rule is
 // refused whole, with every problem named.
-import { readFileSync } from "node:fs";
+
+// Not an ESM import of node:fs (see core/module-hooks.ts).
+const { readFileSync } = process.getBuiltinModule("node:fs");
 
 export const SEVERITIES = [
   "critical",

@@ -19,13 +19,11 @@
 //   Completion is signalled through a shared Int32 so the main thread can
 //   wait for it synchronously in an 'exit' handler (on a worker then: see
 //   takeUndelivered()).
-import {
-  Agent as HttpAgent,
-  request as httpRequest,
-  type IncomingMessage,
-} from "node:http";
-import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
-import { gzip } from "node:zlib";
+// node:http, node:https and node:zlib are taken with getBuiltinModule when
+// first needed: an ESM import of node:http builds its namespace and so
+// loads undici and http2 (about 13 MB), https loads TLS, and zlib is only
+// for gzip.
+import type { Agent as HttpAgent, IncomingMessage } from "node:http";
 import {
   LogsEncoder,
   type Attributes,
@@ -112,10 +110,9 @@ class Channel {
     this.#signal = signal;
     this.#endpoint = endpoint;
     this.#url = new URL(endpoint.url);
-    this.#agent =
-      this.#url.protocol === "https:"
-        ? new HttpsAgent({ keepAlive: true, maxSockets: 4 })
-        : new HttpAgent({ keepAlive: true, maxSockets: 4 });
+    this.#agent = new (process.getBuiltinModule(
+      this.#url.protocol === "https:" ? "node:https" : "node:http",
+    ).Agent)({ keepAlive: true, maxSockets: 4 });
   }
 
   /** During a flush: every payload was attempted once in this round and nothing is in flight. */
@@ -145,7 +142,7 @@ class Channel {
     // On libuv's thread pool: the exporter may share the application's thread.
     const job: Compressing = { body, count, taken: false };
     this.#compressing.add(job);
-    gzip(body, (err, out) => {
+    process.getBuiltinModule("node:zlib").gzip(body, (err, out) => {
       this.#compressing.delete(job);
       if (job.taken) return;
       if (err !== null) {
@@ -369,8 +366,9 @@ class Channel {
         "content-length": p.body.length,
       };
       if (e.compression === "gzip") headers["content-encoding"] = "gzip";
-      const request =
-        this.#url.protocol === "https:" ? httpsRequest : httpRequest;
+      const { request } = process.getBuiltinModule(
+        this.#url.protocol === "https:" ? "node:https" : "node:http",
+      );
       let req;
       try {
         req = request(this.#url, {

@@ -3,7 +3,7 @@
 // objects), and the hand-off to the exporter, which owns the network. The
 // exporter runs on this thread (untraced), or on a worker thread when
 // configured; it starts on first use and never keeps the process alive.
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import { context, ROOT_CONTEXT } from "@opentelemetry/api";
 import { diag, suppressTracing, type LogRecordSink } from "@threadline/core";
 import {
@@ -281,6 +281,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   #ensureWorker(): Worker | undefined {
     if (this.#worker !== undefined) return this.#worker;
     try {
+      const { Worker } = process.getBuiltinModule("node:worker_threads");
       const worker = new Worker(
         new URL("./export-worker.js", import.meta.url),
         {

@@ -2,9 +2,10 @@
 // exporter's traffic). It posts the text only when it changed (the SDK
 // validates and applies it), a failure each time one happens, and a bare
 // message when a read succeeds again after failures.
-import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import type { WatchReadMessage, WatchSourceMessage } from "./protocol.ts";
+// Not an ESM import of node:fs (see core/module-hooks.ts).
+const { readFile } = process.getBuiltinModule("node:fs");
 
 /** A watch list never needs more than this (100 entries are ~10 KB). */
 const MAX_BYTES = 256 * 1024;
@@ -12,55 +13,75 @@ const NOT_FOUND_INTERVAL_MS = 60_000;
 
 class NotFound extends Error {}
 
-async function readHttp(
+function readHttp(
   src: WatchSourceMessage,
   etag: string | undefined,
 ): Promise<{ text: string | undefined; etag: string | undefined }> {
   const headers: Record<string, string> = { ...src.headers };
   if (etag !== undefined) headers["if-none-match"] = etag;
-  const res = await fetch(src.url, {
-    headers,
-    redirect: "error",
-    signal: AbortSignal.timeout(
-      Math.min(10_000, Math.max(1000, src.intervalMs)),
-    ),
+  const url = new URL(src.url);
+  // node:http(s) rather than fetch(): the first fetch() loads undici, some
+  // 15 MB of memory in every service for one small GET every few seconds.
+  const { request } = process.getBuiltinModule(
+    url.protocol === "https:" ? "node:https" : "node:http",
+  );
+  return new Promise((resolve, reject) => {
+    const req = request(url, {
+      headers,
+      timeout: Math.min(10_000, Math.max(1000, src.intervalMs)),
+    });
+    req.on("timeout", () => req.destroy(new Error("timed out")));
+    req.on("error", reject);
+    req.on("response", (res) => {
+      const status = res.statusCode ?? 0;
+      const fail = (err: Error) => {
+        res.resume();
+        reject(err);
+      };
+      if (status === 304) {
+        res.resume();
+        return resolve({ text: undefined, etag });
+      }
+      if (status === 404) return fail(new NotFound("HTTP 404"));
+      // Redirects are not followed: the watch list's address is configured.
+      if (status < 200 || status > 299)
+        return fail(new Error(`HTTP ${status}`));
+      if (Number(res.headers["content-length"] ?? 0) > MAX_BYTES)
+        return fail(
+          new Error(`the document is larger than ${MAX_BYTES} bytes`),
+        );
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on("data", (chunk: Buffer) => {
+        size += chunk.byteLength;
+        if (size <= MAX_BYTES) chunks.push(chunk);
+        else {
+          res.destroy();
+          reject(new Error(`the document is larger than ${MAX_BYTES} bytes`));
+        }
+      });
+      res.on("error", reject);
+      res.on("end", () => {
+        const tag = res.headers["etag"];
+        resolve({
+          text: Buffer.concat(chunks).toString("utf8"),
+          etag: typeof tag === "string" ? tag : undefined,
+        });
+      });
+    });
+    req.end();
   });
-  if (res.status === 304) {
-    await res.body?.cancel();
-    return { text: undefined, etag };
-  }
-  if (res.status === 404) {
-    await res.body?.cancel();
-    throw new NotFound("HTTP 404");
-  }
-  if (!res.ok) {
-    await res.body?.cancel();
-    throw new Error(`HTTP ${res.status}`);
-  }
-  const length = Number(res.headers.get("content-length") ?? 0);
-  if (length > MAX_BYTES) {
-    await res.body?.cancel();
-    throw new Error(`the document is larger than ${MAX_BYTES} bytes`);
-  }
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of res.body ?? []) {
-    size += (chunk as Uint8Array).byteLength;
-    if (size > MAX_BYTES)
-      throw new Error(`the document is larger than ${MAX_BYTES} bytes`);
-    chunks.push(chunk as Uint8Array);
-  }
-  return {
-    text: Buffer.concat(chunks).toString("utf8"),
-    etag: res.headers.get("etag") ?? undefined,
-  };
 }
 
-async function readFileSource(url: string): Promise<string> {
-  const buf = await readFile(fileURLToPath(url));
-  if (buf.byteLength > MAX_BYTES)
-    throw new Error(`the document is larger than ${MAX_BYTES} bytes`);
-  return buf.toString("utf8");
+function readFileSource(url: string): Promise<string> {
+  return new Promise((resolve, reject) =>
+    readFile(fileURLToPath(url), (err, buf) => {
+      if (err !== null) reject(err);
+      else if (buf.byteLength > MAX_BYTES)
+        reject(new Error(`the document is larger than ${MAX_BYTES} bytes`));
+      else resolve(buf.toString("utf8"));
+    }),
+  );
 }
 
 /** Polls `src` until stopped (or the thread ends); `post` receives every read's outcome. */
@@ -91,13 +112,8 @@ export function pollWatchSource(
       failing = true;
       if (err instanceof NotFound && src.slowOnNotFound)
         next = NOT_FOUND_INTERVAL_MS;
-      const e = err as Error & { cause?: { code?: string } };
-      post({
-        t: "watch",
-        error:
-          e.cause?.code ??
-          (e.name === "TimeoutError" ? "timed out" : e.message),
-      });
+      const e = err as NodeJS.ErrnoException;
+      post({ t: "watch", error: e.code ?? e.message });
     }
     if (stopped) return;
     timer = setTimeout(() => void poll(), next);

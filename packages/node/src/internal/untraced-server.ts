@@ -1,11 +1,7 @@
 // Threadline's own HTTP endpoints (Prometheus scrapes, health): plain
 // servers the http instrumentation skips, that never keep the process
 // alive, and that report a port they cannot take instead of throwing.
-import {
-  createServer,
-  type IncomingMessage,
-  type ServerResponse,
-} from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { diag, UNTRACED_SERVER } from "@threadline/core";
 
 export interface UntracedServer {
@@ -21,7 +17,9 @@ export function startUntracedServer(
   port: number,
   handler: (req: IncomingMessage, res: ServerResponse) => void,
 ): Promise<UntracedServer | undefined> {
-  const server = createServer(handler);
+  // Not an ESM import of node:http: that builds its namespace, which loads
+  // undici and http2 (about 13 MB) for nothing.
+  const server = process.getBuiltinModule("node:http").createServer(handler);
   (server as unknown as Record<symbol, unknown>)[UNTRACED_SERVER] = true;
   server.unref();
   return new Promise((resolve) => {
