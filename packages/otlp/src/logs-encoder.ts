@@ -19,20 +19,40 @@ export class LogsEncoder {
   readonly #resource: Attributes;
   readonly #scope: Scope;
   readonly #writer = new ProtoWriter();
+  /** Where the ResourceLogs and ScopeLogs of the request being built begin. */
+  #resourceLogs = 0;
+  #scopeLogs = 0;
 
   constructor(resource: Attributes, scope: Scope) {
     this.#resource = resource;
     this.#scope = scope;
   }
 
-  encode(records: Iterable<LogRecordData>): Uint8Array {
+  /** One request holding `records`. */
+  encode(records: readonly LogRecordData[]): Uint8Array {
+    this.start();
+    for (const r of records) this.append(r);
+    return this.finish();
+  }
+
+  /**
+   * Starts a request to which records are appended one at a time, so the
+   * caller need never hold a whole batch of record objects.
+   */
+  start(): void {
     const w = this.#writer;
     w.reset();
-    const rl = w.begin(1);
+    this.#resourceLogs = w.begin(1);
     writeResource(w, 1, this.#resource);
-    const sl = w.begin(2);
+    this.#scopeLogs = w.begin(2);
     writeScope(w, 1, this.#scope);
-    for (const r of records) {
+  }
+
+  /** Appends one record; throws, having kept nothing of it, when it cannot be encoded. */
+  append(r: LogRecordData): void {
+    const w = this.#writer;
+    const at = w.length;
+    try {
       const m = w.begin(2);
       if (r.time !== undefined) {
         w.tag(1, WIRE_FIXED64);
@@ -59,9 +79,17 @@ export class LogsEncoder {
       w.fixed64Nanos(r.observedTime);
       if (r.eventName) w.stringField(12, r.eventName);
       w.end(m);
+    } catch (err) {
+      w.truncate(at);
+      throw err;
     }
-    w.end(sl);
-    w.end(rl);
+  }
+
+  /** The request started by {@link start}, with every record appended since. */
+  finish(): Uint8Array {
+    const w = this.#writer;
+    w.end(this.#scopeLogs);
+    w.end(this.#resourceLogs);
     return w.finish();
   }
 

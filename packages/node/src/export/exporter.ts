@@ -24,11 +24,7 @@
 // loads undici and http2 (about 13 MB), https loads TLS, and zlib is only
 // for gzip.
 import type { Agent as HttpAgent, IncomingMessage } from "node:http";
-import {
-  LogsEncoder,
-  type Attributes,
-  type LogRecordData,
-} from "@threadline/otlp";
+import { LogsEncoder, type LogRecordData } from "@threadline/otlp";
 import {
   CONTROL_FLUSHED,
   counterIndex,
@@ -42,7 +38,8 @@ import {
   type WorkerCounter,
   type WorkerSettings,
 } from "./protocol.ts";
-import { stagedLogs, type StagedLog } from "./log-stage.ts";
+import { toLogRecord } from "./log-record.ts";
+import { StagedLogReader } from "./log-stage.ts";
 import { pollWatchSource } from "./watch-source.ts";
 import { printableUrl } from "../internal/printable-url.ts";
 
@@ -537,80 +534,6 @@ function rejectedCount(
   return 0;
 }
 
-const PINO_KEYS_DROPPED = new Set([
-  "level",
-  "time",
-  "pid",
-  "hostname",
-  "trace_id",
-  "span_id",
-  "trace_flags",
-  "trace.id",
-  "span.id",
-]);
-
-/** Turns one logger line into a log record; unparsable lines become a string body. */
-function toRecord(m: StagedLog): LogRecordData {
-  const line = m.line;
-  let body: LogRecordData["body"] = line.endsWith("\n")
-    ? line.slice(0, -1)
-    : line;
-  let attributes: Record<string, LogRecordData["body"]> | undefined;
-  let time: number | undefined;
-  try {
-    const parsed = JSON.parse(line) as Record<string, unknown>;
-    if (
-      parsed !== null &&
-      typeof parsed === "object" &&
-      !Array.isArray(parsed)
-    ) {
-      const msgKey = m.messageKey || "msg";
-      body =
-        typeof parsed[msgKey] === "string"
-          ? (parsed[msgKey] as string)
-          : undefined;
-      const t = parsed["time"];
-      if (typeof t === "number") time = t;
-      else if (typeof t === "string") {
-        const parsedTime = Date.parse(t);
-        if (!Number.isNaN(parsedTime)) time = parsedTime;
-      }
-      attributes = {};
-      for (const key in parsed) {
-        if (key === msgKey || PINO_KEYS_DROPPED.has(key)) continue;
-        attributes[key] = parsed[key] as LogRecordData["body"];
-      }
-      const err = parsed["err"];
-      if (err !== null && typeof err === "object") {
-        const e = err as Record<string, unknown>;
-        if (typeof e["type"] === "string")
-          attributes["exception.type"] = e["type"];
-        if (typeof e["message"] === "string")
-          attributes["exception.message"] = e["message"];
-        if (typeof e["stack"] === "string")
-          attributes["exception.stacktrace"] = e["stack"];
-      }
-    }
-  } catch {
-    // not JSON (a custom formatter): keep the raw line as the body
-  }
-  return {
-    time,
-    observedTime: m.observed,
-    severityNumber: m.severityNumber,
-    severityText: m.severityText,
-    body,
-    attributes: attributes as Attributes | undefined,
-    traceId: m.traceId,
-    spanId: m.spanId,
-    traceFlags: m.traceFlags,
-  };
-}
-
-function* readRecords(body: Uint8Array): Generator<LogRecordData> {
-  for (const staged of stagedLogs(body)) yield toRecord(staged);
-}
-
 /** Sends what the pipeline hands it; see the top of this file. */
 export class Exporter implements ChannelOwner {
   readonly settings: WorkerSettings;
@@ -649,6 +572,32 @@ export class Exporter implements ChannelOwner {
     this.#post(msg);
   }
 
+  /**
+   * Parses and encodes one record at a time (protobuf), so a batch's record
+   * objects are never alive together.
+   */
+  #encodeLogs(body: Uint8Array, count: number): void {
+    const reader = new StagedLogReader(body);
+    if (this.settings.logs.protocol === "http/json") {
+      const records: LogRecordData[] = [];
+      while (reader.next()) records.push(toLogRecord(reader.log));
+      this.#channels.logs.enqueue(this.#logsEncoder.encodeJson(records), count);
+      return;
+    }
+    let rejected = 0;
+    this.#logsEncoder.start();
+    while (reader.next()) {
+      try {
+        this.#logsEncoder.append(toLogRecord(reader.log));
+      } catch {
+        // Nothing of it was kept; the batch goes on without it.
+        rejected++;
+      }
+    }
+    if (rejected > 0) this.add("logs", "rejected", rejected);
+    this.#channels.logs.enqueue(this.#logsEncoder.finish(), count - rejected);
+  }
+
   handle(msg: ToWorker): void {
     try {
       switch (msg.t) {
@@ -658,18 +607,10 @@ export class Exporter implements ChannelOwner {
         case "metrics":
           this.#channels.metrics.enqueue(msg.body, msg.count);
           break;
-        case "logs": {
-          // Parsed and encoded one record at a time, so a batch's records
-          // are never alive together.
-          const records = readRecords(msg.body);
-          this.#channels.logs.enqueue(
-            this.settings.logs.protocol === "http/json"
-              ? this.#logsEncoder.encodeJson([...records])
-              : this.#logsEncoder.encode(records),
-            msg.count,
-          );
+        case "logs":
+          if (msg.encoded) this.#channels.logs.enqueue(msg.body, msg.count);
+          else this.#encodeLogs(msg.body, msg.count);
           break;
-        }
         case "payload": {
           const channel = this.#channels[msg.signal];
           if (msg.ready)

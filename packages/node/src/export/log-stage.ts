@@ -9,11 +9,18 @@
 // a batch is one buffer, transferred to the export worker without a copy
 // when there is one, and read back a record at a time by the exporter.
 //
-// One record, little-endian:
-//   u8 severity number, u8 trace flags, u8 presence bits, u8 unused,
-//   u32 severity text bytes, u32 message key bytes, u32 line bytes,
-//   f64 observed time (ms), [16 trace id bytes], [8 span id bytes],
-//   severity text, message key, line (UTF-8).
+// Each line costs one call into C++ to write it and one to read it back:
+// trace and span ids are ASCII copied by JavaScript and read back with the
+// line, and severity texts and message keys, a handful per logger, are
+// numbered in a table carried once per batch.
+//
+// A batch, little-endian:
+//   u32 table bytes; the table: per string, u16 UTF-8 bytes and the bytes;
+//   the records, each:
+//     u8 severity number, u8 trace flags, u8 presence bits, u8 unused,
+//     u16 severity text (table index), u16 message key (table index),
+//     u32 bytes of ids and line, f64 observed time (ms),
+//     [32 ASCII trace id][16 ASCII span id] line (UTF-8).
 import type { BatchEncoder } from "./batch-queue.ts";
 
 /** One captured log line and its correlation, as the log sink hands it over. */
@@ -29,18 +36,33 @@ export interface StagedLog {
   messageKey: string;
 }
 
-const HEADER = 24;
+const HEADER = 20;
 const HAS_TRACE_ID = 1;
 const HAS_SPAN_ID = 2;
-const HAS_SEVERITY_TEXT = 4;
+const NO_STRING = 0xffff;
+const TRACE_ID_LENGTH = 32;
+const SPAN_ID_LENGTH = 16;
 // UTF-8 takes at most 3 bytes per UTF-16 code unit, so reserving this much
-// room lets a string be written without measuring it first.
+// room lets a line be written without measuring it first.
 const MAX_BYTES_PER_UNIT = 3;
+
+/** Copies `s` if it has `length` ASCII characters; false (and nothing kept) if not. */
+function writeAscii(b: Buffer, at: number, s: string, length: number): boolean {
+  if (s.length !== length) return false;
+  for (let i = 0; i < length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) return false;
+    b[at + i] = c;
+  }
+  return true;
+}
 
 export class LogStage implements BatchEncoder<StagedLog> {
   #buf: Buffer;
   #pos = 0;
   #pending = 0;
+  /** Severity texts and message keys of this batch; a record names them by index. */
+  #strings: string[] = [];
 
   constructor(initialSize = 64 * 1024) {
     this.#buf = Buffer.allocUnsafeSlow(initialSize);
@@ -51,59 +73,77 @@ export class LogStage implements BatchEncoder<StagedLog> {
   }
 
   append(log: StagedLog): void {
-    const severityText = log.severityText ?? "";
-    const reserve =
+    const severityText =
+      log.severityText === undefined
+        ? NO_STRING
+        : this.#index(log.severityText);
+    const messageKey = this.#index(log.messageKey);
+    this.#ensure(
       HEADER +
-      24 +
-      MAX_BYTES_PER_UNIT *
-        (severityText.length + log.messageKey.length + log.line.length);
-    this.#ensure(reserve);
+        TRACE_ID_LENGTH +
+        SPAN_ID_LENGTH +
+        MAX_BYTES_PER_UNIT * log.line.length,
+    );
     const b = this.#buf;
     const at = this.#pos;
     let pos = at + HEADER;
-    let present = log.severityText === undefined ? 0 : HAS_SEVERITY_TEXT;
-    // Ids that are not the hex they should be are left out, not mangled.
+    let present = 0;
     if (
       log.traceId !== undefined &&
-      log.traceId.length === 32 &&
-      b.write(log.traceId, pos, 16, "hex") === 16
+      writeAscii(b, pos, log.traceId, TRACE_ID_LENGTH)
     ) {
       present |= HAS_TRACE_ID;
-      pos += 16;
+      pos += TRACE_ID_LENGTH;
     }
     if (
       log.spanId !== undefined &&
-      log.spanId.length === 16 &&
-      b.write(log.spanId, pos, 8, "hex") === 8
+      writeAscii(b, pos, log.spanId, SPAN_ID_LENGTH)
     ) {
       present |= HAS_SPAN_ID;
-      pos += 8;
+      pos += SPAN_ID_LENGTH;
     }
-    const severityBytes = b.write(severityText, pos, "utf8");
-    pos += severityBytes;
-    const keyBytes = b.write(log.messageKey, pos, "utf8");
-    pos += keyBytes;
-    const lineBytes = b.write(log.line, pos, "utf8");
-    pos += lineBytes;
+    pos += b.write(log.line, pos, "utf8");
     b[at] = log.severityNumber;
     b[at + 1] = log.traceFlags;
     b[at + 2] = present;
     b[at + 3] = 0;
-    b.writeUInt32LE(severityBytes, at + 4);
-    b.writeUInt32LE(keyBytes, at + 8);
-    b.writeUInt32LE(lineBytes, at + 12);
-    b.writeDoubleLE(log.observed, at + 16);
+    b.writeUInt16LE(severityText, at + 4);
+    b.writeUInt16LE(messageKey, at + 6);
+    b.writeUInt32LE(pos - at - HEADER, at + 8);
+    b.writeDoubleLE(log.observed, at + 12);
     this.#pos = pos;
     this.#pending++;
   }
 
   /** The records appended since the last take(), in a buffer of their own. */
   take(): Uint8Array {
-    const out = Buffer.allocUnsafeSlow(this.#pos);
-    this.#buf.copy(out, 0, 0, this.#pos);
+    const strings = this.#strings;
+    let tableBytes = 0;
+    for (const s of strings) tableBytes += 2 + Buffer.byteLength(s);
+    const out = Buffer.allocUnsafeSlow(4 + tableBytes + this.#pos);
+    out.writeUInt32LE(tableBytes, 0);
+    let pos = 4;
+    for (const s of strings) {
+      const n = out.write(s, pos + 2, "utf8");
+      out.writeUInt16LE(n, pos);
+      pos += 2 + n;
+    }
+    this.#buf.copy(out, pos, 0, this.#pos);
     this.#pos = 0;
     this.#pending = 0;
+    this.#strings = [];
     return out;
+  }
+
+  #index(s: string): number {
+    const strings = this.#strings;
+    for (let i = 0; i < strings.length; i++) if (strings[i] === s) return i;
+    if (strings.length === NO_STRING)
+      throw new Error(`more than ${NO_STRING} level names and message keys`);
+    if (Buffer.byteLength(s) > 0xffff)
+      throw new Error("a level name or message key longer than 64 KB");
+    strings.push(s);
+    return strings.length - 1;
   }
 
   #ensure(n: number): void {
@@ -116,41 +156,65 @@ export class LogStage implements BatchEncoder<StagedLog> {
   }
 }
 
-/** Reads back the records of one taken batch, in order. */
-export function* stagedLogs(body: Uint8Array): Generator<StagedLog> {
-  const b = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-  let pos = 0;
-  while (pos + HEADER <= b.length) {
-    const present = b[pos + 2]!;
-    const severityBytes = b.readUInt32LE(pos + 4);
-    const keyBytes = b.readUInt32LE(pos + 8);
-    const lineBytes = b.readUInt32LE(pos + 12);
-    const log: StagedLog = {
-      line: "",
-      severityNumber: b[pos]!,
-      severityText: undefined,
-      traceId: undefined,
-      spanId: undefined,
-      traceFlags: b[pos + 1]!,
-      observed: b.readDoubleLE(pos + 16),
-      messageKey: "",
-    };
-    pos += HEADER;
+/** Reads back the records of one taken batch, in order, into one reused object. */
+export class StagedLogReader {
+  readonly #b: Buffer;
+  readonly #strings: string[] = [];
+  #pos: number;
+  /** The record read by the last {@link next} that returned true. */
+  readonly log: StagedLog = {
+    line: "",
+    severityNumber: 0,
+    severityText: undefined,
+    traceId: undefined,
+    spanId: undefined,
+    traceFlags: 0,
+    observed: 0,
+    messageKey: "",
+  };
+
+  constructor(body: Uint8Array) {
+    const b = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+    this.#b = b;
+    const end = 4 + b.readUInt32LE(0);
+    let pos = 4;
+    while (pos < end) {
+      const n = b.readUInt16LE(pos);
+      this.#strings.push(b.toString("utf8", pos + 2, pos + 2 + n));
+      pos += 2 + n;
+    }
+    this.#pos = end;
+  }
+
+  next(): boolean {
+    const b = this.#b;
+    const at = this.#pos;
+    if (at + HEADER > b.length) return false;
+    const log = this.log;
+    const present = b[at + 2]!;
+    const severityText = b.readUInt16LE(at + 4);
+    const length = b.readUInt32LE(at + 8);
+    log.severityNumber = b[at]!;
+    log.traceFlags = b[at + 1]!;
+    log.severityText =
+      severityText === NO_STRING ? undefined : this.#strings[severityText];
+    log.messageKey = this.#strings[b.readUInt16LE(at + 6)] ?? "";
+    log.observed = b.readDoubleLE(at + 12);
+    // Ids and line in one read; the ids are ASCII, so their slices are exact.
+    const text = b.toString("utf8", at + HEADER, at + HEADER + length);
+    let from = 0;
+    log.traceId = undefined;
+    log.spanId = undefined;
     if (present & HAS_TRACE_ID) {
-      log.traceId = b.toString("hex", pos, pos + 16);
-      pos += 16;
+      log.traceId = text.slice(0, TRACE_ID_LENGTH);
+      from = TRACE_ID_LENGTH;
     }
     if (present & HAS_SPAN_ID) {
-      log.spanId = b.toString("hex", pos, pos + 8);
-      pos += 8;
+      log.spanId = text.slice(from, from + SPAN_ID_LENGTH);
+      from += SPAN_ID_LENGTH;
     }
-    if (present & HAS_SEVERITY_TEXT)
-      log.severityText = b.toString("utf8", pos, pos + severityBytes);
-    pos += severityBytes;
-    log.messageKey = b.toString("utf8", pos, pos + keyBytes);
-    pos += keyBytes;
-    log.line = b.toString("utf8", pos, pos + lineBytes);
-    pos += lineBytes;
-    yield log;
+    log.line = from === 0 ? text : text.slice(from);
+    this.#pos = at + HEADER + length;
+    return true;
   }
 }

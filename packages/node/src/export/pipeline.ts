@@ -17,6 +17,7 @@ import type { RecordingSpan, SpanSink } from "../trace/span.ts";
 import { now } from "../internal/clock.ts";
 import { BatchQueue, EncodingQueue } from "./batch-queue.ts";
 import { Exporter } from "./exporter.ts";
+import { LogRecordEncoder } from "./log-record.ts";
 import { LogStage, type StagedLog } from "./log-stage.ts";
 import {
   CONTROL_FLUSHED,
@@ -137,11 +138,17 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
             () => this.#queueFull("traces"),
             (err) => this.#encodeFailed(1, err),
           );
+    // On this thread a line is parsed and encoded as it is written; for a
+    // worker it is copied as it is and parsed there (log-record.ts).
+    const encodedLogs =
+      config.exportThread === "main" && config.logs.protocol !== "http/json";
     this.#logs = new EncodingQueue(
       config.logs.batch,
-      new LogStage(),
+      encodedLogs ? new LogRecordEncoder(resource, logScope) : new LogStage(),
       (body, count) => {
-        this.#post({ t: "logs", body, count }, [body.buffer as ArrayBuffer]);
+        this.#post({ t: "logs", body, count, encoded: encodedLogs }, [
+          body.buffer as ArrayBuffer,
+        ]);
         this.#main.logs.posted += count;
       },
       () => this.#queueFull("logs"),

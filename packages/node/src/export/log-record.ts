@@ -1,0 +1,110 @@
+// A captured logger line as an OTLP log record: the line is parsed once,
+// its message becomes the body and its other fields the attributes.
+//
+// With export on the application's thread a line is parsed and encoded as it
+// is written (LogRecordEncoder), so nothing of it waits in the heap; with an
+// export worker it waits as bytes (log-stage.ts) and the worker parses it.
+import {
+  LogsEncoder,
+  type Attributes,
+  type LogRecordData,
+  type Scope,
+} from "@threadline/otlp";
+import type { BatchEncoder } from "./batch-queue.ts";
+import type { StagedLog } from "./log-stage.ts";
+
+const PINO_KEYS_DROPPED = new Set([
+  "level",
+  "time",
+  "pid",
+  "hostname",
+  "trace_id",
+  "span_id",
+  "trace_flags",
+  "trace.id",
+  "span.id",
+]);
+
+/** Turns one logger line into a log record; unparsable lines become a string body. */
+export function toLogRecord(m: StagedLog): LogRecordData {
+  const line = m.line;
+  let body: LogRecordData["body"] = line.endsWith("\n")
+    ? line.slice(0, -1)
+    : line;
+  let attributes: Record<string, LogRecordData["body"]> | undefined;
+  let time: number | undefined;
+  try {
+    const parsed = JSON.parse(line) as Record<string, unknown>;
+    if (
+      parsed !== null &&
+      typeof parsed === "object" &&
+      !Array.isArray(parsed)
+    ) {
+      const msgKey = m.messageKey || "msg";
+      body =
+        typeof parsed[msgKey] === "string"
+          ? (parsed[msgKey] as string)
+          : undefined;
+      const t = parsed["time"];
+      if (typeof t === "number") time = t;
+      else if (typeof t === "string") {
+        const parsedTime = Date.parse(t);
+        if (!Number.isNaN(parsedTime)) time = parsedTime;
+      }
+      attributes = {};
+      for (const key in parsed) {
+        if (key === msgKey || PINO_KEYS_DROPPED.has(key)) continue;
+        attributes[key] = parsed[key] as LogRecordData["body"];
+      }
+      const err = parsed["err"];
+      if (err !== null && typeof err === "object") {
+        const e = err as Record<string, unknown>;
+        if (typeof e["type"] === "string")
+          attributes["exception.type"] = e["type"];
+        if (typeof e["message"] === "string")
+          attributes["exception.message"] = e["message"];
+        if (typeof e["stack"] === "string")
+          attributes["exception.stacktrace"] = e["stack"];
+      }
+    }
+  } catch {
+    // not JSON (a custom formatter): keep the raw line as the body
+  }
+  return {
+    time,
+    observedTime: m.observed,
+    severityNumber: m.severityNumber,
+    severityText: m.severityText,
+    body,
+    attributes: attributes as Attributes | undefined,
+    traceId: m.traceId,
+    spanId: m.spanId,
+    traceFlags: m.traceFlags,
+  };
+}
+
+/** Encodes each captured line into the batch's request as it arrives. */
+export class LogRecordEncoder implements BatchEncoder<StagedLog> {
+  readonly #encoder: LogsEncoder;
+  #pending = 0;
+
+  constructor(resource: Attributes, scope: Scope) {
+    this.#encoder = new LogsEncoder(resource, scope);
+  }
+
+  get pending(): number {
+    return this.#pending;
+  }
+
+  append(log: StagedLog): void {
+    if (this.#pending === 0) this.#encoder.start();
+    this.#encoder.append(toLogRecord(log));
+    this.#pending++;
+  }
+
+  take(): Uint8Array {
+    if (this.#pending === 0) this.#encoder.start();
+    this.#pending = 0;
+    return this.#encoder.finish();
+  }
+}
