@@ -72,6 +72,34 @@ describe("spans", () => {
     assert.equal(s.droppedLinksCount, 1);
   });
 
+  it("copies start attributes the same way whichever path the copy takes", () => {
+    const { tracer, ended } = setup();
+    const ctx = setCustomerInContext(ROOT_CONTEXT, "c-42");
+    const given = { a: "abc", b: 2, c: false };
+    const start = (attributes: Record<string, unknown>, context = ctx) =>
+      tracer.startSpan("s", { attributes: attributes as never }, context).end();
+    start(given); // copied whole
+    given.a = "changed after start";
+    start({ a: "abc", b: 2, c: false, d: 4 }); // one too many with customer.id
+    start({ a: "123456789", b: 2 }); // a value over the length limit
+    start({ a: "abc", b: undefined, c: { no: 1 }, "": 1 }); // entries skipped
+    start({ "customer.id": "own", a: "abc" }); // the attributes' own id wins
+    start({ a: "abc", b: 2, c: false, d: 4 }, ROOT_CONTEXT); // no customer
+    start(Object.assign(Object.create({ inherited: "yes" }), { a: "abc" }));
+    assert.deepEqual(
+      ended.map((s) => [{ ...s.attributes }, s.droppedAttributesCount]),
+      [
+        [{ "customer.id": "c-42", a: "abc", b: 2, c: false }, 0],
+        [{ "customer.id": "c-42", a: "abc", b: 2, c: false }, 1],
+        [{ "customer.id": "c-42", a: "12345", b: 2 }, 0],
+        [{ "customer.id": "c-42", a: "abc" }, 0],
+        [{ "customer.id": "own", a: "abc" }, 0],
+        [{ a: "abc", b: 2, c: false, d: 4 }, 0],
+        [{ "customer.id": "c-42", a: "abc", inherited: "yes" }, 0],
+      ],
+    );
+  });
+
   it("follows the status rules: OK is final, UNSET never overrides", () => {
     const { tracer, ended } = setup();
     const span = tracer.startSpan("s");
