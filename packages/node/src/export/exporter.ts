@@ -71,29 +71,6 @@ interface Payload {
   abandoned: boolean;
   /** The flush round in which this payload was last attempted (0: none). */
   round: number;
-  /** The last attempt's body was handed whole to the operating system. */
-  written: boolean;
-}
-
-/**
- * Frees a finished body's memory now. Its wrapper has usually outlived a
- * young-generation collection while the request was in flight, and memory
- * outside V8's heap held by an old object waits for the next full
- * collection: megabytes under load. Only a body that owns its whole
- * ArrayBuffer (the encoders' and gzip's are) and that nothing can still be
- * writing is released; a slice of a shared pool never is.
- */
-function release(p: Payload): void {
-  const body = p.body;
-  const ab = body.buffer;
-  if (
-    p.written &&
-    body.byteOffset === 0 &&
-    ab.byteLength === body.byteLength &&
-    ab instanceof ArrayBuffer &&
-    !ab.detached
-  )
-    ab.transfer(0);
 }
 
 /** A body being compressed before it is queued. */
@@ -200,7 +177,6 @@ class Channel {
       enqueuedAt: Date.now(),
       abandoned: false,
       round: 0,
-      written: false,
     });
     this.#syncGauges();
     this.pump();
@@ -269,7 +245,6 @@ class Channel {
     const what = WHAT[this.#signal];
     if (outcome.kind === "ok") {
       this.#pendingBytes -= p.body.length;
-      release(p);
       this.#failures = 0;
       this.#owner.add(this.#signal, "exported", p.count - outcome.rejected);
       if (outcome.rejected > 0) {
@@ -283,7 +258,6 @@ class Channel {
       }
     } else if (outcome.kind === "fail") {
       this.#pendingBytes -= p.body.length;
-      release(p);
       this.#owner.add(this.#signal, "rejected", p.count);
       this.#owner.post({
         t: "diag",
@@ -293,7 +267,6 @@ class Channel {
       });
     } else if (Date.now() - p.enqueuedAt >= this.#owner.settings.maxRetryMs) {
       this.#pendingBytes -= p.body.length;
-      release(p);
       this.#owner.add(this.#signal, "retriesExhausted", p.count);
       this.#owner.post({
         t: "diag",
@@ -458,8 +431,7 @@ class Channel {
           }
         });
       });
-      p.written = false;
-      req.end(p.body, () => (p.written = true));
+      req.end(p.body);
     });
   }
 }
