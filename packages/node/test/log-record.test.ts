@@ -1,8 +1,20 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
-import { decodeLogsProto } from "@threadline/otlp";
-import { LogRecordEncoder } from "../src/export/log-record.ts";
-import type { StagedLog } from "../src/export/log-stage.ts";
+import { decodeLogsProto, LogsEncoder } from "@threadline/otlp";
+import { toLogRecord } from "../src/export/log-record.ts";
+import {
+  LogStage,
+  StagedLogReader,
+  type StagedLog,
+} from "../src/export/log-stage.ts";
+
+/** What the exporter does with a batch: read each staged line, parse and encode it. */
+function exportBatch(stage: LogStage, encoder: LogsEncoder): Uint8Array {
+  const reader = new StagedLogReader(stage.take());
+  encoder.start();
+  while (reader.next()) encoder.append(toLogRecord(reader.log));
+  return encoder.finish();
+}
 
 const captured = (line: string, more: Partial<StagedLog> = {}): StagedLog => ({
   line,
@@ -16,17 +28,18 @@ const captured = (line: string, more: Partial<StagedLog> = {}): StagedLog => ({
   ...more,
 });
 
-it("encodes each line as it is written into one request per batch", () => {
-  const encoder = new LogRecordEncoder(
+it("turns captured lines into one OTLP request per batch", () => {
+  const stage = new LogStage();
+  const encoder = new LogsEncoder(
     { "service.name": "orders" },
     { name: "pino", version: "10.4.0" },
   );
-  encoder.append(
+  stage.append(
     captured(
       '{"level":30,"time":1763800000123,"pid":7,"hostname":"h","msg":"order placed","order":42,"trace_id":"x"}\n',
     ),
   );
-  encoder.append(
+  stage.append(
     captured("not json at all\n", {
       severityNumber: 17,
       severityText: "error",
@@ -35,12 +48,11 @@ it("encodes each line as it is written into one request per batch", () => {
       traceFlags: 0,
     }),
   );
-  encoder.append(
+  stage.append(
     captured('{"message":"custom key","n":1}', { messageKey: "message" }),
   );
-  assert.equal(encoder.pending, 3);
-  const [resourceLogs] = decodeLogsProto(encoder.take());
-  assert.equal(encoder.pending, 0);
+  assert.equal(stage.pending, 3);
+  const [resourceLogs] = decodeLogsProto(exportBatch(stage, encoder));
   assert.equal(resourceLogs!.resource["service.name"], "orders");
   assert.equal(resourceLogs!.scopes[0]!.scope.name, "pino");
   const [placed, plain, custom] = resourceLogs!.scopes[0]!.logs;
@@ -57,8 +69,8 @@ it("encodes each line as it is written into one request per batch", () => {
   assert.equal(custom!.body, "custom key");
   assert.deepEqual(custom!.attributes, { n: 1 });
   // The next batch starts empty.
-  encoder.append(captured('{"msg":"next"}'));
-  const [next] = decodeLogsProto(encoder.take());
+  stage.append(captured('{"msg":"next"}'));
+  const [next] = decodeLogsProto(exportBatch(stage, encoder));
   assert.deepEqual(
     next!.scopes[0]!.logs.map((l) => l.body),
     ["next"],

@@ -580,8 +580,7 @@ export class Exporter implements ChannelOwner {
           this.#channels.metrics.enqueue(msg.body, msg.count);
           break;
         case "logs":
-          if (msg.encoded) this.#channels.logs.enqueue(msg.body, msg.count);
-          else this.#encodeLogs(msg.body, msg.count);
+          this.#encodeLogs(msg.body, msg.count);
           break;
         case "payload": {
           const channel = this.#channels[msg.signal];

@@ -1,16 +1,6 @@
-// A captured logger line as an OTLP log record: the line is parsed once,
-// its message becomes the body and its other fields the attributes.
-//
-// With export on the application's thread a line is parsed and encoded as it
-// is written (LogRecordEncoder), so nothing of it waits in the heap; with an
-// export worker it waits as bytes (log-stage.ts) and the worker parses it.
-import {
-  LogsEncoder,
-  type Attributes,
-  type LogRecordData,
-  type Scope,
-} from "@threadline/otlp";
-import type { BatchEncoder } from "./batch-queue.ts";
+// A captured logger line as an OTLP log record: the line is parsed once, at
+// export, its message becomes the body and its other fields the attributes.
+import type { Attributes, LogRecordData } from "@threadline/otlp";
 import type { StagedLog } from "./log-stage.ts";
 
 const PINO_KEYS_DROPPED = new Set([
@@ -81,30 +71,4 @@ export function toLogRecord(m: StagedLog): LogRecordData {
     spanId: m.spanId,
     traceFlags: m.traceFlags,
   };
-}
-
-/** Encodes each captured line into the batch's request as it arrives. */
-export class LogRecordEncoder implements BatchEncoder<StagedLog> {
-  readonly #encoder: LogsEncoder;
-  #pending = 0;
-
-  constructor(resource: Attributes, scope: Scope) {
-    this.#encoder = new LogsEncoder(resource, scope);
-  }
-
-  get pending(): number {
-    return this.#pending;
-  }
-
-  append(log: StagedLog): void {
-    if (this.#pending === 0) this.#encoder.start();
-    this.#encoder.append(toLogRecord(log));
-    this.#pending++;
-  }
-
-  take(): Uint8Array {
-    if (this.#pending === 0) this.#encoder.start();
-    this.#pending = 0;
-    return this.#encoder.finish();
-  }
 }

@@ -6,8 +6,9 @@
 // the young generation (see batch-queue.ts): the waiting lines were the
 // largest part of what the export path kept alive. Here each line is copied
 // into a growing buffer as it is written and the string is garbage at once;
-// a batch is one buffer, copied to the export worker in one piece, and
-// read back a record at a time there.
+// a batch is one buffer (copied in one piece to an export worker, if there
+// is one), read back a record at a time by the exporter, which parses and
+// encodes the lines outside any request.
 //
 // Each line costs one call into C++ to write it and one to read it back:
 // trace and span ids are ASCII copied by JavaScript and read back with the

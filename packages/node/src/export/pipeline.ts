@@ -17,7 +17,6 @@ import type { RecordingSpan, SpanSink } from "../trace/span.ts";
 import { now } from "../internal/clock.ts";
 import { BatchQueue, EncodingQueue } from "./batch-queue.ts";
 import { Exporter } from "./exporter.ts";
-import { LogRecordEncoder } from "./log-record.ts";
 import { LogStage, type StagedLog } from "./log-stage.ts";
 import {
   CONTROL_FLUSHED,
@@ -138,15 +137,11 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
             () => this.#queueFull("traces"),
             (err) => this.#encodeFailed(1, err),
           );
-    // On this thread a line is parsed and encoded as it is written; for a
-    // worker it is copied as it is and parsed there (log-record.ts).
-    const encodedLogs =
-      config.exportThread === "main" && config.logs.protocol !== "http/json";
     this.#logs = new EncodingQueue(
       config.logs.batch,
-      encodedLogs ? new LogRecordEncoder(resource, logScope) : new LogStage(),
+      new LogStage(),
       (body, count) => {
-        this.#post({ t: "logs", body, count, encoded: encodedLogs });
+        this.#post({ t: "logs", body, count });
         this.#main.logs.posted += count;
       },
       () => this.#queueFull("logs"),

@@ -65,12 +65,11 @@ export interface TracesMessage {
   count: number;
 }
 
-/** A batch of captured log lines: an encoded request, or staged lines (log-stage.ts). */
+/** A batch of captured log lines with their correlation (log-stage.ts). */
 export interface LogsMessage {
   t: "logs";
   body: Uint8Array;
   count: number;
-  encoded: boolean;
 }
 
 export interface FlushMessage {
