@@ -37,6 +37,20 @@ export interface StagedLog {
   messageKey: string;
 }
 
+/** An empty record, to be filled in and reused. */
+export function emptyStagedLog(): StagedLog {
+  return {
+    line: "",
+    severityNumber: 0,
+    severityText: undefined,
+    traceId: undefined,
+    spanId: undefined,
+    traceFlags: 0,
+    observed: 0,
+    messageKey: "",
+  };
+}
+
 const HEADER = 20;
 const HAS_TRACE_ID = 1;
 const HAS_SPAN_ID = 2;
@@ -163,16 +177,7 @@ export class StagedLogReader {
   readonly #strings: string[] = [];
   #pos: number;
   /** The record read by the last {@link next} that returned true. */
-  readonly log: StagedLog = {
-    line: "",
-    severityNumber: 0,
-    severityText: undefined,
-    traceId: undefined,
-    spanId: undefined,
-    traceFlags: 0,
-    observed: 0,
-    messageKey: "",
-  };
+  readonly log: StagedLog = emptyStagedLog();
 
   constructor(body: Uint8Array) {
     const b = Buffer.from(body.buffer, body.byteOffset, body.byteLength);

@@ -17,7 +17,7 @@ import type { RecordingSpan, SpanSink } from "../trace/span.ts";
 import { now } from "../internal/clock.ts";
 import { BatchQueue, EncodingQueue } from "./batch-queue.ts";
 import { Exporter } from "./exporter.ts";
-import { LogStage, type StagedLog } from "./log-stage.ts";
+import { emptyStagedLog, LogStage, type StagedLog } from "./log-stage.ts";
 import {
   CONTROL_FLUSHED,
   CONTROL_SLOTS,
@@ -66,16 +66,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   readonly #spans: BatchQueue<RecordingSpan> | EncodingQueue<RecordingSpan>;
   readonly #logs: EncodingQueue<StagedLog>;
   /** Filled in by emit() and copied out at once by the log stage. */
-  readonly #captured: StagedLog = {
-    line: "",
-    severityNumber: 0,
-    severityText: undefined,
-    traceId: undefined,
-    spanId: undefined,
-    traceFlags: 0,
-    observed: 0,
-    messageKey: "",
-  };
+  readonly #captured: StagedLog = emptyStagedLog();
   readonly #main = {
     traces: { created: 0, queueFull: 0, rejected: 0, posted: 0 },
     logs: { created: 0, queueFull: 0, rejected: 0, posted: 0 },
