@@ -85,36 +85,6 @@ function copyAttributes(
   return { count, dropped };
 }
 
-/**
- * A copy of `src` when every entry can be kept as it is (a plain object of
- * strings within the length limit, numbers and booleans, with room for
- * `reserved` more under the count limit), else undefined and the caller
- * takes the careful path. Spreading a plain object lets V8 copy its whole
- * shape at once: three times faster than copying key by key.
- */
-function cloneAttributes(
-  src: ApiAttributes,
-  countLimit: number,
-  lengthLimit: number,
-  reserved: number,
-): MutableAttributes | undefined {
-  if (Object.getPrototypeOf(src) !== Object.prototype) return undefined;
-  const copy = { ...src } as MutableAttributes;
-  let count = reserved;
-  for (const key in copy) {
-    const v = copy[key];
-    if (
-      key.length === 0 ||
-      (typeof v === "string"
-        ? v.length > lengthLimit
-        : typeof v !== "number" && typeof v !== "boolean")
-    )
-      return undefined;
-    count++;
-  }
-  return count <= countLimit ? copy : undefined;
-}
-
 const RELEASED: MutableAttributes = Object.freeze({}) as MutableAttributes;
 
 export class RecordingSpan implements Span, SpanData {
@@ -167,24 +137,12 @@ export class RecordingSpan implements Span, SpanData {
     this.kind = kind as number as ApiSpanKind;
     this.startTime = startTime === undefined ? now() : toEpochMs(startTime);
     this.customerId = customerId;
-    const limits = shared.limits;
-    const copy =
+    const adopted =
       attributes === undefined
         ? undefined
-        : cloneAttributes(
-            attributes,
-            limits.attributeCountLimit,
-            limits.attributeValueLengthLimit,
-            customerId === undefined ? 0 : 1,
-          );
-    if (copy !== undefined) {
-      // The attributes' own customer.id, if they have one, wins, as below.
-      if (customerId !== undefined && !("customer.id" in copy))
-        copy["customer.id"] = customerId;
-      this.attributes = copy;
-      let count = 0;
-      for (const _ in copy) count++;
-      this.#attributeCount = count;
+        : this.#adopt(attributes, customerId);
+    if (adopted !== undefined) {
+      this.attributes = adopted;
     } else {
       this.attributes = {};
       if (customerId !== undefined) {
@@ -194,6 +152,45 @@ export class RecordingSpan implements Span, SpanData {
       if (attributes !== undefined) this.setAttributes(attributes);
     }
     if (links !== undefined) this.addLinks(links);
+  }
+
+  /**
+   * Takes a copy of the start attributes whole when every entry can be kept
+   * as it is: a plain object of strings within the length limit, numbers
+   * and booleans, with room for the customer id under the count limit.
+   * Spreading a plain object lets V8 copy its whole shape at once, three
+   * times faster than copying key by key. Undefined, having counted
+   * nothing, when the careful path must run instead; both give the same
+   * attributes.
+   */
+  #adopt(
+    src: ApiAttributes,
+    customerId: string | undefined,
+  ): MutableAttributes | undefined {
+    if (Object.getPrototypeOf(src) !== Object.prototype) return undefined;
+    const limits = this.#shared.limits;
+    const copy = { ...src } as MutableAttributes;
+    let count = 0;
+    for (const key in copy) {
+      const v = copy[key];
+      if (
+        key.length === 0 ||
+        (typeof v === "string"
+          ? v.length > limits.attributeValueLengthLimit
+          : typeof v !== "number" && typeof v !== "boolean")
+      )
+        return undefined;
+      count++;
+    }
+    // The attributes' own customer.id, if they have one, wins, as on the
+    // careful path.
+    if (customerId !== undefined && !("customer.id" in copy)) {
+      copy["customer.id"] = customerId;
+      count++;
+    }
+    if (count > limits.attributeCountLimit) return undefined;
+    this.#attributeCount = count;
+    return copy;
   }
 
   get traceState(): string | undefined {
