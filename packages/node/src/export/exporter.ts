@@ -19,10 +19,8 @@
 //   Completion is signalled through a shared Int32 so the main thread can
 //   wait for it synchronously in an 'exit' handler (on a worker then: see
 //   takeUndelivered()).
-// node:http, node:https and node:zlib are taken with getBuiltinModule when
-// first needed: an ESM import of node:http builds its namespace and so
-// loads undici and http2 (about 13 MB), https loads TLS, and zlib is only
-// for gzip.
+// node:zlib is taken with getBuiltinModule when gzip is first asked for,
+// and the HTTP client as internal/http-client.ts explains.
 import type { Agent as HttpAgent, IncomingMessage } from "node:http";
 import { LogsEncoder, type LogRecordData } from "@threadline/otlp";
 import {
@@ -41,6 +39,7 @@ import {
 import { toLogRecord } from "./log-record.ts";
 import { StagedLogReader } from "./log-stage.ts";
 import { pollWatchSource } from "./watch-source.ts";
+import { httpClientFor } from "../internal/http-client.ts";
 import { printableUrl } from "../internal/printable-url.ts";
 
 // Short enough that export resumes within seconds of the Collector's return.
@@ -91,6 +90,7 @@ class Channel {
   readonly #signal: Signal;
   readonly #endpoint: EndpointSettings;
   readonly #url: URL;
+  readonly #request: ReturnType<typeof httpClientFor>["request"];
   readonly #agent: HttpAgent;
   readonly #queue: Payload[] = [];
   readonly #inflight = new Set<Payload>();
@@ -107,9 +107,9 @@ class Channel {
     this.#signal = signal;
     this.#endpoint = endpoint;
     this.#url = new URL(endpoint.url);
-    this.#agent = new (process.getBuiltinModule(
-      this.#url.protocol === "https:" ? "node:https" : "node:http",
-    ).Agent)({ keepAlive: true, maxSockets: 4 });
+    const client = httpClientFor(this.#url);
+    this.#request = client.request;
+    this.#agent = new client.Agent({ keepAlive: true, maxSockets: 4 });
   }
 
   /** During a flush: every payload was attempted once in this round and nothing is in flight. */
@@ -363,12 +363,9 @@ class Channel {
         "content-length": p.body.length,
       };
       if (e.compression === "gzip") headers["content-encoding"] = "gzip";
-      const { request } = process.getBuiltinModule(
-        this.#url.protocol === "https:" ? "node:https" : "node:http",
-      );
       let req;
       try {
-        req = request(this.#url, {
+        req = this.#request(this.#url, {
           method: "POST",
           headers,
           agent: this.#agent,

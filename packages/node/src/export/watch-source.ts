@@ -4,6 +4,7 @@
 // message when a read succeeds again after failures.
 import { fileURLToPath } from "node:url";
 import type { WatchReadMessage, WatchSourceMessage } from "./protocol.ts";
+import { httpClientFor } from "../internal/http-client.ts";
 // Not an ESM import of node:fs (see core/module-hooks.ts).
 const { readFile } = process.getBuiltinModule("node:fs");
 
@@ -22,9 +23,7 @@ function readHttp(
   const url = new URL(src.url);
   // node:http(s) rather than fetch(): the first fetch() loads undici, some
   // 15 MB of memory in every service for one small GET every few seconds.
-  const { request } = process.getBuiltinModule(
-    url.protocol === "https:" ? "node:https" : "node:http",
-  );
+  const { request } = httpClientFor(url);
   return new Promise((resolve, reject) => {
     const req = request(url, {
       headers,
