@@ -1,19 +1,14 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
 import { decodeLogsProto, LogsEncoder } from "@threadline/otlp";
-import { toLogRecord } from "../src/export/log-record.ts";
-import {
-  LogStage,
-  StagedLogReader,
-  type StagedLog,
-} from "../src/export/log-stage.ts";
+import { encodeStagedLogs } from "../src/export/log-record.ts";
+import { LogStage, type StagedLog } from "../src/export/log-stage.ts";
 
-/** What the exporter does with a batch: read each staged line, parse and encode it. */
+/** What the exporter does with a batch. */
 function exportBatch(stage: LogStage, encoder: LogsEncoder): Uint8Array {
-  const reader = new StagedLogReader(stage.take());
-  encoder.start();
-  while (reader.next()) encoder.append(toLogRecord(reader.log));
-  return encoder.finish();
+  const { body, rejected } = encodeStagedLogs(encoder, stage.take());
+  assert.equal(rejected, 0);
+  return body;
 }
 
 const captured = (line: string, more: Partial<StagedLog> = {}): StagedLog => ({

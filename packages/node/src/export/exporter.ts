@@ -22,7 +22,7 @@
 // node:zlib is taken with getBuiltinModule when gzip is first asked for,
 // and the HTTP client as internal/http-client.ts explains.
 import type { Agent as HttpAgent, IncomingMessage } from "node:http";
-import { LogsEncoder, type LogRecordData } from "@threadline/otlp";
+import { LogsEncoder } from "@threadline/otlp";
 import {
   CONTROL_FLUSHED,
   counterIndex,
@@ -36,8 +36,7 @@ import {
   type WorkerCounter,
   type WorkerSettings,
 } from "./protocol.ts";
-import { toLogRecord } from "./log-record.ts";
-import { StagedLogReader } from "./log-stage.ts";
+import { encodeStagedLogs, encodeStagedLogsJson } from "./log-record.ts";
 import { pollWatchSource } from "./watch-source.ts";
 import { httpClientFor } from "../internal/http-client.ts";
 import { printableUrl } from "../internal/printable-url.ts";
@@ -541,30 +540,17 @@ export class Exporter implements ChannelOwner {
     this.#post(msg);
   }
 
-  /**
-   * Parses and encodes one record at a time (protobuf), so a batch's record
-   * objects are never alive together.
-   */
-  #encodeLogs(body: Uint8Array, count: number): void {
-    const reader = new StagedLogReader(body);
+  #encodeLogs(staged: Uint8Array, count: number): void {
     if (this.settings.logs.protocol === "http/json") {
-      const records: LogRecordData[] = [];
-      while (reader.next()) records.push(toLogRecord(reader.log));
-      this.#channels.logs.enqueue(this.#logsEncoder.encodeJson(records), count);
+      this.#channels.logs.enqueue(
+        encodeStagedLogsJson(this.#logsEncoder, staged),
+        count,
+      );
       return;
     }
-    let rejected = 0;
-    this.#logsEncoder.start();
-    while (reader.next()) {
-      try {
-        this.#logsEncoder.append(toLogRecord(reader.log));
-      } catch {
-        // Nothing of it was kept; the batch goes on without it.
-        rejected++;
-      }
-    }
+    const { body, rejected } = encodeStagedLogs(this.#logsEncoder, staged);
     if (rejected > 0) this.add("logs", "rejected", rejected);
-    this.#channels.logs.enqueue(this.#logsEncoder.finish(), count - rejected);
+    this.#channels.logs.enqueue(body, count - rejected);
   }
 
   handle(msg: ToWorker): void {

@@ -1,7 +1,41 @@
 // A captured logger line as an OTLP log record: the line is parsed once, at
 // export, its message becomes the body and its other fields the attributes.
-import type { Attributes, LogRecordData } from "@threadline/otlp";
-import type { StagedLog } from "./log-stage.ts";
+import type { Attributes, LogRecordData, LogsEncoder } from "@threadline/otlp";
+import { StagedLogReader, type StagedLog } from "./log-stage.ts";
+
+/**
+ * One OTLP request (protobuf) from a staged batch, parsed and encoded a
+ * record at a time so the batch's record objects are never alive
+ * together. A record that cannot be encoded is left out and counted.
+ */
+export function encodeStagedLogs(
+  encoder: LogsEncoder,
+  staged: Uint8Array,
+): { body: Uint8Array; rejected: number } {
+  const reader = new StagedLogReader(staged);
+  let rejected = 0;
+  encoder.start();
+  while (reader.next()) {
+    try {
+      encoder.append(toLogRecord(reader.log));
+    } catch {
+      // Nothing of it was kept; the batch goes on without it.
+      rejected++;
+    }
+  }
+  return { body: encoder.finish(), rejected };
+}
+
+/** The same request as OTLP/JSON, a debugging format. */
+export function encodeStagedLogsJson(
+  encoder: LogsEncoder,
+  staged: Uint8Array,
+): string {
+  const reader = new StagedLogReader(staged);
+  const records: LogRecordData[] = [];
+  while (reader.next()) records.push(toLogRecord(reader.log));
+  return encoder.encodeJson(records);
+}
 
 const PINO_KEYS_DROPPED = new Set([
   "level",
