@@ -131,7 +131,11 @@ try {
   );
 
   // Wait until all three of c-42's orders are in the store, the two paid
-  // ones complete (9 spans each), so the listing below is whole.
+  // ones complete, so the listing below is whole: 9 spans and 5 log lines
+  // each. Spans and log lines are exported apart, so one can land first.
+  const paidWhole = (t) =>
+    t.spanCount >= 9 &&
+    (dev.store.getTraceSync(t.traceId)?.logs.length ?? 0) >= 5;
   const deadline = Date.now() + 30_000;
   let c42 = [];
   while (Date.now() < deadline) {
@@ -140,13 +144,12 @@ try {
       customer: "c-42",
       fromUs: (Date.now() - 600_000) * 1000,
     });
-    if (c42.length >= 3 && c42.filter((t) => t.spanCount >= 9).length >= 2)
-      break;
+    if (c42.length >= 3 && c42.filter(paidWhole).length >= 2) break;
     await new Promise((r) => setTimeout(r, 200));
   }
   console.log("$ npx threadline search --customer c-42 --since 10m");
   console.log(formatSearch(c42));
-  const paid = c42.find((t) => t.spanCount >= 9) ?? c42[0];
+  const paid = c42.find(paidWhole) ?? c42[0];
   if (paid) {
     console.log(`$ npx threadline trace ${paid.traceId}`);
     console.log(formatTrace(dev.store.getTraceSync(paid.traceId)));
