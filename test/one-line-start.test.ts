@@ -197,6 +197,27 @@ describe("starting Threadline", () => {
     );
   });
 
+  it("does not warn about instrumentations that were left off", async () => {
+    const app = await startService({
+      entry: "hello.cjs",
+      cwd: fixtures,
+      execArgv: ["-r", "@threadline/node/register"],
+      env: { ...env("http-only"), OTEL_NODE_ENABLED_INSTRUMENTATIONS: "http" },
+    });
+    try {
+      assert.equal((await fetch(`${app.url}/hello`)).status, 200);
+      await waitFor(() => spansOf("http-only").find((s) => s.kind === 2), {
+        what: "the server span",
+      });
+    } finally {
+      await app.stop();
+    }
+    assert.deepEqual(
+      app.stderr.filter((l) => l.includes("self-check")),
+      [],
+    );
+  });
+
   it("takes the customer id from customerFromRequest at the edge, ignoring the header", async () => {
     const app = await startService({
       entry: "customer-function.mjs",

@@ -399,6 +399,9 @@ function start(options: InitOptions): ThreadlineHandle {
       for (const problem of selfCheck({
         instrumentations,
         httpEnabled: config.instrumentations.http,
+        hooked: (["pg", "amqplib", "pino"] as const).filter(
+          (name) => config.instrumentations[name],
+        ),
       })) {
         diag.warnOnce(`self-check:${problem}`, `self-check: ${problem}`);
       }

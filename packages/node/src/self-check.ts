@@ -11,6 +11,8 @@ const { existsSync, readFileSync } = process.getBuiltinModule("node:fs");
 export interface SelfCheckInput {
   instrumentations: readonly Instrumentation[];
   httpEnabled: boolean;
+  /** The enabled instrumentations that patch modules as they load (pg, amqplib, pino). */
+  hooked: readonly string[];
 }
 
 function bundled(): boolean {
@@ -37,9 +39,9 @@ export function selfCheck(input: SelfCheckInput): string[] {
       "outgoing http requests are not traced: the diagnostics channel subscription is missing",
     );
   }
-  if (!moduleHooksInstalled()) {
+  if (input.hooked.length > 0 && !moduleHooksInstalled()) {
     problems.push(
-      "module load hooks are not installed, so pg, amqplib and pino will not be instrumented",
+      `module load hooks are not installed, so ${listed(input.hooked)} will not be instrumented`,
     );
   }
   if (bundled()) {
@@ -48,4 +50,11 @@ export function selfCheck(input: SelfCheckInput): string[] {
     );
   }
   return problems;
+}
+
+/** "a", "a and b", "a, b and c" */
+function listed(names: readonly string[]): string {
+  return names.length === 1
+    ? names[0]!
+    : `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}`;
 }
