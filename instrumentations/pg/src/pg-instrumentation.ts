@@ -34,7 +34,7 @@ import {
   health,
   lazyInstruments,
 } from "@threadline/core";
-import { summarizeSql } from "./sql.ts";
+import { type SqlSummary, summarizeSql } from "./sql.ts";
 
 /** Options of {@link PgInstrumentation}. */
 export interface PgInstrumentationConfig {
@@ -62,6 +62,8 @@ const NAME = "@threadline/instrumentation-pg";
 const VERSION = "0.1.0";
 /** On a client the pool just handed out: how long the application waited for it. */
 const POOL_WAIT = Symbol("threadline.pg.pool-wait");
+/** On a client: the shapes of the statements it has run (see {@link shapeOf}). */
+const SHAPES = Symbol("threadline.pg.shapes");
 
 interface PoolWait {
   /** performance.timeOrigin-based ms when the application asked for a connection. */
@@ -72,6 +74,7 @@ interface PoolWait {
 
 interface PgClientLike {
   [POOL_WAIT]?: PoolWait | undefined;
+  [SHAPES]?: Map<SqlSummary, QueryShape>;
   connectionParameters?: { host?: string; port?: number; database?: string };
   host?: string;
   port?: number;
@@ -387,38 +390,23 @@ export class PgInstrumentation implements Instrumentation {
       typeof config === "string"
         ? config
         : (cfg?.text ?? cfg?.cursor?.text ?? "");
-    const summary = summarizeSql(rawText);
-    const params = client.connectionParameters;
-    const attributes: Attributes = {
-      "db.system.name": "postgresql",
-      "db.namespace": params?.database ?? client.database,
-      "db.query.text": summary.text,
-      "server.address": params?.host ?? client.host,
-      "server.port": params?.port ?? client.port,
-    };
-    if (summary.operation !== undefined)
-      attributes["db.operation.name"] = summary.operation;
-    if (summary.collection !== undefined)
-      attributes["db.collection.name"] = summary.collection;
+    const shape = shapeOf(client, summarizeSql(rawText));
+    let attributes = shape.attributes;
     if (this.#config.recordParameters) {
       const vals = Array.isArray(values)
         ? values
         : (cfg?.values ?? cfg?.cursor?.values);
-      if (Array.isArray(vals))
+      if (Array.isArray(vals)) {
+        attributes = { ...attributes };
         vals.forEach(
           (v, i) => (attributes[`db.query.parameter.${i}`] = parameterText(v)),
         );
+      }
     }
-    const name =
-      summary.operation === undefined
-        ? "postgresql"
-        : summary.collection === undefined
-          ? summary.operation
-          : `${summary.operation} ${summary.collection}`;
     const wait = client[POOL_WAIT];
     if (wait !== undefined) client[POOL_WAIT] = undefined;
     const span = this.#tracer!.startSpan(
-      name,
+      shape.name,
       { kind: SpanKind.CLIENT, attributes, startTime: wait?.start },
       ctx,
     );
@@ -454,20 +442,14 @@ export class PgInstrumentation implements Instrumentation {
         ];
       }
     }
-    const metricAttributes: Attributes = {
-      "db.system.name": "postgresql",
-      "db.namespace": attributes["db.namespace"],
-      "server.address": attributes["server.address"],
-      "server.port": attributes["server.port"],
-    };
-    if (summary.operation !== undefined)
-      metricAttributes["db.operation.name"] = summary.operation;
-    if (summary.collection !== undefined)
-      metricAttributes["db.collection.name"] = summary.collection;
     const done = (err?: unknown) => {
+      let metricAttributes = shape.metricAttributes;
       if (err !== undefined) {
         fail(span, err);
-        metricAttributes["error.type"] = errorType(err);
+        metricAttributes = {
+          ...metricAttributes,
+          "error.type": errorType(err),
+        };
       }
       span.end();
       operationDuration().record(
@@ -477,6 +459,73 @@ export class PgInstrumentation implements Instrumentation {
     };
     return { span, args, done };
   }
+}
+
+/**
+ * What every execution of one statement on one connection has in common,
+ * built on its first execution: spans copy the attributes, the duration
+ * histogram finds its series by the same object each time.
+ */
+interface QueryShape {
+  name: string;
+  attributes: Attributes;
+  metricAttributes: Attributes;
+}
+
+/** Statements whose shapes a connection keeps; past it they are rebuilt. */
+const SHAPE_LIMIT = 64;
+
+function shapeOf(client: PgClientLike, summary: SqlSummary): QueryShape {
+  let shapes = client[SHAPES];
+  if (shapes === undefined) {
+    shapes = new Map();
+    client[SHAPES] = shapes;
+  }
+  let shape = shapes.get(summary);
+  if (shape === undefined) {
+    if (shapes.size >= SHAPE_LIMIT) shapes.clear();
+    shape = buildShape(client, summary);
+    shapes.set(summary, shape);
+  }
+  return shape;
+}
+
+function buildShape(client: PgClientLike, summary: SqlSummary): QueryShape {
+  const params = client.connectionParameters;
+  const target: Attributes = {
+    "db.system.name": "postgresql",
+    "db.namespace": params?.database ?? client.database,
+    "server.address": params?.host ?? client.host,
+    "server.port": params?.port ?? client.port,
+  };
+  const attributes: Attributes = {
+    "db.system.name": "postgresql",
+    "db.namespace": target["db.namespace"],
+    "db.query.text": summary.text,
+    "server.address": target["server.address"],
+    "server.port": target["server.port"],
+  };
+  const metricAttributes: Attributes = { ...target };
+  if (summary.operation !== undefined) {
+    attributes["db.operation.name"] = summary.operation;
+    metricAttributes["db.operation.name"] = summary.operation;
+  }
+  if (summary.collection !== undefined) {
+    attributes["db.collection.name"] = summary.collection;
+    metricAttributes["db.collection.name"] = summary.collection;
+  }
+  const name =
+    summary.operation === undefined
+      ? "postgresql"
+      : summary.collection === undefined
+        ? summary.operation
+        : `${summary.operation} ${summary.collection}`;
+  // Frozen: the histogram then finds the series by the object alone.
+  return {
+    name,
+    attributes,
+    metricAttributes: Object.freeze(metricAttributes),
+  };
 }
 
 const operationDuration = lazyInstruments(NAME, (m) =>

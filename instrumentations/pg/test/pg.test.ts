@@ -156,15 +156,44 @@ describe("pg queries", () => {
   it("records errors with their SQLSTATE", async () => {
     const client = new pg.Client({ connectionString: databaseUrl });
     await client.connect();
-    await assert.rejects(client.query("SELECT * FROM no_such_table"));
+    await assert.rejects(client.query("SELECT * FROM later_table"));
+    // The same statement on the same connection, once it can succeed: the
+    // first failure must not stick to it.
+    await client.query("CREATE TABLE later_table (id integer)");
+    await client.query("SELECT * FROM later_table");
     await client.end();
-    const [span] = await receiver.waitForSpans(
-      (s) => querySpans(s).length >= 1,
-      "the failed query",
+    await threadline.forceFlush();
+    const selects = (
+      await receiver.waitForSpans(
+        (s) =>
+          querySpans(s).filter((q) => q.name === "SELECT later_table").length >=
+          2,
+        "the failed and the successful query",
+      )
+    ).filter((q) => q.name === "SELECT later_table");
+    const [failed, succeeded] = selects.sort((a, b) =>
+      a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1,
     );
-    assert.equal(span!.status.code, 2);
-    assert.equal(span!.attributes["db.response.status_code"], "42P01");
-    assert.equal(span!.attributes["error.type"], "42P01");
+    assert.equal(failed!.status.code, 2);
+    assert.equal(failed!.attributes["db.response.status_code"], "42P01");
+    assert.equal(failed!.attributes["error.type"], "42P01");
+    assert.equal(succeeded!.status.code, 0);
+    assert.equal(succeeded!.attributes["error.type"], undefined);
+    assert.equal(succeeded!.attributes["db.response.status_code"], undefined);
+    const points = await waitFor(
+      () => {
+        const p = receiver.metrics
+          .filter((m) => m.name === "db.client.operation.duration")
+          .flatMap((m) => m.points)
+          .filter((p) => p.attributes["db.collection.name"] === "later_table");
+        return p.some((x) => x.attributes["error.type"] === "42P01") &&
+          p.some((x) => x.attributes["error.type"] === undefined)
+          ? p
+          : undefined;
+      },
+      { what: "a failed and a successful duration point" },
+    );
+    assert.ok(points.every((p) => p.count === 1));
   });
 });
 

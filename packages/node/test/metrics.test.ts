@@ -31,6 +31,26 @@ describe("metrics", () => {
     );
   });
 
+  it("finds one series for a frozen attribute object and an equal plain one", async () => {
+    const p = new MeterProvider();
+    const c = p.getMeter("m").createCounter("sent");
+    const paid = Object.freeze({ status: "paid", sku: "book" });
+    const unpaid = Object.freeze({ status: "unpaid", sku: "book" });
+    c.add(1, paid);
+    c.add(1, paid);
+    c.add(1, { sku: "book", status: "paid" });
+    c.add(1, unpaid);
+    c.add(1, paid);
+    const [m] = await p.collect();
+    assert.deepEqual(
+      m!.points.map((x) => [x.attributes, "value" in x ? x.value : undefined]),
+      [
+        [{ status: "paid", sku: "book" }, 4],
+        [{ status: "unpaid", sku: "book" }, 1],
+      ],
+    );
+  });
+
   it("tells values of different types apart, and counts array-valued sets", async () => {
     const p = new MeterProvider();
     const c = p.getMeter("m").createCounter("answers");

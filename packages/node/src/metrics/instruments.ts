@@ -109,6 +109,13 @@ const INDEX_LIMIT = 16 * CARDINALITY_LIMIT;
  */
 class SeriesMap<S> {
   readonly #byKey = new Map<string, S>();
+  /**
+   * Series by attribute object, for frozen objects only: an instrumentation
+   * that records with the same constant attributes every time finds its
+   * series in one lookup. (Series are never removed, so an entry never
+   * goes stale.)
+   */
+  readonly #byIdentity = new WeakMap<Attributes, S>();
   readonly #index: IndexNode<S> = { next: undefined, series: undefined };
   #indexNodes = 0;
   readonly #make: (attributes: PointAttributes) => S;
@@ -131,6 +138,17 @@ class SeriesMap<S> {
   }
 
   get(attributes: Attributes | undefined): S {
+    const frozen = attributes !== undefined && Object.isFrozen(attributes);
+    if (frozen) {
+      const s = this.#byIdentity.get(attributes);
+      if (s !== undefined) return s;
+    }
+    const s = this.#walk(attributes);
+    if (frozen) this.#byIdentity.set(attributes, s);
+    return s;
+  }
+
+  #walk(attributes: Attributes | undefined): S {
     let node: IndexNode<S> | undefined = this.#index;
     if (attributes !== undefined)
       for (const k in attributes) {
