@@ -50,7 +50,7 @@ export type {
 export {
   hookModule,
   lateLoadProblem,
-  moduleHooksInstalled,
+  modulesLeftUnhooked,
 } from "./module-hooks.ts";
 export type { LoadedModuleInfo, ModuleHook } from "./module-hooks.ts";
 export { EMPTY_CONTEXT } from "./context.ts";

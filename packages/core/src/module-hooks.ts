@@ -171,9 +171,17 @@ export function hookModule(hook: ModuleHook): {
   };
 }
 
-/** Whether the loader wrapper is in place (false in bundles or exotic runtimes). */
-export function moduleHooksInstalled(): boolean {
-  return installed && typeof internals._extensions[".js"] === "function";
+/**
+ * The modules hooks were registered for that will never see a load: the
+ * loader wrapper could not be put in place (bundles, exotic runtimes).
+ * Empty when it is in place or nothing asked for a hook.
+ */
+export function modulesLeftUnhooked(): string[] {
+  if (typeof internals._extensions[".js"] === "function") return [];
+  const modules = new Set<string>();
+  for (const entries of byBasename.values())
+    for (const e of entries) modules.add(e.hook.module);
+  return [...modules];
 }
 
 /** The self-check message for a module that was loaded before its hook. */

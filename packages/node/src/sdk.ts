@@ -399,9 +399,6 @@ function start(options: InitOptions): ThreadlineHandle {
       for (const problem of selfCheck({
         instrumentations,
         httpEnabled: config.instrumentations.http,
-        hooked: (["pg", "amqplib", "pino"] as const).filter(
-          (name) => config.instrumentations[name],
-        ),
       })) {
         diag.warnOnce(`self-check:${problem}`, `self-check: ${problem}`);
       }

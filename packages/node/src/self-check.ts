@@ -4,15 +4,13 @@
 // later agent or framework that replaced our hooks is caught too.
 import { hasSubscribers } from "node:diagnostics_channel";
 import { fileURLToPath } from "node:url";
-import { moduleHooksInstalled, type Instrumentation } from "@threadline/core";
+import { modulesLeftUnhooked, type Instrumentation } from "@threadline/core";
 // Not an ESM import of node:fs (see core/module-hooks.ts).
 const { existsSync, readFileSync } = process.getBuiltinModule("node:fs");
 
 export interface SelfCheckInput {
   instrumentations: readonly Instrumentation[];
   httpEnabled: boolean;
-  /** The enabled instrumentations that patch modules as they load (pg, amqplib, pino). */
-  hooked: readonly string[];
 }
 
 function bundled(): boolean {
@@ -39,9 +37,10 @@ export function selfCheck(input: SelfCheckInput): string[] {
       "outgoing http requests are not traced: the diagnostics channel subscription is missing",
     );
   }
-  if (input.hooked.length > 0 && !moduleHooksInstalled()) {
+  const unhooked = modulesLeftUnhooked();
+  if (unhooked.length > 0) {
     problems.push(
-      `module load hooks are not installed, so ${listed(input.hooked)} will not be instrumented`,
+      `module load hooks are not installed, so ${listed(unhooked)} will not be instrumented`,
     );
   }
   if (bundled()) {
