@@ -238,39 +238,6 @@ function settleAttributes(
   }
 }
 
-/** Destinations whose sent-message attributes are kept; past it they are rebuilt. */
-const SENT_LIMIT = 256;
-let sentCount = 0;
-const sentByExchange = new Map<string, Map<string, Attributes>>();
-
-/**
- * The sent-messages counter's attributes for one exchange and routing key,
- * built once and frozen: the counter then finds the series by the object
- * alone.
- */
-function sentAttributes(exchange: string, routingKey: string): Attributes {
-  let byKey = sentByExchange.get(exchange);
-  let a = byKey?.get(routingKey);
-  if (a !== undefined) return a;
-  if (sentCount >= SENT_LIMIT) {
-    sentByExchange.clear();
-    sentCount = 0;
-    byKey = undefined;
-  }
-  if (byKey === undefined) {
-    byKey = new Map();
-    sentByExchange.set(exchange, byKey);
-  }
-  a = Object.freeze({
-    "messaging.system": "rabbitmq",
-    "messaging.destination.name": exchange,
-    "messaging.rabbitmq.destination.routing_key": routingKey,
-  });
-  byKey.set(routingKey, a);
-  sentCount++;
-  return a;
-}
-
 export class AmqplibInstrumentation implements Instrumentation {
   readonly name = NAME;
   readonly #config: AmqplibInstrumentationConfig;
@@ -442,22 +409,23 @@ export class AmqplibInstrumentation implements Instrumentation {
         );
       }
       const f = fields as Record<string, unknown>;
-      const sent = sentAttributes(
-        typeof f["exchange"] === "string" && f["exchange"] !== ""
-          ? f["exchange"]
-          : "amq.default",
-        typeof f["routingKey"] === "string" ? f["routingKey"] : "",
-      );
+      const sent: Attributes = {
+        "messaging.system": "rabbitmq",
+        "messaging.destination.name":
+          typeof f["exchange"] === "string" && f["exchange"] !== ""
+            ? f["exchange"]
+            : "amq.default",
+        "messaging.rabbitmq.destination.routing_key":
+          typeof f["routingKey"] === "string" ? f["routingKey"] : "",
+      };
       try {
         const result = original.call(this, fields, properties, content);
         if (span !== undefined && slot === undefined) span.end();
         meters().sent.add(1, sent);
         return result;
       } catch (err) {
-        meters().sent.add(1, {
-          ...sent,
-          "error.type": (err as Error)?.name ?? "Error",
-        });
+        sent["error.type"] = (err as Error)?.name ?? "Error";
+        meters().sent.add(1, sent);
         if (span !== undefined) {
           span.recordException(err as Error);
           span.setStatus({
