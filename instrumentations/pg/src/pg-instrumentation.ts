@@ -492,38 +492,25 @@ function shapeOf(client: PgClientLike, summary: SqlSummary): QueryShape {
 
 function buildShape(client: PgClientLike, summary: SqlSummary): QueryShape {
   const params = client.connectionParameters;
-  const target: Attributes = {
+  const metricAttributes: Attributes = {
     "db.system.name": "postgresql",
     "db.namespace": params?.database ?? client.database,
     "server.address": params?.host ?? client.host,
     "server.port": params?.port ?? client.port,
   };
-  const attributes: Attributes = {
-    "db.system.name": "postgresql",
-    "db.namespace": target["db.namespace"],
-    "db.query.text": summary.text,
-    "server.address": target["server.address"],
-    "server.port": target["server.port"],
-  };
-  const metricAttributes: Attributes = { ...target };
-  if (summary.operation !== undefined) {
-    attributes["db.operation.name"] = summary.operation;
+  if (summary.operation !== undefined)
     metricAttributes["db.operation.name"] = summary.operation;
-  }
-  if (summary.collection !== undefined) {
-    attributes["db.collection.name"] = summary.collection;
+  if (summary.collection !== undefined)
     metricAttributes["db.collection.name"] = summary.collection;
-  }
-  const name =
-    summary.operation === undefined
-      ? "postgresql"
-      : summary.collection === undefined
-        ? summary.operation
-        : `${summary.operation} ${summary.collection}`;
-  // Frozen: the histogram then finds the series by the object alone.
   return {
-    name,
-    attributes,
+    name:
+      summary.operation === undefined
+        ? "postgresql"
+        : summary.collection === undefined
+          ? summary.operation
+          : `${summary.operation} ${summary.collection}`,
+    attributes: { ...metricAttributes, "db.query.text": summary.text },
+    // Frozen: the histogram then finds the series by the object alone.
     metricAttributes: Object.freeze(metricAttributes),
   };
 }
