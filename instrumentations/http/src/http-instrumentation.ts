@@ -408,8 +408,13 @@ export class HttpInstrumentation implements Instrumentation {
             ? forwarded.split(",")[0]!.trim()
             : socket.remoteAddress,
         [semconv.ATTR_NETWORK_PROTOCOL_VERSION]: req.httpVersion,
-        [semconv.ATTR_USER_AGENT_ORIGINAL]: headers["user-agent"],
       };
+      // Set only when sent (service-to-service calls often send none): an
+      // undefined value would send the span's start down its careful,
+      // key-by-key attribute copy.
+      const userAgent = headers["user-agent"];
+      if (userAgent !== undefined)
+        attributes[semconv.ATTR_USER_AGENT_ORIGINAL] = userAgent;
       if (q !== -1)
         attributes[semconv.ATTR_URL_QUERY] = redactQuery(url.slice(q + 1));
       if (methodOriginal !== undefined)
