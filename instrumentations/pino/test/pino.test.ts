@@ -80,6 +80,40 @@ describe("pino correlation", () => {
     assert.equal(lines[1]!["component"], "billing");
   });
 
+  it("keeps each logger's bindings and each span's ids when lines interleave", () => {
+    const seen: Array<[string, string]> = [];
+    withCustomer("c-7", () =>
+      tracer().startActiveSpan("outer", (outer) => {
+        for (let i = 0; i < 3; i++) {
+          early.info("root");
+          earlyChild.info("child");
+          seen.push(["", outer.spanContext().spanId]);
+          seen.push(["billing", outer.spanContext().spanId]);
+        }
+        tracer().startActiveSpan("inner", (inner) => {
+          earlyChild.info("child");
+          earlyChild.info("child");
+          early.info("root");
+          seen.push(["billing", inner.spanContext().spanId]);
+          seen.push(["billing", inner.spanContext().spanId]);
+          seen.push(["", inner.spanContext().spanId]);
+          inner.end();
+        });
+        earlyChild.info("child");
+        seen.push(["billing", outer.spanContext().spanId]);
+        outer.end();
+      }),
+    );
+    assert.deepEqual(
+      lines.map((l) => [l["component"] ?? "", l["span_id"]]),
+      seen,
+    );
+    assert.ok(lines.every((l) => l["customer.id"] === "c-7"));
+    // Nothing of the span is left on the logger once it is over.
+    early.info("outside");
+    assert.equal(lines.at(-1)!["span_id"], undefined);
+  });
+
   it("correlates loggers created after init the same way", () => {
     const late = pino({}, sink).child({ a: 1 });
     tracer().startActiveSpan("work", (span) => {
