@@ -100,8 +100,8 @@ describe("pg queries", () => {
     });
     await client.end();
     const spans = await receiver.waitForSpans(
-      (s) => querySpans(s).length >= 4,
-      "four query spans",
+      (s) => querySpans(s).length >= 4 && s.some((x) => x.name === "request"),
+      "four query spans and their parent",
     );
     const root = spans.find((s) => s.name === "request")!;
     const queries = querySpans(spans);
