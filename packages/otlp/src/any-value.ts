@@ -46,6 +46,26 @@ export function writeAnyValue(w: ProtoWriter, v: AnyValue, depth = 0): void {
   }
 }
 
+/**
+ * The last value each attribute key was written with, and that KeyValue's
+ * encoded content once the same value came twice in a row. Most attributes
+ * repeat from span to span (the server, the database, the statement, the
+ * queue), and a repeat is then one copy instead of a walk over the key and
+ * the value. A key whose value keeps changing costs a lookup and no copies.
+ */
+class LastValue {
+  value: string | number | boolean;
+  bytes: Uint8Array | undefined = undefined;
+  constructor(value: string | number | boolean) {
+    this.value = value;
+  }
+}
+const lastValues = new Map<string, LastValue>();
+/** Keys remembered at most; later ones are written the long way. */
+const MAX_KEYS = 1024;
+/** Larger KeyValues are not kept (they are rare, and would hold memory). */
+const MAX_KEPT_BYTES = 512;
+
 /** Writes each defined entry of `attrs` as a KeyValue message in `field`. */
 export function writeKeyValues(
   w: ProtoWriter,
@@ -56,11 +76,39 @@ export function writeKeyValues(
   for (const key in attrs) {
     const value = attrs[key];
     if (value === undefined) continue;
+    if (typeof value === "object") {
+      const m = w.begin(field);
+      w.stringField(1, key);
+      const vm = w.begin(2);
+      writeAnyValue(w, value, depth);
+      w.end(vm);
+      w.end(m);
+      continue;
+    }
+    let last = lastValues.get(key);
+    if (
+      last !== undefined &&
+      last.value === value &&
+      last.bytes !== undefined
+    ) {
+      w.bytesField(field, last.bytes);
+      continue;
+    }
     const m = w.begin(field);
+    const start = w.length;
     w.stringField(1, key);
     const vm = w.begin(2);
     writeAnyValue(w, value, depth);
     w.end(vm);
+    if (last === undefined) {
+      if (lastValues.size < MAX_KEYS)
+        lastValues.set(key, (last = new LastValue(value)));
+    } else if (last.value !== value) {
+      last.value = value;
+      last.bytes = undefined;
+    } else if (w.length - start <= MAX_KEPT_BYTES) {
+      last.bytes = w.copy(start);
+    }
     w.end(m);
   }
 }

@@ -264,6 +264,11 @@ export class ProtoWriter {
     if (length < this.#pos) this.#pos = length;
   }
 
+  /** A copy of what was written from `start` (a {@link length} read earlier) on. */
+  copy(start: number): Uint8Array {
+    return new Uint8Array(this.#buf.subarray(start, this.#pos));
+  }
+
   /** What was written so far, without copying; valid until the next write. */
   view(): Uint8Array {
     return this.#buf.subarray(0, this.#pos);

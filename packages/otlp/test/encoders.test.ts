@@ -216,6 +216,51 @@ describe("TraceEncoder, span by span", () => {
     );
   });
 
+  it("writes attributes that repeat, change and come back exactly as given", () => {
+    // Values repeated from span to span are copied from the last encoding:
+    // each span must still carry its own values, whatever came before.
+    const values = [
+      "127.0.0.1",
+      "127.0.0.1",
+      "::1",
+      "127.0.0.1",
+      "127.0.0.1",
+      5432,
+      5432,
+      -0,
+      0,
+      true,
+      true,
+      false,
+      "grüße ✓",
+      "grüße ✓",
+      "z".repeat(700),
+      "z".repeat(700),
+      "z".repeat(701),
+      ["a"],
+      ["a"],
+      "127.0.0.1",
+    ] as const;
+    const e = new TraceEncoder(resource);
+    values.forEach((value, i) =>
+      e.append(
+        span({
+          spanId: (i + 1).toString(16).padStart(16, "0"),
+          attributes: { "server.address": value, i, same: "same" },
+        }),
+      ),
+    );
+    const decoded = decodeTraceRequest(e.take());
+    assert.deepEqual(
+      decoded.map((s) => s.attributes),
+      values.map((value, i) => ({
+        "server.address": Object.is(value, -0) ? 0 : value,
+        i,
+        same: "same",
+      })),
+    );
+  });
+
   it("keeps nothing of a span it cannot encode, and carries on", () => {
     const e = new TraceEncoder(resource);
     e.append(span({ spanId: "3333333333333333" }));
