@@ -148,10 +148,36 @@ const clientHeaders = prepareHeaderWriter<ClientRequest>({
   },
 });
 
+type HostAndPort = {
+  readonly address: string | undefined;
+  readonly port: number;
+};
+
+// A service is mostly called under one Host header; parsing it (a search
+// and a number conversion into the runtime) is kept for the next request.
+let lastHost = "";
+let lastFallbackPort = 0;
+let lastHostAndPort: HostAndPort = { address: undefined, port: 0 };
+
 function hostAndPort(
   host: string | undefined,
   fallbackPort: number,
-): { address: string | undefined; port: number } {
+): HostAndPort {
+  if (host === lastHost && fallbackPort === lastFallbackPort && host !== "")
+    return lastHostAndPort;
+  const parsed = parseHostAndPort(host, fallbackPort);
+  if (host !== undefined) {
+    lastHost = host;
+    lastFallbackPort = fallbackPort;
+    lastHostAndPort = parsed;
+  }
+  return parsed;
+}
+
+function parseHostAndPort(
+  host: string | undefined,
+  fallbackPort: number,
+): HostAndPort {
   if (host === undefined || host.length === 0)
     return { address: undefined, port: fallbackPort };
   if (host.startsWith("[")) {
