@@ -21,19 +21,26 @@ function take(chars: number): string {
   return id;
 }
 
-const ZERO_TRACE = "0".repeat(32);
-const ZERO_SPAN = "0".repeat(16);
+/**
+ * Whether a fresh id is all zeros (invalid, so drawn again). Looks at its
+ * characters: comparing a slice with a string goes through the runtime.
+ */
+function allZero(id: string): boolean {
+  for (let i = 0; i < id.length; i++)
+    if (id.charCodeAt(i) !== 0x30) return false;
+  return true;
+}
 
 /** A new random 16-byte trace id, as 32 lowercase hex characters. */
 export function newTraceId(): string {
   let id = take(32);
-  while (id === ZERO_TRACE) id = take(32);
+  while (allZero(id)) id = take(32);
   return id;
 }
 
 /** A new random 8-byte span id, as 16 lowercase hex characters. */
 export function newSpanId(): string {
   let id = take(16);
-  while (id === ZERO_SPAN) id = take(16);
+  while (allZero(id)) id = take(16);
   return id;
 }
