@@ -63,7 +63,7 @@ class LastValue {
 const lastValues = new Map<string, LastValue>();
 /** Keys remembered at most; later ones are written the long way. */
 const MAX_KEYS = 1024;
-/** Larger KeyValues are not kept (they are rare, and would hold memory). */
+/** Larger KeyValues are written the long way every time. */
 const MAX_KEPT_BYTES = 512;
 
 /** Writes each defined entry of `attrs` as a KeyValue message in `field`. */
@@ -76,7 +76,12 @@ export function writeKeyValues(
   for (const key in attrs) {
     const value = attrs[key];
     if (value === undefined) continue;
-    if (typeof value === "object") {
+    // Long strings are neither remembered nor kept: they are rare, and
+    // would hold memory until their key's value changed.
+    if (
+      typeof value === "object" ||
+      (typeof value === "string" && value.length > MAX_KEPT_BYTES)
+    ) {
       const m = w.begin(field);
       w.stringField(1, key);
       const vm = w.begin(2);
