@@ -27,6 +27,8 @@ const fixtures = fileURLToPath(
   new URL("../../../test/fixtures/", import.meta.url),
 );
 const dir = mkdtempSync(join(tmpdir(), "threadline-cli-"));
+// Every suite below writes here; removed once all of them ran.
+after(() => rmSync(dir, { recursive: true, force: true }));
 
 function threadline(
   args: string[],
@@ -106,7 +108,6 @@ describe("threadline search and trace", () => {
     await shop?.stop();
     await dev?.stop();
     await stopTestServers();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it("lists a customer's traces from the running viewer", async () => {

@@ -8,7 +8,7 @@
 // one goes to the README.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -108,6 +108,7 @@ describe("the threadline dev viewer in a browser", () => {
   let browser: Browser;
   let page: Page;
   const pageErrors: string[] = [];
+  let alarmRules: string | undefined;
 
   before(async () => {
     dev = await startDevServer({
@@ -116,7 +117,7 @@ describe("the threadline dev viewer in a browser", () => {
       viewerPort: 0,
     });
     // An alarm every service raises at once, for the services view.
-    const alarmRules = join(
+    alarmRules = join(
       tmpdir(),
       `threadline-viewer-alarms-${randomBytes(4).toString("hex")}.json`,
     );
@@ -170,6 +171,7 @@ describe("the threadline dev viewer in a browser", () => {
     await shop?.stop();
     await dev?.close();
     await stopTestServers();
+    if (alarmRules !== undefined) await rm(alarmRules, { force: true });
   });
 
   let c42: TraceSummary[];
