@@ -66,6 +66,27 @@ const MAX_KEYS = 1024;
 /** Larger KeyValues are written the long way every time. */
 const MAX_KEPT_BYTES = 512;
 
+/**
+ * Notes `value` as `key`'s last value after its KeyValue content was written
+ * from `start`; on its second time in a row, keeps that content.
+ */
+function remember(
+  w: ProtoWriter,
+  start: number,
+  key: string,
+  value: string | number | boolean,
+  last: LastValue | undefined,
+): void {
+  if (last === undefined) {
+    if (lastValues.size < MAX_KEYS) lastValues.set(key, new LastValue(value));
+  } else if (last.value !== value) {
+    last.value = value;
+    last.bytes = undefined;
+  } else if (w.length - start <= MAX_KEPT_BYTES) {
+    last.bytes = w.copy(start);
+  }
+}
+
 /** Writes each defined entry of `attrs` as a KeyValue message in `field`. */
 export function writeKeyValues(
   w: ProtoWriter,
@@ -76,21 +97,13 @@ export function writeKeyValues(
   for (const key in attrs) {
     const value = attrs[key];
     if (value === undefined) continue;
-    // Long strings are neither remembered nor kept: they are rare, and
-    // would hold memory until their key's value changed.
-    if (
-      typeof value === "object" ||
-      (typeof value === "string" && value.length > MAX_KEPT_BYTES)
-    ) {
-      const m = w.begin(field);
-      w.stringField(1, key);
-      const vm = w.begin(2);
-      writeAnyValue(w, value, depth);
-      w.end(vm);
-      w.end(m);
-      continue;
-    }
-    let last = lastValues.get(key);
+    // Objects and long strings are neither remembered nor kept: long
+    // strings are rare, and would hold memory until their key's value
+    // changed.
+    const rememberable =
+      typeof value !== "object" &&
+      (typeof value !== "string" || value.length <= MAX_KEPT_BYTES);
+    const last = rememberable ? lastValues.get(key) : undefined;
     if (
       last !== undefined &&
       last.value === value &&
@@ -105,15 +118,7 @@ export function writeKeyValues(
     const vm = w.begin(2);
     writeAnyValue(w, value, depth);
     w.end(vm);
-    if (last === undefined) {
-      if (lastValues.size < MAX_KEYS)
-        lastValues.set(key, (last = new LastValue(value)));
-    } else if (last.value !== value) {
-      last.value = value;
-      last.bytes = undefined;
-    } else if (w.length - start <= MAX_KEPT_BYTES) {
-      last.bytes = w.copy(start);
-    }
+    if (rememberable) remember(w, start, key, value, last);
     w.end(m);
   }
 }
