@@ -155,23 +155,23 @@ type HostAndPort = {
 
 // A service is mostly called under one Host header; parsing it (a search
 // and a number conversion into the runtime) is kept for the next request.
-let lastHost = "";
+let lastHost: string | undefined;
 let lastFallbackPort = 0;
-let lastHostAndPort: HostAndPort = { address: undefined, port: 0 };
+let lastHostAndPort: HostAndPort | undefined;
 
 function hostAndPort(
   host: string | undefined,
   fallbackPort: number,
 ): HostAndPort {
-  if (host === lastHost && fallbackPort === lastFallbackPort && host !== "")
+  if (
+    lastHostAndPort !== undefined &&
+    host === lastHost &&
+    fallbackPort === lastFallbackPort
+  )
     return lastHostAndPort;
-  const parsed = parseHostAndPort(host, fallbackPort);
-  if (host !== undefined) {
-    lastHost = host;
-    lastFallbackPort = fallbackPort;
-    lastHostAndPort = parsed;
-  }
-  return parsed;
+  lastHost = host;
+  lastFallbackPort = fallbackPort;
+  return (lastHostAndPort = parseHostAndPort(host, fallbackPort));
 }
 
 function parseHostAndPort(

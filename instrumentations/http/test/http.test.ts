@@ -184,6 +184,36 @@ describe("http server", () => {
     server.close();
   });
 
+  it("reads each request's own Host header into server.address and server.port", async () => {
+    const server = http.createServer((_req, res) => res.end());
+    const port = await listen(server);
+    // Repeats and changes, so a request never gets the one before's server.
+    const hosts: Array<[string, string, number]> = [
+      ["orders.internal:8080", "orders.internal", 8080],
+      ["orders.internal:8080", "orders.internal", 8080],
+      ["[::1]:9090", "::1", 9090],
+      ["orders.internal", "orders.internal", 80],
+      ["orders.internal:8080", "orders.internal", 8080],
+    ];
+    for (const [host] of hosts)
+      await get(`http://127.0.0.1:${port}/h`, { headers: { host } });
+    const spans = await receiver.waitForSpans(
+      (s) => s.filter((x) => x.kind === SERVER).length >= hosts.length,
+      "the server spans",
+    );
+    const servers = spans
+      .filter((s) => s.kind === SERVER)
+      .sort((a, b) => (a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1));
+    assert.deepEqual(
+      servers.map((s) => [
+        s.attributes["server.address"],
+        s.attributes["server.port"],
+      ]),
+      hosts.map(([, address, p]) => [address, p]),
+    );
+    server.close();
+  });
+
   it("names spans after express routes", async () => {
     const app = express();
     const router = express.Router();
