@@ -22,15 +22,26 @@ function hexValue(c: number): number {
   return -1;
 }
 
-/** Whether `s[from, to)` is lowercase hex and not all zeros. */
+/** 1 for each character code below 256 that is not a lowercase hex digit. */
+const NOT_HEX = new Uint8Array(256).fill(1);
+for (let c = 0x30; c <= 0x39; c++) NOT_HEX[c] = 0;
+for (let c = 0x61; c <= 0x66; c++) NOT_HEX[c] = 0;
+
+/**
+ * Whether `s[from, to)` is lowercase hex and not all zeros. Without a
+ * branch per character: random ids mix digits and letters, and a branch on
+ * which one a character is mispredicts about half the time (three times
+ * slower on a 32-character id).
+ */
 function isNonZeroHex(s: string, from: number, to: number): boolean {
-  let nonZero = false;
+  let bad = 0;
+  let nonZero = 0;
   for (let i = from; i < to; i++) {
-    const v = hexValue(s.charCodeAt(i));
-    if (v < 0) return false;
-    if (v !== 0) nonZero = true;
+    const c = s.charCodeAt(i);
+    bad |= (c >>> 8) | NOT_HEX[c & 0xff]!;
+    nonZero |= c ^ 0x30;
   }
-  return nonZero;
+  return bad === 0 && nonZero !== 0;
 }
 
 /** Whether `id` is a valid trace id: 32 lowercase hex characters, not all zero. */

@@ -37,6 +37,9 @@ describe("traceparent", () => {
       `0g-${TRACE}-${SPAN}-01`,
       `00_${TRACE}-${SPAN}-01`,
       `00-${TRACE}-${SPAN}-0x`,
+      // "š" is U+0161: its low byte is that of "a".
+      `00-${TRACE.slice(0, 31)}\u0161-${SPAN}-01`,
+      `00-${TRACE}-${SPAN.slice(0, 15)}\u0130-01`,
     ];
     for (const h of bad)
       assert.equal(parseTraceparent(h), undefined, String(h));
