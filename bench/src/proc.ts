@@ -1,4 +1,5 @@
 // CPU accounting from /proc, in clock ticks.
+import { readFileSync } from "node:fs";
 
 /** Clock ticks per second of /proc's times (USER_HZ, 100 on Linux). */
 export const CLK_TCK = 100;
@@ -17,4 +18,26 @@ export function parseStat(stat: string): {
     user: Number(fields[11]),
     system: Number(fields[12]),
   };
+}
+
+/**
+ * The whole machine's clock ticks from a /proc/stat text: busy, all, and
+ * stolen (time a virtual machine's CPUs were ready to run but its host ran
+ * something else; 0 on bare metal).
+ */
+export function parseMachineStat(stat: string): {
+  busy: number;
+  total: number;
+  steal: number;
+} {
+  // "cpu  user nice system idle iowait irq softirq steal guest guest_nice";
+  // guest time is already counted in user and nice.
+  const n = stat.split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = n.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: total - n[3]! - n[4]!, total, steal: n[7] ?? 0 };
+}
+
+/** The whole machine's clock ticks now (see parseMachineStat). */
+export function machineTicks(): ReturnType<typeof parseMachineStat> {
+  return parseMachineStat(readFileSync("/proc/stat", "utf8"));
 }

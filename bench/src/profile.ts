@@ -14,7 +14,7 @@ import { startBackends } from "./backends.ts";
 import { contenders } from "./contenders.ts";
 import { readProfile, summarize } from "./cpu-profile.ts";
 import { load } from "./load.ts";
-import { CLK_TCK, parseStat } from "./proc.ts";
+import { CLK_TCK, machineTicks, parseStat } from "./proc.ts";
 
 const { values } = parseArgs({
   options: {
@@ -54,14 +54,6 @@ function cpuByCommand(): Map<string, number> {
     }
   }
   return out;
-}
-
-/** Busy and total clock ticks of the whole machine. */
-function machineTicks(): { busy: number; total: number } {
-  const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.split(/\s+/);
-  const n = f.slice(1).map(Number);
-  const total = n.reduce((a, b) => a + b, 0);
-  return { busy: total - n[3]! - n[4]!, total };
 }
 
 /** User and system clock ticks of every thread of the given processes, keyed "process/thread". */
@@ -147,7 +139,7 @@ try {
   const busy = machineAfter.busy - machineBefore.busy;
   const total = machineAfter.total - machineBefore.total;
   process.stdout.write(
-    `${perRequest(busy).toFixed(1).padStart(7)}  all (machine ${((busy / total) * 100).toFixed(0)}% busy)\n`,
+    `${perRequest(busy).toFixed(1).padStart(7)}  all (machine ${((busy / total) * 100).toFixed(0)}% busy, ${(((machineAfter.steal - machineBefore.steal) / total) * 100).toFixed(1)}% taken by the host)\n`,
   );
   await svc.stop("SIGINT");
   const sent = (await (await fetch(`${sink.url}/_stats`)).json()) as {

@@ -16,6 +16,8 @@ export interface Measurement {
   mainThreadUsPerRequest: number;
   rssBytes: number;
   startupMs: number;
+  /** The share of the machine's CPU time its host took during the measured load (VM steal time). */
+  stolenShare: number;
 }
 
 /** One run's figure over another's, the median of the rounds' ratios, with the lowest and highest. */
@@ -71,6 +73,8 @@ export interface Summary {
   p99Added: number;
   rssAddedMb: number;
   startupAddedMs: number;
+  /** Median over rounds of the share of the machine's CPU time the host took. */
+  stolen: number;
 }
 
 export function median(xs: number[]): number {
@@ -141,6 +145,7 @@ export function summarize(input: ReportInput): Summary[] {
         p99Added: m(c.name, "p99") - m("none", "p99"),
         rssAddedMb: (m(c.name, "rssBytes") - m("none", "rssBytes")) / 2 ** 20,
         startupAddedMs: m(c.name, "startupMs") - m("none", "startupMs"),
+        stolen: m(c.name, "stolenShare"),
       });
     }
   }
@@ -224,14 +229,14 @@ export function renderReport(input: ReportInput): {
           c.name === "none"
             ? "**1.00**"
             : withRange(`**${fmt(s.ratio, 2)}**`, s.ratioRange);
-        return `| ${label(c.name)} | ${fmt(s.rps)} | ${share} | ${c.name === "none" ? "–" : signed(s.cpuAdded)} | ${c.name === "none" ? "–" : signed(s.p50Added, 1)} | ${c.name === "none" ? "–" : signed(s.p99Added, 1)} | ${c.name === "none" ? "–" : signed(s.rssAddedMb, 1)} | ${c.name === "none" ? "–" : signed(s.startupAddedMs)} |`;
+        return `| ${label(c.name)} | ${fmt(s.rps)} | ${share} | ${c.name === "none" ? "–" : signed(s.cpuAdded)} | ${c.name === "none" ? "–" : signed(s.p50Added, 1)} | ${c.name === "none" ? "–" : signed(s.p99Added, 1)} | ${c.name === "none" ? "–" : signed(s.rssAddedMb, 1)} | ${c.name === "none" ? "–" : signed(s.startupAddedMs)} | ${fmt(s.stolen * 100, 1)} |`;
       });
       return `### ${h.name === "realistic" ? "Realistic handler (HTTP → PostgreSQL query → RabbitMQ publish → pino line → JSON)" : "Hello-world handler"}
 
 ${h.amount.toLocaleString("en")} requests per run at ${input.connections} connections, after a warm-up of ${(h.amount / 5).toLocaleString("en")}.
 
-| contender | req/s | share of no agent (range over rounds) | CPU µs/request added | p50 ms added | p99 ms added | RSS MB added | start-up ms added |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| contender | req/s | share of no agent (range over rounds) | CPU µs/request added | p50 ms added | p99 ms added | RSS MB added | start-up ms added | % taken by the host |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 ${rows.join("\n")}
 `;
     })
@@ -290,7 +295,10 @@ ${goals.join("\n")}
 ${tables}
 CPU is the service process's user+system time (all its threads, export workers included) over the measured run,
 divided by the requests served; RSS is the peak sampled every 200 ms during the run; start-up is the time from
-spawning the process until it listens.
+spawning the process until it listens. The share taken by the host is the machine's steal time over the measured
+run (/proc/stat): the part of its CPU time a virtual machine's host gave to something else, 0 on bare metal. A run
+that lost more to the host is slower for that alone, so a contender whose median is well above no agent's is
+shown slower than it is.
 
 ## Where Threadline's cost goes
 

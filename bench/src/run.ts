@@ -33,7 +33,7 @@ import { startBackends } from "./backends.ts";
 import { load } from "./load.ts";
 import { contenders, type Contender } from "./contenders.ts";
 import { PARTS, readProfile, timeByPart, type Part } from "./cpu-profile.ts";
-import { CLK_TCK, parseStat } from "./proc.ts";
+import { CLK_TCK, machineTicks, parseStat } from "./proc.ts";
 import {
   renderReport,
   type Measurement,
@@ -150,6 +150,7 @@ async function measure(
     }, 200);
     const ticks0 = cpuTicks(pid);
     const main0 = cpuTicks(pid, pid); // the main thread's id is the process id
+    const machine0 = machineTicks();
     const from = clockUs();
     const { result: r, seconds } = await load(
       svc.url,
@@ -159,6 +160,7 @@ async function measure(
     const to = clockUs();
     const ticks1 = cpuTicks(pid);
     const main1 = cpuTicks(pid, pid);
+    const machine1 = machineTicks();
     clearInterval(sampler);
     peak = Math.max(peak, rssBytes(pid));
     if (r.errors > 0 || r.non2xx > 0)
@@ -177,6 +179,9 @@ async function measure(
       mainThreadUsPerRequest: (((main1 - main0) / CLK_TCK) * 1e6) / requests,
       rssBytes: peak,
       startupMs,
+      stolenShare:
+        (machine1.steal - machine0.steal) /
+        Math.max(1, machine1.total - machine0.total),
       window: [from, to],
       requests,
     };

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
-import { parseStat } from "../src/proc.ts";
+import { machineTicks, parseMachineStat, parseStat } from "../src/proc.ts";
 
 describe("parseStat", () => {
   it("reads user and system ticks after a command that has spaces and parentheses", () => {
@@ -20,5 +20,25 @@ describe("parseStat", () => {
     const s = parseStat(readFileSync("/proc/self/stat", "utf8"));
     assert.ok(Number.isInteger(s.user) && s.user >= 0);
     assert.ok(Number.isInteger(s.system) && s.system >= 0);
+  });
+});
+
+describe("parseMachineStat", () => {
+  it("splits the machine's ticks into busy, all and stolen, leaving guest time counted once", () => {
+    const stat =
+      "cpu  176441 70 50626 142264 7095 0 5916 2249 300 0\ncpu0 88000 35 25000 71000 3500 0 2900 1100 150 0\n";
+    const total = 176441 + 70 + 50626 + 142264 + 7095 + 0 + 5916 + 2249;
+    assert.deepEqual(parseMachineStat(stat), {
+      busy: total - 142264 - 7095,
+      total,
+      steal: 2249,
+    });
+  });
+
+  it("reads this machine's ticks, which only grow", () => {
+    const a = machineTicks();
+    const b = machineTicks();
+    assert.ok(a.total > 0 && a.busy <= a.total && a.steal >= 0);
+    assert.ok(b.total >= a.total && b.steal >= a.steal);
   });
 });
