@@ -92,7 +92,6 @@ before(async () => {
     serviceName: "http-test",
     endpoint: receiver.url,
     exportLogs: false,
-    // The receiver runs in this process: its own requests must not be traced.
     // The receiver runs in this process: its OTLP and watch-list paths are not traced.
     ignoreIncomingPaths: ["/v1/*", "/threadline/*"],
     thirdParties: { [`127.0.0.1:${thirdParty.port}`]: "acme" },
