@@ -12,6 +12,7 @@ import {
   startService,
   waitFor,
   type OtlpReceiver,
+  type ReceivedPoint,
   type RunningService,
 } from "@threadline/test-support";
 
@@ -247,12 +248,20 @@ describe("export under faults", () => {
       );
       // Collapsed: a few lines, not one per batch.
       assert.ok(svc.stderr.length < 10, svc.stderr.join("\n"));
+      // The newest collection's value: two exports in flight can arrive out
+      // of order, so the last one received is not always the newest.
       const value = (name: string, errorType?: string) =>
         metricsReceiver.metrics
           .filter((m) => m.name === name)
           .flatMap((m) => m.points)
           .filter((p) => p.attributes["error.type"] === errorType)
-          .at(-1)?.value;
+          .reduce<ReceivedPoint | undefined>(
+            (newest, p) =>
+              newest === undefined || p.timeUnixNano > newest.timeUnixNano
+                ? p
+                : newest,
+            undefined,
+          )?.value;
       await waitFor(
         () => value("otel.sdk.exporter.span.exported", "rejected") === 50,
         { what: "the drop reported as a metric" },
