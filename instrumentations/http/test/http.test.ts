@@ -8,7 +8,7 @@ import http from "node:http";
 import https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, beforeEach, describe, it } from "node:test";
+import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import express from "express";
 import { trace } from "@opentelemetry/api";
 import {
@@ -29,7 +29,11 @@ let thirdParty: RecordingServer;
 let internal: RecordingServer;
 let threadline: ThreadlineHandle;
 
+/** Servers a test started, closed after it whether it passed or not. */
+const servers = new Set<http.Server | https.Server>();
+
 function listen(server: http.Server | https.Server): Promise<number> {
+  servers.add(server);
   return new Promise((resolve) =>
     server.listen(0, "127.0.0.1", () =>
       resolve((server.address() as { port: number }).port),
@@ -105,6 +109,17 @@ after(async () => {
 
 beforeEach(() => receiver.clear());
 
+// Here rather than at the end of each test: a server left listening with
+// its keep-alive connections after a failed assertion would keep the test
+// process alive, and the run would hang instead of reporting the failure.
+afterEach(() => {
+  for (const server of servers) {
+    server.closeAllConnections();
+    server.close();
+  }
+  servers.clear();
+});
+
 describe("http server", () => {
   it("marks 5xx responses as errors on both ends", async () => {
     const server = http.createServer((_req, res) => res.writeHead(503).end());
@@ -122,7 +137,6 @@ describe("http server", () => {
     assert.equal(serverSpan.attributes["http.response.status_code"], 503);
     assert.equal(clientSpan.status.code, 2);
     assert.equal(serverSpan.parentSpanId, clientSpan.spanId);
-    server.close();
   });
 
   it("ends the server span of a request the client aborted, as an error", async () => {
@@ -150,8 +164,6 @@ describe("http server", () => {
     assert.equal(serverSpan.status.code, 2);
     const clientSpan = spans.find((s) => s.kind === CLIENT)!;
     assert.equal(clientSpan.status.code, 2);
-    server.closeAllConnections();
-    server.close();
   });
 
   it("gives each request on a keep-alive connection its own span and trace", async () => {
@@ -180,7 +192,6 @@ describe("http server", () => {
       "one connection",
     );
     agent.destroy();
-    server.close();
   });
 
   it("reads each request's own Host header into server.address and server.port", async () => {
@@ -210,7 +221,6 @@ describe("http server", () => {
       ]),
       hosts.map(([, address, p]) => [address, p]),
     );
-    server.close();
   });
 
   it("names spans after express routes", async () => {
@@ -235,7 +245,6 @@ describe("http server", () => {
     assert.equal(serverSpan.attributes["http.route"], "/api/orders/:id");
     assert.equal(serverSpan.attributes["url.path"], "/api/orders/17");
     assert.equal(serverSpan.attributes["url.query"], "token=REDACTED");
-    server.close();
   });
 
   it("traces https servers and clients", async () => {
@@ -283,7 +292,6 @@ describe("http server", () => {
       `https://127.0.0.1:${port}/s`,
     );
     assert.equal(serverSpan.parentSpanId, clientSpan.spanId);
-    server.close();
   });
 });
 
@@ -332,8 +340,6 @@ describe("http and fetch clients", () => {
     const clientSpan = spans.find((s) => s.kind === CLIENT)!;
     assert.equal(clientSpan.status.code, 2);
     assert.equal(clientSpan.attributes["error.type"], "AbortError");
-    server.closeAllConnections();
-    server.close();
   });
 
   it("counts retries of a third-party call and records its rate-limit headers", async () => {
@@ -401,6 +407,5 @@ describe("http and fetch clients", () => {
       (x) => x.attributes["peer.service"] === "acme",
     ))
       assert.equal(s.attributes["customer.id"], "c-42");
-    server.close();
   });
 });
