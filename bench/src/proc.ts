@@ -31,10 +31,12 @@ export function parseMachineStat(stat: string): {
   steal: number;
 } {
   // "cpu  user nice system idle iowait irq softirq steal guest guest_nice";
-  // guest time is already counted in user and nice.
+  // guest time is already counted in user and nice. Busy is the work this
+  // machine did: neither idle, waiting for I/O, nor stolen by the host.
   const n = stat.split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const steal = n[7] ?? 0;
   const total = n.slice(0, 8).reduce((a, b) => a + b, 0);
-  return { busy: total - n[3]! - n[4]!, total, steal: n[7] ?? 0 };
+  return { busy: total - n[3]! - n[4]! - steal, total, steal };
 }
 
 /** The whole machine's clock ticks now (see parseMachineStat). */
