@@ -3,7 +3,7 @@
 // autocannon, then prints where the time went, by function and by package.
 //
 //   node bench/src/profile.ts [--contender threadline-100] [--handler realistic] [--requests 20000]
-//                             [--env KEY=VALUE ...] [--no-profile] [--keep <dir>]
+//                             [--env KEY=VALUE ...] [--node-arg <flag> ...] [--no-profile] [--keep <dir>]
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,6 +24,8 @@ const { values } = parseArgs({
     top: { type: "string" },
     // KEY=VALUE set in the service's environment, e.g. to turn one feature off
     env: { type: "string", multiple: true },
+    // an extra flag for the service's node, e.g. --node-arg=--trace-deopt
+    "node-arg": { type: "string", multiple: true },
     // only the CPU accounting, without --cpu-prof's own overhead
     "no-profile": { type: "boolean" },
     // keep the .cpuprofile files here (for DevTools or further analysis)
@@ -89,6 +91,7 @@ try {
     cwd: root,
     execArgv: [
       ...(values["no-profile"] ? [] : [`--cpu-prof`, `--cpu-prof-dir=${dir}`]),
+      ...(values["node-arg"] ?? []),
       ...contender.execArgv,
     ],
     env: {

@@ -307,7 +307,7 @@ ${input.handlers
     const full = get(h.name, "threadline-100");
     const bare = get(h.name, "threadline-no-export");
     if (full === undefined || bare === undefined) return "";
-    return `- ${h.name}: instrumentation alone (exporters off) ${signed(bare.cpuAdded)} µs CPU (${signed(bare.mainThreadAdded)} µs of it on the application's thread, the rest on the process's other threads, mostly V8's garbage-collection helpers) and ${signed(bare.rssAddedMb, 1)} MB RSS per service; recording and exporting spans and log lines (spans encoded as they end; log lines copied as they are written, parsed and encoded a batch at a time; HTTP; all on the application's thread, outside requests) ${signed(full.cpuAdded - bare.cpuAdded)} µs (${signed(full.mainThreadAdded - bare.mainThreadAdded)} µs on the application's thread) and ${signed(full.rssAddedMb - bare.rssAddedMb, 1)} MB.`;
+    return `- ${h.name}: instrumentation alone (exporters off) ${signed(bare.cpuAdded)} µs CPU (${signed(bare.mainThreadAdded)} µs of it on the application's thread, the rest on the process's other threads, mostly V8's garbage-collection helpers) and ${signed(bare.rssAddedMb, 1)} MB RSS per service; recording and exporting spans and log lines (spans encoded as they end; log lines copied as they are written and encoded a batch at a time; HTTP; all on the application's thread, outside requests) ${signed(full.cpuAdded - bare.cpuAdded)} µs (${signed(full.mainThreadAdded - bare.mainThreadAdded)} µs on the application's thread) and ${signed(full.rssAddedMb - bare.rssAddedMb, 1)} MB.`;
   })
   .join("\n")}
 
@@ -330,7 +330,7 @@ are medians, and a share of plain is the median of the rounds' shares.
 | --- | ---: |
 | pino lines/s, plain | ${fmt(input.micro.pinoPlain)} |
 | pino lines/s inside a span, with Threadline's correlation (trace_id, span_id, customer.id) | ${fmt(input.micro.pinoCorrelated)} (${fmt(pino.median, 2)} of plain; rounds ${fmt(pino.range[0], 2)}–${fmt(pino.range[1], 2)}) |
-| the same, with the lines also exported over OTLP (copied as they are written, parsed and encoded a batch at a time on the same thread) | ${fmt(input.micro.pinoCorrelatedExported)} (${fmt(pinoExported.median, 2)} of plain; rounds ${fmt(pinoExported.range[0], 2)}–${fmt(pinoExported.range[1], 2)}) |
+| the same, with the lines also exported over OTLP (copied as they are written and encoded a batch at a time on the same thread) | ${fmt(input.micro.pinoCorrelatedExported)} (${fmt(pinoExported.median, 2)} of plain; rounds ${fmt(pinoExported.range[0], 2)}–${fmt(pinoExported.range[1], 2)}) |
 | calls to a disabled level (\`log.debug\` at level info) per second, plain | ${fmt(input.micro.debugPlain)} |
 | the same with Threadline, nobody watched (the watch list's gate) | ${fmt(input.micro.debugGated)} (${fmt(input.micro.debugGatedShare.median, 2)} of plain; ${gateCost > 0.05 ? `${fmt(gateCost, 1)} ns more per call` : "no measurable cost per call"}) |
 | spans/s started, ended, batched, encoded (OTLP protobuf) and sent: Threadline | ${fmt(input.micro.exportThreadline)} |

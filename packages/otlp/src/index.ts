@@ -1,4 +1,10 @@
-export { ProtoWriter } from "./proto-writer.ts";
+export {
+  ProtoWriter,
+  WIRE_FIXED32,
+  WIRE_FIXED64,
+  WIRE_LEN,
+  WIRE_VARINT,
+} from "./proto-writer.ts";
 export { TraceEncoder, msToNanosString } from "./trace-encoder.ts";
 export { LogsEncoder } from "./logs-encoder.ts";
 export { anyValueToJson, keyValuesToJson } from "./any-value.ts";

@@ -85,6 +85,29 @@ export class LogsEncoder {
     }
   }
 
+  /**
+   * Appends one record whose fields `write` puts into the request itself
+   * (LogRecord's fields, in field order), for a caller that encodes
+   * straight from bytes it holds. False, with nothing of the record kept,
+   * when `write` returns false (it cannot write this one) or throws.
+   */
+  appendWritten<T>(
+    write: (w: ProtoWriter, arg: T) => boolean,
+    arg: T,
+  ): boolean {
+    const w = this.#writer;
+    const at = w.length;
+    let written = false;
+    try {
+      const m = w.begin(2);
+      written = write(w, arg);
+      if (written) w.end(m);
+    } finally {
+      if (!written) w.truncate(at);
+    }
+    return written;
+  }
+
   /** The request started by {@link start}, with every record appended since. */
   finish(): Uint8Array {
     const w = this.#writer;

@@ -206,6 +206,62 @@ export class ProtoWriter {
     this.#pos = at + n;
   }
 
+  /**
+   * Field holding bytes given as ASCII hex digits in `src` (ids kept as
+   * text in a buffer), written as {@link hexField} writes their string.
+   */
+  hexAsciiField(
+    field: number,
+    src: Uint8Array,
+    start: number,
+    digits: number,
+  ): void {
+    const n = digits >>> 1;
+    if (n === 0) return;
+    const mark = this.#pos;
+    this.tag(field, WIRE_LEN);
+    this.#ensure(n + 1);
+    const b = this.#buf;
+    const at = this.#pos + 1;
+    b[this.#pos] = n;
+    for (let i = 0; i < n; i++) {
+      const hi = HEX[src[start + 2 * i]!] ?? 16;
+      const lo = HEX[src[start + 2 * i + 1]!] ?? 16;
+      if ((hi | lo) > 15) {
+        this.#pos = mark;
+        this.hexField(
+          field,
+          Buffer.from(src.buffer, src.byteOffset, src.byteLength).toString(
+            "latin1",
+            start,
+            start + digits,
+          ),
+        );
+        return;
+      }
+      b[at + i] = (hi << 4) | lo;
+    }
+    this.#pos = at + n;
+  }
+
+  /**
+   * Field of wire type LEN holding `src[start, end)` as it is: UTF-8 text
+   * already encoded, copied without decoding it.
+   */
+  rangeField(field: number, src: Uint8Array, start: number, end: number): void {
+    const n = end - start;
+    this.tag(field, WIRE_LEN);
+    this.uvarint(n);
+    this.#ensure(n);
+    const b = this.#buf;
+    const pos = this.#pos;
+    // A loop beats a call into C++ for the short strings of a log line.
+    if (n <= SHORT_STRING)
+      for (let i = 0; i < n; i++) b[pos + i] = src[start + i]!;
+    else b.set(src.subarray(start, end), pos);
+    this.#pos = pos + n;
+  }
+
   bytesField(field: number, bytes: Uint8Array): void {
     this.tag(field, WIRE_LEN);
     this.uvarint(bytes.length);

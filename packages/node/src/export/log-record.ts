@@ -1,6 +1,8 @@
 // A captured logger line as an OTLP log record: the line is parsed once, at
 // export, its message becomes the body and its other fields the attributes.
+// Flat lines skip the parse (json-record.ts) and come out the same.
 import type { Attributes, LogRecordData, LogsEncoder } from "@threadline/otlp";
+import { PINO_KEYS_DROPPED, writeStagedRecord } from "./json-record.ts";
 import { StagedLogReader, type StagedLog } from "./log-stage.ts";
 
 /**
@@ -15,7 +17,13 @@ export function encodeStagedLogs(
   const reader = new StagedLogReader(staged);
   let rejected = 0;
   encoder.start();
-  while (reader.next()) {
+  while (reader.advance()) {
+    try {
+      if (encoder.appendWritten(writeStagedRecord, reader)) continue;
+    } catch {
+      // The line is left to the parse below, which knows what to make of it.
+    }
+    reader.decode();
     try {
       encoder.append(toLogRecord(reader.log));
     } catch {
@@ -36,18 +44,6 @@ export function encodeStagedLogsJson(
   while (reader.next()) records.push(toLogRecord(reader.log));
   return encoder.encodeJson(records);
 }
-
-const PINO_KEYS_DROPPED = new Set([
-  "level",
-  "time",
-  "pid",
-  "hostname",
-  "trace_id",
-  "span_id",
-  "trace_flags",
-  "trace.id",
-  "span.id",
-]);
 
 /** Turns one logger line into a log record; unparsable lines become a string body. */
 export function toLogRecord(m: StagedLog): LogRecordData {

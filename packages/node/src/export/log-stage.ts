@@ -55,8 +55,8 @@ const HEADER = 20;
 const HAS_TRACE_ID = 1;
 const HAS_SPAN_ID = 2;
 const NO_STRING = 0xffff;
-const TRACE_ID_LENGTH = 32;
-const SPAN_ID_LENGTH = 16;
+export const TRACE_ID_LENGTH = 32;
+export const SPAN_ID_LENGTH = 16;
 // UTF-8 takes at most 3 bytes per UTF-16 code unit, so reserving this much
 // room lets a line be written without measuring it first.
 const MAX_BYTES_PER_UNIT = 3;
@@ -173,15 +173,26 @@ export class LogStage implements BatchEncoder<StagedLog> {
 
 /** Reads back the records of one taken batch, in order, into one reused object. */
 export class StagedLogReader {
-  readonly #b: Buffer;
+  /** The batch. */
+  readonly bytes: Buffer;
   readonly #strings: string[] = [];
   #pos: number;
   /** The record read by the last {@link next} that returned true. */
   readonly log: StagedLog = emptyStagedLog();
+  /**
+   * Where the current record's ASCII trace id (if it has one) and then span
+   * id (if it has one) begin in {@link bytes}, and where its line begins
+   * and ends; set by {@link advance}.
+   */
+  idsAt = 0;
+  lineStart = 0;
+  lineEnd = 0;
+  hasTraceId = false;
+  hasSpanId = false;
 
   constructor(body: Uint8Array) {
     const b = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-    this.#b = b;
+    this.bytes = b;
     const end = 4 + b.readUInt32LE(0);
     let pos = 4;
     while (pos < end) {
@@ -192,8 +203,9 @@ export class StagedLogReader {
     this.#pos = end;
   }
 
-  next(): boolean {
-    const b = this.#b;
+  /** Reads the next record, all but its ids and line (see {@link decode}); false at the end. */
+  advance(): boolean {
+    const b = this.bytes;
     const at = this.#pos;
     if (at + HEADER > b.length) return false;
     const log = this.log;
@@ -206,21 +218,41 @@ export class StagedLogReader {
       severityText === NO_STRING ? undefined : this.#strings[severityText];
     log.messageKey = this.#strings[b.readUInt16LE(at + 6)] ?? "";
     log.observed = b.readDoubleLE(at + 12);
+    this.hasTraceId = (present & HAS_TRACE_ID) !== 0;
+    this.hasSpanId = (present & HAS_SPAN_ID) !== 0;
+    this.idsAt = at + HEADER;
+    this.lineStart =
+      this.idsAt +
+      (this.hasTraceId ? TRACE_ID_LENGTH : 0) +
+      (this.hasSpanId ? SPAN_ID_LENGTH : 0);
+    this.lineEnd = at + HEADER + length;
+    this.#pos = this.lineEnd;
+    return true;
+  }
+
+  /** Fills in the current record's ids and line as strings. */
+  decode(): void {
+    const log = this.log;
     // Ids and line in one read; the ids are ASCII, so their slices are exact.
-    const text = b.toString("utf8", at + HEADER, at + HEADER + length);
+    const text = this.bytes.toString("utf8", this.idsAt, this.lineEnd);
     let from = 0;
     log.traceId = undefined;
     log.spanId = undefined;
-    if (present & HAS_TRACE_ID) {
+    if (this.hasTraceId) {
       log.traceId = text.slice(0, TRACE_ID_LENGTH);
       from = TRACE_ID_LENGTH;
     }
-    if (present & HAS_SPAN_ID) {
+    if (this.hasSpanId) {
       log.spanId = text.slice(from, from + SPAN_ID_LENGTH);
       from += SPAN_ID_LENGTH;
     }
     log.line = from === 0 ? text : text.slice(from);
-    this.#pos = at + HEADER + length;
+  }
+
+  /** Reads the next record whole; false at the end. */
+  next(): boolean {
+    if (!this.advance()) return false;
+    this.decode();
     return true;
   }
 }

@@ -1,0 +1,347 @@
+// A logger's line written as an OTLP LogRecord straight from its staged
+// bytes.
+//
+// Most lines are one flat JSON object of numbers, booleans, nulls and
+// strings with nothing escaped in them. Such a line goes into the request
+// without being decoded: keys and string values are copied as the UTF-8
+// they already are, numbers are read in place, and no string, no parsed
+// object and no attributes object is made. Anything else (an escape, a
+// nested object or array, a repeated key, a key JSON.parse would move to
+// the front, a time that is not a number, text that is not JSON) is left
+// to toLogRecord. Either way the request holds the same bytes: the tests
+// hold the two paths to that.
+import {
+  WIRE_FIXED32,
+  WIRE_FIXED64,
+  WIRE_VARINT,
+  type ProtoWriter,
+} from "@threadline/otlp";
+import {
+  SPAN_ID_LENGTH,
+  TRACE_ID_LENGTH,
+  type StagedLogReader,
+} from "./log-stage.ts";
+
+/** Keys of a logger's line that are not attributes of its record: the record has them, or they say nothing. */
+export const PINO_KEYS_DROPPED = new Set([
+  "level",
+  "time",
+  "pid",
+  "hostname",
+  "trace_id",
+  "span_id",
+  "trace_flags",
+  "trace.id",
+  "span.id",
+]);
+
+const STRING = 1;
+const NUMBER = 2;
+const TRUE = 3;
+const FALSE = 4;
+const NULL = 5;
+
+/** Per member: key start, key end, value kind (0 once it is known not to be an attribute), value start, value end. */
+const FIELDS = 5;
+let members = new Int32Array(FIELDS * 32);
+/** The value of each member that is a number. */
+let numbers = new Float64Array(32);
+
+const utf8 = (s: string) => new Uint8Array(Buffer.from(s, "utf8"));
+const DROPPED = [...PINO_KEYS_DROPPED].map(utf8);
+const TIME = utf8("time");
+const PROTO = utf8("__proto__");
+/** Message keys as UTF-8, a handful per process. */
+const messageKeys = new Map<string, Uint8Array>();
+
+const isSpace = (c: number | undefined) =>
+  c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+const isDigit = (c: number | undefined) =>
+  c !== undefined && c >= 0x30 && c <= 0x39;
+
+/** The index of the quote ending the string that starts at `i`, or -1 for an escape, a control character or no end. */
+function stringEnd(b: Uint8Array, i: number, end: number): number {
+  for (; i < end; i++) {
+    const c = b[i]!;
+    if (c === 0x22) return i;
+    if (c === 0x5c || c < 0x20) return -1;
+  }
+  return -1;
+}
+
+/** The end of the JSON number that starts at `i`, or -1 if there is none. */
+function numberEnd(b: Uint8Array, i: number, end: number): number {
+  if (b[i] === 0x2d) i++;
+  if (i >= end) return -1;
+  if (b[i] === 0x30) i++;
+  else if (isDigit(b[i])) while (i < end && isDigit(b[i])) i++;
+  else return -1;
+  if (i < end && b[i] === 0x2e) {
+    const from = ++i;
+    while (i < end && isDigit(b[i])) i++;
+    if (i === from) return -1;
+  }
+  if (i < end && (b[i] === 0x65 || b[i] === 0x45)) {
+    i++;
+    if (i < end && (b[i] === 0x2b || b[i] === 0x2d)) i++;
+    const from = i;
+    while (i < end && isDigit(b[i])) i++;
+    if (i === from) return -1;
+  }
+  return i;
+}
+
+/** The value of the JSON number in b[start, end), as JSON.parse reads it. */
+function numberValue(b: Uint8Array, start: number, end: number): number {
+  const negative = b[start] === 0x2d;
+  const from = negative ? start + 1 : start;
+  if (end - from <= 15) {
+    let n = 0;
+    let i = from;
+    for (; i < end; i++) {
+      const c = b[i]!;
+      if (c < 0x30 || c > 0x39) break;
+      n = n * 10 + (c - 0x30);
+    }
+    if (i === end) return negative ? -n : n;
+  }
+  return Number(
+    Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString(
+      "latin1",
+      start,
+      end,
+    ),
+  );
+}
+
+/** Whether `b[start, end)` holds exactly the bytes of `s`. */
+function equals(b: Uint8Array, start: number, end: number, s: Uint8Array) {
+  if (end - start !== s.length) return false;
+  for (let i = 0; i < s.length; i++) if (b[start + i] !== s[i]) return false;
+  return true;
+}
+
+function literal(b: Uint8Array, i: number, end: number, word: string) {
+  if (i + word.length > end) return false;
+  for (let k = 0; k < word.length; k++)
+    if (b[i + k] !== word.charCodeAt(k)) return false;
+  return true;
+}
+
+/**
+ * Reads the members of the flat JSON object in b[start, end) into
+ * `members` and `numbers`; their count, or -1 for a line this path leaves
+ * to JSON.parse.
+ */
+function scan(b: Uint8Array, start: number, end: number): number {
+  let i = start;
+  while (i < end && isSpace(b[i])) i++;
+  if (i >= end || b[i] !== 0x7b) return -1;
+  i++;
+  while (i < end && isSpace(b[i])) i++;
+  let n = 0;
+  if (i < end && b[i] === 0x7d) i++;
+  else
+    for (;;) {
+      if (i >= end || b[i] !== 0x22) return -1;
+      const keyStart = ++i;
+      i = stringEnd(b, i, end);
+      if (i < 0) return -1;
+      const keyEnd = i++;
+      while (i < end && isSpace(b[i])) i++;
+      if (i >= end || b[i] !== 0x3a) return -1;
+      i++;
+      while (i < end && isSpace(b[i])) i++;
+      if (i >= end) return -1;
+      let kind: number;
+      let valueStart = i;
+      const c = b[i];
+      if (c === 0x22) {
+        valueStart = ++i;
+        i = stringEnd(b, i, end);
+        if (i < 0) return -1;
+        kind = STRING;
+      } else if (c === 0x74 || c === 0x66 || c === 0x6e) {
+        const word = c === 0x74 ? "true" : c === 0x66 ? "false" : "null";
+        if (!literal(b, i, end, word)) return -1;
+        i += word.length;
+        kind = c === 0x74 ? TRUE : c === 0x66 ? FALSE : NULL;
+      } else {
+        i = numberEnd(b, i, end);
+        if (i < 0) return -1;
+        kind = NUMBER;
+      }
+      const valueEnd = i;
+      if (kind === STRING) i++;
+      if ((n + 1) * FIELDS > members.length) {
+        const more = new Int32Array(members.length * 2);
+        more.set(members);
+        members = more;
+        const values = new Float64Array(numbers.length * 2);
+        values.set(numbers);
+        numbers = values;
+      }
+      const m = n * FIELDS;
+      members[m] = keyStart;
+      members[m + 1] = keyEnd;
+      members[m + 2] = kind;
+      members[m + 3] = valueStart;
+      members[m + 4] = valueEnd;
+      if (kind === NUMBER) numbers[n] = numberValue(b, valueStart, valueEnd);
+      n++;
+      while (i < end && isSpace(b[i])) i++;
+      if (i >= end) return -1;
+      if (b[i] === 0x7d) {
+        i++;
+        break;
+      }
+      if (b[i] !== 0x2c) return -1;
+      i++;
+      while (i < end && isSpace(b[i])) i++;
+    }
+  while (i < end && isSpace(b[i])) i++;
+  return i === end ? n : -1;
+}
+
+/**
+ * Whether JSON.parse would give the keys in another order or drop one: a
+ * key twice (the last value wins, in the first one's place), an array
+ * index (listed first), `__proto__` (sets the attributes' prototype).
+ */
+function keysNeedParse(b: Uint8Array, n: number): boolean {
+  for (let k = 0; k < n; k++) {
+    const start = members[k * FIELDS]!;
+    const end = members[k * FIELDS + 1]!;
+    let digits = start < end;
+    for (let i = start; digits && i < end; i++) digits = isDigit(b[i]);
+    if (digits || equals(b, start, end, PROTO)) return true;
+    for (let j = 0; j < k; j++) {
+      const s = members[j * FIELDS]!;
+      const e = members[j * FIELDS + 1]!;
+      if (e - s !== end - start) continue;
+      let same = true;
+      for (let i = 0; same && i < end - start; i++)
+        same = b[s + i] === b[start + i];
+      if (same) return true;
+    }
+  }
+  return false;
+}
+
+/** The dropped keys by their length in bytes: most keys are no dropped key's length. */
+const DROPPED_BY_LENGTH: Uint8Array[][] = [];
+for (const key of DROPPED) (DROPPED_BY_LENGTH[key.length] ??= []).push(key);
+
+function isDropped(b: Uint8Array, start: number, end: number): boolean {
+  const candidates = DROPPED_BY_LENGTH[end - start];
+  if (candidates === undefined) return false;
+  for (let i = 0; i < candidates.length; i++)
+    if (equals(b, start, end, candidates[i]!)) return true;
+  return false;
+}
+
+function writeNumber(w: ProtoWriter, v: number): void {
+  if (Number.isSafeInteger(v)) {
+    w.tag(3, WIRE_VARINT);
+    w.int64(v);
+  } else {
+    w.tag(4, WIRE_FIXED64);
+    w.double(v);
+  }
+}
+
+/**
+ * Writes the reader's current record (after its advance()) as LogRecord
+ * fields, as LogsEncoder.append writes toLogRecord's result; false, having
+ * written what the caller must drop, when the line needs JSON.parse.
+ */
+export function writeStagedRecord(
+  w: ProtoWriter,
+  reader: StagedLogReader,
+): boolean {
+  const b = reader.bytes;
+  const n = scan(b, reader.lineStart, reader.lineEnd);
+  if (n < 0 || keysNeedParse(b, n)) return false;
+  const log = reader.log;
+  const messageKey = log.messageKey || "msg";
+  let msg = messageKeys.get(messageKey);
+  if (msg === undefined) {
+    msg = utf8(messageKey);
+    if (messageKeys.size < 64) messageKeys.set(messageKey, msg);
+  }
+  let body = -1;
+  let time: number | undefined;
+  for (let k = 0; k < n; k++) {
+    const m = k * FIELDS;
+    const keyStart = members[m]!;
+    const keyEnd = members[m + 1]!;
+    let attribute = true;
+    if (equals(b, keyStart, keyEnd, msg)) {
+      attribute = false;
+      if (members[m + 2] === STRING) body = m;
+    }
+    if (isDropped(b, keyStart, keyEnd)) {
+      attribute = false;
+      if (equals(b, keyStart, keyEnd, TIME)) {
+        if (members[m + 2] === STRING) return false; // a date to parse
+        if (members[m + 2] === NUMBER) time = numbers[k];
+      }
+    }
+    if (!attribute) members[m + 2] = 0;
+  }
+  if (time !== undefined) {
+    w.tag(1, WIRE_FIXED64);
+    w.fixed64Nanos(time);
+  }
+  if (log.severityNumber > 0) {
+    w.tag(2, WIRE_VARINT);
+    w.uvarint(log.severityNumber);
+  }
+  if (log.severityText) w.stringField(3, log.severityText);
+  if (body >= 0) {
+    const bm = w.begin(5);
+    w.rangeField(1, b, members[body + 3]!, members[body + 4]!);
+    w.end(bm);
+  }
+  for (let k = 0; k < n; k++) {
+    const m = k * FIELDS;
+    const kind = members[m + 2]!;
+    if (kind === 0) continue; // the message, or a dropped key
+    const keyStart = members[m]!;
+    const keyEnd = members[m + 1]!;
+    const kv = w.begin(6);
+    if (keyEnd > keyStart) w.rangeField(1, b, keyStart, keyEnd);
+    const vm = w.begin(2);
+    switch (kind) {
+      case STRING:
+        w.rangeField(1, b, members[m + 3]!, members[m + 4]!);
+        break;
+      case NUMBER:
+        writeNumber(w, numbers[k]!);
+        break;
+      case TRUE:
+      case FALSE:
+        w.tag(2, WIRE_VARINT);
+        w.uvarint(kind === TRUE ? 1 : 0);
+        break;
+      default: // null: an empty AnyValue
+    }
+    w.end(vm);
+    w.end(kv);
+  }
+  if (log.traceFlags) {
+    w.tag(8, WIRE_FIXED32);
+    w.fixed32(log.traceFlags & 0xff);
+  }
+  if (reader.hasTraceId) w.hexAsciiField(9, b, reader.idsAt, TRACE_ID_LENGTH);
+  if (reader.hasSpanId)
+    w.hexAsciiField(
+      10,
+      b,
+      reader.idsAt + (reader.hasTraceId ? TRACE_ID_LENGTH : 0),
+      SPAN_ID_LENGTH,
+    );
+  w.tag(11, WIRE_FIXED64);
+  w.fixed64Nanos(log.observed);
+  return true;
+}
