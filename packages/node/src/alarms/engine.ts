@@ -4,11 +4,11 @@
 // acknowledgeable. Evaluated on an unref'd timer off the request path: the
 // event loop is sampled here, HTTP outcomes are read from the request
 // histogram, health from the registered checks.
-import { monitorEventLoopDelay } from "node:perf_hooks";
 import { diag, health, type ComponentHealth } from "@threadline/core";
 import type { MeterProvider } from "../metrics/meter-provider.ts";
 import { notifyAll, type AlarmEvent, type Notifier } from "./notifiers.ts";
 import type { AlarmRule, Severity } from "./rules.ts";
+import { LoopDelay } from "../internal/loop-delay.ts";
 
 export interface Alarm {
   /** Rule name, and the source for per-component rules. */
@@ -52,7 +52,7 @@ export class AlarmEngine {
   readonly #o: AlarmEngineOptions;
   readonly #states = new Map<string, KeyState>();
   readonly #history: Alarm[] = [];
-  readonly #delay = monitorEventLoopDelay({ resolution: 10 });
+  readonly #delay = new LoopDelay(10);
   #lastHttp: { total: number; errors: number } | undefined;
   /** Per histogram rule: each series' count and sum at the last evaluation. */
   readonly #histograms = new Map<
@@ -68,7 +68,7 @@ export class AlarmEngine {
 
   start(): void {
     if (this.#o.rules.some((r) => r.kind === "event_loop_delay"))
-      this.#delay.enable();
+      this.#delay.start();
     this.#timer = setInterval(() => {
       this.#running ??= this.evaluate().finally(
         () => (this.#running = undefined),
@@ -80,7 +80,7 @@ export class AlarmEngine {
   async stop(): Promise<void> {
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
-    this.#delay.disable();
+    this.#delay.stop();
     await this.#running;
   }
 
@@ -107,7 +107,6 @@ export class AlarmEngine {
     return true;
   }
 
-  /** One evaluation of every rule; never throws. */
   /** The health components as the last evaluation found them. */
   components(): readonly ComponentHealth[] {
     return this.#components;
@@ -115,6 +114,7 @@ export class AlarmEngine {
 
   #components: ComponentHealth[] = [];
 
+  /** One evaluation of every rule; never throws. */
   async evaluate(): Promise<void> {
     const components = await health.run();
     this.#components = components;
@@ -137,18 +137,8 @@ export class AlarmEngine {
   }
 
   #loopDelays(): Record<number, number> {
-    const d = this.#delay;
-    const out =
-      d.count === 0
-        ? { 50: 0, 90: 0, 99: 0, 100: 0 }
-        : {
-            50: d.percentile(50) / 1e9,
-            90: d.percentile(90) / 1e9,
-            99: d.percentile(99) / 1e9,
-            100: d.max / 1e9,
-          };
-    d.reset();
-    return out;
+    const d = this.#delay.take();
+    return { 50: d.p50, 90: d.p90, 99: d.p99, 100: d.max };
   }
 
   /** Requests and failed requests since the last evaluation. */

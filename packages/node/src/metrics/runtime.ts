@@ -4,12 +4,12 @@
 // semantic conventions for Node.js, V8 and processes where they exist.
 import type { BatchObservableResult, Meter } from "@opentelemetry/api";
 import {
-  monitorEventLoopDelay,
   performance,
   PerformanceObserver,
   type EventLoopUtilization,
 } from "node:perf_hooks";
 import { cpus, freemem, loadavg, totalmem } from "node:os";
+import { LoopDelay } from "../internal/loop-delay.ts";
 
 /** V8's GC kinds as perf_hooks reports them (NODE_PERFORMANCE_GC_*). */
 const GC_KIND: Record<number, string> = {
@@ -21,8 +21,8 @@ const GC_KIND: Record<number, string> = {
 
 /** Starts the runtime probes; returns their stop. */
 export function registerRuntimeMetrics(meter: Meter): () => void {
-  const delay = monitorEventLoopDelay({ resolution: 10 });
-  delay.enable();
+  const delay = new LoopDelay(10);
+  delay.start();
   let elu: EventLoopUtilization = performance.eventLoopUtilization();
 
   const gcDuration = meter.createHistogram("v8js.gc.duration", {
@@ -78,22 +78,21 @@ export function registerRuntimeMetrics(meter: Meter): () => void {
   );
 
   const callback = (r: BatchObservableResult) => {
-    const ns = 1e9;
-    if (delay.count > 0) {
-      r.observe(loopDelay, delay.percentile(50) / ns, {
+    const d = delay.take();
+    if (d.count > 0) {
+      r.observe(loopDelay, d.p50, {
         "nodejs.eventloop.delay.percentile": "p50",
       });
-      r.observe(loopDelay, delay.percentile(90) / ns, {
+      r.observe(loopDelay, d.p90, {
         "nodejs.eventloop.delay.percentile": "p90",
       });
-      r.observe(loopDelay, delay.percentile(99) / ns, {
+      r.observe(loopDelay, d.p99, {
         "nodejs.eventloop.delay.percentile": "p99",
       });
-      r.observe(loopDelay, delay.max / ns, {
+      r.observe(loopDelay, d.max, {
         "nodejs.eventloop.delay.percentile": "max",
       });
     }
-    delay.reset();
     const now = performance.eventLoopUtilization();
     r.observe(
       utilization,
@@ -133,7 +132,7 @@ export function registerRuntimeMetrics(meter: Meter): () => void {
       resources,
     ]);
     gc.disconnect();
-    delay.disable();
+    delay.stop();
   };
 }
 

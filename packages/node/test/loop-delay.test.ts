@@ -1,0 +1,39 @@
+import assert from "node:assert/strict";
+import { it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { LoopDelay } from "../src/internal/loop-delay.ts";
+
+it("measures the time between its ticks, by window", async () => {
+  const delay = new LoopDelay(10);
+  delay.start();
+  try {
+    await sleep(100);
+    const window = delay.take();
+    assert.ok(window.count > 0);
+    // A tick measures the whole interval, as monitorEventLoopDelay does.
+    assert.ok(window.p50 >= 0.009, `p50 ${window.p50}`);
+    assert.ok(window.max >= window.p99 && window.p99 >= window.p50);
+    assert.equal(delay.take().count, 0, "a new window starts empty");
+  } finally {
+    delay.stop();
+  }
+});
+
+it("reports a held loop in the next window when one closes before the next tick", async () => {
+  const delay = new LoopDelay(10);
+  delay.start();
+  try {
+    await sleep(50);
+    delay.take();
+    const end = Date.now() + 200;
+    while (Date.now() < end); // the loop is held; no tick can run
+    // The window closes at once, as a collection right after a blocking
+    // handler does. monitorEventLoopDelay's reset() would lose the hold here.
+    assert.equal(delay.take().count, 0);
+    await sleep(50);
+    const next = delay.take();
+    assert.ok(next.max >= 0.2, `max ${next.max}`);
+  } finally {
+    delay.stop();
+  }
+});
