@@ -37,3 +37,23 @@ it("reports a held loop in the next window when one closes before the next tick"
     delay.stop();
   }
 });
+
+it("keeps each window apart, on one timer", async () => {
+  const metrics = new LoopDelay(10);
+  const alarms = new LoopDelay(10);
+  metrics.start();
+  alarms.start();
+  try {
+    await sleep(60);
+    assert.ok(metrics.take().count > 0);
+    // Closing one window leaves the other's ticks alone.
+    assert.ok(alarms.take().count > 0);
+    metrics.stop();
+    await sleep(40);
+    assert.ok(alarms.take().count > 0, "still ticking for the other");
+    assert.equal(metrics.take().count, 0, "a stopped window gets no ticks");
+  } finally {
+    metrics.stop();
+    alarms.stop();
+  }
+});

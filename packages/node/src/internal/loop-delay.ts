@@ -9,7 +9,7 @@
 // measure from. Here a timer of our own records the time between its ticks
 // (the same figures as the monitor's) into a histogram, and closing a window
 // clears the histogram but keeps the last tick, so a held loop lands in the
-// next window instead of nowhere.
+// next window instead of nowhere. Windows of one resolution share one timer.
 import { createHistogram, type RecordableHistogram } from "node:perf_hooks";
 
 export interface LoopDelays {
@@ -22,31 +22,64 @@ export interface LoopDelays {
   max: number;
 }
 
-export class LoopDelay {
+/**
+ * One timer for every window of one resolution (the runtime metrics' and
+ * the alarm engine's): each tick records the time since the last into each
+ * window's histogram.
+ */
+class Ticker {
   readonly #resolutionMs: number;
-  readonly #histogram: RecordableHistogram = createHistogram();
+  readonly #histograms = new Set<RecordableHistogram>();
   #last = 0;
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(resolutionMs = 10) {
+  constructor(resolutionMs: number) {
     this.#resolutionMs = resolutionMs;
   }
 
-  start(): void {
+  add(histogram: RecordableHistogram): void {
+    this.#histograms.add(histogram);
     if (this.#timer !== undefined) return;
     this.#last = performance.now();
-    this.#timer = setInterval(() => {
-      const now = performance.now();
-      // Nanoseconds, as the monitor records them; at least 1 (the histogram's floor).
-      this.#histogram.record(Math.max(1, Math.round((now - this.#last) * 1e6)));
-      this.#last = now;
-    }, this.#resolutionMs);
+    this.#timer = setInterval(() => this.#tick(), this.#resolutionMs);
     this.#timer.unref();
   }
 
-  stop(): void {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
+  delete(histogram: RecordableHistogram): void {
+    this.#histograms.delete(histogram);
+    if (this.#histograms.size > 0 || this.#timer === undefined) return;
+    clearInterval(this.#timer);
     this.#timer = undefined;
+  }
+
+  #tick(): void {
+    const now = performance.now();
+    // Nanoseconds, as the monitor records them; at least 1 (the histogram's floor).
+    const ns = Math.max(1, Math.round((now - this.#last) * 1e6));
+    this.#last = now;
+    for (const h of this.#histograms) h.record(ns);
+  }
+}
+
+const tickers = new Map<number, Ticker>();
+
+export class LoopDelay {
+  readonly #ticker: Ticker;
+  readonly #histogram: RecordableHistogram = createHistogram();
+
+  constructor(resolutionMs = 10) {
+    let ticker = tickers.get(resolutionMs);
+    if (ticker === undefined)
+      tickers.set(resolutionMs, (ticker = new Ticker(resolutionMs)));
+    this.#ticker = ticker;
+  }
+
+  start(): void {
+    this.#ticker.add(this.#histogram);
+  }
+
+  stop(): void {
+    this.#ticker.delete(this.#histogram);
   }
 
   /** The window's delays since the last take(), and a new window. */
