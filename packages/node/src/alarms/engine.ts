@@ -52,7 +52,7 @@ export class AlarmEngine {
   readonly #o: AlarmEngineOptions;
   readonly #states = new Map<string, KeyState>();
   readonly #history: Alarm[] = [];
-  readonly #delay = new LoopDelay(10);
+  readonly #delay = new LoopDelay();
   #lastHttp: { total: number; errors: number } | undefined;
   /** Per histogram rule: each series' count and sum at the last evaluation. */
   readonly #histograms = new Map<

@@ -6,10 +6,15 @@
 // closed right after the loop was held (a handler that blocked, then the
 // collection's timer running before the monitor's overdue tick) therefore
 // loses the very delay it is there to report: the next tick has nothing to
-// measure from. Here a timer of our own records the time between its ticks
-// (the same figures as the monitor's) into a histogram, and closing a window
-// clears the histogram but keeps the last tick, so a held loop lands in the
-// next window instead of nowhere. Windows of one resolution share one timer.
+// measure from. Here a timer of our own records how late each of its ticks
+// ran into a histogram, and closing a window clears the histogram but keeps
+// the last tick, so a held loop lands in the next window instead of nowhere.
+//
+// The delay is the lateness alone, not the whole interval the monitor
+// records (whose every figure includes its resolution), so the resolution
+// can be coarse: a JavaScript timer's wakeup costs an idle process more
+// than the monitor's native one, and 20 ms keeps the two at about the same
+// cost. Windows of one resolution share one timer.
 import { createHistogram, type RecordableHistogram } from "node:perf_hooks";
 
 export interface LoopDelays {
@@ -21,6 +26,9 @@ export interface LoopDelays {
   p99: number;
   max: number;
 }
+
+/** How often the loop is sampled. */
+export const RESOLUTION_MS = 20;
 
 /**
  * One timer for every window of one resolution (the runtime metrics' and
@@ -54,8 +62,11 @@ class Ticker {
 
   #tick(): void {
     const now = performance.now();
-    // Nanoseconds, as the monitor records them; at least 1 (the histogram's floor).
-    const ns = Math.max(1, Math.round((now - this.#last) * 1e6));
+    // How late this tick ran, in nanoseconds; at least 1 (the histogram's floor).
+    const ns = Math.max(
+      1,
+      Math.round((now - this.#last - this.#resolutionMs) * 1e6),
+    );
     this.#last = now;
     for (const h of this.#histograms) h.record(ns);
   }
@@ -67,7 +78,7 @@ export class LoopDelay {
   readonly #ticker: Ticker;
   readonly #histogram: RecordableHistogram = createHistogram();
 
-  constructor(resolutionMs = 10) {
+  constructor(resolutionMs = RESOLUTION_MS) {
     let ticker = tickers.get(resolutionMs);
     if (ticker === undefined)
       tickers.set(resolutionMs, (ticker = new Ticker(resolutionMs)));

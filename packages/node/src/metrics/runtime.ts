@@ -21,7 +21,7 @@ const GC_KIND: Record<number, string> = {
 
 /** Starts the runtime probes; returns their stop. */
 export function registerRuntimeMetrics(meter: Meter): () => void {
-  const delay = new LoopDelay(10);
+  const delay = new LoopDelay();
   delay.start();
   let elu: EventLoopUtilization = performance.eventLoopUtilization();
 
@@ -42,7 +42,7 @@ export function registerRuntimeMetrics(meter: Meter): () => void {
   const loopDelay = meter.createObservableGauge("nodejs.eventloop.delay", {
     unit: "s",
     description:
-      "Event-loop delay since the last collection, by percentile (nodejs.eventloop.delay.percentile: p50, p90, p99, max).",
+      "Event-loop delay since the last collection (how late a 20 ms timer ran), by percentile (nodejs.eventloop.delay.percentile: p50, p90, p99, max).",
   });
   const utilization = meter.createObservableGauge(
     "nodejs.eventloop.utilization",
