@@ -83,6 +83,9 @@ function cpuByThread(
 }
 
 const dir = values.keep ?? mkdtempSync(join(tmpdir(), "threadline-prof-"));
+// Piped into a reader that stops early (`| head`): the rest of the output
+// is dropped, and the backends are still stopped below.
+process.stdout.on("error", () => {});
 const backends = await startBackends();
 try {
   const { env, sink, consumer } = backends;

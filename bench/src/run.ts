@@ -279,6 +279,9 @@ const MICRO_ROUNDS = 5;
 const selected = values.only
   ? contenders.filter((c) => values.only!.split(",").includes(c.name))
   : contenders;
+// Piped into a reader that stops early (`| head`): the rest of the output
+// is dropped, and the backends are still stopped below.
+process.stdout.on("error", () => {});
 const backends = await startBackends();
 const { env, sink: sinkSvc } = backends;
 const results: Measurement[] = [];
