@@ -7,7 +7,7 @@ export {
 } from "./proto-writer.ts";
 export { TraceEncoder, msToNanosString } from "./trace-encoder.ts";
 export { LogsEncoder } from "./logs-encoder.ts";
-export { anyValueToJson, keyValuesToJson } from "./any-value.ts";
+export { anyValueToJson, keyValuesToJson, writeAnyValue } from "./any-value.ts";
 export type {
   AnyValue,
   ApiSpanKind,

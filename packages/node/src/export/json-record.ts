@@ -14,6 +14,7 @@ import {
   WIRE_FIXED32,
   WIRE_FIXED64,
   WIRE_VARINT,
+  writeAnyValue,
   type ProtoWriter,
 } from "@threadline/otlp";
 import {
@@ -240,16 +241,6 @@ function isDropped(b: Uint8Array, start: number, end: number): boolean {
   return false;
 }
 
-function writeNumber(w: ProtoWriter, v: number): void {
-  if (Number.isSafeInteger(v)) {
-    w.tag(3, WIRE_VARINT);
-    w.int64(v);
-  } else {
-    w.tag(4, WIRE_FIXED64);
-    w.double(v);
-  }
-}
-
 /**
  * Writes the reader's current record (after its advance()) as LogRecord
  * fields, as LogsEncoder.append writes toLogRecord's result; false, having
@@ -312,20 +303,13 @@ export function writeStagedRecord(
     const kv = w.begin(6);
     if (keyEnd > keyStart) w.rangeField(1, b, keyStart, keyEnd);
     const vm = w.begin(2);
-    switch (kind) {
-      case STRING:
-        w.rangeField(1, b, members[m + 3]!, members[m + 4]!);
-        break;
-      case NUMBER:
-        writeNumber(w, numbers[k]!);
-        break;
-      case TRUE:
-      case FALSE:
-        w.tag(2, WIRE_VARINT);
-        w.uvarint(kind === TRUE ? 1 : 0);
-        break;
-      default: // null: an empty AnyValue
-    }
+    // A string as the bytes it is; any other value as the encoder writes it.
+    if (kind === STRING) w.rangeField(1, b, members[m + 3]!, members[m + 4]!);
+    else
+      writeAnyValue(
+        w,
+        kind === NUMBER ? numbers[k]! : kind === NULL ? null : kind === TRUE,
+      );
     w.end(vm);
     w.end(kv);
   }
