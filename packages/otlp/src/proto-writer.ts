@@ -25,6 +25,13 @@ const HEX = new Uint8Array(128).fill(16);
 for (let i = 0; i < 10; i++) HEX[48 + i] = i;
 for (let i = 0; i < 6; i++) HEX[97 + i] = HEX[65 + i] = 10 + i;
 
+/** The byte of two hex digits' character codes; more than 0xff if either is not one. */
+function hexByte(hi: number, lo: number): number {
+  const h = HEX[hi] ?? 16;
+  const l = HEX[lo] ?? 16;
+  return (h | l) > 15 ? 0x100 : (h << 4) | l;
+}
+
 /** Writes an unsigned varint (0 <= n < 2^31) into `buf` at `pos`; returns the position after it. */
 export function writeVarintAt(buf: Uint8Array, pos: number, n: number): number {
   let v = n;
@@ -187,23 +194,13 @@ export class ProtoWriter {
   hexField(field: number, hex: string): void {
     const n = hex.length >>> 1;
     if (n === 0) return;
-    this.tag(field, WIRE_LEN);
-    this.#ensure(n + 1);
+    const at = this.#shortBytes(field, n);
     const b = this.#buf;
-    const at = this.#pos + 1;
-    b[this.#pos] = n;
     for (let i = 0; i < n; i++) {
-      const hi = HEX[hex.charCodeAt(2 * i)] ?? 16;
-      const lo = HEX[hex.charCodeAt(2 * i + 1)] ?? 16;
-      if ((hi | lo) > 15) {
-        // Not hex: written the way Buffer parses it (up to the first bad digit).
-        b.fill(0, at, at + n);
-        b.write(hex, at, n, "hex");
-        break;
-      }
-      b[at + i] = (hi << 4) | lo;
+      const v = hexByte(hex.charCodeAt(2 * i), hex.charCodeAt(2 * i + 1));
+      if (v > 0xff) return this.#notHex(at, n, hex);
+      b[at + i] = v;
     }
-    this.#pos = at + n;
   }
 
   /**
@@ -218,30 +215,36 @@ export class ProtoWriter {
   ): void {
     const n = digits >>> 1;
     if (n === 0) return;
-    const mark = this.#pos;
+    const at = this.#shortBytes(field, n);
+    const b = this.#buf;
+    for (let i = 0; i < n; i++) {
+      const v = hexByte(src[start + 2 * i]!, src[start + 2 * i + 1]!);
+      if (v > 0xff) {
+        const text = Buffer.from(src.buffer, src.byteOffset, src.byteLength);
+        return this.#notHex(
+          at,
+          n,
+          text.toString("latin1", start, start + digits),
+        );
+      }
+      b[at + i] = v;
+    }
+  }
+
+  /** Starts a field of `n` (< 128) bytes; returns where the caller writes them. */
+  #shortBytes(field: number, n: number): number {
     this.tag(field, WIRE_LEN);
     this.#ensure(n + 1);
-    const b = this.#buf;
+    this.#buf[this.#pos] = n;
     const at = this.#pos + 1;
-    b[this.#pos] = n;
-    for (let i = 0; i < n; i++) {
-      const hi = HEX[src[start + 2 * i]!] ?? 16;
-      const lo = HEX[src[start + 2 * i + 1]!] ?? 16;
-      if ((hi | lo) > 15) {
-        this.#pos = mark;
-        this.hexField(
-          field,
-          Buffer.from(src.buffer, src.byteOffset, src.byteLength).toString(
-            "latin1",
-            start,
-            start + digits,
-          ),
-        );
-        return;
-      }
-      b[at + i] = (hi << 4) | lo;
-    }
     this.#pos = at + n;
+    return at;
+  }
+
+  /** Ids that are not hex: written the way Buffer parses them (up to the first bad digit). */
+  #notHex(at: number, n: number, text: string): void {
+    this.#buf.fill(0, at, at + n);
+    this.#buf.write(text, at, n, "hex");
   }
 
   /**

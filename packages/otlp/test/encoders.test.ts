@@ -8,6 +8,7 @@ import {
 } from "@threadline/test-support";
 import {
   LogsEncoder,
+  ProtoWriter,
   TraceEncoder,
   type LogRecordData,
   type SpanData,
@@ -276,5 +277,29 @@ describe("TraceEncoder, span by span", () => {
     // A second batch starts empty.
     e.append(span());
     assert.equal(decodeTraceRequest(e.take()).length, 1);
+  });
+});
+
+describe("ProtoWriter hex ids", () => {
+  const field = (hexOrBytes: () => ProtoWriter) =>
+    Buffer.from(hexOrBytes().finish()).toString("hex");
+
+  it("writes ids from a string and from ASCII bytes alike, bad digits as Buffer parses them", () => {
+    for (const id of ["0af7651916cd43dd", "0123456789abcdeg", "zz".repeat(8)]) {
+      const fromString = field(() => {
+        const w = new ProtoWriter(64);
+        w.hexField(2, id);
+        return w;
+      });
+      const fromBytes = field(() => {
+        const w = new ProtoWriter(64);
+        w.hexAsciiField(2, Buffer.from(`..${id}..`, "latin1"), 2, id.length);
+        return w;
+      });
+      const bytes = Buffer.alloc(8);
+      bytes.write(id, "hex");
+      assert.equal(fromString, `1208${bytes.toString("hex")}`, id);
+      assert.equal(fromBytes, fromString, id);
+    }
   });
 });
