@@ -1,8 +1,13 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
-import { decodeLogsProto, LogsEncoder } from "@threadline/otlp";
-import { encodeStagedLogs } from "../src/export/log-record.ts";
-import { LogStage, type StagedLog } from "../src/export/log-stage.ts";
+import { decodeLogsProto, LogsEncoder, ProtoWriter } from "@threadline/otlp";
+import { writeStagedRecord } from "../src/export/json-record.ts";
+import { encodeStagedLogs, toLogRecord } from "../src/export/log-record.ts";
+import {
+  LogStage,
+  StagedLogReader,
+  type StagedLog,
+} from "../src/export/log-stage.ts";
 
 /** What the exporter does with a batch. */
 function exportBatch(stage: LogStage, encoder: LogsEncoder): Uint8Array {
@@ -70,4 +75,212 @@ it("turns captured lines into one OTLP request per batch", () => {
     next!.scopes[0]!.logs.map((l) => l.body),
     ["next"],
   );
+});
+
+// Flat lines are written from their staged bytes (json-record.ts); the rest
+// are parsed. Either way the request must hold the same bytes.
+
+const resource = { "service.name": "orders" };
+const scope = { name: "pino", version: "10.4.0" };
+
+/** Captured lines with a fractional observed time (its nanoseconds are written too). */
+const logged = (text: string, more: Partial<StagedLog> = {}): StagedLog =>
+  captured(text, { observed: 1763800000500.25, ...more });
+
+function staged(logs: StagedLog[]): Uint8Array {
+  const stage = new LogStage();
+  for (const log of logs) stage.append(log);
+  return stage.take();
+}
+
+/** The request as the exporter makes it (flat lines written from their bytes). */
+function exported(batch: Uint8Array): Buffer {
+  const { body } = encodeStagedLogs(new LogsEncoder(resource, scope), batch);
+  return Buffer.from(body);
+}
+
+/** The same request with every line parsed by toLogRecord. */
+function parsed(batch: Uint8Array): Buffer {
+  const encoder = new LogsEncoder(resource, scope);
+  const reader = new StagedLogReader(batch);
+  encoder.start();
+  while (reader.next()) {
+    try {
+      encoder.append(toLogRecord(reader.log));
+    } catch {
+      // left out, as the exporter leaves it out
+    }
+  }
+  return Buffer.from(encoder.finish());
+}
+
+/** Whether the line is written without a parse. */
+function takesBytes(log: StagedLog): boolean {
+  const reader = new StagedLogReader(staged([log]));
+  assert.ok(reader.advance());
+  return writeStagedRecord(new ProtoWriter(), reader);
+}
+
+const FLAT = [
+  '{"level":30,"time":1763800000123,"pid":7,"hostname":"h","msg":"order placed","order":42}\n',
+  '{"level":30,"time":1763800000123,"msg":"with ids","trace_id":"0af7651916cd43dd8448eb211c80319c","span_id":"b7ad6b7169203331","customer.id":"c-42"}\n',
+  '{"a":-0,"b":1.0,"c":1e21,"d":-12.5e-3,"e":9007199254740993,"f":123456789012345678,"g":0.1}',
+  '{"t":true,"f":false,"n":null,"empty":"","":"no key","msg":7}',
+  '{"unicode":"żółć 日本 🚀","ключ":"значение"}',
+  ' { "spaced" : 1 ,\t"out" : "x" }\r\n',
+  "{}",
+  `{"msg":"${"long ".repeat(60)}","${"k".repeat(200)}":"ż${"v".repeat(300)}"}`,
+  '{"time":true,"msg":"a time that is not one"}',
+];
+
+const PARSED = [
+  '{"msg":"a \\"quoted\\" word"}', // an escape
+  '{"msg":"nested","req":{"id":1}}', // an object
+  '{"msg":"list","tags":["a","b"]}', // an array
+  '{"msg":"twice","k":1,"k":2}', // a repeated key
+  '{"msg":"index","b":1,"7":2}', // an array index JSON.parse lists first
+  '{"__proto__":1,"msg":"proto"}',
+  '{"time":"2026-12-02T10:00:00.000Z","msg":"a date"}',
+  "not json at all\n",
+  '{"msg":"trailing",}',
+  '{"n":01}',
+  '{"n":1.}',
+  '{"msg":"x"} and more',
+  "[1,2,3]",
+  "42",
+  '{"msg":"tab\tinside"}', // a control character: not JSON
+];
+
+it("writes flat lines from their bytes, and leaves the rest to JSON.parse", () => {
+  for (const line of FLAT) assert.equal(takesBytes(logged(line)), true, line);
+  for (const line of PARSED)
+    assert.equal(takesBytes(logged(line)), false, line);
+});
+
+it("makes the same request from bytes as from parsed lines", () => {
+  const logs = [
+    ...FLAT.map((line) => logged(line)),
+    ...PARSED.map((line) => logged(line)),
+    logged('{"message":"custom key","msg":"an attribute now","n":1}', {
+      messageKey: "message",
+    }),
+    logged('{"msg":"no correlation"}', {
+      traceId: undefined,
+      spanId: undefined,
+      traceFlags: 0,
+      severityText: undefined,
+      severityNumber: 0,
+    }),
+    logged('{"msg":"span id only"}', { traceId: undefined }),
+    // Ids that are not hex are written the way Buffer parses them.
+    logged('{"msg":"odd ids"}', {
+      traceId: "zz".repeat(16),
+      spanId: "0123456789abcdeg",
+    }),
+  ];
+  const batch = staged(logs);
+  assert.deepEqual(exported(batch), parsed(batch));
+  const [request] = decodeLogsProto(exported(batch));
+  const records = request!.scopes[0]!.logs;
+  // A line that is not a JSON object is a record too, its text the body.
+  assert.equal(records.length, logs.length);
+  assert.equal(records[FLAT.length + 7]!.body, "not json at all");
+  assert.deepEqual(records[0]!.attributes, { order: 42 });
+  assert.equal(records[0]!.body, "order placed");
+  assert.equal(records[0]!.timeUs, 1763800000123000);
+});
+
+/** A small seeded generator, so a failure can be replayed. */
+function random(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+it("makes the same request either way for thousands of generated lines", () => {
+  const next = random(20261202);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]!;
+  const keys = [
+    "msg",
+    "time",
+    "level",
+    "pid",
+    "hostname",
+    "trace_id",
+    "span_id",
+    "trace_flags",
+    "span.id",
+    "customer.id",
+    "order",
+    "",
+    "ключ",
+    "a b",
+    "12",
+    "01",
+    "__proto__",
+    'q"uote',
+    "err",
+    "message",
+    "x",
+  ];
+  const values = [
+    '"text"',
+    '""',
+    '"żółć 🚀"',
+    '"line\\nbreak"',
+    '"\\u00e9"',
+    "0",
+    "-0",
+    "42",
+    "-7",
+    "1.5",
+    "1.0",
+    "1e21",
+    "1E-7",
+    "-0.0",
+    "0.10",
+    "9007199254740991",
+    "9007199254740993",
+    "123456789012345678901234",
+    "1e400",
+    "true",
+    "false",
+    "null",
+    '{"id":1}',
+    "[1,2]",
+    "{}",
+    "[]",
+    "1763800000123",
+    '"2026-12-02T10:00:00Z"',
+  ];
+  const space = () => pick(["", "", "", " ", "\t", "\n"]);
+  const logs: StagedLog[] = [];
+  for (let i = 0; i < 3000; i++) {
+    const n = Math.floor(next() * 9);
+    const members: string[] = [];
+    for (let k = 0; k < n; k++)
+      members.push(
+        `${space()}${JSON.stringify(pick(keys))}${space()}:${space()}${pick(values)}${space()}`,
+      );
+    logs.push(
+      logged(`{${members.join(",")}}${pick(["\n", "", " \n"])}`, {
+        messageKey: pick(["msg", "msg", "message", ""]),
+        traceId: pick(["0af7651916cd43dd8448eb211c80319c", undefined]),
+        severityText: pick(["info", "warn", undefined]),
+      }),
+    );
+  }
+  let flat = 0;
+  for (const log of logs) if (takesBytes(log)) flat++;
+  // Both paths are exercised, not one of them alone.
+  assert.ok(flat > 300 && flat < logs.length - 300, `${flat} flat`);
+  for (let i = 0; i < logs.length; i += 500) {
+    const batch = staged(logs.slice(i, i + 500));
+    assert.deepEqual(exported(batch), parsed(batch), `lines ${i}-${i + 499}`);
+  }
 });
