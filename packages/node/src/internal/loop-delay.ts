@@ -14,7 +14,8 @@
 // records (whose every figure includes its resolution), so the resolution
 // can be coarse: a JavaScript timer's wakeup costs an idle process more
 // than the monitor's native one, and 20 ms keeps the two at about the same
-// cost. Windows of one resolution share one timer.
+// cost. All windows (the runtime metrics' and the alarm engine's) share one
+// timer.
 import { createHistogram, type RecordableHistogram } from "node:perf_hooks";
 
 export interface LoopDelays {
@@ -30,67 +31,35 @@ export interface LoopDelays {
 /** How often the loop is sampled. */
 export const RESOLUTION_MS = 20;
 
-/**
- * One timer for every window of one resolution (the runtime metrics' and
- * the alarm engine's): each tick records the time since the last into each
- * window's histogram.
- */
-class Ticker {
-  readonly #resolutionMs: number;
-  readonly #histograms = new Set<RecordableHistogram>();
-  #last = 0;
-  #timer: NodeJS.Timeout | undefined;
+/** The windows being measured, and the one timer that ticks for all of them. */
+const windows = new Set<RecordableHistogram>();
+let timer: NodeJS.Timeout | undefined;
+let last = 0;
 
-  constructor(resolutionMs: number) {
-    this.#resolutionMs = resolutionMs;
-  }
-
-  add(histogram: RecordableHistogram): void {
-    this.#histograms.add(histogram);
-    if (this.#timer !== undefined) return;
-    this.#last = performance.now();
-    this.#timer = setInterval(() => this.#tick(), this.#resolutionMs);
-    this.#timer.unref();
-  }
-
-  delete(histogram: RecordableHistogram): void {
-    this.#histograms.delete(histogram);
-    if (this.#histograms.size > 0 || this.#timer === undefined) return;
-    clearInterval(this.#timer);
-    this.#timer = undefined;
-  }
-
-  #tick(): void {
-    const now = performance.now();
-    // How late this tick ran, in nanoseconds; at least 1 (the histogram's floor).
-    const ns = Math.max(
-      1,
-      Math.round((now - this.#last - this.#resolutionMs) * 1e6),
-    );
-    this.#last = now;
-    for (const h of this.#histograms) h.record(ns);
-  }
+function tick(): void {
+  const now = performance.now();
+  // How late this tick ran, in nanoseconds; at least 1 (the histogram's floor).
+  const ns = Math.max(1, Math.round((now - last - RESOLUTION_MS) * 1e6));
+  last = now;
+  for (const h of windows) h.record(ns);
 }
 
-const tickers = new Map<number, Ticker>();
-
 export class LoopDelay {
-  readonly #ticker: Ticker;
   readonly #histogram: RecordableHistogram = createHistogram();
 
-  constructor(resolutionMs = RESOLUTION_MS) {
-    let ticker = tickers.get(resolutionMs);
-    if (ticker === undefined)
-      tickers.set(resolutionMs, (ticker = new Ticker(resolutionMs)));
-    this.#ticker = ticker;
-  }
-
   start(): void {
-    this.#ticker.add(this.#histogram);
+    windows.add(this.#histogram);
+    if (timer !== undefined) return;
+    last = performance.now();
+    timer = setInterval(tick, RESOLUTION_MS);
+    timer.unref();
   }
 
   stop(): void {
-    this.#ticker.delete(this.#histogram);
+    windows.delete(this.#histogram);
+    if (windows.size > 0 || timer === undefined) return;
+    clearInterval(timer);
+    timer = undefined;
   }
 
   /** The window's delays since the last take(), and a new window. */
