@@ -2,8 +2,11 @@
 //
 // Producer: every publish, sendToQueue and confirm-channel publish of both
 // APIs ends in Channel.prototype.sendMessage (lib/channel.js), so one
-// wrapper makes the PRODUCER span and writes traceparent, tracestate and
-// baggage into a copy of the message headers. On a confirm channel the span
+// wrapper makes the PRODUCER span, and traceparent, tracestate and baggage
+// are appended to the headers table of the frame amqplib encodes
+// (header-splice.ts; into a copy of the message headers when amqplib was
+// loaded before us, or when the application set one of those headers
+// itself). On a confirm channel the span
 // ends when the broker confirms (or nacks) the message; pushConfirmCallback
 // tells us the publish is a confirmed one.
 //
@@ -46,6 +49,7 @@ import {
   type HealthResult,
   lazyInstruments,
 } from "@threadline/core";
+import { spliceHeaders, type HeaderEntries } from "./header-splice.ts";
 
 /** Options of {@link AmqplibInstrumentation}. */
 export interface AmqplibInstrumentationConfig {
@@ -119,6 +123,72 @@ const headerSetter: TextMapSetter<Record<string, unknown>> = {
     carrier[key] = value;
   },
 };
+const entrySetter: TextMapSetter<HeaderEntries> = {
+  set: (carrier, key, value) => {
+    carrier.push(key, value);
+  },
+};
+
+type EncodeProperties = (
+  id: number,
+  channel: number,
+  size: number,
+  fields: unknown,
+) => Buffer;
+
+/**
+ * The trace headers of the publish under way, set by the sendMessage
+ * wrapper just before amqplib encodes the message and taken by the
+ * encoder's wrapper (see header-splice.ts). A publish is synchronous from
+ * one to the other, so one slot serves every channel.
+ */
+let pendingHeaders: HeaderEntries | undefined;
+
+/** Where each amqplib copy is installed, for those whose encoder appends pendingHeaders. */
+const splicing = new Set<string>();
+
+/** The directory of the package a hooked file (`lib/…`) belongs to. */
+function packageRoot(filename: string, file: string): string {
+  return filename.slice(0, filename.length - file.length);
+}
+
+function wrapEncodeProperties(original: EncodeProperties): EncodeProperties {
+  return function threadlineEncodeProperties(
+    this: unknown,
+    id: number,
+    channel: number,
+    size: number,
+    fields: unknown,
+  ): Buffer {
+    const entries = pendingHeaders;
+    pendingHeaders = undefined;
+    const frame = original.call(this, id, channel, size, fields);
+    if (entries === undefined) return frame;
+    try {
+      const spliced = spliceHeaders(frame, entries);
+      if (spliced !== undefined) return spliced;
+    } catch {
+      // reported below; the message goes as the application made it
+    }
+    diag.warnCollapsed(
+      "amqp-headers",
+      "could not add trace headers to a message: amqplib's content header was not the expected AMQP 0-9-1 frame",
+    );
+    return frame;
+  };
+}
+
+/** Whether the application's headers already hold one of those a publish gets. */
+function carriesTraceHeaders(given: unknown): boolean {
+  if (typeof given !== "object" || given === null) return false;
+  const h = given as Record<string, unknown>;
+  return (
+    "traceparent" in h ||
+    "tracestate" in h ||
+    "baggage" in h ||
+    SENT_AT_HEADER in h
+  );
+}
 
 function headerValue(v: unknown): string | undefined {
   if (typeof v === "string") return v;
@@ -259,15 +329,36 @@ export class AmqplibInstrumentation implements Instrumentation {
     this.#tracer = (
       this.#config.tracerProvider ?? trace.getTracerProvider()
     ).getTracer(NAME, VERSION);
+    // Before the first publish can need it: connection.js keeps the
+    // encoder it finds here when it loads (just after this file).
+    const defs = hookModule({
+      module: "amqplib",
+      file: "lib/defs.js",
+      onLoad: (exports, info) => {
+        const d = exports as { encodeProperties?: unknown };
+        if (info.late || typeof d.encodeProperties !== "function")
+          return undefined;
+        d.encodeProperties = wrapEncodeProperties(
+          d.encodeProperties as EncodeProperties,
+        );
+        splicing.add(packageRoot(info.filename, "lib/defs.js"));
+        return undefined;
+      },
+    });
     const base = hookModule({
       module: "amqplib",
       file: "lib/channel.js",
-      onLoad: (exports) => {
+      onLoad: (exports, info) => {
         const proto = (
           exports as { Channel?: { prototype: Record<string, unknown> } }
         ).Channel?.prototype;
         if (proto === undefined) return undefined;
-        this.#patch(proto, "sendMessage", (o) => this.#wrapSendMessage(o));
+        const splice = splicing.has(
+          packageRoot(info.filename, "lib/channel.js"),
+        );
+        this.#patch(proto, "sendMessage", (o) =>
+          this.#wrapSendMessage(o, splice),
+        );
         this.#patch(proto, "pushConfirmCallback", (o) => wrapPushConfirm(o));
         this.#patch(proto, "sendImmediately", (o) =>
           this.#wrapSendImmediately(o),
@@ -293,6 +384,7 @@ export class AmqplibInstrumentation implements Instrumentation {
           },
         }),
     );
+    this.#unhooks.push(defs.unhook);
     for (const h of [base, ...models]) {
       this.#late.push(...h.late);
       this.#unhooks.push(h.unhook);
@@ -376,8 +468,9 @@ export class AmqplibInstrumentation implements Instrumentation {
 
   // ---- producer -------------------------------------------------------
 
-  #wrapSendMessage(original: AnyFn): AnyFn {
+  #wrapSendMessage(original: AnyFn, spliceable: boolean): AnyFn {
     const self = this;
+    let splice = spliceable;
     return function threadlineSendMessage(
       this: ChannelLike,
       fields: unknown,
@@ -401,6 +494,7 @@ export class AmqplibInstrumentation implements Instrumentation {
           properties as Record<string, unknown>,
           content,
           slot,
+          splice,
         );
       } catch (err) {
         diag.warnCollapsed(
@@ -420,6 +514,15 @@ export class AmqplibInstrumentation implements Instrumentation {
       };
       try {
         const result = original.call(this, fields, properties, content);
+        if (pendingHeaders !== undefined) {
+          // The encoder this channel's connection uses is not the wrapped
+          // one: from now on its messages get the headers copied in.
+          splice = false;
+          diag.warnCollapsed(
+            "amqp-headers",
+            "a message went without trace headers (amqplib's encoder was loaded in an unexpected way); later ones will have them",
+          );
+        }
         if (span !== undefined && slot === undefined) span.end();
         meters().sent.add(1, sent);
         return result;
@@ -435,6 +538,8 @@ export class AmqplibInstrumentation implements Instrumentation {
           span.end();
         }
         throw err;
+      } finally {
+        pendingHeaders = undefined;
       }
     };
   }
@@ -446,6 +551,7 @@ export class AmqplibInstrumentation implements Instrumentation {
     properties: Record<string, unknown>,
     content: unknown,
     slot: number | undefined,
+    splice: boolean,
   ): Span {
     const exchange =
       typeof fields["exchange"] === "string" ? fields["exchange"] : "";
@@ -473,16 +579,26 @@ export class AmqplibInstrumentation implements Instrumentation {
       ctx,
     );
     const external = this.#external.has(exchange);
-    const headers = copyHeaders(properties["headers"], external);
     let injectCtx = trace.setSpan(ctx, span);
     if (external) {
       injectCtx = propagation
         .deleteBaggage(injectCtx)
         .deleteValue(CUSTOMER_KEY);
     }
-    propagation.inject(injectCtx, headers, headerSetter);
-    if (!external) headers[SENT_AT_HEADER] = Date.now();
-    properties["headers"] = headers;
+    const given = properties["headers"];
+    if (splice && !carriesTraceHeaders(given)) {
+      // Written into the frame as amqplib encodes it; the application's
+      // headers object is left as it is.
+      const entries: HeaderEntries = [];
+      propagation.inject(injectCtx, entries, entrySetter);
+      if (!external) entries.push(SENT_AT_HEADER, Date.now());
+      pendingHeaders = entries;
+    } else {
+      const headers = copyHeaders(given, external);
+      propagation.inject(injectCtx, headers, headerSetter);
+      if (!external) headers[SENT_AT_HEADER] = Date.now();
+      properties["headers"] = headers;
+    }
     if (
       slot !== undefined &&
       Array.isArray(channel.unconfirmed) &&

@@ -1,9 +1,13 @@
 // amqplib instrumentation against a real RabbitMQ broker, inside one process.
+// amqplib is loaded after Threadline starts, as a service started with
+// `--import @threadline/node/register` loads it (amqplib-late.test.ts covers
+// an amqplib loaded first).
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { createRequire } from "node:module";
 import { after, before, beforeEach, describe, it } from "node:test";
-import amqp from "amqplib";
-import amqpCallback from "amqplib/callback_api.js";
+import type amqp from "amqplib";
+import type amqpCallback from "amqplib/callback_api.js";
 import { context, trace } from "@opentelemetry/api";
 import {
   startOtlpReceiver,
@@ -28,6 +32,7 @@ let receiver: OtlpReceiver;
 let threadline: ThreadlineHandle;
 let brokerUrl: string;
 let connection: amqp.ChannelModel;
+let amqpCallbackApi: typeof amqpCallback;
 
 function start(options: InitOptions = {}): void {
   threadline = init({
@@ -47,7 +52,9 @@ before(async () => {
   receiver = await startOtlpReceiver();
   brokerUrl = await testBroker();
   start();
-  connection = await amqp.connect(brokerUrl);
+  const amqpApi = (await import("amqplib")).default;
+  amqpCallbackApi = (await import("amqplib/callback_api.js")).default;
+  connection = await amqpApi.connect(brokerUrl);
 });
 
 after(async () => {
@@ -125,6 +132,78 @@ describe("promise API", () => {
       consumer.attributes["messaging.rabbitmq.message.redelivered"],
       false,
     );
+    await ch.close();
+  });
+
+  it("writes the trace headers into the encoded message, leaving the application's headers object alone", async () => {
+    // The encoder connection.js uses is the wrapped one: this suite runs the
+    // path a service started with --import gets.
+    const defs = createRequire(import.meta.url)("amqplib/lib/defs.js") as {
+      encodeProperties: { name: string };
+    };
+    assert.equal(defs.encodeProperties.name, "threadlineEncodeProperties");
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    const received: Array<Record<string, unknown>> = [];
+    await ch.consume(q, (msg) => {
+      if (msg === null) return;
+      received.push({
+        contentType: msg.properties.contentType,
+        ...msg.properties.headers,
+      });
+      ch.ack(msg);
+    });
+    const headers = { app: "x", count: 7, nested: { deep: true } };
+    let traceId = "";
+    withCustomer("c-7", () =>
+      trace.getTracer("t").startActiveSpan("request", (root) => {
+        traceId = root.spanContext().traceId;
+        ch.sendToQueue(q, Buffer.from("{}"), {
+          contentType: "application/json",
+          headers,
+        });
+        // A stale trace context the application carried over is replaced.
+        ch.sendToQueue(q, Buffer.from("{}"), {
+          headers: {
+            traceparent:
+              "00-11111111111111111111111111111111-2222222222222222-01",
+          },
+        });
+        root.end();
+      }),
+    );
+    await waitFor(() => received.length === 2, { what: "both deliveries" });
+    assert.deepEqual(Object.keys(headers), ["app", "count", "nested"]);
+    const [first, second] = received as [
+      Record<string, unknown>,
+      Record<string, unknown>,
+    ];
+    assert.equal(first["contentType"], "application/json");
+    assert.equal(first["app"], "x");
+    assert.equal(first["count"], 7);
+    assert.deepEqual(first["nested"], { deep: true });
+    assert.match(String(first["baggage"]), /customer\.id=c-7/);
+    assert.ok(
+      Math.abs(Number(first["threadline-sent-at"]) - Date.now()) < 60_000,
+    );
+    const spans = await receiver.waitForSpans(
+      (s) => consumers(s).length >= 2 && producers(s).length >= 2,
+      "producer and consumer spans",
+    );
+    for (const [i, h] of [first, second].entries()) {
+      const producer = producers(spans)[i]!;
+      assert.match(
+        String(h["traceparent"]),
+        new RegExp(`^00-${traceId}-${producer.spanId}-0[13]$`),
+        `message ${i + 1}'s traceparent`,
+      );
+      const consumer = consumers(spans).find(
+        (c) => c.parentSpanId === producer.spanId,
+      );
+      assert.ok(consumer, `message ${i + 1}'s consumer span`);
+      assert.equal(consumer.attributes["customer.id"], "c-7");
+    }
     await ch.close();
   });
 
@@ -286,7 +365,7 @@ describe("promise API", () => {
 describe("callback API", () => {
   it("traces publish and consume the same way", async () => {
     const conn = await new Promise<amqpCallback.Connection>((resolve, reject) =>
-      amqpCallback.connect(
+      amqpCallbackApi.connect(
         brokerUrl,
         (err: unknown, c: amqpCallback.Connection) =>
           err ? reject(err) : resolve(c),
@@ -381,29 +460,37 @@ describe("external exchanges", () => {
     await ch.assertQueue(q, { autoDelete: true });
     await ch.bindQueue(q, "partner.out", "");
     // What the partner receives, read without any instrumentation's help.
-    const received = new Promise<Record<string, unknown>>((resolve) => {
-      void ch.consume(q, (msg) => {
-        if (msg === null) return;
-        resolve({ ...msg.properties.headers });
-        ch.ack(msg);
-      });
+    const received: Array<Record<string, unknown>> = [];
+    void ch.consume(q, (msg) => {
+      if (msg === null) return;
+      received.push({ ...msg.properties.headers });
+      ch.ack(msg);
     });
     let traceId = "";
     withCustomer("c-secret", () =>
       trace.getTracer("t").startActiveSpan("request", (root) => {
         traceId = root.spanContext().traceId;
+        // With the application's own baggage header, and without.
         ch.publish("partner.out", "", Buffer.from("{}"), {
           headers: { app: "x", baggage: "customer.id=c-secret" },
+        });
+        ch.publish("partner.out", "", Buffer.from("{}"), {
+          headers: { app: "x" },
         });
         root.end();
       }),
     );
-    const headers = await received;
-    assert.equal(headers["app"], "x");
-    assert.match(String(headers["traceparent"]), new RegExp(`^00-${traceId}-`));
-    assert.equal(headers["baggage"], undefined);
-    assert.equal(headers["threadline-sent-at"], undefined);
-    assert.doesNotMatch(JSON.stringify(headers), /c-secret/);
+    await waitFor(() => received.length === 2, { what: "both deliveries" });
+    for (const headers of received) {
+      assert.equal(headers["app"], "x");
+      assert.match(
+        String(headers["traceparent"]),
+        new RegExp(`^00-${traceId}-`),
+      );
+      assert.equal(headers["baggage"], undefined);
+      assert.equal(headers["threadline-sent-at"], undefined);
+      assert.doesNotMatch(JSON.stringify(headers), /c-secret/);
+    }
     await ch.close();
   });
 

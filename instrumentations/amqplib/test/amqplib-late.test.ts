@@ -1,0 +1,75 @@
+// An amqplib loaded before Threadline started (a late start, which start-up
+// warns about): its encoder is not wrapped, and publishes still carry the
+// trace headers, in a copy of the application's headers.
+import assert from "node:assert/strict";
+import { createRequire } from "node:module";
+import { after, before, it } from "node:test";
+import amqp from "amqplib";
+import { trace } from "@opentelemetry/api";
+import {
+  startOtlpReceiver,
+  stopTestServers,
+  testBroker,
+  waitFor,
+  type OtlpReceiver,
+} from "@threadline/test-support";
+import { init, withCustomer, type ThreadlineHandle } from "@threadline/node";
+
+let receiver: OtlpReceiver;
+let threadline: ThreadlineHandle;
+let connection: amqp.ChannelModel;
+
+before(async () => {
+  receiver = await startOtlpReceiver();
+  const url = await testBroker();
+  threadline = init({
+    serviceName: "amqp-late-test",
+    endpoint: receiver.url,
+    exportLogs: false,
+    ignoreIncomingPaths: ["/v1/*", "/threadline/*"],
+  });
+  connection = await amqp.connect(url);
+});
+
+after(async () => {
+  await connection.close();
+  await threadline.shutdown();
+  await receiver.close();
+  await stopTestServers();
+});
+
+it("carries trace context, baggage and the application's headers", async () => {
+  const defs = createRequire(import.meta.url)("amqplib/lib/defs.js") as {
+    encodeProperties: { name: string };
+  };
+  assert.notEqual(defs.encodeProperties.name, "threadlineEncodeProperties");
+  const ch = await connection.createChannel();
+  const q = `q-late-${process.pid}`;
+  await ch.assertQueue(q, { autoDelete: true });
+  const received = new Promise<Record<string, unknown>>((resolve) => {
+    void ch.consume(q, (msg) => {
+      if (msg === null) return;
+      resolve({ ...msg.properties.headers });
+      ch.ack(msg);
+    });
+  });
+  const headers = { app: "x" };
+  let traceId = "";
+  withCustomer("c-late", () =>
+    trace.getTracer("t").startActiveSpan("request", (root) => {
+      traceId = root.spanContext().traceId;
+      ch.sendToQueue(q, Buffer.from("{}"), { headers });
+      root.end();
+    }),
+  );
+  const got = await received;
+  assert.deepEqual(headers, { app: "x" });
+  assert.equal(got["app"], "x");
+  assert.match(String(got["traceparent"]), new RegExp(`^00-${traceId}-`));
+  assert.match(String(got["baggage"]), /customer\.id=c-late/);
+  assert.equal(typeof got["threadline-sent-at"], "number");
+  await waitFor(() => receiver.spans.some((s) => s.name === `process ${q}`), {
+    what: "the consumer span",
+  });
+  await ch.close();
+});
