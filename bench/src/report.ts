@@ -93,6 +93,28 @@ export function shareOf(ratios: number[]): Share {
   };
 }
 
+/** `key` of contenders `a` and `b` in each round both ran, combined by `f`. */
+function perRound(
+  input: ReportInput,
+  handler: string,
+  a: string,
+  b: string,
+  key: keyof Measurement,
+  f: (x: number, y: number) => number,
+): number[] {
+  const out: number[] = [];
+  for (let round = 0; round < input.rounds; round++) {
+    const value = (c: string) =>
+      input.results.find(
+        (r) => r.handler === handler && r.contender === c && r.round === round,
+      )?.[key] as number | undefined;
+    const x = value(a);
+    const y = value(b);
+    if (x !== undefined && y !== undefined) out.push(f(x, y));
+  }
+  return out;
+}
+
 /**
  * Throughput of contender `a` over contender `b`, round by round: the
  * machine's speed drifts over a run (other tenants, frequency), and a ratio
@@ -104,17 +126,22 @@ export function pairedRatio(
   a: string,
   b: string,
 ): Share {
-  const ratios: number[] = [];
-  for (let round = 0; round < input.rounds; round++) {
-    const rps = (c: string) =>
-      input.results.find(
-        (r) => r.handler === handler && r.contender === c && r.round === round,
-      )?.rps;
-    const x = rps(a);
-    const y = rps(b);
-    if (x !== undefined && y !== undefined) ratios.push(x / y);
-  }
-  return shareOf(ratios);
+  return shareOf(perRound(input, handler, a, b, "rps", (x, y) => x / y));
+}
+
+/**
+ * What contender `a` adds to contender `b`'s `key`: the median of the
+ * differences within each round, for the same reason as {@link pairedRatio}
+ * (a CPU time per request drifts with the machine's speed as throughput does).
+ */
+export function pairedDifference(
+  input: ReportInput,
+  handler: string,
+  a: string,
+  b: string,
+  key: keyof Measurement,
+): number {
+  return median(perRound(input, handler, a, b, key, (x, y) => x - y));
 }
 
 /** A ratio followed by its lowest and highest round, "0.68 (0.66–0.78)". */
@@ -131,20 +158,20 @@ export function summarize(input: ReportInput): Summary[] {
       median(of(c).map((r) => r[k] as number));
     for (const c of input.contenders) {
       const share = pairedRatio(input, h.name, c.name, "none");
+      const added = (k: keyof Measurement) =>
+        pairedDifference(input, h.name, c.name, "none", k);
       out.push({
         contender: c.name,
         handler: h.name,
         rps: m(c.name, "rps"),
         ratio: share.median,
         ratioRange: share.range,
-        cpuAdded: m(c.name, "cpuUsPerRequest") - m("none", "cpuUsPerRequest"),
-        mainThreadAdded:
-          m(c.name, "mainThreadUsPerRequest") -
-          m("none", "mainThreadUsPerRequest"),
-        p50Added: m(c.name, "p50") - m("none", "p50"),
-        p99Added: m(c.name, "p99") - m("none", "p99"),
-        rssAddedMb: (m(c.name, "rssBytes") - m("none", "rssBytes")) / 2 ** 20,
-        startupAddedMs: m(c.name, "startupMs") - m("none", "startupMs"),
+        cpuAdded: added("cpuUsPerRequest"),
+        mainThreadAdded: added("mainThreadUsPerRequest"),
+        p50Added: added("p50"),
+        p99Added: added("p99"),
+        rssAddedMb: added("rssBytes") / 2 ** 20,
+        startupAddedMs: added("startupMs"),
         stolen: m(c.name, "stolenShare"),
       });
     }
@@ -295,7 +322,8 @@ ${goals.join("\n")}
 ${tables}
 CPU is the service process's user+system time (all its threads, export workers included) over the measured run,
 divided by the requests served; RSS is the peak sampled every 200 ms during the run; start-up is the time from
-spawning the process until it listens. The share taken by the host is the machine's steal time over the measured
+spawning the process until it listens. What a contender adds is the median of its differences from no agent
+within each round, as the shares are medians of ratios within each round. The share taken by the host is the machine's steal time over the measured
 run (/proc/stat): the part of its CPU time a virtual machine's host gave to something else, 0 on bare metal. A run
 that lost more to the host is slower for that alone, so a contender whose median is well above no agent's is
 shown slower than it is.
@@ -307,7 +335,16 @@ ${input.handlers
     const full = get(h.name, "threadline-100");
     const bare = get(h.name, "threadline-no-export");
     if (full === undefined || bare === undefined) return "";
-    return `- ${h.name}: instrumentation alone (exporters off) ${signed(bare.cpuAdded)} µs CPU (${signed(bare.mainThreadAdded)} µs of it on the application's thread, the rest on the process's other threads, mostly V8's garbage-collection helpers) and ${signed(bare.rssAddedMb, 1)} MB RSS per service; recording and exporting spans and log lines (spans encoded as they end; log lines copied as they are written and encoded a batch at a time; HTTP; all on the application's thread, outside requests) ${signed(full.cpuAdded - bare.cpuAdded)} µs (${signed(full.mainThreadAdded - bare.mainThreadAdded)} µs on the application's thread) and ${signed(full.rssAddedMb - bare.rssAddedMb, 1)} MB.`;
+    // Export's share, paired round by round as the rest.
+    const exporting = (k: keyof Measurement) =>
+      pairedDifference(
+        input,
+        h.name,
+        "threadline-100",
+        "threadline-no-export",
+        k,
+      );
+    return `- ${h.name}: instrumentation alone (exporters off) ${signed(bare.cpuAdded)} µs CPU (${signed(bare.mainThreadAdded)} µs of it on the application's thread, the rest on the process's other threads, mostly V8's garbage-collection helpers) and ${signed(bare.rssAddedMb, 1)} MB RSS per service; recording and exporting spans and log lines (spans encoded as they end; log lines copied as they are written and encoded a batch at a time; HTTP; all on the application's thread, outside requests) ${signed(exporting("cpuUsPerRequest"))} µs (${signed(exporting("mainThreadUsPerRequest"))} µs on the application's thread) and ${signed(exporting("rssBytes") / 2 ** 20, 1)} MB.`;
   })
   .join("\n")}
 
