@@ -279,7 +279,8 @@ const REGISTER = ["-r", "@threadline/node/register"];
 /**
  * Rounds of each micro-benchmark (a fresh process per run, on one core):
  * nine, as for the services; with five, one run of unchanged code put
- * correlated pino at 0.78 of plain and the next ones at 0.89 to 0.93.
+ * correlated pino at 0.78 of plain, and single pairs run just after gave
+ * 0.63, 0.89, 0.93 and 0.89.
  */
 const MICRO_ROUNDS = 9;
 
