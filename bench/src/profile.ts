@@ -1,9 +1,13 @@
 // Profiles one contender under load: runs a bench service with --cpu-prof
 // (main thread; worker threads write their own profiles), drives it with
 // autocannon, then prints where the time went, by function and by package.
+// With --perf, Linux perf samples the service instead, on the CPU clock:
+// the main thread's CPU time by kind (JavaScript, garbage collection,
+// kernel, other native code) and by function, waits for the core left out
+// (see perf-profile.ts).
 //
 //   node bench/src/profile.ts [--contender threadline-100] [--handler realistic] [--requests 20000]
-//                             [--env KEY=VALUE ...] [--node-arg <flag> ...] [--no-profile] [--keep <dir>]
+//                             [--env KEY=VALUE ...] [--node-arg <flag> ...] [--no-profile | --perf] [--keep <dir>]
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +17,14 @@ import { startService } from "@threadline/test-support";
 import { startBackends } from "./backends.ts";
 import { contenders } from "./contenders.ts";
 import { readProfile, summarize } from "./cpu-profile.ts";
+import {
+  KINDS,
+  PERF_NODE_FLAGS,
+  perfAvailable,
+  perfMapFile,
+  recordPerf,
+  summarizePerf,
+} from "./perf-profile.ts";
 import { load } from "./load.ts";
 import { CLK_TCK, machineTicks, parseStat } from "./proc.ts";
 
@@ -28,6 +40,8 @@ const { values } = parseArgs({
     "node-arg": { type: "string", multiple: true },
     // only the CPU accounting, without --cpu-prof's own overhead
     "no-profile": { type: "boolean" },
+    // sample with Linux perf (CPU time) instead of --cpu-prof (wall clock)
+    perf: { type: "boolean" },
     // keep the .cpuprofile files here (for DevTools or further analysis)
     keep: { type: "string" },
   },
@@ -38,6 +52,10 @@ const handler = values.handler ?? "realistic";
 const requests = Number(values.requests ?? 20_000);
 const name = values.contender ?? "threadline-100";
 const contender = contenders.find((c) => c.name === name);
+if (values.perf && !perfAvailable())
+  throw new Error(
+    "--perf needs Linux perf (Debian: apt-get install linux-perf)",
+  );
 if (contender === undefined)
   throw new Error(
     `unknown contender ${name}; one of ${contenders.map((c) => c.name).join(", ")}`,
@@ -93,7 +111,11 @@ try {
     entry: join(services, `${handler}.cjs`),
     cwd: root,
     execArgv: [
-      ...(values["no-profile"] ? [] : [`--cpu-prof`, `--cpu-prof-dir=${dir}`]),
+      ...(values.perf
+        ? PERF_NODE_FLAGS
+        : values["no-profile"]
+          ? []
+          : [`--cpu-prof`, `--cpu-prof-dir=${dir}`]),
       ...(values["node-arg"] ?? []),
       ...contender.execArgv,
     ],
@@ -115,10 +137,17 @@ try {
     consumer: consumer.child.pid!,
     sink: sink.child.pid!,
   };
+  const perfFile = join(dir, "perf.data");
+  const perf = values.perf ? recordPerf(pids.service, perfFile) : undefined;
+  // perf takes a moment to attach to every thread; the window is cut after.
+  if (perf !== undefined) await new Promise((r) => setTimeout(r, 1000));
   const before = cpuByThread(pids);
   const commandsBefore = cpuByCommand();
   const machineBefore = machineTicks();
+  const from = Number(process.hrtime.bigint() / 1000n);
   const { seconds } = await load(svc.url, requests, 20);
+  const to = Number(process.hrtime.bigint() / 1000n);
+  await perf?.stop();
   const machineAfter = machineTicks();
   const commandsAfter = cpuByCommand();
   const after = cpuByThread(pids);
@@ -148,6 +177,25 @@ try {
     `${perRequest(busy).toFixed(1).padStart(7)}  all (machine ${((busy / total) * 100).toFixed(0)}% busy, ${(((machineAfter.steal - machineBefore.steal) / total) * 100).toFixed(1)}% taken by the host)\n`,
   );
   await svc.stop("SIGINT");
+  if (perf !== undefined) {
+    // The main thread's id is the process id.
+    const { kinds, places } = await summarizePerf(
+      perfFile,
+      pids.service,
+      from,
+      to,
+    ).finally(() => rmSync(perfMapFile(pids.service), { force: true }));
+    const perRequest = (us: number) => (us / requests).toFixed(2).padStart(7);
+    process.stdout.write(
+      `\n-- main thread, CPU µs per request, sampled by perf --\n${KINDS.map((k) => `${perRequest(kinds[k])}  ${k}`).join("\n")}\n\n-- by JavaScript function (builtins and runtime calls included; inlined functions count as their caller), else by symbol --\n${[
+        ...places,
+      ]
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, Number(values.top ?? 40))
+        .map(([place, us]) => `${perRequest(us)}  ${place}`)
+        .join("\n")}\n`,
+    );
+  }
   const sent = (await (await fetch(`${sink.url}/_stats`)).json()) as {
     requests: number;
     bytes: number;

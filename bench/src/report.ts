@@ -390,6 +390,7 @@ server endpoints), so network and backend cost is equal; each agent samples ever
 npm run bench                      # all contenders, ${input.rounds} rounds, writes docs/benchmarks.md and docs/images/overhead.svg
 node bench/src/run.ts --quick --rounds 1 --only none,threadline-100   # a quick look
 node bench/src/profile.ts --contender threadline-100   # one contender's CPU by thread, package and function
+node bench/src/profile.ts --perf --contender threadline-100   # the same sampled by Linux perf: CPU time only, the kernel's share seen
 \`\`\`
 `;
   return { markdown, svg: chart(summary, input) };
