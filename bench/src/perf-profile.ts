@@ -168,8 +168,8 @@ export async function summarizeScript(
 export async function summarizePerf(
   file: string,
   tid: number,
-  fromUs = -Infinity,
-  toUs = Infinity,
+  fromUs: number,
+  toUs: number,
 ): Promise<PerfSummary> {
   const child = spawn(
     "perf",

@@ -1,6 +1,12 @@
 // CPU accounting from /proc, in clock ticks.
 import { readFileSync } from "node:fs";
 
+/**
+ * Now on the monotonic clock, in microseconds: the clock V8 stamps CPU
+ * profiles with and perf (-k CLOCK_MONOTONIC) stamps samples with.
+ */
+export const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
+
 /** Clock ticks per second of /proc's times (USER_HZ, 100 on Linux). */
 export const CLK_TCK = 100;
 

@@ -24,9 +24,10 @@ import {
   perfMapFile,
   recordPerf,
   summarizePerf,
+  type PerfRecording,
 } from "./perf-profile.ts";
 import { load } from "./load.ts";
-import { CLK_TCK, machineTicks, parseStat } from "./proc.ts";
+import { CLK_TCK, machineTicks, monotonicUs, parseStat } from "./proc.ts";
 
 const { values } = parseArgs({
   options: {
@@ -42,7 +43,8 @@ const { values } = parseArgs({
     "no-profile": { type: "boolean" },
     // sample with Linux perf (CPU time) instead of --cpu-prof (wall clock)
     perf: { type: "boolean" },
-    // keep the .cpuprofile files here (for DevTools or further analysis)
+    // keep the .cpuprofile files (or perf.data, and perf's map of the
+    // service's JIT code is left in place) here for further analysis
     keep: { type: "string" },
   },
 });
@@ -105,6 +107,8 @@ const dir = values.keep ?? mkdtempSync(join(tmpdir(), "threadline-prof-"));
 // is dropped, and the backends are still stopped below.
 process.stdout.on("error", () => {});
 const backends = await startBackends();
+let perf: PerfRecording | undefined;
+let servicePid: number | undefined;
 try {
   const { env, sink, consumer } = backends;
   const svc = await startService({
@@ -137,16 +141,17 @@ try {
     consumer: consumer.child.pid!,
     sink: sink.child.pid!,
   };
+  servicePid = pids.service;
   const perfFile = join(dir, "perf.data");
-  const perf = values.perf ? recordPerf(pids.service, perfFile) : undefined;
+  if (values.perf) perf = recordPerf(pids.service, perfFile);
   // perf takes a moment to attach to every thread; the window is cut after.
   if (perf !== undefined) await new Promise((r) => setTimeout(r, 1000));
   const before = cpuByThread(pids);
   const commandsBefore = cpuByCommand();
   const machineBefore = machineTicks();
-  const from = Number(process.hrtime.bigint() / 1000n);
+  const from = monotonicUs();
   const { seconds } = await load(svc.url, requests, 20);
-  const to = Number(process.hrtime.bigint() / 1000n);
+  const to = monotonicUs();
   await perf?.stop();
   const machineAfter = machineTicks();
   const commandsAfter = cpuByCommand();
@@ -184,15 +189,15 @@ try {
       pids.service,
       from,
       to,
-    ).finally(() => rmSync(perfMapFile(pids.service), { force: true }));
-    const perRequest = (us: number) => (us / requests).toFixed(2).padStart(7);
+    );
+    const usPerRequest = (us: number) => (us / requests).toFixed(2).padStart(7);
     process.stdout.write(
-      `\n-- main thread, CPU µs per request, sampled by perf --\n${KINDS.map((k) => `${perRequest(kinds[k])}  ${k}`).join("\n")}\n\n-- by JavaScript function (builtins and runtime calls included; inlined functions count as their caller), else by symbol --\n${[
+      `\n-- main thread, CPU µs per request, sampled by perf --\n${KINDS.map((k) => `${usPerRequest(kinds[k])}  ${k}`).join("\n")}\n\n-- by JavaScript function (builtins and runtime calls included; inlined functions count as their caller), else by symbol --\n${[
         ...places,
       ]
         .sort((a, b) => b[1] - a[1])
         .slice(0, Number(values.top ?? 40))
-        .map(([place, us]) => `${perRequest(us)}  ${place}`)
+        .map(([place, us]) => `${usPerRequest(us)}  ${place}`)
         .join("\n")}\n`,
     );
   }
@@ -210,6 +215,11 @@ try {
     );
   }
 } finally {
+  await perf?.stop().catch(() => {});
   await backends.stop();
-  if (values.keep === undefined) rmSync(dir, { recursive: true, force: true });
+  if (values.keep === undefined) {
+    rmSync(dir, { recursive: true, force: true });
+    if (perf !== undefined && servicePid !== undefined)
+      rmSync(perfMapFile(servicePid), { force: true });
+  }
 }

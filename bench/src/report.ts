@@ -443,11 +443,12 @@ ${why}
   });
   return `## Where the application's thread spends its time (CPU profiles)
 
-One more run each of no agent and of Threadline under \`node --cpu-prof\`, cut to the measured requests: the
-self time of the service's main thread, by part. The profiler slows a process down, so these figures are for
+Three more runs each of no agent and of Threadline, alternated, under \`node --cpu-prof\`, cut to the measured
+requests: the self time of the service's main thread by part, medians of the three. The profiler slows a process down, so these figures are for
 comparing the parts with each other, not with the tables above. Samples are taken on the wall clock: a system
 call that wakes another process (a query written to PostgreSQL, a reply to the load generator) on a machine
-this busy often gives it the core, and the wait counts as native code.
+this busy often gives it the core, and the wait counts as native code (\`node bench/src/profile.ts --perf\` samples
+the CPU clock instead).
 
 ${sections.join("\n")}`;
 }

@@ -10,8 +10,8 @@
 // throughput (and its ratio to no agent), CPU time per request added,
 // p50/p99 latency added, peak RSS added, start-up time added; plus pino
 // lines/s with and without Threadline's correlation, and the export
-// pipeline's spans/s. Last, one run each of no agent and Threadline under
-// --cpu-prof says where the application's thread spends a request.
+// pipeline's spans/s. Last, three runs each of no agent and Threadline under
+// --cpu-prof say where the application's thread spends a request.
 //
 //   node bench/src/run.ts [--rounds 9] [--out docs/benchmarks.md] [--only threadline-100,none]
 import { spawn } from "node:child_process";
@@ -33,7 +33,7 @@ import { startBackends } from "./backends.ts";
 import { load } from "./load.ts";
 import { contenders, type Contender } from "./contenders.ts";
 import { PARTS, readProfile, timeByPart, type Part } from "./cpu-profile.ts";
-import { CLK_TCK, machineTicks, parseStat } from "./proc.ts";
+import { CLK_TCK, machineTicks, monotonicUs, parseStat } from "./proc.ts";
 import {
   renderReport,
   type Measurement,
@@ -102,9 +102,6 @@ function shuffle<T>(list: T[], seed: number): T[] {
   return out;
 }
 
-/** Now, in microseconds of the clock CPU profiles are stamped with. */
-const clockUs = () => Number(process.hrtime.bigint() / 1000n);
-
 /** The single profile a process wrote into `dir`, as time per part. */
 function profileParts(
   dir: string,
@@ -154,13 +151,13 @@ async function measure(
     const ticks0 = cpuTicks(pid);
     const main0 = cpuTicks(pid, pid); // the main thread's id is the process id
     const machine0 = machineTicks();
-    const from = clockUs();
+    const from = monotonicUs();
     const { result: r, seconds } = await load(
       svc.url,
       handler.amount,
       CONNECTIONS,
     );
-    const to = clockUs();
+    const to = monotonicUs();
     const ticks1 = cpuTicks(pid);
     const main1 = cpuTicks(pid, pid);
     const machine1 = machineTicks();
