@@ -8,7 +8,13 @@
 //
 //   node bench/src/profile.ts [--contender threadline-100] [--handler realistic] [--requests 20000]
 //                             [--env KEY=VALUE ...] [--node-arg <flag> ...] [--no-profile | --perf] [--keep <dir>]
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -102,7 +108,12 @@ function cpuByThread(
   return out;
 }
 
-const dir = values.keep ?? mkdtempSync(join(tmpdir(), "threadline-prof-"));
+const dir =
+  values.keep === undefined
+    ? mkdtempSync(join(tmpdir(), "threadline-prof-"))
+    : values.keep;
+// perf writes into the directory but does not make it.
+mkdirSync(dir, { recursive: true });
 // Piped into a reader that stops early (`| head`): the rest of the output
 // is dropped, and the backends are still stopped below.
 process.stdout.on("error", () => {});
