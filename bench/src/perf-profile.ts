@@ -66,6 +66,10 @@ export function recordPerf(pid: number, file: string): PerfRecording {
           ),
     );
   });
+  // perf may fail before anyone waits on it (a bad output path, a process
+  // that cannot be traced): the failure is reported by stop(), not left to
+  // end this process with everything it started still running.
+  exited.catch(() => {});
   return {
     async stop() {
       if (child.exitCode === null && child.signalCode === null)

@@ -19,7 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { startService } from "@threadline/test-support";
+import { type RunningService, startService } from "@threadline/test-support";
 import { startBackends } from "./backends.ts";
 import { contenders } from "./contenders.ts";
 import { readProfile, summarize } from "./cpu-profile.ts";
@@ -120,9 +120,10 @@ process.stdout.on("error", () => {});
 const backends = await startBackends();
 let perf: PerfRecording | undefined;
 let servicePid: number | undefined;
+let service: RunningService | undefined;
 try {
   const { env, sink, consumer } = backends;
-  const svc = await startService({
+  const svc = (service = await startService({
     entry: join(services, `${handler}.cjs`),
     cwd: root,
     execArgv: [
@@ -145,7 +146,7 @@ try {
       ),
       PORT: "0",
     },
-  });
+  }));
   await load(svc.url, requests / 5, 20);
   const pids = {
     service: svc.child.pid!,
@@ -227,6 +228,8 @@ try {
   }
 } finally {
   await perf?.stop().catch(() => {});
+  // Stopped already unless something failed on the way.
+  await service?.stop("SIGINT");
   await backends.stop();
   if (values.keep === undefined) {
     rmSync(dir, { recursive: true, force: true });
