@@ -10,7 +10,17 @@ export interface Contender {
   label: string;
   execArgv: string[];
   env: (sink: string) => Record<string, string>;
+  /** The handlers it runs with; all when absent. */
+  handlers?: readonly string[];
 }
+
+/**
+ * Microseconds of busy waiting per request for the yardstick: about what
+ * keeping 0.80 of no-agent throughput leaves the application's thread on
+ * the realistic handler, if that thread sets the pace (see the profile
+ * section of the report).
+ */
+export const BUSY_WAIT_US = 30;
 
 /** Threadline loaded one line, exporting to the sink, with `settings` on top. */
 function threadline(
@@ -56,6 +66,15 @@ function upstream(
 export const contenders: Contender[] = [
   { name: "none", label: "no agent", execArgv: [], env: () => ({}) },
   threadline("threadline-100", "Threadline, 100% sampling"),
+  // Not an agent: what a known amount of the application thread's time per
+  // request costs on this machine, to read the agents' figures against.
+  {
+    name: `busy-wait-${BUSY_WAIT_US}`,
+    label: `no agent, ${BUSY_WAIT_US} µs of busy waiting at the start of each request (a yardstick, not an agent)`,
+    execArgv: ["-r", join(services, "busy-wait.cjs")],
+    env: () => ({ BUSY_WAIT_US: String(BUSY_WAIT_US) }),
+    handlers: ["realistic"],
+  },
   // Not a product setting: splits Threadline's cost into instrumentation
   // (contexts, spans, propagation, log correlation) and export.
   threadline(

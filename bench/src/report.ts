@@ -157,6 +157,8 @@ export function summarize(input: ReportInput): Summary[] {
     const m = (c: string, k: keyof Measurement) =>
       median(of(c).map((r) => r[k] as number));
     for (const c of input.contenders) {
+      // A contender may run with some handlers only (the yardstick).
+      if (of(c.name).length === 0) continue;
       const share = pairedRatio(input, h.name, c.name, "none");
       const added = (k: keyof Measurement) =>
         pairedDifference(input, h.name, c.name, "none", k);
@@ -194,6 +196,7 @@ function chart(summary: Summary[], input: ReportInput): string {
     "dd-trace": "#8d4653",
     elastic: "#91e8e1",
   };
+  const yardstickColor = "#d0d0d0";
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="#fff"/>`,
@@ -219,11 +222,12 @@ function chart(summary: Summary[], input: ReportInput): string {
       const s = summary.find(
         (x) => x.handler === h.name && x.contender === c.name,
       );
-      const ratio = s && Number.isFinite(s.ratio) ? s.ratio : 0;
       const y = 58 + i * rowH;
       if (g === 0) parts.push(`<text x="10" y="${y + 15}">${c.name}</text>`);
+      if (s === undefined) return; // not run with this handler
+      const ratio = Number.isFinite(s.ratio) ? s.ratio : 0;
       parts.push(
-        `<rect x="${x0}" y="${y}" width="${Math.max(1, Math.min(1.2, ratio) * scale)}" height="${rowH - 8}" fill="${colors[c.name] ?? "#888"}"/>`,
+        `<rect x="${x0}" y="${y}" width="${Math.max(1, Math.min(1.2, ratio) * scale)}" height="${rowH - 8}" fill="${colors[c.name] ?? (isYardstick(c.name) ? yardstickColor : "#888")}"/>`,
       );
       parts.push(
         `<text x="${x0 + Math.min(1.2, ratio) * scale + 4}" y="${y + 14}">${ratio.toFixed(2)}</text>`,
@@ -232,6 +236,33 @@ function chart(summary: Summary[], input: ReportInput): string {
   });
   parts.push("</svg>");
   return parts.join("\n");
+}
+
+/** The yardstick's name says its busy wait: busy-wait-<µs>. */
+const YARDSTICK = /^busy-wait-(\d+)$/;
+const isYardstick = (name: string) => YARDSTICK.test(name);
+
+/**
+ * What the yardstick shows: the share a service keeps when its thread does
+ * a known amount more per request and nothing else changes, next to what
+ * Threadline adds to that thread. Empty when either did not run.
+ */
+function yardstickText(input: ReportInput, summary: Summary[]): string {
+  const lines: string[] = [];
+  for (const h of input.handlers) {
+    const tl = summary.find(
+      (s) => s.handler === h.name && s.contender === "threadline-100",
+    );
+    const ys = summary.find(
+      (s) => s.handler === h.name && isYardstick(s.contender),
+    );
+    if (tl === undefined || ys === undefined) continue;
+    const us = YARDSTICK.exec(ys.contender)![1];
+    lines.push(
+      `A yardstick (${h.name}): the service with no agent and ${us} µs of busy waiting at the start of each request, nothing else changed, keeps ${withRange(fmt(ys.ratio, 2), ys.ratioRange)} of no-agent throughput, its application thread measured at ${signed(ys.mainThreadAdded)} µs per request. Threadline at 100% sampling adds ${signed(tl.mainThreadAdded)} µs to that thread and keeps ${fmt(tl.ratio, 2)}.`,
+    );
+  }
+  return lines.length === 0 ? "" : `${lines.join("\n")}\n\n`;
 }
 
 const fmt = (n: number, digits = 0) =>
@@ -250,8 +281,9 @@ export function renderReport(input: ReportInput): {
     input.contenders.find((c) => c.name === name)?.label ?? name;
   const tables = input.handlers
     .map((h) => {
-      const rows = input.contenders.map((c) => {
-        const s = get(h.name, c.name)!;
+      const rows = input.contenders.flatMap((c) => {
+        const s = get(h.name, c.name);
+        if (s === undefined) return [];
         const share =
           c.name === "none"
             ? "**1.00**"
@@ -348,7 +380,7 @@ ${input.handlers
   })
   .join("\n")}
 
-Export runs on the application's thread by default: a worker thread is a second V8 isolate, about 20 MB of
+${yardstickText(input, summary)}Export runs on the application's thread by default: a worker thread is a second V8 isolate, about 20 MB of
 RSS before it does anything, and on a machine this size it buys no throughput (\`THREADLINE_EXPORT_THREAD=worker\`
 keeps it for hosts with cores to spare).
 

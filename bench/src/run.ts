@@ -293,7 +293,10 @@ const results: Measurement[] = [];
 try {
   for (let round = 0; round < ROUNDS; round++) {
     for (const handler of handlers) {
-      for (const contender of shuffle(selected, round * 7 + handler.amount)) {
+      const running = selected.filter(
+        (c) => c.handlers?.includes(handler.name) ?? true,
+      );
+      for (const contender of shuffle(running, round * 7 + handler.amount)) {
         const m = await measure(contender, handler, env, sinkSvc.url, round);
         results.push(m);
         process.stderr.write(

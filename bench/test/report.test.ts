@@ -3,6 +3,7 @@ import { it } from "node:test";
 import {
   pairedDifference,
   pairedRatio,
+  renderReport,
   summarize,
   type Measurement,
   type ReportInput,
@@ -69,4 +70,83 @@ it("compares contenders within each round, for differences as for ratios", () =>
   assert.equal(tl.cpuAdded, 50);
   assert.equal(tl.mainThreadAdded, 25);
   assert.equal(tl.rssAddedMb, 0);
+});
+
+it("reports a contender only with the handlers it ran, and reads the yardstick against Threadline", () => {
+  const i = input();
+  const add = (
+    contender: string,
+    handler: string,
+    round: number,
+    rps: number,
+    main: number,
+  ) =>
+    i.results.push({
+      contender,
+      handler,
+      round,
+      rps,
+      p50: 1,
+      p99: 2,
+      cpuUsPerRequest: main,
+      mainThreadUsPerRequest: main,
+      rssBytes: 100 * 2 ** 20,
+      startupMs: 50,
+      stolenShare: 0,
+    });
+  // The yardstick runs with the realistic handler only.
+  // No agent's thread: 50, 100 and 200 µs a request.
+  add("busy-wait-30", "realistic", 0, 900, 80);
+  add("busy-wait-30", "realistic", 1, 400, 130);
+  add("busy-wait-30", "realistic", 2, 200, 230);
+  for (let round = 0; round < 3; round++) {
+    add("none", "hello", round, 10_000, 10);
+    add("threadline-100", "hello", round, 7000, 14);
+  }
+  i.handlers.push({ name: "hello", amount: 100 });
+  i.contenders.splice(1, 0, {
+    name: "busy-wait-30",
+    label: "no agent, 30 µs of busy waiting (a yardstick)",
+  });
+  const share = { median: 1, range: [1, 1] as [number, number] };
+  i.micro = {
+    pinoPlain: 1,
+    pinoCorrelated: 1,
+    pinoCorrelatedShare: share,
+    pinoCorrelatedExported: 1,
+    pinoCorrelatedExportedShare: share,
+    rounds: 3,
+    debugPlain: 1,
+    debugGated: 1,
+    debugGatedShare: share,
+    exportThreadline: 1,
+    exportUpstream: 1,
+  };
+  const summary = summarize(i);
+  assert.ok(
+    summary.some(
+      (s) => s.handler === "realistic" && s.contender === "busy-wait-30",
+    ),
+  );
+  assert.ok(
+    !summary.some(
+      (s) => s.handler === "hello" && s.contender === "busy-wait-30",
+    ),
+  );
+  const { markdown, svg } = renderReport(i);
+  const table = (title: string) =>
+    markdown.slice(markdown.indexOf(`### ${title}`)).split("\n\n")[2]!;
+  const realistic = table("Realistic handler");
+  const hello = table("Hello-world handler");
+  assert.match(hello, /^\| contender \|/);
+  assert.match(realistic, /\| no agent, 30 µs of busy waiting/);
+  assert.doesNotMatch(hello, /busy waiting/);
+  // Rounds 0.9, 0.8, 0.8 of no agent; +30 µs on the thread in each round.
+  assert.match(
+    markdown,
+    /A yardstick \(realistic\): the service with no agent and 30 µs of busy waiting at the start of each request, nothing else changed, keeps 0\.80 \(0\.80–0\.90\) of no-agent throughput, its application thread measured at \+30 µs per request\. Threadline at 100% sampling adds \+25 µs to that thread and keeps 0\.60\./,
+  );
+  assert.doesNotMatch(markdown, /A yardstick \(hello\)/);
+  // One bar for the yardstick: the realistic group's.
+  assert.equal(svg.match(/fill="#d0d0d0"/g)?.length, 1);
 });
