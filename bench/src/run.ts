@@ -1,6 +1,8 @@
 // The overhead benchmark: the same two services under the same load with
 // no agent, Threadline (100% and 10% sampling), upstream OpenTelemetry,
-// dd-trace and elastic-apm-node, alternated in one run for several rounds.
+// dd-trace and elastic-apm-node, alternated in one run for several rounds;
+// beside them a yardstick that is no agent, only a fixed busy wait per
+// request (realistic handler only; see contenders.ts).
 //
 // Every agent exports to one local sink that accepts and discards, so the
 // network and backend cost is the same for all. PostgreSQL and RabbitMQ are
