@@ -21,6 +21,8 @@ export interface Contender {
  * section of the report).
  */
 export const BUSY_WAIT_US = 30;
+/** The yardstick's contender name. */
+export const YARDSTICK = `busy-wait-${BUSY_WAIT_US}`;
 
 /** Threadline loaded one line, exporting to the sink, with `settings` on top. */
 function threadline(
@@ -69,7 +71,7 @@ export const contenders: Contender[] = [
   // Not an agent: what a known amount of the application thread's time per
   // request costs on this machine, to read the agents' figures against.
   {
-    name: `busy-wait-${BUSY_WAIT_US}`,
+    name: YARDSTICK,
     label: `no agent, ${BUSY_WAIT_US} µs of busy waiting at the start of each request (a yardstick, not an agent)`,
     execArgv: ["-r", join(services, "busy-wait.cjs")],
     env: () => ({ BUSY_WAIT_US: String(BUSY_WAIT_US) }),

@@ -1,6 +1,7 @@
 // Turns the runs into docs/benchmarks.md and a bar chart (SVG): medians per
 // contender and handler, ratios and differences against no agent, and the
 // goals checked against the figures of this run.
+import { BUSY_WAIT_US, YARDSTICK } from "./contenders.ts";
 import { PART_LABELS, PARTS, type Part } from "./cpu-profile.ts";
 
 export interface Measurement {
@@ -195,8 +196,8 @@ function chart(summary: Summary[], input: ReportInput): string {
     "otel-auto": "#f7c59f",
     "dd-trace": "#8d4653",
     elastic: "#91e8e1",
+    [YARDSTICK]: "#d0d0d0",
   };
-  const yardstickColor = "#d0d0d0";
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="#fff"/>`,
@@ -227,7 +228,7 @@ function chart(summary: Summary[], input: ReportInput): string {
       if (s === undefined) return; // not run with this handler
       const ratio = Number.isFinite(s.ratio) ? s.ratio : 0;
       parts.push(
-        `<rect x="${x0}" y="${y}" width="${Math.max(1, Math.min(1.2, ratio) * scale)}" height="${rowH - 8}" fill="${colors[c.name] ?? (isYardstick(c.name) ? yardstickColor : "#888")}"/>`,
+        `<rect x="${x0}" y="${y}" width="${Math.max(1, Math.min(1.2, ratio) * scale)}" height="${rowH - 8}" fill="${colors[c.name] ?? "#888"}"/>`,
       );
       parts.push(
         `<text x="${x0 + Math.min(1.2, ratio) * scale + 4}" y="${y + 14}">${ratio.toFixed(2)}</text>`,
@@ -237,10 +238,6 @@ function chart(summary: Summary[], input: ReportInput): string {
   parts.push("</svg>");
   return parts.join("\n");
 }
-
-/** The yardstick's name says its busy wait: busy-wait-<µs>. */
-const YARDSTICK = /^busy-wait-(\d+)$/;
-const isYardstick = (name: string) => YARDSTICK.test(name);
 
 /**
  * What the yardstick shows: the share a service keeps when its thread does
@@ -254,12 +251,11 @@ function yardstickText(input: ReportInput, summary: Summary[]): string {
       (s) => s.handler === h.name && s.contender === "threadline-100",
     );
     const ys = summary.find(
-      (s) => s.handler === h.name && isYardstick(s.contender),
+      (s) => s.handler === h.name && s.contender === YARDSTICK,
     );
     if (tl === undefined || ys === undefined) continue;
-    const us = YARDSTICK.exec(ys.contender)![1];
     lines.push(
-      `A yardstick (${h.name}): the service with no agent and ${us} µs of busy waiting at the start of each request, nothing else changed, keeps ${withRange(fmt(ys.ratio, 2), ys.ratioRange)} of no-agent throughput, its application thread measured at ${signed(ys.mainThreadAdded)} µs per request. Threadline at 100% sampling adds ${signed(tl.mainThreadAdded)} µs to that thread and keeps ${fmt(tl.ratio, 2)}.`,
+      `A yardstick (${h.name}): the service with no agent and ${BUSY_WAIT_US} µs of busy waiting at the start of each request, nothing else changed, keeps ${withRange(fmt(ys.ratio, 2), ys.ratioRange)} of no-agent throughput, its application thread measured at ${signed(ys.mainThreadAdded)} µs per request. Threadline at 100% sampling adds ${signed(tl.mainThreadAdded)} µs to that thread and keeps ${fmt(tl.ratio, 2)}.`,
     );
   }
   return lines.length === 0 ? "" : `${lines.join("\n")}\n\n`;
