@@ -108,22 +108,18 @@ function cpuByThread(
   return out;
 }
 
-const dir =
-  values.keep === undefined
-    ? mkdtempSync(join(tmpdir(), "threadline-prof-"))
-    : values.keep;
 // perf writes into the directory but does not make it.
-mkdirSync(dir, { recursive: true });
+if (values.keep !== undefined) mkdirSync(values.keep, { recursive: true });
+const dir = values.keep ?? mkdtempSync(join(tmpdir(), "threadline-prof-"));
 // Piped into a reader that stops early (`| head`): the rest of the output
 // is dropped, and the backends are still stopped below.
 process.stdout.on("error", () => {});
 const backends = await startBackends();
 let perf: PerfRecording | undefined;
-let servicePid: number | undefined;
 let service: RunningService | undefined;
 try {
   const { env, sink, consumer } = backends;
-  const svc = (service = await startService({
+  const svc = await startService({
     entry: join(services, `${handler}.cjs`),
     cwd: root,
     execArgv: [
@@ -146,14 +142,14 @@ try {
       ),
       PORT: "0",
     },
-  }));
+  });
+  service = svc;
   await load(svc.url, requests / 5, 20);
   const pids = {
     service: svc.child.pid!,
     consumer: consumer.child.pid!,
     sink: sink.child.pid!,
   };
-  servicePid = pids.service;
   const perfFile = join(dir, "perf.data");
   if (values.perf) perf = recordPerf(pids.service, perfFile);
   // perf takes a moment to attach to every thread; the window is cut after.
@@ -233,7 +229,7 @@ try {
   await backends.stop();
   if (values.keep === undefined) {
     rmSync(dir, { recursive: true, force: true });
-    if (perf !== undefined && servicePid !== undefined)
-      rmSync(perfMapFile(servicePid), { force: true });
+    if (perf !== undefined && service !== undefined)
+      rmSync(perfMapFile(service.child.pid!), { force: true });
   }
 }
