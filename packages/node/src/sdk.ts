@@ -40,6 +40,7 @@ import {
 } from "./config.ts";
 import { ExportPipeline, type PipelineStats } from "./export/pipeline.ts";
 import { AlsContextManager } from "./internal/context-manager.ts";
+import { keepTickShape } from "./internal/tick-shape.ts";
 import { buildResource } from "./resource.ts";
 import { selfCheck } from "./self-check.ts";
 import { MeterProvider } from "./metrics/meter-provider.ts";
@@ -222,6 +223,7 @@ export function init(options: InitOptions = {}): ThreadlineHandle {
 }
 
 function start(options: InitOptions): ThreadlineHandle {
+  keepTickShape();
   const { config, warnings } = resolveConfig(options);
   if (config.logLevel !== undefined && !diag.setLevel(config.logLevel)) {
     warnings.push(
