@@ -17,13 +17,10 @@ import { lazyInstruments } from "./instruments.ts";
 import { redactUrl } from "./redact.ts";
 import {
   ATTR_ERROR_TYPE,
-  ATTR_HTTP_REQUEST_METHOD,
   ATTR_HTTP_REQUEST_METHOD_ORIGINAL,
   ATTR_HTTP_REQUEST_RESEND_COUNT,
   ATTR_HTTP_RESPONSE_STATUS_CODE,
   ATTR_PEER_SERVICE,
-  ATTR_SERVER_ADDRESS,
-  ATTR_SERVER_PORT,
   ATTR_URL_FULL,
 } from "./semconv.ts";
 import type { EgressClass, EgressPolicy } from "./trust.ts";
@@ -108,11 +105,14 @@ export function startClientSpan<C>(
   const { method, original } = normalizeMethod(info.method);
   const defaultPort = info.scheme === "https" ? 443 : 80;
   const hostPart = info.host.includes(":") ? `[${info.host}]` : info.host;
+  // Literal keys (the semantic conventions' names): computed ones make V8
+  // define each property through the runtime once a collection has taken
+  // the hidden classes its feedback remembers.
   const attributes: Attributes = {
-    [ATTR_HTTP_REQUEST_METHOD]: method,
-    [ATTR_SERVER_ADDRESS]: info.host,
-    [ATTR_SERVER_PORT]: info.port,
-    [ATTR_URL_FULL]: redactUrl(
+    "http.request.method": method,
+    "server.address": info.host,
+    "server.port": info.port,
+    "url.full": redactUrl(
       `${info.scheme}://${hostPart}${info.port === defaultPort ? "" : `:${info.port}`}${info.path}`,
     ),
   };
@@ -138,9 +138,9 @@ export function startClientSpan<C>(
     eg.baggage ? writer.internal : writer.external,
   );
   const callAttributes: Attributes = {
-    [ATTR_HTTP_REQUEST_METHOD]: method,
-    [ATTR_SERVER_ADDRESS]: info.host,
-    [ATTR_SERVER_PORT]: info.port,
+    "http.request.method": method,
+    "server.address": info.host,
+    "server.port": info.port,
   };
   if (eg.thirdParty !== undefined)
     callAttributes[ATTR_PEER_SERVICE] = eg.thirdParty;
@@ -255,7 +255,7 @@ function setRateLimitNumber(
     n,
   );
   if (field === "remaining" && typeof provider === "string")
-    clientMetrics().remaining.record(n, { [ATTR_PEER_SERVICE]: provider });
+    clientMetrics().remaining.record(n, { "peer.service": provider });
 }
 
 /** Records the response status on a CLIENT span; 4xx and 5xx are errors. */
