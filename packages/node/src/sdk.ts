@@ -223,7 +223,6 @@ export function init(options: InitOptions = {}): ThreadlineHandle {
 }
 
 function start(options: InitOptions): ThreadlineHandle {
-  keepTickShape();
   const { config, warnings } = resolveConfig(options);
   if (config.logLevel !== undefined && !diag.setLevel(config.logLevel)) {
     warnings.push(
@@ -235,6 +234,7 @@ function start(options: InitOptions): ThreadlineHandle {
     active = disabledHandle();
     return active;
   }
+  keepTickShape();
   routeApiDiagnostics();
 
   const resource = buildResource(config);

@@ -7,23 +7,24 @@
 // next tick builds a fresh class, and the feedback turns megamorphic for the
 // life of the process. The optimized nextTick() then defines each of those
 // keys through a runtime call, about ten times the cost of a whole tick
-// (test/tick-shape.test.ts provokes it). An instrumented service grows its heap at start-up, so it meets such a
-// collection early; one tick object kept alive from the start keeps the
-// classes alive, and the feedback stays monomorphic.
+// (test/tick-shape.test.ts provokes it). An instrumented service grows its
+// heap at start-up, so it meets such a collection early; one tick object
+// kept alive from the start keeps the classes alive, and the feedback
+// stays monomorphic.
 import { executionAsyncResource } from "node:async_hooks";
 
-let kept: object | undefined;
+/** Held only so that the collector sees it referenced. */
+const kept: object[] = [];
 
 /**
  * Keeps the resource of one process.nextTick() callback (the queued object
- * itself) alive. Call once, as early as possible; later calls do nothing.
+ * itself) alive for the life of the process. The SDK calls it once, as it
+ * starts.
  */
 export function keepTickShape(): void {
-  if (kept !== undefined) return;
-  kept = {};
   process.nextTick(keepCurrent);
 }
 
 function keepCurrent(): void {
-  kept = executionAsyncResource();
+  kept.push(executionAsyncResource());
 }
