@@ -137,6 +137,11 @@ describe("the OTLP receiver", () => {
         ).traces.length === 3,
       { what: "three traces" },
     );
+    // Writes land a batch at a time: the log line can be in the batch after
+    // the traces' one.
+    await waitFor(() => dev.store.counts().logs > 0, {
+      what: "the log line",
+    }).catch(() => undefined);
     assert.equal(dev.store.counts().logs, 1);
   });
 
