@@ -59,6 +59,41 @@ describe("AlsContextManager", () => {
     );
   });
 
+  it("runs a function in a context and puts the caller's back, values of the application's own included", () => {
+    const tenant = new AsyncLocalStorage<string>();
+    const self = { name: "caller" };
+    tenant.run("tenant-a", () => {
+      const inside = manager.with(
+        request,
+        function (this: unknown, a: number, b: number) {
+          return [seen(), tenant.getStore(), this, a + b];
+        },
+        self,
+        1,
+        2,
+      );
+      assert.deepEqual(inside, ["request", "tenant-a", self, 3]);
+      assert.equal(seen(), undefined);
+      assert.equal(tenant.getStore(), "tenant-a");
+      manager.with(other, () => {
+        assert.throws(
+          () =>
+            manager.with(request, () => {
+              tenant.enterWith("tenant-b");
+              throw new Error("boom");
+            }),
+          /boom/,
+        );
+        assert.equal(seen(), "other");
+        assert.equal(
+          tenant.getStore(),
+          "tenant-a",
+          "the frame is the caller's",
+        );
+      });
+    });
+  });
+
   it("keeps the callback's arity, which some libraries read", () => {
     const arities = [
       () => 0,

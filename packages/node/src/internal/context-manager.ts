@@ -19,14 +19,23 @@ export class AlsContextManager implements ContextManager {
     thisArg?: ThisParameterType<F>,
     ...args: A
   ): ReturnType<F> {
-    if (thisArg === undefined) return this.#als.run(context, fn, ...args);
-    return this.#als.run(
+    const als = this.#als;
+    if (als.getStore() === context) return Reflect.apply(fn, thisArg, args);
+    // AsyncLocalStorage.run() would build two frames (each a copy of the
+    // active one): one to enter, and one to leave with, as the frame
+    // active before but copied. A resource made here holds the frame
+    // active now, and running through it puts that very frame back
+    // afterwards: one new frame per call, and the caller's is not replaced
+    // by a copy, which resources made after would capture and copy again.
+    return new AsyncResource(SCOPE).runInAsyncScope(
+      enter,
+      undefined,
+      als,
       context,
-      Reflect.apply as (f: F, t: unknown, a: A) => ReturnType<F>,
       fn,
       thisArg,
       args,
-    );
+    ) as ReturnType<F>;
   }
 
   /**
@@ -47,9 +56,8 @@ export class AlsContextManager implements ContextManager {
         resource.runInAsyncScope(Reflect.apply, undefined, fn, self, args),
       ) as T;
     }
-    const als = this.#als;
     return withLength(fn.length, (self, args) =>
-      als.run(context, Reflect.apply, fn, self, args),
+      this.with(context, Reflect.apply, undefined, fn, self, args),
     ) as T;
   }
 
@@ -61,6 +69,20 @@ export class AlsContextManager implements ContextManager {
     this.#als.disable();
     return this;
   }
+}
+
+const SCOPE = "threadline.context";
+
+/** Makes `context` active in a frame of its own (the resource's is left as it was) and calls `fn`. */
+function enter(
+  als: AsyncLocalStorage<Context>,
+  context: Context,
+  fn: (...args: unknown[]) => unknown,
+  thisArg: unknown,
+  args: unknown[],
+): unknown {
+  als.enterWith(context);
+  return Reflect.apply(fn, thisArg, args);
 }
 
 /**
