@@ -62,7 +62,7 @@ import { VERSION } from "./version.ts";
 export interface ThreadlineHandle {
   /** Whether telemetry is on (false when OTEL_SDK_DISABLED=true). */
   readonly enabled: boolean;
-  /** Sends everything buffered now. Never rejects. */
+  /** Sends everything buffered now, and the metrics as they stand. Never rejects. */
   forceFlush(): Promise<void>;
   /** Flushes, stops the instrumentations and unregisters the SDK. Never rejects. */
   shutdown(): Promise<void>;
@@ -409,7 +409,10 @@ function start(options: InitOptions): ThreadlineHandle {
 
   const handle: ThreadlineHandle = {
     enabled: true,
-    forceFlush: () => pipeline.forceFlush(config.shutdownTimeoutMs),
+    async forceFlush() {
+      if (config.metrics.enabled && !stopped) await reader.exportNow();
+      await pipeline.forceFlush(config.shutdownTimeoutMs);
+    },
     async shutdown() {
       if (stopped) return;
       stopped = true;
