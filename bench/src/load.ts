@@ -1,5 +1,14 @@
 import autocannon from "autocannon";
 
+/**
+ * Requests served before a measured run. V8 keeps compiling a service's
+ * hot paths (and recompiling what it guessed wrong) for its first 20,000
+ * to 25,000 requests, whatever the handler or agent (`node --trace-opt`),
+ * on threads of its own that share the machine with everything else: a
+ * run measured earlier weighs an agent's start-up in with its steady cost.
+ */
+export const WARM_UP = 25_000;
+
 // autocannon notices that `amount` is reached only on its 1 s sampling tick,
 // so its own timing (and ours around the callback) rounds each run up to
 // whole seconds. The run is timed here from its start to its last response.

@@ -32,7 +32,7 @@ import {
   summarizePerf,
   type PerfRecording,
 } from "./perf-profile.ts";
-import { load } from "./load.ts";
+import { load, WARM_UP } from "./load.ts";
 import { CLK_TCK, machineTicks, monotonicUs, parseStat } from "./proc.ts";
 
 const { values } = parseArgs({
@@ -144,7 +144,7 @@ try {
     },
   });
   service = svc;
-  await load(svc.url, requests / 5, 20);
+  await load(svc.url, WARM_UP, 20);
   const pids = {
     service: svc.child.pid!,
     consumer: consumer.child.pid!,

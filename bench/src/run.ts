@@ -32,7 +32,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startService, type RunningService } from "@threadline/test-support";
 import { startBackends } from "./backends.ts";
-import { load } from "./load.ts";
+import { load, WARM_UP } from "./load.ts";
 import { contenders, type Contender } from "./contenders.ts";
 import { PARTS, readProfile, timeByPart, type Part } from "./cpu-profile.ts";
 import { CLK_TCK, machineTicks, monotonicUs, parseStat } from "./proc.ts";
@@ -145,7 +145,7 @@ async function measure(
   const startupMs = performance.now() - started;
   const pid = svc.child.pid!;
   try {
-    await load(svc.url, Math.floor(handler.amount / 5), CONNECTIONS); // warm-up: JIT, pools, connections
+    await load(svc.url, WARM_UP, CONNECTIONS); // JIT, pools, connections
     let peak = rssBytes(pid);
     const sampler = setInterval(() => {
       peak = Math.max(peak, rssBytes(pid));
@@ -431,7 +431,11 @@ try {
     contenders: selected.map((c) => ({ name: c.name, label: c.label })),
     rounds: ROUNDS,
     connections: CONNECTIONS,
-    handlers: handlers.map((h) => ({ name: h.name, amount: h.amount })),
+    handlers: handlers.map((h) => ({
+      name: h.name,
+      amount: h.amount,
+      warmUp: WARM_UP,
+    })),
     machine,
     versions,
     date: new Date().toISOString().slice(0, 10),
