@@ -9,6 +9,7 @@ import {
   existsSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
@@ -32,8 +33,36 @@ export interface RunningPostgres extends RunningServer {
   resume(): void;
 }
 
-/** A free TCP port on loopback (released before use; collisions are unlikely). */
-export async function freePort(): Promise<number> {
+/** Lowest port for {@link freePort}: below it are the well-known services'. */
+const LOWEST_PORT = 10_000;
+/** Ports this process has handed out, never handed out twice. */
+const handedOut = new Set<number>();
+
+/** The first port of the kernel's range for outgoing connections and listen(0). */
+function ephemeralLow(): number {
+  try {
+    const low = Number(
+      readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").split(
+        /\s+/,
+      )[0],
+    );
+    return Number.isInteger(low) && low > 0 ? low : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+/** Whether `port` on loopback can be listened on now (it is closed again). */
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once("error", () => resolve(false));
+    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
+  });
+}
+
+/** A port the kernel picks (released before use). */
+function kernelPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once("error", reject);
@@ -42,6 +71,26 @@ export async function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * A free TCP port on loopback for a server started later, taken below the
+ * kernel's ephemeral range: a port from that range (what listen(0) gives)
+ * can meanwhile become the local end of any outgoing connection, and the
+ * server then fails to bind it. Released before use, so two processes can
+ * still pick the same one, rarely.
+ */
+export async function freePort(): Promise<number> {
+  const high = ephemeralLow();
+  if (high - LOWEST_PORT >= 1000)
+    for (let i = 0; i < 50; i++) {
+      const port =
+        LOWEST_PORT + Math.floor(Math.random() * (high - LOWEST_PORT));
+      if (handedOut.has(port) || !(await canListen(port))) continue;
+      handedOut.add(port);
+      return port;
+    }
+  return kernelPort();
 }
 
 const isRoot = () => userInfo().uid === 0;
