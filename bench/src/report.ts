@@ -54,7 +54,9 @@ export interface ReportInput {
   contenders: Array<{ name: string; label: string }>;
   rounds: number;
   connections: number;
-  handlers: Array<{ name: string; amount: number; warmUp: number }>;
+  handlers: Array<{ name: string; amount: number }>;
+  /** Requests each service served before its measured run. */
+  warmUp: number;
   machine: string;
   versions: Record<string, string>;
   date: string;
@@ -288,7 +290,7 @@ export function renderReport(input: ReportInput): {
       });
       return `### ${h.name === "realistic" ? "Realistic handler (HTTP → PostgreSQL query → RabbitMQ publish → pino line → JSON)" : "Hello-world handler"}
 
-${h.amount.toLocaleString("en")} requests per run at ${input.connections} connections, after a warm-up of ${h.warmUp.toLocaleString("en")}: V8 compiles a service's hot paths for its first 20,000 to 25,000 requests, whatever the agent, so the runs measure each contender's steady cost, not its start-up.
+${h.amount.toLocaleString("en")} requests per run at ${input.connections} connections, after a warm-up of ${input.warmUp.toLocaleString("en")}: V8 compiles a service's hot paths for its first 20,000 to 25,000 requests, whatever the agent, so the runs measure each contender's steady cost, not its start-up.
 
 | contender | req/s | share of no agent (range over rounds) | CPU µs/request added | p50 ms added | p99 ms added | RSS MB added | start-up ms added | % taken by the host |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |

@@ -431,11 +431,8 @@ try {
     contenders: selected.map((c) => ({ name: c.name, label: c.label })),
     rounds: ROUNDS,
     connections: CONNECTIONS,
-    handlers: handlers.map((h) => ({
-      name: h.name,
-      amount: h.amount,
-      warmUp: WARM_UP,
-    })),
+    handlers: handlers.map((h) => ({ name: h.name, amount: h.amount })),
+    warmUp: WARM_UP,
     machine,
     versions,
     date: new Date().toISOString().slice(0, 10),

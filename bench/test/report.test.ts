@@ -42,7 +42,8 @@ function input(): ReportInput {
     ],
     rounds: 3,
     connections: 20,
-    handlers: [{ name: "realistic", amount: 100, warmUp: 50 }],
+    handlers: [{ name: "realistic", amount: 100 }],
+    warmUp: 50,
     machine: "test",
     versions: {},
     date: "2026-01-01",
@@ -103,7 +104,7 @@ it("reports a contender only with the handlers it ran, and reads the yardstick a
     add("none", "hello", round, 10_000, 10);
     add("threadline-100", "hello", round, 7000, 14);
   }
-  i.handlers.push({ name: "hello", amount: 100, warmUp: 50 });
+  i.handlers.push({ name: "hello", amount: 100 });
   i.contenders.splice(1, 0, {
     name: "busy-wait-30",
     label: "no agent, 30 µs of busy waiting (a yardstick)",
