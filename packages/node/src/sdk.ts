@@ -410,7 +410,8 @@ function start(options: InitOptions): ThreadlineHandle {
   const handle: ThreadlineHandle = {
     enabled: true,
     async forceFlush() {
-      if (config.metrics.enabled && !stopped) await reader.exportNow();
+      // The reader collects only when metrics export is on.
+      if (!stopped) await reader.exportNow();
       await pipeline.forceFlush(config.shutdownTimeoutMs);
     },
     async shutdown() {
@@ -426,7 +427,7 @@ function start(options: InitOptions): ThreadlineHandle {
       stopExporterHealth();
       stopWatching?.();
       for (const i of instrumentations) i.disable();
-      if (config.metrics.enabled) await reader.exportNow();
+      await reader.exportNow();
       await pipeline.shutdown(config.shutdownTimeoutMs);
       trace.disable();
       metrics.disable();
