@@ -16,6 +16,11 @@
 // than the monitor's native one, and 20 ms keeps the two at about the same
 // cost. All windows (the runtime metrics' and the alarm engine's) share one
 // timer.
+//
+// The histograms keep two significant digits from a microsecond to an hour:
+// perf_hooks' default (three digits, one nanosecond to 2^53) is about 360 KB
+// of counters per histogram, resident once the loop has been late by a wide
+// range of amounts; this range is about a third of that.
 import { createHistogram, type RecordableHistogram } from "node:perf_hooks";
 
 export interface LoopDelays {
@@ -31,6 +36,10 @@ export interface LoopDelays {
 /** How often the loop is sampled. */
 export const RESOLUTION_MS = 20;
 
+/** Nanoseconds: what the histograms can tell apart, and the longest delay they hold. */
+const LOWEST_NS = 1_000;
+const HIGHEST_NS = 3_600e9;
+
 /** The windows being measured, and the one timer that ticks for all of them. */
 const windows = new Set<RecordableHistogram>();
 let timer: NodeJS.Timeout | undefined;
@@ -38,14 +47,22 @@ let last = 0;
 
 function tick(): void {
   const now = performance.now();
-  // How late this tick ran, in nanoseconds; at least 1 (the histogram's floor).
-  const ns = Math.max(1, Math.round((now - last - RESOLUTION_MS) * 1e6));
+  // How late this tick ran, in nanoseconds, within what the histograms hold
+  // (perf_hooks drops a value above the highest; one below the lowest reads 0).
+  const ns = Math.min(
+    HIGHEST_NS,
+    Math.max(LOWEST_NS, Math.round((now - last - RESOLUTION_MS) * 1e6)),
+  );
   last = now;
   for (const h of windows) h.record(ns);
 }
 
 export class LoopDelay {
-  readonly #histogram: RecordableHistogram = createHistogram();
+  readonly #histogram: RecordableHistogram = createHistogram({
+    lowest: LOWEST_NS,
+    highest: HIGHEST_NS,
+    figures: 2,
+  });
 
   start(): void {
     windows.add(this.#histogram);
