@@ -50,6 +50,24 @@ function input(): ReportInput {
   };
 }
 
+/** Micro-benchmark figures that render (their values do not matter here). */
+function micro(): ReportInput["micro"] {
+  const share = { median: 1, range: [1, 1] as [number, number] };
+  return {
+    pinoPlain: 1,
+    pinoCorrelated: 1,
+    pinoCorrelatedShare: share,
+    pinoCorrelatedExported: 1,
+    pinoCorrelatedExportedShare: share,
+    rounds: 3,
+    debugPlain: 1,
+    debugGated: 1,
+    debugGatedShare: share,
+    exportThreadline: 1,
+    exportUpstream: 1,
+  };
+}
+
 it("compares contenders within each round, for differences as for ratios", () => {
   const i = input();
   // Per round: +50, +300, -160. The difference of the two medians (240 - 200)
@@ -109,20 +127,7 @@ it("reports a contender only with the handlers it ran, and reads the yardstick a
     name: "busy-wait-30",
     label: "no agent, 30 µs of busy waiting (a yardstick)",
   });
-  const share = { median: 1, range: [1, 1] as [number, number] };
-  i.micro = {
-    pinoPlain: 1,
-    pinoCorrelated: 1,
-    pinoCorrelatedShare: share,
-    pinoCorrelatedExported: 1,
-    pinoCorrelatedExportedShare: share,
-    rounds: 3,
-    debugPlain: 1,
-    debugGated: 1,
-    debugGatedShare: share,
-    exportThreadline: 1,
-    exportUpstream: 1,
-  };
+  i.micro = micro();
   const summary = summarize(i);
   assert.ok(
     summary.some(
@@ -150,4 +155,33 @@ it("reports a contender only with the handlers it ran, and reads the yardstick a
   assert.doesNotMatch(markdown, /A yardstick \(hello\)/);
   // One bar for the yardstick: the realistic group's.
   assert.equal(svg.match(/fill="#d0d0d0"/g)?.length, 1);
+});
+
+it("says a correlated line cost less when its profile came out cheaper than plain pino's", () => {
+  const parts = (native: number) => ({
+    instrumentation: 0,
+    export: 0,
+    application: 0.05,
+    node: 0.02,
+    native,
+    gc: 0.1,
+  });
+  const cheaper = input();
+  cheaper.micro = micro();
+  cheaper.breakdowns = [
+    { handler: "pino", none: parts(2.8), threadline: parts(2.75) },
+  ];
+  const less = renderReport(cheaper).markdown;
+  assert.match(less, /a correlated line cost 50 ns less than a plain one/);
+  assert.doesNotMatch(less, /costs -\d/);
+
+  const dearer = input();
+  dearer.micro = micro();
+  dearer.breakdowns = [
+    { handler: "pino", none: parts(2.8), threadline: parts(3.1) },
+  ];
+  assert.match(
+    renderReport(dearer).markdown,
+    /A correlated line costs 300 ns more than a plain one/,
+  );
 });
