@@ -456,10 +456,12 @@ function renderBreakdowns(breakdowns: ProfileBreakdown[]): string {
       const biggest = [...PARTS].sort(
         (x, y) => b.threadline[y] - b.none[y] - (b.threadline[x] - b.none[x]),
       )[0]!;
+      const ratio = `${fmt(tl / none, 2)}x`;
+      const leaves = `The goal of 0.90 leaves ${fmt(none * scale * (1 / 0.9 - 1))} ns a line.`;
       why =
         added < 0
-          ? `In these profiles a correlated line cost ${fmt(-added * scale)} ns less than a plain one (${fmt(tl / none, 2)}x): the difference is smaller than the profiles can tell apart. Threadline's own code is ${fmt(own * scale)} ns a line. The goal of 0.90 leaves ${fmt(none * scale * (1 / 0.9 - 1))} ns a line.`
-          : `A correlated line costs ${fmt(added * scale)} ns more than a plain one (${fmt(tl / none, 2)}x); Threadline's own code is ${fmt(own * scale)} ns of that, and the largest part of the difference is ${PART_LABELS[biggest].replace(/ \(.*\)$/, "")} (${signed((b.threadline[biggest] - b.none[biggest]) * scale)} ns)${biggest === "native" ? ": the line is longer by the trace and span ids it carries, and each line is converted and written whole" : ""}. The goal of 0.90 leaves ${fmt(none * scale * (1 / 0.9 - 1))} ns a line.`;
+          ? `In these profiles a correlated line cost ${fmt(-added * scale)} ns less than a plain one (${ratio}): the difference is smaller than the profiles can tell apart. Threadline's own code is ${fmt(own * scale)} ns a line. ${leaves}`
+          : `A correlated line costs ${fmt(added * scale)} ns more than a plain one (${ratio}); Threadline's own code is ${fmt(own * scale)} ns of that, and the largest part of the difference is ${PART_LABELS[biggest].replace(/ \(.*\)$/, "")} (${signed((b.threadline[biggest] - b.none[biggest]) * scale)} ns)${biggest === "native" ? ": the line is longer by the trace and span ids it carries, and each line is converted and written whole" : ""}. ${leaves}`;
     } else {
       // At a share s of no-agent throughput, the thread may spend 1/s times as long per request.
       const budget = none * (1 / (b.handler === "realistic" ? 0.8 : 0.6) - 1);
