@@ -5,11 +5,11 @@
 // prototype chain (`[asJson]` in lib/proto.js). Wrapping that one method
 // reaches every logger, including ones created before Threadline started
 // and children of any depth, without touching their options. Correlation
-// fields are added by appending a cached JSON fragment to the logger's
-// serialised bindings for the duration of the call, so pino writes them
-// exactly like child-logger bindings: no object is built or merged per line,
-// and a span's fragment is built once. The finished line is handed to the
-// sink as it is; parsing it for OTLP happens off the main thread.
+// fields are a cached JSON fragment appended to the line's time, which
+// pino writes as it is right after the level: no object is built or merged
+// per line, nothing is written to the logger, and a context's fragment is
+// built once. The finished line is handed to the sink as it is; parsing it
+// for OTLP happens a batch at a time, outside requests.
 import {
   context,
   INVALID_TRACEID as INVALID_TRACE_ID,
@@ -132,12 +132,6 @@ export class PinoInstrumentation implements Instrumentation {
   #lastContext: Context | undefined;
   #lastSpan: Span | undefined;
   #lastFragment = "";
-  /** Counts the fragments made, so a fragment is recognised without comparing it. */
-  #fragmentNumber = 0;
-  // The logger's bindings with the fragment, for the last pair seen.
-  #lastBindings = "";
-  #lastFragmentNumber = 0;
-  #lastCorrelated = "";
 
   constructor(config: PinoInstrumentationConfig = {}) {
     this.#sink = config.sink;
@@ -276,50 +270,35 @@ export class PinoInstrumentation implements Instrumentation {
     if (customer !== undefined) f += `,"customer.id":"${customer}"`;
     this.#lastContext = ctx;
     this.#lastSpan = span;
-    this.#lastFragment = f;
-    this.#fragmentNumber++;
+    this.#lastFragment = flat(f);
   }
 
   #patch(proto: Record<string | symbol, unknown>): void {
     const asJsonSym = symbolNamed(proto, "pino.asJson");
     if (asJsonSym === undefined || typeof proto[asJsonSym] !== "function")
       return;
-    // Bindings and the message key live on logger instances, not on the shared prototype.
-    let chindingsSym: symbol | undefined;
+    // The message key lives on logger instances, not on the shared prototype.
     const original = proto[asJsonSym] as AsJson;
     const self = this;
     let messageKeySym: symbol | undefined;
     const asJson: AsJson = function threadlineAsJson(obj, msg, num, time) {
       if (!self.#enabled) return original.call(this, obj, msg, num, time);
-      if (this[DEFAULT_REDACTION] === true && typeof obj === "object")
+      if (typeof obj === "object" && this[DEFAULT_REDACTION] === true)
         obj = redactSecrets(obj as Record<string, unknown>);
       const ctx = context.active();
       if (ctx !== self.#lastContext) self.#correlate(ctx);
       const span = self.#lastSpan;
       const fragment = self.#lastFragment;
-      let line: string;
-      chindingsSym ??= symbolNamed(this, "pino.chindings");
-      if (fragment === "" || chindingsSym === undefined) {
-        line = original.call(this, obj, msg, num, time);
-      } else {
-        const chindings = (this[chindingsSym] as string | undefined) ?? "";
-        if (
-          self.#fragmentNumber === self.#lastFragmentNumber &&
-          chindings === self.#lastBindings
-        ) {
-          // A second line with the same bindings and context: worth flattening.
-          this[chindingsSym] = flat(self.#lastCorrelated);
-        } else {
-          self.#lastBindings = chindings;
-          self.#lastFragmentNumber = self.#fragmentNumber;
-          this[chindingsSym] = self.#lastCorrelated = chindings + fragment;
-        }
-        try {
-          line = original.call(this, obj, msg, num, time);
-        } finally {
-          this[chindingsSym] = chindings;
-        }
-      }
+      // pino writes the time as it is given, right after the level and
+      // before the bindings and the line's own fields: a field the
+      // application names the same way comes later and wins.
+      const line = original.call(
+        this,
+        obj,
+        msg,
+        num,
+        fragment === "" ? time : time + fragment,
+      );
       const sink = self.#sink;
       if (sink !== undefined) {
         messageKeySym ??= symbolNamed(this, "pino.messageKey");

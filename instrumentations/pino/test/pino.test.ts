@@ -122,6 +122,24 @@ describe("pino correlation", () => {
       span.end();
     });
   });
+
+  it("lets a binding or a field the application names the same way win", () => {
+    const bound = early.child({ "customer.id": "from-binding" });
+    let ids = { traceId: "", spanId: "" };
+    withCustomer("c-9", () =>
+      tracer().startActiveSpan("work", (span) => {
+        ids = span.spanContext();
+        bound.info({ span_id: "from-line" }, "named alike");
+        bound.info("bound only");
+        span.end();
+      }),
+    );
+    assert.equal(lines[0]!["customer.id"], "from-binding");
+    assert.equal(lines[0]!["span_id"], "from-line");
+    assert.equal(lines[0]!["trace_id"], ids.traceId);
+    assert.equal(lines[1]!["customer.id"], "from-binding");
+    assert.equal(lines[1]!["span_id"], ids.spanId);
+  });
 });
 
 describe("log export", () => {
