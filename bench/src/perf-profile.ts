@@ -1,17 +1,22 @@
 // Where a thread's CPU time goes, from Linux perf's sampling profiler on
-// the software CPU clock. V8's own profiler (--cpu-prof) samples on the wall
-// clock: a thread that a system call left waiting for the core (a write
-// that woke PostgreSQL, on a busy two-core machine) counts as busy in that
-// call, and the kernel is hidden. perf samples a thread only while it runs
-// and sees all of it; it tells JavaScript (V8's builtins and runtime calls
-// included, as the code that called them) from the garbage collector, the
-// kernel and other native code. It cannot see into V8's inlining, though:
-// a library function inlined into one of Threadline's wrappers counts as
-// the wrapper, so for who-spent-what inside JavaScript, V8's profile is the
-// better witness. The process must run with --perf-basic-prof, so perf can
-// name its JavaScript functions.
+// the software CPU clock: the kernel's timer interrupts the thread wherever
+// it is, and only while it runs. V8's own profiler (--cpu-prof) is not used
+// for figures: it samples on the wall clock, so a thread left waiting for
+// the core after a system call counts as busy in that call, and its samples
+// are taken when the thread next returns from the kernel, so a thread that
+// makes a system call per log line or per request is seen in those calls
+// far more than it is (the pino micro-benchmark: 87% of V8's samples in its
+// write to /dev/null, 23% of perf's). perf sees the kernel too, and tells
+// JavaScript (V8's builtins and runtime calls included, as the code that
+// called them) from the garbage collector and other native code. It cannot
+// see into V8's inlining: a library function inlined into one of
+// Threadline's wrappers counts as the wrapper, and the reverse; nor past a
+// builtin without a frame (see partOfStack). The process must run with
+// --perf-basic-prof, so perf can name its JavaScript functions.
 import { spawn, spawnSync } from "node:child_process";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { PARTS, partOfUrl, type Part } from "./parts.ts";
 
 /** Samples per second of CPU time: 200 µs apart. */
 export const PERF_HZ = 4999;
@@ -31,12 +36,13 @@ export interface PerfRecording {
 }
 
 /**
- * Records process `pid`'s threads into `file` until stopped (or until the
- * process exits). Sample times are on the monotonic clock, the clock of
- * process.hrtime, so they can be cut to a window measured elsewhere.
+ * `perf record`'s arguments: the CPU clock at PERF_HZ with call chains,
+ * samples stamped on the monotonic clock (the clock of process.hrtime, so
+ * they can be cut to a window measured elsewhere), written to `file`. Put
+ * a command after them (`--`, then the command) to record it from its start.
  */
-export function recordPerf(pid: number, file: string): PerfRecording {
-  const args = [
+export function perfRecordArgs(file: string): string[] {
+  return [
     "record",
     "--quiet",
     "-F",
@@ -48,10 +54,16 @@ export function recordPerf(pid: number, file: string): PerfRecording {
     "CLOCK_MONOTONIC",
     "-o",
     file,
-    "-p",
-    String(pid),
   ];
-  const child = spawn("perf", args, {
+}
+
+/**
+ * Records process `pid`'s threads into `file` until stopped (or until the
+ * process exits). Sample times are on the monotonic clock, the clock of
+ * process.hrtime, so they can be cut to a window measured elsewhere.
+ */
+export function recordPerf(pid: number, file: string): PerfRecording {
+  const child = spawn("perf", [...perfRecordArgs(file), "-p", String(pid)], {
     stdio: ["ignore", "ignore", "pipe"],
   });
   let stderr = "";
@@ -106,6 +118,26 @@ export interface PerfSummary {
   kinds: Record<Kind, number>;
   /** By the nearest JavaScript function, or else the sampled symbol, with its kind. */
   places: Map<string, number>;
+  /** By the report's parts: JavaScript by where its nearest function lives, the kernel with native code. */
+  parts: Record<Part, number>;
+}
+
+/**
+ * The part a sample of `kind` counts for. Many of V8's builtins (string
+ * concatenation, inline-cache handlers, hash-table lookups) run without a
+ * frame of their own, so perf's frame-pointer walk from one skips the
+ * function that called it and names that function's caller: a builtin
+ * pino's line building calls would count for Threadline's wrapper around
+ * it. Samples taken in a builtin get a part of their own.
+ */
+function partOfStack(stack: readonly Frame[], kind: Kind): Part {
+  if (kind === "gc") return "gc";
+  if (kind !== "js") return "native";
+  if (stack[0]!.symbol.startsWith("Builtins_")) return "builtins";
+  const js = stack.find((f) => f.symbol.startsWith("JS:"))!;
+  // `JS:<tier><name> <url>:<line>:<column>`; a URL holds no space.
+  const at = js.symbol.slice(js.symbol.lastIndexOf(" ") + 1);
+  return partOfUrl(at.replace(/:\d+:\d+$/, ""));
 }
 
 /** The nearest JavaScript function, or else the sampled symbol, labelled with its kind. */
@@ -135,6 +167,10 @@ export async function summarizeScript(
     number
   >;
   const places = new Map<string, number>();
+  const parts = Object.fromEntries(PARTS.map((k) => [k, 0])) as Record<
+    Part,
+    number
+  >;
   const perSample = 1e6 / PERF_HZ;
   let keep = false;
   let stack: Frame[] = [];
@@ -144,6 +180,7 @@ export async function summarizeScript(
       kinds[kind] += perSample;
       const place = placeOfStack(stack, kind);
       places.set(place, (places.get(place) ?? 0) + perSample);
+      parts[partOfStack(stack, kind)] += perSample;
     }
     keep = false;
     stack = [];
@@ -165,7 +202,7 @@ export async function summarizeScript(
     if (frame !== null) stack.push({ symbol: frame[1]!, dso: frame[2]! });
   }
   flush();
-  return { kinds, places };
+  return { kinds, places, parts };
 }
 
 /** {@link summarizeScript} of a recording. */
@@ -200,11 +237,14 @@ export const perfMapFile = (pid: number) => `/tmp/perf-${pid}.map`;
 
 /**
  * Node flags for a process perf will record: names for its JavaScript
- * functions, and none of the V8 log files the flag would otherwise leave
- * in the working directory.
+ * functions. The flag also has V8 log heap events: into one file in `dir`
+ * rather than one per isolate in the working directory (`/dev/null` would
+ * send them to standard output).
  */
-export const PERF_NODE_FLAGS = [
-  "--perf-basic-prof",
-  "--logfile=/dev/null",
-  "--no-logfile-per-isolate",
-];
+export function perfNodeFlags(dir: string): string[] {
+  return [
+    "--perf-basic-prof",
+    `--logfile=${join(dir, "v8.log")}`,
+    "--no-logfile-per-isolate",
+  ];
+}

@@ -29,15 +29,16 @@ async function run(lines) {
   return lines / ((performance.now() - t0) / 1000);
 }
 
-// WINDOW=1 also prints the measured loop's bounds on the clock CPU profiles
-// use (microseconds) and its line count, to cut a profile to it.
+// WINDOW=1 also prints the measured loop's bounds on the monotonic clock
+// (microseconds, the clock perf stamps its samples with), its line count and
+// the process id, to cut a recording to the loop's thread and time.
 const clockUs = () => Number(process.hrtime.bigint() / 1000n);
 async function measured() {
   await run(LINES / 4);
   const from = clockUs();
   const rate = await run(LINES);
   if (process.env.WINDOW === "1")
-    console.log(`window ${from} ${clockUs()} ${LINES}`);
+    console.log(`window ${from} ${clockUs()} ${LINES} ${process.pid}`);
   return rate;
 }
 

@@ -25,7 +25,7 @@ import { contenders } from "./contenders.ts";
 import { readProfile, summarize } from "./cpu-profile.ts";
 import {
   KINDS,
-  PERF_NODE_FLAGS,
+  perfNodeFlags,
   perfAvailable,
   perfMapFile,
   recordPerf,
@@ -124,7 +124,7 @@ try {
     cwd: root,
     execArgv: [
       ...(values.perf
-        ? PERF_NODE_FLAGS
+        ? perfNodeFlags(dir)
         : values["no-profile"]
           ? []
           : [`--cpu-prof`, `--cpu-prof-dir=${dir}`]),

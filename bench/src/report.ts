@@ -2,7 +2,7 @@
 // contender and handler, ratios and differences against no agent, and the
 // goals checked against the figures of this run.
 import { BUSY_WAIT_US, YARDSTICK } from "./contenders.ts";
-import { PART_LABELS, PARTS, type Part } from "./cpu-profile.ts";
+import { PART_LABELS, PARTS, type Part } from "./parts.ts";
 
 export interface Measurement {
   contender: string;
@@ -419,8 +419,8 @@ server endpoints), so network and backend cost is equal; each agent samples ever
 \`\`\`sh
 npm run bench                      # all contenders, ${input.rounds} rounds, writes docs/benchmarks.md and docs/images/overhead.svg
 node bench/src/run.ts --quick --rounds 1 --only none,threadline-100   # a quick look
-node bench/src/profile.ts --contender threadline-100   # one contender's CPU by thread, package and function
-node bench/src/profile.ts --perf --contender threadline-100   # the same sampled by Linux perf: CPU time only, the kernel's share seen
+node bench/src/profile.ts --perf --contender threadline-100   # one contender's CPU by thread, kind and function, sampled by Linux perf as above
+node bench/src/profile.ts --contender threadline-100   # the same from V8's profiler (wall clock), by package and function
 \`\`\`
 `;
   return { markdown, svg: chart(summary, input) };
@@ -465,7 +465,7 @@ function renderBreakdowns(breakdowns: ProfileBreakdown[]): string {
     } else {
       // At a share s of no-agent throughput, the thread may spend 1/s times as long per request.
       const budget = none * (1 / (b.handler === "realistic" ? 0.8 : 0.6) - 1);
-      why = `If the application's thread sets the pace, keeping ${b.handler === "realistic" ? "0.80" : "0.60"} of no-agent throughput allows it ${fmt(budget, 1)} µs more per request than the ${fmt(none, 1)} µs it spends with no agent. Threadline adds ${fmt(added, 1)} µs: ${fmt(own, 1)} µs in its own functions (instrumentation ${fmt(b.threadline.instrumentation, 1)}, export ${fmt(b.threadline.export, 1)}) and ${fmt(added - own, 1)} µs more in the application's libraries, Node.js core, native code and garbage collection (more bytes through the sockets, the exporter's included; longer headers built and parsed; events emitted; objects collected).`;
+      why = `If the application's thread sets the pace, keeping ${b.handler === "realistic" ? "0.80" : "0.60"} of no-agent throughput allows it ${fmt(budget, 1)} µs more per request than the ${fmt(none, 1)} µs it spends with no agent. Threadline adds ${fmt(added, 1)} µs: ${fmt(own, 1)} µs in its own functions (instrumentation ${fmt(b.threadline.instrumentation, 1)}, export ${fmt(b.threadline.export, 1)}) and ${fmt(added - own, 1)} µs more in the application's libraries, Node.js core, V8's builtins, native code, the kernel and garbage collection (more bytes through the sockets, the exporter's included; longer headers built and parsed; events emitted; objects collected).`;
     }
     return `### ${b.handler === "pino" ? "pino, one line inside a span (exporters off)" : `${b.handler[0]!.toUpperCase()}${b.handler.slice(1)} handler`}
 
@@ -478,12 +478,16 @@ ${why}
   });
   return `## Where the application's thread spends its time (CPU profiles)
 
-Three more runs each of no agent and of Threadline, alternated, under \`node --cpu-prof\`, cut to the measured
-requests: the self time of the service's main thread by part, medians of the three. The profiler slows a process down, so these figures are for
-comparing the parts with each other, not with the tables above. Samples are taken on the wall clock: a system
-call that wakes another process (a query written to PostgreSQL, a reply to the load generator) on a machine
-this busy often gives it the core, and the wait counts as native code (\`node bench/src/profile.ts --perf\` samples
-the CPU clock instead).
+Three more runs each of no agent and of Threadline, alternated, sampled by Linux perf on the CPU clock
+(5 kHz) and cut to the measured requests: the CPU time of the service's main thread by part, medians of the
+three; time spent waiting for a core is not counted. A sample counts for the JavaScript function nearest the
+top of its stack, V8's builtins and runtime calls included; code V8 inlined counts for the function it was
+inlined into (a library's function inlined into one of Threadline's wrappers counts as Threadline's, and the
+reverse). Many of V8's builtins run without a frame of their own, so a sample in one cannot say which function
+called it: those have a row of their own. Sampling slows a process down, so these figures are for comparing the parts with each other, not
+with the tables above. V8's own profiler (\`--cpu-prof\`) is not used for them: its samples are taken as a thread
+returns from the kernel, so a thread making a system call per line or per request is seen in those calls far
+more than it is (in the pino micro-benchmark, 87% of its samples against 23% of perf's).
 
 ${sections.join("\n")}`;
 }

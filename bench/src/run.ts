@@ -12,8 +12,9 @@
 // throughput (and its ratio to no agent), CPU time per request added,
 // p50/p99 latency added, peak RSS added, start-up time added; plus pino
 // lines/s with and without Threadline's correlation, and the export
-// pipeline's spans/s. Last, three runs each of no agent and Threadline under
-// --cpu-prof say where the application's thread spends a request.
+// pipeline's spans/s. Last, three runs each of no agent and Threadline
+// sampled by Linux perf say where the application's thread spends a request
+// (and a pino line).
 //
 //   node bench/src/run.ts [--rounds 9] [--out docs/benchmarks.md] [--only threadline-100,none]
 import { spawn } from "node:child_process";
@@ -21,7 +22,6 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
-  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -34,7 +34,16 @@ import { startService, type RunningService } from "@threadline/test-support";
 import { startBackends } from "./backends.ts";
 import { load, WARM_UP } from "./load.ts";
 import { contenders, type Contender } from "./contenders.ts";
-import { PARTS, readProfile, timeByPart, type Part } from "./cpu-profile.ts";
+import { PARTS, type Part } from "./parts.ts";
+import {
+  perfAvailable,
+  perfMapFile,
+  perfNodeFlags,
+  perfRecordArgs,
+  recordPerf,
+  summarizePerf,
+  type PerfRecording,
+} from "./perf-profile.ts";
 import { CLK_TCK, machineTicks, monotonicUs, parseStat } from "./proc.ts";
 import {
   renderReport,
@@ -104,21 +113,28 @@ function shuffle<T>(list: T[], seed: number): T[] {
   return out;
 }
 
-/** The single profile a process wrote into `dir`, as time per part. */
-function profileParts(
+/**
+ * CPU time per part of process `pid`'s main thread in `window`, from the
+ * perf recording in `dir`, divided by `per`.
+ */
+async function profileParts(
   dir: string,
+  pid: number,
   window: [number, number],
   per: number,
-): Record<Part, number> {
-  // Named CPU.<date>.<time>.<pid>.<thread>.<n>.cpuprofile; worker threads
-  // write their own, the main thread is thread 0.
-  const main = readdirSync(dir).find((f) =>
-    /\.\d+\.0\.\d+\.cpuprofile$/.test(f),
-  );
-  if (main === undefined) throw new Error(`no CPU profile was written`);
-  const parts = timeByPart(readProfile(join(dir, main)), ...window);
-  for (const k of Object.keys(parts) as Part[]) parts[k] /= per;
-  return parts;
+): Promise<Record<Part, number>> {
+  try {
+    // The main thread's id is the process id.
+    const { parts } = await summarizePerf(
+      join(dir, "perf.data"),
+      pid,
+      ...window,
+    );
+    for (const k of PARTS) parts[k] /= per;
+    return parts;
+  } finally {
+    rmSync(perfMapFile(pid), { force: true });
+  }
 }
 
 async function measure(
@@ -128,15 +144,15 @@ async function measure(
   sink: string,
   round: number,
   profileDir?: string,
-): Promise<Measurement & { window: [number, number]; requests: number }> {
+): Promise<
+  Measurement & { window: [number, number]; requests: number; pid: number }
+> {
   const started = performance.now();
   const svc: RunningService = await startService({
     entry: join(services, handler.file),
     cwd: root,
     execArgv: [
-      ...(profileDir === undefined
-        ? []
-        : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`]),
+      ...(profileDir === undefined ? [] : perfNodeFlags(profileDir)),
       ...contender.execArgv,
     ],
     env: { ...env, ...contender.env(sink), PORT: "0" },
@@ -144,8 +160,14 @@ async function measure(
   });
   const startupMs = performance.now() - started;
   const pid = svc.child.pid!;
+  let perf: PerfRecording | undefined;
   try {
     await load(svc.url, WARM_UP, CONNECTIONS); // JIT, pools, connections
+    if (profileDir !== undefined) {
+      perf = recordPerf(pid, join(profileDir, "perf.data"));
+      // perf takes a moment to attach to every thread; the window starts after.
+      await new Promise((r) => setTimeout(r, 1000));
+    }
     let peak = rssBytes(pid);
     const sampler = setInterval(() => {
       peak = Math.max(peak, rssBytes(pid));
@@ -160,6 +182,7 @@ async function measure(
       CONNECTIONS,
     );
     const to = monotonicUs();
+    await perf?.stop();
     const ticks1 = cpuTicks(pid);
     const main1 = cpuTicks(pid, pid);
     const machine1 = machineTicks();
@@ -186,8 +209,10 @@ async function measure(
         Math.max(1, machine1.total - machine0.total),
       window: [from, to],
       requests,
+      pid,
     };
   } finally {
+    await perf?.stop().catch(() => {});
     // SIGINT: the services exit on it themselves, whatever an agent does with
     // SIGTERM (the zero-code upstream setup shuts its SDK down and stays up).
     await svc.stop("SIGINT", 15_000);
@@ -202,14 +227,17 @@ async function micro(
   return Number((await microOutput(file, args, env)).pop());
 }
 
-/** The lines a micro-benchmark printed. */
+/** The lines a micro-benchmark printed; run under `wrap` (a command and its arguments) if given. */
 async function microOutput(
   file: string,
   args: string[],
   env: Record<string, string>,
+  wrap: string[] = [],
 ): Promise<string[]> {
+  const command = [process.execPath, ...args, join(root, "src", file)];
+  const [program, ...rest] = [...wrap, ...command];
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...args, join(root, "src", file)], {
+    const child = spawn(program!, rest, {
       cwd: root,
       env: { ...process.env, ...env },
       stdio: ["ignore", "pipe", "inherit"],
@@ -224,7 +252,7 @@ async function microOutput(
   });
 }
 
-/** Runs `fn` with a fresh directory for CPU profiles, removed afterwards. */
+/** Runs `fn` with a fresh directory for a perf recording, removed afterwards. */
 async function inProfileDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), "threadline-bench-prof-"));
   try {
@@ -234,7 +262,7 @@ async function inProfileDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   }
 }
 
-/** Time per line by part of the pino micro-benchmark's measured loop, from a CPU profile. */
+/** CPU time per line by part of the pino micro-benchmark's measured loop, recorded by perf from its start. */
 function pinoProfile(
   args: string[],
   env: Record<string, string>,
@@ -242,12 +270,18 @@ function pinoProfile(
   return inProfileDir(async (dir) => {
     const lines = await microOutput(
       "pino-micro.cjs",
-      ["--cpu-prof", `--cpu-prof-dir=${dir}`, ...args],
+      [...perfNodeFlags(dir), ...args],
       { ...env, WINDOW: "1" },
+      ["perf", ...perfRecordArgs(join(dir, "perf.data")), "--"],
     );
     const w = lines.find((l) => l.startsWith("window "))?.split(" ");
     if (w === undefined) throw new Error("pino-micro.cjs printed no window");
-    return profileParts(dir, [Number(w[1]), Number(w[2])], Number(w[3]));
+    return profileParts(
+      dir,
+      Number(w[4]),
+      [Number(w[1]), Number(w[2])],
+      Number(w[3]),
+    );
   });
 }
 
@@ -353,7 +387,7 @@ try {
     exportUpstream: median(exportUpstream!),
     rounds: MICRO_ROUNDS,
   };
-  // Profiled runs, no agent and Threadline alternated: --cpu-prof slows a
+  // Profiled runs, no agent and Threadline alternated: sampling slows a
   // process, so these figures are for comparing parts, not for the tables
   // above. Medians per part, as one run can land in a slow spell.
   const breakdowns: ProfileBreakdown[] = [];
@@ -379,11 +413,15 @@ try {
   };
   const none = selected.find((c) => c.name === "none");
   const tl = selected.find((c) => c.name === "threadline-100");
-  if (none !== undefined && tl !== undefined) {
+  if (none !== undefined && tl !== undefined && !perfAvailable())
+    process.stderr.write(
+      "no CPU profiles: Linux perf was not found (Debian: apt-get install linux-perf)\n",
+    );
+  else if (none !== undefined && tl !== undefined) {
     const profiled = (c: Contender, handler: (typeof handlers)[number]) => () =>
       inProfileDir(async (dir) => {
         const m = await measure(c, handler, env, sinkSvc.url, -1, dir);
-        return profileParts(dir, m.window, m.requests);
+        return profileParts(dir, m.pid, m.window, m.requests);
       });
     for (const handler of handlers)
       await compare(

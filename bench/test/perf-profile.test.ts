@@ -79,6 +79,8 @@ it("adds up one thread's samples inside the window, each worth 1/PERF_HZ s", asy
     ...sample(100, "10.000100", [startSpan, emit]), // before the window
     ...sample(100, "10.001000", [startSpan, emit]),
     ...sample(100, "10.001200", [writeSpan]),
+    // A builtin without a frame: perf names its caller's caller.
+    ...sample(100, "10.001300", [native("Builtins_StringAdd_CheckNone"), emit]),
     ...sample(101, "10.001300", [native("v8::internal::Heap::Scavenge")]), // another thread
     ...sample(100, "10.001400", [
       native(
@@ -87,26 +89,42 @@ it("adds up one thread's samples inside the window, each worth 1/PERF_HZ s", asy
       loop,
     ]),
     ...sample(100, "10.001600", [kernel("_raw_spin_unlock_irqrestore")]),
+    ...sample(100, "10.001800", [
+      native("v8::internal::ScavengerCollector::CollectGarbage"),
+      startSpan,
+    ]),
     ...sample(100, "10.009000", [writeSpan]), // after it
   ];
-  const { kinds, places } = await summarizeScript(
+  const { kinds, places, parts } = await summarizeScript(
     lines,
     100,
     10_000_500,
     10_002_000,
   );
   const one = 1e6 / PERF_HZ;
-  assert.deepEqual(kinds, { js: 2 * one, gc: 0, native: one, kernel: one });
+  assert.deepEqual(kinds, { js: 3 * one, gc: one, native: one, kernel: one });
+  // The kernel counts with native code; JavaScript by where it lives.
+  assert.deepEqual(parts, {
+    instrumentation: one,
+    export: one,
+    application: 0,
+    node: 0,
+    builtins: one,
+    native: 2 * one,
+    gc: one,
+  });
   assert.deepEqual(
     [...places],
     [
       [`startSpan ${repo}packages/node/dist/trace/tracer.js:10:3`, one],
       [`writeSpan ${repo}packages/otlp/dist/trace-encoder.js:10:3`, one],
+      [`threadlineEmit ${repo}instrumentations/http/dist/http.js:10:3`, one],
       [
         "(native) node::LibuvStreamWrap::ReadStart()::{lambda(uv_stream_s*, long)#2}::_FUN",
         one,
       ],
       ["(kernel) _raw_spin_unlock_irqrestore", one],
+      ["(gc) v8::internal::ScavengerCollector::CollectGarbage", one],
     ],
   );
 });

@@ -163,6 +163,7 @@ it("says a correlated line cost less when its profile came out cheaper than plai
     export: 0,
     application: 0.05,
     node: 0.02,
+    builtins: 0.03,
     native,
     gc: 0.1,
   });
