@@ -21,6 +21,9 @@ import { PARTS, partOfUrl, type Part } from "./parts.ts";
 /** Samples per second of CPU time: 200 µs apart. */
 export const PERF_HZ = 4999;
 
+/** How long `perf record -p` takes to attach to a running process's threads, with room to spare. */
+const ATTACH_MS = 1000;
+
 /** What perf tells apart. */
 export const KINDS = ["js", "gc", "native", "kernel"] as const;
 export type Kind = (typeof KINDS)[number];
@@ -59,10 +62,15 @@ export function perfRecordArgs(file: string): string[] {
 
 /**
  * Records process `pid`'s threads into `file` until stopped (or until the
- * process exits). Sample times are on the monotonic clock, the clock of
- * process.hrtime, so they can be cut to a window measured elsewhere.
+ * process exits); resolves once perf has had time to attach to every
+ * thread, so a window measured from then on is recorded whole. Sample
+ * times are on the monotonic clock, the clock of process.hrtime, so they
+ * can be cut to a window measured elsewhere.
  */
-export function recordPerf(pid: number, file: string): PerfRecording {
+export async function recordPerf(
+  pid: number,
+  file: string,
+): Promise<PerfRecording> {
   const child = spawn("perf", [...perfRecordArgs(file), "-p", String(pid)], {
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -82,13 +90,15 @@ export function recordPerf(pid: number, file: string): PerfRecording {
   // that cannot be traced): the failure is reported by stop(), not left to
   // end this process with everything it started still running.
   exited.catch(() => {});
-  return {
+  const recording = {
     async stop() {
       if (child.exitCode === null && child.signalCode === null)
         child.kill("SIGINT");
       await exited;
     },
   };
+  await new Promise((r) => setTimeout(r, ATTACH_MS));
+  return recording;
 }
 
 /** One frame of a `perf script` call chain: its symbol and where it lives. */

@@ -151,9 +151,7 @@ try {
     sink: sink.child.pid!,
   };
   const perfFile = join(dir, "perf.data");
-  if (values.perf) perf = recordPerf(pids.service, perfFile);
-  // perf takes a moment to attach to every thread; the window is cut after.
-  if (perf !== undefined) await new Promise((r) => setTimeout(r, 1000));
+  if (values.perf) perf = await recordPerf(pids.service, perfFile);
   const before = cpuByThread(pids);
   const commandsBefore = cpuByCommand();
   const machineBefore = machineTicks();

@@ -163,11 +163,8 @@ async function measure(
   let perf: PerfRecording | undefined;
   try {
     await load(svc.url, WARM_UP, CONNECTIONS); // JIT, pools, connections
-    if (profileDir !== undefined) {
-      perf = recordPerf(pid, join(profileDir, "perf.data"));
-      // perf takes a moment to attach to every thread; the window starts after.
-      await new Promise((r) => setTimeout(r, 1000));
-    }
+    if (profileDir !== undefined)
+      perf = await recordPerf(pid, join(profileDir, "perf.data"));
     let peak = rssBytes(pid);
     const sampler = setInterval(() => {
       peak = Math.max(peak, rssBytes(pid));
