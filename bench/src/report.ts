@@ -483,11 +483,11 @@ Three more runs each of no agent and of Threadline, alternated, sampled by Linux
 three; time spent waiting for a core is not counted. A sample counts for the JavaScript function nearest the
 top of its stack, V8's builtins and runtime calls included; code V8 inlined counts for the function it was
 inlined into (a library's function inlined into one of Threadline's wrappers counts as Threadline's, and the
-reverse). Many of V8's builtins run without a frame of their own, so a sample in one cannot say which function
-called it: those have a row of their own. Sampling slows a process down, so these figures are for comparing the parts with each other, not
-with the tables above. V8's own profiler (\`--cpu-prof\`) is not used for them: its samples are taken as a thread
-returns from the kernel, so a thread making a system call per line or per request is seen in those calls far
-more than it is (in the pino micro-benchmark, 87% of its samples against 23% of perf's).
+reverse). Many of V8's builtins run without a frame of their own, so a sample in one cannot say which
+function called it: those have a row of their own. Sampling slows a process down, so these figures are for
+comparing the parts with each other, not with the tables above. V8's own profiler (\`--cpu-prof\`) is not used
+for them: its samples are taken as a thread returns from the kernel, so a thread making a system call per
+line or per request is seen in those calls far more than it is.
 
 ${sections.join("\n")}`;
 }
