@@ -4,21 +4,30 @@
 import { BUSY_WAIT_US, YARDSTICK } from "./contenders.ts";
 import { PART_LABELS, PARTS, type Part } from "./parts.ts";
 
-export interface Measurement {
-  contender: string;
-  handler: string;
-  /** Which round of the run: throughput is compared within a round. */
-  round: number;
+/** The figures of a measured load that drift with the machine's speed. */
+export interface Baseline {
   rps: number;
   p50: number;
   p99: number;
   cpuUsPerRequest: number;
   /** The part of cpuUsPerRequest spent on the application's (main) thread. */
   mainThreadUsPerRequest: number;
-  rssBytes: number;
-  startupMs: number;
   /** The share of the machine's CPU time its host took during the measured load (VM steal time). */
   stolenShare: number;
+}
+
+export interface Measurement extends Baseline {
+  contender: string;
+  handler: string;
+  /** Which round of the run: throughput is compared within a round. */
+  round: number;
+  rssBytes: number;
+  startupMs: number;
+  /**
+   * No agent's figures over the turns it took with this contender (absent
+   * for no agent itself): what this contender is compared with.
+   */
+  baseline?: Baseline;
 }
 
 /** One run's figure over another's, the median of the rounds' ratios, with the lowest and highest. */
@@ -54,6 +63,8 @@ export interface ReportInput {
   contenders: Array<{ name: string; label: string }>;
   rounds: number;
   connections: number;
+  /** Turns each contender took with no agent per round. */
+  turns: number;
   handlers: Array<{ name: string; amount: number }>;
   /** Requests each service served before its measured run. */
   warmUp: number;
@@ -96,32 +107,61 @@ export function shareOf(ratios: number[]): Share {
   };
 }
 
-/** `key` of contenders `a` and `b` in each round both ran, combined by `f`. */
+/**
+ * `key` of contenders `a` and `b` in each round both ran, combined by `f`.
+ * A drifting figure (see Baseline) of a contender that took turns with no
+ * agent is compared as what it is beside no agent in those turns: against
+ * no agent, with those turns; against another contender, each beside its
+ * own (a share over a share, an addition less an addition).
+ */
 function perRound(
   input: ReportInput,
   handler: string,
   a: string,
   b: string,
   key: keyof Measurement,
-  f: (x: number, y: number) => number,
+  kind: "ratio" | "difference",
 ): number[] {
+  const f =
+    kind === "ratio"
+      ? (x: number, y: number) => x / y
+      : (x: number, y: number) => x - y;
   const out: number[] = [];
   for (let round = 0; round < input.rounds; round++) {
-    const value = (c: string) =>
+    const find = (c: string) =>
       input.results.find(
         (r) => r.handler === handler && r.contender === c && r.round === round,
-      )?.[key] as number | undefined;
-    const x = value(a);
-    const y = value(b);
-    if (x !== undefined && y !== undefined) out.push(f(x, y));
+      );
+    const ma = find(a);
+    const mb = find(b);
+    if (ma === undefined || mb === undefined) continue;
+    const x = ma[key] as number;
+    const y = mb[key] as number;
+    const drifts = key in BASELINE_KEYS;
+    const baseA = drifts ? ma.baseline : undefined;
+    const baseB = drifts ? mb.baseline : undefined;
+    const k = key as keyof Baseline;
+    if (baseA !== undefined && b === "none") out.push(f(x, baseA[k]));
+    else if (baseA !== undefined && baseB !== undefined)
+      out.push(f(f(x, baseA[k]), f(y, baseB[k])));
+    else out.push(f(x, y));
   }
   return out;
 }
 
+const BASELINE_KEYS: Record<keyof Baseline, true> = {
+  rps: true,
+  p50: true,
+  p99: true,
+  cpuUsPerRequest: true,
+  mainThreadUsPerRequest: true,
+  stolenShare: true,
+};
+
 /**
  * Throughput of contender `a` over contender `b`, round by round: the
- * machine's speed drifts over a run (other tenants, frequency), and a ratio
- * taken within a round, where both ran minutes apart, leaves that drift out.
+ * machine's speed drifts over a run (other tenants, frequency), and ratios
+ * taken within a round, of turns taken a second apart, leave that drift out.
  */
 export function pairedRatio(
   input: ReportInput,
@@ -129,7 +169,7 @@ export function pairedRatio(
   a: string,
   b: string,
 ): Share {
-  return shareOf(perRound(input, handler, a, b, "rps", (x, y) => x / y));
+  return shareOf(perRound(input, handler, a, b, "rps", "ratio"));
 }
 
 /**
@@ -144,7 +184,7 @@ export function pairedDifference(
   b: string,
   key: keyof Measurement,
 ): number {
-  return median(perRound(input, handler, a, b, key, (x, y) => x - y));
+  return median(perRound(input, handler, a, b, key, "difference"));
 }
 
 /** A ratio followed by its lowest and highest round, "0.68 (0.66–0.78)". */
@@ -290,7 +330,7 @@ export function renderReport(input: ReportInput): {
       });
       return `### ${h.name === "realistic" ? "Realistic handler (HTTP → PostgreSQL query → RabbitMQ publish → pino line → JSON)" : "Hello-world handler"}
 
-${h.amount.toLocaleString("en")} requests per run at ${input.connections} connections, after a warm-up of ${input.warmUp.toLocaleString("en")}: V8 compiles a service's hot paths for its first 20,000 to 25,000 requests, whatever the agent, so the runs measure each contender's steady cost, not its start-up.
+${h.amount.toLocaleString("en")} requests measured per contender and round at ${input.connections} connections, in ${input.turns} turns with no agent, after a warm-up of ${input.warmUp.toLocaleString("en")}: V8 compiles a service's hot paths for its first 20,000 to 25,000 requests, whatever the agent, so the runs measure each contender's steady cost, not its start-up.
 
 | contender | req/s | share of no agent (range over rounds) | CPU µs/request added | p50 ms added | p99 ms added | RSS MB added | start-up ms added | % taken by the host |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
@@ -334,10 +374,12 @@ ${rows.join("\n")}
 
 Generated by \`npm run bench\` on ${input.date}. Machine: ${input.machine}.
 Everything (load generator, services, PostgreSQL, RabbitMQ, the queue consumer and the telemetry sink) shares
-this one machine, as on a developer's laptop or a small VM; figures are medians of ${input.rounds} rounds in which the
-contenders were run in a shuffled order, each a fresh process. A share of no agent (or of another agent) is
-the median of the ratios taken within each round, with the lowest and highest round in brackets: the machine's
-speed drifts over a run, and a ratio of two runs minutes apart leaves that drift out.
+this one machine, as on a developer's laptop or a small VM; figures are medians of ${input.rounds} rounds. In a round the
+service with no agent starts and stays up, and each contender in turn (in a shuffled order, each a fresh process)
+takes ${input.turns} turns with it, in alternating order, a second or less each. The machine's speed drifts from second to
+second, and more over minutes: a contender is compared with no agent over the turns taken beside it, and a share
+of no agent (or of another agent) is the median of those per-round ratios, with the lowest and highest round in
+brackets.
 
 ![Throughput share of no agent](images/overhead.svg)
 
@@ -350,8 +392,8 @@ ${goals.join("\n")}
 ## Services under load
 
 ${tables}
-CPU is the service process's user+system time (all its threads, export workers included) over the measured run,
-divided by the requests served; RSS is the peak sampled every 200 ms during the run; start-up is the time from
+CPU is the service process's user+system time (all its threads, export workers included) over its measured turns,
+divided by the requests served; RSS is the peak sampled every 200 ms during those turns; start-up is the time from
 spawning the process until it listens. What a contender adds is the median of its differences from no agent
 within each round, as the shares are medians of ratios within each round. The share taken by the host is the machine's steal time over the measured
 run (/proc/stat): the part of its CPU time a virtual machine's host gave to something else, 0 on bare metal. A run

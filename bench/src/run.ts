@@ -8,7 +8,9 @@
 // network and backend cost is the same for all. PostgreSQL and RabbitMQ are
 // real servers on loopback; a separate process drains the queue. Load comes
 // from autocannon in this process, a fixed number of requests at a fixed
-// concurrency per run (after a warm-up). Reported: medians over rounds of
+// concurrency per contender and round (after a warm-up), served in turns
+// taken with the service with no agent, so that both see the machine at the
+// same speed. Reported: medians over rounds of
 // throughput (and its ratio to no agent), CPU time per request added,
 // p50/p99 latency added, peak RSS added, start-up time added; plus pino
 // lines/s with and without Threadline's correlation, and the export
@@ -16,7 +18,7 @@
 // sampled by Linux perf say where the application's thread spends a request
 // (and a pino line).
 //
-//   node bench/src/run.ts [--rounds 9] [--out docs/benchmarks.md] [--only threadline-100,none]
+//   node bench/src/run.ts [--rounds 9] [--out docs/benchmarks.md] [--only threadline-100,otel]
 import { spawn } from "node:child_process";
 import {
   existsSync,
@@ -47,6 +49,7 @@ import {
 import { CLK_TCK, machineTicks, monotonicUs, parseStat } from "./proc.ts";
 import {
   renderReport,
+  type Baseline,
   type Measurement,
   median,
   shareOf,
@@ -137,82 +140,198 @@ async function profileParts(
   }
 }
 
-async function measure(
+/** A started service and when it took to listen. */
+interface Started {
+  svc: RunningService;
+  pid: number;
+  startupMs: number;
+}
+
+async function start(
+  contender: Contender,
+  handler: (typeof handlers)[number],
+  env: Record<string, string>,
+  sink: string,
+  execArgv: string[] = [],
+): Promise<Started> {
+  const started = performance.now();
+  const svc = await startService({
+    entry: join(services, handler.file),
+    cwd: root,
+    execArgv: [...execArgv, ...contender.execArgv],
+    env: { ...env, ...contender.env(sink), PORT: "0" },
+    timeoutMs: 60_000,
+  });
+  return {
+    svc,
+    pid: svc.child.pid!,
+    startupMs: performance.now() - started,
+  };
+}
+
+// SIGINT: the services exit on it themselves, whatever an agent does with
+// SIGTERM (the zero-code upstream setup shuts its SDK down and stays up).
+const stop = (s: Started) => s.svc.stop("SIGINT", 15_000);
+
+/** What a service did over one or more stretches of load, summed. */
+class Tally {
+  requests = 0;
+  seconds = 0;
+  ticks = 0;
+  mainTicks = 0;
+  machineTotal = 0;
+  machineSteal = 0;
+  peakRss = 0;
+  readonly p50: number[] = [];
+  readonly p99: number[] = [];
+
+  /** Serves `amount` requests at the bench's concurrency and adds them in. */
+  async run(s: Started, amount: number, label: string): Promise<void> {
+    const { pid } = s;
+    this.peakRss = Math.max(this.peakRss, rssBytes(pid));
+    const sampler = setInterval(() => {
+      this.peakRss = Math.max(this.peakRss, rssBytes(pid));
+    }, 200);
+    const ticks0 = cpuTicks(pid);
+    const main0 = cpuTicks(pid, pid); // the main thread's id is the process id
+    const machine0 = machineTicks();
+    const { result: r, seconds } = await load(s.svc.url, amount, CONNECTIONS);
+    const ticks1 = cpuTicks(pid);
+    const main1 = cpuTicks(pid, pid);
+    const machine1 = machineTicks();
+    clearInterval(sampler);
+    this.peakRss = Math.max(this.peakRss, rssBytes(pid));
+    if (r.errors > 0 || r.non2xx > 0)
+      throw new Error(
+        `${label}: ${r.errors} errors, ${r.non2xx} non-2xx answers`,
+      );
+    this.requests += r.requests.total;
+    this.seconds += seconds;
+    this.ticks += ticks1 - ticks0;
+    this.mainTicks += main1 - main0;
+    this.machineTotal += machine1.total - machine0.total;
+    this.machineSteal += machine1.steal - machine0.steal;
+    this.p50.push(r.latency.p50);
+    this.p99.push(r.latency.p99);
+  }
+
+  /** Adds `other`'s stretches to this one's. */
+  merge(other: Tally): void {
+    this.requests += other.requests;
+    this.seconds += other.seconds;
+    this.ticks += other.ticks;
+    this.mainTicks += other.mainTicks;
+    this.machineTotal += other.machineTotal;
+    this.machineSteal += other.machineSteal;
+    this.peakRss = Math.max(this.peakRss, other.peakRss);
+    this.p50.push(...other.p50);
+    this.p99.push(...other.p99);
+  }
+
+  /** The figures of a Measurement this tally gives. */
+  figures(): Baseline {
+    const usPerRequest = (ticks: number) =>
+      ((ticks / CLK_TCK) * 1e6) / this.requests;
+    return {
+      rps: this.requests / this.seconds,
+      p50: median(this.p50),
+      p99: median(this.p99),
+      cpuUsPerRequest: usPerRequest(this.ticks),
+      mainThreadUsPerRequest: usPerRequest(this.mainTicks),
+      stolenShare: this.machineSteal / Math.max(1, this.machineTotal),
+    };
+  }
+}
+
+/**
+ * Turns each contender takes with no agent within a round, and the requests
+ * in each turn: the machine's speed drifts from second to second, and two
+ * services measured a second apart, many times over, see the same machine.
+ */
+const TURNS = 5;
+/** A pause between turns, so that one turn's closing connections are not the next one's work. */
+const SETTLE_MS = 100;
+
+/**
+ * Measures `contender` in a fresh process, taking turns with `bare` (the
+ * service with no agent, already warm): each serves the handler's amount of
+ * requests in TURNS turns, in alternating order. Returns the contender's
+ * measurement, its turns of no agent as the baseline, and adds those turns
+ * to `bareTally`.
+ */
+async function measureInTurns(
   contender: Contender,
   handler: (typeof handlers)[number],
   env: Record<string, string>,
   sink: string,
   round: number,
-  profileDir?: string,
-): Promise<
-  Measurement & { window: [number, number]; requests: number; pid: number }
-> {
-  const started = performance.now();
-  const svc: RunningService = await startService({
-    entry: join(services, handler.file),
-    cwd: root,
-    execArgv: [
-      ...(profileDir === undefined ? [] : perfNodeFlags(profileDir)),
-      ...contender.execArgv,
-    ],
-    env: { ...env, ...contender.env(sink), PORT: "0" },
-    timeoutMs: 60_000,
-  });
-  const startupMs = performance.now() - started;
-  const pid = svc.child.pid!;
-  let perf: PerfRecording | undefined;
+  bare: Started,
+  bareTally: Tally,
+): Promise<Measurement> {
+  const s = await start(contender, handler, env, sink);
   try {
-    await load(svc.url, WARM_UP, CONNECTIONS); // JIT, pools, connections
-    if (profileDir !== undefined)
-      perf = await recordPerf(pid, join(profileDir, "perf.data"));
-    let peak = rssBytes(pid);
-    const sampler = setInterval(() => {
-      peak = Math.max(peak, rssBytes(pid));
-    }, 200);
-    const ticks0 = cpuTicks(pid);
-    const main0 = cpuTicks(pid, pid); // the main thread's id is the process id
-    const machine0 = machineTicks();
-    const from = monotonicUs();
-    const { result: r, seconds } = await load(
-      svc.url,
-      handler.amount,
-      CONNECTIONS,
-    );
-    const to = monotonicUs();
-    await perf?.stop();
-    const ticks1 = cpuTicks(pid);
-    const main1 = cpuTicks(pid, pid);
-    const machine1 = machineTicks();
-    clearInterval(sampler);
-    peak = Math.max(peak, rssBytes(pid));
-    if (r.errors > 0 || r.non2xx > 0)
-      throw new Error(
-        `${contender.name}/${handler.name}: ${r.errors} errors, ${r.non2xx} non-2xx answers`,
-      );
-    const requests = r.requests.total;
+    await load(s.svc.url, WARM_UP, CONNECTIONS); // JIT, pools, connections
+    const mine = new Tally();
+    const theirs = new Tally();
+    const label = `${contender.name}/${handler.name}`;
+    const turn = handler.amount / TURNS;
+    for (let t = 0; t < TURNS; t++) {
+      const runs: Array<() => Promise<void>> = [
+        () => mine.run(s, turn, label),
+        () => theirs.run(bare, turn, `none/${handler.name}`),
+      ];
+      if (t % 2 === 1) runs.reverse();
+      for (const run of runs) {
+        await new Promise((r) => setTimeout(r, SETTLE_MS));
+        await run();
+      }
+    }
+    bareTally.merge(theirs);
     return {
       contender: contender.name,
       handler: handler.name,
       round,
-      rps: requests / seconds,
-      p50: r.latency.p50,
-      p99: r.latency.p99,
-      cpuUsPerRequest: (((ticks1 - ticks0) / CLK_TCK) * 1e6) / requests,
-      mainThreadUsPerRequest: (((main1 - main0) / CLK_TCK) * 1e6) / requests,
-      rssBytes: peak,
-      startupMs,
-      stolenShare:
-        (machine1.steal - machine0.steal) /
-        Math.max(1, machine1.total - machine0.total),
-      window: [from, to],
-      requests,
-      pid,
+      ...mine.figures(),
+      rssBytes: mine.peakRss,
+      startupMs: s.startupMs,
+      baseline: theirs.figures(),
     };
   } finally {
+    await stop(s);
+  }
+}
+
+/**
+ * One continuous measured run of `contender` under perf, recorded into
+ * `profileDir`: its process, the monotonic window of the run and the
+ * requests served, to cut the recording to.
+ */
+async function profiledRun(
+  contender: Contender,
+  handler: (typeof handlers)[number],
+  env: Record<string, string>,
+  sink: string,
+  profileDir: string,
+): Promise<{ window: [number, number]; requests: number; pid: number }> {
+  const s = await start(
+    contender,
+    handler,
+    env,
+    sink,
+    perfNodeFlags(profileDir),
+  );
+  let perf: PerfRecording | undefined;
+  try {
+    await load(s.svc.url, WARM_UP, CONNECTIONS);
+    perf = await recordPerf(s.pid, join(profileDir, "perf.data"));
+    const from = monotonicUs();
+    const { result: r } = await load(s.svc.url, handler.amount, CONNECTIONS);
+    const to = monotonicUs();
+    await perf.stop();
+    return { window: [from, to], requests: r.requests.total, pid: s.pid };
+  } finally {
     await perf?.stop().catch(() => {});
-    // SIGINT: the services exit on it themselves, whatever an agent does with
-    // SIGTERM (the zero-code upstream setup shuts its SDK down and stays up).
-    await svc.stop("SIGINT", 15_000);
+    await stop(s);
   }
 }
 
@@ -314,8 +433,22 @@ const REGISTER = ["-r", "@threadline/node/register"];
  */
 const MICRO_ROUNDS = 9;
 
+/** One measurement's line on stderr, as the run goes. */
+function report(round: number, handler: string, m: Measurement): void {
+  const base =
+    m.baseline === undefined
+      ? ""
+      : `  (no agent in its turns ${m.baseline.rps.toFixed(0)} req/s)`;
+  process.stderr.write(
+    `round ${round + 1}/${ROUNDS} ${handler.padEnd(9)} ${m.contender.padEnd(15)} ${m.rps.toFixed(0).padStart(6)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms  ${m.cpuUsPerRequest.toFixed(0)} µs CPU/req  RSS ${(m.rssBytes / 2 ** 20).toFixed(0)} MB  start ${m.startupMs.toFixed(0)} ms${base}\n`,
+  );
+}
+
+// No agent always runs: every other contender is measured beside it.
 const selected = values.only
-  ? contenders.filter((c) => values.only!.split(",").includes(c.name))
+  ? contenders.filter(
+      (c) => c.name === "none" || values.only!.split(",").includes(c.name),
+    )
   : contenders;
 // Piped into a reader that stops early (`| head`): the rest of the output
 // is dropped, and the backends are still stopped below.
@@ -324,18 +457,45 @@ const backends = await startBackends();
 const { env, sink: sinkSvc } = backends;
 const results: Measurement[] = [];
 try {
+  const bare = contenders.find((c) => c.name === "none")!;
   for (let round = 0; round < ROUNDS; round++) {
     for (const handler of handlers) {
       const running = selected.filter(
-        (c) => c.handlers?.includes(handler.name) ?? true,
+        (c) =>
+          c.name !== "none" && (c.handlers?.includes(handler.name) ?? true),
       );
-      for (const contender of shuffle(running, round * 7 + handler.amount)) {
-        const m = await measure(contender, handler, env, sinkSvc.url, round);
-        results.push(m);
-        process.stderr.write(
-          `round ${round + 1}/${ROUNDS} ${handler.name.padEnd(9)} ${contender.name.padEnd(15)} ${m.rps.toFixed(0).padStart(6)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms  ${m.cpuUsPerRequest.toFixed(0)} µs CPU/req  RSS ${(m.rssBytes / 2 ** 20).toFixed(0)} MB  start ${m.startupMs.toFixed(0)} ms\n`,
-        );
+      // No agent stays up for the round, and every contender takes turns
+      // with it (see measureInTurns).
+      const b = await start(bare, handler, env, sinkSvc.url);
+      const bareTally = new Tally();
+      try {
+        await load(b.svc.url, WARM_UP, CONNECTIONS);
+        for (const contender of shuffle(running, round * 7 + handler.amount)) {
+          const m = await measureInTurns(
+            contender,
+            handler,
+            env,
+            sinkSvc.url,
+            round,
+            b,
+            bareTally,
+          );
+          results.push(m);
+          report(round, handler.name, m);
+        }
+      } finally {
+        await stop(b);
       }
+      const m: Measurement = {
+        contender: bare.name,
+        handler: handler.name,
+        round,
+        ...bareTally.figures(),
+        rssBytes: bareTally.peakRss,
+        startupMs: b.startupMs,
+      };
+      results.push(m);
+      report(round, handler.name, m);
     }
   }
   // Micro-benchmarks run one at a time: they measure CPU, and share two cores.
@@ -417,7 +577,7 @@ try {
   else if (none !== undefined && tl !== undefined) {
     const profiled = (c: Contender, handler: (typeof handlers)[number]) => () =>
       inProfileDir(async (dir) => {
-        const m = await measure(c, handler, env, sinkSvc.url, -1, dir);
+        const m = await profiledRun(c, handler, env, sinkSvc.url, dir);
         return profileParts(dir, m.pid, m.window, m.requests);
       });
     for (const handler of handlers)
@@ -466,6 +626,7 @@ try {
     contenders: selected.map((c) => ({ name: c.name, label: c.label })),
     rounds: ROUNDS,
     connections: CONNECTIONS,
+    turns: TURNS,
     handlers: handlers.map((h) => ({ name: h.name, amount: h.amount })),
     warmUp: WARM_UP,
     machine,

@@ -42,6 +42,7 @@ function input(): ReportInput {
     ],
     rounds: 3,
     connections: 20,
+    turns: 5,
     handlers: [{ name: "realistic", amount: 100 }],
     warmUp: 50,
     machine: "test",
@@ -89,6 +90,80 @@ it("compares contenders within each round, for differences as for ratios", () =>
   assert.equal(tl.cpuAdded, 50);
   assert.equal(tl.mainThreadAdded, 25);
   assert.equal(tl.rssAddedMb, 0);
+});
+
+it("compares a contender with the turns no agent took beside it", () => {
+  const i = input();
+  // Each contender's turns of no agent ran at another speed than no agent's
+  // round as a whole; the comparison is with those turns.
+  const withBaseline = (
+    contender: string,
+    round: number,
+    rps: number,
+    cpu: number,
+    base: { rps: number; cpu: number },
+  ) =>
+    i.results.push({
+      contender,
+      handler: "realistic",
+      round,
+      rps,
+      p50: 1,
+      p99: 2,
+      cpuUsPerRequest: cpu,
+      mainThreadUsPerRequest: cpu,
+      rssBytes: 150 * 2 ** 20,
+      startupMs: 80,
+      stolenShare: 0,
+      baseline: {
+        rps: base.rps,
+        p50: 1,
+        p99: 1,
+        cpuUsPerRequest: base.cpu,
+        mainThreadUsPerRequest: base.cpu,
+        stolenShare: 0,
+      },
+    });
+  i.results = i.results.filter((r) => r.contender === "none");
+  withBaseline("threadline-100", 0, 800, 130, { rps: 1000, cpu: 100 });
+  withBaseline("threadline-100", 1, 160, 450, { rps: 200, cpu: 400 });
+  withBaseline("threadline-100", 2, 240, 420, { rps: 300, cpu: 380 });
+  withBaseline("otel", 0, 250, 300, { rps: 500, cpu: 200 });
+  withBaseline("otel", 1, 400, 300, { rps: 1000, cpu: 150 });
+  withBaseline("otel", 2, 200, 500, { rps: 400, cpu: 300 });
+  i.contenders.push({ name: "otel", label: "upstream" });
+  const share = pairedRatio(i, "realistic", "threadline-100", "none");
+  assert.equal(share.median, 0.8);
+  assert.deepEqual(share.range, [0.8, 0.8]);
+  // Against another contender: a share over a share (0.8 / 0.5, 0.8 / 0.4, 0.8 / 0.5).
+  const over = pairedRatio(i, "realistic", "threadline-100", "otel");
+  assert.equal(over.median, 1.6);
+  assert.deepEqual(over.range, [1.6, 2]);
+  // Additions: +30, +50, +40 against +100, +150, +200.
+  assert.equal(
+    pairedDifference(
+      i,
+      "realistic",
+      "threadline-100",
+      "none",
+      "cpuUsPerRequest",
+    ),
+    40,
+  );
+  assert.equal(
+    pairedDifference(
+      i,
+      "realistic",
+      "otel",
+      "threadline-100",
+      "cpuUsPerRequest",
+    ),
+    100,
+  );
+  // Memory and start-up do not drift: they are read against no agent's own process.
+  const tl = summarize(i).find((s) => s.contender === "threadline-100")!;
+  assert.equal(tl.rssAddedMb, 50);
+  assert.equal(tl.startupAddedMs, 30);
 });
 
 it("reports a contender only with the handlers it ran, and reads the yardstick against Threadline", () => {
