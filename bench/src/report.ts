@@ -421,8 +421,9 @@ ${input.handlers
   .join("\n")}
 
 ${yardstickText(input, summary)}Export runs on the application's thread by default: a worker thread is a second V8 isolate, about 20 MB of
-RSS before it does anything, and on a machine this size it buys no throughput (\`THREADLINE_EXPORT_THREAD=worker\`
-keeps it for hosts with cores to spare).
+RSS before it does anything, more than the memory goal leaves. \`THREADLINE_EXPORT_THREAD=worker\` moves
+log parsing and the sending off the application's thread for services with memory to spare (spans are still
+encoded as they end); it is not among the contenders above.
 
 The upstream contender the goal names loads only the http, pg, amqplib and pino instrumentations, the same
 coverage as Threadline${otelReal !== undefined && otelReal.ratio > 0.5 ? `, and keeps ${fmt(otelReal.ratio, 2)} of no-agent throughput here; twice its throughput would be more than the service makes with no agent at all, so no agent can meet that goal on this machine` : ""}.
