@@ -88,6 +88,13 @@ export const contenders: Contender[] = [
       OTEL_METRICS_EXPORTER: "none",
     },
   ),
+  // Not the default: export (log parsing, sending) on a worker thread, which
+  // costs a second V8 isolate's memory; measured to weigh the two.
+  threadline(
+    "threadline-worker",
+    "Threadline, 100% sampling, export on a worker thread (THREADLINE_EXPORT_THREAD=worker)",
+    { THREADLINE_EXPORT_THREAD: "worker" },
+  ),
   threadline("threadline-10", "Threadline, 10% sampling", {
     OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
     OTEL_TRACES_SAMPLER_ARG: "0.1",

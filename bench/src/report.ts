@@ -234,6 +234,7 @@ function chart(summary: Summary[], input: ReportInput): string {
     "threadline-100": "#2f7ed8",
     "threadline-10": "#7cb5ec",
     "threadline-no-export": "#b0c4de",
+    "threadline-worker": "#4572a7",
     otel: "#f28f43",
     "otel-auto": "#f7c59f",
     "dd-trace": "#8d4653",
@@ -301,6 +302,30 @@ function yardstickText(input: ReportInput, summary: Summary[]): string {
     );
   }
   return lines.length === 0 ? "" : `${lines.join("\n")}\n\n`;
+}
+
+/** How export on a worker thread compares with export on the application's thread, when both ran. */
+function workerText(input: ReportInput, summary: Summary[]): string {
+  const parts: string[] = [];
+  for (const h of input.handlers) {
+    const get = (c: string) =>
+      summary.find((s) => s.handler === h.name && s.contender === c);
+    const main = get("threadline-100");
+    const worker = get("threadline-worker");
+    if (main === undefined || worker === undefined) continue;
+    const over = pairedRatio(
+      input,
+      h.name,
+      "threadline-worker",
+      "threadline-100",
+    );
+    parts.push(
+      `${h.name}: ${fmt(worker.ratio, 2)} of no agent against ${fmt(main.ratio, 2)} (${withRange(`${fmt(over.median, 2)}x`, over.range)} round by round), RSS ${signed(worker.rssAddedMb, 1)} MB against ${signed(main.rssAddedMb, 1)} MB`,
+    );
+  }
+  return parts.length === 0
+    ? "; it is not among the contenders above"
+    : `; measured here as a contender, ${parts.join("; ")}`;
 }
 
 const fmt = (n: number, digits = 0) =>
@@ -423,7 +448,7 @@ ${input.handlers
 ${yardstickText(input, summary)}Export runs on the application's thread by default: a worker thread is a second V8 isolate, about 20 MB of
 RSS before it does anything, more than the memory goal leaves. \`THREADLINE_EXPORT_THREAD=worker\` moves
 log parsing and the sending off the application's thread for services with memory to spare (spans are still
-encoded as they end); it is not among the contenders above.
+encoded as they end)${workerText(input, summary)}.
 
 The upstream contender the goal names loads only the http, pg, amqplib and pino instrumentations, the same
 coverage as Threadline${otelReal !== undefined && otelReal.ratio > 0.5 ? `, and keeps ${fmt(otelReal.ratio, 2)} of no-agent throughput here; twice its throughput would be more than the service makes with no agent at all, so no agent can meet that goal on this machine` : ""}.

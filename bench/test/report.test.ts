@@ -228,8 +228,38 @@ it("reports a contender only with the handlers it ran, and reads the yardstick a
     /A yardstick \(realistic\): the service with no agent and 30 µs of busy waiting at the start of each request, nothing else changed, keeps 0\.80 \(0\.80–0\.90\) of no-agent throughput, its application thread measured at \+30 µs per request\. Threadline at 100% sampling adds \+25 µs to that thread and keeps 0\.60\./,
   );
   assert.doesNotMatch(markdown, /A yardstick \(hello\)/);
+  assert.match(markdown, /it is not among the contenders above\./);
   // One bar for the yardstick: the realistic group's.
   assert.equal(svg.match(/fill="#d0d0d0"/g)?.length, 1);
+});
+
+it("weighs export on a worker thread against export on the application's thread", () => {
+  const i = input();
+  i.micro = micro();
+  const add = (round: number, rps: number, rssMb: number) =>
+    i.results.push({
+      contender: "threadline-worker",
+      handler: "realistic",
+      round,
+      rps,
+      p50: 1,
+      p99: 2,
+      cpuUsPerRequest: 100,
+      mainThreadUsPerRequest: 50,
+      rssBytes: rssMb * 2 ** 20,
+      startupMs: 50,
+      stolenShare: 0,
+    });
+  // Threadline keeps 0.6, 0.4 and 1.6 of no agent; the worker 0.9, 0.6, 1.6.
+  add(0, 900, 120);
+  add(1, 300, 120);
+  add(2, 400, 120);
+  i.contenders.push({ name: "threadline-worker", label: "worker" });
+  const { markdown } = renderReport(i);
+  assert.match(
+    markdown,
+    /measured here as a contender, realistic: 0\.90 of no agent against 0\.60 \(1\.50x \(1\.00–1\.50\) round by round\), RSS \+20\.0 MB against \+0\.0 MB\./,
+  );
 });
 
 it("says a correlated line cost less when its profile came out cheaper than plain pino's", () => {
