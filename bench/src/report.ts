@@ -137,9 +137,11 @@ function perRound(
     if (ma === undefined || mb === undefined) continue;
     const x = ma[key] as number;
     const y = mb[key] as number;
-    const drifts = key in BASELINE_KEYS;
-    const baseA = drifts ? ma.baseline : undefined;
-    const baseB = drifts ? mb.baseline : undefined;
+    // A baseline holds exactly the drifting figures.
+    const drifts = (m: Measurement) =>
+      m.baseline !== undefined && key in m.baseline ? m.baseline : undefined;
+    const baseA = drifts(ma);
+    const baseB = drifts(mb);
     const k = key as keyof Baseline;
     if (baseA !== undefined && b === "none") out.push(f(x, baseA[k]));
     else if (baseA !== undefined && baseB !== undefined)
@@ -148,15 +150,6 @@ function perRound(
   }
   return out;
 }
-
-const BASELINE_KEYS: Record<keyof Baseline, true> = {
-  rps: true,
-  p50: true,
-  p99: true,
-  cpuUsPerRequest: true,
-  mainThreadUsPerRequest: true,
-  stolenShare: true,
-};
 
 /**
  * Throughput of contender `a` over contender `b`, round by round: the
