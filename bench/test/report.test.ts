@@ -9,23 +9,36 @@ import {
   type ReportInput,
 } from "../src/report.ts";
 
+/** A measured run: `m`'s figures, and those of a quiet one-second run for the rest. */
+function measurement(
+  m: Pick<Measurement, "contender" | "round" | "rps"> & Partial<Measurement>,
+): Measurement {
+  return {
+    handler: "realistic",
+    p50: 1,
+    p99: 2,
+    cpuUsPerRequest: 100,
+    mainThreadUsPerRequest: 50,
+    rssBytes: 100 * 2 ** 20,
+    startupMs: 50,
+    stolenShare: 0,
+    ...m,
+  };
+}
+
 /** Three rounds on a machine whose speed drifts: the third contender's rounds fall in other phases. */
 function input(): ReportInput {
   const results: Measurement[] = [];
   const add = (contender: string, round: number, rps: number, cpu: number) =>
-    results.push({
-      contender,
-      handler: "realistic",
-      round,
-      rps,
-      p50: 1,
-      p99: 2,
-      cpuUsPerRequest: cpu,
-      mainThreadUsPerRequest: cpu / 2,
-      rssBytes: 100 * 2 ** 20,
-      startupMs: 50,
-      stolenShare: 0,
-    });
+    results.push(
+      measurement({
+        contender,
+        round,
+        rps,
+        cpuUsPerRequest: cpu,
+        mainThreadUsPerRequest: cpu / 2,
+      }),
+    );
   add("none", 0, 1000, 100);
   add("none", 1, 500, 200);
   add("none", 2, 250, 400);
@@ -103,27 +116,25 @@ it("compares a contender with the turns no agent took beside it", () => {
     cpu: number,
     base: { rps: number; cpu: number },
   ) =>
-    i.results.push({
-      contender,
-      handler: "realistic",
-      round,
-      rps,
-      p50: 1,
-      p99: 2,
-      cpuUsPerRequest: cpu,
-      mainThreadUsPerRequest: cpu,
-      rssBytes: 150 * 2 ** 20,
-      startupMs: 80,
-      stolenShare: 0,
-      baseline: {
-        rps: base.rps,
-        p50: 1,
-        p99: 1,
-        cpuUsPerRequest: base.cpu,
-        mainThreadUsPerRequest: base.cpu,
-        stolenShare: 0,
-      },
-    });
+    i.results.push(
+      measurement({
+        contender,
+        round,
+        rps,
+        cpuUsPerRequest: cpu,
+        mainThreadUsPerRequest: cpu,
+        rssBytes: 150 * 2 ** 20,
+        startupMs: 80,
+        baseline: {
+          rps: base.rps,
+          p50: 1,
+          p99: 1,
+          cpuUsPerRequest: base.cpu,
+          mainThreadUsPerRequest: base.cpu,
+          stolenShare: 0,
+        },
+      }),
+    );
   i.results = i.results.filter((r) => r.contender === "none");
   withBaseline("threadline-100", 0, 800, 130, { rps: 1000, cpu: 100 });
   withBaseline("threadline-100", 1, 160, 450, { rps: 200, cpu: 400 });
@@ -175,19 +186,16 @@ it("reports a contender only with the handlers it ran, and reads the yardstick a
     rps: number,
     main: number,
   ) =>
-    i.results.push({
-      contender,
-      handler,
-      round,
-      rps,
-      p50: 1,
-      p99: 2,
-      cpuUsPerRequest: main,
-      mainThreadUsPerRequest: main,
-      rssBytes: 100 * 2 ** 20,
-      startupMs: 50,
-      stolenShare: 0,
-    });
+    i.results.push(
+      measurement({
+        contender,
+        handler,
+        round,
+        rps,
+        cpuUsPerRequest: main,
+        mainThreadUsPerRequest: main,
+      }),
+    );
   // The yardstick runs with the realistic handler only.
   // No agent's thread: 50, 100 and 200 µs a request.
   add("busy-wait-30", "realistic", 0, 900, 80);
@@ -237,19 +245,14 @@ it("weighs export on a worker thread against export on the application's thread"
   const i = input();
   i.micro = micro();
   const add = (round: number, rps: number, rssMb: number) =>
-    i.results.push({
-      contender: "threadline-worker",
-      handler: "realistic",
-      round,
-      rps,
-      p50: 1,
-      p99: 2,
-      cpuUsPerRequest: 100,
-      mainThreadUsPerRequest: 50,
-      rssBytes: rssMb * 2 ** 20,
-      startupMs: 50,
-      stolenShare: 0,
-    });
+    i.results.push(
+      measurement({
+        contender: "threadline-worker",
+        round,
+        rps,
+        rssBytes: rssMb * 2 ** 20,
+      }),
+    );
   // Threadline keeps 0.6, 0.4 and 1.6 of no agent; the worker 0.9, 0.6, 1.6.
   add(0, 900, 120);
   add(1, 300, 120);
