@@ -42,15 +42,38 @@ async function measured() {
   return rate;
 }
 
+// TURNS=n: after the warm-up, prints "ready", then runs a turn of LINES/n
+// lines for each line read from stdin, printing the lines and milliseconds
+// it took, until stdin ends. The bench runs the loggers it compares side by
+// side and gives them turns, so that both see the machine at the same speed.
+async function turns(n) {
+  await run(LINES / 4);
+  console.log("ready");
+  const lines = LINES / n;
+  for await (const _ of require("node:readline").createInterface({
+    input: process.stdin,
+  })) {
+    const t0 = performance.now();
+    await run(lines);
+    console.log(`${lines} ${performance.now() - t0}`);
+  }
+}
+
+const work = process.env.TURNS
+  ? () => turns(Number(process.env.TURNS))
+  : measured;
+
 async function main() {
   if (process.env.MODE === "span") {
     return trace.getTracer("bench").startActiveSpan("request", async (span) => {
-      const rate = await measured();
+      const rate = await work();
       span.end();
       return rate;
     });
   }
-  return measured();
+  return work();
 }
 
-main().then((rate) => console.log(Math.round(rate)));
+main().then((rate) => {
+  if (rate !== undefined) console.log(Math.round(rate));
+});

@@ -54,6 +54,8 @@ export interface ReportInput {
     pinoCorrelatedExportedShare: Share;
     /** Rounds of each micro-benchmark. */
     rounds: number;
+    /** Turns each pino run took per round beside the runs it is compared with. */
+    turns: number;
     debugPlain: number;
     debugGated: number;
     debugGatedShare: Share;
@@ -451,8 +453,10 @@ every bundled instrumentation loaded); that setup is measured too${otelAutoReal 
 ${renderBreakdowns(input.breakdowns)}
 ## Logging and export
 
-Each micro-benchmark is a fresh process on one core. The runs compared take turns for ${input.micro.rounds} rounds; figures
-are medians, and a share of plain is the median of the rounds' shares.
+Each micro-benchmark runs in fresh processes on one core, ${input.micro.rounds} rounds. In a round, the pino and disabled-level
+runs compared with each other start side by side and, once warm, take ${input.micro.turns} turns each, one at a time, as the services
+do; the span export runs take turns a whole run each. Figures are medians over the rounds, and a share of plain is
+the median of the rounds' shares.
 
 | measurement | result |
 | --- | ---: |

@@ -19,7 +19,7 @@
 // (and a pino line).
 //
 //   node bench/src/run.ts [--rounds 9] [--out docs/benchmarks.md] [--only threadline-100,otel]
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import {
   existsSync,
   mkdirSync,
@@ -31,6 +31,7 @@ import {
 import { cpus, tmpdir, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { startService, type RunningService } from "@threadline/test-support";
 import { startBackends } from "./backends.ts";
@@ -420,6 +421,112 @@ async function alternated<T>(
   return out;
 }
 
+/**
+ * Turns each micro-benchmark process takes in a round, beside the ones it
+ * is compared with: as the services do (see measureInTurns), they see the
+ * machine at the same speed, where runs a few seconds apart may not.
+ */
+const MICRO_TURNS = 5;
+
+interface MicroSpec {
+  file: string;
+  args: string[];
+  env: Record<string, string>;
+}
+
+/** A micro-benchmark process that runs a slice of its loop each time it is asked (its TURNS mode). */
+class TurnTaker {
+  readonly #file: string;
+  readonly #child: ChildProcess;
+  readonly #lines: AsyncIterator<string>;
+  #count = 0;
+  #ms = 0;
+
+  constructor(spec: MicroSpec) {
+    this.#file = spec.file;
+    this.#child = spawn(
+      process.execPath,
+      [...spec.args, join(root, "src", spec.file)],
+      {
+        cwd: root,
+        env: { ...process.env, ...spec.env, TURNS: String(MICRO_TURNS) },
+        stdio: ["pipe", "pipe", "inherit"],
+      },
+    );
+    this.#lines = createInterface({ input: this.#child.stdout! })[
+      Symbol.asyncIterator
+    ]();
+  }
+
+  async #next(): Promise<string> {
+    const r = await this.#lines.next();
+    if (r.done) throw new Error(`${this.#file} exited in the middle of a turn`);
+    return r.value;
+  }
+
+  /** Waits for the warm-up to end. */
+  async ready(): Promise<void> {
+    const line = await this.#next();
+    if (line !== "ready")
+      throw new Error(`${this.#file} printed ${line} instead of ready`);
+  }
+
+  async turn(): Promise<void> {
+    this.#child.stdin!.write("go\n");
+    const [lines, ms] = (await this.#next()).split(" ").map(Number);
+    if (!(lines! > 0 && ms! > 0))
+      throw new Error(`${this.#file} printed a turn it could not have run`);
+    this.#count += lines!;
+    this.#ms += ms!;
+  }
+
+  /** Lines (or calls) per second over its turns. */
+  get rate(): number {
+    return this.#count / (this.#ms / 1000);
+  }
+
+  /** Ends it, killing it if it has not exited 10 s after its input ended. */
+  async close(): Promise<void> {
+    const child = this.#child;
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const closed = new Promise((r) => child.once("close", r));
+    child.stdin!.end();
+    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    await closed;
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Runs the micro-benchmarks `specs` side by side for `rounds` rounds: fresh
+ * processes each round, warmed up one at a time, then MICRO_TURNS turns
+ * each, one process running at a time, in an order rotated every turn and
+ * round. Returns each one's rate per round.
+ */
+async function microInTurns(
+  rounds: number,
+  specs: MicroSpec[],
+): Promise<number[][]> {
+  const out = specs.map((): number[] => []);
+  for (let r = 0; r < rounds; r++) {
+    const takers: TurnTaker[] = [];
+    try {
+      for (const spec of specs) {
+        const taker = new TurnTaker(spec);
+        takers.push(taker);
+        await taker.ready();
+      }
+      for (let t = 0; t < MICRO_TURNS; t++)
+        for (let k = 0; k < takers.length; k++)
+          await takers[(r + t + k) % takers.length]!.turn();
+      takers.forEach((taker, i) => out[i]!.push(taker.rate));
+    } finally {
+      await Promise.all(takers.map((taker) => taker.close()));
+    }
+  }
+  return out;
+}
+
 /** Each round's `of` over its `base`. */
 const shareOver = (of: number[], base: number[]) =>
   shareOf(of.map((x, i) => x / base[i]!));
@@ -499,27 +606,29 @@ try {
     }
   }
   // Micro-benchmarks run one at a time: they measure CPU, and share two cores.
-  const [pinoPlain, pinoCorrelated, pinoExported] = await alternated(
+  const pino = (args: string[], env: Record<string, string>): MicroSpec => ({
+    file: "pino-micro.cjs",
+    args,
+    env,
+  });
+  const [pinoPlain, pinoCorrelated, pinoExported] = await microInTurns(
     MICRO_ROUNDS,
     [
-      () => micro("pino-micro.cjs", [], { MODE: "plain" }),
-      () =>
-        micro("pino-micro.cjs", REGISTER, { MODE: "span", ...EXPORTERS_OFF }),
-      () =>
-        micro("pino-micro.cjs", REGISTER, {
-          MODE: "span",
-          OTEL_EXPORTER_OTLP_ENDPOINT: sinkSvc.url,
-        }),
-    ],
-  );
-  const [debugPlain, debugGated] = await alternated(MICRO_ROUNDS, [
-    () => micro("pino-micro.cjs", [], { MODE: "span", CALL: "debug" }),
-    () =>
-      micro("pino-micro.cjs", REGISTER, {
+      pino([], { MODE: "plain" }),
+      pino(REGISTER, { MODE: "span", ...EXPORTERS_OFF }),
+      pino(REGISTER, {
         MODE: "span",
-        CALL: "debug",
         OTEL_EXPORTER_OTLP_ENDPOINT: sinkSvc.url,
       }),
+    ],
+  );
+  const [debugPlain, debugGated] = await microInTurns(MICRO_ROUNDS, [
+    pino([], { MODE: "span", CALL: "debug" }),
+    pino(REGISTER, {
+      MODE: "span",
+      CALL: "debug",
+      OTEL_EXPORTER_OTLP_ENDPOINT: sinkSvc.url,
+    }),
   ]);
   const [exportThreadline, exportUpstream] = await alternated(
     MICRO_ROUNDS,
@@ -543,6 +652,7 @@ try {
     exportThreadline: median(exportThreadline!),
     exportUpstream: median(exportUpstream!),
     rounds: MICRO_ROUNDS,
+    turns: MICRO_TURNS,
   };
   // Profiled runs, no agent and Threadline alternated: sampling slows a
   // process, so these figures are for comparing parts, not for the tables

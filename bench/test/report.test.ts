@@ -74,6 +74,7 @@ function micro(): ReportInput["micro"] {
     pinoCorrelatedExported: 1,
     pinoCorrelatedExportedShare: share,
     rounds: 3,
+    turns: 5,
     debugPlain: 1,
     debugGated: 1,
     debugGatedShare: share,
