@@ -20,16 +20,9 @@
 //
 //   node bench/src/run.ts [--rounds 9] [--out docs/benchmarks.md] [--only threadline-100,otel]
 import { type ChildProcess, spawn } from "node:child_process";
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
@@ -50,7 +43,9 @@ import {
 import { CLK_TCK, machineTicks, monotonicUs, parseStat } from "./proc.ts";
 import {
   renderReport,
+  writeReport,
   type Baseline,
+  type ReportInput,
   type Measurement,
   median,
   shareOf,
@@ -729,7 +724,7 @@ try {
             .version;
   }
   const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? "CPU"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Linux; Node ${process.versions.node}; PostgreSQL and RabbitMQ from the distribution, on the same machine`;
-  const { markdown, svg } = renderReport({
+  const input: ReportInput = {
     results,
     micro: microResults,
     breakdowns,
@@ -742,14 +737,10 @@ try {
     machine,
     versions,
     date: new Date().toISOString().slice(0, 10),
-  });
-  process.stdout.write(markdown);
-  if (values.out) {
-    const svgPath = join(dirname(values.out), "images", "overhead.svg");
-    mkdirSync(dirname(svgPath), { recursive: true });
-    writeFileSync(values.out, markdown);
-    writeFileSync(svgPath, svg);
-  }
+  };
+  process.stdout.write(
+    values.out ? writeReport(input, values.out) : renderReport(input).markdown,
+  );
 } finally {
   await backends.stop();
 }

@@ -295,3 +295,20 @@ it("says a correlated line cost less when its profile came out cheaper than plai
     /A correlated line costs 300 ns more than a plain one/,
   );
 });
+
+it("shows a share that misses its goal by less than rounding with a third digit", () => {
+  const goalRow = (share: number) => {
+    const i = { ...input(), micro: micro() };
+    i.results = i.results.filter((r) => r.contender === "none");
+    for (const [round, rps] of [1000, 500, 250].entries())
+      i.results.push(
+        measurement({ contender: "threadline-100", round, rps: rps * share }),
+      );
+    return renderReport(i)
+      .markdown.split("\n")
+      .find((l) => l.startsWith("| Realistic handler at 100% sampling"));
+  };
+  assert.match(goalRow(0.796)!, /\| 0\.796 \(.*\| \*\*not met\*\* \|$/);
+  assert.match(goalRow(0.804)!, /\| 0\.80 \(.*\| met \|$/);
+  assert.match(goalRow(0.75)!, /\| 0\.75 \(.*\| \*\*not met\*\* \|$/);
+});
