@@ -1,5 +1,5 @@
 import type { AnyValue, Attributes } from "./model.ts";
-import { type ProtoWriter, WIRE_FIXED64, WIRE_VARINT } from "./proto-writer.ts";
+import { ProtoWriter, WIRE_FIXED64, WIRE_VARINT } from "./proto-writer.ts";
 
 /** Writes the content of an AnyValue message (no tag, no length). */
 export function writeAnyValue(w: ProtoWriter, v: AnyValue, depth = 0): void {
@@ -47,44 +47,214 @@ export function writeAnyValue(w: ProtoWriter, v: AnyValue, depth = 0): void {
 }
 
 /**
- * The last value each attribute key was written with, and that KeyValue's
- * encoded content once the same value came twice in a row. Most attributes
- * repeat from span to span (the server, the database, the statement, the
- * queue), and a repeat is then one copy instead of a walk over the key and
- * the value. A key whose value keeps changing costs a lookup and no copies.
+ * What is kept of one attribute key: its encoded KeyValue.key, and its
+ * last few values with, for a value that came a second time, the whole
+ * KeyValue content it was encoded to. Most attributes repeat from span to
+ * span (the server, the database, the statement, the queue), and a repeat
+ * is then one copy instead of a walk over the key and the value. Several
+ * values per key, as keys are shared: `server.port` of the database's spans
+ * and of the HTTP server's take turns. A value never seen twice costs a
+ * look at the slots and no copies; a new value takes the oldest slot.
  */
-class LastValue {
-  value: string | number | boolean;
-  bytes: Uint8Array | undefined = undefined;
-  constructor(value: string | number | boolean) {
-    this.value = value;
+class KeyEntry {
+  readonly keyBytes: Uint8Array;
+  readonly values: Array<string | number | boolean | undefined> = [
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+  ];
+  readonly bytes: Array<Uint8Array | undefined> = [
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+  ];
+  /** The slot the next new value takes. */
+  next = 0;
+  constructor(key: string) {
+    const w = new ProtoWriter(key.length * 3 + 8);
+    w.stringField(1, key);
+    this.keyBytes = w.finish();
   }
 }
-const lastValues = new Map<string, LastValue>();
+/** Values kept per key (the slots of a {@link KeyEntry}). */
+const SLOTS = 4;
+const entries = new Map<string, KeyEntry>();
 /** Keys remembered at most; later ones are written the long way. */
 const MAX_KEYS = 1024;
 /** Larger KeyValues are written the long way every time. */
 const MAX_KEPT_BYTES = 512;
+/** Bytes of encoded KeyValues kept in all, at most. */
+const MAX_KEPT_TOTAL = 256 * 1024;
+let keptTotal = 0;
+
+/** The slot of `entry` holding `value`, or -1. */
+function slotOf(entry: KeyEntry, value: string | number | boolean): number {
+  const values = entry.values;
+  for (let i = 0; i < SLOTS; i++) if (values[i] === value) return i;
+  return -1;
+}
 
 /**
- * Notes `value` as `key`'s last value after its KeyValue content was written
- * from `start`; on its second time in a row, keeps that content.
+ * After `value`'s KeyValue content was written from `start`: keeps that
+ * content if the value was seen before (in `slot`), else gives the value
+ * the entry's oldest slot.
  */
 function remember(
   w: ProtoWriter,
   start: number,
-  key: string,
+  entry: KeyEntry,
   value: string | number | boolean,
-  last: LastValue | undefined,
+  slot: number,
 ): void {
-  if (last === undefined) {
-    if (lastValues.size < MAX_KEYS) lastValues.set(key, new LastValue(value));
-  } else if (last.value !== value) {
-    last.value = value;
-    last.bytes = undefined;
-  } else if (w.length - start <= MAX_KEPT_BYTES) {
-    last.bytes = w.copy(start);
+  if (slot >= 0) {
+    const n = w.length - start;
+    if (n <= MAX_KEPT_BYTES && keptTotal + n <= MAX_KEPT_TOTAL) {
+      entry.bytes[slot] = w.copy(start);
+      keptTotal += n;
+    }
+    return;
   }
+  const i = entry.next;
+  entry.next = (i + 1) % SLOTS;
+  const dropped = entry.bytes[i];
+  if (dropped !== undefined) keptTotal -= dropped.length;
+  entry.values[i] = value;
+  entry.bytes[i] = undefined;
+}
+
+/** Writes one KeyValue message in `field`, copied from its key's slots if kept there. */
+function writeKeyValue(
+  w: ProtoWriter,
+  field: number,
+  key: string,
+  value: AnyValue,
+  depth: number,
+): void {
+  // Objects and long strings are neither remembered nor kept: long
+  // strings are rare, and would hold memory until their slot is taken.
+  let entry: KeyEntry | undefined;
+  let slot = -1;
+  if (
+    typeof value !== "object" &&
+    (typeof value !== "string" || value.length <= MAX_KEPT_BYTES)
+  ) {
+    entry = entries.get(key);
+    if (entry === undefined && entries.size < MAX_KEYS)
+      entries.set(key, (entry = new KeyEntry(key)));
+    if (entry !== undefined) {
+      slot = slotOf(entry, value as string | number | boolean);
+      const kept = slot >= 0 ? entry.bytes[slot] : undefined;
+      if (kept !== undefined) {
+        w.bytesField(field, kept);
+        return;
+      }
+    }
+  }
+  const m = w.begin(field);
+  const start = w.length;
+  if (entry !== undefined) w.raw(entry.keyBytes);
+  else w.stringField(1, key);
+  const vm = w.begin(2);
+  writeAnyValue(w, value, depth);
+  w.end(vm);
+  if (entry !== undefined)
+    remember(w, start, entry, value as string | number | boolean, slot);
+  w.end(m);
+}
+
+/** Stands for a value a block never matches (objects, long strings). */
+const UNMATCHED: unique symbol = Symbol("unmatched");
+
+/**
+ * The attributes of one kind of span (or record), as last modelled: their
+ * keys and values in order, and the KeyValue fields they were written as,
+ * end to end. Attributes of one kind come with the same keys in the same
+ * order and mostly the same values, so a span is then written as one or
+ * two copies of runs of the model, with only the values that differ (a
+ * client's port, a duration) written on their own: one lookup and a few
+ * cache lines per span instead of some per attribute.
+ */
+class Block {
+  readonly keys: string[] = [];
+  readonly values: Array<string | number | boolean | typeof UNMATCHED> = [];
+  /** Where each KeyValue field of `bytes` ends. */
+  readonly ends: number[] = [];
+  bytes: Uint8Array = new Uint8Array(0);
+  /** Views of runs of `bytes` copied before, by `from * (keys + 1) + to`. */
+  views: Array<Uint8Array | undefined> = [];
+  /** Spans in a row that matched less than half of the model. */
+  misses = 0;
+}
+/**
+ * Models by the field they are written in (span, event, record, point
+ * attributes), then by the first key of the attributes they model.
+ */
+const blocks: Array<Map<string, Block> | undefined> = [];
+let blockCount = 0;
+const MAX_BLOCKS = 256;
+/** Attributes written as more bytes than this are not modelled. */
+const MAX_BLOCK_BYTES = 2048;
+/** A model matching less than half of this many spans in a row is made again. */
+const MAX_MISSES = 16;
+/** Views of runs are kept for models of at most this many attributes. */
+const MAX_VIEWS_KEYS = 32;
+/** Fewer attributes than this are written one by one, never modelled. */
+const MIN_BLOCK_KEYS = 3;
+/** Where a model is written before it is kept. */
+const scratch = new ProtoWriter(MAX_BLOCK_BYTES);
+
+/** Makes `block` model `attrs`, written once more to keep their bytes. */
+function model(
+  block: Block,
+  field: number,
+  attrs: Attributes,
+  depth: number,
+): boolean {
+  scratch.reset();
+  block.keys.length = 0;
+  block.values.length = 0;
+  block.ends.length = 0;
+  for (const key in attrs) {
+    const value = attrs[key];
+    if (value === undefined) continue;
+    writeKeyValue(scratch, field, key, value, depth);
+    if (scratch.length > MAX_BLOCK_BYTES) return false;
+    block.keys.push(key);
+    block.values.push(
+      typeof value === "object" ||
+        (typeof value === "string" && value.length > MAX_KEPT_BYTES)
+        ? UNMATCHED
+        : value,
+    );
+    block.ends.push(scratch.length);
+  }
+  block.bytes = scratch.copy(0);
+  block.views = [];
+  block.misses = 0;
+  return true;
+}
+
+/** Copies the KeyValue fields `from` to `to` (excluded) of `block`. */
+function copyRun(w: ProtoWriter, block: Block, from: number, to: number): void {
+  const n = block.ends.length;
+  if (from === 0 && to === n) {
+    w.raw(block.bytes);
+    return;
+  }
+  // The same runs come back (the same value differs span after span), and
+  // a view kept of one is copied at once where a new one costs its making.
+  const at = from * (n + 1) + to;
+  let view = block.views[at];
+  if (view === undefined) {
+    view = block.bytes.subarray(
+      from === 0 ? 0 : block.ends[from - 1]!,
+      block.ends[to - 1]!,
+    );
+    if (n <= MAX_VIEWS_KEYS) block.views[at] = view;
+  }
+  w.raw(view);
 }
 
 /** Writes each defined entry of `attrs` as a KeyValue message in `field`. */
@@ -94,32 +264,49 @@ export function writeKeyValues(
   attrs: Attributes,
   depth = 0,
 ): void {
+  const models = (blocks[field] ??= new Map());
+  let block: Block | undefined;
+  let first: string | undefined;
+  /** The model's index of the attribute at hand. */
+  let i = 0;
+  /** The first index of the run of matches not yet copied, or -1. */
+  let run = -1;
+  let matched = 0;
   for (const key in attrs) {
     const value = attrs[key];
     if (value === undefined) continue;
-    // Objects and long strings are neither remembered nor kept: long
-    // strings are rare, and would hold memory until their key's value
-    // changed.
-    const rememberable =
-      typeof value !== "object" &&
-      (typeof value !== "string" || value.length <= MAX_KEPT_BYTES);
-    const last = rememberable ? lastValues.get(key) : undefined;
-    if (
-      last !== undefined &&
-      last.value === value &&
-      last.bytes !== undefined
-    ) {
-      w.bytesField(field, last.bytes);
-      continue;
+    if (first === undefined) {
+      first = key;
+      block = models.get(key);
     }
-    const m = w.begin(field);
-    const start = w.length;
-    w.stringField(1, key);
-    const vm = w.begin(2);
-    writeAnyValue(w, value, depth);
-    w.end(vm);
-    if (rememberable) remember(w, start, key, value, last);
-    w.end(m);
+    if (
+      block !== undefined &&
+      i < block.keys.length &&
+      block.keys[i] === key &&
+      block.values[i] === value
+    ) {
+      if (run < 0) run = i;
+      matched++;
+    } else {
+      if (run >= 0) copyRun(w, block!, run, i);
+      run = -1;
+      writeKeyValue(w, field, key, value, depth);
+    }
+    i++;
+  }
+  if (run >= 0) copyRun(w, block!, run, i);
+  if (first === undefined || i < MIN_BLOCK_KEYS) return;
+  if (block === undefined) {
+    if (blockCount >= MAX_BLOCKS) return;
+    const made = new Block();
+    if (model(made, field, attrs, depth)) {
+      models.set(first, made);
+      blockCount++;
+    }
+  } else if (matched * 2 >= i) block.misses = 0;
+  else if (++block.misses >= MAX_MISSES && !model(block, field, attrs, depth)) {
+    models.delete(first);
+    blockCount--;
   }
 }
 

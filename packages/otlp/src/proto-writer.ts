@@ -25,11 +25,19 @@ const HEX = new Uint8Array(128).fill(16);
 for (let i = 0; i < 10; i++) HEX[48 + i] = i;
 for (let i = 0; i < 6; i++) HEX[97 + i] = HEX[65 + i] = 10 + i;
 
+/**
+ * The byte of each pair of ASCII character codes (high << 7 | low), 0x100
+ * where either is not a hex digit: one load per byte of an id.
+ */
+const HEX_PAIR = new Uint16Array(1 << 14).fill(0x100);
+for (let hi = 0; hi < 128; hi++)
+  for (let lo = 0; lo < 128; lo++)
+    if ((HEX[hi]! | HEX[lo]!) < 16)
+      HEX_PAIR[(hi << 7) | lo] = (HEX[hi]! << 4) | HEX[lo]!;
+
 /** The byte of two hex digits' character codes; more than 0xff if either is not one. */
 function hexByte(hi: number, lo: number): number {
-  const h = HEX[hi] ?? 16;
-  const l = HEX[lo] ?? 16;
-  return (h | l) > 15 ? 0x100 : (h << 4) | l;
+  return (hi | lo) < 0x80 ? HEX_PAIR[(hi << 7) | lo]! : 0x100;
 }
 
 /** Writes an unsigned varint (0 <= n < 2^31) into `buf` at `pos`; returns the position after it. */
@@ -266,6 +274,17 @@ export class ProtoWriter {
   }
 
   bytesField(field: number, bytes: Uint8Array): void {
+    const n = bytes.length;
+    if (field < 16 && n < 0x80) {
+      // Tag and length of one byte each, the common case, written at once.
+      this.#ensure(n + 2);
+      const pos = this.#pos;
+      this.#buf[pos] = (field << 3) | WIRE_LEN;
+      this.#buf[pos + 1] = n;
+      this.#buf.set(bytes, pos + 2);
+      this.#pos = pos + 2 + n;
+      return;
+    }
     this.tag(field, WIRE_LEN);
     this.uvarint(bytes.length);
     this.raw(bytes);

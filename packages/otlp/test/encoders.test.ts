@@ -5,6 +5,7 @@ import { describe, it } from "node:test";
 import {
   decodeLogsRequest,
   decodeTraceRequest,
+  spanAttributeKeys,
 } from "@threadline/test-support";
 import {
   LogsEncoder,
@@ -259,6 +260,101 @@ describe("TraceEncoder, span by span", () => {
         i,
         same: "same",
       })),
+    );
+  });
+
+  it("writes values that take turns under one key, and more than it keeps", () => {
+    // Two servers' ports alternate, then more values than a key keeps
+    // come round in turn: each span still carries its own.
+    const ports = [
+      5432, 8080, 5432, 8080, 5432, 1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 8080, 5432,
+      8080,
+    ];
+    const e = new TraceEncoder(resource);
+    ports.forEach((port, i) =>
+      e.append(
+        span({
+          spanId: (i + 1).toString(16).padStart(16, "0"),
+          attributes: { "server.port": port, "server.address": `h${port % 2}` },
+        }),
+      ),
+    );
+    assert.deepEqual(
+      decodeTraceRequest(e.take()).map((s) => s.attributes),
+      ports.map((port) => ({
+        "server.port": port,
+        "server.address": `h${port % 2}`,
+      })),
+    );
+  });
+
+  it("writes spans of a few kinds, their values and keys changing, exactly as given", () => {
+    // Attributes of one kind are written from a model of the last ones
+    // seen: whatever differs from it (a value, a key's place, a key more or
+    // less, a nested value) must come out as the span had it.
+    let seed = 7;
+    const pick = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    const kinds: Array<() => Record<string, unknown>> = [
+      () => ({
+        "db.system.name": ["postgresql", "mysql"][pick(2)],
+        "server.port": [5432, 5433, "5432"][pick(3)],
+        "db.query.text": ["SELECT 1", "SELECT 2", "x".repeat(600)][pick(3)],
+        "db.wait_ms": pick(4) / 3,
+      }),
+      () => ({
+        "http.request.method": ["GET", "POST"][pick(2)],
+        "url.path": `/orders/${pick(3)}`,
+        "server.port": 8080,
+        ...(pick(2) === 0 ? { "http.route": "/orders/:id" } : {}),
+        "network.peer.port": 40000 + pick(50),
+        nested: pick(4) === 0 ? { a: [1, "b"] } : "flat",
+      }),
+      () =>
+        pick(3) === 0
+          ? { "url.path": "/", "http.request.method": "GET", ok: true }
+          : {
+              "http.request.method": "GET",
+              "url.path": "/",
+              ok: pick(2) === 0,
+            },
+    ];
+    const e = new TraceEncoder(resource);
+    const all: Array<Record<string, unknown>> = [];
+    for (let i = 0; i < 600; i++) {
+      const attributes = kinds[pick(kinds.length)]!();
+      all.push(attributes);
+      e.append(
+        span({
+          spanId: (i + 1).toString(16).padStart(16, "0"),
+          attributes: attributes as SpanData["attributes"],
+        }),
+      );
+    }
+    const taken = e.take();
+    assert.deepEqual(
+      decodeTraceRequest(taken).map((s) => s.attributes),
+      all,
+    );
+    assert.deepEqual(spanAttributeKeys(taken), all.map(Object.keys));
+  });
+
+  it("never writes a repeated value for one that only looks the same", () => {
+    const values = [5432, "5432", 5432, 1, true, "1", 1, 0, false, "", 0];
+    const e = new TraceEncoder(resource);
+    values.forEach((value, i) =>
+      e.append(
+        span({
+          spanId: (i + 1).toString(16).padStart(16, "0"),
+          attributes: { a: "same", value, b: "same" },
+        }),
+      ),
+    );
+    assert.deepEqual(
+      decodeTraceRequest(e.take()).map((s) => s.attributes["value"]),
+      values,
     );
   });
 

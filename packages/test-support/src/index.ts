@@ -2,6 +2,7 @@ export {
   decodeLogsRequest,
   decodeMetricsRequest,
   decodeTraceRequest,
+  spanAttributeKeys,
   startOtlpReceiver,
 } from "./otlp-receiver.ts";
 export type {

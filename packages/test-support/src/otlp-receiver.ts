@@ -329,6 +329,29 @@ export function decodeTraceRequest(raw: Uint8Array | string): ReceivedSpan[] {
   return decode("/v1/traces", type, Buffer.from(raw)).spans ?? [];
 }
 
+/**
+ * The attribute keys of each span of a protobuf ExportTraceServiceRequest,
+ * in wire order and with repeats: decoded spans keep one value per key, so
+ * a KeyValue written twice shows only here.
+ */
+export function spanAttributeKeys(raw: Uint8Array): string[][] {
+  interface Wire {
+    resourceSpans?: Array<{
+      scopeSpans?: Array<{
+        spans?: Array<{ attributes?: Array<{ key: string }> }>;
+      }>;
+    }>;
+  }
+  const body = ExportTraceServiceRequest.toObject(
+    ExportTraceServiceRequest.decode(raw),
+  ) as Wire;
+  return (body.resourceSpans ?? []).flatMap((rs) =>
+    (rs.scopeSpans ?? []).flatMap((ss) =>
+      (ss.spans ?? []).map((sp) => (sp.attributes ?? []).map((a) => a.key)),
+    ),
+  );
+}
+
 /** Decodes an ExportLogsServiceRequest (protobuf bytes or OTLP/JSON text). */
 export function decodeLogsRequest(raw: Uint8Array | string): ReceivedLog[] {
   const type =
