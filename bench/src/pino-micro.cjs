@@ -3,7 +3,9 @@
 // loop yields every 500 lines so the export pipeline runs as it would in a
 // service; the destination is /dev/null, so formatting is what is measured.
 // CALL=debug measures calls to a disabled level instead (the logger is at
-// info): what the watch list's gate costs every other request.
+// info): what the watch list's gate costs every other request. CUSTOMER=id
+// (with Threadline) logs inside a request of that customer, whose lines
+// carry customer.id as well.
 const pino = require("pino");
 const { trace } = require("@opentelemetry/api");
 
@@ -63,14 +65,18 @@ const work = process.env.TURNS
   : measured;
 
 async function main() {
+  const customer = process.env.CUSTOMER;
+  const inRequest = customer
+    ? () => require("@threadline/node").withCustomer(customer, work)
+    : work;
   if (process.env.MODE === "span") {
     return trace.getTracer("bench").startActiveSpan("request", async (span) => {
-      const rate = await work();
+      const rate = await inRequest();
       span.end();
       return rate;
     });
   }
-  return work();
+  return inRequest();
 }
 
 main().then((rate) => {
