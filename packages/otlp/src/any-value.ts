@@ -1,4 +1,5 @@
 import type { AnyValue, Attributes } from "./model.ts";
+import { ProtoReader } from "./proto-reader.ts";
 import { ProtoWriter, WIRE_FIXED64, WIRE_VARINT } from "./proto-writer.ts";
 
 /** Writes the content of an AnyValue message (no tag, no length). */
@@ -202,25 +203,25 @@ const MAX_MISSES = 16;
 const MAX_VIEWS_KEYS = 32;
 /** Fewer attributes than this are written one by one, never modelled. */
 const MIN_BLOCK_KEYS = 3;
-/** Where a model is written before it is kept. */
-const scratch = new ProtoWriter(MAX_BLOCK_BYTES);
-
-/** Makes `block` model `attrs`, written once more to keep their bytes. */
+/**
+ * Makes `block` model `attrs` from the KeyValue fields they were just
+ * written as (in `w` from `start`): kept as they are, each field's end
+ * found by reading its tag and length. False if they are too large.
+ */
 function model(
   block: Block,
-  field: number,
   attrs: Attributes,
-  depth: number,
+  w: ProtoWriter,
+  start: number,
 ): boolean {
-  scratch.reset();
+  if (w.length - start > MAX_BLOCK_BYTES) return false;
+  const bytes = w.copy(start);
   block.keys.length = 0;
   block.values.length = 0;
   block.ends.length = 0;
   for (const key in attrs) {
     const value = attrs[key];
     if (value === undefined) continue;
-    writeKeyValue(scratch, field, key, value, depth);
-    if (scratch.length > MAX_BLOCK_BYTES) return false;
     block.keys.push(key);
     block.values.push(
       typeof value === "object" ||
@@ -228,9 +229,15 @@ function model(
         ? UNMATCHED
         : value,
     );
-    block.ends.push(scratch.length);
   }
-  block.bytes = scratch.copy(0);
+  const r = new ProtoReader(bytes);
+  while (!r.done) {
+    r.skip(r.tag()[1]);
+    block.ends.push(r.pos);
+  }
+  // One field per defined attribute, as writeKeyValues writes them.
+  if (block.ends.length !== block.keys.length) return false;
+  block.bytes = bytes;
   block.views = [];
   block.misses = 0;
   return true;
@@ -265,6 +272,7 @@ export function writeKeyValues(
   depth = 0,
 ): void {
   const models = (blocks[field] ??= new Map());
+  const start = w.length;
   let block: Block | undefined;
   let first: string | undefined;
   /** The model's index of the attribute at hand. */
@@ -299,12 +307,12 @@ export function writeKeyValues(
   if (block === undefined) {
     if (blockCount >= MAX_BLOCKS) return;
     const made = new Block();
-    if (model(made, field, attrs, depth)) {
+    if (model(made, attrs, w, start)) {
       models.set(first, made);
       blockCount++;
     }
   } else if (matched * 2 >= i) block.misses = 0;
-  else if (++block.misses >= MAX_MISSES && !model(block, field, attrs, depth)) {
+  else if (++block.misses >= MAX_MISSES && !model(block, attrs, w, start)) {
     models.delete(first);
     blockCount--;
   }
