@@ -54,6 +54,13 @@ export interface ReportInput {
     pinoCorrelatedShare: Share;
     pinoCorrelatedExported: number;
     pinoCorrelatedExportedShare: Share;
+    /**
+     * Plain pino whose logger was given fast properties, as Threadline
+     * gives pino's loggers: what correlation costs on its own. Absent from
+     * runs made before it was measured.
+     */
+    pinoPlainFast?: number;
+    pinoCorrelatedOverFastShare?: Share;
     /** Rounds of each micro-benchmark. */
     rounds: number;
     /** Turns each pino run took per round beside the runs it is compared with. */
@@ -330,6 +337,20 @@ const fmt = (n: number, digits = 0) =>
 const signed = (n: number, digits = 0) =>
   Number.isFinite(n) ? `${n >= 0 ? "+" : ""}${n.toFixed(digits)}` : "–";
 
+/**
+ * The row comparing correlated pino with plain pino whose logger has fast
+ * properties, as Threadline gives pino's loggers; empty for runs that did
+ * not measure it.
+ */
+function pinoOwnCostRow(micro: ReportInput["micro"]): string {
+  const fast = micro.pinoPlainFast;
+  const share = micro.pinoCorrelatedOverFastShare;
+  if (fast === undefined || share === undefined) return "";
+  return `| pino lines/s, plain, its logger given fast properties as Threadline gives pino's loggers (V8 keeps a root logger's properties in a hash table otherwise) | ${fmt(fast)} (${fmt(fast / micro.pinoPlain, 2)} of plain) |
+| pino with Threadline's correlation against that: what correlation costs on its own | ${fmt(share.median, 2)} (rounds ${fmt(share.range[0], 2)}–${fmt(share.range[1], 2)}) |
+`;
+}
+
 export function renderReport(input: ReportInput): {
   markdown: string;
   svg: string;
@@ -502,7 +523,7 @@ the median of the rounds' shares.
 | pino lines/s, plain | ${fmt(input.micro.pinoPlain)} |
 | pino lines/s inside a span, with Threadline's correlation (trace_id, span_id, customer.id) | ${fmt(input.micro.pinoCorrelated)} (${fmt(pino.median, 2)} of plain; rounds ${fmt(pino.range[0], 2)}–${fmt(pino.range[1], 2)}) |
 | the same, with the lines also exported over OTLP (copied as they are written and encoded a batch at a time on the same thread) | ${fmt(input.micro.pinoCorrelatedExported)} (${fmt(pinoExported.median, 2)} of plain; rounds ${fmt(pinoExported.range[0], 2)}–${fmt(pinoExported.range[1], 2)}) |
-| calls to a disabled level (\`log.debug\` at level info) per second, plain | ${fmt(input.micro.debugPlain)} |
+${pinoOwnCostRow(input.micro)}| calls to a disabled level (\`log.debug\` at level info) per second, plain | ${fmt(input.micro.debugPlain)} |
 | the same with Threadline, nobody watched (the watch list's gate) | ${fmt(input.micro.debugGated)} (${fmt(input.micro.debugGatedShare.median, 2)} of plain; ${gateCost > 0.05 ? `${fmt(gateCost, 1)} ns more per call` : "no measurable cost per call"}) |
 | spans/s started, ended, batched, encoded (OTLP protobuf) and sent: Threadline | ${fmt(input.micro.exportThreadline)} |
 | the same with upstream BatchSpanProcessor + OTLP protobuf exporter | ${fmt(input.micro.exportUpstream)} |

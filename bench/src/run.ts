@@ -608,17 +608,16 @@ try {
     args,
     env,
   });
-  const [pinoPlain, pinoCorrelated, pinoExported] = await microInTurns(
-    MICRO_ROUNDS,
-    [
+  const [pinoPlain, pinoPlainFast, pinoCorrelated, pinoExported] =
+    await microInTurns(MICRO_ROUNDS, [
       pino([], { MODE: "plain" }),
+      pino([], { MODE: "plain", FAST: "1" }),
       pino(REGISTER, { ...IN_REQUEST, ...EXPORTERS_OFF }),
       pino(REGISTER, {
         ...IN_REQUEST,
         OTEL_EXPORTER_OTLP_ENDPOINT: sinkSvc.url,
       }),
-    ],
-  );
+    ]);
   const [debugPlain, debugGated] = await microInTurns(MICRO_ROUNDS, [
     pino([], { MODE: "span", CALL: "debug" }),
     pino(REGISTER, {
@@ -643,6 +642,8 @@ try {
     pinoCorrelatedShare: shareOver(pinoCorrelated!, pinoPlain!),
     pinoCorrelatedExported: median(pinoExported!),
     pinoCorrelatedExportedShare: shareOver(pinoExported!, pinoPlain!),
+    pinoPlainFast: median(pinoPlainFast!),
+    pinoCorrelatedOverFastShare: shareOver(pinoCorrelated!, pinoPlainFast!),
     debugPlain: median(debugPlain!),
     debugGated: median(debugGated!),
     debugGatedShare: shareOver(debugGated!, debugPlain!),

@@ -312,3 +312,27 @@ it("shows a share that misses its goal by less than rounding with a third digit"
   assert.match(goalRow(0.804)!, /\| 0\.80 \(.*\| met \|$/);
   assert.match(goalRow(0.75)!, /\| 0\.75 \(.*\| \*\*not met\*\* \|$/);
 });
+
+it("shows correlation's own cost against plain pino with fast properties, when the run measured it", () => {
+  const row = (m: ReportInput["micro"]) =>
+    renderReport({ ...input(), micro: m })
+      .markdown.split("\n")
+      .find((l) =>
+        l.startsWith("| pino with Threadline's correlation against"),
+      );
+  assert.equal(row(micro()), undefined);
+  const measured = {
+    ...micro(),
+    pinoPlain: 600_000,
+    pinoPlainFast: 690_000,
+    pinoCorrelatedOverFastShare: {
+      median: 0.87,
+      range: [0.84, 0.9] as [number, number],
+    },
+  };
+  assert.match(row(measured)!, /\| 0\.87 \(rounds 0\.84–0\.90\) \|$/);
+  assert.match(
+    renderReport({ ...input(), micro: measured }).markdown,
+    /\| 690000 \(1\.15 of plain\) \|/,
+  );
+});
