@@ -139,11 +139,8 @@ function writeSpan(w: ProtoWriter, s: SpanData): void {
 /** Encodes spans as OTLP ExportTraceServiceRequest messages for one resource. */
 export class TraceEncoder {
   readonly #resource: Attributes;
-  /** For encode(); made at its first use (the SDK only appends). */
-  #writer: ProtoWriter | undefined;
-  /** Spans appended since the last take(), encoded, per instrumentation scope. */
+  /** Each scope's spans of the batch being encoded; kept for the next batch. */
   readonly #scopes = new Map<Scope, ProtoWriter>();
-  #pending = 0;
   /** ResourceSpans.resource, encoded once. */
   #resourceBytes: Uint8Array | undefined;
   /** ScopeSpans.scope of each scope, encoded once. */
@@ -153,35 +150,40 @@ export class TraceEncoder {
     this.#resource = resource;
   }
 
-  /** Spans appended and not yet taken. */
-  get pending(): number {
-    return this.#pending;
-  }
-
   /**
-   * Encodes one span now (protobuf) and keeps only its bytes until
-   * {@link take}: a span handed over as it ends is garbage at once instead
-   * of living until its batch is sent. Throws, having kept nothing of the
-   * span, when it cannot be encoded.
+   * Protobuf (`application/x-protobuf`). Each span is written into its
+   * scope's buffer, and the request is assembled in one allocation with one
+   * copy of each scope's spans, the enclosing messages' lengths known up
+   * front. A span that cannot be encoded is left out and handed to
+   * `onError`; without `onError`, its error is thrown.
    */
-  append(span: SpanData): void {
-    let w = this.#scopes.get(span.scope);
-    if (w === undefined)
-      this.#scopes.set(span.scope, (w = new ProtoWriter(16 * 1024)));
-    const at = w.length;
+  encode(
+    spans: readonly SpanData[],
+    onError?: (err: unknown, span: SpanData) => void,
+  ): Uint8Array {
+    const scopes = this.#scopes;
     try {
-      writeSpan(w, span);
-    } catch (err) {
-      w.truncate(at);
-      throw err;
+      for (const s of spans) {
+        let w = scopes.get(s.scope);
+        if (w === undefined)
+          scopes.set(s.scope, (w = new ProtoWriter(16 * 1024)));
+        const at = w.length;
+        try {
+          writeSpan(w, s);
+        } catch (err) {
+          w.truncate(at);
+          if (onError === undefined) throw err;
+          onError(err, s);
+        }
+      }
+      return this.#assemble();
+    } finally {
+      for (const w of scopes.values()) w.reset();
     }
-    this.#pending++;
   }
 
-  /** One protobuf request holding every span appended since the last take(). */
-  take(): Uint8Array {
-    // The request is assembled in one allocation and one copy of each
-    // scope's spans: the enclosing messages' lengths are known up front.
+  /** The request holding every scope's spans written by encode(). */
+  #assemble(): Uint8Array {
     this.#resourceBytes ??= encodeResource(this.#resource);
     let scopesLength = 0;
     const parts: Array<[scopeBytes: Uint8Array, spans: Uint8Array]> = [];
@@ -214,25 +216,7 @@ export class TraceEncoder {
       out.set(spans, pos);
       pos += spans.length;
     }
-    for (const spans of this.#scopes.values()) spans.reset();
-    this.#pending = 0;
     return out;
-  }
-
-  /** Protobuf (`application/x-protobuf`). */
-  encode(spans: readonly SpanData[]): Uint8Array {
-    const w = (this.#writer ??= new ProtoWriter());
-    w.reset();
-    const rs = w.begin(1);
-    writeResource(w, 1, this.#resource);
-    for (const [scope, list] of groupByScope(spans)) {
-      const ss = w.begin(2);
-      writeScope(w, 1, scope);
-      for (const s of list) writeSpan(w, s);
-      w.end(ss);
-    }
-    w.end(rs);
-    return w.finish();
   }
 
   /** OTLP/JSON (`application/json`). */

@@ -199,22 +199,32 @@ for (const format of ["protobuf", "json"] as const) {
   });
 }
 
-describe("TraceEncoder, span by span", () => {
-  it("takes the same request that encode() makes of the same spans, grouped by scope", () => {
+describe("TraceEncoder, a batch at a time", () => {
+  it("writes each scope's spans together, in the order given, every batch afresh", () => {
     const other = { name: "other-scope" };
-    const spans = [
-      span(),
-      span({ scope: other, spanId: "1111111111111111", name: "SELECT" }),
-      span({ spanId: "2222222222222222" }),
-    ];
-    const streaming = new TraceEncoder(resource);
-    for (const s of spans) streaming.append(s);
-    assert.equal(streaming.pending, 3);
-    const taken = streaming.take();
-    assert.equal(streaming.pending, 0);
+    const e = new TraceEncoder(resource);
+    const decoded = decodeTraceRequest(
+      e.encode([
+        span({ spanId: "1111111111111111" }),
+        span({ scope: other, spanId: "2222222222222222", name: "SELECT" }),
+        span({ spanId: "3333333333333333" }),
+      ]),
+    );
     assert.deepEqual(
-      decodeTraceRequest(taken),
-      decodeTraceRequest(new TraceEncoder(resource).encode(spans)),
+      decoded.map((s) => [s.scope.name, s.spanId]),
+      [
+        [scope.name, "1111111111111111"],
+        [scope.name, "3333333333333333"],
+        ["other-scope", "2222222222222222"],
+      ],
+    );
+    // The next batch holds only its own spans, of the scopes it has.
+    assert.deepEqual(
+      decodeTraceRequest(e.encode([span({ scope: other })])).map((s) => [
+        s.scope.name,
+        s.spanId,
+      ]),
+      [["other-scope", "b7ad6b7169203331"]],
     );
   });
 
@@ -244,15 +254,16 @@ describe("TraceEncoder, span by span", () => {
       "127.0.0.1",
     ] as const;
     const e = new TraceEncoder(resource);
-    values.forEach((value, i) =>
-      e.append(
-        span({
-          spanId: (i + 1).toString(16).padStart(16, "0"),
-          attributes: { "server.address": value, i, same: "same" },
-        }),
+    const decoded = decodeTraceRequest(
+      e.encode(
+        values.map((value, i) =>
+          span({
+            spanId: (i + 1).toString(16).padStart(16, "0"),
+            attributes: { "server.address": value, i, same: "same" },
+          }),
+        ),
       ),
     );
-    const decoded = decodeTraceRequest(e.take());
     assert.deepEqual(
       decoded.map((s) => s.attributes),
       values.map((value, i) => ({
@@ -271,8 +282,8 @@ describe("TraceEncoder, span by span", () => {
       8080,
     ];
     const e = new TraceEncoder(resource);
-    ports.forEach((port, i) =>
-      e.append(
+    const body = e.encode(
+      ports.map((port, i) =>
         span({
           spanId: (i + 1).toString(16).padStart(16, "0"),
           attributes: { "server.port": port, "server.address": `h${port % 2}` },
@@ -280,7 +291,7 @@ describe("TraceEncoder, span by span", () => {
       ),
     );
     assert.deepEqual(
-      decodeTraceRequest(e.take()).map((s) => s.attributes),
+      decodeTraceRequest(body).map((s) => s.attributes),
       ports.map((port) => ({
         "server.port": port,
         "server.address": `h${port % 2}`,
@@ -323,17 +334,18 @@ describe("TraceEncoder, span by span", () => {
     ];
     const e = new TraceEncoder(resource);
     const all: Array<Record<string, unknown>> = [];
+    const spans: SpanData[] = [];
     for (let i = 0; i < 600; i++) {
       const attributes = kinds[pick(kinds.length)]!();
       all.push(attributes);
-      e.append(
+      spans.push(
         span({
           spanId: (i + 1).toString(16).padStart(16, "0"),
           attributes: attributes as SpanData["attributes"],
         }),
       );
     }
-    const taken = e.take();
+    const taken = e.encode(spans);
     assert.deepEqual(
       decodeTraceRequest(taken).map((s) => s.attributes),
       all,
@@ -344,8 +356,8 @@ describe("TraceEncoder, span by span", () => {
   it("never writes a repeated value for one that only looks the same", () => {
     const values = [5432, "5432", 5432, 1, true, "1", 1, 0, false, "", 0];
     const e = new TraceEncoder(resource);
-    values.forEach((value, i) =>
-      e.append(
+    const body = e.encode(
+      values.map((value, i) =>
         span({
           spanId: (i + 1).toString(16).padStart(16, "0"),
           attributes: { a: "same", value, b: "same" },
@@ -353,26 +365,38 @@ describe("TraceEncoder, span by span", () => {
       ),
     );
     assert.deepEqual(
-      decodeTraceRequest(e.take()).map((s) => s.attributes["value"]),
+      decodeTraceRequest(body).map((s) => s.attributes["value"]),
       values,
     );
   });
 
-  it("keeps nothing of a span it cannot encode, and carries on", () => {
+  it("leaves out a span it cannot encode, reports it, and encodes the rest", () => {
     const e = new TraceEncoder(resource);
-    e.append(span({ spanId: "3333333333333333" }));
-    assert.throws(() =>
-      e.append(span({ name: undefined as unknown as string })),
+    const bad = span({ name: undefined as unknown as string });
+    const errors: Array<[unknown, SpanData]> = [];
+    const body = e.encode(
+      [
+        span({ spanId: "3333333333333333" }),
+        bad,
+        span({ spanId: "4444444444444444" }),
+      ],
+      (err, s) => errors.push([err, s]),
     );
-    e.append(span({ spanId: "4444444444444444" }));
-    assert.equal(e.pending, 2);
     assert.deepEqual(
-      decodeTraceRequest(e.take()).map((s) => s.spanId),
+      decodeTraceRequest(body).map((s) => s.spanId),
       ["3333333333333333", "4444444444444444"],
     );
-    // A second batch starts empty.
-    e.append(span());
-    assert.equal(decodeTraceRequest(e.take()).length, 1);
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0]![1], bad);
+    assert.ok(errors[0]![0] instanceof Error);
+    // Without a handler the error is thrown, and the next batch is whole.
+    assert.throws(() => e.encode([span(), bad]));
+    assert.deepEqual(
+      decodeTraceRequest(e.encode([span({ spanId: "5555555555555555" })])).map(
+        (s) => s.spanId,
+      ),
+      ["5555555555555555"],
+    );
   });
 });
 

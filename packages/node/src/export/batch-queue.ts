@@ -5,11 +5,9 @@
 // than each full batch trailed by the few items pushed after it. A full queue drops the
 // newest item and reports it; nothing here can throw into the caller.
 //
-// BatchQueue keeps the items themselves. EncodingQueue encodes each item as
-// it arrives and keeps only the bytes: at thousands of spans a second, span
-// objects held until their batch is sent survive the young-generation
-// collections, and V8 answers a high survival rate by growing the young
-// generation, which is most of an agent's added memory under load.
+// BatchQueue keeps the items themselves (spans, encoded a batch at a time).
+// EncodingQueue hands each item to an encoder as it arrives and keeps only
+// the bytes: for log lines, whose captured record is reused by the next line.
 import type { BatchSettings } from "../config.ts";
 
 abstract class Batcher<T> {
