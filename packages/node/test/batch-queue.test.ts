@@ -107,3 +107,47 @@ it("encodes as items arrive, in batches of at most maxExportBatchSize, and drops
   assert.equal(q.size, 0);
   q.stop();
 });
+
+it("holds items until enough have come to encode them together", async () => {
+  const appended: number[] = [];
+  const encoded: number[] = [];
+  const encoder = {
+    pending: 0,
+    append(n: number) {
+      if (n < 0) throw new Error("negative");
+      appended.push(n);
+      this.pending++;
+    },
+    take() {
+      const body = new Uint8Array(appended.splice(0));
+      this.pending = 0;
+      return body;
+    },
+  };
+  const batches: Array<[number[], number]> = [];
+  const errors: unknown[] = [];
+  const q = new EncodingQueue<number>(
+    { scheduleDelayMs: 10_000, maxQueueSize: 100, maxExportBatchSize: 4 },
+    encoder,
+    (body, count) => batches.push([[...body], count]),
+    () => {},
+    (err) => errors.push(err),
+    { hold: 3, onEncoded: (n) => encoded.push(n) },
+  );
+  q.push(1);
+  q.push(2);
+  assert.deepEqual(encoded, [], "fewer than three are held as they are");
+  assert.equal(q.size, 2);
+  q.push(-1);
+  assert.deepEqual(encoded, [1, 2, -1], "the third encodes all three");
+  assert.equal(errors.length, 1);
+  for (const n of [3, 4, 5, 6]) q.push(n);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(batches, [[[1, 2, 3, 4], 4]], "held items complete a batch");
+  assert.equal(q.size, 2);
+  q.drain();
+  assert.deepEqual(batches.at(-1), [[5, 6], 2]);
+  assert.deepEqual(encoded, [1, 2, -1, 3, 4, 5, 6]);
+  assert.equal(q.size, 0);
+  q.stop();
+});

@@ -136,11 +136,17 @@ function writeSpan(w: ProtoWriter, s: SpanData): void {
   w.end(m);
 }
 
-/** Encodes spans as OTLP ExportTraceServiceRequest messages for one resource. */
+/**
+ * Encodes spans as OTLP ExportTraceServiceRequest messages for one
+ * resource: a batch at once with {@link TraceEncoder.encode}, or span by
+ * span with {@link TraceEncoder.append}, keeping only the bytes until
+ * {@link TraceEncoder.take} (what the SDK does).
+ */
 export class TraceEncoder {
   readonly #resource: Attributes;
-  /** Each scope's spans of the batch being encoded; kept for the next batch. */
+  /** Spans appended since the last take(), encoded, per instrumentation scope. */
   readonly #scopes = new Map<Scope, ProtoWriter>();
+  #pending = 0;
   /** ResourceSpans.resource, encoded once. */
   #resourceBytes: Uint8Array | undefined;
   /** ScopeSpans.scope of each scope, encoded once. */
@@ -150,40 +156,34 @@ export class TraceEncoder {
     this.#resource = resource;
   }
 
-  /**
-   * Protobuf (`application/x-protobuf`). Each span is written into its
-   * scope's buffer, and the request is assembled in one allocation with one
-   * copy of each scope's spans, the enclosing messages' lengths known up
-   * front. A span that cannot be encoded is left out and handed to
-   * `onError`; without `onError`, its error is thrown.
-   */
-  encode(
-    spans: readonly SpanData[],
-    onError?: (err: unknown, span: SpanData) => void,
-  ): Uint8Array {
-    const scopes = this.#scopes;
-    try {
-      for (const s of spans) {
-        let w = scopes.get(s.scope);
-        if (w === undefined)
-          scopes.set(s.scope, (w = new ProtoWriter(16 * 1024)));
-        const at = w.length;
-        try {
-          writeSpan(w, s);
-        } catch (err) {
-          w.truncate(at);
-          if (onError === undefined) throw err;
-          onError(err, s);
-        }
-      }
-      return this.#assemble();
-    } finally {
-      for (const w of scopes.values()) w.reset();
-    }
+  /** Spans appended and not yet taken. */
+  get pending(): number {
+    return this.#pending;
   }
 
-  /** The request holding every scope's spans written by encode(). */
-  #assemble(): Uint8Array {
+  /**
+   * Encodes one span now (protobuf) into its scope's buffer and keeps only
+   * its bytes until {@link take}. Throws, having kept nothing of the span,
+   * when it cannot be encoded.
+   */
+  append(span: SpanData): void {
+    let w = this.#scopes.get(span.scope);
+    if (w === undefined)
+      this.#scopes.set(span.scope, (w = new ProtoWriter(16 * 1024)));
+    const at = w.length;
+    try {
+      writeSpan(w, span);
+    } catch (err) {
+      w.truncate(at);
+      throw err;
+    }
+    this.#pending++;
+  }
+
+  /** One protobuf request holding every span appended since the last take(). */
+  take(): Uint8Array {
+    // The request is assembled in one allocation and one copy of each
+    // scope's spans: the enclosing messages' lengths are known up front.
     this.#resourceBytes ??= encodeResource(this.#resource);
     let scopesLength = 0;
     const parts: Array<[scopeBytes: Uint8Array, spans: Uint8Array]> = [];
@@ -216,7 +216,38 @@ export class TraceEncoder {
       out.set(spans, pos);
       pos += spans.length;
     }
+    for (const spans of this.#scopes.values()) spans.reset();
+    this.#pending = 0;
     return out;
+  }
+
+  /**
+   * Protobuf (`application/x-protobuf`): `spans` appended, then taken (with
+   * any appended before). A span that cannot be encoded is left out and
+   * handed to `onError`; without `onError`, its error is thrown and
+   * nothing of `spans` is kept.
+   */
+  encode(
+    spans: readonly SpanData[],
+    onError?: (err: unknown, span: SpanData) => void,
+  ): Uint8Array {
+    const pending = this.#pending;
+    const lengths = new Map<ProtoWriter, number>();
+    for (const w of this.#scopes.values()) lengths.set(w, w.length);
+    for (const s of spans) {
+      try {
+        this.append(s);
+      } catch (err) {
+        if (onError !== undefined) {
+          onError(err, s);
+          continue;
+        }
+        for (const w of this.#scopes.values()) w.truncate(lengths.get(w) ?? 0);
+        this.#pending = pending;
+        throw err;
+      }
+    }
+    return this.take();
   }
 
   /** OTLP/JSON (`application/json`). */

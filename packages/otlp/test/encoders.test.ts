@@ -400,6 +400,47 @@ describe("TraceEncoder, a batch at a time", () => {
   });
 });
 
+describe("TraceEncoder, span by span", () => {
+  it("takes every span appended since the last take, each scope's together", () => {
+    const other = { name: "other-scope" };
+    const e = new TraceEncoder(resource);
+    e.append(span());
+    e.append(
+      span({ scope: other, spanId: "1111111111111111", name: "SELECT" }),
+    );
+    e.append(span({ spanId: "2222222222222222" }));
+    assert.equal(e.pending, 3);
+    const taken = decodeTraceRequest(e.take());
+    assert.equal(e.pending, 0);
+    assert.deepEqual(
+      taken.map((s) => [s.scope.name, s.spanId, s.name]),
+      [
+        [scope.name, "b7ad6b7169203331", "GET /orders/:id"],
+        [scope.name, "2222222222222222", "GET /orders/:id"],
+        ["other-scope", "1111111111111111", "SELECT"],
+      ],
+    );
+    assert.deepEqual(taken[0], decodeTraceRequest(e.encode([span()]))[0]);
+  });
+
+  it("keeps nothing of a span it cannot encode, and carries on", () => {
+    const e = new TraceEncoder(resource);
+    e.append(span({ spanId: "3333333333333333" }));
+    assert.throws(() =>
+      e.append(span({ name: undefined as unknown as string })),
+    );
+    e.append(span({ spanId: "4444444444444444" }));
+    assert.equal(e.pending, 2);
+    assert.deepEqual(
+      decodeTraceRequest(e.take()).map((s) => s.spanId),
+      ["3333333333333333", "4444444444444444"],
+    );
+    // A second batch starts empty.
+    e.append(span());
+    assert.equal(decodeTraceRequest(e.take()).length, 1);
+  });
+});
+
 describe("ProtoWriter hex ids", () => {
   const field = (hexOrBytes: () => ProtoWriter) =>
     Buffer.from(hexOrBytes().finish()).toString("hex");
