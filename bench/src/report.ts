@@ -496,14 +496,14 @@ ${input.handlers
         "threadline-no-export",
         k,
       );
-    return `- ${h.name}: instrumentation alone (exporters off) ${signed(bare.cpuAdded)} µs CPU (${signed(bare.mainThreadAdded)} µs of it on the application's thread, the rest on the process's other threads, mostly V8's garbage-collection helpers) and ${signed(bare.rssAddedMb, 1)} MB RSS per service; recording and exporting spans and log lines (spans and log lines encoded a batch at a time, log lines copied as they are written; HTTP; all on the application's thread, outside requests) ${signed(exporting("cpuUsPerRequest"))} µs (${signed(exporting("mainThreadUsPerRequest"))} µs on the application's thread) and ${signed(exporting("rssBytes") / 2 ** 20, 1)} MB.`;
+    return `- ${h.name}: instrumentation alone (exporters off) ${signed(bare.cpuAdded)} µs CPU (${signed(bare.mainThreadAdded)} µs of it on the application's thread, the rest on the process's other threads, mostly V8's garbage-collection helpers) and ${signed(bare.rssAddedMb, 1)} MB RSS per service; recording and exporting spans and log lines (spans encoded 32 at a time as they end; log lines copied as they are written and encoded a batch at a time; HTTP; all on the application's thread, outside requests) ${signed(exporting("cpuUsPerRequest"))} µs (${signed(exporting("mainThreadUsPerRequest"))} µs on the application's thread) and ${signed(exporting("rssBytes") / 2 ** 20, 1)} MB.`;
   })
   .join("\n")}
 
 ${yardstickText(input, summary)}Export runs on the application's thread by default: a worker thread is a second V8 isolate, about 20 MB of
 RSS before it does anything, more than the memory goal leaves. \`THREADLINE_EXPORT_THREAD=worker\` moves
 log parsing and the sending off the application's thread for services with memory to spare (spans are still
-encoded on it)${workerText(input, summary)}.
+encoded as they end)${workerText(input, summary)}.
 
 The upstream contender the goal names loads only the http, pg, amqplib and pino instrumentations, the same
 coverage as Threadline${otelReal !== undefined && otelReal.ratio > 0.5 ? `, and keeps ${fmt(otelReal.ratio, 2)} of no-agent throughput here; twice its throughput would be more than the service makes with no agent at all, so no agent can meet that goal on this machine` : ""}.
