@@ -66,21 +66,26 @@ it("exports a partial batch after the schedule delay", async () => {
   q.stop();
 });
 
-it("encodes as items arrive, in batches of at most maxExportBatchSize, and drops what cannot be encoded", async () => {
-  const encoded: number[] = [];
-  const encoder = {
+/** An encoder of small numbers, one byte each, that refuses negative ones. */
+function byteEncoder() {
+  const appended: number[] = [];
+  return {
     pending: 0,
     append(n: number) {
       if (n < 0) throw new Error("negative");
-      encoded.push(n);
+      appended.push(n);
       this.pending++;
     },
     take() {
-      const body = new Uint8Array(encoded.splice(0));
+      const body = new Uint8Array(appended.splice(0));
       this.pending = 0;
       return body;
     },
   };
+}
+
+it("encodes as items arrive, in batches of at most maxExportBatchSize, and drops what cannot be encoded", async () => {
+  const encoder = byteEncoder();
   const batches: Array<[number[], number]> = [];
   const errors: unknown[] = [];
   let dropped = 0;
@@ -109,21 +114,8 @@ it("encodes as items arrive, in batches of at most maxExportBatchSize, and drops
 });
 
 it("holds items until enough have come to encode them together", async () => {
-  const appended: number[] = [];
   const encoded: number[] = [];
-  const encoder = {
-    pending: 0,
-    append(n: number) {
-      if (n < 0) throw new Error("negative");
-      appended.push(n);
-      this.pending++;
-    },
-    take() {
-      const body = new Uint8Array(appended.splice(0));
-      this.pending = 0;
-      return body;
-    },
-  };
+  const encoder = byteEncoder();
   const batches: Array<[number[], number]> = [];
   const errors: unknown[] = [];
   const q = new EncodingQueue<number>(
