@@ -579,15 +579,19 @@ function renderBreakdowns(breakdowns: ProfileBreakdown[]): string {
     const added = tl - none;
     let why: string;
     if (perLine) {
-      const biggest = [...PARTS].sort(
+      const byChange = [...PARTS].sort(
         (x, y) => b.threadline[y] - b.none[y] - (b.threadline[x] - b.none[x]),
-      )[0]!;
+      );
+      const biggest = byChange[0]!;
+      const fell = byChange.at(-1)!;
+      const fellBy = b.threadline[fell] - b.none[fell];
+      const partName = (k: Part) => PART_LABELS[k].replace(/ \(.*\)$/, "");
       const ratio = `${fmt(tl / none, 2)}x`;
       const leaves = `The goal of 0.90 leaves ${fmt(none * scale * (1 / 0.9 - 1))} ns a line.`;
       why =
         added < 0
           ? `In these profiles a correlated line cost ${fmt(-added * scale)} ns less than a plain one (${ratio}): the difference is smaller than the profiles can tell apart. Threadline's own code is ${fmt(own * scale)} ns a line. ${leaves}`
-          : `A correlated line costs ${fmt(added * scale)} ns more than a plain one (${ratio}); Threadline's own code is ${fmt(own * scale)} ns of that, and the largest part of the difference is ${PART_LABELS[biggest].replace(/ \(.*\)$/, "")} (${signed((b.threadline[biggest] - b.none[biggest]) * scale)} ns)${biggest === "native" ? ": the line is longer by the trace and span ids it carries, and each line is converted and written whole" : ""}. ${leaves}`;
+          : `A correlated line costs ${fmt(added * scale)} ns more than a plain one (${ratio}); Threadline's own code takes ${fmt(own * scale)} ns a line, and the largest increase is in ${partName(biggest)} (${signed((b.threadline[biggest] - b.none[biggest]) * scale)} ns)${biggest === "native" ? ": the line is longer by the trace and span ids it carries, and each line is converted and written whole" : ""}${fellBy * scale <= -0.5 ? `; less is spent in ${partName(fell)} (${signed(fellBy * scale)} ns; Threadline gives pino's loggers fast properties, which plain pino's root logger lacks)` : ""}. ${leaves}`;
     } else {
       // At a share s of no-agent throughput, the thread may spend 1/s times as long per request.
       const budget = none * (1 / (b.handler === "realistic" ? 0.8 : 0.6) - 1);

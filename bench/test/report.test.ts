@@ -336,3 +336,27 @@ it("shows correlation's own cost against plain pino with fast properties, when t
     /\| 690000 \(1\.15 of plain\) \|/,
   );
 });
+
+it("names the part a correlated line spends less in, when one fell", () => {
+  const parts = (builtins: number, application: number) => ({
+    instrumentation: 0,
+    export: 0,
+    application,
+    node: 0.02,
+    builtins,
+    native: 2.8,
+    gc: 0.1,
+  });
+  const i = input();
+  i.micro = micro();
+  i.breakdowns = [
+    { handler: "pino", none: parts(0.5, 0.75), threadline: parts(0.4, 0.9) },
+  ];
+  const text = renderReport(i).markdown;
+  assert.match(text, /A correlated line costs 50 ns more than a plain one/);
+  assert.match(
+    text,
+    /the largest increase is in the application and its libraries \(\+150 ns\)/,
+  );
+  assert.match(text, /less is spent in V8's builtins.* \(-100 ns;/);
+});
