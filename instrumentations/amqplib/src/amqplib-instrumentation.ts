@@ -48,6 +48,7 @@ import {
   health,
   type HealthResult,
   lazyInstruments,
+  AttributeSets,
 } from "@threadline/core";
 import { spliceHeaders, type HeaderEntries } from "./header-splice.ts";
 
@@ -277,6 +278,18 @@ const meters = lazyInstruments(NAME, (m) => ({
   }),
 }));
 
+const sentSets = new AttributeSets(
+  (destination: string, routingKey: string, errorType: string | undefined) => {
+    const attributes: Attributes = {
+      "messaging.system": "rabbitmq",
+      "messaging.destination.name": destination,
+      "messaging.rabbitmq.destination.routing_key": routingKey,
+    };
+    if (errorType !== undefined) attributes["error.type"] = errorType;
+    return attributes;
+  },
+);
+
 function settleAttributes(
   span: Span,
   outcome: string,
@@ -503,15 +516,12 @@ export class AmqplibInstrumentation implements Instrumentation {
         );
       }
       const f = fields as Record<string, unknown>;
-      const sent: Attributes = {
-        "messaging.system": "rabbitmq",
-        "messaging.destination.name":
-          typeof f["exchange"] === "string" && f["exchange"] !== ""
-            ? f["exchange"]
-            : "amq.default",
-        "messaging.rabbitmq.destination.routing_key":
-          typeof f["routingKey"] === "string" ? f["routingKey"] : "",
-      };
+      const destination =
+        typeof f["exchange"] === "string" && f["exchange"] !== ""
+          ? f["exchange"]
+          : "amq.default";
+      const routingKey =
+        typeof f["routingKey"] === "string" ? f["routingKey"] : "";
       try {
         const result = original.call(this, fields, properties, content);
         if (pendingHeaders !== undefined) {
@@ -524,11 +534,29 @@ export class AmqplibInstrumentation implements Instrumentation {
           );
         }
         if (span !== undefined && slot === undefined) span.end();
-        meters().sent.add(1, sent);
+        meters().sent.add(
+          1,
+          sentSets.get(
+            destination,
+            routingKey,
+            undefined,
+            undefined,
+            undefined,
+          ),
+        );
         return result;
       } catch (err) {
-        sent["error.type"] = (err as Error)?.name ?? "Error";
-        meters().sent.add(1, sent);
+        const errorType = (err as Error)?.name ?? "Error";
+        meters().sent.add(
+          1,
+          sentSets.get(
+            destination,
+            routingKey,
+            errorType,
+            undefined,
+            undefined,
+          ),
+        );
         if (span !== undefined) {
           span.recordException(err as Error);
           span.setStatus({

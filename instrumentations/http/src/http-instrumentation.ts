@@ -56,6 +56,7 @@ import {
   UNTRACED_SERVER,
   type ClientCall,
   lazyInstruments,
+  AttributeSets,
 } from "@threadline/core";
 
 /** Options of {@link HttpInstrumentation}. */
@@ -589,18 +590,37 @@ function onResponseClose(this: StatefulResponse): void {
     span.setStatus({ code: SpanStatusCode.ERROR });
   }
   span.end();
-  const attributes: Attributes = {
-    "http.request.method": state.method,
-    "url.scheme": state.scheme,
-  };
-  if (this.headersSent)
-    attributes[semconv.ATTR_HTTP_RESPONSE_STATUS_CODE] = this.statusCode;
-  if (route !== undefined) attributes[semconv.ATTR_HTTP_ROUTE] = route;
-  if (!this.writableFinished) attributes[semconv.ATTR_ERROR_TYPE] = "aborted";
-  else if (this.statusCode >= 500)
-    attributes[semconv.ATTR_ERROR_TYPE] = String(this.statusCode);
-  serverDuration().record((performance.now() - state.start) / 1000, attributes);
+  const status = this.headersSent ? this.statusCode : undefined;
+  const error = !this.writableFinished
+    ? "aborted"
+    : this.statusCode >= 500
+      ? String(this.statusCode)
+      : undefined;
+  serverDuration().record(
+    (performance.now() - state.start) / 1000,
+    serverDurationSets.get(state.method, state.scheme, status, route, error),
+  );
 }
+
+const serverDurationSets = new AttributeSets(
+  (
+    method: string,
+    scheme: string,
+    status: number | undefined,
+    route: string | undefined,
+    error: string | undefined,
+  ) => {
+    const attributes: Attributes = {
+      "http.request.method": method,
+      "url.scheme": scheme,
+    };
+    if (status !== undefined)
+      attributes[semconv.ATTR_HTTP_RESPONSE_STATUS_CODE] = status;
+    if (route !== undefined) attributes[semconv.ATTR_HTTP_ROUTE] = route;
+    if (error !== undefined) attributes[semconv.ATTR_ERROR_TYPE] = error;
+    return attributes;
+  },
+);
 
 const serverDuration = lazyInstruments(NAME, (m) =>
   m.createHistogram("http.server.request.duration", {

@@ -104,4 +104,4 @@ export {
   watchList,
 } from "./watch.ts";
 export type { WatchDocumentResult, WatchEntry, WatchLevel } from "./watch.ts";
-export { lazyInstruments } from "./instruments.ts";
+export { AttributeSets, lazyInstruments } from "./instruments.ts";

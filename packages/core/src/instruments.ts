@@ -2,7 +2,12 @@
 // global meter provider, which the SDK registers after it has enabled the
 // instrumentations (and again after a restart), so they are made at first
 // use and made again whenever the global provider is another one.
-import { metrics, type Meter, type MeterProvider } from "@opentelemetry/api";
+import {
+  metrics,
+  type Attributes,
+  type Meter,
+  type MeterProvider,
+} from "@opentelemetry/api";
 
 /** Returns a getter for the instruments `make` builds on the current global provider's meter `scope`. */
 export function lazyInstruments<T>(
@@ -19,4 +24,54 @@ export function lazyInstruments<T>(
     }
     return made;
   };
+}
+
+/** How many sets of values an {@link AttributeSets} keeps an object for. */
+const KEPT_SETS = 8;
+
+/**
+ * The attributes of a request metric, one frozen object per set of values
+ * for the first few sets seen: a histogram finds the series of an object it
+ * has seen frozen by identity, without walking its keys, and most services
+ * record a handful of sets over and over (one route, method and status).
+ * Values past the first few sets get a fresh object each time, which the
+ * histogram looks up key by key as before; objects are never dropped, so a
+ * metric's series index holds no short-lived keys. Up to five values,
+ * compared with `===`.
+ */
+export class AttributeSets<
+  A,
+  B = undefined,
+  C = undefined,
+  D = undefined,
+  E = undefined,
+> {
+  readonly #build: (a: A, b: B, c: C, d: D, e: E) => Attributes;
+  /** Each kept set's values, five to a set, in the order of #sets. */
+  readonly #values: unknown[] = [];
+  readonly #sets: Attributes[] = [];
+
+  constructor(build: (a: A, b: B, c: C, d: D, e: E) => Attributes) {
+    this.#build = build;
+  }
+
+  get(a: A, b: B, c: C, d: D, e: E): Attributes {
+    const values = this.#values;
+    const sets = this.#sets;
+    for (let i = 0, j = 0; i < sets.length; i++, j += 5)
+      if (
+        values[j] === a &&
+        values[j + 1] === b &&
+        values[j + 2] === c &&
+        values[j + 3] === d &&
+        values[j + 4] === e
+      )
+        return sets[i]!;
+    const attributes = this.#build(a, b, c, d, e);
+    if (sets.length < KEPT_SETS) {
+      values.push(a, b, c, d, e);
+      sets.push(Object.freeze(attributes));
+    }
+    return attributes;
+  }
 }

@@ -116,6 +116,9 @@ class SeriesMap<S> {
    * goes stale.)
    */
   readonly #byIdentity = new WeakMap<Attributes, S>();
+  /** The frozen object last looked up and its series: a field compare before the WeakMap. */
+  #lastFrozen: Attributes | undefined;
+  #lastSeries: S | undefined;
   readonly #index: IndexNode<S> = { next: undefined, series: undefined };
   #indexNodes = 0;
   readonly #make: (attributes: PointAttributes) => S;
@@ -138,13 +141,17 @@ class SeriesMap<S> {
   }
 
   get(attributes: Attributes | undefined): S {
+    if (attributes !== undefined && attributes === this.#lastFrozen)
+      return this.#lastSeries!;
     const frozen = attributes !== undefined && Object.isFrozen(attributes);
-    if (frozen) {
-      const s = this.#byIdentity.get(attributes);
-      if (s !== undefined) return s;
+    if (!frozen) return this.#walk(attributes);
+    let s = this.#byIdentity.get(attributes);
+    if (s === undefined) {
+      s = this.#walk(attributes);
+      this.#byIdentity.set(attributes, s);
     }
-    const s = this.#walk(attributes);
-    if (frozen) this.#byIdentity.set(attributes, s);
+    this.#lastFrozen = attributes;
+    this.#lastSeries = s;
     return s;
   }
 
