@@ -253,7 +253,9 @@ function copyHeaders(
 /** What a delivery's metrics need when it is settled. */
 interface Delivery {
   start: number;
-  attributes: Attributes;
+  exchange: string;
+  queue: string;
+  redelivered: boolean;
 }
 const deliveries = new WeakMap<Span, Delivery>();
 
@@ -290,6 +292,30 @@ const sentSets = new AttributeSets(
   },
 );
 
+const deliverySets = new AttributeSets(
+  (exchange: string, queue: string, redelivered: boolean) => ({
+    "messaging.system": "rabbitmq",
+    "messaging.destination.name": exchange,
+    "messaging.destination.subscription.name": queue,
+    "messaging.rabbitmq.message.redelivered": redelivered,
+  }),
+);
+
+const consumedSets = new AttributeSets(
+  (exchange: string, queue: string, redelivered: boolean, outcome: string) => ({
+    "messaging.system": "rabbitmq",
+    "messaging.destination.name": exchange,
+    "messaging.destination.subscription.name": queue,
+    "messaging.rabbitmq.message.redelivered": redelivered,
+    "messaging.rabbitmq.settlement": outcome,
+  }),
+);
+
+const latencySets = new AttributeSets((queue: string) => ({
+  "messaging.system": "rabbitmq",
+  "messaging.destination.subscription.name": queue,
+}));
+
 function settleAttributes(
   span: Span,
   outcome: string,
@@ -299,15 +325,15 @@ function settleAttributes(
   if (delivery !== undefined) {
     deliveries.delete(span);
     const m = meters();
-    const a = {
-      ...delivery.attributes,
-      "messaging.rabbitmq.settlement": outcome,
-    };
-    m.consumed.add(1, a);
+    const { exchange, queue, redelivered } = delivery;
+    m.consumed.add(
+      1,
+      consumedSets.get(exchange, queue, redelivered, outcome, undefined),
+    );
     if (outcome !== "auto")
       m.process.record(
         (performance.now() - delivery.start) / 1000,
-        delivery.attributes,
+        deliverySets.get(exchange, queue, redelivered, undefined, undefined),
       );
   }
   span.setAttribute("messaging.rabbitmq.settlement", outcome);
@@ -720,24 +746,20 @@ export class AmqplibInstrumentation implements Instrumentation {
     );
     const ctx = trace.setSpan(parent, span);
     messageContexts.set(message, ctx);
-    const metricAttributes: Attributes = {
-      "messaging.system": "rabbitmq",
-      "messaging.destination.name": exchange,
-      "messaging.destination.subscription.name": queue,
-      "messaging.rabbitmq.message.redelivered": f.redelivered === true,
-    };
     deliveries.set(span, {
       start: performance.now(),
-      attributes: metricAttributes,
+      exchange,
+      queue,
+      redelivered: f.redelivered === true,
     });
     const sentAt = (props.headers as Record<string, unknown> | undefined)?.[
       SENT_AT_HEADER
     ];
     if (typeof sentAt === "number" && Number.isFinite(sentAt))
-      meters().latency.record(Math.max(0, Date.now() - sentAt) / 1000, {
-        "messaging.system": "rabbitmq",
-        "messaging.destination.subscription.name": queue,
-      });
+      meters().latency.record(
+        Math.max(0, Date.now() - sentAt) / 1000,
+        latencySets.get(queue, undefined, undefined, undefined, undefined),
+      );
     if (noAck) {
       settleAttributes(span, "auto", undefined);
     } else {
