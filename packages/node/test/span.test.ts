@@ -46,6 +46,46 @@ describe("spans", () => {
     assert.equal(ended[0]!.traceId, ended[1]!.traceId);
   });
 
+  it("continues valid parents, our own spans and remote ones, and starts a new trace under an invalid one", () => {
+    const { tracer, ended } = setup();
+    const own = tracer.startSpan("own");
+    tracer.startSpan("under own", {}, trace.setSpan(ROOT_CONTEXT, own)).end();
+    const remote = trace.wrapSpanContext({
+      traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
+      spanId: "00f067aa0ba902b7",
+      traceFlags: 1,
+      isRemote: true,
+    });
+    tracer
+      .startSpan("under remote", {}, trace.setSpan(ROOT_CONTEXT, remote))
+      .end();
+    for (const traceId of [
+      "0".repeat(32),
+      "4BF92F3577B34DA6A3CE929D0E0E4736",
+    ]) {
+      const invalid = trace.wrapSpanContext({
+        traceId,
+        spanId: "00f067aa0ba902b7",
+        traceFlags: 1,
+      });
+      tracer
+        .startSpan("under invalid", {}, trace.setSpan(ROOT_CONTEXT, invalid))
+        .end();
+    }
+    own.end();
+    const [underOwn, underRemote, ...underInvalid] = ended;
+    assert.equal(underOwn!.traceId, own.spanContext().traceId);
+    assert.equal(underOwn!.parentSpanId, own.spanContext().spanId);
+    assert.equal(underRemote!.traceId, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert.equal(underRemote!.parentSpanId, "00f067aa0ba902b7");
+    assert.equal(underInvalid.length, 3); // the two, and "own"
+    for (const s of underInvalid.slice(0, 2)) {
+      assert.match(s.traceId, /^[0-9a-f]{32}$/);
+      assert.notEqual(s.traceId, "0".repeat(32));
+      assert.equal(s.parentSpanId, undefined);
+    }
+  });
+
   it("applies attribute, event and link limits", () => {
     const { tracer, ended } = setup();
     const span = tracer.startSpan("s", {

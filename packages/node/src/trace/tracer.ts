@@ -43,9 +43,12 @@ export class Tracer implements ApiTracer {
     ctx: Context = contextApi.active(),
   ): Span {
     if (isTracingSuppressed(ctx)) return trace.wrapSpanContext(INVALID_CONTEXT);
-    const parent =
-      options.root === true ? undefined : trace.getSpanContext(ctx);
-    const hasParent = parent !== undefined && isValidTraceId(parent.traceId);
+    const parentSpan = options.root === true ? undefined : trace.getSpan(ctx);
+    const parent = parentSpan?.spanContext();
+    // Our own spans' ids are valid by construction; others' are checked.
+    const hasParent =
+      parent !== undefined &&
+      (parentSpan instanceof RecordingSpan || isValidTraceId(parent.traceId));
     const traceId = hasParent ? parent.traceId : newTraceId();
     const spanId = newSpanId();
     const parentContext = hasParent ? parent : undefined;
