@@ -84,6 +84,8 @@ const BASIC_NACK = (60 << 16) | 120;
 const PENDING = Symbol("threadline.amqp.pending");
 const CONFIRM_SLOT = Symbol("threadline.amqp.confirm-slot");
 const CLOSE_HOOKED = Symbol("threadline.amqp.close-hooked");
+/** On a channel once its connection is watched: the watching instrumentation's connection set. */
+const WATCHED = Symbol("threadline.amqp.watched");
 
 /** What this instrumentation reads of an amqplib message. */
 export interface AmqpMessage {
@@ -113,6 +115,7 @@ interface ChannelLike {
   [PENDING]?: Map<number, Span>;
   [CONFIRM_SLOT]?: number;
   [CLOSE_HOOKED]?: boolean;
+  [WATCHED]?: object;
   once?(event: string, listener: () => void): unknown;
 }
 
@@ -447,13 +450,13 @@ export class AmqplibInstrumentation implements Instrumentation {
    * the broker blocks publishing (a resource alarm on the broker).
    */
   #watchConnection(channel: ChannelLike): void {
+    // Tested on every publish: a field of the channel is cheaper to read
+    // than the set of connections.
+    if (channel[WATCHED] === this.#connections) return;
     const conn = channel.connection;
-    if (
-      conn === undefined ||
-      typeof conn.on !== "function" ||
-      this.#connections.has(conn)
-    )
-      return;
+    if (conn === undefined || typeof conn.on !== "function") return;
+    channel[WATCHED] = this.#connections;
+    if (this.#connections.has(conn)) return;
     this.#connections.add(conn);
     const s = conn.stream;
     const base = `rabbitmq ${s?.remoteAddress ?? "broker"}:${s?.remotePort ?? 5672}`;
