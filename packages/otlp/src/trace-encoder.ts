@@ -216,38 +216,37 @@ export class TraceEncoder {
       out.set(spans, pos);
       pos += spans.length;
     }
-    for (const spans of this.#scopes.values()) spans.reset();
-    this.#pending = 0;
+    this.#clear();
     return out;
   }
 
   /**
-   * Protobuf (`application/x-protobuf`): `spans` appended, then taken (with
-   * any appended before). A span that cannot be encoded is left out and
-   * handed to `onError`; without `onError`, its error is thrown and
-   * nothing of `spans` is kept.
+   * Protobuf (`application/x-protobuf`): a batch in hand, appended and
+   * taken at once (spans appended before and not yet taken go with it). A
+   * span that cannot be encoded is left out and handed to `onError`;
+   * without `onError`, its error is thrown and nothing is kept.
    */
   encode(
     spans: readonly SpanData[],
     onError?: (err: unknown, span: SpanData) => void,
   ): Uint8Array {
-    const pending = this.#pending;
-    const lengths = new Map<ProtoWriter, number>();
-    for (const w of this.#scopes.values()) lengths.set(w, w.length);
     for (const s of spans) {
       try {
         this.append(s);
       } catch (err) {
-        if (onError !== undefined) {
-          onError(err, s);
-          continue;
+        if (onError === undefined) {
+          this.#clear();
+          throw err;
         }
-        for (const w of this.#scopes.values()) w.truncate(lengths.get(w) ?? 0);
-        this.#pending = pending;
-        throw err;
+        onError(err, s);
       }
     }
     return this.take();
+  }
+
+  #clear(): void {
+    for (const spans of this.#scopes.values()) spans.reset();
+    this.#pending = 0;
   }
 
   /** OTLP/JSON (`application/json`). */
