@@ -2,6 +2,7 @@
 // global meter provider, which the SDK registers after it has enabled the
 // instrumentations (and again after a restart), so they are made at first
 // use and made again whenever the global provider is another one.
+// AttributeSets gives them one frozen attributes object per set of values.
 import {
   metrics,
   type Attributes,
