@@ -1,5 +1,5 @@
 // CPU accounting from /proc, in clock ticks.
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 
 /**
  * Now on the monotonic clock, in microseconds: the clock V8 stamps CPU
@@ -48,4 +48,22 @@ export function parseMachineStat(stat: string): {
 /** The whole machine's clock ticks now (see parseMachineStat). */
 export function machineTicks(): ReturnType<typeof parseMachineStat> {
   return parseMachineStat(readFileSync("/proc/stat", "utf8"));
+}
+
+/** User+system clock ticks of every process now (all its threads), by process id, with its command name. */
+export function processTicks(): Map<
+  number,
+  { command: string; ticks: number }
+> {
+  const out = new Map<number, { command: string; ticks: number }>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const s = parseStat(readFileSync(`/proc/${entry}/stat`, "utf8"));
+      out.set(Number(entry), { command: s.command, ticks: s.user + s.system });
+    } catch {
+      // the process ended between listing and reading
+    }
+  }
+  return out;
 }

@@ -33,7 +33,13 @@ import {
   type PerfRecording,
 } from "./perf-profile.ts";
 import { load, WARM_UP } from "./load.ts";
-import { CLK_TCK, machineTicks, monotonicUs, parseStat } from "./proc.ts";
+import {
+  CLK_TCK,
+  machineTicks,
+  monotonicUs,
+  parseStat,
+  processTicks,
+} from "./proc.ts";
 
 const { values } = parseArgs({
   options: {
@@ -72,15 +78,8 @@ if (contender === undefined)
 /** utime+stime clock ticks of every process on the machine, keyed by command name. */
 function cpuByCommand(): Map<string, number> {
   const out = new Map<string, number>();
-  for (const pid of readdirSync("/proc")) {
-    if (!/^\d+$/.test(pid)) continue;
-    try {
-      const s = parseStat(readFileSync(`/proc/${pid}/stat`, "utf8"));
-      out.set(s.command, (out.get(s.command) ?? 0) + s.user + s.system);
-    } catch {
-      // the process ended between listing and reading
-    }
-  }
+  for (const { command, ticks } of processTicks().values())
+    out.set(command, (out.get(command) ?? 0) + ticks);
   return out;
 }
 

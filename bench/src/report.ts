@@ -6,6 +6,32 @@ import { dirname, join } from "node:path";
 import { BUSY_WAIT_US, YARDSTICK } from "./contenders.ts";
 import { PART_LABELS, PARTS, type Part } from "./parts.ts";
 
+/**
+ * Where the machine's CPU time goes while a service serves its turns: the
+ * service, the servers and processes it works with, and the rest (the
+ * kernel's own threads and interrupts, the other service waiting its turn).
+ */
+export const MACHINE_PARTS = [
+  "service",
+  "postgres",
+  "rabbitmq",
+  "consumer",
+  "sink",
+  "load",
+  "rest",
+] as const;
+export type MachinePart = (typeof MACHINE_PARTS)[number];
+
+const MACHINE_PART_LABELS: Record<MachinePart, string> = {
+  service: "the service",
+  postgres: "PostgreSQL",
+  rabbitmq: "RabbitMQ",
+  consumer: "the queue's consumer (no agent in it)",
+  sink: "the telemetry sink",
+  load: "the load generator",
+  rest: "the rest (the kernel's own threads and interrupts, the other service waiting)",
+};
+
 /** The figures of a measured load that drift with the machine's speed. */
 export interface Baseline {
   rps: number;
@@ -16,6 +42,14 @@ export interface Baseline {
   mainThreadUsPerRequest: number;
   /** The share of the machine's CPU time its host took during the measured load (VM steal time). */
   stolenShare: number;
+  /**
+   * The whole machine's busy CPU time (every process and the kernel) over
+   * the measured load, per request; absent from runs made before it was
+   * measured, as are the two below.
+   */
+  machineUsPerRequest?: number;
+  /** machineUsPerRequest by where it went. */
+  machineParts?: Record<MachinePart, number>;
 }
 
 export interface Measurement extends Baseline {
@@ -31,6 +65,13 @@ export interface Measurement extends Baseline {
    */
   baseline?: Baseline;
 }
+
+/** The keys of a Measurement that hold a number. */
+type NumericKey = {
+  [K in keyof Measurement]-?: Measurement[K] extends number | undefined
+    ? K
+    : never;
+}[keyof Measurement];
 
 /** One run's figure over another's, the median of the rounds' ratios, with the lowest and highest. */
 export interface Share {
@@ -93,6 +134,8 @@ export interface Summary {
   /** The lowest and highest of those per-round ratios. */
   ratioRange: [number, number];
   cpuAdded: number;
+  /** The whole machine's CPU time per request added (NaN for runs that did not measure it). */
+  machineAdded: number;
   mainThreadAdded: number;
   p50Added: number;
   p99Added: number;
@@ -130,7 +173,7 @@ function perRound(
   handler: string,
   a: string,
   b: string,
-  key: keyof Measurement,
+  key: NumericKey,
   kind: "ratio" | "difference",
 ): number[] {
   const f =
@@ -146,17 +189,17 @@ function perRound(
     const ma = find(a);
     const mb = find(b);
     if (ma === undefined || mb === undefined) continue;
-    const x = ma[key] as number;
-    const y = mb[key] as number;
+    const x = ma[key] as number | undefined;
+    const y = mb[key] as number | undefined;
+    if (x === undefined || y === undefined) continue;
     // A baseline holds exactly the drifting figures.
     const drifts = (m: Measurement) =>
       m.baseline !== undefined && key in m.baseline ? m.baseline : undefined;
-    const baseA = drifts(ma);
-    const baseB = drifts(mb);
-    const k = key as keyof Baseline;
-    if (baseA !== undefined && b === "none") out.push(f(x, baseA[k]));
+    const baseA = drifts(ma)?.[key as keyof Baseline] as number | undefined;
+    const baseB = drifts(mb)?.[key as keyof Baseline] as number | undefined;
+    if (baseA !== undefined && b === "none") out.push(f(x, baseA));
     else if (baseA !== undefined && baseB !== undefined)
-      out.push(f(f(x, baseA[k]), f(y, baseB[k])));
+      out.push(f(f(x, baseA), f(y, baseB)));
     else out.push(f(x, y));
   }
   return out;
@@ -186,9 +229,30 @@ export function pairedDifference(
   handler: string,
   a: string,
   b: string,
-  key: keyof Measurement,
+  key: NumericKey,
 ): number {
   return median(perRound(input, handler, a, b, key, "difference"));
+}
+
+/**
+ * What contender `c` adds to one part of the machine's CPU time per
+ * request, beside no agent in its turns: the median over rounds; NaN for
+ * runs that did not measure it.
+ */
+function machinePartAdded(
+  input: ReportInput,
+  handler: string,
+  c: string,
+  part: MachinePart,
+): number {
+  return median(
+    input.results.flatMap((m) => {
+      if (m.handler !== handler || m.contender !== c) return [];
+      const mine = m.machineParts?.[part];
+      const theirs = m.baseline?.machineParts?.[part];
+      return mine === undefined || theirs === undefined ? [] : [mine - theirs];
+    }),
+  );
 }
 
 /** A ratio followed by its lowest and highest round, "0.68 (0.66–0.78)". */
@@ -201,13 +265,13 @@ export function summarize(input: ReportInput): Summary[] {
   for (const h of input.handlers) {
     const of = (c: string) =>
       input.results.filter((r) => r.handler === h.name && r.contender === c);
-    const m = (c: string, k: keyof Measurement) =>
+    const m = (c: string, k: NumericKey) =>
       median(of(c).map((r) => r[k] as number));
     for (const c of input.contenders) {
       // A contender may run with some handlers only (the yardstick).
       if (of(c.name).length === 0) continue;
       const share = pairedRatio(input, h.name, c.name, "none");
-      const added = (k: keyof Measurement) =>
+      const added = (k: NumericKey) =>
         pairedDifference(input, h.name, c.name, "none", k);
       out.push({
         contender: c.name,
@@ -216,6 +280,7 @@ export function summarize(input: ReportInput): Summary[] {
         ratio: share.median,
         ratioRange: share.range,
         cpuAdded: added("cpuUsPerRequest"),
+        machineAdded: added("machineUsPerRequest"),
         mainThreadAdded: added("mainThreadUsPerRequest"),
         p50Added: added("p50"),
         p99Added: added("p99"),
@@ -308,6 +373,39 @@ function yardstickText(input: ReportInput, summary: Summary[]): string {
   return lines.length === 0 ? "" : `${lines.join("\n")}\n\n`;
 }
 
+/**
+ * Where the CPU time Threadline adds goes across the machine, part by part,
+ * beside what no agent's requests take and what upstream adds. Empty for
+ * runs that did not measure it.
+ */
+function machineText(input: ReportInput, summary: Summary[]): string {
+  const lines: string[] = [];
+  for (const h of input.handlers) {
+    const get = (c: string) =>
+      summary.find((s) => s.handler === h.name && s.contender === c);
+    const tl = get("threadline-100");
+    const none = input.results.filter(
+      (r) => r.handler === h.name && r.contender === "none",
+    );
+    const bare = median(none.flatMap((r) => r.machineUsPerRequest ?? []));
+    if (tl === undefined || !Number.isFinite(tl.machineAdded)) continue;
+    const parts = MACHINE_PARTS.map(
+      (p) =>
+        `${MACHINE_PART_LABELS[p]} ${signed(machinePartAdded(input, h.name, "threadline-100", p))}`,
+    ).join(", ");
+    const otel = get("otel");
+    const upstream =
+      otel !== undefined && Number.isFinite(otel.machineAdded)
+        ? ` Upstream OpenTelemetry (sdk-node) adds ${signed(otel.machineAdded)} µs, ${signed(machinePartAdded(input, h.name, "otel", "service"))} of it in the service.`
+        : "";
+    const goal = h.name === "realistic" ? 0.8 : 0.6;
+    lines.push(
+      `- ${h.name}, across the machine: a request with no agent takes ${fmt(bare)} µs of the machine's CPU; Threadline at 100% sampling adds ${signed(tl.machineAdded)} µs: ${parts}.${upstream} Were the machine's CPU all that set the pace, keeping ${fmt(goal, 2)} of no-agent throughput would allow ${fmt(bare * (1 / goal - 1))} µs more.`,
+    );
+  }
+  return lines.length === 0 ? "" : `${lines.join("\n")}\n\n`;
+}
+
 /** How export on a worker thread compares with export on the application's thread, when both ran. */
 function workerText(input: ReportInput, summary: Summary[]): string {
   const parts: string[] = [];
@@ -369,14 +467,14 @@ export function renderReport(input: ReportInput): {
           c.name === "none"
             ? "**1.00**"
             : withRange(`**${fmt(s.ratio, 2)}**`, s.ratioRange);
-        return `| ${label(c.name)} | ${fmt(s.rps)} | ${share} | ${c.name === "none" ? "–" : signed(s.cpuAdded)} | ${c.name === "none" ? "–" : signed(s.p50Added, 1)} | ${c.name === "none" ? "–" : signed(s.p99Added, 1)} | ${c.name === "none" ? "–" : signed(s.rssAddedMb, 1)} | ${c.name === "none" ? "–" : signed(s.startupAddedMs)} | ${fmt(s.stolen * 100, 1)} |`;
+        return `| ${label(c.name)} | ${fmt(s.rps)} | ${share} | ${c.name === "none" ? "–" : signed(s.cpuAdded)} | ${c.name === "none" ? "–" : signed(s.machineAdded)} | ${c.name === "none" ? "–" : signed(s.p50Added, 1)} | ${c.name === "none" ? "–" : signed(s.p99Added, 1)} | ${c.name === "none" ? "–" : signed(s.rssAddedMb, 1)} | ${c.name === "none" ? "–" : signed(s.startupAddedMs)} | ${fmt(s.stolen * 100, 1)} |`;
       });
       return `### ${h.name === "realistic" ? "Realistic handler (HTTP → PostgreSQL query → RabbitMQ publish → pino line → JSON)" : "Hello-world handler"}
 
 ${h.amount.toLocaleString("en")} requests measured per contender and round at ${input.connections} connections, in ${input.turns} turns with no agent, after a warm-up of ${input.warmUp.toLocaleString("en")}: V8 compiles a service's hot paths for its first 20,000 to 25,000 requests, whatever the agent, so the runs measure each contender's steady cost, not its start-up.
 
-| contender | req/s | share of no agent (range over rounds) | CPU µs/request added | p50 ms added | p99 ms added | RSS MB added | start-up ms added | % taken by the host |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| contender | req/s | share of no agent (range over rounds) | service CPU µs/request added | machine CPU µs/request added | p50 ms added | p99 ms added | RSS MB added | start-up ms added | % taken by the host |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 ${rows.join("\n")}
 `;
     })
@@ -472,8 +570,9 @@ ${goals.join("\n")}
 ## Services under load
 
 ${tables}
-CPU is the service process's user+system time (all its threads, export workers included) over its measured turns,
-divided by the requests served; RSS is the peak sampled every 200 ms during those turns; start-up is the time from
+Service CPU is the service process's user+system time (all its threads, export workers included) over its measured turns,
+divided by the requests served; machine CPU is the whole machine's busy time over those turns (/proc/stat: every
+process and the kernel, neither idle nor waiting for I/O), divided the same way; RSS is the peak sampled every 200 ms during those turns; start-up is the time from
 spawning the process until it listens. What a contender adds is the median of its differences from no agent
 within each round, as the shares are medians of ratios within each round. The share taken by the host is the machine's steal time over the measured
 run (/proc/stat): the part of its CPU time a virtual machine's host gave to something else, 0 on bare metal. A run
@@ -488,7 +587,7 @@ ${input.handlers
     const bare = get(h.name, "threadline-no-export");
     if (full === undefined || bare === undefined) return "";
     // Export's share, paired round by round as the rest.
-    const exporting = (k: keyof Measurement) =>
+    const exporting = (k: NumericKey) =>
       pairedDifference(
         input,
         h.name,
@@ -500,7 +599,7 @@ ${input.handlers
   })
   .join("\n")}
 
-${yardstickText(input, summary)}Export runs on the application's thread by default: a worker thread is a second V8 isolate, about 20 MB of
+${machineText(input, summary)}${yardstickText(input, summary)}Export runs on the application's thread by default: a worker thread is a second V8 isolate, about 20 MB of
 RSS before it does anything, more than the memory goal leaves. \`THREADLINE_EXPORT_THREAD=worker\` moves
 log parsing and the sending off the application's thread for services with memory to spare (spans are still
 encoded as they end)${workerText(input, summary)}.

@@ -40,11 +40,19 @@ import {
   summarizePerf,
   type PerfRecording,
 } from "./perf-profile.ts";
-import { CLK_TCK, machineTicks, monotonicUs, parseStat } from "./proc.ts";
+import {
+  CLK_TCK,
+  machineTicks,
+  monotonicUs,
+  parseStat,
+  processTicks,
+} from "./proc.ts";
 import {
   renderReport,
   writeReport,
   type Baseline,
+  MACHINE_PARTS,
+  type MachinePart,
   type ReportInput,
   type Measurement,
   median,
@@ -136,6 +144,26 @@ async function profileParts(
   }
 }
 
+/** The queue's consumer and the telemetry sink, once started: parts of the machine of their own. */
+const helpers = { consumer: -1, sink: -1 };
+const RABBITMQ_COMMANDS = /^(beam\.smp|erl_child_setup|epmd|inet_gethost)$/;
+
+/** The part of the machine process `pid` counts for while `service` serves a turn. */
+function machinePartOf(
+  pid: number,
+  command: string,
+  service: number,
+): MachinePart {
+  if (pid === service) return "service";
+  if (pid === helpers.consumer) return "consumer";
+  if (pid === helpers.sink) return "sink";
+  // autocannon runs in this process.
+  if (pid === process.pid) return "load";
+  if (command === "postgres") return "postgres";
+  if (RABBITMQ_COMMANDS.test(command)) return "rabbitmq";
+  return "rest";
+}
+
 /** A started service and when it took to listen. */
 interface Started {
   svc: RunningService;
@@ -177,6 +205,11 @@ class Tally {
   mainTicks = 0;
   machineTotal = 0;
   machineSteal = 0;
+  machineBusy = 0;
+  /** machineBusy by part (what no process of a part took is the rest's). */
+  readonly machineParts = Object.fromEntries(
+    MACHINE_PARTS.map((p) => [p, 0]),
+  ) as Record<MachinePart, number>;
   peakRss = 0;
   readonly p50: number[] = [];
   readonly p99: number[] = [];
@@ -190,11 +223,13 @@ class Tally {
     }, 200);
     const ticks0 = cpuTicks(pid);
     const main0 = cpuTicks(pid, pid); // the main thread's id is the process id
+    const procs0 = processTicks();
     const machine0 = machineTicks();
     const { result: r, seconds } = await load(s.svc.url, amount, CONNECTIONS);
     const ticks1 = cpuTicks(pid);
     const main1 = cpuTicks(pid, pid);
     const machine1 = machineTicks();
+    const procs1 = processTicks();
     clearInterval(sampler);
     this.peakRss = Math.max(this.peakRss, rssBytes(pid));
     if (r.errors > 0 || r.non2xx > 0)
@@ -207,6 +242,18 @@ class Tally {
     this.mainTicks += main1 - main0;
     this.machineTotal += machine1.total - machine0.total;
     this.machineSteal += machine1.steal - machine0.steal;
+    const busy = machine1.busy - machine0.busy;
+    this.machineBusy += busy;
+    let named = 0;
+    for (const [p, after] of procs1) {
+      const part = machinePartOf(p, after.command, pid);
+      if (part === "rest") continue;
+      // A process started during the turn took all its time in it.
+      const took = after.ticks - (procs0.get(p)?.ticks ?? 0);
+      this.machineParts[part] += took;
+      named += took;
+    }
+    this.machineParts.rest += busy - named;
     this.p50.push(r.latency.p50);
     this.p99.push(r.latency.p99);
   }
@@ -219,6 +266,9 @@ class Tally {
     this.mainTicks += other.mainTicks;
     this.machineTotal += other.machineTotal;
     this.machineSteal += other.machineSteal;
+    this.machineBusy += other.machineBusy;
+    for (const p of MACHINE_PARTS)
+      this.machineParts[p] += other.machineParts[p];
     this.peakRss = Math.max(this.peakRss, other.peakRss);
     this.p50.push(...other.p50);
     this.p99.push(...other.p99);
@@ -235,6 +285,10 @@ class Tally {
       cpuUsPerRequest: usPerRequest(this.ticks),
       mainThreadUsPerRequest: usPerRequest(this.mainTicks),
       stolenShare: this.machineSteal / Math.max(1, this.machineTotal),
+      machineUsPerRequest: usPerRequest(this.machineBusy),
+      machineParts: Object.fromEntries(
+        MACHINE_PARTS.map((p) => [p, usPerRequest(this.machineParts[p])]),
+      ) as Record<MachinePart, number>,
     };
   }
 }
@@ -544,7 +598,7 @@ function report(round: number, handler: string, m: Measurement): void {
       ? ""
       : `  (no agent in its turns ${m.baseline.rps.toFixed(0)} req/s)`;
   process.stderr.write(
-    `round ${round + 1}/${ROUNDS} ${handler.padEnd(9)} ${m.contender.padEnd(15)} ${m.rps.toFixed(0).padStart(6)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms  ${m.cpuUsPerRequest.toFixed(0)} µs CPU/req  RSS ${(m.rssBytes / 2 ** 20).toFixed(0)} MB  start ${m.startupMs.toFixed(0)} ms${base}\n`,
+    `round ${round + 1}/${ROUNDS} ${handler.padEnd(9)} ${m.contender.padEnd(15)} ${m.rps.toFixed(0).padStart(6)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms  ${m.cpuUsPerRequest.toFixed(0)} µs CPU/req (machine ${(m.machineUsPerRequest ?? NaN).toFixed(0)})  RSS ${(m.rssBytes / 2 ** 20).toFixed(0)} MB  start ${m.startupMs.toFixed(0)} ms${base}\n`,
   );
 }
 
@@ -559,6 +613,8 @@ const selected = values.only
 process.stdout.on("error", () => {});
 const backends = await startBackends();
 const { env, sink: sinkSvc } = backends;
+helpers.consumer = backends.consumer.child.pid ?? -1;
+helpers.sink = sinkSvc.child.pid ?? -1;
 const results: Measurement[] = [];
 try {
   const bare = contenders.find((c) => c.name === "none")!;
