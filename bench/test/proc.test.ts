@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
-import { machineTicks, parseMachineStat, parseStat } from "../src/proc.ts";
+import {
+  machineTicks,
+  parseMachineStat,
+  parseStat,
+  processTicks,
+} from "../src/proc.ts";
 
 describe("parseStat", () => {
   it("reads user and system ticks after a command that has spaces and parentheses", () => {
@@ -40,5 +45,22 @@ describe("parseMachineStat", () => {
     const b = machineTicks();
     assert.ok(a.total > 0 && a.busy + a.steal <= a.total && a.steal >= 0);
     assert.ok(b.total >= a.total && b.steal >= a.steal);
+  });
+});
+
+describe("processTicks", () => {
+  it("reads every process's ticks, this one's under its own id and command", () => {
+    const a = processTicks();
+    const self = a.get(process.pid);
+    assert.ok(self !== undefined);
+    assert.equal(
+      self.command,
+      parseStat(readFileSync("/proc/self/stat", "utf8")).command,
+    );
+    assert.ok(self.ticks >= 0);
+    // PID 1 is always there.
+    assert.ok(a.has(1));
+    const b = processTicks();
+    assert.ok(b.get(process.pid)!.ticks >= self.ticks);
   });
 });

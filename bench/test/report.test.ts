@@ -360,3 +360,85 @@ it("names the part a correlated line spends less in, when one fell", () => {
   );
   assert.match(text, /less is spent in V8's builtins.* \(-100 ns;/);
 });
+
+it("adds the whole machine's CPU per request beside the service's, and says where Threadline's went", () => {
+  const i = input();
+  i.micro = micro();
+  const parts = (service: number, postgres: number, rest: number) => ({
+    service,
+    postgres,
+    rabbitmq: 30,
+    consumer: 10,
+    sink: 0,
+    load: 40,
+    rest,
+  });
+  const total = (p: ReturnType<typeof parts>) =>
+    Object.values(p).reduce((a, b) => a + b, 0);
+  i.results = i.results.filter((r) => r.contender === "none");
+  for (const r of i.results) {
+    // No agent's own rounds: 200, 210 and 220 µs of the machine a request.
+    const p = parts(100, 20 + 10 * r.round, 0);
+    r.machineParts = p;
+    r.machineUsPerRequest = total(p);
+  }
+  // Beside its turns of no agent, Threadline adds to the service +30, +40,
+  // +35, to PostgreSQL +5, +9, +7 and to the rest +1, +2, +3: +36, +51, +45.
+  const rounds: Array<[number, number, number, number]> = [
+    [0, 30, 5, 1],
+    [1, 40, 9, 2],
+    [2, 35, 7, 3],
+  ];
+  for (const [round, service, postgres, rest] of rounds) {
+    const base = parts(100, 20, 0);
+    const mine = parts(100 + service, 20 + postgres, rest);
+    i.results.push(
+      measurement({
+        contender: "threadline-100",
+        round,
+        rps: 800,
+        machineUsPerRequest: total(mine),
+        machineParts: mine,
+        baseline: {
+          rps: 1000,
+          p50: 1,
+          p99: 2,
+          cpuUsPerRequest: 100,
+          mainThreadUsPerRequest: 50,
+          stolenShare: 0,
+          machineUsPerRequest: total(base),
+          machineParts: base,
+        },
+      }),
+    );
+  }
+  const tl = summarize(i).find((s) => s.contender === "threadline-100")!;
+  assert.equal(tl.machineAdded, 45);
+  const { markdown } = renderReport(i);
+  assert.match(
+    markdown,
+    /\| service CPU µs\/request added \| machine CPU µs\/request added \|/,
+  );
+  assert.match(
+    markdown,
+    /\| Threadline \| 800 \| \*\*0\.80\*\* \(0\.80–0\.80\) \| \+0 \| \+45 \|/,
+  );
+  // Each part is the median of its own rounds, so they need not add up to the whole.
+  assert.match(
+    markdown,
+    /- realistic, across the machine: a request with no agent takes 210 µs of the machine's CPU; Threadline at 100% sampling adds \+45 µs: the service \+35, PostgreSQL \+7, RabbitMQ \+0, the queue's consumer \(no agent in it\) \+0, the telemetry sink \+0, the load generator \+0, the rest \(the kernel's own threads and interrupts, the other service waiting\) \+2\. Were the machine's CPU all that set the pace, keeping 0\.80 of no-agent throughput would allow 53 µs more\./,
+  );
+});
+
+it("leaves the machine's figures out of runs made before they were measured", () => {
+  const i = input();
+  i.micro = micro();
+  const tl = summarize(i).find((s) => s.contender === "threadline-100")!;
+  assert.ok(Number.isNaN(tl.machineAdded));
+  const { markdown } = renderReport(i);
+  assert.match(
+    markdown,
+    /\| Threadline \| 400 \| \*\*0\.60\*\* \(0\.40–1\.60\) \| \+50 \| – \|/,
+  );
+  assert.doesNotMatch(markdown, /across the machine/);
+});
