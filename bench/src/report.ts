@@ -293,6 +293,17 @@ export function summarize(input: ReportInput): Summary[] {
   return out;
 }
 
+/** The summary of `contender` with `handler`, if it ran with it. */
+function summaryOf(
+  summary: Summary[],
+  handler: string,
+  contender: string,
+): Summary | undefined {
+  return summary.find(
+    (s) => s.handler === handler && s.contender === contender,
+  );
+}
+
 function chart(summary: Summary[], input: ReportInput): string {
   const bars = input.contenders.filter((c) => c.name !== "none");
   const groupWidth = 360;
@@ -332,9 +343,7 @@ function chart(summary: Summary[], input: ReportInput): string {
       `<text x="${x0 + goal * scale + 3}" y="${68 + bars.length * rowH}" fill="#2a2">goal ${goal.toFixed(2)}</text>`,
     );
     bars.forEach((c, i) => {
-      const s = summary.find(
-        (x) => x.handler === h.name && x.contender === c.name,
-      );
+      const s = summaryOf(summary, h.name, c.name);
       const y = 58 + i * rowH;
       if (g === 0) parts.push(`<text x="10" y="${y + 15}">${c.name}</text>`);
       if (s === undefined) return; // not run with this handler
@@ -359,12 +368,8 @@ function chart(summary: Summary[], input: ReportInput): string {
 function yardstickText(input: ReportInput, summary: Summary[]): string {
   const lines: string[] = [];
   for (const h of input.handlers) {
-    const tl = summary.find(
-      (s) => s.handler === h.name && s.contender === "threadline-100",
-    );
-    const ys = summary.find(
-      (s) => s.handler === h.name && s.contender === YARDSTICK,
-    );
+    const tl = summaryOf(summary, h.name, "threadline-100");
+    const ys = summaryOf(summary, h.name, YARDSTICK);
     if (tl === undefined || ys === undefined) continue;
     lines.push(
       `A yardstick (${h.name}): the service with no agent and ${BUSY_WAIT_US} µs of busy waiting at the start of each request, nothing else changed, keeps ${withRange(fmt(ys.ratio, 2), ys.ratioRange)} of no-agent throughput, its application thread measured at ${signed(ys.mainThreadAdded)} µs per request. Threadline at 100% sampling adds ${signed(tl.mainThreadAdded)} µs to that thread and keeps ${fmt(tl.ratio, 2)}.`,
@@ -381,8 +386,7 @@ function yardstickText(input: ReportInput, summary: Summary[]): string {
 function machineText(input: ReportInput, summary: Summary[]): string {
   const lines: string[] = [];
   for (const h of input.handlers) {
-    const get = (c: string) =>
-      summary.find((s) => s.handler === h.name && s.contender === c);
+    const get = (c: string) => summaryOf(summary, h.name, c);
     const tl = get("threadline-100");
     const none = input.results.filter(
       (r) => r.handler === h.name && r.contender === "none",
@@ -410,8 +414,7 @@ function machineText(input: ReportInput, summary: Summary[]): string {
 function workerText(input: ReportInput, summary: Summary[]): string {
   const parts: string[] = [];
   for (const h of input.handlers) {
-    const get = (c: string) =>
-      summary.find((s) => s.handler === h.name && s.contender === c);
+    const get = (c: string) => summaryOf(summary, h.name, c);
     const main = get("threadline-100");
     const worker = get("threadline-worker");
     if (main === undefined || worker === undefined) continue;
@@ -454,8 +457,7 @@ export function renderReport(input: ReportInput): {
   svg: string;
 } {
   const summary = summarize(input);
-  const get = (h: string, c: string) =>
-    summary.find((s) => s.handler === h && s.contender === c);
+  const get = (h: string, c: string) => summaryOf(summary, h, c);
   const label = (name: string) =>
     input.contenders.find((c) => c.name === name)?.label ?? name;
   const tables = input.handlers

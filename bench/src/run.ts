@@ -91,13 +91,10 @@ const handlers = [
   { name: "hello", file: "hello.cjs", amount: values.quick ? 10_000 : 60_000 },
 ] as const;
 
-/** utime + stime of a process (all its threads) or, with `tid`, of one thread. */
-function cpuTicks(pid: number, tid?: number): number {
+/** utime + stime of thread `tid` of process `pid`. */
+function threadTicks(pid: number, tid: number): number {
   const { user, system } = parseStat(
-    readFileSync(
-      tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`,
-      "utf8",
-    ),
+    readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8"),
   );
   return user + system;
 }
@@ -144,8 +141,11 @@ async function profileParts(
   }
 }
 
-/** The queue's consumer and the telemetry sink, once started: parts of the machine of their own. */
-const helpers = { consumer: -1, sink: -1 };
+/**
+ * Processes that are a part of the machine of their own: this one (it runs
+ * autocannon), and the queue's consumer and the telemetry sink once started.
+ */
+const namedProcesses = new Map<number, MachinePart>([[process.pid, "load"]]);
 const RABBITMQ_COMMANDS = /^(beam\.smp|erl_child_setup|epmd|inet_gethost)$/;
 
 /** The part of the machine process `pid` counts for while `service` serves a turn. */
@@ -155,10 +155,8 @@ function machinePartOf(
   service: number,
 ): MachinePart {
   if (pid === service) return "service";
-  if (pid === helpers.consumer) return "consumer";
-  if (pid === helpers.sink) return "sink";
-  // autocannon runs in this process.
-  if (pid === process.pid) return "load";
+  const named = namedProcesses.get(pid);
+  if (named !== undefined) return named;
   if (command === "postgres") return "postgres";
   if (RABBITMQ_COMMANDS.test(command)) return "rabbitmq";
   return "rest";
@@ -201,12 +199,10 @@ const stop = (s: Started) => s.svc.stop("SIGINT", 15_000);
 class Tally {
   requests = 0;
   seconds = 0;
-  ticks = 0;
   mainTicks = 0;
   machineTotal = 0;
   machineSteal = 0;
-  machineBusy = 0;
-  /** machineBusy by part (what no process of a part took is the rest's). */
+  /** The machine's busy ticks by part (what no process of a part took is the rest's); the service's are its CPU. */
   readonly machineParts = Object.fromEntries(
     MACHINE_PARTS.map((p) => [p, 0]),
   ) as Record<MachinePart, number>;
@@ -221,13 +217,11 @@ class Tally {
     const sampler = setInterval(() => {
       this.peakRss = Math.max(this.peakRss, rssBytes(pid));
     }, 200);
-    const ticks0 = cpuTicks(pid);
-    const main0 = cpuTicks(pid, pid); // the main thread's id is the process id
+    const main0 = threadTicks(pid, pid); // the main thread's id is the process id
     const procs0 = processTicks();
     const machine0 = machineTicks();
     const { result: r, seconds } = await load(s.svc.url, amount, CONNECTIONS);
-    const ticks1 = cpuTicks(pid);
-    const main1 = cpuTicks(pid, pid);
+    const main1 = threadTicks(pid, pid);
     const machine1 = machineTicks();
     const procs1 = processTicks();
     clearInterval(sampler);
@@ -238,12 +232,9 @@ class Tally {
       );
     this.requests += r.requests.total;
     this.seconds += seconds;
-    this.ticks += ticks1 - ticks0;
     this.mainTicks += main1 - main0;
     this.machineTotal += machine1.total - machine0.total;
     this.machineSteal += machine1.steal - machine0.steal;
-    const busy = machine1.busy - machine0.busy;
-    this.machineBusy += busy;
     let named = 0;
     for (const [p, after] of procs1) {
       const part = machinePartOf(p, after.command, pid);
@@ -253,7 +244,7 @@ class Tally {
       this.machineParts[part] += took;
       named += took;
     }
-    this.machineParts.rest += busy - named;
+    this.machineParts.rest += machine1.busy - machine0.busy - named;
     this.p50.push(r.latency.p50);
     this.p99.push(r.latency.p99);
   }
@@ -262,11 +253,9 @@ class Tally {
   merge(other: Tally): void {
     this.requests += other.requests;
     this.seconds += other.seconds;
-    this.ticks += other.ticks;
     this.mainTicks += other.mainTicks;
     this.machineTotal += other.machineTotal;
     this.machineSteal += other.machineSteal;
-    this.machineBusy += other.machineBusy;
     for (const p of MACHINE_PARTS)
       this.machineParts[p] += other.machineParts[p];
     this.peakRss = Math.max(this.peakRss, other.peakRss);
@@ -282,10 +271,12 @@ class Tally {
       rps: this.requests / this.seconds,
       p50: median(this.p50),
       p99: median(this.p99),
-      cpuUsPerRequest: usPerRequest(this.ticks),
+      cpuUsPerRequest: usPerRequest(this.machineParts.service),
       mainThreadUsPerRequest: usPerRequest(this.mainTicks),
       stolenShare: this.machineSteal / Math.max(1, this.machineTotal),
-      machineUsPerRequest: usPerRequest(this.machineBusy),
+      machineUsPerRequest: usPerRequest(
+        MACHINE_PARTS.reduce((sum, p) => sum + this.machineParts[p], 0),
+      ),
       machineParts: Object.fromEntries(
         MACHINE_PARTS.map((p) => [p, usPerRequest(this.machineParts[p])]),
       ) as Record<MachinePart, number>,
@@ -613,8 +604,8 @@ const selected = values.only
 process.stdout.on("error", () => {});
 const backends = await startBackends();
 const { env, sink: sinkSvc } = backends;
-helpers.consumer = backends.consumer.child.pid ?? -1;
-helpers.sink = sinkSvc.child.pid ?? -1;
+namedProcesses.set(backends.consumer.child.pid!, "consumer");
+namedProcesses.set(sinkSvc.child.pid!, "sink");
 const results: Measurement[] = [];
 try {
   const bare = contenders.find((c) => c.name === "none")!;
