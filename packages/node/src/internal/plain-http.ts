@@ -1,0 +1,371 @@
+// The exporter's client for plain-HTTP endpoints (the usual case: a
+// Collector on the same host or in the same pod, a watch list beside it): a
+// POST with a body and its length, or a GET, answered with a status, a few
+// headers and a small body, over kept-alive sockets. No redirects, no
+// proxies, no Expect, no upgrades; https: goes through node:https instead.
+//
+// Why not node:http's client: its requests and responses go through the
+// same functions of Node.js core (HTTP parsing, headers, streams) as the
+// application's own server, with objects of other shapes, and V8's inline
+// caches in those functions turn megamorphic, slowing every request the
+// application serves, not only the exports (figures in the package README).
+// A bare socket with one listener of each kind for its whole life leaves
+// them much as the application alone would.
+import type { Socket } from "node:net";
+
+/** An answer: header names lower-cased, the last of a repeated header kept. */
+export interface PlainResponse {
+  status: number;
+  headers: Map<string, string>;
+  /** The first `maxBodyBytes` of the body. */
+  body: Buffer;
+}
+
+const MAX_HEAD_BYTES = 16 * 1024;
+const CRLFCRLF = Buffer.from("\r\n\r\n");
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/**
+ * What went wrong, with Node.js's code for a socket's error; `final` when
+ * sending the same request again cannot help (a header that is not valid).
+ */
+export class PlainHttpError extends Error {
+  readonly code: string | undefined;
+  readonly final: boolean;
+  constructor(message: string, code?: string, final = false) {
+    super(message);
+    this.code = code;
+    this.final = final;
+  }
+}
+
+/** Sends one request; the answer, or a PlainHttpError. */
+export type Transport = (
+  headers: Record<string, string | number>,
+  body: Buffer,
+  timeoutMs: number,
+) => Promise<PlainResponse>;
+
+/** One request's reading state. */
+interface Exchange {
+  resolve: (r: PlainResponse) => void;
+  reject: (e: PlainHttpError) => void;
+  /** Bytes of the head not yet complete. */
+  head: Buffer | undefined;
+  status: number;
+  headers: Map<string, string>;
+  /** How the body ends: by length, in chunks, or when the server closes. */
+  framing: "length" | "chunked" | "close";
+  remaining: number;
+  /** Chunked: partial chunk-size line or trailer bytes awaiting CRLF. */
+  line: Buffer | undefined;
+  /** Chunked: reading the CRLF after a chunk's data, or the trailers. */
+  chunkState: "size" | "data" | "data-end" | "trailers";
+  body: Buffer[];
+  bodyBytes: number;
+  reusable: boolean;
+  timeoutMs: number;
+}
+
+/** A kept-alive socket and the exchange on it, if any. */
+class Connection {
+  readonly socket: Socket;
+  #exchange: Exchange | undefined;
+  readonly #client: PlainHttpClient;
+
+  constructor(client: PlainHttpClient, socket: Socket) {
+    this.#client = client;
+    this.socket = socket;
+    socket.on("data", (chunk: Buffer) => this.#read(chunk));
+    socket.on("error", (err: NodeJS.ErrnoException) =>
+      this.#fail(new PlainHttpError(err.message, err.code)),
+    );
+    socket.on("close", () => {
+      const x = this.#exchange;
+      if (x !== undefined && x.framing === "close" && x.head === undefined)
+        this.#complete(x, false);
+      else
+        this.#fail(
+          new PlainHttpError(
+            "the connection closed before the answer was complete",
+            "ECONNRESET",
+          ),
+        );
+    });
+    socket.on("timeout", () => {
+      const x = this.#exchange;
+      if (x === undefined) return;
+      this.#fail(new PlainHttpError(`no answer within ${x.timeoutMs} ms`));
+    });
+  }
+
+  send(request: Buffer, body: Buffer, exchange: Exchange): void {
+    this.#exchange = exchange;
+    const s = this.socket;
+    s.setTimeout(exchange.timeoutMs);
+    s.cork();
+    s.write(request);
+    if (body.length > 0) s.write(body);
+    s.uncork();
+  }
+
+  #fail(err: PlainHttpError): void {
+    const x = this.#exchange;
+    this.#exchange = undefined;
+    this.#client.forget(this);
+    this.socket.destroy();
+    x?.reject(err);
+  }
+
+  #complete(x: Exchange, reusable: boolean): void {
+    this.#exchange = undefined;
+    this.socket.setTimeout(0);
+    if (reusable) this.#client.release(this);
+    else {
+      this.#client.forget(this);
+      this.socket.destroy();
+    }
+    x.resolve({
+      status: x.status,
+      headers: x.headers,
+      body:
+        x.body.length === 1 ? x.body[0]! : Buffer.concat(x.body, x.bodyBytes),
+    });
+  }
+
+  #read(chunk: Buffer): void {
+    const x = this.#exchange;
+    // Bytes nobody asked for: the connection cannot be trusted any more.
+    if (x === undefined) {
+      this.#fail(new PlainHttpError("unexpected data from the server"));
+      return;
+    }
+    let data = chunk;
+    if (x.head !== undefined) {
+      const head = x.head.length === 0 ? data : Buffer.concat([x.head, data]);
+      const end = head.indexOf(CRLFCRLF);
+      if (end < 0) {
+        if (head.length > MAX_HEAD_BYTES) {
+          this.#fail(new PlainHttpError("the answer's headers are too long"));
+          return;
+        }
+        x.head = head;
+        return;
+      }
+      if (!this.#parseHead(x, head.toString("latin1", 0, end))) return;
+      data = head.subarray(end + 4);
+      // An interim answer (100 Continue and the like): the real one follows.
+      if (x.status >= 100 && x.status < 200) {
+        x.head = Buffer.alloc(0);
+        x.headers = new Map();
+        if (data.length > 0) this.#read(data);
+        return;
+      }
+      x.head = undefined;
+      if (x.framing === "length" && x.remaining === 0) {
+        if (data.length > 0) x.reusable = false;
+        this.#complete(x, x.reusable);
+        return;
+      }
+    }
+    if (x.framing === "chunked") this.#readChunked(x, data);
+    else {
+      const take =
+        x.framing === "length"
+          ? Math.min(x.remaining, data.length)
+          : data.length;
+      this.#keep(x, data.subarray(0, take));
+      if (x.framing === "length") {
+        x.remaining -= take;
+        if (x.remaining === 0)
+          this.#complete(x, x.reusable && take === data.length);
+      }
+    }
+  }
+
+  #parseHead(x: Exchange, text: string): boolean {
+    const lines = text.split("\r\n");
+    const m = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(lines[0]!);
+    if (m === null) {
+      this.#fail(new PlainHttpError("the server did not answer in HTTP/1.x"));
+      return false;
+    }
+    x.status = Number(m[2]);
+    let keepAlive = m[1] === "1";
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i]!;
+      const colon = line.indexOf(":");
+      if (colon <= 0) {
+        this.#fail(new PlainHttpError("the answer has a malformed header"));
+        return false;
+      }
+      x.headers.set(
+        line.slice(0, colon).trim().toLowerCase(),
+        line.slice(colon + 1).trim(),
+      );
+    }
+    const connection = x.headers.get("connection")?.toLowerCase();
+    if (connection !== undefined) {
+      if (/\bclose\b/.test(connection)) keepAlive = false;
+      else if (/\bkeep-alive\b/.test(connection)) keepAlive = true;
+    }
+    x.reusable = keepAlive;
+    const te = x.headers.get("transfer-encoding");
+    const cl = x.headers.get("content-length");
+    if (x.status === 204 || x.status === 304 || x.status < 200) {
+      x.framing = "length";
+      x.remaining = 0;
+    } else if (te !== undefined && /\bchunked\s*$/i.test(te)) {
+      x.framing = "chunked";
+      x.chunkState = "size";
+    } else if (cl !== undefined) {
+      if (!/^\d{1,15}$/.test(cl)) {
+        this.#fail(new PlainHttpError("the answer has a malformed length"));
+        return false;
+      }
+      x.framing = "length";
+      x.remaining = Number(cl);
+    } else {
+      x.framing = "close";
+      x.reusable = false;
+    }
+    return true;
+  }
+
+  #readChunked(x: Exchange, data: Buffer): void {
+    let i = 0;
+    while (i < data.length) {
+      if (x.chunkState === "data") {
+        const take = Math.min(x.remaining, data.length - i);
+        this.#keep(x, data.subarray(i, i + take));
+        x.remaining -= take;
+        i += take;
+        if (x.remaining === 0) x.chunkState = "data-end";
+        continue;
+      }
+      // A line: a chunk's size, the CRLF after its data, or a trailer.
+      const nl = data.indexOf(10, i);
+      const piece = data.subarray(i, nl < 0 ? data.length : nl + 1);
+      const line =
+        x.line === undefined ? piece : Buffer.concat([x.line, piece]);
+      i += piece.length;
+      if (nl < 0) {
+        if (line.length > MAX_HEAD_BYTES) {
+          this.#fail(new PlainHttpError("the answer's chunks are malformed"));
+          return;
+        }
+        x.line = line;
+        continue;
+      }
+      x.line = undefined;
+      const text = line.toString("latin1").replace(/\r?\n$/, "");
+      if (x.chunkState === "data-end") {
+        if (text !== "") {
+          this.#fail(new PlainHttpError("the answer's chunks are malformed"));
+          return;
+        }
+        x.chunkState = "size";
+      } else if (x.chunkState === "size") {
+        const size = /^([0-9a-fA-F]{1,12})(?:;.*)?$/.exec(text.trim());
+        if (size === null) {
+          this.#fail(new PlainHttpError("the answer's chunks are malformed"));
+          return;
+        }
+        x.remaining = parseInt(size[1]!, 16);
+        x.chunkState = x.remaining === 0 ? "trailers" : "data";
+      } else if (text === "") {
+        // The end of the trailers, and of the answer.
+        this.#complete(x, x.reusable && i === data.length);
+        return;
+      }
+    }
+  }
+
+  #keep(x: Exchange, piece: Buffer): void {
+    const room = this.#client.maxBodyBytes - x.bodyBytes;
+    if (room <= 0 || piece.length === 0) return;
+    const kept = piece.length > room ? piece.subarray(0, room) : piece;
+    x.body.push(kept);
+    x.bodyBytes += kept.length;
+  }
+}
+
+/** Requests one http: URL over up to as many sockets as requests in flight. */
+export class PlainHttpClient {
+  readonly maxBodyBytes: number;
+  readonly #host: string;
+  readonly #port: number;
+  readonly #head: string;
+  readonly #idle: Connection[] = [];
+
+  constructor(url: URL, maxBodyBytes: number, method: "POST" | "GET" = "POST") {
+    if (url.protocol !== "http:")
+      throw new Error(`${url.protocol} is not plain HTTP`);
+    this.maxBodyBytes = maxBodyBytes;
+    this.#host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+    this.#port = url.port === "" ? 80 : Number(url.port);
+    this.#head = `${method} ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: keep-alive\r\n`;
+  }
+
+  readonly post: Transport = (headers, body, timeoutMs) => {
+    let head = this.#head;
+    for (const name in headers) {
+      const value = String(headers[name]);
+      if (!TOKEN.test(name) || !FIELD_VALUE.test(value))
+        return Promise.reject(
+          new PlainHttpError(
+            `header ${JSON.stringify(name)} is not valid`,
+            undefined,
+            true,
+          ),
+        );
+      head += `${name}: ${value}\r\n`;
+    }
+    head += "\r\n";
+    return new Promise((resolve, reject) => {
+      const exchange: Exchange = {
+        resolve,
+        reject,
+        head: Buffer.alloc(0),
+        status: 0,
+        headers: new Map(),
+        framing: "length",
+        remaining: 0,
+        line: undefined,
+        chunkState: "size",
+        body: [],
+        bodyBytes: 0,
+        reusable: false,
+        timeoutMs,
+      };
+      const c = this.#idle.pop() ?? this.#connect();
+      c.send(Buffer.from(head, "latin1"), body, exchange);
+    });
+  };
+
+  /** A connection whose answer is complete and may carry another request. */
+  release(c: Connection): void {
+    this.#idle.push(c);
+  }
+
+  /** A connection that closed or broke. */
+  forget(c: Connection): void {
+    const i = this.#idle.indexOf(c);
+    if (i >= 0) this.#idle.splice(i, 1);
+  }
+
+  /** Closes the idle connections. */
+  close(): void {
+    for (const c of this.#idle.splice(0)) c.socket.destroy();
+  }
+
+  #connect(): Connection {
+    const net = process.getBuiltinModule("node:net");
+    const socket = net.connect({ host: this.#host, port: this.#port });
+    socket.setNoDelay(true);
+    // An export in flight, or an idle connection, never keeps the process alive.
+    socket.unref();
+    return new Connection(this, socket);
+  }
+}

@@ -1,0 +1,225 @@
+// The exporter's plain-HTTP client against a real server on loopback that
+// answers byte for byte as each test scripts it.
+import assert from "node:assert/strict";
+import { createServer, type Server, type Socket } from "node:net";
+import { after, before, it } from "node:test";
+import {
+  PlainHttpClient,
+  type PlainHttpError,
+} from "../src/internal/plain-http.ts";
+
+interface Received {
+  connection: number;
+  head: string;
+  body: string;
+}
+
+/** Answers each request with the next scripted reply (bytes, pieces or an action). */
+type Reply = string | string[] | ((socket: Socket) => void);
+
+let server: Server;
+let url: URL;
+let replies: Reply[] = [];
+let received: Received[] = [];
+let connections = 0;
+
+before(async () => {
+  server = createServer((socket) => {
+    const connection = ++connections;
+    let buf = Buffer.alloc(0);
+    socket.on("error", () => {});
+    socket.on("data", async (chunk) => {
+      buf = Buffer.concat([buf, chunk]);
+      for (;;) {
+        const end = buf.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const head = buf.toString("latin1", 0, end);
+        const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0);
+        if (buf.length < end + 4 + length) return;
+        const body = buf.toString("utf8", end + 4, end + 4 + length);
+        buf = buf.subarray(end + 4 + length);
+        received.push({ connection, head, body });
+        const reply =
+          replies.shift() ?? "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        if (typeof reply === "function") reply(socket);
+        else if (typeof reply === "string") socket.write(reply);
+        else
+          for (const piece of reply) {
+            socket.write(piece);
+            await new Promise((r) => setTimeout(r, 2));
+          }
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const address = server.address() as { port: number };
+  url = new URL(`http://127.0.0.1:${address.port}/v1/traces?x=1`);
+});
+
+after(() => server.close());
+
+function reset(...scripted: Reply[]): PlainHttpClient {
+  replies = scripted;
+  received = [];
+  connections = 0;
+  return new PlainHttpClient(url, 16);
+}
+
+it("sends a POST with its headers and body, and reuses the connection", async () => {
+  const client = reset(
+    "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 2\r\n\r\nok",
+    "HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n",
+  );
+  const first = await client.post(
+    {
+      "content-type": "application/x-protobuf",
+      "content-length": 5,
+      "x-api-key": "k",
+    },
+    Buffer.from("hello"),
+    1000,
+  );
+  assert.equal(first.status, 200);
+  assert.equal(first.headers.get("content-type"), "application/x-protobuf");
+  assert.equal(first.body.toString(), "ok");
+  const second = await client.post(
+    { "content-length": 3 },
+    Buffer.from("abc"),
+    1000,
+  );
+  assert.equal(second.status, 202);
+  assert.equal(second.body.length, 0);
+  assert.equal(received.length, 2);
+  assert.match(received[0]!.head, /^POST \/v1\/traces\?x=1 HTTP\/1\.1\r\n/);
+  assert.match(received[0]!.head, new RegExp(`\r\nHost: ${url.host}\r\n`));
+  assert.match(received[0]!.head, /\r\nx-api-key: k(\r\n|$)/);
+  assert.equal(received[0]!.body, "hello");
+  assert.equal(received[1]!.body, "abc");
+  assert.equal(received[1]!.connection, received[0]!.connection);
+  client.close();
+});
+
+it("reads a chunked body delivered a few bytes at a time, after an interim answer", async () => {
+  const answer =
+    "HTTP/1.1 100 Continue\r\n\r\n" +
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+    "5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nx-trailer: t\r\n\r\n";
+  const pieces: string[] = [];
+  for (let i = 0; i < answer.length; i += 3)
+    pieces.push(answer.slice(i, i + 3));
+  const client = reset(pieces);
+  const res = await client.post({ "content-length": 0 }, Buffer.alloc(0), 2000);
+  assert.equal(res.status, 200);
+  assert.equal(res.body.toString(), "hello, world");
+  // The connection is still good for the next request.
+  const next = await client.post(
+    { "content-length": 1 },
+    Buffer.from("x"),
+    1000,
+  );
+  assert.equal(next.status, 200);
+  assert.equal(received[1]!.connection, received[0]!.connection);
+  client.close();
+});
+
+it("keeps only the first bytes of a long body and still reads the whole answer", async () => {
+  const body = "0123456789abcdefghijklmnopqrstuvwxyz";
+  const client = reset(
+    `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+  );
+  const res = await client.post({}, Buffer.alloc(0), 1000);
+  assert.equal(res.body.toString(), body.slice(0, 16));
+  const next = await client.post({}, Buffer.alloc(0), 1000);
+  assert.equal(next.status, 200);
+  assert.equal(received[1]!.connection, received[0]!.connection);
+  client.close();
+});
+
+it("reads to the end of a body without a length, then opens a new connection", async () => {
+  const client = reset((socket) => {
+    socket.end(
+      "HTTP/1.1 503 Service Unavailable\r\nretry-after: 3\r\n\r\nlater",
+    );
+  });
+  const res = await client.post({}, Buffer.alloc(0), 1000);
+  assert.equal(res.status, 503);
+  assert.equal(res.headers.get("retry-after"), "3");
+  assert.equal(res.body.toString(), "later");
+  await client.post({}, Buffer.alloc(0), 1000);
+  assert.notEqual(received[1]!.connection, received[0]!.connection);
+  client.close();
+});
+
+it("does not reuse a connection the server said it would close", async () => {
+  const client = reset(
+    "HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: 0\r\n\r\n",
+  );
+  await client.post({}, Buffer.alloc(0), 1000);
+  await client.post({}, Buffer.alloc(0), 1000);
+  assert.notEqual(received[1]!.connection, received[0]!.connection);
+  client.close();
+});
+
+it("forgets an idle connection the server closed", async () => {
+  const client = reset((socket) => {
+    socket.write("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+    setTimeout(() => socket.end(), 20);
+  });
+  await client.post({}, Buffer.alloc(0), 1000);
+  await new Promise((r) => setTimeout(r, 100));
+  const res = await client.post({}, Buffer.alloc(0), 1000);
+  assert.equal(res.status, 200);
+  assert.notEqual(received[1]!.connection, received[0]!.connection);
+  client.close();
+});
+
+it("fails with the socket's code when the connection breaks mid-answer", async () => {
+  const client = reset((socket) => {
+    socket.write("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc");
+    setTimeout(() => socket.destroy(), 10);
+  });
+  await assert.rejects(
+    client.post({}, Buffer.alloc(0), 1000),
+    (err: PlainHttpError) => err.code === "ECONNRESET" && !err.final,
+  );
+  client.close();
+});
+
+it("fails when nothing answers in time", async () => {
+  const client = reset(() => {});
+  await assert.rejects(
+    client.post({}, Buffer.alloc(0), 100),
+    /no answer within 100 ms/,
+  );
+  client.close();
+});
+
+it("fails on a connection refused, with its code", async () => {
+  const closed = createServer();
+  await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
+  const port = (closed.address() as { port: number }).port;
+  await new Promise((r) => closed.close(r));
+  const client = new PlainHttpClient(new URL(`http://127.0.0.1:${port}/`), 16);
+  await assert.rejects(
+    client.post({}, Buffer.alloc(0), 1000),
+    (err: PlainHttpError) => err.code === "ECONNREFUSED",
+  );
+});
+
+it("refuses a header that would break the request, for good", async () => {
+  const client = reset();
+  await assert.rejects(
+    client.post({ "x-key": "a\r\nInjected: 1" }, Buffer.alloc(0), 1000),
+    (err: PlainHttpError) => err.final && /x-key/.test(err.message),
+  );
+  assert.equal(received.length, 0);
+});
+
+it("fails clearly on an answer that is not HTTP", async () => {
+  const client = reset("SSH-2.0-OpenSSH\r\n\r\n");
+  await assert.rejects(
+    client.post({}, Buffer.alloc(0), 1000),
+    /did not answer in HTTP\/1\.x/,
+  );
+  client.close();
+});
