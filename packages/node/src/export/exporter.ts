@@ -19,9 +19,10 @@
 //   Completion is signalled through a shared Int32 so the main thread can
 //   wait for it synchronously in an 'exit' handler (on a worker then: see
 //   takeUndelivered()).
-// node:zlib is taken with getBuiltinModule when gzip is first asked for,
-// and the HTTP client as internal/http-client.ts explains.
-import type { Agent as HttpAgent, IncomingMessage } from "node:http";
+// - Plain-HTTP endpoints are reached with internal/plain-http.ts, which
+//   says why not with node:http; https: ones with node:https. Both, and
+//   node:zlib, are taken with getBuiltinModule when first needed.
+import type { IncomingMessage } from "node:http";
 import { LogsEncoder } from "@threadline/otlp";
 import {
   CONTROL_FLUSHED,
@@ -38,7 +39,11 @@ import {
 } from "./protocol.ts";
 import { encodeStagedLogs, encodeStagedLogsJson } from "./log-record.ts";
 import { pollWatchSource } from "./watch-source.ts";
-import { httpClientFor } from "../internal/http-client.ts";
+import {
+  PlainHttpClient,
+  PlainHttpError,
+  type Transport,
+} from "../internal/plain-http.ts";
 import { printableUrl } from "../internal/printable-url.ts";
 
 // Short enough that export resumes within seconds of the Collector's return.
@@ -89,8 +94,7 @@ class Channel {
   readonly #signal: Signal;
   readonly #endpoint: EndpointSettings;
   readonly #url: URL;
-  readonly #request: ReturnType<typeof httpClientFor>["request"];
-  readonly #agent: HttpAgent;
+  readonly #transport: Transport;
   readonly #queue: Payload[] = [];
   readonly #inflight = new Set<Payload>();
   readonly #compressing = new Set<Compressing>();
@@ -106,9 +110,10 @@ class Channel {
     this.#signal = signal;
     this.#endpoint = endpoint;
     this.#url = new URL(endpoint.url);
-    const client = httpClientFor(this.#url);
-    this.#request = client.request;
-    this.#agent = new client.Agent({ keepAlive: true, maxSockets: 4 });
+    this.#transport =
+      this.#url.protocol === "https:"
+        ? httpsTransport(this.#url)
+        : new PlainHttpClient(this.#url, MAX_RESPONSE_BYTES).post;
   }
 
   /** During a flush: every payload was attempted once in this round and nothing is in flight. */
@@ -345,47 +350,76 @@ class Channel {
 
   #send(p: Payload): Promise<Outcome> {
     const e = this.#endpoint;
-    return new Promise<Outcome>((resolve) => {
-      let done = false;
-      const finish = (o: Outcome) => {
-        if (!done) {
-          done = true;
-          resolve(o);
-        }
-      };
-      const headers: Record<string, string | number> = {
-        ...e.headers,
-        "content-type":
-          e.protocol === "http/json"
-            ? "application/json"
-            : "application/x-protobuf",
-        "content-length": p.body.length,
-      };
-      if (e.compression === "gzip") headers["content-encoding"] = "gzip";
+    const headers: Record<string, string | number> = {
+      ...e.headers,
+      "content-type":
+        e.protocol === "http/json"
+          ? "application/json"
+          : "application/x-protobuf",
+      "content-length": p.body.length,
+    };
+    if (e.compression === "gzip") headers["content-encoding"] = "gzip";
+    return this.#transport(headers, p.body, e.timeoutMs).then(
+      (res): Outcome => {
+        const status = res.status;
+        if (status >= 200 && status < 300)
+          return {
+            kind: "ok",
+            rejected: rejectedCount(
+              res.body,
+              e.protocol,
+              res.headers.get("content-type"),
+            ),
+          };
+        if (
+          status === 429 ||
+          status === 502 ||
+          status === 503 ||
+          status === 504
+        )
+          return {
+            kind: "retry",
+            reason: `answered HTTP ${status}`,
+            retryAfterMs: retryAfter(res.headers.get("retry-after")),
+          };
+        return { kind: "fail", reason: `HTTP ${status}` };
+      },
+      (err: NodeJS.ErrnoException): Outcome =>
+        err instanceof PlainHttpError && err.final
+          ? { kind: "fail", reason: err.message }
+          : {
+              kind: "retry",
+              reason: err.code ?? err.message,
+              retryAfterMs: undefined,
+            },
+    );
+  }
+}
+
+/** node:https's client, for https: endpoints, answering as PlainHttpClient does. */
+function httpsTransport(url: URL): Transport {
+  const https = process.getBuiltinModule("node:https");
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 4 });
+  return (headers, body, timeoutMs) =>
+    new Promise((resolve, reject) => {
       let req;
       try {
-        req = this.#request(this.#url, {
+        req = https.request(url, {
           method: "POST",
           headers,
-          agent: this.#agent,
-          timeout: e.timeoutMs,
+          agent,
+          timeout: timeoutMs,
         });
       } catch (err) {
-        finish({ kind: "fail", reason: (err as Error).message });
+        reject(new PlainHttpError((err as Error).message, undefined, true));
         return;
       }
       // An export in flight never keeps the process alive on its own either.
       req.on("socket", (socket) => socket.unref());
       req.on("timeout", () => {
-        req.destroy(new Error(`no answer within ${e.timeoutMs} ms`));
+        req.destroy(new Error(`no answer within ${timeoutMs} ms`));
       });
-      req.on("error", (err: NodeJS.ErrnoException) =>
-        finish({
-          kind: "retry",
-          reason: err.code ?? err.message,
-          retryAfterMs: undefined,
-        }),
-      );
+      req.on("error", reject);
       req.on("response", (res: IncomingMessage) => {
         const chunks: Buffer[] = [];
         let size = 0;
@@ -393,43 +427,20 @@ class Channel {
           size += c.length;
           if (size <= MAX_RESPONSE_BYTES) chunks.push(c);
         });
-        res.on("error", () =>
-          finish({
-            kind: "retry",
-            reason: "the response broke off",
-            retryAfterMs: undefined,
-          }),
-        );
+        res.on("error", () => reject(new Error("the response broke off")));
         res.on("end", () => {
-          const status = res.statusCode ?? 0;
-          if (status >= 200 && status < 300) {
-            finish({
-              kind: "ok",
-              rejected: rejectedCount(
-                Buffer.concat(chunks),
-                e.protocol,
-                res.headers["content-type"],
-              ),
-            });
-          } else if (
-            status === 429 ||
-            status === 502 ||
-            status === 503 ||
-            status === 504
-          ) {
-            finish({
-              kind: "retry",
-              reason: `answered HTTP ${status}`,
-              retryAfterMs: retryAfter(res.headers["retry-after"]),
-            });
-          } else {
-            finish({ kind: "fail", reason: `HTTP ${status}` });
-          }
+          const headers = new Map<string, string>();
+          for (const [k, v] of Object.entries(res.headers))
+            if (typeof v === "string") headers.set(k, v);
+          resolve({
+            status: res.statusCode ?? 0,
+            headers,
+            body: Buffer.concat(chunks),
+          });
         });
       });
-      req.end(p.body);
+      req.end(body);
     });
-  }
 }
 
 /** Parses Retry-After (seconds or an HTTP date) into a delay in ms. */

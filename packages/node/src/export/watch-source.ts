@@ -4,7 +4,7 @@
 // message when a read succeeds again after failures.
 import { fileURLToPath } from "node:url";
 import type { WatchReadMessage, WatchSourceMessage } from "./protocol.ts";
-import { httpClientFor } from "../internal/http-client.ts";
+import { PlainHttpClient } from "../internal/plain-http.ts";
 // Not an ESM import of node:fs (see core/module-hooks.ts).
 const { readFile } = process.getBuiltinModule("node:fs");
 
@@ -21,34 +21,61 @@ function readHttp(
   const headers: Record<string, string> = { ...src.headers };
   if (etag !== undefined) headers["if-none-match"] = etag;
   const url = new URL(src.url);
-  // node:http(s) rather than fetch(): the first fetch() loads undici, some
-  // 15 MB of memory in every service for one small GET every few seconds.
-  const { request } = httpClientFor(url);
+  const timeoutMs = Math.min(10_000, Math.max(1000, src.intervalMs));
+  // Not fetch(): the first fetch() loads undici, some 15 MB of memory in
+  // every service for one small GET every few seconds. Plain HTTP as the
+  // exporter sends it (internal/plain-http.ts says why not node:http).
+  const answer =
+    url.protocol === "https:"
+      ? readHttps(url, headers, timeoutMs)
+      : readPlain(url, headers, timeoutMs);
+  return answer.then(({ status, header, body }) => {
+    if (status === 304) return { text: undefined, etag };
+    if (status === 404) throw new NotFound("HTTP 404");
+    // Redirects are not followed: the watch list's address is configured.
+    if (status < 200 || status > 299) throw new Error(`HTTP ${status}`);
+    if (body.byteLength > MAX_BYTES)
+      throw new Error(`the document is larger than ${MAX_BYTES} bytes`);
+    return { text: body.toString("utf8"), etag: header("etag") };
+  });
+}
+
+interface Answer {
+  status: number;
+  header: (name: string) => string | undefined;
+  body: Buffer;
+}
+
+async function readPlain(
+  url: URL,
+  headers: Record<string, string>,
+  timeoutMs: number,
+): Promise<Answer> {
+  // One more byte than allowed, to tell a document that is too large.
+  const client = new PlainHttpClient(url, MAX_BYTES + 1, "GET");
+  try {
+    const res = await client.post(headers, Buffer.alloc(0), timeoutMs);
+    return {
+      status: res.status,
+      header: (name) => res.headers.get(name),
+      body: res.body,
+    };
+  } finally {
+    client.close();
+  }
+}
+
+function readHttps(
+  url: URL,
+  headers: Record<string, string>,
+  timeoutMs: number,
+): Promise<Answer> {
+  const { request } = process.getBuiltinModule("node:https");
   return new Promise((resolve, reject) => {
-    const req = request(url, {
-      headers,
-      timeout: Math.min(10_000, Math.max(1000, src.intervalMs)),
-    });
+    const req = request(url, { headers, timeout: timeoutMs });
     req.on("timeout", () => req.destroy(new Error("timed out")));
     req.on("error", reject);
     req.on("response", (res) => {
-      const status = res.statusCode ?? 0;
-      const fail = (err: Error) => {
-        res.resume();
-        reject(err);
-      };
-      if (status === 304) {
-        res.resume();
-        return resolve({ text: undefined, etag });
-      }
-      if (status === 404) return fail(new NotFound("HTTP 404"));
-      // Redirects are not followed: the watch list's address is configured.
-      if (status < 200 || status > 299)
-        return fail(new Error(`HTTP ${status}`));
-      if (Number(res.headers["content-length"] ?? 0) > MAX_BYTES)
-        return fail(
-          new Error(`the document is larger than ${MAX_BYTES} bytes`),
-        );
       const chunks: Buffer[] = [];
       let size = 0;
       res.on("data", (chunk: Buffer) => {
@@ -60,13 +87,16 @@ function readHttp(
         }
       });
       res.on("error", reject);
-      res.on("end", () => {
-        const tag = res.headers["etag"];
+      res.on("end", () =>
         resolve({
-          text: Buffer.concat(chunks).toString("utf8"),
-          etag: typeof tag === "string" ? tag : undefined,
-        });
-      });
+          status: res.statusCode ?? 0,
+          header: (name) => {
+            const v = res.headers[name];
+            return typeof v === "string" ? v : undefined;
+          },
+          body: Buffer.concat(chunks),
+        }),
+      );
     });
     req.end();
   });

@@ -17,7 +17,7 @@ export function startUntracedServer(
   port: number,
   handler: (req: IncomingMessage, res: ServerResponse) => void,
 ): Promise<UntracedServer | undefined> {
-  // Not an ESM import of node:http (see http-client.ts).
+  // Not an ESM import of node:http: its namespace loads undici and http2.
   const server = process.getBuiltinModule("node:http").createServer(handler);
   (server as unknown as Record<symbol, unknown>)[UNTRACED_SERVER] = true;
   server.unref();
