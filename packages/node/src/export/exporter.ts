@@ -19,10 +19,9 @@
 //   Completion is signalled through a shared Int32 so the main thread can
 //   wait for it synchronously in an 'exit' handler (on a worker then: see
 //   takeUndelivered()).
-// - Plain-HTTP endpoints are reached with internal/plain-http.ts, which
-//   says why not with node:http; https: ones with node:https. Both, and
-//   node:zlib, are taken with getBuiltinModule when first needed.
-import type { IncomingMessage } from "node:http";
+// - Requests go through internal/http-transport.ts (our own client for
+//   plain http:, node:https for https:; it says why not node:http). The
+//   modules, node:zlib too, are taken with getBuiltinModule when needed.
 import { LogsEncoder } from "@threadline/otlp";
 import {
   CONTROL_FLUSHED,
@@ -40,10 +39,10 @@ import {
 import { encodeStagedLogs, encodeStagedLogsJson } from "./log-record.ts";
 import { pollWatchSource } from "./watch-source.ts";
 import {
-  PlainHttpClient,
   PlainHttpError,
-  type Transport,
-} from "../internal/plain-http.ts";
+  transportFor,
+  type Send,
+} from "../internal/http-transport.ts";
 import { printableUrl } from "../internal/printable-url.ts";
 
 // Short enough that export resumes within seconds of the Collector's return.
@@ -94,7 +93,7 @@ class Channel {
   readonly #signal: Signal;
   readonly #endpoint: EndpointSettings;
   readonly #url: URL;
-  readonly #transport: Transport;
+  readonly #transport: Send;
   readonly #queue: Payload[] = [];
   readonly #inflight = new Set<Payload>();
   readonly #compressing = new Set<Compressing>();
@@ -110,10 +109,7 @@ class Channel {
     this.#signal = signal;
     this.#endpoint = endpoint;
     this.#url = new URL(endpoint.url);
-    this.#transport =
-      this.#url.protocol === "https:"
-        ? httpsTransport(this.#url)
-        : new PlainHttpClient(this.#url, MAX_RESPONSE_BYTES).post;
+    this.#transport = transportFor(this.#url, MAX_RESPONSE_BYTES, "POST").send;
   }
 
   /** During a flush: every payload was attempted once in this round and nothing is in flight. */
@@ -394,53 +390,6 @@ class Channel {
             },
     );
   }
-}
-
-/** node:https's client, for https: endpoints, answering as PlainHttpClient does. */
-function httpsTransport(url: URL): Transport {
-  const https = process.getBuiltinModule("node:https");
-  const agent = new https.Agent({ keepAlive: true, maxSockets: 4 });
-  return (headers, body, timeoutMs) =>
-    new Promise((resolve, reject) => {
-      let req;
-      try {
-        req = https.request(url, {
-          method: "POST",
-          headers,
-          agent,
-          timeout: timeoutMs,
-        });
-      } catch (err) {
-        reject(new PlainHttpError((err as Error).message, undefined, true));
-        return;
-      }
-      // An export in flight never keeps the process alive on its own either.
-      req.on("socket", (socket) => socket.unref());
-      req.on("timeout", () => {
-        req.destroy(new Error(`no answer within ${timeoutMs} ms`));
-      });
-      req.on("error", reject);
-      req.on("response", (res: IncomingMessage) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on("data", (c: Buffer) => {
-          size += c.length;
-          if (size <= MAX_RESPONSE_BYTES) chunks.push(c);
-        });
-        res.on("error", () => reject(new Error("the response broke off")));
-        res.on("end", () => {
-          const headers = new Map<string, string>();
-          for (const [k, v] of Object.entries(res.headers))
-            if (typeof v === "string") headers.set(k, v);
-          resolve({
-            status: res.statusCode ?? 0,
-            headers,
-            body: Buffer.concat(chunks),
-          });
-        });
-      });
-      req.end(body);
-    });
 }
 
 /** Parses Retry-After (seconds or an HTTP date) into a delay in ms. */

@@ -1,8 +1,9 @@
-// The exporter's client for plain-HTTP endpoints (the usual case: a
-// Collector on the same host or in the same pod, a watch list beside it): a
-// POST with a body and its length, or a GET, answered with a status, a few
-// headers and a small body, over kept-alive sockets. No redirects, no
-// proxies, no Expect, no upgrades; https: goes through node:https instead.
+// How the exporter and the watch-list reader reach an address: a POST with a
+// body and its length, or a GET, answered with a status, a few headers and a
+// small body, over kept-alive sockets. No redirects, no proxies, no Expect,
+// no upgrades. https: goes through node:https; plain http: (the usual case,
+// a Collector on the same host or in the same pod) through our own client,
+// PlainHttpClient.
 //
 // Why not node:http's client: its requests and responses go through the
 // same functions of Node.js core (HTTP parsing, headers, streams) as the
@@ -11,6 +12,7 @@
 // application serves, not only the exports (figures in the package README).
 // A bare socket with one listener of each kind for its whole life leaves
 // them much as the application alone would.
+import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 
 /** An answer: header names lower-cased, the last of a repeated header kept. */
@@ -41,11 +43,85 @@ export class PlainHttpError extends Error {
 }
 
 /** Sends one request; the answer, or a PlainHttpError. */
-export type Transport = (
+export type Send = (
   headers: Record<string, string | number>,
   body: Buffer,
   timeoutMs: number,
 ) => Promise<PlainResponse>;
+
+export interface Transport {
+  send: Send;
+  /** Closes the idle connections. */
+  close(): void;
+}
+
+type Method = "POST" | "GET";
+
+/**
+ * The transport for `url`, keeping the first `maxBodyBytes` of each answer:
+ * node:https for https:, PlainHttpClient for http:.
+ */
+export function transportFor(
+  url: URL,
+  maxBodyBytes: number,
+  method: Method,
+): Transport {
+  return url.protocol === "https:"
+    ? httpsTransport(url, maxBodyBytes, method)
+    : new PlainHttpClient(url, maxBodyBytes, method);
+}
+
+function httpsTransport(
+  url: URL,
+  maxBodyBytes: number,
+  method: Method,
+): Transport {
+  const https = process.getBuiltinModule("node:https");
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 4 });
+  const send: Send = (headers, body, timeoutMs) =>
+    new Promise((resolve, reject) => {
+      let req;
+      try {
+        req = https.request(url, {
+          method,
+          headers,
+          agent,
+          timeout: timeoutMs,
+        });
+      } catch (err) {
+        reject(new PlainHttpError((err as Error).message, undefined, true));
+        return;
+      }
+      // A request in flight never keeps the process alive on its own.
+      req.on("socket", (socket) => socket.unref());
+      req.on("timeout", () => {
+        req.destroy(new Error(`no answer within ${timeoutMs} ms`));
+      });
+      req.on("error", reject);
+      req.on("response", (res: IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on("data", (c: Buffer) => {
+          if (size < maxBodyBytes)
+            chunks.push(c.subarray(0, maxBodyBytes - size));
+          size += c.length;
+        });
+        res.on("error", () => reject(new Error("the response broke off")));
+        res.on("end", () => {
+          const headers = new Map<string, string>();
+          for (const [k, v] of Object.entries(res.headers))
+            if (typeof v === "string") headers.set(k, v);
+          resolve({
+            status: res.statusCode ?? 0,
+            headers,
+            body: Buffer.concat(chunks),
+          });
+        });
+      });
+      req.end(body);
+    });
+  return { send, close: () => agent.destroy() };
+}
 
 /** One request's reading state. */
 interface Exchange {
@@ -292,24 +368,27 @@ class Connection {
 }
 
 /** Requests one http: URL over up to as many sockets as requests in flight. */
-export class PlainHttpClient {
+export class PlainHttpClient implements Transport {
   readonly maxBodyBytes: number;
   readonly #host: string;
   readonly #port: number;
-  readonly #head: string;
+  readonly #requestLine: string;
+  readonly #hostLine: string;
   readonly #idle: Connection[] = [];
 
-  constructor(url: URL, maxBodyBytes: number, method: "POST" | "GET" = "POST") {
+  constructor(url: URL, maxBodyBytes: number, method: Method = "POST") {
     if (url.protocol !== "http:")
       throw new Error(`${url.protocol} is not plain HTTP`);
     this.maxBodyBytes = maxBodyBytes;
     this.#host = url.hostname.replace(/^\[(.*)\]$/, "$1");
     this.#port = url.port === "" ? 80 : Number(url.port);
-    this.#head = `${method} ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: keep-alive\r\n`;
+    this.#requestLine = `${method} ${url.pathname}${url.search} HTTP/1.1\r\n`;
+    this.#hostLine = `Host: ${url.host}\r\n`;
   }
 
-  readonly post: Transport = (headers, body, timeoutMs) => {
-    let head = this.#head;
+  readonly send: Send = (headers, body, timeoutMs) => {
+    let fields = "Connection: keep-alive\r\n";
+    let host = this.#hostLine;
     for (const name in headers) {
       const value = String(headers[name]);
       if (!TOKEN.test(name) || !FIELD_VALUE.test(value))
@@ -320,9 +399,12 @@ export class PlainHttpClient {
             true,
           ),
         );
-      head += `${name}: ${value}\r\n`;
+      // A Host of the caller's (a proxy's routing, say) replaces the URL's.
+      if (name.length === 4 && name.toLowerCase() === "host")
+        host = `Host: ${value}\r\n`;
+      else fields += `${name}: ${value}\r\n`;
     }
-    head += "\r\n";
+    const head = `${this.#requestLine}${host}${fields}\r\n`;
     return new Promise((resolve, reject) => {
       const exchange: Exchange = {
         resolve,
@@ -355,7 +437,6 @@ export class PlainHttpClient {
     if (i >= 0) this.#idle.splice(i, 1);
   }
 
-  /** Closes the idle connections. */
   close(): void {
     for (const c of this.#idle.splice(0)) c.socket.destroy();
   }

@@ -1,12 +1,18 @@
-// The exporter's plain-HTTP client against a real server on loopback that
-// answers byte for byte as each test scripts it.
+// The transports: our plain-HTTP client against a real server on loopback
+// that answers byte for byte as each test scripts it, and node:https's.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import https from "node:https";
 import { createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, it } from "node:test";
 import {
   PlainHttpClient,
+  transportFor,
   type PlainHttpError,
-} from "../src/internal/plain-http.ts";
+} from "../src/internal/http-transport.ts";
 
 interface Received {
   connection: number;
@@ -70,7 +76,7 @@ it("sends a POST with its headers and body, and reuses the connection", async ()
     "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 2\r\n\r\nok",
     "HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n",
   );
-  const first = await client.post(
+  const first = await client.send(
     {
       "content-type": "application/x-protobuf",
       "content-length": 5,
@@ -82,7 +88,7 @@ it("sends a POST with its headers and body, and reuses the connection", async ()
   assert.equal(first.status, 200);
   assert.equal(first.headers.get("content-type"), "application/x-protobuf");
   assert.equal(first.body.toString(), "ok");
-  const second = await client.post(
+  const second = await client.send(
     { "content-length": 3 },
     Buffer.from("abc"),
     1000,
@@ -108,11 +114,11 @@ it("reads a chunked body delivered a few bytes at a time, after an interim answe
   for (let i = 0; i < answer.length; i += 3)
     pieces.push(answer.slice(i, i + 3));
   const client = reset(pieces);
-  const res = await client.post({ "content-length": 0 }, Buffer.alloc(0), 2000);
+  const res = await client.send({ "content-length": 0 }, Buffer.alloc(0), 2000);
   assert.equal(res.status, 200);
   assert.equal(res.body.toString(), "hello, world");
   // The connection is still good for the next request.
-  const next = await client.post(
+  const next = await client.send(
     { "content-length": 1 },
     Buffer.from("x"),
     1000,
@@ -127,9 +133,9 @@ it("keeps only the first bytes of a long body and still reads the whole answer",
   const client = reset(
     `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
   );
-  const res = await client.post({}, Buffer.alloc(0), 1000);
+  const res = await client.send({}, Buffer.alloc(0), 1000);
   assert.equal(res.body.toString(), body.slice(0, 16));
-  const next = await client.post({}, Buffer.alloc(0), 1000);
+  const next = await client.send({}, Buffer.alloc(0), 1000);
   assert.equal(next.status, 200);
   assert.equal(received[1]!.connection, received[0]!.connection);
   client.close();
@@ -141,11 +147,11 @@ it("reads to the end of a body without a length, then opens a new connection", a
       "HTTP/1.1 503 Service Unavailable\r\nretry-after: 3\r\n\r\nlater",
     );
   });
-  const res = await client.post({}, Buffer.alloc(0), 1000);
+  const res = await client.send({}, Buffer.alloc(0), 1000);
   assert.equal(res.status, 503);
   assert.equal(res.headers.get("retry-after"), "3");
   assert.equal(res.body.toString(), "later");
-  await client.post({}, Buffer.alloc(0), 1000);
+  await client.send({}, Buffer.alloc(0), 1000);
   assert.notEqual(received[1]!.connection, received[0]!.connection);
   client.close();
 });
@@ -154,8 +160,8 @@ it("does not reuse a connection the server said it would close", async () => {
   const client = reset(
     "HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: 0\r\n\r\n",
   );
-  await client.post({}, Buffer.alloc(0), 1000);
-  await client.post({}, Buffer.alloc(0), 1000);
+  await client.send({}, Buffer.alloc(0), 1000);
+  await client.send({}, Buffer.alloc(0), 1000);
   assert.notEqual(received[1]!.connection, received[0]!.connection);
   client.close();
 });
@@ -165,9 +171,9 @@ it("forgets an idle connection the server closed", async () => {
     socket.write("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
     setTimeout(() => socket.end(), 20);
   });
-  await client.post({}, Buffer.alloc(0), 1000);
+  await client.send({}, Buffer.alloc(0), 1000);
   await new Promise((r) => setTimeout(r, 100));
-  const res = await client.post({}, Buffer.alloc(0), 1000);
+  const res = await client.send({}, Buffer.alloc(0), 1000);
   assert.equal(res.status, 200);
   assert.notEqual(received[1]!.connection, received[0]!.connection);
   client.close();
@@ -179,7 +185,7 @@ it("fails with the socket's code when the connection breaks mid-answer", async (
     setTimeout(() => socket.destroy(), 10);
   });
   await assert.rejects(
-    client.post({}, Buffer.alloc(0), 1000),
+    client.send({}, Buffer.alloc(0), 1000),
     (err: PlainHttpError) => err.code === "ECONNRESET" && !err.final,
   );
   client.close();
@@ -188,7 +194,7 @@ it("fails with the socket's code when the connection breaks mid-answer", async (
 it("fails when nothing answers in time", async () => {
   const client = reset(() => {});
   await assert.rejects(
-    client.post({}, Buffer.alloc(0), 100),
+    client.send({}, Buffer.alloc(0), 100),
     /no answer within 100 ms/,
   );
   client.close();
@@ -201,7 +207,7 @@ it("fails on a connection refused, with its code", async () => {
   await new Promise((r) => closed.close(r));
   const client = new PlainHttpClient(new URL(`http://127.0.0.1:${port}/`), 16);
   await assert.rejects(
-    client.post({}, Buffer.alloc(0), 1000),
+    client.send({}, Buffer.alloc(0), 1000),
     (err: PlainHttpError) => err.code === "ECONNREFUSED",
   );
 });
@@ -209,7 +215,7 @@ it("fails on a connection refused, with its code", async () => {
 it("refuses a header that would break the request, for good", async () => {
   const client = reset();
   await assert.rejects(
-    client.post({ "x-key": "a\r\nInjected: 1" }, Buffer.alloc(0), 1000),
+    client.send({ "x-key": "a\r\nInjected: 1" }, Buffer.alloc(0), 1000),
     (err: PlainHttpError) => err.final && /x-key/.test(err.message),
   );
   assert.equal(received.length, 0);
@@ -218,8 +224,77 @@ it("refuses a header that would break the request, for good", async () => {
 it("fails clearly on an answer that is not HTTP", async () => {
   const client = reset("SSH-2.0-OpenSSH\r\n\r\n");
   await assert.rejects(
-    client.post({}, Buffer.alloc(0), 1000),
+    client.send({}, Buffer.alloc(0), 1000),
     /did not answer in HTTP\/1\.x/,
   );
   client.close();
+});
+
+it("sends one Host, the caller's when it gives one", async () => {
+  const client = reset();
+  await client.send({ Host: "collector.internal" }, Buffer.alloc(0), 1000);
+  assert.equal(received[0]!.head.match(/\r\nhost:/gi)?.length, 1);
+  assert.match(received[0]!.head, /\r\nHost: collector\.internal(\r\n|$)/);
+  client.close();
+});
+
+it("reaches https: addresses through node:https, answering the same way", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "threadline-tls-"));
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-subj",
+      "/CN=localhost",
+      "-days",
+      "1",
+      "-keyout",
+      join(dir, "key.pem"),
+      "-out",
+      join(dir, "cert.pem"),
+    ],
+    { stdio: "ignore" },
+  );
+  const tls = {
+    key: readFileSync(join(dir, "key.pem")),
+    cert: readFileSync(join(dir, "cert.pem")),
+  };
+  rmSync(dir, { recursive: true, force: true });
+  let got = "";
+  const secure = https.createServer(tls, (req, res) => {
+    req.setEncoding("utf8");
+    req.on("data", (c: string) => (got += c));
+    req.on("end", () => {
+      res.setHeader("retry-after", "7");
+      res.end("0123456789abcdefghijklmnopqrstuvwxyz");
+    });
+  });
+  await new Promise<void>((r) => secure.listen(0, "127.0.0.1", r));
+  const port = (secure.address() as { port: number }).port;
+  // The certificate is our own, made above.
+  process.env["NODE_TLS_REJECT_UNAUTHORIZED"] = "0";
+  try {
+    const transport = transportFor(
+      new URL(`https://127.0.0.1:${port}/v1/logs`),
+      16,
+      "POST",
+    );
+    const res = await transport.send(
+      { "content-length": 4 },
+      Buffer.from("logs"),
+      1000,
+    );
+    transport.close();
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("retry-after"), "7");
+    assert.equal(res.body.toString(), "0123456789abcdef");
+    assert.equal(got, "logs");
+  } finally {
+    delete process.env["NODE_TLS_REJECT_UNAUTHORIZED"];
+    secure.close();
+  }
 });
