@@ -298,3 +298,38 @@ it("reaches https: addresses through node:https, answering the same way", async 
     secure.close();
   }
 });
+
+it("opens a new connection after an answer that came before the body was all sent", async () => {
+  // A server that answers as soon as it has the headers and reads no more:
+  // the rest of the body cannot follow on that connection, nor may the
+  // caller's body still be being sent once the answer is in.
+  const sockets: Socket[] = [];
+  const early = createServer((socket) => {
+    sockets.push(socket);
+    socket.on("error", () => {});
+    socket.once("data", () => {
+      socket.pause();
+      socket.write(
+        "HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n",
+      );
+    });
+  });
+  await new Promise<void>((r) => early.listen(0, "127.0.0.1", r));
+  const { port } = early.address() as { port: number };
+  const client = new PlainHttpClient(new URL(`http://127.0.0.1:${port}/`), 16);
+  try {
+    const body = Buffer.alloc(64 * 1024 * 1024);
+    const first = await client.send(
+      { "content-length": body.length },
+      body,
+      5000,
+    );
+    assert.equal(first.status, 413);
+    await client.send({ "content-length": 1 }, Buffer.from("x"), 5000);
+    assert.equal(sockets.length, 2);
+  } finally {
+    client.close();
+    for (const s of sockets) s.destroy();
+    early.close();
+  }
+});

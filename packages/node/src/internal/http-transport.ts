@@ -197,6 +197,10 @@ class Connection {
   #complete(x: Exchange, reusable: boolean): void {
     this.#exchange = undefined;
     this.socket.setTimeout(0);
+    // Answered before the request was all written: what is left of it is
+    // never sent (the caller may reuse its body's memory once answered), and
+    // the connection's framing cannot be trusted.
+    if (this.socket.writableLength > 0) reusable = false;
     if (reusable) this.#client.release(this);
     else {
       this.#client.forget(this);
