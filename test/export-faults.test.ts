@@ -310,6 +310,73 @@ describe("export under faults", () => {
     }
   });
 
+  it("delivers every span and log line once and intact while refused batches wait beside new ones", async () => {
+    // Bodies are made in reused memory: one waiting for its retry must keep
+    // its bytes while later batches are encoded, sent and given back.
+    const receiver = await startOtlpReceiver();
+    let attempts = 0;
+    receiver.setResponder((req) =>
+      req.url !== "/v1/metrics" && attempts++ % 3 === 0
+        ? { status: 503, headers: { "retry-after": "0" } }
+        : undefined,
+    );
+    const svc = await service(receiver.url, {
+      OTEL_BSP_MAX_EXPORT_BATCH_SIZE: "10",
+      OTEL_BLRP_MAX_EXPORT_BATCH_SIZE: "10",
+    });
+    const n = 300;
+    try {
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 10 }, async () => {
+          while (next < n) {
+            const res = await fetch(`${svc.url}/work/${next++}`);
+            assert.equal(await res.text(), "ok");
+          }
+        }),
+      );
+      const spans = await receiver.waitForSpans(
+        (s) => s.length >= n,
+        `${n} spans`,
+        20_000,
+      );
+      const logs = await receiver.waitForLogs(
+        (l) => l.length >= n,
+        `${n} log records`,
+        20_000,
+      );
+      const s = await settledStats(svc);
+      assert.equal(s.traces.exported, n);
+      assert.equal(s.logs.exported, n);
+      assert.ok(
+        receiver.attempts.some((a) => a.answer === 503),
+        "some batches were refused and retried",
+      );
+      const paths = (
+        list: Array<{ attributes: Record<string, unknown> }>,
+        key: string,
+      ) => new Set(list.map((x) => String(x.attributes[key])));
+      const expected = new Set(
+        Array.from({ length: n }, (_, i) => `/work/${i}`),
+      );
+      assert.equal(spans.length, n);
+      assert.deepEqual(paths(spans, "url.path"), expected);
+      assert.equal(new Set(spans.map((x) => x.spanId)).size, n);
+      assert.equal(logs.length, n);
+      assert.deepEqual(paths(logs, "path"), expected);
+      const bySpan = new Map(spans.map((x) => [x.spanId, x]));
+      for (const log of logs)
+        assert.equal(
+          bySpan.get(log.spanId)?.attributes["url.path"],
+          log.attributes["path"],
+          "each line belongs to its request's span",
+        );
+    } finally {
+      await svc.stop();
+      await receiver.close();
+    }
+  });
+
   it("retries after connection resets and resumes by itself", async () => {
     const receiver = await startOtlpReceiver();
     let resets = 0;

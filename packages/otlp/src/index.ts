@@ -4,6 +4,7 @@ export {
   WIRE_FIXED64,
   WIRE_LEN,
   WIRE_VARINT,
+  type Allocate,
 } from "./proto-writer.ts";
 export { TraceEncoder, msToNanosString } from "./trace-encoder.ts";
 export { LogsEncoder } from "./logs-encoder.ts";

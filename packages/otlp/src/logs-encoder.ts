@@ -8,6 +8,7 @@ import {
 import type { Attributes, LogRecordData, Scope } from "./model.ts";
 import {
   ProtoWriter,
+  type Allocate,
   WIRE_FIXED32,
   WIRE_FIXED64,
   WIRE_VARINT,
@@ -23,9 +24,17 @@ export class LogsEncoder {
   #resourceLogs = 0;
   #scopeLogs = 0;
 
-  constructor(resource: Attributes, scope: Scope) {
+  readonly #allocate: Allocate | undefined;
+
+  /** `allocate` gives the memory of each finished request (see TraceEncoder). */
+  constructor(
+    resource: Attributes,
+    scope: Scope,
+    { allocate }: { allocate?: Allocate } = {},
+  ) {
     this.#resource = resource;
     this.#scope = scope;
+    this.#allocate = allocate;
   }
 
   /** One request holding `records`. */
@@ -113,7 +122,7 @@ export class LogsEncoder {
     const w = this.#writer;
     w.end(this.#scopeLogs);
     w.end(this.#resourceLogs);
-    return w.finish();
+    return w.finish(this.#allocate);
   }
 
   encodeJson(records: readonly LogRecordData[]): string {

@@ -60,6 +60,12 @@ export function varintSize(n: number): number {
   return 5;
 }
 
+/**
+ * Where an encoder puts a finished request: `size` bytes, every one of which
+ * it writes. Buffer.allocUnsafeSlow when not given.
+ */
+export type Allocate = (size: number) => Uint8Array;
+
 export class ProtoWriter {
   #buf: Buffer;
   #pos = 0;
@@ -324,11 +330,12 @@ export class ProtoWriter {
 
   /**
    * A copy of what was written, in an ArrayBuffer of its own (so it can be
-   * transferred); the writer can be reset and reused.
+   * transferred), or in memory from `allocate`; the writer can be reset and
+   * reused.
    */
-  finish(): Uint8Array {
+  finish(allocate?: Allocate): Uint8Array {
     // Not zero-filled first: every byte is overwritten by the copy.
-    const out = Buffer.allocUnsafeSlow(this.#pos);
+    const out = (allocate ?? Buffer.allocUnsafeSlow)(this.#pos);
     this.#buf.copy(out, 0, 0, this.#pos);
     return out;
   }

@@ -3,6 +3,7 @@ import { keyValuesToJson, writeKeyValues } from "./any-value.ts";
 import type { Attributes, Scope, SpanData } from "./model.ts";
 import {
   ProtoWriter,
+  type Allocate,
   varintSize,
   writeVarintAt,
   WIRE_FIXED32,
@@ -152,8 +153,18 @@ export class TraceEncoder {
   /** ScopeSpans.scope of each scope, encoded once. */
   #scopeBytes: WeakMap<Scope, Uint8Array> | undefined;
 
-  constructor(resource: Attributes) {
+  readonly #allocate: Allocate;
+
+  /**
+   * `allocate` gives the memory of each request {@link take} assembles
+   * (for a caller that reuses it once the request is sent).
+   */
+  constructor(
+    resource: Attributes,
+    { allocate = Buffer.allocUnsafeSlow }: { allocate?: Allocate } = {},
+  ) {
     this.#resource = resource;
+    this.#allocate = allocate;
   }
 
   /** Spans appended and not yet taken. */
@@ -202,7 +213,7 @@ export class TraceEncoder {
       parts.push([head, spans.view()]);
     }
     const rsContent = this.#resourceBytes.length + scopesLength;
-    const out = Buffer.allocUnsafeSlow(1 + varintSize(rsContent) + rsContent);
+    const out = this.#allocate(1 + varintSize(rsContent) + rsContent);
     let pos = 0;
     out[pos++] = (1 << 3) | WIRE_LEN; // ExportTraceServiceRequest.resource_spans
     pos = writeVarintAt(out, pos, rsContent);

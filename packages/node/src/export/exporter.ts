@@ -36,6 +36,7 @@ import {
   type WorkerCounter,
   type WorkerSettings,
 } from "./protocol.ts";
+import { bodyPool } from "./body-pool.ts";
 import { encodeStagedLogs, encodeStagedLogsJson } from "./log-record.ts";
 import { pollWatchSource } from "./watch-source.ts";
 import {
@@ -128,10 +129,13 @@ class Channel {
   }
 
   enqueue(raw: Uint8Array | string, count: number): void {
+    // A Buffer is kept as it is: the body pool knows its bodies by identity.
     let body: Buffer =
       typeof raw === "string"
         ? Buffer.from(raw)
-        : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+        : Buffer.isBuffer(raw)
+          ? raw
+          : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
     if (this.#endpoint.compression !== "gzip") {
       this.enqueueReady(body, count);
       return;
@@ -142,6 +146,7 @@ class Channel {
     process.getBuiltinModule("node:zlib").gzip(body, (err, out) => {
       this.#compressing.delete(job);
       if (job.taken) return;
+      bodyPool.release(body);
       if (err !== null) {
         this.#owner.add(this.#signal, "rejected", count);
         this.#owner.post({
@@ -168,6 +173,7 @@ class Channel {
         key: `${this.#signal}-buffer-full`,
         message: `dropped ${WHAT[this.#signal]}: the export buffer is full (${settings.maxPendingBytes} bytes) while ${printableUrl(this.#endpoint.url)} is not accepting data`,
       });
+      bodyPool.release(body);
       return;
     }
     this.#pendingBytes += body.length;
@@ -243,6 +249,11 @@ class Channel {
       return;
     }
     const what = WHAT[this.#signal];
+    const retry =
+      outcome.kind === "retry" &&
+      Date.now() - p.enqueuedAt < this.#owner.settings.maxRetryMs;
+    // Nothing reads a body that is not retried any more.
+    if (!retry) bodyPool.release(p.body);
     if (outcome.kind === "ok") {
       this.#pendingBytes -= p.body.length;
       this.#failures = 0;
@@ -265,7 +276,7 @@ class Channel {
         key: `${this.#signal}-rejected`,
         message: `dropped ${p.count} ${what}: ${printableUrl(this.#endpoint.url)} refused them (${outcome.reason}); not retried`,
       });
-    } else if (Date.now() - p.enqueuedAt >= this.#owner.settings.maxRetryMs) {
+    } else if (!retry) {
       this.#pendingBytes -= p.body.length;
       this.#owner.add(this.#signal, "retriesExhausted", p.count);
       this.#owner.post({
@@ -485,7 +496,9 @@ export class Exporter implements ChannelOwner {
       logs: new Channel(this, "logs", settings.logs),
       metrics: new Channel(this, "metrics", settings.metrics),
     };
-    this.#logsEncoder = new LogsEncoder(settings.resource, settings.logScope);
+    this.#logsEncoder = new LogsEncoder(settings.resource, settings.logScope, {
+      allocate: bodyPool.acquire,
+    });
   }
 
   add(signal: Signal, counter: WorkerCounter, n: number): void {
@@ -502,13 +515,13 @@ export class Exporter implements ChannelOwner {
 
   #encodeLogs(staged: Uint8Array, count: number): void {
     if (this.settings.logs.protocol === "http/json") {
-      this.#channels.logs.enqueue(
-        encodeStagedLogsJson(this.#logsEncoder, staged),
-        count,
-      );
+      const json = encodeStagedLogsJson(this.#logsEncoder, staged);
+      bodyPool.release(staged);
+      this.#channels.logs.enqueue(json, count);
       return;
     }
     const { body, rejected } = encodeStagedLogs(this.#logsEncoder, staged);
+    bodyPool.release(staged);
     if (rejected > 0) this.add("logs", "rejected", rejected);
     this.#channels.logs.enqueue(body, count - rejected);
   }

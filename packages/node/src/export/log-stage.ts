@@ -79,8 +79,18 @@ export class LogStage implements BatchEncoder<StagedLog> {
   /** Severity texts and message keys of this batch; a record names them by index. */
   #strings: string[] = [];
 
-  constructor(initialSize = 64 * 1024) {
+  readonly #allocate: (size: number) => Buffer;
+
+  /**
+   * `allocate` gives the memory of each batch {@link take} hands out (for a
+   * caller that reuses it once the batch is encoded).
+   */
+  constructor(
+    initialSize = 64 * 1024,
+    allocate: (size: number) => Buffer = Buffer.allocUnsafeSlow,
+  ) {
     this.#buf = Buffer.allocUnsafeSlow(initialSize);
+    this.#allocate = allocate;
   }
 
   get pending(): number {
@@ -130,12 +140,12 @@ export class LogStage implements BatchEncoder<StagedLog> {
     this.#pending++;
   }
 
-  /** The records appended since the last take(), in a buffer of their own. */
+  /** The records appended since the last take(), in a buffer of their own (from `allocate`). */
   take(): Uint8Array {
     const strings = this.#strings;
     let tableBytes = 0;
     for (const s of strings) tableBytes += 2 + Buffer.byteLength(s);
-    const out = Buffer.allocUnsafeSlow(4 + tableBytes + this.#pos);
+    const out = this.#allocate(4 + tableBytes + this.#pos);
     out.writeUInt32LE(tableBytes, 0);
     let pos = 4;
     for (const s of strings) {

@@ -16,6 +16,7 @@ import type { ResolvedConfig } from "../config.ts";
 import type { RecordingSpan, SpanSink } from "../trace/span.ts";
 import { now } from "../internal/clock.ts";
 import { BatchQueue, EncodingQueue } from "./batch-queue.ts";
+import { bodyPool } from "./body-pool.ts";
 import { Exporter } from "./exporter.ts";
 import { emptyStagedLog, LogStage, type StagedLog } from "./log-stage.ts";
 import {
@@ -121,7 +122,14 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       counters,
       control,
     };
-    this.#encoder = new TraceEncoder(resource);
+    // On this thread the exporter gives each body back to the pool once its
+    // export is settled. A worker gets a copy of the whole ArrayBuffer a
+    // body is a view of, so bodies for it are allocated to their size.
+    const allocate =
+      config.exportThread === "main"
+        ? bodyPool.acquire
+        : Buffer.allocUnsafeSlow;
+    this.#encoder = new TraceEncoder(resource, { allocate });
     this.#metricsEncoder = new MetricsEncoder(resource);
     // Protobuf spans are encoded a few at a time as they end, and then
     // only their bytes are kept (see batch-queue.ts); JSON, a debugging
@@ -143,7 +151,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
           );
     this.#logs = new EncodingQueue(
       config.logs.batch,
-      new LogStage(),
+      new LogStage(undefined, allocate),
       (body, count) => {
         this.#post({ t: "logs", body, count });
         this.#main.logs.posted += count;
