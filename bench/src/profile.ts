@@ -18,7 +18,6 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { type RunningService, startService } from "@threadline/test-support";
 import { startBackends } from "./backends.ts";
 import { contenders } from "./contenders.ts";
@@ -40,8 +39,11 @@ import {
   parseStat,
   processTicks,
 } from "./proc.ts";
+import { positive, readOptions } from "./cli.ts";
 
-const { values } = parseArgs({
+const USAGE =
+  "node bench/src/profile.ts [--contender threadline-100] [--handler realistic] [--requests 20000] [--top 40] [--env KEY=VALUE ...] [--node-arg <flag> ...] [--no-profile | --perf] [--keep <dir>]";
+const values = readOptions(USAGE, {
   options: {
     contender: { type: "string" },
     handler: { type: "string" },
@@ -63,7 +65,8 @@ const { values } = parseArgs({
 const root = fileURLToPath(new URL("../", import.meta.url));
 const services = join(root, "services");
 const handler = values.handler ?? "realistic";
-const requests = Number(values.requests ?? 20_000);
+const requests = positive(USAGE, "requests", values.requests, 20_000);
+const top = positive(USAGE, "top", values.top, 40);
 const name = values.contender ?? "threadline-100";
 const contender = contenders.find((c) => c.name === name);
 if (values.perf && !perfAvailable())
@@ -201,7 +204,7 @@ try {
         ...places,
       ]
         .sort((a, b) => b[1] - a[1])
-        .slice(0, Number(values.top ?? 40))
+        .slice(0, top)
         .map(([place, us]) => `${usPerRequest(us)}  ${place}`)
         .join("\n")}\n`,
     );
@@ -216,7 +219,7 @@ try {
   );
   for (const f of readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"))) {
     process.stdout.write(
-      `\n==== ${f}\n${summarize(readProfile(join(dir, f)), Number(values.top ?? 40))}`,
+      `\n==== ${f}\n${summarize(readProfile(join(dir, f)), top)}`,
     );
   }
 } finally {

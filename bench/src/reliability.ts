@@ -9,23 +9,25 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { format } from "prettier";
 import { cpus, totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import {
   freePort,
   startOtlpReceiver,
   startService,
   type OtlpReceiver,
 } from "@threadline/test-support";
+import { positive, readOptions } from "./cli.ts";
 
-const { values } = parseArgs({
+const USAGE =
+  "node bench/src/reliability.ts [--rate 200] [--outage 30] [--out docs/reliability.md]";
+const values = readOptions(USAGE, {
   options: {
     rate: { type: "string" },
     outage: { type: "string" },
     out: { type: "string" },
   },
 });
-const RATE = Number(values.rate ?? 200);
-const OUTAGE_S = Number(values.outage ?? 30);
+const RATE = positive(USAGE, "rate", values.rate, 200);
+const OUTAGE_S = positive(USAGE, "outage", values.outage, 30);
 const BEFORE_S = 15;
 const AFTER_S = 15;
 const fixtures = fileURLToPath(

@@ -25,9 +25,9 @@ import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
-import { parseArgs } from "node:util";
 import { startService, type RunningService } from "@threadline/test-support";
 import { startBackends } from "./backends.ts";
+import { positive, readOptions } from "./cli.ts";
 import { load, WARM_UP } from "./load.ts";
 import { contenders, type Contender } from "./contenders.ts";
 import { PARTS, type Part } from "./parts.ts";
@@ -60,7 +60,9 @@ import {
   type ProfileBreakdown,
 } from "./report.ts";
 
-const { values } = parseArgs({
+const USAGE =
+  "node bench/src/run.ts [--rounds 9] [--out docs/benchmarks.md] [--only threadline-100,otel] [--quick]";
+const values = readOptions(USAGE, {
   options: {
     rounds: { type: "string" },
     out: { type: "string" },
@@ -71,7 +73,7 @@ const { values } = parseArgs({
 // Nine: on a shared virtual machine one round's ratio can stray by a fifth
 // either way, and the median of five moved as much between two runs of the
 // same code.
-const ROUNDS = Number(values.rounds ?? 9);
+const ROUNDS = positive(USAGE, "rounds", values.rounds, 9);
 const CONNECTIONS = 20;
 const root = fileURLToPath(new URL("../", import.meta.url));
 const services = join(root, "services");
