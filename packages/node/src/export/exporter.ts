@@ -252,10 +252,12 @@ class Channel {
     const retry =
       outcome.kind === "retry" &&
       Date.now() - p.enqueuedAt < this.#owner.settings.maxRetryMs;
-    // Nothing reads a body that is not retried any more.
-    if (!retry) bodyPool.release(p.body);
-    if (outcome.kind === "ok") {
+    if (!retry) {
+      // Done with, whatever the outcome: nothing reads the body any more.
       this.#pendingBytes -= p.body.length;
+      bodyPool.release(p.body);
+    }
+    if (outcome.kind === "ok") {
       this.#failures = 0;
       this.#owner.add(this.#signal, "exported", p.count - outcome.rejected);
       if (outcome.rejected > 0) {
@@ -268,7 +270,6 @@ class Channel {
         });
       }
     } else if (outcome.kind === "fail") {
-      this.#pendingBytes -= p.body.length;
       this.#owner.add(this.#signal, "rejected", p.count);
       this.#owner.post({
         t: "diag",
@@ -277,7 +278,6 @@ class Channel {
         message: `dropped ${p.count} ${what}: ${printableUrl(this.#endpoint.url)} refused them (${outcome.reason}); not retried`,
       });
     } else if (!retry) {
-      this.#pendingBytes -= p.body.length;
       this.#owner.add(this.#signal, "retriesExhausted", p.count);
       this.#owner.post({
         t: "diag",
