@@ -25,7 +25,7 @@ function readAll(body: Uint8Array): StagedLog[] {
 }
 
 it("gives back every record as it was captured, in order", () => {
-  const stage = new LogStage(64);
+  const stage = new LogStage({ initialSize: 64 });
   const records: StagedLog[] = [
     base,
     {
@@ -60,7 +60,7 @@ it("leaves out ids that are not as long as they should be, or not ASCII", () => 
 });
 
 it("starts each batch empty, and a batch is its bytes alone", () => {
-  const stage = new LogStage(64);
+  const stage = new LogStage({ initialSize: 64 });
   stage.append({ ...base, line: "first", severityText: "warn" });
   const first = stage.take();
   stage.append({ ...base, line: "second" });

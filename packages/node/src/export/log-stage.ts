@@ -82,13 +82,17 @@ export class LogStage implements BatchEncoder<StagedLog> {
   readonly #allocate: (size: number) => Buffer;
 
   /**
+   * `initialSize`: the stage's own buffer to start with (it grows).
    * `allocate` gives the memory of each batch {@link take} hands out (for a
    * caller that reuses it once the batch is encoded).
    */
-  constructor(
+  constructor({
     initialSize = 64 * 1024,
-    allocate: (size: number) => Buffer = Buffer.allocUnsafeSlow,
-  ) {
+    allocate = Buffer.allocUnsafeSlow,
+  }: {
+    initialSize?: number;
+    allocate?: (size: number) => Buffer;
+  } = {}) {
     this.#buf = Buffer.allocUnsafeSlow(initialSize);
     this.#allocate = allocate;
   }

@@ -151,7 +151,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
           );
     this.#logs = new EncodingQueue(
       config.logs.batch,
-      new LogStage(undefined, allocate),
+      new LogStage({ allocate }),
       (body, count) => {
         this.#post({ t: "logs", body, count });
         this.#main.logs.posted += count;
