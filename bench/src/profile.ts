@@ -4,10 +4,7 @@
 // With --perf, Linux perf samples the service instead, on the CPU clock:
 // the main thread's CPU time by kind (JavaScript, garbage collection,
 // kernel, other native code) and by function, waits for the core left out
-// (see perf-profile.ts).
-//
-//   node bench/src/profile.ts [--contender threadline-100] [--handler realistic] [--requests 20000]
-//                             [--env KEY=VALUE ...] [--node-arg <flag> ...] [--no-profile | --perf] [--keep <dir>]
+// (see perf-profile.ts). Options: USAGE below.
 import {
   mkdirSync,
   mkdtempSync,

@@ -2,9 +2,7 @@
 // while its Collector is up, then down for 30 s, then back. Reported: peak
 // RSS growth, spans and log records created / exported / dropped, and how
 // many requests were served without error. Loopback only, a bounded number
-// of requests.
-//
-//   node bench/src/reliability.ts [--rate 200] [--outage 30] [--out docs/reliability.md]
+// of requests. Options: USAGE below.
 import { readFileSync, writeFileSync } from "node:fs";
 import { format } from "prettier";
 import { cpus, totalmem } from "node:os";

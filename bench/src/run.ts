@@ -16,9 +16,7 @@
 // lines/s with and without Threadline's correlation, and the export
 // pipeline's spans/s. Last, three runs each of no agent and Threadline
 // sampled by Linux perf say where the application's thread spends a request
-// (and a pino line).
-//
-//   node bench/src/run.ts [--rounds 9] [--out docs/benchmarks.md] [--only threadline-100,otel]
+// (and a pino line). Options: USAGE below.
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
