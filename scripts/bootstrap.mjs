@@ -29,6 +29,11 @@ const tasks = {
   demo: ["node", "scripts/demo.mjs"],
   lint: ["node", "scripts/lint.mjs"],
   bench: ["node", "bench/src/run.ts", "--out", "docs/benchmarks.md"],
+  // The same scripts with options of your own, printing instead of
+  // writing docs/ (their .ts files need Node >= 22.15, which these fetch).
+  "bench-run": ["node", "bench/src/run.ts"],
+  "bench-profile": ["node", "bench/src/profile.ts"],
+  "bench-render": ["node", "bench/src/render.ts"],
   reliability: [
     "node",
     "bench/src/reliability.ts",

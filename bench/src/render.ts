@@ -19,7 +19,7 @@ if (!figures.endsWith(".json")) {
 }
 if (!existsSync(figures)) {
   console.error(
-    `render: no figures at ${figures}; a run writes them (npm run bench, or node bench/src/run.ts --out <file>.md)`,
+    `render: no figures at ${figures}; a run writes them (npm run bench, or npm run bench:run -- --out <file>.md)`,
   );
   process.exit(2);
 }

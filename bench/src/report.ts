@@ -644,10 +644,10 @@ server endpoints), so network and backend cost is equal; each agent samples ever
 
 \`\`\`sh
 npm run bench                      # all contenders, ${input.rounds} rounds, writes docs/benchmarks.md and docs/images/overhead.svg
-node bench/src/run.ts --quick --rounds 1 --only none,threadline-100   # a quick look
-node bench/src/render.ts           # docs/benchmarks.md again from the figures its run kept in docs/benchmarks.json
-node bench/src/profile.ts --perf --contender threadline-100   # one contender's CPU by thread, kind and function, sampled by Linux perf as above
-node bench/src/profile.ts --contender threadline-100   # the same from V8's profiler (wall clock), by package and function
+npm run bench:run -- --quick --rounds 1 --only none,threadline-100   # a quick look, printed
+npm run bench:render               # docs/benchmarks.md again from the figures its run kept in docs/benchmarks.json
+npm run bench:profile -- --perf --contender threadline-100   # one contender's CPU by thread, kind and function, sampled by Linux perf as above
+npm run bench:profile -- --contender threadline-100   # the same from V8's profiler (wall clock), by package and function
 \`\`\`
 `;
   return { markdown, svg: chart(summary, input) };
