@@ -1,7 +1,8 @@
 // The core promise, end to end: a request to the edge service with
 // x-customer-id: c-42 becomes ONE trace across two services and a call to a
 // third party; every span and log line carries c-42; the third party gets
-// traceparent but never baggage; a public caller cannot plant a customer id.
+// traceparent but never baggage; a public caller cannot plant a customer id,
+// nor can an untrusted caller of an internal service.
 // The services run as child processes started the way the README says, and
 // everything is asserted on what a real OTLP/HTTP receiver decoded.
 import assert from "node:assert/strict";
@@ -276,3 +277,89 @@ for (const protocol of ["http/protobuf", "http/json"] as const) {
     });
   });
 }
+
+describe("an internal service and its callers", () => {
+  let receiver: OtlpReceiver;
+  const started: RunningService[] = [];
+  before(async () => {
+    receiver = await startOtlpReceiver();
+  });
+  after(async () => {
+    await Promise.all(started.map((s) => s.stop()));
+    await receiver?.close();
+  });
+
+  /** backend.cjs as an internal service; its caller here is loopback. */
+  async function backend(name: string, trustedCallers: string) {
+    const svc = await startService({
+      entry: "backend.cjs",
+      cwd: dir,
+      execArgv: ["-r", "@threadline/node/register"],
+      env: {
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_BSP_SCHEDULE_DELAY: "50",
+        OTEL_BLRP_SCHEDULE_DELAY: "50",
+        OTEL_SERVICE_NAME: name,
+        THREADLINE_TRUSTED_CALLERS: trustedCallers,
+        PORT: "0",
+      },
+    });
+    started.push(svc);
+    return svc;
+  }
+
+  async function customerSeenBy(
+    svc: RunningService,
+    name: string,
+    headers: Record<string, string>,
+  ) {
+    const res = await fetch(`${svc.url}/price?item=pen`, { headers });
+    assert.equal(res.status, 200);
+    const spans = await receiver.waitForSpans(
+      (all) => all.some((s) => service(s) === name && s.kind === SERVER),
+      `${name}'s server span`,
+    );
+    const logs = await receiver.waitForLogs(
+      (all) => all.some((l) => l.resource["service.name"] === name),
+      `${name}'s log record`,
+    );
+    const line = JSON.parse(
+      await waitFor(() => svc.stdout.find((l) => l.includes("price looked"))),
+    ) as Record<string, unknown>;
+    return {
+      span: spans.find((s) => service(s) === name)!.attributes["customer.id"],
+      log: logs.find((l) => l.resource["service.name"] === name)!.attributes[
+        "customer.id"
+      ],
+      line: line["customer.id"],
+    };
+  }
+
+  it("takes the customer from a trusted caller's baggage, else its header", async () => {
+    const svc = await backend("trusting", "loopback");
+    assert.deepEqual(
+      await customerSeenBy(svc, "trusting", { "x-customer-id": "c-9" }),
+      { span: "c-9", log: "c-9", line: "c-9" },
+    );
+    receiver.clear();
+    svc.stdout.length = 0;
+    assert.deepEqual(
+      await customerSeenBy(svc, "trusting", {
+        "x-customer-id": "c-9",
+        baggage: "customer.id=c-8",
+      }),
+      { span: "c-8", log: "c-8", line: "c-8" },
+    );
+  });
+
+  it("takes neither baggage nor the customer header from an untrusted caller", async () => {
+    const svc = await backend("wary", "10.0.0.0/8");
+    assert.deepEqual(
+      await customerSeenBy(svc, "wary", {
+        "x-customer-id": "c-9",
+        baggage: "customer.id=c-8",
+      }),
+      { span: undefined, log: undefined, line: undefined },
+    );
+  });
+});

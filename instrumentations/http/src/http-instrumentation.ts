@@ -365,7 +365,13 @@ export class HttpInstrumentation implements Instrumentation {
     });
   }
 
-  #customerOf(req: IncomingMessage): string | undefined {
+  /**
+   * The customer id the request itself names: the application's own
+   * `customerFromRequest` (it authenticates), else the customer header, read
+   * at the edge and from trusted callers only. An internal service must not
+   * take from an untrusted caller in a header what it refuses in baggage.
+   */
+  #customerOf(req: IncomingMessage, trusted: boolean): string | undefined {
     const fn = this.#config.customerFromRequest;
     if (fn !== undefined) {
       try {
@@ -378,6 +384,7 @@ export class HttpInstrumentation implements Instrumentation {
         return undefined;
       }
     }
+    if (!trusted && !this.#inbound.edge) return undefined;
     const v = req.headers[this.#customerHeader];
     return typeof v === "string" ? v : undefined;
   }
@@ -411,7 +418,7 @@ export class HttpInstrumentation implements Instrumentation {
         trusted ? trustedGetter : untrustedGetter,
       );
       if (getCustomerFromContext(ctx) === undefined) {
-        const customer = this.#customerOf(req);
+        const customer = this.#customerOf(req, trusted);
         if (customer !== undefined) ctx = setCustomerInContext(ctx, customer);
       }
       const { method, original: methodOriginal } = normalizeMethod(req.method);
