@@ -34,6 +34,7 @@ import {
   type TracerProvider,
 } from "@opentelemetry/api";
 import {
+  canonicalHost,
   contextWithRouteHolder,
   diag,
   EgressPolicy,
@@ -55,6 +56,7 @@ import {
   EMPTY_CONTEXT,
   UNTRACED_SERVER,
   type ClientCall,
+  type ClientRequestInfo,
   lazyInstruments,
   AttributeSets,
 } from "@threadline/core";
@@ -140,14 +142,151 @@ const untrustedGetter: TextMapGetter<IncomingMessage["headers"]> = {
   keys: (carrier) => Object.keys(carrier).filter((k) => k !== "baggage"),
 };
 
+/**
+ * Given its headers as an array, `http.request()` writes the request's
+ * header block at once, and `setHeader` no longer works; the block is sent
+ * with the first write, and until then, it is a string to edit.
+ */
+type HeaderBlock = { _header?: unknown; _headerSent?: unknown };
+
+function unsentBlock(req: ClientRequest): string | undefined {
+  const r = req as unknown as HeaderBlock;
+  return r._headerSent === false && typeof r._header === "string"
+    ? r._header
+    : undefined;
+}
+
 const clientHeaders = prepareHeaderWriter<ClientRequest>({
   set: (req, name, value) => {
-    if (!req.headersSent) req.setHeader(name, value);
+    if (!req.headersSent) {
+      req.setHeader(name, value);
+      return;
+    }
+    const block = unsentBlock(req);
+    if (block?.endsWith("\r\n\r\n") && !/[\r\n]/.test(value))
+      (req as unknown as HeaderBlock)._header =
+        `${withoutHeader(block, name).slice(0, -2)}${name}: ${value}\r\n\r\n`;
   },
   remove: (req, name) => {
-    if (!req.headersSent && req.hasHeader(name)) req.removeHeader(name);
+    if (!req.headersSent) {
+      if (req.hasHeader(name)) req.removeHeader(name);
+      return;
+    }
+    const block = unsentBlock(req);
+    if (block !== undefined)
+      (req as unknown as HeaderBlock)._header = withoutHeader(block, name);
   },
 });
+
+function withoutHeader(block: string, name: string): string {
+  const prefix = `${name}:`;
+  return block
+    .split("\r\n")
+    .filter((line) => !line.toLowerCase().startsWith(prefix))
+    .join("\r\n");
+}
+
+/**
+ * Keeps headers that must not leave for this host out of a request after
+ * it was made: `setHeader`, `setHeaders` and `appendHeader` drop them.
+ */
+function guardHeaders(req: ClientRequest, names: readonly string[]): void {
+  const { setHeader, appendHeader } = req;
+  Object.defineProperties(req, {
+    setHeader: {
+      configurable: true,
+      writable: true,
+      value(this: ClientRequest, name: string, value: unknown) {
+        if (names.includes(String(name).toLowerCase())) return this;
+        return Reflect.apply(setHeader, this, [name, value]) as ClientRequest;
+      },
+    },
+    appendHeader: {
+      configurable: true,
+      writable: true,
+      value(this: ClientRequest, name: string, value: unknown) {
+        if (names.includes(String(name).toLowerCase())) return this;
+        return Reflect.apply(appendHeader, this, [
+          name,
+          value,
+        ]) as ClientRequest;
+      },
+    },
+  });
+}
+
+/**
+ * The port a request connects to, from the Host header Node wrote, or
+ * undefined when the application named another host in it, or none.
+ */
+function connectPort(
+  request: TracedClientRequest,
+  scheme: "http" | "https",
+): number | undefined {
+  let hostHeader = request.getHeader("host");
+  if (hostHeader === undefined) {
+    const block = unsentBlock(request as ClientRequest);
+    if (block !== undefined)
+      hostHeader = /\r\nhost:[ \t]*([^\r]*)/i.exec(block)?.[1]?.trim();
+  }
+  const { address, port } = hostAndPort(
+    typeof hostHeader === "string" ? hostHeader : undefined,
+    scheme === "https" ? 443 : 80,
+  );
+  return address !== undefined &&
+    (address === request.host ||
+      canonicalHost(address) === canonicalHost(request.host))
+    ? port
+    : undefined;
+}
+
+/**
+ * Where a request goes. Sent to a forward proxy, its path names the
+ * destination (`http://host/path`, or `host:port` to open a tunnel), and
+ * `request.host` is the proxy.
+ */
+function destinationOf(
+  request: TracedClientRequest,
+  scheme: "http" | "https",
+): Pick<ClientRequestInfo, "scheme" | "host" | "port" | "path" | "via"> {
+  const path = request.path;
+  if (request.method === "CONNECT") {
+    const target = parseHostAndPort(path, scheme === "https" ? 443 : 80);
+    return {
+      scheme,
+      host: target.address ?? request.host,
+      port: target.port,
+      path: "",
+      via: { host: request.host, port: connectPort(request, scheme) },
+    };
+  }
+  if (path.startsWith("http://") || path.startsWith("https://")) {
+    try {
+      const url = new URL(path);
+      const targetScheme = url.protocol === "https:" ? "https" : "http";
+      return {
+        scheme: targetScheme,
+        host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+        port:
+          url.port === ""
+            ? targetScheme === "https"
+              ? 443
+              : 80
+            : Number(url.port),
+        path: `${url.pathname}${url.search}`,
+        via: { host: request.host, port: connectPort(request, scheme) },
+      };
+    } catch {
+      // not a URL after all: an odd path, sent as it is
+    }
+  }
+  return {
+    scheme,
+    host: request.host,
+    port: connectPort(request, scheme),
+    path,
+  };
+}
 
 type HostAndPort = {
   readonly address: string | undefined;
@@ -501,22 +640,16 @@ export class HttpInstrumentation implements Instrumentation {
     try {
       const ctx = context.active();
       if (isTracingSuppressed(ctx)) return;
-      const scheme = request.protocol === "https:" ? "https" : "http";
-      const hostHeader = request.getHeader("host");
-      const { port } = hostAndPort(
-        typeof hostHeader === "string" ? hostHeader : undefined,
-        scheme === "https" ? 443 : 80,
-      );
       const { span, egress, call } = startClientSpan(
         this.#getTracer(),
         this.#egress,
         ctx,
         {
           method: request.method,
-          scheme,
-          host: request.host,
-          port,
-          path: request.path,
+          ...destinationOf(
+            request,
+            request.protocol === "https:" ? "https" : "http",
+          ),
         },
         request as ClientRequest,
         clientHeaders,
@@ -524,6 +657,8 @@ export class HttpInstrumentation implements Instrumentation {
       request[CLIENT_SPAN] = span;
       request[CLIENT_CALL] = call;
       if (egress.thirdParty !== undefined) request[THIRD_PARTY] = true;
+      if (!egress.baggage)
+        guardHeaders(request as ClientRequest, this.#egress.privateHeaders);
       request.on("close", onClientClose);
     } catch (err) {
       diag.warnCollapsed(

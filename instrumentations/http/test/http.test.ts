@@ -408,4 +408,113 @@ describe("http and fetch clients", () => {
     ))
       assert.equal(s.attributes["customer.id"], "c-42");
   });
+
+  it("keeps baggage and the customer header from third parties however the request is made", async () => {
+    const proxy = await startRecordingServer();
+    const third = `127.0.0.1:${thirdParty.port}`;
+    const copied = { baggage: "customer.id=c-42", "x-customer-id": "c-42" };
+    const sent = (req: http.ClientRequest) =>
+      new Promise<void>((resolve, reject) => {
+        req.on("response", (res) => res.resume().on("end", resolve));
+        req.on("error", reject);
+        req.end();
+      });
+    const server = http.createServer(async (_req, res) => {
+      // The application names another host in the Host header.
+      await get(`http://${third}/host-header`, {
+        headers: { ...copied, host: "api.acme.example" },
+      });
+      // It sets the headers after the request was made.
+      const late = http.request(`http://${third}/late`);
+      late.setHeaders(new Map([["baggage", "customer.id=c-42"]]));
+      late.appendHeader("X-Customer-Id", "c-42");
+      await sent(late);
+      // It gives the headers as an array, which Node writes out at once.
+      await sent(
+        http.request(`http://${third}/array`, {
+          headers: ["host", third, ...Object.entries(copied).flat()],
+        }),
+      );
+      // Through a forward proxy on loopback, the way axios's proxy option works.
+      await sent(
+        http.request({
+          host: "127.0.0.1",
+          port: proxy.port,
+          path: `http://${third}/proxied`,
+          headers: copied,
+        }),
+      );
+      // To an internal host, but through a proxy that is not one.
+      await sent(
+        http.request({
+          host: "127.0.0.1",
+          port: thirdParty.port,
+          path: `${internal.url}/through-a-stranger`,
+          headers: copied,
+        }),
+      );
+      // The IPv4 address it was declared by, spelt as IPv6.
+      await get(`http://[::ffff:127.0.0.1]:${thirdParty.port}/mapped`, {
+        headers: copied,
+      });
+      // Internal hosts still get baggage, whichever way the headers are given.
+      await sent(
+        http.request(`${internal.url}/array`, {
+          headers: [
+            "host",
+            new URL(internal.url).host,
+            "baggage",
+            "customer.id=c-42,k=v",
+          ],
+        }),
+      );
+      res.end("ok");
+    });
+    const port = await listen(server);
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/checkout`, {
+        headers: { "x-customer-id": "c-42" },
+      });
+      assert.equal(res.status, 200);
+      const paths = [
+        "/host-header",
+        "/late",
+        "/array",
+        `${internal.url}/through-a-stranger`,
+        "/mapped",
+      ];
+      await waitFor(
+        () =>
+          paths.every((p) => thirdParty.requests.some((r) => r.path === p)) &&
+          proxy.requests.length === 1 &&
+          internal.requests.some((r) => r.path === "/array"),
+        { what: "every call" },
+      );
+      const seen = [
+        ...paths.map((p) => thirdParty.requests.find((r) => r.path === p)!),
+        proxy.requests[0]!,
+      ];
+      for (const r of seen) {
+        assert.equal(r.headers["baggage"], undefined, r.path);
+        assert.equal(r.headers["x-customer-id"], undefined, r.path);
+        assert.match(String(r.headers["traceparent"]), /^00-/, r.path);
+      }
+      const inside = internal.requests.find((r) => r.path === "/array")!;
+      assert.equal(inside.headers["baggage"], "customer.id=c-42");
+      assert.match(String(inside.headers["traceparent"]), /^00-/);
+      const spans = await receiver.waitForSpans(
+        (all) =>
+          all.filter((x) => x.attributes["peer.service"] === "acme").length >=
+          5,
+        "the third-party spans",
+      );
+      const proxied = spans.find((x) =>
+        String(x.attributes["url.full"]).endsWith("/proxied"),
+      );
+      assert.equal(proxied?.attributes["url.full"], `http://${third}/proxied`);
+      assert.equal(proxied?.attributes["peer.service"], "acme");
+    } finally {
+      await proxy.close();
+    }
+  });
 });

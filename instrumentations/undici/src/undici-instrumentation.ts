@@ -25,6 +25,7 @@ import {
   startClientSpan,
   type Instrumentation,
   type ClientCall,
+  type ClientRequestInfo,
 } from "@threadline/core";
 
 /** Options of {@link UndiciInstrumentation}. */
@@ -90,6 +91,19 @@ function parseOrigin(origin: string | URL): Origin | undefined {
   if (origins.size >= ORIGIN_CACHE_LIMIT) origins.clear();
   origins.set(key, o);
   return o;
+}
+
+/** A proxy tunnel's CONNECT request: `host:port` through the proxy at the origin. */
+function tunnelThrough(proxy: Origin, authority: string): ClientRequestInfo {
+  const target = parseOrigin(`${proxy.scheme}://${authority}`);
+  return {
+    method: "CONNECT",
+    scheme: proxy.scheme,
+    host: target?.host ?? proxy.host,
+    port: target?.port ?? proxy.port,
+    path: "",
+    via: { host: proxy.host, port: proxy.port },
+  };
 }
 
 const headers = prepareHeaderWriter<UndiciRequest>({
@@ -195,13 +209,15 @@ export class UndiciInstrumentation implements Instrumentation {
         this.#tracer!,
         this.#egress,
         ctx,
-        {
-          method: request.method,
-          scheme: origin.scheme,
-          host: origin.host,
-          port: origin.port,
-          path: request.path,
-        },
+        request.method === "CONNECT"
+          ? tunnelThrough(origin, request.path)
+          : {
+              method: request.method,
+              scheme: origin.scheme,
+              host: origin.host,
+              port: origin.port,
+              path: request.path,
+            },
         request,
         headers,
       );

@@ -53,7 +53,7 @@ export function normalizeMethod(method: string | undefined): {
 /** How an instrumentation writes headers on its kind of outgoing request. */
 export interface HeaderWriter<C> {
   set(carrier: C, name: string, value: string): void;
-  /** Removes a header the application set itself (used for `baggage` to non-internal hosts). */
+  /** Removes a header the application set itself (`baggage` and the customer header, for non-internal hosts). */
   remove(carrier: C, name: string): void;
 }
 
@@ -82,16 +82,20 @@ export interface ClientRequestInfo {
   method: string | undefined;
   scheme: "http" | "https";
   host: string;
-  port: number;
+  /** Undefined when the request does not tell (its Host header names another host). */
+  port: number | undefined;
   /** Path and query as sent. */
   path: string;
+  /** The forward proxy the request goes through, which sees its headers too. */
+  via?: { host: string; port: number | undefined };
 }
 
 /**
  * Starts a CLIENT span for an outgoing HTTP request and writes the
  * propagation headers, honouring the egress policy: baggage (and with it
- * the customer id) only to internal hosts, and any `baggage` header the
- * application copied in is removed for everyone else.
+ * the customer id) only to internal hosts, through internal proxies, and
+ * any `baggage` or customer header the application copied in is removed
+ * for everyone else.
  */
 export function startClientSpan<C>(
   tracer: Tracer,
@@ -101,7 +105,13 @@ export function startClientSpan<C>(
   carrier: C,
   writer: PreparedHeaderWriter<C>,
 ): { span: Span; egress: EgressClass; call: ClientCall } {
-  const eg = egress.classify(info.host, info.port);
+  let eg = egress.classify(info.host, info.port);
+  if (
+    eg.baggage &&
+    info.via !== undefined &&
+    !egress.classify(info.via.host, info.via.port).baggage
+  )
+    eg = egress.classify(info.via.host, info.via.port);
   const { method, original } = normalizeMethod(info.method);
   const defaultPort = info.scheme === "https" ? 443 : 80;
   const hostPart = info.host.includes(":") ? `[${info.host}]` : info.host;
@@ -113,9 +123,10 @@ export function startClientSpan<C>(
     "server.address": info.host,
     "server.port": info.port,
     "url.full": redactUrl(
-      `${info.scheme}://${hostPart}${info.port === defaultPort ? "" : `:${info.port}`}${info.path}`,
+      `${info.scheme}://${hostPart}${info.port === defaultPort || info.port === undefined ? "" : `:${info.port}`}${info.path}`,
     ),
   };
+  if (info.port === undefined) delete attributes["server.port"];
   if (original !== undefined)
     attributes[ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = original;
   if (eg.thirdParty !== undefined) {
@@ -131,7 +142,8 @@ export function startClientSpan<C>(
     { kind: SpanKind.CLIENT, attributes },
     ctx,
   );
-  if (!eg.baggage) writer.remove(carrier, "baggage");
+  if (!eg.baggage)
+    for (const name of egress.privateHeaders) writer.remove(carrier, name);
   propagation.inject(
     trace.setSpan(ctx, span),
     carrier,
@@ -142,6 +154,7 @@ export function startClientSpan<C>(
     "server.address": info.host,
     "server.port": info.port,
   };
+  if (info.port === undefined) delete callAttributes["server.port"];
   if (eg.thirdParty !== undefined)
     callAttributes[ATTR_PEER_SERVICE] = eg.thirdParty;
   return {

@@ -40,7 +40,12 @@ export {
   suppressTracing,
 } from "./propagators.ts";
 export { CompositePropagator } from "./composite-propagator.ts";
-export { AddressMatcher, EgressPolicy, InboundTrust } from "./trust.ts";
+export {
+  AddressMatcher,
+  canonicalHost,
+  EgressPolicy,
+  InboundTrust,
+} from "./trust.ts";
 export type {
   EgressClass,
   EgressOptions,

@@ -99,14 +99,35 @@ export class AddressMatcher {
   /** Whether a host (name or IP literal, as in a URL) matches. */
   matchesHost(host: string): boolean {
     if (this.#empty) return false;
-    let h = host.toLowerCase();
-    if (h.startsWith("[") && h.endsWith("]")) h = h.slice(1, -1);
+    const h = canonicalHost(host);
     if (isIP(h) !== 0) return this.matchesAddress(h);
-    if (h.endsWith(".")) h = h.slice(0, -1);
     if (this.#hosts.has(h)) return true;
     for (const s of this.#suffixes) if (h.endsWith(s)) return true;
     return false;
   }
+}
+
+/**
+ * One spelling per host, so that a rule and a request naming the same host
+ * differently still meet: lower case, no brackets or trailing dot, IPv6 in
+ * its shortest form, and an IPv4-mapped IPv6 address as the IPv4 address.
+ */
+export function canonicalHost(host: string): string {
+  let h = host.toLowerCase();
+  if (h.startsWith("[") && h.endsWith("]")) h = h.slice(1, -1);
+  if (h.endsWith(".")) h = h.slice(0, -1);
+  if (isIP(h) !== 6) return h;
+  let v6: string;
+  try {
+    v6 = new URL(`http://[${h}]/`).hostname.slice(1, -1);
+  } catch {
+    return h; // a zone id, which URLs cannot carry
+  }
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(v6);
+  if (mapped === null) return v6;
+  const hi = parseInt(mapped[1]!, 16);
+  const lo = parseInt(mapped[2]!, 16);
+  return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
 }
 
 /** Splits `host`, `host:port` or `[v6]:port`; undefined when the port is not a valid number. */
@@ -217,6 +238,13 @@ export interface EgressOptions {
   internalHosts?: string | readonly string[];
   /** Third-party APIs: `{ 'api.stripe.com': 'stripe' }` or `'api.stripe.com=stripe,…'`. */
   thirdParties?: string | Readonly<Record<string, string>>;
+  /**
+   * Request headers that, like `baggage`, go to internal hosts only: the
+   * header the customer id arrives in, say, should the application forward
+   * its request's headers.
+   * @default none besides baggage
+   */
+  privateHeaders?: readonly string[];
 }
 
 const NOT_INTERNAL: EgressClass = Object.freeze({
@@ -240,6 +268,8 @@ export class EgressPolicy {
   }> = [];
   readonly #cache = new Map<string, EgressClass>();
   readonly errors: string[] = [];
+  /** Headers removed from calls to hosts that get no baggage, lower case, `baggage` first. */
+  readonly privateHeaders: readonly string[];
 
   constructor(options: EgressOptions = {}) {
     const hosts = options.internalHosts ?? [];
@@ -252,6 +282,9 @@ export class EgressPolicy {
     this.errors.push(...errors);
     for (const rule of parseThirdParties(options.thirdParties, this.errors))
       this.#addThirdParty(rule);
+    const names = new Set(["baggage"]);
+    for (const h of options.privateHeaders ?? []) names.add(h.toLowerCase());
+    this.privateHeaders = Object.freeze([...names]);
   }
 
   /** The declared third parties, in declaration order. */
@@ -271,29 +304,34 @@ export class EgressPolicy {
     }
     const suffix = parsed.host.startsWith("*.");
     this.#thirdParties.push({
-      host: suffix ? parsed.host.slice(1) : parsed.host,
+      host: suffix
+        ? canonicalHost(parsed.host.slice(1))
+        : canonicalHost(parsed.host),
       suffix,
       port: parsed.port,
       name,
     });
   }
 
-  /** Classifies a destination by host (name or IP literal) and port. */
-  classify(host: string, port: number): EgressClass {
+  /**
+   * Classifies a destination by host (name or IP literal) and port. With
+   * the port unknown, a third party declared with a port is matched by its
+   * host alone: better a call without baggage than baggage to a stranger.
+   */
+  classify(host: string, port: number | undefined): EgressClass {
     const key = `${host}:${port}`;
     let c = this.#cache.get(key);
     if (c !== undefined) return c;
-    c = this.#compute(host.toLowerCase(), port);
+    c = this.#compute(canonicalHost(host), port);
     if (this.#cache.size >= CACHE_LIMIT) this.#cache.clear();
     this.#cache.set(key, c);
     return c;
   }
 
-  #compute(host: string, port: number): EgressClass {
-    const h =
-      host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+  #compute(h: string, port: number | undefined): EgressClass {
     for (const t of this.#thirdParties) {
-      if (t.port !== undefined && t.port !== port) continue;
+      if (t.port !== undefined && port !== undefined && t.port !== port)
+        continue;
       if (t.suffix ? h.endsWith(t.host) : h === t.host)
         return Object.freeze({ baggage: false, thirdParty: t.name });
     }

@@ -110,6 +110,28 @@ describe("EgressPolicy", () => {
     });
   });
 
+  it("knows a host however it is spelt", () => {
+    const p = new EgressPolicy({
+      thirdParties: "127.0.0.1=payments,API.Stripe.com=stripe,[0:0::1]=v6",
+    });
+    for (const host of [
+      "::ffff:127.0.0.1",
+      "[::ffff:7f00:1]",
+      "0:0:0:0:0:ffff:7f00:1",
+    ])
+      assert.equal(p.classify(host, 80).thirdParty, "payments", host);
+    assert.equal(p.classify("api.stripe.com.", 443).thirdParty, "stripe");
+    assert.equal(p.classify("0::1", 80).thirdParty, "v6");
+    assert.ok(new EgressPolicy().classify("[::ffff:10.1.2.3]", 80).baggage);
+  });
+
+  it("matches a third party by host alone when the port is unknown", () => {
+    const p = new EgressPolicy({ thirdParties: "127.0.0.1:4010=payments" });
+    assert.equal(p.classify("127.0.0.1", undefined).thirdParty, "payments");
+    assert.equal(p.classify("127.0.0.1", undefined).baggage, false);
+    assert.equal(p.classify("127.0.0.1", 4011).baggage, true);
+  });
+
   it("accepts the object form and reports bad rules", () => {
     const p = new EgressPolicy({
       thirdParties: { "[::1]:9000": "ipv6-api", "api.x.com:notaport": "x" },
