@@ -197,6 +197,31 @@ describe("starting Threadline", () => {
     );
   });
 
+  it("starts, warns and redacts the rest when pino refuses a THREADLINE_LOG_REDACT path", async () => {
+    const app = await startService({
+      entry: "hello.cjs",
+      cwd: fixtures,
+      execArgv: ["-r", "@threadline/node/register"],
+      env: { ...env("redacting"), THREADLINE_LOG_REDACT: "path,a[" },
+    });
+    try {
+      assert.equal((await fetch(`${app.url}/secret`)).status, 200);
+      const line = await waitFor(
+        () => app.stdout.find((l) => l.includes('"hello"')),
+        { what: "the log line" },
+      );
+      assert.equal(JSON.parse(line).path, "[Redacted]");
+    } finally {
+      await app.stop();
+    }
+    assert.ok(
+      app.stderr.some((l) =>
+        l.includes('pino refused the redaction paths "a["'),
+      ),
+      app.stderr.join("\n"),
+    );
+  });
+
   it("does not warn about instrumentations that were left off", async () => {
     const app = await startService({
       entry: "hello.cjs",

@@ -18,6 +18,7 @@ import {
   type Span,
 } from "@opentelemetry/api";
 import {
+  diag,
   getCustomerFromContext,
   hookModule,
   lateLoadProblem,
@@ -243,7 +244,18 @@ export class PinoInstrumentation implements Instrumentation {
     const onePass =
       paths.length === DEFAULT_REDACT_PATHS.length &&
       paths.every((p) => DEFAULT_REDACT_PATHS.includes(p));
-    const redact = { paths: [...paths] };
+    let redact = { paths: [...paths] };
+    let pathsChecked = false;
+    const withRedact = (args: unknown[]): unknown[] => {
+      const first = args[0];
+      if (first === undefined || first === null)
+        return [{ redact }, ...args.slice(1)];
+      if (typeof (first as { write?: unknown }).write === "function")
+        return [{ redact }, ...args];
+      if (typeof first === "object")
+        return [{ ...first, redact }, ...args.slice(1)];
+      return args;
+    };
     return function pino(this: unknown, ...args: unknown[]): unknown {
       const first = args[0];
       const chosen =
@@ -253,11 +265,29 @@ export class PinoInstrumentation implements Instrumentation {
         "redact" in first;
       if (chosen) return original.apply(this, args);
       if (!onePass) {
-        if (first === undefined || first === null) args[0] = { redact };
-        else if (typeof (first as { write?: unknown }).write === "function")
-          args.unshift({ redact });
-        else if (typeof first === "object") args[0] = { ...first, redact };
-        return original.apply(this, args);
+        try {
+          return original.apply(this, withRedact(args));
+        } catch (err) {
+          // A path pino cannot read must not stop the application making
+          // its loggers: ask pino which paths it refuses, once, and leave
+          // those out.
+          if (pathsChecked) throw err;
+          pathsChecked = true;
+          const refused = redact.paths.filter((p) => {
+            try {
+              original({ redact: { paths: [p] } }, { write() {} });
+              return false;
+            } catch {
+              return true;
+            }
+          });
+          if (refused.length === 0) throw err;
+          diag.warn(
+            `pino refused the redaction paths ${refused.map((p) => JSON.stringify(p)).join(", ")} (THREADLINE_LOG_REDACT); the others are redacted`,
+          );
+          redact = { paths: redact.paths.filter((p) => !refused.includes(p)) };
+          return original.apply(this, withRedact(args));
+        }
       }
       // Serializers run inside pino, after the line's fields are redacted:
       // their output is redacted as it comes out.

@@ -102,6 +102,7 @@ function order(
               severityText: "info",
               body: "order stored",
               attributes: { "customer.id": customer },
+              droppedAttributesCount: 0,
               traceId,
               spanId: child.spanId,
               flags: 1,

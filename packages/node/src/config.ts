@@ -9,6 +9,7 @@
 import { pathToFileURL } from "node:url";
 import { WATCH_PATH } from "@threadline/core";
 import type { IncomingMessage } from "node:http";
+import type { LogLimits } from "./export/json-record.ts";
 
 /** Where the customer id of an edge request comes from. */
 export type CustomerSource = (req: IncomingMessage) => string | undefined;
@@ -166,6 +167,7 @@ export interface ResolvedConfig {
   sampler: { name: SamplerName; ratio: number };
   propagators: Array<"tracecontext" | "baggage">;
   spanLimits: SpanLimits;
+  logLimits: LogLimits;
   edge: boolean;
   trustedCallers: string | string[];
   internalHosts: string | string[];
@@ -206,6 +208,7 @@ export interface ResolvedConfig {
 type Env = Record<string, string | undefined>;
 
 const DEFAULT_ENDPOINT = "http://localhost:4318";
+const MAX_INT = 2 ** 31 - 1;
 const INSTRUMENTATION_NAMES = [
   "http",
   "undici",
@@ -240,15 +243,29 @@ class Reader {
     return fallback;
   }
 
-  int(name: string, fallback: number, min = 0): number {
+  /**
+   * An integer from `min` to `max`; the specification's integers end at
+   * 2^31-1, which is also the longest delay a Node timer keeps (a longer
+   * one fires after 1 ms).
+   */
+  int(name: string, fallback: number, min = 0, max = MAX_INT): number {
+    return this.#int(name, min, max, `using ${fallback}`) ?? fallback;
+  }
+
+  #int(
+    name: string,
+    min: number,
+    max: number,
+    otherwise: string,
+  ): number | undefined {
     const v = this.str(name);
-    if (v === undefined) return fallback;
+    if (v === undefined) return undefined;
     const n = Number(v);
-    if (!Number.isInteger(n) || n < min) {
+    if (!Number.isInteger(n) || n < min || n > max) {
       this.warnings.push(
-        `${name}=${JSON.stringify(v)} is not an integer >= ${min}; using ${fallback}`,
+        `${name}=${JSON.stringify(v)} is not an integer from ${min} to ${max}; ${otherwise}`,
       );
-      return fallback;
+      return undefined;
     }
     return n;
   }
@@ -268,10 +285,39 @@ class Reader {
     return fallback;
   }
 
-  /** First set variable among `names`, as an integer. */
+  /**
+   * The first valid integer among `names` (a signal's variable, then the
+   * general one): an invalid value counts as not set.
+   */
   intOf(names: string[], fallback: number, min = 0): number {
-    for (const name of names)
-      if (this.str(name) !== undefined) return this.int(name, fallback, min);
+    for (const [i, name] of names.entries()) {
+      const next = names[i + 1];
+      const n = this.#int(
+        name,
+        min,
+        MAX_INT,
+        next === undefined ? `using ${fallback}` : `using ${next}`,
+      );
+      if (n !== undefined) return n;
+    }
+    return fallback;
+  }
+
+  /** The first valid choice among `names` (case-insensitive), as intOf. */
+  choiceOf<const T extends string>(
+    names: string[],
+    choices: readonly T[],
+    fallback: T,
+  ): T {
+    for (const [i, name] of names.entries()) {
+      const v = this.str(name)?.toLowerCase();
+      if (v === undefined) continue;
+      if ((choices as readonly string[]).includes(v)) return v as T;
+      const next = names[i + 1];
+      this.warnings.push(
+        `${name}=${JSON.stringify(v)} is not ${choices.join(" or ")}; using ${next ?? fallback}`,
+      );
+    }
     return fallback;
   }
 }
@@ -304,6 +350,31 @@ export function parseKeyValueList(
 }
 
 type SignalName = "traces" | "logs" | "metrics";
+
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// What an HTTP/1.1 field value may hold (as node:http checks it).
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/**
+ * Keeps the headers HTTP can carry. One bad entry would otherwise fail
+ * every export request, and with it all the telemetry.
+ */
+function validHeaders(
+  headers: Record<string, string>,
+  what: string,
+  warnings: string[],
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (HEADER_NAME.test(name) && HEADER_VALUE.test(value)) out[name] = value;
+    // Never echo the value: header lists carry credentials.
+    else
+      warnings.push(
+        `${what}: "${HEADER_NAME.test(name) ? name : "(an invalid name)"}" is not a valid HTTP header; it was ignored`,
+      );
+  }
+  return out;
+}
 
 function signalUrl(
   r: Reader,
@@ -342,17 +413,11 @@ function protocolOf(
   option: OtlpProtocol | undefined,
 ): OtlpProtocol {
   if (option !== undefined) return option;
-  const name =
-    r.str(`OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`) !== undefined
-      ? `OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`
-      : "OTEL_EXPORTER_OTLP_PROTOCOL";
-  const v = r.str(name);
-  if (v === undefined || v === "http/protobuf") return "http/protobuf";
-  if (v === "http/json") return "http/json";
-  r.warnings.push(
-    `${name}=${JSON.stringify(v)} is not supported (use http/protobuf or http/json); using http/protobuf`,
+  return r.choiceOf(
+    [`OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`, "OTEL_EXPORTER_OTLP_PROTOCOL"],
+    ["http/protobuf", "http/json"],
+    "http/protobuf",
   );
-  return "http/protobuf";
 }
 
 function signalSettings(
@@ -380,24 +445,28 @@ function signalSettings(
         `${exporterVar}=${JSON.stringify(exporter)}: only otlp and none are supported; using otlp`,
       );
   }
-  const headers = {
-    ...parseKeyValueList(
-      r.str("OTEL_EXPORTER_OTLP_HEADERS") ?? "",
-      "OTEL_EXPORTER_OTLP_HEADERS",
-      r.warnings,
-    ),
-    ...parseKeyValueList(
-      r.str(`OTEL_EXPORTER_OTLP_${S}_HEADERS`) ?? "",
-      `OTEL_EXPORTER_OTLP_${S}_HEADERS`,
-      r.warnings,
-    ),
-    ...options.headers,
-  };
-  const compressionName =
-    r.str(`OTEL_EXPORTER_OTLP_${S}_COMPRESSION`) !== undefined
-      ? `OTEL_EXPORTER_OTLP_${S}_COMPRESSION`
-      : "OTEL_EXPORTER_OTLP_COMPRESSION";
-  const compression = r.choice(compressionName, ["gzip", "none"], "none");
+  const headers = validHeaders(
+    {
+      ...parseKeyValueList(
+        r.str("OTEL_EXPORTER_OTLP_HEADERS") ?? "",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        r.warnings,
+      ),
+      ...parseKeyValueList(
+        r.str(`OTEL_EXPORTER_OTLP_${S}_HEADERS`) ?? "",
+        `OTEL_EXPORTER_OTLP_${S}_HEADERS`,
+        r.warnings,
+      ),
+      ...options.headers,
+    },
+    `the ${signal} export headers`,
+    r.warnings,
+  );
+  const compression = r.choiceOf(
+    [`OTEL_EXPORTER_OTLP_${S}_COMPRESSION`, "OTEL_EXPORTER_OTLP_COMPRESSION"],
+    ["gzip", "none"],
+    "none",
+  );
   const prefix = signal === "traces" ? "OTEL_BSP" : "OTEL_BLRP";
   const maxQueueSize = r.int(`${prefix}_MAX_QUEUE_SIZE`, 2048, 1);
   let maxExportBatchSize = r.int(`${prefix}_MAX_EXPORT_BATCH_SIZE`, 512, 1);
@@ -413,10 +482,11 @@ function signalSettings(
     headers,
     protocol: protocolOf(r, S, options.protocol),
     compression,
+    // 0: wait as long as it takes, as the specification reads it
     timeoutMs: r.intOf(
       [`OTEL_EXPORTER_OTLP_${S}_TIMEOUT`, "OTEL_EXPORTER_OTLP_TIMEOUT"],
       10_000,
-      1,
+      0,
     ),
     batch: {
       scheduleDelayMs,
@@ -484,7 +554,8 @@ function propagatorSettings(r: Reader): Array<"tracecontext" | "baggage"> {
       );
     }
   }
-  return out;
+  // Nothing usable named: the default, not silence across every hop.
+  return out.length === 0 ? ["tracecontext", "baggage"] : out;
 }
 
 function serviceNameOf(
@@ -528,15 +599,25 @@ export function resolveConfig(
   env: Env = process.env,
 ): { config: ResolvedConfig; warnings: string[] } {
   const r = new Reader(env);
-  const envAttrs = parseKeyValueList(
+  // A value that cannot be decoded is dropped whole, as the specification
+  // asks: half a resource would describe a different service.
+  const attrWarnings: string[] = [];
+  let envAttrs = parseKeyValueList(
     r.str("OTEL_RESOURCE_ATTRIBUTES") ?? "",
     "OTEL_RESOURCE_ATTRIBUTES",
-    r.warnings,
+    attrWarnings,
   );
+  if (attrWarnings.length > 0) {
+    r.warnings.push(
+      ...attrWarnings,
+      "OTEL_RESOURCE_ATTRIBUTES was ignored whole",
+    );
+    envAttrs = {};
+  }
   const countLimit = r.int("OTEL_ATTRIBUTE_COUNT_LIMIT", 128, 0);
   // The specification leaves value length unlimited by default; we cap it
   // so one hostile header or query cannot bloat every span it touches.
-  const lengthLimit = r.int("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", 8192, 1);
+  const lengthLimit = r.int("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", 8192, 0);
   const disabledList =
     options.disabledInstrumentations ??
     (r.str("OTEL_NODE_DISABLED_INSTRUMENTATIONS") ?? "").split(",");
@@ -551,7 +632,18 @@ export function resolveConfig(
   const enabledOnly =
     enabledEnv === undefined
       ? undefined
-      : new Set(enabledEnv.split(",").map((s) => s.trim().toLowerCase()));
+      : new Set(
+          enabledEnv
+            .split(",")
+            .map((s) => s.trim().toLowerCase())
+            .filter(Boolean),
+        );
+  for (const name of enabledOnly ?? []) {
+    if (!(INSTRUMENTATION_NAMES as readonly string[]).includes(name))
+      r.warnings.push(
+        `unknown instrumentation "${name}" in OTEL_NODE_ENABLED_INSTRUMENTATIONS (known: ${INSTRUMENTATION_NAMES.join(", ")})`,
+      );
+  }
   const on = (name: string) =>
     !disabled.has(name) && (enabledOnly === undefined || enabledOnly.has(name));
 
@@ -582,6 +674,18 @@ export function resolveConfig(
     metrics: signalSettings(r, "metrics", options),
     sampler: samplerSettings(r, options),
     propagators: propagatorSettings(r),
+    logLimits: {
+      attributeCountLimit: r.int(
+        "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT",
+        countLimit,
+        0,
+      ),
+      attributeValueLengthLimit: r.int(
+        "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+        lengthLimit,
+        0,
+      ),
+    },
     spanLimits: {
       attributeCountLimit: r.int(
         "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
@@ -591,7 +695,7 @@ export function resolveConfig(
       attributeValueLengthLimit: r.int(
         "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
         lengthLimit,
-        1,
+        0,
       ),
       eventCountLimit: r.int("OTEL_SPAN_EVENT_COUNT_LIMIT", 128, 0),
       linkCountLimit: r.int("OTEL_SPAN_LINK_COUNT_LIMIT", 128, 0),
@@ -691,14 +795,18 @@ function watchSettings(
 ): WatchSettings | undefined {
   const intervalMs =
     options.watchIntervalMs ?? r.int("THREADLINE_WATCH_INTERVAL", 5000, 100);
-  const headers = {
-    ...parseKeyValueList(
-      r.str("THREADLINE_WATCH_HEADERS") ?? "",
-      "THREADLINE_WATCH_HEADERS",
-      r.warnings,
-    ),
-    ...options.watchHeaders,
-  };
+  const headers = validHeaders(
+    {
+      ...parseKeyValueList(
+        r.str("THREADLINE_WATCH_HEADERS") ?? "",
+        "THREADLINE_WATCH_HEADERS",
+        r.warnings,
+      ),
+      ...options.watchHeaders,
+    },
+    "the watch list's headers",
+    r.warnings,
+  );
   const raw = options.watchUrl ?? r.str("THREADLINE_WATCH_URL");
   if (raw === false || raw?.toLowerCase() === "none") return undefined;
   if (raw !== undefined && raw !== "") {
@@ -746,7 +854,7 @@ function prometheusOf(
       "localhost",
     port:
       options.prometheus?.port ??
-      r.int("OTEL_EXPORTER_PROMETHEUS_PORT", 9464, 0),
+      r.int("OTEL_EXPORTER_PROMETHEUS_PORT", 9464, 0, 65535),
   };
 }
 

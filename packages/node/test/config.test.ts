@@ -159,6 +159,98 @@ describe("resolveConfig", () => {
     assert.equal(warnings.length, 9, warnings.join("\n"));
   });
 
+  it("takes an invalid signal value as unset, falling back to the general one", () => {
+    const { config, warnings } = resolveConfig(
+      {},
+      {
+        OTEL_EXPORTER_OTLP_PROTOCOL: "HTTP/JSON",
+        OTEL_EXPORTER_OTLP_LOGS_PROTOCOL: "grpc",
+        OTEL_EXPORTER_OTLP_COMPRESSION: "gzip",
+        OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: "zip",
+        OTEL_EXPORTER_OTLP_TIMEOUT: "2500",
+        OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: "abc",
+        OTEL_EXPORTER_OTLP_METRICS_TIMEOUT: "0",
+      },
+    );
+    assert.equal(config.logs.protocol, "http/json");
+    assert.equal(config.traces.compression, "gzip");
+    assert.equal(config.traces.timeoutMs, 2500);
+    assert.equal(config.metrics.timeoutMs, 0, "0: no time limit");
+    assert.deepEqual(
+      warnings.map((w) => w.split("=")[0]),
+      [
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+      ],
+      warnings.join("\n"),
+    );
+  });
+
+  it("refuses integers past 2^31-1, which a timer would turn into 1 ms", () => {
+    const { config, warnings } = resolveConfig(
+      {},
+      {
+        OTEL_METRIC_EXPORT_INTERVAL: "3000000000",
+        OTEL_BSP_SCHEDULE_DELAY: "2147483648",
+        THREADLINE_WATCH_INTERVAL: "2147483648",
+        OTEL_EXPORTER_PROMETHEUS_PORT: "70000",
+        OTEL_METRICS_EXPORTER: "prometheus",
+      },
+    );
+    assert.equal(config.metrics.batch.scheduleDelayMs, 15_000);
+    assert.equal(config.traces.batch.scheduleDelayMs, 1000);
+    assert.equal(config.prometheus?.port, 9464);
+    assert.equal(warnings.length, 4, warnings.join("\n"));
+  });
+
+  it("keeps the default propagators when none named is known", () => {
+    const { config, warnings } = resolveConfig({}, { OTEL_PROPAGATORS: "b3" });
+    assert.deepEqual(config.propagators, ["tracecontext", "baggage"]);
+    assert.equal(warnings.length, 1);
+    assert.deepEqual(
+      resolveConfig({}, { OTEL_PROPAGATORS: "none" }).config.propagators,
+      [],
+    );
+  });
+
+  it("names the unknown instrumentations of an enabled list", () => {
+    const { config, warnings } = resolveConfig(
+      {},
+      { OTEL_NODE_ENABLED_INSTRUMENTATIONS: "htpp,pino" },
+    );
+    assert.equal(config.instrumentations.pino, true);
+    assert.equal(config.instrumentations.http, false);
+    assert.deepEqual(warnings.length, 1);
+    assert.match(warnings[0]!, /"htpp"/);
+  });
+
+  it("leaves out export headers HTTP cannot carry, and keeps the rest", () => {
+    const { config, warnings } = resolveConfig(
+      {},
+      {
+        OTEL_EXPORTER_OTLP_HEADERS:
+          "authorization=Basic%20abc,bad header=1,x-euro=%E2%82%AC,x-ok=1",
+      },
+    );
+    assert.deepEqual(config.traces.headers, {
+      authorization: "Basic abc",
+      "x-ok": "1",
+    });
+    assert.equal(warnings.length, 6, warnings.join("\n")); // two per signal
+    for (const w of warnings) assert.ok(!w.includes("€"), w);
+  });
+
+  it("drops OTEL_RESOURCE_ATTRIBUTES whole when an entry cannot be decoded", () => {
+    const { config, warnings } = resolveConfig(
+      {},
+      { OTEL_RESOURCE_ATTRIBUTES: "team=a,bad=%ZZ,service.name=x" },
+    );
+    assert.equal(config.resourceAttributes["team"], undefined);
+    assert.equal(config.serviceName, "unknown_service:node");
+    assert.equal(warnings.length, 2, warnings.join("\n"));
+  });
+
   it("never repeats header values in warnings", () => {
     const { warnings } = resolveConfig(
       {},

@@ -284,3 +284,33 @@ it("makes the same request either way for thousands of generated lines", () => {
     assert.deepEqual(exported(batch), parsed(batch), `lines ${i}-${i + 499}`);
   }
 });
+
+it("holds log records to the attribute limits, cutting strings by characters", () => {
+  const limits = { attributeCountLimit: 3, attributeValueLengthLimit: 4 };
+  const batch = staged([
+    logged('{"msg":"short enough","a":"abcd","b":1,"c":"żółć"}'),
+    logged(
+      '{"msg":"cut","a":"abcdefgh","b":"żółćżółć","c":["xxxxxx",{"d":"yyyyyy"}]}',
+    ),
+    logged('{"msg":"too many","a":1,"b":2,"c":3,"d":4,"e":"xxxxxx"}'),
+  ]);
+  const { body } = encodeStagedLogs(
+    new LogsEncoder(resource, scope),
+    batch,
+    limits,
+  );
+  const [within, cut, many] = decodeLogsProto(body)[0]!.scopes[0]!.logs;
+  assert.deepEqual(within!.attributes, { a: "abcd", b: 1, c: "żółć" });
+  assert.deepEqual(cut!.attributes, {
+    a: "abcd",
+    b: "żółć",
+    c: ["xxxx", { d: "yyyy" }],
+  });
+  assert.deepEqual(many!.attributes, { a: 1, b: 2, c: 3 });
+  assert.equal(many!.droppedAttributesCount, 2);
+  assert.equal(within!.droppedAttributesCount, 0);
+  // A line within the limits is still written from its bytes.
+  const reader = new StagedLogReader(staged([logged('{"a":"abcd"}')]));
+  assert.ok(reader.advance());
+  assert.ok(writeStagedRecord(new ProtoWriter(), reader, limits));
+});

@@ -53,6 +53,7 @@ export interface DecodedLogRecord {
   severityText: string;
   body: unknown;
   attributes: DecodedAttributes;
+  droppedAttributesCount: number;
   traceId: string;
   spanId: string;
   flags: number;
@@ -403,6 +404,7 @@ function logRecord(r: ProtoReader): DecodedLogRecord {
     severityText: "",
     body: undefined,
     attributes: {},
+    droppedAttributesCount: 0,
     traceId: "",
     spanId: "",
     flags: 0,
@@ -434,6 +436,10 @@ function logRecord(r: ProtoReader): DecodedLogRecord {
       case 6:
         r.expect(w, 2, "LogRecord.attributes");
         keyValue(r.message(), l.attributes);
+        break;
+      case 7:
+        r.expect(w, 0, "LogRecord.dropped_attributes_count");
+        l.droppedAttributesCount = r.varint();
         break;
       case 8:
         r.expect(w, 5, "LogRecord.flags");
@@ -668,6 +674,10 @@ const jsonLogRecord = (lv: unknown): DecodedLogRecord => {
     severityText: str(l["severityText"], "severityText"),
     body: jsonAnyValue(l["body"]),
     attributes: jsonKeyValues(l["attributes"]),
+    droppedAttributesCount: num(
+      l["droppedAttributesCount"],
+      "droppedAttributesCount",
+    ),
     traceId: hexId(l["traceId"], 16, "traceId"),
     spanId: hexId(l["spanId"], 8, "spanId"),
     flags: num(l["flags"], "flags"),

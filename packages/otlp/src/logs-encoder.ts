@@ -78,6 +78,10 @@ export class LogsEncoder {
         w.end(b);
       }
       if (r.attributes !== undefined) writeKeyValues(w, 6, r.attributes);
+      if (r.droppedAttributesCount) {
+        w.tag(7, WIRE_VARINT);
+        w.uvarint(r.droppedAttributesCount);
+      }
       if (r.traceFlags) {
         w.tag(8, WIRE_FIXED32);
         w.fixed32(r.traceFlags & 0xff);
@@ -135,6 +139,9 @@ export class LogsEncoder {
       ...(r.severityText ? { severityText: r.severityText } : {}),
       ...(r.body !== undefined ? { body: anyValueToJson(r.body) } : {}),
       attributes: keyValuesToJson(r.attributes),
+      ...(r.droppedAttributesCount
+        ? { droppedAttributesCount: r.droppedAttributesCount }
+        : {}),
       ...(r.traceFlags ? { flags: r.traceFlags & 0xff } : {}),
       ...(r.traceId ? { traceId: r.traceId } : {}),
       ...(r.spanId ? { spanId: r.spanId } : {}),

@@ -80,4 +80,6 @@ export interface LogRecordData {
   readonly spanId: string | undefined;
   readonly traceFlags: number;
   readonly eventName?: string | undefined;
+  /** Attributes left out by the attribute count limit. */
+  readonly droppedAttributesCount?: number | undefined;
 }

@@ -515,12 +515,20 @@ export class Exporter implements ChannelOwner {
 
   #encodeLogs(staged: Uint8Array, count: number): void {
     if (this.settings.logs.protocol === "http/json") {
-      const json = encodeStagedLogsJson(this.#logsEncoder, staged);
+      const json = encodeStagedLogsJson(
+        this.#logsEncoder,
+        staged,
+        this.settings.logLimits,
+      );
       bodyPool.release(staged);
       this.#channels.logs.enqueue(json, count);
       return;
     }
-    const { body, rejected } = encodeStagedLogs(this.#logsEncoder, staged);
+    const { body, rejected } = encodeStagedLogs(
+      this.#logsEncoder,
+      staged,
+      this.settings.logLimits,
+    );
     bodyPool.release(staged);
     if (rejected > 0) this.add("logs", "rejected", rejected);
     this.#channels.logs.enqueue(body, count - rejected);

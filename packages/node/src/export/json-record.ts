@@ -23,6 +23,18 @@ import {
   type StagedLogReader,
 } from "./log-stage.ts";
 
+/** The attribute limits of log records (OTEL_LOGRECORD_ATTRIBUTE_*). */
+export interface LogLimits {
+  readonly attributeCountLimit: number;
+  /** In characters, of each string. */
+  readonly attributeValueLengthLimit: number;
+}
+
+export const NO_LOG_LIMITS: LogLimits = Object.freeze({
+  attributeCountLimit: Infinity,
+  attributeValueLengthLimit: Infinity,
+});
+
 /** Keys of a logger's line that are not attributes of its record: the record has them, or they say nothing. */
 export const PINO_KEYS_DROPPED = new Set([
   "level",
@@ -249,6 +261,7 @@ function isDropped(b: Uint8Array, start: number, end: number): boolean {
 export function writeStagedRecord(
   w: ProtoWriter,
   reader: StagedLogReader,
+  limits: LogLimits = NO_LOG_LIMITS,
 ): boolean {
   const b = reader.bytes;
   const n = scan(b, reader.lineStart, reader.lineEnd);
@@ -262,6 +275,7 @@ export function writeStagedRecord(
   }
   let body = -1;
   let time: number | undefined;
+  let attributes = 0;
   for (let k = 0; k < n; k++) {
     const m = k * FIELDS;
     const keyStart = members[m]!;
@@ -279,6 +293,15 @@ export function writeStagedRecord(
       }
     }
     if (!attribute) members[m + 2] = 0;
+    // A line the limits cut is left to toLogRecord, which cuts by
+    // characters; a string of no more bytes than the limit has no more
+    // characters either.
+    else if (
+      ++attributes > limits.attributeCountLimit ||
+      (members[m + 2] === STRING &&
+        members[m + 4]! - members[m + 3]! > limits.attributeValueLengthLimit)
+    )
+      return false;
   }
   if (time !== undefined) {
     w.tag(1, WIRE_FIXED64);

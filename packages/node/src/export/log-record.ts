@@ -1,8 +1,18 @@
 // A captured logger line as an OTLP log record: the line is parsed once, at
 // export, its message becomes the body and its other fields the attributes.
 // Flat lines skip the parse (json-record.ts) and come out the same.
-import type { Attributes, LogRecordData, LogsEncoder } from "@threadline/otlp";
-import { PINO_KEYS_DROPPED, writeStagedRecord } from "./json-record.ts";
+import type {
+  Attributes,
+  LogRecordData,
+  LogsEncoder,
+  ProtoWriter,
+} from "@threadline/otlp";
+import {
+  NO_LOG_LIMITS,
+  PINO_KEYS_DROPPED,
+  writeStagedRecord,
+  type LogLimits,
+} from "./json-record.ts";
 import { StagedLogReader, type StagedLog } from "./log-stage.ts";
 
 /**
@@ -13,19 +23,24 @@ import { StagedLogReader, type StagedLog } from "./log-stage.ts";
 export function encodeStagedLogs(
   encoder: LogsEncoder,
   staged: Uint8Array,
+  limits: LogLimits = NO_LOG_LIMITS,
 ): { body: Uint8Array; rejected: number } {
   const reader = new StagedLogReader(staged);
+  const write =
+    limits === NO_LOG_LIMITS
+      ? writeStagedRecord
+      : (w: ProtoWriter, r: StagedLogReader) => writeStagedRecord(w, r, limits);
   let rejected = 0;
   encoder.start();
   while (reader.advance()) {
     try {
-      if (encoder.appendWritten(writeStagedRecord, reader)) continue;
+      if (encoder.appendWritten(write, reader)) continue;
     } catch {
       // The line is left to the parse below, which knows what to make of it.
     }
     reader.decode();
     try {
-      encoder.append(toLogRecord(reader.log));
+      encoder.append(toLogRecord(reader.log, limits));
     } catch {
       // Nothing of it was kept; the batch goes on without it.
       rejected++;
@@ -38,15 +53,24 @@ export function encodeStagedLogs(
 export function encodeStagedLogsJson(
   encoder: LogsEncoder,
   staged: Uint8Array,
+  limits: LogLimits = NO_LOG_LIMITS,
 ): string {
   const reader = new StagedLogReader(staged);
   const records: LogRecordData[] = [];
-  while (reader.next()) records.push(toLogRecord(reader.log));
+  while (reader.next()) records.push(toLogRecord(reader.log, limits));
   return encoder.encodeJson(records);
 }
 
-/** Turns one logger line into a log record; unparsable lines become a string body. */
-export function toLogRecord(m: StagedLog): LogRecordData {
+/**
+ * Turns one logger line into a log record; unparsable lines become a string
+ * body. The limits apply to the attributes (strings, and strings within
+ * arrays and objects, cut to the length limit; attributes past the count
+ * limit left out and counted), as they do to a span's.
+ */
+export function toLogRecord(
+  m: StagedLog,
+  limits: LogLimits = NO_LOG_LIMITS,
+): LogRecordData {
   const line = m.line;
   let body: LogRecordData["body"] = line.endsWith("\n")
     ? line.slice(0, -1)
@@ -90,6 +114,20 @@ export function toLogRecord(m: StagedLog): LogRecordData {
   } catch {
     // not JSON (a custom formatter): keep the raw line as the body
   }
+  let dropped = 0;
+  if (attributes !== undefined && limits !== NO_LOG_LIMITS) {
+    const limited: typeof attributes = {};
+    let kept = 0;
+    for (const key in attributes) {
+      if (kept === limits.attributeCountLimit) {
+        dropped++;
+        continue;
+      }
+      limited[key] = cut(attributes[key], limits.attributeValueLengthLimit);
+      kept++;
+    }
+    attributes = limited;
+  }
   return {
     time,
     observedTime: m.observed,
@@ -100,5 +138,18 @@ export function toLogRecord(m: StagedLog): LogRecordData {
     traceId: m.traceId,
     spanId: m.spanId,
     traceFlags: m.traceFlags,
+    ...(dropped > 0 ? { droppedAttributesCount: dropped } : {}),
   };
+}
+
+function cut(v: LogRecordData["body"], length: number): LogRecordData["body"] {
+  if (typeof v === "string") return v.length > length ? v.slice(0, length) : v;
+  if (Array.isArray(v)) return v.map((x) => cut(x, length));
+  if (v !== null && typeof v === "object" && !(v instanceof Uint8Array)) {
+    const out: Record<string, LogRecordData["body"]> = {};
+    for (const k in v)
+      out[k] = cut((v as Record<string, LogRecordData["body"]>)[k], length);
+    return out;
+  }
+  return v;
 }

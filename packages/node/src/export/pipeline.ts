@@ -117,6 +117,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       metrics: endpoint(config.metrics),
       resource,
       logScope,
+      logLimits: config.logLimits,
       maxPendingBytes: config.exportMaxBytes,
       maxRetryMs: config.exportMaxRetryMs,
       counters,

@@ -4,6 +4,7 @@
 // round trip; each has a single writer.
 import type { Attributes, Scope } from "@threadline/otlp";
 import type { OtlpProtocol } from "../config.ts";
+import type { LogLimits } from "./json-record.ts";
 
 export type Signal = "traces" | "logs" | "metrics";
 export const SIGNALS: readonly Signal[] = ["traces", "logs", "metrics"];
@@ -53,6 +54,7 @@ export interface WorkerSettings {
   metrics: EndpointSettings;
   resource: Attributes;
   logScope: Scope;
+  logLimits: LogLimits;
   maxPendingBytes: number;
   maxRetryMs: number;
   counters: SharedArrayBuffer;

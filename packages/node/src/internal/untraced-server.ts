@@ -22,19 +22,25 @@ export function startUntracedServer(
   (server as unknown as Record<symbol, unknown>)[UNTRACED_SERVER] = true;
   server.unref();
   return new Promise((resolve) => {
-    server.once("error", (err: NodeJS.ErrnoException) => {
+    const failed = (err: NodeJS.ErrnoException) => {
       diag.warn(
         `${what} could not listen on ${host}:${port}: ${err.code ?? err.message}`,
       );
       resolve(undefined);
-    });
-    server.listen(port, host, () => {
-      const a = server.address();
-      const p = typeof a === "object" && a !== null ? a.port : port;
-      resolve({
-        origin: `http://${host.includes(":") ? `[${host}]` : host}:${p}`,
-        close: () => new Promise((r) => server.close(() => r())),
+    };
+    server.once("error", failed);
+    try {
+      server.listen(port, host, () => {
+        const a = server.address();
+        const p = typeof a === "object" && a !== null ? a.port : port;
+        resolve({
+          origin: `http://${host.includes(":") ? `[${host}]` : host}:${p}`,
+          close: () => new Promise((r) => server.close(() => r())),
+        });
       });
-    });
+    } catch (err) {
+      // A port out of range throws rather than emitting "error".
+      failed(err as NodeJS.ErrnoException);
+    }
   });
 }

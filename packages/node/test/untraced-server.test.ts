@@ -1,0 +1,14 @@
+// The SDK's own listeners (Prometheus, health) never take the host down.
+import assert from "node:assert/strict";
+import { it } from "node:test";
+import { startUntracedServer } from "../src/internal/untraced-server.ts";
+
+it("resolves to nothing, without throwing, on a port out of range", async () => {
+  const server = await startUntracedServer(
+    "the test endpoint",
+    "127.0.0.1",
+    70_000,
+    (_req, res) => res.end(),
+  );
+  assert.equal(server, undefined);
+});
