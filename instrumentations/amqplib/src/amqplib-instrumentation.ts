@@ -839,26 +839,30 @@ export class AmqplibInstrumentation implements Instrumentation {
           if (noAck) span.end();
           throw err;
         }
-        if (noAck) {
-          if (
-            result !== null &&
-            typeof result === "object" &&
-            typeof (result as Promise<unknown>).then === "function"
-          ) {
-            (result as Promise<unknown>).then(
-              () => span.end(),
-              (err: unknown) => {
-                span.recordException(err as Error);
-                span.setStatus({
-                  code: SpanStatusCode.ERROR,
-                  message: (err as Error)?.message,
-                });
-                span.end();
-              },
-            );
-          } else {
-            span.end();
-          }
+        // An async handler's failure is the delivery's, acknowledged or not
+        // (the settlement ends the span then). The rejection is passed on,
+        // unhandled as it was, for the application's own handlers.
+        if (
+          result !== null &&
+          typeof result === "object" &&
+          typeof (result as Promise<unknown>).then === "function"
+        ) {
+          void (result as Promise<unknown>).then(
+            () => {
+              if (noAck) span.end();
+            },
+            (err: unknown) => {
+              span.recordException(err as Error);
+              span.setStatus({
+                code: SpanStatusCode.ERROR,
+                message: (err as Error)?.message,
+              });
+              if (noAck) span.end();
+              throw err;
+            },
+          );
+        } else if (noAck) {
+          span.end();
         }
         return result;
       };

@@ -76,6 +76,8 @@ interface PgClientLike {
   [POOL_WAIT]?: PoolWait | undefined;
   [SHAPES]?: Map<SqlSummary, QueryShape>;
   connectionParameters?: { host?: string; port?: number; database?: string };
+  /** Statements prepared on the connection, by name. */
+  connection?: { parsedStatements?: Record<string, string | undefined> };
   host?: string;
   port?: number;
   database?: string;
@@ -210,6 +212,21 @@ export class PgInstrumentation implements Instrumentation {
                 start,
                 acquired: nowMs(),
               };
+            // No client, so no query span: the failure is the wait's own
+            // (pool.query() to a server that is down comes this way).
+            else if (err && !isTracingSuppressed(ctx)) {
+              const span = self.#tracer!.startSpan(
+                "pg.pool.connect",
+                {
+                  kind: SpanKind.INTERNAL,
+                  attributes: { "db.system.name": "postgresql" },
+                  startTime: start,
+                },
+                ctx,
+              );
+              fail(span, err, false);
+              span.end();
+            }
             return caller.runInAsyncScope(
               cb as (...args: unknown[]) => unknown,
               this,
@@ -322,17 +339,26 @@ export class PgInstrumentation implements Instrumentation {
       const [cfg, vals, cb] = args;
       if (typeof (cfg as QueryConfig).submit === "function") {
         const submittable = cfg as QueryConfig;
+        let finished = false;
+        const finish = (err?: unknown) => {
+          if (finished) return;
+          finished = true;
+          // A stream the application stopped reading early was not a failure.
+          done(isAbort(err) ? undefined : err);
+        };
         if (typeof submittable.on === "function") {
-          let finished = false;
-          const finish = (err?: unknown) => {
-            if (finished) return;
-            finished = true;
-            done(err);
-          };
           submittable.on("end", () => finish());
           submittable.on("close", () => finish());
           submittable.on("error", (err: unknown) => finish(err));
         }
+        // new pg.Query(text, values, callback) reports an error to its
+        // callback alone, with no "error" event.
+        const given = submittable.callback;
+        if (typeof given === "function")
+          submittable.callback = function (this: unknown, ...a: unknown[]) {
+            finish(a[0] ?? undefined);
+            return Reflect.apply(given, this, a);
+          };
         return context.with(
           trace.setSpan(ctx, span),
           original,
@@ -342,7 +368,12 @@ export class PgInstrumentation implements Instrumentation {
           cb,
         );
       }
-      const userCb = typeof vals === "function" ? vals : cb;
+      const userCb =
+        typeof vals === "function"
+          ? vals
+          : typeof cb === "function"
+            ? cb
+            : (cfg as QueryConfig | undefined)?.callback;
       if (typeof userCb === "function") {
         const caller = new AsyncResource("pg.query");
         const bound = (err: unknown, res: unknown) => {
@@ -354,11 +385,16 @@ export class PgInstrumentation implements Instrumentation {
             res,
           );
         };
+        // pg takes the last callback given over one in the config object.
         return typeof vals === "function"
           ? original.call(this, cfg, bound)
           : original.call(this, cfg, vals, bound);
       }
       const result = original.call(this, cfg, vals) as Promise<unknown>;
+      if (typeof result?.then !== "function") {
+        done();
+        return result;
+      }
       return result.then(
         (res) => {
           done();
@@ -389,7 +425,13 @@ export class PgInstrumentation implements Instrumentation {
     const rawText =
       typeof config === "string"
         ? config
-        : (cfg?.text ?? cfg?.cursor?.text ?? "");
+        : (cfg?.text ??
+          cfg?.cursor?.text ??
+          // a named statement run again by its name alone
+          (cfg?.name === undefined
+            ? undefined
+            : client.connection?.parsedStatements?.[cfg.name]) ??
+          "");
     const shape = shapeOf(client, summarizeSql(rawText));
     let attributes = shape.attributes;
     if (this.#config.recordParameters) {
@@ -445,7 +487,7 @@ export class PgInstrumentation implements Instrumentation {
     const done = (err?: unknown) => {
       let metricAttributes = shape.metricAttributes;
       if (err !== undefined) {
-        fail(span, err);
+        fail(span, err, this.#config.recordParameters === true);
         metricAttributes = {
           ...metricAttributes,
           "error.type": errorType(err),
@@ -542,15 +584,43 @@ function parameterText(v: unknown): string {
   return String(v);
 }
 
-function fail(span: Span, err: unknown): void {
+const SQLSTATE = /^[0-9A-Z]{5}$/;
+
+function isAbort(err: unknown): boolean {
+  const e = err as { code?: unknown; name?: unknown } | undefined;
+  return e?.code === "ABORT_ERR" || e?.name === "AbortError";
+}
+
+/**
+ * PostgreSQL quotes the offending value in a data exception's message
+ * (SQLSTATE class 22: `invalid input syntax for type integer: "…"`): bound
+ * parameters and literals, kept out of spans unless parameters are
+ * recorded. Those quotes are cut to `"?"`, as literals are in the text.
+ */
+function withoutValues(err: unknown): Error {
+  const e = err as Error & { code?: unknown };
+  if (typeof e?.code !== "string" || !e.code.startsWith("22")) return e;
+  const scrub = (s: string) => s.replace(/"(?:[^"]|"")*"/g, '"?"');
+  const message = typeof e.message === "string" ? scrub(e.message) : "";
+  return {
+    name: typeof e.name === "string" ? e.name : "error",
+    message,
+    ...(typeof e.stack === "string" ? { stack: scrub(e.stack) } : {}),
+  };
+}
+
+function fail(span: Span, err: unknown, keepValues: boolean): void {
   const e = err as { code?: unknown; message?: unknown; name?: unknown };
-  const code = typeof e?.code === "string" ? e.code : undefined;
+  const code =
+    typeof e?.code === "string" && SQLSTATE.test(e.code) ? e.code : undefined;
   if (code !== undefined) span.setAttribute("db.response.status_code", code);
   span.setAttribute("error.type", errorType(err));
-  span.recordException(err as Error);
+  const recorded = keepValues ? (err as Error) : withoutValues(err);
+  span.recordException(recorded);
   span.setStatus({
     code: SpanStatusCode.ERROR,
-    message: typeof e?.message === "string" ? e.message : undefined,
+    message:
+      typeof recorded?.message === "string" ? recorded.message : undefined,
   });
 }
 

@@ -194,6 +194,89 @@ describe("pg queries", () => {
   });
 });
 
+describe("the other forms pg accepts", () => {
+  it("traces each of them, and keeps values out of error messages", async () => {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    const refused = new pg.Pool({
+      connectionString: "postgres://nobody@127.0.0.1:1/none",
+    });
+    await trace.getTracer("t").startActiveSpan("forms", async (root) => {
+      // A callback inside the config object: pg returns nothing.
+      await new Promise<void>((resolve, reject) => {
+        const returned = client.query({
+          text: "SELECT 1 AS config_callback",
+          callback: (err: Error | null) => (err ? reject(err) : resolve()),
+        } as pg.QueryConfig);
+        assert.equal(returned, undefined);
+      });
+      // A Query with a callback reports its error there, with no event.
+      await new Promise<void>((resolve) => {
+        client.query(
+          new pg.Query("SELECT * FROM no_such_table", [], () => resolve()),
+        );
+      });
+      // A bad value bound as a parameter: PostgreSQL quotes it in its message.
+      await assert.rejects(client.query("SELECT $1::int", ["123-45-6789"]));
+      // A pool whose server is down: no client, so no query span.
+      await assert.rejects(refused.query("SELECT 1 AS never_sent"));
+      // A stream the application stops reading early.
+      const stream = client.query(
+        new QueryStream("SELECT g AS early FROM generate_series(1, 1000) g"),
+      );
+      for await (const _row of stream) break;
+      // A prepared statement run again by its name alone.
+      await client.query({
+        name: "by-name",
+        text: "SELECT id FROM accounts WHERE id = $1",
+        values: [1],
+      });
+      await client.query({ name: "by-name", values: [2] } as pg.QueryConfig);
+      root.end();
+    });
+    await client.end();
+    await refused.end();
+    await threadline.forceFlush();
+    const spans = await receiver.waitForSpans(
+      (s) => querySpans(s).length >= 6 && s.some((x) => x.name === "forms"),
+      "every form's span",
+    );
+    const root = spans.find((x) => x.name === "forms")!;
+    const children = spans.filter((x) => x.parentSpanId === root.spanId);
+    const text = (t: string) =>
+      children.find((x) => x.attributes["db.query.text"] === t);
+    assert.equal(text("SELECT ? AS config_callback")?.status.code, 0);
+    const missing = text("SELECT * FROM no_such_table");
+    assert.equal(missing?.status.code, 2);
+    assert.equal(missing?.attributes["db.response.status_code"], "42P01");
+    const bad = text("SELECT $1::int");
+    assert.equal(bad?.status.code, 2);
+    assert.equal(bad?.attributes["error.type"], "22P02");
+    assert.match(bad!.status.message, /invalid input syntax/);
+    assert.ok(
+      !JSON.stringify(spans, (_k, v: unknown) =>
+        typeof v === "bigint" ? String(v) : v,
+      ).includes("123-45-6789"),
+      "the bound value appears nowhere",
+    );
+    const connect = children.find((x) => x.name === "pg.pool.connect");
+    assert.equal(connect?.status.code, 2);
+    assert.equal(connect?.attributes["error.type"], "ECONNREFUSED");
+    const early = children.find((x) =>
+      String(x.attributes["db.query.text"]).includes("AS early"),
+    );
+    assert.equal(early?.status.code, 0);
+    assert.equal(early?.attributes["error.type"], undefined);
+    const named = children.filter(
+      (x) =>
+        x.attributes["db.query.text"] ===
+        "SELECT id FROM accounts WHERE id = $1",
+    );
+    assert.equal(named.length, 2, "both runs of the named statement");
+    assert.ok(named.every((x) => x.name === "SELECT accounts"));
+  });
+});
+
 describe("pg pools under load", () => {
   it("keeps each queued query in the trace and customer of the request that issued it", async () => {
     const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });

@@ -1,0 +1,63 @@
+// An async consume handler that rejects, with the message settled later: the
+// delivery's span records the failure, and the application still sees its
+// rejection unhandled, as it would without Threadline. In a child process,
+// since the rejection is meant to go unhandled.
+import assert from "node:assert/strict";
+import { after, before, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  startOtlpReceiver,
+  startService,
+  stopTestServers,
+  testBroker,
+  waitFor,
+  type OtlpReceiver,
+} from "@threadline/test-support";
+
+let receiver: OtlpReceiver;
+let brokerUrl: string;
+
+before(async () => {
+  receiver = await startOtlpReceiver();
+  brokerUrl = await testBroker();
+});
+
+after(async () => {
+  await receiver.close();
+  await stopTestServers();
+});
+
+it("records an async handler's rejection on the delivery, and passes it on", async () => {
+  const queue = `q-async-${process.pid}`;
+  const app = await startService({
+    entry: "async-consumer.cjs",
+    cwd: fileURLToPath(new URL("./fixtures/", import.meta.url)),
+    execArgv: ["-r", "@threadline/node/register"],
+    ready: false,
+    env: {
+      OTEL_SERVICE_NAME: "async-consumer",
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_BSP_SCHEDULE_DELAY: "50",
+      AMQP_URL: brokerUrl,
+      QUEUE: queue,
+    },
+  });
+  try {
+    const delivery = await waitFor(
+      () => receiver.spans.find((s) => s.name === `process ${queue}`),
+      { what: "the delivery's span" },
+    );
+    assert.equal(delivery.status.code, 2);
+    assert.deepEqual(
+      delivery.events.map((e) => e.attributes["exception.message"]),
+      ["async handler failed"],
+    );
+    assert.equal(delivery.attributes["messaging.rabbitmq.settlement"], "nack");
+    await waitFor(
+      () => app.stdout.includes("unhandled: async handler failed"),
+      { what: "the application's own report of the rejection" },
+    );
+  } finally {
+    await app.stop();
+  }
+});
