@@ -72,9 +72,14 @@ describe("export", () => {
       });
     }
 
+  const exits = {
+    natural: "a natural exit",
+    "process-exit": "process.exit()",
+    throw: "an uncaught exception, each item once",
+  } as const;
   for (const [thread, on] of threads)
-    for (const exit of ["natural", "process-exit"] as const) {
-      it(`flushes on ${exit === "natural" ? "a natural exit" : "process.exit()"}${on}`, async () => {
+    for (const exit of ["natural", "process-exit", "throw"] as const) {
+      it(`flushes on ${exits[exit]}${on}`, async () => {
         const name = `burst-${exit}-${thread}`;
         const app = await startService({
           entry: "burst.mjs",
@@ -88,7 +93,7 @@ describe("export", () => {
           }),
         });
         const { code } = await app.exited;
-        assert.equal(code, 0);
+        assert.equal(code, exit === "throw" ? 1 : 0);
         assert.deepEqual(count(name), { spans: 1300, logs: 1300 });
       });
     }

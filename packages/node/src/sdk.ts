@@ -162,6 +162,7 @@ function installExitHooks(
     void pipeline.forceFlush(timeoutMs, true);
   };
   const onExit = () => {
+    pipeline.hold();
     const first = !finalMetricsSent;
     finalMetrics();
     if (first || pendingWork()) pipeline.flushSync(timeoutMs);

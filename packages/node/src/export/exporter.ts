@@ -104,6 +104,8 @@ class Channel {
   #timer: NodeJS.Timeout | undefined;
   /** Current flush round; 0 when not flushing. */
   #round = 0;
+  /** Set at exit: payloads wait to be taken out, none is started here. */
+  #held = false;
 
   constructor(owner: ChannelOwner, signal: Signal, endpoint: EndpointSettings) {
     this.#owner = owner;
@@ -201,7 +203,17 @@ class Channel {
       this.#schedule(Math.max(0, this.#nextAttemptAt - Date.now()));
   }
 
+  /**
+   * Starts nothing more on this thread. A request started at exit can reach
+   * the Collector before the process dies, and would be sent again by the
+   * worker that takes it over.
+   */
+  hold(): void {
+    this.#held = true;
+  }
+
   pump(): void {
+    if (this.#held) return;
     if (this.#round !== 0) {
       for (let i = 0; i < this.#queue.length && this.#inflight.size < 4;) {
         const p = this.#queue[i]!;
@@ -584,6 +596,11 @@ export class Exporter implements ChannelOwner {
    * exporter to send: the 'exit' flush hands it to a worker thread, the only
    * place left where network I/O can still complete.
    */
+  /** See Channel.hold: for the 'exit' flush, before anything is added. */
+  hold(): void {
+    for (const signal of SIGNALS) this.#channels[signal].hold();
+  }
+
   takeUndelivered(): PayloadMessage[] {
     const out: PayloadMessage[] = [];
     for (const signal of SIGNALS)

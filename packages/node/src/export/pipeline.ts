@@ -394,10 +394,20 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   }
 
   /**
+   * At exit: nothing more is sent from this thread, so that what is added
+   * now (the last metrics, the last batches) goes to the worker once, not
+   * half-sent from here first.
+   */
+  hold(): void {
+    this.#exporter?.hold();
+  }
+
+  /**
    * Flushes and blocks the thread until delivered or `timeoutMs` passed.
    * Only for 'exit' handlers, where no asynchronous work can run.
    */
   flushSync(timeoutMs: number): void {
+    this.hold();
     this.#spans.drain();
     this.#logs.drain();
     // No asynchronous I/O completes on this thread any more: what the
