@@ -28,6 +28,7 @@ import {
   SpanStatusCode,
   trace,
   type Attributes,
+  type Context,
   type Span,
   type TextMapGetter,
   type Tracer,
@@ -90,6 +91,8 @@ const CLIENT_SPAN = Symbol("threadline.http.client-span");
 const CLIENT_CALL = Symbol("threadline.http.client-call");
 const THIRD_PARTY = Symbol("threadline.http.third-party");
 const WRAPPED = Symbol("threadline.http.wrapped");
+/** The context a server request and its response emit their events in. */
+const REQUEST_CONTEXT = Symbol("threadline.http.request-context");
 // Emitted by the self-check on a throw-away server to prove the wrapper runs.
 const PROBE = Symbol("threadline.http.probe");
 
@@ -340,6 +343,19 @@ function parseHostAndPort(
   };
 }
 
+/**
+ * A request target's path and query: an absolute-form target
+ * (`GET http://host/path`, as proxies are sent) without its scheme and host.
+ */
+function originForm(url: string | undefined): string {
+  if (url === undefined) return "/";
+  if (url.charCodeAt(0) === 0x2f) return url; // "/": nearly every request
+  const scheme = url.indexOf("://");
+  if (scheme === -1) return url;
+  const slash = url.indexOf("/", scheme + 3);
+  return slash === -1 ? "/" : url.slice(slash);
+}
+
 function expressRoute(req: IncomingMessage | undefined): string | undefined {
   if (req === undefined) return undefined;
   const r = req as IncomingMessage & {
@@ -382,7 +398,7 @@ export class HttpInstrumentation implements Instrumentation {
   #ignored(url: string | undefined): boolean {
     if (this.#ignoredExact.size === 0 && this.#ignoredPrefixes.length === 0)
       return false;
-    const u = url ?? "/";
+    const u = originForm(url);
     const q = u.indexOf("?");
     const path = q === -1 ? u : u.slice(0, q);
     if (this.#ignoredExact.has(path)) return true;
@@ -410,6 +426,12 @@ export class HttpInstrumentation implements Instrumentation {
     this.#wrapServer(
       https.Server.prototype as unknown as Record<string, unknown>,
       "https",
+    );
+    this.#bindEvents(
+      http.IncomingMessage.prototype as unknown as Record<string, unknown>,
+    );
+    this.#bindEvents(
+      http.ServerResponse.prototype as unknown as Record<string, unknown>,
     );
     const created = (msg: unknown) =>
       this.#onClientCreated((msg as { request: TracedClientRequest }).request);
@@ -458,6 +480,37 @@ export class HttpInstrumentation implements Instrumentation {
       }
     }
     return problems;
+  }
+
+  /**
+   * A server request's and its response's events run in the request's
+   * context, whatever set them off: with pipelining, one request's
+   * `res.end()` finishes the next one's queued response, and a body's later
+   * chunks arrive in the connection's context. Listeners (pino-http's
+   * "request completed" line, an upload's `data` handler) then log and call
+   * out for the request they belong to. One wrapper on each prototype; a
+   * request's emit that is already in its context costs a comparison.
+   */
+  #bindEvents(proto: Record<string, unknown>): void {
+    const hadOwn = Object.prototype.hasOwnProperty.call(proto, "emit");
+    const original = proto["emit"] as Emit;
+    if ((original as { [WRAPPED]?: boolean })[WRAPPED] === true) return;
+    const emit = function threadlineBoundEmit(this: {
+      [REQUEST_CONTEXT]?: Context;
+    }): boolean {
+      const ctx = this[REQUEST_CONTEXT];
+      const args = arguments as unknown as Parameters<Emit>;
+      if (ctx === undefined || context.active() === ctx)
+        return Reflect.apply(original, this, args);
+      return context.with(ctx, () => Reflect.apply(original, this, args));
+    };
+    Object.defineProperty(emit, WRAPPED, { value: true });
+    proto["emit"] = emit;
+    this.#restore.push(() => {
+      if (proto["emit"] !== emit) return;
+      if (hadOwn) proto["emit"] = original;
+      else delete proto["emit"];
+    });
   }
 
   #wrapServer(proto: Record<string, unknown>, scheme: "http" | "https"): void {
@@ -561,7 +614,7 @@ export class HttpInstrumentation implements Instrumentation {
         if (customer !== undefined) ctx = setCustomerInContext(ctx, customer);
       }
       const { method, original: methodOriginal } = normalizeMethod(req.method);
-      const url = req.url ?? "/";
+      const url = originForm(req.url);
       const q = url.indexOf("?");
       const { address, port } = hostAndPort(
         headers.host,
@@ -610,6 +663,8 @@ export class HttpInstrumentation implements Instrumentation {
       };
       ctx = contextWithRouteHolder(trace.setSpan(ctx, span), state);
       res[STATE] = state;
+      (req as { [REQUEST_CONTEXT]?: Context })[REQUEST_CONTEXT] = ctx;
+      (res as { [REQUEST_CONTEXT]?: Context })[REQUEST_CONTEXT] = ctx;
       res.on("close", onResponseClose);
     } catch (err) {
       diag.warnCollapsed(

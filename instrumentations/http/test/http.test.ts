@@ -223,6 +223,93 @@ describe("http server", () => {
     );
   });
 
+  it("runs a request's and its response's events in the request's context", async () => {
+    const active = () => trace.getActiveSpan()?.spanContext().traceId;
+    const seen: Record<string, { handler?: string; later: string[] }> = {};
+    const server = http.createServer((req, res) => {
+      const url = req.url!;
+      const mine: { handler?: string; later: string[] } = {
+        handler: active(),
+        later: [],
+      };
+      seen[url] = mine;
+      res.on("finish", () => mine.later.push(`finish ${active()}`));
+      if (url === "/upload") {
+        req.on("data", () => mine.later.push(`data ${active()}`));
+        req.on("end", () => res.end("got it"));
+        return;
+      }
+      // The first pipelined request answers last: its end() lets the
+      // second one's queued response finish.
+      if (url === "/slow") setTimeout(() => res.end("slow"), 50);
+      else res.end("fast");
+    });
+    const port = await listen(server);
+    const { connect } = await import("node:net");
+    // Two pipelined requests on one connection.
+    await new Promise<void>((resolve) => {
+      const socket = connect(port, "127.0.0.1", () =>
+        socket.write(
+          "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n" +
+            "GET /fast HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        ),
+      );
+      socket.resume().on("close", () => resolve());
+    });
+    // A body that arrives in chunks, after the request began.
+    await new Promise<void>((resolve, reject) => {
+      const req = http.request(
+        { port, host: "127.0.0.1", method: "POST", path: "/upload" },
+        (res) => res.resume().on("end", resolve),
+      );
+      req.on("error", reject);
+      let n = 0;
+      const tick = setInterval(() => {
+        req.write("chunk");
+        if (++n === 3) {
+          clearInterval(tick);
+          req.end();
+        }
+      }, 20);
+    });
+    for (const url of ["/slow", "/fast", "/upload"]) {
+      const { handler, later } = seen[url]!;
+      assert.match(String(handler), /^[0-9a-f]{32}$/, url);
+      assert.ok(later.length >= 1, url);
+      for (const event of later)
+        assert.equal(event.split(" ")[1], handler, `${url}: ${event}`);
+    }
+    assert.ok(
+      seen["/upload"]!.later.filter((e) => e.startsWith("data")).length >= 2,
+    );
+  });
+
+  it("reads the path of an absolute-form request target", async () => {
+    const server = http.createServer((_req, res) => res.end("ok"));
+    const port = await listen(server);
+    const { connect } = await import("node:net");
+    await new Promise<void>((resolve) => {
+      const socket = connect(port, "127.0.0.1", () =>
+        socket.write(
+          `GET http://127.0.0.1:${port}/v1/ignored HTTP/1.1\r\nHost: x\r\n\r\n` +
+            `GET http://127.0.0.1:${port}/absolute?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+        ),
+      );
+      socket.resume().on("close", () => resolve());
+    });
+    const mine = (s: ReceivedSpan) =>
+      s.kind === SERVER &&
+      /absolute|ignored/.test(String(s.attributes["url.path"]));
+    await receiver.waitForSpans((all) => all.some(mine), "the server span");
+    await threadline.forceFlush();
+    const servers = receiver.spans.filter(mine);
+    assert.deepEqual(
+      servers.map((s) => s.attributes["url.path"]),
+      ["/absolute"],
+    );
+    assert.equal(servers[0]!.attributes["url.query"], "q=1");
+  });
+
   it("names spans after express routes", async () => {
     const app = express();
     const router = express.Router();

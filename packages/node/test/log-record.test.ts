@@ -131,6 +131,11 @@ const FLAT = [
   "{}",
   `{"msg":"${"long ".repeat(60)}","${"k".repeat(200)}":"ż${"v".repeat(300)}"}`,
   '{"time":true,"msg":"a time that is not one"}',
+  '{"time":1763800000,"msg":"seconds (stdTimeFunctions.unixTime)"}',
+  '{"time":1763800000123456789,"msg":"nanoseconds"}',
+  '{"msg":42}',
+  '{"msg":null,"other":1}',
+  '{"msg":false}',
 ];
 
 const PARSED = [
@@ -188,6 +193,27 @@ it("makes the same request from bytes as from parsed lines", () => {
   assert.deepEqual(records[0]!.attributes, { order: 42 });
   assert.equal(records[0]!.body, "order placed");
   assert.equal(records[0]!.timeUs, 1763800000123000);
+  const at = (line: string) => records[FLAT.indexOf(line)]!;
+  assert.equal(
+    at('{"time":1763800000,"msg":"seconds (stdTimeFunctions.unixTime)"}')
+      .timeUs,
+    1763800000000000,
+  );
+  assert.equal(
+    Math.round(at('{"time":1763800000123456789,"msg":"nanoseconds"}').timeUs),
+    1763800000123457,
+  );
+  assert.equal(at('{"msg":42}').body, 42);
+  assert.equal(at('{"msg":false}').body, false);
+});
+
+it("keeps a message that is not a string as the record's body", () => {
+  const [request] = decodeLogsProto(
+    exported(staged([logged('{"msg":{"a":1},"b":2}')])),
+  );
+  const [record] = request!.scopes[0]!.logs;
+  assert.deepEqual(record!.body, { a: 1 });
+  assert.deepEqual(record!.attributes, { b: 2 });
 });
 
 /** A small seeded generator, so a failure can be replayed. */

@@ -35,6 +35,20 @@ export const NO_LOG_LIMITS: LogLimits = Object.freeze({
   attributeValueLengthLimit: Infinity,
 });
 
+/**
+ * A line's numeric `time` as epoch milliseconds. pino writes milliseconds;
+ * `stdTimeFunctions.unixTime` writes seconds, and a time function of the
+ * application's own may give micro- or nanoseconds. For a time near now
+ * the size says which: seconds stay below 1e11 until the year 5138,
+ * milliseconds below 1e14, microseconds below 1e17.
+ */
+export function epochMillis(t: number): number {
+  if (t < 1e11) return t * 1000;
+  if (t < 1e14) return t;
+  if (t < 1e17) return t / 1e3;
+  return t / 1e6;
+}
+
 /** Keys of a logger's line that are not attributes of its record: the record has them, or they say nothing. */
 export const PINO_KEYS_DROPPED = new Set([
   "level",
@@ -274,6 +288,8 @@ export function writeStagedRecord(
     if (messageKeys.size < 64) messageKeys.set(messageKey, msg);
   }
   let body = -1;
+  let bodyKind = 0;
+  let bodyNumber = 0;
   let time: number | undefined;
   let attributes = 0;
   for (let k = 0; k < n; k++) {
@@ -283,13 +299,17 @@ export function writeStagedRecord(
     let attribute = true;
     if (equals(b, keyStart, keyEnd, msg)) {
       attribute = false;
-      if (members[m + 2] === STRING) body = m;
+      // A message that is not a string (pino writes what it is given) is
+      // still the body.
+      body = m;
+      bodyKind = members[m + 2]!;
+      if (bodyKind === NUMBER) bodyNumber = numbers[k]!;
     }
     if (isDropped(b, keyStart, keyEnd)) {
       attribute = false;
       if (equals(b, keyStart, keyEnd, TIME)) {
         if (members[m + 2] === STRING) return false; // a date to parse
-        if (members[m + 2] === NUMBER) time = numbers[k];
+        if (members[m + 2] === NUMBER) time = epochMillis(numbers[k]!);
       }
     }
     if (!attribute) members[m + 2] = 0;
@@ -314,7 +334,17 @@ export function writeStagedRecord(
   if (log.severityText) w.stringField(3, log.severityText);
   if (body >= 0) {
     const bm = w.begin(5);
-    w.rangeField(1, b, members[body + 3]!, members[body + 4]!);
+    if (bodyKind === STRING)
+      w.rangeField(1, b, members[body + 3]!, members[body + 4]!);
+    else
+      writeAnyValue(
+        w,
+        bodyKind === NUMBER
+          ? bodyNumber
+          : bodyKind === NULL
+            ? null
+            : bodyKind === TRUE,
+      );
     w.end(bm);
   }
   for (let k = 0; k < n; k++) {

@@ -8,6 +8,7 @@ import type {
   ProtoWriter,
 } from "@threadline/otlp";
 import {
+  epochMillis,
   NO_LOG_LIMITS,
   PINO_KEYS_DROPPED,
   writeStagedRecord,
@@ -85,12 +86,11 @@ export function toLogRecord(
       !Array.isArray(parsed)
     ) {
       const msgKey = m.messageKey || "msg";
-      body =
-        typeof parsed[msgKey] === "string"
-          ? (parsed[msgKey] as string)
-          : undefined;
+      // A message that is not a string (pino writes what it is given) is
+      // still the body.
+      body = parsed[msgKey] as LogRecordData["body"];
       const t = parsed["time"];
-      if (typeof t === "number") time = t;
+      if (typeof t === "number") time = epochMillis(t);
       else if (typeof t === "string") {
         const parsedTime = Date.parse(t);
         if (!Number.isNaN(parsedTime)) time = parsedTime;
