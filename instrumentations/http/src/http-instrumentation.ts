@@ -61,6 +61,7 @@ import {
   lazyInstruments,
   AttributeSets,
 } from "@threadline/core";
+import { expressRoute, hookExpressLayers } from "./express-routes.ts";
 
 /** Options of {@link HttpInstrumentation}. */
 export interface HttpInstrumentationConfig {
@@ -356,18 +357,6 @@ function originForm(url: string | undefined): string {
   return slash === -1 ? "/" : url.slice(slash);
 }
 
-function expressRoute(req: IncomingMessage | undefined): string | undefined {
-  if (req === undefined) return undefined;
-  const r = req as IncomingMessage & {
-    route?: { path?: unknown };
-    baseUrl?: unknown;
-  };
-  const path = r.route?.path;
-  if (typeof path !== "string") return undefined;
-  const base = typeof r.baseUrl === "string" ? r.baseUrl : "";
-  return base + path || "/";
-}
-
 export class HttpInstrumentation implements Instrumentation {
   readonly name = NAME;
   readonly #config: HttpInstrumentationConfig;
@@ -433,6 +422,7 @@ export class HttpInstrumentation implements Instrumentation {
     this.#bindEvents(
       http.ServerResponse.prototype as unknown as Record<string, unknown>,
     );
+    this.#restore.push(hookExpressLayers());
     const created = (msg: unknown) =>
       this.#onClientCreated((msg as { request: TracedClientRequest }).request);
     const response = (msg: unknown) =>

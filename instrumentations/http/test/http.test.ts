@@ -334,6 +334,51 @@ describe("http server", () => {
     assert.equal(serverSpan.attributes["url.query"], "token=REDACTED");
   });
 
+  it("names express routes by their templates across parameterised mounts", async () => {
+    const app = express();
+    const posts = express.Router();
+    posts.get("/posts/:postId", (_req, res) => {
+      res.end("post");
+    });
+    const users = express.Router();
+    users.use("/users/:userId", posts);
+    app.use("/api", users);
+    const versioned = express();
+    versioned.get("/thing/:x", (_req, res) => {
+      res.end("thing");
+    });
+    app.use("/v/:ver", versioned);
+    // A mount the request passes through without a match, then a route.
+    app.use("/api/users/:userId/never", express.Router());
+    app.get("/top/:id", (_req, res) => {
+      res.end("top");
+    });
+    const port = await listen(http.createServer(app));
+    for (const path of [
+      "/api/users/42/posts/7",
+      "/api/users/43/posts/8",
+      "/v/2/thing/9",
+      "/top/5",
+    ])
+      assert.equal((await get(`http://127.0.0.1:${port}${path}`)).status, 200);
+    const spans = await receiver.waitForSpans(
+      (s) => s.filter((x) => x.kind === SERVER).length >= 4,
+      "four server spans",
+    );
+    assert.deepEqual(
+      spans
+        .filter((s) => s.kind === SERVER)
+        .map((s) => s.attributes["http.route"])
+        .sort(),
+      [
+        "/api/users/:userId/posts/:postId",
+        "/api/users/:userId/posts/:postId",
+        "/top/:id",
+        "/v/:ver/thing/:x",
+      ],
+    );
+  });
+
   it("traces https servers and clients", async () => {
     const dir = mkdtempSync(join(tmpdir(), "threadline-tls-"));
     execFileSync(

@@ -1,0 +1,137 @@
+// The route template of an Express request across mounted routers.
+//
+// Express leaves `req.route.path` (the leaf route's pattern) and
+// `req.baseUrl`, but `baseUrl` is the path the mounts matched, parameter
+// values included: `/api/users/42` for a router mounted at
+// `/api/users/:userId`. A route built from it would put a user id in every
+// span name and in the request-duration metric's labels. So the router's
+// Layer (Express 4: express/lib/router/layer.js; Express 5: the router
+// package's lib/layer.js) is hooked as it loads: each layer keeps the
+// pattern it was made with, and a request handed into a mounted layer
+// carries that pattern until the layer hands it on with next().
+import { hookModule } from "@threadline/core";
+import type { IncomingMessage } from "node:http";
+
+const PATTERN = Symbol("threadline.express.pattern");
+const MOUNTS = Symbol("threadline.express.mounts");
+
+interface Layer {
+  route?: unknown;
+  rawPath?: unknown;
+  [PATTERN]?: unknown;
+}
+type Handle = (
+  this: Layer,
+  req: unknown,
+  res: unknown,
+  next: unknown,
+) => unknown;
+type LayerConstructor = {
+  (this: Layer, path: unknown, options: unknown, fn: unknown): unknown;
+  prototype: Record<string, unknown>;
+};
+
+/** What a mount adds to the route: `/api/users/:userId`; nothing for `/`. */
+function mountPattern(layer: Layer): string | undefined {
+  const p = layer.rawPath ?? layer[PATTERN];
+  const one = Array.isArray(p) && p.length === 1 ? p[0] : p;
+  let text: string;
+  if (typeof one === "string") text = one;
+  else if (one instanceof RegExp) text = String(one);
+  else if (Array.isArray(one)) text = one.map(String).join("|");
+  else return undefined;
+  const trimmed = text.endsWith("/") ? text.slice(0, -1) : text;
+  return trimmed === "" ? undefined : trimmed;
+}
+
+function wrapHandle(original: Handle): Handle {
+  return function threadlineLayerHandle(this: Layer, req, res, next) {
+    // A route's own layers, and layers mounted at `/`, add nothing.
+    if (
+      this.route !== undefined ||
+      typeof next !== "function" ||
+      typeof req !== "object" ||
+      req === null
+    )
+      return original.call(this, req, res, next);
+    const pattern = mountPattern(this);
+    if (pattern === undefined) return original.call(this, req, res, next);
+    const holder = req as { [MOUNTS]?: string[] };
+    const mounts = (holder[MOUNTS] ??= []);
+    const depth = mounts.length;
+    mounts.push(pattern);
+    return original.call(this, req, res, function (this: unknown) {
+      // Handed on: the request left this mount.
+      mounts.length = depth;
+      return Reflect.apply(next as Handle, this, arguments);
+    });
+  };
+}
+
+function patchLayer(exports: unknown): unknown {
+  if (typeof exports !== "function") return undefined;
+  const Original = exports as LayerConstructor;
+  const proto = Original.prototype;
+  for (const name of ["handleRequest", "handle_request"])
+    if (typeof proto[name] === "function")
+      proto[name] = wrapHandle(proto[name] as Handle);
+  // Express 4's layers keep no pattern of their own: note it as they are made.
+  type Made = LayerConstructor & (new (...a: unknown[]) => Layer);
+  const Layer = function Layer(
+    this: Layer,
+    path: unknown,
+    options: unknown,
+    fn: unknown,
+  ): unknown {
+    if (!(this instanceof Layer))
+      return new (Layer as unknown as Made)(path, options, fn);
+    Original.call(this, path, options, fn);
+    this[PATTERN] = path;
+    return this;
+  } as unknown as Made;
+  Layer.prototype = proto;
+  Object.setPrototypeOf(Layer, Original);
+  return Layer;
+}
+
+/** Hooks Express's layers as they load; returns the unhook. */
+export function hookExpressLayers(): () => void {
+  const hooks = [
+    hookModule({
+      module: "router",
+      file: "lib/layer.js",
+      onLoad: patchLayer,
+    }),
+    hookModule({
+      module: "express",
+      file: "lib/router/layer.js",
+      onLoad: patchLayer,
+    }),
+  ];
+  return () => {
+    for (const h of hooks) h.unhook();
+  };
+}
+
+/** The route template of an Express request, or undefined when it has no route. */
+export function expressRoute(
+  req: IncomingMessage | undefined,
+): string | undefined {
+  if (req === undefined) return undefined;
+  const r = req as IncomingMessage & {
+    route?: { path?: unknown };
+    baseUrl?: unknown;
+    [MOUNTS]?: string[];
+  };
+  const path = r.route?.path;
+  if (typeof path !== "string") return undefined;
+  const mounts = r[MOUNTS];
+  // Without the hook (Express loaded before Threadline), the matched path.
+  const base =
+    mounts !== undefined
+      ? mounts.join("")
+      : typeof r.baseUrl === "string"
+        ? r.baseUrl
+        : "";
+  return base + path || "/";
+}
