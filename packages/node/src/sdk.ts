@@ -376,14 +376,16 @@ function start(options: InitOptions): ThreadlineHandle {
           serviceName,
           alarms,
         );
+  // Alarm rules on metrics read them whether or not they are exported.
+  const metricsRead = metricsWanted || alarms?.readsMetrics === true;
   const stopRuntimeMetrics =
-    metricsWanted && config.runtimeMetrics
+    metricsRead && config.runtimeMetrics
       ? registerRuntimeMetrics(
           meterProvider.getMeter("@threadline/node/runtime", VERSION),
         )
       : undefined;
   const stopHostMetrics =
-    metricsWanted && config.hostMetrics
+    metricsRead && config.hostMetrics
       ? registerHostMetrics(
           meterProvider.getMeter("@threadline/node/host", VERSION),
         )

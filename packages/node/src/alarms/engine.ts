@@ -27,8 +27,16 @@ export interface Alarm {
 
 interface Condition {
   source: string;
-  holds: boolean;
+  /** undefined: too little to tell; nothing changes. */
+  holds: boolean | undefined;
   reason: string;
+}
+
+/** Requests and failures counted in one evaluation. */
+interface HttpSample {
+  at: number;
+  total: number;
+  errors: number;
 }
 
 interface KeyState {
@@ -54,6 +62,8 @@ export class AlarmEngine {
   readonly #history: Alarm[] = [];
   readonly #delay = new LoopDelay();
   #lastHttp: { total: number; errors: number } | undefined;
+  /** Evaluations' HTTP counts, as far back as the longest HTTP rule looks. */
+  readonly #httpSamples: HttpSample[] = [];
   /** Per histogram rule: each series' count and sum at the last evaluation. */
   readonly #histograms = new Map<
     string,
@@ -82,6 +92,11 @@ export class AlarmEngine {
     this.#timer = undefined;
     this.#delay.stop();
     await this.#running;
+  }
+
+  /** Whether a rule reads metrics by name (runtime metrics among them). */
+  get readsMetrics(): boolean {
+    return this.#o.rules.some((r) => r.kind === "metric");
   }
 
   /** Active alarms, newest first. */
@@ -118,13 +133,28 @@ export class AlarmEngine {
   async evaluate(): Promise<void> {
     const components = await health.run();
     this.#components = components;
+    // Observable instruments (runtime metrics) hold what their callbacks
+    // last reported: at the last export, or never without an exporter.
+    if (this.readsMetrics) await this.#o.meterProvider.observe();
     const now = performance.now();
     const loop = this.#loopDelays();
     const http = this.#httpOutcomes();
+    if (http !== undefined) this.#httpSamples.push({ at: now, ...http });
+    const longest = Math.max(
+      0,
+      ...this.#o.rules.map((r) =>
+        r.kind === "http_error_ratio" ? r.forMs : 0,
+      ),
+    );
+    while (
+      this.#httpSamples.length > 0 &&
+      this.#httpSamples[0]!.at <= now - Math.max(longest, this.#o.intervalMs)
+    )
+      this.#httpSamples.shift();
     for (const rule of this.#o.rules) {
       let conditions: Condition[];
       try {
-        conditions = this.#conditions(rule, loop, http, components);
+        conditions = this.#conditions(rule, loop, now, components);
       } catch (err) {
         diag.warnCollapsed(
           `alarm-rule-${rule.name}`,
@@ -158,10 +188,27 @@ export class AlarmEngine {
     return { total: total - last.total, errors: errors - last.errors };
   }
 
+  /**
+   * Requests and failures over the rule's time (at least the last
+   * evaluation's): a ratio of a quiet service's last 10 seconds, a request
+   * or two, says nothing, and a busy one's says no more than its minutes.
+   */
+  #httpWindow(rule: AlarmRule, now: number): { total: number; errors: number } {
+    let total = 0;
+    let errors = 0;
+    const from = now - Math.max(rule.forMs, this.#o.intervalMs);
+    for (const s of this.#httpSamples)
+      if (s.at > from) {
+        total += s.total;
+        errors += s.errors;
+      }
+    return { total, errors };
+  }
+
   #conditions(
     rule: AlarmRule,
     loop: Record<number, number>,
-    http: { total: number; errors: number } | undefined,
+    now: number,
     components: ComponentHealth[],
   ): Condition[] {
     const service = this.#o.service;
@@ -178,8 +225,13 @@ export class AlarmEngine {
         ];
       }
       case "http_error_ratio": {
-        if (http === undefined || http.total < rule.minRequests)
+        const http = this.#httpWindow(rule, now);
+        // No requests at all: nothing is failing. Fewer than the minimum:
+        // too few to tell, and a raised alarm stays raised.
+        if (http.total === 0)
           return [{ source: service, holds: false, reason: "" }];
+        if (http.total < rule.minRequests)
+          return [{ source: service, holds: undefined, reason: "" }];
         const ratio = http.errors / http.total;
         return [
           {
@@ -254,6 +306,7 @@ export class AlarmEngine {
   #step(rule: AlarmRule, c: Condition, now: number): void {
     const key = rule.kind === "health" ? `${rule.name}:${c.source}` : rule.name;
     let s = this.#states.get(key);
+    if (c.holds === undefined) return;
     if (s === undefined)
       this.#states.set(key, (s = { since: undefined, alarm: undefined }));
     if (c.holds) {

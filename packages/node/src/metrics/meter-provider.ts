@@ -326,6 +326,12 @@ export class MeterProvider implements ApiMeterProvider {
 
   /** Runs observable callbacks (awaiting async ones), then snapshots every series. Never throws. */
   async collect(): Promise<MetricData[]> {
+    await this.observe();
+    return this.#snapshot();
+  }
+
+  /** Runs observable callbacks (awaiting async ones), so find() sees current values. Never throws. */
+  async observe(): Promise<void> {
     for (const r of await Promise.allSettled(this.#observe())) {
       if (r.status === "rejected")
         diag.warnCollapsed(
@@ -333,7 +339,6 @@ export class MeterProvider implements ApiMeterProvider {
           `an observable metric callback failed: ${(r.reason as Error)?.message}`,
         );
     }
-    return this.#snapshot();
   }
 
   /** The same without waiting for asynchronous callbacks (for 'exit' handlers). */

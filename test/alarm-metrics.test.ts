@@ -1,0 +1,72 @@
+// An alarm rule on a runtime metric fires in a service that exports no
+// metrics (OTEL_METRICS_EXPORTER=none): rules read the metrics themselves.
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { it } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  startRecordingServer,
+  startService,
+  waitFor,
+} from "@threadline/test-support";
+
+const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
+
+it("raises a metric rule's alarm with metrics export off", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "threadline-alarm-rules-"));
+  const rulesFile = join(dir, "rules.json");
+  writeFileSync(
+    rulesFile,
+    JSON.stringify({
+      rules: [
+        {
+          name: "busy_loop",
+          kind: "metric",
+          metric: "nodejs.eventloop.utilization",
+          above: 0.5,
+          for: "1s",
+          severity: "warning",
+        },
+      ],
+    }),
+  );
+  const webhook = await startRecordingServer();
+  const svc = await startService({
+    entry: "busy-loop.mjs",
+    cwd: fixtures,
+    execArgv: ["--import", "@threadline/node/register"],
+    env: {
+      OTEL_SERVICE_NAME: "busy",
+      OTEL_METRICS_EXPORTER: "none",
+      OTEL_TRACES_EXPORTER: "none",
+      OTEL_LOGS_EXPORTER: "none",
+      THREADLINE_WATCH_URL: "none",
+      THREADLINE_ALARMS_FILE: rulesFile,
+      THREADLINE_ALARMS_INTERVAL: "500",
+      THREADLINE_ALARM_WEBHOOK_URL: `${webhook.url}/alarms`,
+      BUSY_MS: "8000",
+    },
+  });
+  try {
+    const raised = await waitFor(
+      () =>
+        webhook.requests
+          .map(
+            (r) =>
+              JSON.parse(r.body) as {
+                action: string;
+                alarm: { name: string; reason: string };
+              },
+          )
+          .find((e) => e.action === "raise" && e.alarm.name === "busy_loop"),
+      { what: "the busy_loop alarm", timeoutMs: 15_000 },
+    );
+    assert.match(raised.alarm.reason, /nodejs\.eventloop\.utilization is /);
+  } finally {
+    await svc.stop();
+    await webhook.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
