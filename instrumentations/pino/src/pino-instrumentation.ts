@@ -66,8 +66,14 @@ interface PinoTools {
   noop: unknown;
 }
 const HOOKS = Symbol.for("pino.hooks");
-/** pino's standard levels a watched request turns on (down to its watch level). */
+/**
+ * pino's standard levels a watched request turns on (down to its watch
+ * level): all of them, for a logger set above `warn` as for one at `info`.
+ */
 const WATCHABLE: ReadonlyArray<readonly [string, number]> = [
+  ["fatal", 60],
+  ["error", 50],
+  ["warn", 40],
   ["info", 30],
   ["debug", 20],
   ["trace", 10],

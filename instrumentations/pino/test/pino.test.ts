@@ -228,6 +228,31 @@ describe("watched customers", () => {
     assert.equal(lines42.length, 2);
   });
 
+  it("turns on every level down to the watch level, warn included, for a logger set to error", () => {
+    const logger = pino({ level: "error" }, sink);
+    watch(20);
+    try {
+      withCustomer("c-42", () => {
+        logger.debug("d");
+        logger.info("i");
+        logger.warn("w");
+        logger.error("e");
+        assert.equal(logger.isLevelEnabled("warn"), true);
+      });
+    } finally {
+      watchList.replace([]);
+    }
+    assert.deepEqual(
+      lines.map((l) => [l["msg"], l["level"]]),
+      [
+        ["d", 20],
+        ["i", 30],
+        ["w", 40],
+        ["e", 50],
+      ],
+    );
+  });
+
   it("turns on trace lines when asked, and leaves loggers with a level of their own alone", () => {
     const logger = pino({ level: "warn" }, sink);
     const verbose = pino({ level: "debug" }, sink);

@@ -299,6 +299,10 @@ async function watch(argv: string[], stop: boolean): Promise<number> {
     allowPositionals: true,
     strict: true,
   });
+  if (positionals.length > 1)
+    throw new UsageError(
+      `one customer at a time: ${positionals.slice(1).join(" ")} left over`,
+    );
   const target = watchTarget(values);
   const customer = positionals[0];
   const print = (entries: Parameters<typeof formatWatchList>[0]) =>
@@ -327,13 +331,19 @@ async function watch(argv: string[], stop: boolean): Promise<number> {
     return 0;
   }
   let forMs: number;
+  // A watch is minutes or hours: a bare number (milliseconds to the other
+  // commands) would be over before any service read it.
+  if (values.for !== undefined && !/[a-zµ]\s*$/i.test(values.for))
+    throw new UsageError(
+      `--for ${JSON.stringify(values.for)} needs a unit, like 30m, 2h or 1d`,
+    );
   try {
     forMs = parseDuration(values.for ?? "30m");
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  if (forMs <= 0 || forMs > MAX_WATCH_MS)
-    throw new UsageError("--for must be more than 0 and at most 7d");
+  if (forMs < 1000 || forMs > MAX_WATCH_MS)
+    throw new UsageError("--for must be at least 1s and at most 7d");
   const level =
     values.level === undefined ? WATCH_DEBUG : parseWatchLevel(values.level);
   if (level === undefined)

@@ -354,6 +354,21 @@ describe("threadline watch", () => {
     ]);
     assert.equal(long.code, 2);
     assert.match(long.stderr, /at most 7d/);
+    for (const [args, problem] of [
+      [["--for", "30"], /needs a unit, like 30m/],
+      [["--for", "0.5s"], /at least 1s/],
+      [["c-11"], /one customer at a time: c-11 left over/],
+    ] as const) {
+      const r = await threadline([
+        "watch",
+        "c-42",
+        ...args,
+        "--file",
+        join(dir, "w.json"),
+      ]);
+      assert.equal(r.code, 2, args.join(" "));
+      assert.match(r.stderr, problem);
+    }
     const level = await threadline([
       "watch",
       "c-42",

@@ -75,7 +75,9 @@ export function parseWatchDocument(
   const list = (doc as { watch?: unknown } | null)?.watch;
   if (typeof doc !== "object" || doc === null || !Array.isArray(list))
     return { ok: false, problem: 'expected an object with a "watch" array' };
-  if (list.length > MAX_WATCHED)
+  // Expired entries and repeats do not count against the limit; this bound
+  // only keeps a runaway document from being read at all.
+  if (list.length > MAX_WATCHED * 10)
     return {
       ok: false,
       problem: `${list.length} entries; at most ${MAX_WATCHED} customers can be watched at once`,
@@ -113,6 +115,11 @@ export function parseWatchDocument(
       level: Math.min(level, prev?.level ?? level) as WatchLevel,
     });
   }
+  if (byCustomer.size > MAX_WATCHED)
+    return {
+      ok: false,
+      problem: `${byCustomer.size} customers watched; at most ${MAX_WATCHED} can be watched at once`,
+    };
   return { ok: true, entries: [...byCustomer.values()] };
 }
 

@@ -88,6 +88,20 @@ describe("watch-list documents", () => {
       assert.match((r as { problem: string }).problem, problem);
     }
   });
+
+  it("counts only the customers still watched against the limit", () => {
+    const expired = Array.from({ length: MAX_WATCHED }, (_, i) => ({
+      customer: `c-${i}`,
+      until: "2026-11-21T11:00:00Z",
+    }));
+    const live = { customer: "c-42", until: "2026-11-21T12:30:00Z" };
+    const r = parseWatchDocument(doc([...expired, live, live]), NOW);
+    assert.ok(r.ok, JSON.stringify(r));
+    assert.deepEqual(
+      r.entries.map((e) => e.customer),
+      ["c-42"],
+    );
+  });
 });
 
 describe("WatchList", () => {

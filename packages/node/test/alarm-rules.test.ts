@@ -54,18 +54,24 @@ it("names every problem of a bad file", () => {
         { kind: "metric", above: 1 },
         { name: "x", kind: "nope" },
         { name: "y", kind: "event_loop_delay", for: "soon", severity: "high" },
-        { name: "z", kind: "http_error_ratio", above: 7 },
+        { name: "z", kind: "http_error_ratio", above: 7, minRequests: -1 },
+        { name: "x", kind: "event_loop_delay", aboveSeconds: -0.1 },
       ],
+      defaults: "false",
     }),
   );
   assert.deepEqual(problems, [
+    '"defaults" must be true or false',
     'rule 1: "name" is required',
     'rule 1: "metric" is required',
     'rule 2 (x): "kind" must be event_loop_delay, http_error_ratio, metric or health',
     'rule 3 (y): "severity" must be one of critical, major, minor, warning, indeterminate',
     'rule 3 (y): "for" must be like "90s", "2m" or a number of seconds',
-    'rule 3 (y): "aboveSeconds" is required',
+    'rule 3 (y): "aboveSeconds" is required, a number of seconds >= 0',
     'rule 4 (z): "above" must be a share between 0 and 1',
+    'rule 4 (z): "minRequests" must be a whole number >= 1',
+    "rule 5 (x): another rule of the file has this name",
+    'rule 5 (x): "aboveSeconds" is required, a number of seconds >= 0',
   ]);
   assert.deepEqual(parseRules("{").problems.length, 1);
   assert.match(parseRules("[]").problems[0]!, /"rules" array/);

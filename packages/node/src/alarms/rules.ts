@@ -136,7 +136,10 @@ export function parseRules(text: string): {
   const d = doc as { rules?: unknown; defaults?: unknown };
   if (typeof doc !== "object" || doc === null || !Array.isArray(d.rules))
     return { rules: [], problems: ['expected an object with a "rules" array'] };
+  if (d.defaults !== undefined && typeof d.defaults !== "boolean")
+    problems.push('"defaults" must be true or false');
   const out: AlarmRule[] = d.defaults === false ? [] : [...DEFAULT_RULES];
+  const named = new Set<string>();
   d.rules.forEach((raw: unknown, i) => {
     const r = raw as Record<string, unknown>;
     const where = `rule ${i + 1}${typeof r?.["name"] === "string" ? ` (${r["name"]})` : ""}`;
@@ -146,6 +149,9 @@ export function parseRules(text: string): {
     }
     if (typeof r["name"] !== "string" || r["name"] === "")
       problems.push(`${where}: "name" is required`);
+    else if (named.has(r["name"]))
+      problems.push(`${where}: another rule of the file has this name`);
+    else named.add(r["name"]);
     const severity = (r["severity"] ?? "major") as Severity;
     if (!SEVERITIES.includes(severity))
       problems.push(
@@ -174,8 +180,10 @@ export function parseRules(text: string): {
         if (![50, 90, 99, 100].includes(p))
           problems.push(`${where}: "percentile" must be 50, 90, 99 or 100`);
         const above = num("aboveSeconds");
-        if (above === undefined)
-          problems.push(`${where}: "aboveSeconds" is required`);
+        if (above === undefined || above < 0)
+          problems.push(
+            `${where}: "aboveSeconds" is required, a number of seconds >= 0`,
+          );
         out.push({
           ...base,
           kind: "event_loop_delay",
@@ -188,11 +196,14 @@ export function parseRules(text: string): {
         const above = num("above");
         if (above === undefined || above < 0 || above > 1)
           problems.push(`${where}: "above" must be a share between 0 and 1`);
+        const minRequests = num("minRequests") ?? 20;
+        if (!Number.isInteger(minRequests) || minRequests < 1)
+          problems.push(`${where}: "minRequests" must be a whole number >= 1`);
         out.push({
           ...base,
           kind: "http_error_ratio",
           above: above ?? 1,
-          minRequests: num("minRequests") ?? 20,
+          minRequests,
         });
         break;
       }

@@ -36,16 +36,31 @@ function escapeLabel(v: string): string {
   return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
 }
 
+/**
+ * A series' labels. Attributes whose names become one label (`a.b` and
+ * `a_b`) share it, their values joined by `;` in the attributes' order:
+ * a label twice makes the whole scrape unreadable. On a histogram, an attribute named `le` becomes
+ * `otel_le`, since `le` is the bucket's.
+ */
 function labels(
   attributes: Record<string, unknown>,
   extra?: [string, string],
+  histogram = extra !== undefined,
 ): string {
-  const parts: string[] = [];
-  for (const [k, v] of Object.entries(attributes)) {
+  const byLabel = new Map<string, string[]>();
+  for (const k of Object.keys(attributes)) {
+    const v = attributes[k];
     if (v === undefined) continue;
+    let name = labelName(k);
+    if (histogram && name === "le") name = "otel_le";
     const s = typeof v === "string" ? v : JSON.stringify(v);
-    parts.push(`${labelName(k)}="${escapeLabel(s)}"`);
+    const values = byLabel.get(name);
+    if (values === undefined) byLabel.set(name, [s]);
+    else values.push(s);
   }
+  const parts: string[] = [];
+  for (const [name, values] of byLabel)
+    parts.push(`${name}="${escapeLabel(values.join(";"))}"`);
   if (extra !== undefined) parts.push(`${extra[0]}="${extra[1]}"`);
   return parts.length === 0 ? "" : `{${parts.join(",")}}`;
 }
@@ -78,7 +93,9 @@ export function toPrometheusText(metrics: readonly MetricData[]): string {
           ? "counter"
           : "gauge";
     if (m.description !== "")
-      out.push(`# HELP ${name} ${m.description.replace(/\n/g, " ")}`);
+      out.push(
+        `# HELP ${name} ${m.description.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}`,
+      );
     out.push(`# TYPE ${name} ${type}`);
     if (m.kind === "histogram") {
       for (const p of m.points) {
@@ -92,8 +109,12 @@ export function toPrometheusText(metrics: readonly MetricData[]): string {
         out.push(
           `${name}_bucket${labels(p.attributes, ["le", "+Inf"])} ${p.count}`,
         );
-        out.push(`${name}_sum${labels(p.attributes)} ${num(p.sum)}`);
-        out.push(`${name}_count${labels(p.attributes)} ${p.count}`);
+        out.push(
+          `${name}_sum${labels(p.attributes, undefined, true)} ${num(p.sum)}`,
+        );
+        out.push(
+          `${name}_count${labels(p.attributes, undefined, true)} ${p.count}`,
+        );
       }
     } else {
       for (const p of m.points)
