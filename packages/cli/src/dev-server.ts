@@ -129,6 +129,26 @@ interface LiveClient {
   service: string | undefined;
 }
 
+/**
+ * Without a token the servers listen on loopback only, and a request must
+ * name a loopback host too: a web page whose own name an attacker points at
+ * 127.0.0.1 (DNS rebinding) sends its name in Host, and gets nothing.
+ */
+function loopbackHost(host: string | undefined, bound: string): boolean {
+  if (host === undefined) return true; // HTTP/1.0: no name to check
+  const name = host.startsWith("[")
+    ? host.slice(1, host.indexOf("]"))
+    : host.replace(/:\d*$/, "");
+  const n = name.toLowerCase();
+  return (
+    n === "localhost" ||
+    n.endsWith(".localhost") ||
+    n === bound.toLowerCase() ||
+    n === "::1" ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(n)
+  );
+}
+
 export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
   const host = o.host ?? "127.0.0.1";
   const token = o.token && o.token.length > 0 ? o.token : undefined;
@@ -203,7 +223,21 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     res.end(body);
   };
 
+  /** Refuses (403) a request naming another host, when there is no token. */
+  const refusedHost = (req: IncomingMessage, res: ServerResponse): boolean => {
+    if (token !== undefined || loopbackHost(req.headers.host, host))
+      return false;
+    req.resume();
+    res
+      .writeHead(403, { "content-type": "text/plain" })
+      .end(
+        "threadline dev answers requests to localhost or 127.0.0.1 only; start it with --token to reach it by another name",
+      );
+    return true;
+  };
+
   const otlp = createServer((req, res) => {
+    if (refusedHost(req, res)) return;
     const url = new URL(req.url ?? "/", "http://localhost");
     if (!authorized(req, url)) {
       req.resume();
@@ -223,6 +257,7 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
   });
 
   const viewer = createServer((req, res) => {
+    if (refusedHost(req, res)) return;
     void serveViewer(req, res).catch((err: unknown) => {
       if (!res.headersSent)
         sendJson(res, 500, { error: (err as Error).message });
@@ -268,8 +303,18 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
         sendWatchDocument(req, res);
         return;
       }
+      // The customer in the query: ids such as `..` cannot be a path segment.
+      if (req.method === "DELETE") {
+        const customer = url.searchParams.get("customer") ?? "";
+        if (!store.unwatch(customer)) {
+          sendJson(res, 404, { error: `${customer} is not watched` });
+          return;
+        }
+        sendWatchDocument(req, res);
+        return;
+      }
       if (req.method !== "POST") {
-        sendJson(res, 405, { error: "use GET or POST" });
+        sendJson(res, 405, { error: "use GET, POST or DELETE" });
         return;
       }
       // JSON only: a cross-site form cannot send it without a CORS preflight, which is never granted.

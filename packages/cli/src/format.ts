@@ -30,13 +30,15 @@ function pad(s: string, n: number): string {
 
 export function formatSearch(traces: TraceSummary[]): string {
   if (traces.length === 0) return "no traces found\n";
+  // Customer ids are what people search by: their column fits them whole.
+  const cw = Math.max(9, ...traces.map((t) => (t.customer ?? "-").length + 1));
   const lines = [
-    `${pad("START (UTC)", 20)} ${pad("DURATION", 10)} ${pad("ROOT", 34)} ${pad("CUSTOMER", 12)} ${pad("SPANS", 6)} ${pad("SERVICES", 30)} TRACE`,
+    `${pad("START (UTC)", 20)} ${pad("DURATION", 10)} ${pad("ROOT", 34)} ${pad("CUSTOMER", cw)} ${pad("SPANS", 6)} ${pad("SERVICES", 30)} TRACE`,
   ];
   for (const t of traces) {
     const mark = t.errorCount > 0 ? "✗ " : "";
     lines.push(
-      `${pad(formatTime(t.startUs), 20)} ${pad(formatDuration(t.durationUs), 10)} ${pad(`${mark}${t.rootService} ${t.rootName}`, 34)} ${pad(t.customer ?? "-", 12)} ${pad(String(t.spanCount), 6)} ${pad(t.services.join(", "), 30)} ${t.traceId}`,
+      `${pad(formatTime(t.startUs), 20)} ${pad(formatDuration(t.durationUs), 10)} ${pad(`${mark}${t.rootService} ${t.rootName}`, 34)} ${pad(t.customer ?? "-", cw)} ${pad(String(t.spanCount), 6)} ${pad(t.services.join(", "), 30)} ${t.traceId}`,
     );
   }
   return `${lines.join("\n")}\n`;
@@ -108,9 +110,18 @@ export function formatTrace(t: TraceDetail): string {
     );
     const inner = prefix + (root ? "" : last ? "   " : "│  ");
     const kids = children(s.spanId);
-    for (const l of logsBySpan.get(s.spanId) ?? [])
-      out.push(`${inner}${kids.length > 0 ? "│" : " "}  log ${logText(l)}`);
-    kids.forEach((c, i) => walk(c, inner, i === kids.length - 1, false));
+    // The span's lines and its children in the order they happened, as the
+    // viewer shows them: a line written after a call returned comes after it.
+    const items = [
+      ...(logsBySpan.get(s.spanId) ?? []).map((l) => ({ at: l.timeUs, l })),
+      ...kids.map((c) => ({ at: c.startUs, c })),
+    ].sort((a, b) => a.at - b.at);
+    let kidsLeft = kids.length;
+    for (const item of items) {
+      if ("l" in item)
+        out.push(`${inner}${kidsLeft > 0 ? "│" : " "}  log ${logText(item.l)}`);
+      else walk(item.c, inner, --kidsLeft === 0, false);
+    }
   };
   const roots = spans.filter(
     (s) => s.parentSpanId === "" || !ids.has(s.parentSpanId),

@@ -18,7 +18,12 @@ import { startDevServer } from "./dev-server.ts";
 import { formatSearch, formatTrace } from "./format.ts";
 import type { SearchQuery, TraceBackend } from "./model.ts";
 import { defaultDbPath, defaultViewerUrl } from "./paths.ts";
-import { parseAttribute, parseDuration, parseTime } from "./query.ts";
+import {
+  MAX_LIMIT,
+  parseAttribute,
+  parseDuration,
+  parseTime,
+} from "./query.ts";
 import { Store } from "./store.ts";
 import {
   FileWatchTarget,
@@ -52,7 +57,7 @@ const HELP = `threadline: follow one customer's requests across services
       --min-duration <d>   e.g. 250ms
       --since <d>          e.g. 1h (default: no limit)
       --attr <key=value>   attribute equality, repeatable
-      --limit <n>          default 50
+      --limit <n>          default 50, at most 1000
 
   threadline trace <trace-id> [--json] [--backend <b>]
 
@@ -110,23 +115,52 @@ async function dev(argv: string[]): Promise<void> {
       throw new UsageError(`${v} is not a port`);
     return n;
   };
+  const token = values.token ?? process.env["THREADLINE_VIEWER_TOKEN"];
   const server = await startDevServer({
     host: values.host ?? "127.0.0.1",
     otlpPort: port(values["otlp-port"], 4318),
     viewerPort: port(values.port, 4320),
     dbPath,
     maxBytes: sizeBytes(values["max-size"] ?? "1GB"),
-    maxAgeMs: parseDuration(values["max-age"] ?? "7d"),
-    token: values.token ?? process.env["THREADLINE_VIEWER_TOKEN"],
+    maxAgeMs: durationWithUnit("--max-age", values["max-age"] ?? "7d", 60_000),
+    token,
   });
+  // With a token, the viewer is opened through a link that carries it.
+  const viewerLink =
+    token === undefined
+      ? server.viewerUrl
+      : `${server.viewerUrl}/?token=${encodeURIComponent(token)}`;
   process.stdout.write(
-    `threadline dev\n  OTLP/HTTP receiver  ${server.otlpUrl}   (the SDK's default endpoint)\n  viewer and API      ${server.viewerUrl}\n  store               ${dbPath === ":memory:" ? "in memory" : dbPath}\n`,
+    `threadline dev\n  OTLP/HTTP receiver  ${server.otlpUrl}   (the SDK's default endpoint)\n  viewer and API      ${viewerLink}\n  store               ${dbPath === ":memory:" ? "in memory" : dbPath}\n`,
   );
   const stop = () => {
     void server.close().then(() => process.exit(0));
   };
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
+}
+
+/**
+ * A duration option that must name its unit (`30m`, `2h`, `7d`): a bare
+ * number is milliseconds to the query options, and `--max-age 30` would
+ * empty the store, `--for 30` end a watch before any service read it.
+ */
+function durationWithUnit(option: string, text: string, minMs: number): number {
+  if (!/[a-zµ]\s*$/i.test(text))
+    throw new UsageError(
+      `${option} ${JSON.stringify(text)} needs a unit, like 30m, 2h or 7d`,
+    );
+  let ms: number;
+  try {
+    ms = parseDuration(text);
+  } catch (err) {
+    throw new UsageError(`${option}: ${(err as Error).message}`);
+  }
+  if (ms < minMs)
+    throw new UsageError(
+      `${option} must be at least ${minMs >= 60_000 ? `${minMs / 60_000}m` : `${minMs / 1000}s`}`,
+    );
+  return ms;
 }
 
 async function backendFrom(
@@ -183,7 +217,13 @@ function openStore(path: string): TraceBackend {
       `no local store at ${path}: start one with \`npx threadline dev\` (or pass --db / --backend)`,
     );
   }
-  return new Store({ path, readonly: true });
+  try {
+    return new Store({ path, readonly: true });
+  } catch (err) {
+    throw new Error(
+      `${path} is not a readable threadline store: ${(err as Error).message}`,
+    );
+  }
 }
 
 async function search(argv: string[]): Promise<void> {
@@ -225,8 +265,10 @@ async function search(argv: string[]): Promise<void> {
   }
   if (values.limit) {
     const n = Number(values.limit);
-    if (!Number.isInteger(n) || n < 1)
-      throw new UsageError("--limit must be a positive integer");
+    if (!Number.isInteger(n) || n < 1 || n > MAX_LIMIT)
+      throw new UsageError(
+        `--limit must be a whole number from 1 to ${MAX_LIMIT}`,
+      );
     q.limit = n;
   }
   const backend = await backendFrom(values.backend, values.db);
@@ -330,19 +372,8 @@ async function watch(argv: string[], stop: boolean): Promise<number> {
     print(rest);
     return 0;
   }
-  let forMs: number;
-  // A watch is minutes or hours: a bare number (milliseconds to the other
-  // commands) would be over before any service read it.
-  if (values.for !== undefined && !/[a-zµ]\s*$/i.test(values.for))
-    throw new UsageError(
-      `--for ${JSON.stringify(values.for)} needs a unit, like 30m, 2h or 1d`,
-    );
-  try {
-    forMs = parseDuration(values.for ?? "30m");
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  if (forMs < 1000 || forMs > MAX_WATCH_MS)
+  const forMs = durationWithUnit("--for", values.for ?? "30m", 1000);
+  if (forMs > MAX_WATCH_MS)
     throw new UsageError("--for must be at least 1s and at most 7d");
   const level =
     values.level === undefined ? WATCH_DEBUG : parseWatchLevel(values.level);

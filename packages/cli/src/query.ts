@@ -2,6 +2,9 @@
 // `attr=http.route=/orders`), shared by the JSON API and the CLI.
 import type { SearchQuery } from "./model.ts";
 
+/** The most traces one search returns. */
+export const MAX_LIMIT = 1000;
+
 const UNITS: Record<string, number> = {
   us: 1e-3,
   µs: 1e-3,
@@ -67,8 +70,8 @@ export function queryFromParams(
   const limit = text("limit");
   if (limit !== undefined) {
     const n = Number(limit);
-    if (!Number.isInteger(n) || n < 1)
-      throw new Error(`limit must be a positive integer`);
+    if (!Number.isInteger(n) || n < 1 || n > MAX_LIMIT)
+      throw new Error(`limit must be a whole number from 1 to ${MAX_LIMIT}`);
     q.limit = n;
   }
   return q;

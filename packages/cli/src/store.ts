@@ -42,6 +42,9 @@ import {
   type TraceSummary,
 } from "./model.ts";
 
+/** How long a write waits for another process writing the same file. */
+const BUSY_TIMEOUT_MS = 5000;
+
 export interface StoreOptions {
   /** File path, or `:memory:`. */
   path: string;
@@ -51,6 +54,8 @@ export interface StoreOptions {
   maxAgeMs?: number;
   /** Open an existing store for reading only (the CLI). */
   readonly?: boolean;
+  /** How long a write waits for another process writing the file. @default 5000 */
+  busyTimeoutMs?: number;
 }
 
 /** The metrics the service panels draw; others are accepted, not kept. */
@@ -162,9 +167,12 @@ export class Store implements TraceBackend {
     });
     if (options.readonly === true) {
       this.#db.exec("PRAGMA query_only = ON");
+      // A file that is not a store says so now, not at the first search.
+      this.#db.prepare("SELECT 1 FROM traces LIMIT 1").get();
       return;
     }
     this.#db.exec(`
+      PRAGMA busy_timeout = ${Math.max(0, Math.trunc(options.busyTimeoutMs ?? BUSY_TIMEOUT_MS))};
       PRAGMA auto_vacuum = INCREMENTAL;
       PRAGMA journal_mode = WAL;
       PRAGMA synchronous = NORMAL;
@@ -302,7 +310,14 @@ export class Store implements TraceBackend {
     this.#logs = [];
     this.#metrics = [];
     const changed: ChangedTraces = [];
-    this.#db.exec("BEGIN");
+    // IMMEDIATE: the write lock is taken (waiting up to the busy timeout
+    // for another writer of the same file) before anything is read.
+    try {
+      this.#db.exec("BEGIN IMMEDIATE");
+    } catch (err) {
+      this.#putBack(spans, logs, metrics, err);
+      throw err;
+    }
     try {
       this.#writeSpans(spans, changed);
       this.#writeLogs(logs);
@@ -322,14 +337,33 @@ export class Store implements TraceBackend {
       this.#db.exec("COMMIT");
     } catch (err) {
       this.#db.exec("ROLLBACK");
+      this.#putBack(spans, logs, metrics, err);
       throw err;
     }
     return changed;
   }
 
+  /**
+   * A write that failed because another process held the file is tried
+   * again with the next flush, not lost; anything else would fail again.
+   */
+  #putBack(
+    spans: PendingSpan[],
+    logs: Array<{ log: DecodedLogRecord; service: string }>,
+    metrics: PendingMetricPoint[],
+    err: unknown,
+  ): void {
+    if (!/locked|busy/i.test((err as Error)?.message ?? "")) return;
+    this.#spans = spans.concat(this.#spans);
+    this.#logs = logs.concat(this.#logs);
+    this.#metrics = metrics.concat(this.#metrics);
+  }
+
   #writeSpans(spans: PendingSpan[], changed: ChangedTraces): void {
+    // A span sent again (OTLP delivery is at least once) is stored once and
+    // counted once.
     const insert = this.#s(
-      "INSERT OR REPLACE INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      "INSERT OR IGNORE INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
     const byTrace = new Map<
       string,
@@ -341,7 +375,7 @@ export class Store implements TraceBackend {
         typeof s.attributes["customer.id"] === "string"
           ? s.attributes["customer.id"]
           : null;
-      insert.run(
+      const added = insert.run(
         s.traceId,
         s.spanId,
         s.parentSpanId,
@@ -359,6 +393,7 @@ export class Store implements TraceBackend {
         p.resource,
         p.scope,
       );
+      if (Number(added.changes) === 0) continue;
       let t = byTrace.get(s.traceId);
       if (t === undefined) {
         t = { spans: [], tags: new Set() };

@@ -97,9 +97,10 @@ export class ViewerWatchTarget implements WatchTarget {
   }
 
   async unwatch(customer: string): Promise<WatchEntry[] | undefined> {
-    const res = await this.#call(`/api/watch/${encodeURIComponent(customer)}`, {
-      method: "DELETE",
-    });
+    const res = await this.#call(
+      `/api/watch?customer=${encodeURIComponent(customer)}`,
+      { method: "DELETE" },
+    );
     if (res.status === 404) {
       await res.body?.cancel();
       return undefined;

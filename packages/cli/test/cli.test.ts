@@ -369,6 +369,10 @@ describe("threadline watch", () => {
       assert.equal(r.code, 2, args.join(" "));
       assert.match(r.stderr, problem);
     }
+    // A store's age with no unit would have been milliseconds: everything.
+    const age = await threadline(["dev", "--memory", "--max-age", "30"]);
+    assert.equal(age.code, 2);
+    assert.match(age.stderr, /--max-age "30" needs a unit/);
     const level = await threadline([
       "watch",
       "c-42",

@@ -283,6 +283,56 @@ describe("back-pressure", () => {
 });
 
 describe("tokens", () => {
+  it("answers only requests naming a loopback host when there is no token", async () => {
+    const dev = await startDevServer({
+      dbPath: ":memory:",
+      otlpPort: 0,
+      viewerPort: 0,
+    });
+    const { request } = await import("node:http");
+    const status = (url: string, host: string, method = "GET") =>
+      new Promise<number>((resolve, reject) => {
+        const req = request(url, { method, headers: { host } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on("error", reject);
+        req.end();
+      });
+    try {
+      const port = new URL(dev.viewerUrl).port;
+      // A page an attacker's name was pointed at 127.0.0.1 for (DNS rebinding).
+      assert.equal(
+        await status(`${dev.viewerUrl}/api/stats`, `attacker.example:${port}`),
+        403,
+      );
+      assert.equal(
+        await status(
+          `${dev.viewerUrl}/api/watch/c-99?for=1m`,
+          `attacker.example:${port}`,
+          "POST",
+        ),
+        403,
+      );
+      assert.equal(
+        await status(`${dev.otlpUrl}/threadline/v1/watch`, "attacker.example"),
+        403,
+      );
+      for (const host of [
+        `localhost:${port}`,
+        `127.0.0.1:${port}`,
+        `[::1]:${port}`,
+      ])
+        assert.equal(
+          await status(`${dev.viewerUrl}/api/stats`, host),
+          200,
+          host,
+        );
+    } finally {
+      await dev.close();
+    }
+  });
+
   it("refuses to listen beyond loopback without a token", async () => {
     await assert.rejects(
       startDevServer({
@@ -409,6 +459,14 @@ describe("the watch list", () => {
       headers: { "if-none-match": etag },
     });
     assert.equal(changed.status, 200);
+
+    // Ids no path segment can carry (URLs resolve `..`) go in the query.
+    assert.equal((await watch({ customer: "..", forMs: 60_000 })).status, 200);
+    const dots = await fetch(`${dev.viewerUrl}/api/watch?customer=..`, {
+      method: "DELETE",
+    });
+    assert.equal(dots.status, 200);
+    assert.deepEqual((await watchDoc(dots)).watch, []);
   });
 
   it("refuses bad requests with a reason, and cross-site form posts", async () => {

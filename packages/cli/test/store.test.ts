@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { after, before, describe, it } from "node:test";
 import type {
   DecodedResourceLogs,
@@ -264,6 +265,37 @@ describe("persistence and pruning", () => {
     assert.ok(left.length > 0 && left.length < 400);
     // What is left is the newest.
     assert.equal(left[0]!.traceId, hex(0xd00000 + 399, 32));
+    await store.close();
+  });
+});
+
+describe("writing", () => {
+  it("stores and counts a span sent twice once", async () => {
+    const store = new Store({ path: ":memory:" });
+    const traceId = hex(0xdd0001, 32);
+    const once = span(traceId, { statusCode: 2 });
+    store.ingestSpans(batch("gateway", [once]));
+    store.flush();
+    store.ingestSpans(batch("gateway", [once]));
+    store.flush();
+    const [t] = store.searchSync({ service: "gateway" });
+    assert.equal(t?.spanCount, 1);
+    assert.equal(t?.errorCount, 1);
+    await store.close();
+  });
+
+  it("keeps what it could not write while another process held the file, and writes it next time", async () => {
+    const path = join(dir, "shared.sqlite");
+    const store = new Store({ path, busyTimeoutMs: 50 });
+    const other = new DatabaseSync(path);
+    other.exec("BEGIN IMMEDIATE");
+    const traceId = hex(0xdd0002, 32);
+    store.ingestSpans(batch("orders", [span(traceId)]));
+    assert.throws(() => store.flush(), /locked|busy/);
+    other.exec("COMMIT");
+    other.close();
+    store.flush();
+    assert.equal(store.searchSync({ service: "orders" })[0]?.traceId, traceId);
     await store.close();
   });
 });

@@ -59,7 +59,10 @@ export function watchControl(customer) {
           dataset: { testid: "unwatch-button" },
           onclick: () =>
             act(() =>
-              sendJson("DELETE", `/api/watch/${encodeURIComponent(customer)}`),
+              sendJson(
+                "DELETE",
+                `/api/watch?customer=${encodeURIComponent(customer)}`,
+              ),
             ),
         }),
       );

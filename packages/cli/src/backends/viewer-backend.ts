@@ -52,7 +52,7 @@ export class ViewerBackend implements TraceBackend {
     const res = await this.#get(
       `/api/search?${paramsFromQuery(query).toString()}`,
     );
-    const body = (await res.json()) as {
+    const body = (await this.#json(res)) as {
       traces?: TraceSummary[];
       error?: string;
     };
@@ -63,9 +63,19 @@ export class ViewerBackend implements TraceBackend {
   async getTrace(traceId: string): Promise<TraceDetail | undefined> {
     const res = await this.#get(`/api/traces/${encodeURIComponent(traceId)}`);
     if (res.status === 404) return undefined;
-    const body = (await res.json()) as TraceDetail & { error?: string };
+    const body = (await this.#json(res)) as TraceDetail & { error?: string };
     if (!res.ok) throw new Error(`${this.name}: ${body.error ?? res.status}`);
     return body;
+  }
+
+  /** The answer as JSON, or an error saying what answered instead (the OTLP port, say). */
+  async #json(res: Response): Promise<unknown> {
+    if (/^application\/json\b/.test(res.headers.get("content-type") ?? ""))
+      return res.json();
+    const text = (await res.text()).slice(0, 200);
+    throw new Error(
+      `${this.name}: not a threadline viewer (HTTP ${res.status}: ${JSON.stringify(text)}); the viewer's port is 4320 by default`,
+    );
   }
 
   async close(): Promise<void> {}
