@@ -514,8 +514,12 @@ export class HttpInstrumentation implements Instrumentation {
       req?: unknown,
       res?: unknown,
     ): boolean {
+      // checkContinue and checkExpectation stand in for "request" when the
+      // application listens for them (Expect: headers).
       if (
-        event === "request" &&
+        (event === "request" ||
+          event === "checkContinue" ||
+          event === "checkExpectation") &&
         self.#enabled &&
         req !== undefined &&
         res !== undefined
@@ -581,7 +585,10 @@ export class HttpInstrumentation implements Instrumentation {
   ): boolean {
     if (
       this.#ignored(req.url) ||
-      (server as unknown as Record<symbol, unknown>)[UNTRACED_SERVER] === true
+      (server as unknown as Record<symbol, unknown>)[UNTRACED_SERVER] ===
+        true ||
+      // already traced: a checkContinue listener handing on to "request"
+      res[STATE] !== undefined
     )
       return original.apply(server, args as [string | symbol, ...unknown[]]);
     let ctx = EMPTY_CONTEXT;

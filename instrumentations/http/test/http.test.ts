@@ -284,6 +284,49 @@ describe("http server", () => {
     );
   });
 
+  it("traces a request that asks to continue, once, whoever handles it", async () => {
+    const spanIds: Array<string | undefined> = [];
+    const active = () => trace.getActiveSpan()?.spanContext().spanId;
+    const server = http.createServer((_req, res) => {
+      spanIds.push(active());
+      res.end(String(active() !== undefined));
+    });
+    // The usual handling: let the body come, then treat it as a request.
+    server.on("checkContinue", (req, res) => {
+      spanIds.push(active());
+      res.writeContinue();
+      server.emit("request", req, res);
+    });
+    const port = await listen(server);
+    const body = await new Promise<string>((resolve, reject) => {
+      const req = http.request(
+        {
+          port,
+          host: "127.0.0.1",
+          method: "POST",
+          path: "/continue",
+          headers: { expect: "100-continue" },
+        },
+        (res) => {
+          let text = "";
+          res.setEncoding("utf8");
+          res.on("data", (c: string) => (text += c));
+          res.on("end", () => resolve(text));
+        },
+      );
+      req.on("error", reject);
+      req.on("continue", () => req.end("payload"));
+    });
+    assert.equal(body, "true", "the handler ran in the request's span");
+    const mine = (s: ReceivedSpan) =>
+      s.kind === SERVER && s.attributes["url.path"] === "/continue";
+    await receiver.waitForSpans((all) => all.some(mine), "the server span");
+    await threadline.forceFlush();
+    const spans = receiver.spans.filter(mine);
+    assert.equal(spans.length, 1);
+    assert.deepEqual(spanIds, [spans[0]!.spanId, spans[0]!.spanId]);
+  });
+
   it("reads the path of an absolute-form request target", async () => {
     const server = http.createServer((_req, res) => res.end("ok"));
     const port = await listen(server);
