@@ -584,6 +584,34 @@ describe("http and fetch clients", () => {
       assert.equal(s.attributes["customer.id"], "c-42");
   });
 
+  it("replaces trace headers an application forwards, with fetch and http alike", async () => {
+    const forwarded = {
+      traceparent: "00-11111111111111111111111111111111-2222222222222222-01",
+      tracestate: "up=1",
+    };
+    let traceId = "";
+    const server = http.createServer(async (_req, res) => {
+      traceId = trace.getActiveSpan()!.spanContext().traceId;
+      await fetch(`${internal.url}/forwarded-fetch`, { headers: forwarded });
+      await get(`${internal.url}/forwarded-http`, { headers: forwarded });
+      res.end("ok");
+    });
+    const port = await listen(server);
+    assert.equal((await fetch(`http://127.0.0.1:${port}/proxy`)).status, 200);
+    for (const path of ["/forwarded-fetch", "/forwarded-http"]) {
+      const got = await waitFor(
+        () => internal.requests.find((r) => r.path === path),
+        { what: path },
+      );
+      assert.match(
+        String(got.headers["traceparent"]),
+        new RegExp(`^00-${traceId}-[0-9a-f]{16}-0[13]$`),
+        path,
+      );
+      assert.equal(got.headers["tracestate"], undefined, path);
+    }
+  });
+
   it("keeps baggage and the customer header from third parties however the request is made", async () => {
     const proxy = await startRecordingServer();
     const third = `127.0.0.1:${thirdParty.port}`;

@@ -106,22 +106,28 @@ function tunnelThrough(proxy: Origin, authority: string): ClientRequestInfo {
   };
 }
 
+/** Removes every `name` header the application set on the request. */
+function removeHeader(req: UndiciRequest, name: string): void {
+  const h = req.headers;
+  if (Array.isArray(h)) {
+    for (let i = h.length - 2; i >= 0; i -= 2)
+      if (h[i]!.toLowerCase() === name) h.splice(i, 2);
+  } else if (typeof h === "string" && h.toLowerCase().includes(`${name}:`)) {
+    req.headers = h
+      .split("\r\n")
+      .filter((line) => !line.toLowerCase().startsWith(`${name}:`))
+      .join("\r\n");
+  }
+}
+
 const headers = prepareHeaderWriter<UndiciRequest>({
+  // addHeader appends: a header the application copied from its own
+  // request (a proxy forwarding traceparent) is replaced, not doubled.
   set: (req, name, value) => {
+    removeHeader(req, name);
     req.addHeader(name, value);
   },
-  remove: (req, name) => {
-    const h = req.headers;
-    if (Array.isArray(h)) {
-      for (let i = h.length - 2; i >= 0; i -= 2)
-        if (h[i]!.toLowerCase() === name) h.splice(i, 2);
-    } else if (typeof h === "string" && h.toLowerCase().includes(`${name}:`)) {
-      req.headers = h
-        .split("\r\n")
-        .filter((line) => !line.toLowerCase().startsWith(`${name}:`))
-        .join("\r\n");
-    }
-  },
+  remove: removeHeader,
 });
 
 export class UndiciInstrumentation implements Instrumentation {

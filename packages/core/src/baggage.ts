@@ -137,11 +137,18 @@ export function parseBaggage(header: string | undefined): BaggageMember[] {
   return out;
 }
 
-function encodeValue(value: string): string {
+/** The value percent-encoded; undefined for one no encoding can carry (a lone surrogate). */
+function encodeValue(value: string): string | undefined {
   const n = value.length;
   for (let i = 0; i < n; i++) {
     const c = value.charCodeAt(i);
-    if (!isBaggageOctet(c) || c === 0x25) return encodeURIComponent(value);
+    if (!isBaggageOctet(c) || c === 0x25) {
+      try {
+        return encodeURIComponent(value);
+      } catch {
+        return undefined;
+      }
+    }
   }
   return value;
 }
@@ -157,7 +164,10 @@ export function serializeBaggage(members: Iterable<BaggageMember>): string {
   for (const m of members) {
     if (count >= BAGGAGE_MAX_MEMBERS) break;
     if (!isValidBaggageKey(m.key) || typeof m.value !== "string") continue;
-    let item = `${m.key}=${encodeValue(m.value)}`;
+    // One entry that cannot be sent is left out; the others still go.
+    const value = encodeValue(m.value);
+    if (value === undefined) continue;
+    let item = `${m.key}=${value}`;
     if (
       m.metadata !== undefined &&
       m.metadata.length > 0 &&

@@ -144,6 +144,10 @@ export function startClientSpan<C>(
   );
   if (!eg.baggage)
     for (const name of egress.privateHeaders) writer.remove(carrier, name);
+  // The request's trace state is this trace's: one the application copied
+  // from elsewhere (forwarding its request's headers) must not ride along
+  // when this context has none to write over it.
+  writer.remove(carrier, "tracestate");
   propagation.inject(
     trace.setSpan(ctx, span),
     carrier,

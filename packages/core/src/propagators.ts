@@ -139,7 +139,11 @@ export class BaggagePropagator implements TextMapPropagator {
   extract(ctx: Context, carrier: unknown, getter: TextMapGetter): Context {
     const members = parseBaggage(joined(getter.get(carrier, "baggage")));
     if (members.length === 0) return ctx;
-    const entries: Record<string, BaggageEntry> = {};
+    // No prototype: `__proto__` is a key like any other.
+    const entries: Record<string, BaggageEntry> = Object.create(null) as Record<
+      string,
+      BaggageEntry
+    >;
     let result = ctx;
     for (const m of members) {
       if (m.key === CUSTOMER_ID) {

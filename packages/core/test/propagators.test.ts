@@ -111,4 +111,32 @@ describe("BaggagePropagator", () => {
     p.inject(ROOT_CONTEXT, carrier, defaultTextMapSetter);
     assert.deepEqual(carrier, {});
   });
+
+  it("passes on a __proto__ key like any other", () => {
+    const ctx = p.extract(
+      ROOT_CONTEXT,
+      { baggage: "a=1,__proto__=2,c=3" },
+      defaultTextMapGetter,
+    );
+    const carrier: Record<string, string> = {};
+    p.inject(ctx, carrier, defaultTextMapSetter);
+    assert.equal(carrier["baggage"], "a=1,__proto__=2,c=3");
+  });
+
+  it("leaves out an entry no encoding can carry, and sends the customer and the rest", () => {
+    const broken = "🚀".slice(0, 1); // half of a surrogate pair
+    const ctx = setCustomerInContext(
+      propagation.setBaggage(
+        ROOT_CONTEXT,
+        propagation.createBaggage({
+          note: { value: broken },
+          tier: { value: "gold" },
+        }),
+      ),
+      "c-42",
+    );
+    const carrier: Record<string, string> = {};
+    p.inject(ctx, carrier, defaultTextMapSetter);
+    assert.equal(carrier["baggage"], "customer.id=c-42,tier=gold");
+  });
 });
