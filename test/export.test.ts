@@ -163,6 +163,10 @@ describe("export", () => {
         (r) => r.path === "/v1/traces" && r.headers["api-key"],
       );
       assert.equal(req?.headers["content-encoding"], "gzip");
+      assert.match(
+        String(req?.headers["user-agent"]),
+        /^Threadline-Node\/\S+ /,
+      );
 
       // A rejected key: warnings say what failed, never the key.
       receiver.setResponder(() => ({ status: 401 }));
@@ -182,6 +186,39 @@ describe("export", () => {
         refused.stderr.join("\n"),
       );
       assert.ok(!refused.stderr.join("\n").includes("s3cret"));
+    } finally {
+      receiver.setResponder(undefined);
+    }
+  });
+
+  it("reports the metric points a Collector rejected in an OTLP/JSON partial success", async () => {
+    receiver.setResponder((req) =>
+      req.url === "/v1/metrics"
+        ? {
+            status: 200,
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({
+              partialSuccess: { rejectedDataPoints: "3" },
+            }),
+          }
+        : undefined,
+    );
+    try {
+      const app = await startService({
+        entry: "burst.mjs",
+        cwd: fixtures,
+        ready: false,
+        env: env("partial-json", {
+          SPANS: "5",
+          EXIT: "natural",
+          OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+        }),
+      });
+      await app.exited;
+      assert.ok(
+        app.stderr.some((l) => /rejected 3 metric points/.test(l)),
+        app.stderr.join("\n"),
+      );
     } finally {
       receiver.setResponder(undefined);
     }

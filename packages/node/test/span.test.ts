@@ -197,3 +197,12 @@ describe("spans", () => {
     assert.equal(result, 7);
   });
 });
+
+it("never cuts a character in half at the length limit", async () => {
+  const { truncate } = await import("../src/internal/truncate.ts");
+  const s = `${"a".repeat(3)}🌍`;
+  assert.equal(truncate(s, 4), "aaa");
+  assert.equal(truncate(s, 5), s);
+  assert.equal(truncate("abc", 2), "ab");
+  assert.ok(truncate(`${"a".repeat(8191)}🌍`, 8192).isWellFormed());
+});

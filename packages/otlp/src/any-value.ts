@@ -322,7 +322,9 @@ export function writeKeyValues(
 export function anyValueToJson(v: AnyValue, depth = 0): unknown {
   switch (typeof v) {
     case "string":
-      return { stringValue: v };
+      // A lone surrogate from the application becomes U+FFFD, as the
+      // protobuf encoding's UTF-8 makes it: JSON receivers may refuse it.
+      return { stringValue: v.isWellFormed() ? v : v.toWellFormed() };
     case "boolean":
       return { boolValue: v };
     case "number":

@@ -464,3 +464,10 @@ describe("ProtoWriter hex ids", () => {
     }
   });
 });
+
+it("writes a lone surrogate in OTLP/JSON as U+FFFD, as the protobuf UTF-8 does", async () => {
+  const { anyValueToJson } = await import("../src/index.ts");
+  const half = "🌍".slice(0, 1);
+  assert.deepEqual(anyValueToJson(`a${half}`), { stringValue: "a\uFFFD" });
+  assert.deepEqual(anyValueToJson("ok 🌍"), { stringValue: "ok 🌍" });
+});

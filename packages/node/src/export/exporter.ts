@@ -45,6 +45,10 @@ import {
   type Send,
 } from "../internal/http-transport.ts";
 import { printableUrl } from "../internal/printable-url.ts";
+import { VERSION } from "../version.ts";
+
+/** Names the exporter to the Collector, as the OTLP exporter specification asks. */
+const USER_AGENT = `Threadline-Node/${VERSION} (Node.js ${process.version})`;
 
 // Short enough that export resumes within seconds of the Collector's return.
 const MAX_BACKOFF_MS = 5_000;
@@ -370,6 +374,7 @@ class Channel {
   #send(p: Payload): Promise<Outcome> {
     const e = this.#endpoint;
     const headers: Record<string, string | number> = {
+      "user-agent": USER_AGENT,
       ...e.headers,
       "content-type":
         e.protocol === "http/json"
@@ -443,7 +448,10 @@ function rejectedCount(
       };
       const ps = parsed.partialSuccess;
       const n = Number(
-        ps?.["rejectedSpans"] ?? ps?.["rejectedLogRecords"] ?? 0,
+        ps?.["rejectedSpans"] ??
+          ps?.["rejectedLogRecords"] ??
+          ps?.["rejectedDataPoints"] ??
+          0,
       );
       return Number.isFinite(n) && n > 0 ? n : 0;
     }

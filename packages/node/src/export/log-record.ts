@@ -15,6 +15,7 @@ import {
   type LogLimits,
 } from "./json-record.ts";
 import { StagedLogReader, type StagedLog } from "./log-stage.ts";
+import { truncate } from "../internal/truncate.ts";
 
 /**
  * One OTLP request (protobuf) from a staged batch, parsed and encoded a
@@ -143,7 +144,7 @@ export function toLogRecord(
 }
 
 function cut(v: LogRecordData["body"], length: number): LogRecordData["body"] {
-  if (typeof v === "string") return v.length > length ? v.slice(0, length) : v;
+  if (typeof v === "string") return truncate(v, length);
   if (Array.isArray(v)) return v.map((x) => cut(x, length));
   if (v !== null && typeof v === "object" && !(v instanceof Uint8Array)) {
     const out: Record<string, LogRecordData["body"]> = {};

@@ -24,6 +24,7 @@ import type {
 } from "@threadline/otlp";
 import { now, toEpochMs } from "../internal/clock.ts";
 import type { SpanLimits } from "../config.ts";
+import { truncate } from "../internal/truncate.ts";
 
 /** Receives spans when they end (the export pipeline). */
 export interface SpanSink {
@@ -53,10 +54,10 @@ function isAttributeValue(v: unknown): v is AttributeValue {
 }
 
 function limitValue(v: AttributeValue, max: number): AnyValue {
-  if (typeof v === "string") return v.length > max ? v.slice(0, max) : v;
+  if (typeof v === "string") return v.length > max ? truncate(v, max) : v;
   if (Array.isArray(v))
     return v.map((x) =>
-      typeof x === "string" && x.length > max ? x.slice(0, max) : x,
+      typeof x === "string" && x.length > max ? truncate(x, max) : x,
     ) as AnyValue;
   return v as AnyValue;
 }
