@@ -177,7 +177,7 @@ class Channel {
         t: "diag",
         level: "warn",
         key: `${this.#signal}-buffer-full`,
-        message: `dropped ${WHAT[this.#signal]}: the export buffer is full (${settings.maxPendingBytes} bytes) while ${printableUrl(this.#endpoint.url)} is not accepting data`,
+        message: `dropped ${WHAT[this.#signal]}: the export buffer is full (${settings.maxPendingBytes} bytes, THREADLINE_EXPORT_MAX_BYTES): more came than ${printableUrl(this.#endpoint.url)} took in time`,
       });
       bodyPool.release(body);
       return;
