@@ -350,6 +350,15 @@ function settleAttributes(
   }
 }
 
+/** Records a failure of the publish or the delivery a span stands for. */
+function markFailed(span: Span, err: unknown): void {
+  span.recordException(err as Error);
+  span.setStatus({
+    code: SpanStatusCode.ERROR,
+    message: (err as Error)?.message,
+  });
+}
+
 export class AmqplibInstrumentation implements Instrumentation {
   readonly name = NAME;
   readonly #config: AmqplibInstrumentationConfig;
@@ -587,11 +596,7 @@ export class AmqplibInstrumentation implements Instrumentation {
           ),
         );
         if (span !== undefined) {
-          span.recordException(err as Error);
-          span.setStatus({
-            code: SpanStatusCode.ERROR,
-            message: (err as Error)?.message,
-          });
+          markFailed(span, err);
           span.end();
         }
         throw err;
@@ -831,11 +836,7 @@ export class AmqplibInstrumentation implements Instrumentation {
         try {
           result = context.with(ctx, userCallback, this, message);
         } catch (err) {
-          span.recordException(err as Error);
-          span.setStatus({
-            code: SpanStatusCode.ERROR,
-            message: (err as Error)?.message,
-          });
+          markFailed(span, err);
           if (noAck) span.end();
           throw err;
         }
@@ -852,11 +853,7 @@ export class AmqplibInstrumentation implements Instrumentation {
               if (noAck) span.end();
             },
             (err: unknown) => {
-              span.recordException(err as Error);
-              span.setStatus({
-                code: SpanStatusCode.ERROR,
-                message: (err as Error)?.message,
-              });
+              markFailed(span, err);
               if (noAck) span.end();
               throw err;
             },
