@@ -134,19 +134,13 @@ interface LiveClient {
  * name a loopback host too: a web page whose own name an attacker points at
  * 127.0.0.1 (DNS rebinding) sends its name in Host, and gets nothing.
  */
-function loopbackHost(host: string | undefined, bound: string): boolean {
-  if (host === undefined) return true; // HTTP/1.0: no name to check
-  const name = host.startsWith("[")
-    ? host.slice(1, host.indexOf("]"))
-    : host.replace(/:\d*$/, "");
+function namesLoopback(hostHeader: string | undefined): boolean {
+  if (hostHeader === undefined) return true; // HTTP/1.0: no name to check
+  const name = hostHeader.startsWith("[")
+    ? hostHeader.slice(0, hostHeader.indexOf("]") + 1)
+    : hostHeader.replace(/:\d*$/, "");
   const n = name.toLowerCase();
-  return (
-    n === "localhost" ||
-    n.endsWith(".localhost") ||
-    n === bound.toLowerCase() ||
-    n === "::1" ||
-    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(n)
-  );
+  return isLoopback(n) || n.endsWith(".localhost");
 }
 
 export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
@@ -225,8 +219,7 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
 
   /** Refuses (403) a request naming another host, when there is no token. */
   const refusedHost = (req: IncomingMessage, res: ServerResponse): boolean => {
-    if (token !== undefined || loopbackHost(req.headers.host, host))
-      return false;
+    if (token !== undefined || namesLoopback(req.headers.host)) return false;
     req.resume();
     res
       .writeHead(403, { "content-type": "text/plain" })
