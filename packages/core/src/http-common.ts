@@ -106,12 +106,11 @@ export function startClientSpan<C>(
   writer: PreparedHeaderWriter<C>,
 ): { span: Span; egress: EgressClass; call: ClientCall } {
   let eg = egress.classify(info.host, info.port);
-  if (
-    eg.baggage &&
-    info.via !== undefined &&
-    !egress.classify(info.via.host, info.via.port).baggage
-  )
-    eg = egress.classify(info.via.host, info.via.port);
+  // Through a proxy, baggage goes only if the proxy is internal too.
+  if (eg.baggage && info.via !== undefined) {
+    const proxy = egress.classify(info.via.host, info.via.port);
+    if (!proxy.baggage) eg = proxy;
+  }
   const { method, original } = normalizeMethod(info.method);
   const defaultPort = info.scheme === "https" ? 443 : 80;
   const hostPart = info.host.includes(":") ? `[${info.host}]` : info.host;
