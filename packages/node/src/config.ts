@@ -276,13 +276,7 @@ class Reader {
     choices: readonly T[],
     fallback: T,
   ): T {
-    const v = this.str(name)?.toLowerCase();
-    if (v === undefined) return fallback;
-    if ((choices as readonly string[]).includes(v)) return v as T;
-    this.warnings.push(
-      `${name}=${JSON.stringify(v)} is not ${choices.join(" or ")}; using ${fallback}`,
-    );
-    return fallback;
+    return this.choiceOf([name], choices, fallback);
   }
 
   /**

@@ -72,8 +72,17 @@ export class AlarmEngine {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
 
+  /** How far back HTTP samples are kept: the longest HTTP rule's time. */
+  readonly #httpKeptMs: number;
+
   constructor(options: AlarmEngineOptions) {
     this.#o = options;
+    this.#httpKeptMs = Math.max(
+      options.intervalMs,
+      ...options.rules.map((r) =>
+        r.kind === "http_error_ratio" ? r.forMs : 0,
+      ),
+    );
   }
 
   start(): void {
@@ -140,15 +149,9 @@ export class AlarmEngine {
     const loop = this.#loopDelays();
     const http = this.#httpOutcomes();
     if (http !== undefined) this.#httpSamples.push({ at: now, ...http });
-    const longest = Math.max(
-      0,
-      ...this.#o.rules.map((r) =>
-        r.kind === "http_error_ratio" ? r.forMs : 0,
-      ),
-    );
     while (
       this.#httpSamples.length > 0 &&
-      this.#httpSamples[0]!.at <= now - Math.max(longest, this.#o.intervalMs)
+      this.#httpSamples[0]!.at <= now - this.#httpKeptMs
     )
       this.#httpSamples.shift();
     for (const rule of this.#o.rules) {
