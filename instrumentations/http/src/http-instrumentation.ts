@@ -52,6 +52,7 @@ import {
   semconv,
   setCustomerInContext,
   startClientSpan,
+  withoutHeaderLines,
   type Instrumentation,
   type RouteHolder,
   EMPTY_CONTEXT,
@@ -169,7 +170,7 @@ const clientHeaders = prepareHeaderWriter<ClientRequest>({
     const block = unsentBlock(req);
     if (block?.endsWith("\r\n\r\n") && !/[\r\n]/.test(value))
       (req as unknown as HeaderBlock)._header =
-        `${withoutHeader(block, name).slice(0, -2)}${name}: ${value}\r\n\r\n`;
+        `${withoutHeaderLines(block, name).slice(0, -2)}${name}: ${value}\r\n\r\n`;
   },
   remove: (req, name) => {
     if (!req.headersSent) {
@@ -178,17 +179,9 @@ const clientHeaders = prepareHeaderWriter<ClientRequest>({
     }
     const block = unsentBlock(req);
     if (block !== undefined)
-      (req as unknown as HeaderBlock)._header = withoutHeader(block, name);
+      (req as unknown as HeaderBlock)._header = withoutHeaderLines(block, name);
   },
 });
-
-function withoutHeader(block: string, name: string): string {
-  const prefix = `${name}:`;
-  return block
-    .split("\r\n")
-    .filter((line) => !line.toLowerCase().startsWith(prefix))
-    .join("\r\n");
-}
 
 /**
  * Keeps headers that must not leave for this host out of a request after

@@ -23,6 +23,7 @@ import {
   recordClientResponse,
   recordRateLimitHeaders,
   startClientSpan,
+  withoutHeaderLines,
   type Instrumentation,
   type ClientCall,
   type ClientRequestInfo,
@@ -113,10 +114,7 @@ function removeHeader(req: UndiciRequest, name: string): void {
     for (let i = h.length - 2; i >= 0; i -= 2)
       if (h[i]!.toLowerCase() === name) h.splice(i, 2);
   } else if (typeof h === "string" && h.toLowerCase().includes(`${name}:`)) {
-    req.headers = h
-      .split("\r\n")
-      .filter((line) => !line.toLowerCase().startsWith(`${name}:`))
-      .join("\r\n");
+    req.headers = withoutHeaderLines(h, name);
   }
 }
 

@@ -50,6 +50,15 @@ export function normalizeMethod(method: string | undefined): {
   return { method: "_OTHER", original: m };
 }
 
+/** A raw header block (`name: value\r\n…`) without its `name` lines; `name` in lower case. */
+export function withoutHeaderLines(block: string, name: string): string {
+  const prefix = `${name}:`;
+  return block
+    .split("\r\n")
+    .filter((line) => !line.toLowerCase().startsWith(prefix))
+    .join("\r\n");
+}
+
 /** How an instrumentation writes headers on its kind of outgoing request. */
 export interface HeaderWriter<C> {
   set(carrier: C, name: string, value: string): void;

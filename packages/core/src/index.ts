@@ -82,6 +82,7 @@ export {
   recordClientResponse,
   recordRateLimitHeaders,
   startClientSpan,
+  withoutHeaderLines,
 } from "./http-common.ts";
 export type {
   ClientCall,
