@@ -212,7 +212,7 @@ try {
     paths: Record<string, number>;
   };
   process.stdout.write(
-    `\n-- telemetry sent --\n${(sent.bytes / requests).toFixed(0)} bytes and ${((sent.requests / requests) * 1000).toFixed(1)} exports per 1000 requests served (warm-up included): ${JSON.stringify(sent.paths)}\n`,
+    `\n-- telemetry sent --\n${(sent.bytes / requests).toFixed(0)} bytes per request served and ${((sent.requests / requests) * 1000).toFixed(1)} exports per 1000 (warm-up included): ${JSON.stringify(sent.paths)}\n`,
   );
   for (const f of readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"))) {
     process.stdout.write(

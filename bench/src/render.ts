@@ -5,6 +5,7 @@
 //   node bench/src/render.ts [docs/benchmarks.json]
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { historyFileOf, readHistory } from "./history.ts";
 import { type ReportInput, writeReport } from "./report.ts";
 
 const figures =
@@ -24,5 +25,9 @@ if (!existsSync(figures)) {
   process.exit(2);
 }
 const input = JSON.parse(readFileSync(figures, "utf8")) as ReportInput;
-writeReport(input, figures.replace(/\.json$/, ".md"));
+writeReport(
+  input,
+  figures.replace(/\.json$/, ".md"),
+  readHistory(historyFileOf(figures)),
+);
 console.log(`rendered ${figures.replace(/\.json$/, ".md")}`);

@@ -4,6 +4,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { BUSY_WAIT_US, YARDSTICK } from "./contenders.ts";
+import type { RunSummary } from "./history.ts";
 import { PART_LABELS, PARTS, type Part } from "./parts.ts";
 
 /**
@@ -123,6 +124,8 @@ export interface ReportInput {
   machine: string;
   versions: Record<string, string>;
   date: string;
+  /** The commit measured (runs made in a git checkout). */
+  commit?: string;
 }
 
 export interface Summary {
@@ -439,6 +442,59 @@ const signed = (n: number, digits = 0) =>
   Number.isFinite(n) ? `${n >= 0 ? "+" : ""}${n.toFixed(digits)}` : "–";
 
 /**
+ * A share to two places, or to three where two would round it onto the
+ * other side of `bound` (0.796 is not 0.80 when 0.80 is the goal).
+ */
+function shareFigure(share: number, bound: number): string {
+  const two = fmt(share, 2);
+  return Number(two) >= bound === share >= bound ? two : fmt(share, 3);
+}
+
+/**
+ * The goal's share in every full run so far, beside how fast the machine
+ * ran: a share near its goal meets it in some runs and not in others.
+ * Empty without at least one earlier run.
+ */
+function historyText(
+  history: readonly RunSummary[],
+  input: ReportInput,
+): string {
+  if (history.length < 2) return "";
+  // Runs made before the figures named their commit are known by their date and speed.
+  const thisRps = Math.round(
+    median(
+      input.results
+        .filter((r) => r.handler === "realistic" && r.contender === "none")
+        .map((r) => r.rps),
+    ),
+  );
+  const isThis = (r: RunSummary) =>
+    r.date === input.date &&
+    (input.commit === undefined
+      ? r.noAgentRps === thisRps
+      : r.commit === input.commit);
+  const rows = history.map(
+    (r) =>
+      `| ${r.date}${isThis(r) ? " (this run)" : ""} | ${r.commit ?? "–"} | ${r.rounds} | ${fmt(r.noAgentRps)} | ${fmt(r.noAgentMachineUs ?? NaN)} | ${shareFigure(r.realisticShare, 0.8)} | ${r.overUpstream === undefined ? "–" : `${fmt(r.overUpstream, 2)}x`} | ${fmt(r.helloShare ?? NaN, 2)} |`,
+  );
+  const shares = history.map((r) => r.realisticShare);
+  const met = shares.filter((s) => s >= 0.8).length;
+  const speeds = history.map((r) => r.noAgentRps);
+  return `
+### Runs so far
+
+Every full run kept in \`docs/benchmarks-history.json\`, oldest first, each on the code of its commit. How fast the
+machine ran (no agent's throughput, and the machine's CPU per no-agent request) changes from run to run: no agent's
+realistic throughput differs by up to ${fmt(Math.max(...speeds) / Math.min(...speeds), 1)}x between these runs, and the shares move with it. Over these
+${history.length} runs the realistic share ranged from ${fmt(Math.min(...shares), 2)} to ${fmt(Math.max(...shares), 2)} (median ${fmt(median(shares), 2)}) and reached 0.80 in ${met} of them.
+
+| run | code | rounds | no agent, realistic req/s | machine CPU µs per no-agent request | realistic share | over upstream sdk-node | hello share |
+| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |
+${rows.join("\n")}
+`;
+}
+
+/**
  * The row comparing correlated pino with plain pino whose logger has fast
  * properties, as Threadline gives pino's loggers; empty for runs that did
  * not measure it.
@@ -452,7 +508,10 @@ function pinoOwnCostRow(micro: ReportInput["micro"]): string {
 `;
 }
 
-export function renderReport(input: ReportInput): {
+export function renderReport(
+  input: ReportInput,
+  history: readonly RunSummary[] = [],
+): {
   markdown: string;
   svg: string;
 } {
@@ -496,9 +555,8 @@ ${rows.join("\n")}
       ? pairedRatio(input, "realistic", "threadline-100", "otel-auto")
       : undefined;
   /**
-   * The row of a goal that a share must reach: its figure, to two places or
-   * to three where two would round it onto the other side of `bound` (0.796
-   * is not 0.80 when 0.80 is the goal), and the verdict on the same number.
+   * The row of a goal that a share must reach: its figure (see
+   * shareFigure) and the verdict on the same number.
    */
   const shareGoal = (
     text: string,
@@ -508,8 +566,7 @@ ${rows.join("\n")}
   ) => {
     if (share === undefined) return `| ${text} | – | ${goal(undefined)} |`;
     const met = share.median >= bound;
-    const two = fmt(share.median, 2);
-    const figure = Number(two) >= bound === met ? two : fmt(share.median, 3);
+    const figure = shareFigure(share.median, bound);
     return `| ${text} | ${withRange(figure + unit, share.range)} | ${goal(met)} |`;
   };
   const ofNoAgent = (s: Summary | undefined): Share | undefined =>
@@ -568,7 +625,7 @@ brackets.
 | goal | this run | |
 | --- | ---: | --- |
 ${goals.join("\n")}
-
+${historyText(history, input)}
 ## Services under load
 
 ${tables}
@@ -643,7 +700,7 @@ server endpoints), so network and backend cost is equal; each agent samples ever
 ## Reproduce
 
 \`\`\`sh
-npm run bench                      # all contenders, ${input.rounds} rounds, writes docs/benchmarks.md and docs/images/overhead.svg
+npm run bench                      # all contenders, ${input.rounds} rounds, writes docs/benchmarks.md and docs/images/overhead.svg, adds the run to docs/benchmarks-history.json
 npm run bench:run -- --quick --rounds 1 --only none,threadline-100   # a quick look, printed
 npm run bench:render               # docs/benchmarks.md again from the figures its run kept in docs/benchmarks.json
 npm run bench:profile -- --perf --contender threadline-100   # one contender's CPU by thread, kind and function, sampled by Linux perf as above
@@ -729,8 +786,17 @@ ${sections.join("\n")}`;
  * for .md, so that a change to the report can be rendered from them again
  * (bench/src/render.ts) without measuring for an hour.
  */
-export function writeReport(input: ReportInput, out: string): string {
-  const { markdown, svg } = renderReport(input);
+/**
+ * Writes the report to `out`, its chart under images/ and its figures to
+ * the .json beside it; `history`, the full runs so far, this one included,
+ * for the table of runs.
+ */
+export function writeReport(
+  input: ReportInput,
+  out: string,
+  history: readonly RunSummary[] = [],
+): string {
+  const { markdown, svg } = renderReport(input, history);
   const svgPath = join(dirname(out), "images", "overhead.svg");
   mkdirSync(dirname(svgPath), { recursive: true });
   writeFileSync(out, markdown);

@@ -28,6 +28,14 @@ import { startBackends } from "./backends.ts";
 import { positive, readOptions } from "./cli.ts";
 import { load, WARM_UP } from "./load.ts";
 import { contenders, type Contender } from "./contenders.ts";
+import {
+  currentCommit,
+  historyFileOf,
+  readHistory,
+  recordRun,
+  summarizeRun,
+  type RunSummary,
+} from "./history.ts";
 import { PARTS, type Part } from "./parts.ts";
 import {
   perfAvailable,
@@ -74,6 +82,8 @@ const values = readOptions(USAGE, {
 const ROUNDS = positive(USAGE, "rounds", values.rounds, 9);
 const CONNECTIONS = 20;
 const root = fileURLToPath(new URL("../", import.meta.url));
+// Read before the run: the code measured is what was checked out at its start.
+const commit = currentCommit(root);
 const services = join(root, "services");
 /** Correlation alone, for the pino micro-benchmark. */
 const EXPORTERS_OFF = {
@@ -787,9 +797,19 @@ try {
     machine,
     versions,
     date: new Date().toISOString().slice(0, 10),
+    ...(commit === undefined ? {} : { commit }),
   };
+  let history: RunSummary[] = [];
+  if (values.out !== undefined) {
+    // A quick look is no run to set beside the others.
+    const run = values.quick ? undefined : summarizeRun(input);
+    const file = historyFileOf(values.out);
+    history = run === undefined ? readHistory(file) : recordRun(file, run);
+  }
   process.stdout.write(
-    values.out ? writeReport(input, values.out) : renderReport(input).markdown,
+    values.out
+      ? writeReport(input, values.out, history)
+      : renderReport(input).markdown,
   );
 } finally {
   await backends.stop();

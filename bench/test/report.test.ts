@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { it } from "node:test";
+import { historyFileOf, recordRun, summarizeRun } from "../src/history.ts";
 import {
   pairedDifference,
   pairedRatio,
@@ -441,4 +445,65 @@ it("leaves the machine's figures out of runs made before they were measured", ()
     /\| Threadline \| 400 \| \*\*0\.60\*\* \(0\.40–1\.60\) \| \+50 \| – \|/,
   );
   assert.doesNotMatch(markdown, /across the machine/);
+});
+
+it("keeps each full run's headline figures once, and sets this run among the earlier ones", (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "bench-history-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const i = { ...input(), micro: micro(), commit: "abc1234" };
+  const run = summarizeRun(i)!;
+  // Shares are medians of the rounds' ratios: 0.6, 0.4 and 1.6.
+  assert.deepEqual(run, {
+    date: "2026-01-01",
+    commit: "abc1234",
+    rounds: 3,
+    noAgentRps: 500,
+    realisticShare: 0.6,
+  });
+  const file = historyFileOf(join(dir, "benchmarks.md"));
+  assert.equal(file, join(dir, "benchmarks-history.json"));
+  const earlier = {
+    date: "2025-12-31",
+    commit: "0000000",
+    rounds: 9,
+    noAgentRps: 1000,
+    noAgentMachineUs: 150,
+    realisticShare: 0.82,
+    overUpstream: 1.6,
+    helloShare: 0.7,
+  };
+  recordRun(file, earlier);
+  recordRun(file, run);
+  // Rendered again from the same figures: nothing more is kept.
+  const history = recordRun(file, run);
+  assert.deepEqual(JSON.parse(readFileSync(file, "utf8")), [earlier, run]);
+  const markdown = renderReport(i, history).markdown;
+  const rows = markdown
+    .slice(markdown.indexOf("### Runs so far"))
+    .split("\n")
+    .filter((l) => /^\| 20/.test(l));
+  assert.deepEqual(rows, [
+    "| 2025-12-31 | 0000000 | 9 | 1000 | 150 | 0.82 | 1.60x | 0.70 |",
+    "| 2026-01-01 (this run) | abc1234 | 3 | 500 | – | 0.60 | – | – |",
+  ]);
+  assert.match(
+    markdown,
+    /differs by up to 2\.0x between these runs[^]*ranged from 0\.60 to 0\.82 \(median 0\.71\) and reached 0\.80 in 1 of them/,
+  );
+  // A share just under the goal is not rounded onto it.
+  assert.match(
+    renderReport(i, [{ ...earlier, realisticShare: 0.797 }, run]).markdown,
+    /reached 0\.80 in 0 of them[^]*\| 1000 \| 150 \| 0\.797 \|/,
+  );
+  // A run alone has nothing to be set beside.
+  assert.doesNotMatch(renderReport(i, [run]).markdown, /Runs so far/);
+});
+
+it("knows a run made before the figures named their commit by its date and speed", () => {
+  const i = { ...input(), micro: micro() };
+  const run = summarizeRun(i)!;
+  const other = { ...run, noAgentRps: 900 };
+  const markdown = renderReport(i, [other, run]).markdown;
+  assert.match(markdown, /\| 2026-01-01 \| – \| 3 \| 900 \|/);
+  assert.match(markdown, /\| 2026-01-01 \(this run\) \| – \| 3 \| 500 \|/);
 });
