@@ -2,7 +2,7 @@
 // went, by function and package, for a person reading one profile. The
 // report's figures come from Linux perf instead (see perf-profile.ts).
 import { readFileSync } from "node:fs";
-import { placeOf } from "./parts.ts";
+import { groupOf, placeOf } from "./parts.ts";
 
 interface ProfileNode {
   id: number;
@@ -35,11 +35,7 @@ export function summarize(p: CpuProfile, top: number): string {
     const where = placeOf(n.callFrame.url);
     const key = `${n.callFrame.functionName || "(anonymous)"}  ${where}:${n.callFrame.lineNumber + 1}`;
     fn.set(key, (fn.get(key) ?? 0) + t);
-    const group = where.startsWith("threadline:")
-      ? `threadline ${where.split(":")[1]!.split("/")[0]}`
-      : where.startsWith("node:")
-        ? "node core"
-        : where;
+    const group = groupOf(where);
     pkg.set(group, (pkg.get(group) ?? 0) + t);
   }
   const fmt = (m: Map<string, number>, n: number) =>

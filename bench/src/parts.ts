@@ -30,6 +30,13 @@ export function placeOf(url: string): string {
   return path.split("/").slice(-2).join("/");
 }
 
+/** The package a place (see placeOf) belongs to: one of Threadline's, Node.js core, or the place itself. */
+export function groupOf(where: string): string {
+  if (where.startsWith("threadline:"))
+    return `threadline ${where.split(":")[1]!.split("/")[0]}`;
+  return where.startsWith("node:") ? "node core" : where;
+}
+
 export const PARTS = [
   "instrumentation",
   "export",

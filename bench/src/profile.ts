@@ -4,7 +4,9 @@
 // With --perf, Linux perf samples the service instead, on the CPU clock:
 // the main thread's CPU time by kind (JavaScript, garbage collection,
 // kernel, other native code) and by function, waits for the core left out
-// (see perf-profile.ts). Options: USAGE below.
+// (see perf-profile.ts). With --heap, what the service allocates per
+// request is sampled instead, by package and function (heap-profile.ts).
+// Options: USAGE below.
 import {
   mkdirSync,
   mkdtempSync,
@@ -19,6 +21,7 @@ import { type RunningService, startService } from "@threadline/test-support";
 import { startBackends } from "./backends.ts";
 import { contenders } from "./contenders.ts";
 import { readProfile, summarize } from "./cpu-profile.ts";
+import { type HeapProfile, summarizeHeap } from "./heap-profile.ts";
 import {
   KINDS,
   perfNodeFlags,
@@ -39,7 +42,7 @@ import {
 import { positive, readOptions } from "./cli.ts";
 
 const USAGE =
-  "node bench/src/profile.ts [--contender threadline-100] [--handler realistic] [--requests 20000] [--top 40] [--env KEY=VALUE ...] [--node-arg <flag> ...] [--no-profile | --perf] [--keep <dir>]";
+  "node bench/src/profile.ts [--contender threadline-100] [--handler realistic] [--requests 20000] [--top 40] [--env KEY=VALUE ...] [--node-arg <flag> ...] [--no-profile | --perf | --heap] [--keep <dir>]";
 const values = readOptions(USAGE, {
   options: {
     contender: { type: "string" },
@@ -54,6 +57,8 @@ const values = readOptions(USAGE, {
     "no-profile": { type: "boolean" },
     // sample with Linux perf (CPU time) instead of --cpu-prof (wall clock)
     perf: { type: "boolean" },
+    // sample what the service allocates instead of where its time goes
+    heap: { type: "boolean" },
     // keep the .cpuprofile files (or perf.data, and perf's map of the
     // service's JIT code is left in place) here for further analysis
     keep: { type: "string" },
@@ -61,6 +66,9 @@ const values = readOptions(USAGE, {
 });
 const root = fileURLToPath(new URL("../", import.meta.url));
 const services = join(root, "services");
+const HEAP_SAMPLER = fileURLToPath(
+  new URL("heap-sampler.cjs", import.meta.url),
+);
 const handler = values.handler ?? "realistic";
 const requests = positive(USAGE, "requests", values.requests, 20_000);
 const top = positive(USAGE, "top", values.top, 40);
@@ -70,6 +78,8 @@ if (values.perf && !perfAvailable())
   throw new Error(
     "--perf needs Linux perf (Debian: apt-get install linux-perf)",
   );
+if ([values.perf, values.heap, values["no-profile"]].filter(Boolean).length > 1)
+  throw new Error(`--perf, --heap and --no-profile are one each\n${USAGE}`);
 if (contender === undefined)
   throw new Error(
     `unknown contender ${name}; one of ${contenders.map((c) => c.name).join(", ")}`,
@@ -110,6 +120,7 @@ function cpuByThread(
 // perf writes into the directory but does not make it.
 if (values.keep !== undefined) mkdirSync(values.keep, { recursive: true });
 const dir = values.keep ?? mkdtempSync(join(tmpdir(), "threadline-prof-"));
+const heapFile = join(dir, "heap.json");
 // Piped into a reader that stops early (`| head`): the rest of the output
 // is dropped, and the backends are still stopped below.
 process.stdout.on("error", () => {});
@@ -124,9 +135,11 @@ try {
     execArgv: [
       ...(values.perf
         ? perfNodeFlags(dir)
-        : values["no-profile"]
-          ? []
-          : [`--cpu-prof`, `--cpu-prof-dir=${dir}`]),
+        : values.heap
+          ? ["-r", HEAP_SAMPLER]
+          : values["no-profile"]
+            ? []
+            : [`--cpu-prof`, `--cpu-prof-dir=${dir}`]),
       ...(values["node-arg"] ?? []),
       ...contender.execArgv,
     ],
@@ -139,11 +152,17 @@ try {
           kv.slice(kv.indexOf("=") + 1),
         ]),
       ),
+      ...(values.heap ? { THREADLINE_BENCH_HEAP_OUT: heapFile } : {}),
       PORT: "0",
     },
   });
   service = svc;
   await load(svc.url, WARM_UP, 20);
+  if (values.heap) {
+    svc.child.kill("SIGUSR2");
+    // The signal is handled on the service's next turn of its event loop.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
   const pids = {
     service: svc.child.pid!,
     consumer: consumer.child.pid!,
@@ -214,6 +233,13 @@ try {
   process.stdout.write(
     `\n-- telemetry sent --\n${(sent.bytes / requests).toFixed(0)} bytes per request served and ${((sent.requests / requests) * 1000).toFixed(1)} exports per 1000 (warm-up included): ${JSON.stringify(sent.paths)}\n`,
   );
+  if (values.heap) {
+    const profile = JSON.parse(readFileSync(heapFile, "utf8")) as
+      HeapProfile | { error: string };
+    if ("error" in profile)
+      throw new Error(`the heap sampler failed: ${profile.error}`);
+    process.stdout.write(summarizeHeap(profile, requests, top));
+  }
   for (const f of readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"))) {
     process.stdout.write(
       `\n==== ${f}\n${summarize(readProfile(join(dir, f)), top)}`,

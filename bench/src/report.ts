@@ -705,6 +705,7 @@ npm run bench:run -- --quick --rounds 1 --only none,threadline-100   # a quick l
 npm run bench:render               # docs/benchmarks.md again from the figures its run kept in docs/benchmarks.json
 npm run bench:profile -- --perf --contender threadline-100   # one contender's CPU by thread, kind and function, sampled by Linux perf as above
 npm run bench:profile -- --contender threadline-100   # the same from V8's profiler (wall clock), by package and function
+npm run bench:profile -- --heap --contender threadline-100   # the bytes each request makes V8 allocate, by package and function
 \`\`\`
 `;
   return { markdown, svg: chart(summary, input) };
