@@ -62,6 +62,22 @@ export function summarizeRun(input: ReportInput): RunSummary | undefined {
   return summary;
 }
 
+/** A run as the report lists it; `current`: the run the report is of. */
+export interface ListedRun extends RunSummary {
+  current: boolean;
+}
+
+/** `runs` to be listed, `current` (if one of them) marked. */
+export function listRuns(
+  runs: readonly RunSummary[],
+  current: RunSummary | undefined,
+): ListedRun[] {
+  return runs.map((r) => ({
+    ...r,
+    current: current !== undefined && sameRun(r, current),
+  }));
+}
+
 /** The runs kept at `file`, oldest first; none when there is no such file. */
 export function readHistory(file: string): RunSummary[] {
   if (!existsSync(file)) return [];

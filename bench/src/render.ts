@@ -5,7 +5,12 @@
 //   node bench/src/render.ts [docs/benchmarks.json]
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { historyFileOf, readHistory } from "./history.ts";
+import {
+  historyFileOf,
+  listRuns,
+  readHistory,
+  summarizeRun,
+} from "./history.ts";
 import { type ReportInput, writeReport } from "./report.ts";
 
 const figures =
@@ -28,6 +33,6 @@ const input = JSON.parse(readFileSync(figures, "utf8")) as ReportInput;
 writeReport(
   input,
   figures.replace(/\.json$/, ".md"),
-  readHistory(historyFileOf(figures)),
+  listRuns(readHistory(historyFileOf(figures)), summarizeRun(input)),
 );
 console.log(`rendered ${figures.replace(/\.json$/, ".md")}`);

@@ -4,7 +4,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { BUSY_WAIT_US, YARDSTICK } from "./contenders.ts";
-import type { RunSummary } from "./history.ts";
+import type { ListedRun } from "./history.ts";
 import { PART_LABELS, PARTS, type Part } from "./parts.ts";
 
 /**
@@ -455,27 +455,11 @@ function shareFigure(share: number, bound: number): string {
  * ran: a share near its goal meets it in some runs and not in others.
  * Empty without at least one earlier run.
  */
-function historyText(
-  history: readonly RunSummary[],
-  input: ReportInput,
-): string {
+function historyText(history: readonly ListedRun[]): string {
   if (history.length < 2) return "";
-  // Runs made before the figures named their commit are known by their date and speed.
-  const thisRps = Math.round(
-    median(
-      input.results
-        .filter((r) => r.handler === "realistic" && r.contender === "none")
-        .map((r) => r.rps),
-    ),
-  );
-  const isThis = (r: RunSummary) =>
-    r.date === input.date &&
-    (input.commit === undefined
-      ? r.noAgentRps === thisRps
-      : r.commit === input.commit);
   const rows = history.map(
     (r) =>
-      `| ${r.date}${isThis(r) ? " (this run)" : ""} | ${r.commit ?? "–"} | ${r.rounds} | ${fmt(r.noAgentRps)} | ${fmt(r.noAgentMachineUs ?? NaN)} | ${shareFigure(r.realisticShare, 0.8)} | ${r.overUpstream === undefined ? "–" : `${fmt(r.overUpstream, 2)}x`} | ${fmt(r.helloShare ?? NaN, 2)} |`,
+      `| ${r.date}${r.current ? " (this run)" : ""} | ${r.commit ?? "–"} | ${r.rounds} | ${fmt(r.noAgentRps)} | ${fmt(r.noAgentMachineUs ?? NaN)} | ${shareFigure(r.realisticShare, 0.8)} | ${r.overUpstream === undefined ? "–" : `${fmt(r.overUpstream, 2)}x`} | ${fmt(r.helloShare ?? NaN, 2)} |`,
   );
   const shares = history.map((r) => r.realisticShare);
   const met = shares.filter((s) => s >= 0.8).length;
@@ -510,7 +494,7 @@ function pinoOwnCostRow(micro: ReportInput["micro"]): string {
 
 export function renderReport(
   input: ReportInput,
-  history: readonly RunSummary[] = [],
+  history: readonly ListedRun[] = [],
 ): {
   markdown: string;
   svg: string;
@@ -625,7 +609,7 @@ brackets.
 | goal | this run | |
 | --- | ---: | --- |
 ${goals.join("\n")}
-${historyText(history, input)}
+${historyText(history)}
 ## Services under load
 
 ${tables}
@@ -795,7 +779,7 @@ ${sections.join("\n")}`;
 export function writeReport(
   input: ReportInput,
   out: string,
-  history: readonly RunSummary[] = [],
+  history: readonly ListedRun[] = [],
 ): string {
   const { markdown, svg } = renderReport(input, history);
   const svgPath = join(dirname(out), "images", "overhead.svg");

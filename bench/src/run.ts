@@ -34,7 +34,8 @@ import {
   readHistory,
   recordRun,
   summarizeRun,
-  type RunSummary,
+  listRuns,
+  type ListedRun,
 } from "./history.ts";
 import { PARTS, type Part } from "./parts.ts";
 import {
@@ -799,12 +800,15 @@ try {
     date: new Date().toISOString().slice(0, 10),
     ...(commit === undefined ? {} : { commit }),
   };
-  let history: RunSummary[] = [];
+  let history: ListedRun[] = [];
   if (values.out !== undefined) {
     // A quick look is no run to set beside the others.
     const run = values.quick ? undefined : summarizeRun(input);
     const file = historyFileOf(values.out);
-    history = run === undefined ? readHistory(file) : recordRun(file, run);
+    history = listRuns(
+      run === undefined ? readHistory(file) : recordRun(file, run),
+      run,
+    );
   }
   process.stdout.write(
     values.out

@@ -3,7 +3,12 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { it } from "node:test";
-import { historyFileOf, recordRun, summarizeRun } from "../src/history.ts";
+import {
+  historyFileOf,
+  listRuns,
+  recordRun,
+  summarizeRun,
+} from "../src/history.ts";
 import {
   pairedDifference,
   pairedRatio,
@@ -477,7 +482,7 @@ it("keeps each full run's headline figures once, and sets this run among the ear
   // Rendered again from the same figures: nothing more is kept.
   const history = recordRun(file, run);
   assert.deepEqual(JSON.parse(readFileSync(file, "utf8")), [earlier, run]);
-  const markdown = renderReport(i, history).markdown;
+  const markdown = renderReport(i, listRuns(history, run)).markdown;
   const rows = markdown
     .slice(markdown.indexOf("### Runs so far"))
     .split("\n")
@@ -492,18 +497,25 @@ it("keeps each full run's headline figures once, and sets this run among the ear
   );
   // A share just under the goal is not rounded onto it.
   assert.match(
-    renderReport(i, [{ ...earlier, realisticShare: 0.797 }, run]).markdown,
+    renderReport(i, listRuns([{ ...earlier, realisticShare: 0.797 }, run], run))
+      .markdown,
     /reached 0\.80 in 0 of them[^]*\| 1000 \| 150 \| 0\.797 \|/,
   );
   // A run alone has nothing to be set beside.
-  assert.doesNotMatch(renderReport(i, [run]).markdown, /Runs so far/);
+  assert.doesNotMatch(
+    renderReport(i, listRuns([run], run)).markdown,
+    /Runs so far/,
+  );
 });
 
 it("knows a run made before the figures named their commit by its date and speed", () => {
   const i = { ...input(), micro: micro() };
   const run = summarizeRun(i)!;
   const other = { ...run, noAgentRps: 900 };
-  const markdown = renderReport(i, [other, run]).markdown;
+  const markdown = renderReport(
+    i,
+    listRuns([other, run], summarizeRun(i)),
+  ).markdown;
   assert.match(markdown, /\| 2026-01-01 \| – \| 3 \| 900 \|/);
   assert.match(markdown, /\| 2026-01-01 \(this run\) \| – \| 3 \| 500 \|/);
 });
