@@ -366,7 +366,13 @@ function start(options: InitOptions): ThreadlineHandle {
   const alarms =
     config.alarms === undefined
       ? undefined
-      : startAlarms(config.alarms, serviceName, meterProvider, pipeline);
+      : startAlarms(
+          config.alarms,
+          serviceName,
+          meterProvider,
+          pipeline,
+          metricsWanted,
+        );
   const healthEndpoint =
     config.health === undefined
       ? undefined

@@ -23,6 +23,7 @@ it("judges the HTTP error ratio over the rule's time, not one evaluation", async
     intervalMs: 60_000,
     service: "quiet",
     meterProvider,
+    metricsCollected: false,
     notifiers: [],
     log: () => {},
   });
@@ -39,4 +40,43 @@ it("judges the HTTP error ratio over the rule's time, not one evaluation", async
   assert.deepEqual(await evaluation(2), ["http_5xx_ratio"]);
   assert.deepEqual(await evaluation(0), ["http_5xx_ratio"]);
   await engine.stop();
+});
+
+it("runs the observable callbacks for a metric rule only when nothing else collects them", async () => {
+  const calls = { collected: 0, alone: 0 };
+  const evaluations = async (name: keyof typeof calls) => {
+    const meterProvider = new MeterProvider();
+    meterProvider
+      .getMeter("test")
+      .createObservableGauge("nodejs.eventloop.delay.p99")
+      .addCallback((result) => {
+        calls[name]++;
+        result.observe(0.001);
+      });
+    const engine = new AlarmEngine({
+      rules: [
+        {
+          name: "slow_loop",
+          kind: "metric",
+          metric: "nodejs.eventloop.delay.p99",
+          above: 1,
+          forMs: 0,
+          severity: "major",
+        },
+      ],
+      intervalMs: 60_000,
+      service: "s",
+      meterProvider,
+      metricsCollected: name === "collected",
+      notifiers: [],
+      log: () => {},
+    });
+    for (let i = 0; i < 3; i++) await engine.evaluate();
+    await engine.stop();
+  };
+  await evaluations("collected");
+  await evaluations("alone");
+  // An exporter's collection is the only one: a callback that measures
+  // since its last run (the event loop's delay) keeps its whole interval.
+  assert.deepEqual(calls, { collected: 0, alone: 3 });
 });

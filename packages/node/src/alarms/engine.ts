@@ -51,6 +51,13 @@ export interface AlarmEngineOptions {
   intervalMs: number;
   service: string;
   meterProvider: MeterProvider;
+  /**
+   * Whether an exporter or the Prometheus endpoint runs the observable
+   * callbacks. The engine runs them itself only when nothing does: runtime
+   * metrics report what happened since their last run, and a second
+   * caller would leave the exporter the few seconds since an evaluation.
+   */
+  metricsCollected: boolean;
   notifiers: readonly Notifier[];
   /** Receives each raise and clear as a structured log line. */
   log: (line: string, severityNumber: number, severityText: string) => void;
@@ -143,8 +150,9 @@ export class AlarmEngine {
     const components = await health.run();
     this.#components = components;
     // Observable instruments (runtime metrics) hold what their callbacks
-    // last reported: at the last export, or never without an exporter.
-    if (this.readsMetrics) await this.#o.meterProvider.observe();
+    // last reported: at the last collection, or never without a collector.
+    if (this.readsMetrics && !this.#o.metricsCollected)
+      await this.#o.meterProvider.observe();
     const now = performance.now();
     const loop = this.#loopDelays();
     const http = this.#httpOutcomes();

@@ -19,6 +19,7 @@ export function startAlarms(
   service: string,
   meterProvider: MeterProvider,
   pipeline: ExportPipeline,
+  metricsCollected: boolean,
 ): AlarmEngine {
   const { rules, problems } = loadRules(settings.rulesFile);
   if (problems.length > 0)
@@ -41,6 +42,7 @@ export function startAlarms(
     intervalMs: settings.intervalMs,
     service,
     meterProvider,
+    metricsCollected,
     notifiers,
     log: (line, severityNumber, severityText) =>
       pipeline.emit(
