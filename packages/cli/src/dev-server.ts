@@ -167,6 +167,9 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
       process.stderr.write(
         `threadline dev: could not write to the store: ${(err as Error).message}\n`,
       );
+      // What the store kept for another try (the file was busy) is tried
+      // again even if nothing more arrives.
+      if (store.pending > 0) flushTimer ??= setTimeout(flush, 1000);
       return;
     }
     if (changed.length === 0 || live.size === 0) return;

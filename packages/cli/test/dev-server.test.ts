@@ -2,7 +2,11 @@
 // encodings, hostile and oversized payloads, back-pressure, tokens, and the
 // live stream.
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { after, before, describe, it } from "node:test";
 import { gzipSync } from "node:zlib";
 import { LogsEncoder, TraceEncoder, type SpanData } from "@threadline/otlp";
@@ -277,6 +281,38 @@ describe("back-pressure", () => {
         200,
       );
     } finally {
+      await dev.close();
+    }
+  });
+});
+
+describe("a store another process holds", () => {
+  it("writes what it kept back once the file is free, without more arriving", async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), "threadline-dev-busy-"));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const dbPath = join(dir, "store.sqlite");
+    const dev = await startDevServer({ dbPath, otlpPort: 0, viewerPort: 0 });
+    const other = new DatabaseSync(dbPath);
+    try {
+      other.exec("BEGIN IMMEDIATE");
+      const sent = await post(
+        `${dev.otlpUrl}/v1/traces`,
+        traces.encode([span("held")]),
+        proto,
+      );
+      assert.equal(sent.status, 200);
+      // The first write waits out the lock's timeout and gives up.
+      await waitFor(() => dev.store.pending > 0 && Date.now(), {
+        what: "the span kept for another try",
+      });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      other.exec("COMMIT");
+      other.close();
+      await waitFor(() => dev.store.counts().traces === 1, {
+        what: "the span written on a later try",
+      });
+    } finally {
+      if (other.isOpen) other.close();
       await dev.close();
     }
   });
