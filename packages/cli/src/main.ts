@@ -19,9 +19,9 @@ import { formatSearch, formatTrace } from "./format.ts";
 import type { SearchQuery, TraceBackend } from "./model.ts";
 import { defaultDbPath, defaultViewerUrl } from "./paths.ts";
 import {
-  MAX_LIMIT,
   parseAttribute,
   parseDuration,
+  parseLimit,
   parseTime,
 } from "./query.ts";
 import { Store } from "./store.ts";
@@ -260,16 +260,9 @@ async function search(argv: string[]): Promise<void> {
     if (values.from) q.fromUs = parseTime(values.from);
     if (values.to) q.toUs = parseTime(values.to);
     if (values.attr) q.attributes = values.attr.map(parseAttribute);
+    if (values.limit) q.limit = parseLimit(values.limit, "--limit");
   } catch (err) {
     throw new UsageError((err as Error).message);
-  }
-  if (values.limit) {
-    const n = Number(values.limit);
-    if (!Number.isInteger(n) || n < 1 || n > MAX_LIMIT)
-      throw new UsageError(
-        `--limit must be a whole number from 1 to ${MAX_LIMIT}`,
-      );
-    q.limit = n;
   }
   const backend = await backendFrom(values.backend, values.db);
   try {

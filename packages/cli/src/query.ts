@@ -68,13 +68,16 @@ export function queryFromParams(
   const attrs = p.getAll("attr").filter((a) => a.trim() !== "");
   if (attrs.length > 0) q.attributes = attrs.map(parseAttribute);
   const limit = text("limit");
-  if (limit !== undefined) {
-    const n = Number(limit);
-    if (!Number.isInteger(n) || n < 1 || n > MAX_LIMIT)
-      throw new Error(`limit must be a whole number from 1 to ${MAX_LIMIT}`);
-    q.limit = n;
-  }
+  if (limit !== undefined) q.limit = parseLimit(limit, "limit");
   return q;
+}
+
+/** How many traces a search asks for, from 1 to MAX_LIMIT; `name` names it in the error. */
+export function parseLimit(text: string, name: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_LIMIT)
+    throw new Error(`${name} must be a whole number from 1 to ${MAX_LIMIT}`);
+  return n;
 }
 
 /** The URL search parameters for a SearchQuery (the CLI talking to a viewer). */

@@ -32,6 +32,7 @@ import type {
   DecodedResourceSpans,
   DecodedSpan,
 } from "@threadline/otlp";
+import { MAX_LIMIT } from "./query.ts";
 import {
   serviceOf,
   type LogRecord,
@@ -577,7 +578,7 @@ export class Store implements TraceBackend {
       );
       args.push(`$."${key.replace(/"/g, '""')}"`, value);
     }
-    const limit = Math.max(1, Math.min(q.limit ?? 50, 1000));
+    const limit = Math.max(1, Math.min(q.limit ?? 50, MAX_LIMIT));
     const sql = `SELECT t.* FROM ${from} ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY ${order} DESC LIMIT ${limit}`;
     return (this.#s(sql).all(...args) as unknown as TraceRow[]).map(toSummary);
   }

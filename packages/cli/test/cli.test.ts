@@ -369,6 +369,11 @@ describe("threadline watch", () => {
       assert.equal(r.code, 2, args.join(" "));
       assert.match(r.stderr, problem);
     }
+    for (const limit of ["0", "1001", "ten"]) {
+      const r = await threadline(["search", "--limit", limit]);
+      assert.equal(r.code, 2, limit);
+      assert.match(r.stderr, /--limit must be a whole number from 1 to 1000/);
+    }
     // A store's age with no unit would have been milliseconds: everything.
     const age = await threadline(["dev", "--memory", "--max-age", "30"]);
     assert.equal(age.code, 2);
