@@ -588,6 +588,7 @@ describe("http and fetch clients", () => {
     const forwarded = {
       traceparent: "00-11111111111111111111111111111111-2222222222222222-01",
       tracestate: "up=1",
+      baggage: "customer.id=evil",
     };
     let traceId = "";
     const server = http.createServer(async (_req, res) => {
@@ -609,6 +610,7 @@ describe("http and fetch clients", () => {
         path,
       );
       assert.equal(got.headers["tracestate"], undefined, path);
+      assert.equal(got.headers["baggage"], undefined, path);
     }
   });
 

@@ -152,10 +152,11 @@ export function startClientSpan<C>(
   );
   if (!eg.baggage)
     for (const name of egress.privateHeaders) writer.remove(carrier, name);
-  // The request's trace state is this trace's: one the application copied
-  // from elsewhere (forwarding its request's headers) must not ride along
-  // when this context has none to write over it.
-  writer.remove(carrier, "tracestate");
+  // The request's trace context and baggage are this context's: what the
+  // application copied from elsewhere (forwarding its request's headers)
+  // must not ride along where this context has nothing to write over it,
+  // least of all a customer id an untrusted caller sent in baggage.
+  for (const name of propagation.fields()) writer.remove(carrier, name);
   propagation.inject(
     trace.setSpan(ctx, span),
     carrier,
