@@ -118,13 +118,10 @@ function removeHeader(req: UndiciRequest, name: string): void {
   }
 }
 
+// addHeader appends: startClientSpan has removed what the application
+// copied of the headers the propagators write before they write them.
 const headers = prepareHeaderWriter<UndiciRequest>({
-  // addHeader appends: a header the application copied from its own
-  // request (a proxy forwarding traceparent) is replaced, not doubled.
-  set: (req, name, value) => {
-    removeHeader(req, name);
-    req.addHeader(name, value);
-  },
+  set: (req, name, value) => req.addHeader(name, value),
   remove: removeHeader,
 });
 
