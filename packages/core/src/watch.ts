@@ -80,7 +80,7 @@ export function parseWatchDocument(
   if (list.length > MAX_WATCHED * 10)
     return {
       ok: false,
-      problem: `${list.length} entries; at most ${MAX_WATCHED} customers can be watched at once`,
+      problem: `${list.length} entries is more than a watch list is read with (${MAX_WATCHED * 10}; at most ${MAX_WATCHED} customers are watched at once)`,
     };
   const byCustomer = new Map<string, WatchEntry>();
   for (let i = 0; i < list.length; i++) {

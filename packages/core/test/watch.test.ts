@@ -187,3 +187,19 @@ describe("the watch decision in baggage", () => {
     assert.equal(ctx.getValue(WATCH_KEY), undefined);
   });
 });
+
+it("refuses a watch document too long to be read, and says what the bound is", () => {
+  const entry = {
+    customer: "c-1",
+    until: new Date(NOW + 60_000).toISOString(),
+  };
+  const r = parseWatchDocument(
+    doc(Array.from({ length: MAX_WATCHED * 10 + 1 }, () => entry)),
+    NOW,
+  );
+  assert.equal(r.ok, false);
+  assert.match(
+    (r as { problem: string }).problem,
+    new RegExp(`more than a watch list is read with \\(${MAX_WATCHED * 10};`),
+  );
+});
