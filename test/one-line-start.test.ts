@@ -181,6 +181,19 @@ describe("starting Threadline", () => {
     assert.match(String(line["trace_id"]), /^[0-9a-f]{32}$/);
   });
 
+  it("warns when Express was loaded before Threadline", async () => {
+    const app = await startService({
+      entry: "late-express.mjs",
+      cwd: fixtures,
+      ready: false,
+      env: env("late-express"),
+    });
+    await app.exited;
+    const warnings = app.stderr.filter((l) => l.includes("self-check"));
+    assert.equal(warnings.length, 1, app.stderr.join("\n"));
+    assert.match(warnings[0]!, /express was loaded before Threadline started/);
+  });
+
   it("warns when incoming requests would not be traced", async () => {
     const app = await startService({
       entry: "emit-replaced.mjs",

@@ -94,8 +94,12 @@ function patchLayer(exports: unknown): unknown {
   return Layer;
 }
 
-/** Hooks Express's layers as they load; returns the unhook. */
-export function hookExpressLayers(): () => void {
+/**
+ * Hooks Express's layers as they load. `late`: Express was loaded before
+ * the hook, so routes made before now are reported as matched, without
+ * their mounts' templates.
+ */
+export function hookExpressLayers(): { unhook: () => void; late: boolean } {
   const hooks = [
     hookModule({
       module: "router",
@@ -108,8 +112,11 @@ export function hookExpressLayers(): () => void {
       onLoad: patchLayer,
     }),
   ];
-  return () => {
-    for (const h of hooks) h.unhook();
+  return {
+    unhook: () => {
+      for (const h of hooks) h.unhook();
+    },
+    late: hooks.some((h) => h.late.length > 0),
   };
 }
 

@@ -60,6 +60,7 @@ import {
   type ClientCall,
   type ClientRequestInfo,
   lazyInstruments,
+  lateLoadProblem,
   AttributeSets,
 } from "@threadline/core";
 import { expressRoute, hookExpressLayers } from "./express-routes.ts";
@@ -359,6 +360,8 @@ export class HttpInstrumentation implements Instrumentation {
   #tracer: Tracer | undefined;
   #enabled = false;
   #probeHits = 0;
+  /** Express was loaded before Threadline: its route templates are partial. */
+  #expressLate = false;
   readonly #restore: Array<() => void> = [];
   readonly #ignoredExact: ReadonlySet<string>;
   readonly #ignoredPrefixes: readonly string[];
@@ -415,7 +418,9 @@ export class HttpInstrumentation implements Instrumentation {
     this.#bindEvents(
       http.ServerResponse.prototype as unknown as Record<string, unknown>,
     );
-    this.#restore.push(hookExpressLayers());
+    const express = hookExpressLayers();
+    this.#restore.push(express.unhook);
+    this.#expressLate = express.late;
     const created = (msg: unknown) =>
       this.#onClientCreated((msg as { request: TracedClientRequest }).request);
     const response = (msg: unknown) =>
@@ -445,6 +450,7 @@ export class HttpInstrumentation implements Instrumentation {
   selfCheck(): string[] {
     if (!this.#enabled) return [];
     const problems: string[] = [];
+    if (this.#expressLate) problems.push(lateLoadProblem("express"));
     for (const name of ["http", "https"] as const) {
       const mod = process.getBuiltinModule(`node:${name}`);
       const before = this.#probeHits;
