@@ -32,8 +32,14 @@ function labelName(key: string): string {
   return /^[0-9]/.test(n) ? `_${n}` : n;
 }
 
+/** HELP text escaped: backslashes and line feeds. */
+function escapeHelp(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
+}
+
+/** A label value escaped: as HELP text, and double quotes too. */
 function escapeLabel(v: string): string {
-  return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
+  return escapeHelp(v).replace(/"/g, '\\"');
 }
 
 /**
@@ -42,11 +48,10 @@ function escapeLabel(v: string): string {
  * a label twice makes the whole scrape unreadable. On a histogram, an attribute named `le` becomes
  * `otel_le`, since `le` is the bucket's.
  */
-function labels(
+function labelParts(
   attributes: Record<string, unknown>,
-  extra?: [string, string],
-  histogram = extra !== undefined,
-): string {
+  histogram: boolean,
+): string[] {
   const byLabel = new Map<string, string[]>();
   for (const k of Object.keys(attributes)) {
     const v = attributes[k];
@@ -61,7 +66,10 @@ function labels(
   const parts: string[] = [];
   for (const [name, values] of byLabel)
     parts.push(`${name}="${escapeLabel(values.join(";"))}"`);
-  if (extra !== undefined) parts.push(`${extra[0]}="${extra[1]}"`);
+  return parts;
+}
+
+function braced(parts: readonly string[]): string {
   return parts.length === 0 ? "" : `{${parts.join(",")}}`;
 }
 
@@ -93,32 +101,28 @@ export function toPrometheusText(metrics: readonly MetricData[]): string {
           ? "counter"
           : "gauge";
     if (m.description !== "")
-      out.push(
-        `# HELP ${name} ${m.description.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}`,
-      );
+      out.push(`# HELP ${name} ${escapeHelp(m.description)}`);
     out.push(`# TYPE ${name} ${type}`);
     if (m.kind === "histogram") {
       for (const p of m.points) {
+        // The point's labels are worked out once, for every line of it.
+        const parts = labelParts(p.attributes, true);
+        const bucket = (le: string) => braced([...parts, `le="${le}"`]);
         let cumulative = 0;
         p.bounds.forEach((bound, i) => {
           cumulative += p.counts[i] ?? 0;
-          out.push(
-            `${name}_bucket${labels(p.attributes, ["le", num(bound)])} ${cumulative}`,
-          );
+          out.push(`${name}_bucket${bucket(num(bound))} ${cumulative}`);
         });
-        out.push(
-          `${name}_bucket${labels(p.attributes, ["le", "+Inf"])} ${p.count}`,
-        );
-        out.push(
-          `${name}_sum${labels(p.attributes, undefined, true)} ${num(p.sum)}`,
-        );
-        out.push(
-          `${name}_count${labels(p.attributes, undefined, true)} ${p.count}`,
-        );
+        out.push(`${name}_bucket${bucket("+Inf")} ${p.count}`);
+        const own = braced(parts);
+        out.push(`${name}_sum${own} ${num(p.sum)}`);
+        out.push(`${name}_count${own} ${p.count}`);
       }
     } else {
       for (const p of m.points)
-        out.push(`${name}${labels(p.attributes)} ${num(p.value)}`);
+        out.push(
+          `${name}${braced(labelParts(p.attributes, false))} ${num(p.value)}`,
+        );
     }
   }
   return `${out.join("\n")}\n`;
