@@ -434,7 +434,7 @@ function retryAfter(value: string | undefined): number | undefined {
   return Math.min(ms, MAX_RETRY_AFTER_MS);
 }
 
-/** Reads partial_success.rejected_{spans,log_records} from an export response. */
+/** Reads partial_success.rejected_{spans,log_records,data_points} from an export response. */
 function rejectedCount(
   body: Buffer,
   protocol: string,
