@@ -360,25 +360,6 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
       sendWatchDocument(req, res);
       return;
     }
-    const unwatch = /^\/api\/watch\/([^/]+)$/.exec(path);
-    if (unwatch) {
-      if (req.method !== "DELETE") {
-        sendJson(res, 405, { error: "use DELETE" });
-        return;
-      }
-      let customer: string;
-      try {
-        customer = decodeURIComponent(unwatch[1]!);
-      } catch {
-        customer = "";
-      }
-      if (!store.unwatch(customer)) {
-        sendJson(res, 404, { error: `${customer} is not watched` });
-        return;
-      }
-      sendWatchDocument(req, res);
-      return;
-    }
     if (path === "/api/metrics") {
       const service = url.searchParams.get("service") ?? "";
       let since: number;

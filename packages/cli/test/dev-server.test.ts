@@ -482,13 +482,16 @@ describe("the watch list", () => {
     });
     assert.equal(again.status, 304);
 
-    const cleared = await fetch(`${dev.viewerUrl}/api/watch/c-42`, {
+    const cleared = await fetch(`${dev.viewerUrl}/api/watch?customer=c-42`, {
       method: "DELETE",
     });
     assert.deepEqual((await watchDoc(cleared)).watch, []);
     assert.equal(
-      (await fetch(`${dev.viewerUrl}/api/watch/c-42`, { method: "DELETE" }))
-        .status,
+      (
+        await fetch(`${dev.viewerUrl}/api/watch?customer=c-42`, {
+          method: "DELETE",
+        })
+      ).status,
       404,
     );
     const changed = await fetch(`${dev.otlpUrl}/threadline/v1/watch`, {
