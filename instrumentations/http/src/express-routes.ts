@@ -14,11 +14,14 @@ import type { IncomingMessage } from "node:http";
 
 const PATTERN = Symbol("threadline.express.pattern");
 const MOUNTS = Symbol("threadline.express.mounts");
+/** A layer's mount pattern, worked out on its first request (null: none). */
+const MOUNT = Symbol("threadline.express.mount");
 
 interface Layer {
   route?: unknown;
   rawPath?: unknown;
   [PATTERN]?: unknown;
+  [MOUNT]?: string | null;
 }
 type Handle = (
   this: Layer,
@@ -54,8 +57,8 @@ function wrapHandle(original: Handle): Handle {
       req === null
     )
       return original.call(this, req, res, next);
-    const pattern = mountPattern(this);
-    if (pattern === undefined) return original.call(this, req, res, next);
+    const pattern = (this[MOUNT] ??= mountPattern(this) ?? null);
+    if (pattern === null) return original.call(this, req, res, next);
     const holder = req as { [MOUNTS]?: string[] };
     const mounts = (holder[MOUNTS] ??= []);
     const depth = mounts.length;
@@ -75,7 +78,9 @@ function patchLayer(exports: unknown): unknown {
   for (const name of ["handleRequest", "handle_request"])
     if (typeof proto[name] === "function")
       proto[name] = wrapHandle(proto[name] as Handle);
-  // Express 4's layers keep no pattern of their own: note it as they are made.
+  // Express 4's layers keep no pattern of their own: note it as they are
+  // made. The router package's (Express 5) keep it as rawPath.
+  if (typeof proto["handle_request"] !== "function") return undefined;
   type Made = LayerConstructor & (new (...a: unknown[]) => Layer);
   const Layer = function Layer(
     this: Layer,
