@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
+import { setTimeout } from "node:timers/promises";
 import { AlarmEngine } from "../src/alarms/engine.ts";
 import type { AlarmRule } from "../src/alarms/rules.ts";
 import { MeterProvider } from "../src/metrics/meter-provider.ts";
@@ -39,6 +40,51 @@ it("judges the HTTP error ratio over the rule's time, not one evaluation", async
   // Still failing, still few per evaluation: the alarm stays.
   assert.deepEqual(await evaluation(2), ["http_5xx_ratio"]);
   assert.deepEqual(await evaluation(0), ["http_5xx_ratio"]);
+  await engine.stop();
+});
+
+it("holds a busy service's error ratio only while its failures last", async () => {
+  const meterProvider = new MeterProvider();
+  const requests = meterProvider
+    .getMeter("test")
+    .createHistogram("http.server.request.duration");
+  const engine = new AlarmEngine({
+    rules: [
+      {
+        name: "http_5xx_ratio",
+        kind: "http_error_ratio",
+        above: 0.05,
+        minRequests: 20,
+        forMs: 300,
+        severity: "major",
+      },
+    ],
+    intervalMs: 100,
+    service: "busy",
+    meterProvider,
+    metricsCollected: false,
+    notifiers: [],
+    log: () => {},
+  });
+  // Each evaluation sees 100 requests, all failed or all answered.
+  const evaluation = async (failed: boolean, thenWaitMs = 0) => {
+    for (let i = 0; i < 100; i++)
+      requests.record(0.01, failed ? { "error.type": "500" } : {});
+    await engine.evaluate();
+    await setTimeout(thenWaitMs);
+    return engine.active().map((a) => a.name);
+  };
+  // Failures over two evaluations, then answers: the condition held for
+  // less than the rule's 300 ms, however long the failures stay in sight.
+  assert.deepEqual(await evaluation(true, 120), []);
+  assert.deepEqual(await evaluation(true, 120), []);
+  assert.deepEqual(await evaluation(false, 100), []);
+  assert.deepEqual(await evaluation(false), [], "a burst of 240 ms");
+  // Failures for longer than the rule's time raise the alarm; the first
+  // evaluation of answered requests clears it.
+  assert.deepEqual(await evaluation(true, 310), []);
+  assert.deepEqual(await evaluation(true), ["http_5xx_ratio"]);
+  assert.deepEqual(await evaluation(false), []);
   await engine.stop();
 });
 

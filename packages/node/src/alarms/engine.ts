@@ -7,7 +7,7 @@
 import { diag, health, type ComponentHealth } from "@threadline/core";
 import type { MeterProvider } from "../metrics/meter-provider.ts";
 import { notifyAll, type AlarmEvent, type Notifier } from "./notifiers.ts";
-import type { AlarmRule, Severity } from "./rules.ts";
+import type { AlarmRule, HttpErrorRatioRule, Severity } from "./rules.ts";
 import { LoopDelay } from "../internal/loop-delay.ts";
 
 export interface Alarm {
@@ -200,19 +200,26 @@ export class AlarmEngine {
   }
 
   /**
-   * Requests and failures over the rule's time (at least the last
-   * evaluation's): a ratio of a quiet service's last 10 seconds, a request
-   * or two, says nothing, and a busy one's says no more than its minutes.
+   * Requests and failures in the newest evaluations that together hold the
+   * rule's minimum, looking back no further than the rule's time (at least
+   * the last evaluation): a ratio of a quiet service's last 10 seconds, a
+   * request or two, says nothing, but a busy service is judged on its last
+   * evaluation alone, so its condition holds for as long as its failures
+   * last, not for the rule's time after them.
    */
-  #httpWindow(rule: AlarmRule, now: number): { total: number; errors: number } {
+  #httpWindow(
+    rule: HttpErrorRatioRule,
+    now: number,
+  ): { total: number; errors: number } {
     let total = 0;
     let errors = 0;
     const from = now - Math.max(rule.forMs, this.#o.intervalMs);
-    for (const s of this.#httpSamples)
-      if (s.at > from) {
-        total += s.total;
-        errors += s.errors;
-      }
+    for (let i = this.#httpSamples.length - 1; i >= 0; i--) {
+      const s = this.#httpSamples[i]!;
+      if (s.at <= from || total >= rule.minRequests) break;
+      total += s.total;
+      errors += s.errors;
+    }
     return { total, errors };
   }
 

@@ -36,7 +36,10 @@ export interface EventLoopRule extends RuleBase {
 export interface HttpErrorRatioRule extends RuleBase {
   kind: "http_error_ratio";
   above: number;
-  /** Fewer requests than this in an interval say nothing. */
+  /**
+   * The ratio is of the newest evaluations' requests, as many as it takes
+   * to reach this, within the rule's time; fewer there say nothing.
+   */
   minRequests: number;
 }
 
