@@ -354,7 +354,7 @@ export class Store implements TraceBackend {
     metrics: PendingMetricPoint[],
     err: unknown,
   ): void {
-    if (!/locked|busy/i.test((err as Error)?.message ?? "")) return;
+    if (!heldByAnother(err)) return;
     this.#spans = spans.concat(this.#spans);
     this.#logs = logs.concat(this.#logs);
     this.#metrics = metrics.concat(this.#metrics);
@@ -909,4 +909,16 @@ export interface AlarmEventRow {
   severity: string;
   source: string;
   reason: string;
+}
+
+/**
+ * SQLITE_BUSY (5) or SQLITE_LOCKED (6), extended codes included
+ * (SQLITE_BUSY_SNAPSHOT is 517): another connection held what a write
+ * needed, and the same write may succeed later.
+ */
+function heldByAnother(err: unknown): boolean {
+  const code = (err as { errcode?: unknown } | null)?.errcode;
+  return (
+    typeof code === "number" && ((code & 0xff) === 5 || (code & 0xff) === 6)
+  );
 }
