@@ -22,6 +22,7 @@ import { fileURLToPath } from "node:url";
 import { createHash, timingSafeEqual } from "node:crypto";
 import {
   WATCH_PATH,
+  canonicalHost,
   formatWatchDocument,
   isValidCustomerId,
   parseWatchLevel,
@@ -72,9 +73,10 @@ const MIME: Record<string, string> = {
   ".png": "image/png",
 };
 
+/** In any spelling: `LOCALHOST.`, `[0:0:0:0:0:0:0:1]`, `::ffff:127.0.0.1`. */
 function isLoopback(host: string): boolean {
-  if (host === "localhost") return true;
-  const h = host.replace(/^\[|\]$/g, "");
+  const h = canonicalHost(host);
+  if (h === "localhost") return true;
   if (isIP(h) === 4) return h.startsWith("127.");
   return h === "::1";
 }
@@ -139,8 +141,7 @@ function namesLoopback(hostHeader: string | undefined): boolean {
   const name = hostHeader.startsWith("[")
     ? hostHeader.slice(0, hostHeader.indexOf("]") + 1)
     : hostHeader.replace(/:\d*$/, "");
-  const n = name.toLowerCase();
-  return isLoopback(n) || n.endsWith(".localhost");
+  return isLoopback(name) || canonicalHost(name).endsWith(".localhost");
 }
 
 export async function startDevServer(o: DevServerOptions): Promise<DevServer> {

@@ -354,10 +354,22 @@ describe("tokens", () => {
         await status(`${dev.otlpUrl}/threadline/v1/watch`, "attacker.example"),
         403,
       );
+      assert.equal(
+        await status(
+          `${dev.viewerUrl}/api/stats`,
+          "localhost.attacker.example",
+        ),
+        403,
+      );
+      // Loopback in every spelling a browser or client may send.
       for (const host of [
         `localhost:${port}`,
+        `LocalHost.:${port}`,
+        `app.localhost:${port}`,
         `127.0.0.1:${port}`,
         `[::1]:${port}`,
+        `[0:0:0:0:0:0:0:1]:${port}`,
+        `[::ffff:127.0.0.1]:${port}`,
       ])
         assert.equal(
           await status(`${dev.viewerUrl}/api/stats`, host),
