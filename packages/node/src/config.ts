@@ -19,7 +19,11 @@ export type OtlpProtocol = "http/protobuf" | "http/json";
 
 /** Options for {@link init}. Every field is optional; see the README's configuration table. */
 export interface InitOptions {
-  /** `service.name`. @default OTEL_SERVICE_NAME, else `unknown_service:node` */
+  /**
+   * `service.name`.
+   * @default resourceAttributes' `service.name`, else OTEL_SERVICE_NAME, else
+   * OTEL_RESOURCE_ATTRIBUTES' `service.name`, else `unknown_service:node`
+   */
   serviceName?: string;
   /** Extra resource attributes, merged over OTEL_RESOURCE_ATTRIBUTES. */
   resourceAttributes?: Record<string, string | number | boolean>;
@@ -557,8 +561,14 @@ function serviceNameOf(
   options: InitOptions,
   attrs: Record<string, string>,
 ): string {
+  // Code over the environment, as for every option; in each, the name
+  // given as such over the one among the resource attributes.
+  const fromCode = options.resourceAttributes?.["service.name"];
   const name =
-    options.serviceName ?? r.str("OTEL_SERVICE_NAME") ?? attrs["service.name"];
+    options.serviceName ??
+    (fromCode === undefined ? undefined : String(fromCode)) ??
+    r.str("OTEL_SERVICE_NAME") ??
+    attrs["service.name"];
   return name ?? "unknown_service:node";
 }
 

@@ -131,6 +131,27 @@ describe("resolveConfig", () => {
     assert.equal(config.customerHeader, "x-tenant-customer");
   });
 
+  it("takes service.name from init()'s resource attributes over the environment's", () => {
+    const env = {
+      OTEL_SERVICE_NAME: "from-env",
+      OTEL_RESOURCE_ATTRIBUTES: "service.name=from-env-attributes",
+    };
+    const named = (options: Parameters<typeof resolveConfig>[0]) =>
+      resolveConfig(options, env).config.serviceName;
+    assert.equal(
+      named({ resourceAttributes: { "service.name": "from-code" } }),
+      "from-code",
+    );
+    assert.equal(
+      named({
+        serviceName: "named",
+        resourceAttributes: { "service.name": "from-code" },
+      }),
+      "named",
+    );
+    assert.equal(named({ resourceAttributes: { team: "a" } }), "from-env");
+  });
+
   it("warns and falls back on unusable values, never throws", () => {
     const { config, warnings } = resolveConfig(
       {},
