@@ -153,7 +153,11 @@ describe("export", () => {
         env: env(name, {
           SPANS: "5",
           EXIT: "natural",
-          OTEL_EXPORTER_OTLP_HEADERS: "api-key=s3cret-value",
+          // A signal's own list replaces the general one's header, in any
+          // letter case: the key goes once.
+          OTEL_EXPORTER_OTLP_HEADERS: "Api-Key=an-old-key",
+          OTEL_EXPORTER_OTLP_TRACES_HEADERS: "api-key=s3cret-value",
+          OTEL_EXPORTER_OTLP_LOGS_HEADERS: "API-KEY=s3cret-value",
           OTEL_EXPORTER_OTLP_COMPRESSION: "gzip",
         }),
       });

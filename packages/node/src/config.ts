@@ -357,20 +357,45 @@ const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
  * Keeps the headers HTTP can carry. One bad entry would otherwise fail
  * every export request, and with it all the telemetry.
  */
-function validHeaders(
-  headers: Record<string, string>,
+/** Headers each request gets from the exporter (or the watch list's poll), which knows its body. */
+const EXPORTER_HEADERS = new Set([
+  "content-type",
+  "content-length",
+  "content-encoding",
+  "transfer-encoding",
+  "connection",
+  "host",
+]);
+
+/**
+ * One header list from several, later ones replacing earlier ones whatever
+ * the letter case (names are lower-cased, as HTTP compares them): the
+ * general list, then the signal's, then init()'s.
+ */
+function mergeHeaders(
+  lists: ReadonlyArray<Record<string, string> | undefined>,
   what: string,
   warnings: string[],
 ): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (HEADER_NAME.test(name) && HEADER_VALUE.test(value)) out[name] = value;
-    // Never echo the value: header lists carry credentials.
-    else
-      warnings.push(
-        `${what}: "${HEADER_NAME.test(name) ? name : "(an invalid name)"}" is not a valid HTTP header; it was ignored`,
-      );
-  }
+  for (const list of lists)
+    for (const [name, value] of Object.entries(list ?? {})) {
+      if (!HEADER_NAME.test(name) || !HEADER_VALUE.test(value)) {
+        // Never echo the value: header lists carry credentials.
+        warnings.push(
+          `${what}: "${HEADER_NAME.test(name) ? name : "(an invalid name)"}" is not a valid HTTP header; it was ignored`,
+        );
+        continue;
+      }
+      const key = name.toLowerCase();
+      if (EXPORTER_HEADERS.has(key)) {
+        warnings.push(
+          `${what}: "${name}" is set by the exporter for each request; it was ignored`,
+        );
+        continue;
+      }
+      out[key] = value;
+    }
   return out;
 }
 
@@ -443,20 +468,20 @@ function signalSettings(
         `${exporterVar}=${JSON.stringify(exporter)}: only otlp and none are supported; using otlp`,
       );
   }
-  const headers = validHeaders(
-    {
-      ...parseKeyValueList(
+  const headers = mergeHeaders(
+    [
+      parseKeyValueList(
         r.str("OTEL_EXPORTER_OTLP_HEADERS") ?? "",
         "OTEL_EXPORTER_OTLP_HEADERS",
         r.warnings,
       ),
-      ...parseKeyValueList(
+      parseKeyValueList(
         r.str(`OTEL_EXPORTER_OTLP_${S}_HEADERS`) ?? "",
         `OTEL_EXPORTER_OTLP_${S}_HEADERS`,
         r.warnings,
       ),
-      ...options.headers,
-    },
+      options.headers,
+    ],
     `the ${signal} export headers`,
     r.warnings,
   );
@@ -799,15 +824,15 @@ function watchSettings(
 ): WatchSettings | undefined {
   const intervalMs =
     options.watchIntervalMs ?? r.int("THREADLINE_WATCH_INTERVAL", 5000, 100);
-  const headers = validHeaders(
-    {
-      ...parseKeyValueList(
+  const headers = mergeHeaders(
+    [
+      parseKeyValueList(
         r.str("THREADLINE_WATCH_HEADERS") ?? "",
         "THREADLINE_WATCH_HEADERS",
         r.warnings,
       ),
-      ...options.watchHeaders,
-    },
+      options.watchHeaders,
+    ],
     "the watch list's headers",
     r.warnings,
   );

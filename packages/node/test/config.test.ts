@@ -262,6 +262,26 @@ describe("resolveConfig", () => {
     for (const w of warnings) assert.ok(!w.includes("€"), w);
   });
 
+  it("lets a signal's and init()'s export headers replace the general ones whatever their case", () => {
+    const { config, warnings } = resolveConfig(
+      { headers: { "X-Team": "code" } },
+      {
+        OTEL_EXPORTER_OTLP_HEADERS:
+          "Authorization=Bearer%20general,x-team=env,User-Agent=mine,Content-Type=application/json",
+        OTEL_EXPORTER_OTLP_TRACES_HEADERS: "authorization=Bearer%20traces",
+      },
+    );
+    assert.deepEqual(config.traces.headers, {
+      authorization: "Bearer traces",
+      "x-team": "code",
+      "user-agent": "mine",
+    });
+    assert.equal(config.logs.headers["authorization"], "Bearer general");
+    // The exporter names its body's type itself.
+    assert.equal(warnings.length, 3, warnings.join("\n"));
+    assert.match(warnings[0]!, /"Content-Type" is set by the exporter/);
+  });
+
   it("drops OTEL_RESOURCE_ATTRIBUTES whole when an entry cannot be decoded", () => {
     const { config, warnings } = resolveConfig(
       {},
