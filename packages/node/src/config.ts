@@ -357,14 +357,17 @@ const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
  * Keeps the headers HTTP can carry. One bad entry would otherwise fail
  * every export request, and with it all the telemetry.
  */
-/** Headers each request gets from the exporter (or the watch list's poll), which knows its body. */
+/**
+ * Headers each request gets from the exporter (or the watch list's poll),
+ * which knows its body and its connection. (A Host of the user's is sent
+ * in place of the URL's, for a proxy's routing.)
+ */
 const EXPORTER_HEADERS = new Set([
   "content-type",
   "content-length",
   "content-encoding",
   "transfer-encoding",
   "connection",
-  "host",
 ]);
 
 /**

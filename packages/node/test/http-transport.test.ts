@@ -200,6 +200,22 @@ it("fails when nothing answers in time", async () => {
   client.close();
 });
 
+/** Answers with headers, then one byte of a 40-byte body each 50 ms. */
+function trickle(socket: Socket): void {
+  socket.write("HTTP/1.1 200 OK\r\ncontent-length: 40\r\n\r\n");
+  const t = setInterval(() => socket.write("x"), 50);
+  socket.on("close", () => clearInterval(t));
+}
+
+it("gives up on an answer still trickling in when the time is up", async () => {
+  const client = reset(trickle);
+  await assert.rejects(
+    client.send({}, Buffer.alloc(0), 300),
+    /no answer within 300 ms/,
+  );
+  client.close();
+});
+
 it("fails on a connection refused, with its code", async () => {
   const closed = createServer();
   await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
@@ -266,6 +282,10 @@ it("reaches https: addresses through node:https, answering the same way", async 
   rmSync(dir, { recursive: true, force: true });
   let got = "";
   const secure = https.createServer(tls, (req, res) => {
+    if (req.url === "/slow") {
+      trickle(res.socket as Socket);
+      return;
+    }
     req.setEncoding("utf8");
     req.on("data", (c: string) => (got += c));
     req.on("end", () => {
@@ -293,6 +313,16 @@ it("reaches https: addresses through node:https, answering the same way", async 
     assert.equal(res.headers.get("retry-after"), "7");
     assert.equal(res.body.toString(), "0123456789abcdef");
     assert.equal(got, "logs");
+    const slow = transportFor(
+      new URL(`https://127.0.0.1:${port}/slow`),
+      16,
+      "GET",
+    );
+    await assert.rejects(
+      slow.send({}, Buffer.alloc(0), 300),
+      /no answer within 300 ms/,
+    );
+    slow.close();
   } finally {
     delete process.env["NODE_TLS_REJECT_UNAUTHORIZED"];
     secure.close();

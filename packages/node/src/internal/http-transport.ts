@@ -86,7 +86,6 @@ function httpsTransport(
           method,
           headers,
           agent,
-          timeout: timeoutMs,
         });
       } catch (err) {
         reject(new PlainHttpError((err as Error).message, undefined, true));
@@ -94,9 +93,15 @@ function httpsTransport(
       }
       // A request in flight never keeps the process alive on its own.
       req.on("socket", (socket) => socket.unref());
-      req.on("timeout", () => {
-        req.destroy(new Error(`no answer within ${timeoutMs} ms`));
-      });
+      // The whole exchange, as for plain HTTP.
+      const deadline =
+        timeoutMs > 0
+          ? setTimeout(
+              () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)),
+              timeoutMs,
+            ).unref()
+          : undefined;
+      req.on("close", () => clearTimeout(deadline));
       req.on("error", reject);
       req.on("response", (res: IncomingMessage) => {
         const chunks: Buffer[] = [];
@@ -148,6 +153,7 @@ interface Exchange {
 class Connection {
   readonly socket: Socket;
   #exchange: Exchange | undefined;
+  #deadline: NodeJS.Timeout | undefined;
   readonly #client: PlainHttpClient;
 
   constructor(client: PlainHttpClient, socket: Socket) {
@@ -169,17 +175,22 @@ class Connection {
           ),
         );
     });
-    socket.on("timeout", () => {
-      const x = this.#exchange;
-      if (x === undefined) return;
-      this.#fail(new PlainHttpError(`no answer within ${x.timeoutMs} ms`));
-    });
   }
 
   send(request: Buffer, body: Buffer, exchange: Exchange): void {
     this.#exchange = exchange;
     const s = this.socket;
-    s.setTimeout(exchange.timeoutMs);
+    // The whole exchange, not each silence in it: a server that answers a
+    // byte at a time must not hold an export (and the flush awaiting it).
+    if (exchange.timeoutMs > 0) {
+      this.#deadline = setTimeout(() => {
+        if (this.#exchange === exchange)
+          this.#fail(
+            new PlainHttpError(`no answer within ${exchange.timeoutMs} ms`),
+          );
+      }, exchange.timeoutMs);
+      this.#deadline.unref();
+    }
     s.cork();
     s.write(request);
     if (body.length > 0) s.write(body);
@@ -189,6 +200,7 @@ class Connection {
   #fail(err: PlainHttpError): void {
     const x = this.#exchange;
     this.#exchange = undefined;
+    clearTimeout(this.#deadline);
     this.#client.forget(this);
     this.socket.destroy();
     x?.reject(err);
@@ -196,7 +208,7 @@ class Connection {
 
   #complete(x: Exchange, reusable: boolean): void {
     this.#exchange = undefined;
-    this.socket.setTimeout(0);
+    clearTimeout(this.#deadline);
     // Answered before the request was all written: what is left of it is
     // never sent (the caller may reuse its body's memory once answered), and
     // the connection's framing cannot be trusted.
