@@ -2,6 +2,9 @@
 // natural exit; never keeps the process alive; standard OTLP settings honoured.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
@@ -194,6 +197,71 @@ describe("export", () => {
       receiver.setResponder(undefined);
     }
   });
+
+  for (const [thread, on] of threads)
+    it(`exports over https to a Collector with its own CA, with the client certificate it asks for${on}`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), "threadline-export-tls-"));
+      const selfSigned = (name: string, san: string) => {
+        execFileSync(
+          "openssl",
+          [
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            `/CN=${name}`,
+            "-addext",
+            `subjectAltName=${san}`,
+            "-days",
+            "1",
+            "-keyout",
+            join(dir, `${name}.key`),
+            "-out",
+            join(dir, `${name}.pem`),
+          ],
+          { stdio: "ignore" },
+        );
+        return {
+          key: readFileSync(join(dir, `${name}.key`), "utf8"),
+          cert: readFileSync(join(dir, `${name}.pem`), "utf8"),
+        };
+      };
+      const server = selfSigned("collector", "IP:127.0.0.1");
+      const client = selfSigned("orders", "DNS:orders");
+      const secure = await startOtlpReceiver({
+        tls: { ...server, clientCa: client.cert },
+      });
+      try {
+        const app = await startService({
+          entry: "burst.mjs",
+          cwd: fixtures,
+          ready: false,
+          env: env("tls", {
+            SPANS: "5",
+            EXIT: "natural",
+            OTEL_EXPORTER_OTLP_ENDPOINT: secure.url,
+            OTEL_EXPORTER_OTLP_CERTIFICATE: join(dir, "collector.pem"),
+            OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: join(dir, "orders.pem"),
+            OTEL_EXPORTER_OTLP_CLIENT_KEY: join(dir, "orders.key"),
+            THREADLINE_EXPORT_THREAD: thread,
+          }),
+        });
+        await app.exited;
+        assert.deepEqual(
+          {
+            spans: secure.spans.length,
+            logs: secure.logs.length,
+          },
+          { spans: 5, logs: 5 },
+          app.stderr.join("\n"),
+        );
+      } finally {
+        await secure.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
 
   it("reports the metric points a Collector rejected in an OTLP/JSON partial success", async () => {
     receiver.setResponder((req) =>

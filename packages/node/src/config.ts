@@ -134,13 +134,24 @@ export interface BatchSettings {
   maxExportBatchSize: number;
 }
 
+/** PEM text for an https: endpoint, read from the files the variables name. */
+export interface TlsFiles {
+  /** Certificates trusted for the endpoint, in place of the system's. */
+  ca?: string;
+  /** The client's certificate and key, for mutual TLS (both or neither). */
+  cert?: string;
+  key?: string;
+}
+
 export interface SignalExportSettings {
   enabled: boolean;
   url: string;
   headers: Record<string, string>;
   protocol: OtlpProtocol;
   compression: "gzip" | "none";
+  /** The most one export request may take; 0: no limit. */
   timeoutMs: number;
+  tls: TlsFiles;
   batch: BatchSettings;
 }
 
@@ -508,18 +519,82 @@ function signalSettings(
     headers,
     protocol: protocolOf(r, S, options.protocol),
     compression,
-    // 0: wait as long as it takes, as the specification reads it
-    timeoutMs: r.intOf(
-      [`OTEL_EXPORTER_OTLP_${S}_TIMEOUT`, "OTEL_EXPORTER_OTLP_TIMEOUT"],
-      10_000,
-      0,
-    ),
+    timeoutMs: exportTimeoutOf(r, signal),
+    tls: tlsFilesOf(r, S),
     batch: {
       scheduleDelayMs,
       maxQueueSize,
       maxExportBatchSize,
     },
   };
+}
+
+/**
+ * The exporter's timeout, and the batch processor's (or the metric
+ * reader's) export timeout: each bounds one export, so the shorter wins;
+ * 0 sets no bound, as the specification reads it.
+ */
+function exportTimeoutOf(r: Reader, signal: SignalName): number {
+  const S = signal.toUpperCase();
+  const otlp = r.intOf(
+    [`OTEL_EXPORTER_OTLP_${S}_TIMEOUT`, "OTEL_EXPORTER_OTLP_TIMEOUT"],
+    10_000,
+    0,
+  );
+  const processorVar =
+    signal === "traces"
+      ? "OTEL_BSP_EXPORT_TIMEOUT"
+      : signal === "logs"
+        ? "OTEL_BLRP_EXPORT_TIMEOUT"
+        : "OTEL_METRIC_EXPORT_TIMEOUT";
+  // Only when set: its default (30 s) is longer than the exporter's, and
+  // would cap an exporter told to wait as long as it takes.
+  const processor =
+    r.str(processorVar) === undefined ? 0 : r.int(processorVar, 0, 0);
+  if (otlp === 0) return processor;
+  if (processor === 0) return otlp;
+  return Math.min(otlp, processor);
+}
+
+/**
+ * OTEL_EXPORTER_OTLP[_<SIGNAL>]_CERTIFICATE, _CLIENT_KEY and
+ * _CLIENT_CERTIFICATE: files read once, here. A file that cannot be read
+ * is left out with a warning (the export then meets the endpoint with the
+ * system's trust, and fails there if that is not enough).
+ */
+function tlsFilesOf(r: Reader, S: string): TlsFiles {
+  const { readFileSync } = process.getBuiltinModule("node:fs");
+  const read = (suffix: string): string | undefined => {
+    const names = [
+      `OTEL_EXPORTER_OTLP_${S}_${suffix}`,
+      `OTEL_EXPORTER_OTLP_${suffix}`,
+    ];
+    const name = names.find((n) => r.str(n) !== undefined);
+    if (name === undefined) return undefined;
+    const path = r.str(name)!;
+    try {
+      return readFileSync(path, "utf8");
+    } catch (err) {
+      r.warnings.push(
+        `${name}: could not read ${JSON.stringify(path)} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); it was ignored`,
+      );
+      return undefined;
+    }
+  };
+  const tls: TlsFiles = {};
+  const ca = read("CERTIFICATE");
+  if (ca !== undefined) tls.ca = ca;
+  const cert = read("CLIENT_CERTIFICATE");
+  const key = read("CLIENT_KEY");
+  if ((cert === undefined) !== (key === undefined))
+    r.warnings.push(
+      `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY go together (${S.toLowerCase()}: only the ${cert === undefined ? "key" : "certificate"} was read); no client certificate is sent`,
+    );
+  else if (cert !== undefined && key !== undefined) {
+    tls.cert = cert;
+    tls.key = key;
+  }
+  return tls;
 }
 
 function samplerSettings(

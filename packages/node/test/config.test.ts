@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { resolveConfig } from "../src/config.ts";
 
@@ -206,6 +209,59 @@ describe("resolveConfig", () => {
       ],
       warnings.join("\n"),
     );
+  });
+
+  it("bounds an export by the shorter of the exporter's and the processor's timeouts", () => {
+    const { config, warnings } = resolveConfig(
+      {},
+      {
+        OTEL_EXPORTER_OTLP_TIMEOUT: "5000",
+        OTEL_BSP_EXPORT_TIMEOUT: "300",
+        OTEL_BLRP_EXPORT_TIMEOUT: "0",
+        OTEL_EXPORTER_OTLP_METRICS_TIMEOUT: "0",
+        OTEL_METRIC_EXPORT_TIMEOUT: "20000",
+      },
+    );
+    assert.deepEqual(warnings, []);
+    assert.equal(config.traces.timeoutMs, 300);
+    assert.equal(config.logs.timeoutMs, 5000, "0: the processor sets no bound");
+    assert.equal(config.metrics.timeoutMs, 20000);
+  });
+
+  it("reads the files OTEL_EXPORTER_OTLP_CERTIFICATE and the client's variables name", () => {
+    const dir = mkdtempSync(join(tmpdir(), "threadline-config-tls-"));
+    try {
+      const file = (name: string) => {
+        writeFileSync(join(dir, name), `PEM of ${name}`);
+        return join(dir, name);
+      };
+      const { config, warnings } = resolveConfig(
+        {},
+        {
+          OTEL_EXPORTER_OTLP_CERTIFICATE: file("ca.pem"),
+          OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE: file("logs-ca.pem"),
+          OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: file("client.pem"),
+          OTEL_EXPORTER_OTLP_CLIENT_KEY: file("client.key"),
+          OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY: join(dir, "missing.key"),
+        },
+      );
+      assert.deepEqual(config.traces.tls, {
+        ca: "PEM of ca.pem",
+        cert: "PEM of client.pem",
+        key: "PEM of client.key",
+      });
+      assert.equal(config.logs.tls.ca, "PEM of logs-ca.pem");
+      // The metrics key cannot be read: no client certificate for metrics.
+      assert.deepEqual(config.metrics.tls, { ca: "PEM of ca.pem" });
+      assert.equal(warnings.length, 2, warnings.join("\n"));
+      assert.match(
+        warnings[0]!,
+        /OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY: could not read .*ENOENT/,
+      );
+      assert.match(warnings[1]!, /go together \(metrics: only the certificate/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("refuses integers past 2^31-1, which a timer would turn into 1 ms", () => {

@@ -8,6 +8,7 @@ import {
   type IncomingMessage,
   type ServerResponse,
 } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { gunzipSync } from "node:zlib";
 import {
@@ -381,9 +382,17 @@ function decode(
     : { logs: logsOf(body) };
 }
 
-/** Starts a receiver on loopback, on `port` or an ephemeral one. */
+/** PEM text for a receiver served over https. */
+export interface ReceiverTls {
+  key: string;
+  cert: string;
+  /** Client certificates accepted; when given, one is required. */
+  clientCa?: string;
+}
+
+/** Starts a receiver on loopback, on `port` or an ephemeral one; https with `tls`. */
 export async function startOtlpReceiver(
-  options: { port?: number } = {},
+  options: { port?: number; tls?: ReceiverTls } = {},
 ): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
   const logs: ReceivedLog[] = [];
@@ -395,7 +404,27 @@ export async function startOtlpReceiver(
   const sockets = new Set<Socket>();
   let responder: Responder | undefined;
 
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const tls = options.tls;
+  const serve = (
+    handler: (req: IncomingMessage, res: ServerResponse) => void,
+  ) =>
+    tls === undefined
+      ? createServer(handler)
+      : createHttpsServer(
+          {
+            key: tls.key,
+            cert: tls.cert,
+            ...(tls.clientCa === undefined
+              ? {}
+              : {
+                  ca: tls.clientCa,
+                  requestCert: true,
+                  rejectUnauthorized: true,
+                }),
+          },
+          handler,
+        );
+  const server = serve((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
@@ -473,7 +502,7 @@ export async function startOtlpReceiver(
   );
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${tls === undefined ? "http" : "https"}://127.0.0.1:${port}`,
     port,
     spans,
     logs,

@@ -116,7 +116,12 @@ class Channel {
     this.#signal = signal;
     this.#endpoint = endpoint;
     this.#url = new URL(endpoint.url);
-    this.#transport = transportFor(this.#url, MAX_RESPONSE_BYTES, "POST").send;
+    this.#transport = transportFor(
+      this.#url,
+      MAX_RESPONSE_BYTES,
+      "POST",
+      endpoint.tls,
+    ).send;
   }
 
   /** During a flush: every payload was attempted once in this round and nothing is in flight. */

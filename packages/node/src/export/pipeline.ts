@@ -110,6 +110,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       protocol: s.protocol,
       compression: s.compression,
       timeoutMs: s.timeoutMs,
+      tls: s.tls,
     });
     this.#settings = {
       traces: endpoint(config.traces),

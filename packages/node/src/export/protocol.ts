@@ -3,7 +3,7 @@
 // thread can read them at any time (metrics, warnings, exit) without a
 // round trip; each has a single writer.
 import type { Attributes, Scope } from "@threadline/otlp";
-import type { OtlpProtocol } from "../config.ts";
+import type { OtlpProtocol, TlsFiles } from "../config.ts";
 import type { LogLimits } from "./json-record.ts";
 
 export type Signal = "traces" | "logs" | "metrics";
@@ -46,6 +46,7 @@ export interface EndpointSettings {
   protocol: OtlpProtocol;
   compression: "gzip" | "none";
   timeoutMs: number;
+  tls: TlsFiles;
 }
 
 export interface WorkerSettings {

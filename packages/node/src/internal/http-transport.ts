@@ -14,6 +14,7 @@
 // them much as the application alone would.
 import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
+import type { TlsFiles } from "../config.ts";
 
 /** An answer: header names lower-cased, the last of a repeated header kept. */
 export interface PlainResponse {
@@ -65,9 +66,10 @@ export function transportFor(
   url: URL,
   maxBodyBytes: number,
   method: Method,
+  tls: TlsFiles = {},
 ): Transport {
   return url.protocol === "https:"
-    ? httpsTransport(url, maxBodyBytes, method)
+    ? httpsTransport(url, maxBodyBytes, method, tls)
     : new PlainHttpClient(url, maxBodyBytes, method);
 }
 
@@ -75,9 +77,10 @@ function httpsTransport(
   url: URL,
   maxBodyBytes: number,
   method: Method,
+  tls: TlsFiles,
 ): Transport {
   const https = process.getBuiltinModule("node:https");
-  const agent = new https.Agent({ keepAlive: true, maxSockets: 4 });
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 4, ...tls });
   const send: Send = (headers, body, timeoutMs) =>
     new Promise((resolve, reject) => {
       let req;
