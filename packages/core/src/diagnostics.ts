@@ -54,7 +54,8 @@ export class Diagnostics {
       this.#rank = RANK.verbose;
       return true;
     }
-    if (!(l in RANK)) return false;
+    // Own keys only: `constructor` or `__proto__` is no level.
+    if (!Object.hasOwn(RANK, l)) return false;
     this.#rank = RANK[l];
     return true;
   }

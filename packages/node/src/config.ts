@@ -474,12 +474,22 @@ function signalSettings(
   const exporter = r.str(exporterVar);
   if (exporter !== undefined && option === undefined) {
     const list = exporter.split(",").map((s) => s.trim().toLowerCase());
+    const known = signal === "metrics" ? ["otlp", "prometheus"] : ["otlp"];
     if (list.includes("none")) enabled = false;
     else if (signal === "metrics" && list.includes("prometheus"))
       enabled = list.includes("otlp");
     else if (!list.includes("otlp"))
       r.warnings.push(
-        `${exporterVar}=${JSON.stringify(exporter)}: only otlp and none are supported; using otlp`,
+        `${exporterVar}=${JSON.stringify(exporter)}: only ${known.join(", ")} and none are supported; using otlp`,
+      );
+    // Named beside one that is used: say what is left out all the same.
+    const unknown = list.filter((e) => e !== "none" && !known.includes(e));
+    if (
+      unknown.length > 0 &&
+      (list.includes("otlp") || list.includes("prometheus"))
+    )
+      r.warnings.push(
+        `${exporterVar}: ${unknown.map((e) => JSON.stringify(e)).join(", ")} ${unknown.length === 1 ? "is" : "are"} not supported; ${unknown.length === 1 ? "it was" : "they were"} ignored`,
       );
   }
   const headers = mergeHeaders(
@@ -595,6 +605,16 @@ function tlsFilesOf(r: Reader, S: string): TlsFiles {
     tls.key = key;
   }
   return tls;
+}
+
+/** Metrics go cumulative; a preference for anything else is answered. */
+function temporalityCheck(r: Reader): void {
+  const name = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
+  const v = r.str(name)?.toLowerCase();
+  if (v === undefined || v === "cumulative") return;
+  r.warnings.push(
+    `${name}=${JSON.stringify(v)}: metrics are exported cumulative only (a Collector's cumulativetodelta processor turns them into delta)`,
+  );
 }
 
 function samplerSettings(
@@ -883,6 +903,7 @@ export function resolveConfig(
     logLevel: r.str("OTEL_LOG_LEVEL"),
   };
   config.watch = watchSettings(r, options, config.traces);
+  temporalityCheck(r);
   // Settings read once per signal would otherwise warn twice.
   return { config, warnings: [...new Set(r.warnings)] };
 }

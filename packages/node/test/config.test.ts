@@ -264,6 +264,24 @@ describe("resolveConfig", () => {
     }
   });
 
+  it("says what it leaves out of an exporter list and a temporality it does not send", () => {
+    const { config, warnings } = resolveConfig(
+      {},
+      {
+        OTEL_TRACES_EXPORTER: "otlp,console",
+        OTEL_METRICS_EXPORTER: "prometheus,zipkin",
+        OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: "Delta",
+      },
+    );
+    assert.equal(config.traces.enabled, true);
+    assert.equal(config.metrics.enabled, false);
+    assert.deepEqual(warnings, [
+      'OTEL_TRACES_EXPORTER: "console" is not supported; it was ignored',
+      'OTEL_METRICS_EXPORTER: "zipkin" is not supported; it was ignored',
+      'OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE="delta": metrics are exported cumulative only (a Collector\'s cumulativetodelta processor turns them into delta)',
+    ]);
+  });
+
   it("refuses integers past 2^31-1, which a timer would turn into 1 ms", () => {
     const { config, warnings } = resolveConfig(
       {},
