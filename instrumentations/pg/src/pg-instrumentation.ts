@@ -91,6 +91,9 @@ interface QueryConfig {
   callback?: unknown;
   cursor?: { text?: string; values?: unknown[] };
   on?: (event: string, listener: (...args: unknown[]) => void) => unknown;
+  /** pg-cursor's, called later with a callback pg-cursor calls from the socket. */
+  read?: (...args: unknown[]) => unknown;
+  close?: (...args: unknown[]) => unknown;
 }
 
 type QueryFn = (
@@ -154,6 +157,10 @@ export class PgInstrumentation implements Instrumentation {
         if (proto && typeof proto["connect"] === "function")
           this.#patch(proto, "connect", (c) =>
             this.#wrapConnect(c as ConnectFn),
+          );
+        if (proto && typeof proto["query"] === "function")
+          this.#patch(proto, "query", (q) =>
+            this.#wrapPoolQuery(q as (...args: unknown[]) => unknown),
           );
         return undefined;
       },
@@ -269,6 +276,35 @@ export class PgInstrumentation implements Instrumentation {
     };
   }
 
+  /**
+   * pool.query(text, [values,] cb): pg-pool also calls `cb` from the
+   * client's "error" event (the connection lost mid-query), which runs in
+   * the socket's context; the callback is sent back to the caller's.
+   */
+  #wrapPoolQuery(
+    original: (...args: unknown[]) => unknown,
+  ): (...args: unknown[]) => unknown {
+    const self = this;
+    return function threadlinePoolQuery(
+      this: unknown,
+      ...args: unknown[]
+    ): unknown {
+      const last = args.length - 1;
+      const cb = args[last];
+      if (self.#enabled && last > 0 && typeof cb === "function") {
+        const caller = new AsyncResource("pg.pool.query");
+        args[last] = function (this: unknown, ...a: unknown[]) {
+          return caller.runInAsyncScope(
+            cb as (...args: unknown[]) => unknown,
+            this,
+            ...a,
+          );
+        };
+      }
+      return Reflect.apply(original, this, args);
+    };
+  }
+
   readonly #pools = new WeakSet<object>();
 
   /** Registers a health check for a pool the first time it is used. */
@@ -352,13 +388,22 @@ export class PgInstrumentation implements Instrumentation {
           submittable.on("error", (err: unknown) => finish(err));
         }
         // new pg.Query(text, values, callback) reports an error to its
-        // callback alone, with no "error" event.
+        // callback alone, with no "error" event. pg calls it from the
+        // connection's socket: it goes back to the caller's context, as a
+        // plain query's callback does.
         const given = submittable.callback;
-        if (typeof given === "function")
+        if (typeof given === "function") {
+          const caller = new AsyncResource("pg.query");
           submittable.callback = function (this: unknown, ...a: unknown[]) {
             finish(a[0] ?? undefined);
-            return Reflect.apply(given, this, a);
+            return caller.runInAsyncScope(
+              given as (...args: unknown[]) => unknown,
+              this,
+              ...a,
+            );
           };
+        }
+        bindCursorCallbacks(submittable);
         return context.with(
           trace.setSpan(ctx, span),
           original,
@@ -376,11 +421,12 @@ export class PgInstrumentation implements Instrumentation {
             : (cfg as QueryConfig | undefined)?.callback;
       if (typeof userCb === "function") {
         const caller = new AsyncResource("pg.query");
-        const bound = (err: unknown, res: unknown) => {
+        // pg calls it as a method of its Query: `this` goes on through.
+        const bound = function (this: unknown, err: unknown, res: unknown) {
           done(err ? err : undefined);
           return caller.runInAsyncScope(
             userCb as (e: unknown, r: unknown) => unknown,
-            undefined,
+            this,
             err,
             res,
           );
@@ -586,6 +632,35 @@ function parameterText(v: unknown): string {
 
 const SQLSTATE = /^[0-9A-Z]{5}$/;
 
+/**
+ * pg-cursor's `read(rows, cb)` and `close(cb)`, on this one cursor: their
+ * callbacks are kept and called from the connection's socket, so they are
+ * sent back to the context that called (its promises need nothing).
+ */
+function bindCursorCallbacks(cursor: QueryConfig): void {
+  // A stream (pg-query-stream) has a read() of its own, with no callback.
+  if (typeof (cursor as { pipe?: unknown }).pipe === "function") return;
+  for (const key of ["read", "close"] as const) {
+    const method = cursor[key];
+    if (typeof method !== "function") continue;
+    cursor[key] = function (this: unknown, ...args: unknown[]): unknown {
+      const last = args.length - 1;
+      const cb = args[last];
+      if (typeof cb === "function") {
+        const caller = new AsyncResource(`pg.cursor.${key}`);
+        args[last] = function (this: unknown, ...a: unknown[]) {
+          return caller.runInAsyncScope(
+            cb as (...args: unknown[]) => unknown,
+            this,
+            ...a,
+          );
+        };
+      }
+      return Reflect.apply(method, this, args);
+    };
+  }
+}
+
 function isAbort(err: unknown): boolean {
   const e = err as { code?: unknown; name?: unknown } | undefined;
   return e?.code === "ABORT_ERR" || e?.name === "AbortError";
@@ -593,14 +668,23 @@ function isAbort(err: unknown): boolean {
 
 /**
  * PostgreSQL quotes the offending value in a data exception's message
- * (SQLSTATE class 22: `invalid input syntax for type integer: "…"`): bound
- * parameters and literals, kept out of spans unless parameters are
- * recorded. Those quotes are cut to `"?"`, as literals are in the text.
+ * (SQLSTATE class 22: `invalid input syntax for type integer: "…"`), and
+ * the token it stopped at in a syntax error's (42601: `syntax error at or
+ * near "'alice@example.com'"`), which may be a literal: values kept out of
+ * spans unless parameters are recorded. Those quotes are cut to `"?"`, as
+ * literals are in the text; a syntax error's keyword or name is kept.
  */
 function withoutValues(err: unknown): Error {
   const e = err as Error & { code?: unknown };
-  if (typeof e?.code !== "string" || !e.code.startsWith("22")) return e;
-  const scrub = (s: string) => s.replace(/"(?:[^"]|"")*"/g, '"?"');
+  if (typeof e?.code !== "string") return e;
+  let scrub: (s: string) => string;
+  if (e.code.startsWith("22")) scrub = (s) => s.replace(QUOTED, '"?"');
+  else if (e.code === "42601")
+    scrub = (s) =>
+      s.replace(NEAR_TOKEN, (whole, token: string) =>
+        LITERAL_START.test(token) ? 'at or near "?"' : whole,
+      );
+  else return e;
   const message = typeof e.message === "string" ? scrub(e.message) : "";
   return {
     name: typeof e.name === "string" ? e.name : "error",
@@ -608,6 +692,11 @@ function withoutValues(err: unknown): Error {
     ...(typeof e.stack === "string" ? { stack: scrub(e.stack) } : {}),
   };
 }
+
+const QUOTED = /"(?:[^"]|"")*"/g;
+const NEAR_TOKEN = /at or near "((?:[^"]|"")*)"/g;
+/** A string, bit-string, dollar-quoted or numeric literal's first characters. */
+const LITERAL_START = /^(?:[eEbBxXnN]?'|[uU]&'|\$|[0-9.+-])/;
 
 function fail(span: Span, err: unknown, keepValues: boolean): void {
   const e = err as { code?: unknown; message?: unknown; name?: unknown };

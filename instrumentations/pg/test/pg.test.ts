@@ -218,6 +218,11 @@ describe("the other forms pg accepts", () => {
       });
       // A bad value bound as a parameter: PostgreSQL quotes it in its message.
       await assert.rejects(client.query("SELECT $1::int", ["123-45-6789"]));
+      // A missing comma: the syntax error quotes the literal it stopped at.
+      await assert.rejects(
+        client.query("SELECT 'a' 'alice@example.com' AS missing_comma"),
+      );
+      await assert.rejects(client.query("SELEC 1 AS misspelt"));
       // A pool whose server is down: no client, so no query span.
       await assert.rejects(refused.query("SELECT 1 AS never_sent"));
       // A stream the application stops reading early.
@@ -238,7 +243,7 @@ describe("the other forms pg accepts", () => {
     await refused.end();
     await threadline.forceFlush();
     const spans = await receiver.waitForSpans(
-      (s) => querySpans(s).length >= 6 && s.some((x) => x.name === "forms"),
+      (s) => querySpans(s).length >= 8 && s.some((x) => x.name === "forms"),
       "every form's span",
     );
     const root = spans.find((x) => x.name === "forms")!;
@@ -258,6 +263,20 @@ describe("the other forms pg accepts", () => {
         typeof v === "bigint" ? String(v) : v,
       ).includes("123-45-6789"),
       "the bound value appears nowhere",
+    );
+    const comma = text("SELECT ? ? AS missing_comma");
+    assert.equal(comma?.attributes["error.type"], "42601");
+    assert.equal(comma?.status.message, 'syntax error at or near "?"');
+    assert.ok(
+      !JSON.stringify(spans, (_k, v: unknown) =>
+        typeof v === "bigint" ? String(v) : v,
+      ).includes("alice@example.com"),
+      "the literal appears nowhere",
+    );
+    // A keyword or a name is no value: kept.
+    assert.equal(
+      text("SELEC ? AS misspelt")?.status.message,
+      'syntax error at or near "SELEC"',
     );
     const connect = children.find((x) => x.name === "pg.pool.connect");
     assert.equal(connect?.status.code, 2);
@@ -340,6 +359,88 @@ describe("pg pools under load", () => {
       ),
       "some waited for the busy connection",
     );
+  });
+
+  it("calls back in the caller's context whatever pg calls back from", async () => {
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+    const seen: Array<[string, string, string | undefined]> = [];
+    const as = <T>(customer: string, fn: () => Promise<T>) =>
+      withCustomer(customer, fn);
+    // The connection was opened for c-0: later callbacks come from its socket.
+    await as("c-0", () => pool.query("SELECT 1"));
+    await Promise.all(
+      ["c-1", "c-2"].map((customer) =>
+        as(customer, async () => {
+          const client = await pool.connect();
+          try {
+            await new Promise<void>((resolve) =>
+              client.query(
+                new pg.Query("SELECT 1 AS submitted", [], () => {
+                  seen.push(["pg.Query", customer, getCustomerId()]);
+                  resolve();
+                }),
+              ),
+            );
+            const cursor = client.query(
+              new Cursor("SELECT g FROM generate_series(1, 3) g"),
+            );
+            await new Promise<void>((resolve) =>
+              cursor.read(2, () => {
+                seen.push(["cursor.read", customer, getCustomerId()]);
+                cursor.close(() => {
+                  seen.push(["cursor.close", customer, getCustomerId()]);
+                  resolve();
+                });
+              }),
+            );
+            // pg passes its Query as `this` to a query's callback.
+            await new Promise<void>((resolve) =>
+              client.query("SELECT 1 AS this_kept", function (this: unknown) {
+                seen.push([
+                  "this",
+                  customer,
+                  this instanceof pg.Query ? customer : "not the Query",
+                ]);
+                resolve();
+              }),
+            );
+          } finally {
+            client.release();
+          }
+        }),
+      ),
+    );
+    // The connection dies mid-query: pg-pool calls back from the client's
+    // "error" event, on the socket of the connection c-0 opened.
+    const killer = new pg.Client({ connectionString: databaseUrl });
+    await killer.connect();
+    await as("c-3", async () => {
+      const answered = new Promise<void>((resolve) =>
+        pool.query("SELECT pg_sleep(5) AS killed", (err: Error | null) => {
+          seen.push(["pool.query error", "c-3", getCustomerId()]);
+          assert.ok(err, "the query failed");
+          resolve();
+        }),
+      );
+      await waitFor(
+        async () =>
+          (
+            await killer.query(
+              "SELECT pg_terminate_backend(pid) AS t FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(5) AS killed%'",
+            )
+          ).rowCount === 1,
+        { what: "the query to be running" },
+      );
+      await answered;
+    });
+    await killer.end();
+    await pool.end();
+    assert.deepEqual(
+      seen.filter(([, want, got]) => want !== got),
+      [],
+      "every callback ran for its own customer",
+    );
+    assert.equal(seen.length, 9);
   });
 
   it("traces an explicit pool.connect() wait as its own span", async () => {
