@@ -64,6 +64,12 @@ const VERSION = "0.1.0";
 const POOL_WAIT = Symbol("threadline.pg.pool-wait");
 /** On a client: the shapes of the statements it has run (see {@link shapeOf}). */
 const SHAPES = Symbol("threadline.pg.shapes");
+/**
+ * On a client: each named statement's text as the application first gave
+ * it. pg records it when the statement is prepared, which for a query
+ * still queued behind others is after its next run by name was asked for.
+ */
+const NAMED = Symbol("threadline.pg.named");
 
 interface PoolWait {
   /** performance.timeOrigin-based ms when the application asked for a connection. */
@@ -75,6 +81,7 @@ interface PoolWait {
 interface PgClientLike {
   [POOL_WAIT]?: PoolWait | undefined;
   [SHAPES]?: Map<SqlSummary, QueryShape>;
+  [NAMED]?: Map<string, string>;
   connectionParameters?: { host?: string; port?: number; database?: string };
   /** Statements prepared on the connection, by name. */
   connection?: { parsedStatements?: Record<string, string | undefined> };
@@ -471,13 +478,9 @@ export class PgInstrumentation implements Instrumentation {
     const rawText =
       typeof config === "string"
         ? config
-        : (cfg?.text ??
-          cfg?.cursor?.text ??
-          // a named statement run again by its name alone
-          (cfg?.name === undefined
-            ? undefined
-            : client.connection?.parsedStatements?.[cfg.name]) ??
-          "");
+        : (cfg?.text ?? cfg?.cursor?.text ?? namedText(client, cfg) ?? "");
+    if (typeof cfg?.name === "string" && typeof cfg.text === "string")
+      (client[NAMED] ??= new Map()).set(cfg.name, cfg.text);
     const shape = shapeOf(client, summarizeSql(rawText));
     let attributes = shape.attributes;
     if (this.#config.recordParameters) {
@@ -628,6 +631,21 @@ function parameterText(v: unknown): string {
     }
   }
   return String(v);
+}
+
+/**
+ * A named statement's text: noted when given, found again when the
+ * statement is run by its name alone.
+ */
+function namedText(
+  client: PgClientLike,
+  cfg: QueryConfig | undefined,
+): string | undefined {
+  const name = cfg?.name;
+  if (typeof name !== "string") return undefined;
+  return (
+    client[NAMED]?.get(name) ?? client.connection?.parsedStatements?.[name]
+  );
 }
 
 const SQLSTATE = /^[0-9A-Z]{5}$/;

@@ -237,13 +237,22 @@ describe("the other forms pg accepts", () => {
         values: [1],
       });
       await client.query({ name: "by-name", values: [2] } as pg.QueryConfig);
+      // Prepared and run by name at once: the second waits behind the first.
+      await Promise.all([
+        client.query({
+          name: "queued",
+          text: "SELECT id FROM accounts WHERE id = $1 AND 'queued' <> ''",
+          values: [1],
+        }),
+        client.query({ name: "queued", values: [2] } as pg.QueryConfig),
+      ]);
       root.end();
     });
     await client.end();
     await refused.end();
     await threadline.forceFlush();
     const spans = await receiver.waitForSpans(
-      (s) => querySpans(s).length >= 8 && s.some((x) => x.name === "forms"),
+      (s) => querySpans(s).length >= 10 && s.some((x) => x.name === "forms"),
       "every form's span",
     );
     const root = spans.find((x) => x.name === "forms")!;
@@ -293,6 +302,12 @@ describe("the other forms pg accepts", () => {
     );
     assert.equal(named.length, 2, "both runs of the named statement");
     assert.ok(named.every((x) => x.name === "SELECT accounts"));
+    const queued = children.filter(
+      (x) =>
+        x.attributes["db.query.text"] ===
+        "SELECT id FROM accounts WHERE id = $1 AND ? <> ?",
+    );
+    assert.equal(queued.length, 2, "a run queued behind its preparation");
   });
 });
 
