@@ -96,7 +96,12 @@ interface QueryConfig {
   values?: unknown[];
   submit?: unknown;
   callback?: unknown;
-  cursor?: { text?: string; values?: unknown[] };
+  /** pg-query-stream's pg-cursor, which it reads through. */
+  cursor?: {
+    text?: string;
+    values?: unknown[];
+    on?: (event: string, listener: (...args: unknown[]) => void) => unknown;
+  };
   on?: (event: string, listener: (...args: unknown[]) => void) => unknown;
   /** pg-cursor's, called later with a callback pg-cursor calls from the socket. */
   read?: (...args: unknown[]) => unknown;
@@ -394,6 +399,16 @@ export class PgInstrumentation implements Instrumentation {
           submittable.on("close", () => finish());
           submittable.on("error", (err: unknown) => finish(err));
         }
+        // A connection lost under a pg-query-stream is told to its cursor,
+        // which hands it to a callback the stream was never given: the
+        // stream itself neither errors nor ends.
+        const inner = submittable.cursor;
+        if (
+          inner !== undefined &&
+          (inner as unknown) !== submittable &&
+          typeof inner.on === "function"
+        )
+          inner.on("error", (err: unknown) => finish(err));
         // new pg.Query(text, values, callback) reports an error to its
         // callback alone, with no "error" event. pg calls it from the
         // connection's socket: it goes back to the caller's context, as a

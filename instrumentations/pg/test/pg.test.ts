@@ -311,6 +311,47 @@ describe("the other forms pg accepts", () => {
   });
 });
 
+describe("pg connections lost", () => {
+  it("ends a pg-query-stream's span when its connection dies", async () => {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    client.on("error", () => {});
+    const stream = client.query(
+      new QueryStream("SELECT pg_sleep(5) AS streamed_then_killed"),
+    );
+    stream.on("data", () => {});
+    stream.on("error", () => {});
+    const killer = new pg.Client({ connectionString: databaseUrl });
+    await killer.connect();
+    await waitFor(
+      async () =>
+        (
+          await killer.query(
+            "SELECT pg_terminate_backend(pid) AS t FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(5) AS streamed%'",
+          )
+        ).rowCount === 1,
+      { what: "the query to be running" },
+    );
+    await killer.end();
+    await threadline.forceFlush();
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        s.some(
+          (x) =>
+            x.attributes["db.query.text"] ===
+            "SELECT pg_sleep(?) AS streamed_then_killed",
+        ),
+      "the stream's span",
+    );
+    const span = spans.find(
+      (x) =>
+        x.attributes["db.query.text"] ===
+        "SELECT pg_sleep(?) AS streamed_then_killed",
+    );
+    assert.equal(span?.status.code, 2);
+  });
+});
+
 describe("pg pools under load", () => {
   it("keeps each queued query in the trace and customer of the request that issued it", async () => {
     const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
