@@ -50,7 +50,12 @@ import {
   lazyInstruments,
   AttributeSets,
 } from "@threadline/core";
-import { spliceHeaders, type HeaderEntries } from "./header-splice.ts";
+import { AsyncResource } from "node:async_hooks";
+import {
+  spliceHeaders,
+  type HeaderEntries,
+  type SpliceRefusal,
+} from "./header-splice.ts";
 
 /** Options of {@link AmqplibInstrumentation}. */
 export interface AmqplibInstrumentationConfig {
@@ -84,6 +89,8 @@ const BASIC_NACK = (60 << 16) | 120;
 const PENDING = Symbol("threadline.amqp.pending");
 const CONFIRM_SLOT = Symbol("threadline.amqp.confirm-slot");
 const CLOSE_HOOKED = Symbol("threadline.amqp.close-hooked");
+/** On a confirm channel: publish spans the broker has not confirmed yet. */
+const PUBLISHING = Symbol("threadline.amqp.publishing");
 /** On a channel once its connection is watched: the watching instrumentation's connection set. */
 const WATCHED = Symbol("threadline.amqp.watched");
 
@@ -105,6 +112,8 @@ export interface AmqpMessage {
 }
 
 interface ConnectionLike {
+  /** Negotiated with the broker; the largest frame it takes. */
+  frameMax?: number;
   on?(event: string, listener: (arg?: unknown) => void): unknown;
   stream?: { remoteAddress?: string; remotePort?: number };
 }
@@ -115,6 +124,7 @@ interface ChannelLike {
   [PENDING]?: Map<number, Span>;
   [CONFIRM_SLOT]?: number;
   [CLOSE_HOOKED]?: boolean;
+  [PUBLISHING]?: Set<Span>;
   [WATCHED]?: object;
   once?(event: string, listener: () => void): unknown;
 }
@@ -147,6 +157,8 @@ type EncodeProperties = (
  * one to the other, so one slot serves every channel.
  */
 let pendingHeaders: HeaderEntries | undefined;
+/** The frame size of the connection that publish goes on. */
+let pendingFrameMax = Infinity;
 
 /** Where each amqplib copy is installed, for those whose encoder appends pendingHeaders. */
 const splicing = new Set<string>();
@@ -168,15 +180,22 @@ function wrapEncodeProperties(original: EncodeProperties): EncodeProperties {
     pendingHeaders = undefined;
     const frame = original.call(this, id, channel, size, fields);
     if (entries === undefined) return frame;
+    let refused: SpliceRefusal;
     try {
-      const spliced = spliceHeaders(frame, entries);
-      if (spliced !== undefined) return spliced;
+      const spliced = spliceHeaders(frame, entries, pendingFrameMax);
+      if (typeof spliced !== "string") return spliced;
+      refused = spliced;
     } catch {
-      // reported below; the message goes as the application made it
+      refused = "unexpected frame";
     }
+    // The message goes as the application made it, without trace headers.
     diag.warnCollapsed(
-      "amqp-headers",
-      "could not add trace headers to a message: amqplib's content header was not the expected AMQP 0-9-1 frame",
+      `amqp-headers-${refused}`,
+      refused === "frame full"
+        ? `a message went without trace headers: with them its properties would not fit in one frame of the connection (${pendingFrameMax} bytes)`
+        : refused === "table full"
+          ? "a message went without trace headers: its headers table is full (64 KiB)"
+          : "could not add trace headers to a message: amqplib's content header was not the expected AMQP 0-9-1 frame",
     );
     return frame;
   };
@@ -595,7 +614,9 @@ export class AmqplibInstrumentation implements Instrumentation {
             undefined,
           ),
         );
-        if (span !== undefined) {
+        // amqplib leaves the confirm callback it queued for this message
+        // to answer the next one's confirm: the span must not end there.
+        if (span !== undefined && this[PUBLISHING]?.delete(span) !== false) {
           markFailed(span, err);
           span.end();
         }
@@ -655,6 +676,9 @@ export class AmqplibInstrumentation implements Instrumentation {
       propagation.inject(injectCtx, entries, entrySetter);
       if (!external) entries.push(SENT_AT_HEADER, Date.now());
       pendingHeaders = entries;
+      const frameMax = channel.connection?.frameMax;
+      pendingFrameMax =
+        typeof frameMax === "number" && frameMax > 0 ? frameMax : Infinity;
     } else {
       const headers = copyHeaders(given, external);
       propagation.inject(injectCtx, headers, headerSetter);
@@ -667,20 +691,36 @@ export class AmqplibInstrumentation implements Instrumentation {
       slot < channel.unconfirmed.length
     ) {
       const original = channel.unconfirmed[slot];
+      const publishing = (channel[PUBLISHING] ??= new Set());
+      publishing.add(span);
+      hookClose(channel);
+      // The broker's answer arrives on the connection's socket: the
+      // application's callback goes back to the publisher's context.
+      const caller =
+        typeof original === "function"
+          ? new AsyncResource("amqp.confirm")
+          : undefined;
       channel.unconfirmed[slot] = (err: unknown, ok: unknown) => {
-        if (err) {
-          span.setAttribute("messaging.rabbitmq.settlement", "nack");
-          span.setStatus({
-            code: SpanStatusCode.ERROR,
-            message: "the broker did not confirm the message",
-          });
-        } else {
-          span.setAttribute("messaging.rabbitmq.settlement", "confirmed");
+        // Not when the span already ended: its publish threw, or the
+        // channel closed first.
+        if (publishing.delete(span)) {
+          if (err) {
+            span.setAttribute("messaging.rabbitmq.settlement", "nack");
+            span.setStatus({
+              code: SpanStatusCode.ERROR,
+              message: "the broker did not confirm the message",
+            });
+          } else {
+            span.setAttribute("messaging.rabbitmq.settlement", "confirmed");
+          }
+          span.end();
         }
-        span.end();
-        if (typeof original === "function")
-          return (original as (e: unknown, o: unknown) => unknown)(err, ok);
-        return undefined;
+        return caller?.runInAsyncScope(
+          original as (e: unknown, o: unknown) => unknown,
+          undefined,
+          err,
+          ok,
+        );
       };
     }
     return span;
@@ -777,16 +817,7 @@ export class AmqplibInstrumentation implements Instrumentation {
         channel[PENDING] = pending;
       }
       pending.set(f.deliveryTag, span);
-      if (!channel[CLOSE_HOOKED] && typeof channel.once === "function") {
-        channel[CLOSE_HOOKED] = true;
-        channel.once("close", () => {
-          for (const s of pending!.values()) {
-            settleAttributes(s, "channel_closed", undefined);
-            s.end();
-          }
-          pending!.clear();
-        });
-      }
+      hookClose(channel);
     }
     return { span, ctx };
   }
@@ -804,8 +835,8 @@ export class AmqplibInstrumentation implements Instrumentation {
         return original.call(this, queue, callback, options, ...rest);
       const channel = this;
       self.#watchConnection(channel);
-      const noAck =
-        (options as { noAck?: boolean } | undefined)?.noAck === true;
+      // Truthy, as amqplib reads it.
+      const noAck = !!(options as { noAck?: unknown } | undefined)?.noAck;
       const queueName = typeof queue === "string" ? queue : "";
       const userCallback = callback as (msg: unknown) => unknown;
       const wrapped = function (
@@ -878,8 +909,7 @@ export class AmqplibInstrumentation implements Instrumentation {
       if (!self.#enabled) return original.call(this, queue, options, cb);
       const channel = this;
       const start = performance.timeOrigin + performance.now();
-      const noAck =
-        (options as { noAck?: boolean } | undefined)?.noAck === true;
+      const noAck = !!(options as { noAck?: unknown } | undefined)?.noAck;
       const queueName = typeof queue === "string" ? queue : "";
       const onMessage = (msg: unknown): Context | undefined => {
         if (!msg || typeof msg !== "object") return undefined;
@@ -906,6 +936,9 @@ export class AmqplibInstrumentation implements Instrumentation {
         if (typeof cb !== "function")
           return original.call(this, queue, options, cb);
         const userCb = cb as (err: unknown, msg: unknown) => unknown;
+        // Called from the connection's socket: with no message, back in
+        // the caller's context; with one, in the message's.
+        const caller = new AsyncResource("amqp.get");
         return original.call(
           this,
           queue,
@@ -913,8 +946,10 @@ export class AmqplibInstrumentation implements Instrumentation {
           function (this: unknown, err: unknown, msg: unknown) {
             const ctx = err ? undefined : onMessage(msg);
             return ctx === undefined
-              ? userCb.call(this, err, msg)
-              : context.with(ctx, userCb, this, err, msg);
+              ? caller.runInAsyncScope(userCb, this, err, msg)
+              : caller.runInAsyncScope(() =>
+                  context.with(ctx, userCb, this, err, msg),
+                );
           },
         );
       }
@@ -960,6 +995,39 @@ export class AmqplibInstrumentation implements Instrumentation {
       return original.call(this, method, fields);
     };
   }
+}
+
+/**
+ * Once per channel: when it closes, the deliveries it still held are
+ * settled as closed, and the publishes the broker never confirmed end as
+ * failed (amqplib answers the waiting confirm callbacks only up to the
+ * first one the broker answered out of order).
+ */
+function hookClose(channel: ChannelLike): void {
+  if (channel[CLOSE_HOOKED] || typeof channel.once !== "function") return;
+  channel[CLOSE_HOOKED] = true;
+  channel.once("close", () => {
+    const pending = channel[PENDING];
+    if (pending !== undefined) {
+      for (const s of pending.values()) {
+        settleAttributes(s, "channel_closed", undefined);
+        s.end();
+      }
+      pending.clear();
+    }
+    const publishing = channel[PUBLISHING];
+    if (publishing !== undefined) {
+      for (const s of publishing) {
+        s.setAttribute("messaging.rabbitmq.settlement", "channel_closed");
+        s.setStatus({
+          code: SpanStatusCode.ERROR,
+          message: "the channel closed before the broker confirmed the message",
+        });
+        s.end();
+      }
+      publishing.clear();
+    }
+  });
 }
 
 function wrapPushConfirm(original: AnyFn): AnyFn {

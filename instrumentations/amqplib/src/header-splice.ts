@@ -112,16 +112,26 @@ function writeEntries(out: Buffer, at: number, entries: HeaderEntries): void {
   }
 }
 
+/** Why a frame was left as amqplib made it. */
+export type SpliceRefusal =
+  /** Not a basic content header as AMQP 0-9-1 lays it out. */
+  | "unexpected frame"
+  /** The headers table would grow past what amqplib itself can encode. */
+  | "table full"
+  /** The frame would grow past the connection's negotiated frame size. */
+  | "frame full";
+
 /**
  * The content-header frame `frame` with `entries` appended to its headers
- * table (a table made for them if it has none). Undefined when `frame` is
- * not a basic content header as AMQP 0-9-1 lays it out, or when the table
- * would grow past what amqplib itself could have encoded.
+ * table (a table made for them if it has none), or why not. `frameMax` is
+ * the connection's negotiated frame size: a broker closes the whole
+ * connection on a larger frame.
  */
 export function spliceHeaders(
   frame: Buffer,
   entries: HeaderEntries,
-): Buffer | undefined {
+  frameMax: number,
+): Buffer | SpliceRefusal {
   const last = frame.length - 1;
   if (
     frame.length <= FLAGS_AT + 2 ||
@@ -130,7 +140,7 @@ export function spliceHeaders(
     frame.readUInt16BE(7) !== CLASS_BASIC ||
     frame.readUInt32BE(3) !== frame.length - 8
   )
-    return undefined;
+    return "unexpected frame";
   const flags = frame.readUInt16BE(FLAGS_AT);
   let at = FLAGS_AT + 2;
   if ((flags & HAS_CONTENT_TYPE) !== 0) at += 1 + frame[at]!;
@@ -138,10 +148,11 @@ export function spliceHeaders(
   const hasTable = (flags & HAS_HEADERS) !== 0;
   const tableLength = hasTable ? frame.readUInt32BE(at) : 0;
   const insertAt = hasTable ? at + 4 + tableLength : at;
-  if (insertAt > last) return undefined;
+  if (insertAt > last) return "unexpected frame";
   const size = entriesSize(entries);
-  if (4 + tableLength + size > MAX_TABLE) return undefined;
+  if (4 + tableLength + size > MAX_TABLE) return "table full";
   const extra = hasTable ? size : 4 + size;
+  if (frame.length + extra > frameMax) return "frame full";
   // allocUnsafe: a slice of Node's shared pool; every byte is written below.
   const out = Buffer.allocUnsafe(frame.length + extra);
   copyBytes(frame, 0, insertAt, out, 0);

@@ -406,6 +406,143 @@ describe("callback API", () => {
   });
 });
 
+describe("what arrives from the connection's socket", () => {
+  it("answers a confirm and an empty get() in the caller's context", async () => {
+    // The connection is opened on behalf of c-open: its socket's callbacks
+    // would run as that customer's.
+    const conn = await withCustomer(
+      "c-open",
+      () =>
+        new Promise<amqpCallback.Connection>((resolve, reject) =>
+          amqpCallbackApi.connect(
+            brokerUrl,
+            (err: unknown, c: amqpCallback.Connection) =>
+              err ? reject(err) : resolve(c),
+          ),
+        ),
+    );
+    const ch = await new Promise<amqpCallback.ConfirmChannel>(
+      (resolve, reject) =>
+        conn.createConfirmChannel(
+          (err: unknown, c: amqpCallback.ConfirmChannel) =>
+            err ? reject(err) : resolve(c),
+        ),
+    );
+    const q = queueName();
+    await new Promise<void>((resolve, reject) =>
+      ch.assertQueue(q, { autoDelete: true }, (err: unknown) =>
+        err ? reject(err) : resolve(),
+      ),
+    );
+    const seen: Array<[string, string | undefined]> = [];
+    await withCustomer(
+      "c-publisher",
+      () =>
+        new Promise<void>((resolve) =>
+          ch.sendToQueue(q, Buffer.from("x"), {}, () => {
+            seen.push(["confirm", getCustomerId()]);
+            resolve();
+          }),
+        ),
+    );
+    await withCustomer("c-getter", async () => {
+      // Drain the one message, then ask an empty queue.
+      for (let i = 0; i < 2; i++)
+        await new Promise<void>((resolve) =>
+          ch.get(q, { noAck: true }, () => {
+            seen.push([`get ${i}`, getCustomerId()]);
+            resolve();
+          }),
+        );
+    });
+    assert.deepEqual(seen, [
+      ["confirm", "c-publisher"],
+      // A message's callback runs in the message's context (its producer's customer).
+      ["get 0", "c-publisher"],
+      ["get 1", "c-getter"],
+    ]);
+    await new Promise<void>((resolve) => conn.close(() => resolve()));
+  });
+
+  it("ends a delivery's span at once for any truthy noAck, as amqplib reads it", async () => {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    let delivered = 0;
+    await ch.consume(q, () => void delivered++, {
+      noAck: 1 as unknown as boolean,
+    });
+    ch.sendToQueue(q, Buffer.from("auto"));
+    await waitFor(() => delivered === 1, { what: "the delivery" });
+    const spans = await receiver.waitForSpans(
+      (s) => consumers(s).length >= 1,
+      "the delivery's span, before its channel closes",
+    );
+    assert.equal(
+      consumers(spans)[0]!.attributes["messaging.rabbitmq.settlement"],
+      "auto",
+    );
+    await ch.close();
+  });
+
+  it("sends a message whose properties fill the frame without trace headers, not a frame the broker refuses", async () => {
+    const amqpApi = (await import("amqplib")).default;
+    const small = await amqpApi.connect(`${brokerUrl}?frameMax=8192`);
+    let closed = false;
+    small.on("close", () => (closed = true));
+    small.on("error", () => {});
+    const ch = await small.createConfirmChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    await new Promise<void>((resolve, reject) =>
+      ch.sendToQueue(
+        q,
+        Buffer.from("big headers"),
+        { headers: { big: "z".repeat(8100) } },
+        (err) => (err ? reject(err) : resolve()),
+      ),
+    );
+    const got = await ch.get(q, { noAck: true });
+    assert.ok(got !== false, "the message arrived");
+    assert.equal(
+      (got.properties.headers as Record<string, string>)["big"]?.length,
+      8100,
+    );
+    assert.equal(closed, false, "the connection lives");
+    await small.close();
+  });
+
+  it("ends every publish span of a confirm channel that closes, and each once", async () => {
+    const ch = await connection.createConfirmChannel();
+    ch.on("error", () => {});
+    const q = queueName();
+    await ch.assertQueue(q, { durable: true, autoDelete: true });
+    // A publish amqplib refuses after queueing its confirm callback.
+    assert.throws(() =>
+      ch.sendToQueue(q, "not a buffer" as unknown as Buffer, {}, () => {}),
+    );
+    // The broker confirms an unroutable message at once and a persistent
+    // one once written: out of order, which amqplib's close does not follow.
+    const big = Buffer.alloc(100_000, 1);
+    for (let i = 0; i < 20; i++) {
+      ch.sendToQueue(q, big, { persistent: true });
+      ch.publish("amq.direct", "nowhere", Buffer.from("x"));
+    }
+    // A publish to an exchange that does not exist closes the channel.
+    ch.publish(`no-such-${q}`, "", Buffer.from("x"));
+    await new Promise<void>((resolve) => ch.once("close", () => resolve()));
+    await threadline.forceFlush();
+    const spans = await receiver.waitForSpans(
+      (s) => producers(s).length >= 42,
+      "every publish span",
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    await threadline.forceFlush();
+    assert.equal(producers(receiver.spans).length, 42, "each ended once");
+    assert.ok(producers(spans).some((p) => p.status.code === 2));
+  });
+});
+
 describe("link mode", () => {
   before(async () => {
     await threadline.shutdown();
