@@ -132,8 +132,9 @@ export function sanitizeSql(sql: string): string {
         continue;
       }
       const start = i;
-      if (c === 0x30 && (sql.charCodeAt(i + 1) | 0x20) === 0x78) {
-        i += 2; // 0x hex
+      const radix = c === 0x30 ? sql.charCodeAt(i + 1) | 0x20 : 0;
+      if (radix === 0x78 || radix === 0x6f || radix === 0x62) {
+        i += 2; // 0x hex, 0o octal, 0b binary (PostgreSQL 16)
         while (i < n && isIdentChar(sql.charCodeAt(i))) i++;
       } else {
         while (i < n) {

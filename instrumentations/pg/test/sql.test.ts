@@ -25,6 +25,8 @@ describe("sanitizeSql", () => {
     ],
     ["SELECT /* 'x' */ .5", "SELECT /* 'x' */ ?"],
     ["SELECT 'unterminated", "SELECT ?"],
+    // PostgreSQL 16's integer literals: other radixes, digits grouped.
+    ["SELECT 0b1011, 0o17, 0XFF, 1_000_000", "SELECT ?, ?, ?, ?"],
   ];
   for (const [input, expected] of cases) {
     it(`sanitises ${JSON.stringify(input)}`, () =>
