@@ -2,6 +2,9 @@
 // and response), secret-looking query values, and common secrets in log
 // objects; checked on the wire (OTLP) and on stdout.
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { it } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
@@ -20,6 +23,11 @@ const SECRETS = [
   "sess-456",
   "qs-secret-42",
   "key-555",
+  "base-tok-1",
+  "bind-key-2",
+  "hdr-tok-3",
+  "fmt-sec-4",
+  "err-tok-5",
 ];
 
 it("keeps credentials out of spans and log lines", async () => {
@@ -53,8 +61,8 @@ it("keeps credentials out of spans and log lines", async () => {
       "the server span",
     );
     const logs = await receiver.waitForLogs(
-      (l) => l.length >= 1,
-      "the log record",
+      (l) => l.length >= 4,
+      "the log records",
     );
     const line = await waitFor(
       () => svc.stdout.find((l) => l.includes("request received")),
@@ -64,8 +72,30 @@ it("keeps credentials out of spans and log lines", async () => {
       () => svc.stdout.find((l) => l.includes("request served")),
       { what: "the serialized request's line" },
     );
-    const everything = JSON.stringify({ spans, logs, line, served }, (_k, v) =>
-      typeof v === "bigint" ? String(v) : v,
+    const based = await waitFor(
+      () => svc.stdout.find((l) => l.includes("based line")),
+      { what: "the line with base fields" },
+    );
+    const failed = await waitFor(
+      () => svc.stdout.find((l) => l.includes('"boom"')),
+      { what: "the error's line" },
+    );
+    const everything = JSON.stringify(
+      { spans, logs, line, served, based, failed },
+      (_k, v) => (typeof v === "bigint" ? String(v) : v),
+    );
+    const error = JSON.parse(failed) as {
+      err: { stack: string; token: string };
+    };
+    assert.match(error.err.stack, /Error: boom\n\s+at /, "the stack stays");
+    assert.equal(error.err.token, "[Redacted]");
+    const record = logs.find(
+      (l) => l.body === "boom" || l.attributes["err.message"] === "boom",
+    );
+    assert.match(
+      String(record?.attributes["exception.stacktrace"]),
+      /Error: boom/,
+      "the exported record keeps the stack",
     );
     for (const secret of SECRETS)
       assert.ok(!everything.includes(secret), `${secret} leaked`);
@@ -92,5 +122,33 @@ it("keeps credentials out of spans and log lines", async () => {
   } finally {
     await svc.stop();
     await receiver.close();
+  }
+});
+
+it("redacts the operator's own paths in a logger writing to a file named by its path", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "threadline-redact-"));
+  const file = join(dir, "app.log");
+  try {
+    const svc = await startService({
+      entry: "redact-paths.mjs",
+      cwd: fixtures,
+      ready: false,
+      env: {
+        LOG_FILE: file,
+        THREADLINE_LOG_REDACT: "order.card,password",
+        OTEL_TRACES_EXPORTER: "none",
+        OTEL_LOGS_EXPORTER: "none",
+        OTEL_METRICS_EXPORTER: "none",
+      },
+    });
+    await svc.exited;
+    const line = JSON.parse(readFileSync(file, "utf8")) as {
+      order: { card: string };
+      password: string;
+    };
+    assert.equal(line.order.card, "[Redacted]");
+    assert.equal(line.password, "[Redacted]");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -175,6 +175,7 @@ describe("starting Threadline", () => {
     const warnings = app.stderr.filter((l) => l.includes("self-check"));
     assert.equal(warnings.length, 1, app.stderr.join("\n"));
     assert.match(warnings[0]!, /pino was loaded before Threadline started/);
+    assert.match(warnings[0]!, /without secret redaction/);
     const line = JSON.parse(
       app.stdout.find((l) => l.includes("correlated anyway"))!,
     ) as Record<string, unknown>;

@@ -21,7 +21,6 @@ import {
   diag,
   getCustomerFromContext,
   hookModule,
-  lateLoadProblem,
   watchLevelOf,
   watchList,
   type Instrumentation,
@@ -89,6 +88,34 @@ type AsJson = (
 interface PinoLogger {
   levels?: { labels?: Record<number, string> };
   [key: symbol]: unknown;
+}
+
+/**
+ * Severity by a level's name where the name says it (syslog's, in any
+ * order pino is told to compare levels), else by pino's default scale.
+ */
+const SEVERITY_BY_NAME: ReadonlyMap<string, number> = new Map([
+  ["trace", 1],
+  ["debug", 5],
+  ["info", 9],
+  ["notice", 10],
+  ["warn", 13],
+  ["warning", 13],
+  ["error", 17],
+  ["err", 17],
+  ["crit", 18],
+  ["critical", 18],
+  ["alert", 21],
+  ["fatal", 21],
+  ["emerg", 22],
+  ["emergency", 22],
+]);
+
+function severityOf(level: number, label: string | undefined): number {
+  return (
+    (label === undefined ? undefined : SEVERITY_BY_NAME.get(label)) ??
+    severityNumber(level)
+  );
 }
 
 function severityNumber(level: number): number {
@@ -260,6 +287,8 @@ export class PinoInstrumentation implements Instrumentation {
         return [{ redact }, ...args];
       if (typeof first === "object")
         return [{ ...first, redact }, ...args.slice(1)];
+      // pino("/var/log/app.log"): a destination named by its path.
+      if (typeof first === "string") return [{ redact }, ...args];
       return args;
     };
     return function pino(this: unknown, ...args: unknown[]): unknown {
@@ -315,7 +344,12 @@ export class PinoInstrumentation implements Instrumentation {
   }
 
   selfCheck(): string[] {
-    return this.#late.length > 0 ? [lateLoadProblem("pino")] : [];
+    return this.#late.length > 0
+      ? [
+          "pino was loaded before Threadline started: its lines carry trace ids, but the pino() the application already holds makes loggers without secret redaction (THREADLINE_LOG_REDACT), and loggers made before now write no debug lines for a watched customer. " +
+            "Start Threadline first: node --import @threadline/node/register app.js",
+        ]
+      : [];
   }
 
   /**
@@ -374,11 +408,12 @@ export class PinoInstrumentation implements Instrumentation {
             ? "msg"
             : ((this[messageKeySym] as string | undefined) ?? "msg");
         const sc = span?.spanContext();
+        const label = this.levels?.labels?.[num];
         try {
           sink.emit(
             line,
-            severityNumber(num),
-            this.levels?.labels?.[num],
+            severityOf(num, label),
+            label,
             sc?.traceId,
             sc?.spanId,
             sc?.traceFlags ?? 0,
@@ -398,7 +433,7 @@ export class PinoInstrumentation implements Instrumentation {
     this.#patchChild(proto);
   }
 
-  /** Bindings given to child() pass the same redaction as a line's fields. */
+  /** Bindings given to child() or setBindings() pass the same redaction as a line's fields. */
   #patchChild(proto: Record<string | symbol, unknown>): void {
     const original = proto["child"];
     if (typeof original !== "function") return;
@@ -426,6 +461,26 @@ export class PinoInstrumentation implements Instrumentation {
     proto["child"] = child;
     this.#restore.push(() => {
       if (proto["child"] === child) proto["child"] = original;
+    });
+    const originalSet = proto["setBindings"];
+    if (typeof originalSet !== "function") return;
+    const setBindings = function setBindings(
+      this: PinoLogger,
+      bindings: unknown,
+    ): unknown {
+      if (
+        self.#enabled &&
+        this[DEFAULT_REDACTION] === true &&
+        typeof bindings === "object" &&
+        bindings !== null
+      )
+        bindings = redactSecrets(bindings as Record<string, unknown>);
+      return (originalSet as (b: unknown) => unknown).call(this, bindings);
+    };
+    proto["setBindings"] = setBindings;
+    this.#restore.push(() => {
+      if (proto["setBindings"] === setBindings)
+        proto["setBindings"] = originalSet;
     });
   }
 
@@ -478,6 +533,10 @@ export class PinoInstrumentation implements Instrumentation {
       originalSetLevel.call(this, level);
       if (!self.#enabled || (onlyCustomSym && this[onlyCustomSym] === true))
         return;
+      // Switched off (`level: "silent"`, `enabled: false`): a watch asks
+      // for more of what a logger writes, never for a logger to write.
+      if ((this as unknown as { levelVal?: unknown }).levelVal === Infinity)
+        return;
       const target = this as unknown as Record<string, unknown>;
       const hook = (this[HOOKS] as { logMethod?: unknown } | undefined)
         ?.logMethod;
@@ -490,7 +549,12 @@ export class PinoInstrumentation implements Instrumentation {
     ): boolean {
       if ((originalIsEnabled as (l: string) => boolean).call(this, logLevel))
         return true;
-      if (!watchList.active || !self.#enabled) return false;
+      if (
+        !watchList.active ||
+        !self.#enabled ||
+        (this as { levelVal?: unknown }).levelVal === Infinity
+      )
+        return false;
       const value = WATCHABLE.find(([name]) => name === logLevel)?.[1];
       if (value === undefined) return false;
       const w = watchLevelOf(context.active());

@@ -58,11 +58,30 @@ function isObject(v: unknown): v is Fields {
 /**
  * A copy that keeps the prototype and every own property (symbols too), so
  * pino's serializers see a request or an error as they would the original.
+ * An accessor is copied as the value it gives on the original: V8's
+ * `stack` of an error is one, and gives nothing on any other object.
  */
 function copyOf(o: Fields): Fields {
+  const descriptors = Object.getOwnPropertyDescriptors(o);
+  for (const key of Reflect.ownKeys(descriptors)) {
+    const d = descriptors[key as string]!;
+    if (d.get === undefined && d.set === undefined) continue;
+    let value: unknown;
+    try {
+      value = Reflect.get(o, key);
+    } catch {
+      continue; // left out, as a serializer reading it would fail too
+    }
+    descriptors[key as string] = {
+      value,
+      writable: true,
+      enumerable: d.enumerable === true,
+      configurable: true,
+    };
+  }
   return Object.create(
     Object.getPrototypeOf(o) as object | null,
-    Object.getOwnPropertyDescriptors(o),
+    descriptors,
   ) as Fields;
 }
 
@@ -106,7 +125,9 @@ export function redactSecrets(fields: Fields): Fields {
       if (v === undefined) continue;
       value = REDACTED;
     } else if (isObject(v)) {
-      value = key === "headers" ? redactHeaders(v) : redactNested(v);
+      // `headers` one level down too: `*.token` reaches headers.token.
+      value =
+        key === "headers" ? redactHeaders(redactNested(v)) : redactNested(v);
       if (value === v) continue;
     } else continue;
     if (out === fields) out = { ...fields };
@@ -129,16 +150,42 @@ export function redactingSerializer(
   };
 }
 
-/** Options with every serializer wrapped by {@link redactingSerializer}. */
+/**
+ * Options whose every serializer is wrapped by {@link redactingSerializer},
+ * whose `base` fields are redacted, and whose `formatters.log` and
+ * `formatters.bindings` have their output redacted as a line's fields are:
+ * pino's own `redact` sees all of these.
+ */
 export function withRedactingSerializers<T>(options: T): T {
-  const serializers = (options as { serializers?: unknown } | undefined)
-    ?.serializers;
-  if (!isObject(serializers)) return options;
-  const wrapped: Record<string, unknown> = {};
-  for (const [key, s] of Object.entries(serializers))
-    wrapped[key] =
-      typeof s === "function"
-        ? redactingSerializer(s as (v: unknown) => unknown)
-        : s;
-  return { ...options, serializers: wrapped };
+  if (!isObject(options)) return options;
+  let out: Fields = options;
+  const serializers = options["serializers"];
+  if (isObject(serializers)) {
+    const wrapped: Record<string, unknown> = {};
+    for (const [key, s] of Object.entries(serializers))
+      wrapped[key] =
+        typeof s === "function"
+          ? redactingSerializer(s as (v: unknown) => unknown)
+          : s;
+    out = { ...out, serializers: wrapped };
+  }
+  const base = options["base"];
+  if (isObject(base)) {
+    const redacted = redactSecrets(base);
+    if (redacted !== base) out = { ...out, base: redacted };
+  }
+  const formatters = options["formatters"];
+  if (isObject(formatters)) {
+    const wrapped: Fields = { ...formatters };
+    for (const key of ["log", "bindings"] as const) {
+      const f = formatters[key];
+      if (typeof f !== "function") continue;
+      wrapped[key] = function redacted(this: unknown, o: unknown): unknown {
+        const result = (f as (o: unknown) => unknown).call(this, o);
+        return isObject(result) ? redactSecrets(result) : result;
+      };
+    }
+    out = { ...out, formatters: wrapped };
+  }
+  return out as T;
 }

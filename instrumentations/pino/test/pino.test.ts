@@ -179,6 +179,37 @@ describe("log export", () => {
     assert.equal(debug.severityNumber, 5);
   });
 
+  it("reads severity from syslog's level names, lower numbers the worse", async () => {
+    const syslog = pino(
+      {
+        customLevels: {
+          emerg: 0,
+          alert: 1,
+          crit: 2,
+          err: 3,
+          warning: 4,
+          notice: 5,
+          info: 6,
+          debug: 7,
+        },
+        useOnlyCustomLevels: true,
+        levelComparison: "DESC",
+        level: "debug",
+      },
+      sink,
+    ) as unknown as Record<string, (m: string) => void>;
+    for (const name of ["emerg", "crit", "err", "warning", "notice", "debug"])
+      syslog[name]!(name);
+    const logs = await receiver.waitForLogs(
+      (l) => l.length >= 6,
+      "six records",
+    );
+    assert.deepEqual(
+      Object.fromEntries(logs.map((l) => [l.body, l.severityNumber])),
+      { emerg: 22, crit: 18, err: 17, warning: 13, notice: 10, debug: 5 },
+    );
+  });
+
   it("honours a custom messageKey", async () => {
     const custom = pino({ messageKey: "message" }, sink);
     custom.info("with another key");
@@ -251,6 +282,23 @@ describe("watched customers", () => {
         ["e", 50],
       ],
     );
+  });
+
+  it("never turns on a logger the application switched off", () => {
+    const silent = pino({ level: "silent" }, sink);
+    const disabled = pino({ enabled: false }, sink);
+    watch(20);
+    try {
+      withCustomer("c-42", () => {
+        silent.debug("silent debug");
+        silent.error("silent error");
+        disabled.info("disabled info");
+        assert.equal(silent.isLevelEnabled("debug"), false);
+      });
+    } finally {
+      watchList.replace([]);
+    }
+    assert.deepEqual(lines, []);
   });
 
   it("turns on trace lines when asked, and leaves loggers with a level of their own alone", () => {

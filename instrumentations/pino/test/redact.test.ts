@@ -78,6 +78,44 @@ describe("redactSecrets", () => {
     });
   });
 
+  it("redacts secret names in a top-level headers object, as *.token does", () => {
+    const out = redactSecrets({
+      headers: { token: "t", password: "p", host: "h", cookie: "c" },
+    });
+    assert.deepEqual(out["headers"], {
+      token: REDACTED,
+      password: REDACTED,
+      host: "h",
+      cookie: REDACTED,
+    });
+  });
+
+  it("keeps an error's stack in its redacted copy", () => {
+    const err = Object.assign(new Error("boom"), { token: "abc" });
+    const out = redactSecrets({ err }) as { err: Error & { token: string } };
+    assert.ok(out.err instanceof Error);
+    assert.equal(out.err.token, REDACTED);
+    assert.equal(out.err.message, "boom");
+    assert.equal(out.err.stack, err.stack);
+    assert.equal(err.token, "abc", "the logged error is not changed");
+  });
+
+  it("redacts base fields and what formatters make", () => {
+    const options = withRedactingSerializers({
+      base: { service: "s", apiKey: "k" },
+      formatters: {
+        log: (o: Record<string, unknown>) => ({ ...o, secret: "s-1" }),
+        bindings: (b: Record<string, unknown>) => ({ ...b, token: "t-1" }),
+      },
+    });
+    assert.deepEqual(options.base, { service: "s", apiKey: REDACTED });
+    assert.deepEqual(options.formatters.log({ a: 1 }), {
+      a: 1,
+      secret: REDACTED,
+    });
+    assert.deepEqual(options.formatters.bindings({}), { token: REDACTED });
+  });
+
   it("leaves absent secrets absent", () => {
     const out = redactSecrets({ password: undefined, ok: 1 });
     assert.equal(out["password"], undefined);
