@@ -75,6 +75,34 @@ describe("export", () => {
       });
     }
 
+  it("flushes on SIGTERM and dies of it while a dependency listens through signal-exit", async () => {
+    const name = "burst-signal-exit";
+    const app = await startService({
+      entry: "burst.mjs",
+      cwd: fixtures,
+      ready: /listening on (\d+)/,
+      env: env(name, { SPANS: "300", SIGNAL_EXIT: "1" }),
+    });
+    // signal-exit waits for another listener to act: were Threadline to
+    // wait too, the process would live on until SIGKILL.
+    const { signal: died } = await app.stop("SIGTERM", 10_000);
+    assert.equal(died, "SIGTERM");
+    assert.deepEqual(count(name), { spans: 300, logs: 300 });
+  });
+
+  it("delivers everything when shutdown() is called twice, spans that end during it included", async () => {
+    const name = "shutdown-twice";
+    const app = await startService({
+      entry: "shutdown-twice.mjs",
+      cwd: fixtures,
+      ready: false,
+      env: env(name),
+    });
+    const { code } = await app.exited;
+    assert.equal(code, 0);
+    assert.equal(count(name).spans, 220);
+  });
+
   const exits = {
     natural: "a natural exit",
     "process-exit": "process.exit()",
@@ -137,6 +165,11 @@ describe("export", () => {
           `the process exited (collector ${endpoint})`,
         );
         assert.equal((result as { code: number }).code, 0);
+        // What could not go is said, once the time to send it ran out.
+        assert.match(
+          app.stderr.join("\n"),
+          /dropped 10 spans, 10 log records[^\n]* at exit: not delivered within 300 ms/,
+        );
       }
     } finally {
       receiver.setResponder(undefined);

@@ -134,6 +134,19 @@ interface ExitHooks {
   remove(): void;
 }
 
+/** Signal listeners of signal-exit's copies (v4 and v3 each count theirs). */
+function signalExitListeners(): number {
+  const v4 = (globalThis as Record<symbol, { count?: unknown } | undefined>)[
+    Symbol.for("signal-exit emitter")
+  ]?.count;
+  const v3 = (
+    process as unknown as {
+      __signal_exit_emitter__?: { count?: unknown };
+    }
+  ).__signal_exit_emitter__?.count;
+  return (typeof v4 === "number" ? v4 : 0) + (typeof v3 === "number" ? v3 : 0);
+}
+
 function installExitHooks(
   pipeline: ExportPipeline,
   reader: MetricReader,
@@ -170,7 +183,10 @@ function installExitHooks(
   };
   const signals: NodeJS.Signals[] = ["SIGTERM", "SIGINT"];
   const onSignal = (signal: NodeJS.Signals) => {
-    if (process.listenerCount(signal) > 1) {
+    // signal-exit (write-file-atomic, proper-lockfile, restore-cursor, …)
+    // listens too, and re-raises only when it is alone: it does not
+    // handle the signal, it waits for whoever does.
+    if (process.listenerCount(signal) - 1 - signalExitListeners() > 0) {
       // The application handles this signal; flush alongside, it decides when to exit.
       void pipeline.forceFlush(timeoutMs, false);
       return;
@@ -424,30 +440,38 @@ function start(options: InitOptions): ThreadlineHandle {
       if (!stopped) await reader.exportNow();
       await pipeline.forceFlush(config.shutdownTimeoutMs);
     },
-    async shutdown() {
-      if (stopped) return;
-      stopped = true;
-      hooks.remove();
-      reader.stop();
-      stopRuntimeMetrics?.();
-      stopHostMetrics?.();
-      await (await prometheus)?.close();
-      await (await healthEndpoint)?.close();
-      await alarms?.stop();
-      stopExporterHealth();
-      stopWatching?.();
-      for (const i of instrumentations) i.disable();
-      await reader.exportNow();
-      await pipeline.shutdown(config.shutdownTimeoutMs);
-      trace.disable();
-      metrics.disable();
-      propagation.disable();
-      context.disable();
-      apiDiag.disable();
-      diag.flush();
-      if (active === handle) active = undefined;
+    shutdown() {
+      // Every caller waits for the one shutdown: a second call returning at
+      // once would let its caller exit before anything was sent.
+      shuttingDown ??= shutdown();
+      return shuttingDown;
     },
     stats: () => pipeline.stats(),
+  };
+  let shuttingDown: Promise<void> | undefined;
+  const shutdown = async (): Promise<void> => {
+    stopped = true;
+    reader.stop();
+    stopRuntimeMetrics?.();
+    stopHostMetrics?.();
+    await (await prometheus)?.close();
+    await (await healthEndpoint)?.close();
+    await alarms?.stop();
+    stopExporterHealth();
+    stopWatching?.();
+    for (const i of instrumentations) i.disable();
+    await reader.exportNow();
+    await pipeline.shutdown(config.shutdownTimeoutMs);
+    // Only now: a process.exit() while the flush above ran still sends
+    // what is left, synchronously.
+    hooks.remove();
+    trace.disable();
+    metrics.disable();
+    propagation.disable();
+    context.disable();
+    apiDiag.disable();
+    diag.flush();
+    if (active === handle) active = undefined;
   };
   active = handle;
   return handle;

@@ -366,8 +366,41 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     }
   }
 
+  /** What the exit or shutdown flush has had to drop so far, per signal. */
+  #deadlineDrops(): number[] {
+    return (["traces", "logs", "metrics"] as const).map(
+      (s) => this.#counters[counterIndex(s, "shutdownDeadline")] ?? 0,
+    );
+  }
+
+  /**
+   * Says what a final flush dropped, here and at once: at exit there is no
+   * later turn of the event loop for the exporter's own warnings.
+   */
+  #reportDeadlineDrops(before: number[], timeoutMs: number): void {
+    const after = this.#deadlineDrops();
+    const what = ["spans", "log records", "metric points"];
+    const lost = after
+      .map((n, i) => [n - before[i]!, what[i]] as const)
+      .filter(([n]) => n > 0)
+      .map(([n, w]) => `${n} ${w}`);
+    if (lost.length > 0)
+      diag.warn(
+        `dropped ${lost.join(", ")} at exit: not delivered within ${timeoutMs} ms (THREADLINE_SHUTDOWN_TIMEOUT)`,
+      );
+  }
+
   /** Sends everything buffered; resolves once delivered or after `timeoutMs`. Never rejects. */
   async forceFlush(timeoutMs: number, final = false): Promise<void> {
+    const before = final ? this.#deadlineDrops() : undefined;
+    try {
+      await this.#flush(timeoutMs, final);
+    } finally {
+      if (before !== undefined) this.#reportDeadlineDrops(before, timeoutMs);
+    }
+  }
+
+  async #flush(timeoutMs: number, final: boolean): Promise<void> {
     this.#spans.drain();
     this.#logs.drain();
     const worker = this.#worker;
@@ -430,6 +463,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       final: true,
     } satisfies ToWorker);
     // The worker runs on its own thread and reports through shared memory.
+    const before = this.#deadlineDrops();
     let seen = Atomics.load(this.#control, CONTROL_FLUSHED);
     while (seen < id) {
       const left = deadline + 250 - Date.now();
@@ -437,12 +471,37 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       Atomics.wait(this.#control, CONTROL_FLUSHED, seen, left);
       seen = Atomics.load(this.#control, CONTROL_FLUSHED);
     }
+    this.#reportDeadlineDrops(before, timeoutMs);
+    if (seen < id) {
+      // The worker did not finish in time: what it still holds goes with
+      // the process.
+      const s = this.stats();
+      const held = [
+        [s.traces.pending, "spans"],
+        [s.logs.pending, "log records"],
+        [s.metrics.pending, "metric points"],
+      ] as const;
+      const lost = held.filter(([n]) => n > 0).map(([n, w]) => `${n} ${w}`);
+      if (lost.length > 0)
+        diag.warn(
+          `dropped ${lost.join(", ")} at exit: not delivered within ${timeoutMs} ms (THREADLINE_SHUTDOWN_TIMEOUT)`,
+        );
+    }
   }
 
   /** Final flush, then stop accepting data and stop the worker. */
   async shutdown(timeoutMs: number): Promise<void> {
     if (this.#closed) return;
+    const deadline = Date.now() + timeoutMs;
     await this.forceFlush(timeoutMs, true);
+    // Spans and lines that ended while that flush ran (requests still in
+    // flight in a graceful shutdown) go too, in the time left.
+    const left = deadline - Date.now();
+    if (
+      left > 0 &&
+      this.#spansOrLogsQueued("traces") + this.#spansOrLogsQueued("logs") > 0
+    )
+      await this.forceFlush(left, true);
     this.#closed = true;
     this.#spans.stop();
     this.#logs.stop();
