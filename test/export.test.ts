@@ -303,7 +303,10 @@ describe("export", () => {
             status: 200,
             headers: { "content-type": "application/json" },
             body: JSON.stringify({
-              partialSuccess: { rejectedDataPoints: "3" },
+              partialSuccess: {
+                rejectedDataPoints: "3",
+                errorMessage: "too old",
+              },
             }),
           }
         : undefined,
@@ -321,7 +324,55 @@ describe("export", () => {
       });
       await app.exited;
       assert.ok(
-        app.stderr.some((l) => /rejected 3 metric points/.test(l)),
+        app.stderr.some((l) =>
+          /rejected 3 of \d+ metric points: too old/.test(l),
+        ),
+        app.stderr.join("\n"),
+      );
+    } finally {
+      receiver.setResponder(undefined);
+    }
+  });
+
+  it("counts no more rejected than it sent, from a protobuf partial success, with its reason", async () => {
+    // partial_success { rejected_spans: 1000, error_message: "too old" }
+    const reason = Buffer.from("too old");
+    const body = Buffer.concat([
+      Buffer.from([
+        0x0a,
+        5 + reason.length,
+        0x08,
+        0xe8,
+        0x07,
+        0x12,
+        reason.length,
+      ]),
+      reason,
+    ]);
+    receiver.setResponder((req) =>
+      req.url === "/v1/traces"
+        ? {
+            status: 200,
+            headers: { "content-type": "application/x-protobuf" },
+            body,
+          }
+        : undefined,
+    );
+    try {
+      const app = await startService({
+        entry: "programmatic-stats.mjs",
+        cwd: fixtures,
+        ready: false,
+        env: env("partial-proto", { SPANS: "5" }),
+      });
+      await app.exited;
+      const stats = JSON.parse(app.stdout.at(-1)!) as {
+        traces: { exported: number; dropped: { rejected: number } };
+      };
+      assert.equal(stats.traces.exported, 0);
+      assert.equal(stats.traces.dropped.rejected, 5);
+      assert.ok(
+        app.stderr.some((l) => /rejected 5 of 5 spans: too old/.test(l)),
         app.stderr.join("\n"),
       );
     } finally {

@@ -92,7 +92,7 @@ export interface ReceivedRequest {
 export type Responder = (
   req: IncomingMessage,
 ) =>
-  | { status: number; headers?: Record<string, string>; body?: string }
+  | { status: number; headers?: Record<string, string>; body?: string | Buffer }
   | "hang"
   | "reset"
   | undefined;

@@ -89,7 +89,7 @@ interface Compressing {
 }
 
 type Outcome =
-  | { kind: "ok"; rejected: number }
+  | { kind: "ok"; rejected: number; message: string }
   | { kind: "retry"; reason: string; retryAfterMs: number | undefined }
   | { kind: "fail"; reason: string };
 
@@ -280,14 +280,24 @@ class Channel {
     }
     if (outcome.kind === "ok") {
       this.#failures = 0;
-      this.#owner.add(this.#signal, "exported", p.count - outcome.rejected);
-      if (outcome.rejected > 0) {
-        this.#owner.add(this.#signal, "rejected", outcome.rejected);
+      // A Collector cannot reject more than it was sent.
+      const rejected = Math.min(outcome.rejected, p.count);
+      this.#owner.add(this.#signal, "exported", p.count - rejected);
+      const why = outcome.message === "" ? "" : `: ${outcome.message}`;
+      if (rejected > 0) {
+        this.#owner.add(this.#signal, "rejected", rejected);
         this.#owner.post({
           t: "diag",
           level: "warn",
           key: `${this.#signal}-partial`,
-          message: `the Collector rejected ${outcome.rejected} ${what}`,
+          message: `the Collector rejected ${rejected} of ${p.count} ${what}${why}`,
+        });
+      } else if (why !== "") {
+        this.#owner.post({
+          t: "diag",
+          level: "warn",
+          key: `${this.#signal}-partial-warning`,
+          message: `the Collector took the ${what} with a warning${why}`,
         });
       }
     } else if (outcome.kind === "fail") {
@@ -394,7 +404,7 @@ class Channel {
         if (status >= 200 && status < 300)
           return {
             kind: "ok",
-            rejected: rejectedCount(
+            ...partialSuccess(
               res.body,
               e.protocol,
               res.headers.get("content-type"),
@@ -439,13 +449,34 @@ function retryAfter(value: string | undefined): number | undefined {
   return Math.min(ms, MAX_RETRY_AFTER_MS);
 }
 
-/** Reads partial_success.rejected_{spans,log_records,data_points} from an export response. */
-function rejectedCount(
+/** A varint at `at` in `b`: its value and where the next field starts. */
+function readVarint(b: Buffer, at: number): [value: number, next: number] {
+  let n = 0;
+  let shift = 0;
+  let i = at;
+  let byte: number;
+  do {
+    if (i >= b.length) throw new RangeError("truncated varint");
+    byte = b[i++]!;
+    n += (byte & 0x7f) * 2 ** shift;
+    shift += 7;
+  } while (byte & 0x80);
+  return [n, i];
+}
+
+/**
+ * partial_success from an export response: how many items the Collector
+ * rejected (rejected_spans, rejected_log_records or rejected_data_points,
+ * field 1) and why (error_message, field 2), which it may send with none
+ * rejected, as a warning. Unreadable: nothing rejected, nothing said.
+ */
+function partialSuccess(
   body: Buffer,
   protocol: string,
   contentType: string | undefined,
-): number {
-  if (body.length === 0) return 0;
+): { rejected: number; message: string } {
+  const none = { rejected: 0, message: "" };
+  if (body.length === 0) return none;
   try {
     if (protocol === "http/json" || contentType?.includes("json")) {
       const parsed = JSON.parse(body.toString("utf8")) as {
@@ -458,44 +489,45 @@ function rejectedCount(
           ps?.["rejectedDataPoints"] ??
           0,
       );
-      return Number.isFinite(n) && n > 0 ? n : 0;
+      const message = ps?.["errorMessage"];
+      return {
+        rejected: Number.isFinite(n) && n > 0 ? n : 0,
+        message: typeof message === "string" ? message : "",
+      };
     }
-    // field 1 (partial_success, LEN) -> field 1 (rejected count, varint)
+    // The response's field 1 (partial_success, LEN), then its fields.
     let i = 0;
     while (i < body.length) {
-      const tag = body[i++]!;
-      if (tag === 0x0a) {
-        let len = 0;
-        let shift = 0;
-        let b;
-        do {
-          b = body[i++]!;
-          len += (b & 0x7f) * 2 ** shift;
-          shift += 7;
-        } while (b & 0x80);
-        const end = i + len;
-        while (i < end) {
-          const inner = body[i++]!;
-          if (inner === 0x08) {
-            let n = 0;
-            shift = 0;
-            do {
-              b = body[i++]!;
-              n += (b & 0x7f) * 2 ** shift;
-              shift += 7;
-            } while (b & 0x80);
-            return n;
-          }
-          return 0;
-        }
-        return 0;
+      const [tag, afterTag] = readVarint(body, i);
+      const wire = tag & 7;
+      if (wire !== 2) return none; // no other field in an export response
+      const [len, start] = readVarint(body, afterTag);
+      const end = start + len;
+      if (tag >>> 3 !== 1) {
+        i = end;
+        continue;
       }
-      return 0;
+      const out = { rejected: 0, message: "" };
+      let j = start;
+      while (j < end) {
+        const [inner, next] = readVarint(body, j);
+        if ((inner & 7) === 0) {
+          const [value, after] = readVarint(body, next);
+          if (inner >>> 3 === 1) out.rejected = value;
+          j = after;
+        } else if ((inner & 7) === 2) {
+          const [n, from] = readVarint(body, next);
+          if (inner >>> 3 === 2)
+            out.message = body.toString("utf8", from, Math.min(from + n, end));
+          j = from + n;
+        } else return out;
+      }
+      return out;
     }
   } catch {
-    return 0;
+    return none;
   }
-  return 0;
+  return none;
 }
 
 /** Sends what the pipeline hands it; see the top of this file. */
