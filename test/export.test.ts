@@ -103,6 +103,30 @@ describe("export", () => {
     assert.equal(count(name).spans, 220);
   });
 
+  it("sends large spans and log lines in batches that fit its byte budget, losing none", async () => {
+    const name = "big-lines";
+    const app = await startService({
+      entry: "big-lines.mjs",
+      cwd: fixtures,
+      ready: false,
+      // 150 spans and lines of 40 KB within a second: 6 MB of each, over
+      // a 4 MB budget if they waited to be sent as one batch.
+      env: env(name, {
+        LINES: "150",
+        THREADLINE_EXPORT_MAX_BYTES: String(4 * 1024 * 1024),
+        OTEL_BSP_SCHEDULE_DELAY: "1000",
+        OTEL_BLRP_SCHEDULE_DELAY: "1000",
+      }),
+    });
+    const { code } = await app.exited;
+    assert.equal(code, 0);
+    assert.deepEqual(
+      count(name),
+      { spans: 150, logs: 150 },
+      app.stderr.join("\n"),
+    );
+  });
+
   const exits = {
     natural: "a natural exit",
     "process-exit": "process.exit()",

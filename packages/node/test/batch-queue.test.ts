@@ -71,6 +71,9 @@ function byteEncoder() {
   const appended: number[] = [];
   return {
     pending: 0,
+    get bytes() {
+      return appended.length;
+    },
     append(n: number) {
       if (n < 0) throw new Error("negative");
       appended.push(n);
@@ -110,6 +113,27 @@ it("encodes as items arrive, in batches of at most maxExportBatchSize, and drops
   q.drain();
   assert.deepEqual(batches.at(-1), [[5], 1]);
   assert.equal(q.size, 0);
+  q.stop();
+});
+
+it("seals a batch once its bytes reach the limit, and hands it on the next turn", async () => {
+  const batches: Array<[number[], number]> = [];
+  const q = new EncodingQueue<number>(
+    { scheduleDelayMs: 10_000, maxQueueSize: 100, maxExportBatchSize: 50 },
+    byteEncoder(),
+    (body, count) => batches.push([[...body], count]),
+    () => {},
+    () => {},
+    { maxBatchBytes: 3 },
+  );
+  for (const n of [1, 2, 3, 4, 5, 6, 7]) q.push(n);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(batches, [
+    [[1, 2, 3], 3],
+    [[4, 5, 6], 3],
+  ]);
+  q.drain();
+  assert.deepEqual(batches.at(-1), [[7], 1]);
   q.stop();
 });
 

@@ -77,3 +77,14 @@ it("starts each batch empty, and a batch is its bytes alone", () => {
   assert.equal(first.buffer.byteLength, first.byteLength);
   assert.equal(readAll(stage.take()).length, 0);
 });
+
+it("lets go of the room one very long line made it take", () => {
+  const stage = new LogStage({ initialSize: 64 * 1024 });
+  const long = { ...base, line: `{"msg":"${"x".repeat(2_000_000)}"}\n` };
+  stage.append(long);
+  assert.ok(stage.capacity >= 6_000_000, "room for 3 bytes a character");
+  assert.equal(readAll(stage.take())[0]!.line, long.line);
+  assert.equal(stage.capacity, 64 * 1024);
+  stage.append(base);
+  assert.deepEqual(readAll(stage.take()), [base]);
+});

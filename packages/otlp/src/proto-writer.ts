@@ -78,6 +78,11 @@ export class ProtoWriter {
     return this.#pos;
   }
 
+  /** Bytes its buffer holds, written or not. */
+  get capacity(): number {
+    return this.#buf.length;
+  }
+
   #ensure(n: number): void {
     if (this.#pos + n <= this.#buf.length) return;
     let size = this.#buf.length * 2;

@@ -13,6 +13,8 @@ import {
 } from "./proto-writer.ts";
 
 const HAS_IS_REMOTE = 0x100;
+/** A scope's buffer larger than this is not kept between batches. */
+const SHRINK_ABOVE = 1024 * 1024;
 const IS_REMOTE = 0x200;
 
 /** Decimal string of epoch nanoseconds, as OTLP/JSON writes 64-bit integers. */
@@ -172,6 +174,13 @@ export class TraceEncoder {
     return this.#pending;
   }
 
+  /** Bytes of the spans appended and not yet taken. */
+  get bytes(): number {
+    let n = 0;
+    for (const w of this.#scopes.values()) n += w.length;
+    return n;
+  }
+
   /**
    * Encodes one span now (protobuf) into its scope's buffer and keeps only
    * its bytes until {@link take}. Throws, having kept nothing of the span,
@@ -256,7 +265,12 @@ export class TraceEncoder {
   }
 
   #clear(): void {
-    for (const spans of this.#scopes.values()) spans.reset();
+    for (const [scope, spans] of this.#scopes) {
+      // A buffer grown for a batch of unusually large spans is let go,
+      // not kept at that size for the rest of the process.
+      if (spans.capacity > SHRINK_ABOVE) this.#scopes.delete(scope);
+      else spans.reset();
+    }
     this.#pending = 0;
   }
 

@@ -30,6 +30,10 @@ abstract class Batcher<T> {
   abstract get size(): number;
   /** Queues one item. */
   protected abstract add(item: T): void;
+  /** Whether a batch was sealed early (by its bytes) and can go now. */
+  protected get ready(): boolean {
+    return false;
+  }
   /** Hands queued items on: every one, or only those that make full batches. */
   protected abstract flush(fullBatchesOnly: boolean): void;
 
@@ -39,7 +43,7 @@ abstract class Batcher<T> {
       return;
     }
     this.add(item);
-    if (this.size >= this.settings.maxExportBatchSize) {
+    if (this.size >= this.settings.maxExportBatchSize || this.ready) {
       this.#immediate ??= setImmediate(() => {
         this.#immediate = undefined;
         this.flush(true);
@@ -120,6 +124,8 @@ export class BatchQueue<T> extends Batcher<T> {
 export interface BatchEncoder<T> {
   /** Items appended since the last take(). */
   readonly pending: number;
+  /** Their encoded bytes. */
+  readonly bytes: number;
   /** Encodes one item; throws, keeping nothing of it, when it cannot. */
   append(item: T): void;
   /** The encoded batch of everything appended since the last take(). */
@@ -136,6 +142,12 @@ export interface EncodingOptions<T> {
   hold?: number;
   /** Called with each item once it has been encoded (or has failed to be). */
   onEncoded?: (item: T) => void;
+  /**
+   * A batch is sealed once its bytes reach this, whatever its count: a
+   * batch of large items must still fit the exporter's byte budget (and a
+   * Collector's request size limit).
+   */
+  maxBatchBytes?: number;
 }
 
 export class EncodingQueue<T> extends Batcher<T> {
@@ -144,6 +156,7 @@ export class EncodingQueue<T> extends Batcher<T> {
   readonly #onEncodeError: (err: unknown) => void;
   readonly #hold: number;
   readonly #onEncoded: ((item: T) => void) | undefined;
+  readonly #maxBatchBytes: number;
   /** Items not yet encoded (fewer than `hold`). */
   #held: T[] = [];
   /** Full batches waiting for the next turn of the event loop. */
@@ -167,6 +180,11 @@ export class EncodingQueue<T> extends Batcher<T> {
       Math.min(options.hold ?? 1, settings.maxExportBatchSize),
     );
     this.#onEncoded = options.onEncoded;
+    this.#maxBatchBytes = options.maxBatchBytes ?? Infinity;
+  }
+
+  protected override get ready(): boolean {
+    return this.#sealedCount > 0;
   }
 
   get size(): number {
@@ -196,7 +214,11 @@ export class EncodingQueue<T> extends Batcher<T> {
       this.#onEncodeError(err);
     }
     this.#onEncoded?.(item);
-    if (this.#encoder.pending >= this.settings.maxExportBatchSize) this.#seal();
+    if (
+      this.#encoder.pending >= this.settings.maxExportBatchSize ||
+      this.#encoder.bytes >= this.#maxBatchBytes
+    )
+      this.#seal();
   }
 
   #seal(): void {

@@ -182,7 +182,10 @@ class Channel {
         t: "diag",
         level: "warn",
         key: `${this.#signal}-buffer-full`,
-        message: `dropped ${WHAT[this.#signal]}: the export buffer is full (${settings.maxPendingBytes} bytes, THREADLINE_EXPORT_MAX_BYTES): more came than ${printableUrl(this.#endpoint.url)} took in time`,
+        message:
+          body.length > settings.maxPendingBytes
+            ? `dropped ${count} ${WHAT[this.#signal]}: together ${body.length} bytes, more than the whole export buffer (${settings.maxPendingBytes} bytes, THREADLINE_EXPORT_MAX_BYTES)`
+            : `dropped ${WHAT[this.#signal]}: the export buffer is full (${settings.maxPendingBytes} bytes, THREADLINE_EXPORT_MAX_BYTES): more came than ${printableUrl(this.#endpoint.url)} took in time`,
       });
       bodyPool.release(body);
       return;

@@ -80,9 +80,11 @@ export class LogStage implements BatchEncoder<StagedLog> {
   #strings: string[] = [];
 
   readonly #allocate: (size: number) => Buffer;
+  readonly #initialSize: number;
 
   /**
-   * `initialSize`: the stage's own buffer to start with (it grows).
+   * `initialSize`: the stage's own buffer to start with (it grows, and
+   * goes back to this after a batch that made it larger than 1 MiB).
    * `allocate` gives the memory of each batch {@link take} hands out (for a
    * caller that reuses it once the batch is encoded).
    */
@@ -95,10 +97,21 @@ export class LogStage implements BatchEncoder<StagedLog> {
   } = {}) {
     this.#buf = Buffer.allocUnsafeSlow(initialSize);
     this.#allocate = allocate;
+    this.#initialSize = initialSize;
   }
 
   get pending(): number {
     return this.#pending;
+  }
+
+  /** Bytes of the records appended and not yet taken. */
+  get bytes(): number {
+    return this.#pos;
+  }
+
+  /** Bytes the stage's own buffer holds, used or not. */
+  get capacity(): number {
+    return this.#buf.length;
   }
 
   append(log: StagedLog): void {
@@ -161,6 +174,10 @@ export class LogStage implements BatchEncoder<StagedLog> {
     this.#pos = 0;
     this.#pending = 0;
     this.#strings = [];
+    // One very long line (it reserves 3 bytes a character) must not pin
+    // its buffer for the rest of the process.
+    if (this.#buf.length > 1024 * 1024)
+      this.#buf = Buffer.allocUnsafeSlow(this.#initialSize);
     return out;
   }
 

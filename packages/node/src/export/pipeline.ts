@@ -67,6 +67,8 @@ export interface PipelineStats {
  * spans surviving young-generation collections; 32 at a time, 5.4–5.7 µs
  * and 110–111 MB.
  */
+/** The most bytes a batch of spans or log lines gathers before it goes. */
+const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 const SPANS_HELD = 32;
 
 export class ExportPipeline implements SpanSink, LogRecordSink {
@@ -132,6 +134,12 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
         ? bodyPool.acquire
         : Buffer.allocUnsafeSlow;
     this.#encoder = new TraceEncoder(resource, { allocate });
+    // A batch of large spans or lines goes before its count is reached:
+    // one batch must fit the byte budget a few times over.
+    const maxBatchBytes = Math.min(
+      MAX_BATCH_BYTES,
+      Math.floor(config.exportMaxBytes / 4),
+    );
     this.#metricsEncoder = new MetricsEncoder(resource);
     // Protobuf spans are encoded a few at a time as they end, and then
     // only their bytes are kept (see batch-queue.ts); JSON, a debugging
@@ -149,7 +157,11 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
             (body, count) => this.#postSpans(body, count),
             () => this.#queueFull("traces"),
             (err) => this.#encodeFailed(1, err),
-            { hold: SPANS_HELD, onEncoded: (span) => span.release() },
+            {
+              hold: SPANS_HELD,
+              onEncoded: (span) => span.release(),
+              maxBatchBytes,
+            },
           );
     this.#logs = new EncodingQueue(
       config.logs.batch,
@@ -166,6 +178,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
           `could not keep a log record for export: ${(err as Error).message}`,
         );
       },
+      { maxBatchBytes },
     );
   }
 
