@@ -150,6 +150,7 @@ export class TraceEncoder {
   /** Spans appended since the last take(), encoded, per instrumentation scope. */
   readonly #scopes = new Map<Scope, ProtoWriter>();
   #pending = 0;
+  #bytes = 0;
   /** ResourceSpans.resource, encoded once. */
   #resourceBytes: Uint8Array | undefined;
   /** ScopeSpans.scope of each scope, encoded once. */
@@ -176,9 +177,7 @@ export class TraceEncoder {
 
   /** Bytes of the spans appended and not yet taken. */
   get bytes(): number {
-    let n = 0;
-    for (const w of this.#scopes.values()) n += w.length;
-    return n;
+    return this.#bytes;
   }
 
   /**
@@ -198,6 +197,7 @@ export class TraceEncoder {
       throw err;
     }
     this.#pending++;
+    this.#bytes += w.length - at;
   }
 
   /** One protobuf request holding every span appended since the last take(). */
@@ -272,6 +272,7 @@ export class TraceEncoder {
       else spans.reset();
     }
     this.#pending = 0;
+    this.#bytes = 0;
   }
 
   /** OTLP/JSON (`application/json`). */
