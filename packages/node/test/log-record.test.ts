@@ -124,7 +124,7 @@ function takesBytes(log: StagedLog): boolean {
 const FLAT = [
   '{"level":30,"time":1763800000123,"pid":7,"hostname":"h","msg":"order placed","order":42}\n',
   '{"level":30,"time":1763800000123,"msg":"with ids","trace_id":"0af7651916cd43dd8448eb211c80319c","span_id":"b7ad6b7169203331","customer.id":"c-42"}\n',
-  '{"a":-0,"b":1.0,"c":1e21,"d":-12.5e-3,"e":9007199254740993,"f":123456789012345678,"g":0.1}',
+  '{"a":-0,"b":1.0,"c":1e21,"d":-12.5e-3,"g":0.1}',
   '{"t":true,"f":false,"n":null,"empty":"","":"no key","msg":7}',
   '{"unicode":"żółć 日本 🚀","ключ":"значение"}',
   ' { "spaced" : 1 ,\t"out" : "x" }\r\n',
@@ -139,6 +139,7 @@ const FLAT = [
 ];
 
 const PARSED = [
+  '{"e":9007199254740993,"f":123456789012345678}', // integers a double cannot hold
   '{"msg":"a \\"quoted\\" word"}', // an escape
   '{"msg":"nested","req":{"id":1}}', // an object
   '{"msg":"list","tags":["a","b"]}', // an array
@@ -189,7 +190,7 @@ it("makes the same request from bytes as from parsed lines", () => {
   const records = request!.scopes[0]!.logs;
   // A line that is not a JSON object is a record too, its text the body.
   assert.equal(records.length, logs.length);
-  assert.equal(records[FLAT.length + 7]!.body, "not json at all");
+  assert.equal(records[FLAT.length + 8]!.body, "not json at all");
   assert.deepEqual(records[0]!.attributes, { order: 42 });
   assert.equal(records[0]!.body, "order placed");
   assert.equal(records[0]!.timeUs, 1763800000123000);
@@ -339,4 +340,60 @@ it("holds log records to the attribute limits, cutting strings by characters", (
   const reader = new StagedLogReader(staged([logged('{"a":"abcd"}')]));
   assert.ok(reader.advance());
   assert.ok(writeStagedRecord(new ProtoWriter(), reader, limits));
+});
+
+it("takes pino's own time and keeps the application's fields of the same names", () => {
+  const record = toLogRecord(
+    captured(
+      '{"level":30,"time":1763800000123,"pid":1,"hostname":"h","level":"db","time":250,"pid":4242,"hostname":"db-3","msg":"query done"}\n',
+    ),
+  );
+  assert.equal(record.time, 1763800000123);
+  assert.deepEqual(record.attributes, {
+    level: "db",
+    time: 250,
+    pid: 4242,
+    hostname: "db-3",
+  });
+  // pino's keys alone say nothing the record does not.
+  assert.deepEqual(
+    toLogRecord(
+      captured('{"level":30,"time":1763800000123,"pid":1,"msg":"x","n":{}}\n'),
+    ).attributes,
+    { n: {} },
+  );
+});
+
+it("reads the exception from whatever key the logger writes errors under", () => {
+  const record = toLogRecord(
+    captured(
+      '{"level":50,"time":1763800000123,"error":{"type":"TypeError","message":"boom","stack":"TypeError: boom\\n    at f"},"msg":"boom"}\n',
+    ),
+  );
+  assert.equal(record.attributes?.["exception.type"], "TypeError");
+  assert.equal(record.attributes?.["exception.message"], "boom");
+  assert.match(String(record.attributes?.["exception.stacktrace"]), /at f/);
+});
+
+it("keeps every digit of integers past 2^53 within int64, from bytes and from parsed lines", () => {
+  const line =
+    '{"level":30,"time":1763800000123,"id":9007199254740993,"neg":-9007199254740993,"huge":12345678901234567890,"msg":"ids"}\n';
+  const record = toLogRecord(captured(line));
+  assert.deepEqual(record.attributes, {
+    id: 9007199254740993n,
+    neg: -9007199254740993n,
+    huge: 12345678901234567890, // past int64: a double, as OTLP has no larger integer
+  });
+  const stage = new LogStage();
+  stage.append(captured(line));
+  const body = Buffer.from(
+    exportBatch(stage, new LogsEncoder(resource, scope)),
+  );
+  // AnyValue.int_value (field 3) of each, every digit in the varint.
+  for (const n of [9007199254740993n, -9007199254740993n]) {
+    const w = new ProtoWriter(16);
+    w.tag(3, 0);
+    w.int64Big(n);
+    assert.ok(body.includes(Buffer.from(w.finish())), String(n));
+  }
 });

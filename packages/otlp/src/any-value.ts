@@ -21,6 +21,10 @@ export function writeAnyValue(w: ProtoWriter, v: AnyValue, depth = 0): void {
         w.double(v);
       }
       return;
+    case "bigint":
+      w.tag(3, WIRE_VARINT);
+      w.int64Big(v);
+      return;
     case "object": {
       if (v === null || depth > 8) return;
       if (v instanceof Uint8Array) {
@@ -225,6 +229,7 @@ function model(
     block.keys.push(key);
     block.values.push(
       typeof value === "object" ||
+        typeof value === "bigint" ||
         (typeof value === "string" && value.length > MAX_KEPT_BYTES)
         ? UNMATCHED
         : value,
@@ -327,6 +332,8 @@ export function anyValueToJson(v: AnyValue, depth = 0): unknown {
       return { stringValue: v.isWellFormed() ? v : v.toWellFormed() };
     case "boolean":
       return { boolValue: v };
+    case "bigint":
+      return { intValue: String(BigInt.asIntN(64, v)) };
     case "number":
       if (Number.isSafeInteger(v)) return { intValue: String(v) };
       if (Number.isFinite(v)) return { doubleValue: v };

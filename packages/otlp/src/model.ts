@@ -5,6 +5,8 @@
 export type AnyValue =
   | string
   | number
+  /** An integer past 2^53, as a log line may carry one (int64's range). */
+  | bigint
   | boolean
   | null
   | undefined

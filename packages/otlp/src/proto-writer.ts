@@ -108,11 +108,13 @@ export class ProtoWriter {
 
   /** Writes a signed int64 varint (two's complement for negatives). */
   int64(n: number): void {
-    if (n >= 0) {
-      this.uvarint(n);
-      return;
-    }
-    let v = BigInt.asUintN(64, BigInt(n));
+    if (n >= 0) this.uvarint(n);
+    else this.int64Big(BigInt(n));
+  }
+
+  /** Writes an int64 varint from a bigint (cut to 64 bits, two's complement). */
+  int64Big(n: bigint): void {
+    let v = BigInt.asUintN(64, n);
     this.#ensure(10);
     while (v >= 0x80n) {
       this.#buf[this.#pos++] = Number(v & 0x7fn) | 0x80;

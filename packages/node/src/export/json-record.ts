@@ -259,6 +259,13 @@ function keysNeedParse(b: Uint8Array, n: number): boolean {
 const DROPPED_BY_LENGTH: Uint8Array[][] = [];
 for (const key of DROPPED) (DROPPED_BY_LENGTH[key.length] ??= []).push(key);
 
+/** Whether b[start, end) is an integer literal: digits, maybe a minus. */
+function digitsOnly(b: Uint8Array, start: number, end: number): boolean {
+  for (let i = b[start] === 0x2d ? start + 1 : start; i < end; i++)
+    if (!isDigit(b[i])) return false;
+  return true;
+}
+
 function isDropped(b: Uint8Array, start: number, end: number): boolean {
   const candidates = DROPPED_BY_LENGTH[end - start];
   if (candidates === undefined) return false;
@@ -312,6 +319,15 @@ export function writeStagedRecord(
         if (members[m + 2] === NUMBER) time = epochMillis(numbers[k]!);
       }
     }
+    // An integer past 2^53 (the body's or an attribute's) is left to
+    // toLogRecord, which keeps its digits.
+    if (
+      members[m + 2] === NUMBER &&
+      (attribute || body === m) &&
+      !Number.isSafeInteger(numbers[k]) &&
+      digitsOnly(b, members[m + 3]!, members[m + 4]!)
+    )
+      return false;
     if (!attribute) members[m + 2] = 0;
     // A line the limits cut is left to toLogRecord, which cuts by
     // characters; a string of no more bytes than the limit has no more

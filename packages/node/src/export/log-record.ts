@@ -63,6 +63,97 @@ export function encodeStagedLogsJson(
   return encoder.encodeJson(records);
 }
 
+/** A run of digits too long for a double to hold exactly. */
+const LONG_INTEGER = /\d{16}/;
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+/**
+ * JSON.parse's reviver: an integer a double cannot hold exactly becomes a
+ * bigint, OTLP's int64 (past int64 it stays a double, as OTLP has nothing
+ * larger).
+ */
+function exactIntegers(
+  this: unknown,
+  _key: string,
+  value: unknown,
+  context?: { source?: string },
+): unknown {
+  if (typeof value !== "number" || Number.isSafeInteger(value)) return value;
+  const source = context?.source;
+  if (source === undefined || !/^-?\d+$/.test(source)) return value;
+  const n = BigInt(source);
+  return n >= INT64_MIN && n <= INT64_MAX ? n : value;
+}
+
+const NOT_LEADING = Symbol("not leading");
+
+/** Whether pino's leading value `a` is the parsed `b` (which may be exact where `a` is not). */
+function sameValue(a: unknown, b: unknown): boolean {
+  return a === b || (typeof b === "bigint" && Number(b) === a);
+}
+
+/**
+ * `key`'s first value in the line, a string or a number, if it comes
+ * before any nested object or array: where pino writes its own level,
+ * time, pid, hostname and the trace ids. NOT_LEADING when it is not there.
+ */
+function leadingValue(line: string, key: string): unknown {
+  const at = line.indexOf(`"${key}":`);
+  if (at < 0) return NOT_LEADING;
+  for (let i = 1; i < at; i++) {
+    const c = line.charCodeAt(i);
+    if (c === 0x7b || c === 0x5b) return NOT_LEADING; // { or [
+  }
+  const from = at + key.length + 3;
+  let end = from;
+  if (line.charCodeAt(from) === 0x22) {
+    for (end = from + 1; end < line.length; end++) {
+      const c = line.charCodeAt(end);
+      if (c === 0x5c) end++;
+      else if (c === 0x22) break;
+    }
+    end++;
+  } else
+    while (
+      end < line.length &&
+      line.charCodeAt(end) !== 0x2c &&
+      line.charCodeAt(end) !== 0x7d
+    )
+      end++;
+  try {
+    const v: unknown = JSON.parse(line.slice(from, end));
+    return typeof v === "string" || typeof v === "number" ? v : NOT_LEADING;
+  } catch {
+    return NOT_LEADING; // an object or array: not one of pino's
+  }
+}
+
+/**
+ * The error pino's serializer wrote: under `err`, or under the logger's
+ * own `errorKey`, which the line does not name: the first top-level
+ * object with a string `type`, `message` and `stack`.
+ */
+function errorOf(
+  parsed: Record<string, unknown>,
+): Record<string, unknown> | undefined {
+  const err = parsed["err"];
+  if (err !== null && typeof err === "object")
+    return err as Record<string, unknown>;
+  for (const key in parsed) {
+    const v = parsed[key];
+    if (v === null || typeof v !== "object" || Array.isArray(v)) continue;
+    const e = v as Record<string, unknown>;
+    if (
+      typeof e["type"] === "string" &&
+      typeof e["message"] === "string" &&
+      typeof e["stack"] === "string"
+    )
+      return e;
+  }
+  return undefined;
+}
+
 /**
  * Turns one logger line into a log record; unparsable lines become a string
  * body. The limits apply to the attributes (strings, and strings within
@@ -80,7 +171,12 @@ export function toLogRecord(
   let attributes: Record<string, LogRecordData["body"]> | undefined;
   let time: number | undefined;
   try {
-    const parsed = JSON.parse(line) as Record<string, unknown>;
+    // Integers past 2^53 (ids logged as bigints) keep every digit.
+    const parsed = (
+      LONG_INTEGER.test(line)
+        ? JSON.parse(line, exactIntegers)
+        : JSON.parse(line)
+    ) as Record<string, unknown>;
     if (
       parsed !== null &&
       typeof parsed === "object" &&
@@ -90,7 +186,12 @@ export function toLogRecord(
       // A message that is not a string (pino writes what it is given) is
       // still the body.
       body = parsed[msgKey] as LogRecordData["body"];
-      const t = parsed["time"];
+      // pino's own time, written before any field of the application's
+      // (JSON.parse keeps the last of a repeated key: a field of the
+      // application's named `time`).
+      const leading = leadingValue(line, "time");
+      const given = leading === NOT_LEADING ? parsed["time"] : leading;
+      const t = typeof given === "bigint" ? Number(given) : given;
       if (typeof t === "number") time = epochMillis(t);
       else if (typeof t === "string") {
         const parsedTime = Date.parse(t);
@@ -98,18 +199,24 @@ export function toLogRecord(
       }
       attributes = {};
       for (const key in parsed) {
-        if (key === msgKey || PINO_KEYS_DROPPED.has(key)) continue;
+        if (key === msgKey) continue;
+        // pino's own keys say nothing the record does not; a field of the
+        // application's with the same name (written later, so the one
+        // parsed) is kept.
+        if (PINO_KEYS_DROPPED.has(key)) {
+          const own = leadingValue(line, key);
+          if (own === NOT_LEADING || sameValue(own, parsed[key])) continue;
+        }
         attributes[key] = parsed[key] as LogRecordData["body"];
       }
-      const err = parsed["err"];
-      if (err !== null && typeof err === "object") {
-        const e = err as Record<string, unknown>;
-        if (typeof e["type"] === "string")
-          attributes["exception.type"] = e["type"];
-        if (typeof e["message"] === "string")
-          attributes["exception.message"] = e["message"];
-        if (typeof e["stack"] === "string")
-          attributes["exception.stacktrace"] = e["stack"];
+      const err = errorOf(parsed);
+      if (err !== undefined) {
+        if (typeof err["type"] === "string")
+          attributes["exception.type"] = err["type"];
+        if (typeof err["message"] === "string")
+          attributes["exception.message"] = err["message"];
+        if (typeof err["stack"] === "string")
+          attributes["exception.stacktrace"] = err["stack"];
       }
     }
   } catch {
