@@ -183,6 +183,38 @@ describe("export under faults", () => {
     }
   });
 
+  it("waits out a Retry-After only as long as the data may still wait", async () => {
+    const receiver = await startOtlpReceiver();
+    let refused = false;
+    receiver.setResponder((req) => {
+      if (req.url === "/v1/traces" && !refused) {
+        refused = true;
+        return { status: 429, headers: { "retry-after": "86400" } };
+      }
+      return undefined;
+    });
+    const svc = await service(receiver.url, {
+      THREADLINE_EXPORT_MAX_RETRY_TIME: "2000",
+    });
+    try {
+      await drive(svc, 20);
+      // A day, as asked, would hold them for the 5 minutes Retry-After is
+      // capped at; they may wait 2 s.
+      await receiver.waitForSpans(
+        (s) => s.length >= 20,
+        "the spans, retried when their 2 s ran out",
+        15_000,
+      );
+      assert.ok(
+        svc.stderr.some((l) => /retrying in [12] s \(Retry-After\)/.test(l)),
+        svc.stderr.join("\n"),
+      );
+    } finally {
+      await svc.stop();
+      await receiver.close();
+    }
+  });
+
   it("backs off with growing, jittered delays when throttled without Retry-After", async () => {
     const receiver = await startOtlpReceiver();
     let n = 0;

@@ -325,15 +325,23 @@ class Channel {
         MAX_BACKOFF_MS,
         1000 * 2 ** (this.#failures - 1),
       );
+      // A Retry-After longer than the data may still wait is cut to the
+      // time it has left: waiting longer would only end in dropping it.
+      const left = Math.max(
+        0,
+        this.#owner.settings.maxRetryMs - (Date.now() - p.enqueuedAt),
+      );
       const delay =
-        outcome.retryAfterMs ?? backoff / 2 + (Math.random() * backoff) / 2;
+        outcome.retryAfterMs === undefined
+          ? backoff / 2 + (Math.random() * backoff) / 2
+          : Math.min(outcome.retryAfterMs, left);
       this.#nextAttemptAt = Math.max(this.#nextAttemptAt, Date.now() + delay);
       this.#queue.unshift(p);
       this.#owner.post({
         t: "diag",
         level: "warn",
         key: `${this.#signal}-retry`,
-        message: `could not export ${what} to ${printableUrl(this.#endpoint.url)}: ${outcome.reason}; retrying with backoff`,
+        message: `could not export ${what} to ${printableUrl(this.#endpoint.url)}: ${outcome.reason}; ${outcome.retryAfterMs === undefined ? "retrying with backoff" : `retrying in ${Math.ceil(delay / 1000)} s (Retry-After)`}`,
       });
     }
     this.#syncGauges();
