@@ -314,6 +314,28 @@ describe("export", () => {
           { spans: 5, logs: 5 },
           app.stderr.join("\n"),
         );
+        // Without the CA: told why, and what would make it trusted.
+        const untrusted = await startService({
+          entry: "burst.mjs",
+          cwd: fixtures,
+          ready: false,
+          env: env("tls-untrusted", {
+            SPANS: "5",
+            EXIT: "natural",
+            OTEL_EXPORTER_OTLP_ENDPOINT: secure.url,
+            THREADLINE_SHUTDOWN_TIMEOUT: "300",
+            THREADLINE_EXPORT_THREAD: thread,
+          }),
+        });
+        await untrusted.exited;
+        assert.ok(
+          untrusted.stderr.some((l) =>
+            /not trusted here \(OTEL_EXPORTER_OTLP_CERTIFICATE names the CA to trust\)/.test(
+              l,
+            ),
+          ),
+          untrusted.stderr.join("\n"),
+        );
       } finally {
         await secure.close();
         rmSync(dir, { recursive: true, force: true });

@@ -439,11 +439,26 @@ class Channel {
           ? { kind: "fail", reason: err.message }
           : {
               kind: "retry",
-              reason: err.code ?? err.message,
+              reason: untrustedCertificate(err.code)
+                ? `${err.code}: the Collector's certificate is not trusted here (OTEL_EXPORTER_OTLP_CERTIFICATE names the CA to trust)`
+                : (err.code ?? err.message),
               retryAfterMs: undefined,
             },
     );
   }
+}
+
+/** OpenSSL's codes for a certificate chain this process does not trust. */
+const UNTRUSTED = new Set([
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+]);
+
+function untrustedCertificate(code: string | undefined): boolean {
+  return code !== undefined && UNTRUSTED.has(code);
 }
 
 /** Parses Retry-After (seconds or an HTTP date) into a delay in ms. */
