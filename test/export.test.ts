@@ -127,6 +127,48 @@ describe("export", () => {
     );
   });
 
+  it("counts and says what a shutdown could not send, spans that ended during it included", async () => {
+    receiver.setResponder(() => "hang");
+    try {
+      const app = await startService({
+        entry: "programmatic-stats.mjs",
+        cwd: fixtures,
+        ready: false,
+        env: env("shutdown-hang", {
+          SPANS: "50",
+          IN_FLIGHT: "5",
+          THREADLINE_SHUTDOWN_TIMEOUT: "700",
+        }),
+      });
+      await app.exited;
+      const stats = JSON.parse(app.stdout.at(-1)!) as {
+        traces: {
+          created: number;
+          exported: number;
+          pending: number;
+          dropped: { shutdownDeadline: number };
+        };
+      };
+      assert.deepEqual(
+        {
+          created: stats.traces.created,
+          exported: stats.traces.exported,
+          lost: stats.traces.dropped.shutdownDeadline,
+          pending: stats.traces.pending,
+        },
+        { created: 55, exported: 0, lost: 55, pending: 0 },
+      );
+      assert.ok(
+        app.stderr.some((l) =>
+          /dropped 55 spans.* at exit: not delivered within 700 ms/.test(l),
+        ),
+        app.stderr.join("\n"),
+      );
+    } finally {
+      receiver.setResponder(undefined);
+    }
+  });
+
   const exits = {
     natural: "a natural exit",
     "process-exit": "process.exit()",

@@ -13,8 +13,11 @@ import {
 } from "./proto-writer.ts";
 
 const HAS_IS_REMOTE = 0x100;
-/** A scope's buffer larger than this is not kept between batches. */
-const SHRINK_ABOVE = 1024 * 1024;
+/**
+ * A scope's buffer larger than this is not kept between batches (the SDK
+ * seals its batches at 4 MiB: an ordinary batch keeps its room).
+ */
+const SHRINK_ABOVE = 8 * 1024 * 1024;
 const IS_REMOTE = 0x200;
 
 /** Decimal string of epoch nanoseconds, as OTLP/JSON writes 64-bit integers. */

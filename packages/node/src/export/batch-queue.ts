@@ -30,6 +30,8 @@ abstract class Batcher<T> {
   abstract get size(): number;
   /** Queues one item. */
   protected abstract add(item: T): void;
+  /** Forgets every queued item; how many there were. */
+  abstract discard(): number;
   /** Whether a batch was sealed early (by its bytes) and can go now. */
   protected get ready(): boolean {
     return false;
@@ -100,6 +102,12 @@ export class BatchQueue<T> extends Batcher<T> {
 
   protected add(item: T): void {
     this.#items.push(item);
+  }
+
+  discard(): number {
+    const n = this.#items.length;
+    this.#items = [];
+    return n;
   }
 
   protected flush(fullBatchesOnly: boolean): void {
@@ -185,6 +193,15 @@ export class EncodingQueue<T> extends Batcher<T> {
 
   protected override get ready(): boolean {
     return this.#sealedCount > 0;
+  }
+
+  discard(): number {
+    const n = this.size;
+    this.#held = [];
+    if (this.#encoder.pending > 0) this.#encoder.take();
+    this.#sealed = [];
+    this.#sealedCount = 0;
+    return n;
   }
 
   get size(): number {

@@ -60,6 +60,8 @@ export const SPAN_ID_LENGTH = 16;
 // UTF-8 takes at most 3 bytes per UTF-16 code unit, so reserving this much
 // room lets a line be written without measuring it first.
 const MAX_BYTES_PER_UNIT = 3;
+/** A stage buffer grown past this is let go once its batch is taken. */
+const SHRINK_ABOVE = 8 * 1024 * 1024;
 
 /** Copies `s` if it has `length` ASCII characters; false (and nothing kept) if not. */
 function writeAscii(b: Buffer, at: number, s: string, length: number): boolean {
@@ -84,7 +86,7 @@ export class LogStage implements BatchEncoder<StagedLog> {
 
   /**
    * `initialSize`: the stage's own buffer to start with (it grows, and
-   * goes back to this after a batch that made it larger than 1 MiB).
+   * goes back to this after a batch that made it larger than 8 MiB).
    * `allocate` gives the memory of each batch {@link take} hands out (for a
    * caller that reuses it once the batch is encoded).
    */
@@ -175,8 +177,9 @@ export class LogStage implements BatchEncoder<StagedLog> {
     this.#pending = 0;
     this.#strings = [];
     // One very long line (it reserves 3 bytes a character) must not pin
-    // its buffer for the rest of the process.
-    if (this.#buf.length > 1024 * 1024)
+    // its buffer for the rest of the process; a batch of ordinary lines
+    // (at most 4 MiB, see the pipeline) keeps the room it grew.
+    if (this.#buf.length > SHRINK_ABOVE)
       this.#buf = Buffer.allocUnsafeSlow(this.#initialSize);
     return out;
   }

@@ -82,9 +82,27 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   /** Filled in by emit() and copied out at once by the log stage. */
   readonly #captured: StagedLog = emptyStagedLog();
   readonly #main = {
-    traces: { created: 0, queueFull: 0, rejected: 0, posted: 0 },
-    logs: { created: 0, queueFull: 0, rejected: 0, posted: 0 },
-    metrics: { created: 0, queueFull: 0, rejected: 0, posted: 0 },
+    traces: {
+      created: 0,
+      queueFull: 0,
+      rejected: 0,
+      shutdownDeadline: 0,
+      posted: 0,
+    },
+    logs: {
+      created: 0,
+      queueFull: 0,
+      rejected: 0,
+      shutdownDeadline: 0,
+      posted: 0,
+    },
+    metrics: {
+      created: 0,
+      queueFull: 0,
+      rejected: 0,
+      shutdownDeadline: 0,
+      posted: 0,
+    },
   };
   readonly #metricsEncoder: MetricsEncoder;
   readonly #flushWaiters = new Map<number, () => void>();
@@ -382,7 +400,9 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   /** What the exit or shutdown flush has had to drop so far, per signal. */
   #deadlineDrops(): number[] {
     return (["traces", "logs", "metrics"] as const).map(
-      (s) => this.#counters[counterIndex(s, "shutdownDeadline")] ?? 0,
+      (s) =>
+        (this.#counters[counterIndex(s, "shutdownDeadline")] ?? 0) +
+        this.#main[s].shutdownDeadline,
     );
   }
 
@@ -506,16 +526,24 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   async shutdown(timeoutMs: number): Promise<void> {
     if (this.#closed) return;
     const deadline = Date.now() + timeoutMs;
-    await this.forceFlush(timeoutMs, true);
-    // Spans and lines that ended while that flush ran (requests still in
-    // flight in a graceful shutdown) go too, in the time left.
-    const left = deadline - Date.now();
-    if (
-      left > 0 &&
-      this.#spansOrLogsQueued("traces") + this.#spansOrLogsQueued("logs") > 0
-    )
-      await this.forceFlush(left, true);
-    this.#closed = true;
+    const before = this.#deadlineDrops();
+    try {
+      await this.#flush(timeoutMs, true);
+      // Spans and lines that ended while that flush ran (requests still in
+      // flight in a graceful shutdown) go too, in the time left.
+      const left = deadline - Date.now();
+      if (
+        left > 0 &&
+        this.#spansOrLogsQueued("traces") + this.#spansOrLogsQueued("logs") > 0
+      )
+        await this.#flush(left, true);
+    } finally {
+      this.#closed = true;
+      // What ended too late for any flush goes with the pipeline, counted.
+      this.#main.traces.shutdownDeadline += this.#spans.discard();
+      this.#main.logs.shutdownDeadline += this.#logs.discard();
+      this.#reportDeadlineDrops(before, timeoutMs);
+    }
     this.#spans.stop();
     this.#logs.stop();
     this.#exporter?.close();
@@ -534,6 +562,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       for (const reason of DROP_REASONS) dropped[reason] = read(reason);
       dropped.queueFull += main.queueFull;
       dropped.rejected += main.rejected;
+      dropped.shutdownDeadline += main.shutdownDeadline;
       const accounted =
         read("exported") + DROP_REASONS.reduce((sum, r) => sum + read(r), 0);
       // Posted but not yet counted by the worker (in the message channel or buffered there).
