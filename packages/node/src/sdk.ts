@@ -420,10 +420,11 @@ function start(options: InitOptions): ThreadlineHandle {
     config.watch === undefined
       ? undefined
       : followWatchList(pipeline, config.watch);
-  let stopped = false;
+  /** The one shutdown, once asked for. */
+  let shuttingDown: Promise<void> | undefined;
   if (config.selfCheck) {
     setImmediate(() => {
-      if (stopped) return;
+      if (shuttingDown !== undefined) return;
       for (const problem of selfCheck({
         instrumentations,
         httpEnabled: config.instrumentations.http,
@@ -437,7 +438,7 @@ function start(options: InitOptions): ThreadlineHandle {
     enabled: true,
     async forceFlush() {
       // The reader collects only when metrics export is on.
-      if (!stopped) await reader.exportNow();
+      if (shuttingDown === undefined) await reader.exportNow();
       await pipeline.forceFlush(config.shutdownTimeoutMs);
     },
     shutdown() {
@@ -448,9 +449,7 @@ function start(options: InitOptions): ThreadlineHandle {
     },
     stats: () => pipeline.stats(),
   };
-  let shuttingDown: Promise<void> | undefined;
   const shutdown = async (): Promise<void> => {
-    stopped = true;
     reader.stop();
     stopRuntimeMetrics?.();
     stopHostMetrics?.();

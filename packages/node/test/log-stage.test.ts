@@ -79,7 +79,10 @@ it("starts each batch empty, and a batch is its bytes alone", () => {
 });
 
 it("lets go of the room one very long line made it take", () => {
-  const stage = new LogStage({ initialSize: 64 * 1024 });
+  const stage = new LogStage({
+    initialSize: 64 * 1024,
+    keepBytes: 8 * 1024 * 1024,
+  });
   // An ordinary batch of 1.4 MB keeps its room.
   for (let i = 0; i < 700; i++)
     stage.append({ ...base, line: `{"msg":"${"x".repeat(2000)}"}\n` });

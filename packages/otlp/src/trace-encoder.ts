@@ -13,11 +13,6 @@ import {
 } from "./proto-writer.ts";
 
 const HAS_IS_REMOTE = 0x100;
-/**
- * A scope's buffer larger than this is not kept between batches (the SDK
- * seals its batches at 4 MiB: an ordinary batch keeps its room).
- */
-const SHRINK_ABOVE = 8 * 1024 * 1024;
 const IS_REMOTE = 0x200;
 
 /** Decimal string of epoch nanoseconds, as OTLP/JSON writes 64-bit integers. */
@@ -160,17 +155,24 @@ export class TraceEncoder {
   #scopeBytes: WeakMap<Scope, Uint8Array> | undefined;
 
   readonly #allocate: Allocate;
+  readonly #keepBytes: number;
 
   /**
    * `allocate` gives the memory of each request {@link take} assembles
-   * (for a caller that reuses it once the request is sent).
+   * (for a caller that reuses it once the request is sent). A scope's
+   * buffer grown past `keepBytes` is let go after its batch, not kept at
+   * that size.
    */
   constructor(
     resource: Attributes,
-    { allocate = Buffer.allocUnsafeSlow }: { allocate?: Allocate } = {},
+    {
+      allocate = Buffer.allocUnsafeSlow,
+      keepBytes = Infinity,
+    }: { allocate?: Allocate; keepBytes?: number } = {},
   ) {
     this.#resource = resource;
     this.#allocate = allocate;
+    this.#keepBytes = keepBytes;
   }
 
   /** Spans appended and not yet taken. */
@@ -271,7 +273,7 @@ export class TraceEncoder {
     for (const [scope, spans] of this.#scopes) {
       // A buffer grown for a batch of unusually large spans is let go,
       // not kept at that size for the rest of the process.
-      if (spans.capacity > SHRINK_ABOVE) this.#scopes.delete(scope);
+      if (spans.capacity > this.#keepBytes) this.#scopes.delete(scope);
       else spans.reset();
     }
     this.#pending = 0;

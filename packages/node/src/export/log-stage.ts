@@ -60,8 +60,6 @@ export const SPAN_ID_LENGTH = 16;
 // UTF-8 takes at most 3 bytes per UTF-16 code unit, so reserving this much
 // room lets a line be written without measuring it first.
 const MAX_BYTES_PER_UNIT = 3;
-/** A stage buffer grown past this is let go once its batch is taken. */
-const SHRINK_ABOVE = 8 * 1024 * 1024;
 
 /** Copies `s` if it has `length` ASCII characters; false (and nothing kept) if not. */
 function writeAscii(b: Buffer, at: number, s: string, length: number): boolean {
@@ -83,23 +81,27 @@ export class LogStage implements BatchEncoder<StagedLog> {
 
   readonly #allocate: (size: number) => Buffer;
   readonly #initialSize: number;
+  readonly #keepBytes: number;
 
   /**
    * `initialSize`: the stage's own buffer to start with (it grows, and
-   * goes back to this after a batch that made it larger than 8 MiB).
+   * goes back to this after a batch that made it larger than `keepBytes`).
    * `allocate` gives the memory of each batch {@link take} hands out (for a
    * caller that reuses it once the batch is encoded).
    */
   constructor({
     initialSize = 64 * 1024,
     allocate = Buffer.allocUnsafeSlow,
+    keepBytes = Infinity,
   }: {
     initialSize?: number;
     allocate?: (size: number) => Buffer;
+    keepBytes?: number;
   } = {}) {
     this.#buf = Buffer.allocUnsafeSlow(initialSize);
     this.#allocate = allocate;
     this.#initialSize = initialSize;
+    this.#keepBytes = keepBytes;
   }
 
   get pending(): number {
@@ -178,8 +180,8 @@ export class LogStage implements BatchEncoder<StagedLog> {
     this.#strings = [];
     // One very long line (it reserves 3 bytes a character) must not pin
     // its buffer for the rest of the process; a batch of ordinary lines
-    // (at most 4 MiB, see the pipeline) keeps the room it grew.
-    if (this.#buf.length > SHRINK_ABOVE)
+    // keeps the room it grew.
+    if (this.#buf.length > this.#keepBytes)
       this.#buf = Buffer.allocUnsafeSlow(this.#initialSize);
     return out;
   }

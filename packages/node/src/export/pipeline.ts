@@ -58,6 +58,9 @@ export interface PipelineStats {
   metrics: SignalStats;
 }
 
+/** The most bytes a batch of spans or log lines gathers before it goes. */
+const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+
 /**
  * Ended spans held before they are encoded together. On the bench services
  * (CPU profiles and peak RSS, two or three runs each): encoded one by one
@@ -67,9 +70,28 @@ export interface PipelineStats {
  * spans surviving young-generation collections; 32 at a time, 5.4–5.7 µs
  * and 110–111 MB.
  */
-/** The most bytes a batch of spans or log lines gathers before it goes. */
-const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 const SPANS_HELD = 32;
+
+/** What this thread counts itself, per signal. */
+function mainCounts() {
+  return {
+    created: 0,
+    queueFull: 0,
+    rejected: 0,
+    shutdownDeadline: 0,
+    posted: 0,
+  };
+}
+
+/** The warning for what an exit or shutdown could not send in time. */
+function warnLost(counts: readonly number[], timeoutMs: number): void {
+  const what = ["spans", "log records", "metric points"];
+  const lost = counts.flatMap((n, i) => (n > 0 ? [`${n} ${what[i]}`] : []));
+  if (lost.length > 0)
+    diag.warn(
+      `dropped ${lost.join(", ")} at exit: not delivered within ${timeoutMs} ms (THREADLINE_SHUTDOWN_TIMEOUT)`,
+    );
+}
 
 export class ExportPipeline implements SpanSink, LogRecordSink {
   readonly #config: ResolvedConfig;
@@ -82,27 +104,9 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   /** Filled in by emit() and copied out at once by the log stage. */
   readonly #captured: StagedLog = emptyStagedLog();
   readonly #main = {
-    traces: {
-      created: 0,
-      queueFull: 0,
-      rejected: 0,
-      shutdownDeadline: 0,
-      posted: 0,
-    },
-    logs: {
-      created: 0,
-      queueFull: 0,
-      rejected: 0,
-      shutdownDeadline: 0,
-      posted: 0,
-    },
-    metrics: {
-      created: 0,
-      queueFull: 0,
-      rejected: 0,
-      shutdownDeadline: 0,
-      posted: 0,
-    },
+    traces: mainCounts(),
+    logs: mainCounts(),
+    metrics: mainCounts(),
   };
   readonly #metricsEncoder: MetricsEncoder;
   readonly #flushWaiters = new Map<number, () => void>();
@@ -151,13 +155,15 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       config.exportThread === "main"
         ? bodyPool.acquire
         : Buffer.allocUnsafeSlow;
-    this.#encoder = new TraceEncoder(resource, { allocate });
     // A batch of large spans or lines goes before its count is reached:
-    // one batch must fit the byte budget a few times over.
+    // one batch must fit the byte budget a few times over. A buffer grown
+    // past twice that (an unusually large item) is let go after its batch.
     const maxBatchBytes = Math.min(
       MAX_BATCH_BYTES,
       Math.floor(config.exportMaxBytes / 4),
     );
+    const keepBytes = 2 * maxBatchBytes;
+    this.#encoder = new TraceEncoder(resource, { allocate, keepBytes });
     this.#metricsEncoder = new MetricsEncoder(resource);
     // Protobuf spans are encoded a few at a time as they end, and then
     // only their bytes are kept (see batch-queue.ts); JSON, a debugging
@@ -183,7 +189,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
           );
     this.#logs = new EncodingQueue(
       config.logs.batch,
-      new LogStage({ allocate }),
+      new LogStage({ allocate, keepBytes }),
       (body, count) => {
         this.#post({ t: "logs", body, count });
         this.#main.logs.posted += count;
@@ -411,16 +417,10 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
    * later turn of the event loop for the exporter's own warnings.
    */
   #reportDeadlineDrops(before: number[], timeoutMs: number): void {
-    const after = this.#deadlineDrops();
-    const what = ["spans", "log records", "metric points"];
-    const lost = after
-      .map((n, i) => [n - before[i]!, what[i]] as const)
-      .filter(([n]) => n > 0)
-      .map(([n, w]) => `${n} ${w}`);
-    if (lost.length > 0)
-      diag.warn(
-        `dropped ${lost.join(", ")} at exit: not delivered within ${timeoutMs} ms (THREADLINE_SHUTDOWN_TIMEOUT)`,
-      );
+    warnLost(
+      this.#deadlineDrops().map((n, i) => n - before[i]!),
+      timeoutMs,
+    );
   }
 
   /** Sends everything buffered; resolves once delivered or after `timeoutMs`. Never rejects. */
@@ -509,16 +509,10 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       // The worker did not finish in time: what it still holds goes with
       // the process.
       const s = this.stats();
-      const held = [
-        [s.traces.pending, "spans"],
-        [s.logs.pending, "log records"],
-        [s.metrics.pending, "metric points"],
-      ] as const;
-      const lost = held.filter(([n]) => n > 0).map(([n, w]) => `${n} ${w}`);
-      if (lost.length > 0)
-        diag.warn(
-          `dropped ${lost.join(", ")} at exit: not delivered within ${timeoutMs} ms (THREADLINE_SHUTDOWN_TIMEOUT)`,
-        );
+      warnLost(
+        [s.traces.pending, s.logs.pending, s.metrics.pending],
+        timeoutMs,
+      );
     }
   }
 
