@@ -246,6 +246,29 @@ class Reader {
     return t === "" ? undefined : t;
   }
 
+  /** Files read so far, by path: the general variables serve every signal. */
+  readonly #files = new Map<string, string | undefined>();
+
+  /**
+   * The text of the file the variable names; undefined, with a warning,
+   * when it cannot be read. Each file is read once.
+   */
+  file(name: string): string | undefined {
+    const path = this.str(name);
+    if (path === undefined) return undefined;
+    if (this.#files.has(path)) return this.#files.get(path);
+    let text: string | undefined;
+    try {
+      text = process.getBuiltinModule("node:fs").readFileSync(path, "utf8");
+    } catch (err) {
+      this.warnings.push(
+        `${name}: could not read ${JSON.stringify(path)} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); it was ignored`,
+      );
+    }
+    this.#files.set(path, text);
+    return text;
+  }
+
   bool(name: string, fallback: boolean): boolean {
     const v = this.str(name);
     if (v === undefined) return fallback;
@@ -365,10 +388,6 @@ const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 /**
- * Keeps the headers HTTP can carry. One bad entry would otherwise fail
- * every export request, and with it all the telemetry.
- */
-/**
  * Headers each request gets from the exporter (or the watch list's poll),
  * which knows its body and its connection. (A Host of the user's is sent
  * in place of the URL's, for a proxy's routing.)
@@ -384,7 +403,9 @@ const EXPORTER_HEADERS = new Set([
 /**
  * One header list from several, later ones replacing earlier ones whatever
  * the letter case (names are lower-cased, as HTTP compares them): the
- * general list, then the signal's, then init()'s.
+ * general list, then the signal's, then init()'s. Only headers HTTP can
+ * carry are kept: one bad entry would otherwise fail every export
+ * request, and with it all the telemetry.
  */
 function mergeHeaders(
   lists: ReadonlyArray<Record<string, string> | undefined>,
@@ -559,8 +580,7 @@ function exportTimeoutOf(r: Reader, signal: SignalName): number {
         : "OTEL_METRIC_EXPORT_TIMEOUT";
   // Only when set: its default (30 s) is longer than the exporter's, and
   // would cap an exporter told to wait as long as it takes.
-  const processor =
-    r.str(processorVar) === undefined ? 0 : r.int(processorVar, 0, 0);
+  const processor = r.int(processorVar, 0, 0);
   if (otlp === 0) return processor;
   if (processor === 0) return otlp;
   return Math.min(otlp, processor);
@@ -573,23 +593,13 @@ function exportTimeoutOf(r: Reader, signal: SignalName): number {
  * system's trust, and fails there if that is not enough).
  */
 function tlsFilesOf(r: Reader, S: string): TlsFiles {
-  const { readFileSync } = process.getBuiltinModule("node:fs");
   const read = (suffix: string): string | undefined => {
     const names = [
       `OTEL_EXPORTER_OTLP_${S}_${suffix}`,
       `OTEL_EXPORTER_OTLP_${suffix}`,
     ];
     const name = names.find((n) => r.str(n) !== undefined);
-    if (name === undefined) return undefined;
-    const path = r.str(name)!;
-    try {
-      return readFileSync(path, "utf8");
-    } catch (err) {
-      r.warnings.push(
-        `${name}: could not read ${JSON.stringify(path)} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); it was ignored`,
-      );
-      return undefined;
-    }
+    return name === undefined ? undefined : r.file(name);
   };
   const tls: TlsFiles = {};
   const ca = read("CERTIFICATE");

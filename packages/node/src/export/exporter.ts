@@ -22,7 +22,7 @@
 // - Requests go through internal/http-transport.ts (our own client for
 //   plain http:, node:https for https:; it says why not node:http). The
 //   modules, node:zlib too, are taken with getBuiltinModule when needed.
-import { LogsEncoder } from "@threadline/otlp";
+import { LogsEncoder, ProtoReader } from "@threadline/otlp";
 import {
   CONTROL_FLUSHED,
   counterIndex,
@@ -475,21 +475,6 @@ function retryAfter(value: string | undefined): number | undefined {
   return Math.min(ms, MAX_RETRY_AFTER_MS);
 }
 
-/** A varint at `at` in `b`: its value and where the next field starts. */
-function readVarint(b: Buffer, at: number): [value: number, next: number] {
-  let n = 0;
-  let shift = 0;
-  let i = at;
-  let byte: number;
-  do {
-    if (i >= b.length) throw new RangeError("truncated varint");
-    byte = b[i++]!;
-    n += (byte & 0x7f) * 2 ** shift;
-    shift += 7;
-  } while (byte & 0x80);
-  return [n, i];
-}
-
 /**
  * partial_success from an export response: how many items the Collector
  * rejected (rejected_spans, rejected_log_records or rejected_data_points,
@@ -521,32 +506,21 @@ function partialSuccess(
         message: typeof message === "string" ? message : "",
       };
     }
-    // The response's field 1 (partial_success, LEN), then its fields.
-    let i = 0;
-    while (i < body.length) {
-      const [tag, afterTag] = readVarint(body, i);
-      const wire = tag & 7;
-      if (wire !== 2) return none; // no other field in an export response
-      const [len, start] = readVarint(body, afterTag);
-      const end = start + len;
-      if (tag >>> 3 !== 1) {
-        i = end;
+    // The response's field 1 (partial_success), then its fields.
+    const r = new ProtoReader(body);
+    while (!r.done) {
+      const [field, wire] = r.tag();
+      if (field !== 1 || wire !== 2) {
+        r.skip(wire);
         continue;
       }
+      const ps = r.message();
       const out = { rejected: 0, message: "" };
-      let j = start;
-      while (j < end) {
-        const [inner, next] = readVarint(body, j);
-        if ((inner & 7) === 0) {
-          const [value, after] = readVarint(body, next);
-          if (inner >>> 3 === 1) out.rejected = value;
-          j = after;
-        } else if ((inner & 7) === 2) {
-          const [n, from] = readVarint(body, next);
-          if (inner >>> 3 === 2)
-            out.message = body.toString("utf8", from, Math.min(from + n, end));
-          j = from + n;
-        } else return out;
+      while (!ps.done) {
+        const [f, w] = ps.tag();
+        if (f === 1 && w === 0) out.rejected = ps.varint();
+        else if (f === 2 && w === 2) out.message = ps.string();
+        else ps.skip(w);
       }
       return out;
     }
