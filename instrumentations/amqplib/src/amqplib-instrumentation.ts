@@ -696,9 +696,12 @@ export class AmqplibInstrumentation implements Instrumentation {
       hookClose(channel);
       // The broker's answer arrives on the connection's socket: the
       // application's callback goes back to the publisher's context.
-      const caller =
+      const answer =
         typeof original === "function"
-          ? new AsyncResource("amqp.confirm")
+          ? AsyncResource.bind(
+              original as (e: unknown, o: unknown) => unknown,
+              "amqp.confirm",
+            )
           : undefined;
       channel.unconfirmed[slot] = (err: unknown, ok: unknown) => {
         // Not when the span already ended: its publish threw, or the
@@ -715,12 +718,7 @@ export class AmqplibInstrumentation implements Instrumentation {
           }
           span.end();
         }
-        return caller?.runInAsyncScope(
-          original as (e: unknown, o: unknown) => unknown,
-          undefined,
-          err,
-          ok,
-        );
+        return answer?.(err, ok);
       };
     }
     return span;
@@ -938,19 +936,20 @@ export class AmqplibInstrumentation implements Instrumentation {
         const userCb = cb as (err: unknown, msg: unknown) => unknown;
         // Called from the connection's socket: with no message, back in
         // the caller's context; with one, in the message's.
-        const caller = new AsyncResource("amqp.get");
         return original.call(
           this,
           queue,
           options,
-          function (this: unknown, err: unknown, msg: unknown) {
+          AsyncResource.bind(function (
+            this: unknown,
+            err: unknown,
+            msg: unknown,
+          ) {
             const ctx = err ? undefined : onMessage(msg);
             return ctx === undefined
-              ? caller.runInAsyncScope(userCb, this, err, msg)
-              : caller.runInAsyncScope(() =>
-                  context.with(ctx, userCb, this, err, msg),
-                );
-          },
+              ? userCb.call(this, err, msg)
+              : context.with(ctx, userCb, this, err, msg);
+          }, "amqp.get"),
         );
       }
       return (original.call(this, queue, options) as Promise<unknown>).then(

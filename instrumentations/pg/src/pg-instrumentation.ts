@@ -115,6 +115,7 @@ type QueryFn = (
   callback?: unknown,
 ) => unknown;
 type ConnectFn = (this: unknown, cb?: unknown) => unknown;
+type Callback = (this: unknown, ...args: unknown[]) => unknown;
 
 const origin = performance.timeOrigin;
 const nowMs = () => origin + performance.now();
@@ -303,16 +304,8 @@ export class PgInstrumentation implements Instrumentation {
     ): unknown {
       const last = args.length - 1;
       const cb = args[last];
-      if (self.#enabled && last > 0 && typeof cb === "function") {
-        const caller = new AsyncResource("pg.pool.query");
-        args[last] = function (this: unknown, ...a: unknown[]) {
-          return caller.runInAsyncScope(
-            cb as (...args: unknown[]) => unknown,
-            this,
-            ...a,
-          );
-        };
-      }
+      if (self.#enabled && last > 0 && typeof cb === "function")
+        args[last] = AsyncResource.bind(cb as Callback, "pg.pool.query");
       return Reflect.apply(original, this, args);
     };
   }
@@ -414,17 +407,14 @@ export class PgInstrumentation implements Instrumentation {
         // connection's socket: it goes back to the caller's context, as a
         // plain query's callback does.
         const given = submittable.callback;
-        if (typeof given === "function") {
-          const caller = new AsyncResource("pg.query");
-          submittable.callback = function (this: unknown, ...a: unknown[]) {
+        if (typeof given === "function")
+          submittable.callback = AsyncResource.bind(function (
+            this: unknown,
+            ...a: unknown[]
+          ) {
             finish(a[0] ?? undefined);
-            return caller.runInAsyncScope(
-              given as (...args: unknown[]) => unknown,
-              this,
-              ...a,
-            );
-          };
-        }
+            return Reflect.apply(given, this, a);
+          }, "pg.query");
         bindCursorCallbacks(submittable);
         return context.with(
           trace.setSpan(ctx, span),
@@ -442,17 +432,19 @@ export class PgInstrumentation implements Instrumentation {
             ? cb
             : (cfg as QueryConfig | undefined)?.callback;
       if (typeof userCb === "function") {
-        const caller = new AsyncResource("pg.query");
         // pg calls it as a method of its Query: `this` goes on through.
-        const bound = function (this: unknown, err: unknown, res: unknown) {
+        const bound = AsyncResource.bind(function (
+          this: unknown,
+          err: unknown,
+          res: unknown,
+        ) {
           done(err ? err : undefined);
-          return caller.runInAsyncScope(
-            userCb as (e: unknown, r: unknown) => unknown,
+          return (userCb as (e: unknown, r: unknown) => unknown).call(
             this,
             err,
             res,
           );
-        };
+        }, "pg.query");
         // pg takes the last callback given over one in the config object.
         return typeof vals === "function"
           ? original.call(this, cfg, bound)
@@ -679,16 +671,8 @@ function bindCursorCallbacks(cursor: QueryConfig): void {
     cursor[key] = function (this: unknown, ...args: unknown[]): unknown {
       const last = args.length - 1;
       const cb = args[last];
-      if (typeof cb === "function") {
-        const caller = new AsyncResource(`pg.cursor.${key}`);
-        args[last] = function (this: unknown, ...a: unknown[]) {
-          return caller.runInAsyncScope(
-            cb as (...args: unknown[]) => unknown,
-            this,
-            ...a,
-          );
-        };
-      }
+      if (typeof cb === "function")
+        args[last] = AsyncResource.bind(cb as Callback, `pg.cursor.${key}`);
       return Reflect.apply(method, this, args);
     };
   }
