@@ -21,6 +21,7 @@ import {
   diag,
   getCustomerFromContext,
   hookModule,
+  lateLoadProblem,
   watchLevelOf,
   watchList,
   type Instrumentation,
@@ -116,6 +117,14 @@ function severityOf(level: number, label: string | undefined): number {
     (label === undefined ? undefined : SEVERITY_BY_NAME.get(label)) ??
     severityNumber(level)
   );
+}
+
+/**
+ * A logger switched off (`level: "silent"`, `enabled: false`): a watch
+ * asks for more of what a logger writes, never for a logger to write.
+ */
+function switchedOff(logger: unknown): boolean {
+  return (logger as { levelVal?: unknown }).levelVal === Infinity;
 }
 
 function severityNumber(level: number): number {
@@ -346,8 +355,10 @@ export class PinoInstrumentation implements Instrumentation {
   selfCheck(): string[] {
     return this.#late.length > 0
       ? [
-          "pino was loaded before Threadline started: its lines carry trace ids, but the pino() the application already holds makes loggers without secret redaction (THREADLINE_LOG_REDACT), and loggers made before now write no debug lines for a watched customer. " +
-            "Start Threadline first: node --import @threadline/node/register app.js",
+          lateLoadProblem(
+            "pino",
+            "its lines carry trace ids, but the pino() the application already holds makes loggers without secret redaction (THREADLINE_LOG_REDACT), and loggers made before now write no debug lines for a watched customer",
+          ),
         ]
       : [];
   }
@@ -433,55 +444,40 @@ export class PinoInstrumentation implements Instrumentation {
     this.#patchChild(proto);
   }
 
-  /** Bindings given to child() or setBindings() pass the same redaction as a line's fields. */
+  /**
+   * Bindings given to child() or setBindings() pass the same redaction as
+   * a line's fields, and so do child()'s own serializers and formatters.
+   */
   #patchChild(proto: Record<string | symbol, unknown>): void {
-    const original = proto["child"];
-    if (typeof original !== "function") return;
     const self = this;
-    const child = function child(
-      this: PinoLogger,
-      bindings: unknown,
-      ...rest: unknown[]
-    ): unknown {
-      if (
-        self.#enabled &&
-        this[DEFAULT_REDACTION] === true &&
-        typeof bindings === "object" &&
-        bindings !== null
-      ) {
-        bindings = redactSecrets(bindings as Record<string, unknown>);
-        if (rest.length > 0) rest[0] = withRedactingSerializers(rest[0]);
-      }
-      return (original as (...a: unknown[]) => unknown).call(
-        this,
-        bindings,
-        ...rest,
-      );
-    };
-    proto["child"] = child;
-    this.#restore.push(() => {
-      if (proto["child"] === child) proto["child"] = original;
-    });
-    const originalSet = proto["setBindings"];
-    if (typeof originalSet !== "function") return;
-    const setBindings = function setBindings(
-      this: PinoLogger,
-      bindings: unknown,
-    ): unknown {
-      if (
-        self.#enabled &&
-        this[DEFAULT_REDACTION] === true &&
-        typeof bindings === "object" &&
-        bindings !== null
-      )
-        bindings = redactSecrets(bindings as Record<string, unknown>);
-      return (originalSet as (b: unknown) => unknown).call(this, bindings);
-    };
-    proto["setBindings"] = setBindings;
-    this.#restore.push(() => {
-      if (proto["setBindings"] === setBindings)
-        proto["setBindings"] = originalSet;
-    });
+    for (const key of ["child", "setBindings"] as const) {
+      const original = proto[key];
+      if (typeof original !== "function") continue;
+      const wrapped = function (
+        this: PinoLogger,
+        bindings: unknown,
+        ...rest: unknown[]
+      ): unknown {
+        if (
+          self.#enabled &&
+          this[DEFAULT_REDACTION] === true &&
+          typeof bindings === "object" &&
+          bindings !== null
+        ) {
+          bindings = redactSecrets(bindings as Record<string, unknown>);
+          if (rest.length > 0) rest[0] = withRedactingSerializers(rest[0]);
+        }
+        return (original as (...a: unknown[]) => unknown).call(
+          this,
+          bindings,
+          ...rest,
+        );
+      };
+      proto[key] = wrapped;
+      this.#restore.push(() => {
+        if (proto[key] === wrapped) proto[key] = original;
+      });
+    }
   }
 
   /**
@@ -533,10 +529,7 @@ export class PinoInstrumentation implements Instrumentation {
       originalSetLevel.call(this, level);
       if (!self.#enabled || (onlyCustomSym && this[onlyCustomSym] === true))
         return;
-      // Switched off (`level: "silent"`, `enabled: false`): a watch asks
-      // for more of what a logger writes, never for a logger to write.
-      if ((this as unknown as { levelVal?: unknown }).levelVal === Infinity)
-        return;
+      if (switchedOff(this)) return;
       const target = this as unknown as Record<string, unknown>;
       const hook = (this[HOOKS] as { logMethod?: unknown } | undefined)
         ?.logMethod;
@@ -549,11 +542,7 @@ export class PinoInstrumentation implements Instrumentation {
     ): boolean {
       if ((originalIsEnabled as (l: string) => boolean).call(this, logLevel))
         return true;
-      if (
-        !watchList.active ||
-        !self.#enabled ||
-        (this as { levelVal?: unknown }).levelVal === Infinity
-      )
+      if (!watchList.active || !self.#enabled || switchedOff(this))
         return false;
       const value = WATCHABLE.find(([name]) => name === logLevel)?.[1];
       if (value === undefined) return false;

@@ -144,9 +144,17 @@ export function redactSecrets(fields: Fields): Fields {
 export function redactingSerializer(
   serialize: (value: unknown) => unknown,
 ): (value: unknown) => unknown {
+  return redactingOutput(serialize, redactNested);
+}
+
+/** `f` with what it returns passed through `redact` when it is an object. */
+function redactingOutput(
+  f: (value: unknown) => unknown,
+  redact: (o: Fields) => Fields,
+): (value: unknown) => unknown {
   return function redacted(this: unknown, value: unknown): unknown {
-    const out = serialize.call(this, value);
-    return isObject(out) ? redactNested(out) : out;
+    const out = f.call(this, value);
+    return isObject(out) ? redact(out) : out;
   };
 }
 
@@ -179,11 +187,11 @@ export function withRedactingSerializers<T>(options: T): T {
     const wrapped: Fields = { ...formatters };
     for (const key of ["log", "bindings"] as const) {
       const f = formatters[key];
-      if (typeof f !== "function") continue;
-      wrapped[key] = function redacted(this: unknown, o: unknown): unknown {
-        const result = (f as (o: unknown) => unknown).call(this, o);
-        return isObject(result) ? redactSecrets(result) : result;
-      };
+      if (typeof f === "function")
+        wrapped[key] = redactingOutput(
+          f as (o: unknown) => unknown,
+          redactSecrets,
+        );
     }
     out = { ...out, formatters: wrapped };
   }

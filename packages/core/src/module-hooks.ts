@@ -184,10 +184,16 @@ export function modulesLeftUnhooked(): string[] {
   return [...modules];
 }
 
-/** The self-check message for a module that was loaded before its hook. */
-export function lateLoadProblem(module: string): string {
+/**
+ * The self-check message for a module that was loaded before its hook;
+ * `lost` says what that costs, where it is more than the work done so far.
+ */
+export function lateLoadProblem(
+  module: string,
+  lost = "work done before now was not traced",
+): string {
   return (
-    `${module} was loaded before Threadline started and patched late; work done before now was not traced. ` +
+    `${module} was loaded before Threadline started and patched late; ${lost}. ` +
     "Start Threadline first: node --import @threadline/node/register app.js"
   );
 }
