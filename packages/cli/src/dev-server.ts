@@ -75,7 +75,10 @@ const MIME: Record<string, string> = {
 
 /** In any spelling: `LOCALHOST.`, `[0:0:0:0:0:0:0:1]`, `::ffff:127.0.0.1`. */
 function isLoopback(host: string): boolean {
-  const h = canonicalHost(host);
+  return isCanonicalLoopback(canonicalHost(host));
+}
+
+function isCanonicalLoopback(h: string): boolean {
   if (h === "localhost") return true;
   if (isIP(h) === 4) return h.startsWith("127.");
   return h === "::1";
@@ -141,7 +144,8 @@ function namesLoopback(hostHeader: string | undefined): boolean {
   const name = hostHeader.startsWith("[")
     ? hostHeader.slice(0, hostHeader.indexOf("]") + 1)
     : hostHeader.replace(/:\d*$/, "");
-  return isLoopback(name) || canonicalHost(name).endsWith(".localhost");
+  const h = canonicalHost(name);
+  return isCanonicalLoopback(h) || h.endsWith(".localhost");
 }
 
 export async function startDevServer(o: DevServerOptions): Promise<DevServer> {

@@ -189,8 +189,8 @@ export function toLogRecord(
       // pino's own time, written before any field of the application's
       // (JSON.parse keeps the last of a repeated key: a field of the
       // application's named `time`).
-      const leading = leadingValue(line, "time");
-      const given = leading === NOT_LEADING ? parsed["time"] : leading;
+      const ownTime = leadingValue(line, "time");
+      const given = ownTime === NOT_LEADING ? parsed["time"] : ownTime;
       const t = typeof given === "bigint" ? Number(given) : given;
       if (typeof t === "number") time = epochMillis(t);
       else if (typeof t === "string") {
@@ -204,7 +204,7 @@ export function toLogRecord(
         // application's with the same name (written later, so the one
         // parsed) is kept.
         if (PINO_KEYS_DROPPED.has(key)) {
-          const own = leadingValue(line, key);
+          const own = key === "time" ? ownTime : leadingValue(line, key);
           if (own === NOT_LEADING || sameValue(own, parsed[key])) continue;
         }
         attributes[key] = parsed[key] as LogRecordData["body"];
