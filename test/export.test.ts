@@ -2,12 +2,12 @@
 // natural exit; never keeps the process alive; standard OTLP settings honoured.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
+  selfSignedCertificate,
   startOtlpReceiver,
   startRecordingServer,
   startService,
@@ -300,32 +300,12 @@ describe("export", () => {
   for (const [thread, on] of threads)
     it(`exports over https to a Collector with its own CA, with the client certificate it asks for${on}`, async () => {
       const dir = mkdtempSync(join(tmpdir(), "threadline-export-tls-"));
+      // The files the variables name.
       const selfSigned = (name: string, san: string) => {
-        execFileSync(
-          "openssl",
-          [
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            `/CN=${name}`,
-            "-addext",
-            `subjectAltName=${san}`,
-            "-days",
-            "1",
-            "-keyout",
-            join(dir, `${name}.key`),
-            "-out",
-            join(dir, `${name}.pem`),
-          ],
-          { stdio: "ignore" },
-        );
-        return {
-          key: readFileSync(join(dir, `${name}.key`), "utf8"),
-          cert: readFileSync(join(dir, `${name}.pem`), "utf8"),
-        };
+        const made = selfSignedCertificate(name, san);
+        writeFileSync(join(dir, `${name}.key`), made.key);
+        writeFileSync(join(dir, `${name}.pem`), made.cert);
+        return made;
       };
       const server = selfSigned("collector", "IP:127.0.0.1");
       const client = selfSigned("orders", "DNS:orders");

@@ -2,16 +2,13 @@
 // real OTLP receiver: status and errors, aborts, keep-alive, routes, TLS,
 // and egress rules for baggage.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import express from "express";
 import { trace } from "@opentelemetry/api";
 import {
+  selfSignedCertificate,
   startOtlpReceiver,
   startRecordingServer,
   waitFor,
@@ -423,31 +420,7 @@ describe("http server", () => {
   });
 
   it("traces https servers and clients", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "threadline-tls-"));
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-days",
-        "1",
-        "-keyout",
-        join(dir, "key.pem"),
-        "-out",
-        join(dir, "cert.pem"),
-      ],
-      { stdio: "ignore" },
-    );
-    const tls = {
-      key: readFileSync(join(dir, "key.pem")),
-      cert: readFileSync(join(dir, "cert.pem")),
-    };
-    rmSync(dir, { recursive: true, force: true });
+    const tls = selfSignedCertificate();
     const server = https.createServer(tls, (_req, res) => res.end("secure"));
     const port = await listen(server);
     assert.equal(

@@ -1,13 +1,10 @@
 // The transports: our plain-HTTP client against a real server on loopback
 // that answers byte for byte as each test scripts it, and node:https's.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import https from "node:https";
 import { createServer, type Server, type Socket } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, it } from "node:test";
+import { selfSignedCertificate } from "@threadline/test-support";
 import {
   PlainHttpClient,
   transportFor,
@@ -255,31 +252,7 @@ it("sends one Host, the caller's when it gives one", async () => {
 });
 
 it("reaches https: addresses through node:https, answering the same way", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "threadline-tls-"));
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-subj",
-      "/CN=localhost",
-      "-days",
-      "1",
-      "-keyout",
-      join(dir, "key.pem"),
-      "-out",
-      join(dir, "cert.pem"),
-    ],
-    { stdio: "ignore" },
-  );
-  const tls = {
-    key: readFileSync(join(dir, "key.pem")),
-    cert: readFileSync(join(dir, "cert.pem")),
-  };
-  rmSync(dir, { recursive: true, force: true });
+  const tls = selfSignedCertificate();
   let got = "";
   const secure = https.createServer(tls, (req, res) => {
     if (req.url === "/slow") {

@@ -30,3 +30,5 @@ export type { RunningPostgres, RunningServer } from "./servers.ts";
 export { stopTestServers, testBroker, testDatabase } from "./shared-servers.ts";
 export { startShop } from "./shop.ts";
 export type { Shop, ShopOptions } from "./shop.ts";
+export { selfSignedCertificate } from "./tls.ts";
+export type { SelfSigned } from "./tls.ts";
