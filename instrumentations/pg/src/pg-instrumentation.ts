@@ -116,6 +116,12 @@ type QueryFn = (
 ) => unknown;
 type ConnectFn = (this: unknown, cb?: unknown) => unknown;
 type Callback = (this: unknown, ...args: unknown[]) => unknown;
+type PoolQueryFn = (
+  this: unknown,
+  text: unknown,
+  values?: unknown,
+  cb?: unknown,
+) => unknown;
 
 const origin = performance.timeOrigin;
 const nowMs = () => origin + performance.now();
@@ -173,7 +179,7 @@ export class PgInstrumentation implements Instrumentation {
           );
         if (proto && typeof proto["query"] === "function")
           this.#patch(proto, "query", (q) =>
-            this.#wrapPoolQuery(q as (...args: unknown[]) => unknown),
+            this.#wrapPoolQuery(q as PoolQueryFn),
           );
         return undefined;
       },
@@ -294,19 +300,22 @@ export class PgInstrumentation implements Instrumentation {
    * client's "error" event (the connection lost mid-query), which runs in
    * the socket's context; the callback is sent back to the caller's.
    */
-  #wrapPoolQuery(
-    original: (...args: unknown[]) => unknown,
-  ): (...args: unknown[]) => unknown {
+  #wrapPoolQuery(original: PoolQueryFn): PoolQueryFn {
     const self = this;
+    // Fixed parameters, not a rest array: every pool query passes here.
     return function threadlinePoolQuery(
       this: unknown,
-      ...args: unknown[]
+      text: unknown,
+      values?: unknown,
+      cb?: unknown,
     ): unknown {
-      const last = args.length - 1;
-      const cb = args[last];
-      if (self.#enabled && last > 0 && typeof cb === "function")
-        args[last] = AsyncResource.bind(cb as Callback, "pg.pool.query");
-      return Reflect.apply(original, this, args);
+      if (self.#enabled) {
+        if (typeof cb === "function")
+          cb = AsyncResource.bind(cb as Callback, "pg.pool.query");
+        else if (typeof values === "function")
+          values = AsyncResource.bind(values as Callback, "pg.pool.query");
+      }
+      return original.call(this, text, values, cb);
     };
   }
 
