@@ -41,6 +41,7 @@ import {
   CUSTOMER_KEY,
   diag,
   hookModule,
+  inCallerContext,
   isTracingSuppressed,
   lateLoadProblem,
   type Instrumentation,
@@ -50,7 +51,6 @@ import {
   lazyInstruments,
   AttributeSets,
 } from "@threadline/core";
-import { AsyncResource } from "node:async_hooks";
 import {
   spliceHeaders,
   type HeaderEntries,
@@ -698,7 +698,7 @@ export class AmqplibInstrumentation implements Instrumentation {
       // application's callback goes back to the publisher's context.
       const answer =
         typeof original === "function"
-          ? AsyncResource.bind(
+          ? inCallerContext(
               original as (e: unknown, o: unknown) => unknown,
               "amqp.confirm",
             )
@@ -940,11 +940,7 @@ export class AmqplibInstrumentation implements Instrumentation {
           this,
           queue,
           options,
-          AsyncResource.bind(function (
-            this: unknown,
-            err: unknown,
-            msg: unknown,
-          ) {
+          inCallerContext(function (this: unknown, err: unknown, msg: unknown) {
             const ctx = err ? undefined : onMessage(msg);
             return ctx === undefined
               ? userCb.call(this, err, msg)

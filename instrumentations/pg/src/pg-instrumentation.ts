@@ -28,6 +28,7 @@ import {
   diag,
   formatTraceparent,
   hookModule,
+  inCallerContext,
   isTracingSuppressed,
   lateLoadProblem,
   type Instrumentation,
@@ -311,9 +312,9 @@ export class PgInstrumentation implements Instrumentation {
     ): unknown {
       if (self.#enabled) {
         if (typeof cb === "function")
-          cb = AsyncResource.bind(cb as Callback, "pg.pool.query");
+          cb = inCallerContext(cb as Callback, "pg.pool.query");
         else if (typeof values === "function")
-          values = AsyncResource.bind(values as Callback, "pg.pool.query");
+          values = inCallerContext(values as Callback, "pg.pool.query");
       }
       return original.call(this, text, values, cb);
     };
@@ -417,7 +418,7 @@ export class PgInstrumentation implements Instrumentation {
         // plain query's callback does.
         const given = submittable.callback;
         if (typeof given === "function")
-          submittable.callback = AsyncResource.bind(function (
+          submittable.callback = inCallerContext(function (
             this: unknown,
             ...a: unknown[]
           ) {
@@ -442,18 +443,18 @@ export class PgInstrumentation implements Instrumentation {
             : (cfg as QueryConfig | undefined)?.callback;
       if (typeof userCb === "function") {
         // pg calls it as a method of its Query: `this` goes on through.
-        const bound = AsyncResource.bind(function (
-          this: unknown,
-          err: unknown,
-          res: unknown,
-        ) {
+        // Every query pg-pool makes comes this way: two named arguments,
+        // no rest array.
+        const caller = new AsyncResource("pg.query");
+        const bound = function (this: unknown, err: unknown, res: unknown) {
           done(err ? err : undefined);
-          return (userCb as (e: unknown, r: unknown) => unknown).call(
+          return caller.runInAsyncScope(
+            userCb as (e: unknown, r: unknown) => unknown,
             this,
             err,
             res,
           );
-        }, "pg.query");
+        };
         // pg takes the last callback given over one in the config object.
         return typeof vals === "function"
           ? original.call(this, cfg, bound)
@@ -681,7 +682,7 @@ function bindCursorCallbacks(cursor: QueryConfig): void {
       const last = args.length - 1;
       const cb = args[last];
       if (typeof cb === "function")
-        args[last] = AsyncResource.bind(cb as Callback, `pg.cursor.${key}`);
+        args[last] = inCallerContext(cb as Callback, `pg.cursor.${key}`);
       return Reflect.apply(method, this, args);
     };
   }
