@@ -52,10 +52,12 @@ import {
   AttributeSets,
 } from "@threadline/core";
 import {
+  MAX_TABLE,
   spliceHeaders,
   type HeaderEntries,
   type SpliceRefusal,
 } from "./header-splice.ts";
+import { contentHeaderSize, tableSize } from "./frame-size.ts";
 
 /** Options of {@link AmqplibInstrumentation}. */
 export interface AmqplibInstrumentationConfig {
@@ -189,16 +191,26 @@ function wrapEncodeProperties(original: EncodeProperties): EncodeProperties {
       refused = "unexpected frame";
     }
     // The message goes as the application made it, without trace headers.
-    diag.warnCollapsed(
-      `amqp-headers-${refused}`,
-      refused === "frame full"
-        ? `a message went without trace headers: with them its properties would not fit in one frame of the connection (${pendingFrameMax} bytes)`
-        : refused === "table full"
-          ? "a message went without trace headers: its headers table is full (64 KiB)"
-          : "could not add trace headers to a message: amqplib's content header was not the expected AMQP 0-9-1 frame",
-    );
+    warnRefused(refused, pendingFrameMax);
     return frame;
   };
+}
+
+function warnRefused(refused: SpliceRefusal, frameMax: number): void {
+  diag.warnCollapsed(
+    `amqp-headers-${refused}`,
+    refused === "frame full"
+      ? `a message went without trace headers: with them its properties would not fit in one frame of the connection (${frameMax} bytes)`
+      : refused === "table full"
+        ? "a message went without trace headers: its headers table is full (64 KiB)"
+        : "could not add trace headers to a message: amqplib's content header was not the expected AMQP 0-9-1 frame",
+  );
+}
+
+/** The frame size the channel's connection negotiated; Infinity when unknown. */
+function frameMaxOf(channel: ChannelLike): number {
+  const frameMax = channel.connection?.frameMax;
+  return typeof frameMax === "number" && frameMax > 0 ? frameMax : Infinity;
 }
 
 /** Whether the application's headers already hold one of those a publish gets. */
@@ -676,14 +688,28 @@ export class AmqplibInstrumentation implements Instrumentation {
       propagation.inject(injectCtx, entries, entrySetter);
       if (!external) entries.push(SENT_AT_HEADER, Date.now());
       pendingHeaders = entries;
-      const frameMax = channel.connection?.frameMax;
-      pendingFrameMax =
-        typeof frameMax === "number" && frameMax > 0 ? frameMax : Infinity;
+      pendingFrameMax = frameMaxOf(channel);
     } else {
       const headers = copyHeaders(given, external);
       propagation.inject(injectCtx, headers, headerSetter);
       if (!external) headers[SENT_AT_HEADER] = Date.now();
-      properties["headers"] = headers;
+      // amqplib encodes this copy without checking its size: checked here,
+      // as the splice checks the frame it makes.
+      const table = tableSize(headers);
+      const frameMax = frameMaxOf(channel);
+      const refused: SpliceRefusal | undefined =
+        table > MAX_TABLE
+          ? "table full"
+          : contentHeaderSize(properties, table) > frameMax
+            ? "frame full"
+            : undefined;
+      if (refused === undefined) {
+        properties["headers"] = headers;
+      } else {
+        warnRefused(refused, frameMax);
+        // Still without the application's baggage on an external exchange.
+        if (external) properties["headers"] = copyHeaders(given, true);
+      }
     }
     if (
       slot !== undefined &&

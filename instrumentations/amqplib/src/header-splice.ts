@@ -22,7 +22,7 @@ const FRAME_HEADER = 2;
 const FRAME_END = 0xce;
 const CLASS_BASIC = 60;
 /** The most a headers table (its length included) can take: amqplib encodes one in 64 KiB. */
-const MAX_TABLE = 65_536;
+export const MAX_TABLE = 65_536;
 /** Where the property flags are: frame header (7), class, weight, body size. */
 const FLAGS_AT = 7 + 2 + 2 + 8;
 const HAS_CONTENT_TYPE = 0x8000;

@@ -73,3 +73,28 @@ it("carries trace context, baggage and the application's headers", async () => {
   });
   await ch.close();
 });
+
+it("sends a message whose headers table would overflow without trace headers, not a broken frame", async () => {
+  const ch = await connection.createConfirmChannel();
+  const q = `q-late-full-${process.pid}`;
+  await ch.assertQueue(q, { autoDelete: true });
+  // amqplib encodes a table in 64 KiB: this one fits, with trace headers
+  // it would not.
+  const big = "z".repeat(65_400);
+  await new Promise<void>((resolve, reject) =>
+    withCustomer("c-late", () =>
+      trace.getTracer("t").startActiveSpan("request", (root) => {
+        ch.sendToQueue(q, Buffer.from("{}"), { headers: { big } }, (err) =>
+          err ? reject(err) : resolve(),
+        );
+        root.end();
+      }),
+    ),
+  );
+  const got = await ch.get(q, { noAck: true });
+  assert.ok(got !== false, "the message arrived");
+  const headers = got.properties.headers as Record<string, unknown>;
+  assert.equal(headers["big"], big);
+  assert.equal(headers["traceparent"], undefined);
+  await ch.close();
+});

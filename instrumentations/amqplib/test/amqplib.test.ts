@@ -512,6 +512,41 @@ describe("what arrives from the connection's socket", () => {
     await small.close();
   });
 
+  it("leaves a message whose own trace headers fill the frame as the application made it", async () => {
+    // Headers that already carry a traceparent take the copy path: the
+    // trace headers go into a copy of them, which amqplib encodes unchecked.
+    const amqpApi = (await import("amqplib")).default;
+    const small = await amqpApi.connect(`${brokerUrl}?frameMax=8192`);
+    let closed = false;
+    small.on("close", () => (closed = true));
+    small.on("error", () => {});
+    try {
+      const ch = await small.createConfirmChannel();
+      const q = queueName();
+      await ch.assertQueue(q, { autoDelete: true });
+      const theirs = "00-11111111111111111111111111111111-2222222222222222-01";
+      // 8167 bytes as the application made it; the customer's baggage and
+      // the sent-at header would take it past 8192.
+      const headers = { traceparent: theirs, big: "z".repeat(8060) };
+      await new Promise<void>((resolve, reject) =>
+        withCustomer("c-full", () =>
+          ch.sendToQueue(q, Buffer.from("big headers"), { headers }, (err) =>
+            err ? reject(err) : resolve(),
+          ),
+        ),
+      );
+      const got = await ch.get(q, { noAck: true });
+      assert.ok(got !== false, "the message arrived");
+      const arrived = got.properties.headers as Record<string, unknown>;
+      assert.equal((arrived["big"] as string).length, 8060);
+      assert.equal(arrived["traceparent"], theirs);
+      assert.equal(arrived["baggage"], undefined);
+      assert.equal(closed, false, "the connection lives");
+    } finally {
+      await small.close().catch(() => {});
+    }
+  });
+
   it("ends every publish span of a confirm channel that closes, and each once", async () => {
     const ch = await connection.createConfirmChannel();
     ch.on("error", () => {});
