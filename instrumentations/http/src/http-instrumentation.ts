@@ -15,6 +15,7 @@
 // and header injection need; it also covers callers that captured
 // http.request before we started.
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
+import type { Duplex } from "node:stream";
 import type {
   ClientRequest,
   IncomingMessage,
@@ -120,9 +121,13 @@ interface ServerState extends RouteHolder {
   scheme: "http" | "https";
   /** Until the response closes; see onResponseClose. */
   req: IncomingMessage | undefined;
+  /** The context the request's listeners run in. */
+  ctx: Context;
 }
 
 type StatefulResponse = ServerResponse & { [STATE]?: ServerState };
+/** The socket of an upgrade request, until its handshake is answered. */
+type UpgradedSocket = Duplex & { [STATE]?: ServerState };
 type TracedClientRequest = ClientRequest & {
   [CLIENT_SPAN]?: Span;
   [CLIENT_CALL]?: ClientCall;
@@ -532,6 +537,21 @@ export class HttpInstrumentation implements Instrumentation {
           scheme,
         );
       }
+      if (
+        event === "upgrade" &&
+        self.#enabled &&
+        req !== undefined &&
+        res !== undefined
+      ) {
+        return self.#handleUpgrade(
+          this,
+          original,
+          arguments as unknown as unknown[],
+          req as IncomingMessage,
+          res as UpgradedSocket,
+          scheme,
+        );
+      }
       if (event === PROBE) {
         self.#probeHits++;
         return false;
@@ -590,77 +610,12 @@ export class HttpInstrumentation implements Instrumentation {
       res[STATE] !== undefined
     )
       return original.apply(server, args as [string | symbol, ...unknown[]]);
-    let ctx = EMPTY_CONTEXT;
-    let span: Span;
+    let state: ServerState;
     try {
-      const socket = req.socket as unknown as TrustedSocket;
-      let trusted = socket[TRUST];
-      if (trusted === undefined) {
-        trusted = this.#inbound.trusts(socket.remoteAddress);
-        socket[TRUST] = trusted;
-      }
-      const headers = req.headers;
-      ctx = propagation.extract(
-        EMPTY_CONTEXT,
-        headers,
-        trusted ? trustedGetter : untrustedGetter,
-      );
-      if (getCustomerFromContext(ctx) === undefined) {
-        const customer = this.#customerOf(req, trusted);
-        if (customer !== undefined) ctx = setCustomerInContext(ctx, customer);
-      }
-      const { method, original: methodOriginal } = normalizeMethod(req.method);
-      const url = originForm(req.url);
-      const q = url.indexOf("?");
-      const { address, port } = hostAndPort(
-        headers.host,
-        scheme === "https" ? 443 : 80,
-      );
-      const forwarded = headers["x-forwarded-for"];
-      // Literal keys (the semantic conventions' names): computed ones make V8
-      // define each property through the runtime.
-      const attributes: Attributes = {
-        "http.request.method": method,
-        "url.path": q === -1 ? url : url.slice(0, q),
-        "url.scheme": scheme,
-        "server.address": address,
-        "server.port": port,
-        "network.peer.address": socket.remoteAddress,
-        "network.peer.port": socket.remotePort,
-        "client.address":
-          typeof forwarded === "string"
-            ? forwarded.split(",")[0]!.trim()
-            : socket.remoteAddress,
-        "network.protocol.version": req.httpVersion,
-      };
-      // Set only when sent (service-to-service calls often send none): an
-      // undefined value would send the span's start down its careful,
-      // key-by-key attribute copy.
-      const userAgent = headers["user-agent"];
-      if (userAgent !== undefined)
-        attributes[semconv.ATTR_USER_AGENT_ORIGINAL] = userAgent;
-      if (q !== -1)
-        attributes[semconv.ATTR_URL_QUERY] = redactQuery(url.slice(q + 1));
-      if (methodOriginal !== undefined)
-        attributes[semconv.ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = methodOriginal;
-      const name = method === "_OTHER" ? "HTTP" : method;
-      span = this.#getTracer().startSpan(
-        name,
-        { kind: SpanKind.SERVER, attributes },
-        ctx,
-      );
-      const state: ServerState = {
-        route: undefined,
-        span,
-        req,
-        method,
-        start: performance.now(),
-        scheme,
-      };
-      ctx = contextWithRouteHolder(trace.setSpan(ctx, span), state);
+      state = this.#startServer(req, scheme);
       res[STATE] = state;
-      (req as { [REQUEST_CONTEXT]?: Context })[REQUEST_CONTEXT] = ctx;
-      (res as { [REQUEST_CONTEXT]?: Context })[REQUEST_CONTEXT] = ctx;
+      (req as { [REQUEST_CONTEXT]?: Context })[REQUEST_CONTEXT] = state.ctx;
+      (res as { [REQUEST_CONTEXT]?: Context })[REQUEST_CONTEXT] = state.ctx;
       res.on("close", onResponseClose);
     } catch (err) {
       diag.warnCollapsed(
@@ -669,16 +624,135 @@ export class HttpInstrumentation implements Instrumentation {
       );
       return original.apply(server, args as [string | symbol, ...unknown[]]);
     }
+    return this.#emitIn(server, original, args, state);
+  }
+
+  /**
+   * An upgrade request (a WebSocket handshake): its SERVER span covers the
+   * handshake, ending when the application answers on the socket (the
+   * status line of its first write) or the socket closes unanswered. The
+   * listener runs in its context, so the handshake's own work (checking a
+   * token, loading a session) belongs to the request and its customer.
+   */
+  #handleUpgrade(
+    server: Server,
+    original: Emit,
+    args: unknown[],
+    req: IncomingMessage,
+    socket: UpgradedSocket,
+    scheme: "http" | "https",
+  ): boolean {
+    if (
+      this.#ignored(req.url) ||
+      (server as unknown as Record<symbol, unknown>)[UNTRACED_SERVER] ===
+        true ||
+      socket[STATE] !== undefined
+    )
+      return original.apply(server, args as [string | symbol, ...unknown[]]);
+    let state: ServerState;
+    try {
+      state = this.#startServer(req, scheme);
+      socket[STATE] = state;
+      (req as { [REQUEST_CONTEXT]?: Context })[REQUEST_CONTEXT] = state.ctx;
+      watchHandshake(socket);
+    } catch (err) {
+      diag.warnCollapsed(
+        "http-server",
+        `could not trace an incoming request: ${(err as Error).message}`,
+      );
+      return original.apply(server, args as [string | symbol, ...unknown[]]);
+    }
+    return this.#emitIn(server, original, args, state);
+  }
+
+  /** Starts a request's SERVER span, in the context its headers and caller give it. */
+  #startServer(req: IncomingMessage, scheme: "http" | "https"): ServerState {
+    const socket = req.socket as unknown as TrustedSocket;
+    let trusted = socket[TRUST];
+    if (trusted === undefined) {
+      trusted = this.#inbound.trusts(socket.remoteAddress);
+      socket[TRUST] = trusted;
+    }
+    const headers = req.headers;
+    let ctx = propagation.extract(
+      EMPTY_CONTEXT,
+      headers,
+      trusted ? trustedGetter : untrustedGetter,
+    );
+    if (getCustomerFromContext(ctx) === undefined) {
+      const customer = this.#customerOf(req, trusted);
+      if (customer !== undefined) ctx = setCustomerInContext(ctx, customer);
+    }
+    const { method, original: methodOriginal } = normalizeMethod(req.method);
+    const url = originForm(req.url);
+    const q = url.indexOf("?");
+    const { address, port } = hostAndPort(
+      headers.host,
+      scheme === "https" ? 443 : 80,
+    );
+    const forwarded = headers["x-forwarded-for"];
+    // Literal keys (the semantic conventions' names): computed ones make V8
+    // define each property through the runtime.
+    const attributes: Attributes = {
+      "http.request.method": method,
+      "url.path": q === -1 ? url : url.slice(0, q),
+      "url.scheme": scheme,
+      "server.address": address,
+      "server.port": port,
+      "network.peer.address": socket.remoteAddress,
+      "network.peer.port": socket.remotePort,
+      "client.address":
+        typeof forwarded === "string"
+          ? forwarded.split(",")[0]!.trim()
+          : socket.remoteAddress,
+      "network.protocol.version": req.httpVersion,
+    };
+    // Set only when sent (service-to-service calls often send none): an
+    // undefined value would send the span's start down its careful,
+    // key-by-key attribute copy.
+    const userAgent = headers["user-agent"];
+    if (userAgent !== undefined)
+      attributes[semconv.ATTR_USER_AGENT_ORIGINAL] = userAgent;
+    if (q !== -1)
+      attributes[semconv.ATTR_URL_QUERY] = redactQuery(url.slice(q + 1));
+    if (methodOriginal !== undefined)
+      attributes[semconv.ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = methodOriginal;
+    const name = method === "_OTHER" ? "HTTP" : method;
+    const span = this.#getTracer().startSpan(
+      name,
+      { kind: SpanKind.SERVER, attributes },
+      ctx,
+    );
+    const state: ServerState = {
+      route: undefined,
+      span,
+      req,
+      method,
+      start: performance.now(),
+      scheme,
+      ctx,
+    };
+    state.ctx = contextWithRouteHolder(trace.setSpan(ctx, span), state);
+    return state;
+  }
+
+  /** Hands the event to the server's listeners in the request's context. */
+  #emitIn(
+    server: Server,
+    original: Emit,
+    args: unknown[],
+    state: ServerState,
+  ): boolean {
     try {
       // A closure rather than the arguments handed on: spreading an
       // arguments object through the context API's layers takes V8's slow
       // path, three times per request.
-      return context.with(ctx, () =>
+      return context.with(state.ctx, () =>
         original.apply(server, args as [string | symbol, ...unknown[]]),
       );
     } catch (err) {
-      span.recordException(err as Error);
-      span.setStatus({
+      state.span.recordException(err as Error);
+      state.span.setStatus({
         code: SpanStatusCode.ERROR,
         message: (err as Error)?.message,
       });
@@ -789,6 +863,89 @@ function onResponseClose(this: StatefulResponse): void {
     : this.statusCode >= 500
       ? String(this.statusCode)
       : undefined;
+  serverDuration().record(
+    (performance.now() - state.start) / 1000,
+    serverDurationSets.get(state.method, state.scheme, status, route, error),
+  );
+}
+
+/**
+ * Ends an upgrade request's span when the application answers its
+ * handshake: the status line of the first bytes it writes to the socket
+ * (101 when it switches protocols, anything else when it refuses), or the
+ * socket closing before any answer.
+ */
+function watchHandshake(socket: UpgradedSocket): void {
+  const target = socket as unknown as Record<string, unknown>;
+  const restore: Array<() => void> = [];
+  for (const name of ["write", "end"]) {
+    const own = Object.prototype.hasOwnProperty.call(target, name);
+    const original = target[name] as (...args: unknown[]) => unknown;
+    target[name] = function threadlineHandshakeAnswer(
+      this: UpgradedSocket,
+      chunk: unknown,
+    ): unknown {
+      for (const undo of restore) undo();
+      endHandshake(socket, statusOf(chunk));
+      return original.apply(this, arguments as unknown as unknown[]);
+    };
+    restore.push(() => {
+      if (own) target[name] = original;
+      else delete target[name];
+    });
+  }
+  socket.once("close", () => {
+    for (const undo of restore) undo();
+    endHandshake(socket, undefined);
+  });
+}
+
+/** The status code in the status line `chunk` starts with, if it does. */
+function statusOf(chunk: unknown): number | undefined {
+  const head =
+    typeof chunk === "string"
+      ? chunk.slice(0, 16)
+      : chunk instanceof Uint8Array
+        ? Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+            .subarray(0, 16)
+            .toString("latin1")
+        : "";
+  const m = /^HTTP\/\d(?:\.\d)? (\d{3})/.exec(head);
+  return m === null ? undefined : Number(m[1]);
+}
+
+function endHandshake(
+  socket: UpgradedSocket,
+  status: number | undefined,
+): void {
+  const state = socket[STATE];
+  if (state === undefined) return;
+  socket[STATE] = undefined;
+  state.req = undefined;
+  const span = state.span;
+  const route = state.route;
+  if (route !== undefined) {
+    span.setAttribute(semconv.ATTR_HTTP_ROUTE, route);
+    span.updateName(
+      `${state.method === "_OTHER" ? "HTTP" : state.method} ${route}`,
+    );
+  }
+  let error: string | undefined;
+  if (status === undefined) {
+    error = "aborted";
+    span.setStatus({
+      code: SpanStatusCode.ERROR,
+      message: "the connection closed before the handshake was answered",
+    });
+  } else {
+    span.setAttribute(semconv.ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+    if (status >= 500) {
+      error = String(status);
+      span.setStatus({ code: SpanStatusCode.ERROR });
+    }
+  }
+  if (error !== undefined) span.setAttribute(semconv.ATTR_ERROR_TYPE, error);
+  span.end();
   serverDuration().record(
     (performance.now() - state.start) / 1000,
     serverDurationSets.get(state.method, state.scheme, status, route, error),

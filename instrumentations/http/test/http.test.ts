@@ -324,6 +324,106 @@ describe("http server", () => {
     assert.deepEqual(spanIds, [spans[0]!.spanId, spans[0]!.spanId]);
   });
 
+  it("traces a WebSocket handshake, accepted or refused, with its listener in the request's context", async () => {
+    const server = http.createServer((_req, res) => res.end("plain"));
+    const seen: Array<string | undefined> = [];
+    // As WebSocket servers do: a 101 written on acceptance, a status line
+    // ended with the socket on refusal.
+    server.on("upgrade", async (req, socket) => {
+      seen.push(trace.getActiveSpan()?.spanContext().spanId);
+      // The handshake's own work (here a session lookup) joins its trace.
+      await fetch(`${internal.url}/session`);
+      if (req.url === "/socket?token=good") {
+        socket.write(
+          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        );
+        socket.write("after the handshake");
+        setTimeout(() => socket.end(), 50);
+      } else {
+        socket.end("HTTP/1.1 401 Unauthorized\r\nConnection: close\r\n\r\n");
+      }
+    });
+    const port = await listen(server);
+    const handshake = (path: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = http.request({
+          port,
+          host: "127.0.0.1",
+          path,
+          headers: {
+            connection: "Upgrade",
+            upgrade: "websocket",
+            "x-customer-id": "c-42",
+          },
+        });
+        req.on("upgrade", (res, socket) => {
+          socket.destroy();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on("response", (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on("error", reject);
+        req.end();
+      });
+    assert.equal(await handshake("/socket?token=good"), 101);
+    assert.equal(await handshake("/socket?token=bad"), 401);
+    const mine = (s: ReceivedSpan) =>
+      s.kind === SERVER && s.attributes["url.path"] === "/socket";
+    const spans = await receiver.waitForSpans(
+      (all) =>
+        all.filter(mine).length >= 2 &&
+        all.filter(
+          (s) =>
+            s.kind === CLIENT &&
+            s.attributes["url.full"] === `${internal.url}/session`,
+        ).length >= 2,
+      "both handshakes and their lookups",
+    );
+    const handshakes = spans.filter(mine);
+    assert.deepEqual(
+      handshakes.map((s) => s.attributes["http.response.status_code"]).sort(),
+      [101, 401],
+    );
+    assert.deepEqual(seen.sort(), handshakes.map((s) => s.spanId).sort());
+    for (const h of handshakes) {
+      assert.equal(h.name, "GET");
+      assert.equal(h.status.code, 0);
+      assert.equal(h.attributes["customer.id"], "c-42");
+      assert.equal(h.attributes["url.query"], "token=REDACTED");
+      const lookup = spans.find(
+        (s) => s.kind === CLIENT && s.parentSpanId === h.spanId,
+      );
+      assert.ok(lookup, "the session lookup is a child of its handshake");
+      assert.equal(lookup.attributes["customer.id"], "c-42");
+    }
+  });
+
+  it("ends the span of a handshake the server never answers, as an error", async () => {
+    const server = http.createServer((_req, res) => res.end("plain"));
+    server.on("upgrade", (_req, socket) => socket.destroy());
+    const port = await listen(server);
+    await new Promise<void>((resolve) => {
+      const req = http.request({
+        port,
+        host: "127.0.0.1",
+        path: "/dropped",
+        headers: { connection: "Upgrade", upgrade: "websocket" },
+      });
+      req.on("error", () => resolve());
+      req.end();
+    });
+    const spans = await receiver.waitForSpans(
+      (all) => all.some((s) => s.attributes["url.path"] === "/dropped"),
+      "the dropped handshake",
+    );
+    const dropped = spans.find((s) => s.attributes["url.path"] === "/dropped")!;
+    assert.equal(dropped.status.code, 2);
+    assert.equal(dropped.attributes["error.type"], "aborted");
+    assert.equal(dropped.attributes["http.response.status_code"], undefined);
+  });
+
   it("reads the path of an absolute-form request target", async () => {
     const server = http.createServer((_req, res) => res.end("ok"));
     const port = await listen(server);
