@@ -324,13 +324,28 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
         sendJson(res, 415, { error: "send application/json" });
         return;
       }
-      let body: { customer?: unknown; forMs?: unknown; level?: unknown };
+      let parsed: unknown;
       try {
-        body = JSON.parse(await readBody(req, 4096)) as typeof body;
+        parsed = JSON.parse(await readBody(req, 4096));
       } catch (err) {
         sendJson(res, 400, { error: (err as Error).message });
         return;
       }
+      if (
+        parsed === null ||
+        typeof parsed !== "object" ||
+        Array.isArray(parsed)
+      ) {
+        sendJson(res, 400, {
+          error: 'send a JSON object: {"customer", "forMs", "level"}',
+        });
+        return;
+      }
+      const body = parsed as {
+        customer?: unknown;
+        forMs?: unknown;
+        level?: unknown;
+      };
       const level =
         body.level === undefined ? WATCH_DEBUG : parseWatchLevel(body.level);
       if (!isValidCustomerId(body.customer)) {

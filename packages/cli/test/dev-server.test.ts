@@ -548,6 +548,17 @@ describe("the watch list", () => {
     );
   });
 
+  it("answers a body that is not a JSON object with 400, not 500", async () => {
+    for (const body of [null, [], "c-42", 42]) {
+      const res = await watch(body);
+      assert.equal(res.status, 400, JSON.stringify(body));
+      assert.match(
+        ((await res.json()) as { error: string }).error,
+        /a JSON object/,
+      );
+    }
+  });
+
   it("is bounded", async () => {
     for (let i = 0; i < 100; i++)
       assert.equal(
