@@ -91,8 +91,12 @@ export function formatTrace(t: TraceDetail): string {
     list.push(l);
     logsBySpan.set(key, list);
   }
+  // Printed spans: a parent cycle (a span its own parent, or two spans each
+  // other's) must not be walked again, and a span no root reaches is still
+  // printed, as the viewer shows it.
+  const printed = new Set<SpanRecord>();
   const children = (id: string) =>
-    spans.filter((s) => s.parentSpanId === id && s.spanId !== id);
+    spans.filter((s) => s.parentSpanId === id && !printed.has(s));
   const width = Math.max(...services.map((s) => s.length));
   const walk = (
     s: SpanRecord,
@@ -100,6 +104,7 @@ export function formatTrace(t: TraceDetail): string {
     last: boolean,
     root: boolean,
   ) => {
+    printed.add(s);
     const branch = root ? "" : last ? "└─ " : "├─ ";
     const error =
       s.statusCode === 2
@@ -124,9 +129,13 @@ export function formatTrace(t: TraceDetail): string {
     }
   };
   const roots = spans.filter(
-    (s) => s.parentSpanId === "" || !ids.has(s.parentSpanId),
+    (s) =>
+      s.parentSpanId === "" ||
+      s.parentSpanId === s.spanId ||
+      !ids.has(s.parentSpanId),
   );
   for (const r of roots) walk(r, "", true, true);
+  for (const s of spans) if (!printed.has(s)) walk(s, "", true, true);
   for (const l of logsBySpan.get("") ?? [])
     out.push(`log (no span) ${l.service}: ${logText(l)}`);
   return `${out.join("\n")}\n`;

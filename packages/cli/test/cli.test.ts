@@ -20,7 +20,7 @@ import {
   type RunningService,
   type Shop,
 } from "@threadline/test-support";
-import type { TraceDetail, TraceSummary } from "../src/index.ts";
+import { Store, type TraceDetail, type TraceSummary } from "../src/index.ts";
 
 const bin = fileURLToPath(new URL("../bin/threadline.js", import.meta.url));
 const fixtures = fileURLToPath(
@@ -251,6 +251,69 @@ describe("threadline search and trace", () => {
       none.stderr,
       /no local store .* start one with `npx threadline dev`/,
     );
+  });
+});
+
+describe("threadline trace on a broken trace", () => {
+  it("prints spans that are their own parent or in a parent cycle", async () => {
+    const db = join(dir, "cycles.sqlite");
+    const store = new Store({ path: db });
+    const traceId = "0af7651916cd43dd8448eb211c80319c";
+    const span = (
+      spanId: string,
+      parentSpanId: string,
+      name: string,
+      at: number,
+    ) => ({
+      traceId,
+      spanId,
+      parentSpanId,
+      traceState: "",
+      name,
+      kind: 1,
+      startUs: Date.now() * 1000 + at,
+      endUs: Date.now() * 1000 + at + 1000,
+      attributes: {},
+      events: [],
+      links: [],
+      statusCode: 0,
+      statusMessage: "",
+      flags: 1,
+    });
+    store.ingestSpans([
+      {
+        resource: { "service.name": "broken" },
+        scopes: [
+          {
+            scope: { name: "t", version: "" },
+            spans: [
+              span("a".repeat(16), "a".repeat(16), "its own parent", 0),
+              span("b".repeat(16), "a".repeat(16), "child of that", 100),
+              span("c".repeat(16), "d".repeat(16), "cycle one", 200),
+              span("d".repeat(16), "c".repeat(16), "cycle two", 300),
+            ],
+          },
+        ],
+      },
+    ]);
+    await store.close();
+    const r = await threadline(["trace", traceId], {
+      THREADLINE_DB: db,
+      THREADLINE_VIEWER_URL: "http://127.0.0.1:9",
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /4 spans/);
+    for (const name of [
+      "its own parent",
+      "child of that",
+      "cycle one",
+      "cycle two",
+    ])
+      assert.equal(
+        r.stdout.split(name).length - 1,
+        1,
+        `${name} once\n${r.stdout}`,
+      );
   });
 });
 
