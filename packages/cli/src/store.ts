@@ -11,13 +11,15 @@
 //   key=value" and "touched service S" are index lookups too, not scans.
 //   Attributes that are not tagged (long or high-cardinality values) are
 //   still searchable by scanning span attributes within the time range.
-// - logs, indexed by trace and by customer.
+// - logs, indexed by trace and by time; a record sent again (OTLP delivery
+//   is at least once) is stored once, by a digest of all its fields.
 //
 // Writes are batched: ingest() buffers, flush() writes one transaction and
 // reports which traces changed (the live view's feed). Per batch the spans of
 // a trace are folded into one summary update and one set of tags.
 // The store is bounded: prune() drops the oldest traces and logs beyond the
 // age limit, and beyond the size limit, oldest first.
+import { hash } from "node:crypto";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import {
   MAX_WATCHED,
@@ -80,7 +82,8 @@ interface PendingMetricPoint {
   sum: number | null;
 }
 
-const SCHEMA_VERSION = "1";
+// 2: logs.digest, unique, so a record sent again is stored once.
+const SCHEMA_VERSION = "2";
 const MAX_TAG_VALUE = 128;
 // Values of these keys are unique per span or meaningless to search by.
 const UNTAGGED = new Set([
@@ -198,7 +201,7 @@ export class Store implements TraceBackend {
       CREATE TABLE IF NOT EXISTS logs (
         id INTEGER PRIMARY KEY, time_us INTEGER NOT NULL, trace_id TEXT NOT NULL, span_id TEXT NOT NULL,
         service TEXT NOT NULL, severity_number INTEGER NOT NULL, severity_text TEXT NOT NULL,
-        body TEXT NOT NULL, attributes TEXT NOT NULL, customer TEXT);
+        body TEXT NOT NULL, attributes TEXT NOT NULL, customer TEXT, digest BLOB);
       CREATE INDEX IF NOT EXISTS logs_by_trace ON logs (trace_id) WHERE trace_id <> '';
       CREATE INDEX IF NOT EXISTS logs_by_time ON logs (time_us);
       CREATE TABLE IF NOT EXISTS metric_points (
@@ -215,10 +218,39 @@ export class Store implements TraceBackend {
       this.#db
         .prepare("INSERT INTO meta (key, value) VALUES ('schema', ?)")
         .run(SCHEMA_VERSION);
+    else if (version.value === "1") this.#upgradeFrom1();
     else if (version.value !== SCHEMA_VERSION)
       throw new Error(
         `the store at ${options.path} has schema ${version.value}; this version reads ${SCHEMA_VERSION}`,
       );
+    this.#db.exec(
+      "CREATE UNIQUE INDEX IF NOT EXISTS logs_once ON logs (digest) WHERE digest IS NOT NULL",
+    );
+  }
+
+  /**
+   * Schema 1 had no log digest. Its log rows keep none (they are not
+   * deduplicated; a digest needs the observed time, which was not kept);
+   * records written from now on are stored once. Under the write lock, so
+   * two `threadline dev` opening the same old file upgrade it once.
+   */
+  #upgradeFrom1(): void {
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      const v = this.#db
+        .prepare("SELECT value FROM meta WHERE key = 'schema'")
+        .get() as { value: string };
+      if (v.value === "1") {
+        this.#db.exec("ALTER TABLE logs ADD COLUMN digest BLOB");
+        this.#db
+          .prepare("UPDATE meta SET value = ? WHERE key = 'schema'")
+          .run(SCHEMA_VERSION);
+      }
+      this.#db.exec("COMMIT");
+    } catch (err) {
+      this.#db.exec("ROLLBACK");
+      throw err;
+    }
   }
 
   #s(sql: string): StatementSync {
@@ -490,14 +522,25 @@ export class Store implements TraceBackend {
 
   #writeLogs(logs: Array<{ log: DecodedLogRecord; service: string }>): void {
     if (logs.length === 0) return;
+    // A record sent again (OTLP delivery is at least once) has the same
+    // digest and is stored once. The observed time is in it, so the same
+    // line written twice in one millisecond (pino's resolution) is kept twice.
     const insert = this.#s(
-      "INSERT INTO logs (time_us, trace_id, span_id, service, severity_number, severity_text, body, attributes, customer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      "INSERT OR IGNORE INTO logs (time_us, trace_id, span_id, service, severity_number, severity_text, body, attributes, customer, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
     for (const { log, service } of logs) {
       const customer =
         typeof log.attributes["customer.id"] === "string"
           ? log.attributes["customer.id"]
           : null;
+      const body = json(log.body);
+      const attributes = json(log.attributes);
+      // JSON text holds no raw NUL; the other strings are length-prefixed.
+      const digest = hash(
+        "sha256",
+        `${log.timeUs}\0${log.observedUs}\0${log.traceId}\0${log.spanId}\0${log.severityNumber}\0${service.length}\0${service}${log.severityText.length}\0${log.severityText}${body}\0${attributes}`,
+        "buffer",
+      ).subarray(0, 16);
       insert.run(
         log.timeUs || log.observedUs,
         log.traceId,
@@ -505,9 +548,10 @@ export class Store implements TraceBackend {
         service,
         log.severityNumber,
         log.severityText,
-        json(log.body),
-        json(log.attributes),
+        body,
+        attributes,
         customer,
+        digest,
       );
     }
   }

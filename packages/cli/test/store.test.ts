@@ -119,6 +119,37 @@ function order(
   return traceId;
 }
 
+/** Log lines of one service in one trace, one microsecond apart. */
+function logBatch(
+  traceId: string,
+  bodies: string[],
+  startUs = 0,
+): DecodedResourceLogs[] {
+  return [
+    {
+      resource: { "service.name": "payments" },
+      scopes: [
+        {
+          scope: { name: "pino", version: "" },
+          logs: bodies.map((body, i) => ({
+            timeUs: 1_000_000 + startUs + i,
+            observedUs: 1_000_000 + startUs + i,
+            severityNumber: 17,
+            severityText: "error",
+            body,
+            attributes: { "customer.id": "c-9" },
+            droppedAttributesCount: 0,
+            traceId,
+            spanId: hex(0xee, 16),
+            flags: 1,
+            eventName: "",
+          })),
+        },
+      ],
+    },
+  ];
+}
+
 describe("search", () => {
   const store = new Store({ path: ":memory:" });
   const ids: Record<string, string> = {};
@@ -284,6 +315,49 @@ describe("writing", () => {
     await store.close();
   });
 
+  it("stores a log record sent twice once", async () => {
+    const store = new Store({ path: ":memory:" });
+    const traceId = hex(0xdd0003, 32);
+    const sent = logBatch(traceId, ["card declined", "order failed"]);
+    store.ingestLogs(sent);
+    store.flush();
+    store.ingestLogs(sent);
+    store.flush();
+    assert.equal(store.counts().logs, 2);
+    // The same line written again later is another record, and kept.
+    const later = logBatch(traceId, ["card declined"], 5);
+    store.ingestLogs(later);
+    store.flush();
+    assert.equal(store.counts().logs, 3);
+    await store.close();
+  });
+
+  it("opens a store file written before log records were deduplicated", async () => {
+    const path = join(dir, "schema-1.sqlite");
+    const old = new DatabaseSync(path);
+    old.exec(`
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+      INSERT INTO meta VALUES ('schema', '1');
+      CREATE TABLE logs (
+        id INTEGER PRIMARY KEY, time_us INTEGER NOT NULL, trace_id TEXT NOT NULL, span_id TEXT NOT NULL,
+        service TEXT NOT NULL, severity_number INTEGER NOT NULL, severity_text TEXT NOT NULL,
+        body TEXT NOT NULL, attributes TEXT NOT NULL, customer TEXT);
+      INSERT INTO logs VALUES (1, 1000000, '${hex(0xdd0004, 32)}', '', 'orders', 9, 'info', '"kept"', '{}', NULL);
+    `);
+    old.close();
+    const store = new Store({ path });
+    const traceId = hex(0xdd0005, 32);
+    const sent = logBatch(traceId, ["card declined"]);
+    store.ingestLogs(sent);
+    store.flush();
+    store.ingestLogs(sent);
+    store.flush();
+    assert.equal(store.counts().logs, 2);
+    await store.close();
+    const reader = new Store({ path, readonly: true });
+    assert.equal(reader.counts().logs, 2);
+    await reader.close();
+  });
   it("keeps what it could not write while another process held the file, and writes it next time", async () => {
     const path = join(dir, "shared.sqlite");
     const store = new Store({ path, busyTimeoutMs: 50 });
