@@ -4,11 +4,11 @@
 // Layout, chosen for the searches the viewer runs:
 // - spans, clustered by (trace_id, span_id): a trace is one range read.
 // - traces, one summary row per trace kept up to date on ingest (root,
-//   customer, services, counts), indexed by start time and by customer: the
-//   customer search is an index range scan whatever the store's size.
+//   customer, services, counts), indexed by start time.
 // - trace_tags, (key, value) pairs seen anywhere in a trace (service,
-//   span names, routes, short attribute values), so "any attribute
-//   key=value" and "touched service S" are index lookups too, not scans.
+//   span names, routes, short attribute values, every span's customer.id),
+//   so "customer C", "any attribute key=value" and "touched service S" are
+//   index range scans whatever the store's size, not scans.
 //   Attributes that are not tagged (long or high-cardinality values) are
 //   still searchable by scanning span attributes within the time range.
 // - logs, indexed by trace and by time; a record sent again (OTLP delivery
@@ -193,7 +193,7 @@ export class Store implements TraceBackend {
         root_service TEXT NOT NULL, root_name TEXT NOT NULL, root_known INTEGER NOT NULL,
         customer TEXT, span_count INTEGER NOT NULL, error_count INTEGER NOT NULL, services TEXT NOT NULL) WITHOUT ROWID;
       CREATE INDEX IF NOT EXISTS traces_by_start ON traces (start_us);
-      CREATE INDEX IF NOT EXISTS traces_by_customer ON traces (customer, start_us) WHERE customer IS NOT NULL;
+      DROP INDEX IF EXISTS traces_by_customer;
       CREATE TABLE IF NOT EXISTS trace_tags (
         key TEXT NOT NULL, value TEXT NOT NULL, start_us INTEGER NOT NULL, trace_id TEXT NOT NULL,
         PRIMARY KEY (key, value, start_us, trace_id)) WITHOUT ROWID;
@@ -561,15 +561,21 @@ export class Store implements TraceBackend {
   }
 
   searchSync(q: SearchQuery): TraceSummary[] {
-    // Plan: a customer narrows to a handful of traces through its index, and
-    // every other condition is then checked per trace (tags by primary-key
-    // lookups, since each tag row carries its trace's start). Without a
-    // customer, the first indexed tag condition drives the query, newest
-    // first, straight from the tag index, so LIMIT stops the scan early.
+    // Plan: the first indexed tag condition (the customer first: it narrows
+    // to a handful of traces) drives the query, newest first, straight from
+    // the tag index, so LIMIT stops the scan early; every other condition is
+    // then checked per trace (tags by primary-key lookups, since each tag row
+    // carries its trace's start). A customer matches any span of the trace,
+    // as in the remote backends, not only the summary's first one.
     const where: string[] = [];
     const args: Array<string | number> = [];
     const tags: Array<[string, string]> = [];
     const scans: Array<[string, string]> = [];
+    let customerScan: string | undefined;
+    if (q.customer) {
+      if (q.customer.length > MAX_TAG_VALUE) customerScan = q.customer;
+      else tags.push(["customer.id", q.customer]);
+    }
     if (q.service) tags.push(["service.name", q.service]);
     for (const [key, value] of q.attributes ?? []) {
       if (
@@ -582,17 +588,12 @@ export class Store implements TraceBackend {
     }
     let from = "traces t";
     let order = "t.start_us";
-    if (q.customer) {
-      where.push("t.customer = ?");
-      args.push(q.customer);
-    } else {
-      const drive = tags.shift();
-      if (drive !== undefined) {
-        from = "trace_tags g JOIN traces t ON t.trace_id = g.trace_id";
-        order = "g.start_us";
-        where.push("g.key = ? AND g.value = ?");
-        args.push(drive[0], drive[1]);
-      }
+    const drive = tags.shift();
+    if (drive !== undefined) {
+      from = "trace_tags g JOIN traces t ON t.trace_id = g.trace_id";
+      order = "g.start_us";
+      where.push("g.key = ? AND g.value = ?");
+      args.push(drive[0], drive[1]);
     }
     if (q.fromUs !== undefined) {
       where.push(`${order} >= ?`);
@@ -615,6 +616,13 @@ export class Store implements TraceBackend {
     };
     for (const [key, value] of tags) exists([key], value);
     if (q.operation) exists(["span.name", "http.route"], q.operation);
+    if (customerScan !== undefined) {
+      // Too long to be tagged: read the candidate traces' spans.
+      where.push(
+        "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND s.customer = ?)",
+      );
+      args.push(customerScan);
+    }
     for (const [key, value] of scans) {
       // Not indexed: read the attributes of the candidate traces' spans.
       where.push(

@@ -238,6 +238,56 @@ describe("search", () => {
   });
 });
 
+describe("search by customer", () => {
+  it("finds a trace by the customer of any of its spans, not only the first seen", async () => {
+    const store = new Store({ path: ":memory:" });
+    const traceId = hex(0xcc0001, 32);
+    const root = span(traceId, { attributes: { "customer.id": "c-2" } });
+    const child = span(traceId, {
+      parentSpanId: root.spanId,
+      name: "POST /refunds",
+      startUs: 1_001_000,
+      attributes: { "customer.id": "c-3" },
+    });
+    store.ingestSpans(batch("gateway", [root]));
+    store.flush();
+    store.ingestSpans(batch("refunds", [child]));
+    store.flush();
+    for (const customer of ["c-2", "c-3"])
+      assert.deepEqual(
+        store.searchSync({ customer }).map((t) => t.traceId),
+        [traceId],
+        customer,
+      );
+    assert.deepEqual(
+      store
+        .searchSync({ customer: "c-3", service: "refunds" })
+        .map((t) => t.traceId),
+      [traceId],
+    );
+    assert.equal(store.searchSync({ customer: "c-4" }).length, 0);
+    // A long id (other SDKs do not cap them) is found too.
+    const longId = `c-${"9".repeat(200)}`;
+    const other = hex(0xcc0002, 32);
+    const first = span(other, { attributes: { "customer.id": "c-2" } });
+    store.ingestSpans(
+      batch("gateway", [
+        first,
+        span(other, {
+          parentSpanId: first.spanId,
+          attributes: { "customer.id": longId },
+        }),
+      ]),
+    );
+    store.flush();
+    assert.deepEqual(
+      store.searchSync({ customer: longId }).map((t) => t.traceId),
+      [other],
+    );
+    await store.close();
+  });
+});
+
 describe("persistence and pruning", () => {
   it("keeps history across a restart", async () => {
     const path = join(dir, "restart.sqlite");
