@@ -6,9 +6,9 @@
 // - traces, one summary row per trace kept up to date on ingest (root,
 //   customer, services, counts), indexed by start time.
 // - trace_tags, (key, value) pairs seen anywhere in a trace (service,
-//   span names, routes, short attribute values, every span's customer.id),
-//   so "customer C", "any attribute key=value" and "touched service S" are
-//   index range scans whatever the store's size, not scans.
+//   span names, routes, short span and resource attribute values, every
+//   span's customer.id), so "customer C", "any attribute key=value" and
+//   "touched service S" are index range scans whatever the store's size.
 //   Attributes that are not tagged (long or high-cardinality values) are
 //   still searchable by scanning span attributes within the time range.
 // - logs, indexed by trace and by time; a record sent again (OTLP delivery
@@ -147,7 +147,22 @@ interface PendingSpan {
   span: DecodedSpan;
   service: string;
   resource: string;
+  /** The resource's tags, one array per resource shared by its spans. */
+  resourceTags: readonly string[];
   scope: string;
+}
+
+/** `key\0value` for a value worth indexing, else undefined. */
+function tagOf(key: string, v: unknown): string | undefined {
+  if (UNTAGGED.has(key) || key.startsWith("db.query.parameter."))
+    return undefined;
+  if (
+    (typeof v === "string" && v.length <= MAX_TAG_VALUE) ||
+    typeof v === "number" ||
+    typeof v === "boolean"
+  )
+    return `${key}\u0000${String(v)}`;
+  return undefined;
 }
 
 export class Store implements TraceBackend {
@@ -273,10 +288,17 @@ export class Store implements TraceBackend {
     for (const rs of batch) {
       const service = serviceOf(rs.resource);
       const resource = json(rs.resource);
+      // A service's own attributes (deployment.environment.name,
+      // service.version) are searchable like its spans'.
+      const resourceTags: string[] = [];
+      for (const key in rs.resource) {
+        const tag = tagOf(key, rs.resource[key]);
+        if (tag !== undefined) resourceTags.push(tag);
+      }
       for (const group of rs.scopes) {
         const scope = group.scope.name;
         for (const span of group.spans) {
-          this.#spans.push({ span, service, resource, scope });
+          this.#spans.push({ span, service, resource, resourceTags, scope });
           n++;
         }
       }
@@ -400,7 +422,11 @@ export class Store implements TraceBackend {
     );
     const byTrace = new Map<
       string,
-      { spans: PendingSpan[]; tags: Set<string> }
+      {
+        spans: PendingSpan[];
+        tags: Set<string>;
+        resources: Set<readonly string[]>;
+      }
     >();
     for (const p of spans) {
       const s = p.span;
@@ -429,22 +455,19 @@ export class Store implements TraceBackend {
       if (Number(added.changes) === 0) continue;
       let t = byTrace.get(s.traceId);
       if (t === undefined) {
-        t = { spans: [], tags: new Set() };
+        t = { spans: [], tags: new Set(), resources: new Set() };
         byTrace.set(s.traceId, t);
       }
       t.spans.push(p);
       t.tags.add(`service.name\u0000${p.service}`);
       t.tags.add(`span.name\u0000${s.name}`);
       for (const key in s.attributes) {
-        if (UNTAGGED.has(key) || key.startsWith("db.query.parameter."))
-          continue;
-        const v = s.attributes[key];
-        if (
-          (typeof v === "string" && v.length <= MAX_TAG_VALUE) ||
-          typeof v === "number" ||
-          typeof v === "boolean"
-        )
-          t.tags.add(`${key}\u0000${String(v)}`);
+        const tag = tagOf(key, s.attributes[key]);
+        if (tag !== undefined) t.tags.add(tag);
+      }
+      if (!t.resources.has(p.resourceTags)) {
+        t.resources.add(p.resourceTags);
+        for (const tag of p.resourceTags) t.tags.add(tag);
       }
     }
     const read = this.#s("SELECT * FROM traces WHERE trace_id = ?");
@@ -624,11 +647,13 @@ export class Store implements TraceBackend {
       args.push(customerScan);
     }
     for (const [key, value] of scans) {
-      // Not indexed: read the attributes of the candidate traces' spans.
+      // Not indexed: read the attributes of the candidate traces' spans, or
+      // their resource's (a span's own value first, as remote.ts reads them).
+      const path = `$."${key.replace(/"/g, '""')}"`;
       where.push(
-        `EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND CAST(json_extract(s.attributes, ?) AS TEXT) = ?)`,
+        `EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND CAST(coalesce(json_extract(s.attributes, ?), json_extract(s.resource, ?)) AS TEXT) = ?)`,
       );
-      args.push(`$."${key.replace(/"/g, '""')}"`, value);
+      args.push(path, path, value);
     }
     const limit = Math.max(1, Math.min(q.limit ?? 50, MAX_LIMIT));
     const sql = `SELECT t.* FROM ${from} ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY ${order} DESC LIMIT ${limit}`;

@@ -288,6 +288,43 @@ describe("search by customer", () => {
   });
 });
 
+describe("search by resource attribute", () => {
+  it("finds traces by the attributes of the service that sent them, as the production backends do", async () => {
+    const store = new Store({ path: ":memory:" });
+    const traceId = hex(0xcc0101, 32);
+    store.ingestSpans([
+      {
+        resource: {
+          "service.name": "orders",
+          "service.version": "1.2.3",
+          "deployment.environment.name": "prod",
+          "service.instance.id": "627cc493-f310-47de-96bd-71410b7dec09",
+        },
+        scopes: [
+          {
+            scope: { name: "t", version: "" },
+            spans: [span(traceId, { attributes: { "customer.id": "c-5" } })],
+          },
+        ],
+      },
+    ]);
+    store.flush();
+    const found = (attributes: Array<[string, string]>, customer?: string) =>
+      store.searchSync({ attributes, customer }).map((t) => t.traceId);
+    assert.deepEqual(found([["deployment.environment.name", "prod"]]), [
+      traceId,
+    ]);
+    assert.deepEqual(found([["service.version", "1.2.3"]], "c-5"), [traceId]);
+    assert.deepEqual(
+      found([["service.instance.id", "627cc493-f310-47de-96bd-71410b7dec09"]]),
+      [traceId],
+      "an untagged key is read from the spans' resource",
+    );
+    assert.deepEqual(found([["deployment.environment.name", "staging"]]), []);
+    await store.close();
+  });
+});
+
 describe("persistence and pruning", () => {
   it("keeps history across a restart", async () => {
     const path = join(dir, "restart.sqlite");
