@@ -3,10 +3,14 @@
 //
 // Hostile input is expected: the body is read up to a byte limit (checked
 // again after decompression, so a gzip bomb stops at the same limit), and
-// any decoding problem answers 400 with the reason, in the request's own
-// encoding (a google.rpc.Status), before anything reaches the store. When
-// the store falls behind, new data gets 429 with Retry-After instead of
-// growing memory: OTLP exporters retry those.
+// a request that cannot be decoded answers 400 with the reason, in the
+// request's own encoding (a google.rpc.Status), before anything reaches the
+// store. A request that decodes but holds invalid spans or log records (an
+// all-zero id, an unknown kind) has the valid ones stored and answers 200
+// with OTLP's partial_success (how many were left out, and why): exporters
+// do not retry a 400, so the whole batch would be lost. When the store
+// falls behind, new data gets 429 with Retry-After instead of growing
+// memory: OTLP exporters retry those.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { gunzip } from "node:zlib";
 import {
@@ -35,7 +39,12 @@ export interface ReceiverStats {
   spans: number;
   logs: number;
   metricRequests: number;
+  /** Requests answered 400. */
   rejected: number;
+  /** Invalid spans left out of requests otherwise stored. */
+  rejectedSpans: number;
+  /** Invalid log records left out of requests otherwise stored. */
+  rejectedLogRecords: number;
   throttled: number;
 }
 
@@ -105,6 +114,21 @@ function inflate(body: Buffer, limit: number): Promise<Buffer> {
   });
 }
 
+/**
+ * ExportTraceServiceResponse / ExportLogsServiceResponse with
+ * partial_success (1) { rejected_spans or rejected_log_records = 1;
+ * error_message = 2 }.
+ */
+function partialSuccessProto(rejected: number, message: string): Uint8Array {
+  const w = new ProtoWriter(256);
+  const mark = w.begin(1);
+  w.tag(1, 0);
+  w.uvarint(rejected);
+  w.stringField(2, message);
+  w.end(mark);
+  return w.finish();
+}
+
 /** google.rpc.Status { code = 1; message = 2 } */
 function statusProto(code: number, message: string): Uint8Array {
   const w = new ProtoWriter(256);
@@ -150,6 +174,8 @@ export class OtlpReceiver {
     logs: 0,
     metricRequests: 0,
     rejected: 0,
+    rejectedSpans: 0,
+    rejectedLogRecords: 0,
     throttled: 0,
   };
 
@@ -220,16 +246,25 @@ export class OtlpReceiver {
         400,
         `unsupported content-encoding ${JSON.stringify(encoding)}`,
       );
+    let invalid = 0;
+    let reason = "";
+    const options = {
+      onInvalid: (r: string) => {
+        if (invalid++ === 0) reason = r;
+      },
+    };
     if (path === "/v1/traces") {
       const decoded = json
-        ? decodeTracesJson(JSON.parse(body.toString("utf8")))
-        : decodeTracesProto(body);
+        ? decodeTracesJson(JSON.parse(body.toString("utf8")), options)
+        : decodeTracesProto(body, options);
       this.stats.spans += this.#store.ingestSpans(decoded);
+      this.stats.rejectedSpans += invalid;
     } else if (path === "/v1/logs") {
       const decoded = json
-        ? decodeLogsJson(JSON.parse(body.toString("utf8")))
-        : decodeLogsProto(body);
+        ? decodeLogsJson(JSON.parse(body.toString("utf8")), options)
+        : decodeLogsProto(body, options);
       this.stats.logs += this.#store.ingestLogs(decoded);
+      this.stats.rejectedLogRecords += invalid;
     } else {
       const decoded = json
         ? decodeMetricsJson(JSON.parse(body.toString("utf8")))
@@ -237,7 +272,25 @@ export class OtlpReceiver {
       this.#store.ingestMetrics(decoded);
       this.stats.metricRequests++;
     }
-    answer(res, json, 200);
+    if (invalid === 0) answer(res, json, 200);
+    else {
+      const message =
+        invalid > 1 ? `${reason} (the first of ${invalid})` : reason;
+      if (json) {
+        res.writeHead(200, { "content-type": "application/json" });
+        // int64 as a string, as the protobuf JSON mapping writes it.
+        const count =
+          path === "/v1/traces" ? "rejectedSpans" : "rejectedLogRecords";
+        res.end(
+          JSON.stringify({
+            partialSuccess: { [count]: String(invalid), errorMessage: message },
+          }),
+        );
+      } else {
+        res.writeHead(200, { "content-type": "application/x-protobuf" });
+        res.end(partialSuccessProto(invalid, message));
+      }
+    }
     this.#onAccepted();
   }
 }

@@ -9,7 +9,12 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { after, before, describe, it } from "node:test";
 import { gzipSync } from "node:zlib";
-import { LogsEncoder, TraceEncoder, type SpanData } from "@threadline/otlp";
+import {
+  LogsEncoder,
+  ProtoReader,
+  TraceEncoder,
+  type SpanData,
+} from "@threadline/otlp";
 import { waitFor } from "@threadline/test-support";
 import {
   DevServerError,
@@ -201,6 +206,107 @@ describe("the OTLP receiver", () => {
       { what: "the good trace" },
     );
     assert.ok(dev.receiver.stats.rejected >= cases.length);
+  });
+
+  it("stores the valid spans and log records of a batch with an invalid one, and says how many it left out", async () => {
+    const search = async (customer: string) =>
+      (
+        (await (
+          await fetch(
+            `${dev.viewerUrl}/api/search?customer=${customer}&limit=1000`,
+          )
+        ).json()) as { traces: unknown[] }
+      ).traces.length;
+    const readProto = (text: string) => {
+      const r = new ProtoReader(Buffer.from(text, "latin1"));
+      const out = { rejected: 0, message: "" };
+      while (!r.done) {
+        const [f, w] = r.tag();
+        if (f !== 1) {
+          r.skip(w);
+          continue;
+        }
+        const ps = r.message();
+        while (!ps.done) {
+          const [pf, pw] = ps.tag();
+          if (pf === 1) out.rejected = ps.varint();
+          else if (pf === 2) out.message = ps.string();
+          else ps.skip(pw);
+        }
+      }
+      return out;
+    };
+    const batch = (customer: string) => {
+      const spans = Array.from({ length: 100 }, () => span(customer));
+      spans.splice(50, 0, { ...span(customer), spanId: "0".repeat(16) });
+      return spans;
+    };
+
+    const asProto = await post(
+      `${dev.otlpUrl}/v1/traces`,
+      traces.encode(batch("c-partial-proto")),
+      proto,
+    );
+    assert.equal(asProto.status, 200, asProto.text);
+    assert.equal(asProto.headers["content-type"], "application/x-protobuf");
+    const p = readProto(asProto.text);
+    assert.equal(p.rejected, 1);
+    assert.match(p.message, /span_id/);
+
+    const asJson = await post(
+      `${dev.otlpUrl}/v1/traces`,
+      traces.encodeJson(batch("c-partial-json")),
+      json,
+    );
+    assert.equal(asJson.status, 200, asJson.text);
+    const j = (
+      JSON.parse(asJson.text) as {
+        partialSuccess: { rejectedSpans: string; errorMessage: string };
+      }
+    ).partialSuccess;
+    assert.equal(Number(j.rejectedSpans), 1);
+    assert.match(j.errorMessage, /span_id/);
+
+    await waitFor(
+      async () =>
+        (await search("c-partial-proto")) === 100 &&
+        (await search("c-partial-json")) === 100,
+      { what: "the 200 valid spans" },
+    );
+
+    // Log records: one with a severity OTLP does not have.
+    const logsBefore = dev.store.counts().logs;
+    const traceId = "e".repeat(32);
+    const record = (severityNumber: number) => ({
+      timeUnixNano: String(Date.now() * 1e6),
+      severityNumber,
+      body: { stringValue: `severity ${severityNumber}` },
+      traceId,
+    });
+    const logs = await post(
+      `${dev.otlpUrl}/v1/logs`,
+      JSON.stringify({
+        resourceLogs: [
+          {
+            scopeLogs: [{ logRecords: [record(9), record(99), record(17)] }],
+          },
+        ],
+      }),
+      json,
+    );
+    assert.equal(logs.status, 200, logs.text);
+    const l = (
+      JSON.parse(logs.text) as {
+        partialSuccess: { rejectedLogRecords: string; errorMessage: string };
+      }
+    ).partialSuccess;
+    assert.equal(Number(l.rejectedLogRecords), 1);
+    assert.match(l.errorMessage, /severity 99/);
+    await waitFor(() => dev.store.counts().logs === logsBefore + 2, {
+      what: "the two valid log records",
+    });
+    assert.equal(dev.receiver.stats.rejectedLogRecords, 1);
+    assert.equal(dev.receiver.stats.rejectedSpans, 2);
   });
 
   it("rejects bad search parameters with a reason", async () => {

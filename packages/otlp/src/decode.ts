@@ -1,6 +1,13 @@
 // Decoding of OTLP trace and logs requests, protobuf and JSON, into one
 // plain model for receivers (the local viewer). Timestamps become epoch
 // microseconds (a double holds them exactly); ids become lowercase hex.
+//
+// A request that cannot be read (truncated, wrong types) throws. A span or
+// log record that reads but is not valid (an all-zero id, an unknown kind,
+// status or severity) throws too, unless the caller passes `onInvalid`:
+// then it is left out and its reason reported, so a receiver can keep the
+// rest and answer with OTLP's partial success (exporters do not retry a
+// 400, so one bad item would lose its whole batch).
 import { OtlpDecodeError, ProtoReader } from "./proto-reader.ts";
 
 export type DecodedAttributes = Record<string, unknown>;
@@ -63,6 +70,27 @@ export interface DecodedLogRecord {
 export interface DecodedResourceLogs {
   resource: DecodedAttributes;
   scopes: Array<{ scope: DecodedScope; logs: DecodedLogRecord[] }>;
+}
+
+/** What a receiver does with items that decode but are not valid. */
+export interface DecodeOptions {
+  /**
+   * Called with the reason for each span or log record left out as invalid.
+   * Without it, the first invalid item fails the whole request.
+   */
+  onInvalid?: ((reason: string) => void) | undefined;
+}
+
+/** The item, or undefined when `problem` leaves it out (and is reported). */
+function valid<T>(
+  item: T,
+  problem: string | undefined,
+  options: DecodeOptions | undefined,
+): T | undefined {
+  if (problem === undefined) return item;
+  if (options?.onInvalid === undefined) throw new OtlpDecodeError(problem);
+  options.onInvalid(problem);
+  return undefined;
 }
 
 // Microseconds: a double cannot hold epoch nanoseconds exactly, but holds microseconds.
@@ -290,22 +318,26 @@ function span(r: ProtoReader): DecodedSpan {
         r.skip(w);
     }
   }
-  checkSpan(s);
   return s;
 }
 
-function checkSpan(s: DecodedSpan): void {
+/** Why a decoded span is not valid, or undefined (its end is mended). */
+function spanProblem(s: DecodedSpan): string | undefined {
   if (s.traceId === "" || /^0+$/.test(s.traceId))
-    throw new OtlpDecodeError("a span has no valid trace_id");
+    return "a span has no valid trace_id";
   if (s.spanId === "" || /^0+$/.test(s.spanId))
-    throw new OtlpDecodeError("a span has no valid span_id");
-  if (s.kind < 0 || s.kind > 5)
-    throw new OtlpDecodeError(`a span has an unknown kind ${s.kind}`);
+    return "a span has no valid span_id";
+  if (s.kind < 0 || s.kind > 5) return `a span has an unknown kind ${s.kind}`;
   if (s.statusCode < 0 || s.statusCode > 2)
-    throw new OtlpDecodeError(
-      `a span has an unknown status code ${s.statusCode}`,
-    );
+    return `a span has an unknown status code ${s.statusCode}`;
   if (s.endUs < s.startUs) s.endUs = s.startUs;
+  return undefined;
+}
+
+function logProblem(l: DecodedLogRecord): string | undefined {
+  if (l.severityNumber < 0 || l.severityNumber > 24)
+    return `a log record has an unknown severity ${l.severityNumber}`;
+  return undefined;
 }
 
 /** One scope's items and one resource's scopes, as every OTLP export nests them. */
@@ -392,8 +424,17 @@ export function decodeExportProto<T>(
 }
 
 /** Decodes an ExportTraceServiceRequest. Throws OtlpDecodeError with a reason. */
-export function decodeTracesProto(buf: Uint8Array): DecodedResourceSpans[] {
-  return named(decodeExportProto(buf, "Spans", "spans", span), "spans");
+export function decodeTracesProto(
+  buf: Uint8Array,
+  options?: DecodeOptions,
+): DecodedResourceSpans[] {
+  return named(
+    decodeExportProto(buf, "Spans", "spans", (r) => {
+      const s = span(r);
+      return valid(s, spanProblem(s), options);
+    }),
+    "spans",
+  );
 }
 
 function logRecord(r: ProtoReader): DecodedLogRecord {
@@ -461,17 +502,19 @@ function logRecord(r: ProtoReader): DecodedLogRecord {
         r.skip(w);
     }
   }
-  if (l.severityNumber > 24)
-    throw new OtlpDecodeError(
-      `a log record has an unknown severity ${l.severityNumber}`,
-    );
   return l;
 }
 
 /** Decodes an ExportLogsServiceRequest. Throws OtlpDecodeError with a reason. */
-export function decodeLogsProto(buf: Uint8Array): DecodedResourceLogs[] {
+export function decodeLogsProto(
+  buf: Uint8Array,
+  options?: DecodeOptions,
+): DecodedResourceLogs[] {
   return named(
-    decodeExportProto(buf, "Logs", "log_records", logRecord),
+    decodeExportProto(buf, "Logs", "log_records", (r) => {
+      const l = logRecord(r);
+      return valid(l, logProblem(l), options);
+    }),
     "logs",
   );
 }
@@ -611,8 +654,17 @@ export function decodeExportJson<T>(
 }
 
 /** Decodes an OTLP/JSON ExportTraceServiceRequest (already parsed). */
-export function decodeTracesJson(body: unknown): DecodedResourceSpans[] {
-  return named(decodeExportJson(body, "Spans", "spans", jsonSpan), "spans");
+export function decodeTracesJson(
+  body: unknown,
+  options?: DecodeOptions,
+): DecodedResourceSpans[] {
+  return named(
+    decodeExportJson(body, "Spans", "spans", (v) => {
+      const s = jsonSpan(v);
+      return valid(s, spanProblem(s), options);
+    }),
+    "spans",
+  );
 }
 
 const jsonSpan = (sv: unknown): DecodedSpan => {
@@ -648,29 +700,29 @@ const jsonSpan = (sv: unknown): DecodedSpan => {
     statusMessage: str(status["message"], "status.message"),
     flags: num(s["flags"], "flags"),
   };
-  checkSpan(d);
   return d;
 };
 
 /** Decodes an OTLP/JSON ExportLogsServiceRequest (already parsed). */
-export function decodeLogsJson(body: unknown): DecodedResourceLogs[] {
+export function decodeLogsJson(
+  body: unknown,
+  options?: DecodeOptions,
+): DecodedResourceLogs[] {
   return named(
-    decodeExportJson(body, "Logs", "logRecords", jsonLogRecord),
+    decodeExportJson(body, "Logs", "logRecords", (v) => {
+      const l = jsonLogRecord(v);
+      return valid(l, logProblem(l), options);
+    }),
     "logs",
   );
 }
 
 const jsonLogRecord = (lv: unknown): DecodedLogRecord => {
   const l = obj(lv, "logRecord");
-  const severityNumber = num(l["severityNumber"], "severityNumber");
-  if (severityNumber < 0 || severityNumber > 24)
-    throw new OtlpDecodeError(
-      `a log record has an unknown severity ${severityNumber}`,
-    );
   return {
     timeUs: nsToUs(num(l["timeUnixNano"], "timeUnixNano")),
     observedUs: nsToUs(num(l["observedTimeUnixNano"], "observedTimeUnixNano")),
-    severityNumber,
+    severityNumber: num(l["severityNumber"], "severityNumber"),
     severityText: str(l["severityText"], "severityText"),
     body: jsonAnyValue(l["body"]),
     attributes: jsonKeyValues(l["attributes"]),

@@ -27,6 +27,7 @@ export {
   decodeTracesProto,
 } from "./decode.ts";
 export type {
+  DecodeOptions,
   DecodedAttributes,
   DecodedEvent,
   DecodedLink,

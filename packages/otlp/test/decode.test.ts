@@ -235,6 +235,42 @@ describe("decodeTraces", () => {
   });
 });
 
+describe("invalid items", () => {
+  const encoder = new TraceEncoder({ "service.name": "orders" });
+  const zeroId = { ...span, spanId: "0".repeat(16) };
+  const other = { ...span, spanId: "d7ad6b7169203331" };
+  for (const [name, decode] of [
+    [
+      "protobuf",
+      (onInvalid?: (reason: string) => void) =>
+        decodeTracesProto(encoder.encode([span, zeroId, other]), {
+          onInvalid,
+        }),
+    ],
+    [
+      "JSON",
+      (onInvalid?: (reason: string) => void) =>
+        decodeTracesJson(
+          JSON.parse(encoder.encodeJson([span, zeroId, other])),
+          {
+            onInvalid,
+          },
+        ),
+    ],
+  ] as const) {
+    it(`are left out of ${name} and reported when the caller asks, the rest kept`, () => {
+      const reasons: string[] = [];
+      const [rs] = decode((r) => reasons.push(r));
+      assert.deepEqual(
+        rs!.scopes[0]!.spans.map((s) => s.spanId),
+        [span.spanId, other.spanId],
+      );
+      assert.deepEqual(reasons, ["a span has no valid span_id"]);
+      assert.throws(() => decode(), /no valid span_id/);
+    });
+  }
+});
+
 describe("decodeLogs", () => {
   const encoder = new LogsEncoder(
     { "service.name": "orders" },
