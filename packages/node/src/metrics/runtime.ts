@@ -4,6 +4,7 @@
 // semantic conventions for Node.js, V8 and processes where they exist.
 import type { BatchObservableResult, Meter } from "@opentelemetry/api";
 import {
+  constants,
   performance,
   PerformanceObserver,
   type EventLoopUtilization,
@@ -11,12 +12,19 @@ import {
 import { cpus, freemem, loadavg, totalmem } from "node:os";
 import { LoopDelay } from "../internal/loop-delay.ts";
 
-/** V8's GC kinds as perf_hooks reports them (NODE_PERFORMANCE_GC_*). */
+/**
+ * V8's GC kinds as perf_hooks reports them, read from its constants rather
+ * than written out: the values are bit flags (a minor mark-sweep sits
+ * between minor and major), and a table of guessed numbers labelled every
+ * full collection "incremental". A minor mark-sweep is a young-generation
+ * collection, so "minor", as the semantic conventions have no value for it.
+ */
 const GC_KIND: Record<number, string> = {
-  1: "minor",
-  2: "major",
-  4: "incremental",
-  8: "weakcb",
+  [constants.NODE_PERFORMANCE_GC_MINOR]: "minor",
+  [constants.NODE_PERFORMANCE_GC_MINOR_MARK_SWEEP]: "minor",
+  [constants.NODE_PERFORMANCE_GC_MAJOR]: "major",
+  [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: "incremental",
+  [constants.NODE_PERFORMANCE_GC_WEAKCB]: "weakcb",
 };
 
 /** Starts the runtime probes; returns their stop. */
