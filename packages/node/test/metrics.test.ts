@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ROOT_CONTEXT, trace } from "@opentelemetry/api";
+import { diag } from "@threadline/core";
 import type { HistogramPointData } from "@threadline/otlp";
 import { MeterProvider } from "../src/metrics/meter-provider.ts";
 import {
@@ -133,5 +134,34 @@ describe("metrics", () => {
         .map((m) => m.points.map((x) => ("value" in x ? x.value : 0))),
       [[7]],
     );
+  });
+
+  it("collects the other metrics when a callback throws undefined, null or a string", async () => {
+    const lines: string[] = [];
+    diag.reset();
+    diag.setSink((_level, message) => lines.push(message));
+    try {
+      const p = new MeterProvider();
+      const meter = p.getMeter("m");
+      meter.createObservableGauge("level").addCallback((r) => r.observe(3));
+      for (const thrown of [undefined, null, "no database"])
+        meter.createObservableGauge("broken").addCallback(() => {
+          throw thrown;
+        });
+      meter.addBatchObservableCallback(() => {
+        throw null;
+      }, []);
+      const collected = await p.collect();
+      assert.deepEqual(
+        collected.map((m) => m.name),
+        ["level"],
+      );
+      assert.deepEqual(lines, [
+        "an observable metric callback threw: undefined",
+      ]);
+    } finally {
+      diag.setSink(undefined);
+      diag.reset();
+    }
   });
 });

@@ -59,6 +59,20 @@ class ObservableInstrument
 
 const NAME = /^[A-Za-z][A-Za-z0-9_./-]{0,254}$/;
 
+/**
+ * What a callback threw or rejected with, said: application code may throw
+ * anything (undefined, a string, an object without a prototype), and a
+ * collection must not fail while describing it.
+ */
+function reasonOf(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  try {
+    return String(err);
+  } catch {
+    return typeof err;
+  }
+}
+
 class ThreadlineMeter implements Meter {
   readonly #scope: Scope;
   readonly #provider: MeterProvider;
@@ -286,7 +300,7 @@ export class MeterProvider implements ApiMeterProvider {
         } catch (err) {
           diag.warnCollapsed(
             "metric-callback",
-            `an observable metric callback threw: ${(err as Error).message}`,
+            `an observable metric callback threw: ${reasonOf(err)}`,
           );
         }
       }
@@ -307,7 +321,7 @@ export class MeterProvider implements ApiMeterProvider {
       } catch (err) {
         diag.warnCollapsed(
           "metric-callback",
-          `a batch metric callback threw: ${(err as Error).message}`,
+          `a batch metric callback threw: ${reasonOf(err)}`,
         );
       }
     }
@@ -336,7 +350,7 @@ export class MeterProvider implements ApiMeterProvider {
       if (r.status === "rejected")
         diag.warnCollapsed(
           "metric-callback",
-          `an observable metric callback failed: ${(r.reason as Error)?.message}`,
+          `an observable metric callback failed: ${reasonOf(r.reason)}`,
         );
     }
   }
