@@ -99,6 +99,32 @@ describe("metrics", () => {
     );
   });
 
+  it("keeps one histogram for every creation of a name a counter took first", async () => {
+    const p = new MeterProvider();
+    const meter = p.getMeter("m");
+    meter.createCounter("jobs").add(1);
+    const h1 = meter.createHistogram("jobs");
+    const h2 = meter.createHistogram("jobs");
+    h1.record(10);
+    h1.record(20);
+    h2.record(30);
+    meter.createUpDownCounter("jobs").add(-2);
+    meter.createUpDownCounter("jobs").add(-3);
+    h1.record(40);
+    const collected = await p.collect();
+    assert.deepEqual(
+      collected.map((m) => [
+        m.kind,
+        m.points.map((x) => ("value" in x ? x.value : [x.count, x.sum])),
+      ]),
+      [
+        ["sum", [1]],
+        ["histogram", [[4, 100]]],
+        ["sum", [-5]],
+      ],
+    );
+  });
+
   it("caps the series per instrument, folding the rest into an overflow series", async () => {
     const p = new MeterProvider();
     const c = p.getMeter("m").createCounter("by_user");

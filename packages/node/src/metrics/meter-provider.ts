@@ -197,7 +197,10 @@ class ThreadlineMeter implements Meter {
 
 export class MeterProvider implements ApiMeterProvider {
   readonly #meters = new Map<string, ThreadlineMeter>();
+  /** By scope, name and kind, in the order they were made. */
   readonly #aggregators = new Map<string, Aggregator>();
+  /** Scope and name of every aggregator, to warn when a name comes with a second kind. */
+  readonly #names = new Set<string>();
   readonly #observables: ObservableInstrument[] = [];
   readonly #batches = new Map<BatchObservableCallback, Observable[]>();
 
@@ -220,23 +223,12 @@ export class MeterProvider implements ApiMeterProvider {
     kind: "sum" | "gauge",
     monotonic: boolean,
   ): NumberAggregator {
-    const key = `${scope.name}\u0000${d.name}`;
-    const existing = this.#aggregators.get(key);
-    if (
-      existing instanceof NumberAggregator &&
-      existing.kind === kind &&
-      existing.monotonic === monotonic
-    )
-      return existing;
-    if (existing !== undefined)
-      diag.warnOnce(
-        `metric-dup:${key}`,
-        `metric ${d.name} was created twice with different kinds; the second is kept apart`,
-      );
-    const a = new NumberAggregator(scope, d, kind, monotonic);
-    if (existing === undefined) this.#aggregators.set(key, a);
-    else this.#aggregators.set(`${key}\u0000${kind}${monotonic}`, a);
-    return a;
+    return this.#aggregator(
+      scope,
+      d.name,
+      `${kind}${monotonic}`,
+      () => new NumberAggregator(scope, d, kind, monotonic),
+    );
   }
 
   histogramAggregator(
@@ -244,14 +236,37 @@ export class MeterProvider implements ApiMeterProvider {
     d: { name: string; description: string; unit: string },
     bounds: readonly number[],
   ): HistogramAggregator {
-    const key = `${scope.name}\u0000${d.name}`;
-    const existing = this.#aggregators.get(key);
-    if (existing instanceof HistogramAggregator) return existing;
-    const a = new HistogramAggregator(scope, d, bounds);
-    this.#aggregators.set(
-      existing === undefined ? key : `${key}\u0000histogram`,
-      a,
+    return this.#aggregator(
+      scope,
+      d.name,
+      "histogram",
+      () => new HistogramAggregator(scope, d, bounds),
     );
+  }
+
+  /**
+   * The aggregator of one identity (scope, name, kind), made the first
+   * time. A name taken by another kind gets an aggregator of its own, with
+   * a warning, and every later instrument of that identity shares it.
+   */
+  #aggregator<A extends Aggregator>(
+    scope: Scope,
+    name: string,
+    kind: string,
+    make: () => A,
+  ): A {
+    const named = `${scope.name}\u0000${name}`;
+    const key = `${named}\u0000${kind}`;
+    const existing = this.#aggregators.get(key);
+    if (existing !== undefined) return existing as A;
+    if (this.#names.has(named))
+      diag.warnOnce(
+        `metric-dup:${named}`,
+        `metric ${name} was created twice with different kinds; the second is kept apart`,
+      );
+    else this.#names.add(named);
+    const a = make();
+    this.#aggregators.set(key, a);
     return a;
   }
 
