@@ -90,3 +90,55 @@ it("serves request and runtime metrics in the Prometheus text format, next to OT
     await receiver.close();
   }
 });
+
+it("answers a scrape, exports and shuts down while an asynchronous callback never settles", async () => {
+  const receiver = await startOtlpReceiver();
+  const port = await freePort();
+  const svc = await startService({
+    entry: "stuck-callback.mjs",
+    cwd: fixtures,
+    env: {
+      OTEL_SERVICE_NAME: "stuck",
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_METRICS_EXPORTER: "otlp,prometheus",
+      OTEL_EXPORTER_PROMETHEUS_HOST: "127.0.0.1",
+      OTEL_EXPORTER_PROMETHEUS_PORT: String(port),
+      OTEL_METRIC_EXPORT_INTERVAL: "300",
+      OTEL_METRIC_EXPORT_TIMEOUT: "500",
+    },
+  });
+  try {
+    // Retried until the endpoint listens; each scrape may take 5 s at most.
+    const text = await waitFor(
+      async () => {
+        const res = await fetch(`http://127.0.0.1:${port}/metrics`, {
+          signal: AbortSignal.timeout(5000),
+        });
+        assert.equal(res.status, 200);
+        return res.text();
+      },
+      { what: "a scrape of /metrics" },
+    );
+    assert.match(text, /^workers 4$/m);
+    assert.doesNotMatch(text, /^queue_depth/m);
+    // The interval's exports carry on, each with what did answer.
+    await waitFor(
+      () => receiver.metrics.filter((m) => m.name === "workers").length >= 2,
+      { what: "two exports of workers over OTLP" },
+    );
+    await waitFor(
+      () =>
+        svc.stderr.find((l) =>
+          /did not finish within 500 ms.*queue\.depth/.test(l),
+        ),
+      { what: "a warning naming queue.depth" },
+    );
+    const shutdown = await fetch(`${svc.url}/shutdown`, {
+      signal: AbortSignal.timeout(10_000),
+    });
+    assert.equal(await shutdown.text(), "shut down");
+  } finally {
+    await svc.stop();
+    await receiver.close();
+  }
+});

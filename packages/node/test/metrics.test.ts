@@ -162,6 +162,55 @@ describe("metrics", () => {
     );
   });
 
+  it(
+    "collects without an asynchronous callback that never settles, and names its instrument",
+    {
+      timeout: 10_000,
+    },
+    async () => {
+      const lines: string[] = [];
+      diag.reset();
+      diag.setSink((_level, message) => lines.push(message));
+      try {
+        const p = new MeterProvider({ callbackTimeoutMs: 100 });
+        const meter = p.getMeter("m");
+        meter.createObservableGauge("level").addCallback((r) => r.observe(3));
+        meter
+          .createObservableGauge("queue.depth")
+          .addCallback(() => new Promise<void>(() => {}));
+        let late: (() => void) | undefined;
+        meter.createObservableGauge("slow").addCallback(
+          (r) =>
+            new Promise<void>((resolve) => {
+              late = () => {
+                r.observe(1);
+                resolve();
+              };
+            }),
+        );
+        const collected = await p.collect();
+        assert.deepEqual(
+          collected.map((m) => m.name),
+          ["level"],
+        );
+        assert.match(
+          lines.join("\n"),
+          /did not finish within 100 ms .*: queue\.depth; slow$/,
+        );
+        // What a callback observes once its collection went on without it is not kept.
+        late!();
+        await Promise.resolve();
+        assert.deepEqual(
+          p.collectSync().map((m) => m.name),
+          ["level"],
+        );
+      } finally {
+        diag.setSink(undefined);
+        diag.reset();
+      }
+    },
+  );
+
   it("collects the other metrics when a callback throws undefined, null or a string", async () => {
     const lines: string[] = [];
     diag.reset();

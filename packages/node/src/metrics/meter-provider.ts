@@ -195,7 +195,20 @@ class ThreadlineMeter implements Meter {
   }
 }
 
+/** Settings of a {@link MeterProvider}. */
+export interface MeterProviderOptions {
+  /**
+   * How long a collection waits for an asynchronous observable callback, in
+   * milliseconds; one that takes longer is collected without, with a
+   * warning naming its instruments, so it cannot hold up an export, a
+   * scrape or a shutdown.
+   * @default 30000 (the specification's OTEL_METRIC_EXPORT_TIMEOUT)
+   */
+  callbackTimeoutMs?: number;
+}
+
 export class MeterProvider implements ApiMeterProvider {
+  readonly #callbackTimeoutMs: number;
   readonly #meters = new Map<string, ThreadlineMeter>();
   /** By scope, name and kind, in the order they were made. */
   readonly #aggregators = new Map<string, Aggregator>();
@@ -203,6 +216,10 @@ export class MeterProvider implements ApiMeterProvider {
   readonly #names = new Set<string>();
   readonly #observables: ObservableInstrument[] = [];
   readonly #batches = new Map<BatchObservableCallback, Observable[]>();
+
+  constructor(options: MeterProviderOptions = {}) {
+    this.#callbackTimeoutMs = options.callbackTimeoutMs ?? 30_000;
+  }
 
   getMeter(name: string, version?: string, _options?: MeterOptions): Meter {
     const key = `${name}@${version ?? ""}`;
@@ -303,15 +320,37 @@ export class MeterProvider implements ApiMeterProvider {
     return undefined;
   }
 
-  #observe(): Array<Promise<void> | void> {
-    const result = (o: ObservableInstrument): ObservableResult => ({
-      observe: (value, attributes) => o.aggregator.observe(value, attributes),
-    });
-    const pending: Array<Promise<void> | void> = [];
+  /**
+   * Runs every callback once. Observations count while `round.open`, so a
+   * callback that settles after its collection gave up on it changes
+   * nothing. Returns the callbacks still running, by the instruments they
+   * report.
+   */
+  #observe(round: { open: boolean }): Running[] {
+    const running: Running[] = [];
+    const started = (returned: unknown, names: () => string) => {
+      if (!isThenable(returned)) return;
+      const done = Promise.resolve(returned).then(
+        (): true => true,
+        (err: unknown): true => {
+          diag.warnCollapsed(
+            "metric-callback",
+            `an observable metric callback failed: ${reasonOf(err)}`,
+          );
+          return true;
+        },
+      );
+      running.push({ names, done });
+    };
     for (const o of this.#observables) {
+      const r: ObservableResult = {
+        observe: (value, attributes) => {
+          if (round.open) o.aggregator.observe(value, attributes);
+        },
+      };
       for (const cb of o.callbacks) {
         try {
-          pending.push(cb(result(o)) as Promise<void> | void);
+          started(cb(r), () => o.aggregator.descriptor.name);
         } catch (err) {
           diag.warnCollapsed(
             "metric-callback",
@@ -322,16 +361,25 @@ export class MeterProvider implements ApiMeterProvider {
     }
     for (const [cb, observables] of this.#batches) {
       try {
-        pending.push(
+        started(
           cb({
             observe: (observable, value, attributes) => {
               if (
+                round.open &&
                 observables.includes(observable) &&
                 observable instanceof ObservableInstrument
               )
                 observable.aggregator.observe(value, attributes);
             },
-          }) as Promise<void> | void,
+          }),
+          () =>
+            observables
+              .map((o) =>
+                o instanceof ObservableInstrument
+                  ? o.aggregator.descriptor.name
+                  : "?",
+              )
+              .join(", "),
         );
       } catch (err) {
         diag.warnCollapsed(
@@ -340,7 +388,7 @@ export class MeterProvider implements ApiMeterProvider {
         );
       }
     }
-    return pending;
+    return running;
   }
 
   #snapshot(): MetricData[] {
@@ -353,27 +401,62 @@ export class MeterProvider implements ApiMeterProvider {
     return out;
   }
 
-  /** Runs observable callbacks (awaiting async ones), then snapshots every series. Never throws. */
+  /** Runs observable callbacks (see observe()), then snapshots every series. Never throws. */
   async collect(): Promise<MetricData[]> {
     await this.observe();
     return this.#snapshot();
   }
 
-  /** Runs observable callbacks (awaiting async ones), so find() sees current values. Never throws. */
+  /**
+   * Runs observable callbacks, waiting for asynchronous ones up to the
+   * callback timeout, so find() sees current values. Never throws.
+   */
   async observe(): Promise<void> {
-    for (const r of await Promise.allSettled(this.#observe())) {
-      if (r.status === "rejected")
-        diag.warnCollapsed(
-          "metric-callback",
-          `an observable metric callback failed: ${reasonOf(r.reason)}`,
-        );
+    const round = { open: true };
+    const running = this.#observe(round);
+    if (running.length === 0) {
+      round.open = false;
+      return;
     }
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), this.#callbackTimeoutMs);
+      timer.unref();
+    });
+    const finished = await Promise.all(
+      running.map((r) => Promise.race([r.done, timedOut])),
+    );
+    clearTimeout(timer);
+    round.open = false;
+    const late = running.filter((_, i) => !finished[i]);
+    if (late.length > 0)
+      diag.warnCollapsed(
+        "metric-callback-late",
+        `observable metric callbacks did not finish within ${this.#callbackTimeoutMs} ms and were collected without: ${late.map((r) => r.names()).join("; ")}`,
+        late.length,
+      );
   }
 
   /** The same without waiting for asynchronous callbacks (for 'exit' handlers). */
   collectSync(): MetricData[] {
-    for (const p of this.#observe())
-      if (p instanceof Promise) p.catch(() => {});
+    const round = { open: true };
+    this.#observe(round);
+    round.open = false;
     return this.#snapshot();
   }
+}
+
+/** A callback's promise, settled or not, and the instruments it reports. */
+interface Running {
+  names: () => string;
+  /** Resolves to true once the callback settles; never rejects. */
+  done: Promise<true>;
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return (
+    typeof v === "object" &&
+    v !== null &&
+    typeof (v as { then?: unknown }).then === "function"
+  );
 }
