@@ -127,6 +127,32 @@ describe("export", () => {
     );
   });
 
+  it("sends the last interval's runtime metrics with the export at shutdown()", async () => {
+    const app = await startService({
+      entry: "work-then-shutdown.mjs",
+      cwd: fixtures,
+      ready: false,
+      env: env("runtime-at-shutdown", {
+        OTEL_METRIC_EXPORT_INTERVAL: "60000",
+        WORK_MS: "300",
+      }),
+    });
+    assert.equal((await app.exited).code, 0, app.stderr.join("\n"));
+    const before = (JSON.parse(app.stdout.at(-1)!) as { user: number }).user;
+    const ours = receiver.metrics.filter(
+      (m) => m.resource["service.name"] === "runtime-at-shutdown",
+    );
+    const cpu = ours.find((m) => m.name === "process.cpu.time");
+    const user = cpu?.points.find(
+      (p) => p.attributes["cpu.mode"] === "user",
+    )?.value;
+    assert.ok(
+      user !== undefined && user >= before,
+      `process.cpu.time user ${user} s, ${before} s used before shutdown()`,
+    );
+    assert.ok(ours.some((m) => m.name === "process.memory.usage"));
+  });
+
   it("counts and says what a shutdown could not send, spans that ended during it included", async () => {
     receiver.setResponder(() => "hang");
     try {

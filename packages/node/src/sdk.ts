@@ -457,8 +457,6 @@ function start(options: InitOptions): ThreadlineHandle {
   };
   const shutdown = async (): Promise<void> => {
     reader.stop();
-    stopRuntimeMetrics?.();
-    stopHostMetrics?.();
     await (await prometheus)?.close();
     await (await healthEndpoint)?.close();
     await alarms?.stop();
@@ -466,6 +464,10 @@ function start(options: InitOptions): ThreadlineHandle {
     stopWatching?.();
     for (const i of instrumentations) i.disable();
     await reader.exportNow();
+    // Only after the last export: stopped first, the runtime and host
+    // probes would leave it without this interval's values.
+    stopRuntimeMetrics?.();
+    stopHostMetrics?.();
     await pipeline.shutdown(config.shutdownTimeoutMs);
     // Only now: a process.exit() while the flush above ran still sends
     // what is left, synchronously.
