@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ROOT_CONTEXT, trace } from "@opentelemetry/api";
 import { diag } from "@threadline/core";
-import type { HistogramPointData } from "@threadline/otlp";
+import type { HistogramPointData, MetricData } from "@threadline/otlp";
 import { MeterProvider } from "../src/metrics/meter-provider.ts";
 import {
   CARDINALITY_LIMIT,
@@ -210,6 +210,62 @@ describe("metrics", () => {
       }
     },
   );
+
+  it("exports only the series observable callbacks reported last, keeping the start time of those that stay", async () => {
+    const p = new MeterProvider();
+    const meter = p.getMeter("m");
+    const depths = new Map([
+      ["emails", 4],
+      ["invoices", 2],
+    ]);
+    meter.createObservableGauge("queue.depth").addCallback((r) => {
+      for (const [queue, n] of depths) r.observe(n, { queue });
+    });
+    const consumers = meter.createObservableUpDownCounter("queue.consumers");
+    meter.addBatchObservableCallback(
+      (r) => {
+        for (const queue of depths.keys()) r.observe(consumers, 1, { queue });
+      },
+      [consumers],
+    );
+    const points = (collected: MetricData[]) =>
+      collected.map((m) => [
+        m.name,
+        m.points.map((x) => [x.attributes.queue, "value" in x ? x.value : 0]),
+      ]);
+    const first = await p.collect();
+    depths.delete("emails");
+    depths.set("invoices", 7);
+    const second = await p.collect();
+    assert.deepEqual(points(second), [
+      ["queue.depth", [["invoices", 7]]],
+      ["queue.consumers", [["invoices", 1]]],
+    ]);
+    assert.equal(
+      second[0]!.points[0]!.startTime,
+      first[0]!.points.find((x) => x.attributes.queue === "invoices")!
+        .startTime,
+    );
+  });
+
+  it("frees the series limit of observable instruments from what their callbacks stopped reporting", async () => {
+    const p = new MeterProvider();
+    let batch = 0;
+    p.getMeter("m")
+      .createObservableGauge("job.progress")
+      .addCallback((r) => {
+        for (let i = 0; i < CARDINALITY_LIMIT - 1; i++)
+          r.observe(1, { job: `${batch}-${i}` });
+      });
+    await p.collect();
+    batch = 1;
+    const [m] = await p.collect();
+    assert.equal(m!.points.length, CARDINALITY_LIMIT - 1);
+    assert.ok(
+      m!.points.every((x) => String(x.attributes.job).startsWith("1-")),
+      "every series from the latest collection, none in overflow",
+    );
+  });
 
   it("collects the other metrics when a callback throws undefined, null or a string", async () => {
     const lines: string[] = [];

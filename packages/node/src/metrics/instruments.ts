@@ -7,7 +7,11 @@
 // (`otel.metric.overflow=true`), as the OpenTelemetry specification asks,
 // so a high-cardinality attribute cannot grow memory without bound.
 // Histograms keep, per bucket, the latest measurement taken inside a sampled
-// span as an exemplar, linking the point to a trace.
+// span as an exemplar, linking the point to a trace. An observable
+// (asynchronous) instrument keeps only the series its callbacks reported in
+// the latest collection, as the specification asks: each collection fills a
+// new set of series, so one they stop reporting is neither exported nor
+// counted towards the limit.
 import {
   context,
   trace,
@@ -76,6 +80,8 @@ interface NumberSeries {
   attributes: PointAttributes;
   startTime: number;
   value: number;
+  /** The collection that last observed it (observable instruments only). */
+  round: number;
 }
 
 interface HistogramSeries {
@@ -209,13 +215,19 @@ class SeriesMap<S> {
   }
 }
 
+const numberSeries = (attributes: PointAttributes): NumberSeries => ({
+  attributes,
+  startTime: now(),
+  value: 0,
+  round: 0,
+});
+
 /** Sums (monotonic or not) and last-value gauges over attribute sets. */
 export class NumberAggregator {
-  readonly #series = new SeriesMap<NumberSeries>((attributes) => ({
-    attributes,
-    startTime: now(),
-    value: 0,
-  }));
+  #series = new SeriesMap<NumberSeries>(numberSeries);
+  /** The series an observable instrument's callbacks report in the collection running. */
+  #observing: SeriesMap<NumberSeries> | undefined;
+  #observingRound = 0;
   readonly kind: "sum" | "gauge";
   readonly monotonic: boolean;
   readonly descriptor: InstrumentDescriptor;
@@ -244,9 +256,37 @@ export class NumberAggregator {
     this.#series.get(attributes).value = value;
   }
 
-  /** Observable instruments report absolute values; a sum is replaced, not added. */
-  observe(value: number, attributes?: Attributes): void {
-    this.set(value, attributes);
+  /**
+   * An observable instrument's value in collection `round`: absolute, so a
+   * sum is replaced, not added. Goes to a new set of series that
+   * endRound() makes current; a series reported before keeps its start time.
+   */
+  observe(
+    value: number,
+    attributes: Attributes | undefined,
+    round: number,
+  ): void {
+    if (typeof value !== "number" || !Number.isFinite(value)) return;
+    if (this.#observingRound !== round || this.#observing === undefined) {
+      this.#observing = new SeriesMap(numberSeries);
+      this.#observingRound = round;
+    }
+    const s = this.#observing.get(attributes);
+    if (s.round !== round) {
+      s.round = round;
+      const before = this.#series.find(s.attributes as Attributes);
+      if (before !== undefined) s.startTime = before.startTime;
+    }
+    s.value = value;
+  }
+
+  /** Makes what collection `round` observed the instrument's series, and only that. */
+  endRound(round: number): void {
+    this.#series =
+      this.#observingRound === round && this.#observing !== undefined
+        ? this.#observing
+        : new SeriesMap(numberSeries);
+    this.#observing = undefined;
   }
 
   get seriesCount(): number {

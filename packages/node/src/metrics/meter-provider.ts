@@ -216,6 +216,11 @@ export class MeterProvider implements ApiMeterProvider {
   readonly #names = new Set<string>();
   readonly #observables: ObservableInstrument[] = [];
   readonly #batches = new Map<BatchObservableCallback, Observable[]>();
+  /** The aggregators of observable instruments, which keep only what was last reported. */
+  readonly #observed = new Set<NumberAggregator>();
+  #rounds = 0;
+  /** The collection running, which a concurrent one joins. */
+  #observing: Promise<void> | undefined;
 
   constructor(options: MeterProviderOptions = {}) {
     this.#callbackTimeoutMs = options.callbackTimeoutMs ?? 30_000;
@@ -293,9 +298,16 @@ export class MeterProvider implements ApiMeterProvider {
     kind: "sum" | "gauge",
     monotonic: boolean,
   ): ObservableInstrument {
-    const o = new ObservableInstrument(
-      this.numberAggregator(scope, d, kind, monotonic),
+    // Apart from a synchronous instrument of the same name and kind: its
+    // series are not forgotten when no callback reports them.
+    const a = this.#aggregator(
+      scope,
+      d.name,
+      `observable ${kind}${monotonic}`,
+      () => new NumberAggregator(scope, d, kind, monotonic),
     );
+    this.#observed.add(a);
+    const o = new ObservableInstrument(a);
     this.#observables.push(o);
     return o;
   }
@@ -323,10 +335,20 @@ export class MeterProvider implements ApiMeterProvider {
   /**
    * Runs every callback once. Observations count while `round.open`, so a
    * callback that settles after its collection gave up on it changes
-   * nothing. Returns the callbacks still running, by the instruments they
-   * report.
+   * nothing. They go to round `n`'s new series or, without a number, into
+   * the current series. Returns the callbacks still running, by the
+   * instruments they report.
    */
-  #observe(round: { open: boolean }): Running[] {
+  #observe(round: Round): Running[] {
+    const n = round.n;
+    const report = (
+      a: NumberAggregator,
+      value: number,
+      attributes: Attributes | undefined,
+    ) => {
+      if (n === undefined) a.set(value, attributes);
+      else a.observe(value, attributes, n);
+    };
     const running: Running[] = [];
     const started = (returned: unknown, names: () => string) => {
       if (!isThenable(returned)) return;
@@ -345,7 +367,7 @@ export class MeterProvider implements ApiMeterProvider {
     for (const o of this.#observables) {
       const r: ObservableResult = {
         observe: (value, attributes) => {
-          if (round.open) o.aggregator.observe(value, attributes);
+          if (round.open) report(o.aggregator, value, attributes);
         },
       };
       for (const cb of o.callbacks) {
@@ -369,7 +391,7 @@ export class MeterProvider implements ApiMeterProvider {
                 observables.includes(observable) &&
                 observable instanceof ObservableInstrument
               )
-                observable.aggregator.observe(value, attributes);
+                report(observable.aggregator, value, attributes);
             },
           }),
           () =>
@@ -409,41 +431,60 @@ export class MeterProvider implements ApiMeterProvider {
 
   /**
    * Runs observable callbacks, waiting for asynchronous ones up to the
-   * callback timeout, so find() sees current values. Never throws.
+   * callback timeout, so find() sees current values; then forgets the
+   * series no callback reported this time. A call while one runs shares it:
+   * callbacks never run twice at once. Never throws.
    */
-  async observe(): Promise<void> {
-    const round = { open: true };
-    const running = this.#observe(round);
-    if (running.length === 0) {
-      round.open = false;
-      return;
-    }
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), this.#callbackTimeoutMs);
-      timer.unref();
+  observe(): Promise<void> {
+    this.#observing ??= this.#round().finally(() => {
+      this.#observing = undefined;
     });
-    const finished = await Promise.all(
-      running.map((r) => Promise.race([r.done, timedOut])),
-    );
-    clearTimeout(timer);
-    round.open = false;
-    const late = running.filter((_, i) => !finished[i]);
-    if (late.length > 0)
-      diag.warnCollapsed(
-        "metric-callback-late",
-        `observable metric callbacks did not finish within ${this.#callbackTimeoutMs} ms and were collected without: ${late.map((r) => r.names()).join("; ")}`,
-        late.length,
-      );
+    return this.#observing;
   }
 
-  /** The same without waiting for asynchronous callbacks (for 'exit' handlers). */
+  async #round(): Promise<void> {
+    const round = { open: true, n: ++this.#rounds };
+    const running = this.#observe(round);
+    if (running.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), this.#callbackTimeoutMs);
+        timer.unref();
+      });
+      const finished = await Promise.all(
+        running.map((r) => Promise.race([r.done, timedOut])),
+      );
+      clearTimeout(timer);
+      const late = running.filter((_, i) => !finished[i]);
+      if (late.length > 0)
+        diag.warnCollapsed(
+          "metric-callback-late",
+          `observable metric callbacks did not finish within ${this.#callbackTimeoutMs} ms and were collected without: ${late.map((r) => r.names()).join("; ")}`,
+          late.length,
+        );
+    }
+    round.open = false;
+    for (const a of this.#observed) a.endRound(round.n);
+  }
+
+  /**
+   * The same without waiting for asynchronous callbacks (for 'exit'
+   * handlers). Nothing is forgotten: an asynchronous callback cannot report
+   * any more, and what it reported last is the best there is.
+   */
   collectSync(): MetricData[] {
-    const round = { open: true };
+    const round: Round = { open: true, n: undefined };
     this.#observe(round);
     round.open = false;
     return this.#snapshot();
   }
+}
+
+/** One run of the callbacks: whether it still takes observations, and its number. */
+interface Round {
+  open: boolean;
+  /** Undefined: observations update the current series, forgetting none. */
+  n: number | undefined;
 }
 
 /** A callback's promise, settled or not, and the instruments it reports. */
