@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
 import { setTimeout } from "node:timers/promises";
+import { health } from "@threadline/core";
 import { AlarmEngine } from "../src/alarms/engine.ts";
+import type { AlarmEvent } from "../src/alarms/notifiers.ts";
 import type { AlarmRule } from "../src/alarms/rules.ts";
 import { MeterProvider } from "../src/metrics/meter-provider.ts";
 
@@ -125,4 +127,45 @@ it("runs the observable callbacks for a metric rule only when nothing else colle
   // An exporter's collection is the only one: a callback that measures
   // since its last run (the event loop's delay) keeps its whole interval.
   assert.deepEqual(calls, { collected: 0, alone: 3 });
+});
+
+it("clears a component's alarm when its health check is removed", async () => {
+  const events: AlarmEvent[] = [];
+  const engine = new AlarmEngine({
+    rules: [
+      {
+        name: "dependency_unhealthy",
+        kind: "health",
+        component: "cache-*",
+        when: "unhealthy",
+        forMs: 0,
+        severity: "critical",
+      },
+    ],
+    intervalMs: 60_000,
+    service: "s",
+    meterProvider: new MeterProvider(),
+    metricsCollected: false,
+    notifiers: [{ name: "recorded", send: async (e) => void events.push(e) }],
+    log: () => {},
+  });
+  const remove = health.register("cache-a", () => ({
+    status: "unhealthy",
+    reason: "connection refused",
+  }));
+  await engine.evaluate();
+  assert.deepEqual(
+    engine.active().map((a) => a.id),
+    ["dependency_unhealthy:cache-a"],
+  );
+  // The cache client is closed for good: its check goes with it.
+  remove();
+  await engine.evaluate();
+  await engine.evaluate();
+  assert.deepEqual(engine.active(), []);
+  assert.deepEqual(
+    events.map((e) => `${e.action} ${e.alarm.source}`),
+    ["raise cache-a", "clear cache-a"],
+  );
+  await engine.stop();
 });

@@ -40,6 +40,9 @@ interface HttpSample {
 }
 
 interface KeyState {
+  /** The rule's name and the condition's source, for health rules' sources that go. */
+  rule: string;
+  source: string;
   since: number | undefined;
   alarm: Alarm | undefined;
 }
@@ -174,7 +177,20 @@ export class AlarmEngine {
         continue;
       }
       for (const c of conditions) this.#step(rule, c, now);
+      if (rule.kind === "health") this.#forgetRemoved(rule, conditions, now);
     }
+  }
+
+  /**
+   * A component whose check was removed (a pool ended, a connection
+   * closed for good) has no condition any more: its alarm is cleared, or
+   * it would stay active with nothing left to clear it.
+   */
+  #forgetRemoved(rule: AlarmRule, conditions: Condition[], now: number): void {
+    const present = new Set(conditions.map((c) => c.source));
+    for (const s of this.#states.values())
+      if (s.rule === rule.name && !present.has(s.source))
+        this.#step(rule, { source: s.source, holds: false, reason: "" }, now);
   }
 
   #loopDelays(): Record<number, number> {
@@ -326,7 +342,15 @@ export class AlarmEngine {
     let s = this.#states.get(key);
     if (c.holds === undefined) return;
     if (s === undefined)
-      this.#states.set(key, (s = { since: undefined, alarm: undefined }));
+      this.#states.set(
+        key,
+        (s = {
+          rule: rule.name,
+          source: c.source,
+          since: undefined,
+          alarm: undefined,
+        }),
+      );
     if (c.holds) {
       s.since ??= now;
       if (s.alarm === undefined && now - s.since >= rule.forMs) {
