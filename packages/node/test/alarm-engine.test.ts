@@ -169,3 +169,46 @@ it("clears a component's alarm when its health check is removed", async () => {
   );
   await engine.stop();
 });
+
+it("raises a histogram rule with a time when values come every other interval", async () => {
+  const meterProvider = new MeterProvider();
+  const latency = meterProvider
+    .getMeter("test")
+    .createHistogram("threadline.messaging.delivery.latency");
+  const engine = new AlarmEngine({
+    rules: [
+      {
+        name: "orders_queue_slow",
+        kind: "metric",
+        metric: "threadline.messaging.delivery.latency",
+        above: 5,
+        forMs: 450,
+        severity: "major",
+      },
+    ],
+    intervalMs: 150,
+    service: "s",
+    meterProvider,
+    metricsCollected: false,
+    notifiers: [],
+    log: () => {},
+  });
+  // A batch consumer: deliveries, all slow, in every other evaluation.
+  const evaluation = async (delivered: boolean) => {
+    if (delivered) latency.record(8);
+    await engine.evaluate();
+    await setTimeout(150);
+    return engine.active().map((a) => a.name);
+  };
+  for (let i = 0; i < 2; i++) {
+    assert.deepEqual(await evaluation(true), []);
+    assert.deepEqual(await evaluation(false), []);
+  }
+  // 600 ms of slow deliveries, more than the rule's 450.
+  assert.deepEqual(await evaluation(true), ["orders_queue_slow"]);
+  // Nothing delivered says nothing: the alarm stays until deliveries are fast.
+  assert.deepEqual(await evaluation(false), ["orders_queue_slow"]);
+  latency.record(0.1);
+  assert.deepEqual(await evaluation(false), []);
+  await engine.stop();
+});

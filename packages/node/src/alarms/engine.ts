@@ -300,6 +300,12 @@ export class AlarmEngine {
           }
           this.#histograms.set(rule.name, next);
         }
+        // A histogram with no new values says nothing of this interval: a
+        // rule with a time is not reset by a quiet interval, and a raised
+        // alarm stays until values show otherwise (a stuck consumer
+        // delivers nothing at all).
+        if (data?.kind === "histogram" && values.length === 0)
+          return [{ source: service, holds: undefined, reason: "" }];
         const worst =
           rule.above !== undefined
             ? Math.max(-Infinity, ...values)
