@@ -212,3 +212,39 @@ it("raises a histogram rule with a time when values come every other interval", 
   assert.deepEqual(await evaluation(false), []);
   await engine.stop();
 });
+
+it("holds the lowest series to a band's floor, not only the highest", async () => {
+  const meterProvider = new MeterProvider();
+  meterProvider
+    .getMeter("test")
+    .createObservableGauge("pool.connections.idle")
+    .addCallback((result) => {
+      result.observe(1, { pool: "orders" });
+      result.observe(50, { pool: "reports" });
+    });
+  const engine = new AlarmEngine({
+    rules: [
+      {
+        name: "pool_idle_out_of_band",
+        kind: "metric",
+        metric: "pool.connections.idle",
+        above: 100,
+        below: 2,
+        forMs: 0,
+        severity: "minor",
+      },
+    ],
+    intervalMs: 60_000,
+    service: "s",
+    meterProvider,
+    metricsCollected: false,
+    notifiers: [],
+    log: () => {},
+  });
+  await engine.evaluate();
+  assert.deepEqual(
+    engine.active().map((a) => [a.name, a.reason]),
+    [["pool_idle_out_of_band", "pool.connections.idle is 1 (floor 2)"]],
+  );
+  await engine.stop();
+});

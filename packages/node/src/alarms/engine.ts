@@ -306,19 +306,26 @@ export class AlarmEngine {
         // delivers nothing at all).
         if (data?.kind === "histogram" && values.length === 0)
           return [{ source: service, holds: undefined, reason: "" }];
-        const worst =
-          rule.above !== undefined
-            ? Math.max(-Infinity, ...values)
-            : Math.min(Infinity, ...values);
-        const holds =
-          values.length > 0 &&
-          ((rule.above !== undefined && worst > rule.above) ||
-            (rule.below !== undefined && worst < rule.below));
+        // The highest series is held to `above`, the lowest to `below`: a
+        // band's two limits are each broken by a different series.
+        let max = -Infinity;
+        let min = Infinity;
+        for (const v of values) {
+          if (v > max) max = v;
+          if (v < min) min = v;
+        }
+        const over = rule.above !== undefined && max > rule.above;
+        const under = rule.below !== undefined && min < rule.below;
         return [
           {
             source: service,
-            holds,
-            reason: `${rule.metric} is ${worst} (${rule.above !== undefined ? `limit ${rule.above}` : `floor ${rule.below}`})`,
+            holds: over || under,
+            reason:
+              under && !over
+                ? `${rule.metric} is ${min} (floor ${rule.below})`
+                : rule.above !== undefined
+                  ? `${rule.metric} is ${max} (limit ${rule.above})`
+                  : `${rule.metric} is ${min} (floor ${rule.below})`,
           },
         ];
       }

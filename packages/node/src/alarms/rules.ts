@@ -45,13 +45,13 @@ export interface HttpErrorRatioRule extends RuleBase {
 
 /**
  * Any metric above or below a limit: a gauge's or sum's value, or a
- * histogram's mean since the last evaluation; the worst matching series
- * counts.
+ * histogram's mean since the last evaluation; the highest matching series
+ * is held to `above`, the lowest to `below`.
  */
 export interface MetricThresholdRule extends RuleBase {
   kind: "metric";
   metric: string;
-  /** Only points with these attributes; the worst of them counts. */
+  /** Only points with these attributes. */
   attributes?: Record<string, string>;
   above?: number;
   below?: number;
