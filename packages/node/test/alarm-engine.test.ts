@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
 import { setTimeout } from "node:timers/promises";
-import { health } from "@threadline/core";
+import { diag, health } from "@threadline/core";
+import { waitFor } from "@threadline/test-support";
 import { AlarmEngine } from "../src/alarms/engine.ts";
 import type { AlarmEvent } from "../src/alarms/notifiers.ts";
 import type { AlarmRule } from "../src/alarms/rules.ts";
@@ -247,4 +248,55 @@ it("holds the lowest series to a band's floor, not only the highest", async () =
     [["pool_idle_out_of_band", "pool.connections.idle is 1 (floor 2)"]],
   );
   await engine.stop();
+});
+
+it("keeps evaluating on its timer when an evaluation fails", async () => {
+  const warnings: string[] = [];
+  diag.setSink((_level, message) => warnings.push(message));
+  const meterProvider = new MeterProvider();
+  let calls = 0;
+  meterProvider
+    .getMeter("test")
+    .createObservableGauge("jobs.waiting")
+    .addCallback(async (result) => {
+      // The first collection fails with an error that cannot even be read.
+      if (++calls === 1)
+        throw Object.defineProperty(new Error(), "message", {
+          get() {
+            throw new Error("the job store is closed");
+          },
+        });
+      result.observe(500);
+    });
+  const engine = new AlarmEngine({
+    rules: [
+      {
+        name: "jobs_piling_up",
+        kind: "metric",
+        metric: "jobs.waiting",
+        above: 100,
+        forMs: 0,
+        severity: "major",
+      },
+    ],
+    intervalMs: 50,
+    service: "s",
+    meterProvider,
+    metricsCollected: false,
+    notifiers: [],
+    log: () => {},
+  });
+  try {
+    engine.start();
+    await waitFor(() => engine.active().length > 0, {
+      what: "the alarm of a later evaluation",
+    });
+    assert.ok(
+      warnings.some((w) => w.startsWith("alarms could not be evaluated: ")),
+      warnings.join("\n"),
+    );
+  } finally {
+    await engine.stop();
+    diag.setSink(undefined);
+  }
 });

@@ -49,6 +49,15 @@ interface KeyState {
 
 const HISTORY = 100;
 
+/** An error's message, even when reading it throws. */
+function messageOf(err: unknown): string {
+  try {
+    return String((err as Error)?.message ?? err);
+  } catch {
+    return "an error without a readable message";
+  }
+}
+
 export interface AlarmEngineOptions {
   rules: readonly AlarmRule[];
   intervalMs: number;
@@ -150,6 +159,19 @@ export class AlarmEngine {
 
   /** One evaluation of every rule; never throws. */
   async evaluate(): Promise<void> {
+    try {
+      await this.#evaluate();
+    } catch (err) {
+      // Run from a timer: a rejection here would end the process. The
+      // next interval evaluates again.
+      diag.warnCollapsed(
+        "alarm-evaluation",
+        `alarms could not be evaluated: ${messageOf(err)}`,
+      );
+    }
+  }
+
+  async #evaluate(): Promise<void> {
     const components = await health.run();
     this.#components = components;
     // Observable instruments (runtime metrics) hold what their callbacks
