@@ -30,16 +30,32 @@ export interface Notifier {
 const TIMEOUT_MS = 5000;
 
 async function post(url: string, body: unknown, what: string): Promise<void> {
-  const res = await context.with(suppressTracing(context.active()), () =>
-    fetch(url, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(TIMEOUT_MS),
-    }),
-  );
-  await res.arrayBuffer();
+  let res: Response;
+  try {
+    res = await context.with(suppressTracing(context.active()), () =>
+      fetch(url, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(TIMEOUT_MS),
+      }),
+    );
+    await res.arrayBuffer();
+  } catch (err) {
+    // Never fetch's message: it can hold the URL, and the URL its secret.
+    throw new Error(`${what} could not be reached (${failureOf(err)})`);
+  }
   if (!res.ok) throw new Error(`${what} answered ${res.status}`);
+}
+
+/** Why a request failed, in words that cannot hold its URL. */
+function failureOf(err: unknown): string {
+  const e = err as { name?: unknown; cause?: { code?: unknown } } | undefined;
+  if (e?.name === "TimeoutError") return `no answer within ${TIMEOUT_MS} ms`;
+  const code = e?.cause?.code;
+  return typeof code === "string" && /^[A-Z0-9_]+$/.test(code)
+    ? code
+    : "the request failed";
 }
 
 export function webhookNotifier(url: string): Notifier {

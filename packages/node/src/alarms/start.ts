@@ -27,14 +27,27 @@ export function startAlarms(
       `alarm rules in ${settings.rulesFile} were not used (the defaults are): ${problems.join("; ")}`,
     );
   const notifiers: Notifier[] = [];
-  if (settings.webhookUrl) notifiers.push(webhookNotifier(settings.webhookUrl));
-  if (settings.slackWebhookUrl)
-    notifiers.push(slackNotifier(settings.slackWebhookUrl));
+  const webhookUrl = notifierUrl(
+    settings.webhookUrl,
+    "THREADLINE_ALARM_WEBHOOK_URL (the webhookUrl option)",
+    "alarms are not sent to the webhook",
+  );
+  if (webhookUrl) notifiers.push(webhookNotifier(webhookUrl));
+  const slackUrl = notifierUrl(
+    settings.slackWebhookUrl,
+    "THREADLINE_ALARM_SLACK_WEBHOOK_URL (the slackWebhookUrl option)",
+    "alarms are not sent to Slack",
+  );
+  if (slackUrl) notifiers.push(slackNotifier(slackUrl));
   if (settings.pagerDutyRoutingKey)
     notifiers.push(
       pagerDutyNotifier(
         settings.pagerDutyRoutingKey,
-        settings.pagerDutyUrl ?? undefined,
+        notifierUrl(
+          settings.pagerDutyUrl,
+          "THREADLINE_ALARM_PAGERDUTY_URL (the pagerDutyUrl option)",
+          "PagerDuty's own is used",
+        ),
       ),
     );
   const engine = new AlarmEngine({
@@ -70,4 +83,34 @@ export function startAlarms(
         r.observe(STATUS_VALUE[c.status], { "threadline.component": c.name });
     });
   return engine;
+}
+
+/**
+ * A notifier's URL if it can be posted to. These URLs are secrets (a Slack
+ * webhook's path is its token), so the warning names the setting, never
+ * the value: fetch's own errors would print it whole.
+ */
+function notifierUrl(
+  value: string | undefined,
+  setting: string,
+  otherwise: string,
+): string | undefined {
+  if (!value) return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    // reported below
+  }
+  if (url?.protocol !== "http:" && url?.protocol !== "https:") {
+    diag.warn(`${setting} is not an http(s) URL; ${otherwise}`);
+    return undefined;
+  }
+  if (url.username !== "" || url.password !== "") {
+    diag.warn(
+      `${setting} holds a user name or password, which fetch refuses; ${otherwise}`,
+    );
+    return undefined;
+  }
+  return value;
 }
