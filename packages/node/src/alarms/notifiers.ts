@@ -1,7 +1,10 @@
 // Where raised and cleared alarms are sent: a generic webhook (the event as
 // JSON), Slack (an incoming-webhook message) and PagerDuty (Events API v2,
 // trigger and resolve under one dedup key). Sent untraced, with a timeout;
-// a failed notification is reported once and never reaches the service.
+// a send refused for the moment (429, 5xx, no connection, no answer) is
+// tried again a few times on unref'd timers, one alarm's events to one
+// notifier in order, so a resolve never overtakes its trigger's retries. A
+// notification that still fails is reported and never reaches the service.
 import { context } from "@opentelemetry/api";
 import { diag, suppressTracing } from "@threadline/core";
 import type { Severity } from "./rules.ts";
@@ -28,6 +31,20 @@ export interface Notifier {
 }
 
 const TIMEOUT_MS = 5000;
+/** The waits before each new try of one notification (ms): four in all. */
+const RETRY_DELAYS_MS = [1000, 3000, 9000];
+/** The longest a Retry-After is waited for; longer ones give up. */
+const MAX_RETRY_AFTER_MS = 30_000;
+
+/** A send that failed; `retryAfterMs` set when trying again may work. */
+class SendError extends Error {
+  readonly retryAfterMs: number | undefined;
+
+  constructor(message: string, retryAfterMs: number | undefined) {
+    super(message);
+    this.retryAfterMs = retryAfterMs;
+  }
+}
 
 async function post(url: string, body: unknown, what: string): Promise<void> {
   let res: Response;
@@ -43,9 +60,24 @@ async function post(url: string, body: unknown, what: string): Promise<void> {
     await res.arrayBuffer();
   } catch (err) {
     // Never fetch's message: it can hold the URL, and the URL its secret.
-    throw new Error(`${what} could not be reached (${failureOf(err)})`);
+    throw new SendError(`${what} could not be reached (${failureOf(err)})`, 0);
   }
-  if (!res.ok) throw new Error(`${what} answered ${res.status}`);
+  if (res.ok) return;
+  const again = res.status === 429 || res.status >= 500;
+  throw new SendError(
+    `${what} answered ${res.status}`,
+    again ? retryAfterMs(res.headers.get("retry-after")) : undefined,
+  );
+}
+
+/** A Retry-After in seconds or as a date, in ms (0 when absent or unread). */
+function retryAfterMs(header: string | null): number {
+  if (header === null) return 0;
+  const seconds = Number(header);
+  const ms = Number.isFinite(seconds)
+    ? seconds * 1000
+    : Date.parse(header) - Date.now();
+  return Number.isFinite(ms) && ms > 0 ? ms : 0;
 }
 
 /** Why a request failed, in words that cannot hold its URL. */
@@ -154,21 +186,57 @@ export function pagerDutyNotifier(
   };
 }
 
-/** Sends to every notifier; failures are reported, never thrown. */
+/** Each notifier's last queued send per alarm id, while one is under way. */
+const queues = new WeakMap<Notifier, Map<string, Promise<void>>>();
+
+/**
+ * Sends to every notifier, after that notifier's earlier sends of the same
+ * alarm; failures are retried and reported, never thrown.
+ */
 export async function notifyAll(
   notifiers: readonly Notifier[],
   event: AlarmEvent,
 ): Promise<void> {
   await Promise.all(
-    notifiers.map((n) =>
-      n
-        .send(event)
-        .catch((err: unknown) =>
-          diag.warnCollapsed(
-            `alarm-notify-${n.name}`,
-            `could not notify ${n.name} of alarm ${event.alarm.name}: ${(err as Error)?.message ?? String(err)}`,
-          ),
-        ),
-    ),
+    notifiers.map((n) => {
+      let queue = queues.get(n);
+      if (queue === undefined) queues.set(n, (queue = new Map()));
+      const id = event.alarm.id;
+      const sent = (queue.get(id) ?? Promise.resolve()).then(() =>
+        deliver(n, event),
+      );
+      queue.set(id, sent);
+      void sent.then(() => {
+        if (queue.get(id) === sent) queue.delete(id);
+      });
+      return sent;
+    }),
   );
+}
+
+async function deliver(n: Notifier, event: AlarmEvent): Promise<void> {
+  for (let tries = 1; ; tries++) {
+    let wait: number;
+    try {
+      await n.send(event);
+      return;
+    } catch (err) {
+      const after = err instanceof SendError ? err.retryAfterMs : undefined;
+      const backoff = RETRY_DELAYS_MS[tries - 1];
+      if (
+        after === undefined ||
+        after > MAX_RETRY_AFTER_MS ||
+        backoff === undefined
+      ) {
+        diag.warnCollapsed(
+          `alarm-notify-${n.name}`,
+          `could not notify ${n.name} of alarm ${event.alarm.name}: ${(err as Error)?.message ?? String(err)}${tries > 1 ? ` (${tries} tries)` : ""}`,
+        );
+        return;
+      }
+      wait = Math.max(backoff, after);
+    }
+    // Unref'd: a notification never keeps the process alive.
+    await new Promise((resolve) => setTimeout(resolve, wait).unref());
+  }
 }
