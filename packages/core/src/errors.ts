@@ -14,3 +14,16 @@ export class ThreadlineError extends Error {
     this.code = code;
   }
 }
+
+/**
+ * What was thrown, said: application code may throw anything (undefined, a
+ * string, an object without a prototype, an error whose `message` getter
+ * throws), and describing it must not throw in turn.
+ */
+export function messageOf(err: unknown): string {
+  try {
+    return err instanceof Error ? String(err.message) : String(err);
+  } catch {
+    return "an error without a readable message";
+  }
+}

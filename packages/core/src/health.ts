@@ -3,6 +3,7 @@
 // connection), by the SDK (the exporter) and by the application, read by
 // the health endpoint and the alarms.
 import { context } from "@opentelemetry/api";
+import { messageOf } from "./errors.ts";
 import { suppressTracing } from "./propagators.ts";
 
 export type HealthStatus = "healthy" | "degraded" | "unhealthy";
@@ -80,7 +81,7 @@ export class HealthRegistry {
         } catch (err) {
           result = {
             status: "unhealthy",
-            reason: (err as Error)?.message ?? String(err),
+            reason: messageOf(err),
           };
         } finally {
           if (timer !== undefined) clearTimeout(timer);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
 import { setTimeout } from "node:timers/promises";
-import { diag, health } from "@threadline/core";
+import { health } from "@threadline/core";
 import { waitFor } from "@threadline/test-support";
 import { AlarmEngine } from "../src/alarms/engine.ts";
 import type { AlarmEvent } from "../src/alarms/notifiers.ts";
@@ -250,26 +250,36 @@ it("holds the lowest series to a band's floor, not only the highest", async () =
   await engine.stop();
 });
 
-it("keeps evaluating on its timer when an evaluation fails", async () => {
-  const warnings: string[] = [];
-  diag.setSink((_level, message) => warnings.push(message));
+it("keeps evaluating when a check and a callback throw what cannot even be described", async () => {
+  /** An error whose message cannot be read: reading it throws. */
+  const unreadable = () =>
+    Object.defineProperty(new Error(), "message", {
+      get() {
+        throw new Error("the job store is closed");
+      },
+    });
+  const unregister = health.register("jobs-store", () => {
+    throw unreadable();
+  });
   const meterProvider = new MeterProvider();
   let calls = 0;
   meterProvider
     .getMeter("test")
     .createObservableGauge("jobs.waiting")
     .addCallback(async (result) => {
-      // The first collection fails with an error that cannot even be read.
-      if (++calls === 1)
-        throw Object.defineProperty(new Error(), "message", {
-          get() {
-            throw new Error("the job store is closed");
-          },
-        });
+      if (++calls === 1) throw unreadable();
       result.observe(500);
     });
   const engine = new AlarmEngine({
     rules: [
+      {
+        name: "store_down",
+        kind: "health",
+        component: "jobs-*",
+        when: "unhealthy",
+        forMs: 0,
+        severity: "critical",
+      },
       {
         name: "jobs_piling_up",
         kind: "metric",
@@ -288,15 +298,16 @@ it("keeps evaluating on its timer when an evaluation fails", async () => {
   });
   try {
     engine.start();
-    await waitFor(() => engine.active().length > 0, {
-      what: "the alarm of a later evaluation",
+    await waitFor(() => engine.active().length === 2, {
+      what: "both alarms, the second from a later evaluation",
     });
-    assert.ok(
-      warnings.some((w) => w.startsWith("alarms could not be evaluated: ")),
-      warnings.join("\n"),
+    const down = engine.active().find((a) => a.name === "store_down");
+    assert.match(
+      down?.reason ?? "",
+      /jobs-store is unhealthy: an error without a readable message/,
     );
   } finally {
     await engine.stop();
-    diag.setSink(undefined);
+    unregister();
   }
 });

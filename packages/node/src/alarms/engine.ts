@@ -4,7 +4,12 @@
 // acknowledgeable. Evaluated on an unref'd timer off the request path: the
 // event loop is sampled here, HTTP outcomes are read from the request
 // histogram, health from the registered checks.
-import { diag, health, type ComponentHealth } from "@threadline/core";
+import {
+  diag,
+  health,
+  messageOf,
+  type ComponentHealth,
+} from "@threadline/core";
 import type { MeterProvider } from "../metrics/meter-provider.ts";
 import { notifyAll, type AlarmEvent, type Notifier } from "./notifiers.ts";
 import type { AlarmRule, HttpErrorRatioRule, Severity } from "./rules.ts";
@@ -48,15 +53,6 @@ interface KeyState {
 }
 
 const HISTORY = 100;
-
-/** An error's message, even when reading it throws. */
-function messageOf(err: unknown): string {
-  try {
-    return String((err as Error)?.message ?? err);
-  } catch {
-    return "an error without a readable message";
-  }
-}
 
 export interface AlarmEngineOptions {
   rules: readonly AlarmRule[];
@@ -194,7 +190,7 @@ export class AlarmEngine {
       } catch (err) {
         diag.warnCollapsed(
           `alarm-rule-${rule.name}`,
-          `alarm rule ${rule.name} could not be evaluated: ${(err as Error).message}`,
+          `alarm rule ${rule.name} could not be evaluated: ${messageOf(err)}`,
         );
         continue;
       }

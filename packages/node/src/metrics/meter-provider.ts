@@ -27,7 +27,7 @@ import type {
   ObservableUpDownCounter,
   UpDownCounter,
 } from "@opentelemetry/api";
-import { diag } from "@threadline/core";
+import { diag, messageOf } from "@threadline/core";
 import type { MetricData, Scope } from "@threadline/otlp";
 import {
   DEFAULT_BUCKETS,
@@ -58,20 +58,6 @@ class ObservableInstrument
 }
 
 const NAME = /^[A-Za-z][A-Za-z0-9_./-]{0,254}$/;
-
-/**
- * What a callback threw or rejected with, said: application code may throw
- * anything (undefined, a string, an object without a prototype), and a
- * collection must not fail while describing it.
- */
-function reasonOf(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  try {
-    return String(err);
-  } catch {
-    return typeof err;
-  }
-}
 
 class ThreadlineMeter implements Meter {
   readonly #scope: Scope;
@@ -357,7 +343,7 @@ export class MeterProvider implements ApiMeterProvider {
         (err: unknown): true => {
           diag.warnCollapsed(
             "metric-callback",
-            `an observable metric callback failed: ${reasonOf(err)}`,
+            `an observable metric callback failed: ${messageOf(err)}`,
           );
           return true;
         },
@@ -376,7 +362,7 @@ export class MeterProvider implements ApiMeterProvider {
         } catch (err) {
           diag.warnCollapsed(
             "metric-callback",
-            `an observable metric callback threw: ${reasonOf(err)}`,
+            `an observable metric callback threw: ${messageOf(err)}`,
           );
         }
       }
@@ -406,7 +392,7 @@ export class MeterProvider implements ApiMeterProvider {
       } catch (err) {
         diag.warnCollapsed(
           "metric-callback",
-          `a batch metric callback threw: ${reasonOf(err)}`,
+          `a batch metric callback threw: ${messageOf(err)}`,
         );
       }
     }
