@@ -24,9 +24,24 @@ import {
 
 const SPANS = "traces-*";
 const LOGS = "logs-*";
-/** Candidate traces per search, and spans read per search. */
+/** Candidate traces per search. */
 const MAX_TRACES = 500;
-const MAX_SPANS = 10_000;
+/** Documents per request: Elasticsearch's default `index.max_result_window`. */
+const PAGE = 10_000;
+/** Trace ids per request for their spans. */
+const TRACES_PER_READ = 1000;
+/**
+ * Oldest first; the nanosecond format keeps the sort values exact (as
+ * numbers they would pass 2^53), and `numeric_type` lets indices that map
+ * the time as `date` be sorted with those that map it as `date_nanos`.
+ */
+const BY_TIME = {
+  "@timestamp": {
+    order: "asc",
+    format: "strict_date_optional_time_nanos",
+    numeric_type: "date_nanos",
+  },
+};
 
 const KIND: Record<string, number> = {
   INTERNAL: 1,
@@ -177,14 +192,24 @@ export class ElasticsearchBackend implements TraceBackend {
     this.name = `elasticsearch ${u.origin}`;
   }
 
-  async #search(index: string, body: unknown): Promise<Doc> {
-    const res = await reach(
-      this.name,
-      `${this.#base}/${index}/_search?ignore_unavailable=true&allow_no_indices=true`,
-      { method: "POST", headers: this.#headers, body: JSON.stringify(body) },
-    );
+  async #post(path: string, body?: unknown): Promise<Doc> {
+    const res = await reach(this.name, `${this.#base}/${path}`, {
+      method: "POST",
+      headers: this.#headers,
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
     if (!res.ok) throw await failure(res, this.name);
-    const doc = (await res.json()) as Doc;
+    return (await res.json()) as Doc;
+  }
+
+  /** A search of `index`, or of a point in time when `index` is undefined. */
+  async #search(index: string | undefined, body: unknown): Promise<Doc> {
+    const doc = await this.#post(
+      index === undefined
+        ? "_search"
+        : `${index}/_search?ignore_unavailable=true&allow_no_indices=true`,
+      body,
+    );
     // A search that lost shards answers 200 with what it found: say so
     // rather than print a partial answer as the whole.
     const shards = doc["_shards"] as
@@ -196,20 +221,65 @@ export class ElasticsearchBackend implements TraceBackend {
       | undefined;
     if ((shards?.failed ?? 0) > 0)
       throw new Error(
-        `${this.name}: ${shards!.failed} of ${shards!.total} shards of ${index} failed (${shards!.failures?.[0]?.reason?.type ?? "unknown reason"}); try again`,
+        `${this.name}: ${shards!.failed} of ${shards!.total} shards of ${index ?? "a point in time"} failed (${shards!.failures?.[0]?.reason?.type ?? "unknown reason"}); try again`,
       );
     return doc;
   }
 
+  /**
+   * Every document of `index` that `query` matches, oldest first. One
+   * request when they fit in a page; past that, they are read again from a
+   * point in time, page after page, so that none is skipped or read twice
+   * while the Collector writes (a trace is never shown with part of its
+   * spans, nor its log lines cut off).
+   */
+  async #all(index: string, query: unknown): Promise<Doc[]> {
+    type Hits = { hits: { hits: Array<{ _source: Doc; sort: unknown[] }> } };
+    const first = (await this.#search(index, {
+      size: PAGE,
+      query,
+      sort: [BY_TIME],
+    })) as Hits;
+    if (first.hits.hits.length < PAGE)
+      return first.hits.hits.map((h) => h._source);
+    let pit = (await this.#post(`${index}/_pit?keep_alive=1m`))["id"] as string;
+    try {
+      const docs: Doc[] = [];
+      let after: unknown[] | undefined;
+      for (;;) {
+        const r = (await this.#search(undefined, {
+          size: PAGE,
+          query,
+          pit: { id: pit, keep_alive: "1m" },
+          sort: [BY_TIME, { _shard_doc: "asc" }],
+          ...(after === undefined ? {} : { search_after: after }),
+        })) as Hits & { pit_id?: string };
+        pit = r.pit_id ?? pit;
+        for (const h of r.hits.hits) docs.push(h._source);
+        if (r.hits.hits.length < PAGE) return docs;
+        after = r.hits.hits.at(-1)!.sort;
+      }
+    } finally {
+      // Best effort: an unclosed point in time expires with its keep_alive.
+      await reach(this.name, `${this.#base}/_pit`, {
+        method: "DELETE",
+        headers: this.#headers,
+        body: JSON.stringify({ id: pit }),
+      })
+        .then((res) => res.body?.cancel())
+        .catch(() => undefined);
+    }
+  }
+
   async #spansOf(traceIds: string[]): Promise<SpanRecord[]> {
-    if (traceIds.length === 0) return [];
-    const r = await this.#search(SPANS, {
-      size: MAX_SPANS,
-      query: { terms: { "trace.id": traceIds } },
-      sort: [{ "@timestamp": "asc" }],
-    });
-    const hits = (r["hits"] as { hits: Array<{ _source: Doc }> }).hits;
-    return hits.map((h) => toSpan(h._source));
+    const spans: SpanRecord[] = [];
+    for (let i = 0; i < traceIds.length; i += TRACES_PER_READ) {
+      const docs = await this.#all(SPANS, {
+        terms: { "trace.id": traceIds.slice(i, i + TRACES_PER_READ) },
+      });
+      for (const d of docs) spans.push(toSpan(d));
+    }
+    return spans;
   }
 
   async search(q: SearchQuery): Promise<TraceSummary[]> {
@@ -256,20 +326,14 @@ export class ElasticsearchBackend implements TraceBackend {
   async getTrace(traceId: string): Promise<TraceDetail | undefined> {
     const [spans, logs] = await Promise.all([
       this.#spansOf([traceId]),
-      this.#search(LOGS, {
-        size: MAX_SPANS,
-        query: { term: { "trace.id": traceId } },
-        sort: [{ "@timestamp": "asc" }],
-      }),
+      this.#all(LOGS, { term: { "trace.id": traceId } }),
     ]);
     if (spans.length === 0) return undefined;
     // Span events arrive as log documents of their own (event.kind "event"):
     // they go back onto their spans.
     const bySpan = new Map(spans.map((sp) => [sp.spanId, sp]));
     const lines: LogRecord[] = [];
-    for (const { _source: doc } of (
-      logs["hits"] as { hits: Array<{ _source: Doc }> }
-    ).hits) {
+    for (const doc of logs) {
       const f = flatten(doc);
       const owner = bySpan.get(str(doc, "span.id"));
       if (f["event.kind"] === "event" && owner !== undefined) {
