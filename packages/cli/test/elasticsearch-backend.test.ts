@@ -143,10 +143,11 @@ describe("Elasticsearch: traces with more spans than one request returns", () =>
   });
 
   it("finds the newest traces, each with all its spans", async () => {
-    const found = await search("--customer", "c-42");
+    // 12,000 spans.
+    const found = await search("--customer", "c-42", "--limit", "200");
     assert.deepEqual(
       found.map((t) => t.traceId),
-      traces.slice(-50).reverse(),
+      traces.slice(-200).reverse(),
     );
     for (const t of found) assert.equal(t.spanCount, 60, t.traceId);
   });
@@ -179,5 +180,125 @@ describe("Elasticsearch: traces with more spans than one request returns", () =>
     assert.equal(detail.spans.length, 10_050);
     const [row] = await search("--customer", "c-43");
     assert.equal(row?.spanCount, 10_050);
+  });
+});
+
+describe("Elasticsearch: filters over more traces than one search reads", () => {
+  const now = Date.now() * 1000;
+  const refunds: string[] = [];
+
+  before(async () => {
+    const spans: Span[] = [];
+    const order = (startUs: number, route: string, odd: boolean) => {
+      const id = traceId();
+      const root = hex(nextTrace * 10, 16);
+      const common = { traceId: id, parentId: root, customer: "c-7" };
+      spans.push(
+        {
+          traceId: id,
+          spanId: root,
+          service: "gateway",
+          name: `POST ${route}`,
+          customer: "c-7",
+          startUs,
+          durationUs: odd ? 100_000 : 30_000,
+          attributes: { "http.route": route },
+        },
+        {
+          ...common,
+          spanId: hex(nextTrace * 10 + 1, 16),
+          service: "orders",
+          name: "INSERT orders",
+          startUs: startUs + 10_000,
+          durationUs: 5_000,
+        },
+        // The refunds' charge fails at the payments provider, long after
+        // the gateway answered: the trace lasts 2.1 s, no span of it 1 s.
+        {
+          ...common,
+          spanId: hex(nextTrace * 10 + 2, 16),
+          service: "worker",
+          name: "charge",
+          startUs: startUs + (odd ? 1_500_000 : 20_000),
+          durationUs: odd ? 600_000 : 5_000,
+          failed: odd,
+          attributes: odd
+            ? {
+                "payment.provider": "acme",
+                "http.response.status_code": 402,
+              }
+            : { "payment.provider": "other" },
+        },
+      );
+      return id;
+    };
+    // Three refunds twenty minutes ago, then 1000 orders, newer.
+    for (let i = 0; i < 3; i++)
+      refunds.push(
+        order(now - 1_200_000_000 + i * 1_000_000, "/refunds", true),
+      );
+    for (let i = 0; i < 1000; i++)
+      order(now - 900_000_000 + i * 900_000, "/orders", false);
+    await index(spans);
+  });
+
+  const ids = (t: TraceSummary[]) => t.map((x) => x.traceId).sort();
+
+  it("finds the failed traces among many good ones", async () => {
+    const found = await search(
+      "--customer",
+      "c-7",
+      "--errors",
+      "--since",
+      "1h",
+    );
+    assert.deepEqual(ids(found), [...refunds].sort());
+    for (const t of found) assert.equal(t.errorCount, 1);
+  });
+
+  it("finds traces by operation, attribute and duration", async () => {
+    for (const filter of [
+      ["--operation", "/refunds"],
+      ["--operation", "POST /refunds"],
+      ["--attr", "payment.provider=acme"],
+      ["--attr", "http.response.status_code=402"],
+      ["--min-duration", "1s"],
+    ])
+      assert.deepEqual(
+        ids(await search("--customer", "c-7", ...filter)),
+        [...refunds].sort(),
+        filter.join(" "),
+      );
+  });
+
+  it("needs each filter met by some span of the trace, not by one span", async () => {
+    const found = await search(
+      "--customer",
+      "c-7",
+      "--errors",
+      "--operation",
+      "/refunds",
+      "--service",
+      "orders",
+      "--attr",
+      "payment.provider=acme",
+      "--min-duration",
+      "2s",
+    );
+    assert.deepEqual(ids(found), [...refunds].sort());
+    assert.deepEqual(
+      await search("--customer", "c-7", "--errors", "--operation", "/orders"),
+      [],
+    );
+    assert.deepEqual(
+      await search("--customer", "c-7", "--min-duration", "3s"),
+      [],
+    );
+  });
+
+  it("returns as many traces as the limit asks", async () => {
+    const found = await search("--customer", "c-7", "--limit", "1000");
+    assert.equal(found.length, 1000);
+    assert.ok(found.every((t) => t.rootName === "POST /orders"));
   });
 });

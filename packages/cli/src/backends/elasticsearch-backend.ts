@@ -1,10 +1,18 @@
 // Elasticsearch, as the gateway Collector fills it (collector-config/): ECS
 // span documents in `traces-*` (with `event.duration` added by the gateway)
-// and ECS log documents in `logs-*`. A search finds the newest traces that
-// have a span for the customer (or service) in the window, then reads those
-// traces whole and applies the rest of the query here, as the other
-// backends do. Credentials: user:password in the URL, or an API key in
-// THREADLINE_ELASTICSEARCH_API_KEY.
+// and ECS log documents in `logs-*`. Credentials: user:password in the URL,
+// or an API key in THREADLINE_ELASTICSEARCH_API_KEY.
+//
+// A search keeps the store's meaning (each filter met by some span of the
+// trace; the duration is the trace's) and leaves the choosing to
+// Elasticsearch: the newest traces, as many as the limit asks, with a span
+// in the window for the customer that meets the most selective filter (one
+// aggregation); then one more aggregation over those traces' spans for the
+// other filters, and bounds on each trace's start and duration; then only
+// the traces that pass are read whole and checked here as the other
+// backends do. When too few pass, the next newest are taken, until the
+// limit is met or MAX_CANDIDATES traces were looked at (only a duration
+// filter, which no single span can answer, scans that far).
 import type {
   LogRecord,
   SearchQuery,
@@ -24,11 +32,13 @@ import {
 
 const SPANS = "traces-*";
 const LOGS = "logs-*";
-/** Candidate traces per search. */
-const MAX_TRACES = 500;
+/** The most traces one search looks at before it asks to be narrowed. */
+const MAX_CANDIDATES = 20_000;
+/** Elasticsearch aggregates `date_nanos` in milliseconds: its bounds are widened by one (µs). */
+const AGGREGATE_SLACK_US = 1000;
 /** Documents per request: Elasticsearch's default `index.max_result_window`. */
 const PAGE = 10_000;
-/** Trace ids per request for their spans. */
+/** Trace ids per request, and candidate traces per aggregation. */
 const TRACES_PER_READ = 1000;
 /**
  * Oldest first; the nanosecond format keeps the sort values exact (as
@@ -102,6 +112,46 @@ const FROM_ECS: Record<string, string> = {
   "span.db.statement": "db.query.text",
   "span.db.instance": "db.namespace",
 };
+const TO_ECS: Record<string, string> = Object.fromEntries(
+  Object.entries(FROM_ECS).map(([ecs, otel]) => [otel, ecs]),
+);
+
+const anyOf = (queries: unknown[]): unknown =>
+  queries.length === 1
+    ? queries[0]
+    : { bool: { should: queries, minimum_should_match: 1 } };
+
+/**
+ * The filters of `q` that one span of a trace meets, as queries on span
+ * documents, the most selective first. The customer is not among them:
+ * every span carries it. An attribute is matched leniently, so a value
+ * that does not parse as its field's type finds nothing rather than
+ * failing the search; what comes back is checked exactly as the store does.
+ */
+function spanFilters(q: SearchQuery): unknown[] {
+  const out: unknown[] = [];
+  if (q.errorsOnly === true) out.push({ term: { "event.outcome": "failure" } });
+  for (const [key, value] of q.attributes ?? []) {
+    const ecs = TO_ECS[key];
+    out.push(
+      anyOf(
+        [key, ...(ecs === undefined ? [] : [ecs])].map((field) => ({
+          match: { [field]: { query: value, lenient: true } },
+        })),
+      ),
+    );
+  }
+  if (q.operation !== undefined)
+    out.push(
+      anyOf([
+        { term: { "span.name": q.operation } },
+        { term: { "http.route": q.operation } },
+      ]),
+    );
+  if (q.service !== undefined)
+    out.push({ term: { "service.name": q.service } });
+  return out;
+}
 
 function split(doc: Doc): { attributes: Doc; resource: Doc } {
   const attributes: Doc = {};
@@ -282,11 +332,107 @@ export class ElasticsearchBackend implements TraceBackend {
     return spans;
   }
 
+  /** The newest traces, up to `size`, with a span that `filter` matches, leaving out `seen`. */
+  async #candidates(
+    filter: unknown[],
+    seen: string[],
+    size: number,
+  ): Promise<string[]> {
+    const r = await this.#search(SPANS, {
+      size: 0,
+      query: {
+        bool: {
+          filter,
+          ...(seen.length > 0
+            ? { must_not: [{ terms: { "trace.id": seen } }] }
+            : {}),
+        },
+      },
+      aggs: {
+        traces: {
+          // By their newest span, which is exact across shards: a shard
+          // leaves a trace out only behind as many that are newer.
+          terms: { field: "trace.id", size, order: { latest: "desc" } },
+          aggs: { latest: { max: { field: "@timestamp" } } },
+        },
+      },
+    });
+    const buckets =
+      (r["aggregations"] as { traces?: { buckets: Array<{ key: string }> } })
+        ?.traces?.buckets ?? [];
+    return buckets.map((b) => b.key);
+  }
+
+  /**
+   * Those of `traceIds` that have a span for every one of `filters` and
+   * that may start in the window and last `q.minDurationUs`, judged from
+   * all their spans without reading them.
+   */
+  async #meeting(
+    q: SearchQuery,
+    traceIds: string[],
+    filters: unknown[],
+    fromUs: number,
+    toUs: number,
+  ): Promise<string[]> {
+    const aggs: Record<string, unknown> = {
+      start: { min: { field: "@timestamp" } },
+      lastStart: { max: { field: "@timestamp" } },
+      longest: { max: { field: "event.duration" } },
+    };
+    filters.forEach((f, i) => (aggs[`filter${i}`] = { filter: f }));
+    const r = await this.#search(SPANS, {
+      size: 0,
+      query: { terms: { "trace.id": traceIds } },
+      aggs: {
+        traces: {
+          terms: { field: "trace.id", size: traceIds.length },
+          aggs,
+        },
+      },
+    });
+    type Value = { value: number | null };
+    type Bucket = {
+      key: string;
+      start: Value;
+      lastStart: Value;
+      longest: Value;
+    } & Record<string, unknown>;
+    const buckets =
+      (r["aggregations"] as { traces?: { buckets: Bucket[] } })?.traces
+        ?.buckets ?? [];
+    const kept = new Set<string>();
+    for (const b of buckets) {
+      if (
+        filters.some(
+          (_, i) => (b[`filter${i}`] as { doc_count: number }).doc_count === 0,
+        )
+      )
+        continue;
+      const startUs = (b.start.value ?? 0) * 1000;
+      if (
+        startUs + AGGREGATE_SLACK_US < fromUs ||
+        startUs - AGGREGATE_SLACK_US > toUs
+      )
+        continue;
+      // The trace ends at most its longest span after its last span starts.
+      const longestUs =
+        ((b.lastStart.value ?? 0) - (b.start.value ?? 0)) * 1000 +
+        AGGREGATE_SLACK_US +
+        (b.longest.value ?? 0) / 1000;
+      if (q.minDurationUs !== undefined && longestUs < q.minDurationUs)
+        continue;
+      kept.add(b.key);
+    }
+    return traceIds.filter((id) => kept.has(id));
+  }
+
   async search(q: SearchQuery): Promise<TraceSummary[]> {
     const { fromUs, toUs } = window(q);
-    // Every span carries the customer id and its service, so filtering spans
-    // by them finds exactly the traces that have them; the rest is applied
-    // to whole traces below.
+    const limit = q.limit ?? DEFAULT_LIMIT;
+    const [first, ...rest] = spanFilters(q);
+    // Every span carries the customer id, so one span that has it and meets
+    // the first filter finds a trace that has both.
     const filter: unknown[] = [
       {
         range: {
@@ -299,28 +445,32 @@ export class ElasticsearchBackend implements TraceBackend {
     ];
     if (q.customer !== undefined)
       filter.push({ term: { "customer.id": q.customer } });
-    if (q.service !== undefined)
-      filter.push({ term: { "service.name": q.service } });
-    const limit = q.limit ?? DEFAULT_LIMIT;
-    const r = await this.#search(SPANS, {
-      size: 0,
-      query: { bool: { filter } },
-      aggs: {
-        traces: {
-          terms: {
-            field: "trace.id",
-            size: Math.min(MAX_TRACES, limit * 5),
-            order: { latest: "desc" },
-          },
-          aggs: { latest: { max: { field: "@timestamp" } } },
-        },
-      },
-    });
-    const buckets =
-      (r["aggregations"] as { traces?: { buckets: Array<{ key: string }> } })
-        ?.traces?.buckets ?? [];
-    const spans = await this.#spansOf(buckets.map((b) => b.key));
-    return answer(q, byTrace(spans));
+    if (first !== undefined) filter.push(first);
+    const judged = rest.length > 0 || q.minDurationUs !== undefined;
+    const found: TraceSummary[] = [];
+    const seen: string[] = [];
+    for (let size = limit; found.length < limit;) {
+      if (seen.length >= MAX_CANDIDATES)
+        throw new Error(
+          `${this.name}: only ${found.length} of the newest ${seen.length} traces in the window match; search a shorter time (--since, --from, --to) or add a filter`,
+        );
+      const page = await this.#candidates(filter, seen, size);
+      seen.push(...page);
+      const kept = judged
+        ? await this.#meeting(q, page, rest, fromUs, toUs)
+        : page;
+      // Read no more traces than are still wanted, newest first.
+      for (let i = 0; i < kept.length && found.length < limit;) {
+        const wanted = limit - found.length;
+        const batch = kept.slice(i, i + wanted);
+        i += wanted;
+        found.push(...answer(q, byTrace(await this.#spansOf(batch))));
+      }
+      if (page.length < size) break;
+      size = Math.min(size * 2, TRACES_PER_READ);
+    }
+    found.sort((a, b) => b.startUs - a.startUs);
+    return found.slice(0, limit);
   }
 
   async getTrace(traceId: string): Promise<TraceDetail | undefined> {
