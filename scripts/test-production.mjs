@@ -4,8 +4,9 @@
 // `validate` (and docker-compose.yml with `docker compose config`), starts
 // Elasticsearch, Jaeger on Elasticsearch storage, the gateway and an agent
 // Collector on free loopback ports, and runs the end-to-end tests in test/production/ against them (with PostgreSQL and
-// RabbitMQ from the usual test runner). Builds are cached between runs, so
-// only the first run pays for them.
+// RabbitMQ from the usual test runner), then the CLI's Elasticsearch
+// backend against an Elasticsearch of its own. Builds are cached between
+// runs, so only the first run pays for them.
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { freePort } from "@threadline/test-support";
@@ -160,5 +161,22 @@ try {
   console.error(`the production path did not start: ${err.message}`);
 } finally {
   for (const r of running.reverse()) await r.stop().catch(() => {});
+}
+// The CLI's Elasticsearch backend against many more documents than one
+// request returns: on an Elasticsearch of its own, so nothing the path
+// above stored changes what it finds.
+if (status === 0) {
+  const child = spawn(
+    process.execPath,
+    [
+      "--test",
+      "--test-reporter=spec",
+      join(repoRoot, "test", "production", "elasticsearch-backend.e2e.ts"),
+    ],
+    { stdio: "inherit" },
+  );
+  status = await new Promise((resolve) =>
+    child.on("close", (code) => resolve(code ?? 1)),
+  );
 }
 process.exit(status);

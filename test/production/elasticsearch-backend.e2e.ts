@@ -8,11 +8,13 @@ import { spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { freePort } from "@threadline/test-support";
-import type { TraceDetail, TraceSummary } from "../src/index.ts";
+import type { TraceDetail, TraceSummary } from "@threadline/cli";
 
-const bin = fileURLToPath(new URL("../bin/threadline.js", import.meta.url));
+const bin = fileURLToPath(
+  new URL("../../packages/cli/bin/threadline.js", import.meta.url),
+);
 const script = new URL(
-  "../../../scripts/backends/elasticsearch.mjs",
+  "../../scripts/backends/elasticsearch.mjs",
   import.meta.url,
 ).href;
 
