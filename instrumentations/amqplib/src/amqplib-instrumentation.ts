@@ -479,15 +479,21 @@ export class AmqplibInstrumentation implements Instrumentation {
     for (const u of this.#unhooks.splice(0)) u();
     for (const r of this.#restore.splice(0)) r();
     for (const u of this.#unregister.splice(0)) u();
+    this.#failed.clear();
   }
 
   readonly #connections = new WeakSet<object>();
   readonly #unregister: Array<() => void> = [];
+  /** Per broker address, the removals of checks of connections that failed. */
+  readonly #failed = new Map<string, Array<() => void>>();
 
   /**
    * Registers a health check for a connection the first time one of its
    * channels is used: unhealthy once it closed or failed, degraded while
-   * the broker blocks publishing (a resource alarm on the broker).
+   * the broker blocks publishing (a resource alarm on the broker). A failed
+   * connection's check stays until the application uses a new connection
+   * to the same address, which takes its name: a reconnect ends the
+   * outage, a drop without one keeps it reported.
    */
   #watchConnection(channel: ChannelLike): void {
     // Tested on every publish: a field of the channel is cheaper to read
@@ -500,6 +506,11 @@ export class AmqplibInstrumentation implements Instrumentation {
     this.#connections.add(conn);
     const s = conn.stream;
     const base = `rabbitmq ${s?.remoteAddress ?? "broker"}:${s?.remotePort ?? 5672}`;
+    const failed = this.#failed.get(base);
+    if (failed !== undefined) {
+      this.#failed.delete(base);
+      for (const u of failed) u();
+    }
     let name = base;
     for (let i = 2; health.has(name); i++) name = `${base} #${i}`;
     let state: HealthResult = { status: "healthy" };
@@ -525,6 +536,9 @@ export class AmqplibInstrumentation implements Instrumentation {
         status: "unhealthy",
         reason: `the connection closed: ${(err as Error)?.message ?? String(err)}`,
       };
+      const failed = this.#failed.get(base);
+      if (failed === undefined) this.#failed.set(base, [unregister]);
+      else failed.push(unregister);
     });
     const unregister = health.register(name, () => state);
     this.#unregister.push(unregister);

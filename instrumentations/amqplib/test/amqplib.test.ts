@@ -5,11 +5,13 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
+import net from "node:net";
 import { after, before, beforeEach, describe, it } from "node:test";
 import type amqp from "amqplib";
 import type amqpCallback from "amqplib/callback_api.js";
 import { context, trace } from "@opentelemetry/api";
 import {
+  freePort,
   startOtlpReceiver,
   stopTestServers,
   testBroker,
@@ -682,5 +684,83 @@ describe("external exchanges", () => {
     assert.match(String(headers["baggage"]), /customer\.id=c-inside/);
     assert.equal(typeof headers["threadline-sent-at"], "number");
     await ch.close();
+  });
+});
+
+describe("the connection's health", () => {
+  let healthUrl: string;
+  before(async () => {
+    await threadline.shutdown();
+    healthUrl = `http://127.0.0.1:${await freePort()}`;
+    start({ health: { port: Number(new URL(healthUrl).port) } });
+  });
+
+  it("reports a dropped connection until the application has reconnected to the same broker", async () => {
+    // The broker behind a TCP proxy whose sockets can be cut, as a network
+    // fault or a broker restart cuts them.
+    const broker = new URL(brokerUrl);
+    const sockets = new Set<net.Socket>();
+    const proxy = net.createServer((client) => {
+      const upstream = net.connect(Number(broker.port), broker.hostname);
+      for (const s of [client, upstream]) {
+        sockets.add(s);
+        s.on("error", () => {});
+        s.on("close", () => sockets.delete(s));
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const port = (proxy.address() as net.AddressInfo).port;
+    const viaProxy = new URL(brokerUrl);
+    viaProxy.host = `127.0.0.1:${port}`;
+    const name = `rabbitmq 127.0.0.1:${port}`;
+    const ready = async () => {
+      const res = await fetch(`${healthUrl}/readyz`);
+      const report = (await res.json()) as {
+        components: Array<{ name: string; status: string }>;
+      };
+      return {
+        code: res.status,
+        viaProxy: report.components
+          .filter((c) => c.name.startsWith(name))
+          .map((c) => `${c.name}: ${c.status}`),
+      };
+    };
+    const amqpApi = (await import("amqplib")).default;
+    const publishOn = async (conn: amqp.ChannelModel) => {
+      conn.on("error", () => {});
+      const ch = await conn.createChannel();
+      ch.sendToQueue(queueName(), Buffer.from("hello"));
+      return ch;
+    };
+    try {
+      const first = await amqpApi.connect(viaProxy.href);
+      await publishOn(first);
+      assert.deepEqual(await ready(), {
+        code: 200,
+        viaProxy: [`${name}: healthy`],
+      });
+
+      const closed = new Promise((resolve) => first.on("close", resolve));
+      for (const s of sockets) s.destroy();
+      await closed;
+      assert.deepEqual(
+        await ready(),
+        { code: 503, viaProxy: [`${name}: unhealthy`] },
+        "a drop without a reconnect is reported",
+      );
+
+      const second = await amqpApi.connect(viaProxy.href);
+      await publishOn(second);
+      assert.deepEqual(
+        await ready(),
+        { code: 200, viaProxy: [`${name}: healthy`] },
+        "the reconnected connection takes the dropped one's place",
+      );
+      await second.close();
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
   });
 });
