@@ -33,6 +33,7 @@ import {
   lateLoadProblem,
   type Instrumentation,
   health,
+  type HealthResult,
   lazyInstruments,
 } from "@threadline/core";
 import { type SqlSummary, summarizeSql } from "./sql.ts";
@@ -322,7 +323,14 @@ export class PgInstrumentation implements Instrumentation {
 
   readonly #pools = new WeakSet<object>();
 
-  /** Registers a health check for a pool the first time it is used. */
+  /**
+   * Registers a health check for a pool the first time it is used: a
+   * `SELECT 1` through the pool, unless the pool is busy (queries waiting,
+   * or every connection in use), which is degraded without a probe: one
+   * would queue behind the application's queries and time out as if the
+   * server were gone. A probe that outlives a check is shared by the next
+   * ones, so a slow server never has more than one waiting.
+   */
   #watchPool(pool: PoolLike): void {
     if (typeof pool !== "object" || pool === null || this.#pools.has(pool))
       return;
@@ -331,25 +339,26 @@ export class PgInstrumentation implements Instrumentation {
     let name = base;
     for (let i = 2; health.has(name); i++) name = `${base} #${i}`;
     const ref = new WeakRef(pool);
-    const unregister = health.register(name, async () => {
+    let probe: Promise<HealthResult> | undefined;
+    const unregister = health.register(name, () => {
       const p = ref.deref();
       if (p === undefined || p.ending === true || p.ended === true) {
         unregister();
         return { status: "healthy", reason: "the pool was closed" };
       }
-      await p.query("SELECT 1");
-      const details = {
-        total: p.totalCount,
-        idle: p.idleCount,
-        waiting: p.waitingCount,
-      };
-      return (p.waitingCount ?? 0) > 0
-        ? {
-            status: "degraded",
-            reason: `${p.waitingCount} queries waiting for a connection`,
-            details,
-          }
-        : { status: "healthy", details };
+      const busy = poolBusy(p);
+      if (busy !== undefined) return busy;
+      probe ??= p.query("SELECT 1").then(
+        () => {
+          probe = undefined;
+          return poolBusy(p) ?? { status: "healthy", details: poolDetails(p) };
+        },
+        (err: unknown) => {
+          probe = undefined;
+          throw err;
+        },
+      );
+      return probe;
     });
     this.#unregister.push(unregister);
   }
@@ -746,6 +755,7 @@ interface PoolLike {
     port?: unknown;
     database?: unknown;
     connectionString?: unknown;
+    max?: unknown;
   };
   ending?: boolean;
   ended?: boolean;
@@ -753,6 +763,31 @@ interface PoolLike {
   idleCount?: number;
   waitingCount?: number;
   query(text: string): Promise<unknown>;
+}
+
+function poolDetails(p: PoolLike): Record<string, unknown> {
+  return { total: p.totalCount, idle: p.idleCount, waiting: p.waitingCount };
+}
+
+/** Degraded while queries wait or every connection is in use, else undefined. */
+function poolBusy(p: PoolLike): HealthResult | undefined {
+  const waiting = p.waitingCount ?? 0;
+  if (waiting > 0)
+    return {
+      status: "degraded",
+      reason: `${waiting} queries waiting for a connection`,
+      details: poolDetails(p),
+    };
+  // pg-pool sets max (10 unless given); a pool at it with none idle makes
+  // the next query wait.
+  const max = typeof p.options?.max === "number" ? p.options.max : 10;
+  if ((p.idleCount ?? 0) === 0 && (p.totalCount ?? 0) >= max)
+    return {
+      status: "degraded",
+      reason: `all ${max} connections of the pool are in use`,
+      details: poolDetails(p),
+    };
+  return undefined;
 }
 
 /** host:port/database of a pool, never its credentials. */

@@ -1,11 +1,13 @@
 // pg instrumentation against a real PostgreSQL server, inside one process.
 import assert from "node:assert/strict";
+import net from "node:net";
 import { after, before, beforeEach, describe, it } from "node:test";
 import pg from "pg";
 import Cursor from "pg-cursor";
 import QueryStream from "pg-query-stream";
 import { trace } from "@opentelemetry/api";
 import {
+  freePort,
   startOtlpReceiver,
   stopTestServers,
   testDatabase,
@@ -601,5 +603,135 @@ describe("pg options", () => {
       values: [2],
     });
     await Promise.all([worker.end(), observer.end()]);
+  });
+});
+
+describe("the pool's health", () => {
+  let healthUrl: string;
+  before(async () => {
+    await threadline.shutdown();
+    const port = await freePort();
+    healthUrl = `http://127.0.0.1:${port}`;
+    start({ health: { port } });
+  });
+
+  it("reports a busy pool as degraded, never queueing its probe behind the application's queries", async () => {
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+    const held = new Set<pg.PoolClient>();
+    const hold = async () => {
+      const client = await pool.connect();
+      held.add(client);
+      return client;
+    };
+    const release = (client: pg.PoolClient) => {
+      held.delete(client);
+      client.release();
+    };
+    const ready = async () => {
+      const res = await fetch(`${healthUrl}/readyz`);
+      const report = (await res.json()) as {
+        components: Array<{ name: string; status: string; reason?: string }>;
+      };
+      const pools = report.components.filter((c) =>
+        c.name.startsWith("postgresql "),
+      );
+      assert.equal(pools.length, 1, "one pool is checked");
+      return {
+        code: res.status,
+        status: pools[0]!.status,
+        reason: pools[0]!.reason,
+      };
+    };
+    try {
+      await pool.query("SELECT 1");
+      assert.deepEqual(await ready(), {
+        code: 200,
+        status: "healthy",
+        reason: undefined,
+      });
+
+      // The pool's one connection is busy and a query waits for it.
+      const busy = await hold();
+      const queued = pool.query("SELECT 2");
+      assert.equal(pool.waitingCount, 1);
+      for (let i = 0; i < 3; i++)
+        assert.deepEqual(await ready(), {
+          code: 200,
+          status: "degraded",
+          reason: "1 queries waiting for a connection",
+        });
+      assert.equal(
+        pool.waitingCount,
+        1,
+        "only the application's query waits: no probe joined it",
+      );
+      release(busy);
+      await queued;
+
+      // Every connection in use, nothing waiting yet.
+      const again = await hold();
+      assert.deepEqual(await ready(), {
+        code: 200,
+        status: "degraded",
+        reason: "all 1 connections of the pool are in use",
+      });
+      assert.equal(pool.waitingCount, 0);
+      release(again);
+      assert.deepEqual(await ready(), {
+        code: 200,
+        status: "healthy",
+        reason: undefined,
+      });
+    } finally {
+      for (const client of held) release(client);
+      await pool.end();
+    }
+  });
+  it("sends a server that stops answering one probe at a time, not a connection per check", async () => {
+    // Accepts connections and never answers, as a hung server or a
+    // black-holed network does.
+    const sockets = new Set<net.Socket>();
+    const silent = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) =>
+      silent.listen(0, "127.0.0.1", resolve),
+    );
+    const port = (silent.address() as net.AddressInfo).port;
+    const pool = new pg.Pool({
+      host: "127.0.0.1",
+      port,
+      user: "postgres",
+      database: "silent",
+      max: 5,
+    });
+    pool.on("error", () => {});
+    const failed = pool.query("SELECT 1").catch((err: Error) => err);
+    try {
+      for (let i = 0; i < 2; i++) {
+        const res = await fetch(`${healthUrl}/readyz`);
+        const report = (await res.json()) as {
+          components: Array<{ name: string; status: string; reason?: string }>;
+        };
+        assert.equal(res.status, 503);
+        assert.deepEqual(
+          report.components
+            .filter((c) => c.name.startsWith(`postgresql 127.0.0.1:${port}`))
+            .map((c) => [c.status, c.reason]),
+          [["unhealthy", "no answer within 2000 ms"]],
+        );
+      }
+      assert.equal(
+        pool.totalCount,
+        2,
+        "the application's query and one probe, however many checks ran",
+      );
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+      await failed;
+      await pool.end();
+    }
   });
 });
