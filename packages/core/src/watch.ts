@@ -144,6 +144,8 @@ export class WatchList {
   active = false;
   #entries = new Map<string, WatchEntry>();
   #carriedUntil = 0;
+  /** Ends a carried watch's grace in a service that follows no list. */
+  #carriedTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** Replaces the list (from a fetched document). */
   replace(entries: readonly WatchEntry[], now = Date.now()): void {
@@ -164,10 +166,27 @@ export class WatchList {
     return e.level;
   }
 
-  /** A request arrived carrying a watch decision: keep the checks on for a while. */
+  /**
+   * A request arrived carrying a watch decision: keep the checks on for a
+   * while. They go off by themselves at its end, since a service that
+   * follows no list has nothing else that would refresh it. One timer at a
+   * time, not one per request: when later requests extended the while, it
+   * sets the next for what remains.
+   */
   noteCarried(now = Date.now()): void {
     this.#carriedUntil = now + CARRIED_GRACE_MS;
     this.active = true;
+    if (this.#carriedTimer === undefined) this.#endCarriedAt(now);
+  }
+
+  #endCarriedAt(now: number): void {
+    this.#carriedTimer = setTimeout(() => {
+      this.#carriedTimer = undefined;
+      const later = Date.now();
+      this.refresh(later);
+      if (this.#carriedUntil > later) this.#endCarriedAt(later);
+    }, this.#carriedUntil - now);
+    this.#carriedTimer.unref();
   }
 
   /** Drops expired entries; turns the checks off when nothing is left. */

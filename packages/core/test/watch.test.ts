@@ -129,6 +129,24 @@ describe("WatchList", () => {
     w.refresh(NOW + 60_000);
     assert.equal(w.active, false);
   });
+
+  it("turns the checks off by itself a minute after the last carried watch, with no list followed", (t) => {
+    // A service that follows no watch list: nothing else ever refreshes it.
+    t.mock.timers.enable({ apis: ["setTimeout", "Date"], now: NOW });
+    const w = new WatchList();
+    w.noteCarried();
+    t.mock.timers.tick(30_000);
+    w.noteCarried();
+    t.mock.timers.tick(59_999);
+    assert.equal(w.active, true, "a minute after the last one, not the first");
+    t.mock.timers.tick(1);
+    assert.equal(w.active, false);
+    // And again for the next watched request.
+    w.noteCarried();
+    assert.equal(w.active, true);
+    t.mock.timers.tick(60_000);
+    assert.equal(w.active, false);
+  });
 });
 
 describe("the watch decision in baggage", () => {
