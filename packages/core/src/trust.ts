@@ -20,7 +20,10 @@ export class AddressMatcher {
    * address, a CIDR block, a host name, or `*.domain` for any subdomain.
    * Unknown entries are reported in `errors` and otherwise ignored.
    */
-  static parse(spec: string | readonly string[]): {
+  static parse(
+    spec: string | readonly string[],
+    { addressesOnly = false }: { addressesOnly?: boolean } = {},
+  ): {
     matcher: AddressMatcher;
     errors: string[];
   } {
@@ -30,12 +33,17 @@ export class AddressMatcher {
     for (const raw of items) {
       const item = raw.trim().toLowerCase();
       if (item === "" || item === "none") continue;
-      if (!m.#add(item)) errors.push(raw.trim());
+      if (!m.#add(item, addressesOnly)) errors.push(raw.trim());
     }
     return { matcher: m, errors };
   }
 
-  #add(item: string): boolean {
+  /**
+   * Adds one rule; false when it is not one. With `addressesOnly` (a list
+   * matched against socket addresses, which are never names) host names are
+   * not rules: accepted, they would never match.
+   */
+  #add(item: string, addressesOnly: boolean): boolean {
     this.#empty = false;
     if (item === "loopback") {
       this.#blocks.addSubnet("127.0.0.0", 8, "ipv4");
@@ -53,7 +61,10 @@ export class AddressMatcher {
     const slash = item.indexOf("/");
     if (slash !== -1) {
       const net = item.slice(0, slash);
-      const prefix = Number(item.slice(slash + 1));
+      const prefixText = item.slice(slash + 1);
+      // Digits only: Number("") is 0, and "10.0.0.0/" must not read as
+      // every address there is.
+      const prefix = /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
       const family = isIP(net);
       if (
         family === 0 ||
@@ -70,6 +81,7 @@ export class AddressMatcher {
       this.#blocks.addAddress(item, family === 4 ? "ipv4" : "ipv6");
       return true;
     }
+    if (addressesOnly) return false;
     if (item.startsWith("*.") && isHostName(item.slice(2))) {
       this.#suffixes.push(item.slice(1));
       return true;
@@ -201,6 +213,7 @@ export class InboundTrust {
     this.edge = options.edge ?? false;
     const { matcher, errors } = AddressMatcher.parse(
       options.trustedCallers ?? "loopback,private",
+      { addressesOnly: true },
     );
     this.#trusted = matcher;
     this.errors = errors;

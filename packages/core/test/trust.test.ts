@@ -45,6 +45,22 @@ describe("AddressMatcher", () => {
     );
   });
 
+  it("reads a CIDR block only with a prefix length in digits", () => {
+    const { matcher, errors } = AddressMatcher.parse(
+      "10.0.0.0/, fd00::/, 10.0.0.0/+8, 10.0.0.0/8.0, 10.0.0.0/ 8",
+    );
+    assert.deepEqual(errors, [
+      "10.0.0.0/",
+      "fd00::/",
+      "10.0.0.0/+8",
+      "10.0.0.0/8.0",
+      "10.0.0.0/ 8",
+    ]);
+    assert.ok(!matcher.matchesAddress("93.184.216.34"));
+    assert.ok(!matcher.matchesAddress("2001:db8::1"));
+    assert.ok(!matcher.matchesHost("example.com"));
+  });
+
   it("matches nothing when empty or none", () => {
     assert.ok(
       !AddressMatcher.parse("none").matcher.matchesAddress("127.0.0.1"),
@@ -69,6 +85,20 @@ describe("InboundTrust", () => {
     const t = new InboundTrust({ trustedCallers: "10.1.0.0/16" });
     assert.ok(t.trusts("10.1.2.3"));
     assert.ok(!t.trusts("127.0.0.1"));
+  });
+  it("refuses host names, which a caller's address never matches", () => {
+    const t = new InboundTrust({
+      trustedCallers: "orders.internal, *.svc.cluster.local, 10.1.0.0/16",
+    });
+    assert.deepEqual(t.errors, ["orders.internal", "*.svc.cluster.local"]);
+    assert.ok(t.trusts("10.1.2.3"));
+  });
+
+  it("trusts nobody more for a CIDR block missing its prefix length", () => {
+    const t = new InboundTrust({ trustedCallers: "10.0.0.0/" });
+    assert.deepEqual(t.errors, ["10.0.0.0/"]);
+    assert.ok(!t.trusts("127.0.0.1"));
+    assert.ok(!t.trusts("198.51.100.1"));
   });
 });
 

@@ -288,7 +288,7 @@ function start(options: InitOptions): ThreadlineHandle {
   });
   for (const bad of inbound.errors)
     diag.warn(
-      `THREADLINE_TRUSTED_CALLERS entry "${bad}" is not an address, network or host name; ignored`,
+      `THREADLINE_TRUSTED_CALLERS entry "${bad}" is not loopback, private, an IP address or a CIDR block (callers are matched by address, host names are not resolved); ignored`,
     );
   for (const bad of egress.errors)
     diag.warn(
