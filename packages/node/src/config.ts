@@ -269,16 +269,17 @@ class Reader {
     return text;
   }
 
-  bool(name: string, fallback: boolean): boolean {
+  /** `invalid` is what a value other than true or false gives (a safety switch fails safe). */
+  bool(name: string, fallback: boolean, invalid = fallback): boolean {
     const v = this.str(name);
     if (v === undefined) return fallback;
     const l = v.toLowerCase();
     if (l === "true") return true;
     if (l === "false") return false;
     this.warnings.push(
-      `${name}=${JSON.stringify(v)} is not true or false; using ${fallback}`,
+      `${name}=${JSON.stringify(v)} is not true or false; using ${invalid}`,
     );
-    return fallback;
+    return invalid;
   }
 
   /**
@@ -847,7 +848,9 @@ export function resolveConfig(
         0,
       ),
     },
-    edge: options.edge ?? r.bool("THREADLINE_EDGE", false),
+    // A value meant to say yes (1, yes, on) must not leave an edge service
+    // reading its callers' baggage: anything but true or false is true.
+    edge: options.edge ?? r.bool("THREADLINE_EDGE", false, true),
     trustedCallers:
       options.trustedCallers ??
       r.str("THREADLINE_TRUSTED_CALLERS") ??

@@ -134,6 +134,25 @@ describe("resolveConfig", () => {
     assert.equal(config.customerHeader, "x-tenant-customer");
   });
 
+  it("reads THREADLINE_EDGE that is neither true nor false as true, with a warning", () => {
+    for (const value of ["1", "yes", "on", "TRUE"]) {
+      const { config, warnings } = resolveConfig(
+        {},
+        { THREADLINE_EDGE: value },
+      );
+      assert.equal(config.edge, true, value);
+      assert.equal(
+        warnings.some((w) => w.startsWith("THREADLINE_EDGE=")),
+        value !== "TRUE",
+        value,
+      );
+    }
+    assert.equal(
+      resolveConfig({}, { THREADLINE_EDGE: "False" }).config.edge,
+      false,
+    );
+  });
+
   it("takes service.name from init()'s resource attributes over the environment's", () => {
     const env = {
       OTEL_SERVICE_NAME: "from-env",
