@@ -39,6 +39,7 @@ import {
 } from "@opentelemetry/api";
 import {
   CUSTOMER_KEY,
+  WATCH_KEY,
   diag,
   hookModule,
   inCallerContext,
@@ -78,6 +79,11 @@ export interface AmqplibInstrumentationConfig {
   trustMessageBaggage?: boolean;
   /** Exchanges consumed outside the system: messages published there carry no baggage. */
   externalExchanges?: readonly string[];
+  /**
+   * Headers never published to an external exchange, in any case (the
+   * customer header an application forwards, say); baggage never is either.
+   */
+  privateHeaders?: readonly string[];
 }
 
 const NAME = "@threadline/instrumentation-amqplib";
@@ -213,16 +219,16 @@ function frameMaxOf(channel: ChannelLike): number {
   return typeof frameMax === "number" && frameMax > 0 ? frameMax : Infinity;
 }
 
-/** Whether the application's headers already hold one of those a publish gets. */
-function carriesTraceHeaders(given: unknown): boolean {
+/**
+ * Whether the application's headers hold one that must not go as it is
+ * (`drop`, lower case, against the names in any case): the message's
+ * headers are then copied without it.
+ */
+function carriesDropped(given: unknown, drop: ReadonlySet<string>): boolean {
   if (typeof given !== "object" || given === null) return false;
-  const h = given as Record<string, unknown>;
-  return (
-    "traceparent" in h ||
-    "tracestate" in h ||
-    "baggage" in h ||
-    SENT_AT_HEADER in h
-  );
+  for (const key in given as Record<string, unknown>)
+    if (drop.has(key.toLowerCase())) return true;
+  return false;
 }
 
 function headerValue(v: unknown): string | undefined {
@@ -261,16 +267,25 @@ export function withMessageContext<R>(message: object, fn: () => R): R {
 export const SENT_AT_HEADER = "threadline-sent-at";
 
 /**
+ * Headers the application may have copied from elsewhere (forwarding a
+ * request's or another message's) that a publish never sends as they are:
+ * the trace context and baggage are the publishing context's, whatever was
+ * copied. Without this, a copied baggage header would carry an untrusted
+ * caller's customer id to every consumer, which trust message baggage.
+ */
+const PROPAGATION_HEADERS = ["traceparent", "tracestate", "baggage"];
+
+/**
  * The message's headers as amqplib will encode them, in a plain object of
- * our own for the trace headers to go into. amqplib hands sendMessage an
- * object whose prototype is the application's `headers` option, and its
- * encoder walks the whole chain, so the copy walks it too: copying only own
- * properties would drop every header the application set. The application's
- * baggage header is left out for exchanges that lead outside.
+ * our own for the trace headers to go into, without those in `drop`
+ * (lower case; matched in any case). amqplib hands sendMessage an object
+ * whose prototype is the application's `headers` option, and its encoder
+ * walks the whole chain, so the copy walks it too: copying only own
+ * properties would drop every header the application set.
  */
 function copyHeaders(
   given: unknown,
-  external: boolean,
+  drop: ReadonlySet<string>,
 ): Record<string, unknown> {
   // Without a prototype, as amqplib makes its own: V8 keeps such an object
   // in dictionary mode, and amqplib's encoder then reads it the generic way.
@@ -280,7 +295,7 @@ function copyHeaders(
   if (typeof given !== "object" || given === null) return headers;
   const from = given as Record<string, unknown>;
   for (const key in from)
-    if (!(external && key === "baggage")) headers[key] = from[key];
+    if (!drop.has(key.toLowerCase())) headers[key] = from[key];
   return headers;
 }
 
@@ -400,9 +415,18 @@ export class AmqplibInstrumentation implements Instrumentation {
   readonly #restore: Array<() => void> = [];
   #late: string[] = [];
 
+  /** Headers a message's copy leaves out, for an internal exchange and an external one. */
+  readonly #drop: ReadonlySet<string>;
+  readonly #dropExternal: ReadonlySet<string>;
+
   constructor(config: AmqplibInstrumentationConfig = {}) {
     this.#config = config;
     this.#external = new Set(config.externalExchanges ?? []);
+    this.#drop = new Set([...PROPAGATION_HEADERS, SENT_AT_HEADER]);
+    this.#dropExternal = new Set([
+      ...this.#drop,
+      ...(config.privateHeaders ?? []).map((h) => h.toLowerCase()),
+    ]);
   }
 
   enable(): void {
@@ -692,10 +716,12 @@ export class AmqplibInstrumentation implements Instrumentation {
     if (external) {
       injectCtx = propagation
         .deleteBaggage(injectCtx)
-        .deleteValue(CUSTOMER_KEY);
+        .deleteValue(CUSTOMER_KEY)
+        .deleteValue(WATCH_KEY);
     }
     const given = properties["headers"];
-    if (splice && !carriesTraceHeaders(given)) {
+    const drop = external ? this.#dropExternal : this.#drop;
+    if (splice && !carriesDropped(given, drop)) {
       // Written into the frame as amqplib encodes it; the application's
       // headers object is left as it is.
       const entries: HeaderEntries = [];
@@ -704,7 +730,7 @@ export class AmqplibInstrumentation implements Instrumentation {
       pendingHeaders = entries;
       pendingFrameMax = frameMaxOf(channel);
     } else {
-      const headers = copyHeaders(given, external);
+      const headers = copyHeaders(given, drop);
       propagation.inject(injectCtx, headers, headerSetter);
       if (!external) headers[SENT_AT_HEADER] = Date.now();
       // amqplib encodes this copy without checking its size: checked here,
@@ -721,8 +747,9 @@ export class AmqplibInstrumentation implements Instrumentation {
         properties["headers"] = headers;
       } else {
         warnRefused(refused, frameMax);
-        // Still without the application's baggage on an external exchange.
-        if (external) properties["headers"] = copyHeaders(given, true);
+        // Still without the copied trace headers, baggage and (on an
+        // external exchange) private headers.
+        properties["headers"] = copyHeaders(given, drop);
       }
     }
     if (

@@ -9,7 +9,7 @@ import net from "node:net";
 import { after, before, beforeEach, describe, it } from "node:test";
 import type amqp from "amqplib";
 import type amqpCallback from "amqplib/callback_api.js";
-import { context, trace } from "@opentelemetry/api";
+import { context, propagation, trace } from "@opentelemetry/api";
 import {
   freePort,
   startOtlpReceiver,
@@ -311,6 +311,41 @@ describe("promise API", () => {
     await ch.close();
   });
 
+  it("never passes on trace headers or baggage the application copied into a message", async () => {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    const seen = new Promise<{ customer: string | undefined; traceId: string }>(
+      (resolve) => {
+        void ch.consume(q, (msg) => {
+          if (msg === null) return;
+          resolve({
+            customer: getCustomerId(),
+            traceId: trace.getActiveSpan()?.spanContext().traceId ?? "",
+          });
+          ch.ack(msg);
+        });
+      },
+    );
+    // A job with no customer forwards headers an untrusted caller sent.
+    let traceId = "";
+    trace.getTracer("t").startActiveSpan("job", (root) => {
+      traceId = root.spanContext().traceId;
+      ch.sendToQueue(q, Buffer.from("{}"), {
+        headers: {
+          baggage: "customer.id=victim-42",
+          traceparent:
+            "00-11111111111111111111111111111111-2222222222222222-01",
+        },
+      });
+      root.end();
+    });
+    const got = await seen;
+    assert.equal(got.customer, undefined);
+    assert.equal(got.traceId, traceId);
+    await ch.close();
+  });
+
   it("never lets malformed trace headers break a consumer", async () => {
     const ch = await connection.createChannel();
     const q = queueName();
@@ -514,7 +549,7 @@ describe("what arrives from the connection's socket", () => {
     await small.close();
   });
 
-  it("leaves a message whose own trace headers fill the frame as the application made it", async () => {
+  it("sends a message whose copied trace headers fill the frame without trace headers, not a frame the broker refuses", async () => {
     // Headers that already carry a traceparent take the copy path: the
     // trace headers go into a copy of them, which amqplib encodes unchecked.
     const amqpApi = (await import("amqplib")).default;
@@ -541,7 +576,8 @@ describe("what arrives from the connection's socket", () => {
       assert.ok(got !== false, "the message arrived");
       const arrived = got.properties.headers as Record<string, unknown>;
       assert.equal((arrived["big"] as string).length, 8060);
-      assert.equal(arrived["traceparent"], theirs);
+      // Neither ours, which do not fit, nor theirs, copied from elsewhere.
+      assert.equal(arrived["traceparent"], undefined);
       assert.equal(arrived["baggage"], undefined);
       assert.equal(closed, false, "the connection lives");
     } finally {
@@ -651,10 +687,24 @@ describe("external exchanges", () => {
         ch.publish("partner.out", "", Buffer.from("{}"), {
           headers: { app: "x" },
         });
+        // Forwarded headers in other spellings, in a watched request.
+        context.with(
+          propagation.extract(context.active(), {
+            baggage: "threadline.watch=debug",
+          }),
+          () =>
+            ch.publish("partner.out", "", Buffer.from("{}"), {
+              headers: {
+                app: "x",
+                Baggage: "customer.id=c-secret",
+                "X-Customer-Id": "c-secret",
+              },
+            }),
+        );
         root.end();
       }),
     );
-    await waitFor(() => received.length === 2, { what: "both deliveries" });
+    await waitFor(() => received.length === 3, { what: "every delivery" });
     for (const headers of received) {
       assert.equal(headers["app"], "x");
       assert.match(
@@ -664,6 +714,7 @@ describe("external exchanges", () => {
       assert.equal(headers["baggage"], undefined);
       assert.equal(headers["threadline-sent-at"], undefined);
       assert.doesNotMatch(JSON.stringify(headers), /c-secret/);
+      assert.doesNotMatch(JSON.stringify(headers), /threadline\.watch/);
     }
     await ch.close();
   });

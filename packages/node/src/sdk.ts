@@ -343,6 +343,7 @@ function start(options: InitOptions): ThreadlineHandle {
         consumerContext: config.amqp.consumerContext,
         trustMessageBaggage: config.amqp.trustMessageBaggage,
         externalExchanges: config.amqp.externalExchanges,
+        privateHeaders: egress.privateHeaders,
       }),
     );
   }
