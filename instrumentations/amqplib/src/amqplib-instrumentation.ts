@@ -502,12 +502,13 @@ export class AmqplibInstrumentation implements Instrumentation {
     this.#enabled = false;
     for (const u of this.#unhooks.splice(0)) u();
     for (const r of this.#restore.splice(0)) r();
-    for (const u of this.#unregister.splice(0)) u();
+    for (const u of [...this.#unregister]) u();
     this.#failed.clear();
   }
 
   readonly #connections = new WeakSet<object>();
-  readonly #unregister: Array<() => void> = [];
+  /** The removals of the checks still registered, each taking itself out. */
+  readonly #unregister = new Set<() => void>();
   /** Per broker address, the removals of checks of connections that failed. */
   readonly #failed = new Map<string, Array<() => void>>();
 
@@ -564,8 +565,14 @@ export class AmqplibInstrumentation implements Instrumentation {
       if (failed === undefined) this.#failed.set(base, [unregister]);
       else failed.push(unregister);
     });
-    const unregister = health.register(name, () => state);
-    this.#unregister.push(unregister);
+    const remove = health.register(name, () => state);
+    // Out of the set once done, so an application that reconnects often
+    // does not keep every connection's check for the life of the process.
+    const unregister = () => {
+      remove();
+      this.#unregister.delete(unregister);
+    };
+    this.#unregister.add(unregister);
   }
 
   selfCheck(): string[] {
