@@ -37,9 +37,9 @@ import {
   parseWatchLevel,
 } from "@threadline/core";
 
-const HELP = `threadline: follow one customer's requests across services
-
-  threadline dev [options]
+// Each command's usage, printed by `threadline <command> --help`; all of
+// them together by `threadline help`.
+const DEV_USAGE = `  threadline dev [options]
       --host <addr>        listen address (default 127.0.0.1; anything else needs --token)
       --otlp-port <n>      OTLP/HTTP receiver port (default 4318)
       --port <n>           viewer and JSON API port (default 4320)
@@ -48,8 +48,9 @@ const HELP = `threadline: follow one customer's requests across services
       --max-size <size>    prune oldest data above this size (default 1GB)
       --max-age <dur>      prune data older than this (default 7d)
       --token <t>          require this token (THREADLINE_VIEWER_TOKEN)
+`;
 
-  threadline search [filters] [--json] [--backend <b>]
+const SEARCH_USAGE = `  threadline search [filters] [--json] [--backend <b>]
       --customer <id>      the customer (the main search)
       --service <name>     traces touching this service
       --operation <name>   a span name or HTTP route anywhere in the trace
@@ -58,10 +59,12 @@ const HELP = `threadline: follow one customer's requests across services
       --since <d>          e.g. 1h (default: no limit)
       --attr <key=value>   attribute equality, repeatable
       --limit <n>          default 50, at most 1000
+`;
 
-  threadline trace <trace-id> [--json] [--backend <b>]
+const TRACE_USAGE = `  threadline trace <trace-id> [--json] [--backend <b>]
+`;
 
-  threadline watch <customer> [--for <d>] [--level debug|trace]
+const WATCH_USAGE = `  threadline watch <customer> [--for <d>] [--level debug|trace]
       services log at debug (or trace) level and sample every trace for this
       customer until the time is up (default --for 30m); they pick the change
       up within seconds, without a restart
@@ -69,15 +72,31 @@ const HELP = `threadline: follow one customer's requests across services
   threadline unwatch <customer>
       --viewer <url>       the threadline dev whose list to edit (default ${defaultViewerUrl()}; THREADLINE_VIEWER_URL)
       --file <path>        edit a fleet's watch-list file instead (see the README)
+`;
 
-  --backend local                 a running threadline dev, else its store file (default)
+const BACKEND_USAGE = `  --backend local                 a running threadline dev, else its store file (default)
   --backend viewer=<url>          a threadline dev at <url>
   --backend jaeger=<url>          Jaeger v2's query API v3: http://host:16686, or grpc://host:16685
   --backend elasticsearch=<url>   Elasticsearch filled by the gateway Collector (ECS); logs too
   --db <file>                     with local: read this store file
 `;
 
+const HELP = `threadline: follow one customer's requests across services
+
+${DEV_USAGE}
+${SEARCH_USAGE}
+${TRACE_USAGE}
+${WATCH_USAGE}
+${BACKEND_USAGE}
+  threadline <command> --help     one command's usage
+`;
+
 class UsageError extends Error {}
+
+function usage(...sections: string[]): number {
+  process.stdout.write(sections.join("\n"));
+  return 0;
+}
 
 function sizeBytes(text: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb)?\s*$/i.exec(text);
@@ -91,10 +110,12 @@ function sizeBytes(text: string): number {
   return Math.floor(Number(m[1]) * unit);
 }
 
-async function dev(argv: string[]): Promise<void> {
+/** Runs the local viewer until a signal; returns -1 while it runs. */
+async function dev(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
+      help: { type: "boolean", short: "h" },
       host: { type: "string" },
       "otlp-port": { type: "string" },
       port: { type: "string" },
@@ -106,6 +127,7 @@ async function dev(argv: string[]): Promise<void> {
     },
     strict: true,
   });
+  if (values.help) return usage(DEV_USAGE);
   const dbPath = values.memory ? ":memory:" : (values.db ?? defaultDbPath());
   if (dbPath !== ":memory:") mkdirSync(dirname(dbPath), { recursive: true });
   const port = (v: string | undefined, d: number) => {
@@ -138,6 +160,7 @@ async function dev(argv: string[]): Promise<void> {
   };
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
+  return -1;
 }
 
 /**
@@ -226,10 +249,11 @@ function openStore(path: string): TraceBackend {
   }
 }
 
-async function search(argv: string[]): Promise<void> {
+async function search(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
+      help: { type: "boolean", short: "h" },
       customer: { type: "string" },
       service: { type: "string" },
       operation: { type: "string" },
@@ -246,6 +270,7 @@ async function search(argv: string[]): Promise<void> {
     },
     strict: true,
   });
+  if (values.help) return usage(SEARCH_USAGE, BACKEND_USAGE);
   const q: SearchQuery = {
     customer: values.customer,
     service: values.service,
@@ -272,6 +297,7 @@ async function search(argv: string[]): Promise<void> {
         ? `${JSON.stringify({ backend: backend.name, traces }, null, 2)}\n`
         : formatSearch(traces),
     );
+    return 0;
   } finally {
     await backend.close();
   }
@@ -281,6 +307,7 @@ async function trace(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     options: {
+      help: { type: "boolean", short: "h" },
       json: { type: "boolean" },
       backend: { type: "string" },
       db: { type: "string" },
@@ -288,6 +315,7 @@ async function trace(argv: string[]): Promise<number> {
     allowPositionals: true,
     strict: true,
   });
+  if (values.help) return usage(TRACE_USAGE, BACKEND_USAGE);
   const id = positionals[0]?.toLowerCase();
   if (id === undefined || !/^[0-9a-f]{32}$/.test(id))
     throw new UsageError(
@@ -325,6 +353,7 @@ async function watch(argv: string[], stop: boolean): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     options: {
+      help: { type: "boolean", short: "h" },
       for: { type: "string" },
       level: { type: "string" },
       viewer: { type: "string" },
@@ -334,6 +363,7 @@ async function watch(argv: string[], stop: boolean): Promise<number> {
     allowPositionals: true,
     strict: true,
   });
+  if (values.help) return usage(WATCH_USAGE);
   if (positionals.length > 1)
     throw new UsageError(
       `one customer at a time: ${positionals.slice(1).join(" ")} left over`,
@@ -386,11 +416,9 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case "dev":
-        await dev(rest);
-        return -1; // keeps running
+        return await dev(rest);
       case "search":
-        await search(rest);
-        return 0;
+        return await search(rest);
       case "trace":
         return await trace(rest);
       case "watch":

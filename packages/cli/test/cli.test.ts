@@ -463,3 +463,33 @@ describe("threadline watch", () => {
     );
   });
 });
+
+describe("threadline <command> --help", () => {
+  it(
+    "prints that command's usage and exits 0",
+    { timeout: 30_000 },
+    async () => {
+      for (const [command, usage, option] of [
+        ["dev", /^ {2}threadline dev \[options\]/, /--otlp-port/],
+        ["search", /^ {2}threadline search /, /--backend jaeger=/],
+        ["trace", /^ {2}threadline trace <trace-id>/, /--backend jaeger=/],
+        ["watch", /^ {2}threadline watch <customer>/, /--file <path>/],
+        ["unwatch", /^ {2}threadline watch <customer>/, /threadline unwatch/],
+      ] as const) {
+        for (const flag of ["--help", "-h"]) {
+          const r = await threadline([command, flag]);
+          assert.equal(r.code, 0, `${command} ${flag}: ${r.stderr}`);
+          assert.equal(r.stderr, "");
+          assert.match(r.stdout, usage);
+          assert.match(r.stdout, option);
+        }
+      }
+      // Asked with other options, help is all that happens.
+      const r = await threadline(["watch", "c-42", "--help"], {
+        THREADLINE_VIEWER_URL: "http://127.0.0.1:9",
+      });
+      assert.equal(r.code, 0);
+      assert.doesNotMatch(r.stdout, /watching c-42/);
+    },
+  );
+});
