@@ -57,21 +57,26 @@ const SEARCH_USAGE = `  threadline search [filters] [--json] [--backend <b>]
       --errors             traces with an error
       --min-duration <d>   e.g. 250ms
       --since <d>          e.g. 1h (default: no limit)
+      --from <time>        from this time: ISO 8601 or epoch milliseconds (wins over --since)
+      --to <time>          up to this time: ISO 8601 or epoch milliseconds
       --attr <key=value>   attribute equality, repeatable
       --limit <n>          default 50, at most 1000
+      --json               print JSON instead of a table
 `;
 
 const TRACE_USAGE = `  threadline trace <trace-id> [--json] [--backend <b>]
+      --json               print JSON instead of a tree
 `;
 
 const WATCH_USAGE = `  threadline watch <customer> [--for <d>] [--level debug|trace]
       services log at debug (or trace) level and sample every trace for this
-      customer until the time is up (default --for 30m); they pick the change
-      up within seconds, without a restart
+      customer until the time is up (default --for 30m, at most 7d); they pick
+      the change up within seconds, without a restart
   threadline watch                 list who is watched
   threadline unwatch <customer>
       --viewer <url>       the threadline dev whose list to edit (default ${defaultViewerUrl()}; THREADLINE_VIEWER_URL)
       --file <path>        edit a fleet's watch-list file instead (see the README)
+      --json               print the list as JSON
 `;
 
 const BACKEND_USAGE = `  --backend local                 a running threadline dev, else its store file (default)

@@ -472,8 +472,11 @@ describe("threadline <command> --help", () => {
       for (const [command, usage, option] of [
         ["dev", /^ {2}threadline dev \[options\]/, /--otlp-port/],
         ["search", /^ {2}threadline search /, /--backend jaeger=/],
+        ["search", /--from <time>/, /--to <time>/],
+        ["trace", /--json/, /--db <file>/],
         ["trace", /^ {2}threadline trace <trace-id>/, /--backend jaeger=/],
         ["watch", /^ {2}threadline watch <customer>/, /--file <path>/],
+        ["watch", /--viewer <url>/, /--json/],
         ["unwatch", /^ {2}threadline watch <customer>/, /threadline unwatch/],
       ] as const) {
         for (const flag of ["--help", "-h"]) {
