@@ -1,16 +1,26 @@
 // The optional Prometheus scrape endpoint of an instrumented service, read
 // the way Prometheus reads it; the scrape itself is not traced.
 import assert from "node:assert/strict";
-import { it } from "node:test";
+import { readFileSync } from "node:fs";
+import { after, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
   startOtlpReceiver,
   startService,
+  startShop,
+  stopTestServers,
+  testBroker,
+  testDatabase,
   waitFor,
   freePort,
 } from "@threadline/test-support";
 
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
+const rulesFile = fileURLToPath(
+  new URL("../collector-config/prometheus-rules.yaml", import.meta.url),
+);
+
+after(() => stopTestServers());
 
 it("serves request and runtime metrics in the Prometheus text format, next to OTLP", async () => {
   const receiver = await startOtlpReceiver();
@@ -139,6 +149,137 @@ it("answers a scrape, exports and shuts down while an asynchronous callback neve
     assert.equal(await shutdown.text(), "shut down");
   } finally {
     await svc.stop();
+    await receiver.close();
+  }
+});
+
+/**
+ * The metric selectors of a PromQL expression (`name{…}` and `name[…]`)
+ * with the labels they match on, and the labels it groups by.
+ */
+function selectors(expr: string): {
+  metrics: Map<string, Set<string>>;
+  by: string[];
+} {
+  const metrics = new Map<string, Set<string>>();
+  for (const m of expr.matchAll(/\b([a-zA-Z_:][\w:]*)\s*(\{[^}]*\})?\s*\[/g))
+    if (m[2] === undefined) metrics.set(m[1]!, new Set());
+  for (const m of expr.matchAll(/\b([a-zA-Z_:][\w:]*)\s*\{([^}]*)\}/g)) {
+    const labels = metrics.get(m[1]!) ?? new Set<string>();
+    // `label!=""` asks that a series have the label (an error's): no
+    // series needs it for the rule to be right.
+    for (const l of m[2]!.matchAll(/(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"/g))
+      if (!(l[2] === "!=" && l[3] === "")) labels.add(l[1]!);
+    metrics.set(m[1]!, labels);
+  }
+  const by = [...expr.matchAll(/\bby\s*\(([^)]*)\)/g)].flatMap((m) =>
+    m[1]!.split(",").map((l) => l.trim()),
+  );
+  return { metrics, by };
+}
+
+it("the Prometheus alerting rules name metrics and labels that services' /metrics serve", async () => {
+  const receiver = await startOtlpReceiver();
+  const [databaseUrl, amqpUrl] = await Promise.all([
+    testDatabase(),
+    testBroker(),
+  ]);
+  const ports = {
+    gateway: await freePort(),
+    orders: await freePort(),
+    worker: await freePort(),
+  };
+  const prometheus = (port: number) => ({
+    OTEL_METRICS_EXPORTER: "otlp,prometheus",
+    OTEL_EXPORTER_PROMETHEUS_HOST: "127.0.0.1",
+    OTEL_EXPORTER_PROMETHEUS_PORT: String(port),
+  });
+  const shop = await startShop({
+    otlpEndpoint: receiver.url,
+    databaseUrl,
+    amqpUrl,
+    env: {
+      OTEL_BSP_SCHEDULE_DELAY: "50",
+      OTEL_METRIC_EXPORT_INTERVAL: "300",
+      THREADLINE_ALARMS_INTERVAL: "200",
+    },
+    services: {
+      gateway: prometheus(ports.gateway),
+      orders: prometheus(ports.orders),
+      worker: prometheus(ports.worker),
+    },
+  });
+  try {
+    // One order charged, one declined by the provider (the worker nacks it).
+    for (const quantity of [1, 30]) {
+      const res = await fetch(`${shop.gateway.url}/orders`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ item: "lamp", quantity }),
+      });
+      assert.equal(res.status, 201);
+    }
+    const scrape = async () =>
+      (
+        await Promise.all(
+          Object.values(ports).map(async (port) =>
+            (await fetch(`http://127.0.0.1:${port}/metrics`)).text(),
+          ),
+        )
+      ).join("\n");
+    const text = await waitFor(
+      async () => {
+        const t = await scrape();
+        return (
+          /^messaging_client_consumed_messages_total\{[^}]*"nack"/m.test(t) &&
+          /^otel_sdk_exporter_span_exported_total/m.test(t) &&
+          /^threadline_health_status\w*\{threadline_component="postgresql/m.test(
+            t,
+          ) &&
+          t
+        );
+      },
+      { what: "a nacked message, exported spans and a pool's health" },
+    );
+    // Each series line: its family (histogram series by their base name
+    // too) and the label names it carries.
+    const labelsOf = new Map<string, Set<string>>();
+    for (const line of text.split("\n")) {
+      const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? /.exec(line);
+      if (m === null) continue;
+      const names = [m[1]!, m[1]!.replace(/_(bucket|count|sum)$/, "")];
+      const labels = [...(m[2] ?? "").matchAll(/(\w+)="/g)].map((l) => l[1]!);
+      for (const n of names) {
+        const set = labelsOf.get(n) ?? new Set<string>();
+        for (const l of labels) set.add(l);
+        labelsOf.set(n, set);
+      }
+    }
+    const rules = [
+      ...readFileSync(rulesFile, "utf8").matchAll(
+        /- alert: (\w+)\n\s+expr: (\|\n(?:\s{10,}.*\n)+|.*\n)/g,
+      ),
+    ];
+    assert.ok(rules.length >= 7, `${rules.length} rules read`);
+    // Labels of the scrape target, which Prometheus adds itself.
+    const targetLabels = new Set(["job", "instance", "le"]);
+    for (const [, alert, expr] of rules) {
+      const { metrics, by } = selectors(expr!);
+      assert.ok(metrics.size > 0, `${alert}: no metric found in ${expr}`);
+      for (const [metric, labels] of metrics) {
+        if (metric === "up") continue; // Prometheus's own, per target
+        const served = labelsOf.get(metric);
+        assert.ok(served, `${alert}: no ${metric} on /metrics`);
+        for (const label of [...labels, ...by])
+          if (!targetLabels.has(label))
+            assert.ok(
+              served.has(label),
+              `${alert}: ${metric} has no label ${label}`,
+            );
+      }
+    }
+  } finally {
+    await shop.stop();
     await receiver.close();
   }
 });
