@@ -36,6 +36,7 @@ import {
   type TracerProvider,
 } from "@opentelemetry/api";
 import {
+  absoluteFormTarget,
   canonicalHost,
   contextWithRouteHolder,
   diag,
@@ -263,26 +264,12 @@ function destinationOf(
       via: { host: request.host, port: connectPort(request, scheme) },
     };
   }
-  if (path.startsWith("http://") || path.startsWith("https://")) {
-    try {
-      const url = new URL(path);
-      const targetScheme = url.protocol === "https:" ? "https" : "http";
-      return {
-        scheme: targetScheme,
-        host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
-        port:
-          url.port === ""
-            ? targetScheme === "https"
-              ? 443
-              : 80
-            : Number(url.port),
-        path: `${url.pathname}${url.search}`,
-        via: { host: request.host, port: connectPort(request, scheme) },
-      };
-    } catch {
-      // not a URL after all: an odd path, sent as it is
-    }
-  }
+  const target = absoluteFormTarget(path);
+  if (target !== undefined)
+    return {
+      ...target,
+      via: { host: request.host, port: connectPort(request, scheme) },
+    };
   return {
     scheme,
     host: request.host,

@@ -14,6 +14,7 @@ import {
   type TracerProvider,
 } from "@opentelemetry/api";
 import {
+  absoluteFormTarget,
   diag,
   EgressPolicy,
   isTracingSuppressed,
@@ -104,6 +105,36 @@ function tunnelThrough(proxy: Origin, authority: string): ClientRequestInfo {
     port: target?.port ?? proxy.port,
     path: "",
     via: { host: proxy.host, port: proxy.port },
+  };
+}
+
+/**
+ * Where a request goes. A ProxyAgent that does not tunnel sends the request
+ * to the proxy (the origin) with the destination in its path
+ * (`http://host/path`): it is judged and recorded by that destination, and
+ * gets baggage only if the proxy is internal too.
+ */
+function destinationOf(
+  origin: Origin,
+  request: UndiciRequest,
+): ClientRequestInfo {
+  if (request.method === "CONNECT") return tunnelThrough(origin, request.path);
+  const path = request.path;
+  // "/": nearly every request
+  const target =
+    path.charCodeAt(0) === 0x2f ? undefined : absoluteFormTarget(path);
+  if (target !== undefined)
+    return {
+      method: request.method,
+      ...target,
+      via: { host: origin.host, port: origin.port },
+    };
+  return {
+    method: request.method,
+    scheme: origin.scheme,
+    host: origin.host,
+    port: origin.port,
+    path,
   };
 }
 
@@ -210,15 +241,7 @@ export class UndiciInstrumentation implements Instrumentation {
         this.#tracer!,
         this.#egress,
         ctx,
-        request.method === "CONNECT"
-          ? tunnelThrough(origin, request.path)
-          : {
-              method: request.method,
-              scheme: origin.scheme,
-              host: origin.host,
-              port: origin.port,
-              path: request.path,
-            },
+        destinationOf(origin, request),
         request,
         headers,
       );

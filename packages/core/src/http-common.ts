@@ -87,6 +87,31 @@ export function prepareHeaderWriter<C>(
   };
 }
 
+/**
+ * The destination an absolute-form request target names (`http://host/path`,
+ * as requests to a forward proxy are sent), or undefined for any other
+ * target.
+ */
+export function absoluteFormTarget(
+  path: string,
+): Pick<ClientRequestInfo, "scheme" | "host" | "port" | "path"> | undefined {
+  if (!path.startsWith("http://") && !path.startsWith("https://"))
+    return undefined;
+  let url: URL;
+  try {
+    url = new URL(path);
+  } catch {
+    return undefined; // not a URL after all: an odd path, sent as it is
+  }
+  const scheme = url.protocol === "https:" ? "https" : "http";
+  return {
+    scheme,
+    host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+    port: url.port === "" ? (scheme === "https" ? 443 : 80) : Number(url.port),
+    path: `${url.pathname}${url.search}`,
+  };
+}
+
 export interface ClientRequestInfo {
   method: string | undefined;
   scheme: "http" | "https";

@@ -76,6 +76,7 @@ export { contextWithRouteHolder, setHttpRoute } from "./http-route.ts";
 export type { RouteHolder } from "./http-route.ts";
 export { REDACTED, redactQuery, redactUrl } from "./redact.ts";
 export {
+  absoluteFormTarget,
   finishClientCall,
   normalizeMethod,
   prepareHeaderWriter,

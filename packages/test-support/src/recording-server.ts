@@ -23,6 +23,8 @@ export async function startRecordingServer(
     headers?: Record<string, string>;
     body?: unknown;
   } = () => ({ body: { ok: true } }),
+  /** A loopback address to listen on. */
+  host = "127.0.0.1",
 ): Promise<RecordingServer> {
   const requests: RecordedRequest[] = [];
   const server = createServer((req, res) => {
@@ -46,10 +48,10 @@ export async function startRecordingServer(
     });
   });
   server.keepAliveTimeout = 1000;
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${host}:${port}`,
     port,
     requests,
     close: () =>

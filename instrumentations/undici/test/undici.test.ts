@@ -1,0 +1,158 @@
+// undici requests inside one process, against a real OTLP receiver, real
+// servers and a real forward proxy on loopback addresses: 127.0.0.1 is
+// internal, 127.0.0.2 external, 127.0.0.3 a declared third party.
+import assert from "node:assert/strict";
+import http from "node:http";
+import { after, afterEach, before, beforeEach, describe, it } from "node:test";
+import { ProxyAgent, request } from "undici";
+import {
+  startForwardProxy,
+  startOtlpReceiver,
+  startRecordingServer,
+  type ForwardProxy,
+  type OtlpReceiver,
+  type RecordingServer,
+} from "@threadline/test-support";
+import { init, type ThreadlineHandle } from "@threadline/node";
+
+const CLIENT = 3;
+
+let receiver: OtlpReceiver;
+let internal: RecordingServer;
+let external: RecordingServer;
+let thirdParty: RecordingServer;
+let threadline: ThreadlineHandle;
+const closing: Array<() => Promise<void>> = [];
+
+before(async () => {
+  receiver = await startOtlpReceiver();
+  internal = await startRecordingServer();
+  external = await startRecordingServer(undefined, "127.0.0.2");
+  thirdParty = await startRecordingServer(undefined, "127.0.0.3");
+  process.env["OTEL_BSP_SCHEDULE_DELAY"] = "20";
+  threadline = init({
+    serviceName: "undici-test",
+    endpoint: receiver.url,
+    exportLogs: false,
+    ignoreIncomingPaths: ["/v1/*", "/threadline/*"],
+    internalHosts: "none,127.0.0.1",
+    thirdParties: { "127.0.0.3": "acme" },
+  });
+});
+
+after(async () => {
+  await threadline.shutdown();
+  await Promise.all([
+    receiver.close(),
+    internal.close(),
+    external.close(),
+    thirdParty.close(),
+  ]);
+});
+
+beforeEach(() => receiver.clear());
+
+afterEach(async () => {
+  await Promise.all(closing.splice(0).map((close) => close()));
+});
+
+/**
+ * Runs `calls` as the handler of a request that came in with a customer id,
+ * the way a service calls out while serving its own request.
+ */
+async function serving(calls: () => Promise<void>): Promise<void> {
+  const app = http.createServer((_req, res) => {
+    calls().then(
+      () => res.end("ok"),
+      (err: Error) => res.writeHead(500).end(err.message),
+    );
+  });
+  await new Promise<void>((resolve) => app.listen(0, "127.0.0.1", resolve));
+  closing.push(
+    () =>
+      new Promise((resolve) => {
+        app.closeAllConnections();
+        app.close(() => resolve());
+      }),
+  );
+  const { port } = app.address() as { port: number };
+  const res = await fetch(`http://127.0.0.1:${port}/work`, {
+    headers: { "x-customer-id": "c-42" },
+  });
+  assert.equal(res.status, 200, await res.text());
+}
+
+async function proxyOn(host: string): Promise<ForwardProxy> {
+  const proxy = await startForwardProxy(host);
+  closing.push(() => proxy.close());
+  return proxy;
+}
+
+describe("undici through a forward proxy", () => {
+  it("judges and records a request a ProxyAgent sends without a tunnel by its destination", async () => {
+    const proxy = await proxyOn("127.0.0.1");
+    await serving(async () => {
+      const dispatcher = new ProxyAgent({ uri: proxy.url, proxyTunnel: false });
+      closing.push(() => dispatcher.close());
+      for (const url of [
+        `${external.url}/via-proxy`,
+        `${thirdParty.url}/charge`,
+        `${internal.url}/inside`,
+      ]) {
+        const res = await request(url, {
+          dispatcher,
+          headers: { "x-customer-id": "c-42" },
+        });
+        await res.body.text();
+      }
+    });
+    assert.deepEqual(
+      proxy.requests.map((r) => r.target),
+      [
+        `${external.url}/via-proxy`,
+        `${thirdParty.url}/charge`,
+        `${internal.url}/inside`,
+      ],
+    );
+    const outside: Array<[string, http.IncomingHttpHeaders]> = [
+      ...proxy.requests
+        .slice(0, 2)
+        .map(
+          (r) =>
+            [`proxy ${r.target}`, r.headers] as [
+              string,
+              http.IncomingHttpHeaders,
+            ],
+        ),
+      [
+        "external",
+        external.requests.find((r) => r.path === "/via-proxy")!.headers,
+      ],
+      [
+        "third party",
+        thirdParty.requests.find((r) => r.path === "/charge")!.headers,
+      ],
+    ];
+    for (const [who, headers] of outside) {
+      assert.equal(headers["baggage"], undefined, who);
+      assert.equal(headers["x-customer-id"], undefined, who);
+      assert.match(String(headers["traceparent"]), /^00-/, who);
+    }
+    const inside = internal.requests.find((r) => r.path === "/inside")!;
+    assert.equal(inside.headers["baggage"], "customer.id=c-42");
+    const spans = await receiver.waitForSpans(
+      (s) => s.filter((x) => x.kind === CLIENT).length >= 4,
+      "the client spans",
+    );
+    const call = (url: string) =>
+      spans.find((s) => s.kind === CLIENT && s.attributes["url.full"] === url);
+    const toExternal = call(`${external.url}/via-proxy`);
+    assert.equal(toExternal?.attributes["server.address"], "127.0.0.2");
+    assert.equal(toExternal?.attributes["server.port"], external.port);
+    assert.equal(
+      call(`${thirdParty.url}/charge`)?.attributes["peer.service"],
+      "acme",
+    );
+    assert.ok(call(`${internal.url}/inside`), "the internal call's span");
+  });
+});
