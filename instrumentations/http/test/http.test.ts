@@ -620,6 +620,21 @@ describe("http and fetch clients", () => {
     assert.equal(second!.attributes["threadline.ratelimit.reset"], 60);
   });
 
+  it("counts no retries for separate calls made outside any span, as a poller makes them", async () => {
+    for (let poll = 0; poll < 3; poll++)
+      await (await fetch(`${thirdParty.url}/status`)).text();
+    for (let poll = 0; poll < 2; poll++) await get(`${thirdParty.url}/status`);
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        s.filter((x) => x.attributes["peer.service"] === "acme").length >= 5,
+      "five polls",
+    );
+    for (const s of spans.filter(
+      (x) => x.attributes["peer.service"] === "acme",
+    ))
+      assert.equal(s.attributes["http.request.resend_count"], undefined);
+  });
+
   it("sends baggage to internal hosts only, removing even a copied baggage header for third parties", async () => {
     const server = http.createServer(async (req, res) => {
       // A proxy-like handler that forwards the incoming headers wholesale.

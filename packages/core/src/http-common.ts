@@ -231,17 +231,20 @@ export function finishClientCall(call: ClientCall | undefined): void {
   );
 }
 
-// Retries of a third-party call: the same method and URL again from the same
-// parent (span, or context when there is no span). Weak maps, so nothing
-// outlives the request.
-const attemptsBySpan = new WeakMap<object, Map<string, number>>();
+// Retries of a third-party call: the same method and URL again within the
+// same parent span. Outside any span there is no operation to tell a retry
+// from the next call (a poller's), and nothing to hold the count: a context
+// without a span may be the root context, which lives for good. A weak map,
+// so nothing outlives the parent span.
+const attemptsBySpan = new WeakMap<Span, Map<string, number>>();
 
 function countAttempt(ctx: Context, key: string): number {
-  const owner: object = trace.getSpan(ctx) ?? ctx;
-  let attempts = attemptsBySpan.get(owner);
+  const parent = trace.getSpan(ctx);
+  if (parent === undefined) return 0;
+  let attempts = attemptsBySpan.get(parent);
   if (attempts === undefined) {
     attempts = new Map();
-    attemptsBySpan.set(owner, attempts);
+    attemptsBySpan.set(parent, attempts);
   }
   const n = attempts.get(key) ?? 0;
   attempts.set(key, n + 1);
