@@ -219,9 +219,28 @@ function guardHeaders(req: ClientRequest, names: readonly string[]): void {
   });
 }
 
+// Node keeps the authority a request was made for (host, and port when not
+// the default) under a symbol of its own; found once, on the first request
+// that has no Host header.
+let authorityKey: symbol | undefined;
+
+/** The `host[:port]` a request was made for, where Node tells. */
+function authorityOf(request: ClientRequest): string | undefined {
+  authorityKey ??= Object.getOwnPropertySymbols(request).find(
+    (s) => s.description === "kAuthority",
+  );
+  if (authorityKey === undefined) return undefined;
+  const authority = (request as unknown as Record<symbol, unknown>)[
+    authorityKey
+  ];
+  return typeof authority === "string" ? authority : undefined;
+}
+
 /**
- * The port a request connects to, from the Host header Node wrote, or
- * undefined when the application named another host in it, or none.
+ * The port a request connects to, from the Host header Node wrote (or,
+ * with none, such as when the headers are given as an array, from the
+ * options the request was made with), or undefined when the application
+ * named another host in the Host header.
  */
 function connectPort(
   request: TracedClientRequest,
@@ -232,6 +251,7 @@ function connectPort(
     const block = unsentBlock(request as ClientRequest);
     if (block !== undefined)
       hostHeader = /\r\nhost:[ \t]*([^\r]*)/i.exec(block)?.[1]?.trim();
+    hostHeader ??= authorityOf(request as ClientRequest);
   }
   const { address, port } = hostAndPort(
     typeof hostHeader === "string" ? hostHeader : undefined,

@@ -635,6 +635,57 @@ describe("http and fetch clients", () => {
       assert.equal(s.attributes["http.request.resend_count"], undefined);
   });
 
+  it("takes the port of a request made with its headers as an array and no Host header from its options", async () => {
+    // The third party is declared on this host with another port.
+    let seen: http.IncomingHttpHeaders | undefined;
+    const target = http.createServer(
+      { requireHostHeader: false },
+      (req, res) => {
+        seen = req.headers;
+        res.end("ok");
+      },
+    );
+    const port = await listen(target);
+    const app = http.createServer((_req, res) => {
+      http
+        .request(`http://127.0.0.1:${port}/array`, {
+          headers: ["accept", "*/*"],
+        })
+        .on("response", (answer) =>
+          answer.resume().on("end", () => res.end("ok")),
+        )
+        .on("error", () => res.writeHead(502).end())
+        .end();
+    });
+    const appPort = await listen(app);
+    const res = await fetch(`http://127.0.0.1:${appPort}/work`, {
+      headers: { "x-customer-id": "c-42" },
+    });
+    assert.equal(res.status, 200);
+    assert.equal(seen?.["host"], undefined);
+    assert.equal(seen?.["baggage"], "customer.id=c-42");
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        s.some(
+          (x) =>
+            x.kind === CLIENT &&
+            x.attributes["url.full"] !== `http://127.0.0.1:${appPort}/work`,
+        ),
+      "the array request's span",
+    );
+    const span = spans.find(
+      (x) =>
+        x.kind === CLIENT &&
+        String(x.attributes["url.full"]).endsWith("/array"),
+    );
+    assert.equal(
+      span?.attributes["url.full"],
+      `http://127.0.0.1:${port}/array`,
+    );
+    assert.equal(span?.attributes["server.port"], port);
+    assert.equal(span?.attributes["peer.service"], undefined);
+  });
+
   it("sends baggage to internal hosts only, removing even a copied baggage header for third parties", async () => {
     const server = http.createServer(async (req, res) => {
       // A proxy-like handler that forwards the incoming headers wholesale.
