@@ -95,6 +95,8 @@ const STATE = Symbol("threadline.http.state");
 const CLIENT_SPAN = Symbol("threadline.http.client-span");
 const CLIENT_CALL = Symbol("threadline.http.client-call");
 const THIRD_PARTY = Symbol("threadline.http.third-party");
+/** Header names (lower case) a client request no longer lets the application set. */
+const GUARDED = Symbol("threadline.http.guarded");
 const WRAPPED = Symbol("threadline.http.wrapped");
 /** The context a server request and its response emit their events in. */
 const REQUEST_CONTEXT = Symbol("threadline.http.request-context");
@@ -133,6 +135,7 @@ type TracedClientRequest = ClientRequest & {
   [CLIENT_SPAN]?: Span;
   [CLIENT_CALL]?: ClientCall;
   [THIRD_PARTY]?: boolean;
+  [GUARDED]?: readonly string[];
 };
 
 function* headerPairs(
@@ -191,32 +194,43 @@ const clientHeaders = prepareHeaderWriter<ClientRequest>({
 });
 
 /**
- * Keeps headers that must not leave for this host out of a request after
- * it was made: `setHeader`, `setHeaders` and `appendHeader` drop them.
+ * Keeps what the propagators wrote on a request, and the headers that must
+ * not leave for its host, out of reach of the application once the request
+ * is made: a `setHeader`, `setHeaders` or `appendHeader` of one of the
+ * names the request carries under GUARDED is ignored. A handler that
+ * forwards its own request's headers would otherwise send a stale
+ * `traceparent` (orphaning our client span) and its caller's `baggage`,
+ * customer id included, in place of ours. One wrapper on the prototype,
+ * installed at enable: a request pays one property store, not closures.
  */
-function guardHeaders(req: ClientRequest, names: readonly string[]): void {
-  const { setHeader, appendHeader } = req;
-  Object.defineProperties(req, {
-    setHeader: {
-      configurable: true,
-      writable: true,
-      value(this: ClientRequest, name: string, value: unknown) {
-        if (names.includes(String(name).toLowerCase())) return this;
-        return Reflect.apply(setHeader, this, [name, value]) as ClientRequest;
-      },
-    },
-    appendHeader: {
-      configurable: true,
-      writable: true,
-      value(this: ClientRequest, name: string, value: unknown) {
-        if (names.includes(String(name).toLowerCase())) return this;
-        return Reflect.apply(appendHeader, this, [
-          name,
-          value,
-        ]) as ClientRequest;
-      },
-    },
-  });
+function guardClientHeaders(
+  proto: Record<string, unknown>,
+  restore: Array<() => void>,
+): void {
+  for (const method of ["setHeader", "appendHeader"]) {
+    const hadOwn = Object.prototype.hasOwnProperty.call(proto, method);
+    const original = proto[method] as (
+      this: unknown,
+      name: string,
+      value: unknown,
+    ) => unknown;
+    const guarded = function (
+      this: TracedClientRequest,
+      name: string,
+      value: unknown,
+    ): unknown {
+      const names = this[GUARDED];
+      if (names !== undefined && names.includes(String(name).toLowerCase()))
+        return this;
+      return original.call(this, name, value);
+    };
+    proto[method] = guarded;
+    restore.push(() => {
+      if (proto[method] !== guarded) return; // someone wrapped us; leave the chain intact
+      if (hadOwn) proto[method] = original;
+      else delete proto[method];
+    });
+  }
 }
 
 // Node keeps the authority a request was made for (host, and port when not
@@ -375,6 +389,9 @@ export class HttpInstrumentation implements Instrumentation {
   /** Express was loaded before Threadline: its route templates are partial. */
   #expressLate = false;
   readonly #restore: Array<() => void> = [];
+  #guardedFields: readonly string[] | undefined;
+  #guardedInternal: readonly string[] = [];
+  #guardedExternal: readonly string[] = [];
   readonly #ignoredExact: ReadonlySet<string>;
   readonly #ignoredPrefixes: readonly string[];
 
@@ -433,6 +450,10 @@ export class HttpInstrumentation implements Instrumentation {
     const express = hookExpressLayers();
     this.#restore.push(express.unhook);
     this.#expressLate = express.late;
+    guardClientHeaders(
+      http.ClientRequest.prototype as unknown as Record<string, unknown>,
+      this.#restore,
+    );
     const created = (msg: unknown) =>
       this.#onClientCreated((msg as { request: TracedClientRequest }).request);
     const response = (msg: unknown) =>
@@ -767,6 +788,24 @@ export class HttpInstrumentation implements Instrumentation {
     }
   }
 
+  /**
+   * The headers a request keeps from late changes: the propagators' fields,
+   * and for a host that gets no baggage the private headers too. Worked out
+   * again only when the propagators change.
+   */
+  #guardedNames(baggage: boolean): readonly string[] {
+    const fields = propagation.fields();
+    if (fields !== this.#guardedFields) {
+      this.#guardedFields = fields;
+      const lower = fields.map((f) => f.toLowerCase());
+      this.#guardedInternal = Object.freeze(lower);
+      this.#guardedExternal = Object.freeze([
+        ...new Set([...lower, ...this.#egress.privateHeaders]),
+      ]);
+    }
+    return baggage ? this.#guardedInternal : this.#guardedExternal;
+  }
+
   #onClientCreated(request: TracedClientRequest): void {
     if (!this.#enabled) return;
     try {
@@ -789,8 +828,7 @@ export class HttpInstrumentation implements Instrumentation {
       request[CLIENT_SPAN] = span;
       request[CLIENT_CALL] = call;
       if (egress.thirdParty !== undefined) request[THIRD_PARTY] = true;
-      if (!egress.baggage)
-        guardHeaders(request as ClientRequest, this.#egress.privateHeaders);
+      request[GUARDED] = this.#guardedNames(egress.baggage);
       request.on("close", onClientClose);
     } catch (err) {
       diag.warnCollapsed(

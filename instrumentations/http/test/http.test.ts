@@ -753,6 +753,45 @@ describe("http and fetch clients", () => {
     }
   });
 
+  it("keeps the trace headers and baggage it wrote when the application sets copies after making the request", async () => {
+    // A proxy-style handler copying its caller's headers onto its own call.
+    const forwarded = {
+      traceparent: "00-11111111111111111111111111111111-2222222222222222-01",
+      tracestate: "up=1",
+      baggage: "customer.id=evil",
+    };
+    let traceId = "";
+    const server = http.createServer((_req, res) => {
+      traceId = trace.getActiveSpan()!.spanContext().traceId;
+      const late = http.request(`${internal.url}/late-forward`);
+      for (const [name, value] of Object.entries(forwarded))
+        late.setHeader(name, value);
+      late.appendHeader("Baggage", "customer.id=evil");
+      late.setHeaders(new Map([["TraceParent", forwarded.traceparent]]));
+      late
+        .on("response", (answer) =>
+          answer.resume().on("end", () => res.end("ok")),
+        )
+        .on("error", () => res.writeHead(502).end())
+        .end();
+    });
+    const port = await listen(server);
+    const res = await fetch(`http://127.0.0.1:${port}/proxy`, {
+      headers: { "x-customer-id": "c-42" },
+    });
+    assert.equal(res.status, 200);
+    const got = await waitFor(
+      () => internal.requests.find((r) => r.path === "/late-forward"),
+      { what: "the forwarded call" },
+    );
+    assert.match(
+      String(got.headers["traceparent"]),
+      new RegExp(`^00-${traceId}-[0-9a-f]{16}-0[13]$`),
+    );
+    assert.equal(got.headers["tracestate"], undefined);
+    assert.equal(got.headers["baggage"], "customer.id=c-42");
+  });
+
   it("keeps baggage and the customer header from third parties however the request is made", async () => {
     const proxy = await startRecordingServer();
     const third = `127.0.0.1:${thirdParty.port}`;
