@@ -278,6 +278,34 @@ function connectPort(
     : undefined;
 }
 
+// Node's http.Agent keeps the proxy it reaches through NODE_USE_ENV_PROXY,
+// --use-env-proxy or its proxyEnv option under a symbol of its own (the
+// proxy's URL, NO_PROXY entries, and where to connect); found once.
+let proxyConfigKey: symbol | undefined;
+const UNKNOWN_PROXY = { host: undefined, port: undefined };
+
+/**
+ * The proxy an absolute-form request made for its destination's own host
+ * goes through. Node's env proxy rewrites a request's path so when its
+ * agent has one; another agent doing the same (a proxy agent package) goes
+ * to a proxy that cannot be named.
+ */
+function proxyOfAgent(agent: unknown): NonNullable<ClientRequestInfo["via"]> {
+  if (typeof agent !== "object" || agent === null) return UNKNOWN_PROXY;
+  proxyConfigKey ??= Object.getOwnPropertySymbols(agent).find(
+    (s) => s.description === "kProxyConfig",
+  );
+  if (proxyConfigKey === undefined) return UNKNOWN_PROXY;
+  const config = (agent as Record<symbol, unknown>)[proxyConfigKey] as
+    | { proxyConnectionOptions?: { host?: unknown; port?: unknown } }
+    | null
+    | undefined;
+  const to = config?.proxyConnectionOptions;
+  return typeof to?.host === "string" && typeof to.port === "number"
+    ? { host: to.host, port: to.port }
+    : UNKNOWN_PROXY;
+}
+
 /**
  * Where a request goes. Sent to a forward proxy, its path names the
  * destination (`http://host/path`, or `host:port` to open a tunnel), and
@@ -302,7 +330,10 @@ function destinationOf(
   if (target !== undefined)
     return {
       ...target,
-      via: { host: request.host, port: connectPort(request, scheme) },
+      via:
+        canonicalHost(target.host) === canonicalHost(request.host)
+          ? proxyOfAgent((request as { agent?: unknown }).agent)
+          : { host: request.host, port: connectPort(request, scheme) },
     };
   return {
     scheme,

@@ -29,6 +29,7 @@ import {
   type ClientCall,
   type ClientRequestInfo,
 } from "@threadline/core";
+import { EnvProxy } from "./internal/env-proxy.ts";
 
 /** Options of {@link UndiciInstrumentation}. */
 export interface UndiciInstrumentationConfig {
@@ -108,11 +109,14 @@ function tunnelThrough(proxy: Origin, authority: string): ClientRequestInfo {
   };
 }
 
+const envProxy = new EnvProxy();
+
 /**
  * Where a request goes. A ProxyAgent that does not tunnel sends the request
  * to the proxy (the origin) with the destination in its path
  * (`http://host/path`): it is judged and recorded by that destination, and
- * gets baggage only if the proxy is internal too.
+ * gets baggage only if the proxy is internal too. So does a plain-HTTP
+ * request that the global dispatcher tunnels through an env proxy.
  */
 function destinationOf(
   origin: Origin,
@@ -135,6 +139,11 @@ function destinationOf(
     host: origin.host,
     port: origin.port,
     path,
+    // Through an env proxy's tunnel, plain HTTP crosses the proxy in clear.
+    via:
+      origin.scheme === "http"
+        ? envProxy.for(origin.host, origin.port)
+        : undefined,
   };
 }
 

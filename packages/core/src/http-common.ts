@@ -120,9 +120,18 @@ export interface ClientRequestInfo {
   port: number | undefined;
   /** Path and query as sent. */
   path: string;
-  /** The forward proxy the request goes through, which sees its headers too. */
-  via?: { host: string; port: number | undefined };
+  /**
+   * The forward proxy the request goes through, which sees its headers
+   * too; its host undefined when the request is known to go through a
+   * proxy that cannot be named, which gets no baggage.
+   */
+  via?: { host: string | undefined; port: number | undefined };
 }
+
+const UNKNOWN_PROXY: EgressClass = Object.freeze({
+  baggage: false,
+  thirdParty: undefined,
+});
 
 /**
  * Starts a CLIENT span for an outgoing HTTP request and writes the
@@ -142,7 +151,10 @@ export function startClientSpan<C>(
   let eg = egress.classify(info.host, info.port);
   // Through a proxy, baggage goes only if the proxy is internal too.
   if (eg.baggage && info.via !== undefined) {
-    const proxy = egress.classify(info.via.host, info.via.port);
+    const proxy =
+      info.via.host === undefined
+        ? UNKNOWN_PROXY
+        : egress.classify(info.via.host, info.via.port);
     if (!proxy.baggage) eg = proxy;
   }
   const { method, original } = normalizeMethod(info.method);
