@@ -53,6 +53,7 @@ import {
   redactQuery,
   semconv,
   setCustomerInContext,
+  copiedHeaderNames,
   startClientSpan,
   withoutHeaderLines,
   type Instrumentation,
@@ -820,18 +821,17 @@ export class HttpInstrumentation implements Instrumentation {
   }
 
   /**
-   * The headers a request keeps from late changes: the propagators' fields,
-   * and for a host that gets no baggage the private headers too. Worked out
-   * again only when the propagators change.
+   * The headers a request keeps from late changes: those it never sends as
+   * copied (copiedHeaderNames), and for a host that gets no baggage the
+   * private headers too. Worked out again only when the propagators change.
    */
   #guardedNames(baggage: boolean): readonly string[] {
-    const fields = propagation.fields();
-    if (fields !== this.#guardedFields) {
-      this.#guardedFields = fields;
-      const lower = fields.map((f) => f.toLowerCase());
-      this.#guardedInternal = Object.freeze(lower);
+    const names = copiedHeaderNames();
+    if (names !== this.#guardedFields) {
+      this.#guardedFields = names;
+      this.#guardedInternal = names;
       this.#guardedExternal = Object.freeze([
-        ...new Set([...lower, ...this.#egress.privateHeaders]),
+        ...new Set([...names, ...this.#egress.privateHeaders]),
       ]);
     }
     return baggage ? this.#guardedInternal : this.#guardedExternal;

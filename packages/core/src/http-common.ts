@@ -133,6 +133,30 @@ const UNKNOWN_PROXY: EgressClass = Object.freeze({
   thirdParty: undefined,
 });
 
+/** The W3C trace context and baggage headers, whatever propagators run. */
+const W3C_HEADERS = ["traceparent", "tracestate", "baggage"];
+let knownFields: readonly string[] | undefined;
+let copiedNames: readonly string[] = W3C_HEADERS;
+
+/**
+ * Headers an outgoing request never sends as the application copied them
+ * (lower case): the propagators' fields, and the W3C trace context and
+ * baggage headers even when the propagators leave them out
+ * (`OTEL_PROPAGATORS=tracecontext` or `none`), where nothing of ours
+ * would write over a copied one. Worked out again only when the
+ * propagators change.
+ */
+export function copiedHeaderNames(): readonly string[] {
+  const fields = propagation.fields();
+  if (fields !== knownFields) {
+    knownFields = fields;
+    copiedNames = Object.freeze([
+      ...new Set([...W3C_HEADERS, ...fields.map((f) => f.toLowerCase())]),
+    ]);
+  }
+  return copiedNames;
+}
+
 /**
  * Starts a CLIENT span for an outgoing HTTP request and writes the
  * propagation headers, honouring the egress policy: baggage (and with it
@@ -193,7 +217,7 @@ export function startClientSpan<C>(
   // application copied from elsewhere (forwarding its request's headers)
   // must not ride along where this context has nothing to write over it,
   // least of all a customer id an untrusted caller sent in baggage.
-  for (const name of propagation.fields()) writer.remove(carrier, name);
+  for (const name of copiedHeaderNames()) writer.remove(carrier, name);
   propagation.inject(
     trace.setSpan(ctx, span),
     carrier,

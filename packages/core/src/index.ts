@@ -83,6 +83,7 @@ export {
   recordClientError,
   recordClientResponse,
   recordRateLimitHeaders,
+  copiedHeaderNames,
   startClientSpan,
   withoutHeaderLines,
 } from "./http-common.ts";
