@@ -261,6 +261,21 @@ function connectPort(
   request: TracedClientRequest,
   scheme: "http" | "https",
 ): number | undefined {
+  const { address, port } = hostHeaderOf(request, scheme);
+  return address !== undefined && sameHost(address, request.host)
+    ? port
+    : undefined;
+}
+
+function sameHost(a: string, b: string): boolean {
+  return a === b || canonicalHost(a) === canonicalHost(b);
+}
+
+/** The host and port the request's Host header names (its authority when it has none). */
+function hostHeaderOf(
+  request: TracedClientRequest,
+  scheme: "http" | "https",
+): HostAndPort {
   let hostHeader = request.getHeader("host");
   if (hostHeader === undefined) {
     const block = unsentBlock(request as ClientRequest);
@@ -268,15 +283,10 @@ function connectPort(
       hostHeader = /\r\nhost:[ \t]*([^\r]*)/i.exec(block)?.[1]?.trim();
     hostHeader ??= authorityOf(request as ClientRequest);
   }
-  const { address, port } = hostAndPort(
+  return hostAndPort(
     typeof hostHeader === "string" ? hostHeader : undefined,
     scheme === "https" ? 443 : 80,
   );
-  return address !== undefined &&
-    (address === request.host ||
-      canonicalHost(address) === canonicalHost(request.host))
-    ? port
-    : undefined;
 }
 
 // Node's http.Agent keeps the proxy it reaches through NODE_USE_ENV_PROXY,
@@ -315,7 +325,10 @@ function proxyOfAgent(agent: unknown): NonNullable<ClientRequestInfo["via"]> {
 function destinationOf(
   request: TracedClientRequest,
   scheme: "http" | "https",
-): Pick<ClientRequestInfo, "scheme" | "host" | "port" | "path" | "via"> {
+): Pick<
+  ClientRequestInfo,
+  "scheme" | "host" | "port" | "path" | "via" | "named"
+> {
   const path = request.path;
   if (request.method === "CONNECT") {
     const target = parseHostAndPort(path, scheme === "https" ? 443 : 80);
@@ -336,11 +349,17 @@ function destinationOf(
           ? proxyOfAgent((request as { agent?: unknown }).agent)
           : { host: request.host, port: connectPort(request, scheme) },
     };
+  const { address, port } = hostHeaderOf(request, scheme);
+  if (address === undefined || sameHost(address, request.host))
+    return { scheme, host: request.host, port, path };
+  // The Host header names another host than the one connected to (an
+  // egress gateway routing on it, say): judged by both.
   return {
     scheme,
     host: request.host,
-    port: connectPort(request, scheme),
+    port: undefined,
     path,
+    named: { host: address, port },
   };
 }
 

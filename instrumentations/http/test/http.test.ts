@@ -95,7 +95,10 @@ before(async () => {
     exportLogs: false,
     // The receiver runs in this process: its OTLP and watch-list paths are not traced.
     ignoreIncomingPaths: ["/v1/*", "/threadline/*"],
-    thirdParties: { [`127.0.0.1:${thirdParty.port}`]: "acme" },
+    thirdParties: {
+      [`127.0.0.1:${thirdParty.port}`]: "acme",
+      "api.stripe.test": "stripe",
+    },
   });
 });
 
@@ -721,6 +724,44 @@ describe("http and fetch clients", () => {
       (x) => x.attributes["peer.service"] === "acme",
     ))
       assert.equal(s.attributes["customer.id"], "c-42");
+  });
+
+  it("judges a call by the host its Host header names too, as an egress gateway routes it", async () => {
+    const server = http.createServer(async (_req, res) => {
+      await new Promise<void>((resolve, reject) =>
+        http
+          .get(
+            {
+              host: "127.0.0.1",
+              port: internal.port,
+              path: "/v1/charges",
+              headers: { host: "api.stripe.test" },
+            },
+            (r) => r.resume().on("end", resolve),
+          )
+          .on("error", reject),
+      );
+      res.end("ok");
+    });
+    const port = await listen(server);
+    const res = await fetch(`http://127.0.0.1:${port}/pay`, {
+      headers: { "x-customer-id": "c-42" },
+    });
+    assert.equal(res.status, 200);
+    const charge = await waitFor(
+      () => internal.requests.find((r) => r.path === "/v1/charges"),
+      { what: "the call" },
+    );
+    assert.equal(charge.headers["baggage"], undefined);
+    assert.equal(charge.headers["x-customer-id"], undefined);
+    assert.match(String(charge.headers["traceparent"]), /^00-/);
+    const spans = await receiver.waitForSpans(
+      (s) => s.some((x) => x.attributes["peer.service"] === "stripe"),
+      "the call's span, marked as stripe's",
+    );
+    const call = spans.find((x) => x.attributes["peer.service"] === "stripe")!;
+    assert.equal(call.kind, CLIENT);
+    assert.equal(call.attributes["customer.id"], "c-42");
   });
 
   it("replaces trace headers an application forwards, with fetch and http alike", async () => {

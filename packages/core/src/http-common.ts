@@ -126,6 +126,12 @@ export interface ClientRequestInfo {
    * proxy that cannot be named, which gets no baggage.
    */
   via?: { host: string | undefined; port: number | undefined };
+  /**
+   * Another host the request names in its Host header than the one it
+   * connects to (an egress gateway may route on it): it gets baggage only
+   * if both are internal, and is the third party if it is one.
+   */
+  named?: { host: string; port: number | undefined };
 }
 
 const UNKNOWN_PROXY: EgressClass = Object.freeze({
@@ -180,6 +186,14 @@ export function startClientSpan<C>(
         ? UNKNOWN_PROXY
         : egress.classify(info.via.host, info.via.port);
     if (!proxy.baggage) eg = proxy;
+  }
+  if (info.named !== undefined) {
+    const named = egress.classify(info.named.host, info.named.port);
+    if (!named.baggage || named.thirdParty !== undefined)
+      eg = {
+        baggage: eg.baggage && named.baggage,
+        thirdParty: named.thirdParty ?? eg.thirdParty,
+      };
   }
   const { method, original } = normalizeMethod(info.method);
   const defaultPort = info.scheme === "https" ? 443 : 80;
