@@ -1030,7 +1030,12 @@ export interface AlarmSettings {
 }
 
 function alarmsOf(r: Reader, options: InitOptions): AlarmSettings | undefined {
-  if (options.alarms === false || !r.bool("THREADLINE_ALARMS", true))
+  // init()'s options win over the environment: alarms given there run
+  // whatever THREADLINE_ALARMS says.
+  if (
+    options.alarms === false ||
+    (options.alarms === undefined && !r.bool("THREADLINE_ALARMS", true))
+  )
     return undefined;
   const o = options.alarms ?? {};
   return {

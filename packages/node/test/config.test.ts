@@ -134,6 +134,21 @@ describe("resolveConfig", () => {
     assert.equal(config.customerHeader, "x-tenant-customer");
   });
 
+  it("runs the alarms init() gives whatever THREADLINE_ALARMS says", () => {
+    const env = { THREADLINE_ALARMS: "false" };
+    assert.equal(resolveConfig({}, env).config.alarms, undefined);
+    assert.equal(
+      resolveConfig({ alarms: { intervalMs: 500 } }, env).config.alarms
+        ?.intervalMs,
+      500,
+    );
+    assert.equal(
+      resolveConfig({ alarms: false }, { THREADLINE_ALARMS: "true" }).config
+        .alarms,
+      undefined,
+    );
+  });
+
   it("reads THREADLINE_EDGE that is neither true nor false as true, with a warning", () => {
     for (const value of ["1", "yes", "on", "TRUE"]) {
       const { config, warnings } = resolveConfig(
