@@ -35,6 +35,7 @@ import {
   WATCH_DEBUG,
   isValidCustomerId,
   parseWatchLevel,
+  toWatchDocument,
 } from "@threadline/core";
 
 // Each command's usage, printed by `threadline <command> --help`; all of
@@ -378,7 +379,8 @@ async function watch(argv: string[], stop: boolean): Promise<number> {
   const print = (entries: Parameters<typeof formatWatchList>[0]) =>
     process.stdout.write(
       values.json
-        ? `${JSON.stringify({ target: target.name, watch: entries }, null, 2)}\n`
+        ? // As the watch-list document spells them: ISO times, level names.
+          `${JSON.stringify({ target: target.name, ...toWatchDocument(entries) }, null, 2)}\n`
         : formatWatchList(entries),
     );
   if (customer === undefined) {

@@ -391,9 +391,14 @@ describe("threadline watch", () => {
     const listed = await threadline(["watch", "--file", file, "--json"]);
     assert.deepEqual(
       (
-        JSON.parse(listed.stdout) as { watch: Array<{ customer: string }> }
-      ).watch.map((e) => e.customer),
-      ["c-42", "c-7"],
+        JSON.parse(listed.stdout) as {
+          watch: Array<{ customer: string; level: string }>;
+        }
+      ).watch.map((e) => [e.customer, e.level]),
+      [
+        ["c-42", "debug"],
+        ["c-7", "trace"],
+      ],
     );
     const stopped = await threadline(["unwatch", "c-42", "--file", file]);
     assert.equal(stopped.code, 0);

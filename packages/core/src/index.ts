@@ -106,6 +106,7 @@ export {
   WATCH_TRACE,
   WatchList,
   formatWatchDocument,
+  toWatchDocument,
   parseWatchDocument,
   parseWatchLevel,
   watchLevelName,

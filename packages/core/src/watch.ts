@@ -123,19 +123,22 @@ export function parseWatchDocument(
   return { ok: true, entries: [...byCustomer.values()] };
 }
 
+/** Entries as a watch-list document has them: times in ISO 8601, levels by name. */
+export function toWatchDocument(entries: readonly WatchEntry[]): {
+  watch: Array<{ customer: string; until: string; level: "debug" | "trace" }>;
+} {
+  return {
+    watch: entries.map((e) => ({
+      customer: e.customer,
+      until: new Date(e.until).toISOString(),
+      level: watchLevelName(e.level),
+    })),
+  };
+}
+
 /** Writes entries as a watch-list document (the format parseWatchDocument reads). */
 export function formatWatchDocument(entries: readonly WatchEntry[]): string {
-  return `${JSON.stringify(
-    {
-      watch: entries.map((e) => ({
-        customer: e.customer,
-        until: new Date(e.until).toISOString(),
-        level: watchLevelName(e.level),
-      })),
-    },
-    null,
-    2,
-  )}\n`;
+  return `${JSON.stringify(toWatchDocument(entries), null, 2)}\n`;
 }
 
 /** The customers this process currently watches. */
