@@ -315,6 +315,21 @@ describe("the threadline dev viewer in a browser", () => {
     await page.reload();
     await details.waitFor();
     assert.equal(await page.getByTestId("span-row").count(), SPANS_PER_ORDER);
+
+    // Collapsing the root hides everything under it, and opening it again
+    // brings it all back.
+    const root = spans.first();
+    await root.locator(".toggle").click();
+    await page.waitForFunction(
+      () => document.querySelectorAll("[data-testid=span-row]").length === 1,
+    );
+    assert.equal(await page.getByTestId("log-row").count(), 0);
+    await root.locator(".toggle").click();
+    await page.waitForFunction(
+      (n) => document.querySelectorAll("[data-testid=span-row]").length === n,
+      SPANS_PER_ORDER,
+    );
+    assert.equal(await page.getByTestId("log-row").count(), LOGS_PER_ORDER);
   });
 
   it("streams a customer's new traces live, and only theirs", async () => {

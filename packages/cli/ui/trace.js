@@ -266,8 +266,17 @@ function flatten(m, collapsed) {
   };
   merge(m.roots, m.orphanLogs, 0);
   // Spans whose parents form a cycle are reachable from no root; show them
-  // anyway rather than lose them.
-  for (const s of m.spans) walk(s, 0);
+  // anyway rather than lose them. Not those under a collapsed span, which
+  // are reachable and hidden on purpose.
+  const reachable = new Set();
+  const stack = [...m.roots];
+  while (stack.length > 0) {
+    const span = stack.pop();
+    if (reachable.has(span.spanId)) continue;
+    reachable.add(span.spanId);
+    stack.push(...(m.children.get(span.spanId) ?? []));
+  }
+  for (const s of m.spans) if (!reachable.has(s.spanId)) walk(s, 0);
   return rows;
 }
 
