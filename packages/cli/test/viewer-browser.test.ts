@@ -320,15 +320,14 @@ describe("the threadline dev viewer in a browser", () => {
     // brings it all back.
     const root = spans.first();
     await root.locator(".toggle").click();
-    await page.waitForFunction(
-      () => document.querySelectorAll("[data-testid=span-row]").length === 1,
-    );
+    await waitFor(async () => (await spans.count()) === 1, {
+      what: "the root alone",
+    });
     assert.equal(await page.getByTestId("log-row").count(), 0);
     await root.locator(".toggle").click();
-    await page.waitForFunction(
-      (n) => document.querySelectorAll("[data-testid=span-row]").length === n,
-      SPANS_PER_ORDER,
-    );
+    await waitFor(async () => (await spans.count()) === SPANS_PER_ORDER, {
+      what: "every span again",
+    });
     assert.equal(await page.getByTestId("log-row").count(), LOGS_PER_ORDER);
   });
 
