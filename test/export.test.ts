@@ -212,12 +212,19 @@ describe("export", () => {
           env: env(name, {
             SPANS: "1300",
             EXIT: exit,
+            BEFORE_EXIT: "1",
             THREADLINE_EXPORT_THREAD: thread,
           }),
         });
         const { code } = await app.exited;
         assert.equal(code, exit === "throw" ? 1 : 0);
         assert.deepEqual(count(name), { spans: 1300, logs: 1300 });
+        if (exit === "natural")
+          assert.deepEqual(
+            app.stdout.filter((l) => l.includes("app beforeExit")),
+            ["app beforeExit #1"],
+            "the application's beforeExit listener runs once, as without Threadline",
+          );
       });
     }
 
@@ -257,10 +264,13 @@ describe("export", () => {
           `the process exited (collector ${endpoint})`,
         );
         assert.equal((result as { code: number }).code, 0);
-        // What could not go is said, once the time to send it ran out.
+        // What could not go is said, and why: the time to send it ran out
+        // (a Collector that hangs), or the last attempt failed first.
         assert.match(
           app.stderr.join("\n"),
-          /dropped 10 spans, 10 log records[^\n]* at exit: not delivered within 300 ms/,
+          endpoint === "http://127.0.0.1:9"
+            ? /dropped 10 spans, 10 log records[^\n]* at exit: the last attempt failed \(the Collector could not be reached/
+            : /dropped 10 spans, 10 log records[^\n]* at exit: not delivered within 300 ms/,
         );
       }
     } finally {
@@ -318,6 +328,24 @@ describe("export", () => {
         refused.stderr.join("\n"),
       );
       assert.ok(!refused.stderr.join("\n").includes("s3cret"));
+      // process.exit(): sent from a worker thread the exit then stops; the
+      // refusal is still said.
+      const exited = await startService({
+        entry: "burst.mjs",
+        cwd: fixtures,
+        ready: false,
+        env: env("refused-exit", {
+          SPANS: "5",
+          EXIT: "process-exit",
+          OTEL_EXPORTER_OTLP_HEADERS: "api-key=s3cret-value",
+        }),
+      });
+      await exited.exited;
+      assert.match(
+        exited.stderr.join("\n"),
+        /dropped 5 spans, 5 log records[^\n]* at exit: the Collector refused them/,
+      );
+      assert.ok(!exited.stderr.join("\n").includes("s3cret"));
     } finally {
       receiver.setResponder(undefined);
     }

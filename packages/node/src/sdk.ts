@@ -3,7 +3,8 @@
 // Order matters: the context manager, tracer provider and propagator are
 // registered before instrumentations are enabled, so the first request
 // already sees them. Exit handling makes sure buffered telemetry leaves the
-// process: 'beforeExit' flushes asynchronously, 'exit' (process.exit())
+// process: 'beforeExit' flushes asynchronously (unless the application
+// listens to it too, which would then be called again), 'exit' (process.exit())
 // flushes synchronously through the export worker, and SIGTERM/SIGINT
 // flush before the default behaviour (termination) is restored, unless the
 // application handles the signal itself.
@@ -168,6 +169,11 @@ function installExitHooks(
     );
   };
   const onBeforeExit = () => {
+    // An asynchronous flush gives the event loop work, and Node emits
+    // beforeExit again once it is done: a listener of the application's
+    // (ending a pool, say) would run twice. With one, the exit's
+    // synchronous flush sends everything instead.
+    if (process.listenerCount("beforeExit") > 1) return;
     if (!pendingWork() && finalMetricsSent) return;
     finalMetrics();
     const s = pipeline.stats();

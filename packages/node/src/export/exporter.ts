@@ -352,7 +352,14 @@ class Channel {
   }
 
   /** Final flush deadline: everything not yet delivered is lost. */
-  abandon(): number {
+  /**
+   * Gives up on everything this channel holds, counted under `reason`:
+   * the final flush's deadline passed, or its one last attempt failed
+   * before it.
+   */
+  abandon(
+    reason: "shutdownDeadline" | "retriesExhausted" = "shutdownDeadline",
+  ): number {
     let lost = 0;
     for (const p of this.#queue) lost += p.count;
     for (const p of this.#inflight) {
@@ -367,7 +374,7 @@ class Channel {
     this.#inflight.clear();
     this.#compressing.clear();
     this.#pendingBytes = 0;
-    if (lost > 0) this.#owner.add(this.#signal, "shutdownDeadline", lost);
+    if (lost > 0) this.#owner.add(this.#signal, reason, lost);
     this.#syncGauges();
     return lost;
   }
@@ -674,8 +681,12 @@ export class Exporter implements ChannelOwner {
     this.#flushTimer = undefined;
     const channels = Object.values(this.#channels);
     if (f.final) {
-      // Whatever one last attempt could not deliver is lost with the process.
-      for (const c of channels) c.abandon();
+      // Whatever one last attempt could not deliver is lost with the
+      // process: for want of time, or because that attempt failed (the
+      // Collector unreachable, or asking to retry) with time to spare.
+      const reason =
+        Date.now() < f.deadline ? "retriesExhausted" : "shutdownDeadline";
+      for (const c of channels) c.abandon(reason);
     }
     for (const c of channels) c.calm();
     Atomics.store(this.#control, CONTROL_FLUSHED, f.id);

@@ -85,13 +85,25 @@ function mainCounts() {
 
 /** The warning for what an exit or shutdown could not send in time. */
 function warnLost(counts: readonly number[], timeoutMs: number): void {
+  warnDropped(
+    counts,
+    `not delivered within ${timeoutMs} ms (THREADLINE_SHUTDOWN_TIMEOUT)`,
+  );
+}
+
+function warnDropped(counts: readonly number[], why: string): void {
   const what = ["spans", "log records", "metric points"];
   const lost = counts.flatMap((n, i) => (n > 0 ? [`${n} ${what[i]}`] : []));
-  if (lost.length > 0)
-    diag.warn(
-      `dropped ${lost.join(", ")} at exit: not delivered within ${timeoutMs} ms (THREADLINE_SHUTDOWN_TIMEOUT)`,
-    );
+  if (lost.length > 0) diag.warn(`dropped ${lost.join(", ")} at exit: ${why}`);
 }
+
+/** Why a final flush dropped what it dropped, by the counter that counts it. */
+const FINAL_DROPS = [
+  "shutdownDeadline",
+  "retriesExhausted",
+  "rejected",
+] as const;
+type FinalDrops = Record<(typeof FINAL_DROPS)[number], number[]>;
 
 export class ExportPipeline implements SpanSink, LogRecordSink {
   readonly #config: ResolvedConfig;
@@ -404,32 +416,52 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   }
 
   /** What the exit or shutdown flush has had to drop so far, per signal. */
-  #deadlineDrops(): number[] {
-    return (["traces", "logs", "metrics"] as const).map(
-      (s) =>
-        (this.#counters[counterIndex(s, "shutdownDeadline")] ?? 0) +
-        this.#main[s].shutdownDeadline,
-    );
+  #finalDrops(): FinalDrops {
+    const read = (reason: (typeof FINAL_DROPS)[number]) =>
+      (["traces", "logs", "metrics"] as const).map(
+        (s) =>
+          (this.#counters[counterIndex(s, reason)] ?? 0) +
+          // This thread's own count of deadline drops (what never left
+          // its queues); the rest only the exporter counts.
+          (reason === "shutdownDeadline" ? this.#main[s].shutdownDeadline : 0),
+      );
+    return {
+      shutdownDeadline: read("shutdownDeadline"),
+      retriesExhausted: read("retriesExhausted"),
+      rejected: read("rejected"),
+    };
   }
 
   /**
-   * Says what a final flush dropped, here and at once: at exit there is no
-   * later turn of the event loop for the exporter's own warnings.
+   * Says what a final flush dropped and why, here and at once: at exit
+   * there is no later turn of the event loop for the exporter's own
+   * warnings. `refusals` too when those warnings cannot be printed: after
+   * a synchronous flush, whose worker thread the exit stops.
    */
-  #reportDeadlineDrops(before: number[], timeoutMs: number): void {
-    warnLost(
-      this.#deadlineDrops().map((n, i) => n - before[i]!),
-      timeoutMs,
+  #reportFinalDrops(
+    before: FinalDrops,
+    timeoutMs: number,
+    refusals: boolean,
+  ): void {
+    const now = this.#finalDrops();
+    const since = (r: (typeof FINAL_DROPS)[number]) =>
+      now[r].map((n, i) => n - before[r][i]!);
+    warnLost(since("shutdownDeadline"), timeoutMs);
+    warnDropped(
+      since("retriesExhausted"),
+      "the last attempt failed (the Collector could not be reached, or asked to retry later)",
     );
+    if (refusals) warnDropped(since("rejected"), "the Collector refused them");
   }
 
   /** Sends everything buffered; resolves once delivered or after `timeoutMs`. Never rejects. */
   async forceFlush(timeoutMs: number, final = false): Promise<void> {
-    const before = final ? this.#deadlineDrops() : undefined;
+    const before = final ? this.#finalDrops() : undefined;
     try {
       await this.#flush(timeoutMs, final);
     } finally {
-      if (before !== undefined) this.#reportDeadlineDrops(before, timeoutMs);
+      if (before !== undefined)
+        this.#reportFinalDrops(before, timeoutMs, false);
     }
   }
 
@@ -496,7 +528,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       final: true,
     } satisfies ToWorker);
     // The worker runs on its own thread and reports through shared memory.
-    const before = this.#deadlineDrops();
+    const before = this.#finalDrops();
     let seen = Atomics.load(this.#control, CONTROL_FLUSHED);
     while (seen < id) {
       const left = deadline + 250 - Date.now();
@@ -504,7 +536,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       Atomics.wait(this.#control, CONTROL_FLUSHED, seen, left);
       seen = Atomics.load(this.#control, CONTROL_FLUSHED);
     }
-    this.#reportDeadlineDrops(before, timeoutMs);
+    this.#reportFinalDrops(before, timeoutMs, true);
     if (seen < id) {
       // The worker did not finish in time: what it still holds goes with
       // the process.
@@ -520,7 +552,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   async shutdown(timeoutMs: number): Promise<void> {
     if (this.#closed) return;
     const deadline = Date.now() + timeoutMs;
-    const before = this.#deadlineDrops();
+    const before = this.#finalDrops();
     try {
       await this.#flush(timeoutMs, true);
       // Spans and lines that ended while that flush ran (requests still in
@@ -536,7 +568,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       // What ended too late for any flush goes with the pipeline, counted.
       this.#main.traces.shutdownDeadline += this.#spans.discard();
       this.#main.logs.shutdownDeadline += this.#logs.discard();
-      this.#reportDeadlineDrops(before, timeoutMs);
+      this.#reportFinalDrops(before, timeoutMs, false);
     }
     this.#spans.stop();
     this.#logs.stop();
