@@ -98,12 +98,8 @@ function warnDropped(counts: readonly number[], why: string): void {
 }
 
 /** Why a final flush dropped what it dropped, by the counter that counts it. */
-const FINAL_DROPS = [
-  "shutdownDeadline",
-  "retriesExhausted",
-  "rejected",
-] as const;
-type FinalDrops = Record<(typeof FINAL_DROPS)[number], number[]>;
+type FinalDrop = "shutdownDeadline" | "retriesExhausted" | "rejected";
+type FinalDrops = Record<FinalDrop, number[]>;
 
 export class ExportPipeline implements SpanSink, LogRecordSink {
   readonly #config: ResolvedConfig;
@@ -417,7 +413,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
 
   /** What the exit or shutdown flush has had to drop so far, per signal. */
   #finalDrops(): FinalDrops {
-    const read = (reason: (typeof FINAL_DROPS)[number]) =>
+    const read = (reason: FinalDrop) =>
       (["traces", "logs", "metrics"] as const).map(
         (s) =>
           (this.#counters[counterIndex(s, reason)] ?? 0) +
@@ -444,8 +440,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     refusals: boolean,
   ): void {
     const now = this.#finalDrops();
-    const since = (r: (typeof FINAL_DROPS)[number]) =>
-      now[r].map((n, i) => n - before[r][i]!);
+    const since = (r: FinalDrop) => now[r].map((n, i) => n - before[r][i]!);
     warnLost(since("shutdownDeadline"), timeoutMs);
     warnDropped(
       since("retriesExhausted"),
