@@ -75,6 +75,20 @@ describe("export", () => {
       });
     }
 
+  it("leaves SIGTERM to a once listener the application installed before Threadline started", async () => {
+    const app = await startService({
+      entry: "graceful-once.mjs",
+      cwd: fixtures,
+      env: env("graceful-once", {}),
+    });
+    const { code, signal } = await app.stop("SIGTERM", 10_000);
+    assert.deepEqual({ code, signal }, { code: 0, signal: null });
+    assert.ok(
+      app.stdout.includes("app finished cleanly"),
+      app.stdout.join("\n"),
+    );
+  });
+
   it("flushes on SIGTERM and dies of it while a dependency listens through signal-exit", async () => {
     const name = "burst-signal-exit";
     const app = await startService({

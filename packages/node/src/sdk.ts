@@ -205,7 +205,10 @@ function installExitHooks(
   };
   process.on("beforeExit", onBeforeExit);
   process.on("exit", onExit);
-  for (const s of signals) process.on(s, onSignal);
+  // First, so that it sees every other listener still there: Node takes a
+  // `once` listener off before calling it, and one ahead of ours would not
+  // be counted, and the application's graceful shutdown cut short.
+  for (const s of signals) process.prependListener(s, onSignal);
   return {
     remove() {
       process.removeListener("beforeExit", onBeforeExit);
