@@ -28,10 +28,9 @@ import {
   parseWatchLevel,
   WATCH_DEBUG,
 } from "@threadline/core";
-import type { TraceSummary } from "./model.ts";
 import { parseDuration, queryFromParams } from "./query.ts";
 import { OtlpReceiver } from "./receiver.ts";
-import { Store } from "./store.ts";
+import { Store, type ChangedTraces } from "./store.ts";
 
 export interface DevServerOptions {
   /** @default '127.0.0.1' */
@@ -165,7 +164,7 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
   let flushTimer: NodeJS.Timeout | undefined;
   const flush = () => {
     flushTimer = undefined;
-    let changed: TraceSummary[];
+    let changed: ChangedTraces;
     try {
       changed = store.flush();
     } catch (err) {

@@ -1,7 +1,7 @@
 export { startDevServer, DevServerError } from "./dev-server.ts";
 export type { DevServer, DevServerOptions } from "./dev-server.ts";
 export { Store } from "./store.ts";
-export type { StoreOptions, ChangedTraces } from "./store.ts";
+export type { StoreOptions, ChangedTrace, ChangedTraces } from "./store.ts";
 export { OtlpReceiver } from "./receiver.ts";
 export type { ReceiverOptions, ReceiverStats } from "./receiver.ts";
 export { ViewerBackend } from "./backends/viewer-backend.ts";

@@ -114,7 +114,12 @@ interface TraceRow {
 }
 
 /** Summaries of traces whose data changed in a flush, for the live view. */
-export type ChangedTraces = TraceSummary[];
+/**
+ * A trace a flush changed, as the live view gets it: `logsAdded` when log
+ * lines of it were stored (they often arrive after its spans).
+ */
+export type ChangedTrace = TraceSummary & { logsAdded?: number };
+export type ChangedTraces = ChangedTrace[];
 
 function json(v: unknown): string {
   return JSON.stringify(v ?? null);
@@ -375,7 +380,7 @@ export class Store implements TraceBackend {
     }
     try {
       this.#writeSpans(spans, changed);
-      this.#writeLogs(logs);
+      this.#writeLogs(logs, changed);
       const insert = this.#s(
         "INSERT INTO metric_points (service, name, time_ms, attributes, value, count, sum) VALUES (?, ?, ?, ?, ?, ?, ?)",
       );
@@ -543,8 +548,12 @@ export class Store implements TraceBackend {
     }
   }
 
-  #writeLogs(logs: Array<{ log: DecodedLogRecord; service: string }>): void {
+  #writeLogs(
+    logs: Array<{ log: DecodedLogRecord; service: string }>,
+    changed: ChangedTraces,
+  ): void {
     if (logs.length === 0) return;
+    const added = new Map<string, number>();
     // A record sent again (OTLP delivery is at least once) has the same
     // digest and is stored once. The observed time is in it, so the same
     // line written twice in one millisecond (pino's resolution) is kept twice.
@@ -564,7 +573,7 @@ export class Store implements TraceBackend {
         `${log.timeUs}\0${log.observedUs}\0${log.traceId}\0${log.spanId}\0${log.severityNumber}\0${service.length}\0${service}${log.severityText.length}\0${log.severityText}${body}\0${attributes}`,
         "buffer",
       ).subarray(0, 16);
-      insert.run(
+      const stored = insert.run(
         log.timeUs || log.observedUs,
         log.traceId,
         log.spanId,
@@ -576,6 +585,21 @@ export class Store implements TraceBackend {
         customer,
         digest,
       );
+      if (log.traceId !== "" && Number(stored.changes) > 0)
+        added.set(log.traceId, (added.get(log.traceId) ?? 0) + 1);
+    }
+    // A trace whose lines came, even without spans in this batch, changed:
+    // a page showing it reloads (a line for a trace not stored yet waits
+    // for its spans, which announce it).
+    const read = this.#s("SELECT * FROM traces WHERE trace_id = ?");
+    for (const [traceId, n] of added) {
+      const known = changed.find((t) => t.traceId === traceId);
+      if (known !== undefined) {
+        known.logsAdded = n;
+        continue;
+      }
+      const row = read.get(traceId) as TraceRow | undefined;
+      if (row !== undefined) changed.push({ ...toSummary(row), logsAdded: n });
     }
   }
 

@@ -346,6 +346,53 @@ describe("the OTLP receiver", () => {
     );
     req.destroy();
   });
+
+  it("tells live subscribers when a trace's log lines arrive after its spans", async () => {
+    const root = span("c-logs");
+    await post(`${dev.otlpUrl}/v1/traces`, traces.encode([root]), proto);
+    await waitFor(
+      async () =>
+        (await fetch(`${dev.viewerUrl}/api/traces/${root.traceId}`)).ok,
+      { what: "the trace stored" },
+    );
+    const events: string[] = [];
+    const req = http.get(`${dev.viewerUrl}/api/live?customer=c-logs`, (res) => {
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => events.push(c));
+    });
+    await waitFor(() => events.join("").includes(": live"), {
+      what: "the stream to open",
+    });
+    const logs = new LogsEncoder({ "service.name": "api" }, { name: "pino" });
+    const line = {
+      time: Date.now(),
+      observedTime: Date.now(),
+      severityNumber: 9,
+      severityText: "info",
+      body: "charged",
+      attributes: { "customer.id": "c-logs" },
+      traceId: root.traceId,
+      spanId: root.spanId,
+      traceFlags: 1,
+    };
+    await post(`${dev.otlpUrl}/v1/logs`, logs.encode([line]), proto);
+    await waitFor(() => events.join("").includes("event: trace"), {
+      what: "a live event for the log line",
+    });
+    const data = events
+      .join("")
+      .split("\n")
+      .filter((l) => l.startsWith("data: "))
+      .map(
+        (l) =>
+          JSON.parse(l.slice(6)) as { traceId: string; logsAdded?: number },
+      );
+    assert.deepEqual(
+      data.map((t) => [t.traceId, t.logsAdded]),
+      [[root.traceId, 1]],
+    );
+    req.destroy();
+  });
 });
 
 describe("back-pressure", () => {

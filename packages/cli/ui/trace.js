@@ -383,7 +383,7 @@ export function traceView(container, route, app) {
     }
   }
 
-  /** Reloads when the live stream says this trace grew. */
+  /** Reloads when the live stream says this trace grew: spans or log lines. */
   function follow(customer) {
     live?.close();
     live = liveSource(customer ? { customer } : {});
@@ -395,7 +395,8 @@ export function traceView(container, route, app) {
         return;
       }
       if (t.traceId !== traceId) return;
-      if (model && t.spanCount === model.spans.length) return;
+      // New spans, or new log lines (which often come after the spans).
+      if (model && t.spanCount === model.spans.length && !t.logsAdded) return;
       clearTimeout(reloadTimer);
       reloadTimer = setTimeout(() => load({ quiet: model !== undefined }), 150);
     });
