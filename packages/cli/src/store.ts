@@ -862,26 +862,51 @@ export class Store implements TraceBackend {
       heapMb: [],
       health: {},
     };
-    let prev:
-      { t: number; count: number; errors: number; sum: number } | undefined;
-    for (const [t, points] of byTime("http.server.request.duration")) {
-      let count = 0;
-      let errors = 0;
-      let sum = 0;
-      for (const p of points) {
-        count += p.count ?? 0;
-        sum += p.sum ?? 0;
-        if (attrs(p)["error.type"] !== undefined) errors += p.count ?? 0;
+    // Cumulative counts, one total per export. A service's first export
+    // (no earlier one stored) and the first after a restart (counts went
+    // down) count from zero: the first over the interval that follows it,
+    // exports coming at a steady pace.
+    const requests = byTime("http.server.request.duration").map(
+      ([t, points]) => {
+        let count = 0;
+        let errors = 0;
+        let sum = 0;
+        for (const p of points) {
+          count += p.count ?? 0;
+          sum += p.sum ?? 0;
+          if (attrs(p)["error.type"] !== undefined) errors += p.count ?? 0;
+        }
+        return { t, count, errors, sum };
+      },
+    );
+    const startsHere =
+      this.#s(
+        "SELECT 1 FROM metric_points WHERE service = ? AND name = 'http.server.request.duration' AND time_ms < ? LIMIT 1",
+      ).get(service, sinceMs) === undefined;
+    const zero = { count: 0, errors: 0, sum: 0 };
+    requests.forEach((cur, i) => {
+      const prev = requests[i - 1];
+      const next = requests[i + 1];
+      let base: typeof zero | undefined;
+      let dtMs: number | undefined;
+      if (prev === undefined) {
+        if (startsHere && next !== undefined) {
+          base = zero;
+          dtMs = next.t - cur.t;
+        }
+      } else if (cur.t > prev.t) {
+        base = cur.count >= prev.count ? prev : zero;
+        dtMs = cur.t - prev.t;
       }
-      if (prev !== undefined && count >= prev.count && t > prev.t) {
-        const dt = (t - prev.t) / 1000;
-        const dc = count - prev.count;
-        panels.requestsPerSecond.push([t, dc / dt]);
-        panels.errorsPerSecond.push([t, (errors - prev.errors) / dt]);
-        panels.latencyMs.push([t, dc > 0 ? ((sum - prev.sum) / dc) * 1000 : 0]);
-      }
-      prev = { t, count, errors, sum };
-    }
+      if (base === undefined || dtMs === undefined || dtMs <= 0) return;
+      const dt = dtMs / 1000;
+      const dc = cur.count - base.count;
+      panels.requestsPerSecond.push([cur.t, dc / dt]);
+      panels.errorsPerSecond.push([cur.t, (cur.errors - base.errors) / dt]);
+      // No requests, no latency: a gap, not 0 ms.
+      if (dc > 0)
+        panels.latencyMs.push([cur.t, ((cur.sum - base.sum) / dc) * 1000]);
+    });
     for (const [t, points] of byTime("nodejs.eventloop.delay")) {
       const p99 = points.find(
         (p) => attrs(p)["nodejs.eventloop.delay.percentile"] === "p99",

@@ -7,6 +7,7 @@ import { DatabaseSync } from "node:sqlite";
 import { after, before, describe, it } from "node:test";
 import type {
   DecodedResourceLogs,
+  DecodedResourceMetrics,
   DecodedResourceSpans,
   DecodedSpan,
 } from "@threadline/otlp";
@@ -457,6 +458,70 @@ describe("writing", () => {
     other.close();
     store.flush();
     assert.equal(store.searchSync({ service: "orders" })[0]?.traceId, traceId);
+    await store.close();
+  });
+});
+
+describe("a service's request panels", () => {
+  /** One export of the request-duration histogram: cumulative totals. */
+  function exported(
+    timeMs: number,
+    ok: number,
+    failed: number,
+    seconds: number,
+  ): DecodedResourceMetrics {
+    const point = (count: number, error: boolean) => ({
+      attributes: error ? { "error.type": "500" } : {},
+      timeMs,
+      count,
+      sum: count * seconds,
+    });
+    return {
+      resource: { "service.name": "gateway" },
+      scopes: [
+        {
+          scope: { name: "@threadline/instrumentation-http", version: "" },
+          metrics: [
+            {
+              name: "http.server.request.duration",
+              unit: "s",
+              kind: "histogram",
+              monotonic: false,
+              points: [point(ok, false), point(failed, true)],
+            },
+          ],
+        },
+      ],
+    };
+  }
+
+  it("counts a service's first export from zero, and leaves quiet intervals without a latency", async () => {
+    const store = new Store({ path: ":memory:" });
+    const t0 = Date.now() - 60_000;
+    // 8 requests (1 failed) before the first export, none after.
+    for (const t of [t0, t0 + 10_000, t0 + 20_000])
+      store.ingestMetrics([exported(t, 7, 1, 0.05)]);
+    store.flush();
+    const panels = store.servicePanels("gateway", t0 - 1);
+    assert.deepEqual(panels.requestsPerSecond, [
+      [t0, 0.8],
+      [t0 + 10_000, 0],
+      [t0 + 20_000, 0],
+    ]);
+    assert.deepEqual(panels.errorsPerSecond, [
+      [t0, 0.1],
+      [t0 + 10_000, 0],
+      [t0 + 20_000, 0],
+    ]);
+    assert.equal(panels.latencyMs.length, 1);
+    assert.equal(panels.latencyMs[0]![0], t0);
+    assert.ok(Math.abs(panels.latencyMs[0]![1] - 50) < 1e-9);
+    // Read from later on, the first export in the window is not the
+    // service's first: it is not counted from zero.
+    assert.deepEqual(
+      store.servicePanels("gateway", t0 + 5_000).requestsPerSecond,
+      [[t0 + 20_000, 0]],
+    );
     await store.close();
   });
 });
