@@ -117,6 +117,23 @@ describe("export", () => {
     assert.equal(count(name).spans, 220);
   });
 
+  it("starts again after shutdown(), delivering both starts' lines, without calling its own modules late", async () => {
+    const name = "restart";
+    const app = await startService({
+      entry: "restart.mjs",
+      cwd: fixtures,
+      ready: false,
+      env: env(name),
+    });
+    const { code } = await app.exited;
+    assert.equal(code, 0);
+    assert.equal(count(name).logs, 2);
+    assert.ok(
+      !app.stderr.some((l) => l.includes("loaded before Threadline started")),
+      app.stderr.join("\n"),
+    );
+  });
+
   it("sends large spans and log lines in batches that fit its byte budget, losing none", async () => {
     const name = "big-lines";
     const app = await startService({

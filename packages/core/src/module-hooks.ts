@@ -106,11 +106,21 @@ function readVersion(filename: string, entry: Registered): string | undefined {
   return version;
 }
 
+/**
+ * Modules a hook saw load, for the life of the process: patched again by a
+ * later start (after a shutdown), they are not reported as loaded before
+ * Threadline, which they were not.
+ */
+const seenLoading = new WeakSet<NodeJS.Module>();
+
 function onLoaded(module: NodeJS.Module, filename: string): void {
   const candidates = byBasename.get(basename(filename));
   if (candidates === undefined) return;
   for (const entry of candidates)
-    if (filename.endsWith(entry.suffix)) run(entry, module, filename, false);
+    if (filename.endsWith(entry.suffix)) {
+      seenLoading.add(module);
+      run(entry, module, filename, false);
+    }
 }
 
 function install(): void {
@@ -130,7 +140,8 @@ function install(): void {
 
 /**
  * Registers `hook`. Returns the names of files that were already loaded and
- * were patched late (empty when the hook came first, as it should).
+ * were patched late (empty when the hook came first, as it should, and for
+ * files an earlier hook saw load: a start after a shutdown).
  */
 export function hookModule(hook: ModuleHook): {
   late: string[];
@@ -155,7 +166,7 @@ export function hookModule(hook: ModuleHook): {
       module.loaded &&
       filename.endsWith(entry.suffix)
     ) {
-      late.push(filename);
+      if (!seenLoading.has(module)) late.push(filename);
       run(entry, module, filename, true);
     }
   }
