@@ -614,6 +614,7 @@ export class HttpInstrumentation implements Instrumentation {
           req as IncomingMessage,
           res as StatefulResponse,
           scheme,
+          false,
         );
       }
       if (
@@ -622,13 +623,14 @@ export class HttpInstrumentation implements Instrumentation {
         req !== undefined &&
         res !== undefined
       ) {
-        return self.#handleUpgrade(
+        return self.#handleRequest(
           this,
           original,
           arguments as unknown as unknown[],
           req as IncomingMessage,
           res as UpgradedSocket,
           scheme,
+          true,
         );
       }
       if (event === PROBE) {
@@ -673,13 +675,22 @@ export class HttpInstrumentation implements Instrumentation {
     return typeof v === "string" ? v : undefined;
   }
 
+  /**
+   * A request (`res`, its response), or an upgrade request (a WebSocket
+   * handshake, `res` its socket): its SERVER span starts and the listeners
+   * run in its context. An upgrade's span covers the handshake, ending when
+   * the application answers on the socket (the status line it writes) or
+   * the socket closes unanswered, so the handshake's own work (checking a
+   * token, loading a session) belongs to the request and its customer.
+   */
   #handleRequest(
     server: Server,
     original: Emit,
     args: unknown[],
     req: IncomingMessage,
-    res: StatefulResponse,
+    res: StatefulResponse | UpgradedSocket,
     scheme: "http" | "https",
+    upgrade: boolean,
   ): boolean {
     if (
       this.#ignored(req.url) ||
@@ -694,8 +705,12 @@ export class HttpInstrumentation implements Instrumentation {
       state = this.#startServer(req, scheme);
       res[STATE] = state;
       (req as { [REQUEST_CONTEXT]?: Context })[REQUEST_CONTEXT] = state.ctx;
-      (res as { [REQUEST_CONTEXT]?: Context })[REQUEST_CONTEXT] = state.ctx;
-      res.on("close", onResponseClose);
+      if (upgrade) {
+        watchHandshake(res as UpgradedSocket);
+      } else {
+        (res as { [REQUEST_CONTEXT]?: Context })[REQUEST_CONTEXT] = state.ctx;
+        res.on("close", onResponseClose);
+      }
     } catch (err) {
       diag.warnCollapsed(
         "http-server",
@@ -703,45 +718,21 @@ export class HttpInstrumentation implements Instrumentation {
       );
       return original.apply(server, args as [string | symbol, ...unknown[]]);
     }
-    return this.#emitIn(server, original, args, state);
-  }
-
-  /**
-   * An upgrade request (a WebSocket handshake): its SERVER span covers the
-   * handshake, ending when the application answers on the socket (the
-   * status line of its first write) or the socket closes unanswered. The
-   * listener runs in its context, so the handshake's own work (checking a
-   * token, loading a session) belongs to the request and its customer.
-   */
-  #handleUpgrade(
-    server: Server,
-    original: Emit,
-    args: unknown[],
-    req: IncomingMessage,
-    socket: UpgradedSocket,
-    scheme: "http" | "https",
-  ): boolean {
-    if (
-      this.#ignored(req.url) ||
-      (server as unknown as Record<symbol, unknown>)[UNTRACED_SERVER] ===
-        true ||
-      socket[STATE] !== undefined
-    )
-      return original.apply(server, args as [string | symbol, ...unknown[]]);
-    let state: ServerState;
     try {
-      state = this.#startServer(req, scheme);
-      socket[STATE] = state;
-      (req as { [REQUEST_CONTEXT]?: Context })[REQUEST_CONTEXT] = state.ctx;
-      watchHandshake(socket);
-    } catch (err) {
-      diag.warnCollapsed(
-        "http-server",
-        `could not trace an incoming request: ${(err as Error).message}`,
+      // A closure rather than the arguments handed on: spreading an
+      // arguments object through the context API's layers takes V8's slow
+      // path, three times per request.
+      return context.with(state.ctx, () =>
+        original.apply(server, args as [string | symbol, ...unknown[]]),
       );
-      return original.apply(server, args as [string | symbol, ...unknown[]]);
+    } catch (err) {
+      state.span.recordException(err as Error);
+      state.span.setStatus({
+        code: SpanStatusCode.ERROR,
+        message: (err as Error)?.message,
+      });
+      throw err;
     }
-    return this.#emitIn(server, original, args, state);
   }
 
   /** Starts a request's SERVER span, in the context its headers and caller give it. */
@@ -813,30 +804,6 @@ export class HttpInstrumentation implements Instrumentation {
     };
     state.ctx = contextWithRouteHolder(trace.setSpan(ctx, span), state);
     return state;
-  }
-
-  /** Hands the event to the server's listeners in the request's context. */
-  #emitIn(
-    server: Server,
-    original: Emit,
-    args: unknown[],
-    state: ServerState,
-  ): boolean {
-    try {
-      // A closure rather than the arguments handed on: spreading an
-      // arguments object through the context API's layers takes V8's slow
-      // path, three times per request.
-      return context.with(state.ctx, () =>
-        original.apply(server, args as [string | symbol, ...unknown[]]),
-      );
-    } catch (err) {
-      state.span.recordException(err as Error);
-      state.span.setStatus({
-        code: SpanStatusCode.ERROR,
-        message: (err as Error)?.message,
-      });
-      throw err;
-    }
   }
 
   /**
@@ -926,38 +893,56 @@ function onResponseClose(this: StatefulResponse): void {
   const state = this[STATE];
   if (state === undefined) return;
   this[STATE] = undefined;
+  finishServer(
+    state,
+    state.route ?? expressRoute(state.req),
+    this.headersSent ? this.statusCode : undefined,
+    this.writableFinished
+      ? undefined
+      : "the connection closed before the response was complete",
+  );
+}
+
+/**
+ * Ends a request's SERVER span and records its duration: its status code
+ * (undefined when none was sent), its route, and why it ended early if it
+ * did (an error typed `aborted`; 5xx are errors too).
+ */
+function finishServer(
+  state: ServerState,
+  route: string | undefined,
+  status: number | undefined,
+  abortedBecause: string | undefined,
+): void {
   const span = state.span;
-  if (this.headersSent)
-    span.setAttribute(semconv.ATTR_HTTP_RESPONSE_STATUS_CODE, this.statusCode);
-  const route = state.route ?? expressRoute(state.req);
   // The request's context (which holds this state) is captured by the
   // socket's async resources created while responding, such as the
   // keep-alive timer, and lives on until the connection's next request:
   // letting go of the request here keeps it out of that.
   state.req = undefined;
+  if (status !== undefined)
+    span.setAttribute(semconv.ATTR_HTTP_RESPONSE_STATUS_CODE, status);
   if (route !== undefined) {
     span.setAttribute(semconv.ATTR_HTTP_ROUTE, route);
     span.updateName(
       `${state.method === "_OTHER" ? "HTTP" : state.method} ${route}`,
     );
   }
-  if (!this.writableFinished) {
-    span.setAttribute(semconv.ATTR_ERROR_TYPE, "aborted");
-    span.setStatus({
-      code: SpanStatusCode.ERROR,
-      message: "the connection closed before the response was complete",
-    });
-  } else if (this.statusCode >= 500) {
-    span.setAttribute(semconv.ATTR_ERROR_TYPE, String(this.statusCode));
-    span.setStatus({ code: SpanStatusCode.ERROR });
+  const error =
+    abortedBecause !== undefined
+      ? "aborted"
+      : status !== undefined && status >= 500
+        ? String(status)
+        : undefined;
+  if (error !== undefined) {
+    span.setAttribute(semconv.ATTR_ERROR_TYPE, error);
+    span.setStatus(
+      abortedBecause === undefined
+        ? { code: SpanStatusCode.ERROR }
+        : { code: SpanStatusCode.ERROR, message: abortedBecause },
+    );
   }
   span.end();
-  const status = this.headersSent ? this.statusCode : undefined;
-  const error = !this.writableFinished
-    ? "aborted"
-    : this.statusCode >= 500
-      ? String(this.statusCode)
-      : undefined;
   serverDuration().record(
     (performance.now() - state.start) / 1000,
     serverDurationSets.get(state.method, state.scheme, status, route, error),
@@ -1016,34 +1001,13 @@ function endHandshake(
   const state = socket[STATE];
   if (state === undefined) return;
   socket[STATE] = undefined;
-  state.req = undefined;
-  const span = state.span;
-  const route = state.route;
-  if (route !== undefined) {
-    span.setAttribute(semconv.ATTR_HTTP_ROUTE, route);
-    span.updateName(
-      `${state.method === "_OTHER" ? "HTTP" : state.method} ${route}`,
-    );
-  }
-  let error: string | undefined;
-  if (status === undefined) {
-    error = "aborted";
-    span.setStatus({
-      code: SpanStatusCode.ERROR,
-      message: "the connection closed before the handshake was answered",
-    });
-  } else {
-    span.setAttribute(semconv.ATTR_HTTP_RESPONSE_STATUS_CODE, status);
-    if (status >= 500) {
-      error = String(status);
-      span.setStatus({ code: SpanStatusCode.ERROR });
-    }
-  }
-  if (error !== undefined) span.setAttribute(semconv.ATTR_ERROR_TYPE, error);
-  span.end();
-  serverDuration().record(
-    (performance.now() - state.start) / 1000,
-    serverDurationSets.get(state.method, state.scheme, status, route, error),
+  finishServer(
+    state,
+    state.route,
+    status,
+    status === undefined
+      ? "the connection closed before the handshake was answered"
+      : undefined,
   );
 }
 
