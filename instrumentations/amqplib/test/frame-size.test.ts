@@ -1,20 +1,9 @@
 // The sizes the copy path checks must be the sizes amqplib's own encoder
 // gives the same properties, byte for byte.
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
 import { describe, it } from "node:test";
+import { defs } from "./fixtures/amqplib-defs.ts";
 import { contentHeaderSize, tableSize } from "../src/frame-size.ts";
-
-const require = createRequire(import.meta.url);
-const defs = require("amqplib/lib/defs.js") as {
-  encodeProperties(
-    id: number,
-    channel: number,
-    size: number,
-    fields: Record<string, unknown>,
-  ): Buffer;
-  BasicProperties: number;
-};
 
 function encoded(properties: Record<string, unknown>): number {
   return defs.encodeProperties(defs.BasicProperties, 1, 10, properties).length;

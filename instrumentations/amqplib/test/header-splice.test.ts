@@ -2,20 +2,9 @@
 // the very bytes amqplib writes when the same headers are in the message's
 // headers object.
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
 import { describe, it } from "node:test";
+import { defs } from "./fixtures/amqplib-defs.ts";
 import { spliceHeaders, type HeaderEntries } from "../src/header-splice.ts";
-
-const require = createRequire(import.meta.url);
-const defs = require("amqplib/lib/defs.js") as {
-  encodeProperties(
-    id: number,
-    channel: number,
-    size: number,
-    fields: Record<string, unknown>,
-  ): Buffer;
-  BasicProperties: number;
-};
 
 const TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 const SENT_AT = 1_764_692_000_123;
