@@ -40,6 +40,7 @@ import {
 import {
   CUSTOMER_KEY,
   WATCH_KEY,
+  copiedHeaderNames,
   diag,
   hookModule,
   inCallerContext,
@@ -267,15 +268,6 @@ export function withMessageContext<R>(message: object, fn: () => R): R {
 export const SENT_AT_HEADER = "threadline-sent-at";
 
 /**
- * Headers the application may have copied from elsewhere (forwarding a
- * request's or another message's) that a publish never sends as they are:
- * the trace context and baggage are the publishing context's, whatever was
- * copied. Without this, a copied baggage header would carry an untrusted
- * caller's customer id to every consumer, which trust message baggage.
- */
-const PROPAGATION_HEADERS = ["traceparent", "tracestate", "baggage"];
-
-/**
  * The message's headers as amqplib will encode them, in a plain object of
  * our own for the trace headers to go into, without those in `drop`
  * (lower case; matched in any case). amqplib hands sendMessage an object
@@ -415,18 +407,32 @@ export class AmqplibInstrumentation implements Instrumentation {
   readonly #restore: Array<() => void> = [];
   #late: string[] = [];
 
-  /** Headers a message's copy leaves out, for an internal exchange and an external one. */
-  readonly #drop: ReadonlySet<string>;
-  readonly #dropExternal: ReadonlySet<string>;
+  /**
+   * Headers a message's copy leaves out, for an internal exchange and an
+   * external one: those no call sends as the application copied them
+   * (copiedHeaderNames, as HTTP), our sent-at header, and on an external
+   * exchange the private ones. Worked out again when the propagators change.
+   */
+  #dropNames: readonly string[] | undefined;
+  #drop: ReadonlySet<string> = new Set();
+  #dropExternal: ReadonlySet<string> = new Set();
 
   constructor(config: AmqplibInstrumentationConfig = {}) {
     this.#config = config;
     this.#external = new Set(config.externalExchanges ?? []);
-    this.#drop = new Set([...PROPAGATION_HEADERS, SENT_AT_HEADER]);
-    this.#dropExternal = new Set([
-      ...this.#drop,
-      ...(config.privateHeaders ?? []).map((h) => h.toLowerCase()),
-    ]);
+  }
+
+  #dropped(external: boolean): ReadonlySet<string> {
+    const names = copiedHeaderNames();
+    if (names !== this.#dropNames) {
+      this.#dropNames = names;
+      this.#drop = new Set([...names, SENT_AT_HEADER]);
+      this.#dropExternal = new Set([
+        ...this.#drop,
+        ...(this.#config.privateHeaders ?? []).map((h) => h.toLowerCase()),
+      ]);
+    }
+    return external ? this.#dropExternal : this.#drop;
   }
 
   enable(): void {
@@ -727,7 +733,10 @@ export class AmqplibInstrumentation implements Instrumentation {
         .deleteValue(WATCH_KEY);
     }
     const given = properties["headers"];
-    const drop = external ? this.#dropExternal : this.#drop;
+    // The trace context and baggage are the publishing context's, whatever
+    // was copied: a copied baggage header would carry an untrusted caller's
+    // customer id to every consumer, which trust message baggage.
+    const drop = this.#dropped(external);
     if (splice && !carriesDropped(given, drop)) {
       // Written into the frame as amqplib encodes it; the application's
       // headers object is left as it is.
