@@ -30,6 +30,7 @@ import {
 import type {
   DecodedLogRecord,
   DecodedResourceLogs,
+  DecodedMetric,
   DecodedResourceMetrics,
   DecodedResourceSpans,
   DecodedSpan,
@@ -71,6 +72,9 @@ const PANEL_METRICS: ReadonlySet<string> = new Set([
   "process.cpu.time",
   "threadline.health.status",
 ]);
+
+/** Series of one delta metric per service whose totals are kept (the rest are not drawn). */
+const MAX_DELTA_SERIES = 2000;
 
 interface PendingMetricPoint {
   service: string;
@@ -179,6 +183,12 @@ export class Store implements TraceBackend {
   #spans: PendingSpan[] = [];
   #logs: Array<{ log: DecodedLogRecord; service: string }> = [];
   #metrics: PendingMetricPoint[] = [];
+  /**
+   * Running totals of the delta metrics services send, by service and
+   * metric, then attributes: the panels read cumulative series, so each
+   * delta export is stored as the totals of every series seen so far.
+   */
+  readonly #deltaTotals = new Map<string, Map<string, PendingMetricPoint>>();
   readonly #stmt: Record<string, StatementSync> = {};
   #closed = false;
 
@@ -337,6 +347,10 @@ export class Store implements TraceBackend {
       for (const group of rm.scopes)
         for (const m of group.metrics) {
           if (!PANEL_METRICS.has(m.name)) continue;
+          if (m.delta) {
+            n += this.#addDelta(service, m);
+            continue;
+          }
           for (const p of m.points) {
             this.#metrics.push({
               service,
@@ -352,6 +366,43 @@ export class Store implements TraceBackend {
         }
     }
     return n;
+  }
+
+  /**
+   * Adds one delta export of a metric to its running totals and buffers
+   * every total at the export's time, series that did not move included,
+   * as a cumulative export would have them. The totals start at zero when
+   * the viewer starts, which the panels read as a service restart.
+   */
+  #addDelta(service: string, m: DecodedMetric): number {
+    if (m.points.length === 0) return 0;
+    const key = `${service}\u0000${m.name}`;
+    let totals = this.#deltaTotals.get(key);
+    if (totals === undefined) this.#deltaTotals.set(key, (totals = new Map()));
+    let timeMs = 0;
+    for (const p of m.points) {
+      timeMs = Math.max(timeMs, Math.round(p.timeMs));
+      const attributes = JSON.stringify(p.attributes);
+      let t = totals.get(attributes);
+      if (t === undefined) {
+        if (totals.size >= MAX_DELTA_SERIES) continue;
+        t = {
+          service,
+          name: m.name,
+          timeMs: 0,
+          attributes,
+          value: p.value === undefined ? null : 0,
+          count: p.count === undefined ? null : 0,
+          sum: p.sum === undefined ? null : 0,
+        };
+        totals.set(attributes, t);
+      }
+      if (t.value !== null) t.value += p.value ?? 0;
+      if (t.count !== null) t.count += p.count ?? 0;
+      if (t.sum !== null) t.sum += p.sum ?? 0;
+    }
+    for (const t of totals.values()) this.#metrics.push({ ...t, timeMs });
+    return m.points.length;
   }
 
   /** Writes everything buffered in one transaction; returns the traces that changed. */

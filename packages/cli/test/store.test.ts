@@ -463,12 +463,13 @@ describe("writing", () => {
 });
 
 describe("a service's request panels", () => {
-  /** One export of the request-duration histogram: cumulative totals. */
+  /** One export of the request-duration histogram: cumulative totals, or deltas (series that took no request left out). */
   function exported(
     timeMs: number,
     ok: number,
     failed: number,
     seconds: number,
+    delta = false,
   ): DecodedResourceMetrics {
     const point = (count: number, error: boolean) => ({
       attributes: error ? { "error.type": "500" } : {},
@@ -476,6 +477,9 @@ describe("a service's request panels", () => {
       count,
       sum: count * seconds,
     });
+    const points = [point(ok, false), point(failed, true)].filter(
+      (p) => !delta || p.count > 0,
+    );
     return {
       resource: { "service.name": "gateway" },
       scopes: [
@@ -487,7 +491,8 @@ describe("a service's request panels", () => {
               unit: "s",
               kind: "histogram",
               monotonic: false,
-              points: [point(ok, false), point(failed, true)],
+              delta,
+              points,
             },
           ],
         },
@@ -523,5 +528,39 @@ describe("a service's request panels", () => {
       [[t0 + 20_000, 0]],
     );
     await store.close();
+  });
+
+  it("draws a service that sends deltas as it draws one that sends totals", async () => {
+    const t0 = Date.now() - 60_000;
+    const panels = async (exports: DecodedResourceMetrics[]) => {
+      const store = new Store({ path: ":memory:" });
+      for (const e of exports) store.ingestMetrics([e]);
+      store.flush();
+      const p = store.servicePanels("gateway", t0 - 1);
+      await store.close();
+      return p;
+    };
+    // 8 requests (1 failed), then 9 more that all succeed, then 2 failures.
+    const totals = await panels([
+      exported(t0, 7, 1, 0.05),
+      exported(t0 + 10_000, 16, 1, 0.05),
+      exported(t0 + 20_000, 16, 3, 0.05),
+    ]);
+    const deltas = await panels([
+      exported(t0, 7, 1, 0.05, true),
+      exported(t0 + 10_000, 9, 0, 0.05, true),
+      exported(t0 + 20_000, 0, 2, 0.05, true),
+    ]);
+    assert.deepEqual(deltas.requestsPerSecond, totals.requestsPerSecond);
+    assert.deepEqual(deltas.requestsPerSecond, [
+      [t0, 0.8],
+      [t0 + 10_000, 0.9],
+      [t0 + 20_000, 0.2],
+    ]);
+    assert.deepEqual(deltas.errorsPerSecond, totals.errorsPerSecond);
+    assert.deepEqual(
+      deltas.latencyMs.map(([t, ms]) => [t, Math.round(ms)]),
+      totals.latencyMs.map(([t, ms]) => [t, Math.round(ms)]),
+    );
   });
 });

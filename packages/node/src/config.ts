@@ -10,6 +10,7 @@ import { pathToFileURL } from "node:url";
 import { WATCH_PATH } from "@threadline/core";
 import type { IncomingMessage } from "node:http";
 import type { LogLimits } from "./export/json-record.ts";
+import type { TemporalityPreference } from "./metrics/instruments.ts";
 
 /** Where the customer id of an edge request comes from. */
 export type CustomerSource = (req: IncomingMessage) => string | undefined;
@@ -179,6 +180,8 @@ export interface ResolvedConfig {
   traces: SignalExportSettings;
   logs: SignalExportSettings;
   metrics: SignalExportSettings;
+  /** OTLP metrics' temporality (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE). */
+  metricsTemporality: TemporalityPreference;
   sampler: { name: SamplerName; ratio: number };
   propagators: Array<"tracecontext" | "baggage">;
   spanLimits: SpanLimits;
@@ -618,14 +621,16 @@ function tlsFilesOf(r: Reader, S: string): TlsFiles {
   return tls;
 }
 
-/** Metrics go cumulative; a preference for anything else is answered. */
-function temporalityCheck(r: Reader): void {
+/** The specification's three preferences; anything else is answered and cumulative kept. */
+function temporalityOf(r: Reader): TemporalityPreference {
   const name = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
-  const v = r.str(name)?.toLowerCase();
-  if (v === undefined || v === "cumulative") return;
+  const v = r.str(name)?.trim().toLowerCase();
+  if (v === undefined || v === "") return "cumulative";
+  if (v === "cumulative" || v === "delta" || v === "lowmemory") return v;
   r.warnings.push(
-    `${name}=${JSON.stringify(v)}: metrics are exported cumulative only (a Collector's cumulativetodelta processor turns them into delta)`,
+    `${name}=${JSON.stringify(v)} is not cumulative, delta or lowmemory; using cumulative`,
   );
+  return "cumulative";
 }
 
 function samplerSettings(
@@ -810,6 +815,7 @@ export function resolveConfig(
     traces: signalSettings(r, "traces", options),
     logs: signalSettings(r, "logs", options),
     metrics: signalSettings(r, "metrics", options),
+    metricsTemporality: temporalityOf(r),
     sampler: samplerSettings(r, options),
     propagators: propagatorSettings(r),
     logLimits: {
@@ -916,7 +922,6 @@ export function resolveConfig(
     logLevel: r.str("OTEL_LOG_LEVEL"),
   };
   config.watch = watchSettings(r, options, config.traces);
-  temporalityCheck(r);
   // Settings read once per signal would otherwise warn twice.
   return { config, warnings: [...new Set(r.warnings)] };
 }

@@ -428,7 +428,11 @@ function start(options: InitOptions): ThreadlineHandle {
           meterProvider.getMeter("@threadline/node/host", VERSION),
         )
       : undefined;
-  const reader = new MetricReader(meterProvider, pipeline);
+  const reader = new MetricReader(
+    meterProvider,
+    pipeline,
+    config.metricsTemporality,
+  );
   if (config.metrics.enabled)
     reader.start(config.metrics.batch.scheduleDelayMs);
   const hooks = installExitHooks(pipeline, reader, config.shutdownTimeoutMs);

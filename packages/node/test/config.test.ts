@@ -298,22 +298,43 @@ describe("resolveConfig", () => {
     }
   });
 
-  it("says what it leaves out of an exporter list and a temporality it does not send", () => {
+  it("says what it leaves out of an exporter list and a temporality it does not know", () => {
     const { config, warnings } = resolveConfig(
       {},
       {
         OTEL_TRACES_EXPORTER: "otlp,console",
         OTEL_METRICS_EXPORTER: "prometheus,zipkin",
-        OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: "Delta",
+        OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: "Deltas",
       },
     );
     assert.equal(config.traces.enabled, true);
     assert.equal(config.metrics.enabled, false);
+    assert.equal(config.metricsTemporality, "cumulative");
     assert.deepEqual(warnings, [
       'OTEL_TRACES_EXPORTER: "console" is not supported; it was ignored',
       'OTEL_METRICS_EXPORTER: "zipkin" is not supported; it was ignored',
-      'OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE="delta": metrics are exported cumulative only (a Collector\'s cumulativetodelta processor turns them into delta)',
+      'OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE="deltas" is not cumulative, delta or lowmemory; using cumulative',
     ]);
+  });
+
+  it("takes the temporality preferences the specification names, in any case", () => {
+    const of = (v: string | undefined) =>
+      resolveConfig(
+        {},
+        v === undefined
+          ? {}
+          : { OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: v },
+      );
+    assert.equal(of(undefined).config.metricsTemporality, "cumulative");
+    for (const [v, want] of [
+      ["Delta", "delta"],
+      ["LOWMEMORY", "lowmemory"],
+      [" cumulative ", "cumulative"],
+    ] as const) {
+      const { config, warnings } = of(v);
+      assert.equal(config.metricsTemporality, want, v);
+      assert.deepEqual(warnings, [], v);
+    }
   });
 
   it("refuses integers past 2^31-1, which a timer would turn into 1 ms", () => {

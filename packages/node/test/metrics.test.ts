@@ -267,6 +267,119 @@ describe("metrics", () => {
     );
   });
 
+  it("collects counters and histograms as deltas when asked, leaving out series that did not move", async () => {
+    const p = new MeterProvider();
+    const meter = p.getMeter("m");
+    const orders = meter.createCounter("orders");
+    const queued = meter.createUpDownCounter("queued");
+    const latency = meter.createHistogram("latency", { unit: "s" });
+    const sampled = trace.setSpanContext(ROOT_CONTEXT, {
+      traceId: "0af7651916cd43dd8448eb211c80319c",
+      spanId: "b7ad6b7169203331",
+      traceFlags: 1,
+    });
+    orders.add(2, { status: "paid" });
+    orders.add(1, { status: "unpaid" });
+    queued.add(5);
+    latency.record(0.25, {}, sampled);
+    latency.record(0.5);
+    const byName = (ms: MetricData[]) =>
+      Object.fromEntries(ms.map((m) => [m.name, m]));
+    const first = byName(await p.collect("delta"));
+    assert.equal(first["orders"]!.kind, "sum");
+    assert.equal(
+      (first["orders"] as { temporality?: string }).temporality,
+      "delta",
+    );
+    assert.deepEqual(
+      first["orders"]!.points.map((x) => ("value" in x ? x.value : 0)),
+      [2, 1],
+    );
+    // An up-down counter stays cumulative whatever the preference.
+    assert.equal(
+      (first["queued"] as { temporality?: string }).temporality,
+      "cumulative",
+    );
+
+    orders.add(4, { status: "paid" });
+    queued.add(-2);
+    latency.record(0.125);
+    const firstHistogram = first["latency"]!.points[0] as HistogramPointData;
+    assert.equal(firstHistogram.count, 2);
+    const second = byName(await p.collect("delta"));
+    const paid = second["orders"]!.points;
+    assert.equal(paid.length, 1, "unpaid did not move, so it is left out");
+    assert.deepEqual(paid[0]!.attributes, { status: "paid" });
+    assert.equal("value" in paid[0]! && paid[0].value, 4);
+    assert.equal(paid[0]!.startTime, first["orders"]!.points[0]!.time);
+    assert.equal(
+      "value" in second["queued"]!.points[0]! &&
+        second["queued"]!.points[0].value,
+      3,
+    );
+    const h = second["latency"]!.points[0] as HistogramPointData;
+    assert.equal(h.count, 1);
+    assert.equal(h.sum, 0.125);
+    assert.equal(
+      h.counts.reduce((a, b) => a + b, 0),
+      1,
+    );
+    assert.equal(h.min, 0.125, "a new smallest measurement is this interval's");
+    assert.equal(h.max, undefined, "the largest may be an earlier interval's");
+    assert.equal(h.exemplars, undefined, "the exemplar was reported before");
+    assert.equal(h.startTime, firstHistogram.time);
+
+    // Nothing recorded: counters and histograms have nothing to send, and
+    // a cumulative collection (a scrape) still sees every total.
+    const third = byName(await p.collect("delta"));
+    assert.deepEqual(Object.keys(third), ["queued"]);
+    const totals = byName(await p.collect());
+    assert.deepEqual(
+      totals["orders"]!.points.map((x) => ("value" in x ? x.value : 0)),
+      [6, 1],
+    );
+    assert.equal((totals["latency"]!.points[0] as HistogramPointData).count, 3);
+    orders.add(1, { status: "unpaid" });
+    const fourth = byName(await p.collect("delta"));
+    assert.deepEqual(
+      fourth["orders"]!.points.map((x) => ("value" in x ? x.value : 0)),
+      [1],
+    );
+  });
+
+  it("sends observable counters as deltas with delta, cumulative with lowmemory, and counts a reset in full", async () => {
+    const collectWith = async (preference: "delta" | "lowmemory") => {
+      const p = new MeterProvider();
+      let total = 10;
+      p.getMeter("m")
+        .createObservableCounter("bytes")
+        .addCallback((r) => r.observe(total));
+      const values: number[] = [];
+      const temporalities = new Set<string | undefined>();
+      for (const next of [15, 15, 3]) {
+        for (const m of await p.collect(preference)) {
+          if (m.kind !== "sum") continue;
+          temporalities.add(m.temporality);
+          values.push(m.points[0]!.value);
+        }
+        total = next;
+      }
+      for (const m of await p.collect(preference))
+        if (m.kind === "sum") values.push(m.points[0]!.value);
+      return { values, temporalities: [...temporalities] };
+    };
+    // 10, then +5, then unchanged (still sent: a callback reported it),
+    // then a restart at 3.
+    assert.deepEqual(await collectWith("delta"), {
+      values: [10, 5, 0, 3],
+      temporalities: ["delta"],
+    });
+    assert.deepEqual(await collectWith("lowmemory"), {
+      values: [10, 15, 15, 3],
+      temporalities: ["cumulative"],
+    });
+  });
+
   it("collects the other metrics when a callback throws undefined, null or a string", async () => {
     const lines: string[] = [];
     diag.reset();

@@ -33,8 +33,12 @@ export interface DecodedMetric {
   unit: string;
   kind: "sum" | "gauge" | "histogram";
   monotonic: boolean;
+  /** Sums and histograms: each point counts since the previous export, not since its start. */
+  delta: boolean;
   points: DecodedMetricPoint[];
 }
+
+const DELTA = 1;
 
 export interface DecodedResourceMetrics {
   resource: DecodedAttributes;
@@ -99,6 +103,7 @@ function metric(r: ProtoReader): DecodedMetric | undefined {
     unit: "",
     kind: "gauge",
     monotonic: false,
+    delta: false,
     points: [],
   };
   let known = false;
@@ -118,6 +123,8 @@ function metric(r: ProtoReader): DecodedMetric | undefined {
           );
         else if (f === 7 && df === 3 && dw === 0)
           m.monotonic = d.varint() !== 0;
+        else if (f !== 5 && df === 2 && dw === 0)
+          m.delta = d.varint() === DELTA;
         else d.skip(dw);
       }
     } else r.skip(w);
@@ -174,6 +181,10 @@ function jsonMetric(v: unknown): DecodedMetric | undefined {
     unit,
     kind,
     monotonic: kind === "sum" && data["isMonotonic"] === true,
+    delta:
+      kind !== "gauge" &&
+      (data["aggregationTemporality"] === DELTA ||
+        data["aggregationTemporality"] === "AGGREGATION_TEMPORALITY_DELTA"),
     points: list(data["dataPoints"] ?? [], "dataPoints").map((p) =>
       jsonPoint(p, kind === "histogram"),
     ),

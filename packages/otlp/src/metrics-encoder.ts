@@ -34,14 +34,17 @@ export interface HistogramPointData {
   time: number;
   count: number;
   sum: number;
-  min: number;
-  max: number;
+  /** Smallest and largest measurement; left out when not known (see MetricData's temporality). */
+  min?: number | undefined;
+  max?: number | undefined;
   /** Upper bounds of all buckets but the last. */
   bounds: readonly number[];
   /** bounds.length + 1 counts. */
   counts: readonly number[];
   exemplars?: readonly ExemplarData[] | undefined;
 }
+
+export type Temporality = "cumulative" | "delta";
 
 export type MetricData =
   | {
@@ -51,6 +54,8 @@ export type MetricData =
       unit: string;
       kind: "sum";
       monotonic: boolean;
+      /** Cumulative (the default): since each point's start; delta: since the previous export. */
+      temporality?: Temporality | undefined;
       points: readonly NumberPointData[];
     }
   | {
@@ -67,10 +72,14 @@ export type MetricData =
       description: string;
       unit: string;
       kind: "histogram";
+      temporality?: Temporality | undefined;
       points: readonly HistogramPointData[];
     };
 
+const DELTA = 1;
 const CUMULATIVE = 2;
+const temporalityValue = (t: Temporality | undefined) =>
+  t === "delta" ? DELTA : CUMULATIVE;
 
 function writeExemplars(
   w: ProtoWriter,
@@ -122,9 +131,11 @@ function writeHistogramPoint(w: ProtoWriter, p: HistogramPointData): void {
   w.uvarint(p.bounds.length * 8);
   for (const b of p.bounds) w.double(b);
   writeExemplars(w, 8, p.exemplars);
-  if (p.count > 0) {
+  if (p.count > 0 && p.min !== undefined) {
     w.tag(11, WIRE_FIXED64);
     w.double(p.min);
+  }
+  if (p.count > 0 && p.max !== undefined) {
     w.tag(12, WIRE_FIXED64);
     w.double(p.max);
   }
@@ -143,7 +154,7 @@ function groupByScope(
   return groups;
 }
 
-/** Encodes metrics (cumulative temporality) as OTLP ExportMetricsServiceRequest messages for one resource. */
+/** Encodes metrics (cumulative unless a metric says delta) as OTLP ExportMetricsServiceRequest messages for one resource. */
 export class MetricsEncoder {
   readonly #resource: Attributes;
   readonly #writer = new ProtoWriter(16 * 1024);
@@ -169,7 +180,7 @@ export class MetricsEncoder {
           const d = w.begin(7);
           for (const p of metric.points) writeNumberPoint(w, p);
           w.tag(2, WIRE_VARINT);
-          w.uvarint(CUMULATIVE);
+          w.uvarint(temporalityValue(metric.temporality));
           if (metric.monotonic) {
             w.tag(3, WIRE_VARINT);
             w.uvarint(1);
@@ -183,7 +194,7 @@ export class MetricsEncoder {
           const d = w.begin(9);
           for (const p of metric.points) writeHistogramPoint(w, p);
           w.tag(2, WIRE_VARINT);
-          w.uvarint(CUMULATIVE);
+          w.uvarint(temporalityValue(metric.temporality));
           w.end(d);
         }
         w.end(mm);
@@ -220,7 +231,7 @@ export class MetricsEncoder {
             ...base,
             sum: {
               dataPoints: m.points.map(number),
-              aggregationTemporality: CUMULATIVE,
+              aggregationTemporality: temporalityValue(m.temporality),
               isMonotonic: m.monotonic,
             },
           };
@@ -229,7 +240,7 @@ export class MetricsEncoder {
         return {
           ...base,
           histogram: {
-            aggregationTemporality: CUMULATIVE,
+            aggregationTemporality: temporalityValue(m.temporality),
             dataPoints: m.points.map((p) => ({
               attributes: keyValuesToJson(p.attributes),
               startTimeUnixNano: msToNanosString(p.startTime),
@@ -238,7 +249,8 @@ export class MetricsEncoder {
               sum: p.sum,
               bucketCounts: p.counts.map(String),
               explicitBounds: p.bounds,
-              ...(p.count > 0 ? { min: p.min, max: p.max } : {}),
+              ...(p.count > 0 && p.min !== undefined ? { min: p.min } : {}),
+              ...(p.count > 0 && p.max !== undefined ? { max: p.max } : {}),
               ...(p.exemplars ? { exemplars: exemplars(p.exemplars) } : {}),
             })),
           },

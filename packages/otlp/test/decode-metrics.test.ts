@@ -68,6 +68,7 @@ it("decodes what the SDK encodes, protobuf and JSON alike", () => {
       unit: "s",
       kind: "histogram",
       monotonic: false,
+      delta: false,
       points: [
         {
           attributes: {
@@ -88,6 +89,25 @@ it("decodes what the SDK encodes, protobuf and JSON alike", () => {
     assert.equal(g!.kind, "gauge");
     assert.equal(g!.points[0]!.value, 0.25);
   }
+});
+
+it("tells delta sums and histograms from cumulative ones", () => {
+  const enc = new MetricsEncoder({ "service.name": "orders" });
+  const delta = metrics.map((m) =>
+    m.kind === "gauge" ? m : { ...m, temporality: "delta" as const },
+  );
+  for (const decoded of [
+    decodeMetricsProto(enc.encode(delta)),
+    decodeMetricsJson(JSON.parse(enc.encodeJson(delta))),
+  ])
+    assert.deepEqual(
+      decoded[0]!.scopes[0]!.metrics.map((m) => [m.kind, m.delta]),
+      [
+        ["histogram", true],
+        ["sum", true],
+        ["gauge", false],
+      ],
+    );
 });
 
 it("refuses malformed requests with a reason", () => {

@@ -108,6 +108,37 @@ for (const format of ["protobuf", "json"] as const) {
       assert.equal(decoded[1]!.points[0]!.value, 42);
       assert.equal(decoded[2]!.points[0]!.value, -1.5);
       assert.equal(decoded[0]!.resource["service.name"], "orders");
+      assert.deepEqual(
+        decoded.map((m) => m.temporality),
+        ["cumulative", "cumulative", undefined],
+      );
+    });
+
+    it("writes delta temporality, and a histogram's min and max only when known", () => {
+      const encoder = new MetricsEncoder({ "service.name": "orders" });
+      const [histogram, sum] = metrics as [
+        Extract<MetricData, { kind: "histogram" }>,
+        Extract<MetricData, { kind: "sum" }>,
+      ];
+      const delta: MetricData[] = [
+        {
+          ...histogram,
+          temporality: "delta",
+          points: [{ ...histogram.points[0]!, min: undefined, max: 0.2 }],
+        },
+        { ...sum, temporality: "delta" },
+      ];
+      const decoded = decodeMetricsRequest(
+        format === "json" ? encoder.encodeJson(delta) : encoder.encode(delta),
+      );
+      assert.deepEqual(
+        decoded.map((m) => m.temporality),
+        ["delta", "delta"],
+      );
+      const h = decoded[0]!.points[0]!;
+      assert.ok(Number.isNaN(h.min), "no min on the wire");
+      assert.equal(h.max, 0.2);
+      assert.equal(h.startTimeUnixNano, 1_700_000_000_000_000_000n);
     });
   });
 }

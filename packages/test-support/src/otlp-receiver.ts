@@ -65,6 +65,7 @@ export interface ReceivedPoint {
   min?: number;
   max?: number;
   exemplars: Array<{ traceId: string; spanId: string; value: number }>;
+  startTimeUnixNano: bigint;
   timeUnixNano: bigint;
 }
 
@@ -74,6 +75,8 @@ export interface ReceivedMetric {
   unit: string;
   kind: "sum" | "gauge" | "histogram";
   monotonic: boolean;
+  /** Sums and histograms; gauges have none. */
+  temporality: "delta" | "cumulative" | undefined;
   points: ReceivedPoint[];
   resource: Attrs;
   scope: { name: string; version: string };
@@ -257,6 +260,14 @@ function logsOf(body: Obj): ReceivedLog[] {
   return out;
 }
 
+function temporalityOf(v: unknown): ReceivedMetric["temporality"] {
+  // A number; OTLP/JSON from other senders may spell out the name.
+  if (v === 1 || v === "AGGREGATION_TEMPORALITY_DELTA") return "delta";
+  if (v === 2 || v === "AGGREGATION_TEMPORALITY_CUMULATIVE")
+    return "cumulative";
+  return undefined;
+}
+
 function metricsOf(body: Obj): ReceivedMetric[] {
   const out: ReceivedMetric[] = [];
   const exemplars = (list: unknown) =>
@@ -276,6 +287,7 @@ function metricsOf(body: Obj): ReceivedMetric[] {
           const base = {
             attributes: attrs(p["attributes"]),
             exemplars: exemplars(p["exemplars"]),
+            startTimeUnixNano: big(p["startTimeUnixNano"]),
             timeUnixNano: big(p["timeUnixNano"]),
           };
           if (kind !== "histogram")
@@ -296,6 +308,7 @@ function metricsOf(body: Obj): ReceivedMetric[] {
           unit: String(m["unit"] ?? ""),
           kind,
           monotonic: data["isMonotonic"] === true,
+          temporality: temporalityOf(data["aggregationTemporality"]),
           points,
           resource,
           scope: {

@@ -1,4 +1,5 @@
-// Metric instruments: one aggregation per attribute set, kept cumulative.
+// Metric instruments: one aggregation per attribute set, kept cumulative;
+// a collection asking for delta gets the change since the last one that did.
 //
 // Recording finds the series through an index of the attributes in the
 // order they were given (see SeriesMap) and updates a few numbers: no
@@ -27,6 +28,14 @@ import type {
   NumberPointData,
   Scope,
 } from "@threadline/otlp";
+
+/**
+ * OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, as the specification
+ * defines it: cumulative everything; delta for counters (observable ones
+ * too) and histograms; lowmemory, delta for synchronous counters and
+ * histograms only. Up-down counters and gauges stay as they are.
+ */
+export type TemporalityPreference = "cumulative" | "delta" | "lowmemory";
 
 export const CARDINALITY_LIMIT = 2000;
 const OVERFLOW: Attributes = { "otel.metric.overflow": true };
@@ -82,6 +91,9 @@ interface NumberSeries {
   value: number;
   /** The collection that last observed it (observable instruments only). */
   round: number;
+  /** The value and time of its last delta export (time undefined: none yet). */
+  reported: number;
+  reportedAt: number | undefined;
 }
 
 interface HistogramSeries {
@@ -93,6 +105,17 @@ interface HistogramSeries {
   max: number;
   counts: number[];
   exemplars: Array<ExemplarData | undefined>;
+  /** What its last delta export had reached, and when; undefined: none yet. */
+  reported: HistogramReported | undefined;
+}
+
+interface HistogramReported {
+  at: number;
+  count: number;
+  sum: number;
+  min: number;
+  max: number;
+  counts: number[];
 }
 
 /** A step of the ordered-attributes index: next key, then its value. */
@@ -220,6 +243,8 @@ const numberSeries = (attributes: PointAttributes): NumberSeries => ({
   startTime: now(),
   value: 0,
   round: 0,
+  reported: 0,
+  reportedAt: undefined,
 });
 
 /** Sums (monotonic or not) and last-value gauges over attribute sets. */
@@ -230,6 +255,8 @@ export class NumberAggregator {
   #observingRound = 0;
   readonly kind: "sum" | "gauge";
   readonly monotonic: boolean;
+  /** Fed by callbacks (observe()) rather than add() and set(). */
+  readonly observable: boolean;
   readonly descriptor: InstrumentDescriptor;
   readonly scope: Scope;
 
@@ -238,11 +265,13 @@ export class NumberAggregator {
     descriptor: InstrumentDescriptor,
     kind: "sum" | "gauge",
     monotonic: boolean,
+    observable = false,
   ) {
     this.scope = scope;
     this.descriptor = descriptor;
     this.kind = kind;
     this.monotonic = monotonic;
+    this.observable = observable;
   }
 
   add(value: number, attributes?: Attributes): void {
@@ -275,7 +304,11 @@ export class NumberAggregator {
     if (s.round !== round) {
       s.round = round;
       const before = this.#series.find(s.attributes as Attributes);
-      if (before !== undefined) s.startTime = before.startTime;
+      if (before !== undefined) {
+        s.startTime = before.startTime;
+        s.reported = before.reported;
+        s.reportedAt = before.reportedAt;
+      }
     }
     s.value = value;
   }
@@ -298,16 +331,43 @@ export class NumberAggregator {
     return this.#series.find(attributes)?.value;
   }
 
-  collect(time: number): MetricData | undefined {
+  /**
+   * Every series at `time`. With a preference that makes this instrument
+   * delta (see TemporalityPreference), each point is the change since the
+   * previous collection made with one, and a synchronous series that did
+   * not change is left out; only one reader may ask for delta.
+   */
+  collect(
+    time: number,
+    preference: TemporalityPreference = "cumulative",
+  ): MetricData | undefined {
     if (this.#series.size === 0) return undefined;
+    const delta =
+      this.kind === "sum" &&
+      this.monotonic &&
+      (preference === "delta" ||
+        (preference === "lowmemory" && !this.observable));
     const points: NumberPointData[] = [];
-    for (const s of this.#series.values())
-      points.push({
-        attributes: s.attributes,
-        startTime: s.startTime,
-        time,
-        value: s.value,
-      });
+    for (const s of this.#series.values()) {
+      if (!delta) {
+        points.push({
+          attributes: s.attributes,
+          startTime: s.startTime,
+          time,
+          value: s.value,
+        });
+        continue;
+      }
+      // An observed counter that went down was reset: all of it is new.
+      const reset = s.value < s.reported;
+      const value = reset ? s.value : s.value - s.reported;
+      const startTime = s.reportedAt ?? s.startTime;
+      s.reported = s.value;
+      s.reportedAt = time;
+      if (value === 0 && !this.observable) continue;
+      points.push({ attributes: s.attributes, startTime, time, value });
+    }
+    if (points.length === 0) return undefined;
     const d = this.descriptor;
     return this.kind === "sum"
       ? {
@@ -317,6 +377,7 @@ export class NumberAggregator {
           unit: d.unit,
           kind: "sum",
           monotonic: this.monotonic,
+          temporality: delta ? "delta" : "cumulative",
           points,
         }
       : {
@@ -360,6 +421,7 @@ export class HistogramAggregator {
       exemplars: new Array<ExemplarData | undefined>(bounds.length + 1).fill(
         undefined,
       ),
+      reported: undefined,
     }));
   }
 
@@ -406,26 +468,53 @@ export class HistogramAggregator {
     return this.#series.values();
   }
 
-  collect(time: number): MetricData | undefined {
+  /**
+   * Every series at `time`; with any preference but cumulative, the
+   * measurements since the previous collection made with one, leaving out
+   * series that took none. A delta point's min or max is known only when
+   * it moved past what was reported before, and left out otherwise.
+   */
+  collect(
+    time: number,
+    preference: TemporalityPreference = "cumulative",
+  ): MetricData | undefined {
     if (this.#series.size === 0) return undefined;
+    const delta = preference !== "cumulative";
     const points: HistogramPointData[] = [];
     for (const s of this.#series.values()) {
+      const was = delta ? s.reported : undefined;
+      if (delta) {
+        if (was !== undefined && was.count === s.count) continue;
+        s.reported = {
+          at: time,
+          count: s.count,
+          sum: s.sum,
+          min: s.min,
+          max: s.max,
+          counts: [...s.counts],
+        };
+      }
       const exemplars: ExemplarData[] = [];
       for (const e of s.exemplars)
-        if (e !== undefined) exemplars.push({ ...e });
+        if (e !== undefined && (was === undefined || e.time > was.at))
+          exemplars.push({ ...e });
       points.push({
         attributes: s.attributes,
-        startTime: s.startTime,
+        startTime: was?.at ?? s.startTime,
         time,
-        count: s.count,
-        sum: s.sum,
-        min: s.min,
-        max: s.max,
+        count: s.count - (was?.count ?? 0),
+        sum: s.sum - (was?.sum ?? 0),
+        min: was === undefined || s.min < was.min ? s.min : undefined,
+        max: was === undefined || s.max > was.max ? s.max : undefined,
         bounds: this.bounds,
-        counts: [...s.counts],
+        counts:
+          was === undefined
+            ? [...s.counts]
+            : s.counts.map((c, i) => c - was.counts[i]!),
         ...(exemplars.length > 0 ? { exemplars } : {}),
       });
     }
+    if (points.length === 0) return undefined;
     const d = this.descriptor;
     return {
       scope: this.scope,
@@ -433,6 +522,7 @@ export class HistogramAggregator {
       description: d.description,
       unit: d.unit,
       kind: "histogram",
+      temporality: delta ? "delta" : "cumulative",
       points,
     };
   }

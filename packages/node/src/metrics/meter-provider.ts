@@ -34,6 +34,7 @@ import {
   HistogramAggregator,
   NumberAggregator,
   SECONDS_BUCKETS,
+  type TemporalityPreference,
 } from "./instruments.ts";
 
 type Aggregator = NumberAggregator | HistogramAggregator;
@@ -290,7 +291,7 @@ export class MeterProvider implements ApiMeterProvider {
       scope,
       d.name,
       `observable ${kind}${monotonic}`,
-      () => new NumberAggregator(scope, d, kind, monotonic),
+      () => new NumberAggregator(scope, d, kind, monotonic, true),
     );
     this.#observed.add(a);
     const o = new ObservableInstrument(a);
@@ -399,20 +400,26 @@ export class MeterProvider implements ApiMeterProvider {
     return running;
   }
 
-  #snapshot(): MetricData[] {
+  #snapshot(preference: TemporalityPreference): MetricData[] {
     const time = performance.timeOrigin + performance.now();
     const out: MetricData[] = [];
     for (const a of this.#aggregators.values()) {
-      const d = a.collect(time);
+      const d = a.collect(time, preference);
       if (d !== undefined) out.push(d);
     }
     return out;
   }
 
-  /** Runs observable callbacks (see observe()), then snapshots every series. Never throws. */
-  async collect(): Promise<MetricData[]> {
+  /**
+   * Runs observable callbacks (see observe()), then snapshots every series,
+   * cumulative unless `preference` makes an instrument delta: then since
+   * the previous collection that asked for it. Never throws.
+   */
+  async collect(
+    preference: TemporalityPreference = "cumulative",
+  ): Promise<MetricData[]> {
     await this.observe();
-    return this.#snapshot();
+    return this.#snapshot(preference);
   }
 
   /**
@@ -458,11 +465,11 @@ export class MeterProvider implements ApiMeterProvider {
    * handlers). Nothing is forgotten: an asynchronous callback cannot report
    * any more, and what it reported last is the best there is.
    */
-  collectSync(): MetricData[] {
+  collectSync(preference: TemporalityPreference = "cumulative"): MetricData[] {
     const round: Round = { open: true, n: undefined };
     this.#observe(round);
     round.open = false;
-    return this.#snapshot();
+    return this.#snapshot(preference);
   }
 }
 

@@ -1,20 +1,29 @@
 // Collects every metric on an interval (OTEL_METRIC_EXPORT_INTERVAL) and
 // hands the snapshot to the export pipeline; once more, synchronously, when
-// the process ends. The timer never keeps the process alive.
+// the process ends. The timer never keeps the process alive. It is the one
+// collector that may ask for delta temporality (the Prometheus endpoint is
+// cumulative by nature).
 import { diag } from "@threadline/core";
 import type { ExportPipeline } from "../export/pipeline.ts";
+import type { TemporalityPreference } from "./instruments.ts";
 import type { MeterProvider } from "./meter-provider.ts";
 
 export class MetricReader {
   readonly #provider: MeterProvider;
   readonly #pipeline: ExportPipeline;
+  readonly #temporality: TemporalityPreference;
   #timer: NodeJS.Timeout | undefined;
   /** Set by start(); a reader never started (metrics export off) collects nothing. */
   #started = false;
 
-  constructor(provider: MeterProvider, pipeline: ExportPipeline) {
+  constructor(
+    provider: MeterProvider,
+    pipeline: ExportPipeline,
+    temporality: TemporalityPreference = "cumulative",
+  ) {
     this.#provider = provider;
     this.#pipeline = pipeline;
+    this.#temporality = temporality;
   }
 
   start(intervalMs: number): void {
@@ -26,7 +35,9 @@ export class MetricReader {
   async exportNow(): Promise<void> {
     if (!this.#started) return;
     try {
-      this.#pipeline.exportMetrics(await this.#provider.collect());
+      this.#pipeline.exportMetrics(
+        await this.#provider.collect(this.#temporality),
+      );
     } catch (err) {
       diag.warnCollapsed(
         "metrics-collect",
@@ -38,7 +49,9 @@ export class MetricReader {
   exportSync(): void {
     if (!this.#started) return;
     try {
-      this.#pipeline.exportMetrics(this.#provider.collectSync());
+      this.#pipeline.exportMetrics(
+        this.#provider.collectSync(this.#temporality),
+      );
     } catch (err) {
       diag.warnCollapsed(
         "metrics-collect",

@@ -1,0 +1,171 @@
+// OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE as a backend that
+// wants delta sees it: each export carries what happened since the one
+// before, the points of a series follow on from each other, and the
+// Prometheus endpoint next to it stays cumulative.
+import assert from "node:assert/strict";
+import { after, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  freePort,
+  startOtlpReceiver,
+  startService,
+  stopTestServers,
+  waitFor,
+  type OtlpReceiver,
+  type ReceivedMetric,
+} from "@threadline/test-support";
+
+const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
+
+after(() => stopTestServers());
+
+async function startHello(
+  receiver: OtlpReceiver,
+  serviceName: string,
+  preference: string,
+  prometheusPort?: number,
+) {
+  return startService({
+    entry: "hello.cjs",
+    cwd: fixtures,
+    execArgv: ["-r", "@threadline/node/register"],
+    env: {
+      OTEL_SERVICE_NAME: serviceName,
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: preference,
+      OTEL_METRIC_EXPORT_INTERVAL: "200",
+      ...(prometheusPort === undefined
+        ? {}
+        : {
+            OTEL_METRICS_EXPORTER: "otlp,prometheus",
+            OTEL_EXPORTER_PROMETHEUS_HOST: "127.0.0.1",
+            OTEL_EXPORTER_PROMETHEUS_PORT: String(prometheusPort),
+          }),
+    },
+  });
+}
+
+const from = (receiver: OtlpReceiver, service: string, name: string) =>
+  receiver.metrics.filter(
+    (m) => m.name === name && m.resource["service.name"] === service,
+  );
+
+/** Requests counted by every export of the request histogram so far. */
+const requestsSeen = (metrics: readonly ReceivedMetric[]) =>
+  metrics.reduce(
+    (n, m) => n + m.points.reduce((k, p) => k + (p.count ?? 0), 0),
+    0,
+  );
+
+it("exports counters and histograms as deltas that add up, and keeps the scrape endpoint cumulative", async () => {
+  const receiver = await startOtlpReceiver();
+  const port = await freePort();
+  const svc = await startHello(receiver, "delta", "delta", port);
+  try {
+    for (let i = 0; i < 3; i++) await (await fetch(svc.url)).text();
+    await waitFor(
+      () =>
+        requestsSeen(
+          from(receiver, "delta", "http.server.request.duration"),
+        ) === 3,
+      { what: "three requests counted across the delta exports" },
+    );
+    for (let i = 0; i < 2; i++) await (await fetch(svc.url)).text();
+    await waitFor(
+      () =>
+        requestsSeen(
+          from(receiver, "delta", "http.server.request.duration"),
+        ) === 5,
+      { what: "five requests counted across the delta exports" },
+    );
+    // Quiet exports after that add nothing: no point repeats a request.
+    const exportsBefore = from(receiver, "delta", "process.cpu.time").length;
+    await waitFor(
+      () =>
+        from(receiver, "delta", "process.cpu.time").length >= exportsBefore + 3,
+      { what: "three more exports" },
+    );
+    const requests = from(receiver, "delta", "http.server.request.duration");
+    assert.equal(requestsSeen(requests), 5);
+    for (const m of requests) {
+      assert.equal(m.temporality, "delta");
+      for (const p of m.points) {
+        assert.ok(p.count! > 0, "a series with no request is left out");
+        assert.equal(
+          p.bucketCounts!.reduce((a, b) => a + b, 0),
+          p.count,
+        );
+      }
+    }
+    // One series (GET, 200): each delta starts where the one before ended.
+    const points = requests.flatMap((m) => m.points);
+    assert.ok(points.length >= 2, "the requests came in two exports or more");
+    for (let i = 1; i < points.length; i++)
+      assert.equal(points[i]!.startTimeUnixNano, points[i - 1]!.timeUnixNano);
+    // An observable counter is delta too; an up-down counter and a gauge
+    // keep what they are.
+    const cpu = from(receiver, "delta", "process.cpu.time");
+    assert.ok(cpu.every((m) => m.temporality === "delta"));
+    const cpuSeries = cpu.map((m) =>
+      m.points.find((p) => p.attributes["cpu.mode"] === "user")!,
+    );
+    assert.ok(cpuSeries.every((p) => p.value! >= 0));
+    for (let i = 1; i < cpuSeries.length; i++)
+      assert.equal(
+        cpuSeries[i]!.startTimeUnixNano,
+        cpuSeries[i - 1]!.timeUnixNano,
+      );
+    const rss = from(receiver, "delta", "process.memory.usage");
+    assert.ok(rss.length > 0);
+    assert.ok(rss.every((m) => m.temporality === "cumulative"));
+    assert.ok(rss.every((m) => m.points[0]!.value! > 1e6));
+    // The scrape endpoint counts every request since the start.
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    assert.match(
+      text,
+      /^http_server_request_duration_seconds_count\{[^}]*\} 5$/m,
+    );
+    assert.deepEqual(
+      svc.stderr.filter((l) => /TEMPORALITY/.test(l)),
+      [],
+    );
+  } finally {
+    await svc.stop();
+    await receiver.close();
+  }
+});
+
+it("with lowmemory, sends synchronous instruments as deltas and observable counters cumulative", async () => {
+  const receiver = await startOtlpReceiver();
+  const svc = await startHello(receiver, "lowmemory", "lowmemory");
+  try {
+    for (let i = 0; i < 2; i++) await (await fetch(svc.url)).text();
+    await waitFor(
+      () =>
+        requestsSeen(
+          from(receiver, "lowmemory", "http.server.request.duration"),
+        ) === 2 && from(receiver, "lowmemory", "process.cpu.time").length >= 2,
+      { what: "two requests and two CPU exports" },
+    );
+    const requests = from(
+      receiver,
+      "lowmemory",
+      "http.server.request.duration",
+    );
+    assert.ok(requests.every((m) => m.temporality === "delta"));
+    const cpu = from(receiver, "lowmemory", "process.cpu.time");
+    assert.ok(cpu.every((m) => m.temporality === "cumulative"));
+    // Cumulative: every export of the series starts at the same time.
+    const starts = new Set(
+      cpu.map(
+        (m) =>
+          m.points.find((p) => p.attributes["cpu.mode"] === "user")!
+            .startTimeUnixNano,
+      ),
+    );
+    assert.equal(starts.size, 1);
+  } finally {
+    await svc.stop();
+    await receiver.close();
+  }
+});
