@@ -67,6 +67,7 @@ import {
   AttributeSets,
 } from "@threadline/core";
 import { expressRoute, hookExpressLayers } from "./express-routes.ts";
+import { subscribeFastifyRoutes } from "./fastify-routes.ts";
 
 /** Options of {@link HttpInstrumentation}. */
 export interface HttpInstrumentationConfig {
@@ -501,6 +502,7 @@ export class HttpInstrumentation implements Instrumentation {
     const express = hookExpressLayers();
     this.#restore.push(express.unhook);
     this.#expressLate = express.late;
+    this.#restore.push(subscribeFastifyRoutes(nameFastifyRoute));
     guardClientHeaders(
       http.ClientRequest.prototype as unknown as Record<string, unknown>,
       this.#restore,
@@ -887,6 +889,12 @@ export class HttpInstrumentation implements Instrumentation {
     span.end();
     finishClientCall(call);
   }
+}
+
+/** A Fastify route names the request, unless the application named it first. */
+function nameFastifyRoute(res: ServerResponse, route: string): void {
+  const state = (res as StatefulResponse)[STATE];
+  if (state !== undefined) state.route ??= route;
 }
 
 function onResponseClose(this: StatefulResponse): void {

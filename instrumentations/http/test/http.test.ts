@@ -6,6 +6,7 @@ import http from "node:http";
 import https from "node:https";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import express from "express";
+import Fastify from "fastify";
 import { trace } from "@opentelemetry/api";
 import {
   selfSignedCertificate,
@@ -16,7 +17,7 @@ import {
   type ReceivedSpan,
   type RecordingServer,
 } from "@threadline/test-support";
-import { init, type ThreadlineHandle } from "@threadline/node";
+import { init, setHttpRoute, type ThreadlineHandle } from "@threadline/node";
 
 const SERVER = 2;
 const CLIENT = 3;
@@ -520,6 +521,85 @@ describe("http server", () => {
         "/v/:ver/thing/:x",
       ],
     );
+  });
+
+  it("names spans and request metrics after fastify routes", async () => {
+    const app = Fastify();
+    app.get("/orders/:id", async (req) => ({
+      id: (req.params as { id: string }).id,
+    }));
+    await app.register(
+      (api, _options, done) => {
+        api.get("/users/:userId/posts/:postId", (_req, reply) => {
+          reply.send("post");
+        });
+        done();
+      },
+      { prefix: "/api/v1" },
+    );
+    app.get("/fail/:id", () => {
+      throw new Error("handler failed");
+    });
+    // A route the application names itself keeps its name.
+    app.get("/files/*", (_req, reply) => {
+      setHttpRoute("/files/:name");
+      reply.send("file");
+    });
+    await app.listen({ port: 0, host: "127.0.0.1" });
+    servers.add(app.server);
+    const port = (app.server.address() as { port: number }).port;
+    for (const [path, status] of [
+      ["/orders/17?token=abc", 200],
+      ["/api/v1/users/42/posts/7", 200],
+      ["/fail/3", 500],
+      ["/nowhere/9", 404],
+      ["/files/a.txt", 200],
+    ] as const)
+      assert.equal(
+        (await get(`http://127.0.0.1:${port}${path}`)).status,
+        status,
+      );
+    const spans = await receiver.waitForSpans(
+      (s) => s.filter((x) => x.kind === SERVER).length >= 5,
+      "five server spans",
+    );
+    const byPath = (path: string) =>
+      spans.find((s) => s.kind === SERVER && s.attributes["url.path"] === path);
+    const order = byPath("/orders/17")!;
+    assert.equal(order.name, "GET /orders/:id");
+    assert.equal(order.attributes["http.route"], "/orders/:id");
+    assert.equal(order.attributes["url.query"], "token=REDACTED");
+    const post = byPath("/api/v1/users/42/posts/7")!;
+    assert.equal(post.name, "GET /api/v1/users/:userId/posts/:postId");
+    assert.equal(
+      post.attributes["http.route"],
+      "/api/v1/users/:userId/posts/:postId",
+    );
+    const failed = byPath("/fail/3")!;
+    assert.equal(failed.name, "GET /fail/:id");
+    assert.equal(failed.attributes["http.route"], "/fail/:id");
+    assert.equal(failed.attributes["error.type"], "500");
+    assert.equal(failed.status.code, 2);
+    // No route matched: a template would be a guess, the path a new series per id.
+    const missing = byPath("/nowhere/9")!;
+    assert.equal(missing.name, "GET");
+    assert.equal(missing.attributes["http.route"], undefined);
+    assert.equal(missing.attributes["http.response.status_code"], 404);
+    assert.equal(byPath("/files/a.txt")!.name, "GET /files/:name");
+
+    await threadline.forceFlush();
+    const duration = receiver.metrics.findLast(
+      (m) => m.name === "http.server.request.duration",
+    );
+    assert.ok(duration, "http.server.request.duration exported");
+    const routeOf = (status: number) =>
+      duration.points
+        .filter((p) => p.attributes["http.response.status_code"] === status)
+        .map((p) => p.attributes["http.route"]);
+    for (const route of ["/orders/:id", "/api/v1/users/:userId/posts/:postId"])
+      assert.ok(routeOf(200).includes(route), `${route} in ${routeOf(200)}`);
+    assert.ok(routeOf(500).includes("/fail/:id"), `${routeOf(500)}`);
+    assert.deepEqual(routeOf(404), [undefined]);
   });
 
   it("traces https servers and clients", async () => {

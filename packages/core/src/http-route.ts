@@ -21,9 +21,9 @@ export function contextWithRouteHolder(
 /**
  * Names the route of the HTTP request being served, as a template
  * (`/orders/:id`, never the concrete path), so its server span is named
- * `POST /orders/:id` and request metrics group by route. Express routes are
- * read automatically; call this from plain `node:http` handlers or other
- * frameworks. Outside a request it does nothing.
+ * `POST /orders/:id` and request metrics group by route. Express and Fastify
+ * routes are read automatically (a name set here wins); call this from plain
+ * `node:http` handlers or other frameworks. Outside a request it does nothing.
  *
  * @example
  * if (req.method === 'GET' && /^\/orders\/\d+$/.test(url)) setHttpRoute('/orders/:id');
