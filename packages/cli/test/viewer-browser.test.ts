@@ -45,6 +45,18 @@ async function screenshot(
   await page.screenshot({ path, fullPage, animations: "disabled" });
 }
 
+/** Waits for the tab's title, which a page sets once it knows what it shows. */
+async function assertTitle(page: Page, expected: string): Promise<void> {
+  let title = "";
+  try {
+    await waitFor(async () => (title = await page.title()) === expected, {
+      timeoutMs: 5_000,
+    });
+  } catch {
+    assert.equal(title, expected, "the tab's title");
+  }
+}
+
 const CHROMIUM_ARGS = [
   "--no-sandbox",
   "--disable-background-networking",
@@ -329,6 +341,39 @@ describe("the threadline dev viewer in a browser", () => {
       what: "every span again",
     });
     assert.equal(await page.getByTestId("log-row").count(), LOGS_PER_ORDER);
+  });
+
+  it("names each page in the tab, not only the first one opened", async () => {
+    // The page shows one of c-42's traces, opened from the search results.
+    const traceId = await page
+      .getByTestId("trace-view")
+      .getAttribute("data-trace-id");
+    const shown = c42.find((t) => t.traceId === traceId);
+    assert.ok(shown);
+    const traceTitle = `${shown.rootService} ${shown.rootName} · Threadline`;
+    await assertTitle(page, traceTitle);
+
+    await page.getByRole("link", { name: "← Traces for c-42" }).click();
+    await page
+      .locator('[data-testid=results][data-state=done][data-customer="c-42"]')
+      .waitFor();
+    await assertTitle(page, "Traces for c-42 · Threadline");
+    await page.getByTestId("nav-live").click();
+    await page.getByTestId("live-view").waitFor();
+    await assertTitle(page, "Live · Threadline");
+
+    // Back and forth through the history, each entry names itself again.
+    await page.goBack();
+    await page.getByTestId("results").waitFor();
+    await assertTitle(page, "Traces for c-42 · Threadline");
+    await page.goBack();
+    await page
+      .locator(
+        `[data-testid=trace-view][data-trace-id="${traceId}"][data-state=ready]`,
+      )
+      .waitFor();
+    await assertTitle(page, traceTitle);
+    assert.deepEqual(pageErrors, []);
   });
 
   it("streams a customer's new traces live, and only theirs", async () => {

@@ -5,7 +5,8 @@
 // Each view is a function (container, route, app) returning an object with
 // optional update(route) (return false to be rebuilt instead) and destroy().
 // Every view keeps its state in the URL, so reloads and deep links land on
-// the same page.
+// the same page, and names its page (app.setTitle) whenever that state
+// changes: the tab and the history list then say where each entry leads.
 import { getJson, href } from "./api.js";
 import { formatBytes, h, plural } from "./dom.js";
 import { liveView } from "./live.js";
@@ -37,6 +38,10 @@ const app = {
       statsTimer = undefined;
       void refreshStats();
     }, 1000);
+  },
+  /** Names the page in its tab and in the history: "<title> · Threadline". */
+  setTitle(title) {
+    document.title = title ? `${title} · Threadline` : "Threadline";
   },
   /** Changes the current URL's query without rendering again. */
   setQuery(params) {
@@ -74,7 +79,8 @@ function render() {
   };
 }
 
-function missingView(container, route) {
+function missingView(container, route, app) {
+  app.setTitle("Nothing here");
   container.append(
     h(
       "section",

@@ -210,6 +210,9 @@ export function liveView(container, route, app) {
       return;
     filter = next;
     app.setQuery(filter);
+    app.setTitle(
+      ["Live", filter.customer, filter.service].filter(Boolean).join(" · "),
+    );
     rows.clear();
     tbody.replaceChildren();
     refresh();

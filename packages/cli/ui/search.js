@@ -209,6 +209,7 @@ export function searchView(container, route, app) {
     controller = new AbortController();
     const { signal } = controller;
     const who = params.get("customer") ?? "";
+    app.setTitle(who ? `Traces for ${who}` : "Search");
     showWatch(who);
     results.dataset.state = "loading";
     results.dataset.customer = who;

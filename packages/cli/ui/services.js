@@ -126,6 +126,7 @@ export function servicesView(container, route, app) {
   );
 
   async function load() {
+    app.setTitle(["Services", select.value].filter(Boolean).join(" · "));
     controller?.abort();
     controller = new AbortController();
     let data;
@@ -149,6 +150,7 @@ export function servicesView(container, route, app) {
     for (const s of data.services)
       if (!known.has(s)) select.append(h("option", { value: s, text: s }));
     if (data.service) select.value = data.service;
+    app.setTitle(["Services", data.service].filter(Boolean).join(" · "));
     if (data.panels === undefined) {
       body.replaceChildren(
         notice(

@@ -321,6 +321,8 @@ export function traceView(container, route, app) {
     dataset: { testid: "trace-view", traceId, state: "loading" },
   });
   container.append(page);
+  // Named by its id until it loads, so the previous page's name never stays.
+  app.setTitle(`Trace ${traceId.slice(0, 8)}…`);
   let model;
   let selected = route.params.get("span") || null;
   const collapsed = new Set();
@@ -377,7 +379,9 @@ export function traceView(container, route, app) {
     render();
     page.dataset.state = "ready";
     if (first) {
-      document.title = `${model.root?.service ?? "trace"} ${model.root?.name ?? ""} · Threadline`;
+      app.setTitle(
+        `${model.root?.service ?? "trace"} ${model.root?.name ?? ""}`.trim(),
+      );
       follow(model.customer);
       if (selected) rowOf(selected)?.scrollIntoView({ block: "center" });
     }
