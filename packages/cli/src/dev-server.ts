@@ -8,7 +8,10 @@
 // data, and the page passes the token from its URL to the API. Ingested data is
 // written in batches every flushIntervalMs; each batch's changed traces are
 // pushed to live-view subscribers (server-sent events) that match their
-// customer/service filter.
+// customer/service filter. Batches are numbered (the events' ids) and the
+// last LIVE_REPLAY changes kept in memory, so a stream opened again after
+// the page went elsewhere (?after=, or Last-Event-ID when the browser
+// reconnects by itself) first gets what it missed.
 import { readFile } from "node:fs/promises";
 import {
   createServer,
@@ -30,7 +33,7 @@ import {
 } from "@threadline/core";
 import { parseDuration, queryFromParams } from "./query.ts";
 import { OtlpReceiver } from "./receiver.ts";
-import { Store, type ChangedTraces } from "./store.ts";
+import { Store, type ChangedTrace, type ChangedTraces } from "./store.ts";
 
 export interface DevServerOptions {
   /** @default '127.0.0.1' */
@@ -127,6 +130,9 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(JSON.stringify(body));
 }
 
+/** How many changed traces the live feed keeps to replay to a returning page. */
+const LIVE_REPLAY = 1000;
+
 interface LiveClient {
   res: ServerResponse;
   customer: string | undefined;
@@ -161,6 +167,13 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     ...(o.maxAgeMs === undefined ? {} : { maxAgeMs: o.maxAgeMs }),
   });
   const live = new Set<LiveClient>();
+  /** The number of the last batch that changed traces; 0 before any. */
+  let liveSeq = 0;
+  /** The latest changes, oldest first: at most 2 × LIVE_REPLAY, trimmed in one go. */
+  let recent: Array<{ seq: number; trace: ChangedTrace }> = [];
+  const matches = (c: LiveClient, t: ChangedTrace) =>
+    (c.customer === undefined || t.customer === c.customer) &&
+    (c.service === undefined || t.services.includes(c.service));
   let flushTimer: NodeJS.Timeout | undefined;
   const flush = () => {
     flushTimer = undefined;
@@ -176,15 +189,16 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
       if (store.pending > 0) flushTimer ??= setTimeout(flush, 1000);
       return;
     }
-    if (changed.length === 0 || live.size === 0) return;
-    for (const c of live) {
-      for (const t of changed) {
-        if (c.customer !== undefined && t.customer !== c.customer) continue;
-        if (c.service !== undefined && !t.services.includes(c.service))
-          continue;
-        c.res.write(`event: trace\ndata: ${JSON.stringify(t)}\n\n`);
-      }
-    }
+    if (changed.length === 0) return;
+    const seq = ++liveSeq;
+    for (const trace of changed) recent.push({ seq, trace });
+    if (recent.length > 2 * LIVE_REPLAY) recent = recent.slice(-LIVE_REPLAY);
+    for (const c of live)
+      for (const t of changed)
+        if (matches(c, t))
+          c.res.write(
+            `id: ${seq}\nevent: trace\ndata: ${JSON.stringify(t)}\n\n`,
+          );
   };
   const scheduleFlush = () => {
     if (store.pending > 20_000) flush();
@@ -433,6 +447,28 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
         customer: url.searchParams.get("customer") || undefined,
         service: url.searchParams.get("service") || undefined,
       };
+      const resume =
+        url.searchParams.get("after") ?? req.headers["last-event-id"];
+      const after = resume ? Number(resume) : NaN;
+      if (Number.isSafeInteger(after) && after >= 0) {
+        // A number beyond ours was given by an earlier run of the server:
+        // everything kept is new to that page.
+        const from = after > liveSeq ? 0 : after;
+        // Each trace once, as it is now, in the order it last changed.
+        const latest = new Map<string, { seq: number; trace: ChangedTrace }>();
+        for (const e of recent)
+          if (e.seq > from && matches(client, e.trace)) {
+            latest.delete(e.trace.traceId);
+            latest.set(e.trace.traceId, e);
+          }
+        for (const { seq, trace } of latest.values())
+          res.write(
+            `id: ${seq}\nevent: trace\ndata: ${JSON.stringify(trace)}\n\n`,
+          );
+      }
+      // Where the stream starts, so that a page that heard nothing yet can
+      // still come back for what it missed.
+      res.write(`id: ${liveSeq}\nevent: position\ndata: ${liveSeq}\n\n`);
       live.add(client);
       req.on("close", () => live.delete(client));
       return;

@@ -68,6 +68,55 @@ async function post(
   };
 }
 
+interface LiveEvent {
+  event: string;
+  id: string;
+  data: string;
+}
+
+/** A live stream, read as it arrives: its text, and its events without the comments. */
+function openLive(
+  url: string,
+  headers: Record<string, string> = {},
+): { text: () => string; events: () => LiveEvent[]; close: () => void } {
+  let text = "";
+  const req = http.get(url, { headers }, (res) => {
+    res.setEncoding("utf8");
+    res.on("data", (c: string) => (text += c));
+  });
+  return {
+    text: () => text,
+    events: () =>
+      text
+        .split("\n\n")
+        .slice(0, -1)
+        .map((block) => {
+          const e = { event: "message", id: "", data: "" };
+          for (const line of block.split("\n")) {
+            const colon = line.indexOf(":");
+            const field = line.slice(0, colon);
+            if (field === "event" || field === "id" || field === "data")
+              e[field] = line.slice(colon + 2);
+          }
+          return e;
+        })
+        .filter((e) => e.data !== ""),
+    close: () => req.destroy(),
+  };
+}
+
+/** The trace summaries a live stream sent, in order. */
+function liveTraces(events: LiveEvent[]): Array<{
+  traceId: string;
+  customer: string;
+  spanCount: number;
+  logsAdded?: number;
+}> {
+  return events
+    .filter((e) => e.event === "trace")
+    .map((e) => JSON.parse(e.data));
+}
+
 const proto = { "content-type": "application/x-protobuf" };
 const json = { "content-type": "application/json" };
 
@@ -319,12 +368,8 @@ describe("the OTLP receiver", () => {
   });
 
   it("streams new traces to live subscribers, filtered by customer", async () => {
-    const events: string[] = [];
-    const req = http.get(`${dev.viewerUrl}/api/live?customer=c-live`, (res) => {
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => events.push(c));
-    });
-    await waitFor(() => events.join("").includes(": live"), {
+    const live = openLive(`${dev.viewerUrl}/api/live?customer=c-live`);
+    await waitFor(() => live.text().includes(": live"), {
       what: "the stream to open",
     });
     await post(
@@ -332,19 +377,89 @@ describe("the OTLP receiver", () => {
       traces.encode([span("c-other"), span("c-live")]),
       proto,
     );
-    await waitFor(() => events.join("").includes("event: trace"), {
+    await waitFor(() => live.text().includes("event: trace"), {
       what: "a live event",
     });
-    const data = events
-      .join("")
-      .split("\n")
-      .filter((l) => l.startsWith("data: "));
-    assert.equal(data.length, 1);
-    assert.equal(
-      (JSON.parse(data[0]!.slice(6)) as { customer: string }).customer,
-      "c-live",
+    const sent = liveTraces(live.events());
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0]!.customer, "c-live");
+    live.close();
+  });
+
+  it("replays to a stream opened again what changed while it was away, each trace once", async () => {
+    const first = openLive(`${dev.viewerUrl}/api/live?customer=c-back`);
+    await waitFor(() => first.events().at(-1)?.event === "position", {
+      what: "the stream to open",
+    });
+    const a = span("c-back");
+    await post(`${dev.otlpUrl}/v1/traces`, traces.encode([a]), proto);
+    // The last change this page heard of, as the viewer keeps it.
+    const seen = await waitFor(
+      () => first.events().find((e) => e.event === "trace"),
+      { what: "the first trace live" },
     );
-    req.destroy();
+    first.close();
+
+    // While no page listens: a's second span, a new trace, another customer's.
+    const b = span("c-back");
+    const more = {
+      ...span("c-back"),
+      traceId: a.traceId,
+      parentSpanId: a.spanId,
+    };
+    await post(
+      `${dev.otlpUrl}/v1/traces`,
+      traces.encode([more, b, span("c-elsewhere")]),
+      proto,
+    );
+    await waitFor(
+      async () => {
+        const res = await fetch(`${dev.viewerUrl}/api/search?customer=c-back`);
+        const found = (
+          (await res.json()) as { traces: Array<{ spanCount: number }> }
+        ).traces;
+        return (
+          found
+            .map((t) => t.spanCount)
+            .sort()
+            .join() === "1,2"
+        );
+      },
+      { what: "both traces stored" },
+    );
+
+    const back = (headers: Record<string, string>, query: string) =>
+      openLive(`${dev.viewerUrl}/api/live?customer=c-back${query}`, headers);
+    for (const stream of [
+      back({}, `&after=${seen.id}`),
+      // What a browser sends when it reconnects by itself.
+      back({ "last-event-id": seen.id }, ""),
+    ]) {
+      const events = await waitFor(
+        () => stream.events().at(-1)?.event === "position" && stream.events(),
+        { what: "the stream's position" },
+      );
+      stream.close();
+      assert.deepEqual(
+        liveTraces(events)
+          .map((t) => [t.traceId, t.spanCount])
+          .sort(),
+        [
+          [a.traceId, 2],
+          [b.traceId, 1],
+        ].sort(),
+      );
+      assert.ok(Number(events.at(-1)!.id) > Number(seen.id));
+    }
+
+    // A stream opened without a number starts with what arrives next.
+    const fresh = back({}, "");
+    const events = await waitFor(
+      () => fresh.events().at(-1)?.event === "position" && fresh.events(),
+      { what: "the stream's position" },
+    );
+    fresh.close();
+    assert.deepEqual(liveTraces(events), []);
   });
 
   it("tells live subscribers when a trace's log lines arrive after its spans", async () => {
@@ -355,12 +470,8 @@ describe("the OTLP receiver", () => {
         (await fetch(`${dev.viewerUrl}/api/traces/${root.traceId}`)).ok,
       { what: "the trace stored" },
     );
-    const events: string[] = [];
-    const req = http.get(`${dev.viewerUrl}/api/live?customer=c-logs`, (res) => {
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => events.push(c));
-    });
-    await waitFor(() => events.join("").includes(": live"), {
+    const live = openLive(`${dev.viewerUrl}/api/live?customer=c-logs`);
+    await waitFor(() => live.text().includes(": live"), {
       what: "the stream to open",
     });
     const logs = new LogsEncoder({ "service.name": "api" }, { name: "pino" });
@@ -376,22 +487,14 @@ describe("the OTLP receiver", () => {
       traceFlags: 1,
     };
     await post(`${dev.otlpUrl}/v1/logs`, logs.encode([line]), proto);
-    await waitFor(() => events.join("").includes("event: trace"), {
+    await waitFor(() => live.text().includes("event: trace"), {
       what: "a live event for the log line",
     });
-    const data = events
-      .join("")
-      .split("\n")
-      .filter((l) => l.startsWith("data: "))
-      .map(
-        (l) =>
-          JSON.parse(l.slice(6)) as { traceId: string; logsAdded?: number },
-      );
     assert.deepEqual(
-      data.map((t) => [t.traceId, t.logsAdded]),
+      liveTraces(live.events()).map((t) => [t.traceId, t.logsAdded]),
       [[root.traceId, 1]],
     );
-    req.destroy();
+    live.close();
   });
 });
 

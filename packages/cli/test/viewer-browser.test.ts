@@ -413,6 +413,38 @@ describe("the threadline dev viewer in a browser", () => {
         `[data-testid=trace-view][data-trace-id="${fresh.traceId}"][data-state=ready]`,
       )
       .waitFor();
+
+    // Back on the live page, the row is there again and so is the order
+    // that landed, whole, while the trace was open.
+    await placeOrder(shop, "c-42", "lamp");
+    const later = await completeTraces(dev, "c-42", 4);
+    const missed = later.find(
+      (t) =>
+        t.traceId !== fresh.traceId &&
+        !c42.some((o) => o.traceId === t.traceId),
+    );
+    assert.ok(missed);
+    await page.goBack();
+    await page
+      .locator(
+        '[data-testid=live-status][data-state=live][data-customer="c-42"]',
+      )
+      .waitFor();
+    await row.waitFor({ timeout: 5_000 });
+    await page
+      .locator(
+        `[data-testid=live-row][data-trace-id="${missed.traceId}"][data-span-count="${SPANS_PER_ORDER}"]`,
+      )
+      .waitFor({ timeout: 5_000 });
+    assert.deepEqual(
+      await page
+        .getByTestId("live-row")
+        .evaluateAll((rows) =>
+          rows.map((r) => r.getAttribute("data-trace-id")),
+        ),
+      [missed.traceId, fresh.traceId],
+      "newest first",
+    );
     assert.deepEqual(pageErrors, []);
   });
 

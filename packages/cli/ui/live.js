@@ -6,6 +6,11 @@
 // placed by start time, newest on top, and the list is capped. Changing
 // the filter starts a new stream (the server filters, not the page) and
 // empties the list, since what was shown no longer matches.
+//
+// Leaving the page (to open a trace, say) keeps its rows and the number of
+// the last change it heard of; coming back with the same filter shows those
+// rows again at once and asks the server to replay what changed meanwhile
+// (?after=). A reload starts empty, as a first visit does.
 import { getJson, href, liveSource } from "./api.js";
 import {
   h,
@@ -19,6 +24,9 @@ import {
 const MAX_ROWS = 200;
 const RETRY_MS = 3000;
 
+/** The list as the page last left it: { filter, summaries (top first), after }. */
+let left;
+
 export function liveView(container, route, app) {
   /** traceId → { summary, row } */
   const rows = new Map();
@@ -26,6 +34,8 @@ export function liveView(container, route, app) {
   let retry;
   let debounce;
   let filter = { customer: "", service: "" };
+  /** The number of the last change heard of, to resume after; "" for none. */
+  let after = "";
 
   const customer = h("input", {
     type: "text",
@@ -137,19 +147,30 @@ export function liveView(container, route, app) {
     else app.navigate(url);
   }
 
+  function onPosition(e) {
+    after = e.lastEventId;
+  }
+
   function onTrace(e) {
+    after = e.lastEventId;
     let t;
     try {
       t = JSON.parse(e.data);
     } catch {
       return;
     }
+    show(t);
+    refresh();
+    app.dataChanged();
+  }
+
+  function show(t, { fresh = true } = {}) {
     const row = traceRow(t, {
       testid: "live-row",
       href: (id) => href(`/trace/${id}`),
       open,
     });
-    row.classList.add("fresh");
+    if (fresh) row.classList.add("fresh");
     const known = rows.get(t.traceId);
     if (known) {
       known.row.replaceWith(row);
@@ -171,15 +192,13 @@ export function liveView(container, route, app) {
         last.remove();
       }
     }
-    refresh();
-    app.dataChanged();
   }
 
   function connect() {
     source?.close();
     clearTimeout(retry);
     setStatus("connecting", "connecting…");
-    const es = liveSource(filter);
+    const es = liveSource({ ...filter, after });
     source = es;
     es.onopen = () =>
       setStatus(
@@ -197,6 +216,7 @@ export function liveView(container, route, app) {
       } else setStatus("reconnecting", "reconnecting…");
     };
     es.addEventListener("trace", onTrace);
+    es.addEventListener("position", onPosition);
   }
 
   function apply() {
@@ -215,6 +235,15 @@ export function liveView(container, route, app) {
     );
     rows.clear();
     tbody.replaceChildren();
+    after = "";
+    if (
+      left?.filter.customer === filter.customer &&
+      left.filter.service === filter.service
+    ) {
+      for (const t of left.summaries) show(t, { fresh: false });
+      after = left.after;
+    }
+    left = undefined;
     refresh();
     connect();
   }
@@ -247,6 +276,13 @@ export function liveView(container, route, app) {
       apply();
     },
     destroy() {
+      left = {
+        filter,
+        summaries: [...tbody.children].map(
+          (row) => rows.get(row.dataset.traceId).summary,
+        ),
+        after,
+      };
       source?.close();
       source = undefined;
       clearTimeout(retry);
