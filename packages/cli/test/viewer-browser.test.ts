@@ -376,6 +376,35 @@ describe("the threadline dev viewer in a browser", () => {
     assert.deepEqual(pageErrors, []);
   });
 
+  it("follows a link from one trace to another, and back", async () => {
+    const from = await page
+      .getByTestId("trace-view")
+      .getAttribute("data-trace-id");
+    const to = c42.find((t) => t.traceId !== from)!.traceId;
+    // A link to another trace, as a span link to a trace elsewhere is drawn.
+    await page.evaluate(`{
+      const a = document.createElement("a");
+      a.href = "/trace/${to}";
+      a.textContent = "linked trace";
+      document.querySelector("[data-testid=trace-view]").append(a);
+      a.click();
+    }`);
+    await page
+      .locator(
+        `[data-testid=trace-view][data-trace-id="${to}"][data-state=ready]`,
+      )
+      .waitFor();
+    assert.equal(await page.getByTestId("trace-view").count(), 1);
+    await page.goBack();
+    await page
+      .locator(
+        `[data-testid=trace-view][data-trace-id="${from}"][data-state=ready]`,
+      )
+      .waitFor();
+    assert.equal(await page.getByTestId("trace-view").count(), 1);
+    assert.deepEqual(pageErrors, []);
+  });
+
   it("streams a customer's new traces live, and only theirs", async () => {
     await page.getByTestId("nav-live").click();
     await page.getByTestId("live-view").waitFor();
@@ -555,6 +584,22 @@ describe("the threadline dev viewer in a browser", () => {
       (await page.getByTestId("alarms-history").locator("tr").count()) >= 1,
     );
     await screenshot(page, artifact("services.png"));
+
+    // The Services link shows the first service again, as a reload of its
+    // address would; Back returns to the one chosen.
+    await page.getByTestId("nav-services").click();
+    await page.waitForURL((u) => !u.search.includes("service="));
+    await waitFor(
+      async () =>
+        (await page.getByTestId("services-select").inputValue()) === "gateway",
+      { what: "the first service shown" },
+    );
+    await page.goBack();
+    await waitFor(
+      async () =>
+        (await page.getByTestId("services-select").inputValue()) === "orders",
+      { what: "the chosen service shown again" },
+    );
     assert.deepEqual(pageErrors, []);
   });
 

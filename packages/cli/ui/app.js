@@ -3,7 +3,8 @@
 // panels at /services) and the top bar's store statistics.
 //
 // Each view is a function (container, route, app) returning an object with
-// optional update(route) (return false to be rebuilt instead) and destroy().
+// optional update(route) (return false to be rebuilt instead; a view
+// without one is rebuilt for every navigation) and destroy().
 // Every view keeps its state in the URL, so reloads and deep links land on
 // the same page, and names its page (app.setTitle) whenever that state
 // changes: the tab and the history list then say where each entry leads.
@@ -67,7 +68,11 @@ function render() {
     if (a.dataset.nav === route.name) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
-  if (current?.name === route.name && current.view.update?.(route) !== false)
+  if (
+    current?.name === route.name &&
+    current.view.update !== undefined &&
+    current.view.update(route) !== false
+  )
     return;
   void refreshStats();
   current?.view.destroy?.();
