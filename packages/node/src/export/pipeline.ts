@@ -84,6 +84,17 @@ function mainCounts() {
 }
 
 /** The warning for what an exit or shutdown could not send in time. */
+/**
+ * The export worker's environment: the application's without NODE_OPTIONS,
+ * whose preloads (Threadline's register, another agent's) are no more for
+ * the exporter than the command line's options are.
+ */
+function exportWorkerEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env["NODE_OPTIONS"];
+  return env;
+}
+
 function warnLost(counts: readonly number[], timeoutMs: number): void {
   warnDropped(
     counts,
@@ -342,6 +353,10 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
           workerData: this.#settings,
           // Never let the application's --import/-r (and so Threadline itself) load into the worker.
           execArgv: [],
+          // A worker also applies the NODE_OPTIONS of its environment: one
+          // naming @threadline/node/register started Threadline in here,
+          // whose own export worker did the same, a thread after another.
+          env: exportWorkerEnv(),
           name: "threadline-export",
           // Everything the worker allocates dies young (a payload lives until
           // its POST is answered), so a small young generation costs a few

@@ -1,0 +1,70 @@
+// Threadline and threads: the application's worker threads, which inherit
+// its --import and NODE_OPTIONS, and Threadline's own export worker.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  startOtlpReceiver,
+  startService,
+  waitFor,
+  type OtlpReceiver,
+} from "@threadline/test-support";
+
+const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
+
+describe("worker threads", () => {
+  let receiver: OtlpReceiver;
+  before(async () => {
+    receiver = await startOtlpReceiver();
+  });
+  after(async () => {
+    await receiver.close();
+  });
+  const env = (name: string, extra: Record<string, string> = {}) => ({
+    OTEL_SERVICE_NAME: name,
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+    OTEL_BSP_SCHEDULE_DELAY: "50",
+    OTEL_BLRP_SCHEDULE_DELAY: "50",
+    OTEL_METRIC_EXPORT_INTERVAL: "200",
+    ...extra,
+  });
+  /** The service.instance.id of everything a service sent. */
+  const instances = (name: string) =>
+    new Set(
+      [...receiver.spans, ...receiver.logs, ...receiver.metrics]
+        .filter((x) => x.resource["service.name"] === name)
+        .map((x) => x.resource["service.instance.id"]),
+    );
+
+  it("starts no Threadline in the export worker when NODE_OPTIONS preloads it", async () => {
+    const name = "node-options-export-worker";
+    const app = await startService({
+      entry: "hello.cjs",
+      cwd: fixtures,
+      env: env(name, {
+        NODE_OPTIONS:
+          "--require ./preload-probe.cjs --import @threadline/node/register",
+        THREADLINE_EXPORT_THREAD: "worker",
+      }),
+    });
+    try {
+      assert.equal((await fetch(`${app.url}/hello`)).status, 200);
+      await waitFor(
+        () =>
+          receiver.spans.some((s) => s.resource["service.name"] === name) &&
+          receiver.metrics.filter((m) => m.resource["service.name"] === name)
+            .length > 20,
+        { what: "spans and a few metric exports" },
+      );
+    } finally {
+      await app.stop();
+    }
+    // Threadline in the export worker started an export worker of its
+    // own, which did the same, one thread after another.
+    assert.deepEqual(
+      app.stderr.filter((l) => l.startsWith("preloaded in thread")),
+      ["preloaded in thread 0"],
+    );
+    assert.equal(instances(name).size, 1, "one SDK exported");
+  });
+});
