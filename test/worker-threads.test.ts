@@ -67,4 +67,72 @@ describe("worker threads", () => {
     );
     assert.equal(instances(name).size, 1, "one SDK exported");
   });
+
+  it("reports a worker thread's spans, logs and metrics as the process's one instance, the process's metrics once", async () => {
+    const name = "worker-job";
+    const app = await startService({
+      entry: "worker-job.mjs",
+      cwd: fixtures,
+      execArgv: ["--import", "@threadline/node/register"],
+      env: env(name),
+    });
+    const ofService = <T extends { resource: Record<string, unknown> }>(
+      list: T[],
+    ) => list.filter((x) => x.resource["service.name"] === name);
+    try {
+      const job = (await (await fetch(`${app.url}/job`)).json()) as {
+        threadId: number;
+        traceId: string;
+      };
+      assert.ok(job.threadId > 0, "the job ran on a worker thread");
+      const resize = await waitFor(
+        () => ofService(receiver.spans).find((s) => s.name === "resize"),
+        { what: "the worker's span" },
+      );
+      assert.equal(resize.traceId, job.traceId);
+      const request = await waitFor(
+        () => ofService(receiver.spans).find((s) => s.kind === 2),
+        { what: "the main thread's server span" },
+      );
+      assert.equal(
+        resize.resource["service.instance.id"],
+        request.resource["service.instance.id"],
+        "one instance",
+      );
+      const log = await waitFor(
+        () => ofService(receiver.logs).find((l) => l.traceId === job.traceId),
+        { what: "the worker's log record, correlated" },
+      );
+      assert.equal(log.body, "resized");
+      const onThread = (metric: string, thread: number | undefined) =>
+        ofService(receiver.metrics).some(
+          (m) =>
+            m.name === metric &&
+            m.points.some((p) => p.attributes["thread.id"] === thread),
+        );
+      // Each thread's own series: the worker's labelled with its thread.
+      await waitFor(
+        () =>
+          onThread("v8js.memory.heap.used", undefined) &&
+          onThread("v8js.memory.heap.used", job.threadId) &&
+          onThread("nodejs.eventloop.utilization", job.threadId) &&
+          onThread("otel.sdk.span.ended", job.threadId) &&
+          onThread("process.memory.usage", undefined),
+        { what: "both threads' metrics" },
+      );
+    } finally {
+      await app.stop();
+    }
+    assert.equal(instances(name).size, 1, "one instance");
+    // The process's memory and CPU time, from the main thread alone.
+    for (const m of ofService(receiver.metrics))
+      if (m.name.startsWith("process."))
+        for (const p of m.points)
+          assert.equal(p.attributes["thread.id"], undefined, m.name);
+    assert.deepEqual(
+      app.stderr.filter((l) => l.includes("threadline")),
+      [],
+      "no warnings",
+    );
+  });
 });

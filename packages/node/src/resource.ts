@@ -4,10 +4,16 @@ import type { Attributes } from "@threadline/otlp";
 import type { ResolvedConfig } from "./config.ts";
 import { VERSION } from "./version.ts";
 
-/** The resource every span and log record of this process is attributed to. */
-export function buildResource(config: ResolvedConfig): Attributes {
+/**
+ * The resource every span and log record of this process is attributed to;
+ * `instanceId` is the process's when another thread's Threadline owns it.
+ */
+export function buildResource(
+  config: ResolvedConfig,
+  instanceId: string = randomUUID(),
+): Attributes {
   return {
-    "service.instance.id": randomUUID(),
+    "service.instance.id": instanceId,
     "telemetry.sdk.name": "threadline",
     "telemetry.sdk.language": "nodejs",
     "telemetry.sdk.version": VERSION,

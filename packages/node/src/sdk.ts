@@ -41,6 +41,7 @@ import {
 } from "./config.ts";
 import { ExportPipeline, type PipelineStats } from "./export/pipeline.ts";
 import { AlsContextManager } from "./internal/context-manager.ts";
+import { ownProcess, processOwner } from "./internal/process-owner.ts";
 import { keepTickShape } from "./internal/tick-shape.ts";
 import { buildResource } from "./resource.ts";
 import { selfCheck } from "./self-check.ts";
@@ -263,7 +264,14 @@ function start(options: InitOptions): ThreadlineHandle {
   keepTickShape();
   routeApiDiagnostics();
 
-  const resource = buildResource(config);
+  // In a worker thread under another thread's Threadline, this one reports
+  // as the same instance and leaves the whole process's part to it.
+  const owner = processOwner();
+  const ownsProcess = owner.instanceId === undefined;
+  const resource = buildResource(config, owner.instanceId);
+  const disown = ownsProcess
+    ? ownProcess(String(resource["service.instance.id"]))
+    : undefined;
   const pipeline = new ExportPipeline(config, resource, {
     name: "@threadline/instrumentation-pino",
     version: VERSION,
@@ -420,19 +428,19 @@ function start(options: InitOptions): ThreadlineHandle {
     metricsRead && config.runtimeMetrics
       ? registerRuntimeMetrics(
           meterProvider.getMeter("@threadline/node/runtime", VERSION),
+          { processWide: ownsProcess },
         )
       : undefined;
   const stopHostMetrics =
-    metricsRead && config.hostMetrics
+    metricsRead && config.hostMetrics && ownsProcess
       ? registerHostMetrics(
           meterProvider.getMeter("@threadline/node/host", VERSION),
         )
       : undefined;
-  const reader = new MetricReader(
-    meterProvider,
-    pipeline,
-    config.metricsTemporality,
-  );
+  const reader = new MetricReader(meterProvider, pipeline, {
+    pointAttributes: owner.metricAttributes,
+    temporality: config.metricsTemporality,
+  });
   if (config.metrics.enabled)
     reader.start(config.metrics.batch.scheduleDelayMs);
   const hooks = installExitHooks(pipeline, reader, config.shutdownTimeoutMs);
@@ -486,6 +494,7 @@ function start(options: InitOptions): ThreadlineHandle {
     // Only now: a process.exit() while the flush above ran still sends
     // what is left, synchronously.
     hooks.remove();
+    disown?.();
     trace.disable();
     metrics.disable();
     propagation.disable();

@@ -4,6 +4,7 @@
 // collector that may ask for delta temporality (the Prometheus endpoint is
 // cumulative by nature).
 import { diag } from "@threadline/core";
+import type { Attributes, MetricData } from "@threadline/otlp";
 import type { ExportPipeline } from "../export/pipeline.ts";
 import type { TemporalityPreference } from "./instruments.ts";
 import type { MeterProvider } from "./meter-provider.ts";
@@ -11,19 +12,28 @@ import type { MeterProvider } from "./meter-provider.ts";
 export class MetricReader {
   readonly #provider: MeterProvider;
   readonly #pipeline: ExportPipeline;
+  readonly #pointAttributes: Attributes | undefined;
   readonly #temporality: TemporalityPreference;
   #timer: NodeJS.Timeout | undefined;
   /** Set by start(); a reader never started (metrics export off) collects nothing. */
   #started = false;
 
+  /**
+   * `pointAttributes` are added to every point exported (a worker thread's
+   * `thread.id`); `temporality` is the OTLP export's preference.
+   */
   constructor(
     provider: MeterProvider,
     pipeline: ExportPipeline,
-    temporality: TemporalityPreference = "cumulative",
+    options: {
+      pointAttributes?: Attributes | undefined;
+      temporality?: TemporalityPreference;
+    } = {},
   ) {
     this.#provider = provider;
     this.#pipeline = pipeline;
-    this.#temporality = temporality;
+    this.#pointAttributes = options.pointAttributes;
+    this.#temporality = options.temporality ?? "cumulative";
   }
 
   start(intervalMs: number): void {
@@ -36,7 +46,7 @@ export class MetricReader {
     if (!this.#started) return;
     try {
       this.#pipeline.exportMetrics(
-        await this.#provider.collect(this.#temporality),
+        this.#labelled(await this.#provider.collect(this.#temporality)),
       );
     } catch (err) {
       diag.warnCollapsed(
@@ -50,7 +60,7 @@ export class MetricReader {
     if (!this.#started) return;
     try {
       this.#pipeline.exportMetrics(
-        this.#provider.collectSync(this.#temporality),
+        this.#labelled(this.#provider.collectSync(this.#temporality)),
       );
     } catch (err) {
       diag.warnCollapsed(
@@ -58,6 +68,21 @@ export class MetricReader {
         `could not collect metrics: ${(err as Error).message}`,
       );
     }
+  }
+
+  #labelled(metrics: MetricData[]): MetricData[] {
+    const extra = this.#pointAttributes;
+    if (extra === undefined) return metrics;
+    return metrics.map(
+      (m) =>
+        ({
+          ...m,
+          points: m.points.map((p) => ({
+            ...p,
+            attributes: { ...p.attributes, ...extra },
+          })),
+        }) as MetricData,
+    );
   }
 
   stop(): void {

@@ -1,8 +1,13 @@
 // Runtime metrics, read at collection time (nothing on the request path):
 // event-loop delay percentiles and utilisation, GC pauses by kind, heap and
-// RSS, CPU time and active resources. Names follow the OpenTelemetry
+// RSS, CPU time and active resources (RSS and CPU time only from the thread
+// that owns the process, internal/process-owner.ts). Names follow the OpenTelemetry
 // semantic conventions for Node.js, V8 and processes where they exist.
-import type { BatchObservableResult, Meter } from "@opentelemetry/api";
+import type {
+  BatchObservableResult,
+  Meter,
+  Observable,
+} from "@opentelemetry/api";
 import {
   constants,
   performance,
@@ -27,8 +32,23 @@ const GC_KIND: Record<number, string> = {
   [constants.NODE_PERFORMANCE_GC_WEAKCB]: "weakcb",
 };
 
+/** Options of {@link registerRuntimeMetrics}. */
+export interface RuntimeMetricsOptions {
+  /**
+   * Whether to report what describes the whole process (its memory, its CPU
+   * time) beside what describes this thread (its event loop, its V8 heap and
+   * collections, its resources): one thread of a process reports them.
+   * @default true
+   */
+  processWide?: boolean;
+}
+
 /** Starts the runtime probes; returns their stop. */
-export function registerRuntimeMetrics(meter: Meter): () => void {
+export function registerRuntimeMetrics(
+  meter: Meter,
+  options: RuntimeMetricsOptions = {},
+): () => void {
+  const processWide = options.processWide ?? true;
   const delay = new LoopDelay();
   delay.start();
   let elu: EventLoopUtilization = performance.eventLoopUtilization();
@@ -68,14 +88,18 @@ export function registerRuntimeMetrics(meter: Meter): () => void {
     "v8js.memory.heap.limit",
     { unit: "By", description: "V8 heap allocated (total heap size)." },
   );
-  const rss = meter.createObservableUpDownCounter("process.memory.usage", {
-    unit: "By",
-    description: "Resident set size of the process.",
-  });
-  const cpu = meter.createObservableCounter("process.cpu.time", {
-    unit: "s",
-    description: "CPU time of the process, by cpu.mode (user, system).",
-  });
+  const rss = processWide
+    ? meter.createObservableUpDownCounter("process.memory.usage", {
+        unit: "By",
+        description: "Resident set size of the process.",
+      })
+    : undefined;
+  const cpu = processWide
+    ? meter.createObservableCounter("process.cpu.time", {
+        unit: "s",
+        description: "CPU time of the process, by cpu.mode (user, system).",
+      })
+    : undefined;
   const resources = meter.createObservableUpDownCounter(
     "threadline.nodejs.active_resources",
     {
@@ -110,35 +134,25 @@ export function registerRuntimeMetrics(meter: Meter): () => void {
     const m = process.memoryUsage();
     r.observe(heap, m.heapUsed);
     r.observe(heapLimit, m.heapTotal);
-    r.observe(rss, m.rss);
-    const c = process.cpuUsage();
-    r.observe(cpu, c.user / 1e6, { "cpu.mode": "user" });
-    r.observe(cpu, c.system / 1e6, { "cpu.mode": "system" });
+    if (rss !== undefined) r.observe(rss, m.rss);
+    if (cpu !== undefined) {
+      const c = process.cpuUsage();
+      r.observe(cpu, c.user / 1e6, { "cpu.mode": "user" });
+      r.observe(cpu, c.system / 1e6, { "cpu.mode": "system" });
+    }
     const byType = new Map<string, number>();
     for (const t of process.getActiveResourcesInfo())
       byType.set(t, (byType.get(t) ?? 0) + 1);
     for (const [type, n] of byType)
       r.observe(resources, n, { "nodejs.resource.type": type });
   };
-  meter.addBatchObservableCallback(callback, [
-    loopDelay,
-    utilization,
-    heap,
-    heapLimit,
-    rss,
-    cpu,
-    resources,
-  ]);
+  const observed: Observable[] = [loopDelay, utilization, heap, heapLimit];
+  if (rss !== undefined) observed.push(rss);
+  if (cpu !== undefined) observed.push(cpu);
+  observed.push(resources);
+  meter.addBatchObservableCallback(callback, observed);
   return () => {
-    meter.removeBatchObservableCallback(callback, [
-      loopDelay,
-      utilization,
-      heap,
-      heapLimit,
-      rss,
-      cpu,
-      resources,
-    ]);
+    meter.removeBatchObservableCallback(callback, observed);
     gc.disconnect();
     delay.stop();
   };
