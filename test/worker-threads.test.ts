@@ -1,10 +1,15 @@
 // Threadline and threads: the application's worker threads, which inherit
 // its --import and NODE_OPTIONS, and Threadline's own export worker.
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
+  freePort,
   startOtlpReceiver,
+  startRecordingServer,
   startService,
   waitFor,
   type OtlpReceiver,
@@ -133,6 +138,77 @@ describe("worker threads", () => {
       app.stderr.filter((l) => l.includes("threadline")),
       [],
       "no warnings",
+    );
+  });
+
+  it("serves the health and Prometheus endpoints and raises alarms from the main thread alone", async () => {
+    const name = "worker-endpoints";
+    const dir = mkdtempSync(join(tmpdir(), "threadline-threads-"));
+    const rules = join(dir, "alarms.json");
+    writeFileSync(
+      rules,
+      JSON.stringify({
+        rules: [
+          {
+            name: "event_loop_delay",
+            kind: "event_loop_delay",
+            percentile: 99,
+            aboveSeconds: 0.3,
+            for: "0s",
+            severity: "major",
+          },
+        ],
+      }),
+    );
+    const webhook = await startRecordingServer();
+    const [healthPort, prometheusPort] = [await freePort(), await freePort()];
+    const app = await startService({
+      entry: "worker-job.mjs",
+      cwd: fixtures,
+      execArgv: ["--import", "@threadline/node/register"],
+      env: env(name, {
+        THREADLINE_HEALTH_PORT: String(healthPort),
+        OTEL_METRICS_EXPORTER: "otlp,prometheus",
+        OTEL_EXPORTER_PROMETHEUS_HOST: "127.0.0.1",
+        OTEL_EXPORTER_PROMETHEUS_PORT: String(prometheusPort),
+        THREADLINE_ALARMS_FILE: rules,
+        THREADLINE_ALARMS_INTERVAL: "250",
+        THREADLINE_ALARM_WEBHOOK_URL: `${webhook.url}/alarms`,
+      }),
+    });
+    const raises = () =>
+      webhook.requests
+        .map((r) => JSON.parse(r.body) as { action: string })
+        .filter((e) => e.action === "raise");
+    try {
+      // A job that holds the worker's loop: the service's is free.
+      const job = (await (await fetch(`${app.url}/job?hold=900`)).json()) as {
+        threadId: number;
+      };
+      assert.ok(job.threadId > 0);
+      // Then the main thread's loop, which the alarm is about.
+      await (await fetch(`${app.url}/block?ms=900`)).text();
+      await waitFor(() => raises().length > 0, { what: "the alarm raised" });
+      assert.equal(
+        (await fetch(`http://127.0.0.1:${healthPort}/readyz`)).status,
+        200,
+      );
+      const scraped = await (
+        await fetch(`http://127.0.0.1:${prometheusPort}/metrics`)
+      ).text();
+      assert.match(scraped, /^process_memory_usage_bytes/m);
+    } finally {
+      await app.stop();
+      await webhook.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    assert.equal(raises().length, 1, "the worker's held loop raised nothing");
+    assert.deepEqual(
+      app.stderr.filter(
+        (l) => l.includes("threadline") && !l.includes("alarm raised"),
+      ),
+      [],
+      "no warnings (no port taken twice)",
     );
   });
 });

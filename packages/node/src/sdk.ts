@@ -388,15 +388,20 @@ function start(options: InitOptions): ThreadlineHandle {
     meterProvider.getMeter("@threadline/node", VERSION),
     pipeline,
   );
-  const metricsWanted =
-    config.metrics.enabled || config.prometheus !== undefined;
+  // The process's endpoints and alarms: once, from the thread that owns
+  // it. A worker's would want the same ports, and would raise alarms on a
+  // thread that may hold its event loop by design.
+  const prometheusAt = ownsProcess ? config.prometheus : undefined;
+  const healthAt = ownsProcess ? config.health : undefined;
+  const alarmSettings = ownsProcess ? config.alarms : undefined;
+  const metricsWanted = config.metrics.enabled || prometheusAt !== undefined;
   const prometheus =
-    config.prometheus === undefined
+    prometheusAt === undefined
       ? undefined
       : startPrometheusEndpoint(
           meterProvider,
-          config.prometheus.host,
-          config.prometheus.port,
+          prometheusAt.host,
+          prometheusAt.port,
         );
   const stopExporterHealth = registerExporterHealth(
     pipeline,
@@ -404,24 +409,19 @@ function start(options: InitOptions): ThreadlineHandle {
   );
   const serviceName = String(resource["service.name"] ?? "unknown");
   const alarms =
-    config.alarms === undefined
+    alarmSettings === undefined
       ? undefined
       : startAlarms(
-          config.alarms,
+          alarmSettings,
           serviceName,
           meterProvider,
           pipeline,
           metricsWanted,
         );
   const healthEndpoint =
-    config.health === undefined
+    healthAt === undefined
       ? undefined
-      : startHealthEndpoint(
-          config.health.host,
-          config.health.port,
-          serviceName,
-          alarms,
-        );
+      : startHealthEndpoint(healthAt.host, healthAt.port, serviceName, alarms);
   // Alarm rules on metrics read them whether or not they are exported.
   const metricsRead = metricsWanted || alarms?.readsMetrics === true;
   const stopRuntimeMetrics =
