@@ -10,7 +10,10 @@ import { pathToFileURL } from "node:url";
 import { WATCH_PATH } from "@threadline/core";
 import type { IncomingMessage } from "node:http";
 import type { LogLimits } from "./export/json-record.ts";
-import type { TemporalityPreference } from "./metrics/instruments.ts";
+import type {
+  ExemplarFilter,
+  TemporalityPreference,
+} from "./metrics/instruments.ts";
 
 /** Where the customer id of an edge request comes from. */
 export type CustomerSource = (req: IncomingMessage) => string | undefined;
@@ -182,6 +185,8 @@ export interface ResolvedConfig {
   metrics: SignalExportSettings;
   /** OTLP metrics' temporality (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE). */
   metricsTemporality: TemporalityPreference;
+  /** OTEL_METRICS_EXEMPLAR_FILTER. */
+  exemplarFilter: ExemplarFilter;
   sampler: { name: SamplerName; ratio: number };
   propagators: Array<"tracecontext" | "baggage">;
   spanLimits: SpanLimits;
@@ -633,6 +638,17 @@ function temporalityOf(r: Reader): TemporalityPreference {
   return "cumulative";
 }
 
+function exemplarFilterOf(r: Reader): ExemplarFilter {
+  const name = "OTEL_METRICS_EXEMPLAR_FILTER";
+  const v = r.str(name)?.trim().toLowerCase();
+  if (v === undefined || v === "") return "trace_based";
+  if (v === "trace_based" || v === "always_on" || v === "always_off") return v;
+  r.warnings.push(
+    `${name}=${JSON.stringify(v)} is not trace_based, always_on or always_off; using trace_based`,
+  );
+  return "trace_based";
+}
+
 function samplerSettings(
   r: Reader,
   options: InitOptions,
@@ -816,6 +832,7 @@ export function resolveConfig(
     logs: signalSettings(r, "logs", options),
     metrics: signalSettings(r, "metrics", options),
     metricsTemporality: temporalityOf(r),
+    exemplarFilter: exemplarFilterOf(r),
     sampler: samplerSettings(r, options),
     propagators: propagatorSettings(r),
     logLimits: {

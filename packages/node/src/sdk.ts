@@ -374,11 +374,12 @@ function start(options: InitOptions): ThreadlineHandle {
 
   // An asynchronous callback gets the time one export may take: one that
   // never settles must not hold up every later export, scrape and shutdown.
-  const meterProvider = new MeterProvider(
-    config.metrics.timeoutMs > 0
+  const meterProvider = new MeterProvider({
+    exemplarFilter: config.exemplarFilter,
+    ...(config.metrics.timeoutMs > 0
       ? { callbackTimeoutMs: config.metrics.timeoutMs }
-      : {},
-  );
+      : {}),
+  });
   if (!metrics.setGlobalMeterProvider(meterProvider)) {
     diag.warn(
       "another meter provider was already registered (a second OpenTelemetry SDK?); metrics may go elsewhere",

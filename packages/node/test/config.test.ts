@@ -317,6 +317,19 @@ describe("resolveConfig", () => {
     ]);
   });
 
+  it("takes the exemplar filters the specification names, and answers another", () => {
+    const of = (v: string) =>
+      resolveConfig({}, { OTEL_METRICS_EXEMPLAR_FILTER: v });
+    assert.equal(resolveConfig({}, {}).config.exemplarFilter, "trace_based");
+    assert.equal(of("ALWAYS_OFF").config.exemplarFilter, "always_off");
+    assert.equal(of("always_on").config.exemplarFilter, "always_on");
+    const { config, warnings } = of("sometimes");
+    assert.equal(config.exemplarFilter, "trace_based");
+    assert.deepEqual(warnings, [
+      'OTEL_METRICS_EXEMPLAR_FILTER="sometimes" is not trace_based, always_on or always_off; using trace_based',
+    ]);
+  });
+
   it("takes the temporality preferences the specification names, in any case", () => {
     const of = (v: string | undefined) =>
       resolveConfig(

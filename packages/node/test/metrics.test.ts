@@ -267,6 +267,42 @@ describe("metrics", () => {
     );
   });
 
+  it("keeps exemplars from sampled spans, every measurement, or none, as the filter says", async () => {
+    const sampled = trace.setSpanContext(ROOT_CONTEXT, {
+      traceId: "0af7651916cd43dd8448eb211c80319c",
+      spanId: "b7ad6b7169203331",
+      traceFlags: 1,
+    });
+    const unsampled = trace.setSpanContext(ROOT_CONTEXT, {
+      traceId: "1af7651916cd43dd8448eb211c80319c",
+      spanId: "c7ad6b7169203331",
+      traceFlags: 0,
+    });
+    const kept = async (filter?: "always_on" | "always_off") => {
+      const p = new MeterProvider(
+        filter === undefined ? {} : { exemplarFilter: filter },
+      );
+      const h = p.getMeter("m").createHistogram("latency", { unit: "s" });
+      h.record(0.001, {}, sampled); // first bucket
+      h.record(0.3, {}, unsampled); // 0.5 bucket
+      h.record(20, {}, ROOT_CONTEXT); // last bucket
+      const [m] = await p.collect();
+      return ((m!.points[0] as HistogramPointData).exemplars ?? []).map((e) => [
+        e.value,
+        e.traceId,
+      ]);
+    };
+    assert.deepEqual(await kept(), [
+      [0.001, "0af7651916cd43dd8448eb211c80319c"],
+    ]);
+    assert.deepEqual(await kept("always_off"), []);
+    assert.deepEqual(await kept("always_on"), [
+      [0.001, "0af7651916cd43dd8448eb211c80319c"],
+      [0.3, ""],
+      [20, ""],
+    ]);
+  });
+
   it("collects counters and histograms as deltas when asked, leaving out series that did not move", async () => {
     const p = new MeterProvider();
     const meter = p.getMeter("m");

@@ -15,6 +15,7 @@ export interface ExemplarData {
   /** Epoch milliseconds. */
   time: number;
   value: number;
+  /** Empty for a measurement made outside a sampled span. */
   traceId: string;
   spanId: string;
 }
@@ -210,8 +211,7 @@ export class MetricsEncoder {
       list?.map((e) => ({
         timeUnixNano: msToNanosString(e.time),
         asDouble: e.value,
-        spanId: e.spanId,
-        traceId: e.traceId,
+        ...(e.spanId === "" ? {} : { spanId: e.spanId, traceId: e.traceId }),
       }));
     const number = (p: NumberPointData) => ({
       attributes: keyValuesToJson(p.attributes),

@@ -37,6 +37,12 @@ import type {
  */
 export type TemporalityPreference = "cumulative" | "delta" | "lowmemory";
 
+/**
+ * Which measurements may become exemplars (OTEL_METRICS_EXEMPLAR_FILTER):
+ * those made inside a sampled span (the default), all, or none.
+ */
+export type ExemplarFilter = "trace_based" | "always_on" | "always_off";
+
 export const CARDINALITY_LIMIT = 2000;
 const OVERFLOW: Attributes = { "otel.metric.overflow": true };
 
@@ -401,15 +407,18 @@ export class HistogramAggregator {
   readonly descriptor: InstrumentDescriptor;
   readonly scope: Scope;
   readonly bounds: readonly number[];
+  readonly #exemplars: ExemplarFilter;
 
   constructor(
     scope: Scope,
     descriptor: InstrumentDescriptor,
     bounds: readonly number[],
+    exemplars: ExemplarFilter = "trace_based",
   ) {
     this.scope = scope;
     this.descriptor = descriptor;
     this.bounds = bounds;
+    this.#exemplars = exemplars;
     this.#series = new SeriesMap((attributes) => ({
       attributes,
       startTime: now(),
@@ -440,23 +449,23 @@ export class HistogramAggregator {
     s.sum += value;
     if (value < s.min) s.min = value;
     if (value > s.max) s.max = value;
+    const filter = this.#exemplars;
+    if (filter === "always_off") return;
     const sc = trace.getSpanContext(ctx);
-    if (sc !== undefined && (sc.traceFlags & 1) === 1) {
-      // Updated in place: one object per bucket, not one per measurement.
-      const e = s.exemplars[i];
-      if (e === undefined)
-        s.exemplars[i] = {
-          time: now(),
-          value,
-          traceId: sc.traceId,
-          spanId: sc.spanId,
-        };
-      else {
-        e.time = now();
-        e.value = value;
-        e.traceId = sc.traceId;
-        e.spanId = sc.spanId;
-      }
+    const sampled = sc !== undefined && (sc.traceFlags & 1) === 1;
+    if (!sampled && filter === "trace_based") return;
+    // Updated in place: one object per bucket, not one per measurement.
+    // Outside a sampled span (always_on) it names no trace.
+    const traceId = sampled ? sc.traceId : "";
+    const spanId = sampled ? sc.spanId : "";
+    const e = s.exemplars[i];
+    if (e === undefined)
+      s.exemplars[i] = { time: now(), value, traceId, spanId };
+    else {
+      e.time = now();
+      e.value = value;
+      e.traceId = traceId;
+      e.spanId = spanId;
     }
   }
 

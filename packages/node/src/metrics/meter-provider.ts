@@ -34,6 +34,7 @@ import {
   HistogramAggregator,
   NumberAggregator,
   SECONDS_BUCKETS,
+  type ExemplarFilter,
   type TemporalityPreference,
 } from "./instruments.ts";
 
@@ -192,10 +193,13 @@ export interface MeterProviderOptions {
    * @default 30000 (the specification's OTEL_METRIC_EXPORT_TIMEOUT)
    */
   callbackTimeoutMs?: number;
+  /** Which histogram measurements may become exemplars. @default "trace_based" */
+  exemplarFilter?: ExemplarFilter;
 }
 
 export class MeterProvider implements ApiMeterProvider {
   readonly #callbackTimeoutMs: number;
+  readonly #exemplarFilter: ExemplarFilter;
   readonly #meters = new Map<string, ThreadlineMeter>();
   /** By scope, name and kind, in the order they were made. */
   readonly #aggregators = new Map<string, Aggregator>();
@@ -211,6 +215,7 @@ export class MeterProvider implements ApiMeterProvider {
 
   constructor(options: MeterProviderOptions = {}) {
     this.#callbackTimeoutMs = options.callbackTimeoutMs ?? 30_000;
+    this.#exemplarFilter = options.exemplarFilter ?? "trace_based";
   }
 
   getMeter(name: string, version?: string, _options?: MeterOptions): Meter {
@@ -249,7 +254,7 @@ export class MeterProvider implements ApiMeterProvider {
       scope,
       d.name,
       "histogram",
-      () => new HistogramAggregator(scope, d, bounds),
+      () => new HistogramAggregator(scope, d, bounds, this.#exemplarFilter),
     );
   }
 

@@ -1,7 +1,9 @@
-// OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE as a backend that
-// wants delta sees it: each export carries what happened since the one
-// before, the points of a series follow on from each other, and the
-// Prometheus endpoint next to it stays cumulative.
+// The standard metric settings as a backend sees them.
+// OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: with delta each export
+// carries what happened since the one before, the points of a series follow
+// on from each other, and the Prometheus endpoint next to it stays
+// cumulative. OTEL_METRICS_EXEMPLAR_FILTER: which requests are kept as
+// exemplars of the request histogram.
 import assert from "node:assert/strict";
 import { after, it } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -24,6 +26,7 @@ async function startHello(
   serviceName: string,
   preference: string,
   prometheusPort?: number,
+  env: Record<string, string> = {},
 ) {
   return startService({
     entry: "hello.cjs",
@@ -34,6 +37,7 @@ async function startHello(
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
       OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: preference,
       OTEL_METRIC_EXPORT_INTERVAL: "200",
+      ...env,
       ...(prometheusPort === undefined
         ? {}
         : {
@@ -166,6 +170,60 @@ it("with lowmemory, sends synchronous instruments as deltas and observable count
     assert.equal(starts.size, 1);
   } finally {
     await svc.stop();
+    await receiver.close();
+  }
+});
+
+it("keeps requests in sampled traces as exemplars, all of them, or none, as OTEL_METRICS_EXEMPLAR_FILTER says", async () => {
+  const receiver = await startOtlpReceiver();
+  const run = async (filter: string | undefined) => {
+    const name = `exemplars-${filter ?? "default"}`;
+    const svc = await startHello(
+      receiver,
+      name,
+      "cumulative",
+      undefined,
+      filter === undefined
+        ? {}
+        : {
+            OTEL_METRICS_EXEMPLAR_FILTER: filter,
+            // Nothing sampled: only always_on keeps an exemplar.
+            ...(filter === "always_on"
+              ? { OTEL_TRACES_SAMPLER: "always_off" }
+              : {}),
+          },
+    );
+    try {
+      await (await fetch(svc.url)).text();
+      const m = await waitFor(
+        () =>
+          from(receiver, name, "http.server.request.duration").find(
+            (x) => requestsSeen([x]) === 1,
+          ),
+        { what: `the request counted by ${name}` },
+      );
+      return { exemplars: m.points[0]!.exemplars, stderr: svc.stderr };
+    } finally {
+      await svc.stop();
+    }
+  };
+  try {
+    const sampled = await run(undefined);
+    assert.equal(sampled.exemplars.length, 1);
+    assert.match(sampled.exemplars[0]!.traceId, /^[0-9a-f]{32}$/);
+    const server = receiver.spans.find(
+      (s) => s.resource["service.name"] === "exemplars-default" && s.kind === 2,
+    );
+    assert.equal(sampled.exemplars[0]!.traceId, server?.traceId);
+    assert.deepEqual((await run("always_off")).exemplars, []);
+    const all = await run("always_on");
+    assert.equal(all.exemplars.length, 1);
+    assert.equal(all.exemplars[0]!.traceId, "", "no trace was sampled");
+    assert.deepEqual(
+      all.stderr.filter((l) => /EXEMPLAR/.test(l)),
+      [],
+    );
+  } finally {
     await receiver.close();
   }
 });
