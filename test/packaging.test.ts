@@ -273,4 +273,13 @@ describe("the packages as published", () => {
       },
     );
   });
+
+  it("give their types to a CommonJS application on the older module resolution", async () => {
+    const tsc = join(app, "node_modules", "typescript", "bin", "tsc");
+    await run(process.execPath, [tsc, "-p", "tsconfig.cjs.json"], {
+      cwd: app,
+    }).catch((err: Error & { stdout?: string }) => {
+      assert.fail(`tsc found errors:\n${err.stdout ?? err.message}`);
+    });
+  });
 });
