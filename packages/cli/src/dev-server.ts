@@ -447,8 +447,10 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
         customer: url.searchParams.get("customer") || undefined,
         service: url.searchParams.get("service") || undefined,
       };
+      // A browser reconnecting by itself sends the last id it heard, newer
+      // than the ?after= the page opened the stream with.
       const resume =
-        url.searchParams.get("after") ?? req.headers["last-event-id"];
+        req.headers["last-event-id"] ?? url.searchParams.get("after");
       const after = resume ? Number(resume) : NaN;
       if (Number.isSafeInteger(after) && after >= 0) {
         // A number beyond ours was given by an earlier run of the server:

@@ -430,6 +430,7 @@ describe("the OTLP receiver", () => {
 
     const back = (headers: Record<string, string>, query: string) =>
       openLive(`${dev.viewerUrl}/api/live?customer=c-back${query}`, headers);
+    let position = "";
     for (const stream of [
       back({}, `&after=${seen.id}`),
       // What a browser sends when it reconnects by itself.
@@ -450,7 +451,24 @@ describe("the OTLP receiver", () => {
         ].sort(),
       );
       assert.ok(Number(events.at(-1)!.id) > Number(seen.id));
+      position = events.at(-1)!.id;
     }
+
+    // A browser reconnecting by itself keeps the address it opened, with
+    // the ?after= of its first visit, and says what it heard last: only
+    // what came after that is sent.
+    const reconnected = back(
+      { "last-event-id": position },
+      `&after=${seen.id}`,
+    );
+    const heard = await waitFor(
+      () =>
+        reconnected.events().at(-1)?.event === "position" &&
+        reconnected.events(),
+      { what: "the stream's position" },
+    );
+    reconnected.close();
+    assert.deepEqual(liveTraces(heard), []);
 
     // A stream opened without a number starts with what arrives next.
     const fresh = back({}, "");
