@@ -184,11 +184,14 @@ export class Store implements TraceBackend {
   #logs: Array<{ log: DecodedLogRecord; service: string }> = [];
   #metrics: PendingMetricPoint[] = [];
   /**
-   * Running totals of the delta metrics services send, by service and
-   * metric, then attributes: the panels read cumulative series, so each
-   * delta export is stored as the totals of every series seen so far.
+   * Running totals of the delta metrics services send, by service, metric
+   * and attributes: the panels read cumulative series, so each export is
+   * stored as the totals of every series seen so far.
    */
-  readonly #deltaTotals = new Map<string, Map<string, PendingMetricPoint>>();
+  readonly #deltaTotals = new Map<
+    string,
+    Map<string, Map<string, PendingMetricPoint>>
+  >();
   readonly #stmt: Record<string, StatementSync> = {};
   #closed = false;
 
@@ -344,11 +347,17 @@ export class Store implements TraceBackend {
     let n = 0;
     for (const rm of batch) {
       const service = serviceOf(rm.resource);
+      /** The delta metrics this export carried, and when it was made. */
+      const carried = new Set<string>();
+      let exportMs = 0;
       for (const group of rm.scopes)
         for (const m of group.metrics) {
+          for (const p of m.points)
+            exportMs = Math.max(exportMs, Math.round(p.timeMs));
           if (!PANEL_METRICS.has(m.name)) continue;
           if (m.delta) {
             n += this.#addDelta(service, m);
+            carried.add(m.name);
             continue;
           }
           for (const p of m.points) {
@@ -364,21 +373,30 @@ export class Store implements TraceBackend {
             n++;
           }
         }
+      // A delta metric with nothing new is left out of an export; its
+      // totals stand at the export's time all the same, as a cumulative
+      // export would have them, so a quiet interval reads as quiet.
+      const known = this.#deltaTotals.get(service);
+      if (known !== undefined && exportMs > 0)
+        for (const [name, totals] of known)
+          if (!carried.has(name)) this.#bufferTotals(totals, exportMs);
     }
     return n;
   }
 
   /**
    * Adds one delta export of a metric to its running totals and buffers
-   * every total at the export's time, series that did not move included,
-   * as a cumulative export would have them. The totals start at zero when
-   * the viewer starts, which the panels read as a service restart.
+   * every total at the export's time, series that did not move included.
+   * The totals start at zero when the viewer starts, which the panels read
+   * as a service restart.
    */
   #addDelta(service: string, m: DecodedMetric): number {
     if (m.points.length === 0) return 0;
-    const key = `${service}\u0000${m.name}`;
-    let totals = this.#deltaTotals.get(key);
-    if (totals === undefined) this.#deltaTotals.set(key, (totals = new Map()));
+    let byName = this.#deltaTotals.get(service);
+    if (byName === undefined)
+      this.#deltaTotals.set(service, (byName = new Map()));
+    let totals = byName.get(m.name);
+    if (totals === undefined) byName.set(m.name, (totals = new Map()));
     let timeMs = 0;
     for (const p of m.points) {
       timeMs = Math.max(timeMs, Math.round(p.timeMs));
@@ -401,8 +419,12 @@ export class Store implements TraceBackend {
       if (t.count !== null) t.count += p.count ?? 0;
       if (t.sum !== null) t.sum += p.sum ?? 0;
     }
-    for (const t of totals.values()) this.#metrics.push({ ...t, timeMs });
+    this.#bufferTotals(totals, timeMs);
     return m.points.length;
+  }
+
+  #bufferTotals(totals: Map<string, PendingMetricPoint>, timeMs: number): void {
+    for (const t of totals.values()) this.#metrics.push({ ...t, timeMs });
   }
 
   /** Writes everything buffered in one transaction; returns the traces that changed. */

@@ -563,4 +563,44 @@ describe("a service's request panels", () => {
       totals.latencyMs.map(([t, ms]) => [t, Math.round(ms)]),
     );
   });
+
+  it("reads a quiet interval of a service that sends deltas as quiet", async () => {
+    const t0 = Date.now() - 60_000;
+    // An export with no request: the delta histogram is left out, the
+    // runtime metrics still come.
+    const quiet = (timeMs: number): DecodedResourceMetrics => ({
+      resource: { "service.name": "gateway" },
+      scopes: [
+        {
+          scope: { name: "@threadline/node/runtime", version: "" },
+          metrics: [
+            {
+              name: "process.memory.usage",
+              unit: "By",
+              kind: "sum",
+              monotonic: false,
+              delta: false,
+              points: [{ attributes: {}, timeMs, value: 50 * 2 ** 20 }],
+            },
+          ],
+        },
+      ],
+    });
+    const store = new Store({ path: ":memory:" });
+    for (const e of [
+      exported(t0, 7, 1, 0.05, true),
+      quiet(t0 + 10_000),
+      quiet(t0 + 20_000),
+      exported(t0 + 30_000, 5, 0, 0.05, true),
+    ])
+      store.ingestMetrics([e]);
+    store.flush();
+    assert.deepEqual(store.servicePanels("gateway", t0 - 1).requestsPerSecond, [
+      [t0, 0.8],
+      [t0 + 10_000, 0],
+      [t0 + 20_000, 0],
+      [t0 + 30_000, 0.5],
+    ]);
+    await store.close();
+  });
 });
