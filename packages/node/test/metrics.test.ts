@@ -383,6 +383,38 @@ describe("metrics", () => {
     );
   });
 
+  it("sends an observable counter's delta, not its total, after a collection its callback missed", async () => {
+    const lines: string[] = [];
+    diag.reset();
+    diag.setSink((_level, message) => lines.push(message));
+    try {
+      const p = new MeterProvider();
+      let total = 0;
+      let round = 0;
+      p.getMeter("m")
+        .createObservableCounter("bytes")
+        .addCallback((r) => {
+          round++;
+          total += 10;
+          if (round === 3) throw new Error("the source did not answer");
+          r.observe(total, { source: "disk" });
+        });
+      let sent = 0;
+      for (let i = 0; i < 5; i++)
+        for (const m of await p.collect("delta"))
+          for (const point of m.points)
+            if ("value" in point) sent += point.value;
+      // Five rounds of 10, the third unread: what was sent adds up to the
+      // last total read.
+      assert.equal(total, 50);
+      assert.equal(sent, 50);
+      assert.equal(lines.length, 1);
+    } finally {
+      diag.setSink(undefined);
+      diag.reset();
+    }
+  });
+
   it("sends observable counters as deltas with delta, cumulative with lowmemory, and counts a reset in full", async () => {
     const collectWith = async (preference: "delta" | "lowmemory") => {
       const p = new MeterProvider();

@@ -258,6 +258,15 @@ export class NumberAggregator {
   #series = new SeriesMap<NumberSeries>(numberSeries);
   /** The series an observable instrument's callbacks report in the collection running. */
   #observing: SeriesMap<NumberSeries> | undefined;
+  /**
+   * An observable counter's last delta report per attribute set, kept a
+   * few collections past a round that did not report it (a callback that
+   * failed once), so the series comes back with its delta, not its total.
+   */
+  #lastReported = new Map<
+    string,
+    { value: number; at: number; missed: number }
+  >();
   #observingRound = 0;
   readonly kind: "sum" | "gauge";
   readonly monotonic: boolean;
@@ -314,6 +323,12 @@ export class NumberAggregator {
         s.startTime = before.startTime;
         s.reported = before.reported;
         s.reportedAt = before.reportedAt;
+      } else if (this.#lastReported.size > 0) {
+        const last = this.#lastReported.get(attributesKey(attributes));
+        if (last !== undefined) {
+          s.reported = last.value;
+          s.reportedAt = last.at;
+        }
       }
     }
     s.value = value;
@@ -373,6 +388,7 @@ export class NumberAggregator {
       if (value === 0 && !this.observable) continue;
       points.push({ attributes: s.attributes, startTime, time, value });
     }
+    if (delta && this.observable) this.#rememberReported(time);
     if (points.length === 0) return undefined;
     const d = this.descriptor;
     return this.kind === "sum"
@@ -399,7 +415,28 @@ export class NumberAggregator {
   series(): Iterable<NumberSeries> {
     return this.#series.values();
   }
+
+  /** Notes what each series reported; forgets one unseen for a while. */
+  #rememberReported(time: number): void {
+    const next = new Map<
+      string,
+      { value: number; at: number; missed: number }
+    >();
+    for (const s of this.#series.values())
+      next.set(attributesKey(s.attributes as Attributes), {
+        value: s.reported,
+        at: time,
+        missed: 0,
+      });
+    for (const [key, last] of this.#lastReported)
+      if (!next.has(key) && last.missed < FORGET_AFTER_MISSED)
+        next.set(key, { ...last, missed: last.missed + 1 });
+    this.#lastReported = next;
+  }
 }
+
+/** Collections an observable series may go unreported and keep its last delta report. */
+const FORGET_AFTER_MISSED = 10;
 
 /** Explicit-bucket histograms over attribute sets. */
 export class HistogramAggregator {
