@@ -141,6 +141,110 @@ describe("worker threads", () => {
     );
   });
 
+  // A worker's batches wait the whole schedule delay: only the end can send them.
+  const atEnd = (name: string, extra: Record<string, string> = {}) =>
+    env(name, {
+      OTEL_BSP_SCHEDULE_DELAY: "60000",
+      OTEL_BLRP_SCHEDULE_DELAY: "60000",
+      SPANS: "300",
+      ...extra,
+    });
+  const count = (name: string) => ({
+    spans: receiver.spans.filter((s) => s.resource["service.name"] === name)
+      .length,
+    logs: receiver.logs.filter((l) => l.resource["service.name"] === name)
+      .length,
+  });
+  /** Runs worker-exit.mjs to its end, SIGTERM sent once its worker is done. */
+  const runToEnd = async (env: Record<string, string>) => {
+    const app = await startService({
+      entry: "worker-exit.mjs",
+      cwd: fixtures,
+      execArgv: ["--import", "@threadline/node/register"],
+      env,
+      ready: env["EXIT"] === "signal" ? /listening on (\d+)/ : false,
+    });
+    const end = await Promise.race([
+      env["EXIT"] === "signal" ? app.stop("SIGTERM") : app.exited,
+      new Promise<"alive">((r) => setTimeout(() => r("alive"), 15_000).unref()),
+    ]);
+    if (end === "alive") await app.stop("SIGKILL");
+    assert.notEqual(end, "alive", "the process ended");
+    return { app, end: end as Awaited<typeof app.exited> };
+  };
+
+  const ends = {
+    signal: "SIGTERM",
+    "process-exit": "process.exit() in the main thread",
+    natural: "a natural exit, the worker still running",
+  } as const;
+  for (const [exit, what] of Object.entries(ends))
+    it(`sends the spans and log lines a worker thread ended just before ${what}`, async () => {
+      const name = `worker-end-${exit}`;
+      const { end } = await runToEnd(atEnd(name, { EXIT: exit }));
+      assert.deepEqual(
+        end,
+        exit === "signal"
+          ? { code: null, signal: "SIGTERM" }
+          : { code: 0, signal: null },
+      );
+      assert.deepEqual(count(name), { spans: 300, logs: 300 });
+    });
+
+  it("sends a worker thread's batches when the main thread's shutdown() is followed by process.exit()", async () => {
+    const name = "worker-end-shutdown";
+    const app = await startService({
+      entry: "worker-exit.mjs",
+      cwd: fixtures,
+      env: atEnd(name, { EXIT: "shutdown" }),
+      ready: false,
+    });
+    assert.equal((await app.exited).code, 0);
+    assert.deepEqual(count(name), { spans: 300, logs: 300 });
+  });
+
+  it("sends a worker thread's batches at process.exit() with export on a worker thread of its own", async () => {
+    const name = "worker-end-export-worker";
+    await runToEnd(
+      atEnd(name, { EXIT: "process-exit", THREADLINE_EXPORT_THREAD: "worker" }),
+    );
+    assert.deepEqual(count(name), { spans: 300, logs: 300 });
+  });
+
+  it("still exits promptly with worker threads to flush when the Collector hangs", async () => {
+    receiver.setResponder(() => "hang");
+    try {
+      for (const exit of Object.keys(ends)) {
+        const { end } = await runToEnd(
+          atEnd("worker-end-hang", {
+            EXIT: exit,
+            THREADLINE_SHUTDOWN_TIMEOUT: "300",
+          }),
+        );
+        assert.equal(end.code ?? end.signal, exit === "signal" ? "SIGTERM" : 0);
+      }
+    } finally {
+      receiver.setResponder(undefined);
+    }
+  });
+
+  it("does not wait at exit for a worker thread whose event loop is held", async () => {
+    for (const exit of Object.keys(ends)) {
+      const started = Date.now();
+      const { end } = await runToEnd(
+        atEnd("worker-end-held", {
+          EXIT: exit,
+          BUSY: "1",
+          THREADLINE_SHUTDOWN_TIMEOUT: "20000",
+        }),
+      );
+      assert.equal(end.code ?? end.signal, exit === "signal" ? "SIGTERM" : 0);
+      // The held worker cannot send anything: waiting out the 20 s
+      // deadline for it would only hold the process's end.
+      assert.ok(Date.now() - started < 10_000, exit);
+    }
+  });
+
   it("serves the health and Prometheus endpoints and raises alarms from the main thread alone", async () => {
     const name = "worker-endpoints";
     const dir = mkdtempSync(join(tmpdir(), "threadline-threads-"));

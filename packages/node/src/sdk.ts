@@ -7,7 +7,10 @@
 // listens to it too, which would then be called again), 'exit' (process.exit())
 // flushes synchronously through the export worker, and SIGTERM/SIGINT
 // flush before the default behaviour (termination) is restored, unless the
-// application handles the signal itself.
+// application handles the signal itself. In the thread that owns the
+// process, the exit and the signals also have the Threadline of every
+// worker thread flush, which the process's end would otherwise tear down
+// with its batches (internal/worker-flush.ts).
 import {
   context,
   metrics,
@@ -43,6 +46,7 @@ import { ExportPipeline, type PipelineStats } from "./export/pipeline.ts";
 import { AlsContextManager } from "./internal/context-manager.ts";
 import { ownProcess, processOwner } from "./internal/process-owner.ts";
 import { keepTickShape } from "./internal/tick-shape.ts";
+import { WorkerFlush } from "./internal/worker-flush.ts";
 import { buildResource } from "./resource.ts";
 import { selfCheck } from "./self-check.ts";
 import { MeterProvider } from "./metrics/meter-provider.ts";
@@ -153,6 +157,7 @@ function installExitHooks(
   pipeline: ExportPipeline,
   reader: MetricReader,
   timeoutMs: number,
+  workers: WorkerFlush | undefined,
 ): ExitHooks {
   // Spans and logs decide whether another flush is due; metrics go once, at the end.
   let lastFlushed = -1;
@@ -183,9 +188,13 @@ function installExitHooks(
   };
   const onExit = () => {
     pipeline.hold();
+    // Worker threads still run until the exit handlers return, and flush
+    // on their own threads while this one flushes and waits.
+    const asked = workers?.request(timeoutMs, true);
     const first = !finalMetricsSent;
     finalMetrics();
     if (first || pendingWork()) pipeline.flushSync(timeoutMs);
+    workers?.waitSync(asked);
     diag.flush();
   };
   const signals: NodeJS.Signals[] = ["SIGTERM", "SIGINT"];
@@ -196,10 +205,14 @@ function installExitHooks(
     if (process.listenerCount(signal) - 1 - signalExitListeners() > 0) {
       // The application handles this signal; flush alongside, it decides when to exit.
       void pipeline.forceFlush(timeoutMs, false);
+      void workers?.flush(timeoutMs, false);
       return;
     }
     finalMetrics();
-    void pipeline.forceFlush(timeoutMs, true).finally(() => {
+    void Promise.all([
+      pipeline.forceFlush(timeoutMs, true),
+      workers?.flush(timeoutMs, true),
+    ]).finally(() => {
       process.removeListener(signal, onSignal);
       process.kill(process.pid, signal);
     });
@@ -276,6 +289,11 @@ function start(options: InitOptions): ThreadlineHandle {
     name: "@threadline/instrumentation-pino",
     version: VERSION,
   });
+  // Worker threads' batches, sent before the process's end tears their
+  // thread down.
+  const workers = new WorkerFlush(ownsProcess);
+  workers.join((timeoutMs, final) => pipeline.forceFlush(timeoutMs, final));
+  const processWorkers = ownsProcess ? workers : undefined;
   const provider = new TracerProvider(
     watchAware(samplerFromConfig(config.sampler.name, config.sampler.ratio)),
     config.spanLimits,
@@ -444,7 +462,12 @@ function start(options: InitOptions): ThreadlineHandle {
   });
   if (config.metrics.enabled)
     reader.start(config.metrics.batch.scheduleDelayMs);
-  const hooks = installExitHooks(pipeline, reader, config.shutdownTimeoutMs);
+  const hooks = installExitHooks(
+    pipeline,
+    reader,
+    config.shutdownTimeoutMs,
+    processWorkers,
+  );
   const stopWatching =
     config.watch === undefined
       ? undefined
@@ -468,7 +491,10 @@ function start(options: InitOptions): ThreadlineHandle {
     async forceFlush() {
       // The reader collects only when metrics export is on.
       if (shuttingDown === undefined) await reader.exportNow();
-      await pipeline.forceFlush(config.shutdownTimeoutMs);
+      await Promise.all([
+        pipeline.forceFlush(config.shutdownTimeoutMs),
+        processWorkers?.flush(config.shutdownTimeoutMs, false),
+      ]);
     },
     shutdown() {
       // Every caller waits for the one shutdown: a second call returning at
@@ -491,10 +517,14 @@ function start(options: InitOptions): ThreadlineHandle {
     // probes would leave it without this interval's values.
     stopRuntimeMetrics?.();
     stopHostMetrics?.();
-    await pipeline.shutdown(config.shutdownTimeoutMs);
+    await Promise.all([
+      pipeline.shutdown(config.shutdownTimeoutMs),
+      processWorkers?.flush(config.shutdownTimeoutMs, false),
+    ]);
     // Only now: a process.exit() while the flush above ran still sends
     // what is left, synchronously.
     hooks.remove();
+    workers.close();
     disown?.();
     trace.disable();
     metrics.disable();
