@@ -177,6 +177,7 @@ describe("worker threads", () => {
     signal: "SIGTERM",
     "process-exit": "process.exit() in the main thread",
     natural: "a natural exit, the worker still running",
+    terminate: "worker.terminate() ended it",
   } as const;
   for (const [exit, what] of Object.entries(ends))
     it(`sends the spans and log lines a worker thread ended just before ${what}`, async () => {
@@ -228,7 +229,7 @@ describe("worker threads", () => {
     }
   });
 
-  it("does not wait at exit for a worker thread whose event loop is held", async () => {
+  it("does not wait at exit or worker.terminate() for a worker thread whose event loop is held", async () => {
     for (const exit of Object.keys(ends)) {
       const started = Date.now();
       const { end } = await runToEnd(

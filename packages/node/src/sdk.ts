@@ -289,10 +289,13 @@ function start(options: InitOptions): ThreadlineHandle {
     name: "@threadline/instrumentation-pino",
     version: VERSION,
   });
-  // Worker threads' batches, sent before the process's end tears their
-  // thread down.
+  // Worker threads' batches, sent before the process's end or a
+  // worker.terminate() tears their thread down.
   const workers = new WorkerFlush(ownsProcess);
   workers.join((timeoutMs, final) => pipeline.forceFlush(timeoutMs, final));
+  const stopFlushOnTerminate = workers.flushOnTerminate(
+    config.shutdownTimeoutMs,
+  );
   const processWorkers = ownsProcess ? workers : undefined;
   const provider = new TracerProvider(
     watchAware(samplerFromConfig(config.sampler.name, config.sampler.ratio)),
@@ -524,6 +527,7 @@ function start(options: InitOptions): ThreadlineHandle {
     // Only now: a process.exit() while the flush above ran still sends
     // what is left, synchronously.
     hooks.remove();
+    stopFlushOnTerminate();
     workers.close();
     disown?.();
     trace.disable();

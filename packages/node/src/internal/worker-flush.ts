@@ -2,13 +2,14 @@
 //
 // A Threadline in a worker batches like any other (OTEL_BSP_SCHEDULE_DELAY),
 // and nothing of the process's end waits for its batches: SIGTERM and
-// process.exit() are the main thread's, and a natural exit tears down the
-// unref'd workers still running. So the process's owner leaves a registry
+// process.exit() are the main thread's, a natural exit tears down the
+// unref'd workers still running, and worker.terminate() (worker pools end
+// idle workers with it) stops a worker at once. So the process's owner leaves a registry
 // in shared memory in worker_threads' environment data (copied by every
 // Worker as it starts); each Threadline worker takes a slot in it and
 // listens on a BroadcastChannel, unref'd so that it never holds its thread
 // alive. To flush, a thread posts a request on the channel and waits for
-// every registered worker to mark in shared memory that it received the
+// every registered worker (or the one being terminated) to mark in shared memory that it received the
 // request, then that its pipeline flushed: asynchronously, or in an 'exit'
 // handler blocked in Atomics.wait while the workers, on threads of their
 // own, send their batches. A worker that has not picked the request up
@@ -189,6 +190,30 @@ export class WorkerFlush {
   /** Asks every registered worker to flush; resolves when done or after `timeoutMs`. */
   flush(timeoutMs: number, final: boolean): Promise<void> {
     return this.wait(this.request(timeoutMs, final));
+  }
+
+  /**
+   * Has `worker.terminate()` of a registered worker first let it flush,
+   * within `timeoutMs`: the promise it returns settles that much later at
+   * most, a few milliseconds when the Collector answers and the worker's
+   * batch is small. Returns the undo.
+   */
+  flushOnTerminate(timeoutMs: number): () => void {
+    const proto = workerThreads().Worker.prototype;
+    const original = proto.terminate;
+    const registry = this;
+    const terminate = function (this: Worker, ...args: unknown[]) {
+      const req = registry.request(timeoutMs, true, this.threadId);
+      if (req === undefined)
+        return Reflect.apply(original, this, args) as Promise<number>;
+      return registry
+        .wait(req)
+        .then(() => Reflect.apply(original, this, args) as Promise<number>);
+    };
+    proto.terminate = terminate;
+    return () => {
+      if (proto.terminate === terminate) proto.terminate = original;
+    };
   }
 
   /** Leaves the registry, and gives it up if this thread made it. */
