@@ -626,10 +626,21 @@ function tlsFilesOf(r: Reader, S: string): TlsFiles {
   return tls;
 }
 
+/** Histograms go with explicit buckets; a request for exponential ones is answered. */
+function histogramAggregationCheck(r: Reader): void {
+  const name = "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION";
+  const v = r.str(name)?.trim().toLowerCase();
+  if (v === undefined || v === "" || v === "explicit_bucket_histogram") return;
+  r.warnings.push(
+    `${name}=${JSON.stringify(v)} is not supported; histograms are sent with explicit buckets`,
+  );
+}
+
 /** The specification's three preferences; anything else is answered and cumulative kept. */
 function temporalityOf(r: Reader): TemporalityPreference {
   const name = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
   const v = r.str(name)?.trim().toLowerCase();
+  histogramAggregationCheck(r);
   if (v === undefined || v === "") return "cumulative";
   if (v === "cumulative" || v === "delta" || v === "lowmemory") return v;
   r.warnings.push(

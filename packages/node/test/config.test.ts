@@ -330,6 +330,21 @@ describe("resolveConfig", () => {
     ]);
   });
 
+  it("answers a request for exponential histograms, which it does not send", () => {
+    const name = "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION";
+    assert.deepEqual(
+      resolveConfig({}, { [name]: "explicit_bucket_histogram" }).warnings,
+      [],
+    );
+    assert.deepEqual(
+      resolveConfig({}, { [name]: "base2_exponential_bucket_histogram" })
+        .warnings,
+      [
+        `${name}="base2_exponential_bucket_histogram" is not supported; histograms are sent with explicit buckets`,
+      ],
+    );
+  });
+
   it("takes the temporality preferences the specification names, in any case", () => {
     const of = (v: string | undefined) =>
       resolveConfig(
