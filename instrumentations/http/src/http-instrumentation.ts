@@ -502,7 +502,7 @@ export class HttpInstrumentation implements Instrumentation {
     const express = hookExpressLayers();
     this.#restore.push(express.unhook);
     this.#expressLate = express.late;
-    this.#restore.push(subscribeFastifyRoutes(nameFastifyRoute));
+    this.#restore.push(subscribeFastifyRoutes(fastifyRouteHolder));
     guardClientHeaders(
       http.ClientRequest.prototype as unknown as Record<string, unknown>,
       this.#restore,
@@ -891,10 +891,9 @@ export class HttpInstrumentation implements Instrumentation {
   }
 }
 
-/** A Fastify route names the request, unless the application named it first. */
-function nameFastifyRoute(res: ServerResponse, route: string): void {
-  const state = (res as StatefulResponse)[STATE];
-  if (state !== undefined) state.route ??= route;
+/** The span state of a traced response, whose route a Fastify route names. */
+function fastifyRouteHolder(res: object): RouteHolder | undefined {
+  return (res as StatefulResponse)[STATE];
 }
 
 function onResponseClose(this: StatefulResponse): void {

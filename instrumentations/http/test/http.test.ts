@@ -22,6 +22,10 @@ import { init, setHttpRoute, type ThreadlineHandle } from "@threadline/node";
 const SERVER = 2;
 const CLIENT = 3;
 
+// Made before Threadline starts (in before()), as an app that imports its
+// routes before the SDK would: Threadline never sees it created.
+const earlyFastify = Fastify();
+
 let receiver: OtlpReceiver;
 let thirdParty: RecordingServer;
 let internal: RecordingServer;
@@ -545,23 +549,89 @@ describe("http server", () => {
       setHttpRoute("/files/:name");
       reply.send("file");
     });
+    // Answered before the handler is called: by an onRequest hook refusing
+    // the caller, a preHandler hook serving from a cache, schema validation.
+    await app.register(
+      (admin, _options, done) => {
+        admin.addHook("onRequest", (req, reply, next) => {
+          if (req.headers.authorization === undefined)
+            reply.code(401).send("sign in");
+          else next();
+        });
+        admin.get("/users/:id", (_req, reply) => {
+          reply.send("user");
+        });
+        done();
+      },
+      { prefix: "/admin" },
+    );
+    const cache = new Map([["A-1", "cached"]]);
+    app.get(
+      "/products/:sku",
+      {
+        preHandler: (req, reply, next) => {
+          const hit = cache.get((req.params as { sku: string }).sku);
+          if (hit !== undefined) reply.header("x-cache", "hit").send(hit);
+          else next();
+        },
+      },
+      (_req, reply) => {
+        reply.send("fresh");
+      },
+    );
+    app.post(
+      "/carts/:id/items",
+      {
+        schema: {
+          body: {
+            type: "object",
+            required: ["sku"],
+            properties: { sku: { type: "string" } },
+          },
+        },
+      },
+      (_req, reply) => {
+        reply.code(201).send();
+      },
+    );
     await app.listen({ port: 0, host: "127.0.0.1" });
     servers.add(app.server);
     const port = (app.server.address() as { port: number }).port;
+    // Routes of an app made before Threadline started are named as their
+    // handlers are called.
+    earlyFastify.get("/early/:id", (_req, reply) => {
+      reply.send("early");
+    });
+    await earlyFastify.listen({ port: 0, host: "127.0.0.1" });
+    servers.add(earlyFastify.server);
+    const earlyPort = (earlyFastify.server.address() as { port: number }).port;
     for (const [path, status] of [
       ["/orders/17?token=abc", 200],
       ["/api/v1/users/42/posts/7", 200],
       ["/fail/3", 500],
       ["/nowhere/9", 404],
       ["/files/a.txt", 200],
+      ["/admin/users/5", 401],
+      ["/products/A-1", 200],
     ] as const)
       assert.equal(
         (await get(`http://127.0.0.1:${port}${path}`)).status,
         status,
       );
+    const invalid = await fetch(`http://127.0.0.1:${port}/carts/8/items`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ quantity: 2 }),
+    });
+    assert.equal(invalid.status, 400);
+    await invalid.arrayBuffer();
+    assert.equal(
+      (await get(`http://127.0.0.1:${earlyPort}/early/1`)).status,
+      200,
+    );
     const spans = await receiver.waitForSpans(
-      (s) => s.filter((x) => x.kind === SERVER).length >= 5,
-      "five server spans",
+      (s) => s.filter((x) => x.kind === SERVER).length >= 9,
+      "nine server spans",
     );
     const byPath = (path: string) =>
       spans.find((s) => s.kind === SERVER && s.attributes["url.path"] === path);
@@ -586,6 +656,17 @@ describe("http server", () => {
     assert.equal(missing.attributes["http.route"], undefined);
     assert.equal(missing.attributes["http.response.status_code"], 404);
     assert.equal(byPath("/files/a.txt")!.name, "GET /files/:name");
+    for (const [path, name, status] of [
+      ["/admin/users/5", "GET /admin/users/:id", 401],
+      ["/products/A-1", "GET /products/:sku", 200],
+      ["/carts/8/items", "POST /carts/:id/items", 400],
+      ["/early/1", "GET /early/:id", 200],
+    ] as const) {
+      const span = byPath(path)!;
+      assert.equal(span.name, name);
+      assert.equal(span.attributes["http.route"], name.split(" ")[1]);
+      assert.equal(span.attributes["http.response.status_code"], status);
+    }
 
     await threadline.forceFlush();
     const duration = receiver.metrics.findLast(
@@ -596,9 +677,16 @@ describe("http server", () => {
       duration.points
         .filter((p) => p.attributes["http.response.status_code"] === status)
         .map((p) => p.attributes["http.route"]);
-    for (const route of ["/orders/:id", "/api/v1/users/:userId/posts/:postId"])
+    for (const route of [
+      "/orders/:id",
+      "/api/v1/users/:userId/posts/:postId",
+      "/products/:sku",
+      "/early/:id",
+    ])
       assert.ok(routeOf(200).includes(route), `${route} in ${routeOf(200)}`);
     assert.ok(routeOf(500).includes("/fail/:id"), `${routeOf(500)}`);
+    assert.ok(routeOf(401).includes("/admin/users/:id"), `${routeOf(401)}`);
+    assert.ok(routeOf(400).includes("/carts/:id/items"), `${routeOf(400)}`);
     assert.deepEqual(routeOf(404), [undefined]);
   });
 
