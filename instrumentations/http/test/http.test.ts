@@ -7,6 +7,7 @@ import https from "node:https";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import express from "express";
 import Fastify from "fastify";
+import Fastify4 from "fastify4";
 import { trace } from "@opentelemetry/api";
 import {
   selfSignedCertificate,
@@ -688,6 +689,81 @@ describe("http server", () => {
     assert.ok(routeOf(401).includes("/admin/users/:id"), `${routeOf(401)}`);
     assert.ok(routeOf(400).includes("/carts/:id/items"), `${routeOf(400)}`);
     assert.deepEqual(routeOf(404), [undefined]);
+  });
+
+  it("names spans and request metrics after fastify 4 routes", async () => {
+    const app = Fastify4();
+    app.get("/orders/:id", (_req, reply) => {
+      reply.send("order");
+    });
+    await app.register(
+      (admin, _options, done) => {
+        admin.addHook("onRequest", (_req, reply) => {
+          reply.code(401).send("sign in");
+        });
+        admin.get("/users/:id", (_req, reply) => {
+          reply.send("user");
+        });
+        done();
+      },
+      { prefix: "/admin" },
+    );
+    app.get(
+      "/search",
+      {
+        schema: {
+          querystring: {
+            type: "object",
+            required: ["q"],
+            properties: { q: { type: "string" } },
+          },
+        },
+      },
+      (_req, reply) => {
+        reply.send("results");
+      },
+    );
+    await app.listen({ port: 0, host: "127.0.0.1" });
+    servers.add(app.server);
+    const port = (app.server.address() as { port: number }).port;
+    for (const [path, status] of [
+      ["/orders/17", 200],
+      ["/admin/users/5", 401],
+      ["/search", 400],
+      ["/nowhere/9", 404],
+    ] as const)
+      assert.equal(
+        (await get(`http://127.0.0.1:${port}${path}`)).status,
+        status,
+      );
+    const spans = await receiver.waitForSpans(
+      (s) => s.filter((x) => x.kind === SERVER).length >= 4,
+      "four server spans",
+    );
+    const byPath = (path: string) =>
+      spans.find((s) => s.kind === SERVER && s.attributes["url.path"] === path);
+    for (const [path, route] of [
+      ["/orders/17", "/orders/:id"],
+      ["/admin/users/5", "/admin/users/:id"],
+      ["/search", "/search"],
+    ] as const) {
+      assert.equal(byPath(path)!.name, `GET ${route}`);
+      assert.equal(byPath(path)!.attributes["http.route"], route);
+    }
+    assert.equal(byPath("/nowhere/9")!.attributes["http.route"], undefined);
+
+    await threadline.forceFlush();
+    const duration = receiver.metrics.findLast(
+      (m) => m.name === "http.server.request.duration",
+    );
+    assert.ok(duration, "http.server.request.duration exported");
+    const routesOf = (status: number) =>
+      duration.points
+        .filter((p) => p.attributes["http.response.status_code"] === status)
+        .map((p) => p.attributes["http.route"]);
+    assert.ok(routesOf(200).includes("/orders/:id"), `${routesOf(200)}`);
+    assert.ok(routesOf(401).includes("/admin/users/:id"), `${routesOf(401)}`);
+    assert.ok(routesOf(400).includes("/search"), `${routesOf(400)}`);
   });
 
   it("traces https servers and clients", async () => {
