@@ -91,11 +91,15 @@ export interface ReceivedRequest {
   items: number;
 }
 
-/** How the receiver answers; return undefined for a normal 200. */
+/**
+ * How the receiver answers; return undefined for a normal 200, `{ delayMs }`
+ * for a normal answer that much later (a slow Collector).
+ */
 export type Responder = (
   req: IncomingMessage,
 ) =>
   | { status: number; headers?: Record<string, string>; body?: string | Buffer }
+  | { delayMs: number }
   | "hang"
   | "reset"
   | undefined;
@@ -445,11 +449,20 @@ export async function startOtlpReceiver(
       attempts.push({
         at: Date.now(),
         path: (req.url ?? "").split("?")[0]!,
-        answer: typeof answer === "string" ? answer : (answer?.status ?? 200),
+        answer:
+          typeof answer === "string"
+            ? answer
+            : answer !== undefined && "status" in answer
+              ? answer.status
+              : 200,
       });
       if (answer === "hang") return;
       if (answer === "reset") {
         req.socket.destroy();
+        return;
+      }
+      if (answer !== undefined && "delayMs" in answer) {
+        setTimeout(accept, answer.delayMs);
         return;
       }
       if (answer !== undefined) {
@@ -457,6 +470,9 @@ export async function startOtlpReceiver(
         res.end(answer.body ?? "");
         return;
       }
+      accept();
+    });
+    const accept = () => {
       const path = (req.url ?? "").split("?")[0]!;
       if (
         req.method !== "POST" ||
@@ -504,7 +520,7 @@ export async function startOtlpReceiver(
         errors.push(`${path}: ${(err as Error).message}`);
         res.writeHead(400).end();
       }
-    });
+    };
   });
   server.on("connection", (s: Socket) => {
     sockets.add(s);
