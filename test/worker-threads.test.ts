@@ -246,6 +246,54 @@ describe("worker threads", () => {
     }
   });
 
+  it("sends the batches of many worker threads asked at once, however long the last takes to answer", async () => {
+    // 32 threads woken together on a small machine: the last ones pick the
+    // request up well after the first.
+    const terminated = await runToEnd(
+      atEnd("worker-end-many-terminate", {
+        EXIT: "terminate",
+        WORKERS: "32",
+        SPANS: "10",
+      }),
+    );
+    assert.equal(terminated.end.code, 0);
+    assert.deepEqual(count("worker-end-many-terminate"), {
+      spans: 320,
+      logs: 320,
+    });
+    const exited = await runToEnd(
+      atEnd("worker-end-many-exit", {
+        EXIT: "process-exit",
+        WORKERS: "24",
+        SPANS: "10",
+      }),
+    );
+    assert.equal(exited.end.code, 0);
+    assert.deepEqual(count("worker-end-many-exit"), { spans: 240, logs: 240 });
+  });
+
+  it("terminates a worker thread with nothing to send as quickly as one without Threadline", async () => {
+    const app = await startService({
+      entry: "worker-terminate-idle.mjs",
+      cwd: fixtures,
+      execArgv: ["--import", "@threadline/node/register"],
+      env: env("worker-terminate-idle"),
+      ready: false,
+    });
+    assert.equal((await app.exited).code, 0);
+    const took = JSON.parse(app.stdout.at(-1)!) as Record<
+      "threadline" | "plain",
+      number[]
+    >;
+    const median = (xs: number[]) =>
+      xs.toSorted((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    // It answers at once: no flush to wait for, nothing to load first.
+    assert.ok(
+      median(took.threadline) - median(took.plain) < 10,
+      JSON.stringify(took),
+    );
+  });
+
   it("serves the health and Prometheus endpoints and raises alarms from the main thread alone", async () => {
     const name = "worker-endpoints";
     const dir = mkdtempSync(join(tmpdir(), "threadline-threads-"));

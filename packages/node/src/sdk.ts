@@ -46,7 +46,7 @@ import { ExportPipeline, type PipelineStats } from "./export/pipeline.ts";
 import { AlsContextManager } from "./internal/context-manager.ts";
 import { ownProcess, processOwner } from "./internal/process-owner.ts";
 import { keepTickShape } from "./internal/tick-shape.ts";
-import { WorkerFlush } from "./internal/worker-flush.ts";
+import { WorkerFlush, type FlushAsk } from "./internal/worker-flush.ts";
 import { buildResource } from "./resource.ts";
 import { selfCheck } from "./self-check.ts";
 import { MeterProvider } from "./metrics/meter-provider.ts";
@@ -153,6 +153,11 @@ function signalExitListeners(): number {
   return (typeof v4 === "number" ? v4 : 0) + (typeof v3 === "number" ? v3 : 0);
 }
 
+/** A flush of the workers' batches, their threads going on. */
+const FLUSH: FlushAsk = { final: false };
+/** The last, at the process's end. */
+const END: FlushAsk = { final: true };
+
 function installExitHooks(
   pipeline: ExportPipeline,
   reader: MetricReader,
@@ -190,7 +195,7 @@ function installExitHooks(
     pipeline.hold();
     // Worker threads still run until the exit handlers return, and flush
     // on their own threads while this one flushes and waits.
-    const asked = workers?.request(timeoutMs, true);
+    const asked = workers?.request(timeoutMs, END);
     const first = !finalMetricsSent;
     finalMetrics();
     if (first || pendingWork()) pipeline.flushSync(timeoutMs);
@@ -205,13 +210,13 @@ function installExitHooks(
     if (process.listenerCount(signal) - 1 - signalExitListeners() > 0) {
       // The application handles this signal; flush alongside, it decides when to exit.
       void pipeline.forceFlush(timeoutMs, false);
-      void workers?.flush(timeoutMs, false);
+      void workers?.flush(timeoutMs, FLUSH);
       return;
     }
     finalMetrics();
     void Promise.all([
       pipeline.forceFlush(timeoutMs, true),
-      workers?.flush(timeoutMs, true),
+      workers?.flush(timeoutMs, END),
     ]).finally(() => {
       process.removeListener(signal, onSignal);
       process.kill(process.pid, signal);
@@ -292,7 +297,13 @@ function start(options: InitOptions): ThreadlineHandle {
   // Worker threads' batches, sent before the process's end or a
   // worker.terminate() tears their thread down.
   const workers = new WorkerFlush(ownsProcess);
-  workers.join((timeoutMs, final) => pipeline.forceFlush(timeoutMs, final));
+  workers.join({
+    forceFlush: (timeoutMs, final) => pipeline.forceFlush(timeoutMs, final),
+    holdsNothing: () => {
+      const s = pipeline.stats();
+      return s.traces.pending + s.logs.pending + s.metrics.pending === 0;
+    },
+  });
   const stopFlushOnTerminate = workers.flushOnTerminate(
     config.shutdownTimeoutMs,
   );
@@ -496,7 +507,7 @@ function start(options: InitOptions): ThreadlineHandle {
       if (shuttingDown === undefined) await reader.exportNow();
       await Promise.all([
         pipeline.forceFlush(config.shutdownTimeoutMs),
-        processWorkers?.flush(config.shutdownTimeoutMs, false),
+        processWorkers?.flush(config.shutdownTimeoutMs, FLUSH),
       ]);
     },
     shutdown() {
@@ -522,7 +533,7 @@ function start(options: InitOptions): ThreadlineHandle {
     stopHostMetrics?.();
     await Promise.all([
       pipeline.shutdown(config.shutdownTimeoutMs),
-      processWorkers?.flush(config.shutdownTimeoutMs, false),
+      processWorkers?.flush(config.shutdownTimeoutMs, FLUSH),
     ]);
     // Only now: a process.exit() while the flush above ran still sends
     // what is left, synchronously.

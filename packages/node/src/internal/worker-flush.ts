@@ -4,65 +4,101 @@
 // and nothing of the process's end waits for its batches: SIGTERM and
 // process.exit() are the main thread's, a natural exit tears down the
 // unref'd workers still running, and worker.terminate() (worker pools end
-// idle workers with it) stops a worker at once. So the process's owner leaves a registry
-// in shared memory in worker_threads' environment data (copied by every
-// Worker as it starts); each Threadline worker takes a slot in it and
-// listens on a BroadcastChannel, unref'd so that it never holds its thread
-// alive. To flush, a thread posts a request on the channel and waits for
-// every registered worker (or the one being terminated) to mark in shared memory that it received the
-// request, then that its pipeline flushed: asynchronously, or in an 'exit'
-// handler blocked in Atomics.wait while the workers, on threads of their
-// own, send their batches. A worker that has not picked the request up
-// within RECEIPT_MS (its event loop held by a runaway job) is not waited
-// for: it could not send anything anyway. A worker leaves its slot at its
-// exit; one that never ran its exit (terminated, out of memory) is taken
-// out by the thread that started it, which sees it end through the
-// `worker_threads` diagnostics channel.
+// idle workers with it) stops a worker at once. So the process's owner
+// leaves a registry in shared memory in worker_threads' environment data
+// (copied by every Worker as it starts); each Threadline worker takes a slot
+// in it, and waits on its slot with Atomics.waitAsync, which never holds its
+// thread alive and costs nothing until woken (a message event would cost a
+// fresh worker some 20 ms of loading on the first request).
 //
-// Cost: 1.5 KB of shared memory per process; per worker thread, one slot,
-// one channel and one 'exit' listener. Nothing per request, and an exit with no worker
-// registered reads the slots and returns.
-import type { BroadcastChannel, Worker } from "node:worker_threads";
+// To flush, a thread writes a request into the slots of every registered
+// worker (or of the one being terminated), wakes them, and waits for each
+// to mark that it received the request, then that its pipeline flushed:
+// asynchronously, or in an 'exit' handler blocked in Atomics.wait while the
+// workers, on threads of their own, send their batches. A worker holding
+// nothing answers at once. A worker that has not picked the request up is
+// not waited for once QUIET_MS passed without any receipt or flush of the
+// workers asked (or a receipt anywhere in the registry: many workers woken
+// together share a few cores, and the last pick it up well after the
+// first): its event loop is held by a runaway job, and it could not send
+// anything anyway. A worker leaves its slot at its exit; one that never ran
+// its exit (terminated, out of memory) is taken out by the thread that
+// started it, which sees it end through the `worker_threads` diagnostics
+// channel.
+//
+// Cost: 3.5 KB of shared memory per process; per worker thread, one slot,
+// one pending Atomics.waitAsync and one 'exit' listener. Nothing per
+// request, and an exit with no worker registered reads the slots and
+// returns.
+import type { Worker } from "node:worker_threads";
+import { diag } from "@threadline/core";
 
 const KEY = "threadline.worker-flush";
-const CHANNEL = "threadline.worker-flush";
 
-/** How long a worker has to pick a request up before it is not waited for. */
-const RECEIPT_MS = 100;
+/**
+ * How long a request waits for workers that show no sign of life: none of
+ * those asked picked it up or finished in that time.
+ */
+const QUIET_MS = 100;
 /** Workers that can be registered at once; more are not flushed. */
 const CAPACITY = 128;
 
 // Int32 slots: the last request's id, a counter bumped (and notified) at
-// every change, then one record per worker.
+// every receipt, flush and leave, a count of receipts, then one record per
+// worker, then (as 64-bit integers) each record's deadline.
 const LAST_REQUEST = 0;
 const CHANGES = 1;
-const RECORDS = 2;
-// A record: its thread's id (0: free), the last request it received, the
-// last one it finished.
+const RECEIPTS = 2;
+const RECORDS = 4;
+// A record: its thread's id (0: free); the last request asked of it (it
+// waits on this slot) and the last final one; the last request it
+// received, the last one it finished.
 const THREAD = 0;
-const RECEIVED = 1;
-const FLUSHED = 2;
-const RECORD_SIZE = 3;
+const ASKED = 1;
+const ASKED_FINAL = 2;
+const RECEIVED = 3;
+const FLUSHED = 4;
+const RECORD_SIZE = 5;
+const INT32_SLOTS = RECORDS + CAPACITY * RECORD_SIZE;
 
 interface FlushRequest {
   id: number;
   deadline: number;
-  final: boolean;
   /** Only this worker; every registered one when undefined. */
   thread: number | undefined;
 }
 
-/** A worker's flush: its pipeline's, until `timeoutMs`. Never rejects. */
-export type FlushOwn = (timeoutMs: number, final: boolean) => Promise<void>;
+/** What a flush asks of the workers. */
+export interface FlushAsk {
+  /** The last flush of these workers: what it cannot send is dropped, counted. */
+  final: boolean;
+}
+
+/** A worker's own pipeline, as a flush request uses it. */
+export interface OwnPipeline {
+  /** Sends what it holds, within `timeoutMs`. Never rejects. */
+  forceFlush(timeoutMs: number, final: boolean): Promise<void>;
+  /** Whether it holds nothing to send. */
+  holdsNothing(): boolean;
+}
 
 function workerThreads() {
   return process.getBuiltinModule("node:worker_threads");
 }
 
+/** Raises slot `at` of `s` to `value` (never lowers it). */
+function raise(s: Int32Array, at: number, value: number): void {
+  for (;;) {
+    const was = Atomics.load(s, at);
+    if (was >= value || Atomics.compareExchange(s, at, was, value) === was)
+      return;
+  }
+}
+
 export class WorkerFlush {
   readonly #slots: Int32Array;
+  readonly #deadlines: BigInt64Array;
   readonly #release: (() => void) | undefined;
-  #channel: BroadcastChannel | undefined;
   /** This thread's record, once joined. */
   #record = -1;
   #onExit: (() => void) | undefined;
@@ -84,14 +120,14 @@ export class WorkerFlush {
     const w = workerThreads();
     const inherited: unknown = w.getEnvironmentData(KEY);
     if (!owner && inherited instanceof SharedArrayBuffer) {
-      this.#slots = new Int32Array(inherited);
+      this.#slots = new Int32Array(inherited, 0, INT32_SLOTS);
+      this.#deadlines = new BigInt64Array(inherited, INT32_SLOTS * 4);
       this.#release = undefined;
       return;
     }
-    const shared = new SharedArrayBuffer(
-      (RECORDS + CAPACITY * RECORD_SIZE) * 4,
-    );
-    this.#slots = new Int32Array(shared);
+    const shared = new SharedArrayBuffer(INT32_SLOTS * 4 + CAPACITY * 8);
+    this.#slots = new Int32Array(shared, 0, INT32_SLOTS);
+    this.#deadlines = new BigInt64Array(shared, INT32_SLOTS * 4);
     w.setEnvironmentData(KEY, shared);
     this.#release = () => {
       if (w.getEnvironmentData(KEY) === shared)
@@ -100,38 +136,45 @@ export class WorkerFlush {
   }
 
   /**
-   * Registers this worker thread's Threadline: flush requests run `flush`.
-   * Left at the thread's exit, or by {@link close}.
+   * Registers this worker thread's Threadline: flush requests flush
+   * `pipeline`. Left at the thread's exit, or by {@link close}.
    */
-  join(flush: FlushOwn): void {
+  join(pipeline: OwnPipeline): void {
     const w = workerThreads();
     if (w.isMainThread || this.#record >= 0) return;
     const s = this.#slots;
     for (let r = RECORDS; r < s.length; r += RECORD_SIZE) {
       if (Atomics.compareExchange(s, r + THREAD, 0, w.threadId) !== 0) continue;
-      // Requests posted before the channel below existed never reach it.
+      // Requests made before this thread held anything are answered.
       const last = Atomics.load(s, LAST_REQUEST);
       Atomics.store(s, r + RECEIVED, last);
       Atomics.store(s, r + FLUSHED, last);
       this.#record = r;
       break;
     }
-    if (this.#record < 0) return;
-    const channel = this.#openChannel();
-    channel.onmessage = (event: unknown) => {
-      const req = (event as { data: FlushRequest }).data;
-      const r = this.#record;
-      if (r < 0 || (req.thread !== undefined && req.thread !== w.threadId))
-        return;
-      this.#mark(r + RECEIVED, req.id);
-      // A record left meanwhile may be another thread's by now.
-      const done = () => {
-        if (this.#record === r) this.#mark(r + FLUSHED, req.id);
-      };
-      flush(Math.max(0, req.deadline - Date.now()), req.final).then(done, done);
+    const r = this.#record;
+    if (r < 0) {
+      diag.warnOnce(
+        "worker-flush-full",
+        `more than ${CAPACITY} worker threads run Threadline at once: thread ${w.threadId} is not flushed at the process's end or at its terminate()`,
+      );
+      return;
+    }
+    const listen = (): void => {
+      for (;;) {
+        if (this.#record !== r) return;
+        const asked = Atomics.load(s, r + ASKED);
+        // Armed before answering: a request made meanwhile wakes it again.
+        const next = Atomics.waitAsync(s, r + ASKED, asked);
+        if (asked > Atomics.load(s, r + RECEIVED))
+          this.#answer(r, asked, pipeline);
+        if (next.async) {
+          void next.value.then(listen);
+          return;
+        }
+      }
     };
-    // A message listener may ref a channel again.
-    channel.unref();
+    listen();
     this.#onExit = () => this.#leave();
     process.on("exit", this.#onExit);
   }
@@ -142,27 +185,45 @@ export class WorkerFlush {
    */
   request(
     timeoutMs: number,
-    final: boolean,
+    ask: FlushAsk,
     thread?: number,
   ): FlushRequest | undefined {
     if (!this.#anyRegistered(thread)) return undefined;
+    const s = this.#slots;
     const req: FlushRequest = {
-      id: Atomics.add(this.#slots, LAST_REQUEST, 1) + 1,
+      id: Atomics.add(s, LAST_REQUEST, 1) + 1,
       deadline: Date.now() + timeoutMs,
-      final,
       thread,
     };
-    this.#openChannel().postMessage(req);
+    const deadline = BigInt(req.deadline);
+    for (let r = RECORDS; r < s.length; r += RECORD_SIZE) {
+      const t = Atomics.load(s, r + THREAD);
+      if (t === 0 || r === this.#record) continue;
+      if (thread !== undefined && t !== thread) continue;
+      // What the worker reads once woken, written before the wake.
+      const k = (r - RECORDS) / RECORD_SIZE;
+      for (;;) {
+        const was = Atomics.load(this.#deadlines, k);
+        if (
+          was >= deadline ||
+          Atomics.compareExchange(this.#deadlines, k, was, deadline) === was
+        )
+          break;
+      }
+      if (ask.final) raise(s, r + ASKED_FINAL, req.id);
+      raise(s, r + ASKED, req.id);
+      Atomics.notify(s, r + ASKED);
+    }
     return req;
   }
 
   /** Blocks until the workers asked by `req` flushed, or its deadline. */
   waitSync(req: FlushRequest | undefined): void {
     if (req === undefined) return;
-    const receiptBy = Date.now() + RECEIPT_MS;
+    const watch = this.#watch();
     for (;;) {
       const seen = Atomics.load(this.#slots, CHANGES);
-      const wake = this.#nextWake(req, receiptBy);
+      const wake = this.#nextWake(req, watch);
       if (wake === undefined) return;
       Atomics.wait(this.#slots, CHANGES, seen, wake);
     }
@@ -171,13 +232,13 @@ export class WorkerFlush {
   /** Resolves once the workers asked by `req` flushed, or at its deadline. */
   async wait(req: FlushRequest | undefined): Promise<void> {
     if (req === undefined) return;
-    const receiptBy = Date.now() + RECEIPT_MS;
+    const watch = this.#watch();
     // Atomics.waitAsync does not keep the event loop alive; this does.
     const alive = setTimeout(() => {}, req.deadline - Date.now() + 10);
     try {
       for (;;) {
         const seen = Atomics.load(this.#slots, CHANGES);
-        const wake = this.#nextWake(req, receiptBy);
+        const wake = this.#nextWake(req, watch);
         if (wake === undefined) return;
         const result = Atomics.waitAsync(this.#slots, CHANGES, seen, wake);
         if (result.async) await result.value;
@@ -188,22 +249,22 @@ export class WorkerFlush {
   }
 
   /** Asks every registered worker to flush; resolves when done or after `timeoutMs`. */
-  flush(timeoutMs: number, final: boolean): Promise<void> {
-    return this.wait(this.request(timeoutMs, final));
+  flush(timeoutMs: number, ask: FlushAsk): Promise<void> {
+    return this.wait(this.request(timeoutMs, ask));
   }
 
   /**
    * Has `worker.terminate()` of a registered worker first let it flush,
    * within `timeoutMs`: the promise it returns settles that much later at
    * most, a few milliseconds when the Collector answers and the worker's
-   * batch is small. Returns the undo.
+   * batch is small, at once when it holds nothing. Returns the undo.
    */
   flushOnTerminate(timeoutMs: number): () => void {
     const proto = workerThreads().Worker.prototype;
     const original = proto.terminate;
     const registry = this;
     const terminate = function (this: Worker, ...args: unknown[]) {
-      const req = registry.request(timeoutMs, true, this.threadId);
+      const req = registry.request(timeoutMs, { final: true }, this.threadId);
       if (req === undefined)
         return Reflect.apply(original, this, args) as Promise<number>;
       return registry
@@ -222,17 +283,27 @@ export class WorkerFlush {
       .getBuiltinModule("node:diagnostics_channel")
       .unsubscribe("worker_threads", this.#onWorker);
     this.#leave();
-    this.#channel?.close();
-    this.#channel = undefined;
     this.#release?.();
   }
 
-  #openChannel(): BroadcastChannel {
-    if (this.#channel === undefined) {
-      this.#channel = new (workerThreads().BroadcastChannel)(CHANNEL);
-      this.#channel.unref();
-    }
-    return this.#channel;
+  /** Runs the request this worker was woken for, and every one before it. */
+  #answer(r: number, asked: number, pipeline: OwnPipeline): void {
+    const s = this.#slots;
+    const from = Atomics.load(s, r + RECEIVED);
+    raise(s, r + RECEIVED, asked);
+    Atomics.add(s, RECEIPTS, 1);
+    this.#changed();
+    const final = Atomics.load(s, r + ASKED_FINAL) > from;
+    const deadline = Atomics.load(this.#deadlines, (r - RECORDS) / RECORD_SIZE);
+    const timeoutMs = Math.max(0, Number(deadline) - Date.now());
+    // A record left meanwhile may be another thread's by now.
+    const done = () => {
+      if (this.#record !== r) return;
+      raise(s, r + FLUSHED, asked);
+      this.#changed();
+    };
+    if (pipeline.holdsNothing()) done();
+    else void pipeline.forceFlush(timeoutMs, final).finally(done);
   }
 
   #leave(): void {
@@ -242,9 +313,10 @@ export class WorkerFlush {
     const r = this.#record;
     if (r < 0) return;
     this.#record = -1;
-    this.#channel?.close();
-    this.#channel = undefined;
-    Atomics.store(this.#slots, r + THREAD, 0);
+    const s = this.#slots;
+    // Lets this thread's waiter go.
+    Atomics.notify(s, r + ASKED);
+    Atomics.store(s, r + THREAD, 0);
     this.#changed();
   }
 
@@ -272,37 +344,45 @@ export class WorkerFlush {
     return false;
   }
 
+  /** What a wait watches for signs of life, from its start. */
+  #watch(): { signs: number; at: number } {
+    return { signs: Number.NaN, at: Date.now() };
+  }
+
   /**
    * Milliseconds to wait for the next change, or undefined when nothing is
-   * left to wait for: every worker asked has flushed, or did not pick the
-   * request up in time, or the deadline passed.
+   * left to wait for: every worker asked has flushed (or, having received
+   * the request, is flushing), or those that did not receive it have shown
+   * no sign of life for QUIET_MS, or the deadline passed.
    */
-  #nextWake(req: FlushRequest, receiptBy: number): number | undefined {
+  #nextWake(
+    req: FlushRequest,
+    watch: { signs: number; at: number },
+  ): number | undefined {
     const now = Date.now();
     if (now >= req.deadline) return undefined;
     const s = this.#slots;
-    let waiting = false;
-    let unreceived = false;
+    let signs = Atomics.load(s, RECEIPTS);
+    let flushing = false;
+    let quiet = false;
     for (let r = RECORDS; r < s.length; r += RECORD_SIZE) {
       const t = Atomics.load(s, r + THREAD);
       if (t === 0 || r === this.#record) continue;
       if (req.thread !== undefined && t !== req.thread) continue;
-      if (Atomics.load(s, r + FLUSHED) >= req.id) continue;
-      if (Atomics.load(s, r + RECEIVED) >= req.id) waiting = true;
-      else if (now < receiptBy) unreceived = true;
+      const received = Atomics.load(s, r + RECEIVED);
+      const flushed = Atomics.load(s, r + FLUSHED);
+      signs += t + received + flushed;
+      if (flushed >= req.id) continue;
+      if (received >= req.id) flushing = true;
+      else quiet = true;
     }
-    if (unreceived) return Math.min(receiptBy, req.deadline) - now;
-    return waiting ? req.deadline - now : undefined;
-  }
-
-  /** Raises slot `at` to `id` (never lowers it) and wakes the waiters. */
-  #mark(at: number, id: number): void {
-    const s = this.#slots;
-    for (;;) {
-      const was = Atomics.load(s, at);
-      if (was >= id || Atomics.compareExchange(s, at, was, id) === was) break;
+    if (signs !== watch.signs) {
+      watch.signs = signs;
+      watch.at = now;
     }
-    this.#changed();
+    const quietBy = watch.at + QUIET_MS;
+    if (quiet && now < quietBy) return Math.min(quietBy, req.deadline) - now;
+    return flushing ? req.deadline - now : undefined;
   }
 
   #changed(): void {
