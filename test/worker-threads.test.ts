@@ -294,6 +294,59 @@ describe("worker threads", () => {
     );
   });
 
+  // Piscina's default (atomics: 'sync') blocks an idle worker's thread in
+  // Atomics.wait between tasks: its event loop turns only during a task.
+  for (const [end, what] of [
+    ["exit", "process.exit()"],
+    ["force-flush", "forceFlush()"],
+  ] as const)
+    it(`does not wait out the deadline at ${what} for a pool worker that took the request during a task, then went back to Atomics.wait`, async () => {
+      const name = `worker-pool-${end}`;
+      // A slow Collector: the task is over before it answers.
+      receiver.setResponder(() => ({ delayMs: 400 }));
+      try {
+        const app = await startService({
+          entry: "worker-pool.mjs",
+          cwd: fixtures,
+          env: env(name, {
+            OTEL_BSP_SCHEDULE_DELAY: "60000",
+            OTEL_BLRP_SCHEDULE_DELAY: "60000",
+            // Metric exports every 200 ms would keep a 400 ms Collector
+            // busy past any deadline, workers or not.
+            OTEL_METRICS_EXPORTER: "none",
+            END: end,
+            SPANS: "50",
+            TASK_MS: "300",
+            THREADLINE_SHUTDOWN_TIMEOUT: "8000",
+          }),
+          ready: false,
+        });
+        assert.equal((await app.exited).code, 0);
+        const took = (what: string) =>
+          Number(
+            app.stdout
+              .find((l) => l.startsWith(`${what} took`))
+              ?.match(/(\d+) ms/)?.[1],
+          );
+        if (end === "exit") {
+          // The worker sent its batch at once, blocking its own thread.
+          assert.ok(took("exit") < 4000, `exit took ${took("exit")} ms`);
+          await waitFor(() => count(name).spans === 100, {
+            what: "both tasks' spans",
+          });
+          assert.deepEqual(count(name), { spans: 100, logs: 100 });
+        } else {
+          assert.ok(
+            took("forceFlush") < 4000,
+            `forceFlush took ${took("forceFlush")} ms`,
+          );
+          assert.ok(took("exit") < 4000, `exit took ${took("exit")} ms`);
+        }
+      } finally {
+        receiver.setResponder(undefined);
+      }
+    });
+
   it("serves the health and Prometheus endpoints and raises alarms from the main thread alone", async () => {
     const name = "worker-endpoints";
     const dir = mkdtempSync(join(tmpdir(), "threadline-threads-"));

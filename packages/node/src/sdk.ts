@@ -154,9 +154,13 @@ function signalExitListeners(): number {
 }
 
 /** A flush of the workers' batches, their threads going on. */
-const FLUSH: FlushAsk = { final: false };
-/** The last, at the process's end. */
-const END: FlushAsk = { final: true };
+const FLUSH: FlushAsk = { final: false, sync: false };
+/**
+ * The last, at the process's end: each worker flushes blocking its thread,
+ * whose event loop may never turn again (a pool's idle worker waits in
+ * Atomics.wait between tasks).
+ */
+const END: FlushAsk = { final: true, sync: true };
 
 function installExitHooks(
   pipeline: ExportPipeline,
@@ -299,6 +303,7 @@ function start(options: InitOptions): ThreadlineHandle {
   const workers = new WorkerFlush(ownsProcess);
   workers.join({
     forceFlush: (timeoutMs, final) => pipeline.forceFlush(timeoutMs, final),
+    flushSync: (timeoutMs) => pipeline.flushSync(timeoutMs),
     holdsNothing: () => {
       const s = pipeline.stats();
       return s.traces.pending + s.logs.pending + s.metrics.pending === 0;

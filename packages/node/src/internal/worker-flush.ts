@@ -12,24 +12,30 @@
 // fresh worker some 20 ms of loading on the first request).
 //
 // To flush, a thread writes a request into the slots of every registered
-// worker (or of the one being terminated), wakes them, and waits for each
-// to mark that it received the request, then that its pipeline flushed:
-// asynchronously, or in an 'exit' handler blocked in Atomics.wait while the
-// workers, on threads of their own, send their batches. A worker holding
-// nothing answers at once. A worker that has not picked the request up is
-// not waited for once QUIET_MS passed without any receipt or flush of the
-// workers asked (or a receipt anywhere in the registry: many workers woken
-// together share a few cores, and the last pick it up well after the
-// first): its event loop is held by a runaway job, and it could not send
-// anything anyway. A worker leaves its slot at its exit; one that never ran
-// its exit (terminated, out of memory) is taken out by the thread that
+// worker (or of the one being terminated), wakes them, and waits for each to mark that it received the
+// request, then that it flushed: asynchronously, or in an 'exit' handler
+// blocked in Atomics.wait while the workers, on threads of their own, send
+// their batches. A worker holding nothing answers at once. At the
+// process's end a worker flushes synchronously, as the main thread does at
+// process.exit(): worker pools such as piscina (atomics: 'sync', their
+// default) block an idle worker's thread in Atomics.wait between tasks, and
+// a worker that took the request during a task would never finish an
+// asynchronous flush once back there. Otherwise it flushes asynchronously
+// and shows it is at it every PROGRESS_MS.
+//
+// A worker that neither picks the request up nor, having picked it up,
+// shows progress is not waited for once QUIET_MS passed without any
+// receipt, progress or flush of the workers asked (or a receipt anywhere in
+// the registry: many workers woken together share two cores): its event
+// loop is held, by a runaway job or a pool's Atomics.wait, and it could not
+// send anything anyway. A worker leaves its slot at its exit; one that never
+// ran its exit (terminated, out of memory) is taken out by the thread that
 // started it, which sees it end through the `worker_threads` diagnostics
 // channel.
 //
-// Cost: 3.5 KB of shared memory per process; per worker thread, one slot,
-// one pending Atomics.waitAsync and one 'exit' listener. Nothing per
-// request, and an exit with no worker registered reads the slots and
-// returns.
+// Cost: 4.5 KB of shared memory per process; per worker thread, one slot, one
+// pending Atomics.waitAsync and one 'exit' listener. Nothing per request,
+// and an exit with no worker registered reads the slots and returns.
 import type { Worker } from "node:worker_threads";
 import { diag } from "@threadline/core";
 
@@ -37,9 +43,11 @@ const KEY = "threadline.worker-flush";
 
 /**
  * How long a request waits for workers that show no sign of life: none of
- * those asked picked it up or finished in that time.
+ * those asked picked it up, progressed or finished in that time.
  */
 const QUIET_MS = 100;
+/** How often a worker flushing asynchronously shows it is still at it. */
+const PROGRESS_MS = 25;
 /** Workers that can be registered at once; more are not flushed. */
 const CAPACITY = 128;
 
@@ -51,19 +59,24 @@ const CHANGES = 1;
 const RECEIPTS = 2;
 const RECORDS = 4;
 // A record: its thread's id (0: free); the last request asked of it (it
-// waits on this slot) and the last final one; the last request it
-// received, the last one it finished.
+// waits on this slot), the last final one and the last one to be flushed
+// synchronously; the last request it received, the last one it finished;
+// a counter it bumps while it flushes asynchronously.
 const THREAD = 0;
 const ASKED = 1;
 const ASKED_FINAL = 2;
-const RECEIVED = 3;
-const FLUSHED = 4;
-const RECORD_SIZE = 5;
+const ASKED_SYNC = 3;
+const RECEIVED = 4;
+const FLUSHED = 5;
+const PROGRESS = 6;
+const RECORD_SIZE = 7;
 const INT32_SLOTS = RECORDS + CAPACITY * RECORD_SIZE;
 
 interface FlushRequest {
   id: number;
   deadline: number;
+  /** Whether the workers flush synchronously (at the process's end). */
+  sync: boolean;
   /** Only this worker; every registered one when undefined. */
   thread: number | undefined;
 }
@@ -72,12 +85,19 @@ interface FlushRequest {
 export interface FlushAsk {
   /** The last flush of these workers: what it cannot send is dropped, counted. */
   final: boolean;
+  /**
+   * The process is ending: each worker flushes blocking its own thread,
+   * relying on nothing of its event loop afterwards.
+   */
+  sync: boolean;
 }
 
 /** A worker's own pipeline, as a flush request uses it. */
 export interface OwnPipeline {
   /** Sends what it holds, within `timeoutMs`. Never rejects. */
   forceFlush(timeoutMs: number, final: boolean): Promise<void>;
+  /** Sends what it holds, blocking the thread, within `timeoutMs`. For the process's end. */
+  flushSync(timeoutMs: number): void;
   /** Whether it holds nothing to send. */
   holdsNothing(): boolean;
 }
@@ -193,6 +213,7 @@ export class WorkerFlush {
     const req: FlushRequest = {
       id: Atomics.add(s, LAST_REQUEST, 1) + 1,
       deadline: Date.now() + timeoutMs,
+      sync: ask.sync,
       thread,
     };
     const deadline = BigInt(req.deadline);
@@ -211,6 +232,7 @@ export class WorkerFlush {
           break;
       }
       if (ask.final) raise(s, r + ASKED_FINAL, req.id);
+      if (ask.sync) raise(s, r + ASKED_SYNC, req.id);
       raise(s, r + ASKED, req.id);
       Atomics.notify(s, r + ASKED);
     }
@@ -264,7 +286,12 @@ export class WorkerFlush {
     const original = proto.terminate;
     const registry = this;
     const terminate = function (this: Worker, ...args: unknown[]) {
-      const req = registry.request(timeoutMs, { final: true }, this.threadId);
+      // Its thread's event loop runs until the terminate: no need to block it.
+      const req = registry.request(
+        timeoutMs,
+        { final: true, sync: false },
+        this.threadId,
+      );
       if (req === undefined)
         return Reflect.apply(original, this, args) as Promise<number>;
       return registry
@@ -294,6 +321,7 @@ export class WorkerFlush {
     Atomics.add(s, RECEIPTS, 1);
     this.#changed();
     const final = Atomics.load(s, r + ASKED_FINAL) > from;
+    const sync = Atomics.load(s, r + ASKED_SYNC) > from;
     const deadline = Atomics.load(this.#deadlines, (r - RECORDS) / RECORD_SIZE);
     const timeoutMs = Math.max(0, Number(deadline) - Date.now());
     // A record left meanwhile may be another thread's by now.
@@ -302,8 +330,21 @@ export class WorkerFlush {
       raise(s, r + FLUSHED, asked);
       this.#changed();
     };
-    if (pipeline.holdsNothing()) done();
-    else void pipeline.forceFlush(timeoutMs, final).finally(done);
+    if (pipeline.holdsNothing()) {
+      done();
+    } else if (sync) {
+      pipeline.flushSync(timeoutMs);
+      done();
+    } else {
+      const progress = setInterval(() => {
+        if (this.#record === r) Atomics.add(s, r + PROGRESS, 1);
+      }, PROGRESS_MS);
+      progress.unref();
+      void pipeline.forceFlush(timeoutMs, final).finally(() => {
+        clearInterval(progress);
+        done();
+      });
+    }
   }
 
   #leave(): void {
@@ -351,9 +392,9 @@ export class WorkerFlush {
 
   /**
    * Milliseconds to wait for the next change, or undefined when nothing is
-   * left to wait for: every worker asked has flushed (or, having received
-   * the request, is flushing), or those that did not receive it have shown
-   * no sign of life for QUIET_MS, or the deadline passed.
+   * left to wait for: every worker asked has flushed, or the others have
+   * shown no sign of life for QUIET_MS (a worker flushing synchronously is
+   * waited for: its flush ends by the deadline), or the deadline passed.
    */
   #nextWake(
     req: FlushRequest,
@@ -371,9 +412,9 @@ export class WorkerFlush {
       if (req.thread !== undefined && t !== req.thread) continue;
       const received = Atomics.load(s, r + RECEIVED);
       const flushed = Atomics.load(s, r + FLUSHED);
-      signs += t + received + flushed;
+      signs += t + received + flushed + Atomics.load(s, r + PROGRESS);
       if (flushed >= req.id) continue;
-      if (received >= req.id) flushing = true;
+      if (req.sync && received >= req.id) flushing = true;
       else quiet = true;
     }
     if (signs !== watch.signs) {
