@@ -347,6 +347,27 @@ describe("worker threads", () => {
       }
     });
 
+  it("has the workers a terminated worker started flush, and forgets them: they ended with it", async () => {
+    const name = "worker-nested";
+    const app = await startService({
+      entry: "worker-nested.mjs",
+      cwd: fixtures,
+      env: env(name, {
+        OTEL_BSP_SCHEDULE_DELAY: "60000",
+        PAIRS: "3",
+        SPANS: "10",
+      }),
+      ready: false,
+    });
+    assert.equal((await app.exited).code, 0);
+    assert.equal(count(name).spans, 30);
+    // Waiting for the ended workers to answer would take 100 ms each time.
+    const { forceFlush } = JSON.parse(app.stdout.at(-1)!) as {
+      forceFlush: number[];
+    };
+    for (const ms of forceFlush) assert.ok(ms < 90, String(forceFlush));
+  });
+
   it("serves the health and Prometheus endpoints and raises alarms from the main thread alone", async () => {
     const name = "worker-endpoints";
     const dir = mkdtempSync(join(tmpdir(), "threadline-threads-"));

@@ -12,7 +12,8 @@
 // fresh worker some 20 ms of loading on the first request).
 //
 // To flush, a thread writes a request into the slots of every registered
-// worker (or of the one being terminated), wakes them, and waits for each to mark that it received the
+// worker (or of the one being terminated and the workers it started, which
+// end with it), wakes them, and waits for each to mark that it received the
 // request, then that it flushed: asynchronously, or in an 'exit' handler
 // blocked in Atomics.wait while the workers, on threads of their own, send
 // their batches. A worker holding nothing answers at once. At the
@@ -29,17 +30,20 @@
 // the registry: many workers woken together share two cores): its event
 // loop is held, by a runaway job or a pool's Atomics.wait, and it could not
 // send anything anyway. A worker leaves its slot at its exit; one that never
-// ran its exit (terminated, out of memory) is taken out by the thread that
-// started it, which sees it end through the `worker_threads` diagnostics
-// channel.
+// ran its exit (terminated, out of memory, or ended with the worker that
+// started it) is taken out by the thread that started that worker, which
+// sees it end through the `worker_threads` diagnostics channel: every slot
+// records the nearest Threadline thread it descends from.
 //
-// Cost: 4.5 KB of shared memory per process; per worker thread, one slot, one
+// Cost: 5 KB of shared memory per process; per worker thread, one slot, one
 // pending Atomics.waitAsync and one 'exit' listener. Nothing per request,
 // and an exit with no worker registered reads the slots and returns.
 import type { Worker } from "node:worker_threads";
 import { diag } from "@threadline/core";
 
 const KEY = "threadline.worker-flush";
+/** The thread id of the nearest thread running Threadline, for the workers it starts. */
+const PARENT_KEY = "threadline.worker-flush.parent";
 
 /**
  * How long a request waits for workers that show no sign of life: none of
@@ -58,18 +62,20 @@ const LAST_REQUEST = 0;
 const CHANGES = 1;
 const RECEIPTS = 2;
 const RECORDS = 4;
-// A record: its thread's id (0: free); the last request asked of it (it
-// waits on this slot), the last final one and the last one to be flushed
+// A record: its thread's id (0: free); the nearest Threadline thread it
+// descends from (0: the main thread); the last request asked of it (it waits
+// on this slot), the last final one and the last one to be flushed
 // synchronously; the last request it received, the last one it finished;
 // a counter it bumps while it flushes asynchronously.
 const THREAD = 0;
-const ASKED = 1;
-const ASKED_FINAL = 2;
-const ASKED_SYNC = 3;
-const RECEIVED = 4;
-const FLUSHED = 5;
-const PROGRESS = 6;
-const RECORD_SIZE = 7;
+const PARENT = 1;
+const ASKED = 2;
+const ASKED_FINAL = 3;
+const ASKED_SYNC = 4;
+const RECEIVED = 5;
+const FLUSHED = 6;
+const PROGRESS = 7;
+const RECORD_SIZE = 8;
 const INT32_SLOTS = RECORDS + CAPACITY * RECORD_SIZE;
 
 interface FlushRequest {
@@ -77,8 +83,8 @@ interface FlushRequest {
   deadline: number;
   /** Whether the workers flush synchronously (at the process's end). */
   sync: boolean;
-  /** Only this worker; every registered one when undefined. */
-  thread: number | undefined;
+  /** Only these threads; every registered one when undefined. */
+  threads: readonly number[] | undefined;
 }
 
 /** What a flush asks of the workers. */
@@ -119,6 +125,8 @@ export class WorkerFlush {
   readonly #slots: Int32Array;
   readonly #deadlines: BigInt64Array;
   readonly #release: (() => void) | undefined;
+  /** The nearest thread running Threadline this thread descends from. */
+  readonly #parent: number;
   /** This thread's record, once joined. */
   #record = -1;
   #onExit: (() => void) | undefined;
@@ -138,6 +146,9 @@ export class WorkerFlush {
       .getBuiltinModule("node:diagnostics_channel")
       .subscribe("worker_threads", this.#onWorker);
     const w = workerThreads();
+    const parent: unknown = w.getEnvironmentData(PARENT_KEY);
+    this.#parent = typeof parent === "number" ? parent : 0;
+    w.setEnvironmentData(PARENT_KEY, w.threadId);
     const inherited: unknown = w.getEnvironmentData(KEY);
     if (!owner && inherited instanceof SharedArrayBuffer) {
       this.#slots = new Int32Array(inherited, 0, INT32_SLOTS);
@@ -165,6 +176,7 @@ export class WorkerFlush {
     const s = this.#slots;
     for (let r = RECORDS; r < s.length; r += RECORD_SIZE) {
       if (Atomics.compareExchange(s, r + THREAD, 0, w.threadId) !== 0) continue;
+      Atomics.store(s, r + PARENT, this.#parent);
       // Requests made before this thread held anything are answered.
       const last = Atomics.load(s, LAST_REQUEST);
       Atomics.store(s, r + RECEIVED, last);
@@ -200,27 +212,30 @@ export class WorkerFlush {
   }
 
   /**
-   * Asks every registered worker (or only `thread`) to flush and returns
-   * the request to wait on, or undefined when there is none to ask.
+   * Asks every registered worker (or only `thread`, and the workers it
+   * started) to flush and returns the request to wait on, or undefined when
+   * there is none to ask.
    */
   request(
     timeoutMs: number,
     ask: FlushAsk,
     thread?: number,
   ): FlushRequest | undefined {
-    if (!this.#anyRegistered(thread)) return undefined;
+    const threads = thread === undefined ? undefined : this.#lineage(thread);
+    if (threads === undefined ? !this.#anyRegistered() : threads.length === 0)
+      return undefined;
     const s = this.#slots;
     const req: FlushRequest = {
       id: Atomics.add(s, LAST_REQUEST, 1) + 1,
       deadline: Date.now() + timeoutMs,
       sync: ask.sync,
-      thread,
+      threads,
     };
     const deadline = BigInt(req.deadline);
     for (let r = RECORDS; r < s.length; r += RECORD_SIZE) {
       const t = Atomics.load(s, r + THREAD);
       if (t === 0 || r === this.#record) continue;
-      if (thread !== undefined && t !== thread) continue;
+      if (threads !== undefined && !threads.includes(t)) continue;
       // What the worker reads once woken, written before the wake.
       const k = (r - RECORDS) / RECORD_SIZE;
       for (;;) {
@@ -357,31 +372,62 @@ export class WorkerFlush {
     const s = this.#slots;
     // Lets this thread's waiter go.
     Atomics.notify(s, r + ASKED);
+    Atomics.store(s, r + PARENT, 0);
     Atomics.store(s, r + THREAD, 0);
     this.#changed();
   }
 
-  /** The record of a worker that ended without leaving it. */
+  /**
+   * The records of a worker that ended without leaving its own, and of
+   * every worker it started: they ended with it, without their exit.
+   */
   #forget(thread: number): void {
     const s = this.#slots;
-    for (let r = RECORDS; r < s.length; r += RECORD_SIZE)
-      if (Atomics.compareExchange(s, r + THREAD, thread, 0) === thread) {
-        this.#changed();
-        return;
+    const gone = [thread];
+    let freed = false;
+    for (let more = true; more;) {
+      more = false;
+      for (let r = RECORDS; r < s.length; r += RECORD_SIZE) {
+        const t = Atomics.load(s, r + THREAD);
+        if (t === 0 || r === this.#record) continue;
+        if (!gone.includes(t) && !gone.includes(Atomics.load(s, r + PARENT)))
+          continue;
+        Atomics.store(s, r + PARENT, 0);
+        if (Atomics.compareExchange(s, r + THREAD, t, 0) !== t) continue;
+        freed = true;
+        if (!gone.includes(t)) {
+          gone.push(t);
+          more = true;
+        }
       }
+    }
+    if (freed) this.#changed();
   }
 
-  #anyRegistered(thread: number | undefined): boolean {
+  /** The registered threads among `thread` and the workers it started, theirs included. */
+  #lineage(thread: number): number[] {
     const s = this.#slots;
-    for (let r = RECORDS; r < s.length; r += RECORD_SIZE) {
-      const t = Atomics.load(s, r + THREAD);
-      if (
-        t !== 0 &&
-        r !== this.#record &&
-        (thread === undefined || t === thread)
-      )
-        return true;
+    const line = [thread];
+    const registered: number[] = [];
+    for (let more = true; more;) {
+      more = false;
+      for (let r = RECORDS; r < s.length; r += RECORD_SIZE) {
+        const t = Atomics.load(s, r + THREAD);
+        if (t === 0 || r === this.#record || registered.includes(t)) continue;
+        if (t !== thread && !line.includes(Atomics.load(s, r + PARENT)))
+          continue;
+        registered.push(t);
+        if (t !== thread) line.push(t);
+        more = true;
+      }
     }
+    return registered;
+  }
+
+  #anyRegistered(): boolean {
+    const s = this.#slots;
+    for (let r = RECORDS; r < s.length; r += RECORD_SIZE)
+      if (Atomics.load(s, r + THREAD) !== 0 && r !== this.#record) return true;
     return false;
   }
 
@@ -409,7 +455,7 @@ export class WorkerFlush {
     for (let r = RECORDS; r < s.length; r += RECORD_SIZE) {
       const t = Atomics.load(s, r + THREAD);
       if (t === 0 || r === this.#record) continue;
-      if (req.thread !== undefined && t !== req.thread) continue;
+      if (req.threads !== undefined && !req.threads.includes(t)) continue;
       const received = Atomics.load(s, r + RECEIVED);
       const flushed = Atomics.load(s, r + FLUSHED);
       signs += t + received + flushed + Atomics.load(s, r + PROGRESS);
