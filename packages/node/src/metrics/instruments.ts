@@ -259,9 +259,10 @@ export class NumberAggregator {
   /** The series an observable instrument's callbacks report in the collection running. */
   #observing: SeriesMap<NumberSeries> | undefined;
   /**
-   * An observable counter's last delta report per attribute set, kept a
-   * few collections past a round that did not report it (a callback that
-   * failed once), so the series comes back with its delta, not its total.
+   * An observable counter's last delta report per attribute set, which the
+   * series of the next rounds start from; kept a few collections past a
+   * round that did not report it (a callback that failed once), so the
+   * series comes back with its delta, not its total.
    */
   #lastReported = new Map<
     string,
@@ -319,11 +320,10 @@ export class NumberAggregator {
     if (s.round !== round) {
       s.round = round;
       const before = this.#series.find(s.attributes as Attributes);
-      if (before !== undefined) {
-        s.startTime = before.startTime;
-        s.reported = before.reported;
-        s.reportedAt = before.reportedAt;
-      } else if (this.#lastReported.size > 0) {
+      if (before !== undefined) s.startTime = before.startTime;
+      // Each round makes new series: what a delta collection reported
+      // comes from the one record of it, kept across rounds.
+      if (this.#lastReported.size > 0) {
         const last = this.#lastReported.get(attributesKey(attributes));
         if (last !== undefined) {
           s.reported = last.value;
