@@ -640,7 +640,6 @@ function histogramAggregationCheck(r: Reader): void {
 function temporalityOf(r: Reader): TemporalityPreference {
   const name = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
   const v = r.str(name)?.trim().toLowerCase();
-  histogramAggregationCheck(r);
   if (v === undefined || v === "") return "cumulative";
   if (v === "cumulative" || v === "delta" || v === "lowmemory") return v;
   r.warnings.push(
@@ -950,6 +949,7 @@ export function resolveConfig(
     logLevel: r.str("OTEL_LOG_LEVEL"),
   };
   config.watch = watchSettings(r, options, config.traces);
+  histogramAggregationCheck(r);
   // Settings read once per signal would otherwise warn twice.
   return { config, warnings: [...new Set(r.warnings)] };
 }
