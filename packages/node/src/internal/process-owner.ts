@@ -26,7 +26,8 @@ export interface ProcessOwner {
   readonly metricAttributes: Attributes | undefined;
 }
 
-function workerThreads() {
+/** node:worker_threads, loaded when first asked for. */
+export function workerThreads() {
   return process.getBuiltinModule("node:worker_threads");
 }
 

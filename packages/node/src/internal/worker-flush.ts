@@ -40,6 +40,7 @@
 // and an exit with no worker registered reads the slots and returns.
 import type { Worker } from "node:worker_threads";
 import { diag } from "@threadline/core";
+import { workerThreads } from "./process-owner.ts";
 
 const KEY = "threadline.worker-flush";
 /** The thread id of the nearest thread running Threadline, for the workers it starts. */
@@ -106,10 +107,6 @@ export interface OwnPipeline {
   flushSync(timeoutMs: number): void;
   /** Whether it holds nothing to send. */
   holdsNothing(): boolean;
-}
-
-function workerThreads() {
-  return process.getBuiltinModule("node:worker_threads");
 }
 
 /** Raises slot `at` of `s` to `value` (never lowers it). */
