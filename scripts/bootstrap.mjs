@@ -29,8 +29,8 @@ const tasks = {
   "test-production": ["node", "scripts/test-production.mjs"],
   demo: ["node", "scripts/demo.mjs"],
   lint: ["node", "scripts/lint.mjs"],
-  // Run by bootstrap itself on Node 22.15 (see below).
-  "test-oldest-node": [],
+  // On Node 22.15 (see below), OLDEST_NODE_TESTS unless files are given.
+  "test-oldest-node": ["node", "scripts/run-tests.mjs"],
   bench: ["node", "bench/src/run.ts", "--out", "docs/benchmarks.md"],
   // The same scripts with options of your own, printing instead of
   // writing docs/ (their .ts files need Node >= 22.15, which these fetch).
@@ -171,21 +171,21 @@ if (run("npx", ["tsc", "-b"], env) !== 0) {
   console.error("threadline: the TypeScript build failed (see above)");
   process.exit(1);
 }
+const [cmd, ...args] = tasks[task];
 if (task === "test-oldest-node") {
-  // The integration tests that run services on the oldest Node the packages
-  // accept (engines: >=22.15), which strips test files' types only with a flag.
+  // The oldest Node the packages accept (engines: >=22.15) strips test
+  // files' types only with a flag.
   const oldest = installedNode(
     MIN.join(".") + ".0",
     "testing the oldest Node supported",
   );
   const files = rest.length > 0 ? rest : OLDEST_NODE_TESTS;
   process.exit(
-    run(join(oldest, "node"), ["scripts/run-tests.mjs", ...files], {
+    run(join(oldest, cmd), [...args, ...files], {
       ...env,
       PATH: `${oldest}${delimiter}${env.PATH}`,
       NODE_OPTIONS: "--experimental-strip-types --no-warnings",
     }),
   );
 }
-const [cmd, ...args] = tasks[task];
 process.exit(run(join(nodeBin, cmd), [...args, ...rest], env));
