@@ -40,7 +40,7 @@ import {
 import {
   CUSTOMER_KEY,
   WATCH_KEY,
-  copiedHeaderNames,
+  GuardedHeaderNames,
   diag,
   hookModule,
   inCallerContext,
@@ -408,31 +408,18 @@ export class AmqplibInstrumentation implements Instrumentation {
   #late: string[] = [];
 
   /**
-   * Headers a message's copy leaves out, for an internal exchange and an
-   * external one: those no call sends as the application copied them
-   * (copiedHeaderNames, as HTTP), our sent-at header, and on an external
-   * exchange the private ones. Worked out again when the propagators change.
+   * Headers a message's copy leaves out: those no call sends as the
+   * application copied them (as HTTP), our sent-at header, and on an
+   * external exchange the private ones.
    */
-  #dropNames: readonly string[] | undefined;
-  #drop: ReadonlySet<string> = new Set();
-  #dropExternal: ReadonlySet<string> = new Set();
+  readonly #dropped: GuardedHeaderNames;
 
   constructor(config: AmqplibInstrumentationConfig = {}) {
     this.#config = config;
     this.#external = new Set(config.externalExchanges ?? []);
-  }
-
-  #dropped(external: boolean): ReadonlySet<string> {
-    const names = copiedHeaderNames();
-    if (names !== this.#dropNames) {
-      this.#dropNames = names;
-      this.#drop = new Set([...names, SENT_AT_HEADER]);
-      this.#dropExternal = new Set([
-        ...this.#drop,
-        ...(this.#config.privateHeaders ?? []).map((h) => h.toLowerCase()),
-      ]);
-    }
-    return external ? this.#dropExternal : this.#drop;
+    this.#dropped = new GuardedHeaderNames(config.privateHeaders ?? [], [
+      SENT_AT_HEADER,
+    ]);
   }
 
   enable(): void {
@@ -736,7 +723,7 @@ export class AmqplibInstrumentation implements Instrumentation {
     // The trace context and baggage are the publishing context's, whatever
     // was copied: a copied baggage header would carry an untrusted caller's
     // customer id to every consumer, which trust message baggage.
-    const drop = this.#dropped(external);
+    const drop = this.#dropped.for(!external);
     if (splice && !carriesDropped(given, drop)) {
       // Written into the frame as amqplib encodes it; the application's
       // headers object is left as it is.

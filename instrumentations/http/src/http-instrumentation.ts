@@ -53,7 +53,7 @@ import {
   redactQuery,
   semconv,
   setCustomerInContext,
-  copiedHeaderNames,
+  GuardedHeaderNames,
   startClientSpan,
   withoutHeaderLines,
   type Instrumentation,
@@ -137,7 +137,7 @@ type TracedClientRequest = ClientRequest & {
   [CLIENT_SPAN]?: Span;
   [CLIENT_CALL]?: ClientCall;
   [THIRD_PARTY]?: boolean;
-  [GUARDED]?: readonly string[];
+  [GUARDED]?: ReadonlySet<string>;
 };
 
 function* headerPairs(
@@ -222,7 +222,7 @@ function guardClientHeaders(
       value: unknown,
     ): unknown {
       const names = this[GUARDED];
-      if (names !== undefined && names.includes(String(name).toLowerCase()))
+      if (names !== undefined && names.has(String(name).toLowerCase()))
         return this;
       return original.call(this, name, value);
     };
@@ -441,9 +441,8 @@ export class HttpInstrumentation implements Instrumentation {
   /** Express was loaded before Threadline: its route templates are partial. */
   #expressLate = false;
   readonly #restore: Array<() => void> = [];
-  #guardedFields: readonly string[] | undefined;
-  #guardedInternal: readonly string[] = [];
-  #guardedExternal: readonly string[] = [];
+  /** The headers a request keeps from late changes (see guardClientHeaders). */
+  readonly #guarded: GuardedHeaderNames;
   readonly #ignoredExact: ReadonlySet<string>;
   readonly #ignoredPrefixes: readonly string[];
 
@@ -451,6 +450,7 @@ export class HttpInstrumentation implements Instrumentation {
     this.#config = config;
     this.#inbound = config.inbound ?? new InboundTrust();
     this.#egress = config.egress ?? new EgressPolicy();
+    this.#guarded = new GuardedHeaderNames(this.#egress.privateHeaders);
     this.#customerHeader = (
       config.customerHeader ?? "x-customer-id"
     ).toLowerCase();
@@ -808,23 +808,6 @@ export class HttpInstrumentation implements Instrumentation {
     return state;
   }
 
-  /**
-   * The headers a request keeps from late changes: those it never sends as
-   * copied (copiedHeaderNames), and for a host that gets no baggage the
-   * private headers too. Worked out again only when the propagators change.
-   */
-  #guardedNames(baggage: boolean): readonly string[] {
-    const names = copiedHeaderNames();
-    if (names !== this.#guardedFields) {
-      this.#guardedFields = names;
-      this.#guardedInternal = names;
-      this.#guardedExternal = Object.freeze([
-        ...new Set([...names, ...this.#egress.privateHeaders]),
-      ]);
-    }
-    return baggage ? this.#guardedInternal : this.#guardedExternal;
-  }
-
   #onClientCreated(request: TracedClientRequest): void {
     if (!this.#enabled) return;
     try {
@@ -847,7 +830,7 @@ export class HttpInstrumentation implements Instrumentation {
       request[CLIENT_SPAN] = span;
       request[CLIENT_CALL] = call;
       if (egress.thirdParty !== undefined) request[THIRD_PARTY] = true;
-      request[GUARDED] = this.#guardedNames(egress.baggage);
+      request[GUARDED] = this.#guarded.for(egress.baggage);
       request.on("close", onClientClose);
     } catch (err) {
       diag.warnCollapsed(

@@ -144,6 +144,15 @@ const W3C_HEADERS = ["traceparent", "tracestate", "baggage"];
 let knownFields: readonly string[] | undefined;
 let copiedNames: readonly string[] = W3C_HEADERS;
 
+function sameNames(
+  a: readonly string[],
+  b: readonly string[] | undefined,
+): boolean {
+  if (b === undefined || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /**
  * Headers an outgoing request never sends as the application copied them
  * (lower case): the propagators' fields, and the W3C trace context and
@@ -154,7 +163,9 @@ let copiedNames: readonly string[] = W3C_HEADERS;
  */
 export function copiedHeaderNames(): readonly string[] {
   const fields = propagation.fields();
-  if (fields !== knownFields) {
+  // A propagator may hand out a new array each time (a single one, or none
+  // registered): the same names keep the list.
+  if (fields !== knownFields && !sameNames(fields, knownFields)) {
     knownFields = fields;
     copiedNames = Object.freeze([
       ...new Set([...W3C_HEADERS, ...fields.map((f) => f.toLowerCase())]),
@@ -250,6 +261,36 @@ export function startClientSpan<C>(
     egress: eg,
     call: { start: performance.now(), attributes: callAttributes },
   };
+}
+
+/**
+ * The header names an outgoing request or message keeps to itself, lower
+ * case: those it never sends as copied ({@link copiedHeaderNames}) and
+ * `own`, and for a destination that gets no baggage `privateHeaders` too.
+ * Worked out again only when the propagators change.
+ */
+export class GuardedHeaderNames {
+  readonly #own: readonly string[];
+  readonly #privateHeaders: readonly string[];
+  #names: readonly string[] | undefined;
+  #internal: ReadonlySet<string> = new Set();
+  #external: ReadonlySet<string> = new Set();
+
+  constructor(privateHeaders: readonly string[], own: readonly string[] = []) {
+    this.#privateHeaders = privateHeaders.map((h) => h.toLowerCase());
+    this.#own = own;
+  }
+
+  /** For a destination that gets baggage (internal), or not. */
+  for(baggage: boolean): ReadonlySet<string> {
+    const names = copiedHeaderNames();
+    if (names !== this.#names) {
+      this.#names = names;
+      this.#internal = new Set([...names, ...this.#own]);
+      this.#external = new Set([...this.#internal, ...this.#privateHeaders]);
+    }
+    return baggage ? this.#internal : this.#external;
+  }
 }
 
 /** An outgoing request's metric attributes, filled in as it goes. */

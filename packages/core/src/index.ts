@@ -84,6 +84,7 @@ export {
   recordClientResponse,
   recordRateLimitHeaders,
   copiedHeaderNames,
+  GuardedHeaderNames,
   startClientSpan,
   withoutHeaderLines,
 } from "./http-common.ts";

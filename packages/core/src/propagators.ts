@@ -44,6 +44,11 @@ import {
 
 // Same key as @opentelemetry/core's suppressTracing(), so contexts marked by
 // upstream code (e.g. an exporter) are honoured without depending on it.
+// One array each, for every fields() call: callers (copiedHeaderNames)
+// cache on them.
+const TRACE_CONTEXT_FIELDS = ["traceparent", "tracestate"];
+const BAGGAGE_FIELDS = ["baggage"];
+
 const SUPPRESS_TRACING_KEY = Symbol.for(
   "OpenTelemetry SDK Context Key SUPPRESS_TRACING",
 );
@@ -99,7 +104,7 @@ export class TraceContextPropagator implements TextMapPropagator {
   }
 
   fields(): string[] {
-    return ["traceparent", "tracestate"];
+    return TRACE_CONTEXT_FIELDS;
   }
 }
 
@@ -170,6 +175,6 @@ export class BaggagePropagator implements TextMapPropagator {
   }
 
   fields(): string[] {
-    return ["baggage"];
+    return BAGGAGE_FIELDS;
   }
 }
