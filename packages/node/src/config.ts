@@ -356,7 +356,7 @@ class Reader {
       if ((choices as readonly string[]).includes(v)) return v as T;
       const next = names[i + 1];
       this.warnings.push(
-        `${name}=${JSON.stringify(v)} is not ${choices.join(" or ")}; using ${next ?? fallback}`,
+        `${name}=${JSON.stringify(v)} is not ${choices.slice(0, -1).join(", ")} or ${choices.at(-1)}; using ${next ?? fallback}`,
       );
     }
     return fallback;
@@ -636,29 +636,6 @@ function histogramAggregationCheck(r: Reader): void {
   );
 }
 
-/** The specification's three preferences; anything else is answered and cumulative kept. */
-function temporalityOf(r: Reader): TemporalityPreference {
-  const name = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
-  const v = r.str(name)?.trim().toLowerCase();
-  if (v === undefined || v === "") return "cumulative";
-  if (v === "cumulative" || v === "delta" || v === "lowmemory") return v;
-  r.warnings.push(
-    `${name}=${JSON.stringify(v)} is not cumulative, delta or lowmemory; using cumulative`,
-  );
-  return "cumulative";
-}
-
-function exemplarFilterOf(r: Reader): ExemplarFilter {
-  const name = "OTEL_METRICS_EXEMPLAR_FILTER";
-  const v = r.str(name)?.trim().toLowerCase();
-  if (v === undefined || v === "") return "trace_based";
-  if (v === "trace_based" || v === "always_on" || v === "always_off") return v;
-  r.warnings.push(
-    `${name}=${JSON.stringify(v)} is not trace_based, always_on or always_off; using trace_based`,
-  );
-  return "trace_based";
-}
-
 function samplerSettings(
   r: Reader,
   options: InitOptions,
@@ -841,8 +818,16 @@ export function resolveConfig(
     traces: signalSettings(r, "traces", options),
     logs: signalSettings(r, "logs", options),
     metrics: signalSettings(r, "metrics", options),
-    metricsTemporality: temporalityOf(r),
-    exemplarFilter: exemplarFilterOf(r),
+    metricsTemporality: r.choice(
+      "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+      ["cumulative", "delta", "lowmemory"],
+      "cumulative",
+    ),
+    exemplarFilter: r.choice(
+      "OTEL_METRICS_EXEMPLAR_FILTER",
+      ["trace_based", "always_on", "always_off"],
+      "trace_based",
+    ),
     sampler: samplerSettings(r, options),
     propagators: propagatorSettings(r),
     logLimits: {
