@@ -54,6 +54,8 @@ import {
   semconv,
   setCustomerInContext,
   GuardedHeaderNames,
+  ownSymbolNamed,
+  UNKNOWN_PROXY_VIA,
   startClientSpan,
   withoutHeaderLines,
   type Instrumentation,
@@ -242,9 +244,7 @@ let authorityKey: symbol | undefined;
 
 /** The `host[:port]` a request was made for, where Node tells. */
 function authorityOf(request: ClientRequest): string | undefined {
-  authorityKey ??= Object.getOwnPropertySymbols(request).find(
-    (s) => s.description === "kAuthority",
-  );
+  authorityKey ??= ownSymbolNamed(request, "kAuthority");
   if (authorityKey === undefined) return undefined;
   const authority = (request as unknown as Record<symbol, unknown>)[
     authorityKey
@@ -294,7 +294,6 @@ function hostHeaderOf(
 // --use-env-proxy or its proxyEnv option under a symbol of its own (the
 // proxy's URL, NO_PROXY entries, and where to connect); found once.
 let proxyConfigKey: symbol | undefined;
-const UNKNOWN_PROXY = { host: undefined, port: undefined };
 
 /**
  * The proxy an absolute-form request made for its destination's own host
@@ -303,11 +302,9 @@ const UNKNOWN_PROXY = { host: undefined, port: undefined };
  * to a proxy that cannot be named.
  */
 function proxyOfAgent(agent: unknown): NonNullable<ClientRequestInfo["via"]> {
-  if (typeof agent !== "object" || agent === null) return UNKNOWN_PROXY;
-  proxyConfigKey ??= Object.getOwnPropertySymbols(agent).find(
-    (s) => s.description === "kProxyConfig",
-  );
-  if (proxyConfigKey === undefined) return UNKNOWN_PROXY;
+  if (typeof agent !== "object" || agent === null) return UNKNOWN_PROXY_VIA;
+  proxyConfigKey ??= ownSymbolNamed(agent, "kProxyConfig");
+  if (proxyConfigKey === undefined) return UNKNOWN_PROXY_VIA;
   const config = (agent as Record<symbol, unknown>)[proxyConfigKey] as
     | { proxyConnectionOptions?: { host?: unknown; port?: unknown } }
     | null
@@ -315,7 +312,7 @@ function proxyOfAgent(agent: unknown): NonNullable<ClientRequestInfo["via"]> {
   const to = config?.proxyConnectionOptions;
   return typeof to?.host === "string" && typeof to.port === "number"
     ? { host: to.host, port: to.port }
-    : UNKNOWN_PROXY;
+    : UNKNOWN_PROXY_VIA;
 }
 
 /**
@@ -345,10 +342,9 @@ function destinationOf(
   if (target !== undefined)
     return {
       ...target,
-      via:
-        canonicalHost(target.host) === canonicalHost(request.host)
-          ? proxyOfAgent((request as { agent?: unknown }).agent)
-          : { host: request.host, port: connectPort(request, scheme) },
+      via: sameHost(target.host, request.host)
+        ? proxyOfAgent((request as { agent?: unknown }).agent)
+        : { host: request.host, port: connectPort(request, scheme) },
     };
   const { address, port } = hostHeaderOf(request, scheme);
   if (address === undefined || sameHost(address, request.host))

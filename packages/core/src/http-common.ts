@@ -112,6 +112,24 @@ export function absoluteFormTarget(
   };
 }
 
+/** A request's proxy when it is known to go through one that cannot be named. */
+export const UNKNOWN_PROXY_VIA: NonNullable<ClientRequestInfo["via"]> =
+  Object.freeze({ host: undefined, port: undefined });
+
+/**
+ * An object's own symbol of that description: how Node and undici key
+ * internals (an agent's proxy, a request's authority) that nothing public
+ * tells; undefined when the version at hand has none.
+ */
+export function ownSymbolNamed(
+  o: object,
+  description: string,
+): symbol | undefined {
+  return Object.getOwnPropertySymbols(o).find(
+    (s) => s.description === description,
+  );
+}
+
 export interface ClientRequestInfo {
   method: string | undefined;
   scheme: "http" | "https";

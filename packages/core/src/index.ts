@@ -85,6 +85,8 @@ export {
   recordRateLimitHeaders,
   copiedHeaderNames,
   GuardedHeaderNames,
+  ownSymbolNamed,
+  UNKNOWN_PROXY_VIA,
   startClientSpan,
   withoutHeaderLines,
 } from "./http-common.ts";

@@ -6,12 +6,16 @@
 // The request is created before its tunnel, so the proxy has to be known
 // then. Costs one property read and comparison per plain-HTTP request; the
 // dispatcher is examined again only when another one is installed.
-import type { ClientRequestInfo } from "@threadline/core";
+import {
+  absoluteFormTarget,
+  ownSymbolNamed,
+  UNKNOWN_PROXY_VIA,
+  type ClientRequestInfo,
+} from "@threadline/core";
 
 type Via = NonNullable<ClientRequestInfo["via"]>;
 
 const GLOBAL_DISPATCHER = Symbol.for("undici.globalDispatcher.1");
-const UNKNOWN_PROXY: Via = { host: undefined, port: undefined };
 
 interface NoProxyEntry {
   hostname: string;
@@ -19,9 +23,7 @@ interface NoProxyEntry {
 }
 
 function symbolNamed(o: object, description: string): unknown {
-  const key = Object.getOwnPropertySymbols(o).find(
-    (s) => s.description === description,
-  );
+  const key = ownSymbolNamed(o, description);
   return key === undefined ? undefined : (o as Record<symbol, unknown>)[key];
 }
 
@@ -37,21 +39,10 @@ function httpProxyOf(dispatcher: object): Via | undefined {
   const uri = (
     symbolNamed(proxied, "proxy agent options") as { uri?: unknown } | undefined
   )?.uri;
-  if (typeof uri !== "string") return UNKNOWN_PROXY;
-  try {
-    const url = new URL(uri);
-    return {
-      host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
-      port:
-        url.port === ""
-          ? url.protocol === "https:"
-            ? 443
-            : 80
-          : Number(url.port),
-    };
-  } catch {
-    return UNKNOWN_PROXY;
-  }
+  const proxy = typeof uri === "string" ? absoluteFormTarget(uri) : undefined;
+  return proxy === undefined
+    ? UNKNOWN_PROXY_VIA
+    : { host: proxy.host, port: proxy.port };
 }
 
 /** NO_PROXY as EnvHttpProxyAgent reads it. */
