@@ -122,6 +122,11 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
   });
 }
 
+/** A trace's summary as the live stream sends it, numbered for Last-Event-ID. */
+function traceEvent(seq: number, trace: ChangedTrace): string {
+  return `id: ${seq}\nevent: trace\ndata: ${JSON.stringify(trace)}\n\n`;
+}
+
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, {
     "content-type": "application/json",
@@ -195,10 +200,7 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     if (recent.length > 2 * LIVE_REPLAY) recent = recent.slice(-LIVE_REPLAY);
     for (const c of live)
       for (const t of changed)
-        if (matches(c, t))
-          c.res.write(
-            `id: ${seq}\nevent: trace\ndata: ${JSON.stringify(t)}\n\n`,
-          );
+        if (matches(c, t)) c.res.write(traceEvent(seq, t));
   };
   const scheduleFlush = () => {
     if (store.pending > 20_000) flush();
@@ -464,9 +466,7 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
             latest.set(e.trace.traceId, e);
           }
         for (const { seq, trace } of latest.values())
-          res.write(
-            `id: ${seq}\nevent: trace\ndata: ${JSON.stringify(trace)}\n\n`,
-          );
+          res.write(traceEvent(seq, trace));
       }
       // Where the stream starts, so that a page that heard nothing yet can
       // still come back for what it missed.

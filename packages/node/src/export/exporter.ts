@@ -351,7 +351,6 @@ class Channel {
     this.#owner.checkFlush();
   }
 
-  /** Final flush deadline: everything not yet delivered is lost. */
   /**
    * Gives up on everything this channel holds, counted under `reason`:
    * the final flush's deadline passed, or its one last attempt failed

@@ -83,7 +83,6 @@ function mainCounts() {
   };
 }
 
-/** The warning for what an exit or shutdown could not send in time. */
 /**
  * The export worker's environment: the application's without NODE_OPTIONS,
  * whose preloads (Threadline's register, another agent's) are no more for
@@ -95,6 +94,7 @@ function exportWorkerEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
+/** The warning for what an exit or shutdown could not send in time. */
 function warnLost(counts: readonly number[], timeoutMs: number): void {
   warnDropped(
     counts,
