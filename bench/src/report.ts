@@ -51,6 +51,24 @@ export interface Baseline {
   machineUsPerRequest?: number;
   /** machineUsPerRequest by where it went. */
   machineParts?: Record<MachinePart, number>;
+  /**
+   * Where the service's memory was once the turns were over (absent from
+   * runs made before it was read).
+   */
+  memory?: MemoryParts;
+}
+
+/** A service's memory by part, in bytes, as V8 counts it (see services/memory.cjs). */
+export interface MemoryParts {
+  rss: number;
+  /** V8's young generation: its semi-spaces and young large objects. */
+  young: number;
+  /** Compiled code and bytecode's metadata (V8's code and trusted spaces). */
+  code: number;
+  /** The rest of V8's heap: objects that survived two young collections, and V8's own. */
+  otherHeap: number;
+  /** The most V8 had allocated with malloc at once (parsers' and compilers' working memory), since start. */
+  compilerPeak: number;
 }
 
 export interface Measurement extends Baseline {
@@ -294,6 +312,86 @@ export function summarize(input: ReportInput): Summary[] {
     }
   }
   return out;
+}
+
+const MEMORY_COLUMNS: Array<[keyof MemoryParts, string]> = [
+  ["rss", "RSS"],
+  ["young", "V8's young generation"],
+  ["code", "code and bytecode"],
+  ["otherHeap", "the rest of V8's heap"],
+  ["compilerPeak", "V8's peak malloc"],
+];
+
+/** What each contender added to each part of memory (MB, medians over rounds), beside no agent as its turns ended. */
+function memoryText(input: ReportInput): string {
+  const mb = (bytes: number) => bytes / 2 ** 20;
+  const outside = (m: MemoryParts) => m.rss - m.young - m.code - m.otherHeap;
+  const tables = input.handlers.flatMap((h) => {
+    const mine = (c: string) =>
+      input.results.filter(
+        (r) =>
+          r.handler === h.name &&
+          r.contender === c &&
+          r.memory !== undefined &&
+          r.baseline?.memory !== undefined,
+      );
+    const rows = input.contenders.filter((c) => mine(c.name).length > 0);
+    if (rows.length === 0) return [];
+    const added = (c: string, part: (m: MemoryParts) => number) =>
+      median(
+        mine(c).map((r) => mb(part(r.memory!) - part(r.baseline!.memory!))),
+      );
+    const bare = input.results.flatMap((r) =>
+      r.handler === h.name && r.baseline?.memory !== undefined
+        ? [r.baseline.memory]
+        : [],
+    );
+    const own = (part: (m: MemoryParts) => number) =>
+      median(bare.map((m) => mb(part(m))));
+    const parts: Array<(m: MemoryParts) => number> = [
+      ...MEMORY_COLUMNS.slice(0, 4).map(
+        ([k]) =>
+          (m: MemoryParts) =>
+            m[k],
+      ),
+      outside,
+      (m) => m.compilerPeak,
+    ];
+    const larger = (c: string) =>
+      mine(c).filter((r) => r.memory!.young > r.baseline!.memory!.young).length;
+    const tl = mine("threadline-100").length;
+    return [
+      `### ${h.name}
+
+| MB | ${MEMORY_COLUMNS.slice(0, 4)
+        .map(([, label]) => label)
+        .join(" | ")} | outside V8's heap | ${MEMORY_COLUMNS[4]![1]} |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: |
+| no agent, its own | ${parts.map((p) => fmt(own(p), 1)).join(" | ")} |
+${rows.map((c) => `| ${c.label} | ${parts.map((p) => signed(added(c.name, p), 1)).join(" | ")} |`).join("\n")}
+${tl > 0 ? `\nThreadline at 100% sampling had a larger young generation than no agent beside it in ${larger("threadline-100")} of ${tl} rounds.\n` : ""}`,
+    ];
+  });
+  if (tables.length === 0) return "";
+  return `## Where the added memory goes
+
+Read from V8 in each service as its turns ended, the contender's and no agent's side by side; what a contender
+adds is the median over rounds of its difference from no agent. RSS here is at that moment, not the peak of the
+tables above; outside V8's heap is RSS less V8's heap (the program, stacks, buffers and the C allocator's memory).
+
+- V8's young generation is where new objects are made. V8 sizes it itself: it doubles it (to a limit) once the
+  bytes that survived its young collections since the last doubling exceed its size, and shrinks it when the
+  service allocates little. A service whose requests keep more objects alive at any moment (for an agent, the
+  spans of the requests in flight and ended spans waiting to be encoded) takes the next doubling sooner: the
+  step comes with time under load, and a service with no agent takes it too, later.
+- V8's peak malloc is the most memory V8's parsers and compilers held at once. V8 frees a finished optimizing
+  compile on a background thread; while the load keeps the machine's cores busy those threads fall behind, the
+  finished compiles pile up, and the C allocator keeps the memory they held once it is freed, outside V8's heap.
+  An agent whose code turns hot adds compiles to the pile. (V8's \`--no-maglev-destroy-on-background\` frees them
+  on the application's thread instead, and the pile, with or without an agent, does not form.)
+
+${tables.join("\n")}
+`;
 }
 
 /** The summary of `contender` with `handler`, if it ran with it. */
@@ -652,6 +750,7 @@ coverage as Threadline${otelReal !== undefined && otelReal.ratio > 0.5 ? `, and 
 Most services start upstream zero-code instead (\`-r @opentelemetry/auto-instrumentations-node/register\`,
 every bundled instrumentation loaded); that setup is measured too${otelAutoReal !== undefined ? ` (${fmt(otelAutoReal.ratio, 2)} of no agent on the realistic handler)` : ""}.
 
+${memoryText(input)}
 ${renderBreakdowns(input.breakdowns)}
 ## Logging and export
 

@@ -18,7 +18,13 @@
 // sampled by Linux perf say where the application's thread spends a request
 // (and a pino line). Options: USAGE below.
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  unlinkSync,
+} from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -62,6 +68,7 @@ import {
   type MachinePart,
   type ReportInput,
   type Measurement,
+  type MemoryParts,
   median,
   shareOf,
   type ProfileBreakdown,
@@ -86,6 +93,8 @@ const root = fileURLToPath(new URL("../", import.meta.url));
 // Read before the run: the code measured is what was checked out at its start.
 const commit = currentCommit(root);
 const services = join(root, "services");
+/** Where the services write their memory when asked (see services/memory.cjs). */
+const memoryDir = mkdtempSync(join(tmpdir(), "threadline-bench-memory-"));
 /** Correlation alone, for the pino micro-benchmark. */
 const EXPORTERS_OFF = {
   OTEL_LOGS_EXPORTER: "none",
@@ -191,8 +200,18 @@ async function start(
   const svc = await startService({
     entry: join(services, handler.file),
     cwd: root,
-    execArgv: [...execArgv, ...contender.execArgv],
-    env: { ...env, ...contender.env(sink), PORT: "0" },
+    execArgv: [
+      "-r",
+      join(services, "memory.cjs"),
+      ...execArgv,
+      ...contender.execArgv,
+    ],
+    env: {
+      ...env,
+      ...contender.env(sink),
+      BENCH_MEMORY_DIR: memoryDir,
+      PORT: "0",
+    },
     timeoutMs: 60_000,
   });
   return {
@@ -200,6 +219,21 @@ async function start(
     pid: svc.child.pid!,
     startupMs: performance.now() - started,
   };
+}
+
+/** Where a started service's memory is now, by part; undefined if it did not say within a few seconds. */
+async function memoryOf(s: Started): Promise<MemoryParts | undefined> {
+  const file = join(memoryDir, `${s.pid}.json`);
+  rmSync(file, { force: true });
+  s.svc.child.kill("SIGUSR2");
+  for (let waited = 0; waited < 5_000; waited += 20) {
+    await new Promise((r) => setTimeout(r, 20));
+    if (!existsSync(file)) continue;
+    const parts = JSON.parse(readFileSync(file, "utf8")) as MemoryParts;
+    unlinkSync(file);
+    return parts;
+  }
+  return undefined;
 }
 
 // SIGINT: the services exit on it themselves, whatever an agent does with
@@ -339,14 +373,18 @@ async function measureInTurns(
       }
     }
     bareTally.merge(theirs);
+    // Both services' memory as their turns end, side by side.
+    const memory = await memoryOf(s);
+    const bareMemory = await memoryOf(bare);
     return {
       contender: contender.name,
       handler: handler.name,
       round,
       ...mine.figures(),
+      memory,
       rssBytes: mine.peakRss,
       startupMs: s.startupMs,
-      baseline: theirs.figures(),
+      baseline: { ...theirs.figures(), memory: bareMemory },
     };
   } finally {
     await stop(s);
@@ -630,6 +668,7 @@ try {
       // with it (see measureInTurns).
       const b = await start(bare, handler, env, sinkSvc.url);
       const bareTally = new Tally();
+      let bareMemory: MemoryParts | undefined;
       try {
         await load(b.svc.url, WARM_UP, CONNECTIONS);
         for (const contender of shuffle(running, round * 7 + handler.amount)) {
@@ -645,6 +684,7 @@ try {
           results.push(m);
           report(round, handler.name, m);
         }
+        bareMemory = await memoryOf(b);
       } finally {
         await stop(b);
       }
@@ -653,6 +693,7 @@ try {
         handler: handler.name,
         round,
         ...bareTally.figures(),
+        memory: bareMemory,
         rssBytes: bareTally.peakRss,
         startupMs: b.startupMs,
       };
@@ -817,4 +858,5 @@ try {
   );
 } finally {
   await backends.stop();
+  rmSync(memoryDir, { recursive: true, force: true });
 }

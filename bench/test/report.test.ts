@@ -519,3 +519,67 @@ it("knows a run made before the figures named their commit by its date and speed
   assert.match(markdown, /\| 2026-01-01 \| – \| 3 \| 900 \|/);
   assert.match(markdown, /\| 2026-01-01 \(this run\) \| – \| 3 \| 500 \|/);
 });
+
+it("says which part of memory each contender added, beside no agent as its turns ended", () => {
+  const i = { ...input(), micro: micro() };
+  const MB = 2 ** 20;
+  const parts = (
+    young: number,
+    code: number,
+    other: number,
+    outside: number,
+  ) => ({
+    rss: (young + code + other + outside) * MB,
+    young: young * MB,
+    code: code * MB,
+    otherHeap: other * MB,
+    compilerPeak: (outside / 2) * MB,
+  });
+  i.results = i.results.filter((r) => r.contender === "none");
+  // Young generation: doubled in two rounds of three (+14, +14, +0).
+  const rounds: Array<[number, number]> = [
+    [28, 14],
+    [28, 14],
+    [14, 14],
+  ];
+  for (const [round, [young, bareYoung]] of rounds.entries())
+    i.results.push(
+      measurement({
+        contender: "threadline-100",
+        round,
+        rps: 800,
+        memory: parts(young, 4, 10 + round, 60),
+        baseline: {
+          rps: 1000,
+          p50: 1,
+          p99: 1,
+          cpuUsPerRequest: 100,
+          mainThreadUsPerRequest: 50,
+          stolenShare: 0,
+          memory: parts(bareYoung, 2, 8, 50),
+        },
+      }),
+    );
+  const { markdown } = renderReport(i);
+  const section = markdown.slice(
+    markdown.indexOf("## Where the added memory goes"),
+  );
+  assert.match(
+    section,
+    /\| no agent, its own \| 74\.0 \| 14\.0 \| 2\.0 \| 8\.0 \| 50\.0 \| 25\.0 \|/,
+  );
+  // RSS +28, +28, +15; young +14, +14, 0; code +2; rest +2, +3, +4; outside +10; peak +5.
+  assert.match(
+    section,
+    /\| Threadline \| \+28\.0 \| \+14\.0 \| \+2\.0 \| \+3\.0 \| \+10\.0 \| \+5\.0 \|/,
+  );
+  assert.match(
+    section,
+    /larger young generation than no agent beside it in 2 of 3 rounds/,
+  );
+});
+
+it("leaves the memory section out of runs that did not read memory", () => {
+  const i = { ...input(), micro: micro() };
+  assert.doesNotMatch(renderReport(i).markdown, /Where the added memory goes/);
+});
