@@ -380,10 +380,10 @@ adds is the median over rounds of its difference from no agent. RSS here is at t
 tables above; outside V8's heap is RSS less V8's heap (the program, stacks, buffers and the C allocator's memory).
 
 - V8's young generation is where new objects are made. V8 sizes it itself: it doubles it (to a limit) once the
-  bytes that survived its young collections since the last doubling exceed its size, and shrinks it when the
-  service allocates little. A service whose requests keep more objects alive at any moment (for an agent, the
-  spans of the requests in flight and ended spans waiting to be encoded) takes the next doubling sooner: the
-  step comes with time under load, and a service with no agent takes it too, later.
+  bytes that survived its young collections since the last doubling exceed its size, and shrinks it again when
+  the service allocates little (no agent's service, up for the whole round, idles while each contender warms
+  up). A service whose requests keep more objects alive at any moment (for an agent, the spans of the requests
+  in flight and ended spans waiting to be encoded) takes the next doubling sooner.
 - V8's peak malloc is the most memory V8's parsers and compilers held at once. V8 frees a finished optimizing
   compile on a background thread; while the load keeps the machine's cores busy those threads fall behind, the
   finished compiles pile up, and the C allocator keeps the memory they held once it is freed, outside V8's heap.
