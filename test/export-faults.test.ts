@@ -1,8 +1,9 @@
-// Export under faults: a Collector that is down, refuses, throttles, hangs
-// or resets. The service must keep serving (no crash, no unhandled
-// rejection), keep memory within its configured bounds, retry with backoff
-// (honouring Retry-After), resume by itself, and account for every span and
-// log record: exported + dropped (by reason) + pending = created.
+// Export under faults: a Collector that is down, refuses, throttles, hangs,
+// resets or answers slowly. The service must keep serving (no crash, no
+// unhandled rejection), keep memory within its configured bounds, retry with
+// backoff (honouring Retry-After), resume by itself, flush in the time its
+// data takes, and account for every span and log record: exported + dropped
+// (by reason) + pending = created.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -431,4 +432,48 @@ describe("export under faults", () => {
       await receiver.close();
     }
   });
+
+  for (const [thread, on] of [
+    ["main", ""],
+    ["worker", " (export on a worker thread)"],
+  ] as const)
+    it(`returns from forceFlush() once what it found is delivered, while metrics go out faster than the Collector answers${on}`, async () => {
+      const receiver = await startOtlpReceiver();
+      receiver.setResponder(() => ({ delayMs: 500 }));
+      const svc = await startService({
+        entry: "flush-while-busy.mjs",
+        cwd: fixtures,
+        ready: false,
+        env: {
+          OTEL_SERVICE_NAME: `flush-while-busy-${thread}`,
+          OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+          OTEL_METRIC_EXPORT_INTERVAL: "200",
+          THREADLINE_EXPORT_THREAD: thread,
+          THREADLINE_SHUTDOWN_TIMEOUT: "20000",
+          SPANS: "20",
+        },
+      });
+      try {
+        const line = await waitFor(
+          () => svc.stdout.find((l) => l.startsWith("{")),
+          { what: "forceFlush() to return", timeoutMs: 30_000 },
+        );
+        // Every 200 ms another export starts, each answered in 500 ms:
+        // there is always one in flight, and the flush must not wait for
+        // those that began after it did.
+        const { flushMs } = JSON.parse(line) as { flushMs: number };
+        assert.ok(
+          flushMs < 10_000,
+          `forceFlush() took ${flushMs} ms of its 20 s`,
+        );
+        // The spans were delivered before it returned.
+        assert.equal(
+          receiver.spans.filter((s) => s.name.startsWith("job-")).length,
+          20,
+        );
+      } finally {
+        await svc.stop("SIGKILL");
+        await receiver.close();
+      }
+    });
 });

@@ -68,7 +68,11 @@ import { VERSION } from "./version.ts";
 export interface ThreadlineHandle {
   /** Whether telemetry is on (false when OTEL_SDK_DISABLED=true). */
   readonly enabled: boolean;
-  /** Sends everything buffered now, and the metrics as they stand. Never rejects. */
+  /**
+   * Sends everything buffered now, and the metrics as they stand; resolves
+   * once that is delivered (what ends meanwhile is not waited for) or
+   * THREADLINE_SHUTDOWN_TIMEOUT passed. Never rejects.
+   */
   forceFlush(): Promise<void>;
   /** Flushes, stops the instrumentations and unregisters the SDK. Never rejects. */
   shutdown(): Promise<void>;

@@ -14,8 +14,13 @@
 //   errors are retried with exponential backoff and jitter, Retry-After is
 //   honoured; other statuses are final. One backoff per signal, so a dead
 //   Collector is probed, not hammered.
-// - A flush sends everything at once, ignoring backoff; a final flush
-//   (shutdown, exit) gives up at its deadline and counts what was left.
+// - A flush sends everything at once, ignoring backoff, and is done once
+//   what the exporter held when it was asked for has been attempted (or its
+//   deadline passed): payloads are numbered as they arrive, so those that
+//   come meanwhile (the next metrics, a busy service's spans) do not hold it
+//   up, were the Collector slower than they come. A final flush (shutdown,
+//   exit) waits for everything, gives up at its deadline and counts what
+//   was left.
 //   Completion is signalled through a shared Int32 so the main thread can
 //   wait for it synchronously in an 'exit' handler (on a worker then: see
 //   takeUndelivered()).
@@ -68,11 +73,15 @@ interface ChannelOwner {
   gauge(signal: Signal, counter: WorkerCounter, value: number): void;
   post(msg: FromWorker): void;
   checkFlush(): void;
+  /** Numbers a payload as it arrives (from 1), for the flushes to tell old from new. */
+  stamp(): number;
 }
 
 interface Payload {
   body: Buffer;
   count: number;
+  /** Its number, from the exporter's stamp(). */
+  seq: number;
   enqueuedAt: number;
   /** Set when a final flush gave up on this payload while it was in flight. */
   abandoned: boolean;
@@ -84,6 +93,7 @@ interface Payload {
 interface Compressing {
   body: Buffer;
   count: number;
+  seq: number;
   /** Handed to another exporter meanwhile: the result is not queued here. */
   taken: boolean;
 }
@@ -124,10 +134,15 @@ class Channel {
     ).send;
   }
 
-  /** During a flush: every payload was attempted once in this round and nothing is in flight. */
-  get settled(): boolean {
-    if (this.#inflight.size > 0 || this.#compressing.size > 0) return false;
-    for (const p of this.#queue) if (p.round !== this.#round) return false;
+  /**
+   * During a flush: every payload numbered up to `upTo` was attempted once
+   * in this round, and none of them is still in flight or being compressed.
+   */
+  settled(upTo: number): boolean {
+    for (const p of this.#inflight) if (p.seq <= upTo) return false;
+    for (const job of this.#compressing) if (job.seq <= upTo) return false;
+    for (const p of this.#queue)
+      if (p.seq <= upTo && p.round !== this.#round) return false;
     return true;
   }
 
@@ -140,6 +155,7 @@ class Channel {
   }
 
   enqueue(raw: Uint8Array | string, count: number): void {
+    const seq = this.#owner.stamp();
     // A Buffer is kept as it is: the body pool knows its bodies by identity.
     let body: Buffer =
       typeof raw === "string"
@@ -148,11 +164,11 @@ class Channel {
           ? raw
           : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
     if (this.#endpoint.compression !== "gzip") {
-      this.enqueueReady(body, count);
+      this.enqueueReady(body, count, seq);
       return;
     }
     // On libuv's thread pool: the exporter may share the application's thread.
-    const job: Compressing = { body, count, taken: false };
+    const job: Compressing = { body, count, seq, taken: false };
     this.#compressing.add(job);
     process.getBuiltinModule("node:zlib").gzip(body, (err, out) => {
       this.#compressing.delete(job);
@@ -169,12 +185,16 @@ class Channel {
         this.#owner.checkFlush();
         return;
       }
-      this.enqueueReady(out, count);
+      this.enqueueReady(out, count, seq);
     });
   }
 
   /** Queues a body that is ready to send (compressed if it should be). */
-  enqueueReady(body: Buffer, count: number): void {
+  enqueueReady(
+    body: Buffer,
+    count: number,
+    seq: number = this.#owner.stamp(),
+  ): void {
     const { settings } = this.#owner;
     if (this.#pendingBytes + body.length > settings.maxPendingBytes) {
       this.#owner.add(this.#signal, "queueFull", count);
@@ -194,6 +214,7 @@ class Channel {
     this.#queue.push({
       body,
       count,
+      seq,
       enqueuedAt: Date.now(),
       abandoned: false,
       round: 0,
@@ -544,9 +565,11 @@ export class Exporter implements ChannelOwner {
   readonly #post: (msg: FromWorker) => void;
   readonly #channels: Record<Signal, Channel>;
   readonly #logsEncoder: LogsEncoder;
-  #flushing: FlushMessage | undefined;
+  /** The flush under way, and the last payload number it waits for. */
+  #flushing: { msg: FlushMessage; upTo: number } | undefined;
   #flushTimer: NodeJS.Timeout | undefined;
-  readonly #queuedFlushes: FlushMessage[] = [];
+  readonly #queuedFlushes: Array<{ msg: FlushMessage; upTo: number }> = [];
+  #stamped = 0;
   #stopWatchSource: (() => void) | undefined;
 
   constructor(settings: WorkerSettings, post: (msg: FromWorker) => void) {
@@ -574,6 +597,10 @@ export class Exporter implements ChannelOwner {
 
   post(msg: FromWorker): void {
     this.#post(msg);
+  }
+
+  stamp(): number {
+    return ++this.#stamped;
   }
 
   #encodeLogs(staged: Uint8Array, count: number): void {
@@ -624,7 +651,11 @@ export class Exporter implements ChannelOwner {
           break;
         }
         case "flush":
-          this.#startFlush(msg);
+          // What is here now; a final flush waits for whatever comes too.
+          this.#startFlush({
+            msg,
+            upTo: msg.final ? Infinity : this.#stamped,
+          });
           break;
         case "watch-source":
           this.#stopWatchSource?.();
@@ -674,7 +705,7 @@ export class Exporter implements ChannelOwner {
   }
 
   #completeFlush(): void {
-    const f = this.#flushing!;
+    const f = this.#flushing!.msg;
     this.#flushing = undefined;
     if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer);
     this.#flushTimer = undefined;
@@ -696,14 +727,15 @@ export class Exporter implements ChannelOwner {
   }
 
   checkFlush(): void {
+    const upTo = this.#flushing?.upTo;
     if (
-      this.#flushing !== undefined &&
-      Object.values(this.#channels).every((c) => c.settled)
+      upTo !== undefined &&
+      Object.values(this.#channels).every((c) => c.settled(upTo))
     )
       this.#completeFlush();
   }
 
-  #startFlush(f: FlushMessage): void {
+  #startFlush(f: { msg: FlushMessage; upTo: number }): void {
     if (this.#flushing !== undefined) {
       this.#queuedFlushes.push(f);
       return;
@@ -711,10 +743,10 @@ export class Exporter implements ChannelOwner {
     this.#flushing = f;
     this.#flushTimer = setTimeout(
       () => this.#completeFlush(),
-      Math.max(0, f.deadline - Date.now()),
+      Math.max(0, f.msg.deadline - Date.now()),
     );
     this.#flushTimer.unref();
-    for (const c of Object.values(this.#channels)) c.hurry(f.id);
+    for (const c of Object.values(this.#channels)) c.hurry(f.msg.id);
     this.checkFlush();
   }
 }

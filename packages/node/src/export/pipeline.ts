@@ -464,7 +464,10 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     if (refusals) warnDropped(since("rejected"), "the Collector refused them");
   }
 
-  /** Sends everything buffered; resolves once delivered or after `timeoutMs`. Never rejects. */
+  /**
+   * Sends everything buffered; resolves once that is delivered (a final
+   * flush: also what comes meanwhile) or after `timeoutMs`. Never rejects.
+   */
   async forceFlush(timeoutMs: number, final = false): Promise<void> {
     const before = final ? this.#finalDrops() : undefined;
     try {
