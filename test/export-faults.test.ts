@@ -476,4 +476,40 @@ describe("export under faults", () => {
         await receiver.close();
       }
     });
+  it("ends on SIGTERM once what it held is sent, while metrics go out faster than the Collector answers", async () => {
+    const receiver = await startOtlpReceiver();
+    receiver.setResponder(() => ({ delayMs: 400 }));
+    const svc = await startService({
+      entry: "sigterm-while-busy.mjs",
+      cwd: fixtures,
+      ready: /ready/,
+      env: {
+        OTEL_SERVICE_NAME: "sigterm-while-busy",
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_METRIC_EXPORT_INTERVAL: "150",
+        THREADLINE_SHUTDOWN_TIMEOUT: "20000",
+        SPANS: "20",
+      },
+    });
+    try {
+      const started = Date.now();
+      // The last metrics are collected once; the reader's interval must
+      // not keep adding exports for the last flush to wait for.
+      const { signal } = await svc.stop("SIGTERM", 30_000);
+      const tookMs = Date.now() - started;
+      assert.equal(signal, "SIGTERM");
+      assert.ok(
+        tookMs < 10_000,
+        `the process took ${tookMs} ms of its 20 s to end`,
+      );
+      assert.equal(
+        receiver.spans.filter((s) => s.name.startsWith("job-")).length,
+        20,
+      );
+      assert.doesNotMatch(svc.stderr.join("\n"), /lost|dropped/);
+    } finally {
+      await svc.stop("SIGKILL");
+      await receiver.close();
+    }
+  });
 });

@@ -178,6 +178,9 @@ function installExitHooks(
   const finalMetrics = () => {
     if (finalMetricsSent) return;
     finalMetricsSent = true;
+    // The last: the interval must not add exports for the final flush to
+    // wait for (it waits for everything), were the Collector slower than it.
+    reader.stop();
     reader.exportSync();
   };
   const pendingWork = () => {
