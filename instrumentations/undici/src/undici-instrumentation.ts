@@ -4,7 +4,9 @@
 // `undici:request:create` runs in the caller's async context before the
 // request is written, so the span's parent is right and headers can still
 // be added; the span ends when the body has been read
-// (`undici:request:trailers`) or the request failed.
+// (`undici:request:trailers`) or the request failed. A tunnel through a
+// forward proxy is recognised when it connects (`undici:client:connected`),
+// before anything is written through it.
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import {
   context,
@@ -25,11 +27,17 @@ import {
   recordRateLimitHeaders,
   startClientSpan,
   withoutHeaderLines,
+  UNKNOWN_PROXY_VIA,
   type Instrumentation,
   type ClientCall,
   type ClientRequestInfo,
 } from "@threadline/core";
 import { EnvProxy } from "./internal/env-proxy.ts";
+import {
+  ProxyTunnels,
+  queuedOn,
+  type ConnectedMessage,
+} from "./internal/proxy-tunnels.ts";
 
 /** Options of {@link UndiciInstrumentation}. */
 export interface UndiciInstrumentationConfig {
@@ -68,6 +76,8 @@ interface Origin {
   scheme: "http" | "https";
   host: string;
   port: number;
+  /** `host[:port]`, as undici writes it in the Host header. */
+  authority: string;
 }
 
 const ORIGIN_CACHE_LIMIT = 256;
@@ -87,6 +97,7 @@ function parseOrigin(origin: string | URL): Origin | undefined {
       scheme,
       host,
       port: u.port === "" ? (scheme === "https" ? 443 : 80) : Number(u.port),
+      authority: u.host,
     };
   } catch {
     return undefined;
@@ -110,13 +121,32 @@ function tunnelThrough(proxy: Origin, authority: string): ClientRequestInfo {
 }
 
 const envProxy = new EnvProxy();
+const tunnels = new ProxyTunnels();
+
+type Via = NonNullable<ClientRequestInfo["via"]>;
+
+/**
+ * The proxy a plain-HTTP request may cross in clear: the global
+ * dispatcher's env proxy, or an open tunnel to its destination; through
+ * either, when both are there and differ.
+ */
+function plainHttpVia(origin: Origin): Via | undefined {
+  const env = envProxy.for(origin.host, origin.port);
+  const tunnel = tunnels.for(origin.authority);
+  if (tunnel === undefined) return env;
+  return env === undefined ||
+    (env.host === tunnel.host && env.port === tunnel.port)
+    ? tunnel
+    : UNKNOWN_PROXY_VIA;
+}
 
 /**
  * Where a request goes. A ProxyAgent that does not tunnel sends the request
  * to the proxy (the origin) with the destination in its path
  * (`http://host/path`): it is judged and recorded by that destination, and
  * gets baggage only if the proxy is internal too. So does a plain-HTTP
- * request that the global dispatcher tunnels through an env proxy.
+ * request that the global dispatcher tunnels through an env proxy, or that
+ * may go through a proxy tunnel open to its destination.
  */
 function destinationOf(
   origin: Origin,
@@ -139,11 +169,8 @@ function destinationOf(
     host: origin.host,
     port: origin.port,
     path,
-    // Through an env proxy's tunnel, plain HTTP crosses the proxy in clear.
-    via:
-      origin.scheme === "http"
-        ? envProxy.for(origin.host, origin.port)
-        : undefined,
+    // Through a proxy's tunnel, plain HTTP crosses the proxy in clear.
+    via: origin.scheme === "http" ? plainHttpVia(origin) : undefined,
   };
 }
 
@@ -221,11 +248,15 @@ export class UndiciInstrumentation implements Instrumentation {
       span.end();
       finishClientCall(call);
     };
+    const onConnected = (m: unknown) =>
+      this.#onConnected(m as ConnectedMessage);
+    subscribe("undici:client:connected", onConnected);
     subscribe("undici:request:create", onCreate);
     subscribe("undici:request:headers", onHeaders);
     subscribe("undici:request:trailers", onTrailers);
     subscribe("undici:request:error", onError);
     this.#unsubscribe = () => {
+      unsubscribe("undici:client:connected", onConnected);
       unsubscribe("undici:request:create", onCreate);
       unsubscribe("undici:request:headers", onHeaders);
       unsubscribe("undici:request:trailers", onTrailers);
@@ -238,6 +269,42 @@ export class UndiciInstrumentation implements Instrumentation {
     this.#enabled = false;
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
+  }
+
+  /**
+   * A tunnel through a proxy that gets no baggage: the requests created
+   * before it was opened, which wait for it, lose what they would have
+   * told the proxy.
+   */
+  #onConnected(message: ConnectedMessage): void {
+    try {
+      const proxy = tunnels.connected(message);
+      if (
+        proxy === undefined ||
+        this.#egress.classify(proxy.host, proxy.port).baggage
+      )
+        return;
+      const queued = queuedOn(message.socket);
+      if (queued === undefined) {
+        diag.warnCollapsed(
+          "undici-tunnel-queue",
+          "could not keep baggage from a proxy tunnel: this undici version does not show the requests waiting for it",
+        );
+        return;
+      }
+      for (const request of queued) {
+        if (typeof request !== "object" || request === null) continue;
+        const r = request as UndiciRequest;
+        if (r[SPAN] === undefined) continue;
+        removeHeader(r, "baggage");
+        for (const name of this.#egress.privateHeaders) removeHeader(r, name);
+      }
+    } catch (err) {
+      diag.warnCollapsed(
+        "undici-tunnel",
+        `could not judge a proxy tunnel: ${(err as Error).message}`,
+      );
+    }
   }
 
   #onCreate(request: UndiciRequest): void {

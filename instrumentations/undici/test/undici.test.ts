@@ -4,7 +4,12 @@
 import assert from "node:assert/strict";
 import http from "node:http";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
-import { ProxyAgent, request } from "undici";
+import {
+  EnvHttpProxyAgent,
+  ProxyAgent,
+  fetch as undiciFetch,
+  request,
+} from "undici";
 import {
   startForwardProxy,
   startOtlpReceiver,
@@ -154,5 +159,89 @@ describe("undici through a forward proxy", () => {
       "acme",
     );
     assert.ok(call(`${internal.url}/inside`), "the internal call's span");
+  });
+
+  /**
+   * Calls `service` through `proxy` (which tunnels plain HTTP with CONNECT)
+   * with dispatchers given to the requests themselves: the first request
+   * is made before its tunnel is opened, the next ones go through that
+   * tunnel again (one connection, kept within the service's short
+   * keep-alive).
+   */
+  async function throughTunnels(
+    proxy: ForwardProxy,
+    service: RecordingServer,
+  ): Promise<string[]> {
+    await serving(async () => {
+      const agent = new ProxyAgent({
+        uri: proxy.url,
+        connections: 1,
+        keepAliveTimeoutThreshold: 500,
+      });
+      const env = new EnvHttpProxyAgent({ httpProxy: proxy.url });
+      closing.push(
+        () => agent.close(),
+        () => env.close(),
+      );
+      const headers = { "x-customer-id": "c-42" };
+      for (const path of ["/opens", "/again"]) {
+        const res = await request(`${service.url}${path}`, {
+          dispatcher: agent,
+          headers,
+        });
+        await res.body.text();
+      }
+      const res = await undiciFetch(`${service.url}/fetch`, {
+        dispatcher: agent,
+        headers,
+      });
+      await res.text();
+      const viaEnv = await request(`${service.url}/env-agent`, {
+        dispatcher: env,
+        headers,
+      });
+      await viaEnv.body.text();
+    });
+    assert.deepEqual(
+      proxy.requests.map((r) => `${r.method} ${r.target}`),
+      [
+        `CONNECT 127.0.0.1:${service.port}`,
+        `CONNECT 127.0.0.1:${service.port}`,
+      ],
+      "one tunnel for the ProxyAgent's requests, one for the EnvHttpProxyAgent's",
+    );
+    return ["/opens", "/again", "/fetch", "/env-agent"];
+  }
+
+  it("keeps the customer id from a proxy that is not internal when the request's own dispatcher tunnels plain HTTP through it", async () => {
+    const proxy = await proxyOn("127.0.0.2");
+    const service = await startRecordingServer();
+    closing.push(() => service.close());
+    const paths = await throughTunnels(proxy, service);
+    for (const r of proxy.requests) {
+      assert.equal(r.headers["baggage"], undefined, `proxy ${r.target}`);
+      assert.equal(r.headers["x-customer-id"], undefined, `proxy ${r.target}`);
+    }
+    // What the service got crossed the proxy in clear.
+    for (const path of paths) {
+      const got = service.requests.find((r) => r.path === path);
+      assert.ok(got, path);
+      assert.equal(got.headers["baggage"], undefined, path);
+      assert.equal(got.headers["x-customer-id"], undefined, path);
+      assert.match(String(got.headers["traceparent"]), /^00-/, path);
+    }
+  });
+
+  it("still sends the customer id to an internal host through an internal proxy's tunnel", async () => {
+    const proxy = await proxyOn("127.0.0.1");
+    const service = await startRecordingServer();
+    closing.push(() => service.close());
+    const paths = await throughTunnels(proxy, service);
+    for (const path of paths) {
+      const got = service.requests.find((r) => r.path === path);
+      assert.ok(got, path);
+      assert.equal(got.headers["baggage"], "customer.id=c-42", path);
+      assert.equal(got.headers["x-customer-id"], "c-42", path);
+    }
   });
 });
