@@ -17,6 +17,7 @@ import {
 } from "@opentelemetry/api";
 import {
   absoluteFormTarget,
+  canonicalHost,
   diag,
   EgressPolicy,
   isTracingSuppressed,
@@ -66,6 +67,8 @@ interface UndiciRequest {
   method: string;
   path: string;
   headers: string[] | string | undefined;
+  /** The Host header the application set; null when it set none. */
+  host: string | null | undefined;
   addHeader(name: string, value: string): unknown;
   [SPAN]?: Span;
   [THIRD_PARTY]?: boolean;
@@ -146,7 +149,8 @@ function plainHttpVia(origin: Origin): Via | undefined {
  * (`http://host/path`): it is judged and recorded by that destination, and
  * gets baggage only if the proxy is internal too. So does a plain-HTTP
  * request that the global dispatcher tunnels through an env proxy, or that
- * may go through a proxy tunnel open to its destination.
+ * may go through a proxy tunnel open to its destination. A Host header
+ * naming another host than the origin is judged too.
  */
 function destinationOf(
   origin: Origin,
@@ -171,7 +175,46 @@ function destinationOf(
     path,
     // Through a proxy's tunnel, plain HTTP crosses the proxy in clear.
     via: origin.scheme === "http" ? plainHttpVia(origin) : undefined,
+    // undici keeps a Host header apart from the others; a ProxyAgent sets
+    // one naming the origin.
+    named:
+      typeof request.host === "string" && request.host !== origin.authority
+        ? namedHost(request.host, origin)
+        : undefined,
   };
+}
+
+type Named = NonNullable<ClientRequestInfo["named"]>;
+
+// An application setting a Host header mostly sets the same one: its parse
+// is kept for the next request.
+let lastHostHeader: string | undefined;
+let lastScheme: Origin["scheme"] | undefined;
+let lastNamed: Named | undefined;
+
+/**
+ * The host a Host header names (an egress gateway may route on it), or
+ * undefined when that is the origin. One that is not a URL's host is
+ * judged as it is written.
+ */
+function namedHost(hostHeader: string, origin: Origin): Named | undefined {
+  if (
+    lastNamed === undefined ||
+    hostHeader !== lastHostHeader ||
+    origin.scheme !== lastScheme
+  ) {
+    const target = absoluteFormTarget(`${origin.scheme}://${hostHeader}/`);
+    lastHostHeader = hostHeader;
+    lastScheme = origin.scheme;
+    lastNamed =
+      target === undefined
+        ? { host: hostHeader, port: undefined }
+        : { host: target.host, port: target.port };
+  }
+  return lastNamed.port === origin.port &&
+    canonicalHost(lastNamed.host) === canonicalHost(origin.host)
+    ? undefined
+    : lastNamed;
 }
 
 /** Removes every `name` header the application set on the request. */

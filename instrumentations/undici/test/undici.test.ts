@@ -4,11 +4,13 @@
 import assert from "node:assert/strict";
 import http from "node:http";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
+import { Writable } from "node:stream";
 import {
   EnvHttpProxyAgent,
   ProxyAgent,
   fetch as undiciFetch,
   request,
+  stream,
 } from "undici";
 import {
   startForwardProxy,
@@ -243,5 +245,50 @@ describe("undici through a forward proxy", () => {
       assert.equal(got.headers["baggage"], "customer.id=c-42", path);
       assert.equal(got.headers["x-customer-id"], "c-42", path);
     }
+  });
+});
+
+describe("undici and the Host header", () => {
+  it("judges a request by the host its Host header names too, as an egress gateway routes it", async () => {
+    const copied = { baggage: "customer.id=c-42", "x-customer-id": "c-42" };
+    await serving(async () => {
+      const res = await request(`${internal.url}/named-external`, {
+        headers: { ...copied, host: `127.0.0.2:${external.port}` },
+      });
+      await res.body.text();
+      const itself = await request(`${internal.url}/named-itself`, {
+        headers: { ...copied, host: `127.0.0.1:${internal.port}` },
+      });
+      await itself.body.text();
+      await stream(
+        `${internal.url}/named-third-party`,
+        {
+          method: "GET",
+          headers: { ...copied, host: `127.0.0.3:${thirdParty.port}` },
+          opaque: null,
+        },
+        () =>
+          new Writable({
+            write: (_chunk, _encoding, done) => done(),
+          }),
+      );
+    });
+    for (const path of ["/named-external", "/named-third-party"]) {
+      const got = internal.requests.find((r) => r.path === path);
+      assert.ok(got, path);
+      assert.equal(got.headers["baggage"], undefined, path);
+      assert.equal(got.headers["x-customer-id"], undefined, path);
+      assert.match(String(got.headers["traceparent"]), /^00-/, path);
+    }
+    const itself = internal.requests.find((r) => r.path === "/named-itself");
+    assert.equal(itself?.headers["baggage"], "customer.id=c-42");
+    assert.equal(itself?.headers["x-customer-id"], "c-42");
+    const spans = await receiver.waitForSpans(
+      (s) => s.some((x) => x.attributes["peer.service"] === "acme"),
+      "the call's span, marked as acme's",
+    );
+    const call = spans.find((x) => x.attributes["peer.service"] === "acme")!;
+    assert.equal(call.kind, CLIENT);
+    assert.equal(call.attributes["customer.id"], "c-42");
   });
 });
