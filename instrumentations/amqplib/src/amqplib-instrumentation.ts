@@ -23,6 +23,7 @@
 // Message headers come from other programs: the getter accepts only
 // strings (or byte strings), the parsers validate, and nothing here throws
 // into amqplib.
+import { types } from "node:util";
 import {
   context,
   propagation,
@@ -907,6 +908,7 @@ export class AmqplibInstrumentation implements Instrumentation {
       const noAck = !!(options as { noAck?: unknown } | undefined)?.noAck;
       const queueName = typeof queue === "string" ? queue : "";
       const userCallback = callback as (msg: unknown) => unknown;
+      const passOn = types.isAsyncFunction(callback);
       const wrapped = function (
         this: unknown,
         message: AmqpMessage | null,
@@ -940,8 +942,12 @@ export class AmqplibInstrumentation implements Instrumentation {
           throw err;
         }
         // An async handler's failure is the delivery's, acknowledged or not
-        // (the settlement ends the span then). The rejection is passed on,
-        // unhandled as it was, for the application's own handlers.
+        // (the settlement ends the span then). Watching the promise makes it
+        // handled, and amqplib ignores it: an async function's promise
+        // reached nobody else, so its rejection is passed on, unhandled as
+        // it was. Any other promise the application may handle itself, and
+        // one passed on would then be an unhandled rejection of ours, which
+        // ends the process by Node's default.
         if (
           result !== null &&
           typeof result === "object" &&
@@ -954,7 +960,7 @@ export class AmqplibInstrumentation implements Instrumentation {
             (err: unknown) => {
               markFailed(span, err);
               if (noAck) span.end();
-              throw err;
+              if (passOn) throw err;
             },
           );
         } else if (noAck) {

@@ -1,7 +1,8 @@
-// An async consume handler that rejects, with the message settled later: the
-// delivery's span records the failure, and the application still sees its
-// rejection unhandled, as it would without Threadline. In a child process,
-// since the rejection is meant to go unhandled.
+// A consume handler whose promise rejects: the delivery's span records the
+// failure; an async function's rejection stays unhandled for the application,
+// as it would be without Threadline, and a promise the application handles
+// itself stays handled. In child processes, since an unhandled rejection
+// ends one.
 import assert from "node:assert/strict";
 import { after, before, it } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -57,6 +58,49 @@ it("records an async handler's rejection on the delivery, and passes it on", asy
       () => app.stdout.includes("unhandled: async handler failed"),
       { what: "the application's own report of the rejection" },
     );
+  } finally {
+    await app.stop();
+  }
+});
+
+it("never makes an unhandled rejection of a handler's promise the application handles", async () => {
+  const queue = `q-handled-${process.pid}`;
+  const app = await startService({
+    entry: "handled-rejection-consumer.cjs",
+    cwd: fileURLToPath(new URL("./fixtures/", import.meta.url)),
+    execArgv: ["-r", "@threadline/node/register"],
+    ready: false,
+    env: {
+      OTEL_SERVICE_NAME: "handled-rejection-consumer",
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_BSP_SCHEDULE_DELAY: "50",
+      AMQP_URL: brokerUrl,
+      QUEUE: queue,
+    },
+  });
+  try {
+    await waitFor(
+      () => {
+        if (app.child.exitCode !== null)
+          throw new Error(`the consumer exited:\n${app.stderr.join("\n")}`);
+        return app.stdout.includes("still running after the rejection");
+      },
+      { what: "the consumer to outlive its handled rejection" },
+    );
+    assert.deepEqual(app.stdout, [
+      "handled: handled failure",
+      "still running after the rejection",
+    ]);
+    const delivery = await waitFor(
+      () => receiver.spans.find((s) => s.name === `process ${queue}`),
+      { what: "the delivery's span" },
+    );
+    assert.equal(delivery.status.code, 2);
+    assert.deepEqual(
+      delivery.events.map((e) => e.attributes["exception.message"]),
+      ["handled failure"],
+    );
+    assert.equal(delivery.attributes["messaging.rabbitmq.settlement"], "auto");
   } finally {
     await app.stop();
   }
