@@ -36,7 +36,7 @@ import {
   type HealthResult,
   lazyInstruments,
 } from "@threadline/core";
-import { type SqlSummary, summarizeSql } from "./sql.ts";
+import { CACHED_SQL_LENGTH, type SqlSummary, summarizeSql } from "./sql.ts";
 
 /** Options of {@link PgInstrumentation}. */
 export interface PgInstrumentationConfig {
@@ -507,7 +507,13 @@ export class PgInstrumentation implements Instrumentation {
         : (cfg?.text ?? cfg?.cursor?.text ?? namedText(client, cfg) ?? "");
     if (typeof cfg?.name === "string" && typeof cfg.text === "string")
       (client[NAMED] ??= new Map()).set(cfg.name, cfg.text);
-    const shape = shapeOf(client, summarizeSql(rawText));
+    // A summary made afresh each time (a long statement) would only fill
+    // the connection's shapes.
+    const summary = summarizeSql(rawText);
+    const shape =
+      rawText.length <= CACHED_SQL_LENGTH
+        ? shapeOf(client, summary)
+        : buildShape(client, summary);
     let attributes = shape.attributes;
     if (this.#config.recordParameters) {
       const vals = Array.isArray(values)

@@ -3,9 +3,18 @@
 // PostgreSQL's quoting (single quotes with '' escapes, E'' strings with
 // backslash escapes, dollar quoting, quoted identifiers, comments), so a
 // literal can never leak through a clever string. Results are cached per
-// text: applications send the same few hundred statements all day.
+// text: applications send the same few hundred statements all day. Only
+// statements up to CACHED_SQL_LENGTH characters are: a longer one mostly
+// carries its values inline (bulk inserts, pg-format), is seldom sent twice,
+// and as a key would keep its whole text alive. So the cache holds at most
+// 1000 statements of 4096 characters and their summaries, whatever the
+// application sends; a longer statement is summarised each time, at the
+// cost of a scan of the text it sends anyway.
 
 const CACHE_LIMIT = 1000;
+
+/** The longest statement whose summary is cached (and whose span shape pg keeps). */
+export const CACHED_SQL_LENGTH = 4096;
 
 export interface SqlSummary {
   /** The statement with every literal replaced by `?`. */
@@ -171,9 +180,10 @@ const TABLE_AFTER: Record<string, RegExp> = {
   MERGE: /\binto\s+((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))?)/i,
 };
 
-/** Sanitised text, operation and table of a statement (cached). */
+/** Sanitised text, operation and table of a statement (cached up to CACHED_SQL_LENGTH). */
 export function summarizeSql(sql: string): SqlSummary {
-  const hit = cache.get(sql);
+  const cached = sql.length <= CACHED_SQL_LENGTH;
+  const hit = cached ? cache.get(sql) : undefined;
   if (hit !== undefined) return hit;
   const text = sanitizeSql(sql);
   const m = /^\s*(?:\/\*[\s\S]*?\*\/\s*)*([A-Za-z]+)/.exec(text);
@@ -185,6 +195,7 @@ export function summarizeSql(sql: string): SqlSummary {
     if (t !== undefined && !/^\(/.test(t)) collection = t.replace(/"/g, "");
   }
   const summary = { text, operation, collection };
+  if (!cached) return summary;
   if (cache.size >= CACHE_LIMIT) cache.clear();
   cache.set(sql, summary);
   return summary;

@@ -2,6 +2,8 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { after, before, beforeEach, describe, it } from "node:test";
+import v8 from "node:v8";
+import vm from "node:vm";
 import pg from "pg";
 import Cursor from "pg-cursor";
 import QueryStream from "pg-query-stream";
@@ -193,6 +195,46 @@ describe("pg queries", () => {
       "a failed and a successful duration point",
     );
     assert.ok(points.every((p) => p.count === 1));
+  });
+});
+
+describe("pg memory", () => {
+  it("keeps no long statement alive once its query is done", async () => {
+    // Statements with their values inline, as bulk inserts and pg-format
+    // make them: each distinct, each a megabyte.
+    v8.setFlagsFromString("--expose-gc");
+    const gc = vm.runInNewContext("gc") as () => void;
+    const heapUsed = () => {
+      gc();
+      gc();
+      return process.memoryUsage().heapUsed;
+    };
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    await client.query("SELECT 1");
+    const before = heapUsed();
+    for (let i = 0; i < 50; i++) {
+      const literal = `${i}-${"x".repeat(1_000_000)}`;
+      const res = await client.query(`SELECT length('${literal}') AS n`);
+      assert.equal(res.rows[0].n, literal.length);
+    }
+    // The spans, which hold the statements' summaries until sent. The
+    // connection stays open: nothing it keeps may hold them either.
+    await threadline.forceFlush();
+    const grown = heapUsed() - before;
+    await receiver.waitForSpans(
+      (s) => querySpans(s).filter((q) => q.name === "SELECT").length >= 51,
+      "every query's span",
+    );
+    assert.equal(
+      querySpans(receiver.spans).at(-1)!.attributes["db.query.text"],
+      "SELECT length(?) AS n",
+    );
+    await client.end();
+    assert.ok(
+      grown < 10_000_000,
+      `50 MB of statements sent, ${(grown / 1e6).toFixed(1)} MB still on the heap`,
+    );
   });
 });
 

@@ -77,4 +77,17 @@ describe("summarizeSql", () => {
       undefined,
     );
   });
+
+  it("summarises a statement too long to cache the same way, every time", () => {
+    const rows = Array.from({ length: 2000 }, (_, i) => `(${i}, 'o${i}')`);
+    const sql = `INSERT INTO orders (id, owner) VALUES ${rows.join(", ")}`;
+    const expected = {
+      text: `INSERT INTO orders (id, owner) VALUES ${rows.map(() => "(?, ?)").join(", ")}`,
+      operation: "INSERT",
+      collection: "orders",
+    };
+    assert.ok(sql.length > 4096);
+    assert.deepEqual(summarizeSql(sql), expected);
+    assert.deepEqual(summarizeSql(sql), expected);
+  });
 });
