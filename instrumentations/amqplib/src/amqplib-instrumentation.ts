@@ -1,7 +1,8 @@
 // amqplib (RabbitMQ), promise and callback APIs.
 //
 // Producer: every publish, sendToQueue and confirm-channel publish of both
-// APIs ends in Channel.prototype.sendMessage (lib/channel.js), so one
+// APIs ends in Channel.prototype.sendMessage (lib/channel.js), or on a
+// closed channel in the one amqplib gives it, so one
 // wrapper makes the PRODUCER span, and traceparent, tracestate and baggage
 // are appended to the headers table of the frame amqplib encodes
 // (header-splice.ts; into a copy of the message headers when amqplib was
@@ -463,6 +464,8 @@ export class AmqplibInstrumentation implements Instrumentation {
         this.#patch(proto, "sendImmediately", (o) =>
           this.#wrapSendImmediately(o),
         );
+        for (const key of ["toClosing", "toClosed"])
+          this.#patch(proto, key, (o) => this.#wrapClosing(o));
         return undefined;
       },
     });
@@ -675,6 +678,40 @@ export class AmqplibInstrumentation implements Instrumentation {
       } finally {
         pendingHeaders = undefined;
       }
+    };
+  }
+
+  /**
+   * A channel that closes (closed by the application, by the broker, or
+   * with its connection) gets a sendMessage of its own from amqplib, which
+   * throws IllegalOperationError (lib/channel.js, invalidateSend), in front
+   * of the prototype's we wrap: a publish on it left no span and no failed
+   * send. The channel's own one is wrapped as amqplib sets it, before the
+   * channel's "close" listeners run. Only at the close: publishes on an
+   * open channel go through the prototype's as before.
+   */
+  #wrapClosing(original: AnyFn): AnyFn {
+    const self = this;
+    return function threadlineToClosing(
+      this: ChannelLike,
+      ...args: unknown[]
+    ): unknown {
+      if (!Object.hasOwn(this, "sendMessage")) {
+        let send = (this as { sendMessage?: unknown }).sendMessage;
+        Object.defineProperty(this, "sendMessage", {
+          configurable: true,
+          enumerable: true,
+          get: () => send,
+          set: (value: unknown) => {
+            // Nothing is sent: the headers need no copy either way.
+            send =
+              typeof value === "function"
+                ? self.#wrapSendMessage(value as AnyFn, true)
+                : value;
+          },
+        });
+      }
+      return original.apply(this, args);
     };
   }
 

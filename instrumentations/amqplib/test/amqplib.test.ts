@@ -616,6 +616,89 @@ describe("what arrives from the connection's socket", () => {
   });
 });
 
+describe("closed channels", () => {
+  it("records a publish on a closed channel as a failed publish, and the application still gets the error", async () => {
+    const q = queueName();
+    const closedByApp = await connection.createChannel();
+    await closedByApp.assertQueue(q, { autoDelete: true });
+    await closedByApp.close();
+    // The broker closes a channel that publishes to an exchange that does
+    // not exist.
+    const closedByBroker = await connection.createConfirmChannel();
+    closedByBroker.on("error", () => {});
+    const closed = new Promise((resolve) =>
+      closedByBroker.once("close", resolve),
+    );
+    closedByBroker.publish(`no-such-${q}`, "", Buffer.from("x"));
+    await closed;
+    await threadline.forceFlush();
+    receiver.clear();
+
+    const thrown: unknown[] = [];
+    const root = trace.getTracer("t").startActiveSpan("request", (span) => {
+      const publishes = [
+        () => closedByApp.sendToQueue(q, Buffer.from("x")),
+        () =>
+          closedByBroker.publish("amq.direct", q, Buffer.from("x"), {}, () => {
+            thrown.push("confirmed");
+          }),
+      ];
+      for (const publish of publishes) {
+        try {
+          publish();
+        } catch (err) {
+          thrown.push(err);
+        }
+      }
+      span.end();
+      return span.spanContext();
+    });
+    assert.deepEqual(
+      thrown.map((e) => (e as Error).name),
+      ["IllegalOperationError", "IllegalOperationError"],
+    );
+
+    await threadline.forceFlush();
+    const spans = producers(
+      await receiver.waitForSpans(
+        (s) => producers(s).length >= 2,
+        "the failed publishes' spans",
+      ),
+    );
+    assert.deepEqual(
+      spans.map((p) => [p.name, p.status.code, p.parentSpanId]).sort(),
+      [
+        ["publish amq.default", 2, root.spanId],
+        ["publish amq.direct", 2, root.spanId],
+      ],
+    );
+    for (const p of spans)
+      assert.deepEqual(
+        p.events.map((e) => e.attributes["exception.type"]),
+        ["IllegalOperationError"],
+      );
+    const failed = receiver.metrics
+      .filter((m) => m.name === "messaging.client.sent.messages")
+      .flatMap((m) => m.points)
+      .filter(
+        (p) => p.attributes["messaging.rabbitmq.destination.routing_key"] === q,
+      );
+    assert.deepEqual(
+      failed
+        .map((p) => [
+          p.attributes["messaging.destination.name"],
+          p.attributes["error.type"],
+          p.value,
+        ])
+        .sort(),
+      [
+        ["amq.default", "IllegalOperationError", 1],
+        ["amq.direct", "IllegalOperationError", 1],
+      ],
+    );
+  });
+});
+
 describe("link mode", () => {
   before(async () => {
     await threadline.shutdown();
