@@ -186,7 +186,11 @@ export function summarizeSql(sql: string): SqlSummary {
   const hit = cached ? cache.get(sql) : undefined;
   if (hit !== undefined) return hit;
   const text = sanitizeSql(sql);
-  const m = /^\s*(?:\/\*[\s\S]*?\*\/\s*)*([A-Za-z]+)/.exec(text);
+  // A comment's body cannot hold its own end: each comment can be read
+  // one way only, and text that is no keyword after many of them fails at
+  // once (a lazy body could span the next comment's end too, for work that
+  // doubled with each comment).
+  const m = /^\s*(?:\/\*(?:[^*]|\*(?!\/))*\*\/\s*)*([A-Za-z]+)/.exec(text);
   const operation = m?.[1]?.toUpperCase();
   let collection: string | undefined;
   const re = operation === undefined ? undefined : TABLE_AFTER[operation];
