@@ -37,7 +37,6 @@ import {
 } from "@opentelemetry/api";
 import {
   absoluteFormTarget,
-  canonicalHost,
   contextWithRouteHolder,
   diag,
   EgressPolicy,
@@ -54,7 +53,11 @@ import {
   semconv,
   setCustomerInContext,
   GuardedHeaderNames,
+  hostAndPort,
   ownSymbolNamed,
+  parseHostAndPort,
+  sameHost,
+  type HostAndPort,
   UNKNOWN_PROXY_VIA,
   startClientSpan,
   withoutHeaderLines,
@@ -270,10 +273,6 @@ function connectPort(
     : undefined;
 }
 
-function sameHost(a: string, b: string): boolean {
-  return a === b || canonicalHost(a) === canonicalHost(b);
-}
-
 /** The host and port the request's Host header names (its authority when it has none). */
 function hostHeaderOf(
   request: TracedClientRequest,
@@ -359,58 +358,6 @@ function destinationOf(
     port: undefined,
     path,
     named: { host: address, port },
-  };
-}
-
-type HostAndPort = {
-  readonly address: string | undefined;
-  readonly port: number;
-};
-
-// A service is mostly called under one Host header; parsing it (a search
-// and a number conversion into the runtime) is kept for the next request.
-let lastHost: string | undefined;
-let lastFallbackPort = 0;
-let lastHostAndPort: HostAndPort | undefined;
-
-function hostAndPort(
-  host: string | undefined,
-  fallbackPort: number,
-): HostAndPort {
-  if (
-    lastHostAndPort !== undefined &&
-    host === lastHost &&
-    fallbackPort === lastFallbackPort
-  )
-    return lastHostAndPort;
-  lastHost = host;
-  lastFallbackPort = fallbackPort;
-  return (lastHostAndPort = parseHostAndPort(host, fallbackPort));
-}
-
-function parseHostAndPort(
-  host: string | undefined,
-  fallbackPort: number,
-): HostAndPort {
-  if (host === undefined || host.length === 0)
-    return { address: undefined, port: fallbackPort };
-  if (host.startsWith("[")) {
-    const close = host.indexOf("]");
-    const port =
-      host.charCodeAt(close + 1) === 0x3a
-        ? Number(host.slice(close + 2))
-        : fallbackPort;
-    return {
-      address: host.slice(1, close),
-      port: Number.isInteger(port) ? port : fallbackPort,
-    };
-  }
-  const colon = host.lastIndexOf(":");
-  if (colon === -1) return { address: host, port: fallbackPort };
-  const port = Number(host.slice(colon + 1));
-  return {
-    address: host.slice(0, colon),
-    port: Number.isInteger(port) ? port : fallbackPort,
   };
 }
 

@@ -17,15 +17,16 @@ import {
 } from "@opentelemetry/api";
 import {
   absoluteFormTarget,
-  canonicalHost,
   diag,
   EgressPolicy,
+  hostAndPort,
   isTracingSuppressed,
   prepareHeaderWriter,
   finishClientCall,
   recordClientError,
   recordClientResponse,
   recordRateLimitHeaders,
+  sameHost,
   startClientSpan,
   withoutHeaderLines,
   UNKNOWN_PROXY_VIA,
@@ -184,37 +185,21 @@ function destinationOf(
   };
 }
 
-type Named = NonNullable<ClientRequestInfo["named"]>;
-
-// An application setting a Host header mostly sets the same one: its parse
-// is kept for the next request.
-let lastHostHeader: string | undefined;
-let lastScheme: Origin["scheme"] | undefined;
-let lastNamed: Named | undefined;
-
 /**
- * The host a Host header names (an egress gateway may route on it), or
- * undefined when that is the origin. One that is not a URL's host is
- * judged as it is written.
+ * The host a Host header names when it is another than the origin (an
+ * egress gateway may route on it); undefined for the origin's own.
  */
-function namedHost(hostHeader: string, origin: Origin): Named | undefined {
-  if (
-    lastNamed === undefined ||
-    hostHeader !== lastHostHeader ||
-    origin.scheme !== lastScheme
-  ) {
-    const target = absoluteFormTarget(`${origin.scheme}://${hostHeader}/`);
-    lastHostHeader = hostHeader;
-    lastScheme = origin.scheme;
-    lastNamed =
-      target === undefined
-        ? { host: hostHeader, port: undefined }
-        : { host: target.host, port: target.port };
-  }
-  return lastNamed.port === origin.port &&
-    canonicalHost(lastNamed.host) === canonicalHost(origin.host)
+function namedHost(
+  hostHeader: string,
+  origin: Origin,
+): ClientRequestInfo["named"] {
+  const { address, port } = hostAndPort(
+    hostHeader,
+    origin.scheme === "https" ? 443 : 80,
+  );
+  return address === undefined || sameHost(address, origin.host)
     ? undefined
-    : lastNamed;
+    : { host: address, port };
 }
 
 /** Removes every `name` header the application set on the request. */

@@ -23,7 +23,7 @@ import {
   ATTR_PEER_SERVICE,
   ATTR_URL_FULL,
 } from "./semconv.ts";
-import type { EgressClass, EgressPolicy } from "./trust.ts";
+import { canonicalHost, type EgressClass, type EgressPolicy } from "./trust.ts";
 
 const KNOWN_METHODS = new Set([
   "CONNECT",
@@ -109,6 +109,66 @@ export function absoluteFormTarget(
     host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
     port: url.port === "" ? (scheme === "https" ? 443 : 80) : Number(url.port),
     path: `${url.pathname}${url.search}`,
+  };
+}
+
+/** Whether two names of a host are the same host (case, brackets, a trailing dot, IPv6 spellings aside). */
+export function sameHost(a: string, b: string): boolean {
+  return a === b || canonicalHost(a) === canonicalHost(b);
+}
+
+/** The host and port a `host[:port]` authority (a Host header, a CONNECT target) names. */
+export interface HostAndPort {
+  readonly address: string | undefined;
+  readonly port: number;
+}
+
+// A service is mostly called under one Host header; parsing it (a search
+// and a number conversion into the runtime) is kept for the next request.
+let lastHost: string | undefined;
+let lastFallbackPort = 0;
+let lastHostAndPort: HostAndPort | undefined;
+
+/** {@link parseHostAndPort}, the last answer kept. */
+export function hostAndPort(
+  host: string | undefined,
+  fallbackPort: number,
+): HostAndPort {
+  if (
+    lastHostAndPort !== undefined &&
+    host === lastHost &&
+    fallbackPort === lastFallbackPort
+  )
+    return lastHostAndPort;
+  lastHost = host;
+  lastFallbackPort = fallbackPort;
+  return (lastHostAndPort = parseHostAndPort(host, fallbackPort));
+}
+
+/** The host and port of a `host[:port]` authority; `fallbackPort` when it names none. */
+export function parseHostAndPort(
+  host: string | undefined,
+  fallbackPort: number,
+): HostAndPort {
+  if (host === undefined || host.length === 0)
+    return { address: undefined, port: fallbackPort };
+  if (host.startsWith("[")) {
+    const close = host.indexOf("]");
+    const port =
+      host.charCodeAt(close + 1) === 0x3a
+        ? Number(host.slice(close + 2))
+        : fallbackPort;
+    return {
+      address: host.slice(1, close),
+      port: Number.isInteger(port) ? port : fallbackPort,
+    };
+  }
+  const colon = host.lastIndexOf(":");
+  if (colon === -1) return { address: host, port: fallbackPort };
+  const port = Number(host.slice(colon + 1));
+  return {
+    address: host.slice(0, colon),
+    port: Number.isInteger(port) ? port : fallbackPort,
   };
 }
 

@@ -85,7 +85,10 @@ export {
   recordRateLimitHeaders,
   copiedHeaderNames,
   GuardedHeaderNames,
+  hostAndPort,
   ownSymbolNamed,
+  parseHostAndPort,
+  sameHost,
   UNKNOWN_PROXY_VIA,
   startClientSpan,
   withoutHeaderLines,
@@ -94,6 +97,7 @@ export type {
   ClientCall,
   ClientRequestInfo,
   HeaderWriter,
+  HostAndPort,
   PreparedHeaderWriter,
 } from "./http-common.ts";
 export type { Instrumentation } from "./instrumentation.ts";
