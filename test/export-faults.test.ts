@@ -441,7 +441,7 @@ describe("export under faults", () => {
       const receiver = await startOtlpReceiver();
       receiver.setResponder(() => ({ delayMs: 500 }));
       const svc = await startService({
-        entry: "flush-while-busy.mjs",
+        entry: "busy-collector.mjs",
         cwd: fixtures,
         ready: false,
         env: {
@@ -451,6 +451,7 @@ describe("export under faults", () => {
           THREADLINE_EXPORT_THREAD: thread,
           THREADLINE_SHUTDOWN_TIMEOUT: "20000",
           SPANS: "20",
+          THEN: "flush",
         },
       });
       try {
@@ -480,7 +481,7 @@ describe("export under faults", () => {
     const receiver = await startOtlpReceiver();
     receiver.setResponder(() => ({ delayMs: 400 }));
     const svc = await startService({
-      entry: "sigterm-while-busy.mjs",
+      entry: "busy-collector.mjs",
       cwd: fixtures,
       ready: /ready/,
       env: {
@@ -489,6 +490,7 @@ describe("export under faults", () => {
         OTEL_METRIC_EXPORT_INTERVAL: "150",
         THREADLINE_SHUTDOWN_TIMEOUT: "20000",
         SPANS: "20",
+        THEN: "signal",
       },
     });
     try {
