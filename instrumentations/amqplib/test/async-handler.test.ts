@@ -28,21 +28,26 @@ after(async () => {
   await stopTestServers();
 });
 
-it("records an async handler's rejection on the delivery, and passes it on", async () => {
-  const queue = `q-async-${process.pid}`;
-  const app = await startService({
-    entry: "async-consumer.cjs",
+/** Starts consumer fixture `entry` (named after it) on `queue`, exporting to the receiver. */
+function startConsumer(entry: string, queue: string) {
+  return startService({
+    entry,
     cwd: fileURLToPath(new URL("./fixtures/", import.meta.url)),
     execArgv: ["-r", "@threadline/node/register"],
     ready: false,
     env: {
-      OTEL_SERVICE_NAME: "async-consumer",
+      OTEL_SERVICE_NAME: entry.replace(/\.cjs$/, ""),
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
       OTEL_BSP_SCHEDULE_DELAY: "50",
       AMQP_URL: brokerUrl,
       QUEUE: queue,
     },
   });
+}
+
+it("records an async handler's rejection on the delivery, and passes it on", async () => {
+  const queue = `q-async-${process.pid}`;
+  const app = await startConsumer("async-consumer.cjs", queue);
   try {
     const delivery = await waitFor(
       () => receiver.spans.find((s) => s.name === `process ${queue}`),
@@ -65,19 +70,7 @@ it("records an async handler's rejection on the delivery, and passes it on", asy
 
 it("never makes an unhandled rejection of a handler's promise the application handles", async () => {
   const queue = `q-handled-${process.pid}`;
-  const app = await startService({
-    entry: "handled-rejection-consumer.cjs",
-    cwd: fileURLToPath(new URL("./fixtures/", import.meta.url)),
-    execArgv: ["-r", "@threadline/node/register"],
-    ready: false,
-    env: {
-      OTEL_SERVICE_NAME: "handled-rejection-consumer",
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      OTEL_BSP_SCHEDULE_DELAY: "50",
-      AMQP_URL: brokerUrl,
-      QUEUE: queue,
-    },
-  });
+  const app = await startConsumer("handled-rejection-consumer.cjs", queue);
   try {
     await waitFor(
       () => {
