@@ -314,18 +314,19 @@ export function summarize(input: ReportInput): Summary[] {
   return out;
 }
 
-const MEMORY_COLUMNS: Array<[keyof MemoryParts, string]> = [
-  ["rss", "RSS"],
-  ["young", "V8's young generation"],
-  ["code", "code and bytecode"],
-  ["otherHeap", "the rest of V8's heap"],
-  ["compilerPeak", "V8's peak malloc"],
+/** The memory table's columns: a heading, and the part of a service's memory it shows. */
+const MEMORY_COLUMNS: Array<[string, (m: MemoryParts) => number]> = [
+  ["RSS", (m) => m.rss],
+  ["V8's young generation", (m) => m.young],
+  ["code and bytecode", (m) => m.code],
+  ["the rest of V8's heap", (m) => m.otherHeap],
+  ["outside V8's heap", (m) => m.rss - m.young - m.code - m.otherHeap],
+  ["V8's peak malloc", (m) => m.compilerPeak],
 ];
 
 /** What each contender added to each part of memory (MB, medians over rounds), beside no agent as its turns ended. */
 function memoryText(input: ReportInput): string {
   const mb = (bytes: number) => bytes / 2 ** 20;
-  const outside = (m: MemoryParts) => m.rss - m.young - m.code - m.otherHeap;
   const tables = input.handlers.flatMap((h) => {
     const mine = (c: string) =>
       input.results.filter(
@@ -348,25 +349,15 @@ function memoryText(input: ReportInput): string {
     );
     const own = (part: (m: MemoryParts) => number) =>
       median(bare.map((m) => mb(part(m))));
-    const parts: Array<(m: MemoryParts) => number> = [
-      ...MEMORY_COLUMNS.slice(0, 4).map(
-        ([k]) =>
-          (m: MemoryParts) =>
-            m[k],
-      ),
-      outside,
-      (m) => m.compilerPeak,
-    ];
+    const parts = MEMORY_COLUMNS.map(([, part]) => part);
     const larger = (c: string) =>
       mine(c).filter((r) => r.memory!.young > r.baseline!.memory!.young).length;
     const tl = mine("threadline-100").length;
     return [
       `### ${h.name}
 
-| MB | ${MEMORY_COLUMNS.slice(0, 4)
-        .map(([, label]) => label)
-        .join(" | ")} | outside V8's heap | ${MEMORY_COLUMNS[4]![1]} |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: |
+| MB | ${MEMORY_COLUMNS.map(([heading]) => heading).join(" | ")} |
+| --- |${" ---: |".repeat(MEMORY_COLUMNS.length)}
 | no agent, its own | ${parts.map((p) => fmt(own(p), 1)).join(" | ")} |
 ${rows.map((c) => `| ${c.label} | ${parts.map((p) => signed(added(c.name, p), 1)).join(" | ")} |`).join("\n")}
 ${tl > 0 ? `\nThreadline at 100% sampling had a larger young generation than no agent beside it in ${larger("threadline-100")} of ${tl} rounds.\n` : ""}`,
