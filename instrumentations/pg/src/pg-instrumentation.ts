@@ -43,8 +43,9 @@ export interface PgInstrumentationConfig {
   /** @default the global tracer provider */
   tracerProvider?: TracerProvider;
   /**
-   * Record bound parameter values as `db.query.parameter.<index>`. They may
-   * hold personal data; off unless you opt in.
+   * Record bound parameter values as `db.query.parameter.<index>`, the first 100
+   * of a statement. They may hold personal
+   * data; off unless you opt in.
    * @default false
    */
   recordParameters?: boolean;
@@ -521,9 +522,9 @@ export class PgInstrumentation implements Instrumentation {
         : (cfg?.values ?? cfg?.cursor?.values);
       if (Array.isArray(vals)) {
         attributes = { ...attributes };
-        vals.forEach(
-          (v, i) => (attributes[`db.query.parameter.${i}`] = parameterText(v)),
-        );
+        const n = Math.min(vals.length, MAX_RECORDED_PARAMETERS);
+        for (let i = 0; i < n; i++)
+          attributes[`db.query.parameter.${i}`] = parameterText(vals[i]);
       }
     }
     const wait = client[POOL_WAIT];
@@ -653,6 +654,13 @@ function errorType(err: unknown): string {
       ? e.name
       : "Error";
 }
+
+/**
+ * The most bound values a span records. A bulk insert may bind tens of
+ * thousands; a span keeps 128 attributes by default, so text made for more
+ * would be thrown away.
+ */
+const MAX_RECORDED_PARAMETERS = 100;
 
 function parameterText(v: unknown): string {
   if (v !== null && typeof v === "object" && !(v instanceof Date)) {

@@ -605,6 +605,35 @@ describe("pg options", () => {
     assert.equal(q.attributes["db.query.parameter.1"], "3");
   });
 
+  it("records the first 100 parameters of a statement that binds more", async () => {
+    const values = Array.from({ length: 5000 }, (_, i) => i);
+    const placeholders = values.map((_, i) => `($${i + 1}::int)`).join(",");
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    const { rowCount } = await client.query(
+      `SELECT n AS bulk FROM (VALUES ${placeholders}) AS v(n)`,
+      values,
+    );
+    await client.end();
+    assert.equal(rowCount, 5000);
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        querySpans(s).some((q) =>
+          String(q.attributes["db.query.text"]).includes("bulk"),
+        ),
+      "the bulk query",
+    );
+    const q = querySpans(spans).find((x) =>
+      String(x.attributes["db.query.text"]).includes("bulk"),
+    )!;
+    const recorded = Object.keys(q.attributes).filter((k) =>
+      k.startsWith("db.query.parameter."),
+    );
+    assert.equal(recorded.length, 100);
+    assert.equal(q.attributes["db.query.parameter.99"], "99");
+    assert.equal(q.attributes["db.operation.name"], "SELECT");
+  });
+
   it("puts traceparent and the service name where pg_stat_activity shows them", async () => {
     const worker = new pg.Client({ connectionString: databaseUrl });
     const observer = new pg.Client({ connectionString: databaseUrl });
