@@ -18,8 +18,11 @@
 // messages. The span stays open until the message is settled: every ack,
 // nack and reject of both APIs goes through Channel.prototype.sendImmediately
 // as a Basic.Ack/Nack/Reject frame, so one wrapper sees the outcome,
-// including multiple=true and ackAll/nackAll. A channel that closes settles
-// what it still held.
+// including multiple=true and ackAll/nackAll. A consume() callback that
+// settles its message and fails afterwards fails the delivery: a span
+// settled while its callback runs, or while the promise it returned is
+// pending, ends when the callback has finished. A channel that closes
+// settles what it still held and ends what still waited for a callback.
 //
 // Message headers come from other programs: the getter accepts only
 // strings (or byte strings), the parsers validate, and nothing here throws
@@ -98,6 +101,11 @@ const BASIC_REJECT = (60 << 16) | 90;
 const BASIC_NACK = (60 << 16) | 120;
 
 const PENDING = Symbol("threadline.amqp.pending");
+/**
+ * On a channel: deliveries whose consume() callback returned a promise that
+ * has not settled yet, and whether their message has been.
+ */
+const FINISHING = Symbol("threadline.amqp.finishing");
 const CONFIRM_SLOT = Symbol("threadline.amqp.confirm-slot");
 const CLOSE_HOOKED = Symbol("threadline.amqp.close-hooked");
 /** On a confirm channel: publish spans the broker has not confirmed yet. */
@@ -133,6 +141,7 @@ interface ChannelLike {
   connection?: ConnectionLike;
   unconfirmed?: unknown[];
   [PENDING]?: Map<number, Span>;
+  [FINISHING]?: Map<Span, boolean>;
   [CONFIRM_SLOT]?: number;
   [CLOSE_HOOKED]?: boolean;
   [PUBLISHING]?: Set<Span>;
@@ -251,6 +260,15 @@ const untrustedGetter: TextMapGetter<Record<string, unknown>> = {
 };
 
 const messageContexts = new WeakMap<object, Context>();
+
+/**
+ * The delivery whose consume() callback is running, and whether its message
+ * was settled in it: the span then ends when the callback returns (or its
+ * promise settles), with what it threw. Two variables rather than a
+ * registry: a synchronous handler costs no lookup.
+ */
+let calling: Span | undefined;
+let callingSettled = false;
 
 /**
  * Runs `fn` in the context of a message received from RabbitMQ: its trace,
@@ -970,37 +988,54 @@ export class AmqplibInstrumentation implements Instrumentation {
           return userCallback.call(this, message);
         }
         const { span, ctx } = started;
+        const outer = calling;
+        const outerSettled = callingSettled;
+        calling = span;
+        callingSettled = false;
         let result: unknown;
         try {
           result = context.with(ctx, userCallback, this, message);
         } catch (err) {
+          const settled = noAck || callingSettled;
+          calling = outer;
+          callingSettled = outerSettled;
           markFailed(span, err);
-          if (noAck) span.end();
+          if (settled) span.end();
           throw err;
         }
-        // An async handler's failure is the delivery's, acknowledged or not
-        // (the settlement ends the span then). Watching the promise makes it
-        // handled, and amqplib ignores it: an async function's promise
-        // reached nobody else, so its rejection is passed on, unhandled as
-        // it was. Any other promise the application may handle itself, and
-        // one passed on would then be an unhandled rejection of ours, which
-        // ends the process by Node's default.
+        const settled = noAck || callingSettled;
+        calling = outer;
+        callingSettled = outerSettled;
+        // An async handler's failure is the delivery's, acknowledged or not:
+        // the span ends when both the message and the promise are settled.
+        // Watching the promise makes it handled, and amqplib ignores it: an
+        // async function's promise reached nobody else, so its rejection is
+        // passed on, unhandled as it was. Any other promise the application
+        // may handle itself, and one passed on would then be an unhandled
+        // rejection of ours, which ends the process by Node's default.
         if (
           result !== null &&
           typeof result === "object" &&
           typeof (result as Promise<unknown>).then === "function"
         ) {
-          void (result as Promise<unknown>).then(
-            () => {
-              if (noAck) span.end();
-            },
-            (err: unknown) => {
+          const finishing = noAck
+            ? undefined
+            : (channel[FINISHING] ??= new Map());
+          finishing?.set(span, settled);
+          const finish = (): void => {
+            if (finishing === undefined) return span.end();
+            const settledNow = finishing.get(span);
+            finishing.delete(span);
+            if (settledNow === true) span.end();
+          };
+          void (result as Promise<unknown>).then(finish, (err: unknown) => {
+            // Not on a span its channel's close has ended.
+            if (finishing === undefined || finishing.has(span))
               markFailed(span, err);
-              if (noAck) span.end();
-              if (passOn) throw err;
-            },
-          );
-        } else if (noAck) {
+            finish();
+            if (passOn) throw err;
+          });
+        } else if (settled) {
           span.end();
         }
         return result;
@@ -1088,6 +1123,7 @@ export class AmqplibInstrumentation implements Instrumentation {
       ) {
         try {
           settle(
+            this,
             pending,
             method,
             fields as {
@@ -1115,11 +1151,19 @@ function hookClose(channel: ChannelLike): void {
   if (channel[CLOSE_HOOKED] || typeof channel.once !== "function") return;
   channel[CLOSE_HOOKED] = true;
   channel.once("close", () => {
+    // Settled, their callbacks' promises still pending: they may never
+    // settle.
+    const finishing = channel[FINISHING];
+    if (finishing !== undefined) {
+      for (const [s, settled] of finishing) if (settled) s.end();
+      finishing.clear();
+    }
     const pending = channel[PENDING];
     if (pending !== undefined) {
       for (const s of pending.values()) {
         settleAttributes(s, "channel_closed", undefined);
-        s.end();
+        if (s === calling) callingSettled = true;
+        else s.end();
       }
       pending.clear();
     }
@@ -1151,6 +1195,7 @@ function wrapPushConfirm(original: AnyFn): AnyFn {
 }
 
 function settle(
+  channel: ChannelLike,
   pending: Map<number, Span>,
   method: number,
   fields: { deliveryTag?: number; multiple?: boolean; requeue?: boolean },
@@ -1159,11 +1204,12 @@ function settle(
     method === BASIC_ACK ? "ack" : method === BASIC_NACK ? "nack" : "reject";
   const requeue = method === BASIC_ACK ? undefined : fields.requeue !== false;
   const tag = fields.deliveryTag ?? 0;
+  const finishing = channel[FINISHING];
   if (fields.multiple === true) {
     for (const [t, span] of pending) {
       if (tag !== 0 && t > tag) break;
       settleAttributes(span, outcome, requeue);
-      span.end();
+      endSettled(span, finishing);
       pending.delete(t);
     }
     return;
@@ -1172,5 +1218,19 @@ function settle(
   if (span === undefined) return;
   pending.delete(tag);
   settleAttributes(span, outcome, requeue);
-  span.end();
+  endSettled(span, finishing);
+}
+
+/**
+ * Ends a settled delivery's span, unless its consume() callback has not
+ * finished: what it throws or rejects with afterwards is the delivery's
+ * failure too, so the callback's end ends the span then.
+ */
+function endSettled(
+  span: Span,
+  finishing: Map<Span, boolean> | undefined,
+): void {
+  if (span === calling) callingSettled = true;
+  else if (finishing?.has(span) === true) finishing.set(span, true);
+  else span.end();
 }

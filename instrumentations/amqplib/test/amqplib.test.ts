@@ -261,6 +261,29 @@ describe("promise API", () => {
     await ch.close();
   });
 
+  it("ends an acknowledged delivery whose handler's promise never settles when its channel closes", async () => {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    let acked = 0;
+    await ch.consume(q, async (msg) => {
+      if (msg === null) return;
+      ch.ack(msg);
+      acked++;
+      await new Promise(() => {});
+    });
+    ch.sendToQueue(q, Buffer.from("stuck"));
+    await waitFor(() => acked === 1, { what: "the acknowledged delivery" });
+    await ch.close();
+    const spans = await receiver.waitForSpans(
+      (s) => consumers(s).length >= 1,
+      "the delivery's span, ended by the channel's close",
+    );
+    const delivery = consumers(spans)[0]!;
+    assert.equal(delivery.attributes["messaging.rabbitmq.settlement"], "ack");
+    assert.equal(delivery.status.code, 0);
+  });
+
   it("ends a confirm channel's publish span when the broker confirms", async () => {
     const ch = await connection.createConfirmChannel();
     const q = queueName();

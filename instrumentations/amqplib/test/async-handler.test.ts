@@ -1,8 +1,9 @@
-// A consume handler whose promise rejects: the delivery's span records the
-// failure; an async function's rejection stays unhandled for the application,
-// as it would be without Threadline, and a promise the application handles
-// itself stays handled. In child processes, since an unhandled rejection
-// ends one.
+// A consume handler that fails: the delivery's span records the failure,
+// also when the handler settled its message first; an async function's
+// rejection stays unhandled for the application, as it would be without
+// Threadline, and a promise the application handles itself stays handled.
+// In child processes, since an unhandled rejection ends one (and a
+// handler's throw its connection).
 import assert from "node:assert/strict";
 import { after, before, it } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -94,6 +95,51 @@ it("never makes an unhandled rejection of a handler's promise the application ha
       ["handled failure"],
     );
     assert.equal(delivery.attributes["messaging.rabbitmq.settlement"], "auto");
+  } finally {
+    await app.stop();
+  }
+});
+
+it("records a handler's exception thrown after it acknowledged the message", async () => {
+  const queue = `q-ack-throw-${process.pid}`;
+  const app = await startConsumer("ack-then-throw-consumer.cjs", queue);
+  try {
+    const delivery = await waitFor(
+      () => receiver.spans.find((s) => s.name === `process ${queue}`),
+      { what: "the delivery's span" },
+    );
+    assert.equal(delivery.attributes["messaging.rabbitmq.settlement"], "ack");
+    assert.equal(delivery.status.code, 2);
+    assert.deepEqual(
+      delivery.events.map((e) => e.attributes["exception.message"]),
+      ["failed after ack"],
+    );
+    await waitFor(
+      () => app.stdout.includes("connection error: failed after ack"),
+      { what: "amqplib's report of the exception to the application" },
+    );
+  } finally {
+    await app.stop();
+  }
+});
+
+it("records an async handler's rejection after it acknowledged the message, and passes it on", async () => {
+  const queue = `q-ack-reject-${process.pid}`;
+  const app = await startConsumer("ack-then-reject-consumer.cjs", queue);
+  try {
+    const delivery = await waitFor(
+      () => receiver.spans.find((s) => s.name === `process ${queue}`),
+      { what: "the delivery's span" },
+    );
+    assert.equal(delivery.attributes["messaging.rabbitmq.settlement"], "ack");
+    assert.equal(delivery.status.code, 2);
+    assert.deepEqual(
+      delivery.events.map((e) => e.attributes["exception.message"]),
+      ["failed after ack"],
+    );
+    await waitFor(() => app.stdout.includes("unhandled: failed after ack"), {
+      what: "the application's own report of the rejection",
+    });
   } finally {
     await app.stop();
   }
