@@ -6,11 +6,15 @@
 // be added; the span ends when the body has been read
 // (`undici:request:trailers`) or the request failed. A tunnel through a
 // forward proxy is recognised when it connects (`undici:client:connected`),
-// before anything is written through it.
+// before anything is written through it. A redirect fetch() follows is a
+// request per hop: a redirect answer leaves the URL it points to until the
+// end of that turn of the event loop, and the hop fetch creates for it in
+// the meantime, in the same trace, is its resend (`redirects` below).
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import {
   context,
   trace,
+  type Context,
   type Span,
   type Tracer,
   type TracerProvider,
@@ -54,6 +58,8 @@ const VERSION = "0.1.0";
 const SPAN = Symbol("threadline.undici.span");
 const THIRD_PARTY = Symbol("threadline.undici.third-party");
 const CALL = Symbol("threadline.undici.call");
+/** Set on the hops of a redirect only: which resend of the request a hop is. */
+const RESEND = Symbol("threadline.undici.resend-count");
 
 function* rawHeaderPairs(
   raw: Array<Buffer | string>,
@@ -74,6 +80,7 @@ interface UndiciRequest {
   [SPAN]?: Span;
   [THIRD_PARTY]?: boolean;
   [CALL]?: ClientCall | undefined;
+  [RESEND]?: number;
 }
 
 interface Origin {
@@ -202,6 +209,108 @@ function namedHost(
     : { host: address, port };
 }
 
+/**
+ * The URL a request goes to, as fetch() names a redirect's next hop: its
+ * path, when that is the absolute-form target a ProxyAgent sends.
+ */
+function targetUrl(origin: Origin, path: string): string {
+  return path.charCodeAt(0) === 0x2f
+    ? `${origin.scheme}://${origin.authority}${path}`
+    : path;
+}
+
+// The statuses fetch() follows (https://fetch.spec.whatwg.org/#redirect-status).
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+
+/** A redirect answer's next hop, waiting for fetch() to create it. */
+interface PendingRedirect {
+  readonly traceId: string;
+  readonly resendCount: number;
+}
+
+/**
+ * Redirects answered in this turn of the event loop, by the URL they point
+ * to. fetch() creates the next hop in the promise jobs that follow the
+ * answer, in the context it was called in; no request carries anything
+ * that names the fetch it belongs to, so a hop is known by its URL and its
+ * trace. A redirect nobody follows (`redirect: "manual"`, undici's own
+ * `request()`) is forgotten at the end of the turn, so that a later call
+ * to that URL is not taken for its hop. Only redirect answers add here;
+ * other requests check the map's size.
+ */
+const redirects = new Map<string, PendingRedirect[]>();
+let redirectsCleared = true;
+
+function forgetRedirects(): void {
+  redirects.clear();
+  redirectsCleared = true;
+}
+
+/** The URL a redirect answer's `Location` header points to, as fetch() will ask for it; undefined when none. */
+function redirectTarget(
+  request: UndiciRequest,
+  headers: Array<Buffer | string>,
+): string | undefined {
+  let location: string | undefined;
+  for (const [name, value] of rawHeaderPairs(headers))
+    if (name.length === 8 && name.toLowerCase() === "location") {
+      location = value;
+      break;
+    }
+  const origin = parseOrigin(request.origin);
+  if (location === undefined || origin === undefined) return undefined;
+  let u: URL;
+  try {
+    u = new URL(location, targetUrl(origin, request.path));
+  } catch {
+    return undefined;
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") return undefined;
+  // fetch() keeps an empty query's "?" in the path it sends.
+  const emptyQuery =
+    u.search === "" &&
+    u.href.charCodeAt(u.href.length - u.hash.length - 1) === 0x3f;
+  return `${u.protocol.slice(0, -1)}://${u.host}${u.pathname}${u.search}${emptyQuery ? "?" : ""}`;
+}
+
+function rememberRedirect(
+  request: UndiciRequest,
+  span: Span,
+  headers: Array<Buffer | string>,
+): void {
+  const target = redirectTarget(request, headers);
+  if (target === undefined) return;
+  const hop: PendingRedirect = {
+    traceId: span.spanContext().traceId,
+    resendCount: (request[RESEND] ?? 0) + 1,
+  };
+  const waiting = redirects.get(target);
+  if (waiting === undefined) redirects.set(target, [hop]);
+  else waiting.push(hop);
+  if (redirectsCleared) {
+    redirectsCleared = false;
+    setImmediate(forgetRedirects).unref();
+  }
+}
+
+/**
+ * The resend count of a request a redirect in its trace pointed to, taken;
+ * outside any trace, any redirect to its URL counts.
+ */
+function takeRedirect(url: string, ctx: Context): number | undefined {
+  const waiting = redirects.get(url);
+  if (waiting === undefined) return undefined;
+  const traceId = trace.getSpanContext(ctx)?.traceId;
+  const i =
+    traceId === undefined
+      ? 0
+      : waiting.findIndex((hop) => hop.traceId === traceId);
+  if (i === -1) return undefined;
+  const [hop] = waiting.splice(i, 1);
+  if (waiting.length === 0) redirects.delete(url);
+  return hop!.resendCount;
+}
+
 /** Removes every `name` header the application set on the request. */
 function removeHeader(req: UndiciRequest, name: string): void {
   const h = req.headers;
@@ -250,6 +359,13 @@ export class UndiciInstrumentation implements Instrumentation {
       if (span === undefined) return;
       const call = request[CALL];
       recordClientResponse(span, response.statusCode, call);
+      if (
+        response.statusCode >= 301 &&
+        response.statusCode <= 308 &&
+        REDIRECT_STATUSES.has(response.statusCode) &&
+        Array.isArray(response.headers)
+      )
+        rememberRedirect(request, span, response.headers);
       if (request[THIRD_PARTY] === true && Array.isArray(response.headers))
         recordRateLimitHeaders(span, rawHeaderPairs(response.headers), call);
     };
@@ -341,16 +457,23 @@ export class UndiciInstrumentation implements Instrumentation {
       if (isTracingSuppressed(ctx)) return;
       const origin = parseOrigin(request.origin);
       if (origin === undefined) return;
+      const info = destinationOf(origin, request);
+      const resendCount =
+        redirects.size === 0
+          ? undefined
+          : takeRedirect(targetUrl(origin, request.path), ctx);
+      if (resendCount !== undefined) info.resendCount = resendCount;
       const { span, egress, call } = startClientSpan(
         this.#tracer!,
         this.#egress,
         ctx,
-        destinationOf(origin, request),
+        info,
         request,
         headers,
       );
       request[SPAN] = span;
       request[CALL] = call;
+      if (resendCount !== undefined) request[RESEND] = resendCount;
       if (egress.thirdParty !== undefined) request[THIRD_PARTY] = true;
     } catch (err) {
       diag.warnCollapsed(

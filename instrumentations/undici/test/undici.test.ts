@@ -292,3 +292,109 @@ describe("undici and the Host header", () => {
     assert.equal(call.attributes["customer.id"], "c-42");
   });
 });
+
+describe("undici and redirects", () => {
+  /** A service on the internal address that answers each path with a redirect. */
+  async function redirecting(
+    to: Record<string, { status: number; location: string }>,
+  ): Promise<RecordingServer> {
+    const service = await startRecordingServer((req) => {
+      const hop = to[req.path];
+      return hop === undefined
+        ? { body: { ok: true } }
+        : { status: hop.status, headers: { location: hop.location } };
+    });
+    closing.push(() => service.close());
+    return service;
+  }
+
+  it("marks the second and later hops of a redirect fetch follows with http.request.resend_count", async () => {
+    const service = await redirecting({
+      "/first": { status: 302, location: "/second" },
+      "/second": { status: 307, location: "/third?x=1" },
+      "/third?x=1": { status: 308, location: "/last" },
+    });
+    await serving(async () => {
+      const res = await fetch(`${service.url}/first`);
+      assert.equal(res.status, 200);
+      await res.text();
+      // The same URL again, on its own: a call of its own, not a resend.
+      const again = await fetch(`${service.url}/last`);
+      await again.text();
+    });
+    const urls = ["/first", "/second", "/third?x=1", "/last", "/last"].map(
+      (path) => `${service.url}${path}`,
+    );
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        s.filter(
+          (x) =>
+            x.kind === CLIENT &&
+            urls.includes(String(x.attributes["url.full"])),
+        ).length >= urls.length,
+      "a span for each hop and for the call of its own",
+    );
+    const calls = spans
+      .filter(
+        (x) =>
+          x.kind === CLIENT && urls.includes(String(x.attributes["url.full"])),
+      )
+      .sort((a, b) => Number(a.startTimeUnixNano - b.startTimeUnixNano));
+    assert.deepEqual(
+      calls.map((s) => [
+        s.attributes["url.full"],
+        s.attributes["http.request.resend_count"],
+      ]),
+      [
+        [urls[0], undefined],
+        [urls[1], 1],
+        [urls[2], 2],
+        [urls[3], 3],
+        [urls[4], undefined],
+      ],
+    );
+    assert.equal(new Set(calls.map((s) => s.parentSpanId)).size, 1);
+  });
+
+  it("keeps the customer id from a third party an internal service redirects to, and marks the hop as its", async () => {
+    const service = await redirecting({
+      "/pay": { status: 302, location: `${thirdParty.url}/charge-redirected` },
+    });
+    await serving(async () => {
+      const res = await fetch(`${service.url}/pay`, {
+        headers: { "x-customer-id": "c-42" },
+      });
+      assert.equal(res.status, 200);
+      await res.text();
+    });
+    const asked = service.requests.find((r) => r.path === "/pay");
+    assert.equal(asked?.headers["baggage"], "customer.id=c-42");
+    assert.equal(asked?.headers["x-customer-id"], "c-42");
+    const got = thirdParty.requests.find(
+      (r) => r.path === "/charge-redirected",
+    );
+    assert.ok(got, "the third party got the redirected request");
+    assert.equal(got.headers["baggage"], undefined);
+    assert.equal(got.headers["x-customer-id"], undefined);
+    assert.match(String(got.headers["traceparent"]), /^00-/);
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        s.some(
+          (x) =>
+            x.attributes["url.full"] === `${thirdParty.url}/charge-redirected`,
+        ),
+      "the hop's span",
+    );
+    const hop = spans.find(
+      (x) => x.attributes["url.full"] === `${thirdParty.url}/charge-redirected`,
+    )!;
+    assert.equal(hop.kind, CLIENT);
+    assert.equal(hop.attributes["peer.service"], "acme");
+    assert.equal(hop.attributes["http.request.resend_count"], 1);
+    const first = spans.find(
+      (x) => x.attributes["url.full"] === `${service.url}/pay`,
+    );
+    assert.equal(first?.attributes["peer.service"], undefined);
+    assert.equal(first?.attributes["http.request.resend_count"], undefined);
+  });
+});

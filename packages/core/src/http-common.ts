@@ -210,6 +210,12 @@ export interface ClientRequestInfo {
    * if both are internal, and is the third party if it is one.
    */
   named?: { host: string; port: number | undefined };
+  /**
+   * Which resend of a request this is, when the client sends it again by
+   * itself (a redirect it follows: 1 for the second hop, 2 for the
+   * third): `http.request.resend_count`. Absent for a first send.
+   */
+  resendCount?: number;
 }
 
 const UNKNOWN_PROXY: EgressClass = Object.freeze({
@@ -303,11 +309,13 @@ export function startClientSpan<C>(
     attributes[ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = original;
   if (eg.thirdParty !== undefined) {
     attributes[ATTR_PEER_SERVICE] = eg.thirdParty;
-    const resend = countAttempt(
-      ctx,
-      `${method} ${attributes[ATTR_URL_FULL] as string}`,
-    );
+    // A hop the client follows by itself is not the application's retry.
+    const resend =
+      info.resendCount ??
+      countAttempt(ctx, `${method} ${attributes[ATTR_URL_FULL] as string}`);
     if (resend > 0) attributes[ATTR_HTTP_REQUEST_RESEND_COUNT] = resend;
+  } else if (info.resendCount !== undefined) {
+    attributes[ATTR_HTTP_REQUEST_RESEND_COUNT] = info.resendCount;
   }
   const span = tracer.startSpan(
     method === "_OTHER" ? "HTTP" : method,
