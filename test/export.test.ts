@@ -309,6 +309,45 @@ describe("export", () => {
     }
   });
 
+  for (const [thread, on] of threads)
+    it(`exits while the Collector is slow though an unref'd timer ends spans during each exit flush${on}`, async () => {
+      // Each flush at beforeExit lets the timer fire and end spans; were
+      // they a reason for another flush, Node's next beforeExit would start
+      // one, and so on for ever.
+      receiver.setResponder(() => ({ delayMs: 200 }));
+      try {
+        const name = `unref-poller-${thread}`;
+        const app = await startService({
+          entry: "unref-poller.mjs",
+          cwd: fixtures,
+          ready: false,
+          env: env(name, { SPANS: "10", THREADLINE_EXPORT_THREAD: thread }),
+        });
+        const result = await Promise.race([
+          app.exited,
+          new Promise<"alive">((r) =>
+            setTimeout(() => r("alive"), 15_000).unref(),
+          ),
+        ]);
+        if (result === "alive") await app.stop("SIGKILL");
+        assert.notEqual(result, "alive", "the process exited");
+        assert.equal((result as { code: number }).code, 0);
+        const received = receiver.spans.filter(
+          (s) => s.resource["service.name"] === name,
+        );
+        assert.equal(
+          received.filter((s) => s.name.startsWith("startup-")).length,
+          10,
+          "what was recorded before the exit arrived",
+        );
+        const { ended } = JSON.parse(app.stdout.at(-1)!) as { ended: number };
+        assert.ok(ended > 10, "the timer ended spans while the exit flushed");
+        assert.equal(received.length, ended, "so did what the timer recorded");
+      } finally {
+        receiver.setResponder(undefined);
+      }
+    });
+
   it("sends OTEL_EXPORTER_OTLP_HEADERS, gzip-compressed when asked, and never prints them", async () => {
     const name = "headers";
     receiver.setResponder((req) =>

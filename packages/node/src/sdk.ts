@@ -3,7 +3,7 @@
 // Order matters: the context manager, tracer provider and propagator are
 // registered before instrumentations are enabled, so the first request
 // already sees them. Exit handling makes sure buffered telemetry leaves the
-// process: 'beforeExit' flushes asynchronously (unless the application
+// process: 'beforeExit' flushes asynchronously, once (unless the application
 // listens to it too, which would then be called again), 'exit' (process.exit())
 // flushes synchronously through the export worker, and SIGTERM/SIGINT
 // flush before the default behaviour (termination) is restored, unless the
@@ -172,7 +172,7 @@ function installExitHooks(
   timeoutMs: number,
   workers: WorkerFlush | undefined,
 ): ExitHooks {
-  // Spans and logs decide whether another flush is due; metrics go once, at the end.
+  // Spans and logs decide whether the exit flushes again; metrics go once, at the end.
   let lastFlushed = -1;
   let finalMetricsSent = false;
   const finalMetrics = () => {
@@ -196,7 +196,12 @@ function installExitHooks(
     // (ending a pool, say) would run twice. With one, the exit's
     // synchronous flush sends everything instead.
     if (process.listenerCount("beforeExit") > 1) return;
-    if (!pendingWork() && finalMetricsSent) return;
+    // Once: the loop had run dry, and what ended since did so because the
+    // flush held it (an unref'd timer firing meanwhile, say). Were that a
+    // reason for another flush, such a timer would keep the process alive
+    // for as long as the Collector is slower than it; the exit's
+    // synchronous flush sends it instead.
+    if (finalMetricsSent) return;
     finalMetrics();
     const s = pipeline.stats();
     lastFlushed = s.traces.created + s.logs.created;
