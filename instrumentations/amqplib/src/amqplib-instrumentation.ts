@@ -408,6 +408,30 @@ function settleAttributes(
   }
 }
 
+const AsyncFunctionPrototype = Object.getPrototypeOf(async () => {}) as object;
+
+/**
+ * Whether `fn` is an async function, or one bound from it with
+ * Function.prototype.bind (`consume(q, this.handle.bind(this))`): either
+ * way the promise it returns reaches nobody else. A bound function keeps no
+ * reference to its target, but it has its target's prototype and is named
+ * "bound <name>" (ECMAScript BoundFunctionCreate); an ordinary function has
+ * both only if it was given them on purpose. Read once per consume(). Code
+ * compiled to generators (TypeScript below ES2017) and other wrappers, whose
+ * promise may be anyone's, do not count.
+ */
+function isAsyncCallback(fn: AnyFn): boolean {
+  if (types.isAsyncFunction(fn)) return true;
+  try {
+    // A Proxy's traps run here: never let one throw into consume().
+    if (Object.getPrototypeOf(fn) !== AsyncFunctionPrototype) return false;
+    const name: unknown = fn.name;
+    return typeof name === "string" && name.startsWith("bound ");
+  } catch {
+    return false;
+  }
+}
+
 /** Records a failure of the publish or the delivery a span stands for. */
 function markFailed(span: Span, err: unknown): void {
   span.recordException(err as Error);
@@ -963,7 +987,7 @@ export class AmqplibInstrumentation implements Instrumentation {
       const noAck = !!(options as { noAck?: unknown } | undefined)?.noAck;
       const queueName = typeof queue === "string" ? queue : "";
       const userCallback = callback as (msg: unknown) => unknown;
-      const passOn = types.isAsyncFunction(callback);
+      const passOn = isAsyncCallback(callback as AnyFn);
       const wrapped = function (
         this: unknown,
         message: AmqpMessage | null,
@@ -1009,9 +1033,9 @@ export class AmqplibInstrumentation implements Instrumentation {
         // An async handler's failure is the delivery's, acknowledged or not:
         // the span ends when both the message and the promise are settled.
         // Watching the promise makes it handled, and amqplib ignores it: an
-        // async function's promise reached nobody else, so its rejection is
-        // passed on, unhandled as it was. Any other promise the application
-        // may handle itself, and one passed on would then be an unhandled
+        // async function's promise (bound or not) reached nobody else, so its
+        // rejection is passed on, unhandled as it was. Any other promise the
+        // application may handle itself, and one passed on would then be an unhandled
         // rejection of ours, which ends the process by Node's default.
         if (
           result !== null &&

@@ -1,7 +1,8 @@
 // A consume handler that fails: the delivery's span records the failure,
 // also when the handler settled its message first; an async function's
-// rejection stays unhandled for the application, as it would be without
-// Threadline, and a promise the application handles itself stays handled.
+// rejection (bound with bind() or not) stays unhandled for the application,
+// as it would be without Threadline, and a promise the application handles
+// itself stays handled.
 // In child processes, since an unhandled rejection ends one (and a
 // handler's throw its connection).
 import assert from "node:assert/strict";
@@ -140,6 +141,29 @@ it("records an async handler's rejection after it acknowledged the message, and 
     await waitFor(() => app.stdout.includes("unhandled: failed after ack"), {
       what: "the application's own report of the rejection",
     });
+  } finally {
+    await app.stop();
+  }
+});
+
+it("passes on the rejection of a bound async method, as class-based consumers pass them", async () => {
+  const queue = `q-bound-${process.pid}`;
+  const app = await startConsumer("bound-async-consumer.cjs", queue);
+  try {
+    const delivery = await waitFor(
+      () => receiver.spans.find((s) => s.name === `process ${queue}`),
+      { what: "the delivery's span" },
+    );
+    assert.equal(delivery.attributes["messaging.rabbitmq.settlement"], "ack");
+    assert.equal(delivery.status.code, 2);
+    assert.deepEqual(
+      delivery.events.map((e) => e.attributes["exception.message"]),
+      ["bound async handler failed"],
+    );
+    await waitFor(
+      () => app.stdout.includes("unhandled: bound async handler failed"),
+      { what: "the application's own report of the rejection" },
+    );
   } finally {
     await app.stop();
   }
