@@ -1,7 +1,7 @@
 // SQL text as it may be recorded: literals replaced by `?`, plus the
 // operation and main table read from it. One left-to-right scan that knows
 // PostgreSQL's quoting (single quotes with '' escapes, E'' strings with
-// backslash escapes, dollar quoting, quoted identifiers, comments), so a
+// backslash escapes, dollar quoting, quoted identifiers, nested comments), so a
 // literal can never leak through a clever string. Results are cached per
 // text: applications send the same few hundred statements all day. Only
 // statements up to CACHED_SQL_LENGTH characters are: a longer one mostly
@@ -39,6 +39,46 @@ function isIdentChar(c: number): boolean {
 }
 function isDigit(c: number): boolean {
   return c >= 0x30 && c <= 0x39;
+}
+/** PostgreSQL's whitespace (scan.l `space`). */
+function isSpace(c: number): boolean {
+  return c === 0x20 || (c >= 0x09 && c <= 0x0d);
+}
+
+/**
+ * The index just past the block comment opening at `i`, or the text's end
+ * if it never closes. PostgreSQL nests block comments, so one ends at the
+ * `*\/` that closes its own `/*`, not at the first: text after an inner
+ * comment's end is still comment, however much it looks like SQL.
+ */
+function blockCommentEnd(sql: string, i: number): number {
+  const n = sql.length;
+  let depth = 1;
+  i += 2;
+  while (i < n) {
+    const c = sql.charCodeAt(i);
+    if (c === 0x2a && sql.charCodeAt(i + 1) === 0x2f) {
+      i += 2;
+      if (--depth === 0) return i;
+    } else if (c === 0x2f && sql.charCodeAt(i + 1) === 0x2a) {
+      i += 2;
+      depth++;
+    } else {
+      i++;
+    }
+  }
+  return n;
+}
+
+/** The index of a statement's first word, past whitespace and block comments. */
+function statementStart(sql: string): number {
+  const n = sql.length;
+  let i = 0;
+  for (;;) {
+    while (i < n && isSpace(sql.charCodeAt(i))) i++;
+    if (sql.charCodeAt(i) !== 0x2f || sql.charCodeAt(i + 1) !== 0x2a) return i;
+    i = blockCommentEnd(sql, i);
+  }
 }
 
 /** Replaces literals (strings, numbers, dollar-quoted bodies) with `?`. */
@@ -99,9 +139,8 @@ export function sanitizeSql(sql: string): string {
       continue;
     }
     if (c === 0x2f && sql.charCodeAt(i + 1) === 0x2a) {
-      // /* comment */ (may nest in PostgreSQL; a flat scan is enough to stay inside it)
-      const end = sql.indexOf("*/", i + 2);
-      i = end === -1 ? n : end + 2;
+      // /* comment */, nested as PostgreSQL nests them
+      i = blockCommentEnd(sql, i);
       continue;
     }
     if (c === 0x24 /* $ */) {
@@ -180,22 +219,26 @@ const TABLE_AFTER: Record<string, RegExp> = {
   MERGE: /\binto\s+((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))?)/i,
 };
 
+const WORD = /[A-Za-z]+/y;
+
 /** Sanitised text, operation and table of a statement (cached up to CACHED_SQL_LENGTH). */
 export function summarizeSql(sql: string): SqlSummary {
   const cached = sql.length <= CACHED_SQL_LENGTH;
   const hit = cached ? cache.get(sql) : undefined;
   if (hit !== undefined) return hit;
   const text = sanitizeSql(sql);
-  // A comment's body cannot hold its own end: each comment can be read
-  // one way only, and text that is no keyword after many of them fails at
-  // once (a lazy body could span the next comment's end too, for work that
-  // doubled with each comment).
-  const m = /^\s*(?:\/\*(?:[^*]|\*(?!\/))*\*\/\s*)*([A-Za-z]+)/.exec(text);
-  const operation = m?.[1]?.toUpperCase();
+  // Leading comments (sqlcommenter's, an application's tags) are skipped in
+  // one pass that counts their nesting as PostgreSQL does, which no pattern
+  // can, so any number of them before text that is no keyword costs one
+  // read. The table is read after them: a comment's words are never taken
+  // for the statement's.
+  const start = statementStart(text);
+  WORD.lastIndex = start;
+  const operation = WORD.exec(text)?.[0].toUpperCase();
   let collection: string | undefined;
   const re = operation === undefined ? undefined : TABLE_AFTER[operation];
   if (re !== undefined) {
-    const t = re.exec(text)?.[1];
+    const t = re.exec(start === 0 ? text : text.slice(start))?.[1];
     if (t !== undefined && !/^\(/.test(t)) collection = t.replace(/"/g, "");
   }
   const summary = { text, operation, collection };

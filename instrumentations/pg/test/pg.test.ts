@@ -157,6 +157,26 @@ describe("pg queries", () => {
     );
   });
 
+  it("names a statement after its operation and table past nested leading comments", async () => {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    // PostgreSQL nests block comments: it runs this as a DELETE.
+    const sql =
+      "/* app:checkout /* caller: pay() */ */ DELETE FROM accounts WHERE id = $1";
+    const result = await client.query(sql, [-1]);
+    await client.end();
+    assert.equal(result.command, "DELETE");
+    const spans = await receiver.waitForSpans(
+      (s) => querySpans(s).length >= 1,
+      "the statement's span",
+    );
+    const [span] = querySpans(spans);
+    assert.equal(span!.name, "DELETE accounts");
+    assert.equal(span!.attributes["db.operation.name"], "DELETE");
+    assert.equal(span!.attributes["db.collection.name"], "accounts");
+    assert.equal(span!.attributes["db.query.text"], sql);
+  });
+
   it("records errors with their SQLSTATE", async () => {
     const client = new pg.Client({ connectionString: databaseUrl });
     await client.connect();

@@ -25,6 +25,8 @@ describe("sanitizeSql", () => {
       "SELECT ? -- a comment with 'quote'\n, ?",
     ],
     ["SELECT /* 'x' */ .5", "SELECT /* 'x' */ ?"],
+    // PostgreSQL nests block comments: all of this one is comment.
+    ["SELECT /* a /* b */ 'x' 2 */ 1", "SELECT /* a /* b */ 'x' 2 */ ?"],
     ["SELECT 'unterminated", "SELECT ?"],
     // PostgreSQL 16's integer literals: other radixes, digits grouped.
     ["SELECT 0b1011, 0o17, 0XFF, 1_000_000", "SELECT ?, ?, ?, ?"],
@@ -41,13 +43,78 @@ describe("sanitizeSql", () => {
       `SELECT E'${secret}'`,
       `SELECT $x$${secret}$x$`,
       `UPDATE t SET c = '${secret}' WHERE id = 1`,
+      // a quote in a nested comment's outer part opens no string
+      `/* note /* inner */ isn't SQL */ SELECT '${secret}'`,
     ]) {
-      assert.ok(!sanitizeSql(q).includes(secret), q);
+      // not a word of it: a literal read as SQL loses only its numbers
+      assert.ok(!sanitizeSql(q).includes("s3cr3t"), q);
     }
   });
 });
 
 describe("summarizeSql", () => {
+  it("reads the operation and the main table", () => {
+    assert.deepEqual(
+      summarizeSql(
+        "select id from public.orders o join items i on true where o.id = 1",
+      ),
+      {
+        text: "select id from public.orders o join items i on true where o.id = ?",
+        operation: "SELECT",
+        collection: "public.orders",
+      },
+    );
+    assert.equal(
+      summarizeSql("INSERT INTO orders(a) VALUES (1)").collection,
+      "orders",
+    );
+    assert.equal(
+      summarizeSql('UPDATE "Orders" SET a = 1').collection,
+      "Orders",
+    );
+    assert.equal(
+      summarizeSql("DELETE FROM only orders WHERE true").collection,
+      "orders",
+    );
+    assert.equal(summarizeSql("BEGIN").operation, "BEGIN");
+    assert.equal(summarizeSql("BEGIN").collection, undefined);
+    assert.equal(
+      summarizeSql("SELECT * FROM (SELECT 1) s").collection,
+      undefined,
+    );
+  });
+
+  it("reads the operation and the table past nested leading comments", () => {
+    const read = (sql: string) => {
+      const { operation, collection } = summarizeSql(sql);
+      return { operation, collection };
+    };
+    assert.deepEqual(
+      read(
+        "/* app:checkout /* caller: pay() */ */ DELETE FROM carts WHERE id = $1",
+      ),
+      { operation: "DELETE", collection: "carts" },
+    );
+    assert.deepEqual(read("/* a /* nested */ comment */ SELECT 1"), {
+      operation: "SELECT",
+      collection: undefined,
+    });
+    // The table is the statement's, never a word of a comment before it.
+    assert.deepEqual(read("/* from audit */ DELETE FROM carts"), {
+      operation: "DELETE",
+      collection: "carts",
+    });
+    assert.deepEqual(read("/* app:checkout */ UPDATE carts SET n = 1"), {
+      operation: "UPDATE",
+      collection: "carts",
+    });
+    // A comment that never closes holds the rest of the statement.
+    assert.deepEqual(read("/* a /* b */ SELECT 1 FROM t"), {
+      operation: undefined,
+      collection: undefined,
+    });
+  });
+
   it("reads past many leading comments in one pass, whatever follows them", () => {
     // In a process of its own, stopped if it runs away: with comments
     // matched ambiguously, each more comment before text that is no keyword
@@ -59,6 +126,9 @@ describe("summarizeSql", () => {
       `${comments}/* a * b / c */ select 1 from t`,
       "/**/update t set a = 1",
       "/* x */",
+      `${"/* a /* b */ c */ ".repeat(40)}(SELECT 1)`,
+      `${"/* a /* b /* c */ */ */ ".repeat(40)}select 1`,
+      `/*${"/* ".repeat(40)}`,
     ];
     const run = spawnSync(
       process.execPath,
@@ -77,6 +147,9 @@ describe("summarizeSql", () => {
       null,
       "SELECT",
       "UPDATE",
+      null,
+      null,
+      "SELECT",
       null,
     ]);
   });
