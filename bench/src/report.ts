@@ -105,8 +105,26 @@ export interface ProfileBreakdown {
   threadline: Record<Part, number>;
 }
 
+/**
+ * One contender serving the realistic handler in one stretch from its
+ * start: its peak RSS over each stretch up to a checkpoint, and its memory
+ * by part at the checkpoint.
+ */
+export interface LongRun {
+  contender: string;
+  points: Array<{
+    /** Requests served since the service started. */
+    requests: number;
+    peakRss: number;
+    rps: number;
+    memory?: MemoryParts;
+  }>;
+}
+
 export interface ReportInput {
   results: Measurement[];
+  /** Absent from runs made before the long run was measured. */
+  longRuns?: LongRun[];
   breakdowns: ProfileBreakdown[];
   micro: {
     pinoPlain: number;
@@ -382,6 +400,82 @@ tables above; outside V8's heap is RSS less V8's heap (the program, stacks, buff
   on the application's thread instead, and the pile, with or without an agent, does not form.)
 
 ${tables.join("\n")}
+`;
+}
+
+/** The RSS an agent adds at the end of the long run, or undefined when not measured. */
+function longRunAdded(
+  input: ReportInput,
+  contender: string,
+): { mb: number; requests: number } | undefined {
+  const bare = input.longRuns?.find((r) => r.contender === "none")?.points;
+  const mine = input.longRuns?.find((r) => r.contender === contender)?.points;
+  const last = mine?.at(-1);
+  const bareLast = bare?.at(-1);
+  if (last === undefined || bareLast?.requests !== last.requests)
+    return undefined;
+  return {
+    mb: (last.peakRss - bareLast.peakRss) / 2 ** 20,
+    requests: last.requests,
+  };
+}
+
+/** Memory over the long run: no agent's own, and what each agent adds, at each checkpoint. */
+function longRunText(input: ReportInput): string {
+  const runs = input.longRuns ?? [];
+  const bare = runs.find((r) => r.contender === "none");
+  if (bare === undefined || runs.length < 2) return "";
+  const mb = (bytes: number) => bytes / 2 ** 20;
+  const label = (name: string) =>
+    input.contenders.find((c) => c.name === name)?.label ?? name;
+  const checkpoints = bare.points.map((p) => p.requests);
+  const at = (run: LongRun, requests: number) =>
+    run.points.find((p) => p.requests === requests);
+  const cells = (figure: (requests: number) => string) =>
+    checkpoints.map(figure).join(" | ");
+  const young = (run: LongRun, requests: number) => {
+    const y = at(run, requests)?.memory?.young;
+    return y === undefined ? NaN : mb(y);
+  };
+  const rows = [
+    `| no agent: peak RSS | ${cells((n) => fmt(mb(at(bare, n)!.peakRss), 1))} |`,
+    `| no agent: V8's young generation | ${cells((n) => fmt(young(bare, n), 1))} |`,
+    ...runs
+      .filter((r) => r !== bare)
+      .flatMap((r) => [
+        `| ${label(r.contender)}: RSS added | ${cells((n) => {
+          const p = at(r, n);
+          return p === undefined
+            ? "–"
+            : signed(mb(p.peakRss - at(bare, n)!.peakRss), 1);
+        })} |`,
+        `| ${label(r.contender)}: young generation added | ${cells((n) => signed(young(r, n) - young(bare, n), 1))} |`,
+      ]),
+  ];
+  const realistic = input.handlers.find((h) => h.name === "realistic");
+  const rounds =
+    realistic === undefined
+      ? ""
+      : ` its first ${(input.warmUp + realistic.amount).toLocaleString("en")} requests`;
+  return `## Memory over a long run
+
+The rounds above measure each service over${rounds}. Here each of no agent and
+${runs
+  .filter((r) => r !== bare)
+  .map((r) => label(r.contender))
+  .join(
+    "; ",
+  )} serves the realistic handler from its start in one stretch at ${input.connections} connections, one run each, one after
+the other: peak RSS over the stretch up to each count of requests served, and V8's young generation at that count, in MB.
+
+| MB, after this many requests | ${checkpoints.map((n) => n.toLocaleString("en")).join(" | ")} |
+| --- |${" ---: |".repeat(checkpoints.length)}
+${rows.join("\n")}
+
+V8 goes on doubling a busy service's young generation, with or without an agent, until it reaches its limit; a
+service whose requests keep more objects alive gets there sooner (see above), and what an agent adds to RSS
+while it is ahead is mostly that. Once both are at the limit the difference is what else the agent keeps.
+
 `;
 }
 
@@ -679,6 +773,11 @@ ${rows.join("\n")}
     `| Start-up added <= 150 ms | ${fmt(startup ?? NaN)} ms | ${goal(startup === undefined ? undefined : startup <= 150)} |`,
     `| RSS added <= 40 MB under load | ${fmt(rss, 1)} MB | ${goal(Number.isFinite(rss) ? rss <= 40 : undefined)} |`,
   ];
+  const longRss = longRunAdded(input, "threadline-100");
+  if (longRss !== undefined)
+    goals.push(
+      `| the same after ${longRss.requests.toLocaleString("en")} requests in one stretch (realistic handler, one run; see [Memory over a long run](#memory-over-a-long-run)) | ${fmt(longRss.mb, 1)} MB | ${goal(longRss.mb <= 40)} |`,
+    );
   const gateCost = 1e9 / input.micro.debugGated - 1e9 / input.micro.debugPlain;
   const markdown = `# Overhead benchmark
 
@@ -742,7 +841,7 @@ Most services start upstream zero-code instead (\`-r @opentelemetry/auto-instrum
 every bundled instrumentation loaded); that setup is measured too${otelAutoReal !== undefined ? ` (${fmt(otelAutoReal.ratio, 2)} of no agent on the realistic handler)` : ""}.
 
 ${memoryText(input)}
-${renderBreakdowns(input.breakdowns)}
+${longRunText(input)}${renderBreakdowns(input.breakdowns)}
 ## Logging and export
 
 Each micro-benchmark runs in fresh processes on one core, ${input.micro.rounds} rounds. In a round, the pino and disabled-level

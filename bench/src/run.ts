@@ -14,7 +14,9 @@
 // throughput (and its ratio to no agent), CPU time per request added,
 // p50/p99 latency added, peak RSS added, start-up time added; plus pino
 // lines/s with and without Threadline's correlation, and the export
-// pipeline's spans/s. Last, three runs each of no agent and Threadline
+// pipeline's spans/s. A long run then follows no agent, Threadline and
+// upstream over 800,000 requests each, for the memory V8 keeps growing
+// long after the rounds end. Last, three runs each of no agent and Threadline
 // sampled by Linux perf say where the application's thread spends a request
 // (and a pino line). Options: USAGE below.
 import { type ChildProcess, spawn } from "node:child_process";
@@ -67,6 +69,7 @@ import {
   MACHINE_PARTS,
   type MachinePart,
   type ReportInput,
+  type LongRun,
   type Measurement,
   type MemoryParts,
   median,
@@ -110,6 +113,18 @@ const handlers = [
   },
   { name: "hello", file: "hello.cjs", amount: values.quick ? 10_000 : 60_000 },
 ] as const;
+
+/**
+ * The long run: no agent, Threadline and upstream each serve the realistic
+ * handler in one stretch, their memory read at each of these request
+ * counts. V8 keeps growing a busy service's young generation for far longer
+ * than the rounds last (see memoryText in report.ts), so what an agent adds
+ * to RSS depends on how long the load has lasted.
+ */
+const LONG_RUN_CHECKPOINTS = values.quick
+  ? [10_000, 20_000]
+  : [50_000, 100_000, 200_000, 400_000, 800_000];
+const LONG_RUN_CONTENDERS = ["none", "threadline-100", "otel"];
 
 /** utime + stime of thread `tid` of process `pid`. */
 function threadTicks(pid: number, tid: number): number {
@@ -642,6 +657,42 @@ function report(round: number, handler: string, m: Measurement): void {
   );
 }
 
+/**
+ * `contender` serving the realistic handler from its start in one stretch,
+ * with no warm-up of its own: its peak RSS over each stretch up to a
+ * checkpoint, and its memory by part at the checkpoint.
+ */
+async function longRun(
+  contender: Contender,
+  env: Record<string, string>,
+  sink: string,
+): Promise<LongRun> {
+  const realistic = handlers.find((h) => h.name === "realistic")!;
+  const s = await start(contender, realistic, env, sink);
+  try {
+    const points: LongRun["points"] = [];
+    let served = 0;
+    for (const at of LONG_RUN_CHECKPOINTS) {
+      const tally = new Tally();
+      await tally.run(s, at - served, `${contender.name}/long run`);
+      served = at;
+      const memory = await memoryOf(s);
+      points.push({
+        requests: at,
+        peakRss: tally.peakRss,
+        rps: tally.requests / tally.seconds,
+        ...(memory === undefined ? {} : { memory }),
+      });
+      process.stderr.write(
+        `long run ${contender.name.padEnd(15)} ${at.toLocaleString("en").padStart(9)} requests  RSS ${(tally.peakRss / 2 ** 20).toFixed(0)} MB  young ${((memory?.young ?? NaN) / 2 ** 20).toFixed(0)} MB\n`,
+      );
+    }
+    return { contender: contender.name, points };
+  } finally {
+    await stop(s);
+  }
+}
+
 // No agent always runs: every other contender is measured beside it.
 const selected = values.only
   ? contenders.filter(
@@ -700,6 +751,11 @@ try {
       results.push(m);
       report(round, handler.name, m);
     }
+  }
+  const longRuns: LongRun[] = [];
+  for (const name of LONG_RUN_CONTENDERS) {
+    const c = selected.find((x) => x.name === name);
+    if (c !== undefined) longRuns.push(await longRun(c, env, sinkSvc.url));
   }
   // Micro-benchmarks run one at a time: they measure CPU, and share two cores.
   const pino = (args: string[], env: Record<string, string>): MicroSpec => ({
@@ -828,6 +884,7 @@ try {
   const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? "CPU"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Linux; Node ${process.versions.node}; PostgreSQL and RabbitMQ from the distribution, on the same machine`;
   const input: ReportInput = {
     results,
+    longRuns,
     micro: microResults,
     breakdowns,
     contenders: selected.map((c) => ({ name: c.name, label: c.label })),

@@ -583,3 +583,52 @@ it("leaves the memory section out of runs that did not read memory", () => {
   const i = { ...input(), micro: micro() };
   assert.doesNotMatch(renderReport(i).markdown, /Where the added memory goes/);
 });
+
+it("sets each agent's memory beside no agent's over the long run, and judges the goal at its end", () => {
+  const MB = 2 ** 20;
+  const points = (rss: number[], young: number[]) =>
+    [50_000, 800_000].map((requests, i) => ({
+      requests,
+      peakRss: rss[i]! * MB,
+      rps: 1000,
+      memory: {
+        rss: rss[i]! * MB,
+        young: young[i]! * MB,
+        code: 0,
+        otherHeap: 0,
+        compilerPeak: 0,
+      },
+    }));
+  const i: ReportInput = {
+    ...input(),
+    micro: micro(),
+    longRuns: [
+      { contender: "none", points: points([100, 220], [8, 100]) },
+      { contender: "threadline-100", points: points([135, 250], [24, 100]) },
+    ],
+  };
+  const { markdown } = renderReport(i);
+  const section = markdown.slice(markdown.indexOf("## Memory over a long run"));
+  assert.match(
+    section,
+    /\| MB, after this many requests \| 50,000 \| 800,000 \|/,
+  );
+  assert.match(section, /\| no agent: peak RSS \| 100\.0 \| 220\.0 \|/);
+  assert.match(section, /: RSS added \| \+35\.0 \| \+30\.0 \|/);
+  assert.match(section, /: young generation added \| \+16\.0 \| \+0\.0 \|/);
+  assert.match(
+    markdown,
+    /\| the same after 800,000 requests in one stretch [^|]*\| 30\.0 MB \| met \|/,
+  );
+  const behind = structuredClone(i);
+  behind.longRuns![1]!.points[1]!.peakRss = 270 * MB;
+  assert.match(
+    renderReport(behind).markdown,
+    /in one stretch [^|]*\| 50\.0 MB \| \*\*not met\*\* \|/,
+  );
+});
+
+it("leaves the long run out of runs made before it was measured", () => {
+  const { markdown } = renderReport({ ...input(), micro: micro() });
+  assert.doesNotMatch(markdown, /Memory over a long run|in one stretch/);
+});
