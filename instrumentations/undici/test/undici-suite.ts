@@ -1,0 +1,509 @@
+// The undici tests, shared by the undici majors the package supports: each
+// test file runs them against the undici an application installs
+// (`undici.test.ts` undici 7, `undici-8.test.ts` undici 8), and Node's own
+// fetch() beside it. Inside one process, against a real OTLP receiver, real
+// servers and a real forward proxy on loopback addresses: 127.0.0.1 is
+// internal, 127.0.0.2 external, 127.0.0.3 a declared third party.
+import assert from "node:assert/strict";
+import http from "node:http";
+import { after, afterEach, before, beforeEach, describe, it } from "node:test";
+import { Writable } from "node:stream";
+import {
+  startForwardProxy,
+  startOtlpReceiver,
+  startRecordingServer,
+  type ForwardProxy,
+  type OtlpReceiver,
+  type RecordingServer,
+} from "@threadline/test-support";
+import { init, type ThreadlineHandle } from "@threadline/node";
+import type * as undiciModule from "undici";
+
+/** An undici module, as an application imports it. */
+export type Undici = typeof undiciModule;
+
+/** A fetch(): Node's own, or an undici module's. */
+type Fetch = (
+  url: string,
+  init?: { headers?: Record<string, string> },
+) => Promise<{ status: number; text(): Promise<string> }>;
+
+const CLIENT = 3;
+
+/** Registers the tests for `undici`, with Threadline started in `before`. */
+export function undiciTests(undici: Undici): void {
+  const { EnvHttpProxyAgent, ProxyAgent, request, stream } = undici;
+  const fetches: Array<[string, Fetch]> = [
+    ["fetch()", fetch],
+    ["undici's fetch()", undici.fetch],
+  ];
+
+  let receiver: OtlpReceiver;
+  let internal: RecordingServer;
+  let external: RecordingServer;
+  let thirdParty: RecordingServer;
+  let threadline: ThreadlineHandle;
+  const closing: Array<() => Promise<void>> = [];
+
+  before(async () => {
+    receiver = await startOtlpReceiver();
+    internal = await startRecordingServer();
+    external = await startRecordingServer(undefined, "127.0.0.2");
+    thirdParty = await startRecordingServer(undefined, "127.0.0.3");
+    process.env["OTEL_BSP_SCHEDULE_DELAY"] = "20";
+    threadline = init({
+      serviceName: "undici-test",
+      endpoint: receiver.url,
+      exportLogs: false,
+      ignoreIncomingPaths: ["/v1/*", "/threadline/*"],
+      internalHosts: "none,127.0.0.1",
+      thirdParties: { "127.0.0.3": "acme" },
+    });
+  });
+
+  after(async () => {
+    await threadline.shutdown();
+    await Promise.all([
+      receiver.close(),
+      internal.close(),
+      external.close(),
+      thirdParty.close(),
+    ]);
+  });
+
+  beforeEach(() => receiver.clear());
+
+  afterEach(async () => {
+    await Promise.all(closing.splice(0).map((close) => close()));
+  });
+
+  /**
+   * Runs `calls` as the handler of a request that came in with a customer id,
+   * the way a service calls out while serving its own request.
+   */
+  async function serving(calls: () => Promise<void>): Promise<void> {
+    const app = http.createServer((_req, res) => {
+      calls().then(
+        () => res.end("ok"),
+        (err: Error) => res.writeHead(500).end(err.message),
+      );
+    });
+    await new Promise<void>((resolve) => app.listen(0, "127.0.0.1", resolve));
+    closing.push(
+      () =>
+        new Promise((resolve) => {
+          app.closeAllConnections();
+          app.close(() => resolve());
+        }),
+    );
+    const { port } = app.address() as { port: number };
+    const res = await fetch(`http://127.0.0.1:${port}/work`, {
+      headers: { "x-customer-id": "c-42" },
+    });
+    assert.equal(res.status, 200, await res.text());
+  }
+
+  async function proxyOn(host: string): Promise<ForwardProxy> {
+    const proxy = await startForwardProxy(host);
+    closing.push(() => proxy.close());
+    return proxy;
+  }
+
+  describe("undici through a forward proxy", () => {
+    it("judges and records a request a ProxyAgent sends without a tunnel by its destination", async () => {
+      const proxy = await proxyOn("127.0.0.1");
+      await serving(async () => {
+        const dispatcher = new ProxyAgent({
+          uri: proxy.url,
+          proxyTunnel: false,
+        });
+        closing.push(() => dispatcher.close());
+        for (const url of [
+          `${external.url}/via-proxy`,
+          `${thirdParty.url}/charge`,
+          `${internal.url}/inside`,
+        ]) {
+          const res = await request(url, {
+            dispatcher,
+            headers: { "x-customer-id": "c-42" },
+          });
+          await res.body.text();
+        }
+      });
+      assert.deepEqual(
+        proxy.requests.map((r) => r.target),
+        [
+          `${external.url}/via-proxy`,
+          `${thirdParty.url}/charge`,
+          `${internal.url}/inside`,
+        ],
+      );
+      const outside: Array<[string, http.IncomingHttpHeaders]> = [
+        ...proxy.requests
+          .slice(0, 2)
+          .map(
+            (r) =>
+              [`proxy ${r.target}`, r.headers] as [
+                string,
+                http.IncomingHttpHeaders,
+              ],
+          ),
+        [
+          "external",
+          external.requests.find((r) => r.path === "/via-proxy")!.headers,
+        ],
+        [
+          "third party",
+          thirdParty.requests.find((r) => r.path === "/charge")!.headers,
+        ],
+      ];
+      for (const [who, headers] of outside) {
+        assert.equal(headers["baggage"], undefined, who);
+        assert.equal(headers["x-customer-id"], undefined, who);
+        assert.match(String(headers["traceparent"]), /^00-/, who);
+      }
+      const inside = internal.requests.find((r) => r.path === "/inside")!;
+      assert.equal(inside.headers["baggage"], "customer.id=c-42");
+      const spans = await receiver.waitForSpans(
+        (s) => s.filter((x) => x.kind === CLIENT).length >= 4,
+        "the client spans",
+      );
+      const call = (url: string) =>
+        spans.find(
+          (s) => s.kind === CLIENT && s.attributes["url.full"] === url,
+        );
+      const toExternal = call(`${external.url}/via-proxy`);
+      assert.equal(toExternal?.attributes["server.address"], "127.0.0.2");
+      assert.equal(toExternal?.attributes["server.port"], external.port);
+      assert.equal(
+        call(`${thirdParty.url}/charge`)?.attributes["peer.service"],
+        "acme",
+      );
+      assert.ok(call(`${internal.url}/inside`), "the internal call's span");
+    });
+
+    /**
+     * Calls `service` through `proxy` (which tunnels plain HTTP with CONNECT)
+     * with dispatchers given to the requests themselves: the first request
+     * is made before its tunnel is opened, the next ones go through that
+     * tunnel again (one connection, kept within the service's short
+     * keep-alive). Tunnelling plain HTTP is asked for: undici 7 does by
+     * default, undici 8 sends it to the proxy in absolute form instead (the
+     * case of the test above).
+     */
+    async function throughTunnels(
+      proxy: ForwardProxy,
+      service: RecordingServer,
+    ): Promise<string[]> {
+      await serving(async () => {
+        const agent = new ProxyAgent({
+          uri: proxy.url,
+          proxyTunnel: true,
+          connections: 1,
+          keepAliveTimeoutThreshold: 500,
+        });
+        const env = new EnvHttpProxyAgent({
+          httpProxy: proxy.url,
+          proxyTunnel: true,
+        });
+        closing.push(
+          () => agent.close(),
+          () => env.close(),
+        );
+        const headers = { "x-customer-id": "c-42" };
+        for (const path of ["/opens", "/again"]) {
+          const res = await request(`${service.url}${path}`, {
+            dispatcher: agent,
+            headers,
+          });
+          await res.body.text();
+        }
+        const res = await undici.fetch(`${service.url}/fetch`, {
+          dispatcher: agent,
+          headers,
+        });
+        await res.text();
+        const viaEnv = await request(`${service.url}/env-agent`, {
+          dispatcher: env,
+          headers,
+        });
+        await viaEnv.body.text();
+      });
+      assert.deepEqual(
+        proxy.requests.map((r) => `${r.method} ${r.target}`),
+        [
+          `CONNECT 127.0.0.1:${service.port}`,
+          `CONNECT 127.0.0.1:${service.port}`,
+        ],
+        "one tunnel for the ProxyAgent's requests, one for the EnvHttpProxyAgent's",
+      );
+      return ["/opens", "/again", "/fetch", "/env-agent"];
+    }
+
+    it("keeps the customer id from a proxy that is not internal when the request's own dispatcher tunnels plain HTTP through it", async () => {
+      const proxy = await proxyOn("127.0.0.2");
+      const service = await startRecordingServer();
+      closing.push(() => service.close());
+      const paths = await throughTunnels(proxy, service);
+      for (const r of proxy.requests) {
+        assert.equal(r.headers["baggage"], undefined, `proxy ${r.target}`);
+        assert.equal(
+          r.headers["x-customer-id"],
+          undefined,
+          `proxy ${r.target}`,
+        );
+      }
+      // What the service got crossed the proxy in clear.
+      for (const path of paths) {
+        const got = service.requests.find((r) => r.path === path);
+        assert.ok(got, path);
+        assert.equal(got.headers["baggage"], undefined, path);
+        assert.equal(got.headers["x-customer-id"], undefined, path);
+        assert.match(String(got.headers["traceparent"]), /^00-/, path);
+      }
+    });
+
+    it("still sends the customer id to an internal host through an internal proxy's tunnel", async () => {
+      const proxy = await proxyOn("127.0.0.1");
+      const service = await startRecordingServer();
+      closing.push(() => service.close());
+      const paths = await throughTunnels(proxy, service);
+      for (const path of paths) {
+        const got = service.requests.find((r) => r.path === path);
+        assert.ok(got, path);
+        assert.equal(got.headers["baggage"], "customer.id=c-42", path);
+        assert.equal(got.headers["x-customer-id"], "c-42", path);
+      }
+    });
+  });
+
+  describe("undici's dispatchers", () => {
+    it("traces requests through an Agent and a Pool, sending the customer id to internal hosts only", async () => {
+      const agent = new undici.Agent();
+      const pool = new undici.Pool(internal.url, { connections: 2 });
+      closing.push(
+        () => agent.close(),
+        () => pool.close(),
+      );
+      const headers = { "x-customer-id": "c-42" };
+      await serving(async () => {
+        for (const url of [
+          `${internal.url}/agent`,
+          `${thirdParty.url}/agent`,
+        ]) {
+          const res = await request(url, { dispatcher: agent, headers });
+          await res.body.text();
+        }
+        const fetched = await undici.fetch(`${internal.url}/agent-fetch`, {
+          dispatcher: agent,
+          headers,
+        });
+        await fetched.text();
+        const pooled = await pool.request({
+          method: "GET",
+          path: "/pool",
+          headers,
+        });
+        await pooled.body.text();
+      });
+      for (const path of ["/agent", "/agent-fetch", "/pool"]) {
+        const got = internal.requests.findLast((r) => r.path === path);
+        assert.equal(got?.headers["baggage"], "customer.id=c-42", path);
+        assert.equal(got?.headers["x-customer-id"], "c-42", path);
+      }
+      const outside = thirdParty.requests.findLast((r) => r.path === "/agent");
+      assert.ok(outside, "the third party's request");
+      assert.equal(outside.headers["baggage"], undefined);
+      assert.equal(outside.headers["x-customer-id"], undefined);
+      assert.match(String(outside.headers["traceparent"]), /^00-/);
+      const urls = [
+        `${internal.url}/agent`,
+        `${thirdParty.url}/agent`,
+        `${internal.url}/agent-fetch`,
+        `${internal.url}/pool`,
+      ];
+      const spans = await receiver.waitForSpans(
+        (s) =>
+          urls.every((url) =>
+            s.some(
+              (x) => x.kind === CLIENT && x.attributes["url.full"] === url,
+            ),
+          ),
+        "a span for each call",
+      );
+      for (const url of urls) {
+        const span = spans.find(
+          (x) => x.kind === CLIENT && x.attributes["url.full"] === url,
+        )!;
+        assert.equal(span.name, "GET", url);
+        assert.equal(span.attributes["http.response.status_code"], 200, url);
+        assert.equal(span.attributes["customer.id"], "c-42", url);
+        assert.equal(
+          span.attributes["peer.service"],
+          url.startsWith(thirdParty.url) ? "acme" : undefined,
+          url,
+        );
+      }
+    });
+  });
+
+  describe("undici and the Host header", () => {
+    it("judges a request by the host its Host header names too, as an egress gateway routes it", async () => {
+      const copied = { baggage: "customer.id=c-42", "x-customer-id": "c-42" };
+      await serving(async () => {
+        const res = await request(`${internal.url}/named-external`, {
+          headers: { ...copied, host: `127.0.0.2:${external.port}` },
+        });
+        await res.body.text();
+        const itself = await request(`${internal.url}/named-itself`, {
+          headers: { ...copied, host: `127.0.0.1:${internal.port}` },
+        });
+        await itself.body.text();
+        await stream(
+          `${internal.url}/named-third-party`,
+          {
+            method: "GET",
+            headers: { ...copied, host: `127.0.0.3:${thirdParty.port}` },
+            opaque: null,
+          },
+          () =>
+            new Writable({
+              write: (_chunk, _encoding, done) => done(),
+            }),
+        );
+      });
+      for (const path of ["/named-external", "/named-third-party"]) {
+        const got = internal.requests.find((r) => r.path === path);
+        assert.ok(got, path);
+        assert.equal(got.headers["baggage"], undefined, path);
+        assert.equal(got.headers["x-customer-id"], undefined, path);
+        assert.match(String(got.headers["traceparent"]), /^00-/, path);
+      }
+      const itself = internal.requests.find((r) => r.path === "/named-itself");
+      assert.equal(itself?.headers["baggage"], "customer.id=c-42");
+      assert.equal(itself?.headers["x-customer-id"], "c-42");
+      const spans = await receiver.waitForSpans(
+        (s) => s.some((x) => x.attributes["peer.service"] === "acme"),
+        "the call's span, marked as acme's",
+      );
+      const call = spans.find((x) => x.attributes["peer.service"] === "acme")!;
+      assert.equal(call.kind, CLIENT);
+      assert.equal(call.attributes["customer.id"], "c-42");
+    });
+  });
+
+  describe("undici and redirects", () => {
+    /** A service on the internal address that answers each path with a redirect. */
+    async function redirecting(
+      to: Record<string, { status: number; location: string }>,
+    ): Promise<RecordingServer> {
+      const service = await startRecordingServer((req) => {
+        const hop = to[req.path];
+        return hop === undefined
+          ? { body: { ok: true } }
+          : { status: hop.status, headers: { location: hop.location } };
+      });
+      closing.push(() => service.close());
+      return service;
+    }
+
+    for (const [name, fetch] of fetches) {
+      it(`marks the second and later hops of a redirect ${name} follows with http.request.resend_count`, async () => {
+        const service = await redirecting({
+          "/first": { status: 302, location: "/second" },
+          "/second": { status: 307, location: "/third?x=1" },
+          "/third?x=1": { status: 308, location: "/last" },
+        });
+        await serving(async () => {
+          const res = await fetch(`${service.url}/first`);
+          assert.equal(res.status, 200);
+          await res.text();
+          // The same URL again, on its own: a call of its own, not a resend.
+          const again = await fetch(`${service.url}/last`);
+          await again.text();
+        });
+        const urls = ["/first", "/second", "/third?x=1", "/last", "/last"].map(
+          (path) => `${service.url}${path}`,
+        );
+        const spans = await receiver.waitForSpans(
+          (s) =>
+            s.filter(
+              (x) =>
+                x.kind === CLIENT &&
+                urls.includes(String(x.attributes["url.full"])),
+            ).length >= urls.length,
+          "a span for each hop and for the call of its own",
+        );
+        const calls = spans
+          .filter(
+            (x) =>
+              x.kind === CLIENT &&
+              urls.includes(String(x.attributes["url.full"])),
+          )
+          .sort((a, b) => Number(a.startTimeUnixNano - b.startTimeUnixNano));
+        assert.deepEqual(
+          calls.map((s) => [
+            s.attributes["url.full"],
+            s.attributes["http.request.resend_count"],
+          ]),
+          [
+            [urls[0], undefined],
+            [urls[1], 1],
+            [urls[2], 2],
+            [urls[3], 3],
+            [urls[4], undefined],
+          ],
+        );
+        assert.equal(new Set(calls.map((s) => s.parentSpanId)).size, 1);
+      });
+
+      it(`keeps the customer id from a third party an internal service redirects to with ${name}, and marks the hop as its`, async () => {
+        const service = await redirecting({
+          "/pay": {
+            status: 302,
+            location: `${thirdParty.url}/charge-redirected`,
+          },
+        });
+        const before = thirdParty.requests.length;
+        await serving(async () => {
+          const res = await fetch(`${service.url}/pay`, {
+            headers: { "x-customer-id": "c-42" },
+          });
+          assert.equal(res.status, 200);
+          await res.text();
+        });
+        const asked = service.requests.find((r) => r.path === "/pay");
+        assert.equal(asked?.headers["baggage"], "customer.id=c-42");
+        assert.equal(asked?.headers["x-customer-id"], "c-42");
+        const got = thirdParty.requests
+          .slice(before)
+          .find((r) => r.path === "/charge-redirected");
+        assert.ok(got, "the third party got the redirected request");
+        assert.equal(got.headers["baggage"], undefined);
+        assert.equal(got.headers["x-customer-id"], undefined);
+        assert.match(String(got.headers["traceparent"]), /^00-/);
+        const spans = await receiver.waitForSpans(
+          (s) =>
+            s.some(
+              (x) =>
+                x.attributes["url.full"] ===
+                `${thirdParty.url}/charge-redirected`,
+            ),
+          "the hop's span",
+        );
+        const hop = spans.find(
+          (x) =>
+            x.attributes["url.full"] === `${thirdParty.url}/charge-redirected`,
+        )!;
+        assert.equal(hop.kind, CLIENT);
+        assert.equal(hop.attributes["peer.service"], "acme");
+        assert.equal(hop.attributes["http.request.resend_count"], 1);
+        const first = spans.find(
+          (x) => x.attributes["url.full"] === `${service.url}/pay`,
+        );
+        assert.equal(first?.attributes["peer.service"], undefined);
+        assert.equal(first?.attributes["http.request.resend_count"], undefined);
+      });
+    }
+  });
+}
