@@ -61,11 +61,27 @@ const CALL = Symbol("threadline.undici.call");
 /** Set on the hops of a redirect only: which resend of the request a hop is. */
 const RESEND = Symbol("threadline.undici.resend-count");
 
-function* rawHeaderPairs(
-  raw: Array<Buffer | string>,
-): Iterable<[string, string]> {
-  for (let i = 0; i + 1 < raw.length; i += 2)
-    yield [String(raw[i]), String(raw[i + 1])];
+/**
+ * A response's header fields as `undici:request:headers` publishes them:
+ * over HTTP/1.1 the raw array (name, value, name, value…); over HTTP/2,
+ * which undici 8 asks TLS servers for by default, undici 8 publishes the
+ * object Node's http2 gives (lower-case names, repeated fields as arrays),
+ * where undici 7 made it an array.
+ */
+type ResponseHeaders =
+  Array<Buffer | string> | Record<string, string | string[] | undefined>;
+
+function* headerPairs(headers: ResponseHeaders): Iterable<[string, string]> {
+  if (Array.isArray(headers)) {
+    for (let i = 0; i + 1 < headers.length; i += 2)
+      yield [String(headers[i]), String(headers[i + 1])];
+    return;
+  }
+  for (const name of Object.keys(headers)) {
+    const value = headers[name];
+    if (Array.isArray(value)) for (const v of value) yield [name, v];
+    else if (value !== undefined) yield [name, String(value)];
+  }
 }
 
 /** The parts of undici's internal Request object this instrumentation reads. */
@@ -249,10 +265,10 @@ function forgetRedirects(): void {
 /** The URL a redirect answer's `Location` header points to, as fetch() will ask for it; undefined when none. */
 function redirectTarget(
   request: UndiciRequest,
-  headers: Array<Buffer | string>,
+  headers: ResponseHeaders,
 ): string | undefined {
   let location: string | undefined;
-  for (const [name, value] of rawHeaderPairs(headers))
+  for (const [name, value] of headerPairs(headers))
     if (name.length === 8 && name.toLowerCase() === "location") {
       location = value;
       break;
@@ -276,7 +292,7 @@ function redirectTarget(
 function rememberRedirect(
   request: UndiciRequest,
   span: Span,
-  headers: Array<Buffer | string>,
+  headers: ResponseHeaders,
 ): void {
   const target = redirectTarget(request, headers);
   if (target === undefined) return;
@@ -353,7 +369,7 @@ export class UndiciInstrumentation implements Instrumentation {
     const onHeaders = (m: unknown) => {
       const { request, response } = m as {
         request: UndiciRequest;
-        response: { statusCode: number; headers?: Array<Buffer | string> };
+        response: { statusCode: number; headers?: ResponseHeaders | null };
       };
       const span = request[SPAN];
       if (span === undefined) return;
@@ -363,11 +379,11 @@ export class UndiciInstrumentation implements Instrumentation {
         response.statusCode >= 301 &&
         response.statusCode <= 308 &&
         REDIRECT_STATUSES.has(response.statusCode) &&
-        Array.isArray(response.headers)
+        response.headers != null
       )
         rememberRedirect(request, span, response.headers);
-      if (request[THIRD_PARTY] === true && Array.isArray(response.headers))
-        recordRateLimitHeaders(span, rawHeaderPairs(response.headers), call);
+      if (request[THIRD_PARTY] === true && response.headers != null)
+        recordRateLimitHeaders(span, headerPairs(response.headers), call);
     };
     const onTrailers = (m: unknown) => {
       const { request } = m as { request: UndiciRequest };

@@ -6,9 +6,11 @@
 // internal, 127.0.0.2 external, 127.0.0.3 a declared third party.
 import assert from "node:assert/strict";
 import http from "node:http";
+import http2 from "node:http2";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { Writable } from "node:stream";
 import {
+  selfSignedCertificate,
   startForwardProxy,
   startOtlpReceiver,
   startRecordingServer,
@@ -505,5 +507,96 @@ export function undiciTests(undici: Undici): void {
         assert.equal(first?.attributes["http.request.resend_count"], undefined);
       });
     }
+  });
+
+  describe("undici over HTTP/2", () => {
+    /**
+     * A third party served over TLS that speaks HTTP/2 (undici 8 asks for
+     * it by default, undici 7 when allowed), answering each path with a
+     * redirect or with its rate limits.
+     */
+    async function http2ThirdParty(
+      redirects: Record<string, string>,
+    ): Promise<{ url: string; ca: string; versions: string[] }> {
+      const { key, cert } = selfSignedCertificate("127.0.0.3", "IP:127.0.0.3");
+      const versions: string[] = [];
+      const server = http2.createSecureServer(
+        { key, cert, allowHTTP1: true },
+        (req, res) => {
+          versions.push(req.httpVersion);
+          const location = redirects[req.url];
+          if (location !== undefined) {
+            res.writeHead(302, { location }).end();
+            return;
+          }
+          res
+            .writeHead(200, {
+              "x-ratelimit-limit": "10",
+              "x-ratelimit-remaining": "7",
+            })
+            .end("ok");
+        },
+      );
+      await new Promise<void>((resolve) =>
+        server.listen(0, "127.0.0.3", resolve),
+      );
+      closing.push(
+        () => new Promise((resolve) => server.close(() => resolve())),
+      );
+      const { port } = server.address() as { port: number };
+      return { url: `https://127.0.0.3:${port}`, ca: cert, versions };
+    }
+
+    it("records a third party's rate limits and the hops of a redirect fetch() follows", async () => {
+      const acme = await http2ThirdParty({ "/moved": "/here" });
+      const agent = new undici.Agent({
+        allowH2: true,
+        connect: { ca: acme.ca },
+      });
+      closing.push(() => agent.close());
+      await serving(async () => {
+        const res = await request(`${acme.url}/limits`, { dispatcher: agent });
+        await res.body.text();
+        const moved = await undici.fetch(`${acme.url}/moved`, {
+          dispatcher: agent,
+        });
+        assert.equal(moved.status, 200);
+        await moved.text();
+      });
+      assert.deepEqual(acme.versions, ["2.0", "2.0", "2.0"]);
+      const spans = await receiver.waitForSpans(
+        (s) =>
+          s.filter(
+            (x) =>
+              x.kind === CLIENT &&
+              String(x.attributes["url.full"]).startsWith(acme.url),
+          ).length >= 3,
+        "the calls' spans",
+      );
+      const calls = spans
+        .filter(
+          (x) =>
+            x.kind === CLIENT &&
+            String(x.attributes["url.full"]).startsWith(acme.url),
+        )
+        .sort((a, b) => Number(a.startTimeUnixNano - b.startTimeUnixNano));
+      assert.deepEqual(
+        calls.map((s) => [
+          s.attributes["url.full"],
+          s.attributes["peer.service"],
+          s.attributes["http.request.resend_count"],
+          s.attributes["threadline.ratelimit.remaining"],
+        ]),
+        [
+          [`${acme.url}/limits`, "acme", undefined, 7],
+          [`${acme.url}/moved`, "acme", undefined, undefined],
+          [`${acme.url}/here`, "acme", 1, 7],
+        ],
+      );
+      assert.deepEqual(
+        calls[0]!.attributes["http.response.header.x-ratelimit-limit"],
+        ["10"],
+      );
+    });
   });
 }
