@@ -60,6 +60,8 @@ const THIRD_PARTY = Symbol("threadline.undici.third-party");
 const CALL = Symbol("threadline.undici.call");
 /** Set on the hops of a redirect only: which resend of the request a hop is. */
 const RESEND = Symbol("threadline.undici.resend-count");
+/** Set on redirect answers only, once their headers have arrived. */
+const REDIRECTED = Symbol("threadline.undici.redirected");
 
 /**
  * A response's header fields as `undici:request:headers` publishes them:
@@ -97,6 +99,7 @@ interface UndiciRequest {
   [THIRD_PARTY]?: boolean;
   [CALL]?: ClientCall | undefined;
   [RESEND]?: number;
+  [REDIRECTED]?: boolean;
 }
 
 interface Origin {
@@ -296,6 +299,7 @@ function rememberRedirect(
 ): void {
   const target = redirectTarget(request, headers);
   if (target === undefined) return;
+  request[REDIRECTED] = true;
   const hop: PendingRedirect = {
     traceId: span.spanContext().traceId,
     resendCount: (request[RESEND] ?? 0) + 1,
@@ -325,6 +329,10 @@ function takeRedirect(url: string, ctx: Context): number | undefined {
   const [hop] = waiting.splice(i, 1);
   if (waiting.length === 0) redirects.delete(url);
   return hop!.resendCount;
+}
+
+function isAbort(error: unknown): boolean {
+  return (error as { name?: unknown } | null)?.name === "AbortError";
 }
 
 /** Removes every `name` header the application set on the request. */
@@ -404,7 +412,12 @@ export class UndiciInstrumentation implements Instrumentation {
       request[SPAN] = undefined;
       const call = request[CALL];
       request[CALL] = undefined;
-      recordClientError(span, error, call);
+      // fetch() drops the answer to a redirect it follows unread: undici 8
+      // aborts it, which fails the request whenever its body has not all
+      // arrived yet (over HTTP/2 nearly always); undici 7 let it finish.
+      // The answer came, so the call did not fail.
+      if (request[REDIRECTED] !== true || !isAbort(error))
+        recordClientError(span, error, call);
       span.end();
       finishClientCall(call);
     };

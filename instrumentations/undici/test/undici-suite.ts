@@ -14,6 +14,7 @@ import {
   startForwardProxy,
   startOtlpReceiver,
   startRecordingServer,
+  waitFor,
   type ForwardProxy,
   type OtlpReceiver,
   type RecordingServer,
@@ -513,7 +514,7 @@ export function undiciTests(undici: Undici): void {
     /**
      * A third party served over TLS that speaks HTTP/2 (undici 8 asks for
      * it by default, undici 7 when allowed), answering each path with a
-     * redirect or with its rate limits.
+     * redirect or with its rate limits, and `/hang` never.
      */
     async function http2ThirdParty(
       redirects: Record<string, string>,
@@ -524,6 +525,8 @@ export function undiciTests(undici: Undici): void {
         { key, cert, allowHTTP1: true },
         (req, res) => {
           versions.push(req.httpVersion);
+          // Left unanswered, for the application to give up on.
+          if (req.url === "/hang") return;
           const location = redirects[req.url];
           if (location !== undefined) {
             res.writeHead(302, { location }).end();
@@ -597,6 +600,53 @@ export function undiciTests(undici: Undici): void {
         calls[0]!.attributes["http.response.header.x-ratelimit-limit"],
         ["10"],
       );
+    });
+
+    it("does not record the redirect answer fetch() follows as a failed call", async () => {
+      const acme = await http2ThirdParty({ "/old": "/new" });
+      const agent = new undici.Agent({
+        allowH2: true,
+        connect: { ca: acme.ca },
+      });
+      closing.push(() => agent.close());
+      await serving(async () => {
+        const res = await undici.fetch(`${acme.url}/old`, {
+          dispatcher: agent,
+        });
+        assert.equal(res.status, 200);
+        await res.text();
+        // A call the application aborts still failed.
+        const abort = new AbortController();
+        const hanging = undici.fetch(`${acme.url}/hang`, {
+          dispatcher: agent,
+          signal: abort.signal,
+        });
+        await waitFor(() => acme.versions.length === 3, {
+          what: "the call to hang",
+        });
+        abort.abort();
+        await assert.rejects(hanging, { name: "AbortError" });
+      });
+      assert.deepEqual(acme.versions, ["2.0", "2.0", "2.0"]);
+      const spans = await receiver.waitForSpans(
+        (s) => s.some((x) => x.attributes["url.full"] === `${acme.url}/new`),
+        "the hop's span",
+      );
+      const answer = spans.find(
+        (x) => x.attributes["url.full"] === `${acme.url}/old`,
+      );
+      assert.equal(answer?.attributes["http.response.status_code"], 302);
+      assert.equal(answer?.attributes["error.type"], undefined);
+      assert.equal(answer?.status.code, 0);
+      assert.deepEqual(answer?.events, []);
+      const aborted = await receiver.waitForSpans(
+        (s) => s.some((x) => x.attributes["url.full"] === `${acme.url}/hang`),
+        "the aborted call's span",
+      );
+      const hung = aborted.find(
+        (x) => x.attributes["url.full"] === `${acme.url}/hang`,
+      );
+      assert.equal(hung?.attributes["error.type"], "AbortError");
     });
   });
 }
