@@ -8,8 +8,12 @@
 // (header-splice.ts; into a copy of the message headers when amqplib was
 // loaded before us, or when the application set one of those headers
 // itself). On a confirm channel the span
-// ends when the broker confirms (or nacks) the message; pushConfirmCallback
-// tells us the publish is a confirmed one.
+// ends when the broker confirms (or nacks) the message. ConfirmChannel's
+// publish, wrapped in both APIs, tells us the publish is a confirmed one and
+// where amqplib queues its callback: at the end of `unconfirmed` as the
+// publish began. amqplib 0.10 queues it before sendMessage, 1.x and later
+// after (so a callback found there during sendMessage is the previous
+// publish's); the callback is taken over once publish has returned.
 //
 // Consumer: consume() wraps the application's callback, which then runs in
 // a CONSUMER span continuing the producer's trace (or, in link mode, a new
@@ -106,7 +110,11 @@ const PENDING = Symbol("threadline.amqp.pending");
  * has not settled yet, and whether their message has been.
  */
 const FINISHING = Symbol("threadline.amqp.finishing");
-const CONFIRM_SLOT = Symbol("threadline.amqp.confirm-slot");
+/**
+ * On a confirm channel, during its publish: `null` until sendMessage has
+ * sent the message, then the message's publish span (when it made one).
+ */
+const CONFIRMING = Symbol("threadline.amqp.confirming");
 const CLOSE_HOOKED = Symbol("threadline.amqp.close-hooked");
 /** On a confirm channel: publish spans the broker has not confirmed yet. */
 const PUBLISHING = Symbol("threadline.amqp.publishing");
@@ -142,7 +150,7 @@ interface ChannelLike {
   unconfirmed?: unknown[];
   [PENDING]?: Map<number, Span>;
   [FINISHING]?: Map<Span, boolean>;
-  [CONFIRM_SLOT]?: number;
+  [CONFIRMING]?: Span | null;
   [CLOSE_HOOKED]?: boolean;
   [PUBLISHING]?: Set<Span>;
   [WATCHED]?: object;
@@ -502,7 +510,6 @@ export class AmqplibInstrumentation implements Instrumentation {
         this.#patch(proto, "sendMessage", (o) =>
           this.#wrapSendMessage(o, splice),
         );
-        this.#patch(proto, "pushConfirmCallback", (o) => wrapPushConfirm(o));
         this.#patch(proto, "sendImmediately", (o) =>
           this.#wrapSendImmediately(o),
         );
@@ -525,6 +532,15 @@ export class AmqplibInstrumentation implements Instrumentation {
             this.#patch(proto, "get", (o) =>
               this.#wrapGet(o, file === "lib/callback_model.js"),
             );
+            const confirm = (
+              exports as {
+                ConfirmChannel?: { prototype: Record<string, unknown> };
+              }
+            ).ConfirmChannel?.prototype;
+            if (confirm !== undefined)
+              this.#patch(confirm, "publish", (o) =>
+                this.#wrapConfirmPublish(o),
+              );
             return undefined;
           },
         }),
@@ -643,8 +659,6 @@ export class AmqplibInstrumentation implements Instrumentation {
       properties: unknown,
       content: unknown,
     ): unknown {
-      const slot = this[CONFIRM_SLOT];
-      this[CONFIRM_SLOT] = undefined;
       if (!self.#enabled)
         return original.call(this, fields, properties, content);
       self.#watchConnection(this);
@@ -659,7 +673,6 @@ export class AmqplibInstrumentation implements Instrumentation {
           fields as Record<string, unknown>,
           properties as Record<string, unknown>,
           content,
-          slot,
           splice,
         );
       } catch (err) {
@@ -686,7 +699,11 @@ export class AmqplibInstrumentation implements Instrumentation {
             "a message went without trace headers (amqplib's encoder was loaded in an unexpected way); later ones will have them",
           );
         }
-        if (span !== undefined && slot === undefined) span.end();
+        if (span !== undefined) {
+          // A confirmed publish's span ends at the broker's answer.
+          if (this[CONFIRMING] === null) this[CONFIRMING] = span;
+          else span.end();
+        }
         meters().sent.add(
           1,
           sentSets.get(
@@ -710,9 +727,9 @@ export class AmqplibInstrumentation implements Instrumentation {
             undefined,
           ),
         );
-        // amqplib leaves the confirm callback it queued for this message
-        // to answer the next one's confirm: the span must not end there.
-        if (span !== undefined && this[PUBLISHING]?.delete(span) !== false) {
+        // Never the confirm callback's: amqplib 0.10 leaves the one it
+        // queued for this message to answer the next one's confirm.
+        if (span !== undefined) {
           markFailed(span, err);
           span.end();
         }
@@ -763,7 +780,6 @@ export class AmqplibInstrumentation implements Instrumentation {
     fields: Record<string, unknown>,
     properties: Record<string, unknown>,
     content: unknown,
-    slot: number | undefined,
     splice: boolean,
   ): Span {
     const exchange =
@@ -835,43 +851,40 @@ export class AmqplibInstrumentation implements Instrumentation {
         properties["headers"] = copyHeaders(given, drop);
       }
     }
-    if (
-      slot !== undefined &&
-      Array.isArray(channel.unconfirmed) &&
-      slot < channel.unconfirmed.length
-    ) {
-      const original = channel.unconfirmed[slot];
-      const publishing = (channel[PUBLISHING] ??= new Set());
-      publishing.add(span);
-      hookClose(channel);
-      // The broker's answer arrives on the connection's socket: the
-      // application's callback goes back to the publisher's context.
-      const answer =
-        typeof original === "function"
-          ? inCallerContext(
-              original as (e: unknown, o: unknown) => unknown,
-              "amqp.confirm",
-            )
-          : undefined;
-      channel.unconfirmed[slot] = (err: unknown, ok: unknown) => {
-        // Not when the span already ended: its publish threw, or the
-        // channel closed first.
-        if (publishing.delete(span)) {
-          if (err) {
-            span.setAttribute("messaging.rabbitmq.settlement", "nack");
-            span.setStatus({
-              code: SpanStatusCode.ERROR,
-              message: "the broker did not confirm the message",
-            });
-          } else {
-            span.setAttribute("messaging.rabbitmq.settlement", "confirmed");
-          }
-          span.end();
-        }
-        return answer?.(err, ok);
-      };
-    }
     return span;
+  }
+
+  /**
+   * ConfirmChannel's publish (promise and callback APIs): its callback goes
+   * at the end of `unconfirmed` as it began, before or after sendMessage
+   * by amqplib's version, and is taken over when publish returns, for the
+   * span sendMessage left open (none when the publish threw or was not
+   * traced: the callback is then amqplib's as it was).
+   */
+  #wrapConfirmPublish(original: AnyFn): AnyFn {
+    const self = this;
+    return function threadlineConfirmPublish(
+      this: ChannelLike,
+      exchange: unknown,
+      routingKey: unknown,
+      content: unknown,
+      options: unknown,
+      cb: unknown,
+    ): unknown {
+      if (!self.#enabled)
+        return original.call(this, exchange, routingKey, content, options, cb);
+      const slot = Array.isArray(this.unconfirmed)
+        ? this.unconfirmed.length
+        : -1;
+      this[CONFIRMING] = null;
+      try {
+        return original.call(this, exchange, routingKey, content, options, cb);
+      } finally {
+        const span = this[CONFIRMING];
+        this[CONFIRMING] = undefined;
+        if (span) awaitConfirm(this, span, slot);
+      }
+    };
   }
 
   // ---- consumer -------------------------------------------------------
@@ -1206,15 +1219,46 @@ function hookClose(channel: ChannelLike): void {
   });
 }
 
-function wrapPushConfirm(original: AnyFn): AnyFn {
-  return function threadlinePushConfirmCallback(
-    this: ChannelLike,
-    cb: unknown,
-  ): unknown {
-    this[CONFIRM_SLOT] = Array.isArray(this.unconfirmed)
-      ? this.unconfirmed.length
+/**
+ * Ends a confirmed publish's span when the broker answers, through the
+ * confirm callback amqplib queued for it at `slot`, which also goes back to
+ * the publisher's context.
+ */
+function awaitConfirm(channel: ChannelLike, span: Span, slot: number): void {
+  const unconfirmed = channel.unconfirmed;
+  if (!Array.isArray(unconfirmed) || slot < 0 || slot >= unconfirmed.length) {
+    // No callback to answer it: nothing would end the span.
+    span.end();
+    return;
+  }
+  const original = unconfirmed[slot];
+  const publishing = (channel[PUBLISHING] ??= new Set());
+  publishing.add(span);
+  hookClose(channel);
+  // The broker's answer arrives on the connection's socket: the
+  // application's callback goes back to the publisher's context.
+  const answer =
+    typeof original === "function"
+      ? inCallerContext(
+          original as (e: unknown, o: unknown) => unknown,
+          "amqp.confirm",
+        )
       : undefined;
-    return original.call(this, cb);
+  unconfirmed[slot] = (err: unknown, ok: unknown) => {
+    // Not when the span already ended: the channel closed first.
+    if (publishing.delete(span)) {
+      if (err) {
+        span.setAttribute("messaging.rabbitmq.settlement", "nack");
+        span.setStatus({
+          code: SpanStatusCode.ERROR,
+          message: "the broker did not confirm the message",
+        });
+      } else {
+        span.setAttribute("messaging.rabbitmq.settlement", "confirmed");
+      }
+      span.end();
+    }
+    return answer?.(err, ok);
   };
 }
 

@@ -2,9 +2,8 @@
 // warns about): its encoder is not wrapped, and publishes still carry the
 // trace headers, in a copy of the application's headers.
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
 import { after, before, it } from "node:test";
-import amqp from "amqplib";
+import type { ChannelModel } from "amqplib";
 import { trace } from "@opentelemetry/api";
 import {
   startOtlpReceiver,
@@ -14,10 +13,14 @@ import {
   type OtlpReceiver,
 } from "@threadline/test-support";
 import { init, withCustomer, type ThreadlineHandle } from "@threadline/node";
+import { loadAmqplib, loadDefs } from "./fixtures/amqplib-under-test.ts";
+
+// Before Threadline starts.
+const amqp = loadAmqplib();
 
 let receiver: OtlpReceiver;
 let threadline: ThreadlineHandle;
-let connection: amqp.ChannelModel;
+let connection: ChannelModel;
 
 before(async () => {
   receiver = await startOtlpReceiver();
@@ -39,9 +42,7 @@ after(async () => {
 });
 
 it("carries trace context, baggage and the application's headers", async () => {
-  const defs = createRequire(import.meta.url)("amqplib/lib/defs.js") as {
-    encodeProperties: { name: string };
-  };
+  const defs = loadDefs();
   assert.notEqual(defs.encodeProperties.name, "threadlineEncodeProperties");
   const ch = await connection.createChannel();
   const q = `q-late-${process.pid}`;

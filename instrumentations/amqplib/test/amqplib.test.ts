@@ -4,7 +4,6 @@
 // an amqplib loaded first).
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { createRequire } from "node:module";
 import net from "node:net";
 import { after, before, beforeEach, describe, it } from "node:test";
 import type amqp from "amqplib";
@@ -27,6 +26,11 @@ import {
   type InitOptions,
   type ThreadlineHandle,
 } from "@threadline/node";
+import {
+  loadAmqplib,
+  loadCallbackApi,
+  loadDefs,
+} from "./fixtures/amqplib-under-test.ts";
 
 const PRODUCER = 4;
 const CONSUMER = 5;
@@ -54,8 +58,8 @@ before(async () => {
   receiver = await startOtlpReceiver();
   brokerUrl = await testBroker();
   start();
-  const amqpApi = (await import("amqplib")).default;
-  amqpCallbackApi = (await import("amqplib/callback_api.js")).default;
+  const amqpApi = loadAmqplib();
+  amqpCallbackApi = loadCallbackApi();
   connection = await amqpApi.connect(brokerUrl);
 });
 
@@ -140,9 +144,7 @@ describe("promise API", () => {
   it("writes the trace headers into the encoded message, leaving the application's headers object alone", async () => {
     // The encoder connection.js uses is the wrapped one: this suite runs the
     // path a service started with --import gets.
-    const defs = createRequire(import.meta.url)("amqplib/lib/defs.js") as {
-      encodeProperties: { name: string };
-    };
+    const defs = loadDefs();
     assert.equal(defs.encodeProperties.name, "threadlineEncodeProperties");
     const ch = await connection.createChannel();
     const q = queueName();
@@ -524,6 +526,57 @@ describe("what arrives from the connection's socket", () => {
     await new Promise<void>((resolve) => conn.close(() => resolve()));
   });
 
+  it("answers each confirm as its own publisher, and settles each publish span by its own confirm", async () => {
+    // amqplib 1.x and later queue a confirm callback after sending its
+    // message, 0.10 before: neither may hand one publish's callback and
+    // span to the next.
+    const ch = await connection.createConfirmChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    const customers = ["c-A", "c-B", "c-C"];
+    const traceIds: string[] = [];
+    const seen: Array<[string, string | undefined, string | undefined]> = [];
+    for (const customer of customers)
+      withCustomer(customer, () =>
+        trace.getTracer("t").startActiveSpan("request", (root) => {
+          traceIds.push(root.spanContext().traceId);
+          ch.sendToQueue(
+            q,
+            Buffer.from(customer),
+            { messageId: customer },
+            () =>
+              seen.push([
+                customer,
+                getCustomerId(),
+                trace.getActiveSpan()?.spanContext().traceId,
+              ]),
+          );
+          root.end();
+        }),
+      );
+    await ch.waitForConfirms();
+    assert.deepEqual(
+      seen,
+      customers.map((c, i) => [c, c, traceIds[i]]),
+    );
+    const spans = await receiver.waitForSpans(
+      (s) => producers(s).length >= 3,
+      "the publish spans",
+    );
+    assert.deepEqual(
+      producers(spans)
+        .map((p) => [
+          p.attributes["messaging.message.id"],
+          p.attributes["customer.id"],
+          p.traceId,
+          p.attributes["messaging.rabbitmq.settlement"],
+        ])
+        .sort(),
+      customers.map((c, i) => [c, c, traceIds[i], "confirmed"]),
+    );
+    await ch.close();
+  });
+
   it("ends a delivery's span at once for any truthy noAck, as amqplib reads it", async () => {
     const ch = await connection.createChannel();
     const q = queueName();
@@ -546,7 +599,7 @@ describe("what arrives from the connection's socket", () => {
   });
 
   it("sends a message whose properties fill the frame without trace headers, not a frame the broker refuses", async () => {
-    const amqpApi = (await import("amqplib")).default;
+    const amqpApi = loadAmqplib();
     const small = await amqpApi.connect(`${brokerUrl}?frameMax=8192`);
     let closed = false;
     small.on("close", () => (closed = true));
@@ -575,7 +628,7 @@ describe("what arrives from the connection's socket", () => {
   it("sends a message whose copied trace headers fill the frame without trace headers, not a frame the broker refuses", async () => {
     // Headers that already carry a traceparent take the copy path: the
     // trace headers go into a copy of them, which amqplib encodes unchecked.
-    const amqpApi = (await import("amqplib")).default;
+    const amqpApi = loadAmqplib();
     const small = await amqpApi.connect(`${brokerUrl}?frameMax=8192`);
     let closed = false;
     small.on("close", () => (closed = true));
@@ -883,7 +936,7 @@ describe("the connection's health", () => {
           .map((c) => `${c.name}: ${c.status}`),
       };
     };
-    const amqpApi = (await import("amqplib")).default;
+    const amqpApi = loadAmqplib();
     const publishOn = async (conn: amqp.ChannelModel) => {
       conn.on("error", () => {});
       const ch = await conn.createChannel();

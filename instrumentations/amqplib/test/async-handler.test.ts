@@ -16,6 +16,7 @@ import {
   waitFor,
   type OtlpReceiver,
 } from "@threadline/test-support";
+import { amqplibPath } from "./fixtures/amqplib-under-test.ts";
 
 let receiver: OtlpReceiver;
 let brokerUrl: string;
@@ -42,6 +43,7 @@ function startConsumer(entry: string, queue: string) {
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
       OTEL_BSP_SCHEDULE_DELAY: "50",
       AMQP_URL: brokerUrl,
+      AMQPLIB_PATH: amqplibPath,
       QUEUE: queue,
     },
   });

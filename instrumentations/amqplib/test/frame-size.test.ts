@@ -2,8 +2,10 @@
 // gives the same properties, byte for byte.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { defs } from "./fixtures/amqplib-defs.ts";
+import { loadDefs } from "./fixtures/amqplib-under-test.ts";
 import { contentHeaderSize, tableSize } from "../src/frame-size.ts";
+
+const defs = loadDefs();
 
 function encoded(properties: Record<string, unknown>): number {
   return defs.encodeProperties(defs.BasicProperties, 1, 10, properties).length;

@@ -3,8 +3,10 @@
 // headers object.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { defs } from "./fixtures/amqplib-defs.ts";
+import { loadDefs } from "./fixtures/amqplib-under-test.ts";
 import { spliceHeaders, type HeaderEntries } from "../src/header-splice.ts";
+
+const defs = loadDefs();
 
 const TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 const SENT_AT = 1_764_692_000_123;
