@@ -155,6 +155,7 @@ interface ChannelLike {
   [PUBLISHING]?: Set<Span>;
   [WATCHED]?: object;
   once?(event: string, listener: () => void): unknown;
+  prependOnceListener?(event: string, listener: () => void): unknown;
 }
 
 // amqplib methods are called on channel objects; `this` is typed where it is used.
@@ -1181,13 +1182,19 @@ export class AmqplibInstrumentation implements Instrumentation {
 /**
  * Once per channel: when it closes, the deliveries it still held are
  * settled as closed, and the publishes the broker never confirmed end as
- * failed (amqplib answers the waiting confirm callbacks only up to the
- * first one the broker answered out of order).
+ * failed, closed. Ahead of amqplib's own listener, which answers the
+ * waiting confirm callbacks with an error as a nack would be (0.10 only
+ * up to the first one the broker answered out of order, 1.x and later
+ * every one).
  */
 function hookClose(channel: ChannelLike): void {
-  if (channel[CLOSE_HOOKED] || typeof channel.once !== "function") return;
+  if (
+    channel[CLOSE_HOOKED] ||
+    typeof channel.prependOnceListener !== "function"
+  )
+    return;
   channel[CLOSE_HOOKED] = true;
-  channel.once("close", () => {
+  channel.prependOnceListener("close", () => {
     // Settled, their callbacks' promises still pending: they may never
     // settle.
     const finishing = channel[FINISHING];

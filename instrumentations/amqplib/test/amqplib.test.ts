@@ -661,6 +661,43 @@ describe("what arrives from the connection's socket", () => {
     }
   });
 
+  it("settles the publishes a confirm channel closes on as channel_closed, not as nacked", async () => {
+    const ch = await connection.createConfirmChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    const answers: string[] = [];
+    // Closed before the broker's confirms can arrive: amqplib drops those
+    // that come while it closes, and answers every waiting callback with an
+    // error.
+    for (const id of ["m-1", "m-2", "m-3"])
+      ch.sendToQueue(q, Buffer.from(id), { messageId: id }, (err) =>
+        answers.push(err ? (err as Error).message : "confirmed"),
+      );
+    await ch.close();
+    assert.deepEqual(answers, Array(3).fill("channel closed"));
+    await threadline.forceFlush();
+    const spans = await receiver.waitForSpans(
+      (s) => producers(s).length >= 3,
+      "the publish spans",
+    );
+    assert.deepEqual(
+      producers(spans)
+        .map((p) => [
+          p.attributes["messaging.message.id"],
+          p.attributes["messaging.rabbitmq.settlement"],
+          p.status.code,
+          p.status.message,
+        ])
+        .sort(),
+      ["m-1", "m-2", "m-3"].map((id) => [
+        id,
+        "channel_closed",
+        2,
+        "the channel closed before the broker confirmed the message",
+      ]),
+    );
+  });
+
   it("ends every publish span of a confirm channel that closes, and each once", async () => {
     const ch = await connection.createConfirmChannel();
     ch.on("error", () => {});
