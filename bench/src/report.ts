@@ -452,6 +452,19 @@ function longRunText(input: ReportInput): string {
         `| ${label(r.contender)}: young generation added | ${cells((n) => signed(young(r, n) - young(bare, n), 1))} |`,
       ]),
   ];
+  // What Threadline adds where its young generation and no agent's were the same size.
+  const tl = runs.find((r) => r.contender === "threadline-100");
+  const level = tl?.points.flatMap((p) => {
+    const b = at(bare, p.requests);
+    const y = young(tl, p.requests) - young(bare, p.requests);
+    return b !== undefined && Math.abs(y) < 2
+      ? [mb(p.peakRss - b.peakRss)]
+      : [];
+  });
+  const inStep =
+    level === undefined || level.length === 0
+      ? ""
+      : ` Where Threadline's young generation was the size of no agent's (${level.length} of ${checkpoints.length} counts), it added ${fmt(Math.min(...level), 1)}${level.length > 1 ? ` to ${fmt(Math.max(...level), 1)}` : ""} MB.`;
   const realistic = input.handlers.find((h) => h.name === "realistic");
   const rounds =
     realistic === undefined
@@ -474,7 +487,7 @@ ${rows.join("\n")}
 
 V8 goes on doubling a busy service's young generation, with or without an agent, until it reaches its limit; a
 service whose requests keep more objects alive gets there sooner (see above), and what an agent adds to RSS
-while it is ahead is mostly that. Once both are at the limit the difference is what else the agent keeps.
+while it is ahead is mostly that. Once both are at the limit the difference is what else the agent keeps.${inStep}
 
 `;
 }

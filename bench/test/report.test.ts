@@ -617,6 +617,10 @@ it("sets each agent's memory beside no agent's over the long run, and judges the
   assert.match(section, /: RSS added \| \+35\.0 \| \+30\.0 \|/);
   assert.match(section, /: young generation added \| \+16\.0 \| \+0\.0 \|/);
   assert.match(
+    section,
+    /the size of no agent's \(1 of 2 counts\), it added 30\.0 MB\./,
+  );
+  assert.match(
     markdown,
     /\| the same after 800,000 requests in one stretch [^|]*\| 30\.0 MB \| met \|/,
   );
