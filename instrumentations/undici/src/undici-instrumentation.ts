@@ -10,6 +10,9 @@
 // request per hop: a redirect answer leaves the URL it points to until the
 // end of that turn of the event loop, and the hop fetch creates for it in
 // the meantime, in the same trace, is its resend (`redirects` below).
+// fetch() aborts the answer to a redirect it follows, undici 8 before it
+// creates the hop: such an abort waits for the end of that turn to be told
+// from one the application makes.
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import {
   context,
@@ -60,8 +63,8 @@ const THIRD_PARTY = Symbol("threadline.undici.third-party");
 const CALL = Symbol("threadline.undici.call");
 /** Set on the hops of a redirect only: which resend of the request a hop is. */
 const RESEND = Symbol("threadline.undici.resend-count");
-/** Set on redirect answers only, once their headers have arrived. */
-const REDIRECTED = Symbol("threadline.undici.redirected");
+/** Set on redirect answers only, once their headers have arrived: the hop waiting for fetch(). */
+const REDIRECT = Symbol("threadline.undici.redirect");
 
 /**
  * A response's header fields as `undici:request:headers` publishes them:
@@ -99,7 +102,7 @@ interface UndiciRequest {
   [THIRD_PARTY]?: boolean;
   [CALL]?: ClientCall | undefined;
   [RESEND]?: number;
-  [REDIRECTED]?: boolean;
+  [REDIRECT]?: PendingRedirect;
 }
 
 interface Origin {
@@ -245,6 +248,19 @@ const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 interface PendingRedirect {
   readonly traceId: string;
   readonly resendCount: number;
+  /** Which turn of the event loop it was answered in (`turn`). */
+  readonly turn: number;
+  /** Set once fetch() has created the hop: it follows the redirect. */
+  followed: boolean;
+}
+
+/** A redirect answer aborted in the turn it came, before fetch() made its hop, if it makes one. */
+interface AbortedAnswer {
+  readonly pending: PendingRedirect;
+  readonly span: Span;
+  readonly call: ClientCall | undefined;
+  readonly error: unknown;
+  readonly endTime: number;
 }
 
 /**
@@ -259,10 +275,25 @@ interface PendingRedirect {
  */
 const redirects = new Map<string, PendingRedirect[]>();
 let redirectsCleared = true;
+let forgetting: NodeJS.Immediate | undefined;
+/** Counts the ends of turns that forgot redirects. */
+let turn = 0;
+let abortedAnswers: AbortedAnswer[] = [];
 
 function forgetRedirects(): void {
   redirects.clear();
   redirectsCleared = true;
+  forgetting = undefined;
+  turn++;
+  if (abortedAnswers.length === 0) return;
+  const aborted = abortedAnswers;
+  abortedAnswers = [];
+  for (const a of aborted) {
+    // Aborted by fetch() to follow it: the answer came, the call did not fail.
+    if (!a.pending.followed) recordClientError(a.span, a.error, a.call);
+    a.span.end(a.endTime);
+    finishClientCall(a.call);
+  }
 }
 
 /** The URL a redirect answer's `Location` header points to, as fetch() will ask for it; undefined when none. */
@@ -299,17 +330,19 @@ function rememberRedirect(
 ): void {
   const target = redirectTarget(request, headers);
   if (target === undefined) return;
-  request[REDIRECTED] = true;
   const hop: PendingRedirect = {
     traceId: span.spanContext().traceId,
     resendCount: (request[RESEND] ?? 0) + 1,
+    turn,
+    followed: false,
   };
+  request[REDIRECT] = hop;
   const waiting = redirects.get(target);
   if (waiting === undefined) redirects.set(target, [hop]);
   else waiting.push(hop);
   if (redirectsCleared) {
     redirectsCleared = false;
-    setImmediate(forgetRedirects).unref();
+    forgetting = setImmediate(forgetRedirects).unref();
   }
 }
 
@@ -328,6 +361,7 @@ function takeRedirect(url: string, ctx: Context): number | undefined {
   if (i === -1) return undefined;
   const [hop] = waiting.splice(i, 1);
   if (waiting.length === 0) redirects.delete(url);
+  hop!.followed = true;
   return hop!.resendCount;
 }
 
@@ -415,9 +449,32 @@ export class UndiciInstrumentation implements Instrumentation {
       // fetch() drops the answer to a redirect it follows unread: undici 8
       // aborts it, which fails the request whenever its body has not all
       // arrived yet (over HTTP/2 nearly always); undici 7 let it finish.
-      // The answer came, so the call did not fail.
-      if (request[REDIRECTED] !== true || !isAbort(error))
-        recordClientError(span, error, call);
+      // The answer came, so the call did not fail. undici 8 aborts it before
+      // it creates the hop, so an abort in the turn the answer came waits
+      // for that turn's end; an abort of a redirect nobody follows (the
+      // application's, of an answer to `redirect: "manual"` or to
+      // `request()`) is a failure like any other.
+      const pending = request[REDIRECT];
+      if (pending !== undefined && isAbort(error)) {
+        if (pending.followed) {
+          span.end();
+          finishClientCall(call);
+          return;
+        }
+        if (pending.turn === turn) {
+          abortedAnswers.push({
+            pending,
+            span,
+            call,
+            error,
+            endTime: performance.now(),
+          });
+          // Not lost should nothing else keep the process alive.
+          forgetting?.ref();
+          return;
+        }
+      }
+      recordClientError(span, error, call);
       span.end();
       finishClientCall(call);
     };

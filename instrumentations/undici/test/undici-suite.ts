@@ -508,6 +508,76 @@ export function undiciTests(undici: Undici): void {
         assert.equal(first?.attributes["http.request.resend_count"], undefined);
       });
     }
+
+    it("records a redirect answer the application aborts itself, followed by nobody, as a failed call", async () => {
+      // Each path answers a redirect whose body never finishes.
+      const service = http.createServer((_req, res) => {
+        res.writeHead(302, { location: "/elsewhere" });
+        res.write("partial");
+      });
+      await new Promise<void>((resolve) =>
+        service.listen(0, "127.0.0.1", resolve),
+      );
+      closing.push(
+        () =>
+          new Promise((resolve) => {
+            service.closeAllConnections();
+            service.close(() => resolve());
+          }),
+      );
+      const url = `http://127.0.0.1:${(service.address() as { port: number }).port}`;
+      await serving(async () => {
+        // Given up on as soon as the answer is there, and later, as the
+        // application's own timeout would, while waiting for the rest.
+        const giveUp = (path: string, abort: AbortController) => {
+          if (path.endsWith("-now")) abort.abort();
+          else setTimeout(() => abort.abort(), 20);
+        };
+        for (const path of ["/manual-now", "/manual-later"]) {
+          const abort = new AbortController();
+          const res = await undici.fetch(`${url}${path}`, {
+            redirect: "manual",
+            signal: abort.signal,
+          });
+          assert.equal(res.status, 302);
+          giveUp(path, abort);
+          await assert.rejects(res.text(), { name: "AbortError" });
+        }
+        for (const path of ["/request-now", "/request-later"]) {
+          const abort = new AbortController();
+          const res = await request(`${url}${path}`, { signal: abort.signal });
+          assert.equal(res.statusCode, 302);
+          giveUp(path, abort);
+          await assert.rejects(res.body.text(), { name: "AbortError" });
+        }
+      });
+      const paths = {
+        "/manual-now": "AbortError",
+        "/manual-later": "AbortError",
+        "/request-now": "UND_ERR_ABORTED",
+        "/request-later": "UND_ERR_ABORTED",
+      };
+      const urls = Object.keys(paths).map((path) => `${url}${path}`);
+      const spans = await receiver.waitForSpans(
+        (s) => urls.every((u) => s.some((x) => x.attributes["url.full"] === u)),
+        "the aborted calls' spans",
+      );
+      for (const [path, errorType] of Object.entries(paths)) {
+        const call = spans.find(
+          (x) => x.attributes["url.full"] === `${url}${path}`,
+        );
+        assert.deepEqual(
+          [
+            call?.attributes["http.response.status_code"],
+            call?.attributes["error.type"],
+            call?.status.code,
+            call?.events.map((e) => e.name),
+          ],
+          [302, errorType, 2, ["exception"]],
+          path,
+        );
+      }
+    });
   });
 
   describe("undici over HTTP/2", () => {
