@@ -1056,20 +1056,19 @@ export class AmqplibInstrumentation implements Instrumentation {
           typeof result === "object" &&
           typeof (result as Promise<unknown>).then === "function"
         ) {
-          const finishing = noAck
-            ? undefined
-            : (channel[FINISHING] ??= new Map());
-          finishing?.set(span, settled);
+          // A noAck delivery is settled already: like an acknowledged one,
+          // it ends when its channel closes should the promise never settle.
+          const finishing = (channel[FINISHING] ??= new Map());
+          finishing.set(span, settled);
+          if (noAck) hookClose(channel);
           const finish = (): void => {
-            if (finishing === undefined) return span.end();
             const settledNow = finishing.get(span);
             finishing.delete(span);
             if (settledNow === true) span.end();
           };
           void (result as Promise<unknown>).then(finish, (err: unknown) => {
             // Not on a span its channel's close has ended.
-            if (finishing === undefined || finishing.has(span))
-              markFailed(span, err);
+            if (finishing.has(span)) markFailed(span, err);
             finish();
             if (passOn) throw err;
           });

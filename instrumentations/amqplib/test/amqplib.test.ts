@@ -286,6 +286,47 @@ describe("promise API", () => {
     assert.equal(delivery.status.code, 0);
   });
 
+  it("ends a noAck delivery whose handler's promise never settles when its channel closes", async () => {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    let release = () => {};
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const delivered: string[] = [];
+    await ch.consume(
+      q,
+      async (msg) => {
+        if (msg === null) return;
+        const body = msg.content.toString();
+        delivered.push(body);
+        await (body === "finishes" ? released : new Promise(() => {}));
+      },
+      { noAck: true },
+    );
+    ch.sendToQueue(q, Buffer.from("finishes"), { messageId: "finishes" });
+    ch.sendToQueue(q, Buffer.from("stuck"), { messageId: "stuck" });
+    await waitFor(() => delivered.length === 2, { what: "both deliveries" });
+    release();
+    const finished = await receiver.waitForSpans(
+      (s) => consumers(s).length >= 1,
+      "the span of the delivery whose handler finished",
+    );
+    assert.deepEqual(
+      consumers(finished).map((s) => s.attributes["messaging.message.id"]),
+      ["finishes"],
+    );
+    await ch.close();
+    const spans = await receiver.waitForSpans(
+      (s) => consumers(s).length >= 2,
+      "the stuck delivery's span, ended by the channel's close",
+    );
+    const stuck = consumers(spans).find(
+      (s) => s.attributes["messaging.message.id"] === "stuck",
+    );
+    assert.equal(stuck?.attributes["messaging.rabbitmq.settlement"], "auto");
+    assert.equal(stuck?.status.code, 0);
+  });
+
   it("ends a confirm channel's publish span when the broker confirms", async () => {
     const ch = await connection.createConfirmChannel();
     const q = queueName();
