@@ -348,6 +348,38 @@ describe("export", () => {
       }
     });
 
+  it("spends THREADLINE_SHUTDOWN_TIMEOUT once at a natural exit, what beforeExit's flush took included", async () => {
+    // A Collector that never answers in time: beforeExit's flush waits the
+    // whole timeout, and the poller's spans of that time are left for the
+    // exit's flush, which has nothing left to wait.
+    receiver.setResponder(() => ({ delayMs: 30_000 }));
+    try {
+      const app = await startService({
+        entry: "unref-poller.mjs",
+        cwd: fixtures,
+        ready: false,
+        env: env("unref-poller-timeout", {
+          SPANS: "10",
+          THREADLINE_SHUTDOWN_TIMEOUT: "1500",
+        }),
+      });
+      const result = await Promise.race([
+        app.exited,
+        new Promise<"alive">((r) =>
+          setTimeout(() => r("alive"), 15_000).unref(),
+        ),
+      ]);
+      if (result === "alive") await app.stop("SIGKILL");
+      assert.notEqual(result, "alive", "the process exited");
+      const { exitMs } = JSON.parse(app.stdout.at(-1)!) as { exitMs: number };
+      assert.ok(exitMs >= 1500, `waited the timeout (${exitMs} ms)`);
+      // Twice the timeout, were the exit's flush given a whole one too.
+      assert.ok(exitMs < 2500, `and no more than once (${exitMs} ms)`);
+    } finally {
+      receiver.setResponder(undefined);
+    }
+  });
+
   it("sends OTEL_EXPORTER_OTLP_HEADERS, gzip-compressed when asked, and never prints them", async () => {
     const name = "headers";
     receiver.setResponder((req) =>

@@ -174,6 +174,8 @@ function installExitHooks(
 ): ExitHooks {
   // Spans and logs decide whether the exit flushes again; metrics go once, at the end.
   let lastFlushed = -1;
+  /** When the beforeExit flush's wait runs out: the exit's flush has what is left. */
+  let deadline: number | undefined;
   let finalMetricsSent = false;
   const finalMetrics = () => {
     if (finalMetricsSent) return;
@@ -205,16 +207,23 @@ function installExitHooks(
     finalMetrics();
     const s = pipeline.stats();
     lastFlushed = s.traces.created + s.logs.created;
+    deadline = performance.now() + timeoutMs;
     void pipeline.forceFlush(timeoutMs, true);
   };
   const onExit = () => {
     pipeline.hold();
+    // One timeout for the whole exit: what beforeExit's flush spent of it
+    // is gone.
+    const budget =
+      deadline === undefined
+        ? timeoutMs
+        : Math.max(0, Math.round(deadline - performance.now()));
     // Worker threads still run until the exit handlers return, and flush
     // on their own threads while this one flushes and waits.
-    const asked = workers?.request(timeoutMs, END);
+    const asked = workers?.request(budget, END);
     const first = !finalMetricsSent;
     finalMetrics();
-    if (first || pendingWork()) pipeline.flushSync(timeoutMs);
+    if (first || pendingWork()) pipeline.flushSync(budget);
     workers?.waitSync(asked);
     diag.flush();
   };
