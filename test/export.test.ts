@@ -380,6 +380,65 @@ describe("export", () => {
     }
   });
 
+  it("gives the exit's flush the timeout the earlier flushes did not wait, however long the work between took", async () => {
+    // The poller finds a job while beforeExit's flush holds the loop; the
+    // job outlasts the timeout, and its spans, left for the exit's flush,
+    // must still go to a Collector that answers within it.
+    receiver.setResponder(() => ({ delayMs: 400 }));
+    try {
+      const name = "unref-poller-job";
+      const app = await startService({
+        entry: "unref-poller.mjs",
+        cwd: fixtures,
+        ready: false,
+        env: env(name, {
+          SPANS: "10",
+          JOB_MS: "1500",
+          JOB_SPANS: "20",
+          THREADLINE_SHUTDOWN_TIMEOUT: "1000",
+        }),
+      });
+      const { code } = await app.exited;
+      assert.equal(code, 0);
+      const { ended } = JSON.parse(app.stdout.at(-1)!) as { ended: number };
+      const received = receiver.spans.filter(
+        (s) => s.resource["service.name"] === name,
+      );
+      assert.equal(
+        received.filter((s) => s.name.startsWith("job-")).length,
+        20,
+        app.stderr.join("\n"),
+      );
+      assert.equal(received.length, ended);
+    } finally {
+      receiver.setResponder(undefined);
+    }
+  });
+
+  it("spends THREADLINE_SHUTDOWN_TIMEOUT once when the application's own SIGTERM handler ends the process", async () => {
+    receiver.setResponder(() => ({ delayMs: 30_000 }));
+    try {
+      const app = await startService({
+        entry: "graceful-once.mjs",
+        cwd: fixtures,
+        env: env("graceful-once", { THREADLINE_SHUTDOWN_TIMEOUT: "1500" }),
+      });
+      // A span waiting for export, for the flushes to wait on.
+      await fetch(app.url);
+      const since = performance.now();
+      const { code } = await app.stop("SIGTERM", 15_000);
+      const tookMs = performance.now() - since;
+      assert.equal(code, 0);
+      assert.ok(app.stdout.includes("app finished cleanly"));
+      // The signal's flush waits the timeout; beforeExit's, after the
+      // application is done, has none of it left.
+      assert.ok(tookMs >= 1500, `waited the timeout (${tookMs} ms)`);
+      assert.ok(tookMs < 2700, `and no more than once (${tookMs} ms)`);
+    } finally {
+      receiver.setResponder(undefined);
+    }
+  });
+
   it("sends OTEL_EXPORTER_OTLP_HEADERS, gzip-compressed when asked, and never prints them", async () => {
     const name = "headers";
     receiver.setResponder((req) =>

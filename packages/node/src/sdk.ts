@@ -166,6 +166,13 @@ const FLUSH: FlushAsk = { final: false, sync: false };
  */
 const END: FlushAsk = { final: true, sync: true };
 
+/**
+ * The least the exit's flush gets when earlier flushes waited the whole
+ * timeout: what was recorded since has one attempt, which a Collector that
+ * answers at once takes.
+ */
+const LAST_ATTEMPT_MS = 100;
+
 function installExitHooks(
   pipeline: ExportPipeline,
   reader: MetricReader,
@@ -174,8 +181,29 @@ function installExitHooks(
 ): ExitHooks {
   // Spans and logs decide whether the exit flushes again; metrics go once, at the end.
   let lastFlushed = -1;
-  /** When the beforeExit flush's wait runs out: the exit's flush has what is left. */
-  let deadline: number | undefined;
+  // One timeout for the whole ending: the waits of the flushes at a
+  // signal and at beforeExit count against it, and the exit's flush has
+  // what is left. Only waiting counts: work the application does between
+  // them (an unref'd timer's job, say) takes nothing from it.
+  let waited = 0;
+  let waitingSince: number | undefined;
+  const left = () =>
+    Math.max(
+      0,
+      Math.round(
+        timeoutMs -
+          waited -
+          (waitingSince === undefined ? 0 : performance.now() - waitingSince),
+      ),
+    );
+  const waitOn = (flush: Promise<unknown>) => {
+    const since = performance.now();
+    waitingSince = since;
+    void flush.finally(() => {
+      waited += performance.now() - since;
+      if (waitingSince === since) waitingSince = undefined;
+    });
+  };
   let finalMetricsSent = false;
   const finalMetrics = () => {
     if (finalMetricsSent) return;
@@ -207,23 +235,18 @@ function installExitHooks(
     finalMetrics();
     const s = pipeline.stats();
     lastFlushed = s.traces.created + s.logs.created;
-    deadline = performance.now() + timeoutMs;
-    void pipeline.forceFlush(timeoutMs, true);
+    const budget = left();
+    if (budget > 0) waitOn(pipeline.forceFlush(budget, true));
   };
   const onExit = () => {
     pipeline.hold();
-    // One timeout for the whole exit: what beforeExit's flush spent of it
-    // is gone.
-    const budget =
-      deadline === undefined
-        ? timeoutMs
-        : Math.max(0, Math.round(deadline - performance.now()));
+    const budget = Math.max(left(), Math.min(timeoutMs, LAST_ATTEMPT_MS));
     // Worker threads still run until the exit handlers return, and flush
     // on their own threads while this one flushes and waits.
     const asked = workers?.request(budget, END);
     const first = !finalMetricsSent;
     finalMetrics();
-    if (first || pendingWork()) pipeline.flushSync(budget);
+    if (first || pendingWork()) pipeline.flushSync(budget, timeoutMs);
     workers?.waitSync(asked);
     diag.flush();
   };
@@ -234,14 +257,20 @@ function installExitHooks(
     // handle the signal, it waits for whoever does.
     if (process.listenerCount(signal) - 1 - signalExitListeners() > 0) {
       // The application handles this signal; flush alongside, it decides when to exit.
-      void pipeline.forceFlush(timeoutMs, false);
-      void workers?.flush(timeoutMs, FLUSH);
+      const budget = left();
+      waitOn(
+        Promise.all([
+          pipeline.forceFlush(budget, false),
+          workers?.flush(budget, FLUSH),
+        ]),
+      );
       return;
     }
     finalMetrics();
+    const budget = left();
     void Promise.all([
-      pipeline.forceFlush(timeoutMs, true),
-      workers?.flush(timeoutMs, END),
+      pipeline.forceFlush(budget, true),
+      workers?.flush(budget, END),
     ]).finally(() => {
       process.removeListener(signal, onSignal);
       process.kill(process.pid, signal);

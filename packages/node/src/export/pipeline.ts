@@ -516,9 +516,11 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
 
   /**
    * Flushes and blocks the thread until delivered or `timeoutMs` passed.
-   * Only for 'exit' handlers, where no asynchronous work can run.
+   * Only for 'exit' handlers, where no asynchronous work can run. What is
+   * dropped is said against `timeoutOfExit`, the whole exit's timeout of
+   * which `timeoutMs` may be what is left.
    */
-  flushSync(timeoutMs: number): void {
+  flushSync(timeoutMs: number, timeoutOfExit = timeoutMs): void {
     this.hold();
     this.#spans.drain();
     this.#logs.drain();
@@ -549,14 +551,14 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       Atomics.wait(this.#control, CONTROL_FLUSHED, seen, left);
       seen = Atomics.load(this.#control, CONTROL_FLUSHED);
     }
-    this.#reportFinalDrops(before, timeoutMs, true);
+    this.#reportFinalDrops(before, timeoutOfExit, true);
     if (seen < id) {
       // The worker did not finish in time: what it still holds goes with
       // the process.
       const s = this.stats();
       warnLost(
         [s.traces.pending, s.logs.pending, s.metrics.pending],
-        timeoutMs,
+        timeoutOfExit,
       );
     }
   }
