@@ -49,19 +49,25 @@ function startConsumer(entry: string, queue: string) {
   });
 }
 
+/** The span of `queue`'s delivery, once exported, after checking it failed with `message`. */
+async function failedDelivery(queue: string, message: string) {
+  const delivery = await waitFor(
+    () => receiver.spans.find((s) => s.name === `process ${queue}`),
+    { what: "the delivery's span" },
+  );
+  assert.equal(delivery.status.code, 2);
+  assert.deepEqual(
+    delivery.events.map((e) => e.attributes["exception.message"]),
+    [message],
+  );
+  return delivery;
+}
+
 it("records an async handler's rejection on the delivery, and passes it on", async () => {
   const queue = `q-async-${process.pid}`;
   const app = await startConsumer("async-consumer.cjs", queue);
   try {
-    const delivery = await waitFor(
-      () => receiver.spans.find((s) => s.name === `process ${queue}`),
-      { what: "the delivery's span" },
-    );
-    assert.equal(delivery.status.code, 2);
-    assert.deepEqual(
-      delivery.events.map((e) => e.attributes["exception.message"]),
-      ["async handler failed"],
-    );
+    const delivery = await failedDelivery(queue, "async handler failed");
     assert.equal(delivery.attributes["messaging.rabbitmq.settlement"], "nack");
     await waitFor(
       () => app.stdout.includes("unhandled: async handler failed"),
@@ -88,15 +94,7 @@ it("never makes an unhandled rejection of a handler's promise the application ha
       "handled: handled failure",
       "still running after the rejection",
     ]);
-    const delivery = await waitFor(
-      () => receiver.spans.find((s) => s.name === `process ${queue}`),
-      { what: "the delivery's span" },
-    );
-    assert.equal(delivery.status.code, 2);
-    assert.deepEqual(
-      delivery.events.map((e) => e.attributes["exception.message"]),
-      ["handled failure"],
-    );
+    const delivery = await failedDelivery(queue, "handled failure");
     assert.equal(delivery.attributes["messaging.rabbitmq.settlement"], "auto");
   } finally {
     await app.stop();
@@ -107,16 +105,8 @@ it("records a handler's exception thrown after it acknowledged the message", asy
   const queue = `q-ack-throw-${process.pid}`;
   const app = await startConsumer("ack-then-throw-consumer.cjs", queue);
   try {
-    const delivery = await waitFor(
-      () => receiver.spans.find((s) => s.name === `process ${queue}`),
-      { what: "the delivery's span" },
-    );
+    const delivery = await failedDelivery(queue, "failed after ack");
     assert.equal(delivery.attributes["messaging.rabbitmq.settlement"], "ack");
-    assert.equal(delivery.status.code, 2);
-    assert.deepEqual(
-      delivery.events.map((e) => e.attributes["exception.message"]),
-      ["failed after ack"],
-    );
     await waitFor(
       () => app.stdout.includes("connection error: failed after ack"),
       { what: "amqplib's report of the exception to the application" },
@@ -130,16 +120,8 @@ it("records an async handler's rejection after it acknowledged the message, and 
   const queue = `q-ack-reject-${process.pid}`;
   const app = await startConsumer("ack-then-reject-consumer.cjs", queue);
   try {
-    const delivery = await waitFor(
-      () => receiver.spans.find((s) => s.name === `process ${queue}`),
-      { what: "the delivery's span" },
-    );
+    const delivery = await failedDelivery(queue, "failed after ack");
     assert.equal(delivery.attributes["messaging.rabbitmq.settlement"], "ack");
-    assert.equal(delivery.status.code, 2);
-    assert.deepEqual(
-      delivery.events.map((e) => e.attributes["exception.message"]),
-      ["failed after ack"],
-    );
     await waitFor(() => app.stdout.includes("unhandled: failed after ack"), {
       what: "the application's own report of the rejection",
     });
@@ -152,16 +134,8 @@ it("passes on the rejection of a bound async method, as class-based consumers pa
   const queue = `q-bound-${process.pid}`;
   const app = await startConsumer("bound-async-consumer.cjs", queue);
   try {
-    const delivery = await waitFor(
-      () => receiver.spans.find((s) => s.name === `process ${queue}`),
-      { what: "the delivery's span" },
-    );
+    const delivery = await failedDelivery(queue, "bound async handler failed");
     assert.equal(delivery.attributes["messaging.rabbitmq.settlement"], "ack");
-    assert.equal(delivery.status.code, 2);
-    assert.deepEqual(
-      delivery.events.map((e) => e.attributes["exception.message"]),
-      ["bound async handler failed"],
-    );
     await waitFor(
       () => app.stdout.includes("unhandled: bound async handler failed"),
       { what: "the application's own report of the rejection" },
