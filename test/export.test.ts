@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
+  exitWithin,
   selfSignedCertificate,
   startOtlpReceiver,
   startRecordingServer,
@@ -282,19 +283,11 @@ describe("export", () => {
             ...(watch === undefined ? {} : { THREADLINE_WATCH_URL: watch }),
           }),
         });
-        const result = await Promise.race([
-          app.exited,
-          new Promise<"alive">((r) =>
-            setTimeout(() => r("alive"), 15_000).unref(),
-          ),
-        ]);
-        if (result === "alive") await app.stop("SIGKILL");
-        assert.notEqual(
-          result,
-          "alive",
+        const result = await exitWithin(
+          app,
           `the process exited (collector ${endpoint})`,
         );
-        assert.equal((result as { code: number }).code, 0);
+        assert.equal(result.code, 0);
         // What could not go is said, and why: the time to send it ran out
         // (a Collector that hangs), or the last attempt failed first.
         assert.match(
@@ -323,15 +316,8 @@ describe("export", () => {
           ready: false,
           env: env(name, { SPANS: "10", THREADLINE_EXPORT_THREAD: thread }),
         });
-        const result = await Promise.race([
-          app.exited,
-          new Promise<"alive">((r) =>
-            setTimeout(() => r("alive"), 15_000).unref(),
-          ),
-        ]);
-        if (result === "alive") await app.stop("SIGKILL");
-        assert.notEqual(result, "alive", "the process exited");
-        assert.equal((result as { code: number }).code, 0);
+        const result = await exitWithin(app, "the process exited");
+        assert.equal(result.code, 0);
         const received = receiver.spans.filter(
           (s) => s.resource["service.name"] === name,
         );
@@ -363,14 +349,7 @@ describe("export", () => {
           THREADLINE_SHUTDOWN_TIMEOUT: "1500",
         }),
       });
-      const result = await Promise.race([
-        app.exited,
-        new Promise<"alive">((r) =>
-          setTimeout(() => r("alive"), 15_000).unref(),
-        ),
-      ]);
-      if (result === "alive") await app.stop("SIGKILL");
-      assert.notEqual(result, "alive", "the process exited");
+      await exitWithin(app, "the process exited");
       const { exitMs } = JSON.parse(app.stdout.at(-1)!) as { exitMs: number };
       assert.ok(exitMs >= 1500, `waited the timeout (${exitMs} ms)`);
       // Twice the timeout, were the exit's flush given a whole one too.
@@ -398,7 +377,7 @@ describe("export", () => {
           THREADLINE_SHUTDOWN_TIMEOUT: "1000",
         }),
       });
-      const { code } = await app.exited;
+      const { code } = await exitWithin(app, "the process exited");
       assert.equal(code, 0);
       const { ended } = JSON.parse(app.stdout.at(-1)!) as { ended: number };
       const received = receiver.spans.filter(

@@ -15,7 +15,7 @@ export type {
   ReceivedSpan,
   Responder,
 } from "./otlp-receiver.ts";
-export { cleanEnv, startService } from "./service.ts";
+export { cleanEnv, exitWithin, startService } from "./service.ts";
 export type { RunningService, ServiceOptions } from "./service.ts";
 export { startRecordingServer } from "./recording-server.ts";
 export type { RecordedRequest, RecordingServer } from "./recording-server.ts";

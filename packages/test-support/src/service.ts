@@ -139,3 +139,23 @@ export async function startService(
     },
   };
 }
+
+/**
+ * The service's exit once it ends by itself; if it is still running after
+ * `ms`, it is killed and this throws, saying what `what` expected.
+ */
+export async function exitWithin(
+  app: RunningService,
+  what: string,
+  ms = 15_000,
+): Promise<Awaited<RunningService["exited"]>> {
+  let timer: NodeJS.Timeout | undefined;
+  const result = await Promise.race([
+    app.exited,
+    new Promise<"alive">((r) => (timer = setTimeout(() => r("alive"), ms))),
+  ]);
+  clearTimeout(timer);
+  if (result !== "alive") return result;
+  await app.stop("SIGKILL");
+  throw new Error(`${what}: still running after ${ms} ms`);
+}
