@@ -274,7 +274,7 @@ interface AbortedAnswer {
  * other requests check the map's size.
  */
 const redirects = new Map<string, PendingRedirect[]>();
-let redirectsCleared = true;
+/** The end of this turn, when redirects are waiting for it. */
 let forgetting: NodeJS.Immediate | undefined;
 /** Counts the ends of turns that forgot redirects. */
 let turn = 0;
@@ -282,7 +282,6 @@ let abortedAnswers: AbortedAnswer[] = [];
 
 function forgetRedirects(): void {
   redirects.clear();
-  redirectsCleared = true;
   forgetting = undefined;
   turn++;
   if (abortedAnswers.length === 0) return;
@@ -340,10 +339,7 @@ function rememberRedirect(
   const waiting = redirects.get(target);
   if (waiting === undefined) redirects.set(target, [hop]);
   else waiting.push(hop);
-  if (redirectsCleared) {
-    redirectsCleared = false;
-    forgetting = setImmediate(forgetRedirects).unref();
-  }
+  forgetting ??= setImmediate(forgetRedirects).unref();
 }
 
 /**
