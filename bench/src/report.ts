@@ -344,7 +344,6 @@ const MEMORY_COLUMNS: Array<[string, (m: MemoryParts) => number]> = [
 
 /** What each contender added to each part of memory (MB, medians over rounds), beside no agent as its turns ended. */
 function memoryText(input: ReportInput): string {
-  const mb = (bytes: number) => bytes / 2 ** 20;
   const tables = input.handlers.flatMap((h) => {
     const mine = (c: string) =>
       input.results.filter(
@@ -403,6 +402,13 @@ ${tables.join("\n")}
 `;
 }
 
+const mb = (bytes: number) => bytes / 2 ** 20;
+
+/** A contender's label in the report, or its name when the run does not list it. */
+function labelOf(input: ReportInput, name: string): string {
+  return input.contenders.find((c) => c.name === name)?.label ?? name;
+}
+
 /** The RSS an agent adds at the end of the long run, or undefined when not measured. */
 function longRunAdded(
   input: ReportInput,
@@ -425,9 +431,7 @@ function longRunText(input: ReportInput): string {
   const runs = input.longRuns ?? [];
   const bare = runs.find((r) => r.contender === "none");
   if (bare === undefined || runs.length < 2) return "";
-  const mb = (bytes: number) => bytes / 2 ** 20;
-  const label = (name: string) =>
-    input.contenders.find((c) => c.name === name)?.label ?? name;
+  const label = (name: string) => labelOf(input, name);
   const checkpoints = bare.points.map((p) => p.requests);
   const at = (run: LongRun, requests: number) =>
     run.points.find((p) => p.requests === requests);
@@ -697,8 +701,7 @@ export function renderReport(
 } {
   const summary = summarize(input);
   const get = (h: string, c: string) => summaryOf(summary, h, c);
-  const label = (name: string) =>
-    input.contenders.find((c) => c.name === name)?.label ?? name;
+  const label = (name: string) => labelOf(input, name);
   const tables = input.handlers
     .map((h) => {
       const rows = input.contenders.flatMap((c) => {
