@@ -290,7 +290,11 @@ describe("an internal service and its callers", () => {
   });
 
   /** backend.cjs as an internal service; its caller here is loopback. */
-  async function backend(name: string, trustedCallers: string) {
+  async function backend(
+    name: string,
+    trustedCallers: string,
+    env: Record<string, string> = {},
+  ) {
     const svc = await startService({
       entry: "backend.cjs",
       cwd: dir,
@@ -302,6 +306,7 @@ describe("an internal service and its callers", () => {
         OTEL_SERVICE_NAME: name,
         THREADLINE_TRUSTED_CALLERS: trustedCallers,
         PORT: "0",
+        ...env,
       },
     });
     started.push(svc);
@@ -360,6 +365,63 @@ describe("an internal service and its callers", () => {
         baggage: "customer.id=c-8",
       }),
       { span: undefined, log: undefined, line: undefined },
+    );
+  });
+
+  it("keeps baggage from a payments provider declared by its URL or its address range", async () => {
+    const payments = await startService({
+      entry: "payments-provider.mjs",
+      cwd: dir,
+      env: { PORT: "0" },
+    });
+    started.push(payments);
+    for (const [name, declared] of [
+      ["by-url", `http://127.0.0.1:${payments.port}`],
+      ["by-range", `127.0.0.0/8:${payments.port}`],
+    ] as const) {
+      const svc = await backend(name, "loopback", {
+        PAYMENTS_URL: payments.url,
+        THREADLINE_THIRD_PARTIES: `${declared}=payments`,
+      });
+      const before = (await receivedByProvider(payments)).length;
+      const res = await fetch(`${svc.url}/reserve`, {
+        method: "POST",
+        headers: { "x-customer-id": "c-42" },
+        body: JSON.stringify({ item: "pen" }),
+      });
+      assert.equal(res.status, 201);
+      const received = (await receivedByProvider(payments)).slice(before);
+      assert.equal(received.length, 1, declared);
+      assert.equal(received[0]!.headers["baggage"], undefined, declared);
+      assert.match(received[0]!.headers["traceparent"] ?? "", /^00-/);
+      const spans = await receiver.waitForSpans(
+        (all) => all.some((s) => service(s) === name && s.kind === CLIENT),
+        `${name}'s call to the provider`,
+      );
+      const call = spans.find((s) => service(s) === name && s.kind === CLIENT)!;
+      assert.equal(call.attributes["peer.service"], "payments", declared);
+      assert.equal(call.attributes["customer.id"], "c-42");
+    }
+  });
+
+  it("warns about a third party declared in a form that cannot match", async () => {
+    const svc = await backend("unmatchable", "loopback", {
+      THREADLINE_THIRD_PARTIES:
+        "pay.example.com/v1=pay,*stripe.com=stripe,http://10.0.0.0/16=bank",
+    });
+    const entries = [
+      "pay.example.com/v1=pay",
+      "*stripe.com=stripe",
+      "http://10.0.0.0/16=bank",
+    ];
+    await waitFor(
+      () =>
+        entries.every((entry) =>
+          svc.stderr.some((l) =>
+            l.includes(`THREADLINE_THIRD_PARTIES entry "${entry}"`),
+          ),
+        ),
+      { what: `a warning for each of ${entries.join(" ")}` },
     );
   });
 });

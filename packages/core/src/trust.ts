@@ -58,22 +58,10 @@ export class AddressMatcher {
       this.#blocks.addSubnet("fc00::", 7, "ipv6");
       return true;
     }
-    const slash = item.indexOf("/");
-    if (slash !== -1) {
-      const net = item.slice(0, slash);
-      const prefixText = item.slice(slash + 1);
-      // Digits only: Number("") is 0, and "10.0.0.0/" must not read as
-      // every address there is.
-      const prefix = /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
-      const family = isIP(net);
-      if (
-        family === 0 ||
-        !Number.isInteger(prefix) ||
-        prefix < 0 ||
-        prefix > (family === 4 ? 32 : 128)
-      )
-        return false;
-      this.#blocks.addSubnet(net, prefix, family === 4 ? "ipv4" : "ipv6");
+    if (item.includes("/")) {
+      const block = parseCidr(item);
+      if (block === undefined) return false;
+      this.#blocks.addSubnet(block.net, block.prefix, block.family);
       return true;
     }
     const family = isIP(item);
@@ -140,6 +128,27 @@ export function canonicalHost(host: string): string {
   const hi = parseInt(mapped[1]!, 16);
   const lo = parseInt(mapped[2]!, 16);
   return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
+}
+
+/** An `address/prefix` CIDR block; undefined when it is not one. */
+function parseCidr(
+  item: string,
+): { net: string; prefix: number; family: "ipv4" | "ipv6" } | undefined {
+  const slash = item.indexOf("/");
+  const net = item.slice(0, slash);
+  const prefixText = item.slice(slash + 1);
+  // Digits only: Number("") is 0, and "10.0.0.0/" must not read as
+  // every address there is.
+  const prefix = /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
+  const family = isIP(net);
+  if (
+    family === 0 ||
+    !Number.isInteger(prefix) ||
+    prefix < 0 ||
+    prefix > (family === 4 ? 32 : 128)
+  )
+    return undefined;
+  return { net, prefix, family: family === 4 ? "ipv4" : "ipv6" };
 }
 
 /** Splits `host`, `host:port` or `[v6]:port`; undefined when the port is not a valid number. */
@@ -227,7 +236,11 @@ export class InboundTrust {
 
 /** A declared third-party API. */
 export interface ThirdPartyRule {
-  /** Host, `*.domain`, optionally with `:port`. */
+  /**
+   * Host name, `*.domain`, IP address or CIDR block, optionally with
+   * `:port`; a URL without a path (`https://api.x.com:8443`) stands for its
+   * host and port.
+   */
   pattern: string;
   /** Provider name recorded as `peer.service`, e.g. `stripe`. */
   name: string;
@@ -249,7 +262,12 @@ export interface EgressOptions {
    * @default none beyond loopback and private addresses
    */
   internalHosts?: string | readonly string[];
-  /** Third-party APIs: `{ 'api.stripe.com': 'stripe' }` or `'api.stripe.com=stripe,…'`. */
+  /**
+   * Third-party APIs: `{ 'api.stripe.com': 'stripe' }` or
+   * `'api.stripe.com=stripe,…'` (see {@link ThirdPartyRule} for the
+   * patterns). A pattern that names no host to match, such as one with a
+   * path, is reported in `thirdPartyErrors`.
+   */
   thirdParties?: string | Readonly<Record<string, string>>;
   /**
    * Request headers that, like `baggage`, go to internal hosts only: the
@@ -270,17 +288,69 @@ const INTERNAL: EgressClass = Object.freeze({
 });
 const CACHE_LIMIT = 1024;
 
+/** A third-party rule as matched. */
+interface ThirdPartyTarget {
+  /** The host in one spelling; `.domain` for `*.domain`; a CIDR block as `net/prefix`. */
+  host: string;
+  suffix: boolean;
+  /** The addresses of a CIDR block. */
+  block: BlockList | undefined;
+  port: number | undefined;
+}
+
+// A URL's scheme: `https://api.x.com` names its host.
+const URL_SCHEME = /^[a-z][a-z0-9+.-]*:\/\//;
+
+/**
+ * What a third party's pattern matches; undefined when it names no host
+ * it could match: a path (calls are judged by host), a wildcard other than
+ * a leading `*.`, credentials, a bad port. Accepted, those would never
+ * match, and the third party would get baggage as if undeclared.
+ */
+function parseThirdPartyPattern(pattern: string): ThirdPartyTarget | undefined {
+  let p = pattern.trim().toLowerCase();
+  const scheme = URL_SCHEME.exec(p);
+  if (scheme !== null) {
+    p = p.slice(scheme[0].length);
+    if (p.endsWith("/")) p = p.slice(0, -1);
+  }
+  const parsed = splitHostPort(p);
+  if (parsed === undefined) return undefined;
+  const host = canonicalHost(parsed.host);
+  const port = parsed.port;
+  if (host.startsWith("*."))
+    return isHostName(host.slice(2))
+      ? { host: host.slice(1), suffix: true, block: undefined, port }
+      : undefined;
+  if (host.includes("/")) {
+    // After a scheme, a slash starts a path: `http://10.0.0.0/16` is not a block.
+    const cidr = scheme === null ? parseCidr(host) : undefined;
+    if (cidr === undefined) return undefined;
+    const block = new BlockList();
+    block.addSubnet(cidr.net, cidr.prefix, cidr.family);
+    return {
+      host: `${cidr.net}/${cidr.prefix}`,
+      suffix: false,
+      block,
+      port,
+    };
+  }
+  return isIP(host) !== 0 || isHostName(host)
+    ? { host, suffix: false, block: undefined, port }
+    : undefined;
+}
+
 /** Classifies outbound destinations; results are cached per host:port. */
 export class EgressPolicy {
   readonly #internal: AddressMatcher;
-  readonly #thirdParties: Array<{
-    host: string;
-    suffix: boolean;
-    port: number | undefined;
-    name: string;
-  }> = [];
+  readonly #thirdParties: Array<ThirdPartyTarget & { name: string }> = [];
   readonly #cache = new Map<string, EgressClass>();
+  /** Entries that were not read, internal hosts' then third parties'. */
   readonly errors: string[] = [];
+  /** Internal host entries that were not read. */
+  readonly internalHostErrors: readonly string[];
+  /** Third-party entries (`pattern=name`) that were not read. */
+  readonly thirdPartyErrors: string[] = [];
   /** Headers removed from calls to hosts that get no baggage, lower case, `baggage` first. */
   readonly privateHeaders: readonly string[];
 
@@ -292,9 +362,13 @@ export class EgressPolicy {
       list.push("loopback", "private");
     const { matcher, errors } = AddressMatcher.parse(list);
     this.#internal = matcher;
-    this.errors.push(...errors);
-    for (const rule of parseThirdParties(options.thirdParties, this.errors))
+    this.internalHostErrors = errors;
+    for (const rule of parseThirdParties(
+      options.thirdParties,
+      this.thirdPartyErrors,
+    ))
       this.#addThirdParty(rule);
+    this.errors.push(...errors, ...this.thirdPartyErrors);
     const names = new Set(["baggage"]);
     for (const h of options.privateHeaders ?? []) names.add(h.toLowerCase());
     this.privateHeaders = Object.freeze([...names]);
@@ -309,21 +383,13 @@ export class EgressPolicy {
   }
 
   #addThirdParty(rule: ThirdPartyRule): void {
-    const parsed = splitHostPort(rule.pattern.trim().toLowerCase());
-    const name = rule.name.trim();
-    if (parsed === undefined || name.length === 0) {
-      this.errors.push(`${rule.pattern}=${rule.name}`);
+    const target = parseThirdPartyPattern(rule.pattern);
+    const name = typeof rule.name === "string" ? rule.name.trim() : "";
+    if (target === undefined || name.length === 0) {
+      this.thirdPartyErrors.push(`${rule.pattern}=${String(rule.name)}`);
       return;
     }
-    const suffix = parsed.host.startsWith("*.");
-    this.#thirdParties.push({
-      host: suffix
-        ? canonicalHost(parsed.host.slice(1))
-        : canonicalHost(parsed.host),
-      suffix,
-      port: parsed.port,
-      name,
-    });
+    this.#thirdParties.push({ ...target, name });
   }
 
   /**
@@ -342,11 +408,17 @@ export class EgressPolicy {
   }
 
   #compute(h: string, port: number | undefined): EgressClass {
+    const family = isIP(h);
     for (const t of this.#thirdParties) {
       if (t.port !== undefined && port !== undefined && t.port !== port)
         continue;
-      if (t.suffix ? h.endsWith(t.host) : h === t.host)
-        return Object.freeze({ baggage: false, thirdParty: t.name });
+      const matches =
+        t.block !== undefined
+          ? family !== 0 && t.block.check(h, family === 4 ? "ipv4" : "ipv6")
+          : t.suffix
+            ? h.endsWith(t.host)
+            : h === t.host;
+      if (matches) return Object.freeze({ baggage: false, thirdParty: t.name });
     }
     return this.#internal.matchesHost(h) ? INTERNAL : NOT_INTERNAL;
   }

@@ -162,11 +162,57 @@ describe("EgressPolicy", () => {
     assert.equal(p.classify("127.0.0.1", 4011).baggage, true);
   });
 
+  it("matches a third party declared by address, address range or URL", () => {
+    const p = new EgressPolicy({
+      thirdParties:
+        "http://10.0.0.5:8080=partner,10.9.0.0/16=bank,[fd00:1::/32]:443=v6," +
+        "https://API.Pay.example/=pay",
+    });
+    assert.deepEqual(p.errors, []);
+    assert.deepEqual(p.classify("10.0.0.5", 8080), {
+      baggage: false,
+      thirdParty: "partner",
+    });
+    assert.equal(p.classify("10.0.0.5", 8081).thirdParty, undefined);
+    assert.equal(p.classify("10.9.1.1", 443).thirdParty, "bank");
+    assert.equal(p.classify("::ffff:10.9.200.3", 80).thirdParty, "bank");
+    assert.equal(p.classify("10.10.0.1", 443).baggage, true);
+    assert.equal(p.classify("[fd00:1::7]", 443).thirdParty, "v6");
+    assert.equal(p.classify("fd00:1::7", 80).thirdParty, undefined);
+    assert.equal(p.classify("api.pay.example", 443).thirdParty, "pay");
+    assert.deepEqual(
+      p.thirdParties.map((t) => t.pattern),
+      ["10.0.0.5:8080", "10.9.0.0/16", "fd00:1::/32:443", "api.pay.example"],
+    );
+  });
+
+  it("refuses third-party patterns that could never match", () => {
+    const p = new EgressPolicy({
+      thirdParties:
+        "*stripe.com=stripe,pay.example.com/v1=pay,https://api.x.com/v1=x," +
+        "http://10.0.0.0/16=bank,10.0.0.0/33=wide,https://u@api.y.com=y," +
+        "api.z.com?a=1=z,stripe.*=s",
+    });
+    assert.deepEqual(p.thirdPartyErrors, [
+      "*stripe.com=stripe",
+      "pay.example.com/v1=pay",
+      "https://api.x.com/v1=x",
+      "http://10.0.0.0/16=bank",
+      "10.0.0.0/33=wide",
+      "https://u@api.y.com=y",
+      "api.z.com?a=1=z",
+      "stripe.*=s",
+    ]);
+    assert.deepEqual(p.thirdParties, []);
+  });
+
   it("accepts the object form and reports bad rules", () => {
     const p = new EgressPolicy({
       thirdParties: { "[::1]:9000": "ipv6-api", "api.x.com:notaport": "x" },
     });
     assert.equal(p.classify("::1", 9000).thirdParty, "ipv6-api");
     assert.deepEqual(p.errors, ["api.x.com:notaport=x"]);
+    assert.deepEqual(p.thirdPartyErrors, ["api.x.com:notaport=x"]);
+    assert.deepEqual(p.internalHostErrors, []);
   });
 });
