@@ -912,9 +912,12 @@ export function resolveConfig(
     },
     amqp: {
       consumerContext: options.amqpConsumerContext ?? consumerContextOf(r),
+      // A value meant to say no (0, no, off) must not leave a consumer
+      // taking customer ids from whoever publishes: anything but true or
+      // false is false.
       trustMessageBaggage:
         options.amqpTrustMessageBaggage ??
-        r.bool("THREADLINE_AMQP_TRUST_BAGGAGE", true),
+        r.bool("THREADLINE_AMQP_TRUST_BAGGAGE", true, false),
       externalExchanges:
         options.amqpExternalExchanges ??
         (r.str("THREADLINE_AMQP_EXTERNAL_EXCHANGES") ?? "")

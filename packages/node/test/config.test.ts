@@ -168,6 +168,30 @@ describe("resolveConfig", () => {
     );
   });
 
+  it("reads THREADLINE_AMQP_TRUST_BAGGAGE that is neither true nor false as false, with a warning", () => {
+    for (const value of ["0", "no", "off", "FALSE"]) {
+      const { config, warnings } = resolveConfig(
+        {},
+        { THREADLINE_AMQP_TRUST_BAGGAGE: value },
+      );
+      assert.equal(config.amqp.trustMessageBaggage, false, value);
+      assert.deepEqual(
+        warnings.filter((w) => w.startsWith("THREADLINE_AMQP_TRUST_BAGGAGE=")),
+        value === "FALSE"
+          ? []
+          : [
+              `THREADLINE_AMQP_TRUST_BAGGAGE=${JSON.stringify(value)} is not true or false; using false`,
+            ],
+        value,
+      );
+    }
+    assert.equal(
+      resolveConfig({}, { THREADLINE_AMQP_TRUST_BAGGAGE: "True" }).config.amqp
+        .trustMessageBaggage,
+      true,
+    );
+  });
+
   it("takes service.name from init()'s resource attributes over the environment's", () => {
     const env = {
       OTEL_SERVICE_NAME: "from-env",
