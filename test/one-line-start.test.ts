@@ -286,6 +286,47 @@ describe("starting Threadline", () => {
     }
   });
 
+  it("takes a numeric id from customerFromRequest as its digits", async () => {
+    const app = await startService({
+      entry: "customer-lookup.mjs",
+      cwd: fixtures,
+      env: { ...env("ignored"), LOOKUP: "number" },
+    });
+    try {
+      const res = await fetch(app.url, { headers: { "x-account": "42" } });
+      assert.deepEqual(await res.json(), { customer: "42" });
+      const span = await waitFor(
+        () => spansOf("customer-lookup-number").find((s) => s.kind === 2),
+        { what: "the server span" },
+      );
+      assert.equal(span.attributes["customer.id"], "42");
+    } finally {
+      await app.stop();
+    }
+  });
+
+  it("warns once that customerFromRequest must not return a promise", async () => {
+    const app = await startService({
+      entry: "customer-lookup.mjs",
+      cwd: fixtures,
+      env: { ...env("ignored"), LOOKUP: "async" },
+    });
+    try {
+      for (const account of ["7", "8"]) {
+        const res = await fetch(app.url, { headers: { "x-account": account } });
+        assert.deepEqual(await res.json(), { customer: null });
+      }
+    } finally {
+      // Stopped first: its stderr is complete once it has exited.
+      await app.stop();
+    }
+    const warned = app.stderr.filter((l) =>
+      l.includes("customerFromRequest returned"),
+    );
+    assert.equal(warned.length, 1, app.stderr.join("\n"));
+    assert.match(warned[0]!, /synchronously, as a string/);
+  });
+
   it("does nothing at all with OTEL_SDK_DISABLED=true", async () => {
     const before = receiver.requests.length;
     const app = await startService({

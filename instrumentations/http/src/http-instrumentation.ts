@@ -84,8 +84,13 @@ export interface HttpInstrumentationConfig {
   egress?: EgressPolicy;
   /** Request header carrying the customer id when no trusted baggage does. @default 'x-customer-id' */
   customerHeader?: string;
-  /** Takes the customer id from a request; replaces `customerHeader`. */
-  customerFromRequest?: (req: IncomingMessage) => string | undefined;
+  /**
+   * Takes the customer id from a request; replaces `customerHeader`. It
+   * must answer synchronously: a string, an integer (taken as its decimal
+   * digits) or undefined; anything else (a promise) is no id, with a
+   * warning.
+   */
+  customerFromRequest?: (req: IncomingMessage) => string | number | undefined;
   /**
    * Incoming paths not to trace (health checks, metrics scrapes): exact
    * paths, or prefixes ending in `*` such as `/internal/*`.
@@ -607,8 +612,9 @@ export class HttpInstrumentation implements Instrumentation {
   #customerOf(req: IncomingMessage, trusted: boolean): string | undefined {
     const fn = this.#config.customerFromRequest;
     if (fn !== undefined) {
+      let id: unknown;
       try {
-        return fn(req);
+        id = fn(req);
       } catch (err) {
         diag.warnCollapsed(
           "customer-source",
@@ -616,6 +622,7 @@ export class HttpInstrumentation implements Instrumentation {
         );
         return undefined;
       }
+      return typeof id === "string" || id === undefined ? id : customerIdOf(id);
     }
     if (!trusted && !this.#inbound.edge) return undefined;
     const v = req.headers[this.#customerHeader];
@@ -817,6 +824,31 @@ export class HttpInstrumentation implements Instrumentation {
     span.end();
     finishClientCall(call);
   }
+}
+
+/**
+ * A customer id `customerFromRequest` returned as something other than a
+ * string: an integer (a database key) as its decimal digits; anything
+ * else, a promise above all (the request's context is made before an
+ * asynchronous lookup could answer), is no id, and said so once.
+ */
+function customerIdOf(id: unknown): string | undefined {
+  if (Number.isSafeInteger(id) || typeof id === "bigint") return String(id);
+  if (id === null) return undefined;
+  if (typeof (id as { then?: unknown }).then === "function") {
+    // Dropped here, its rejection would be ours to leave unhandled.
+    Promise.resolve(id).catch(() => {});
+    diag.warnOnce(
+      "customer-source-promise",
+      "customerFromRequest returned a promise; it must return the customer id synchronously, as a string (or undefined): these requests have no customer id",
+    );
+    return undefined;
+  }
+  diag.warnOnce(
+    "customer-source-type",
+    `customerFromRequest returned ${typeof id === "number" ? `the number ${id}` : `a value of type ${typeof id}`}; it must return the customer id as a string (or undefined): these requests have no customer id`,
+  );
+  return undefined;
 }
 
 /** The span state of a traced response, whose route a Fastify route names. */

@@ -15,8 +15,14 @@ import type {
   TemporalityPreference,
 } from "./metrics/instruments.ts";
 
-/** Where the customer id of an edge request comes from. */
-export type CustomerSource = (req: IncomingMessage) => string | undefined;
+/**
+ * Where the customer id of an edge request comes from: called as the
+ * request arrives, it answers synchronously with a string, an integer
+ * (taken as its decimal digits) or undefined.
+ */
+export type CustomerSource = (
+  req: IncomingMessage,
+) => string | number | undefined;
 
 /** OTLP transport encoding. */
 export type OtlpProtocol = "http/protobuf" | "http/json";
@@ -49,7 +55,11 @@ export interface InitOptions {
   thirdParties?: Record<string, string>;
   /** Request header carrying the customer id at the edge. @default 'x-customer-id' */
   customerHeader?: string;
-  /** Takes the customer id from a request at the edge; overrides `customerHeader`. */
+  /**
+   * Takes the customer id from a request at the edge; overrides
+   * `customerHeader`. It must return the id synchronously, as a string or an
+   * integer (or undefined for none); a promise is no id, with a warning.
+   */
   customerFromRequest?: CustomerSource;
   /** Field names for trace correlation in log lines. @default 'otel' (trace_id, span_id) */
   logFields?: "otel" | "ecs";
