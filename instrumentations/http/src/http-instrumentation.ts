@@ -212,14 +212,18 @@ const clientHeaders = prepareHeaderWriter<ClientRequest>({
  * names the request carries under GUARDED is ignored. A handler that
  * forwards its own request's headers would otherwise send a stale
  * `traceparent` (orphaning our client span) and its caller's `baggage`,
- * customer id included, in place of ours. One wrapper on the prototype,
- * installed at enable, rather than closures per request: a traced request
- * pays one property store, and every setHeader or appendHeader call (Node's
- * own, as a request is made, included) one property read more.
+ * customer id included, in place of ours. The Host header is among those
+ * names too, but set, and then `onHost` judges the host it names, as it
+ * would have been judged had the request been made with it. One wrapper on
+ * the prototype, installed at enable, rather than closures per request: a
+ * traced request pays one property store, and every setHeader or
+ * appendHeader call (Node's own, as a request is made, included) one
+ * property read more.
  */
 function guardClientHeaders(
   proto: Record<string, unknown>,
   restore: Array<() => void>,
+  onHost: (request: TracedClientRequest) => void,
 ): void {
   for (const method of ["setHeader", "appendHeader"]) {
     const hadOwn = Object.prototype.hasOwnProperty.call(proto, method);
@@ -234,8 +238,15 @@ function guardClientHeaders(
       value: unknown,
     ): unknown {
       const names = this[GUARDED];
-      if (names !== undefined && names.has(String(name).toLowerCase()))
-        return this;
+      if (names !== undefined) {
+        const lower = String(name).toLowerCase();
+        if (names.has(lower)) {
+          if (lower !== "host") return this;
+          const result = original.call(this, name, value);
+          onHost(this);
+          return result;
+        }
+      }
       return original.call(this, name, value);
     };
     proto[method] = guarded;
@@ -400,7 +411,10 @@ export class HttpInstrumentation implements Instrumentation {
     this.#config = config;
     this.#inbound = config.inbound ?? new InboundTrust();
     this.#egress = config.egress ?? new EgressPolicy();
-    this.#guarded = new GuardedHeaderNames(this.#egress.privateHeaders);
+    // The Host header is guarded so that one set late is seen (guardClientHeaders).
+    this.#guarded = new GuardedHeaderNames(this.#egress.privateHeaders, [
+      "host",
+    ]);
     this.#customerHeader = (
       config.customerHeader ?? "x-customer-id"
     ).toLowerCase();
@@ -456,6 +470,7 @@ export class HttpInstrumentation implements Instrumentation {
     guardClientHeaders(
       http.ClientRequest.prototype as unknown as Record<string, unknown>,
       this.#restore,
+      (request) => this.#onLateHost(request),
     );
     const created = (msg: unknown) =>
       this.#onClientCreated((msg as { request: TracedClientRequest }).request);
@@ -788,6 +803,42 @@ export class HttpInstrumentation implements Instrumentation {
       diag.warnCollapsed(
         "http-client",
         `could not trace an outgoing request: ${(err as Error).message}`,
+      );
+    }
+  }
+
+  /**
+   * A Host header set after the request was made, before it was sent,
+   * naming another host than the one connected to (an egress gateway
+   * routing on it): judged by that host too, as one given when the request
+   * was made. Baggage and the private headers go unless it is internal, and
+   * a third party it names is the one the call is to. (The span keeps the
+   * `server.port` it was started with.)
+   */
+  #onLateHost(request: TracedClientRequest): void {
+    try {
+      const span = request[CLIENT_SPAN];
+      if (span === undefined) return;
+      const scheme = request.protocol === "https:" ? "https" : "http";
+      const { address, port } = hostHeaderOf(request, scheme);
+      if (address === undefined || sameHost(address, request.host)) return;
+      const named = this.#egress.classify(address, port);
+      if (!named.baggage) {
+        for (const name of this.#egress.privateHeaders)
+          clientHeaders.remove(request as ClientRequest, name);
+        request[GUARDED] = this.#guarded.for(false);
+      }
+      if (named.thirdParty !== undefined) {
+        span.setAttribute(semconv.ATTR_PEER_SERVICE, named.thirdParty);
+        const call = request[CLIENT_CALL];
+        if (call !== undefined)
+          call.attributes[semconv.ATTR_PEER_SERVICE] = named.thirdParty;
+        request[THIRD_PARTY] = true;
+      }
+    } catch (err) {
+      diag.warnCollapsed(
+        "http-client",
+        `could not judge a request's Host header: ${(err as Error).message}`,
       );
     }
   }

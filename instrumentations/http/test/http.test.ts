@@ -1008,6 +1008,45 @@ describe("http and fetch clients", () => {
     assert.equal(call.attributes["customer.id"], "c-42");
   });
 
+  it("judges a call by a Host header set after the request was made, as an egress gateway routes it", async () => {
+    const server = http.createServer((_req, res) => {
+      const late = http.request({
+        host: "127.0.0.1",
+        port: internal.port,
+        path: "/v1/late-charges",
+        headers: { "x-customer-id": "c-42" },
+      });
+      late.setHeader("Host", "api.stripe.test");
+      late.setHeader("Baggage", "customer.id=c-42");
+      late
+        .on("response", (answer) =>
+          answer.resume().on("end", () => res.end("ok")),
+        )
+        .on("error", () => res.writeHead(502).end())
+        .end();
+    });
+    const port = await listen(server);
+    const res = await fetch(`http://127.0.0.1:${port}/pay`, {
+      headers: { "x-customer-id": "c-42" },
+    });
+    assert.equal(res.status, 200);
+    const charge = await waitFor(
+      () => internal.requests.find((r) => r.path === "/v1/late-charges"),
+      { what: "the call" },
+    );
+    assert.equal(charge.headers["host"], "api.stripe.test");
+    assert.equal(charge.headers["baggage"], undefined);
+    assert.equal(charge.headers["x-customer-id"], undefined);
+    assert.match(String(charge.headers["traceparent"]), /^00-/);
+    const spans = await receiver.waitForSpans(
+      (s) => s.some((x) => x.attributes["peer.service"] === "stripe"),
+      "the call's span, marked as stripe's",
+    );
+    const call = spans.find((x) => x.attributes["peer.service"] === "stripe")!;
+    assert.equal(call.kind, CLIENT);
+    assert.equal(call.attributes["customer.id"], "c-42");
+  });
+
   it("replaces trace headers an application forwards, with fetch and http alike", async () => {
     const forwarded = {
       traceparent: "00-11111111111111111111111111111111-2222222222222222-01",
