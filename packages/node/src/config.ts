@@ -468,11 +468,24 @@ function signalUrl(
   let base = option ?? r.str("OTEL_EXPORTER_OTLP_ENDPOINT") ?? DEFAULT_ENDPOINT;
   if (!isHttpUrl(base)) {
     r.warnings.push(
-      `the OTLP endpoint ${JSON.stringify(base)} is not an http(s) URL; using ${DEFAULT_ENDPOINT}`,
+      `the OTLP endpoint ${JSON.stringify(withoutSecrets(base))} is not an http(s) URL; using ${DEFAULT_ENDPOINT}`,
     );
     base = DEFAULT_ENDPOINT;
   }
-  return `${base.replace(/\/+$/, "")}/v1/${signal}`;
+  // The signal's path goes after the base's path, before its query (a
+  // tenant or token some Collectors' gateways take there).
+  const url = new URL(base);
+  url.pathname = `${url.pathname.replace(/\/+$/, "")}/v1/${signal}`;
+  url.hash = "";
+  return url.href;
+}
+
+/**
+ * A configured value as a warning may print it: without a query or
+ * fragment, or user info before a host, where credentials and tokens hide.
+ */
+function withoutSecrets(value: string): string {
+  return value.replace(/[?#].*$/s, "").replace(/^([^/@]*\/\/)?[^/@]*@/, "$1");
 }
 
 function isHttpUrl(s: string): boolean {

@@ -213,6 +213,34 @@ describe("resolveConfig", () => {
     assert.equal(named({ resourceAttributes: { team: "a" } }), "from-env");
   });
 
+  it("puts the signal's path before the endpoint's query, and prints no credential of a bad one", () => {
+    const { config } = resolveConfig(
+      {},
+      { OTEL_EXPORTER_OTLP_ENDPOINT: "https://gw:4318/otlp/?tenant=a#x" },
+    );
+    assert.equal(config.traces.url, "https://gw:4318/otlp/v1/traces?tenant=a");
+    assert.equal(config.logs.url, "https://gw:4318/otlp/v1/logs?tenant=a");
+    assert.equal(
+      config.metrics.url,
+      "https://gw:4318/otlp/v1/metrics?tenant=a",
+    );
+    for (const endpoint of [
+      "collector.example:4318/?api-key=SECRET1",
+      "user:SECRET1@collector.example:4318",
+      "ftp://user:SECRET1@collector.example/#SECRET1",
+    ]) {
+      const { config, warnings } = resolveConfig(
+        {},
+        { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint },
+      );
+      assert.equal(config.traces.url, "http://localhost:4318/v1/traces");
+      const warning =
+        warnings.find((w) => w.includes("not an http(s) URL")) ?? "";
+      assert.ok(warning.includes("collector.example"), warning);
+      assert.ok(!warning.includes("SECRET1"), warning);
+    }
+  });
+
   it("warns and falls back on unusable values, never throws", () => {
     const { config, warnings } = resolveConfig(
       {},
