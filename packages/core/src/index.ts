@@ -120,5 +120,10 @@ export {
   watchLevelOf,
   watchList,
 } from "./watch.ts";
-export type { WatchDocumentResult, WatchEntry, WatchLevel } from "./watch.ts";
+export type {
+  CarriedWatch,
+  WatchDocumentResult,
+  WatchEntry,
+  WatchLevel,
+} from "./watch.ts";
 export { AttributeSets, lazyInstruments } from "./instruments.ts";

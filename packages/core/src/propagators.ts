@@ -29,6 +29,8 @@ import {
   watchLevelName,
   watchLevelOf,
   watchList,
+  type CarriedWatch,
+  type WatchLevel,
 } from "./watch.ts";
 import {
   parseBaggage,
@@ -150,17 +152,16 @@ export class BaggagePropagator implements TextMapPropagator {
       BaggageEntry
     >;
     let result = ctx;
+    let customer: string | undefined;
+    let watch: WatchLevel | undefined;
     for (const m of members) {
       if (m.key === CUSTOMER_ID) {
         if (!isValidCustomerId(m.value)) continue;
+        customer = m.value;
         result = setCustomerInContext(result, m.value);
       } else if (m.key === WATCH_BAGGAGE) {
         // Kept in its own slot only; inject writes it again while it applies.
-        const level = parseWatchLevel(m.value);
-        if (level !== undefined) {
-          result = result.setValue(WATCH_KEY, level);
-          watchList.noteCarried();
-        }
+        watch = parseWatchLevel(m.value) ?? watch;
         continue;
       }
       entries[m.key] =
@@ -170,6 +171,12 @@ export class BaggagePropagator implements TextMapPropagator {
               value: m.value,
               metadata: baggageEntryMetadataFromString(m.metadata),
             };
+    }
+    if (watch !== undefined) {
+      // For the customer it came with only (see watch.ts).
+      const carried: CarriedWatch = { level: watch, customer };
+      result = result.setValue(WATCH_KEY, carried);
+      watchList.noteCarried();
     }
     return propagation.setBaggage(result, propagation.createBaggage(entries));
   }

@@ -7,7 +7,9 @@
 // `threadline.watch` baggage entry, so every service the request touches
 // agrees, even one that has not fetched the newest list yet. Like all
 // baggage, the entry is read only from trusted callers and never sent to
-// third parties.
+// third parties. A carried decision is the customer's it came with: work a
+// service does for another customer inside the request (`withCustomer`) is
+// watched only if its own list says so, and carries no decision on.
 //
 // Everything here is cheap when nobody is watched: callers test `active`
 // (a plain field) before doing any lookup.
@@ -19,7 +21,7 @@ export type WatchLevel = 10 | 20;
 export const WATCH_DEBUG: WatchLevel = 20;
 export const WATCH_TRACE: WatchLevel = 10;
 
-/** Context key holding the watch level carried by the current request. */
+/** Context key holding the {@link CarriedWatch} the current request came in with. */
 export const WATCH_KEY: symbol = createContextKey("threadline.watch");
 /** Baggage entry (and span attribute) carrying the watch level between services. */
 export const WATCH_BAGGAGE = "threadline.watch";
@@ -29,6 +31,13 @@ export const WATCH_PATH = "/threadline/v1/watch";
 export const MAX_WATCHED = 100;
 /** How long a carried watch flag keeps the checks on after it was last seen, ms. */
 const CARRIED_GRACE_MS = 60_000;
+
+/** A watch decision carried in from upstream, and the customer it was made for. */
+export interface CarriedWatch {
+  readonly level: WatchLevel;
+  /** The customer the request came in with; the decision is void for any other. */
+  readonly customer: string | undefined;
+}
 
 export interface WatchEntry {
   customer: string;
@@ -208,12 +217,14 @@ export class WatchList {
 export const watchList: WatchList = new WatchList();
 
 /**
- * The watch level of the request in `ctx`: the one it carries, else the
- * list's entry for its customer. Call only when `watchList.active`.
+ * The watch level of the request in `ctx`: the one it carries while its
+ * customer is still the one it came with, else the list's entry for its
+ * customer. Call only when `watchList.active`.
  */
 export function watchLevelOf(ctx: Context): WatchLevel | undefined {
-  const carried = ctx.getValue(WATCH_KEY) as WatchLevel | undefined;
-  if (carried !== undefined) return carried;
+  const carried = ctx.getValue(WATCH_KEY) as CarriedWatch | undefined;
   const customer = getCustomerFromContext(ctx);
+  if (carried !== undefined && carried.customer === customer)
+    return carried.level;
   return customer === undefined ? undefined : watchList.levelFor(customer);
 }

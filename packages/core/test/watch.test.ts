@@ -7,7 +7,7 @@ import {
   propagation,
 } from "@opentelemetry/api";
 import { BaggagePropagator } from "../src/propagators.ts";
-import { setCustomerInContext } from "../src/customer.ts";
+import { CUSTOMER_KEY, setCustomerInContext } from "../src/customer.ts";
 import {
   MAX_WATCHED,
   WATCH_DEBUG,
@@ -183,7 +183,10 @@ describe("the watch decision in baggage", () => {
       { baggage: "customer.id=c-42,threadline.watch=trace" },
       defaultTextMapGetter,
     );
-    assert.equal(ctx.getValue(WATCH_KEY), WATCH_TRACE);
+    assert.deepEqual(ctx.getValue(WATCH_KEY), {
+      level: WATCH_TRACE,
+      customer: "c-42",
+    });
     assert.equal(watchList.active, true);
     assert.equal(watchLevelOf(ctx), WATCH_TRACE);
     // Kept out of the application's baggage, and written again on the way out.
@@ -194,6 +197,32 @@ describe("the watch decision in baggage", () => {
     const onward: Record<string, string> = {};
     p.inject(ctx, onward, defaultTextMapSetter);
     assert.equal(onward["baggage"], "customer.id=c-42,threadline.watch=trace");
+  });
+
+  it("applies to the customer it came with only, and is not carried on for another", () => {
+    const ctx = p.extract(
+      ROOT_CONTEXT,
+      { baggage: "threadline.watch=debug,customer.id=c-42" },
+      defaultTextMapGetter,
+    );
+    assert.equal(watchLevelOf(ctx), WATCH_DEBUG);
+    // A step for another customer inside the request: not watched here...
+    const step = setCustomerInContext(ctx, "c-7");
+    assert.equal(watchLevelOf(step), undefined);
+    assert.equal(watchLevelOf(ctx.deleteValue(CUSTOMER_KEY)), undefined);
+    // ...nor downstream.
+    const onward: Record<string, string> = {};
+    p.inject(step, onward, defaultTextMapSetter);
+    assert.equal(onward["baggage"], "customer.id=c-7");
+    // Unless this service's own list watches that customer.
+    watchList.replace([
+      { customer: "c-7", until: Date.now() + 60_000, level: WATCH_TRACE },
+    ]);
+    try {
+      assert.equal(watchLevelOf(step), WATCH_TRACE);
+    } finally {
+      watchList.replace([]);
+    }
   });
 
   it("ignores a level it does not know", () => {

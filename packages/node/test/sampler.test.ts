@@ -99,7 +99,10 @@ describe("watched customers", () => {
   });
 
   it("samples a request that carries the watch decision", () => {
-    const carried = c42.setValue(WATCH_KEY, WATCH_DEBUG);
+    const carried = c42.setValue(WATCH_KEY, {
+      level: WATCH_DEBUG,
+      customer: "c-42",
+    });
     watchList.noteCarried();
     try {
       assert.equal(s.shouldSample(carried, id(), unsampled(true)), true);

@@ -1,0 +1,136 @@
+// A watch decision carried from upstream belongs to the customer it was made
+// for. Inside a watched request of c-42, an internal service does a step on
+// behalf of c-7 (withCustomer) and calls the next service: c-7 is watched
+// nowhere, so neither that service nor the next logs c-7's debug lines or
+// marks c-7's spans watched, while c-42's request is watched end to end.
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  startOtlpReceiver,
+  startService,
+  waitFor,
+  type OtlpReceiver,
+  type RunningService,
+} from "@threadline/test-support";
+
+const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
+const SERVER = 2;
+const DEBUG = 5; // OTLP severity number of pino's debug
+const INFO = 9;
+
+describe("a carried watch", () => {
+  const dir = mkdtempSync(join(tmpdir(), "threadline-watch-"));
+  let receiver: OtlpReceiver;
+  const services: RunningService[] = [];
+
+  before(async () => {
+    const list = join(dir, "watch.json");
+    writeFileSync(
+      list,
+      JSON.stringify({
+        watch: [
+          {
+            customer: "c-42",
+            until: new Date(Date.now() + 120_000).toISOString(),
+          },
+        ],
+      }),
+    );
+    receiver = await startOtlpReceiver();
+    const hop = async (name: string, env: Record<string, string>) => {
+      const svc = await startService({
+        entry: "watch-hop.mjs",
+        cwd: fixtures,
+        execArgv: ["--import", "@threadline/node/register"],
+        env: {
+          OTEL_SERVICE_NAME: name,
+          OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+          OTEL_BSP_SCHEDULE_DELAY: "50",
+          OTEL_BLRP_SCHEDULE_DELAY: "50",
+          THREADLINE_WATCH_URL: list,
+          THREADLINE_WATCH_INTERVAL: "100",
+          ...env,
+        },
+      });
+      services.push(svc);
+      return svc;
+    };
+    const c = await hop("c", {});
+    const b = await hop("b", { NEXT: c.url, STEP_FOR: "c-7" });
+    await hop("a", { THREADLINE_EDGE: "true", NEXT: b.url });
+  });
+
+  after(async () => {
+    await Promise.all(services.map((s) => s.stop()));
+    await receiver?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("does not watch another customer's step inside a watched request, here or downstream", async () => {
+    const edge = services[2]!;
+    // Once the edge has read the list, c-42's request is watched.
+    const root = await waitFor(
+      async () => {
+        const path = `/r/${Math.random().toString(36).slice(2)}`;
+        const res = await fetch(`${edge.url}${path}`, {
+          headers: { "x-customer-id": "c-42" },
+        });
+        assert.equal(await res.text(), "ok");
+        const span = await waitFor(
+          () =>
+            receiver.spans.find(
+              (s) => s.kind === SERVER && s.attributes["url.path"] === path,
+            ),
+          { what: `the edge's span of ${path}` },
+        );
+        return span.attributes["threadline.watch"] === "debug" && span;
+      },
+      { what: "a watched request of c-42" },
+    );
+    const { traceId } = root;
+    const of = (x: {
+      resource: Record<string, unknown>;
+      attributes: Record<string, unknown>;
+    }) =>
+      `${String(x.resource["service.name"])} ${String(x.attributes["customer.id"])}`;
+
+    // Every info line of the request: a, b and c as c-42, b's step and
+    // c's request as c-7. Debug lines are logged right after each.
+    await waitFor(
+      () =>
+        receiver.logs.filter(
+          (l) => l.traceId === traceId && l.severityNumber === INFO,
+        ).length === 5,
+      { what: "the request's info lines from every service" },
+    );
+    const debug = receiver.logs
+      .filter((l) => l.traceId === traceId && l.severityNumber === DEBUG)
+      .map(of)
+      .sort();
+    assert.deepEqual(debug, ["a c-42", "b c-42", "c c-42"]);
+
+    const spans = await waitFor(
+      () => {
+        const t = receiver.spans.filter((s) => s.traceId === traceId);
+        return t.length === 7 && t;
+      },
+      { what: "the request's spans from every service" },
+    );
+    const watched = spans
+      .map((s) => `${of(s)} ${String(s.attributes["threadline.watch"])}`)
+      .sort();
+    assert.deepEqual(watched, [
+      "a c-42 debug",
+      "a c-42 debug",
+      "b c-42 debug",
+      "b c-42 debug",
+      "b c-7 undefined",
+      "c c-42 debug",
+      "c c-7 undefined",
+    ]);
+  });
+});
