@@ -215,3 +215,46 @@ describe("the watch-list source", () => {
     }
   });
 });
+
+describe("intervals given to init()", () => {
+  // Over a second and a half, the defaults (5 s for the list, 10 s for the
+  // alarms) read the list and run the checks at most once or twice; an
+  // interval of 0 taken as given ran each more than a thousand times.
+  for (const interval of [0, -5, "abc"])
+    it(`keeps to the defaults when given ${JSON.stringify(interval)}, and says so once`, async () => {
+      const source = await startSource();
+      const app = await startService({
+        entry: "interval-options.mjs",
+        cwd: fixtures,
+        ready: false,
+        env: {
+          INTERVAL: JSON.stringify(interval),
+          WATCH_URL: source.url,
+          RUN_MS: "1500",
+        },
+      });
+      try {
+        const { code } = await app.exited;
+        assert.equal(code, 0, app.stderr.join("\n"));
+        const { checks } = JSON.parse(app.stdout.at(-1)!) as {
+          checks: number;
+        };
+        assert.ok(source.reads <= 2, `the list was read ${source.reads} times`);
+        assert.ok(checks <= 2, `the health check ran ${checks} times`);
+        const given = JSON.stringify(interval);
+        for (const [option, fallback] of [
+          ["watchIntervalMs", 5000],
+          ["alarms.intervalMs", 10000],
+        ] as const)
+          assert.deepEqual(
+            app.stderr.filter((l) => l.includes(option)),
+            [
+              `threadline warn: ${option} ${given} is not an integer from 100 to 2147483647; using ${fallback}`,
+            ],
+          );
+      } finally {
+        await app.stop();
+        await source.close();
+      }
+    });
+});

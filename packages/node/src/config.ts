@@ -309,6 +309,34 @@ class Reader {
     return this.#int(name, min, max, `using ${fallback}`) ?? fallback;
   }
 
+  /**
+   * An init() option held to the bounds of its variable, `name`: one that
+   * is not an integer in them counts as not given, with a warning, and the
+   * variable is read in its place.
+   */
+  intOption(
+    option: string,
+    value: unknown,
+    name: string,
+    fallback: number,
+    min = 0,
+    max = MAX_INT,
+  ): number {
+    if (value === undefined) return this.int(name, fallback, min, max);
+    if (
+      Number.isInteger(value) &&
+      (value as number) >= min &&
+      (value as number) <= max
+    )
+      return value as number;
+    const given =
+      typeof value === "string" ? JSON.stringify(value) : String(value);
+    this.warnings.push(
+      `${option} ${given} is not an integer from ${min} to ${max}; using ${this.str(name) === undefined ? fallback : name}`,
+    );
+    return this.int(name, fallback, min, max);
+  }
+
   #int(
     name: string,
     min: number,
@@ -910,9 +938,12 @@ export function resolveConfig(
         .filter(Boolean),
     logFields,
     logRedact: logRedactOf(r, options.logRedact),
-    shutdownTimeoutMs:
-      options.shutdownTimeoutMs ??
-      r.int("THREADLINE_SHUTDOWN_TIMEOUT", 3000, 0),
+    shutdownTimeoutMs: r.intOption(
+      "shutdownTimeoutMs",
+      options.shutdownTimeoutMs,
+      "THREADLINE_SHUTDOWN_TIMEOUT",
+      3000,
+    ),
     exportMaxBytes: r.int(
       "THREADLINE_EXPORT_MAX_BYTES",
       16 * 1024 * 1024,
@@ -978,8 +1009,13 @@ function watchSettings(
   options: InitOptions,
   traces: SignalExportSettings,
 ): WatchSettings | undefined {
-  const intervalMs =
-    options.watchIntervalMs ?? r.int("THREADLINE_WATCH_INTERVAL", 5000, 100);
+  const intervalMs = r.intOption(
+    "watchIntervalMs",
+    options.watchIntervalMs,
+    "THREADLINE_WATCH_INTERVAL",
+    5000,
+    100,
+  );
   const headers = mergeHeaders(
     [
       parseKeyValueList(
@@ -1037,9 +1073,14 @@ function prometheusOf(
       options.prometheus?.host ??
       r.str("OTEL_EXPORTER_PROMETHEUS_HOST") ??
       "localhost",
-    port:
-      options.prometheus?.port ??
-      r.int("OTEL_EXPORTER_PROMETHEUS_PORT", 9464, 0, 65535),
+    port: r.intOption(
+      "prometheus.port",
+      options.prometheus?.port,
+      "OTEL_EXPORTER_PROMETHEUS_PORT",
+      9464,
+      0,
+      65535,
+    ),
   };
 }
 
@@ -1084,8 +1125,13 @@ function alarmsOf(r: Reader, options: InitOptions): AlarmSettings | undefined {
   const o = options.alarms ?? {};
   return {
     rulesFile: o.rulesFile ?? r.str("THREADLINE_ALARMS_FILE"),
-    intervalMs:
-      o.intervalMs ?? r.int("THREADLINE_ALARMS_INTERVAL", 10_000, 100),
+    intervalMs: r.intOption(
+      "alarms.intervalMs",
+      o.intervalMs,
+      "THREADLINE_ALARMS_INTERVAL",
+      10_000,
+      100,
+    ),
     webhookUrl: o.webhookUrl ?? r.str("THREADLINE_ALARM_WEBHOOK_URL"),
     slackWebhookUrl:
       o.slackWebhookUrl ?? r.str("THREADLINE_ALARM_SLACK_WEBHOOK_URL"),

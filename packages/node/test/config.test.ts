@@ -149,6 +149,29 @@ describe("resolveConfig", () => {
     );
   });
 
+  it("holds numeric init() options to their variables' bounds, reading the variable in place of one it cannot use", () => {
+    const { config, warnings } = resolveConfig(
+      {
+        watchUrl: "http://127.0.0.1:1/watch",
+        watchIntervalMs: 50,
+        alarms: { intervalMs: Number.NaN },
+        shutdownTimeoutMs: -1,
+        prometheus: { port: 70_000 },
+      },
+      { THREADLINE_ALARMS_INTERVAL: "2000" },
+    );
+    assert.equal(config.watch?.intervalMs, 5000);
+    assert.equal(config.alarms?.intervalMs, 2000);
+    assert.equal(config.shutdownTimeoutMs, 3000);
+    assert.equal(config.prometheus?.port, 9464);
+    assert.deepEqual(warnings, [
+      "shutdownTimeoutMs -1 is not an integer from 0 to 2147483647; using 3000",
+      "prometheus.port 70000 is not an integer from 0 to 65535; using 9464",
+      "alarms.intervalMs NaN is not an integer from 100 to 2147483647; using THREADLINE_ALARMS_INTERVAL",
+      "watchIntervalMs 50 is not an integer from 100 to 2147483647; using 5000",
+    ]);
+  });
+
   it("reads THREADLINE_EDGE that is neither true nor false as true, with a warning", () => {
     for (const value of ["1", "yes", "on", "TRUE"]) {
       const { config, warnings } = resolveConfig(
