@@ -70,3 +70,76 @@ it("raises a metric rule's alarm with metrics export off", async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+it("raises a rule on a numeric attribute whether the file writes its value as a string or a number", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "threadline-alarm-rules-"));
+  const rulesFile = join(dir, "rules.json");
+  const onStatus = (name: string, status: string | number) => ({
+    name,
+    kind: "metric",
+    metric: "http.server.request.duration",
+    attributes: { "http.response.status_code": status },
+    above: 0,
+    for: "0s",
+    severity: "minor",
+  });
+  writeFileSync(
+    rulesFile,
+    JSON.stringify({
+      defaults: false,
+      rules: [
+        onStatus("failed_written_as_text", "500"),
+        onStatus("failed_written_as_number", 500),
+        onStatus("not_found", 404),
+      ],
+    }),
+  );
+  const webhook = await startRecordingServer();
+  const svc = await startService({
+    entry: "status-service.cjs",
+    cwd: fixtures,
+    execArgv: ["--import", "@threadline/node/register"],
+    env: {
+      OTEL_SERVICE_NAME: "failing",
+      OTEL_METRICS_EXPORTER: "none",
+      OTEL_TRACES_EXPORTER: "none",
+      OTEL_LOGS_EXPORTER: "none",
+      THREADLINE_WATCH_URL: "none",
+      THREADLINE_ALARMS_FILE: rulesFile,
+      THREADLINE_ALARMS_INTERVAL: "200",
+      THREADLINE_ALARM_WEBHOOK_URL: `${webhook.url}/alarms`,
+    },
+  });
+  const raised = () =>
+    webhook.requests
+      .map(
+        (r) =>
+          JSON.parse(r.body) as { action: string; alarm: { name: string } },
+      )
+      .filter((e) => e.action === "raise")
+      .map((e) => e.alarm.name)
+      .sort();
+  try {
+    // Answers of 500 (and none of 404) until both rules on 500 have raised.
+    await waitFor(
+      async () => {
+        await (await fetch(`${svc.url}/500`)).text();
+        return raised().length >= 2;
+      },
+      { what: "the alarms on status 500" },
+    );
+    assert.deepEqual(raised(), [
+      "failed_written_as_number",
+      "failed_written_as_text",
+    ]);
+    assert.deepEqual(
+      svc.stderr.filter((l) => l.includes("alarm rules")),
+      [],
+      "the rules file was taken as written",
+    );
+  } finally {
+    await svc.stop();
+    await webhook.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

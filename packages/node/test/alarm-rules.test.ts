@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
-import { DEFAULT_RULES, parseRules } from "../src/alarms/rules.ts";
+import {
+  DEFAULT_RULES,
+  attributeMatcher,
+  parseRules,
+} from "../src/alarms/rules.ts";
 
 it("adds a file's rules to the defaults, replacing those of the same name", () => {
   const { rules, problems } = parseRules(
@@ -75,4 +79,71 @@ it("names every problem of a bad file", () => {
   ]);
   assert.deepEqual(parseRules("{").problems.length, 1);
   assert.match(parseRules("[]").problems[0]!, /"rules" array/);
+});
+
+it("matches a metric rule's attributes by their string form, however the file writes them", () => {
+  const { rules, problems } = parseRules(
+    JSON.stringify({
+      defaults: false,
+      rules: [
+        {
+          name: "failed_gets",
+          kind: "metric",
+          metric: "http.server.request.duration",
+          attributes: {
+            "http.response.status_code": 500,
+            "http.request.method": "GET",
+            "messaging.destination.temporary": false,
+          },
+          above: 0,
+        },
+        {
+          name: "failed_as_text",
+          kind: "metric",
+          metric: "http.server.request.duration",
+          attributes: { "http.response.status_code": "500" },
+          above: 0,
+        },
+      ],
+    }),
+  );
+  assert.deepEqual(problems, []);
+  const [numeric, text] = rules.map((r) =>
+    attributeMatcher(r.kind === "metric" ? r.attributes : undefined),
+  );
+  const point = {
+    "http.response.status_code": 500,
+    "http.request.method": "GET",
+    "messaging.destination.temporary": false,
+  };
+  assert.equal(numeric!(point), true);
+  assert.equal(text!(point), true);
+  assert.equal(text!({ "http.response.status_code": "500" }), true);
+  assert.equal(text!({ "http.response.status_code": 404 }), false);
+  assert.equal(text!({}), false);
+  assert.equal(numeric!({ ...point, "http.request.method": "POST" }), false);
+  assert.equal(
+    numeric!({ ...point, "messaging.destination.temporary": true }),
+    false,
+  );
+  // Another spelling of the number is another string.
+  const spelled = attributeMatcher({ "http.response.status_code": "500.0" });
+  assert.equal(spelled({ "http.response.status_code": 500 }), false);
+
+  const refused = parseRules(
+    JSON.stringify({
+      rules: [
+        {
+          name: "m",
+          kind: "metric",
+          metric: "x",
+          attributes: { a: { b: 1 } },
+          above: 0,
+        },
+      ],
+    }),
+  );
+  assert.deepEqual(refused.problems, [
+    'rule 1 (m): "attributes" must map names to strings, numbers or booleans',
+  ]);
 });

@@ -12,7 +12,12 @@ import {
 } from "@threadline/core";
 import type { MeterProvider } from "../metrics/meter-provider.ts";
 import { notifyAll, type AlarmEvent, type Notifier } from "./notifiers.ts";
-import type { AlarmRule, HttpErrorRatioRule, Severity } from "./rules.ts";
+import {
+  attributeMatcher,
+  type AlarmRule,
+  type HttpErrorRatioRule,
+  type Severity,
+} from "./rules.ts";
 import { LoopDelay } from "../internal/loop-delay.ts";
 
 export interface Alarm {
@@ -84,6 +89,11 @@ export class AlarmEngine {
     string,
     Map<string, { count: number; sum: number }>
   >();
+  /** Per metric rule: which points it reads, decided when the rules were given. */
+  readonly #matchers = new Map<
+    AlarmRule,
+    (point: Record<string, unknown>) => boolean
+  >();
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
 
@@ -92,6 +102,9 @@ export class AlarmEngine {
 
   constructor(options: AlarmEngineOptions) {
     this.#o = options;
+    for (const r of options.rules)
+      if (r.kind === "metric")
+        this.#matchers.set(r, attributeMatcher(r.attributes));
     this.#httpKeptMs = Math.max(
       options.intervalMs,
       ...options.rules.map((r) =>
@@ -298,8 +311,7 @@ export class AlarmEngine {
           .find(rule.metric)
           ?.collect(Date.now());
         const values: number[] = [];
-        const matches = (a: Record<string, unknown>) =>
-          Object.entries(rule.attributes ?? {}).every(([k, v]) => a[k] === v);
+        const matches = this.#matchers.get(rule)!;
         if (data !== undefined && data.kind !== "histogram") {
           for (const p of data.points)
             if (matches(p.attributes)) values.push(p.value);

@@ -51,7 +51,10 @@ export interface HttpErrorRatioRule extends RuleBase {
 export interface MetricThresholdRule extends RuleBase {
   kind: "metric";
   metric: string;
-  /** Only points with these attributes. */
+  /**
+   * Only points with these attributes, each value in its string form (a
+   * file may write it as a number or a boolean); see {@link attributeMatcher}.
+   */
   attributes?: Record<string, string>;
   above?: number;
   below?: number;
@@ -222,16 +225,28 @@ export function parseRules(text: string): {
           attrs !== undefined &&
           (typeof attrs !== "object" ||
             attrs === null ||
-            Object.values(attrs).some((v) => typeof v !== "string"))
+            Array.isArray(attrs) ||
+            Object.values(attrs).some(
+              (v) =>
+                typeof v !== "string" &&
+                typeof v !== "boolean" &&
+                !(typeof v === "number" && Number.isFinite(v)),
+            ))
         )
-          problems.push(`${where}: "attributes" must map names to strings`);
+          problems.push(
+            `${where}: "attributes" must map names to strings, numbers or booleans`,
+          );
         out.push({
           ...base,
           kind: "metric",
           metric: String(r["metric"]),
-          ...(attrs === undefined
+          ...(typeof attrs !== "object" || attrs === null
             ? {}
-            : { attributes: attrs as Record<string, string> }),
+            : {
+                attributes: Object.fromEntries(
+                  Object.entries(attrs).map(([k, v]) => [k, String(v)]),
+                ),
+              }),
           ...(above === undefined ? {} : { above }),
           ...(below === undefined ? {} : { below }),
         });
@@ -284,4 +299,37 @@ export function loadRules(path: string | undefined): {
   return parsed.problems.length > 0
     ? { rules: DEFAULT_RULES, problems: parsed.problems }
     : parsed;
+}
+
+/**
+ * Whether a point's attributes hold a rule's `attributes`, each compared by
+ * its string form: a status code recorded as 500 meets `"500"` and `500`
+ * alike. The typed form of each value is worked out here, once per rule,
+ * so a point is matched without converting any of its values.
+ */
+export function attributeMatcher(
+  attributes: Record<string, string> | undefined,
+): (point: Record<string, unknown>) => boolean {
+  if (attributes === undefined) return () => true;
+  const wanted = Object.entries(attributes).map(([key, text]) => ({
+    key,
+    text,
+    typed: typedForm(text),
+  }));
+  return (point) => {
+    for (const w of wanted) {
+      const v = point[w.key];
+      if (v !== w.text && (w.typed === undefined || v !== w.typed))
+        return false;
+    }
+    return true;
+  };
+}
+
+/** The number or boolean whose string form is `text`, if there is one. */
+function typedForm(text: string): number | boolean | undefined {
+  if (text === "true") return true;
+  if (text === "false") return false;
+  const n = Number(text);
+  return String(n) === text ? n : undefined;
 }
