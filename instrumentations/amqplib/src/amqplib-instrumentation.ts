@@ -57,7 +57,7 @@ import {
   lateLoadProblem,
   type Instrumentation,
   EMPTY_CONTEXT,
-  health,
+  registerNumbered,
   type HealthResult,
   lazyInstruments,
   AttributeSets,
@@ -592,8 +592,6 @@ export class AmqplibInstrumentation implements Instrumentation {
       this.#failed.delete(base);
       for (const u of failed) u();
     }
-    let name = base;
-    for (let i = 2; health.has(name); i++) name = `${base} #${i}`;
     let state: HealthResult = { status: "healthy" };
     conn.on("blocked", (reason) => {
       state = {
@@ -621,7 +619,7 @@ export class AmqplibInstrumentation implements Instrumentation {
       if (failed === undefined) this.#failed.set(base, [unregister]);
       else failed.push(unregister);
     });
-    const remove = health.register(name, () => state);
+    const { unregister: remove } = registerNumbered(base, () => state);
     // Out of the set once done, so an application that reconnects often
     // does not keep every connection's check for the life of the process.
     const unregister = () => {

@@ -32,7 +32,7 @@ import {
   isTracingSuppressed,
   lateLoadProblem,
   type Instrumentation,
-  health,
+  registerNumbered,
   type HealthResult,
   lazyInstruments,
 } from "@threadline/core";
@@ -118,6 +118,7 @@ type QueryFn = (
   callback?: unknown,
 ) => unknown;
 type ConnectFn = (this: unknown, cb?: unknown) => unknown;
+type EndFn = (this: unknown, ...args: unknown[]) => unknown;
 type Callback = (this: unknown, ...args: unknown[]) => unknown;
 type PoolQueryFn = (
   this: unknown,
@@ -125,6 +126,8 @@ type PoolQueryFn = (
   values?: unknown,
   cb?: unknown,
 ) => unknown;
+
+const noop = () => {};
 
 const origin = performance.timeOrigin;
 const nowMs = () => origin + performance.now();
@@ -184,6 +187,8 @@ export class PgInstrumentation implements Instrumentation {
           this.#patch(proto, "query", (q) =>
             this.#wrapPoolQuery(q as PoolQueryFn),
           );
+        if (proto && typeof proto["end"] === "function")
+          this.#patch(proto, "end", (e) => this.#wrapEnd(e as EndFn));
         return undefined;
       },
     });
@@ -196,7 +201,7 @@ export class PgInstrumentation implements Instrumentation {
     this.#enabled = false;
     for (const u of this.#unhooks.splice(0)) u();
     for (const r of this.#restore.splice(0)) r();
-    for (const u of this.#unregister.splice(0)) u();
+    for (const u of [...this.#unregister]) u();
   }
 
   selfCheck(): string[] {
@@ -322,7 +327,8 @@ export class PgInstrumentation implements Instrumentation {
     };
   }
 
-  readonly #pools = new WeakSet<object>();
+  /** Pools seen, each with its health check's removal. */
+  readonly #pools = new WeakMap<object, () => void>();
 
   /**
    * Registers a health check for a pool the first time it is used: a
@@ -330,41 +336,65 @@ export class PgInstrumentation implements Instrumentation {
    * or every connection in use), which is degraded without a probe: one
    * would queue behind the application's queries and time out as if the
    * server were gone. A probe that outlives a check is shared by the next
-   * ones, so a slow server never has more than one waiting.
+   * ones, so a slow server never has more than one waiting. The check goes
+   * when the pool ends (`end()`), or at the first run after the pool was
+   * dropped: with no health endpoint and no alarms nothing runs it, and a
+   * job making a pool per run would leave one check behind each time.
    */
   #watchPool(pool: PoolLike): void {
     if (typeof pool !== "object" || pool === null || this.#pools.has(pool))
       return;
-    this.#pools.add(pool);
-    const base = `postgresql ${poolTarget(pool.options)}`;
-    let name = base;
-    for (let i = 2; health.has(name); i++) name = `${base} #${i}`;
+    if (pool.ending === true || pool.ended === true) {
+      this.#pools.set(pool, noop);
+      return;
+    }
     const ref = new WeakRef(pool);
     let probe: Promise<HealthResult> | undefined;
-    const unregister = health.register(name, () => {
-      const p = ref.deref();
-      if (p === undefined || p.ending === true || p.ended === true) {
-        unregister();
-        return { status: "healthy", reason: "the pool was closed" };
-      }
-      const busy = poolBusy(p);
-      if (busy !== undefined) return busy;
-      probe ??= p.query("SELECT 1").then(
-        () => {
-          probe = undefined;
-          return poolBusy(p) ?? { status: "healthy", details: poolDetails(p) };
-        },
-        (err: unknown) => {
-          probe = undefined;
-          throw err;
-        },
-      );
-      return probe;
-    });
-    this.#unregister.push(unregister);
+    const { unregister: remove } = registerNumbered(
+      `postgresql ${poolTarget(pool.options)}`,
+      () => {
+        const p = ref.deref();
+        if (p === undefined || p.ending === true || p.ended === true) {
+          unregister();
+          return { status: "healthy", reason: "the pool was closed" };
+        }
+        const busy = poolBusy(p);
+        if (busy !== undefined) return busy;
+        probe ??= p.query("SELECT 1").then(
+          () => {
+            probe = undefined;
+            return (
+              poolBusy(p) ?? { status: "healthy", details: poolDetails(p) }
+            );
+          },
+          (err: unknown) => {
+            probe = undefined;
+            throw err;
+          },
+        );
+        return probe;
+      },
+    );
+    const unregister = () => {
+      remove();
+      this.#unregister.delete(unregister);
+    };
+    this.#pools.set(pool, unregister);
+    this.#unregister.add(unregister);
   }
 
-  readonly #unregister: Array<() => void> = [];
+  /** Every pool check registered, removed at disable(). */
+  readonly #unregister = new Set<() => void>();
+
+  #wrapEnd(original: EndFn): EndFn {
+    const self = this;
+    return function threadlineEnd(this: unknown, ...args: unknown[]): unknown {
+      // Removed as the pool starts ending: its clients may take a while to
+      // go, and an ending pool is no dependency to report.
+      if (typeof this === "object" && this !== null) self.#pools.get(this)?.();
+      return original.apply(this, args);
+    };
+  }
 
   #wrapQuery(original: QueryFn): QueryFn {
     const self = this;

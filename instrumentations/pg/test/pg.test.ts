@@ -703,7 +703,37 @@ describe("the pool's health", () => {
     await threadline.shutdown();
     const port = await freePort();
     healthUrl = `http://127.0.0.1:${port}`;
-    start({ health: { port } });
+    // No alarms: the endpoint is all that runs the checks.
+    start({ health: { port }, alarms: false });
+  });
+
+  const pools = async () => {
+    const res = await fetch(`${healthUrl}/readyz`);
+    const report = (await res.json()) as {
+      components: Array<{ name: string; status: string; reason?: string }>;
+    };
+    return report.components
+      .filter((c) => c.name.startsWith("postgresql "))
+      .map((c) => [c.name, c.status, c.reason]);
+  };
+
+  it("forgets a pool as it ends, and the next pool to the same database takes its name", async () => {
+    // A job's pools, each made, used and ended in turn.
+    for (let i = 0; i < 3; i++) {
+      const job = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+      await job.query("SELECT 1");
+      await job.end();
+    }
+    const url = new URL(databaseUrl);
+    const name = `postgresql ${url.hostname}:${url.port}${url.pathname}`;
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+    try {
+      await pool.query("SELECT 1");
+      assert.deepEqual(await pools(), [[name, "healthy", undefined]]);
+    } finally {
+      await pool.end();
+    }
+    assert.deepEqual(await pools(), []);
   });
 
   it("reports a busy pool as degraded, never queueing its probe behind the application's queries", async () => {

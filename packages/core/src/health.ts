@@ -100,3 +100,99 @@ export class HealthRegistry {
 export const health: HealthRegistry = ((globalThis as Record<symbol, unknown>)[
   Symbol.for("threadline.health")
 ] ??= new HealthRegistry()) as HealthRegistry;
+
+/** Per name a numbered check was asked for: the suffixes handed out. */
+interface Numbering {
+  /** Registered under a suffix of this name now. */
+  live: number;
+  /** The next suffix never handed out. */
+  next: number;
+  /** Suffixes given back, smallest first (a binary heap). */
+  free: number[];
+}
+
+const numberingsOf = new WeakMap<HealthRegistry, Map<string, Numbering>>();
+
+/**
+ * Registers `check` under `base`, or under `base #2`, `base #3`… the lowest
+ * not in use: one check per pool or connection to the same place. A
+ * suffix given back is handed out again first, and finding one is a heap
+ * operation, not a walk through the names registered before (a job that
+ * makes and ends a pool per run would otherwise slow down with each).
+ */
+export function registerNumbered(
+  base: string,
+  check: HealthCheck,
+  registry: HealthRegistry = health,
+): { name: string; unregister: () => void } {
+  let numberings = numberingsOf.get(registry);
+  if (numberings === undefined)
+    numberingsOf.set(registry, (numberings = new Map()));
+  let numbering = numberings.get(base);
+  if (numbering === undefined) {
+    numbering = { live: 0, next: 1, free: [] };
+    numberings.set(base, numbering);
+  }
+  const own = numbering;
+  const names = numberings;
+  let suffix: number | undefined;
+  while (own.free.length > 0) {
+    const i = heapPop(own.free);
+    // Given back, but taken since under the same name by someone else.
+    if (!registry.has(numberedName(base, i))) {
+      suffix = i;
+      break;
+    }
+  }
+  if (suffix === undefined)
+    do suffix = own.next++;
+    while (registry.has(numberedName(base, suffix)));
+  const name = numberedName(base, suffix);
+  const remove = registry.register(name, check);
+  own.live++;
+  let registered = true;
+  return {
+    name,
+    unregister: () => {
+      if (!registered) return;
+      registered = false;
+      remove();
+      // Forgotten with its last check: names are not kept for good.
+      if (--own.live === 0) names.delete(base);
+      else heapPush(own.free, suffix);
+    },
+  };
+}
+
+function numberedName(base: string, suffix: number): string {
+  return suffix === 1 ? base : `${base} #${suffix}`;
+}
+
+function heapPush(heap: number[], value: number): void {
+  let i = heap.push(value) - 1;
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    if (heap[parent]! <= value) break;
+    heap[i] = heap[parent]!;
+    i = parent;
+  }
+  heap[i] = value;
+}
+
+function heapPop(heap: number[]): number {
+  const top = heap[0]!;
+  const last = heap.pop()!;
+  if (heap.length > 0) {
+    let i = 0;
+    for (;;) {
+      let child = 2 * i + 1;
+      if (child >= heap.length) break;
+      if (child + 1 < heap.length && heap[child + 1]! < heap[child]!) child++;
+      if (heap[child]! >= last) break;
+      heap[i] = heap[child]!;
+      i = child;
+    }
+    heap[i] = last;
+  }
+  return top;
+}

@@ -60,7 +60,12 @@ export {
 export type { LoadedModuleInfo, ModuleHook } from "./module-hooks.ts";
 export { EMPTY_CONTEXT } from "./context.ts";
 export { inCallerContext } from "./caller-context.ts";
-export { health, HealthRegistry, worstStatus } from "./health.ts";
+export {
+  health,
+  HealthRegistry,
+  registerNumbered,
+  worstStatus,
+} from "./health.ts";
 export type {
   ComponentHealth,
   HealthCheck,
