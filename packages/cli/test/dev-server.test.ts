@@ -211,17 +211,9 @@ describe("the OTLP receiver", () => {
         [Uint8Array.from([0x0a, 0x05, 0x01]), proto, /runs past/],
         ["{not json", json, /invalid JSON/],
         [
-          JSON.stringify({
-            resourceSpans: [
-              {
-                scopeSpans: [
-                  { spans: [{ traceId: "zz", spanId: "b7ad6b7169203331" }] },
-                ],
-              },
-            ],
-          }),
+          JSON.stringify({ resourceSpans: [{ scopeSpans: "nope" }] }),
           json,
-          /traceId/,
+          /scopeSpans must be an array/,
         ],
         [good, { "content-type": "text/plain" }, /unsupported content-type/],
         [new Uint8Array(300 * 1024), proto, /exceeds the limit/],
@@ -356,6 +348,79 @@ describe("the OTLP receiver", () => {
     });
     assert.equal(dev.receiver.stats.rejectedLogRecords, 1);
     assert.equal(dev.receiver.stats.rejectedSpans, 2);
+  });
+
+  it("keeps a JSON batch whose spans carry NaN or Infinity, and leaves out only a span that does not read", async () => {
+    const found = async (customer: string) =>
+      (
+        (await (
+          await fetch(
+            `${dev.viewerUrl}/api/search?customer=${customer}&limit=1000`,
+          )
+        ).json()) as { traces: Array<{ traceId: string }> }
+      ).traces.map((t) => t.traceId);
+    const odd: SpanData = {
+      ...span("c-nan"),
+      attributes: {
+        "customer.id": "c-nan",
+        ratio: NaN,
+        ceiling: Infinity,
+        floor: -Infinity,
+      },
+    };
+    const plain = span("c-nan");
+    const res = await post(
+      `${dev.otlpUrl}/v1/traces`,
+      traces.encodeJson([odd, plain]),
+      json,
+    );
+    assert.equal(res.status, 200, res.text);
+    assert.equal(
+      (JSON.parse(res.text) as { partialSuccess?: unknown }).partialSuccess,
+      undefined,
+      res.text,
+    );
+    await waitFor(async () => (await found("c-nan")).length === 2, {
+      what: "both spans of the batch",
+    });
+    // The same, written by another exporter: numbers as strings.
+    const numbers = JSON.parse(traces.encodeJson([span("c-num")])) as {
+      resourceSpans: Array<{
+        scopeSpans: Array<{
+          spans: Array<{ attributes: Array<{ key: string; value: unknown }> }>;
+        }>;
+      }>;
+    };
+    const spans = numbers.resourceSpans[0]!.scopeSpans[0]!.spans;
+    spans[0]!.attributes.push({ key: "ratio", value: { doubleValue: "0.25" } });
+    // A span whose value is of no type OTLP/JSON has: left out, alone.
+    const unreadable = JSON.parse(
+      traces.encodeJson([span("c-num")]),
+    ) as typeof numbers;
+    const bad = unreadable.resourceSpans[0]!.scopeSpans[0]!.spans[0]!;
+    bad.attributes.push({ key: "ratio", value: { doubleValue: "a lot" } });
+    spans.push(bad);
+    const mixed = await post(
+      `${dev.otlpUrl}/v1/traces`,
+      JSON.stringify(numbers),
+      json,
+    );
+    assert.equal(mixed.status, 200, mixed.text);
+    const partial = (
+      JSON.parse(mixed.text) as {
+        partialSuccess: { rejectedSpans: string; errorMessage: string };
+      }
+    ).partialSuccess;
+    assert.equal(Number(partial.rejectedSpans), 1);
+    assert.match(partial.errorMessage, /doubleValue must be a number/);
+    await waitFor(async () => (await found("c-num")).length === 1, {
+      what: "the span that reads",
+    });
+    const [traceId] = await found("c-num");
+    const trace = (await (
+      await fetch(`${dev.viewerUrl}/api/traces/${traceId}`)
+    ).json()) as { spans: Array<{ attributes: Record<string, unknown> }> };
+    assert.equal(trace.spans[0]!.attributes["ratio"], 0.25);
   });
 
   it("rejects bad search parameters with a reason", async () => {

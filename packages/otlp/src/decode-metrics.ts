@@ -4,6 +4,7 @@
 import {
   decodeExportJson,
   decodeExportProto,
+  double,
   jsonKeyValues,
   keyValue,
   list,
@@ -149,9 +150,9 @@ function jsonPoint(v: unknown, histogram: boolean): DecodedMetricPoint {
     return {
       ...base,
       count: num(p["count"], "count"),
-      sum: num(p["sum"], "sum"),
+      sum: double(p["sum"], "sum"),
       bounds: list(p["explicitBounds"] ?? [], "explicitBounds").map((b) =>
-        num(b, "explicitBounds[]"),
+        double(b, "explicitBounds[]"),
       ),
       counts: list(p["bucketCounts"] ?? [], "bucketCounts").map((c) =>
         num(c, "bucketCounts[]"),
@@ -161,7 +162,7 @@ function jsonPoint(v: unknown, histogram: boolean): DecodedMetricPoint {
     ...base,
     value:
       p["asDouble"] !== undefined
-        ? num(p["asDouble"], "asDouble")
+        ? double(p["asDouble"], "asDouble")
         : num(p["asInt"], "asInt"),
   };
 }

@@ -3,11 +3,12 @@
 // microseconds (a double holds them exactly); ids become lowercase hex.
 //
 // A request that cannot be read (truncated, wrong types) throws. A span or
-// log record that reads but is not valid (an all-zero id, an unknown kind,
-// status or severity) throws too, unless the caller passes `onInvalid`:
-// then it is left out and its reason reported, so a receiver can keep the
-// rest and answer with OTLP's partial success (exporters do not retry a
-// 400, so one bad item would lose its whole batch).
+// log record that is not valid (an all-zero id, an unknown kind, status or
+// severity) or does not read (a field of the wrong type, within a message
+// that is whole) throws too, unless the caller passes `onInvalid`: then it
+// is left out and its reason reported, so a receiver can keep the rest and
+// answer with OTLP's partial success (exporters do not retry a 400, so one
+// bad item would lose its whole batch).
 import { OtlpDecodeError, ProtoReader } from "./proto-reader.ts";
 
 export type DecodedAttributes = Record<string, unknown>;
@@ -79,6 +80,34 @@ export interface DecodeOptions {
    * Without it, the first invalid item fails the whole request.
    */
   onInvalid?: ((reason: string) => void) | undefined;
+}
+
+/**
+ * One item decoded and checked by `problem`, or undefined when it is left
+ * out (and reported). With `onInvalid`, an item that does not decode is
+ * left out too: its own message or JSON object was read whole, so the items
+ * after it are still where they were.
+ */
+function item<S, T>(
+  decode: (src: S) => T,
+  src: S,
+  problem: (item: T) => string | undefined,
+  kind: string,
+  options: DecodeOptions | undefined,
+): T | undefined {
+  if (options?.onInvalid === undefined) {
+    const t = decode(src);
+    return valid(t, problem(t), options);
+  }
+  let t: T;
+  try {
+    t = decode(src);
+  } catch (e) {
+    if (!(e instanceof OtlpDecodeError)) throw e;
+    options.onInvalid(`a ${kind} does not read: ${e.message}`);
+    return undefined;
+  }
+  return valid(t, problem(t), options);
 }
 
 /** The item, or undefined when `problem` leaves it out (and is reported). */
@@ -429,10 +458,9 @@ export function decodeTracesProto(
   options?: DecodeOptions,
 ): DecodedResourceSpans[] {
   return named(
-    decodeExportProto(buf, "Spans", "spans", (r) => {
-      const s = span(r);
-      return valid(s, spanProblem(s), options);
-    }),
+    decodeExportProto(buf, "Spans", "spans", (r) =>
+      item(span, r, spanProblem, "span", options),
+    ),
     "spans",
   );
 }
@@ -511,10 +539,9 @@ export function decodeLogsProto(
   options?: DecodeOptions,
 ): DecodedResourceLogs[] {
   return named(
-    decodeExportProto(buf, "Logs", "log_records", (r) => {
-      const l = logRecord(r);
-      return valid(l, logProblem(l), options);
-    }),
+    decodeExportProto(buf, "Logs", "log_records", (r) =>
+      item(logRecord, r, logProblem, "log record", options),
+    ),
     "logs",
   );
 }
@@ -546,6 +573,18 @@ export function num(v: unknown, what: string): number {
     throw new OtlpDecodeError(`${what} must be a number`);
   return n;
 }
+/**
+ * A double: a JSON number, or a string, as proto3's JSON mapping allows
+ * (https://protobuf.dev/programming-guides/json/): "NaN", "Infinity" and
+ * "-Infinity", which JSON has no number for, or the number's text.
+ */
+export function double(v: unknown, what: string): number {
+  if (typeof v === "number") return v;
+  if (v === "NaN") return NaN;
+  if (v === "Infinity") return Infinity;
+  if (v === "-Infinity") return -Infinity;
+  return num(v, what);
+}
 function enumNum(v: unknown, names: readonly string[], what: string): number {
   if (typeof v === "string" && !/^\d+$/.test(v)) {
     const i = names.indexOf(v);
@@ -572,7 +611,7 @@ function jsonAnyValue(v: unknown, depth = 0): unknown {
   if ("stringValue" in o) return str(o["stringValue"], "stringValue");
   if ("boolValue" in o) return o["boolValue"] === true;
   if ("intValue" in o) return num(o["intValue"], "intValue");
-  if ("doubleValue" in o) return num(o["doubleValue"], "doubleValue");
+  if ("doubleValue" in o) return double(o["doubleValue"], "doubleValue");
   if ("arrayValue" in o)
     return list(
       obj(o["arrayValue"], "arrayValue")["values"],
@@ -659,10 +698,9 @@ export function decodeTracesJson(
   options?: DecodeOptions,
 ): DecodedResourceSpans[] {
   return named(
-    decodeExportJson(body, "Spans", "spans", (v) => {
-      const s = jsonSpan(v);
-      return valid(s, spanProblem(s), options);
-    }),
+    decodeExportJson(body, "Spans", "spans", (v) =>
+      item(jsonSpan, v, spanProblem, "span", options),
+    ),
     "spans",
   );
 }
@@ -709,10 +747,9 @@ export function decodeLogsJson(
   options?: DecodeOptions,
 ): DecodedResourceLogs[] {
   return named(
-    decodeExportJson(body, "Logs", "logRecords", (v) => {
-      const l = jsonLogRecord(v);
-      return valid(l, logProblem(l), options);
-    }),
+    decodeExportJson(body, "Logs", "logRecords", (v) =>
+      item(jsonLogRecord, v, logProblem, "log record", options),
+    ),
     "logs",
   );
 }
