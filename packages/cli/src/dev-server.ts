@@ -176,9 +176,18 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
   let liveSeq = 0;
   /** The latest changes, oldest first: at most 2 × LIVE_REPLAY, trimmed in one go. */
   let recent: Array<{ seq: number; trace: ChangedTrace }> = [];
+  // A customer matches as a search for it does: any span of the trace may
+  // carry it, not only the summary's (its first span with a customer).
   const matches = (c: LiveClient, t: ChangedTrace) =>
-    (c.customer === undefined || t.customer === c.customer) &&
-    (c.service === undefined || t.services.includes(c.service));
+    (c.service === undefined || t.services.includes(c.service)) &&
+    (c.customer === undefined ||
+      t.customer === c.customer ||
+      store.traceHasCustomer(t.traceId, t.startUs, c.customer));
+  /** The trace as `c` sees it: the customer it asked for, as a search shows it. */
+  const eventFor = (c: LiveClient, seq: number, t: ChangedTrace) =>
+    c.customer === undefined || t.customer === c.customer
+      ? traceEvent(seq, t)
+      : traceEvent(seq, { ...t, customer: c.customer });
   let flushTimer: NodeJS.Timeout | undefined;
   const flush = () => {
     flushTimer = undefined;
@@ -200,7 +209,7 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     if (recent.length > 2 * LIVE_REPLAY) recent = recent.slice(-LIVE_REPLAY);
     for (const c of live)
       for (const t of changed)
-        if (matches(c, t)) c.res.write(traceEvent(seq, t));
+        if (matches(c, t)) c.res.write(eventFor(c, seq, t));
   };
   const scheduleFlush = () => {
     if (store.pending > 20_000) flush();
@@ -466,7 +475,7 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
             latest.set(e.trace.traceId, e);
           }
         for (const { seq, trace } of latest.values())
-          res.write(traceEvent(seq, trace));
+          res.write(eventFor(client, seq, trace));
       }
       // Where the stream starts, so that a page that heard nothing yet can
       // still come back for what it missed.

@@ -7,6 +7,10 @@ export interface TraceSummary {
   /** Service and name of the root span (or of the earliest span when the root is missing). */
   rootService: string;
   rootName: string;
+  /**
+   * The customer a search or live filter asked for, which some span of the
+   * trace carries; without one, the first customer its spans carry.
+   */
   customer: string | null;
   startUs: number;
   durationUs: number;

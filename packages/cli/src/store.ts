@@ -754,7 +754,33 @@ export class Store implements TraceBackend {
     }
     const limit = Math.max(1, Math.min(q.limit ?? 50, MAX_LIMIT));
     const sql = `SELECT t.* FROM ${from} ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY ${order} DESC LIMIT ${limit}`;
-    return (this.#s(sql).all(...args) as unknown as TraceRow[]).map(toSummary);
+    const rows = this.#s(sql).all(...args) as unknown as TraceRow[];
+    // A trace found for one customer is shown as that customer's, whichever
+    // customer its first span carried.
+    if (q.customer) for (const r of rows) r.customer = q.customer;
+    return rows.map(toSummary);
+  }
+
+  /**
+   * Whether any span of a trace starting at `startUs` carries `customer`:
+   * what a search for that customer matches.
+   */
+  traceHasCustomer(
+    traceId: string,
+    startUs: number,
+    customer: string,
+  ): boolean {
+    if (customer.length > MAX_TAG_VALUE)
+      return (
+        this.#s(
+          "SELECT 1 FROM spans WHERE trace_id = ? AND customer = ? LIMIT 1",
+        ).get(traceId, customer) !== undefined
+      );
+    return (
+      this.#s(
+        "SELECT 1 FROM trace_tags WHERE key = 'customer.id' AND value = ? AND start_us = ? AND trace_id = ?",
+      ).get(customer, startUs, traceId) !== undefined
+    );
   }
 
   async getTrace(traceId: string): Promise<TraceDetail | undefined> {

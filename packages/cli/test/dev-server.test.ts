@@ -451,6 +451,72 @@ describe("the OTLP receiver", () => {
     live.close();
   });
 
+  it("streams a trace to a customer's live view whenever a search for that customer finds it", async () => {
+    // A batch job: its root carries no customer, its children one each.
+    const job = { ...span("c-job-a"), attributes: {} };
+    const child = (customer: string, startTime: number) => ({
+      ...span(customer),
+      traceId: job.traceId,
+      parentSpanId: job.spanId,
+      startTime,
+      endTime: startTime + 1,
+    });
+    const liveB = openLive(`${dev.viewerUrl}/api/live?customer=c-job-b`);
+    await waitFor(() => liveB.events().at(-1)?.event === "position", {
+      what: "the stream to open",
+    });
+    await post(
+      `${dev.otlpUrl}/v1/traces`,
+      traces.encode([
+        job,
+        child("c-job-a", job.startTime + 1),
+        child("c-job-b", job.startTime + 2),
+      ]),
+      proto,
+    );
+    const live = await waitFor(() => liveTraces(liveB.events())[0], {
+      what: "the trace on c-job-b's live view",
+    });
+    liveB.close();
+    assert.equal(live.traceId, job.traceId);
+    assert.equal(live.customer, "c-job-b");
+
+    const found = (
+      (await (
+        await fetch(`${dev.viewerUrl}/api/search?customer=c-job-b`)
+      ).json()) as { traces: Array<{ traceId: string; customer: string }> }
+    ).traces;
+    assert.deepEqual(
+      found.map((t) => [t.traceId, t.customer]),
+      [[job.traceId, "c-job-b"]],
+    );
+
+    // A page coming back gets it too, and a later span with no customer
+    // still reaches the view of a customer an earlier span carried.
+    const back = openLive(`${dev.viewerUrl}/api/live?customer=c-job-b&after=0`);
+    const replayed = await waitFor(
+      () => back.events().at(-1)?.event === "position" && back.events(),
+      { what: "the replay" },
+    );
+    assert.deepEqual(
+      liveTraces(replayed).map((t) => [t.traceId, t.customer]),
+      [[job.traceId, "c-job-b"]],
+    );
+    await post(
+      `${dev.otlpUrl}/v1/traces`,
+      traces.encode([
+        { ...child("c-job-b", job.startTime + 3), attributes: {} },
+      ]),
+      proto,
+    );
+    const later = await waitFor(
+      () => liveTraces(back.events()).find((t) => t.spanCount === 4),
+      { what: "the trace's fourth span live" },
+    );
+    back.close();
+    assert.equal(later.customer, "c-job-b");
+  });
+
   it("replays to a stream opened again what changed while it was away, each trace once", async () => {
     const first = openLive(`${dev.viewerUrl}/api/live?customer=c-back`);
     await waitFor(() => first.events().at(-1)?.event === "position", {

@@ -131,7 +131,10 @@ export function answer(
   const out: TraceSummary[] = [];
   for (const spans of traces.values()) {
     const summary = summarize(spans);
-    if (matches(q, spans, summary)) out.push(summary);
+    if (!matches(q, spans, summary)) continue;
+    // Shown as the customer searched for, as the local store does.
+    if (q.customer !== undefined) summary.customer = q.customer;
+    out.push(summary);
   }
   out.sort((a, b) => b.startUs - a.startUs);
   return out.slice(0, q.limit ?? DEFAULT_LIMIT);
