@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { chromium, type Browser, type Page } from "playwright-core";
+import { TraceEncoder, type SpanData } from "@threadline/otlp";
 import {
   startShop,
   stopTestServers,
@@ -729,6 +730,101 @@ describe("the threadline dev viewer in a browser", () => {
     } finally {
       await context.close();
       await locked.close();
+    }
+  });
+});
+
+describe("a trace too large to lay out whole", () => {
+  it("opens, showing its first rows and saying why the rest are not drawn", async () => {
+    const dev = await startDevServer({
+      dbPath: ":memory:",
+      otlpPort: 0,
+      viewerPort: 0,
+    });
+    const browser = await chromium.launch({
+      executablePath: "/usr/bin/chromium",
+      args: CHROMIUM_ARGS,
+    });
+    try {
+      // A migration's root and one query per row: 2 × 70,000 span times
+      // were spread into Math.min(), past what the browser's stack holds.
+      const children = 70_000;
+      const traceId = randomBytes(16).toString("hex");
+      const rootId = randomBytes(8).toString("hex");
+      const now = Date.now();
+      const span = (i: number, over: Partial<SpanData> = {}): SpanData => ({
+        scope: { name: "migrate" },
+        traceId,
+        spanId: (i + 1).toString(16).padStart(16, "0"),
+        parentSpanId: rootId,
+        parentIsRemote: false,
+        traceState: undefined,
+        traceFlags: 1,
+        name: "SELECT rows",
+        kind: 3,
+        startTime: now + i / 100,
+        endTime: now + i / 100 + 0.005,
+        attributes: {},
+        droppedAttributesCount: 0,
+        events: undefined,
+        droppedEventsCount: 0,
+        links: undefined,
+        droppedLinksCount: 0,
+        statusCode: 0,
+        statusMessage: undefined,
+        ...over,
+      });
+      const encoder = new TraceEncoder({ "service.name": "migrator" });
+      const spans = [
+        span(-1, {
+          spanId: rootId,
+          parentSpanId: undefined,
+          name: "migrate",
+          kind: 1,
+          endTime: now + children / 100,
+        }),
+      ];
+      for (let i = 0; i < children; i++) spans.push(span(i));
+      for (let i = 0; i < spans.length; i += 20_000) {
+        const res = await fetch(`${dev.otlpUrl}/v1/traces`, {
+          method: "POST",
+          headers: { "content-type": "application/x-protobuf" },
+          body: encoder.encode(spans.slice(i, i + 20_000)),
+        });
+        assert.equal(res.status, 200, await res.text());
+      }
+      await waitFor(() => dev.store.counts().spans === children + 1, {
+        timeoutMs: 30_000,
+        what: "the trace stored",
+      });
+
+      const page = await browser.newPage({
+        viewport: { width: 1280, height: 800 },
+      });
+      const errors: string[] = [];
+      page.on("pageerror", (err) => errors.push(err.message));
+      await page.goto(`${dev.viewerUrl}/trace/${traceId}`);
+      const view = page.getByTestId("trace-view");
+      let state: string | null = null;
+      try {
+        await waitFor(
+          async () =>
+            (state = await view.getAttribute("data-state")) === "ready",
+          { timeoutMs: 30_000 },
+        );
+      } catch {
+        assert.deepEqual(errors, []);
+        assert.equal(state, "ready", "the trace view's state");
+      }
+      assert.equal(await page.getByTestId("span-row").count(), 10_000);
+      await page
+        .getByTestId("waterfall-limit")
+        .getByText(/first 10,000 rows of this trace's 70,001 spans/)
+        .waitFor();
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+      await dev.close();
     }
   });
 });

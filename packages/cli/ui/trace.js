@@ -195,12 +195,21 @@ function analyse(detail) {
   // The timeline is the spans' extent: log timestamps are often coarser
   // (whole milliseconds) and would otherwise shift every span. Logs only
   // widen it when there are no spans to go by.
-  const times =
-    spans.length > 0
-      ? spans.flatMap((s) => [s.startUs, s.endUs])
-      : logs.map((l) => l.timeUs);
-  const t0 = times.length > 0 ? Math.min(...times) : 0;
-  const t1 = times.length > 0 ? Math.max(...times) : 0;
+  // A loop, not Math.min(...times): a spread of a large trace's times
+  // overflows the stack.
+  let t0 = Infinity;
+  let t1 = -Infinity;
+  if (spans.length > 0)
+    for (const s of spans) {
+      if (s.startUs < t0) t0 = s.startUs;
+      if (s.endUs > t1) t1 = s.endUs;
+    }
+  else
+    for (const l of logs) {
+      if (l.timeUs < t0) t0 = l.timeUs;
+      if (l.timeUs > t1) t1 = l.timeUs;
+    }
+  if (t0 === Infinity) t0 = t1 = 0;
   const services = [];
   for (const s of spans)
     if (!services.includes(s.service)) services.push(s.service);
@@ -227,16 +236,42 @@ function analyse(detail) {
   };
 }
 
-/** Rows in display order; a collapsed span hides its subtree and logs. */
-function flatten(m, collapsed) {
+/**
+ * Rows the waterfall shows at most: a browser lays out a few thousand rows
+ * in a moment, and a trace of tens of thousands of spans would hold the
+ * page for half a minute or more.
+ */
+const MAX_ROWS = 10_000;
+
+/**
+ * Rows in display order, at most `limit`; a collapsed span hides its
+ * subtree and logs. `cut` says whether rows were left out. Walked with a
+ * stack of its own, not by recursion: a trace can nest deeper than the
+ * call stack.
+ */
+function flatten(m, collapsed, limit = MAX_ROWS) {
   const rows = [];
   const seen = new Set();
   const hiddenCount = (span) => {
-    let n = (m.logsBySpan.get(span.spanId) ?? []).length;
-    for (const c of m.children.get(span.spanId) ?? []) n += 1 + hiddenCount(c);
+    let n = 0;
+    const counted = new Set([span.spanId]);
+    const stack = [span];
+    while (stack.length > 0) {
+      const s = stack.pop();
+      n += (m.logsBySpan.get(s.spanId) ?? []).length;
+      for (const c of m.children.get(s.spanId) ?? [])
+        if (!counted.has(c.spanId)) {
+          counted.add(c.spanId);
+          n++;
+          stack.push(c);
+        }
+    }
     return n;
   };
-  const walk = (span, depth) => {
+  // One frame per span being walked: its children and its log lines,
+  // merged by time.
+  const frames = [];
+  const visit = (span, depth) => {
     if (seen.has(span.spanId)) return;
     seen.add(span.spanId);
     const kids = m.children.get(span.spanId) ?? [];
@@ -250,34 +285,45 @@ function flatten(m, collapsed) {
       collapsed: isCollapsed,
       hidden: isCollapsed ? hiddenCount(span) : 0,
     });
-    if (!isCollapsed) merge(kids, logs, depth + 1);
+    if (!isCollapsed) frames.push({ kids, logs, i: 0, j: 0, depth: depth + 1 });
   };
-  const merge = (kids, logs, depth) => {
-    let i = 0;
-    let j = 0;
-    while (i < kids.length || j < logs.length) {
+  // One row past the limit tells whether any were left out.
+  const walk = () => {
+    while (frames.length > 0 && rows.length <= limit) {
+      const f = frames[frames.length - 1];
       if (
-        j < logs.length &&
-        (i >= kids.length || logs[j].timeUs <= kids[i].startUs)
+        f.j < f.logs.length &&
+        (f.i >= f.kids.length || f.logs[f.j].timeUs <= f.kids[f.i].startUs)
       )
-        rows.push({ type: "log", log: logs[j++], depth });
-      else walk(kids[i++], depth);
+        rows.push({ type: "log", log: f.logs[f.j++], depth: f.depth });
+      else if (f.i < f.kids.length) visit(f.kids[f.i++], f.depth);
+      else frames.pop();
     }
   };
-  merge(m.roots, m.orphanLogs, 0);
+  frames.push({ kids: m.roots, logs: m.orphanLogs, i: 0, j: 0, depth: 0 });
+  walk();
   // Spans whose parents form a cycle are reachable from no root; show them
   // anyway rather than lose them. Not those under a collapsed span, which
   // are reachable and hidden on purpose.
-  const reachable = new Set();
-  const stack = [...m.roots];
-  while (stack.length > 0) {
-    const span = stack.pop();
-    if (reachable.has(span.spanId)) continue;
-    reachable.add(span.spanId);
-    stack.push(...(m.children.get(span.spanId) ?? []));
+  if (rows.length <= limit) {
+    const reachable = new Set();
+    const stack = [...m.roots];
+    while (stack.length > 0) {
+      const span = stack.pop();
+      if (reachable.has(span.spanId)) continue;
+      reachable.add(span.spanId);
+      for (const c of m.children.get(span.spanId) ?? []) stack.push(c);
+    }
+    for (const s of m.spans) {
+      if (rows.length > limit) break;
+      if (reachable.has(s.spanId)) continue;
+      visit(s, 0);
+      walk();
+    }
   }
-  for (const s of m.spans) if (!reachable.has(s.spanId)) walk(s, 0);
-  return rows;
+  const cut = rows.length > limit;
+  if (cut) rows.length = limit;
+  return { rows, cut };
 }
 
 function pct(x) {
@@ -374,9 +420,22 @@ export function traceView(container, route, app) {
       return;
     }
     const first = model === undefined;
-    model = analyse(detail);
-    if (selected && !model.byId.has(selected)) selected = null;
-    render();
+    try {
+      model = analyse(detail);
+      if (selected && !model.byId.has(selected)) selected = null;
+      render();
+    } catch (err) {
+      // Said on the page, never left at "Loading trace…".
+      page.dataset.state = "error";
+      page.replaceChildren(
+        notice(
+          "error",
+          "Could not show the trace",
+          String(err?.message ?? err),
+        ),
+      );
+      return;
+    }
     page.dataset.state = "ready";
     if (first) {
       app.setTitle(
@@ -558,12 +617,31 @@ export function traceView(container, route, app) {
         ),
       ),
     );
-    const rows = flatten(m, collapsed).map((r) =>
-      r.type === "span" ? spanRow(r) : logRow(r),
-    );
+    const { rows, cut } = flatten(m, collapsed);
     waterfall.replaceChildren(
       ruler,
-      h("div", { class: "wf-rows", role: "rowgroup" }, rows),
+      h(
+        "div",
+        { class: "wf-rows", role: "rowgroup" },
+        rows.map((r) => (r.type === "span" ? spanRow(r) : logRow(r))),
+      ),
+      cut
+        ? h(
+            "div",
+            { class: "wf-limit", dataset: { testid: "waterfall-limit" } },
+            notice(
+              "empty",
+              `The waterfall shows the first ${plural(MAX_ROWS, "row")} of this trace's ${plural(m.spans.length, "span")} and ${plural(m.logs.length, "log line")}`,
+              h(
+                "p",
+                {},
+                "Collapse spans to bring later ones up, or print the whole trace with ",
+                h("code", { text: `threadline trace ${traceId}` }),
+                ".",
+              ),
+            ),
+          )
+        : null,
     );
   }
 
