@@ -11,7 +11,9 @@
 // customer/service filter. Batches are numbered (the events' ids) and the
 // last LIVE_REPLAY changes kept in memory, so a stream opened again after
 // the page went elsewhere (?after=, or Last-Event-ID when the browser
-// reconnects by itself) first gets what it missed.
+// reconnects by itself) first gets what it missed. A stream that still has
+// LIVE_MAX_UNSENT bytes unsent when a batch comes is closed: its reader
+// stopped reading, and the viewer would otherwise hold all it is sent.
 import { readFile } from "node:fs/promises";
 import {
   createServer,
@@ -138,6 +140,14 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 /** How many changed traces the live feed keeps to replay to a returning page. */
 const LIVE_REPLAY = 1000;
 
+/**
+ * Bytes a live stream may still have unsent when the next batch comes: a
+ * page drains its stream between batches, and one past this has stopped
+ * reading. It is closed, or the viewer would hold everything sent to it; a
+ * page that comes back reconnects and gets what it missed from the replay.
+ */
+const LIVE_MAX_UNSENT = 4 * 1024 * 1024;
+
 interface LiveClient {
   res: ServerResponse;
   customer: string | undefined;
@@ -188,6 +198,13 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     c.customer === undefined || t.customer === c.customer
       ? traceEvent(seq, t)
       : traceEvent(seq, { ...t, customer: c.customer });
+  /** Closes `c` if it stopped reading: true when it did. */
+  const stalled = (c: LiveClient): boolean => {
+    if (c.res.writableLength <= LIVE_MAX_UNSENT) return false;
+    live.delete(c);
+    c.res.destroy();
+    return true;
+  };
   let flushTimer: NodeJS.Timeout | undefined;
   const flush = () => {
     flushTimer = undefined;
@@ -207,9 +224,12 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     const seq = ++liveSeq;
     for (const trace of changed) recent.push({ seq, trace });
     if (recent.length > 2 * LIVE_REPLAY) recent = recent.slice(-LIVE_REPLAY);
-    for (const c of live)
-      for (const t of changed)
-        if (matches(c, t)) c.res.write(eventFor(c, seq, t));
+    for (const c of live) {
+      if (stalled(c)) continue;
+      let events = "";
+      for (const t of changed) if (matches(c, t)) events += eventFor(c, seq, t);
+      if (events !== "") c.res.write(events);
+    }
   };
   const scheduleFlush = () => {
     if (store.pending > 20_000) flush();
@@ -510,7 +530,7 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
   }
 
   const heartbeat = setInterval(() => {
-    for (const c of live) c.res.write(": keep-alive\n\n");
+    for (const c of live) if (!stalled(c)) c.res.write(": keep-alive\n\n");
   }, 15_000);
   heartbeat.unref();
   const pruneTimer = setInterval(() => {

@@ -2,8 +2,10 @@
 // encodings, hostile and oversized payloads, back-pressure, tokens, and the
 // live stream.
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
@@ -686,6 +688,65 @@ describe("back-pressure", () => {
         200,
       );
     } finally {
+      await dev.close();
+    }
+  });
+});
+
+describe("a live stream nobody reads", () => {
+  it("is closed once it holds megabytes unsent, and a stream that reads goes on", async () => {
+    const dev = await startDevServer({
+      dbPath: ":memory:",
+      otlpPort: 0,
+      viewerPort: 0,
+      flushIntervalMs: 10,
+    });
+    const stalled = net.connect(
+      Number(new URL(dev.viewerUrl).port),
+      "127.0.0.1",
+    );
+    try {
+      stalled.write("GET /api/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      stalled.pause();
+      const reading = openLive(`${dev.viewerUrl}/api/live`);
+      await waitFor(() => reading.text().includes(": live"), {
+        what: "the reading stream to open",
+      });
+      // About 40 MB of live events, each batch read by the reading stream
+      // before the next: far more than the socket's buffers hold.
+      const name = "x".repeat(4000);
+      let sent = 0;
+      for (let batch = 0; batch < 10; batch++) {
+        const spans = Array.from({ length: 1000 }, () => ({
+          ...span("c-stall"),
+          traceId: randomBytes(16).toString("hex"),
+          name,
+        }));
+        const res = await post(
+          `${dev.otlpUrl}/v1/traces`,
+          traces.encode(spans),
+          proto,
+        );
+        assert.equal(res.status, 200, res.text);
+        sent += spans.length;
+        await waitFor(() => liveTraces(reading.events()).length === sent, {
+          what: `${sent} traces on the reading stream`,
+        });
+      }
+      reading.close();
+      // What the stalled stream was sent stops short: the viewer closed it.
+      let received = 0;
+      stalled.on("data", (c: Buffer) => (received += c.length));
+      const closed = new Promise((resolve) => stalled.once("close", resolve));
+      stalled.on("error", () => {});
+      stalled.resume();
+      await waitFor(() => stalled.destroyed || stalled.readableEnded, {
+        what: "the stalled stream closed",
+      });
+      await closed;
+      assert.ok(received < 30e6, `the stalled stream got ${received} bytes`);
+    } finally {
+      stalled.destroy();
       await dev.close();
     }
   });
