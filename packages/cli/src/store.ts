@@ -208,11 +208,14 @@ export class Store implements TraceBackend {
       this.#db.prepare("SELECT 1 FROM traces LIMIT 1").get();
       return;
     }
+    // The write-ahead log is cut back to 4 MiB (what an automatic
+    // checkpoint lets it reach) after a prune or a burst made it larger.
     this.#db.exec(`
       PRAGMA busy_timeout = ${Math.max(0, Math.trunc(options.busyTimeoutMs ?? BUSY_TIMEOUT_MS))};
       PRAGMA auto_vacuum = INCREMENTAL;
       PRAGMA journal_mode = WAL;
       PRAGMA synchronous = NORMAL;
+      PRAGMA journal_size_limit = 4194304;
       PRAGMA temp_store = MEMORY;
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS spans (
@@ -1056,49 +1059,106 @@ export class Store implements TraceBackend {
     });
   }
 
-  /** Deletes data older than the age limit, then oldest-first until under the size limit. Returns traces removed. */
+  /**
+   * Deletes data older than the age limit, then oldest first until under
+   * the size limit, and gives the freed pages back to the file system.
+   * Returns traces removed.
+   *
+   * Each round drops the oldest tenth of the traces, of the log lines or of
+   * the metric points, whichever reaches back least far, and everything
+   * older than that: a store of log lines outside traces is pruned like
+   * one of traces, and neither kind loses newer data for the other's sake.
+   * A round is one transaction of bounded size; the pass goes on until the
+   * store fits.
+   */
   prune(nowUs = Date.now() * 1000): number {
-    let removed = this.#deleteBefore(nowUs - this.#maxAgeMs * 1000);
-    for (
-      let round = 0;
-      round < 20 && this.sizeBytes() > this.#maxBytes;
-      round++
-    ) {
-      // Drop the oldest tenth of what is left (at least one trace) per round.
-      const n = (
-        this.#s("SELECT count(*) AS n FROM traces").get() as { n: number }
-      ).n;
-      if (n === 0) {
-        const oldestLog = this.#s(
-          "SELECT time_us FROM logs ORDER BY time_us LIMIT 1 OFFSET ?",
-        ).get(1000) as { time_us?: number } | undefined;
-        if (oldestLog?.time_us === undefined) break;
-        this.#deleteBefore(oldestLog.time_us);
-        continue;
+    const aged = this.#deleteBefore(nowUs - this.#maxAgeMs * 1000);
+    let traces = aged.traces;
+    let rows = aged.rows;
+    if (this.sizeBytes() > this.#maxBytes) {
+      const count = (table: string) =>
+        (this.#s(`SELECT count(*) AS n FROM ${table}`).get() as { n: number })
+          .n;
+      const left = {
+        traces: count("traces"),
+        logs: count("logs"),
+        metrics: count("metric_points"),
+      };
+      // The time of the row a tenth of the way into a kind, oldest first.
+      const tenth = (sql: string, n: number) =>
+        n === 0
+          ? Infinity
+          : ((this.#s(sql).get(Math.floor(n / 10)) as { t: number } | undefined)
+              ?.t ?? Infinity);
+      while (this.sizeBytes() > this.#maxBytes) {
+        const cut = Math.min(
+          tenth(
+            "SELECT start_us AS t FROM traces ORDER BY start_us LIMIT 1 OFFSET ?",
+            left.traces,
+          ),
+          tenth(
+            "SELECT time_us AS t FROM logs ORDER BY time_us LIMIT 1 OFFSET ?",
+            left.logs,
+          ),
+          tenth(
+            "SELECT time_ms * 1000 AS t FROM metric_points ORDER BY time_ms LIMIT 1 OFFSET ?",
+            left.metrics,
+          ),
+        );
+        if (cut === Infinity) break;
+        // A millisecond past the row found (metric points are kept in
+        // milliseconds), so that each round removes at least that row.
+        const r = this.#deleteBefore(cut + 1000);
+        if (r.rows === 0) break;
+        traces += r.traces;
+        rows += r.rows;
+        left.traces -= r.traces;
+        left.logs -= r.logs;
+        left.metrics -= r.metrics;
       }
-      const cut = this.#s(
-        "SELECT start_us FROM traces ORDER BY start_us LIMIT 1 OFFSET ?",
-      ).get(Math.max(0, Math.floor(n / 10))) as { start_us: number };
-      removed += this.#deleteBefore(cut.start_us + 1);
     }
-    if (removed > 0) this.#db.exec("PRAGMA incremental_vacuum");
-    return removed;
+    if (rows > 0) {
+      this.#db.exec("PRAGMA incremental_vacuum");
+      // The file is cut to its new size when the log is copied back into
+      // it; passive, so a reader of the same file is never waited for.
+      this.#db.exec("PRAGMA wal_checkpoint(PASSIVE)");
+    }
+    return traces;
   }
 
-  #deleteBefore(cutUs: number): number {
+  /** Deletes everything that started before `cutUs`: how many traces, log lines, metric points and rows in all. */
+  #deleteBefore(cutUs: number): {
+    traces: number;
+    logs: number;
+    metrics: number;
+    rows: number;
+  } {
     this.#db.exec("BEGIN");
     try {
-      this.#s(
+      const spans = this.#s(
         "DELETE FROM spans WHERE trace_id IN (SELECT trace_id FROM traces WHERE start_us < ?)",
-      ).run(cutUs);
-      this.#s("DELETE FROM trace_tags WHERE start_us < ?").run(cutUs);
-      this.#s("DELETE FROM logs WHERE time_us < ?").run(cutUs);
-      this.#s("DELETE FROM metric_points WHERE time_ms < ?").run(
-        Math.floor(cutUs / 1000),
+      ).run(cutUs).changes;
+      const tags = this.#s("DELETE FROM trace_tags WHERE start_us < ?").run(
+        cutUs,
+      ).changes;
+      const logs = Number(
+        this.#s("DELETE FROM logs WHERE time_us < ?").run(cutUs).changes,
       );
-      const r = this.#s("DELETE FROM traces WHERE start_us < ?").run(cutUs);
+      const metrics = Number(
+        this.#s("DELETE FROM metric_points WHERE time_ms < ?").run(
+          Math.floor(cutUs / 1000),
+        ).changes,
+      );
+      const traces = Number(
+        this.#s("DELETE FROM traces WHERE start_us < ?").run(cutUs).changes,
+      );
       this.#db.exec("COMMIT");
-      return Number(r.changes);
+      return {
+        traces,
+        logs,
+        metrics,
+        rows: traces + logs + metrics + Number(spans) + Number(tags),
+      };
     } catch (err) {
       this.#db.exec("ROLLBACK");
       throw err;

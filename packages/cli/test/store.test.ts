@@ -1,6 +1,6 @@
 // The local store: search filters, persistence across restarts, pruning.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
@@ -385,6 +385,53 @@ describe("persistence and pruning", () => {
     // What is left is the newest.
     assert.equal(left[0]!.traceId, hex(0xd00000 + 399, 32));
     await store.close();
+  });
+  it("brings a store of log lines outside traces under the size limit in one pass, and shrinks its file", async () => {
+    const path = join(dir, "lines.sqlite");
+    const maxBytes = 1024 * 1024;
+    const store = new Store({ path, maxBytes });
+    const now = Date.now() * 1000;
+    // A poller's lines, no trace among them: 5,000 of about 250 bytes a
+    // minute, for `minutes` minutes ending `endUs`.
+    const poll = (minutes: number, endUs: number) => {
+      for (let m = minutes; m > 0; m--) {
+        const bodies = Array.from(
+          { length: 5000 },
+          (_, i) => `poll tick ${m}.${i} ${"y".repeat(200)}`,
+        );
+        const [group] = logBatch("", bodies, endUs - m * 60_000_000);
+        store.ingestLogs([group!]);
+        store.flush();
+      }
+    };
+    poll(6, now - 60_000_000);
+    assert.ok(store.sizeBytes() > 4 * maxBytes, `${store.sizeBytes()} bytes`);
+    store.prune(now);
+    assert.ok(store.sizeBytes() <= maxBytes, `${store.sizeBytes()} bytes`);
+    const kept = store.counts().logs;
+    assert.ok(kept > 0 && kept < 30_000 / 4, `${kept} lines`);
+    // On disk too, once the next write has reset the write-ahead log.
+    poll(1, now);
+    const onDisk = statSync(path).size + statSync(`${path}-wal`).size;
+    assert.ok(
+      onDisk <= 2 * maxBytes + 4 * 1024 * 1024,
+      `${onDisk} bytes on disk`,
+    );
+
+    // Older lines, then a request newer than all of them: the lines go first.
+    poll(6, now - 600_000_000);
+    const fresh = order(store, 30, "c-new", now - 1_000_000);
+    store.prune(now);
+    assert.ok(store.sizeBytes() <= maxBytes, `${store.sizeBytes()} bytes`);
+    assert.deepEqual(
+      store.searchSync({}).map((t) => t.traceId),
+      [fresh],
+    );
+    await store.close();
+    assert.ok(
+      statSync(path).size <= 2 * maxBytes,
+      `${statSync(path).size} bytes on disk`,
+    );
   });
 });
 
