@@ -152,3 +152,38 @@ it("redacts the operator's own paths in a logger writing to a file named by its 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+it("redacts in a logger whose redact option is undefined or null", async () => {
+  const receiver = await startOtlpReceiver();
+  try {
+    const svc = await startService({
+      entry: "redact-unset.mjs",
+      cwd: fixtures,
+      ready: false,
+      env: {
+        OTEL_SERVICE_NAME: "redact-unset",
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_BLRP_SCHEDULE_DELAY: "50",
+        OTEL_TRACES_EXPORTER: "none",
+        OTEL_METRICS_EXPORTER: "none",
+      },
+    });
+    await svc.exited;
+    const logs = await receiver.waitForLogs(
+      (l) => l.length >= 2,
+      "the log records",
+    );
+    const login = logs.find((l) => l.body === "login");
+    assert.equal(login?.attributes["password"], "[Redacted]");
+    assert.deepEqual(login?.attributes["headers"], {
+      authorization: "[Redacted]",
+    });
+    const written = JSON.stringify({ stdout: svc.stdout, logs }, (_k, v) =>
+      typeof v === "bigint" ? String(v) : v,
+    );
+    for (const secret of ["unset-pw-1", "Bearer unset-2", "null-tok-3"])
+      assert.ok(!written.includes(secret), `${secret} leaked`);
+  } finally {
+    await receiver.close();
+  }
+});

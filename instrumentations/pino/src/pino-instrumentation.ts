@@ -302,11 +302,13 @@ export class PinoInstrumentation implements Instrumentation {
     };
     return function pino(this: unknown, ...args: unknown[]): unknown {
       const first = args[0];
+      // `redact: undefined` (an unset variable's split) or `null` is no
+      // choice: pino redacts nothing for either.
       const chosen =
         typeof first === "object" &&
         first !== null &&
         typeof (first as { write?: unknown }).write !== "function" &&
-        "redact" in first;
+        (first as { redact?: unknown }).redact != null;
       if (chosen) return original.apply(this, args);
       if (!onePass) {
         try {
