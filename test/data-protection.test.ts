@@ -187,3 +187,41 @@ it("redacts in a logger whose redact option is undefined or null", async () => {
     await receiver.close();
   }
 });
+
+it("exports a line as the logger's streamWrite hook left it", async () => {
+  const receiver = await startOtlpReceiver();
+  try {
+    const svc = await startService({
+      entry: "stream-write-hook.mjs",
+      cwd: fixtures,
+      ready: false,
+      env: {
+        OTEL_SERVICE_NAME: "stream-write-hook",
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_BLRP_SCHEDULE_DELAY: "50",
+        OTEL_METRICS_EXPORTER: "none",
+      },
+    });
+    await svc.exited;
+    const logs = await receiver.waitForLogs(
+      (l) => l.length >= 2,
+      "the log records",
+    );
+    const called = logs.find((l) => l.body === "called XXX");
+    assert.equal(
+      called?.attributes["upstream"],
+      "https://api.example.com/?key=XXX",
+    );
+    const retrying = logs.find((l) => l.body === "retrying XXX");
+    assert.equal(retrying?.severityText, "warn");
+    assert.equal(retrying?.attributes["job"], 7);
+    assert.match(retrying?.traceId ?? "", /^[0-9a-f]{32}$/);
+    assert.equal(svc.stdout.length, 2);
+    const written = JSON.stringify({ stdout: svc.stdout, logs }, (_k, v) =>
+      typeof v === "bigint" ? String(v) : v,
+    );
+    assert.ok(!written.includes("sensitive-api-key"), "the key leaked");
+  } finally {
+    await receiver.close();
+  }
+});

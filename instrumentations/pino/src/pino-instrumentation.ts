@@ -59,6 +59,9 @@ const DEFAULT_REDACTION = Symbol("threadline.redact");
 const NAME = "@threadline/instrumentation-pino";
 
 type PinoFactory = (...args: unknown[]) => unknown;
+/** What {@link LogRecordSink.emit} takes after the line. */
+type SinkArgs =
+  Parameters<LogRecordSink["emit"]> extends [string, ...infer R] ? R : never;
 type LogMethod = (this: unknown, ...args: unknown[]) => void;
 /** What is needed from pino's lib/tools.js to build level methods. */
 interface PinoTools {
@@ -192,6 +195,8 @@ export class PinoInstrumentation implements Instrumentation {
   #lastContext: Context | undefined;
   #lastSpan: Span | undefined;
   #lastFragment = "";
+  /** pino's own asJson behind each copy's patched one. */
+  readonly #unpatched = new WeakMap<AsJson, AsJson>();
 
   constructor(config: PinoInstrumentationConfig = {}) {
     this.#sink = config.sink;
@@ -266,7 +271,9 @@ export class PinoInstrumentation implements Instrumentation {
       paths === false ? original : this.#withDefaultRedaction(original, paths);
     const wrapped = function pino(this: unknown, ...args: unknown[]): unknown {
       if (!self.#enabled) return original.apply(this, args);
-      return keepFast(withRedaction.apply(this, args));
+      const logger = withRedaction.apply(this, args);
+      self.#exportAfterStreamWrite(logger);
+      return keepFast(logger);
     } as PinoFactory;
     // pino's statics (destination, transport, symbols, …), and the ESM/TS names.
     for (const key of Object.keys(original))
@@ -276,6 +283,86 @@ export class PinoInstrumentation implements Instrumentation {
     (wrapped as unknown as Record<string, unknown>)["default"] = wrapped;
     (wrapped as unknown as Record<string, unknown>)["pino"] = wrapped;
     return wrapped;
+  }
+
+  /**
+   * A logger with a `hooks.streamWrite` (pino's place to scrub the
+   * finished line) has its lines exported as the hook left them: pino
+   * calls the hook on what asJson returns, so this logger (and its
+   * children, which inherit both) gets an asJson of its own that keeps
+   * the record's details for a wrapper of the hook, which hands the sink
+   * the hook's result. Loggers without the hook are left as they are and
+   * pay nothing.
+   */
+  #exportAfterStreamWrite(logger: unknown): void {
+    if (typeof logger !== "object" || logger === null) return;
+    const target = logger as PinoLogger;
+    const hooks = target[HOOKS] as { streamWrite?: unknown } | undefined;
+    const hook = hooks?.streamWrite;
+    const asJsonSym = symbolNamed(target, "pino.asJson");
+    if (typeof hook !== "function" || asJsonSym === undefined) return;
+    const patched = target[asJsonSym] as AsJson;
+    const original = this.#unpatched.get(patched);
+    if (original === undefined) return;
+    const messageKeySym = symbolNamed(target, "pino.messageKey");
+    const self = this;
+    let pending: SinkArgs | undefined;
+    target[asJsonSym] = function threadlineAsJsonBeforeHook(
+      this: PinoLogger,
+      obj,
+      msg,
+      num,
+      time,
+    ): string {
+      pending = undefined;
+      if (!self.#enabled || self.#sink === undefined)
+        return patched.call(this, obj, msg, num, time);
+      // As the shared asJson does (see #patch), but the sink waits for the hook.
+      if (typeof obj === "object" && this[DEFAULT_REDACTION] === true)
+        obj = redactSecrets(obj as Record<string, unknown>);
+      const ctx = context.active();
+      if (ctx !== self.#lastContext) self.#correlate(ctx);
+      const sc = self.#lastSpan?.spanContext();
+      const fragment = self.#lastFragment;
+      const line = original.call(
+        this,
+        obj,
+        msg,
+        num,
+        fragment === "" ? time : time + fragment,
+      );
+      const label = this.levels?.labels?.[num];
+      pending = [
+        severityOf(num, label),
+        label,
+        sc?.traceId,
+        sc?.spanId,
+        sc?.traceFlags ?? 0,
+        (messageKeySym === undefined
+          ? undefined
+          : (this[messageKeySym] as string | undefined)) ?? "msg",
+      ];
+      return line;
+    } satisfies AsJson;
+    target[HOOKS] = {
+      ...hooks,
+      streamWrite: function threadlineStreamWrite(
+        this: unknown,
+        line: string,
+      ): unknown {
+        const args = pending;
+        pending = undefined;
+        const out = (hook as (s: string) => unknown).call(this, line);
+        const sink = self.#sink;
+        if (args !== undefined && sink !== undefined && typeof out === "string")
+          try {
+            sink.emit(out, ...args);
+          } catch {
+            // exporting must never break logging
+          }
+        return out;
+      },
+    };
   }
 
   /** pino() giving loggers that choose no redaction the defaults. */
@@ -359,7 +446,7 @@ export class PinoInstrumentation implements Instrumentation {
       ? [
           lateLoadProblem(
             "pino",
-            "its lines carry trace ids, but the pino() the application already holds makes loggers without secret redaction (THREADLINE_LOG_REDACT), and loggers made before now write no debug lines for a watched customer",
+            "its lines carry trace ids, but the pino() the application already holds makes loggers without secret redaction (THREADLINE_LOG_REDACT) whose lines are exported before their streamWrite hook, and loggers made before now write no debug lines for a watched customer",
           ),
         ]
       : [];
@@ -439,6 +526,7 @@ export class PinoInstrumentation implements Instrumentation {
       return line;
     };
     proto[asJsonSym] = asJson;
+    this.#unpatched.set(asJson, original);
     this.#restore.push(() => {
       if (proto[asJsonSym] === asJson) proto[asJsonSym] = original;
     });
