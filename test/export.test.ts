@@ -159,6 +159,43 @@ describe("export", () => {
     );
   });
 
+  it("sends the lines logged with one larger than the byte budget, dropping that one alone and saying so", async () => {
+    const name = "huge-line";
+    const budget = 1024 * 1024;
+    const app = await startService({
+      entry: "huge-line.mjs",
+      cwd: fixtures,
+      ready: false,
+      // 300 lines of under 100 bytes and a 2 MB one, all in the time one
+      // batch waits, with a 1 MB budget (its batches close at 256 KB).
+      env: env(name, {
+        BEFORE: "300",
+        HUGE: String(2 * budget),
+        THREADLINE_EXPORT_MAX_BYTES: String(budget),
+        OTEL_TRACES_EXPORTER: "none",
+        OTEL_METRICS_EXPORTER: "none",
+      }),
+    });
+    const { code } = await app.exited;
+    assert.equal(code, 0);
+    const logs = receiver.logs.filter(
+      (l) => l.resource["service.name"] === name,
+    );
+    assert.deepEqual(
+      logs.map((l) => l.attributes["i"]),
+      Array.from({ length: 310 }, (_, i) => i),
+      app.stderr.join("\n"),
+    );
+    assert.ok(
+      app.stderr.some((l) =>
+        /dropped a log record of \d+ bytes, more than the whole export buffer/.test(
+          l,
+        ),
+      ),
+      app.stderr.join("\n"),
+    );
+  });
+
   it("sends the last interval's runtime metrics with the export at shutdown()", async () => {
     const app = await startService({
       entry: "work-then-shutdown.mjs",

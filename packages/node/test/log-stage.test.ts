@@ -98,3 +98,22 @@ it("lets go of the room one very long line made it take", () => {
   stage.append(base);
   assert.deepEqual(readAll(stage.take()), [base]);
 });
+
+it("hands out the records before a point and keeps those after it", () => {
+  const stage = new LogStage({ initialSize: 64 });
+  stage.append({ ...base });
+  stage.append({ ...base, messageKey: "message" });
+  const end = stage.bytes;
+  const large = { ...base, line: "m".repeat(10_000), severityText: "warn" };
+  stage.append({ ...large });
+  assert.deepEqual(readAll(stage.takeBefore(end)), [
+    base,
+    { ...base, messageKey: "message" },
+  ]);
+  assert.equal(stage.pending, 1);
+  stage.append({ ...base, severityText: "error" });
+  assert.deepEqual(readAll(stage.take()), [
+    large,
+    { ...base, severityText: "error" },
+  ]);
+});

@@ -138,6 +138,11 @@ export interface BatchEncoder<T> {
   append(item: T): void;
   /** The encoded batch of everything appended since the last take(). */
   take(): Uint8Array;
+  /**
+   * The encoded batch of the items appended while {@link bytes} was below
+   * `bytes`, keeping the rest for the next take(). Optional.
+   */
+  takeBefore?(bytes: number): Uint8Array;
 }
 
 /** Options of {@link EncodingQueue}. */
@@ -225,17 +230,33 @@ export class EncodingQueue<T> extends Batcher<T> {
   }
 
   #encode(item: T): void {
+    const encoder = this.#encoder;
+    const before = encoder.bytes;
     try {
-      this.#encoder.append(item);
+      encoder.append(item);
     } catch (err) {
       this.#onEncodeError(err);
     }
     this.#onEncoded?.(item);
+    const bytes = encoder.bytes;
     if (
-      this.#encoder.pending >= this.settings.maxExportBatchSize ||
-      this.#encoder.bytes >= this.#maxBatchBytes
-    )
+      encoder.pending >= this.settings.maxExportBatchSize ||
+      bytes >= this.#maxBatchBytes
+    ) {
+      // An item larger than a batch goes in a batch of its own: the items
+      // before it would otherwise share its fate if the whole is more
+      // than the exporter's byte budget (and dropped with it).
+      if (
+        before > 0 &&
+        bytes - before > this.#maxBatchBytes &&
+        encoder.takeBefore !== undefined
+      ) {
+        const count = encoder.pending - 1;
+        this.#sealed.push({ body: encoder.takeBefore(before), count });
+        this.#sealedCount += count;
+      }
       this.#seal();
+    }
   }
 
   #seal(): void {

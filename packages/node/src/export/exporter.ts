@@ -66,6 +66,12 @@ const WHAT: Record<Signal, string> = {
   metrics: "metric points",
 };
 
+const ONE: Record<Signal, string> = {
+  traces: "a span",
+  logs: "a log record",
+  metrics: "a metric point",
+};
+
 /** What a channel needs from its exporter. */
 interface ChannelOwner {
   readonly settings: WorkerSettings;
@@ -198,14 +204,17 @@ class Channel {
     const { settings } = this.#owner;
     if (this.#pendingBytes + body.length > settings.maxPendingBytes) {
       this.#owner.add(this.#signal, "queueFull", count);
+      const tooLarge = body.length > settings.maxPendingBytes;
       this.#owner.post({
         t: "diag",
         level: "warn",
-        key: `${this.#signal}-buffer-full`,
-        message:
-          body.length > settings.maxPendingBytes
-            ? `dropped ${count} ${WHAT[this.#signal]}: together ${body.length} bytes, more than the whole export buffer (${settings.maxPendingBytes} bytes, THREADLINE_EXPORT_MAX_BYTES)`
-            : `dropped ${WHAT[this.#signal]}: the export buffer is full (${settings.maxPendingBytes} bytes, THREADLINE_EXPORT_MAX_BYTES): more came than ${printableUrl(this.#endpoint.url)} took in time`,
+        // Apart: one item too large for the buffer says nothing of the Collector.
+        key: `${this.#signal}-${tooLarge ? "too-large" : "buffer-full"}`,
+        message: tooLarge
+          ? count === 1
+            ? `dropped ${ONE[this.#signal]} of ${body.length} bytes, more than the whole export buffer (${settings.maxPendingBytes} bytes, THREADLINE_EXPORT_MAX_BYTES)`
+            : `dropped ${count} ${WHAT[this.#signal]}: together ${body.length} bytes, more than the whole export buffer (${settings.maxPendingBytes} bytes, THREADLINE_EXPORT_MAX_BYTES)`
+          : `dropped ${WHAT[this.#signal]}: the export buffer is full (${settings.maxPendingBytes} bytes, THREADLINE_EXPORT_MAX_BYTES): more came than ${printableUrl(this.#endpoint.url)} took in time`,
       });
       bodyPool.release(body);
       return;

@@ -163,18 +163,7 @@ export class LogStage implements BatchEncoder<StagedLog> {
 
   /** The records appended since the last take(), in a buffer of their own (from `allocate`). */
   take(): Uint8Array {
-    const strings = this.#strings;
-    let tableBytes = 0;
-    for (const s of strings) tableBytes += 2 + Buffer.byteLength(s);
-    const out = this.#allocate(4 + tableBytes + this.#pos);
-    out.writeUInt32LE(tableBytes, 0);
-    let pos = 4;
-    for (const s of strings) {
-      const n = out.write(s, pos + 2, "utf8");
-      out.writeUInt16LE(n, pos);
-      pos += 2 + n;
-    }
-    this.#buf.copy(out, pos, 0, this.#pos);
+    const out = this.#batch(this.#pos);
     this.#pos = 0;
     this.#pending = 0;
     this.#strings = [];
@@ -183,6 +172,40 @@ export class LogStage implements BatchEncoder<StagedLog> {
     // keeps the room it grew.
     if (this.#buf.length > this.#keepBytes)
       this.#buf = Buffer.allocUnsafeSlow(this.#initialSize);
+    return out;
+  }
+
+  /**
+   * The records appended while {@link bytes} was below `end` (a record's
+   * end), as {@link take} gives them; the records after them stay. Both
+   * batches carry the whole table of strings, so the indices the later
+   * records hold stay true.
+   */
+  takeBefore(end: number): Uint8Array {
+    const b = this.#buf;
+    let count = 0;
+    for (let at = 0; at < end; count++) at += HEADER + b.readUInt32LE(at + 8);
+    const out = this.#batch(end);
+    b.copy(b, 0, end, this.#pos);
+    this.#pos -= end;
+    this.#pending -= count;
+    return out;
+  }
+
+  /** The table of strings and the first `end` bytes of records, in a buffer from `allocate`. */
+  #batch(end: number): Buffer {
+    const strings = this.#strings;
+    let tableBytes = 0;
+    for (const s of strings) tableBytes += 2 + Buffer.byteLength(s);
+    const out = this.#allocate(4 + tableBytes + end);
+    out.writeUInt32LE(tableBytes, 0);
+    let pos = 4;
+    for (const s of strings) {
+      const n = out.write(s, pos + 2, "utf8");
+      out.writeUInt16LE(n, pos);
+      pos += 2 + n;
+    }
+    this.#buf.copy(out, pos, 0, end);
     return out;
   }
 
