@@ -22,6 +22,7 @@ import {
   getCustomerFromContext,
   hookModule,
   lateLoadProblem,
+  OwnField,
   watchLevelOf,
   watchList,
   type Instrumentation,
@@ -55,6 +56,11 @@ export { DEFAULT_REDACT_PATHS } from "./redact.ts";
 
 /** Set on loggers (and so inherited by their children) that get the default redaction. */
 const DEFAULT_REDACTION = Symbol("threadline.redact");
+/**
+ * Set on loggers made after start (and so inherited by their children):
+ * which of pino's own fields their lines begin with (OwnField bits).
+ */
+const OWN_FIELDS = Symbol("threadline.ownFields");
 
 const NAME = "@threadline/instrumentation-pino";
 
@@ -160,6 +166,48 @@ function symbolNamed(proto: object, description: string): symbol | undefined {
 function flat(s: string): string {
   s.charCodeAt(0);
   return s;
+}
+
+/**
+ * Which of pino's own fields (OwnField bits) the lines of `logger`, just
+ * made, begin with, as its options made it: the level under `level`
+ * unless a level formatter names it otherwise, the time under `time`
+ * unless `timestamp` is off or writes another key, `pid` and `hostname`
+ * where `base` (through a bindings formatter) has them. A field of one of
+ * these names that the logger does not write is the application's.
+ * Children inherit it: their bindings are the application's.
+ */
+function ownFieldsOf(logger: PinoLogger): number {
+  const own = (description: string): unknown => {
+    const s = symbolNamed(logger, description);
+    return s === undefined ? undefined : logger[s];
+  };
+  let fields = 0;
+  const levels = own("pino.lsCache");
+  const first =
+    typeof levels === "object" && levels !== null
+      ? Object.values(levels)[0]
+      : undefined;
+  if (typeof first === "string" && first.startsWith('{"level":'))
+    fields |= OwnField.level;
+  const time = own("pino.time");
+  try {
+    const written = typeof time === "function" ? (time as () => unknown)() : "";
+    if (typeof written === "string" && written.startsWith(',"time":'))
+      fields |= OwnField.time;
+  } catch {
+    // a time function that throws at creation throws at every line
+  }
+  const chindings = own("pino.chindings");
+  if (typeof chindings === "string" && chindings.length > 1)
+    try {
+      const base = JSON.parse(`{${chindings.slice(1)}}`) as object;
+      if (Object.hasOwn(base, "pid")) fields |= OwnField.pid;
+      if (Object.hasOwn(base, "hostname")) fields |= OwnField.hostname;
+    } catch {
+      // not JSON: nothing of it is taken as pino's
+    }
+  return fields;
 }
 
 /**
@@ -272,6 +320,8 @@ export class PinoInstrumentation implements Instrumentation {
     const wrapped = function pino(this: unknown, ...args: unknown[]): unknown {
       if (!self.#enabled) return original.apply(this, args);
       const logger = withRedaction.apply(this, args);
+      if (typeof logger === "object" && logger !== null)
+        (logger as PinoLogger)[OWN_FIELDS] = ownFieldsOf(logger as PinoLogger);
       self.#exportAfterStreamWrite(logger);
       return keepFast(logger);
     } as PinoFactory;
@@ -341,6 +391,7 @@ export class PinoInstrumentation implements Instrumentation {
         (messageKeySym === undefined
           ? undefined
           : (this[messageKeySym] as string | undefined)) ?? "msg",
+        this[OWN_FIELDS] as number | undefined,
       ];
       return line;
     } satisfies AsJson;
@@ -518,6 +569,7 @@ export class PinoInstrumentation implements Instrumentation {
             sc?.spanId,
             sc?.traceFlags ?? 0,
             messageKey,
+            this[OWN_FIELDS] as number | undefined,
           );
         } catch {
           // exporting must never break logging

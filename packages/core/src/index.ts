@@ -106,6 +106,7 @@ export type {
   PreparedHeaderWriter,
 } from "./http-common.ts";
 export type { Instrumentation } from "./instrumentation.ts";
+export { ALL_OWN_FIELDS, OwnField } from "./log-sink.ts";
 export type { LogRecordSink } from "./log-sink.ts";
 import * as semconv from "./semconv.ts";
 export { semconv };

@@ -4,7 +4,10 @@ import { decodeLogsProto, LogsEncoder, ProtoWriter } from "@threadline/otlp";
 import { writeStagedRecord } from "../src/export/json-record.ts";
 import { encodeStagedLogs, toLogRecord } from "../src/export/log-record.ts";
 import {
+  ALL_OWN_FIELDS,
   LogStage,
+  OWN_LEVEL,
+  OWN_TIME,
   StagedLogReader,
   type StagedLog,
 } from "../src/export/log-stage.ts";
@@ -25,6 +28,7 @@ const captured = (line: string, more: Partial<StagedLog> = {}): StagedLog => ({
   traceFlags: 1,
   observed: 1763800000500,
   messageKey: "msg",
+  ownFields: ALL_OWN_FIELDS,
   ...more,
 });
 
@@ -299,6 +303,7 @@ it("makes the same request either way for thousands of generated lines", () => {
         messageKey: pick(["msg", "msg", "message", ""]),
         traceId: pick(["0af7651916cd43dd8448eb211c80319c", undefined]),
         severityText: pick(["info", "warn", undefined]),
+        ownFields: pick([ALL_OWN_FIELDS, 0, OWN_LEVEL | OWN_TIME]),
       }),
     );
   }

@@ -1,7 +1,16 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
 import {
+  ALL_OWN_FIELDS as CORE_ALL_OWN_FIELDS,
+  OwnField,
+} from "@threadline/core";
+import {
+  ALL_OWN_FIELDS,
   LogStage,
+  OWN_HOSTNAME,
+  OWN_LEVEL,
+  OWN_PID,
+  OWN_TIME,
   StagedLogReader,
   type StagedLog,
 } from "../src/export/log-stage.ts";
@@ -15,6 +24,7 @@ const base: StagedLog = {
   traceFlags: 1,
   observed: 1763800000123.25,
   messageKey: "msg",
+  ownFields: ALL_OWN_FIELDS,
 };
 
 function readAll(body: Uint8Array): StagedLog[] {
@@ -116,4 +126,12 @@ it("hands out the records before a point and keeps those after it", () => {
     large,
     { ...base, severityText: "error" },
   ]);
+});
+
+it("numbers a logger's own fields as @threadline/core does", () => {
+  assert.deepEqual(
+    { level: OWN_LEVEL, time: OWN_TIME, pid: OWN_PID, hostname: OWN_HOSTNAME },
+    { ...OwnField },
+  );
+  assert.equal(ALL_OWN_FIELDS, CORE_ALL_OWN_FIELDS);
 });

@@ -18,6 +18,10 @@ import {
   type ProtoWriter,
 } from "@threadline/otlp";
 import {
+  OWN_HOSTNAME,
+  OWN_LEVEL,
+  OWN_PID,
+  OWN_TIME,
   SPAN_ID_LENGTH,
   TRACE_ID_LENGTH,
   type StagedLogReader,
@@ -49,17 +53,26 @@ export function epochMillis(t: number): number {
   return t / 1e6;
 }
 
-/** Keys of a logger's line that are not attributes of its record: the record has them, or they say nothing. */
-export const PINO_KEYS_DROPPED = new Set([
-  "level",
-  "time",
-  "pid",
-  "hostname",
-  "trace_id",
-  "span_id",
-  "trace_flags",
-  "trace.id",
-  "span.id",
+/** The correlation fields: ours when the record has a trace id, else the application's. */
+export const CORRELATION = 16;
+
+/**
+ * Keys of a logger's line that are not attributes of its record when the
+ * logger or our correlation wrote them (the record has them, or they say
+ * nothing), by the bit of the record's own fields that says so: the
+ * logger's (OwnField) or CORRELATION. Otherwise they are the
+ * application's, and attributes like any other.
+ */
+export const LOGGER_KEYS: ReadonlyMap<string, number> = new Map([
+  ["level", OWN_LEVEL],
+  ["time", OWN_TIME],
+  ["pid", OWN_PID],
+  ["hostname", OWN_HOSTNAME],
+  ["trace_id", CORRELATION],
+  ["span_id", CORRELATION],
+  ["trace_flags", CORRELATION],
+  ["trace.id", CORRELATION],
+  ["span.id", CORRELATION],
 ]);
 
 const STRING = 1;
@@ -75,8 +88,6 @@ let members = new Int32Array(FIELDS * 32);
 let numbers = new Float64Array(32);
 
 const utf8 = (s: string) => new Uint8Array(Buffer.from(s, "utf8"));
-const DROPPED = [...PINO_KEYS_DROPPED].map(utf8);
-const TIME = utf8("time");
 const PROTO = utf8("__proto__");
 /** Message keys as UTF-8, a handful per process. */
 const messageKeys = new Map<string, Uint8Array>();
@@ -255,9 +266,10 @@ function keysNeedParse(b: Uint8Array, n: number): boolean {
   return false;
 }
 
-/** The dropped keys by their length in bytes: most keys are no dropped key's length. */
-const DROPPED_BY_LENGTH: Uint8Array[][] = [];
-for (const key of DROPPED) (DROPPED_BY_LENGTH[key.length] ??= []).push(key);
+/** The logger's keys by their length in bytes, with their bits: most keys are no such key's length. */
+const LOGGER_KEYS_BY_LENGTH: Array<Array<[Uint8Array, number]>> = [];
+for (const [key, bit] of LOGGER_KEYS)
+  (LOGGER_KEYS_BY_LENGTH[Buffer.byteLength(key)] ??= []).push([utf8(key), bit]);
 
 /** Whether b[start, end) is an integer literal: digits, maybe a minus. */
 function digitsOnly(b: Uint8Array, start: number, end: number): boolean {
@@ -266,12 +278,15 @@ function digitsOnly(b: Uint8Array, start: number, end: number): boolean {
   return true;
 }
 
-function isDropped(b: Uint8Array, start: number, end: number): boolean {
-  const candidates = DROPPED_BY_LENGTH[end - start];
-  if (candidates === undefined) return false;
-  for (let i = 0; i < candidates.length; i++)
-    if (equals(b, start, end, candidates[i]!)) return true;
-  return false;
+/** The LOGGER_KEYS bit of the key in b[start, end); 0 for another key. */
+function loggerKeyBit(b: Uint8Array, start: number, end: number): number {
+  const candidates = LOGGER_KEYS_BY_LENGTH[end - start];
+  if (candidates === undefined) return 0;
+  for (let i = 0; i < candidates.length; i++) {
+    const [key, bit] = candidates[i]!;
+    if (equals(b, start, end, key)) return bit;
+  }
+  return 0;
 }
 
 /**
@@ -299,6 +314,7 @@ export function writeStagedRecord(
   let bodyNumber = 0;
   let time: number | undefined;
   let attributes = 0;
+  const own = log.ownFields | (reader.hasTraceId ? CORRELATION : 0);
   for (let k = 0; k < n; k++) {
     const m = k * FIELDS;
     const keyStart = members[m]!;
@@ -312,9 +328,10 @@ export function writeStagedRecord(
       bodyKind = members[m + 2]!;
       if (bodyKind === NUMBER) bodyNumber = numbers[k]!;
     }
-    if (isDropped(b, keyStart, keyEnd)) {
+    const bit = loggerKeyBit(b, keyStart, keyEnd);
+    if ((bit & own) !== 0) {
       attribute = false;
-      if (equals(b, keyStart, keyEnd, TIME)) {
+      if (bit === OWN_TIME) {
         if (members[m + 2] === STRING) return false; // a date to parse
         if (members[m + 2] === NUMBER) time = epochMillis(numbers[k]!);
       }

@@ -8,13 +8,14 @@ import type {
   ProtoWriter,
 } from "@threadline/otlp";
 import {
+  CORRELATION,
   epochMillis,
+  LOGGER_KEYS,
   NO_LOG_LIMITS,
-  PINO_KEYS_DROPPED,
   writeStagedRecord,
   type LogLimits,
 } from "./json-record.ts";
-import { StagedLogReader, type StagedLog } from "./log-stage.ts";
+import { OWN_TIME, StagedLogReader, type StagedLog } from "./log-stage.ts";
 import { truncate } from "../internal/truncate.ts";
 
 /**
@@ -186,11 +187,18 @@ export function toLogRecord(
       // A message that is not a string (pino writes what it is given) is
       // still the body.
       body = parsed[msgKey] as LogRecordData["body"];
+      const own = m.ownFields | (m.traceId !== undefined ? CORRELATION : 0);
       // pino's own time, written before any field of the application's
       // (JSON.parse keeps the last of a repeated key: a field of the
-      // application's named `time`).
-      const ownTime = leadingValue(line, "time");
-      const given = ownTime === NOT_LEADING ? parsed["time"] : ownTime;
+      // application's named `time`); none from a logger that writes none.
+      const ownTime =
+        (own & OWN_TIME) !== 0 ? leadingValue(line, "time") : NOT_LEADING;
+      const given =
+        (own & OWN_TIME) === 0
+          ? undefined
+          : ownTime === NOT_LEADING
+            ? parsed["time"]
+            : ownTime;
       const t = typeof given === "bigint" ? Number(given) : given;
       if (typeof t === "number") time = epochMillis(t);
       else if (typeof t === "string") {
@@ -202,8 +210,9 @@ export function toLogRecord(
         if (key === msgKey) continue;
         // pino's own keys say nothing the record does not; a field of the
         // application's with the same name (written later, so the one
-        // parsed) is kept.
-        if (PINO_KEYS_DROPPED.has(key)) {
+        // parsed) is kept, and so is one the logger does not write.
+        const bit = LOGGER_KEYS.get(key);
+        if (bit !== undefined && (own & bit) !== 0) {
           const own = key === "time" ? ownTime : leadingValue(line, key);
           if (own === NOT_LEADING || sameValue(own, parsed[key])) continue;
         }

@@ -18,11 +18,21 @@
 // A batch, little-endian:
 //   u32 table bytes; the table: per string, u16 UTF-8 bytes and the bytes;
 //   the records, each:
-//     u8 severity number, u8 trace flags, u8 presence bits, u8 unused,
+//     u8 severity number, u8 trace flags, u8 presence bits, u8 own fields,
 //     u16 severity text (table index), u16 message key (table index),
 //     u32 bytes of ids and line, f64 observed time (ms),
 //     [32 ASCII trace id][16 ASCII span id] line (UTF-8).
 import type { BatchEncoder } from "./batch-queue.ts";
+
+/**
+ * `OwnField` of @threadline/core, bit for bit (the exporter, which may run
+ * on a worker thread, loads no more than it needs).
+ */
+export const OWN_LEVEL = 1;
+export const OWN_TIME = 2;
+export const OWN_PID = 4;
+export const OWN_HOSTNAME = 8;
+export const ALL_OWN_FIELDS = 15;
 
 /** One captured log line and its correlation, as the log sink hands it over. */
 export interface StagedLog {
@@ -35,6 +45,8 @@ export interface StagedLog {
   /** When it was captured, ms since the epoch. */
   observed: number;
   messageKey: string;
+  /** Which of the logger's own fields its lines begin with (OwnField bits). */
+  ownFields: number;
 }
 
 /** An empty record, to be filled in and reused. */
@@ -48,6 +60,7 @@ export function emptyStagedLog(): StagedLog {
     traceFlags: 0,
     observed: 0,
     messageKey: "",
+    ownFields: ALL_OWN_FIELDS,
   };
 }
 
@@ -152,7 +165,7 @@ export class LogStage implements BatchEncoder<StagedLog> {
     b[at] = log.severityNumber;
     b[at + 1] = log.traceFlags;
     b[at + 2] = present;
-    b[at + 3] = 0;
+    b[at + 3] = log.ownFields;
     b.writeUInt16LE(severityText, at + 4);
     b.writeUInt16LE(messageKey, at + 6);
     b.writeUInt32LE(pos - at - HEADER, at + 8);
@@ -277,6 +290,7 @@ export class StagedLogReader {
       severityText === NO_STRING ? undefined : this.#strings[severityText];
     log.messageKey = this.#strings[b.readUInt16LE(at + 6)] ?? "";
     log.observed = b.readDoubleLE(at + 12);
+    log.ownFields = b[at + 3]!;
     this.hasTraceId = (present & HAS_TRACE_ID) !== 0;
     this.hasSpanId = (present & HAS_SPAN_ID) !== 0;
     this.idsAt = at + HEADER;

@@ -5,7 +5,12 @@
 // configured; it starts on first use and never keeps the process alive.
 import type { Worker } from "node:worker_threads";
 import { context, ROOT_CONTEXT } from "@opentelemetry/api";
-import { diag, suppressTracing, type LogRecordSink } from "@threadline/core";
+import {
+  ALL_OWN_FIELDS,
+  diag,
+  suppressTracing,
+  type LogRecordSink,
+} from "@threadline/core";
 import {
   MetricsEncoder,
   TraceEncoder,
@@ -247,6 +252,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     spanId: string | undefined,
     traceFlags: number,
     messageKey: string,
+    ownFields: number = ALL_OWN_FIELDS,
   ): void {
     if (this.#closed || !this.#config.logs.enabled) return;
     this.#main.logs.created++;
@@ -259,6 +265,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     c.traceFlags = traceFlags;
     c.observed = now();
     c.messageKey = messageKey;
+    c.ownFields = ownFields;
     this.#logs.push(c);
     // The stage has copied the line; holding it here would keep it alive.
     c.line = "";
