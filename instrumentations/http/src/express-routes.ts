@@ -9,6 +9,14 @@
 // package's lib/layer.js) is hooked as it loads: each layer keeps the
 // pattern it was made with, and a request handed into a mounted layer
 // carries that pattern until the layer hands it on with next().
+//
+// A request that leaves its route's mounts (an error handled further out,
+// or next() past the last layer) is named as it leaves, while the mounts
+// are still known: by the route's template when it failed or had answered,
+// by no route when the route passed it on unanswered. So is one that a
+// later middleware of the route's own router gets. Express keeps
+// `req.route` on the last route reached, so only these exits write to the
+// request.
 import { hookModule } from "@threadline/core";
 import type { IncomingMessage } from "node:http";
 
@@ -16,10 +24,22 @@ const PATTERN = Symbol("threadline.express.pattern");
 const MOUNTS = Symbol("threadline.express.mounts");
 /** A layer's mount pattern, worked out on its first request (null: none). */
 const MOUNT = Symbol("threadline.express.mount");
+/** The route that left its place in the routers, and its name then (null: none). */
+const LEFT_ROUTE = Symbol("threadline.express.leftRoute");
+const LEFT_NAME = Symbol("threadline.express.leftName");
+
+interface RouteRequest {
+  route?: { path?: unknown };
+  baseUrl?: unknown;
+  [MOUNTS]?: string[];
+  [LEFT_ROUTE]?: unknown;
+  [LEFT_NAME]?: string | null;
+}
 
 interface Layer {
   route?: unknown;
   rawPath?: unknown;
+  method?: unknown;
   [PATTERN]?: unknown;
   [MOUNT]?: string | null;
 }
@@ -47,9 +67,46 @@ function mountPattern(layer: Layer): string | undefined {
   return trimmed === "" ? undefined : trimmed;
 }
 
+/** The template of `route` reached through the mounts the request is in. */
+function templateOf(
+  req: RouteRequest,
+  route: { path?: unknown },
+): string | undefined {
+  const path = route.path;
+  if (typeof path !== "string") return undefined;
+  const mounts = req[MOUNTS];
+  // Without the hook (Express loaded before Threadline), the matched path.
+  const base =
+    mounts !== undefined
+      ? mounts.join("")
+      : typeof req.baseUrl === "string"
+        ? req.baseUrl
+        : "";
+  return base + path || "/";
+}
+
+/**
+ * The request's route handed it on (`failure`: with an error). A failed
+ * route, or one that answered before, keeps its name; one that passed an
+ * unanswered request on names nothing: a later route names it, or none
+ * does (a 404).
+ */
+function leaveRoute(
+  req: RouteRequest,
+  res: unknown,
+  route: { path?: unknown },
+  failure: unknown,
+): void {
+  req[LEFT_ROUTE] = route;
+  req[LEFT_NAME] =
+    failure || (res as { headersSent?: unknown } | null)?.headersSent === true
+      ? (templateOf(req, route) ?? null)
+      : null;
+}
+
 function wrapHandle(original: Handle): Handle {
   return function threadlineLayerHandle(this: Layer, req, res, next) {
-    // A route's own layers, and layers mounted at `/`, add nothing.
+    // A route's own layers add nothing.
     if (
       this.route !== undefined ||
       typeof next !== "function" ||
@@ -57,14 +114,28 @@ function wrapHandle(original: Handle): Handle {
       req === null
     )
       return original.call(this, req, res, next);
+    const holder = req as RouteRequest;
+    // A layer after the route (not one of the route's own handlers, which
+    // have a method): the route called next().
+    const route = holder.route;
+    if (
+      route !== undefined &&
+      holder[LEFT_ROUTE] !== route &&
+      !("method" in this)
+    )
+      leaveRoute(holder, res, route, undefined);
+    // Layers mounted at `/` add nothing.
     const pattern = (this[MOUNT] ??= mountPattern(this) ?? null);
     if (pattern === null) return original.call(this, req, res, next);
-    const holder = req as { [MOUNTS]?: string[] };
     const mounts = (holder[MOUNTS] ??= []);
     const depth = mounts.length;
     mounts.push(pattern);
     return original.call(this, req, res, function (this: unknown) {
-      // Handed on: the request left this mount.
+      // Handed on: the request left this mount, and the route it reached
+      // in it, if any.
+      const reached = holder.route;
+      if (reached !== undefined && holder[LEFT_ROUTE] !== reached)
+        leaveRoute(holder, res, reached, arguments[0]);
       mounts.length = depth;
       return Reflect.apply(next as Handle, this, arguments);
     });
@@ -130,20 +201,9 @@ export function expressRoute(
   req: IncomingMessage | undefined,
 ): string | undefined {
   if (req === undefined) return undefined;
-  const r = req as IncomingMessage & {
-    route?: { path?: unknown };
-    baseUrl?: unknown;
-    [MOUNTS]?: string[];
-  };
-  const path = r.route?.path;
-  if (typeof path !== "string") return undefined;
-  const mounts = r[MOUNTS];
-  // Without the hook (Express loaded before Threadline), the matched path.
-  const base =
-    mounts !== undefined
-      ? mounts.join("")
-      : typeof r.baseUrl === "string"
-        ? r.baseUrl
-        : "";
-  return base + path || "/";
+  const r = req as IncomingMessage & RouteRequest;
+  const route = r.route;
+  if (route === undefined || route === null) return undefined;
+  if (r[LEFT_ROUTE] === route) return r[LEFT_NAME] ?? undefined;
+  return templateOf(r, route);
 }

@@ -528,6 +528,102 @@ describe("http server", () => {
     );
   });
 
+  it("names a failed express route by its template, mounts included, and a route passed on by none", async () => {
+    const app = express();
+    // An error handled outside the route's router, one mount out and at the app.
+    const inner = express.Router();
+    inner.get("/boom", () => {
+      throw new Error("handler failed");
+    });
+    inner.get("/pass/:id", (_req, _res, next) => {
+      next();
+    });
+    inner.get("/answered/:id", (_req, res, next) => {
+      res.end("answered");
+      next();
+    });
+    const api = express.Router();
+    api.use("/:ver", inner);
+    api.use(
+      (
+        _err: unknown,
+        _req: express.Request,
+        res: express.Response,
+        _next: express.NextFunction,
+      ) => {
+        res.status(502).end("api error");
+      },
+    );
+    app.use("/api", api);
+    const tenants = express.Router();
+    tenants.get("/orders/:id", async () => {
+      throw Object.assign(new Error("unavailable"), { status: 503 });
+    });
+    app.use("/tenants/:tenant", tenants);
+    // Same leaf path, top level: its own series.
+    app.get("/orders/:id", (_req, res) => {
+      res.end("order");
+    });
+    app.get("/maybe/:id", (_req, _res, next) => {
+      next();
+    });
+    app.use((_req, res) => {
+      res.status(404).end("not found");
+    });
+    app.use(
+      (
+        err: { status?: number },
+        _req: express.Request,
+        res: express.Response,
+        _next: express.NextFunction,
+      ) => {
+        res.status(err.status ?? 500).end("app error");
+      },
+    );
+    const port = await listen(http.createServer(app));
+    const expected: [string, number, string | undefined][] = [
+      ["/tenants/acme/orders/7", 503, "/tenants/:tenant/orders/:id"],
+      ["/api/v2/boom", 502, "/api/:ver/boom"],
+      ["/api/v2/answered/3", 200, "/api/:ver/answered/:id"],
+      ["/orders/9", 200, "/orders/:id"],
+      // Passed on with next() and no later route matched: a 404, no route.
+      ["/api/v2/pass/5", 404, undefined],
+      ["/maybe/4", 404, undefined],
+    ];
+    for (const [path, status] of expected)
+      assert.equal(
+        (await get(`http://127.0.0.1:${port}${path}`)).status,
+        status,
+      );
+    const spans = await receiver.waitForSpans(
+      (s) => s.filter((x) => x.kind === SERVER).length >= expected.length,
+      "a server span per request",
+    );
+    for (const [path, status, route] of expected) {
+      const span = spans.find(
+        (s) => s.kind === SERVER && s.attributes["url.path"] === path,
+      )!;
+      assert.equal(span.attributes["http.route"], route, path);
+      assert.equal(span.name, route === undefined ? "GET" : `GET ${route}`);
+      assert.equal(span.attributes["http.response.status_code"], status);
+    }
+
+    await threadline.forceFlush();
+    const duration = receiver.metrics.findLast(
+      (m) => m.name === "http.server.request.duration",
+    );
+    assert.ok(duration, "http.server.request.duration exported");
+    const routesOf = (status: number) =>
+      duration.points
+        .filter((p) => p.attributes["http.response.status_code"] === status)
+        .map((p) => p.attributes["http.route"]);
+    // The failure is the mounted route's, not the top-level one's.
+    assert.ok(routesOf(503).includes("/tenants/:tenant/orders/:id"));
+    assert.ok(!routesOf(503).includes("/orders/:id"), `${routesOf(503)}`);
+    for (const route of routesOf(404))
+      assert.ok(!/pass|maybe/.test(String(route)), `${routesOf(404)}`);
+  });
+
   it("names spans and request metrics after fastify routes", async () => {
     const app = Fastify();
     app.get("/orders/:id", async (req) => ({
