@@ -28,8 +28,16 @@ const MOUNT = Symbol("threadline.express.mount");
 const LEFT_ROUTE = Symbol("threadline.express.leftRoute");
 const LEFT_NAME = Symbol("threadline.express.leftName");
 
+/** An array or regular expression route's path as text, made once (null: none). */
+const PATH_TEXT = Symbol("threadline.express.pathText");
+
+interface Route {
+  path?: unknown;
+  [PATH_TEXT]?: string | null;
+}
+
 interface RouteRequest {
-  route?: { path?: unknown };
+  route?: Route;
   baseUrl?: unknown;
   [MOUNTS]?: string[];
   [LEFT_ROUTE]?: unknown;
@@ -54,26 +62,35 @@ type LayerConstructor = {
   prototype: Record<string, unknown>;
 };
 
+/**
+ * A path as the application wrote it: a string as is, a regular expression
+ * as its literal (`/^\/legacy\/(\d+)$/`), an array as its paths joined with
+ * "," (Express does not keep which one matched; OpenTelemetry's express
+ * instrumentation names them the same way).
+ */
+function patternText(p: unknown): string | undefined {
+  if (typeof p === "string") return p;
+  if (p instanceof RegExp) return String(p);
+  if (Array.isArray(p)) return p.map((one) => patternText(one) ?? "").join(",");
+  return undefined;
+}
+
 /** What a mount adds to the route: `/api/users/:userId`; nothing for `/`. */
 function mountPattern(layer: Layer): string | undefined {
   const p = layer.rawPath ?? layer[PATTERN];
-  const one = Array.isArray(p) && p.length === 1 ? p[0] : p;
-  let text: string;
-  if (typeof one === "string") text = one;
-  else if (one instanceof RegExp) text = String(one);
-  else if (Array.isArray(one)) text = one.map(String).join("|");
-  else return undefined;
+  const text = patternText(Array.isArray(p) && p.length === 1 ? p[0] : p);
+  if (text === undefined) return undefined;
   const trimmed = text.endsWith("/") ? text.slice(0, -1) : text;
   return trimmed === "" ? undefined : trimmed;
 }
 
 /** The template of `route` reached through the mounts the request is in. */
-function templateOf(
-  req: RouteRequest,
-  route: { path?: unknown },
-): string | undefined {
-  const path = route.path;
-  if (typeof path !== "string") return undefined;
+function templateOf(req: RouteRequest, route: Route): string | undefined {
+  const path =
+    typeof route.path === "string"
+      ? route.path
+      : (route[PATH_TEXT] ??= patternText(route.path) ?? null);
+  if (path === null) return undefined;
   const mounts = req[MOUNTS];
   // Without the hook (Express loaded before Threadline), the matched path.
   const base =
@@ -94,7 +111,7 @@ function templateOf(
 function leaveRoute(
   req: RouteRequest,
   res: unknown,
-  route: { path?: unknown },
+  route: Route,
   failure: unknown,
 ): void {
   req[LEFT_ROUTE] = route;

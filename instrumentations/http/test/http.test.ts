@@ -624,6 +624,43 @@ describe("http server", () => {
       assert.ok(!/pass|maybe/.test(String(route)), `${routesOf(404)}`);
   });
 
+  it("names array and regular-expression express routes by their paths as written", async () => {
+    const app = express();
+    const things = express.Router();
+    things.get(["/a/:id", "/b/:id"], (_req, res) => {
+      res.end("either");
+    });
+    app.use("/things", things);
+    app.get(/^\/legacy\/(\d+)$/, (_req, res) => {
+      res.end("legacy");
+    });
+    const items = express.Router();
+    items.get("/items/:id", (_req, res) => {
+      res.end("item");
+    });
+    app.use(["/shop", "/store"], items);
+    const port = await listen(http.createServer(app));
+    const expected = [
+      ["/things/a/1", "/things/a/:id,/b/:id"],
+      ["/things/b/2", "/things/a/:id,/b/:id"],
+      ["/legacy/12", String.raw`/^\/legacy\/(\d+)$/`],
+      ["/store/items/3", "/shop,/store/items/:id"],
+    ] as const;
+    for (const [path] of expected)
+      assert.equal((await get(`http://127.0.0.1:${port}${path}`)).status, 200);
+    const spans = await receiver.waitForSpans(
+      (s) => s.filter((x) => x.kind === SERVER).length >= expected.length,
+      "a server span per request",
+    );
+    for (const [path, route] of expected) {
+      const span = spans.find(
+        (s) => s.kind === SERVER && s.attributes["url.path"] === path,
+      )!;
+      assert.equal(span.attributes["http.route"], route, path);
+      assert.equal(span.name, `GET ${route}`);
+    }
+  });
+
   it("names spans and request metrics after fastify routes", async () => {
     const app = Fastify();
     app.get("/orders/:id", async (req) => ({
