@@ -114,6 +114,11 @@ export interface OtlpReceiver {
   readonly requests: ReceivedRequest[];
   /** Requests that could not be decoded, with the reason. */
   readonly errors: string[];
+  /**
+   * Connections open now. Zero once the services that sent here have ended:
+   * whatever they wrote before their end has been read.
+   */
+  readonly openConnections: number;
   /** Every request, whatever the answer: when, where, and the status or 'hang'/'reset'. */
   readonly attempts: Array<{
     at: number;
@@ -539,6 +544,9 @@ export async function startOtlpReceiver(
     requests,
     errors,
     attempts,
+    get openConnections() {
+      return sockets.size;
+    },
     setResponder: (r) => {
       responder = r;
     },
