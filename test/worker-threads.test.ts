@@ -192,6 +192,46 @@ describe("worker threads", () => {
       assert.deepEqual(count(name), { spans: 300, logs: 300 });
     });
 
+  it("sends each span and log line a worker thread ended just before SIGTERM or a natural exit once", async () => {
+    // With no watch list to read (a Collector on another host), the
+    // worker's Threadline has sent nothing before the end, and its exporter
+    // was made by the end's own flush. That one started the requests it
+    // then handed over, and the worker's thread, running on, sent them
+    // too: the batches arrived twice in about two ends in five (one in
+    // four natural exits). So the end is repeated, one service at a time:
+    // several ending side by side showed it far less often.
+    const ends = 12;
+    const twice: string[] = [];
+    for (let run = 0; run < ends; run++) {
+      const exit = run % 3 === 2 ? "natural" : "signal";
+      const name = `worker-once-${exit}-${run}`;
+      const { end } = await runToEnd(
+        atEnd(name, { EXIT: exit, THREADLINE_WATCH_URL: "none" }),
+      );
+      assert.deepEqual(
+        end,
+        exit === "signal"
+          ? { code: null, signal: "SIGTERM" }
+          : { code: 0, signal: null },
+      );
+      // What an ended service wrote has been read once its connections closed.
+      await waitFor(() => receiver.openConnections === 0, {
+        what: "the service's connections to close",
+      });
+      const spans = receiver.spans.filter(
+        (s) => s.resource["service.name"] === name,
+      );
+      const logs = receiver.logs.filter(
+        (l) => l.resource["service.name"] === name,
+      );
+      assert.equal(new Set(spans.map((s) => s.spanId)).size, 300, name);
+      assert.equal(new Set(logs.map((l) => l.attributes["i"])).size, 300);
+      if (spans.length !== 300 || logs.length !== 300)
+        twice.push(`${name}: ${spans.length} spans, ${logs.length} logs`);
+    }
+    assert.deepEqual(twice, [], "each span and log line exactly once");
+  });
+
   it("sends a worker thread's batches when the main thread's shutdown() is followed by process.exit()", async () => {
     const name = "worker-end-shutdown";
     const app = await startService({

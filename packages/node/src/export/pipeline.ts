@@ -141,6 +141,8 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   #watchSource: WatchSourceMessage | undefined;
   #flushId = 0;
   #closed = false;
+  /** Set at exit: the exporter on this thread starts no request, even one made afterwards. */
+  #held = false;
 
   constructor(
     config: ResolvedConfig,
@@ -343,10 +345,18 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
 
   /** Hands `msg` to the exporter on this thread, outside any trace. */
   #inThread(msg: ToWorker): void {
-    const exporter = (this.#exporter ??= new Exporter(this.#settings, (m) =>
-      // Answers arrive asynchronously, as they would from a worker.
-      queueMicrotask(() => this.#onWorkerMessage(m)),
-    ));
+    let exporter = this.#exporter;
+    if (exporter === undefined) {
+      exporter = this.#exporter = new Exporter(this.#settings, (m) =>
+        // Answers arrive asynchronously, as they would from a worker.
+        queueMicrotask(() => this.#onWorkerMessage(m)),
+      );
+      // Made by the exit's own drain (nothing had been sent before, and no
+      // watch list read): unheld, it would start requests for the batches
+      // it is about to hand over, which this thread's event loop, running on
+      // after a worker's flush, sends too.
+      if (this.#held) exporter.hold();
+    }
     context.with(UNTRACED, () => exporter.handle(msg));
   }
 
@@ -518,6 +528,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
    * half-sent from here first.
    */
   hold(): void {
+    this.#held = true;
     this.#exporter?.hold();
   }
 
