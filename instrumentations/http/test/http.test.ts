@@ -73,6 +73,15 @@ before(async () => {
       headers?: Record<string, string>;
       body?: unknown;
     } => {
+      if (req.path === "/dated")
+        return {
+          status: 429,
+          headers: {
+            "retry-after": new Date(Date.now() + 30_000).toUTCString(),
+            ratelimit: '"default";r=0;t=25, "daily";r=70;t=3600',
+            "ratelimit-policy": '"default";q=100;w=60, "daily";q=1000;w=86400',
+          },
+        };
       if (req.path !== "/flaky") return { body: { ok: true } };
       flaky++;
       return flaky === 1
@@ -998,6 +1007,28 @@ describe("http and fetch clients", () => {
     assert.equal(second!.attributes["threadline.ratelimit.limit"], 10);
     assert.equal(second!.attributes["threadline.ratelimit.remaining"], 9);
     assert.equal(second!.attributes["threadline.ratelimit.reset"], 60);
+  });
+
+  it("reads a Retry-After date as seconds, and the draft's structured RateLimit headers", async () => {
+    const isDated = (s: {
+      kind: number;
+      attributes: Record<string, unknown>;
+    }) =>
+      s.kind === CLIENT && String(s.attributes["url.full"]).endsWith("/dated");
+    await (await fetch(`${thirdParty.url}/dated`)).text();
+    const spans = await receiver.waitForSpans(
+      (s) => s.some(isDated),
+      "the rate-limited call",
+    );
+    const span = spans.find(isDated)!;
+    const retryAfter = span.attributes["threadline.ratelimit.retry_after"];
+    assert.ok(
+      typeof retryAfter === "number" && retryAfter >= 25 && retryAfter <= 31,
+      String(retryAfter),
+    );
+    assert.equal(span.attributes["threadline.ratelimit.remaining"], 0);
+    assert.equal(span.attributes["threadline.ratelimit.reset"], 25);
+    assert.equal(span.attributes["threadline.ratelimit.limit"], 100);
   });
 
   it("counts no retries for separate calls made outside any span, as a poller makes them", async () => {

@@ -431,11 +431,25 @@ function countAttempt(ctx: Context, key: string): number {
 const RATE_LIMIT_HEADER = /^(x-)?rate-?limit|^retry-after$/;
 
 /**
+ * The parameters of the IETF draft's structured `RateLimit` (`r`, `t`) and
+ * `RateLimit-Policy` (`q`) headers, by the field each stands for; the
+ * older structured form names the fields themselves.
+ */
+const STRUCTURED_FIELDS: Readonly<Record<string, string>> = {
+  r: "remaining",
+  t: "reset",
+  q: "limit",
+};
+
+/**
  * Records a third party's rate-limit headers on its CLIENT span: each as
  * `http.response.header.<name>` (the semantic conventions' form), and the
  * usual trio as numbers, `threadline.ratelimit.limit`, `.remaining` and
  * `.reset` (seconds), whichever naming the provider uses (`X-RateLimit-*`,
- * `RateLimit-*`, `X-Rate-Limit-*`, or the structured `RateLimit` header).
+ * `RateLimit-*`, `X-Rate-Limit-*`, the structured `RateLimit` header in
+ * its older `limit=…, remaining=…, reset=…` form or the draft's
+ * `"policy";r=…;t=…` with `RateLimit-Policy: "policy";q=…`), and
+ * `Retry-After` in seconds, given as seconds or as an HTTP date.
  */
 export function recordRateLimitHeaders(
   span: Span,
@@ -447,12 +461,19 @@ export function recordRateLimitHeaders(
     const name = rawName.toLowerCase();
     if (!RATE_LIMIT_HEADER.test(name)) continue;
     span.setAttribute(`http.response.header.${name}`, [value]);
-    if (name === "ratelimit") {
+    if (name === "ratelimit" || name === "ratelimit-policy") {
       // RateLimit: limit=100, remaining=50, reset=30
+      // RateLimit: "default";r=50;t=30   RateLimit-Policy: "default";q=100;w=60
+      // (the first policy's, where a header lists several)
+      const seen = new Set<string>();
       for (const part of value.split(/[;,]/)) {
         const [k, v] = part.trim().split("=");
-        if (k !== undefined && v !== undefined)
-          setRateLimitNumber(span, k.trim().toLowerCase(), v.trim(), provider);
+        if (k === undefined || v === undefined) continue;
+        const key = k.trim().toLowerCase();
+        const field = STRUCTURED_FIELDS[key] ?? key;
+        if (seen.has(field)) continue;
+        seen.add(field);
+        setRateLimitNumber(span, field, v.trim(), provider);
       }
       continue;
     }
@@ -479,7 +500,13 @@ function setRateLimitNumber(
     field !== "retry-after"
   )
     return;
-  const n = Number(value);
+  let n = Number(value);
+  if (!Number.isFinite(n) && field === "retry-after") {
+    // Retry-After: Sat, 05 Dec 2026 13:04:58 GMT — the seconds until then.
+    const at = Date.parse(value);
+    if (Number.isFinite(at))
+      n = Math.max(0, Math.round((at - Date.now()) / 1000));
+  }
   if (!Number.isFinite(n)) return;
   span.setAttribute(
     `threadline.ratelimit.${field === "retry-after" ? "retry_after" : field}`,
