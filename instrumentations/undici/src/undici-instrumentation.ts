@@ -365,6 +365,12 @@ function isAbort(error: unknown): boolean {
   return (error as { name?: unknown } | null)?.name === "AbortError";
 }
 
+/**
+ * The reason fetch() cancels an answer's body with once the application let
+ * go of the Response unread (undici's streamRegistry, 7 and 8 alike).
+ */
+const UNREAD_COLLECTED = "Response object has been garbage collected";
+
 /** Removes every `name` header the application set on the request. */
 function removeHeader(req: UndiciRequest, name: string): void {
   const h = req.headers;
@@ -470,7 +476,10 @@ export class UndiciInstrumentation implements Instrumentation {
           return;
         }
       }
-      recordClientError(span, error, call);
+      // An answer the application never read, cancelled when its Response
+      // was collected: the call was answered (its status is recorded), and
+      // ends here, as late as Threadline can know it was done with.
+      if (error !== UNREAD_COLLECTED) recordClientError(span, error, call);
       span.end();
       finishClientCall(call);
     };

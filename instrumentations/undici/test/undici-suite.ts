@@ -9,6 +9,8 @@ import http from "node:http";
 import http2 from "node:http2";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { Writable } from "node:stream";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import {
   selfSignedCertificate,
   startForwardProxy,
@@ -32,6 +34,12 @@ type Fetch = (
 ) => Promise<{ status: number; text(): Promise<string> }>;
 
 const CLIENT = 3;
+
+/** V8's full collection, as `--expose-gc` would give it, for what only a collection ends. */
+function collector(): () => void {
+  setFlagsFromString("--expose-gc");
+  return runInNewContext("gc") as () => void;
+}
 
 /** Registers the tests for `undici`, with Threadline started in `before`. */
 export function undiciTests(undici: Undici): void {
@@ -671,6 +679,43 @@ export function undiciTests(undici: Undici): void {
         ["10"],
       );
     });
+
+    for (const [name, f] of fetches)
+      it(`does not record an answer to ${name} the application never read, cancelled once collected, as a failed call`, async () => {
+        const collect = collector();
+        // Headers and a first chunk; the rest never comes.
+        const acme = http.createServer((_req, res) => {
+          res.writeHead(200, { "content-type": "text/plain" });
+          res.write("partial");
+        });
+        await new Promise<void>((resolve) =>
+          acme.listen(0, "127.0.0.3", resolve),
+        );
+        closing.push(
+          () =>
+            new Promise((resolve) => {
+              acme.closeAllConnections();
+              acme.close(() => resolve());
+            }),
+        );
+        const url = `http://127.0.0.3:${(acme.address() as { port: number }).port}/big`;
+        const status = await (async () => (await f(url)).status)();
+        assert.equal(status, 200);
+        const isCall = (x: { attributes: Record<string, unknown> }) =>
+          x.attributes["url.full"] === url;
+        await waitFor(
+          () => {
+            collect();
+            return receiver.spans.some(isCall);
+          },
+          { what: "the unread answer's span", timeoutMs: 10_000 },
+        );
+        const span = receiver.spans.find(isCall);
+        assert.equal(span?.attributes["http.response.status_code"], 200);
+        assert.equal(span?.attributes["error.type"], undefined);
+        assert.equal(span?.status.code, 0);
+        assert.deepEqual(span?.events, []);
+      });
 
     it("does not record the redirect answer fetch() follows as a failed call", async () => {
       const acme = await http2ThirdParty({ "/old": "/new" });
