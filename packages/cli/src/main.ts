@@ -158,8 +158,15 @@ async function dev(argv: string[]): Promise<number> {
     token === undefined
       ? server.viewerUrl
       : `${server.viewerUrl}/?token=${encodeURIComponent(token)}`;
+  // Services export to http://localhost:4318 unless told otherwise.
+  const otlp = new URL(server.otlpUrl);
+  const otlpNote =
+    otlp.port === "4318" &&
+    ["127.0.0.1", "[::1]", "localhost"].includes(otlp.hostname)
+      ? "(the SDK's default endpoint)"
+      : `(services need OTEL_EXPORTER_OTLP_ENDPOINT=${server.otlpUrl})`;
   process.stdout.write(
-    `threadline dev\n  OTLP/HTTP receiver  ${server.otlpUrl}   (the SDK's default endpoint)\n  viewer and API      ${viewerLink}\n  store               ${dbPath === ":memory:" ? "in memory" : dbPath}\n`,
+    `threadline dev\n  OTLP/HTTP receiver  ${server.otlpUrl}   ${otlpNote}\n  viewer and API      ${viewerLink}\n  store               ${dbPath === ":memory:" ? "in memory" : dbPath}\n`,
   );
   const stop = () => {
     void server.close().then(() => process.exit(0));

@@ -110,6 +110,31 @@ describe("threadline search and trace", () => {
     await stopTestServers();
   });
 
+  it("tells on start how to point services at a receiver on a port of its own", () => {
+    const banner = dev.stdout.join("\n");
+    assert.match(
+      banner,
+      /OTLP\/HTTP receiver\s+(http:\/\/\S+)\s+\(services need OTEL_EXPORTER_OTLP_ENDPOINT=\1\)/,
+    );
+    assert.doesNotMatch(banner, /default endpoint/);
+  });
+
+  it("says nothing on stderr when all is well, on every Node the packages accept", async () => {
+    const help = await threadline(["--help"]);
+    assert.equal(help.code, 0);
+    assert.equal(help.stderr, "");
+    const search = await threadline([
+      "search",
+      "--customer",
+      "c-42",
+      "--backend",
+      `viewer=${viewerUrl}`,
+    ]);
+    assert.equal(search.code, 0, search.stderr);
+    assert.equal(search.stderr, "");
+    assert.deepEqual(dev.stderr, []);
+  });
+
   it("lists a customer's traces from the running viewer", async () => {
     const r = await threadline([
       "search",
