@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import {
   cpSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -20,7 +21,7 @@ import {
 } from "node:fs";
 import { isBuiltin } from "node:module";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -178,6 +179,27 @@ describe("the packages as published", () => {
       }
     }
     assert.deepEqual(problems, []);
+  });
+
+  it("carry the licence they name, and the sources their maps point to", () => {
+    const installed = join(app, "node_modules", "@threadline");
+    const problems: string[] = [];
+    for (const dir of readdirSync(installed)) {
+      const at = join(installed, dir);
+      if (!existsSync(join(at, "LICENSE"))) problems.push(`${dir}: no LICENSE`);
+      const maps = readdirSync(at, { recursive: true })
+        .map(String)
+        .filter((f) => !f.includes("node_modules") && f.endsWith(".map"));
+      for (const map of maps) {
+        const { sources } = JSON.parse(readFileSync(join(at, map), "utf8")) as {
+          sources: string[];
+        };
+        for (const source of sources)
+          if (!existsSync(join(at, dirname(map), source)))
+            problems.push(`${dir}: ${map} names ${source}`);
+      }
+    }
+    assert.deepEqual(problems.slice(0, 10), []);
   });
 
   const oneLine: Array<[string, string, string[]]> = [
