@@ -12,6 +12,14 @@
 //
 // Callbacks given to query() are bound to the caller's context too, so the
 // customer id (in baggage) survives them.
+//
+// Client.prototype.connect opens the connection outside the caller's
+// context: its socket would otherwise keep the context of whichever request
+// first needed a connection (a pool makes them lazily), and everything the
+// connection does by itself later (a NOTIFY, an error of an idle pooled
+// client, the server going away) would run as that request's, with its
+// customer, in its ended trace. The connect callback or promise is still
+// the caller's.
 import { AsyncResource } from "node:async_hooks";
 import {
   context,
@@ -26,6 +34,7 @@ import {
 } from "@opentelemetry/api";
 import {
   diag,
+  EMPTY_CONTEXT,
   formatTraceparent,
   hookModule,
   inCallerContext,
@@ -170,6 +179,10 @@ export class PgInstrumentation implements Instrumentation {
           .prototype;
         if (proto && typeof proto["query"] === "function")
           this.#patch(proto, "query", (q) => this.#wrapQuery(q as QueryFn));
+        if (proto && typeof proto["connect"] === "function")
+          this.#patch(proto, "connect", (c) =>
+            this.#wrapClientConnect(c as ConnectFn),
+          );
         return undefined;
       },
     });
@@ -219,6 +232,30 @@ export class PgInstrumentation implements Instrumentation {
     this.#restore.push(() => {
       if (proto[key] === wrapped) proto[key] = original;
     });
+  }
+
+  /**
+   * client.connect([cb]): the socket is made in the empty context, so its
+   * events (and the client's, the pool's) belong to no request. The
+   * callback goes back to the caller; a promise's continuation is the
+   * caller's anyway.
+   */
+  #wrapClientConnect(original: ConnectFn): ConnectFn {
+    const self = this;
+    return function threadlineClientConnect(
+      this: unknown,
+      cb?: unknown,
+    ): unknown {
+      if (!self.#enabled) return original.call(this, cb);
+      return typeof cb === "function"
+        ? context.with(
+            EMPTY_CONTEXT,
+            original,
+            this,
+            inCallerContext(cb as Callback, "pg.connect"),
+          )
+        : context.with(EMPTY_CONTEXT, original, this);
+    };
   }
 
   #wrapConnect(original: ConnectFn): ConnectFn {

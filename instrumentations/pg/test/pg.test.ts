@@ -416,6 +416,72 @@ describe("pg connections lost", () => {
   });
 });
 
+describe("what a connection does by itself", () => {
+  const NOTIFIED = "SELECT pg_backend_pid() AS notified";
+  it("runs notifications and a pooled connection's failure as no request's, though a request opened them", async () => {
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+    const listener = new pg.Client({ connectionString: databaseUrl });
+    const seen: Array<[string, string | undefined, string | undefined]> = [];
+    const who = (what: string) =>
+      seen.push([
+        what,
+        getCustomerId(),
+        trace.getActiveSpan()?.spanContext().traceId,
+      ]);
+    let requestTrace = "";
+    // The pool's connection and the listener are opened inside c-first's request.
+    await withCustomer("c-first", () =>
+      trace.getTracer("t").startActiveSpan("request", async (root) => {
+        requestTrace = root.spanContext().traceId;
+        await pool.query("SELECT 1 AS opens_the_pool");
+        await listener.connect();
+        await listener.query("LISTEN jobs");
+        root.end();
+      }),
+    );
+    let handled!: (pid: number) => void;
+    const handledNotification = new Promise<number>((r) => (handled = r));
+    listener.on("notification", () => {
+      who("notification");
+      void pool
+        .query<{ notified: number }>(NOTIFIED)
+        .then((r) => handled(r.rows[0]!.notified));
+    });
+    let failed!: () => void;
+    const poolFailed = new Promise<void>((r) => (failed = r));
+    pool.on("error", () => {
+      who("pool error");
+      failed();
+    });
+    const other = new pg.Client({ connectionString: databaseUrl });
+    await other.connect();
+    await other.query("NOTIFY jobs, 'a job'");
+    // The server ends the pool's idle connection.
+    await other.query("SELECT pg_terminate_backend($1)", [
+      await handledNotification,
+    ]);
+    await poolFailed;
+    await other.end();
+    await listener.end();
+    await pool.end();
+    assert.deepEqual(seen, [
+      ["notification", undefined, undefined],
+      ["pool error", undefined, undefined],
+    ]);
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        s.some((x) => x.attributes["db.query.text"] === NOTIFIED) &&
+        s.some((x) => x.name === "request"),
+      "the notification's query",
+    );
+    const query = spans.find(
+      (x) => x.attributes["db.query.text"] === NOTIFIED,
+    )!;
+    assert.notEqual(query.traceId, requestTrace, "not in c-first's trace");
+    assert.equal(query.attributes["customer.id"], undefined);
+  });
+});
+
 describe("pg pools under load", () => {
   it("keeps each queued query in the trace and customer of the request that issued it", async () => {
     const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
