@@ -28,6 +28,13 @@
 // pending, ends when the callback has finished. A channel that closes
 // settles what it still held and ends what still waited for a callback.
 //
+// A connection is opened outside the caller's context (lib/connect.js):
+// its socket would otherwise keep the context of the request that opened
+// it, and everything the broker does by itself later (a consumer
+// cancelled, a channel or the connection closed) would run as that
+// request's, with its customer, in its ended trace. The open callback, and
+// so the promise, is still the caller's.
+//
 // Message headers come from other programs: the getter accepts only
 // strings (or byte strings), the parsers validate, and nothing here throws
 // into amqplib.
@@ -497,6 +504,19 @@ export class AmqplibInstrumentation implements Instrumentation {
         return undefined;
       },
     });
+    // Before the APIs load: each keeps the connect() it finds here.
+    const connect = hookModule({
+      module: "amqplib",
+      file: "lib/connect.js",
+      onLoad: (exports) => {
+        const c = exports as { connect?: unknown };
+        if (typeof c.connect === "function")
+          this.#patch(c as Record<string, unknown>, "connect", (o) =>
+            this.#wrapConnect(o),
+          );
+        return undefined;
+      },
+    });
     const base = hookModule({
       module: "amqplib",
       file: "lib/channel.js",
@@ -547,7 +567,7 @@ export class AmqplibInstrumentation implements Instrumentation {
         }),
     );
     this.#unhooks.push(defs.unhook);
-    for (const h of [base, ...models]) {
+    for (const h of [connect, base, ...models]) {
       this.#late.push(...h.late);
       this.#unhooks.push(h.unhook);
     }
@@ -645,6 +665,31 @@ export class AmqplibInstrumentation implements Instrumentation {
     this.#restore.push(() => {
       if (proto[key] === wrapped) proto[key] = original;
     });
+  }
+
+  /** connect(url, socketOptions, openCallback): the socket in the empty context. */
+  #wrapConnect(original: AnyFn): AnyFn {
+    const self = this;
+    return function threadlineConnect(
+      this: ChannelLike,
+      url: unknown,
+      socketOptions: unknown,
+      openCallback: unknown,
+    ): unknown {
+      if (!self.#enabled || typeof openCallback !== "function")
+        return original.call(this, url, socketOptions, openCallback);
+      return context.with(
+        EMPTY_CONTEXT,
+        original,
+        this,
+        url,
+        socketOptions,
+        inCallerContext(
+          openCallback as (...args: unknown[]) => unknown,
+          "amqp.connect",
+        ),
+      );
+    };
   }
 
   // ---- producer -------------------------------------------------------

@@ -567,6 +567,52 @@ describe("what arrives from the connection's socket", () => {
     await new Promise<void>((resolve) => conn.close(() => resolve()));
   });
 
+  it("runs what the broker does by itself as no request's, on a connection a request opened", async () => {
+    const amqpApi = loadAmqplib();
+    const seen: Array<[string, string | undefined, string | undefined]> = [];
+    const who = (what: string) =>
+      seen.push([
+        what,
+        getCustomerId(),
+        trace.getActiveSpan()?.spanContext().traceId,
+      ]);
+    const q = queueName();
+    let cancelled!: () => void;
+    const consumerCancelled = new Promise<void>((r) => (cancelled = r));
+    let failed!: () => void;
+    const channelFailed = new Promise<void>((r) => (failed = r));
+    // Opened lazily, as a service does, inside c-first's request.
+    const { conn, ch } = await withCustomer("c-first", () =>
+      trace.getTracer("t").startActiveSpan("request", async (root) => {
+        const conn = await amqpApi.connect(brokerUrl);
+        const ch = await conn.createChannel();
+        ch.on("error", () => {
+          who("channel error");
+          failed();
+        });
+        await ch.assertQueue(q);
+        await ch.consume(q, (msg) => {
+          if (msg !== null) return;
+          who("consumer cancelled");
+          cancelled();
+        });
+        root.end();
+        return { conn, ch };
+      }),
+    );
+    const admin = await connection.createChannel();
+    await admin.deleteQueue(q);
+    await consumerCancelled;
+    await admin.close();
+    ch.publish(`no-such-exchange-${q}`, "k", Buffer.from("x"));
+    await channelFailed;
+    await conn.close();
+    assert.deepEqual(seen, [
+      ["consumer cancelled", undefined, undefined],
+      ["channel error", undefined, undefined],
+    ]);
+  });
+
   it("answers each confirm as its own publisher, and settles each publish span by its own confirm", async () => {
     // amqplib 1.x and later queue a confirm callback after sending its
     // message, 0.10 before: neither may hand one publish's callback and
