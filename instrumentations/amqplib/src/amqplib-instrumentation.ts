@@ -1077,11 +1077,14 @@ export class AmqplibInstrumentation implements Instrumentation {
         try {
           result = context.with(ctx, userCallback, this, message);
         } catch (err) {
-          const settled = noAck || callingSettled;
           calling = outer;
           callingSettled = outerSettled;
           markFailed(span, err);
-          if (settled) span.end();
+          // Ended now, settled or not: amqplib makes the exception the
+          // connection's error, which ends an application that does not
+          // listen for it, and the exit's flush sends only ended spans. A
+          // settlement or close later still counts the delivery.
+          span.end();
           throw err;
         }
         const settled = noAck || callingSettled;

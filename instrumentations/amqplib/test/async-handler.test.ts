@@ -101,6 +101,23 @@ it("never makes an unhandled rejection of a handler's promise the application ha
   }
 });
 
+it("exports a throwing handler's delivery span when the exception ends the process", async () => {
+  const queue = `q-throw-${process.pid}`;
+  const app = await startConsumer("throw-consumer.cjs", queue);
+  try {
+    const { code } = await app.exited;
+    assert.equal(code, 1, "the unhandled error ends the process");
+    const delivery = await failedDelivery(queue, "handler failed");
+    assert.equal(
+      delivery.attributes["messaging.rabbitmq.settlement"],
+      undefined,
+      "it was not settled",
+    );
+  } finally {
+    await app.stop();
+  }
+});
+
 it("records a handler's exception thrown after it acknowledged the message", async () => {
   const queue = `q-ack-throw-${process.pid}`;
   const app = await startConsumer("ack-then-throw-consumer.cjs", queue);
