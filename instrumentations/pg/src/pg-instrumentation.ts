@@ -328,11 +328,7 @@ export class PgInstrumentation implements Instrumentation {
           return client;
         },
         (err: unknown) => {
-          span.recordException(err as Error);
-          span.setStatus({
-            code: SpanStatusCode.ERROR,
-            message: (err as Error)?.message,
-          });
+          fail(span, err, false);
           span.end();
           throw err;
         },
@@ -713,13 +709,32 @@ const operationDuration = lazyInstruments(NAME, (m) =>
   }),
 );
 
+/**
+ * The failures pg and pg-pool raise themselves carry no code, only a plain
+ * Error's name: each is known by its message, which holds no value.
+ */
+const PG_ERRORS = new Map([
+  ["Query read timeout", "query_timeout"],
+  ["timeout exceeded when trying to connect", "pool_timeout"],
+  ["Connection terminated due to connection timeout", "connection_timeout"],
+  ["timeout expired", "connection_timeout"],
+  ["Connection terminated unexpectedly", "connection_lost"],
+  ["Connection terminated", "connection_ended"],
+  [
+    "Client has encountered a connection error and is not queryable",
+    "client_not_queryable",
+  ],
+  ["Client was closed and is not queryable", "client_not_queryable"],
+  ["Cannot use a pool after calling end on the pool", "pool_ended"],
+]);
+
 function errorType(err: unknown): string {
-  const e = err as { code?: unknown; name?: unknown };
-  return typeof e?.code === "string"
-    ? e.code
-    : typeof e?.name === "string"
-      ? e.name
-      : "Error";
+  const e = err as { code?: unknown; name?: unknown; message?: unknown };
+  if (typeof e?.code === "string") return e.code;
+  const known =
+    typeof e?.message === "string" ? PG_ERRORS.get(e.message) : undefined;
+  if (known !== undefined) return known;
+  return typeof e?.name === "string" ? e.name : "Error";
 }
 
 /**

@@ -416,6 +416,128 @@ describe("pg connections lost", () => {
   });
 });
 
+describe("failures pg raises itself", () => {
+  it("gives each a stable error.type, whichever form met it", async () => {
+    // Refused, to a promise and to a callback.
+    const dead = new pg.Pool({
+      connectionString: `postgres://postgres@127.0.0.1:${await freePort()}/postgres`,
+    });
+    await assert.rejects(dead.connect(), { code: "ECONNREFUSED" });
+    await assert.rejects(
+      new Promise<void>((resolve, reject) =>
+        dead.connect((err, _client, release) => {
+          if (err) return reject(err);
+          release();
+          resolve();
+        }),
+      ),
+      { code: "ECONNREFUSED" },
+    );
+    await dead.end();
+    // pg's query_timeout.
+    const impatient = new pg.Pool({
+      connectionString: databaseUrl,
+      query_timeout: 50,
+    });
+    await assert.rejects(
+      impatient.query("SELECT pg_sleep(0.5) AS read_timeout"),
+      {
+        message: "Query read timeout",
+      },
+    );
+    await impatient.end();
+    // pg-pool's connectionTimeoutMillis: no connection comes free in time.
+    const busy = new pg.Pool({
+      connectionString: databaseUrl,
+      max: 1,
+      connectionTimeoutMillis: 100,
+    });
+    const held = await busy.connect();
+    await assert.rejects(busy.query("SELECT 1 AS waits_in_vain"), {
+      message: "timeout exceeded when trying to connect",
+    });
+    held.release();
+    await busy.end();
+    // The connection drops mid-query: a proxy between closes both sides.
+    const target = new URL(databaseUrl);
+    const sockets: net.Socket[] = [];
+    const proxy = net.createServer((inbound) => {
+      const outbound = net.connect(Number(target.port), target.hostname);
+      for (const s of [inbound, outbound]) s.on("error", () => {});
+      sockets.push(inbound, outbound);
+      inbound.pipe(outbound).pipe(inbound);
+    });
+    await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+    const proxied = new URL(databaseUrl);
+    proxied.port = String((proxy.address() as net.AddressInfo).port);
+    const client = new pg.Client({ connectionString: proxied.href });
+    client.on("error", () => {});
+    await client.connect();
+    const dropped = client.query("SELECT pg_sleep(5) AS dropped");
+    const watcher = new pg.Client({ connectionString: databaseUrl });
+    await watcher.connect();
+    await waitFor(
+      async () =>
+        (
+          await watcher.query(
+            "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(5) AS dropped%'",
+          )
+        ).rowCount === 1,
+      { what: "the query to be running" },
+    );
+    for (const s of sockets) s.destroy();
+    await assert.rejects(dropped, {
+      message: "Connection terminated unexpectedly",
+    });
+    await client.end();
+    proxy.close();
+    // PostgreSQL runs both sleeps to their end: gone now, they leave other
+    // tests' views of pg_stat_activity alone.
+    const mine =
+      "FROM pg_stat_activity WHERE query LIKE '%AS read_timeout' OR query LIKE '%AS dropped'";
+    await watcher.query(`SELECT pg_terminate_backend(pid) ${mine}`);
+    await waitFor(
+      async () => (await watcher.query(`SELECT 1 ${mine}`)).rowCount === 0,
+      { what: "the sleeping backends to go" },
+    );
+    await watcher.end();
+    await threadline.forceFlush();
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        s.filter((x) => x.name === "pg.pool.connect").length >= 4 &&
+        s.some((x) =>
+          String(x.attributes["db.query.text"]).includes("AS dropped"),
+        ),
+      "the failures' spans",
+    );
+    assert.deepEqual(
+      spans
+        .filter((x) => x.name === "pg.pool.connect" && x.status.code === 2)
+        .sort((a, b) => (a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1))
+        .map((x) => [x.status.code, x.attributes["error.type"]]),
+      [
+        [2, "ECONNREFUSED"],
+        [2, "ECONNREFUSED"],
+        [2, "pool_timeout"],
+      ],
+    );
+    const typeOf = (alias: string) =>
+      querySpans(spans).find((q) =>
+        String(q.attributes["db.query.text"]).endsWith(alias),
+      )?.attributes["error.type"];
+    assert.equal(typeOf("AS read_timeout"), "query_timeout");
+    assert.equal(typeOf("AS dropped"), "connection_lost");
+    const points = receiver.metrics
+      .filter((m) => m.name === "db.client.operation.duration")
+      .flatMap((m) => m.points);
+    for (const type of ["query_timeout", "connection_lost"])
+      assert.ok(
+        points.some((p) => p.attributes["error.type"] === type),
+        `a duration point with error.type ${type}`,
+      );
+  });
+});
+
 describe("what a connection does by itself", () => {
   const NOTIFIED = "SELECT pg_backend_pid() AS notified";
   it("runs notifications and a pooled connection's failure as no request's, though a request opened them", async () => {
