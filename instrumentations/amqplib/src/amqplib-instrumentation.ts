@@ -123,7 +123,10 @@ const FINISHING = Symbol("threadline.amqp.finishing");
  */
 const CONFIRMING = Symbol("threadline.amqp.confirming");
 const CLOSE_HOOKED = Symbol("threadline.amqp.close-hooked");
-/** On a confirm channel: publish spans the broker has not confirmed yet. */
+/**
+ * On a confirm channel: publish spans the broker has not confirmed yet,
+ * each with the attributes its message is counted with once answered.
+ */
 const PUBLISHING = Symbol("threadline.amqp.publishing");
 /** On a channel once its connection is watched: the watching instrumentation's connection set. */
 const WATCHED = Symbol("threadline.amqp.watched");
@@ -159,7 +162,7 @@ interface ChannelLike {
   [FINISHING]?: Map<Span, boolean>;
   [CONFIRMING]?: Span | null;
   [CLOSE_HOOKED]?: boolean;
-  [PUBLISHING]?: Set<Span>;
+  [PUBLISHING]?: Map<Span, Attributes>;
   [WATCHED]?: object;
   once?(event: string, listener: () => void): unknown;
   prependOnceListener?(event: string, listener: () => void): unknown;
@@ -195,6 +198,12 @@ type EncodeProperties = (
 let pendingHeaders: HeaderEntries | undefined;
 /** The frame size of the connection that publish goes on. */
 let pendingFrameMax = Infinity;
+/**
+ * A confirmed publish's sent-message attributes, from its sendMessage to
+ * the end of the confirm channel's publish (synchronous, as above): the
+ * message is counted at the broker's answer, failed if it is not a confirm.
+ */
+let confirmingSent: Attributes | undefined;
 
 /** Where each amqplib copy is installed, for those whose encoder appends pendingHeaders. */
 const splicing = new Set<string>();
@@ -743,21 +752,22 @@ export class AmqplibInstrumentation implements Instrumentation {
             "a message went without trace headers (amqplib's encoder was loaded in an unexpected way); later ones will have them",
           );
         }
-        if (span !== undefined) {
-          // A confirmed publish's span ends at the broker's answer.
-          if (this[CONFIRMING] === null) this[CONFIRMING] = span;
-          else span.end();
-        }
-        meters().sent.add(
-          1,
-          sentSets.get(
-            destination,
-            routingKey,
-            undefined,
-            undefined,
-            undefined,
-          ),
+        const sent = sentSets.get(
+          destination,
+          routingKey,
+          undefined,
+          undefined,
+          undefined,
         );
+        if (span !== undefined && this[CONFIRMING] === null) {
+          // A confirmed publish's span ends, and its message is counted,
+          // at the broker's answer.
+          this[CONFIRMING] = span;
+          confirmingSent = sent;
+        } else {
+          span?.end();
+          meters().sent.add(1, sent);
+        }
         return result;
       } catch (err) {
         const errorType = (err as Error)?.name ?? "Error";
@@ -926,7 +936,9 @@ export class AmqplibInstrumentation implements Instrumentation {
       } finally {
         const span = this[CONFIRMING];
         this[CONFIRMING] = undefined;
-        if (span) awaitConfirm(this, span, slot);
+        const sent = confirmingSent;
+        confirmingSent = undefined;
+        if (span && sent !== undefined) awaitConfirm(this, span, slot, sent);
       }
     };
   }
@@ -1258,7 +1270,8 @@ function hookClose(channel: ChannelLike): void {
     }
     const publishing = channel[PUBLISHING];
     if (publishing !== undefined) {
-      for (const s of publishing) {
+      for (const [s, sent] of publishing) {
+        meters().sent.add(1, failedSend(sent, "channel_closed"));
         s.setAttribute("messaging.rabbitmq.settlement", "channel_closed");
         s.setStatus({
           code: SpanStatusCode.ERROR,
@@ -1276,16 +1289,22 @@ function hookClose(channel: ChannelLike): void {
  * confirm callback amqplib queued for it at `slot`, which also goes back to
  * the publisher's context.
  */
-function awaitConfirm(channel: ChannelLike, span: Span, slot: number): void {
+function awaitConfirm(
+  channel: ChannelLike,
+  span: Span,
+  slot: number,
+  sent: Attributes,
+): void {
   const unconfirmed = channel.unconfirmed;
   if (!Array.isArray(unconfirmed) || slot < 0 || slot >= unconfirmed.length) {
     // No callback to answer it: nothing would end the span.
     span.end();
+    meters().sent.add(1, sent);
     return;
   }
   const original = unconfirmed[slot];
-  const publishing = (channel[PUBLISHING] ??= new Set());
-  publishing.add(span);
+  const publishing = (channel[PUBLISHING] ??= new Map());
+  publishing.set(span, sent);
   hookClose(channel);
   // The broker's answer arrives on the connection's socket: the
   // application's callback goes back to the publisher's context.
@@ -1299,6 +1318,7 @@ function awaitConfirm(channel: ChannelLike, span: Span, slot: number): void {
   unconfirmed[slot] = (err: unknown, ok: unknown) => {
     // Not when the span already ended: the channel closed first.
     if (publishing.delete(span)) {
+      meters().sent.add(1, err ? failedSend(sent, "nack") : sent);
       if (err) {
         span.setAttribute("messaging.rabbitmq.settlement", "nack");
         span.setStatus({
@@ -1312,6 +1332,17 @@ function awaitConfirm(channel: ChannelLike, span: Span, slot: number): void {
     }
     return answer?.(err, ok);
   };
+}
+
+/** The attributes of a send counted with `sent`'s, failed with `errorType`. */
+function failedSend(sent: Attributes, errorType: string): Attributes {
+  return sentSets.get(
+    sent["messaging.destination.name"] as string,
+    sent["messaging.rabbitmq.destination.routing_key"] as string,
+    errorType,
+    undefined,
+    undefined,
+  );
 }
 
 function settle(

@@ -785,6 +785,49 @@ describe("what arrives from the connection's socket", () => {
     );
   });
 
+  it("counts a confirmed publish the broker nacks, or whose channel closes first, as a failed send", async () => {
+    const ch = await connection.createConfirmChannel();
+    const q = queueName();
+    // A full queue that refuses more: the broker nacks the second message.
+    await ch.assertQueue(q, {
+      autoDelete: true,
+      arguments: { "x-max-length": 1, "x-overflow": "reject-publish" },
+    });
+    const answers: string[] = [];
+    for (const id of ["m-1", "m-2"])
+      await new Promise<void>((resolve) =>
+        ch.sendToQueue(q, Buffer.from(id), {}, (err) => {
+          answers.push(err ? "nacked" : "confirmed");
+          resolve();
+        }),
+      );
+    assert.deepEqual(answers, ["confirmed", "nacked"]);
+    await ch.deleteQueue(q);
+    await ch.close();
+    // To an exchange that does not exist: the broker closes the channel.
+    const doomed = await connection.createConfirmChannel();
+    const closed = new Promise((resolve) => doomed.on("error", resolve));
+    doomed.publish(`no-such-${q}`, q, Buffer.from("m-3"), {}, () => {});
+    await closed;
+    await threadline.forceFlush();
+    const series = new Map<string, unknown>();
+    for (const p of receiver.metrics
+      .filter((m) => m.name === "messaging.client.sent.messages")
+      .flatMap((m) => m.points)
+      .filter(
+        (p) => p.attributes["messaging.rabbitmq.destination.routing_key"] === q,
+      ))
+      series.set(
+        `${String(p.attributes["messaging.destination.name"])} ${String(p.attributes["error.type"])}`,
+        p.value,
+      );
+    assert.deepEqual([...series].sort(), [
+      ["amq.default nack", 1],
+      ["amq.default undefined", 1],
+      [`no-such-${q} channel_closed`, 1],
+    ]);
+  });
+
   it("ends every publish span of a confirm channel that closes, and each once", async () => {
     const ch = await connection.createConfirmChannel();
     ch.on("error", () => {});
