@@ -138,6 +138,13 @@ type PoolQueryFn = (
 
 const noop = () => {};
 
+/**
+ * The statement of the pool.query() under way, from its start to the
+ * pool.connect() it makes (synchronously): a query that never gets a
+ * connection is still an operation, and a failed one.
+ */
+let poolQueryText: unknown;
+
 const origin = performance.timeOrigin;
 const nowMs = () => origin + performance.now();
 
@@ -264,6 +271,9 @@ export class PgInstrumentation implements Instrumentation {
       if (!self.#enabled) return original.call(this, cb);
       self.#watchPool(this as PoolLike);
       const ctx = context.active();
+      const pool = this as PoolLike;
+      const asked = poolQueryText;
+      poolQueryText = undefined;
       if (typeof cb === "function") {
         const start = nowMs();
         // Back to this caller's async context (all of it, the application's
@@ -297,6 +307,7 @@ export class PgInstrumentation implements Instrumentation {
               );
               fail(span, err, false);
               span.end();
+              if (asked !== undefined) unservedQuery(pool, asked, err, start);
             }
             return caller.runInAsyncScope(
               cb as (...args: unknown[]) => unknown,
@@ -350,13 +361,17 @@ export class PgInstrumentation implements Instrumentation {
       values?: unknown,
       cb?: unknown,
     ): unknown {
-      if (self.#enabled) {
-        if (typeof cb === "function")
-          cb = inCallerContext(cb as Callback, "pg.pool.query");
-        else if (typeof values === "function")
-          values = inCallerContext(values as Callback, "pg.pool.query");
+      if (!self.#enabled) return original.call(this, text, values, cb);
+      if (typeof cb === "function")
+        cb = inCallerContext(cb as Callback, "pg.pool.query");
+      else if (typeof values === "function")
+        values = inCallerContext(values as Callback, "pg.pool.query");
+      poolQueryText = text ?? null;
+      try {
+        return original.call(this, text, values, cb);
+      } finally {
+        poolQueryText = undefined;
       }
-      return original.call(this, text, values, cb);
     };
   }
 
@@ -728,6 +743,39 @@ const PG_ERRORS = new Map([
   ["Cannot use a pool after calling end on the pool", "pool_ended"],
 ]);
 
+/**
+ * A pool.query() the pool found no connection for (refused, or none free
+ * within `connectionTimeoutMillis`): a failed operation's duration, from
+ * when it was asked.
+ */
+function unservedQuery(
+  pool: PoolLike,
+  query: unknown,
+  err: unknown,
+  start: number,
+): void {
+  const text =
+    typeof query === "string"
+      ? query
+      : typeof (query as QueryConfig | null)?.text === "string"
+        ? (query as QueryConfig).text!
+        : "";
+  const summary = summarizeSql(text);
+  const { host, port, database } = poolAddress(pool.options);
+  const attributes: Attributes = {
+    "db.system.name": "postgresql",
+    "db.namespace": database,
+    "server.address": host,
+    "server.port": port,
+    "error.type": errorType(err),
+  };
+  if (summary.operation !== undefined)
+    attributes["db.operation.name"] = summary.operation;
+  if (summary.collection !== undefined)
+    attributes["db.collection.name"] = summary.collection;
+  operationDuration().record((nowMs() - start) / 1000, attributes);
+}
+
 function errorType(err: unknown): string {
   const e = err as { code?: unknown; name?: unknown; message?: unknown };
   if (typeof e?.code === "string") return e.code;
@@ -888,6 +936,16 @@ function poolBusy(p: PoolLike): HealthResult | undefined {
 
 /** host:port/database of a pool, never its credentials. */
 function poolTarget(o: PoolLike["options"]): string {
+  const { host, port, database } = poolAddress(o);
+  return `${host}:${port}/${database}`;
+}
+
+/** Where a pool connects, as pg would resolve it. */
+function poolAddress(o: PoolLike["options"]): {
+  host: string;
+  port: number;
+  database: string;
+} {
   let host = typeof o?.host === "string" ? o.host : undefined;
   let port = typeof o?.port === "number" ? String(o.port) : undefined;
   let db = typeof o?.database === "string" ? o.database : undefined;
@@ -901,5 +959,9 @@ function poolTarget(o: PoolLike["options"]): string {
       // not a URL: keep what the options say
     }
   }
-  return `${host ?? process.env["PGHOST"] ?? "localhost"}:${port ?? process.env["PGPORT"] ?? "5432"}/${db ?? process.env["PGDATABASE"] ?? ""}`;
+  return {
+    host: host ?? process.env["PGHOST"] ?? "localhost",
+    port: Number(port ?? process.env["PGPORT"] ?? "5432"),
+    database: db ?? process.env["PGDATABASE"] ?? "",
+  };
 }

@@ -538,6 +538,62 @@ describe("failures pg raises itself", () => {
   });
 });
 
+describe("queries that get no connection", () => {
+  it("records a pool.query() the pool found no connection for as a failed operation", async () => {
+    const deadPort = await freePort();
+    const dead = new pg.Pool({
+      connectionString: `postgres://postgres@127.0.0.1:${deadPort}/nowhere`,
+    });
+    await assert.rejects(dead.query("SELECT 1 AS refused"), {
+      code: "ECONNREFUSED",
+    });
+    await dead.end();
+    const busy = new pg.Pool({
+      connectionString: databaseUrl,
+      max: 1,
+      connectionTimeoutMillis: 100,
+    });
+    const held = await busy.connect();
+    await assert.rejects(
+      new Promise((resolve, reject) =>
+        busy.query("SELECT * FROM accounts", (err, res) =>
+          err ? reject(err) : resolve(res),
+        ),
+      ),
+      { message: "timeout exceeded when trying to connect" },
+    );
+    held.release();
+    await busy.end();
+    await threadline.forceFlush();
+    const points = receiver.metrics
+      .filter((m) => m.name === "db.client.operation.duration")
+      .flatMap((m) => m.points)
+      .filter((p) => p.attributes["error.type"] !== undefined);
+    const refused = points.find(
+      (p) => p.attributes["server.port"] === deadPort,
+    );
+    assert.deepEqual(refused?.attributes, {
+      "db.system.name": "postgresql",
+      "db.namespace": "nowhere",
+      "server.address": "127.0.0.1",
+      "server.port": deadPort,
+      "db.operation.name": "SELECT",
+      "error.type": "ECONNREFUSED",
+    });
+    const timedOut = points.find(
+      (p) =>
+        p.attributes["error.type"] === "pool_timeout" &&
+        p.attributes["db.collection.name"] === "accounts",
+    );
+    assert.equal(timedOut?.attributes["db.operation.name"], "SELECT");
+    assert.equal(timedOut?.count, 1);
+    assert.ok(
+      Number(timedOut?.sum) >= 0.1,
+      "it waited connectionTimeoutMillis",
+    );
+  });
+});
+
 describe("what a connection does by itself", () => {
   const NOTIFIED = "SELECT pg_backend_pid() AS notified";
   it("runs notifications and a pooled connection's failure as no request's, though a request opened them", async () => {
