@@ -23,32 +23,16 @@ import {
   startDevServer,
   type DevServer,
 } from "../src/index.ts";
+import { spanData } from "./span-data.ts";
 
 let n = 0;
 function span(customer: string): SpanData {
   n++;
-  const now = Date.now();
-  return {
-    scope: { name: "t" },
+  return spanData({
     traceId: n.toString(16).padStart(32, "a"),
     spanId: n.toString(16).padStart(16, "b"),
-    parentSpanId: undefined,
-    parentIsRemote: false,
-    traceState: undefined,
-    traceFlags: 1,
-    name: "GET /orders",
-    kind: 1,
-    startTime: now,
-    endTime: now + 5,
     attributes: { "customer.id": customer },
-    droppedAttributesCount: 0,
-    events: undefined,
-    droppedEventsCount: 0,
-    links: undefined,
-    droppedLinksCount: 0,
-    statusCode: 0,
-    statusMessage: undefined,
-  };
+  });
 }
 
 const traces = new TraceEncoder({ "service.name": "api" });

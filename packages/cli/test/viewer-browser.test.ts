@@ -29,6 +29,7 @@ import {
   type TraceDetail,
   type TraceSummary,
 } from "../src/index.ts";
+import { spanData } from "./span-data.ts";
 
 const SPANS_PER_ORDER = 9;
 const LOGS_PER_ORDER = 5;
@@ -752,28 +753,18 @@ describe("a trace too large to lay out whole", () => {
       const traceId = randomBytes(16).toString("hex");
       const rootId = randomBytes(8).toString("hex");
       const now = Date.now();
-      const span = (i: number, over: Partial<SpanData> = {}): SpanData => ({
-        scope: { name: "migrate" },
-        traceId,
-        spanId: (i + 1).toString(16).padStart(16, "0"),
-        parentSpanId: rootId,
-        parentIsRemote: false,
-        traceState: undefined,
-        traceFlags: 1,
-        name: "SELECT rows",
-        kind: 3,
-        startTime: now + i / 100,
-        endTime: now + i / 100 + 0.005,
-        attributes: {},
-        droppedAttributesCount: 0,
-        events: undefined,
-        droppedEventsCount: 0,
-        links: undefined,
-        droppedLinksCount: 0,
-        statusCode: 0,
-        statusMessage: undefined,
-        ...over,
-      });
+      const span = (i: number, over: Partial<SpanData> = {}): SpanData =>
+        spanData({
+          scope: { name: "migrate" },
+          traceId,
+          spanId: (i + 1).toString(16).padStart(16, "0"),
+          parentSpanId: rootId,
+          name: "SELECT rows",
+          kind: 3,
+          startTime: now + i / 100,
+          endTime: now + i / 100 + 0.005,
+          ...over,
+        });
       const encoder = new TraceEncoder({ "service.name": "migrator" });
       const spans = [
         span(-1, {
