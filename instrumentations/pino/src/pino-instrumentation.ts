@@ -368,31 +368,14 @@ export class PinoInstrumentation implements Instrumentation {
       if (!self.#enabled || self.#sink === undefined)
         return patched.call(this, obj, msg, num, time);
       // As the shared asJson does (see #patch), but the sink waits for the hook.
-      if (typeof obj === "object" && this[DEFAULT_REDACTION] === true)
-        obj = redactSecrets(obj as Record<string, unknown>);
-      const ctx = context.active();
-      if (ctx !== self.#lastContext) self.#correlate(ctx);
-      const sc = self.#lastSpan?.spanContext();
-      const fragment = self.#lastFragment;
-      const line = original.call(
+      const line = self.#correlated(this, original, obj, msg, num, time);
+      pending = self.#recordOf(
         this,
-        obj,
-        msg,
         num,
-        fragment === "" ? time : time + fragment,
-      );
-      const label = this.levels?.labels?.[num];
-      pending = [
-        severityOf(num, label),
-        label,
-        sc?.traceId,
-        sc?.spanId,
-        sc?.traceFlags ?? 0,
         (messageKeySym === undefined
           ? undefined
           : (this[messageKeySym] as string | undefined)) ?? "msg",
-        this[OWN_FIELDS] as number | undefined,
-      ];
+      );
       return line;
     } satisfies AsJson;
     target[HOOKS] = {
@@ -535,22 +518,7 @@ export class PinoInstrumentation implements Instrumentation {
     let messageKeySym: symbol | undefined;
     const asJson: AsJson = function threadlineAsJson(obj, msg, num, time) {
       if (!self.#enabled) return original.call(this, obj, msg, num, time);
-      if (typeof obj === "object" && this[DEFAULT_REDACTION] === true)
-        obj = redactSecrets(obj as Record<string, unknown>);
-      const ctx = context.active();
-      if (ctx !== self.#lastContext) self.#correlate(ctx);
-      const span = self.#lastSpan;
-      const fragment = self.#lastFragment;
-      // pino writes the time as it is given, right after the level and
-      // before the bindings and the line's own fields: a field the
-      // application names the same way comes later and wins.
-      const line = original.call(
-        this,
-        obj,
-        msg,
-        num,
-        fragment === "" ? time : time + fragment,
-      );
+      const line = self.#correlated(this, original, obj, msg, num, time);
       const sink = self.#sink;
       if (sink !== undefined) {
         messageKeySym ??= symbolNamed(this, "pino.messageKey");
@@ -558,19 +526,8 @@ export class PinoInstrumentation implements Instrumentation {
           messageKeySym === undefined
             ? "msg"
             : ((this[messageKeySym] as string | undefined) ?? "msg");
-        const sc = span?.spanContext();
-        const label = this.levels?.labels?.[num];
         try {
-          sink.emit(
-            line,
-            severityOf(num, label),
-            label,
-            sc?.traceId,
-            sc?.spanId,
-            sc?.traceFlags ?? 0,
-            messageKey,
-            this[OWN_FIELDS] as number | undefined,
-          );
+          sink.emit(line, ...self.#recordOf(this, num, messageKey));
         } catch {
           // exporting must never break logging
         }
@@ -584,6 +541,51 @@ export class PinoInstrumentation implements Instrumentation {
     });
     this.#patchLevels(proto);
     this.#patchChild(proto);
+  }
+
+  /**
+   * The line pino's own asJson makes of a call, its fields redacted when
+   * the logger took the default redaction, with the trace and customer of
+   * the active context written in.
+   */
+  #correlated(
+    logger: PinoLogger,
+    original: AsJson,
+    obj: unknown,
+    msg: unknown,
+    num: number,
+    time: string,
+  ): string {
+    if (typeof obj === "object" && logger[DEFAULT_REDACTION] === true)
+      obj = redactSecrets(obj as Record<string, unknown>);
+    const ctx = context.active();
+    if (ctx !== this.#lastContext) this.#correlate(ctx);
+    const fragment = this.#lastFragment;
+    // pino writes the time as it is given, right after the level and
+    // before the bindings and the line's own fields: a field the
+    // application names the same way comes later and wins.
+    return original.call(
+      logger,
+      obj,
+      msg,
+      num,
+      fragment === "" ? time : time + fragment,
+    );
+  }
+
+  /** What the sink takes besides the line, for a line just made by {@link #correlated}. */
+  #recordOf(logger: PinoLogger, num: number, messageKey: string): SinkArgs {
+    const sc = this.#lastSpan?.spanContext();
+    const label = logger.levels?.labels?.[num];
+    return [
+      severityOf(num, label),
+      label,
+      sc?.traceId,
+      sc?.spanId,
+      sc?.traceFlags ?? 0,
+      messageKey,
+      logger[OWN_FIELDS] as number | undefined,
+    ];
   }
 
   /**
