@@ -15,6 +15,7 @@ import {
 } from "@opentelemetry/api";
 import { lazyInstruments } from "./instruments.ts";
 import { redactUrl } from "./redact.ts";
+import { retryAfterMs } from "./retry-after.ts";
 import {
   ATTR_ERROR_TYPE,
   ATTR_HTTP_REQUEST_METHOD_ORIGINAL,
@@ -501,11 +502,10 @@ function setRateLimitNumber(
   )
     return;
   let n = Number(value);
-  if (!Number.isFinite(n) && field === "retry-after") {
-    // Retry-After: Sat, 05 Dec 2026 13:04:58 GMT — the seconds until then.
-    const at = Date.parse(value);
-    if (Number.isFinite(at))
-      n = Math.max(0, Math.round((at - Date.now()) / 1000));
+  if (field === "retry-after") {
+    // Seconds, or an HTTP date: the seconds until then.
+    const ms = retryAfterMs(value);
+    n = ms === undefined ? NaN : Number.isFinite(n) ? n : Math.round(ms / 1000);
   }
   if (!Number.isFinite(n)) return;
   span.setAttribute(

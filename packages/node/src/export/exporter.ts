@@ -28,6 +28,7 @@
 //   plain http:, node:https for https:; it says why not node:http). The
 //   modules, node:zlib too, are taken with getBuiltinModule when needed.
 import { LogsEncoder, ProtoReader } from "@threadline/otlp";
+import { retryAfterMs } from "@threadline/core/retry-after";
 import {
   CONTROL_FLUSHED,
   counterIndex,
@@ -497,18 +498,10 @@ function untrustedCertificate(code: string | undefined): boolean {
   return code !== undefined && UNTRUSTED.has(code);
 }
 
-/** Parses Retry-After (seconds or an HTTP date) into a delay in ms. */
+/** A Retry-After's delay in ms, at most MAX_RETRY_AFTER_MS. */
 function retryAfter(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const seconds = Number(value);
-  let ms: number;
-  if (Number.isFinite(seconds) && seconds >= 0) ms = seconds * 1000;
-  else {
-    const at = Date.parse(value);
-    if (Number.isNaN(at)) return undefined;
-    ms = Math.max(0, at - Date.now());
-  }
-  return Math.min(ms, MAX_RETRY_AFTER_MS);
+  const ms = retryAfterMs(value);
+  return ms === undefined ? undefined : Math.min(ms, MAX_RETRY_AFTER_MS);
 }
 
 /**

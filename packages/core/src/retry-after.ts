@@ -1,0 +1,12 @@
+// Retry-After (RFC 9110 §10.2.3), as seconds or an HTTP date. A module of
+// its own, importing nothing, so the export worker can take it without the
+// rest of core.
+
+/** How long a `Retry-After` value asks to wait, in ms; undefined when it is neither form. */
+export function retryAfterMs(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+}
