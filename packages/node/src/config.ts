@@ -10,6 +10,7 @@ import { pathToFileURL } from "node:url";
 import { WATCH_PATH } from "@threadline/core";
 import type { IncomingMessage } from "node:http";
 import type { LogLimits } from "./export/json-record.ts";
+import { printableUrl } from "./internal/printable-url.ts";
 import type {
   ExemplarFilter,
   TemporalityPreference,
@@ -496,7 +497,7 @@ function signalUrl(
   let base = option ?? r.str("OTEL_EXPORTER_OTLP_ENDPOINT") ?? DEFAULT_ENDPOINT;
   if (!isHttpUrl(base)) {
     r.warnings.push(
-      `the OTLP endpoint ${JSON.stringify(withoutSecrets(base))} is not an http(s) URL; using ${DEFAULT_ENDPOINT}`,
+      `the OTLP endpoint ${JSON.stringify(printableUrl(base))} is not an http(s) URL; using ${DEFAULT_ENDPOINT}`,
     );
     base = DEFAULT_ENDPOINT;
   }
@@ -506,14 +507,6 @@ function signalUrl(
   url.pathname = `${url.pathname.replace(/\/+$/, "")}/v1/${signal}`;
   url.hash = "";
   return url.href;
-}
-
-/**
- * A configured value as a warning may print it: without a query or
- * fragment, or user info before a host, where credentials and tokens hide.
- */
-function withoutSecrets(value: string): string {
-  return value.replace(/[?#].*$/s, "").replace(/^([^/@]*\/\/)?[^/@]*@/, "$1");
 }
 
 function isHttpUrl(s: string): boolean {

@@ -1,15 +1,23 @@
 /**
- * A URL as it may be printed: without user info or query (where credentials
- * and tokens hide); a file URL as its path.
+ * A URL as it may be printed: without user info, query or fragment (where
+ * credentials and tokens hide); a file URL as its path. A value that is
+ * no http(s) or file URL (a configuration mistake) is cut the same way as
+ * text, so a key in it is not printed either.
  */
 export function printableUrl(url: string): string {
+  let u: URL | undefined;
   try {
-    const u = new URL(url);
+    u = new URL(url);
+  } catch {
+    // printed as text, below
+  }
+  if (u?.protocol === "file:") return decodeURIComponent(u.pathname);
+  if (u?.protocol === "http:" || u?.protocol === "https:") {
     u.username = "";
     u.password = "";
     u.search = "";
-    return u.protocol === "file:" ? decodeURIComponent(u.pathname) : u.href;
-  } catch {
-    return "(invalid URL)";
+    u.hash = "";
+    return u.href;
   }
+  return url.replace(/[?#].*$/s, "").replace(/^([^/@]*\/\/)?[^/@]*@/, "$1");
 }
