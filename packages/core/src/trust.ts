@@ -290,11 +290,10 @@ const CACHE_LIMIT = 1024;
 
 /** A third-party rule as matched. */
 interface ThirdPartyTarget {
-  /** The host in one spelling; `.domain` for `*.domain`; a CIDR block as `net/prefix`. */
+  /** The host part of its pattern, in one spelling, as listed back. */
   host: string;
-  suffix: boolean;
-  /** The addresses of a CIDR block. */
-  block: BlockList | undefined;
+  /** Its host: a name, `*.domain`, an IP address or a CIDR block. */
+  matcher: AddressMatcher;
   port: number | undefined;
 }
 
@@ -317,26 +316,17 @@ function parseThirdPartyPattern(pattern: string): ThirdPartyTarget | undefined {
   const parsed = splitHostPort(p);
   if (parsed === undefined) return undefined;
   const host = canonicalHost(parsed.host);
-  const port = parsed.port;
-  if (host.startsWith("*."))
-    return isHostName(host.slice(2))
-      ? { host: host.slice(1), suffix: true, block: undefined, port }
-      : undefined;
-  if (host.includes("/")) {
-    // After a scheme, a slash starts a path: `http://10.0.0.0/16` is not a block.
-    const cidr = scheme === null ? parseCidr(host) : undefined;
-    if (cidr === undefined) return undefined;
-    const block = new BlockList();
-    block.addSubnet(cidr.net, cidr.prefix, cidr.family);
-    return {
-      host: `${cidr.net}/${cidr.prefix}`,
-      suffix: false,
-      block,
-      port,
-    };
-  }
-  return isIP(host) !== 0 || isHostName(host)
-    ? { host, suffix: false, block: undefined, port }
+  // After a scheme, a slash starts a path: `http://10.0.0.0/16` is not a
+  // block. The internal-host keywords name no third party.
+  if (
+    (scheme !== null && host.includes("/")) ||
+    host === "loopback" ||
+    host === "private"
+  )
+    return undefined;
+  const { matcher, errors } = AddressMatcher.parse([host]);
+  return errors.length === 0 && !matcher.empty
+    ? { host, matcher, port: parsed.port }
     : undefined;
 }
 
@@ -345,12 +335,10 @@ export class EgressPolicy {
   readonly #internal: AddressMatcher;
   readonly #thirdParties: Array<ThirdPartyTarget & { name: string }> = [];
   readonly #cache = new Map<string, EgressClass>();
-  /** Entries that were not read, internal hosts' then third parties'. */
-  readonly errors: string[] = [];
   /** Internal host entries that were not read. */
   readonly internalHostErrors: readonly string[];
   /** Third-party entries (`pattern=name`) that were not read. */
-  readonly thirdPartyErrors: string[] = [];
+  readonly thirdPartyErrors: readonly string[];
   /** Headers removed from calls to hosts that get no baggage, lower case, `baggage` first. */
   readonly privateHeaders: readonly string[];
 
@@ -363,30 +351,36 @@ export class EgressPolicy {
     const { matcher, errors } = AddressMatcher.parse(list);
     this.#internal = matcher;
     this.internalHostErrors = errors;
+    const thirdPartyErrors: string[] = [];
     for (const rule of parseThirdParties(
       options.thirdParties,
-      this.thirdPartyErrors,
+      thirdPartyErrors,
     ))
-      this.#addThirdParty(rule);
-    this.errors.push(...errors, ...this.thirdPartyErrors);
+      this.#addThirdParty(rule, thirdPartyErrors);
+    this.thirdPartyErrors = thirdPartyErrors;
     const names = new Set(["baggage"]);
     for (const h of options.privateHeaders ?? []) names.add(h.toLowerCase());
     this.privateHeaders = Object.freeze([...names]);
   }
 
+  /** Entries that were not read, internal hosts' then third parties'. */
+  get errors(): string[] {
+    return [...this.internalHostErrors, ...this.thirdPartyErrors];
+  }
+
   /** The declared third parties, in declaration order. */
   get thirdParties(): ThirdPartyRule[] {
     return this.#thirdParties.map((t) => ({
-      pattern: `${t.suffix ? "*" : ""}${t.host}${t.port === undefined ? "" : `:${t.port}`}`,
+      pattern: `${t.host}${t.port === undefined ? "" : `:${t.port}`}`,
       name: t.name,
     }));
   }
 
-  #addThirdParty(rule: ThirdPartyRule): void {
+  #addThirdParty(rule: ThirdPartyRule, errors: string[]): void {
     const target = parseThirdPartyPattern(rule.pattern);
     const name = typeof rule.name === "string" ? rule.name.trim() : "";
     if (target === undefined || name.length === 0) {
-      this.thirdPartyErrors.push(`${rule.pattern}=${String(rule.name)}`);
+      errors.push(`${rule.pattern}=${String(rule.name)}`);
       return;
     }
     this.#thirdParties.push({ ...target, name });
@@ -408,17 +402,11 @@ export class EgressPolicy {
   }
 
   #compute(h: string, port: number | undefined): EgressClass {
-    const family = isIP(h);
     for (const t of this.#thirdParties) {
       if (t.port !== undefined && port !== undefined && t.port !== port)
         continue;
-      const matches =
-        t.block !== undefined
-          ? family !== 0 && t.block.check(h, family === 4 ? "ipv4" : "ipv6")
-          : t.suffix
-            ? h.endsWith(t.host)
-            : h === t.host;
-      if (matches) return Object.freeze({ baggage: false, thirdParty: t.name });
+      if (t.matcher.matchesHost(h))
+        return Object.freeze({ baggage: false, thirdParty: t.name });
     }
     return this.#internal.matchesHost(h) ? INTERNAL : NOT_INTERNAL;
   }
