@@ -35,6 +35,7 @@ import {
 import {
   diag,
   EMPTY_CONTEXT,
+  errorTypeOf,
   formatTraceparent,
   hookModule,
   inCallerContext,
@@ -777,12 +778,7 @@ function unservedQuery(
 }
 
 function errorType(err: unknown): string {
-  const e = err as { code?: unknown; name?: unknown; message?: unknown };
-  if (typeof e?.code === "string") return e.code;
-  const known =
-    typeof e?.message === "string" ? PG_ERRORS.get(e.message) : undefined;
-  if (known !== undefined) return known;
-  return typeof e?.name === "string" ? e.name : "Error";
+  return errorTypeOf(err, PG_ERRORS);
 }
 
 /**

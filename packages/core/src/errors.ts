@@ -27,3 +27,24 @@ export function messageOf(err: unknown): string {
     return "an error without a readable message";
   }
 }
+
+/**
+ * A failure's `error.type`, low in cardinality: its code (a system or
+ * protocol code), else the type a library's own message stands for in
+ * `known` (for errors raised without a code), else its class name, else
+ * `Error`.
+ */
+export function errorTypeOf(
+  err: unknown,
+  known?: ReadonlyMap<string, string>,
+): string {
+  const e = err as
+    { code?: unknown; name?: unknown; message?: unknown } | undefined;
+  if (typeof e?.code === "string") return e.code;
+  const byMessage =
+    known !== undefined && typeof e?.message === "string"
+      ? known.get(e.message)
+      : undefined;
+  if (byMessage !== undefined) return byMessage;
+  return typeof e?.name === "string" ? e.name : "Error";
+}

@@ -15,6 +15,7 @@ import {
 } from "@opentelemetry/api";
 import { lazyInstruments } from "./instruments.ts";
 import { redactUrl } from "./redact.ts";
+import { errorTypeOf } from "./errors.ts";
 import { retryAfterMs } from "./retry-after.ts";
 import {
   ATTR_ERROR_TYPE,
@@ -538,14 +539,8 @@ export function recordClientError(
   error: unknown,
   call?: ClientCall,
 ): void {
-  const e = error as
-    { code?: unknown; name?: unknown; message?: unknown } | undefined;
-  const type =
-    typeof e?.code === "string"
-      ? e.code
-      : typeof e?.name === "string"
-        ? e.name
-        : "Error";
+  const e = error as { message?: unknown } | undefined;
+  const type = errorTypeOf(error);
   span.recordException(error as Error);
   span.setAttribute(ATTR_ERROR_TYPE, type);
   if (call !== undefined) call.attributes[ATTR_ERROR_TYPE] = type;

@@ -75,7 +75,7 @@ export type {
 export { UNTRACED_SERVER } from "./instrumentation.ts";
 export { Diagnostics, diag } from "./diagnostics.ts";
 export type { DiagLevel, DiagSink } from "./diagnostics.ts";
-export { messageOf, ThreadlineError } from "./errors.ts";
+export { errorTypeOf, messageOf, ThreadlineError } from "./errors.ts";
 export type { ThreadlineErrorCode } from "./errors.ts";
 export { contextWithRouteHolder, setHttpRoute } from "./http-route.ts";
 export type { RouteHolder } from "./http-route.ts";
