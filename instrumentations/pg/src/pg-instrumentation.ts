@@ -695,16 +695,14 @@ function shapeOf(client: PgClientLike, summary: SqlSummary): QueryShape {
 
 function buildShape(client: PgClientLike, summary: SqlSummary): QueryShape {
   const params = client.connectionParameters;
-  const metricAttributes: Attributes = {
-    "db.system.name": "postgresql",
-    "db.namespace": params?.database ?? client.database,
-    "server.address": params?.host ?? client.host,
-    "server.port": params?.port ?? client.port,
-  };
-  if (summary.operation !== undefined)
-    metricAttributes["db.operation.name"] = summary.operation;
-  if (summary.collection !== undefined)
-    metricAttributes["db.collection.name"] = summary.collection;
+  const metricAttributes = operationAttributes(
+    {
+      database: params?.database ?? client.database,
+      host: params?.host ?? client.host,
+      port: params?.port ?? client.port,
+    },
+    summary,
+  );
   return {
     name:
       summary.operation === undefined
@@ -761,20 +759,34 @@ function unservedQuery(
       : typeof (query as QueryConfig | null)?.text === "string"
         ? (query as QueryConfig).text!
         : "";
-  const summary = summarizeSql(text);
-  const { host, port, database } = poolAddress(pool.options);
+  const attributes = operationAttributes(
+    poolAddress(pool.options),
+    summarizeSql(text),
+  );
+  attributes["error.type"] = errorType(err);
+  operationDuration().record((nowMs() - start) / 1000, attributes);
+}
+
+/** An operation's attributes on db.client.operation.duration: where, and what. */
+function operationAttributes(
+  where: {
+    database: string | undefined;
+    host: string | undefined;
+    port: number | undefined;
+  },
+  summary: SqlSummary,
+): Attributes {
   const attributes: Attributes = {
     "db.system.name": "postgresql",
-    "db.namespace": database,
-    "server.address": host,
-    "server.port": port,
-    "error.type": errorType(err),
+    "db.namespace": where.database,
+    "server.address": where.host,
+    "server.port": where.port,
   };
   if (summary.operation !== undefined)
     attributes["db.operation.name"] = summary.operation;
   if (summary.collection !== undefined)
     attributes["db.collection.name"] = summary.collection;
-  operationDuration().record((nowMs() - start) / 1000, attributes);
+  return attributes;
 }
 
 function errorType(err: unknown): string {
