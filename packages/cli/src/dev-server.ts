@@ -186,18 +186,41 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
   let liveSeq = 0;
   /** The latest changes, oldest first: at most 2 × LIVE_REPLAY, trimmed in one go. */
   let recent: Array<{ seq: number; trace: ChangedTrace }> = [];
-  // A customer matches as a search for it does: any span of the trace may
-  // carry it, not only the summary's (its first span with a customer).
-  const matches = (c: LiveClient, t: ChangedTrace) =>
-    (c.service === undefined || t.services.includes(c.service)) &&
-    (c.customer === undefined ||
-      t.customer === c.customer ||
-      store.traceHasCustomer(t.traceId, t.startUs, c.customer));
-  /** The trace as `c` sees it: the customer it asked for, as a search shows it. */
-  const eventFor = (c: LiveClient, seq: number, t: ChangedTrace) =>
-    c.customer === undefined || t.customer === c.customer
-      ? traceEvent(seq, t)
-      : traceEvent(seq, { ...t, customer: c.customer });
+  /**
+   * Whether a changed trace has a customer, asked of the store at most once
+   * per (customer, trace) for one batch: live pages often share a customer.
+   */
+  const customerCheck = () => {
+    const asked = new Map<string, Map<string, boolean>>();
+    return (t: ChangedTrace, customer: string): boolean => {
+      let byTrace = asked.get(customer);
+      if (byTrace === undefined) asked.set(customer, (byTrace = new Map()));
+      let has = byTrace.get(t.traceId);
+      if (has === undefined) {
+        has = store.traceHasCustomer(t.traceId, t.startUs, customer);
+        byTrace.set(t.traceId, has);
+      }
+      return has;
+    };
+  };
+  /**
+   * `t` as `c` sees it, undefined when it is not for `c`. A customer matches
+   * as a search for it does: any span of the trace may carry it, not only
+   * the summary's (its first span with a customer), and the trace is shown
+   * under the customer asked for, as a search shows it.
+   */
+  const seenBy = (
+    c: LiveClient,
+    t: ChangedTrace,
+    hasCustomer: (t: ChangedTrace, customer: string) => boolean,
+  ): ChangedTrace | undefined => {
+    if (c.service !== undefined && !t.services.includes(c.service))
+      return undefined;
+    if (c.customer === undefined || t.customer === c.customer) return t;
+    return hasCustomer(t, c.customer)
+      ? { ...t, customer: c.customer }
+      : undefined;
+  };
   /** Closes `c` if it stopped reading: true when it did. */
   const stalled = (c: LiveClient): boolean => {
     if (c.res.writableLength <= LIVE_MAX_UNSENT) return false;
@@ -224,10 +247,14 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     const seq = ++liveSeq;
     for (const trace of changed) recent.push({ seq, trace });
     if (recent.length > 2 * LIVE_REPLAY) recent = recent.slice(-LIVE_REPLAY);
+    const hasCustomer = customerCheck();
     for (const c of live) {
       if (stalled(c)) continue;
       let events = "";
-      for (const t of changed) if (matches(c, t)) events += eventFor(c, seq, t);
+      for (const t of changed) {
+        const seen = seenBy(c, t, hasCustomer);
+        if (seen !== undefined) events += traceEvent(seq, seen);
+      }
       if (events !== "") c.res.write(events);
     }
   };
@@ -489,13 +516,19 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
         const from = after > liveSeq ? 0 : after;
         // Each trace once, as it is now, in the order it last changed.
         const latest = new Map<string, { seq: number; trace: ChangedTrace }>();
+        // Only a trace's latest change is matched: its services and the
+        // customers its spans carry only grow, and its summary's customer
+        // never changes once set, so an earlier change matches no more.
         for (const e of recent)
-          if (e.seq > from && matches(client, e.trace)) {
+          if (e.seq > from) {
             latest.delete(e.trace.traceId);
             latest.set(e.trace.traceId, e);
           }
-        for (const { seq, trace } of latest.values())
-          res.write(eventFor(client, seq, trace));
+        const hasCustomer = customerCheck();
+        for (const { seq, trace } of latest.values()) {
+          const seen = seenBy(client, trace, hasCustomer);
+          if (seen !== undefined) res.write(traceEvent(seq, seen));
+        }
       }
       // Where the stream starts, so that a page that heard nothing yet can
       // still come back for what it missed.
