@@ -694,11 +694,10 @@ export class Store implements TraceBackend {
     const args: Array<string | number> = [];
     const tags: Array<[string, string]> = [];
     const scans: Array<[string, string]> = [];
-    let customerScan: string | undefined;
-    if (q.customer) {
-      if (q.customer.length > MAX_TAG_VALUE) customerScan = q.customer;
-      else tags.push(["customer.id", q.customer]);
-    }
+    const customer = q.customer ? this.#customerMatch(q.customer) : undefined;
+    // A tagged customer drives the query; one too long to be tagged is
+    // checked per trace.
+    if (customer?.tagged) tags.push(["customer.id", customer.value]);
     if (q.service) tags.push(["service.name", q.service]);
     for (const [key, value] of q.attributes ?? []) {
       if (
@@ -739,12 +738,9 @@ export class Store implements TraceBackend {
     };
     for (const [key, value] of tags) exists([key], value);
     if (q.operation) exists(["span.name", "http.route"], q.operation);
-    if (customerScan !== undefined) {
-      // Too long to be tagged: read the candidate traces' spans.
-      where.push(
-        "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND s.customer = ?)",
-      );
-      args.push(customerScan);
+    if (customer !== undefined && !customer.tagged) {
+      where.push(customer.condition);
+      args.push(customer.value);
     }
     for (const [key, value] of scans) {
       // Not indexed: read the attributes of the candidate traces' spans, or
@@ -773,17 +769,32 @@ export class Store implements TraceBackend {
     startUs: number,
     customer: string,
   ): boolean {
-    if (customer.length > MAX_TAG_VALUE)
-      return (
-        this.#s(
-          "SELECT 1 FROM spans WHERE trace_id = ? AND customer = ? LIMIT 1",
-        ).get(traceId, customer) !== undefined
-      );
+    const { condition, value } = this.#customerMatch(customer);
     return (
       this.#s(
-        "SELECT 1 FROM trace_tags WHERE key = 'customer.id' AND value = ? AND start_us = ? AND trace_id = ?",
-      ).get(customer, startUs, traceId) !== undefined
+        `SELECT 1 FROM (SELECT ? AS trace_id, ? AS start_us) t WHERE ${condition}`,
+      ).get(traceId, startUs, value) !== undefined
     );
+  }
+
+  /**
+   * How a trace `t` (its trace_id and start_us) is found to carry a
+   * customer: by its tag, or, for a value too long to be tagged, by reading
+   * its spans. `condition` takes `value` as its one argument.
+   */
+  #customerMatch(customer: string): {
+    tagged: boolean;
+    condition: string;
+    value: string;
+  } {
+    const tagged = customer.length <= MAX_TAG_VALUE;
+    return {
+      tagged,
+      condition: tagged
+        ? "EXISTS (SELECT 1 FROM trace_tags x WHERE x.key = 'customer.id' AND x.value = ? AND x.start_us = t.start_us AND x.trace_id = t.trace_id)"
+        : "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND s.customer = ?)",
+      value: customer,
+    };
   }
 
   async getTrace(traceId: string): Promise<TraceDetail | undefined> {
