@@ -116,7 +116,6 @@ export interface LongRun {
     /** Requests served since the service started. */
     requests: number;
     peakRss: number;
-    rps: number;
     memory?: MemoryParts;
   }>;
 }
@@ -409,21 +408,36 @@ function labelOf(input: ReportInput, name: string): string {
   return input.contenders.find((c) => c.name === name)?.label ?? name;
 }
 
+/** The RSS, in MB, `run` adds to no agent's after `requests`, or undefined when it did not get that far. */
+function rssAddedAt(
+  bare: LongRun,
+  run: LongRun,
+  requests: number,
+): number | undefined {
+  const p = run.points.find((q) => q.requests === requests);
+  const b = bare.points.find((q) => q.requests === requests);
+  return p === undefined || b === undefined
+    ? undefined
+    : mb(p.peakRss - b.peakRss);
+}
+
 /** The RSS an agent adds at the end of the long run, or undefined when not measured. */
 function longRunAdded(
   input: ReportInput,
   contender: string,
 ): { mb: number; requests: number } | undefined {
-  const bare = input.longRuns?.find((r) => r.contender === "none")?.points;
-  const mine = input.longRuns?.find((r) => r.contender === contender)?.points;
-  const last = mine?.at(-1);
-  const bareLast = bare?.at(-1);
-  if (last === undefined || bareLast?.requests !== last.requests)
+  const bare = input.longRuns?.find((r) => r.contender === "none");
+  const mine = input.longRuns?.find((r) => r.contender === contender);
+  const requests = mine?.points.at(-1)?.requests;
+  if (
+    bare === undefined ||
+    mine === undefined ||
+    requests === undefined ||
+    bare.points.at(-1)?.requests !== requests
+  )
     return undefined;
-  return {
-    mb: (last.peakRss - bareLast.peakRss) / 2 ** 20,
-    requests: last.requests,
-  };
+  const added = rssAddedAt(bare, mine, requests);
+  return added === undefined ? undefined : { mb: added, requests };
 }
 
 /** Memory over the long run: no agent's own, and what each agent adds, at each checkpoint. */
@@ -448,10 +462,8 @@ function longRunText(input: ReportInput): string {
       .filter((r) => r !== bare)
       .flatMap((r) => [
         `| ${label(r.contender)}: RSS added | ${cells((n) => {
-          const p = at(r, n);
-          return p === undefined
-            ? "–"
-            : signed(mb(p.peakRss - at(bare, n)!.peakRss), 1);
+          const added = rssAddedAt(bare, r, n);
+          return added === undefined ? "–" : signed(added, 1);
         })} |`,
         `| ${label(r.contender)}: young generation added | ${cells((n) => signed(young(r, n) - young(bare, n), 1))} |`,
       ]),

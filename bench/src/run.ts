@@ -680,7 +680,6 @@ async function longRun(
       points.push({
         requests: at,
         peakRss: tally.peakRss,
-        rps: tally.requests / tally.seconds,
         ...(memory === undefined ? {} : { memory }),
       });
       process.stderr.write(

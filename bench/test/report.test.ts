@@ -590,7 +590,6 @@ it("sets each agent's memory beside no agent's over the long run, and judges the
     [50_000, 800_000].map((requests, i) => ({
       requests,
       peakRss: rss[i]! * MB,
-      rps: 1000,
       memory: {
         rss: rss[i]! * MB,
         young: young[i]! * MB,
