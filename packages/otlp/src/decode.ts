@@ -95,15 +95,12 @@ function item<S, T>(
   kind: string,
   options: DecodeOptions | undefined,
 ): T | undefined {
-  if (options?.onInvalid === undefined) {
-    const t = decode(src);
-    return valid(t, problem(t), options);
-  }
   let t: T;
   try {
     t = decode(src);
   } catch (e) {
-    if (!(e instanceof OtlpDecodeError)) throw e;
+    if (options?.onInvalid === undefined || !(e instanceof OtlpDecodeError))
+      throw e;
     options.onInvalid(`a ${kind} does not read: ${e.message}`);
     return undefined;
   }
