@@ -107,7 +107,18 @@ export function formatTrace(t: TraceDetail): string {
     (byParent.get(id) ?? []).filter((s) => !printed.has(s));
   let width = 0;
   for (const s of services) width = Math.max(width, s.length);
-  const walk = (
+  // Walked with a stack of its own, not by recursion: a trace can nest
+  // deeper than the call stack. One frame per span being printed: its lines
+  // and its children in the order they happened, as the viewer shows them
+  // (a line written after a call returned comes after it).
+  type Item = { at: number; l: LogRecord } | { at: number; c: SpanRecord };
+  const frames: Array<{
+    items: Item[];
+    next: number;
+    inner: string;
+    kidsLeft: number;
+  }> = [];
+  const visit = (
     s: SpanRecord,
     prefix: string,
     last: boolean,
@@ -122,19 +133,28 @@ export function formatTrace(t: TraceDetail): string {
     out.push(
       `${prefix}${branch}${s.service.padEnd(width)}  ${KIND[s.kind] ?? ""}  ${describeSpan(s)}  ${formatDuration(s.endUs - s.startUs)} @+${formatDuration(s.startUs - t0)}${error}`,
     );
-    const inner = prefix + (root ? "" : last ? "   " : "│  ");
     const kids = children(s.spanId);
-    // The span's lines and its children in the order they happened, as the
-    // viewer shows them: a line written after a call returned comes after it.
-    const items = [
+    const items: Item[] = [
       ...(logsBySpan.get(s.spanId) ?? []).map((l) => ({ at: l.timeUs, l })),
       ...kids.map((c) => ({ at: c.startUs, c })),
     ].sort((a, b) => a.at - b.at);
-    let kidsLeft = kids.length;
-    for (const item of items) {
-      if ("l" in item)
-        out.push(`${inner}${kidsLeft > 0 ? "│" : " "}  log ${logText(item.l)}`);
-      else walk(item.c, inner, --kidsLeft === 0, false);
+    frames.push({
+      items,
+      next: 0,
+      inner: prefix + (root ? "" : last ? "   " : "│  "),
+      kidsLeft: kids.length,
+    });
+  };
+  const walk = (root: SpanRecord) => {
+    visit(root, "", true, true);
+    for (let f = frames.at(-1); f !== undefined; f = frames.at(-1)) {
+      const item = f.items[f.next++];
+      if (item === undefined) frames.pop();
+      else if ("l" in item)
+        out.push(
+          `${f.inner}${f.kidsLeft > 0 ? "│" : " "}  log ${logText(item.l)}`,
+        );
+      else visit(item.c, f.inner, --f.kidsLeft === 0, false);
     }
   };
   const roots = spans.filter(
@@ -143,8 +163,8 @@ export function formatTrace(t: TraceDetail): string {
       s.parentSpanId === s.spanId ||
       !ids.has(s.parentSpanId),
   );
-  for (const r of roots) walk(r, "", true, true);
-  for (const s of spans) if (!printed.has(s)) walk(s, "", true, true);
+  for (const r of roots) walk(r);
+  for (const s of spans) if (!printed.has(s)) walk(s);
   for (const l of logsBySpan.get("") ?? [])
     out.push(`log (no span) ${l.service}: ${logText(l)}`);
   return `${out.join("\n")}\n`;

@@ -244,12 +244,12 @@ function analyse(detail) {
 const MAX_ROWS = 10_000;
 
 /**
- * Rows in display order, at most `limit`; a collapsed span hides its
+ * Rows in display order, at most MAX_ROWS; a collapsed span hides its
  * subtree and logs. `cut` says whether rows were left out. Walked with a
  * stack of its own, not by recursion: a trace can nest deeper than the
  * call stack.
  */
-function flatten(m, collapsed, limit = MAX_ROWS) {
+function flatten(m, collapsed) {
   const rows = [];
   const seen = new Set();
   const hiddenCount = (span) => {
@@ -287,9 +287,9 @@ function flatten(m, collapsed, limit = MAX_ROWS) {
     });
     if (!isCollapsed) frames.push({ kids, logs, i: 0, j: 0, depth: depth + 1 });
   };
-  // One row past the limit tells whether any were left out.
+  // One row past MAX_ROWS tells whether any were left out.
   const walk = () => {
-    while (frames.length > 0 && rows.length <= limit) {
+    while (frames.length > 0 && rows.length <= MAX_ROWS) {
       const f = frames[frames.length - 1];
       if (
         f.j < f.logs.length &&
@@ -305,7 +305,7 @@ function flatten(m, collapsed, limit = MAX_ROWS) {
   // Spans whose parents form a cycle are reachable from no root; show them
   // anyway rather than lose them. Not those under a collapsed span, which
   // are reachable and hidden on purpose.
-  if (rows.length <= limit) {
+  if (rows.length <= MAX_ROWS) {
     const reachable = new Set();
     const stack = [...m.roots];
     while (stack.length > 0) {
@@ -315,14 +315,14 @@ function flatten(m, collapsed, limit = MAX_ROWS) {
       for (const c of m.children.get(span.spanId) ?? []) stack.push(c);
     }
     for (const s of m.spans) {
-      if (rows.length > limit) break;
+      if (rows.length > MAX_ROWS) break;
       if (reachable.has(s.spanId)) continue;
       visit(s, 0);
       walk();
     }
   }
-  const cut = rows.length > limit;
-  if (cut) rows.length = limit;
+  const cut = rows.length > MAX_ROWS;
+  if (cut) rows.length = MAX_ROWS;
   return { rows, cut };
 }
 
