@@ -37,6 +37,9 @@ import { parseDuration, queryFromParams } from "./query.ts";
 import { OtlpReceiver } from "./receiver.ts";
 import { Store, type ChangedTrace, type ChangedTraces } from "./store.ts";
 
+/** The standard OTLP/HTTP port: where services export unless told otherwise. */
+export const DEFAULT_OTLP_PORT = 4318;
+
 export interface DevServerOptions {
   /** @default '127.0.0.1' */
   host?: string;
@@ -581,7 +584,7 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
   let otlpPort: number;
   let viewerPort: number;
   try {
-    otlpPort = await listen(otlp, o.otlpPort ?? 4318, host);
+    otlpPort = await listen(otlp, o.otlpPort ?? DEFAULT_OTLP_PORT, host);
     viewerPort = await listen(viewer, o.viewerPort ?? 4320, host);
   } catch (err) {
     otlp.close();

@@ -14,7 +14,7 @@ import { parseArgs } from "node:util";
 import { ElasticsearchBackend } from "./backends/elasticsearch-backend.ts";
 import { JaegerBackend } from "./backends/jaeger-backend.ts";
 import { ViewerBackend } from "./backends/viewer-backend.ts";
-import { startDevServer } from "./dev-server.ts";
+import { DEFAULT_OTLP_PORT, startDevServer } from "./dev-server.ts";
 import { formatSearch, formatTrace } from "./format.ts";
 import type { SearchQuery, TraceBackend } from "./model.ts";
 import { defaultDbPath, defaultViewerUrl } from "./paths.ts";
@@ -146,7 +146,7 @@ async function dev(argv: string[]): Promise<number> {
   const token = values.token ?? process.env["THREADLINE_VIEWER_TOKEN"];
   const server = await startDevServer({
     host: values.host ?? "127.0.0.1",
-    otlpPort: port(values["otlp-port"], 4318),
+    otlpPort: port(values["otlp-port"], DEFAULT_OTLP_PORT),
     viewerPort: port(values.port, 4320),
     dbPath,
     maxBytes: sizeBytes(values["max-size"] ?? "1GB"),
@@ -161,7 +161,7 @@ async function dev(argv: string[]): Promise<number> {
   // Services export to http://localhost:4318 unless told otherwise.
   const otlp = new URL(server.otlpUrl);
   const otlpNote =
-    otlp.port === "4318" &&
+    otlp.port === String(DEFAULT_OTLP_PORT) &&
     ["127.0.0.1", "[::1]", "localhost"].includes(otlp.hostname)
       ? "(the SDK's default endpoint)"
       : `(services need OTEL_EXPORTER_OTLP_ENDPOINT=${server.otlpUrl})`;
