@@ -119,9 +119,19 @@ const PENDING = Symbol("threadline.amqp.pending");
 const FINISHING = Symbol("threadline.amqp.finishing");
 /**
  * On a confirm channel, during its publish: `null` until sendMessage has
- * sent the message, then the message's publish span (when it made one).
+ * sent the message, then the publish (when it made a span).
  */
 const CONFIRMING = Symbol("threadline.amqp.confirming");
+/**
+ * A confirmed publish, from its sendMessage to the end of the confirm
+ * channel's publish (synchronous): its span, and the sent-message
+ * attributes its message is counted with at the broker's answer, failed if
+ * it is not a confirm.
+ */
+interface ConfirmingPublish {
+  span: Span;
+  sent: Attributes;
+}
 const CLOSE_HOOKED = Symbol("threadline.amqp.close-hooked");
 /**
  * On a confirm channel: publish spans the broker has not confirmed yet,
@@ -160,7 +170,7 @@ interface ChannelLike {
   unconfirmed?: unknown[];
   [PENDING]?: Map<number, Span>;
   [FINISHING]?: Map<Span, boolean>;
-  [CONFIRMING]?: Span | null;
+  [CONFIRMING]?: ConfirmingPublish | null;
   [CLOSE_HOOKED]?: boolean;
   [PUBLISHING]?: Map<Span, Attributes>;
   [WATCHED]?: object;
@@ -198,13 +208,6 @@ type EncodeProperties = (
 let pendingHeaders: HeaderEntries | undefined;
 /** The frame size of the connection that publish goes on. */
 let pendingFrameMax = Infinity;
-/**
- * A confirmed publish's sent-message attributes, from its sendMessage to
- * the end of the confirm channel's publish (synchronous, as above): the
- * message is counted at the broker's answer, failed if it is not a confirm.
- */
-let confirmingSent: Attributes | undefined;
-
 /** Where each amqplib copy is installed, for those whose encoder appends pendingHeaders. */
 const splicing = new Set<string>();
 
@@ -762,8 +765,7 @@ export class AmqplibInstrumentation implements Instrumentation {
         if (span !== undefined && this[CONFIRMING] === null) {
           // A confirmed publish's span ends, and its message is counted,
           // at the broker's answer.
-          this[CONFIRMING] = span;
-          confirmingSent = sent;
+          this[CONFIRMING] = { span, sent };
         } else {
           span?.end();
           meters().sent.add(1, sent);
@@ -934,11 +936,11 @@ export class AmqplibInstrumentation implements Instrumentation {
       try {
         return original.call(this, exchange, routingKey, content, options, cb);
       } finally {
-        const span = this[CONFIRMING];
+        // Set by sendMessage during the call, which the compiler cannot see.
+        const publish = this[CONFIRMING] as
+          ConfirmingPublish | null | undefined;
         this[CONFIRMING] = undefined;
-        const sent = confirmingSent;
-        confirmingSent = undefined;
-        if (span && sent !== undefined) awaitConfirm(this, span, slot, sent);
+        if (publish) awaitConfirm(this, publish.span, slot, publish.sent);
       }
     };
   }
