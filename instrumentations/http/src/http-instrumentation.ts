@@ -54,6 +54,7 @@ import {
   setCustomerInContext,
   GuardedHeaderNames,
   hostAndPort,
+  judgeNamedHost,
   ownSymbolNamed,
   parseHostAndPort,
   sameHost,
@@ -66,6 +67,7 @@ import {
   EMPTY_CONTEXT,
   UNTRACED_SERVER,
   type ClientCall,
+  type ClientEgress,
   type ClientRequestInfo,
   lazyInstruments,
   lateLoadProblem,
@@ -106,6 +108,8 @@ const TRUST = Symbol("threadline.http.trust");
 const STATE = Symbol("threadline.http.state");
 const CLIENT_SPAN = Symbol("threadline.http.client-span");
 const CLIENT_CALL = Symbol("threadline.http.client-call");
+/** A client request as its egress class judged it, until it is sent or over. */
+const CLIENT_EGRESS = Symbol("threadline.http.client-egress");
 const THIRD_PARTY = Symbol("threadline.http.third-party");
 /** Header names (lower case) a client request no longer lets the application set. */
 const GUARDED = Symbol("threadline.http.guarded");
@@ -146,6 +150,7 @@ type UpgradedSocket = Duplex & { [STATE]?: ServerState };
 type TracedClientRequest = ClientRequest & {
   [CLIENT_SPAN]?: Span;
   [CLIENT_CALL]?: ClientCall;
+  [CLIENT_EGRESS]?: ClientEgress;
   [THIRD_PARTY]?: boolean;
   [GUARDED]?: ReadonlySet<string>;
 };
@@ -780,7 +785,7 @@ export class HttpInstrumentation implements Instrumentation {
     try {
       const ctx = context.active();
       if (isTracingSuppressed(ctx)) return;
-      const { span, egress, call } = startClientSpan(
+      const started = startClientSpan(
         this.#getTracer(),
         this.#egress,
         ctx,
@@ -794,10 +799,11 @@ export class HttpInstrumentation implements Instrumentation {
         request as ClientRequest,
         clientHeaders,
       );
-      request[CLIENT_SPAN] = span;
-      request[CLIENT_CALL] = call;
-      if (egress.thirdParty !== undefined) request[THIRD_PARTY] = true;
-      request[GUARDED] = this.#guarded.for(egress.baggage);
+      request[CLIENT_SPAN] = started.span;
+      request[CLIENT_CALL] = started.call;
+      request[CLIENT_EGRESS] = started;
+      if (started.egress.thirdParty !== undefined) request[THIRD_PARTY] = true;
+      request[GUARDED] = this.#guarded.for(started.egress.baggage);
       request.on("close", onClientClose);
     } catch (err) {
       diag.warnCollapsed(
@@ -822,19 +828,21 @@ export class HttpInstrumentation implements Instrumentation {
       const scheme = request.protocol === "https:" ? "https" : "http";
       const { address, port } = hostHeaderOf(request, scheme);
       if (address === undefined || sameHost(address, request.host)) return;
-      const named = this.#egress.classify(address, port);
-      if (!named.baggage) {
-        for (const name of this.#egress.privateHeaders)
-          clientHeaders.remove(request as ClientRequest, name);
-        request[GUARDED] = this.#guarded.for(false);
-      }
-      if (named.thirdParty !== undefined) {
-        span.setAttribute(semconv.ATTR_PEER_SERVICE, named.thirdParty);
-        const call = request[CLIENT_CALL];
-        if (call !== undefined)
-          call.attributes[semconv.ATTR_PEER_SERVICE] = named.thirdParty;
-        request[THIRD_PARTY] = true;
-      }
+      const judged = request[CLIENT_EGRESS];
+      if (judged === undefined) return;
+      const attributes: Attributes = {};
+      judgeNamedHost(
+        this.#egress,
+        judged,
+        { host: address, port },
+        attributes,
+        request[CLIENT_CALL]?.attributes,
+        request as ClientRequest,
+        clientHeaders.remove,
+      );
+      span.setAttributes(attributes);
+      if (!judged.egress.baggage) request[GUARDED] = this.#guarded.for(false);
+      if (judged.egress.thirdParty !== undefined) request[THIRD_PARTY] = true;
     } catch (err) {
       diag.warnCollapsed(
         "http-client",
@@ -869,6 +877,7 @@ export class HttpInstrumentation implements Instrumentation {
     const span = request[CLIENT_SPAN];
     if (span === undefined) return;
     request[CLIENT_SPAN] = undefined;
+    request[CLIENT_EGRESS] = undefined;
     const call = request[CLIENT_CALL];
     request[CLIENT_CALL] = undefined;
     recordClientError(span, error, call);
@@ -1060,6 +1069,7 @@ function onClientClose(this: TracedClientRequest): void {
   const span = this[CLIENT_SPAN];
   if (span === undefined) return;
   this[CLIENT_SPAN] = undefined;
+  this[CLIENT_EGRESS] = undefined;
   const call = this[CLIENT_CALL];
   this[CLIENT_CALL] = undefined;
   const res = (this as ClientRequest & { res?: IncomingMessage }).res;

@@ -261,6 +261,101 @@ export function copiedHeaderNames(): readonly string[] {
 }
 
 /**
+ * An outgoing request as its egress class has judged it so far, kept so
+ * that a Host header set after the request was made is judged as one
+ * given when it was made ({@link judgeNamedHost}).
+ */
+export interface ClientEgress {
+  /** The request's class: what its host, proxy and Host header make of it. */
+  egress: EgressClass;
+  /** The context the request was made in, which counts a third party's attempts. */
+  readonly ctx: Context;
+  /** The attempt's method and `url.full`, as a retry repeats them. */
+  readonly attempt: string;
+  /** The resend the client made by itself, if it is one. */
+  readonly resendCount: number | undefined;
+}
+
+/** What a request is judged by before anything is known of it. */
+const UNJUDGED: EgressClass = Object.freeze({
+  baggage: true,
+  thirdParty: undefined,
+});
+
+/**
+ * Moves a request to the class `eg` (never more trusting than the one it
+ * has): once it may carry no baggage the private headers are removed from
+ * it, and a third party it is now to is written into its span's and its
+ * call's attributes, with the resend count when it has just become a
+ * third party's call.
+ */
+function applyEgress<C>(
+  policy: EgressPolicy,
+  request: ClientEgress,
+  eg: EgressClass,
+  attributes: Attributes,
+  callAttributes: Attributes | undefined,
+  carrier: C,
+  remove: (carrier: C, name: string) => void,
+): void {
+  const before = request.egress;
+  request.egress = eg;
+  if (before.baggage && !eg.baggage)
+    for (const name of policy.privateHeaders) remove(carrier, name);
+  if (eg.thirdParty === undefined || eg.thirdParty === before.thirdParty)
+    return;
+  attributes[ATTR_PEER_SERVICE] = eg.thirdParty;
+  if (callAttributes !== undefined)
+    callAttributes[ATTR_PEER_SERVICE] = eg.thirdParty;
+  if (before.thirdParty !== undefined) return;
+  // A hop the client follows by itself is not the application's retry.
+  const resend =
+    request.resendCount ?? countAttempt(request.ctx, request.attempt);
+  if (resend > 0) attributes[ATTR_HTTP_REQUEST_RESEND_COUNT] = resend;
+}
+
+/**
+ * Judges a request by another host its Host header names than the one it
+ * connects to (an egress gateway may route on it), given when the request
+ * is made or set afterwards, before it is sent: the request gets baggage
+ * only if both are internal, and is the third party's call if it names
+ * one. What changes goes into `attributes` (the span's, or those to set on
+ * it), `callAttributes` and the carrier's headers as {@link applyEgress}
+ * says.
+ */
+export function judgeNamedHost<C>(
+  policy: EgressPolicy,
+  request: ClientEgress,
+  named: { host: string; port: number | undefined },
+  attributes: Attributes,
+  callAttributes: Attributes | undefined,
+  carrier: C,
+  remove: (carrier: C, name: string) => void,
+): void {
+  const eg = request.egress;
+  const byName = policy.classify(named.host, named.port);
+  if (byName.baggage && byName.thirdParty === undefined) return;
+  applyEgress(
+    policy,
+    request,
+    {
+      baggage: eg.baggage && byName.baggage,
+      thirdParty: byName.thirdParty ?? eg.thirdParty,
+    },
+    attributes,
+    callAttributes,
+    carrier,
+    remove,
+  );
+}
+
+/** A started CLIENT span, and the request as its egress class judged it. */
+export interface ClientSpanStart extends ClientEgress {
+  readonly span: Span;
+  readonly call: ClientCall;
+}
+
+/**
  * Starts a CLIENT span for an outgoing HTTP request and writes the
  * propagation headers, honouring the egress policy: baggage (and with it
  * the customer id) only to internal hosts, through internal proxies, and
@@ -274,7 +369,7 @@ export function startClientSpan<C>(
   info: ClientRequestInfo,
   carrier: C,
   writer: PreparedHeaderWriter<C>,
-): { span: Span; egress: EgressClass; call: ClientCall } {
+): ClientSpanStart {
   let eg = egress.classify(info.host, info.port);
   // Through a proxy, baggage goes only if the proxy is internal too.
   if (eg.baggage && info.via !== undefined) {
@@ -283,14 +378,6 @@ export function startClientSpan<C>(
         ? UNKNOWN_PROXY
         : egress.classify(info.via.host, info.via.port);
     if (!proxy.baggage) eg = proxy;
-  }
-  if (info.named !== undefined) {
-    const named = egress.classify(info.named.host, info.named.port);
-    if (!named.baggage || named.thirdParty !== undefined)
-      eg = {
-        baggage: eg.baggage && named.baggage,
-        thirdParty: named.thirdParty ?? eg.thirdParty,
-      };
   }
   const { method, original } = normalizeMethod(info.method);
   const defaultPort = info.scheme === "https" ? 443 : 80;
@@ -309,23 +396,38 @@ export function startClientSpan<C>(
   if (info.port === undefined) delete attributes["server.port"];
   if (original !== undefined)
     attributes[ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = original;
-  if (eg.thirdParty !== undefined) {
-    attributes[ATTR_PEER_SERVICE] = eg.thirdParty;
-    // A hop the client follows by itself is not the application's retry.
-    const resend =
-      info.resendCount ??
-      countAttempt(ctx, `${method} ${attributes[ATTR_URL_FULL] as string}`);
-    if (resend > 0) attributes[ATTR_HTTP_REQUEST_RESEND_COUNT] = resend;
-  } else if (info.resendCount !== undefined) {
+  const callAttributes: Attributes = {
+    "http.request.method": method,
+    "server.address": info.host,
+    "server.port": info.port,
+  };
+  if (info.port === undefined) delete callAttributes["server.port"];
+  const judged: ClientEgress = {
+    egress: UNJUDGED,
+    ctx,
+    attempt: `${method} ${attributes[ATTR_URL_FULL] as string}`,
+    resendCount: info.resendCount,
+  };
+  const remove = writer.remove;
+  applyEgress(egress, judged, eg, attributes, callAttributes, carrier, remove);
+  if (info.named !== undefined)
+    judgeNamedHost(
+      egress,
+      judged,
+      info.named,
+      attributes,
+      callAttributes,
+      carrier,
+      remove,
+    );
+  eg = judged.egress;
+  if (eg.thirdParty === undefined && info.resendCount !== undefined)
     attributes[ATTR_HTTP_REQUEST_RESEND_COUNT] = info.resendCount;
-  }
   const span = tracer.startSpan(
     method === "_OTHER" ? "HTTP" : method,
     { kind: SpanKind.CLIENT, attributes },
     ctx,
   );
-  if (!eg.baggage)
-    for (const name of egress.privateHeaders) writer.remove(carrier, name);
   // The request's trace context and baggage are this context's: what the
   // application copied from elsewhere (forwarding its request's headers)
   // must not ride along where this context has nothing to write over it,
@@ -336,18 +438,13 @@ export function startClientSpan<C>(
     carrier,
     eg.baggage ? writer.internal : writer.external,
   );
-  const callAttributes: Attributes = {
-    "http.request.method": method,
-    "server.address": info.host,
-    "server.port": info.port,
-  };
-  if (info.port === undefined) delete callAttributes["server.port"];
-  if (eg.thirdParty !== undefined)
-    callAttributes[ATTR_PEER_SERVICE] = eg.thirdParty;
   return {
     span,
     egress: eg,
     call: { start: performance.now(), attributes: callAttributes },
+    ctx,
+    attempt: judged.attempt,
+    resendCount: info.resendCount,
   };
 }
 

@@ -91,6 +91,7 @@ export {
   copiedHeaderNames,
   GuardedHeaderNames,
   hostAndPort,
+  judgeNamedHost,
   ownSymbolNamed,
   parseHostAndPort,
   sameHost,
@@ -100,7 +101,9 @@ export {
 } from "./http-common.ts";
 export type {
   ClientCall,
+  ClientEgress,
   ClientRequestInfo,
+  ClientSpanStart,
   HeaderWriter,
   HostAndPort,
   PreparedHeaderWriter,
