@@ -58,6 +58,7 @@ import {
   WATCH_KEY,
   GuardedHeaderNames,
   diag,
+  connectInEmptyContext,
   hookModule,
   inCallerContext,
   isTracingSuppressed,
@@ -690,16 +691,12 @@ export class AmqplibInstrumentation implements Instrumentation {
     ): unknown {
       if (!self.#enabled || typeof openCallback !== "function")
         return original.call(this, url, socketOptions, openCallback);
-      return context.with(
-        EMPTY_CONTEXT,
+      return connectInEmptyContext(
         original,
         this,
-        url,
-        socketOptions,
-        inCallerContext(
-          openCallback as (...args: unknown[]) => unknown,
-          "amqp.connect",
-        ),
+        [url, socketOptions],
+        openCallback,
+        "amqp.connect",
       );
     };
   }

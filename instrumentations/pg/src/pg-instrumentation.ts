@@ -34,9 +34,9 @@ import {
 } from "@opentelemetry/api";
 import {
   diag,
-  EMPTY_CONTEXT,
   errorTypeOf,
   formatTraceparent,
+  connectInEmptyContext,
   hookModule,
   inCallerContext,
   isTracingSuppressed,
@@ -255,14 +255,7 @@ export class PgInstrumentation implements Instrumentation {
       cb?: unknown,
     ): unknown {
       if (!self.#enabled) return original.call(this, cb);
-      return typeof cb === "function"
-        ? context.with(
-            EMPTY_CONTEXT,
-            original,
-            this,
-            inCallerContext(cb as Callback, "pg.connect"),
-          )
-        : context.with(EMPTY_CONTEXT, original, this);
+      return connectInEmptyContext(original, this, [], cb, "pg.connect");
     };
   }
 

@@ -59,7 +59,7 @@ export {
 } from "./module-hooks.ts";
 export type { LoadedModuleInfo, ModuleHook } from "./module-hooks.ts";
 export { EMPTY_CONTEXT } from "./context.ts";
-export { inCallerContext } from "./caller-context.ts";
+export { connectInEmptyContext, inCallerContext } from "./caller-context.ts";
 export {
   health,
   HealthRegistry,
