@@ -53,6 +53,7 @@ import {
   semconv,
   setCustomerInContext,
   GuardedHeaderNames,
+  headerPairs,
   hostAndPort,
   judgeNamedHost,
   ownSymbolNamed,
@@ -154,15 +155,6 @@ type TracedClientRequest = ClientRequest & {
   [THIRD_PARTY]?: boolean;
   [GUARDED]?: ReadonlySet<string>;
 };
-
-function* headerPairs(
-  headers: IncomingMessage["headers"],
-): Iterable<[string, string]> {
-  for (const [name, value] of Object.entries(headers)) {
-    if (typeof value === "string") yield [name, value];
-    else if (Array.isArray(value)) for (const v of value) yield [name, v];
-  }
-}
 
 const trustedGetter: TextMapGetter<IncomingMessage["headers"]> = {
   get: (carrier, key) => carrier[key],

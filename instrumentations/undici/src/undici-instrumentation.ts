@@ -26,6 +26,7 @@ import {
   absoluteFormTarget,
   diag,
   EgressPolicy,
+  headerPairs,
   hostAndPort,
   isTracingSuppressed,
   prepareHeaderWriter,
@@ -40,6 +41,7 @@ import {
   type Instrumentation,
   type ClientCall,
   type ClientRequestInfo,
+  type HeaderFields,
 } from "@threadline/core";
 import { EnvProxy } from "./internal/env-proxy.ts";
 import {
@@ -73,21 +75,7 @@ const REDIRECT = Symbol("threadline.undici.redirect");
  * object Node's http2 gives (lower-case names, repeated fields as arrays),
  * where undici 7 made it an array.
  */
-type ResponseHeaders =
-  Array<Buffer | string> | Record<string, string | string[] | undefined>;
-
-function* headerPairs(headers: ResponseHeaders): Iterable<[string, string]> {
-  if (Array.isArray(headers)) {
-    for (let i = 0; i + 1 < headers.length; i += 2)
-      yield [String(headers[i]), String(headers[i + 1])];
-    return;
-  }
-  for (const name of Object.keys(headers)) {
-    const value = headers[name];
-    if (Array.isArray(value)) for (const v of value) yield [name, v];
-    else if (value !== undefined) yield [name, String(value)];
-  }
-}
+type ResponseHeaders = HeaderFields;
 
 /** The parts of undici's internal Request object this instrumentation reads. */
 interface UndiciRequest {

@@ -527,6 +527,34 @@ function countAttempt(ctx: Context, key: string): number {
   return n;
 }
 
+/**
+ * A response's header fields as a client library hands them over: the raw
+ * array (name, value, name, value…), or an object (lower-case names,
+ * repeated fields as arrays), as Node's http and http2 give it.
+ */
+export type HeaderFields =
+  | ReadonlyArray<Buffer | string>
+  | Readonly<Record<string, string | string[] | undefined>>;
+
+/** Each field of a header block as a name and a value, a repeated field once per value. */
+export function* headerPairs(
+  headers: HeaderFields,
+): Iterable<[string, string]> {
+  if (Array.isArray(headers)) {
+    for (let i = 0; i + 1 < headers.length; i += 2)
+      yield [String(headers[i]), String(headers[i + 1])];
+    return;
+  }
+  const fields = headers as Readonly<
+    Record<string, string | string[] | undefined>
+  >;
+  for (const name of Object.keys(fields)) {
+    const value = fields[name];
+    if (Array.isArray(value)) for (const v of value) yield [name, v];
+    else if (value !== undefined) yield [name, String(value)];
+  }
+}
+
 const RATE_LIMIT_HEADER = /^(x-)?rate-?limit|^retry-after$/;
 
 /**
