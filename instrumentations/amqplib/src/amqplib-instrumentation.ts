@@ -65,7 +65,7 @@ import {
   lateLoadProblem,
   type Instrumentation,
   EMPTY_CONTEXT,
-  registerNumbered,
+  HealthChecks,
   type HealthResult,
   lazyInstruments,
   AttributeSets,
@@ -591,13 +591,13 @@ export class AmqplibInstrumentation implements Instrumentation {
     this.#enabled = false;
     for (const u of this.#unhooks.splice(0)) u();
     for (const r of this.#restore.splice(0)) r();
-    for (const u of [...this.#unregister]) u();
+    this.#checks.clear();
     this.#failed.clear();
   }
 
   readonly #connections = new WeakSet<object>();
-  /** The removals of the checks still registered, each taking itself out. */
-  readonly #unregister = new Set<() => void>();
+  /** The connections' checks still registered. */
+  readonly #checks = new HealthChecks();
   /** Per broker address, the removals of checks of connections that failed. */
   readonly #failed = new Map<string, Array<() => void>>();
 
@@ -652,14 +652,7 @@ export class AmqplibInstrumentation implements Instrumentation {
       if (failed === undefined) this.#failed.set(base, [unregister]);
       else failed.push(unregister);
     });
-    const { unregister: remove } = registerNumbered(base, () => state);
-    // Out of the set once done, so an application that reconnects often
-    // does not keep every connection's check for the life of the process.
-    const unregister = () => {
-      remove();
-      this.#unregister.delete(unregister);
-    };
-    this.#unregister.add(unregister);
+    const unregister = this.#checks.register(base, () => state);
   }
 
   selfCheck(): string[] {

@@ -42,7 +42,7 @@ import {
   isTracingSuppressed,
   lateLoadProblem,
   type Instrumentation,
-  registerNumbered,
+  HealthChecks,
   type HealthResult,
   lazyInstruments,
 } from "@threadline/core";
@@ -222,7 +222,7 @@ export class PgInstrumentation implements Instrumentation {
     this.#enabled = false;
     for (const u of this.#unhooks.splice(0)) u();
     for (const r of this.#restore.splice(0)) r();
-    for (const u of [...this.#unregister]) u();
+    this.#checks.clear();
   }
 
   selfCheck(): string[] {
@@ -392,7 +392,7 @@ export class PgInstrumentation implements Instrumentation {
     }
     const ref = new WeakRef(pool);
     let probe: Promise<HealthResult> | undefined;
-    const { unregister: remove } = registerNumbered(
+    const unregister = this.#checks.register(
       `postgresql ${poolTarget(pool.options)}`,
       () => {
         const p = ref.deref();
@@ -417,16 +417,11 @@ export class PgInstrumentation implements Instrumentation {
         return probe;
       },
     );
-    const unregister = () => {
-      remove();
-      this.#unregister.delete(unregister);
-    };
     this.#pools.set(pool, unregister);
-    this.#unregister.add(unregister);
   }
 
   /** Every pool check registered, removed at disable(). */
-  readonly #unregister = new Set<() => void>();
+  readonly #checks = new HealthChecks();
 
   #wrapEnd(original: EndFn): EndFn {
     const self = this;

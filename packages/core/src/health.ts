@@ -164,6 +164,42 @@ export function registerNumbered(
   };
 }
 
+/**
+ * The numbered checks one owner (an instrumentation) has registered and
+ * not yet removed: a removal takes itself out, so an application that
+ * opens and closes connections all day keeps none of theirs, and
+ * `clear()` (at `disable()`) removes the rest.
+ */
+export class HealthChecks {
+  readonly #registry: HealthRegistry;
+  readonly #removals = new Set<() => void>();
+
+  /** @param registry where the checks go; @default the process's one */
+  constructor(registry: HealthRegistry = health) {
+    this.#registry = registry;
+  }
+
+  /** {@link registerNumbered}; returns the check's removal. */
+  register(base: string, check: HealthCheck): () => void {
+    const { unregister: remove } = registerNumbered(
+      base,
+      check,
+      this.#registry,
+    );
+    const unregister = () => {
+      remove();
+      this.#removals.delete(unregister);
+    };
+    this.#removals.add(unregister);
+    return unregister;
+  }
+
+  /** Removes every check still registered. */
+  clear(): void {
+    for (const unregister of [...this.#removals]) unregister();
+  }
+}
+
 function numberedName(base: string, suffix: number): string {
   return suffix === 1 ? base : `${base} #${suffix}`;
 }

@@ -62,6 +62,7 @@ export { EMPTY_CONTEXT } from "./context.ts";
 export { connectInEmptyContext, inCallerContext } from "./caller-context.ts";
 export {
   health,
+  HealthChecks,
   HealthRegistry,
   registerNumbered,
   worstStatus,

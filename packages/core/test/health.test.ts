@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
-import { HealthRegistry, registerNumbered } from "../src/health.ts";
+import {
+  HealthChecks,
+  HealthRegistry,
+  registerNumbered,
+} from "../src/health.ts";
 
 const healthy = () => ({ status: "healthy" as const });
 
@@ -45,4 +49,20 @@ it("names a check without looking through the checks registered before", () => {
   for (let i = 0; i < 100; i++)
     registerNumbered("db", healthy, registry).unregister();
   assert.ok(lookups <= 100, `${lookups} lookups for 100 names`);
+});
+
+it("removes at clear() the checks an owner registered and has not removed itself", async () => {
+  const registry = new HealthRegistry();
+  registry.register("other", healthy);
+  const checks = new HealthChecks(registry);
+  const unregister = checks.register("db", healthy);
+  checks.register("db", healthy);
+  checks.register("queue", healthy);
+  unregister();
+  assert.equal(registerNumbered("db", healthy, registry).name, "db");
+  checks.clear();
+  assert.deepEqual((await registry.run()).map((c) => c.name).sort(), [
+    "db",
+    "other",
+  ]);
 });
