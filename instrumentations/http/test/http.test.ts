@@ -135,6 +135,31 @@ afterEach(() => {
   servers.clear();
 });
 
+/** Once `count` server spans arrived, the one for each path. */
+async function serverSpans(
+  count: number,
+): Promise<(path: string) => ReceivedSpan | undefined> {
+  const spans = await receiver.waitForSpans(
+    (s) => s.filter((x) => x.kind === SERVER).length >= count,
+    `${count} server spans`,
+  );
+  return (path) =>
+    spans.find((s) => s.kind === SERVER && s.attributes["url.path"] === path);
+}
+
+/** Once exported, the routes http.server.request.duration has points for, by status. */
+async function exportedRoutes(): Promise<(status: number) => unknown[]> {
+  await threadline.forceFlush();
+  const duration = receiver.metrics.findLast(
+    (m) => m.name === "http.server.request.duration",
+  );
+  assert.ok(duration, "http.server.request.duration exported");
+  return (status) =>
+    duration.points
+      .filter((p) => p.attributes["http.response.status_code"] === status)
+      .map((p) => p.attributes["http.route"]);
+}
+
 describe("http server", () => {
   it("marks 5xx responses as errors on both ends", async () => {
     const server = http.createServer((_req, res) => res.writeHead(503).end());
@@ -604,28 +629,15 @@ describe("http server", () => {
         (await get(`http://127.0.0.1:${port}${path}`)).status,
         status,
       );
-    const spans = await receiver.waitForSpans(
-      (s) => s.filter((x) => x.kind === SERVER).length >= expected.length,
-      "a server span per request",
-    );
+    const byPath = await serverSpans(expected.length);
     for (const [path, status, route] of expected) {
-      const span = spans.find(
-        (s) => s.kind === SERVER && s.attributes["url.path"] === path,
-      )!;
+      const span = byPath(path)!;
       assert.equal(span.attributes["http.route"], route, path);
       assert.equal(span.name, route === undefined ? "GET" : `GET ${route}`);
       assert.equal(span.attributes["http.response.status_code"], status);
     }
 
-    await threadline.forceFlush();
-    const duration = receiver.metrics.findLast(
-      (m) => m.name === "http.server.request.duration",
-    );
-    assert.ok(duration, "http.server.request.duration exported");
-    const routesOf = (status: number) =>
-      duration.points
-        .filter((p) => p.attributes["http.response.status_code"] === status)
-        .map((p) => p.attributes["http.route"]);
+    const routesOf = await exportedRoutes();
     // The failure is the mounted route's, not the top-level one's.
     assert.ok(routesOf(503).includes("/tenants/:tenant/orders/:id"));
     assert.ok(!routesOf(503).includes("/orders/:id"), `${routesOf(503)}`);
@@ -657,14 +669,9 @@ describe("http server", () => {
     ] as const;
     for (const [path] of expected)
       assert.equal((await get(`http://127.0.0.1:${port}${path}`)).status, 200);
-    const spans = await receiver.waitForSpans(
-      (s) => s.filter((x) => x.kind === SERVER).length >= expected.length,
-      "a server span per request",
-    );
+    const byPath = await serverSpans(expected.length);
     for (const [path, route] of expected) {
-      const span = spans.find(
-        (s) => s.kind === SERVER && s.attributes["url.path"] === path,
-      )!;
+      const span = byPath(path)!;
       assert.equal(span.attributes["http.route"], route, path);
       assert.equal(span.name, `GET ${route}`);
     }
@@ -772,12 +779,7 @@ describe("http server", () => {
       (await get(`http://127.0.0.1:${earlyPort}/early/1`)).status,
       200,
     );
-    const spans = await receiver.waitForSpans(
-      (s) => s.filter((x) => x.kind === SERVER).length >= 9,
-      "nine server spans",
-    );
-    const byPath = (path: string) =>
-      spans.find((s) => s.kind === SERVER && s.attributes["url.path"] === path);
+    const byPath = await serverSpans(9);
     const order = byPath("/orders/17")!;
     assert.equal(order.name, "GET /orders/:id");
     assert.equal(order.attributes["http.route"], "/orders/:id");
@@ -811,15 +813,7 @@ describe("http server", () => {
       assert.equal(span.attributes["http.response.status_code"], status);
     }
 
-    await threadline.forceFlush();
-    const duration = receiver.metrics.findLast(
-      (m) => m.name === "http.server.request.duration",
-    );
-    assert.ok(duration, "http.server.request.duration exported");
-    const routeOf = (status: number) =>
-      duration.points
-        .filter((p) => p.attributes["http.response.status_code"] === status)
-        .map((p) => p.attributes["http.route"]);
+    const routeOf = await exportedRoutes();
     for (const route of [
       "/orders/:id",
       "/api/v1/users/:userId/posts/:postId",
@@ -878,12 +872,7 @@ describe("http server", () => {
         (await get(`http://127.0.0.1:${port}${path}`)).status,
         status,
       );
-    const spans = await receiver.waitForSpans(
-      (s) => s.filter((x) => x.kind === SERVER).length >= 4,
-      "four server spans",
-    );
-    const byPath = (path: string) =>
-      spans.find((s) => s.kind === SERVER && s.attributes["url.path"] === path);
+    const byPath = await serverSpans(4);
     for (const [path, route] of [
       ["/orders/17", "/orders/:id"],
       ["/admin/users/5", "/admin/users/:id"],
@@ -894,15 +883,7 @@ describe("http server", () => {
     }
     assert.equal(byPath("/nowhere/9")!.attributes["http.route"], undefined);
 
-    await threadline.forceFlush();
-    const duration = receiver.metrics.findLast(
-      (m) => m.name === "http.server.request.duration",
-    );
-    assert.ok(duration, "http.server.request.duration exported");
-    const routesOf = (status: number) =>
-      duration.points
-        .filter((p) => p.attributes["http.response.status_code"] === status)
-        .map((p) => p.attributes["http.route"]);
+    const routesOf = await exportedRoutes();
     assert.ok(routesOf(200).includes("/orders/:id"), `${routesOf(200)}`);
     assert.ok(routesOf(401).includes("/admin/users/:id"), `${routesOf(401)}`);
     assert.ok(routesOf(400).includes("/search"), `${routesOf(400)}`);
