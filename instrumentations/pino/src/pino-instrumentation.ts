@@ -65,9 +65,6 @@ const OWN_FIELDS = Symbol("threadline.ownFields");
 const NAME = "@threadline/instrumentation-pino";
 
 type PinoFactory = (...args: unknown[]) => unknown;
-/** What {@link LogRecordSink.emit} takes after the line. */
-type SinkArgs =
-  Parameters<LogRecordSink["emit"]> extends [string, ...infer R] ? R : never;
 type LogMethod = (this: unknown, ...args: unknown[]) => void;
 /** What is needed from pino's lib/tools.js to build level methods. */
 interface PinoTools {
@@ -356,7 +353,9 @@ export class PinoInstrumentation implements Instrumentation {
     if (original === undefined) return;
     const messageKeySym = symbolNamed(target, "pino.messageKey");
     const self = this;
-    let pending: SinkArgs | undefined;
+    /** The line asJson just made, waiting for the hook: who made it, at what level, in which span. */
+    let pending:
+      { logger: PinoLogger; num: number; span: Span | undefined } | undefined;
     target[asJsonSym] = function threadlineAsJsonBeforeHook(
       this: PinoLogger,
       obj,
@@ -369,13 +368,7 @@ export class PinoInstrumentation implements Instrumentation {
         return patched.call(this, obj, msg, num, time);
       // As the shared asJson does (see #patch), but the sink waits for the hook.
       const line = self.#correlated(this, original, obj, msg, num, time);
-      pending = self.#recordOf(
-        this,
-        num,
-        (messageKeySym === undefined
-          ? undefined
-          : (this[messageKeySym] as string | undefined)) ?? "msg",
-      );
+      pending = { logger: this, num, span: self.#lastSpan };
       return line;
     } satisfies AsJson;
     target[HOOKS] = {
@@ -384,16 +377,21 @@ export class PinoInstrumentation implements Instrumentation {
         this: unknown,
         line: string,
       ): unknown {
-        const args = pending;
+        const made = pending;
         pending = undefined;
         const out = (hook as (s: string) => unknown).call(this, line);
         const sink = self.#sink;
-        if (args !== undefined && sink !== undefined && typeof out === "string")
-          try {
-            sink.emit(out, ...args);
-          } catch {
-            // exporting must never break logging
-          }
+        if (made !== undefined && sink !== undefined && typeof out === "string")
+          emitRecord(
+            sink,
+            out,
+            made.logger,
+            made.num,
+            (messageKeySym === undefined
+              ? undefined
+              : (made.logger[messageKeySym] as string | undefined)) ?? "msg",
+            made.span,
+          );
         return out;
       },
     };
@@ -526,11 +524,7 @@ export class PinoInstrumentation implements Instrumentation {
           messageKeySym === undefined
             ? "msg"
             : ((this[messageKeySym] as string | undefined) ?? "msg");
-        try {
-          sink.emit(line, ...self.#recordOf(this, num, messageKey));
-        } catch {
-          // exporting must never break logging
-        }
+        emitRecord(sink, line, this, num, messageKey, self.#lastSpan);
       }
       return line;
     };
@@ -571,21 +565,6 @@ export class PinoInstrumentation implements Instrumentation {
       num,
       fragment === "" ? time : time + fragment,
     );
-  }
-
-  /** What the sink takes besides the line, for a line just made by {@link #correlated}. */
-  #recordOf(logger: PinoLogger, num: number, messageKey: string): SinkArgs {
-    const sc = this.#lastSpan?.spanContext();
-    const label = logger.levels?.labels?.[num];
-    return [
-      severityOf(num, label),
-      label,
-      sc?.traceId,
-      sc?.spanId,
-      sc?.traceFlags ?? 0,
-      messageKey,
-      logger[OWN_FIELDS] as number | undefined,
-    ];
   }
 
   /**
@@ -701,5 +680,32 @@ export class PinoInstrumentation implements Instrumentation {
       if (named["isLevelEnabled"] === isLevelEnabled)
         named["isLevelEnabled"] = originalIsEnabled;
     });
+  }
+}
+
+/** Hands the sink a line and what it takes with it; never throws into logging. */
+function emitRecord(
+  sink: LogRecordSink,
+  line: string,
+  logger: PinoLogger,
+  num: number,
+  messageKey: string,
+  span: Span | undefined,
+): void {
+  const sc = span?.spanContext();
+  const label = logger.levels?.labels?.[num];
+  try {
+    sink.emit(
+      line,
+      severityOf(num, label),
+      label,
+      sc?.traceId,
+      sc?.spanId,
+      sc?.traceFlags ?? 0,
+      messageKey,
+      logger[OWN_FIELDS] as number | undefined,
+    );
+  } catch {
+    // exporting must never break logging
   }
 }
