@@ -587,9 +587,13 @@ describe("queries that get no connection", () => {
     );
     assert.equal(timedOut?.attributes["db.operation.name"], "SELECT");
     assert.equal(timedOut?.count, 1);
+    // pg-pool's timer runs on the event loop's clock, read once per turn in
+    // whole milliseconds, so it may fire a little before 100 ms have passed
+    // by the clock the duration is measured with: the point is that the
+    // operation waited out the timeout rather than failing at once.
     assert.ok(
-      Number(timedOut?.sum) >= 0.1,
-      "it waited connectionTimeoutMillis",
+      Number(timedOut?.sum) >= 0.09,
+      `it waited connectionTimeoutMillis (${timedOut?.sum} s)`,
     );
   });
 });
