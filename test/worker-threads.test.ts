@@ -192,6 +192,22 @@ describe("worker threads", () => {
       assert.deepEqual(count(name), { spans: 300, logs: 300 });
     });
 
+  for (const [exit, what] of Object.entries(ends))
+    it(`sends a worker thread's span still open at its end (${what}), marked unfinished`, async () => {
+      const name = `worker-open-${exit}`;
+      await runToEnd(atEnd(name, { EXIT: exit, OPEN: "1", SPANS: "3" }));
+      const open = receiver.spans.filter(
+        (s) =>
+          s.resource["service.name"] === name && s.name === "job in progress",
+      );
+      assert.equal(open.length, 1);
+      assert.equal(
+        open[0]!.attributes["threadline.unfinished"],
+        exit === "terminate" ? "terminate" : "exit",
+      );
+      assert.equal(open[0]!.status.code, 2);
+    });
+
   it("sends each span and log line a worker thread ended just before SIGTERM or a natural exit once", async () => {
     // With no watch list to read (a Collector on another host), the
     // worker's Threadline has sent nothing before the end, and its exporter

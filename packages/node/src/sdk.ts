@@ -62,6 +62,8 @@ import { registerSdkMetrics } from "./metrics/sdk-metrics.ts";
 import { samplerFromConfig, watchAware } from "./trace/sampler.ts";
 import { followWatchList } from "./watch.ts";
 import { TracerProvider } from "./trace/tracer-provider.ts";
+import { endUnfinished, watchCrashes } from "./trace/unfinished.ts";
+import { RecordingSpan } from "./trace/span.ts";
 import { VERSION } from "./version.ts";
 
 /** What {@link init} returns. */
@@ -238,7 +240,11 @@ function installExitHooks(
     const budget = left();
     if (budget > 0) waitOn(pipeline.forceFlush(budget, true));
   };
+  const crashes = watchCrashes();
   const onExit = () => {
+    // Before hold(): what the process was doing goes with the rest.
+    const crash = crashes.crash;
+    endUnfinished(crash === undefined ? "exit" : "crash", crash);
     pipeline.hold();
     const budget = Math.max(left(), Math.min(timeoutMs, LAST_ATTEMPT_MS));
     // Worker threads still run until the exit handlers return, and flush
@@ -266,6 +272,9 @@ function installExitHooks(
       );
       return;
     }
+    // Nobody handles it: the process ends once this flush is done, and
+    // with it the requests in flight.
+    endUnfinished(signal as "SIGTERM" | "SIGINT");
     finalMetrics();
     const budget = left();
     void Promise.all([
@@ -284,6 +293,7 @@ function installExitHooks(
   for (const s of signals) process.prependListener(s, onSignal);
   return {
     remove() {
+      crashes.remove();
       process.removeListener("beforeExit", onBeforeExit);
       process.removeListener("exit", onExit);
       for (const s of signals) process.removeListener(s, onSignal);
@@ -352,11 +362,22 @@ function start(options: InitOptions): ThreadlineHandle {
   // worker.terminate() tears their thread down.
   const workers = new WorkerFlush(ownsProcess);
   workers.join({
-    forceFlush: (timeoutMs, final) => pipeline.forceFlush(timeoutMs, final),
-    flushSync: (timeoutMs) => pipeline.flushSync(timeoutMs),
+    // A final flush that is not synchronous is a worker.terminate()'s.
+    forceFlush: (timeoutMs, final) => {
+      if (final) endUnfinished("terminate");
+      return pipeline.forceFlush(timeoutMs, final);
+    },
+    // Only at the process's end.
+    flushSync: (timeoutMs) => {
+      endUnfinished("exit");
+      pipeline.flushSync(timeoutMs);
+    },
     holdsNothing: () => {
       const s = pipeline.stats();
-      return s.traces.pending + s.logs.pending + s.metrics.pending === 0;
+      return (
+        s.traces.pending + s.logs.pending + s.metrics.pending === 0 &&
+        RecordingSpan.openCount === 0
+      );
     },
   });
   const stopFlushOnTerminate = workers.flushOnTerminate(
@@ -585,6 +606,8 @@ function start(options: InitOptions): ThreadlineHandle {
     stopExporterHealth();
     stopWatching?.();
     for (const i of instrumentations) i.disable();
+    // Nothing is exported after this: spans still open would be lost.
+    endUnfinished("shutdown");
     await reader.exportNow();
     // Only after the last export: stopped first, the runtime and host
     // probes would leave it without this interval's values.

@@ -9,7 +9,7 @@ import {
 import { setCustomerInContext } from "@threadline/core";
 import { TracerProvider } from "../src/trace/tracer-provider.ts";
 import { alwaysOn, alwaysOff } from "../src/trace/sampler.ts";
-import type { RecordingSpan } from "../src/trace/span.ts";
+import { MAX_OPEN_TRACKED, RecordingSpan } from "../src/trace/span.ts";
 
 const limits = {
   attributeCountLimit: 4,
@@ -186,6 +186,59 @@ describe("spans", () => {
     assert.equal(span.spanContext().traceFlags & 1, 0);
     span.end();
     assert.equal(ended.length, 0);
+  });
+
+  it("ends the spans still open, in any order of ending before, and lets the oldest go past its bound", () => {
+    const { tracer, ended } = setup(alwaysOn, {
+      ...limits,
+      attributeCountLimit: 8,
+      attributeValueLengthLimit: 100,
+    });
+    RecordingSpan.endOpenSpans("exit", "earlier tests' spans");
+    ended.length = 0;
+    const spans = Array.from({ length: 10 }, (_, i) =>
+      tracer.startSpan(`s${i}`),
+    );
+    // Ended by their code: the newest, the oldest and one between.
+    for (const i of [9, 0, 4]) spans[i]!.end();
+    const ok = spans[5]!;
+    ok.setStatus({ code: SpanStatusCode.OK });
+    assert.equal(RecordingSpan.openCount, 7);
+    assert.equal(RecordingSpan.endOpenSpans("SIGTERM", "cut off"), 7);
+    assert.equal(RecordingSpan.openCount, 0);
+    const byName = new Map(ended.map((s) => [s.name, s]));
+    assert.deepEqual(
+      [...byName.keys()].sort(),
+      spans.map((_, i) => `s${i}`).sort(),
+    );
+    for (const i of [1, 2, 3, 5, 6, 7, 8]) {
+      const s = byName.get(`s${i}`)!;
+      assert.equal(s.attributes["threadline.unfinished"], "SIGTERM");
+      if (i !== 5) {
+        assert.equal(s.statusCode, SpanStatusCode.ERROR);
+        assert.equal(s.statusMessage, "cut off");
+      }
+    }
+    // OK is final; the attribute still says it was cut off.
+    assert.equal(byName.get("s5")!.statusCode, SpanStatusCode.OK);
+    for (const i of [0, 4, 9])
+      assert.equal(
+        byName.get(`s${i}`)!.attributes["threadline.unfinished"],
+        undefined,
+      );
+
+    // Spans never ended are held up to the bound, newest kept.
+    ended.length = 0;
+    const leaked = Array.from({ length: MAX_OPEN_TRACKED + 10 }, (_, i) =>
+      tracer.startSpan(`leak${i}`),
+    );
+    assert.equal(RecordingSpan.openCount, MAX_OPEN_TRACKED);
+    assert.equal(RecordingSpan.endOpenSpans("exit", "x"), MAX_OPEN_TRACKED);
+    assert.equal(leaked[9]!.isRecording(), true, "let go, not ended");
+    assert.equal(leaked[10]!.isRecording(), false);
+    // One let go and ended by its code later is counted nowhere.
+    leaked[0]!.end();
+    assert.equal(RecordingSpan.openCount, 0);
   });
 
   it("startActiveSpan runs the callback with the span active", () => {

@@ -88,6 +88,21 @@ function copyAttributes(
 
 const RELEASED: MutableAttributes = Object.freeze({}) as MutableAttributes;
 
+/**
+ * Why a span still open was ended by Threadline rather than by its code:
+ * the value of its `threadline.unfinished` attribute.
+ */
+export type UnfinishedReason =
+  "exit" | "crash" | "SIGTERM" | "SIGINT" | "shutdown" | "terminate";
+
+/**
+ * The most open spans the process's end can find. Spans the application
+ * starts and never ends would otherwise be held for good; past this many,
+ * the oldest is let go (it is still a span, only no longer ended at the
+ * end). A thousand requests in flight with three spans open each fit.
+ */
+export const MAX_OPEN_TRACKED = 4096;
+
 export class RecordingSpan implements Span, SpanData {
   readonly scope: Scope;
   readonly traceId: string;
@@ -114,6 +129,67 @@ export class RecordingSpan implements Span, SpanData {
   readonly #shared: SpanShared;
   #attributeCount = 0;
   #ended = false;
+  // The list of open spans, newest first (see endOpenSpans): two links
+  // on the span itself, so that keeping it allocates nothing.
+  #newer: RecordingSpan | undefined = undefined;
+  #older: RecordingSpan | undefined = undefined;
+  #tracked = false;
+
+  static #newest: RecordingSpan | undefined = undefined;
+  static #oldest: RecordingSpan | undefined = undefined;
+  static #openCount = 0;
+
+  /** How many open spans the process's end would end now. */
+  static get openCount(): number {
+    return RecordingSpan.#openCount;
+  }
+
+  /**
+   * Ends every span still open: the process is ending (or Threadline is
+   * shut down) and their code will never end them, so they would be lost,
+   * though they are what was happening when the service stopped. Each is
+   * marked with an error status saying why and the `threadline.unfinished`
+   * attribute; `message` says what ended the process. Returns how many.
+   */
+  static endOpenSpans(reason: UnfinishedReason, message: string): number {
+    let n = 0;
+    for (
+      let span = RecordingSpan.#newest;
+      span !== undefined;
+      span = RecordingSpan.#newest
+    ) {
+      span.setAttribute("threadline.unfinished", reason);
+      span.setStatus({ code: SpanStatusCode.ERROR, message });
+      // An OK its code set stays (OK is final); the attribute still tells.
+      span.end();
+      n++;
+    }
+    return n;
+  }
+
+  #track(): void {
+    const newest = RecordingSpan.#newest;
+    this.#older = newest;
+    if (newest === undefined) RecordingSpan.#oldest = this;
+    else newest.#newer = this;
+    RecordingSpan.#newest = this;
+    this.#tracked = true;
+    if (++RecordingSpan.#openCount > MAX_OPEN_TRACKED)
+      RecordingSpan.#oldest!.#untrack();
+  }
+
+  #untrack(): void {
+    const newer = this.#newer;
+    const older = this.#older;
+    if (newer === undefined) RecordingSpan.#newest = older;
+    else newer.#older = older;
+    if (older === undefined) RecordingSpan.#oldest = newer;
+    else older.#newer = newer;
+    this.#newer = undefined;
+    this.#older = undefined;
+    this.#tracked = false;
+    RecordingSpan.#openCount--;
+  }
 
   constructor(
     shared: SpanShared,
@@ -153,6 +229,7 @@ export class RecordingSpan implements Span, SpanData {
       if (attributes !== undefined) this.setAttributes(attributes);
     }
     if (links !== undefined) this.addLinks(links);
+    this.#track();
   }
 
   /**
@@ -334,6 +411,7 @@ export class RecordingSpan implements Span, SpanData {
   end(endTime?: TimeInput): void {
     if (this.#ended) return;
     this.#ended = true;
+    if (this.#tracked) this.#untrack();
     let end = endTime === undefined ? now() : toEpochMs(endTime);
     if (end < this.startTime) end = this.startTime;
     this.endTime = end;

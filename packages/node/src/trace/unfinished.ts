@@ -1,0 +1,88 @@
+// Spans still open when the process ends. A request cut off by a crash, a
+// process.exit() or a SIGTERM nobody handles is the one a customer
+// complains about, and its spans would never end: nothing of it would be
+// exported. At the end they are ended, marked with why, and sent with the
+// rest (sdk.ts calls this from its exit, signal and shutdown paths).
+import { context, SpanStatusCode, trace } from "@opentelemetry/api";
+import { RecordingSpan, type UnfinishedReason } from "./span.ts";
+
+/** The longest error text a crash's status message quotes. */
+const MAX_DETAIL = 200;
+
+function statusMessage(reason: UnfinishedReason, crash?: string): string {
+  switch (reason) {
+    case "crash":
+      return `unfinished when the process crashed: ${crash ?? "uncaught exception"}`;
+    case "exit":
+      return "unfinished when the process exited";
+    case "shutdown":
+      return "unfinished when Threadline was shut down";
+    case "terminate":
+      return "unfinished when its worker thread was terminated";
+    default:
+      return `unfinished when the process ended on ${reason}`;
+  }
+}
+
+/** Ends every open span of this thread for `reason`; returns how many. */
+export function endUnfinished(
+  reason: UnfinishedReason,
+  crash?: string,
+): number {
+  if (RecordingSpan.openCount === 0) return 0;
+  return RecordingSpan.endOpenSpans(reason, statusMessage(reason, crash));
+}
+
+function describe(err: unknown): string {
+  let text: string;
+  if (err instanceof Error) text = `${err.name}: ${err.message}`;
+  else {
+    try {
+      text = String(err);
+    } catch {
+      text = "a value that cannot be printed";
+    }
+  }
+  return text.length > MAX_DETAIL ? `${text.slice(0, MAX_DETAIL)}…` : text;
+}
+
+export interface CrashWatch {
+  /** What crashed the process, once an uncaught exception will end it. */
+  readonly crash: string | undefined;
+  remove(): void;
+}
+
+/**
+ * Watches for an uncaught exception or unhandled rejection (through
+ * `uncaughtExceptionMonitor`, which changes nothing of how the process
+ * handles it): the span active where it was thrown records it, and when
+ * nothing handles it, the process's end says it crashed, and of what.
+ */
+export function watchCrashes(): CrashWatch {
+  let crash: string | undefined;
+  const onError = (err: unknown) => {
+    try {
+      const span = trace.getSpan(context.active());
+      if (span instanceof RecordingSpan && span.isRecording()) {
+        span.recordException(err as Error);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: describe(err) });
+      }
+      if (
+        process.listenerCount("uncaughtException") === 0 &&
+        !process.hasUncaughtExceptionCaptureCallback()
+      )
+        crash = describe(err);
+    } catch {
+      // Never adds an error of ours to the application's.
+    }
+  };
+  process.on("uncaughtExceptionMonitor", onError);
+  return {
+    get crash() {
+      return crash;
+    },
+    remove() {
+      process.removeListener("uncaughtExceptionMonitor", onError);
+    },
+  };
+}

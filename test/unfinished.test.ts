@@ -1,0 +1,180 @@
+// The requests a service was serving when it stopped: crashed, exited,
+// killed by a signal nobody handles, or shut Threadline down. Their spans
+// would never end; they are sent ended, marked with why.
+import assert from "node:assert/strict";
+import { createServer, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  startOtlpReceiver,
+  startService,
+  waitFor,
+  type OtlpReceiver,
+  type ReceivedSpan,
+} from "@threadline/test-support";
+
+const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
+
+type End = "crash" | "rejection" | "exit" | "signal" | "shutdown" | "graceful";
+
+const CUT_BY: Record<End, string> = {
+  crash: "an uncaught exception",
+  rejection: "an unhandled rejection",
+  exit: "process.exit()",
+  signal: "a SIGTERM nobody handles",
+  shutdown: "shutdown()",
+  graceful: "the application's own SIGTERM handler",
+};
+
+describe("requests in flight when the service stops", () => {
+  let receiver: OtlpReceiver;
+  // A payment provider that takes the call and never answers.
+  let provider: Server;
+  let providerUrl: string;
+  const held: ServerResponse[] = [];
+  before(async () => {
+    receiver = await startOtlpReceiver();
+    provider = createServer((_req, res) => held.push(res));
+    await new Promise<void>((r) => provider.listen(0, "127.0.0.1", r));
+    providerUrl = `http://127.0.0.1:${(provider.address() as AddressInfo).port}/charge`;
+  });
+  after(async () => {
+    for (const res of held) res.destroy();
+    provider.closeAllConnections();
+    await new Promise((r) => provider.close(r));
+    await receiver.close();
+  });
+
+  /** Serves /quick, then stops as `end` says with /order in flight. */
+  async function stopWithOrderInFlight(end: End) {
+    const name = `in-flight-${end}`;
+    const app = await startService({
+      entry: "in-flight.mjs",
+      cwd: fixtures,
+      ready: /listening on (\d+)/,
+      env: {
+        OTEL_SERVICE_NAME: name,
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        // Nothing leaves before the end unless the end sends it.
+        OTEL_BSP_SCHEDULE_DELAY: "60000",
+        OTEL_BLRP_SCHEDULE_DELAY: "60000",
+        PROVIDER_URL: providerUrl,
+        END: end,
+      },
+    });
+    assert.equal(await (await fetch(`${app.url}/quick`)).text(), "ok");
+    const order = fetch(`${app.url}/order`).then(
+      (r) => r.status,
+      () => "cut off",
+    );
+    await waitFor(() => app.stdout.includes("in flight"), {
+      what: "the order in flight",
+    });
+    if (end === "shutdown")
+      await waitFor(() => app.stdout.includes("shut down"), {
+        what: "shutdown() to finish",
+      });
+    const exit =
+      end === "signal" || end === "graceful" || end === "shutdown"
+        ? await app.stop("SIGTERM", 10_000)
+        : await app.exited;
+    const spans = (): ReceivedSpan[] =>
+      receiver.spans.filter((s) => s.resource["service.name"] === name);
+    const serverSpan = (path: string) =>
+      spans().find((s) => s.kind === 2 && s.attributes["url.path"] === path);
+    const orderSpan = await waitFor(() => serverSpan("/order"), {
+      what: `${name}'s /order span`,
+    });
+    const payment = spans().find(
+      (s) => s.kind === 3 && s.parentSpanId === orderSpan.spanId,
+    );
+    return {
+      exit,
+      answer: await order,
+      quick: serverSpan("/quick"),
+      order: orderSpan,
+      payment,
+      stderr: app.stderr.join("\n"),
+    };
+  }
+
+  const cases: Array<{
+    end: End;
+    exit: { code: number | null; signal: NodeJS.Signals | null };
+    unfinished: string;
+    message: RegExp;
+    exception?: string;
+  }> = [
+    {
+      end: "crash",
+      exit: { code: 1, signal: null },
+      unfinished: "crash",
+      message:
+        /^unfinished when the process crashed: Error: the payment step gave up$/,
+      exception: "the payment step gave up",
+    },
+    {
+      end: "rejection",
+      exit: { code: 1, signal: null },
+      unfinished: "crash",
+      message:
+        /^unfinished when the process crashed: Error: the payment promise was dropped$/,
+      exception: "the payment promise was dropped",
+    },
+    {
+      end: "exit",
+      exit: { code: 3, signal: null },
+      unfinished: "exit",
+      message: /^unfinished when the process exited$/,
+    },
+    {
+      end: "signal",
+      exit: { code: null, signal: "SIGTERM" },
+      unfinished: "SIGTERM",
+      message: /^unfinished when the process ended on SIGTERM$/,
+    },
+    {
+      end: "shutdown",
+      exit: { code: null, signal: "SIGTERM" },
+      unfinished: "shutdown",
+      message: /^unfinished when Threadline was shut down$/,
+    },
+  ];
+  for (const c of cases)
+    it(`sends the request cut off by ${CUT_BY[c.end]}, marked unfinished, and its call in progress`, async () => {
+      const r = await stopWithOrderInFlight(c.end);
+      assert.deepEqual(r.exit, c.exit, r.stderr);
+      if (c.end !== "shutdown") assert.equal(r.answer, "cut off");
+      for (const span of [r.order, r.payment]) {
+        assert.ok(span, "the provider call's CLIENT span was sent");
+        assert.equal(span.attributes["threadline.unfinished"], c.unfinished);
+        assert.equal(span.status.code, 2);
+        assert.match(span.status.message, c.message);
+        assert.ok(span.endTimeUnixNano >= span.startTimeUnixNano);
+      }
+      assert.equal(r.payment!.traceId, r.order.traceId);
+      // Where the error was thrown: in a timer of the order's request.
+      assert.deepEqual(
+        r.order.events
+          .filter((e) => e.name === "exception")
+          .map((e) => e.attributes["exception.message"]),
+        c.exception === undefined ? [] : [c.exception],
+      );
+      // A request that had finished is left as it was.
+      assert.ok(r.quick, "the finished request's span was sent");
+      assert.equal(r.quick.attributes["threadline.unfinished"], undefined);
+      assert.equal(r.quick.status.code, 0);
+    });
+
+  it("leaves a request the application's own SIGTERM handler finishes as it ended", async () => {
+    const r = await stopWithOrderInFlight("graceful");
+    assert.deepEqual(r.exit, { code: 0, signal: null }, r.stderr);
+    assert.equal(r.answer, 503);
+    assert.equal(r.order.attributes["threadline.unfinished"], undefined);
+    assert.equal(r.order.attributes["http.response.status_code"], 503);
+    assert.ok(r.payment, "the provider call's CLIENT span was sent");
+    assert.equal(r.payment.attributes["threadline.unfinished"], undefined);
+    assert.equal(r.payment.status.code, 2, "the cut call failed");
+  });
+});
