@@ -4,8 +4,9 @@
 // Reading is defensive: a header longer than MAX_HEADER_LENGTH is ignored
 // whole, malformed list-members are skipped one by one, and at most
 // MAX_MEMBERS members / MAX_BYTES bytes are kept, dropping whole members
-// (never part of one). Writing percent-encodes values and applies the same
-// limits, so what we send is always valid for the next hop.
+// (never part of one). Writing percent-encodes only what a value cannot
+// carry as it is and applies the same limits, so what we send is always
+// valid for the next hop, and a header read and written again keeps its form.
 
 /** One baggage list-member. */
 export interface BaggageMember {
@@ -137,26 +138,67 @@ export function parseBaggage(header: string | undefined): BaggageMember[] {
   return out;
 }
 
-/** The value percent-encoded; undefined for one no encoding can carry (a lone surrogate). */
+// "%XX" for every byte value.
+const PERCENT: string[] = Array.from(
+  { length: 0x100 },
+  (_, b) => "%" + b.toString(16).toUpperCase().padStart(2, "0"),
+);
+
+/**
+ * The value with what baggage-octet does not allow, and `%`, percent-encoded
+ * as UTF-8; everything else stays as it is, so a value read from a header
+ * goes out in the form it came in (encoding `/`, `:`, `?` or `=` too would
+ * grow a URL-like value at every hop). Undefined for one no encoding can
+ * carry (a lone surrogate).
+ */
 function encodeValue(value: string): string | undefined {
   const n = value.length;
-  for (let i = 0; i < n; i++) {
+  let i = 0;
+  while (i < n) {
     const c = value.charCodeAt(i);
-    if (!isBaggageOctet(c) || c === 0x25) {
-      try {
-        return encodeURIComponent(value);
-      } catch {
-        return undefined;
-      }
-    }
+    if (c === 0x25 || !isBaggageOctet(c)) break;
+    i++;
   }
-  return value;
+  // Most values (ids, names, tokens) need nothing.
+  if (i === n) return value;
+  // Runs of allowed characters are copied whole; the rest is written as its
+  // UTF-8 bytes from the table.
+  let out = value.slice(0, i);
+  let kept = i;
+  for (; i < n; i++) {
+    const c = value.charCodeAt(i);
+    if (c !== 0x25 && isBaggageOctet(c)) continue;
+    if (kept < i) out += value.slice(kept, i);
+    if (c < 0x80) out += PERCENT[c]!;
+    else if (c < 0x800)
+      out += PERCENT[0xc0 | (c >> 6)]! + PERCENT[0x80 | (c & 0x3f)]!;
+    else if (c < 0xd800 || c > 0xdfff)
+      out +=
+        PERCENT[0xe0 | (c >> 12)]! +
+        PERCENT[0x80 | ((c >> 6) & 0x3f)]! +
+        PERCENT[0x80 | (c & 0x3f)]!;
+    else {
+      const low = value.charCodeAt(i + 1);
+      if (c > 0xdbff || !(low >= 0xdc00 && low <= 0xdfff)) return undefined;
+      const cp = 0x10000 + ((c - 0xd800) << 10) + (low - 0xdc00);
+      out +=
+        PERCENT[0xf0 | (cp >> 18)]! +
+        PERCENT[0x80 | ((cp >> 12) & 0x3f)]! +
+        PERCENT[0x80 | ((cp >> 6) & 0x3f)]! +
+        PERCENT[0x80 | (cp & 0x3f)]!;
+      i++;
+    }
+    kept = i + 1;
+  }
+  if (kept < n) out += value.slice(kept);
+  return out;
 }
 
 /**
- * Serialises members into a `baggage` header value, percent-encoding values,
- * skipping invalid keys and stopping before the size limits would be passed.
- * Returns an empty string when nothing can be sent.
+ * Serialises members into a `baggage` header value, percent-encoding what
+ * values cannot carry as they are, skipping invalid keys and stopping before
+ * the size limits would be passed. Returns an empty string when nothing can
+ * be sent.
  */
 export function serializeBaggage(members: Iterable<BaggageMember>): string {
   let out = "";

@@ -55,11 +55,36 @@ describe("baggage", () => {
       { key: "customer.id", value: "c-42" },
       { key: "note", value: "a,b;c=d ü" },
     ]);
-    assert.equal(header, "customer.id=c-42,note=a%2Cb%3Bc%3Dd%20%C3%BC");
+    assert.equal(header, "customer.id=c-42,note=a%2Cb%3Bc=d%20%C3%BC");
     assert.deepEqual(parseBaggage(header), [
       { key: "customer.id", value: "c-42" },
       { key: "note", value: "a,b;c=d ü" },
     ]);
+  });
+
+  it("encodes only what baggage-octet does not allow, and %, as UTF-8", () => {
+    assert.equal(
+      serializeBaggage([
+        { key: "ref", value: "https://shop.example/search?q=a b+c&d=[e]#top" },
+        { key: "odd", value: '100% "ok"\\ \u{1F600}\u00e9\u20ac\u007f' },
+      ]),
+      "ref=https://shop.example/search?q=a%20b+c&d=[e]#top," +
+        "odd=100%25%20%22ok%22%5C%20%F0%9F%98%80%C3%A9%E2%82%AC%7F",
+    );
+    // A lone surrogate has no UTF-8 form: that member alone is left out.
+    assert.equal(
+      serializeBaggage([
+        { key: "bad", value: "a\ud800b" },
+        { key: "ok", value: "1" },
+      ]),
+      "ok=1",
+    );
+  });
+
+  it("writes a header it read in the form it came in", () => {
+    const header =
+      "ref=https://shop.example/search?q=red%20shoes,note=caf%C3%A9%2C%3B;p=1";
+    assert.equal(serializeBaggage(parseBaggage(header)), header);
   });
 
   it("never emits CR or LF", () => {

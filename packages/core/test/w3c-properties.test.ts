@@ -56,6 +56,13 @@ const hostile = fc.oneof(
   fc.string({ minLength: 5000, maxLength: 20000 }),
 );
 const noCrLf = (s: string) => !/[\r\n\u0000]/.test(s);
+// W3C Baggage's baggage-octet.
+const isBaggageOctet = (c: number) =>
+  c === 0x21 ||
+  (c >= 0x23 && c <= 0x2b) ||
+  (c >= 0x2d && c <= 0x3a) ||
+  (c >= 0x3c && c <= 0x5b) ||
+  (c >= 0x5d && c <= 0x7e);
 
 describe("traceparent", () => {
   it("never throws, and whatever it accepts is well formed", () => {
@@ -162,6 +169,8 @@ describe("baggage", () => {
         const out = serializeBaggage(members);
         assert.ok(out.length <= BAGGAGE_MAX_BYTES);
         assert.ok(noCrLf(out) && !/[ \t"\\]/.test(out.replace(/;[^,]*/g, "")));
+        // The next hop reads it and writes it again as it came.
+        assert.equal(serializeBaggage(parseBaggage(out)), out);
       }),
       RUNS,
     );
@@ -184,6 +193,15 @@ describe("baggage", () => {
             pairs.map(([k, v]) => ({ key: k, value: v })),
           );
           assert.ok(noCrLf(header));
+          assert.equal(serializeBaggage(parseBaggage(header)), header);
+          // Only `%` and what baggage-octet does not allow are encoded.
+          for (const item of header.split(",")) {
+            const value = item.slice(item.indexOf("=") + 1);
+            for (const [, hex] of value.matchAll(/%([0-9A-F]{2})/g)) {
+              const b = parseInt(hex!, 16);
+              assert.ok(b >= 0x80 || b === 0x25 || !isBaggageOctet(b), item);
+            }
+          }
           assert.deepEqual(
             parseBaggage(header).map((m) => [m.key, m.value]),
             pairs.filter(
