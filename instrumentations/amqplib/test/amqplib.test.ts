@@ -463,6 +463,34 @@ describe("promise API", () => {
     }
     await ch.close();
   });
+
+  it("keeps a baggage value whose percent-encoded bytes are not UTF-8, with U+FFFD in their place", async () => {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    const got: Array<Record<string, string>> = [];
+    await ch.consume(q, (msg) => {
+      if (msg === null) return;
+      const entries = propagation.getActiveBaggage()?.getAllEntries() ?? [];
+      got.push(Object.fromEntries(entries.map(([k, e]) => [k, e.value])));
+      ch.ack(msg);
+    });
+    // Published with tracing suppressed, so the header reaches the broker exactly as written.
+    const raw = context
+      .active()
+      .setValue(
+        Symbol.for("OpenTelemetry SDK Context Key SUPPRESS_TRACING"),
+        true,
+      );
+    context.with(raw, () =>
+      ch.sendToQueue(q, Buffer.from("m"), {
+        headers: { baggage: "name=Jos%E9,ok=1" },
+      }),
+    );
+    await waitFor(() => got.length === 1, { what: "the delivery" });
+    assert.deepEqual(got[0], { name: "Jos\ufffd", ok: "1" });
+    await ch.close();
+  });
 });
 
 describe("callback API", () => {

@@ -61,6 +61,14 @@ describe("baggage from a trusted caller", () => {
     });
   });
 
+  it("keeps a value whose percent-encoded bytes are not UTF-8, with U+FFFD in their place", async () => {
+    const replaced = "name=Jos%EF%BF%BD,ok=1";
+    assert.deepEqual(await forwarded("name=Jos%E9,ok=1"), {
+      http: replaced,
+      fetch: replaced,
+    });
+  });
+
   it("goes on whole when it is within the limits", async () => {
     const baggage = `ref=https://shop.example/a/b/c?q=red%20shoes&x=${"/".repeat(2800)},tenant=acme`;
     assert.equal(baggage.length, 2859);

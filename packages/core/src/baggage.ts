@@ -2,7 +2,8 @@
 // https://www.w3.org/TR/baggage/
 //
 // Reading is defensive: a header longer than MAX_HEADER_LENGTH is ignored
-// whole, malformed list-members are skipped one by one, and at most
+// whole, malformed list-members are skipped one by one (percent-encoded
+// bytes that are not UTF-8 are no fault: they read as U+FFFD), and at most
 // MAX_MEMBERS members / MAX_BYTES bytes are kept, dropping whole members
 // (never part of one). Writing percent-encodes only what a value cannot
 // carry as it is and applies the same limits, so what we send is always
@@ -62,6 +63,18 @@ function isBaggageOctet(c: number): boolean {
   );
 }
 
+function hexDigit(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  const lower = c | 0x20;
+  return lower >= 0x61 && lower <= 0x66 ? lower - 0x57 : -1;
+}
+
+/**
+ * The value percent-decoded; undefined if it has a character outside
+ * baggage-octet or a `%` not followed by two hex digits. Decoded bytes that
+ * are not UTF-8 become U+FFFD, as W3C Baggage asks, rather than costing the
+ * member.
+ */
 function decodeValue(raw: string): string | undefined {
   const n = raw.length;
   let hasPercent = false;
@@ -71,11 +84,23 @@ function decodeValue(raw: string): string | undefined {
     if (c === 0x25) hasPercent = true;
   }
   if (!hasPercent) return raw;
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    return undefined;
+  // Every character is ASCII by now, so one byte each; Buffer's UTF-8
+  // decoding replaces what is not UTF-8 and keeps a leading byte-order mark.
+  const bytes = Buffer.allocUnsafe(n);
+  let len = 0;
+  for (let i = 0; i < n; i++) {
+    const c = raw.charCodeAt(i);
+    if (c !== 0x25) {
+      bytes[len++] = c;
+      continue;
+    }
+    const high = hexDigit(raw.charCodeAt(i + 1));
+    const low = hexDigit(raw.charCodeAt(i + 2));
+    if (high === -1 || low === -1) return undefined;
+    bytes[len++] = (high << 4) | low;
+    i += 2;
   }
+  return bytes.toString("utf8", 0, len);
 }
 
 function isValidProperties(props: string): boolean {

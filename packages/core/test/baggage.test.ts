@@ -21,13 +21,32 @@ describe("baggage", () => {
   it("skips malformed members one by one", () => {
     assert.deepEqual(
       parseBaggage(
-        'good=1,bad key=2,=3,novalue,quote="x",ok=%E2%9C%93,broken=%E2',
+        'good=1,bad key=2,=3,novalue,quote="x",ok=%E2%9C%93,pct=%,hex=%G1,short=a%4',
       ),
       [
         { key: "good", value: "1" },
         { key: "ok", value: "✓" },
       ],
     );
+  });
+
+  it("decodes percent-encoded bytes that are not UTF-8 to U+FFFD", () => {
+    assert.deepEqual(
+      parseBaggage(
+        "name=Jos%E9,surrogate=%ED%A0%80,ff=%FF,cut=%E2%9C,bom=%EF%BB%BFx,ok=1",
+      ),
+      [
+        { key: "name", value: "Jos\ufffd" },
+        { key: "surrogate", value: "\ufffd\ufffd\ufffd" },
+        { key: "ff", value: "\ufffd" },
+        { key: "cut", value: "\ufffd" },
+        { key: "bom", value: "\ufeffx" },
+        { key: "ok", value: "1" },
+      ],
+    );
+    assert.deepEqual(parseBaggage("k=1;p=%FF"), [
+      { key: "k", value: "1", metadata: "p=%FF" },
+    ]);
   });
 
   it("lets the last value of a repeated key win", () => {

@@ -214,6 +214,22 @@ describe("baggage", () => {
       { numRuns: 1000 },
     );
   });
+
+  it("reads any percent-encoded bytes, with U+FFFD for what is not UTF-8", () => {
+    const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 40 }), (bytes) => {
+        const encoded = Array.from(
+          bytes,
+          (b) => "%" + b.toString(16).padStart(2, "0"),
+        ).join("");
+        assert.deepEqual(parseBaggage(`k=${encoded}`), [
+          { key: "k", value: utf8.decode(bytes) },
+        ]);
+      }),
+      RUNS,
+    );
+  });
 });
 
 describe("propagation", () => {
