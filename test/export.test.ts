@@ -724,6 +724,59 @@ describe("export", () => {
     }
   });
 
+  for (const protocol of ["http/protobuf", "http/json"] as const)
+    it(`sends a span given a time OTLP cannot carry with the current time instead, and the rest of its batch (${protocol})`, async () => {
+      const name = `bad-times-${protocol}`;
+      const from = BigInt(Date.now() - 1000) * 1_000_000n;
+      const app = await startService({
+        entry: "bad-times.mjs",
+        cwd: fixtures,
+        ready: false,
+        env: env(name, { OTEL_EXPORTER_OTLP_PROTOCOL: protocol }),
+      });
+      assert.equal((await app.exited).code, 0, app.stderr.join("\n"));
+      const to = BigInt(Date.now() + 1000) * 1_000_000n;
+      const spans = receiver.spans.filter(
+        (s) => s.resource["service.name"] === name,
+      );
+      assert.deepEqual(
+        spans.map((s) => s.name).sort(),
+        [
+          ...Array.from({ length: 10 }, (_, i) => `good-${i}`),
+          "bad-event-time",
+          "bad-end-time",
+          "bad-start-time",
+          "nan-hrtime-end",
+          "microseconds-end",
+          "before-1970",
+        ].sort(),
+        app.stderr.join("\n"),
+      );
+      for (const s of spans) {
+        const times = [
+          s.startTimeUnixNano,
+          s.endTimeUnixNano,
+          ...s.events.map((e) => e.timeUnixNano),
+        ];
+        assert.ok(
+          times.every((t) => t >= from && t <= to),
+          `${s.name}: ${times.join(", ")} not within ${from} to ${to}`,
+        );
+        assert.ok(s.endTimeUnixNano >= s.startTimeUnixNano, s.name);
+      }
+      assert.equal(
+        spans.find((s) => s.name === "bad-event-time")?.events.length,
+        1,
+      );
+      // Said once, whatever the number of such times.
+      assert.equal(
+        app.stderr.filter((l) => /given a time OTLP cannot carry/.test(l))
+          .length,
+        1,
+        app.stderr.join("\n"),
+      );
+    });
+
   it("exports resource attributes from OTEL_RESOURCE_ATTRIBUTES", async () => {
     const app = await startService({
       entry: "burst.mjs",

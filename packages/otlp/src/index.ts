@@ -1,4 +1,5 @@
 export {
+  MAX_TIME_MS,
   ProtoWriter,
   WIRE_FIXED32,
   WIRE_FIXED64,

@@ -11,6 +11,13 @@
 
 const TWO_32 = 0x1_0000_0000;
 
+/**
+ * The latest time OTLP's epoch nanoseconds (a uint64) hold, in epoch
+ * milliseconds: 2^64 - 1 ns, in the year 2554 (as a double, under a
+ * microsecond short of it).
+ */
+export const MAX_TIME_MS = 2 ** 64 / 1e6;
+
 /** Wire types used by OTLP. */
 export const WIRE_VARINT = 0;
 export const WIRE_FIXED64 = 1;
@@ -145,17 +152,27 @@ export class ProtoWriter {
   /**
    * Writes fractional epoch milliseconds as fixed64 epoch nanoseconds,
    * exactly: ms * 1e6 overflows a double's 53-bit mantissa, so the integral
-   * milliseconds are split at 2^32 and multiplied in parts.
+   * milliseconds are split at 2^32 and multiplied in parts. A time the
+   * uint64 cannot hold is written as the nearest one it can, not wrapped
+   * round: one before 1970 (or NaN) as 0, one past 2^64 - 1 ns as that.
    */
   fixed64Nanos(ms: number): void {
-    const whole = Math.floor(ms);
-    const frac = Math.round((ms - whole) * 1e6);
-    const high = Math.floor(whole / TWO_32);
-    const t = (whole - high * TWO_32) * 1e6 + frac; // < 2^53
-    const carry = Math.floor(t / TWO_32);
+    let low = 0;
+    let high = 0;
+    if (ms > 0) {
+      const whole = Math.floor(ms);
+      const frac = Math.round((ms - whole) * 1e6);
+      const top = Math.floor(whole / TWO_32);
+      const t = (whole - top * TWO_32) * 1e6 + frac; // < 2^53
+      const carry = Math.floor(t / TWO_32);
+      low = t - carry * TWO_32;
+      high = top * 1e6 + carry;
+      // Infinity makes NaN of these, and fails the test as well.
+      if (!(high < TWO_32)) low = high = TWO_32 - 1;
+    }
     this.#ensure(8);
-    this.#buf.writeUInt32LE(t - carry * TWO_32, this.#pos);
-    this.#buf.writeUInt32LE((high * 1e6 + carry) >>> 0, this.#pos + 4);
+    this.#buf.writeUInt32LE(low, this.#pos);
+    this.#buf.writeUInt32LE(high, this.#pos + 4);
     this.#pos += 8;
   }
 

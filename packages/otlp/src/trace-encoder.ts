@@ -15,25 +15,20 @@ import {
 const HAS_IS_REMOTE = 0x100;
 const IS_REMOTE = 0x200;
 
-/** Decimal string of epoch nanoseconds, as OTLP/JSON writes 64-bit integers. */
-export function msToNanosString(ms: number): string {
-  const whole = Math.floor(ms);
-  return (
-    BigInt(whole) * 1_000_000n +
-    BigInt(Math.round((ms - whole) * 1e6))
-  ).toString();
-}
+const MAX_NANOS = 2n ** 64n - 1n;
 
-function groupByScope<T extends { readonly scope: Scope }>(
-  items: readonly T[],
-): Map<Scope, T[]> {
-  const groups = new Map<Scope, T[]>();
-  for (const item of items) {
-    const list = groups.get(item.scope);
-    if (list === undefined) groups.set(item.scope, [item]);
-    else list.push(item);
-  }
-  return groups;
+/**
+ * Decimal string of epoch nanoseconds, as OTLP/JSON writes 64-bit
+ * integers; a time the uint64 cannot hold as the nearest one it can, as
+ * ProtoWriter.fixed64Nanos writes it.
+ */
+export function msToNanosString(ms: number): string {
+  if (!(ms > 0)) return "0";
+  if (ms === Infinity) return MAX_NANOS.toString();
+  const whole = Math.floor(ms);
+  const nanos =
+    BigInt(whole) * 1_000_000n + BigInt(Math.round((ms - whole) * 1e6));
+  return (nanos > MAX_NANOS ? MAX_NANOS : nanos).toString();
 }
 
 export function writeResource(
@@ -280,15 +275,36 @@ export class TraceEncoder {
     this.#bytes = 0;
   }
 
-  /** OTLP/JSON (`application/json`). */
-  encodeJson(spans: readonly SpanData[]): string {
+  /**
+   * OTLP/JSON (`application/json`). A span that cannot be encoded is left
+   * out and handed to `onError`, as {@link encode} does; without
+   * `onError`, its error is thrown.
+   */
+  encodeJson(
+    spans: readonly SpanData[],
+    onError?: (err: unknown, span: SpanData) => void,
+  ): string {
+    const byScope = new Map<Scope, unknown[]>();
+    for (const s of spans) {
+      let json: unknown;
+      try {
+        json = spanToJson(s);
+      } catch (err) {
+        if (onError === undefined) throw err;
+        onError(err, s);
+        continue;
+      }
+      const list = byScope.get(s.scope);
+      if (list === undefined) byScope.set(s.scope, [json]);
+      else list.push(json);
+    }
     const scopeSpans = [];
-    for (const [scope, list] of groupByScope(spans)) {
+    for (const [scope, list] of byScope) {
       scopeSpans.push({
         scope: scope.version
           ? { name: scope.name, version: scope.version }
           : { name: scope.name },
-        spans: list.map(spanToJson),
+        spans: list,
       });
     }
     return JSON.stringify({

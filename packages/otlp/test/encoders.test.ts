@@ -100,7 +100,11 @@ for (const format of ["protobuf", "json"] as const) {
       });
       assert.deepEqual(s.status, { code: 2, message: "boom" });
       assert.deepEqual(s.events, [
-        { name: "exception", attributes: { "exception.type": "Error" } },
+        {
+          name: "exception",
+          timeUnixNano: 1_700_000_000_200_000_000n,
+          attributes: { "exception.type": "Error" },
+        },
       ]);
       assert.deepEqual(s.links, [
         {
@@ -398,6 +402,73 @@ describe("TraceEncoder, a batch at a time", () => {
       ["5555555555555555"],
     );
   });
+});
+
+for (const format of ["protobuf", "json"] as const)
+  it(`writes a time OTLP cannot hold as the nearest one it can, never wrapped or refused (${format})`, () => {
+    const max = 2n ** 64n - 1n;
+    const cases: Array<[number, bigint]> = [
+      [NaN, 0n],
+      [-1, 0n],
+      [-Infinity, 0n],
+      [0, 0n],
+      [1_700_000_000_000.5, 1_700_000_000_000_500_000n],
+      [18_446_744_073_709, 18_446_744_073_709_000_000n],
+      [18_446_744_073_709.56, max],
+      [1_700_000_000_000_000, max], // microseconds for milliseconds
+      [Infinity, max],
+    ];
+    const traces = new TraceEncoder(resource);
+    const logs = new LogsEncoder(resource, scope);
+    for (const [ms, nanos] of cases) {
+      const spans = [span({ startTime: ms, endTime: ms })];
+      const [s] = decodeTraceRequest(
+        format === "json" ? traces.encodeJson(spans) : traces.encode(spans),
+      );
+      const records: LogRecordData[] = [
+        {
+          time: ms,
+          observedTime: ms,
+          severityNumber: 9,
+          severityText: undefined,
+          body: "b",
+          attributes: undefined,
+          traceId: undefined,
+          spanId: undefined,
+          traceFlags: 0,
+        },
+      ];
+      const [r] = decodeLogsRequest(
+        format === "json" ? logs.encodeJson(records) : logs.encode(records),
+      );
+      assert.deepEqual(
+        [s?.startTimeUnixNano, s?.endTimeUnixNano, r?.timeUnixNano],
+        [nanos, nanos, nanos],
+        String(ms),
+      );
+    }
+  });
+
+it("leaves out a span it cannot encode in OTLP/JSON too, reports it, and encodes the rest", () => {
+  const e = new TraceEncoder(resource);
+  const bad = span({ events: 5 as unknown as SpanData["events"] });
+  const errors: Array<[unknown, SpanData]> = [];
+  const body = e.encodeJson(
+    [
+      span({ spanId: "3333333333333333" }),
+      bad,
+      span({ spanId: "4444444444444444" }),
+    ],
+    (err, s) => errors.push([err, s]),
+  );
+  assert.deepEqual(
+    decodeTraceRequest(body).map((s) => s.spanId),
+    ["3333333333333333", "4444444444444444"],
+  );
+  assert.equal(errors.length, 1);
+  assert.equal(errors[0]![1], bad);
+  assert.ok(errors[0]![0] instanceof Error);
+  assert.throws(() => e.encodeJson([span(), bad]));
 });
 
 describe("TraceEncoder, span by span", () => {

@@ -31,7 +31,7 @@ export interface ReceivedSpan {
   startTimeUnixNano: bigint;
   endTimeUnixNano: bigint;
   attributes: Attrs;
-  events: Array<{ name: string; attributes: Attrs }>;
+  events: Array<{ name: string; timeUnixNano: bigint; attributes: Attrs }>;
   links: Array<{ traceId: string; spanId: string; attributes: Attrs }>;
   status: { code: number; message: string };
   flags: number;
@@ -216,6 +216,7 @@ function spansOf(body: Obj): ReceivedSpan[] {
           attributes: attrs(s["attributes"]),
           events: arr(s["events"]).map((e) => ({
             name: String(e["name"] ?? ""),
+            timeUnixNano: big(e["timeUnixNano"]),
             attributes: attrs(e["attributes"]),
           })),
           links: arr(s["links"]).map((l) => ({

@@ -309,13 +309,18 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
 
   #exportSpansJson(batch: RecordingSpan[]): void {
     let body: string;
+    // A span that cannot be encoded is left out alone, as in protobuf.
+    let failed = 0;
     try {
-      body = this.#encoder.encodeJson(batch);
+      body = this.#encoder.encodeJson(batch, (err) => {
+        failed++;
+        this.#encodeFailed(1, err);
+      });
     } catch (err) {
-      this.#encodeFailed(batch.length, err);
+      this.#encodeFailed(batch.length - failed, err);
       return;
     }
-    this.#postSpans(body, batch.length);
+    if (failed < batch.length) this.#postSpans(body, batch.length - failed);
   }
 
   #encodeFailed(spans: number, err: unknown): void {
