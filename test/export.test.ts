@@ -777,6 +777,32 @@ describe("export", () => {
       );
     });
 
+  for (const protocol of ["http/protobuf", "http/json"] as const)
+    it(`sends what a log line nests deeper than OTLP maps go as its JSON text (${protocol})`, async () => {
+      const name = `deep-log-${protocol}`;
+      const app = await startService({
+        entry: "deep-log.mjs",
+        cwd: fixtures,
+        ready: false,
+        env: env(name, { OTEL_EXPORTER_OTLP_PROTOCOL: protocol }),
+      });
+      assert.equal((await app.exited).code, 0, app.stderr.join("\n"));
+      const [log] = receiver.logs.filter(
+        (l) => l.resource["service.name"] === name,
+      );
+      assert.equal(log?.body, "deep", app.stderr.join("\n"));
+      // Maps down to the ninth level, whose value is the rest as JSON text.
+      let got = log.attributes["payload"];
+      let sent: unknown = { leaf: "customer-42", n: 7 };
+      for (let i = 12; i >= 1; i--) sent = { [`l${i}`]: sent };
+      for (let i = 1; i <= 9; i++) {
+        got = (got as Record<string, unknown>)[`l${i}`];
+        sent = (sent as Record<string, unknown>)[`l${i}`];
+      }
+      assert.equal(typeof got, "string", JSON.stringify(log.attributes));
+      assert.deepEqual(JSON.parse(got as string), sent);
+    });
+
   it("exports resource attributes from OTEL_RESOURCE_ATTRIBUTES", async () => {
     const app = await startService({
       entry: "burst.mjs",

@@ -2,6 +2,63 @@ import type { AnyValue, Attributes } from "./model.ts";
 import { ProtoReader } from "./proto-reader.ts";
 import { ProtoWriter, WIRE_FIXED64, WIRE_VARINT } from "./proto-writer.ts";
 
+/**
+ * Levels of maps and arrays written as OTLP's own. A map or array nested
+ * deeper is written as its JSON text, a string, in its place: receivers
+ * refuse messages nested much deeper (the viewer's decoder reads 32 levels
+ * of messages, and each level of a map takes three), and what is inside
+ * still arrives.
+ */
+const MAX_DEPTH = 8;
+
+/**
+ * Where the values of event, link and metric point attributes start:
+ * their KeyValues sit a message deeper in the request than a span's or a
+ * log record's, so their values are cut a level sooner.
+ */
+export const DEEPER_START = 1;
+
+/**
+ * A map or array as JSON text, as JSON.stringify writes it but for what
+ * OTLP carries and JSON does not: a bigint as its digits, bytes as base64
+ * (as OTLP/JSON writes them), and a value within itself as null.
+ */
+function jsonText(v: AnyValue, open: object[] = []): string {
+  switch (typeof v) {
+    case "string":
+    case "number":
+    case "boolean":
+      return JSON.stringify(v);
+    case "bigint":
+      return v.toString();
+    case "object": {
+      if (v === null || open.includes(v)) return "null";
+      if (v instanceof Uint8Array)
+        return JSON.stringify(
+          Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("base64"),
+        );
+      open.push(v);
+      let text: string;
+      if (Array.isArray(v)) {
+        const items = (v as readonly AnyValue[]).map((x) => jsonText(x, open));
+        text = `[${items.join(",")}]`;
+      } else {
+        const members: string[] = [];
+        for (const key in v) {
+          const x = (v as Attributes)[key];
+          if (x !== undefined)
+            members.push(`${JSON.stringify(key)}:${jsonText(x, open)}`);
+        }
+        text = `{${members.join(",")}}`;
+      }
+      open.pop();
+      return text;
+    }
+    default:
+      return "null";
+  }
+}
+
 /** Writes the content of an AnyValue message (no tag, no length). */
 export function writeAnyValue(w: ProtoWriter, v: AnyValue, depth = 0): void {
   switch (typeof v) {
@@ -26,9 +83,13 @@ export function writeAnyValue(w: ProtoWriter, v: AnyValue, depth = 0): void {
       w.int64Big(v);
       return;
     case "object": {
-      if (v === null || depth > 8) return;
+      if (v === null) return;
       if (v instanceof Uint8Array) {
         w.bytesField(7, v);
+        return;
+      }
+      if (depth > MAX_DEPTH) {
+        w.stringFieldAlways(1, jsonText(v));
         return;
       }
       if (Array.isArray(v)) {
@@ -339,9 +400,10 @@ export function anyValueToJson(v: AnyValue, depth = 0): unknown {
       if (Number.isFinite(v)) return { doubleValue: v };
       return { doubleValue: String(v) }; // NaN / Infinity, as the protobuf JSON mapping writes them
     case "object":
-      if (v === null || depth > 8) return {};
+      if (v === null) return {};
       if (v instanceof Uint8Array)
         return { bytesValue: Buffer.from(v).toString("base64") };
+      if (depth > MAX_DEPTH) return { stringValue: jsonText(v) };
       if (Array.isArray(v))
         return {
           arrayValue: {

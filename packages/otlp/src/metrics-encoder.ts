@@ -1,6 +1,6 @@
 // ExportMetricsServiceRequest encoding, protobuf and JSON: sums, gauges and
 // explicit-bucket histograms, with exemplars.
-import { keyValuesToJson, writeKeyValues } from "./any-value.ts";
+import { DEEPER_START, keyValuesToJson, writeKeyValues } from "./any-value.ts";
 import type { Attributes, Scope } from "./model.ts";
 import {
   ProtoWriter,
@@ -102,7 +102,7 @@ function writeExemplars(
 
 function writeNumberPoint(w: ProtoWriter, p: NumberPointData): void {
   const m = w.begin(1);
-  writeKeyValues(w, 7, p.attributes);
+  writeKeyValues(w, 7, p.attributes, DEEPER_START);
   w.tag(2, WIRE_FIXED64);
   w.fixed64Nanos(p.startTime);
   w.tag(3, WIRE_FIXED64);
@@ -115,7 +115,7 @@ function writeNumberPoint(w: ProtoWriter, p: NumberPointData): void {
 
 function writeHistogramPoint(w: ProtoWriter, p: HistogramPointData): void {
   const m = w.begin(1);
-  writeKeyValues(w, 9, p.attributes);
+  writeKeyValues(w, 9, p.attributes, DEEPER_START);
   w.tag(2, WIRE_FIXED64);
   w.fixed64Nanos(p.startTime);
   w.tag(3, WIRE_FIXED64);
@@ -214,7 +214,7 @@ export class MetricsEncoder {
         ...(e.spanId === "" ? {} : { spanId: e.spanId, traceId: e.traceId }),
       }));
     const number = (p: NumberPointData) => ({
-      attributes: keyValuesToJson(p.attributes),
+      attributes: keyValuesToJson(p.attributes, DEEPER_START),
       startTimeUnixNano: msToNanosString(p.startTime),
       timeUnixNano: msToNanosString(p.time),
       asDouble: p.value,
@@ -242,7 +242,7 @@ export class MetricsEncoder {
           histogram: {
             aggregationTemporality: temporalityValue(m.temporality),
             dataPoints: m.points.map((p) => ({
-              attributes: keyValuesToJson(p.attributes),
+              attributes: keyValuesToJson(p.attributes, DEEPER_START),
               startTimeUnixNano: msToNanosString(p.startTime),
               timeUnixNano: msToNanosString(p.time),
               count: String(p.count),

@@ -1,5 +1,5 @@
 // ExportTraceServiceRequest encoding, protobuf and JSON.
-import { keyValuesToJson, writeKeyValues } from "./any-value.ts";
+import { DEEPER_START, keyValuesToJson, writeKeyValues } from "./any-value.ts";
 import type { Attributes, Scope, SpanData } from "./model.ts";
 import {
   ProtoWriter,
@@ -84,7 +84,8 @@ function writeSpan(w: ProtoWriter, s: SpanData): void {
       w.tag(1, WIRE_FIXED64);
       w.fixed64Nanos(e.time);
       w.stringField(2, e.name);
-      if (e.attributes !== undefined) writeKeyValues(w, 3, e.attributes);
+      if (e.attributes !== undefined)
+        writeKeyValues(w, 3, e.attributes, DEEPER_START);
       if (e.droppedAttributesCount > 0) {
         w.tag(4, WIRE_VARINT);
         w.uvarint(e.droppedAttributesCount);
@@ -102,7 +103,8 @@ function writeSpan(w: ProtoWriter, s: SpanData): void {
       w.hexField(1, l.traceId);
       w.hexField(2, l.spanId);
       if (l.traceState) w.stringField(3, l.traceState);
-      if (l.attributes !== undefined) writeKeyValues(w, 4, l.attributes);
+      if (l.attributes !== undefined)
+        writeKeyValues(w, 4, l.attributes, DEEPER_START);
       if (l.droppedAttributesCount > 0) {
         w.tag(5, WIRE_VARINT);
         w.uvarint(l.droppedAttributesCount);
@@ -341,7 +343,7 @@ function spanToJson(s: SpanData): unknown {
           events: s.events.map((e) => ({
             timeUnixNano: msToNanosString(e.time),
             name: e.name,
-            attributes: keyValuesToJson(e.attributes),
+            attributes: keyValuesToJson(e.attributes, DEEPER_START),
             ...(e.droppedAttributesCount
               ? { droppedAttributesCount: e.droppedAttributesCount }
               : {}),
@@ -357,7 +359,7 @@ function spanToJson(s: SpanData): unknown {
             traceId: l.traceId,
             spanId: l.spanId,
             ...(l.traceState ? { traceState: l.traceState } : {}),
-            attributes: keyValuesToJson(l.attributes),
+            attributes: keyValuesToJson(l.attributes, DEEPER_START),
             ...(l.droppedAttributesCount
               ? { droppedAttributesCount: l.droppedAttributesCount }
               : {}),

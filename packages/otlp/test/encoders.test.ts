@@ -8,9 +8,17 @@ import {
   spanAttributeKeys,
 } from "@threadline/test-support";
 import {
+  decodeLogsJson,
+  decodeLogsProto,
+  decodeMetricsJson,
+  decodeMetricsProto,
+  decodeTracesJson,
+  decodeTracesProto,
   LogsEncoder,
+  MetricsEncoder,
   ProtoWriter,
   TraceEncoder,
+  type AnyValue,
   type LogRecordData,
   type SpanData,
 } from "../src/index.ts";
@@ -470,6 +478,115 @@ it("leaves out a span it cannot encode in OTLP/JSON too, reports it, and encodes
   assert.ok(errors[0]![0] instanceof Error);
   assert.throws(() => e.encodeJson([span(), bad]));
 });
+
+for (const format of ["protobuf", "json"] as const)
+  it(`writes what is nested deeper than OTLP maps go as its JSON text, which the viewer's decoders read (${format})`, () => {
+    const json = format === "json";
+    const self: Record<string, AnyValue> = { x: 1 };
+    self["self"] = self;
+    const leaf: AnyValue = {
+      leaf: "customer-42",
+      big: 2n ** 62n + 1n,
+      bytes: new Uint8Array([1, 2, 3]),
+      list: [1.5, undefined, NaN, [true, null]],
+      self,
+    };
+    let deep: AnyValue = leaf;
+    for (let i = 12; i >= 1; i--) deep = { [`l${i}`]: deep };
+    /** What is `levels` maps down from `v`. */
+    const at = (v: unknown, levels: number) => {
+      for (let i = 1; i <= levels; i++)
+        v = (v as Record<string, unknown>)[`l${i}`];
+      return v;
+    };
+    const text = `{"l10":{"l11":{"l12":{"leaf":"customer-42","big":${2n ** 62n + 1n},"bytes":"AQID","list":[1.5,null,null,[true,null]],"self":{"x":1,"self":null}}}}}`;
+
+    // A log record's body and attributes: maps down to the ninth level.
+    const logs = new LogsEncoder(resource, scope);
+    const record: LogRecordData = {
+      time: 1_700_000_000_000,
+      observedTime: 1_700_000_000_000,
+      severityNumber: 9,
+      severityText: undefined,
+      body: deep,
+      attributes: { deep },
+      traceId: undefined,
+      spanId: undefined,
+      traceFlags: 0,
+    };
+    const [r] = json
+      ? decodeLogsJson(JSON.parse(logs.encodeJson([record])))[0]!.scopes[0]!
+          .logs
+      : decodeLogsProto(logs.encode([record]))[0]!.scopes[0]!.logs;
+    assert.equal(at(r!.body, 9), text);
+    assert.equal(at(r!.attributes["deep"], 9), text);
+    assert.deepEqual(
+      decodeLogsRequest(
+        json ? logs.encodeJson([record]) : logs.encode([record]),
+      ).map((l) => at(l.body, 9)),
+      [text],
+    );
+
+    // A span's events and links, a message deeper: to the eighth.
+    const traces = new TraceEncoder(resource);
+    const spans = [
+      span({
+        attributes: { deep },
+        events: [
+          {
+            name: "e",
+            time: 1_700_000_000_000,
+            attributes: { deep },
+            droppedAttributesCount: 0,
+          },
+        ],
+        links: [
+          {
+            traceId: "1af7651916cd43dd8448eb211c80319c",
+            spanId: "c7ad6b7169203331",
+            traceState: undefined,
+            traceFlags: 1,
+            attributes: { deep },
+            droppedAttributesCount: 0,
+          },
+        ],
+      }),
+    ];
+    const [s] = json
+      ? decodeTracesJson(JSON.parse(traces.encodeJson(spans)))[0]!.scopes[0]!
+          .spans
+      : decodeTracesProto(traces.encode(spans))[0]!.scopes[0]!.spans;
+    const eighth = `{"l9":${text}}`;
+    assert.equal(at(s!.attributes["deep"], 9), text);
+    assert.equal(at(s!.events[0]!.attributes["deep"], 8), eighth);
+    assert.equal(at(s!.links[0]!.attributes["deep"], 8), eighth);
+
+    // A metric point's attributes, as deep as an event's.
+    const metrics = new MetricsEncoder(resource);
+    const sum = [
+      {
+        scope,
+        name: "n",
+        description: "",
+        unit: "",
+        kind: "sum" as const,
+        monotonic: true,
+        points: [
+          {
+            attributes: { deep },
+            startTime: 1_700_000_000_000,
+            time: 1_700_000_000_000,
+            value: 1,
+          },
+        ],
+      },
+    ];
+    const [m] = json
+      ? decodeMetricsJson(JSON.parse(metrics.encodeJson(sum)))[0]!.scopes[0]!
+          .metrics
+      : decodeMetricsProto(metrics.encode(sum))[0]!.scopes[0]!.metrics;
+    assert.equal(at(m!.points[0]!.attributes["deep"], 8), eighth);
+  });
 
 describe("TraceEncoder, span by span", () => {
   it("takes every span appended since the last take, each scope's together", () => {
