@@ -803,6 +803,36 @@ describe("export", () => {
       assert.deepEqual(JSON.parse(got as string), sent);
     });
 
+  it('sends a sum that overflowed to Infinity in OTLP/JSON as "Infinity", and the runtime metrics of each export after it', async () => {
+    // The receiver refuses a metrics request with a double it cannot
+    // read (a null), as the Collector does.
+    const name = "counter-overflow";
+    const app = await startService({
+      entry: "counter-overflow.mjs",
+      cwd: fixtures,
+      ready: false,
+      env: env(name, {
+        OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+        OTEL_METRIC_EXPORT_INTERVAL: "200",
+        RUN_MS: "1200",
+      }),
+    });
+    assert.equal((await app.exited).code, 0, app.stderr.join("\n"));
+    const ours = receiver.metrics.filter(
+      (m) => m.resource["service.name"] === name,
+    );
+    const overflow = ours.filter((m) => m.name === "overflow.total");
+    const memory = ours.filter((m) => m.name === "process.memory.usage");
+    assert.ok(
+      overflow.length >= 3 && memory.length === overflow.length,
+      `${overflow.length} exports of the counter, ${memory.length} of the memory usage arrived: ${receiver.errors.join("; ")}`,
+    );
+    assert.deepEqual(
+      overflow.map((m) => m.points.map((p) => p.value)),
+      overflow.map(() => [Infinity]),
+    );
+  });
+
   it("exports resource attributes from OTEL_RESOURCE_ATTRIBUTES", async () => {
     const app = await startService({
       entry: "burst.mjs",

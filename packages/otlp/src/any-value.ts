@@ -384,6 +384,15 @@ export function writeKeyValues(
   }
 }
 
+/**
+ * A double as OTLP/JSON writes it: NaN and the infinities as the strings
+ * proto3's JSON mapping gives them, for JSON has no such numbers
+ * (JSON.stringify would write null, which receivers refuse).
+ */
+export function jsonDouble(n: number): number | string {
+  return Number.isFinite(n) ? n : String(n);
+}
+
 /** OTLP/JSON form of an AnyValue. */
 export function anyValueToJson(v: AnyValue, depth = 0): unknown {
   switch (typeof v) {
@@ -397,8 +406,7 @@ export function anyValueToJson(v: AnyValue, depth = 0): unknown {
       return { intValue: String(BigInt.asIntN(64, v)) };
     case "number":
       if (Number.isSafeInteger(v)) return { intValue: String(v) };
-      if (Number.isFinite(v)) return { doubleValue: v };
-      return { doubleValue: String(v) }; // NaN / Infinity, as the protobuf JSON mapping writes them
+      return { doubleValue: jsonDouble(v) };
     case "object":
       if (v === null) return {};
       if (v instanceof Uint8Array)

@@ -1,6 +1,11 @@
 // ExportMetricsServiceRequest encoding, protobuf and JSON: sums, gauges and
 // explicit-bucket histograms, with exemplars.
-import { DEEPER_START, keyValuesToJson, writeKeyValues } from "./any-value.ts";
+import {
+  DEEPER_START,
+  jsonDouble,
+  keyValuesToJson,
+  writeKeyValues,
+} from "./any-value.ts";
 import type { Attributes, Scope } from "./model.ts";
 import {
   ProtoWriter,
@@ -210,14 +215,14 @@ export class MetricsEncoder {
     const exemplars = (list: readonly ExemplarData[] | undefined) =>
       list?.map((e) => ({
         timeUnixNano: msToNanosString(e.time),
-        asDouble: e.value,
+        asDouble: jsonDouble(e.value),
         ...(e.spanId === "" ? {} : { spanId: e.spanId, traceId: e.traceId }),
       }));
     const number = (p: NumberPointData) => ({
       attributes: keyValuesToJson(p.attributes, DEEPER_START),
       startTimeUnixNano: msToNanosString(p.startTime),
       timeUnixNano: msToNanosString(p.time),
-      asDouble: p.value,
+      asDouble: jsonDouble(p.value),
       ...(p.exemplars ? { exemplars: exemplars(p.exemplars) } : {}),
     });
     const scopeMetrics = [...groupByScope(metrics)].map(([scope, list]) => ({
@@ -246,11 +251,15 @@ export class MetricsEncoder {
               startTimeUnixNano: msToNanosString(p.startTime),
               timeUnixNano: msToNanosString(p.time),
               count: String(p.count),
-              sum: p.sum,
+              sum: jsonDouble(p.sum),
               bucketCounts: p.counts.map(String),
-              explicitBounds: p.bounds,
-              ...(p.count > 0 && p.min !== undefined ? { min: p.min } : {}),
-              ...(p.count > 0 && p.max !== undefined ? { max: p.max } : {}),
+              explicitBounds: p.bounds.map(jsonDouble),
+              ...(p.count > 0 && p.min !== undefined
+                ? { min: jsonDouble(p.min) }
+                : {}),
+              ...(p.count > 0 && p.max !== undefined
+                ? { max: jsonDouble(p.max) }
+                : {}),
               ...(p.exemplars ? { exemplars: exemplars(p.exemplars) } : {}),
             })),
           },

@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { decodeMetricsRequest } from "@threadline/test-support";
-import { MetricsEncoder, type MetricData } from "../src/index.ts";
+import {
+  decodeMetricsJson,
+  decodeMetricsProto,
+  MetricsEncoder,
+  type MetricData,
+} from "../src/index.ts";
 
 const scope = { name: "meter", version: "1" };
 const metrics: MetricData[] = [
@@ -139,6 +144,62 @@ for (const format of ["protobuf", "json"] as const) {
       assert.ok(Number.isNaN(h.min), "no min on the wire");
       assert.equal(h.max, 0.2);
       assert.equal(h.startTimeUnixNano, 1_700_000_000_000_000_000n);
+    });
+
+    it("writes NaN and the infinities in every double, as proto3's JSON mapping spells them", () => {
+      const encoder = new MetricsEncoder({ "service.name": "orders" });
+      const [histogram, sum] = metrics as [
+        Extract<MetricData, { kind: "histogram" }>,
+        Extract<MetricData, { kind: "sum" }>,
+      ];
+      const exemplar = histogram.points[0]!.exemplars![0]!;
+      const odd: MetricData[] = [
+        {
+          ...histogram,
+          points: [
+            {
+              ...histogram.points[0]!,
+              sum: Infinity,
+              min: -Infinity,
+              max: Infinity,
+              bounds: [0.1, Infinity],
+              exemplars: [{ ...exemplar, value: NaN }],
+            },
+          ],
+        },
+        {
+          ...sum,
+          points: [{ ...sum.points[0]!, value: Infinity }],
+        },
+      ];
+      const body =
+        format === "json" ? encoder.encodeJson(odd) : encoder.encode(odd);
+      if (typeof body === "string") {
+        assert.doesNotMatch(body, /null/);
+        assert.match(body, /"sum":"Infinity"/);
+      }
+      // The receiver refuses a double it cannot read, as the Collector does.
+      const decoded = decodeMetricsRequest(body);
+      const h = decoded[0]!.points[0]!;
+      assert.deepEqual(
+        [h.sum, h.min, h.max, h.explicitBounds, decoded[1]!.points[0]!.value],
+        [Infinity, -Infinity, Infinity, [0.1, Infinity], Infinity],
+      );
+      assert.ok(Number.isNaN(h.exemplars[0]!.value));
+      // And so do the viewer's decoders.
+      const ours =
+        typeof body === "string"
+          ? decodeMetricsJson(JSON.parse(body))
+          : decodeMetricsProto(body);
+      const [hist, total] = ours[0]!.scopes[0]!.metrics;
+      assert.deepEqual(
+        [
+          hist!.points[0]!.sum,
+          hist!.points[0]!.bounds,
+          total!.points[0]!.value,
+        ],
+        [Infinity, [0.1, Infinity], Infinity],
+      );
     });
   });
 }

@@ -278,13 +278,30 @@ function temporalityOf(v: unknown): ReceivedMetric["temporality"] {
   return undefined;
 }
 
+/**
+ * A double field, present or not: a number, or a string as proto3's JSON
+ * mapping writes one ("NaN", "Infinity", "-Infinity" or a number's
+ * digits). Anything else, null included, fails the whole request, as it
+ * does in the Collector.
+ */
+function double(v: unknown, field: string): number | undefined {
+  if (v === undefined || typeof v === "number") return v;
+  if (typeof v === "string" && (v === "NaN" || !Number.isNaN(Number(v))))
+    return Number(v);
+  throw new Error(`${field} is not a double: ${JSON.stringify(v)}`);
+}
+
+/** A number point's value: asDouble, or asInt (an int64, a string in JSON). */
+const pointValue = (p: Obj, field: string) =>
+  double(p["asDouble"], `${field}.asDouble`) ?? Number(p["asInt"] ?? 0);
+
 function metricsOf(body: Obj): ReceivedMetric[] {
   const out: ReceivedMetric[] = [];
   const exemplars = (list: unknown) =>
     arr(list).map((e) => ({
       traceId: hex(e["traceId"]),
       spanId: hex(e["spanId"]),
-      value: Number(e["asDouble"] ?? e["asInt"] ?? 0),
+      value: pointValue(e, "Exemplar"),
     }));
   for (const rm of arr(body["resourceMetrics"])) {
     const resource = attrs((rm["resource"] as Obj | undefined)?.["attributes"]);
@@ -301,15 +318,17 @@ function metricsOf(body: Obj): ReceivedMetric[] {
             timeUnixNano: big(p["timeUnixNano"]),
           };
           if (kind !== "histogram")
-            return { ...base, value: Number(p["asDouble"] ?? p["asInt"] ?? 0) };
+            return { ...base, value: pointValue(p, "NumberDataPoint") };
           return {
             ...base,
             count: Number(p["count"] ?? 0),
-            sum: Number(p["sum"] ?? 0),
+            sum: double(p["sum"], "HistogramDataPoint.sum") ?? 0,
             bucketCounts: arr(p["bucketCounts"]).map(Number),
-            explicitBounds: arr(p["explicitBounds"]).map(Number),
-            min: Number(p["min"]),
-            max: Number(p["max"]),
+            explicitBounds: arr(p["explicitBounds"]).map(
+              (b) => double(b, "HistogramDataPoint.explicitBounds") ?? NaN,
+            ),
+            min: double(p["min"], "HistogramDataPoint.min") ?? NaN,
+            max: double(p["max"], "HistogramDataPoint.max") ?? NaN,
           };
         });
         out.push({
