@@ -165,9 +165,15 @@ describe("metrics", () => {
     const sent = await latest("messaging.client.sent.messages", "orders", (m) =>
       m.points.some((p) => p.value === 3),
     );
+    // Per exchange, never per routing key (which may carry an id).
+    assert.deepEqual(Object.keys(sent.points[0]!.attributes).sort(), [
+      "messaging.destination.name",
+      "messaging.operation.name",
+      "messaging.system",
+    ]);
     assert.equal(
-      sent.points[0]!.attributes["messaging.rabbitmq.destination.routing_key"],
-      "order.created",
+      sent.points[0]!.attributes["messaging.operation.name"],
+      "publish",
     );
     const consumed = await latest(
       "messaging.client.consumed.messages",
@@ -177,6 +183,10 @@ describe("metrics", () => {
     assert.equal(
       consumed.points[0]!.attributes["messaging.rabbitmq.settlement"],
       "ack",
+    );
+    assert.equal(
+      consumed.points[0]!.attributes["messaging.operation.name"],
+      "consume",
     );
     assert.equal(
       consumed.points[0]!.attributes["messaging.rabbitmq.message.redelivered"],

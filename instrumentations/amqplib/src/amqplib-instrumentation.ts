@@ -343,16 +343,23 @@ function copyHeaders(
 /** What a delivery's metrics need when it is settled. */
 interface Delivery {
   start: number;
+  operation: ConsumerOperation;
   exchange: string;
   queue: string;
   redelivered: boolean;
 }
+
+/**
+ * A consumer span's messaging.operation.name, which its metrics carry too:
+ * the AMQP method that brought the message.
+ */
+type ConsumerOperation = "consume" | "get";
 const deliveries = new WeakMap<Span, Delivery>();
 
 const meters = lazyInstruments(NAME, (m) => ({
   sent: m.createCounter("messaging.client.sent.messages", {
     unit: "{message}",
-    description: "Messages published, per exchange and routing key.",
+    description: "Messages published, per exchange.",
   }),
   consumed: m.createCounter("messaging.client.consumed.messages", {
     unit: "{message}",
@@ -370,12 +377,16 @@ const meters = lazyInstruments(NAME, (m) => ({
   }),
 }));
 
+// The metrics' attribute sets never take the routing key: it often carries
+// an id (`order.42.created`), which would make a series per message and
+// soon send every new one, other exchanges' too, to the overflow series.
+// The semantic conventions leave it to the spans.
 const sentSets = new AttributeSets(
-  (destination: string, routingKey: string, errorType: string | undefined) => {
+  (destination: string, errorType: string | undefined) => {
     const attributes: Attributes = {
       "messaging.system": "rabbitmq",
+      "messaging.operation.name": "publish",
       "messaging.destination.name": destination,
-      "messaging.rabbitmq.destination.routing_key": routingKey,
     };
     if (errorType !== undefined) attributes["error.type"] = errorType;
     return attributes;
@@ -383,8 +394,14 @@ const sentSets = new AttributeSets(
 );
 
 const deliverySets = new AttributeSets(
-  (exchange: string, queue: string, redelivered: boolean) => ({
+  (
+    operation: ConsumerOperation,
+    exchange: string,
+    queue: string,
+    redelivered: boolean,
+  ) => ({
     "messaging.system": "rabbitmq",
+    "messaging.operation.name": operation,
     "messaging.destination.name": exchange,
     "messaging.destination.subscription.name": queue,
     "messaging.rabbitmq.message.redelivered": redelivered,
@@ -392,8 +409,15 @@ const deliverySets = new AttributeSets(
 );
 
 const consumedSets = new AttributeSets(
-  (exchange: string, queue: string, redelivered: boolean, outcome: string) => ({
+  (
+    operation: ConsumerOperation,
+    exchange: string,
+    queue: string,
+    redelivered: boolean,
+    outcome: string,
+  ) => ({
     "messaging.system": "rabbitmq",
+    "messaging.operation.name": operation,
     "messaging.destination.name": exchange,
     "messaging.destination.subscription.name": queue,
     "messaging.rabbitmq.message.redelivered": redelivered,
@@ -401,10 +425,13 @@ const consumedSets = new AttributeSets(
   }),
 );
 
-const latencySets = new AttributeSets((queue: string) => ({
-  "messaging.system": "rabbitmq",
-  "messaging.destination.subscription.name": queue,
-}));
+const latencySets = new AttributeSets(
+  (operation: ConsumerOperation, queue: string) => ({
+    "messaging.system": "rabbitmq",
+    "messaging.operation.name": operation,
+    "messaging.destination.subscription.name": queue,
+  }),
+);
 
 function settleAttributes(
   span: Span,
@@ -415,15 +442,15 @@ function settleAttributes(
   if (delivery !== undefined) {
     deliveries.delete(span);
     const m = meters();
-    const { exchange, queue, redelivered } = delivery;
+    const { operation, exchange, queue, redelivered } = delivery;
     m.consumed.add(
       1,
-      consumedSets.get(exchange, queue, redelivered, outcome, undefined),
+      consumedSets.get(operation, exchange, queue, redelivered, outcome),
     );
     if (outcome !== "auto")
       m.process.record(
         (performance.now() - delivery.start) / 1000,
-        deliverySets.get(exchange, queue, redelivered, undefined, undefined),
+        deliverySets.get(operation, exchange, queue, redelivered, undefined),
       );
   }
   span.setAttribute("messaging.rabbitmq.settlement", outcome);
@@ -732,8 +759,6 @@ export class AmqplibInstrumentation implements Instrumentation {
         typeof f["exchange"] === "string" && f["exchange"] !== ""
           ? f["exchange"]
           : "amq.default";
-      const routingKey =
-        typeof f["routingKey"] === "string" ? f["routingKey"] : "";
       try {
         const result = original.call(this, fields, properties, content);
         if (pendingHeaders !== undefined) {
@@ -747,7 +772,7 @@ export class AmqplibInstrumentation implements Instrumentation {
         }
         const sent = sentSets.get(
           destination,
-          routingKey,
+          undefined,
           undefined,
           undefined,
           undefined,
@@ -765,13 +790,7 @@ export class AmqplibInstrumentation implements Instrumentation {
         const errorType = (err as Error)?.name ?? "Error";
         meters().sent.add(
           1,
-          sentSets.get(
-            destination,
-            routingKey,
-            errorType,
-            undefined,
-            undefined,
-          ),
+          sentSets.get(destination, errorType, undefined, undefined, undefined),
         );
         // Never the confirm callback's: amqplib 0.10 leaves the one it
         // queued for this message to answer the next one's confirm.
@@ -970,10 +989,12 @@ export class AmqplibInstrumentation implements Instrumentation {
       f.exchange === undefined || f.exchange === ""
         ? "amq.default"
         : f.exchange;
+    const operationName: ConsumerOperation =
+      operation === "process" ? "consume" : "get";
     const attributes: Attributes = {
       "messaging.system": "rabbitmq",
       "messaging.operation.type": operation,
-      "messaging.operation.name": operation === "process" ? "consume" : "get",
+      "messaging.operation.name": operationName,
       "messaging.destination.name": exchange,
       "messaging.destination.subscription.name": queue,
       "messaging.rabbitmq.destination.routing_key": f.routingKey,
@@ -1005,6 +1026,7 @@ export class AmqplibInstrumentation implements Instrumentation {
     messageContexts.set(message, ctx);
     deliveries.set(span, {
       start: performance.now(),
+      operation: operationName,
       exchange,
       queue,
       redelivered: f.redelivered === true,
@@ -1015,7 +1037,7 @@ export class AmqplibInstrumentation implements Instrumentation {
     if (typeof sentAt === "number" && Number.isFinite(sentAt))
       meters().latency.record(
         Math.max(0, Date.now() - sentAt) / 1000,
-        latencySets.get(queue, undefined, undefined, undefined, undefined),
+        latencySets.get(operationName, queue, undefined, undefined, undefined),
       );
     if (noAck) {
       settleAttributes(span, "auto", undefined);
@@ -1330,8 +1352,8 @@ function awaitConfirm(
 function failedSend(sent: Attributes, errorType: string): Attributes {
   return sentSets.get(
     sent["messaging.destination.name"] as string,
-    sent["messaging.rabbitmq.destination.routing_key"] as string,
     errorType,
+    undefined,
     undefined,
     undefined,
   );

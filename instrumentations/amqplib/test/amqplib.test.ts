@@ -816,21 +816,26 @@ describe("what arrives from the connection's socket", () => {
   it("counts a confirmed publish the broker nacks, or whose channel closes first, as a failed send", async () => {
     const ch = await connection.createConfirmChannel();
     const q = queueName();
+    // Series are per exchange: one of this test's own counts its messages alone.
+    const exchange = `x-${q}`;
+    await ch.assertExchange(exchange, "direct", { durable: false });
     // A full queue that refuses more: the broker nacks the second message.
     await ch.assertQueue(q, {
       autoDelete: true,
       arguments: { "x-max-length": 1, "x-overflow": "reject-publish" },
     });
+    await ch.bindQueue(q, exchange, q);
     const answers: string[] = [];
     for (const id of ["m-1", "m-2"])
       await new Promise<void>((resolve) =>
-        ch.sendToQueue(q, Buffer.from(id), {}, (err) => {
+        ch.publish(exchange, q, Buffer.from(id), {}, (err) => {
           answers.push(err ? "nacked" : "confirmed");
           resolve();
         }),
       );
     assert.deepEqual(answers, ["confirmed", "nacked"]);
     await ch.deleteQueue(q);
+    await ch.deleteExchange(exchange);
     await ch.close();
     // To an exchange that does not exist: the broker closes the channel.
     const doomed = await connection.createConfirmChannel();
@@ -842,17 +847,17 @@ describe("what arrives from the connection's socket", () => {
     for (const p of receiver.metrics
       .filter((m) => m.name === "messaging.client.sent.messages")
       .flatMap((m) => m.points)
-      .filter(
-        (p) => p.attributes["messaging.rabbitmq.destination.routing_key"] === q,
+      .filter((p) =>
+        String(p.attributes["messaging.destination.name"]).endsWith(q),
       ))
       series.set(
         `${String(p.attributes["messaging.destination.name"])} ${String(p.attributes["error.type"])}`,
         p.value,
       );
     assert.deepEqual([...series].sort(), [
-      ["amq.default nack", 1],
-      ["amq.default undefined", 1],
       [`no-such-${q} channel_closed`, 1],
+      [`x-${q} nack`, 1],
+      [`x-${q} undefined`, 1],
     ]);
   });
 
@@ -906,11 +911,13 @@ describe("closed channels", () => {
     receiver.clear();
 
     const thrown: unknown[] = [];
+    // Exchanges of this test's own (nothing reaches the broker): series
+    // are per exchange.
     const root = trace.getTracer("t").startActiveSpan("request", (span) => {
       const publishes = [
-        () => closedByApp.sendToQueue(q, Buffer.from("x")),
+        () => closedByApp.publish(`app-${q}`, q, Buffer.from("x")),
         () =>
-          closedByBroker.publish("amq.direct", q, Buffer.from("x"), {}, () => {
+          closedByBroker.publish(`broker-${q}`, q, Buffer.from("x"), {}, () => {
             thrown.push("confirmed");
           }),
       ];
@@ -939,8 +946,8 @@ describe("closed channels", () => {
     assert.deepEqual(
       spans.map((p) => [p.name, p.status.code, p.parentSpanId]).sort(),
       [
-        ["publish amq.default", 2, root.spanId],
-        ["publish amq.direct", 2, root.spanId],
+        [`publish app-${q}`, 2, root.spanId],
+        [`publish broker-${q}`, 2, root.spanId],
       ],
     );
     for (const p of spans)
@@ -951,8 +958,10 @@ describe("closed channels", () => {
     const failed = receiver.metrics
       .filter((m) => m.name === "messaging.client.sent.messages")
       .flatMap((m) => m.points)
-      .filter(
-        (p) => p.attributes["messaging.rabbitmq.destination.routing_key"] === q,
+      .filter((p) =>
+        [`app-${q}`, `broker-${q}`].includes(
+          String(p.attributes["messaging.destination.name"]),
+        ),
       );
     assert.deepEqual(
       failed
@@ -963,10 +972,136 @@ describe("closed channels", () => {
         ])
         .sort(),
       [
-        ["amq.default", "IllegalOperationError", 1],
-        ["amq.direct", "IllegalOperationError", 1],
+        [`app-${q}`, "IllegalOperationError", 1],
+        [`broker-${q}`, "IllegalOperationError", 1],
       ],
     );
+  });
+});
+
+describe("metrics", () => {
+  it("counts messages per exchange and operation, never per routing key", async () => {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    const events = `events-${q}`;
+    const audit = `audit-${q}`;
+    await ch.assertExchange(events, "topic", { durable: false });
+    await ch.assertExchange(audit, "fanout", { durable: false });
+    await ch.assertQueue(q, { autoDelete: true });
+    await ch.bindQueue(q, audit, "");
+    // Routing keys that carry an id, as many as an instrument holds series:
+    // counted per key, they would push later series (another exchange's)
+    // into the overflow series.
+    const keys = 2000;
+    for (let id = 0; id < keys; id++)
+      ch.publish(events, `order.${id}.created`, Buffer.from("x"));
+    ch.publish(audit, "", Buffer.from("one"));
+    ch.publish(audit, "", Buffer.from("two"));
+    const got = await waitFor(async () => ch.get(q), { what: "a message" });
+    ch.ack(got);
+    const delivered = new Promise<void>((resolve) => {
+      void ch.consume(q, (msg) => {
+        if (msg === null) return;
+        ch.ack(msg);
+        resolve();
+      });
+    });
+    await delivered;
+    await threadline.forceFlush();
+    const latest = (name: string) =>
+      receiver.metrics.findLast((m) => m.name === name)?.points ?? [];
+    const ours = (points: ReturnType<typeof latest>) =>
+      points.filter((p) =>
+        [events, audit].includes(
+          String(p.attributes["messaging.destination.name"]),
+        ),
+      );
+    const sent = latest("messaging.client.sent.messages");
+    assert.deepEqual(
+      ours(sent)
+        .map((p) => [p.attributes, p.value])
+        .sort((a, b) => Number(b[1]) - Number(a[1])),
+      [
+        [
+          {
+            "messaging.system": "rabbitmq",
+            "messaging.operation.name": "publish",
+            "messaging.destination.name": events,
+          },
+          keys,
+        ],
+        [
+          {
+            "messaging.system": "rabbitmq",
+            "messaging.operation.name": "publish",
+            "messaging.destination.name": audit,
+          },
+          2,
+        ],
+      ],
+    );
+    for (const name of [
+      "messaging.client.sent.messages",
+      "messaging.client.consumed.messages",
+      "messaging.process.duration",
+      "threadline.messaging.delivery.latency",
+    ])
+      for (const p of latest(name)) {
+        assert.equal(p.attributes["otel.metric.overflow"], undefined, name);
+        assert.equal(
+          p.attributes["messaging.rabbitmq.destination.routing_key"],
+          undefined,
+          name,
+        );
+      }
+    // Deliveries carry the operation their spans name: consume() or get().
+    const byQueue = (name: string) =>
+      latest(name)
+        .filter(
+          (p) => p.attributes["messaging.destination.subscription.name"] === q,
+        )
+        .map((p) => [
+          p.attributes["messaging.operation.name"],
+          p.value ?? p.count,
+        ])
+        .sort();
+    for (const name of [
+      "messaging.client.consumed.messages",
+      "messaging.process.duration",
+      "threadline.messaging.delivery.latency",
+    ])
+      assert.deepEqual(
+        byQueue(name),
+        [
+          ["consume", 1],
+          ["get", 1],
+        ],
+        name,
+      );
+    const spans = await receiver.waitForSpans(
+      (s) => consumers(s).length >= 2,
+      "the consumer spans",
+    );
+    assert.deepEqual(
+      consumers(spans)
+        .filter(
+          (c) => c.attributes["messaging.destination.subscription.name"] === q,
+        )
+        .map((c) => c.attributes["messaging.operation.name"])
+        .sort(),
+      ["consume", "get"],
+    );
+    // The routing key stays on the spans.
+    assert.ok(
+      producers(spans).some(
+        (p) =>
+          p.attributes["messaging.rabbitmq.destination.routing_key"] ===
+          "order.7.created",
+      ),
+    );
+    await ch.deleteExchange(events);
+    await ch.deleteExchange(audit);
+    await ch.close();
   });
 });
 
