@@ -174,6 +174,63 @@ it("with lowmemory, sends synchronous instruments as deltas and observable count
   }
 });
 
+it("starts the process's CPU time at the process's start, cumulative and delta", async () => {
+  const receiver = await startOtlpReceiver();
+  const run = async (preference: string) => {
+    const name = `busy-start-${preference}`;
+    const svc = await startService({
+      entry: "busy-start.mjs",
+      cwd: fixtures,
+      execArgv: ["--import", "@threadline/node/register"],
+      env: {
+        OTEL_SERVICE_NAME: name,
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: preference,
+        OTEL_METRIC_EXPORT_INTERVAL: "200",
+        CPU_MS: "300",
+      },
+    });
+    try {
+      const first = await waitFor(
+        () => from(receiver, name, "process.cpu.time")[0],
+        {
+          what: `${name}'s first CPU time`,
+        },
+      );
+      const origin = Number(
+        /time origin ([\d.]+)/.exec(svc.stdout.join("\n"))?.[1],
+      );
+      assert.equal(first.temporality, preference);
+      const user = first.points.find(
+        (p) => p.attributes["cpu.mode"] === "user",
+      )!;
+      assert.ok(user.value! >= 0.25, `${user.value} s of CPU`);
+      for (const p of first.points) {
+        const startMs = Number(p.startTimeUnixNano / 1000n) / 1000;
+        const windowS = Number(p.timeUnixNano - p.startTimeUnixNano) / 1e9;
+        // What it counts began with the process: no earlier start, and no
+        // window shorter than the CPU time it reports.
+        assert.ok(
+          startMs <= origin + 0.001,
+          `${name}: starts ${startMs - origin} ms after the process`,
+        );
+        assert.ok(
+          windowS >= p.value!,
+          `${name}: ${p.value} s of ${String(p.attributes["cpu.mode"])} CPU in ${windowS} s`,
+        );
+      }
+    } finally {
+      await svc.stop();
+    }
+  };
+  try {
+    await run("cumulative");
+    await run("delta");
+  } finally {
+    await receiver.close();
+  }
+});
+
 it("keeps requests in sampled traces as exemplars, all of them, or none, as OTEL_METRICS_EXEMPLAR_FILTER says", async () => {
   const receiver = await startOtlpReceiver();
   const run = async (filter: string | undefined) => {

@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { ROOT_CONTEXT, trace } from "@opentelemetry/api";
 import { diag } from "@threadline/core";
 import type { HistogramPointData, MetricData } from "@threadline/otlp";
-import { MeterProvider } from "../src/metrics/meter-provider.ts";
+import { MeterProvider, countedSince } from "../src/metrics/meter-provider.ts";
 import {
   CARDINALITY_LIMIT,
   attributesKey,
@@ -246,6 +246,52 @@ describe("metrics", () => {
       first[0]!.points.find((x) => x.attributes.queue === "invoices")!
         .startTime,
     );
+  });
+
+  it("starts an observable series where what it reports could first have been counted, never at its first observation", async () => {
+    const p = new MeterProvider();
+    const meter = p.getMeter("m");
+    const queues = ["emails"];
+    const before = performance.timeOrigin + performance.now();
+    const handled = meter.createObservableCounter("jobs.handled");
+    const after = performance.timeOrigin + performance.now();
+    handled.addCallback((r) => {
+      for (const queue of queues) r.observe(5, { queue });
+    });
+    const cpu = meter.createObservableCounter("cpu");
+    countedSince(cpu, 1000);
+    cpu.addCallback((r) => r.observe(2));
+    const byName = (ms: MetricData[]) =>
+      Object.fromEntries(ms.map((m) => [m.name, m.points]));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const first = byName(await p.collect());
+    // Reported by the first collection: since the instrument was made.
+    const emails = first["jobs.handled"]![0]!;
+    assert.ok(
+      emails.startTime >= before && emails.startTime <= after,
+      `${emails.startTime - before} ms after the instrument`,
+    );
+    assert.ok(emails.time - emails.startTime >= 5);
+    assert.equal(first["cpu"]![0]!.startTime, 1000);
+    queues.push("invoices");
+    const second = byName(await p.collect());
+    const invoices = second["jobs.handled"]!.find(
+      (x) => x.attributes.queue === "invoices",
+    )!;
+    // First reported by a later one: since the collection before it.
+    assert.equal(invoices.startTime, emails.time);
+    assert.equal(
+      second["jobs.handled"]!.find((x) => x.attributes.queue === "emails")!
+        .startTime,
+      emails.startTime,
+    );
+    // Delta too: the first point covers the same time.
+    const q = new MeterProvider();
+    const c = q.getMeter("m").createObservableCounter("cpu");
+    countedSince(c, 1000);
+    c.addCallback((r) => r.observe(2));
+    const [d] = await q.collect("delta");
+    assert.equal(d!.points[0]!.startTime, 1000);
   });
 
   it("frees the series limit of observable instruments from what their callbacks stopped reporting", async () => {

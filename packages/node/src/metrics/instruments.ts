@@ -12,7 +12,10 @@
 // (asynchronous) instrument keeps only the series its callbacks reported in
 // the latest collection, as the specification asks: each collection fills a
 // new set of series, so one they stop reporting is neither exported nor
-// counted towards the limit.
+// counted towards the limit. Its series start where what they report could
+// first have been counted (see NumberAggregator), not at their first
+// observation: a total first reported at a collection would otherwise claim
+// to have grown by all of it in no time.
 import {
   context,
   trace,
@@ -244,9 +247,12 @@ class SeriesMap<S> {
   }
 }
 
-const numberSeries = (attributes: PointAttributes): NumberSeries => ({
+const numberSeries = (
+  attributes: PointAttributes,
+  startTime: number,
+): NumberSeries => ({
   attributes,
-  startTime: now(),
+  startTime,
   value: 0,
   round: 0,
   reported: 0,
@@ -255,7 +261,8 @@ const numberSeries = (attributes: PointAttributes): NumberSeries => ({
 
 /** Sums (monotonic or not) and last-value gauges over attribute sets. */
 export class NumberAggregator {
-  #series = new SeriesMap<NumberSeries>(numberSeries);
+  readonly #make: (attributes: PointAttributes) => NumberSeries;
+  #series: SeriesMap<NumberSeries>;
   /** The series an observable instrument's callbacks report in the collection running. */
   #observing: SeriesMap<NumberSeries> | undefined;
   /**
@@ -275,19 +282,44 @@ export class NumberAggregator {
   readonly observable: boolean;
   readonly descriptor: InstrumentDescriptor;
   readonly scope: Scope;
+  /**
+   * Set for an observable instrument whose values count from a known time
+   * (epoch ms) rather than from its creation, such as a process's CPU
+   * time: every series starts there.
+   */
+  countedSince: number | undefined;
 
+  /**
+   * `lastCollection` (observable instruments): when the meter provider last
+   * collected, if it has.
+   */
   constructor(
     scope: Scope,
     descriptor: InstrumentDescriptor,
     kind: "sum" | "gauge",
     monotonic: boolean,
     observable = false,
+    lastCollection: () => number | undefined = () => undefined,
   ) {
     this.scope = scope;
     this.descriptor = descriptor;
     this.kind = kind;
     this.monotonic = monotonic;
     this.observable = observable;
+    const created = now();
+    // A synchronous series starts at its first measurement. An observable
+    // one starts, as the specification's start timestamps say, at the
+    // instrument's creation when the first collection reports it, else at
+    // the collection before the one that first reports it: what it reports
+    // may have accumulated since then.
+    this.#make = observable
+      ? (attributes) =>
+          numberSeries(
+            attributes,
+            this.countedSince ?? Math.max(created, lastCollection() ?? 0),
+          )
+      : (attributes) => numberSeries(attributes, now());
+    this.#series = new SeriesMap(this.#make);
   }
 
   add(value: number, attributes?: Attributes): void {
@@ -313,7 +345,7 @@ export class NumberAggregator {
   ): void {
     if (typeof value !== "number" || !Number.isFinite(value)) return;
     if (this.#observingRound !== round || this.#observing === undefined) {
-      this.#observing = new SeriesMap(numberSeries);
+      this.#observing = new SeriesMap(this.#make);
       this.#observingRound = round;
     }
     const s = this.#observing.get(attributes);
@@ -339,7 +371,7 @@ export class NumberAggregator {
     this.#series =
       this.#observingRound === round && this.#observing !== undefined
         ? this.#observing
-        : new SeriesMap(numberSeries);
+        : new SeriesMap(this.#make);
     this.#observing = undefined;
   }
 

@@ -210,6 +210,8 @@ export class MeterProvider implements ApiMeterProvider {
   /** The aggregators of observable instruments, which keep only what was last reported. */
   readonly #observed = new Set<NumberAggregator>();
   #rounds = 0;
+  /** The time of the latest snapshot, where a series first observed after it starts. */
+  #collectedAt: number | undefined;
   /** The collection running, which a concurrent one joins. */
   #observing: Promise<void> | undefined;
 
@@ -296,7 +298,15 @@ export class MeterProvider implements ApiMeterProvider {
       scope,
       d.name,
       `observable ${kind}${monotonic}`,
-      () => new NumberAggregator(scope, d, kind, monotonic, true),
+      () =>
+        new NumberAggregator(
+          scope,
+          d,
+          kind,
+          monotonic,
+          true,
+          () => this.#collectedAt,
+        ),
     );
     this.#observed.add(a);
     const o = new ObservableInstrument(a);
@@ -407,6 +417,7 @@ export class MeterProvider implements ApiMeterProvider {
 
   #snapshot(preference: TemporalityPreference): MetricData[] {
     const time = performance.timeOrigin + performance.now();
+    this.#collectedAt = time;
     const out: MetricData[] = [];
     for (const a of this.#aggregators.values()) {
       const d = a.collect(time, preference);
@@ -490,6 +501,17 @@ interface Running {
   names: () => string;
   /** Resolves to true once the callback settles; never rejects. */
   done: Promise<true>;
+}
+
+/**
+ * Makes an observable instrument's series start at `time` (epoch ms): for
+ * values counted from then rather than from the instrument's creation, as
+ * a process's CPU time counts from the process's start. An instrument of
+ * another meter provider is left alone.
+ */
+export function countedSince(instrument: Observable, time: number): void {
+  if (instrument instanceof ObservableInstrument)
+    instrument.aggregator.countedSince = time;
 }
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {

@@ -16,6 +16,7 @@ import {
 } from "node:perf_hooks";
 import { cpus, freemem, loadavg, totalmem } from "node:os";
 import { LoopDelay } from "../internal/loop-delay.ts";
+import { countedSince } from "./meter-provider.ts";
 
 /**
  * V8's GC kinds as perf_hooks reports them, read from its constants rather
@@ -100,6 +101,9 @@ export function registerRuntimeMetrics(
         description: "CPU time of the process, by cpu.mode (user, system).",
       })
     : undefined;
+  // Counted since the process started (the time origin of its threads),
+  // not since Threadline did.
+  if (cpu !== undefined) countedSince(cpu, performance.timeOrigin);
   const resources = meter.createObservableUpDownCounter(
     "threadline.nodejs.active_resources",
     {
