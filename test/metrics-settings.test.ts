@@ -139,6 +139,46 @@ it("exports counters and histograms as deltas that add up, and keeps the scrape 
   }
 });
 
+it("gives each delta histogram point the min and max of its own interval", async () => {
+  const receiver = await startOtlpReceiver();
+  const svc = await startService({
+    entry: "halving-histogram.mjs",
+    cwd: fixtures,
+    execArgv: ["--import", "@threadline/node/register"],
+    env: {
+      OTEL_SERVICE_NAME: "halving",
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: "delta",
+      OTEL_METRIC_EXPORT_INTERVAL: "200",
+      COUNT: "8",
+      TICK_MS: "150",
+    },
+  });
+  try {
+    await waitFor(
+      () => requestsSeen(from(receiver, "halving", "halving.duration")) === 8,
+      { what: "the eight measurements across the delta exports" },
+    );
+    const points = from(receiver, "halving", "halving.duration").flatMap(
+      (m) => m.points,
+    );
+    assert.ok(points.length >= 3, "the measurements came in several exports");
+    // 0.5, 0.25, …: each point holds a run of them, its first the largest.
+    let before = 0;
+    for (const p of points) {
+      assert.deepEqual(
+        [p.min, p.max],
+        [0.5 / 2 ** (before + p.count! - 1), 0.5 / 2 ** before],
+        `the point of measurements ${before + 1} to ${before + p.count!}`,
+      );
+      before += p.count!;
+    }
+  } finally {
+    await svc.stop();
+    await receiver.close();
+  }
+});
+
 it("with lowmemory, sends synchronous instruments as deltas and observable counters cumulative", async () => {
   const receiver = await startOtlpReceiver();
   const svc = await startHello(receiver, "lowmemory", "lowmemory");

@@ -112,6 +112,13 @@ interface HistogramSeries {
   sum: number;
   min: number;
   max: number;
+  /**
+   * The smallest and largest measurements since the last delta collection:
+   * an interval's own, which the running min and max cannot give once an
+   * earlier interval went lower or higher.
+   */
+  intervalMin: number;
+  intervalMax: number;
   counts: number[];
   exemplars: Array<ExemplarData | undefined>;
   /** What its last delta export had reached, and when; undefined: none yet. */
@@ -122,8 +129,6 @@ interface HistogramReported {
   at: number;
   count: number;
   sum: number;
-  min: number;
-  max: number;
   counts: number[];
 }
 
@@ -495,6 +500,8 @@ export class HistogramAggregator {
       sum: 0,
       min: Infinity,
       max: -Infinity,
+      intervalMin: Infinity,
+      intervalMax: -Infinity,
       counts: new Array<number>(bounds.length + 1).fill(0),
       exemplars: new Array<ExemplarData | undefined>(bounds.length + 1).fill(
         undefined,
@@ -518,6 +525,8 @@ export class HistogramAggregator {
     s.sum += value;
     if (value < s.min) s.min = value;
     if (value > s.max) s.max = value;
+    if (value < s.intervalMin) s.intervalMin = value;
+    if (value > s.intervalMax) s.intervalMax = value;
     const filter = this.#exemplars;
     if (filter === "always_off") return;
     const sc = trace.getSpanContext(ctx);
@@ -549,8 +558,7 @@ export class HistogramAggregator {
   /**
    * Every series at `time`; with any preference but cumulative, the
    * measurements since the previous collection made with one, leaving out
-   * series that took none. A delta point's min or max is known only when
-   * it moved past what was reported before, and left out otherwise.
+   * series that took none, with their own min and max.
    */
   collect(
     time: number,
@@ -561,16 +569,20 @@ export class HistogramAggregator {
     const points: HistogramPointData[] = [];
     for (const s of this.#series.values()) {
       const was = delta ? s.reported : undefined;
+      let min = s.min;
+      let max = s.max;
       if (delta) {
         if (was !== undefined && was.count === s.count) continue;
         s.reported = {
           at: time,
           count: s.count,
           sum: s.sum,
-          min: s.min,
-          max: s.max,
           counts: [...s.counts],
         };
+        min = s.intervalMin;
+        max = s.intervalMax;
+        s.intervalMin = Infinity;
+        s.intervalMax = -Infinity;
       }
       const exemplars: ExemplarData[] = [];
       for (const e of s.exemplars)
@@ -582,8 +594,8 @@ export class HistogramAggregator {
         time,
         count: s.count - (was?.count ?? 0),
         sum: s.sum - (was?.sum ?? 0),
-        min: was === undefined || s.min < was.min ? s.min : undefined,
-        max: was === undefined || s.max > was.max ? s.max : undefined,
+        min,
+        max,
         bounds: this.bounds,
         counts:
           was === undefined
