@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
-import { toPrometheusText } from "../src/metrics/prometheus.ts";
+import { prometheusName, toPrometheusText } from "../src/metrics/prometheus.ts";
 
 const scope = { name: "app", version: "" };
 
@@ -54,6 +54,160 @@ it("writes text a strict parser reads, whatever the descriptions and attributes"
       'job_duration_seconds_bucket{otel_le="mine",le="+Inf"} 2',
       'job_duration_seconds_sum{otel_le="mine"} 1.5',
       'job_duration_seconds_count{otel_le="mine"} 2',
+      "",
+    ].join("\n"),
+  );
+});
+
+it("names metrics by the specification's unit mapping", () => {
+  const name = (
+    unit: string,
+    kind: "sum" | "gauge" | "histogram" = "gauge",
+    monotonic = false,
+    metric = "app.thing",
+  ) => prometheusName({ name: metric, unit, kind, monotonic });
+  const cases: Array<[string, string]> = [
+    ["s", "app_thing_seconds"],
+    ["ms", "app_thing_milliseconds"],
+    ["us", "app_thing_microseconds"],
+    ["ns", "app_thing_nanoseconds"],
+    ["min", "app_thing_minutes"],
+    ["h", "app_thing_hours"],
+    ["d", "app_thing_days"],
+    ["By", "app_thing_bytes"],
+    ["KiBy", "app_thing_kibibytes"],
+    ["MiBy", "app_thing_mebibytes"],
+    ["GiBy", "app_thing_gibibytes"],
+    ["TiBy", "app_thing_tebibytes"],
+    ["kBy", "app_thing_kilobytes"],
+    ["MBy", "app_thing_megabytes"],
+    ["GBy", "app_thing_gigabytes"],
+    ["TBy", "app_thing_terabytes"],
+    ["m", "app_thing_meters"],
+    ["V", "app_thing_volts"],
+    ["A", "app_thing_amperes"],
+    ["J", "app_thing_joules"],
+    ["W", "app_thing_watts"],
+    ["g", "app_thing_grams"],
+    ["Cel", "app_thing_celsius"],
+    ["Hz", "app_thing_hertz"],
+    ["%", "app_thing_percent"],
+    // Rates: the time in the singular.
+    ["m/s", "app_thing_meters_per_second"],
+    ["By/s", "app_thing_bytes_per_second"],
+    ["{request}/min", "app_thing_per_minute"],
+    ["1/h", "app_thing_per_hour"],
+    // Annotations say what is counted: no unit.
+    ["{request}", "app_thing"],
+    ["By{compressed}", "app_thing_bytes"],
+    ["", "app_thing"],
+    // A unit with no word is kept, made fit for a name.
+    ["requests", "app_thing_requests"],
+    ["km/h", "app_thing_km_per_hour"],
+    ["mg.dL", "app_thing_mg_dL"],
+    // A gauge of 1 is a ratio.
+    ["1", "app_thing_ratio"],
+  ];
+  for (const [unit, expected] of cases)
+    assert.equal(name(unit), expected, unit);
+  // A count of 1 is no ratio; counters end in _total after the unit.
+  assert.equal(name("1", "sum", true), "app_thing_total");
+  assert.equal(name("1", "sum", false), "app_thing");
+  assert.equal(name("1", "histogram"), "app_thing");
+  assert.equal(name("KiBy", "sum", true), "app_thing_kibibytes_total");
+  assert.equal(name("s", "histogram"), "app_thing_seconds");
+  // A name that ends with its unit already keeps it once.
+  assert.equal(
+    name("s", "sum", true, "process.cpu.time.seconds"),
+    "process_cpu_time_seconds_total",
+  );
+});
+
+it("writes each metric's unit words into its name in the text", () => {
+  const point = { attributes: {}, startTime: 0, time: 0, value: 2 };
+  const text = toPrometheusText([
+    {
+      scope,
+      name: "custom.bytes.sent",
+      description: "",
+      unit: "KiBy",
+      kind: "sum",
+      monotonic: true,
+      points: [point],
+    },
+    {
+      scope,
+      name: "custom.speed",
+      description: "",
+      unit: "m/s",
+      kind: "gauge",
+      points: [point],
+    },
+    {
+      scope,
+      name: "custom.hits",
+      description: "",
+      unit: "1",
+      kind: "sum",
+      monotonic: true,
+      points: [point],
+    },
+    {
+      scope,
+      name: "custom.level",
+      description: "",
+      unit: "1",
+      kind: "gauge",
+      points: [point],
+    },
+    {
+      scope,
+      name: "custom.open",
+      description: "",
+      unit: "{conn}",
+      kind: "sum",
+      monotonic: false,
+      points: [point],
+    },
+    {
+      scope,
+      name: "custom.temp",
+      description: "",
+      unit: "Cel",
+      kind: "histogram",
+      points: [
+        {
+          attributes: {},
+          startTime: 0,
+          time: 0,
+          count: 1,
+          sum: 20,
+          min: 20,
+          max: 20,
+          bounds: [0],
+          counts: [0, 1],
+        },
+      ],
+    },
+  ]);
+  assert.equal(
+    text,
+    [
+      "# TYPE custom_bytes_sent_kibibytes_total counter",
+      "custom_bytes_sent_kibibytes_total 2",
+      "# TYPE custom_speed_meters_per_second gauge",
+      "custom_speed_meters_per_second 2",
+      "# TYPE custom_hits_total counter",
+      "custom_hits_total 2",
+      "# TYPE custom_level_ratio gauge",
+      "custom_level_ratio 2",
+      "# TYPE custom_open gauge",
+      "custom_open 2",
+      "# TYPE custom_temp_celsius histogram",
+      'custom_temp_celsius_bucket{le="0"} 0',
+      'custom_temp_celsius_bucket{le="+Inf"} 1',
+      "custom_temp_celsius_sum 20",
+      "custom_temp_celsius_count 1",
       "",
     ].join("\n"),
   );

@@ -3,8 +3,9 @@
 // `prometheus` alone) serves the text exposition format on
 // OTEL_EXPORTER_PROMETHEUS_HOST:OTEL_EXPORTER_PROMETHEUS_PORT (localhost:9464),
 // as the OpenTelemetry specification names them. Names follow the
-// specification's mapping: dots become underscores, the unit is a suffix
-// (`_seconds`, `_bytes`, `_ratio`), monotonic sums end in `_total`.
+// specification's mapping: dots become underscores, the unit is a suffix in
+// words (`_seconds`, `_kibibytes`, `_meters_per_second`; see unitWords()),
+// monotonic sums end in `_total`.
 import type { MetricData } from "@threadline/otlp";
 import {
   startUntracedServer,
@@ -12,18 +13,97 @@ import {
 } from "../internal/untraced-server.ts";
 import type { MeterProvider } from "./meter-provider.ts";
 
-const UNIT_SUFFIX: Record<string, string> = {
+/** UCUM units and their words in Prometheus names, the specification's table. */
+const UNIT_WORDS: Record<string, string> = {
+  d: "days",
+  h: "hours",
+  min: "minutes",
   s: "seconds",
   ms: "milliseconds",
+  us: "microseconds",
+  ns: "nanoseconds",
   By: "bytes",
-  "1": "ratio",
+  KiBy: "kibibytes",
+  MiBy: "mebibytes",
+  GiBy: "gibibytes",
+  TiBy: "tebibytes",
+  kBy: "kilobytes",
+  // Not UCUM, but what Prometheus's own translator reads as kilobytes.
+  KBy: "kilobytes",
+  MBy: "megabytes",
+  GBy: "gigabytes",
+  TBy: "terabytes",
+  m: "meters",
+  V: "volts",
+  A: "amperes",
+  J: "joules",
+  W: "watts",
+  g: "grams",
+  Cel: "celsius",
+  Hz: "hertz",
+  "%": "percent",
 };
 
-function metricName(name: string, unit: string): string {
-  let n = name.replace(/[^a-zA-Z0-9_:]/g, "_");
+/**
+ * The time a rate is over (`m/s`: meters per second), in the singular.
+ * Beside UCUM's, the spellings Prometheus's own translator reads (`m` for
+ * a minute), so names match those the Collector would make.
+ */
+const PER_WORDS: Record<string, string> = {
+  s: "second",
+  min: "minute",
+  m: "minute",
+  h: "hour",
+  d: "day",
+  w: "week",
+  wk: "week",
+  mo: "month",
+  y: "year",
+  a: "year",
+};
+
+/** A unit that has no word of its own, made fit for a metric name. */
+const sanitised = (unit: string) =>
+  unit
+    .replace(/[^a-zA-Z0-9_]/g, "_")
+    .replace(/_+/g, "_")
+    .replace(/^_|_$/g, "");
+
+/**
+ * A unit in words for a Prometheus name, as the specification's
+ * compatibility mapping has it: UCUM units become words (`KiBy`:
+ * kibibytes), a rate `a/b` becomes `a_per_b`, annotations in braces
+ * (`{request}`) are dropped, other units are kept, sanitised. `1` says
+ * nothing for a count; a gauge of `1` is a ratio (Prometheus's own
+ * translator does the same, for gauges only). "" for no suffix.
+ */
+export function unitWords(unit: string, gauge: boolean): string {
+  const u = unit.replace(/\{[^}]*\}/g, "").trim();
+  if (u === "1") return gauge ? "ratio" : "";
+  const slash = u.indexOf("/");
+  const main = (slash === -1 ? u : u.slice(0, slash)).trim();
+  const per = slash === -1 ? "" : u.slice(slash + 1).trim();
+  const mainWords =
+    main === "" || main === "1" ? "" : (UNIT_WORDS[main] ?? sanitised(main));
+  const perWords = per === "" ? "" : (PER_WORDS[per] ?? sanitised(per));
+  if (perWords === "") return mainWords;
+  return mainWords === "" ? `per_${perWords}` : `${mainWords}_per_${perWords}`;
+}
+
+/**
+ * A metric's Prometheus name: dots and other characters a name cannot
+ * hold become underscores, the unit in words follows unless the name ends
+ * with it already, and a monotonic sum (a counter) ends in `_total`.
+ */
+export function prometheusName(
+  m: Pick<MetricData, "name" | "unit" | "kind"> & { monotonic?: boolean },
+): string {
+  let n = m.name.replace(/[^a-zA-Z0-9_:]/g, "_");
   if (/^[0-9]/.test(n)) n = `_${n}`;
-  const suffix = unit.startsWith("{") ? undefined : UNIT_SUFFIX[unit];
-  if (suffix !== undefined && !n.endsWith(`_${suffix}`)) n += `_${suffix}`;
+  const words = unitWords(m.unit, m.kind === "gauge");
+  if (words !== "" && !n.endsWith(`_${words}`)) n += `_${words}`;
+  if (m.kind === "sum" && m.monotonic === true && !n.endsWith("_total"))
+    n += "_total";
   return n;
 }
 
@@ -85,11 +165,7 @@ export function toPrometheusText(metrics: readonly MetricData[]): string {
   const out: string[] = [];
   const seen = new Set<string>();
   for (const m of metrics) {
-    const base = metricName(m.name, m.unit);
-    const name =
-      m.kind === "sum" && m.monotonic && !base.endsWith("_total")
-        ? `${base}_total`
-        : base;
+    const name = prometheusName(m);
     // Two scopes with one metric name: the first wins, as Prometheus
     // cannot hold both under one name with different types.
     if (seen.has(name)) continue;
