@@ -510,7 +510,9 @@ export class AmqplibInstrumentation implements Instrumentation {
   /**
    * Headers a message's copy leaves out: those no call sends as the
    * application copied them (as HTTP), our sent-at header, and on an
-   * external exchange the private ones.
+   * external exchange the private ones. The W3C trace context and baggage
+   * headers too, whatever the propagators: no mesh carries a message's
+   * context, and consumers trust message baggage.
    */
   readonly #dropped: GuardedHeaderNames;
 
@@ -519,6 +521,9 @@ export class AmqplibInstrumentation implements Instrumentation {
     this.#external = new Set(config.externalExchanges ?? []);
     this.#dropped = new GuardedHeaderNames(config.privateHeaders ?? [], [
       SENT_AT_HEADER,
+      "traceparent",
+      "tracestate",
+      "baggage",
     ]);
   }
 

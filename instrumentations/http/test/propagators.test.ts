@@ -1,7 +1,9 @@
-// Trace headers and baggage an application copies from its caller never
-// ride along on its own calls, whichever propagators the service runs with:
-// with OTEL_PROPAGATORS=tracecontext (or none) Threadline writes no baggage,
-// and a copied one must not go out in its place.
+// The headers a propagator writes are the request's context's: copies the
+// application sets of them (forwarding its caller's) are dropped. Headers of
+// a propagator the service does not run are the application's to set
+// (OTEL_PROPAGATORS=none where a mesh or a gateway carries the context) and
+// go out as set, except baggage, which goes to internal hosts only whatever
+// the propagators.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -15,14 +17,23 @@ import {
 
 const CALLER_TRACEPARENT =
   "00-11111111111111111111111111111111-2222222222222222-01";
+const CALLER_TRACESTATE = "vendor=caller";
+const CALLER_BAGGAGE = "customer.id=victim-42";
 
 let internal: RecordingServer;
+let partner: RecordingServer;
 before(async () => {
   internal = await startRecordingServer();
+  partner = await startRecordingServer();
 });
-after(() => internal.close());
+after(async () => {
+  await internal.close();
+  await partner.close();
+});
 
-for (const propagators of ["tracecontext", "none"]) {
+for (const propagators of ["tracecontext", "baggage", "none"]) {
+  const traceContext = propagators === "tracecontext";
+  const baggage = propagators === "baggage";
   describe(`OTEL_PROPAGATORS=${propagators}`, () => {
     let service: RunningService;
     before(async () => {
@@ -34,40 +45,61 @@ for (const propagators of ["tracecontext", "none"]) {
           OTEL_TRACES_EXPORTER: "none",
           OTEL_METRICS_EXPORTER: "none",
           THREADLINE_EDGE: "true",
+          THREADLINE_THIRD_PARTIES: `127.0.0.1:${partner.port}=partner`,
         },
       });
     });
     after(() => service.stop());
 
-    it("sends none of the caller's trace headers or baggage on, however they are copied", async () => {
+    it("drops the copies of its propagators' headers and of baggage to a third party, and sends the others as copied", async () => {
       internal.requests.length = 0;
-      for (const how of ["fetch", "http", "late"]) {
-        const q = new URLSearchParams({
-          how,
-          url: `${internal.url}/${how}`,
-        });
-        const res = await fetch(`${service.url}/forward?${q}`, {
-          headers: {
-            traceparent: CALLER_TRACEPARENT,
-            tracestate: "vendor=caller",
-            baggage: "customer.id=victim-42",
-          },
-        });
-        assert.equal(res.status, 200, await res.text());
-      }
-      await waitFor(() => internal.requests.length >= 3, {
-        what: "the three forwarded calls",
-      });
-      for (const r of internal.requests) {
-        assert.equal(r.headers["baggage"], undefined, r.path);
-        // With tracecontext, the request's own (its span continues the
-        // caller's trace, tracestate included); with none, nothing.
-        assert.notEqual(r.headers["traceparent"], CALLER_TRACEPARENT, r.path);
-        if (propagators === "none") {
-          assert.equal(r.headers["traceparent"], undefined, r.path);
-          assert.equal(r.headers["tracestate"], undefined, r.path);
+      partner.requests.length = 0;
+      for (const to of [internal, partner])
+        for (const how of ["fetch", "http", "late"]) {
+          const q = new URLSearchParams({ how, url: `${to.url}/${how}` });
+          const res = await fetch(`${service.url}/forward?${q}`, {
+            headers: {
+              traceparent: CALLER_TRACEPARENT,
+              tracestate: CALLER_TRACESTATE,
+              baggage: CALLER_BAGGAGE,
+            },
+          });
+          assert.equal(res.status, 200, await res.text());
         }
-      }
+      await waitFor(
+        () => internal.requests.length >= 3 && partner.requests.length >= 3,
+        { what: "the six forwarded calls" },
+      );
+      for (const [to, requests] of [
+        ["internal", internal.requests],
+        ["partner", partner.requests],
+      ] as const)
+        for (const r of requests) {
+          const where = `${to} ${r.path}`;
+          if (traceContext) {
+            // The request's own: its span continues the caller's trace.
+            assert.notEqual(
+              r.headers["traceparent"],
+              CALLER_TRACEPARENT,
+              where,
+            );
+            assert.match(
+              String(r.headers["traceparent"]),
+              /^00-11111111111111111111111111111111-/,
+              where,
+            );
+          } else {
+            assert.equal(r.headers["traceparent"], CALLER_TRACEPARENT, where);
+            assert.equal(r.headers["tracestate"], CALLER_TRACESTATE, where);
+          }
+          // An untrusted caller's baggage is not read: with the baggage
+          // propagator the request has none of its own to send.
+          assert.equal(
+            r.headers["baggage"],
+            to === "internal" && !baggage ? CALLER_BAGGAGE : undefined,
+            where,
+          );
+        }
     });
   });
 }

@@ -225,10 +225,8 @@ const UNKNOWN_PROXY: EgressClass = Object.freeze({
   thirdParty: undefined,
 });
 
-/** The W3C trace context and baggage headers, whatever propagators run. */
-const W3C_HEADERS = ["traceparent", "tracestate", "baggage"];
 let knownFields: readonly string[] | undefined;
-let copiedNames: readonly string[] = W3C_HEADERS;
+let copiedNames: readonly string[] = [];
 
 function sameNames(
   a: readonly string[],
@@ -241,11 +239,12 @@ function sameNames(
 
 /**
  * Headers an outgoing request never sends as the application copied them
- * (lower case): the propagators' fields, and the W3C trace context and
- * baggage headers even when the propagators leave them out
- * (`OTEL_PROPAGATORS=tracecontext` or `none`), where nothing of ours
- * would write over a copied one. Worked out again only when the
- * propagators change.
+ * (lower case): the propagators' fields, which ours write over. A header
+ * no configured propagator writes (`traceparent` with
+ * `OTEL_PROPAGATORS=baggage` or `none`, where a mesh or a gateway carries
+ * the context) is the application's own; `baggage` is still kept from
+ * hosts that get none (the egress policy's private headers). Worked out
+ * again only when the propagators change.
  */
 export function copiedHeaderNames(): readonly string[] {
   const fields = propagation.fields();
@@ -254,7 +253,7 @@ export function copiedHeaderNames(): readonly string[] {
   if (fields !== knownFields && !sameNames(fields, knownFields)) {
     knownFields = fields;
     copiedNames = Object.freeze([
-      ...new Set([...W3C_HEADERS, ...fields.map((f) => f.toLowerCase())]),
+      ...new Set(fields.map((f) => f.toLowerCase())),
     ]);
   }
   return copiedNames;
@@ -428,10 +427,10 @@ export function startClientSpan<C>(
     { kind: SpanKind.CLIENT, attributes },
     ctx,
   );
-  // The request's trace context and baggage are this context's: what the
-  // application copied from elsewhere (forwarding its request's headers)
-  // must not ride along where this context has nothing to write over it,
-  // least of all a customer id an untrusted caller sent in baggage.
+  // The headers the propagators write are this context's: a copy the
+  // application set (forwarding its request's headers) would go beside
+  // ours, or in their place where this context has none to write, such as
+  // a customer id an untrusted caller sent in baggage.
   for (const name of copiedHeaderNames()) writer.remove(carrier, name);
   propagation.inject(
     trace.setSpan(ctx, span),
