@@ -14,6 +14,7 @@ import {
   startService,
   waitFor,
   type OtlpReceiver,
+  type Responder,
 } from "@threadline/test-support";
 
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
@@ -525,6 +526,73 @@ describe("export", () => {
       assert.ok(!exited.stderr.join("\n").includes("s3cret"));
     } finally {
       receiver.setResponder(undefined);
+    }
+  });
+
+  it("sends the endpoint's user name and password as Basic authorization over http and https alike, and never prints them", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "threadline-export-basic-"));
+    const server = selfSignedCertificate("collector", "IP:127.0.0.1");
+    writeFileSync(join(dir, "collector.pem"), server.cert);
+    const secure = await startOtlpReceiver({ tls: server });
+    // Percent-encoded in the URL, sent decoded, as node:https sends them.
+    const withCredentials = (url: string) =>
+      url.replace("://", "://orders:p%40ss%3As3cret@");
+    const expected = `Basic ${Buffer.from("orders:p@ss:s3cret").toString("base64")}`;
+    const authorized: Responder = (req) =>
+      req.headers.authorization === expected ? undefined : { status: 401 };
+    try {
+      for (const collector of [receiver, secure]) {
+        const name = `basic-${new URL(collector.url).protocol.slice(0, -1)}`;
+        collector.setResponder(authorized);
+        const app = await startService({
+          entry: "burst.mjs",
+          cwd: fixtures,
+          ready: false,
+          env: env(name, {
+            SPANS: "5",
+            EXIT: "natural",
+            OTEL_EXPORTER_OTLP_ENDPOINT: withCredentials(collector.url),
+            OTEL_EXPORTER_OTLP_CERTIFICATE: join(dir, "collector.pem"),
+          }),
+        });
+        await app.exited;
+        const of = (items: Array<{ resource: Record<string, unknown> }>) =>
+          items.filter((i) => i.resource["service.name"] === name).length;
+        assert.deepEqual(
+          { spans: of(collector.spans), logs: of(collector.logs) },
+          { spans: 5, logs: 5 },
+          app.stderr.join("\n"),
+        );
+        assert.ok(!app.stderr.join("\n").includes("s3cret"));
+      }
+
+      // A header of the user's wins over the URL's; refused, the warnings
+      // name the Collector and never the credentials.
+      const sent = new Set<unknown>();
+      receiver.setResponder((req) => {
+        sent.add(req.headers.authorization);
+        return { status: 401 };
+      });
+      const refused = await startService({
+        entry: "burst.mjs",
+        cwd: fixtures,
+        ready: false,
+        env: env("basic-refused", {
+          SPANS: "5",
+          EXIT: "natural",
+          OTEL_EXPORTER_OTLP_ENDPOINT: withCredentials(receiver.url),
+          OTEL_EXPORTER_OTLP_HEADERS: "Authorization=Bearer%20a-token",
+        }),
+      });
+      await refused.exited;
+      assert.deepEqual([...sent], ["Bearer a-token"]);
+      const said = refused.stderr.join("\n");
+      assert.ok(said.includes(`${receiver.url}/v1/traces refused`), said);
+      assert.ok(!/s3cret|p%40ss|p@ss|orders:|a-token/.test(said), said);
+    } finally {
+      receiver.setResponder(undefined);
+      await secure.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

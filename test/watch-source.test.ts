@@ -37,6 +37,8 @@ interface Source {
   url: string;
   answer: { status: number; body: string };
   reads: number;
+  /** The Authorization header of each read. */
+  authorizations: Set<string | undefined>;
   close(): Promise<void>;
 }
 
@@ -44,9 +46,11 @@ async function startSource(port = 0): Promise<Source> {
   const source = {
     answer: { status: 200, body: doc() },
     reads: 0,
+    authorizations: new Set(),
   } as Source;
-  const server: Server = createServer((_req, res) => {
+  const server: Server = createServer((req, res) => {
     source.reads++;
+    source.authorizations.add(req.headers.authorization);
     res.writeHead(source.answer.status, { "content-type": "application/json" });
     res.end(source.answer.body);
   });
@@ -170,6 +174,34 @@ describe("the watch-list source", () => {
       assert.equal(svc.child.exitCode, null);
       assert.ok(
         !svc.stderr.some((l) => /^\s+at |unhandled|TypeError/.test(l)),
+        svc.stderr.join("\n"),
+      );
+    } finally {
+      await svc.stop();
+      await source.close();
+    }
+  });
+
+  it("sends the URL's user name and password as Basic authorization, and never prints them", async () => {
+    const source = await startSource();
+    source.answer = { status: 401, body: "who?" };
+    const svc = await service(
+      source.url.replace("://", "://reader:p%40ss%3As3cret@"),
+    );
+    try {
+      await waitFor(() => warned(svc, /could not read the watch list/), {
+        what: "the warning about the refused read",
+      });
+      assert.deepEqual(
+        [...source.authorizations],
+        [`Basic ${Buffer.from("reader:p@ss:s3cret").toString("base64")}`],
+      );
+      assert.match(
+        warnings(svc, /could not read the watch list/)[0]!,
+        new RegExp(`at ${source.url.replace(/[.?]/g, "\\$&")}: HTTP 401`),
+      );
+      assert.ok(
+        !/s3cret|p%40ss|p@ss|reader:/.test(svc.stderr.join("\n")),
         svc.stderr.join("\n"),
       );
     } finally {

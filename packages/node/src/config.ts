@@ -509,6 +509,39 @@ function signalUrl(
   return url.href;
 }
 
+/**
+ * An http(s) URL's user name and password moved into the `authorization:
+ * Basic` header node:https would send for them, and the URL without them,
+ * so that a plain-http endpoint gets the same header and no warning that
+ * prints the URL can print them. An authorization header of the user's
+ * wins, as it does in node:https.
+ */
+function userInfoAsHeader(
+  href: string,
+  headers: Record<string, string>,
+): { url: string; headers: Record<string, string> } {
+  const url = new URL(href);
+  if (url.username === "" && url.password === "") return { url: href, headers };
+  const credentials = `${percentDecoded(url.username)}:${percentDecoded(url.password)}`;
+  url.username = "";
+  url.password = "";
+  return {
+    url: url.href,
+    headers: {
+      authorization: `Basic ${Buffer.from(credentials).toString("base64")}`,
+      ...headers,
+    },
+  };
+}
+
+function percentDecoded(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s; // a stray `%`, taken as written
+  }
+}
+
 function isHttpUrl(s: string): boolean {
   try {
     const u = new URL(s);
@@ -583,6 +616,10 @@ function signalSettings(
     `the ${signal} export headers`,
     r.warnings,
   );
+  const endpoint = userInfoAsHeader(
+    signalUrl(r, signal, options.endpoint),
+    headers,
+  );
   const compression = r.choiceOf(
     [`OTEL_EXPORTER_OTLP_${S}_COMPRESSION`, "OTEL_EXPORTER_OTLP_COMPRESSION"],
     ["gzip", "none"],
@@ -599,8 +636,8 @@ function signalSettings(
       : r.int(`${prefix}_SCHEDULE_DELAY`, 1000, 0);
   return {
     enabled,
-    url: signalUrl(r, signal, options.endpoint),
-    headers,
+    url: endpoint.url,
+    headers: endpoint.headers,
     protocol: protocolOf(r, S, options.protocol),
     compression,
     timeoutMs: exportTimeoutOf(r, signal),
@@ -1038,7 +1075,13 @@ function watchSettings(
       );
       return undefined;
     }
-    return { url: url.href, intervalMs, headers, quiet: false };
+    return {
+      ...(url.protocol === "file:"
+        ? { url: url.href, headers }
+        : userInfoAsHeader(url.href, headers)),
+      intervalMs,
+      quiet: false,
+    };
   }
   // Exporting to a local receiver: that may be `threadline dev`, which serves
   // the list next to its OTLP endpoints. A Collector there answers 404.
