@@ -529,6 +529,36 @@ describe("export", () => {
     }
   });
 
+  it("checks each header list once, under its variable's name", async () => {
+    const app = await startService({
+      entry: "burst.mjs",
+      cwd: fixtures,
+      ready: false,
+      env: env("header-lists", {
+        SPANS: "1",
+        EXIT: "natural",
+        OTEL_LOGS_EXPORTER: "none",
+        OTEL_EXPORTER_OTLP_HEADERS:
+          "noeq,=v,bad header=s3cret,Content-Type=text/plain,x-ok=1",
+        OTEL_EXPORTER_OTLP_TRACES_HEADERS: "x-euro=%E2%82%AC",
+      }),
+    });
+    await app.exited;
+    const about = app.stderr.filter((l) => /headers/i.test(l));
+    assert.deepEqual(
+      about,
+      [
+        "threadline warn: OTEL_EXPORTER_OTLP_HEADERS has an entry without `=`; it was ignored",
+        "threadline warn: OTEL_EXPORTER_OTLP_HEADERS has an entry without a key; it was ignored",
+        'threadline warn: OTEL_EXPORTER_OTLP_HEADERS: "(an invalid name)" is not a valid HTTP header; it was ignored',
+        'threadline warn: OTEL_EXPORTER_OTLP_HEADERS: "Content-Type" is set by the exporter for each request; it was ignored',
+        'threadline warn: OTEL_EXPORTER_OTLP_TRACES_HEADERS: "x-euro" is not a valid HTTP header; it was ignored',
+      ],
+      app.stderr.join("\n"),
+    );
+    assert.ok(!app.stderr.join("\n").includes("s3cret"));
+  });
+
   it("sends the endpoint's user name and password as Basic authorization over http and https alike, and never prints them", async () => {
     const dir = mkdtempSync(join(tmpdir(), "threadline-export-basic-"));
     const server = selfSignedCertificate("collector", "IP:127.0.0.1");

@@ -288,6 +288,28 @@ class Reader {
     return text;
   }
 
+  /** Header lists checked so far, by name: the general one serves every signal. */
+  readonly #headerLists = new Map<string, Record<string, string>>();
+
+  /**
+   * The header list of the variable `name`, or `given` (an init() option
+   * of that name), checked once however many settings it serves, so that
+   * a bad entry is said once, under the name it was given by.
+   */
+  headers(
+    name: string,
+    given?: Readonly<Record<string, string>>,
+  ): Record<string, string> {
+    let list = this.#headerLists.get(name);
+    if (list === undefined) {
+      const raw =
+        given ?? parseKeyValueList(this.str(name) ?? "", name, this.warnings);
+      list = checkedHeaders(raw, name, this.warnings);
+      this.#headerLists.set(name, list);
+    }
+    return list;
+  }
+
   /** `invalid` is what a value other than true or false gives (a safety switch fails safe). */
   bool(name: string, fallback: boolean, invalid = fallback): boolean {
     const v = this.str(name);
@@ -415,7 +437,9 @@ export function parseKeyValueList(
     const key = eq === -1 ? "" : item.slice(0, eq).trim();
     if (key === "") {
       // Never echo the item: header lists carry credentials.
-      warnings.push(`${name} has an entry without a key; it was ignored`);
+      warnings.push(
+        `${name} has an entry without ${eq === -1 ? "`=`" : "a key"}; it was ignored`,
+      );
       continue;
     }
     try {
@@ -449,36 +473,35 @@ const EXPORTER_HEADERS = new Set([
 ]);
 
 /**
- * One header list from several, later ones replacing earlier ones whatever
- * the letter case (names are lower-cased, as HTTP compares them): the
- * general list, then the signal's, then init()'s. Only headers HTTP can
- * carry are kept: one bad entry would otherwise fail every export
- * request, and with it all the telemetry.
+ * A header list with its names lower-cased (HTTP compares them whatever
+ * the case, and a later list replaces an earlier one's header that way),
+ * keeping only headers HTTP can carry: one bad entry would otherwise fail
+ * every export request, and with it all the telemetry. What is left out is
+ * said under `name`, the variable or option the list came from.
  */
-function mergeHeaders(
-  lists: ReadonlyArray<Record<string, string> | undefined>,
-  what: string,
+function checkedHeaders(
+  list: Readonly<Record<string, string>>,
+  name: string,
   warnings: string[],
 ): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const list of lists)
-    for (const [name, value] of Object.entries(list ?? {})) {
-      if (!HEADER_NAME.test(name) || !HEADER_VALUE.test(value)) {
-        // Never echo the value: header lists carry credentials.
-        warnings.push(
-          `${what}: "${HEADER_NAME.test(name) ? name : "(an invalid name)"}" is not a valid HTTP header; it was ignored`,
-        );
-        continue;
-      }
-      const key = name.toLowerCase();
-      if (EXPORTER_HEADERS.has(key)) {
-        warnings.push(
-          `${what}: "${name}" is set by the exporter for each request; it was ignored`,
-        );
-        continue;
-      }
-      out[key] = value;
+  for (const [header, value] of Object.entries(list)) {
+    if (!HEADER_NAME.test(header) || !HEADER_VALUE.test(value)) {
+      // Never echo the value: header lists carry credentials.
+      warnings.push(
+        `${name}: "${HEADER_NAME.test(header) ? header : "(an invalid name)"}" is not a valid HTTP header; it was ignored`,
+      );
+      continue;
     }
+    const key = header.toLowerCase();
+    if (EXPORTER_HEADERS.has(key)) {
+      warnings.push(
+        `${name}: "${header}" is set by the exporter for each request; it was ignored`,
+      );
+      continue;
+    }
+    out[key] = value;
+  }
   return out;
 }
 
@@ -599,23 +622,13 @@ function signalSettings(
         `${exporterVar}: ${unknown.map((e) => JSON.stringify(e)).join(", ")} ${unknown.length === 1 ? "is" : "are"} not supported; ${unknown.length === 1 ? "it was" : "they were"} ignored`,
       );
   }
-  const headers = mergeHeaders(
-    [
-      parseKeyValueList(
-        r.str("OTEL_EXPORTER_OTLP_HEADERS") ?? "",
-        "OTEL_EXPORTER_OTLP_HEADERS",
-        r.warnings,
-      ),
-      parseKeyValueList(
-        r.str(`OTEL_EXPORTER_OTLP_${S}_HEADERS`) ?? "",
-        `OTEL_EXPORTER_OTLP_${S}_HEADERS`,
-        r.warnings,
-      ),
-      options.headers,
-    ],
-    `the ${signal} export headers`,
-    r.warnings,
-  );
+  // The general list, then the signal's, then init()'s, each replacing
+  // the headers of the same name before it.
+  const headers = {
+    ...r.headers("OTEL_EXPORTER_OTLP_HEADERS"),
+    ...r.headers(`OTEL_EXPORTER_OTLP_${S}_HEADERS`),
+    ...(options.headers && r.headers("init()'s headers", options.headers)),
+  };
   const endpoint = userInfoAsHeader(
     signalUrl(r, signal, options.endpoint),
     headers,
@@ -1046,18 +1059,11 @@ function watchSettings(
     5000,
     100,
   );
-  const headers = mergeHeaders(
-    [
-      parseKeyValueList(
-        r.str("THREADLINE_WATCH_HEADERS") ?? "",
-        "THREADLINE_WATCH_HEADERS",
-        r.warnings,
-      ),
-      options.watchHeaders,
-    ],
-    "the watch list's headers",
-    r.warnings,
-  );
+  const headers = {
+    ...r.headers("THREADLINE_WATCH_HEADERS"),
+    ...(options.watchHeaders &&
+      r.headers("init()'s watchHeaders", options.watchHeaders)),
+  };
   const raw = options.watchUrl ?? r.str("THREADLINE_WATCH_URL");
   if (raw === false || raw?.toLowerCase() === "none") return undefined;
   if (raw !== undefined && raw !== "") {
