@@ -559,6 +559,31 @@ describe("export", () => {
     assert.ok(!app.stderr.join("\n").includes("s3cret"));
   });
 
+  it("says once that an export batch larger than its queue was lowered to the queue's size", async () => {
+    const name = "batch-over-queue";
+    const app = await startService({
+      entry: "burst.mjs",
+      cwd: fixtures,
+      ready: false,
+      env: env(name, {
+        SPANS: "25",
+        EXIT: "natural",
+        OTEL_BSP_MAX_QUEUE_SIZE: "10",
+        OTEL_BSP_MAX_EXPORT_BATCH_SIZE: "100",
+        OTEL_BLRP_MAX_EXPORT_BATCH_SIZE: "5000",
+      }),
+    });
+    await app.exited;
+    assert.deepEqual(
+      app.stderr.filter((l) => /BATCH_SIZE/.test(l)),
+      [
+        "threadline warn: OTEL_BSP_MAX_EXPORT_BATCH_SIZE=100 is larger than OTEL_BSP_MAX_QUEUE_SIZE; using 10",
+        "threadline warn: OTEL_BLRP_MAX_EXPORT_BATCH_SIZE=5000 is larger than OTEL_BLRP_MAX_QUEUE_SIZE; using 2048",
+      ],
+      app.stderr.join("\n"),
+    );
+  });
+
   it("sends the endpoint's user name and password as Basic authorization over http and https alike, and never prints them", async () => {
     const dir = mkdtempSync(join(tmpdir(), "threadline-export-basic-"));
     const server = selfSignedCertificate("collector", "IP:127.0.0.1");

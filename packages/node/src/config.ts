@@ -641,7 +641,14 @@ function signalSettings(
   const prefix = signal === "traces" ? "OTEL_BSP" : "OTEL_BLRP";
   const maxQueueSize = r.int(`${prefix}_MAX_QUEUE_SIZE`, 2048, 1);
   let maxExportBatchSize = r.int(`${prefix}_MAX_EXPORT_BATCH_SIZE`, 512, 1);
-  if (maxExportBatchSize > maxQueueSize) maxExportBatchSize = maxQueueSize;
+  if (maxExportBatchSize > maxQueueSize) {
+    // Metrics read the log records' pair too, unused: said for the logs.
+    if (signal !== "metrics")
+      r.warnings.push(
+        `${prefix}_MAX_EXPORT_BATCH_SIZE=${maxExportBatchSize} is larger than ${prefix}_MAX_QUEUE_SIZE; using ${maxQueueSize}`,
+      );
+    maxExportBatchSize = maxQueueSize;
+  }
   // Metrics are collected on an interval rather than batched.
   const scheduleDelayMs =
     signal === "metrics"

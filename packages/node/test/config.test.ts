@@ -73,7 +73,10 @@ describe("resolveConfig", () => {
         OTEL_SDK_DISABLED: "TRUE",
       },
     );
-    assert.deepEqual(warnings, []);
+    // A batch larger than the queue could never fill: lowered, and said.
+    assert.deepEqual(warnings, [
+      "OTEL_BSP_MAX_EXPORT_BATCH_SIZE=500 is larger than OTEL_BSP_MAX_QUEUE_SIZE; using 100",
+    ]);
     assert.equal(config.disabled, true);
     assert.equal(config.serviceName, "orders");
     assert.deepEqual(config.resourceAttributes, {
