@@ -225,8 +225,13 @@ const UNKNOWN_PROXY: EgressClass = Object.freeze({
   thirdParty: undefined,
 });
 
+/**
+ * Baggage carries the customer id, which no untrusted caller may plant
+ * downstream: a copy of it is never sent, whatever the propagators.
+ */
+const BAGGAGE_HEADER = "baggage";
 let knownFields: readonly string[] | undefined;
-let copiedNames: readonly string[] = [];
+let copiedNames: readonly string[] = [BAGGAGE_HEADER];
 
 function sameNames(
   a: readonly string[],
@@ -239,12 +244,11 @@ function sameNames(
 
 /**
  * Headers an outgoing request never sends as the application copied them
- * (lower case): the propagators' fields, which ours write over. A header
- * no configured propagator writes (`traceparent` with
- * `OTEL_PROPAGATORS=baggage` or `none`, where a mesh or a gateway carries
- * the context) is the application's own; `baggage` is still kept from
- * hosts that get none (the egress policy's private headers). Worked out
- * again only when the propagators change.
+ * (lower case): the propagators' fields, which ours write over, and
+ * `baggage` always. A trace context header no configured propagator
+ * writes (`traceparent` with `OTEL_PROPAGATORS=baggage` or `none`, where a
+ * mesh or a gateway carries the context) is the application's own. Worked
+ * out again only when the propagators change.
  */
 export function copiedHeaderNames(): readonly string[] {
   const fields = propagation.fields();
@@ -253,7 +257,7 @@ export function copiedHeaderNames(): readonly string[] {
   if (fields !== knownFields && !sameNames(fields, knownFields)) {
     knownFields = fields;
     copiedNames = Object.freeze([
-      ...new Set(fields.map((f) => f.toLowerCase())),
+      ...new Set([BAGGAGE_HEADER, ...fields.map((f) => f.toLowerCase())]),
     ]);
   }
   return copiedNames;
