@@ -35,6 +35,9 @@ describe("export", () => {
     OTEL_BLRP_SCHEDULE_DELAY: "60000",
     ...extra,
   });
+  /** Starts a fixture that runs to its end by itself. */
+  const startFixture = (entry: string, env: Record<string, string>) =>
+    startService({ entry, cwd: fixtures, ready: false, env });
   const count = (name: string) => ({
     spans: receiver.spans.filter((s) => s.resource["service.name"] === name)
       .length,
@@ -108,12 +111,7 @@ describe("export", () => {
 
   it("delivers everything when shutdown() is called twice, spans that end during it included", async () => {
     const name = "shutdown-twice";
-    const app = await startService({
-      entry: "shutdown-twice.mjs",
-      cwd: fixtures,
-      ready: false,
-      env: env(name),
-    });
+    const app = await startFixture("shutdown-twice.mjs", env(name));
     const { code } = await app.exited;
     assert.equal(code, 0);
     assert.equal(count(name).spans, 220);
@@ -121,12 +119,7 @@ describe("export", () => {
 
   it("starts again after shutdown(), delivering both starts' lines, without calling its own modules late", async () => {
     const name = "restart";
-    const app = await startService({
-      entry: "restart.mjs",
-      cwd: fixtures,
-      ready: false,
-      env: env(name),
-    });
+    const app = await startFixture("restart.mjs", env(name));
     const { code } = await app.exited;
     assert.equal(code, 0);
     assert.equal(count(name).logs, 2);
@@ -138,19 +131,17 @@ describe("export", () => {
 
   it("sends large spans and log lines in batches that fit its byte budget, losing none", async () => {
     const name = "big-lines";
-    const app = await startService({
-      entry: "big-lines.mjs",
-      cwd: fixtures,
-      ready: false,
-      // 150 spans and lines of 40 KB within a second: 6 MB of each, over
-      // a 4 MB budget if they waited to be sent as one batch.
-      env: env(name, {
+    // 150 spans and lines of 40 KB within a second: 6 MB of each, over
+    // a 4 MB budget if they waited to be sent as one batch.
+    const app = await startFixture(
+      "big-lines.mjs",
+      env(name, {
         LINES: "150",
         THREADLINE_EXPORT_MAX_BYTES: String(4 * 1024 * 1024),
         OTEL_BSP_SCHEDULE_DELAY: "1000",
         OTEL_BLRP_SCHEDULE_DELAY: "1000",
       }),
-    });
+    );
     const { code } = await app.exited;
     assert.equal(code, 0);
     assert.deepEqual(
@@ -163,20 +154,18 @@ describe("export", () => {
   it("sends the lines logged with one larger than the byte budget, dropping that one alone and saying so", async () => {
     const name = "huge-line";
     const budget = 1024 * 1024;
-    const app = await startService({
-      entry: "huge-line.mjs",
-      cwd: fixtures,
-      ready: false,
-      // 300 lines of under 100 bytes and a 2 MB one, all in the time one
-      // batch waits, with a 1 MB budget (its batches close at 256 KB).
-      env: env(name, {
+    // 300 lines of under 100 bytes and a 2 MB one, all in the time one
+    // batch waits, with a 1 MB budget (its batches close at 256 KB).
+    const app = await startFixture(
+      "huge-line.mjs",
+      env(name, {
         BEFORE: "300",
         HUGE: String(2 * budget),
         THREADLINE_EXPORT_MAX_BYTES: String(budget),
         OTEL_TRACES_EXPORTER: "none",
         OTEL_METRICS_EXPORTER: "none",
       }),
-    });
+    );
     const { code } = await app.exited;
     assert.equal(code, 0);
     const logs = receiver.logs.filter(
@@ -198,15 +187,13 @@ describe("export", () => {
   });
 
   it("sends the last interval's runtime metrics with the export at shutdown()", async () => {
-    const app = await startService({
-      entry: "work-then-shutdown.mjs",
-      cwd: fixtures,
-      ready: false,
-      env: env("runtime-at-shutdown", {
+    const app = await startFixture(
+      "work-then-shutdown.mjs",
+      env("runtime-at-shutdown", {
         OTEL_METRIC_EXPORT_INTERVAL: "60000",
         WORK_MS: "300",
       }),
-    });
+    );
     assert.equal((await app.exited).code, 0, app.stderr.join("\n"));
     const before = (JSON.parse(app.stdout.at(-1)!) as { user: number }).user;
     const ours = receiver.metrics.filter(
@@ -226,16 +213,14 @@ describe("export", () => {
   it("counts and says what a shutdown could not send, spans that ended during it included", async () => {
     receiver.setResponder(() => "hang");
     try {
-      const app = await startService({
-        entry: "programmatic-stats.mjs",
-        cwd: fixtures,
-        ready: false,
-        env: env("shutdown-hang", {
+      const app = await startFixture(
+        "programmatic-stats.mjs",
+        env("shutdown-hang", {
           SPANS: "50",
           IN_FLIGHT: "5",
           THREADLINE_SHUTDOWN_TIMEOUT: "700",
         }),
-      });
+      );
       await app.exited;
       const stats = JSON.parse(app.stdout.at(-1)!) as {
         traces: {
@@ -274,18 +259,16 @@ describe("export", () => {
     for (const exit of ["natural", "process-exit", "throw"] as const) {
       it(`flushes on ${exits[exit]}${on}`, async () => {
         const name = `burst-${exit}-${thread}`;
-        const app = await startService({
-          entry: "burst.mjs",
-          cwd: fixtures,
-          ready: false,
-          // More than two full batches: some leave before the exit, some at it.
-          env: env(name, {
+        // More than two full batches: some leave before the exit, some at it.
+        const app = await startFixture(
+          "burst.mjs",
+          env(name, {
             SPANS: "1300",
             EXIT: exit,
             BEFORE_EXIT: "1",
             THREADLINE_EXPORT_THREAD: thread,
           }),
-        });
+        );
         const { code } = await app.exited;
         assert.equal(code, exit === "throw" ? 1 : 0);
         assert.deepEqual(count(name), { spans: 1300, logs: 1300 });
@@ -308,11 +291,9 @@ describe("export", () => {
         [receiver.url, undefined],
         [receiver.url, join(fixtures, "no-such-watch-list.json")],
       ] as const) {
-        const app = await startService({
-          entry: "burst.mjs",
-          cwd: fixtures,
-          ready: false,
-          env: env("stuck", {
+        const app = await startFixture(
+          "burst.mjs",
+          env("stuck", {
             SPANS: "10",
             EXIT: "natural",
             OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
@@ -320,7 +301,7 @@ describe("export", () => {
             THREADLINE_WATCH_INTERVAL: "100",
             ...(watch === undefined ? {} : { THREADLINE_WATCH_URL: watch }),
           }),
-        });
+        );
         const result = await exitWithin(
           app,
           `the process exited (collector ${endpoint})`,
@@ -348,12 +329,10 @@ describe("export", () => {
       receiver.setResponder(() => ({ delayMs: 200 }));
       try {
         const name = `unref-poller-${thread}`;
-        const app = await startService({
-          entry: "unref-poller.mjs",
-          cwd: fixtures,
-          ready: false,
-          env: env(name, { SPANS: "10", THREADLINE_EXPORT_THREAD: thread }),
-        });
+        const app = await startFixture(
+          "unref-poller.mjs",
+          env(name, { SPANS: "10", THREADLINE_EXPORT_THREAD: thread }),
+        );
         const result = await exitWithin(app, "the process exited");
         assert.equal(result.code, 0);
         const received = receiver.spans.filter(
@@ -378,15 +357,13 @@ describe("export", () => {
     // exit's flush, which has nothing left to wait.
     receiver.setResponder(() => ({ delayMs: 30_000 }));
     try {
-      const app = await startService({
-        entry: "unref-poller.mjs",
-        cwd: fixtures,
-        ready: false,
-        env: env("unref-poller-timeout", {
+      const app = await startFixture(
+        "unref-poller.mjs",
+        env("unref-poller-timeout", {
           SPANS: "10",
           THREADLINE_SHUTDOWN_TIMEOUT: "1500",
         }),
-      });
+      );
       await exitWithin(app, "the process exited");
       const { exitMs } = JSON.parse(app.stdout.at(-1)!) as { exitMs: number };
       assert.ok(exitMs >= 1500, `waited the timeout (${exitMs} ms)`);
@@ -404,17 +381,15 @@ describe("export", () => {
     receiver.setResponder(() => ({ delayMs: 400 }));
     try {
       const name = "unref-poller-job";
-      const app = await startService({
-        entry: "unref-poller.mjs",
-        cwd: fixtures,
-        ready: false,
-        env: env(name, {
+      const app = await startFixture(
+        "unref-poller.mjs",
+        env(name, {
           SPANS: "10",
           JOB_MS: "1500",
           JOB_SPANS: "20",
           THREADLINE_SHUTDOWN_TIMEOUT: "1000",
         }),
-      });
+      );
       const { code } = await exitWithin(app, "the process exited");
       assert.equal(code, 0);
       const { ended } = JSON.parse(app.stdout.at(-1)!) as { ended: number };
@@ -462,11 +437,9 @@ describe("export", () => {
       req.headers["api-key"] === "s3cret-value" ? undefined : { status: 401 },
     );
     try {
-      const app = await startService({
-        entry: "burst.mjs",
-        cwd: fixtures,
-        ready: false,
-        env: env(name, {
+      const app = await startFixture(
+        "burst.mjs",
+        env(name, {
           SPANS: "5",
           EXIT: "natural",
           // A signal's own list replaces the general one's header, in any
@@ -476,7 +449,7 @@ describe("export", () => {
           OTEL_EXPORTER_OTLP_LOGS_HEADERS: "API-KEY=s3cret-value",
           OTEL_EXPORTER_OTLP_COMPRESSION: "gzip",
         }),
-      });
+      );
       await app.exited;
       assert.deepEqual(count(name), { spans: 5, logs: 5 });
       const req = receiver.requests.find(
@@ -490,16 +463,14 @@ describe("export", () => {
 
       // A rejected key: warnings say what failed, never the key.
       receiver.setResponder(() => ({ status: 401 }));
-      const refused = await startService({
-        entry: "burst.mjs",
-        cwd: fixtures,
-        ready: false,
-        env: env("refused", {
+      const refused = await startFixture(
+        "burst.mjs",
+        env("refused", {
           SPANS: "5",
           EXIT: "natural",
           OTEL_EXPORTER_OTLP_HEADERS: "api-key=s3cret-value",
         }),
-      });
+      );
       await refused.exited;
       assert.ok(
         refused.stderr.some((l) => l.includes("HTTP 401")),
@@ -508,16 +479,14 @@ describe("export", () => {
       assert.ok(!refused.stderr.join("\n").includes("s3cret"));
       // process.exit(): sent from a worker thread the exit then stops; the
       // refusal is still said.
-      const exited = await startService({
-        entry: "burst.mjs",
-        cwd: fixtures,
-        ready: false,
-        env: env("refused-exit", {
+      const exited = await startFixture(
+        "burst.mjs",
+        env("refused-exit", {
           SPANS: "5",
           EXIT: "process-exit",
           OTEL_EXPORTER_OTLP_HEADERS: "api-key=s3cret-value",
         }),
-      });
+      );
       await exited.exited;
       assert.match(
         exited.stderr.join("\n"),
@@ -530,11 +499,9 @@ describe("export", () => {
   });
 
   it("checks each header list once, under its variable's name", async () => {
-    const app = await startService({
-      entry: "burst.mjs",
-      cwd: fixtures,
-      ready: false,
-      env: env("header-lists", {
+    const app = await startFixture(
+      "burst.mjs",
+      env("header-lists", {
         SPANS: "1",
         EXIT: "natural",
         OTEL_LOGS_EXPORTER: "none",
@@ -542,7 +509,7 @@ describe("export", () => {
           "noeq,=v,bad header=s3cret,Content-Type=text/plain,x-ok=1",
         OTEL_EXPORTER_OTLP_TRACES_HEADERS: "x-euro=%E2%82%AC",
       }),
-    });
+    );
     await app.exited;
     const about = app.stderr.filter((l) => /headers/i.test(l));
     assert.deepEqual(
@@ -561,18 +528,16 @@ describe("export", () => {
 
   it("says once that an export batch larger than its queue was lowered to the queue's size", async () => {
     const name = "batch-over-queue";
-    const app = await startService({
-      entry: "burst.mjs",
-      cwd: fixtures,
-      ready: false,
-      env: env(name, {
+    const app = await startFixture(
+      "burst.mjs",
+      env(name, {
         SPANS: "25",
         EXIT: "natural",
         OTEL_BSP_MAX_QUEUE_SIZE: "10",
         OTEL_BSP_MAX_EXPORT_BATCH_SIZE: "100",
         OTEL_BLRP_MAX_EXPORT_BATCH_SIZE: "5000",
       }),
-    });
+    );
     await app.exited;
     assert.deepEqual(
       app.stderr.filter((l) => /BATCH_SIZE/.test(l)),
@@ -599,17 +564,15 @@ describe("export", () => {
       for (const collector of [receiver, secure]) {
         const name = `basic-${new URL(collector.url).protocol.slice(0, -1)}`;
         collector.setResponder(authorized);
-        const app = await startService({
-          entry: "burst.mjs",
-          cwd: fixtures,
-          ready: false,
-          env: env(name, {
+        const app = await startFixture(
+          "burst.mjs",
+          env(name, {
             SPANS: "5",
             EXIT: "natural",
             OTEL_EXPORTER_OTLP_ENDPOINT: withCredentials(collector.url),
             OTEL_EXPORTER_OTLP_CERTIFICATE: join(dir, "collector.pem"),
           }),
-        });
+        );
         await app.exited;
         const of = (items: Array<{ resource: Record<string, unknown> }>) =>
           items.filter((i) => i.resource["service.name"] === name).length;
@@ -628,17 +591,15 @@ describe("export", () => {
         sent.add(req.headers.authorization);
         return { status: 401 };
       });
-      const refused = await startService({
-        entry: "burst.mjs",
-        cwd: fixtures,
-        ready: false,
-        env: env("basic-refused", {
+      const refused = await startFixture(
+        "burst.mjs",
+        env("basic-refused", {
           SPANS: "5",
           EXIT: "natural",
           OTEL_EXPORTER_OTLP_ENDPOINT: withCredentials(receiver.url),
           OTEL_EXPORTER_OTLP_HEADERS: "Authorization=Bearer%20a-token",
         }),
-      });
+      );
       await refused.exited;
       assert.deepEqual([...sent], ["Bearer a-token"]);
       const said = refused.stderr.join("\n");
@@ -667,11 +628,9 @@ describe("export", () => {
         tls: { ...server, clientCa: client.cert },
       });
       try {
-        const app = await startService({
-          entry: "burst.mjs",
-          cwd: fixtures,
-          ready: false,
-          env: env("tls", {
+        const app = await startFixture(
+          "burst.mjs",
+          env("tls", {
             SPANS: "5",
             EXIT: "natural",
             OTEL_EXPORTER_OTLP_ENDPOINT: secure.url,
@@ -680,7 +639,7 @@ describe("export", () => {
             OTEL_EXPORTER_OTLP_CLIENT_KEY: join(dir, "orders.key"),
             THREADLINE_EXPORT_THREAD: thread,
           }),
-        });
+        );
         await app.exited;
         assert.deepEqual(
           {
@@ -691,18 +650,16 @@ describe("export", () => {
           app.stderr.join("\n"),
         );
         // Without the CA: told why, and what would make it trusted.
-        const untrusted = await startService({
-          entry: "burst.mjs",
-          cwd: fixtures,
-          ready: false,
-          env: env("tls-untrusted", {
+        const untrusted = await startFixture(
+          "burst.mjs",
+          env("tls-untrusted", {
             SPANS: "5",
             EXIT: "natural",
             OTEL_EXPORTER_OTLP_ENDPOINT: secure.url,
             THREADLINE_SHUTDOWN_TIMEOUT: "300",
             THREADLINE_EXPORT_THREAD: thread,
           }),
-        });
+        );
         await untrusted.exited;
         assert.ok(
           untrusted.stderr.some((l) =>
@@ -734,16 +691,14 @@ describe("export", () => {
         : undefined,
     );
     try {
-      const app = await startService({
-        entry: "burst.mjs",
-        cwd: fixtures,
-        ready: false,
-        env: env("partial-json", {
+      const app = await startFixture(
+        "burst.mjs",
+        env("partial-json", {
           SPANS: "5",
           EXIT: "natural",
           OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
         }),
-      });
+      );
       await app.exited;
       assert.ok(
         app.stderr.some((l) =>
@@ -781,12 +736,10 @@ describe("export", () => {
         : undefined,
     );
     try {
-      const app = await startService({
-        entry: "programmatic-stats.mjs",
-        cwd: fixtures,
-        ready: false,
-        env: env("partial-proto", { SPANS: "5" }),
-      });
+      const app = await startFixture(
+        "programmatic-stats.mjs",
+        env("partial-proto", { SPANS: "5" }),
+      );
       await app.exited;
       const stats = JSON.parse(app.stdout.at(-1)!) as {
         traces: { exported: number; dropped: { rejected: number } };
@@ -805,16 +758,14 @@ describe("export", () => {
   it("sends each signal to its own endpoint when per-signal endpoints are set", async () => {
     const logsReceiver = await startOtlpReceiver();
     try {
-      const app = await startService({
-        entry: "burst.mjs",
-        cwd: fixtures,
-        ready: false,
-        env: env("split", {
+      const app = await startFixture(
+        "burst.mjs",
+        env("split", {
           SPANS: "3",
           EXIT: "natural",
           OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: `${logsReceiver.url}/v1/logs`,
         }),
-      });
+      );
       await app.exited;
       assert.deepEqual(count("split"), { spans: 3, logs: 0 });
       assert.equal(logsReceiver.logs.length, 3);
@@ -827,15 +778,13 @@ describe("export", () => {
   it("propagates trace context but records nothing when sampling is off", async () => {
     const target = await startRecordingServer();
     try {
-      const app = await startService({
-        entry: "sampled-out.mjs",
-        cwd: fixtures,
-        ready: false,
-        env: env("unsampled", {
+      const app = await startFixture(
+        "sampled-out.mjs",
+        env("unsampled", {
           OTEL_TRACES_SAMPLER: "always_off",
           TARGET_URL: target.url,
         }),
-      });
+      );
       await app.exited;
       assert.match(
         String(target.requests[0]?.headers["traceparent"]),
@@ -851,12 +800,10 @@ describe("export", () => {
     it(`sends a span given a time OTLP cannot carry with the current time instead, and the rest of its batch (${protocol})`, async () => {
       const name = `bad-times-${protocol}`;
       const from = BigInt(Date.now() - 1000) * 1_000_000n;
-      const app = await startService({
-        entry: "bad-times.mjs",
-        cwd: fixtures,
-        ready: false,
-        env: env(name, { OTEL_EXPORTER_OTLP_PROTOCOL: protocol }),
-      });
+      const app = await startFixture(
+        "bad-times.mjs",
+        env(name, { OTEL_EXPORTER_OTLP_PROTOCOL: protocol }),
+      );
       assert.equal((await app.exited).code, 0, app.stderr.join("\n"));
       const to = BigInt(Date.now() + 1000) * 1_000_000n;
       const spans = receiver.spans.filter(
@@ -903,12 +850,10 @@ describe("export", () => {
   for (const protocol of ["http/protobuf", "http/json"] as const)
     it(`sends what a log line nests deeper than OTLP maps go as its JSON text (${protocol})`, async () => {
       const name = `deep-log-${protocol}`;
-      const app = await startService({
-        entry: "deep-log.mjs",
-        cwd: fixtures,
-        ready: false,
-        env: env(name, { OTEL_EXPORTER_OTLP_PROTOCOL: protocol }),
-      });
+      const app = await startFixture(
+        "deep-log.mjs",
+        env(name, { OTEL_EXPORTER_OTLP_PROTOCOL: protocol }),
+      );
       assert.equal((await app.exited).code, 0, app.stderr.join("\n"));
       const [log] = receiver.logs.filter(
         (l) => l.resource["service.name"] === name,
@@ -930,16 +875,14 @@ describe("export", () => {
     // The receiver refuses a metrics request with a double it cannot
     // read (a null), as the Collector does.
     const name = "counter-overflow";
-    const app = await startService({
-      entry: "counter-overflow.mjs",
-      cwd: fixtures,
-      ready: false,
-      env: env(name, {
+    const app = await startFixture(
+      "counter-overflow.mjs",
+      env(name, {
         OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
         OTEL_METRIC_EXPORT_INTERVAL: "200",
         RUN_MS: "1200",
       }),
-    });
+    );
     assert.equal((await app.exited).code, 0, app.stderr.join("\n"));
     const ours = receiver.metrics.filter(
       (m) => m.resource["service.name"] === name,
@@ -957,17 +900,15 @@ describe("export", () => {
   });
 
   it("exports resource attributes from OTEL_RESOURCE_ATTRIBUTES", async () => {
-    const app = await startService({
-      entry: "burst.mjs",
-      cwd: fixtures,
-      ready: false,
-      env: env("resource", {
+    const app = await startFixture(
+      "burst.mjs",
+      env("resource", {
         SPANS: "1",
         EXIT: "natural",
         OTEL_RESOURCE_ATTRIBUTES:
           "deployment.environment.name=staging,team=payments%20core",
       }),
-    });
+    );
     await app.exited;
     const span = await waitFor(
       () =>
