@@ -46,9 +46,15 @@ describe("requests in flight when the service stops", () => {
     await receiver.close();
   });
 
-  /** Serves /quick, then stops as `end` says with /order in flight. */
-  async function stopWithOrderInFlight(end: End) {
-    const name = `in-flight-${end}`;
+  /**
+   * Serves /quick, then stops as `end` says with /order in flight (and
+   * /slow, when asked, answered while the end's flush runs).
+   */
+  async function stopWithOrderInFlight(
+    end: End,
+    more: { name?: string; openSpans?: number; slow?: boolean } = {},
+  ) {
+    const name = more.name ?? `in-flight-${end}`;
     const app = await startService({
       entry: "in-flight.mjs",
       cwd: fixtures,
@@ -61,6 +67,7 @@ describe("requests in flight when the service stops", () => {
         OTEL_BLRP_SCHEDULE_DELAY: "60000",
         PROVIDER_URL: providerUrl,
         END: end,
+        OPEN_SPANS: String(more.openSpans ?? 0),
       },
     });
     assert.equal(await (await fetch(`${app.url}/quick`)).text(), "ok");
@@ -75,6 +82,9 @@ describe("requests in flight when the service stops", () => {
       await waitFor(() => app.stdout.includes("shut down"), {
         what: "shutdown() to finish",
       });
+    const slow = more.slow
+      ? fetch(`${app.url}/slow`).then((r) => r.text())
+      : undefined;
     const exit =
       end === "signal" || end === "graceful" || end === "shutdown"
         ? await app.stop("SIGTERM", 10_000)
@@ -92,7 +102,10 @@ describe("requests in flight when the service stops", () => {
     return {
       exit,
       answer: await order,
+      slow: await slow,
+      spans: spans(),
       quick: serverSpan("/quick"),
+      slowSpan: serverSpan("/slow"),
       order: orderSpan,
       payment,
       stderr: app.stderr.join("\n"),
@@ -166,6 +179,40 @@ describe("requests in flight when the service stops", () => {
       assert.equal(r.quick.attributes["threadline.unfinished"], undefined);
       assert.equal(r.quick.status.code, 0);
     });
+
+  it("sends every span left open, however many, oldest and newest alike, without filling the export queue", async () => {
+    const r = await stopWithOrderInFlight("exit", {
+      name: "in-flight-many",
+      openSpans: 3000,
+    });
+    assert.deepEqual(r.exit, { code: 3, signal: null }, r.stderr);
+    const jobs = r.spans.filter((s) => s.name.startsWith("job "));
+    assert.equal(jobs.length, 3000, r.stderr);
+    assert.ok(
+      jobs.every((s) => s.attributes["threadline.unfinished"] === "exit"),
+    );
+    assert.doesNotMatch(r.stderr, /queue is full/);
+  });
+
+  it("leaves a request that finishes while an unhandled SIGTERM's flush runs as it ended", async () => {
+    // A Collector slow to answer: the flush takes a second, and the
+    // server goes on serving meanwhile.
+    receiver.setResponder(() => ({ delayMs: 1000 }));
+    try {
+      const r = await stopWithOrderInFlight("signal", {
+        name: "in-flight-late",
+        slow: true,
+      });
+      assert.deepEqual(r.exit, { code: null, signal: "SIGTERM" }, r.stderr);
+      assert.equal(r.slow, "slow");
+      assert.ok(r.slowSpan, "the slow request's span was sent");
+      assert.equal(r.slowSpan.attributes["threadline.unfinished"], undefined);
+      assert.equal(r.slowSpan.status.code, 0);
+      assert.equal(r.order.attributes["threadline.unfinished"], "SIGTERM");
+    } finally {
+      receiver.setResponder(undefined);
+    }
+  });
 
   it("leaves a request the application's own SIGTERM handler finishes as it ended", async () => {
     const r = await stopWithOrderInFlight("graceful");

@@ -241,10 +241,11 @@ function installExitHooks(
     if (budget > 0) waitOn(pipeline.forceFlush(budget, true));
   };
   const crashes = watchCrashes();
+  const drain = () => pipeline.drainSpans();
   const onExit = () => {
     // Before hold(): what the process was doing goes with the rest.
     const crash = crashes.crash;
-    endUnfinished(crash === undefined ? "exit" : "crash", crash);
+    endUnfinished(drain, crash === undefined ? "exit" : "crash", crash);
     pipeline.hold();
     const budget = Math.max(left(), Math.min(timeoutMs, LAST_ATTEMPT_MS));
     // Worker threads still run until the exit handlers return, and flush
@@ -272,15 +273,21 @@ function installExitHooks(
       );
       return;
     }
-    // Nobody handles it: the process ends once this flush is done, and
-    // with it the requests in flight.
-    endUnfinished(signal as "SIGTERM" | "SIGINT");
+    // Nobody handles it: the process ends once this flush is done.
     finalMetrics();
     const budget = left();
+    const since = performance.now();
     void Promise.all([
       pipeline.forceFlush(budget, true),
       workers?.flush(budget, END),
     ]).finally(() => {
+      // The requests still in flight end with the process. Only now: the
+      // server went on serving while the flush ran, and a request that
+      // finished meanwhile is not one the signal cut off.
+      if (endUnfinished(drain, signal as "SIGTERM" | "SIGINT") > 0) {
+        const rest = budget - (performance.now() - since);
+        pipeline.flushSync(Math.max(rest, LAST_ATTEMPT_MS), timeoutMs);
+      }
       process.removeListener(signal, onSignal);
       process.kill(process.pid, signal);
     });
@@ -364,12 +371,12 @@ function start(options: InitOptions): ThreadlineHandle {
   workers.join({
     // A final flush that is not synchronous is a worker.terminate()'s.
     forceFlush: (timeoutMs, final) => {
-      if (final) endUnfinished("terminate");
+      if (final) endUnfinished(() => pipeline.drainSpans(), "terminate");
       return pipeline.forceFlush(timeoutMs, final);
     },
     // Only at the process's end.
     flushSync: (timeoutMs) => {
-      endUnfinished("exit");
+      endUnfinished(() => pipeline.drainSpans(), "exit");
       pipeline.flushSync(timeoutMs);
     },
     holdsNothing: () => {
@@ -607,7 +614,7 @@ function start(options: InitOptions): ThreadlineHandle {
     stopWatching?.();
     for (const i of instrumentations) i.disable();
     // Nothing is exported after this: spans still open would be lost.
-    endUnfinished("shutdown");
+    endUnfinished(() => pipeline.drainSpans(), "shutdown");
     await reader.exportNow();
     // Only after the last export: stopped first, the runtime and host
     // probes would leave it without this interval's values.

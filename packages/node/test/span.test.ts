@@ -194,7 +194,7 @@ describe("spans", () => {
       attributeCountLimit: 8,
       attributeValueLengthLimit: 100,
     });
-    RecordingSpan.endOpenSpans("exit", "earlier tests' spans");
+    RecordingSpan.endOpenSpans("exit", "earlier tests' spans", () => 10_000);
     ended.length = 0;
     const spans = Array.from({ length: 10 }, (_, i) =>
       tracer.startSpan(`s${i}`),
@@ -204,8 +204,20 @@ describe("spans", () => {
     const ok = spans[5]!;
     ok.setStatus({ code: SpanStatusCode.OK });
     assert.equal(RecordingSpan.openCount, 7);
-    assert.equal(RecordingSpan.endOpenSpans("SIGTERM", "cut off"), 7);
+    // Handed on for export three at a time, so no queue fills.
+    const drained: number[] = [];
+    const drain = () => {
+      drained.push(ended.length);
+      return 3;
+    };
+    assert.equal(RecordingSpan.endOpenSpans("SIGTERM", "cut off", drain), 7);
     assert.equal(RecordingSpan.openCount, 0);
+    assert.deepEqual(drained, [3, 6, 9]);
+    // Oldest first: the requests that waited longest.
+    assert.deepEqual(
+      ended.slice(3).map((s) => s.name),
+      ["s1", "s2", "s3", "s5", "s6", "s7", "s8"],
+    );
     const byName = new Map(ended.map((s) => [s.name, s]));
     assert.deepEqual(
       [...byName.keys()].sort(),
@@ -233,7 +245,10 @@ describe("spans", () => {
       tracer.startSpan(`leak${i}`),
     );
     assert.equal(RecordingSpan.openCount, MAX_OPEN_TRACKED);
-    assert.equal(RecordingSpan.endOpenSpans("exit", "x"), MAX_OPEN_TRACKED);
+    assert.equal(
+      RecordingSpan.endOpenSpans("exit", "x", () => 512),
+      MAX_OPEN_TRACKED,
+    );
     assert.equal(leaked[9]!.isRecording(), true, "let go, not ended");
     assert.equal(leaked[10]!.isRecording(), false);
     // One let go and ended by its code later is counted nowhere.

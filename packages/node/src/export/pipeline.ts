@@ -240,6 +240,16 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     return this.#config.logs.enabled;
   }
 
+  /**
+   * Hands the ended spans queued so far on for export, and says how many
+   * may be ended before the next call without filling the queue: for
+   * ending many at once (the spans still open at the process's end).
+   */
+  drainSpans(): number {
+    this.#spans.drain();
+    return this.#config.traces.batch.maxExportBatchSize;
+  }
+
   onEnd(span: RecordingSpan): void {
     if (this.#closed || !this.#config.traces.enabled) return;
     this.#main.traces.created++;

@@ -149,15 +149,24 @@ export class RecordingSpan implements Span, SpanData {
    * shut down) and their code will never end them, so they would be lost,
    * though they are what was happening when the service stopped. Each is
    * marked with an error status saying why and the `threadline.unfinished`
-   * attribute; `message` says what ended the process. Returns how many.
+   * attribute; `message` says what ended the process. Oldest first, the
+   * requests that waited longest, and `drain` is called whenever as many
+   * as it last allowed have ended, so that they go on for export rather
+   * than fill the queue. Returns how many.
    */
-  static endOpenSpans(reason: UnfinishedReason, message: string): number {
+  static endOpenSpans(
+    reason: UnfinishedReason,
+    message: string,
+    drain: () => number,
+  ): number {
     let n = 0;
+    let room = drain();
     for (
-      let span = RecordingSpan.#newest;
+      let span = RecordingSpan.#oldest;
       span !== undefined;
-      span = RecordingSpan.#newest
+      span = RecordingSpan.#oldest
     ) {
+      if (room-- === 0) room = drain() - 1;
       span.setAttribute("threadline.unfinished", reason);
       span.setStatus({ code: SpanStatusCode.ERROR, message });
       // An OK its code set stays (OK is final); the attribute still tells.

@@ -24,13 +24,22 @@ function statusMessage(reason: UnfinishedReason, crash?: string): string {
   }
 }
 
-/** Ends every open span of this thread for `reason`; returns how many. */
+/**
+ * Ends every open span of this thread for `reason`, handing them on for
+ * export through `drain` as they go (see RecordingSpan.endOpenSpans);
+ * returns how many.
+ */
 export function endUnfinished(
+  drain: () => number,
   reason: UnfinishedReason,
   crash?: string,
 ): number {
   if (RecordingSpan.openCount === 0) return 0;
-  return RecordingSpan.endOpenSpans(reason, statusMessage(reason, crash));
+  return RecordingSpan.endOpenSpans(
+    reason,
+    statusMessage(reason, crash),
+    drain,
+  );
 }
 
 function describe(err: unknown): string {
