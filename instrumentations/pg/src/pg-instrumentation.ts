@@ -849,28 +849,50 @@ function isAbort(err: unknown): boolean {
  * near "'alice@example.com'"`), which may be a literal: values kept out of
  * spans unless parameters are recorded. Those quotes are cut to `"?"`, as
  * literals are in the text; a syntax error's keyword or name is kept.
+ *
+ * It quotes them as they are, doubling no quote inside: a value's own `"`
+ * looks like the end of the quote, and what follows like message text. So
+ * a data exception loses everything from its first `"` to its last (a type
+ * name quoted before the value goes too), and a syntax error's token runs
+ * to the message's last `"`, which PostgreSQL writes last.
  */
 function withoutValues(err: unknown): Error {
   const e = err as Error & { code?: unknown };
-  if (typeof e?.code !== "string") return e;
-  let scrub: (s: string) => string;
-  if (e.code.startsWith("22")) scrub = (s) => s.replace(QUOTED, '"?"');
-  else if (e.code === "42601")
-    scrub = (s) =>
-      s.replace(NEAR_TOKEN, (whole, token: string) =>
-        LITERAL_START.test(token) ? 'at or near "?"' : whole,
-      );
-  else return e;
-  const message = typeof e.message === "string" ? scrub(e.message) : "";
+  if (typeof e?.code !== "string" || typeof e.message !== "string") return e;
+  const original = e.message;
+  let message = original;
+  const last = original.lastIndexOf('"');
+  if (e.code.startsWith("22")) {
+    const first = original.indexOf('"');
+    if (first !== last)
+      message = `${original.slice(0, first)}"?"${original.slice(last + 1)}`;
+  } else if (e.code === "42601") {
+    const near = original.indexOf(NEAR);
+    const token = original.slice(near + NEAR.length, last);
+    if (near !== -1 && last >= near + NEAR.length && LITERAL_START.test(token))
+      message = `${original.slice(0, near + NEAR.length)}?"`;
+  } else return e;
+  if (message === original) return e;
+  const name = typeof e.name === "string" ? e.name : "error";
+  // The stack opens with the message as it was: that part is replaced, not
+  // searched again. A stack that no longer holds it (the message changed
+  // after it was taken) may hold the value somewhere else, and is dropped.
+  const at = typeof e.stack === "string" ? e.stack.indexOf(original) : -1;
   return {
-    name: typeof e.name === "string" ? e.name : "error",
+    name,
     message,
-    ...(typeof e.stack === "string" ? { stack: scrub(e.stack) } : {}),
+    ...(at === -1
+      ? {}
+      : {
+          stack:
+            e.stack!.slice(0, at) +
+            message +
+            e.stack!.slice(at + original.length),
+        }),
   };
 }
 
-const QUOTED = /"(?:[^"]|"")*"/g;
-const NEAR_TOKEN = /at or near "((?:[^"]|"")*)"/g;
+const NEAR = 'at or near "';
 /** A string, bit-string, dollar-quoted or numeric literal's first characters. */
 const LITERAL_START = /^(?:[eEbBxXnN]?'|[uU]&'|\$|[0-9.+-])/;
 

@@ -375,6 +375,84 @@ describe("the other forms pg accepts", () => {
   });
 });
 
+describe("values in PostgreSQL's error messages", () => {
+  it("keeps a value out of the span whatever quotes and lines it holds", async () => {
+    // PostgreSQL quotes the value as it is, doubling none of its own quotes.
+    const cases: Array<{
+      sql: string;
+      values?: unknown[];
+      recorded: string;
+      message: string;
+    }> = [
+      {
+        sql: "SELECT $1::int AS one_quote",
+        values: ['12" secret-1 alice@example.com'],
+        recorded: "SELECT $1::int AS one_quote",
+        message: 'invalid input syntax for type integer: "?"',
+      },
+      {
+        sql: "SELECT $1::date AS quoted_inside",
+        values: ['x "secret-2" y'],
+        recorded: "SELECT $1::date AS quoted_inside",
+        message: 'invalid input syntax for type date: "?"',
+      },
+      {
+        sql: "SELECT $1::int AS many_lines",
+        values: ['7\n"secret-3"\n at or near "x"\nmore'],
+        recorded: "SELECT $1::int AS many_lines",
+        message: 'invalid input syntax for type integer: "?"',
+      },
+      {
+        sql: "SELECT $1::smallint AS out_of_range",
+        values: ["99999"],
+        recorded: "SELECT $1::smallint AS out_of_range",
+        message: 'value "?" is out of range for type smallint',
+      },
+      {
+        sql: `UPDATE accounts SET owner 'carol" secret-4@example.com' WHERE id = 1`,
+        recorded: "UPDATE accounts SET owner ? WHERE id = ?",
+        message: 'syntax error at or near "?"',
+      },
+      {
+        sql: `SELECT id AS unterminated FROM accounts WHERE owner = 'dave" secret-5\n"x"`,
+        recorded: "SELECT id AS unterminated FROM accounts WHERE owner = ?",
+        message: 'unterminated quoted string at or near "?"',
+      },
+    ];
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    for (const c of cases)
+      await assert.rejects(client.query(c.sql, c.values), c.sql);
+    await client.end();
+    await threadline.forceFlush();
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        cases.every((c) =>
+          querySpans(s).some(
+            (q) => q.attributes["db.query.text"] === c.recorded,
+          ),
+        ),
+      "every failed statement's span",
+    );
+    for (const c of cases) {
+      const span = querySpans(spans).find(
+        (q) => q.attributes["db.query.text"] === c.recorded,
+      )!;
+      assert.equal(span.status.code, 2, c.sql);
+      assert.equal(span.status.message, c.message, c.sql);
+      const exception = span.events.find((e) => e.name === "exception");
+      assert.equal(exception?.attributes["exception.message"], c.message);
+      const stack = String(exception?.attributes["exception.stacktrace"]);
+      assert.ok(stack.startsWith(`error: ${c.message}\n    at `), stack);
+    }
+    const everything = JSON.stringify(spans, (_k, v: unknown) =>
+      typeof v === "bigint" ? String(v) : v,
+    );
+    for (const secret of ["secret-", "example.com", "more"])
+      assert.ok(!everything.includes(secret), `${secret} appears in a span`);
+  });
+});
+
 describe("pg connections lost", () => {
   it("ends a pg-query-stream's span when its connection dies", async () => {
     const client = new pg.Client({ connectionString: databaseUrl });
