@@ -47,6 +47,7 @@ import {
   prepareHeaderWriter,
   finishClientCall,
   recordClientError,
+  recordClientIncomplete,
   recordClientResponse,
   recordRateLimitHeaders,
   redactQuery,
@@ -1065,15 +1066,12 @@ function onClientClose(this: TracedClientRequest): void {
   const call = this[CLIENT_CALL];
   this[CLIENT_CALL] = undefined;
   const res = (this as ClientRequest & { res?: IncomingMessage }).res;
-  if (res === undefined || !res.complete) {
-    span.setAttribute(semconv.ATTR_ERROR_TYPE, "aborted");
-    span.setStatus({
-      code: SpanStatusCode.ERROR,
-      message: "the request ended before a complete response",
-    });
-    if (call !== undefined)
-      call.attributes[semconv.ATTR_ERROR_TYPE] = "aborted";
-  }
+  if (res === undefined || !res.complete)
+    recordClientIncomplete(
+      span,
+      "the request ended before a complete response",
+      call,
+    );
   span.end();
   finishClientCall(call);
 }

@@ -62,6 +62,22 @@ function get(
 const byName = (spans: ReceivedSpan[], kind: number, name: string) =>
   spans.filter((s) => s.kind === kind && s.name === name);
 
+const answeredAt = new Map<string, number>();
+
+/**
+ * Answers `/answers/<status>,<status>…/<name>` with the statuses in turn,
+ * the last one from then on: a flaky endpoint (`503,503,200`) or a steady
+ * one (`200`), each path counted on its own.
+ */
+function answerInTurn(req: { path: string }): { status: number } | undefined {
+  const [, answers, statuses] = req.path.split("/");
+  if (answers !== "answers" || statuses === undefined) return undefined;
+  const list = statuses.split(",").map(Number);
+  const n = answeredAt.get(req.path) ?? 0;
+  answeredAt.set(req.path, n + 1);
+  return { status: list[Math.min(n, list.length - 1)]! };
+}
+
 before(async () => {
   receiver = await startOtlpReceiver();
   let flaky = 0;
@@ -82,6 +98,8 @@ before(async () => {
             "ratelimit-policy": '"default";q=100;w=60, "daily";q=1000;w=86400',
           },
         };
+      const inTurn = answerInTurn(req);
+      if (inTurn !== undefined) return inTurn;
       if (req.path !== "/flaky") return { body: { ok: true } };
       flaky++;
       return flaky === 1
@@ -102,7 +120,9 @@ before(async () => {
           };
     },
   );
-  internal = await startRecordingServer();
+  internal = await startRecordingServer(
+    (req) => answerInTurn(req) ?? { body: { ok: true } },
+  );
   process.env["OTEL_BSP_SCHEDULE_DELAY"] = "20";
   threadline = init({
     serviceName: "http-test",
@@ -988,6 +1008,126 @@ describe("http and fetch clients", () => {
     assert.equal(second!.attributes["threadline.ratelimit.limit"], 10);
     assert.equal(second!.attributes["threadline.ratelimit.remaining"], 9);
     assert.equal(second!.attributes["threadline.ratelimit.reset"], 60);
+  });
+
+  const clients: Array<[string, (url: string) => Promise<number>]> = [
+    [
+      "fetch()",
+      async (url) => {
+        const res = await fetch(url);
+        await res.text();
+        return res.status;
+      },
+    ],
+    ["node:http", async (url) => (await get(url)).status],
+  ];
+  for (const [client, call] of clients)
+    for (const [where, server] of [
+      ["a third party", () => thirdParty],
+      ["an internal host", () => internal],
+    ] as const)
+      it(`counts a ${client} call to ${where} as a resend only after the same call failed`, async () => {
+        const name = `${client}-${where}`.replace(/[^a-z]+/g, "-");
+        const flaky = `${server().url}/answers/503,503,200/${name}`;
+        const steady = `${server().url}/answers/200/${name}`;
+        await trace.getTracer("t").startActiveSpan("job", async (root) => {
+          // Retried until it is answered, then called again as a new call.
+          while ((await call(flaky)) !== 200);
+          await call(flaky);
+          // A status polled three times, answered each time.
+          for (let poll = 0; poll < 3; poll++) await call(steady);
+          root.end();
+        });
+        const isOurs = (s: ReceivedSpan) =>
+          s.kind === CLIENT && String(s.attributes["url.full"]).endsWith(name);
+        const spans = await receiver.waitForSpans(
+          (s) => s.filter(isOurs).length >= 7,
+          "seven calls",
+        );
+        assert.deepEqual(
+          spans
+            .filter(isOurs)
+            .sort((a, b) =>
+              a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1,
+            )
+            .map((s) => [
+              s.attributes["url.full"] === flaky ? "flaky" : "steady",
+              s.attributes["http.response.status_code"],
+              s.attributes["http.request.resend_count"],
+            ]),
+          [
+            ["flaky", 503, undefined],
+            ["flaky", 503, 1],
+            ["flaky", 200, 2],
+            ["flaky", 200, undefined],
+            ["steady", 200, undefined],
+            ["steady", 200, undefined],
+            ["steady", 200, undefined],
+          ],
+        );
+      });
+
+  it("counts a call made again after a network error or a cut-off answer as its resend", async () => {
+    const closed = http.createServer();
+    const port = await listen(closed);
+    closed.close();
+    const refused = `http://127.0.0.1:${port}/refused`;
+    const cutting = http.createServer((_req, res) => {
+      res.writeHead(200, { "content-length": "10" });
+      res.write("ab", () => res.destroy());
+    });
+    const cut = `http://127.0.0.1:${await listen(cutting)}/cut`;
+    const getCut = (url: string) =>
+      new Promise<void>((resolve, reject) => {
+        http
+          .get(url, (res) => {
+            res.resume();
+            res.on("error", () => {});
+            res.on("close", () =>
+              res.complete ? reject(new Error("complete")) : resolve(),
+            );
+          })
+          .on("error", reject);
+      });
+    await trace.getTracer("t").startActiveSpan("job", async (root) => {
+      for (let attempt = 0; attempt < 3; attempt++)
+        await assert.rejects(fetch(`${refused}?by=fetch`));
+      for (let attempt = 0; attempt < 3; attempt++)
+        await assert.rejects(get(`${refused}?by=http`));
+      for (let attempt = 0; attempt < 2; attempt++)
+        await assert.rejects(async () =>
+          (await fetch(`${cut}?by=fetch`)).text(),
+        );
+      for (let attempt = 0; attempt < 2; attempt++)
+        await getCut(`${cut}?by=http`);
+      root.end();
+    });
+    const spans = await receiver.waitForSpans(
+      (s) => s.filter((x) => x.kind === CLIENT).length >= 10,
+      "ten failed calls",
+    );
+    assert.deepEqual(
+      spans
+        .filter((s) => s.kind === CLIENT)
+        .sort((a, b) => (a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1))
+        .map((s) => [
+          s.attributes["url.full"],
+          s.status.code,
+          s.attributes["http.request.resend_count"],
+        ]),
+      [
+        [`${refused}?by=fetch`, 2, undefined],
+        [`${refused}?by=fetch`, 2, 1],
+        [`${refused}?by=fetch`, 2, 2],
+        [`${refused}?by=http`, 2, undefined],
+        [`${refused}?by=http`, 2, 1],
+        [`${refused}?by=http`, 2, 2],
+        [`${cut}?by=fetch`, 2, undefined],
+        [`${cut}?by=fetch`, 2, 1],
+        [`${cut}?by=http`, 2, undefined],
+        [`${cut}?by=http`, 2, 1],
+      ],
+    );
   });
 
   it("reads a Retry-After date as seconds, and the draft's structured RateLimit headers", async () => {

@@ -356,6 +356,77 @@ export function undiciTests(undici: Undici): void {
         );
       }
     });
+
+    it("counts the attempts a RetryAgent makes after failed answers as resends, and a poll's repeats as calls of their own", async () => {
+      const answered = new Map<string, number>();
+      // `/<status>,<status>…/<name>`: each status in turn, the last from then on.
+      const inTurn = (req: http.IncomingMessage, res: http.ServerResponse) => {
+        const statuses = req.url!.split("/")[1]!.split(",").map(Number);
+        const at = `${req.headers.host}${req.url}`;
+        const n = answered.get(at) ?? 0;
+        answered.set(at, n + 1);
+        res.writeHead(statuses[Math.min(n, statuses.length - 1)]!).end("{}");
+      };
+      const servers: string[] = [];
+      for (const host of ["127.0.0.1", "127.0.0.3"]) {
+        const server = http.createServer(inTurn);
+        await new Promise<void>((resolve) => server.listen(0, host, resolve));
+        closing.push(
+          () =>
+            new Promise((resolve) => {
+              server.closeAllConnections();
+              server.close(() => resolve());
+            }),
+        );
+        servers.push(
+          `http://${host}:${(server.address() as { port: number }).port}`,
+        );
+      }
+      const retrying = new undici.RetryAgent(new undici.Agent(), {
+        maxRetries: 3,
+        minTimeout: 10,
+        statusCodes: [503],
+      });
+      closing.push(() => retrying.close());
+      await serving(async () => {
+        for (const base of servers) {
+          const res = await request(`${base}/503,503,200/retried`, {
+            dispatcher: retrying,
+          });
+          await res.body.text();
+          for (let poll = 0; poll < 3; poll++)
+            await (await fetch(`${base}/200/polled`)).text();
+        }
+      });
+      const ours = (s: { kind: number; attributes: Record<string, unknown> }) =>
+        s.kind === CLIENT &&
+        servers.some((base) =>
+          String(s.attributes["url.full"]).startsWith(base),
+        );
+      const spans = await receiver.waitForSpans(
+        (s) => s.filter(ours).length >= 12,
+        "three attempts and three polls to each host",
+      );
+      assert.deepEqual(
+        spans
+          .filter(ours)
+          .sort((a, b) => (a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1))
+          .map((s) => [
+            s.attributes["peer.service"],
+            String(s.attributes["url.full"]).split("/").pop(),
+            s.attributes["http.response.status_code"],
+            s.attributes["http.request.resend_count"],
+          ]),
+        [undefined, "acme"].flatMap((peer) => [
+          [peer, "retried", 503, undefined],
+          [peer, "retried", 503, 1],
+          [peer, "retried", 200, 2],
+          [peer, "polled", 200, undefined],
+          [peer, "polled", 200, undefined],
+          [peer, "polled", 200, undefined],
+        ]),
+      );
+    });
   });
 
   describe("undici and the Host header", () => {

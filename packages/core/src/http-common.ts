@@ -213,9 +213,11 @@ export interface ClientRequestInfo {
    */
   named?: { host: string; port: number | undefined };
   /**
-   * Which resend of a request this is, when the client sends it again by
-   * itself (a redirect it follows: 1 for the second hop, 2 for the
-   * third): `http.request.resend_count`. Absent for a first send.
+   * Which hop of a redirect the client follows by itself this request is
+   * (1 for the second hop, 2 for the third): its
+   * `http.request.resend_count`. Absent for any other request, which is
+   * counted as a resend only if the same call failed just before
+   * ({@link startClientSpan}).
    */
   resendCount?: number;
 }
@@ -271,12 +273,6 @@ export function copiedHeaderNames(): readonly string[] {
 export interface ClientEgress {
   /** The request's class: what its host, proxy and Host header make of it. */
   egress: EgressClass;
-  /** The context the request was made in, which counts a third party's attempts. */
-  readonly ctx: Context;
-  /** The attempt's method and `url.full`, as a retry repeats them. */
-  readonly attempt: string;
-  /** The resend the client made by itself, if it is one. */
-  readonly resendCount: number | undefined;
 }
 
 /** What a request is judged by before anything is known of it. */
@@ -289,8 +285,7 @@ const UNJUDGED: EgressClass = Object.freeze({
  * Moves a request to the class `eg` (never more trusting than the one it
  * has): once it may carry no baggage the private headers are removed from
  * it, and a third party it is now to is written into its span's and its
- * call's attributes, with the resend count when it has just become a
- * third party's call.
+ * call's attributes.
  */
 function applyEgress<C>(
   policy: EgressPolicy,
@@ -310,11 +305,6 @@ function applyEgress<C>(
   attributes[ATTR_PEER_SERVICE] = eg.thirdParty;
   if (callAttributes !== undefined)
     callAttributes[ATTR_PEER_SERVICE] = eg.thirdParty;
-  if (before.thirdParty !== undefined) return;
-  // A hop the client follows by itself is not the application's retry.
-  const resend =
-    request.resendCount ?? countAttempt(request.ctx, request.attempt);
-  if (resend > 0) attributes[ATTR_HTTP_REQUEST_RESEND_COUNT] = resend;
 }
 
 /**
@@ -405,12 +395,7 @@ export function startClientSpan<C>(
     "server.port": info.port,
   };
   if (info.port === undefined) delete callAttributes["server.port"];
-  const judged: ClientEgress = {
-    egress: UNJUDGED,
-    ctx,
-    attempt: `${method} ${attributes[ATTR_URL_FULL] as string}`,
-    resendCount: info.resendCount,
-  };
+  const judged: ClientEgress = { egress: UNJUDGED };
   const remove = writer.remove;
   applyEgress(egress, judged, eg, attributes, callAttributes, carrier, remove);
   if (info.named !== undefined)
@@ -424,8 +409,16 @@ export function startClientSpan<C>(
       remove,
     );
   eg = judged.egress;
-  if (eg.thirdParty === undefined && info.resendCount !== undefined)
-    attributes[ATTR_HTTP_REQUEST_RESEND_COUNT] = info.resendCount;
+  const parent = trace.getSpan(ctx);
+  const attempt =
+    parent === undefined
+      ? ""
+      : `${info.method ?? "GET"} ${attributes[ATTR_URL_FULL] as string}`;
+  // A hop the client follows by itself is not the application's retry.
+  const resendCount =
+    info.resendCount ??
+    (parent === undefined ? 0 : resendAfterFailure(parent, attempt));
+  if (resendCount > 0) attributes[ATTR_HTTP_REQUEST_RESEND_COUNT] = resendCount;
   const span = tracer.startSpan(
     method === "_OTHER" ? "HTTP" : method,
     { kind: SpanKind.CLIENT, attributes },
@@ -444,10 +437,13 @@ export function startClientSpan<C>(
   return {
     span,
     egress: eg,
-    call: { start: performance.now(), attributes: callAttributes },
-    ctx,
-    attempt: judged.attempt,
-    resendCount: info.resendCount,
+    call: {
+      start: performance.now(),
+      attributes: callAttributes,
+      parent,
+      attempt,
+      resendCount,
+    },
   };
 }
 
@@ -481,11 +477,17 @@ export class GuardedHeaderNames {
   }
 }
 
-/** An outgoing request's metric attributes, filled in as it goes. */
+/** An outgoing request's metric attributes, filled in as it goes, and what tells its resends. */
 export interface ClientCall {
   /** performance.now() when the request started. */
   readonly start: number;
   readonly attributes: Attributes;
+  /** The span the request was made under, which keeps its failures; undefined outside any span. */
+  readonly parent: Span | undefined;
+  /** The request's method and `url.full`, as a retry repeats them. */
+  readonly attempt: string;
+  /** Its `http.request.resend_count` (0 for a first send). */
+  readonly resendCount: number;
 }
 
 const clientMetrics = lazyInstruments("@threadline/http-client", (m) => ({
@@ -510,24 +512,41 @@ export function finishClientCall(call: ClientCall | undefined): void {
   );
 }
 
-// Retries of a third-party call: the same method and URL again within the
-// same parent span. Outside any span there is no operation to tell a retry
-// from the next call (a poller's), and nothing to hold the count: a context
-// without a span may be the root context, which lives for good. A weak map,
-// so nothing outlives the parent span.
-const attemptsBySpan = new WeakMap<Span, Map<string, number>>();
+// A resend is the same call made again after it failed (a network error,
+// an answer cut off, 429 or a 5xx): the same method and URL within the
+// same parent span, to any host. The same call made again after an answer is a call of its own
+// (a poller's). Outside any span there is no operation to tell a retry
+// from the next call, and nothing to hold the count: a context without a
+// span may be the root context, which lives for good. Only failed calls
+// are kept, each until it is made again with success, in a weak map so
+// that nothing outlives the parent span, and a bounded number per span.
+const failuresBySpan = new WeakMap<Span, Map<string, number>>();
+const FAILURES_PER_SPAN = 64;
 
-function countAttempt(ctx: Context, key: string): number {
-  const parent = trace.getSpan(ctx);
-  if (parent === undefined) return 0;
-  let attempts = attemptsBySpan.get(parent);
-  if (attempts === undefined) {
-    attempts = new Map();
-    attemptsBySpan.set(parent, attempts);
+/** The resend count of a call made under `parent`: one more than its failed attempt's, 0 after none. */
+function resendAfterFailure(parent: Span, attempt: string): number {
+  const failed = failuresBySpan.get(parent)?.get(attempt);
+  return failed === undefined ? 0 : failed + 1;
+}
+
+/**
+ * Records how a call went, as soon as it is known: failed, so that the
+ * same call made again is its resend; or answered, so that it is not.
+ */
+function settleAttempt(call: ClientCall | undefined, failed: boolean): void {
+  const parent = call?.parent;
+  if (parent === undefined) return;
+  let failures = failuresBySpan.get(parent);
+  if (!failed) {
+    failures?.delete(call!.attempt);
+    return;
   }
-  const n = attempts.get(key) ?? 0;
-  attempts.set(key, n + 1);
-  return n;
+  if (failures === undefined) {
+    failures = new Map();
+    failuresBySpan.set(parent, failures);
+  } else if (failures.size >= FAILURES_PER_SPAN && !failures.has(call!.attempt))
+    failures.delete(failures.keys().next().value!);
+  failures.set(call!.attempt, call!.resendCount);
 }
 
 /**
@@ -645,12 +664,16 @@ function setRateLimitNumber(
     clientMetrics().remaining.record(n, { "peer.service": provider });
 }
 
-/** Records the response status on a CLIENT span; 4xx and 5xx are errors. */
+/**
+ * Records the response status on a CLIENT span; 4xx and 5xx are errors. A
+ * 429 or a 5xx is a failure too: the same call made again is its resend.
+ */
 export function recordClientResponse(
   span: Span,
   status: number,
   call?: ClientCall,
 ): void {
+  settleAttempt(call, status === 429 || status >= 500);
   span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
   if (call !== undefined)
     call.attributes[ATTR_HTTP_RESPONSE_STATUS_CODE] = status;
@@ -661,7 +684,25 @@ export function recordClientResponse(
   }
 }
 
-/** Records a failed request (network error, abort) on a CLIENT span. */
+/**
+ * Records a request that ended before its answer was complete on a CLIENT
+ * span, as an error typed `aborted`: a failure, as {@link recordClientError}.
+ */
+export function recordClientIncomplete(
+  span: Span,
+  message: string,
+  call?: ClientCall,
+): void {
+  settleAttempt(call, true);
+  span.setAttribute(ATTR_ERROR_TYPE, "aborted");
+  span.setStatus({ code: SpanStatusCode.ERROR, message });
+  if (call !== undefined) call.attributes[ATTR_ERROR_TYPE] = "aborted";
+}
+
+/**
+ * Records a failed request (network error, abort) on a CLIENT span: a
+ * failure that makes the same call made again its resend.
+ */
 export function recordClientError(
   span: Span,
   error: unknown,
@@ -669,6 +710,7 @@ export function recordClientError(
 ): void {
   const e = error as { message?: unknown } | undefined;
   const type = errorTypeOf(error);
+  settleAttempt(call, true);
   span.recordException(error as Error);
   span.setAttribute(ATTR_ERROR_TYPE, type);
   if (call !== undefined) call.attributes[ATTR_ERROR_TYPE] = type;

@@ -87,6 +87,7 @@ export {
   normalizeMethod,
   prepareHeaderWriter,
   recordClientError,
+  recordClientIncomplete,
   recordClientResponse,
   recordRateLimitHeaders,
   copiedHeaderNames,
