@@ -854,6 +854,10 @@ export class HttpInstrumentation implements Instrumentation {
     const span = request[CLIENT_SPAN];
     if (span === undefined) return;
     const call = request[CLIENT_CALL];
+    span.setAttribute(
+      semconv.ATTR_NETWORK_PROTOCOL_VERSION,
+      response.httpVersion,
+    );
     if (response.statusCode !== undefined)
       recordClientResponse(span, response.statusCode, call);
     if (request[THIRD_PARTY] === true)

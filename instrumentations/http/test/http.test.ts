@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import http from "node:http";
 import https from "node:https";
+import net from "node:net";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import express from "express";
 import Fastify from "fastify";
@@ -955,6 +956,53 @@ describe("http and fetch clients", () => {
       [
         [url, "ECONNREFUSED"],
         [url, "ECONNREFUSED"],
+      ],
+    );
+  });
+
+  it("records the HTTP version a node:http answer came in, and none for fetch() over plain HTTP, which does not tell it", async () => {
+    // Answers in the HTTP version its path names, whatever the request's.
+    const answering = net.createServer((socket) =>
+      socket.once("data", (data) => {
+        const version = /^GET \/(1\.[01]) /.exec(String(data))?.[1];
+        socket.end(
+          `HTTP/${version ?? "1.1"} 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok`,
+        );
+      }),
+    );
+    await new Promise<void>((resolve) =>
+      answering.listen(0, "127.0.0.1", resolve),
+    );
+    const base = `http://127.0.0.1:${(answering.address() as net.AddressInfo).port}`;
+    const tls = selfSignedCertificate();
+    const secure = `https://127.0.0.1:${await listen(
+      https.createServer(tls, (_req, res) => res.end("ok")),
+    )}`;
+    try {
+      await get(`${base}/1.0`);
+      await get(`${base}/1.1`);
+      await get(`${secure}/tls`, { rejectUnauthorized: false });
+      await (await fetch(`${base}/1.0`)).text();
+    } finally {
+      answering.close();
+    }
+    const spans = await receiver.waitForSpans(
+      (s) => s.filter((x) => x.kind === CLIENT).length >= 4,
+      "four calls",
+    );
+    assert.deepEqual(
+      spans
+        .filter((s) => s.kind === CLIENT)
+        .sort((a, b) => (a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1))
+        .map((s) => [
+          s.attributes["url.full"],
+          s.attributes["network.protocol.version"],
+        ]),
+      [
+        [`${base}/1.0`, "1.0"],
+        [`${base}/1.1`, "1.1"],
+        [`${secure}/tls`, "1.1"],
+        [`${base}/1.0`, undefined],
       ],
     );
   });

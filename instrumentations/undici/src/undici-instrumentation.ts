@@ -35,6 +35,7 @@ import {
   recordClientResponse,
   recordRateLimitHeaders,
   sameHost,
+  semconv,
   startClientSpan,
   withoutHeaderLines,
   UNKNOWN_PROXY_VIA,
@@ -349,6 +350,18 @@ function takeRedirect(url: string, ctx: Context): number | undefined {
   return hop!.resendCount;
 }
 
+/**
+ * The HTTP version a request goes over, as its connection negotiated it
+ * (ALPN, over TLS): `2` or `1.1`. Undefined without ALPN (plain HTTP, a
+ * server that offers none): undici publishes nothing of the version its
+ * HTTP/1 answers come in, and the request's own is no answer's.
+ */
+function negotiatedVersion(socket: unknown): string | undefined {
+  const alpn = (socket as { alpnProtocol?: unknown } | null | undefined)
+    ?.alpnProtocol;
+  return alpn === "h2" ? "2" : alpn === "http/1.1" ? "1.1" : undefined;
+}
+
 function isAbort(error: unknown): boolean {
   return (error as { name?: unknown } | null)?.name === "AbortError";
 }
@@ -398,6 +411,18 @@ export class UndiciInstrumentation implements Instrumentation {
     ).getTracer(NAME, VERSION);
     const onCreate = (m: unknown) =>
       this.#onCreate((m as { request: UndiciRequest }).request);
+    // Published once a connection is chosen for the request, with its socket.
+    const onSendHeaders = (m: unknown) => {
+      const { request, socket } = m as {
+        request: UndiciRequest;
+        socket: unknown;
+      };
+      const span = request[SPAN];
+      if (span === undefined) return;
+      const version = negotiatedVersion(socket);
+      if (version !== undefined)
+        span.setAttribute(semconv.ATTR_NETWORK_PROTOCOL_VERSION, version);
+    };
     const onHeaders = (m: unknown) => {
       const { request, response } = m as {
         request: UndiciRequest;
@@ -475,12 +500,14 @@ export class UndiciInstrumentation implements Instrumentation {
       this.#onConnected(m as ConnectedMessage);
     subscribe("undici:client:connected", onConnected);
     subscribe("undici:request:create", onCreate);
+    subscribe("undici:client:sendHeaders", onSendHeaders);
     subscribe("undici:request:headers", onHeaders);
     subscribe("undici:request:trailers", onTrailers);
     subscribe("undici:request:error", onError);
     this.#unsubscribe = () => {
       unsubscribe("undici:client:connected", onConnected);
       unsubscribe("undici:request:create", onCreate);
+      unsubscribe("undici:client:sendHeaders", onSendHeaders);
       unsubscribe("undici:request:headers", onHeaders);
       unsubscribe("undici:request:trailers", onTrailers);
       unsubscribe("undici:request:error", onError);

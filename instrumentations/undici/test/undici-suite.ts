@@ -751,6 +751,50 @@ export function undiciTests(undici: Undici): void {
       );
     });
 
+    it("records the HTTP version a connection negotiated, and none where nothing tells it", async () => {
+      const acme = await http2ThirdParty({});
+      const h2 = new undici.Agent({ allowH2: true, connect: { ca: acme.ca } });
+      const h1 = new undici.Agent({ allowH2: false, connect: { ca: acme.ca } });
+      closing.push(
+        () => h2.close(),
+        () => h1.close(),
+      );
+      await serving(async () => {
+        await (await request(`${acme.url}/h2`, { dispatcher: h2 })).body.text();
+        await (
+          await undici.fetch(`${acme.url}/h2-fetch`, { dispatcher: h2 })
+        ).text();
+        await (await request(`${acme.url}/h1`, { dispatcher: h1 })).body.text();
+        await (await request(`${internal.url}/plain`)).body.text();
+      });
+      assert.deepEqual(acme.versions, ["2.0", "2.0", "1.1"]);
+      const urls = [
+        `${acme.url}/h2`,
+        `${acme.url}/h2-fetch`,
+        `${acme.url}/h1`,
+        `${internal.url}/plain`,
+      ];
+      const spans = await receiver.waitForSpans(
+        (s) =>
+          urls.every((url) =>
+            s.some(
+              (x) => x.kind === CLIENT && x.attributes["url.full"] === url,
+            ),
+          ),
+        "a span for each call",
+      );
+      assert.deepEqual(
+        urls.map(
+          (url) =>
+            spans.find(
+              (x) => x.kind === CLIENT && x.attributes["url.full"] === url,
+            )!.attributes["network.protocol.version"],
+        ),
+        // Plain HTTP/1: undici does not tell the version its answer came in.
+        ["2", "2", "1.1", undefined],
+      );
+    });
+
     for (const [name, f] of fetches)
       it(`does not record an answer to ${name} the application never read, cancelled once collected, as a failed call`, async () => {
         const collect = collector();
