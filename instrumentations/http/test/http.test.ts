@@ -1007,6 +1007,43 @@ describe("http and fetch clients", () => {
     );
   });
 
+  it("records a method as it is sent, in its own case: only a known method's exact name, else _OTHER", async () => {
+    const url = `${internal.url}/method`;
+    // fetch() sends DELETE, GET, HEAD, OPTIONS, POST and PUT in upper case
+    // whatever case it is given, any other method as it is given.
+    for (const method of ["patch", "get", "PURGE"])
+      await (await fetch(`${url}?fetch=${method}`, { method })).text();
+    // node:http sends every method in upper case.
+    await new Promise<void>((resolve, reject) =>
+      http
+        .request(`${url}?http=patch`, { method: "patch" }, (res) =>
+          res.resume().on("end", resolve),
+        )
+        .on("error", reject)
+        .end(),
+    );
+    const spans = await receiver.waitForSpans(
+      (s) => s.filter((x) => x.kind === CLIENT).length >= 4,
+      "four calls",
+    );
+    assert.deepEqual(
+      spans
+        .filter((s) => s.kind === CLIENT)
+        .sort((a, b) => (a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1))
+        .map((s) => [
+          s.name,
+          s.attributes["http.request.method"],
+          s.attributes["http.request.method_original"],
+        ]),
+      [
+        ["HTTP", "_OTHER", "patch"],
+        ["GET", "GET", undefined],
+        ["HTTP", "_OTHER", "PURGE"],
+        ["PATCH", "PATCH", undefined],
+      ],
+    );
+  });
+
   it("records an aborted fetch", async () => {
     const server = http.createServer((_req, res) => {
       res.writeHead(200);

@@ -429,6 +429,72 @@ export function undiciTests(undici: Undici): void {
     });
   });
 
+  describe("undici and methods", () => {
+    it("records a method in the case it is sent in: only a known method's exact name, else _OTHER", async () => {
+      // request() sends a method as it is given; undici's fetch() upper-cases
+      // DELETE, GET, HEAD, OPTIONS, POST and PUT only.
+      const calls: Array<[string, () => Promise<unknown>]> = [
+        [
+          "request-get",
+          () =>
+            request(`${internal.url}/request-get`, { method: "get" }).then(
+              (r) => r.body.text(),
+            ),
+        ],
+        [
+          "request-PATCH",
+          () =>
+            request(`${internal.url}/request-PATCH`, { method: "PATCH" }).then(
+              (r) => r.body.text(),
+            ),
+        ],
+        [
+          "fetch-patch",
+          () =>
+            undici
+              .fetch(`${internal.url}/fetch-patch`, { method: "patch" })
+              .then((r) => r.text()),
+        ],
+        [
+          "fetch-delete",
+          () =>
+            undici
+              .fetch(`${internal.url}/fetch-delete`, { method: "delete" })
+              .then((r) => r.text()),
+        ],
+      ];
+      for (const [, call] of calls) await call();
+      const urls = calls.map(([path]) => `${internal.url}/${path}`);
+      const spans = await receiver.waitForSpans(
+        (s) =>
+          urls.every((url) =>
+            s.some(
+              (x) => x.kind === CLIENT && x.attributes["url.full"] === url,
+            ),
+          ),
+        "a span for each call",
+      );
+      assert.deepEqual(
+        urls.map((url) => {
+          const span = spans.find(
+            (x) => x.kind === CLIENT && x.attributes["url.full"] === url,
+          )!;
+          return [
+            span.name,
+            span.attributes["http.request.method"],
+            span.attributes["http.request.method_original"],
+          ];
+        }),
+        [
+          ["HTTP", "_OTHER", "get"],
+          ["PATCH", "PATCH", undefined],
+          ["HTTP", "_OTHER", "patch"],
+          ["DELETE", "DELETE", undefined],
+        ],
+      );
+    });
+  });
+
   describe("undici and the Host header", () => {
     it("judges a request by the host its Host header names too, as an egress gateway routes it", async () => {
       const copied = { baggage: "customer.id=c-42", "x-customer-id": "c-42" };

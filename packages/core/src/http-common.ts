@@ -40,15 +40,18 @@ const KNOWN_METHODS = new Set([
   "QUERY",
 ]);
 
-/** The semantic-conventions form of a method: known methods as-is, others `_OTHER`. */
+/**
+ * The semantic-conventions form of a method: a known method as it is,
+ * anything else `_OTHER` with the method as sent for its original. Methods
+ * are case-sensitive, so `patch` is not `PATCH` (a server may well refuse
+ * it) and is recorded as `_OTHER`.
+ */
 export function normalizeMethod(method: string | undefined): {
   method: string;
   original: string | undefined;
 } {
   const m = method ?? "GET";
   if (KNOWN_METHODS.has(m)) return { method: m, original: undefined };
-  const upper = m.toUpperCase();
-  if (KNOWN_METHODS.has(upper)) return { method: upper, original: m };
   return { method: "_OTHER", original: m };
 }
 
