@@ -692,12 +692,7 @@ function buildShape(client: PgClientLike, summary: SqlSummary): QueryShape {
     summary,
   );
   return {
-    name:
-      summary.operation === undefined
-        ? "postgresql"
-        : summary.collection === undefined
-          ? summary.operation
-          : `${summary.operation} ${summary.collection}`,
+    name: summary.summary ?? "postgresql",
     attributes: { ...metricAttributes, "db.query.text": summary.text },
     // Frozen: the histogram then finds the series by the object alone.
     metricAttributes: Object.freeze(metricAttributes),
@@ -755,7 +750,11 @@ function unservedQuery(
   operationDuration().record((nowMs() - start) / 1000, attributes);
 }
 
-/** An operation's attributes on db.client.operation.duration: where, and what. */
+/**
+ * An operation's attributes on db.client.operation.duration: where, and
+ * what. The summary holds keywords and names, never a literal, so it has
+ * no more values than the application has statements.
+ */
 function operationAttributes(
   where: {
     database: string | undefined;
@@ -770,6 +769,8 @@ function operationAttributes(
     "server.address": where.host,
     "server.port": where.port,
   };
+  if (summary.summary !== undefined)
+    attributes["db.query.summary"] = summary.summary;
   if (summary.operation !== undefined)
     attributes["db.operation.name"] = summary.operation;
   if (summary.collection !== undefined)

@@ -1,15 +1,16 @@
-// SQL text as it may be recorded: literals replaced by `?`, plus the
-// operation and main table read from it. One left-to-right scan that knows
-// PostgreSQL's quoting (single quotes with '' escapes, E'' strings with
-// backslash escapes, dollar quoting, quoted identifiers, nested comments), so a
-// literal can never leak through a clever string. Results are cached per
-// text: applications send the same few hundred statements all day. Only
-// statements up to CACHED_SQL_LENGTH characters are: a longer one mostly
-// carries its values inline (bulk inserts, pg-format), is seldom sent twice,
-// and as a key would keep its whole text alive. So the cache holds at most
-// 1000 statements of 4096 characters and their summaries, whatever the
-// application sends; a longer statement is summarised each time, at the
-// cost of a scan of the text it sends anyway.
+// SQL text as it may be recorded: literals replaced by `?`, plus a summary
+// of what it does. One left-to-right scan that knows PostgreSQL's quoting
+// (single quotes with '' escapes, E'' strings with backslash escapes, dollar
+// quoting, quoted identifiers, nested comments) replaces the literals, so a
+// literal can never leak through a clever string; a second reads the
+// summary from that result, so it can hold no literal either. Results are
+// cached per text: applications send the same few hundred statements all
+// day. Only statements up to CACHED_SQL_LENGTH characters are: a longer one
+// mostly carries its values inline (bulk inserts, pg-format), is seldom sent
+// twice, and as a key would keep its whole text alive. So the cache holds
+// at most 1000 statements of 4096 characters and their summaries, whatever
+// the application sends; a longer statement is summarised each time, at the
+// cost of two scans of the text it sends anyway.
 
 const CACHE_LIMIT = 1000;
 
@@ -19,9 +20,15 @@ export const CACHED_SQL_LENGTH = 4096;
 export interface SqlSummary {
   /** The statement with every literal replaced by `?`. */
   text: string;
-  /** First keyword, upper case: SELECT, INSERT, … (undefined if none). */
+  /**
+   * Its operations and their tables in the order it gives them, e.g.
+   * `SELECT orders DELETE orders`, at most 255 characters (undefined if
+   * it has no operation).
+   */
+  summary: string | undefined;
+  /** Its operation, upper case, when it has only one: SELECT, CREATE TABLE, … */
   operation: string | undefined;
-  /** The main table, when it can be read cheaply. */
+  /** Its table, when it has only one operation and one table. */
   collection: string | undefined;
 }
 
@@ -68,17 +75,6 @@ function blockCommentEnd(sql: string, i: number): number {
     }
   }
   return n;
-}
-
-/** The index of a statement's first word, past whitespace and block comments. */
-function statementStart(sql: string): number {
-  const n = sql.length;
-  let i = 0;
-  for (;;) {
-    while (i < n && isSpace(sql.charCodeAt(i))) i++;
-    if (sql.charCodeAt(i) !== 0x2f || sql.charCodeAt(i + 1) !== 0x2a) return i;
-    i = blockCommentEnd(sql, i);
-  }
 }
 
 /** Replaces literals (strings, numbers, dollar-quoted bodies) with `?`. */
@@ -210,38 +206,536 @@ export function sanitizeSql(sql: string): string {
   return from === 0 ? sql : out + sql.slice(from);
 }
 
-const TABLE_AFTER: Record<string, RegExp> = {
-  SELECT: /\bfrom\s+((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))?)/i,
-  DELETE: /\bfrom\s+(?:only\s+)?((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))?)/i,
-  INSERT: /\binto\s+((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))?)/i,
-  UPDATE:
-    /^\s*update\s+(?:only\s+)?((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))?)/i,
-  MERGE: /\binto\s+((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))?)/i,
+// The summary (`db.query.summary`) is read from the sanitised text, where
+// every literal is already `?`: it can hold only keywords and names. It is
+// what the statement does, in the order it says it: each operation (SELECT,
+// INSERT, UPDATE, DELETE, MERGE wherever they run, a subquery's or a CTE's
+// included; any other statement's first word, with the kind of object for
+// CREATE, ALTER and DROP) and the tables each one reads or writes, as
+// `SELECT orders DELETE orders`. A function call's FROM (`EXTRACT(YEAR FROM
+// d)`, `trim(both FROM s)`) opens no table, nor does a set-returning
+// function (`FROM unnest($1)`), a CTE's name, or a name that only a
+// statement like SAVEPOINT or LISTEN gives (often made per call).
+
+const END = 0;
+const WORD = 1;
+const QUOTED = 2;
+const OPEN = 3;
+const CLOSE = 4;
+const COMMA = 5;
+const SEMI = 6;
+const DOT = 7;
+const OTHER = 8;
+
+interface Token {
+  kind: number;
+  start: number;
+  end: number;
+}
+
+/** The token kind of each ASCII character that is one by itself, else OTHER. */
+const SINGLE = new Uint8Array(128).fill(OTHER);
+SINGLE[0x28] = OPEN;
+SINGLE[0x29] = CLOSE;
+SINGLE[0x2c] = COMMA;
+SINGLE[0x3b] = SEMI;
+SINGLE[0x2e] = DOT;
+
+/** Reads the token at or after `i` into `t`, past whitespace and comments. */
+function readToken(sql: string, i: number, t: Token): void {
+  const n = sql.length;
+  for (;;) {
+    let c = sql.charCodeAt(i);
+    while (isSpace(c)) c = sql.charCodeAt(++i);
+    if (i >= n) {
+      t.kind = END;
+      t.start = t.end = n;
+      return;
+    }
+    t.start = i;
+    if (c < 0x80 && !isIdentChar(c)) {
+      if (c === 0x22) {
+        i++;
+        while (i < n) {
+          if (sql.charCodeAt(i++) !== 0x22) continue;
+          if (sql.charCodeAt(i) !== 0x22) break;
+          i++;
+        }
+        t.kind = QUOTED;
+        t.end = i;
+        return;
+      }
+      if (c === 0x2d && sql.charCodeAt(i + 1) === 0x2d) {
+        const eol = sql.indexOf("\n", i);
+        i = eol === -1 ? n : eol + 1;
+        continue;
+      }
+      if (c === 0x2f && sql.charCodeAt(i + 1) === 0x2a) {
+        i = blockCommentEnd(sql, i);
+        continue;
+      }
+      t.kind = SINGLE[c]!;
+      t.end = i + 1;
+      return;
+    }
+    if (isDigit(c) || c === 0x24) {
+      // a digit or `$` starts no name (`$1` is a placeholder)
+      t.kind = OTHER;
+      t.end = i + 1;
+      return;
+    }
+    i++;
+    while (i < n && isIdentChar(sql.charCodeAt(i))) i++;
+    t.kind = WORD;
+    t.end = i;
+    return;
+  }
+}
+
+/** Characters of a row of values once sanitised: `?`, `$1`, signs, commas. */
+const VALUE_CHARS = new Uint8Array(128);
+for (const c of " \t\n\r?$0123456789,+-.:") VALUE_CHARS[c.charCodeAt(0)] = 1;
+
+/**
+ * The index past the `)` closing a parenthesis that opened just before `i`
+ * and holds only values (`(?, $2, -?)`, as a bulk insert has thousands of),
+ * or -1: such a group says nothing of the statement, and is passed over
+ * without a token for each value.
+ */
+function valuesEnd(sql: string, i: number): number {
+  for (;;) {
+    const c = sql.charCodeAt(i);
+    if (c === 0x29) return i + 1;
+    if (!(c < 0x80) || VALUE_CHARS[c] === 0) return -1;
+    if (c === 0x2d && sql.charCodeAt(i + 1) === 0x2d) return -1;
+    i++;
+  }
+}
+
+/** A name as PostgreSQL reads it: a quoted one without its quotes. */
+function nameOf(sql: string, t: Token): string {
+  if (t.kind !== QUOTED) return sql.slice(t.start, t.end);
+  const closed = t.end - t.start >= 2 && sql.charCodeAt(t.end - 1) === 0x22;
+  return sql.slice(t.start + 1, closed ? t.end - 1 : t.end).replace(/""/g, '"');
+}
+
+/** The summary's longest length, as the conventions suggest. */
+const SUMMARY_LENGTH = 255;
+
+/** Operations that run inside another statement only where a statement may start. */
+const NESTED_OPERATIONS = new Set(["INSERT", "UPDATE", "DELETE", "MERGE"]);
+/** What an operation needs next to be one (`INSERT INTO`, not a column named insert). */
+const OPERATION_NEXT: Record<string, string> = {
+  INSERT: "INTO",
+  DELETE: "FROM",
+  MERGE: "INTO",
 };
+/** Words after CREATE, ALTER or DROP that say what kind of object. */
+const OBJECT_KIND = new Set([
+  "OR",
+  "REPLACE",
+  "TEMP",
+  "TEMPORARY",
+  "UNLOGGED",
+  "GLOBAL",
+  "LOCAL",
+  "UNIQUE",
+  "MATERIALIZED",
+  "FOREIGN",
+  "RECURSIVE",
+  "DEFAULT",
+  "PRIVILEGES",
+  "TABLE",
+  "INDEX",
+  "VIEW",
+  "SEQUENCE",
+  "SCHEMA",
+  "FUNCTION",
+  "PROCEDURE",
+  "TRIGGER",
+  "TYPE",
+  "EXTENSION",
+  "DATABASE",
+  "ROLE",
+  "USER",
+  "DOMAIN",
+  "POLICY",
+  "RULE",
+  "AGGREGATE",
+  "COLLATION",
+  "PUBLICATION",
+  "SUBSCRIPTION",
+  "SERVER",
+  "TABLESPACE",
+  "OPERATOR",
+  "STATISTICS",
+  "EVENT",
+]);
+/** Statements whose first word is followed by the table they act on. */
+const TABLE_STATEMENTS = new Set(["COPY", "LOCK", "TABLE", "TRUNCATE"]);
+/** Statements that name privileges, SELECT among them, not operations. */
+const PRIVILEGE_STATEMENTS = new Set([
+  "GRANT",
+  "REVOKE",
+  "ALTER DEFAULT PRIVILEGES",
+]);
 
-const WORD = /[A-Za-z]+/y;
+/**
+ * The words the summary looks for, each by its upper- and lower-case
+ * spellings: any other word (most are names) is passed over without a copy.
+ */
+const KEYWORDS = new Map<string, string>();
+for (const k of [
+  ...NESTED_OPERATIONS,
+  ...OBJECT_KIND,
+  ...TABLE_STATEMENTS,
+  ..."AS ALTER ANALYZE CREATE DISTINCT DROP EXISTS EXPLAIN FROM IF INTO JOIN LATERAL MATERIALIZED NOT ONLY PREPARE RECURSIVE ROWS SELECT USING VERBOSE WITH".split(
+    " ",
+  ),
+]) {
+  KEYWORDS.set(k, k);
+  KEYWORDS.set(k.toLowerCase(), k);
+}
+const LONGEST_KEYWORD = Math.max(...[...KEYWORDS.keys()].map((k) => k.length));
 
-/** Sanitised text, operation and table of a statement (cached up to CACHED_SQL_LENGTH). */
+/** The word at `t` in upper case if the summary looks for it, else "". */
+function keywordOf(sql: string, t: Token): string {
+  if (t.kind !== WORD || t.end - t.start > LONGEST_KEYWORD) return "";
+  const word = sql.slice(t.start, t.end);
+  const known = KEYWORDS.get(word);
+  if (known !== undefined) return known;
+  // Mixed case (Select): seldom written, and worth a copy when it is.
+  let cases = 0;
+  for (let i = 0; i < word.length; i++) {
+    const c = word.charCodeAt(i);
+    cases |= c >= 0x61 && c <= 0x7a ? 1 : c >= 0x41 && c <= 0x5a ? 2 : 0;
+  }
+  return cases === 3 ? (KEYWORDS.get(word.toUpperCase()) ?? "") : "";
+}
+
+// What the next name is, if any.
+const NO_TABLE = 0;
+/** After FROM, USING, TRUNCATE or a comma between them: `name(` is a function. */
+const TABLE_LIST = 1;
+/** After JOIN: one table, `name(` a function. */
+const JOINED = 2;
+/** After INTO, UPDATE, COPY, CREATE TABLE…: one table, `name(` its columns. */
+const TARGET = 3;
+
+// What a parenthesis under way is, besides a group or a function's arguments.
+/** A CTE's body: a comma or the main statement follows. */
+const CTE_BODY = 1;
+/** A statement follows its end (EXPLAIN's options). */
+const THEN_STATEMENT = 2;
+
+interface Shape {
+  summary: string | undefined;
+  operation: string | undefined;
+  collection: string | undefined;
+}
+
+/**
+ * The summary of a sanitised statement, with its operation and table when
+ * it has only one of each (a statement with several has neither: the
+ * summary says what it does).
+ */
+function shapeOfText(sql: string): Shape {
+  const t: Token = { kind: END, start: 0, end: 0 };
+  const ahead: Token = { kind: END, start: 0, end: 0 };
+  const peek = (from: number): Token => {
+    readToken(sql, from, ahead);
+    return ahead;
+  };
+  const upper = (x: Token) => keywordOf(sql, x);
+
+  let summary = "";
+  let full = false;
+  let operation: string | undefined;
+  let operations = 0; // distinct ones, up to 2
+  let collection: string | undefined;
+  let collections = 0;
+  const add = (part: string) => {
+    if (full) return;
+    const next = summary === "" ? part : `${summary} ${part}`;
+    if (next.length > SUMMARY_LENGTH) full = true;
+    else summary = next;
+  };
+  const addOperation = (op: string) => {
+    add(op);
+    if (operations === 0) {
+      operation = op;
+      operations = 1;
+    } else if (op !== operation) operations = 2;
+  };
+  const addTable = (name: string) => {
+    add(name);
+    if (collections === 0) {
+      collection = name;
+      collections = 1;
+    } else if (name !== collection) collections = 2;
+  };
+
+  // The parentheses under way, the statement itself at depth 0: what each
+  // is, and the operation the text inside it runs, once one has started.
+  // Arrays kept for the whole scan, as a bulk insert opens thousands.
+  let depth = 0;
+  const frameKind: number[] = [0];
+  const frameOperation: Array<string | undefined> = [undefined];
+  /** The next word is a statement's first, at the top. */
+  let statementStart = true;
+  /** The statement's operation as its first words give it (CREATE TABLE, …). */
+  let statement = "";
+  /** A statement may start here: after `(`, a CTE, EXPLAIN or PREPARE … AS. */
+  let expectStatement = true;
+  let expectTable = NO_TABLE;
+  /** The depth of the FROM list under way, -1 if none. */
+  let listDepth = -1;
+  /** In that list: 0 just after an item, 1 after its alias, -1 awaiting one. */
+  let listStage = -1;
+  let ctes: Set<string> | undefined;
+  /** WITH's next name is a CTE's. */
+  let cteName = false;
+  /** Between a CTE's name and its body, which is the `(` after AS. */
+  let cteHeader = false;
+  let previous = "";
+  let afterOpen = false;
+
+  let i = 0;
+  for (;;) {
+    readToken(sql, i, t);
+    i = t.end;
+    const kind = t.kind;
+    if (kind === END) break;
+    const word = upper(t);
+    const last = previous;
+    previous = word;
+    const opened = afterOpen;
+    afterOpen = kind === OPEN;
+
+    if (kind === SEMI) {
+      depth = 0;
+      frameOperation[0] = undefined;
+      statementStart = true;
+      statement = "";
+      expectStatement = true;
+      expectTable = NO_TABLE;
+      listDepth = -1;
+      ctes = undefined;
+      cteName = cteHeader = false;
+      continue;
+    }
+
+    // A FROM list goes on at a comma after an item and its alias.
+    if (listDepth === depth && expectTable === NO_TABLE) {
+      if (kind === COMMA && listStage >= 0) {
+        expectTable = TABLE_LIST;
+        listStage = -1;
+        continue;
+      }
+      if ((kind === WORD || kind === QUOTED) && word !== "AS" && listStage >= 0)
+        listStage = listStage === 0 ? 1 : -2;
+      else if (kind !== OPEN && word !== "AS") listStage = -2;
+      if (listStage === -2) listDepth = -1;
+    }
+
+    if (kind === OPEN) {
+      const cte = cteHeader && (last === "AS" || last === "MATERIALIZED");
+      if (cte) cteHeader = false;
+      const top = depth === 0;
+      const then = top && statement === "EXPLAIN" && expectStatement;
+      if (expectTable === TABLE_LIST) {
+        listDepth = depth;
+        listStage = 0;
+      }
+      expectTable = NO_TABLE;
+      if (!cte && !then) {
+        const end = valuesEnd(sql, i);
+        if (end !== -1) {
+          i = end;
+          expectStatement = statementStart = false;
+          continue;
+        }
+      }
+      // INSERT, UPDATE, DELETE and MERGE run inside only a CTE or COPY
+      // (…) TO, never in a subquery: elsewhere those words are names.
+      expectStatement = cte || (top && statement === "COPY");
+      statementStart = statementStart && top;
+      depth++;
+      frameKind[depth] = cte ? CTE_BODY : then ? THEN_STATEMENT : 0;
+      frameOperation[depth] = undefined;
+      continue;
+    }
+    if (kind === CLOSE) {
+      expectTable = NO_TABLE;
+      expectStatement = false;
+      if (depth === 0) continue;
+      const closed = frameKind[depth--];
+      if (listDepth > depth) listDepth = -1;
+      if (closed === THEN_STATEMENT) expectStatement = true;
+      else if (closed === CTE_BODY) {
+        if (peek(i).kind === COMMA) {
+          i = ahead.end;
+          cteName = true;
+        } else expectStatement = true;
+      }
+      continue;
+    }
+    if (kind !== WORD && kind !== QUOTED) {
+      expectTable = NO_TABLE;
+      expectStatement = false;
+      statementStart = false;
+      continue;
+    }
+
+    if (cteName) {
+      if (word === "RECURSIVE") continue;
+      (ctes ??= new Set()).add(nameOf(sql, t));
+      cteName = false;
+      cteHeader = true;
+      continue;
+    }
+
+    if (expectTable !== NO_TABLE) {
+      if (
+        word === "ONLY" ||
+        word === "LATERAL" ||
+        word === "TABLE" ||
+        (expectTable === TARGET &&
+          (word === "IF" || word === "NOT" || word === "EXISTS"))
+      )
+        continue;
+      const mode = expectTable;
+      expectTable = NO_TABLE;
+      if (mode === TABLE_LIST) {
+        listDepth = depth;
+        listStage = 0;
+      }
+      if (word === "ROWS" && upper(peek(i)) === "FROM") {
+        // ROWS FROM (f(), g()): functions
+        i = ahead.end;
+        continue;
+      }
+      let name = nameOf(sql, t);
+      let qualified = false;
+      for (;;) {
+        if (peek(i).kind !== DOT) break;
+        const dot = ahead.end;
+        const part = peek(dot);
+        if (part.kind !== WORD && part.kind !== QUOTED) break;
+        name += `.${nameOf(sql, part)}`;
+        qualified = true;
+        i = part.end;
+      }
+      if (mode !== TARGET && peek(i).kind === OPEN) continue; // a function
+      if (!qualified && ctes?.has(name)) continue;
+      addTable(name);
+      continue;
+    }
+
+    if (kind === QUOTED) {
+      expectStatement = statementStart = false;
+      continue;
+    }
+
+    if (statementStart) {
+      statementStart = false;
+      if (word === "WITH") {
+        statement = word;
+        cteName = true;
+        expectStatement = false;
+        continue;
+      }
+      let op = word || sql.slice(t.start, t.end).toUpperCase();
+      if (word === "CREATE" || word === "ALTER" || word === "DROP") {
+        while (OBJECT_KIND.has(upper(peek(i)))) {
+          op += ` ${upper(ahead)}`;
+          i = ahead.end;
+        }
+        if (op.endsWith(" TABLE")) expectTable = TARGET;
+      }
+      statement = op;
+      expectStatement = word === "EXPLAIN";
+      addOperation(op);
+      frameOperation[depth] = op;
+      if (word === "UPDATE" || TABLE_STATEMENTS.has(word))
+        expectTable = word === "TRUNCATE" ? TABLE_LIST : TARGET;
+      continue;
+    }
+
+    if (word === "SELECT") {
+      if (!PRIVILEGE_STATEMENTS.has(statement)) {
+        addOperation(word);
+        frameOperation[depth] = word;
+      }
+      expectStatement = false;
+      continue;
+    }
+    if (word === "WITH" && (expectStatement || opened)) {
+      cteName = true;
+      expectStatement = false;
+      continue;
+    }
+    if (expectStatement) {
+      if (NESTED_OPERATIONS.has(word)) {
+        const next = peek(i);
+        const needs = OPERATION_NEXT[word];
+        if (
+          needs === undefined
+            ? next.kind === WORD || next.kind === QUOTED
+            : upper(next) === needs
+        ) {
+          addOperation(word);
+          frameOperation[depth] = word;
+          expectStatement = false;
+          if (word === "UPDATE") expectTable = TARGET;
+          continue;
+        }
+      }
+      // EXPLAIN ANALYZE VERBOSE DELETE …
+      if (
+        statement === "EXPLAIN" &&
+        depth === 0 &&
+        (word === "ANALYZE" || word === "VERBOSE")
+      )
+        continue;
+    }
+    expectStatement = word === "AS" && statement === "PREPARE" && depth === 0;
+    const op = frameOperation[depth];
+    if (word === "FROM") {
+      if (
+        (op === "SELECT" || op === "DELETE" || op === "UPDATE") &&
+        last !== "DISTINCT"
+      )
+        expectTable = TABLE_LIST;
+    } else if (word === "JOIN") {
+      if (
+        op === "SELECT" ||
+        op === "DELETE" ||
+        op === "UPDATE" ||
+        op === "MERGE"
+      )
+        expectTable = JOINED;
+    } else if (word === "INTO") {
+      if (op === "INSERT" || op === "MERGE" || op === "SELECT")
+        expectTable = TARGET;
+    } else if (word === "USING") {
+      if (op === "DELETE" || op === "MERGE") expectTable = TABLE_LIST;
+    }
+  }
+  return {
+    summary: summary === "" ? undefined : summary,
+    operation: operations === 1 ? operation : undefined,
+    collection: operations === 1 && collections === 1 ? collection : undefined,
+  };
+}
+
+/** Sanitised text, summary, operation and table of a statement (cached up to CACHED_SQL_LENGTH). */
 export function summarizeSql(sql: string): SqlSummary {
   const cached = sql.length <= CACHED_SQL_LENGTH;
   const hit = cached ? cache.get(sql) : undefined;
   if (hit !== undefined) return hit;
   const text = sanitizeSql(sql);
-  // Leading comments (sqlcommenter's, an application's tags) are skipped in
-  // one pass that counts their nesting as PostgreSQL does, which no pattern
-  // can, so any number of them before text that is no keyword costs one
-  // read. The table is read after them: a comment's words are never taken
-  // for the statement's.
-  const start = statementStart(text);
-  WORD.lastIndex = start;
-  const operation = WORD.exec(text)?.[0].toUpperCase();
-  let collection: string | undefined;
-  const re = operation === undefined ? undefined : TABLE_AFTER[operation];
-  if (re !== undefined) {
-    const t = re.exec(start === 0 ? text : text.slice(start))?.[1];
-    if (t !== undefined && !/^\(/.test(t)) collection = t.replace(/"/g, "");
-  }
-  const summary = { text, operation, collection };
+  const summary: SqlSummary = { text, ...shapeOfText(text) };
   if (!cached) return summary;
   if (cache.size >= CACHE_LIMIT) cache.clear();
   cache.set(sql, summary);

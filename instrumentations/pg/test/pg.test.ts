@@ -177,6 +177,92 @@ describe("pg queries", () => {
     assert.equal(span!.attributes["db.query.text"], sql);
   });
 
+  it("names a statement by its summary, with an operation and a table only when it has one of each", async () => {
+    // [statement, values, span name and db.query.summary, db.operation.name, db.collection.name]
+    const cases: Array<
+      [string, unknown[] | undefined, string, string?, string?]
+    > = [
+      [
+        "SELECT 1 AS several; DELETE FROM accounts WHERE id = -7",
+        undefined,
+        "SELECT DELETE accounts",
+      ],
+      [
+        "WITH gone AS (SELECT id FROM accounts WHERE id < 0) DELETE FROM accounts WHERE id IN (SELECT id FROM gone)",
+        undefined,
+        "SELECT accounts DELETE accounts SELECT",
+      ],
+      [
+        "SELECT EXTRACT(YEAR FROM now()) AS y FROM accounts LIMIT 1",
+        undefined,
+        "SELECT accounts",
+        "SELECT",
+        "accounts",
+      ],
+      [
+        "SELECT trim(both 'x' from owner) AS trimmed FROM accounts LIMIT 1",
+        undefined,
+        "SELECT accounts",
+        "SELECT",
+        "accounts",
+      ],
+      [
+        "SELECT * FROM unnest($1::int[]) AS u(id)",
+        [[1, 2]],
+        "SELECT",
+        "SELECT",
+      ],
+      [
+        "-- balances\nselect balance from only accounts where id = 1",
+        undefined,
+        "SELECT accounts",
+        "SELECT",
+        "accounts",
+      ],
+    ];
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    for (const [sql, values] of cases) await client.query(sql, values);
+    await client.end();
+    await threadline.forceFlush();
+    const spans = await receiver.waitForSpans(
+      (s) => querySpans(s).length >= cases.length,
+      "every statement's span",
+    );
+    // One client, one statement after another: the spans start in order.
+    const queries = querySpans(spans).sort((a, b) =>
+      a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1,
+    );
+    assert.equal(queries.length, cases.length);
+    const points = receiver.metrics
+      .filter((m) => m.name === "db.client.operation.duration")
+      .flatMap((m) => m.points);
+    for (const [
+      n,
+      [sql, , summary, operation, collection],
+    ] of cases.entries()) {
+      const span = queries[n]!;
+      assert.equal(span.name, summary, sql);
+      assert.equal(span.attributes["db.query.summary"], summary, sql);
+      assert.equal(span.attributes["db.operation.name"], operation, sql);
+      assert.equal(span.attributes["db.collection.name"], collection, sql);
+      const point = points.find(
+        (p) => p.attributes["db.query.summary"] === summary,
+      );
+      assert.ok(point, `a duration point for ${summary}`);
+      if (operation === undefined)
+        assert.ok(
+          points.some(
+            (p) =>
+              p.attributes["db.query.summary"] === summary &&
+              p.attributes["db.operation.name"] === undefined &&
+              p.attributes["db.collection.name"] === undefined,
+          ),
+          `${summary} is counted with no operation or table`,
+        );
+    }
+  });
+
   it("records errors with their SQLSTATE", async () => {
     const client = new pg.Client({ connectionString: databaseUrl });
     await client.connect();
@@ -655,6 +741,7 @@ describe("queries that get no connection", () => {
       "db.namespace": "nowhere",
       "server.address": "127.0.0.1",
       "server.port": deadPort,
+      "db.query.summary": "SELECT",
       "db.operation.name": "SELECT",
       "error.type": "ECONNREFUSED",
     });

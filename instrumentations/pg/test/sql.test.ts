@@ -55,11 +55,10 @@ describe("sanitizeSql", () => {
 describe("summarizeSql", () => {
   it("reads the operation and the main table", () => {
     assert.deepEqual(
-      summarizeSql(
-        "select id from public.orders o join items i on true where o.id = 1",
-      ),
+      summarizeSql("select id from public.orders o where o.id = 1"),
       {
-        text: "select id from public.orders o join items i on true where o.id = ?",
+        text: "select id from public.orders o where o.id = ?",
+        summary: "SELECT public.orders",
         operation: "SELECT",
         collection: "public.orders",
       },
@@ -82,6 +81,208 @@ describe("summarizeSql", () => {
       summarizeSql("SELECT * FROM (SELECT 1) s").collection,
       undefined,
     );
+  });
+
+  it("summarises each operation and its tables in order, naming one only when it is alone", () => {
+    // [statement, db.query.summary, db.operation.name, db.collection.name]
+    const cases: Array<[string, string?, string?, string?]> = [
+      // more than one operation or table: the summary alone says so
+      ["SELECT 1; DELETE FROM orders WHERE id = 7", "SELECT DELETE orders"],
+      [
+        "WITH x AS (SELECT id FROM orders) DELETE FROM orders WHERE id IN (SELECT id FROM x)",
+        "SELECT orders DELETE orders SELECT",
+      ],
+      [
+        "select id from public.orders o join items i on true where o.id = 1",
+        "SELECT public.orders items",
+        "SELECT",
+      ],
+      [
+        "INSERT INTO archive (id) SELECT id FROM orders",
+        "INSERT archive SELECT orders",
+      ],
+      [
+        "UPDATE orders SET a = c.a FROM customers c WHERE c.id = orders.customer",
+        "UPDATE orders customers",
+        "UPDATE",
+      ],
+      [
+        "DELETE FROM orders USING customers c WHERE c.id = 1",
+        "DELETE orders customers",
+        "DELETE",
+      ],
+      [
+        "MERGE INTO orders o USING staged s ON o.id = s.id WHEN MATCHED THEN UPDATE SET n = s.n WHEN NOT MATCHED THEN INSERT (id) VALUES (s.id)",
+        "MERGE orders staged",
+        "MERGE",
+      ],
+      ["SELECT * FROM a, b AS bb, c x(y) WHERE true", "SELECT a b c", "SELECT"],
+      [
+        "SELECT * FROM orders WHERE id IN (SELECT order_id FROM items) ORDER BY a, b",
+        "SELECT orders SELECT items",
+        "SELECT",
+      ],
+      [
+        "SELECT x FROM t1 UNION ALL SELECT x FROM t2",
+        "SELECT t1 SELECT t2",
+        "SELECT",
+      ],
+      [
+        "WITH a AS (SELECT 1), b AS (INSERT INTO log (x) VALUES (1) RETURNING x) SELECT * FROM a, b",
+        "SELECT INSERT log SELECT",
+      ],
+      [
+        "EXPLAIN (ANALYZE, BUFFERS) DELETE FROM orders",
+        "EXPLAIN DELETE orders",
+      ],
+      [
+        "TRUNCATE TABLE ONLY orders, items",
+        "TRUNCATE orders items",
+        "TRUNCATE",
+      ],
+      ["PREPARE p AS UPDATE orders SET x = $1", "PREPARE UPDATE orders"],
+      // a function's FROM, a set-returning function and ONLY are no tables
+      [
+        "SELECT EXTRACT(YEAR FROM created_at) FROM orders",
+        "SELECT orders",
+        "SELECT",
+        "orders",
+      ],
+      [
+        "SELECT trim(both 'x' from email) FROM users",
+        "SELECT users",
+        "SELECT",
+        "users",
+      ],
+      [
+        "SELECT substring(email from 2 for 3) FROM users",
+        "SELECT users",
+        "SELECT",
+        "users",
+      ],
+      [
+        "SELECT overlay(a placing 'x' from 2) FROM t",
+        "SELECT t",
+        "SELECT",
+        "t",
+      ],
+      ["SELECT * FROM unnest($1::int[]) AS u(id)", "SELECT", "SELECT"],
+      [
+        "SELECT * FROM generate_series(1, 3) g, orders o WHERE g = o.id",
+        "SELECT orders",
+        "SELECT",
+        "orders",
+      ],
+      [
+        "SELECT 1 FROM ROWS FROM (generate_series(1, 2)) AS r",
+        "SELECT",
+        "SELECT",
+      ],
+      ["select * from only orders", "SELECT orders", "SELECT", "orders"],
+      ["SELECT * FROM a WHERE b IS DISTINCT FROM c", "SELECT a", "SELECT", "a"],
+      ["SELECT * FROM orders FOR UPDATE", "SELECT orders", "SELECT", "orders"],
+      [
+        "INSERT INTO orders (id, email) VALUES (1, 'x@y.z') ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email",
+        "INSERT orders",
+        "INSERT",
+        "orders",
+      ],
+      // the same operation on the same table, twice, is still one of each
+      [
+        "SELECT * FROM (SELECT * FROM orders) s",
+        "SELECT SELECT orders",
+        "SELECT",
+        "orders",
+      ],
+      [
+        "SELECT ARRAY(SELECT id FROM orders)",
+        "SELECT SELECT orders",
+        "SELECT",
+        "orders",
+      ],
+      [
+        "WITH RECURSIVE t(n) AS (VALUES (1) UNION ALL SELECT n + 1 FROM t WHERE n < 5) SELECT * FROM t",
+        "SELECT SELECT",
+        "SELECT",
+      ],
+      // comments of either kind are skipped
+      [
+        "-- fetch orders\nSELECT * FROM orders WHERE email = 'a@b.c'",
+        "SELECT orders",
+        "SELECT",
+        "orders",
+      ],
+      [
+        "/* app */ SELECT /* from audit */ * FROM -- x\n orders",
+        "SELECT orders",
+        "SELECT",
+        "orders",
+      ],
+      // other statements: their kind, and the table only where it is one
+      [
+        "CREATE TABLE IF NOT EXISTS orders (id int, update timestamptz)",
+        "CREATE TABLE orders",
+        "CREATE TABLE",
+        "orders",
+      ],
+      ["DROP INDEX IF EXISTS orders_idx", "DROP INDEX", "DROP INDEX"],
+      ["COPY orders (id) FROM STDIN", "COPY orders", "COPY", "orders"],
+      ["SAVEPOINT sp_12345", "SAVEPOINT", "SAVEPOINT"],
+      ["LISTEN user_42", "LISTEN", "LISTEN"],
+      ["GRANT SELECT, INSERT ON orders TO bob", "GRANT", "GRANT"],
+      ["FETCH 10 FROM c1", "FETCH", "FETCH"],
+      ["/* a /* b */ SELECT 1 FROM t"],
+      ["/* only a comment */"],
+    ];
+    for (const [sql, summary, operation, collection] of cases)
+      assert.deepEqual(
+        (({ summary, operation, collection }) => ({
+          summary,
+          operation,
+          collection,
+        }))(summarizeSql(sql)),
+        { summary, operation, collection },
+        sql,
+      );
+  });
+
+  it("keeps literals and the names statements make per call out of the summary", () => {
+    for (const sql of [
+      "SELECT * FROM orders WHERE email = 's3cr3t@example.com'",
+      "SELECT $x$s3cr3t$x$ FROM orders",
+      "UPDATE orders SET note = E's3cr3t\\'' WHERE id = 4242",
+      "SET application_name = 's3cr3t'",
+      "NOTIFY orders_4242, 's3cr3t'",
+      "CALL pay('s3cr3t', 4242)",
+      "SAVEPOINT s3cr3t_4242",
+      "LISTEN s3cr3t_4242",
+      "SELECT * FROM orders o JOIN s3cr3t_fn('x') f ON true WHERE id = 4242",
+      `SELECT "col's3cr3t" FROM orders WHERE c = 's3cr3t'`,
+    ]) {
+      const { summary } = summarizeSql(sql);
+      assert.ok(
+        summary !== undefined &&
+          !summary.includes("s3cr3t") &&
+          !summary.includes("4242"),
+        `${sql} => ${summary}`,
+      );
+    }
+  });
+
+  it("cuts a long summary at the last whole part within 255 characters", () => {
+    const tables = Array.from({ length: 40 }, (_, i) => `table_number_${i}`);
+    const { summary, operation, collection } = summarizeSql(
+      `SELECT * FROM ${tables.join(", ")}`,
+    );
+    assert.ok(summary!.length <= 255, summary);
+    assert.ok(summary!.length > 230, summary);
+    assert.equal(
+      summary,
+      ["SELECT", ...tables].join(" ").slice(0, summary!.length),
+    );
+    assert.ok(tables.some((t) => summary!.endsWith(` ${t}`)));
+    assert.equal(operation, "SELECT");
+    assert.equal(collection, undefined);
   });
 
   it("reads the operation and the table past nested leading comments", () => {
@@ -143,12 +344,12 @@ describe("summarizeSql", () => {
     assert.equal(run.signal, null, "summarizeSql did not finish in 30 s");
     assert.equal(run.status, 0, run.stderr);
     assert.deepEqual(JSON.parse(run.stdout), [
-      null,
-      null,
+      "SELECT",
+      "SELECT",
       "SELECT",
       "UPDATE",
       null,
-      null,
+      "SELECT",
       "SELECT",
       null,
     ]);
@@ -159,6 +360,7 @@ describe("summarizeSql", () => {
     const sql = `INSERT INTO orders (id, owner) VALUES ${rows.join(", ")}`;
     const expected = {
       text: `INSERT INTO orders (id, owner) VALUES ${rows.map(() => "(?, ?)").join(", ")}`,
+      summary: "INSERT orders",
       operation: "INSERT",
       collection: "orders",
     };
