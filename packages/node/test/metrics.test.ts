@@ -271,7 +271,9 @@ describe("metrics", () => {
       emails.startTime >= before && emails.startTime <= after,
       `${emails.startTime - before} ms after the instrument`,
     );
-    assert.ok(emails.time - emails.startTime >= 5);
+    // The 5 ms timer runs on the loop's whole-millisecond clock and may
+    // fire a little early by this one.
+    assert.ok(emails.time - emails.startTime >= 4);
     assert.equal(first["cpu"]![0]!.startTime, 1000);
     queues.push("invoices");
     const second = byName(await p.collect());
