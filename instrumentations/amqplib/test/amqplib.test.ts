@@ -438,14 +438,7 @@ describe("promise API", () => {
         baggage: `customer.id=${"a".repeat(5000)}`,
       },
     ];
-    // Published with tracing suppressed, so the headers reach the broker exactly as written.
-    const raw = context
-      .active()
-      .setValue(
-        Symbol.for("OpenTelemetry SDK Context Key SUPPRESS_TRACING"),
-        true,
-      );
-    context.with(raw, () =>
+    untraced(() =>
       hostile.forEach((headers, i) =>
         ch.sendToQueue(q, Buffer.from(`m${i}`), { headers }),
       ),
@@ -475,14 +468,7 @@ describe("promise API", () => {
       got.push(Object.fromEntries(entries.map(([k, e]) => [k, e.value])));
       ch.ack(msg);
     });
-    // Published with tracing suppressed, so the header reaches the broker exactly as written.
-    const raw = context
-      .active()
-      .setValue(
-        Symbol.for("OpenTelemetry SDK Context Key SUPPRESS_TRACING"),
-        true,
-      );
-    context.with(raw, () =>
+    untraced(() =>
       ch.sendToQueue(q, Buffer.from("m"), {
         headers: { baggage: "name=Jos%E9,ok=1" },
       }),
@@ -492,6 +478,17 @@ describe("promise API", () => {
     await ch.close();
   });
 });
+
+/** Runs `publish` with tracing suppressed, so headers reach the broker exactly as written. */
+function untraced(publish: () => void): void {
+  const raw = context
+    .active()
+    .setValue(
+      Symbol.for("OpenTelemetry SDK Context Key SUPPRESS_TRACING"),
+      true,
+    );
+  context.with(raw, publish);
+}
 
 describe("callback API", () => {
   it("traces publish and consume the same way", async () => {

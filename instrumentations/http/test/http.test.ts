@@ -63,6 +63,15 @@ function get(
 const byName = (spans: ReceivedSpan[], kind: number, name: string) =>
   spans.filter((s) => s.kind === kind && s.name === name);
 
+/** The spans that pass `keep`, in the order they started. */
+const inStartOrder = (
+  spans: ReceivedSpan[],
+  keep: (s: ReceivedSpan) => boolean,
+) =>
+  spans
+    .filter(keep)
+    .sort((a, b) => (a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1));
+
 const answeredAt = new Map<string, number>();
 
 /**
@@ -272,9 +281,7 @@ describe("http server", () => {
       (s) => s.filter((x) => x.kind === SERVER).length >= hosts.length,
       "the server spans",
     );
-    const servers = spans
-      .filter((s) => s.kind === SERVER)
-      .sort((a, b) => (a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1));
+    const servers = inStartOrder(spans, (s) => s.kind === SERVER);
     assert.deepEqual(
       servers.map((s) => [
         s.attributes["server.address"],
@@ -991,13 +998,10 @@ describe("http and fetch clients", () => {
       "four calls",
     );
     assert.deepEqual(
-      spans
-        .filter((s) => s.kind === CLIENT)
-        .sort((a, b) => (a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1))
-        .map((s) => [
-          s.attributes["url.full"],
-          s.attributes["network.protocol.version"],
-        ]),
+      inStartOrder(spans, (s) => s.kind === CLIENT).map((s) => [
+        s.attributes["url.full"],
+        s.attributes["network.protocol.version"],
+      ]),
       [
         [`${base}/1.0`, "1.0"],
         [`${base}/1.1`, "1.1"],
@@ -1027,14 +1031,11 @@ describe("http and fetch clients", () => {
       "four calls",
     );
     assert.deepEqual(
-      spans
-        .filter((s) => s.kind === CLIENT)
-        .sort((a, b) => (a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1))
-        .map((s) => [
-          s.name,
-          s.attributes["http.request.method"],
-          s.attributes["http.request.method_original"],
-        ]),
+      inStartOrder(spans, (s) => s.kind === CLIENT).map((s) => [
+        s.name,
+        s.attributes["http.request.method"],
+        s.attributes["http.request.method_original"],
+      ]),
       [
         ["HTTP", "_OTHER", "patch"],
         ["GET", "GET", undefined],
@@ -1079,9 +1080,10 @@ describe("http and fetch clients", () => {
         s.filter((x) => x.attributes["peer.service"] === "acme").length >= 2,
       "two attempts",
     );
-    const [first, second] = spans
-      .filter((x) => x.attributes["peer.service"] === "acme")
-      .sort((a, b) => (a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1));
+    const [first, second] = inStartOrder(
+      spans,
+      (x) => x.attributes["peer.service"] === "acme",
+    );
     assert.equal(first!.attributes["http.request.resend_count"], undefined);
     assert.equal(first!.attributes["http.response.status_code"], 503);
     assert.equal(first!.attributes["threadline.ratelimit.remaining"], 0);
@@ -1130,16 +1132,11 @@ describe("http and fetch clients", () => {
           "seven calls",
         );
         assert.deepEqual(
-          spans
-            .filter(isOurs)
-            .sort((a, b) =>
-              a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1,
-            )
-            .map((s) => [
-              s.attributes["url.full"] === flaky ? "flaky" : "steady",
-              s.attributes["http.response.status_code"],
-              s.attributes["http.request.resend_count"],
-            ]),
+          inStartOrder(spans, isOurs).map((s) => [
+            s.attributes["url.full"] === flaky ? "flaky" : "steady",
+            s.attributes["http.response.status_code"],
+            s.attributes["http.request.resend_count"],
+          ]),
           [
             ["flaky", 503, undefined],
             ["flaky", 503, 1],
@@ -1192,14 +1189,11 @@ describe("http and fetch clients", () => {
       "ten failed calls",
     );
     assert.deepEqual(
-      spans
-        .filter((s) => s.kind === CLIENT)
-        .sort((a, b) => (a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1))
-        .map((s) => [
-          s.attributes["url.full"],
-          s.status.code,
-          s.attributes["http.request.resend_count"],
-        ]),
+      inStartOrder(spans, (s) => s.kind === CLIENT).map((s) => [
+        s.attributes["url.full"],
+        s.status.code,
+        s.attributes["http.request.resend_count"],
+      ]),
       [
         [`${refused}?by=fetch`, 2, undefined],
         [`${refused}?by=fetch`, 2, 1],

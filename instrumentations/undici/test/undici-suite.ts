@@ -19,6 +19,7 @@ import {
   waitFor,
   type ForwardProxy,
   type OtlpReceiver,
+  type ReceivedSpan,
   type RecordingServer,
 } from "@threadline/test-support";
 import { init, type ThreadlineHandle } from "@threadline/node";
@@ -54,6 +55,16 @@ export function undiciTests(undici: Undici): void {
   let external: RecordingServer;
   let thirdParty: RecordingServer;
   let threadline: ThreadlineHandle;
+  /** Waits for a CLIENT span of each of `urls`, and gives them in their order. */
+  const clientSpansOf = async (urls: string[]) => {
+    const of = (spans: ReceivedSpan[], url: string) =>
+      spans.find((x) => x.kind === CLIENT && x.attributes["url.full"] === url);
+    const spans = await receiver.waitForSpans(
+      (s) => urls.every((url) => of(s, url) !== undefined),
+      "a span for each call",
+    );
+    return urls.map((url) => of(spans, url)!);
+  };
   const closing: Array<() => Promise<void>> = [];
 
   before(async () => {
@@ -333,19 +344,9 @@ export function undiciTests(undici: Undici): void {
         `${internal.url}/agent-fetch`,
         `${internal.url}/pool`,
       ];
-      const spans = await receiver.waitForSpans(
-        (s) =>
-          urls.every((url) =>
-            s.some(
-              (x) => x.kind === CLIENT && x.attributes["url.full"] === url,
-            ),
-          ),
-        "a span for each call",
-      );
-      for (const url of urls) {
-        const span = spans.find(
-          (x) => x.kind === CLIENT && x.attributes["url.full"] === url,
-        )!;
+      const spans = await clientSpansOf(urls);
+      for (const [i, url] of urls.entries()) {
+        const span = spans[i]!;
         assert.equal(span.name, "GET", url);
         assert.equal(span.attributes["http.response.status_code"], 200, url);
         assert.equal(span.attributes["customer.id"], "c-42", url);
@@ -465,26 +466,13 @@ export function undiciTests(undici: Undici): void {
       ];
       for (const [, call] of calls) await call();
       const urls = calls.map(([path]) => `${internal.url}/${path}`);
-      const spans = await receiver.waitForSpans(
-        (s) =>
-          urls.every((url) =>
-            s.some(
-              (x) => x.kind === CLIENT && x.attributes["url.full"] === url,
-            ),
-          ),
-        "a span for each call",
-      );
+      const spans = await clientSpansOf(urls);
       assert.deepEqual(
-        urls.map((url) => {
-          const span = spans.find(
-            (x) => x.kind === CLIENT && x.attributes["url.full"] === url,
-          )!;
-          return [
-            span.name,
-            span.attributes["http.request.method"],
-            span.attributes["http.request.method_original"],
-          ];
-        }),
+        spans.map((span) => [
+          span.name,
+          span.attributes["http.request.method"],
+          span.attributes["http.request.method_original"],
+        ]),
         [
           ["HTTP", "_OTHER", "get"],
           ["PATCH", "PATCH", undefined],
@@ -840,22 +828,9 @@ export function undiciTests(undici: Undici): void {
         `${acme.url}/h1`,
         `${internal.url}/plain`,
       ];
-      const spans = await receiver.waitForSpans(
-        (s) =>
-          urls.every((url) =>
-            s.some(
-              (x) => x.kind === CLIENT && x.attributes["url.full"] === url,
-            ),
-          ),
-        "a span for each call",
-      );
+      const spans = await clientSpansOf(urls);
       assert.deepEqual(
-        urls.map(
-          (url) =>
-            spans.find(
-              (x) => x.kind === CLIENT && x.attributes["url.full"] === url,
-            )!.attributes["network.protocol.version"],
-        ),
+        spans.map((span) => span.attributes["network.protocol.version"]),
         // Plain HTTP/1: undici does not tell the version its answer came in.
         ["2", "2", "1.1", undefined],
       );

@@ -385,24 +385,8 @@ describe("TraceEncoder, a batch at a time", () => {
   it("leaves out a span it cannot encode, reports it, and encodes the rest", () => {
     const e = new TraceEncoder(resource);
     const bad = span({ name: undefined as unknown as string });
-    const errors: Array<[unknown, SpanData]> = [];
-    const body = e.encode(
-      [
-        span({ spanId: "3333333333333333" }),
-        bad,
-        span({ spanId: "4444444444444444" }),
-      ],
-      (err, s) => errors.push([err, s]),
-    );
-    assert.deepEqual(
-      decodeTraceRequest(body).map((s) => s.spanId),
-      ["3333333333333333", "4444444444444444"],
-    );
-    assert.equal(errors.length, 1);
-    assert.equal(errors[0]![1], bad);
-    assert.ok(errors[0]![0] instanceof Error);
-    // Without a handler the error is thrown, and the next batch is whole.
-    assert.throws(() => e.encode([span(), bad]));
+    assertLeavesOut((spans, onError) => e.encode(spans, onError), bad);
+    // The next batch is whole.
     assert.deepEqual(
       decodeTraceRequest(e.encode([span({ spanId: "5555555555555555" })])).map(
         (s) => s.spanId,
@@ -460,8 +444,22 @@ for (const format of ["protobuf", "json"] as const)
 it("leaves out a span it cannot encode in OTLP/JSON too, reports it, and encodes the rest", () => {
   const e = new TraceEncoder(resource);
   const bad = span({ events: 5 as unknown as SpanData["events"] });
+  assertLeavesOut((spans, onError) => e.encodeJson(spans, onError), bad);
+});
+
+/**
+ * Encodes a good span, `bad` and a good one: `bad` alone is left out and
+ * reported; without a handler the error is thrown.
+ */
+function assertLeavesOut(
+  encode: (
+    spans: SpanData[],
+    onError?: (err: unknown, s: SpanData) => void,
+  ) => Uint8Array | string,
+  bad: SpanData,
+): void {
   const errors: Array<[unknown, SpanData]> = [];
-  const body = e.encodeJson(
+  const body = encode(
     [
       span({ spanId: "3333333333333333" }),
       bad,
@@ -476,8 +474,8 @@ it("leaves out a span it cannot encode in OTLP/JSON too, reports it, and encodes
   assert.equal(errors.length, 1);
   assert.equal(errors[0]![1], bad);
   assert.ok(errors[0]![0] instanceof Error);
-  assert.throws(() => e.encodeJson([span(), bad]));
-});
+  assert.throws(() => encode([span(), bad]));
+}
 
 for (const format of ["protobuf", "json"] as const)
   it(`writes what is nested deeper than OTLP maps go as its JSON text, which the viewer's decoders read (${format})`, () => {
