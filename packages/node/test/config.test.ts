@@ -112,6 +112,38 @@ describe("resolveConfig", () => {
     assert.equal(config.traces.enabled, true);
   });
 
+  it("lowers a batch size larger than its queue quietly where nobody set it, or its signal is not exported", () => {
+    const { config, warnings } = resolveConfig(
+      {},
+      {
+        OTEL_BSP_MAX_QUEUE_SIZE: "100",
+        OTEL_LOGS_EXPORTER: "none",
+        OTEL_BLRP_MAX_QUEUE_SIZE: "10",
+        OTEL_BLRP_MAX_EXPORT_BATCH_SIZE: "50",
+      },
+    );
+    assert.deepEqual(warnings, []);
+    assert.equal(config.traces.batch.maxExportBatchSize, 100);
+    assert.equal(config.logs.batch.maxExportBatchSize, 10);
+  });
+
+  it("prints an endpoint that does not parse without what its user info holds", () => {
+    for (const endpoint of [
+      "http://user:se/cret@127.0.0.1:4318",
+      "http://user:se#cret@127.0.0.1:4318",
+      "http://user:se?cret@127.0.0.1:4318",
+      "htp://user:secret@127.0.0.1:4318/?token=secret",
+    ]) {
+      const { warnings } = resolveConfig(
+        {},
+        { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint },
+      );
+      assert.equal(warnings.length, 1, endpoint);
+      assert.doesNotMatch(warnings[0]!, /cret|user/, endpoint);
+      assert.match(warnings[0]!, /127\.0\.0\.1:4318/, endpoint);
+    }
+  });
+
   it("lets init() options win over the environment", () => {
     const { config } = resolveConfig(
       {

@@ -19,5 +19,9 @@ export function printableUrl(url: string): string {
     u.hash = "";
     return u.href;
   }
-  return url.replace(/[?#].*$/s, "").replace(/^([^/@]*\/\/)?[^/@]*@/, "$1");
+  // User info up to the last "@" first: a password may hold "/", "?" or
+  // "#", which are what make such a value fail to parse.
+  return url
+    .replace(/^([a-z][a-z0-9+.-]*:\/\/)?[\s\S]*@/i, "$1")
+    .replace(/[?#].*$/s, "");
 }
