@@ -642,8 +642,13 @@ function signalSettings(
   const maxQueueSize = r.int(`${prefix}_MAX_QUEUE_SIZE`, 2048, 1);
   let maxExportBatchSize = r.int(`${prefix}_MAX_EXPORT_BATCH_SIZE`, 512, 1);
   if (maxExportBatchSize > maxQueueSize) {
-    // Metrics read the log records' pair too, unused: said for the logs.
-    if (signal !== "metrics")
+    // Said only of a batch size that was set, for a signal exported:
+    // metrics read the log records' pair too, unused.
+    if (
+      signal !== "metrics" &&
+      enabled &&
+      r.str(`${prefix}_MAX_EXPORT_BATCH_SIZE`) !== undefined
+    )
       r.warnings.push(
         `${prefix}_MAX_EXPORT_BATCH_SIZE=${maxExportBatchSize} is larger than ${prefix}_MAX_QUEUE_SIZE; using ${maxQueueSize}`,
       );
