@@ -371,7 +371,13 @@ const OBJECT_KIND = new Set([
   "STATISTICS",
   "EVENT",
 ]);
-/** Statements whose first word is followed by the table they act on. */
+/**
+ * Statements whose first word is followed by the table they act on. Of
+ * these only TABLE (a SELECT of a whole table) names it in the summary:
+ * COPY, LOCK and TRUNCATE, like the statements that create, alter or drop
+ * tables, often act on a temporary table named per call, which would make
+ * a series of the duration metric each.
+ */
 const TABLE_STATEMENTS = new Set(["COPY", "LOCK", "TABLE", "TRUNCATE"]);
 /** Statements that name privileges, SELECT among them, not operations. */
 const PRIVILEGE_STATEMENTS = new Set([
@@ -651,14 +657,12 @@ function shapeOfText(sql: string): Shape {
           op += ` ${upper(ahead)}`;
           i = ahead.end;
         }
-        if (op.endsWith(" TABLE")) expectTable = TARGET;
       }
       statement = op;
       expectStatement = word === "EXPLAIN";
       addOperation(op);
       frameOperation[depth] = op;
-      if (word === "UPDATE" || TABLE_STATEMENTS.has(word))
-        expectTable = word === "TRUNCATE" ? TABLE_LIST : TARGET;
+      if (word === "UPDATE" || word === "TABLE") expectTable = TARGET;
       continue;
     }
 
@@ -716,8 +720,9 @@ function shapeOfText(sql: string): Shape {
       )
         expectTable = JOINED;
     } else if (word === "INTO") {
-      if (op === "INSERT" || op === "MERGE" || op === "SELECT")
-        expectTable = TARGET;
+      // SELECT … INTO makes a table, often a temporary one named per
+      // call: like a CREATE TABLE's, its name stays out.
+      if (op === "INSERT" || op === "MERGE") expectTable = TARGET;
     } else if (word === "USING") {
       if (op === "DELETE" || op === "MERGE") expectTable = TABLE_LIST;
     }

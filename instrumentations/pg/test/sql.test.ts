@@ -135,11 +135,19 @@ describe("summarizeSql", () => {
         "EXPLAIN (ANALYZE, BUFFERS) DELETE FROM orders",
         "EXPLAIN DELETE orders",
       ],
+      // Statements that make, change or empty tables, often temporary
+      // ones named per call: their kind alone.
+      ["TRUNCATE TABLE ONLY orders, items", "TRUNCATE", "TRUNCATE"],
+      ["TRUNCATE tmp_8f3a2b9c", "TRUNCATE", "TRUNCATE"],
       [
-        "TRUNCATE TABLE ONLY orders, items",
-        "TRUNCATE orders items",
-        "TRUNCATE",
+        "CREATE TEMP TABLE tmp_8f3a2b9c (id int)",
+        "CREATE TEMP TABLE",
+        "CREATE TEMP TABLE",
       ],
+      ["DROP TABLE IF EXISTS tmp_8f3a2b9c", "DROP TABLE", "DROP TABLE"],
+      ["SELECT * INTO TEMP TABLE tmp_8f FROM t", "SELECT t", "SELECT", "t"],
+      ["SELECT * INTO UNLOGGED tmp_8f FROM t", "SELECT t", "SELECT", "t"],
+      ["LOCK TABLE orders", "LOCK", "LOCK"],
       ["PREPARE p AS UPDATE orders SET x = $1", "PREPARE UPDATE orders"],
       // a function's FROM, a set-returning function and ONLY are no tables
       [
@@ -221,12 +229,12 @@ describe("summarizeSql", () => {
       // other statements: their kind, and the table only where it is one
       [
         "CREATE TABLE IF NOT EXISTS orders (id int, update timestamptz)",
-        "CREATE TABLE orders",
         "CREATE TABLE",
-        "orders",
+        "CREATE TABLE",
       ],
       ["DROP INDEX IF EXISTS orders_idx", "DROP INDEX", "DROP INDEX"],
-      ["COPY orders (id) FROM STDIN", "COPY orders", "COPY", "orders"],
+      ["COPY orders (id) FROM STDIN", "COPY", "COPY"],
+      ["TABLE orders", "TABLE orders", "TABLE", "orders"],
       ["SAVEPOINT sp_12345", "SAVEPOINT", "SAVEPOINT"],
       ["LISTEN user_42", "LISTEN", "LISTEN"],
       ["GRANT SELECT, INSERT ON orders TO bob", "GRANT", "GRANT"],
