@@ -62,8 +62,11 @@ import { registerSdkMetrics } from "./metrics/sdk-metrics.ts";
 import { samplerFromConfig, watchAware } from "./trace/sampler.ts";
 import { followWatchList } from "./watch.ts";
 import { TracerProvider } from "./trace/tracer-provider.ts";
-import { endUnfinished, watchCrashes } from "./trace/unfinished.ts";
-import { RecordingSpan } from "./trace/span.ts";
+import {
+  endUnfinished,
+  hasUnfinished,
+  watchCrashes,
+} from "./trace/unfinished.ts";
 import { VERSION } from "./version.ts";
 
 /** What {@link init} returns. */
@@ -241,11 +244,10 @@ function installExitHooks(
     if (budget > 0) waitOn(pipeline.forceFlush(budget, true));
   };
   const crashes = watchCrashes();
-  const drain = () => pipeline.drainSpans();
   const onExit = () => {
     // Before hold(): what the process was doing goes with the rest.
     const crash = crashes.crash;
-    endUnfinished(drain, crash === undefined ? "exit" : "crash", crash);
+    endUnfinished(crash === undefined ? "exit" : "crash", crash);
     pipeline.hold();
     const budget = Math.max(left(), Math.min(timeoutMs, LAST_ATTEMPT_MS));
     // Worker threads still run until the exit handlers return, and flush
@@ -284,7 +286,7 @@ function installExitHooks(
       // The requests still in flight end with the process. Only now: the
       // server went on serving while the flush ran, and a request that
       // finished meanwhile is not one the signal cut off.
-      if (endUnfinished(drain, signal as "SIGTERM" | "SIGINT") > 0) {
+      if (endUnfinished(signal as "SIGTERM" | "SIGINT") > 0) {
         const rest = budget - (performance.now() - since);
         pipeline.flushSync(Math.max(rest, LAST_ATTEMPT_MS), timeoutMs);
       }
@@ -371,19 +373,19 @@ function start(options: InitOptions): ThreadlineHandle {
   workers.join({
     // A final flush that is not synchronous is a worker.terminate()'s.
     forceFlush: (timeoutMs, final) => {
-      if (final) endUnfinished(() => pipeline.drainSpans(), "terminate");
+      if (final) endUnfinished("terminate");
       return pipeline.forceFlush(timeoutMs, final);
     },
     // Only at the process's end.
     flushSync: (timeoutMs) => {
-      endUnfinished(() => pipeline.drainSpans(), "exit");
+      endUnfinished("exit");
       pipeline.flushSync(timeoutMs);
     },
     holdsNothing: () => {
       const s = pipeline.stats();
       return (
         s.traces.pending + s.logs.pending + s.metrics.pending === 0 &&
-        RecordingSpan.openCount === 0
+        !hasUnfinished()
       );
     },
   });
@@ -614,7 +616,7 @@ function start(options: InitOptions): ThreadlineHandle {
     stopWatching?.();
     for (const i of instrumentations) i.disable();
     // Nothing is exported after this: spans still open would be lost.
-    endUnfinished(() => pipeline.drainSpans(), "shutdown");
+    endUnfinished("shutdown");
     await reader.exportNow();
     // Only after the last export: stopped first, the runtime and host
     // probes would leave it without this interval's values.

@@ -20,12 +20,19 @@ const limits = {
   attributePerLinkCountLimit: 1,
 };
 
-function setup(sampler = alwaysOn, spanLimits = limits) {
+/** `room`: how many spans the sink takes between two drains. */
+function setup(sampler = alwaysOn, spanLimits = limits, room = 512) {
   const ended: RecordingSpan[] = [];
+  // How many had ended at each drain.
+  const drained: number[] = [];
   const provider = new TracerProvider(sampler, spanLimits, {
     onEnd: (s) => ended.push(s),
+    drainSpans: () => {
+      drained.push(ended.length);
+      return room;
+    },
   });
-  return { tracer: provider.getTracer("t", "1"), ended };
+  return { tracer: provider.getTracer("t", "1"), ended, drained };
 }
 
 describe("spans", () => {
@@ -189,13 +196,14 @@ describe("spans", () => {
   });
 
   it("ends the spans still open, in any order of ending before, and lets the oldest go past its bound", () => {
-    const { tracer, ended } = setup(alwaysOn, {
-      ...limits,
-      attributeCountLimit: 8,
-      attributeValueLengthLimit: 100,
-    });
-    RecordingSpan.endOpenSpans("exit", "earlier tests' spans", () => 10_000);
+    const { tracer, ended, drained } = setup(
+      alwaysOn,
+      { ...limits, attributeCountLimit: 8, attributeValueLengthLimit: 100 },
+      3,
+    );
+    RecordingSpan.endOpenSpans("exit", "earlier tests' spans");
     ended.length = 0;
+    drained.length = 0;
     const spans = Array.from({ length: 10 }, (_, i) =>
       tracer.startSpan(`s${i}`),
     );
@@ -205,12 +213,7 @@ describe("spans", () => {
     ok.setStatus({ code: SpanStatusCode.OK });
     assert.equal(RecordingSpan.openCount, 7);
     // Handed on for export three at a time, so no queue fills.
-    const drained: number[] = [];
-    const drain = () => {
-      drained.push(ended.length);
-      return 3;
-    };
-    assert.equal(RecordingSpan.endOpenSpans("SIGTERM", "cut off", drain), 7);
+    assert.equal(RecordingSpan.endOpenSpans("SIGTERM", "cut off"), 7);
     assert.equal(RecordingSpan.openCount, 0);
     assert.deepEqual(drained, [3, 6, 9]);
     // Oldest first: the requests that waited longest.
@@ -245,10 +248,7 @@ describe("spans", () => {
       tracer.startSpan(`leak${i}`),
     );
     assert.equal(RecordingSpan.openCount, MAX_OPEN_TRACKED);
-    assert.equal(
-      RecordingSpan.endOpenSpans("exit", "x", () => 512),
-      MAX_OPEN_TRACKED,
-    );
+    assert.equal(RecordingSpan.endOpenSpans("exit", "x"), MAX_OPEN_TRACKED);
     assert.equal(leaked[9]!.isRecording(), true, "let go, not ended");
     assert.equal(leaked[10]!.isRecording(), false);
     // One let go and ended by its code later is counted nowhere.

@@ -240,11 +240,6 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     return this.#config.logs.enabled;
   }
 
-  /**
-   * Hands the ended spans queued so far on for export, and says how many
-   * may be ended before the next call without filling the queue: for
-   * ending many at once (the spans still open at the process's end).
-   */
   drainSpans(): number {
     this.#spans.drain();
     return this.#config.traces.batch.maxExportBatchSize;

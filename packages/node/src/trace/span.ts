@@ -29,6 +29,12 @@ import { truncate } from "../internal/truncate.ts";
 /** Receives spans when they end (the export pipeline). */
 export interface SpanSink {
   onEnd(span: RecordingSpan): void;
+  /**
+   * Hands the ended spans it holds on for export, and says how many may
+   * end before the next call without filling its queue: for ending many
+   * at once (see RecordingSpan.endOpenSpans).
+   */
+  drainSpans(): number;
 }
 
 /** What all spans of one tracer share. */
@@ -150,23 +156,20 @@ export class RecordingSpan implements Span, SpanData {
    * though they are what was happening when the service stopped. Each is
    * marked with an error status saying why and the `threadline.unfinished`
    * attribute; `message` says what ended the process. Oldest first, the
-   * requests that waited longest, and `drain` is called whenever as many
-   * as it last allowed have ended, so that they go on for export rather
-   * than fill the queue. Returns how many.
+   * requests that waited longest, and handed on for export as often as
+   * their sink's queue needs, so that they do not fill it. Returns how
+   * many.
    */
-  static endOpenSpans(
-    reason: UnfinishedReason,
-    message: string,
-    drain: () => number,
-  ): number {
+  static endOpenSpans(reason: UnfinishedReason, message: string): number {
     let n = 0;
-    let room = drain();
+    let room = 0;
     for (
       let span = RecordingSpan.#oldest;
       span !== undefined;
       span = RecordingSpan.#oldest
     ) {
-      if (room-- === 0) room = drain() - 1;
+      if (room === 0) room = span.#shared.sink.drainSpans();
+      room--;
       span.setAttribute("threadline.unfinished", reason);
       span.setStatus({ code: SpanStatusCode.ERROR, message });
       // An OK its code set stays (OK is final); the attribute still tells.

@@ -4,6 +4,8 @@
 // exported. At the end they are ended, marked with why, and sent with the
 // rest (sdk.ts calls this from its exit, signal and shutdown paths).
 import { context, SpanStatusCode, trace } from "@opentelemetry/api";
+import { errorTypeOf, messageOf } from "@threadline/core";
+import { truncate } from "../internal/truncate.ts";
 import { RecordingSpan, type UnfinishedReason } from "./span.ts";
 
 /** The longest error text a crash's status message quotes. */
@@ -24,35 +26,27 @@ function statusMessage(reason: UnfinishedReason, crash?: string): string {
   }
 }
 
-/**
- * Ends every open span of this thread for `reason`, handing them on for
- * export through `drain` as they go (see RecordingSpan.endOpenSpans);
- * returns how many.
- */
+/** Ends every open span of this thread for `reason`; returns how many. */
 export function endUnfinished(
-  drain: () => number,
   reason: UnfinishedReason,
   crash?: string,
 ): number {
   if (RecordingSpan.openCount === 0) return 0;
-  return RecordingSpan.endOpenSpans(
-    reason,
-    statusMessage(reason, crash),
-    drain,
-  );
+  return RecordingSpan.endOpenSpans(reason, statusMessage(reason, crash));
 }
 
+/** Whether this thread has spans still open. */
+export function hasUnfinished(): boolean {
+  return RecordingSpan.openCount > 0;
+}
+
+/** An error as a crash's status quotes it: its type and message, cut short. */
 function describe(err: unknown): string {
-  let text: string;
-  if (err instanceof Error) text = `${err.name}: ${err.message}`;
-  else {
-    try {
-      text = String(err);
-    } catch {
-      text = "a value that cannot be printed";
-    }
-  }
-  return text.length > MAX_DETAIL ? `${text.slice(0, MAX_DETAIL)}…` : text;
+  const text =
+    err instanceof Error
+      ? `${errorTypeOf(err)}: ${messageOf(err)}`
+      : messageOf(err);
+  return text.length > MAX_DETAIL ? `${truncate(text, MAX_DETAIL)}…` : text;
 }
 
 export interface CrashWatch {
