@@ -371,14 +371,6 @@ const OBJECT_KIND = new Set([
   "STATISTICS",
   "EVENT",
 ]);
-/**
- * Statements whose first word is followed by the table they act on. Of
- * these only TABLE (a SELECT of a whole table) names it in the summary:
- * COPY, LOCK and TRUNCATE, like the statements that create, alter or drop
- * tables, often act on a temporary table named per call, which would make
- * a series of the duration metric each.
- */
-const TABLE_STATEMENTS = new Set(["COPY", "LOCK", "TABLE", "TRUNCATE"]);
 /** Statements that name privileges, SELECT among them, not operations. */
 const PRIVILEGE_STATEMENTS = new Set([
   "GRANT",
@@ -394,8 +386,7 @@ const KEYWORDS = new Map<string, string>();
 for (const k of [
   ...NESTED_OPERATIONS,
   ...OBJECT_KIND,
-  ...TABLE_STATEMENTS,
-  ..."AS ALTER ANALYZE CREATE DISTINCT DROP EXISTS EXPLAIN FROM IF INTO JOIN LATERAL MATERIALIZED NOT ONLY PREPARE RECURSIVE ROWS SELECT USING VERBOSE WITH".split(
+  ..."AS ALTER ANALYZE CREATE DISTINCT DROP EXPLAIN FROM INTO JOIN LATERAL MATERIALIZED ONLY PREPARE RECURSIVE ROWS SELECT USING VERBOSE WITH".split(
     " ",
   ),
 ]) {
@@ -421,11 +412,11 @@ function keywordOf(sql: string, t: Token): string {
 
 // What the next name is, if any.
 const NO_TABLE = 0;
-/** After FROM, USING, TRUNCATE or a comma between them: `name(` is a function. */
+/** After FROM, USING or a comma between them: `name(` is a function. */
 const TABLE_LIST = 1;
 /** After JOIN: one table, `name(` a function. */
 const JOINED = 2;
-/** After INTO, UPDATE, COPY, CREATE TABLE…: one table, `name(` its columns. */
+/** After INSERT or MERGE INTO, UPDATE, TABLE: one table, `name(` its columns. */
 const TARGET = 3;
 
 // What a parenthesis under way is, besides a group or a function's arguments.
@@ -511,7 +502,10 @@ function shapeOfText(sql: string): Shape {
     readToken(sql, i, t);
     i = t.end;
     const kind = t.kind;
-    if (kind === END) break;
+    // Nothing read after this changes the outcome: a summary that is full,
+    // and two operations, which leave operation and table unset (a bulk
+    // statement past the cut is not scanned to its end).
+    if (kind === END || (full && operations === 2)) break;
     const word = upper(t);
     const last = previous;
     previous = word;
@@ -602,14 +596,7 @@ function shapeOfText(sql: string): Shape {
     }
 
     if (expectTable !== NO_TABLE) {
-      if (
-        word === "ONLY" ||
-        word === "LATERAL" ||
-        word === "TABLE" ||
-        (expectTable === TARGET &&
-          (word === "IF" || word === "NOT" || word === "EXISTS"))
-      )
-        continue;
+      if (word === "ONLY" || word === "LATERAL") continue;
       const mode = expectTable;
       expectTable = NO_TABLE;
       if (mode === TABLE_LIST) {
@@ -662,6 +649,10 @@ function shapeOfText(sql: string): Shape {
       expectStatement = word === "EXPLAIN";
       addOperation(op);
       frameOperation[depth] = op;
+      // Statements that make, change, copy into, lock or empty a table
+      // (CREATE, ALTER, DROP, COPY, LOCK, TRUNCATE) name none: they often
+      // act on a temporary table named per call, a series of the duration
+      // metric each. TABLE is a SELECT of a whole table.
       if (word === "UPDATE" || word === "TABLE") expectTable = TARGET;
       continue;
     }

@@ -148,6 +148,9 @@ describe("summarizeSql", () => {
       ["SELECT * INTO TEMP TABLE tmp_8f FROM t", "SELECT t", "SELECT", "t"],
       ["SELECT * INTO UNLOGGED tmp_8f FROM t", "SELECT t", "SELECT", "t"],
       ["LOCK TABLE orders", "LOCK", "LOCK"],
+      // Tables named like keywords are tables.
+      ["UPDATE if SET a = 1", "UPDATE if", "UPDATE", "if"],
+      ["INSERT INTO exists VALUES (1)", "INSERT exists", "INSERT", "exists"],
       ["PREPARE p AS UPDATE orders SET x = $1", "PREPARE UPDATE orders"],
       // a function's FROM, a set-returning function and ONLY are no tables
       [
