@@ -241,8 +241,9 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   }
 
   drainSpans(): number {
+    // drain() hands on every queued span, in batches: the queue is empty.
     this.#spans.drain();
-    return this.#config.traces.batch.maxExportBatchSize;
+    return this.#config.traces.batch.maxQueueSize;
   }
 
   onEnd(span: RecordingSpan): void {
