@@ -110,12 +110,18 @@ interface HistogramSeries {
   startTime: number;
   count: number;
   sum: number;
+  /**
+   * The smallest and largest measurements before the last delta
+   * collection; the series' whole min and max are these with the
+   * interval's own.
+   */
   min: number;
   max: number;
   /**
    * The smallest and largest measurements since the last delta collection:
    * an interval's own, which the running min and max cannot give once an
-   * earlier interval went lower or higher.
+   * earlier interval went lower or higher. Only these are kept per
+   * measurement.
    */
   intervalMin: number;
   intervalMax: number;
@@ -523,8 +529,6 @@ export class HistogramAggregator {
     s.counts[i]!++;
     s.count++;
     s.sum += value;
-    if (value < s.min) s.min = value;
-    if (value > s.max) s.max = value;
     if (value < s.intervalMin) s.intervalMin = value;
     if (value > s.intervalMax) s.intervalMax = value;
     const filter = this.#exemplars;
@@ -569,8 +573,8 @@ export class HistogramAggregator {
     const points: HistogramPointData[] = [];
     for (const s of this.#series.values()) {
       const was = delta ? s.reported : undefined;
-      let min = s.min;
-      let max = s.max;
+      let min = Math.min(s.min, s.intervalMin);
+      let max = Math.max(s.max, s.intervalMax);
       if (delta) {
         if (was !== undefined && was.count === s.count) continue;
         s.reported = {
@@ -581,6 +585,9 @@ export class HistogramAggregator {
         };
         min = s.intervalMin;
         max = s.intervalMax;
+        // Into the running ones, which a cumulative reader still reports.
+        s.min = Math.min(s.min, min);
+        s.max = Math.max(s.max, max);
         s.intervalMin = Infinity;
         s.intervalMax = -Infinity;
       }
