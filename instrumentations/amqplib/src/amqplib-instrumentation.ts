@@ -69,6 +69,7 @@ import {
   type HealthResult,
   lazyInstruments,
   AttributeSets,
+  TRACE_CONTEXT_FIELDS,
 } from "@threadline/core";
 import {
   MAX_TABLE,
@@ -519,11 +520,10 @@ export class AmqplibInstrumentation implements Instrumentation {
   constructor(config: AmqplibInstrumentationConfig = {}) {
     this.#config = config;
     this.#external = new Set(config.externalExchanges ?? []);
+    // Baggage among them already (copiedHeaderNames).
     this.#dropped = new GuardedHeaderNames(config.privateHeaders ?? [], [
       SENT_AT_HEADER,
-      "traceparent",
-      "tracestate",
-      "baggage",
+      ...TRACE_CONTEXT_FIELDS,
     ]);
   }
 

@@ -14,6 +14,7 @@ import {
   type Tracer,
 } from "@opentelemetry/api";
 import { lazyInstruments } from "./instruments.ts";
+import { BAGGAGE_FIELDS } from "./propagators.ts";
 import { redactUrl } from "./redact.ts";
 import { errorTypeOf } from "./errors.ts";
 import { retryAfterMs } from "./retry-after.ts";
@@ -230,13 +231,10 @@ const UNKNOWN_PROXY: EgressClass = Object.freeze({
   thirdParty: undefined,
 });
 
-/**
- * Baggage carries the customer id, which no untrusted caller may plant
- * downstream: a copy of it is never sent, whatever the propagators.
- */
-const BAGGAGE_HEADER = "baggage";
+// Baggage carries the customer id, which no untrusted caller may plant
+// downstream: a copy of it is never sent, whatever the propagators.
 let knownFields: readonly string[] | undefined;
-let copiedNames: readonly string[] = [BAGGAGE_HEADER];
+let copiedNames: readonly string[] = BAGGAGE_FIELDS;
 
 function sameNames(
   a: readonly string[],
@@ -262,7 +260,7 @@ export function copiedHeaderNames(): readonly string[] {
   if (fields !== knownFields && !sameNames(fields, knownFields)) {
     knownFields = fields;
     copiedNames = Object.freeze([
-      ...new Set([BAGGAGE_HEADER, ...fields.map((f) => f.toLowerCase())]),
+      ...new Set([...BAGGAGE_FIELDS, ...fields.map((f) => f.toLowerCase())]),
     ]);
   }
   return copiedNames;

@@ -34,7 +34,9 @@ export {
 } from "./trace-context.ts";
 export type { Traceparent } from "./trace-context.ts";
 export {
+  BAGGAGE_FIELDS,
   BaggagePropagator,
+  TRACE_CONTEXT_FIELDS,
   TraceContextPropagator,
   isTracingSuppressed,
   suppressTracing,

@@ -47,9 +47,9 @@ import {
 // Same key as @opentelemetry/core's suppressTracing(), so contexts marked by
 // upstream code (e.g. an exporter) are honoured without depending on it.
 // One array each, for every fields() call: callers (copiedHeaderNames)
-// cache on them.
-const TRACE_CONTEXT_FIELDS = ["traceparent", "tracestate"];
-const BAGGAGE_FIELDS = ["baggage"];
+// cache on them. Never to be changed.
+export const TRACE_CONTEXT_FIELDS = ["traceparent", "tracestate"];
+export const BAGGAGE_FIELDS = ["baggage"];
 
 const SUPPRESS_TRACING_KEY = Symbol.for(
   "OpenTelemetry SDK Context Key SUPPRESS_TRACING",
