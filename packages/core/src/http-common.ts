@@ -17,7 +17,7 @@ import { lazyInstruments } from "./instruments.ts";
 import { BAGGAGE_FIELDS } from "./propagators.ts";
 import { redactUrl } from "./redact.ts";
 import { errorTypeOf } from "./errors.ts";
-import { retryAfterMs } from "./retry-after.ts";
+import { isRetryableStatus, retryAfterMs } from "./retry-after.ts";
 import {
   ATTR_ERROR_TYPE,
   ATTR_HTTP_REQUEST_METHOD_ORIGINAL,
@@ -674,7 +674,7 @@ export function recordClientResponse(
   status: number,
   call?: ClientCall,
 ): void {
-  settleAttempt(call, status === 429 || status >= 500);
+  settleAttempt(call, isRetryableStatus(status));
   span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
   if (call !== undefined)
     call.attributes[ATTR_HTTP_RESPONSE_STATUS_CODE] = status;

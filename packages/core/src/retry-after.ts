@@ -2,6 +2,14 @@
 // its own, importing nothing, so the export worker can take it without the
 // rest of core.
 
+/**
+ * Whether an answer says the request failed in a way a client tries again
+ * after: too many requests, or a server error.
+ */
+export function isRetryableStatus(status: number): boolean {
+  return status === 429 || status >= 500;
+}
+
 /** How long a `Retry-After` value asks to wait, in ms; undefined when it is neither form. */
 export function retryAfterMs(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;

@@ -7,6 +7,7 @@
 // notification that still fails is reported and never reaches the service.
 import { context } from "@opentelemetry/api";
 import { diag, suppressTracing } from "@threadline/core";
+import { isRetryableStatus, retryAfterMs } from "@threadline/core/retry-after";
 import type { Severity } from "./rules.ts";
 
 export interface AlarmEvent {
@@ -63,21 +64,14 @@ async function post(url: string, body: unknown, what: string): Promise<void> {
     throw new SendError(`${what} could not be reached (${failureOf(err)})`, 0);
   }
   if (res.ok) return;
-  const again = res.status === 429 || res.status >= 500;
+  const again = isRetryableStatus(res.status);
   throw new SendError(
     `${what} answered ${res.status}`,
-    again ? retryAfterMs(res.headers.get("retry-after")) : undefined,
+    // 0 when absent or unread: try again on the usual schedule.
+    again
+      ? (retryAfterMs(res.headers.get("retry-after") ?? undefined) ?? 0)
+      : undefined,
   );
-}
-
-/** A Retry-After in seconds or as a date, in ms (0 when absent or unread). */
-function retryAfterMs(header: string | null): number {
-  if (header === null) return 0;
-  const seconds = Number(header);
-  const ms = Number.isFinite(seconds)
-    ? seconds * 1000
-    : Date.parse(header) - Date.now();
-  return Number.isFinite(ms) && ms > 0 ? ms : 0;
 }
 
 /** Why a request failed, in words that cannot hold its URL. */
