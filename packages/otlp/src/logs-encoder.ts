@@ -14,6 +14,7 @@ import {
   WIRE_VARINT,
 } from "./proto-writer.ts";
 import { msToNanosString, writeResource, writeScope } from "./trace-encoder.ts";
+import { scopeToJson } from "./scope.ts";
 
 /** Encodes log records of one scope as OTLP ExportLogsServiceRequest messages for one resource. */
 export class LogsEncoder {
@@ -147,9 +148,7 @@ export class LogsEncoder {
       ...(r.spanId ? { spanId: r.spanId } : {}),
       ...(r.eventName ? { eventName: r.eventName } : {}),
     }));
-    const scope = this.#scope.version
-      ? { name: this.#scope.name, version: this.#scope.version }
-      : { name: this.#scope.name };
+    const scope = scopeToJson(this.#scope);
     return JSON.stringify({
       resourceLogs: [
         {

@@ -14,6 +14,7 @@ import {
   WIRE_VARINT,
 } from "./proto-writer.ts";
 import { msToNanosString, writeResource, writeScope } from "./trace-encoder.ts";
+import { groupByScope, scopeToJson } from "./scope.ts";
 
 /** A measurement kept as an example of a data point, tied to a sampled span. */
 export interface ExemplarData {
@@ -148,18 +149,6 @@ function writeHistogramPoint(w: ProtoWriter, p: HistogramPointData): void {
   w.end(m);
 }
 
-function groupByScope(
-  metrics: readonly MetricData[],
-): Map<Scope, MetricData[]> {
-  const groups = new Map<Scope, MetricData[]>();
-  for (const m of metrics) {
-    const list = groups.get(m.scope);
-    if (list === undefined) groups.set(m.scope, [m]);
-    else list.push(m);
-  }
-  return groups;
-}
-
 /** Encodes metrics (cumulative unless a metric says delta) as OTLP ExportMetricsServiceRequest messages for one resource. */
 export class MetricsEncoder {
   readonly #resource: Attributes;
@@ -226,9 +215,7 @@ export class MetricsEncoder {
       ...(p.exemplars ? { exemplars: exemplars(p.exemplars) } : {}),
     });
     const scopeMetrics = [...groupByScope(metrics)].map(([scope, list]) => ({
-      scope: scope.version
-        ? { name: scope.name, version: scope.version }
-        : { name: scope.name },
+      scope: scopeToJson(scope),
       metrics: list.map((m) => {
         const base = { name: m.name, description: m.description, unit: m.unit };
         if (m.kind === "sum")

@@ -1,6 +1,7 @@
 // ExportTraceServiceRequest encoding, protobuf and JSON.
 import { DEEPER_START, keyValuesToJson, writeKeyValues } from "./any-value.ts";
 import type { Attributes, Scope, SpanData } from "./model.ts";
+import { groupByScope, scopeToJson } from "./scope.ts";
 import {
   ProtoWriter,
   type Allocate,
@@ -286,28 +287,19 @@ export class TraceEncoder {
     spans: readonly SpanData[],
     onError?: (err: unknown, span: SpanData) => void,
   ): string {
-    const byScope = new Map<Scope, unknown[]>();
-    for (const s of spans) {
-      let json: unknown;
-      try {
-        json = spanToJson(s);
-      } catch (err) {
-        if (onError === undefined) throw err;
-        onError(err, s);
-        continue;
-      }
-      const list = byScope.get(s.scope);
-      if (list === undefined) byScope.set(s.scope, [json]);
-      else list.push(json);
-    }
     const scopeSpans = [];
-    for (const [scope, list] of byScope) {
-      scopeSpans.push({
-        scope: scope.version
-          ? { name: scope.name, version: scope.version }
-          : { name: scope.name },
-        spans: list,
-      });
+    for (const [scope, list] of groupByScope(spans)) {
+      const json: unknown[] = [];
+      for (const s of list) {
+        try {
+          json.push(spanToJson(s));
+        } catch (err) {
+          if (onError === undefined) throw err;
+          onError(err, s);
+        }
+      }
+      if (json.length > 0)
+        scopeSpans.push({ scope: scopeToJson(scope), spans: json });
     }
     return JSON.stringify({
       resourceSpans: [
