@@ -706,7 +706,8 @@ export class Exporter implements ChannelOwner {
     this.takeUndelivered();
   }
 
-  #completeFlush(): void {
+  /** `timedOut`: its deadline came before everything settled. */
+  #completeFlush(timedOut: boolean): void {
     const f = this.#flushing!.msg;
     this.#flushing = undefined;
     if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer);
@@ -716,8 +717,9 @@ export class Exporter implements ChannelOwner {
       // Whatever one last attempt could not deliver is lost with the
       // process: for want of time, or because that attempt failed (the
       // Collector unreachable, or asking to retry) with time to spare.
-      const reason =
-        Date.now() < f.deadline ? "retriesExhausted" : "shutdownDeadline";
+      // Told by which came first, not by the clock: a timer may fire a
+      // little before Date.now() reaches its deadline.
+      const reason = timedOut ? "shutdownDeadline" : "retriesExhausted";
       for (const c of channels) c.abandon(reason);
     }
     for (const c of channels) c.calm();
@@ -734,7 +736,7 @@ export class Exporter implements ChannelOwner {
       upTo !== undefined &&
       Object.values(this.#channels).every((c) => c.settled(upTo))
     )
-      this.#completeFlush();
+      this.#completeFlush(false);
   }
 
   #startFlush(f: { msg: FlushMessage; upTo: number }): void {
@@ -744,7 +746,7 @@ export class Exporter implements ChannelOwner {
     }
     this.#flushing = f;
     this.#flushTimer = setTimeout(
-      () => this.#completeFlush(),
+      () => this.#completeFlush(true),
       Math.max(0, f.msg.deadline - Date.now()),
     );
     this.#flushTimer.unref();
