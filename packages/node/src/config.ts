@@ -638,27 +638,31 @@ function signalSettings(
     ["gzip", "none"],
     "none",
   );
-  const prefix = signal === "traces" ? "OTEL_BSP" : "OTEL_BLRP";
-  const maxQueueSize = r.int(`${prefix}_MAX_QUEUE_SIZE`, 2048, 1);
-  let maxExportBatchSize = r.int(`${prefix}_MAX_EXPORT_BATCH_SIZE`, 512, 1);
-  if (maxExportBatchSize > maxQueueSize) {
-    // Said only of a batch size that was set, for a signal exported:
-    // metrics read the log records' pair too, unused.
-    if (
-      signal !== "metrics" &&
-      enabled &&
-      r.str(`${prefix}_MAX_EXPORT_BATCH_SIZE`) !== undefined
-    )
-      r.warnings.push(
-        `${prefix}_MAX_EXPORT_BATCH_SIZE=${maxExportBatchSize} is larger than ${prefix}_MAX_QUEUE_SIZE; using ${maxQueueSize}`,
-      );
-    maxExportBatchSize = maxQueueSize;
+  // Metrics are collected on an interval rather than batched: they read
+  // no batch settings, and keep the defaults' sizes, unused.
+  let maxQueueSize = 2048;
+  let maxExportBatchSize = 512;
+  let scheduleDelayMs: number;
+  if (signal === "metrics") {
+    scheduleDelayMs = r.int("OTEL_METRIC_EXPORT_INTERVAL", 15_000, 100);
+  } else {
+    const prefix = signal === "traces" ? "OTEL_BSP" : "OTEL_BLRP";
+    maxQueueSize = r.int(`${prefix}_MAX_QUEUE_SIZE`, maxQueueSize, 1);
+    maxExportBatchSize = r.int(
+      `${prefix}_MAX_EXPORT_BATCH_SIZE`,
+      maxExportBatchSize,
+      1,
+    );
+    if (maxExportBatchSize > maxQueueSize) {
+      // Said only of a batch size that was set, for a signal exported.
+      if (enabled && r.str(`${prefix}_MAX_EXPORT_BATCH_SIZE`) !== undefined)
+        r.warnings.push(
+          `${prefix}_MAX_EXPORT_BATCH_SIZE=${maxExportBatchSize} is larger than ${prefix}_MAX_QUEUE_SIZE; using ${maxQueueSize}`,
+        );
+      maxExportBatchSize = maxQueueSize;
+    }
+    scheduleDelayMs = r.int(`${prefix}_SCHEDULE_DELAY`, 1000, 0);
   }
-  // Metrics are collected on an interval rather than batched.
-  const scheduleDelayMs =
-    signal === "metrics"
-      ? r.int("OTEL_METRIC_EXPORT_INTERVAL", 15_000, 100)
-      : r.int(`${prefix}_SCHEDULE_DELAY`, 1000, 0);
   return {
     enabled,
     url: endpoint.url,
