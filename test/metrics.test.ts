@@ -91,6 +91,7 @@ describe("metrics", () => {
       "http.request.method": "POST",
       "http.route": "/orders",
       "http.response.status_code": 201,
+      "network.protocol.version": "1.1",
       "url.scheme": "http",
     });
     assert.ok(created.sum! > 0 && created.sum! < 30, `${created.sum} s`);

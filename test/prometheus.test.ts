@@ -60,7 +60,7 @@ it("serves request and runtime metrics in the Prometheus text format, next to OT
     );
     assert.match(
       text,
-      /^http_server_request_duration_seconds_count\{http_request_method="GET",url_scheme="http",http_response_status_code="200"\} 3$/m,
+      /^http_server_request_duration_seconds_count\{http_request_method="GET",url_scheme="http",network_protocol_version="1.1",http_response_status_code="200"\} 3$/m,
     );
     assert.match(
       text,

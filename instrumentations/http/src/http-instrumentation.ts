@@ -49,6 +49,7 @@ import {
   recordClientError,
   recordClientIncomplete,
   recordClientResponse,
+  recordProtocolVersion,
   recordRateLimitHeaders,
   redactQuery,
   semconv,
@@ -140,6 +141,8 @@ interface ServerState extends RouteHolder {
   /** http.request.method as recorded on the span (`_OTHER` for unknown methods). */
   method: string;
   scheme: "http" | "https";
+  /** network.protocol.version: the request's HTTP version ("1.1"). */
+  version: string;
   /** Until the response closes; see onResponseClose. */
   req: IncomingMessage | undefined;
   /** The context the request's listeners run in. */
@@ -767,6 +770,7 @@ export class HttpInstrumentation implements Instrumentation {
       method,
       start: performance.now(),
       scheme,
+      version: req.httpVersion,
       ctx,
     };
     state.ctx = contextWithRouteHolder(trace.setSpan(ctx, span), state);
@@ -854,10 +858,7 @@ export class HttpInstrumentation implements Instrumentation {
     const span = request[CLIENT_SPAN];
     if (span === undefined) return;
     const call = request[CLIENT_CALL];
-    span.setAttribute(
-      semconv.ATTR_NETWORK_PROTOCOL_VERSION,
-      response.httpVersion,
-    );
+    recordProtocolVersion(span, response.httpVersion, call);
     if (response.statusCode !== undefined)
       recordClientResponse(span, response.statusCode, call);
     if (request[THIRD_PARTY] === true)
@@ -969,7 +970,14 @@ function finishServer(
   span.end();
   serverDuration().record(
     (performance.now() - state.start) / 1000,
-    serverDurationSets.get(state.method, state.scheme, status, route, error),
+    serverDurationSets.get(
+      state.method,
+      state.scheme,
+      status,
+      route,
+      error,
+      state.version,
+    ),
   );
 }
 
@@ -1042,10 +1050,12 @@ const serverDurationSets = new AttributeSets(
     status: number | undefined,
     route: string | undefined,
     error: string | undefined,
+    version: string,
   ) => {
     const attributes: Attributes = {
       "http.request.method": method,
       "url.scheme": scheme,
+      "network.protocol.version": version,
     };
     if (status !== undefined)
       attributes[semconv.ATTR_HTTP_RESPONSE_STATUS_CODE] = status;

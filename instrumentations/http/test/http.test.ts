@@ -209,6 +209,43 @@ describe("http server", () => {
     assert.equal(serverSpan.parentSpanId, clientSpan.spanId);
   });
 
+  it("records the HTTP version a request came in on its server span and duration metric", async () => {
+    const server = http.createServer((_req, res) => res.end("ok"));
+    const port = await listen(server);
+    // HTTP/1.0 from a raw socket; fetch() asks in HTTP/1.1.
+    await new Promise<void>((resolve, reject) => {
+      const socket = net.connect(port, "127.0.0.1", () =>
+        socket.end("GET /v10 HTTP/1.0\r\nhost: 127.0.0.1\r\n\r\n"),
+      );
+      socket.on("error", reject).on("close", () => resolve());
+      socket.resume();
+    });
+    await (await fetch(`http://127.0.0.1:${port}/v11`)).text();
+    const spans = await receiver.waitForSpans(
+      (s) => s.filter((x) => x.kind === SERVER).length >= 2,
+      "two server spans",
+    );
+    assert.deepEqual(
+      inStartOrder(spans, (s) => s.kind === SERVER).map((s) => [
+        s.attributes["url.path"],
+        s.attributes["network.protocol.version"],
+      ]),
+      [
+        ["/v10", "1.0"],
+        ["/v11", "1.1"],
+      ],
+    );
+    await threadline.forceFlush();
+    const duration = receiver.metrics.findLast(
+      (m) => m.name === "http.server.request.duration",
+    );
+    assert.ok(duration, "http.server.request.duration exported");
+    const versions = new Set(
+      duration.points.map((p) => p.attributes["network.protocol.version"]),
+    );
+    assert.ok(versions.has("1.0") && versions.has("1.1"), [...versions].join());
+  });
+
   it("ends the server span of a request the client aborted, as an error", async () => {
     let gotRequest!: () => void;
     const requested = new Promise<void>((r) => (gotRequest = r));
@@ -1008,6 +1045,21 @@ describe("http and fetch clients", () => {
         [`${secure}/tls`, "1.1"],
         [`${base}/1.0`, undefined],
       ],
+    );
+    // The duration metric has the version too, as the semantic conventions
+    // recommend: a series per version.
+    await threadline.forceFlush();
+    const duration = receiver.metrics.findLast(
+      (m) => m.name === "http.client.request.duration",
+    );
+    assert.ok(duration, "http.client.request.duration exported");
+    const port = String(new URL(base).port);
+    assert.deepEqual(
+      duration.points
+        .filter((p) => String(p.attributes["server.port"]) === port)
+        .map((p) => p.attributes["network.protocol.version"])
+        .sort(),
+      ["1.0", "1.1", undefined],
     );
   });
 

@@ -33,9 +33,9 @@ import {
   finishClientCall,
   recordClientError,
   recordClientResponse,
+  recordProtocolVersion,
   recordRateLimitHeaders,
   sameHost,
-  semconv,
   startClientSpan,
   withoutHeaderLines,
   UNKNOWN_PROXY_VIA,
@@ -421,7 +421,7 @@ export class UndiciInstrumentation implements Instrumentation {
       if (span === undefined) return;
       const version = negotiatedVersion(socket);
       if (version !== undefined)
-        span.setAttribute(semconv.ATTR_NETWORK_PROTOCOL_VERSION, version);
+        recordProtocolVersion(span, version, request[CALL]);
     };
     const onHeaders = (m: unknown) => {
       const { request, response } = m as {

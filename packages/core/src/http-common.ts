@@ -23,6 +23,7 @@ import {
   ATTR_HTTP_REQUEST_METHOD_ORIGINAL,
   ATTR_HTTP_REQUEST_RESEND_COUNT,
   ATTR_HTTP_RESPONSE_STATUS_CODE,
+  ATTR_NETWORK_PROTOCOL_VERSION,
   ATTR_PEER_SERVICE,
   ATTR_URL_FULL,
 } from "./semconv.ts";
@@ -683,6 +684,21 @@ export function recordClientResponse(
     span.setStatus({ code: SpanStatusCode.ERROR });
     if (call !== undefined) call.attributes[ATTR_ERROR_TYPE] = String(status);
   }
+}
+
+/**
+ * Records the HTTP version an outgoing request went over
+ * (`network.protocol.version`, "1.1", "2") on its CLIENT span and its
+ * duration metric, where the semantic conventions recommend it on both.
+ */
+export function recordProtocolVersion(
+  span: Span,
+  version: string,
+  call?: ClientCall,
+): void {
+  span.setAttribute(ATTR_NETWORK_PROTOCOL_VERSION, version);
+  if (call !== undefined)
+    call.attributes[ATTR_NETWORK_PROTOCOL_VERSION] = version;
 }
 
 /**

@@ -91,6 +91,7 @@ export {
   recordClientError,
   recordClientIncomplete,
   recordClientResponse,
+  recordProtocolVersion,
   recordRateLimitHeaders,
   copiedHeaderNames,
   GuardedHeaderNames,

@@ -37,7 +37,7 @@ const KEPT_SETS = 8;
  * record a handful of sets over and over (one route, method and status).
  * Values past the first few sets get a fresh object each time, which the
  * histogram looks up key by key as before; objects are never dropped, so a
- * metric's series index holds no short-lived keys. Up to five values,
+ * metric's series index holds no short-lived keys. Up to six values,
  * compared with `===`.
  */
 export class AttributeSets<
@@ -46,31 +46,33 @@ export class AttributeSets<
   C = undefined,
   D = undefined,
   E = undefined,
+  F = undefined,
 > {
-  readonly #build: (a: A, b: B, c: C, d: D, e: E) => Attributes;
-  /** Each kept set's values, five to a set, in the order of #sets. */
+  readonly #build: (a: A, b: B, c: C, d: D, e: E, f: F) => Attributes;
+  /** Each kept set's values, six to a set, in the order of #sets. */
   readonly #values: unknown[] = [];
   readonly #sets: Attributes[] = [];
 
-  constructor(build: (a: A, b: B, c: C, d: D, e: E) => Attributes) {
+  constructor(build: (a: A, b: B, c: C, d: D, e: E, f: F) => Attributes) {
     this.#build = build;
   }
 
-  get(a: A, b: B, c: C, d: D, e: E): Attributes {
+  get(a: A, b: B, c: C, d: D, e: E, f?: F): Attributes {
     const values = this.#values;
     const sets = this.#sets;
-    for (let i = 0, j = 0; i < sets.length; i++, j += 5)
+    for (let i = 0, j = 0; i < sets.length; i++, j += 6)
       if (
         values[j] === a &&
         values[j + 1] === b &&
         values[j + 2] === c &&
         values[j + 3] === d &&
-        values[j + 4] === e
+        values[j + 4] === e &&
+        values[j + 5] === f
       )
         return sets[i]!;
-    const attributes = this.#build(a, b, c, d, e);
+    const attributes = this.#build(a, b, c, d, e, f as F);
     if (sets.length < KEPT_SETS) {
-      values.push(a, b, c, d, e);
+      values.push(a, b, c, d, e, f);
       sets.push(Object.freeze(attributes));
     }
     return attributes;
