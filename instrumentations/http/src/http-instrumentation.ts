@@ -37,6 +37,7 @@ import {
 } from "@opentelemetry/api";
 import {
   absoluteFormTarget,
+  blockKeeps,
   contextWithRouteHolder,
   diag,
   EgressPolicy,
@@ -204,6 +205,22 @@ const clientHeaders = prepareHeaderWriter<ClientRequest>({
     if (block !== undefined)
       (req as unknown as HeaderBlock)._header = withoutHeaderLines(block, name);
   },
+  removeUnless: (req, name, value) => {
+    if (!req.headersSent) {
+      const set = req.getHeader(name);
+      if (
+        set === undefined ||
+        ((typeof set === "string" || typeof set === "number") &&
+          String(set) === value)
+      )
+        return;
+      req.removeHeader(name);
+      return;
+    }
+    const block = unsentBlock(req);
+    if (block !== undefined && !blockKeeps(block, name, value))
+      (req as unknown as HeaderBlock)._header = withoutHeaderLines(block, name);
+  },
 });
 
 /**
@@ -213,8 +230,9 @@ const clientHeaders = prepareHeaderWriter<ClientRequest>({
  * names the request carries under GUARDED is ignored. A handler that
  * forwards its own request's headers would otherwise send a stale
  * `traceparent` (orphaning our client span) and its caller's `baggage`,
- * customer id included, in place of ours. The Host header is among those
- * names too, but set, and then `onHost` judges the host it names, as it
+ * customer id included, in place of ours. The names in `judged` (the Host
+ * header, the customer header) are among those names too, but set, and
+ * then `onJudged` judges the request with the header as it is now, as it
  * would have been judged had the request been made with it. One wrapper on
  * the prototype, installed at enable, rather than closures per request: a
  * traced request pays one property store, and every setHeader or
@@ -224,7 +242,8 @@ const clientHeaders = prepareHeaderWriter<ClientRequest>({
 function guardClientHeaders(
   proto: Record<string, unknown>,
   restore: Array<() => void>,
-  onHost: (request: TracedClientRequest) => void,
+  judged: ReadonlySet<string>,
+  onJudged: (request: TracedClientRequest, name: string) => void,
 ): void {
   for (const method of ["setHeader", "appendHeader"]) {
     const hadOwn = Object.prototype.hasOwnProperty.call(proto, method);
@@ -242,9 +261,9 @@ function guardClientHeaders(
       if (names !== undefined) {
         const lower = String(name).toLowerCase();
         if (names.has(lower)) {
-          if (lower !== "host") return this;
+          if (!judged.has(lower)) return this;
           const result = original.call(this, name, value);
-          onHost(this);
+          onJudged(this, lower);
           return result;
         }
       }
@@ -405,16 +424,25 @@ export class HttpInstrumentation implements Instrumentation {
   readonly #restore: Array<() => void> = [];
   /** The headers a request keeps from late changes (see guardClientHeaders). */
   readonly #guarded: GuardedHeaderNames;
+  /** Those of them that are set late, and then judged. */
+  readonly #judged: ReadonlySet<string>;
   readonly #ignoredExact: ReadonlySet<string>;
   readonly #ignoredPrefixes: readonly string[];
 
   constructor(config: HttpInstrumentationConfig = {}) {
     this.#config = config;
     this.#inbound = config.inbound ?? new InboundTrust();
-    this.#egress = config.egress ?? new EgressPolicy();
-    // The Host header is guarded so that one set late is seen (guardClientHeaders).
+    this.#egress =
+      config.egress ??
+      new EgressPolicy(
+        config.customerHeader === undefined
+          ? {}
+          : { customerHeader: config.customerHeader },
+      );
+    // Guarded so that one set late is seen (guardClientHeaders).
+    this.#judged = new Set(["host", this.#egress.customerHeader]);
     this.#guarded = new GuardedHeaderNames(this.#egress.privateHeaders, [
-      "host",
+      ...this.#judged,
     ]);
     this.#customerHeader = (
       config.customerHeader ?? "x-customer-id"
@@ -471,7 +499,11 @@ export class HttpInstrumentation implements Instrumentation {
     guardClientHeaders(
       http.ClientRequest.prototype as unknown as Record<string, unknown>,
       this.#restore,
-      (request) => this.#onLateHost(request),
+      this.#judged,
+      (request, name) =>
+        name === "host"
+          ? this.#onLateHost(request)
+          : this.#onLateCustomer(request, name),
     );
     const created = (msg: unknown) =>
       this.#onClientCreated((msg as { request: TracedClientRequest }).request);
@@ -844,6 +876,27 @@ export class HttpInstrumentation implements Instrumentation {
       diag.warnCollapsed(
         "http-client",
         `could not judge a request's Host header: ${(err as Error).message}`,
+      );
+    }
+  }
+
+  /**
+   * A customer header set after the request was made, before it was sent:
+   * kept only as the one a request made with it would keep, naming the
+   * customer of the context the request was made in, to an internal host.
+   */
+  #onLateCustomer(request: TracedClientRequest, name: string): void {
+    try {
+      const judged = request[CLIENT_EGRESS];
+      clientHeaders.removeUnless(
+        request as ClientRequest,
+        name,
+        judged?.egress.baggage === true ? judged.customer : undefined,
+      );
+    } catch (err) {
+      diag.warnCollapsed(
+        "http-client",
+        `could not judge a request's customer header: ${(err as Error).message}`,
       );
     }
   }

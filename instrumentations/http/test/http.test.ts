@@ -19,7 +19,12 @@ import {
   type ReceivedSpan,
   type RecordingServer,
 } from "@threadline/test-support";
-import { init, setHttpRoute, type ThreadlineHandle } from "@threadline/node";
+import {
+  init,
+  setHttpRoute,
+  withCustomer,
+  type ThreadlineHandle,
+} from "@threadline/node";
 
 const SERVER = 2;
 const CLIENT = 3;
@@ -164,6 +169,16 @@ afterEach(() => {
   }
   servers.clear();
 });
+
+/**
+ * Calls an app in this process as customer c-42's client: a customer
+ * header goes to an internal host only as the customer of the context the
+ * call is made in.
+ */
+const asCustomer = (url: string) =>
+  withCustomer("c-42", () =>
+    fetch(url, { headers: { "x-customer-id": "c-42" } }),
+  );
 
 /** Once `count` server spans arrived, the one for each path. */
 async function serverSpans(
@@ -475,8 +490,11 @@ describe("http server", () => {
         req.on("error", reject);
         req.end();
       });
-    assert.equal(await handshake("/socket?token=good"), 101);
-    assert.equal(await handshake("/socket?token=bad"), 401);
+    // As customer c-42's client (see asCustomer).
+    await withCustomer("c-42", async () => {
+      assert.equal(await handshake("/socket?token=good"), 101);
+      assert.equal(await handshake("/socket?token=bad"), 401);
+    });
     const mine = (s: ReceivedSpan) =>
       s.kind === SERVER && s.attributes["url.path"] === "/socket";
     const spans = await receiver.waitForSpans(
@@ -1321,9 +1339,7 @@ describe("http and fetch clients", () => {
         .end();
     });
     const appPort = await listen(app);
-    const res = await fetch(`http://127.0.0.1:${appPort}/work`, {
-      headers: { "x-customer-id": "c-42" },
-    });
+    const res = await asCustomer(`http://127.0.0.1:${appPort}/work`);
     assert.equal(res.status, 200);
     assert.equal(seen?.["host"], undefined);
     assert.equal(seen?.["baggage"], "customer.id=c-42");
@@ -1359,9 +1375,7 @@ describe("http and fetch clients", () => {
       res.end("ok");
     });
     const port = await listen(server);
-    const res = await fetch(`http://127.0.0.1:${port}/checkout`, {
-      headers: { "x-customer-id": "c-42" },
-    });
+    const res = await asCustomer(`http://127.0.0.1:${port}/checkout`);
     assert.equal(res.status, 200);
     await waitFor(
       () => thirdParty.requests.length >= 2 && internal.requests.length >= 1,
@@ -1427,9 +1441,7 @@ describe("http and fetch clients", () => {
       res.end("ok");
     });
     const port = await listen(server);
-    const res = await fetch(`http://127.0.0.1:${port}/pay`, {
-      headers: { "x-customer-id": "c-42" },
-    });
+    const res = await asCustomer(`http://127.0.0.1:${port}/pay`);
     assert.equal(res.status, 200);
     await assertSentAsStripes("/v1/charges");
   });
@@ -1452,9 +1464,7 @@ describe("http and fetch clients", () => {
         .end();
     });
     const port = await listen(server);
-    const res = await fetch(`http://127.0.0.1:${port}/pay`, {
-      headers: { "x-customer-id": "c-42" },
-    });
+    const res = await asCustomer(`http://127.0.0.1:${port}/pay`);
     assert.equal(res.status, 200);
     const charge = await assertSentAsStripes("/v1/late-charges");
     assert.equal(charge.headers["host"], "api.stripe.test");
@@ -1513,9 +1523,7 @@ describe("http and fetch clients", () => {
         .end();
     });
     const port = await listen(server);
-    const res = await fetch(`http://127.0.0.1:${port}/proxy`, {
-      headers: { "x-customer-id": "c-42" },
-    });
+    const res = await asCustomer(`http://127.0.0.1:${port}/proxy`);
     assert.equal(res.status, 200);
     const got = await waitFor(
       () => internal.requests.find((r) => r.path === "/late-forward"),
@@ -1592,9 +1600,7 @@ describe("http and fetch clients", () => {
     });
     const port = await listen(server);
     try {
-      const res = await fetch(`http://127.0.0.1:${port}/checkout`, {
-        headers: { "x-customer-id": "c-42" },
-      });
+      const res = await asCustomer(`http://127.0.0.1:${port}/checkout`);
       assert.equal(res.status, 200);
       const paths = [
         "/host-header",

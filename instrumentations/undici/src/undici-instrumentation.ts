@@ -24,6 +24,7 @@ import {
 } from "@opentelemetry/api";
 import {
   absoluteFormTarget,
+  blockKeeps,
   diag,
   EgressPolicy,
   headerPairs,
@@ -383,11 +384,33 @@ function removeHeader(req: UndiciRequest, name: string): void {
   }
 }
 
+/** Removes every `name` header the application set unless it set one, `value`. */
+function removeHeaderUnless(
+  req: UndiciRequest,
+  name: string,
+  value: string | undefined,
+): void {
+  const h = req.headers;
+  if (Array.isArray(h)) {
+    let seen = 0;
+    let other = false;
+    for (let i = 0; i + 1 < h.length; i += 2)
+      if (h[i]!.toLowerCase() === name) {
+        seen++;
+        if (h[i + 1] !== value) other = true;
+      }
+    if (seen > 1 || other) removeHeader(req, name);
+  } else if (typeof h === "string" && !blockKeeps(h, name, value)) {
+    req.headers = withoutHeaderLines(h, name);
+  }
+}
+
 // addHeader appends: startClientSpan has removed what the application
 // copied of the headers the propagators write before they write them.
 const headers = prepareHeaderWriter<UndiciRequest>({
   set: (req, name, value) => req.addHeader(name, value),
   remove: removeHeader,
+  removeUnless: removeHeaderUnless,
 });
 
 export class UndiciInstrumentation implements Instrumentation {

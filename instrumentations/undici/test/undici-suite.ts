@@ -22,7 +22,7 @@ import {
   type ReceivedSpan,
   type RecordingServer,
 } from "@threadline/test-support";
-import { init, type ThreadlineHandle } from "@threadline/node";
+import { init, withCustomer, type ThreadlineHandle } from "@threadline/node";
 import type * as undiciModule from "undici";
 
 /** An undici module, as an application imports it. */
@@ -101,7 +101,9 @@ export function undiciTests(undici: Undici): void {
 
   /**
    * Runs `calls` as the handler of a request that came in with a customer id,
-   * the way a service calls out while serving its own request.
+   * the way a service calls out while serving its own request. The request
+   * is made as that customer's: a customer header goes to an internal host
+   * only as the customer of the context the call is made in.
    */
   async function serving(calls: () => Promise<void>): Promise<void> {
     const app = http.createServer((_req, res) => {
@@ -119,9 +121,11 @@ export function undiciTests(undici: Undici): void {
         }),
     );
     const { port } = app.address() as { port: number };
-    const res = await fetch(`http://127.0.0.1:${port}/work`, {
-      headers: { "x-customer-id": "c-42" },
-    });
+    const res = await withCustomer("c-42", () =>
+      fetch(`http://127.0.0.1:${port}/work`, {
+        headers: { "x-customer-id": "c-42" },
+      }),
+    );
     assert.equal(res.status, 200, await res.text());
   }
 
@@ -525,6 +529,69 @@ export function undiciTests(undici: Undici): void {
       const call = spans.find((x) => x.attributes["peer.service"] === "acme")!;
       assert.equal(call.kind, CLIENT);
       assert.equal(call.attributes["customer.id"], "c-42");
+    });
+  });
+
+  describe("undici and the customer header", () => {
+    it("sends an internal host the customer header the application set only when it names the request's customer", async () => {
+      const given: Array<
+        [string, Record<string, string | string[]> | string[]]
+      > = [
+        ["/object-other", { "X-Customer-Id": "c-victim" }],
+        ["/array-other", ["x-customer-id", "c-victim"]],
+        ["/array-both", ["x-customer-id", "c-42", "X-CUSTOMER-ID", "c-victim"]],
+        ["/values-both", { "x-customer-id": ["c-42", "c-victim"] }],
+        ["/object-same", { "X-Customer-Id": "c-42" }],
+        ["/array-same", ["X-Customer-Id", "c-42"]],
+      ];
+      await serving(async () => {
+        for (const [path, headers] of given) {
+          const res = await request(`${internal.url}${path}`, { headers });
+          await res.body.text();
+        }
+        for (const [name, fetch] of fetches)
+          for (const customer of ["c-victim", "c-42"]) {
+            const res = await fetch(
+              `${internal.url}/${name.startsWith("undici") ? "undici-" : ""}fetch-${customer}`,
+              { headers: { "X-Customer-Id": customer } },
+            );
+            await res.text();
+          }
+      });
+      // Outside any request: no customer to name.
+      const outside = await request(`${internal.url}/outside`, {
+        headers: { "x-customer-id": "c-42" },
+      });
+      await outside.body.text();
+      const sent = (path: string) =>
+        internal.requests.findLast((r) => r.path === path)?.headers[
+          "x-customer-id"
+        ] ?? null;
+      assert.deepEqual(
+        Object.fromEntries(
+          [
+            ...given.map(([path]) => path),
+            "/fetch-c-victim",
+            "/fetch-c-42",
+            "/undici-fetch-c-victim",
+            "/undici-fetch-c-42",
+            "/outside",
+          ].map((path) => [path, sent(path)]),
+        ),
+        {
+          "/object-other": null,
+          "/array-other": null,
+          "/array-both": null,
+          "/values-both": null,
+          "/object-same": "c-42",
+          "/array-same": "c-42",
+          "/fetch-c-victim": null,
+          "/fetch-c-42": "c-42",
+          "/undici-fetch-c-victim": null,
+          "/undici-fetch-c-42": "c-42",
+          "/outside": null,
+        },
+      );
     });
   });
 

@@ -13,6 +13,7 @@ import {
   type TextMapSetter,
   type Tracer,
 } from "@opentelemetry/api";
+import { getCustomerFromContext } from "./customer.ts";
 import { lazyInstruments } from "./instruments.ts";
 import { BAGGAGE_FIELDS } from "./propagators.ts";
 import { redactUrl } from "./redact.ts";
@@ -71,6 +72,11 @@ export interface HeaderWriter<C> {
   set(carrier: C, name: string, value: string): void;
   /** Removes a header the application set itself (`baggage` and the customer header, for non-internal hosts). */
   remove(carrier: C, name: string): void;
+  /**
+   * Removes every `name` header (lower case) the application set itself
+   * unless it set one, `value`; all of them when `value` is undefined.
+   */
+  removeUnless(carrier: C, name: string, value: string | undefined): void;
 }
 
 /** A HeaderWriter with its propagation setters built once, so requests allocate nothing for them. */
@@ -78,6 +84,11 @@ export interface PreparedHeaderWriter<C> {
   readonly internal: TextMapSetter<C>;
   readonly external: TextMapSetter<C>;
   readonly remove: (carrier: C, name: string) => void;
+  readonly removeUnless: (
+    carrier: C,
+    name: string,
+    value: string | undefined,
+  ) => void;
 }
 
 export function prepareHeaderWriter<C>(
@@ -91,7 +102,33 @@ export function prepareHeaderWriter<C>(
       },
     },
     remove: (carrier, name) => writer.remove(carrier, name),
+    removeUnless: (carrier, name, value) =>
+      writer.removeUnless(carrier, name, value),
   };
+}
+
+/**
+ * Whether a raw header block (`name: value\r\n…`) is as
+ * {@link HeaderWriter.removeUnless} leaves it: without a `name` line (lower
+ * case), or with one, `value`.
+ */
+export function blockKeeps(
+  block: string,
+  name: string,
+  value: string | undefined,
+): boolean {
+  const prefix = `${name}:`;
+  let seen = 0;
+  for (const line of block.split("\r\n")) {
+    if (!line.toLowerCase().startsWith(prefix)) continue;
+    if (
+      value === undefined ||
+      ++seen > 1 ||
+      line.slice(prefix.length).trim() !== value
+    )
+      return false;
+  }
+  return true;
 }
 
 /**
@@ -275,6 +312,11 @@ export function copiedHeaderNames(): readonly string[] {
 export interface ClientEgress {
   /** The request's class: what its host, proxy and Host header make of it. */
   egress: EgressClass;
+  /**
+   * The customer id of the context the request was made in: the only value
+   * of the customer header it may carry, and to internal hosts only.
+   */
+  readonly customer: string | undefined;
 }
 
 /** What a request is judged by before anything is known of it. */
@@ -293,7 +335,7 @@ function applyEgress<C>(
   policy: EgressPolicy,
   request: ClientEgress,
   eg: EgressClass,
-  attributes: Attributes,
+  attributes: Attributes | undefined,
   callAttributes: Attributes | undefined,
   carrier: C,
   remove: (carrier: C, name: string) => void,
@@ -304,7 +346,7 @@ function applyEgress<C>(
     for (const name of policy.privateHeaders) remove(carrier, name);
   if (eg.thirdParty === undefined || eg.thirdParty === before.thirdParty)
     return;
-  attributes[ATTR_PEER_SERVICE] = eg.thirdParty;
+  if (attributes !== undefined) attributes[ATTR_PEER_SERVICE] = eg.thirdParty;
   if (callAttributes !== undefined)
     callAttributes[ATTR_PEER_SERVICE] = eg.thirdParty;
 }
@@ -322,7 +364,7 @@ export function judgeNamedHost<C>(
   policy: EgressPolicy,
   request: ClientEgress,
   named: { host: string; port: number | undefined },
-  attributes: Attributes,
+  attributes: Attributes | undefined,
   callAttributes: Attributes | undefined,
   carrier: C,
   remove: (carrier: C, name: string) => void,
@@ -344,6 +386,56 @@ export function judgeNamedHost<C>(
   );
 }
 
+/**
+ * Judges an outgoing request by where it goes (its host, the proxy it goes
+ * through, another host its Host header names) and removes what the
+ * application set on it that may not go there: for a destination that
+ * gets no baggage, the private headers; for one that does, the customer
+ * header unless it names the customer of `ctx`, as internal services read
+ * that header from their trusted callers. A handler that forwards its
+ * caller's headers would otherwise hand an anonymous caller's customer id
+ * to the next service, which takes it, though this one refused it. A third
+ * party the request is to goes into `attributes` and `callAttributes`.
+ */
+function judgeClientRequest<C>(
+  policy: EgressPolicy,
+  ctx: Context,
+  info: ClientRequestInfo,
+  carrier: C,
+  writer: PreparedHeaderWriter<C>,
+  attributes: Attributes | undefined,
+  callAttributes: Attributes | undefined,
+): ClientEgress {
+  let eg = policy.classify(info.host, info.port);
+  // Through a proxy, baggage goes only if the proxy is internal too.
+  if (eg.baggage && info.via !== undefined) {
+    const proxy =
+      info.via.host === undefined
+        ? UNKNOWN_PROXY
+        : policy.classify(info.via.host, info.via.port);
+    if (!proxy.baggage) eg = proxy;
+  }
+  const judged: ClientEgress = {
+    egress: UNJUDGED,
+    customer: getCustomerFromContext(ctx),
+  };
+  const remove = writer.remove;
+  applyEgress(policy, judged, eg, attributes, callAttributes, carrier, remove);
+  if (info.named !== undefined)
+    judgeNamedHost(
+      policy,
+      judged,
+      info.named,
+      attributes,
+      callAttributes,
+      carrier,
+      remove,
+    );
+  if (judged.egress.baggage)
+    writer.removeUnless(carrier, policy.customerHeader, judged.customer);
+  return judged;
+}
+
 /** A started CLIENT span, and the request as its egress class judged it. */
 export interface ClientSpanStart extends ClientEgress {
   readonly span: Span;
@@ -354,8 +446,8 @@ export interface ClientSpanStart extends ClientEgress {
  * Starts a CLIENT span for an outgoing HTTP request and writes the
  * propagation headers, honouring the egress policy: baggage (and with it
  * the customer id) only to internal hosts, through internal proxies, and
- * any `baggage` or customer header the application copied in is removed
- * for everyone else.
+ * what the application set on the request judged as
+ * {@link judgeClientRequest} says.
  */
 export function startClientSpan<C>(
   tracer: Tracer,
@@ -365,15 +457,6 @@ export function startClientSpan<C>(
   carrier: C,
   writer: PreparedHeaderWriter<C>,
 ): ClientSpanStart {
-  let eg = egress.classify(info.host, info.port);
-  // Through a proxy, baggage goes only if the proxy is internal too.
-  if (eg.baggage && info.via !== undefined) {
-    const proxy =
-      info.via.host === undefined
-        ? UNKNOWN_PROXY
-        : egress.classify(info.via.host, info.via.port);
-    if (!proxy.baggage) eg = proxy;
-  }
   const { method, original } = normalizeMethod(info.method);
   const defaultPort = info.scheme === "https" ? 443 : 80;
   const hostPart = info.host.includes(":") ? `[${info.host}]` : info.host;
@@ -397,20 +480,16 @@ export function startClientSpan<C>(
     "server.port": info.port,
   };
   if (info.port === undefined) delete callAttributes["server.port"];
-  const judged: ClientEgress = { egress: UNJUDGED };
-  const remove = writer.remove;
-  applyEgress(egress, judged, eg, attributes, callAttributes, carrier, remove);
-  if (info.named !== undefined)
-    judgeNamedHost(
-      egress,
-      judged,
-      info.named,
-      attributes,
-      callAttributes,
-      carrier,
-      remove,
-    );
-  eg = judged.egress;
+  const judged = judgeClientRequest(
+    egress,
+    ctx,
+    info,
+    carrier,
+    writer,
+    attributes,
+    callAttributes,
+  );
+  const eg = judged.egress;
   const parent = trace.getSpan(ctx);
   const attempt =
     parent === undefined
@@ -439,6 +518,7 @@ export function startClientSpan<C>(
   return {
     span,
     egress: eg,
+    customer: judged.customer,
     call: {
       start: performance.now(),
       attributes: callAttributes,

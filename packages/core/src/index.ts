@@ -104,6 +104,7 @@ export {
   UNKNOWN_PROXY_VIA,
   startClientSpan,
   withoutHeaderLines,
+  blockKeeps,
 } from "./http-common.ts";
 export type {
   ClientCall,

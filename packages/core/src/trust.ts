@@ -270,10 +270,18 @@ export interface EgressOptions {
    */
   thirdParties?: string | Readonly<Record<string, string>>;
   /**
-   * Request headers that, like `baggage`, go to internal hosts only: the
-   * header the customer id arrives in, say, should the application forward
-   * its request's headers.
-   * @default none besides baggage
+   * The header the customer id arrives in (`THREADLINE_CUSTOMER_HEADER`).
+   * A copy the application sets on an outgoing request is private (see
+   * `privateHeaders`), and goes to an internal host only when it names the
+   * customer of the request's context: internal services read it from
+   * trusted callers, so a copy forwarded from an anonymous caller would
+   * plant that caller's customer id downstream.
+   * @default 'x-customer-id'
+   */
+  customerHeader?: string;
+  /**
+   * Request headers that, like `baggage`, go to internal hosts only.
+   * @default none besides baggage and the customer header
    */
   privateHeaders?: readonly string[];
 }
@@ -341,6 +349,8 @@ export class EgressPolicy {
   readonly thirdPartyErrors: readonly string[];
   /** Headers removed from calls to hosts that get no baggage, lower case, `baggage` first. */
   readonly privateHeaders: readonly string[];
+  /** The header the customer id arrives in, lower case; among the private headers. */
+  readonly customerHeader: string;
 
   constructor(options: EgressOptions = {}) {
     const hosts = options.internalHosts ?? [];
@@ -358,7 +368,10 @@ export class EgressPolicy {
     ))
       this.#addThirdParty(rule, thirdPartyErrors);
     this.thirdPartyErrors = thirdPartyErrors;
-    const names = new Set(["baggage"]);
+    this.customerHeader = (
+      options.customerHeader ?? "x-customer-id"
+    ).toLowerCase();
+    const names = new Set(["baggage", this.customerHeader]);
     for (const h of options.privateHeaders ?? []) names.add(h.toLowerCase());
     this.privateHeaders = Object.freeze([...names]);
   }

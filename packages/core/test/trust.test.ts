@@ -111,6 +111,23 @@ describe("EgressPolicy", () => {
     assert.ok(!p.classify("api.example.com", 443).baggage);
   });
 
+  it("keeps baggage and the customer header, x-customer-id unless named, to internal hosts", () => {
+    assert.deepEqual(new EgressPolicy().privateHeaders, [
+      "baggage",
+      "x-customer-id",
+    ]);
+    const p = new EgressPolicy({
+      customerHeader: "X-Tenant-Customer",
+      privateHeaders: ["X-Session"],
+    });
+    assert.equal(p.customerHeader, "x-tenant-customer");
+    assert.deepEqual(p.privateHeaders, [
+      "baggage",
+      "x-tenant-customer",
+      "x-session",
+    ]);
+  });
+
   it("drops the defaults when the list starts with none", () => {
     const p = new EgressPolicy({ internalHosts: "none,orders" });
     assert.ok(!p.classify("127.0.0.1", 80).baggage);

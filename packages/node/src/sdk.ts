@@ -418,7 +418,7 @@ function start(options: InitOptions): ThreadlineHandle {
   const egress = new EgressPolicy({
     internalHosts: config.internalHosts,
     thirdParties: config.thirdParties,
-    privateHeaders: [config.customerHeader],
+    customerHeader: config.customerHeader,
   });
   for (const bad of inbound.errors)
     diag.warn(
