@@ -741,8 +741,13 @@ export class AmqplibInstrumentation implements Instrumentation {
         return original.call(this, fields, properties, content);
       self.#watchConnection(this);
       const ctx = context.active();
-      if (isTracingSuppressed(ctx))
+      if (isTracingSuppressed(ctx)) {
+        self.#dropCopied(
+          fields as Record<string, unknown>,
+          properties as Record<string, unknown>,
+        );
         return original.call(this, fields, properties, content);
+      }
       let span: Span | undefined;
       try {
         span = self.#startPublish(
@@ -842,6 +847,30 @@ export class AmqplibInstrumentation implements Instrumentation {
       }
       return original.apply(this, args);
     };
+  }
+
+  /**
+   * A publish made with tracing suppressed carries no trace headers of
+   * ours, and none the application copied either: suppression says what to
+   * trace, not whom to trust, and consumers trust message baggage.
+   */
+  #dropCopied(
+    fields: Record<string, unknown>,
+    properties: Record<string, unknown>,
+  ): void {
+    try {
+      const exchange =
+        typeof fields["exchange"] === "string" ? fields["exchange"] : "";
+      const drop = this.#dropped.for(!this.#external.has(exchange));
+      const given = properties["headers"];
+      if (carriesDropped(given, drop))
+        properties["headers"] = copyHeaders(given, drop);
+    } catch (err) {
+      diag.warnCollapsed(
+        "amqp-publish",
+        `could not check an untraced publish's headers: ${(err as Error).message}`,
+      );
+    }
   }
 
   #startPublish(

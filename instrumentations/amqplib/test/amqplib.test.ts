@@ -6,12 +6,14 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import net from "node:net";
 import { after, before, beforeEach, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import type amqp from "amqplib";
 import type amqpCallback from "amqplib/callback_api.js";
 import { context, propagation, trace } from "@opentelemetry/api";
 import {
   freePort,
   startOtlpReceiver,
+  startService,
   stopTestServers,
   testBroker,
   waitFor,
@@ -26,7 +28,9 @@ import {
   type InitOptions,
   type ThreadlineHandle,
 } from "@threadline/node";
+import { suppressTracing } from "@threadline/core";
 import {
+  amqplibPath,
   loadAmqplib,
   loadCallbackApi,
   loadDefs,
@@ -412,6 +416,40 @@ describe("promise API", () => {
     await ch.close();
   });
 
+  it("never passes on trace headers or baggage the application copied into a message published with tracing suppressed", async () => {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    const seen = new Promise<{
+      customer: string | undefined;
+      headers: Record<string, unknown>;
+    }>((resolve) => {
+      void ch.consume(q, (msg) => {
+        if (msg === null) return;
+        resolve({
+          customer: getCustomerId(),
+          headers: { ...msg.properties.headers },
+        });
+        ch.ack(msg);
+      });
+    });
+    context.with(suppressTracing(context.active()), () =>
+      ch.sendToQueue(q, Buffer.from("{}"), {
+        headers: {
+          app: "x",
+          Baggage: "customer.id=victim-42",
+          traceparent:
+            "00-11111111111111111111111111111111-2222222222222222-01",
+        },
+      }),
+    );
+    assert.deepEqual(await seen, {
+      customer: undefined,
+      headers: { app: "x" },
+    });
+    await ch.close();
+  });
+
   it("never lets malformed trace headers break a consumer", async () => {
     const ch = await connection.createChannel();
     const q = queueName();
@@ -430,7 +468,7 @@ describe("promise API", () => {
       },
       { traceparent: 42, baggage: { nested: true } },
       {
-        traceparent: Buffer.from([0xff, 0xfe, 0x00]),
+        traceparent: { bytes: "fffe00" },
         baggage: "x".repeat(20_000),
       },
       {
@@ -438,10 +476,9 @@ describe("promise API", () => {
         baggage: `customer.id=${"a".repeat(5000)}`,
       },
     ];
-    untraced(() =>
-      hostile.forEach((headers, i) =>
-        ch.sendToQueue(q, Buffer.from(`m${i}`), { headers }),
-      ),
+    await publishRaw(
+      q,
+      hostile.map((headers, i) => ({ content: `m${i}`, headers })),
     );
     await waitFor(() => got.length === hostile.length, {
       what: "every hostile message delivered",
@@ -468,26 +505,37 @@ describe("promise API", () => {
       got.push(Object.fromEntries(entries.map(([k, e]) => [k, e.value])));
       ch.ack(msg);
     });
-    untraced(() =>
-      ch.sendToQueue(q, Buffer.from("m"), {
-        headers: { baggage: "name=Jos%E9,ok=1" },
-      }),
-    );
+    await publishRaw(q, [
+      { content: "m", headers: { baggage: "name=Jos%E9,ok=1" } },
+    ]);
     await waitFor(() => got.length === 1, { what: "the delivery" });
     assert.deepEqual(got[0], { name: "Jos\ufffd", ok: "1" });
     await ch.close();
   });
 });
 
-/** Runs `publish` with tracing suppressed, so headers reach the broker exactly as written. */
-function untraced(publish: () => void): void {
-  const raw = context
-    .active()
-    .setValue(
-      Symbol.for("OpenTelemetry SDK Context Key SUPPRESS_TRACING"),
-      true,
-    );
-  context.with(raw, publish);
+/**
+ * Publishes `messages` to `queue` from a program without Threadline, so
+ * their headers reach the broker exactly as written (a header
+ * `{ bytes: "<hex>" }` as those bytes).
+ */
+async function publishRaw(
+  queue: string,
+  messages: Array<{ content: string; headers: Record<string, unknown> }>,
+): Promise<void> {
+  const publisher = await startService({
+    entry: "publish-raw.cjs",
+    cwd: fileURLToPath(new URL("./fixtures/", import.meta.url)),
+    ready: false,
+    env: {
+      AMQP_URL: brokerUrl,
+      AMQPLIB_PATH: amqplibPath,
+      QUEUE: queue,
+      MESSAGES: JSON.stringify(messages),
+    },
+  });
+  const { code } = await publisher.exited;
+  assert.equal(code, 0, publisher.stderr.join("\n"));
 }
 
 describe("callback API", () => {
@@ -1202,6 +1250,34 @@ describe("external exchanges", () => {
       assert.doesNotMatch(JSON.stringify(headers), /c-secret/);
       assert.doesNotMatch(JSON.stringify(headers), /threadline\.watch/);
     }
+    await ch.close();
+  });
+
+  it("publishes neither baggage nor the customer header there with tracing suppressed", async () => {
+    const ch = await connection.createChannel();
+    await ch.assertExchange("partner.out", "fanout", { autoDelete: true });
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    await ch.bindQueue(q, "partner.out", "");
+    const received = new Promise<Record<string, unknown>>((resolve) => {
+      void ch.consume(q, (msg) => {
+        if (msg === null) return;
+        resolve({ ...msg.properties.headers });
+        ch.ack(msg);
+      });
+    });
+    withCustomer("c-secret", () =>
+      context.with(suppressTracing(context.active()), () =>
+        ch.publish("partner.out", "", Buffer.from("{}"), {
+          headers: {
+            app: "x",
+            baggage: "customer.id=c-secret",
+            "X-Customer-Id": "c-secret",
+          },
+        }),
+      ),
+    );
+    assert.deepEqual(await received, { app: "x" });
     await ch.close();
   });
 

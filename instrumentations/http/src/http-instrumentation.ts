@@ -59,6 +59,7 @@ import {
   headerPairs,
   hostAndPort,
   judgeNamedHost,
+  judgeUntracedRequest,
   ownSymbolNamed,
   parseHostAndPort,
   sameHost,
@@ -813,18 +814,30 @@ export class HttpInstrumentation implements Instrumentation {
     if (!this.#enabled) return;
     try {
       const ctx = context.active();
-      if (isTracingSuppressed(ctx)) return;
+      const info: ClientRequestInfo = {
+        method: request.method,
+        ...destinationOf(
+          request,
+          request.protocol === "https:" ? "https" : "http",
+        ),
+      };
+      if (isTracingSuppressed(ctx)) {
+        const judged = judgeUntracedRequest(
+          this.#egress,
+          ctx,
+          info,
+          request as ClientRequest,
+          clientHeaders,
+        );
+        request[CLIENT_EGRESS] = judged;
+        request[GUARDED] = this.#guarded.for(judged.egress.baggage, false);
+        return;
+      }
       const started = startClientSpan(
         this.#getTracer(),
         this.#egress,
         ctx,
-        {
-          method: request.method,
-          ...destinationOf(
-            request,
-            request.protocol === "https:" ? "https" : "http",
-          ),
-        },
+        info,
         request as ClientRequest,
         clientHeaders,
       );
@@ -848,17 +861,17 @@ export class HttpInstrumentation implements Instrumentation {
    * routing on it): judged by that host too, as one given when the request
    * was made. Baggage and the private headers go unless it is internal, and
    * a third party it names is the one the call is to. (The span keeps the
-   * `server.port` it was started with.)
+   * `server.port` it was started with.) A request made with tracing
+   * suppressed has no span, and is judged all the same.
    */
   #onLateHost(request: TracedClientRequest): void {
     try {
-      const span = request[CLIENT_SPAN];
-      if (span === undefined) return;
+      const judged = request[CLIENT_EGRESS];
+      if (judged === undefined) return;
       const scheme = request.protocol === "https:" ? "https" : "http";
       const { address, port } = hostHeaderOf(request, scheme);
       if (address === undefined || sameHost(address, request.host)) return;
-      const judged = request[CLIENT_EGRESS];
-      if (judged === undefined) return;
+      const span = request[CLIENT_SPAN];
       const attributes: Attributes = {};
       judgeNamedHost(
         this.#egress,
@@ -869,8 +882,9 @@ export class HttpInstrumentation implements Instrumentation {
         request as ClientRequest,
         clientHeaders.remove,
       );
-      span.setAttributes(attributes);
-      if (!judged.egress.baggage) request[GUARDED] = this.#guarded.for(false);
+      span?.setAttributes(attributes);
+      if (!judged.egress.baggage)
+        request[GUARDED] = this.#guarded.for(false, span !== undefined);
       if (judged.egress.thirdParty !== undefined) request[THIRD_PARTY] = true;
     } catch (err) {
       diag.warnCollapsed(

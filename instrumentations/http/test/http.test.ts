@@ -9,7 +9,8 @@ import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import express from "express";
 import Fastify from "fastify";
 import Fastify4 from "fastify4";
-import { trace } from "@opentelemetry/api";
+import { context, trace } from "@opentelemetry/api";
+import { suppressTracing } from "@threadline/core";
 import {
   selfSignedCertificate,
   startOtlpReceiver,
@@ -1642,5 +1643,58 @@ describe("http and fetch clients", () => {
     } finally {
       await proxy.close();
     }
+  });
+
+  it("keeps what the trust rules keep from a request with tracing suppressed, with fetch and http alike", async () => {
+    const forged = {
+      baggage: "customer.id=c-victim",
+      "x-customer-id": "c-victim",
+    };
+    const own = { baggage: "customer.id=c-42", "x-customer-id": "c-42" };
+    const sent = (req: http.ClientRequest) =>
+      new Promise<void>((resolve, reject) => {
+        req.on("response", (res) => res.resume().on("end", resolve));
+        req.on("error", reject);
+        req.end();
+      });
+    const calls = async (base: string, headers: Record<string, string>) => {
+      await (await fetch(`${base}/untraced-fetch`, { headers })).text();
+      await sent(http.request(`${base}/untraced-http`, { headers }));
+      const late = http.request(`${base}/untraced-late`);
+      for (const [name, value] of Object.entries(headers))
+        late.setHeader(name.toUpperCase(), value);
+      await sent(late);
+    };
+    await withCustomer("c-42", () =>
+      context.with(suppressTracing(context.active()), async () => {
+        await calls(thirdParty.url, own);
+        await calls(`${internal.url}/forged`, forged);
+        await calls(`${internal.url}/own`, own);
+      }),
+    );
+    const paths = ["/untraced-fetch", "/untraced-http", "/untraced-late"];
+    const got = (server: RecordingServer, prefix: string) =>
+      Object.fromEntries(
+        paths.map((p) => {
+          const r = server.requests.find((x) => x.path === `${prefix}${p}`);
+          assert.ok(r, `${prefix}${p}`);
+          return [
+            p,
+            [
+              r.headers["baggage"] ?? null,
+              r.headers["x-customer-id"] ?? null,
+              r.headers["traceparent"] ?? null,
+            ],
+          ];
+        }),
+      );
+    const none = Object.fromEntries(paths.map((p) => [p, [null, null, null]]));
+    assert.deepEqual(got(thirdParty, ""), none, "the third party");
+    assert.deepEqual(got(internal, "/forged"), none, "a forged customer");
+    assert.deepEqual(
+      got(internal, "/own"),
+      Object.fromEntries(paths.map((p) => [p, [null, "c-42", null]])),
+      "the context's own customer",
+    );
   });
 });

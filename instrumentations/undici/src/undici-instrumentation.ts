@@ -30,6 +30,7 @@ import {
   headerPairs,
   hostAndPort,
   isTracingSuppressed,
+  judgeUntracedRequest,
   prepareHeaderWriter,
   finishClientCall,
   recordClientError,
@@ -64,6 +65,8 @@ const NAME = "@threadline/instrumentation-undici";
 const VERSION = "0.1.0";
 const SPAN = Symbol("threadline.undici.span");
 const THIRD_PARTY = Symbol("threadline.undici.third-party");
+/** Set on every request judged by its destination, traced or not. */
+const JUDGED = Symbol("threadline.undici.judged");
 const CALL = Symbol("threadline.undici.call");
 /** Set on the hops of a redirect only: which resend of the request a hop is. */
 const RESEND = Symbol("threadline.undici.resend-count");
@@ -90,6 +93,7 @@ interface UndiciRequest {
   addHeader(name: string, value: string): unknown;
   [SPAN]?: Span;
   [THIRD_PARTY]?: boolean;
+  [JUDGED]?: boolean;
   [CALL]?: ClientCall | undefined;
   [RESEND]?: number;
   [REDIRECT]?: PendingRedirect;
@@ -568,7 +572,7 @@ export class UndiciInstrumentation implements Instrumentation {
       for (const request of queued) {
         if (typeof request !== "object" || request === null) continue;
         const r = request as UndiciRequest;
-        if (r[SPAN] === undefined) continue;
+        if (r[JUDGED] !== true) continue;
         removeHeader(r, "baggage");
         for (const name of this.#egress.privateHeaders) removeHeader(r, name);
       }
@@ -583,10 +587,14 @@ export class UndiciInstrumentation implements Instrumentation {
   #onCreate(request: UndiciRequest): void {
     try {
       const ctx = context.active();
-      if (isTracingSuppressed(ctx)) return;
       const origin = parseOrigin(request.origin);
       if (origin === undefined) return;
       const info = destinationOf(origin, request);
+      if (isTracingSuppressed(ctx)) {
+        judgeUntracedRequest(this.#egress, ctx, info, request, headers);
+        request[JUDGED] = true;
+        return;
+      }
       const resendCount =
         redirects.size === 0
           ? undefined
@@ -601,6 +609,7 @@ export class UndiciInstrumentation implements Instrumentation {
         headers,
       );
       request[SPAN] = span;
+      request[JUDGED] = true;
       request[CALL] = call;
       if (resendCount !== undefined) request[RESEND] = resendCount;
       if (egress.thirdParty !== undefined) request[THIRD_PARTY] = true;

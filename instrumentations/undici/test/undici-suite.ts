@@ -22,6 +22,8 @@ import {
   type ReceivedSpan,
   type RecordingServer,
 } from "@threadline/test-support";
+import { context } from "@opentelemetry/api";
+import { suppressTracing } from "@threadline/core";
 import { init, withCustomer, type ThreadlineHandle } from "@threadline/node";
 import type * as undiciModule from "undici";
 
@@ -591,6 +593,70 @@ export function undiciTests(undici: Undici): void {
           "/undici-fetch-c-42": "c-42",
           "/outside": null,
         },
+      );
+    });
+  });
+
+  describe("undici with tracing suppressed", () => {
+    it("keeps what the trust rules keep from a request", async () => {
+      const forged = {
+        baggage: "customer.id=c-victim",
+        "X-Customer-Id": "c-victim",
+      };
+      const own = { baggage: "customer.id=c-42", "x-customer-id": "c-42" };
+      const calls = async (base: string, headers: Record<string, string>) => {
+        const res = await request(`${base}/untraced-request`, {
+          headers: Object.entries(headers).flat(),
+        });
+        await res.body.text();
+        for (const [name, fetch] of fetches) {
+          const fetched = await fetch(
+            `${base}/untraced-${name.startsWith("undici") ? "undici-" : ""}fetch`,
+            { headers },
+          );
+          await fetched.text();
+        }
+      };
+      await withCustomer("c-42", () =>
+        context.with(suppressTracing(context.active()), async () => {
+          await calls(external.url, own);
+          await calls(thirdParty.url, own);
+          await calls(`${internal.url}/forged`, forged);
+          await calls(`${internal.url}/own`, own);
+        }),
+      );
+      const paths = [
+        "/untraced-request",
+        "/untraced-fetch",
+        "/untraced-undici-fetch",
+      ];
+      const got = (server: RecordingServer, prefix: string) =>
+        Object.fromEntries(
+          paths.map((p) => {
+            const r = server.requests.findLast(
+              (x) => x.path === `${prefix}${p}`,
+            );
+            assert.ok(r, `${prefix}${p}`);
+            return [
+              p,
+              [
+                r.headers["baggage"] ?? null,
+                r.headers["x-customer-id"] ?? null,
+                r.headers["traceparent"] ?? null,
+              ],
+            ];
+          }),
+        );
+      const none = Object.fromEntries(
+        paths.map((p) => [p, [null, null, null]]),
+      );
+      assert.deepEqual(got(external, ""), none, "an external host");
+      assert.deepEqual(got(thirdParty, ""), none, "the third party");
+      assert.deepEqual(got(internal, "/forged"), none, "a forged customer");
+      assert.deepEqual(
+        got(internal, "/own"),
+        Object.fromEntries(paths.map((p) => [p, [null, "c-42", null]])),
+        "the context's own customer",
       );
     });
   });

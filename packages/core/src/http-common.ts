@@ -436,6 +436,34 @@ function judgeClientRequest<C>(
   return judged;
 }
 
+/**
+ * An outgoing request made with tracing suppressed: it gets no span and no
+ * trace headers, but is judged as a traced one is
+ * ({@link judgeClientRequest}), and a copied `baggage` header never goes.
+ * Suppression says what to trace, not whom to trust: a handler that
+ * forwards its caller's headers under it would otherwise send them on as
+ * they came, to third parties too.
+ */
+export function judgeUntracedRequest<C>(
+  policy: EgressPolicy,
+  ctx: Context,
+  info: ClientRequestInfo,
+  carrier: C,
+  writer: PreparedHeaderWriter<C>,
+): ClientEgress {
+  const judged = judgeClientRequest(
+    policy,
+    ctx,
+    info,
+    carrier,
+    writer,
+    undefined,
+    undefined,
+  );
+  for (const name of BAGGAGE_FIELDS) writer.remove(carrier, name);
+  return judged;
+}
+
 /** A started CLIENT span, and the request as its egress class judged it. */
 export interface ClientSpanStart extends ClientEgress {
   readonly span: Span;
@@ -531,7 +559,8 @@ export function startClientSpan<C>(
 
 /**
  * The header names an outgoing request or message keeps to itself, lower
- * case: those it never sends as copied ({@link copiedHeaderNames}) and
+ * case: those it never sends as copied ({@link copiedHeaderNames}; only
+ * `baggage` with tracing suppressed, when nothing writes the others) and
  * `own`, and for a destination that gets no baggage `privateHeaders` too.
  * Worked out again only when the propagators change.
  */
@@ -541,14 +570,26 @@ export class GuardedHeaderNames {
   #names: readonly string[] | undefined;
   #internal: ReadonlySet<string> = new Set();
   #external: ReadonlySet<string> = new Set();
+  readonly #untracedInternal: ReadonlySet<string>;
+  readonly #untracedExternal: ReadonlySet<string>;
 
   constructor(privateHeaders: readonly string[], own: readonly string[] = []) {
     this.#privateHeaders = privateHeaders.map((h) => h.toLowerCase());
     this.#own = own;
+    this.#untracedInternal = new Set([...BAGGAGE_FIELDS, ...own]);
+    this.#untracedExternal = new Set([
+      ...this.#untracedInternal,
+      ...this.#privateHeaders,
+    ]);
   }
 
-  /** For a destination that gets baggage (internal), or not. */
-  for(baggage: boolean): ReadonlySet<string> {
+  /**
+   * For a destination that gets baggage (internal), or not; for a request
+   * made with tracing suppressed when `traced` is false.
+   */
+  for(baggage: boolean, traced = true): ReadonlySet<string> {
+    if (!traced)
+      return baggage ? this.#untracedInternal : this.#untracedExternal;
     const names = copiedHeaderNames();
     if (names !== this.#names) {
       this.#names = names;

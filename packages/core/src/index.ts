@@ -98,6 +98,7 @@ export {
   headerPairs,
   hostAndPort,
   judgeNamedHost,
+  judgeUntracedRequest,
   ownSymbolNamed,
   parseHostAndPort,
   sameHost,
