@@ -279,6 +279,61 @@ function guardClientHeaders(
   }
 }
 
+/**
+ * Trailers are headers sent after the body (`addTrailers`, on a chunked
+ * request): a request's lose what its headers do, the guarded names its
+ * destination may not get as the application set them (GUARDED; the Host
+ * header is no trailer's business and goes as it is). A name `keeps` says
+ * yes to is kept: the customer header, as its value is judged. Given as
+ * an object or as an array of name-value pairs, as Node takes them.
+ */
+function guardClientTrailers(
+  proto: Record<string, unknown>,
+  restore: Array<() => void>,
+  keeps: (
+    request: TracedClientRequest,
+    name: string,
+    value: unknown,
+  ) => boolean,
+): void {
+  const hadOwn = Object.prototype.hasOwnProperty.call(proto, "addTrailers");
+  const original = proto["addTrailers"] as (
+    this: unknown,
+    headers: unknown,
+  ) => unknown;
+  const guarded = function (
+    this: TracedClientRequest,
+    headers: unknown,
+  ): unknown {
+    const names = this[GUARDED];
+    if (names === undefined || typeof headers !== "object" || headers === null)
+      return original.call(this, headers);
+    const kept = (name: unknown, value: unknown) => {
+      const lower = String(name).toLowerCase();
+      return lower === "host" || !names.has(lower) || keeps(this, lower, value);
+    };
+    if (Array.isArray(headers))
+      return original.call(
+        this,
+        headers.filter(
+          (pair: unknown) =>
+            !Array.isArray(pair) || kept(pair[0], pair[1] as unknown),
+        ),
+      );
+    const given = headers as Record<string, unknown>;
+    const filtered: Record<string, unknown> = {};
+    for (const name of Object.keys(given))
+      if (kept(name, given[name])) filtered[name] = given[name];
+    return original.call(this, filtered);
+  };
+  proto["addTrailers"] = guarded;
+  restore.push(() => {
+    if (proto["addTrailers"] !== guarded) return; // someone wrapped us; leave the chain intact
+    if (hadOwn) proto["addTrailers"] = original;
+    else delete proto["addTrailers"];
+  });
+}
+
 // Node keeps the authority a request was made for (host, and port when not
 // the default) under a symbol of its own; found once, on the first request
 // that has no Host header.
@@ -505,6 +560,19 @@ export class HttpInstrumentation implements Instrumentation {
         name === "host"
           ? this.#onLateHost(request)
           : this.#onLateCustomer(request, name),
+    );
+    guardClientTrailers(
+      http.ClientRequest.prototype as unknown as Record<string, unknown>,
+      this.#restore,
+      (request, name, value) => {
+        if (name !== this.#egress.customerHeader) return false;
+        const judged = request[CLIENT_EGRESS];
+        return (
+          judged?.egress.baggage === true &&
+          judged.customer !== undefined &&
+          value === judged.customer
+        );
+      },
     );
     const created = (msg: unknown) =>
       this.#onClientCreated((msg as { request: TracedClientRequest }).request);

@@ -1697,4 +1697,63 @@ describe("http and fetch clients", () => {
       "the context's own customer",
     );
   });
+
+  it("keeps from a request's trailers what its headers lose", async () => {
+    const trailers = new Map<string, NodeJS.Dict<string>>();
+    const target = http.createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        trailers.set(req.url!, req.trailers);
+        res.end("ok");
+      });
+    });
+    const port = await listen(target);
+    const send = (
+      path: string,
+      host: string | undefined,
+      given: Record<string, string> | Array<[string, string]>,
+    ) =>
+      new Promise<void>((resolve, reject) => {
+        const req = http.request({
+          host: "127.0.0.1",
+          port,
+          path,
+          method: "POST",
+          headers: host === undefined ? {} : { host },
+        });
+        req.on("response", (res) => res.resume().on("end", resolve));
+        req.on("error", reject);
+        req.write("x");
+        req.addTrailers(given);
+        req.end();
+      });
+    await withCustomer("c-42", async () => {
+      // A third party and a host that is not internal, named to an egress gateway.
+      await send("/stripe", "api.stripe.test", {
+        baggage: "customer.id=c-42",
+        "X-Customer-Id": "c-42",
+        "x-kept": "1",
+      });
+      await send("/elsewhere", "partner.example", [
+        ["Baggage", "customer.id=c-42"],
+        ["x-customer-id", "c-42"],
+        ["x-kept", "1"],
+      ]);
+      await send("/inside-own", undefined, {
+        baggage: "customer.id=c-42",
+        "x-customer-id": "c-42",
+        "x-kept": "1",
+      });
+      await send("/inside-forged", undefined, [
+        ["X-Customer-Id", "c-victim"],
+        ["x-kept", "1"],
+      ]);
+    });
+    assert.deepEqual(Object.fromEntries(trailers), {
+      "/stripe": { "x-kept": "1" },
+      "/elsewhere": { "x-kept": "1" },
+      "/inside-own": { "x-customer-id": "c-42", "x-kept": "1" },
+      "/inside-forged": { "x-kept": "1" },
+    });
+  });
 });
