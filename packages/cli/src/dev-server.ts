@@ -108,6 +108,39 @@ function listen(server: Server, port: number, host: string): Promise<number> {
   });
 }
 
+/**
+ * The request's target read as a URL, undefined when it does not read as
+ * one: `//[` reads as a host `[` with no path, and a web page can send it
+ * to a port on loopback.
+ */
+function requestUrl(req: IncomingMessage): URL | undefined {
+  return URL.parse(req.url ?? "/", "http://localhost") ?? undefined;
+}
+
+const BAD_TARGET = "the request target is not a valid URL path";
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/**
+ * `handler`, with what it throws answered 500 (`fail`) instead of ending the
+ * process: one request would otherwise take down the receiver, the viewer,
+ * every live stream and what the store had not yet written.
+ */
+function guarded(
+  handler: Handler,
+  fail: (res: ServerResponse, message: string) => void,
+): Handler {
+  return (req, res) => {
+    try {
+      handler(req, res);
+    } catch (err) {
+      req.resume();
+      if (res.headersSent) res.destroy();
+      else fail(res, (err as Error).message);
+    }
+  };
+}
+
 /** Longest a customer can be watched in one go. */
 const MAX_WATCH_MS = 7 * 24 * 3600 * 1000;
 
@@ -311,9 +344,21 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     return true;
   };
 
-  const otlp = createServer((req, res) => {
+  const plainText = (res: ServerResponse, status: number, message: string) =>
+    res.writeHead(status, { "content-type": "text/plain" }).end(message);
+
+  const otlp = createServer(
+    guarded(handleOtlp, (res, message) => plainText(res, 500, message)),
+  );
+
+  function handleOtlp(req: IncomingMessage, res: ServerResponse): void {
     if (refusedHost(req, res)) return;
-    const url = new URL(req.url ?? "/", "http://localhost");
+    const url = requestUrl(req);
+    if (url === undefined) {
+      req.resume();
+      plainText(res, 400, BAD_TARGET);
+      return;
+    }
     if (!authorized(req, url)) {
       req.resume();
       res
@@ -329,22 +374,32 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
       res
         .writeHead(404, { "content-type": "text/plain" })
         .end("not an OTLP path: use /v1/traces, /v1/logs or /v1/metrics");
-  });
+  }
 
-  const viewer = createServer((req, res) => {
-    if (refusedHost(req, res)) return;
-    void serveViewer(req, res).catch((err: unknown) => {
-      if (!res.headersSent)
-        sendJson(res, 500, { error: (err as Error).message });
-      else res.end();
-    });
-  });
+  const viewer = createServer(
+    guarded(
+      (req, res) => {
+        if (refusedHost(req, res)) return;
+        void serveViewer(req, res).catch((err: unknown) => {
+          if (!res.headersSent)
+            sendJson(res, 500, { error: (err as Error).message });
+          else res.end();
+        });
+      },
+      (res, message) => sendJson(res, 500, { error: message }),
+    ),
+  );
 
   async function serveViewer(
     req: IncomingMessage,
     res: ServerResponse,
   ): Promise<void> {
-    const url = new URL(req.url ?? "/", "http://localhost");
+    const url = requestUrl(req);
+    if (url === undefined) {
+      req.resume();
+      sendJson(res, 400, { error: BAD_TARGET });
+      return;
+    }
     const path = url.pathname;
     // The token guards the data; the page's own files hold none.
     if (path.startsWith("/api/") && !authorized(req, url)) {

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -376,6 +377,98 @@ describe("threadline dev with no configuration anywhere", () => {
       } finally {
         await app.stop();
       }
+    } finally {
+      await dev.stop();
+    }
+  });
+});
+
+/** Sends one request as written, target and all, and returns the raw answer. */
+function rawRequest(port: number, target: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, "127.0.0.1", () =>
+      socket.write(
+        `GET ${target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`,
+      ),
+    );
+    let answer = "";
+    socket.setEncoding("utf8");
+    socket.on("data", (c: string) => (answer += c));
+    socket.on("close", () => resolve(answer));
+    socket.on("error", reject);
+  });
+}
+
+describe("threadline dev given a request target that is not a URL", () => {
+  it("answers 400 on both ports and goes on receiving and serving", async () => {
+    const [otlpPort, viewerPort] = await Promise.all([freePort(), freePort()]);
+    const dev = await startService({
+      entry: bin,
+      env: {},
+      ready: /viewer and API\s+http:\/\/[^:]+:(\d+)/,
+      args: [
+        "dev",
+        "--memory",
+        "--otlp-port",
+        String(otlpPort),
+        "--port",
+        String(viewerPort),
+      ],
+    });
+    try {
+      // A web page can send this one with fetch(…, { mode: "no-cors" }).
+      for (const port of [otlpPort, viewerPort]) {
+        const answer = await rawRequest(port, "//[");
+        assert.match(answer, /^HTTP\/1\.1 400 /, answer);
+        assert.match(answer, /not a valid URL/);
+      }
+      const traceId = "5b8efff798038103d269b633813fc60c";
+      const res = await fetch(`http://127.0.0.1:${otlpPort}/v1/traces`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          resourceSpans: [
+            {
+              resource: {
+                attributes: [
+                  { key: "service.name", value: { stringValue: "shop" } },
+                ],
+              },
+              scopeSpans: [
+                {
+                  spans: [
+                    {
+                      traceId,
+                      spanId: "eee19b7ec3c1b174",
+                      name: "GET /after",
+                      kind: 2,
+                      startTimeUnixNano: String(Date.now() * 1e6),
+                      endTimeUnixNano: String(Date.now() * 1e6 + 1e6),
+                      attributes: [
+                        { key: "customer.id", value: { stringValue: "c-400" } },
+                      ],
+                    },
+                  ],
+                },
+              ],
+            },
+          ],
+        }),
+      });
+      assert.equal(res.status, 200, await res.text());
+      await waitFor(
+        async () =>
+          (
+            (await (
+              await fetch(
+                `http://127.0.0.1:${viewerPort}/api/search?customer=c-400`,
+              )
+            ).json()) as { traces: TraceSummary[] }
+          ).traces.some((t) => t.traceId === traceId),
+        { what: "the trace sent after the bad requests, in the viewer" },
+      );
+      assert.equal(dev.child.exitCode, null);
+      assert.deepEqual(dev.stderr, []);
     } finally {
       await dev.stop();
     }
