@@ -2,6 +2,12 @@
 // table of traces, and a trace as a tree of spans (service, what the span
 // did, duration, offset) with errors and log lines under the span that
 // wrote them.
+//
+// Names, customers and log lines are whatever services sent, often with a
+// request's input in them: control characters are shown as escapes, or an
+// escape sequence would act on the reader's terminal (clear it, retitle it,
+// link elsewhere) and a newline would print lines of its own that look like
+// spans. The JSON output keeps the text as it was sent.
 import type {
   LogRecord,
   SpanRecord,
@@ -10,6 +16,23 @@ import type {
 } from "./model.ts";
 
 const KIND = ["", "internal", "server", "client", "producer", "consumer"];
+
+/** C0 and C1 control characters and DEL, but tab. */
+const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f]/g;
+const NAMED: Record<string, string> = { "\n": "\\n", "\r": "\\r" };
+
+/** `text` with its control characters written as escapes: `\x1b`, `\n`, `\u009b`. */
+export function visible(text: string): string {
+  return text.replace(CONTROL, (c) => {
+    const code = c.charCodeAt(0);
+    return (
+      NAMED[c] ??
+      (code < 0x80
+        ? `\\x${code.toString(16).padStart(2, "0")}`
+        : `\\u${code.toString(16).padStart(4, "0")}`)
+    );
+  });
+}
 
 export function formatDuration(us: number): string {
   if (us < 1000) return `${Math.round(us)} µs`;
@@ -31,14 +54,17 @@ function pad(s: string, n: number): string {
 export function formatSearch(traces: TraceSummary[]): string {
   if (traces.length === 0) return "no traces found\n";
   // Customer ids are what people search by: their column fits them whole.
-  const cw = Math.max(9, ...traces.map((t) => (t.customer ?? "-").length + 1));
+  const cw = Math.max(
+    9,
+    ...traces.map((t) => visible(t.customer ?? "-").length + 1),
+  );
   const lines = [
     `${pad("START (UTC)", 20)} ${pad("DURATION", 10)} ${pad("ROOT", 34)} ${pad("CUSTOMER", cw)} ${pad("SPANS", 6)} ${pad("SERVICES", 30)} TRACE`,
   ];
   for (const t of traces) {
     const mark = t.errorCount > 0 ? "✗ " : "";
     lines.push(
-      `${pad(formatTime(t.startUs), 20)} ${pad(formatDuration(t.durationUs), 10)} ${pad(`${mark}${t.rootService} ${t.rootName}`, 34)} ${pad(t.customer ?? "-", cw)} ${pad(String(t.spanCount), 6)} ${pad(t.services.join(", "), 30)} ${t.traceId}`,
+      `${pad(formatTime(t.startUs), 20)} ${pad(formatDuration(t.durationUs), 10)} ${pad(visible(`${mark}${t.rootService} ${t.rootName}`), 34)} ${pad(visible(t.customer ?? "-"), cw)} ${pad(String(t.spanCount), 6)} ${pad(visible(t.services.join(", ")), 30)} ${visible(t.traceId)}`,
     );
   }
   return `${lines.join("\n")}\n`;
@@ -106,7 +132,7 @@ export function formatTrace(t: TraceDetail): string {
   const children = (id: string) =>
     (byParent.get(id) ?? []).filter((s) => !printed.has(s));
   let width = 0;
-  for (const s of services) width = Math.max(width, s.length);
+  for (const s of services) width = Math.max(width, visible(s).length);
   // Walked with a stack of its own, not by recursion: a trace can nest
   // deeper than the call stack. One frame per span being printed: its lines
   // and its children in the order they happened, as the viewer shows them
@@ -131,7 +157,7 @@ export function formatTrace(t: TraceDetail): string {
         ? `  ✗ ERROR${s.statusMessage ? `: ${s.statusMessage}` : ""}`
         : "";
     out.push(
-      `${prefix}${branch}${s.service.padEnd(width)}  ${KIND[s.kind] ?? ""}  ${describeSpan(s)}  ${formatDuration(s.endUs - s.startUs)} @+${formatDuration(s.startUs - t0)}${error}`,
+      `${prefix}${branch}${visible(s.service).padEnd(width)}  ${KIND[s.kind] ?? ""}  ${describeSpan(s)}  ${formatDuration(s.endUs - s.startUs)} @+${formatDuration(s.startUs - t0)}${error}`,
     );
     const kids = children(s.spanId);
     const items: Item[] = [
@@ -167,5 +193,6 @@ export function formatTrace(t: TraceDetail): string {
   for (const s of spans) if (!printed.has(s)) walk(s);
   for (const l of logsBySpan.get("") ?? [])
     out.push(`log (no span) ${l.service}: ${logText(l)}`);
-  return `${out.join("\n")}\n`;
+  // Every line whole: the rest of what services sent is in it too.
+  return `${out.map(visible).join("\n")}\n`;
 }

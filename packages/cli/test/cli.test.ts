@@ -343,6 +343,97 @@ describe("threadline trace on a broken trace", () => {
   });
 });
 
+describe("threadline trace and search on text a request wrote", () => {
+  it("print its control characters as escapes, and --json prints it as it was", async () => {
+    const db = join(dir, "escapes.sqlite");
+    const store = new Store({ path: db });
+    const traceId = "7c2bd0e4a5e84f6b9d3f1a2b3c4d5e6f";
+    const spanId = "1f282bde4b0a1c18";
+    const user =
+      "\u001b]0;HACKED\u0007\u001b[2J\n└─ payments  client  POST https://api.stripe.com/v1/refunds -> 200  12 ms";
+    const now = Date.now() * 1000;
+    store.ingestSpans([
+      {
+        resource: { "service.name": "shop" },
+        scopes: [
+          {
+            scope: { name: "t", version: "" },
+            spans: [
+              {
+                traceId,
+                spanId,
+                parentSpanId: "",
+                traceState: "",
+                name: `POST /login ${user}`,
+                kind: 2,
+                startUs: now,
+                endUs: now + 1000,
+                attributes: { "customer.id": "c-esc" },
+                events: [],
+                links: [],
+                statusCode: 0,
+                statusMessage: "",
+                flags: 1,
+              },
+            ],
+          },
+        ],
+      },
+    ]);
+    store.ingestLogs([
+      {
+        resource: { "service.name": "shop" },
+        scopes: [
+          {
+            scope: { name: "t", version: "" },
+            logs: [
+              {
+                timeUs: now + 100,
+                observedUs: now + 100,
+                severityNumber: 13,
+                severityText: "warn",
+                body: `login failed for ${user}`,
+                attributes: {},
+                droppedAttributesCount: 0,
+                traceId,
+                spanId,
+                flags: 1,
+                eventName: "",
+              },
+            ],
+          },
+        ],
+      },
+    ]);
+    await store.close();
+    const env = {
+      THREADLINE_DB: db,
+      THREADLINE_VIEWER_URL: "http://127.0.0.1:9",
+    };
+    const control = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
+    const tree = await threadline(["trace", traceId], env);
+    assert.equal(tree.code, 0, tree.stderr);
+    assert.doesNotMatch(tree.stdout, control, JSON.stringify(tree.stdout));
+    // The header, the span and its log line: no line of the request's own.
+    assert.equal(tree.stdout.split("\n").length - 1, 3, tree.stdout);
+    assert.ok(
+      tree.stdout.includes(
+        "warn: login failed for \\x1b]0;HACKED\\x07\\x1b[2J\\n└─ payments",
+      ),
+      tree.stdout,
+    );
+    const table = await threadline(["search", "--customer", "c-esc"], env);
+    assert.equal(table.code, 0, table.stderr);
+    assert.doesNotMatch(table.stdout, control, JSON.stringify(table.stdout));
+    assert.equal(table.stdout.split("\n").length - 1, 2, table.stdout);
+    const exact = await threadline(["trace", traceId, "--json"], env);
+    assert.equal(exact.code, 0, exact.stderr);
+    const t = JSON.parse(exact.stdout) as TraceDetail;
+    assert.equal(t.logs[0]?.body, `login failed for ${user}`);
+    assert.equal(t.spans[0]?.name, `POST /login ${user}`);
+  });
+});
+
 describe("threadline dev with no configuration anywhere", () => {
   it("receives what a service exports with the SDK's defaults", async () => {
     const db = join(dir, "defaults.sqlite");

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
-import { formatTrace } from "../src/format.ts";
-import type { LogRecord, SpanRecord } from "../src/model.ts";
+import { formatSearch, formatTrace } from "../src/format.ts";
+import type { LogRecord, SpanRecord, TraceSummary } from "../src/model.ts";
 
 const traceId = "0af7651916cd43dd8448eb211c80319c";
 
@@ -97,4 +97,70 @@ it("prints a trace of tens of thousands of spans at once, not in minutes", () =>
     tookMs < 2_000,
     `${children + 1} spans took ${Math.round(tookMs)} ms`,
   );
+});
+
+// What a request wrote: it retitles the terminal, clears it, links
+// elsewhere (OSC 8), and forges a line of the tree.
+const hostile =
+  "login failed for \u001b]0;HACKED\u0007\u001b[2J\u001b]8;;https://evil.example\u001b\\here\u001b]8;;\u001b\\\r\n└─ payments  client  POST ok\u009b31m\u007f\tend";
+
+/** Control characters other than tab: C0, DEL and C1. */
+const control = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f]/;
+
+it("shows control characters in a trace's text as escapes, not to the terminal", () => {
+  const text = formatTrace({
+    traceId,
+    spans: [
+      span({
+        spanId: "a".repeat(16),
+        service: `gateway${hostile}`,
+        name: `GET ${hostile}`,
+        customer: `c-42${hostile}`,
+        statusCode: 2,
+        statusMessage: hostile,
+        kind: 1,
+      }),
+      span({
+        spanId: "b".repeat(16),
+        parentSpanId: "a".repeat(16),
+        kind: 3,
+        attributes: { "db.query.text": hostile },
+      }),
+    ],
+    logs: [
+      { ...log("a".repeat(16), 1000, hostile), severityText: hostile },
+      { ...log("c".repeat(16), 2000, hostile), service: hostile },
+    ],
+  });
+  assert.doesNotMatch(text.replaceAll("\n", ""), control, JSON.stringify(text));
+  assert.ok(
+    text.includes(
+      "\\x1b]0;HACKED\\x07\\x1b[2J\\x1b]8;;https://evil.example\\x1b\\here",
+    ),
+    text,
+  );
+  assert.ok(
+    text.includes("\\r\\n└─ payments  client  POST ok\\u009b31m\\x7f\tend"),
+    text,
+  );
+  // One line per span, log line and header: nothing forged.
+  assert.equal(text.split("\n").length - 1, 5, text);
+});
+
+it("shows control characters in the search table as escapes", () => {
+  const trace: TraceSummary = {
+    traceId,
+    startUs: 0,
+    durationUs: 1000,
+    rootService: `gateway${hostile}`,
+    rootName: hostile,
+    customer: `c-42${hostile}`,
+    spanCount: 1,
+    errorCount: 0,
+    services: [hostile],
+  };
+  const text = formatSearch([trace]);
+  assert.doesNotMatch(text.replaceAll("\n", ""), control, JSON.stringify(text));
+  assert.equal(text.split("\n").length - 1, 2, text);
+  assert.ok(text.includes(`c-42login failed for \\x1b]0;HACKED\\x07`), text);
 });
