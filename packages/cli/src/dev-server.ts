@@ -212,11 +212,19 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
       `refusing to listen on ${host} without a token: anyone who can reach it could read your telemetry. Pass --token (or THREADLINE_VIEWER_TOKEN), or keep the default 127.0.0.1`,
     );
   }
-  const store = new Store({
-    path: o.dbPath,
-    ...(o.maxBytes === undefined ? {} : { maxBytes: o.maxBytes }),
-    ...(o.maxAgeMs === undefined ? {} : { maxAgeMs: o.maxAgeMs }),
-  });
+  let store: Store;
+  try {
+    store = new Store({
+      path: o.dbPath,
+      ...(o.maxBytes === undefined ? {} : { maxBytes: o.maxBytes }),
+      ...(o.maxAgeMs === undefined ? {} : { maxAgeMs: o.maxAgeMs }),
+    });
+  } catch (err) {
+    // SQLite's reason alone ("file is not a database") does not say which.
+    throw new DevServerError(
+      `${o.dbPath} is not a usable threadline store: ${(err as Error).message}`,
+    );
+  }
   const live = new Set<LiveClient>();
   /** The number of the last batch that changed traces; 0 before any. */
   let liveSeq = 0;

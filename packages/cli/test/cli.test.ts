@@ -4,7 +4,13 @@
 // the store file after the viewer stopped.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -431,6 +437,37 @@ describe("threadline trace and search on text a request wrote", () => {
     const t = JSON.parse(exact.stdout) as TraceDetail;
     assert.equal(t.logs[0]?.body, `login failed for ${user}`);
     assert.equal(t.spans[0]?.name, `POST /login ${user}`);
+  });
+});
+
+describe("threadline dev given a --db that is not a store", () => {
+  it("names the file it could not use", async () => {
+    const notDb = join(dir, "notes.txt");
+    writeFileSync(notDb, "hello, this is not a database\n".repeat(10));
+    const folder = join(dir, "a-folder");
+    mkdirSync(folder);
+    for (const [db, reason] of [
+      [notDb, /file is not a database/],
+      [folder, /unable to open database file/],
+    ] as const) {
+      const r = await threadline([
+        "dev",
+        "--db",
+        db,
+        "--otlp-port",
+        "0",
+        "--port",
+        "0",
+      ]);
+      assert.equal(r.code, 1, r.stdout);
+      assert.ok(
+        r.stderr.startsWith(
+          `threadline: ${db} is not a usable threadline store: `,
+        ),
+        r.stderr,
+      );
+      assert.match(r.stderr, reason);
+    }
   });
 });
 
