@@ -125,6 +125,67 @@ it("keeps credentials out of spans and log lines", async () => {
   }
 });
 
+it("redacts secrets in objects it cannot change, and the application goes on", async () => {
+  const receiver = await startOtlpReceiver();
+  const svc = await startService({
+    entry: "unchangeable-secrets.mjs",
+    cwd: fixtures,
+    env: {
+      OTEL_SERVICE_NAME: "unchangeable",
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_BLRP_SCHEDULE_DELAY: "50",
+      OTEL_METRICS_EXPORTER: "none",
+    },
+  });
+  try {
+    const res = await fetch(`${svc.url}/`);
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), "ok");
+    const logs = await receiver.waitForLogs(
+      (l) => l.length >= 3,
+      "the log records",
+    );
+    const [login, session, child] = [
+      "login state",
+      "session",
+      "child line",
+    ].map((body) => logs.find((l) => l.body === body)?.attributes);
+    assert.deepEqual(login?.["auth"], { user: "ann", token: "[Redacted]" });
+    assert.deepEqual(login?.["config"], { name: "db", secret: "[Redacted]" });
+    assert.deepEqual(login?.["client"], { id: 7, apiKey: "[Redacted]" });
+    assert.deepEqual(login?.["request"], {
+      headers: { authorization: "[Redacted]" },
+    });
+    assert.deepEqual(session?.["session"], {
+      id: "s1",
+      token: "[Redacted]",
+      expires: 3600,
+    });
+    assert.deepEqual(session?.["loop"], {
+      name: "loop",
+      password: "[Redacted]",
+      self: "[Circular]",
+    });
+    assert.deepEqual(child?.["cfg"], { apiKey: "[Redacted]" });
+    const written = JSON.stringify({ stdout: svc.stdout, logs }, (_k, v) =>
+      typeof v === "bigint" ? String(v) : v,
+    );
+    for (const secret of [
+      "sess-tok-1",
+      "loop-pw-2",
+      "frozen-tok-3",
+      "defined-sec-4",
+      "getter-key-5",
+      "frozen-6",
+      "child-key-7",
+    ])
+      assert.ok(!written.includes(secret), `${secret} leaked`);
+  } finally {
+    await svc.stop();
+    await receiver.close();
+  }
+});
+
 it("redacts the operator's own paths in a logger writing to a file named by its path", async () => {
   const dir = mkdtempSync(join(tmpdir(), "threadline-redact-"));
   const file = join(dir, "app.log");

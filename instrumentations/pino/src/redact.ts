@@ -57,21 +57,28 @@ function isObject(v: unknown): v is Fields {
 
 /**
  * A copy that keeps the prototype and every own property (symbols too), so
- * pino's serializers see a request or an error as they would the original.
- * An accessor is copied as the value it gives on the original: V8's
- * `stack` of an error is one, and gives nothing on any other object.
+ * pino's serializers see a request or an error as they would the original,
+ * each one a plain data property that can be replaced: the original's may
+ * be read-only (frozen, or made by defineProperty) or a getter without a
+ * setter. An accessor is copied as the value it gives on the original, read
+ * once: V8's `stack` of an error is one, and gives nothing on any other
+ * object. One that throws is copied as `[Redacted]`, as what it would have
+ * given is unknown. A property holding the original holds the copy, so a
+ * cycle stays one and its secret is not written again inside it.
  */
 function copyOf(o: Fields): Fields {
   const descriptors = Object.getOwnPropertyDescriptors(o);
+  const cycles: PropertyKey[] = [];
   for (const key of Reflect.ownKeys(descriptors)) {
     const d = descriptors[key as string]!;
-    if (d.get === undefined && d.set === undefined) continue;
-    let value: unknown;
-    try {
-      value = Reflect.get(o, key);
-    } catch {
-      continue; // left out, as a serializer reading it would fail too
-    }
+    let value: unknown = d.value;
+    if (d.get !== undefined || d.set !== undefined)
+      try {
+        value = Reflect.get(o, key);
+      } catch {
+        value = REDACTED;
+      }
+    if (value === o) cycles.push(key);
     descriptors[key as string] = {
       value,
       writable: true,
@@ -79,59 +86,134 @@ function copyOf(o: Fields): Fields {
       configurable: true,
     };
   }
-  return Object.create(
+  const copy = Object.create(
     Object.getPrototypeOf(o) as object | null,
     descriptors,
   ) as Fields;
+  for (const key of cycles) copy[key as string] = copy;
+  return copy;
 }
 
-function redactHeaders(headers: Fields): Fields {
-  let out = headers;
+/**
+ * What JSON.stringify writes for `o` under `key` when `o` has a toJSON
+ * method: what the method gives, asked of the original (a copy would lack
+ * the private fields a class's method reads). `o` itself otherwise.
+ */
+function jsonOf(o: Fields, key: string): unknown {
+  const toJSON = o["toJSON"];
+  return typeof toJSON === "function"
+    ? (toJSON as (this: Fields, key: string) => unknown).call(o, key)
+    : o;
+}
+
+/**
+ * Secret headers replaced; `key` is the name `headers` is written under,
+ * and `asJSON` says `headers` is already what a toJSON method gave.
+ */
+function redactHeaders(headers: Fields, key: string, asJSON = false): unknown {
+  let out: Fields | undefined;
   for (const h of SECRET_HEADERS) {
     if (headers[h] === undefined) continue;
-    if (out === headers) out = copyOf(headers);
+    if (out === undefined) {
+      const json = asJSON ? headers : jsonOf(headers, key);
+      if (json !== headers)
+        return isObject(json) ? redactHeaders(json, key, true) : json;
+      out = copyOf(headers);
+    }
     out[h] = REDACTED;
   }
-  return out;
+  return out ?? headers;
 }
 
 /** One level down: secret names, and secret headers under `headers`. */
-function redactNested(o: Fields): Fields {
-  let out = o;
-  for (const key of Object.keys(o)) {
+function redactNested(o: Fields, key: string, asJSON = false): unknown {
+  let out: Fields | undefined;
+  for (const k of Object.keys(o)) {
     let value: unknown;
-    if (SECRET_NAMES.has(key)) value = REDACTED;
-    else if (key === "headers" && isObject(o[key])) {
-      const h = o[key];
-      value = redactHeaders(h);
+    if (SECRET_NAMES.has(k)) value = REDACTED;
+    else if (k === "headers" && isObject(o[k])) {
+      const h = o[k];
+      value = redactHeaders(h, k);
       if (value === h) continue;
     } else continue;
-    if (out === o) out = copyOf(o);
-    out[key] = value;
+    if (out === undefined) {
+      const json = asJSON ? o : jsonOf(o, key);
+      if (json !== o)
+        return isObject(json) ? redactNested(json, key, true) : json;
+      out = copyOf(o);
+    }
+    out[k] = value;
   }
-  return out;
+  return out ?? o;
+}
+
+/** A field of the line redacted: `v` itself when it holds no secret. */
+function redactField(key: string, v: unknown): unknown {
+  if (SECRET_NAMES.has(key)) return v === undefined ? v : REDACTED;
+  if (!isObject(v)) return v;
+  // `headers` one level down too: `*.token` reaches headers.token.
+  const value = redactNested(v, "");
+  if (key !== "headers") return value;
+  return isObject(value) ? redactHeaders(value, "", value !== v) : value;
 }
 
 /**
  * The line's fields with the default secrets replaced by `[Redacted]`; the
- * object itself when it holds none. Never changes what it is given.
+ * object itself when it holds none. Never changes what it is given, and
+ * never throws: logging goes on whatever the application logs.
  */
 export function redactSecrets(fields: Fields): Fields {
-  let out = fields;
-  for (const key in fields) {
-    const v = fields[key];
-    let value: unknown;
-    if (SECRET_NAMES.has(key)) {
-      if (v === undefined) continue;
-      value = REDACTED;
-    } else if (isObject(v)) {
-      // `headers` one level down too: `*.token` reaches headers.token.
-      value =
-        key === "headers" ? redactHeaders(redactNested(v)) : redactNested(v);
+  try {
+    let out = fields;
+    for (const key in fields) {
+      const v = fields[key];
+      // The common case first, without a call: a field with no secret name
+      // whose value is not an object.
+      if (!SECRET_NAMES.has(key) && !isObject(v)) continue;
+      const value = redactField(key, v);
       if (value === v) continue;
-    } else continue;
-    if (out === fields) out = { ...fields };
-    out[key] = value;
+      if (out === fields) out = { ...fields };
+      out[key] = value;
+    }
+    return out;
+  } catch {
+    return redactEachField(fields);
+  }
+}
+
+/**
+ * The line's fields redacted one by one, for fields where something threw
+ * (a revoked proxy, a getter or a toJSON method that throws): a field that
+ * cannot be read or redacted is written as `[Redacted]`, since it may hold
+ * a secret, and nothing at all when the fields cannot be listed.
+ */
+function redactEachField(fields: Fields): Fields {
+  const out: Fields = {};
+  let keys: PropertyKey[];
+  try {
+    keys = Reflect.ownKeys(fields).filter(
+      (k) => Object.getOwnPropertyDescriptor(fields, k)?.enumerable === true,
+    );
+  } catch {
+    return out;
+  }
+  for (const key of keys) {
+    let value: unknown;
+    try {
+      value =
+        typeof key === "string"
+          ? redactField(key, fields[key])
+          : (fields as Record<PropertyKey, unknown>)[key];
+    } catch {
+      value = REDACTED;
+    }
+    // defined, not assigned: a field named __proto__ stays a field
+    Object.defineProperty(out, key, {
+      value,
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
   }
   return out;
 }
@@ -144,17 +226,24 @@ export function redactSecrets(fields: Fields): Fields {
 export function redactingSerializer(
   serialize: (value: unknown) => unknown,
 ): (value: unknown) => unknown {
-  return redactingOutput(serialize, redactNested);
+  return redactingOutput(serialize, (o) => redactNested(o, ""));
 }
 
-/** `f` with what it returns passed through `redact` when it is an object. */
+/**
+ * `f` with what it returns passed through `redact` when it is an object,
+ * and `[Redacted]` when that throws.
+ */
 function redactingOutput(
   f: (value: unknown) => unknown,
-  redact: (o: Fields) => Fields,
+  redact: (o: Fields) => unknown,
 ): (value: unknown) => unknown {
   return function redacted(this: unknown, value: unknown): unknown {
     const out = f.call(this, value);
-    return isObject(out) ? redact(out) : out;
+    try {
+      return isObject(out) ? redact(out) : out;
+    } catch {
+      return REDACTED;
+    }
   };
 }
 

@@ -116,6 +116,103 @@ describe("redactSecrets", () => {
     assert.deepEqual(options.formatters.bindings({}), { token: REDACTED });
   });
 
+  it("redacts objects it cannot change without throwing", () => {
+    const { proxy, revoke } = Proxy.revocable({}, {});
+    revoke();
+    const fields = {
+      // Immer or Redux state, a frozen configuration
+      auth: Object.freeze({ user: "ann", token: "t-1" }),
+      // defineProperty makes a read-only property unless told otherwise
+      config: Object.defineProperty({ name: "db" }, "secret", {
+        value: "s-1",
+        enumerable: true,
+      }),
+      client: {
+        id: 7,
+        get apiKey(): string {
+          return "k-1";
+        },
+      },
+      broken: {
+        id: 8,
+        get token(): string {
+          throw new Error("not now");
+        },
+      },
+      request: { headers: Object.freeze({ authorization: "Bearer x", a: 1 }) },
+      gone: proxy,
+      ok: 1,
+    };
+    const out = redactSecrets(fields);
+    assert.deepEqual(out["auth"], { user: "ann", token: REDACTED });
+    assert.deepEqual(out["config"], { name: "db", secret: REDACTED });
+    assert.deepEqual(out["client"], { id: 7, apiKey: REDACTED });
+    assert.deepEqual(out["broken"], { id: 8, token: REDACTED });
+    assert.deepEqual(out["request"], {
+      headers: { authorization: REDACTED, a: 1 },
+    });
+    assert.equal(out["gone"], REDACTED, "what cannot be read is not written");
+    assert.equal(out["ok"], 1);
+    assert.equal(fields.auth.token, "t-1", "the logged object is not changed");
+  });
+
+  it("redacts what toJSON returns, read on the original", () => {
+    class Session {
+      #expires = 3600;
+      readonly id = "s1";
+      readonly token = "t0k";
+      toJSON(): object {
+        return { id: this.id, token: this.token, expires: this.#expires };
+      }
+    }
+    const session = new Session();
+    const out = redactSecrets({ session });
+    assert.equal(
+      JSON.stringify(out["session"]),
+      '{"id":"s1","token":"[Redacted]","expires":3600}',
+    );
+    assert.equal(session.token, "t0k");
+  });
+
+  it("keeps a cycle a cycle, the secret redacted in it", () => {
+    const account: Record<string, unknown> = { name: "a", password: "p-1" };
+    account["self"] = account;
+    const out = redactSecrets({ account }) as {
+      account: Record<string, unknown>;
+    };
+    assert.equal(out.account["password"], REDACTED);
+    assert.equal(out.account["self"], out.account);
+    const top = redactSecrets(account) as { self: Record<string, unknown> };
+    assert.equal(top.self["password"], REDACTED);
+    assert.equal(top.self["self"], top.self);
+  });
+
+  it("never throws, whatever the fields hold", () => {
+    const { proxy, revoke } = Proxy.revocable({}, {});
+    revoke();
+    assert.deepEqual(redactSecrets(proxy as Record<string, unknown>), {});
+    const fields = {
+      get token(): string {
+        throw new Error("not now");
+      },
+      a: 1,
+    };
+    assert.deepEqual(redactSecrets(fields), { token: REDACTED, a: 1 });
+    const thrower = {
+      user: {
+        password: "p",
+        toJSON(): never {
+          throw new Error("no");
+        },
+      },
+    };
+    assert.deepEqual(redactSecrets(thrower), { user: REDACTED });
+    const serialize = withRedactingSerializers({
+      serializers: { x: (_v: unknown) => thrower.user },
+    }).serializers.x;
+    assert.equal(serialize(1), REDACTED);
+  });
+
   it("leaves absent secrets absent", () => {
     const out = redactSecrets({ password: undefined, ok: 1 });
     assert.equal(out["password"], undefined);
