@@ -281,6 +281,47 @@ describe("export", () => {
       });
     }
 
+  const listenerExits = {
+    natural: 0,
+    "process-exit": 3,
+    throw: 1,
+    "exit-in-listener": 5,
+  } as const;
+  for (const [thread, on] of threads)
+    for (const [exit, expected] of Object.entries(listenerExits)) {
+      it(`sends what the application's own exit listener logs and ends, on ${exit}${on}`, async () => {
+        const name = `exit-listener-${exit}-${thread}`;
+        const app = await startFixture(
+          "exit-listener.mjs",
+          env(name, { EXIT: exit, THREADLINE_EXPORT_THREAD: thread }),
+        );
+        const { code } = await app.exited;
+        assert.equal(code, expected);
+        assert.ok(
+          app.stdout.some((l) => l.includes('"msg":"exiting"')),
+          "the listener ran",
+        );
+        const logs = receiver.logs.filter(
+          (l) => l.resource["service.name"] === name,
+        );
+        assert.deepEqual(
+          logs.map((l) => [l.body, l.attributes["code"]]),
+          [
+            ["working", undefined],
+            ["exiting", expected === 5 ? 0 : expected],
+          ],
+        );
+        const spans = receiver.spans.filter(
+          (s) => s.resource["service.name"] === name,
+        );
+        assert.deepEqual(
+          spans.map((s) => s.name),
+          ["exiting"],
+        );
+        assert.equal(logs[1]!.traceId, spans[0]!.traceId);
+      });
+    }
+
   it("never keeps the process alive when the Collector is unreachable or hangs", async () => {
     receiver.setResponder(() => "hang");
     try {

@@ -5,7 +5,8 @@
 // already sees them. Exit handling makes sure buffered telemetry leaves the
 // process: 'beforeExit' flushes asynchronously, once (unless the application
 // listens to it too, which would then be called again), 'exit' (process.exit())
-// flushes synchronously through the export worker, and SIGTERM/SIGINT
+// flushes synchronously through the export worker once the application's
+// own 'exit' listeners have run (what they log goes too), and SIGTERM/SIGINT
 // flush before the default behaviour (termination) is restored, unless the
 // application handles the signal itself. In the thread that owns the
 // process, the exit and the signals also have the Threadline of every
@@ -244,7 +245,10 @@ function installExitHooks(
     if (budget > 0) waitOn(pipeline.forceFlush(budget, true));
   };
   const crashes = watchCrashes();
+  let exitFlushed = false;
   const onExit = () => {
+    if (exitFlushed) return;
+    exitFlushed = true;
     // Before hold(): what the process was doing goes with the rest.
     const crash = crashes.crash;
     endUnfinished(crash === undefined ? "exit" : "crash", crash);
@@ -294,8 +298,58 @@ function installExitHooks(
       process.kill(process.pid, signal);
     });
   };
+  // The exit's flush comes after the application's own 'exit' listeners,
+  // so that what they log and end is sent too. Threadline starts first,
+  // and a listener of its own would run before theirs: process.emit is
+  // wrapped instead, which Node calls for 'exit' at process.exit(), a
+  // natural exit and an uncaught exception alike. process.exit() called
+  // from a listener ends the process inside that emit, through
+  // process.reallyExit, which flushes first. Should another wrapper of
+  // process.emit take ours out of the chain, the listener flushes as
+  // before.
+  const proc = process as NodeJS.Process & {
+    reallyExit?: (code?: number) => never;
+  };
+  let removed = false;
+  let emitting = false;
+  const originalEmit = proc.emit;
+  const emit = function (
+    this: NodeJS.Process,
+    event: string | symbol,
+    ...args: unknown[]
+  ): boolean {
+    if (event !== "exit" || removed)
+      return (originalEmit as (...a: unknown[]) => boolean).call(
+        this,
+        event,
+        ...args,
+      );
+    emitting = true;
+    try {
+      return (originalEmit as (...a: unknown[]) => boolean).call(
+        this,
+        event,
+        ...args,
+      );
+    } finally {
+      onExit();
+    }
+  } as typeof process.emit;
+  const originalReallyExit = proc.reallyExit;
+  const reallyExit =
+    typeof originalReallyExit === "function"
+      ? function (this: NodeJS.Process, code?: number): never {
+          if (!removed) onExit();
+          return originalReallyExit.call(this, code);
+        }
+      : undefined;
+  const onExitListener = () => {
+    if (!emitting) onExit();
+  };
   process.on("beforeExit", onBeforeExit);
-  process.on("exit", onExit);
+  process.on("exit", onExitListener);
+  proc.emit = emit;
+  if (reallyExit !== undefined) proc.reallyExit = reallyExit;
   // First, so that it sees every other listener still there: Node takes a
   // `once` listener off before calling it, and one ahead of ours would not
   // be counted, and the application's graceful shutdown cut short.
@@ -304,7 +358,11 @@ function installExitHooks(
     remove() {
       crashes.remove();
       process.removeListener("beforeExit", onBeforeExit);
-      process.removeListener("exit", onExit);
+      process.removeListener("exit", onExitListener);
+      removed = true;
+      if (proc.emit === emit) proc.emit = originalEmit;
+      if (reallyExit !== undefined && proc.reallyExit === reallyExit)
+        proc.reallyExit = originalReallyExit;
       for (const s of signals) process.removeListener(s, onSignal);
     },
   };
