@@ -56,3 +56,53 @@ it("exports an application's fields named like pino's own as attributes when the
     await receiver.close();
   }
 });
+
+for (const fields of ["otel", "ecs"] as const)
+  for (const protocol of ["http/protobuf", "http/json"] as const)
+    it(`exports an application's own trace and span ids in a span as attributes (${fields} names, ${protocol})`, async () => {
+      const receiver = await startOtlpReceiver();
+      try {
+        const svc = await startService({
+          entry: "pino-own-fields.mjs",
+          cwd: fixtures,
+          ready: false,
+          env: {
+            OTEL_SERVICE_NAME: "pino-own-ids",
+            OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+            OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
+            OTEL_BLRP_SCHEDULE_DELAY: "50",
+            OTEL_METRICS_EXPORTER: "none",
+            THREADLINE_LOG_FIELDS: fields,
+          },
+        });
+        assert.equal((await svc.exited).code, 0, svc.stderr.join("\n"));
+        const logs = await receiver.waitForLogs(
+          (l) => l.length >= 9,
+          "the log records",
+        );
+        const record = (body: string) => {
+          const found = logs.find((l) => l.body === body);
+          assert.ok(found, `no record "${body}"`);
+          assert.match(found.traceId, /^[0-9a-f]{32}$/);
+          return found.attributes;
+        };
+        assert.deepEqual(record("in a span"), {});
+        assert.deepEqual(record("ecs names"), {
+          "trace.id": "upstream-abc",
+          "span.id": "upstream-def",
+          trace_flags: "01",
+        });
+        assert.deepEqual(record("otel names"), {
+          trace_id: "upstream-ghi",
+          span_id: "upstream-jkl",
+          trace_flags: 1,
+        });
+        assert.deepEqual(record("both, nested"), {
+          "trace.id": "upstream-abc",
+          trace_id: "upstream-ghi",
+          hop: { n: 1 },
+        });
+      } finally {
+        await receiver.close();
+      }
+    });

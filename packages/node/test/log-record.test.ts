@@ -5,6 +5,7 @@ import { writeStagedRecord } from "../src/export/json-record.ts";
 import { encodeStagedLogs, toLogRecord } from "../src/export/log-record.ts";
 import {
   ALL_OWN_FIELDS,
+  ECS_NAMES,
   LogStage,
   OWN_LEVEL,
   OWN_TIME,
@@ -212,6 +213,58 @@ it("makes the same request from bytes as from parsed lines", () => {
   assert.equal(at('{"msg":false}').body, false);
 });
 
+it("keeps an application's trace and span ids as attributes, dropping only the correlation's", () => {
+  const ids =
+    '"trace_id":"0af7651916cd43dd8448eb211c80319c","span_id":"b7ad6b7169203331"';
+  const ecsIds =
+    '"trace.id":"0af7651916cd43dd8448eb211c80319c","span.id":"b7ad6b7169203331"';
+  const theirs = '"trace.id":"up-1","span.id":"up-2","trace_flags":"01"';
+  const theirsEcs = '"trace_id":"up-3","span_id":"up-4","trace_flags":1';
+  const logs = [
+    logged(`{"level":30,"time":1,${ids},"msg":"otel",${theirs}}`),
+    logged(`{"level":30,"time":1,${ids},"msg":"nested",${theirs},"o":{}}`),
+    logged(`{"level":30,"time":1,${ecsIds},"msg":"ecs",${theirsEcs}}`, {
+      ownFields: ALL_OWN_FIELDS | ECS_NAMES,
+    }),
+    logged(
+      `{"level":30,"time":1,${ecsIds},"msg":"ecs nested",${theirsEcs},"o":{}}`,
+      { ownFields: ALL_OWN_FIELDS | ECS_NAMES },
+    ),
+    // Outside a span every one of them is the application's.
+    logged(`{"msg":"outside",${ids},${theirs}}`, { traceId: undefined }),
+  ];
+  assert.equal(takesBytes(logs[0]!), true, "the flat path");
+  assert.equal(takesBytes(logs[2]!), true, "the flat path (ecs)");
+  const batch = staged(logs);
+  assert.deepEqual(exported(batch), parsed(batch));
+  const [request] = decodeLogsProto(exported(batch));
+  const [otel, nested, ecs, ecsNested, outside] = request!.scopes[0]!.logs;
+  const app = { "trace.id": "up-1", "span.id": "up-2", trace_flags: "01" };
+  const appEcs = { trace_id: "up-3", span_id: "up-4", trace_flags: 1 };
+  assert.deepEqual(otel!.attributes, app);
+  assert.deepEqual(nested!.attributes, { ...app, o: {} });
+  assert.deepEqual(ecs!.attributes, appEcs);
+  assert.deepEqual(ecsNested!.attributes, { ...appEcs, o: {} });
+  assert.deepEqual(outside!.attributes, {
+    trace_id: "0af7651916cd43dd8448eb211c80319c",
+    span_id: "b7ad6b7169203331",
+    ...app,
+  });
+  for (const log of logs)
+    assert.deepEqual(
+      toLogRecord(staged1(log)).attributes,
+      request!.scopes[0]!.logs[logs.indexOf(log)]!.attributes,
+      "the JSON encoder's records",
+    );
+});
+
+/** `log` as the exporter's reader gives it back. */
+function staged1(log: StagedLog): StagedLog {
+  const reader = new StagedLogReader(staged([log]));
+  assert.ok(reader.next());
+  return reader.log;
+}
+
 it("keeps a message that is not a string as the record's body", () => {
   const [request] = decodeLogsProto(
     exported(staged([logged('{"msg":{"a":1},"b":2}')])),
@@ -245,6 +298,7 @@ it("makes the same request either way for thousands of generated lines", () => {
     "trace_id",
     "span_id",
     "trace_flags",
+    "trace.id",
     "span.id",
     "customer.id",
     "order",
@@ -303,7 +357,13 @@ it("makes the same request either way for thousands of generated lines", () => {
         messageKey: pick(["msg", "msg", "message", ""]),
         traceId: pick(["0af7651916cd43dd8448eb211c80319c", undefined]),
         severityText: pick(["info", "warn", undefined]),
-        ownFields: pick([ALL_OWN_FIELDS, 0, OWN_LEVEL | OWN_TIME]),
+        ownFields: pick([
+          ALL_OWN_FIELDS,
+          0,
+          OWN_LEVEL | OWN_TIME,
+          ALL_OWN_FIELDS | ECS_NAMES,
+          ECS_NAMES,
+        ]),
       }),
     );
   }

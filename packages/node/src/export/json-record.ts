@@ -18,6 +18,7 @@ import {
   type ProtoWriter,
 } from "@threadline/otlp";
 import {
+  ECS_NAMES,
   OWN_HOSTNAME,
   OWN_LEVEL,
   OWN_PID,
@@ -53,15 +54,33 @@ export function epochMillis(t: number): number {
   return t / 1e6;
 }
 
-/** The correlation fields: ours when the record has a trace id, else the application's. */
+/**
+ * The correlation fields under the names they are written with (by
+ * default `trace_id`, `span_id`; ECS's `trace.id`, `span.id` with
+ * ECS_NAMES): ours when the record has a trace id, else the application's.
+ */
 export const CORRELATION = 16;
+export const ECS_CORRELATION = 32;
+
+/**
+ * The bits of the fields the logger and our correlation wrote at the start
+ * of a line: its own fields, and the correlation under its names when the
+ * record has a trace id (it was written in a span).
+ */
+export function writtenFields(ownFields: number, hasTraceId: boolean): number {
+  if (!hasTraceId) return ownFields;
+  return (
+    ownFields | ((ownFields & ECS_NAMES) !== 0 ? ECS_CORRELATION : CORRELATION)
+  );
+}
 
 /**
  * Keys of a logger's line that are not attributes of its record when the
  * logger or our correlation wrote them (the record has them, or they say
- * nothing), by the bit of the record's own fields that says so: the
- * logger's (OwnField) or CORRELATION. Otherwise they are the
- * application's, and attributes like any other.
+ * nothing), by the bit of {@link writtenFields} that says so. Otherwise
+ * they are the application's, and attributes like any other: the other
+ * naming's ids, say, or a `trace_flags` (which the correlation never
+ * writes).
  */
 export const LOGGER_KEYS: ReadonlyMap<string, number> = new Map([
   ["level", OWN_LEVEL],
@@ -70,9 +89,8 @@ export const LOGGER_KEYS: ReadonlyMap<string, number> = new Map([
   ["hostname", OWN_HOSTNAME],
   ["trace_id", CORRELATION],
   ["span_id", CORRELATION],
-  ["trace_flags", CORRELATION],
-  ["trace.id", CORRELATION],
-  ["span.id", CORRELATION],
+  ["trace.id", ECS_CORRELATION],
+  ["span.id", ECS_CORRELATION],
 ]);
 
 const STRING = 1;
@@ -314,7 +332,7 @@ export function writeStagedRecord(
   let bodyNumber = 0;
   let time: number | undefined;
   let attributes = 0;
-  const own = log.ownFields | (reader.hasTraceId ? CORRELATION : 0);
+  const own = writtenFields(log.ownFields, reader.hasTraceId);
   for (let k = 0; k < n; k++) {
     const m = k * FIELDS;
     const keyStart = members[m]!;

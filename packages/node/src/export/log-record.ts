@@ -8,11 +8,11 @@ import type {
   ProtoWriter,
 } from "@threadline/otlp";
 import {
-  CORRELATION,
   epochMillis,
   LOGGER_KEYS,
   NO_LOG_LIMITS,
   writeStagedRecord,
+  writtenFields,
   type LogLimits,
 } from "./json-record.ts";
 import { OWN_TIME, StagedLogReader, type StagedLog } from "./log-stage.ts";
@@ -187,7 +187,7 @@ export function toLogRecord(
       // A message that is not a string (pino writes what it is given) is
       // still the body.
       body = parsed[msgKey] as LogRecordData["body"];
-      const own = m.ownFields | (m.traceId !== undefined ? CORRELATION : 0);
+      const own = writtenFields(m.ownFields, m.traceId !== undefined);
       // pino's own time, written before any field of the application's
       // (JSON.parse keeps the last of a repeated key: a field of the
       // application's named `time`); none from a logger that writes none.

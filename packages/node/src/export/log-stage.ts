@@ -33,6 +33,12 @@ export const OWN_TIME = 2;
 export const OWN_PID = 4;
 export const OWN_HOSTNAME = 8;
 export const ALL_OWN_FIELDS = 15;
+/**
+ * Staged with the own fields: the line's correlation is named as ECS
+ * names it (`trace.id`, `span.id`: THREADLINE_LOG_FIELDS=ecs), not
+ * `trace_id`, `span_id`.
+ */
+export const ECS_NAMES = 64;
 
 /** One captured log line and its correlation, as the log sink hands it over. */
 export interface StagedLog {
@@ -45,7 +51,10 @@ export interface StagedLog {
   /** When it was captured, ms since the epoch. */
   observed: number;
   messageKey: string;
-  /** Which of the logger's own fields its lines begin with (OwnField bits). */
+  /**
+   * Which of the logger's own fields its lines begin with (OwnField bits),
+   * and ECS_NAMES when the correlation is written under ECS's names.
+   */
   ownFields: number;
 }
 

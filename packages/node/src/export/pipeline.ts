@@ -23,7 +23,12 @@ import { now } from "../internal/clock.ts";
 import { BatchQueue, EncodingQueue } from "./batch-queue.ts";
 import { bodyPool } from "./body-pool.ts";
 import { Exporter } from "./exporter.ts";
-import { emptyStagedLog, LogStage, type StagedLog } from "./log-stage.ts";
+import {
+  ECS_NAMES,
+  emptyStagedLog,
+  LogStage,
+  type StagedLog,
+} from "./log-stage.ts";
 import {
   CONTROL_FLUSHED,
   CONTROL_SLOTS,
@@ -127,6 +132,8 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   readonly #logs: EncodingQueue<StagedLog>;
   /** Filled in by emit() and copied out at once by the log stage. */
   readonly #captured: StagedLog = emptyStagedLog();
+  /** ECS_NAMES when the correlation is written under ECS's names. */
+  readonly #names: number;
   readonly #main = {
     traces: mainCounts(),
     logs: mainCounts(),
@@ -150,6 +157,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     logScope: { name: string; version: string },
   ) {
     this.#config = config;
+    this.#names = config.logFields === "ecs" ? ECS_NAMES : 0;
     const counters = new SharedArrayBuffer(COUNTER_SLOTS * 8);
     const control = new SharedArrayBuffer(CONTROL_SLOTS * 4);
     this.#counters = new Float64Array(counters);
@@ -273,7 +281,9 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     c.traceFlags = traceFlags;
     c.observed = now();
     c.messageKey = messageKey;
-    c.ownFields = ownFields;
+    // Which names the correlation has, for the record to tell the
+    // application's fields of the other names from ours.
+    c.ownFields = (ownFields & ALL_OWN_FIELDS) | this.#names;
     this.#logs.push(c);
     // The stage has copied the line; holding it here would keep it alive.
     c.line = "";
