@@ -912,6 +912,44 @@ describe("export", () => {
       assert.deepEqual(JSON.parse(got as string), sent);
     });
 
+  for (const protocol of ["http/protobuf", "http/json"] as const)
+    it(`sends a log line's field named __proto__ as an attribute of that name (${protocol})`, async () => {
+      const name = `proto-log-${protocol}`;
+      const app = await startFixture(
+        "proto-log.mjs",
+        env(name, { OTEL_EXPORTER_OTLP_PROTOCOL: protocol }),
+      );
+      assert.equal((await app.exited).code, 0, app.stderr.join("\n"));
+      const logs = receiver.logs.filter(
+        (l) => l.resource["service.name"] === name,
+      );
+      const record = (body: string) => {
+        const found = logs.find((l) => l.body === body);
+        assert.ok(found, `no record "${body}"`);
+        return found.attributes;
+      };
+      // Own properties, as the receiver reads each key it was sent.
+      const own = (o: unknown) =>
+        Object.fromEntries(
+          Object.keys(o as object).map((k) => [
+            k,
+            (o as Record<string, unknown>)[k],
+          ]),
+        );
+      const top = record("top-level proto");
+      assert.deepEqual(Object.keys(top), ["__proto__", "user"]);
+      assert.deepEqual(own(top["__proto__"]), { injected: "yes", level: 60 });
+      assert.equal(top["user"], "u1");
+      const nested = record("nested proto")["body"];
+      assert.deepEqual(Object.keys(nested as object), ["__proto__", "a"]);
+      assert.deepEqual(own((nested as Record<string, unknown>)["__proto__"]), {
+        x: 1,
+      });
+      const str = record("proto string");
+      assert.deepEqual(Object.keys(str), ["__proto__", "b"]);
+      assert.equal(str["__proto__"], "str");
+    });
+
   it('sends a sum that overflowed to Infinity in OTLP/JSON as "Infinity", and the runtime metrics of each export after it', async () => {
     // The receiver refuses a metrics request with a double it cannot
     // read (a null), as the Collector does.

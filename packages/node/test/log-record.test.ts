@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
 import { decodeLogsProto, LogsEncoder, ProtoWriter } from "@threadline/otlp";
-import { writeStagedRecord } from "../src/export/json-record.ts";
+import { NO_LOG_LIMITS, writeStagedRecord } from "../src/export/json-record.ts";
 import { encodeStagedLogs, toLogRecord } from "../src/export/log-record.ts";
 import {
   ALL_OWN_FIELDS,
@@ -264,6 +264,37 @@ function staged1(log: StagedLog): StagedLog {
   assert.ok(reader.next());
   return reader.log;
 }
+
+it("keeps a field named __proto__ as an attribute of that name, cut or not", () => {
+  const limits = { attributeCountLimit: 128, attributeValueLengthLimit: 8192 };
+  const own = (o: unknown): [string, unknown][] =>
+    Object.keys(o as object).map((k) => [k, (o as Record<string, unknown>)[k]]);
+  for (const l of [NO_LOG_LIMITS, limits]) {
+    const top = toLogRecord(
+      logged('{"__proto__":{"injected":"yes","level":60},"user":"u1"}'),
+      l,
+    ).attributes;
+    assert.equal(Object.getPrototypeOf(top), Object.prototype);
+    assert.deepEqual(own(top), [
+      ["__proto__", { injected: "yes", level: 60 }],
+      ["user", "u1"],
+    ]);
+    const nested = toLogRecord(
+      logged('{"body":{"__proto__":{"x":1},"a":2}}'),
+      l,
+    ).attributes!["body"];
+    assert.equal(Object.getPrototypeOf(nested), Object.prototype);
+    assert.deepEqual(own(nested), [
+      ["__proto__", { x: 1 }],
+      ["a", 2],
+    ]);
+    const str = toLogRecord(logged('{"__proto__":"str","b":1}'), l).attributes;
+    assert.deepEqual(own(str), [
+      ["__proto__", "str"],
+      ["b", 1],
+    ]);
+  }
+});
 
 it("keeps a message that is not a string as the record's body", () => {
   const [request] = decodeLogsProto(

@@ -189,7 +189,13 @@ function attrs(list: unknown): Attrs {
   const out: Attrs = {};
   for (const kv of (list as
     Array<{ key: string; value?: Record<string, unknown> }> | undefined) ?? [])
-    out[kv.key] = anyValue(kv.value);
+    // Defined, not assigned: a key named __proto__ is a key like any other.
+    Object.defineProperty(out, kv.key, {
+      value: anyValue(kv.value),
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
   return out;
 }
 

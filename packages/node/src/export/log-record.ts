@@ -216,7 +216,7 @@ export function toLogRecord(
           const own = key === "time" ? ownTime : leadingValue(line, key);
           if (own === NOT_LEADING || sameValue(own, parsed[key])) continue;
         }
-        attributes[key] = parsed[key] as LogRecordData["body"];
+        define(attributes, key, parsed[key] as LogRecordData["body"]);
       }
       const err = errorOf(parsed);
       if (err !== undefined) {
@@ -240,7 +240,11 @@ export function toLogRecord(
         dropped++;
         continue;
       }
-      limited[key] = cut(attributes[key], limits.attributeValueLengthLimit);
+      define(
+        limited,
+        key,
+        cut(attributes[key], limits.attributeValueLengthLimit),
+      );
       kept++;
     }
     attributes = limited;
@@ -264,9 +268,33 @@ function cut(v: LogRecordData["body"], length: number): LogRecordData["body"] {
   if (Array.isArray(v)) return v.map((x) => cut(x, length));
   if (v !== null && typeof v === "object" && !(v instanceof Uint8Array)) {
     const out: Record<string, LogRecordData["body"]> = {};
-    for (const k in v)
-      out[k] = cut((v as Record<string, LogRecordData["body"]>)[k], length);
+    for (const k of Object.keys(v))
+      define(
+        out,
+        k,
+        cut((v as Record<string, LogRecordData["body"]>)[k], length),
+      );
     return out;
   }
   return v;
+}
+
+/**
+ * Sets `o[key]` as an own property of `o`. A key `__proto__` (JSON.parse
+ * of a request body makes one) is defined: assigned, it would set `o`'s
+ * prototype, and its fields would pass for the line's.
+ */
+function define(
+  o: Record<string, LogRecordData["body"]>,
+  key: string,
+  value: LogRecordData["body"],
+): void {
+  if (key === "__proto__")
+    Object.defineProperty(o, key, {
+      value,
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
+  else o[key] = value;
 }
