@@ -199,7 +199,23 @@ export function keyValue(r: ProtoReader, into: DecodedAttributes): void {
       value = anyValue(r.message());
     } else r.skip(w);
   }
-  if (key !== "") into[key] = value;
+  if (key !== "") setKey(into, key, value);
+}
+
+/**
+ * Sets an attribute: defined, not assigned, for `__proto__`, which a
+ * service may well send (a logged object parsed from JSON) and which,
+ * assigned, would set the object's prototype instead of a key.
+ */
+function setKey(into: DecodedAttributes, key: string, value: unknown): void {
+  if (key === "__proto__")
+    Object.defineProperty(into, key, {
+      value,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  else into[key] = value;
 }
 
 function resource(r: ProtoReader): DecodedAttributes {
@@ -628,7 +644,7 @@ export function jsonKeyValues(v: unknown, depth = 0): DecodedAttributes {
   for (const kv of list(v, "attributes")) {
     const o = obj(kv, "KeyValue");
     const key = str(o["key"], "KeyValue.key");
-    if (key !== "") out[key] = jsonAnyValue(o["value"], depth);
+    if (key !== "") setKey(out, key, jsonAnyValue(o["value"], depth));
   }
   return out;
 }

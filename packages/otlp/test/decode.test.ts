@@ -11,6 +11,7 @@ import {
   decodeTracesProto,
   LogsEncoder,
   OtlpDecodeError,
+  type LogRecordData,
   TraceEncoder,
   type SpanData,
 } from "../src/index.ts";
@@ -302,6 +303,34 @@ describe("decodeLogs", () => {
         order: { id: 7 },
       });
       assert.equal(l.traceId, span.traceId);
+    });
+  }
+
+  // A logged object parsed from JSON may have a key named __proto__.
+  const parsed = {
+    ...record,
+    attributes: JSON.parse(
+      '{"__proto__":{"injected":"yes"},"user":"u1","body":{"__proto__":"s","a":2}}',
+    ) as LogRecordData["attributes"],
+  };
+  for (const [name, decode] of [
+    ["protobuf", () => decodeLogsProto(encoder.encode([parsed]))],
+    ["JSON", () => decodeLogsJson(JSON.parse(encoder.encodeJson([parsed])))],
+  ] as const) {
+    it(`reads a key named __proto__ as a key, in ${name}`, () => {
+      const a = decode()[0]!.scopes[0]!.logs[0]!.attributes;
+      assert.equal(Object.getPrototypeOf(a), Object.prototype);
+      assert.deepEqual(Object.keys(a), ["__proto__", "user", "body"]);
+      assert.deepEqual(Object.getOwnPropertyDescriptor(a, "__proto__")?.value, {
+        injected: "yes",
+      });
+      assert.equal(a["injected"], undefined);
+      const body = a["body"] as Record<string, unknown>;
+      assert.deepEqual(Object.keys(body), ["__proto__", "a"]);
+      assert.equal(
+        Object.getOwnPropertyDescriptor(body, "__proto__")?.value,
+        "s",
+      );
     });
   }
 });
