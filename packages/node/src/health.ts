@@ -6,7 +6,9 @@
 // /alarms/<id>/ack acknowledges one.
 import {
   health,
+  messageOf,
   worstStatus,
+  type ComponentHealth,
   type HealthCheck,
   type HealthResult,
 } from "@threadline/core";
@@ -109,13 +111,42 @@ export function startHealthEndpoint(
       return json(404, {
         error: "GET /livez, /readyz, /health or /alarms; POST /alarms/<id>/ack",
       });
-    void health.run().then((components) => {
-      const status = worstStatus(components.map((c) => c.status));
-      json(status === "unhealthy" ? 503 : 200, {
-        status,
-        service,
-        components,
+    health
+      .run()
+      .then((components) => {
+        const status = worstStatus(components.map((c) => c.status));
+        json(status === "unhealthy" ? 503 : 200, {
+          status,
+          service,
+          components: components.map(printable),
+        });
+      })
+      .catch((err: unknown) => {
+        // A probe that gets no answer takes the service out of rotation
+        // as surely as a crash would; say what went wrong instead.
+        if (!res.headersSent)
+          json(500, { error: `the health report failed: ${messageOf(err)}` });
+        else res.destroy();
       });
-    });
   });
+}
+
+/**
+ * The component as the endpoint writes it: details JSON cannot carry (a
+ * BigInt, a cycle, a throwing toJSON) are replaced by a note, so one
+ * check's details never cost the whole answer; its status still counts.
+ */
+function printable(component: ComponentHealth): ComponentHealth {
+  if (component.details === undefined) return component;
+  try {
+    JSON.stringify(component.details);
+    return component;
+  } catch (err) {
+    return {
+      ...component,
+      details: {
+        unprintable: `the check's details cannot be written as JSON: ${messageOf(err)}`,
+      },
+    };
+  }
 }
