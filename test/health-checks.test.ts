@@ -3,7 +3,12 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { freePort, startService } from "@threadline/test-support";
+import {
+  freePort,
+  startRecordingServer,
+  startService,
+  waitFor,
+} from "@threadline/test-support";
 
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
 
@@ -34,7 +39,17 @@ async function serviceWith(checks: string[], env: Record<string, string> = {}) {
       ...env,
     },
   });
-  return { svc, healthUrl: `http://127.0.0.1:${port}` };
+  const healthUrl = `http://127.0.0.1:${port}`;
+  // The endpoint starts beside the application, not before it.
+  await waitFor(
+    () =>
+      fetch(`${healthUrl}/livez`).then(
+        (r) => r.ok,
+        () => false,
+      ),
+    { what: "the health endpoint" },
+  );
+  return { svc, healthUrl };
 }
 
 it("answers /readyz when a check's details cannot be written as JSON, and keeps running", async () => {
@@ -66,4 +81,75 @@ it("answers /readyz when a check's details cannot be written as JSON, and keeps 
     await svc.stop();
   }
   assert.doesNotMatch(svc.stderr.join("\n"), /TypeError/);
+});
+
+it("counts a check that returns none of the three statuses as unhealthy, says what it returned and raises its alarm", async () => {
+  const webhook = await startRecordingServer();
+  const metricsPort = await freePort();
+  const odd = ["false", "down", "shouting", "nothing"];
+  const { svc, healthUrl } = await serviceWith(odd, {
+    OTEL_METRICS_EXPORTER: "prometheus",
+    OTEL_EXPORTER_PROMETHEUS_PORT: String(metricsPort),
+    THREADLINE_ALARMS_INTERVAL: "100",
+    THREADLINE_ALARM_WEBHOOK_URL: `${webhook.url}/alarms`,
+  });
+  try {
+    const res = await fetch(`${healthUrl}/readyz`);
+    assert.equal(res.status, 503);
+    const report = (await res.json()) as Report;
+    assert.equal(report.status, "unhealthy");
+    const reasons = Object.fromEntries(
+      report.components
+        .filter((c) => c.name !== "exporter")
+        .map((c) => [c.name, `${c.status}: ${c.reason}`]),
+    );
+    const expected = (what: string) =>
+      `unhealthy: the check returned an invalid result: ${what}, not { status: "healthy", "degraded" or "unhealthy" }`;
+    assert.deepEqual(reasons, {
+      false: expected("false"),
+      down: expected('status "down"'),
+      shouting: expected('status "UNHEALTHY"'),
+      nothing: expected("undefined"),
+    });
+    const raised = await waitFor(
+      () => {
+        const names = webhook.requests
+          .map(
+            (r) =>
+              JSON.parse(r.body) as { action: string; alarm: { id: string } },
+          )
+          .filter((e) => e.action === "raise")
+          .map((e) => e.alarm.id)
+          .sort();
+        return names.length === odd.length && names;
+      },
+      { what: "an alarm per odd check" },
+    );
+    assert.deepEqual(
+      raised,
+      odd.map((n) => `dependency_unhealthy:${n}`).sort(),
+    );
+    const metrics = await (
+      await fetch(`http://127.0.0.1:${metricsPort}/metrics`)
+    ).text();
+    for (const n of odd)
+      assert.match(
+        metrics,
+        new RegExp(
+          `threadline_health_status_ratio\\{[^}]*threadline_component="${n}"[^}]*\\} 2\\b`,
+        ),
+      );
+    await fetch(`${healthUrl}/readyz`);
+  } finally {
+    await svc.stop();
+    await webhook.close();
+  }
+  const warnings = svc.stderr.filter((l) =>
+    /^threadline warn: health check /.test(l),
+  );
+  assert.equal(warnings.length, odd.length, warnings.join("\n"));
+  assert.match(
+    warnings.find((l) => l.includes("health check down"))!,
+    /threadline warn: health check down: the check returned an invalid result: status "down", .* it counts as unhealthy/,
+  );
 });

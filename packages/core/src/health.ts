@@ -3,6 +3,7 @@
 // connection), by the SDK (the exporter) and by the application, read by
 // the health endpoint and the alarms.
 import { context } from "@opentelemetry/api";
+import { diag } from "./diagnostics.ts";
 import { messageOf } from "./errors.ts";
 import { suppressTracing } from "./propagators.ts";
 
@@ -64,7 +65,7 @@ export class HealthRegistry {
         let timer: NodeJS.Timeout | undefined;
         let result: HealthResult;
         try {
-          result = await Promise.race([
+          const answer: unknown = await Promise.race([
             Promise.resolve(context.with(untraced, check)),
             new Promise<HealthResult>((resolve) => {
               timer = setTimeout(
@@ -78,6 +79,7 @@ export class HealthRegistry {
               timer.unref();
             }),
           ]);
+          result = validResult(name, answer);
         } catch (err) {
           result = {
             status: "unhealthy",
@@ -94,6 +96,48 @@ export class HealthRegistry {
       }),
     );
   }
+}
+
+/**
+ * What a check returned, as a result: anything but one of the three
+ * statuses is unhealthy (an unknown status would otherwise rank as
+ * healthy, and a check that answers `false` or `{ status: "down" }` means
+ * trouble), said once per check on stderr.
+ */
+function validResult(name: string, answer: unknown): HealthResult {
+  const status =
+    typeof answer === "object" && answer !== null
+      ? (answer as { status?: unknown }).status
+      : undefined;
+  if (typeof status !== "string" || !Object.hasOwn(RANK, status)) {
+    const reason = `the check returned an invalid result: ${describe(answer)}, not { status: "healthy", "degraded" or "unhealthy" }`;
+    diag.warnOnce(
+      `health result ${name}`,
+      `health check ${name}: ${reason}; it counts as unhealthy`,
+    );
+    return { status: "unhealthy", reason };
+  }
+  const { reason, details } = answer as {
+    reason?: unknown;
+    details?: unknown;
+  };
+  const result: HealthResult = { status: status as HealthStatus };
+  if (reason !== undefined && reason !== null)
+    result.reason = typeof reason === "string" ? reason : messageOf(reason);
+  if (typeof details === "object" && details !== null)
+    result.details = details as Record<string, unknown>;
+  return result;
+}
+
+/** A value in a few words: a check's answer in a reason. */
+function describe(value: unknown): string {
+  if (typeof value === "object" && value !== null) {
+    const status = (value as { status?: unknown }).status;
+    if (status === undefined) return "an object without a status";
+    return `status ${typeof status === "string" ? JSON.stringify(status).slice(0, 60) : messageOf(status).slice(0, 60)}`;
+  }
+  if (typeof value === "string") return JSON.stringify(value.slice(0, 60));
+  return messageOf(value);
 }
 
 /** The process's one registry. */
