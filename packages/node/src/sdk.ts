@@ -594,6 +594,7 @@ function start(options: InitOptions): ThreadlineHandle {
       : startAlarms(
           alarmSettings,
           serviceName,
+          String(resource["service.instance.id"]),
           meterProvider,
           pipeline,
           metricsWanted,

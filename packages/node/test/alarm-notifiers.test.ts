@@ -26,6 +26,7 @@ it("sends PagerDuty's trigger again after a 503, and its resolve after it", asyn
     ],
     intervalMs: 60_000,
     service: "search",
+    instance: "i-1",
     meterProvider: new MeterProvider(),
     metricsCollected: false,
     notifiers: [pagerDutyNotifier("R0UT1NGKEY", `${pagerduty.url}/v2/enqueue`)],

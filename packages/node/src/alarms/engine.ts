@@ -63,6 +63,8 @@ export interface AlarmEngineOptions {
   rules: readonly AlarmRule[];
   intervalMs: number;
   service: string;
+  /** The resource's `service.instance.id`, carried by every notification. */
+  instance: string;
   meterProvider: MeterProvider;
   /**
    * Whether an exporter or the Prometheus endpoint runs the observable
@@ -431,6 +433,7 @@ export class AlarmEngine {
     const event: AlarmEvent = {
       action,
       service: this.#o.service,
+      instance: this.#o.instance,
       alarm: {
         id: alarm.id,
         name: alarm.name,

@@ -13,6 +13,11 @@ import type { Severity } from "./rules.ts";
 export interface AlarmEvent {
   action: "raise" | "clear";
   service: string;
+  /**
+   * The raising process's `service.instance.id`: replicas of one service
+   * raise and clear their alarms each on its own.
+   */
+  instance: string;
   alarm: {
     id: string;
     name: string;
@@ -108,8 +113,8 @@ export function slackNotifier(url: string): Notifier {
       const a = e.alarm;
       const text =
         e.action === "raise"
-          ? `${SLACK_ICON[a.severity]} ${a.severity.toUpperCase()} ${a.name} on ${e.service} (${a.source}): ${a.reason}`
-          : `${SLACK_ICON["cleared"]} CLEARED ${a.name} on ${e.service} (${a.source})`;
+          ? `${SLACK_ICON[a.severity]} ${a.severity.toUpperCase()} ${a.name} on ${e.service} instance ${e.instance} (${a.source}): ${a.reason}`
+          : `${SLACK_ICON["cleared"]} CLEARED ${a.name} on ${e.service} instance ${e.instance} (${a.source})`;
       return post(
         url,
         {
@@ -141,7 +146,11 @@ const PAGERDUTY_SEVERITY: Record<Severity, string> = {
   indeterminate: "info",
 };
 
-/** PagerDuty Events API v2: trigger on raise, resolve on clear, one dedup key. */
+/**
+ * PagerDuty Events API v2: trigger on raise, resolve on clear, one dedup
+ * key per alarm of one instance, so a replica's recovery resolves its own
+ * incident, not every replica's.
+ */
 export function pagerDutyNotifier(
   routingKey: string,
   url = "https://events.pagerduty.com/v2/enqueue",
@@ -150,7 +159,13 @@ export function pagerDutyNotifier(
     name: "pagerduty",
     send: (e) => {
       const a = e.alarm;
-      const dedupKey = `${e.service}/${a.id}`;
+      // PagerDuty's limit; the instance and the alarm id are kept whole.
+      const tail = `/${e.instance}/${a.id}`;
+      const dedupKey =
+        `${e.service.slice(0, Math.max(0, 255 - tail.length))}${tail}`.slice(
+          0,
+          255,
+        );
       const body =
         e.action === "raise"
           ? {
@@ -167,7 +182,11 @@ export function pagerDutyNotifier(
                 component: a.source,
                 class: a.name,
                 timestamp: a.raisedAt,
-                custom_details: { description: a.description, id: a.id },
+                custom_details: {
+                  description: a.description,
+                  id: a.id,
+                  instance: e.instance,
+                },
               },
             }
           : {

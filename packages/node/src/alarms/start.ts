@@ -17,6 +17,7 @@ const STATUS_VALUE = { healthy: 0, degraded: 1, unhealthy: 2 } as const;
 export function startAlarms(
   settings: AlarmSettings,
   service: string,
+  instance: string,
   meterProvider: MeterProvider,
   pipeline: ExportPipeline,
   metricsCollected: boolean,
@@ -54,6 +55,7 @@ export function startAlarms(
     rules,
     intervalMs: settings.intervalMs,
     service,
+    instance,
     meterProvider,
     metricsCollected,
     notifiers,

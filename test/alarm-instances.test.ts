@@ -1,0 +1,127 @@
+// Two replicas of one service raise the same alarm: each notification says
+// which instance it came from, and one replica's recovery clears its own
+// alarm only (PagerDuty's incident for the other stays open).
+import assert from "node:assert/strict";
+import { it } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  startRecordingServer,
+  startService,
+  waitFor,
+  type RunningService,
+} from "@threadline/test-support";
+
+const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
+
+interface WebhookEvent {
+  action: string;
+  service: string;
+  instance: string;
+  alarm: { id: string };
+}
+interface PagerDutyEvent {
+  event_action: string;
+  dedup_key: string;
+  payload?: { custom_details: { instance: string } };
+}
+
+it("tells each replica's alarms apart in the webhook, Slack and PagerDuty", async () => {
+  const receiver = await startRecordingServer(() => ({
+    status: 202,
+    body: { status: "success" },
+  }));
+  const start = (instance: string) =>
+    startService({
+      entry: "toggle-cache.mjs",
+      cwd: fixtures,
+      execArgv: ["--import", "@threadline/node/register"],
+      env: {
+        OTEL_SERVICE_NAME: "orders",
+        OTEL_RESOURCE_ATTRIBUTES: `service.instance.id=${instance}`,
+        OTEL_TRACES_EXPORTER: "none",
+        OTEL_METRICS_EXPORTER: "none",
+        OTEL_LOGS_EXPORTER: "none",
+        THREADLINE_WATCH_URL: "none",
+        THREADLINE_ALARMS_INTERVAL: "100",
+        THREADLINE_ALARM_WEBHOOK_URL: `${receiver.url}/hook`,
+        THREADLINE_ALARM_SLACK_WEBHOOK_URL: `${receiver.url}/slack`,
+        THREADLINE_ALARM_PAGERDUTY_ROUTING_KEY: "R0UT1NGKEY",
+        THREADLINE_ALARM_PAGERDUTY_URL: `${receiver.url}/v2/enqueue`,
+      },
+    });
+  const services: RunningService[] = [];
+  try {
+    services.push(await start("orders-a"), await start("orders-b"));
+    const sent = (path: string) =>
+      receiver.requests
+        .filter((r) => r.path === path)
+        .map((r) => JSON.parse(r.body) as unknown);
+    await waitFor(() => sent("/v2/enqueue").length === 2, {
+      what: "both replicas' triggers",
+    });
+    // A recovers; B's cache is still down.
+    await (await fetch(`${services[0]!.url}/heal`)).text();
+    await waitFor(
+      () =>
+        (sent("/v2/enqueue") as PagerDutyEvent[]).some(
+          (e) => e.event_action === "resolve",
+        ),
+      { what: "A's resolve" },
+    );
+    await waitFor(
+      () => sent("/hook").length === 3 && sent("/slack").length === 3,
+      { what: "A's clear at the webhook and Slack" },
+    );
+    const webhook = (sent("/hook") as WebhookEvent[]).map(
+      (e) => `${e.action} ${e.service} ${e.instance} ${e.alarm.id}`,
+    );
+    assert.deepEqual(webhook.slice(0, 2).sort(), [
+      "raise orders orders-a dependency_unhealthy:cache",
+      "raise orders orders-b dependency_unhealthy:cache",
+    ]);
+    assert.equal(
+      webhook[2],
+      "clear orders orders-a dependency_unhealthy:cache",
+    );
+    const pagerduty = sent("/v2/enqueue") as PagerDutyEvent[];
+    const triggers = pagerduty.filter((e) => e.event_action === "trigger");
+    assert.deepEqual(triggers.map((e) => e.dedup_key).sort(), [
+      "orders/orders-a/dependency_unhealthy:cache",
+      "orders/orders-b/dependency_unhealthy:cache",
+    ]);
+    for (const t of triggers)
+      assert.ok(t.dedup_key.includes(t.payload!.custom_details.instance));
+    assert.deepEqual(
+      pagerduty
+        .filter((e) => e.event_action === "resolve")
+        .map((e) => e.dedup_key),
+      ["orders/orders-a/dependency_unhealthy:cache"],
+    );
+    const slack = (sent("/slack") as Array<{ text: string }>).map(
+      (m) => m.text,
+    );
+    assert.equal(
+      slack.filter((t) =>
+        /CRITICAL dependency_unhealthy on orders instance orders-a \(cache\)/.test(
+          t,
+        ),
+      ).length,
+      1,
+    );
+    assert.equal(
+      slack.filter((t) =>
+        /CRITICAL dependency_unhealthy on orders instance orders-b \(cache\)/.test(
+          t,
+        ),
+      ).length,
+      1,
+    );
+    assert.match(
+      slack[2]!,
+      /CLEARED dependency_unhealthy on orders instance orders-a \(cache\)/,
+    );
+  } finally {
+    await Promise.all(services.map((s) => s.stop()));
+    await receiver.close();
+  }
+});
