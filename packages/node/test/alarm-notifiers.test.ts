@@ -3,7 +3,8 @@ import { it } from "node:test";
 import { health } from "@threadline/core";
 import { startRecordingServer, waitFor } from "@threadline/test-support";
 import { AlarmEngine } from "../src/alarms/engine.ts";
-import { pagerDutyNotifier } from "../src/alarms/notifiers.ts";
+import { setTimeout } from "node:timers/promises";
+import { pagerDutyNotifier, webhookNotifier } from "../src/alarms/notifiers.ts";
 import { MeterProvider } from "../src/metrics/meter-provider.ts";
 
 it("sends PagerDuty's trigger again after a 503, and its resolve after it", async () => {
@@ -56,5 +57,97 @@ it("sends PagerDuty's trigger again after a 503, and its resolve after it", asyn
     remove();
     await engine.stop();
     await pagerduty.close();
+  }
+});
+
+/** An engine with one health rule on `component`, notifying `url`'s webhook. */
+function webhookEngine(component: string, url: string): AlarmEngine {
+  return new AlarmEngine({
+    rules: [
+      {
+        name: "dependency_unhealthy",
+        kind: "health",
+        component,
+        when: "unhealthy",
+        forMs: 0,
+        severity: "critical",
+      },
+    ],
+    intervalMs: 60_000,
+    service: "search",
+    instance: "i-1",
+    meterProvider: new MeterProvider(),
+    metricsCollected: false,
+    notifiers: [webhookNotifier(`${url}/alarms`)],
+    log: () => {},
+  });
+}
+
+it("waits at most 30 s when a Retry-After asks for longer, then sends the raise and its clear", async () => {
+  const arrivals: number[] = [];
+  const webhook = await startRecordingServer(() =>
+    arrivals.push(performance.now()) === 1
+      ? { status: 429, headers: { "retry-after": "45" } }
+      : { status: 200 },
+  );
+  const engine = webhookEngine("slow-index", webhook.url);
+  let status: "healthy" | "unhealthy" = "unhealthy";
+  const remove = health.register("slow-index", () => ({ status }));
+  try {
+    await engine.evaluate();
+    await waitFor(() => webhook.requests.length === 1, { what: "the raise" });
+    status = "healthy";
+    await engine.evaluate();
+    await waitFor(() => webhook.requests.length === 3, {
+      what: "the raise sent again, then the clear",
+      timeoutMs: 40_000,
+    });
+    const waited = arrivals[1]! - arrivals[0]!;
+    assert.ok(waited >= 29_000 && waited < 32_000, `waited ${waited} ms`);
+    assert.deepEqual(
+      webhook.requests.map(
+        (r) => (JSON.parse(r.body) as { action: string }).action,
+      ),
+      ["raise", "raise", "clear"],
+    );
+  } finally {
+    remove();
+    await engine.stop();
+    await webhook.close();
+  }
+});
+
+it("sends no clear for a raise the receiver never got", async () => {
+  // The raise is refused for good (400); the clear is answered.
+  const webhook = await startRecordingServer((r) =>
+    webhook.requests[0] === r ? { status: 400 } : { status: 200 },
+  );
+  const engine = webhookEngine("flaky-index", webhook.url);
+  let status: "healthy" | "unhealthy" = "unhealthy";
+  const remove = health.register("flaky-index", () => ({ status }));
+  try {
+    await engine.evaluate();
+    status = "healthy";
+    await engine.evaluate();
+    // Raised again: this raise arrives, and so does its clear.
+    status = "unhealthy";
+    await engine.evaluate();
+    status = "healthy";
+    await engine.evaluate();
+    const actions = await waitFor(
+      () =>
+        webhook.requests.length >= 3 &&
+        webhook.requests.map(
+          (r) => (JSON.parse(r.body) as { action: string }).action,
+        ),
+      { what: "the second raise and its clear" },
+    );
+    await setTimeout(300);
+    assert.deepEqual(actions, ["raise", "raise", "clear"]);
+    assert.equal(webhook.requests.length, 3);
+  } finally {
+    remove();
+    await engine.stop();
+    await webhook.close();
   }
 });

@@ -4,7 +4,8 @@
 // a send refused for the moment (429, 5xx, no connection, no answer) is
 // tried again a few times on unref'd timers, one alarm's events to one
 // notifier in order, so a resolve never overtakes its trigger's retries. A
-// notification that still fails is reported and never reaches the service.
+// notification that still fails is reported and never reaches the service,
+// and the clear of a raise that never arrived is not sent.
 import { context } from "@opentelemetry/api";
 import { diag, suppressTracing } from "@threadline/core";
 import { isRetryableStatus, retryAfterMs } from "@threadline/core/retry-after";
@@ -39,8 +40,12 @@ export interface Notifier {
 const TIMEOUT_MS = 5000;
 /** The waits before each new try of one notification (ms): four in all. */
 const RETRY_DELAYS_MS = [1000, 3000, 9000];
-/** The longest a Retry-After is waited for; longer ones give up. */
-const MAX_RETRY_AFTER_MS = 30_000;
+/**
+ * The longest one wait between tries, however long a Retry-After asks:
+ * waiting out an hour would leave the alarm unsent for good if the process
+ * ends meanwhile, while a try after 30 s may well be let through.
+ */
+const MAX_RETRY_WAIT_MS = 30_000;
 
 /** A send that failed; `retryAfterMs` set when trying again may work. */
 class SendError extends Error {
@@ -201,6 +206,8 @@ export function pagerDutyNotifier(
 
 /** Each notifier's last queued send per alarm id, while one is under way. */
 const queues = new WeakMap<Notifier, Map<string, Promise<void>>>();
+/** Per notifier, the alarm ids whose last raise could not be delivered. */
+const undelivered = new WeakMap<Notifier, Set<string>>();
 
 /**
  * Sends to every notifier, after that notifier's earlier sends of the same
@@ -214,10 +221,19 @@ export async function notifyAll(
     notifiers.map((n) => {
       let queue = queues.get(n);
       if (queue === undefined) queues.set(n, (queue = new Map()));
+      let lost = undelivered.get(n);
+      if (lost === undefined) undelivered.set(n, (lost = new Set()));
+      const unsent = lost;
       const id = event.alarm.id;
-      const sent = (queue.get(id) ?? Promise.resolve()).then(() =>
-        deliver(n, event),
-      );
+      const sent = (queue.get(id) ?? Promise.resolve()).then(async () => {
+        // A clear of a raise the receiver never got would resolve nothing
+        // it knows of (or, for PagerDuty, someone else's incident).
+        if (event.action === "clear" && unsent.delete(id)) return;
+        const delivered = await deliver(n, event);
+        if (event.action === "raise")
+          if (delivered) unsent.delete(id);
+          else unsent.add(id);
+      });
       queue.set(id, sent);
       void sent.then(() => {
         if (queue.get(id) === sent) queue.delete(id);
@@ -227,27 +243,24 @@ export async function notifyAll(
   );
 }
 
-async function deliver(n: Notifier, event: AlarmEvent): Promise<void> {
+/** Sends one notification, trying again as it may; whether it arrived. */
+async function deliver(n: Notifier, event: AlarmEvent): Promise<boolean> {
   for (let tries = 1; ; tries++) {
     let wait: number;
     try {
       await n.send(event);
-      return;
+      return true;
     } catch (err) {
       const after = err instanceof SendError ? err.retryAfterMs : undefined;
       const backoff = RETRY_DELAYS_MS[tries - 1];
-      if (
-        after === undefined ||
-        after > MAX_RETRY_AFTER_MS ||
-        backoff === undefined
-      ) {
+      if (after === undefined || backoff === undefined) {
         diag.warnCollapsed(
           `alarm-notify-${n.name}`,
           `could not notify ${n.name} of alarm ${event.alarm.name}: ${(err as Error)?.message ?? String(err)}${tries > 1 ? ` (${tries} tries)` : ""}`,
         );
-        return;
+        return false;
       }
-      wait = Math.max(backoff, after);
+      wait = Math.min(Math.max(backoff, after), MAX_RETRY_WAIT_MS);
     }
     // Unref'd: a notification never keeps the process alive.
     await new Promise((resolve) => setTimeout(resolve, wait).unref());
