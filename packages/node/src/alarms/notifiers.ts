@@ -58,37 +58,75 @@ class SendError extends Error {
 }
 
 async function post(url: string, body: unknown, what: string): Promise<void> {
-  let res: Response;
+  let answer: { status: number; retryAfter: string | undefined };
   try {
-    res = await context.with(suppressTracing(context.active()), () =>
-      fetch(url, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(TIMEOUT_MS),
-      }),
+    answer = await context.with(suppressTracing(context.active()), () =>
+      request(url, JSON.stringify(body)),
     );
-    await res.arrayBuffer();
   } catch (err) {
-    // Never fetch's message: it can hold the URL, and the URL its secret.
+    // Never the request's message: it can hold the URL, and the URL its secret.
     throw new SendError(`${what} could not be reached (${failureOf(err)})`, 0);
   }
-  if (res.ok) return;
-  const again = isRetryableStatus(res.status);
+  if (answer.status >= 200 && answer.status < 300) return;
+  const again = isRetryableStatus(answer.status);
   throw new SendError(
-    `${what} answered ${res.status}`,
+    `${what} answered ${answer.status}`,
     // 0 when absent or unread: try again on the usual schedule.
-    again
-      ? (retryAfterMs(res.headers.get("retry-after") ?? undefined) ?? 0)
-      : undefined,
+    again ? (retryAfterMs(answer.retryAfter) ?? 0) : undefined,
   );
+}
+
+/**
+ * One POST on an unref'd socket of its own: a notification still under
+ * way when the application is done (a batch job, a receiver that never
+ * answers) does not keep the process running, as fetch's pooled sockets
+ * would until the timeout.
+ */
+function request(
+  url: string,
+  body: string,
+): Promise<{ status: number; retryAfter: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const target = new URL(url);
+    const req = process
+      .getBuiltinModule(
+        target.protocol === "https:" ? "node:https" : "node:http",
+      )
+      .request(
+        target,
+        {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            "content-length": Buffer.byteLength(body),
+          },
+          agent: false,
+          signal: AbortSignal.timeout(TIMEOUT_MS),
+        },
+        (res) => {
+          res.on("error", reject);
+          res.on("end", () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              retryAfter: [res.headers["retry-after"]].flat()[0],
+            }),
+          );
+          res.resume();
+        },
+      );
+    req.on("socket", (socket) => socket.unref());
+    req.on("error", reject);
+    req.end(body);
+  });
 }
 
 /** Why a request failed, in words that cannot hold its URL. */
 function failureOf(err: unknown): string {
-  const e = err as { name?: unknown; cause?: { code?: unknown } } | undefined;
-  if (e?.name === "TimeoutError") return `no answer within ${TIMEOUT_MS} ms`;
-  const code = e?.cause?.code;
+  const e = err as
+    { name?: unknown; code?: unknown; cause?: { name?: unknown } } | undefined;
+  if (e?.name === "AbortError" && e.cause?.name === "TimeoutError")
+    return `no answer within ${TIMEOUT_MS} ms`;
+  const code = e?.code;
   return typeof code === "string" && /^[A-Z0-9_]+$/.test(code)
     ? code
     : "the request failed";
