@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { it } from "node:test";
 import { health } from "@threadline/core";
 import { startRecordingServer, waitFor } from "@threadline/test-support";
@@ -145,6 +147,75 @@ it("sends no clear for a raise the receiver never got", async () => {
     await setTimeout(300);
     assert.deepEqual(actions, ["raise", "raise", "clear"]);
     assert.equal(webhook.requests.length, 3);
+  } finally {
+    remove();
+    await engine.stop();
+    await webhook.close();
+  }
+});
+
+it("sends a notification once to a receiver that answers after 7 s", async () => {
+  const arrivals: number[] = [];
+  const answered: number[] = [];
+  // Does its work (7 s) before it answers.
+  const slow = createServer((req, res) => {
+    arrivals.push(performance.now());
+    req.resume();
+    globalThis.setTimeout(() => {
+      answered.push(performance.now());
+      res.end("ok");
+    }, 7000);
+  });
+  await new Promise<void>((resolve) => slow.listen(0, "127.0.0.1", resolve));
+  const engine = webhookEngine(
+    "ticketing",
+    `http://127.0.0.1:${(slow.address() as AddressInfo).port}`,
+  );
+  const remove = health.register("ticketing", () => ({
+    status: "unhealthy" as const,
+  }));
+  try {
+    await engine.evaluate();
+    await waitFor(() => answered.length === 1, {
+      what: "the raise answered",
+    });
+    await setTimeout(1500);
+    assert.equal(arrivals.length, 1, "sent again although it arrived");
+  } finally {
+    remove();
+    await engine.stop();
+    slow.closeAllConnections();
+    await new Promise((resolve) => slow.close(resolve));
+  }
+});
+
+it("gives each raise and clear an event id of its own, kept by its retries", async () => {
+  const webhook = await startRecordingServer((r) =>
+    webhook.requests[0] === r ? { status: 503 } : { status: 200 },
+  );
+  const engine = webhookEngine("queue", webhook.url);
+  let status: "healthy" | "unhealthy" = "unhealthy";
+  const remove = health.register("queue", () => ({ status }));
+  try {
+    await engine.evaluate();
+    status = "healthy";
+    await engine.evaluate();
+    const events = await waitFor(
+      () =>
+        webhook.requests.length === 3 &&
+        webhook.requests.map(
+          (r) => JSON.parse(r.body) as { action: string; eventId: string },
+        ),
+      { what: "the raise, its retry and the clear" },
+    );
+    assert.deepEqual(
+      events.map((e) => e.action),
+      ["raise", "raise", "clear"],
+    );
+    const [raise, retry, clear] = events.map((e) => e.eventId);
+    assert.match(raise!, /^[0-9a-f-]{36}$/);
+    assert.equal(retry, raise, "a retry is the same event");
+    assert.notEqual(clear, raise);
   } finally {
     remove();
     await engine.stop();

@@ -4,6 +4,7 @@
 // acknowledgeable. Evaluated on an unref'd timer off the request path: the
 // event loop is sampled here, HTTP outcomes are read from the request
 // histogram, health from the registered checks.
+import { randomUUID } from "node:crypto";
 import {
   diag,
   health,
@@ -432,6 +433,7 @@ export class AlarmEngine {
   #emit(action: "raise" | "clear", alarm: Alarm): void {
     const event: AlarmEvent = {
       action,
+      eventId: randomUUID(),
       service: this.#o.service,
       instance: this.#o.instance,
       alarm: {

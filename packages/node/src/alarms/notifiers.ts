@@ -13,6 +13,11 @@ import type { Severity } from "./rules.ts";
 
 export interface AlarmEvent {
   action: "raise" | "clear";
+  /**
+   * This raise's or clear's own id, the same in every try: a receiver that
+   * got a notification whose answer was lost knows the retry for a copy.
+   */
+  eventId: string;
   service: string;
   /**
    * The raising process's `service.instance.id`: replicas of one service
@@ -37,7 +42,12 @@ export interface Notifier {
   send(event: AlarmEvent): Promise<void>;
 }
 
-const TIMEOUT_MS = 5000;
+/**
+ * One try's wait for an answer: long enough for a receiver that does its
+ * work before answering (a ticketing system, a chat bridge), which would
+ * otherwise be sent every notification again although it had it.
+ */
+const TIMEOUT_MS = 10_000;
 /** The waits before each new try of one notification (ms): four in all. */
 const RETRY_DELAYS_MS = [1000, 3000, 9000];
 /**
@@ -169,7 +179,7 @@ export function slackNotifier(url: string): Notifier {
               elements: [
                 {
                   type: "mrkdwn",
-                  text: `${a.description} · raised ${a.raisedAt}${a.clearedAt ? ` · cleared ${a.clearedAt}` : ""} · id ${a.id}`,
+                  text: `${a.description} · raised ${a.raisedAt}${a.clearedAt ? ` · cleared ${a.clearedAt}` : ""} · id ${a.id} · event ${e.eventId}`,
                 },
               ],
             },
@@ -229,6 +239,7 @@ export function pagerDutyNotifier(
                   description: a.description,
                   id: a.id,
                   instance: e.instance,
+                  event_id: e.eventId,
                 },
               },
             }
