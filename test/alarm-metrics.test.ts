@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { it } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
+  freePort,
   startRecordingServer,
   startService,
   waitFor,
@@ -14,62 +15,80 @@ import {
 
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
 
-it("raises a metric rule's alarm with metrics export off", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "threadline-alarm-rules-"));
-  const rulesFile = join(dir, "rules.json");
-  writeFileSync(
-    rulesFile,
-    JSON.stringify({
-      rules: [
-        {
-          name: "busy_loop",
-          kind: "metric",
-          metric: "nodejs.eventloop.utilization",
-          above: 0.5,
-          for: "1s",
-          severity: "warning",
-        },
-      ],
-    }),
-  );
-  const webhook = await startRecordingServer();
-  const svc = await startService({
-    entry: "busy-loop.mjs",
-    cwd: fixtures,
-    execArgv: ["--import", "@threadline/node/register"],
-    env: {
-      OTEL_SERVICE_NAME: "busy",
-      OTEL_METRICS_EXPORTER: "none",
-      OTEL_TRACES_EXPORTER: "none",
-      OTEL_LOGS_EXPORTER: "none",
-      THREADLINE_WATCH_URL: "none",
-      THREADLINE_ALARMS_FILE: rulesFile,
-      THREADLINE_ALARMS_INTERVAL: "500",
-      THREADLINE_ALARM_WEBHOOK_URL: `${webhook.url}/alarms`,
-      BUSY_MS: "8000",
+for (const [exporter, settings] of [
+  ["none", {}],
+  // Nothing scrapes the endpoint: the rule reads the metrics all the same.
+  ["prometheus alone", { OTEL_METRICS_EXPORTER: "prometheus" }],
+  // Exported every 60 s: too seldom for a rule of 1 s.
+  [
+    "otlp every 60 s",
+    {
+      OTEL_METRICS_EXPORTER: "otlp",
+      OTEL_METRIC_EXPORT_INTERVAL: "60000",
+      OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9",
     },
-  });
-  try {
-    const raised = await waitFor(
-      () =>
-        webhook.requests
-          .map(
-            (r) =>
-              JSON.parse(r.body) as {
-                action: string;
-                alarm: { name: string; reason: string };
-              },
-          )
-          .find((e) => e.action === "raise" && e.alarm.name === "busy_loop"),
-      { what: "the busy_loop alarm", timeoutMs: 15_000 },
+  ],
+] as const)
+  it(`raises a metric rule's alarm with metrics export ${exporter}`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "threadline-alarm-rules-"));
+    const rulesFile = join(dir, "rules.json");
+    writeFileSync(
+      rulesFile,
+      JSON.stringify({
+        rules: [
+          {
+            name: "busy_loop",
+            kind: "metric",
+            metric: "nodejs.eventloop.utilization",
+            above: 0.5,
+            for: "1s",
+            severity: "warning",
+          },
+        ],
+      }),
     );
-    assert.match(raised.alarm.reason, /nodejs\.eventloop\.utilization is /);
-  } finally {
-    await svc.stop();
-    await webhook.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+    const webhook = await startRecordingServer();
+    const svc = await startService({
+      entry: "busy-loop.mjs",
+      cwd: fixtures,
+      execArgv: ["--import", "@threadline/node/register"],
+      env: {
+        OTEL_SERVICE_NAME: "busy",
+        OTEL_METRICS_EXPORTER: "none",
+        ...settings,
+        OTEL_TRACES_EXPORTER: "none",
+        OTEL_LOGS_EXPORTER: "none",
+        THREADLINE_WATCH_URL: "none",
+        THREADLINE_ALARMS_FILE: rulesFile,
+        THREADLINE_ALARMS_INTERVAL: "500",
+        THREADLINE_ALARM_WEBHOOK_URL: `${webhook.url}/alarms`,
+        BUSY_MS: "8000",
+        ...(exporter === "prometheus alone"
+          ? { OTEL_EXPORTER_PROMETHEUS_PORT: String(await freePort()) }
+          : {}),
+      },
+    });
+    try {
+      const raised = await waitFor(
+        () =>
+          webhook.requests
+            .map(
+              (r) =>
+                JSON.parse(r.body) as {
+                  action: string;
+                  alarm: { name: string; reason: string };
+                },
+            )
+            .find((e) => e.action === "raise" && e.alarm.name === "busy_loop"),
+        { what: "the busy_loop alarm", timeoutMs: 15_000 },
+      );
+      assert.match(raised.alarm.reason, /nodejs\.eventloop\.utilization is /);
+    } finally {
+      await svc.stop();
+      await webhook.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
 it("raises a rule on a numeric attribute whether the file writes its value as a string or a number", async () => {
   const dir = mkdtempSync(join(tmpdir(), "threadline-alarm-rules-"));

@@ -597,7 +597,10 @@ function start(options: InitOptions): ThreadlineHandle {
           String(resource["service.instance.id"]),
           meterProvider,
           pipeline,
-          metricsWanted,
+          // The OTLP reader's schedule; a Prometheus scrape may never come.
+          config.metrics.enabled
+            ? config.metrics.batch.scheduleDelayMs
+            : undefined,
         );
   const healthEndpoint =
     healthAt === undefined

@@ -28,7 +28,7 @@ it("judges the HTTP error ratio over the rule's time, not one evaluation", async
     service: "quiet",
     instance: "i-1",
     meterProvider,
-    metricsCollected: false,
+    metricsCollectedEveryMs: undefined,
     notifiers: [],
     log: () => {},
   });
@@ -67,7 +67,7 @@ it("holds a busy service's error ratio only while its failures last", async () =
     service: "busy",
     instance: "i-1",
     meterProvider,
-    metricsCollected: false,
+    metricsCollectedEveryMs: undefined,
     notifiers: [],
     log: () => {},
   });
@@ -94,7 +94,12 @@ it("holds a busy service's error ratio only while its failures last", async () =
 });
 
 it("runs the observable callbacks for a metric rule only when nothing else collects them", async () => {
-  const calls = { collected: 0, alone: 0 };
+  const calls = { collected: 0, alone: 0, seldom: 0 };
+  const collectedEvery = {
+    collected: 60_000,
+    alone: undefined,
+    seldom: 120_000,
+  };
   const evaluations = async (name: keyof typeof calls) => {
     const meterProvider = new MeterProvider();
     meterProvider
@@ -119,7 +124,7 @@ it("runs the observable callbacks for a metric rule only when nothing else colle
       service: "s",
       instance: "i-1",
       meterProvider,
-      metricsCollected: name === "collected",
+      metricsCollectedEveryMs: collectedEvery[name],
       notifiers: [],
       log: () => {},
     });
@@ -128,9 +133,12 @@ it("runs the observable callbacks for a metric rule only when nothing else colle
   };
   await evaluations("collected");
   await evaluations("alone");
-  // An exporter's collection is the only one: a callback that measures
-  // since its last run (the event loop's delay) keeps its whole interval.
-  assert.deepEqual(calls, { collected: 0, alone: 3 });
+  await evaluations("seldom");
+  // An exporter's collection as often as the rule needs is the only one:
+  // a callback that measures since its last run (the event loop's delay)
+  // keeps its whole interval. Collections further apart than the
+  // evaluations, or none on a schedule, leave the rule stale values.
+  assert.deepEqual(calls, { collected: 0, alone: 3, seldom: 3 });
 });
 
 it("clears a component's alarm when its health check is removed", async () => {
@@ -150,7 +158,7 @@ it("clears a component's alarm when its health check is removed", async () => {
     service: "s",
     instance: "i-1",
     meterProvider: new MeterProvider(),
-    metricsCollected: false,
+    metricsCollectedEveryMs: undefined,
     notifiers: [{ name: "recorded", send: async (e) => void events.push(e) }],
     log: () => {},
   });
@@ -195,7 +203,7 @@ it("raises a histogram rule with a time when values come every other interval", 
     service: "s",
     instance: "i-1",
     meterProvider,
-    metricsCollected: false,
+    metricsCollectedEveryMs: undefined,
     notifiers: [],
     log: () => {},
   });
@@ -244,7 +252,7 @@ it("holds the lowest series to a band's floor, not only the highest", async () =
     service: "s",
     instance: "i-1",
     meterProvider,
-    metricsCollected: false,
+    metricsCollectedEveryMs: undefined,
     notifiers: [],
     log: () => {},
   });
@@ -299,7 +307,7 @@ it("keeps evaluating when a check and a callback throw what cannot even be descr
     service: "s",
     instance: "i-1",
     meterProvider,
-    metricsCollected: false,
+    metricsCollectedEveryMs: undefined,
     notifiers: [],
     log: () => {},
   });

@@ -31,7 +31,7 @@ it("sends PagerDuty's trigger again after a 503, and its resolve after it", asyn
     service: "search",
     instance: "i-1",
     meterProvider: new MeterProvider(),
-    metricsCollected: false,
+    metricsCollectedEveryMs: undefined,
     notifiers: [pagerDutyNotifier("R0UT1NGKEY", `${pagerduty.url}/v2/enqueue`)],
     log: () => {},
   });
@@ -79,7 +79,7 @@ function webhookEngine(component: string, url: string): AlarmEngine {
     service: "search",
     instance: "i-1",
     meterProvider: new MeterProvider(),
-    metricsCollected: false,
+    metricsCollectedEveryMs: undefined,
     notifiers: [webhookNotifier(`${url}/alarms`)],
     log: () => {},
   });

@@ -68,12 +68,16 @@ export interface AlarmEngineOptions {
   instance: string;
   meterProvider: MeterProvider;
   /**
-   * Whether an exporter or the Prometheus endpoint runs the observable
-   * callbacks. The engine runs them itself only when nothing does: runtime
-   * metrics report what happened since their last run, and a second
-   * caller would leave the exporter the few seconds since an evaluation.
+   * How often the periodic exporter collects the metrics (runs the
+   * observable callbacks); undefined when nothing collects on a schedule:
+   * metrics not exported, or only served to a Prometheus scrape, which
+   * comes when it comes (or never). The engine runs the callbacks itself
+   * unless the exporter's collections come as often as its metric rules
+   * need: runtime metrics report what happened since their last run, and
+   * a second caller would leave the exporter the few seconds since an
+   * evaluation.
    */
-  metricsCollected: boolean;
+  metricsCollectedEveryMs: number | undefined;
   notifiers: readonly Notifier[];
   /** Receives each raise and clear as a structured log line. */
   log: (line: string, severityNumber: number, severityText: string) => void;
@@ -102,12 +106,26 @@ export class AlarmEngine {
 
   /** How far back HTTP samples are kept: the longest HTTP rule's time. */
   readonly #httpKeptMs: number;
+  /** Whether evaluations run the observable callbacks themselves. */
+  readonly #observes: boolean;
 
   constructor(options: AlarmEngineOptions) {
     this.#o = options;
     for (const r of options.rules)
       if (r.kind === "metric")
         this.#matchers.set(r, attributeMatcher(r.attributes));
+    // A metric rule needs values at least once per evaluation, or once per
+    // its time when that is longer: collections further apart would hold
+    // its condition on a stale value for longer than the rule allows.
+    const metricRules = options.rules.filter((r) => r.kind === "metric");
+    const neededEveryMs = Math.max(
+      options.intervalMs,
+      Math.min(...metricRules.map((r) => r.forMs)),
+    );
+    this.#observes =
+      metricRules.length > 0 &&
+      (options.metricsCollectedEveryMs === undefined ||
+        options.metricsCollectedEveryMs > neededEveryMs);
     this.#httpKeptMs = Math.max(
       options.intervalMs,
       ...options.rules.map((r) =>
@@ -188,8 +206,7 @@ export class AlarmEngine {
     this.#components = components;
     // Observable instruments (runtime metrics) hold what their callbacks
     // last reported: at the last collection, or never without a collector.
-    if (this.readsMetrics && !this.#o.metricsCollected)
-      await this.#o.meterProvider.observe();
+    if (this.#observes) await this.#o.meterProvider.observe();
     const now = performance.now();
     const loop = this.#loopDelays();
     const http = this.#httpOutcomes();

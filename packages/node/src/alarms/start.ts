@@ -20,7 +20,7 @@ export function startAlarms(
   instance: string,
   meterProvider: MeterProvider,
   pipeline: ExportPipeline,
-  metricsCollected: boolean,
+  metricsCollectedEveryMs: number | undefined,
 ): AlarmEngine {
   const { rules, problems } = loadRules(settings.rulesFile);
   if (problems.length > 0)
@@ -57,7 +57,7 @@ export function startAlarms(
     service,
     instance,
     meterProvider,
-    metricsCollected,
+    metricsCollectedEveryMs,
     notifiers,
     log: (line, severityNumber, severityText) =>
       pipeline.emit(
