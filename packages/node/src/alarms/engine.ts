@@ -79,6 +79,8 @@ export interface AlarmEngineOptions {
    */
   metricsCollectedEveryMs: number | undefined;
   notifiers: readonly Notifier[];
+  /** Milliseconds on a monotonic clock; `performance.now()` unless given. */
+  clock?: () => number;
   /** Receives each raise and clear as a structured log line. */
   log: (line: string, severityNumber: number, severityText: string) => void;
 }
@@ -89,6 +91,8 @@ export class AlarmEngine {
   readonly #history: Alarm[] = [];
   readonly #delay = new LoopDelay();
   #lastHttp: { total: number; errors: number } | undefined;
+  /** When the first HTTP counts were read: how far back samples reach. */
+  #httpFirstAt: number | undefined;
   /** Evaluations' HTTP counts, as far back as the longest HTTP rule looks. */
   readonly #httpSamples: HttpSample[] = [];
   /** Per histogram rule: each series' count and sum at the last evaluation. */
@@ -207,10 +211,13 @@ export class AlarmEngine {
     // Observable instruments (runtime metrics) hold what their callbacks
     // last reported: at the last collection, or never without a collector.
     if (this.#observes) await this.#o.meterProvider.observe();
-    const now = performance.now();
+    const now = this.#o.clock?.() ?? performance.now();
     const loop = this.#loopDelays();
     const http = this.#httpOutcomes();
-    if (http !== undefined) this.#httpSamples.push({ at: now, ...http });
+    if (http !== undefined) {
+      this.#httpFirstAt ??= now;
+      this.#httpSamples.push({ at: now, ...http });
+    }
     while (
       this.#httpSamples.length > 0 &&
       this.#httpSamples[0]!.at <= now - this.#httpKeptMs
@@ -267,27 +274,31 @@ export class AlarmEngine {
   }
 
   /**
-   * Requests and failures in the newest evaluations that together hold the
-   * rule's minimum, looking back no further than the rule's time (at least
-   * the last evaluation): a ratio of a quiet service's last 10 seconds, a
-   * request or two, says nothing, but a busy service is judged on its last
-   * evaluation alone, so its condition holds for as long as its failures
-   * last, not for the rule's time after them.
+   * Requests and failures within the rule's time (at least the last
+   * evaluation), and whether the samples reach back that far. The whole
+   * window is judged at once: the newest few requests of a steady error
+   * rate are as often under the limit as over it, and judging them alone
+   * raised and cleared the alarm by chance.
    */
   #httpWindow(
     rule: HttpErrorRatioRule,
     now: number,
-  ): { total: number; errors: number } {
+  ): { total: number; errors: number; covered: boolean } {
     let total = 0;
     let errors = 0;
-    const from = now - Math.max(rule.forMs, this.#o.intervalMs);
+    const windowMs = Math.max(rule.forMs, this.#o.intervalMs);
+    const from = now - windowMs;
     for (let i = this.#httpSamples.length - 1; i >= 0; i--) {
       const s = this.#httpSamples[i]!;
-      if (s.at <= from || total >= rule.minRequests) break;
+      if (s.at <= from) break;
       total += s.total;
       errors += s.errors;
     }
-    return { total, errors };
+    // The first sample holds the interval before it.
+    const covered =
+      this.#httpFirstAt !== undefined &&
+      now - this.#httpFirstAt + this.#o.intervalMs >= windowMs;
+    return { total, errors, covered };
   }
 
   #conditions(
@@ -318,10 +329,15 @@ export class AlarmEngine {
         if (http.total < rule.minRequests)
           return [{ source: service, holds: undefined, reason: "" }];
         const ratio = http.errors / http.total;
+        const over = ratio > rule.above;
+        // A window not yet the rule's time long cannot tell that failures
+        // lasted for it; it can tell that they are under the limit.
+        if (over && !http.covered)
+          return [{ source: service, holds: undefined, reason: "" }];
         return [
           {
             source: service,
-            holds: ratio > rule.above,
+            holds: over,
             reason: `${(ratio * 100).toFixed(1)}% of ${http.total} requests failed (limit ${(rule.above * 100).toFixed(1)}%)`,
           },
         ];
@@ -414,9 +430,11 @@ export class AlarmEngine {
           alarm: undefined,
         }),
       );
+    // An error ratio is judged over the rule's time already.
+    const forMs = rule.kind === "http_error_ratio" ? 0 : rule.forMs;
     if (c.holds) {
       s.since ??= now;
-      if (s.alarm === undefined && now - s.since >= rule.forMs) {
+      if (s.alarm === undefined && now - s.since >= forMs) {
         s.alarm = {
           id: key,
           name: rule.name,

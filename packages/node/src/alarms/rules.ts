@@ -37,8 +37,8 @@ export interface HttpErrorRatioRule extends RuleBase {
   kind: "http_error_ratio";
   above: number;
   /**
-   * The ratio is of the newest evaluations' requests, as many as it takes
-   * to reach this, within the rule's time; fewer there say nothing.
+   * The ratio is of every request within the rule's time (its window);
+   * fewer than this there say nothing.
    */
   minRequests: number;
 }
@@ -89,7 +89,8 @@ export const DEFAULT_RULES: readonly AlarmRule[] = [
     minRequests: 20,
     forMs: 120_000,
     severity: "major",
-    description: "more than 5% of HTTP requests failed (5xx or aborted)",
+    description:
+      "more than 5% of the last 2 minutes' HTTP requests failed (5xx or aborted)",
   },
   {
     name: "dependency_unhealthy",
