@@ -417,7 +417,7 @@ describe("worker threads", () => {
     });
     assert.equal((await app.exited).code, 0);
     assert.equal(count(name).spans, 30);
-    // Waiting for the ended workers to answer would take 100 ms each time.
+    // Waiting for the ended workers to answer would take 250 ms each time.
     const { forceFlush } = JSON.parse(app.stdout.at(-1)!) as {
       forceFlush: number[];
     };
