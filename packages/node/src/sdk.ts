@@ -313,24 +313,17 @@ function installExitHooks(
   let removed = false;
   let emitting = false;
   const originalEmit = proc.emit;
+  // Every event of the process goes through it (a child's IPC messages
+  // too): its arguments are handed on as they came, nothing copied.
   const emit = function (
     this: NodeJS.Process,
     event: string | symbol,
-    ...args: unknown[]
   ): boolean {
     if (event !== "exit" || removed)
-      return (originalEmit as (...a: unknown[]) => boolean).call(
-        this,
-        event,
-        ...args,
-      );
+      return Reflect.apply(originalEmit, this, arguments) as boolean;
     emitting = true;
     try {
-      return (originalEmit as (...a: unknown[]) => boolean).call(
-        this,
-        event,
-        ...args,
-      );
+      return Reflect.apply(originalEmit, this, arguments) as boolean;
     } finally {
       onExit();
     }
