@@ -106,45 +106,63 @@ function jsonOf(o: Fields, key: string): unknown {
     : o;
 }
 
-/**
- * Secret headers replaced; `key` is the name `headers` is written under,
- * and `asJSON` says `headers` is already what a toJSON method gave.
- */
-function redactHeaders(headers: Fields, key: string, asJSON = false): unknown {
-  let out: Fields | undefined;
-  for (const h of SECRET_HEADERS) {
-    if (headers[h] === undefined) continue;
-    if (out === undefined) {
-      const json = asJSON ? headers : jsonOf(headers, key);
-      if (json !== headers)
-        return isObject(json) ? redactHeaders(json, key, true) : json;
-      out = copyOf(headers);
-    }
-    out[h] = REDACTED;
-  }
-  return out ?? headers;
-}
+/** What a key's finder gives for a key whose value stays as it is. */
+const KEEP: unique symbol = Symbol("keep");
 
-/** One level down: secret names, and secret headers under `headers`. */
-function redactNested(o: Fields, key: string, asJSON = false): unknown {
+/**
+ * `o` with the values `replace` gives for its keys (those `keysOf` lists)
+ * written over a copy, or `o` itself when it gives {@link KEEP} for all;
+ * `key` is the name `o` is written under, and `asJSON` says `o` is already
+ * what a toJSON method gave. The first replacement asks for `o`'s toJSON:
+ * what JSON.stringify writes is what the method gives, so that is redacted
+ * instead of `o`.
+ */
+function redactKeys(
+  o: Fields,
+  key: string,
+  asJSON: boolean,
+  keysOf: (o: Fields) => Iterable<string>,
+  replace: (o: Fields, k: string) => unknown,
+): unknown {
   let out: Fields | undefined;
-  for (const k of Object.keys(o)) {
-    let value: unknown;
-    if (SECRET_NAMES.has(k)) value = REDACTED;
-    else if (k === "headers" && isObject(o[k])) {
-      const h = o[k];
-      value = redactHeaders(h, k);
-      if (value === h) continue;
-    } else continue;
+  for (const k of keysOf(o)) {
+    const value = replace(o, k);
+    if (value === KEEP) continue;
     if (out === undefined) {
       const json = asJSON ? o : jsonOf(o, key);
       if (json !== o)
-        return isObject(json) ? redactNested(json, key, true) : json;
+        return isObject(json)
+          ? redactKeys(json, key, true, keysOf, replace)
+          : json;
       out = copyOf(o);
     }
     out[k] = value;
   }
   return out ?? o;
+}
+
+const secretHeaders = (): readonly string[] => SECRET_HEADERS;
+
+function headerValue(headers: Fields, h: string): unknown {
+  return headers[h] === undefined ? KEEP : REDACTED;
+}
+
+/** Secret headers replaced; `key` is the name `headers` is written under. */
+function redactHeaders(headers: Fields, key: string, asJSON = false): unknown {
+  return redactKeys(headers, key, asJSON, secretHeaders, headerValue);
+}
+
+function nestedValue(o: Fields, k: string): unknown {
+  if (SECRET_NAMES.has(k)) return REDACTED;
+  const h = o[k];
+  if (k !== "headers" || !isObject(h)) return KEEP;
+  const value = redactHeaders(h, k);
+  return value === h ? KEEP : value;
+}
+
+/** One level down: secret names, and secret headers under `headers`. */
+function redactNested(o: Fields, key: string): unknown {
+  return redactKeys(o, key, false, Object.keys, nestedValue);
 }
 
 /** A field of the line redacted: `v` itself when it holds no secret. */
