@@ -1397,11 +1397,16 @@ function settle(
   channel: ChannelLike,
   pending: Map<number, Span>,
   method: number,
-  fields: { deliveryTag?: number; multiple?: boolean; requeue?: boolean },
+  fields: { deliveryTag?: number; multiple?: boolean; requeue?: unknown },
 ): void {
   const outcome =
     method === BASIC_ACK ? "ack" : method === BASIC_NACK ? "nack" : "reject";
-  const requeue = method === BASIC_ACK ? undefined : fields.requeue !== false;
+  // Read as amqplib's encoder reads it: absent is a requeue, and after
+  // that any falsy value (null, 0) is none, as the broker is told.
+  const requeue =
+    method === BASIC_ACK
+      ? undefined
+      : fields.requeue === undefined || Boolean(fields.requeue);
   const tag = fields.deliveryTag ?? 0;
   const finishing = channel[FINISHING];
   if (fields.multiple === true) {

@@ -247,6 +247,43 @@ describe("promise API", () => {
     await ch.close();
   });
 
+  it("reads a falsy requeue (null, 0) as the broker does: dropped, an error", async () => {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    const seen = new Map<string, number>();
+    await ch.consume(q, (msg) => {
+      if (msg === null) return;
+      const body = msg.content.toString();
+      seen.set(body, (seen.get(body) ?? 0) + 1);
+      // amqplib's types say boolean; applications pass what they computed.
+      if (body === "nack-null") ch.nack(msg, false, null as never);
+      else ch.reject(msg, 0 as never);
+    });
+    ch.sendToQueue(q, Buffer.from("nack-null"));
+    ch.sendToQueue(q, Buffer.from("reject-0"));
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        consumers(s).filter(
+          (c) => c.attributes["messaging.destination.subscription.name"] === q,
+        ).length >= 2,
+      "two settled deliveries",
+    );
+    for (const c of consumers(spans).filter(
+      (c) => c.attributes["messaging.destination.subscription.name"] === q,
+    )) {
+      assert.equal(c.attributes["messaging.rabbitmq.requeue"], false);
+      assert.equal(c.status.code, 2);
+    }
+    // The broker dropped both: neither came back.
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(Object.fromEntries(seen), {
+      "nack-null": 1,
+      "reject-0": 1,
+    });
+    await ch.close();
+  });
+
   it("settles every span covered by ack(message, allUpTo)", async () => {
     const ch = await connection.createChannel();
     const q = queueName();
