@@ -1068,7 +1068,15 @@ export class AmqplibInstrumentation implements Instrumentation {
     const sentAt = (props.headers as Record<string, unknown> | undefined)?.[
       SENT_AT_HEADER
     ];
-    if (typeof sentAt === "number" && Number.isFinite(sentAt))
+    // A publisher whose baggage is not trusted may be no service of ours,
+    // and a time before the epoch is none a clock gave: either would put
+    // any latency it liked into the histogram.
+    if (
+      this.#config.trustMessageBaggage !== false &&
+      typeof sentAt === "number" &&
+      Number.isFinite(sentAt) &&
+      sentAt >= 0
+    )
       meters().latency.record(
         Math.max(0, Date.now() - sentAt) / 1000,
         latencySets.get(operationName, queue, undefined, undefined, undefined),

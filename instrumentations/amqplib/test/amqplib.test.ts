@@ -1185,6 +1185,32 @@ describe("metrics", () => {
     await ch.deleteExchange(audit);
     await ch.close();
   });
+
+  it("takes no delivery latency from a sent-at time before the epoch", async () => {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    let got = 0;
+    await ch.consume(q, (msg) => {
+      if (msg === null) return;
+      got++;
+      ch.ack(msg);
+    });
+    // A publisher that is no service of ours, claiming its message waited
+    // nearly three hundred thousand years.
+    await publishRaw(q, [
+      { content: "m", headers: { "threadline-sent-at": -9e15 } },
+    ]);
+    await waitFor(() => got === 1, { what: "the delivery" });
+    await threadline.forceFlush();
+    const latest = (name: string) =>
+      (receiver.metrics.findLast((m) => m.name === name)?.points ?? []).filter(
+        (p) => p.attributes["messaging.destination.subscription.name"] === q,
+      );
+    assert.equal(latest("messaging.client.consumed.messages").length, 1);
+    assert.deepEqual(latest("threadline.messaging.delivery.latency"), []);
+    await ch.close();
+  });
 });
 
 describe("link mode", () => {
@@ -1333,6 +1359,55 @@ describe("external exchanges", () => {
     const headers = await received;
     assert.match(String(headers["baggage"]), /customer\.id=c-inside/);
     assert.equal(typeof headers["threadline-sent-at"], "number");
+    await ch.close();
+  });
+});
+
+describe("untrusted publishers (trustMessageBaggage off)", () => {
+  before(async () => {
+    await threadline.shutdown();
+    start({ amqpTrustMessageBaggage: false });
+  });
+
+  it("takes neither the customer id nor a delivery latency from their headers", async () => {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    let got = 0;
+    await ch.consume(q, (msg) => {
+      if (msg === null) return;
+      got++;
+      ch.ack(msg);
+    });
+    await publishRaw(q, [
+      {
+        content: "m",
+        headers: {
+          baggage: "customer.id=c-planted",
+          // An hour in a queue, as a caller would like the histogram to say.
+          "threadline-sent-at": Date.now() - 3_600_000,
+        },
+      },
+    ]);
+    await waitFor(() => got === 1, { what: "the delivery" });
+    const spans = await receiver.waitForSpans(
+      (all) =>
+        consumers(all).some(
+          (c) => c.attributes["messaging.destination.subscription.name"] === q,
+        ),
+      "the consumer span",
+    );
+    const span = consumers(spans).find(
+      (c) => c.attributes["messaging.destination.subscription.name"] === q,
+    )!;
+    assert.equal(span.attributes["customer.id"], undefined);
+    await threadline.forceFlush();
+    const latest = (name: string) =>
+      (receiver.metrics.findLast((m) => m.name === name)?.points ?? []).filter(
+        (p) => p.attributes["messaging.destination.subscription.name"] === q,
+      );
+    assert.equal(latest("messaging.client.consumed.messages").length, 1);
+    assert.deepEqual(latest("threadline.messaging.delivery.latency"), []);
     await ch.close();
   });
 });
