@@ -19,6 +19,7 @@ import {
 
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
 const SERVER = 2;
+const CLIENT = 3;
 const DEBUG = 5; // OTLP severity number of pino's debug
 const INFO = 9;
 
@@ -132,5 +133,116 @@ describe("a carried watch", () => {
       "c c-42 debug",
       "c c-7 undefined",
     ]);
+  });
+});
+
+// The README's advice for a session read asynchronously: the handler calls
+// withCustomer once it knows who is calling. By then the edge's server span
+// was sampled out (here nothing is sampled but watched traffic), while the
+// watch travels on in baggage and the next service samples. The edge must
+// record its spans from that point on, or the next service's spans hang
+// from a parent nobody exported.
+describe("a watch that begins in the handler", () => {
+  const dir = mkdtempSync(join(tmpdir(), "threadline-watch-"));
+  let receiver: OtlpReceiver;
+  const services: RunningService[] = [];
+
+  before(async () => {
+    const list = join(dir, "watch.json");
+    writeFileSync(
+      list,
+      JSON.stringify({
+        watch: [
+          {
+            customer: "c-42",
+            until: new Date(Date.now() + 120_000).toISOString(),
+          },
+        ],
+      }),
+    );
+    receiver = await startOtlpReceiver();
+    const hop = async (name: string, env: Record<string, string>) => {
+      const svc = await startService({
+        entry: "watch-hop.mjs",
+        cwd: fixtures,
+        execArgv: ["--import", "@threadline/node/register"],
+        env: {
+          OTEL_SERVICE_NAME: name,
+          OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+          OTEL_BSP_SCHEDULE_DELAY: "50",
+          OTEL_BLRP_SCHEDULE_DELAY: "50",
+          OTEL_TRACES_SAMPLER: "parentbased_always_off",
+          THREADLINE_WATCH_URL: list,
+          THREADLINE_WATCH_INTERVAL: "100",
+          ...env,
+        },
+      });
+      services.push(svc);
+      return svc;
+    };
+    // The next service follows no list: only a decision the edge made and
+    // passed on watches it.
+    const b = await hop("b", { THREADLINE_WATCH_URL: "none" });
+    await hop("a", { THREADLINE_EDGE: "true", NEXT: b.url });
+  });
+
+  after(async () => {
+    await Promise.all(services.map((s) => s.stop()));
+    await receiver?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("records the edge's spans from withCustomer on, so no exported span lacks its parent", async () => {
+    const edge = services[1]!;
+    const service = (x: { resource: Record<string, unknown> }) =>
+      x.resource["service.name"];
+    // Once the edge has read the list, c-42's requests are watched downstream.
+    const downstream = await waitFor(
+      async () => {
+        const res = await fetch(`${edge.url}/r`, {
+          headers: { "x-session": "c-42" },
+        });
+        assert.equal(await res.text(), "ok");
+        await new Promise((r) => setTimeout(r, 200));
+        return receiver.spans.find(
+          (s) =>
+            service(s) === "b" &&
+            s.kind === SERVER &&
+            s.attributes["threadline.watch"] === "debug",
+        );
+      },
+      { what: "a watched request of c-42 at the next service" },
+    );
+    const { traceId } = downstream;
+    const call = await waitFor(
+      () =>
+        receiver.spans.find((s) => s.traceId === traceId && service(s) === "a"),
+      { what: "the edge's span of the watched request" },
+    );
+    assert.equal(call.kind, CLIENT);
+    assert.equal(call.attributes["customer.id"], "c-42");
+    assert.equal(call.attributes["threadline.watch"], "debug");
+    assert.equal(downstream.parentSpanId, call.spanId);
+    // Only the edge's server span, which began before anyone knew the
+    // customer, is missing from the trace.
+    await new Promise((r) => setTimeout(r, 300));
+    const spans = receiver.spans.filter((s) => s.traceId === traceId);
+    const ids = new Set(spans.map((s) => s.spanId));
+    const orphans = spans.filter(
+      (s) => s.parentSpanId !== "" && !ids.has(s.parentSpanId),
+    );
+    assert.deepEqual(
+      orphans.map((s) => s.spanId),
+      [call.spanId],
+    );
+    assert.ok(
+      receiver.logs.some(
+        (l) =>
+          l.traceId === traceId &&
+          service(l) === "a" &&
+          l.severityNumber === DEBUG,
+      ),
+      "the edge logged the request's debug line",
+    );
   });
 });

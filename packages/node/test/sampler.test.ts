@@ -90,8 +90,16 @@ describe("watched customers", () => {
       assert.equal(s.shouldSample(ROOT_CONTEXT, id(), undefined), false);
       // A caller that did not know yet: this service samples from here on.
       assert.equal(s.shouldSample(c42, id(), unsampled(true)), true);
-      // Inside the process a child follows its unrecorded parent.
-      assert.equal(s.shouldSample(c42, id(), unsampled(false)), false);
+      // The customer became known inside a request that was not sampled.
+      assert.equal(s.shouldSample(c42, id(), unsampled(false)), true);
+      assert.equal(
+        s.shouldSample(
+          setCustomerInContext(ROOT_CONTEXT, "c-7"),
+          id(),
+          unsampled(false),
+        ),
+        false,
+      );
     } finally {
       watchList.replace([]);
     }
@@ -106,6 +114,7 @@ describe("watched customers", () => {
     watchList.noteCarried();
     try {
       assert.equal(s.shouldSample(carried, id(), unsampled(true)), true);
+      assert.equal(s.shouldSample(carried, id(), unsampled(false)), true);
     } finally {
       watchList.replace([]);
       watchList.refresh(Date.now() + 120_000);

@@ -73,22 +73,19 @@ export function samplerFromConfig(name: SamplerName, ratio: number): Sampler {
  * Samples every span of a watched customer's request (see core/watch.ts),
  * and leaves everyone else to `base`. A new trace, or one arriving from
  * another process, is sampled when watched whatever the caller decided:
- * the caller may not have the newest watch list yet. Inside the process a
- * child follows its parent, so no span is recorded under an unrecorded one.
+ * the caller may not have the newest watch list yet. So is a child of a
+ * local span that was not: a handler that learns its customer late
+ * (`withCustomer` after a session lookup) began its request unrecorded,
+ * and the watch it passes on makes every service downstream sample, so
+ * without its spans from here on theirs would hang from parents nobody
+ * exported. The same holds for a decision that came in with the request,
+ * which is passed on just the same. A partial trace beats none.
  */
 export function watchAware(base: Sampler): Sampler {
   return {
-    shouldSample: (ctx, traceId, parent) => {
-      if (
-        watchList.active &&
-        (parent === undefined ||
-          parent.isRemote === true ||
-          (parent.traceFlags & TraceFlags.SAMPLED) === TraceFlags.SAMPLED) &&
-        watchLevelOf(ctx) !== undefined
-      )
-        return true;
-      return base.shouldSample(ctx, traceId, parent);
-    },
+    shouldSample: (ctx, traceId, parent) =>
+      (watchList.active && watchLevelOf(ctx) !== undefined) ||
+      base.shouldSample(ctx, traceId, parent),
     toString: () => `WatchAware{${base.toString()}}`,
   };
 }
