@@ -159,7 +159,9 @@ describe("watching one customer", () => {
     // half of c-7's try to plant a watch: the gateway is an edge and ignores it.
     const t1 = Date.now();
     const others: Array<Promise<void>> = [];
-    const planted = { baggage: "threadline.watch=debug" };
+    const planted = {
+      baggage: `threadline.watch=debug;until=${Math.floor(watchEnd / 1000)}`,
+    };
     for (let i = 0; i < 20; i++) {
       others.push(order(shop, "c-7"), order(shop, "c-7", planted));
       await order(shop, "c-42");

@@ -1287,7 +1287,7 @@ describe("external exchanges", () => {
         // Forwarded headers in other spellings, in a watched request.
         context.with(
           propagation.extract(context.active(), {
-            baggage: "threadline.watch=debug",
+            baggage: `threadline.watch=debug;until=${Math.floor(Date.now() / 1000) + 60}`,
           }),
           () =>
             ch.publish("partner.out", "", Buffer.from("{}"), {

@@ -124,6 +124,7 @@ import * as semconv from "./semconv.ts";
 export { semconv };
 export {
   MAX_WATCHED,
+  MAX_WATCH_MS,
   WATCH_BAGGAGE,
   WATCH_DEBUG,
   WATCH_KEY,
@@ -132,14 +133,18 @@ export {
   WatchList,
   formatWatchDocument,
   toWatchDocument,
+  parseCarriedWatch,
   parseWatchDocument,
   parseWatchLevel,
   watchLevelName,
   watchLevelOf,
   watchList,
+  watchOf,
+  watchUntilProperty,
 } from "./watch.ts";
 export type {
   CarriedWatch,
+  WatchDecision,
   WatchDocumentResult,
   WatchEntry,
   WatchLevel,

@@ -25,12 +25,12 @@ import {
 import {
   WATCH_BAGGAGE,
   WATCH_KEY,
-  parseWatchLevel,
+  parseCarriedWatch,
   watchLevelName,
-  watchLevelOf,
   watchList,
+  watchOf,
+  watchUntilProperty,
   type CarriedWatch,
-  type WatchLevel,
 } from "./watch.ts";
 import {
   parseBaggage,
@@ -119,14 +119,18 @@ export class BaggagePropagator implements TextMapPropagator {
     if (isTracingSuppressed(ctx)) return;
     const customer = getCustomerFromContext(ctx);
     const baggage = propagation.getBaggage(ctx);
-    const watch = watchList.active ? watchLevelOf(ctx) : undefined;
+    const watch = watchList.active ? watchOf(ctx) : undefined;
     if (customer === undefined && baggage === undefined && watch === undefined)
       return;
     const members: BaggageMember[] = [];
     if (customer !== undefined)
       members.push({ key: CUSTOMER_ID, value: customer });
     if (watch !== undefined)
-      members.push({ key: WATCH_BAGGAGE, value: watchLevelName(watch) });
+      members.push({
+        key: WATCH_BAGGAGE,
+        value: watchLevelName(watch.level),
+        metadata: watchUntilProperty(watch),
+      });
     if (baggage !== undefined) {
       for (const [key, entry] of baggage.getAllEntries()) {
         if (key === CUSTOMER_ID && customer !== undefined) continue;
@@ -153,7 +157,7 @@ export class BaggagePropagator implements TextMapPropagator {
     >;
     let result = ctx;
     let customer: string | undefined;
-    let watch: WatchLevel | undefined;
+    let watch: BaggageMember | undefined;
     for (const m of members) {
       if (m.key === CUSTOMER_ID) {
         if (!isValidCustomerId(m.value)) continue;
@@ -161,7 +165,7 @@ export class BaggagePropagator implements TextMapPropagator {
         result = setCustomerInContext(result, m.value);
       } else if (m.key === WATCH_BAGGAGE) {
         // Kept in its own slot only; inject writes it again while it applies.
-        watch = parseWatchLevel(m.value) ?? watch;
+        watch = m;
         continue;
       }
       entries[m.key] =
@@ -172,9 +176,12 @@ export class BaggagePropagator implements TextMapPropagator {
               metadata: baggageEntryMetadataFromString(m.metadata),
             };
     }
-    if (watch !== undefined) {
-      // For the customer it came with only (see watch.ts).
-      const carried: CarriedWatch = { level: watch, customer };
+    // For the customer it came with only, and until its end (see watch.ts).
+    const carried: CarriedWatch | undefined =
+      watch === undefined
+        ? undefined
+        : parseCarriedWatch(watch.value, watch.metadata, customer);
+    if (carried !== undefined) {
       result = result.setValue(WATCH_KEY, carried);
       watchList.noteCarried();
     }

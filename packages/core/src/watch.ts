@@ -11,6 +11,13 @@
 // service does for another customer inside the request (`withCustomer`) is
 // watched only if its own list says so, and carries no decision on.
 //
+// The decision carries the watch's end with it (`debug;until=<epoch
+// seconds>`), and is void from then on: a request can outlive the watch by
+// far (a message retried from a queue republishes the context it came
+// with), and nothing else would ever end it. A decision without an end, or
+// one ending further ahead than any watch lasts, is not honoured; the
+// service goes by its own list instead.
+//
 // Everything here is cheap when nobody is watched: callers test `active`
 // (a plain field) before doing any lookup.
 import { createContextKey, type Context } from "@opentelemetry/api";
@@ -23,18 +30,27 @@ export const WATCH_TRACE: WatchLevel = 10;
 
 /** Context key holding the {@link CarriedWatch} the current request came in with. */
 export const WATCH_KEY: symbol = createContextKey("threadline.watch");
-/** Baggage entry (and span attribute) carrying the watch level between services. */
+/** Baggage entry carrying the watch decision between services, and span attribute with its level. */
 export const WATCH_BAGGAGE = "threadline.watch";
 /** Where `threadline dev` serves the watch list, next to its OTLP paths. */
 export const WATCH_PATH = "/threadline/v1/watch";
 /** Most customers watched at once; a longer list is refused. */
 export const MAX_WATCHED = 100;
+/** Longest a customer is watched for: the CLI's and viewer's limit, ms. */
+export const MAX_WATCH_MS = 7 * 24 * 3600 * 1000;
 /** How long a carried watch flag keeps the checks on after it was last seen, ms. */
 const CARRIED_GRACE_MS = 60_000;
+/** How far another service's clock may be ahead when it sets a decision's end, ms. */
+const CLOCK_SKEW_MS = 60_000;
+
+/** A request's watch: its level, and when it ends (epoch ms). */
+export interface WatchDecision {
+  readonly level: WatchLevel;
+  readonly until: number;
+}
 
 /** A watch decision carried in from upstream, and the customer it was made for. */
-export interface CarriedWatch {
-  readonly level: WatchLevel;
+export interface CarriedWatch extends WatchDecision {
   /** The customer the request came in with; the decision is void for any other. */
   readonly customer: string | undefined;
 }
@@ -169,13 +185,18 @@ export class WatchList {
 
   /** The watch level for `customer` now, if watched. */
   levelFor(customer: string, now = Date.now()): WatchLevel | undefined {
+    return this.entryFor(customer, now)?.level;
+  }
+
+  /** The entry watching `customer` now, if any. */
+  entryFor(customer: string, now = Date.now()): WatchEntry | undefined {
     const e = this.#entries.get(customer);
     if (e === undefined) return undefined;
     if (e.until <= now) {
       this.#entries.delete(customer);
       return undefined;
     }
-    return e.level;
+    return e;
   }
 
   /**
@@ -217,14 +238,63 @@ export class WatchList {
 export const watchList: WatchList = new WatchList();
 
 /**
- * The watch level of the request in `ctx`: the one it carries while its
- * customer is still the one it came with, else the list's entry for its
- * customer. Call only when `watchList.active`.
+ * The watch decision for the request in `ctx`: the one it carries while
+ * its customer is still the one it came with and it has not ended, else
+ * the list's entry for its customer. Call only when `watchList.active`.
  */
-export function watchLevelOf(ctx: Context): WatchLevel | undefined {
+export function watchOf(ctx: Context, now?: number): WatchDecision | undefined {
   const carried = ctx.getValue(WATCH_KEY) as CarriedWatch | undefined;
   const customer = getCustomerFromContext(ctx);
-  if (carried !== undefined && carried.customer === customer)
-    return carried.level;
-  return customer === undefined ? undefined : watchList.levelFor(customer);
+  if (
+    carried !== undefined &&
+    carried.customer === customer &&
+    carried.until > (now ??= Date.now())
+  )
+    return carried;
+  return customer === undefined ? undefined : watchList.entryFor(customer, now);
+}
+
+/** The watch level of the request in `ctx` (see watchOf). Call only when `watchList.active`. */
+export function watchLevelOf(ctx: Context): WatchLevel | undefined {
+  return watchOf(ctx)?.level;
+}
+
+/**
+ * The `threadline.watch` baggage properties for `watch`: its end, in epoch
+ * seconds, rounded down so a decision never outlasts its watch. An entry
+ * set further ahead than a watch may last (a hand-written document) is
+ * passed on as ending at that limit, which the next service honours.
+ */
+export function watchUntilProperty(
+  watch: WatchDecision,
+  now = Date.now(),
+): string {
+  return `until=${Math.floor(Math.min(watch.until, now + MAX_WATCH_MS) / 1000)}`;
+}
+
+/**
+ * A decision read from the `threadline.watch` baggage entry, its value and
+ * properties: undefined for an unknown level, no end, an end already past
+ * or one further ahead than a watch may last (with a minute allowed for
+ * clocks that differ).
+ */
+export function parseCarriedWatch(
+  value: string,
+  properties: string | undefined,
+  customer: string | undefined,
+  now = Date.now(),
+): CarriedWatch | undefined {
+  const level = parseWatchLevel(value);
+  if (level === undefined || properties === undefined) return undefined;
+  let until = Number.NaN;
+  for (const p of properties.split(";")) {
+    const eq = p.indexOf("=");
+    if (eq === -1 || p.slice(0, eq).trim() !== "until") continue;
+    const v = p.slice(eq + 1).trim();
+    if (/^[0-9]{1,12}$/.test(v)) until = Number(v) * 1000;
+    break;
+  }
+  if (!(until > now && until <= now + MAX_WATCH_MS + CLOCK_SKEW_MS))
+    return undefined;
+  return { level, until, customer };
 }

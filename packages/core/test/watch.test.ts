@@ -10,6 +10,7 @@ import { BaggagePropagator } from "../src/propagators.ts";
 import { CUSTOMER_KEY, setCustomerInContext } from "../src/customer.ts";
 import {
   MAX_WATCHED,
+  MAX_WATCH_MS,
   WATCH_DEBUG,
   WATCH_KEY,
   WATCH_TRACE,
@@ -151,11 +152,13 @@ describe("WatchList", () => {
 
 describe("the watch decision in baggage", () => {
   const p = new BaggagePropagator();
+  // Epoch seconds from now, as a decision's end is written.
+  const at = (ms: number) => Math.floor((Date.now() + ms) / 1000);
 
   it("is written for a watched customer and read back as the request's level", () => {
-    watchList.replace([
-      { customer: "c-42", until: Date.now() + 60_000, level: WATCH_TRACE },
-    ]);
+    const until = Date.now() + 60_000;
+    const end = Math.floor(until / 1000);
+    watchList.replace([{ customer: "c-42", until, level: WATCH_TRACE }]);
     try {
       const carrier: Record<string, string> = {};
       p.inject(
@@ -165,7 +168,7 @@ describe("the watch decision in baggage", () => {
       );
       assert.equal(
         carrier["baggage"],
-        "customer.id=c-42,threadline.watch=trace",
+        `customer.id=c-42,threadline.watch=trace;until=${end}`,
       );
       const other: Record<string, string> = {};
       p.inject(
@@ -180,11 +183,12 @@ describe("the watch decision in baggage", () => {
     // A service that has not read the list yet still honours the carried decision.
     const ctx = p.extract(
       ROOT_CONTEXT,
-      { baggage: "customer.id=c-42,threadline.watch=trace" },
+      { baggage: `customer.id=c-42,threadline.watch=trace;until=${end}` },
       defaultTextMapGetter,
     );
     assert.deepEqual(ctx.getValue(WATCH_KEY), {
       level: WATCH_TRACE,
+      until: end * 1000,
       customer: "c-42",
     });
     assert.equal(watchList.active, true);
@@ -196,13 +200,18 @@ describe("the watch decision in baggage", () => {
     );
     const onward: Record<string, string> = {};
     p.inject(ctx, onward, defaultTextMapSetter);
-    assert.equal(onward["baggage"], "customer.id=c-42,threadline.watch=trace");
+    assert.equal(
+      onward["baggage"],
+      `customer.id=c-42,threadline.watch=trace;until=${end}`,
+    );
   });
 
   it("applies to the customer it came with only, and is not carried on for another", () => {
     const ctx = p.extract(
       ROOT_CONTEXT,
-      { baggage: "threadline.watch=debug,customer.id=c-42" },
+      {
+        baggage: `threadline.watch=debug;until=${at(60_000)},customer.id=c-42`,
+      },
       defaultTextMapGetter,
     );
     assert.equal(watchLevelOf(ctx), WATCH_DEBUG);
@@ -228,10 +237,73 @@ describe("the watch decision in baggage", () => {
   it("ignores a level it does not know", () => {
     const ctx = p.extract(
       ROOT_CONTEXT,
-      { baggage: "threadline.watch=everything" },
+      { baggage: `threadline.watch=everything;until=${at(60_000)}` },
       defaultTextMapGetter,
     );
     assert.equal(ctx.getValue(WATCH_KEY), undefined);
+  });
+
+  it("ends at the end it carries, and is not honoured without a believable one", (t) => {
+    const NOW_S = Math.floor(NOW / 1000);
+    t.mock.timers.enable({ apis: ["Date"], now: NOW });
+    const read = (watch: string) =>
+      p.extract(
+        ROOT_CONTEXT,
+        { baggage: `customer.id=c-42,threadline.watch=${watch}` },
+        defaultTextMapGetter,
+      );
+    const ctx = read(`debug;until=${NOW_S + 10}`);
+    assert.equal(watchLevelOf(ctx), WATCH_DEBUG);
+    t.mock.timers.tick(9_999);
+    assert.equal(watchLevelOf(ctx), WATCH_DEBUG);
+    t.mock.timers.tick(1);
+    assert.equal(watchLevelOf(ctx), undefined);
+    // Nor passed on once ended.
+    const onward: Record<string, string> = {};
+    p.inject(ctx, onward, defaultTextMapSetter);
+    assert.equal(onward["baggage"], "customer.id=c-42");
+    for (const watch of [
+      "debug",
+      `debug;until=${NOW_S}`,
+      `debug;until=${NOW_S + (MAX_WATCH_MS + 120_000) / 1000}`,
+      "debug;until=soon",
+      `debug;until=${NOW_S + 10}.5`,
+    ])
+      assert.equal(read(watch).getValue(WATCH_KEY), undefined, watch);
+    // Other properties may come with it, and its end among them.
+    assert.equal(
+      watchLevelOf(read(`trace;x=1;until = ${NOW_S + 10 + 60}`)),
+      WATCH_TRACE,
+    );
+    t.mock.timers.reset();
+    watchList.refresh(Date.now() + 120_000);
+  });
+
+  it("is passed on as ending no further ahead than a watch may last", () => {
+    watchList.replace([
+      {
+        customer: "c-42",
+        until: Date.now() + 30 * MAX_WATCH_MS,
+        level: WATCH_DEBUG,
+      },
+    ]);
+    let baggage: string | undefined;
+    try {
+      const carrier: Record<string, string> = {};
+      p.inject(
+        setCustomerInContext(ROOT_CONTEXT, "c-42"),
+        carrier,
+        defaultTextMapSetter,
+      );
+      baggage = carrier["baggage"];
+    } finally {
+      watchList.replace([]);
+    }
+    const end = Number(/until=(\d+)$/.exec(baggage ?? "")?.[1]);
+    assert.ok(Math.abs(end * 1000 - (Date.now() + MAX_WATCH_MS)) < 5000);
+    const ctx = p.extract(ROOT_CONTEXT, { baggage }, defaultTextMapGetter);
+    assert.equal(watchLevelOf(ctx), WATCH_DEBUG);
+    watchList.refresh(Date.now() + 120_000);
   });
 });
 

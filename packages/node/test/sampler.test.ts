@@ -109,6 +109,7 @@ describe("watched customers", () => {
   it("samples a request that carries the watch decision", () => {
     const carried = c42.setValue(WATCH_KEY, {
       level: WATCH_DEBUG,
+      until: Date.now() + 60_000,
       customer: "c-42",
     });
     watchList.noteCarried();
