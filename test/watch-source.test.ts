@@ -229,6 +229,35 @@ describe("the watch-list source", () => {
     }
   });
 
+  it("applies a list refused for too many customers once enough of its entries expire", async () => {
+    // 101 customers, one of whom is watched for 2.5 s only: refused at
+    // first, and a list of 100, valid, when that one expires. The source
+    // serves the same document all along.
+    const source = await startSource();
+    source.answer.body = doc(
+      ["c-0", 2500],
+      ...Array.from(
+        { length: 100 },
+        (_, i) => [`c-${i + 1}`, 60_000] as [string, number],
+      ),
+    );
+    const svc = await service(source.url);
+    try {
+      await waitFor(() => warned(svc, /not valid: 101 customers watched/), {
+        what: "the warning about too many customers",
+      });
+      assert.equal(await traced(svc, "c-50"), false);
+      await waitFor(async () => await traced(svc, "c-50"), {
+        what: "c-50 watched once c-0's entry expired",
+        timeoutMs: 10_000,
+      });
+      assert.equal(warnings(svc, /not valid/).length, 1);
+    } finally {
+      await svc.stop();
+      await source.close();
+    }
+  });
+
   it("reads a file, following each change", async () => {
     const file = join(dir, "watch.json");
     writeFileSync(file, doc(["c-1", 60_000]));

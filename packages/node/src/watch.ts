@@ -2,8 +2,16 @@
 // the exporter reads the document every few seconds and posts it here
 // when it changed; a document that does not validate, or a source that
 // cannot be reached, leaves the last good list in force (its entries still
-// expire on time) with one warning until it recovers.
-import { diag, parseWatchDocument, watchList } from "@threadline/core";
+// expire on time) with one warning until it recovers. A refused document
+// is read again every second, since time alone can make it valid: entries
+// that expired no longer count against the limit on customers, and the
+// source posts nothing new while it serves the same text.
+import {
+  diag,
+  parseWatchDocument,
+  watchList,
+  type WatchDocumentResult,
+} from "@threadline/core";
 import type { WatchSettings } from "./config.ts";
 import type { ExportPipeline } from "./export/pipeline.ts";
 import { printableUrl } from "./internal/printable-url.ts";
@@ -20,6 +28,18 @@ export function followWatchList(
 ): () => void {
   const where = printableUrl(settings.url);
   let failing = false;
+  /** The source's newest text, while it is refused. */
+  let refused: string | undefined;
+  const apply = (text: string): WatchDocumentResult => {
+    const doc = parseWatchDocument(text);
+    if (!doc.ok) return doc;
+    refused = undefined;
+    watchList.replace(doc.entries);
+    diag.debug(
+      `watch list: ${doc.entries.map((e) => e.customer).join(", ") || "nobody"}`,
+    );
+    return doc;
+  };
   pipeline.startWatchSource(
     {
       url: settings.url,
@@ -43,21 +63,20 @@ export function followWatchList(
         diag.info(`the watch list at ${where} is readable again`);
       failing = false;
       if (msg.text === undefined) return;
-      const doc = parseWatchDocument(msg.text);
-      if (!doc.ok) {
-        diag.warn(
-          `the watch list at ${where} is not valid: ${doc.problem}; ${kept()}`,
-        );
-        return;
-      }
-      watchList.replace(doc.entries);
-      diag.debug(
-        `watch list: ${doc.entries.map((e) => e.customer).join(", ") || "nobody"}`,
+      const doc = apply(msg.text);
+      if (doc.ok) return;
+      refused = msg.text;
+      diag.warn(
+        `the watch list at ${where} is not valid: ${doc.problem}; ${kept()}`,
       );
     },
   );
   // Expired entries turn the checks off again without waiting for the source.
-  const timer = setInterval(() => watchList.refresh(), 1000);
+  const timer = setInterval(() => {
+    watchList.refresh();
+    if (refused !== undefined && apply(refused).ok)
+      diag.info(`the watch list at ${where} is valid now`);
+  }, 1000);
   timer.unref();
   return () => {
     clearInterval(timer);
