@@ -2,11 +2,18 @@
 // one a running `threadline dev` serves to local services, or a fleet's
 // watch-list file (served to services over HTTP or read as a file).
 import { randomBytes } from "node:crypto";
-import { readFile, rename, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  readFile,
+  rename,
+  stat,
+  unlink,
+  writeFile,
+} from "node:fs/promises";
 import {
   MAX_WATCHED,
-  formatWatchDocument,
   parseWatchDocument,
+  toWatchDocument,
   watchLevelName,
   type WatchEntry,
   type WatchLevel,
@@ -112,7 +119,9 @@ export class ViewerWatchTarget implements WatchTarget {
 /**
  * A watch-list file: what a fleet serves to its services (any static HTTP
  * server) or mounts next to them. Written whole, through a rename, so a
- * service never reads half a file.
+ * service never reads half a file, with the permissions it had (it names
+ * customers, and may be kept from other users) and the fields services do
+ * not read (notes, an entry's ticket) kept as they were.
  */
 export class FileWatchTarget implements WatchTarget {
   readonly name: string;
@@ -123,21 +132,59 @@ export class FileWatchTarget implements WatchTarget {
     this.name = `file ${path}`;
   }
 
-  async list(): Promise<WatchEntry[]> {
+  /** The file's entries, and its text (undefined while there is no file). */
+  async #read(): Promise<{ entries: WatchEntry[]; text?: string }> {
     let text: string;
     try {
       text = await readFile(this.#path, "utf8");
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+      if ((err as NodeJS.ErrnoException).code === "ENOENT")
+        return { entries: [] };
       throw err;
     }
-    return entriesOf(text, this.#path);
+    return { entries: entriesOf(text, this.#path), text };
   }
 
-  async #write(entries: WatchEntry[]): Promise<void> {
+  async list(): Promise<WatchEntry[]> {
+    return (await this.#read()).entries;
+  }
+
+  /** Writes `entries` over the file that read as `text`. */
+  async #write(entries: WatchEntry[], text: string | undefined): Promise<void> {
+    const fresh = toWatchDocument(entries);
+    let doc: Record<string, unknown> = fresh;
+    if (text !== undefined) {
+      // Valid, or entriesOf would have refused it.
+      const was = JSON.parse(text) as Record<string, unknown> & {
+        watch: Array<Record<string, unknown>>;
+      };
+      const fields = new Map<unknown, Record<string, unknown>>();
+      for (const e of was.watch)
+        if (!fields.has(e["customer"])) fields.set(e["customer"], e);
+      doc = {
+        ...was,
+        watch: fresh.watch.map((e) => ({ ...fields.get(e.customer), ...e })),
+      };
+    }
+    let mode: number | undefined;
+    try {
+      mode = (await stat(this.#path)).mode & 0o7777;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
     const tmp = `${this.#path}.${randomBytes(4).toString("hex")}.tmp`;
-    await writeFile(tmp, formatWatchDocument(entries));
-    await rename(tmp, this.#path);
+    await writeFile(tmp, `${JSON.stringify(doc, null, 2)}\n`, {
+      flag: "wx",
+      mode: mode ?? 0o666,
+    });
+    try {
+      // The umask may have taken bits the file had.
+      if (mode !== undefined) await chmod(tmp, mode);
+      await rename(tmp, this.#path);
+    } catch (err) {
+      await unlink(tmp).catch(() => {});
+      throw err;
+    }
   }
 
   async watch(
@@ -145,7 +192,8 @@ export class FileWatchTarget implements WatchTarget {
     forMs: number,
     level: WatchLevel,
   ): Promise<WatchEntry[]> {
-    const others = (await this.list()).filter((e) => e.customer !== customer);
+    const { entries: all, text } = await this.#read();
+    const others = all.filter((e) => e.customer !== customer);
     if (others.length >= MAX_WATCHED)
       throw new Error(
         `${MAX_WATCHED} customers are watched already; unwatch one first`,
@@ -154,15 +202,15 @@ export class FileWatchTarget implements WatchTarget {
       ...others,
       { customer, until: Date.now() + forMs, level },
     ].sort((a, b) => a.until - b.until);
-    await this.#write(entries);
+    await this.#write(entries, text);
     return entries;
   }
 
   async unwatch(customer: string): Promise<WatchEntry[] | undefined> {
-    const entries = await this.list();
+    const { entries, text } = await this.#read();
     const rest = entries.filter((e) => e.customer !== customer);
     if (rest.length === entries.length) return undefined;
-    await this.#write(rest);
+    await this.#write(rest, text);
     return rest;
   }
 }

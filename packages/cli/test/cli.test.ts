@@ -5,10 +5,12 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import {
+  chmodSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import net from "node:net";
@@ -652,6 +654,41 @@ describe("threadline watch", () => {
     const missing = await threadline(["unwatch", "c-42", "--file", file]);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /c-42 was not watched/);
+  });
+
+  it("keeps the file's permissions and the fields it does not know", async () => {
+    // Customer ids are kept from other users; an entry carries the ticket
+    // that asked for it, the document a note for whoever edits it.
+    const file = join(dir, "private-watch.json");
+    const until = new Date(Date.now() + 3_600_000).toISOString();
+    writeFileSync(
+      file,
+      JSON.stringify({
+        note: "see the on-call runbook",
+        watch: [{ customer: "c-42", until, level: "debug", ticket: "T-1" }],
+      }),
+    );
+    chmodSync(file, 0o600);
+    const set = await threadline(["watch", "c-7", "--file", file]);
+    assert.equal(set.code, 0, set.stderr);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    const doc = JSON.parse(readFileSync(file, "utf8")) as {
+      note: string;
+      watch: Array<Record<string, string>>;
+    };
+    assert.equal(doc.note, "see the on-call runbook");
+    assert.deepEqual(
+      doc.watch.find((e) => e["customer"] === "c-42"),
+      { customer: "c-42", until, level: "debug", ticket: "T-1" },
+    );
+    assert.ok(doc.watch.some((e) => e["customer"] === "c-7"));
+    const stopped = await threadline(["unwatch", "c-7", "--file", file]);
+    assert.equal(stopped.code, 0, stopped.stderr);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.deepEqual(JSON.parse(readFileSync(file, "utf8")), {
+      note: "see the on-call runbook",
+      watch: [{ customer: "c-42", until, level: "debug", ticket: "T-1" }],
+    });
   });
 
   it("explains bad usage and an absent viewer", async () => {
