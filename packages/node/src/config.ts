@@ -1085,7 +1085,9 @@ function watchSettings(
   if (raw !== undefined && raw !== "") {
     let url: URL;
     try {
-      url = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw)
+      // `file:/srv/watch.json` is a URL too, though it has no `//`; a
+      // Windows path (`C:\watch.json`) has neither.
+      url = /^(?:[a-z][a-z0-9+.-]*:\/\/|file:)/i.test(raw)
         ? new URL(raw)
         : pathToFileURL(raw);
     } catch {

@@ -207,6 +207,23 @@ describe("resolveConfig", () => {
     ]);
   });
 
+  it("reads a watch list's file: URL in any of its spellings, and a path", () => {
+    for (const raw of [
+      "file:/srv/watch.json",
+      "file:///srv/watch.json",
+      "FILE:/srv/watch.json",
+      "file://localhost/srv/watch.json",
+      "/srv/watch.json",
+    ]) {
+      const { config, warnings } = resolveConfig(
+        {},
+        { THREADLINE_WATCH_URL: raw },
+      );
+      assert.deepEqual(warnings, [], raw);
+      assert.equal(config.watch?.url, "file:///srv/watch.json", raw);
+    }
+  });
+
   it("reads THREADLINE_EDGE that is neither true nor false as true, with a warning", () => {
     for (const value of ["1", "yes", "on", "TRUE"]) {
       const { config, warnings } = resolveConfig(
