@@ -26,6 +26,7 @@ import { extname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createHash, timingSafeEqual } from "node:crypto";
 import {
+  MAX_WATCH_MS,
   WATCH_PATH,
   canonicalHost,
   formatWatchDocument,
@@ -140,9 +141,6 @@ function guarded(
     }
   };
 }
-
-/** Longest a customer can be watched in one go. */
-const MAX_WATCH_MS = 7 * 24 * 3600 * 1000;
 
 function readBody(req: IncomingMessage, limit: number): Promise<string> {
   return new Promise((resolve, reject) => {

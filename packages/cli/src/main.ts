@@ -32,6 +32,7 @@ import {
   type WatchTarget,
 } from "./watch.ts";
 import {
+  MAX_WATCH_MS,
   WATCH_DEBUG,
   isValidCustomerId,
   parseWatchLevel,
@@ -359,8 +360,6 @@ function watchTarget(values: { viewer?: string; file?: string }): WatchTarget {
     process.env["THREADLINE_VIEWER_TOKEN"],
   );
 }
-
-const MAX_WATCH_MS = 7 * 24 * 3600 * 1000;
 
 async function watch(argv: string[], stop: boolean): Promise<number> {
   const { values, positionals } = parseArgs({

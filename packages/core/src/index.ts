@@ -135,6 +135,7 @@ export {
   toWatchDocument,
   parseCarriedWatch,
   parseWatchDocument,
+  parseWatchTime,
   parseWatchLevel,
   watchLevelName,
   watchLevelOf,

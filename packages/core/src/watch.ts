@@ -73,6 +73,38 @@ export function parseWatchLevel(value: unknown): WatchLevel | undefined {
   return undefined;
 }
 
+// A date, a time to the minute at least, and a time zone: nothing less.
+const ISO_TIME =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/;
+
+/**
+ * An ISO 8601 time with its time zone (`2026-11-21T12:30:00Z`,
+ * `2026-11-21T14:30+02:00`) as epoch ms; NaN for anything else. Date.parse
+ * takes `2026` or `1` for a year long past, a time without a zone for the
+ * reading process's local time, and February 31 for March 3.
+ */
+export function parseWatchTime(text: string): number {
+  const m = ISO_TIME.exec(text);
+  if (m === null) return Number.NaN;
+  const [y, mo, d, h, mi] = m.slice(1, 6).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const sec = Number(m[6] ?? 0);
+  const ms = Number((m[7] ?? "").padEnd(3, "0").slice(0, 3));
+  const oh = Number(m[9] ?? 0);
+  const om = Number(m[10] ?? 0);
+  if (h > 23 || mi > 59 || sec > 59 || oh > 23 || om > 59) return Number.NaN;
+  const day = new Date(Date.UTC(y, mo - 1, d));
+  if (mo < 1 || day.getUTCMonth() !== mo - 1 || day.getUTCDate() !== d)
+    return Number.NaN;
+  const offset = (m[8] === "-" ? -1 : 1) * (oh * 60 + om);
+  return Date.UTC(y, mo - 1, d, h, mi, sec, ms) - offset * 60_000;
+}
+
 export type WatchDocumentResult =
   { ok: true; entries: WatchEntry[] } | { ok: false; problem: string };
 
@@ -83,6 +115,7 @@ export type WatchDocumentResult =
  * { "watch": [ { "customer": "c-42", "until": "2026-11-21T12:30:00Z", "level": "debug" } ] }
  * ```
  *
+ * `until` is an ISO 8601 time with its time zone, at most 7 days ahead;
  * `level` is `debug` (the default) or `trace`. A document with any invalid
  * entry is refused whole, so a typo never half-applies; entries already
  * expired are dropped.
@@ -119,11 +152,18 @@ export function parseWatchDocument(
         problem: `${where}: "customer" is not a valid customer id`,
       };
     const until =
-      typeof e.until === "string" ? Date.parse(e.until) : Number.NaN;
+      typeof e.until === "string" ? parseWatchTime(e.until) : Number.NaN;
     if (!Number.isFinite(until))
       return {
         ok: false,
-        problem: `${where}: "until" must be an ISO 8601 time`,
+        problem: `${where}: "until" must be an ISO 8601 time with its time zone, like 2026-11-21T12:30:00Z`,
+      };
+    // Past this, a forgotten entry would watch for good; a minute allows
+    // for the writer's clock being ahead.
+    if (until > now + MAX_WATCH_MS + CLOCK_SKEW_MS)
+      return {
+        ok: false,
+        problem: `${where}: "until" is more than 7 days ahead; a customer is watched for at most 7 days`,
       };
     const level =
       e.level === undefined ? WATCH_DEBUG : parseWatchLevel(e.level);
@@ -261,9 +301,8 @@ export function watchLevelOf(ctx: Context): WatchLevel | undefined {
 
 /**
  * The `threadline.watch` baggage properties for `watch`: its end, in epoch
- * seconds, rounded down so a decision never outlasts its watch. An entry
- * set further ahead than a watch may last (a hand-written document) is
- * passed on as ending at that limit, which the next service honours.
+ * seconds, rounded down so a decision never outlasts its watch, and never
+ * further ahead than a watch may last, which the next service would refuse.
  */
 export function watchUntilProperty(
   watch: WatchDecision,

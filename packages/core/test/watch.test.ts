@@ -90,6 +90,52 @@ describe("watch-list documents", () => {
     }
   });
 
+  it("reads an end only with its date, time and time zone, and no further ahead than a watch lasts", () => {
+    const until = (u: string) =>
+      parseWatchDocument(doc([{ customer: "c-42", until: u }]), NOW);
+    for (const [u, ms] of [
+      ["2026-11-21T12:30:00Z", Date.parse("2026-11-21T12:30:00Z")],
+      ["2026-11-21T12:30Z", Date.parse("2026-11-21T12:30:00Z")],
+      ["2026-11-21T12:30:00.250Z", Date.parse("2026-11-21T12:30:00.250Z")],
+      ["2026-11-21T12:30:00.123456Z", Date.parse("2026-11-21T12:30:00.123Z")],
+      ["2026-11-21T14:30:00+02:00", Date.parse("2026-11-21T12:30:00Z")],
+      ["2026-11-21T07:30:00-05:00", Date.parse("2026-11-21T12:30:00Z")],
+      ["2026-11-28T11:59:00Z", Date.parse("2026-11-28T11:59:00Z")],
+    ] as const) {
+      const r = until(u);
+      assert.ok(r.ok, `${u}: ${JSON.stringify(r)}`);
+      assert.equal(r.entries[0]!.until, ms, u);
+    }
+    // Each of these read as some time before (so the customer was dropped
+    // without a word) or as the reading service's local time.
+    for (const u of [
+      "1",
+      "2026",
+      "2026-11-21",
+      "2026-11-21T12:30:00",
+      "2026-11-21 12:30:00Z",
+      "Sat, 21 Nov 2026 12:30:00 GMT",
+      "2026-02-31T12:30:00Z",
+      "2026-11-21T24:00:00Z",
+      "2026-11-21T12:30:00+0200",
+      "+002026-11-21T12:30:00Z",
+    ]) {
+      const r = until(u);
+      assert.equal(r.ok, false, u);
+      assert.match(
+        (r as { problem: string }).problem,
+        /entry 0: "until" must be an ISO 8601 time with its time zone, like 2026-11-21T12:30:00Z/,
+        u,
+      );
+    }
+    const far = until("2026-11-29T12:30:00Z");
+    assert.equal(far.ok, false);
+    assert.match(
+      (far as { problem: string }).problem,
+      /entry 0: "until" is more than 7 days ahead; a customer is watched for at most 7 days/,
+    );
+  });
+
   it("counts only the customers still watched against the limit", () => {
     const expired = Array.from({ length: MAX_WATCHED }, (_, i) => ({
       customer: `c-${i}`,
