@@ -12,7 +12,11 @@
 // the meantime, in the same trace, is its resend (`redirects` below).
 // fetch() aborts the answer to a redirect it follows, undici 8 before it
 // creates the hop: such an abort waits for the end of that turn to be told
-// from one the application makes.
+// from one the application makes. A request undici's own handlers make
+// again (a retry, a redirect the redirect interceptor follows) is created
+// from the connection's callbacks, and is given the context of the request
+// it repeats (`answering` below).
+import { AsyncLocalStorage } from "node:async_hooks";
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import {
   context,
@@ -72,6 +76,10 @@ const CALL = Symbol("threadline.undici.call");
 const RESEND = Symbol("threadline.undici.resend-count");
 /** Set on redirect answers only, once their headers have arrived: the hop waiting for fetch(). */
 const REDIRECT = Symbol("threadline.undici.redirect");
+/** The context a request was created in, traced or not. */
+const CREATED_IN = Symbol("threadline.undici.created-in");
+/** Set on a request answered with a status of 300 or more, or failed by the connection: what the requests made again for it are given. */
+const ANSWERED = Symbol("threadline.undici.answered");
 
 /**
  * A response's header fields as `undici:request:headers` publishes them:
@@ -97,6 +105,8 @@ interface UndiciRequest {
   [CALL]?: ClientCall | undefined;
   [RESEND]?: number;
   [REDIRECT]?: PendingRedirect;
+  [CREATED_IN]?: Context;
+  [ANSWERED]?: Answered;
 }
 
 interface Origin {
@@ -356,6 +366,74 @@ function takeRedirect(url: string, ctx: Context): number | undefined {
 }
 
 /**
+ * A request's answer as undici's handlers act on it: the context the
+ * request was created in, and the one active where the answer arrived.
+ */
+interface Answered {
+  readonly caller: Context;
+  readonly from: Context;
+}
+
+/**
+ * The answer undici's handlers are acting on. They run from the
+ * connection's callbacks, in the context of whichever request opened the
+ * connection, and a retry (`RetryAgent`, the retry interceptor) or a
+ * redirect the redirect interceptor follows is created there, at once or
+ * from a timer set there: it would go out in that request's trace, with
+ * its customer's baggage. Entered where undici is about to call the
+ * handlers with an answer that may be acted on so (a status of 300 or
+ * more, an error of the connection), the request it repeats is known to the request created
+ * later in those callbacks, or in the timers they set, and its context is
+ * given to it: as long as the context is still the one the answer arrived
+ * in, not one the application's code in a callback set on purpose. A 2xx
+ * answer, the common case, enters nothing.
+ */
+const answering = new AsyncLocalStorage<Answered>();
+
+/** Makes `request`'s answer the one undici's handlers act on, for the rest of this callback and what it sets going. */
+function answer(request: UndiciRequest): void {
+  const caller = request[CREATED_IN];
+  if (caller === undefined) return;
+  const from = context.active();
+  let answered = request[ANSWERED];
+  if (answered === undefined || answered.from !== from) {
+    answered = { caller, from };
+    request[ANSWERED] = answered;
+  } else if (answering.getStore() === answered) return;
+  answering.enterWith(answered);
+}
+
+/**
+ * Whether undici's handlers may make a request again for `error`: one of
+ * the connection or of undici (a network error, a timeout, a retried
+ * status), which all carry a string code. Not the application's abort (a
+ * cancel's or a signal's reason, a body destroyed, a dispatcher closed),
+ * which no handler retries: it comes from the application's own code,
+ * whose next steps would run with the answer entered.
+ */
+function mayBeRetried(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null | undefined)?.code;
+  return (
+    typeof code === "string" &&
+    code !== "UND_ERR_ABORTED" &&
+    code !== "UND_ERR_DESTROYED" &&
+    code !== "UND_ERR_CLOSED"
+  );
+}
+
+/**
+ * The context a request is created in: its caller's, or for a request
+ * undici's handlers make again, the context of the request it repeats.
+ */
+function callerContext(): Context {
+  const active = context.active();
+  const answered = answering.getStore();
+  return answered !== undefined && answered.from === active
+    ? answered.caller
+    : active;
+}
+
+/**
  * The HTTP version a request goes over, as its connection negotiated it
  * (ALPN, over TLS): `2` or `1.1`. Undefined without ALPN (plain HTTP, a
  * server that offers none): undici publishes nothing of the version its
@@ -455,6 +533,7 @@ export class UndiciInstrumentation implements Instrumentation {
         request: UndiciRequest;
         response: { statusCode: number; headers?: ResponseHeaders | null };
       };
+      if (response.statusCode >= 300) answer(request);
       const span = request[SPAN];
       if (span === undefined) return;
       const call = request[CALL];
@@ -471,6 +550,8 @@ export class UndiciInstrumentation implements Instrumentation {
     };
     const onTrailers = (m: unknown) => {
       const { request } = m as { request: UndiciRequest };
+      // Redirects are followed and statuses retried from here.
+      if (request[ANSWERED] !== undefined) answer(request);
       const span = request[SPAN];
       if (span === undefined) return;
       request[SPAN] = undefined;
@@ -483,6 +564,7 @@ export class UndiciInstrumentation implements Instrumentation {
         request: UndiciRequest;
         error: unknown;
       };
+      if (mayBeRetried(error)) answer(request);
       const span = request[SPAN];
       if (span === undefined) return;
       request[SPAN] = undefined;
@@ -586,7 +668,8 @@ export class UndiciInstrumentation implements Instrumentation {
 
   #onCreate(request: UndiciRequest): void {
     try {
-      const ctx = context.active();
+      const ctx = callerContext();
+      request[CREATED_IN] = ctx;
       const origin = parseOrigin(request.origin);
       if (origin === undefined) return;
       const info = destinationOf(origin, request);

@@ -8,7 +8,7 @@ const [major = 0, minor = 0] = process.versions.node.split(".").map(Number);
 if (major > 22 || (major === 22 && minor >= 19)) {
   // undici 8's types differ from undici 7's in the dispatcher handler API,
   // which the tests do not use; the calls they make are the same in both.
-  undiciTests((await import("undici-8")) as unknown as Undici);
+  undiciTests((await import("undici-8")) as unknown as Undici, 8);
 } else {
   test("undici 8", {
     skip: `undici 8 needs Node 22.19 or later, this is ${process.version}`,

@@ -44,8 +44,11 @@ function collector(): () => void {
   return runInNewContext("gc") as () => void;
 }
 
-/** Registers the tests for `undici`, with Threadline started in `before`. */
-export function undiciTests(undici: Undici): void {
+/**
+ * Registers the tests for `undici`, of major version `major`, with
+ * Threadline started in `before`.
+ */
+export function undiciTests(undici: Undici, major: number): void {
   const { EnvHttpProxyAgent, ProxyAgent, request, stream } = undici;
   const fetches: Array<[string, Fetch]> = [
     ["fetch()", fetch],
@@ -102,12 +105,15 @@ export function undiciTests(undici: Undici): void {
   });
 
   /**
-   * Runs `calls` as the handler of a request that came in with a customer id,
-   * the way a service calls out while serving its own request. The request
-   * is made as that customer's: a customer header goes to an internal host
+   * Runs `calls` as the handler of a request that came in with a customer id
+   * (c-42 unless `customer` says), the way a service calls out while serving
+   * its own request. The request is made as that customer's: a customer header goes to an internal host
    * only as the customer of the context the call is made in.
    */
-  async function serving(calls: () => Promise<void>): Promise<void> {
+  async function serving(
+    calls: () => Promise<void>,
+    customer = "c-42",
+  ): Promise<void> {
     const app = http.createServer((_req, res) => {
       calls().then(
         () => res.end("ok"),
@@ -123,9 +129,9 @@ export function undiciTests(undici: Undici): void {
         }),
     );
     const { port } = app.address() as { port: number };
-    const res = await withCustomer("c-42", () =>
+    const res = await withCustomer(customer, () =>
       fetch(`http://127.0.0.1:${port}/work`, {
-        headers: { "x-customer-id": "c-42" },
+        headers: { "x-customer-id": customer },
       }),
     );
     assert.equal(res.status, 200, await res.text());
@@ -432,6 +438,207 @@ export function undiciTests(undici: Undici): void {
           [peer, "polled", 200, undefined],
           [peer, "polled", 200, undefined],
         ]),
+      );
+    });
+    it("runs a request undici makes again by itself, a retry or a redirect it follows, in its caller's trace and for its caller's customer, whoever opened the connection", async () => {
+      // `/<status>,<status>…/<name>`: each status in turn, the last from then
+      // on, 0 for a connection closed unanswered; `/moved/<name>` redirects
+      // to `/200/<name>`.
+      const answered = new Map<string, number>();
+      const got: Array<{ path: string; baggage: string | undefined }> = [];
+      const server = http.createServer((req, res) => {
+        got.push({ path: req.url!, baggage: req.headers.baggage as string });
+        const [, first, name] = req.url!.split("/");
+        if (first === "moved") {
+          res.writeHead(302, { location: `/200/${name}` }).end("moved");
+          return;
+        }
+        const statuses = first!.split(",").map(Number);
+        const n = answered.get(req.url!) ?? 0;
+        answered.set(req.url!, n + 1);
+        const status = statuses[Math.min(n, statuses.length - 1)]!;
+        if (status === 0) req.socket.destroy();
+        else res.writeHead(status).end("{}");
+      });
+      await new Promise<void>((resolve) =>
+        server.listen(0, "127.0.0.1", resolve),
+      );
+      closing.push(
+        () =>
+          new Promise((resolve) => {
+            server.closeAllConnections();
+            server.close(() => resolve());
+          }),
+      );
+      const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      // One connection each, so that the call made again goes over the one
+      // another customer's request opened.
+      const retryOptions = { minTimeout: 10, statusCodes: [503] };
+      const retryAgent = () =>
+        new undici.RetryAgent(
+          new undici.Agent({ connections: 1 }),
+          retryOptions,
+        );
+      type Dispatcher = undiciModule.Dispatcher;
+      const byRequest = async (url: string, dispatcher: Dispatcher) => {
+        await (await request(url, { dispatcher })).body.text();
+      };
+      const byFetch =
+        (f: typeof undici.fetch) =>
+        async (url: string, dispatcher: Dispatcher) => {
+          await (await f(url, { dispatcher })).text();
+        };
+      const cases: Array<
+        [
+          string,
+          Dispatcher,
+          (url: string, dispatcher: Dispatcher) => Promise<void>,
+          string,
+        ]
+      > = [
+        ["retry-agent", retryAgent(), byRequest, "/503,200/retry-agent"],
+        ["retry-agent-reset", retryAgent(), byRequest, "/0,200/retry-agent"],
+        [
+          "retry-agent-undici-fetch",
+          retryAgent(),
+          byFetch(undici.fetch),
+          "/503,200/retry-agent-undici-fetch",
+        ],
+        [
+          "retry-interceptor",
+          new undici.Agent({ connections: 1 }).compose(
+            undici.interceptors.retry(retryOptions),
+          ),
+          byRequest,
+          "/503,200/retry-interceptor",
+        ],
+        [
+          "redirect-interceptor",
+          new undici.Agent({ connections: 1 }).compose(
+            undici.interceptors.redirect({ maxRedirections: 2 }),
+          ),
+          byRequest,
+          "/moved/redirect-interceptor",
+        ],
+      ];
+      // Node's own fetch() with a dispatcher of its undici's major (an
+      // answer through one of another major never ends).
+      if (major === Number(process.versions.undici?.split(".")[0]))
+        cases.splice(1, 0, [
+          "retry-agent-fetch",
+          retryAgent(),
+          byFetch(fetch as unknown as typeof undici.fetch),
+          "/503,200/retry-agent-fetch",
+        ]);
+      closing.push(
+        ...cases.map(
+          ([, d]) =>
+            () =>
+              d.close(),
+        ),
+      );
+      await serving(async () => {
+        for (const [name, dispatcher, call] of cases)
+          await call(`${base}/200/open-${name}`, dispatcher);
+      }, "c-opener");
+      await serving(async () => {
+        for (const [, dispatcher, call, path] of cases)
+          await call(`${base}${path}`, dispatcher);
+      });
+      const paths = [
+        ...cases.map(([, , , path]) => path),
+        "/200/redirect-interceptor",
+      ];
+      const retried = paths.slice(0, -2);
+      assert.deepEqual(
+        got
+          .filter((r) => paths.includes(r.path))
+          .map((r) => [r.path, r.baggage]),
+        [
+          ...retried.flatMap((p) => [
+            [p, "customer.id=c-42"],
+            [p, "customer.id=c-42"],
+          ]),
+          ...paths.slice(-2).map((p) => [p, "customer.id=c-42"]),
+        ],
+        "every attempt and hop went with the caller's baggage",
+      );
+      const ours = (s: ReceivedSpan) =>
+        s.kind === CLIENT &&
+        paths.some((p) => s.attributes["url.full"] === `${base}${p}`);
+      const spans = await receiver.waitForSpans(
+        (s) => s.filter(ours).length >= retried.length * 2 + 2,
+        "two attempts of each retried call, and the redirect's two hops",
+      );
+      const calls = spans
+        .filter(ours)
+        .sort((a, b) => Number(a.startTimeUnixNano - b.startTimeUnixNano));
+      // All made by the one handler that served c-42.
+      const parent = calls[0]!.parentSpanId;
+      assert.deepEqual(
+        calls.map((s) => [
+          String(s.attributes["url.full"]).slice(base.length),
+          s.traceId === calls[0]!.traceId && s.parentSpanId === parent,
+          s.attributes["customer.id"],
+          s.attributes["http.request.resend_count"],
+        ]),
+        [
+          ...retried.flatMap((p) => [
+            [p, true, "c-42", undefined],
+            [p, true, "c-42", 1],
+          ]),
+          [paths.at(-2), true, "c-42", undefined],
+          [paths.at(-1), true, "c-42", 1],
+        ],
+      );
+      const server42 = spans.find((s) => s.spanId === parent);
+      assert.equal(server42?.attributes["customer.id"], "c-42");
+    });
+    it("leaves the context of the code that cancels or aborts a request made in another as it was", async () => {
+      // Headers and a first chunk; the rest never comes.
+      const trickling = http.createServer((_req, res) => {
+        res.writeHead(200, { "content-type": "text/plain" });
+        res.write("partial");
+      });
+      await new Promise<void>((resolve) =>
+        trickling.listen(0, "127.0.0.1", resolve),
+      );
+      closing.push(
+        () =>
+          new Promise((resolve) => {
+            trickling.closeAllConnections();
+            trickling.close(() => resolve());
+          }),
+      );
+      const slow = `http://127.0.0.1:${(trickling.address() as { port: number }).port}`;
+      const after = async (path: string) =>
+        (await request(`${internal.url}${path}`)).body.text();
+      await serving(async () => {
+        // Made for another customer, let go of in this request's context.
+        const other = <T>(call: () => Promise<T>) =>
+          withCustomer("c-other", call);
+        const cancelled = await other(() => fetch(`${slow}/cancelled`));
+        await cancelled.body!.cancel();
+        await after("/after-cancel");
+        const abort = new AbortController();
+        const aborted = await other(() =>
+          undici.fetch(`${slow}/aborted`, { signal: abort.signal }),
+        );
+        abort.abort();
+        await assert.rejects(aborted.text(), { name: "AbortError" });
+        await after("/after-abort");
+        const destroyed = await other(() => request(`${slow}/destroyed`));
+        destroyed.body.on("error", () => {}).destroy();
+        await after("/after-destroy");
+      });
+      assert.deepEqual(
+        ["/after-cancel", "/after-abort", "/after-destroy"].map(
+          (path) =>
+            internal.requests.findLast((r) => r.path === path)?.headers[
+              "baggage"
+            ],
+        ),
+        ["customer.id=c-42", "customer.id=c-42", "customer.id=c-42"],
       );
     });
   });

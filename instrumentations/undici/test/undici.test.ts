@@ -2,4 +2,4 @@
 import * as undici from "undici";
 import { undiciTests } from "./undici-suite.ts";
 
-undiciTests(undici);
+undiciTests(undici, 7);
