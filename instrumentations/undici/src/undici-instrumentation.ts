@@ -455,6 +455,34 @@ function isAbort(error: unknown): boolean {
  */
 const UNREAD_COLLECTED = "Response object has been garbage collected";
 
+/**
+ * The message of the AbortError fetch() ends the request with when its body
+ * is cancelled with no reason given (`res.body.cancel()`, a `for await`
+ * left early; undici 7 and 8 alike). An AbortSignal aborted with no reason
+ * gives another ("This operation was aborted").
+ */
+const CANCELLED_WITHOUT_REASON = "The operation was aborted.";
+
+/**
+ * Whether `error`, ending an answer whose headers came with `status`, is
+ * the application cancelling the rest of the body of a success or a
+ * redirect: the answer came, so the call did not fail. fetch() ends the
+ * request with the reason the body was cancelled with, and with an
+ * AbortSignal's abort reason alike, so the two are told apart by the
+ * reason: one that is no Error (`reader.cancel("done")`) only the
+ * application gives, and fetch()'s own AbortError for a cancel with none.
+ * The AbortError or TimeoutError of the request's signal, an Error the
+ * application gives as the reason, undici's body timeout and a connection
+ * lost are failures.
+ */
+function isBodyCancelled(status: unknown, error: unknown): boolean {
+  if (typeof status !== "number" || status < 200 || status >= 400) return false;
+  if (!(error instanceof Error)) return true;
+  return (
+    error.name === "AbortError" && error.message === CANCELLED_WITHOUT_REASON
+  );
+}
+
 /** Removes every `name` header the application set on the request. */
 function removeHeader(req: UndiciRequest, name: string): void {
   const h = req.headers;
@@ -600,8 +628,13 @@ export class UndiciInstrumentation implements Instrumentation {
       }
       // An answer the application never read, cancelled when its Response
       // was collected: the call was answered (its status is recorded), and
-      // ends here, as late as Threadline can know it was done with.
-      if (error !== UNREAD_COLLECTED) recordClientError(span, error, call);
+      // ends here, as late as Threadline can know it was done with. So does
+      // one whose body the application cancelled.
+      if (
+        error !== UNREAD_COLLECTED &&
+        !isBodyCancelled(call?.attributes["http.response.status_code"], error)
+      )
+        recordClientError(span, error, call);
       span.end();
       finishClientCall(call);
     };

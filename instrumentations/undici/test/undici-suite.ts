@@ -1053,6 +1053,102 @@ export function undiciTests(undici: Undici, major: number): void {
     });
   });
 
+  describe("undici and answers the application lets go of", () => {
+    /** A server on the internal address whose answers never finish: 200, headers and a first chunk. */
+    async function trickling(): Promise<string> {
+      const server = http.createServer((_req, res) => {
+        res.writeHead(200, { "content-type": "text/plain" });
+        res.write("partial");
+      });
+      await new Promise<void>((resolve) =>
+        server.listen(0, "127.0.0.1", resolve),
+      );
+      closing.push(
+        () =>
+          new Promise((resolve) => {
+            server.closeAllConnections();
+            server.close(() => resolve());
+          }),
+      );
+      return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    }
+
+    type BodyFetch = (
+      url: string,
+      init?: { signal?: AbortSignal },
+    ) => Promise<Response>;
+
+    for (const [name, f] of fetches)
+      it(`does not record an answer whose body the application cancels with ${name} as a failed call, nor the same call made again as its resend`, async () => {
+        const bodyFetch = f as unknown as BodyFetch;
+        const letGo = await trickling();
+        const aborted = await trickling();
+        await serving(async () => {
+          // Each twice: the second is a call of its own.
+          for (let i = 0; i < 2; i++) {
+            const res = await bodyFetch(`${letGo}/cancel`);
+            assert.equal(res.status, 200);
+            await res.body!.cancel();
+            const read = await bodyFetch(`${letGo}/reader`);
+            const reader = read.body!.getReader();
+            await reader.read();
+            await reader.cancel("done");
+          }
+          // Aborted by the request's own signal while its body arrives: a
+          // failure, as the application's timeout would be.
+          const abort = new AbortController();
+          const res = await bodyFetch(`${aborted}/signal`, {
+            signal: abort.signal,
+          });
+          abort.abort();
+          await assert.rejects(res.text(), { name: "AbortError" });
+        });
+        const urls = [
+          `${letGo}/cancel`,
+          `${letGo}/reader`,
+          `${aborted}/signal`,
+        ];
+        const ours = (s: ReceivedSpan) =>
+          s.kind === CLIENT && urls.includes(String(s.attributes["url.full"]));
+        const spans = await receiver.waitForSpans(
+          (s) => s.filter(ours).length >= 5,
+          "the calls' spans",
+        );
+        assert.deepEqual(
+          spans
+            .filter(ours)
+            .sort((a, b) => Number(a.startTimeUnixNano - b.startTimeUnixNano))
+            .map((s) => [
+              s.attributes["url.full"],
+              s.attributes["http.response.status_code"],
+              s.attributes["error.type"],
+              s.status.code,
+              s.events.map((e) => e.name),
+              s.attributes["http.request.resend_count"],
+            ]),
+          [
+            [urls[0], 200, undefined, 0, [], undefined],
+            [urls[1], 200, undefined, 0, [], undefined],
+            [urls[0], 200, undefined, 0, [], undefined],
+            [urls[1], 200, undefined, 0, [], undefined],
+            [urls[2], 200, "AbortError", 2, ["exception"], undefined],
+          ],
+        );
+        await threadline.forceFlush();
+        const duration = receiver.metrics.findLast(
+          (m) => m.name === "http.client.request.duration",
+        );
+        const errorTypes = (base: string) =>
+          duration?.points
+            .filter(
+              (p) => String(p.attributes["server.port"]) === new URL(base).port,
+            )
+            .map((p) => [p.count, p.attributes["error.type"]]);
+        assert.deepEqual(errorTypes(letGo), [[4, undefined]]);
+        assert.deepEqual(errorTypes(aborted), [[1, "AbortError"]]);
+      });
+  });
+
   describe("undici over HTTP/2", () => {
     /**
      * A third party served over TLS that speaks HTTP/2 (undici 8 asks for
