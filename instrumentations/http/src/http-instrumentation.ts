@@ -85,7 +85,10 @@ import { subscribeFastifyRoutes } from "./fastify-routes.ts";
 export interface HttpInstrumentationConfig {
   /** @default the global tracer provider */
   tracerProvider?: TracerProvider;
-  /** Who may send baggage. @default non-edge, loopback and private callers trusted */
+  /**
+   * Who may send baggage, and whose X-Forwarded-For names the client.
+   * @default non-edge, loopback and private callers and proxies trusted
+   */
   inbound?: InboundTrust;
   /** Where baggage may go, and which hosts are third parties. @default loopback and private hosts internal */
   egress?: EgressPolicy;
@@ -110,6 +113,8 @@ const NAME = "@threadline/instrumentation-http";
 const VERSION = "0.1.0";
 
 const TRUST = Symbol("threadline.http.trust");
+/** Whether the socket's peer is a trusted proxy, once a request of it sent X-Forwarded-For. */
+const PROXY = Symbol("threadline.http.proxy");
 const STATE = Symbol("threadline.http.state");
 const CLIENT_SPAN = Symbol("threadline.http.client-span");
 const CLIENT_CALL = Symbol("threadline.http.client-call");
@@ -126,6 +131,7 @@ const PROBE = Symbol("threadline.http.probe");
 
 type TrustedSocket = {
   [TRUST]?: boolean;
+  [PROXY]?: boolean;
   remoteAddress?: string;
   remotePort?: number;
   encrypted?: boolean;
@@ -831,7 +837,18 @@ export class HttpInstrumentation implements Instrumentation {
       headers.host,
       scheme === "https" ? 443 : 80,
     );
+    // A request without X-Forwarded-For costs nothing more; with one,
+    // whether its peer is a proxy is judged once per connection.
+    let client = socket.remoteAddress;
     const forwarded = headers["x-forwarded-for"];
+    if (typeof forwarded === "string") {
+      let proxy = socket[PROXY];
+      if (proxy === undefined) {
+        proxy = this.#inbound.trustsProxy(client);
+        socket[PROXY] = proxy;
+      }
+      if (proxy) client = this.#inbound.forwardedClient(forwarded, client);
+    }
     // Literal keys (the semantic conventions' names): computed ones make V8
     // define each property through the runtime.
     const attributes: Attributes = {
@@ -842,10 +859,7 @@ export class HttpInstrumentation implements Instrumentation {
       "server.port": port,
       "network.peer.address": socket.remoteAddress,
       "network.peer.port": socket.remotePort,
-      "client.address":
-        typeof forwarded === "string"
-          ? forwarded.split(",")[0]!.trim()
-          : socket.remoteAddress,
+      "client.address": client,
       "network.protocol.version": req.httpVersion,
     };
     // Set only when sent (service-to-service calls often send none): an

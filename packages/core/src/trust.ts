@@ -1,7 +1,10 @@
 // Trust boundaries for context propagation.
 //
 // Inbound: baggage (and with it the customer id) is read only from callers
-// whose address is trusted, and never at an edge service. Outbound: baggage
+// whose address is trusted, and never at an edge service. X-Forwarded-For
+// is believed only as far as it was written by trusted proxies, a list of
+// its own: an edge service trusts no caller's baggage, yet sits behind a
+// load balancer whose word on the client's address it needs. Outbound: baggage
 // is written only to hosts classified as internal, never to a declared third
 // party. Classification results are cached per host:port so the per-request
 // cost is one Map lookup; address checks use node:net's BlockList.
@@ -210,28 +213,105 @@ export interface InboundTrustOptions {
    * @default 'loopback,private'
    */
   trustedCallers?: string | readonly string[];
+  /**
+   * Proxies whose X-Forwarded-For is believed, edge or not: the addresses
+   * of the load balancers and proxies in front of the service.
+   * @default 'loopback,private'
+   */
+  trustedProxies?: string | readonly string[];
 }
 
-/** Decides, per caller address, whether inbound baggage is accepted. */
+/**
+ * Decides, per caller address, whether inbound baggage is accepted, and
+ * which client an X-Forwarded-For names.
+ */
 export class InboundTrust {
   readonly edge: boolean;
   readonly #trusted: AddressMatcher;
+  readonly #proxies: AddressMatcher;
+  /** Trusted caller entries that were not read. */
   readonly errors: string[];
+  /** Trusted proxy entries that were not read. */
+  readonly proxyErrors: string[];
 
   constructor(options: InboundTrustOptions = {}) {
     this.edge = options.edge ?? false;
-    const { matcher, errors } = AddressMatcher.parse(
+    const callers = AddressMatcher.parse(
       options.trustedCallers ?? "loopback,private",
       { addressesOnly: true },
     );
-    this.#trusted = matcher;
-    this.errors = errors;
+    this.#trusted = callers.matcher;
+    this.errors = callers.errors;
+    const proxies = AddressMatcher.parse(
+      options.trustedProxies ?? "loopback,private",
+      { addressesOnly: true },
+    );
+    this.#proxies = proxies.matcher;
+    this.proxyErrors = proxies.errors;
   }
 
   /** Whether baggage from a caller at `remoteAddress` is accepted. */
   trusts(remoteAddress: string | undefined): boolean {
     return !this.edge && this.#trusted.matchesAddress(remoteAddress);
   }
+
+  /** Whether the X-Forwarded-For of a caller at `remoteAddress` is read. */
+  trustsProxy(remoteAddress: string | undefined): boolean {
+    return this.#proxies.matchesAddress(remoteAddress);
+  }
+
+  /**
+   * The client an X-Forwarded-For names, sent by a trusted proxy at `peer`.
+   * Each proxy appends the address it was called from, so the list is read
+   * from the right: trusted proxies are passed over, and the first address
+   * that is not one is the client (the leftmost, when all are). Anything
+   * left of that was written by the client itself, whatever it claims. An
+   * entry that is not an IP address (`unknown`, an obfuscated name, or an
+   * attempt to write markup into the span) ends the walk: nothing further
+   * left can be placed, and the client is the peer.
+   */
+  forwardedClient(
+    header: string,
+    peer: string | undefined,
+  ): string | undefined {
+    let client: string | undefined;
+    let end = header.length;
+    for (;;) {
+      const comma = end === 0 ? -1 : header.lastIndexOf(",", end - 1);
+      const address = forwardedAddress(header.slice(comma + 1, end));
+      if (address === undefined) return peer;
+      client = address;
+      if (!this.#proxies.matchesAddress(address) || comma === -1) return client;
+      end = comma;
+    }
+  }
+}
+
+/**
+ * The IP address of one X-Forwarded-For entry: `1.2.3.4`, `1.2.3.4:5678`,
+ * `2001:db8::1` or `[2001:db8::1]:5678`; undefined when it is none.
+ */
+function forwardedAddress(entry: string): string | undefined {
+  let address = entry.trim();
+  if (address.startsWith("[")) {
+    const close = address.indexOf("]");
+    if (close === -1 || !isPortSuffix(address.slice(close + 1)))
+      return undefined;
+    address = address.slice(1, close);
+    return isIP(address) === 6 ? address : undefined;
+  }
+  const colon = address.indexOf(":");
+  if (colon !== -1 && colon === address.lastIndexOf(":")) {
+    if (!isPortSuffix(address.slice(colon))) return undefined;
+    address = address.slice(0, colon);
+    return isIP(address) === 4 ? address : undefined;
+  }
+  return isIP(address) === 0 ? undefined : address;
+}
+
+/** Nothing, or `:` and a port number. */
+function isPortSuffix(s: string): boolean {
+  return s === "" || (/^:\d{1,5}$/.test(s) && Number(s.slice(1)) <= 65535);
 }
 
 /** A declared third-party API. */

@@ -102,6 +102,63 @@ describe("InboundTrust", () => {
   });
 });
 
+describe("InboundTrust.forwardedClient", () => {
+  const t = new InboundTrust({
+    edge: true,
+    trustedCallers: "none",
+    trustedProxies: "loopback,10.0.0.0/8,fd00::/8",
+  });
+
+  it("reads proxies' X-Forwarded-For even at the edge, and only theirs", () => {
+    assert.ok(t.trustsProxy("127.0.0.1"));
+    assert.ok(t.trustsProxy("::ffff:10.1.2.3"));
+    assert.ok(!t.trustsProxy("192.168.0.9"));
+    assert.ok(
+      !new InboundTrust({ trustedProxies: "none" }).trustsProxy("127.0.0.1"),
+    );
+  });
+
+  it("takes the rightmost address that is not a trusted proxy", () => {
+    const peer = "127.0.0.1";
+    assert.equal(t.forwardedClient("203.0.113.66", peer), "203.0.113.66");
+    // What the client wrote itself, left of what the proxies appended, is not believed.
+    assert.equal(
+      t.forwardedClient("198.51.100.7, 203.0.113.9, 10.0.0.1", peer),
+      "203.0.113.9",
+    );
+    assert.equal(t.forwardedClient("10.0.0.2,10.0.0.1", peer), "10.0.0.2");
+    assert.equal(t.forwardedClient("203.0.113.5:8080", peer), "203.0.113.5");
+    assert.equal(
+      t.forwardedClient("[2001:db8::1]:4711, fd00::1", peer),
+      "2001:db8::1",
+    );
+    assert.equal(t.forwardedClient("2001:db8::2", peer), "2001:db8::2");
+  });
+
+  it("takes the peer when an entry on the way is not an IP address", () => {
+    const peer = "127.0.0.1";
+    for (const header of [
+      "evil <script>, 10.0.0.1",
+      "unknown",
+      "",
+      " , ",
+      "203.0.113.5:http",
+      "[2001:db8::1",
+      "203.0.113.5, 10.0.0.1:99999",
+      "1.2.3.4.5",
+    ])
+      assert.equal(t.forwardedClient(header, peer), peer, header);
+    // Left of the client, the rest is not looked at.
+    assert.equal(t.forwardedClient("evil, 203.0.113.1", peer), "203.0.113.1");
+  });
+
+  it("refuses host names among the proxies", () => {
+    const p = new InboundTrust({ trustedProxies: "lb.internal, 10.0.0.1" });
+    assert.deepEqual(p.proxyErrors, ["lb.internal"]);
+    assert.deepEqual(p.errors, []);
+  });
+});
+
 describe("EgressPolicy", () => {
   it("sends baggage to loopback, private and listed hosts only", () => {
     const p = new EgressPolicy({ internalHosts: "*.internal" });

@@ -50,6 +50,11 @@ export interface InitOptions {
   edge?: boolean;
   /** Callers whose baggage is accepted. @default 'loopback,private' */
   trustedCallers?: string | string[];
+  /**
+   * Proxies (load balancers) whose X-Forwarded-For names the client
+   * recorded as `client.address`, edge or not. @default 'loopback,private'
+   */
+  trustedProxies?: string | string[];
   /** Hosts that receive baggage, added to loopback and private addresses. */
   internalHosts?: string | string[];
   /** Third-party APIs, host pattern to provider name: `{ 'api.stripe.com': 'stripe' }`. */
@@ -204,6 +209,7 @@ export interface ResolvedConfig {
   logLimits: LogLimits;
   edge: boolean;
   trustedCallers: string | string[];
+  trustedProxies: string | string[];
   internalHosts: string | string[];
   thirdParties: string | Record<string, string>;
   customerHeader: string;
@@ -982,6 +988,10 @@ export function resolveConfig(
     trustedCallers:
       options.trustedCallers ??
       r.str("THREADLINE_TRUSTED_CALLERS") ??
+      "loopback,private",
+    trustedProxies:
+      options.trustedProxies ??
+      r.str("THREADLINE_TRUSTED_PROXIES") ??
       "loopback,private",
     internalHosts:
       options.internalHosts ?? r.str("THREADLINE_INTERNAL_HOSTS") ?? "",

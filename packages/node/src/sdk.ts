@@ -465,6 +465,7 @@ function start(options: InitOptions): ThreadlineHandle {
   const inbound = new InboundTrust({
     edge: config.edge,
     trustedCallers: config.trustedCallers,
+    trustedProxies: config.trustedProxies,
   });
   const egress = new EgressPolicy({
     internalHosts: config.internalHosts,
@@ -474,6 +475,10 @@ function start(options: InitOptions): ThreadlineHandle {
   for (const bad of inbound.errors)
     diag.warn(
       `THREADLINE_TRUSTED_CALLERS entry "${bad}" is not loopback, private, an IP address or a CIDR block (callers are matched by address, host names are not resolved); ignored`,
+    );
+  for (const bad of inbound.proxyErrors)
+    diag.warn(
+      `THREADLINE_TRUSTED_PROXIES entry "${bad}" is not loopback, private, an IP address or a CIDR block (proxies are matched by address, host names are not resolved); ignored`,
     );
   for (const bad of egress.internalHostErrors)
     diag.warn(
