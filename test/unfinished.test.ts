@@ -1,6 +1,7 @@
 // The requests a service was serving when it stopped: crashed, exited,
 // killed by a signal nobody handles, or shut Threadline down. Their spans
-// would never end; they are sent ended, marked with why.
+// would never end; they are sent ended, marked with why, and counted in the
+// request metrics as the failures they were.
 import assert from "node:assert/strict";
 import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -11,6 +12,7 @@ import {
   startService,
   waitFor,
   type OtlpReceiver,
+  type ReceivedPoint,
   type ReceivedSpan,
 } from "@threadline/test-support";
 
@@ -99,7 +101,18 @@ describe("requests in flight when the service stops", () => {
     const payment = spans().find(
       (s) => s.kind === 3 && s.parentSpanId === orderSpan.spanId,
     );
+    /** The request duration points of `route`, as last exported. */
+    const durations = (route: string): ReceivedPoint[] =>
+      receiver.metrics
+        .filter(
+          (m) =>
+            m.name === "http.server.request.duration" &&
+            m.resource["service.name"] === name,
+        )
+        .flatMap((m) => m.points)
+        .filter((p) => p.attributes["http.route"] === route);
     return {
+      durations,
       exit,
       answer: await order,
       slow: await slow,
@@ -174,6 +187,24 @@ describe("requests in flight when the service stops", () => {
           .map((e) => e.attributes["exception.message"]),
         c.exception === undefined ? [] : [c.exception],
       );
+      // Counted as the failed request it was, route and all, on the span too.
+      assert.equal(r.order.name, "GET /order");
+      assert.equal(r.order.attributes["http.route"], "/order");
+      assert.equal(r.order.attributes["error.type"], "aborted");
+      assert.equal(r.order.attributes["http.response.status_code"], undefined);
+      const [point] = await waitFor(
+        () =>
+          r.durations("/order").length > 0 ? r.durations("/order") : undefined,
+        { what: "the /order request in http.server.request.duration" },
+      );
+      assert.deepEqual(point!.attributes, {
+        "http.request.method": "GET",
+        "http.route": "/order",
+        "url.scheme": "http",
+        "network.protocol.version": "1.1",
+        "error.type": "aborted",
+      });
+      assert.equal(point!.count, 1);
       // A request that had finished is left as it was.
       assert.ok(r.quick, "the finished request's span was sent");
       assert.equal(r.quick.attributes["threadline.unfinished"], undefined);

@@ -153,8 +153,42 @@ interface ServerState extends RouteHolder {
   version: string;
   /** Until the response closes; see onResponseClose. */
   req: IncomingMessage | undefined;
+  /**
+   * The response (an upgrade's socket) holding this state, until the
+   * request is finished; for the process's end to finish it instead.
+   */
+  holder: StatefulResponse | UpgradedSocket | undefined;
+  upgrade: boolean;
+  /** Its neighbours in the list of requests in progress (see endUnfinished). */
+  newer: ServerState | undefined;
+  older: ServerState | undefined;
   /** The context the request's listeners run in. */
   ctx: Context;
+}
+
+// The requests in progress, oldest to newest: two links in each request's
+// state rather than a Set, so that keeping track costs a request no
+// allocation, and a finished one is taken out in constant time.
+let oldestOpen: ServerState | undefined;
+let newestOpen: ServerState | undefined;
+
+function trackOpen(state: ServerState): void {
+  state.older = newestOpen;
+  if (newestOpen === undefined) oldestOpen = state;
+  else newestOpen.newer = state;
+  newestOpen = state;
+}
+
+function untrackOpen(state: ServerState): void {
+  const { newer, older } = state;
+  if (newer === undefined) {
+    if (newestOpen !== state) return; // never tracked, or already out
+    newestOpen = older;
+  } else newer.older = older;
+  if (older === undefined) oldestOpen = newer;
+  else older.newer = newer;
+  state.newer = undefined;
+  state.older = undefined;
 }
 
 type StatefulResponse = ServerResponse & { [STATE]?: ServerState };
@@ -781,6 +815,9 @@ export class HttpInstrumentation implements Instrumentation {
     try {
       state = this.#startServer(req, scheme);
       res[STATE] = state;
+      state.holder = res;
+      state.upgrade = upgrade;
+      trackOpen(state);
       (req as { [REQUEST_CONTEXT]?: Context })[REQUEST_CONTEXT] = state.ctx;
       if (upgrade) {
         watchHandshake(res as UpgradedSocket);
@@ -886,10 +923,39 @@ export class HttpInstrumentation implements Instrumentation {
       start: performance.now(),
       scheme,
       version: req.httpVersion,
+      holder: undefined,
+      upgrade: false,
+      newer: undefined,
+      older: undefined,
       ctx,
     };
     state.ctx = contextWithRouteHolder(trace.setSpan(ctx, span), state);
     return state;
+  }
+
+  /**
+   * The process is ending with these requests in progress: each is
+   * recorded as the failure it is (an `aborted` error, with its route and
+   * the status code if one was sent) in `http.server.request.duration` and
+   * on its span, which is left for the SDK to end with the other open
+   * spans, marked with `reason`. Without this, a crash or a redeploy would
+   * take the requests it failed out of the request and error-rate metrics.
+   */
+  endUnfinished(_reason: string, message: string): number {
+    let n = 0;
+    for (let state = oldestOpen; state !== undefined; state = oldestOpen) {
+      untrackOpen(state);
+      const holder = state.holder;
+      if (holder !== undefined) holder[STATE] = undefined;
+      recordServer(
+        state,
+        state.route ?? expressRoute(state.req),
+        state.upgrade ? undefined : statusSent(holder as StatefulResponse),
+        message,
+      );
+      n++;
+    }
+    return n;
   }
 
   #onClientCreated(request: TracedClientRequest): void {
@@ -1063,6 +1129,11 @@ function fastifyRouteHolder(res: object): RouteHolder | undefined {
   return (res as StatefulResponse)[STATE];
 }
 
+/** The status code of a response whose header block was sent. */
+function statusSent(res: ServerResponse): number | undefined {
+  return res.headersSent ? res.statusCode : undefined;
+}
+
 function onResponseClose(this: StatefulResponse): void {
   const state = this[STATE];
   if (state === undefined) return;
@@ -1070,7 +1141,7 @@ function onResponseClose(this: StatefulResponse): void {
   finishServer(
     state,
     state.route ?? expressRoute(state.req),
-    this.headersSent ? this.statusCode : undefined,
+    statusSent(this),
     this.writableFinished
       ? undefined
       : "the connection closed before the response was complete",
@@ -1078,11 +1149,25 @@ function onResponseClose(this: StatefulResponse): void {
 }
 
 /**
- * Ends a request's SERVER span and records its duration: its status code
+ * Ends a request's SERVER span and records its duration (see recordServer).
+ */
+function finishServer(
+  state: ServerState,
+  route: string | undefined,
+  status: number | undefined,
+  abortedBecause: string | undefined,
+): void {
+  untrackOpen(state);
+  recordServer(state, route, status, abortedBecause);
+  state.span.end();
+}
+
+/**
+ * Records a request's duration, and on its span its status code
  * (undefined when none was sent), its route, and why it ended early if it
  * did (an error typed `aborted`; 5xx are errors too).
  */
-function finishServer(
+function recordServer(
   state: ServerState,
   route: string | undefined,
   status: number | undefined,
@@ -1094,6 +1179,7 @@ function finishServer(
   // keep-alive timer, and lives on until the connection's next request:
   // letting go of the request here keeps it out of that.
   state.req = undefined;
+  state.holder = undefined;
   if (status !== undefined)
     span.setAttribute(semconv.ATTR_HTTP_RESPONSE_STATUS_CODE, status);
   if (route !== undefined) {
@@ -1116,7 +1202,6 @@ function finishServer(
         : { code: SpanStatusCode.ERROR, message: abortedBecause },
     );
   }
-  span.end();
   serverDuration().record(
     (performance.now() - state.start) / 1000,
     serverDurationSets.get(

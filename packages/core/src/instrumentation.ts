@@ -17,6 +17,15 @@ export interface Instrumentation {
    * Empty when all is well.
    */
   selfCheck?(): string[];
+  /**
+   * The process is ending (or Threadline is shut down) with work of this
+   * instrumentation's still in progress, which its code will never finish:
+   * recorded now as the failure it is, in the metrics too, before the last
+   * export. Its spans are left open, for the SDK to end with the rest,
+   * marked with `reason`; `message` is the status they are ended with.
+   * Returns how many were recorded.
+   */
+  endUnfinished?(reason: string, message: string): number;
 }
 
 /**

@@ -184,6 +184,7 @@ function installExitHooks(
   reader: MetricReader,
   timeoutMs: number,
   workers: WorkerFlush | undefined,
+  instrumentations: readonly Instrumentation[],
 ): ExitHooks {
   // Spans and logs decide whether the exit flushes again; metrics go once, at the end.
   let lastFlushed = -1;
@@ -251,7 +252,11 @@ function installExitHooks(
     exitFlushed = true;
     // Before hold(): what the process was doing goes with the rest.
     const crash = crashes.crash;
-    endUnfinished(crash === undefined ? "exit" : "crash", crash);
+    const ended = endUnfinished(
+      crash === undefined ? "exit" : "crash",
+      crash,
+      instrumentations,
+    );
     pipeline.hold();
     const budget = Math.max(left(), Math.min(timeoutMs, LAST_ATTEMPT_MS));
     // Worker threads still run until the exit handlers return, and flush
@@ -259,6 +264,8 @@ function installExitHooks(
     const asked = workers?.request(budget, END);
     const first = !finalMetricsSent;
     finalMetrics();
+    // Sent at beforeExit already: the requests cut off since are not in them.
+    if (!first && ended > 0) reader.exportSync();
     if (first || pendingWork()) pipeline.flushSync(budget, timeoutMs);
     workers?.waitSync(asked);
     diag.flush();
@@ -290,7 +297,16 @@ function installExitHooks(
       // The requests still in flight end with the process. Only now: the
       // server went on serving while the flush ran, and a request that
       // finished meanwhile is not one the signal cut off.
-      if (endUnfinished(signal as "SIGTERM" | "SIGINT") > 0) {
+      if (
+        endUnfinished(
+          signal as "SIGTERM" | "SIGINT",
+          undefined,
+          instrumentations,
+        ) > 0
+      ) {
+        // The final metrics went before the flush; the requests cut off
+        // only now are counted in these.
+        reader.exportSync();
         const rest = budget - (performance.now() - since);
         pipeline.flushSync(Math.max(rest, LAST_ATTEMPT_MS), timeoutMs);
       }
@@ -418,18 +434,21 @@ function start(options: InitOptions): ThreadlineHandle {
     name: "@threadline/instrumentation-pino",
     version: VERSION,
   });
+  // Filled once the trust settings are read; the ends below ask them for
+  // their work still in progress.
+  const instrumentations: Instrumentation[] = [];
   // Worker threads' batches, sent before the process's end or a
   // worker.terminate() tears their thread down.
   const workers = new WorkerFlush(ownsProcess);
   workers.join({
     // A final flush that is not synchronous is a worker.terminate()'s.
     forceFlush: (timeoutMs, final) => {
-      if (final) endUnfinished("terminate");
+      if (final) endUnfinished("terminate", undefined, instrumentations);
       return pipeline.forceFlush(timeoutMs, final);
     },
     // Only at the process's end.
     flushSync: (timeoutMs) => {
-      endUnfinished("exit");
+      endUnfinished("exit", undefined, instrumentations);
       pipeline.flushSync(timeoutMs);
     },
     holdsNothing: () => {
@@ -489,7 +508,6 @@ function start(options: InitOptions): ThreadlineHandle {
       `THREADLINE_THIRD_PARTIES entry "${bad}" is not host=name with a host name, *.domain, an IP address or a CIDR block, and an optional :port (calls are judged by host: paths and other wildcards cannot match); ignored, so calls there are not kept from baggage as a third party's`,
     );
 
-  const instrumentations: Instrumentation[] = [];
   let pino: PinoInstrumentation | undefined;
   if (config.instrumentations.http) {
     instrumentations.push(
@@ -630,6 +648,7 @@ function start(options: InitOptions): ThreadlineHandle {
     reader,
     config.shutdownTimeoutMs,
     processWorkers,
+    instrumentations,
   );
   const stopWatching =
     config.watch === undefined
@@ -676,7 +695,7 @@ function start(options: InitOptions): ThreadlineHandle {
     stopWatching?.();
     for (const i of instrumentations) i.disable();
     // Nothing is exported after this: spans still open would be lost.
-    endUnfinished("shutdown");
+    endUnfinished("shutdown", undefined, instrumentations);
     await reader.exportNow();
     // Only after the last export: stopped first, the runtime and host
     // probes would leave it without this interval's values.

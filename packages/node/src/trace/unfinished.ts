@@ -2,9 +2,15 @@
 // process.exit() or a SIGTERM nobody handles is the one a customer
 // complains about, and its spans would never end: nothing of it would be
 // exported. At the end they are ended, marked with why, and sent with the
-// rest (sdk.ts calls this from its exit, signal and shutdown paths).
+// rest (sdk.ts calls this from its exit, signal and shutdown paths), once
+// the instrumentations have counted the requests among them in the metrics.
 import { context, SpanStatusCode, trace } from "@opentelemetry/api";
-import { errorTypeOf, messageOf } from "@threadline/core";
+import {
+  diag,
+  errorTypeOf,
+  messageOf,
+  type Instrumentation,
+} from "@threadline/core";
 import { truncate } from "../internal/truncate.ts";
 import { RecordingSpan, type UnfinishedReason } from "./span.ts";
 
@@ -26,13 +32,33 @@ function statusMessage(reason: UnfinishedReason, crash?: string): string {
   }
 }
 
-/** Ends every open span of this thread for `reason`; returns how many. */
+/**
+ * Ends every open span of this thread for `reason`, after the
+ * instrumentations have recorded the work of theirs still in progress (a
+ * request's duration, its route and error), so that it reaches the metrics
+ * exported after this and the spans ended here; returns how many spans and
+ * records there were.
+ */
 export function endUnfinished(
   reason: UnfinishedReason,
   crash?: string,
+  instrumentations: readonly Instrumentation[] = [],
 ): number {
-  if (RecordingSpan.openCount === 0) return 0;
-  return RecordingSpan.endOpenSpans(reason, statusMessage(reason, crash));
+  const message = statusMessage(reason, crash);
+  let n = 0;
+  for (const i of instrumentations) {
+    if (i.endUnfinished === undefined) continue;
+    try {
+      n += i.endUnfinished(reason, message);
+    } catch (err) {
+      diag.warnCollapsed(
+        "unfinished",
+        `${i.name} could not record its unfinished work: ${(err as Error).message}`,
+      );
+    }
+  }
+  if (RecordingSpan.openCount === 0) return n;
+  return n + RecordingSpan.endOpenSpans(reason, message);
 }
 
 /** Whether this thread has spans still open. */
