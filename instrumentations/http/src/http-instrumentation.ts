@@ -1129,9 +1129,23 @@ function fastifyRouteHolder(res: object): RouteHolder | undefined {
   return (res as StatefulResponse)[STATE];
 }
 
-/** The status code of a response whose header block was sent. */
+/**
+ * The status code of a response whose header block reached its
+ * connection. `headersSent` says only that the block was made: with
+ * `writeHead()` alone it waits for the first write, and a pipelined
+ * request's answer, ended while an earlier one is still being written,
+ * waits in the response (`_headerSent` set, but no socket yet) until its
+ * turn. A client gone by then never saw that status. Two property reads on
+ * a response that did not finish; nothing more on one that did.
+ */
 function statusSent(res: ServerResponse): number | undefined {
-  return res.headersSent ? res.statusCode : undefined;
+  if (res.writableFinished) return res.statusCode;
+  const sent = (res as unknown as HeaderBlock)._headerSent;
+  const reached =
+    typeof sent === "boolean"
+      ? sent && res.socket !== null && res.socket !== undefined
+      : res.headersSent;
+  return reached ? res.statusCode : undefined;
 }
 
 function onResponseClose(this: StatefulResponse): void {

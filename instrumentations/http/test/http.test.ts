@@ -289,6 +289,50 @@ describe("http server", () => {
     assert.equal(clientSpan.status.code, 2);
   });
 
+  it("records no status for an answer that never reached the connection before the client left", async () => {
+    let closed = 0;
+    const server = http.createServer((req, res) => {
+      res.on("close", () => closed++);
+      // Answered after the client has gone: the pipelined requests behind
+      // it end at once, their answers queued behind its own.
+      if (req.url === "/first") setTimeout(() => res.end("first"), 200);
+      else if (req.url === "/head-only") res.writeHead(201);
+      else res.end("queued");
+    });
+    const port = await listen(server);
+    const { connect } = await import("node:net");
+    const H = (path: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`;
+    for (const requests of [
+      H("/first") + H("/queued-1") + H("/queued-2"),
+      H("/head-only"),
+    ]) {
+      const socket = connect(port, "127.0.0.1", () => socket.write(requests));
+      socket.on("error", () => {});
+      await new Promise((r) => setTimeout(r, 50));
+      socket.destroy();
+    }
+    await waitFor(() => closed === 4, { what: "the four responses closed" });
+    const paths = ["/first", "/queued-1", "/queued-2", "/head-only"];
+    const spans = await receiver.waitForSpans(
+      (all) =>
+        paths.every((p) =>
+          all.some((s) => s.kind === SERVER && s.attributes["url.path"] === p),
+        ),
+      "the four server spans",
+    );
+    for (const path of paths) {
+      const span = spans.find(
+        (s) => s.kind === SERVER && s.attributes["url.path"] === path,
+      )!;
+      assert.equal(span.attributes["error.type"], "aborted", path);
+      assert.equal(
+        span.attributes["http.response.status_code"],
+        undefined,
+        path,
+      );
+    }
+  });
+
   it("gives each request on a keep-alive connection its own span and trace", async () => {
     const server = http.createServer((req, res) => res.end(req.url));
     const port = await listen(server);
