@@ -77,6 +77,20 @@ function blockCommentEnd(sql: string, i: number): number {
   return n;
 }
 
+/**
+ * The index of the line end closing the `--` comment at `i`, or the text's
+ * end. PostgreSQL ends one at a carriage return as at a line feed: what
+ * follows a lone `\r` is SQL again, its literals included.
+ */
+function lineCommentEnd(sql: string, i: number): number {
+  const n = sql.length;
+  for (i += 2; i < n; i++) {
+    const c = sql.charCodeAt(i);
+    if (c === 0x0a || c === 0x0d) return i;
+  }
+  return n;
+}
+
 /** Replaces literals (strings, numbers, dollar-quoted bodies) with `?`. */
 export function sanitizeSql(sql: string): string {
   const n = sql.length;
@@ -129,9 +143,7 @@ export function sanitizeSql(sql: string): string {
       continue;
     }
     if (c === 0x2d && sql.charCodeAt(i + 1) === 0x2d) {
-      // -- comment to end of line
-      const end = sql.indexOf("\n", i);
-      i = end === -1 ? n : end;
+      i = lineCommentEnd(sql, i);
       continue;
     }
     if (c === 0x2f && sql.charCodeAt(i + 1) === 0x2a) {
@@ -266,8 +278,7 @@ function readToken(sql: string, i: number, t: Token): void {
         return;
       }
       if (c === 0x2d && sql.charCodeAt(i + 1) === 0x2d) {
-        const eol = sql.indexOf("\n", i);
-        i = eol === -1 ? n : eol + 1;
+        i = lineCommentEnd(sql, i);
         continue;
       }
       if (c === 0x2f && sql.charCodeAt(i + 1) === 0x2a) {

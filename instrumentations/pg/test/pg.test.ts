@@ -177,6 +177,37 @@ describe("pg queries", () => {
     assert.equal(span!.attributes["db.query.text"], sql);
   });
 
+  it("ends a line comment where PostgreSQL does, at a carriage return too", async () => {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    // PostgreSQL ends a -- comment at \r as at \n: what follows is SQL.
+    const literal = await client.query(
+      "SELECT 1 AS a -- note\r, 'SECRET_CR' AS b",
+    );
+    const table = await client.query(
+      "SELECT id -- note\rFROM accounts WHERE id = $1",
+      [1],
+    );
+    await client.end();
+    assert.equal(literal.rows[0].b, "SECRET_CR");
+    assert.equal(table.rows.length, 1);
+    const spans = querySpans(
+      await receiver.waitForSpans(
+        (s) => querySpans(s).length >= 2,
+        "both statements' spans",
+      ),
+    );
+    for (const span of spans)
+      assert.ok(
+        !String(span.attributes["db.query.text"]).includes("SECRET_CR"),
+        String(span.attributes["db.query.text"]),
+      );
+    assert.ok(
+      spans.some((s) => s.name === "SELECT accounts"),
+      spans.map((s) => s.name).join(", "),
+    );
+  });
+
   it("names a statement by its summary, with an operation and a table only when it has one of each", async () => {
     // [statement, values, span name and db.query.summary, db.operation.name, db.collection.name]
     const cases: Array<

@@ -24,6 +24,8 @@ describe("sanitizeSql", () => {
       "SELECT 1 -- a comment with 'quote'\n, 2",
       "SELECT ? -- a comment with 'quote'\n, ?",
     ],
+    // A carriage return ends a line comment too.
+    ["SELECT 1 -- note\r, 'x'", "SELECT ? -- note\r, ?"],
     ["SELECT /* 'x' */ .5", "SELECT /* 'x' */ ?"],
     // PostgreSQL nests block comments: all of this one is comment.
     ["SELECT /* a /* b */ 'x' 2 */ 1", "SELECT /* a /* b */ 'x' 2 */ ?"],
@@ -229,6 +231,7 @@ describe("summarizeSql", () => {
         "SELECT",
         "orders",
       ],
+      ["SELECT id -- x\rFROM orders", "SELECT orders", "SELECT", "orders"],
       // other statements: their kind, and the table only where it is one
       [
         "CREATE TABLE IF NOT EXISTS orders (id int, update timestamptz)",
