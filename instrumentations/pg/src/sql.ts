@@ -1,8 +1,9 @@
-// SQL text as it may be recorded: literals replaced by `?`, plus a summary
-// of what it does. One left-to-right scan that knows PostgreSQL's quoting
-// (single quotes with '' escapes, E'' strings with backslash escapes, dollar
-// quoting, quoted identifiers, nested comments) replaces the literals, so a
-// literal can never leak through a clever string; a second reads the
+// SQL text as it may be recorded: literals replaced by `?`, comments by
+// `/*?*/` or `--?`, plus a summary of what it does. One left-to-right scan
+// that knows PostgreSQL's quoting (single quotes with '' escapes, E''
+// strings with backslash escapes, dollar quoting, quoted identifiers,
+// nested comments) replaces them, so a literal can never leak through a
+// clever string or comment; a second reads the
 // summary from that result, so it can hold no literal either. Results are
 // cached per text: applications send the same few hundred statements all
 // day. Only statements up to CACHED_SQL_LENGTH characters are: a longer one
@@ -91,14 +92,17 @@ function lineCommentEnd(sql: string, i: number): number {
   return n;
 }
 
-/** Replaces literals (strings, numbers, dollar-quoted bodies) with `?`. */
+/**
+ * Replaces literals (strings, numbers, dollar-quoted bodies) with `?`, and
+ * each comment with an empty one: `/*?*\/`, `--?`.
+ */
 export function sanitizeSql(sql: string): string {
   const n = sql.length;
   let out = "";
   let from = 0; // start of the not-yet-copied part
   let i = 0;
-  const replace = (start: number, end: number) => {
-    out += sql.slice(from, start) + "?";
+  const replace = (start: number, end: number, by = "?") => {
+    out += sql.slice(from, start) + by;
     from = end;
   };
   while (i < n) {
@@ -142,13 +146,21 @@ export function sanitizeSql(sql: string): string {
       i++;
       continue;
     }
+    // A comment's body goes as a literal does: ORMs tag statements with
+    // who asked and for what (sqlcommenter's customer='…'), developers
+    // leave notes with addresses in them. Its mark stays, and so does the
+    // line end closing a line comment.
     if (c === 0x2d && sql.charCodeAt(i + 1) === 0x2d) {
-      i = lineCommentEnd(sql, i);
+      const end = lineCommentEnd(sql, i);
+      replace(i, end, "--?");
+      i = end;
       continue;
     }
     if (c === 0x2f && sql.charCodeAt(i + 1) === 0x2a) {
-      // /* comment */, nested as PostgreSQL nests them
-      i = blockCommentEnd(sql, i);
+      // nested as PostgreSQL nests them: the outermost one goes whole
+      const end = blockCommentEnd(sql, i);
+      replace(i, end, "/*?*/");
+      i = end;
       continue;
     }
     if (c === 0x24 /* $ */) {

@@ -174,7 +174,10 @@ describe("pg queries", () => {
     assert.equal(span!.name, "DELETE accounts");
     assert.equal(span!.attributes["db.operation.name"], "DELETE");
     assert.equal(span!.attributes["db.collection.name"], "accounts");
-    assert.equal(span!.attributes["db.query.text"], sql);
+    assert.equal(
+      span!.attributes["db.query.text"],
+      "/*?*/ DELETE FROM accounts WHERE id = $1",
+    );
   });
 
   it("ends a line comment where PostgreSQL does, at a carriage return too", async () => {
@@ -206,6 +209,37 @@ describe("pg queries", () => {
       spans.some((s) => s.name === "SELECT accounts"),
       spans.map((s) => s.name).join(", "),
     );
+  });
+
+  it("keeps what comments say out of the recorded text", async () => {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    // [statement, its db.query.text]
+    const cases: Array<[string, string]> = [
+      ["SELECT 1 AS a /* customer='SECRET_COMMENT' */", "SELECT ? AS a /*?*/"],
+      [
+        "SELECT 2 AS b -- email alice@SECRET_LINE.com\n, 3 AS c",
+        "SELECT ? AS b --?\n, ? AS c",
+      ],
+      [
+        "/* app /* SECRET_NESTED */ still comment */ SELECT id FROM accounts WHERE id = $1",
+        "/*?*/ SELECT id FROM accounts WHERE id = $1",
+      ],
+    ];
+    for (const [sql] of cases)
+      await client.query(sql, sql.includes("$1") ? [1] : []);
+    await client.end();
+    const spans = querySpans(
+      await receiver.waitForSpans(
+        (s) => querySpans(s).length >= cases.length,
+        "each statement's span",
+      ),
+    );
+    assert.deepEqual(
+      spans.map((s) => s.attributes["db.query.text"]).sort(),
+      cases.map(([, text]) => text).sort(),
+    );
+    assert.ok(spans.some((s) => s.name === "SELECT accounts"));
   });
 
   it("names a statement by its summary, with an operation and a table only when it has one of each", async () => {

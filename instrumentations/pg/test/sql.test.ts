@@ -20,15 +20,16 @@ describe("sanitizeSql", () => {
       'SELECT "Weird""Name" FROM "Orders" WHERE a = 0x1F',
       'SELECT "Weird""Name" FROM "Orders" WHERE a = ?',
     ],
-    [
-      "SELECT 1 -- a comment with 'quote'\n, 2",
-      "SELECT ? -- a comment with 'quote'\n, ?",
-    ],
+    ["SELECT 1 -- a comment with 'quote'\n, 2", "SELECT ? --?\n, ?"],
     // A carriage return ends a line comment too.
-    ["SELECT 1 -- note\r, 'x'", "SELECT ? -- note\r, ?"],
-    ["SELECT /* 'x' */ .5", "SELECT /* 'x' */ ?"],
+    ["SELECT 1 -- note\r, 'x'", "SELECT ? --?\r, ?"],
+    ["SELECT /* 'x' */ .5", "SELECT /*?*/ ?"],
     // PostgreSQL nests block comments: all of this one is comment.
-    ["SELECT /* a /* b */ 'x' 2 */ 1", "SELECT /* a /* b */ 'x' 2 */ ?"],
+    ["SELECT /* a /* b */ 'x' 2 */ 1", "SELECT /*?*/ ?"],
+    // A comment's body goes, like a literal: tags and notes hold values.
+    ["SELECT 1 /* customer='alice' */", "SELECT ? /*?*/"],
+    ["SELECT 1 -- email alice@example.com", "SELECT ? --?"],
+    ["SELECT 1 /* never closed 'x'", "SELECT ? /*?*/"],
     ["SELECT 'unterminated", "SELECT ?"],
     // PostgreSQL 16's integer literals: other radixes, digits grouped.
     ["SELECT 0b1011, 0o17, 0XFF, 1_000_000", "SELECT ?, ?, ?, ?"],
