@@ -464,7 +464,8 @@ export class PgInstrumentation implements Instrumentation {
         );
         return original.call(this, config, values, callback);
       }
-      const [cfg, vals, cb] = args;
+      const [cfg] = args;
+      let [, vals, cb] = args;
       if (typeof (cfg as QueryConfig).submit === "function") {
         const submittable = cfg as QueryConfig;
         let finished = false;
@@ -489,19 +490,24 @@ export class PgInstrumentation implements Instrumentation {
           typeof inner.on === "function"
         )
           inner.on("error", (err: unknown) => finish(err));
-        // new pg.Query(text, values, callback) reports an error to its
-        // callback alone, with no "error" event. pg calls it from the
-        // connection's socket: it goes back to the caller's context, as a
-        // plain query's callback does.
-        const given = submittable.callback;
-        if (typeof given === "function")
-          submittable.callback = inCallerContext(function (
-            this: unknown,
-            ...a: unknown[]
-          ) {
+        // A Query with a callback reports an error to it alone, with no
+        // "error" event. pg calls it from the connection's socket: it goes
+        // back to the caller's context, as a plain query's callback does.
+        const finishing = (given: Callback) =>
+          inCallerContext(function (this: unknown, ...a: unknown[]) {
             finish(a[0] ?? undefined);
             return Reflect.apply(given, this, a);
           }, "pg.query");
+        const given = submittable.callback;
+        if (typeof given === "function")
+          submittable.callback = finishing(given as Callback);
+        // Without one of its own, pg makes it the function given after it
+        // (`client.query(new Query(text), cb)`, and pg-pool's own callback
+        // for `pool.query(new Query(text))`).
+        else if (!given) {
+          if (typeof vals === "function") vals = finishing(vals as Callback);
+          else if (typeof cb === "function") cb = finishing(cb as Callback);
+        }
         bindCursorCallbacks(submittable);
         return context.with(
           trace.setSpan(ctx, span),

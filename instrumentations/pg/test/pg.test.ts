@@ -524,6 +524,86 @@ describe("the other forms pg accepts", () => {
     );
     assert.equal(queued.length, 2, "a run queued behind its preparation");
   });
+
+  it("ends a pg.Query given its callback as an argument, and calls it back in the caller's context", async () => {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+    const seen: Array<[string, string | undefined, string | undefined]> = [];
+    // pg's types know no callback after a submittable.
+    type Submit = {
+      query(
+        q: pg.Query,
+        cb: (err: (Error & { code?: string }) | null) => void,
+      ): void;
+    };
+    await trace.getTracer("t").startActiveSpan("argument", async (root) => {
+      await withCustomer("c-argument", async () => {
+        // pg makes the function given after a Query its callback, and then
+        // reports an error there alone, with no "error" event.
+        await new Promise<void>((resolve) =>
+          (client as unknown as Submit).query(
+            new pg.Query("SELECT * FROM no_such_table_a"),
+            (err) => {
+              seen.push(["client", err?.code, getCustomerId()]);
+              resolve();
+            },
+          ),
+        );
+        await new Promise<void>((resolve) =>
+          (client as unknown as Submit).query(
+            new pg.Query("SELECT 1 AS fine"),
+            () => {
+              seen.push(["fine", undefined, getCustomerId()]);
+              resolve();
+            },
+          ),
+        );
+        // pg-pool gives a submittable its own callback, in the third place.
+        await new Promise<void>((resolve) =>
+          (pool as unknown as Submit).query(
+            new pg.Query("SELECT * FROM no_such_table_b"),
+            (err) => {
+              seen.push(["pool", err?.code, getCustomerId()]);
+              resolve();
+            },
+          ),
+        );
+      });
+      root.end();
+    });
+    await client.end();
+    await pool.end();
+    await threadline.forceFlush();
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        querySpans(s).filter((x) =>
+          String(x.attributes["db.query.text"]).includes("no_such_table"),
+        ).length >= 2,
+      "both failed queries' spans",
+      5000,
+    );
+    const root = spans.find((x) => x.name === "argument")!;
+    for (const table of ["no_such_table_a", "no_such_table_b"]) {
+      const span = spans.find(
+        (x) => x.attributes["db.query.text"] === `SELECT * FROM ${table}`,
+      );
+      assert.equal(span?.parentSpanId, root.spanId, table);
+      assert.equal(span?.status.code, 2, table);
+      assert.equal(span?.attributes["error.type"], "42P01", table);
+      const points = receiver.metrics
+        .filter((m) => m.name === "db.client.operation.duration")
+        .flatMap((m) => m.points)
+        .filter((p) => p.attributes["db.collection.name"] === table);
+      assert.equal(points[0]?.attributes["error.type"], "42P01", table);
+    }
+    // Called back in the request's context, customer and all.
+    assert.deepEqual(seen, [
+      ["client", "42P01", "c-argument"],
+      ["fine", undefined, "c-argument"],
+      ["pool", "42P01", "c-argument"],
+    ]);
+  });
 });
 
 describe("values in PostgreSQL's error messages", () => {
