@@ -21,6 +21,7 @@
 // customer, in its ended trace. The connect callback or promise is still
 // the caller's.
 import { AsyncResource } from "node:async_hooks";
+import { errorMonitor } from "node:events";
 import {
   context,
   SpanKind,
@@ -113,9 +114,15 @@ interface QueryConfig {
   cursor?: {
     text?: string;
     values?: unknown[];
-    on?: (event: string, listener: (...args: unknown[]) => void) => unknown;
+    on?: (
+      event: string | symbol,
+      listener: (...args: unknown[]) => void,
+    ) => unknown;
   };
-  on?: (event: string, listener: (...args: unknown[]) => void) => unknown;
+  on?: (
+    event: string | symbol,
+    listener: (...args: unknown[]) => void,
+  ) => unknown;
   /** pg-cursor's, called later with a callback pg-cursor calls from the socket. */
   read?: (...args: unknown[]) => unknown;
   close?: (...args: unknown[]) => unknown;
@@ -478,7 +485,14 @@ export class PgInstrumentation implements Instrumentation {
         if (typeof submittable.on === "function") {
           submittable.on("end", () => finish());
           submittable.on("close", () => finish());
-          submittable.on("error", (err: unknown) => finish(err));
+          // Watched, not handled: an "error" listener of ours would be the
+          // application's handler too, and a Query or a stream it left
+          // without one would fail in silence where Node throws. pg-cursor
+          // emits its error only to a listener, so it gets one.
+          submittable.on(
+            isCursor(submittable) ? "error" : errorMonitor,
+            (err: unknown) => finish(err),
+          );
         }
         // A connection lost under a pg-query-stream is told to its cursor,
         // which hands it to a callback the stream was never given: the
@@ -489,7 +503,7 @@ export class PgInstrumentation implements Instrumentation {
           (inner as unknown) !== submittable &&
           typeof inner.on === "function"
         )
-          inner.on("error", (err: unknown) => finish(err));
+          inner.on(errorMonitor, (err: unknown) => finish(err));
         // A Query with a callback reports an error to it alone, with no
         // "error" event. pg calls it from the connection's socket: it goes
         // back to the caller's context, as a plain query's callback does.
@@ -822,6 +836,17 @@ function namedText(
 }
 
 const SQLSTATE = /^[0-9A-Z]{5}$/;
+
+/**
+ * A pg-cursor: a read() that takes a callback. A stream (pg-query-stream)
+ * has a read() of its own, with none.
+ */
+function isCursor(submittable: QueryConfig): boolean {
+  return (
+    typeof submittable.read === "function" &&
+    typeof (submittable as { pipe?: unknown }).pipe !== "function"
+  );
+}
 
 /**
  * pg-cursor's `read(rows, cb)` and `close(cb)`, on this one cursor: their

@@ -1,6 +1,7 @@
 // pg instrumentation against a real PostgreSQL server, inside one process.
 import assert from "node:assert/strict";
 import net from "node:net";
+import { fileURLToPath } from "node:url";
 import { after, before, beforeEach, describe, it } from "node:test";
 import v8 from "node:v8";
 import vm from "node:vm";
@@ -11,6 +12,7 @@ import { trace } from "@opentelemetry/api";
 import {
   freePort,
   startOtlpReceiver,
+  startService,
   stopTestServers,
   testDatabase,
   waitFor,
@@ -603,6 +605,60 @@ describe("the other forms pg accepts", () => {
       ["fine", undefined, "c-argument"],
       ["pool", "42P01", "c-argument"],
     ]);
+  });
+});
+
+describe("errors the application does not listen for", () => {
+  const run = async (execArgv: string[]) => {
+    const app = await startService({
+      entry: fileURLToPath(
+        new URL("./fixtures/unhandled-error.mjs", import.meta.url),
+      ),
+      execArgv,
+      ready: false,
+      env: {
+        DATABASE_URL: databaseUrl,
+        OTEL_SERVICE_NAME: "pg-unhandled",
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_BSP_SCHEDULE_DELAY: "50",
+      },
+    });
+    const { code } = await app.exited;
+    assert.equal(code, 0, app.stderr.join("\n"));
+    return app.stdout;
+  };
+
+  it("still throws them, as pg does alone, and ends their spans with them", async () => {
+    // Without Threadline: a Query's and a stream's "error" with no listener
+    // is thrown, and reaches the application's uncaughtException handler.
+    const expected = [
+      "done",
+      'uncaught relation "no_such_table_query" does not exist',
+      'uncaught relation "no_such_table_stream" does not exist',
+    ];
+    assert.deepEqual((await run([])).sort(), expected);
+    assert.deepEqual(
+      (await run(["--import", "@threadline/node/register"])).sort(),
+      expected,
+    );
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        s.filter((x) =>
+          String(x.attributes["db.query.text"]).startsWith(
+            "SELECT * FROM no_such_table_",
+          ),
+        ).length >= 2,
+      "both failed queries' spans",
+    );
+    for (const table of ["no_such_table_query", "no_such_table_stream"]) {
+      const span = spans.find(
+        (x) => x.attributes["db.query.text"] === `SELECT * FROM ${table}`,
+      );
+      assert.equal(span?.status.code, 2, table);
+      assert.equal(span?.attributes["error.type"], "42P01", table);
+      // Ended by the failure, not at the process's end.
+      assert.equal(span?.attributes["threadline.unfinished"], undefined);
+    }
   });
 });
 
