@@ -220,8 +220,20 @@ export class PgInstrumentation implements Instrumentation {
         return undefined;
       },
     });
+    // pg's own reading of a configuration, for pools: where one connects
+    // is where its clients would, whatever the options, the connection
+    // string and the environment say.
+    const parameters = hookModule({
+      module: "pg",
+      file: "lib/connection-parameters.js",
+      onLoad: (exports) => {
+        if (typeof exports === "function")
+          ConnectionParameters ??= exports as ConnectionParametersClass;
+        return undefined;
+      },
+    });
     this.#late = [...client.late, ...pool.late];
-    this.#unhooks.push(client.unhook, pool.unhook);
+    this.#unhooks.push(client.unhook, pool.unhook, parameters.unhook);
   }
 
   disable(): void {
@@ -948,6 +960,7 @@ interface PoolLike {
     host?: unknown;
     port?: unknown;
     database?: unknown;
+    user?: unknown;
     connectionString?: unknown;
     max?: unknown;
   };
@@ -990,28 +1003,87 @@ function poolTarget(o: PoolLike["options"]): string {
   return `${host}:${port}/${database}`;
 }
 
-/** Where a pool connects, as pg would resolve it. */
-function poolAddress(o: PoolLike["options"]): {
+type ConnectionParametersClass = new (config: unknown) => {
+  host?: unknown;
+  port?: unknown;
+  database?: unknown;
+};
+
+/** pg's ConnectionParameters, once pg is loaded. */
+let ConnectionParameters: ConnectionParametersClass | undefined;
+
+interface PoolAddress {
   host: string;
   port: number;
   database: string;
-} {
-  let host = typeof o?.host === "string" ? o.host : undefined;
-  let port = typeof o?.port === "number" ? String(o.port) : undefined;
-  let db = typeof o?.database === "string" ? o.database : undefined;
-  if (typeof o?.connectionString === "string") {
+}
+
+/** Each pool's address, read once: its options do not change. */
+const poolAddresses = new WeakMap<object, PoolAddress>();
+
+/**
+ * Where a pool connects, as pg resolves it for the pool's clients: the
+ * connection string over the options over PGHOST, PGPORT, PGDATABASE and
+ * pg's defaults, a port given as text read as a number, and a database
+ * given nowhere named after the user.
+ */
+function poolAddress(o: PoolLike["options"]): PoolAddress {
+  if (typeof o !== "object" || o === null) return resolveAddress(o);
+  let address = poolAddresses.get(o);
+  if (address === undefined) {
+    address = resolveAddress(o);
+    poolAddresses.set(o, address);
+  }
+  return address;
+}
+
+function resolveAddress(o: PoolLike["options"]): PoolAddress {
+  if (ConnectionParameters !== undefined) {
     try {
-      const u = new URL(o.connectionString);
-      host ??= u.hostname;
-      port ??= u.port || undefined;
-      db ??= decodeURIComponent(u.pathname.slice(1)) || undefined;
+      const p = new ConnectionParameters(o ?? {});
+      return {
+        host: typeof p.host === "string" ? p.host : "localhost",
+        port: Number(p.port),
+        database: typeof p.database === "string" ? p.database : "",
+      };
     } catch {
-      // not a URL: keep what the options say
+      // a configuration pg itself would refuse: read as below
     }
   }
+  // pg's order, read here where its class was not found (a pg whose files
+  // are laid out otherwise).
+  const env = process.env;
+  const text = (v: unknown) =>
+    (typeof v === "string" || typeof v === "number") && v !== ""
+      ? String(v)
+      : undefined;
+  let url: URL | undefined;
+  if (typeof o?.connectionString === "string") {
+    try {
+      url = new URL(o.connectionString);
+    } catch {
+      // not a URL: what the options say
+    }
+  }
+  const user =
+    text(url && decodeURIComponent(url.username)) ??
+    text(o?.user) ??
+    text(env["PGUSER"]) ??
+    text(process.platform === "win32" ? env["USERNAME"] : env["USER"]);
   return {
-    host: host ?? process.env["PGHOST"] ?? "localhost",
-    port: Number(port ?? process.env["PGPORT"] ?? "5432"),
-    database: db ?? process.env["PGDATABASE"] ?? "",
+    host:
+      text(url?.hostname) ??
+      text(o?.host) ??
+      text(env["PGHOST"]) ??
+      "localhost",
+    port: Number(
+      text(url?.port) ?? text(o?.port) ?? text(env["PGPORT"]) ?? "5432",
+    ),
+    database:
+      text(url && decodeURIComponent(url.pathname.slice(1))) ??
+      text(o?.database) ??
+      text(env["PGDATABASE"]) ??
+      user ??
+      "",
   };
 }

@@ -962,6 +962,44 @@ describe("queries that get no connection", () => {
       `it waited connectionTimeoutMillis (${timedOut?.sum} s)`,
     );
   });
+
+  it("resolves a pool's address as pg does: a port given as text, the database named after the user", async () => {
+    const deadPort = await freePort();
+    // pg reads the port as a number, and connects to the user's database
+    // when none is given.
+    const dead = new pg.Pool({
+      host: "127.0.0.1",
+      port: String(deadPort) as unknown as number,
+      user: "named_after_user",
+    });
+    await assert.rejects(dead.query("SELECT 1 AS refused"), {
+      code: "ECONNREFUSED",
+    });
+    await dead.end();
+    await threadline.forceFlush();
+    const points = receiver.metrics
+      .filter((m) => m.name === "db.client.operation.duration")
+      .flatMap((m) => m.points)
+      .filter(
+        (p) =>
+          p.attributes["error.type"] === "ECONNREFUSED" &&
+          p.attributes["server.address"] === "127.0.0.1",
+      );
+    // Other tests' refusals are still in the cumulative metrics.
+    assert.deepEqual(
+      points
+        .filter(
+          (p) =>
+            p.attributes["server.port"] === deadPort ||
+            p.attributes["db.namespace"] === "named_after_user",
+        )
+        .map((p) => [
+          p.attributes["server.port"],
+          p.attributes["db.namespace"],
+        ]),
+      [[deadPort, "named_after_user"]],
+    );
+  });
 });
 
 describe("what a connection does by itself", () => {
@@ -1348,6 +1386,29 @@ describe("the pool's health", () => {
       await pool.end();
     }
     assert.deepEqual(await pools(), []);
+  });
+
+  it("names a pool as pg resolves it: a port given as text, the database named after the user", async () => {
+    const url = new URL(databaseUrl);
+    const pool = new pg.Pool({
+      host: url.hostname,
+      port: url.port as unknown as number,
+      user: "postgres",
+      max: 1,
+    });
+    try {
+      const { rows } = await pool.query("SELECT current_database() AS db");
+      assert.equal(rows[0].db, "postgres");
+      assert.deepEqual(await pools(), [
+        [
+          `postgresql ${url.hostname}:${url.port}/postgres`,
+          "healthy",
+          undefined,
+        ],
+      ]);
+    } finally {
+      await pool.end();
+    }
   });
 
   it("reports a busy pool as degraded, never queueing its probe behind the application's queries", async () => {
