@@ -669,10 +669,7 @@ export class PgInstrumentation implements Instrumentation {
       let metricAttributes = shape.metricAttributes;
       if (err !== undefined) {
         fail(span, err, this.#config.recordParameters === true);
-        metricAttributes = {
-          ...metricAttributes,
-          "error.type": errorType(err),
-        };
+        metricAttributes = withFailure(metricAttributes, err);
       }
       span.end();
       operationDuration().record(
@@ -778,8 +775,10 @@ function unservedQuery(
     poolAddress(pool.options),
     summarizeSql(text),
   );
-  attributes["error.type"] = errorType(err);
-  operationDuration().record((nowMs() - start) / 1000, attributes);
+  operationDuration().record(
+    (nowMs() - start) / 1000,
+    withFailure(attributes, err),
+  );
 }
 
 /**
@@ -812,6 +811,26 @@ function operationAttributes(
 
 function errorType(err: unknown): string {
   return errorTypeOf(err, PG_ERRORS);
+}
+
+/**
+ * A failed operation's attributes on the duration histogram: its
+ * error.type, and the SQLSTATE the conventions ask for there too. Both
+ * split series only as far as the set of SQLSTATEs, which is fixed.
+ */
+function withFailure(attributes: Attributes, err: unknown): Attributes {
+  const code = sqlState(err);
+  return {
+    ...attributes,
+    ...(code === undefined ? {} : { "db.response.status_code": code }),
+    "error.type": errorType(err),
+  };
+}
+
+/** The error's SQLSTATE, if PostgreSQL sent one. */
+function sqlState(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  return typeof code === "string" && SQLSTATE.test(code) ? code : undefined;
 }
 
 /**
@@ -941,9 +960,7 @@ const NEAR = 'at or near "';
 const LITERAL_START = /^(?:[eEbBxXnN]?'|[uU]&'|\$|[0-9.+-])/;
 
 function fail(span: Span, err: unknown, keepValues: boolean): void {
-  const e = err as { code?: unknown; message?: unknown; name?: unknown };
-  const code =
-    typeof e?.code === "string" && SQLSTATE.test(e.code) ? e.code : undefined;
+  const code = sqlState(err);
   if (code !== undefined) span.setAttribute("db.response.status_code", code);
   span.setAttribute("error.type", errorType(err));
   const recorded = keepValues ? (err as Error) : withoutValues(err);

@@ -368,6 +368,37 @@ describe("pg queries", () => {
       "a failed and a successful duration point",
     );
     assert.ok(points.every((p) => p.count === 1));
+    // The conventions want the status code on the metric too: SQLSTATEs
+    // are a fixed set, and error.type already splits series by them.
+    assert.deepEqual(
+      points
+        .map((p) => [
+          p.attributes["error.type"],
+          p.attributes["db.response.status_code"],
+        ])
+        .sort(),
+      [
+        [undefined, undefined],
+        ["42P01", "42P01"],
+      ],
+    );
+  });
+
+  it("puts the SQLSTATE of a pool's failed connection on its operation's duration", async () => {
+    const url = new URL(databaseUrl);
+    url.pathname = "/no_such_database";
+    const pool = new pg.Pool({ connectionString: url.href });
+    await assert.rejects(pool.query("SELECT 1 AS unserved"), {
+      code: "3D000",
+    });
+    await pool.end();
+    await threadline.forceFlush();
+    const point = receiver.metrics
+      .filter((m) => m.name === "db.client.operation.duration")
+      .flatMap((m) => m.points)
+      .find((p) => p.attributes["db.namespace"] === "no_such_database");
+    assert.equal(point?.attributes["error.type"], "3D000");
+    assert.equal(point?.attributes["db.response.status_code"], "3D000");
   });
 });
 
