@@ -827,10 +827,20 @@ function withFailure(attributes: Attributes, err: unknown): Attributes {
   };
 }
 
-/** The error's SQLSTATE, if PostgreSQL sent one. */
-function sqlState(err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null | undefined)?.code;
-  return typeof code === "string" && SQLSTATE.test(code) ? code : undefined;
+/**
+ * The error's SQLSTATE, if PostgreSQL sent one: an error pg made from the
+ * server's message, which always has a severity. A system error of the
+ * connection has a code of five capitals too (`EPIPE`), which is no
+ * SQLSTATE.
+ */
+export function sqlState(err: unknown): string | undefined {
+  const e = err as { code?: unknown; severity?: unknown } | null | undefined;
+  const code = e?.code;
+  return typeof code === "string" &&
+    typeof e?.severity === "string" &&
+    SQLSTATE.test(code)
+    ? code
+    : undefined;
 }
 
 /**
