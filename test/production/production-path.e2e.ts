@@ -11,6 +11,7 @@
 // of whom the gateway keeps about one in ten.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
@@ -347,5 +348,90 @@ describe("the production path", () => {
     );
     assert.match(stdout, /third party payments-provider: POST/);
     assert.match(stdout, /log debug: priced the order/);
+  });
+});
+
+// The tail sampler hands each kept trace on as a request of its own, and both
+// stores sit behind the one traces pipeline: if the Elasticsearch side takes
+// them one small request at a time, Jaeger waits for it too.
+describe("a burst of kept traces", () => {
+  const COUNT = 500;
+  const service = "burst";
+  const customer = need("THREADLINE_E2E_LISTED_CUSTOMERS").split(",")[1]!;
+
+  async function jaegerCount(): Promise<number> {
+    const q = new URLSearchParams({ service, limit: "2000", lookback: "1h" });
+    const res = await fetch(`${jaegerUrl}/api/traces?${q}`);
+    if (res.status === 404) return 0;
+    assert.equal(res.status, 200, await res.clone().text());
+    return ((await res.json()) as { data: unknown[] }).data.length;
+  }
+  async function elasticsearchCount(): Promise<number> {
+    const res = await fetch(`${esUrl}/traces-*/_count`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ query: { term: { "service.name": service } } }),
+    });
+    if (res.status === 404) return 0;
+    assert.equal(res.status, 200, await res.clone().text());
+    return ((await res.json()) as { count: number }).count;
+  }
+
+  it("reaches Jaeger and Elasticsearch whole, within seconds of the decision", async () => {
+    const now = Date.now();
+    const run = randomBytes(8).toString("hex");
+    const id = (i: number) => (i + 1).toString(16).padStart(16, "0");
+    const spans = Array.from({ length: COUNT }, (_, i) => ({
+      traceId: run + id(i),
+      spanId: id(i),
+      name: "GET /burst",
+      kind: 2,
+      startTimeUnixNano: String(BigInt(now - 50) * 1_000_000n),
+      endTimeUnixNano: String(BigInt(now) * 1_000_000n),
+      attributes: [{ key: "customer.id", value: { stringValue: customer } }],
+    }));
+    // A listed customer's single-span traces: every one is kept.
+    for (let i = 0; i < COUNT; i += 100) {
+      const res = await fetch(`${agentUrl}/v1/traces`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          resourceSpans: [
+            {
+              resource: {
+                attributes: [
+                  { key: "service.name", value: { stringValue: service } },
+                ],
+              },
+              scopeSpans: [
+                { scope: { name: "burst" }, spans: spans.slice(i, i + 100) },
+              ],
+            },
+          ],
+        }),
+      });
+      assert.equal(res.status, 200, await res.text());
+    }
+    const t0 = Date.now();
+    // The gateway decides after 3 s and writes to Elasticsearch every
+    // second: 30 s is ample on a busy machine, and about half of what the
+    // traces take when each is a write of its own, ten per flush.
+    let counts = [0, 0];
+    await waitFor(
+      async () => {
+        counts = await Promise.all([jaegerCount(), elasticsearchCount()]);
+        return counts[0] === COUNT && counts[1] === COUNT;
+      },
+      {
+        what: `${COUNT} kept traces in both stores`,
+        timeoutMs: 30_000,
+        intervalMs: 500,
+      },
+    ).catch(() => undefined);
+    assert.deepEqual(
+      { jaeger: counts[0], elasticsearch: counts[1] },
+      { jaeger: COUNT, elasticsearch: COUNT },
+      `after ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+    );
   });
 });
