@@ -50,7 +50,7 @@ interface Span {
   parentId?: string;
   service: string;
   name: string;
-  customer: string;
+  customer?: string;
   startUs: number;
   durationUs: number;
   failed?: boolean;
@@ -65,7 +65,7 @@ function doc(s: Span): Record<string, unknown> {
     span: { id: s.spanId, name: s.name, kind: "SERVER" },
     ...(s.parentId === undefined ? {} : { parent: { id: s.parentId } }),
     service: { name: s.service },
-    customer: { id: s.customer },
+    ...(s.customer === undefined ? {} : { customer: { id: s.customer } }),
     event: {
       duration: s.durationUs * 1000,
       outcome: s.failed === true ? "failure" : "success",
@@ -302,5 +302,60 @@ describe("Elasticsearch: filters over more traces than one search reads", () => 
     const found = await search("--customer", "c-7", "--limit", "1000");
     assert.equal(found.length, 1000);
     assert.ok(found.every((t) => t.rootName === "POST /orders"));
+  });
+});
+
+describe("Elasticsearch: a customer on some spans of a trace only", () => {
+  const now = Date.now() * 1000;
+  const id = traceId();
+
+  // The customer was known to the gateway only: the payments service, which
+  // does not trust its caller's baggage, fails its span without it.
+  before(() =>
+    index([
+      {
+        traceId: id,
+        spanId: hex(9_000_001, 16),
+        service: "edge",
+        name: "POST /checkout",
+        customer: "c-91",
+        startUs: now - 5_000_000,
+        durationUs: 40_000,
+      },
+      {
+        traceId: id,
+        spanId: hex(9_000_002, 16),
+        parentId: hex(9_000_001, 16),
+        service: "payments",
+        name: "charge",
+        startUs: now - 4_990_000,
+        durationUs: 20_000,
+        failed: true,
+        attributes: { "payment.provider": "acme" },
+      },
+    ]),
+  );
+
+  it("is found by the customer with filters that other spans meet", async () => {
+    for (const filter of [
+      [],
+      ["--errors"],
+      ["--service", "payments"],
+      ["--operation", "charge"],
+      ["--attr", "payment.provider=acme"],
+      ["--errors", "--service", "payments"],
+    ]) {
+      const found = await search("--customer", "c-91", ...filter);
+      assert.deepEqual(
+        found.map((t) => t.traceId),
+        [id],
+        filter.join(" ") || "no filter",
+      );
+      assert.equal(found[0]!.customer, "c-91");
+    }
+    assert.deepEqual(
+      await search("--customer", "c-91", "--service", "orders"),
+      [],
+    );
   });
 });

@@ -88,6 +88,56 @@ async function es(path: string, body: unknown): Promise<unknown> {
   return res.json();
 }
 
+interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  startMs: number;
+  durationMs: number;
+  error?: boolean;
+  attributes?: Record<string, string>;
+}
+
+/** Spans of one service, sent to the agent as a service's SDK would. */
+async function send(service: string, spans: OtlpSpan[]): Promise<void> {
+  const ns = (ms: number) => String(BigInt(Math.round(ms)) * 1_000_000n);
+  const res = await fetch(`${agentUrl}/v1/traces`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      resourceSpans: [
+        {
+          resource: {
+            attributes: [
+              { key: "service.name", value: { stringValue: service } },
+            ],
+          },
+          scopeSpans: [
+            {
+              scope: { name: "e2e" },
+              spans: spans.map((s) => ({
+                traceId: s.traceId,
+                spanId: s.spanId,
+                parentSpanId: s.parentSpanId ?? "",
+                name: s.name,
+                kind: 2,
+                startTimeUnixNano: ns(s.startMs),
+                endTimeUnixNano: ns(s.startMs + s.durationMs),
+                attributes: Object.entries(s.attributes ?? {}).map(
+                  ([key, v]) => ({ key, value: { stringValue: v } }),
+                ),
+                status: s.error === true ? { code: 2 } : {},
+              })),
+            },
+          ],
+        },
+      ],
+    }),
+  });
+  assert.equal(res.status, 200, await res.text());
+}
+
 const hitsOf = (r: unknown) =>
   (r as { hits: { hits: Array<{ _source: Record<string, unknown> }> } }).hits
     .hits;
@@ -385,33 +435,13 @@ describe("a burst of kept traces", () => {
       traceId: run + id(i),
       spanId: id(i),
       name: "GET /burst",
-      kind: 2,
-      startTimeUnixNano: String(BigInt(now - 50) * 1_000_000n),
-      endTimeUnixNano: String(BigInt(now) * 1_000_000n),
-      attributes: [{ key: "customer.id", value: { stringValue: customer } }],
+      startMs: now - 50,
+      durationMs: 50,
+      attributes: { "customer.id": customer },
     }));
     // A listed customer's single-span traces: every one is kept.
-    for (let i = 0; i < COUNT; i += 100) {
-      const res = await fetch(`${agentUrl}/v1/traces`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({
-          resourceSpans: [
-            {
-              resource: {
-                attributes: [
-                  { key: "service.name", value: { stringValue: service } },
-                ],
-              },
-              scopeSpans: [
-                { scope: { name: "burst" }, spans: spans.slice(i, i + 100) },
-              ],
-            },
-          ],
-        }),
-      });
-      assert.equal(res.status, 200, await res.text());
-    }
+    for (let i = 0; i < COUNT; i += 100)
+      await send(service, spans.slice(i, i + 100));
     const t0 = Date.now();
     // The gateway decides after 3 s and writes to Elasticsearch every
     // second: 30 s is ample on a busy machine, and about half of what the
@@ -433,5 +463,67 @@ describe("a burst of kept traces", () => {
       { jaeger: COUNT, elasticsearch: COUNT },
       `after ${((Date.now() - t0) / 1000).toFixed(1)} s`,
     );
+  });
+});
+
+// A span started before the customer was known, or in a service that does
+// not take it from its caller, has no customer.id: such a trace is still
+// the customer's, and the filters are the trace's, not one span's.
+describe("a customer on some spans of a trace only", () => {
+  it("is found by the customer with filters that other spans meet", async () => {
+    const run = randomBytes(8).toString("hex");
+    const traceId = `${run}${"0".repeat(15)}1`;
+    const now = Date.now();
+    await send("storefront", [
+      {
+        traceId,
+        spanId: "00000000000000a1",
+        name: "POST /checkout",
+        startMs: now - 100,
+        durationMs: 60,
+        attributes: { "customer.id": "c-3001", "threadline.watch": "debug" },
+      },
+    ]);
+    await send("billing", [
+      {
+        traceId,
+        spanId: "00000000000000a2",
+        parentSpanId: "00000000000000a1",
+        name: "charge",
+        startMs: now - 90,
+        durationMs: 30,
+        error: true,
+      },
+    ]);
+    for (const [backend, ...filter] of [
+      [`jaeger=${jaegerUrl}`, "--service", "billing"],
+      [`jaeger=${jaegerGrpcUrl}`, "--service", "billing"],
+      [`jaeger=${jaegerGrpcUrl}`, "--errors", "--service", "billing"],
+      [`elasticsearch=${esUrl}`, "--errors"],
+      [`elasticsearch=${esUrl}`, "--service", "billing"],
+    ] as const) {
+      let traces: TraceSummary[] = [];
+      await waitFor(
+        async () => {
+          const { stdout } = await threadline(
+            "search",
+            "--customer",
+            "c-3001",
+            ...filter,
+            "--json",
+            "--backend",
+            backend,
+          );
+          traces = (JSON.parse(stdout) as { traces: TraceSummary[] }).traces;
+          return traces.length === 1 && traces[0]!.spanCount === 2;
+        },
+        { what: `c-3001's trace from ${backend}`, timeoutMs: 30_000 },
+      ).catch(() => undefined);
+      assert.deepEqual(
+        traces.map((t) => [t.traceId, t.spanCount]),
+        [[traceId, 2]],
+        `${backend} ${filter.join(" ")}`,
+      );
+    }
   });
 });

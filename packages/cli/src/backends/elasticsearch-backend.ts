@@ -6,13 +6,14 @@
 // A search keeps the store's meaning (each filter met by some span of the
 // trace; the duration is the trace's) and leaves the choosing to
 // Elasticsearch: the newest traces, as many as the limit asks, with a span
-// in the window for the customer that meets the most selective filter (one
-// aggregation); then one more aggregation over those traces' spans for the
-// other filters, and bounds on each trace's start and duration; then only
-// the traces that pass are read whole and checked here as the other
-// backends do. When too few pass, the next newest are taken, until the
-// limit is met or MAX_CANDIDATES traces were looked at (only a duration
-// filter, which no single span can answer, scans that far).
+// in the window for the customer, or without a customer one that meets the
+// most selective filter (one aggregation); then one more aggregation over
+// those traces' spans for the other filters, and bounds on each trace's
+// start and duration; then only the traces that pass are read whole and
+// checked here as the other backends do. When too few pass, the next
+// newest are taken, until the limit is met or MAX_CANDIDATES traces were
+// looked at (a duration, which no single span can answer, or a filter that
+// few of a customer's traces meet, can scan that far).
 import type {
   LogRecord,
   SearchQuery,
@@ -122,11 +123,11 @@ const anyOf = (queries: unknown[]): unknown =>
     : { bool: { should: queries, minimum_should_match: 1 } };
 
 /**
- * The filters of `q` that one span of a trace meets, as queries on span
- * documents, the most selective first. The customer is not among them:
- * every span carries it. An attribute is matched leniently, so a value
- * that does not parse as its field's type finds nothing rather than
- * failing the search; what comes back is checked exactly as the store does.
+ * The filters of `q` other than the customer, as queries on span
+ * documents, the most selective first. An attribute is matched leniently,
+ * so a value that does not parse as its field's type finds nothing rather
+ * than failing the search; what comes back is checked exactly as the store
+ * does.
  */
 function spanFilters(q: SearchQuery): unknown[] {
   const out: unknown[] = [];
@@ -430,9 +431,14 @@ export class ElasticsearchBackend implements TraceBackend {
   async search(q: SearchQuery): Promise<TraceSummary[]> {
     const { fromUs, toUs } = window(q);
     const limit = q.limit ?? DEFAULT_LIMIT;
-    const [first, ...rest] = spanFilters(q);
-    // Every span carries the customer id, so one span that has it and meets
-    // the first filter finds a trace that has both.
+    // Not every span carries the customer id (one started before it was
+    // known, or in a service that does not take it from its caller), so a
+    // customer's traces are chosen by the customer alone and every other
+    // filter is judged over the whole trace; without a customer, one span
+    // meeting the first filter is enough to choose a trace.
+    const filters = spanFilters(q);
+    const [first, ...rest] =
+      q.customer === undefined ? filters : [undefined, ...filters];
     const filter: unknown[] = [
       {
         range: {

@@ -1,9 +1,10 @@
 // Jaeger v2, through its query API v3: over HTTP (`jaeger=http://host:16686`)
 // or gRPC (`jaeger=grpc://host:16685`). Both return OTLP, decoded with
-// @threadline/otlp. The customer id and other attributes go to Jaeger as an
-// attribute filter; Jaeger releases before 2.19 ignore that filter on HTTP
-// (gRPC has always honoured it), so every answer is filtered here as well,
-// which keeps results right on any version. Jaeger stores no logs.
+// @threadline/otlp. The customer id (or, without one, the service or an
+// attribute) goes to Jaeger as a filter; Jaeger releases before 2.19 ignore
+// an attribute filter on HTTP (gRPC has always honoured it), so every
+// answer is filtered here as well, which keeps results right on any
+// version. Jaeger stores no logs.
 import { connect, type ClientHttp2Session } from "node:http2";
 import {
   ProtoWriter,
@@ -308,9 +309,17 @@ export class JaegerBackend implements TraceBackend {
 
   async search(q: SearchQuery): Promise<TraceSummary[]> {
     const { fromUs, toUs } = window(q);
+    // Jaeger looks for one span that meets every condition of a query, and
+    // a trace meets the search when each filter is met by some span of it
+    // (the customer is not on every span, nor in every service): Jaeger is
+    // given one, the customer, else the service, else an attribute, and
+    // the rest are applied here to the whole traces it returns.
     const attributes: Record<string, string> = {};
+    let service: string | undefined;
+    const [attribute] = q.attributes ?? [];
     if (q.customer !== undefined) attributes["customer.id"] = q.customer;
-    for (const [k, v] of q.attributes ?? []) attributes[k] = v;
+    else if (q.service !== undefined) service = q.service;
+    else if (attribute !== undefined) attributes[attribute[0]] = attribute[1];
     const params = {
       attributes,
       fromUs,
@@ -319,10 +328,10 @@ export class JaegerBackend implements TraceBackend {
     };
     let resources: DecodedResourceSpans[];
     try {
-      resources = await this.#t.find({ ...params, service: q.service });
+      resources = await this.#t.find({ ...params, service });
     } catch (err) {
       // Some storages need a service: ask each one.
-      if (q.service !== undefined) throw err;
+      if (service !== undefined) throw err;
       const services = await this.#t.services();
       resources = (
         await Promise.all(
