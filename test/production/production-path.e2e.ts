@@ -527,3 +527,65 @@ describe("a customer on some spans of a trace only", () => {
     }
   });
 });
+
+// Jaeger's HTTP API before 2.19 ignores the customer, so the CLI reads a
+// service's traces and looks for the customer itself: an answer holds at
+// most 1000 traces, the newest.
+describe("a customer's trace behind more than one answer of newer traces", () => {
+  it("is found by the customer over Jaeger's HTTP API", async () => {
+    const run = randomBytes(8).toString("hex");
+    const id = (i: number) => (i + 1).toString(16).padStart(16, "0");
+    const now = Date.now();
+    const NEWER = 1100;
+    await send("catalog", [
+      {
+        traceId: run + id(NEWER),
+        spanId: id(NEWER),
+        name: "GET /catalog",
+        startMs: now - 600_000,
+        durationMs: 20,
+        attributes: { "customer.id": "c-3002", "threadline.watch": "debug" },
+      },
+    ]);
+    for (let i = 0; i < NEWER; i += 100)
+      await send(
+        "catalog",
+        Array.from({ length: Math.min(100, NEWER - i) }, (_, j) => ({
+          traceId: run + id(i + j),
+          spanId: id(i + j),
+          name: "GET /catalog",
+          startMs: now - 60_000 + i + j,
+          durationMs: 20,
+          attributes: { "customer.id": "c-3003", "threadline.watch": "debug" },
+        })),
+      );
+    await waitFor(
+      async () => {
+        const q = new URLSearchParams({
+          service: "catalog",
+          limit: "2000",
+          lookback: "1h",
+        });
+        const res = await fetch(`${jaegerUrl}/api/traces?${q}`);
+        return (
+          res.ok &&
+          ((await res.json()) as { data: unknown[] }).data.length === NEWER + 1
+        );
+      },
+      { what: "the catalog's traces in Jaeger", timeoutMs: 60_000 },
+    );
+    const { stdout } = await threadline(
+      "search",
+      "--customer",
+      "c-3002",
+      "--json",
+      "--backend",
+      `jaeger=${jaegerUrl}`,
+    );
+    const { traces } = JSON.parse(stdout) as { traces: TraceSummary[] };
+    assert.deepEqual(
+      traces.map((t) => t.traceId),
+      [run + id(NEWER)],
+    );
+  });
+});

@@ -311,6 +311,7 @@ async function search(argv: string[]): Promise<number> {
         ? `${JSON.stringify({ backend: backend.name, traces }, null, 2)}\n`
         : formatSearch(traces),
     );
+    for (const note of backend.notes ?? []) process.stderr.write(`${note}\n`);
     return 0;
   } finally {
     await backend.close();

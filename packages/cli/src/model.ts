@@ -88,6 +88,8 @@ export interface SearchQuery {
 /** Where `threadline search` and `threadline trace` read from. */
 export interface TraceBackend {
   readonly name: string;
+  /** What the last search could not cover, for the user to be told. */
+  readonly notes?: readonly string[];
   search(query: SearchQuery): Promise<TraceSummary[]>;
   getTrace(traceId: string): Promise<TraceDetail | undefined>;
   close(): Promise<void>;

@@ -20,6 +20,7 @@ import type {
   TraceSummary,
 } from "../model.ts";
 import {
+  DEFAULT_LIMIT,
   answer,
   byTrace,
   failure,
@@ -28,8 +29,10 @@ import {
   window,
 } from "./remote.ts";
 
-/** Traces asked of Jaeger per search: room for the filters applied here. */
+/** Traces asked of Jaeger per request: room for the filters applied here. */
 const SEARCH_DEPTH = 1000;
+/** Requests one search makes of a service before it asks to be narrowed. */
+const MAX_PAGES = 20;
 
 /** A FindTraces query of Jaeger's API v3. */
 export interface FindParams {
@@ -299,6 +302,7 @@ export function jaegerApiV3(url: string, name = `jaeger ${url}`): JaegerApiV3 {
 
 export class JaegerBackend implements TraceBackend {
   readonly name: string;
+  readonly notes: string[] = [];
   readonly #t: JaegerApiV3;
 
   /** `url`: http(s)://host:16686 (HTTP API v3) or grpc://host:16685 (gRPC API v3). */
@@ -326,20 +330,53 @@ export class JaegerBackend implements TraceBackend {
       toUs,
       minDurationUs: q.minDurationUs,
     };
-    let resources: DecodedResourceSpans[];
+    this.notes.length = 0;
+    let spans: SpanRecord[];
     try {
-      resources = await this.#t.find({ ...params, service });
+      spans = await this.#findAll(q, { ...params, service });
     } catch (err) {
       // Some storages need a service: ask each one.
       if (service !== undefined) throw err;
       const services = await this.#t.services();
-      resources = (
+      spans = (
         await Promise.all(
-          services.map((service) => this.#t.find({ ...params, service })),
+          services.map((service) => this.#findAll(q, { ...params, service })),
         )
       ).flat();
     }
-    return answer(q, byTrace(spansFromOtlp(resources)));
+    return answer(q, byTrace(spans));
+  }
+
+  /**
+   * The spans of the traces `p` finds, answer after answer: Jaeger returns
+   * at most SEARCH_DEPTH traces, the newest, so the window's end moves back
+   * to the oldest of them until the window is covered, `q`'s limit is met,
+   * or MAX_PAGES answers were read (said in `notes`).
+   */
+  async #findAll(q: SearchQuery, p: FindParams): Promise<SpanRecord[]> {
+    const spans: SpanRecord[] = [];
+    let toUs = p.toUs;
+    for (let page = 1; ; page++) {
+      const got = byTrace(spansFromOtlp(await this.#t.find({ ...p, toUs })));
+      for (const t of got.values()) spans.push(...t);
+      if (got.size < SEARCH_DEPTH) return spans;
+      if (answer(q, byTrace(spans)).length >= (q.limit ?? DEFAULT_LIMIT))
+        return spans;
+      // Jaeger takes the traces whose newest span is newest: those left out
+      // have none after the oldest of these. A millisecond later, as the
+      // HTTP API takes whole milliseconds; a trace read twice counts once.
+      let oldest = Infinity;
+      for (const t of got.values())
+        oldest = Math.min(oldest, Math.max(...t.map((s) => s.startUs)));
+      const next = oldest + 1000;
+      if (page === MAX_PAGES || next >= toUs) {
+        this.notes.push(
+          `${this.name}: searched only the newest ${byTrace(spans).size} traces${p.service === undefined ? "" : ` of ${p.service}`}, back to ${new Date(oldest / 1000).toISOString()}; search a shorter time (--since, --from, --to) for older ones`,
+        );
+        return spans;
+      }
+      toUs = next;
+    }
   }
 
   async getTrace(traceId: string): Promise<TraceDetail | undefined> {
