@@ -589,3 +589,64 @@ describe("a customer's trace behind more than one answer of newer traces", () =>
     );
   });
 });
+
+// A search without --since has no lower bound: a trace ten days old is
+// found like one from today.
+describe("a customer's trace from ten days ago", () => {
+  it("is found without --since", async () => {
+    const run = randomBytes(8).toString("hex");
+    const traceId = (n: number) => `${run}${"0".repeat(15)}${n}`;
+    const now = Date.now();
+    // By names of their own: Jaeger on Elasticsearch lists a service and
+    // operation only in the daily index of the first span it wrote with
+    // them, and lists services from the last three days' indices.
+    for (const [n, startMs, name] of [
+      [2, now - 1000, "GET /invoices"],
+      [1, now - 10 * 24 * 3600_000, "GET /invoices/:id"],
+    ] as const)
+      await send("archive", [
+        {
+          traceId: traceId(n),
+          spanId: `00000000000000b${n}`,
+          name,
+          startMs,
+          durationMs: 30,
+          attributes: { "customer.id": "c-3005", "threadline.watch": "debug" },
+        },
+      ]);
+    for (const backend of [
+      `elasticsearch=${esUrl}`,
+      `jaeger=${jaegerUrl}`,
+      `jaeger=${jaegerGrpcUrl}`,
+    ]) {
+      let traces: TraceSummary[] = [];
+      let stderr = "";
+      await waitFor(
+        async () => {
+          const r = await threadline(
+            "search",
+            "--customer",
+            "c-3005",
+            "--json",
+            "--backend",
+            backend,
+          );
+          stderr = r.stderr;
+          traces = (JSON.parse(r.stdout) as { traces: TraceSummary[] }).traces;
+          return traces.length === 2;
+        },
+        { what: `c-3005's traces from ${backend}`, timeoutMs: 30_000 },
+      ).catch(() => undefined);
+      assert.deepEqual(
+        traces.map((t) => t.traceId),
+        [traceId(2), traceId(1)],
+        `${backend}: ${stderr}`,
+      );
+      // Jaeger on Elasticsearch cannot search all time, and says how far
+      // back it looked.
+      if (backend.startsWith("jaeger="))
+        assert.match(stderr, /searched the last 30 days/);
+      else assert.equal(stderr, "");
+    }
+  });
+});

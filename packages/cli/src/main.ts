@@ -58,7 +58,7 @@ const SEARCH_USAGE = `  threadline search [filters] [--json] [--backend <b>]
       --operation <name>   a span name or HTTP route anywhere in the trace
       --errors             traces with an error
       --min-duration <d>   e.g. 250ms
-      --since <d>          e.g. 1h (default: no limit)
+      --since <d>          e.g. 1h (default: no limit; Jaeger: 30 days)
       --from <time>        from this time: ISO 8601 or epoch milliseconds (wins over --since)
       --to <time>          up to this time: ISO 8601 or epoch milliseconds
       --attr <key=value>   attribute equality, repeatable

@@ -33,6 +33,12 @@ import {
 const SEARCH_DEPTH = 1000;
 /** Requests one search makes of a service before it asks to be narrowed. */
 const MAX_PAGES = 20;
+/**
+ * How far back a search without --since or --from looks. Jaeger on
+ * Elasticsearch names every daily index of the window in one request line,
+ * which Elasticsearch refuses past 4 KB: about a hundred days.
+ */
+const DEFAULT_LOOKBACK_DAYS = 30;
 
 /** A FindTraces query of Jaeger's API v3. */
 export interface FindParams {
@@ -312,7 +318,15 @@ export class JaegerBackend implements TraceBackend {
   }
 
   async search(q: SearchQuery): Promise<TraceSummary[]> {
-    const { fromUs, toUs } = window(q);
+    this.notes.length = 0;
+    const { toUs } = window(q);
+    let fromUs = q.fromUs;
+    if (fromUs === undefined) {
+      fromUs = toUs - DEFAULT_LOOKBACK_DAYS * 24 * 3600e6;
+      this.notes.push(
+        `${this.name}: searched the last ${DEFAULT_LOOKBACK_DAYS} days (Jaeger on Elasticsearch refuses much longer windows); --since or --from sets another`,
+      );
+    }
     // Jaeger looks for one span that meets every condition of a query, and
     // a trace meets the search when each filter is met by some span of it
     // (the customer is not on every span, nor in every service): Jaeger is
@@ -330,7 +344,6 @@ export class JaegerBackend implements TraceBackend {
       toUs,
       minDurationUs: q.minDurationUs,
     };
-    this.notes.length = 0;
     let spans: SpanRecord[];
     try {
       spans = await this.#findAll(q, { ...params, service });

@@ -11,8 +11,6 @@ import {
 } from "../model.ts";
 
 export const DEFAULT_LIMIT = 50;
-/** How far back a search without --since looks in a production backend. */
-export const DEFAULT_LOOKBACK_US = 7 * 24 * 3600 * 1e6;
 
 /** Spans as the OTLP decoders give them, as records. */
 export function spansFromOtlp(resources: DecodedResourceSpans[]): SpanRecord[] {
@@ -140,10 +138,10 @@ export function answer(
   return out.slice(0, q.limit ?? DEFAULT_LIMIT);
 }
 
-/** The search's time window, defaulting to the last week. */
+/** The search's time window: from the epoch and up to now unless told. */
 export function window(q: SearchQuery): { fromUs: number; toUs: number } {
   const toUs = q.toUs ?? (Date.now() + 60_000) * 1000;
-  return { fromUs: q.fromUs ?? toUs - DEFAULT_LOOKBACK_US, toUs };
+  return { fromUs: q.fromUs ?? 0, toUs };
 }
 
 /** A failed request's message, with the backend's own words where it gave some. */
