@@ -650,3 +650,69 @@ describe("a customer's trace from ten days ago", () => {
     }
   });
 });
+
+// --min-duration is the trace's length: a queue consumer that runs two
+// seconds after a short request makes a long trace of short spans.
+describe("a long trace of short spans", () => {
+  it("is found by --min-duration in Jaeger", async () => {
+    const run = randomBytes(8).toString("hex");
+    const traceId = `${run}${"0".repeat(15)}1`;
+    const now = Date.now();
+    await send("orders-api", [
+      {
+        traceId,
+        spanId: "00000000000000c1",
+        name: "POST /orders",
+        startMs: now - 3000,
+        durationMs: 50,
+        attributes: { "customer.id": "c-3006", "threadline.watch": "debug" },
+      },
+    ]);
+    await send("orders-worker", [
+      {
+        traceId,
+        spanId: "00000000000000c2",
+        parentSpanId: "00000000000000c1",
+        name: "orders process",
+        startMs: now - 1000,
+        durationMs: 100,
+        attributes: { "customer.id": "c-3006", "threadline.watch": "debug" },
+      },
+    ]);
+    for (const backend of [`jaeger=${jaegerUrl}`, `jaeger=${jaegerGrpcUrl}`]) {
+      // Both spans are there before the duration is asked about.
+      await waitFor(
+        async () => {
+          const { stdout } = await threadline(
+            "search",
+            "--customer",
+            "c-3006",
+            "--json",
+            "--backend",
+            backend,
+          );
+          const { traces } = JSON.parse(stdout) as { traces: TraceSummary[] };
+          return traces.length === 1 && traces[0]!.spanCount === 2;
+        },
+        { what: `c-3006's trace from ${backend}`, timeoutMs: 30_000 },
+      );
+      const long = async (d: string) => {
+        const { stdout } = await threadline(
+          "search",
+          "--customer",
+          "c-3006",
+          "--min-duration",
+          d,
+          "--json",
+          "--backend",
+          backend,
+        );
+        return (JSON.parse(stdout) as { traces: TraceSummary[] }).traces.map(
+          (t) => t.traceId,
+        );
+      };
+      assert.deepEqual(await long("2s"), [traceId], backend);
+      assert.deepEqual(await long("3s"), [], backend);
+    }
+  });
+});

@@ -46,6 +46,7 @@ export interface FindParams {
   attributes: Record<string, string>;
   fromUs: number;
   toUs: number;
+  /** Per span, as Jaeger applies it: traces with a span this long. */
   minDurationUs?: number | undefined;
 }
 
@@ -338,12 +339,9 @@ export class JaegerBackend implements TraceBackend {
     if (q.customer !== undefined) attributes["customer.id"] = q.customer;
     else if (q.service !== undefined) service = q.service;
     else if (attribute !== undefined) attributes[attribute[0]] = attribute[1];
-    const params = {
-      attributes,
-      fromUs,
-      toUs,
-      minDurationUs: q.minDurationUs,
-    };
+    // --min-duration is the trace's length, which matches() checks; Jaeger
+    // would ask it of one span.
+    const params = { attributes, fromUs, toUs };
     let spans: SpanRecord[];
     try {
       spans = await this.#findAll(q, { ...params, service });
