@@ -716,3 +716,32 @@ describe("a long trace of short spans", () => {
     }
   });
 });
+
+// A backend URL that points at the wrong thing is told as such, not as an
+// empty answer nor as a JSON parser's complaint.
+describe("a backend URL that is not the backend", () => {
+  const search = (backend: string) =>
+    threadline("search", "--customer", "c-42", "--backend", backend).then(
+      (r) => ({ code: 0, stderr: r.stderr, stdout: r.stdout }),
+      (err: { code: number; stderr: string; stdout: string }) => err,
+    );
+
+  it("names the backend when Jaeger's UI answers instead of its API", async () => {
+    const url = `${jaegerUrl}/search`;
+    const r = await search(`jaeger=${url}`);
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(r.stderr, new RegExp(`jaeger ${url}.*not JSON`));
+  });
+
+  it("does not take another server's 404 for no traces", async () => {
+    const r = await search(`jaeger=${agentUrl}`);
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(r.stderr, new RegExp(`jaeger ${agentUrl} answered 404`));
+  });
+
+  it("names Elasticsearch's URL when something else answers", async () => {
+    const r = await search(`elasticsearch=${jaegerUrl}`);
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(r.stderr, new RegExp(`elasticsearch ${jaegerUrl}`));
+  });
+});

@@ -27,6 +27,7 @@ import {
   answer,
   byTrace,
   failure,
+  json,
   reach,
   window,
 } from "./remote.ts";
@@ -250,7 +251,7 @@ export class ElasticsearchBackend implements TraceBackend {
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     if (!res.ok) throw await failure(res, this.name);
-    return (await res.json()) as Doc;
+    return (await json(res, this.name)) as Doc;
   }
 
   /** A search of `index`, or of a point in time when `index` is undefined. */

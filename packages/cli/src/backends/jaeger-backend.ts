@@ -24,6 +24,7 @@ import {
   answer,
   byTrace,
   failure,
+  json,
   reach,
   spansFromOtlp,
   window,
@@ -73,12 +74,28 @@ class HttpTransport implements JaegerApiV3 {
 
   async #json(path: string): Promise<unknown> {
     const res = await reach(this.#name, `${this.#base}${path}`);
+    // Jaeger answers a search or a trace that finds nothing with 404 and an
+    // error of its own shape; any other 404 means the URL is not Jaeger's
+    // query API, which is not the same as no traces.
     if (res.status === 404) {
-      await res.body?.cancel();
-      return undefined;
+      const text = await res.text();
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = undefined;
+      }
+      if (
+        (body as { error?: { httpCode?: unknown } } | undefined)?.error
+          ?.httpCode === 404
+      )
+        return undefined;
+      throw new Error(
+        `${this.#name} answered 404 at ${res.url}, not as Jaeger's query API does (${text.slice(0, 80).replace(/[\s\x00-\x1f\x7f-\x9f]+/g, " ")}); is that the right URL?`,
+      );
     }
     if (!res.ok) throw await failure(res, this.#name);
-    return res.json();
+    return json(res, this.#name);
   }
 
   async find(p: FindParams): Promise<DecodedResourceSpans[]> {

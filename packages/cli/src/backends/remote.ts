@@ -150,6 +150,19 @@ export async function failure(res: Response, what: string): Promise<Error> {
   return new Error(`${what} answered ${res.status}${text ? `: ${text}` : ""}`);
 }
 
+/** A response's JSON; when it is not JSON, an error naming the backend and the URL. */
+export async function json(res: Response, name: string): Promise<unknown> {
+  const text = await res.text();
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    const type = res.headers.get("content-type") ?? "no content type";
+    throw new Error(
+      `${name}: ${res.url} answered ${res.status} with ${type}, not JSON (${text.slice(0, 80).replace(/[\s\x00-\x1f\x7f-\x9f]+/g, " ")}); is that the right URL?`,
+    );
+  }
+}
+
 /** Fetch that names the backend when it cannot be reached. */
 export async function reach(
   name: string,
