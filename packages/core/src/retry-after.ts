@@ -10,9 +10,13 @@ export function isRetryableStatus(status: number): boolean {
   return status === 429 || status >= 500;
 }
 
-/** How long a `Retry-After` value asks to wait, in ms; undefined when it is neither form. */
+/**
+ * How long a `Retry-After` value asks to wait, in ms; undefined when it is
+ * neither form. A date already past asks for no wait (0), as "0" does; an
+ * empty value asks for nothing, though Number() reads it as 0.
+ */
 export function retryAfterMs(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
+  if (value === undefined || value.trim() === "") return undefined;
   const seconds = Number(value);
   if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
   const at = Date.parse(value);
