@@ -216,6 +216,57 @@ describe("export under faults", () => {
     }
   });
 
+  for (const [thread, on] of [
+    ["main", ""],
+    ["worker", " (export on a worker thread)"],
+  ] as const)
+    for (const [what, value] of [
+      ["0", "0"],
+      ["empty", ""],
+      ["a past date", new Date(Date.now() - 3_600_000).toUTCString()],
+    ] as const)
+      it(`backs off all the same while every answer says Retry-After ${what}${on}`, async () => {
+        // An overloaded Collector may answer every request with "retry
+        // now"; a service that believed it each time would send each batch
+        // again as fast as the answers came, for all its retry time.
+        const receiver = await startOtlpReceiver();
+        receiver.setResponder((req) =>
+          req.url === "/v1/traces" || req.url === "/v1/logs"
+            ? { status: 503, headers: { "retry-after": value } }
+            : undefined,
+        );
+        const svc = await service(receiver.url, {
+          THREADLINE_EXPORT_THREAD: thread,
+        });
+        try {
+          await drive(svc, 20);
+          await waitFor(() => traces(receiver).length > 0, {
+            what: "a first export of spans",
+          });
+          const first = traces(receiver)[0]!.at;
+          await new Promise((resolve) => setTimeout(resolve, 3000));
+          // Within 3 s of the first refusal: the two requests sent before
+          // it was known, one retry at once as asked, then backoff (bases
+          // of 1, 2, 4 s, jittered down to half): about six at most.
+          for (const path of ["/v1/traces", "/v1/logs"]) {
+            const sent = receiver.attempts.filter(
+              (a) => a.path === path && a.at <= first + 3000,
+            );
+            assert.ok(
+              sent.length <= 8,
+              `${sent.length} requests to ${path} in 3 s`,
+            );
+          }
+          const s = await stats(svc);
+          assert.equal(s.traces.exported, 0);
+          assert.ok(accounted(s.traces) && accounted(s.logs));
+          assert.equal(s.unhandled, 0);
+        } finally {
+          await svc.stop();
+          await receiver.close();
+        }
+      });
+
   it("backs off with growing, jittered delays when throttled without Retry-After", async () => {
     const receiver = await startOtlpReceiver();
     let n = 0;

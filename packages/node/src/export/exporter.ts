@@ -12,7 +12,8 @@
 //   retry budget is dropped; both are counted by reason.
 // - Retries follow the OTLP/HTTP rules: 429, 502, 503 and 504 and network
 //   errors are retried with exponential backoff and jitter, Retry-After is
-//   honoured; other statuses are final. One backoff per signal, so a dead
+//   honoured (one shorter than the backoff only on a first failure); other
+//   statuses are final. One backoff per signal, so a dead or overloaded
 //   Collector is probed, not hammered.
 // - A flush sends everything at once, ignoring backoff, and is done once
 //   what the exporter held when it was asked for has been attempted (or its
@@ -352,27 +353,36 @@ class Channel {
       });
     } else {
       this.#failures++;
-      const backoff = Math.min(
-        MAX_BACKOFF_MS,
-        1000 * 2 ** (this.#failures - 1),
-      );
+      const base = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** (this.#failures - 1));
+      const backoff = base / 2 + (Math.random() * base) / 2;
       // A Retry-After longer than the data may still wait is cut to the
       // time it has left: waiting longer would only end in dropping it.
       const left = Math.max(
         0,
         this.#owner.settings.maxRetryMs - (Date.now() - p.enqueuedAt),
       );
-      const delay =
+      const asked =
         outcome.retryAfterMs === undefined
-          ? backoff / 2 + (Math.random() * backoff) / 2
+          ? undefined
           : Math.min(outcome.retryAfterMs, left);
+      // A Retry-After shorter than the backoff is believed only after a
+      // success: a Collector shedding the odd request takes it back at
+      // once, but one that answers every request "0" (or a date gone by)
+      // is overloaded, and believing it each time would send each batch
+      // again as fast as the answers come, for the whole retry time.
+      const delay =
+        asked === undefined
+          ? backoff
+          : this.#failures === 1
+            ? asked
+            : Math.max(asked, backoff);
       this.#nextAttemptAt = Math.max(this.#nextAttemptAt, Date.now() + delay);
       this.#queue.unshift(p);
       this.#owner.post({
         t: "diag",
         level: "warn",
         key: `${this.#signal}-retry`,
-        message: `could not export ${what} to ${printableUrl(this.#endpoint.url)}: ${outcome.reason}; ${outcome.retryAfterMs === undefined ? "retrying with backoff" : `retrying in ${Math.ceil(delay / 1000)} s (Retry-After)`}`,
+        message: `could not export ${what} to ${printableUrl(this.#endpoint.url)}: ${outcome.reason}; ${delay === asked ? `retrying in ${Math.ceil(delay / 1000)} s (Retry-After)` : "retrying with backoff"}`,
       });
     }
     this.#syncGauges();
