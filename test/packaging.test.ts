@@ -255,6 +255,67 @@ describe("the packages as published", () => {
     });
   }
 
+  it("start once when a second copy of @threadline/node calls init() in the same thread", async () => {
+    // Operations start Threadline from a copy of their own (NODE_OPTIONS),
+    // and the service's code calls init() from the one it installed.
+    const ops = join(work, "ops", "node_modules");
+    for (const scope of ["@threadline", "@opentelemetry"])
+      cpSync(join(app, "node_modules", scope), join(ops, scope), {
+        recursive: true,
+      });
+    const register = join(ops, "@threadline", "node", "dist", "register.js");
+    const name = "packaged-two-copies";
+    const service = await startService({
+      entry: "own-init.mjs",
+      cwd: app,
+      env: {
+        NODE_OPTIONS: `--import ${register}`,
+        OTEL_SERVICE_NAME: name,
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_BSP_SCHEDULE_DELAY: "50",
+        OTEL_BLRP_SCHEDULE_DELAY: "50",
+      },
+    });
+    let ended: Awaited<typeof service.exited>;
+    try {
+      assert.equal(await (await fetch(`${service.url}/hello`)).text(), "echo");
+      await receiver.waitForSpans(
+        (all) =>
+          all.filter((s) => s.resource["service.name"] === name).length >= 3,
+        "the request's spans",
+      );
+    } finally {
+      ended = await service.stop("SIGTERM", 10_000);
+    }
+    // Two Threadlines would each take the other's SIGTERM listener for the
+    // application's, and leave the process running.
+    assert.equal(ended.signal, "SIGTERM", "ended by SIGTERM, not killed");
+    // Stopped: whatever either copy held has been sent by now.
+    const mine = receiver.spans.filter(
+      (s) => s.resource["service.name"] === name,
+    );
+    const count = (kind: number, path?: string) =>
+      mine.filter(
+        (s) =>
+          s.kind === kind &&
+          (path === undefined || s.attributes["url.path"] === path),
+      ).length;
+    assert.equal(count(2, "/hello"), 1, "one server span of /hello");
+    assert.equal(count(2, "/echo"), 1, "one server span of /echo");
+    assert.equal(count(3), 1, "one client span, of the call to /echo");
+    assert.deepEqual(
+      receiver.spans
+        .map((s) => String(s.resource["service.name"]))
+        .filter((n) => n === "packaged-own-init" || n.startsWith("unknown")),
+      [],
+      "no spans under another service name",
+    );
+    const said = service.stderr.filter((l) => l.includes("threadline"));
+    assert.equal(said.length, 1, service.stderr.join("\n"));
+    assert.match(said[0]!, /init\(\) was called more than once/);
+    assert.match(said[0]!, /serviceName/);
+  });
+
   it("give the threadline command of @threadline/cli", async () => {
     const bin = join(app, "node_modules", ".bin", "threadline");
     const help = await run(process.execPath, [bin, "--help"], { cwd: app });

@@ -12,6 +12,7 @@
 // process, the exit and the signals also have the Threadline of every
 // worker thread flush, which the process's end would otherwise tear down
 // with its batches (internal/worker-flush.ts).
+import { fileURLToPath } from "node:url";
 import {
   context,
   metrics,
@@ -104,17 +105,44 @@ const EMPTY_STATS: PipelineStats = {
   metrics: EMPTY_SIGNAL,
 };
 
-let active: ThreadlineHandle | undefined;
+// The Threadline of this thread, whichever copy of this package started
+// it. One process can hold two copies (operations' --import from one
+// installation, the application's own init() from its node_modules), and a
+// variable of this module would be one copy's alone: the second would start
+// again, and every call be traced and exported twice. A worker thread has
+// a globalThis of its own, and starts its Threadline as before.
+const ACTIVE = Symbol.for("threadline.node.active");
+
+interface Active {
+  readonly handle: ThreadlineHandle;
+  /** The copy of this package that started it. */
+  readonly from: string;
+}
+
+const HERE = new URL("..", import.meta.url).href;
+const slots = globalThis as Record<symbol, Active | undefined>;
+
+function active(): Active | undefined {
+  return slots[ACTIVE];
+}
+
+function setActive(handle: ThreadlineHandle): ThreadlineHandle {
+  slots[ACTIVE] = { handle, from: HERE };
+  return handle;
+}
+
+function clearActive(handle: ThreadlineHandle): void {
+  if (slots[ACTIVE]?.handle === handle) slots[ACTIVE] = undefined;
+}
 
 function disabledHandle(): ThreadlineHandle {
-  return {
+  const handle: ThreadlineHandle = {
     enabled: false,
     forceFlush: async () => {},
-    shutdown: async () => {
-      active = undefined;
-    },
+    shutdown: async () => clearActive(handle),
     stats: () => structuredClone(EMPTY_STATS),
   };
+  return handle;
 }
 
 function routeApiDiagnostics(): void {
@@ -382,19 +410,31 @@ function installExitHooks(
  * and fetch calls, customer context, pino correlation, and OTLP export.
  * Call it before anything else, or use `node --import @threadline/node/register`.
  * Settings come from `options`, then the environment (see the README). A
- * second call returns the first handle and changes nothing. Never throws.
+ * second call, from this copy of the package or another in the same
+ * thread, returns the first handle and changes nothing. Never throws.
  *
  * @example
  * import { init } from '@threadline/node';
  * const threadline = init({ serviceName: 'orders', thirdParties: { 'api.stripe.com': 'stripe' } });
  */
 export function init(options: InitOptions = {}): ThreadlineHandle {
-  if (active !== undefined) {
+  const first = active();
+  if (first !== undefined) {
+    const ignored = Object.keys(options).filter(
+      (k) => options[k as keyof InitOptions] !== undefined,
+    );
+    const by =
+      first.from === HERE
+        ? ""
+        : ` (first by another copy of @threadline/node, at ${fileURLToPath(first.from)})`;
     diag.warnOnce(
       "init-twice",
-      "init() was called more than once; the first configuration stays in effect",
+      `init() was called more than once${by}; the first configuration stays in effect` +
+        (ignored.length > 0
+          ? `, and the options given were ignored: ${ignored.join(", ")}`
+          : ""),
     );
-    return active;
+    return first.handle;
   }
   try {
     return start(options);
@@ -402,8 +442,7 @@ export function init(options: InitOptions = {}): ThreadlineHandle {
     diag.error(
       `could not start: ${(err as Error).message}; the application runs without telemetry`,
     );
-    active = disabledHandle();
-    return active;
+    return setActive(disabledHandle());
   }
 }
 
@@ -415,10 +454,7 @@ function start(options: InitOptions): ThreadlineHandle {
     );
   }
   for (const w of warnings) diag.warn(w);
-  if (config.disabled) {
-    active = disabledHandle();
-    return active;
-  }
+  if (config.disabled) return setActive(disabledHandle());
   keepTickShape();
   routeApiDiagnostics();
 
@@ -717,8 +753,7 @@ function start(options: InitOptions): ThreadlineHandle {
     context.disable();
     apiDiag.disable();
     diag.flush();
-    if (active === handle) active = undefined;
+    clearActive(handle);
   };
-  active = handle;
-  return handle;
+  return setActive(handle);
 }
