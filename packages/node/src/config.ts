@@ -33,7 +33,8 @@ export interface InitOptions {
   /**
    * `service.name`.
    * @default resourceAttributes' `service.name`, else OTEL_SERVICE_NAME, else
-   * OTEL_RESOURCE_ATTRIBUTES' `service.name`, else `unknown_service:node`
+   * OTEL_RESOURCE_ATTRIBUTES' `service.name`, else `unknown_service:node`;
+   * an empty name counts as none
    */
   serviceName?: string;
   /** Extra resource attributes, merged over OTEL_RESOURCE_ATTRIBUTES. */
@@ -820,14 +821,38 @@ function serviceNameOf(
   attrs: Record<string, string>,
 ): string {
   // Code over the environment, as for every option; in each, the name
-  // given as such over the one among the resource attributes.
+  // given as such over the one among the resource attributes. An empty
+  // name counts as none, and is said: telemetry filed under "" belongs to
+  // no service a backend lists, and a variable set from one that is not
+  // (OTEL_SERVICE_NAME=$NAME) leaves the service unknown_service:node.
   const fromCode = options.resourceAttributes?.["service.name"];
-  const name =
-    options.serviceName ??
-    (fromCode === undefined ? undefined : String(fromCode)) ??
-    r.str("OTEL_SERVICE_NAME") ??
-    attrs["service.name"];
-  return name ?? "unknown_service:node";
+  const given: Array<[string, unknown]> = [
+    ["serviceName", options.serviceName],
+    ["resourceAttributes' service.name", fromCode],
+    ["OTEL_SERVICE_NAME", r.env["OTEL_SERVICE_NAME"]?.trim()],
+    ["OTEL_RESOURCE_ATTRIBUTES' service.name", attrs["service.name"]],
+  ];
+  const empty: string[] = [];
+  let name = "unknown_service:node";
+  for (const [where, value] of given) {
+    if (value === undefined || value === null) continue;
+    if (String(value).trim() === "") {
+      empty.push(where);
+      continue;
+    }
+    name = String(value);
+    break;
+  }
+  if (empty.length > 0) {
+    const list =
+      empty.length === 1
+        ? empty[0]
+        : `${empty.slice(0, -1).join(", ")} and ${empty.at(-1)}`;
+    r.warnings.push(
+      `${list} ${empty.length === 1 ? "is" : "are"} empty; using ${JSON.stringify(name)}`,
+    );
+  }
+  return name;
 }
 
 function logRedactOf(

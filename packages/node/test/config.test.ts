@@ -288,6 +288,67 @@ describe("resolveConfig", () => {
     assert.equal(named({ resourceAttributes: { team: "a" } }), "from-env");
   });
 
+  it("takes an empty service name, wherever it is given, for none, and says so once", () => {
+    const named = (
+      options: Parameters<typeof resolveConfig>[0],
+      env: Record<string, string>,
+    ) => {
+      const { config, warnings } = resolveConfig(options, env);
+      return {
+        name: config.serviceName,
+        warnings: warnings.filter((w) => w.includes("service")),
+      };
+    };
+    assert.deepEqual(
+      named({}, { OTEL_RESOURCE_ATTRIBUTES: "service.name=,team=a" }),
+      {
+        name: "unknown_service:node",
+        warnings: [
+          `OTEL_RESOURCE_ATTRIBUTES' service.name is empty; using "unknown_service:node"`,
+        ],
+      },
+    );
+    assert.deepEqual(
+      named({ serviceName: " " }, { OTEL_SERVICE_NAME: "env" }),
+      {
+        name: "env",
+        warnings: [`serviceName is empty; using "env"`],
+      },
+    );
+    assert.deepEqual(
+      named(
+        { resourceAttributes: { "service.name": "" } },
+        { OTEL_RESOURCE_ATTRIBUTES: "service.name=from-env-attributes" },
+      ),
+      {
+        name: "from-env-attributes",
+        warnings: [
+          `resourceAttributes' service.name is empty; using "from-env-attributes"`,
+        ],
+      },
+    );
+    assert.deepEqual(
+      named(
+        { serviceName: "", resourceAttributes: { "service.name": "" } },
+        { OTEL_SERVICE_NAME: "", OTEL_RESOURCE_ATTRIBUTES: "service.name=" },
+      ),
+      {
+        name: "unknown_service:node",
+        warnings: [
+          `serviceName, resourceAttributes' service.name, OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES' service.name are empty; using "unknown_service:node"`,
+        ],
+      },
+    );
+    // One given after a name is never read.
+    assert.deepEqual(
+      named(
+        { serviceName: "named" },
+        { OTEL_RESOURCE_ATTRIBUTES: "service.name=" },
+      ),
+      { name: "named", warnings: [] },
+    );
+  });
+
   it("puts the signal's path before the endpoint's query, and prints no credential of a bad one", () => {
     const { config } = resolveConfig(
       {},
