@@ -1074,43 +1074,15 @@ function resolveAddress(o: PoolLike["options"]): PoolAddress {
         database: typeof p.database === "string" ? p.database : "",
       };
     } catch {
-      // a configuration pg itself would refuse: read as below
+      // read as below
     }
   }
-  // pg's order, read here where its class was not found (a pg whose files
-  // are laid out otherwise).
-  const env = process.env;
-  const text = (v: unknown) =>
-    (typeof v === "string" || typeof v === "number") && v !== ""
-      ? String(v)
-      : undefined;
-  let url: URL | undefined;
-  if (typeof o?.connectionString === "string") {
-    try {
-      url = new URL(o.connectionString);
-    } catch {
-      // not a URL: what the options say
-    }
-  }
-  const user =
-    text(url && decodeURIComponent(url.username)) ??
-    text(o?.user) ??
-    text(env["PGUSER"]) ??
-    text(process.platform === "win32" ? env["USERNAME"] : env["USER"]);
+  // A pg whose files are laid out otherwise (its class never seen), or a
+  // configuration it would refuse: what the options say, with pg's
+  // defaults. pg's own reading is not copied here; it has more sources.
   return {
-    host:
-      text(url?.hostname) ??
-      text(o?.host) ??
-      text(env["PGHOST"]) ??
-      "localhost",
-    port: Number(
-      text(url?.port) ?? text(o?.port) ?? text(env["PGPORT"]) ?? "5432",
-    ),
-    database:
-      text(url && decodeURIComponent(url.pathname.slice(1))) ??
-      text(o?.database) ??
-      text(env["PGDATABASE"]) ??
-      user ??
-      "",
+    host: typeof o?.host === "string" ? o.host : "localhost",
+    port: Number(o?.port) || 5432,
+    database: typeof o?.database === "string" ? o.database : "",
   };
 }
