@@ -274,14 +274,13 @@ export class InboundTrust {
     header: string,
     peer: string | undefined,
   ): string | undefined {
-    let client: string | undefined;
     let end = header.length;
     for (;;) {
       const comma = end === 0 ? -1 : header.lastIndexOf(",", end - 1);
       const address = forwardedAddress(header.slice(comma + 1, end));
       if (address === undefined) return peer;
-      client = address;
-      if (!this.#proxies.matchesAddress(address) || comma === -1) return client;
+      if (!this.#proxies.matchesAddress(address) || comma === -1)
+        return address;
       end = comma;
     }
   }
