@@ -181,6 +181,31 @@ describe("the packages as published", () => {
     assert.deepEqual(problems, []);
   });
 
+  it("hold the code that runs in applications to Latin-1, so that V8 keeps its source one byte a character", () => {
+    // V8 keeps every module's source text for as long as the module lives;
+    // one character past U+00FF, in a comment or not, makes the whole file
+    // a two-byte string, twice its size on the application's heap.
+    const installed = join(app, "node_modules", "@threadline");
+    const problems: string[] = [];
+    for (const dir of readdirSync(installed)) {
+      if (dir === "cli") continue; // runs in its own process
+      const at = join(installed, dir);
+      const code = readdirSync(at, { recursive: true })
+        .map(String)
+        .filter((f) => !f.includes("node_modules") && f.endsWith(".js"));
+      assert.ok(code.length > 0, `${dir}: no code`);
+      for (const file of code) {
+        const text = readFileSync(join(at, file), "utf8");
+        const wide = /[^\u0000-\u00ff]/.exec(text);
+        if (wide)
+          problems.push(
+            `${dir}/${file}: ${JSON.stringify(text.slice(Math.max(0, wide.index - 30), wide.index + 5))}`,
+          );
+      }
+    }
+    assert.deepEqual(problems, []);
+  });
+
   it("carry the licence they name, and the sources their maps point to", () => {
     const installed = join(app, "node_modules", "@threadline");
     const problems: string[] = [];

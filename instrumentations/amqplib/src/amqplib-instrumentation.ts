@@ -213,7 +213,7 @@ let pendingFrameMax = Infinity;
 /** Where each amqplib copy is installed, for those whose encoder appends pendingHeaders. */
 const splicing = new Set<string>();
 
-/** The directory of the package a hooked file (`lib/…`) belongs to. */
+/** The directory of the package a hooked file (`lib/...`) belongs to. */
 function packageRoot(filename: string, file: string): string {
   return filename.slice(0, filename.length - file.length);
 }

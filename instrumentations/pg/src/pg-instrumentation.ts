@@ -61,7 +61,7 @@ export interface PgInstrumentationConfig {
    */
   recordParameters?: boolean;
   /**
-   * Append a sqlcommenter comment (`/*traceparent='…',service='…'*\/`) to
+   * Append a sqlcommenter comment (`/*traceparent='...',service='...'*\/`) to
    * each statement so PostgreSQL's logs and pg_stat_activity can be joined
    * to traces. Named prepared statements get only the service, which does
    * not change between executions.
@@ -917,7 +917,7 @@ function isAbort(err: unknown): boolean {
 
 /**
  * PostgreSQL quotes the offending value in a data exception's message
- * (SQLSTATE class 22: `invalid input syntax for type integer: "…"`), and
+ * (SQLSTATE class 22: `invalid input syntax for type integer: "..."`), and
  * the token it stopped at in a syntax error's (42601: `syntax error at or
  * near "'alice@example.com'"`), which may be a literal: values kept out of
  * spans unless parameters are recorded. Those quotes are cut to `"?"`, as

@@ -27,7 +27,7 @@ export interface SqlSummary {
    * it has no operation).
    */
   summary: string | undefined;
-  /** Its operation, upper case, when it has only one: SELECT, CREATE TABLE, … */
+  /** Its operation, upper case, when it has only one: SELECT, CREATE TABLE, ... */
   operation: string | undefined;
   /** Its table, when it has only one operation and one table. */
   collection: string | undefined;
@@ -147,7 +147,7 @@ export function sanitizeSql(sql: string): string {
       continue;
     }
     // A comment's body goes as a literal does: ORMs tag statements with
-    // who asked and for what (sqlcommenter's customer='…'), developers
+    // who asked and for what (sqlcommenter's customer='...'), developers
     // leave notes with addresses in them. Its mark stays, and so does the
     // line end closing a line comment.
     if (c === 0x2d && sql.charCodeAt(i + 1) === 0x2d) {
@@ -503,9 +503,9 @@ function shapeOfText(sql: string): Shape {
   const frameOperation: Array<string | undefined> = [undefined];
   /** The next word is a statement's first, at the top. */
   let statementStart = true;
-  /** The statement's operation as its first words give it (CREATE TABLE, …). */
+  /** The statement's operation as its first words give it (CREATE TABLE, ...). */
   let statement = "";
-  /** A statement may start here: after `(`, a CTE, EXPLAIN or PREPARE … AS. */
+  /** A statement may start here: after `(`, a CTE, EXPLAIN or PREPARE ... AS. */
   let expectStatement = true;
   let expectTable = NO_TABLE;
   /** The depth of the FROM list under way, -1 if none. */
@@ -580,7 +580,7 @@ function shapeOfText(sql: string): Shape {
         }
       }
       // INSERT, UPDATE, DELETE and MERGE run inside only a CTE or COPY
-      // (…) TO, never in a subquery: elsewhere those words are names.
+      // (...) TO, never in a subquery: elsewhere those words are names.
       expectStatement = cte || (top && statement === "COPY");
       statementStart = statementStart && top;
       depth++;
@@ -709,7 +709,7 @@ function shapeOfText(sql: string): Shape {
           continue;
         }
       }
-      // EXPLAIN ANALYZE VERBOSE DELETE …
+      // EXPLAIN ANALYZE VERBOSE DELETE ...
       if (
         statement === "EXPLAIN" &&
         depth === 0 &&
@@ -734,7 +734,7 @@ function shapeOfText(sql: string): Shape {
       )
         expectTable = JOINED;
     } else if (word === "INTO") {
-      // SELECT … INTO makes a table, often a temporary one named per
+      // SELECT ... INTO makes a table, often a temporary one named per
       // call: like a CREATE TABLE's, its name stays out.
       if (op === "INSERT" || op === "MERGE") expectTable = TARGET;
     } else if (word === "USING") {

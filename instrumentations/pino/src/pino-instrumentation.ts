@@ -212,7 +212,7 @@ function ownFieldsOf(logger: PinoLogger): number {
  * logger more properties, one at a time, than V8 keeps in fast mode on an
  * ordinary object, so a root logger is a hash table and every property
  * pino reads while writing a line (its stream, time, chindings, level
- * cache, …) is a dictionary lookup; plain pino's root loggers measure
+ * cache, ...) is a dictionary lookup; plain pino's root loggers measure
  * about an eighth slower than their children, which are fresh objects
  * with few properties of their own. V8 turns an object that becomes a
  * prototype back into fast mode once code reads through it, so the logger
@@ -322,7 +322,7 @@ export class PinoInstrumentation implements Instrumentation {
       self.#exportAfterStreamWrite(logger);
       return keepFast(logger);
     } as PinoFactory;
-    // pino's statics (destination, transport, symbols, …), and the ESM/TS names.
+    // pino's statics (destination, transport, symbols, ...), and the ESM/TS names.
     for (const key of Object.keys(original))
       (wrapped as unknown as Record<string, unknown>)[key] = (
         original as unknown as Record<string, unknown>

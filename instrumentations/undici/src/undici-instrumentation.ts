@@ -83,7 +83,7 @@ const ANSWERED = Symbol("threadline.undici.answered");
 
 /**
  * A response's header fields as `undici:request:headers` publishes them:
- * over HTTP/1.1 the raw array (name, value, name, value…); over HTTP/2,
+ * over HTTP/1.1 the raw array (name, value, name, value...); over HTTP/2,
  * which undici 8 asks TLS servers for by default, undici 8 publishes the
  * object Node's http2 gives (lower-case names, repeated fields as arrays),
  * where undici 7 made it an array.

@@ -104,7 +104,7 @@ function decodeValue(raw: string): string | undefined {
 }
 
 function isValidProperties(props: string): boolean {
-  // property = key OWS [ "=" OWS value OWS ] — checked loosely but safely:
+  // property = key OWS [ "=" OWS value OWS ]: checked loosely but safely:
   // no control characters, no commas, each key a token.
   for (const p of props.split(";")) {
     const prop = p.trim();

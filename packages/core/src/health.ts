@@ -158,7 +158,7 @@ interface Numbering {
 const numberingsOf = new WeakMap<HealthRegistry, Map<string, Numbering>>();
 
 /**
- * Registers `check` under `base`, or under `base #2`, `base #3`… the lowest
+ * Registers `check` under `base`, or under `base #2`, `base #3`... the lowest
  * not in use: one check per pool or connection to the same place. A
  * suffix given back is handed out again first, and finding one is a heap
  * operation, not a walk through the names registered before (a job that

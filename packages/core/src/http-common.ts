@@ -58,7 +58,7 @@ export function normalizeMethod(method: string | undefined): {
   return { method: "_OTHER", original: m };
 }
 
-/** A raw header block (`name: value\r\n…`) without its `name` lines; `name` in lower case. */
+/** A raw header block (`name: value\r\n...`) without its `name` lines; `name` in lower case. */
 export function withoutHeaderLines(block: string, name: string): string {
   const prefix = `${name}:`;
   return block
@@ -108,7 +108,7 @@ export function prepareHeaderWriter<C>(
 }
 
 /**
- * Whether a raw header block (`name: value\r\n…`) is as
+ * Whether a raw header block (`name: value\r\n...`) is as
  * {@link HeaderWriter.removeUnless} leaves it: without a `name` line (lower
  * case), or with one, `value`.
  */
@@ -674,7 +674,7 @@ function settleAttempt(call: ClientCall | undefined, failed: boolean): void {
 
 /**
  * A response's header fields as a client library hands them over: the raw
- * array (name, value, name, value…), or an object (lower-case names,
+ * array (name, value, name, value...), or an object (lower-case names,
  * repeated fields as arrays), as Node's http and http2 give it.
  */
 export type HeaderFields =
@@ -719,8 +719,8 @@ const STRUCTURED_FIELDS: Readonly<Record<string, string>> = {
  * usual trio as numbers, `threadline.ratelimit.limit`, `.remaining` and
  * `.reset` (seconds), whichever naming the provider uses (`X-RateLimit-*`,
  * `RateLimit-*`, `X-Rate-Limit-*`, the structured `RateLimit` header in
- * its older `limit=…, remaining=…, reset=…` form or the draft's
- * `"policy";r=…;t=…` with `RateLimit-Policy: "policy";q=…`), and
+ * its older `limit=..., remaining=..., reset=...` form or the draft's
+ * `"policy";r=...;t=...` with `RateLimit-Policy: "policy";q=...`), and
  * `Retry-After` in seconds, given as seconds or as an HTTP date.
  */
 export function recordRateLimitHeaders(

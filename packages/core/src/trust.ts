@@ -343,7 +343,7 @@ export interface EgressOptions {
   internalHosts?: string | readonly string[];
   /**
    * Third-party APIs: `{ 'api.stripe.com': 'stripe' }` or
-   * `'api.stripe.com=stripe,…'` (see {@link ThirdPartyRule} for the
+   * `'api.stripe.com=stripe,...'` (see {@link ThirdPartyRule} for the
    * patterns). A pattern that names no host to match, such as one with a
    * path, is reported in `thirdPartyErrors`.
    */

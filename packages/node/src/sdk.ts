@@ -300,7 +300,7 @@ function installExitHooks(
   };
   const signals: NodeJS.Signals[] = ["SIGTERM", "SIGINT"];
   const onSignal = (signal: NodeJS.Signals) => {
-    // signal-exit (write-file-atomic, proper-lockfile, restore-cursor, …)
+    // signal-exit (write-file-atomic, proper-lockfile, restore-cursor, ...)
     // listens too, and re-raises only when it is alone: it does not
     // handle the signal, it waits for whoever does.
     if (process.listenerCount(signal) - 1 - signalExitListeners() > 0) {

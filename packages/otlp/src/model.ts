@@ -23,7 +23,7 @@ export interface Scope {
   readonly version?: string | undefined;
 }
 
-/** OpenTelemetry API span kind numbers (INTERNAL = 0 … CONSUMER = 4). */
+/** OpenTelemetry API span kind numbers (INTERNAL = 0 ... CONSUMER = 4). */
 export type ApiSpanKind = 0 | 1 | 2 | 3 | 4;
 
 export interface SpanEventData {

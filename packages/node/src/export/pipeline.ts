@@ -74,11 +74,11 @@ const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 /**
  * Ended spans held before they are encoded together. On the bench services
  * (CPU profiles and peak RSS, two or three runs each): encoded one by one
- * as they ended, spans took 7.5–8.2 µs of the realistic service's main
- * thread per request; a whole batch of 512 at a time, 4.2–4.7 µs, but the
- * hello-world service's peak RSS rose from 105–113 to 116–127 MB, the held
- * spans surviving young-generation collections; 32 at a time, 5.4–5.7 µs
- * and 110–111 MB.
+ * as they ended, spans took 7.5-8.2 µs of the realistic service's main
+ * thread per request; a whole batch of 512 at a time, 4.2-4.7 µs, but the
+ * hello-world service's peak RSS rose from 105-113 to 116-127 MB, the held
+ * spans surviving young-generation collections; 32 at a time, 5.4-5.7 µs
+ * and 110-111 MB.
  */
 const SPANS_HELD = 32;
 

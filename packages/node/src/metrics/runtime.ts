@@ -123,7 +123,7 @@ export function registerRuntimeMetrics(
     {
       unit: "{resource}",
       description:
-        "Resources keeping the event loop alive (sockets, timers, …), by type.",
+        "Resources keeping the event loop alive (sockets, timers, \u2026), by type.",
     },
   );
 

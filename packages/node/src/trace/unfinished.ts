@@ -72,7 +72,9 @@ function describe(err: unknown): string {
     err instanceof Error
       ? `${errorTypeOf(err)}: ${messageOf(err)}`
       : messageOf(err);
-  return text.length > MAX_DETAIL ? `${truncate(text, MAX_DETAIL)}…` : text;
+  return text.length > MAX_DETAIL
+    ? `${truncate(text, MAX_DETAIL)}\u2026`
+    : text;
 }
 
 export interface CrashWatch {
