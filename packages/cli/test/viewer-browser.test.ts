@@ -277,6 +277,15 @@ describe("the threadline dev viewer in a browser", () => {
     assert.equal(await thirdParty.count(), 1, "the third-party call is named");
     assert.equal(await thirdParty.getAttribute("data-service"), "worker");
     assert.match(await thirdParty.innerText(), /POST[\s\S]*\/v1\/charges/);
+    // A trace drawn whole has its ruler and rows, and no notice or stray
+    // text under them.
+    assert.deepEqual(
+      await page.evaluate(
+        `[...document.querySelector(".waterfall").childNodes].map((n) =>
+          n.nodeType === Node.ELEMENT_NODE ? n.className : "text " + n.textContent)`,
+      ),
+      ["wf-row wf-ruler", "wf-rows"],
+    );
     await screenshot(page, artifact("trace.png"), true);
 
     // Clicking a log line selects the span that wrote it.

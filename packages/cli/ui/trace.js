@@ -625,23 +625,26 @@ export function traceView(container, route, app) {
         { class: "wf-rows", role: "rowgroup" },
         rows.map((r) => (r.type === "span" ? spanRow(r) : logRow(r))),
       ),
-      cut
-        ? h(
-            "div",
-            { class: "wf-limit", dataset: { testid: "waterfall-limit" } },
-            notice(
-              "empty",
-              `The waterfall shows the first ${plural(MAX_ROWS, "row")} of this trace's ${plural(m.spans.length, "span")} and ${plural(m.logs.length, "log line")}`,
-              h(
-                "p",
-                {},
-                "Collapse spans to bring later ones up, or print the whole trace with ",
-                h("code", { text: `threadline trace ${traceId}` }),
-                ".",
+      // Spread: the DOM's replaceChildren, unlike h(), writes a null as text.
+      ...(cut
+        ? [
+            h(
+              "div",
+              { class: "wf-limit", dataset: { testid: "waterfall-limit" } },
+              notice(
+                "empty",
+                `The waterfall shows the first ${plural(MAX_ROWS, "row")} of this trace's ${plural(m.spans.length, "span")} and ${plural(m.logs.length, "log line")}`,
+                h(
+                  "p",
+                  {},
+                  "Collapse spans to bring later ones up, or print the whole trace with ",
+                  h("code", { text: `threadline trace ${traceId}` }),
+                  ".",
+                ),
               ),
             ),
-          )
-        : null,
+          ]
+        : []),
     );
   }
 
