@@ -117,6 +117,12 @@ interface TraceRow {
   services: string;
 }
 
+export interface RowCounts {
+  traces: number;
+  spans: number;
+  logs: number;
+}
+
 /** Summaries of traces whose data changed in a flush, for the live view. */
 /**
  * A trace a flush changed, as the live view gets it: `logsAdded` when log
@@ -194,6 +200,15 @@ export class Store implements TraceBackend {
   >();
   readonly #stmt: Record<string, StatementSync> = {};
   #closed = false;
+  /**
+   * Rows in traces, spans and logs, counted once and then moved by this
+   * store's own writes and prunes: counting a store of a million spans
+   * holds the event loop for a good part of a second, and every open viewer
+   * asks every few seconds.
+   */
+  #counts: RowCounts | undefined;
+  /** The file's data_version when #counts was taken. */
+  #countedVersion = -1;
 
   constructor(options: StoreOptions) {
     this.path = options.path;
@@ -262,6 +277,7 @@ export class Store implements TraceBackend {
     this.#db.exec(
       "CREATE UNIQUE INDEX IF NOT EXISTS logs_once ON logs (digest) WHERE digest IS NOT NULL",
     );
+    this.counts();
   }
 
   /**
@@ -446,6 +462,7 @@ export class Store implements TraceBackend {
     this.#logs = [];
     this.#metrics = [];
     const changed: ChangedTraces = [];
+    const added: RowCounts = { traces: 0, spans: 0, logs: 0 };
     // IMMEDIATE: the write lock is taken (waiting up to the busy timeout
     // for another writer of the same file) before anything is read.
     try {
@@ -455,8 +472,8 @@ export class Store implements TraceBackend {
       throw err;
     }
     try {
-      this.#writeSpans(spans, changed);
-      this.#writeLogs(logs, changed);
+      this.#writeSpans(spans, changed, added);
+      this.#writeLogs(logs, changed, added);
       const insert = this.#s(
         "INSERT INTO metric_points (service, name, time_ms, attributes, value, count, sum) VALUES (?, ?, ?, ?, ?, ?, ?)",
       );
@@ -471,6 +488,7 @@ export class Store implements TraceBackend {
           m.sum,
         );
       this.#db.exec("COMMIT");
+      this.#addCounts(added, 1);
     } catch (err) {
       this.#db.exec("ROLLBACK");
       this.#putBack(spans, logs, metrics, err);
@@ -495,7 +513,11 @@ export class Store implements TraceBackend {
     this.#metrics = metrics.concat(this.#metrics);
   }
 
-  #writeSpans(spans: PendingSpan[], changed: ChangedTraces): void {
+  #writeSpans(
+    spans: PendingSpan[],
+    changed: ChangedTraces,
+    added: RowCounts,
+  ): void {
     // A span sent again (OTLP delivery is at least once) is stored once and
     // counted once.
     const insert = this.#s(
@@ -515,7 +537,7 @@ export class Store implements TraceBackend {
         typeof s.attributes["customer.id"] === "string"
           ? s.attributes["customer.id"]
           : null;
-      const added = insert.run(
+      const stored = insert.run(
         s.traceId,
         s.spanId,
         s.parentSpanId,
@@ -533,7 +555,8 @@ export class Store implements TraceBackend {
         p.resource,
         p.scope,
       );
-      if (Number(added.changes) === 0) continue;
+      if (Number(stored.changes) === 0) continue;
+      added.spans++;
       let t = byTrace.get(s.traceId);
       if (t === undefined) {
         t = { spans: [], tags: new Set(), resources: new Set() };
@@ -560,7 +583,10 @@ export class Store implements TraceBackend {
       "UPDATE trace_tags SET start_us = ? WHERE key = ? AND value = ? AND start_us = ? AND trace_id = ?",
     );
     for (const [traceId, t] of byTrace) {
-      const row = (read.get(traceId) as TraceRow | undefined) ?? {
+      const stored = read.get(traceId) as TraceRow | undefined;
+      // A span joining a trace already stored replaces its row, not adds one.
+      if (stored === undefined) added.traces++;
+      const row = stored ?? {
         trace_id: traceId,
         start_us: Number.MAX_SAFE_INTEGER,
         end_us: 0,
@@ -627,6 +653,7 @@ export class Store implements TraceBackend {
   #writeLogs(
     logs: Array<{ log: DecodedLogRecord; service: string }>,
     changed: ChangedTraces,
+    counts: RowCounts,
   ): void {
     if (logs.length === 0) return;
     const added = new Map<string, number>();
@@ -661,7 +688,9 @@ export class Store implements TraceBackend {
         customer,
         digest,
       );
-      if (log.traceId !== "" && Number(stored.changes) > 0)
+      if (Number(stored.changes) === 0) continue;
+      counts.logs++;
+      if (log.traceId !== "")
         added.set(log.traceId, (added.get(log.traceId) ?? 0) + 1);
     }
     // A trace whose lines came, even without spans in this batch, changed:
@@ -917,13 +946,33 @@ export class Store implements TraceBackend {
     return (pages - free) * pageSize;
   }
 
-  counts(): { traces: number; spans: number; logs: number } {
-    const one = (sql: string) => (this.#s(sql).get() as { n: number }).n;
-    return {
-      traces: one("SELECT count(*) AS n FROM traces"),
-      spans: one("SELECT count(*) AS n FROM spans"),
-      logs: one("SELECT count(*) AS n FROM logs"),
-    };
+  /** Traces, spans and log lines stored. */
+  counts(): RowCounts {
+    // data_version moves when another connection commits to the file (a
+    // second `threadline dev` sharing it), never for this one's writes,
+    // whose rows #addCounts follows. Read before counting, so a write
+    // landing during the count is counted again next time.
+    const version = (
+      this.#s("PRAGMA data_version").get() as { data_version: number }
+    ).data_version;
+    if (this.#counts === undefined || version !== this.#countedVersion) {
+      const one = (sql: string) => (this.#s(sql).get() as { n: number }).n;
+      this.#counts = {
+        traces: one("SELECT count(*) AS n FROM traces"),
+        spans: one("SELECT count(*) AS n FROM spans"),
+        logs: one("SELECT count(*) AS n FROM logs"),
+      };
+      this.#countedVersion = version;
+    }
+    return { ...this.#counts };
+  }
+
+  /** Moves the counts by rows this store committed: `sign` 1 added, -1 deleted. */
+  #addCounts(rows: RowCounts, sign: 1 | -1): void {
+    if (this.#counts === undefined) return;
+    this.#counts.traces += sign * rows.traces;
+    this.#counts.spans += sign * rows.spans;
+    this.#counts.logs += sign * rows.logs;
   }
 
   /** Services that sent panel metrics, by name. */
@@ -1164,6 +1213,7 @@ export class Store implements TraceBackend {
         this.#s("DELETE FROM traces WHERE start_us < ?").run(cutUs).changes,
       );
       this.#db.exec("COMMIT");
+      this.#addCounts({ traces, spans: Number(spans), logs }, -1);
       return {
         traces,
         logs,

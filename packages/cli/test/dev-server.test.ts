@@ -736,6 +736,120 @@ describe("a live stream nobody reads", () => {
   });
 });
 
+describe("the store's counts", () => {
+  it("are the tables' through late spans, log lines, a restart and pruning", async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), "threadline-dev-counts-"));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const dbPath = join(dir, "store.sqlite");
+    const truth = new DatabaseSync(dbPath);
+    t.after(() => truth.close());
+    const tables = () => {
+      const one = (table: string) =>
+        (
+          truth.prepare(`SELECT count(*) AS n FROM ${table}`).get() as {
+            n: number;
+          }
+        ).n;
+      return { traces: one("traces"), spans: one("spans"), logs: one("logs") };
+    };
+    const stats = async (dev: DevServer) => {
+      const s = (await (await fetch(`${dev.viewerUrl}/api/stats`)).json()) as {
+        traces: number;
+        spans: number;
+        logs: number;
+      };
+      return { traces: s.traces, spans: s.spans, logs: s.logs };
+    };
+    const settled = async (dev: DevServer, spans: number, logs: number) => {
+      const s = await waitFor(
+        async () => {
+          const s = await stats(dev);
+          return s.spans === spans && s.logs === logs && s;
+        },
+        { what: `${spans} spans and ${logs} log lines` },
+      );
+      assert.deepEqual(s, tables());
+      return s;
+    };
+    const id = (bytes: number) => randomBytes(bytes).toString("hex");
+    const old = id(16);
+    const fresh = id(16);
+    const root = id(8);
+    const now = Date.now();
+
+    let dev = await startDevServer({
+      dbPath,
+      otlpPort: 0,
+      viewerPort: 0,
+      flushIntervalMs: 10,
+    });
+    try {
+      // A trace from two hours ago, and the child of a request whose root
+      // comes in a later export.
+      const first = traces.encode([
+        spanData({
+          traceId: old,
+          spanId: id(8),
+          startTime: now - 7_200_000,
+          endTime: now - 7_199_000,
+        }),
+        spanData({ traceId: fresh, spanId: id(8), parentSpanId: root }),
+      ]);
+      await post(`${dev.otlpUrl}/v1/traces`, first, proto);
+      await settled(dev, 2, 0);
+      await post(
+        `${dev.otlpUrl}/v1/traces`,
+        traces.encode([spanData({ traceId: fresh, spanId: root })]),
+        proto,
+      );
+      // Sent again: stored and counted once.
+      await post(`${dev.otlpUrl}/v1/traces`, first, proto);
+      assert.deepEqual(await settled(dev, 3, 0), {
+        traces: 2,
+        spans: 3,
+        logs: 0,
+      });
+      const logs = new LogsEncoder({ "service.name": "api" }, { name: "pino" });
+      const line = (traceId: string | undefined) => ({
+        time: now,
+        observedTime: now,
+        severityNumber: 9,
+        severityText: "info",
+        body: "order stored",
+        attributes: {},
+        traceId,
+        spanId: traceId === undefined ? undefined : root,
+        traceFlags: 0,
+      });
+      await post(
+        `${dev.otlpUrl}/v1/logs`,
+        logs.encode([line(fresh), line(undefined)]),
+        proto,
+      );
+      await settled(dev, 3, 2);
+    } finally {
+      await dev.close();
+    }
+
+    // Opened again with an hour's limit: the old trace is pruned at start.
+    dev = await startDevServer({
+      dbPath,
+      otlpPort: 0,
+      viewerPort: 0,
+      maxAgeMs: 3_600_000,
+    });
+    try {
+      assert.deepEqual(await settled(dev, 2, 2), {
+        traces: 1,
+        spans: 2,
+        logs: 2,
+      });
+    } finally {
+      await dev.close();
+    }
+  });
+});
+
 describe("a store another process holds", () => {
   it("writes what it kept back once the file is free, without more arriving", async (t) => {
     const dir = mkdtempSync(join(tmpdir(), "threadline-dev-busy-"));

@@ -435,6 +435,105 @@ describe("persistence and pruning", () => {
   });
 });
 
+describe("counts", () => {
+  it("stay those of the tables through writes, late spans, prunes, a restart and another writer", async () => {
+    const path = join(dir, "counts.sqlite");
+    const maxBytes = 600 * 1024;
+    const now = Date.now() * 1000;
+    const truth = new DatabaseSync(path);
+    const tables = () => {
+      const one = (table: string) =>
+        (
+          truth.prepare(`SELECT count(*) AS n FROM ${table}`).get() as {
+            n: number;
+          }
+        ).n;
+      return { traces: one("traces"), spans: one("spans"), logs: one("logs") };
+    };
+    const check = (store: Store, when: string) => {
+      const counts = store.counts();
+      assert.deepEqual(counts, tables(), when);
+      return counts;
+    };
+
+    let store = new Store({ path, maxBytes, maxAgeMs: 3_600_000 });
+    // Each order is written in two flushes: its root joins a trace stored
+    // by the first.
+    const first = order(store, 40, "c-1", now - 7_200_000_000);
+    order(store, 41, "c-2", now - 1_000_000);
+    assert.deepEqual(check(store, "two orders"), {
+      traces: 2,
+      spans: 6,
+      logs: 2,
+    });
+    // A late span of the first order, starting before its root; a span and
+    // log lines sent again; lines outside any trace, and one of a trace not
+    // stored.
+    const late = span(first, { startUs: now - 7_300_000_000 });
+    store.ingestSpans(batch("audit", [late]));
+    const lines = logBatch("", ["poll", "poll again"], now - 1_000_000);
+    store.ingestLogs(lines);
+    store.ingestLogs(logBatch(hex(0xabcfff, 32), ["early line"]));
+    store.flush();
+    store.ingestSpans(batch("audit", [late]));
+    store.ingestLogs(lines);
+    store.flush();
+    assert.deepEqual(check(store, "late and repeated data"), {
+      traces: 2,
+      spans: 7,
+      logs: 5,
+    });
+
+    // By age: the first order and the old line go.
+    assert.equal(store.prune(now), 1);
+    check(store, "pruned by age");
+
+    // By size: the oldest of many large traces go.
+    const big = "x".repeat(2000);
+    for (let i = 0; i < 400; i++) {
+      const traceId = hex(0xd10000 + i, 32);
+      store.ingestSpans(
+        batch("svc", [
+          span(traceId, {
+            startUs: now - (400 - i) * 1000,
+            endUs: now - (400 - i) * 1000 + 10,
+            attributes: { blob: big },
+          }),
+        ]),
+      );
+      if (i % 100 === 99) store.flush();
+    }
+    assert.equal(check(store, "before pruning by size").traces, 401);
+    assert.ok(store.prune(now) > 0);
+    assert.ok(store.sizeBytes() <= maxBytes, `${store.sizeBytes()} bytes`);
+    check(store, "pruned by size");
+
+    // Another process writing the same file.
+    const other = new Store({ path, maxBytes, maxAgeMs: 3_600_000 });
+    order(other, 42, "c-3", now);
+    check(store, "after another process wrote");
+    order(store, 43, "c-4", now);
+    check(store, "after writing again");
+    other.prune(now + 7_200_000_000);
+    assert.equal(check(store, "after another process pruned").traces, 0);
+    await other.close();
+
+    // A restart.
+    order(store, 44, "c-5", now);
+    const before = check(store, "before closing");
+    await store.close();
+    store = new Store({ path, maxBytes, maxAgeMs: 3_600_000 });
+    assert.deepEqual(check(store, "reopened"), before);
+    order(store, 45, "c-6", now);
+    check(store, "written after reopening");
+    const reader = new Store({ path, readonly: true });
+    check(reader, "read by another process");
+    await reader.close();
+    await store.close();
+    truth.close();
+  });
+});
+
 describe("writing", () => {
   it("stores and counts a span sent twice once", async () => {
     const store = new Store({ path: ":memory:" });
