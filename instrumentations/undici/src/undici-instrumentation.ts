@@ -483,6 +483,67 @@ function isBodyCancelled(status: unknown, error: unknown): boolean {
   );
 }
 
+/**
+ * The body of the answer `request()` gave, read from the request's handler
+ * where that is `request()`'s own. Node's own dispatcher (the global one
+ * Node installs) wrapping undici 8's handler, and most interceptors, keep
+ * it in a private field.
+ */
+function bodyOf(request: UndiciRequest): Body | undefined {
+  for (const key of Object.getOwnPropertySymbols(request))
+    if (key.description === "handler") {
+      const body = (request as unknown as Record<symbol, { res?: unknown }>)[
+        key
+      ]?.res;
+      return typeof body === "object" && body !== null
+        ? (body as Body)
+        : undefined;
+    }
+  return undefined;
+}
+
+/** The parts of a Readable `bodyOf` reads. */
+interface Body {
+  destroyed?: unknown;
+  errored?: unknown;
+}
+
+/**
+ * Whether `error`, ending an answer whose headers came with `status`, is
+ * the application destroying the rest of the body `request()` gave it, of
+ * a success or a redirect: the answer came, so the call did not fail.
+ * undici ends the request with the same RequestAbortedError however the
+ * body is destroyed, with an error or none, by the application or by the
+ * request's signal (an EventEmitter's too). It does so from within the
+ * body's destroy(), by when the body holds the error it was given, if any.
+ * A cancel gives none (`body.destroy()`, `dump()` past its limit), one
+ * that is no Error (`destroy("done")`), the AbortError Node's streams give
+ * a body when a `for await` over it is left early (with no cause: the one
+ * a signal makes them give has the signal's reason as cause), or undici's
+ * own AbortError, from `dump()` on a body declared longer than its limit.
+ * The signal's reason, an Error the application gives, undici's body
+ * timeout and a connection lost, errors of their own, are failures.
+ */
+function isBodyDestroyed(
+  status: unknown,
+  error: unknown,
+  request: UndiciRequest,
+): boolean {
+  if (typeof status !== "number" || status < 200 || status >= 400) return false;
+  if ((error as { code?: unknown } | null)?.code !== "UND_ERR_ABORTED")
+    return false;
+  const body = bodyOf(request);
+  // undici 8 lets go of the body before its signal destroys it.
+  if (body === undefined || body.destroyed !== true) return false;
+  const why = body.errored;
+  if (!(why instanceof Error)) return true;
+  const code = (why as { code?: unknown }).code;
+  return (
+    why.name === "AbortError" &&
+    ((code === "ABORT_ERR" && !("cause" in why)) || code === "UND_ERR_ABORT")
+  );
+}
+
 /** Removes every `name` header the application set on the request. */
 function removeHeader(req: UndiciRequest, name: string): void {
   const h = req.headers;
@@ -598,6 +659,15 @@ export class UndiciInstrumentation implements Instrumentation {
       request[SPAN] = undefined;
       const call = request[CALL];
       request[CALL] = undefined;
+      const status = call?.attributes["http.response.status_code"];
+      // The body of request()'s answer the application destroyed, a
+      // redirect's included, is told from a failure only now, while the
+      // body still holds why.
+      if (isBodyDestroyed(status, error, request)) {
+        span.end();
+        finishClientCall(call);
+        return;
+      }
       // fetch() drops the answer to a redirect it follows unread: undici 8
       // aborts it, which fails the request whenever its body has not all
       // arrived yet (over HTTP/2 nearly always); undici 7 let it finish.
@@ -630,10 +700,7 @@ export class UndiciInstrumentation implements Instrumentation {
       // was collected: the call was answered (its status is recorded), and
       // ends here, as late as Threadline can know it was done with. So does
       // one whose body the application cancelled.
-      if (
-        error !== UNREAD_COLLECTED &&
-        !isBodyCancelled(call?.attributes["http.response.status_code"], error)
-      )
+      if (error !== UNREAD_COLLECTED && !isBodyCancelled(status, error))
         recordClientError(span, error, call);
       span.end();
       finishClientCall(call);

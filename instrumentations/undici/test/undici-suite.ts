@@ -1147,6 +1147,126 @@ export function undiciTests(undici: Undici, major: number): void {
         assert.deepEqual(errorTypes(letGo), [[4, undefined]]);
         assert.deepEqual(errorTypes(aborted), [[1, "AbortError"]]);
       });
+
+    it("does not record an answer to request() whose body the application destroys with no error as a failed call, and records one destroyed with an error or aborted as a failure", async () => {
+      // Headers and a first chunk, the rest never: a 200, a 200 of a
+      // declared length, a redirect; and a 200 whose connection is lost.
+      const serve = async (): Promise<string> => {
+        const server = http.createServer((req, res) => {
+          if (req.url === "/moved")
+            res.writeHead(302, { location: "/elsewhere" });
+          else if (req.url === "/sized")
+            res.writeHead(200, { "content-length": "1000" });
+          else res.writeHead(200, { "content-type": "text/plain" });
+          res.write("partial");
+          if (req.url === "/lost") setTimeout(() => req.socket.destroy(), 20);
+        });
+        await new Promise<void>((resolve) =>
+          server.listen(0, "127.0.0.1", resolve),
+        );
+        closing.push(
+          () =>
+            new Promise((resolve) => {
+              server.closeAllConnections();
+              server.close(() => resolve());
+            }),
+        );
+        return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      };
+      const letGo = await serve();
+      const failed = await serve();
+      // undici 7's request() goes through the global dispatcher Node
+      // installed when node:http loaded; undici 8's would hide its body
+      // (see the README), so it goes through an Agent of its own.
+      const dispatcher = major >= 8 ? new undici.Agent() : undefined;
+      if (dispatcher !== undefined) closing.push(() => dispatcher.close());
+      const call = (url: string, opts: Record<string, unknown> = {}) =>
+        request(url, { dispatcher, ...opts });
+      await serving(async () => {
+        const destroyed = await call(`${letGo}/destroy`);
+        destroyed.body.on("error", () => {}).destroy();
+        for await (const _ of (await call(`${letGo}/loop`)).body) break;
+        // Beyond its limit, dump() destroys a body of unknown length with no
+        // error, and one of a larger declared length with its own AbortError.
+        await (await call(`${letGo}/dump`)).body.dump({ limit: 1 });
+        await (await call(`${letGo}/sized`)).body.dump({ limit: 1 });
+        const moved = await call(`${letGo}/moved`);
+        assert.equal(moved.statusCode, 302);
+        moved.body.on("error", () => {}).destroy();
+
+        const withError = await call(`${failed}/error`);
+        withError.body.on("error", () => {}).destroy(new Error("x"));
+        const abort = new AbortController();
+        const aborted = await call(`${failed}/abort`, { signal: abort.signal });
+        abort.abort();
+        await assert.rejects(aborted.body.text(), { name: "AbortError" });
+        const timedOut = await call(`${failed}/timeout`, {
+          signal: AbortSignal.timeout(20),
+        });
+        await assert.rejects(timedOut.body.text(), { name: "TimeoutError" });
+        const slow = await call(`${failed}/body-timeout`, { bodyTimeout: 20 });
+        await assert.rejects(slow.body.text(), {
+          code: "UND_ERR_BODY_TIMEOUT",
+        });
+        const lost = await call(`${failed}/lost`);
+        await assert.rejects(lost.body.text(), { code: "UND_ERR_SOCKET" });
+      });
+      const paths: Array<[string, number, string | undefined]> = [
+        [`${letGo}/destroy`, 200, undefined],
+        [`${letGo}/loop`, 200, undefined],
+        [`${letGo}/dump`, 200, undefined],
+        [`${letGo}/sized`, 200, undefined],
+        [`${letGo}/moved`, 302, undefined],
+        [`${failed}/error`, 200, "UND_ERR_ABORTED"],
+        [`${failed}/abort`, 200, "UND_ERR_ABORTED"],
+        [`${failed}/timeout`, 200, "UND_ERR_ABORTED"],
+        [`${failed}/body-timeout`, 200, "UND_ERR_BODY_TIMEOUT"],
+        [`${failed}/lost`, 200, "UND_ERR_SOCKET"],
+      ];
+      const spans = await clientSpansOf(paths.map(([url]) => url));
+      assert.deepEqual(
+        spans.map((s) => [
+          s.attributes["url.full"],
+          s.attributes["http.response.status_code"],
+          s.attributes["error.type"],
+          s.status.code,
+          s.events.map((e) => e.name),
+        ]),
+        paths.map(([url, status, errorType]) => [
+          url,
+          status,
+          errorType,
+          errorType === undefined ? 0 : 2,
+          errorType === undefined ? [] : ["exception"],
+        ]),
+      );
+      await threadline.forceFlush();
+      const duration = receiver.metrics.findLast(
+        (m) => m.name === "http.client.request.duration",
+      );
+      const errorTypes = (base: string) =>
+        duration?.points
+          .filter(
+            (p) => String(p.attributes["server.port"]) === new URL(base).port,
+          )
+          .map((p) => [
+            p.attributes["http.response.status_code"],
+            p.count,
+            p.attributes["error.type"],
+          ])
+          .sort((a, b) =>
+            String([a[0], a[2]]).localeCompare(String([b[0], b[2]])),
+          );
+      assert.deepEqual(errorTypes(letGo), [
+        [200, 4, undefined],
+        [302, 1, undefined],
+      ]);
+      assert.deepEqual(errorTypes(failed), [
+        [200, 3, "UND_ERR_ABORTED"],
+        [200, 1, "UND_ERR_BODY_TIMEOUT"],
+        [200, 1, "UND_ERR_SOCKET"],
+      ]);
+    });
   });
 
   describe("undici over HTTP/2", () => {
