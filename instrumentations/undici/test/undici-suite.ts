@@ -22,7 +22,7 @@ import {
   type ReceivedSpan,
   type RecordingServer,
 } from "@threadline/test-support";
-import { context } from "@opentelemetry/api";
+import { context, trace } from "@opentelemetry/api";
 import { suppressTracing } from "@threadline/core";
 import { init, withCustomer, type ThreadlineHandle } from "@threadline/node";
 import type * as undiciModule from "undici";
@@ -694,6 +694,55 @@ export function undiciTests(undici: Undici, major: number): void {
         ],
       );
     });
+  });
+
+  describe("undici and metrics", () => {
+    for (const [name, f] of fetches)
+      it(`links each call's duration to its own trace with ${name}, over a kept-alive connection`, async () => {
+        let connections = 0;
+        const server = http.createServer((_req, res) => res.end("ok"));
+        server.on("connection", () => connections++);
+        await new Promise<void>((resolve) =>
+          server.listen(0, "127.0.0.1", resolve),
+        );
+        closing.push(
+          () =>
+            new Promise((resolve) => {
+              server.closeAllConnections();
+              server.close(() => resolve());
+            }),
+        );
+        const { port } = server.address() as { port: number };
+        const tracer = trace.getTracer("undici-test");
+        for (let i = 0; i < 3; i++) {
+          const url = `http://127.0.0.1:${port}/call-${i}`;
+          // Each call in a trace of its own, as the handlers of three
+          // requests would make them.
+          const traceId = await tracer.startActiveSpan(
+            `job ${i}`,
+            { root: true },
+            async (job) => {
+              await (await f(url)).text();
+              job.end();
+              return job.spanContext().traceId;
+            },
+          );
+          const [span] = await clientSpansOf([url]);
+          assert.equal(span!.traceId, traceId);
+          await threadline.forceFlush();
+          const point = receiver.metrics
+            .findLast((m) => m.name === "http.client.request.duration")
+            ?.points.find((p) => Number(p.attributes["server.port"]) === port);
+          // The newest measurement of its bucket: its exemplar is this call's.
+          assert.ok(
+            point?.exemplars.some(
+              (e) => e.traceId === traceId && e.spanId === span!.spanId,
+            ),
+            `call ${i}: exemplars ${JSON.stringify(point?.exemplars)}, span ${span!.traceId}/${span!.spanId}`,
+          );
+        }
+        assert.equal(connections, 1);
+      });
   });
 
   describe("undici and the Host header", () => {

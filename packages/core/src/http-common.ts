@@ -538,8 +538,9 @@ export function startClientSpan<C>(
   // ours, or in their place where this context has none to write, such as
   // a customer id an untrusted caller sent in baggage.
   for (const name of copiedHeaderNames()) writer.remove(carrier, name);
+  const spanCtx = trace.setSpan(ctx, span);
   propagation.inject(
-    trace.setSpan(ctx, span),
+    spanCtx,
     carrier,
     eg.baggage ? writer.internal : writer.external,
   );
@@ -551,6 +552,7 @@ export function startClientSpan<C>(
       start: performance.now(),
       attributes: callAttributes,
       parent,
+      context: spanCtx,
       attempt,
       resendCount,
     },
@@ -607,6 +609,12 @@ export interface ClientCall {
   readonly attributes: Attributes;
   /** The span the request was made under, which keeps its failures; undefined outside any span. */
   readonly parent: Span | undefined;
+  /**
+   * The context of the request's own span, which its duration is recorded
+   * in: where the end is seen (a kept-alive connection's events) another
+   * request's context, the first made on that connection, is active.
+   */
+  readonly context: Context;
   /** The request's method and `url.full`, as a retry repeats them. */
   readonly attempt: string;
   /** Its `http.request.resend_count` (0 for a first send). */
@@ -632,6 +640,7 @@ export function finishClientCall(call: ClientCall | undefined): void {
   clientMetrics().duration.record(
     (performance.now() - call.start) / 1000,
     call.attributes,
+    call.context,
   );
 }
 
