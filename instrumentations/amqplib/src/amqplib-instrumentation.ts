@@ -1080,6 +1080,7 @@ export class AmqplibInstrumentation implements Instrumentation {
       meters().latency.record(
         Math.max(0, Date.now() - sentAt) / 1000,
         latencySets.get(operationName, queue, undefined, undefined, undefined),
+        ctx,
       );
     if (noAck) {
       settleAttributes(span, "auto", undefined);

@@ -1186,6 +1186,45 @@ describe("metrics", () => {
     await ch.close();
   });
 
+  it("links a delivery's latency to its consumer span", async () => {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    let got = 0;
+    await ch.consume(q, (msg) => {
+      if (msg === null) return;
+      got++;
+      ch.ack(msg);
+    });
+    await trace.getTracer("t").startActiveSpan("publish job", async (root) => {
+      ch.sendToQueue(q, Buffer.from("m"));
+      root.end();
+    });
+    await waitFor(() => got === 1, { what: "the delivery" });
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        consumers(s).some(
+          (c) => c.attributes["messaging.destination.subscription.name"] === q,
+        ),
+      "the consumer span",
+    );
+    const consumer = consumers(spans).find(
+      (c) => c.attributes["messaging.destination.subscription.name"] === q,
+    )!;
+    await threadline.forceFlush();
+    const point = receiver.metrics
+      .findLast((m) => m.name === "threadline.messaging.delivery.latency")
+      ?.points.find(
+        (p) => p.attributes["messaging.destination.subscription.name"] === q,
+      );
+    assert.equal(point?.count, 1);
+    assert.deepEqual(
+      point.exemplars.map((e) => [e.traceId, e.spanId]),
+      [[consumer.traceId, consumer.spanId]],
+    );
+    await ch.close();
+  });
+
   it("takes no delivery latency from a sent-at time before the epoch", async () => {
     const ch = await connection.createChannel();
     const q = queueName();

@@ -24,9 +24,11 @@ import { AsyncResource } from "node:async_hooks";
 import { errorMonitor } from "node:events";
 import {
   context,
+  ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
   trace,
+  TraceFlags,
   type Attributes,
   type Context,
   type Span,
@@ -672,9 +674,15 @@ export class PgInstrumentation implements Instrumentation {
         metricAttributes = withFailure(metricAttributes, err);
       }
       span.end();
+      // In the query's own context, for the exemplar's link: pg settles a
+      // query where its caller's context is active, or its connection's. A
+      // span not sampled links to nothing, so needs no context.
       operationDuration().record(
         (performance.now() - started) / 1000,
         metricAttributes,
+        (span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0
+          ? ROOT_CONTEXT
+          : trace.setSpan(ctx, span),
       );
     };
     return { span, args, done };

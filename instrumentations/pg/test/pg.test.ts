@@ -76,6 +76,51 @@ const querySpans = (spans: ReceivedSpan[]) =>
   );
 
 describe("pg queries", () => {
+  it("links each query's duration to its own span, in the promise and callback forms", async () => {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    const traceId = await trace
+      .getTracer("t")
+      .startActiveSpan("request", async (root) => {
+        await client.query("SELECT relname FROM pg_class WHERE relname = 'x'");
+        await new Promise<void>((resolve, reject) =>
+          client.query(
+            "SELECT typname FROM pg_type WHERE typname = 'x'",
+            (err) => (err ? reject(err) : resolve()),
+          ),
+        );
+        root.end();
+        return root.spanContext().traceId;
+      });
+    await client.end();
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        ["SELECT pg_class", "SELECT pg_type"].every((name) =>
+          querySpans(s).some((q) => q.name === name),
+        ),
+      "both queries' spans",
+    );
+    await threadline.forceFlush();
+    const points =
+      receiver.metrics.findLast(
+        (m) => m.name === "db.client.operation.duration",
+      )?.points ?? [];
+    for (const summary of ["SELECT pg_class", "SELECT pg_type"]) {
+      const span = querySpans(spans).find((q) => q.name === summary)!;
+      assert.equal(span.traceId, traceId);
+      const point = points.find(
+        (p) => p.attributes["db.query.summary"] === summary,
+      );
+      // The newest measurement of its bucket: its exemplar is this query's.
+      assert.ok(
+        point?.exemplars.some(
+          (e) => e.traceId === span.traceId && e.spanId === span.spanId,
+        ),
+        `${summary}: exemplars ${JSON.stringify(point?.exemplars)}, span ${span.spanId}`,
+      );
+    }
+  });
+
   it("traces the promise, callback and submittable forms with the database conventions", async () => {
     const client = new pg.Client({ connectionString: databaseUrl });
     await client.connect();
