@@ -465,6 +465,55 @@ describe("metrics", () => {
     }
   });
 
+  it("keeps an observable series' start time across collections its callback failed or was late for", async () => {
+    const lines: string[] = [];
+    diag.reset();
+    diag.setSink((_level, message) => lines.push(message));
+    try {
+      const p = new MeterProvider({ callbackTimeoutMs: 50 });
+      let total = 0;
+      let round = 0;
+      let away = 0;
+      p.getMeter("m")
+        .createObservableCounter("jobs.done")
+        .addCallback(async (r) => {
+          round++;
+          total += 10;
+          if (round === 3) throw new Error("the source did not answer");
+          if (round === 5)
+            await new Promise((resolve) => setTimeout(resolve, 200));
+          if (round >= 7 && away-- > 0) return;
+          r.observe(total, { queue: "emails" });
+        });
+      const point = async () => {
+        const [m] = await p.collect("cumulative");
+        const x = m?.points[0];
+        return x === undefined ? undefined : { ...x };
+      };
+      const first = await point();
+      assert.ok(first !== undefined);
+      await point();
+      assert.equal(await point(), undefined); // the callback threw
+      const fourth = await point();
+      assert.equal(fourth?.startTime, first.startTime);
+      assert.equal(await point(), undefined); // the callback was late
+      const sixth = await point();
+      assert.equal(sixth?.startTime, first.startTime);
+      // Unreported for longer than a backend would wait: a series of its own.
+      away = 11;
+      let last = sixth;
+      for (let i = 0; i < 11; i++) last = (await point()) ?? last;
+      const back = await point();
+      assert.ok(back !== undefined);
+      assert.notEqual(back.startTime, first.startTime);
+      assert.ok(back.startTime > last.time);
+      assert.equal(lines.length, 2);
+    } finally {
+      diag.setSink(undefined);
+      diag.reset();
+    }
+  });
+
   it("sends observable counters as deltas with delta, cumulative with lowmemory, and counts a reset in full", async () => {
     const collectWith = async (preference: "delta" | "lowmemory") => {
       const p = new MeterProvider();

@@ -15,7 +15,9 @@
 // counted towards the limit. Its series start where what they report could
 // first have been counted (see NumberAggregator), not at their first
 // observation: a total first reported at a collection would otherwise claim
-// to have grown by all of it in no time.
+// to have grown by all of it in no time. A sum's series left out by a
+// callback that failed or was late keeps its start time for a few
+// collections: the total it comes back with is no reset.
 import {
   context,
   trace,
@@ -189,6 +191,11 @@ class SeriesMap<S> {
     return this.#byKey.get(attributesKey(attributes));
   }
 
+  /** The same by the attributes' key (attributesKey()). */
+  findByKey(key: string): S | undefined {
+    return this.#byKey.get(key);
+  }
+
   get(attributes: Attributes | undefined): S {
     if (attributes !== undefined && attributes === this.#lastFrozen)
       return this.#lastSeries!;
@@ -286,6 +293,13 @@ export class NumberAggregator {
     string,
     { value: number; at: number; missed: number }
   >();
+  /**
+   * The start times of observable series a round did not report (their
+   * callback failed or was late), kept as #lastReported is: a series that
+   * comes back keeps its start, or a backend would read its running total
+   * as a reset.
+   */
+  #unreported = new Map<string, { startTime: number; missed: number }>();
   #observingRound = 0;
   readonly kind: "sum" | "gauge";
   readonly monotonic: boolean;
@@ -364,6 +378,10 @@ export class NumberAggregator {
       s.round = round;
       const before = this.#series.find(s.attributes as Attributes);
       if (before !== undefined) s.startTime = before.startTime;
+      else if (this.#unreported.size > 0) {
+        const gone = this.#unreported.get(attributesKey(attributes));
+        if (gone !== undefined) s.startTime = gone.startTime;
+      }
       // Each round makes new series: what a delta collection reported
       // comes from the one record of it, kept across rounds.
       if (this.#lastReported.size > 0) {
@@ -379,11 +397,35 @@ export class NumberAggregator {
 
   /** Makes what collection `round` observed the instrument's series, and only that. */
   endRound(round: number): void {
-    this.#series =
+    const next =
       this.#observingRound === round && this.#observing !== undefined
         ? this.#observing
         : new SeriesMap(this.#make);
+    this.#rememberUnreported(next);
+    this.#series = next;
     this.#observing = undefined;
+  }
+
+  /**
+   * Notes the start times of the sums' series `next` leaves out, at most
+   * CARDINALITY_LIMIT; forgets one unseen for a while. (A gauge's start
+   * time tells nothing a backend reads.)
+   */
+  #rememberUnreported(next: SeriesMap<NumberSeries>): void {
+    if (this.kind !== "sum") return;
+    for (const [key, gone] of this.#unreported)
+      if (
+        next.findByKey(key) !== undefined ||
+        gone.missed >= FORGET_AFTER_MISSED
+      )
+        this.#unreported.delete(key);
+      else gone.missed++;
+    for (const s of this.#series.values()) {
+      if (this.#unreported.size >= CARDINALITY_LIMIT) break;
+      const key = attributesKey(s.attributes as Attributes);
+      if (next.findByKey(key) === undefined)
+        this.#unreported.set(key, { startTime: s.startTime, missed: 1 });
+    }
   }
 
   get seriesCount(): number {
@@ -478,7 +520,7 @@ export class NumberAggregator {
   }
 }
 
-/** Collections an observable series may go unreported and keep its last delta report. */
+/** Collections an observable series may go unreported and keep its last delta report and its start time. */
 const FORGET_AFTER_MISSED = 10;
 
 /** Explicit-bucket histograms over attribute sets. */
