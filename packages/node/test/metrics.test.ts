@@ -73,6 +73,58 @@ describe("metrics", () => {
     ]);
   });
 
+  it("records a measurement without an attribute value that is none, warning once per instrument", async () => {
+    const lines: string[] = [];
+    diag.reset();
+    diag.setSink((_level, message) => lines.push(message));
+    try {
+      const p = new MeterProvider();
+      const meter = p.getMeter("m");
+      const c = meter.createCounter("orders");
+      const h = meter.createHistogram("latency", { unit: "s" });
+      const circular: Record<string, unknown> = {};
+      circular["self"] = circular;
+      const bad = [
+        7n,
+        circular,
+        [1n],
+        [circular],
+        () => 1,
+        Symbol("s"),
+      ] as unknown as string[];
+      for (const value of bad) {
+        c.add(1, { shard: value, queue: "emails" });
+        c.add(1, Object.freeze({ queue: "emails", shard: value }));
+        h.record(0.1, { shard: value });
+      }
+      meter
+        .createObservableCounter("jobs.done")
+        .addCallback((r) =>
+          r.observe(5, { shard: 7n as unknown as number, queue: "emails" }),
+        );
+      const byName = Object.fromEntries(
+        (await p.collect()).map((m) => [
+          m.name,
+          m.points.map((x) => [x.attributes, "value" in x ? x.value : x.count]),
+        ]),
+      );
+      assert.deepEqual(byName, {
+        orders: [[{ queue: "emails" }, 2 * bad.length]],
+        latency: [[{}, bad.length]],
+        "jobs.done": [[{ queue: "emails" }, 5]],
+      });
+      assert.deepEqual(
+        lines.map(
+          (l) => /^metric (\S+) was given an attribute value/.exec(l)?.[1],
+        ),
+        ["orders", "latency", "jobs.done"],
+      );
+    } finally {
+      diag.setSink(undefined);
+      diag.reset();
+    }
+  });
+
   it("places histogram measurements in buckets and keeps exemplars from sampled spans", async () => {
     const p = new MeterProvider();
     const h = p.getMeter("m").createHistogram("latency", { unit: "s" });

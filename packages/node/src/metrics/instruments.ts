@@ -24,6 +24,7 @@ import {
   type Attributes,
   type Context,
 } from "@opentelemetry/api";
+import { diag } from "@threadline/core";
 import type {
   AnyValue,
   Attributes as PointAttributes,
@@ -60,12 +61,53 @@ export const DEFAULT_BUCKETS = [
   0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000,
 ];
 
+/**
+ * An attribute value OpenTelemetry allows: a string, number or boolean, or
+ * an array of them (null and undefined elements too). Anything else (a
+ * BigInt, an object, a function) is left out of the measurement's
+ * attributes, as spans leave it out: it has no encoding, and a BigInt or a
+ * circular object would make the series' key throw into the application.
+ */
+function isAttributeValue(v: unknown): boolean {
+  switch (typeof v) {
+    case "string":
+    case "number":
+    case "boolean":
+      return true;
+    case "object":
+      if (!Array.isArray(v)) return false;
+      for (const x of v as unknown[])
+        if (
+          x != null &&
+          typeof x !== "string" &&
+          typeof x !== "number" &&
+          typeof x !== "boolean"
+        )
+          return false;
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** Whether a measurement's attributes hold a value isAttributeValue() refuses. */
+function hasInvalid(attributes: Attributes): boolean {
+  for (const k in attributes) {
+    const v = attributes[k];
+    if (v !== undefined && !isAttributeValue(v)) return true;
+  }
+  return false;
+}
+
 function valueKey(v: unknown): string {
   // Strings and other values are told apart: "200" and 200 are two series.
   return typeof v === "string" ? `\u0001${v}` : `\u0002${JSON.stringify(v)}`;
 }
 
-/** Stable key of an attribute set, whatever the order of its keys. */
+/**
+ * Stable key of an attribute set, whatever the order of its keys, leaving
+ * out values that are no attribute values.
+ */
 export function attributesKey(attributes: Attributes | undefined): string {
   if (attributes === undefined) return "";
   const keys = Object.keys(attributes);
@@ -74,7 +116,7 @@ export function attributesKey(attributes: Attributes | undefined): string {
   let key = "";
   for (const k of keys) {
     const v = attributes[k];
-    if (v === undefined) continue;
+    if (v === undefined || !isAttributeValue(v)) continue;
     key += `${k}${valueKey(v)}\u0000`;
   }
   return key;
@@ -83,9 +125,29 @@ export function attributesKey(attributes: Attributes | undefined): string {
 function copy(attributes: Attributes | undefined): PointAttributes {
   const out: Record<string, AnyValue> = {};
   if (attributes !== undefined)
-    for (const k in attributes)
-      if (attributes[k] !== undefined) out[k] = attributes[k] as AnyValue;
+    for (const k in attributes) {
+      const v = attributes[k];
+      if (v !== undefined && isAttributeValue(v)) out[k] = v as AnyValue;
+    }
   return out;
+}
+
+/** An instrument's one warning about attribute values it left out. */
+class InvalidAttributes {
+  pending = true;
+  readonly #name: string;
+
+  constructor(scope: Scope, descriptor: InstrumentDescriptor) {
+    this.#name = `${scope.name}\u0000${descriptor.name}`;
+  }
+
+  warn(): void {
+    this.pending = false;
+    diag.warnOnce(
+      `metric-attribute:${this.#name}`,
+      `metric ${this.#name.slice(this.#name.indexOf("\u0000") + 1)} was given an attribute value that is not a string, number, boolean or array of them; it is recorded without that attribute`,
+    );
+  }
 }
 
 const now = () => performance.timeOrigin + performance.now();
@@ -173,9 +235,14 @@ class SeriesMap<S> {
   readonly #index: IndexNode<S> = { next: undefined, series: undefined };
   #indexNodes = 0;
   readonly #make: (attributes: PointAttributes) => S;
+  readonly #invalid: InvalidAttributes;
 
-  constructor(make: (attributes: PointAttributes) => S) {
+  constructor(
+    make: (attributes: PointAttributes) => S,
+    invalid: InvalidAttributes,
+  ) {
     this.#make = make;
+    this.#invalid = invalid;
   }
 
   get size(): number {
@@ -224,6 +291,13 @@ class SeriesMap<S> {
   }
 
   #resolve(attributes: Attributes | undefined): S {
+    // Looked for until found once: an index miss is the slow path already.
+    if (
+      this.#invalid.pending &&
+      attributes !== undefined &&
+      hasInvalid(attributes)
+    )
+      this.#invalid.warn();
     let key = attributesKey(attributes);
     let s = this.#byKey.get(key);
     if (s === undefined) {
@@ -250,7 +324,12 @@ class SeriesMap<S> {
       for (const k in attributes) {
         const v = attributes[k];
         if (v === undefined) continue;
-        if (typeof v === "object" || this.#indexNodes >= INDEX_LIMIT) return;
+        if (
+          typeof v === "object" ||
+          typeof v === "function" ||
+          this.#indexNodes >= INDEX_LIMIT
+        )
+          return;
         node.next ??= new Map();
         let byValue = node.next.get(k);
         if (byValue === undefined) node.next.set(k, (byValue = new Map()));
@@ -280,6 +359,7 @@ const numberSeries = (
 /** Sums (monotonic or not) and last-value gauges over attribute sets. */
 export class NumberAggregator {
   readonly #make: (attributes: PointAttributes) => NumberSeries;
+  readonly #invalid: InvalidAttributes;
   #series: SeriesMap<NumberSeries>;
   /** The series an observable instrument's callbacks report in the collection running. */
   #observing: SeriesMap<NumberSeries> | undefined;
@@ -331,6 +411,7 @@ export class NumberAggregator {
     this.kind = kind;
     this.monotonic = monotonic;
     this.observable = observable;
+    this.#invalid = new InvalidAttributes(scope, descriptor);
     const created = now();
     // A synchronous series starts at its first measurement. An observable
     // one starts, as the specification's start timestamps say, at the
@@ -344,7 +425,7 @@ export class NumberAggregator {
             this.countedSince ?? Math.max(created, lastCollection() ?? 0),
           )
       : (attributes) => numberSeries(attributes, now());
-    this.#series = new SeriesMap(this.#make);
+    this.#series = new SeriesMap(this.#make, this.#invalid);
   }
 
   add(value: number, attributes?: Attributes): void {
@@ -370,7 +451,7 @@ export class NumberAggregator {
   ): void {
     if (typeof value !== "number" || !Number.isFinite(value)) return;
     if (this.#observingRound !== round || this.#observing === undefined) {
-      this.#observing = new SeriesMap(this.#make);
+      this.#observing = new SeriesMap(this.#make, this.#invalid);
       this.#observingRound = round;
     }
     const s = this.#observing.get(attributes);
@@ -400,7 +481,7 @@ export class NumberAggregator {
     const next =
       this.#observingRound === round && this.#observing !== undefined
         ? this.#observing
-        : new SeriesMap(this.#make);
+        : new SeriesMap(this.#make, this.#invalid);
     this.#rememberUnreported(next);
     this.#series = next;
     this.#observing = undefined;
@@ -541,21 +622,24 @@ export class HistogramAggregator {
     this.descriptor = descriptor;
     this.bounds = bounds;
     this.#exemplars = exemplars;
-    this.#series = new SeriesMap((attributes) => ({
-      attributes,
-      startTime: now(),
-      count: 0,
-      sum: 0,
-      min: Infinity,
-      max: -Infinity,
-      intervalMin: Infinity,
-      intervalMax: -Infinity,
-      counts: new Array<number>(bounds.length + 1).fill(0),
-      exemplars: new Array<ExemplarData | undefined>(bounds.length + 1).fill(
-        undefined,
-      ),
-      reported: undefined,
-    }));
+    this.#series = new SeriesMap(
+      (attributes) => ({
+        attributes,
+        startTime: now(),
+        count: 0,
+        sum: 0,
+        min: Infinity,
+        max: -Infinity,
+        intervalMin: Infinity,
+        intervalMax: -Infinity,
+        counts: new Array<number>(bounds.length + 1).fill(0),
+        exemplars: new Array<ExemplarData | undefined>(bounds.length + 1).fill(
+          undefined,
+        ),
+        reported: undefined,
+      }),
+      new InvalidAttributes(scope, descriptor),
+    );
   }
 
   record(
