@@ -141,6 +141,8 @@ const FLAT = [
   '{"msg":42}',
   '{"msg":null,"other":1}',
   '{"msg":false}',
+  // As wide as a line written from its bytes may be.
+  `{${Array.from({ length: 64 }, (_, i) => `"k${i}":${i}`).join(",")}}`,
 ];
 
 const PARSED = [
@@ -160,6 +162,7 @@ const PARSED = [
   "[1,2,3]",
   "42",
   '{"msg":"tab\tinside"}', // a control character: not JSON
+  `{${Array.from({ length: 65 }, (_, i) => `"k${i}":${i}`).join(",")}}`, // wider
 ];
 
 it("writes flat lines from their bytes, and leaves the rest to JSON.parse", () => {

@@ -101,9 +101,18 @@ const NULL = 5;
 
 /** Per member: key start, key end, value kind (0 once it is known not to be an attribute), value start, value end. */
 const FIELDS = 5;
-let members = new Int32Array(FIELDS * 32);
+/**
+ * The most members a line written from its bytes has; a wider one is left
+ * to JSON.parse. Telling a repeated key compares each key with those before
+ * it, work that grows with the square of their number: a line of the
+ * parsed body of a request (`log.info(req.body)`) with 20,000 short keys
+ * held the application's thread for a second, where JSON.parse takes
+ * milliseconds. pino's own lines have a dozen or two.
+ */
+const MAX_FLAT_MEMBERS = 64;
+const members = new Int32Array(FIELDS * MAX_FLAT_MEMBERS);
 /** The value of each member that is a number. */
-let numbers = new Float64Array(32);
+const numbers = new Float64Array(MAX_FLAT_MEMBERS);
 
 const utf8 = (s: string) => new Uint8Array(Buffer.from(s, "utf8"));
 const PROTO = utf8("__proto__");
@@ -229,14 +238,7 @@ function scan(b: Uint8Array, start: number, end: number): number {
       }
       const valueEnd = i;
       if (kind === STRING) i++;
-      if ((n + 1) * FIELDS > members.length) {
-        const more = new Int32Array(members.length * 2);
-        more.set(members);
-        members = more;
-        const values = new Float64Array(numbers.length * 2);
-        values.set(numbers);
-        numbers = values;
-      }
+      if (n === MAX_FLAT_MEMBERS) return -1;
       const m = n * FIELDS;
       members[m] = keyStart;
       members[m + 1] = keyEnd;
