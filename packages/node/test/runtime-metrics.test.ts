@@ -35,3 +35,23 @@ it("reports each garbage collection's pause in seconds by kind: a full one major
     stop();
   }
 });
+
+it("reports the event loop's delay to a collection that follows another within its sampling", async () => {
+  const provider = new MeterProvider();
+  const stop = registerRuntimeMetrics(provider.getMeter("runtime"));
+  const p99 = async () =>
+    (await provider.collect())
+      .find((x) => x.name === "nodejs.eventloop.delay")
+      ?.points.find(
+        (p) => p.attributes["nodejs.eventloop.delay.percentile"] === "p99",
+      );
+  try {
+    // The loop is sampled every 20 ms: a window of 100 ms has ticks.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.ok(await p99(), "the first collection's p99");
+    // The next collection at once: its own window has none.
+    assert.ok(await p99(), "the second collection's p99");
+  } finally {
+    stop();
+  }
+});

@@ -11,7 +11,7 @@ import type {
 import { performance, type EventLoopUtilization } from "node:perf_hooks";
 import { cpus, freemem, loadavg, totalmem } from "node:os";
 import { GCProfiler } from "node:v8";
-import { LoopDelay } from "../internal/loop-delay.ts";
+import { LoopDelay, type LoopDelays } from "../internal/loop-delay.ts";
 import { countedSince } from "./meter-provider.ts";
 
 /**
@@ -127,9 +127,16 @@ export function registerRuntimeMetrics(
     },
   );
 
+  // Collections closer together than the loop is sampled (a Prometheus
+  // scrape just after an OTLP export: every reader's collection takes the
+  // window) find no tick in theirs, and report the last window that had
+  // one rather than leave the gauge out.
+  let lastDelays: LoopDelays | undefined;
   const callback = (r: BatchObservableResult) => {
     drainGc();
-    const d = delay.take();
+    let d = delay.take();
+    if (d.count > 0) lastDelays = d;
+    else if (lastDelays !== undefined) d = lastDelays;
     if (d.count > 0) {
       r.observe(loopDelay, d.p50, {
         "nodejs.eventloop.delay.percentile": "p50",
