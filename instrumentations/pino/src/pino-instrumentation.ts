@@ -625,13 +625,17 @@ export class PinoInstrumentation implements Instrumentation {
     )
       return;
     const self = this;
+    /** Each gate's level: isLevelEnabled answers for what the gate would do. */
+    const gates = new WeakMap<LogMethod, number>();
     const makeGate = (level: number, hook: unknown): LogMethod => {
       const real = tools.genLog(level, hook);
-      return function threadlineWatchedLevel(this: unknown, ...args) {
+      const g = function threadlineWatchedLevel(this: unknown, ...args) {
         if (!watchList.active || !self.#enabled) return;
         const w = watchLevelOf(context.active());
         if (w !== undefined && w <= level) real.apply(this, args);
-      };
+      } satisfies LogMethod;
+      gates.set(g, level);
+      return g;
     };
     // Loggers without a logMethod hook (nearly all) share one gate per level.
     const shared = new Map<string, LogMethod>();
@@ -665,9 +669,16 @@ export class PinoInstrumentation implements Instrumentation {
     ): boolean {
       if ((originalIsEnabled as (l: string) => boolean).call(this, logLevel))
         return true;
-      if (!watchList.active || !self.#enabled || switchedOff(this))
-        return false;
-      const value = WATCHABLE.find(([name]) => name === logLevel)?.[1];
+      if (!watchList.active || !self.#enabled) return false;
+      // Only a level whose method is a gate logs for a watched request: a
+      // level the logger does not have (a logger with only custom levels
+      // has no `debug`), a switched-off logger's, or one of a logger with
+      // only custom levels (left without gates) stays as pino answers it.
+      const method = (this as Record<string, unknown>)[logLevel];
+      const value =
+        typeof method === "function"
+          ? gates.get(method as LogMethod)
+          : undefined;
       if (value === undefined) return false;
       const w = watchLevelOf(context.active());
       return w !== undefined && w <= value;

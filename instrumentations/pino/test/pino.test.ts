@@ -301,6 +301,50 @@ describe("watched customers", () => {
     assert.deepEqual(lines, []);
   });
 
+  it("answers isLevelEnabled as pino does for a level the logger has no method for", () => {
+    const custom = pino(
+      {
+        level: "mid",
+        customLevels: { low: 5, mid: 25, high: 55 },
+        useOnlyCustomLevels: true,
+      },
+      sink,
+    );
+    const logger = pino({ level: "info" }, sink);
+    // An application's helper that logs at a level named at run time.
+    const logAt = (l: object, level: string, msg: string) => {
+      if ((l as typeof logger).isLevelEnabled(level))
+        (l as unknown as Record<string, (m: string) => void>)[level]!(msg);
+    };
+    const unwatched = ["trace", "debug", "info", "low", "mid"].map((level) =>
+      custom.isLevelEnabled(level),
+    );
+    watch(10);
+    try {
+      withCustomer("c-42", () => {
+        assert.deepEqual(
+          ["trace", "debug", "info", "low", "mid"].map((level) =>
+            custom.isLevelEnabled(level),
+          ),
+          unwatched,
+        );
+        assert.equal(custom.isLevelEnabled("debug"), false);
+        for (const level of ["trace", "debug", "info", "low", "mid"]) {
+          logAt(custom, level, `custom ${level}`);
+          logAt(logger, level, `standard ${level}`);
+        }
+        assert.equal(logger.isLevelEnabled("debug"), true);
+        assert.equal(logger.isLevelEnabled("low"), false);
+      });
+    } finally {
+      watchList.replace([]);
+    }
+    assert.deepEqual(
+      lines.map((l) => l["msg"]),
+      ["standard trace", "standard debug", "standard info", "custom mid"],
+    );
+  });
+
   it("turns on trace lines when asked, and leaves loggers with a level of their own alone", () => {
     const logger = pino({ level: "warn" }, sink);
     const verbose = pino({ level: "debug" }, sink);
