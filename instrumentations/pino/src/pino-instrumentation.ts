@@ -61,6 +61,12 @@ const DEFAULT_REDACTION = Symbol("threadline.redact");
  * which of pino's own fields their lines begin with (OwnField bits).
  */
 const OWN_FIELDS = Symbol("threadline.ownFields");
+/**
+ * A bit of OWN_FIELDS beside the OwnField ones, never handed to the sink:
+ * the logger's time function is the application's, and whether it writes
+ * pino's time field is learnt from the first line it times.
+ */
+const TIME_UNSEEN = 1 << 30;
 
 const NAME = "@threadline/instrumentation-pino";
 
@@ -173,8 +179,17 @@ function flat(s: string): string {
  * where `base` (through a bindings formatter) has them. A field of one of
  * these names that the logger does not write is the application's.
  * Children inherit it: their bindings are the application's.
+ *
+ * Only pino's own time functions (`standardTimes`) are asked here: they
+ * keep no state. A function of the application's may (a sequence number),
+ * and pino calls it once when the logger is made and once per line; one
+ * more call would change what the application's lines say, so its field
+ * is read from the first line it times (TIME_UNSEEN, see emitRecord).
  */
-function ownFieldsOf(logger: PinoLogger): number {
+function ownFieldsOf(
+  logger: PinoLogger,
+  standardTimes: ReadonlySet<unknown>,
+): number {
   const own = (description: string): unknown => {
     const s = symbolNamed(logger, description);
     return s === undefined ? undefined : logger[s];
@@ -188,13 +203,10 @@ function ownFieldsOf(logger: PinoLogger): number {
   if (typeof first === "string" && first.startsWith('{"level":'))
     fields |= OwnField.level;
   const time = own("pino.time");
-  try {
-    const written = typeof time === "function" ? (time as () => unknown)() : "";
-    if (typeof written === "string" && written.startsWith(',"time":'))
+  if (standardTimes.has(time)) {
+    if ((time as () => string)().startsWith(',"time":'))
       fields |= OwnField.time;
-  } catch {
-    // a time function that throws at creation throws at every line
-  }
+  } else if (typeof time === "function") fields |= TIME_UNSEEN;
   const chindings = own("pino.chindings");
   if (typeof chindings === "string" && chindings.length > 1)
     try {
@@ -314,11 +326,19 @@ export class PinoInstrumentation implements Instrumentation {
     const self = this;
     const withRedaction =
       paths === false ? original : this.#withDefaultRedaction(original, paths);
+    const standardTimes = new Set(
+      Object.values(
+        (original as { stdTimeFunctions?: object }).stdTimeFunctions ?? {},
+      ),
+    );
     const wrapped = function pino(this: unknown, ...args: unknown[]): unknown {
       if (!self.#enabled) return original.apply(this, args);
       const logger = withRedaction.apply(this, args);
       if (typeof logger === "object" && logger !== null)
-        (logger as PinoLogger)[OWN_FIELDS] = ownFieldsOf(logger as PinoLogger);
+        (logger as PinoLogger)[OWN_FIELDS] = ownFieldsOf(
+          logger as PinoLogger,
+          standardTimes,
+        );
       self.#exportAfterStreamWrite(logger);
       return keepFast(logger);
     } as PinoFactory;
@@ -353,9 +373,15 @@ export class PinoInstrumentation implements Instrumentation {
     if (original === undefined) return;
     const messageKeySym = symbolNamed(target, "pino.messageKey");
     const self = this;
-    /** The line asJson just made, waiting for the hook: who made it, at what level, in which span. */
+    /** The line asJson just made, waiting for the hook: who made it, at what level and time, in which span. */
     let pending:
-      { logger: PinoLogger; num: number; span: Span | undefined } | undefined;
+      | {
+          logger: PinoLogger;
+          num: number;
+          time: string;
+          span: Span | undefined;
+        }
+      | undefined;
     target[asJsonSym] = function threadlineAsJsonBeforeHook(
       this: PinoLogger,
       obj,
@@ -368,7 +394,7 @@ export class PinoInstrumentation implements Instrumentation {
         return patched.call(this, obj, msg, num, time);
       // As the shared asJson does (see #patch), but the sink waits for the hook.
       const line = self.#correlated(this, original, obj, msg, num, time);
-      pending = { logger: this, num, span: self.#lastSpan };
+      pending = { logger: this, num, time, span: self.#lastSpan };
       return line;
     } satisfies AsJson;
     target[HOOKS] = {
@@ -387,6 +413,7 @@ export class PinoInstrumentation implements Instrumentation {
             out,
             made.logger,
             made.num,
+            made.time,
             (messageKeySym === undefined
               ? undefined
               : (made.logger[messageKeySym] as string | undefined)) ?? "msg",
@@ -524,7 +551,7 @@ export class PinoInstrumentation implements Instrumentation {
           messageKeySym === undefined
             ? "msg"
             : ((this[messageKeySym] as string | undefined) ?? "msg");
-        emitRecord(sink, line, this, num, messageKey, self.#lastSpan);
+        emitRecord(sink, line, this, num, time, messageKey, self.#lastSpan);
       }
       return line;
     };
@@ -694,17 +721,24 @@ export class PinoInstrumentation implements Instrumentation {
   }
 }
 
-/** Hands the sink a line and what it takes with it; never throws into logging. */
+/**
+ * Hands the sink a line and what it takes with it; never throws into
+ * logging. `time` is what the logger's time function gave the line.
+ */
 function emitRecord(
   sink: LogRecordSink,
   line: string,
   logger: PinoLogger,
   num: number,
+  time: string,
   messageKey: string,
   span: Span | undefined,
 ): void {
   const sc = span?.spanContext();
   const label = logger.levels?.labels?.[num];
+  let ownFields = logger[OWN_FIELDS] as number | undefined;
+  if (ownFields !== undefined && ownFields >= TIME_UNSEEN)
+    ownFields = timeSeen(logger, ownFields, time);
   try {
     sink.emit(
       line,
@@ -714,9 +748,28 @@ function emitRecord(
       sc?.spanId,
       sc?.traceFlags ?? 0,
       messageKey,
-      logger[OWN_FIELDS] as number | undefined,
+      ownFields,
     );
   } catch {
     // exporting must never break logging
   }
+}
+
+/**
+ * The OwnField bits of a logger whose time function is the application's,
+ * now that it has timed a line: pino's time field if the line's time is
+ * written under `time`. Kept where pino() put them, for the logger and its
+ * children alike, so a logger learns this once.
+ */
+function timeSeen(logger: PinoLogger, fields: number, time: unknown): number {
+  const seen =
+    (fields & ~TIME_UNSEEN) |
+    (typeof time === "string" && time.startsWith(',"time":')
+      ? OwnField.time
+      : 0);
+  let holder: object | null = logger;
+  while (holder !== null && !Object.hasOwn(holder, OWN_FIELDS))
+    holder = Object.getPrototypeOf(holder) as object | null;
+  if (holder !== null) (holder as PinoLogger)[OWN_FIELDS] = seen;
+  return seen;
 }
