@@ -633,7 +633,7 @@ export class PinoInstrumentation implements Instrumentation {
   /**
    * Lets a watched request log below the logger's level. pino gives every
    * disabled level method the same no-op function when a level is set;
-   * those for `info`, `debug` and `trace` are replaced by a gate that, only while
+   * those of the six standard levels are replaced by a gate that, only while
    * someone is watched, looks up the request's watch level and calls the
    * real method pino would have built. Others' requests pay one field test
    * per disabled call; enabled levels are untouched.
