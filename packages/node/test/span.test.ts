@@ -129,7 +129,7 @@ describe("spans", () => {
     given.a = "changed after start";
     start({ a: "abc", b: 2, c: false, d: 4 }); // one too many with customer.id
     start({ a: "123456789", b: 2 }); // a value over the length limit
-    start({ a: "abc", b: undefined, c: { no: 1 }, "": 1 }); // entries skipped
+    start({ a: "abc", b: undefined, c: { no: 1 }, d: [{ no: 1 }], "": 1 }); // entries skipped
     start({ "customer.id": "own", a: "abc" }); // the attributes' own id wins
     start({ a: "abc", b: 2, c: false, d: 4 }, ROOT_CONTEXT); // no customer
     start(Object.assign(Object.create({ inherited: "yes" }), { a: "abc" }));

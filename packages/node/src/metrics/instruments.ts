@@ -34,6 +34,7 @@ import type {
   NumberPointData,
   Scope,
 } from "@threadline/otlp";
+import { isAttributeValue } from "../internal/attribute-value.ts";
 
 /**
  * OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, as the specification
@@ -60,35 +61,6 @@ export const SECONDS_BUCKETS = [
 export const DEFAULT_BUCKETS = [
   0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000,
 ];
-
-/**
- * An attribute value OpenTelemetry allows: a string, number or boolean, or
- * an array of them (null and undefined elements too). Anything else (a
- * BigInt, an object, a function) is left out of the measurement's
- * attributes, as spans leave it out: it has no encoding, and a BigInt or a
- * circular object would make the series' key throw into the application.
- */
-function isAttributeValue(v: unknown): boolean {
-  switch (typeof v) {
-    case "string":
-    case "number":
-    case "boolean":
-      return true;
-    case "object":
-      if (!Array.isArray(v)) return false;
-      for (const x of v as unknown[])
-        if (
-          x != null &&
-          typeof x !== "string" &&
-          typeof x !== "number" &&
-          typeof x !== "boolean"
-        )
-          return false;
-      return true;
-    default:
-      return false;
-  }
-}
 
 /** Whether a measurement's attributes hold a value isAttributeValue() refuses. */
 function hasInvalid(attributes: Attributes): boolean {

@@ -25,6 +25,7 @@ import type {
 import { now, toEpochMs } from "../internal/clock.ts";
 import type { SpanLimits } from "../config.ts";
 import { truncate } from "../internal/truncate.ts";
+import { isAttributeValue } from "../internal/attribute-value.ts";
 
 /** Receives spans when they end (the export pipeline). */
 export interface SpanSink {
@@ -45,19 +46,6 @@ export interface SpanShared {
 }
 
 type MutableAttributes = Record<string, AnyValue>;
-
-function isAttributeValue(v: unknown): v is AttributeValue {
-  switch (typeof v) {
-    case "string":
-    case "number":
-    case "boolean":
-      return true;
-    case "object":
-      return Array.isArray(v);
-    default:
-      return false;
-  }
-}
 
 function limitValue(v: AttributeValue, max: number): AnyValue {
   if (typeof v === "string") return v.length > max ? truncate(v, max) : v;
