@@ -104,6 +104,21 @@ export function undiciTests(undici: Undici, major: number): void {
     await Promise.all(closing.splice(0).map((close) => close()));
   });
 
+  /** Listens on `host` (the internal address); the server is closed after the test. */
+  async function listening(
+    server: http.Server,
+    host = "127.0.0.1",
+  ): Promise<void> {
+    await new Promise<void>((resolve) => server.listen(0, host, resolve));
+    closing.push(
+      () =>
+        new Promise((resolve) => {
+          server.closeAllConnections();
+          server.close(() => resolve());
+        }),
+    );
+  }
+
   /**
    * Runs `calls` as the handler of a request that came in with a customer id
    * (c-42 unless `customer` says), the way a service calls out while serving
@@ -120,14 +135,7 @@ export function undiciTests(undici: Undici, major: number): void {
         (err: Error) => res.writeHead(500).end(err.message),
       );
     });
-    await new Promise<void>((resolve) => app.listen(0, "127.0.0.1", resolve));
-    closing.push(
-      () =>
-        new Promise((resolve) => {
-          app.closeAllConnections();
-          app.close(() => resolve());
-        }),
-    );
+    await listening(app);
     const { port } = app.address() as { port: number };
     const res = await withCustomer(customer, () =>
       fetch(`http://127.0.0.1:${port}/work`, {
@@ -383,14 +391,7 @@ export function undiciTests(undici: Undici, major: number): void {
       const servers: string[] = [];
       for (const host of ["127.0.0.1", "127.0.0.3"]) {
         const server = http.createServer(inTurn);
-        await new Promise<void>((resolve) => server.listen(0, host, resolve));
-        closing.push(
-          () =>
-            new Promise((resolve) => {
-              server.closeAllConnections();
-              server.close(() => resolve());
-            }),
-        );
+        await listening(server, host);
         servers.push(
           `http://${host}:${(server.address() as { port: number }).port}`,
         );
@@ -460,16 +461,7 @@ export function undiciTests(undici: Undici, major: number): void {
         if (status === 0) req.socket.destroy();
         else res.writeHead(status).end("{}");
       });
-      await new Promise<void>((resolve) =>
-        server.listen(0, "127.0.0.1", resolve),
-      );
-      closing.push(
-        () =>
-          new Promise((resolve) => {
-            server.closeAllConnections();
-            server.close(() => resolve());
-          }),
-      );
+      await listening(server);
       const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
       // One connection each, so that the call made again goes over the one
       // another customer's request opened.
@@ -600,16 +592,7 @@ export function undiciTests(undici: Undici, major: number): void {
         res.writeHead(200, { "content-type": "text/plain" });
         res.write("partial");
       });
-      await new Promise<void>((resolve) =>
-        trickling.listen(0, "127.0.0.1", resolve),
-      );
-      closing.push(
-        () =>
-          new Promise((resolve) => {
-            trickling.closeAllConnections();
-            trickling.close(() => resolve());
-          }),
-      );
+      await listening(trickling);
       const slow = `http://127.0.0.1:${(trickling.address() as { port: number }).port}`;
       const after = async (path: string) =>
         (await request(`${internal.url}${path}`)).body.text();
@@ -702,16 +685,7 @@ export function undiciTests(undici: Undici, major: number): void {
         let connections = 0;
         const server = http.createServer((_req, res) => res.end("ok"));
         server.on("connection", () => connections++);
-        await new Promise<void>((resolve) =>
-          server.listen(0, "127.0.0.1", resolve),
-        );
-        closing.push(
-          () =>
-            new Promise((resolve) => {
-              server.closeAllConnections();
-              server.close(() => resolve());
-            }),
-        );
+        await listening(server);
         const { port } = server.address() as { port: number };
         const tracer = trace.getTracer("undici-test");
         for (let i = 0; i < 3; i++) {
@@ -1037,16 +1011,7 @@ export function undiciTests(undici: Undici, major: number): void {
         res.writeHead(302, { location: "/elsewhere" });
         res.write("partial");
       });
-      await new Promise<void>((resolve) =>
-        service.listen(0, "127.0.0.1", resolve),
-      );
-      closing.push(
-        () =>
-          new Promise((resolve) => {
-            service.closeAllConnections();
-            service.close(() => resolve());
-          }),
-      );
+      await listening(service);
       const url = `http://127.0.0.1:${(service.address() as { port: number }).port}`;
       await serving(async () => {
         // Given up on as soon as the answer is there, and later, as the
@@ -1103,23 +1068,42 @@ export function undiciTests(undici: Undici, major: number): void {
   });
 
   describe("undici and answers the application lets go of", () => {
-    /** A server on the internal address whose answers never finish: 200, headers and a first chunk. */
-    async function trickling(): Promise<string> {
-      const server = http.createServer((_req, res) => {
-        res.writeHead(200, { "content-type": "text/plain" });
+    /**
+     * A server on the internal address whose answers never finish: the
+     * headers `head` writes (a 200 by default) and a first chunk.
+     */
+    async function trickling(
+      head: (req: http.IncomingMessage, res: http.ServerResponse) => void = (
+        _req,
+        res,
+      ) => res.writeHead(200, { "content-type": "text/plain" }),
+    ): Promise<string> {
+      const server = http.createServer((req, res) => {
+        head(req, res);
         res.write("partial");
       });
-      await new Promise<void>((resolve) =>
-        server.listen(0, "127.0.0.1", resolve),
-      );
-      closing.push(
-        () =>
-          new Promise((resolve) => {
-            server.closeAllConnections();
-            server.close(() => resolve());
-          }),
-      );
+      await listening(server);
       return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    }
+
+    /** The calls to `base` in http.client.request.duration: status, count and error type, in that order. */
+    async function durationsAt(base: string) {
+      await threadline.forceFlush();
+      const duration = receiver.metrics.findLast(
+        (m) => m.name === "http.client.request.duration",
+      );
+      return duration?.points
+        .filter(
+          (p) => String(p.attributes["server.port"]) === new URL(base).port,
+        )
+        .map((p) => [
+          p.attributes["http.response.status_code"],
+          p.count,
+          p.attributes["error.type"],
+        ])
+        .sort((a, b) =>
+          String([a[0], a[2]]).localeCompare(String([b[0], b[2]])),
+        );
     }
 
     type BodyFetch = (
@@ -1183,45 +1167,22 @@ export function undiciTests(undici: Undici, major: number): void {
             [urls[2], 200, "AbortError", 2, ["exception"], undefined],
           ],
         );
-        await threadline.forceFlush();
-        const duration = receiver.metrics.findLast(
-          (m) => m.name === "http.client.request.duration",
-        );
-        const errorTypes = (base: string) =>
-          duration?.points
-            .filter(
-              (p) => String(p.attributes["server.port"]) === new URL(base).port,
-            )
-            .map((p) => [p.count, p.attributes["error.type"]]);
-        assert.deepEqual(errorTypes(letGo), [[4, undefined]]);
-        assert.deepEqual(errorTypes(aborted), [[1, "AbortError"]]);
+        assert.deepEqual(await durationsAt(letGo), [[200, 4, undefined]]);
+        assert.deepEqual(await durationsAt(aborted), [[200, 1, "AbortError"]]);
       });
 
     it("does not record an answer to request() whose body the application destroys with no error as a failed call, and records one destroyed with an error or aborted as a failure", async () => {
       // Headers and a first chunk, the rest never: a 200, a 200 of a
       // declared length, a redirect; and a 200 whose connection is lost.
-      const serve = async (): Promise<string> => {
-        const server = http.createServer((req, res) => {
+      const serve = () =>
+        trickling((req, res) => {
           if (req.url === "/moved")
             res.writeHead(302, { location: "/elsewhere" });
           else if (req.url === "/sized")
             res.writeHead(200, { "content-length": "1000" });
           else res.writeHead(200, { "content-type": "text/plain" });
-          res.write("partial");
           if (req.url === "/lost") setTimeout(() => req.socket.destroy(), 20);
         });
-        await new Promise<void>((resolve) =>
-          server.listen(0, "127.0.0.1", resolve),
-        );
-        closing.push(
-          () =>
-            new Promise((resolve) => {
-              server.closeAllConnections();
-              server.close(() => resolve());
-            }),
-        );
-        return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-      };
       const letGo = await serve();
       const failed = await serve();
       // undici 7's request() goes through the global dispatcher Node
@@ -1289,28 +1250,11 @@ export function undiciTests(undici: Undici, major: number): void {
           errorType === undefined ? [] : ["exception"],
         ]),
       );
-      await threadline.forceFlush();
-      const duration = receiver.metrics.findLast(
-        (m) => m.name === "http.client.request.duration",
-      );
-      const errorTypes = (base: string) =>
-        duration?.points
-          .filter(
-            (p) => String(p.attributes["server.port"]) === new URL(base).port,
-          )
-          .map((p) => [
-            p.attributes["http.response.status_code"],
-            p.count,
-            p.attributes["error.type"],
-          ])
-          .sort((a, b) =>
-            String([a[0], a[2]]).localeCompare(String([b[0], b[2]])),
-          );
-      assert.deepEqual(errorTypes(letGo), [
+      assert.deepEqual(await durationsAt(letGo), [
         [200, 4, undefined],
         [302, 1, undefined],
       ]);
-      assert.deepEqual(errorTypes(failed), [
+      assert.deepEqual(await durationsAt(failed), [
         [200, 3, "UND_ERR_ABORTED"],
         [200, 1, "UND_ERR_BODY_TIMEOUT"],
         [200, 1, "UND_ERR_SOCKET"],
@@ -1449,16 +1393,7 @@ export function undiciTests(undici: Undici, major: number): void {
           res.writeHead(200, { "content-type": "text/plain" });
           res.write("partial");
         });
-        await new Promise<void>((resolve) =>
-          acme.listen(0, "127.0.0.3", resolve),
-        );
-        closing.push(
-          () =>
-            new Promise((resolve) => {
-              acme.closeAllConnections();
-              acme.close(() => resolve());
-            }),
-        );
+        await listening(acme, "127.0.0.3");
         const url = `http://127.0.0.3:${(acme.address() as { port: number }).port}/big`;
         const status = await (async () => (await f(url)).status)();
         assert.equal(status, 200);
