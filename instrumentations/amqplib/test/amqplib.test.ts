@@ -83,6 +83,41 @@ const consumers = (spans: ReceivedSpan[]) =>
   spans.filter((s) => s.kind === CONSUMER);
 const producers = (spans: ReceivedSpan[]) =>
   spans.filter((s) => s.kind === PRODUCER);
+/** The CONSUMER spans of deliveries from queue `q`. */
+const consumersOf = (spans: ReceivedSpan[], q: string) =>
+  consumers(spans).filter(
+    (c) => c.attributes["messaging.destination.subscription.name"] === q,
+  );
+/** A queue of its own on a new channel, each delivery acknowledged and counted. */
+async function ackingQueue() {
+  const ch = await connection.createChannel();
+  const q = queueName();
+  await ch.assertQueue(q, { autoDelete: true });
+  let got = 0;
+  await ch.consume(q, (msg) => {
+    if (msg === null) return;
+    got++;
+    ch.ack(msg);
+  });
+  return { ch, q, delivered: () => got };
+}
+/** Waits for the CONSUMER span of a delivery from queue `q`. */
+async function consumerOf(q: string): Promise<ReceivedSpan> {
+  const spans = await receiver.waitForSpans(
+    (s) => consumersOf(s, q).length > 0,
+    "the consumer span",
+  );
+  return consumersOf(spans, q)[0]!;
+}
+/** The points of metric `name` for deliveries from queue `q`, once flushed. */
+async function deliveryPoints(name: string, q: string) {
+  await threadline.forceFlush();
+  return (
+    receiver.metrics.findLast((m) => m.name === name)?.points ?? []
+  ).filter(
+    (p) => p.attributes["messaging.destination.subscription.name"] === q,
+  );
+}
 
 describe("promise API", () => {
   it("continues the producer's trace in the consumer, with the customer id and baggage", async () => {
@@ -263,15 +298,10 @@ describe("promise API", () => {
     ch.sendToQueue(q, Buffer.from("nack-null"));
     ch.sendToQueue(q, Buffer.from("reject-0"));
     const spans = await receiver.waitForSpans(
-      (s) =>
-        consumers(s).filter(
-          (c) => c.attributes["messaging.destination.subscription.name"] === q,
-        ).length >= 2,
+      (s) => consumersOf(s, q).length >= 2,
       "two settled deliveries",
     );
-    for (const c of consumers(spans).filter(
-      (c) => c.attributes["messaging.destination.subscription.name"] === q,
-    )) {
+    for (const c of consumersOf(spans, q)) {
       assert.equal(c.attributes["messaging.rabbitmq.requeue"], false);
       assert.equal(c.status.code, 2);
     }
@@ -1165,10 +1195,7 @@ describe("metrics", () => {
       "the consumer spans",
     );
     assert.deepEqual(
-      consumers(spans)
-        .filter(
-          (c) => c.attributes["messaging.destination.subscription.name"] === q,
-        )
+      consumersOf(spans, q)
         .map((c) => c.attributes["messaging.operation.name"])
         .sort(),
       ["consume", "get"],
@@ -1187,36 +1214,17 @@ describe("metrics", () => {
   });
 
   it("links a delivery's latency to its consumer span", async () => {
-    const ch = await connection.createChannel();
-    const q = queueName();
-    await ch.assertQueue(q, { autoDelete: true });
-    let got = 0;
-    await ch.consume(q, (msg) => {
-      if (msg === null) return;
-      got++;
-      ch.ack(msg);
-    });
+    const { ch, q, delivered } = await ackingQueue();
     await trace.getTracer("t").startActiveSpan("publish job", async (root) => {
       ch.sendToQueue(q, Buffer.from("m"));
       root.end();
     });
-    await waitFor(() => got === 1, { what: "the delivery" });
-    const spans = await receiver.waitForSpans(
-      (s) =>
-        consumers(s).some(
-          (c) => c.attributes["messaging.destination.subscription.name"] === q,
-        ),
-      "the consumer span",
+    await waitFor(() => delivered() === 1, { what: "the delivery" });
+    const consumer = await consumerOf(q);
+    const [point] = await deliveryPoints(
+      "threadline.messaging.delivery.latency",
+      q,
     );
-    const consumer = consumers(spans).find(
-      (c) => c.attributes["messaging.destination.subscription.name"] === q,
-    )!;
-    await threadline.forceFlush();
-    const point = receiver.metrics
-      .findLast((m) => m.name === "threadline.messaging.delivery.latency")
-      ?.points.find(
-        (p) => p.attributes["messaging.destination.subscription.name"] === q,
-      );
     assert.equal(point?.count, 1);
     assert.deepEqual(
       point.exemplars.map((e) => [e.traceId, e.spanId]),
@@ -1226,28 +1234,21 @@ describe("metrics", () => {
   });
 
   it("takes no delivery latency from a sent-at time before the epoch", async () => {
-    const ch = await connection.createChannel();
-    const q = queueName();
-    await ch.assertQueue(q, { autoDelete: true });
-    let got = 0;
-    await ch.consume(q, (msg) => {
-      if (msg === null) return;
-      got++;
-      ch.ack(msg);
-    });
+    const { ch, q, delivered } = await ackingQueue();
     // A publisher that is no service of ours, claiming its message waited
     // nearly three hundred thousand years.
     await publishRaw(q, [
       { content: "m", headers: { "threadline-sent-at": -9e15 } },
     ]);
-    await waitFor(() => got === 1, { what: "the delivery" });
-    await threadline.forceFlush();
-    const latest = (name: string) =>
-      (receiver.metrics.findLast((m) => m.name === name)?.points ?? []).filter(
-        (p) => p.attributes["messaging.destination.subscription.name"] === q,
-      );
-    assert.equal(latest("messaging.client.consumed.messages").length, 1);
-    assert.deepEqual(latest("threadline.messaging.delivery.latency"), []);
+    await waitFor(() => delivered() === 1, { what: "the delivery" });
+    assert.equal(
+      (await deliveryPoints("messaging.client.consumed.messages", q)).length,
+      1,
+    );
+    assert.deepEqual(
+      await deliveryPoints("threadline.messaging.delivery.latency", q),
+      [],
+    );
     await ch.close();
   });
 });
@@ -1409,15 +1410,7 @@ describe("untrusted publishers (trustMessageBaggage off)", () => {
   });
 
   it("takes neither the customer id nor a delivery latency from their headers", async () => {
-    const ch = await connection.createChannel();
-    const q = queueName();
-    await ch.assertQueue(q, { autoDelete: true });
-    let got = 0;
-    await ch.consume(q, (msg) => {
-      if (msg === null) return;
-      got++;
-      ch.ack(msg);
-    });
+    const { ch, q, delivered } = await ackingQueue();
     await publishRaw(q, [
       {
         content: "m",
@@ -1428,25 +1421,17 @@ describe("untrusted publishers (trustMessageBaggage off)", () => {
         },
       },
     ]);
-    await waitFor(() => got === 1, { what: "the delivery" });
-    const spans = await receiver.waitForSpans(
-      (all) =>
-        consumers(all).some(
-          (c) => c.attributes["messaging.destination.subscription.name"] === q,
-        ),
-      "the consumer span",
-    );
-    const span = consumers(spans).find(
-      (c) => c.attributes["messaging.destination.subscription.name"] === q,
-    )!;
+    await waitFor(() => delivered() === 1, { what: "the delivery" });
+    const span = await consumerOf(q);
     assert.equal(span.attributes["customer.id"], undefined);
-    await threadline.forceFlush();
-    const latest = (name: string) =>
-      (receiver.metrics.findLast((m) => m.name === name)?.points ?? []).filter(
-        (p) => p.attributes["messaging.destination.subscription.name"] === q,
-      );
-    assert.equal(latest("messaging.client.consumed.messages").length, 1);
-    assert.deepEqual(latest("threadline.messaging.delivery.latency"), []);
+    assert.equal(
+      (await deliveryPoints("messaging.client.consumed.messages", q)).length,
+      1,
+    );
+    assert.deepEqual(
+      await deliveryPoints("threadline.messaging.delivery.latency", q),
+      [],
+    );
     await ch.close();
   });
 });
