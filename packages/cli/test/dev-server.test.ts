@@ -24,6 +24,7 @@ import {
   type DevServer,
 } from "../src/index.ts";
 import { spanData } from "./span-data.ts";
+import { tableCounts } from "./table-counts.ts";
 
 let n = 0;
 function span(customer: string): SpanData {
@@ -743,15 +744,7 @@ describe("the store's counts", () => {
     const dbPath = join(dir, "store.sqlite");
     const truth = new DatabaseSync(dbPath);
     t.after(() => truth.close());
-    const tables = () => {
-      const one = (table: string) =>
-        (
-          truth.prepare(`SELECT count(*) AS n FROM ${table}`).get() as {
-            n: number;
-          }
-        ).n;
-      return { traces: one("traces"), spans: one("spans"), logs: one("logs") };
-    };
+    const tables = () => tableCounts(truth);
     const stats = async (dev: DevServer) => {
       const s = (await (await fetch(`${dev.viewerUrl}/api/stats`)).json()) as {
         traces: number;

@@ -12,6 +12,7 @@ import type {
   DecodedSpan,
 } from "@threadline/otlp";
 import { Store } from "../src/store.ts";
+import { tableCounts } from "./table-counts.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "threadline-store-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -47,6 +48,32 @@ function batch(service: string, spans: DecodedSpan[]): DecodedResourceSpans[] {
       scopes: [{ scope: { name: "t", version: "" }, spans }],
     },
   ];
+}
+
+/**
+ * 400 traces of one span with a 2 KB attribute each, a millisecond apart
+ * and ending before `now` (µs), the first of trace id `first`; written a
+ * flush every `flushEvery`.
+ */
+function largeTraces(
+  store: Store,
+  first: number,
+  now: number,
+  flushEvery: number,
+): void {
+  const big = "x".repeat(2000);
+  for (let i = 0; i < 400; i++) {
+    store.ingestSpans(
+      batch("svc", [
+        span(hex(first + i, 32), {
+          startUs: now - (400 - i) * 1000,
+          endUs: now - (400 - i) * 1000 + 10,
+          attributes: { blob: big },
+        }),
+      ]),
+    );
+    if (i % flushEvery === flushEvery - 1) store.flush();
+  }
 }
 
 /** One order: gateway root, orders child with SQL, worker consumer. */
@@ -363,20 +390,7 @@ describe("persistence and pruning", () => {
     const path = join(dir, "size.sqlite");
     const store = new Store({ path, maxBytes: 600 * 1024 });
     const now = Date.now() * 1000;
-    const big = "x".repeat(2000);
-    for (let i = 0; i < 400; i++) {
-      const traceId = hex(0xd00000 + i, 32);
-      store.ingestSpans(
-        batch("svc", [
-          span(traceId, {
-            startUs: now - (400 - i) * 1000,
-            endUs: now - (400 - i) * 1000 + 10,
-            attributes: { blob: big },
-          }),
-        ]),
-      );
-    }
-    store.flush();
+    largeTraces(store, 0xd00000, now, 400);
     assert.ok(store.sizeBytes() > 600 * 1024);
     assert.ok(store.prune(now) > 0);
     assert.ok(store.sizeBytes() <= 600 * 1024, `${store.sizeBytes()} bytes`);
@@ -441,15 +455,7 @@ describe("counts", () => {
     const maxBytes = 600 * 1024;
     const now = Date.now() * 1000;
     const truth = new DatabaseSync(path);
-    const tables = () => {
-      const one = (table: string) =>
-        (
-          truth.prepare(`SELECT count(*) AS n FROM ${table}`).get() as {
-            n: number;
-          }
-        ).n;
-      return { traces: one("traces"), spans: one("spans"), logs: one("logs") };
-    };
+    const tables = () => tableCounts(truth);
     const check = (store: Store, when: string) => {
       const counts = store.counts();
       assert.deepEqual(counts, tables(), when);
@@ -489,20 +495,7 @@ describe("counts", () => {
     check(store, "pruned by age");
 
     // By size: the oldest of many large traces go.
-    const big = "x".repeat(2000);
-    for (let i = 0; i < 400; i++) {
-      const traceId = hex(0xd10000 + i, 32);
-      store.ingestSpans(
-        batch("svc", [
-          span(traceId, {
-            startUs: now - (400 - i) * 1000,
-            endUs: now - (400 - i) * 1000 + 10,
-            attributes: { blob: big },
-          }),
-        ]),
-      );
-      if (i % 100 === 99) store.flush();
-    }
+    largeTraces(store, 0xd10000, now, 100);
     assert.equal(check(store, "before pruning by size").traces, 401);
     assert.ok(store.prune(now) > 0);
     assert.ok(store.sizeBytes() <= maxBytes, `${store.sizeBytes()} bytes`);
