@@ -5,34 +5,57 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { startOtlpReceiver, startService } from "@threadline/test-support";
+import {
+  startOtlpReceiver,
+  startService,
+  type OtlpReceiver,
+} from "@threadline/test-support";
 
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
+
+/** Runs fixture `entry` to its end, exporting its logs to `receiver`; its stdout. */
+async function runFixture(
+  receiver: OtlpReceiver,
+  entry: string,
+  env: Record<string, string>,
+  execArgv: string[] = [],
+): Promise<string[]> {
+  const svc = await startService({
+    entry,
+    cwd: fixtures,
+    execArgv,
+    ready: false,
+    env: {
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_BLRP_SCHEDULE_DELAY: "50",
+      OTEL_METRICS_EXPORTER: "none",
+      ...env,
+    },
+  });
+  assert.equal((await svc.exited).code, 0, svc.stderr.join("\n"));
+  return svc.stdout;
+}
+
+/** Waits for `n` log records; then finds one by its body. */
+async function recordsOf(receiver: OtlpReceiver, n: number) {
+  const logs = await receiver.waitForLogs(
+    (l) => l.length >= n,
+    "the log records",
+  );
+  return (body: string) => {
+    const found = logs.find((l) => l.body === body);
+    assert.ok(found, `no record "${body}"`);
+    return found;
+  };
+}
 
 it("exports an application's fields named like pino's own as attributes when the logger writes none of its own", async () => {
   const receiver = await startOtlpReceiver();
   try {
-    const svc = await startService({
-      entry: "pino-own-fields.mjs",
-      cwd: fixtures,
-      ready: false,
-      env: {
-        OTEL_SERVICE_NAME: "pino-own-fields",
-        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-        OTEL_BLRP_SCHEDULE_DELAY: "50",
-        OTEL_METRICS_EXPORTER: "none",
-      },
+    await runFixture(receiver, "pino-own-fields.mjs", {
+      OTEL_SERVICE_NAME: "pino-own-fields",
     });
-    assert.equal((await svc.exited).code, 0, svc.stderr.join("\n"));
-    const logs = await receiver.waitForLogs(
-      (l) => l.length >= 6,
-      "the log records",
-    );
-    const record = (body: string) => {
-      const found = logs.find((l) => l.body === body);
-      assert.ok(found, `no record "${body}"`);
-      return found;
-    };
+    const record = await recordsOf(receiver, 6);
     assert.deepEqual(record("spawned worker").attributes, {
       pid: 4242,
       hostname: "db-7",
@@ -62,29 +85,16 @@ for (const fields of ["otel", "ecs"] as const)
     it(`exports an application's own trace and span ids in a span as attributes (${fields} names, ${protocol})`, async () => {
       const receiver = await startOtlpReceiver();
       try {
-        const svc = await startService({
-          entry: "pino-own-fields.mjs",
-          cwd: fixtures,
-          ready: false,
-          env: {
-            OTEL_SERVICE_NAME: "pino-own-ids",
-            OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-            OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
-            OTEL_BLRP_SCHEDULE_DELAY: "50",
-            OTEL_METRICS_EXPORTER: "none",
-            THREADLINE_LOG_FIELDS: fields,
-          },
+        await runFixture(receiver, "pino-own-fields.mjs", {
+          OTEL_SERVICE_NAME: "pino-own-ids",
+          OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
+          THREADLINE_LOG_FIELDS: fields,
         });
-        assert.equal((await svc.exited).code, 0, svc.stderr.join("\n"));
-        const logs = await receiver.waitForLogs(
-          (l) => l.length >= 9,
-          "the log records",
-        );
+        const found = await recordsOf(receiver, 9);
         const record = (body: string) => {
-          const found = logs.find((l) => l.body === body);
-          assert.ok(found, `no record "${body}"`);
-          assert.match(found.traceId, /^[0-9a-f]{32}$/);
-          return found.attributes;
+          const r = found(body);
+          assert.match(r.traceId, /^[0-9a-f]{32}$/);
+          return r.attributes;
         };
         assert.deepEqual(record("in a span"), {});
         assert.deepEqual(record("ecs names"), {
@@ -106,3 +116,53 @@ for (const fields of ["otel", "ecs"] as const)
         await receiver.close();
       }
     });
+
+// A logger's time function is the application's: pino calls it once when the
+// logger is made and once per line, and a function with state (a sequence
+// number, a clock of its own) must see exactly those calls under Threadline,
+// which tells from pino's standard functions, or from the first line a
+// logger writes, whether the line's time is pino's.
+it("writes a stateful time function's lines as plain pino does, and takes the record time from pino's time field", async () => {
+  const receiver = await startOtlpReceiver();
+  try {
+    const run = (execArgv: string[]) =>
+      runFixture(
+        receiver,
+        "pino-time-function.mjs",
+        { OTEL_SERVICE_NAME: "pino-time-function" },
+        execArgv,
+      );
+    const plain = await run([]);
+    assert.equal(plain.length, 4, plain.join("\n"));
+    assert.deepEqual(
+      await run(["--import", "@threadline/node/register"]),
+      plain,
+    );
+    const record = await recordsOf(receiver, 6);
+    assert.deepEqual(record("first").attributes, { seq: 2 });
+    assert.equal(record("first").timeUnixNano, 0n);
+    assert.deepEqual(record("second").attributes, { seq: 3, part: 2 });
+    assert.equal(
+      record("own clock, child").timeUnixNano,
+      1_700_000_000_002n * 1_000_000n,
+    );
+    assert.deepEqual(record("own clock, child").attributes, { part: 1 });
+    assert.equal(
+      record("own clock").timeUnixNano,
+      1_700_000_000_003n * 1_000_000n,
+    );
+    assert.deepEqual(record("own clock").attributes, {});
+    const now = BigInt(Date.now()) * 1_000_000n;
+    for (const body of ["iso time", "unix time"]) {
+      const { timeUnixNano, attributes } = record(body);
+      assert.ok(
+        now - timeUnixNano < 60_000_000_000n &&
+          timeUnixNano - now < 1_000_000_000n,
+        `${body}: ${timeUnixNano}`,
+      );
+      assert.deepEqual(attributes, {});
+    }
+  } finally {
+    await receiver.close();
+  }
+});
