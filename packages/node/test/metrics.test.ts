@@ -9,6 +9,21 @@ import {
   attributesKey,
 } from "../src/metrics/instruments.ts";
 
+/** Runs `fn` with Threadline's warnings collected in `lines` instead of printed. */
+async function withWarnings(
+  fn: (lines: string[]) => Promise<void>,
+): Promise<void> {
+  const lines: string[] = [];
+  diag.reset();
+  diag.setSink((_level, message) => lines.push(message));
+  try {
+    await fn(lines);
+  } finally {
+    diag.setSink(undefined);
+    diag.reset();
+  }
+}
+
 describe("metrics", () => {
   it("aggregates per attribute set, whatever the key order", async () => {
     const p = new MeterProvider();
@@ -74,10 +89,7 @@ describe("metrics", () => {
   });
 
   it("records a measurement without an attribute value that is none, warning once per instrument", async () => {
-    const lines: string[] = [];
-    diag.reset();
-    diag.setSink((_level, message) => lines.push(message));
-    try {
+    await withWarnings(async (lines) => {
       const p = new MeterProvider();
       const meter = p.getMeter("m");
       const c = meter.createCounter("orders");
@@ -119,10 +131,7 @@ describe("metrics", () => {
         ),
         ["orders", "latency", "jobs.done"],
       );
-    } finally {
-      diag.setSink(undefined);
-      diag.reset();
-    }
+    });
   });
 
   it("places histogram measurements in buckets and keeps exemplars from sampled spans", async () => {
@@ -220,10 +229,7 @@ describe("metrics", () => {
       timeout: 10_000,
     },
     async () => {
-      const lines: string[] = [];
-      diag.reset();
-      diag.setSink((_level, message) => lines.push(message));
-      try {
+      await withWarnings(async (lines) => {
         const p = new MeterProvider({ callbackTimeoutMs: 100 });
         const meter = p.getMeter("m");
         meter.createObservableGauge("level").addCallback((r) => r.observe(3));
@@ -256,10 +262,7 @@ describe("metrics", () => {
           p.collectSync().map((m) => m.name),
           ["level"],
         );
-      } finally {
-        diag.setSink(undefined);
-        diag.reset();
-      }
+      });
     },
   );
 
@@ -486,10 +489,7 @@ describe("metrics", () => {
   });
 
   it("sends an observable counter's delta, not its total, after a collection its callback missed", async () => {
-    const lines: string[] = [];
-    diag.reset();
-    diag.setSink((_level, message) => lines.push(message));
-    try {
+    await withWarnings(async (lines) => {
       const p = new MeterProvider();
       let total = 0;
       let round = 0;
@@ -511,17 +511,11 @@ describe("metrics", () => {
       assert.equal(total, 50);
       assert.equal(sent, 50);
       assert.equal(lines.length, 1);
-    } finally {
-      diag.setSink(undefined);
-      diag.reset();
-    }
+    });
   });
 
   it("keeps an observable series' start time across collections its callback failed or was late for", async () => {
-    const lines: string[] = [];
-    diag.reset();
-    diag.setSink((_level, message) => lines.push(message));
-    try {
+    await withWarnings(async (lines) => {
       const p = new MeterProvider({ callbackTimeoutMs: 50 });
       let total = 0;
       let round = 0;
@@ -560,10 +554,7 @@ describe("metrics", () => {
       assert.notEqual(back.startTime, first.startTime);
       assert.ok(back.startTime > last.time);
       assert.equal(lines.length, 2);
-    } finally {
-      diag.setSink(undefined);
-      diag.reset();
-    }
+    });
   });
 
   it("sends observable counters as deltas with delta, cumulative with lowmemory, and counts a reset in full", async () => {
@@ -600,10 +591,7 @@ describe("metrics", () => {
   });
 
   it("collects the other metrics when a callback throws undefined, null or a string", async () => {
-    const lines: string[] = [];
-    diag.reset();
-    diag.setSink((_level, message) => lines.push(message));
-    try {
+    await withWarnings(async (lines) => {
       const p = new MeterProvider();
       const meter = p.getMeter("m");
       meter.createObservableGauge("level").addCallback((r) => r.observe(3));
@@ -622,9 +610,6 @@ describe("metrics", () => {
       assert.deepEqual(lines, [
         "an observable metric callback threw: undefined",
       ]);
-    } finally {
-      diag.setSink(undefined);
-      diag.reset();
-    }
+    });
   });
 });
