@@ -62,7 +62,8 @@ export default tseslint.config(
     // What runs inside the application takes these builtins with
     // process.getBuiltinModule(): an ESM import builds the module's
     // namespace, which reads its lazy getters and loads what they guard
-    // (node:http: undici and http2, about 13 MB; node:fs: fs/promises).
+    // (node:http: undici and http2, about 13 MB; node:fs: fs/promises;
+    // node:util: parseArgs, diff and more).
     files: [
       "packages/{core,node,otlp}/src/**/*.ts",
       "instrumentations/*/src/**/*.ts",
@@ -77,6 +78,7 @@ export default tseslint.config(
             "node:fs",
             "node:zlib",
             "node:fs/promises",
+            "node:util",
           ].map((name) => ({
             name,
             allowTypeImports: true,

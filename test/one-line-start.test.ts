@@ -1,8 +1,10 @@
 // Every documented way to start Threadline, each in a real child process.
 import assert from "node:assert/strict";
+import https from "node:https";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
+  selfSignedCertificate,
   startOtlpReceiver,
   startRecordingServer,
   startService,
@@ -113,17 +115,62 @@ describe("starting Threadline", () => {
       ).json()) as string[];
       assert.ok(loaded.includes("NativeModule http"), "the list is Node's");
       // fetch()'s undici, http2, fs/promises (and the readline it pulls in),
-      // zlib without compression: megabytes of memory in every service.
+      // zlib without compression, https and tls in a service that serves
+      // plain http, node:util's lazily loaded parts: megabytes of memory in
+      // every service.
       for (const heavy of [
         "internal/deps/undici/undici",
         "http2",
         "fs/promises",
         "zlib",
+        "https",
+        "tls",
+        "internal/util/parse_args/parse_args",
       ])
         assert.ok(
           !loaded.includes(`NativeModule ${heavy}`),
           `${heavy} was loaded`,
         );
+    } finally {
+      await app.stop();
+    }
+  });
+
+  it("traces an https server whose application loads node:https after Threadline started", async () => {
+    const name = "svc-late-https";
+    const { key, cert } = selfSignedCertificate("late-https", "IP:127.0.0.1");
+    const app = await startService({
+      entry: "late-https.cjs",
+      cwd: fixtures,
+      execArgv: ["--import", "@threadline/node/register"],
+      env: { ...env(name), TLS_KEY: key, TLS_CERT: cert },
+    });
+    try {
+      const body = await new Promise<string>((resolve, reject) => {
+        https
+          .get(`https://127.0.0.1:${app.port}/first`, { ca: cert }, (res) => {
+            let text = "";
+            res.setEncoding("utf8");
+            res.on("data", (chunk: string) => (text += chunk));
+            res.on("end", () => resolve(text));
+          })
+          .on("error", reject);
+      });
+      assert.equal(body, "secure /first");
+      const [span] = await waitFor(
+        () => {
+          const found = spansOf(name).filter((s) => s.kind === 2);
+          return found.length > 0 ? found : undefined;
+        },
+        { what: "the https request's SERVER span" },
+      );
+      assert.equal(span!.attributes["url.scheme"], "https");
+      assert.equal(span!.attributes["url.path"], "/first");
+      assert.deepEqual(
+        app.stderr.filter((l) => l.includes("threadline")),
+        [],
+        "no warnings",
+      );
     } finally {
       await app.stop();
     }

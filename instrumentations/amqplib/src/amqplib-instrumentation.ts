@@ -38,7 +38,6 @@
 // Message headers come from other programs: the getter accepts only
 // strings (or byte strings), the parsers validate, and nothing here throws
 // into amqplib.
-import { types } from "node:util";
 import {
   context,
   propagation,
@@ -478,7 +477,8 @@ const AsyncFunctionPrototype = Object.getPrototypeOf(async () => {}) as object;
  * promise may be anyone's, do not count.
  */
 function isAsyncCallback(fn: AnyFn): boolean {
-  if (types.isAsyncFunction(fn)) return true;
+  if (process.getBuiltinModule("node:util").types.isAsyncFunction(fn))
+    return true;
   try {
     // A Proxy's traps run here: never let one throw into consume().
     if (Object.getPrototypeOf(fn) !== AsyncFunctionPrototype) return false;

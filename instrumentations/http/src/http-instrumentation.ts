@@ -129,6 +129,20 @@ const REQUEST_CONTEXT = Symbol("threadline.http.request-context");
 // Emitted by the self-check on a throw-away server to prove the wrapper runs.
 const PROBE = Symbol("threadline.http.probe");
 
+/** Published by Node as any `net.Server` (http, https) starts to listen. */
+const LISTEN_CHANNEL = "tracing:net.server.listen:asyncStart";
+
+/**
+ * Whether the application (or anything else) has loaded a builtin, read
+ * without loading it. Where Node does not say, it counts as loaded, so the
+ * module is then instrumented eagerly as it always could be.
+ */
+function builtinLoaded(name: string): boolean {
+  const list = (process as { moduleLoadList?: readonly string[] })
+    .moduleLoadList;
+  return !Array.isArray(list) || list.includes(`NativeModule ${name}`);
+}
+
 type TrustedSocket = {
   [TRUST]?: boolean;
   [PROXY]?: boolean;
@@ -573,15 +587,11 @@ export class HttpInstrumentation implements Instrumentation {
     this.#enabled = true;
     this.#tracer = undefined;
     const http = process.getBuiltinModule("node:http");
-    const https = process.getBuiltinModule("node:https");
     this.#wrapServer(
       http.Server.prototype as unknown as Record<string, unknown>,
       "http",
     );
-    this.#wrapServer(
-      https.Server.prototype as unknown as Record<string, unknown>,
-      "https",
-    );
+    this.#wrapHttpsWhenLoaded();
     this.#bindEvents(
       http.IncomingMessage.prototype as unknown as Record<string, unknown>,
     );
@@ -645,6 +655,8 @@ export class HttpInstrumentation implements Instrumentation {
     const problems: string[] = [];
     if (this.#expressLate) problems.push(lateLoadProblem("express"));
     for (const name of ["http", "https"] as const) {
+      // An https never loaded has nothing to check yet (see enable()).
+      if (name === "https" && !builtinLoaded(name)) continue;
       const mod = process.getBuiltinModule(`node:${name}`);
       const before = this.#probeHits;
       try {
@@ -693,6 +705,35 @@ export class HttpInstrumentation implements Instrumentation {
       if (hadOwn) proto["emit"] = original;
       else delete proto["emit"];
     });
+  }
+
+  /**
+   * https servers are traced by the same wrapper on `https.Server`, but
+   * node:https loads node:tls and its secure-context machinery, about 4 MB
+   * of memory in a service that serves and calls plain http only. So the
+   * module is only taken once the application has loaded it: now, or when a
+   * server first starts listening after that (every https server listens
+   * before its first request; Node publishes the listen before anything
+   * else happens, so that request is traced too).
+   */
+  #wrapHttpsWhenLoaded(): void {
+    const wrap = () =>
+      this.#wrapServer(
+        process.getBuiltinModule("node:https").Server
+          .prototype as unknown as Record<string, unknown>,
+        "https",
+      );
+    if (builtinLoaded("https")) {
+      wrap();
+      return;
+    }
+    const onListen = () => {
+      if (!builtinLoaded("https")) return;
+      unsubscribe(LISTEN_CHANNEL, onListen);
+      wrap();
+    };
+    subscribe(LISTEN_CHANNEL, onListen);
+    this.#restore.push(() => unsubscribe(LISTEN_CHANNEL, onListen));
   }
 
   #wrapServer(proto: Record<string, unknown>, scheme: "http" | "https"): void {
