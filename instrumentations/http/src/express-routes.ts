@@ -14,9 +14,10 @@
 // or next() past the last layer) is named as it leaves, while the mounts
 // are still known: by the route's template when it failed or had answered,
 // by no route when the route passed it on unanswered. So is one that a
-// later middleware of the route's own router gets. Express keeps
-// `req.route` on the last route reached, so only these exits write to the
-// request.
+// later middleware of the route's own router gets, and one that reaches
+// Express's final handler (finalhandler) from a route under no mount, which
+// meets no hooked layer on its way there. Express keeps `req.route` on the
+// last route reached, so only these exits write to the request.
 import { hookModule } from "@threadline/core";
 import type { IncomingMessage } from "node:http";
 
@@ -159,6 +160,42 @@ function wrapHandle(original: Handle): Handle {
   };
 }
 
+/**
+ * A request handed to Express's final handler leaves the route it reached,
+ * if it had not left it yet: `failure` when an error brought it there.
+ */
+function leaveForFinalHandler(
+  req: unknown,
+  res: unknown,
+  failure: unknown,
+): void {
+  if (typeof req !== "object" || req === null) return;
+  const holder = req as RouteRequest;
+  const route = holder.route;
+  if (route !== undefined && holder[LEFT_ROUTE] !== route)
+    leaveRoute(holder, res, route, failure);
+}
+
+type FinalHandler = (
+  req: unknown,
+  res: unknown,
+  options: unknown,
+) => (this: unknown, err?: unknown) => unknown;
+
+function patchFinalHandler(exports: unknown): unknown {
+  if (typeof exports !== "function") return undefined;
+  const original = exports as FinalHandler;
+  // Express makes a final handler for every request and calls it only for
+  // one that no layer answered. The original is made when it is called, so
+  // a request that never gets there still costs one closure, as before.
+  return function finalhandler(req: unknown, res: unknown, options: unknown) {
+    return function threadlineFinalHandler(this: unknown, err?: unknown) {
+      leaveForFinalHandler(req, res, err);
+      return Reflect.apply(original(req, res, options), this, arguments);
+    };
+  };
+}
+
 function patchLayer(exports: unknown): unknown {
   if (typeof exports !== "function") return undefined;
   const Original = exports as LayerConstructor;
@@ -188,12 +225,13 @@ function patchLayer(exports: unknown): unknown {
 }
 
 /**
- * Hooks Express's layers as they load. `late`: Express was loaded before
- * the hook, so routes made before now are reported as matched, without
- * their mounts' templates.
+ * Hooks Express's layers and final handler as they load. `late`: Express
+ * was loaded before the hook, so routes made before now are reported as
+ * matched, without their mounts' templates, and its final handler is the
+ * original.
  */
 export function hookExpressLayers(): { unhook: () => void; late: boolean } {
-  const hooks = [
+  const layers = [
     hookModule({
       module: "router",
       file: "lib/layer.js",
@@ -205,11 +243,19 @@ export function hookExpressLayers(): { unhook: () => void; late: boolean } {
       onLoad: patchLayer,
     }),
   ];
+  // Express 4 and 5 both take it as their application loads: one loaded
+  // late already holds the original, and its layers say so.
+  const finalHandler = hookModule({
+    module: "finalhandler",
+    file: "index.js",
+    onLoad: patchFinalHandler,
+  });
   return {
     unhook: () => {
-      for (const h of hooks) h.unhook();
+      for (const h of layers) h.unhook();
+      finalHandler.unhook();
     },
-    late: hooks.some((h) => h.late.length > 0),
+    late: layers.some((h) => h.late.length > 0),
   };
 }
 
