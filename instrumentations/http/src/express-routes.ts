@@ -29,6 +29,9 @@ const MOUNT = Symbol("threadline.express.mount");
 const LEFT_ROUTE = Symbol("threadline.express.leftRoute");
 const LEFT_NAME = Symbol("threadline.express.leftName");
 
+/** Express 4's layers were made before the hook: their mounts go unnoted. */
+let layersWithoutPatterns = false;
+
 /** An array or regular expression route's path as text, made once (null: none). */
 const PATH_TEXT = Symbol("threadline.express.pathText");
 
@@ -93,11 +96,14 @@ function templateOf(req: RouteRequest, route: Route): string | undefined {
       : (route[PATH_TEXT] ??= patternText(route.path) ?? null);
   if (path === null) return undefined;
   const mounts = req[MOUNTS];
-  // Without the hook (Express loaded before Threadline), the matched path.
+  // No mounts entered: the route is the app's own, unless its layers keep
+  // no pattern (Express 4 loaded before Threadline) and its mounts went
+  // unnoted: for them, the matched path. baseUrl is the path of the layer
+  // running now, which for an error handler under a path is not the route's.
   const base =
     mounts !== undefined
       ? mounts.join("")
-      : typeof req.baseUrl === "string"
+      : layersWithoutPatterns && typeof req.baseUrl === "string"
         ? req.baseUrl
         : "";
   return base + path || "/";
@@ -231,18 +237,19 @@ function patchLayer(exports: unknown): unknown {
  * original.
  */
 export function hookExpressLayers(): { unhook: () => void; late: boolean } {
-  const layers = [
-    hookModule({
-      module: "router",
-      file: "lib/layer.js",
-      onLoad: patchLayer,
-    }),
-    hookModule({
-      module: "express",
-      file: "lib/router/layer.js",
-      onLoad: patchLayer,
-    }),
-  ];
+  const router = hookModule({
+    module: "router",
+    file: "lib/layer.js",
+    onLoad: patchLayer,
+  });
+  const express4 = hookModule({
+    module: "express",
+    file: "lib/router/layer.js",
+    onLoad: patchLayer,
+  });
+  const layers = [router, express4];
+  // Express 4 loaded first makes its layers with the original constructor.
+  if (express4.late.length > 0) layersWithoutPatterns = true;
   // Express 4 and 5 both take it as their application loads: one loaded
   // late already holds the original, and its layers say so.
   const finalHandler = hookModule({

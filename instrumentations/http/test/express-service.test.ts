@@ -44,6 +44,7 @@ describe("an Express service's top-level routes that pass requests on", () => {
   const expected: [string, number, string | undefined][] = [
     ["/things/5", 404, undefined],
     ["/items/6", 200, "/items/:itemId"],
+    ["/parts/7", 503, "/parts/:partId"],
     ["/logged/8", 200, "/logged/:id"],
     ["/broken/9", 500, "/broken/:id"],
   ];
