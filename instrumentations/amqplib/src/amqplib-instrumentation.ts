@@ -33,7 +33,10 @@
 // it, and everything the broker does by itself later (a consumer
 // cancelled, a channel or the connection closed) would run as that
 // request's, with its customer, in its ended trace. The open callback, and
-// so the promise, is still the caller's.
+// so the promise, is still the caller's, and so is the callback of every
+// other call of the callback API that waits for the broker's answer: bound
+// as it is handed over, since the socket's context cannot tell an answer
+// from what the broker does by itself.
 //
 // Message headers come from other programs: the getter accepts only
 // strings (or byte strings), the parsers validate, and nothing here throws
@@ -607,6 +610,28 @@ export class AmqplibInstrumentation implements Instrumentation {
               this.#patch(confirm, "publish", (o) =>
                 this.#wrapConfirmPublish(o),
               );
+            if (file === "lib/callback_model.js") {
+              // Every RPC of a callback channel but get() (wrapped above)
+              // goes through _rpc, whose callback the broker's reply
+              // frame calls: open (so createChannel and
+              // createConfirmChannel), the declarations, bindings, checks,
+              // consume, cancel, prefetch and recover. A channel's and a
+              // connection's close and updateSecret wait for their own
+              // answer frames.
+              this.#patch(proto, "_rpc", (o) => this.#wrapAnswered(o, 3));
+              this.#patch(proto, "close", (o) => this.#wrapAnswered(o, 0));
+              const model = (
+                exports as {
+                  CallbackModel?: { prototype: Record<string, unknown> };
+                }
+              ).CallbackModel?.prototype;
+              if (model !== undefined) {
+                this.#patch(model, "close", (o) => this.#wrapAnswered(o, 0));
+                this.#patch(model, "updateSecret", (o) =>
+                  this.#wrapAnswered(o, 2),
+                );
+              }
+            }
             return undefined;
           },
         }),
@@ -723,6 +748,30 @@ export class AmqplibInstrumentation implements Instrumentation {
         openCallback,
         "amqp.connect",
       );
+    };
+  }
+
+  /**
+   * A callback API operation whose callback, argument `at`, amqplib calls
+   * when the broker's answer arrives, on the connection's socket: the
+   * callback goes back to the context of the code that asked, as a Node.js
+   * callback API's would (and as a promise's continuation does). Only
+   * these: what the broker does by itself (a cancel, a channel's or the
+   * connection's error and close) stays no request's.
+   */
+  #wrapAnswered(original: AnyFn, at: number): AnyFn {
+    const self = this;
+    return function threadlineAnswered(
+      this: ChannelLike,
+      ...args: unknown[]
+    ): unknown {
+      const cb = args[at];
+      if (self.#enabled && typeof cb === "function")
+        args[at] = inCallerContext(
+          cb as (...a: unknown[]) => unknown,
+          "amqp.answer",
+        );
+      return original.apply(this, args);
     };
   }
 
@@ -976,14 +1025,28 @@ export class AmqplibInstrumentation implements Instrumentation {
         ? this.unconfirmed.length
         : -1;
       this[CONFIRMING] = null;
+      let sent = false;
       try {
-        return original.call(this, exchange, routingKey, content, options, cb);
+        const result = original.call(
+          this,
+          exchange,
+          routingKey,
+          content,
+          options,
+          cb,
+        );
+        sent = true;
+        return result;
       } finally {
         // Set by sendMessage during the call, which the compiler cannot see.
         const publish = this[CONFIRMING] as
           ConfirmingPublish | null | undefined;
         this[CONFIRMING] = undefined;
         if (publish) awaitConfirm(this, publish.span, slot, publish.sent);
+        // Untraced (tracing suppressed, say): the callback still goes back to
+        // its publisher. Not after a throw, which 0.10 answers with the
+        // next publish's confirm.
+        else if (sent && typeof cb === "function") answerInCaller(this, slot);
       }
     };
   }
@@ -1389,6 +1452,18 @@ function awaitConfirm(
     }
     return answer?.(err, ok);
   };
+}
+
+/** Sends the confirm callback amqplib queued at `slot` back to the publisher's context. */
+function answerInCaller(channel: ChannelLike, slot: number): void {
+  const unconfirmed = channel.unconfirmed;
+  if (!Array.isArray(unconfirmed)) return;
+  const original: unknown = unconfirmed[slot];
+  if (typeof original === "function")
+    unconfirmed[slot] = inCallerContext(
+      original as (e: unknown, o: unknown) => unknown,
+      "amqp.confirm",
+    );
 }
 
 /** The attributes of a send counted with `sent`'s, failed with `errorType`. */

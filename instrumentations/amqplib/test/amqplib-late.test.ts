@@ -1,9 +1,11 @@
 // An amqplib loaded before Threadline started (a late start, which start-up
 // warns about): its encoder is not wrapped, and publishes still carry the
-// trace headers, in a copy of the application's headers.
+// trace headers, in a copy of the application's headers; callback API
+// operations still answer in their caller's context.
 import assert from "node:assert/strict";
 import { after, before, it } from "node:test";
 import type { ChannelModel } from "amqplib";
+import type amqpCallback from "amqplib/callback_api.js";
 import { trace } from "@opentelemetry/api";
 import {
   startOtlpReceiver,
@@ -12,26 +14,37 @@ import {
   waitFor,
   type OtlpReceiver,
 } from "@threadline/test-support";
-import { init, withCustomer, type ThreadlineHandle } from "@threadline/node";
-import { loadAmqplib, loadDefs } from "./fixtures/amqplib-under-test.ts";
+import {
+  getCustomerId,
+  init,
+  withCustomer,
+  type ThreadlineHandle,
+} from "@threadline/node";
+import {
+  loadAmqplib,
+  loadCallbackApi,
+  loadDefs,
+} from "./fixtures/amqplib-under-test.ts";
 
 // Before Threadline starts.
 const amqp = loadAmqplib();
+const amqpCallbackApi = loadCallbackApi();
 
 let receiver: OtlpReceiver;
 let threadline: ThreadlineHandle;
 let connection: ChannelModel;
+let brokerUrl: string;
 
 before(async () => {
   receiver = await startOtlpReceiver();
-  const url = await testBroker();
+  brokerUrl = await testBroker();
   threadline = init({
     serviceName: "amqp-late-test",
     endpoint: receiver.url,
     exportLogs: false,
     ignoreIncomingPaths: ["/v1/*", "/threadline/*"],
   });
-  connection = await amqp.connect(url);
+  connection = await amqp.connect(brokerUrl);
 });
 
 after(async () => {
@@ -98,4 +111,69 @@ it("sends a message whose headers table would overflow without trace headers, no
   assert.equal(headers["big"], big);
   assert.equal(headers["traceparent"], undefined);
   await ch.close();
+});
+
+it("answers a callback API channel's operations in their caller's context", async () => {
+  const conn = await new Promise<amqpCallback.Connection>((resolve, reject) =>
+    amqpCallbackApi.connect(
+      brokerUrl,
+      (err: unknown, c: amqpCallback.Connection) =>
+        err ? reject(err) : resolve(c),
+    ),
+  );
+  let closed = false;
+  try {
+    const seen: Array<[string, string | undefined]> = [];
+    const ch = await withCustomer(
+      "c-create",
+      () =>
+        new Promise<amqpCallback.Channel>((resolve, reject) =>
+          conn.createChannel((err: unknown, c: amqpCallback.Channel) => {
+            seen.push(["createChannel", getCustomerId()]);
+            return err ? reject(err) : resolve(c);
+          }),
+        ),
+    );
+    const q = `q-late-cb-${process.pid}`;
+    await withCustomer(
+      "c-assert",
+      () =>
+        new Promise<void>((resolve, reject) =>
+          ch.assertQueue(q, { autoDelete: true }, (err: unknown) => {
+            seen.push(["assertQueue", getCustomerId()]);
+            return err ? reject(err) : resolve();
+          }),
+        ),
+    );
+    await withCustomer(
+      "c-close",
+      () =>
+        new Promise<void>((resolve) =>
+          ch.close(() => {
+            seen.push(["close", getCustomerId()]);
+            resolve();
+          }),
+        ),
+    );
+    await withCustomer(
+      "c-bye",
+      () =>
+        new Promise<void>((resolve) =>
+          conn.close(() => {
+            closed = true;
+            seen.push(["connection close", getCustomerId()]);
+            resolve();
+          }),
+        ),
+    );
+    assert.deepEqual(seen, [
+      ["createChannel", "c-create"],
+      ["assertQueue", "c-assert"],
+      ["close", "c-close"],
+      ["connection close", "c-bye"],
+    ]);
+  } finally {
+    if (!closed)
+      await new Promise<void>((resolve) => conn.close(() => resolve()));
+  }
 });

@@ -18,6 +18,7 @@ import {
   testBroker,
   waitFor,
   type OtlpReceiver,
+  type ReceivedLog,
   type ReceivedSpan,
 } from "@threadline/test-support";
 import {
@@ -647,6 +648,83 @@ describe("callback API", () => {
     );
     await new Promise<void>((resolve) => conn.close(() => resolve()));
   });
+
+  it("runs a channel operation's callback in its request, and what the broker does by itself in none", async () => {
+    const q = queueName();
+    const service = "amqp-callback-service";
+    const app = await startService({
+      entry: "callback-service.cjs",
+      cwd: fileURLToPath(new URL("./fixtures/", import.meta.url)),
+      execArgv: ["-r", "@threadline/node/register"],
+      env: {
+        OTEL_SERVICE_NAME: service,
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_BSP_SCHEDULE_DELAY: "50",
+        OTEL_BLRP_SCHEDULE_DELAY: "50",
+        AMQP_URL: brokerUrl,
+        AMQPLIB_PATH: amqplibPath,
+        QUEUE: q,
+      },
+    });
+    try {
+      const ours = <T extends { resource: Record<string, unknown> }>(
+        all: T[],
+      ) => all.filter((x) => x.resource["service.name"] === service);
+      const res = await withCustomer("c-cb", () => fetch(`${app.url}/publish`));
+      assert.equal(await res.text(), "published");
+      const spans = await receiver.waitForSpans(
+        (s) => consumersOf(ours(s), q).length >= 2,
+        "both deliveries",
+      );
+      const server = ours(spans).find((s) => s.kind === 2)!;
+      const published = producers(ours(spans));
+      assert.equal(published.length, 2);
+      for (const p of published) {
+        assert.equal(p.traceId, server.traceId);
+        assert.equal(p.parentSpanId, server.spanId);
+        assert.equal(p.attributes["customer.id"], "c-cb");
+      }
+      for (const c of consumersOf(ours(spans), q)) {
+        assert.equal(c.traceId, server.traceId);
+        assert.ok(published.some((p) => p.spanId === c.parentSpanId));
+        assert.equal(c.attributes["customer.id"], "c-cb");
+      }
+      const line = (all: ReceivedLog[], body: string) =>
+        ours(all).find((l) => l.body === body);
+      const inRequest = await receiver.waitForLogs(
+        (all) =>
+          line(all, "published after assertQueue") !== undefined &&
+          line(all, "published after createChannel") !== undefined,
+        "the lines logged in the callbacks",
+      );
+      for (const body of [
+        "published after assertQueue",
+        "published after createChannel",
+      ]) {
+        const l = line(inRequest, body)!;
+        assert.equal(l.traceId, server.traceId, body);
+        assert.equal(l.attributes["customer.id"], "c-cb", body);
+      }
+      // The broker cancels the consumer the request started, on the
+      // channel it created, and then closes that channel.
+      const admin = await connection.createChannel();
+      await admin.deleteQueue(`${q}-watched`);
+      await admin.close();
+      const byBroker = await receiver.waitForLogs(
+        (all) =>
+          line(all, "consumer cancelled") !== undefined &&
+          line(all, "channel closed") !== undefined,
+        "the lines logged on the broker's cancel and close",
+      );
+      for (const body of ["consumer cancelled", "channel closed"]) {
+        const l = line(byBroker, body)!;
+        assert.equal(l.traceId, "", body);
+        assert.equal(l.attributes["customer.id"], undefined, body);
+      }
+    } finally {
+      await app.stop();
+    }
+  });
 });
 
 describe("what arrives from the connection's socket", () => {
@@ -705,6 +783,25 @@ describe("what arrives from the connection's socket", () => {
       ["get 1", "c-getter"],
     ]);
     await new Promise<void>((resolve) => conn.close(() => resolve()));
+  });
+
+  it("answers the confirm of a publish made with tracing suppressed in its publisher's context", async () => {
+    const ch = await connection.createConfirmChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    const customer = await withCustomer("c-quiet", () =>
+      context.with(
+        suppressTracing(context.active()),
+        () =>
+          new Promise<string | undefined>((resolve) =>
+            ch.sendToQueue(q, Buffer.from("x"), {}, () =>
+              resolve(getCustomerId()),
+            ),
+          ),
+      ),
+    );
+    assert.equal(customer, "c-quiet");
+    await ch.close();
   });
 
   it("runs what the broker does by itself as no request's, on a connection a request opened", async () => {
