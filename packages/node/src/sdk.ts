@@ -207,6 +207,9 @@ const END: FlushAsk = { final: true, sync: true };
  */
 const LAST_ATTEMPT_MS = 100;
 
+/** How long shutdown() lets the endpoints finish the answers under way. */
+const ENDPOINT_GRACE_MS = 500;
+
 function installExitHooks(
   pipeline: ExportPipeline,
   reader: MetricReader,
@@ -724,8 +727,14 @@ function start(options: InitOptions): ThreadlineHandle {
   };
   const shutdown = async (): Promise<void> => {
     reader.stop();
-    await (await prometheus)?.close();
-    await (await healthEndpoint)?.close();
+    // A scrape or a probe under way gets a moment to be answered; one that
+    // takes longer (a check that hangs, a request never finished) is cut
+    // off, so a client holding a connection never holds the shutdown.
+    const grace = Math.min(ENDPOINT_GRACE_MS, config.shutdownTimeoutMs);
+    await Promise.all([
+      prometheus?.then((s) => s?.close(grace)),
+      healthEndpoint?.then((s) => s?.close(grace)),
+    ]);
     await alarms?.stop();
     stopExporterHealth();
     stopWatching?.();

@@ -1,13 +1,20 @@
 // Threadline's own HTTP endpoints (Prometheus scrapes, health): plain
 // servers the http instrumentation skips, that never keep the process
-// alive, and that report a port they cannot take instead of throwing.
+// alive, that report a port they cannot take instead of throwing, and
+// that no client holds open past their close.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { diag, UNTRACED_SERVER } from "@threadline/core";
 
 export interface UntracedServer {
   /** http://host:port, with the port actually taken. */
   readonly origin: string;
-  close(): Promise<void>;
+  /**
+   * Stops listening and ends every connection: idle ones at once, those
+   * with an answer under way after `graceMs`. A client's connection (a
+   * load balancer's idle keep-alive, a request never finished, a bare
+   * connect) must not hold up the shutdown waiting for this.
+   */
+  close(graceMs: number): Promise<void>;
 }
 
 /** Listens on host:port; resolves undefined (with a warning) when it cannot. */
@@ -35,7 +42,20 @@ export function startUntracedServer(
         const p = typeof a === "object" && a !== null ? a.port : port;
         resolve({
           origin: `http://${host.includes(":") ? `[${host}]` : host}:${p}`,
-          close: () => new Promise((r) => server.close(() => r())),
+          close: (graceMs) =>
+            new Promise((r) => {
+              // Not unref'd: the shutdown waits for it, and must not see
+              // the process end in the meantime.
+              const cut = setTimeout(
+                () => server.closeAllConnections(),
+                graceMs,
+              );
+              server.close(() => {
+                clearTimeout(cut);
+                r();
+              });
+              server.closeIdleConnections();
+            }),
         });
       });
     } catch (err) {
