@@ -1,10 +1,13 @@
 // Two replicas of one service raise the same alarm: each notification says
 // which instance it came from, and one replica's recovery clears its own
-// alarm only (PagerDuty's incident for the other stays open).
+// alarm only (PagerDuty's incident for the other stays open). A replica
+// that stops clears what it still has open: no one would clear it after.
 import assert from "node:assert/strict";
 import { it } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
+  exitWithin,
+  startOtlpReceiver,
   startRecordingServer,
   startService,
   waitFor,
@@ -17,7 +20,8 @@ interface WebhookEvent {
   action: string;
   service: string;
   instance: string;
-  alarm: { id: string };
+  instanceStopped?: boolean;
+  alarm: { id: string; reason: string; severity: string };
 }
 interface PagerDutyEvent {
   event_action: string;
@@ -120,8 +124,88 @@ it("tells each replica's alarms apart in the webhook, Slack and PagerDuty", asyn
       slack[2]!,
       /CLEARED dependency_unhealthy on orders instance orders-a \(cache\)/,
     );
+
+    // B stops with its cache still down: its alarm ends with it.
+    await services[1]!.stop();
+    await waitFor(
+      () =>
+        sent("/hook").length === 4 &&
+        sent("/slack").length === 4 &&
+        sent("/v2/enqueue").length === 4,
+      { what: "B's clear at the webhook, Slack and PagerDuty" },
+    );
+    const stopped = (sent("/hook") as WebhookEvent[])[3]!;
+    assert.equal(
+      `${stopped.action} ${stopped.instance} ${stopped.alarm.id} ${stopped.alarm.severity}`,
+      "clear orders-b dependency_unhealthy:cache cleared",
+    );
+    assert.equal(stopped.alarm.reason, "the instance stopped (SIGTERM)");
+    assert.equal(stopped.instanceStopped, true);
+    assert.deepEqual((sent("/v2/enqueue") as PagerDutyEvent[]).at(-1), {
+      routing_key: "R0UT1NGKEY",
+      event_action: "resolve",
+      dedup_key: "orders/orders-b/dependency_unhealthy:cache",
+    });
+    assert.match(
+      (sent("/slack") as Array<{ text: string }>).at(-1)!.text,
+      /CLEARED dependency_unhealthy on orders instance orders-b \(cache\): the instance stopped \(SIGTERM\)$/,
+    );
   } finally {
     await Promise.all(services.map((s) => s.stop()));
+    await receiver.close();
+  }
+});
+
+it("clears the alarms still active at shutdown(), and exports the clear's log line", async () => {
+  const webhook = await startRecordingServer();
+  const receiver = await startOtlpReceiver();
+  const svc = await startService({
+    entry: "shutdown-on-sigterm.mjs",
+    cwd: fixtures,
+    execArgv: ["--import", "@threadline/node/register"],
+    env: {
+      OTEL_SERVICE_NAME: "orders",
+      OTEL_RESOURCE_ATTRIBUTES: "service.instance.id=orders-c",
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_METRICS_EXPORTER: "none",
+      THREADLINE_WATCH_URL: "none",
+      THREADLINE_ALARMS_INTERVAL: "100",
+      THREADLINE_ALARM_WEBHOOK_URL: `${webhook.url}/hook`,
+      CACHE_DOWN: "1",
+    },
+  });
+  try {
+    const events = () =>
+      webhook.requests.map((r) => JSON.parse(r.body) as WebhookEvent);
+    await waitFor(() => events().some((e) => e.action === "raise"), {
+      what: "the raise",
+    });
+    // The service's own SIGTERM handler calls shutdown() and exits.
+    svc.child.kill("SIGTERM");
+    const exit = await exitWithin(svc, "the service after SIGTERM");
+    assert.equal(exit.code, 0, svc.stderr.join("\n"));
+    // Delivered before the process ended, not after.
+    assert.deepEqual(
+      events().map((e) => `${e.action} ${e.instance} ${e.alarm.reason}`),
+      [
+        "raise orders-c cache is unhealthy: connection refused",
+        "clear orders-c the instance stopped (shutdown)",
+      ],
+    );
+    const cleared = receiver.logs.find(
+      (l) => l.attributes["event.name"] === "alarm.cleared",
+    );
+    assert.equal(
+      cleared?.attributes["alarm.reason"],
+      "the instance stopped (shutdown)",
+    );
+    assert.match(
+      svc.stderr.join("\n"),
+      /alarm cleared: dependency_unhealthy \(cache\): the instance stopped \(shutdown\)/,
+    );
+  } finally {
+    await svc.stop("SIGKILL");
+    await webhook.close();
     await receiver.close();
   }
 });

@@ -54,6 +54,7 @@ import { selfCheck } from "./self-check.ts";
 import { MeterProvider } from "./metrics/meter-provider.ts";
 import { MetricReader } from "./metrics/reader.ts";
 import { startAlarms } from "./alarms/start.ts";
+import type { AlarmEngine } from "./alarms/engine.ts";
 import { registerExporterHealth, startHealthEndpoint } from "./health.ts";
 import { startPrometheusEndpoint } from "./metrics/prometheus.ts";
 import {
@@ -216,6 +217,7 @@ function installExitHooks(
   timeoutMs: number,
   workers: WorkerFlush | undefined,
   instrumentations: readonly Instrumentation[],
+  alarms: AlarmEngine | undefined,
 ): ExitHooks {
   // Spans and logs decide whether the exit flushes again; metrics go once, at the end.
   let lastFlushed = -1;
@@ -321,9 +323,12 @@ function installExitHooks(
     finalMetrics();
     const budget = left();
     const since = performance.now();
+    // Before the flush, which sends their log lines.
+    const cleared = alarms?.end(signal, budget);
     void Promise.all([
       pipeline.forceFlush(budget, true),
       workers?.flush(budget, END),
+      cleared,
     ]).finally(() => {
       // The requests still in flight end with the process. Only now: the
       // server went on serving while the flush ran, and a request that
@@ -688,6 +693,7 @@ function start(options: InitOptions): ThreadlineHandle {
     config.shutdownTimeoutMs,
     processWorkers,
     instrumentations,
+    alarms,
   );
   const stopWatching =
     config.watch === undefined
@@ -735,7 +741,9 @@ function start(options: InitOptions): ThreadlineHandle {
       prometheus?.then((s) => s?.close(grace)),
       healthEndpoint?.then((s) => s?.close(grace)),
     ]);
-    await alarms?.stop();
+    // Cleared now, so their log lines go with the last export; sent while
+    // it runs, within the same timeout.
+    const cleared = alarms?.end("shutdown", config.shutdownTimeoutMs);
     stopExporterHealth();
     stopWatching?.();
     for (const i of instrumentations) i.disable();
@@ -749,6 +757,7 @@ function start(options: InitOptions): ThreadlineHandle {
     await Promise.all([
       pipeline.shutdown(config.shutdownTimeoutMs),
       processWorkers?.flush(config.shutdownTimeoutMs, FLUSH),
+      cleared,
     ]);
     // Only now: a process.exit() while the flush above ran still sends
     // what is left, synchronously.

@@ -107,6 +107,8 @@ export class AlarmEngine {
   >();
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
+  /** Set once the instance stopped: nothing is raised or cleared after. */
+  #ended = false;
 
   /** How far back HTTP samples are kept: the longest HTTP rule's time. */
   readonly #httpKeptMs: number;
@@ -154,6 +156,35 @@ export class AlarmEngine {
     this.#timer = undefined;
     this.#delay.stop();
     await this.#running;
+  }
+
+  /**
+   * Stops evaluating and clears every active alarm, its reason saying the
+   * instance stopped (`why`: shutdown, SIGTERM). Notifications name the
+   * instance, which never starts again: an alarm still open when it ends
+   * would stay open at every receiver for good. Resolves once the clears
+   * were delivered, or after `timeoutMs`, whichever comes first; until
+   * then the process is kept alive for them.
+   */
+  end(why: string, timeoutMs: number): Promise<void> {
+    void this.stop();
+    // An evaluation under way when the instance stopped raises nothing.
+    this.#ended = true;
+    const sends: Promise<void>[] = [];
+    for (const s of this.#states.values()) {
+      if (s.alarm === undefined) continue;
+      s.alarm.state = "cleared";
+      s.alarm.clearedAt = new Date().toISOString();
+      s.alarm.reason = `the instance stopped (${why})`;
+      sends.push(this.#emit("clear", s.alarm, true));
+    }
+    this.#states.clear();
+    if (sends.length === 0) return Promise.resolve();
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([
+      Promise.all(sends).then(() => {}),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+    ]).finally(() => clearTimeout(timer));
   }
 
   /** Whether a rule reads metrics by name (runtime metrics among them). */
@@ -419,7 +450,7 @@ export class AlarmEngine {
   #step(rule: AlarmRule, c: Condition, now: number): void {
     const key = rule.kind === "health" ? `${rule.name}:${c.source}` : rule.name;
     let s = this.#states.get(key);
-    if (c.holds === undefined) return;
+    if (c.holds === undefined || this.#ended) return;
     if (s === undefined)
       this.#states.set(
         key,
@@ -447,7 +478,7 @@ export class AlarmEngine {
           acknowledged: false,
         };
         this.#record(s.alarm);
-        this.#emit("raise", s.alarm);
+        void this.#emit("raise", s.alarm);
       }
       return;
     }
@@ -456,7 +487,7 @@ export class AlarmEngine {
     if (s.alarm !== undefined) {
       s.alarm.state = "cleared";
       s.alarm.clearedAt = new Date().toISOString();
-      this.#emit("clear", s.alarm);
+      void this.#emit("clear", s.alarm);
     }
   }
 
@@ -465,12 +496,18 @@ export class AlarmEngine {
     if (this.#history.length > HISTORY) this.#history.shift();
   }
 
-  #emit(action: "raise" | "clear", alarm: Alarm): void {
+  /** Writes, logs and sends a raise or clear; resolves once it was sent. */
+  #emit(
+    action: "raise" | "clear",
+    alarm: Alarm,
+    instanceStopped = false,
+  ): Promise<void> {
     const event: AlarmEvent = {
       action,
       eventId: randomUUID(),
       service: this.#o.service,
       instance: this.#o.instance,
+      ...(instanceStopped ? { instanceStopped } : {}),
       alarm: {
         id: alarm.id,
         name: alarm.name,
@@ -485,7 +522,7 @@ export class AlarmEngine {
     const message =
       action === "raise"
         ? `alarm raised: ${alarm.name} [${alarm.severity}] ${alarm.reason}`
-        : `alarm cleared: ${alarm.name} (${alarm.source})`;
+        : `alarm cleared: ${alarm.name} (${alarm.source})${instanceStopped ? `: ${alarm.reason}` : ""}`;
     diag.warn(message);
     const severityNumber =
       action === "clear" ? 9 : alarm.severity === "critical" ? 17 : 13;
@@ -503,6 +540,6 @@ export class AlarmEngine {
       severityNumber,
       action === "clear" ? "info" : severityNumber === 17 ? "error" : "warn",
     );
-    void notifyAll(this.#o.notifiers, event);
+    return notifyAll(this.#o.notifiers, event);
   }
 }

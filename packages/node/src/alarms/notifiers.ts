@@ -24,6 +24,11 @@ export interface AlarmEvent {
    * raise and clear their alarms each on its own.
    */
   instance: string;
+  /**
+   * Set on the clears sent as the instance stops: its alarms end with it,
+   * whether or not their conditions still hold (`alarm.reason` says so).
+   */
+  instanceStopped?: true;
   alarm: {
     id: string;
     name: string;
@@ -167,7 +172,7 @@ export function slackNotifier(url: string): Notifier {
       const text =
         e.action === "raise"
           ? `${SLACK_ICON[a.severity]} ${a.severity.toUpperCase()} ${a.name} on ${e.service} instance ${e.instance} (${a.source}): ${a.reason}`
-          : `${SLACK_ICON["cleared"]} CLEARED ${a.name} on ${e.service} instance ${e.instance} (${a.source})`;
+          : `${SLACK_ICON["cleared"]} CLEARED ${a.name} on ${e.service} instance ${e.instance} (${a.source})${e.instanceStopped ? `: ${a.reason}` : ""}`;
       return post(
         url,
         {
