@@ -258,6 +258,62 @@ describe("the watch-list source", () => {
     }
   });
 
+  it("reads the list next to a loopback endpoint that takes the logs alone", async () => {
+    // As `threadline dev` does: the watch list served beside OTLP.
+    receiver.setResponder((req) =>
+      req.method === "GET" && req.url?.split("?")[0] === "/threadline/v1/watch"
+        ? {
+            status: 200,
+            headers: { "content-type": "application/json" },
+            body: doc(["c-42", 60_000]),
+          }
+        : undefined,
+    );
+    const svc = await startService({
+      entry: "watch-hop.mjs",
+      cwd: fixtures,
+      execArgv: ["--import", "@threadline/node/register"],
+      env: {
+        OTEL_SERVICE_NAME: "logs-only",
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_TRACES_EXPORTER: "none",
+        OTEL_METRICS_EXPORTER: "none",
+        OTEL_BLRP_SCHEDULE_DELAY: "50",
+        THREADLINE_WATCH_INTERVAL: String(POLL_MS),
+      },
+    });
+    const detail = (customer: string) =>
+      receiver.logs.find(
+        (l) =>
+          l.resource["service.name"] === "logs-only" &&
+          l.body === "hop detail" &&
+          l.attributes["customer.id"] === customer,
+      );
+    try {
+      await waitFor(
+        async () => {
+          for (const customer of ["c-42", "c-7"])
+            await (
+              await fetch(`${svc.url}/hop`, {
+                headers: { "x-customer-id": customer },
+              })
+            ).text();
+          return detail("c-42");
+        },
+        { what: "c-42's debug line", intervalMs: 200 },
+      );
+      assert.equal(detail("c-7"), undefined, "c-7 is not watched");
+      assert.ok(
+        receiver.logs.some(
+          (l) => l.body === "hop" && l.attributes["customer.id"] === "c-7",
+        ),
+      );
+    } finally {
+      receiver.setResponder(undefined);
+      await svc.stop();
+    }
+  });
+
   it("reads a file, following each change", async () => {
     const file = join(dir, "watch.json");
     writeFileSync(file, doc(["c-1", 60_000]));

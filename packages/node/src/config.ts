@@ -1084,7 +1084,11 @@ export function resolveConfig(
     watch: undefined,
     logLevel: r.str("OTEL_LOG_LEVEL"),
   };
-  config.watch = watchSettings(r, options, config.traces);
+  config.watch = watchSettings(r, options, [
+    config.traces,
+    config.logs,
+    config.metrics,
+  ]);
   histogramAggregationCheck(r);
   // Settings read once per signal would otherwise warn twice.
   return { config, warnings: [...new Set(r.warnings)] };
@@ -1101,7 +1105,8 @@ function isLoopbackHost(host: string): boolean {
 function watchSettings(
   r: Reader,
   options: InitOptions,
-  traces: SignalExportSettings,
+  /** In the order their endpoints are looked at for a default. */
+  signals: readonly SignalExportSettings[],
 ): WatchSettings | undefined {
   const intervalMs = r.intOption(
     "watchIntervalMs",
@@ -1143,13 +1148,17 @@ function watchSettings(
     };
   }
   // Exporting to a local receiver: that may be `threadline dev`, which serves
-  // the list next to its OTLP endpoints. A Collector there answers 404.
-  const otlp = new URL(traces.url);
-  if (!isLoopbackHost(otlp.hostname) || !traces.enabled) return undefined;
+  // the list next to its OTLP endpoints. A Collector there answers 404. Any
+  // signal exported there will do: a service may send its logs alone (the
+  // watch list's debug lines are what it is read for) or its traces alone.
+  const local = signals.find(
+    (s) => s.enabled && isLoopbackHost(new URL(s.url).hostname),
+  );
+  if (local === undefined) return undefined;
   return {
-    url: new URL(WATCH_PATH, otlp).href,
+    url: new URL(WATCH_PATH, local.url).href,
     intervalMs,
-    headers: { ...traces.headers, ...headers },
+    headers: { ...local.headers, ...headers },
     quiet: true,
   };
 }

@@ -224,6 +224,47 @@ describe("resolveConfig", () => {
     }
   });
 
+  it("reads the watch list next to the first signal exported to loopback: traces, logs, metrics", () => {
+    const watchOf = (env: Record<string, string>) =>
+      resolveConfig({}, env).config.watch?.url;
+    const remote = "https://collector.example:4318";
+    assert.equal(
+      watchOf({
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://127.0.0.1:1111/v1/traces",
+        OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: "http://127.0.0.1:2222/v1/logs",
+      }),
+      "http://127.0.0.1:1111/threadline/v1/watch",
+    );
+    for (const env of [
+      { OTEL_TRACES_EXPORTER: "none" },
+      { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${remote}/v1/traces` },
+    ] as Array<Record<string, string>>)
+      assert.equal(
+        watchOf({
+          ...env,
+          OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: "http://127.0.0.1:2222/v1/logs",
+        }),
+        "http://127.0.0.1:2222/threadline/v1/watch",
+      );
+    assert.equal(
+      watchOf({
+        OTEL_TRACES_EXPORTER: "none",
+        OTEL_LOGS_EXPORTER: "none",
+        OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: "http://[::1]:3333/v1/metrics",
+      }),
+      "http://[::1]:3333/threadline/v1/watch",
+    );
+    assert.equal(
+      watchOf({
+        OTEL_TRACES_EXPORTER: "none",
+        OTEL_LOGS_EXPORTER: "none",
+        OTEL_METRICS_EXPORTER: "none",
+      }),
+      undefined,
+    );
+    assert.equal(watchOf({ OTEL_EXPORTER_OTLP_ENDPOINT: remote }), undefined);
+  });
+
   it("reads THREADLINE_EDGE that is neither true nor false as true, with a warning", () => {
     for (const value of ["1", "yes", "on", "TRUE"]) {
       const { config, warnings } = resolveConfig(
