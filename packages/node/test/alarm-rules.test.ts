@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { it } from "node:test";
 import {
   DEFAULT_RULES,
   attributeMatcher,
+  loadRules,
   parseRules,
 } from "../src/alarms/rules.ts";
 
@@ -79,6 +83,52 @@ it("names every problem of a bad file", () => {
   ]);
   assert.deepEqual(parseRules("{").problems.length, 1);
   assert.match(parseRules("[]").problems[0]!, /"rules" array/);
+});
+
+it("names each key a rule's kind does not take, and refuses the file for it", () => {
+  const text = JSON.stringify({
+    rules: [
+      {
+        name: "slow_loop",
+        kind: "event_loop_delay",
+        percentle: 90,
+        aboveSeconds: 0.5,
+        duration: "5m",
+      },
+      // Keys of other kinds are not this kind's.
+      { name: "db", kind: "health", component: "postgresql*", above: 1 },
+      {
+        name: "ok",
+        kind: "metric",
+        metric: "m",
+        above: 1,
+        below: 0,
+        attributes: {},
+        for: "1m",
+        severity: "minor",
+        description: "every key a metric rule takes",
+      },
+    ],
+    default: false,
+  });
+  const takes = "name, kind, severity, for, description";
+  assert.deepEqual(parseRules(text).problems, [
+    '"default" is not a key of the file (it takes rules, defaults)',
+    `rule 1 (slow_loop): "percentle" is not a key of event_loop_delay rules (they take ${takes}, percentile, aboveSeconds)`,
+    `rule 1 (slow_loop): "duration" is not a key of event_loop_delay rules (they take ${takes}, percentile, aboveSeconds)`,
+    `rule 2 (db): "above" is not a key of health rules (they take ${takes}, component, when)`,
+  ]);
+  // Through the file the service reads: refused whole, the defaults kept.
+  const dir = mkdtempSync(join(tmpdir(), "threadline-rules-"));
+  try {
+    const file = join(dir, "alarms.json");
+    writeFileSync(file, text);
+    const loaded = loadRules(file);
+    assert.equal(loaded.rules, DEFAULT_RULES);
+    assert.equal(loaded.problems.length, 4);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 it("matches a metric rule's attributes by their string form, however the file writes them", () => {

@@ -114,6 +114,20 @@ export const DEFAULT_RULES: readonly AlarmRule[] = [
 
 const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/;
 
+/**
+ * The keys a rule of each kind takes. Any other is refused: a misspelt
+ * key (`duration` for `for`, `percentle`) would otherwise leave its
+ * setting at the default without a word.
+ */
+const COMMON_KEYS = ["name", "kind", "severity", "for", "description"];
+const KIND_KEYS: Record<AlarmRule["kind"], readonly string[]> = {
+  event_loop_delay: ["percentile", "aboveSeconds"],
+  http_error_ratio: ["above", "minRequests"],
+  metric: ["metric", "attributes", "above", "below"],
+  health: ["component", "when"],
+};
+const DOCUMENT_KEYS = ["rules", "defaults"];
+
 function durationMs(v: unknown, where: string, problems: string[]): number {
   if (typeof v === "number" && v >= 0) return v * 1000;
   const m = typeof v === "string" ? DURATION.exec(v.trim()) : null;
@@ -145,6 +159,11 @@ export function parseRules(text: string): {
     return { rules: [], problems: ['expected an object with a "rules" array'] };
   if (d.defaults !== undefined && typeof d.defaults !== "boolean")
     problems.push('"defaults" must be true or false');
+  for (const key of Object.keys(doc))
+    if (!DOCUMENT_KEYS.includes(key))
+      problems.push(
+        `"${key}" is not a key of the file (it takes ${DOCUMENT_KEYS.join(", ")})`,
+      );
   const out: AlarmRule[] = d.defaults === false ? [] : [...DEFAULT_RULES];
   const named = new Set<string>();
   d.rules.forEach((raw: unknown, i) => {
@@ -271,7 +290,15 @@ export function parseRules(text: string): {
         problems.push(
           `${where}: "kind" must be event_loop_delay, http_error_ratio, metric or health`,
         );
+        return;
     }
+    const kind = r["kind"] as AlarmRule["kind"];
+    const known = [...COMMON_KEYS, ...KIND_KEYS[kind]];
+    for (const key of Object.keys(r))
+      if (!known.includes(key))
+        problems.push(
+          `${where}: "${key}" is not a key of ${kind} rules (they take ${known.join(", ")})`,
+        );
   });
   // A rule of the file replaces a default of the same name.
   const byName = new Map<string, AlarmRule>();
