@@ -117,7 +117,10 @@ export interface InitOptions {
         pagerDutyRoutingKey?: string;
         pagerDutyUrl?: string;
       };
-  /** The health endpoint (GET /livez, /readyz). Off unless given here or THREADLINE_HEALTH_PORT is set. */
+  /**
+   * The health endpoint (GET /livez, /readyz). Off unless a port is given
+   * here or in THREADLINE_HEALTH_PORT (a host alone is warned about).
+   */
   health?: { host?: string; port?: number } | false;
   /** PostgreSQL: record bound parameter values (may hold personal data). @default false */
   pgRecordParameters?: boolean;
@@ -1194,7 +1197,19 @@ function healthOf(
 ): { host: string; port: number } | undefined {
   if (options.health === false) return undefined;
   const port = options.health?.port ?? r.str("THREADLINE_HEALTH_PORT");
-  if (port === undefined) return undefined;
+  if (port === undefined) {
+    // The endpoint has no port of its own: a host alone, or init()'s
+    // health option, was meant to turn it on, and would do nothing.
+    if (options.health !== undefined)
+      r.warnings.push(
+        "init()'s health option gives no port, nor does THREADLINE_HEALTH_PORT; the health endpoint is off",
+      );
+    else if (r.str("THREADLINE_HEALTH_HOST") !== undefined)
+      r.warnings.push(
+        "THREADLINE_HEALTH_HOST is set but THREADLINE_HEALTH_PORT is not; the health endpoint is off",
+      );
+    return undefined;
+  }
   const n = typeof port === "number" ? port : Number(port);
   if (!Number.isInteger(n) || n < 0 || n > 65535) {
     r.warnings.push(

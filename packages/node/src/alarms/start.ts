@@ -51,6 +51,10 @@ export function startAlarms(
         ),
       ),
     );
+  else if (settings.pagerDutyUrl)
+    diag.warn(
+      "THREADLINE_ALARM_PAGERDUTY_URL (the pagerDutyUrl option) is set without THREADLINE_ALARM_PAGERDUTY_ROUTING_KEY (the pagerDutyRoutingKey option); alarms are not sent to PagerDuty",
+    );
   const engine = new AlarmEngine({
     rules,
     intervalMs: settings.intervalMs,
