@@ -245,6 +245,96 @@ describe("requests in flight when the service stops", () => {
     }
   });
 
+  /**
+   * Asks the answer-then-exit service for /quit, which it answers as
+   * `answer` says and exits in the same tick: what the client got, and the
+   * request's span and request-duration point as they arrived.
+   */
+  async function answerThenExit(answer: "whole" | "partial" | "large") {
+    const name = `answer-then-exit-${answer}`;
+    const app = await startService({
+      entry: "answer-then-exit.mjs",
+      cwd: fixtures,
+      env: {
+        OTEL_SERVICE_NAME: name,
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_BSP_SCHEDULE_DELAY: "60000",
+        OTEL_BLRP_SCHEDULE_DELAY: "60000",
+        ANSWER: answer,
+      },
+    });
+    const got = await fetch(`${app.url}/quit`).then(
+      async (r) => ({
+        status: r.status,
+        body: await r.text().catch(() => "cut off"),
+      }),
+      () => "cut off",
+    );
+    const exit = await app.exited;
+    const span = await waitFor(
+      () =>
+        receiver.spans.find(
+          (s) => s.resource["service.name"] === name && s.kind === 2,
+        ),
+      { what: `${name}'s server span` },
+    );
+    const point = await waitFor(
+      () =>
+        receiver.metrics
+          .filter(
+            (m) =>
+              m.name === "http.server.request.duration" &&
+              m.resource["service.name"] === name,
+          )
+          .flatMap((m) => m.points)[0],
+      { what: `${name}'s request in http.server.request.duration` },
+    );
+    return { got, exit, span, point, stderr: app.stderr.join("\n") };
+  }
+
+  it("counts a response handed whole to the connection just before process.exit() as answered", async () => {
+    const r = await answerThenExit("whole");
+    assert.deepEqual(r.exit, { code: 0, signal: null }, r.stderr);
+    assert.deepEqual(r.got, { status: 200, body: "bye" });
+    assert.equal(r.span.name, "GET /quit");
+    assert.equal(r.span.status.code, 0, r.span.status.message);
+    assert.equal(r.span.attributes["threadline.unfinished"], undefined);
+    assert.equal(r.span.attributes["error.type"], undefined);
+    assert.equal(r.span.attributes["http.response.status_code"], 200);
+    assert.deepEqual(r.point.attributes, {
+      "http.request.method": "GET",
+      "http.route": "/quit",
+      "url.scheme": "http",
+      "network.protocol.version": "1.1",
+      "http.response.status_code": 200,
+    });
+    assert.equal(r.point.count, 1);
+  });
+
+  for (const answer of ["partial", "large"] as const)
+    it(`sends a response ${answer === "partial" ? "whose body was never ended" : "still being written"} at process.exit() as cut off`, async () => {
+      const r = await answerThenExit(answer);
+      assert.deepEqual(r.exit, { code: 0, signal: null }, r.stderr);
+      // The status line went; the body did not, or not all of it.
+      assert.deepEqual(r.got, { status: 200, body: "cut off" });
+      assert.equal(r.span.status.code, 2);
+      assert.match(
+        r.span.status.message,
+        /^unfinished when the process exited$/,
+      );
+      assert.equal(r.span.attributes["threadline.unfinished"], "exit");
+      assert.equal(r.span.attributes["error.type"], "aborted");
+      assert.equal(r.span.attributes["http.response.status_code"], 200);
+      assert.deepEqual(r.point.attributes, {
+        "http.request.method": "GET",
+        "http.route": "/quit",
+        "url.scheme": "http",
+        "network.protocol.version": "1.1",
+        "http.response.status_code": 200,
+        "error.type": "aborted",
+      });
+    });
+
   it("leaves a request the application's own SIGTERM handler finishes as it ended", async () => {
     const r = await stopWithOrderInFlight("graceful");
     assert.deepEqual(r.exit, { code: 0, signal: null }, r.stderr);

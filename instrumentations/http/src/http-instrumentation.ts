@@ -981,6 +981,8 @@ export class HttpInstrumentation implements Instrumentation {
    * on its span, which is left for the SDK to end with the other open
    * spans, marked with `reason`. Without this, a crash or a redeploy would
    * take the requests it failed out of the request and error-rate metrics.
+   * A response already answered in full (see handedOver) is no failure:
+   * only its 'close' was still to come, and it is finished as that would.
    */
   endUnfinished(_reason: string, message: string): number {
     let n = 0;
@@ -988,12 +990,23 @@ export class HttpInstrumentation implements Instrumentation {
       untrackOpen(state);
       const holder = state.holder;
       if (holder !== undefined) holder[STATE] = undefined;
-      recordServer(
-        state,
-        state.route ?? expressRoute(state.req),
-        state.upgrade ? undefined : statusSent(holder as StatefulResponse),
-        message,
-      );
+      const route = state.route ?? expressRoute(state.req);
+      if (state.upgrade) recordServer(state, route, undefined, message);
+      else if (handedOver(holder as StatefulResponse)) {
+        recordServer(
+          state,
+          route,
+          (holder as ServerResponse).statusCode,
+          undefined,
+        );
+        state.span.end();
+      } else
+        recordServer(
+          state,
+          route,
+          statusSent(holder as StatefulResponse),
+          message,
+        );
       n++;
     }
     return n;
@@ -1187,6 +1200,23 @@ function statusSent(res: ServerResponse): number | undefined {
       ? sent && res.socket !== null && res.socket !== undefined
       : res.headersSent;
   return reached ? res.statusCode : undefined;
+}
+
+/**
+ * Whether a response was ended and all of it handed to its connection,
+ * which sends it even if the process exits now: nothing left in the
+ * response (a pipelined one waiting for its turn) or in its socket's
+ * buffer (a body larger than the connection took at once), on a socket
+ * not already destroyed. `writableFinished` waits on Node 24 for the
+ * write's callback, which an exit in the same tick comes before.
+ */
+function handedOver(res: ServerResponse | undefined): boolean {
+  return (
+    res !== undefined &&
+    res.writableEnded &&
+    res.writableLength === 0 &&
+    res.socket?.destroyed !== true
+  );
 }
 
 function onResponseClose(this: StatefulResponse): void {
