@@ -844,14 +844,14 @@ export class HttpInstrumentation implements Instrumentation {
     scheme: "http" | "https",
     upgrade: boolean,
   ): boolean {
+    // Already traced: a checkContinue listener handing on to "request".
+    if (res[STATE] !== undefined)
+      return original.apply(server, args as [string | symbol, ...unknown[]]);
     if (
       this.#ignored(req.url) ||
-      (server as unknown as Record<symbol, unknown>)[UNTRACED_SERVER] ===
-        true ||
-      // already traced: a checkContinue listener handing on to "request"
-      res[STATE] !== undefined
+      (server as unknown as Record<symbol, unknown>)[UNTRACED_SERVER] === true
     )
-      return original.apply(server, args as [string | symbol, ...unknown[]]);
+      return emitUntraced(server, original, args, req, res, upgrade);
     let state: ServerState;
     try {
       state = this.#startServer(req, scheme);
@@ -1176,6 +1176,29 @@ function customerIdOf(id: unknown): string | undefined {
     `customerFromRequest returned ${typeof id === "number" ? `the number ${id}` : `a value of type ${typeof id}`}; it must return the customer id as a string (or undefined): these requests have no customer id`,
   );
   return undefined;
+}
+
+/**
+ * A request not traced (an ignored path, a server of Threadline's own)
+ * belongs to no request: its listener, and its and its response's events,
+ * run in the empty context. Left to the context that set them off, they
+ * ran in another request's on a pipelined connection, whose answer lets
+ * the next one's go, and logged with its trace and customer.
+ */
+function emitUntraced(
+  server: Server,
+  original: Emit,
+  args: unknown[],
+  req: IncomingMessage,
+  res: ServerResponse | Duplex,
+  upgrade: boolean,
+): boolean {
+  (req as { [REQUEST_CONTEXT]?: Context })[REQUEST_CONTEXT] = EMPTY_CONTEXT;
+  if (!upgrade)
+    (res as { [REQUEST_CONTEXT]?: Context })[REQUEST_CONTEXT] = EMPTY_CONTEXT;
+  return context.with(EMPTY_CONTEXT, () =>
+    original.apply(server, args as [string | symbol, ...unknown[]]),
+  );
 }
 
 /** The span state of a traced response, whose route a Fastify route names. */
