@@ -178,6 +178,8 @@ interface ServerState extends RouteHolder {
   older: ServerState | undefined;
   /** The context the request's listeners run in. */
   ctx: Context;
+  /** A listener threw: its exception is the span's status, whatever ends it. */
+  threw: boolean;
 }
 
 // The requests in progress, oldest to newest: two links in each request's
@@ -881,6 +883,7 @@ export class HttpInstrumentation implements Instrumentation {
         original.apply(server, args as [string | symbol, ...unknown[]]),
       );
     } catch (err) {
+      state.threw = true;
       state.span.recordException(err as Error);
       state.span.setStatus({
         code: SpanStatusCode.ERROR,
@@ -969,6 +972,7 @@ export class HttpInstrumentation implements Instrumentation {
       newer: undefined,
       older: undefined,
       ctx,
+      threw: false,
     };
     state.ctx = contextWithRouteHolder(trace.setSpan(ctx, span), state);
     return state;
@@ -1304,11 +1308,13 @@ function recordServer(
         : undefined;
   if (error !== undefined) {
     span.setAttribute(semconv.ATTR_ERROR_TYPE, error);
-    span.setStatus(
-      abortedBecause === undefined
-        ? { code: SpanStatusCode.ERROR }
-        : { code: SpanStatusCode.ERROR, message: abortedBecause },
-    );
+    // The application's own exception says more than how the request ended.
+    if (!state.threw)
+      span.setStatus(
+        abortedBecause === undefined
+          ? { code: SpanStatusCode.ERROR }
+          : { code: SpanStatusCode.ERROR, message: abortedBecause },
+      );
   }
   serverDuration().record(
     (performance.now() - state.start) / 1000,
