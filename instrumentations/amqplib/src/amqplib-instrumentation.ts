@@ -450,10 +450,14 @@ function settleAttributes(
       1,
       consumedSets.get(operation, exchange, queue, redelivered, outcome),
     );
+    // In the delivery's own span, whatever context settles it (a batch
+    // acked later from a timer, or from another request): its exemplar
+    // links the processing time to the delivery it measured.
     if (outcome !== "auto")
       m.process.record(
         (performance.now() - delivery.start) / 1000,
         deliverySets.get(operation, exchange, queue, redelivered, undefined),
+        trace.setSpan(EMPTY_CONTEXT, span),
       );
   }
   span.setAttribute("messaging.rabbitmq.settlement", outcome);

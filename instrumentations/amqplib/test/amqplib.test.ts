@@ -90,7 +90,9 @@ const consumersOf = (spans: ReceivedSpan[], q: string) =>
     (c) => c.attributes["messaging.destination.subscription.name"] === q,
   );
 /** A queue of its own on a new channel, each delivery acknowledged and counted. */
-async function ackingQueue() {
+async function ackingQueue(
+  ack = (ch: amqp.Channel, msg: amqp.ConsumeMessage) => ch.ack(msg),
+) {
   const ch = await connection.createChannel();
   const q = queueName();
   await ch.assertQueue(q, { autoDelete: true });
@@ -98,7 +100,7 @@ async function ackingQueue() {
   await ch.consume(q, (msg) => {
     if (msg === null) return;
     got++;
-    ch.ack(msg);
+    ack(ch, msg);
   });
   return { ch, q, delivered: () => got };
 }
@@ -1322,6 +1324,33 @@ describe("metrics", () => {
       "threadline.messaging.delivery.latency",
       q,
     );
+    assert.equal(point?.count, 1);
+    assert.deepEqual(
+      point.exemplars.map((e) => [e.traceId, e.spanId]),
+      [[consumer.traceId, consumer.spanId]],
+    );
+    await ch.close();
+  });
+
+  it("links a delivery's processing time to its consumer span, whatever context acks it", async () => {
+    let acked = 0;
+    // Acked later, in a span of its own (as a batch acker would), which is
+    // not the delivery's.
+    const { ch, q } = await ackingQueue((ch, msg) =>
+      setTimeout(
+        () =>
+          trace.getTracer("t").startActiveSpan("ack later", (span) => {
+            ch.ack(msg);
+            acked++;
+            span.end();
+          }),
+        5,
+      ),
+    );
+    ch.sendToQueue(q, Buffer.from("m"));
+    await waitFor(() => acked === 1, { what: "the ack" });
+    const consumer = await consumerOf(q);
+    const [point] = await deliveryPoints("messaging.process.duration", q);
     assert.equal(point?.count, 1);
     assert.deepEqual(
       point.exemplars.map((e) => [e.traceId, e.spanId]),
