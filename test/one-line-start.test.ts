@@ -136,45 +136,51 @@ describe("starting Threadline", () => {
     }
   });
 
-  it("traces an https server whose application loads node:https after Threadline started", async () => {
-    const name = "svc-late-https";
-    const { key, cert } = selfSignedCertificate("late-https", "IP:127.0.0.1");
-    const app = await startService({
-      entry: "late-https.cjs",
-      cwd: fixtures,
-      execArgv: ["--import", "@threadline/node/register"],
-      env: { ...env(name), TLS_KEY: key, TLS_CERT: cert },
-    });
-    try {
-      const body = await new Promise<string>((resolve, reject) => {
-        https
-          .get(`https://127.0.0.1:${app.port}/first`, { ca: cert }, (res) => {
-            let text = "";
-            res.setEncoding("utf8");
-            res.on("data", (chunk: string) => (text += chunk));
-            res.on("end", () => resolve(text));
-          })
-          .on("error", reject);
-      });
-      assert.equal(body, "secure /first");
-      const [span] = await waitFor(
-        () => {
-          const found = spansOf(name).filter((s) => s.kind === 2);
-          return found.length > 0 ? found : undefined;
+  for (const listenAfterMs of [0, 100])
+    it(`traces an https server whose application loads node:https after Threadline started, listening ${listenAfterMs} ms later`, async () => {
+      const name = `svc-late-https-${listenAfterMs}`;
+      const { key, cert } = selfSignedCertificate("late-https", "IP:127.0.0.1");
+      const app = await startService({
+        entry: "late-https.cjs",
+        cwd: fixtures,
+        execArgv: ["--import", "@threadline/node/register"],
+        env: {
+          ...env(name),
+          TLS_KEY: key,
+          TLS_CERT: cert,
+          LISTEN_AFTER_MS: String(listenAfterMs),
         },
-        { what: "the https request's SERVER span" },
-      );
-      assert.equal(span!.attributes["url.scheme"], "https");
-      assert.equal(span!.attributes["url.path"], "/first");
-      assert.deepEqual(
-        app.stderr.filter((l) => l.includes("threadline")),
-        [],
-        "no warnings",
-      );
-    } finally {
-      await app.stop();
-    }
-  });
+      });
+      try {
+        const body = await new Promise<string>((resolve, reject) => {
+          https
+            .get(`https://127.0.0.1:${app.port}/first`, { ca: cert }, (res) => {
+              let text = "";
+              res.setEncoding("utf8");
+              res.on("data", (chunk: string) => (text += chunk));
+              res.on("end", () => resolve(text));
+            })
+            .on("error", reject);
+        });
+        assert.equal(body, "secure /first");
+        const [span] = await waitFor(
+          () => {
+            const found = spansOf(name).filter((s) => s.kind === 2);
+            return found.length > 0 ? found : undefined;
+          },
+          { what: "the https request's SERVER span" },
+        );
+        assert.equal(span!.attributes["url.scheme"], "https");
+        assert.equal(span!.attributes["url.path"], "/first");
+        assert.deepEqual(
+          app.stderr.filter((l) => l.includes("threadline")),
+          [],
+          "no warnings",
+        );
+      } finally {
+        await app.stop();
+      }
+    });
 
   it("init() in code flushes everything on shutdown() and honours options", async () => {
     const target = await startRecordingServer();

@@ -657,8 +657,9 @@ export class HttpInstrumentation implements Instrumentation {
     const problems: string[] = [];
     if (this.#expressLate) problems.push(lateLoadProblem("express"));
     for (const name of ["http", "https"] as const) {
-      // An https never loaded has nothing to check yet (see enable()).
-      if (name === "https" && !builtinLoaded(name)) continue;
+      // An https never loaded has nothing to check yet (see enable()); one
+      // loaded but waiting for a server to listen is wrapped now.
+      if (name === "https" && !this.#wrapHttpsIfLoaded()) continue;
       const mod = process.getBuiltinModule(`node:${name}`);
       const before = this.#probeHits;
       try {
@@ -719,23 +720,31 @@ export class HttpInstrumentation implements Instrumentation {
    * else happens, so that request is traced too).
    */
   #wrapHttpsWhenLoaded(): void {
-    const wrap = () =>
-      this.#wrapServer(
-        process.getBuiltinModule("node:https").Server
-          .prototype as unknown as Record<string, unknown>,
-        "https",
-      );
-    if (builtinLoaded("https")) {
-      wrap();
-      return;
+    if (this.#wrapHttpsIfLoaded()) return;
+    this.#httpsWaiting = true;
+    subscribe(LISTEN_CHANNEL, this.#onListen);
+    this.#restore.push(() => {
+      if (this.#httpsWaiting) unsubscribe(LISTEN_CHANNEL, this.#onListen);
+      this.#httpsWaiting = false;
+    });
+  }
+
+  #httpsWaiting = false;
+  readonly #onListen = () => void this.#wrapHttpsIfLoaded();
+
+  /** Wraps `https.Server` if node:https is loaded (once; then stops waiting for it). */
+  #wrapHttpsIfLoaded(): boolean {
+    if (!builtinLoaded("https")) return false;
+    if (this.#httpsWaiting) {
+      this.#httpsWaiting = false;
+      unsubscribe(LISTEN_CHANNEL, this.#onListen);
     }
-    const onListen = () => {
-      if (!builtinLoaded("https")) return;
-      unsubscribe(LISTEN_CHANNEL, onListen);
-      wrap();
-    };
-    subscribe(LISTEN_CHANNEL, onListen);
-    this.#restore.push(() => unsubscribe(LISTEN_CHANNEL, onListen));
+    this.#wrapServer(
+      process.getBuiltinModule("node:https").Server
+        .prototype as unknown as Record<string, unknown>,
+      "https",
+    );
+    return true;
   }
 
   #wrapServer(proto: Record<string, unknown>, scheme: "http" | "https"): void {
