@@ -122,6 +122,17 @@ async function deliveryPoints(name: string, q: string) {
   );
 }
 
+/** Metric `name` has one point for queue `q`, linked to its delivery's consumer span. */
+async function assertLinkedToConsumer(name: string, q: string) {
+  const consumer = await consumerOf(q);
+  const [point] = await deliveryPoints(name, q);
+  assert.equal(point?.count, 1);
+  assert.deepEqual(
+    point.exemplars.map((e) => [e.traceId, e.spanId]),
+    [[consumer.traceId, consumer.spanId]],
+  );
+}
+
 describe("promise API", () => {
   it("continues the producer's trace in the consumer, with the customer id and baggage", async () => {
     const ch = await connection.createChannel();
@@ -1319,16 +1330,7 @@ describe("metrics", () => {
       root.end();
     });
     await waitFor(() => delivered() === 1, { what: "the delivery" });
-    const consumer = await consumerOf(q);
-    const [point] = await deliveryPoints(
-      "threadline.messaging.delivery.latency",
-      q,
-    );
-    assert.equal(point?.count, 1);
-    assert.deepEqual(
-      point.exemplars.map((e) => [e.traceId, e.spanId]),
-      [[consumer.traceId, consumer.spanId]],
-    );
+    await assertLinkedToConsumer("threadline.messaging.delivery.latency", q);
     await ch.close();
   });
 
@@ -1349,13 +1351,7 @@ describe("metrics", () => {
     );
     ch.sendToQueue(q, Buffer.from("m"));
     await waitFor(() => acked === 1, { what: "the ack" });
-    const consumer = await consumerOf(q);
-    const [point] = await deliveryPoints("messaging.process.duration", q);
-    assert.equal(point?.count, 1);
-    assert.deepEqual(
-      point.exemplars.map((e) => [e.traceId, e.spanId]),
-      [[consumer.traceId, consumer.spanId]],
-    );
+    await assertLinkedToConsumer("messaging.process.duration", q);
     await ch.close();
   });
 
