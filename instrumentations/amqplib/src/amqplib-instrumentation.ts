@@ -346,6 +346,8 @@ function copyHeaders(
 /** What a delivery's metrics need when it is settled. */
 interface Delivery {
   start: number;
+  /** The consumer span's context, which its measurements link to. */
+  ctx: Context;
   operation: ConsumerOperation;
   exchange: string;
   queue: string;
@@ -445,7 +447,7 @@ function settleAttributes(
   if (delivery !== undefined) {
     deliveries.delete(span);
     const m = meters();
-    const { operation, exchange, queue, redelivered } = delivery;
+    const { operation, exchange, queue, redelivered, ctx } = delivery;
     m.consumed.add(
       1,
       consumedSets.get(operation, exchange, queue, redelivered, outcome),
@@ -457,7 +459,7 @@ function settleAttributes(
       m.process.record(
         (performance.now() - delivery.start) / 1000,
         deliverySets.get(operation, exchange, queue, redelivered, undefined),
-        trace.setSpan(EMPTY_CONTEXT, span),
+        ctx,
       );
   }
   span.setAttribute("messaging.rabbitmq.settlement", outcome);
@@ -1127,6 +1129,7 @@ export class AmqplibInstrumentation implements Instrumentation {
     messageContexts.set(message, ctx);
     deliveries.set(span, {
       start: performance.now(),
+      ctx,
       operation: operationName,
       exchange,
       queue,
@@ -1432,13 +1435,7 @@ function awaitConfirm(
   hookClose(channel);
   // The broker's answer arrives on the connection's socket: the
   // application's callback goes back to the publisher's context.
-  const answer =
-    typeof original === "function"
-      ? inCallerContext(
-          original as (e: unknown, o: unknown) => unknown,
-          "amqp.confirm",
-        )
-      : undefined;
+  const answer = confirmInCaller(original);
   unconfirmed[slot] = (err: unknown, ok: unknown) => {
     // Not when the span already ended: the channel closed first.
     if (publishing.delete(span)) {
@@ -1458,16 +1455,24 @@ function awaitConfirm(
   };
 }
 
+/** A publish's confirm callback, bound to the publisher's context; undefined for none. */
+function confirmInCaller(
+  original: unknown,
+): ((err: unknown, ok: unknown) => unknown) | undefined {
+  return typeof original === "function"
+    ? inCallerContext(
+        original as (e: unknown, o: unknown) => unknown,
+        "amqp.confirm",
+      )
+    : undefined;
+}
+
 /** Sends the confirm callback amqplib queued at `slot` back to the publisher's context. */
 function answerInCaller(channel: ChannelLike, slot: number): void {
   const unconfirmed = channel.unconfirmed;
   if (!Array.isArray(unconfirmed)) return;
-  const original: unknown = unconfirmed[slot];
-  if (typeof original === "function")
-    unconfirmed[slot] = inCallerContext(
-      original as (e: unknown, o: unknown) => unknown,
-      "amqp.confirm",
-    );
+  const answer = confirmInCaller(unconfirmed[slot]);
+  if (answer !== undefined) unconfirmed[slot] = answer;
 }
 
 /** The attributes of a send counted with `sent`'s, failed with `errorType`. */
