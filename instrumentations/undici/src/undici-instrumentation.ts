@@ -44,6 +44,7 @@ import {
   sameHost,
   startClientSpan,
   withoutHeaderLines,
+  ownSymbolNamed,
   UNKNOWN_PROXY_VIA,
   type Instrumentation,
   type ClientCall,
@@ -490,16 +491,12 @@ function isBodyCancelled(status: unknown, error: unknown): boolean {
  * it in a private field.
  */
 function bodyOf(request: UndiciRequest): Body | undefined {
-  for (const key of Object.getOwnPropertySymbols(request))
-    if (key.description === "handler") {
-      const body = (request as unknown as Record<symbol, { res?: unknown }>)[
-        key
-      ]?.res;
-      return typeof body === "object" && body !== null
-        ? (body as Body)
-        : undefined;
-    }
-  return undefined;
+  const key = ownSymbolNamed(request, "handler");
+  if (key === undefined) return undefined;
+  const body = (
+    request as unknown as Record<symbol, { res?: unknown } | undefined>
+  )[key]?.res;
+  return typeof body === "object" && body !== null ? (body as Body) : undefined;
 }
 
 /** The parts of a Readable `bodyOf` reads. */
