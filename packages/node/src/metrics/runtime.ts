@@ -25,13 +25,17 @@ import { countedSince } from "./meter-provider.ts";
  * full collection "incremental". A minor mark-sweep is a young-generation
  * collection, so "minor", as the semantic conventions have no value for it.
  */
-const GC_KIND: Record<number, string> = {
-  [constants.NODE_PERFORMANCE_GC_MINOR]: "minor",
-  [constants.NODE_PERFORMANCE_GC_MINOR_MARK_SWEEP]: "minor",
-  [constants.NODE_PERFORMANCE_GC_MAJOR]: "major",
-  [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: "incremental",
-  [constants.NODE_PERFORMANCE_GC_WEAKCB]: "weakcb",
+const gcType = (type: string) => Object.freeze({ "v8js.gc.type": type });
+// Made once and frozen: a pause's series is then found by identity, with
+// nothing allocated per collection.
+const GC_KIND: Record<number, Readonly<{ "v8js.gc.type": string }>> = {
+  [constants.NODE_PERFORMANCE_GC_MINOR]: gcType("minor"),
+  [constants.NODE_PERFORMANCE_GC_MINOR_MARK_SWEEP]: gcType("minor"),
+  [constants.NODE_PERFORMANCE_GC_MAJOR]: gcType("major"),
+  [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: gcType("incremental"),
+  [constants.NODE_PERFORMANCE_GC_WEAKCB]: gcType("weakcb"),
 };
+const OTHER_GC = gcType("other");
 
 /** Options of {@link registerRuntimeMetrics}. */
 export interface RuntimeMetricsOptions {
@@ -66,9 +70,7 @@ export function registerRuntimeMetrics(
   const gc = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
       const kind = (e as { detail?: { kind?: number } }).detail?.kind;
-      gcDuration.record(e.duration / 1000, {
-        "v8js.gc.type": GC_KIND[kind ?? 0] ?? "other",
-      });
+      gcDuration.record(e.duration / 1000, GC_KIND[kind ?? 0] ?? OTHER_GC);
     }
   });
   gc.observe({ entryTypes: ["gc"] });
