@@ -173,10 +173,7 @@ export class AlarmEngine {
     const sends: Promise<void>[] = [];
     for (const s of this.#states.values()) {
       if (s.alarm === undefined) continue;
-      s.alarm.state = "cleared";
-      s.alarm.clearedAt = new Date().toISOString();
-      s.alarm.reason = `the instance stopped (${why})`;
-      sends.push(this.#emit("clear", s.alarm, true));
+      sends.push(this.#clear(s.alarm, why));
     }
     this.#states.clear();
     if (sends.length === 0) return Promise.resolve();
@@ -484,11 +481,16 @@ export class AlarmEngine {
     }
     // The condition no longer holds: clear what was raised, forget the rest.
     this.#states.delete(key);
-    if (s.alarm !== undefined) {
-      s.alarm.state = "cleared";
-      s.alarm.clearedAt = new Date().toISOString();
-      void this.#emit("clear", s.alarm);
-    }
+    if (s.alarm !== undefined) void this.#clear(s.alarm);
+  }
+
+  /** Clears a raised alarm, the instance having stopped when `stopped` says why; resolves once sent. */
+  #clear(alarm: Alarm, stopped?: string): Promise<void> {
+    alarm.state = "cleared";
+    alarm.clearedAt = new Date().toISOString();
+    if (stopped !== undefined)
+      alarm.reason = `the instance stopped (${stopped})`;
+    return this.#emit("clear", alarm, stopped !== undefined);
   }
 
   #record(alarm: Alarm): void {

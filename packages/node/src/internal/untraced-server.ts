@@ -50,11 +50,11 @@ export function startUntracedServer(
                 () => server.closeAllConnections(),
                 graceMs,
               );
+              // close() ends the idle connections itself.
               server.close(() => {
                 clearTimeout(cut);
                 r();
               });
-              server.closeIdleConnections();
             }),
         });
       });
