@@ -110,17 +110,14 @@ function templateOf(req: RouteRequest, route: Route): string | undefined {
 }
 
 /**
- * The request's route handed it on (`failure`: with an error). A failed
- * route, or one that answered before, keeps its name; one that passed an
- * unanswered request on names nothing: a later route names it, or none
- * does (a 404).
+ * The request leaves the route it reached, unless it has none or already
+ * left it (`failure`: with an error). A failed route, or one that answered
+ * before, keeps its name; one that passed an unanswered request on names
+ * nothing: a later route names it, or none does (a 404).
  */
-function leaveRoute(
-  req: RouteRequest,
-  res: unknown,
-  route: Route,
-  failure: unknown,
-): void {
+function leaveRoute(req: RouteRequest, res: unknown, failure: unknown): void {
+  const route = req.route;
+  if (route === undefined || req[LEFT_ROUTE] === route) return;
   req[LEFT_ROUTE] = route;
   req[LEFT_NAME] =
     failure || (res as { headersSent?: unknown } | null)?.headersSent === true
@@ -141,13 +138,7 @@ function wrapHandle(original: Handle): Handle {
     const holder = req as RouteRequest;
     // A layer after the route (not one of the route's own handlers, which
     // have a method): the route called next().
-    const route = holder.route;
-    if (
-      route !== undefined &&
-      holder[LEFT_ROUTE] !== route &&
-      !("method" in this)
-    )
-      leaveRoute(holder, res, route, undefined);
+    if (!("method" in this)) leaveRoute(holder, res, undefined);
     // Layers mounted at `/` add nothing.
     const pattern = (this[MOUNT] ??= mountPattern(this) ?? null);
     if (pattern === null) return original.call(this, req, res, next);
@@ -157,29 +148,11 @@ function wrapHandle(original: Handle): Handle {
     return original.call(this, req, res, function (this: unknown) {
       // Handed on: the request left this mount, and the route it reached
       // in it, if any.
-      const reached = holder.route;
-      if (reached !== undefined && holder[LEFT_ROUTE] !== reached)
-        leaveRoute(holder, res, reached, arguments[0]);
+      leaveRoute(holder, res, arguments[0]);
       mounts.length = depth;
       return Reflect.apply(next as Handle, this, arguments);
     });
   };
-}
-
-/**
- * A request handed to Express's final handler leaves the route it reached,
- * if it had not left it yet: `failure` when an error brought it there.
- */
-function leaveForFinalHandler(
-  req: unknown,
-  res: unknown,
-  failure: unknown,
-): void {
-  if (typeof req !== "object" || req === null) return;
-  const holder = req as RouteRequest;
-  const route = holder.route;
-  if (route !== undefined && holder[LEFT_ROUTE] !== route)
-    leaveRoute(holder, res, route, failure);
 }
 
 type FinalHandler = (
@@ -196,7 +169,9 @@ function patchFinalHandler(exports: unknown): unknown {
   // a request that never gets there still costs one closure, as before.
   return function finalhandler(req: unknown, res: unknown, options: unknown) {
     return function threadlineFinalHandler(this: unknown, err?: unknown) {
-      leaveForFinalHandler(req, res, err);
+      // A request handed to Express's final handler leaves its route.
+      if (typeof req === "object" && req !== null)
+        leaveRoute(req as RouteRequest, res, err);
       return Reflect.apply(original(req, res, options), this, arguments);
     };
   };

@@ -1005,15 +1005,14 @@ export class HttpInstrumentation implements Instrumentation {
       if (holder !== undefined) holder[STATE] = undefined;
       const route = state.route ?? expressRoute(state.req);
       if (state.upgrade) recordServer(state, route, undefined, message);
-      else if (handedOver(holder as StatefulResponse)) {
-        recordServer(
+      else if (handedOver(holder as StatefulResponse))
+        finishServer(
           state,
           route,
           (holder as ServerResponse).statusCode,
           undefined,
         );
-        state.span.end();
-      } else
+      else
         recordServer(
           state,
           route,
