@@ -7,6 +7,9 @@ import { BUSY_WAIT_US, YARDSTICK } from "./contenders.ts";
 import type { ListedRun } from "./history.ts";
 import { PART_LABELS, PARTS, type Part } from "./parts.ts";
 
+/** The rounds `npm run bench` runs, whatever a run was given. */
+export const DEFAULT_ROUNDS = 9;
+
 /**
  * Where the machine's CPU time goes while a service serves its turns: the
  * service, the servers and processes it works with, and the rest (the
@@ -901,7 +904,7 @@ server endpoints), so network and backend cost is equal; each agent samples ever
 ## Reproduce
 
 \`\`\`sh
-npm run bench                      # all contenders, ${input.rounds} rounds, writes docs/benchmarks.md and docs/images/overhead.svg, adds the run to docs/benchmarks-history.json
+npm run bench                      # all contenders, ${DEFAULT_ROUNDS} rounds, writes docs/benchmarks.md and docs/images/overhead.svg, adds the run to docs/benchmarks-history.json
 npm run bench:run -- --quick --rounds 1 --only none,threadline-100   # a quick look, printed
 npm run bench:render               # docs/benchmarks.md again from the figures its run kept in docs/benchmarks.json
 npm run bench:profile -- --perf --contender threadline-100   # one contender's CPU by thread, kind and function, sampled by Linux perf as above

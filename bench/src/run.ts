@@ -63,6 +63,7 @@ import {
   processTicks,
 } from "./proc.ts";
 import {
+  DEFAULT_ROUNDS,
   renderReport,
   writeReport,
   type Baseline,
@@ -90,7 +91,7 @@ const values = readOptions(USAGE, {
 // Nine: on a shared virtual machine one round's ratio can stray by a fifth
 // either way, and the median of five moved as much between two runs of the
 // same code.
-const ROUNDS = positive(USAGE, "rounds", values.rounds, 9);
+const ROUNDS = positive(USAGE, "rounds", values.rounds, DEFAULT_ROUNDS);
 const CONNECTIONS = 20;
 const root = fileURLToPath(new URL("../", import.meta.url));
 // Read before the run: the code measured is what was checked out at its start.
