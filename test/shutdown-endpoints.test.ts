@@ -99,3 +99,48 @@ it("shuts down promptly while clients hold connections to the health and Prometh
     await svc.stop("SIGKILL");
   }
 });
+
+it("keeps within THREADLINE_SHUTDOWN_TIMEOUT while a client holds the health endpoint and the Collector does not answer", async () => {
+  // Both take all the time they are given: the answer under way on the
+  // health endpoint its grace, the export the whole timeout. One after the
+  // other they would take the timeout and the grace.
+  const hanging = await startOtlpReceiver();
+  hanging.setResponder(() => "hang");
+  const healthPort = await freePort();
+  const svc = await startService({
+    entry: "shutdown-on-sigterm.mjs",
+    cwd: fixtures,
+    execArgv: ["--import", "@threadline/node/register"],
+    env: {
+      OTEL_SERVICE_NAME: "held-and-hanging",
+      OTEL_EXPORTER_OTLP_ENDPOINT: hanging.url,
+      OTEL_METRICS_EXPORTER: "none",
+      THREADLINE_HEALTH_PORT: String(healthPort),
+      THREADLINE_WATCH_URL: "none",
+      THREADLINE_SHUTDOWN_TIMEOUT: "1000",
+      OTEL_BSP_SCHEDULE_DELAY: "60000",
+      OTEL_BLRP_SCHEDULE_DELAY: "60000",
+    },
+  });
+  let socket: Socket | undefined;
+  try {
+    assert.equal(await (await fetch(`${svc.url}/order`)).text(), "ok");
+    socket = await holding(healthPort, "GET /livez HTTP/1.1\r\nhost: x\r\n");
+    svc.child.kill("SIGTERM");
+    const exit = await exitWithin(svc, "the service after SIGTERM", 8000);
+    assert.equal(exit.code, 0, svc.stderr.join("\n"));
+    const took = Number(
+      /shut down in (\d+) ms/.exec(svc.stdout.join("\n"))?.[1],
+    );
+    // The timeout, not the timeout and the grace (1500 ms).
+    assert.ok(took >= 950 && took < 1350, `shutdown took ${took} ms`);
+    assert.match(
+      svc.stderr.join("\n"),
+      /not delivered within 1000 ms \(THREADLINE_SHUTDOWN_TIMEOUT\)/,
+    );
+  } finally {
+    socket?.destroy();
+    await svc.stop("SIGKILL");
+    await hanging.close();
+  }
+});

@@ -735,9 +735,10 @@ function start(options: InitOptions): ThreadlineHandle {
     reader.stop();
     // A scrape or a probe under way gets a moment to be answered; one that
     // takes longer (a check that hangs, a request never finished) is cut
-    // off, so a client holding a connection never holds the shutdown.
+    // off, so a client holding a connection never holds the shutdown. The
+    // grace runs alongside the flush below, within the same timeout.
     const grace = Math.min(ENDPOINT_GRACE_MS, config.shutdownTimeoutMs);
-    await Promise.all([
+    const endpointsClosed = Promise.all([
       prometheus?.then((s) => s?.close(grace)),
       healthEndpoint?.then((s) => s?.close(grace)),
     ]);
@@ -758,6 +759,7 @@ function start(options: InitOptions): ThreadlineHandle {
       pipeline.shutdown(config.shutdownTimeoutMs),
       processWorkers?.flush(config.shutdownTimeoutMs, FLUSH),
       cleared,
+      endpointsClosed,
     ]);
     // Only now: a process.exit() while the flush above ran still sends
     // what is left, synchronously.
