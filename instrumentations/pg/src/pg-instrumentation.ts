@@ -527,7 +527,14 @@ export class PgInstrumentation implements Instrumentation {
             return Reflect.apply(given, this, a);
           }, "pg.query");
         const given = submittable.callback;
-        if (typeof given === "function")
+        // Only the submittable's own: pg's Query sets it in its constructor.
+        // One on a prototype is no report of the outcome: pg-copy-streams
+        // has an empty callback() there, for pg's query_timeout to replace,
+        // and calls it with no error as a COPY fails, before its "error".
+        if (
+          typeof given === "function" &&
+          Object.hasOwn(submittable, "callback")
+        )
           submittable.callback = finishing(given as Callback);
         // Without one of its own, pg makes it the function given after it
         // (`client.query(new Query(text), cb)`, and pg-pool's own callback

@@ -1,11 +1,14 @@
 // pg instrumentation against a real PostgreSQL server, inside one process.
 import assert from "node:assert/strict";
 import net from "node:net";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { after, before, beforeEach, describe, it } from "node:test";
 import v8 from "node:v8";
 import vm from "node:vm";
 import pg from "pg";
+import { from as copyFrom } from "pg-copy-streams";
 import Cursor from "pg-cursor";
 import QueryStream from "pg-query-stream";
 import { trace } from "@opentelemetry/api";
@@ -681,6 +684,62 @@ describe("the other forms pg accepts", () => {
       ["fine", undefined, "c-argument"],
       ["pool", "42P01", "c-argument"],
     ]);
+  });
+});
+
+describe("COPY through pg-copy-streams", () => {
+  it("records a COPY FROM STDIN the server refused as failed, and one it took as a success", async () => {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    await client.query("CREATE TEMP TABLE copied (n integer)");
+    await trace.getTracer("t").startActiveSpan("copy", async (root) => {
+      await pipeline(
+        Readable.from(["1\n2\n"]),
+        client.query(copyFrom("COPY copied FROM STDIN")),
+      );
+      // The stream's prototype has an empty callback(), which it calls as
+      // it fails, before its "error": that call is no success.
+      await assert.rejects(
+        pipeline(
+          Readable.from(["3\nnot a number\n"]),
+          client.query(copyFrom("COPY copied (n) FROM STDIN")),
+        ),
+        { code: "22P02" },
+      );
+      root.end();
+    });
+    await client.end();
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        querySpans(s).filter((x) =>
+          String(x.attributes["db.query.text"]).startsWith("COPY copied"),
+        ).length >= 2,
+      "both COPY spans",
+    );
+    const text = (t: string) =>
+      spans.find((x) => x.attributes["db.query.text"] === t);
+    const took = text("COPY copied FROM STDIN");
+    assert.equal(took?.status.code, 0);
+    assert.equal(took?.attributes["error.type"], undefined);
+    const refused = text("COPY copied (n) FROM STDIN");
+    assert.equal(refused?.status.code, 2);
+    assert.equal(refused?.attributes["error.type"], "22P02");
+    assert.match(refused!.status.message, /invalid input syntax/);
+    await threadline.forceFlush();
+    const points = (
+      receiver.metrics.findLast(
+        (m) => m.name === "db.client.operation.duration",
+      )?.points ?? []
+    ).filter((p) => p.attributes["db.query.summary"] === "COPY");
+    const failed = points.filter((p) => p.attributes["error.type"] === "22P02");
+    const succeeded = points.filter(
+      (p) => p.attributes["error.type"] === undefined,
+    );
+    assert.deepEqual(
+      [failed.map((p) => p.count), succeeded.map((p) => p.count)],
+      [[1], [1]],
+      "one failed and one successful COPY",
+    );
   });
 });
 
