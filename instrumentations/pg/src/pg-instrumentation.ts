@@ -11,7 +11,8 @@
 // got its connection.
 //
 // Callbacks given to query() are bound to the caller's context too, so the
-// customer id (in baggage) survives them.
+// customer id (in baggage) survives them, and so are the handlers pg calls
+// on a submittable as its rows arrive, so its events are the caller's.
 //
 // Client.prototype.connect opens the connection outside the caller's
 // context: its socket would otherwise keep the context of whichever request
@@ -543,6 +544,7 @@ export class PgInstrumentation implements Instrumentation {
           if (typeof vals === "function") vals = finishing(vals as Callback);
           else if (typeof cb === "function") cb = finishing(cb as Callback);
         }
+        handleInCallerContext(submittable);
         bindCursorCallbacks(submittable);
         return context.with(
           trace.setSpan(ctx, span),
@@ -902,6 +904,44 @@ function isCursor(submittable: QueryConfig): boolean {
     typeof submittable.read === "function" &&
     typeof (submittable as { pipe?: unknown }).pipe !== "function"
   );
+}
+
+/**
+ * What pg calls on a submittable as the server's messages for it arrive,
+ * from the connection's socket, which belongs to no request (see
+ * Client.prototype.connect).
+ */
+const HANDLERS = [
+  "handleRowDescription",
+  "handleDataRow",
+  "handlePortalSuspended",
+  "handleCommandComplete",
+  "handleEmptyQuery",
+  "handleError",
+  "handleReadyForQuery",
+  "handleCopyInResponse",
+  "handleCopyData",
+] as const;
+
+/**
+ * Runs each of this submittable's handlers in the context that submitted
+ * it, so that what they set off (a Query's "row" and "end", a stream's
+ * "data", what it is piped into, a cursor's "row") has the request's trace
+ * and customer. The caller's context, not the query span's, as a plain
+ * query's callback and an awaited query's continuation have: what the
+ * application does with a row is its own work, and a query it makes there
+ * is no child of this one.
+ */
+function handleInCallerContext(submittable: QueryConfig): void {
+  const caller = new AsyncResource("pg.submittable");
+  const handlers = submittable as Record<string, unknown>;
+  for (const key of HANDLERS) {
+    const handle = handlers[key];
+    if (typeof handle !== "function") continue;
+    handlers[key] = function (this: unknown, ...args: unknown[]): unknown {
+      return caller.runInAsyncScope(handle as Callback, this, ...args);
+    };
+  }
 }
 
 /**

@@ -1203,6 +1203,60 @@ describe("what a connection does by itself", () => {
   });
 });
 
+describe("rows read as they come", () => {
+  it("runs a stream's, a pg.Query's and a cursor's events in the trace and customer of the request that read them", async () => {
+    const app = await startService({
+      entry: fileURLToPath(
+        new URL("./fixtures/streamed-rows.mjs", import.meta.url),
+      ),
+      execArgv: ["--import", "@threadline/node/register"],
+      env: {
+        DATABASE_URL: databaseUrl,
+        OTEL_SERVICE_NAME: "pg-streamed-rows",
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_BSP_SCHEDULE_DELAY: "50",
+        OTEL_BLRP_SCHEDULE_DELAY: "50",
+        OTEL_METRICS_EXPORTER: "none",
+      },
+    });
+    try {
+      const res = await withCustomer("c-streamer", () => fetch(app.url));
+      assert.equal(res.status, 200, await res.text());
+      const ours = (l: { resource: Record<string, unknown> }) =>
+        l.resource["service.name"] === "pg-streamed-rows";
+      const logs = (
+        await receiver.waitForLogs(
+          (l) => l.filter(ours).length >= 14,
+          "a log record per row and end",
+        )
+      ).filter(ours);
+      const spans = await receiver.waitForSpans(
+        (s) => s.some((x) => ours(x) && x.kind === 2),
+        "the request's span",
+      );
+      const request = spans.find((x) => ours(x) && x.kind === 2)!;
+      assert.equal(request.attributes["customer.id"], "c-streamer");
+      // The request's own span, as a query's callback and an awaited
+      // query's continuation have it: not the query's.
+      assert.deepEqual(
+        logs.map((l) => [
+          l.body,
+          l.traceId === request.traceId && l.spanId === request.spanId,
+          l.attributes["customer.id"],
+        ]),
+        [
+          ...["stream row", "stream row", "stream row", "stream end"],
+          ...["piped row", "piped row", "piped row"],
+          ...["query row", "query row", "query row", "query end"],
+          ...["cursor row", "cursor row", "cursor row"],
+        ].map((body) => [body, true, "c-streamer"]),
+      );
+    } finally {
+      await app.stop();
+    }
+  });
+});
+
 describe("pg pools under load", () => {
   it("keeps each queued query in the trace and customer of the request that issued it", async () => {
     const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
