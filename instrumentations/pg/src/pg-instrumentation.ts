@@ -6,9 +6,11 @@
 // context of the request that asked for it: pg-pool hands connections out
 // from whatever callback released one, which is another request's context,
 // so without this a queued query lands in the wrong trace (the bug other
-// agents shipped). The same wrapper notes when the wait started, so the
-// query span begins when the application asked, and an event marks when it
-// got its connection.
+// agents shipped). For pool.query() the same wrapper notes when the wait
+// started, so the query span begins when the application asked, and an
+// event marks when it got its connection; the application's own
+// pool.connect(), awaited or with a callback, has its wait as a span of its
+// own, and the client's first query starts when it is sent.
 //
 // Callbacks given to query() are bound to the caller's context too, so the
 // customer id (in baggage) survives them, and so are the handlers pg calls
@@ -291,6 +293,8 @@ export class PgInstrumentation implements Instrumentation {
       const asked = poolQueryText;
       poolQueryText = undefined;
       if (typeof cb === "function") {
+        if (asked === undefined)
+          return self.#connectCalledBack(original, pool, ctx, cb as Callback);
         const start = nowMs();
         // Back to this caller's async context (all of it, the application's
         // own AsyncLocalStorage values too) when pg-pool calls back from another.
@@ -303,7 +307,7 @@ export class PgInstrumentation implements Instrumentation {
             client: unknown,
             release: unknown,
           ) {
-            // The first query on this client starts when the application asked for it.
+            // pool.query()'s: its query starts when it was asked for.
             if (typeof client === "object" && client !== null)
               (client as PgClientLike)[POOL_WAIT] = {
                 start,
@@ -312,18 +316,10 @@ export class PgInstrumentation implements Instrumentation {
             // No client, so no query span: the failure is the wait's own
             // (pool.query() to a server that is down comes this way).
             else if (err && !isTracingSuppressed(ctx)) {
-              const span = self.#tracer!.startSpan(
-                "pg.pool.connect",
-                {
-                  kind: SpanKind.INTERNAL,
-                  attributes: { "db.system.name": "postgresql" },
-                  startTime: start,
-                },
-                ctx,
-              );
+              const span = self.#connectSpan(ctx, start);
               fail(span, err, false);
               span.end();
-              if (asked !== undefined) unservedQuery(pool, asked, err, start);
+              unservedQuery(pool, asked, err, start);
             }
             return caller.runInAsyncScope(
               cb as (...args: unknown[]) => unknown,
@@ -337,14 +333,7 @@ export class PgInstrumentation implements Instrumentation {
       }
       // Promise form: the wait is a span of its own; the awaiting code resumes in its own context.
       if (isTracingSuppressed(ctx)) return original.call(this);
-      const span = self.#tracer!.startSpan(
-        "pg.pool.connect",
-        {
-          kind: SpanKind.INTERNAL,
-          attributes: { "db.system.name": "postgresql" },
-        },
-        ctx,
-      );
+      const span = self.#connectSpan(ctx);
       const result = original.call(this) as Promise<unknown>;
       return result.then(
         (client) => {
@@ -361,6 +350,53 @@ export class PgInstrumentation implements Instrumentation {
         },
       );
     };
+  }
+
+  /**
+   * The application's own `pool.connect(cb)`, as the promise form: the
+   * wait is a span of its own, and the client's first query starts when it
+   * is sent, after whatever the application does with the client first.
+   */
+  #connectCalledBack(
+    original: ConnectFn,
+    pool: unknown,
+    ctx: Context,
+    cb: Callback,
+  ): unknown {
+    const span = isTracingSuppressed(ctx) ? undefined : this.#connectSpan(ctx);
+    // Back to this caller's context when pg-pool calls back from another.
+    const caller = new AsyncResource("pg.pool.connect");
+    return original.call(
+      pool,
+      function (
+        this: unknown,
+        err: unknown,
+        client: unknown,
+        release: unknown,
+      ) {
+        if (span !== undefined) {
+          if (err) fail(span, err, false);
+          span.end();
+        }
+        // The wait is this span, not part of the next query.
+        if (typeof client === "object" && client !== null)
+          (client as PgClientLike)[POOL_WAIT] = undefined;
+        return caller.runInAsyncScope(cb, this, err, client, release);
+      },
+    );
+  }
+
+  /** A wait for a pooled connection, as a span of the context that asked. */
+  #connectSpan(ctx: Context, startTime?: number): Span {
+    return this.#tracer!.startSpan(
+      "pg.pool.connect",
+      {
+        kind: SpanKind.INTERNAL,
+        attributes: { "db.system.name": "postgresql" },
+        startTime,
+      },
+      ctx,
+    );
   }
 
   /**

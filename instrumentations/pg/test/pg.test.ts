@@ -1404,40 +1404,67 @@ describe("pg pools under load", () => {
     assert.equal(seen.length, 9);
   });
 
-  it("traces an explicit pool.connect() wait as its own span", async () => {
+  it("traces an explicit pool.connect() wait as its own span, awaited or called back, and the first query from when it is sent", async () => {
     const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
-    // Taken by a callback and given back unused: that wait belongs to no query.
-    await new Promise<void>((resolve, reject) =>
-      pool.connect((err, _client, release) => {
-        release();
-        if (err) reject(err);
-        else resolve();
-      }),
-    );
-    await trace.getTracer("t").startActiveSpan("request", async (root) => {
+    const tracer = trace.getTracer("t");
+    // The application's own work between getting its client and querying.
+    const work = () => new Promise((resolve) => setTimeout(resolve, 300));
+    await tracer.startActiveSpan("called back", async (root) => {
+      await new Promise<void>((resolve, reject) =>
+        pool.connect((err, client, release) => {
+          if (err) return reject(err);
+          work()
+            .then(() => client!.query("SELECT 1 AS called_back"))
+            .then(() => {
+              release();
+              resolve();
+            }, reject);
+        }),
+      );
+      root.end();
+    });
+    await tracer.startActiveSpan("awaited", async (root) => {
       const client = await pool.connect();
-      await client.query("SELECT 1");
+      await work();
+      await client.query("SELECT 1 AS awaited");
       client.release();
       root.end();
     });
     await pool.end();
+    // Each connect span ends before its request's query starts.
     const spans = await receiver.waitForSpans(
       (s) =>
-        s.some((x) => x.name === "pg.pool.connect") &&
-        querySpans(s).length >= 1,
-      "connect and query",
+        querySpans(s).length >= 2 &&
+        ["called back", "awaited"].every((n) => s.some((x) => x.name === n)),
+      "both requests and their queries",
     );
-    const root = spans.find((s) => s.name === "request")!;
-    assert.equal(
-      spans.find((s) => s.name === "pg.pool.connect")!.parentSpanId,
-      root.spanId,
-    );
-    const query = querySpans(spans).find((q) => q.parentSpanId === root.spanId);
-    assert.deepEqual(
-      query?.events.map((e) => e.name),
-      [],
-      "the query's wait is the connect span, not an event",
-    );
+    for (const [name, text] of [
+      ["called back", "SELECT ? AS called_back"],
+      ["awaited", "SELECT ? AS awaited"],
+    ] as const) {
+      const root = spans.find((s) => s.name === name)!;
+      const connect = spans.find(
+        (s) => s.name === "pg.pool.connect" && s.parentSpanId === root.spanId,
+      );
+      assert.ok(connect, `${name}: the wait is a span of the request`);
+      const query = querySpans(spans).find(
+        (q) => q.parentSpanId === root.spanId,
+      );
+      assert.equal(query?.attributes["db.query.text"], text);
+      assert.deepEqual(
+        query.events.map((e) => e.name),
+        [],
+        `${name}: the query's wait is the connect span, not an event`,
+      );
+      const ms = (from: bigint, to: bigint) => Number(to - from) / 1e6;
+      const took = ms(query.startTimeUnixNano, query.endTimeUnixNano);
+      assert.ok(took < 250, `${name}: the query took ${took} ms`);
+      const after = ms(connect.endTimeUnixNano, query.startTimeUnixNano);
+      assert.ok(
+        after >= 250,
+        `${name}: the query starts ${after} ms after the connection came, when it was sent`,
+      );
+    }
   });
 });
 
