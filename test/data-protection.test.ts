@@ -249,7 +249,7 @@ it("redacts in a logger whose redact option is undefined or null", async () => {
   }
 });
 
-it("exports a line as the logger's streamWrite hook left it", async () => {
+it("exports a line as the logger's streamWrite hook left it, and nothing of a line it emptied", async () => {
   const receiver = await startOtlpReceiver();
   try {
     const svc = await startService({
@@ -277,7 +277,13 @@ it("exports a line as the logger's streamWrite hook left it", async () => {
     assert.equal(retrying?.severityText, "warn");
     assert.equal(retrying?.attributes["job"], 7);
     assert.match(retrying?.traceId ?? "", /^[0-9a-f]{32}$/);
-    assert.equal(svc.stdout.length, 2);
+    assert.equal(svc.stdout.filter((l) => l.trim() !== "").length, 2);
+    // The lines the hook dropped are not exported either (the process has
+    // exited: every record it sent has arrived).
+    assert.deepEqual(
+      logs.map((l) => l.body),
+      ["called XXX", "retrying XXX"],
+    );
     const written = JSON.stringify({ stdout: svc.stdout, logs }, (_k, v) =>
       typeof v === "bigint" ? String(v) : v,
     );

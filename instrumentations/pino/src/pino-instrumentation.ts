@@ -78,6 +78,8 @@ interface PinoTools {
   noop: unknown;
 }
 const HOOKS = Symbol.for("pino.hooks");
+/** Text with something in it besides whitespace. */
+const NOT_BLANK = /\S/;
 /**
  * pino's standard levels a watched request turns on (down to its watch
  * level): all of them, for a logger set above `warn` as for one at `info`.
@@ -358,7 +360,7 @@ export class PinoInstrumentation implements Instrumentation {
    * calls the hook on what asJson returns, so this logger (and its
    * children, which inherit both) gets an asJson of its own that keeps
    * the record's details for a wrapper of the hook, which hands the sink
-   * the hook's result. Loggers without the hook are left as they are and
+   * the hook's result (nothing, when the hook dropped the line). Loggers without the hook are left as they are and
    * pay nothing.
    */
   #exportAfterStreamWrite(logger: unknown): void {
@@ -407,7 +409,14 @@ export class PinoInstrumentation implements Instrumentation {
         pending = undefined;
         const out = (hook as (s: string) => unknown).call(this, line);
         const sink = self.#sink;
-        if (made !== undefined && sink !== undefined && typeof out === "string")
+        // A line the hook emptied (pino writes nothing of it, or a blank
+        // line) is one the application dropped: it is not exported either.
+        if (
+          made !== undefined &&
+          sink !== undefined &&
+          typeof out === "string" &&
+          NOT_BLANK.test(out)
+        )
           emitRecord(
             sink,
             out,
