@@ -166,3 +166,43 @@ it("writes a stateful time function's lines as plain pino does, and takes the re
     await receiver.close();
   }
 });
+
+// A time the logger writes as a string is the record's only when it says
+// which moment it is, as an RFC 3339 date-time does; any other string is
+// read differently by different readers (or not at all), so the record
+// has no time (receivers use the observed time) and the attribute keeps
+// what was written.
+it("takes a string time as the record's time only as an RFC 3339 date-time, keeping any other as written", async () => {
+  const receiver = await startOtlpReceiver();
+  try {
+    await runFixture(
+      receiver,
+      "pino-string-times.mjs",
+      { OTEL_SERVICE_NAME: "pino-string-times" },
+      ["--import", "@threadline/node/register"],
+    );
+    const record = await recordsOf(receiver, 4);
+    const now = BigInt(Date.now()) * 1_000_000n;
+    const iso = record("iso time");
+    assert.ok(
+      now - iso.timeUnixNano < 60_000_000_000n &&
+        iso.timeUnixNano - now < 1_000_000_000n,
+      String(iso.timeUnixNano),
+    );
+    assert.deepEqual(iso.attributes, {});
+    assert.equal(
+      record("offset").timeUnixNano,
+      BigInt(Date.UTC(2026, 11, 6, 12, 30, 53, 123)) * 1_000_000n,
+    );
+    assert.deepEqual(record("offset").attributes, {});
+    for (const [body, time] of [
+      ["en-GB", "06/12/2026, 12:33:50"],
+      ["log4j", "2026-12-06 12:30:53,123"],
+    ] as const) {
+      assert.equal(record(body).timeUnixNano, 0n, body);
+      assert.deepEqual(record(body).attributes, { time }, body);
+    }
+  } finally {
+    await receiver.close();
+  }
+});

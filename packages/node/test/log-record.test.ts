@@ -496,3 +496,53 @@ it("keeps every digit of integers past 2^53 within int64, from bytes and from pa
     assert.ok(body.includes(Buffer.from(w.finish())), String(n));
   }
 });
+
+it("takes a string time only as an RFC 3339 date-time, and keeps any other as the attribute it was written as", () => {
+  const at = (time: string) =>
+    toLogRecord(captured(`{"level":30,"time":"${time}","msg":"x"}\n`));
+  const times: Array<[string, number]> = [
+    ["2026-12-06T12:29:54.328Z", Date.UTC(2026, 11, 6, 12, 29, 54, 328)],
+    ["2026-12-06T12:29:54Z", Date.UTC(2026, 11, 6, 12, 29, 54)],
+    ["2026-12-06t12:29:54.5z", Date.UTC(2026, 11, 6, 12, 29, 54, 500)],
+    ["2026-12-06T13:29:54.570+01:00", Date.UTC(2026, 11, 6, 12, 29, 54, 570)],
+    ["2026-12-06T07:59:54-04:30", Date.UTC(2026, 11, 6, 12, 29, 54)],
+    ["2028-02-29T00:00:00Z", Date.UTC(2028, 1, 29)],
+    ["2026-12-31T23:59:60Z", Date.UTC(2027, 0, 1)], // a leap second
+  ];
+  for (const [time, ms] of times) {
+    const record = at(time);
+    assert.equal(record.time, ms, time);
+    assert.deepEqual(record.attributes, {}, time);
+  }
+  for (const time of [
+    "06/12/2026, 12:33:50", // en-GB: Date.parse reads June 12
+    "2026-12-06 12:30:53,123", // log4j's: Date.parse reads nothing
+    "2026-12-06T12:30:53", // no zone: local to whoever reads it
+    "2026-12-06T12:30:53.123",
+    "2026-12-06", // a date alone
+    "2026-12-06T12:30Z", // no seconds
+    "2026-12-06T12:30:53+0100", // an offset without its colon
+    "2026-02-30T12:00:00Z", // Date.parse moves it to March 2
+    "2026-13-01T12:00:00Z",
+    "2026-12-06T24:00:00Z",
+    "2026-12-06T12:30:53+24:00",
+    "Sun, 06 Dec 2026 12:30:53 GMT",
+    "1796560253123",
+    "",
+  ]) {
+    const record = at(time);
+    assert.equal(record.time, undefined, time);
+    assert.deepEqual(record.attributes, { time }, time);
+  }
+  // Through the whole export: no time, and the attribute as written.
+  const stage = new LogStage();
+  stage.append(
+    logged('{"level":30,"time":"06/12/2026, 12:33:50","msg":"en-GB"}\n'),
+  );
+  const [request] = decodeLogsProto(
+    exportBatch(stage, new LogsEncoder(resource, scope)),
+  );
+  const [record] = request!.scopes[0]!.logs;
+  assert.equal(record!.timeUs, 0);
+  assert.deepEqual(record!.attributes, { time: "06/12/2026, 12:33:50" });
+});
