@@ -181,7 +181,7 @@ it("takes a string time as the record's time only as an RFC 3339 date-time, keep
       { OTEL_SERVICE_NAME: "pino-string-times" },
       ["--import", "@threadline/node/register"],
     );
-    const record = await recordsOf(receiver, 4);
+    const record = await recordsOf(receiver, 6);
     const now = BigInt(Date.now()) * 1_000_000n;
     const iso = record("iso time");
     assert.ok(
@@ -206,3 +206,44 @@ it("takes a string time as the record's time only as an RFC 3339 date-time, keep
     await receiver.close();
   }
 });
+
+/** The epoch nanoseconds of an RFC 3339 date-time in UTC, every digit of its fraction. */
+function epochNanos(time: string): bigint {
+  const [, whole, fraction = ""] = /^(.*?)(?:\.(\d+))?Z$/.exec(time)!;
+  return (
+    BigInt(Date.parse(`${whole}Z`)) * 1_000_000n +
+    BigInt(fraction.padEnd(9, "0").slice(0, 9))
+  );
+}
+
+// OTLP times are nanoseconds; a time logged with more digits than the
+// milliseconds keeps them, as near as the export's fractional milliseconds
+// (a double) hold them: a double's step among today's epoch milliseconds
+// is 2^-12 ms, 244 ns, so the nearest is at most 122 ns off.
+for (const protocol of ["http/protobuf", "http/json"] as const)
+  it(`keeps a string time's digits past the milliseconds (${protocol})`, async () => {
+    const receiver = await startOtlpReceiver();
+    try {
+      const stdout = await runFixture(
+        receiver,
+        "pino-string-times.mjs",
+        {
+          OTEL_SERVICE_NAME: "pino-nanoseconds",
+          OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
+        },
+        ["--import", "@threadline/node/register"],
+      );
+      const record = await recordsOf(receiver, 6);
+      const written = (JSON.parse(stdout[0]!) as { time: string }).time;
+      assert.match(written, /\.\d{9}Z$/);
+      for (const [body, time] of [
+        ["nanoseconds", "2026-12-06T12:29:54.328835423Z"],
+        ["iso time, nanoseconds", written],
+      ] as const) {
+        const off = record(body).timeUnixNano - epochNanos(time);
+        assert.ok(off <= 122n && off >= -122n, `${body}: ${off} ns off`);
+      }
+    } finally {
+      await receiver.close();
+    }
+  });

@@ -508,6 +508,12 @@ it("takes a string time only as an RFC 3339 date-time, and keeps any other as th
     ["2026-12-06T07:59:54-04:30", Date.UTC(2026, 11, 6, 12, 29, 54)],
     ["2028-02-29T00:00:00Z", Date.UTC(2028, 1, 29)],
     ["2026-12-31T23:59:60Z", Date.UTC(2027, 0, 1)], // a leap second
+    // Digits past the milliseconds (pino's isoTimeNano), kept as a fraction.
+    [
+      "2026-12-06T12:29:54.328835423Z",
+      Date.UTC(2026, 11, 6, 12, 29, 54) + 328.835423,
+    ],
+    ["2026-12-06T12:29:54.0005Z", Date.UTC(2026, 11, 6, 12, 29, 54) + 0.5],
   ];
   for (const [time, ms] of times) {
     const record = at(time);
