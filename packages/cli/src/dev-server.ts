@@ -527,9 +527,13 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
       const services = store.metricServices();
       const chosen = service || services[0] || "";
       const events = chosen === "" ? [] : store.alarmEvents(chosen);
-      // The newest event of each alarm says whether it is still active.
+      // The newest event of each alarm of each instance says whether it is
+      // still active: one instance's clear leaves another's raise standing.
       const latest = new Map<string, (typeof events)[number]>();
-      for (const e of events) if (!latest.has(e.id)) latest.set(e.id, e);
+      for (const e of events) {
+        const key = `${e.instance}\u0000${e.id}`;
+        if (!latest.has(key)) latest.set(key, e);
+      }
       sendJson(res, 200, {
         services,
         service: chosen,

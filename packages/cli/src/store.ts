@@ -78,6 +78,7 @@ const MAX_DELTA_SERIES = 2000;
 
 interface PendingMetricPoint {
   service: string;
+  instance: string;
   name: string;
   timeMs: number;
   attributes: string;
@@ -87,7 +88,9 @@ interface PendingMetricPoint {
 }
 
 // 2: logs.digest, unique, so a record sent again is stored once.
-const SCHEMA_VERSION = "2";
+// 3: metric_points.instance and logs.instance (alarm events), so the
+// instances of one service are drawn and alarmed apart.
+const SCHEMA_VERSION = "3";
 const MAX_TAG_VALUE = 128;
 // Values of these keys are unique per span or meaningless to search by.
 const UNTAGGED = new Set([
@@ -158,6 +161,18 @@ function toSummary(r: TraceRow): TraceSummary {
   };
 }
 
+interface PendingLog {
+  log: DecodedLogRecord;
+  service: string;
+  instance: string;
+}
+
+/** The resource's `service.instance.id`, "" when it has none. */
+function instanceOf(resource: Record<string, unknown>): string {
+  const id = resource["service.instance.id"];
+  return typeof id === "string" ? id : "";
+}
+
 interface PendingSpan {
   span: DecodedSpan;
   service: string;
@@ -180,6 +195,62 @@ function tagOf(key: string, v: unknown): string | undefined {
   return undefined;
 }
 
+interface MetricRow {
+  instance: string;
+  name: string;
+  time_ms: number;
+  attributes: string;
+  value: number | null;
+  count: number | null;
+  sum: number | null;
+}
+
+/** Requests an instance served over one interval between its exports. */
+interface RequestDelta {
+  count: number;
+  errors: number;
+  sum: number;
+  seconds: number;
+}
+
+/** A series' value at `t`, standing for the `spanMs` before it (0: not known). */
+interface Reading<V> {
+  t: number;
+  spanMs: number;
+  v: V;
+}
+
+/**
+ * Series, each in time order, read together at every time any of them has
+ * a reading: each series' latest reading by then. A series whose last
+ * reading is more than twice its interval old is left out from there on:
+ * its instance stopped, or stopped sending it. One whose interval is not
+ * known yet (a single reading) is given the longest the others have.
+ */
+function latestOf<V>(series: Array<Array<Reading<V>>>): Array<[number, V[]]> {
+  const times = [...new Set(series.flatMap((s) => s.map((r) => r.t)))].sort(
+    (a, b) => a - b,
+  );
+  let longest = 0;
+  for (const s of series) longest = Math.max(longest, s.at(-1)?.spanMs ?? 0);
+  const fallback = longest > 0 ? longest : Infinity;
+  const at = series.map(() => -1);
+  return times.map((t) => {
+    const current: V[] = [];
+    series.forEach((s, i) => {
+      let k = at[i]!;
+      while (k + 1 < s.length && s[k + 1]!.t <= t) k++;
+      at[i] = k;
+      const r = s[k];
+      if (r === undefined) return;
+      const interval = r.spanMs > 0 ? r.spanMs : fallback;
+      if (k === s.length - 1 && t - r.t > 2 * interval) return;
+      current.push(r.v);
+    });
+    return [t, current];
+  });
+}
+
 export class Store implements TraceBackend {
   readonly name = "local";
   readonly path: string;
@@ -187,12 +258,12 @@ export class Store implements TraceBackend {
   readonly #maxBytes: number;
   readonly #maxAgeMs: number;
   #spans: PendingSpan[] = [];
-  #logs: Array<{ log: DecodedLogRecord; service: string }> = [];
+  #logs: PendingLog[] = [];
   #metrics: PendingMetricPoint[] = [];
   /**
-   * Running totals of the delta metrics services send, by service, metric
-   * and attributes: the panels read cumulative series, so each export is
-   * stored as the totals of every series seen so far.
+   * Running totals of the delta metrics services send, by service and
+   * instance, metric and attributes: the panels read cumulative series, so
+   * each export is stored as the totals of every series seen so far.
    */
   readonly #deltaTotals = new Map<
     string,
@@ -252,12 +323,12 @@ export class Store implements TraceBackend {
       CREATE TABLE IF NOT EXISTS logs (
         id INTEGER PRIMARY KEY, time_us INTEGER NOT NULL, trace_id TEXT NOT NULL, span_id TEXT NOT NULL,
         service TEXT NOT NULL, severity_number INTEGER NOT NULL, severity_text TEXT NOT NULL,
-        body TEXT NOT NULL, attributes TEXT NOT NULL, customer TEXT, digest BLOB);
+        body TEXT NOT NULL, attributes TEXT NOT NULL, customer TEXT, digest BLOB, instance TEXT);
       CREATE INDEX IF NOT EXISTS logs_by_trace ON logs (trace_id) WHERE trace_id <> '';
       CREATE INDEX IF NOT EXISTS logs_by_time ON logs (time_us);
       CREATE TABLE IF NOT EXISTS metric_points (
         service TEXT NOT NULL, name TEXT NOT NULL, time_ms INTEGER NOT NULL, attributes TEXT NOT NULL,
-        value REAL, count REAL, sum REAL);
+        value REAL, count REAL, sum REAL, instance TEXT NOT NULL DEFAULT '');
       CREATE INDEX IF NOT EXISTS metric_points_by_service ON metric_points (service, name, time_ms);
       CREATE TABLE IF NOT EXISTS watch (
         customer TEXT PRIMARY KEY, until_ms INTEGER NOT NULL, level INTEGER NOT NULL) WITHOUT ROWID;
@@ -269,31 +340,48 @@ export class Store implements TraceBackend {
       this.#db
         .prepare("INSERT INTO meta (key, value) VALUES ('schema', ?)")
         .run(SCHEMA_VERSION);
-    else if (version.value === "1") this.#upgradeFrom1();
+    else if (version.value === "1" || version.value === "2") this.#upgrade();
     else if (version.value !== SCHEMA_VERSION)
       throw new Error(
         `the store at ${options.path} has schema ${version.value}; this version reads ${SCHEMA_VERSION}`,
       );
-    this.#db.exec(
-      "CREATE UNIQUE INDEX IF NOT EXISTS logs_once ON logs (digest) WHERE digest IS NOT NULL",
-    );
+    this.#db.exec(`
+      CREATE UNIQUE INDEX IF NOT EXISTS logs_once ON logs (digest) WHERE digest IS NOT NULL;
+      CREATE INDEX IF NOT EXISTS metric_points_by_instance ON metric_points (service, name, instance, time_ms);
+    `);
     this.counts();
   }
 
   /**
    * Schema 1 had no log digest. Its log rows keep none (they are not
    * deduplicated; a digest needs the observed time, which was not kept);
-   * records written from now on are stored once. Under the write lock, so
-   * two `threadline dev` opening the same old file upgrade it once.
+   * records written from now on are stored once. Schemas 1 and 2 kept no
+   * instance: their metric points read as one instance of their service,
+   * and their alarm events as one instance's. Under the write lock, so two
+   * `threadline dev` opening the same old file upgrade it once.
    */
-  #upgradeFrom1(): void {
+  #upgrade(): void {
     this.#db.exec("BEGIN IMMEDIATE");
     try {
       const v = this.#db
         .prepare("SELECT value FROM meta WHERE key = 'schema'")
         .get() as { value: string };
-      if (v.value === "1") {
-        this.#db.exec("ALTER TABLE logs ADD COLUMN digest BLOB");
+      if (v.value === "1" || v.value === "2") {
+        // A table the old file lacked was just made with every column.
+        const has = (table: string, column: string) =>
+          (
+            this.#db.prepare(`PRAGMA table_info(${table})`).all() as Array<{
+              name: string;
+            }>
+          ).some((c) => c.name === column);
+        if (!has("logs", "digest"))
+          this.#db.exec("ALTER TABLE logs ADD COLUMN digest BLOB");
+        if (!has("logs", "instance"))
+          this.#db.exec("ALTER TABLE logs ADD COLUMN instance TEXT");
+        if (!has("metric_points", "instance"))
+          this.#db.exec(
+            "ALTER TABLE metric_points ADD COLUMN instance TEXT NOT NULL DEFAULT ''",
+          );
         this.#db
           .prepare("UPDATE meta SET value = ? WHERE key = 'schema'")
           .run(SCHEMA_VERSION);
@@ -348,9 +436,10 @@ export class Store implements TraceBackend {
     let n = 0;
     for (const rl of batch) {
       const service = serviceOf(rl.resource);
+      const instance = instanceOf(rl.resource);
       for (const group of rl.scopes) {
         for (const log of group.logs) {
-          this.#logs.push({ log, service });
+          this.#logs.push({ log, service, instance });
           n++;
         }
       }
@@ -366,6 +455,7 @@ export class Store implements TraceBackend {
     let n = 0;
     for (const rm of batch) {
       const service = serviceOf(rm.resource);
+      const instance = instanceOf(rm.resource);
       /** The delta metrics this export carried, and when it was made. */
       const carried = new Set<string>();
       let exportMs = 0;
@@ -375,13 +465,14 @@ export class Store implements TraceBackend {
             exportMs = Math.max(exportMs, Math.round(p.timeMs));
           if (!PANEL_METRICS.has(m.name)) continue;
           if (m.delta) {
-            n += this.#addDelta(service, m);
+            n += this.#addDelta(service, instance, m);
             carried.add(m.name);
             continue;
           }
           for (const p of m.points) {
             this.#metrics.push({
               service,
+              instance,
               name: m.name,
               timeMs: Math.round(p.timeMs),
               attributes: JSON.stringify(p.attributes),
@@ -395,7 +486,7 @@ export class Store implements TraceBackend {
       // A delta metric with nothing new is left out of an export; its
       // totals stand at the export's time all the same, as a cumulative
       // export would have them, so a quiet interval reads as quiet.
-      const known = this.#deltaTotals.get(service);
+      const known = this.#deltaTotals.get(`${service}\u0000${instance}`);
       if (known !== undefined && exportMs > 0)
         for (const [name, totals] of known)
           if (!carried.has(name)) this.#bufferTotals(totals, exportMs);
@@ -409,11 +500,11 @@ export class Store implements TraceBackend {
    * The totals start at zero when the viewer starts, which the panels read
    * as a service restart.
    */
-  #addDelta(service: string, m: DecodedMetric): number {
+  #addDelta(service: string, instance: string, m: DecodedMetric): number {
     if (m.points.length === 0) return 0;
-    let byName = this.#deltaTotals.get(service);
-    if (byName === undefined)
-      this.#deltaTotals.set(service, (byName = new Map()));
+    const key = `${service}\u0000${instance}`;
+    let byName = this.#deltaTotals.get(key);
+    if (byName === undefined) this.#deltaTotals.set(key, (byName = new Map()));
     let totals = byName.get(m.name);
     if (totals === undefined) byName.set(m.name, (totals = new Map()));
     let timeMs = 0;
@@ -425,6 +516,7 @@ export class Store implements TraceBackend {
         if (totals.size >= MAX_DELTA_SERIES) continue;
         t = {
           service,
+          instance,
           name: m.name,
           timeMs: 0,
           attributes,
@@ -475,11 +567,12 @@ export class Store implements TraceBackend {
       this.#writeSpans(spans, changed, added);
       this.#writeLogs(logs, changed, added);
       const insert = this.#s(
-        "INSERT INTO metric_points (service, name, time_ms, attributes, value, count, sum) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO metric_points (service, instance, name, time_ms, attributes, value, count, sum) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
       );
       for (const m of metrics)
         insert.run(
           m.service,
+          m.instance,
           m.name,
           m.timeMs,
           m.attributes,
@@ -503,7 +596,7 @@ export class Store implements TraceBackend {
    */
   #putBack(
     spans: PendingSpan[],
-    logs: Array<{ log: DecodedLogRecord; service: string }>,
+    logs: PendingLog[],
     metrics: PendingMetricPoint[],
     err: unknown,
   ): void {
@@ -651,7 +744,7 @@ export class Store implements TraceBackend {
   }
 
   #writeLogs(
-    logs: Array<{ log: DecodedLogRecord; service: string }>,
+    logs: PendingLog[],
     changed: ChangedTraces,
     counts: RowCounts,
   ): void {
@@ -661,9 +754,9 @@ export class Store implements TraceBackend {
     // digest and is stored once. The observed time is in it, so the same
     // line written twice in one millisecond (pino's resolution) is kept twice.
     const insert = this.#s(
-      "INSERT OR IGNORE INTO logs (time_us, trace_id, span_id, service, severity_number, severity_text, body, attributes, customer, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      "INSERT OR IGNORE INTO logs (time_us, trace_id, span_id, service, severity_number, severity_text, body, attributes, customer, digest, instance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
-    for (const { log, service } of logs) {
+    for (const { log, service, instance } of logs) {
       const customer =
         typeof log.attributes["customer.id"] === "string"
           ? log.attributes["customer.id"]
@@ -687,6 +780,9 @@ export class Store implements TraceBackend {
         attributes,
         customer,
         digest,
+        // Alarm events alone keep their instance: a raise is cleared by the
+        // same instance's clear. Other lines do without the extra bytes.
+        log.attributes["alarm.name"] === undefined ? null : instance,
       );
       if (Number(stored.changes) === 0) continue;
       counts.logs++;
@@ -989,30 +1085,52 @@ export class Store implements TraceBackend {
    * latency (from the cumulative request histogram, per export), event-loop
    * delay p99, loop utilisation, CPU share, RSS and heap, and component
    * health, as [epoch ms, value] series.
+   *
+   * Every instance of the service (a cluster worker, a replica) sends series
+   * of its own, cumulative from its own start, so rates and restarts are
+   * read per instance. A panel has a point at each time any instance
+   * reported, made of what every instance last reported by then: rates, CPU
+   * and memory added up, the busiest event loop, the worst health.
    */
   servicePanels(service: string, sinceMs: number): ServicePanels {
     const rows = this.#s(
-      "SELECT name, time_ms, attributes, value, count, sum FROM metric_points WHERE service = ? AND time_ms >= ? ORDER BY time_ms",
-    ).all(service, sinceMs) as Array<{
-      name: string;
-      time_ms: number;
-      attributes: string;
-      value: number | null;
-      count: number | null;
-      sum: number | null;
-    }>;
-    const byTime = (name: string) => {
-      const m = new Map<number, Array<(typeof rows)[number]>>();
-      for (const r of rows) {
-        if (r.name !== name) continue;
-        let list = m.get(r.time_ms);
-        if (list === undefined) m.set(r.time_ms, (list = []));
-        list.push(r);
-      }
-      return [...m].sort((a, b) => a[0] - b[0]);
-    };
+      "SELECT instance, name, time_ms, attributes, value, count, sum FROM metric_points WHERE service = ? AND time_ms >= ? ORDER BY time_ms",
+    ).all(service, sinceMs) as unknown as MetricRow[];
     const attrs = (r: { attributes: string }) =>
       JSON.parse(r.attributes) as Record<string, unknown>;
+    /** One metric's points by instance, then by time, in time order. */
+    const byInstance = (name: string) => {
+      const m = new Map<string, Map<number, MetricRow[]>>();
+      for (const r of rows) {
+        if (r.name !== name) continue;
+        let times = m.get(r.instance);
+        if (times === undefined) m.set(r.instance, (times = new Map()));
+        let list = times.get(r.time_ms);
+        if (list === undefined) times.set(r.time_ms, (list = []));
+        list.push(r);
+      }
+      return m;
+    };
+    /** One series per instance and attributes: each point's value, the latest of a time. */
+    const gaugeSeries = (name: string, keep = (_: MetricRow) => true) => {
+      const m = new Map<string, Array<Reading<number>>>();
+      for (const r of rows) {
+        if (r.name !== name || !keep(r)) continue;
+        const key = `${r.instance}\u0000${r.attributes}`;
+        let s = m.get(key);
+        if (s === undefined) m.set(key, (s = []));
+        const last = s.at(-1);
+        const reading = {
+          t: r.time_ms,
+          spanMs: last === undefined ? 0 : r.time_ms - last.t,
+          v: r.value ?? 0,
+        };
+        if (last?.t === r.time_ms)
+          s[s.length - 1] = { ...reading, spanMs: last.spanMs };
+        else s.push(reading);
+      }
+      return [...m.values()];
+    };
     const panels: ServicePanels = {
       requestsPerSecond: [],
       errorsPerSecond: [],
@@ -1024,12 +1142,15 @@ export class Store implements TraceBackend {
       heapMb: [],
       health: {},
     };
-    // Cumulative counts, one total per export. A service's first export
-    // (no earlier one stored) and the first after a restart (counts went
-    // down) count from zero: the first over the interval that follows it,
-    // exports coming at a steady pace.
-    const requests = byTime("http.server.request.duration").map(
-      ([t, points]) => {
+    // Cumulative counts, one total per export of an instance. An instance's
+    // first export (no earlier one stored) and the first after a restart
+    // (counts went down) count from zero: the first over the interval that
+    // follows it, exports coming at a steady pace.
+    const requests: Array<Array<Reading<RequestDelta>>> = [];
+    for (const [instance, times] of byInstance(
+      "http.server.request.duration",
+    )) {
+      const totals = [...times].map(([t, points]) => {
         let count = 0;
         let errors = 0;
         let sum = 0;
@@ -1039,76 +1160,141 @@ export class Store implements TraceBackend {
           if (attrs(p)["error.type"] !== undefined) errors += p.count ?? 0;
         }
         return { t, count, errors, sum };
-      },
-    );
-    const startsHere =
-      this.#s(
-        "SELECT 1 FROM metric_points WHERE service = ? AND name = 'http.server.request.duration' AND time_ms < ? LIMIT 1",
-      ).get(service, sinceMs) === undefined;
-    const zero = { count: 0, errors: 0, sum: 0 };
-    requests.forEach((cur, i) => {
-      const prev = requests[i - 1];
-      const next = requests[i + 1];
-      let base: typeof zero | undefined;
-      let dtMs: number | undefined;
-      if (prev === undefined) {
-        if (startsHere && next !== undefined) {
-          base = zero;
-          dtMs = next.t - cur.t;
+      });
+      const startsHere =
+        this.#s(
+          "SELECT 1 FROM metric_points WHERE service = ? AND name = 'http.server.request.duration' AND instance = ? AND time_ms < ? LIMIT 1",
+        ).get(service, instance, sinceMs) === undefined;
+      const zero = { count: 0, errors: 0, sum: 0 };
+      const readings: Array<Reading<RequestDelta>> = [];
+      totals.forEach((cur, i) => {
+        const prev = totals[i - 1];
+        const next = totals[i + 1];
+        let base: typeof zero | undefined;
+        let dtMs: number | undefined;
+        if (prev === undefined) {
+          if (startsHere && next !== undefined) {
+            base = zero;
+            dtMs = next.t - cur.t;
+          }
+        } else {
+          base = cur.count >= prev.count ? prev : zero;
+          dtMs = cur.t - prev.t;
         }
-      } else if (cur.t > prev.t) {
-        base = cur.count >= prev.count ? prev : zero;
-        dtMs = cur.t - prev.t;
+        if (base === undefined || dtMs === undefined || dtMs <= 0) return;
+        readings.push({
+          t: cur.t,
+          spanMs: dtMs,
+          v: {
+            count: cur.count - base.count,
+            errors: cur.errors - base.errors,
+            sum: cur.sum - base.sum,
+            seconds: dtMs / 1000,
+          },
+        });
+      });
+      requests.push(readings);
+    }
+    for (const [t, current] of latestOf(requests)) {
+      let perSecond = 0;
+      let errorsPerSecond = 0;
+      let count = 0;
+      let sum = 0;
+      for (const d of current) {
+        perSecond += d.count / d.seconds;
+        errorsPerSecond += d.errors / d.seconds;
+        count += d.count;
+        sum += d.sum;
       }
-      if (base === undefined || dtMs === undefined || dtMs <= 0) return;
-      const dt = dtMs / 1000;
-      const dc = cur.count - base.count;
-      panels.requestsPerSecond.push([cur.t, dc / dt]);
-      panels.errorsPerSecond.push([cur.t, (cur.errors - base.errors) / dt]);
+      panels.requestsPerSecond.push([t, perSecond]);
+      panels.errorsPerSecond.push([t, errorsPerSecond]);
       // No requests, no latency: a gap, not 0 ms.
-      if (dc > 0)
-        panels.latencyMs.push([cur.t, ((cur.sum - base.sum) / dc) * 1000]);
-    });
-    for (const [t, points] of byTime("nodejs.eventloop.delay")) {
-      const p99 = points.find(
-        (p) => attrs(p)["nodejs.eventloop.delay.percentile"] === "p99",
-      );
-      if (p99?.value != null)
-        panels.eventLoopDelayP99Ms.push([t, p99.value * 1000]);
+      if (count > 0) panels.latencyMs.push([t, (sum / count) * 1000]);
     }
-    const gauge = (name: string, into: Array<[number, number]>, scale = 1) => {
-      for (const [t, points] of byTime(name)) {
-        const v = points.reduce((a, p) => a + (p.value ?? 0), 0);
-        into.push([t, v * scale]);
-      }
+    const max = (vs: number[]) => vs.reduce((a, v) => Math.max(a, v), 0);
+    const total = (vs: number[]) => vs.reduce((a, v) => a + v, 0);
+    const gauge = (
+      series: Array<Array<Reading<number>>>,
+      combine: (vs: number[]) => number,
+      into: Array<[number, number]>,
+      scale = 1,
+    ) => {
+      for (const [t, current] of latestOf(series))
+        if (current.length > 0) into.push([t, combine(current) * scale]);
     };
-    gauge("nodejs.eventloop.utilization", panels.eventLoopUtilization);
-    gauge("process.memory.usage", panels.rssMb, 1 / 2 ** 20);
-    gauge("v8js.memory.heap.used", panels.heapMb, 1 / 2 ** 20);
-    let prevCpu: { t: number; v: number } | undefined;
-    for (const [t, points] of byTime("process.cpu.time")) {
-      const v = points.reduce((a, p) => a + (p.value ?? 0), 0);
-      if (prevCpu !== undefined && t > prevCpu.t && v >= prevCpu.v)
-        panels.cpuShare.push([t, (v - prevCpu.v) / ((t - prevCpu.t) / 1000)]);
-      prevCpu = { t, v };
-    }
-    for (const [t, points] of byTime("threadline.health.status"))
-      for (const p of points) {
-        const c = String(attrs(p)["threadline.component"] ?? "");
-        (panels.health[c] ??= []).push([t, p.value ?? 0]);
+    gauge(
+      gaugeSeries(
+        "nodejs.eventloop.delay",
+        (p) => attrs(p)["nodejs.eventloop.delay.percentile"] === "p99",
+      ),
+      max,
+      panels.eventLoopDelayP99Ms,
+      1000,
+    );
+    gauge(
+      gaugeSeries("nodejs.eventloop.utilization"),
+      max,
+      panels.eventLoopUtilization,
+    );
+    gauge(
+      gaugeSeries("process.memory.usage"),
+      total,
+      panels.rssMb,
+      1 / 2 ** 20,
+    );
+    gauge(
+      gaugeSeries("v8js.memory.heap.used"),
+      total,
+      panels.heapMb,
+      1 / 2 ** 20,
+    );
+    const cpu: Array<Array<Reading<number>>> = [];
+    for (const times of byInstance("process.cpu.time").values()) {
+      const readings: Array<Reading<number>> = [];
+      let prev: { t: number; v: number } | undefined;
+      for (const [t, points] of times) {
+        const v = points.reduce((a, p) => a + (p.value ?? 0), 0);
+        if (prev !== undefined && t > prev.t && v >= prev.v)
+          readings.push({
+            t,
+            spanMs: t - prev.t,
+            v: (v - prev.v) / ((t - prev.t) / 1000),
+          });
+        prev = { t, v };
       }
+      cpu.push(readings);
+    }
+    gauge(cpu, total, panels.cpuShare);
+    const components = new Set<string>();
+    for (const r of rows)
+      if (r.name === "threadline.health.status")
+        components.add(String(attrs(r)["threadline.component"] ?? ""));
+    for (const c of components)
+      gauge(
+        gaugeSeries(
+          "threadline.health.status",
+          (p) => String(attrs(p)["threadline.component"] ?? "") === c,
+        ),
+        max,
+        (panels.health[c] = []),
+      );
     return panels;
   }
 
   /** A service's alarm events (raised and cleared log records), newest first. */
   alarmEvents(service: string, limit = 100): AlarmEventRow[] {
     const rows = this.#s(
-      `SELECT time_us, attributes FROM logs WHERE service = ? AND attributes LIKE '%"alarm.name"%' ORDER BY time_us DESC LIMIT ?`,
-    ).all(service, limit) as Array<{ time_us: number; attributes: string }>;
+      `SELECT time_us, attributes, instance FROM logs WHERE service = ? AND attributes LIKE '%"alarm.name"%' ORDER BY time_us DESC LIMIT ?`,
+    ).all(service, limit) as Array<{
+      time_us: number;
+      attributes: string;
+      instance: string | null;
+    }>;
     return rows.map((r) => {
       const a = JSON.parse(r.attributes) as Record<string, unknown>;
       return {
         timeMs: Math.round(r.time_us / 1000),
+        instance: r.instance ?? "",
         action: a["event.name"] === "alarm.cleared" ? "clear" : "raise",
         id: String(a["alarm.id"] ?? a["alarm.name"]),
         name: String(a["alarm.name"]),
@@ -1249,6 +1435,8 @@ export interface ServicePanels {
 
 export interface AlarmEventRow {
   timeMs: number;
+  /** The raising instance's `service.instance.id`, "" when not known. */
+  instance: string;
   action: "raise" | "clear";
   id: string;
   name: string;

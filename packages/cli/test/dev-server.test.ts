@@ -23,6 +23,7 @@ import {
   startDevServer,
   type DevServer,
 } from "../src/index.ts";
+import type { ServicePanels } from "../src/store.ts";
 import { spanData } from "./span-data.ts";
 import { tableCounts } from "./table-counts.ts";
 
@@ -1132,6 +1133,287 @@ describe("the watch list", () => {
     assert.equal(
       (await watch({ customer: "c-7", forMs: 120_000 })).status,
       200,
+    );
+  });
+});
+
+describe("a service running as several instances", () => {
+  let dev: DevServer;
+  before(async () => {
+    dev = await startDevServer({
+      dbPath: ":memory:",
+      otlpPort: 0,
+      viewerPort: 0,
+      flushIntervalMs: 10,
+    });
+  });
+  after(() => dev.close());
+
+  const attributes = (o: Record<string, string>) =>
+    Object.entries(o).map(([key, v]) => ({ key, value: { stringValue: v } }));
+  const resource = (instance: string) => ({
+    attributes: attributes({
+      "service.name": "cluster",
+      "service.instance.id": instance,
+    }),
+  });
+  const nanos = (ms: number) => String(BigInt(ms) * 1_000_000n);
+
+  it("draws the instances' totals, not one instance's counts read against another's", async () => {
+    const t0 = Date.now() - 120_000;
+    /**
+     * One cumulative export of an instance: its requests (`failed` of them
+     * with an error) and their mean latency, its CPU time, RSS, event-loop
+     * delay p99 and database health.
+     */
+    const exported = (
+      instance: string,
+      timeMs: number,
+      e: {
+        ok: number;
+        failed: number;
+        seconds: number;
+        cpu: number;
+        rssMb: number;
+        p99: number;
+        health: number;
+      },
+    ) => {
+      const at = nanos(timeMs);
+      const requests = (count: number, error: boolean) => ({
+        timeUnixNano: at,
+        count: String(count),
+        sum: count * e.seconds,
+        attributes: attributes(
+          error
+            ? { "http.route": "/x", "error.type": "500" }
+            : { "http.route": "/x" },
+        ),
+      });
+      return {
+        resourceMetrics: [
+          {
+            resource: resource(instance),
+            scopeMetrics: [
+              {
+                metrics: [
+                  {
+                    name: "http.server.request.duration",
+                    histogram: {
+                      aggregationTemporality: 2,
+                      dataPoints: [
+                        requests(e.ok, false),
+                        ...(e.failed > 0 ? [requests(e.failed, true)] : []),
+                      ],
+                    },
+                  },
+                  {
+                    name: "process.cpu.time",
+                    sum: {
+                      aggregationTemporality: 2,
+                      isMonotonic: true,
+                      dataPoints: [{ timeUnixNano: at, asDouble: e.cpu }],
+                    },
+                  },
+                  {
+                    name: "process.memory.usage",
+                    gauge: {
+                      dataPoints: [
+                        { timeUnixNano: at, asInt: String(e.rssMb * 2 ** 20) },
+                      ],
+                    },
+                  },
+                  {
+                    name: "nodejs.eventloop.delay",
+                    gauge: {
+                      dataPoints: [
+                        {
+                          timeUnixNano: at,
+                          asDouble: e.p99,
+                          attributes: attributes({
+                            "nodejs.eventloop.delay.percentile": "p99",
+                          }),
+                        },
+                      ],
+                    },
+                  },
+                  {
+                    name: "threadline.health.status",
+                    gauge: {
+                      dataPoints: [
+                        {
+                          timeUnixNano: at,
+                          asInt: String(e.health),
+                          attributes: attributes({
+                            "threadline.component": "pg",
+                          }),
+                        },
+                      ],
+                    },
+                  },
+                ],
+              },
+            ],
+          },
+        ],
+      };
+    };
+    // Every 10 s, 5 s apart, each serving 10 requests a second: A from its
+    // start at 10 ms each on half a core, B (started earlier, 1 request a
+    // second failing) at 30 ms on a whole core. A stops after 5 exports.
+    const sent: Array<[number, unknown]> = [];
+    for (let i = 0; i < 5; i++)
+      sent.push([
+        t0 + i * 10_000,
+        exported("A", t0 + i * 10_000, {
+          ok: 100 * (i + 1),
+          failed: 0,
+          seconds: 0.01,
+          cpu: 5 * (i + 1),
+          rssMb: 100,
+          p99: 0.005,
+          health: 0,
+        }),
+      ]);
+    for (let i = 0; i < 8; i++)
+      sent.push([
+        t0 + 5_000 + i * 10_000,
+        exported("B", t0 + 5_000 + i * 10_000, {
+          ok: 1000 + 90 * (i + 1),
+          failed: 200 + 10 * (i + 1),
+          seconds: 0.03,
+          cpu: 100 + 10 * (i + 1),
+          rssMb: 300,
+          p99: 0.05,
+          health: 2,
+        }),
+      ]);
+    sent.sort((a, b) => a[0] - b[0]);
+    for (const [, body] of sent) {
+      const res = await post(
+        `${dev.otlpUrl}/v1/metrics`,
+        JSON.stringify(body),
+        json,
+      );
+      assert.equal(res.status, 200, res.text);
+    }
+    const panels = await waitFor(
+      async () => {
+        const body = (await (
+          await fetch(`${dev.viewerUrl}/api/metrics?service=cluster&since=5m`)
+        ).json()) as { panels?: ServicePanels };
+        return body.panels?.rssMb.length === 13 && body.panels;
+      },
+      { what: "both instances' exports" },
+    );
+    // Read at each export of either: what each instance last reported,
+    // A's until twice its interval has passed (after 60 s). An instance's
+    // first export counts from zero over the interval after it, and B had
+    // served 1200 requests before its first.
+    const at = (s: number) => t0 + s * 1000;
+    const series = (values: Array<[number, number]>) =>
+      values.map(([s, v]) => [at(s), v]);
+    const round = (points: Array<[number, number]>, digits = 0) =>
+      points.map(([t, v]): [number, number] => [t, Number(v.toFixed(digits))]);
+    // Seconds after t0 of every export: both every 5 s, then B's alone.
+    const times = [0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 55, 65, 75];
+    assert.deepEqual(
+      round(panels.requestsPerSecond),
+      series(
+        times.map((s) => [s, s === 0 ? 10 : s <= 10 ? 140 : s <= 60 ? 20 : 10]),
+      ),
+    );
+    assert.deepEqual(
+      round(panels.errorsPerSecond),
+      series(times.map((s) => [s, s === 0 ? 0 : s <= 10 ? 21 : 1])),
+    );
+    assert.deepEqual(
+      round(panels.latencyMs).filter(([t]) => t >= at(15)),
+      series(times.filter((s) => s >= 15).map((s) => [s, s <= 60 ? 20 : 30])),
+    );
+    assert.deepEqual(
+      round(panels.cpuShare, 2),
+      series(
+        times
+          .filter((s) => s >= 10)
+          .map((s) => [s, s === 10 ? 0.5 : s <= 60 ? 1.5 : 1]),
+      ),
+    );
+    assert.deepEqual(
+      round(panels.rssMb),
+      series(times.map((s) => [s, s === 0 ? 100 : s <= 60 ? 400 : 300])),
+    );
+    assert.deepEqual(
+      round(panels.eventLoopDelayP99Ms),
+      series(times.map((s) => [s, s === 0 ? 5 : 50])),
+    );
+    assert.deepEqual(
+      panels.health["pg"],
+      series(times.map((s) => [s, s === 0 ? 0 : 2])),
+    );
+  });
+
+  it("keeps each instance's alarms apart: one clearing leaves another's active", async () => {
+    const now = Date.now();
+    const alarm = (
+      instance: string,
+      ms: number,
+      action: "raise" | "clear",
+    ) => ({
+      resourceLogs: [
+        {
+          resource: resource(instance),
+          scopeLogs: [
+            {
+              logRecords: [
+                {
+                  timeUnixNano: nanos(ms),
+                  severityNumber: action === "raise" ? 17 : 9,
+                  body: { stringValue: `alarm ${action}` },
+                  attributes: attributes({
+                    "event.name":
+                      action === "raise" ? "alarm.raised" : "alarm.cleared",
+                    "alarm.id": "http_5xx_ratio",
+                    "alarm.name": "http_5xx_ratio",
+                    "alarm.severity":
+                      action === "raise" ? "critical" : "cleared",
+                    "alarm.source": "http",
+                    "alarm.reason": "5xx ratio 0.4",
+                  }),
+                },
+              ],
+            },
+          ],
+        },
+      ],
+    });
+    for (const body of [
+      alarm("A", now - 20_000, "raise"),
+      alarm("B", now - 19_000, "raise"),
+      alarm("B", now - 10_000, "clear"),
+    ])
+      assert.equal(
+        (await post(`${dev.otlpUrl}/v1/logs`, JSON.stringify(body), json))
+          .status,
+        200,
+      );
+    const alarms = await waitFor(
+      async () => {
+        const body = (await (
+          await fetch(`${dev.viewerUrl}/api/metrics?service=cluster`)
+        ).json()) as {
+          alarms: {
+            active: Array<{ instance: string; action: string }>;
+            history: unknown[];
+          };
+        };
+        return body.alarms.history.length === 3 && body.alarms;
+      },
+      { what: "the three alarm events" },
+    );
+    assert.deepEqual(
+      alarms.active.map((e) => [e.instance, e.action]),
+      [["A", "raise"]],
     );
   });
 });

@@ -585,6 +585,62 @@ describe("writing", () => {
     assert.equal(reader.counts().logs, 2);
     await reader.close();
   });
+  it("opens a store file written before instances were kept, its metric points read as one instance", async () => {
+    const path = join(dir, "schema-2.sqlite");
+    const t0 = Date.now() - 60_000;
+    const old = new DatabaseSync(path);
+    old.exec(`
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+      INSERT INTO meta VALUES ('schema', '2');
+      CREATE TABLE logs (
+        id INTEGER PRIMARY KEY, time_us INTEGER NOT NULL, trace_id TEXT NOT NULL, span_id TEXT NOT NULL,
+        service TEXT NOT NULL, severity_number INTEGER NOT NULL, severity_text TEXT NOT NULL,
+        body TEXT NOT NULL, attributes TEXT NOT NULL, customer TEXT, digest BLOB);
+      CREATE TABLE metric_points (
+        service TEXT NOT NULL, name TEXT NOT NULL, time_ms INTEGER NOT NULL, attributes TEXT NOT NULL,
+        value REAL, count REAL, sum REAL);
+      INSERT INTO metric_points VALUES ('gateway', 'process.memory.usage', ${t0}, '{}', ${50 * 2 ** 20}, NULL, NULL);
+    `);
+    old.close();
+    const store = new Store({ path });
+    store.ingestMetrics([
+      {
+        resource: { "service.name": "gateway", "service.instance.id": "B" },
+        scopes: [
+          {
+            scope: { name: "@threadline/node/runtime", version: "" },
+            metrics: [
+              {
+                name: "process.memory.usage",
+                unit: "By",
+                kind: "sum",
+                monotonic: false,
+                delta: false,
+                points: [
+                  { attributes: {}, timeMs: t0 + 10_000, value: 20 * 2 ** 20 },
+                ],
+              },
+            ],
+          },
+        ],
+      },
+    ]);
+    store.flush();
+    assert.deepEqual(store.servicePanels("gateway", t0 - 1).rssMb, [
+      [t0, 50],
+      [t0 + 10_000, 70],
+    ]);
+    await store.close();
+    const file = new DatabaseSync(path);
+    assert.equal(
+      file.prepare("SELECT value FROM meta WHERE key = 'schema'").get()?.[
+        "value"
+      ],
+      "3",
+    );
+    file.close();
+  });
+
   it("keeps what it could not write while another process held the file, and writes it next time", async () => {
     const path = join(dir, "shared.sqlite");
     const store = new Store({ path, busyTimeoutMs: 50 });

@@ -261,7 +261,12 @@ export function servicesView(container, route, app) {
         }),
         h("td", { text: e.action === "raise" ? "raised" : "cleared" }),
         h("td", { class: `severity-${e.severity}`, text: e.severity }),
-        h("td", { class: "mono", text: e.name }),
+        // Instances raise the same alarm apart; which one is on hover.
+        h("td", {
+          class: "mono",
+          text: e.name,
+          title: e.instance ? `instance ${e.instance}` : undefined,
+        }),
         h("td", { text: e.reason }),
       );
     const alarms = h(
