@@ -931,6 +931,18 @@ export class Store implements TraceBackend {
       "SELECT * FROM spans WHERE trace_id = ? ORDER BY start_us",
     ).all(traceId) as Array<Record<string, unknown>>;
     if (rows.length === 0) return undefined;
+    // The spans of one instance carry the same resource text: each text is
+    // parsed once and its object shared, not parsed again for every span
+    // of a trace that may hold hundreds of thousands.
+    const resources = new Map<unknown, Record<string, unknown>>();
+    const resourceOf = (text: unknown) => {
+      let resource = resources.get(text);
+      if (resource === undefined) {
+        resource = parse(text, {});
+        resources.set(text, resource);
+      }
+      return resource;
+    };
     const spans: SpanRecord[] = rows.map((r) => ({
       traceId: r["trace_id"] as string,
       spanId: r["span_id"] as string,
@@ -946,7 +958,7 @@ export class Store implements TraceBackend {
       attributes: parse(r["attributes"], {}),
       events: parse(r["events"], []),
       links: parse(r["links"], []),
-      resource: parse(r["resource"], {}),
+      resource: resourceOf(r["resource"]),
       scope: r["scope"] as string,
     }));
     const logs = (

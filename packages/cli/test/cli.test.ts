@@ -13,6 +13,7 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
+import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -350,6 +351,108 @@ describe("threadline trace on a broken trace", () => {
       );
   });
 });
+
+describe(
+  "threadline trace through a viewer that answers slowly",
+  {
+    concurrency: true,
+  },
+  () => {
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    /** A stand-in viewer answering /api/traces/<id> with `answer`. */
+    async function standIn(
+      answer: (res: http.ServerResponse) => void,
+    ): Promise<{ url: string; close: () => void }> {
+      const server = http.createServer((req, res) => {
+        req.resume();
+        answer(res);
+      });
+      await new Promise<void>((resolve) =>
+        server.listen(0, "127.0.0.1", resolve),
+      );
+      const { port } = server.address() as net.AddressInfo;
+      return {
+        url: `http://127.0.0.1:${port}`,
+        close: () => {
+          server.closeAllConnections();
+          server.close();
+        },
+      };
+    }
+
+    it("prints a large trace whole however long it takes to send, as long as it keeps coming", async () => {
+      const start = Date.now() * 1000;
+      const spans = Array.from({ length: 3000 }, (_, i) => ({
+        traceId,
+        spanId: (i + 1).toString(16).padStart(16, "0"),
+        parentSpanId: i === 0 ? "" : "1".padStart(16, "0"),
+        service: "big",
+        name: i === 0 ? "GET /report" : `step ${i}`,
+        kind: i === 0 ? 2 : 1,
+        startUs: start + i * 10,
+        endUs: start + i * 10 + 5,
+        statusCode: 0,
+        statusMessage: "",
+        customer: null,
+        attributes: {},
+        events: [],
+        links: [],
+        resource: { "service.name": "big" },
+        scope: "t",
+      }));
+      const body = Buffer.from(JSON.stringify({ traceId, spans, logs: [] }));
+      // Seven slices two seconds apart: longer in all than the 10 s a viewer
+      // has to start answering, never as long between two slices.
+      const slices = 7;
+      const viewer = await standIn((res) => {
+        res.writeHead(200, { "content-type": "application/json" });
+        let i = 0;
+        const next = () => {
+          const end = Math.ceil((body.length * (i + 1)) / slices);
+          res.write(body.subarray(Math.ceil((body.length * i) / slices), end));
+          if (++i < slices) setTimeout(next, 2000);
+          else res.end();
+        };
+        next();
+      });
+      try {
+        const r = await threadline([
+          "trace",
+          traceId,
+          "--backend",
+          `viewer=${viewer.url}`,
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stdout, /3000 spans/);
+        assert.match(r.stdout, /step 2999\b/);
+      } finally {
+        viewer.close();
+      }
+    });
+
+    it("says a viewer that does not answer did not answer in time, not that none runs", async () => {
+      const viewer = await standIn(() => {});
+      try {
+        const r = await threadline([
+          "trace",
+          traceId,
+          "--backend",
+          `viewer=${viewer.url}`,
+        ]);
+        assert.equal(r.code, 1);
+        assert.match(
+          r.stderr,
+          new RegExp(
+            `the threadline viewer at ${viewer.url} did not answer within 10 s`,
+          ),
+        );
+        assert.doesNotMatch(r.stderr, /running\?/);
+      } finally {
+        viewer.close();
+      }
+    });
+  },
+);
 
 describe("threadline trace and search on text a request wrote", () => {
   it("print its control characters as escapes, and --json prints it as it was", async () => {

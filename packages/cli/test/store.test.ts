@@ -266,6 +266,26 @@ describe("search", () => {
   });
 });
 
+describe("a large trace", () => {
+  it("is read with each service's resource parsed once, shared by its spans", async () => {
+    const store = new Store({ path: ":memory:" });
+    const traceId = hex(0xee0001, 32);
+    // Two exports of one service, and one of another.
+    store.ingestSpans(batch("orders", [span(traceId), span(traceId)]));
+    store.ingestSpans(batch("orders", [span(traceId)]));
+    store.ingestSpans(batch("worker", [span(traceId)]));
+    store.flush();
+    const spans = store.getTraceSync(traceId)!.spans;
+    const orders = spans.filter((s) => s.service === "orders");
+    const worker = spans.find((s) => s.service === "worker")!;
+    assert.equal(orders.length, 3);
+    for (const s of orders) assert.equal(s.resource, orders[0]!.resource);
+    assert.deepEqual(orders[0]!.resource, { "service.name": "orders" });
+    assert.deepEqual(worker.resource, { "service.name": "worker" });
+    await store.close();
+  });
+});
+
 describe("search by customer", () => {
   it("finds a trace by the customer of any of its spans, not only the first seen", async () => {
     const store = new Store({ path: ":memory:" });

@@ -8,6 +8,24 @@ import type {
 } from "../model.ts";
 import { paramsFromQuery } from "../query.ts";
 
+/**
+ * How long the viewer may take to start its answer, and then to send more
+ * of it: a trace of many spans takes longer than that to send whole, and
+ * is read to its end as long as it keeps coming.
+ */
+const ANSWER_TIMEOUT_MS = 10_000;
+
+/** A wait that ran out, and what was being waited for. */
+class TimedOut extends Error {}
+
+/** An answer read whole. */
+interface Answer {
+  status: number;
+  ok: boolean;
+  contentType: string;
+  text: string;
+}
+
 export class ViewerBackend implements TraceBackend {
   readonly name: string;
   readonly #url: string;
@@ -19,19 +37,62 @@ export class ViewerBackend implements TraceBackend {
     this.name = `viewer ${this.#url}`;
   }
 
-  async #get(path: string): Promise<Response> {
+  async #get(path: string): Promise<Answer> {
+    const controller = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const allow = (what: string) => {
+      clearTimeout(timer);
+      timer = setTimeout(
+        () => controller.abort(new TimedOut(what)),
+        ANSWER_TIMEOUT_MS,
+      );
+    };
+    const seconds = ANSWER_TIMEOUT_MS / 1000;
+    allow(`did not answer within ${seconds} s`);
+    let res: Response;
     try {
-      return await fetch(`${this.#url}${path}`, {
+      res = await fetch(`${this.#url}${path}`, {
         headers: this.#token ? { authorization: `Bearer ${this.#token}` } : {},
-        signal: AbortSignal.timeout(10_000),
+        signal: controller.signal,
       });
     } catch (err) {
+      clearTimeout(timer);
+      // Busy is not absent: a viewer sending a large trace to another
+      // page answers late, and saying it is not running would mislead.
+      if (err instanceof TimedOut)
+        throw new Error(
+          `the threadline viewer at ${this.#url} ${err.message}; it may be busy (sending a large trace, say): try again`,
+        );
       const cause =
-        (err as { cause?: { code?: string } }).cause?.code ??
+        (err as { cause?: { code?: string; message?: string } }).cause?.code ??
+        (err as { cause?: { message?: string } }).cause?.message ??
         (err as Error).message;
       throw new Error(
         `no threadline viewer answers at ${this.#url} (${cause}); is \`threadline dev\` running?`,
       );
+    }
+    try {
+      const chunks: Uint8Array[] = [];
+      allow(`stopped sending its answer for ${seconds} s`);
+      if (res.body !== null)
+        for await (const chunk of res.body) {
+          allow(`stopped sending its answer for ${seconds} s`);
+          chunks.push(chunk);
+        }
+      return {
+        status: res.status,
+        ok: res.ok,
+        contentType: res.headers.get("content-type") ?? "",
+        text: Buffer.concat(chunks).toString("utf8"),
+      };
+    } catch (err) {
+      const why =
+        err instanceof TimedOut
+          ? err.message
+          : `broke off its answer (${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message})`;
+      throw new Error(`the threadline viewer at ${this.#url} ${why}`);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -52,7 +113,7 @@ export class ViewerBackend implements TraceBackend {
     const res = await this.#get(
       `/api/search?${paramsFromQuery(query).toString()}`,
     );
-    const body = (await this.#json(res)) as {
+    const body = this.#json(res) as {
       traces?: TraceSummary[];
       error?: string;
     };
@@ -63,18 +124,17 @@ export class ViewerBackend implements TraceBackend {
   async getTrace(traceId: string): Promise<TraceDetail | undefined> {
     const res = await this.#get(`/api/traces/${encodeURIComponent(traceId)}`);
     if (res.status === 404) return undefined;
-    const body = (await this.#json(res)) as TraceDetail & { error?: string };
+    const body = this.#json(res) as TraceDetail & { error?: string };
     if (!res.ok) throw new Error(`${this.name}: ${body.error ?? res.status}`);
     return body;
   }
 
   /** The answer as JSON, or an error saying what answered instead (the OTLP port, say). */
-  async #json(res: Response): Promise<unknown> {
-    if (/^application\/json\b/.test(res.headers.get("content-type") ?? ""))
-      return res.json();
-    const text = (await res.text()).slice(0, 200);
+  #json(res: Answer): unknown {
+    if (/^application\/json\b/.test(res.contentType))
+      return JSON.parse(res.text);
     throw new Error(
-      `${this.name}: not a threadline viewer (HTTP ${res.status}: ${JSON.stringify(text)}); the viewer's port is 4320 by default`,
+      `${this.name}: not a threadline viewer (HTTP ${res.status}: ${JSON.stringify(res.text.slice(0, 200))}); the viewer's port is 4320 by default`,
     );
   }
 
