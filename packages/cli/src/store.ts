@@ -257,6 +257,7 @@ export class Store implements TraceBackend {
   readonly #db: DatabaseSync;
   readonly #maxBytes: number;
   readonly #maxAgeMs: number;
+  readonly #busyTimeoutMs: number;
   #spans: PendingSpan[] = [];
   #logs: PendingLog[] = [];
   #metrics: PendingMetricPoint[] = [];
@@ -285,6 +286,10 @@ export class Store implements TraceBackend {
     this.path = options.path;
     this.#maxBytes = options.maxBytes ?? 1024 ** 3;
     this.#maxAgeMs = options.maxAgeMs ?? 7 * 24 * 3600 * 1000;
+    this.#busyTimeoutMs = Math.max(
+      0,
+      Math.trunc(options.busyTimeoutMs ?? BUSY_TIMEOUT_MS),
+    );
     this.#db = new DatabaseSync(options.path, {
       readOnly: options.readonly === true,
     });
@@ -295,9 +300,10 @@ export class Store implements TraceBackend {
       return;
     }
     // The write-ahead log is cut back to 4 MiB (what an automatic
-    // checkpoint lets it reach) after a prune or a burst made it larger.
+    // checkpoint lets it reach) after a burst made it larger; a prune
+    // empties it.
     this.#db.exec(`
-      PRAGMA busy_timeout = ${Math.max(0, Math.trunc(options.busyTimeoutMs ?? BUSY_TIMEOUT_MS))};
+      PRAGMA busy_timeout = ${this.#busyTimeoutMs};
       PRAGMA auto_vacuum = INCREMENTAL;
       PRAGMA journal_mode = WAL;
       PRAGMA synchronous = NORMAL;
@@ -1378,8 +1384,17 @@ export class Store implements TraceBackend {
     if (rows > 0) {
       this.#db.exec("PRAGMA incremental_vacuum");
       // The file is cut to its new size when the log is copied back into
-      // it; passive, so a reader of the same file is never waited for.
-      this.#db.exec("PRAGMA wal_checkpoint(PASSIVE)");
+      // it, and the log, which the prune made large, is emptied: otherwise
+      // it kept that size on disk until the next write. A reader of the
+      // same file is never waited for: with no busy timeout, a log it
+      // still reads is checkpointed as far as it can be (as PASSIVE does)
+      // and left for a later prune or write to cut.
+      this.#db.exec("PRAGMA busy_timeout = 0");
+      try {
+        this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+      } finally {
+        this.#db.exec(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`);
+      }
     }
     return traces;
   }

@@ -3,7 +3,7 @@
 // live stream.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -838,6 +838,66 @@ describe("the store's counts", () => {
         spans: 2,
         logs: 2,
       });
+    } finally {
+      await dev.close();
+    }
+  });
+});
+
+describe("a start-up prune", () => {
+  it("leaves a store over its size limit with an empty write-ahead log", async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), "threadline-dev-prune-"));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const dbPath = join(dir, "store.sqlite");
+    let dev = await startDevServer({
+      dbPath,
+      otlpPort: 0,
+      viewerPort: 0,
+      flushIntervalMs: 10,
+    });
+    try {
+      // About 7 MB of log lines, a minute of 5,000 at a time.
+      const logs = new LogsEncoder({ "service.name": "poller" }, { name: "t" });
+      const now = Date.now();
+      for (let m = 6; m > 0; m--) {
+        const lines = Array.from({ length: 5000 }, (_, i) => ({
+          time: now - m * 60_000 + i,
+          observedTime: now - m * 60_000 + i,
+          severityNumber: 9,
+          severityText: "info",
+          body: `poll tick ${m}.${i} ${"y".repeat(200)}`,
+          attributes: {},
+          traceId: undefined,
+          spanId: undefined,
+          traceFlags: 0,
+        }));
+        const res = await post(
+          `${dev.otlpUrl}/v1/logs`,
+          logs.encode(lines),
+          proto,
+        );
+        assert.equal(res.status, 200, res.text);
+      }
+      await waitFor(() => dev.store.counts().logs === 30_000, {
+        what: "the 30,000 lines stored",
+      });
+    } finally {
+      await dev.close();
+    }
+    const maxBytes = 1024 * 1024;
+    dev = await startDevServer({
+      dbPath,
+      otlpPort: 0,
+      viewerPort: 0,
+      maxBytes,
+    });
+    try {
+      assert.ok(dev.store.counts().logs < 30_000 / 4);
+      // The prune's own writes are not left in the log until the next one.
+      const wal = statSync(`${dbPath}-wal`).size;
+      assert.ok(wal < 64 * 1024, `${wal} bytes in the write-ahead log`);
+      const file = statSync(dbPath).size;
+      assert.ok(file <= 2 * maxBytes, `${file} bytes in the store file`);
     } finally {
       await dev.close();
     }
