@@ -428,7 +428,18 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     }
     const traceMatch = /^\/api\/traces\/([0-9a-fA-F]{32})$/.exec(path);
     if (traceMatch) {
-      const trace = store.getTraceSync(traceMatch[1]!.toLowerCase());
+      // A page draws a few thousand rows of a trace at most, and asks for
+      // no more: a trace of 100,000 spans takes the viewer a second or more
+      // to read and send whole, and it answers nothing else meanwhile.
+      const given = url.searchParams.get("limit");
+      if (given !== null && !/^[1-9]\d{0,8}$/.test(given)) {
+        sendJson(res, 400, {
+          error: "limit: a whole number of spans, from 1 to 999999999",
+        });
+        return;
+      }
+      const limit = given === null ? undefined : Number(given);
+      const trace = store.getTraceSync(traceMatch[1]!.toLowerCase(), limit);
       if (trace === undefined)
         sendJson(res, 404, { error: "no such trace in the local store" });
       else sendJson(res, 200, trace);

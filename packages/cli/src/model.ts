@@ -67,6 +67,10 @@ export interface TraceDetail {
   traceId: string;
   spans: SpanRecord[];
   logs: LogRecord[];
+  /** When fewer spans than the trace's were asked for: the trace's summary, its counts whole. */
+  summary?: TraceSummary;
+  /** When fewer spans than the trace's were asked for: the trace's log lines, all counted. */
+  logCount?: number;
 }
 
 /** A trace search. Every field narrows the result; none is tied to a service. */

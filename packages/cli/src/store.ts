@@ -932,10 +932,17 @@ export class Store implements TraceBackend {
     return this.getTraceSync(traceId);
   }
 
-  getTraceSync(traceId: string): TraceDetail | undefined {
+  /**
+   * A trace, whole; with `limit`, its first `limit` spans to start and at
+   * most `limit` of their log lines (and of lines of no span of the trace),
+   * the first in time, with its summary and its log lines' count, whole:
+   * what a page that draws that many rows needs of a trace of any size.
+   */
+  getTraceSync(traceId: string, limit?: number): TraceDetail | undefined {
+    const max = limit ?? -1; // SQLite reads a negative LIMIT as none
     const rows = this.#s(
-      "SELECT * FROM spans WHERE trace_id = ? ORDER BY start_us",
-    ).all(traceId) as Array<Record<string, unknown>>;
+      "SELECT * FROM spans WHERE trace_id = ? ORDER BY start_us, span_id LIMIT ?",
+    ).all(traceId, max) as Array<Record<string, unknown>>;
     if (rows.length === 0) return undefined;
     // The spans of one instance carry the same resource text: each text is
     // parsed once and its object shared, not parsed again for every span
@@ -967,11 +974,20 @@ export class Store implements TraceBackend {
       resource: resourceOf(r["resource"]),
       scope: r["scope"] as string,
     }));
-    const logs = (
-      this.#s("SELECT * FROM logs WHERE trace_id = ? ORDER BY time_us, id").all(
-        traceId,
-      ) as Array<Record<string, unknown>>
-    ).map((r): LogRecord => ({
+    const logRows = (
+      limit === undefined
+        ? this.#s(
+            "SELECT * FROM logs WHERE trace_id = ? ORDER BY time_us, id",
+          ).all(traceId)
+        : // A line of a span left out would show as a line of no span.
+          this.#s(
+            `SELECT * FROM logs l WHERE l.trace_id = ? AND (
+               l.span_id IN (SELECT span_id FROM spans WHERE trace_id = ? ORDER BY start_us, span_id LIMIT ?)
+               OR NOT EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = l.trace_id AND s.span_id = l.span_id))
+             ORDER BY time_us, id LIMIT ?`,
+          ).all(traceId, traceId, max, max)
+    ) as Array<Record<string, unknown>>;
+    const logs = logRows.map((r): LogRecord => ({
       timeUs: r["time_us"] as number,
       traceId: r["trace_id"] as string,
       spanId: r["span_id"] as string,
@@ -982,7 +998,21 @@ export class Store implements TraceBackend {
       attributes: parse(r["attributes"], {}),
       customer: (r["customer"] as string | null) ?? null,
     }));
-    return { traceId, spans, logs };
+    if (limit === undefined) return { traceId, spans, logs };
+    const summary = this.#s("SELECT * FROM traces WHERE trace_id = ?").get(
+      traceId,
+    ) as TraceRow | undefined;
+    return {
+      traceId,
+      spans,
+      logs,
+      ...(summary === undefined ? {} : { summary: toSummary(summary) }),
+      logCount: (
+        this.#s("SELECT count(*) AS n FROM logs WHERE trace_id = ?").get(
+          traceId,
+        ) as { n: number }
+      ).n,
+    };
   }
 
   /** Customers watched now (debug logs and full sampling), soonest expiry first. */

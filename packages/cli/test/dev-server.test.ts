@@ -22,6 +22,7 @@ import {
   DevServerError,
   startDevServer,
   type DevServer,
+  type TraceDetail,
 } from "../src/index.ts";
 import type { ServicePanels } from "../src/store.ts";
 import { spanData } from "./span-data.ts";
@@ -632,6 +633,117 @@ describe("the OTLP receiver", () => {
       [[root.traceId, 1]],
     );
     live.close();
+  });
+});
+
+describe("a trace read in part", () => {
+  it("gives its first spans to start, their log lines and the lines of no span, and the whole counts", async () => {
+    const dev = await startDevServer({
+      dbPath: ":memory:",
+      otlpPort: 0,
+      viewerPort: 0,
+      flushIntervalMs: 10,
+    });
+    try {
+      const traceId = randomBytes(16).toString("hex");
+      const [root, first, second] = Array.from({ length: 3 }, () =>
+        randomBytes(8).toString("hex"),
+      ) as [string, string, string];
+      const now = Date.now();
+      const at = (ms: number) => String(BigInt(now + ms) * 1_000_000n);
+      const resource = {
+        attributes: [{ key: "service.name", value: { stringValue: "api" } }],
+      };
+      // Sent latest first: the spans are read in the order they started.
+      const span = (spanId: string, parentSpanId: string, ms: number) => ({
+        traceId,
+        spanId,
+        parentSpanId,
+        name: `span at ${ms}`,
+        kind: 1,
+        startTimeUnixNano: at(ms),
+        endTimeUnixNano: at(ms + 5),
+        ...(ms === 20 ? { status: { code: 2 } } : {}),
+      });
+      const spans = {
+        resourceSpans: [
+          {
+            resource,
+            scopeSpans: [
+              {
+                spans: [
+                  span(second, root, 20),
+                  span(first, root, 10),
+                  span(root, "", 0),
+                ],
+              },
+            ],
+          },
+        ],
+      };
+      const line = (spanId: string, ms: number, body: string) => ({
+        timeUnixNano: at(ms),
+        severityNumber: 9,
+        body: { stringValue: body },
+        traceId,
+        spanId,
+      });
+      const logs = {
+        resourceLogs: [
+          {
+            resource,
+            scopeLogs: [
+              {
+                logRecords: [
+                  line(root, 1, "of the root"),
+                  line(second, 21, "of the second child"),
+                  line("", 30, "of no span"),
+                ],
+              },
+            ],
+          },
+        ],
+      };
+      assert.equal(
+        (await post(`${dev.otlpUrl}/v1/traces`, JSON.stringify(spans), json))
+          .status,
+        200,
+      );
+      assert.equal(
+        (await post(`${dev.otlpUrl}/v1/logs`, JSON.stringify(logs), json))
+          .status,
+        200,
+      );
+      await waitFor(() => dev.store.counts().logs === 3, {
+        what: "the trace and its lines",
+      });
+      const read = async (query: string) => {
+        const res = await fetch(
+          `${dev.viewerUrl}/api/traces/${traceId}${query}`,
+        );
+        return { status: res.status, body: (await res.json()) as TraceDetail };
+      };
+      const part = (await read("?limit=2")).body;
+      assert.deepEqual(
+        part.spans.map((s) => s.spanId),
+        [root, first],
+      );
+      assert.deepEqual(
+        part.logs.map((l) => l.body),
+        ["of the root", "of no span"],
+      );
+      assert.equal(part.summary?.spanCount, 3);
+      assert.equal(part.summary?.errorCount, 1);
+      assert.equal(part.logCount, 3);
+      const whole = (await read("")).body;
+      assert.equal(whole.spans.length, 3);
+      assert.equal(whole.logs.length, 3);
+      assert.equal(whole.summary, undefined);
+      for (const bad of ["0", "-1", "ten", "1.5", ""])
+        assert.equal((await read(`?limit=${bad}`)).status, 400, bad);
+    } finally {
+      await dev.close();
+    }
   });
 });
 

@@ -803,6 +803,9 @@ describe("a trace too large to lay out whole", () => {
       });
       const errors: string[] = [];
       page.on("pageerror", (err) => errors.push(err.message));
+      const loaded = page.waitForResponse((r) =>
+        r.url().includes(`/api/traces/${traceId}`),
+      );
       await page.goto(`${dev.viewerUrl}/trace/${traceId}`);
       const view = page.getByTestId("trace-view");
       let state: string | null = null;
@@ -816,6 +819,20 @@ describe("a trace too large to lay out whole", () => {
         assert.deepEqual(errors, []);
         assert.equal(state, "ready", "the trace view's state");
       }
+      // The page asks for the spans it draws, not the whole trace; the
+      // header still counts them all.
+      const asked = (await loaded).url();
+      const fetched = (await (await fetch(asked)).json()) as {
+        spans: unknown[];
+      };
+      assert.equal(fetched.spans.length, 10_000, asked);
+      assert.equal(
+        await page
+          .locator(".fact", { hasText: "Spans" })
+          .locator("dd")
+          .innerText(),
+        "70001",
+      );
       assert.equal(await page.getByTestId("span-row").count(), 10_000);
       await page
         .getByTestId("waterfall-limit")

@@ -210,11 +210,21 @@ function analyse(detail) {
       if (l.timeUs > t1) t1 = l.timeUs;
     }
   if (t0 === Infinity) t0 = t1 = 0;
+  // Only the first spans came: the summary tells what the trace holds.
+  const summary = detail.summary;
+  if (summary !== undefined && spans.length > 0) {
+    t0 = Math.min(t0, summary.startUs);
+    t1 = Math.max(t1, summary.startUs + summary.durationUs);
+  }
   const services = [];
   for (const s of spans)
     if (!services.includes(s.service)) services.push(s.service);
   for (const l of logs)
     if (!services.includes(l.service)) services.push(l.service);
+  for (const s of summary?.services ?? [])
+    if (!services.includes(s)) services.push(s);
+  const spanTotal = Math.max(spans.length, summary?.spanCount ?? 0);
+  const logTotal = Math.max(logs.length, detail.logCount ?? 0);
   return {
     detail,
     spans,
@@ -232,14 +242,19 @@ function analyse(detail) {
       spans.find((s) => s.customer)?.customer ??
       logs.find((l) => l.customer)?.customer ??
       null,
-    errors: spans.filter((s) => s.statusCode === 2).length,
+    errors:
+      summary?.errorCount ?? spans.filter((s) => s.statusCode === 2).length,
+    spanTotal,
+    logTotal,
+    /** Whether spans or lines of the trace were not fetched. */
+    partial: spanTotal > spans.length || logTotal > logs.length,
   };
 }
 
 /**
  * Rows the waterfall shows at most: a browser lays out a few thousand rows
  * in a moment, and a trace of tens of thousands of spans would hold the
- * page for half a minute or more.
+ * page for half a minute or more. No more spans than that are fetched.
  */
 const MAX_ROWS = 10_000;
 
@@ -388,7 +403,7 @@ export function traceView(container, route, app) {
     let detail;
     try {
       detail = await getJson(
-        `/api/traces/${traceId}`,
+        `/api/traces/${traceId}?limit=${MAX_ROWS}`,
         {},
         { signal: controller.signal },
       );
@@ -459,7 +474,7 @@ export function traceView(container, route, app) {
       }
       if (t.traceId !== traceId) return;
       // New spans, or new log lines (which often come after the spans).
-      if (model && t.spanCount === model.spans.length && !t.logsAdded) return;
+      if (model && t.spanCount === model.spanTotal && !t.logsAdded) return;
       clearTimeout(reloadTimer);
       reloadTimer = setTimeout(() => load({ quiet: model !== undefined }), 150);
     });
@@ -551,11 +566,8 @@ export function traceView(container, route, app) {
           "Duration",
           h("span", { class: "mono", text: formatDuration(m.total) }),
         ),
-        fact(
-          "Spans",
-          h("span", { class: "mono", text: String(m.spans.length) }),
-        ),
-        fact("Logs", h("span", { class: "mono", text: String(m.logs.length) })),
+        fact("Spans", h("span", { class: "mono", text: String(m.spanTotal) })),
+        fact("Logs", h("span", { class: "mono", text: String(m.logTotal) })),
         fact(
           "Services",
           h(
@@ -626,18 +638,21 @@ export function traceView(container, route, app) {
         rows.map((r) => (r.type === "span" ? spanRow(r) : logRow(r))),
       ),
       // Spread: the DOM's replaceChildren, unlike h(), writes a null as text.
-      ...(cut
+      ...(cut || m.partial
         ? [
             h(
               "div",
               { class: "wf-limit", dataset: { testid: "waterfall-limit" } },
               notice(
                 "empty",
-                `The waterfall shows the first ${plural(MAX_ROWS, "row")} of this trace's ${plural(m.spans.length, "span")} and ${plural(m.logs.length, "log line")}`,
+                `The waterfall shows the first ${plural(rows.length, "row")} of this trace's ${plural(m.spanTotal, "span")} and ${plural(m.logTotal, "log line")}`,
                 h(
                   "p",
                   {},
-                  "Collapse spans to bring later ones up, or print the whole trace with ",
+                  // Collapsing brings up only what the page has.
+                  m.partial
+                    ? `Only the ${plural(m.spans.length, "span")} that started first are loaded; print the whole trace with `
+                    : "Collapse spans to bring later ones up, or print the whole trace with ",
                   h("code", { text: `threadline trace ${traceId}` }),
                   ".",
                 ),
