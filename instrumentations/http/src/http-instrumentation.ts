@@ -39,6 +39,7 @@ import {
   absoluteFormTarget,
   blockKeeps,
   contextWithRouteHolder,
+  customerIdOf,
   diag,
   EgressPolicy,
   getCustomerFromContext,
@@ -831,7 +832,9 @@ export class HttpInstrumentation implements Instrumentation {
         );
         return undefined;
       }
-      return typeof id === "string" || id === undefined ? id : customerIdOf(id);
+      return typeof id === "string" || id === undefined
+        ? id
+        : sourcedCustomerId(id);
     }
     if (!trusted && !this.#inbound.edge) return undefined;
     const v = req.headers[this.#customerHeader];
@@ -1171,8 +1174,9 @@ export class HttpInstrumentation implements Instrumentation {
  * else, a promise above all (the request's context is made before an
  * asynchronous lookup could answer), is no id, and said so once.
  */
-function customerIdOf(id: unknown): string | undefined {
-  if (Number.isSafeInteger(id) || typeof id === "bigint") return String(id);
+function sourcedCustomerId(id: unknown): string | undefined {
+  const integer = customerIdOf(id);
+  if (integer !== undefined) return integer;
   if (id === null) return undefined;
   if (typeof (id as { then?: unknown }).then === "function") {
     // Dropped here, its rejection would be ours to leave unhandled.

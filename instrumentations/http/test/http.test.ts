@@ -1445,6 +1445,41 @@ describe("http and fetch clients", () => {
       assert.equal(s.attributes["customer.id"], "c-42");
   });
 
+  it("acts for the customer withCustomer() names, an integer id too, and for none when the id is invalid, never for the one around it", async () => {
+    const server = http.createServer(async (_req, res) => {
+      // The request came with c-42 in its baggage and its context.
+      await withCustomer(1007, () => fetch(`${internal.url}/as-1007`));
+      await withCustomer("bob smith", () => fetch(`${internal.url}/as-bob`));
+      await withCustomer(undefined, () => fetch(`${internal.url}/as-nobody`));
+      await fetch(`${internal.url}/as-itself`);
+      res.end("ok");
+    });
+    const port = await listen(server);
+    assert.equal(
+      (await asCustomer(`http://127.0.0.1:${port}/acting`)).status,
+      200,
+    );
+    const sent = (path: string) =>
+      internal.requests.find((r) => r.path === path)?.headers;
+    await waitFor(() => sent("/as-itself"), { what: "the four calls" });
+    assert.equal(sent("/as-1007")?.["baggage"], "customer.id=1007");
+    assert.equal(sent("/as-bob")?.["baggage"], undefined);
+    assert.equal(sent("/as-nobody")?.["baggage"], undefined);
+    assert.equal(sent("/as-itself")?.["baggage"], "customer.id=c-42");
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        s.some((x) => x.attributes["url.full"] === `${internal.url}/as-itself`),
+      "the calls' spans",
+    );
+    const customerOf = (path: string) =>
+      spans.find((x) => x.attributes["url.full"] === `${internal.url}${path}`)
+        ?.attributes["customer.id"];
+    assert.equal(customerOf("/as-1007"), "1007");
+    assert.equal(customerOf("/as-bob"), undefined);
+    assert.equal(customerOf("/as-nobody"), undefined);
+    assert.equal(customerOf("/as-itself"), "c-42");
+  });
+
   /**
    * The call to `path`, which an egress gateway forwards to Stripe: it got
    * the trace but neither baggage nor the customer header, and its span is

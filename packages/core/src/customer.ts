@@ -3,7 +3,13 @@
 // Map lookup on the context is cheaper than walking baggage entries. The
 // baggage propagator moves it in and out of the `customer.id` baggage entry
 // at the process boundary.
-import { context, createContextKey, type Context } from "@opentelemetry/api";
+import {
+  context,
+  createContextKey,
+  propagation,
+  type Context,
+} from "@opentelemetry/api";
+import { diag } from "./diagnostics.ts";
 
 /** Context key holding the current customer id (a string). */
 export const CUSTOMER_KEY: symbol = createContextKey("threadline.customer.id");
@@ -68,13 +74,54 @@ export function getCustomerId(): string | undefined {
 }
 
 /**
+ * The customer id `value` names: a valid string as it is, a safe integer
+ * or a bigint as its decimal digits (database keys often are numbers);
+ * undefined for anything else.
+ */
+export function customerIdOf(value: unknown): string | undefined {
+  if (typeof value === "string")
+    return isValidCustomerId(value) ? value : undefined;
+  if (Number.isSafeInteger(value) || typeof value === "bigint")
+    return String(value);
+  return undefined;
+}
+
+/**
+ * A copy of `ctx` acting for no customer: without its customer id, nor the
+ * `customer.id` baggage entry it came with, which would otherwise be sent
+ * on as the customer's.
+ */
+export function withoutCustomer(ctx: Context): Context {
+  let result = ctx.deleteValue(CUSTOMER_KEY);
+  const baggage = propagation.getBaggage(result);
+  if (baggage?.getEntry(CUSTOMER_ID) !== undefined)
+    result = propagation.setBaggage(result, baggage.removeEntry(CUSTOMER_ID));
+  return result;
+}
+
+/**
  * Runs `fn` with `customerId` as the current customer: spans started and
  * lines logged inside carry it, and calls to internal services carry it on.
- * An invalid id (see {@link isValidCustomerId}) leaves the context unchanged.
+ * A safe integer or bigint is taken as its decimal digits. `undefined`
+ * runs `fn` for no customer, and so does an invalid id (see
+ * {@link isValidCustomerId}), with a warning once: never for the customer
+ * around it, whose work `fn` is not.
  *
  * @example
  * await withCustomer('c-42', () => processNightlyInvoice(invoice));
  */
-export function withCustomer<R>(customerId: string, fn: () => R): R {
-  return context.with(setCustomerInContext(context.active(), customerId), fn);
+export function withCustomer<R>(
+  customerId: string | number | bigint | undefined,
+  fn: () => R,
+): R {
+  const id = customerIdOf(customerId);
+  const active = context.active();
+  if (id !== undefined)
+    return context.with(active.setValue(CUSTOMER_KEY, id), fn);
+  if (customerId !== undefined)
+    diag.warnOnce(
+      "with-customer-invalid",
+      `withCustomer() was given ${typeof customerId === "string" ? "a string" : `a value of type ${typeof customerId}`} that is no valid customer id (1-128 printable ASCII characters without spaces, quotes, commas, semicolons or backslashes, or an integer); what it runs has no customer id`,
+    );
+  return context.with(withoutCustomer(active), fn);
 }

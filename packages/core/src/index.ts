@@ -2,11 +2,13 @@ export {
   CUSTOMER_ID,
   CUSTOMER_KEY,
   MAX_CUSTOMER_ID_LENGTH,
+  customerIdOf,
   getCustomerFromContext,
   getCustomerId,
   isValidCustomerId,
   setCustomerInContext,
   withCustomer,
+  withoutCustomer,
 } from "./customer.ts";
 export {
   BAGGAGE_MAX_BYTES,
