@@ -96,6 +96,9 @@ try {
     THREADLINE_ES_ENDPOINT: es.url,
     // Short waits so the test sees decisions in seconds, not the defaults' 10 s.
     THREADLINE_ES_FLUSH_TIMEOUT: "1s",
+    // A logs queue the test's lines outgrow while Elasticsearch is stopped,
+    // so the gateway refuses some and the agent has to send them again.
+    THREADLINE_ES_LOGS_QUEUE_SIZE: "2048",
     THREADLINE_TAIL_DECISION_WAIT: "3s",
     THREADLINE_TAIL_LATENCY_THRESHOLD_MS: "800",
     THREADLINE_TAIL_SAMPLE_PERCENT: TAIL_PERCENT,
@@ -146,6 +149,8 @@ try {
         THREADLINE_E2E_JAEGER_URL: `http://${at(ports.jaegerQuery)}`,
         THREADLINE_E2E_JAEGER_GRPC_URL: `grpc://${at(ports.jaegerQueryGrpc)}`,
         THREADLINE_E2E_ELASTICSEARCH_URL: es.url,
+        // Its process group, which the test stops and continues.
+        THREADLINE_E2E_ELASTICSEARCH_PID: String(es.pid),
         THREADLINE_E2E_TAIL_PERCENT: TAIL_PERCENT,
         THREADLINE_E2E_LISTED_CUSTOMERS: "c-1007,c-2001",
       },

@@ -745,3 +745,86 @@ describe("a backend URL that is not the backend", () => {
     assert.match(r.stderr, new RegExp(`elasticsearch ${jaegerUrl}`));
   });
 });
+
+// Elasticsearch stops answering (here: its processes are stopped) while
+// services keep logging. Log lines are not sampled, so none may be lost:
+// what the gateway cannot queue it refuses, and the agent sends it again.
+// Last in the file, because Jaeger's storage is frozen too meanwhile.
+describe("log lines written while Elasticsearch does not answer", () => {
+  const REQUESTS = 300;
+  const PER_REQUEST = 20;
+  const service = `frozen-${randomBytes(4).toString("hex")}`;
+  const esGroup = Number(need("THREADLINE_E2E_ELASTICSEARCH_PID"));
+
+  async function sendLines(i: number): Promise<void> {
+    const ns = String(BigInt(Date.now()) * 1_000_000n);
+    const res = await fetch(`${agentUrl}/v1/logs`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        resourceLogs: [
+          {
+            resource: {
+              attributes: [
+                { key: "service.name", value: { stringValue: service } },
+              ],
+            },
+            scopeLogs: [
+              {
+                scope: { name: "e2e" },
+                logRecords: Array.from({ length: PER_REQUEST }, (_, j) => ({
+                  timeUnixNano: ns,
+                  severityNumber: 9,
+                  severityText: "INFO",
+                  body: { stringValue: `line ${i}.${j}` },
+                })),
+              },
+            ],
+          },
+        ],
+      }),
+    });
+    assert.equal(res.status, 200, await res.text());
+  }
+
+  async function count(): Promise<number> {
+    const res = await fetch(`${esUrl}/logs-*/_count`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ query: { term: { "service.name": service } } }),
+    });
+    if (res.status === 404) return 0;
+    assert.equal(res.status, 200, await res.clone().text());
+    return ((await res.json()) as { count: number }).count;
+  }
+
+  it("all reach Elasticsearch once it answers again", async () => {
+    // The node runs in a process group of its own (its launcher and the
+    // server's JVM).
+    process.kill(-esGroup, "SIGSTOP");
+    try {
+      // About 45 s and 6000 lines: more than the logs queue takes (2048
+      // here), and longer than a batch processor handing its batches to a
+      // queue of 200 requests, five a second, takes to fill it.
+      for (let i = 0; i < REQUESTS; i++) {
+        await sendLines(i);
+        await new Promise((r) => setTimeout(r, 150));
+      }
+    } finally {
+      process.kill(-esGroup, "SIGCONT");
+    }
+    let found = 0;
+    await waitFor(
+      async () => {
+        found = await count();
+        return found === REQUESTS * PER_REQUEST;
+      },
+      {
+        what: "every line in Elasticsearch",
+        timeoutMs: 90_000,
+        intervalMs: 1000,
+      },
+    ).catch(() => undefined);
+    assert.equal(found, REQUESTS * PER_REQUEST);
+  });
+});
