@@ -359,3 +359,119 @@ describe("Elasticsearch: a customer on some spans of a trace only", () => {
     );
   });
 });
+
+// The exporter writes span events as log documents of their own: an
+// exception as an error document in logs-apm.error-*, naming its span as
+// parent.id, any other event in logs-apm.app.<service>-* with the span's
+// span.id (as it wrote them for a span recorded by the SDK).
+describe("Elasticsearch: a span's events", () => {
+  const now = Date.now() * 1000;
+  const id = traceId();
+  const span = hex(9_100_001, 16);
+  const common = {
+    trace: { id },
+    service: { name: "payments", language: { name: "nodejs" } },
+    host: { hostname: "box", name: "box" },
+    elastic: { mapping: { mode: "ecs" } },
+  };
+
+  before(async () => {
+    await index([
+      {
+        traceId: id,
+        spanId: span,
+        service: "payments",
+        name: "charge",
+        customer: "c-93",
+        startUs: now - 3_000_000,
+        durationUs: 20_000,
+        failed: true,
+      },
+    ]);
+    const docs: Array<[string, Record<string, unknown>]> = [
+      [
+        "logs-apm.error-default",
+        {
+          ...common,
+          "@timestamp": iso(now - 2_990_000),
+          parent: { id: span },
+          error: {
+            exception: { type: "Error", message: "card declined by provider" },
+            stack_trace: "Error: card declined by provider\n    at charge",
+          },
+          data_stream: {
+            type: "logs",
+            dataset: "apm.error",
+            namespace: "default",
+          },
+        },
+      ],
+      [
+        "logs-apm.app.payments-default",
+        {
+          ...common,
+          "@timestamp": iso(now - 2_995_000),
+          span: { id: span },
+          event: { kind: "event" },
+          message: "retry",
+          attempt: 2,
+          data_stream: {
+            type: "logs",
+            dataset: "apm.app.payments",
+            namespace: "default",
+          },
+        },
+      ],
+    ];
+    const res = await fetch(`${es.url}/_bulk?refresh=wait_for`, {
+      method: "POST",
+      headers: { "content-type": "application/x-ndjson" },
+      body: docs
+        .map(
+          ([i, d]) =>
+            `{"create":{"_index":"${i}","require_data_stream":true}}\n${JSON.stringify(d)}\n`,
+        )
+        .join(""),
+    });
+    const answer = (await res.json()) as { errors: boolean };
+    assert.equal(answer.errors, false, JSON.stringify(answer).slice(0, 500));
+  });
+
+  it("are shown on their span, the exception under its OpenTelemetry names", async () => {
+    const r = await threadline([
+      "trace",
+      id,
+      "--json",
+      "--backend",
+      `elasticsearch=${es.url}`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const detail = JSON.parse(r.stdout) as TraceDetail;
+    assert.deepEqual(detail.logs, []);
+    const [charge] = detail.spans;
+    assert.deepEqual(
+      charge?.events.sort((a, b) => a.timeUs - b.timeUs),
+      [
+        { name: "retry", timeUs: now - 2_995_000, attributes: { attempt: 2 } },
+        {
+          name: "exception",
+          timeUs: now - 2_990_000,
+          attributes: {
+            "exception.type": "Error",
+            "exception.message": "card declined by provider",
+            "exception.stacktrace":
+              "Error: card declined by provider\n    at charge",
+          },
+        },
+      ],
+    );
+    const text = await threadline([
+      "trace",
+      id,
+      "--backend",
+      `elasticsearch=${es.url}`,
+    ]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.doesNotMatch(text.stdout, /log/);
+  });
+});

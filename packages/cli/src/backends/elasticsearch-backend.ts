@@ -17,6 +17,7 @@
 import type {
   LogRecord,
   SearchQuery,
+  SpanEvent,
   SpanRecord,
   TraceBackend,
   TraceDetail,
@@ -212,6 +213,25 @@ function toLog(doc: Doc): LogRecord {
     body: f["message"] ?? null,
     attributes,
     customer: typeof customer === "string" ? customer : null,
+  };
+}
+
+/** ECS names of the exception attributes in the exporter's error documents. */
+const EXCEPTION_FROM_ECS: Record<string, string> = {
+  "error.exception.type": "exception.type",
+  "error.exception.message": "exception.message",
+  "error.stack_trace": "exception.stacktrace",
+};
+
+/** A span's exception event, from the exporter's error document. */
+function toException(doc: Doc): SpanEvent {
+  const attributes: Doc = {};
+  for (const [k, v] of Object.entries(split(doc).attributes))
+    attributes[EXCEPTION_FROM_ECS[k] ?? k] = v;
+  return {
+    name: "exception",
+    timeUs: timeUs(flatten(doc)["@timestamp"]),
+    attributes,
   };
 }
 
@@ -486,14 +506,24 @@ export class ElasticsearchBackend implements TraceBackend {
       this.#all(LOGS, { term: { "trace.id": traceId } }),
     ]);
     if (spans.length === 0) return undefined;
-    // Span events arrive as log documents of their own (event.kind "event"):
-    // they go back onto their spans.
+    // Span events arrive as log documents of their own: they go back onto
+    // their spans. An exception is an error document (in logs-apm.error-*)
+    // that names its span as parent.id and has no span.id; any other event
+    // has event.kind "event", the span's span.id and its name as message.
     const bySpan = new Map(spans.map((sp) => [sp.spanId, sp]));
     const lines: LogRecord[] = [];
     for (const doc of logs) {
       const f = flatten(doc);
-      const owner = bySpan.get(str(doc, "span.id"));
-      if (f["event.kind"] === "event" && owner !== undefined) {
+      const failed =
+        f["span.id"] === undefined
+          ? bySpan.get(str(doc, "parent.id"))
+          : undefined;
+      const owner =
+        f["event.kind"] === "event"
+          ? bySpan.get(str(doc, "span.id"))
+          : undefined;
+      if (failed !== undefined) failed.events.push(toException(doc));
+      else if (owner !== undefined) {
         const { attributes } = split(doc);
         delete attributes["event.kind"];
         owner.events.push({
