@@ -138,6 +138,10 @@ export function startProcess(cmd, args, { env, cwd, logFile, name }) {
   const stop = async (timeoutMs = 20_000) => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((r) => child.once("exit", r));
+    // Held until it has exited: otherwise, once the kill timer has fired,
+    // nothing keeps the event loop alive, and a script stopping its servers
+    // last ends there, the exit unseen and the servers after it not stopped.
+    child.ref();
     try {
       process.kill(-child.pid, "SIGTERM");
     } catch {
