@@ -2,6 +2,7 @@
 // natural exit; never keeps the process alive; standard OTLP settings honoured.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { createPrivateKey } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -715,6 +716,61 @@ describe("export", () => {
         rmSync(dir, { recursive: true, force: true });
       }
     });
+
+  it("leaves out a client key TLS cannot use, and says so at start-up, rather than drop every export unsent", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "threadline-export-tls-key-"));
+    const server = selfSignedCertificate("collector", "IP:127.0.0.1");
+    const client = selfSignedCertificate("orders", "DNS:orders");
+    writeFileSync(join(dir, "collector.pem"), server.cert);
+    writeFileSync(join(dir, "orders.pem"), client.cert);
+    // The right key, but protected by a passphrase no variable gives.
+    writeFileSync(
+      join(dir, "orders.key"),
+      createPrivateKey(client.key).export({
+        type: "pkcs8",
+        format: "pem",
+        cipher: "aes-256-cbc",
+        passphrase: "s3cret",
+      }),
+    );
+    const secure = await startOtlpReceiver({
+      tls: { ...server, clientCa: client.cert },
+    });
+    try {
+      const app = await startFixture(
+        "burst.mjs",
+        env("tls-encrypted-key", {
+          SPANS: "5",
+          EXIT: "natural",
+          OTEL_EXPORTER_OTLP_ENDPOINT: secure.url,
+          OTEL_EXPORTER_OTLP_CERTIFICATE: join(dir, "collector.pem"),
+          OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: join(dir, "orders.pem"),
+          OTEL_EXPORTER_OTLP_CLIENT_KEY: join(dir, "orders.key"),
+          THREADLINE_SHUTDOWN_TIMEOUT: "300",
+        }),
+      );
+      await app.exited;
+      const said = app.stderr.join("\n");
+      // Once for the three signals, naming the variable and OpenSSL's reason.
+      assert.equal(
+        app.stderr.filter((l) => l.includes("OTEL_EXPORTER_OTLP_CLIENT_KEY"))
+          .length,
+        1,
+        said,
+      );
+      assert.match(
+        said,
+        /threadline warn: OTEL_EXPORTER_OTLP_CLIENT_KEY: ".*orders\.key" cannot be used \(error:[0-9A-F]+:.*bad decrypt: the key must be PEM, without a passphrase\); no client certificate is sent/,
+      );
+      // The Collector asks for a certificate it is not given: the export
+      // fails there, and nothing says the Collector refused data it never got.
+      assert.ok(!said.includes("refused them"), said);
+      assert.equal(secure.spans.length, 0);
+    } finally {
+      await secure.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it("reports the metric points a Collector rejected in an OTLP/JSON partial success", async () => {
     receiver.setResponder((req) =>

@@ -275,27 +275,66 @@ class Reader {
     return t === "" ? undefined : t;
   }
 
-  /** Files read so far, by path: the general variables serve every signal. */
-  readonly #files = new Map<string, string | undefined>();
+  /**
+   * Files read so far, by path (their text, or why they could not be
+   * read), with what each check found: the general variables serve every
+   * signal.
+   */
+  readonly #files = new Map<
+    string,
+    {
+      text?: string;
+      unread?: string;
+      checked: Map<FileCheck, string | undefined>;
+    }
+  >();
+  /** The warnings warnOnce gave. */
+  readonly #said = new Set<string>();
 
   /**
-   * The text of the file the variable names; undefined, with a warning,
-   * when it cannot be read. Each file is read once.
+   * The text of the file the variable names; undefined, with a warning
+   * ending in `otherwise`, when it cannot be read or `check` finds it
+   * cannot be used. Each file is read once, and checked once by each check.
    */
-  file(name: string): string | undefined {
+  file(
+    name: string,
+    check?: FileCheck,
+    otherwise = "it was ignored",
+  ): string | undefined {
     const path = this.str(name);
     if (path === undefined) return undefined;
-    if (this.#files.has(path)) return this.#files.get(path);
-    let text: string | undefined;
-    try {
-      text = process.getBuiltinModule("node:fs").readFileSync(path, "utf8");
-    } catch (err) {
-      this.warnings.push(
-        `${name}: could not read ${JSON.stringify(path)} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); it was ignored`,
-      );
+    let file = this.#files.get(path);
+    if (file === undefined) {
+      file = { checked: new Map() };
+      try {
+        file.text = process
+          .getBuiltinModule("node:fs")
+          .readFileSync(path, "utf8");
+      } catch (err) {
+        file.unread =
+          (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      }
+      this.#files.set(path, file);
     }
-    this.#files.set(path, text);
-    return text;
+    let warning: string | undefined;
+    if (file.text === undefined)
+      warning = `${name}: could not read ${JSON.stringify(path)} (${file.unread}); ${otherwise}`;
+    else if (check !== undefined) {
+      if (!file.checked.has(check)) file.checked.set(check, check(file.text));
+      const problem = file.checked.get(check);
+      if (problem !== undefined)
+        warning = `${name}: ${JSON.stringify(path)} cannot be used (${problem}); ${otherwise}`;
+    }
+    if (warning === undefined) return file.text;
+    this.warnOnce(warning);
+    return undefined;
+  }
+
+  /** Adds a warning that the general variables would otherwise give once per signal. */
+  warnOnce(warning: string): void {
+    if (this.#said.has(warning)) return;
+    this.#said.add(warning);
+    this.warnings.push(warning);
   }
 
   /** Header lists checked so far, by name: the general one serves every signal. */
@@ -717,34 +756,96 @@ function exportTimeoutOf(r: Reader, signal: SignalName): number {
 
 /**
  * OTEL_EXPORTER_OTLP[_<SIGNAL>]_CERTIFICATE, _CLIENT_KEY and
- * _CLIENT_CERTIFICATE: files read once, here. A file that cannot be read
- * is left out with a warning (the export then meets the endpoint with the
- * system's trust, and fails there if that is not enough).
+ * _CLIENT_CERTIFICATE: files read and checked once, here. A file that
+ * cannot be read, or that TLS cannot use, is left out with a warning (the
+ * export then meets the endpoint with the system's trust, and fails there
+ * if that is not enough): node:https would otherwise throw on every
+ * request, and every export would be dropped without one connection.
  */
 function tlsFilesOf(r: Reader, S: string): TlsFiles {
-  const read = (suffix: string): string | undefined => {
+  const read = (
+    suffix: string,
+    check: FileCheck,
+    otherwise?: string,
+  ): { name: string; text: string | undefined } | undefined => {
     const names = [
       `OTEL_EXPORTER_OTLP_${S}_${suffix}`,
       `OTEL_EXPORTER_OTLP_${suffix}`,
     ];
     const name = names.find((n) => r.str(n) !== undefined);
-    return name === undefined ? undefined : r.file(name);
+    return name === undefined
+      ? undefined
+      : { name, text: r.file(name, check, otherwise) };
   };
   const tls: TlsFiles = {};
-  const ca = read("CERTIFICATE");
+  const ca = read("CERTIFICATE", caProblem)?.text;
   if (ca !== undefined) tls.ca = ca;
-  const cert = read("CLIENT_CERTIFICATE");
-  const key = read("CLIENT_KEY");
-  if ((cert === undefined) !== (key === undefined))
-    r.warnings.push(
-      `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY go together (${S.toLowerCase()}: only the ${cert === undefined ? "key" : "certificate"} was read); no client certificate is sent`,
-    );
-  else if (cert !== undefined && key !== undefined) {
-    tls.cert = cert;
-    tls.key = key;
+  const noClient = "no client certificate is sent";
+  const cert = read("CLIENT_CERTIFICATE", certificateProblem, noClient);
+  const key = read("CLIENT_KEY", keyProblem, noClient);
+  if (cert?.text !== undefined && key?.text !== undefined) {
+    const problem = tlsProblem({ cert: cert.text, key: key.text });
+    if (problem === undefined) {
+      tls.cert = cert.text;
+      tls.key = key.text;
+    } else
+      r.warnOnce(
+        `${cert.name} and ${key.name} cannot be used together (${problem}); ${noClient}`,
+      );
+  } else if ((cert === undefined) !== (key === undefined)) {
+    // One of them named alone; a file named but unusable was warned about.
+    if ((cert ?? key)!.text !== undefined)
+      r.warnings.push(
+        `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY go together (${S.toLowerCase()}: only the ${cert === undefined ? "key" : "certificate"} was read); ${noClient}`,
+      );
   }
   return tls;
 }
+
+/** What makes a file's text unusable, in OpenSSL's words; undefined when nothing does. */
+type FileCheck = (text: string) => string | undefined;
+
+/** What node:tls makes of these options: undefined, or why it refuses them. */
+function tlsProblem(options: {
+  ca?: string;
+  cert?: string;
+  key?: string;
+}): string | undefined {
+  try {
+    process.getBuiltinModule("node:tls").createSecureContext(options);
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+const PEM_CERTIFICATE =
+  /-----BEGIN (?:TRUSTED )?CERTIFICATE-----[\s\S]*?-----END (?:TRUSTED )?CERTIFICATE-----/g;
+
+// OpenSSL trusts what certificates it can read in a CA file and says
+// nothing of the rest: a file of none would trust nothing, silently.
+const caProblem: FileCheck = (text) => {
+  const certificates = text.match(PEM_CERTIFICATE);
+  if (certificates === null) return "it holds no PEM certificate";
+  const { X509Certificate } = process.getBuiltinModule("node:crypto");
+  try {
+    for (const pem of certificates) new X509Certificate(pem);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return tlsProblem({ ca: text });
+};
+
+const certificateProblem: FileCheck = (text) => tlsProblem({ cert: text });
+
+// OpenSSL's words for a key with a passphrase ("bad decrypt") or in DER
+// ("unsupported") do not say what it wants instead.
+const keyProblem: FileCheck = (text) => {
+  const problem = tlsProblem({ key: text });
+  return problem === undefined
+    ? undefined
+    : `${problem}: the key must be PEM, without a passphrase`;
+};
 
 /** Histograms go with explicit buckets; a request for exponential ones is answered. */
 function histogramAggregationCheck(r: Reader): void {

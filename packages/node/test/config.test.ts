@@ -1,9 +1,26 @@
 import assert from "node:assert/strict";
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { selfSignedCertificate } from "@threadline/test-support";
 import { resolveConfig } from "../src/config.ts";
+
+const pems = (() => {
+  const ca = selfSignedCertificate("collector-ca");
+  const client = selfSignedCertificate("orders");
+  return {
+    ca,
+    logsCa: selfSignedCertificate("logs-ca"),
+    client,
+    caDer: new X509Certificate(ca.cert).raw,
+    keyDer: createPrivateKey(client.key).export({
+      type: "pkcs8",
+      format: "der",
+    }),
+  };
+})();
 
 describe("resolveConfig", () => {
   it("has the documented defaults", () => {
@@ -494,34 +511,83 @@ describe("resolveConfig", () => {
   it("reads the files OTEL_EXPORTER_OTLP_CERTIFICATE and the client's variables name", () => {
     const dir = mkdtempSync(join(tmpdir(), "threadline-config-tls-"));
     try {
-      const file = (name: string) => {
-        writeFileSync(join(dir, name), `PEM of ${name}`);
+      const file = (name: string, text: string) => {
+        writeFileSync(join(dir, name), text);
         return join(dir, name);
       };
       const { config, warnings } = resolveConfig(
         {},
         {
-          OTEL_EXPORTER_OTLP_CERTIFICATE: file("ca.pem"),
-          OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE: file("logs-ca.pem"),
-          OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: file("client.pem"),
-          OTEL_EXPORTER_OTLP_CLIENT_KEY: file("client.key"),
+          OTEL_EXPORTER_OTLP_CERTIFICATE: file("ca.pem", pems.ca.cert),
+          OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE: file(
+            "logs-ca.pem",
+            pems.logsCa.cert,
+          ),
+          OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: file(
+            "client.pem",
+            pems.client.cert,
+          ),
+          OTEL_EXPORTER_OTLP_CLIENT_KEY: file("client.key", pems.client.key),
           OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY: join(dir, "missing.key"),
         },
       );
       assert.deepEqual(config.traces.tls, {
-        ca: "PEM of ca.pem",
-        cert: "PEM of client.pem",
-        key: "PEM of client.key",
+        ca: pems.ca.cert,
+        cert: pems.client.cert,
+        key: pems.client.key,
       });
-      assert.equal(config.logs.tls.ca, "PEM of logs-ca.pem");
+      assert.equal(config.logs.tls.ca, pems.logsCa.cert);
       // The metrics key cannot be read: no client certificate for metrics.
-      assert.deepEqual(config.metrics.tls, { ca: "PEM of ca.pem" });
-      assert.equal(warnings.length, 2, warnings.join("\n"));
+      assert.deepEqual(config.metrics.tls, { ca: pems.ca.cert });
+      assert.equal(warnings.length, 1, warnings.join("\n"));
       assert.match(
         warnings[0]!,
-        /OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY: could not read .*ENOENT/,
+        /^OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY: could not read .*ENOENT.*; no client certificate is sent$/,
       );
-      assert.match(warnings[1]!, /go together \(metrics: only the certificate/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("leaves out, with OpenSSL's reason, a TLS file that can be read but not used", () => {
+    const dir = mkdtempSync(join(tmpdir(), "threadline-config-tls-"));
+    try {
+      const file = (name: string, text: string | Buffer) => {
+        writeFileSync(join(dir, name), text);
+        return join(dir, name);
+      };
+      const { config, warnings } = resolveConfig(
+        {},
+        {
+          // Not PEM: OpenSSL would read no certificate from it, and trust none.
+          OTEL_EXPORTER_OTLP_CERTIFICATE: file("ca.der", pems.caDer),
+          OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE: file("ca.pem", pems.ca.cert),
+          OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: file(
+            "client.pem",
+            pems.client.cert,
+          ),
+          OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY: file("client.der", pems.keyDer),
+          OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY: file("other.key", pems.ca.key),
+          OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY: file(
+            "client.key",
+            pems.client.key,
+          ),
+        },
+      );
+      assert.deepEqual(config.traces.tls, {});
+      assert.deepEqual(config.logs.tls, { ca: pems.ca.cert });
+      assert.deepEqual(config.metrics.tls, {
+        cert: pems.client.cert,
+        key: pems.client.key,
+      });
+      assert.deepEqual(
+        warnings.map((w) => w.replaceAll(dir, "<dir>")),
+        [
+          'OTEL_EXPORTER_OTLP_CERTIFICATE: "<dir>/ca.der" cannot be used (it holds no PEM certificate); it was ignored',
+          'OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY: "<dir>/client.der" cannot be used (error:1E08010C:DECODER routines::unsupported: the key must be PEM, without a passphrase); no client certificate is sent',
+          "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY cannot be used together (error:05800074:x509 certificate routines::key values mismatch); no client certificate is sent",
+        ],
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -234,6 +234,25 @@ it("refuses a header that would break the request, for good", async () => {
   assert.equal(received.length, 0);
 });
 
+it("refuses, for good and with OpenSSL's code, TLS files node:https cannot use", async () => {
+  const client = selfSignedCertificate("orders");
+  const transport = transportFor(
+    new URL("https://127.0.0.1:9/v1/traces"),
+    64,
+    "POST",
+    { cert: client.cert, key: selfSignedCertificate("other").key },
+  );
+  try {
+    await assert.rejects(
+      transport.send({}, Buffer.alloc(0), 1000),
+      (err: PlainHttpError) =>
+        err.final && err.code === "ERR_OSSL_X509_KEY_VALUES_MISMATCH",
+    );
+  } finally {
+    transport.close();
+  }
+});
+
 it("fails clearly on an answer that is not HTTP", async () => {
   const client = reset("SSH-2.0-OpenSSH\r\n\r\n");
   await assert.rejects(

@@ -109,7 +109,7 @@ interface Compressing {
 type Outcome =
   | { kind: "ok"; rejected: number; message: string }
   | { kind: "retry"; reason: string; retryAfterMs: number | undefined }
-  | { kind: "fail"; reason: string };
+  | { kind: "fail"; reason: string; unsent?: true };
 
 class Channel {
   readonly #owner: ChannelOwner;
@@ -341,7 +341,9 @@ class Channel {
         t: "diag",
         level: "warn",
         key: `${this.#signal}-rejected`,
-        message: `dropped ${p.count} ${what}: ${printableUrl(this.#endpoint.url)} refused them (${outcome.reason}); not retried`,
+        message: outcome.unsent
+          ? `dropped ${p.count} ${what}: they could not be sent to ${printableUrl(this.#endpoint.url)} (${outcome.reason}); not retried`
+          : `dropped ${p.count} ${what}: ${printableUrl(this.#endpoint.url)} refused them (${outcome.reason}); not retried`,
       });
     } else if (!retry) {
       this.#owner.add(this.#signal, "retriesExhausted", p.count);
@@ -483,7 +485,13 @@ class Channel {
       },
       (err: NodeJS.ErrnoException): Outcome =>
         err instanceof PlainHttpError && err.final
-          ? { kind: "fail", reason: err.message }
+          ? {
+              kind: "fail",
+              reason: err.code?.startsWith("ERR_OSSL_")
+                ? `${err.message}: the files OTEL_EXPORTER_OTLP_CERTIFICATE, _CLIENT_CERTIFICATE or _CLIENT_KEY name cannot be used`
+                : err.message,
+              unsent: true,
+            }
           : {
               kind: "retry",
               reason: untrustedCertificate(err.code)

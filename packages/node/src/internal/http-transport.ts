@@ -91,7 +91,15 @@ function httpsTransport(
           agent,
         });
       } catch (err) {
-        reject(new PlainHttpError((err as Error).message, undefined, true));
+        // Nothing was sent: the TLS files or the headers cannot be used,
+        // and will not be next time either.
+        reject(
+          new PlainHttpError(
+            (err as Error).message,
+            (err as NodeJS.ErrnoException).code,
+            true,
+          ),
+        );
         return;
       }
       // A request in flight never keeps the process alive on its own.
