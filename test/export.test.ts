@@ -772,6 +772,62 @@ describe("export", () => {
     }
   });
 
+  it("falls back to the general TLS variable when a signal's own names a file that cannot be read or used", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "threadline-export-tls-fallback-"));
+    const server = selfSignedCertificate("collector", "IP:127.0.0.1");
+    const client = selfSignedCertificate("orders", "DNS:orders");
+    writeFileSync(join(dir, "collector.pem"), server.cert);
+    writeFileSync(join(dir, "orders.pem"), client.cert);
+    writeFileSync(join(dir, "orders.key"), client.key);
+    writeFileSync(join(dir, "not-a-key.pem"), client.cert);
+    const secure = await startOtlpReceiver({
+      tls: { ...server, clientCa: client.cert },
+    });
+    try {
+      const app = await startFixture(
+        "burst.mjs",
+        env("tls-fallback", {
+          SPANS: "5",
+          EXIT: "natural",
+          OTEL_EXPORTER_OTLP_ENDPOINT: secure.url,
+          OTEL_EXPORTER_OTLP_CERTIFICATE: join(dir, "collector.pem"),
+          OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: join(dir, "orders.pem"),
+          OTEL_EXPORTER_OTLP_CLIENT_KEY: join(dir, "orders.key"),
+          OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: join(dir, "missing.pem"),
+          OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE: join(
+            dir,
+            "missing.pem",
+          ),
+          OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY: join(dir, "not-a-key.pem"),
+          THREADLINE_SHUTDOWN_TIMEOUT: "1000",
+        }),
+      );
+      await app.exited;
+      const said = app.stderr.join("\n");
+      assert.deepEqual(
+        { spans: secure.spans.length, logs: secure.logs.length },
+        { spans: 5, logs: 5 },
+        said,
+      );
+      assert.deepEqual(
+        app.stderr
+          .filter((l) => l.includes("TLS") || l.includes("_CERTIFICATE"))
+          .map((l) => l.replaceAll(dir, "<dir>")),
+        [
+          'threadline warn: OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: could not read "<dir>/missing.pem" (ENOENT); using OTEL_EXPORTER_OTLP_CERTIFICATE',
+          'threadline warn: OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE: could not read "<dir>/missing.pem" (ENOENT); using OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE',
+        ],
+      );
+      assert.match(
+        said,
+        /OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY: ".*not-a-key\.pem" cannot be used \(.*\); using OTEL_EXPORTER_OTLP_CLIENT_KEY/,
+      );
+    } finally {
+      await secure.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("reports the metric points a Collector rejected in an OTLP/JSON partial success", async () => {
     receiver.setResponder((req) =>
       req.url === "/v1/metrics"

@@ -757,12 +757,14 @@ function exportTimeoutOf(r: Reader, signal: SignalName): number {
 /**
  * OTEL_EXPORTER_OTLP[_<SIGNAL>]_CERTIFICATE, _CLIENT_KEY and
  * _CLIENT_CERTIFICATE: files read and checked once, here. A file that
- * cannot be read, or that TLS cannot use, is left out with a warning (the
- * export then meets the endpoint with the system's trust, and fails there
- * if that is not enough): node:https would otherwise throw on every
- * request, and every export would be dropped without one connection.
+ * cannot be read, or that TLS cannot use, is left out with a warning, a
+ * signal's own for the general variable's, as other settings fall back
+ * (with none, the export meets the endpoint with the system's trust, and
+ * fails there if that is not enough): node:https would otherwise throw on
+ * every request, and every export would be dropped without one connection.
  */
 function tlsFilesOf(r: Reader, S: string): TlsFiles {
+  // The signal's file, or when it cannot be read or used, the general one.
   const read = (
     suffix: string,
     check: FileCheck,
@@ -771,11 +773,17 @@ function tlsFilesOf(r: Reader, S: string): TlsFiles {
     const names = [
       `OTEL_EXPORTER_OTLP_${S}_${suffix}`,
       `OTEL_EXPORTER_OTLP_${suffix}`,
-    ];
-    const name = names.find((n) => r.str(n) !== undefined);
-    return name === undefined
-      ? undefined
-      : { name, text: r.file(name, check, otherwise) };
+    ].filter((n) => r.str(n) !== undefined);
+    for (const [i, name] of names.entries()) {
+      const next = names[i + 1];
+      const text = r.file(
+        name,
+        check,
+        next === undefined ? otherwise : `using ${next}`,
+      );
+      if (text !== undefined || next === undefined) return { name, text };
+    }
+    return undefined;
   };
   const tls: TlsFiles = {};
   const ca = read("CERTIFICATE", caProblem)?.text;

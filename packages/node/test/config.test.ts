@@ -537,12 +537,12 @@ describe("resolveConfig", () => {
         key: pems.client.key,
       });
       assert.equal(config.logs.tls.ca, pems.logsCa.cert);
-      // The metrics key cannot be read: no client certificate for metrics.
-      assert.deepEqual(config.metrics.tls, { ca: pems.ca.cert });
+      // The metrics key cannot be read: the general one serves in its place.
+      assert.deepEqual(config.metrics.tls, config.traces.tls);
       assert.equal(warnings.length, 1, warnings.join("\n"));
       assert.match(
         warnings[0]!,
-        /^OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY: could not read .*ENOENT.*; no client certificate is sent$/,
+        /^OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY: could not read .*ENOENT.*; using OTEL_EXPORTER_OTLP_CLIENT_KEY$/,
       );
     } finally {
       rmSync(dir, { recursive: true, force: true });
