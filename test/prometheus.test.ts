@@ -60,23 +60,26 @@ it("serves request and runtime metrics in the Prometheus text format, next to OT
     );
     assert.match(
       text,
-      /^http_server_request_duration_seconds_count\{http_request_method="GET",url_scheme="http",network_protocol_version="1.1",http_response_status_code="200"\} 3$/m,
+      /^http_server_request_duration_seconds_count\{http_request_method="GET",url_scheme="http",network_protocol_version="1.1",http_response_status_code="200",otel_scope_name="@threadline\/instrumentation-http"\} 3$/m,
     );
     assert.match(
       text,
       /^http_server_request_duration_seconds_bucket\{.*le="\+Inf"\} 3$/m,
     );
     assert.match(text, /^# TYPE process_cpu_time_seconds_total counter$/m);
-    assert.match(text, /^process_memory_usage_bytes \d+$/m);
+    assert.match(
+      text,
+      /^process_memory_usage_bytes\{otel_scope_name="@threadline\/node\/runtime",otel_scope_version="[^"]+"\} \d+$/m,
+    );
     // Host metrics, asked for with THREADLINE_HOST_METRICS.
     assert.match(
       text,
-      /^system_memory_usage_bytes\{system_memory_state="free"\} \d+$/m,
+      /^system_memory_usage_bytes\{system_memory_state="free",otel_scope_name="@threadline\/node\/host",otel_scope_version="[^"]+"\} \d+$/m,
     );
-    assert.match(text, /^system_cpu_load_average_1m [\d.e-]+$/m);
+    assert.match(text, /^system_cpu_load_average_1m\{[^}]*\} [\d.e-]+$/m);
     assert.match(
       text,
-      /^nodejs_eventloop_delay_seconds\{nodejs_eventloop_delay_percentile="p99"\} [\d.e-]+$/m,
+      /^nodejs_eventloop_delay_seconds\{nodejs_eventloop_delay_percentile="p99",[^}]*\} [\d.e-]+$/m,
     );
     // Scrapes are not requests of the service: three, not more, and no span.
     const again = await (
@@ -98,6 +101,73 @@ it("serves request and runtime metrics in the Prometheus text format, next to OT
   } finally {
     await svc.stop();
     await receiver.close();
+  }
+});
+
+it("serves the resource as target_info and each series' instrumentation scope as labels", async () => {
+  const port = await freePort();
+  const svc = await startService({
+    entry: "scoped-counter.mjs",
+    cwd: fixtures,
+    env: {
+      OTEL_SERVICE_NAME: "orders",
+      OTEL_RESOURCE_ATTRIBUTES:
+        "service.instance.id=orders-1,deployment.environment.name=prod,k8s.pod.name=orders-7f9",
+      OTEL_METRICS_EXPORTER: "prometheus",
+      OTEL_TRACES_EXPORTER: "none",
+      OTEL_LOGS_EXPORTER: "none",
+      OTEL_EXPORTER_PROMETHEUS_HOST: "127.0.0.1",
+      OTEL_EXPORTER_PROMETHEUS_PORT: String(port),
+    },
+  });
+  try {
+    await (await fetch(svc.url)).text();
+    const text = await waitFor(
+      async () => {
+        const body = await (
+          await fetch(`http://127.0.0.1:${port}/metrics`)
+        ).text();
+        return (
+          body.includes("http_server_request_duration_seconds_count") && body
+        );
+      },
+      { what: "the request histogram on /metrics" },
+    );
+    // One target_info, its labels the resource's attributes, sanitised.
+    const target = text.split("\n").filter((l) => /target_info/.test(l));
+    assert.equal(target.length, 3, target.join("\n"));
+    assert.deepEqual(target.slice(0, 2), [
+      "# HELP target_info Target metadata",
+      "# TYPE target_info gauge",
+    ]);
+    const labels = Object.fromEntries(
+      [...target[2]!.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]),
+    );
+    assert.match(target[2]!, /^target_info\{.*\} 1$/);
+    assert.equal(labels["service_name"], "orders");
+    assert.equal(labels["service_instance_id"], "orders-1");
+    assert.equal(labels["deployment_environment_name"], "prod");
+    assert.equal(labels["k8s_pod_name"], "orders-7f9");
+    assert.equal(labels["telemetry_sdk_language"], "nodejs");
+    // Every series names its scope; the application's attribute that would
+    // make the scope's label a second time is left out.
+    assert.match(
+      text,
+      /^shop_orders_total\{shop_tier="gold",otel_scope_name="shop",otel_scope_version="2\.1\.0"\} 3$/m,
+    );
+    assert.match(
+      text,
+      /^http_server_request_duration_seconds_count\{[^}]*otel_scope_name="@threadline\/instrumentation-http"[,}].* 1$/m,
+    );
+    for (const line of text.split("\n"))
+      if (
+        line !== "" &&
+        !line.startsWith("#") &&
+        !line.startsWith("target_info")
+      )
+        assert.match(line, /[{,]otel_scope_name="[^"]+"[,}]/, line);
+  } finally {
+    await svc.stop();
   }
 });
 
@@ -129,7 +199,7 @@ it("answers a scrape, exports and shuts down while an asynchronous callback neve
       },
       { what: "a scrape of /metrics" },
     );
-    assert.match(text, /^workers 4$/m);
+    assert.match(text, /^workers\{otel_scope_name="fixture"\} 4$/m);
     assert.doesNotMatch(text, /^queue_depth/m);
     // The interval's exports carry on, each with what did answer.
     await waitFor(

@@ -640,6 +640,7 @@ function start(options: InitOptions): ThreadlineHandle {
       ? undefined
       : startPrometheusEndpoint(
           meterProvider,
+          resource,
           prometheusAt.host,
           prometheusAt.port,
         );

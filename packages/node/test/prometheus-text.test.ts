@@ -5,55 +5,67 @@ import { prometheusName, toPrometheusText } from "../src/metrics/prometheus.ts";
 const scope = { name: "app", version: "" };
 
 it("writes text a strict parser reads, whatever the descriptions and attributes", () => {
-  const text = toPrometheusText([
-    {
-      scope,
-      name: "jobs.done",
-      description: "Jobs done per C:\\queue\nand worker",
-      unit: "{job}",
-      kind: "sum",
-      monotonic: true,
-      points: [
-        {
-          attributes: { "a.b": "dot", a_b: "underscore", q: 'say "hi"\\' },
-          startTime: 0,
-          time: 0,
-          value: 3,
-        },
-      ],
-    },
-    {
-      scope,
-      name: "job.duration",
-      description: "",
-      unit: "s",
-      kind: "histogram",
-      points: [
-        {
-          attributes: { le: "mine" },
-          startTime: 0,
-          time: 0,
-          count: 2,
-          sum: 1.5,
-          min: 0.5,
-          max: 1,
-          bounds: [1],
-          counts: [2, 0],
-        },
-      ],
-    },
-  ]);
+  const text = toPrometheusText(
+    [
+      {
+        scope,
+        name: "jobs.done",
+        description: "Jobs done per C:\\queue\nand worker",
+        unit: "{job}",
+        kind: "sum",
+        monotonic: true,
+        points: [
+          {
+            attributes: {
+              "a.b": "dot",
+              a_b: "underscore",
+              q: 'say "hi"\\',
+              // The scope's label: the attribute gives way to it.
+              "otel.scope.name": "mine",
+            },
+            startTime: 0,
+            time: 0,
+            value: 3,
+          },
+        ],
+      },
+      {
+        scope,
+        name: "job.duration",
+        description: "",
+        unit: "s",
+        kind: "histogram",
+        points: [
+          {
+            attributes: { le: "mine" },
+            startTime: 0,
+            time: 0,
+            count: 2,
+            sum: 1.5,
+            min: 0.5,
+            max: 1,
+            bounds: [1],
+            counts: [2, 0],
+          },
+        ],
+      },
+    ],
+    { "service.name": "orders", "k8s.pod.name": 'pod "7"', "a.b": 1 },
+  );
   assert.equal(
     text,
     [
+      "# HELP target_info Target metadata",
+      "# TYPE target_info gauge",
+      'target_info{service_name="orders",k8s_pod_name="pod \\"7\\"",a_b="1"} 1',
       "# HELP jobs_done_total Jobs done per C:\\\\queue\\nand worker",
       "# TYPE jobs_done_total counter",
-      'jobs_done_total{a_b="dot;underscore",q="say \\"hi\\"\\\\"} 3',
+      'jobs_done_total{a_b="dot;underscore",q="say \\"hi\\"\\\\",otel_scope_name="app"} 3',
       "# TYPE job_duration_seconds histogram",
-      'job_duration_seconds_bucket{otel_le="mine",le="1"} 2',
-      'job_duration_seconds_bucket{otel_le="mine",le="+Inf"} 2',
-      'job_duration_seconds_sum{otel_le="mine"} 1.5',
-      'job_duration_seconds_count{otel_le="mine"} 2',
+      'job_duration_seconds_bucket{otel_le="mine",otel_scope_name="app",le="1"} 2',
+      'job_duration_seconds_bucket{otel_le="mine",otel_scope_name="app",le="+Inf"} 2',
+      'job_duration_seconds_sum{otel_le="mine",otel_scope_name="app"} 1.5',
+      'job_duration_seconds_count{otel_le="mine",otel_scope_name="app"} 2',
       "",
     ].join("\n"),
   );
@@ -194,20 +206,20 @@ it("writes each metric's unit words into its name in the text", () => {
     text,
     [
       "# TYPE custom_bytes_sent_kibibytes_total counter",
-      "custom_bytes_sent_kibibytes_total 2",
+      'custom_bytes_sent_kibibytes_total{otel_scope_name="app"} 2',
       "# TYPE custom_speed_meters_per_second gauge",
-      "custom_speed_meters_per_second 2",
+      'custom_speed_meters_per_second{otel_scope_name="app"} 2',
       "# TYPE custom_hits_total counter",
-      "custom_hits_total 2",
+      'custom_hits_total{otel_scope_name="app"} 2',
       "# TYPE custom_level_ratio gauge",
-      "custom_level_ratio 2",
+      'custom_level_ratio{otel_scope_name="app"} 2',
       "# TYPE custom_open gauge",
-      "custom_open 2",
+      'custom_open{otel_scope_name="app"} 2',
       "# TYPE custom_temp_celsius histogram",
-      'custom_temp_celsius_bucket{le="0"} 0',
-      'custom_temp_celsius_bucket{le="+Inf"} 1',
-      "custom_temp_celsius_sum 20",
-      "custom_temp_celsius_count 1",
+      'custom_temp_celsius_bucket{otel_scope_name="app",le="0"} 0',
+      'custom_temp_celsius_bucket{otel_scope_name="app",le="+Inf"} 1',
+      'custom_temp_celsius_sum{otel_scope_name="app"} 20',
+      'custom_temp_celsius_count{otel_scope_name="app"} 1',
       "",
     ].join("\n"),
   );

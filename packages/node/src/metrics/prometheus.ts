@@ -5,8 +5,12 @@
 // as the OpenTelemetry specification names them. Names follow the
 // specification's mapping: dots become underscores, the unit is a suffix in
 // words (`_seconds`, `_kibibytes`, `_meters_per_second`; see unitWords()),
-// monotonic sums end in `_total`.
-import type { MetricData } from "@threadline/otlp";
+// monotonic sums end in `_total`. As the specification's compatibility
+// mapping asks of an SDK's pull exporter, the resource is the one
+// `target_info` series (service.name and the rest, to join on), and every
+// series carries its instrumentation scope as `otel_scope_name` and
+// `otel_scope_version`.
+import type { Attributes, MetricData, Scope } from "@threadline/otlp";
 import {
   startUntracedServer,
   type UntracedServer,
@@ -126,17 +130,21 @@ function escapeLabel(v: string): string {
  * A series' labels. Attributes whose names become one label (`a.b` and
  * `a_b`) share it, their values joined by `;` in the attributes' order:
  * a label twice makes the whole scrape unreadable. On a histogram, an attribute named `le` becomes
- * `otel_le`, since `le` is the bucket's.
+ * `otel_le`, since `le` is the bucket's. An attribute that would become one
+ * of the `reserved` labels (the scope's, which every series carries) is
+ * left out.
  */
 function labelParts(
   attributes: Record<string, unknown>,
   histogram: boolean,
+  reserved: ReadonlySet<string> = NO_LABELS,
 ): string[] {
   const byLabel = new Map<string, string[]>();
   for (const k of Object.keys(attributes)) {
     const v = attributes[k];
     if (v === undefined) continue;
     let name = labelName(k);
+    if (reserved.has(name)) continue;
     if (histogram && name === "le") name = "otel_le";
     const s = typeof v === "string" ? v : JSON.stringify(v);
     const values = byLabel.get(name);
@@ -147,6 +155,19 @@ function labelParts(
   for (const [name, values] of byLabel)
     parts.push(`${name}="${escapeLabel(values.join(";"))}"`);
   return parts;
+}
+
+const NO_LABELS: ReadonlySet<string> = new Set();
+const SCOPE_LABELS: ReadonlySet<string> = new Set([
+  "otel_scope_name",
+  "otel_scope_version",
+]);
+
+/** The labels naming a metric's scope: its name, and its version if it has one. */
+function scopeLabels(scope: Scope): Record<string, string> {
+  return scope.version === undefined || scope.version === ""
+    ? { otel_scope_name: scope.name }
+    : { otel_scope_name: scope.name, otel_scope_version: scope.version };
 }
 
 function braced(parts: readonly string[]): string {
@@ -160,10 +181,23 @@ function num(n: number): string {
   return String(n);
 }
 
-/** The text exposition format (version 0.0.4) of a collection. */
-export function toPrometheusText(metrics: readonly MetricData[]): string {
+/**
+ * The text exposition format (version 0.0.4) of a collection, with the
+ * resource as `target_info`: a gauge of 1, as the format has no info type.
+ */
+export function toPrometheusText(
+  metrics: readonly MetricData[],
+  resource: Attributes = {},
+): string {
   const out: string[] = [];
-  const seen = new Set<string>();
+  // One target_info only: an application's metric of that name gives way.
+  const seen = new Set<string>(["target_info"]);
+  const target = labelParts(resource, false);
+  if (target.length > 0) {
+    out.push("# HELP target_info Target metadata");
+    out.push("# TYPE target_info gauge");
+    out.push(`target_info${braced(target)} 1`);
+  }
   for (const m of metrics) {
     const name = prometheusName(m);
     // Two scopes with one metric name: the first wins, as Prometheus
@@ -179,10 +213,14 @@ export function toPrometheusText(metrics: readonly MetricData[]): string {
     if (m.description !== "")
       out.push(`# HELP ${name} ${escapeHelp(m.description)}`);
     out.push(`# TYPE ${name} ${type}`);
+    const scopeParts = labelParts(scopeLabels(m.scope), false);
     if (m.kind === "histogram") {
       for (const p of m.points) {
         // The point's labels are worked out once, for every line of it.
-        const parts = labelParts(p.attributes, true);
+        const parts = [
+          ...labelParts(p.attributes, true, SCOPE_LABELS),
+          ...scopeParts,
+        ];
         const bucket = (le: string) => braced([...parts, `le="${le}"`]);
         let cumulative = 0;
         p.bounds.forEach((bound, i) => {
@@ -197,7 +235,7 @@ export function toPrometheusText(metrics: readonly MetricData[]): string {
     } else {
       for (const p of m.points)
         out.push(
-          `${name}${braced(labelParts(p.attributes, false))} ${num(p.value)}`,
+          `${name}${braced([...labelParts(p.attributes, false, SCOPE_LABELS), ...scopeParts])} ${num(p.value)}`,
         );
     }
   }
@@ -207,6 +245,7 @@ export function toPrometheusText(metrics: readonly MetricData[]): string {
 /** Serves GET /metrics; resolves once listening (or undefined if it cannot). */
 export function startPrometheusEndpoint(
   provider: MeterProvider,
+  resource: Attributes,
   host: string,
   port: number,
 ): Promise<UntracedServer | undefined> {
@@ -228,7 +267,7 @@ export function startPrometheusEndpoint(
             .writeHead(200, {
               "content-type": "text/plain; version=0.0.4; charset=utf-8",
             })
-            .end(toPrometheusText(metrics)),
+            .end(toPrometheusText(metrics, resource)),
         (err: unknown) =>
           res
             .writeHead(500, { "content-type": "text/plain" })
