@@ -1370,13 +1370,18 @@ export class Store implements TraceBackend {
     let traces = aged.traces;
     let rows = aged.rows;
     if (this.sizeBytes() > this.#maxBytes) {
-      const count = (table: string) =>
-        (this.#s(`SELECT count(*) AS n FROM ${table}`).get() as { n: number })
-          .n;
+      // Traces and log lines as counts() keeps them, not counted again:
+      // a store over its size holds millions of rows. Metric points are
+      // few (one per series and export interval).
+      const kept = this.counts();
       const left = {
-        traces: count("traces"),
-        logs: count("logs"),
-        metrics: count("metric_points"),
+        traces: kept.traces,
+        logs: kept.logs,
+        metrics: (
+          this.#s("SELECT count(*) AS n FROM metric_points").get() as {
+            n: number;
+          }
+        ).n,
       };
       // The time of the row a tenth of the way into a kind, oldest first.
       const tenth = (sql: string, n: number) =>
