@@ -171,6 +171,56 @@ it("serves the resource as target_info and each series' instrumentation scope as
   }
 });
 
+it("serves every scope's series of a metric name under one type, and only the first type's when scopes disagree", async () => {
+  const port = await freePort();
+  const svc = await startService({
+    entry: "shared-metric-names.mjs",
+    cwd: fixtures,
+    env: {
+      OTEL_SERVICE_NAME: "shared",
+      OTEL_METRICS_EXPORTER: "prometheus",
+      OTEL_TRACES_EXPORTER: "none",
+      OTEL_LOGS_EXPORTER: "none",
+      OTEL_EXPORTER_PROMETHEUS_HOST: "127.0.0.1",
+      OTEL_EXPORTER_PROMETHEUS_PORT: String(port),
+    },
+  });
+  try {
+    const text = await waitFor(
+      async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text(),
+      { what: "a scrape of /metrics" },
+    );
+    const family = (name: string) =>
+      text.split("\n").filter((l) => l.includes(name));
+    assert.deepEqual(family("app_requests_total"), [
+      "# HELP app_requests_total Requests handled",
+      "# TYPE app_requests_total counter",
+      'app_requests_total{route="/a",otel_scope_name="shop",otel_scope_version="1.0.0"} 1',
+      'app_requests_total{route="/a",otel_scope_name="billing"} 2',
+    ]);
+    // A name cannot hold a histogram and a gauge: the first made is served.
+    const jobs = family("app_jobs");
+    assert.equal(jobs[0], "# TYPE app_jobs histogram");
+    assert.deepEqual(
+      jobs.filter((l) => !l.startsWith("#")).map((l) => l.split("{")[0]),
+      [...Array(16).fill("app_jobs_bucket"), "app_jobs_sum", "app_jobs_count"],
+    );
+    assert.doesNotMatch(text, /billing"\} 4$/m);
+    const warning = await waitFor(
+      () => {
+        const lines = svc.stderr.filter((l) => /app\.jobs/.test(l));
+        return lines.length > 0 && lines;
+      },
+      { what: "a warning about app.jobs" },
+    );
+    assert.equal(warning.length, 1, warning.join("\n"));
+    assert.match(warning[0]!, /billing/);
+    assert.match(warning[0]!, /shop/);
+  } finally {
+    await svc.stop();
+  }
+});
+
 it("answers a scrape, exports and shuts down while an asynchronous callback never settles", async () => {
   const receiver = await startOtlpReceiver();
   const port = await freePort();

@@ -9,7 +9,9 @@
 // mapping asks of an SDK's pull exporter, the resource is the one
 // `target_info` series (service.name and the rest, to join on), and every
 // series carries its instrumentation scope as `otel_scope_name` and
-// `otel_scope_version`.
+// `otel_scope_version`, so scopes that make a metric of the same name share
+// it (see families()).
+import { diag } from "@threadline/core";
 import type { Attributes, MetricData, Scope } from "@threadline/otlp";
 import {
   startUntracedServer,
@@ -181,6 +183,51 @@ function num(n: number): string {
   return String(n);
 }
 
+/** A metric's Prometheus type. */
+function typeOf(m: MetricData): "histogram" | "counter" | "gauge" {
+  if (m.kind === "histogram") return "histogram";
+  return m.kind === "sum" && m.monotonic ? "counter" : "gauge";
+}
+
+/** A scope as a warning names it: its name, and its version if it has one. */
+function scopeText(scope: Scope): string {
+  return scope.version === undefined || scope.version === ""
+    ? scope.name
+    : `${scope.name}@${scope.version}`;
+}
+
+/** The metrics of one Prometheus name, of the type the first of them gave it. */
+interface Family {
+  type: "histogram" | "counter" | "gauge";
+  metrics: MetricData[];
+}
+
+/**
+ * The metrics by Prometheus name, in the order each name first appears.
+ * Libraries often make a metric of the same name (each their own scope):
+ * one name holds all their series, told apart by otel_scope_name. A name
+ * holds one type only, so a metric that would give it another is left
+ * out, with a warning naming both scopes.
+ */
+function families(metrics: readonly MetricData[]): Map<string, Family> {
+  const out = new Map<string, Family>();
+  for (const m of metrics) {
+    const name = prometheusName(m);
+    // One target_info only: an application's metric of that name gives way.
+    if (name === "target_info") continue;
+    const type = typeOf(m);
+    const family = out.get(name);
+    if (family === undefined) out.set(name, { type, metrics: [m] });
+    else if (family.type === type) family.metrics.push(m);
+    else
+      diag.warnOnce(
+        `prometheus-type:${name}\u0000${scopeText(m.scope)}`,
+        `metric ${m.name} of scope ${scopeText(m.scope)} is a ${type}, but ${name} on /metrics is already a ${family.type} (scope ${scopeText(family.metrics[0]!.scope)}); a Prometheus name holds one type, so /metrics leaves the ${type} out`,
+      );
+  }
+  return out;
+}
+
 /**
  * The text exposition format (version 0.0.4) of a collection, with the
  * resource as `target_info`: a gauge of 1, as the format has no info type.
@@ -190,53 +237,57 @@ export function toPrometheusText(
   resource: Attributes = {},
 ): string {
   const out: string[] = [];
-  // One target_info only: an application's metric of that name gives way.
-  const seen = new Set<string>(["target_info"]);
   const target = labelParts(resource, false);
   if (target.length > 0) {
     out.push("# HELP target_info Target metadata");
     out.push("# TYPE target_info gauge");
     out.push(`target_info${braced(target)} 1`);
   }
-  for (const m of metrics) {
-    const name = prometheusName(m);
-    // Two scopes with one metric name: the first wins, as Prometheus
-    // cannot hold both under one name with different types.
-    if (seen.has(name)) continue;
-    seen.add(name);
-    const type =
-      m.kind === "histogram"
-        ? "histogram"
-        : m.kind === "sum" && m.monotonic
-          ? "counter"
-          : "gauge";
-    if (m.description !== "")
-      out.push(`# HELP ${name} ${escapeHelp(m.description)}`);
+  for (const [name, { type, metrics: ms }] of families(metrics)) {
+    const description = ms.find((m) => m.description !== "")?.description;
+    if (description !== undefined)
+      out.push(`# HELP ${name} ${escapeHelp(description)}`);
     out.push(`# TYPE ${name} ${type}`);
-    const scopeParts = labelParts(scopeLabels(m.scope), false);
-    if (m.kind === "histogram") {
-      for (const p of m.points) {
-        // The point's labels are worked out once, for every line of it.
-        const parts = [
-          ...labelParts(p.attributes, true, SCOPE_LABELS),
-          ...scopeParts,
-        ];
-        const bucket = (le: string) => braced([...parts, `le="${le}"`]);
-        let cumulative = 0;
-        p.bounds.forEach((bound, i) => {
-          cumulative += p.counts[i] ?? 0;
-          out.push(`${name}_bucket${bucket(num(bound))} ${cumulative}`);
-        });
-        out.push(`${name}_bucket${bucket("+Inf")} ${p.count}`);
-        const own = braced(parts);
-        out.push(`${name}_sum${own} ${num(p.sum)}`);
-        out.push(`${name}_count${own} ${p.count}`);
+    // A series twice makes the whole scrape unreadable: two metrics of one
+    // scope whose names become one (`a.b` and `a_b`) may give the same
+    // labels, and the first keeps them.
+    const written = ms.length > 1 ? new Set<string>() : undefined;
+    const fresh = (labels: string) => {
+      if (written === undefined) return true;
+      if (written.has(labels)) return false;
+      written.add(labels);
+      return true;
+    };
+    for (const m of ms) {
+      const scopeParts = labelParts(scopeLabels(m.scope), false);
+      if (m.kind === "histogram") {
+        for (const p of m.points) {
+          // The point's labels are worked out once, for every line of it.
+          const parts = [
+            ...labelParts(p.attributes, true, SCOPE_LABELS),
+            ...scopeParts,
+          ];
+          const own = braced(parts);
+          if (!fresh(own)) continue;
+          const bucket = (le: string) => braced([...parts, `le="${le}"`]);
+          let cumulative = 0;
+          p.bounds.forEach((bound, i) => {
+            cumulative += p.counts[i] ?? 0;
+            out.push(`${name}_bucket${bucket(num(bound))} ${cumulative}`);
+          });
+          out.push(`${name}_bucket${bucket("+Inf")} ${p.count}`);
+          out.push(`${name}_sum${own} ${num(p.sum)}`);
+          out.push(`${name}_count${own} ${p.count}`);
+        }
+      } else {
+        for (const p of m.points) {
+          const labels = braced([
+            ...labelParts(p.attributes, false, SCOPE_LABELS),
+            ...scopeParts,
+          ]);
+          if (fresh(labels)) out.push(`${name}${labels} ${num(p.value)}`);
+        }
       }
-    } else {
-      for (const p of m.points)
-        out.push(
-          `${name}${braced([...labelParts(p.attributes, false, SCOPE_LABELS), ...scopeParts])} ${num(p.value)}`,
-        );
     }
   }
   return `${out.join("\n")}\n`;
