@@ -6,7 +6,9 @@
 // string, no sort and no object per measurement once the series exists. Each instrument holds at most
 // CARDINALITY_LIMIT series; measurements beyond go to one overflow series
 // (`otel.metric.overflow=true`), as the OpenTelemetry specification asks,
-// so a high-cardinality attribute cannot grow memory without bound.
+// so a high-cardinality attribute cannot grow memory without bound; it
+// aggregates what it takes as the instrument does (a sum adds them up, a
+// gauge keeps the last), observable instruments' too.
 // Histograms keep, per bucket, the latest measurement taken inside a sampled
 // span as an exemplar, linking the point to a trace. An observable
 // (asynchronous) instrument keeps only the series its callbacks reported in
@@ -139,6 +141,11 @@ interface NumberSeries {
   /** The value and time of its last delta export (time undefined: none yet). */
   reported: number;
   reportedAt: number | undefined;
+  /**
+   * On an observable sum's overflow series, what each attribute set folded
+   * into it reported last, by attributesKey(): its value is their sum.
+   */
+  overflowed: Map<string, number> | undefined;
 }
 
 interface HistogramSeries {
@@ -206,6 +213,8 @@ class SeriesMap<S> {
   #lastSeries: S | undefined;
   readonly #index: IndexNode<S> = { next: undefined, series: undefined };
   #indexNodes = 0;
+  /** The overflow series, once the limit made one. */
+  overflow: S | undefined;
   readonly #make: (attributes: PointAttributes) => S;
   readonly #invalid: InvalidAttributes;
 
@@ -283,6 +292,7 @@ class SeriesMap<S> {
       if (s === undefined) {
         s = this.#make(copy(point));
         this.#byKey.set(key, s);
+        if (point === OVERFLOW) this.overflow = s;
       }
     }
     this.#remember(attributes, s);
@@ -326,6 +336,7 @@ const numberSeries = (
   round: 0,
   reported: 0,
   reportedAt: undefined,
+  overflowed: undefined,
 });
 
 /** Sums (monotonic or not) and last-value gauges over attribute sets. */
@@ -413,8 +424,9 @@ export class NumberAggregator {
 
   /**
    * An observable instrument's value in collection `round`: absolute, so a
-   * sum is replaced, not added. Goes to a new set of series that
-   * endRound() makes current; a series reported before keeps its start time.
+   * sum is replaced, not added (but see #take() for the overflow series).
+   * Goes to a new set of series that endRound() makes current; a series
+   * reported before keeps its start time.
    */
   observe(
     value: number,
@@ -445,7 +457,41 @@ export class NumberAggregator {
         }
       }
     }
-    s.value = value;
+    this.#take(s, this.#observing, value, attributes);
+  }
+
+  /**
+   * An observable instrument's value outside a collection's round (see
+   * MeterProvider.collectSync()): it updates the current series, as
+   * observe() would have in the round that made them.
+   */
+  observeNow(value: number, attributes: Attributes | undefined): void {
+    if (typeof value !== "number" || !Number.isFinite(value)) return;
+    this.#take(this.#series.get(attributes), this.#series, value, attributes);
+  }
+
+  /**
+   * Takes an observed value into its series. The overflow series stands for
+   * every attribute set past the limit, and aggregates them as the
+   * instrument aggregates: a sum's is the sum of what each set reported
+   * last in the round (a set reported twice counts once, as it would in a
+   * series of its own), a gauge's the last value reported, as a gauge's
+   * series keeps the last of its measurements.
+   */
+  #take(
+    s: NumberSeries,
+    series: SeriesMap<NumberSeries>,
+    value: number,
+    attributes: Attributes | undefined,
+  ): void {
+    if (this.kind !== "sum" || s !== series.overflow) {
+      s.value = value;
+      return;
+    }
+    const key = attributesKey(attributes);
+    const overflowed = (s.overflowed ??= new Map());
+    s.value += value - (overflowed.get(key) ?? 0);
+    overflowed.set(key, value);
   }
 
   /** Makes what collection `round` observed the instrument's series, and only that. */

@@ -348,7 +348,7 @@ export class MeterProvider implements ApiMeterProvider {
       value: number,
       attributes: Attributes | undefined,
     ) => {
-      if (n === undefined) a.set(value, attributes);
+      if (n === undefined) a.observeNow(value, attributes);
       else a.observe(value, attributes, n);
     };
     const running: Running[] = [];

@@ -1,0 +1,54 @@
+// How an instrumented service aggregates the application's own metrics, as
+// a backend receives them over OTLP.
+import assert from "node:assert/strict";
+import { after, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  startOtlpReceiver,
+  startService,
+  stopTestServers,
+} from "@threadline/test-support";
+
+const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
+
+after(() => stopTestServers());
+
+it("folds an observable instrument's attribute sets past the limit into one overflow series: a sum of them for sums, the last for a gauge", async () => {
+  const receiver = await startOtlpReceiver();
+  const svc = await startService({
+    entry: "observed-overflow.mjs",
+    cwd: fixtures,
+    ready: false,
+    env: {
+      OTEL_SERVICE_NAME: "queues",
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_METRIC_EXPORT_INTERVAL: "200",
+      RUN_MS: "1000",
+    },
+  });
+  try {
+    assert.equal((await svc.exited).code, 0, svc.stderr.join("\n"));
+    const exports = (name: string) =>
+      receiver.metrics.filter((m) => m.name === name);
+    assert.ok(exports("queue.number").length >= 3, "three exports or more");
+    // 1999 queues of their own, and the overflow: every export, the one at
+    // exit included, holds all 2100 and the 101 past the limit once.
+    const overflow = { "otel.metric.overflow": true };
+    for (const name of ["queue.messages", "queue.consumers"])
+      for (const m of exports(name)) {
+        assert.equal(m.points.length, 2000, name);
+        const total = m.points.reduce((n, p) => n + p.value!, 0);
+        assert.equal(total, 2100, name);
+        const o = m.points.find((p) => p.attributes["otel.metric.overflow"]);
+        assert.deepEqual(o?.attributes, overflow, name);
+        assert.equal(o.value, 101, name);
+      }
+    for (const m of exports("queue.number")) {
+      const o = m.points.find((p) => p.attributes["otel.metric.overflow"]);
+      assert.equal(o?.value, 2099);
+    }
+  } finally {
+    await svc.stop();
+    await receiver.close();
+  }
+});
