@@ -148,6 +148,11 @@ describe("metrics", () => {
       ),
     );
     assert.equal(sql.unit, "s");
+    // The buckets each metric's semantic conventions advise.
+    assert.deepEqual(
+      sql.points[0]!.explicitBounds,
+      [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10],
+    );
     const insert = sql.points.find(
       (p) =>
         p.attributes["db.operation.name"] === "INSERT" &&
@@ -195,6 +200,13 @@ describe("metrics", () => {
     );
     const processing = await latest("messaging.process.duration", "worker");
     assert.equal(processing.points[0]!.count, 3);
+    assert.deepEqual(
+      processing.points[0]!.explicitBounds,
+      [
+        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5,
+        10,
+      ],
+    );
     const latency = await latest(
       "threadline.messaging.delivery.latency",
       "worker",
@@ -242,6 +254,7 @@ describe("metrics", () => {
     const gc = await latest("v8js.gc.duration", "orders");
     assert.equal(gc.kind, "histogram");
     assert.ok(gc.points.length > 0);
+    assert.deepEqual(gc.points[0]!.explicitBounds, [0.01, 0.1, 1, 10]);
     assert.ok(
       gc.points.every((p) => typeof p.attributes["v8js.gc.type"] === "string"),
     );
