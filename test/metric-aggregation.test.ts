@@ -52,3 +52,48 @@ it("folds an observable instrument's attribute sets past the limit into one over
     await receiver.close();
   }
 });
+
+it("keeps a histogram's advised bucket bounds that are numbers, in order and once, and the default ones when none is", async () => {
+  const receiver = await startOtlpReceiver();
+  const svc = await startService({
+    entry: "bucket-advice.mjs",
+    cwd: fixtures,
+    ready: false,
+    env: {
+      OTEL_SERVICE_NAME: "buckets",
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_METRIC_EXPORT_INTERVAL: "200",
+      RUN_MS: "500",
+    },
+  });
+  try {
+    assert.equal((await svc.exited).code, 0, svc.stderr.join("\n"));
+    const point = (name: string) => {
+      const m = receiver.metrics.findLast((x) => x.name === name);
+      assert.ok(m, name);
+      return m.points[0]!;
+    };
+    const unsorted = point("size.unsorted");
+    assert.deepEqual(unsorted.explicitBounds, [1, 10, 100]);
+    assert.deepEqual(unsorted.bucketCounts, [0, 1, 1, 1]);
+    const repeated = point("size.repeated");
+    assert.deepEqual(repeated.explicitBounds, [1]);
+    assert.deepEqual(repeated.bucketCounts, [1, 1]);
+    // No bound left: a duration's default buckets, with a warning.
+    const none = point("wait.none");
+    assert.deepEqual(
+      none.explicitBounds,
+      [
+        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5,
+        10,
+      ],
+    );
+    assert.equal(none.count, 1);
+    const warnings = svc.stderr.filter((l) => /wait\.none/.test(l));
+    assert.equal(warnings.length, 1, svc.stderr.join("\n"));
+    assert.match(warnings[0]!, /bucket/);
+  } finally {
+    await svc.stop();
+    await receiver.close();
+  }
+});

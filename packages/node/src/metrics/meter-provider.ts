@@ -121,9 +121,10 @@ class ThreadlineMeter implements Meter {
   }
 
   createHistogram(name: string, options?: MetricOptions): Histogram {
+    const fallback = options?.unit === "s" ? SECONDS_BUCKETS : DEFAULT_BUCKETS;
     const advised = options?.advice?.explicitBucketBoundaries;
     const bounds =
-      advised ?? (options?.unit === "s" ? SECONDS_BUCKETS : DEFAULT_BUCKETS);
+      advised === undefined ? fallback : bucketBounds(name, advised, fallback);
     const a = this.#provider.histogramAggregator(
       this.#scope,
       this.#descriptor(name, options),
@@ -181,6 +182,34 @@ class ThreadlineMeter implements Meter {
   removeBatchObservableCallback(callback: BatchObservableCallback): void {
     this.#provider.removeBatch(callback);
   }
+}
+
+/**
+ * A histogram's advised bucket bounds made usable: the finite numbers, in
+ * ascending order, each once. Bounds out of order or repeated put
+ * measurements in the wrong buckets, and an infinite one makes a second
+ * `+Inf` bucket that a Prometheus scrape refuses. Advice with no bound
+ * left gives `fallback`, with a warning; an empty list is kept, as it asks
+ * for the one bucket (a count and a sum).
+ */
+function bucketBounds(
+  name: string,
+  advised: unknown,
+  fallback: readonly number[],
+): readonly number[] {
+  // Advice from JavaScript may be anything: what is no list holds no bound.
+  const list: readonly unknown[] = Array.isArray(advised) ? advised : [advised];
+  if (list.length === 0) return [];
+  const finite = list.filter(
+    (b): b is number => typeof b === "number" && Number.isFinite(b),
+  );
+  const bounds = [...new Set(finite)].sort((a, b) => a - b);
+  if (bounds.length > 0) return bounds;
+  diag.warnOnce(
+    `metric-buckets:${name}`,
+    `histogram ${name} was advised bucket bounds ${list.map(String).join(", ")}, none of them a finite number; it takes the default buckets`,
+  );
+  return fallback;
 }
 
 /** Settings of a {@link MeterProvider}. */
