@@ -97,3 +97,39 @@ it("keeps a histogram's advised bucket bounds that are numbers, in order and onc
     await receiver.close();
   }
 });
+
+for (const protocol of ["http/protobuf", "http/json"])
+  it(`exports the meters of one name and different versions or schema URLs as scopes of their own (${protocol})`, async () => {
+    const receiver = await startOtlpReceiver();
+    const svc = await startService({
+      entry: "meter-versions.mjs",
+      cwd: fixtures,
+      ready: false,
+      env: {
+        OTEL_SERVICE_NAME: "versions",
+        OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_METRIC_EXPORT_INTERVAL: "200",
+      },
+    });
+    try {
+      assert.equal((await svc.exited).code, 0, svc.stderr.join("\n"));
+      const calls = receiver.metrics.filter((m) => m.name === "lib.calls");
+      const last = new Map(
+        calls.map((m) => [
+          `${m.scope.version} ${m.scope.schemaUrl}`,
+          m.points.map((p) => p.value),
+        ]),
+      );
+      assert.deepEqual([...last].sort(), [
+        [" ", [100]],
+        [" https://opentelemetry.io/schemas/1.30.0", [1000]],
+        ["1.0.0 ", [1]],
+        ["2.0.0 ", [10]],
+      ]);
+      assert.ok(calls.every((m) => m.scope.name === "lib"));
+    } finally {
+      await svc.stop();
+      await receiver.close();
+    }
+  });

@@ -166,6 +166,7 @@ export class MetricsEncoder {
     for (const [scope, list] of groupByScope(metrics)) {
       const sm = w.begin(2);
       writeScope(w, 1, scope);
+      if (scope.schemaUrl) w.stringField(3, scope.schemaUrl);
       for (const metric of list) {
         const mm = w.begin(2);
         w.stringField(1, metric.name);
@@ -216,6 +217,7 @@ export class MetricsEncoder {
     });
     const scopeMetrics = [...groupByScope(metrics)].map(([scope, list]) => ({
       scope: scopeToJson(scope),
+      ...(scope.schemaUrl ? { schemaUrl: scope.schemaUrl } : {}),
       metrics: list.map((m) => {
         const base = { name: m.name, description: m.description, unit: m.unit };
         if (m.kind === "sum")

@@ -21,6 +21,8 @@ export type Attributes = { readonly [key: string]: AnyValue };
 export interface Scope {
   readonly name: string;
   readonly version?: string | undefined;
+  /** The schema URL a meter was made with (metrics only). */
+  readonly schemaUrl?: string | undefined;
 }
 
 /** OpenTelemetry API span kind numbers (INTERNAL = 0 ... CONSUMER = 4). */

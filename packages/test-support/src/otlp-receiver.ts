@@ -79,7 +79,8 @@ export interface ReceivedMetric {
   temporality: "delta" | "cumulative" | undefined;
   points: ReceivedPoint[];
   resource: Attrs;
-  scope: { name: string; version: string };
+  /** schemaUrl: the ScopeMetrics' own, "" for none. */
+  scope: { name: string; version: string; schemaUrl: string };
 }
 
 export interface ReceivedRequest {
@@ -349,6 +350,7 @@ function metricsOf(body: Obj): ReceivedMetric[] {
           scope: {
             name: String(scope["name"] ?? ""),
             version: String(scope["version"] ?? ""),
+            schemaUrl: String(sm["schemaUrl"] ?? ""),
           },
         });
       }

@@ -174,6 +174,7 @@ const metrics = {
     fields: {
       scope: { type: "InstrumentationScope", id: 1 },
       metrics: { rule: "repeated", type: "Metric", id: 2 },
+      schemaUrl: { type: "string", id: 3 },
     },
   },
   Metric: {

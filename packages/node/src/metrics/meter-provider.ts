@@ -230,7 +230,7 @@ export class MeterProvider implements ApiMeterProvider {
   readonly #callbackTimeoutMs: number;
   readonly #exemplarFilter: ExemplarFilter;
   readonly #meters = new Map<string, ThreadlineMeter>();
-  /** By scope, name and kind, in the order they were made. */
+  /** By scope (name, version, schema URL), name and kind, in the order they were made. */
   readonly #aggregators = new Map<string, Aggregator>();
   /** Scope and name of every aggregator, to warn when a name comes with a second kind. */
   readonly #names = new Set<string>();
@@ -249,12 +249,17 @@ export class MeterProvider implements ApiMeterProvider {
     this.#exemplarFilter = options.exemplarFilter ?? "trace_based";
   }
 
-  getMeter(name: string, version?: string, _options?: MeterOptions): Meter {
-    const key = `${name}@${version ?? ""}`;
+  getMeter(name: string, version?: string, options?: MeterOptions): Meter {
+    const schemaUrl = options?.schemaUrl;
+    const key = `${name}@${version ?? ""}\u0000${schemaUrl ?? ""}`;
     let m = this.#meters.get(key);
     if (m === undefined) {
       m = new ThreadlineMeter(
-        version === undefined ? { name } : { name, version },
+        {
+          name,
+          ...(version === undefined ? {} : { version }),
+          ...(schemaUrl ? { schemaUrl } : {}),
+        },
         this,
       );
       this.#meters.set(key, m);
@@ -300,7 +305,9 @@ export class MeterProvider implements ApiMeterProvider {
     kind: string,
     make: () => A,
   ): A {
-    const named = `${scope.name}\u0000${name}`;
+    // By version and schema URL too: two versions of a library (each its
+    // own meter) are two scopes, whose metrics a backend tells apart.
+    const named = `${scope.name}\u0000${scope.version ?? ""}\u0000${scope.schemaUrl ?? ""}\u0000${name}`;
     const key = `${named}\u0000${kind}`;
     const existing = this.#aggregators.get(key);
     if (existing !== undefined) return existing as A;
