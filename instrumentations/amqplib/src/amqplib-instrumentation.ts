@@ -350,6 +350,7 @@ interface Delivery {
   ctx: Context;
   operation: ConsumerOperation;
   exchange: string;
+  /** As the metrics name it (queueSeries). */
   queue: string;
   redelivered: boolean;
 }
@@ -429,6 +430,20 @@ const consumedSets = new AttributeSets(
     "messaging.rabbitmq.settlement": outcome,
   }),
 );
+
+/**
+ * A queue as the metrics name it. A queue declared without a name gets
+ * one from the broker, `amq.gen-` and something unique, and such queues
+ * come and go (an exclusive reply queue per call, an anonymous queue
+ * declared again at every reconnect): a series each would soon send every
+ * new queue, the service's own ones too, to the overflow series. Only the
+ * broker may declare a name under `amq.`, so the prefix tells them apart.
+ * The spans keep the name; the conventions give metrics no attribute
+ * saying a destination is anonymous.
+ */
+function queueSeries(queue: string): string {
+  return queue.startsWith("amq.gen-") ? "amq.gen-*" : queue;
+}
 
 const latencySets = new AttributeSets(
   (operation: ConsumerOperation, queue: string) => ({
@@ -1081,6 +1096,7 @@ export class AmqplibInstrumentation implements Instrumentation {
     channel: ChannelLike,
     message: AmqpMessage,
     queue: string,
+    seriesQueue: string,
     operation: "process" | "receive",
     noAck: boolean,
     startTime: number | undefined,
@@ -1132,7 +1148,7 @@ export class AmqplibInstrumentation implements Instrumentation {
       ctx,
       operation: operationName,
       exchange,
-      queue,
+      queue: seriesQueue,
       redelivered: f.redelivered === true,
     });
     const sentAt = (props.headers as Record<string, unknown> | undefined)?.[
@@ -1149,7 +1165,13 @@ export class AmqplibInstrumentation implements Instrumentation {
     )
       meters().latency.record(
         Math.max(0, Date.now() - sentAt) / 1000,
-        latencySets.get(operationName, queue, undefined, undefined, undefined),
+        latencySets.get(
+          operationName,
+          seriesQueue,
+          undefined,
+          undefined,
+          undefined,
+        ),
         ctx,
       );
     if (noAck) {
@@ -1182,6 +1204,7 @@ export class AmqplibInstrumentation implements Instrumentation {
       // Truthy, as amqplib reads it.
       const noAck = !!(options as { noAck?: unknown } | undefined)?.noAck;
       const queueName = typeof queue === "string" ? queue : "";
+      const seriesQueue = queueSeries(queueName);
       const userCallback = callback as (msg: unknown) => unknown;
       const passOn = isAsyncCallback(callback as AnyFn);
       const wrapped = function (
@@ -1196,6 +1219,7 @@ export class AmqplibInstrumentation implements Instrumentation {
             channel,
             message,
             queueName,
+            seriesQueue,
             "process",
             noAck,
             undefined,
@@ -1279,6 +1303,7 @@ export class AmqplibInstrumentation implements Instrumentation {
       const start = performance.timeOrigin + performance.now();
       const noAck = !!(options as { noAck?: unknown } | undefined)?.noAck;
       const queueName = typeof queue === "string" ? queue : "";
+      const seriesQueue = queueSeries(queueName);
       const onMessage = (msg: unknown): Context | undefined => {
         if (!msg || typeof msg !== "object") return undefined;
         try {
@@ -1286,6 +1311,7 @@ export class AmqplibInstrumentation implements Instrumentation {
             channel,
             msg as AmqpMessage,
             queueName,
+            seriesQueue,
             "receive",
             noAck,
             start,

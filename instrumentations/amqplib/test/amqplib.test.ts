@@ -1373,6 +1373,86 @@ describe("metrics", () => {
     );
     await ch.close();
   });
+
+  it("counts the queues the broker names as one, so the service's own queues keep their series", async () => {
+    // As many server-named queues as an instrument holds series: exclusive
+    // reply queues, one per call, or anonymous queues declared again at
+    // every reconnect.
+    const anonymous = 2000;
+    const ch = await connection.createChannel();
+    const declared = await Promise.all(
+      Array.from({ length: anonymous }, () =>
+        ch.assertQueue("", { exclusive: true }),
+      ),
+    );
+    let got = 0;
+    await Promise.all(
+      declared.map(({ queue }) =>
+        ch.consume(queue, (msg) => {
+          if (msg === null) return;
+          got++;
+          ch.ack(msg);
+        }),
+      ),
+    );
+    for (const { queue } of declared) ch.sendToQueue(queue, Buffer.from("r"));
+    await waitFor(() => got === anonymous, {
+      what: "the anonymous queues' deliveries",
+    });
+    // And a reply fetched with get().
+    const { queue: reply } = await ch.assertQueue("", { exclusive: true });
+    ch.sendToQueue(reply, Buffer.from("r"));
+    ch.ack(await waitFor(async () => ch.get(reply), { what: "the reply" }));
+    const named = await ackingQueue();
+    named.ch.sendToQueue(named.q, Buffer.from("m"));
+    await waitFor(() => named.delivered() === 1, { what: "the delivery" });
+    await threadline.forceFlush();
+    for (const name of [
+      "messaging.client.consumed.messages",
+      "messaging.process.duration",
+      "threadline.messaging.delivery.latency",
+    ]) {
+      const points =
+        receiver.metrics.findLast((m) => m.name === name)?.points ?? [];
+      const byQueue = (q: string) =>
+        points
+          .filter(
+            (p) =>
+              p.attributes["messaging.destination.subscription.name"] === q,
+          )
+          .map((p) => [
+            p.attributes["messaging.operation.name"],
+            p.value ?? p.count,
+          ])
+          .sort();
+      assert.deepEqual(byQueue(named.q), [["consume", 1]], name);
+      assert.deepEqual(
+        byQueue("amq.gen-*"),
+        [
+          ["consume", anonymous],
+          ["get", 1],
+        ],
+        name,
+      );
+      const queues = points.map((p) =>
+        String(p.attributes["messaging.destination.subscription.name"]),
+      );
+      assert.deepEqual(
+        queues.filter((q) => q.startsWith("amq.gen-") && q !== "amq.gen-*"),
+        [],
+        name,
+      );
+      assert.ok(
+        points.every((p) => p.attributes["otel.metric.overflow"] === undefined),
+        name,
+      );
+    }
+    // The spans keep the queue's own name.
+    const first = declared[0]!.queue;
+    assert.equal((await consumerOf(first)).name, `process ${first}`);
+    await named.ch.close();
+    await ch.close();
+  });
 });
 
 describe("link mode", () => {
