@@ -603,6 +603,7 @@ export class AmqplibInstrumentation implements Instrumentation {
         this.#patch(proto, "sendImmediately", (o) =>
           this.#wrapSendImmediately(o),
         );
+        this.#patch(proto, "allocate", (o) => this.#wrapAllocate(o));
         for (const key of ["toClosing", "toClosed"])
           this.#patch(proto, key, (o) => this.#wrapClosing(o));
         return undefined;
@@ -681,11 +682,12 @@ export class AmqplibInstrumentation implements Instrumentation {
 
   /**
    * Registers a health check for a connection the first time one of its
-   * channels is used: unhealthy once it closed or failed, degraded while
-   * the broker blocks publishing (a resource alarm on the broker). A failed
-   * connection's check stays until the application uses a new connection
-   * to the same address, which takes its name: a reconnect ends the
-   * outage, a drop without one keeps it reported.
+   * channels opens (or, on a channel opened before Threadline started,
+   * publishes, consumes or fetches): unhealthy once it closed or failed,
+   * degraded while the broker blocks publishing (a resource alarm on the
+   * broker). A failed connection's check stays until the application uses
+   * a new connection to the same address, which takes its name: a
+   * reconnect ends the outage, a drop without one keeps it reported.
    */
   #watchConnection(channel: ChannelLike): void {
     // Tested on every publish: a field of the channel is cheaper to read
@@ -749,6 +751,25 @@ export class AmqplibInstrumentation implements Instrumentation {
     this.#restore.push(() => {
       if (proto[key] === wrapped) proto[key] = original;
     });
+  }
+
+  /**
+   * Channel opening, in both APIs (lib/channel.js): the connection is
+   * watched from its first channel, whatever the channel is used for. A
+   * worker that only fetches with get() publishes and consumes nothing,
+   * and depends on its connection all the same. Once per channel, never
+   * per message.
+   */
+  #wrapAllocate(original: AnyFn): AnyFn {
+    const self = this;
+    return function threadlineAllocate(
+      this: ChannelLike,
+      ...args: unknown[]
+    ): unknown {
+      const result = original.apply(this, args);
+      if (self.#enabled) self.#watchConnection(this);
+      return result;
+    };
   }
 
   /** connect(url, socketOptions, openCallback): the socket in the empty context. */
@@ -1300,6 +1321,7 @@ export class AmqplibInstrumentation implements Instrumentation {
     ): unknown {
       if (!self.#enabled) return original.call(this, queue, options, cb);
       const channel = this;
+      self.#watchConnection(channel);
       const start = performance.timeOrigin + performance.now();
       const noAck = !!(options as { noAck?: unknown } | undefined)?.noAck;
       const queueName = typeof queue === "string" ? queue : "";

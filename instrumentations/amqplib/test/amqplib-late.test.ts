@@ -1,13 +1,15 @@
 // An amqplib loaded before Threadline started (a late start, which start-up
 // warns about): its encoder is not wrapped, and publishes still carry the
 // trace headers, in a copy of the application's headers; callback API
-// operations still answer in their caller's context.
+// operations still answer in their caller's context. A channel opened
+// before the start still has its connection's health checked.
 import assert from "node:assert/strict";
 import { after, before, it } from "node:test";
-import type { ChannelModel } from "amqplib";
+import type { Channel, ChannelModel } from "amqplib";
 import type amqpCallback from "amqplib/callback_api.js";
 import { trace } from "@opentelemetry/api";
 import {
+  freePort,
   startOtlpReceiver,
   stopTestServers,
   testBroker,
@@ -34,20 +36,28 @@ let receiver: OtlpReceiver;
 let threadline: ThreadlineHandle;
 let connection: ChannelModel;
 let brokerUrl: string;
+let early: ChannelModel;
+let earlyChannel: Channel;
+let healthPort: number;
 
 before(async () => {
   receiver = await startOtlpReceiver();
   brokerUrl = await testBroker();
+  early = await amqp.connect(brokerUrl);
+  earlyChannel = await early.createChannel();
+  healthPort = await freePort();
   threadline = init({
     serviceName: "amqp-late-test",
     endpoint: receiver.url,
     exportLogs: false,
     ignoreIncomingPaths: ["/v1/*", "/threadline/*"],
+    health: { port: healthPort },
   });
   connection = await amqp.connect(brokerUrl);
 });
 
 after(async () => {
+  await early.close();
   await connection.close();
   await threadline.shutdown();
   await receiver.close();
@@ -176,4 +186,21 @@ it("answers a callback API channel's operations in their caller's context", asyn
     if (!closed)
       await new Promise<void>((resolve) => conn.close(() => resolve()));
   }
+});
+
+it("checks the connection of a channel opened before the start from its first get()", async () => {
+  const rabbitmq = async () => {
+    const res = await fetch(`http://127.0.0.1:${healthPort}/readyz`);
+    const report = (await res.json()) as {
+      components: Array<{ name: string; status: string }>;
+    };
+    return report.components
+      .filter((c) => c.name.startsWith("rabbitmq "))
+      .map((c) => c.status);
+  };
+  const q = `q-late-get-${process.pid}`;
+  await earlyChannel.assertQueue(q, { autoDelete: true });
+  const before = await rabbitmq();
+  assert.equal(await earlyChannel.get(q), false);
+  assert.deepEqual(await rabbitmq(), [...before, "healthy"]);
 });

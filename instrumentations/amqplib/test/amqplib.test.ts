@@ -1646,9 +1646,12 @@ describe("the connection's health", () => {
     start({ health: { port: Number(new URL(healthUrl).port) } });
   });
 
-  it("reports a dropped connection until the application has reconnected to the same broker", async () => {
-    // The broker behind a TCP proxy whose sockets can be cut, as a network
-    // fault or a broker restart cuts them.
+  /**
+   * The broker behind a TCP proxy whose sockets can be cut, as a network
+   * fault or a broker restart cuts them; `ready()` is /readyz's status
+   * and its components for the connections through the proxy.
+   */
+  async function brokerProxy() {
     const broker = new URL(brokerUrl);
     const sockets = new Set<net.Socket>();
     const proxy = net.createServer((client) => {
@@ -1662,21 +1665,37 @@ describe("the connection's health", () => {
     });
     await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
     const port = (proxy.address() as net.AddressInfo).port;
-    const viaProxy = new URL(brokerUrl);
-    viaProxy.host = `127.0.0.1:${port}`;
+    const url = new URL(brokerUrl);
+    url.host = `127.0.0.1:${port}`;
     const name = `rabbitmq 127.0.0.1:${port}`;
-    const ready = async () => {
-      const res = await fetch(`${healthUrl}/readyz`);
-      const report = (await res.json()) as {
-        components: Array<{ name: string; status: string }>;
-      };
-      return {
-        code: res.status,
-        viaProxy: report.components
-          .filter((c) => c.name.startsWith(name))
-          .map((c) => `${c.name}: ${c.status}`),
-      };
+    return {
+      url: url.href,
+      name,
+      ready: async () => {
+        const res = await fetch(`${healthUrl}/readyz`);
+        const report = (await res.json()) as {
+          components: Array<{ name: string; status: string }>;
+        };
+        return {
+          code: res.status,
+          viaProxy: report.components
+            .filter((c) => c.name.startsWith(name))
+            .map((c) => `${c.name}: ${c.status}`),
+        };
+      },
+      /** Cuts every connection through the proxy. */
+      cut: () => {
+        for (const s of sockets) s.destroy();
+      },
+      close: async () => {
+        for (const s of sockets) s.destroy();
+        await new Promise((resolve) => proxy.close(resolve));
+      },
     };
+  }
+
+  it("reports a dropped connection until the application has reconnected to the same broker", async () => {
+    const { url, name, ready, cut, close } = await brokerProxy();
     const amqpApi = loadAmqplib();
     const publishOn = async (conn: amqp.ChannelModel) => {
       conn.on("error", () => {});
@@ -1685,7 +1704,7 @@ describe("the connection's health", () => {
       return ch;
     };
     try {
-      const first = await amqpApi.connect(viaProxy.href);
+      const first = await amqpApi.connect(url);
       await publishOn(first);
       assert.deepEqual(await ready(), {
         code: 200,
@@ -1693,7 +1712,7 @@ describe("the connection's health", () => {
       });
 
       const closed = new Promise((resolve) => first.on("close", resolve));
-      for (const s of sockets) s.destroy();
+      cut();
       await closed;
       assert.deepEqual(
         await ready(),
@@ -1701,7 +1720,7 @@ describe("the connection's health", () => {
         "a drop without a reconnect is reported",
       );
 
-      const second = await amqpApi.connect(viaProxy.href);
+      const second = await amqpApi.connect(url);
       await publishOn(second);
       assert.deepEqual(
         await ready(),
@@ -1710,8 +1729,41 @@ describe("the connection's health", () => {
       );
       await second.close();
     } finally {
-      for (const s of sockets) s.destroy();
-      await new Promise((resolve) => proxy.close(resolve));
+      await close();
+    }
+  });
+
+  it("reports the connection of a worker that only fetches with get()", async () => {
+    const { url, name, ready, cut, close } = await brokerProxy();
+    const amqpApi = loadAmqplib();
+    const q = queueName();
+    try {
+      const conn = await amqpApi.connect(url);
+      conn.on("error", () => {});
+      const ch = await conn.createChannel();
+      // Watched from its first channel, whatever that is used for.
+      assert.deepEqual(await ready(), {
+        code: 200,
+        viaProxy: [`${name}: healthy`],
+      });
+      await ch.assertQueue(q, { autoDelete: true });
+      assert.equal(await ch.get(q), false);
+
+      const closed = new Promise((resolve) => conn.on("close", resolve));
+      cut();
+      await closed;
+      assert.deepEqual(await ready(), {
+        code: 503,
+        viaProxy: [`${name}: unhealthy`],
+      });
+
+      // Reconnected, so the other tests' /readyz is theirs.
+      const again = await amqpApi.connect(url);
+      await again.createChannel();
+      assert.equal((await ready()).code, 200);
+      await again.close();
+    } finally {
+      await close();
     }
   });
 });
