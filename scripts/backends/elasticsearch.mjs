@@ -208,6 +208,9 @@ export async function startElasticsearch({
     ES_PATH_CONF: conf,
     ES_TMPDIR: join(work, "tmp"),
     ES_JAVA_OPTS: `-Xms${heap} -Xmx${heap}`,
+    // The launcher's own JVM, whose check of the node's JVM flags leaves a
+    // directory in the temporary one each start: in `work`, it goes with it.
+    CLI_JAVA_OPTS: `-Djava.io.tmpdir=${join(work, "tmp")}`,
   };
   const launcher = join(home, "bin", "elasticsearch");
   const [cmd, cmdArgs] = isRoot()
