@@ -53,6 +53,46 @@ describe("export", () => {
     ["worker", " (export on a worker thread)"],
   ] as const;
 
+  for (const exit of ["process-exit", "natural", "signal"] as const)
+    it(`sends each span and metric point once at the process's end (${exit}), not again what the end's own flush had started to send`, async () => {
+      const name = `exit-once-${exit}`;
+      const app = await startFixture(
+        "exit-once.mjs",
+        env(name, {
+          EXIT: exit,
+          OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: "delta",
+          OTEL_METRIC_EXPORT_INTERVAL: "60000",
+        }),
+      );
+      await app.exited;
+      const spans = receiver.spans.filter(
+        (s) => s.resource["service.name"] === name,
+      );
+      const names = spans.map((s) => s.name).sort();
+      assert.deepEqual(
+        new Set(spans.map((s) => s.spanId)).size,
+        spans.length,
+        `spans sent twice: ${names.join(", ")}`,
+      );
+      // A signal the application does not handle ends the process as the
+      // signal does, with no 'exit' for listeners.
+      for (const n of ["left-open", "before-the-end"])
+        assert.ok(names.includes(n), `${n} in ${names.join(", ")}`);
+      if (exit !== "signal")
+        assert.ok(names.includes("in-exit-listener"), names.join(", "));
+      // Each request once in the delta duration histogram, the one the end
+      // cut off included.
+      const requests = receiver.metrics
+        .filter(
+          (m) =>
+            m.resource["service.name"] === name &&
+            m.name === "http.server.request.duration",
+        )
+        .flatMap((m) => m.points)
+        .reduce((n, p) => n + Number(p.count ?? 0), 0);
+      assert.equal(requests, 2);
+    });
+
   for (const [thread, on] of threads)
     for (const signal of ["SIGTERM", "SIGINT"] as const) {
       it(`flushes every span and log line on ${signal}, then dies of the signal${on}`, async () => {

@@ -283,14 +283,17 @@ function installExitHooks(
   const onExit = () => {
     if (exitFlushed) return;
     exitFlushed = true;
-    // Before hold(): what the process was doing goes with the rest.
+    // Held first: ending the spans still open hands the queue on, and an
+    // exporter free to send would start requests the flush below takes
+    // back as undelivered and sends again. What the process was doing
+    // goes with the rest.
+    pipeline.hold();
     const crash = crashes.crash;
     const ended = endUnfinished(
       crash === undefined ? "exit" : "crash",
       crash,
       instrumentations,
     );
-    pipeline.hold();
     const budget = Math.max(left(), Math.min(timeoutMs, LAST_ATTEMPT_MS));
     // Worker threads still run until the exit handlers return, and flush
     // on their own threads while this one flushes and waits.
@@ -341,7 +344,9 @@ function installExitHooks(
         ) > 0
       ) {
         // The final metrics went before the flush; the requests cut off
-        // only now are counted in these.
+        // only now are counted in these, sent by the flush alone (held,
+        // or the exporter would start them here as well).
+        pipeline.hold();
         reader.exportSync();
         const rest = budget - (performance.now() - since);
         pipeline.flushSync(Math.max(rest, LAST_ATTEMPT_MS), timeoutMs);
