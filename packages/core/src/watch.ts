@@ -21,6 +21,7 @@
 // Everything here is cheap when nobody is watched: callers test `active`
 // (a plain field) before doing any lookup.
 import { createContextKey, type Context } from "@opentelemetry/api";
+import { parseDateTime } from "./date-time.ts";
 import { getCustomerFromContext, isValidCustomerId } from "./customer.ts";
 
 /** A watched request's lowest log level: pino's `debug` (20) or `trace` (10). */
@@ -73,36 +74,13 @@ export function parseWatchLevel(value: unknown): WatchLevel | undefined {
   return undefined;
 }
 
-// A date, a time to the minute at least, and a time zone: nothing less.
-const ISO_TIME =
-  /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/;
-
 /**
  * An ISO 8601 time with its time zone (`2026-11-21T12:30:00Z`,
- * `2026-11-21T14:30+02:00`) as epoch ms; NaN for anything else. Date.parse
- * takes `2026` or `1` for a year long past, a time without a zone for the
- * reading process's local time, and February 31 for March 3.
+ * `2026-11-21T14:30+02:00`) as whole epoch ms; NaN for anything else (see
+ * parseDateTime).
  */
 export function parseWatchTime(text: string): number {
-  const m = ISO_TIME.exec(text);
-  if (m === null) return Number.NaN;
-  const [y, mo, d, h, mi] = m.slice(1, 6).map(Number) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  const sec = Number(m[6] ?? 0);
-  const ms = Number((m[7] ?? "").padEnd(3, "0").slice(0, 3));
-  const oh = Number(m[9] ?? 0);
-  const om = Number(m[10] ?? 0);
-  if (h > 23 || mi > 59 || sec > 59 || oh > 23 || om > 59) return Number.NaN;
-  const day = new Date(Date.UTC(y, mo - 1, d));
-  if (mo < 1 || day.getUTCMonth() !== mo - 1 || day.getUTCDate() !== d)
-    return Number.NaN;
-  const offset = (m[8] === "-" ? -1 : 1) * (oh * 60 + om);
-  return Date.UTC(y, mo - 1, d, h, mi, sec, ms) - offset * 60_000;
+  return Math.floor(parseDateTime(text, false));
 }
 
 export type WatchDocumentResult =

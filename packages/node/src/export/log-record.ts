@@ -7,6 +7,7 @@ import type {
   LogsEncoder,
   ProtoWriter,
 } from "@threadline/otlp";
+import { parseDateTime } from "@threadline/core/date-time";
 import {
   epochMillis,
   LOGGER_KEYS,
@@ -88,59 +89,6 @@ function exactIntegers(
 }
 
 const NOT_LEADING = Symbol("not leading");
-
-/**
- * RFC 3339's date-time (ISO 8601's extended format with all of a date, a
- * time and its zone): `2026-12-06T12:29:54.328Z`, `...+01:00`.
- */
-const DATE_TIME =
-  /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/;
-
-/**
- * The epoch milliseconds of a time written as an RFC 3339 date-time,
- * the fraction's digits past the milliseconds (pino's isoTimeNano writes
- * nine) kept as a fraction of one, as near as a double holds it (within
- * about 120 ns of today's times, as for a time logged as a number of
- * nanoseconds); undefined for any other string. Date.parse is not asked:
- * it reads whatever it can, a British "06/12/2026, 12:33:50" as June 12
- * and a date without its zone in the local time of the machine that
- * reads it, and moves a February 30 on to March, where the time is
- * better left unknown (receivers use the observed time) than wrong.
- */
-export function dateTimeMillis(s: string): number | undefined {
-  const m = DATE_TIME.exec(s);
-  if (m === null) return undefined;
-  const [, y, mo, d, h, mi, sec, fraction, sign, oh, om] = m;
-  const hours = Number(h);
-  const minutes = Number(mi);
-  const seconds = Number(sec);
-  // Second 60 is a leap second's; Date, like POSIX time, has none and
-  // counts it as the next minute's first.
-  if (hours > 23 || minutes > 59 || seconds > 60) return undefined;
-  if (sign !== undefined && (Number(oh) > 23 || Number(om) > 59))
-    return undefined;
-  /** Minutes ahead of UTC. */
-  const offset =
-    sign === undefined
-      ? 0
-      : (sign === "-" ? -1 : 1) * (Number(oh) * 60 + Number(om));
-  // setUTCFullYear, as Date.UTC would take years 0-99 for 1900-1999.
-  const date = new Date(0);
-  date.setUTCFullYear(Number(y), Number(mo) - 1, Number(d));
-  if (date.getUTCMonth() !== Number(mo) - 1 || date.getUTCDate() !== Number(d))
-    return undefined; // a month or day the calendar does not have
-  const millis =
-    fraction === undefined
-      ? 0
-      : fraction.length <= 3
-        ? Number(fraction.padEnd(3, "0"))
-        : Number(`${fraction.slice(0, 3)}.${fraction.slice(3)}`);
-  return (
-    date.getTime() +
-    ((hours * 60 + minutes - offset) * 60 + seconds) * 1000 +
-    millis
-  );
-}
 
 /** Whether pino's leading value `a` is the parsed `b` (which may be exact where `a` is not). */
 function sameValue(a: unknown, b: unknown): boolean {
@@ -256,7 +204,10 @@ export function toLogRecord(
             : ownTime;
       const t = typeof given === "bigint" ? Number(given) : given;
       if (typeof t === "number") time = epochMillis(t);
-      else if (typeof t === "string") time = dateTimeMillis(t);
+      else if (typeof t === "string") {
+        const ms = parseDateTime(t, true);
+        if (!Number.isNaN(ms)) time = ms;
+      }
       const timeKept = typeof t === "string" && time === undefined;
       attributes = {};
       for (const key in parsed) {
