@@ -365,7 +365,7 @@ export class PgInstrumentation implements Instrumentation {
   ): unknown {
     const span = isTracingSuppressed(ctx) ? undefined : this.#connectSpan(ctx);
     // Back to this caller's context when pg-pool calls back from another.
-    const caller = new AsyncResource("pg.pool.connect");
+    const answer = inCallerContext(cb, "pg.pool.connect");
     return original.call(
       pool,
       function (
@@ -381,7 +381,7 @@ export class PgInstrumentation implements Instrumentation {
         // The wait is this span, not part of the next query.
         if (typeof client === "object" && client !== null)
           (client as PgClientLike)[POOL_WAIT] = undefined;
-        return caller.runInAsyncScope(cb, this, err, client, release);
+        return answer.call(this, err, client, release);
       },
     );
   }
