@@ -722,24 +722,17 @@ export class HttpInstrumentation implements Instrumentation {
    */
   #wrapHttpsWhenLoaded(): void {
     if (this.#wrapHttpsIfLoaded()) return;
-    this.#httpsWaiting = true;
     subscribe(LISTEN_CHANNEL, this.#onListen);
-    this.#restore.push(() => {
-      if (this.#httpsWaiting) unsubscribe(LISTEN_CHANNEL, this.#onListen);
-      this.#httpsWaiting = false;
-    });
+    // unsubscribe() of a handler no longer subscribed does nothing.
+    this.#restore.push(() => unsubscribe(LISTEN_CHANNEL, this.#onListen));
   }
 
-  #httpsWaiting = false;
   readonly #onListen = () => void this.#wrapHttpsIfLoaded();
 
   /** Wraps `https.Server` if node:https is loaded (once; then stops waiting for it). */
   #wrapHttpsIfLoaded(): boolean {
     if (!builtinLoaded("https")) return false;
-    if (this.#httpsWaiting) {
-      this.#httpsWaiting = false;
-      unsubscribe(LISTEN_CHANNEL, this.#onListen);
-    }
+    unsubscribe(LISTEN_CHANNEL, this.#onListen);
     this.#wrapServer(
       process.getBuiltinModule("node:https").Server
         .prototype as unknown as Record<string, unknown>,
@@ -1007,21 +1000,17 @@ export class HttpInstrumentation implements Instrumentation {
       const holder = state.holder;
       if (holder !== undefined) holder[STATE] = undefined;
       const route = state.route ?? expressRoute(state.req);
-      if (state.upgrade) recordServer(state, route, undefined, message);
-      else if (handedOver(holder as StatefulResponse))
-        finishServer(
-          state,
-          route,
-          (holder as ServerResponse).statusCode,
-          undefined,
-        );
-      else
-        recordServer(
-          state,
-          route,
-          statusSent(holder as StatefulResponse),
-          message,
-        );
+      const res = holder as StatefulResponse;
+      const answered = !state.upgrade && handedOver(res);
+      recordServer(
+        state,
+        route,
+        state.upgrade ? undefined : answered ? res.statusCode : statusSent(res),
+        answered ? undefined : message,
+      );
+      // Finished as its 'close' would have; the others are left open for
+      // the SDK to end with the rest.
+      if (answered) state.span.end();
       n++;
     }
     return n;
