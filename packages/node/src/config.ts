@@ -288,8 +288,6 @@ class Reader {
       checked: Map<FileCheck, string | undefined>;
     }
   >();
-  /** The warnings warnOnce gave. */
-  readonly #said = new Set<string>();
 
   /**
    * The text of the file the variable names; undefined, with a warning
@@ -326,15 +324,9 @@ class Reader {
         warning = `${name}: ${JSON.stringify(path)} cannot be used (${problem}); ${otherwise}`;
     }
     if (warning === undefined) return file.text;
-    this.warnOnce(warning);
-    return undefined;
-  }
-
-  /** Adds a warning that the general variables would otherwise give once per signal. */
-  warnOnce(warning: string): void {
-    if (this.#said.has(warning)) return;
-    this.#said.add(warning);
+    // Given once per signal for a general variable: resolveConfig keeps one.
     this.warnings.push(warning);
+    return undefined;
   }
 
   /** Header lists checked so far, by name: the general one serves every signal. */
@@ -797,7 +789,7 @@ function tlsFilesOf(r: Reader, S: string): TlsFiles {
       tls.cert = cert.text;
       tls.key = key.text;
     } else
-      r.warnOnce(
+      r.warnings.push(
         `${cert.name} and ${key.name} cannot be used together (${problem}); ${noClient}`,
       );
   } else if ((cert === undefined) !== (key === undefined)) {

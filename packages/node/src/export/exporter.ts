@@ -487,9 +487,7 @@ class Channel {
         err instanceof PlainHttpError && err.final
           ? {
               kind: "fail",
-              reason: err.code?.startsWith("ERR_OSSL_")
-                ? `${err.message}: the files OTEL_EXPORTER_OTLP_CERTIFICATE, _CLIENT_CERTIFICATE or _CLIENT_KEY name cannot be used`
-                : err.message,
+              reason: err.message,
               unsent: true,
             }
           : {
