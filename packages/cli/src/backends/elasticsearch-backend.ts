@@ -114,6 +114,10 @@ const DOCUMENT_FIELDS = new Set([
 const FROM_ECS: Record<string, string> = {
   "span.db.statement": "db.query.text",
   "span.db.instance": "db.namespace",
+  // A span's recorded exception, in the exporter's error documents.
+  "error.exception.type": "exception.type",
+  "error.exception.message": "exception.message",
+  "error.stack_trace": "exception.stacktrace",
 };
 const TO_ECS: Record<string, string> = Object.fromEntries(
   Object.entries(FROM_ECS).map(([ecs, otel]) => [otel, ecs]),
@@ -216,22 +220,12 @@ function toLog(doc: Doc): LogRecord {
   };
 }
 
-/** ECS names of the exception attributes in the exporter's error documents. */
-const EXCEPTION_FROM_ECS: Record<string, string> = {
-  "error.exception.type": "exception.type",
-  "error.exception.message": "exception.message",
-  "error.stack_trace": "exception.stacktrace",
-};
-
-/** A span's exception event, from the exporter's error document. */
-function toException(doc: Doc): SpanEvent {
-  const attributes: Doc = {};
-  for (const [k, v] of Object.entries(split(doc).attributes))
-    attributes[EXCEPTION_FROM_ECS[k] ?? k] = v;
+/** A span's exception event, from the exporter's error document (`f` flattened). */
+function toException(doc: Doc, f: Doc): SpanEvent {
   return {
     name: "exception",
-    timeUs: timeUs(flatten(doc)["@timestamp"]),
-    attributes,
+    timeUs: timeUs(f["@timestamp"]),
+    attributes: split(doc).attributes,
   };
 }
 
@@ -516,13 +510,13 @@ export class ElasticsearchBackend implements TraceBackend {
       const f = flatten(doc);
       const failed =
         f["span.id"] === undefined
-          ? bySpan.get(str(doc, "parent.id"))
+          ? bySpan.get(f["parent.id"] as string)
           : undefined;
       const owner =
         f["event.kind"] === "event"
-          ? bySpan.get(str(doc, "span.id"))
+          ? bySpan.get(f["span.id"] as string)
           : undefined;
-      if (failed !== undefined) failed.events.push(toException(doc));
+      if (failed !== undefined) failed.events.push(toException(doc, f));
       else if (owner !== undefined) {
         const { attributes } = split(doc);
         delete attributes["event.kind"];
