@@ -34,7 +34,7 @@ import {
   parseWatchLevel,
   WATCH_DEBUG,
 } from "@threadline/core";
-import { parseDuration, queryFromParams } from "./query.ts";
+import { parseDuration, parseLimit, queryFromParams } from "./query.ts";
 import { OtlpReceiver } from "./receiver.ts";
 import { Store, type ChangedTrace, type ChangedTraces } from "./store.ts";
 
@@ -432,13 +432,16 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
       // no more: a trace of 100,000 spans takes the viewer a second or more
       // to read and send whole, and it answers nothing else meanwhile.
       const given = url.searchParams.get("limit");
-      if (given !== null && !/^[1-9]\d{0,8}$/.test(given)) {
-        sendJson(res, 400, {
-          error: "limit: a whole number of spans, from 1 to 999999999",
-        });
+      let limit: number | undefined;
+      try {
+        limit =
+          given === null
+            ? undefined
+            : parseLimit(given, "limit", Number.MAX_SAFE_INTEGER);
+      } catch (err) {
+        sendJson(res, 400, { error: (err as Error).message });
         return;
       }
-      const limit = given === null ? undefined : Number(given);
       const trace = store.getTraceSync(traceMatch[1]!.toLowerCase(), limit);
       if (trace === undefined)
         sendJson(res, 404, { error: "no such trace in the local store" });

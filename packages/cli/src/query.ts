@@ -72,11 +72,15 @@ export function queryFromParams(
   return q;
 }
 
-/** How many traces a search asks for, from 1 to MAX_LIMIT; `name` names it in the error. */
-export function parseLimit(text: string, name: string): number {
+/** How many traces a search asks for (or rows, up to `max`), from 1 to MAX_LIMIT; `name` names it in the error. */
+export function parseLimit(
+  text: string,
+  name: string,
+  max = MAX_LIMIT,
+): number {
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1 || n > MAX_LIMIT)
-    throw new Error(`${name} must be a whole number from 1 to ${MAX_LIMIT}`);
+  if (!Number.isInteger(n) || n < 1 || n > max)
+    throw new Error(`${name} must be a whole number from 1 to ${max}`);
   return n;
 }
 

@@ -63,12 +63,8 @@ export class ViewerBackend implements TraceBackend {
         throw new Error(
           `the threadline viewer at ${this.#url} ${err.message}; it may be busy (sending a large trace, say): try again`,
         );
-      const cause =
-        (err as { cause?: { code?: string; message?: string } }).cause?.code ??
-        (err as { cause?: { message?: string } }).cause?.message ??
-        (err as Error).message;
       throw new Error(
-        `no threadline viewer answers at ${this.#url} (${cause}); is \`threadline dev\` running?`,
+        `no threadline viewer answers at ${this.#url} (${causeOf(err)}); is \`threadline dev\` running?`,
       );
     }
     try {
@@ -89,7 +85,7 @@ export class ViewerBackend implements TraceBackend {
       const why =
         err instanceof TimedOut
           ? err.message
-          : `broke off its answer (${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message})`;
+          : `broke off its answer (${causeOf(err)})`;
       throw new Error(`the threadline viewer at ${this.#url} ${why}`);
     } finally {
       clearTimeout(timer);
@@ -139,4 +135,13 @@ export class ViewerBackend implements TraceBackend {
   }
 
   async close(): Promise<void> {}
+}
+
+/** What fetch's error says went wrong: its cause's code, else its cause's message, else its own. */
+function causeOf(err: unknown): string {
+  const e = err as {
+    cause?: { code?: string; message?: string };
+    message?: string;
+  };
+  return e.cause?.code ?? e.cause?.message ?? String(e.message);
 }
