@@ -1652,6 +1652,15 @@ describe("http and fetch clients", () => {
           headers: copied,
         }),
       );
+      // A URL's scheme is case-insensitive, and proxies read it so.
+      await sent(
+        http.request({
+          host: "127.0.0.1",
+          port: proxy.port,
+          path: `HTTP://${third}/proxied-upper`,
+          headers: copied,
+        }),
+      );
       // To an internal host, but through a proxy that is not one.
       await sent(
         http.request({
@@ -1692,13 +1701,13 @@ describe("http and fetch clients", () => {
       await waitFor(
         () =>
           paths.every((p) => thirdParty.requests.some((r) => r.path === p)) &&
-          proxy.requests.length === 1 &&
+          proxy.requests.length === 2 &&
           internal.requests.some((r) => r.path === "/array"),
         { what: "every call" },
       );
       const seen = [
         ...paths.map((p) => thirdParty.requests.find((r) => r.path === p)!),
-        proxy.requests[0]!,
+        ...proxy.requests,
       ];
       for (const r of seen) {
         assert.equal(r.headers["baggage"], undefined, r.path);
@@ -1711,7 +1720,7 @@ describe("http and fetch clients", () => {
       const spans = await receiver.waitForSpans(
         (all) =>
           all.filter((x) => x.attributes["peer.service"] === "acme").length >=
-          5,
+          6,
         "the third-party spans",
       );
       const proxied = spans.find((x) =>
@@ -1719,6 +1728,14 @@ describe("http and fetch clients", () => {
       );
       assert.equal(proxied?.attributes["url.full"], `http://${third}/proxied`);
       assert.equal(proxied?.attributes["peer.service"], "acme");
+      const upper = spans.find((x) =>
+        String(x.attributes["url.full"]).endsWith("/proxied-upper"),
+      );
+      assert.equal(
+        upper?.attributes["url.full"],
+        `http://${third}/proxied-upper`,
+      );
+      assert.equal(upper?.attributes["peer.service"], "acme");
     } finally {
       await proxy.close();
     }

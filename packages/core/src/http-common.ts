@@ -131,6 +131,8 @@ export function blockKeeps(
   return true;
 }
 
+const ABSOLUTE_FORM = /^https?:\/\//i;
+
 /**
  * The destination an absolute-form request target names (`http://host/path`,
  * as requests to a forward proxy are sent), or undefined for any other
@@ -139,7 +141,10 @@ export function blockKeeps(
 export function absoluteFormTarget(
   path: string,
 ): Pick<ClientRequestInfo, "scheme" | "host" | "port" | "path"> | undefined {
-  if (!path.startsWith("http://") && !path.startsWith("https://"))
+  // A scheme is case-insensitive (RFC 3986), and proxies read `HTTP://` as
+  // they read `http://`. Most paths start with "/": one comparison for them.
+  const first = path.charCodeAt(0);
+  if ((first !== 0x68 && first !== 0x48) || !ABSOLUTE_FORM.test(path))
     return undefined;
   let url: URL;
   try {
