@@ -2,8 +2,10 @@
 // one a running `threadline dev` serves to local services, or a fleet's
 // watch-list file (served to services over HTTP or read as a file).
 import { randomBytes } from "node:crypto";
+import type { Stats } from "node:fs";
 import {
   chmod,
+  chown,
   readFile,
   rename,
   stat,
@@ -119,9 +121,9 @@ export class ViewerWatchTarget implements WatchTarget {
 /**
  * A watch-list file: what a fleet serves to its services (any static HTTP
  * server) or mounts next to them. Written whole, through a rename, so a
- * service never reads half a file, with the permissions it had (it names
- * customers, and may be kept from other users) and the fields services do
- * not read (notes, an entry's ticket) kept as they were.
+ * service never reads half a file, with the owner, group and permissions
+ * it had (it names customers, and may be kept from other users) and the
+ * fields services do not read (notes, an entry's ticket) kept as they were.
  */
 export class FileWatchTarget implements WatchTarget {
   readonly name: string;
@@ -166,20 +168,35 @@ export class FileWatchTarget implements WatchTarget {
         watch: fresh.watch.map((e) => ({ ...fields.get(e.customer), ...e })),
       };
     }
-    let mode: number | undefined;
+    let was: Stats | undefined;
     try {
-      mode = (await stat(this.#path)).mode & 0o7777;
+      was = await stat(this.#path);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     }
+    const mode = was === undefined ? 0o666 : was.mode & 0o7777;
     const tmp = `${this.#path}.${randomBytes(4).toString("hex")}.tmp`;
     await writeFile(tmp, `${JSON.stringify(doc, null, 2)}\n`, {
       flag: "wx",
-      mode: mode ?? 0o666,
+      mode,
     });
     try {
-      // The umask may have taken bits the file had.
-      if (mode !== undefined) await chmod(tmp, mode);
+      if (was !== undefined) {
+        // Services may read the file as its owner or through its group, so
+        // the new one gets the old one's (only when it differs: some
+        // filesystems refuse any chown).
+        const made = await stat(tmp);
+        if (made.uid !== was.uid || made.gid !== was.gid)
+          await chown(tmp, was.uid, was.gid).catch((err: unknown) => {
+            if ((err as NodeJS.ErrnoException).code !== "EPERM") throw err;
+            throw new Error(
+              `${this.#path} is owned by uid ${was.uid} and gid ${was.gid}, which this user (uid ${made.uid}, gid ${made.gid}) cannot give the rewritten file, and services reading it as its owner or through its group would have kept their old list; it was left as it was: edit it as its owner or as root`,
+            );
+          });
+        // After chown, which may clear set-id bits; and the umask may have
+        // taken bits the file had.
+        await chmod(tmp, mode);
+      }
       await rename(tmp, this.#path);
     } catch (err) {
       await unlink(tmp).catch(() => {});

@@ -3,11 +3,13 @@
 // `threadline trace` as processes, against the running viewer and against
 // the store file after the viewer stopped.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import {
   chmodSync,
+  chownSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
@@ -793,6 +795,74 @@ describe("threadline watch", () => {
       watch: [{ customer: "c-42", until, level: "debug", ticket: "T-1" }],
     });
   });
+
+  it(
+    "keeps the file's owner and group, or leaves it as it was",
+    {
+      skip:
+        process.getuid?.() !== 0 &&
+        "giving a file another owner needs root, and this is not",
+    },
+    async () => {
+      // A web server reads the file through its group, or runs as the
+      // file's owner: rewritten as root, it could read it no more.
+      const file = join(dir, "served-watch.json");
+      const until = new Date(Date.now() + 3_600_000).toISOString();
+      const text = `${JSON.stringify({ watch: [{ customer: "c-42", until }] })}\n`;
+      writeFileSync(file, text);
+      chownSync(file, 65534, 65533);
+      chmodSync(file, 0o640);
+      const set = await threadline(["watch", "c-7", "--file", file]);
+      assert.equal(set.code, 0, set.stderr);
+      const st = statSync(file);
+      assert.deepEqual(
+        [st.uid, st.gid, st.mode & 0o7777],
+        [65534, 65533, 0o640],
+      );
+      assert.match(readFileSync(file, "utf8"), /"c-7"/);
+      const stopped = await threadline(["unwatch", "c-7", "--file", file]);
+      assert.equal(stopped.code, 0, stopped.stderr);
+      const after = statSync(file);
+      assert.deepEqual(
+        [after.uid, after.gid, after.mode & 0o7777],
+        [65534, 65533, 0o640],
+      );
+      // A user who may not give a file to another (root without the
+      // capability stands in for one) is refused, the file untouched.
+      if (spawnSync("setpriv", ["--version"]).error) return;
+      writeFileSync(file, text);
+      const before = statSync(file);
+      const refused = spawnSync(
+        "setpriv",
+        [
+          "--bounding-set=-chown",
+          "--",
+          process.execPath,
+          bin,
+          "watch",
+          "c-7",
+          "--file",
+          file,
+        ],
+        { encoding: "utf8" },
+      );
+      assert.equal(refused.status, 1, refused.stdout);
+      assert.match(
+        refused.stderr,
+        /owned by uid 65534 and gid 65533.*it was left as it was: edit it as its owner or as root/,
+      );
+      const kept = statSync(file);
+      assert.deepEqual(
+        [kept.uid, kept.gid, kept.mode & 0o7777, kept.ino],
+        [65534, 65533, 0o640, before.ino],
+      );
+      assert.equal(readFileSync(file, "utf8"), text);
+      assert.deepEqual(
+        readdirSync(dir).filter((f) => f.startsWith("served-watch.json.")),
+        [],
+      );
+    },
+  );
 
   it("explains bad usage and an absent viewer", async () => {
     const bad = await threadline(["watch", "c 42"]);
