@@ -32,6 +32,7 @@ import {
   type WatchTarget,
 } from "./watch.ts";
 import {
+  MAX_WATCHED,
   MAX_WATCH_MS,
   WATCH_DEBUG,
   isValidCustomerId,
@@ -383,13 +384,20 @@ async function watch(argv: string[], stop: boolean): Promise<number> {
     );
   const target = watchTarget(values);
   const customer = positionals[0];
-  const print = (entries: Parameters<typeof formatWatchList>[0]) =>
+  const print = (entries: Parameters<typeof formatWatchList>[0]) => {
     process.stdout.write(
       values.json
         ? // As the watch-list document spells them: ISO times, level names.
           `${JSON.stringify({ target: target.name, ...toWatchDocument(entries) }, null, 2)}\n`
         : formatWatchList(entries),
     );
+    // A file can (written while some entries had expired, or by hand);
+    // nothing else would tell that no service applies it.
+    if (entries.length > MAX_WATCHED)
+      process.stderr.write(
+        `threadline: ${target.name} names ${entries.length} customers, more than the ${MAX_WATCHED} watched at once: services refuse it and keep their last good list until unwatching or expiries bring it within the limit\n`,
+      );
+  };
   if (customer === undefined) {
     if (stop) throw new UsageError("threadline unwatch <customer>");
     print(await target.list());

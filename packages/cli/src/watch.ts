@@ -34,8 +34,12 @@ export interface WatchTarget {
   unwatch(customer: string): Promise<WatchEntry[] | undefined>;
 }
 
-function entriesOf(text: string, where: string): WatchEntry[] {
-  const doc = parseWatchDocument(text);
+function entriesOf(
+  text: string,
+  where: string,
+  countLimit = true,
+): WatchEntry[] {
+  const doc = parseWatchDocument(text, Date.now(), { countLimit });
   if (!doc.ok)
     throw new Error(`the watch list at ${where} is not valid: ${doc.problem}`);
   return doc.entries;
@@ -144,7 +148,9 @@ export class FileWatchTarget implements WatchTarget {
         return { entries: [] };
       throw err;
     }
-    return { entries: entriesOf(text, this.#path), text };
+    // Over the limit too: unwatching is what brings such a file back
+    // within it, and watch() adds nobody past it.
+    return { entries: entriesOf(text, this.#path, false), text };
   }
 
   async list(): Promise<WatchEntry[]> {

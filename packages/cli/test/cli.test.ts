@@ -864,6 +864,43 @@ describe("threadline watch", () => {
     },
   );
 
+  it("lists and unwatches a file naming more customers than are watched at once", async () => {
+    // Written while some of them had expired, or by hand: services refuse
+    // it until it is within the limit, and unwatching is how it gets there.
+    const file = join(dir, "full-watch.json");
+    const until = new Date(Date.now() + 3_600_000).toISOString();
+    writeFileSync(
+      file,
+      JSON.stringify({
+        watch: Array.from({ length: 101 }, (_, i) => ({
+          customer: `c-${i}`,
+          until,
+        })),
+      }),
+    );
+    for (const customer of ["c-0", "c-new"]) {
+      const more = await threadline(["watch", customer, "--file", file]);
+      assert.equal(more.code, 1, customer);
+      assert.match(more.stderr, /100 customers are watched already/);
+    }
+    const listed = await threadline(["watch", "--file", file]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.equal(listed.stdout.trim().split("\n").length, 102);
+    assert.match(
+      listed.stderr,
+      /names 101 customers, more than the 100 watched at once: services refuse it/,
+    );
+    const stopped = await threadline(["unwatch", "c-0", "--file", file]);
+    assert.equal(stopped.code, 0, stopped.stderr);
+    assert.match(stopped.stdout, /stopped watching c-0/);
+    assert.equal(stopped.stderr, "");
+    const doc = JSON.parse(readFileSync(file, "utf8")) as {
+      watch: Array<{ customer: string }>;
+    };
+    assert.equal(doc.watch.length, 100);
+    assert.ok(!doc.watch.some((e) => e.customer === "c-0"));
+  });
+
   it("explains bad usage and an absent viewer", async () => {
     const bad = await threadline(["watch", "c 42"]);
     assert.equal(bad.code, 2);

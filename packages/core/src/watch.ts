@@ -96,11 +96,14 @@ export type WatchDocumentResult =
  * `until` is an ISO 8601 time with its time zone, at most 7 days ahead;
  * `level` is `debug` (the default) or `trace`. A document with any invalid
  * entry is refused whole, so a typo never half-applies; entries already
- * expired are dropped.
+ * expired are dropped. `countLimit: false` reads a document naming more than
+ * MAX_WATCHED customers too, for an editor to bring it back within the
+ * limit; a service refuses it.
  */
 export function parseWatchDocument(
   text: string,
   now = Date.now(),
+  { countLimit = true }: { countLimit?: boolean } = {},
 ): WatchDocumentResult {
   let doc: unknown;
   try {
@@ -158,7 +161,7 @@ export function parseWatchDocument(
       level: Math.min(level, prev?.level ?? level) as WatchLevel,
     });
   }
-  if (byCustomer.size > MAX_WATCHED)
+  if (countLimit && byCustomer.size > MAX_WATCHED)
     return {
       ok: false,
       problem: `${byCustomer.size} customers watched; at most ${MAX_WATCHED} can be watched at once`,
