@@ -3,10 +3,13 @@
 // watch-list file (served to services over HTTP or read as a file).
 import { randomBytes } from "node:crypto";
 import type { Stats } from "node:fs";
+import { dirname, resolve } from "node:path";
 import {
   chmod,
   chown,
   readFile,
+  readlink,
+  realpath,
   rename,
   stat,
   unlink,
@@ -123,11 +126,40 @@ export class ViewerWatchTarget implements WatchTarget {
 }
 
 /**
+ * The file `path` names, through any links. One not there yet is made
+ * where its link points, if it is one, keeping the link.
+ */
+async function fileOf(path: string): Promise<string> {
+  try {
+    return await realpath(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  let at = path;
+  for (let links = 0; links < 40; links++) {
+    let to: string;
+    try {
+      to = await readlink(at);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // Not a link (EINVAL), or nothing there: the file to make.
+      if (code === "EINVAL" || code === "ENOENT") return at;
+      throw err;
+    }
+    // Relative to the link's directory as the system finds it, `..`
+    // included.
+    at = resolve(await realpath(dirname(at)), to);
+  }
+  throw new Error(`${path}: too many levels of links`);
+}
+
+/**
  * A watch-list file: what a fleet serves to its services (any static HTTP
- * server) or mounts next to them. Written whole, through a rename, so a
- * service never reads half a file, with the owner, group and permissions
- * it had (it names customers, and may be kept from other users) and the
- * fields services do not read (notes, an entry's ticket) kept as they were.
+ * server) or mounts next to them, reached through any links. Written
+ * whole, through a rename, so a service never reads half a file, with the
+ * owner, group and permissions it had (it names customers, and may be kept
+ * from other users) and the fields services do not read (notes, an entry's
+ * ticket) kept as they were.
  */
 export class FileWatchTarget implements WatchTarget {
   readonly name: string;
@@ -138,27 +170,39 @@ export class FileWatchTarget implements WatchTarget {
     this.name = `file ${path}`;
   }
 
-  /** The file's entries, and its text (undefined while there is no file). */
-  async #read(): Promise<{ entries: WatchEntry[]; text?: string }> {
+  /**
+   * The file the path names (through any links), its entries, and its text
+   * (undefined while there is no file).
+   */
+  async #read(): Promise<{
+    file: string;
+    entries: WatchEntry[];
+    text?: string;
+  }> {
+    const file = await fileOf(this.#path);
     let text: string;
     try {
-      text = await readFile(this.#path, "utf8");
+      text = await readFile(file, "utf8");
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT")
-        return { entries: [] };
+        return { file, entries: [] };
       throw err;
     }
     // Over the limit too: unwatching is what brings such a file back
     // within it, and watch() adds nobody past it.
-    return { entries: entriesOf(text, this.#path, false), text };
+    return { file, entries: entriesOf(text, this.#path, false), text };
   }
 
   async list(): Promise<WatchEntry[]> {
     return (await this.#read()).entries;
   }
 
-  /** Writes `entries` over the file that read as `text`. */
-  async #write(entries: WatchEntry[], text: string | undefined): Promise<void> {
+  /** Writes `entries` over `file`, which read as `text`. */
+  async #write(
+    file: string,
+    entries: WatchEntry[],
+    text: string | undefined,
+  ): Promise<void> {
     const fresh = toWatchDocument(entries);
     let doc: Record<string, unknown> = fresh;
     if (text !== undefined) {
@@ -176,12 +220,13 @@ export class FileWatchTarget implements WatchTarget {
     }
     let was: Stats | undefined;
     try {
-      was = await stat(this.#path);
+      was = await stat(file);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     }
     const mode = was === undefined ? 0o666 : was.mode & 0o7777;
-    const tmp = `${this.#path}.${randomBytes(4).toString("hex")}.tmp`;
+    // Next to the file, not the link to it, which the rename would replace.
+    const tmp = `${file}.${randomBytes(4).toString("hex")}.tmp`;
     await writeFile(tmp, `${JSON.stringify(doc, null, 2)}\n`, {
       flag: "wx",
       mode,
@@ -196,14 +241,14 @@ export class FileWatchTarget implements WatchTarget {
           await chown(tmp, was.uid, was.gid).catch((err: unknown) => {
             if ((err as NodeJS.ErrnoException).code !== "EPERM") throw err;
             throw new Error(
-              `${this.#path} is owned by uid ${was.uid} and gid ${was.gid}, which this user (uid ${made.uid}, gid ${made.gid}) cannot give the rewritten file, and services reading it as its owner or through its group would have kept their old list; it was left as it was: edit it as its owner or as root`,
+              `${file} is owned by uid ${was.uid} and gid ${was.gid}, which this user (uid ${made.uid}, gid ${made.gid}) cannot give the rewritten file, and services reading it as its owner or through its group would have kept their old list; it was left as it was: edit it as its owner or as root`,
             );
           });
         // After chown, which may clear set-id bits; and the umask may have
         // taken bits the file had.
         await chmod(tmp, mode);
       }
-      await rename(tmp, this.#path);
+      await rename(tmp, file);
     } catch (err) {
       await unlink(tmp).catch(() => {});
       throw err;
@@ -215,7 +260,7 @@ export class FileWatchTarget implements WatchTarget {
     forMs: number,
     level: WatchLevel,
   ): Promise<WatchEntry[]> {
-    const { entries: all, text } = await this.#read();
+    const { file, entries: all, text } = await this.#read();
     const others = all.filter((e) => e.customer !== customer);
     if (others.length >= MAX_WATCHED)
       throw new Error(
@@ -225,15 +270,15 @@ export class FileWatchTarget implements WatchTarget {
       ...others,
       { customer, until: Date.now() + forMs, level },
     ].sort((a, b) => a.until - b.until);
-    await this.#write(entries, text);
+    await this.#write(file, entries, text);
     return entries;
   }
 
   async unwatch(customer: string): Promise<WatchEntry[] | undefined> {
-    const { entries, text } = await this.#read();
+    const { file, entries, text } = await this.#read();
     const rest = entries.filter((e) => e.customer !== customer);
     if (rest.length === entries.length) return undefined;
-    await this.#write(rest, text);
+    await this.#write(file, rest, text);
     return rest;
   }
 }

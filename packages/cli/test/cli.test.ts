@@ -11,8 +11,10 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import http from "node:http";
@@ -899,6 +901,35 @@ describe("threadline watch", () => {
     };
     assert.equal(doc.watch.length, 100);
     assert.ok(!doc.watch.some((e) => e.customer === "c-0"));
+  });
+
+  it("edits the file a link points to, keeping the link", async () => {
+    // A mounted or deployed file is often reached through a link.
+    const real = join(dir, "watch-lists");
+    mkdirSync(real);
+    const file = join(real, "watch.json");
+    writeFileSync(file, JSON.stringify({ watch: [] }));
+    const link = join(dir, "linked-watch.json");
+    symlinkSync("watch-lists/watch.json", link);
+    const set = await threadline(["watch", "c-7", "--file", link]);
+    assert.equal(set.code, 0, set.stderr);
+    assert.equal(readlinkSync(link), "watch-lists/watch.json");
+    assert.match(readFileSync(file, "utf8"), /"c-7"/);
+    const stopped = await threadline(["unwatch", "c-7", "--file", link]);
+    assert.equal(stopped.code, 0, stopped.stderr);
+    assert.equal(readlinkSync(link), "watch-lists/watch.json");
+    assert.doesNotMatch(readFileSync(file, "utf8"), /"c-7"/);
+    // A link to a file not made yet: the file is made where it points.
+    const ahead = join(dir, "ahead-watch.json");
+    symlinkSync("watch-lists/new-watch.json", ahead);
+    const first = await threadline(["watch", "c-7", "--file", ahead]);
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(readlinkSync(ahead), "watch-lists/new-watch.json");
+    assert.match(readFileSync(join(real, "new-watch.json"), "utf8"), /"c-7"/);
+    assert.deepEqual(readdirSync(real).sort(), [
+      "new-watch.json",
+      "watch.json",
+    ]);
   });
 
   it("explains bad usage and an absent viewer", async () => {
