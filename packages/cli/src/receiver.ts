@@ -6,7 +6,8 @@
 // a request that cannot be decoded answers 400 with the reason, in the
 // request's own encoding (a google.rpc.Status), before anything reaches the
 // store. A request that decodes but holds invalid spans or log records (an
-// all-zero id, an unknown kind) has the valid ones stored and answers 200
+// all-zero id, an unknown kind, a span with no start or end time or ending
+// before it starts) has the valid ones stored and answers 200
 // with OTLP's partial_success (how many were left out, and why): exporters
 // do not retry a 400, so the whole batch would be lost. When the store
 // falls behind, new data gets 429 with Retry-After instead of growing
@@ -252,6 +253,10 @@ export class OtlpReceiver {
       onInvalid: (r: string) => {
         if (invalid++ === 0) reason = r;
       },
+      // A trace's summary starts at its earliest span and is pruned by its
+      // time: one span dated 1970 would hide the trace from every search
+      // by time and have it pruned at once, good spans included.
+      strictTimes: true,
     };
     if (path === "/v1/traces") {
       const decoded = json

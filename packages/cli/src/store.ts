@@ -1434,7 +1434,13 @@ export class Store implements TraceBackend {
     return traces;
   }
 
-  /** Deletes everything that started before `cutUs`: how many traces, log lines, metric points and rows in all. */
+  /**
+   * Deletes traces that ended before `cutUs`, and log lines and metric
+   * points from before it: how many traces, log lines, metric points and
+   * rows in all. A trace goes by its latest end, not its start, so that one
+   * span of a skewed clock, dated long ago, cannot take the rest of its
+   * trace with it.
+   */
   #deleteBefore(cutUs: number): {
     traces: number;
     logs: number;
@@ -1443,12 +1449,14 @@ export class Store implements TraceBackend {
   } {
     this.#db.exec("BEGIN");
     try {
+      // start_us first: the index finds the candidates; a trace that ends
+      // before the cut started before it.
       const spans = this.#s(
-        "DELETE FROM spans WHERE trace_id IN (SELECT trace_id FROM traces WHERE start_us < ?)",
-      ).run(cutUs).changes;
-      const tags = this.#s("DELETE FROM trace_tags WHERE start_us < ?").run(
-        cutUs,
-      ).changes;
+        "DELETE FROM spans WHERE trace_id IN (SELECT trace_id FROM traces WHERE start_us < ? AND end_us < ?)",
+      ).run(cutUs, cutUs).changes;
+      const tags = this.#s(
+        "DELETE FROM trace_tags WHERE start_us < ? AND NOT EXISTS (SELECT 1 FROM traces t WHERE t.trace_id = trace_tags.trace_id AND t.end_us >= ?)",
+      ).run(cutUs, cutUs).changes;
       const logs = Number(
         this.#s("DELETE FROM logs WHERE time_us < ?").run(cutUs).changes,
       );
@@ -1458,7 +1466,10 @@ export class Store implements TraceBackend {
         ).changes,
       );
       const traces = Number(
-        this.#s("DELETE FROM traces WHERE start_us < ?").run(cutUs).changes,
+        this.#s("DELETE FROM traces WHERE start_us < ? AND end_us < ?").run(
+          cutUs,
+          cutUs,
+        ).changes,
       );
       this.#db.exec("COMMIT");
       this.#addCounts({ traces, spans: Number(spans), logs }, -1);

@@ -412,6 +412,72 @@ describe("the OTLP receiver", () => {
     assert.equal(trace.spans[0]!.attributes["ratio"], 0.25);
   });
 
+  it("leaves out a span with no start or end time, or ending before it starts, so its trace keeps its time", async () => {
+    const now = Date.now();
+    const traceId = "c0ffee".padEnd(32, "1");
+    let k = 0;
+    const part = (over: Partial<SpanData>) =>
+      spanData({
+        traceId,
+        spanId: (++k).toString(16).padStart(16, "c"),
+        parentSpanId: k === 1 ? undefined : "1".padStart(16, "c"),
+        attributes: { "customer.id": "c-neg" },
+        startTime: now,
+        endTime: now + 40,
+        ...over,
+      });
+    const root = part({});
+    const child = part({ startTime: now + 5, endTime: now + 30 });
+    const odd = [
+      part({ startTime: 0 }),
+      part({ endTime: 0 }),
+      part({ startTime: now + 20, endTime: now + 10 }),
+    ];
+    const res = await post(
+      `${dev.otlpUrl}/v1/traces`,
+      traces.encodeJson([root, odd[0]!, child, odd[1]!, odd[2]!]),
+      json,
+    );
+    assert.equal(res.status, 200, res.text);
+    const partial = (
+      JSON.parse(res.text) as {
+        partialSuccess?: { rejectedSpans: string; errorMessage: string };
+      }
+    ).partialSuccess;
+    assert.equal(Number(partial?.rejectedSpans), 3, res.text);
+    assert.match(partial!.errorMessage, /no start_time_unix_nano.*first of 3/);
+    // Protobuf alike.
+    const asProto = await post(
+      `${dev.otlpUrl}/v1/traces`,
+      traces.encode([part({ startTime: 0 })]),
+      proto,
+    );
+    assert.equal(asProto.status, 200);
+    assert.match(asProto.text, /no start_time_unix_nano/);
+
+    const found = async () =>
+      (
+        (await (
+          await fetch(`${dev.viewerUrl}/api/search?customer=c-neg&since=15m`)
+        ).json()) as {
+          traces: Array<{ startUs: number; durationUs: number }>;
+        }
+      ).traces;
+    await waitFor(async () => (await found()).length === 1, {
+      what: "the trace, found within the last 15 minutes",
+    });
+    const [t] = await found();
+    assert.equal(t!.startUs, now * 1000);
+    assert.equal(t!.durationUs, 40_000);
+    const detail = (await (
+      await fetch(`${dev.viewerUrl}/api/traces/${traceId}`)
+    ).json()) as TraceDetail;
+    assert.deepEqual(
+      detail.spans.map((s) => s.spanId).sort(),
+      [root.spanId, child.spanId].sort(),
+    );
+  });
+
   it("rejects bad search parameters with a reason", async () => {
     const res = await fetch(`${dev.viewerUrl}/api/search?minDuration=soon`);
     assert.equal(res.status, 400);

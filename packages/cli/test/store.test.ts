@@ -406,6 +406,40 @@ describe("persistence and pruning", () => {
     await store.close();
   });
 
+  it("keeps a trace that ended within the age limit whole, though one of its spans started long before", async () => {
+    const store = new Store({ path: ":memory:", maxAgeMs: 60_000 });
+    const now = Date.now() * 1000;
+    const traceId = hex(0xabd001, 32);
+    const root = span(traceId, {
+      startUs: now - 2_000_000,
+      endUs: now - 1_000_000,
+      attributes: { "customer.id": "c-skew" },
+    });
+    // A service whose clock is far behind: its span starts in 1970.
+    const skewed = span(traceId, {
+      parentSpanId: root.spanId,
+      startUs: 5_000,
+      endUs: 6_000,
+      attributes: { "customer.id": "c-skew" },
+    });
+    store.ingestSpans(batch("gateway", [root]));
+    store.ingestSpans(batch("clock", [skewed]));
+    store.flush();
+    const old = order(store, 22, "c-old", now - 3_600_000_000);
+    assert.equal(store.prune(now), 1);
+    assert.deepEqual(
+      store.searchSync({ customer: "c-skew" }).map((t) => t.traceId),
+      [traceId],
+    );
+    assert.equal(store.getTraceSync(traceId)?.spans.length, 2);
+    assert.equal(store.getTraceSync(old), undefined);
+    assert.deepEqual(store.counts(), { traces: 1, spans: 2, logs: 0 });
+    // Once it ended long enough ago, it goes whole.
+    assert.equal(store.prune(now + 3_600_000_000), 1);
+    assert.deepEqual(store.counts(), { traces: 0, spans: 0, logs: 0 });
+    await store.close();
+  });
+
   it("drops the oldest traces first beyond the size limit", async () => {
     const path = join(dir, "size.sqlite");
     const store = new Store({ path, maxBytes: 600 * 1024 });

@@ -80,6 +80,13 @@ export interface DecodeOptions {
    * Without it, the first invalid item fails the whole request.
    */
   onInvalid?: ((reason: string) => void) | undefined;
+  /**
+   * Leave out as invalid a span whose start or end time is unset (0) or
+   * that ends before it starts, rather than mending its end. A store that
+   * summarises a trace from its earliest start would otherwise date the
+   * whole trace to 1970 for one such span.
+   */
+  strictTimes?: boolean | undefined;
 }
 
 /**
@@ -363,8 +370,14 @@ function span(r: ProtoReader): DecodedSpan {
   return s;
 }
 
-/** Why a decoded span is not valid, or undefined (its end is mended). */
-function spanProblem(s: DecodedSpan): string | undefined {
+/**
+ * Why a decoded span is not valid, or undefined (its end is mended, unless
+ * the caller asked for `strictTimes`).
+ */
+function spanProblem(
+  s: DecodedSpan,
+  options: DecodeOptions | undefined,
+): string | undefined {
   if (s.traceId === "" || /^0+$/.test(s.traceId))
     return "a span has no valid trace_id";
   if (s.spanId === "" || /^0+$/.test(s.spanId))
@@ -372,6 +385,11 @@ function spanProblem(s: DecodedSpan): string | undefined {
   if (s.kind < 0 || s.kind > 5) return `a span has an unknown kind ${s.kind}`;
   if (s.statusCode < 0 || s.statusCode > 2)
     return `a span has an unknown status code ${s.statusCode}`;
+  if (options?.strictTimes === true) {
+    if (s.startUs === 0) return "a span has no start_time_unix_nano";
+    if (s.endUs === 0) return "a span has no end_time_unix_nano";
+    if (s.endUs < s.startUs) return "a span ends before it starts";
+  }
   if (s.endUs < s.startUs) s.endUs = s.startUs;
   return undefined;
 }
@@ -472,7 +490,7 @@ export function decodeTracesProto(
 ): DecodedResourceSpans[] {
   return named(
     decodeExportProto(buf, "Spans", "spans", (r) =>
-      item(span, r, spanProblem, "span", options),
+      item(span, r, (s) => spanProblem(s, options), "span", options),
     ),
     "spans",
   );
@@ -712,7 +730,7 @@ export function decodeTracesJson(
 ): DecodedResourceSpans[] {
   return named(
     decodeExportJson(body, "Spans", "spans", (v) =>
-      item(jsonSpan, v, spanProblem, "span", options),
+      item(jsonSpan, v, (s) => spanProblem(s, options), "span", options),
     ),
     "spans",
   );
