@@ -63,8 +63,11 @@ export function formatSearch(traces: TraceSummary[]): string {
   ];
   for (const t of traces) {
     const mark = t.errorCount > 0 ? "✗ " : "";
+    const root = t.inProgress
+      ? `${t.rootService} (in progress)`
+      : `${t.rootService} ${t.rootName}`;
     lines.push(
-      `${pad(formatTime(t.startUs), 20)} ${pad(formatDuration(t.durationUs), 10)} ${pad(visible(`${mark}${t.rootService} ${t.rootName}`), 34)} ${pad(visible(t.customer ?? "-"), cw)} ${pad(String(t.spanCount), 6)} ${pad(visible(t.services.join(", ")), 30)} ${visible(t.traceId)}`,
+      `${pad(formatTime(t.startUs), 20)} ${pad(formatDuration(t.durationUs), 10)} ${pad(visible(`${mark}${root}`), 34)} ${pad(visible(t.customer ?? "-"), cw)} ${pad(String(t.spanCount), 6)} ${pad(visible(t.services.join(", ")), 30)} ${visible(t.traceId)}`,
     );
   }
   return `${lines.join("\n")}\n`;
@@ -110,6 +113,15 @@ export function formatTrace(t: TraceDetail): string {
   const out: string[] = [
     `trace ${t.traceId}${customer ? `  customer ${customer}` : ""}  ${spans.length} spans  ${services.length} services (${services.join(", ")})  ${formatDuration(end - t0)}`,
   ];
+  // Spans are sent as they end: a trace of lines alone is a request still
+  // running, or one whose spans never came.
+  if (spans.length === 0) {
+    const lineServices = [...new Set(t.logs.map((l) => l.service))];
+    const lineCustomer = t.logs.find((l) => l.customer !== null)?.customer;
+    const first = t.logs[0]?.timeUs ?? 0;
+    const last = t.logs.at(-1)?.timeUs ?? first;
+    out[0] = `trace ${t.traceId}${lineCustomer ? `  customer ${lineCustomer}` : ""}  in progress: no span yet, ${t.logs.length} log lines  ${lineServices.length} services (${lineServices.join(", ")})  ${formatDuration(last - first)} so far`;
+  }
   const logsBySpan = new Map<string, LogRecord[]>();
   for (const l of t.logs) {
     const key = ids.has(l.spanId) ? l.spanId : "";

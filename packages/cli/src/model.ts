@@ -18,6 +18,12 @@ export interface TraceSummary {
   errorCount: number;
   /** Every service the trace touched. */
   services: string[];
+  /**
+   * No span of the trace has arrived: it is made of its log lines. Spans
+   * are sent as they end, so this is a request still running (or one whose
+   * spans never came); its root is the service of its first line.
+   */
+  inProgress?: boolean;
 }
 
 export interface SpanEvent {

@@ -4,7 +4,8 @@
 // Layout, chosen for the searches the viewer runs:
 // - spans, clustered by (trace_id, span_id): a trace is one range read.
 // - traces, one summary row per trace kept up to date on ingest (root,
-//   customer, services, counts), indexed by start time.
+//   customer, services, counts), indexed by start time; a sampled trace
+//   whose spans have not come yet is summarised from its log lines.
 // - trace_tags, (key, value) pairs seen anywhere in a trace (service,
 //   span names, routes, short span and resource attribute values, every
 //   span's customer.id), so "customer C", "any attribute key=value" and
@@ -158,6 +159,7 @@ function toSummary(r: TraceRow): TraceSummary {
     spanCount: r.span_count,
     errorCount: r.error_count,
     services: r.services === "" ? [] : r.services.split("\n"),
+    ...(r.span_count === 0 ? { inProgress: true } : {}),
   };
 }
 
@@ -682,9 +684,18 @@ export class Store implements TraceBackend {
       "UPDATE trace_tags SET start_us = ? WHERE key = ? AND value = ? AND start_us = ? AND trace_id = ?",
     );
     for (const [traceId, t] of byTrace) {
-      const stored = read.get(traceId) as TraceRow | undefined;
+      let stored = read.get(traceId) as TraceRow | undefined;
       // A span joining a trace already stored replaces its row, not adds one.
       if (stored === undefined) added.traces++;
+      else if (stored.span_count === 0) {
+        // The trace so far was made of its log lines: its spans summarise
+        // it from now on, and find it, as they do a trace whose lines came
+        // after them.
+        this.#s(
+          "DELETE FROM trace_tags WHERE start_us = ? AND trace_id = ?",
+        ).run(stored.start_us, traceId);
+        stored = undefined;
+      }
       const row = stored ?? {
         trace_id: traceId,
         start_us: Number.MAX_SAFE_INTEGER,
@@ -756,6 +767,17 @@ export class Store implements TraceBackend {
   ): void {
     if (logs.length === 0) return;
     const added = new Map<string, number>();
+    /** What this batch's sampled lines say of their traces. */
+    const seen = new Map<
+      string,
+      {
+        startUs: number;
+        endUs: number;
+        first: string;
+        services: Set<string>;
+        customers: Set<string>;
+      }
+    >();
     // A record sent again (OTLP delivery is at least once) has the same
     // digest and is stored once. The observed time is in it, so the same
     // line written twice in one millisecond (pino's resolution) is kept twice.
@@ -792,12 +814,36 @@ export class Store implements TraceBackend {
       );
       if (Number(stored.changes) === 0) continue;
       counts.logs++;
-      if (log.traceId !== "")
-        added.set(log.traceId, (added.get(log.traceId) ?? 0) + 1);
+      if (log.traceId === "") continue;
+      added.set(log.traceId, (added.get(log.traceId) ?? 0) + 1);
+      // Only a sampled request's spans are coming: an unsampled one's lines
+      // carry its trace id too, and would each make a trace that never fills.
+      if ((log.flags & 1) === 0) continue;
+      const timeUs = log.timeUs || log.observedUs;
+      const t = seen.get(log.traceId);
+      if (t === undefined)
+        seen.set(log.traceId, {
+          startUs: timeUs,
+          endUs: timeUs,
+          first: service,
+          services: new Set([service]),
+          customers: new Set(customer === null ? [] : [customer]),
+        });
+      else {
+        if (timeUs < t.startUs) {
+          t.startUs = timeUs;
+          t.first = service;
+        }
+        if (timeUs > t.endUs) t.endUs = timeUs;
+        t.services.add(service);
+        if (customer !== null) t.customers.add(customer);
+      }
     }
     // A trace whose lines came, even without spans in this batch, changed:
-    // a page showing it reloads (a line for a trace not stored yet waits
-    // for its spans, which announce it).
+    // a page showing it reloads. A sampled request's lines come before its
+    // spans, which are sent as they end: until the first does, the trace is
+    // summarised from its lines (one write per trace and batch), so that a
+    // request still running is found by its customer, service and time.
     const read = this.#s("SELECT * FROM traces WHERE trace_id = ?");
     for (const [traceId, n] of added) {
       const known = changed.find((t) => t.traceId === traceId);
@@ -805,9 +851,80 @@ export class Store implements TraceBackend {
         known.logsAdded = n;
         continue;
       }
-      const row = read.get(traceId) as TraceRow | undefined;
+      let row = read.get(traceId) as TraceRow | undefined;
+      const lines = seen.get(traceId);
+      if (lines !== undefined && (row === undefined || row.span_count === 0))
+        row = this.#summariseLines(traceId, row, lines, counts);
       if (row !== undefined) changed.push({ ...toSummary(row), logsAdded: n });
     }
+  }
+
+  /**
+   * Writes the summary and tags of a trace no span of which is stored yet,
+   * from a batch's lines of it: their time, services and customers.
+   */
+  #summariseLines(
+    traceId: string,
+    stored: TraceRow | undefined,
+    lines: {
+      startUs: number;
+      endUs: number;
+      first: string;
+      services: Set<string>;
+      customers: Set<string>;
+    },
+    counts: RowCounts,
+  ): TraceRow {
+    if (stored === undefined) counts.traces++;
+    const row: TraceRow = stored ?? {
+      trace_id: traceId,
+      start_us: lines.startUs,
+      end_us: lines.endUs,
+      root_service: lines.first,
+      root_name: "",
+      root_known: 0,
+      customer: null,
+      span_count: 0,
+      error_count: 0,
+      services: "",
+    };
+    const oldStart = row.start_us;
+    if (lines.startUs < row.start_us) {
+      row.start_us = lines.startUs;
+      row.root_service = lines.first;
+    }
+    if (lines.endUs > row.end_us) row.end_us = lines.endUs;
+    row.customer ??= lines.customers.values().next().value ?? null;
+    const services = new Set(
+      row.services === "" ? [] : row.services.split("\n"),
+    );
+    for (const service of lines.services) services.add(service);
+    row.services = [...services].sort().join("\n");
+    this.#s(
+      "INSERT OR REPLACE INTO traces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    ).run(
+      row.trace_id,
+      row.start_us,
+      row.end_us,
+      row.root_service,
+      row.root_name,
+      row.root_known,
+      row.customer,
+      row.span_count,
+      row.error_count,
+      row.services,
+    );
+    if (stored !== undefined && oldStart !== row.start_us)
+      this.#s(
+        "UPDATE trace_tags SET start_us = ? WHERE start_us = ? AND trace_id = ?",
+      ).run(row.start_us, oldStart, traceId);
+    const tag = this.#s("INSERT OR IGNORE INTO trace_tags VALUES (?, ?, ?, ?)");
+    for (const service of lines.services)
+      tag.run("service.name", service, row.start_us, traceId);
+    for (const customer of lines.customers)
+      if (customer.length <= MAX_TAG_VALUE)
+        tag.run("customer.id", customer, row.start_us, traceId);
+    return row;
   }
 
   async search(q: SearchQuery): Promise<TraceSummary[]> {
@@ -943,7 +1060,6 @@ export class Store implements TraceBackend {
     const rows = this.#s(
       "SELECT * FROM spans WHERE trace_id = ? ORDER BY start_us, span_id LIMIT ?",
     ).all(traceId, max) as Array<Record<string, unknown>>;
-    if (rows.length === 0) return undefined;
     // The spans of one instance carry the same resource text: each text is
     // parsed once and its object shared, not parsed again for every span
     // of a trace that may hold hundreds of thousands.
@@ -998,6 +1114,9 @@ export class Store implements TraceBackend {
       attributes: parse(r["attributes"], {}),
       customer: (r["customer"] as string | null) ?? null,
     }));
+    // A trace of lines alone is a request whose spans have not come yet
+    // (they are sent as they end): its lines are what there is to see.
+    if (spans.length === 0 && logs.length === 0) return undefined;
     if (limit === undefined) return { traceId, spans, logs };
     const summary = this.#s("SELECT * FROM traces WHERE trace_id = ?").get(
       traceId,

@@ -293,6 +293,60 @@ describe("threadline search and trace", () => {
   });
 });
 
+describe("threadline trace and search on a request still running", () => {
+  it("print it from its log lines, its spans not sent yet", async () => {
+    const db = join(dir, "running.sqlite");
+    const store = new Store({ path: db });
+    const traceId = "7".repeat(32);
+    const now = Date.now() * 1000;
+    store.ingestLogs(
+      ["gateway", "payments"].map((service, i) => ({
+        resource: { "service.name": service },
+        scopes: [
+          {
+            scope: { name: "pino", version: "" },
+            logs: [
+              {
+                timeUs: now + i * 1000,
+                observedUs: now + i * 1000,
+                severityNumber: 9,
+                severityText: "info",
+                body: `${service} waiting`,
+                attributes: { "customer.id": "c-hang" },
+                droppedAttributesCount: 0,
+                traceId,
+                spanId: "e".repeat(16),
+                flags: 1,
+                eventName: "",
+              },
+            ],
+          },
+        ],
+      })),
+    );
+    await store.close();
+    const env = {
+      THREADLINE_DB: db,
+      THREADLINE_VIEWER_URL: "http://127.0.0.1:9",
+    };
+    const r = await threadline(["trace", traceId], env);
+    assert.equal(r.code, 0, r.stderr);
+    for (const expected of [
+      "customer c-hang",
+      "in progress: no span yet, 2 log lines",
+      "gateway: info: gateway waiting",
+      "payments: info: payments waiting",
+    ])
+      assert.ok(r.stdout.includes(expected), `${expected}\n${r.stdout}`);
+    const search = await threadline(
+      ["search", "--customer", "c-hang", "--since", "1h"],
+      env,
+    );
+    assert.equal(search.code, 0, search.stderr);
+    assert.match(search.stdout, /gateway \(in progress\).*c-hang.*7{32}/);
+  });
+});
+
 describe("threadline trace on a broken trace", () => {
   it("prints spans that are their own parent or in a parent cycle", async () => {
     const db = join(dir, "cycles.sqlite");

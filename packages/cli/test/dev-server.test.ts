@@ -478,6 +478,104 @@ describe("the OTLP receiver", () => {
     );
   });
 
+  it("shows a request still running, its spans not sent yet, by its log lines", async () => {
+    const traceId = "bad5eed".padEnd(32, "2");
+    const now = Date.now();
+    const line = (service: string, at: number, traceFlags = 1) => ({
+      encoder: new LogsEncoder({ "service.name": service }, { name: "pino" }),
+      record: {
+        time: at,
+        observedTime: at,
+        severityNumber: 9,
+        severityText: "info",
+        body: `${service} waiting`,
+        attributes: { "customer.id": "c-hang2" },
+        traceId: traceFlags === 1 ? traceId : "5".repeat(32),
+        spanId: "d".repeat(16),
+        traceFlags,
+      },
+    });
+    for (const { encoder, record } of [
+      line("gateway", now),
+      line("payments", now + 30),
+      // An unsampled request's line: its spans never come.
+      line("gateway", now + 40, 0),
+    ])
+      assert.equal(
+        (await post(`${dev.otlpUrl}/v1/logs`, encoder.encode([record]), proto))
+          .status,
+        200,
+      );
+    type Found = {
+      traceId: string;
+      inProgress?: boolean;
+      spanCount: number;
+      services: string[];
+      startUs: number;
+      durationUs: number;
+      rootService: string;
+    };
+    const search = async (query: string) =>
+      (
+        (await (
+          await fetch(`${dev.viewerUrl}/api/search?${query}`)
+        ).json()) as { traces: Found[] }
+      ).traces;
+    await waitFor(
+      async () =>
+        (await search("customer=c-hang2&since=15m"))[0]?.services.length === 2,
+      { what: "the running request, found by its customer" },
+    );
+    const [running, ...others] = await search("customer=c-hang2&since=15m");
+    assert.deepEqual(others, [], "the unsampled request is not listed");
+    assert.equal(running!.traceId, traceId);
+    assert.equal(running!.inProgress, true);
+    assert.equal(running!.spanCount, 0);
+    assert.deepEqual(running!.services, ["gateway", "payments"]);
+    assert.equal(running!.rootService, "gateway");
+    assert.equal(running!.startUs, now * 1000);
+    assert.equal(running!.durationUs, 30_000);
+    assert.equal(
+      (await search("customer=c-hang2&service=payments"))[0]?.traceId,
+      traceId,
+    );
+    for (const query of ["", "?limit=10000"]) {
+      const res = await fetch(`${dev.viewerUrl}/api/traces/${traceId}${query}`);
+      assert.equal(res.status, 200, query);
+      const detail = (await res.json()) as TraceDetail;
+      assert.deepEqual(detail.spans, []);
+      assert.deepEqual(
+        detail.logs.map((l) => l.body),
+        ["gateway waiting", "payments waiting"],
+      );
+    }
+
+    // Its spans come as it ends: they summarise it from then on.
+    const root = spanData({
+      traceId,
+      spanId: "d".repeat(16),
+      startTime: now - 5,
+      endTime: now + 20_000,
+      attributes: { "customer.id": "c-hang2" },
+    });
+    assert.equal(
+      (await post(`${dev.otlpUrl}/v1/traces`, traces.encode([root]), proto))
+        .status,
+      200,
+    );
+    await waitFor(
+      async () =>
+        (await search("customer=c-hang2"))[0]?.inProgress === undefined,
+      { what: "the trace, its span arrived" },
+    );
+    const [ended, ...more] = await search("customer=c-hang2");
+    assert.deepEqual(more, []);
+    assert.equal(ended!.spanCount, 1);
+    assert.deepEqual(ended!.services, ["api"]);
+    assert.equal(ended!.startUs, (now - 5) * 1000);
+    assert.deepEqual(await search("customer=c-hang2&service=payments"), []);
+  });
+
   it("rejects bad search parameters with a reason", async () => {
     const res = await fetch(`${dev.viewerUrl}/api/search?minDuration=soon`);
     assert.equal(res.status, 400);

@@ -528,7 +528,7 @@ describe("counts", () => {
     });
     // A late span of the first order, starting before its root; a span and
     // log lines sent again; lines outside any trace, and one of a trace not
-    // stored.
+    // stored (summarised from its line, its spans still to come).
     const late = span(first, { startUs: now - 7_300_000_000 });
     store.ingestSpans(batch("audit", [late]));
     const lines = logBatch("", ["poll", "poll again"], now - 1_000_000);
@@ -539,13 +539,13 @@ describe("counts", () => {
     store.ingestLogs(lines);
     store.flush();
     assert.deepEqual(check(store, "late and repeated data"), {
-      traces: 2,
+      traces: 3,
       spans: 7,
       logs: 5,
     });
 
-    // By age: the first order and the old line go.
-    assert.equal(store.prune(now), 1);
+    // By age: the first order and the old line, and its trace, go.
+    assert.equal(store.prune(now), 2);
     check(store, "pruned by age");
 
     // By size: the oldest of many large traces go.

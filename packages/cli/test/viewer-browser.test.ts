@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { TraceEncoder, type SpanData } from "@threadline/otlp";
+import { LogsEncoder, TraceEncoder, type SpanData } from "@threadline/otlp";
 import {
   startShop,
   stopTestServers,
@@ -839,6 +839,73 @@ describe("a trace too large to lay out whole", () => {
         .getByText(/first 10,000 rows of this trace's 70,001 spans/)
         .waitFor();
       assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+      await dev.close();
+    }
+  });
+});
+
+describe("a request still running", () => {
+  it("is found by its customer and opens as its log lines, its spans not sent yet", async () => {
+    const dev = await startDevServer({
+      dbPath: ":memory:",
+      otlpPort: 0,
+      viewerPort: 0,
+      flushIntervalMs: 10,
+    });
+    const browser = await chromium.launch({
+      executablePath: "/usr/bin/chromium",
+      args: CHROMIUM_ARGS,
+    });
+    try {
+      const traceId = randomBytes(16).toString("hex");
+      for (const service of ["gateway", "payments"]) {
+        const encoder = new LogsEncoder(
+          { "service.name": service },
+          { name: "pino" },
+        );
+        const res = await fetch(`${dev.otlpUrl}/v1/logs`, {
+          method: "POST",
+          headers: { "content-type": "application/x-protobuf" },
+          body: encoder.encode([
+            {
+              time: Date.now(),
+              observedTime: Date.now(),
+              severityNumber: 9,
+              severityText: "info",
+              body: `${service} waiting`,
+              attributes: { "customer.id": "c-hang3" },
+              traceId,
+              spanId: randomBytes(8).toString("hex"),
+              traceFlags: 1,
+            },
+          ]),
+        });
+        assert.equal(res.status, 200, await res.text());
+      }
+      await waitFor(() => dev.store.counts().logs === 2, {
+        what: "the lines stored",
+      });
+      const page = await browser.newPage();
+      await page.goto(`${dev.viewerUrl}/?customer=c-hang3`);
+      const row = page.getByTestId("result-row");
+      await row.getByTestId("in-progress").waitFor({ timeout: 10_000 });
+      assert.equal(await row.count(), 1);
+      assert.equal(await row.getAttribute("data-trace-id"), traceId);
+      await row.click();
+      const view = page.getByTestId("trace-view");
+      await waitFor(
+        async () => (await view.getAttribute("data-state")) === "ready",
+        { what: "the trace view" },
+      );
+      await view.getByTestId("in-progress").waitFor({ timeout: 10_000 });
+      assert.deepEqual(
+        (await view.getByTestId("log-row").allTextContents()).map(
+          (t) => /gateway waiting|payments waiting/.exec(t)?.[0],
+        ),
+        ["gateway waiting", "payments waiting"],
+      );
     } finally {
       await browser.close();
       await dev.close();

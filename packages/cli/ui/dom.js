@@ -228,7 +228,22 @@ export function traceRow(t, { testid, href, open }) {
       "td",
       { class: "col-root" },
       serviceChip(t.rootService),
-      h("a", { class: "root-name", href: href(t.traceId), text: t.rootName }),
+      h("a", {
+        class: "root-name",
+        href: href(t.traceId),
+        text: t.inProgress ? "no span yet" : t.rootName,
+      }),
+      // Spans are sent as they end: a trace of log lines alone is a request
+      // still running.
+      t.inProgress
+        ? h("span", {
+            class: "pill quiet in-progress",
+            dataset: { testid: "in-progress" },
+            title:
+              "No span of this trace has arrived yet: its log lines so far",
+            text: "in progress",
+          })
+        : null,
       errors
         ? h("span", {
             class: "error-count",

@@ -518,6 +518,15 @@ export function traceView(container, route, app) {
         { class: "trace-title" },
         root ? serviceChip(root.service, { class: "big" }) : null,
         h("span", {}, root ? describeSpan(root) : "trace"),
+        m.spans.length === 0 && m.logs.length > 0
+          ? h("span", {
+              class: "pill quiet big-pill",
+              dataset: { testid: "in-progress" },
+              title:
+                "Spans are sent as they end: this request may still be running",
+              text: "in progress: no span yet",
+            })
+          : null,
         m.errors > 0
           ? h("span", {
               class: "pill bad big-pill",
