@@ -81,10 +81,10 @@ export interface DecodeOptions {
    */
   onInvalid?: ((reason: string) => void) | undefined;
   /**
-   * Leave out as invalid a span whose start or end time is unset (0) or
-   * that ends before it starts, rather than mending its end. A store that
+   * Leave out as invalid a span whose start time is unset (0). A store that
    * summarises a trace from its earliest start would otherwise date the
-   * whole trace to 1970 for one such span.
+   * whole trace to 1970 for one such span. (An end unset or before the
+   * start is mended to the start either way: the span keeps its place.)
    */
   strictTimes?: boolean | undefined;
 }
@@ -370,10 +370,7 @@ function span(r: ProtoReader): DecodedSpan {
   return s;
 }
 
-/**
- * Why a decoded span is not valid, or undefined (its end is mended, unless
- * the caller asked for `strictTimes`).
- */
+/** Why a decoded span is not valid, or undefined (its end is mended). */
 function spanProblem(
   s: DecodedSpan,
   options: DecodeOptions | undefined,
@@ -385,11 +382,8 @@ function spanProblem(
   if (s.kind < 0 || s.kind > 5) return `a span has an unknown kind ${s.kind}`;
   if (s.statusCode < 0 || s.statusCode > 2)
     return `a span has an unknown status code ${s.statusCode}`;
-  if (options?.strictTimes === true) {
-    if (s.startUs === 0) return "a span has no start_time_unix_nano";
-    if (s.endUs === 0) return "a span has no end_time_unix_nano";
-    if (s.endUs < s.startUs) return "a span ends before it starts";
-  }
+  if (options?.strictTimes === true && s.startUs === 0)
+    return "a span has no start_time_unix_nano";
   if (s.endUs < s.startUs) s.endUs = s.startUs;
   return undefined;
 }
