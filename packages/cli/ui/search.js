@@ -3,6 +3,8 @@
 // so a search can be reloaded, shared, and returned to with Back.
 import { getJson, href } from "./api.js";
 import {
+  formatClock,
+  formatDay,
   h,
   notice,
   plural,
@@ -21,6 +23,29 @@ const RANGES = [
   ["", "any time"],
 ];
 const LIMIT = 50;
+// The API's most traces for one search.
+const MAX_LIMIT = 1000;
+
+/** A time as the API reads it (epoch milliseconds or ISO 8601), in epoch ms. */
+function timeMs(text) {
+  return /^\d+$/.test(text) ? Number(text) : Date.parse(text);
+}
+
+/**
+ * The API's `to` is a whole millisecond and takes traces that started up to
+ * it, so a trace belongs to the first millisecond that reaches it. A page
+ * ends on such a boundary, which no trace straddles.
+ */
+function endMs(t) {
+  return Math.ceil(t.startUs / 1000);
+}
+
+/** The page's query as href() takes it, with `changes` over it ("" drops a key). */
+function withParams(params, changes) {
+  const out = {};
+  for (const k of new Set(params.keys())) out[k] = params.getAll(k);
+  return { ...out, ...changes };
+}
 
 /**
  * `a=b, c=d` into ["a=b", "c=d"]. A comma only separates when another
@@ -214,14 +239,47 @@ export function searchView(container, route, app) {
     results.dataset.state = "loading";
     results.dataset.customer = who;
     results.classList.add("loading");
+    // `until` is the page's position among the results: traces that started
+    // up to it, as the API's `to` reads it.
     const query = Object.fromEntries(
-      [...params.entries()].filter(([k]) => k !== "attr"),
+      [...params.entries()].filter(([k]) => k !== "attr" && k !== "until"),
     );
     query.attr = params.getAll("attr");
-    query.limit = String(LIMIT);
+    const until = params.get("until") ?? "";
+    if (until !== "")
+      query.to =
+        query.to === undefined || timeMs(until) < timeMs(query.to)
+          ? until
+          : query.to;
     let traces;
+    let olderTo;
     try {
+      // One more than a page shows says whether older traces follow. The
+      // last millisecond shown goes whole to this page or whole to the
+      // next, so that traces that started together are neither left out
+      // nor shown twice.
+      query.limit = String(LIMIT + 1);
       ({ traces } = await getJson("/api/search", query, { signal }));
+      if (traces.length > LIMIT) {
+        const last = endMs(traces[LIMIT - 1]);
+        if (endMs(traces[LIMIT]) < last) {
+          traces = traces.slice(0, LIMIT);
+          olderTo = last - 1;
+        } else {
+          traces = traces.slice(0, LIMIT).filter((t) => endMs(t) > last);
+          olderTo = last;
+        }
+        if (traces.length === 0) {
+          // More than a page started in one millisecond: that millisecond
+          // is this page.
+          query.to = String(last);
+          query.limit = String(MAX_LIMIT);
+          const found = (await getJson("/api/search", query, { signal }))
+            .traces;
+          traces = found.filter((t) => endMs(t) === last);
+          olderTo = found.length > traces.length ? last - 1 : undefined;
+        }
+      }
     } catch (err) {
       if (signal.aborted) return;
       results.classList.remove("loading");
@@ -242,6 +300,31 @@ export function searchView(container, route, app) {
     results.dataset.state = "done";
     results.dataset.count = String(traces.length);
     const filters = describeFilters(params);
+    const pager =
+      until === "" && olderTo === undefined
+        ? null
+        : h(
+            "nav",
+            { class: "pager", "aria-label": "Older and newer results" },
+            until !== ""
+              ? h("a", {
+                  href: href("/", withParams(params, { until: "" })),
+                  dataset: { testid: "newest-link" },
+                  text: "← Newest",
+                })
+              : null,
+            olderTo !== undefined
+              ? h("a", {
+                  href: href(
+                    "/",
+                    withParams(params, { until: String(olderTo) }),
+                  ),
+                  dataset: { testid: "older-link" },
+                  text: "Older →",
+                })
+              : null,
+          );
+    const untilUs = timeMs(until) * 1000;
     if (traces.length === 0) {
       const title = who ? `No traces for ${who}` : "No traces yet";
       results.replaceChildren(
@@ -265,6 +348,7 @@ export function searchView(container, route, app) {
                 "Point your services at this dev server (OTEL_EXPORTER_OTLP_ENDPOINT, port 4318 by default) and send a request.",
               ),
         ),
+        pager,
       );
       return;
     }
@@ -282,9 +366,10 @@ export function searchView(container, route, app) {
           "span",
           { class: "muted" },
           `${plural(traces.length, "trace")}${filters ? ` ${filters}` : ""}, newest first`,
-          traces.length >= LIMIT
-            ? ` (the newest ${LIMIT}: narrow the search for older ones)`
+          Number.isFinite(untilUs)
+            ? `, up to ${formatClock(untilUs)} ${formatDay(untilUs)}`
             : "",
+          olderTo !== undefined ? " (older ones on the next page)" : "",
         ),
       ),
       h(
@@ -307,6 +392,7 @@ export function searchView(container, route, app) {
           ),
         ),
       ),
+      pager,
     );
   }
 

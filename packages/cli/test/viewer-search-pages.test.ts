@@ -1,0 +1,159 @@
+// The viewer's search and trace pages in a real Chromium, over spans sent as
+// OTLP by the test itself: more traces than one page of results holds, some
+// starting at the same moment, a search reached by a date-range link, and a
+// trace whose root span arrives after the page has opened it.
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { TraceEncoder, type SpanData } from "@threadline/otlp";
+import { waitFor } from "@threadline/test-support";
+import { startDevServer, type DevServer } from "../src/index.ts";
+import { spanData } from "./span-data.ts";
+
+const CHROMIUM_ARGS = [
+  "--no-sandbox",
+  "--disable-background-networking",
+  "--disable-gpu",
+  "--disable-dev-shm-usage",
+];
+
+const id = (bytes: number) => randomBytes(bytes).toString("hex");
+
+async function send(
+  dev: DevServer,
+  service: string,
+  spans: SpanData[],
+): Promise<void> {
+  const encoder = new TraceEncoder({ "service.name": service });
+  const res = await fetch(`${dev.otlpUrl}/v1/traces`, {
+    method: "POST",
+    headers: { "content-type": "application/x-protobuf" },
+    body: encoder.encode(spans),
+  });
+  assert.equal(res.status, 200, await res.text());
+}
+
+/** One request of `customer`, a trace of one span starting at `startMs`. */
+function request(
+  customer: string,
+  startMs: number,
+  over: Partial<SpanData> = {},
+): SpanData {
+  return spanData({
+    traceId: id(16),
+    spanId: id(8),
+    name: "GET /orders",
+    startTime: startMs,
+    endTime: startMs + 3,
+    attributes: { "customer.id": customer },
+    ...over,
+  });
+}
+
+async function rowIds(page: Page): Promise<string[]> {
+  return page
+    .getByTestId("result-row")
+    .evaluateAll((els) => els.map((el) => el.getAttribute("data-trace-id")!));
+}
+
+/** Waits for the results of the search the page's URL now holds. */
+async function resultsFor(page: Page, url: string): Promise<void> {
+  await waitFor(() => page.url() === url, { timeoutMs: 5_000, what: url });
+  await page.locator("[data-testid=results][data-state=done]").waitFor();
+}
+
+describe("the viewer's search and trace pages", () => {
+  let dev: DevServer;
+  let browser: Browser;
+  let page: Page;
+  const pageErrors: string[] = [];
+  // Ten minutes ago, on a whole millisecond.
+  const base = Math.floor(Date.now() / 1000) * 1000 - 600_000;
+
+  before(async () => {
+    [dev, browser] = await Promise.all([
+      startDevServer({ dbPath: ":memory:", otlpPort: 0, viewerPort: 0 }),
+      chromium.launch({
+        executablePath: "/usr/bin/chromium",
+        args: CHROMIUM_ARGS,
+      }),
+    ]);
+    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    page.on("pageerror", (err) => pageErrors.push(err.message));
+  });
+
+  after(async () => {
+    await browser?.close();
+    await dev?.close();
+  });
+
+  it("pages through more traces than one page holds, none skipped or shown twice", async () => {
+    // 55 requests of one customer in the orders service, newest first
+    // 54 … 0; requests 2 to 7 start at the same moment, so the newest 50
+    // end inside that group, and 1 and 8 start less than a millisecond
+    // before and after it.
+    const startOf = (i: number) =>
+      i >= 2 && i <= 7
+        ? base + 2
+        : i === 8
+          ? base + 2.4
+          : i === 1
+            ? base + 1.6
+            : base + i;
+    const spans = Array.from({ length: 55 }, (_, i) =>
+      request("c-many", startOf(i)),
+    );
+    await send(dev, "orders", spans);
+    // Newer ones elsewhere, which the service filter leaves out.
+    await send(
+      dev,
+      "billing",
+      [1, 2, 3].map((i) => request("c-many", base + 1000 + i)),
+    );
+    await waitFor(() => dev.store.counts().traces === 58, {
+      what: "58 traces stored",
+    });
+    const all = new Set(spans.map((s) => s.traceId));
+
+    const first = `${dev.viewerUrl}/?customer=c-many&service=orders`;
+    await page.goto(first);
+    await resultsFor(page, first);
+    const newest = await rowIds(page);
+    assert.ok(newest.length > 0 && newest.length <= 50, `${newest.length}`);
+    assert.equal(
+      await page.getByTestId("newest-link").count(),
+      0,
+      "the newest traces offer no way to themselves",
+    );
+
+    const seen = [...newest];
+    for (let pages = 1; ; pages++) {
+      assert.ok(pages < 5, "the pages end");
+      const older = page.getByTestId("older-link");
+      if ((await older.count()) === 0) break;
+      const link = new URL((await older.getAttribute("href"))!, page.url());
+      assert.equal(link.searchParams.get("customer"), "c-many");
+      assert.equal(link.searchParams.get("service"), "orders");
+      await older.click();
+      await resultsFor(page, link.href);
+      seen.push(...(await rowIds(page)));
+      await page.getByTestId("newest-link").waitFor();
+    }
+    assert.equal(seen.length, new Set(seen).size, "no trace shown twice");
+    assert.deepEqual(new Set(seen), all, "every trace shown once");
+    // Newest first across the pages.
+    const order = spans
+      .map((s, i) => ({ id: s.traceId, start: startOf(i) }))
+      .sort((a, b) => b.start - a.start);
+    assert.deepEqual(
+      seen.map((t) => order.find((o) => o.id === t)!.start),
+      order.map((o) => o.start),
+    );
+
+    await page.getByTestId("newest-link").click();
+    await resultsFor(page, first);
+    assert.deepEqual(await rowIds(page), newest);
+    assert.deepEqual(pageErrors, []);
+  });
+});
