@@ -156,4 +156,78 @@ describe("the viewer's search and trace pages", () => {
     assert.deepEqual(await rowIds(page), newest);
     assert.deepEqual(pageErrors, []);
   });
+
+  it("keeps a date-range link's window through the form, and says what it is", async () => {
+    // A request every second from base + 100 s; the link's window holds
+    // the ones from 3 to 6, and the odd ones failed.
+    const at = (i: number) => base + 100_000 + i * 1000;
+    const spans = Array.from({ length: 10 }, (_, i) =>
+      request("c-win", at(i), i % 2 === 1 ? { statusCode: 2 } : {}),
+    );
+    await send(dev, "orders", spans);
+    await waitFor(
+      async () => {
+        const res = await fetch(`${dev.viewerUrl}/api/search?customer=c-win`);
+        return (
+          ((await res.json()) as { traces: unknown[] }).traces.length === 10
+        );
+      },
+      { what: "c-win's traces stored" },
+    );
+    const from = new Date(at(3)).toISOString();
+    const to = String(at(6));
+    const link = `${dev.viewerUrl}/?${new URLSearchParams({ customer: "c-win", from, to })}`;
+    await page.goto(link);
+    await resultsFor(page, link);
+    assert.deepEqual(
+      new Set(await rowIds(page)),
+      new Set([3, 4, 5, 6].map((i) => spans[i]!.traceId)),
+    );
+    const head = await page.locator(".results-head").innerText();
+    const range = await page
+      .locator("[data-testid=range-select] option:checked")
+      .innerText();
+    for (const text of [head, range])
+      assert.match(
+        text,
+        /between \d\d:\d\d:\d\d\.\d{3} .* and \d\d:\d\d:\d\d\.\d{3}/,
+        "the window is said",
+      );
+    assert.notEqual(range, "any time");
+
+    await page.getByTestId("errors-checkbox").check();
+    await page.getByTestId("search-button").click();
+    await waitFor(
+      async () => new URL(page.url()).searchParams.get("errors") === "1",
+      {
+        timeoutMs: 5_000,
+        what: "the search with errors only",
+      },
+    );
+    await page.locator("[data-testid=results][data-state=done]").waitFor();
+    const url = new URL(page.url());
+    assert.equal(url.searchParams.get("from"), from);
+    assert.equal(url.searchParams.get("to"), to);
+    assert.deepEqual(
+      new Set(await rowIds(page)),
+      new Set([3, 5].map((i) => spans[i]!.traceId)),
+    );
+
+    // Another time range replaces the window.
+    await page.getByTestId("range-select").selectOption("1h");
+    await page.getByTestId("search-button").click();
+    await waitFor(
+      async () => new URL(page.url()).searchParams.get("since") === "1h",
+      {
+        timeoutMs: 5_000,
+        what: "the search in the last hour",
+      },
+    );
+    await page.locator("[data-testid=results][data-state=done]").waitFor();
+    const widened = new URL(page.url());
+    assert.equal(widened.searchParams.get("from"), null);
+    assert.equal(widened.searchParams.get("to"), null);
+    assert.equal(await page.getByTestId("result-row").count(), 5);
+    assert.deepEqual(pageErrors, []);
+  });
 });

@@ -22,6 +22,8 @@ const RANGES = [
   ["7d", "last 7 days"],
   ["", "any time"],
 ];
+// The time range option standing for a link's from/to window.
+const WINDOW = "window";
 const LIMIT = 50;
 // The API's most traces for one search.
 const MAX_LIMIT = 1000;
@@ -29,6 +31,22 @@ const MAX_LIMIT = 1000;
 /** A time as the API reads it (epoch milliseconds or ISO 8601), in epoch ms. */
 function timeMs(text) {
   return /^\d+$/.test(text) ? Number(text) : Date.parse(text);
+}
+
+/** A from/to end as the page says it: "12:00:01.250 today". */
+function describeTime(text) {
+  const ms = timeMs(text);
+  if (!Number.isFinite(ms)) return text;
+  return `${formatClock(ms * 1000)} ${formatDay(ms * 1000)}`;
+}
+
+/** "between … and …", "from … on" or "up to …"; "" without either end. */
+function describeWindow(from, to) {
+  if (from && to)
+    return `between ${describeTime(from)} and ${describeTime(to)}`;
+  if (from) return `from ${describeTime(from)} on`;
+  if (to) return `up to ${describeTime(to)}`;
+  return "";
 }
 
 /**
@@ -117,6 +135,10 @@ export function searchView(container, route, app) {
     spellcheck: "false",
     dataset: { testid: "attributes-input" },
   });
+  // A date-range link's window (from, to) has no control of its own: it is
+  // kept for the next search until another time range is chosen.
+  const windowFrom = h("input", { type: "hidden", name: "from" });
+  const windowTo = h("input", { type: "hidden", name: "to" });
   const errors = h("input", {
     type: "checkbox",
     name: "errors",
@@ -158,6 +180,8 @@ export function searchView(container, route, app) {
         errors,
         h("span", { text: "errors only" }),
       ),
+      windowFrom,
+      windowTo,
     ),
   );
   const watchSlot = h("div", { class: "watch-slot" });
@@ -177,13 +201,16 @@ export function searchView(container, route, app) {
   );
 
   function formParams() {
+    const inWindow = since.value === WINDOW;
     return {
       customer: customer.value.trim(),
       service: service.value,
       operation: operation.value.trim(),
       errors: errors.checked ? "1" : "",
       minDuration: minDuration.value.trim(),
-      since: since.value,
+      since: inWindow ? "" : since.value,
+      from: inWindow ? windowFrom.value : "",
+      to: inWindow ? windowTo.value : "",
       attr: splitAttributes(attributes.value),
     };
   }
@@ -197,10 +224,20 @@ export function searchView(container, route, app) {
     operation.value = params.get("operation") ?? "";
     errors.checked = params.get("errors") === "1";
     minDuration.value = params.get("minDuration") ?? "";
-    const range = params.get("since") ?? "";
-    if (![...since.options].some((o) => o.value === range))
-      since.append(h("option", { value: range, text: `last ${range}` }));
-    since.value = range;
+    windowFrom.value = params.get("from") ?? "";
+    windowTo.value = params.get("to") ?? "";
+    since.querySelector(`option[value=${WINDOW}]`)?.remove();
+    // The API reads `from` over `since`, and so does the form.
+    const windowText = describeWindow(windowFrom.value, windowTo.value);
+    if (windowText !== "") {
+      since.append(h("option", { value: WINDOW, text: windowText }));
+      since.value = WINDOW;
+    } else {
+      const range = params.get("since") ?? "";
+      if (![...since.options].some((o) => o.value === range))
+        since.append(h("option", { value: range, text: `last ${range}` }));
+      since.value = range;
+    }
     attributes.value = params.getAll("attr").join(", ");
   }
 
@@ -211,8 +248,10 @@ export function searchView(container, route, app) {
     if (svc) parts.push(`in ${svc}`);
     const op = params.get("operation");
     if (op) parts.push(`doing ${op}`);
+    const windowText = describeWindow(params.get("from"), params.get("to"));
     const range = RANGES.find(([v]) => v === (params.get("since") ?? ""));
-    if (params.get("since"))
+    if (windowText !== "") parts.push(windowText);
+    else if (params.get("since"))
       parts.push(`in the ${range ? range[1] : `last ${params.get("since")}`}`);
     if (params.get("minDuration"))
       parts.push(`slower than ${params.get("minDuration")}`);
@@ -324,7 +363,6 @@ export function searchView(container, route, app) {
                 })
               : null,
           );
-    const untilUs = timeMs(until) * 1000;
     if (traces.length === 0) {
       const title = who ? `No traces for ${who}` : "No traces yet";
       results.replaceChildren(
@@ -361,14 +399,18 @@ export function searchView(container, route, app) {
       h(
         "div",
         { class: "results-head" },
-        h("h2", { text: who ? `Traces for ${who}` : "Recent traces" }),
+        h("h2", {
+          text: who
+            ? `Traces for ${who}`
+            : params.get("from") || params.get("to")
+              ? "Traces"
+              : "Recent traces",
+        }),
         h(
           "span",
           { class: "muted" },
           `${plural(traces.length, "trace")}${filters ? ` ${filters}` : ""}, newest first`,
-          Number.isFinite(untilUs)
-            ? `, up to ${formatClock(untilUs)} ${formatDay(untilUs)}`
-            : "",
+          until !== "" ? `, up to ${describeTime(until)}` : "",
           olderTo !== undefined ? " (older ones on the next page)" : "",
         ),
       ),
