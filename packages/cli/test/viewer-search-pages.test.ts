@@ -57,6 +57,18 @@ async function rowIds(page: Page): Promise<string[]> {
     .evaluateAll((els) => els.map((el) => el.getAttribute("data-trace-id")!));
 }
 
+/** Waits for the tab's title, which a page sets once it knows what it shows. */
+async function assertTitle(page: Page, expected: string): Promise<void> {
+  let title = "";
+  try {
+    await waitFor(async () => (title = await page.title()) === expected, {
+      timeoutMs: 5_000,
+    });
+  } catch {
+    assert.equal(title, expected, "the tab's title");
+  }
+}
+
 /** Waits for the results of the search the page's URL now holds. */
 async function resultsFor(page: Page, url: string): Promise<void> {
   await waitFor(() => page.url() === url, { timeoutMs: 5_000, what: url });
@@ -228,6 +240,54 @@ describe("the viewer's search and trace pages", () => {
     assert.equal(widened.searchParams.get("from"), null);
     assert.equal(widened.searchParams.get("to"), null);
     assert.equal(await page.getByTestId("result-row").count(), 5);
+    assert.deepEqual(pageErrors, []);
+  });
+
+  it("names a trace's tab after its root span, also when the root arrives after the page opened", async () => {
+    const traceId = id(16);
+    const rootId = id(8);
+    const now = Date.now();
+    await send(dev, "svc-a", [
+      spanData({
+        traceId,
+        spanId: id(8),
+        parentSpanId: rootId,
+        name: "GET",
+        kind: 3,
+        startTime: now + 1,
+        endTime: now + 4,
+      }),
+    ]);
+    await waitFor(
+      async () =>
+        (await fetch(`${dev.viewerUrl}/api/traces/${traceId}`)).status === 200,
+      { what: "the first span stored" },
+    );
+    // The page follows the trace on the live stream once it has loaded it:
+    // the root is sent when the stream is open.
+    const following = page.waitForResponse((r) =>
+      r.url().includes("/api/live"),
+    );
+    await page.goto(`${dev.viewerUrl}/trace/${traceId}`);
+    await page
+      .locator("[data-testid=trace-view][data-state=ready]")
+      .waitFor({ timeout: 10_000 });
+    await assertTitle(page, "svc-a GET · Threadline");
+    await following;
+
+    await send(dev, "gateway", [
+      spanData({
+        traceId,
+        spanId: rootId,
+        name: "GET /order",
+        startTime: now,
+        endTime: now + 5,
+      }),
+    ]);
+    await page
+      .locator(".trace-title", { hasText: "GET /order" })
+      .waitFor({ timeout: 10_000 });
+    await assertTitle(page, "gateway GET /order · Threadline");
     assert.deepEqual(pageErrors, []);
   });
 });

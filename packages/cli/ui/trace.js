@@ -452,10 +452,12 @@ export function traceView(container, route, app) {
       return;
     }
     page.dataset.state = "ready";
+    // Named on every load: a trace opened before its root span arrived is
+    // named after another span until the root comes.
+    app.setTitle(
+      `${model.root?.service ?? "trace"} ${model.root?.name ?? ""}`.trim(),
+    );
     if (first) {
-      app.setTitle(
-        `${model.root?.service ?? "trace"} ${model.root?.name ?? ""}`.trim(),
-      );
       follow(model.customer);
       if (selected) rowOf(selected)?.scrollIntoView({ block: "center" });
     }
