@@ -912,3 +912,61 @@ describe("a request still running", () => {
     }
   });
 });
+
+describe("a trace page opened before its trace", () => {
+  it("shows spans that landed while its live stream was still opening", async () => {
+    const dev = await startDevServer({
+      dbPath: ":memory:",
+      otlpPort: 0,
+      viewerPort: 0,
+      flushIntervalMs: 10,
+    });
+    const browser = await chromium.launch({
+      executablePath: "/usr/bin/chromium",
+      args: CHROMIUM_ARGS,
+    });
+    try {
+      const traceId = randomBytes(16).toString("hex");
+      const page = await browser.newPage();
+      // The stream's request is held until the trace is stored: what lands
+      // between the page's first read and its stream opening is announced
+      // to nobody.
+      let stored!: () => void;
+      const storedYet = new Promise<void>((resolve) => (stored = resolve));
+      let streams = 0;
+      await page.route("**/api/live*", async (route) => {
+        streams++;
+        await storedYet;
+        await route.continue();
+      });
+      await page.goto(`${dev.viewerUrl}/trace/${traceId}`);
+      const view = page.getByTestId("trace-view");
+      await waitFor(async () => streams > 0, { what: "the stream asked for" });
+      assert.equal(await view.getAttribute("data-state"), "error");
+      const res = await fetch(`${dev.otlpUrl}/v1/traces`, {
+        method: "POST",
+        headers: { "content-type": "application/x-protobuf" },
+        body: new TraceEncoder({ "service.name": "gateway" }).encode([
+          spanData({
+            traceId,
+            spanId: randomBytes(8).toString("hex"),
+            name: "GET /late",
+          }),
+        ]),
+      });
+      assert.equal(res.status, 200, await res.text());
+      await waitFor(() => dev.store.counts().spans === 1, {
+        what: "the span stored",
+      });
+      stored();
+      await waitFor(
+        async () => (await view.getAttribute("data-state")) === "ready",
+        { what: "the trace drawn", timeoutMs: 10_000 },
+      );
+      assert.match((await view.textContent()) ?? "", /GET \/late/);
+    } finally {
+      await browser.close();
+      await dev.close();
+    }
+  });
+});

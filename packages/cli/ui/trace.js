@@ -431,7 +431,8 @@ export function traceView(container, route, app) {
               h("p", {}, h("button", { onclick: () => load(), text: "Retry" })),
             ),
       );
-      if (err.status === 404) follow(undefined);
+      // Once: the stream's opening reads the trace again (below).
+      if (err.status === 404 && live === undefined) follow(undefined);
       return;
     }
     const first = model === undefined;
@@ -463,10 +464,19 @@ export function traceView(container, route, app) {
     }
   }
 
-  /** Reloads when the live stream says this trace grew: spans or log lines. */
+  /**
+   * Reloads when the live stream says this trace grew: spans or log lines.
+   * And whenever the stream opens, at first and after a reconnect: what
+   * landed since the last read, before the stream was there to say so, is
+   * announced to nobody.
+   */
   function follow(customer) {
     live?.close();
     live = liveSource(customer ? { customer } : {});
+    live.addEventListener("open", () => {
+      clearTimeout(reloadTimer);
+      reloadTimer = setTimeout(() => load({ quiet: true }), 0);
+    });
     live.addEventListener("trace", (e) => {
       let t;
       try {
