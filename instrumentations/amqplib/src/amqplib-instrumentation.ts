@@ -481,6 +481,7 @@ function settleAttributes(
   if (requeue !== undefined)
     span.setAttribute("messaging.rabbitmq.requeue", requeue);
   if ((outcome === "nack" || outcome === "reject") && requeue === false) {
+    span.setAttribute("error.type", outcome);
     span.setStatus({
       code: SpanStatusCode.ERROR,
       message: `message ${outcome === "nack" ? "nacked" : "rejected"} without requeue`,
@@ -513,9 +514,22 @@ function isAsyncCallback(fn: AnyFn): boolean {
   }
 }
 
-/** Records a failure of the publish or the delivery a span stands for. */
-function markFailed(span: Span, err: unknown): void {
+/**
+ * A thrown failure's `error.type`: the error's class name, else `Error`.
+ * The span and the sent-message point of a failed publish both take it.
+ */
+function thrownType(err: unknown): string {
+  const name = (err as Error | undefined)?.name;
+  return typeof name === "string" ? name : "Error";
+}
+
+/**
+ * Records a failure of the publish or the delivery a span stands for, with
+ * the `error.type` the conventions ask of a failed operation.
+ */
+function markFailed(span: Span, err: unknown, errorType: string): void {
   span.recordException(err as Error);
+  span.setAttribute("error.type", errorType);
   span.setStatus({
     code: SpanStatusCode.ERROR,
     message: (err as Error)?.message,
@@ -888,7 +902,7 @@ export class AmqplibInstrumentation implements Instrumentation {
         }
         return result;
       } catch (err) {
-        const errorType = (err as Error)?.name ?? "Error";
+        const errorType = thrownType(err);
         meters().sent.add(
           1,
           sentSets.get(destination, errorType, undefined, undefined, undefined),
@@ -896,7 +910,7 @@ export class AmqplibInstrumentation implements Instrumentation {
         // Never the confirm callback's: amqplib 0.10 leaves the one it
         // queued for this message to answer the next one's confirm.
         if (span !== undefined) {
-          markFailed(span, err);
+          markFailed(span, err, errorType);
           span.end();
         }
         throw err;
@@ -1263,7 +1277,7 @@ export class AmqplibInstrumentation implements Instrumentation {
         } catch (err) {
           calling = outer;
           callingSettled = outerSettled;
-          markFailed(span, err);
+          markFailed(span, err, thrownType(err));
           // Ended now, settled or not: amqplib makes the exception the
           // connection's error, which ends an application that does not
           // listen for it, and the exit's flush sends only ended spans. A
@@ -1298,7 +1312,7 @@ export class AmqplibInstrumentation implements Instrumentation {
           };
           void (result as Promise<unknown>).then(finish, (err: unknown) => {
             // Not on a span its channel's close has ended.
-            if (finishing.has(span)) markFailed(span, err);
+            if (finishing.has(span)) markFailed(span, err, thrownType(err));
             finish();
             if (passOn) throw err;
           });
@@ -1448,6 +1462,7 @@ function hookClose(channel: ChannelLike): void {
       for (const [s, sent] of publishing) {
         meters().sent.add(1, failedSend(sent, "channel_closed"));
         s.setAttribute("messaging.rabbitmq.settlement", "channel_closed");
+        s.setAttribute("error.type", "channel_closed");
         s.setStatus({
           code: SpanStatusCode.ERROR,
           message: "the channel closed before the broker confirmed the message",
@@ -1490,6 +1505,7 @@ function awaitConfirm(
       meters().sent.add(1, err ? failedSend(sent, "nack") : sent);
       if (err) {
         span.setAttribute("messaging.rabbitmq.settlement", "nack");
+        span.setAttribute("error.type", "nack");
         span.setStatus({
           code: SpanStatusCode.ERROR,
           message: "the broker did not confirm the message",

@@ -286,6 +286,7 @@ describe("promise API", () => {
     assert.equal(first!.attributes["messaging.rabbitmq.settlement"], "nack");
     assert.equal(first!.attributes["messaging.rabbitmq.requeue"], true);
     assert.equal(first!.status.code, 0);
+    assert.equal(first!.attributes["error.type"], undefined);
     assert.equal(
       second!.attributes["messaging.rabbitmq.message.redelivered"],
       true,
@@ -293,6 +294,7 @@ describe("promise API", () => {
     assert.equal(second!.attributes["messaging.rabbitmq.settlement"], "reject");
     assert.equal(second!.attributes["messaging.rabbitmq.requeue"], false);
     assert.equal(second!.status.code, 2);
+    assert.equal(second!.attributes["error.type"], "reject");
     await ch.close();
   });
 
@@ -315,10 +317,20 @@ describe("promise API", () => {
       (s) => consumersOf(s, q).length >= 2,
       "two settled deliveries",
     );
-    for (const c of consumersOf(spans, q)) {
-      assert.equal(c.attributes["messaging.rabbitmq.requeue"], false);
-      assert.equal(c.status.code, 2);
-    }
+    assert.deepEqual(
+      consumersOf(spans, q)
+        .map((c) => [
+          c.attributes["messaging.rabbitmq.settlement"],
+          c.attributes["messaging.rabbitmq.requeue"],
+          c.status.code,
+          c.attributes["error.type"],
+        ])
+        .sort(),
+      [
+        ["nack", false, 2, "nack"],
+        ["reject", false, 2, "reject"],
+      ],
+    );
     // The broker dropped both: neither came back.
     await new Promise((r) => setTimeout(r, 200));
     assert.deepEqual(Object.fromEntries(seen), {
@@ -1024,6 +1036,7 @@ describe("what arrives from the connection's socket", () => {
           p.attributes["messaging.rabbitmq.settlement"],
           p.status.code,
           p.status.message,
+          p.attributes["error.type"],
         ])
         .sort(),
       ["m-1", "m-2", "m-3"].map((id) => [
@@ -1031,6 +1044,7 @@ describe("what arrives from the connection's socket", () => {
         "channel_closed",
         2,
         "the channel closed before the broker confirmed the message",
+        "channel_closed",
       ]),
     );
   });
@@ -1081,6 +1095,33 @@ describe("what arrives from the connection's socket", () => {
       [`x-${q} nack`, 1],
       [`x-${q} undefined`, 1],
     ]);
+    // Each failed span carries the error.type its message is counted with.
+    const spans = producers(
+      await receiver.waitForSpans(
+        (s) =>
+          producers(s).filter((p) =>
+            String(p.attributes["messaging.destination.name"]).endsWith(q),
+          ).length >= 3,
+        "the publish spans",
+      ),
+    ).filter((p) =>
+      String(p.attributes["messaging.destination.name"]).endsWith(q),
+    );
+    assert.deepEqual(
+      spans
+        .map((p) => [
+          p.attributes["messaging.destination.name"],
+          p.attributes["messaging.rabbitmq.settlement"],
+          p.status.code,
+          p.attributes["error.type"],
+        ])
+        .sort(),
+      [
+        [`no-such-${q}`, "channel_closed", 2, "channel_closed"],
+        [`x-${q}`, "confirmed", 0, undefined],
+        [`x-${q}`, "nack", 2, "nack"],
+      ],
+    );
   });
 
   it("ends every publish span of a confirm channel that closes, and each once", async () => {
@@ -1166,10 +1207,17 @@ describe("closed channels", () => {
       ),
     );
     assert.deepEqual(
-      spans.map((p) => [p.name, p.status.code, p.parentSpanId]).sort(),
+      spans
+        .map((p) => [
+          p.name,
+          p.status.code,
+          p.attributes["error.type"],
+          p.parentSpanId,
+        ])
+        .sort(),
       [
-        [`publish app-${q}`, 2, root.spanId],
-        [`publish broker-${q}`, 2, root.spanId],
+        [`publish app-${q}`, 2, "IllegalOperationError", root.spanId],
+        [`publish broker-${q}`, 2, "IllegalOperationError", root.spanId],
       ],
     );
     for (const p of spans)

@@ -49,13 +49,22 @@ function startConsumer(entry: string, queue: string) {
   });
 }
 
-/** The span of `queue`'s delivery, once exported, after checking it failed with `message`. */
-async function failedDelivery(queue: string, message: string) {
+/**
+ * The span of `queue`'s delivery, once exported, after checking it failed
+ * with `message`, and with `errorType` (the exception's, unless a later
+ * settlement failed it again).
+ */
+async function failedDelivery(
+  queue: string,
+  message: string,
+  errorType = "Error",
+) {
   const delivery = await waitFor(
     () => receiver.spans.find((s) => s.name === `process ${queue}`),
     { what: "the delivery's span" },
   );
   assert.equal(delivery.status.code, 2);
+  assert.equal(delivery.attributes["error.type"], errorType);
   assert.deepEqual(
     delivery.events.map((e) => e.attributes["exception.message"]),
     [message],
@@ -67,7 +76,12 @@ it("records an async handler's rejection on the delivery, and passes it on", asy
   const queue = `q-async-${process.pid}`;
   const app = await startConsumer("async-consumer.cjs", queue);
   try {
-    const delivery = await failedDelivery(queue, "async handler failed");
+    // Nacked without requeue after the rejection: failed again, as a nack.
+    const delivery = await failedDelivery(
+      queue,
+      "async handler failed",
+      "nack",
+    );
     assert.equal(delivery.attributes["messaging.rabbitmq.settlement"], "nack");
     await waitFor(
       () => app.stdout.includes("unhandled: async handler failed"),
