@@ -144,6 +144,15 @@ const CLOSE_HOOKED = Symbol("threadline.amqp.close-hooked");
 const PUBLISHING = Symbol("threadline.amqp.publishing");
 /** On a channel once its connection is watched: the watching instrumentation's connection set. */
 const WATCHED = Symbol("threadline.amqp.watched");
+/**
+ * On a connection, and on each of its channels once watched: the broker as
+ * its spans name it (server.address, server.port).
+ */
+const SERVER = Symbol("threadline.amqp.server");
+interface Broker {
+  address: string | undefined;
+  port: number | undefined;
+}
 
 /** What this instrumentation reads of an amqplib message. */
 export interface AmqpMessage {
@@ -167,6 +176,7 @@ interface ConnectionLike {
   frameMax?: number;
   on?(event: string, listener: (arg?: unknown) => void): unknown;
   stream?: { remoteAddress?: string; remotePort?: number };
+  [SERVER]?: Broker;
 }
 
 interface ChannelLike {
@@ -178,6 +188,7 @@ interface ChannelLike {
   [CLOSE_HOOKED]?: boolean;
   [PUBLISHING]?: Map<Span, Attributes>;
   [WATCHED]?: object;
+  [SERVER]?: Broker;
   once?(event: string, listener: () => void): unknown;
   prependOnceListener?(event: string, listener: () => void): unknown;
 }
@@ -255,6 +266,47 @@ function warnRefused(refused: SpliceRefusal, frameMax: number): void {
         ? "a message went without trace headers: its headers table is full (64 KiB)"
         : "could not add trace headers to a message: amqplib's content header was not the expected AMQP 0-9-1 frame",
   );
+}
+
+/**
+ * The broker a connect() call names, read as amqplib reads its URL (a
+ * string, or an object of its parts; `amqp://localhost` when none):
+ * undefined without a host name, and then the connection's peer address
+ * names it. A default port is the protocol's.
+ */
+function brokerOf(url: unknown): Broker | undefined {
+  try {
+    let protocol: string;
+    let host: unknown;
+    let port: unknown;
+    if (url !== null && typeof url === "object") {
+      const parts = url as {
+        protocol?: unknown;
+        hostname?: unknown;
+        port?: unknown;
+      };
+      protocol = `${typeof parts.protocol === "string" && parts.protocol !== "" ? parts.protocol : "amqp"}:`;
+      host = parts.hostname;
+      port = parts.port;
+    } else {
+      const parsed = new URL(
+        typeof url === "string" && url !== "" ? url : "amqp://localhost",
+      );
+      protocol = parsed.protocol;
+      host = parsed.hostname.replace(/^\[|\]$/g, "");
+      port = parsed.port;
+    }
+    if (typeof host !== "string" || host === "") return undefined;
+    const n = Number(port);
+    return {
+      address: host,
+      port:
+        Number.isInteger(n) && n > 0 ? n : protocol === "amqps:" ? 5671 : 5672,
+    };
+  } catch {
+    // amqplib refuses such a URL itself.
+    return undefined;
+  }
 }
 
 /** The frame size the channel's connection negotiated; Infinity when unknown. */
@@ -710,6 +762,12 @@ export class AmqplibInstrumentation implements Instrumentation {
     const conn = channel.connection;
     if (conn === undefined || typeof conn.on !== "function") return;
     channel[WATCHED] = this.#connections;
+    // Once per connection, kept on each channel: a span reads one field.
+    // The URL's host when connect() was seen, else the peer address.
+    channel[SERVER] = conn[SERVER] ??= {
+      address: conn.stream?.remoteAddress,
+      port: conn.stream?.remotePort,
+    };
     if (this.#connections.has(conn)) return;
     this.#connections.add(conn);
     const s = conn.stream;
@@ -797,11 +855,23 @@ export class AmqplibInstrumentation implements Instrumentation {
     ): unknown {
       if (!self.#enabled || typeof openCallback !== "function")
         return original.call(this, url, socketOptions, openCallback);
+      // The host the application named, which the socket no longer knows.
+      const broker = brokerOf(url);
+      const opened = openCallback as (
+        this: unknown,
+        ...a: unknown[]
+      ) => unknown;
       return connectInEmptyContext(
         original,
         this,
         [url, socketOptions],
-        openCallback,
+        broker === undefined
+          ? opened
+          : function (this: unknown, err: unknown, conn: unknown): unknown {
+              if (conn !== null && typeof conn === "object")
+                (conn as ConnectionLike)[SERVER] = broker;
+              return opened.call(this, err, conn);
+            },
         "amqp.connect",
       );
     };
@@ -991,6 +1061,8 @@ export class AmqplibInstrumentation implements Instrumentation {
     const routingKey =
       typeof fields["routingKey"] === "string" ? fields["routingKey"] : "";
     const destination = exchange === "" ? "amq.default" : exchange;
+    // Worked out once per connection (#watchConnection): nothing to build here.
+    const server = channel[SERVER];
     const attributes: Attributes = {
       "messaging.system": "rabbitmq",
       "messaging.operation.type": "send",
@@ -1000,6 +1072,8 @@ export class AmqplibInstrumentation implements Instrumentation {
       "messaging.message.body.size": Buffer.isBuffer(content)
         ? content.length
         : undefined,
+      "server.address": server?.address,
+      "server.port": server?.port,
     };
     if (typeof properties["messageId"] === "string")
       attributes["messaging.message.id"] = properties["messageId"];
@@ -1145,6 +1219,7 @@ export class AmqplibInstrumentation implements Instrumentation {
         : f.exchange;
     const operationName: ConsumerOperation =
       operation === "process" ? "consume" : "get";
+    const server = channel[SERVER];
     const attributes: Attributes = {
       "messaging.system": "rabbitmq",
       "messaging.operation.type": operation,
@@ -1157,6 +1232,8 @@ export class AmqplibInstrumentation implements Instrumentation {
       "messaging.message.body.size": Buffer.isBuffer(message.content)
         ? message.content.length
         : undefined,
+      "server.address": server?.address,
+      "server.port": server?.port,
     };
     if (typeof props.messageId === "string")
       attributes["messaging.message.id"] = props.messageId;

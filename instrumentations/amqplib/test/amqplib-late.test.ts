@@ -92,9 +92,21 @@ it("carries trace context, baggage and the application's headers", async () => {
   assert.match(String(got["traceparent"]), new RegExp(`^00-${traceId}-`));
   assert.match(String(got["baggage"]), /customer\.id=c-late/);
   assert.equal(typeof got["threadline-sent-at"], "number");
-  await waitFor(() => receiver.spans.some((s) => s.name === `process ${q}`), {
-    what: "the consumer span",
-  });
+  const consumer = await waitFor(
+    () => receiver.spans.find((s) => s.name === `process ${q}`),
+    { what: "the consumer span" },
+  );
+  // The URL it connected with was not seen: the broker is named by the
+  // connection's peer address.
+  const broker = new URL(brokerUrl);
+  const producer = receiver.spans.find(
+    (s) => s.spanId === consumer.parentSpanId,
+  );
+  for (const span of [producer, consumer])
+    assert.deepEqual(
+      [span?.attributes["server.address"], span?.attributes["server.port"]],
+      [broker.hostname, Number(broker.port)],
+    );
   await ch.close();
 });
 

@@ -444,6 +444,58 @@ describe("promise API", () => {
     await ch.close();
   });
 
+  it("names the broker the application connected to on publish, process and receive spans", async () => {
+    // By the host name in the URL, not the address it resolved to.
+    const url = new URL(brokerUrl);
+    const port = Number(url.port);
+    url.hostname = "localhost";
+    const conn = await loadAmqplib().connect(url.href);
+    try {
+      const ch = await conn.createChannel();
+      const consumed = queueName();
+      const fetched = queueName();
+      for (const q of [consumed, fetched])
+        await ch.assertQueue(q, { autoDelete: true });
+      await ch.consume(consumed, (msg) => {
+        if (msg !== null) ch.ack(msg);
+      });
+      ch.sendToQueue(consumed, Buffer.from("consumed"));
+      ch.sendToQueue(fetched, Buffer.from("fetched"));
+      const msg = await waitFor(async () => ch.get(fetched), {
+        what: "a message to get",
+      });
+      ch.ack(msg);
+      const ours = (spans: ReceivedSpan[]) =>
+        spans.filter((s) =>
+          [consumed, fetched].includes(
+            String(s.attributes["messaging.rabbitmq.destination.routing_key"]),
+          ),
+        );
+      const spans = await receiver.waitForSpans(
+        (s) => ours(s).length >= 4,
+        "the publish, process and receive spans",
+      );
+      assert.deepEqual(
+        ours(spans)
+          .map((s) => [
+            s.name,
+            s.attributes["server.address"],
+            s.attributes["server.port"],
+          ])
+          .sort(),
+        [
+          [`process ${consumed}`, "localhost", port],
+          ["publish amq.default", "localhost", port],
+          ["publish amq.default", "localhost", port],
+          [`receive ${fetched}`, "localhost", port],
+        ],
+      );
+      await ch.close();
+    } finally {
+      await conn.close();
+    }
+  });
+
   it("traces get() in the producer's trace and offers the message's context", async () => {
     const ch = await connection.createChannel();
     const q = queueName();
