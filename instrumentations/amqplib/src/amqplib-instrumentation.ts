@@ -71,7 +71,6 @@ import {
   type HealthResult,
   lazyInstruments,
   AttributeSets,
-  TRACE_CONTEXT_FIELDS,
 } from "@threadline/core";
 import {
   MAX_TABLE,
@@ -600,20 +599,20 @@ export class AmqplibInstrumentation implements Instrumentation {
 
   /**
    * Headers a message's copy leaves out: those no call sends as the
-   * application copied them (as HTTP), our sent-at header, and on an
-   * external exchange the private ones. The W3C trace context and baggage
-   * headers too, whatever the propagators: no mesh carries a message's
-   * context, and consumers trust message baggage.
+   * application copied them (as HTTP: baggage always, consumers trusting
+   * message baggage, and the fields of the configured propagators, which
+   * ours write), our sent-at header, and on an external exchange the
+   * private ones. Without the tracecontext propagator, traceparent and
+   * tracestate are the application's, which carries its trace context
+   * itself.
    */
   readonly #dropped: GuardedHeaderNames;
 
   constructor(config: AmqplibInstrumentationConfig = {}) {
     this.#config = config;
     this.#external = new Set(config.externalExchanges ?? []);
-    // Baggage among them already (copiedHeaderNames).
     this.#dropped = new GuardedHeaderNames(config.privateHeaders ?? [], [
       SENT_AT_HEADER,
-      ...TRACE_CONTEXT_FIELDS,
     ]);
   }
 
@@ -1026,8 +1025,9 @@ export class AmqplibInstrumentation implements Instrumentation {
 
   /**
    * A publish made with tracing suppressed carries no trace headers of
-   * ours, and none the application copied either: suppression says what to
-   * trace, not whom to trust, and consumers trust message baggage.
+   * ours, and none the application copied that a traced one would not
+   * send either: suppression says what to trace, not whom to trust, and
+   * consumers trust message baggage.
    */
   #dropCopied(
     fields: Record<string, unknown>,
@@ -1096,7 +1096,8 @@ export class AmqplibInstrumentation implements Instrumentation {
     const given = properties["headers"];
     // The trace context and baggage are the publishing context's, whatever
     // was copied: a copied baggage header would carry an untrusted caller's
-    // customer id to every consumer, which trust message baggage.
+    // customer id to every consumer, which trust message baggage. (A trace
+    // context no propagator of ours writes stays the application's.)
     const drop = this.#dropped.for(!external);
     if (splice && !carriesDropped(given, drop)) {
       // Written into the frame as amqplib encodes it; the application's

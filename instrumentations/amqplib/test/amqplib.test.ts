@@ -1555,6 +1555,63 @@ describe("metrics", () => {
   });
 });
 
+describe("propagators without tracecontext", () => {
+  before(async () => {
+    await threadline.shutdown();
+    process.env["OTEL_PROPAGATORS"] = "baggage";
+    start();
+  });
+  after(() => {
+    delete process.env["OTEL_PROPAGATORS"];
+  });
+
+  it("sends the application's own traceparent and tracestate as it set them, never a baggage it copied", async () => {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    const seen: Array<{
+      customer: string | undefined;
+      headers: Record<string, unknown>;
+    }> = [];
+    await ch.consume(q, (msg) => {
+      if (msg === null) return;
+      const { baggage, ...headers } = msg.properties.headers ?? {};
+      delete headers["threadline-sent-at"];
+      seen.push({
+        customer: getCustomerId(),
+        headers: { ...headers, baggage: String(baggage) },
+      });
+      ch.ack(msg);
+    });
+    // The application carries its trace context itself (a mesh, or its
+    // own tracer); it forwards a caller's baggage too.
+    const headers = {
+      traceparent: "00-11111111111111111111111111111111-2222222222222222-01",
+      tracestate: "app=1",
+      baggage: "customer.id=victim-42",
+    };
+    withCustomer("c-1", () =>
+      ch.sendToQueue(q, Buffer.from("traced"), { headers }),
+    );
+    context.with(suppressTracing(context.active()), () =>
+      ch.sendToQueue(q, Buffer.from("untraced"), { headers }),
+    );
+    await waitFor(() => seen.length === 2, { what: "both deliveries" });
+    const own = {
+      traceparent: headers.traceparent,
+      tracestate: headers.tracestate,
+    };
+    assert.deepEqual(seen, [
+      {
+        customer: "c-1",
+        headers: { ...own, baggage: "customer.id=c-1" },
+      },
+      { customer: undefined, headers: { ...own, baggage: "undefined" } },
+    ]);
+    await ch.close();
+  });
+});
+
 describe("link mode", () => {
   before(async () => {
     await threadline.shutdown();
