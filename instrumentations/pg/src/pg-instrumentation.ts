@@ -435,8 +435,10 @@ export class PgInstrumentation implements Instrumentation {
    * `SELECT 1` through the pool, unless the pool is busy (queries waiting,
    * or every connection in use), which is degraded without a probe: one
    * would queue behind the application's queries and time out as if the
-   * server were gone. A probe that outlives a check is shared by the next
-   * ones, so a slow server never has more than one waiting. The check goes
+   * server were gone. A probe still waiting for its connection is shared
+   * by the next checks, so a slow server never has more than one waiting;
+   * one whose connection does not answer in time is given up with that
+   * connection (see probePool), and the next check probes afresh. The check goes
    * when the pool ends (`end()`), or at the first run after the pool was
    * dropped: with no health endpoint and no alarms nothing runs it, and a
    * job making a pool per run would leave one check behind each time.
@@ -452,7 +454,7 @@ export class PgInstrumentation implements Instrumentation {
     let probe: Promise<HealthResult> | undefined;
     const unregister = this.#checks.register(
       `postgresql ${poolTarget(pool.options)}`,
-      () => {
+      (timeoutMs) => {
         const p = ref.deref();
         if (p === undefined || p.ending === true || p.ended === true) {
           unregister();
@@ -460,18 +462,9 @@ export class PgInstrumentation implements Instrumentation {
         }
         const busy = poolBusy(p);
         if (busy !== undefined) return busy;
-        probe ??= p.query("SELECT 1").then(
-          () => {
-            probe = undefined;
-            return (
-              poolBusy(p) ?? { status: "healthy", details: poolDetails(p) }
-            );
-          },
-          (err: unknown) => {
-            probe = undefined;
-            throw err;
-          },
-        );
+        probe ??= probePool(p, timeoutMs, () => {
+          probe = undefined;
+        });
         return probe;
       },
     );
@@ -1093,6 +1086,83 @@ interface PoolLike {
   idleCount?: number;
   waitingCount?: number;
   query(text: string): Promise<unknown>;
+  connect(): Promise<PooledClient>;
+}
+
+interface PooledClient {
+  query(text: string): Promise<unknown>;
+  release(err?: Error): void;
+}
+
+/**
+ * One probe of a pool: `SELECT 1` on a connection of its own, answered
+ * within `timeoutMs` or not at all. A connection that takes the query and
+ * gives no answer in time is one the pool must not keep: a proxy that hangs
+ * or a dropped flow keeps its socket open for many minutes, and a probe
+ * waiting on it would hold every later check unhealthy while the pool
+ * serves the application on its other connections. So it is released with
+ * an error, which has the pool drop it (pg closes the socket of a client
+ * ended with a query still running). `done` is called once
+ * the probe holds nothing more; a connection still being made when time is
+ * up is waited for (and given back) first, so checks never pile up
+ * connections behind a server that does not answer at all.
+ */
+function probePool(
+  p: PoolLike,
+  timeoutMs: number,
+  done: () => void,
+): Promise<HealthResult> {
+  return new Promise<HealthResult>((resolve, reject) => {
+    let late = false;
+    let client: PooledClient | undefined;
+    const timer = setTimeout(() => {
+      late = true;
+      const err = new Error(`no answer within ${timeoutMs} ms`);
+      reject(err);
+      const stuck = client;
+      if (stuck === undefined) return;
+      client = undefined;
+      stuck.release(err);
+      done();
+    }, timeoutMs);
+    timer.unref();
+    p.connect().then(
+      (c) => {
+        if (late) {
+          c.release();
+          done();
+          return;
+        }
+        client = c;
+        c.query("SELECT 1").then(
+          () => {
+            if (client !== c) return;
+            client = undefined;
+            clearTimeout(timer);
+            c.release();
+            done();
+            resolve(
+              poolBusy(p) ?? { status: "healthy", details: poolDetails(p) },
+            );
+          },
+          (err: unknown) => {
+            if (client !== c) return;
+            client = undefined;
+            clearTimeout(timer);
+            // As pool.query() does: a connection that failed a query goes.
+            c.release(err instanceof Error ? err : new Error(String(err)));
+            done();
+            reject(err);
+          },
+        );
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        done();
+        reject(err);
+      },
+    );
+  });
 }
 
 function poolDetails(p: PoolLike): Record<string, unknown> {

@@ -1746,4 +1746,73 @@ describe("the pool's health", () => {
       await pool.end();
     }
   });
+
+  it("gives up a probe whose connection stopped answering, and probes again on another", async () => {
+    // Forwards each connection to the server until it is frozen: then its
+    // bytes are swallowed and its socket kept open, as a proxy that hangs
+    // or a dropped flow does, while new connections work.
+    const url = new URL(databaseUrl);
+    const links: Array<{ client: net.Socket; server: net.Socket }> = [];
+    const proxy = net.createServer((client) => {
+      const server = net.connect(Number(url.port), url.hostname);
+      client.on("error", () => {}).pipe(server);
+      server.on("error", () => {}).pipe(client);
+      client.on("close", () => server.destroy());
+      server.on("close", () => client.destroy());
+      links.push({ client, server });
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const freeze = (link: { client: net.Socket; server: net.Socket }) => {
+      link.client.unpipe(link.server);
+      link.server.unpipe(link.client);
+      link.client.resume();
+      link.server.resume();
+    };
+    const port = (proxy.address() as net.AddressInfo).port;
+    const pool = new pg.Pool({
+      host: "127.0.0.1",
+      port,
+      user: url.username,
+      password: url.password,
+      database: url.pathname.slice(1),
+      max: 4,
+    });
+    pool.on("error", () => {});
+    const name = `postgresql 127.0.0.1:${port}${url.pathname}`;
+    const check = async () => {
+      const res = await fetch(`${healthUrl}/readyz`);
+      const report = (await res.json()) as {
+        components: Array<{ name: string; status: string; reason?: string }>;
+      };
+      return report.components
+        .filter((c) => c.name === name)
+        .map((c) => [res.status, c.status, c.reason]);
+    };
+    try {
+      await pool.query("SELECT 1");
+      assert.equal(links.length, 1);
+      assert.deepEqual(await check(), [[200, "healthy", undefined]]);
+      // The pool's one idle connection, which the next probe takes.
+      freeze(links[0]!);
+      assert.deepEqual(await check(), [
+        [503, "unhealthy", "no answer within 2000 ms"],
+      ]);
+      // The application is served on another connection all along.
+      const { rows } = await pool.query("SELECT 2 AS n");
+      assert.equal(rows[0].n, 2);
+      assert.deepEqual(await check(), [[200, "healthy", undefined]]);
+      await waitFor(() => links[0]!.client.destroyed, {
+        timeoutMs: 2000,
+        what: "the frozen connection to be closed, not kept",
+      });
+      assert.equal(pool.totalCount, 1, "no probe left a connection behind");
+    } finally {
+      for (const { client, server } of links) {
+        client.destroy();
+        server.destroy();
+      }
+      await pool.end();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+  });
 });

@@ -16,8 +16,13 @@ export interface HealthResult {
   details?: Record<string, unknown>;
 }
 
-/** A check; it may be async, and is given `timeoutMs` to answer. */
-export type HealthCheck = () => HealthResult | Promise<HealthResult>;
+/**
+ * A check; it may be async, and is given `timeoutMs` to answer (passed to
+ * it, so work it starts, a probe, can be given up at the same time).
+ */
+export type HealthCheck = (
+  timeoutMs: number,
+) => HealthResult | Promise<HealthResult>;
 
 export interface ComponentHealth extends HealthResult {
   name: string;
@@ -66,7 +71,9 @@ export class HealthRegistry {
         let result: HealthResult;
         try {
           const answer: unknown = await Promise.race([
-            Promise.resolve(context.with(untraced, check)),
+            Promise.resolve(
+              context.with(untraced, check, undefined, timeoutMs),
+            ),
             new Promise<HealthResult>((resolve) => {
               timer = setTimeout(
                 () =>
