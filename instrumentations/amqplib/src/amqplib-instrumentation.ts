@@ -148,6 +148,11 @@ const WATCHED = Symbol("threadline.amqp.watched");
  * its spans name it (server.address, server.port).
  */
 const SERVER = Symbol("threadline.amqp.server");
+/**
+ * On a connection made through the connect() seen: the user and virtual
+ * host it logged in as, what a reconnect to any node of the broker shares.
+ */
+const LOGIN = Symbol("threadline.amqp.login");
 interface Broker {
   address: string | undefined;
   port: number | undefined;
@@ -176,6 +181,7 @@ interface ConnectionLike {
   on?(event: string, listener: (arg?: unknown) => void): unknown;
   stream?: { remoteAddress?: string; remotePort?: number };
   [SERVER]?: Broker;
+  [LOGIN]?: string;
 }
 
 interface ChannelLike {
@@ -304,6 +310,46 @@ function brokerOf(url: unknown): Broker | undefined {
     };
   } catch {
     // amqplib refuses such a URL itself.
+    return undefined;
+  }
+}
+
+/**
+ * The user and virtual host connect() logs in with, read from its
+ * arguments as amqplib reads them; undefined when they cannot be read.
+ */
+function loginOf(url: unknown, socketOptions: unknown): string | undefined {
+  try {
+    let vhost: unknown;
+    let user: unknown;
+    if (url !== null && typeof url === "object") {
+      const parts = url as {
+        vhost?: unknown;
+        username?: unknown;
+        password?: unknown;
+      };
+      vhost = parts.vhost;
+      user =
+        parts.username === undefined && parts.password === undefined
+          ? "guest"
+          : (parts.username ?? "");
+    } else {
+      const parsed = new URL(
+        typeof url === "string" && url !== "" ? url : "amqp://localhost",
+      );
+      vhost = parsed.pathname.slice(1);
+      user =
+        parsed.username === "" && parsed.password === ""
+          ? "guest"
+          : decodeURIComponent(parsed.username);
+    }
+    const credentials = (socketOptions as { credentials?: unknown } | null)
+      ?.credentials as { username?: unknown; mechanism?: unknown } | undefined;
+    if (credentials !== undefined && credentials !== null)
+      user = credentials.username ?? `(${String(credentials.mechanism)})`;
+    if (typeof vhost !== "string" || typeof user !== "string") return undefined;
+    return `${user}@${vhost === "" ? "/" : decodeURIComponent(vhost)}`;
+  } catch {
     return undefined;
   }
 }
@@ -742,7 +788,11 @@ export class AmqplibInstrumentation implements Instrumentation {
   readonly #connections = new WeakSet<object>();
   /** The connections' checks still registered. */
   readonly #checks = new HealthChecks();
-  /** Per broker address, the removals of checks of connections that failed. */
+  /**
+   * Per login (user and virtual host; the address for a connection whose
+   * connect() was not seen), the removals of checks of connections that
+   * failed.
+   */
   readonly #failed = new Map<string, Array<() => void>>();
 
   /**
@@ -751,8 +801,12 @@ export class AmqplibInstrumentation implements Instrumentation {
    * publishes, consumes or fetches): unhealthy once it closed or failed,
    * degraded while the broker blocks publishing (a resource alarm on the
    * broker). A failed connection's check stays until the application uses
-   * a new connection to the same address, which takes its name: a
-   * reconnect ends the outage, a drop without one keeps it reported.
+   * a new connection as the same user to the same virtual host, wherever
+   * it reaches the broker: a reconnect ends the outage, to another node of
+   * the cluster or another of its name's addresses as much as to the same
+   * one, and a drop without one keeps it reported. A connection made
+   * before Threadline started has no login to read, and gives way to one
+   * to the same address.
    */
   #watchConnection(channel: ChannelLike): void {
     // Tested on every publish: a field of the channel is cheaper to read
@@ -771,9 +825,11 @@ export class AmqplibInstrumentation implements Instrumentation {
     this.#connections.add(conn);
     const s = conn.stream;
     const base = `rabbitmq ${s?.remoteAddress ?? "broker"}:${s?.remotePort ?? 5672}`;
-    const failed = this.#failed.get(base);
+    const login =
+      conn[LOGIN] === undefined ? `address ${base}` : `login ${conn[LOGIN]}`;
+    const failed = this.#failed.get(login);
     if (failed !== undefined) {
-      this.#failed.delete(base);
+      this.#failed.delete(login);
       for (const u of failed) u();
     }
     let state: HealthResult = { status: "healthy" };
@@ -799,8 +855,8 @@ export class AmqplibInstrumentation implements Instrumentation {
         status: "unhealthy",
         reason: `the connection closed: ${(err as Error)?.message ?? String(err)}`,
       };
-      const failed = this.#failed.get(base);
-      if (failed === undefined) this.#failed.set(base, [unregister]);
+      const failed = this.#failed.get(login);
+      if (failed === undefined) this.#failed.set(login, [unregister]);
       else failed.push(unregister);
     });
     const unregister = this.#checks.register(base, () => state);
@@ -854,8 +910,10 @@ export class AmqplibInstrumentation implements Instrumentation {
     ): unknown {
       if (!self.#enabled || typeof openCallback !== "function")
         return original.call(this, url, socketOptions, openCallback);
-      // The host the application named, which the socket no longer knows.
+      // The host the application named, which the socket no longer knows,
+      // and who it logs in as, which the connection does not keep.
       const broker = brokerOf(url);
+      const login = loginOf(url, socketOptions);
       const opened = openCallback as (
         this: unknown,
         ...a: unknown[]
@@ -864,11 +922,15 @@ export class AmqplibInstrumentation implements Instrumentation {
         original,
         this,
         [url, socketOptions],
-        broker === undefined
+        broker === undefined && login === undefined
           ? opened
           : function (this: unknown, err: unknown, conn: unknown): unknown {
-              if (conn !== null && typeof conn === "object")
-                (conn as ConnectionLike)[SERVER] = broker;
+              if (conn !== null && typeof conn === "object") {
+                if (broker !== undefined)
+                  (conn as ConnectionLike)[SERVER] = broker;
+                if (login !== undefined)
+                  (conn as ConnectionLike)[LOGIN] = login;
+              }
               return opened.call(this, err, conn);
             },
         "amqp.connect",

@@ -29,7 +29,7 @@ import {
   type InitOptions,
   type ThreadlineHandle,
 } from "@threadline/node";
-import { suppressTracing } from "@threadline/core";
+import { health, suppressTracing } from "@threadline/core";
 import {
   amqplibPath,
   loadAmqplib,
@@ -1555,6 +1555,106 @@ describe("metrics", () => {
   });
 });
 
+/**
+ * The broker behind a TCP proxy whose sockets can be cut, as a network
+ * fault or a broker restart cuts them; `ready()` is the health report's
+ * status (as /readyz answers it) and its components for the connections
+ * through the proxy.
+ */
+async function proxiedBroker(
+  report: () => Promise<{
+    code: number;
+    components: Array<{ name: string; status: string }>;
+  }>,
+) {
+  const broker = new URL(brokerUrl);
+  const sockets = new Set<net.Socket>();
+  const proxy = net.createServer((client) => {
+    const upstream = net.connect(Number(broker.port), broker.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on("error", () => {});
+      s.on("close", () => sockets.delete(s));
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+  const port = (proxy.address() as net.AddressInfo).port;
+  const url = new URL(brokerUrl);
+  url.host = `127.0.0.1:${port}`;
+  const name = `rabbitmq 127.0.0.1:${port}`;
+  return {
+    url: url.href,
+    name,
+    ready: async () => {
+      const { code, components } = await report();
+      return {
+        code,
+        viaProxy: components
+          .filter((c) => c.name.startsWith(name))
+          .map((c) => `${c.name}: ${c.status}`),
+      };
+    },
+    /** Cuts every connection through the proxy. */
+    cut: () => {
+      for (const s of sockets) s.destroy();
+    },
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
+    },
+  };
+}
+
+describe("a connection's health across a failover", () => {
+  // Read from the registry /readyz answers from: this file's first start
+  // has no health endpoint, and is the one whose connect() amqplib's
+  // promise API calls (a later start's is not, as in an application,
+  // which starts Threadline once).
+  const registry = async () => {
+    const components = await health.run();
+    const unhealthy = components.some((c) => c.status === "unhealthy");
+    return { code: unhealthy ? 503 : 200, components };
+  };
+  const brokerProxy = () => proxiedBroker(registry);
+
+  it("takes a dropped connection's report back once the application reconnects to another node of the broker", async () => {
+    // Two ways to the same broker, as two nodes of a cluster (or one
+    // name's several addresses) are to an application that fails over.
+    const [one, other] = [await brokerProxy(), await brokerProxy()];
+    const amqpApi = loadAmqplib();
+    const ready = async () => {
+      const [a, b] = [await one.ready(), await other.ready()];
+      return { code: b.code, components: [...a.viaProxy, ...b.viaProxy] };
+    };
+    try {
+      const first = await amqpApi.connect(one.url);
+      first.on("error", () => {});
+      await first.createChannel();
+      const closed = new Promise((resolve) => first.on("close", resolve));
+      one.cut();
+      await closed;
+      assert.deepEqual(await ready(), {
+        code: 503,
+        components: [`${one.name}: unhealthy`],
+      });
+
+      const second = await amqpApi.connect(other.url);
+      second.on("error", () => {});
+      await second.createChannel();
+      assert.deepEqual(
+        await ready(),
+        { code: 200, components: [`${other.name}: healthy`] },
+        "the connection through the other node replaces the dropped one",
+      );
+      await second.close();
+    } finally {
+      await one.close();
+      await other.close();
+    }
+  });
+});
+
 describe("propagators without tracecontext", () => {
   before(async () => {
     await threadline.shutdown();
@@ -1803,53 +1903,14 @@ describe("the connection's health", () => {
     start({ health: { port: Number(new URL(healthUrl).port) } });
   });
 
-  /**
-   * The broker behind a TCP proxy whose sockets can be cut, as a network
-   * fault or a broker restart cuts them; `ready()` is /readyz's status
-   * and its components for the connections through the proxy.
-   */
-  async function brokerProxy() {
-    const broker = new URL(brokerUrl);
-    const sockets = new Set<net.Socket>();
-    const proxy = net.createServer((client) => {
-      const upstream = net.connect(Number(broker.port), broker.hostname);
-      for (const s of [client, upstream]) {
-        sockets.add(s);
-        s.on("error", () => {});
-        s.on("close", () => sockets.delete(s));
-      }
-      client.pipe(upstream).pipe(client);
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
-    const port = (proxy.address() as net.AddressInfo).port;
-    const url = new URL(brokerUrl);
-    url.host = `127.0.0.1:${port}`;
-    const name = `rabbitmq 127.0.0.1:${port}`;
-    return {
-      url: url.href,
-      name,
-      ready: async () => {
-        const res = await fetch(`${healthUrl}/readyz`);
-        const report = (await res.json()) as {
-          components: Array<{ name: string; status: string }>;
-        };
-        return {
-          code: res.status,
-          viaProxy: report.components
-            .filter((c) => c.name.startsWith(name))
-            .map((c) => `${c.name}: ${c.status}`),
-        };
-      },
-      /** Cuts every connection through the proxy. */
-      cut: () => {
-        for (const s of sockets) s.destroy();
-      },
-      close: async () => {
-        for (const s of sockets) s.destroy();
-        await new Promise((resolve) => proxy.close(resolve));
-      },
+  const readyz = async () => {
+    const res = await fetch(`${healthUrl}/readyz`);
+    const report = (await res.json()) as {
+      components: Array<{ name: string; status: string }>;
     };
-  }
+    return { code: res.status, components: report.components };
+  };
+  const brokerProxy = () => proxiedBroker(readyz);
 
   it("reports a dropped connection until the application has reconnected to the same broker", async () => {
     const { url, name, ready, cut, close } = await brokerProxy();
