@@ -197,3 +197,26 @@ it("matches a metric rule's attributes by their string form, however the file wr
     'rule 1 (m): "attributes" must map names to strings, numbers or booleans',
   ]);
 });
+
+it("refuses a metric rule whose floor is over its limit, which every value would break", () => {
+  const rule = (above: number, below: number) => ({
+    name: "band",
+    kind: "metric",
+    metric: "nodejs.eventloop.utilization",
+    above,
+    below,
+  });
+  const inverted = parseRules(JSON.stringify({ rules: [rule(0.05, 0.9)] }));
+  assert.deepEqual(inverted.problems, [
+    'rule 1 (band): "below" (0.9) is over "above" (0.05), so any value would raise the alarm; together they are a band the metric is to stay within, "below" its floor and "above" its limit',
+  ]);
+  // A band, and one of a single value, are what both mean.
+  for (const [above, below] of [
+    [0.9, 0.05],
+    [1, 1],
+  ] as const)
+    assert.deepEqual(
+      parseRules(JSON.stringify({ rules: [rule(above, below)] })).problems,
+      [],
+    );
+});

@@ -240,6 +240,12 @@ export function parseRules(text: string): {
         const below = num("below");
         if (above === undefined && below === undefined)
           problems.push(`${where}: "above" or "below" is required`);
+        // The alarm holds while a value is over `above` or under `below`:
+        // with the floor over the limit, every value breaks one of them.
+        else if (above !== undefined && below !== undefined && below > above)
+          problems.push(
+            `${where}: "below" (${below}) is over "above" (${above}), so any value would raise the alarm; together they are a band the metric is to stay within, "below" its floor and "above" its limit`,
+          );
         const attrs = r["attributes"];
         if (
           attrs !== undefined &&
