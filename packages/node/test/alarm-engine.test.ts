@@ -202,6 +202,52 @@ it("runs the observable callbacks for a metric rule only when nothing else colle
   assert.deepEqual(calls, { collected: 0, alone: 3, seldom: 3 });
 });
 
+it("runs no observable callback for metric rules that read none", async () => {
+  const meterProvider = new MeterProvider();
+  const meter = meterProvider.getMeter("test");
+  let runs = 0;
+  meter
+    .createObservableGauge("nodejs.eventloop.utilization")
+    .addCallback((r) => {
+      runs++;
+      r.observe(0.1);
+    });
+  const latency = meter.createHistogram(
+    "threadline.messaging.delivery.latency",
+  );
+  const engine = new AlarmEngine({
+    rules: [
+      {
+        name: "orders_queue_slow",
+        kind: "metric",
+        metric: "threadline.messaging.delivery.latency",
+        above: 5,
+        forMs: 0,
+        severity: "major",
+      },
+    ],
+    intervalMs: 60_000,
+    service: "s",
+    instance: "i-1",
+    meterProvider,
+    // Nothing else collects: a rule on an observable instrument would run them.
+    metricsCollectedEveryMs: undefined,
+    notifiers: [],
+    log: () => {},
+  });
+  await engine.evaluate();
+  latency.record(8);
+  await engine.evaluate();
+  await engine.stop();
+  // A histogram holds its values itself; a run of the callbacks would
+  // have taken what the runtime metrics measure since their last run.
+  assert.equal(runs, 0);
+  assert.deepEqual(
+    engine.active().map((a) => a.name),
+    ["orders_queue_slow"],
+  );
+});
+
 it("clears a component's alarm when its health check is removed", async () => {
   const events: AlarmEvent[] = [];
   const engine = new AlarmEngine({

@@ -2,8 +2,17 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ROOT_CONTEXT, trace } from "@opentelemetry/api";
 import { diag } from "@threadline/core";
-import type { HistogramPointData, MetricData } from "@threadline/otlp";
-import { MeterProvider, countedSince } from "../src/metrics/meter-provider.ts";
+import type {
+  HistogramPointData,
+  MetricData,
+  NumberPointData,
+} from "@threadline/otlp";
+import {
+  MeterProvider,
+  Reader,
+  countedSince,
+  readerOf,
+} from "../src/metrics/meter-provider.ts";
 import {
   CARDINALITY_LIMIT,
   attributesKey,
@@ -611,5 +620,37 @@ describe("metrics", () => {
         "an observable metric callback threw: undefined",
       ]);
     });
+  });
+
+  it("runs the callbacks once for each reader that collects, one reader after the other, each reading its own", async () => {
+    const p = new MeterProvider();
+    const otlp = new Reader("OTLP export");
+    const scrape = new Reader("Prometheus scrape");
+    const runs: string[] = [];
+    let running = false;
+    p.getMeter("m")
+      .createObservableGauge("reader")
+      .addCallback(async (r) => {
+        assert.equal(running, false, "a run while another is under way");
+        running = true;
+        const reader = readerOf(r)?.name ?? "none";
+        runs.push(reader);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        running = false;
+        r.observe(reader === "OTLP export" ? 1 : 2);
+      });
+    const value = (m: MetricData[]) =>
+      (m.find((x) => x.name === "reader")?.points[0] as NumberPointData)?.value;
+    // Asked for together: the scrape's run waits for the export's, and a
+    // second export at the same time shares the first's.
+    const [exported, scraped, again] = await Promise.all([
+      p.collect("cumulative", otlp),
+      p.collect("cumulative", scrape),
+      p.collect("cumulative", otlp),
+    ]);
+    assert.deepEqual(runs, ["OTLP export", "Prometheus scrape"]);
+    assert.equal(value(exported), 1);
+    assert.equal(value(again), 1);
+    assert.equal(value(scraped), 2);
   });
 });

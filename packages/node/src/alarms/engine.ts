@@ -11,7 +11,7 @@ import {
   messageOf,
   type ComponentHealth,
 } from "@threadline/core";
-import type { MeterProvider } from "../metrics/meter-provider.ts";
+import { Reader, type MeterProvider } from "../metrics/meter-provider.ts";
 import { notifyAll, type AlarmEvent, type Notifier } from "./notifiers.ts";
 import {
   attributeMatcher,
@@ -72,10 +72,9 @@ export interface AlarmEngineOptions {
    * observable callbacks); undefined when nothing collects on a schedule:
    * metrics not exported, or only served to a Prometheus scrape, which
    * comes when it comes (or never). The engine runs the callbacks itself
-   * unless the exporter's collections come as often as its metric rules
-   * need: runtime metrics report what happened since their last run, and
-   * a second caller would leave the exporter the few seconds since an
-   * evaluation.
+   * only when the exporter's collections come less often than its metric
+   * rules need, and only for a rule on an observable instrument: each run
+   * calls every callback, the application's too.
    */
   metricsCollectedEveryMs: number | undefined;
   notifiers: readonly Notifier[];
@@ -90,6 +89,8 @@ export class AlarmEngine {
   readonly #states = new Map<string, KeyState>();
   readonly #history: Alarm[] = [];
   readonly #delay = new LoopDelay();
+  /** The rules' own windows of what callbacks report since the last collection. */
+  readonly #reader = new Reader("alarm rules");
   #lastHttp: { total: number; errors: number } | undefined;
   /** When the first HTTP counts were read: how far back samples reach. */
   #httpFirstAt: number | undefined;
@@ -112,8 +113,11 @@ export class AlarmEngine {
 
   /** How far back HTTP samples are kept: the longest HTTP rule's time. */
   readonly #httpKeptMs: number;
-  /** Whether evaluations run the observable callbacks themselves. */
-  readonly #observes: boolean;
+  /**
+   * Whether evaluations run the observable callbacks themselves, when a
+   * rule reads what they report.
+   */
+  readonly #collects: boolean;
 
   constructor(options: AlarmEngineOptions) {
     this.#o = options;
@@ -128,7 +132,7 @@ export class AlarmEngine {
       options.intervalMs,
       Math.min(...metricRules.map((r) => r.forMs)),
     );
-    this.#observes =
+    this.#collects =
       metricRules.length > 0 &&
       (options.metricsCollectedEveryMs === undefined ||
         options.metricsCollectedEveryMs > neededEveryMs);
@@ -238,7 +242,29 @@ export class AlarmEngine {
     this.#components = components;
     // Observable instruments (runtime metrics) hold what their callbacks
     // last reported: at the last collection, or never without a collector.
-    if (this.#observes) await this.#o.meterProvider.observe();
+    // The rules are judged right after their own run, before another
+    // reader's can report other values.
+    if (this.#collects && this.#readsObservable())
+      await this.#o.meterProvider.observeAndRead(this.#reader, () =>
+        this.#judge(components),
+      );
+    else this.#judge(components);
+  }
+
+  /**
+   * Whether a metric rule reads an observable instrument (one made so
+   * far): a histogram or a counter holds its values without callbacks.
+   */
+  #readsObservable(): boolean {
+    for (const r of this.#o.rules) {
+      if (r.kind !== "metric") continue;
+      const a = this.#o.meterProvider.find(r.metric);
+      if (a !== undefined && "observable" in a && a.observable) return true;
+    }
+    return false;
+  }
+
+  #judge(components: ComponentHealth[]): void {
     const now = this.#o.clock?.() ?? performance.now();
     const loop = this.#loopDelays();
     const http = this.#httpOutcomes();

@@ -1,5 +1,6 @@
-// Event-loop delay measured in windows (one per metrics collection, one per
-// alarm evaluation).
+// Event-loop delay measured in windows (one per reader of the metrics: the
+// OTLP export, a Prometheus scrape, the alarm rules; one for the alarm
+// engine's own event-loop rule).
 //
 // perf_hooks' monitorEventLoopDelay records the time between the ticks of a
 // timer, and its reset() also forgets when the timer last ticked. A window
@@ -14,8 +15,7 @@
 // records (whose every figure includes its resolution), so the resolution
 // can be coarse: a JavaScript timer's wakeup costs an idle process more
 // than the monitor's native one, and 20 ms keeps the two at about the same
-// cost. All windows (the runtime metrics' and the alarm engine's) share one
-// timer.
+// cost. All windows share one timer.
 //
 // The histograms keep two significant digits from a microsecond to an hour:
 // perf_hooks' default (three digits, one nanosecond to 2^53) is about 360 KB
@@ -81,18 +81,22 @@ export class LoopDelay {
 
   /** The window's delays since the last take(), and a new window. */
   take(): LoopDelays {
-    const h = this.#histogram;
-    const out =
-      h.count === 0
-        ? { count: 0, p50: 0, p90: 0, p99: 0, max: 0 }
-        : {
-            count: h.count,
-            p50: h.percentile(50) / 1e9,
-            p90: h.percentile(90) / 1e9,
-            p99: h.percentile(99) / 1e9,
-            max: h.max / 1e9,
-          };
-    h.reset();
+    const out = this.read();
+    this.#histogram.reset();
     return out;
+  }
+
+  /** The window's delays since the last take(), the window left open. */
+  read(): LoopDelays {
+    const h = this.#histogram;
+    return h.count === 0
+      ? { count: 0, p50: 0, p90: 0, p99: 0, max: 0 }
+      : {
+          count: h.count,
+          p50: h.percentile(50) / 1e9,
+          p90: h.percentile(90) / 1e9,
+          p99: h.percentile(99) / 1e9,
+          max: h.max / 1e9,
+        };
   }
 }

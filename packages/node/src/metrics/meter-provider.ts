@@ -11,6 +11,7 @@
 import type {
   Attributes,
   BatchObservableCallback,
+  BatchObservableResult,
   Context,
   Counter,
   Gauge,
@@ -39,6 +40,34 @@ import {
 } from "./instruments.ts";
 
 type Aggregator = NumberAggregator | HistogramAggregator;
+
+/**
+ * One of those that read the metrics: the OTLP export, the Prometheus
+ * endpoint, the alarm rules. A callback that reports what happened since
+ * the last collection (the event loop's delay and utilisation, the host's
+ * CPU) keeps a window per reader, found with readerOf(), so that one
+ * reader's collection never shortens another's window.
+ */
+export class Reader {
+  readonly name: string;
+
+  constructor(name: string) {
+    this.name = name;
+  }
+}
+
+/** The reader each result handed to a callback collects for. */
+const readers = new WeakMap<object, Reader>();
+
+/**
+ * The reader a callback's result collects for; undefined for a result of
+ * another meter provider.
+ */
+export function readerOf(
+  result: ObservableResult | BatchObservableResult,
+): Reader | undefined {
+  return readers.get(result);
+}
 
 class ObservableInstrument
   implements ObservableCounter, ObservableGauge, ObservableUpDownCounter
@@ -241,8 +270,10 @@ export class MeterProvider implements ApiMeterProvider {
   #rounds = 0;
   /** The time of the latest snapshot, where a series first observed after it starts. */
   #collectedAt: number | undefined;
-  /** The collection running, which a concurrent one joins. */
-  #observing: Promise<void> | undefined;
+  /** Whoever collects without naming a reader. */
+  readonly #anyReader = new Reader("unnamed");
+  /** The callbacks' run under way, which the same reader's collections join. */
+  #turn: Turn | undefined;
 
   constructor(options: MeterProviderOptions = {}) {
     this.#callbackTimeoutMs = options.callbackTimeoutMs ?? 30_000;
@@ -408,6 +439,7 @@ export class MeterProvider implements ApiMeterProvider {
           if (round.open) report(o.aggregator, value, attributes);
         },
       };
+      readers.set(r, round.reader);
       for (const cb of o.callbacks) {
         try {
           started(cb(r), () => o.aggregator.descriptor.name);
@@ -420,26 +452,26 @@ export class MeterProvider implements ApiMeterProvider {
       }
     }
     for (const [cb, observables] of this.#batches) {
+      const r: BatchObservableResult = {
+        observe: (observable, value, attributes) => {
+          if (
+            round.open &&
+            observables.includes(observable) &&
+            observable instanceof ObservableInstrument
+          )
+            report(observable.aggregator, value, attributes);
+        },
+      };
+      readers.set(r, round.reader);
       try {
-        started(
-          cb({
-            observe: (observable, value, attributes) => {
-              if (
-                round.open &&
-                observables.includes(observable) &&
-                observable instanceof ObservableInstrument
-              )
-                report(observable.aggregator, value, attributes);
-            },
-          }),
-          () =>
-            observables
-              .map((o) =>
-                o instanceof ObservableInstrument
-                  ? o.aggregator.descriptor.name
-                  : "?",
-              )
-              .join(", "),
+        started(cb(r), () =>
+          observables
+            .map((o) =>
+              o instanceof ObservableInstrument
+                ? o.aggregator.descriptor.name
+                : "?",
+            )
+            .join(", "),
         );
       } catch (err) {
         diag.warnCollapsed(
@@ -463,37 +495,87 @@ export class MeterProvider implements ApiMeterProvider {
   }
 
   /**
-   * Runs observable callbacks (see observe()), then snapshots every series,
-   * cumulative unless `preference` makes an instrument delta: then since
-   * the previous collection that asked for it. Never throws.
+   * Runs observable callbacks (see observe()) for `reader`, then snapshots
+   * every series, cumulative unless `preference` makes an instrument delta:
+   * then since the previous collection that asked for it. Never throws.
    */
-  async collect(
+  collect(
     preference: TemporalityPreference = "cumulative",
+    reader: Reader = this.#anyReader,
   ): Promise<MetricData[]> {
-    await this.observe();
-    return this.#snapshot(preference);
+    return this.observeAndRead(reader, () => this.#snapshot(preference));
   }
 
   /**
-   * Runs observable callbacks, waiting for asynchronous ones up to the
-   * callback timeout, so find() sees current values; then forgets the
-   * series no callback reported this time. A call while one runs shares it:
-   * callbacks never run twice at once. Never throws.
+   * Runs observable callbacks for `reader`, so find() sees current values
+   * (see observeAndRead()). Never throws.
    */
-  observe(): Promise<void> {
-    this.#observing ??= this.#round().finally(() => {
-      this.#observing = undefined;
-    });
-    return this.#observing;
+  observe(reader: Reader = this.#anyReader): Promise<void> {
+    return this.observeAndRead(reader, () => {});
   }
 
-  async #round(): Promise<void> {
-    const round = { open: true, n: ++this.#rounds };
+  /**
+   * Runs observable callbacks for `reader`, waiting for asynchronous ones
+   * up to the callback timeout, and forgets the series no callback
+   * reported this time; then `read`, whose result it resolves to, before
+   * any other run of the callbacks: find() and the aggregators show what
+   * the callbacks reported for this reader. A call while the same reader's
+   * run is under way shares it: callbacks never run twice at once. Another
+   * reader's call waits for it, then has a run of its own, within the
+   * callback timeout from when it was made: its windows are its own, and
+   * sharing the run would have it read values measured for another.
+   */
+  observeAndRead<T>(
+    reader: Reader,
+    read: () => T,
+    deadline: number = performance.now() + this.#callbackTimeoutMs,
+  ): Promise<T> {
+    const turn = this.#turn;
+    if (turn !== undefined && turn.reader !== reader)
+      return turn.done.then(() => this.observeAndRead(reader, read, deadline));
+    return new Promise<T>((resolve, reject) => {
+      (turn ?? this.#begin(reader, deadline)).reads.push((failed) => {
+        if (failed !== undefined) reject(failed.err);
+        else
+          try {
+            resolve(read());
+          } catch (err) {
+            reject(err as Error);
+          }
+      });
+    });
+  }
+
+  /** Starts a run of the callbacks for `reader`; its reads follow it at once. */
+  #begin(reader: Reader, deadline: number): Turn {
+    const reads: Turn["reads"] = [];
+    const finish = (failed?: { err: unknown }) => {
+      this.#turn = undefined;
+      for (const r of reads) r(failed);
+    };
+    const turn: Turn = {
+      reader,
+      reads,
+      done: this.#round(reader, deadline).then(
+        () => finish(),
+        (err: unknown) => finish({ err }),
+      ),
+    };
+    this.#turn = turn;
+    return turn;
+  }
+
+  async #round(reader: Reader, deadline: number): Promise<void> {
+    const n = ++this.#rounds;
+    const round: Round = { open: true, n, reader };
     const running = this.#observe(round);
     if (running.length > 0) {
+      // A reader that waited for another's run has what is left of its
+      // time: the collection, not each run, is bounded by the timeout.
+      const waitMs = Math.max(0, deadline - performance.now());
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<false>((resolve) => {
-        timer = setTimeout(() => resolve(false), this.#callbackTimeoutMs);
+        timer = setTimeout(() => resolve(false), waitMs);
         timer.unref();
       });
       const finished = await Promise.all(
@@ -509,7 +591,7 @@ export class MeterProvider implements ApiMeterProvider {
         );
     }
     round.open = false;
-    for (const a of this.#observed) a.endRound(round.n);
+    for (const a of this.#observed) a.endRound(n);
   }
 
   /**
@@ -517,19 +599,32 @@ export class MeterProvider implements ApiMeterProvider {
    * handlers). Nothing is forgotten: an asynchronous callback cannot report
    * any more, and what it reported last is the best there is.
    */
-  collectSync(preference: TemporalityPreference = "cumulative"): MetricData[] {
-    const round: Round = { open: true, n: undefined };
+  collectSync(
+    preference: TemporalityPreference = "cumulative",
+    reader: Reader = this.#anyReader,
+  ): MetricData[] {
+    const round: Round = { open: true, n: undefined, reader };
     this.#observe(round);
     round.open = false;
     return this.#snapshot(preference);
   }
 }
 
-/** One run of the callbacks: whether it still takes observations, and its number. */
+/** One run of the callbacks: whether it still takes observations, its number and its reader. */
 interface Round {
   open: boolean;
   /** Undefined: observations update the current series, forgetting none. */
   n: number | undefined;
+  reader: Reader;
+}
+
+/** A run of the callbacks for one reader, and the reads that wait for it. */
+interface Turn {
+  reader: Reader;
+  /** Each is called once the run ends, with its error if it failed. */
+  reads: ((failed: { err: unknown } | undefined) => void)[];
+  /** Settles (never rejects) once the reads were called. */
+  done: Promise<void>;
 }
 
 /** A callback's promise, settled or not, and the instruments it reports. */

@@ -17,7 +17,7 @@ import {
   startUntracedServer,
   type UntracedServer,
 } from "../internal/untraced-server.ts";
-import type { MeterProvider } from "./meter-provider.ts";
+import { Reader, type MeterProvider } from "./meter-provider.ts";
 
 /** UCUM units and their words in Prometheus names, the specification's table. */
 const UNIT_WORDS: Record<string, string> = {
@@ -300,6 +300,9 @@ export function startPrometheusEndpoint(
   host: string,
   port: number,
 ): Promise<UntracedServer | undefined> {
+  // Scrapes have windows of their own: an OTLP export between two scrapes
+  // leaves the second the whole time since the first.
+  const reader = new Reader("Prometheus scrape");
   return startUntracedServer(
     "the Prometheus endpoint",
     host,
@@ -312,7 +315,7 @@ export function startPrometheusEndpoint(
         res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
         return;
       }
-      provider.collect().then(
+      provider.collect("cumulative", reader).then(
         (metrics) =>
           res
             .writeHead(200, {

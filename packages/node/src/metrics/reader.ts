@@ -7,13 +7,15 @@ import { diag } from "@threadline/core";
 import type { Attributes, MetricData } from "@threadline/otlp";
 import type { ExportPipeline } from "../export/pipeline.ts";
 import type { TemporalityPreference } from "./instruments.ts";
-import type { MeterProvider } from "./meter-provider.ts";
+import { Reader, type MeterProvider } from "./meter-provider.ts";
 
 export class MetricReader {
   readonly #provider: MeterProvider;
   readonly #pipeline: ExportPipeline;
   readonly #pointAttributes: Attributes | undefined;
   readonly #temporality: TemporalityPreference;
+  /** The export's own windows of what callbacks report since the last collection. */
+  readonly #reader = new Reader("OTLP export");
   #timer: NodeJS.Timeout | undefined;
   /** Set by start(); a reader never started (metrics export off) collects nothing. */
   #started = false;
@@ -46,7 +48,9 @@ export class MetricReader {
     if (!this.#started) return;
     try {
       this.#pipeline.exportMetrics(
-        this.#labelled(await this.#provider.collect(this.#temporality)),
+        this.#labelled(
+          await this.#provider.collect(this.#temporality, this.#reader),
+        ),
       );
     } catch (err) {
       diag.warnCollapsed(
@@ -60,7 +64,9 @@ export class MetricReader {
     if (!this.#started) return;
     try {
       this.#pipeline.exportMetrics(
-        this.#labelled(this.#provider.collectSync(this.#temporality)),
+        this.#labelled(
+          this.#provider.collectSync(this.#temporality, this.#reader),
+        ),
       );
     } catch (err) {
       diag.warnCollapsed(

@@ -16,7 +16,7 @@ import {
 } from "node:perf_hooks";
 import { cpus, freemem, loadavg, totalmem } from "node:os";
 import { LoopDelay, type LoopDelays } from "../internal/loop-delay.ts";
-import { countedSince } from "./meter-provider.ts";
+import { countedSince, readerOf, type Reader } from "./meter-provider.ts";
 
 /**
  * V8's GC kinds as perf_hooks reports them, read from its constants rather
@@ -54,9 +54,26 @@ export function registerRuntimeMetrics(
   options: RuntimeMetricsOptions = {},
 ): () => void {
   const processWide = options.processWide ?? true;
-  const delay = new LoopDelay();
-  delay.start();
-  let elu: EventLoopUtilization = performance.eventLoopUtilization();
+  // Each reader (the OTLP export, a Prometheus scrape, the alarm rules) has
+  // windows of its own, made at its first collection: one window shared by
+  // all of them was taken by whichever collected last, and an alarm rule
+  // evaluated every few seconds left the export the stall-free seconds
+  // since its last evaluation. A reader's first collection covers the time
+  // since these probes started, which one window kept from then measures.
+  const sinceStart = new LoopDelay();
+  sinceStart.start();
+  const eluAtStart = performance.eventLoopUtilization();
+  const windows = new Map<Reader | undefined, ReaderWindow>();
+  const windowOf = (reader: Reader | undefined): ReaderWindow => {
+    let w = windows.get(reader);
+    if (w === undefined) {
+      const delay = new LoopDelay();
+      delay.start();
+      w = { delay, first: true, elu: eluAtStart, lastDelays: undefined };
+      windows.set(reader, w);
+    }
+    return w;
+  };
 
   const gcDuration = meter.createHistogram("v8js.gc.duration", {
     unit: "s",
@@ -122,15 +139,17 @@ export function registerRuntimeMetrics(
     },
   );
 
-  // Collections closer together than the loop is sampled (a Prometheus
-  // scrape just after an OTLP export: every reader's collection takes the
-  // window) find no tick in theirs, and report the last window that had
-  // one rather than leave the gauge out.
-  let lastDelays: LoopDelays | undefined;
   const callback = (r: BatchObservableResult) => {
-    let d = delay.take();
-    if (d.count > 0) lastDelays = d;
-    else if (lastDelays !== undefined) d = lastDelays;
+    const w = windowOf(readerOf(r));
+    // The reader's own window opened just now: its first takes what came
+    // before it.
+    let d = w.first ? sinceStart.read() : w.delay.take();
+    w.first = false;
+    // Collections of one reader closer together than the loop is sampled
+    // (two scrapes in quick succession) find no tick in the later one's window, which
+    // reports the last window that had one rather than leave the gauge out.
+    if (d.count > 0) w.lastDelays = d;
+    else if (w.lastDelays !== undefined) d = w.lastDelays;
     if (d.count > 0) {
       r.observe(loopDelay, d.p50, {
         "nodejs.eventloop.delay.percentile": "p50",
@@ -148,9 +167,9 @@ export function registerRuntimeMetrics(
     const now = performance.eventLoopUtilization();
     r.observe(
       utilization,
-      performance.eventLoopUtilization(now, elu).utilization,
+      performance.eventLoopUtilization(now, w.elu).utilization,
     );
-    elu = now;
+    w.elu = now;
     const m = process.memoryUsage();
     r.observe(heap, m.heapUsed);
     r.observe(heapLimit, m.heapTotal);
@@ -174,8 +193,21 @@ export function registerRuntimeMetrics(
   return () => {
     meter.removeBatchObservableCallback(callback, observed);
     gc.disconnect();
-    delay.stop();
+    sinceStart.stop();
+    for (const w of windows.values()) w.delay.stop();
   };
+}
+
+/** What one reader's event-loop figures are measured from. */
+interface ReaderWindow {
+  /** The loop's delays since the reader's last collection. */
+  delay: LoopDelay;
+  /** Whether the reader has not collected yet. */
+  first: boolean;
+  /** The loop's utilisation at the reader's last collection. */
+  elu: EventLoopUtilization;
+  /** The reader's last delays that had a tick. */
+  lastDelays: LoopDelays | undefined;
 }
 
 /** Host metrics (optional): CPU utilisation, memory, load average. */
@@ -190,7 +222,10 @@ export function registerHostMetrics(meter: Meter): () => void {
     }
     return { idle, total };
   };
-  let last = cpuTimes();
+  // Per reader, as the event loop's are (see registerRuntimeMetrics): one
+  // reader's collection must not shorten another's window.
+  const atStart = cpuTimes();
+  const last = new Map<Reader | undefined, { idle: number; total: number }>();
   const utilization = meter.createObservableGauge("system.cpu.utilization", {
     unit: "1",
     description:
@@ -205,10 +240,12 @@ export function registerHostMetrics(meter: Meter): () => void {
     description: "The host's 1-minute load average.",
   });
   const callback = (r: BatchObservableResult) => {
+    const reader = readerOf(r);
+    const before = last.get(reader) ?? atStart;
     const now = cpuTimes();
-    const total = now.total - last.total;
-    if (total > 0) r.observe(utilization, 1 - (now.idle - last.idle) / total);
-    last = now;
+    const total = now.total - before.total;
+    if (total > 0) r.observe(utilization, 1 - (now.idle - before.idle) / total);
+    last.set(reader, now);
     const free = freemem();
     r.observe(memory, totalmem() - free, { "system.memory.state": "used" });
     r.observe(memory, free, { "system.memory.state": "free" });
