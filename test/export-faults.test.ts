@@ -5,6 +5,7 @@
 // data takes, and account for every span and log record: exported + dropped
 // (by reason) + pending = created.
 import assert from "node:assert/strict";
+import { createServer, type Socket } from "node:net";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
@@ -98,6 +99,34 @@ function service(
 
 const traces = (r: OtlpReceiver) =>
   r.attempts.filter((a) => a.path === "/v1/traces");
+
+/** A server of another protocol on loopback, each connection given to `serve`. */
+async function standIn(
+  serve: (socket: Socket) => void,
+): Promise<{ url: string; connections: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let connections = 0;
+  const server = createServer((socket) => {
+    connections++;
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => {});
+    serve(socket);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    get connections() {
+      return connections;
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
 
 describe("export under faults", () => {
   it("keeps serving while the Collector is down, and delivers everything once it is back", async () => {
@@ -361,6 +390,131 @@ describe("export under faults", () => {
       await svc.stop();
       await receiver.close();
       await metricsReceiver.close();
+    }
+  });
+
+  for (const [what, serve, env, said] of [
+    [
+      "a gRPC port, with OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
+      // grpc-go's way: its SETTINGS frame on connect, and the connection
+      // closed on reading something other than HTTP/2's preface.
+      (socket: Socket) => {
+        socket.write(Buffer.from("000000040000000000", "hex"));
+        socket.once("data", () => socket.destroy());
+      },
+      { OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" },
+      "the server answered in HTTP/2 (a gRPC port? OTLP/HTTP listens on 4318)",
+    ],
+    [
+      "a TLS port named by an http:// endpoint",
+      // A TLS server's alert (protocol_version) on reading plain HTTP.
+      (socket: Socket) =>
+        socket.once("data", () =>
+          socket.end(Buffer.from("15030100020246", "hex")),
+        ),
+      {},
+      "the server answered in TLS (use an https:// endpoint)",
+    ],
+  ] as const)
+    it(`drops at once, and says why, what it sends to ${what}`, async () => {
+      const server = await standIn(serve);
+      const svc = await service(server.url, {
+        ...env,
+        THREADLINE_EXPORT_MAX_RETRY_TIME: "4000",
+      });
+      try {
+        await drive(svc, 20);
+        // Refused for good at the first answer: not retried for 4 s and
+        // then dropped for want of time.
+        const s = await waitFor(
+          async () => {
+            const x = await stats(svc);
+            return (
+              x.traces.dropped["rejected"] === 20 &&
+              x.logs.dropped["rejected"] === 20 &&
+              x
+            );
+          },
+          { what: "the spans and log records dropped as refused" },
+        );
+        assert.ok(accounted(s.traces) && accounted(s.logs));
+        assert.equal(s.traces.dropped["retriesExhausted"] ?? 0, 0);
+        const stderr = svc.stderr.join("\n");
+        const warning = `spans: could not export them to ${server.url}/v1/traces: ${said}; not retried`;
+        assert.ok(
+          svc.stderr.some(
+            (l) => /dropped \d+ spans/.test(l) && l.includes(warning),
+          ),
+          stderr,
+        );
+        assert.doesNotMatch(stderr, /retrying|ECONNRESET/);
+        if (env.OTEL_EXPORTER_OTLP_PROTOCOL === "grpc")
+          assert.match(
+            stderr,
+            /OTEL_EXPORTER_OTLP_PROTOCOL="grpc" is not http\/protobuf or http\/json; using http\/protobuf, so the endpoint must be the Collector's OTLP\/HTTP one \(port 4318 by default; 4317 is gRPC's\)/,
+          );
+      } finally {
+        await svc.stop();
+        await server.close();
+      }
+    });
+
+  it("drops at once, and says why, what it sends to a plain-HTTP Collector named by an https:// endpoint", async () => {
+    const receiver = await startOtlpReceiver();
+    const svc = await service(receiver.url.replace("http:", "https:"), {
+      THREADLINE_EXPORT_MAX_RETRY_TIME: "4000",
+    });
+    try {
+      await drive(svc, 20);
+      const s = await waitFor(
+        async () => {
+          const x = await stats(svc);
+          return (
+            x.traces.dropped["rejected"] === 20 &&
+            x.logs.dropped["rejected"] === 20 &&
+            x
+          );
+        },
+        { what: "the spans and log records dropped as refused" },
+      );
+      assert.ok(accounted(s.traces) && accounted(s.logs));
+      const stderr = svc.stderr.join("\n");
+      assert.match(
+        stderr,
+        /dropped \d+ spans: could not export them to https:\/\/127\.0\.0\.1:\d+\/v1\/traces: the server does not speak TLS \(use an http:\/\/ endpoint\?\); not retried/,
+      );
+      assert.doesNotMatch(stderr, /retrying|EPROTO/);
+    } finally {
+      await svc.stop();
+      await receiver.close();
+    }
+  });
+
+  it("says OpenSSL's reason when a TLS handshake fails, not its code alone", async () => {
+    // A TLS server's handshake_failure alert, as one that shares no
+    // cipher or protocol version with the exporter sends.
+    const server = await standIn((socket) =>
+      socket.once("data", () =>
+        socket.end(Buffer.from("15030300020228", "hex")),
+      ),
+    );
+    const svc = await service(server.url.replace("http:", "https:"));
+    try {
+      await drive(svc, 5);
+      await waitFor(() => svc.stderr.some((l) => /retrying/.test(l)), {
+        what: "a warning of the failed export",
+      });
+      assert.ok(
+        svc.stderr.some((l) =>
+          l.includes(
+            `could not export spans to ${server.url.replace("http:", "https:")}/v1/traces: EPROTO: ssl/tls alert handshake failure; retrying`,
+          ),
+        ),
+        svc.stderr.join("\n"),
+      );
+    } finally {
+      await svc.stop();
+      await server.close();
     }
   });
 

@@ -446,11 +446,15 @@ class Reader {
     return fallback;
   }
 
-  /** The first valid choice among `names` (case-insensitive), as intOf. */
+  /**
+   * The first valid choice among `names` (case-insensitive), as intOf;
+   * `consequence` adds what falling back means for a refused value.
+   */
   choiceOf<const T extends string>(
     names: string[],
     choices: readonly T[],
     fallback: T,
+    consequence?: (refused: string) => string,
   ): T {
     for (const [i, name] of names.entries()) {
       const v = this.str(name)?.toLowerCase();
@@ -458,7 +462,7 @@ class Reader {
       if ((choices as readonly string[]).includes(v)) return v as T;
       const next = names[i + 1];
       this.warnings.push(
-        `${name}=${JSON.stringify(v)} is not ${choices.slice(0, -1).join(", ")} or ${choices.at(-1)}; using ${next ?? fallback}`,
+        `${name}=${JSON.stringify(v)} is not ${choices.slice(0, -1).join(", ")} or ${choices.at(-1)}; using ${next ?? fallback}${consequence?.(v) ?? ""}`,
       );
     }
     return fallback;
@@ -625,6 +629,11 @@ function protocolOf(
     [`OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`, "OTEL_EXPORTER_OTLP_PROTOCOL"],
     ["http/protobuf", "http/json"],
     "http/protobuf",
+    // The endpoint is most likely gRPC's too, and HTTP sent there fails.
+    (refused) =>
+      refused === "grpc"
+        ? ", so the endpoint must be the Collector's OTLP/HTTP one (port 4318 by default; 4317 is gRPC's)"
+        : "",
   );
 }
 

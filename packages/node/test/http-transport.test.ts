@@ -188,6 +188,66 @@ it("fails with the socket's code when the connection breaks mid-answer", async (
   client.close();
 });
 
+it("fails for good, saying what it heard, when the server does not answer in HTTP/1.x", async () => {
+  // The first frame an HTTP/2 (gRPC) server sends, and a TLS alert; each
+  // ended both ways a server may end it.
+  const settings = Buffer.from("000000040000000000", "hex");
+  const alert = Buffer.from("15030100020246", "hex");
+  for (const [bytes, said] of [
+    [
+      settings,
+      /answered in HTTP\/2 \(a gRPC port\? OTLP\/HTTP listens on 4318\)/,
+    ],
+    [alert, /answered in TLS \(use an https:\/\/ endpoint\)/],
+    [
+      Buffer.from("SSH-2.0-OpenSSH_9.6\r\n"),
+      /did not answer in HTTP\/1\.x \(its answer began "SSH-2\.0-OpenSSH_/,
+    ],
+  ] as const)
+    for (const end of ["end", "destroy", "hang"] as const) {
+      const client = reset((socket) => {
+        socket.write(bytes);
+        if (end === "end") socket.end();
+        else if (end === "destroy") setTimeout(() => socket.destroy(), 10);
+      });
+      await assert.rejects(
+        client.send({}, Buffer.alloc(0), 300),
+        (err: PlainHttpError) => err.final && said.test(err.message),
+        `${bytes.toString("hex")} then ${end}`,
+      );
+      client.close();
+    }
+});
+
+it("fails for good, saying so, when an https: address is served in plain HTTP", async () => {
+  // A plain-HTTP server reading a TLS handshake answers 400, and closes.
+  const plain = createServer((socket) => {
+    socket.on("error", () => {});
+    socket.once("data", () =>
+      socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n"),
+    );
+  });
+  await new Promise<void>((r) => plain.listen(0, "127.0.0.1", r));
+  const port = (plain.address() as { port: number }).port;
+  const transport = transportFor(
+    new URL(`https://127.0.0.1:${port}/v1/traces`),
+    16,
+    "POST",
+  );
+  try {
+    await assert.rejects(
+      transport.send({ "content-length": 1 }, Buffer.from("x"), 2000),
+      (err: PlainHttpError) =>
+        err.final &&
+        err.message ===
+          "the server does not speak TLS (use an http:// endpoint?)",
+    );
+  } finally {
+    transport.close();
+    plain.close();
+  }
+});
+
 it("fails when nothing answers in time", async () => {
   const client = reset(() => {});
   await assert.rejects(

@@ -13,7 +13,8 @@
 // - Retries follow the OTLP/HTTP rules: 429, 502, 503 and 504 and network
 //   errors are retried with exponential backoff and jitter, Retry-After is
 //   honoured (one shorter than the backoff only on a first failure); other
-//   statuses are final. One backoff per signal, so a dead or overloaded
+//   statuses are final, and so is a server that speaks another protocol
+//   (HTTP/2 on a gRPC port, TLS for http:, plain HTTP for https:). One backoff per signal, so a dead or overloaded
 //   Collector is probed, not hammered.
 // - A flush sends everything at once, ignoring backoff, and is done once
 //   what the exporter held when it was asked for has been attempted (or its
@@ -109,7 +110,7 @@ interface Compressing {
 type Outcome =
   | { kind: "ok"; rejected: number; message: string }
   | { kind: "retry"; reason: string; retryAfterMs: number | undefined }
-  | { kind: "fail"; reason: string; unsent?: true };
+  | { kind: "fail"; reason: string; unanswered?: true };
 
 class Channel {
   readonly #owner: ChannelOwner;
@@ -341,8 +342,8 @@ class Channel {
         t: "diag",
         level: "warn",
         key: `${this.#signal}-rejected`,
-        message: outcome.unsent
-          ? `dropped ${p.count} ${what}: they could not be sent to ${printableUrl(this.#endpoint.url)} (${outcome.reason}); not retried`
+        message: outcome.unanswered
+          ? `dropped ${p.count} ${what}: could not export them to ${printableUrl(this.#endpoint.url)}: ${outcome.reason}; not retried`
           : `dropped ${p.count} ${what}: ${printableUrl(this.#endpoint.url)} refused them (${outcome.reason}); not retried`,
       });
     } else if (!retry) {
@@ -488,13 +489,13 @@ class Channel {
           ? {
               kind: "fail",
               reason: err.message,
-              unsent: true,
+              unanswered: true,
             }
           : {
               kind: "retry",
               reason: untrustedCertificate(err.code)
                 ? `${err.code}: the Collector's certificate is not trusted here (OTEL_EXPORTER_OTLP_CERTIFICATE names the CA to trust)`
-                : (err.code ?? err.message),
+                : errorText(err),
               retryAfterMs: undefined,
             },
     );
@@ -512,6 +513,21 @@ const UNTRUSTED = new Set([
 
 function untrustedCertificate(code: string | undefined): boolean {
   return code !== undefined && UNTRUSTED.has(code);
+}
+
+/**
+ * An error as a warning says it: its code, with the message when that adds
+ * something (Node's "connect ECONNREFUSED 10.0.0.7:4318" repeats the code
+ * and the address the warning names already), and of OpenSSL's message only
+ * its reason ("sslv3 alert handshake failure"), not the error's number and
+ * source file around it.
+ */
+function errorText(err: NodeJS.ErrnoException): string {
+  const openssl = /:error:[0-9A-Fa-f]+:[^:]*:[^:]*:([^:\n]+)/.exec(err.message);
+  const message = openssl?.[1] ?? err.message;
+  const code = err.code;
+  if (code === undefined) return message;
+  return message.includes(code) ? code : `${code}: ${message}`;
 }
 
 /** A Retry-After's delay in ms, at most MAX_RETRY_AFTER_MS. */

@@ -26,12 +26,14 @@ export interface PlainResponse {
 
 const MAX_HEAD_BYTES = 16 * 1024;
 const CRLFCRLF = Buffer.from("\r\n\r\n");
+const HTTP_SLASH = Buffer.from("HTTP/");
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 /**
  * What went wrong, with Node.js's code for a socket's error; `final` when
- * sending the same request again cannot help (a header that is not valid).
+ * sending the same request again cannot help (a header that is not valid,
+ * a server that speaks another protocol).
  */
 export class PlainHttpError extends Error {
   readonly code: string | undefined;
@@ -113,7 +115,17 @@ function httpsTransport(
             ).unref()
           : undefined;
       req.on("close", () => clearTimeout(deadline));
-      req.on("error", reject);
+      req.on("error", (err: NodeJS.ErrnoException) =>
+        reject(
+          notTls(err)
+            ? new PlainHttpError(
+                "the server does not speak TLS (use an http:// endpoint?)",
+                err.code,
+                true,
+              )
+            : err,
+        ),
+      );
       req.on("response", (res: IncomingMessage) => {
         const chunks: Buffer[] = [];
         let size = 0;
@@ -137,6 +149,61 @@ function httpsTransport(
       req.end(body);
     });
   return { send, close: () => agent.destroy() };
+}
+
+/**
+ * OpenSSL's "wrong version number": what came back is not a TLS record,
+ * most often a plain-HTTP server's answer to the handshake. Every attempt
+ * would meet the same server.
+ */
+function notTls(err: NodeJS.ErrnoException): boolean {
+  return (
+    err.code === "ERR_SSL_WRONG_VERSION_NUMBER" ||
+    (typeof err.message === "string" &&
+      err.message.includes(":wrong version number:"))
+  );
+}
+
+/**
+ * When the first bytes of an answer cannot begin HTTP/1.x, a final error
+ * saying what they look like: the endpoint names a server of another
+ * protocol (gRPC's port, a TLS port), and every attempt would meet it
+ * again. Looked at only once the exchange has failed.
+ */
+function notHttp(head: Buffer | undefined): PlainHttpError | undefined {
+  if (head === undefined || head.length === 0) return undefined;
+  const n = Math.min(head.length, HTTP_SLASH.length);
+  if (head.compare(HTTP_SLASH, 0, n, 0, n) === 0) return undefined;
+  // A TLS record (an alert, or a handshake): 0x15 or 0x16, then version 3.x.
+  if ((head[0] === 0x15 || head[0] === 0x16) && head[1] === 0x03)
+    return new PlainHttpError(
+      "the server answered in TLS (use an https:// endpoint)",
+      undefined,
+      true,
+    );
+  // An HTTP/2 server's first frame, SETTINGS (type 4): a gRPC server's too.
+  if (head.length >= 4 && head[0] === 0 && head[3] === 0x04)
+    return new PlainHttpError(
+      "the server answered in HTTP/2 (a gRPC port? OTLP/HTTP listens on 4318)",
+      undefined,
+      true,
+    );
+  return new PlainHttpError(
+    `the server did not answer in HTTP/1.x (its answer began ${firstBytes(head)})`,
+    undefined,
+    true,
+  );
+}
+
+/** The first bytes of an answer, quoted when printable, else in hex. */
+function firstBytes(head: Buffer): string {
+  const start = head.subarray(0, 16);
+  for (const b of start)
+    if (b < 0x20 || b > 0x7e)
+      return [...start.subarray(0, 8)]
+        .map((x) => x.toString(16).padStart(2, "0"))
+        .join(" ");
+  return JSON.stringify(start.toString("latin1"));
 }
 
 /** One request's reading state. */
@@ -172,7 +239,10 @@ class Connection {
     this.socket = socket;
     socket.on("data", (chunk: Buffer) => this.#read(chunk));
     socket.on("error", (err: NodeJS.ErrnoException) =>
-      this.#fail(new PlainHttpError(err.message, err.code)),
+      this.#fail(
+        notHttp(this.#exchange?.head) ??
+          new PlainHttpError(err.message, err.code),
+      ),
     );
     socket.on("close", () => {
       const x = this.#exchange;
@@ -180,10 +250,11 @@ class Connection {
         this.#complete(x, false);
       else
         this.#fail(
-          new PlainHttpError(
-            "the connection closed before the answer was complete",
-            "ECONNRESET",
-          ),
+          notHttp(x?.head) ??
+            new PlainHttpError(
+              "the connection closed before the answer was complete",
+              "ECONNRESET",
+            ),
         );
     });
   }
@@ -197,7 +268,8 @@ class Connection {
       this.#deadline = setTimeout(() => {
         if (this.#exchange === exchange)
           this.#fail(
-            new PlainHttpError(`no answer within ${exchange.timeoutMs} ms`),
+            notHttp(exchange.head) ??
+              new PlainHttpError(`no answer within ${exchange.timeoutMs} ms`),
           );
       }, exchange.timeoutMs);
       this.#deadline.unref();
@@ -250,13 +322,16 @@ class Connection {
       const end = head.indexOf(CRLFCRLF);
       if (end < 0) {
         if (head.length > MAX_HEAD_BYTES) {
-          this.#fail(new PlainHttpError("the answer's headers are too long"));
+          this.#fail(
+            notHttp(head) ??
+              new PlainHttpError("the answer's headers are too long"),
+          );
           return;
         }
         x.head = head;
         return;
       }
-      if (!this.#parseHead(x, head.toString("latin1", 0, end))) return;
+      if (!this.#parseHead(x, head, end)) return;
       data = head.subarray(end + 4);
       // An interim answer (100 Continue and the like): the real one follows.
       if (x.status >= 100 && x.status < 200) {
@@ -287,11 +362,14 @@ class Connection {
     }
   }
 
-  #parseHead(x: Exchange, text: string): boolean {
-    const lines = text.split("\r\n");
+  #parseHead(x: Exchange, head: Buffer, end: number): boolean {
+    const lines = head.toString("latin1", 0, end).split("\r\n");
     const m = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(lines[0]!);
     if (m === null) {
-      this.#fail(new PlainHttpError("the server did not answer in HTTP/1.x"));
+      this.#fail(
+        notHttp(head) ??
+          new PlainHttpError("the server did not answer in HTTP/1.x"),
+      );
       return false;
     }
     x.status = Number(m[2]);
