@@ -15,6 +15,7 @@ import {
   waitFor,
   type OtlpReceiver,
   type ReceivedPoint,
+  type Responder,
   type RunningService,
 } from "@threadline/test-support";
 
@@ -508,6 +509,103 @@ describe("export under faults", () => {
         svc.stderr.some((l) =>
           l.includes(
             `could not export spans to ${server.url.replace("http:", "https:")}/v1/traces: EPROTO: ssl/tls alert handshake failure; retrying`,
+          ),
+        ),
+        svc.stderr.join("\n"),
+      );
+    } finally {
+      await svc.stop();
+      await server.close();
+    }
+  });
+
+  it("says why the Collector refused data, and where a redirect pointed, never the request's secrets", async () => {
+    // google.rpc.Status{code: 3, message}, as a Collector answers a body it
+    // cannot parse.
+    const message = "proto: cannot parse invalid wire-format data";
+    const status = Buffer.concat([
+      Buffer.from([0x08, 0x03, 0x12, message.length]),
+      Buffer.from(message),
+    ]);
+    const receiver = await startOtlpReceiver();
+    receiver.setResponder((req): ReturnType<Responder> =>
+      req.url === "/v1/traces"
+        ? {
+            status: 400,
+            headers: { "content-type": "application/x-protobuf" },
+            body: status,
+          }
+        : req.url === "/v1/logs"
+          ? {
+              status: 308,
+              headers: {
+                location:
+                  "https://otel:hunter22@collector.example/v1/logs?token=t0ken",
+              },
+            }
+          : {
+              status: 401,
+              headers: { "content-type": "text/plain" },
+              body: "no tenant matches api key sk-123456\r\nsecond line",
+            },
+    );
+    const svc = await service(receiver.url, {
+      OTEL_EXPORTER_OTLP_HEADERS: "x-api-key=sk-123456",
+      OTEL_METRIC_EXPORT_INTERVAL: "200",
+    });
+    try {
+      await drive(svc, 20);
+      await waitFor(
+        async () => {
+          const x = await stats(svc);
+          return (
+            x.traces.dropped["rejected"] === 20 &&
+            x.logs.dropped["rejected"] === 20 &&
+            svc.stderr.some((l) => l.includes("metric points"))
+          );
+        },
+        { what: "the spans, log records and metric points refused" },
+      );
+      const stderr = svc.stderr.join("\n");
+      assert.match(
+        stderr,
+        /dropped \d+ spans: http:\/\/127\.0\.0\.1:\d+\/v1\/traces refused them \(HTTP 400: proto: cannot parse invalid wire-format data\); not retried/,
+      );
+      assert.match(
+        stderr,
+        /dropped \d+ log records: http:\/\/127\.0\.0\.1:\d+\/v1\/logs refused them \(HTTP 308: redirected to https:\/\/collector\.example\/v1\/logs, and redirects are not followed\); not retried/,
+      );
+      assert.match(
+        stderr,
+        /dropped \d+ metric points: .* refused them \(HTTP 401: no tenant matches api key \*\*\*\); not retried/,
+      );
+      assert.doesNotMatch(stderr, /hunter22|t0ken|sk-123456|second line/);
+    } finally {
+      await svc.stop();
+      await receiver.close();
+    }
+  });
+
+  it("says a TLS Collector's answer to plain HTTP", async () => {
+    // Go's net/http, reached without TLS on its TLS port, answers this
+    // (HTTP/1.0, no length: the body ends when it closes).
+    const server = await standIn((socket) =>
+      socket.once("data", () =>
+        socket.end(
+          "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+        ),
+      ),
+    );
+    const svc = await service(server.url);
+    try {
+      await drive(svc, 5);
+      await waitFor(() => svc.stderr.some((l) => /dropped \d+ spans/.test(l)), {
+        what: "the spans refused",
+      });
+      assert.ok(
+        svc.stderr.some((l) =>
+          l.includes(
+            `${server.url}/v1/traces refused them (HTTP 400: Client sent an HTTP request to an HTTPS server.); not retried`,
           ),
         ),
         svc.stderr.join("\n"),

@@ -50,6 +50,7 @@ import { pollWatchSource } from "./watch-source.ts";
 import {
   PlainHttpError,
   transportFor,
+  type PlainResponse,
   type Send,
 } from "../internal/http-transport.ts";
 import { printableUrl } from "../internal/printable-url.ts";
@@ -479,10 +480,10 @@ class Channel {
         )
           return {
             kind: "retry",
-            reason: `answered HTTP ${status}`,
+            reason: `answered ${this.#refusal(res)}`,
             retryAfterMs: retryAfter(res.headers.get("retry-after")),
           };
-        return { kind: "fail", reason: `HTTP ${status}` };
+        return { kind: "fail", reason: this.#refusal(res) };
       },
       (err: NodeJS.ErrnoException): Outcome =>
         err instanceof PlainHttpError && err.final
@@ -500,6 +501,111 @@ class Channel {
             },
     );
   }
+
+  /**
+   * A refusal as a warning says it: its status, and the Collector's reason
+   * (the google.rpc.Status OTLP answers with, or a proxy's line of text), or
+   * for a redirect where to, since none is followed. Worked out only for
+   * answers other than 2xx.
+   */
+  #refusal(res: PlainResponse): string {
+    const status = res.status;
+    if (status >= 300 && status < 400) {
+      const to = redirectTarget(res.headers.get("location"), this.#url);
+      return `HTTP ${status}: redirected${to === undefined ? "" : ` to ${to}`}, and redirects are not followed`;
+    }
+    const why = statusMessage(
+      res.body,
+      res.headers.get("content-type"),
+      this.#endpoint.headers,
+    );
+    return why === "" ? `HTTP ${status}` : `HTTP ${status}: ${why}`;
+  }
+}
+
+const MAX_REASON_CHARS = 200;
+
+/**
+ * Status.message (field 2) from a protobuf or JSON body, or the first line
+ * of a text one; control characters (and those that reorder text) left out,
+ * cut to MAX_REASON_CHARS. Empty when there is none, or it cannot be read.
+ * A server may quote the request back: the values of `headers`, which carry
+ * credentials, are masked before anything is cut.
+ */
+function statusMessage(
+  body: Buffer,
+  contentType: string | undefined,
+  headers: Record<string, string>,
+): string {
+  if (body.length === 0) return "";
+  const type = contentType?.toLowerCase() ?? "";
+  let text = "";
+  try {
+    if (type.includes("protobuf")) {
+      const r = new ProtoReader(body);
+      while (!r.done) {
+        const [field, wire] = r.tag();
+        if (field === 2 && wire === 2) text = r.string();
+        else r.skip(wire);
+      }
+    } else if (
+      type.includes("json") ||
+      (type === "" && body[0] === 0x7b) // "{"
+    ) {
+      const message = (
+        JSON.parse(body.toString("utf8")) as Record<string, unknown>
+      )["message"];
+      if (typeof message === "string") text = message;
+    } else if (type === "" || type.startsWith("text/plain")) {
+      text = /^[^\r\n]*/.exec(body.toString("utf8"))![0];
+    }
+  } catch {
+    return "";
+  }
+  for (const secret of secretsOf(headers))
+    text = text.replaceAll(secret, "***");
+  text = text
+    .replace(
+      /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]+/g,
+      " ",
+    )
+    .trim();
+  return text.length > MAX_REASON_CHARS
+    ? `${text.slice(0, MAX_REASON_CHARS)}...`
+    : text;
+}
+
+/** A redirect's target as it may be printed; undefined when there is none. */
+function redirectTarget(
+  location: string | undefined,
+  base: URL,
+): string | undefined {
+  if (location === undefined || location === "") return undefined;
+  try {
+    return printableUrl(new URL(location, base).href);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What must not be printed of the request: each header's value, and of a
+ * Basic authorization its user name and password.
+ */
+function secretsOf(headers: Record<string, string>): string[] {
+  const out: string[] = [];
+  for (const [name, value] of Object.entries(headers)) {
+    out.push(value);
+    const basic = /^basic\s+(\S+)/i.exec(value);
+    if (name.toLowerCase() === "authorization" && basic !== null) {
+      const plain = Buffer.from(basic[1]!, "base64").toString("utf8");
+      const colon = plain.indexOf(":");
+      out.push(basic[1]!, plain, plain.slice(0, colon), plain.slice(colon + 1));
+    }
+  }
+  // Two characters or fewer are no secret, and masked would hide the
+  // message; the longest first, as a value may hold another.
+  return out.filter((v) => v.length > 2).sort((a, b) => b.length - a.length);
 }
 
 /** OpenSSL's codes for a certificate chain this process does not trust. */
