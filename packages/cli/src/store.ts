@@ -676,9 +676,6 @@ export class Store implements TraceBackend {
       }
     }
     const read = this.#s("SELECT * FROM traces WHERE trace_id = ?");
-    const write = this.#s(
-      "INSERT OR REPLACE INTO traces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    );
     const tag = this.#s("INSERT OR IGNORE INTO trace_tags VALUES (?, ?, ?, ?)");
     const retag = this.#s(
       "UPDATE trace_tags SET start_us = ? WHERE key = ? AND value = ? AND start_us = ? AND trace_id = ?",
@@ -732,18 +729,7 @@ export class Store implements TraceBackend {
         services.add(p.service);
       }
       row.services = [...services].sort().join("\n");
-      write.run(
-        row.trace_id,
-        row.start_us,
-        row.end_us,
-        row.root_service,
-        row.root_name,
-        row.root_known,
-        row.customer,
-        row.span_count,
-        row.error_count,
-        row.services,
-      );
+      this.#putTrace(row);
       // Tags carry the trace's start so searches come back newest first from the index.
       if (oldStart !== Number.MAX_SAFE_INTEGER && oldStart !== row.start_us) {
         for (const r of this.#s(
@@ -859,6 +845,24 @@ export class Store implements TraceBackend {
     }
   }
 
+  /** Writes a trace's summary row, in place of the one it had. */
+  #putTrace(row: TraceRow): void {
+    this.#s(
+      "INSERT OR REPLACE INTO traces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    ).run(
+      row.trace_id,
+      row.start_us,
+      row.end_us,
+      row.root_service,
+      row.root_name,
+      row.root_known,
+      row.customer,
+      row.span_count,
+      row.error_count,
+      row.services,
+    );
+  }
+
   /**
    * Writes the summary and tags of a trace no span of which is stored yet,
    * from a batch's lines of it: their time, services and customers.
@@ -900,20 +904,7 @@ export class Store implements TraceBackend {
     );
     for (const service of lines.services) services.add(service);
     row.services = [...services].sort().join("\n");
-    this.#s(
-      "INSERT OR REPLACE INTO traces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    ).run(
-      row.trace_id,
-      row.start_us,
-      row.end_us,
-      row.root_service,
-      row.root_name,
-      row.root_known,
-      row.customer,
-      row.span_count,
-      row.error_count,
-      row.services,
-    );
+    this.#putTrace(row);
     if (stored !== undefined && oldStart !== row.start_us)
       this.#s(
         "UPDATE trace_tags SET start_us = ? WHERE start_us = ? AND trace_id = ?",
