@@ -121,6 +121,27 @@ interface TraceRow {
   services: string;
 }
 
+/** The summary of a trace nothing of which is stored yet. */
+function newTrace(
+  traceId: string,
+  startUs: number,
+  endUs: number,
+  rootService: string,
+): TraceRow {
+  return {
+    trace_id: traceId,
+    start_us: startUs,
+    end_us: endUs,
+    root_service: rootService,
+    root_name: "",
+    root_known: 0,
+    customer: null,
+    span_count: 0,
+    error_count: 0,
+    services: "",
+  };
+}
+
 export interface RowCounts {
   traces: number;
   spans: number;
@@ -693,18 +714,7 @@ export class Store implements TraceBackend {
         ).run(stored.start_us, traceId);
         stored = undefined;
       }
-      const row = stored ?? {
-        trace_id: traceId,
-        start_us: Number.MAX_SAFE_INTEGER,
-        end_us: 0,
-        root_service: "",
-        root_name: "",
-        root_known: 0,
-        customer: null,
-        span_count: 0,
-        error_count: 0,
-        services: "",
-      };
+      const row = stored ?? newTrace(traceId, Number.MAX_SAFE_INTEGER, 0, "");
       const oldStart = row.start_us;
       const services = new Set(
         row.services === "" ? [] : row.services.split("\n"),
@@ -880,18 +890,8 @@ export class Store implements TraceBackend {
     counts: RowCounts,
   ): TraceRow {
     if (stored === undefined) counts.traces++;
-    const row: TraceRow = stored ?? {
-      trace_id: traceId,
-      start_us: lines.startUs,
-      end_us: lines.endUs,
-      root_service: lines.first,
-      root_name: "",
-      root_known: 0,
-      customer: null,
-      span_count: 0,
-      error_count: 0,
-      services: "",
-    };
+    const row =
+      stored ?? newTrace(traceId, lines.startUs, lines.endUs, lines.first);
     const oldStart = row.start_us;
     if (lines.startUs < row.start_us) {
       row.start_us = lines.startUs;
