@@ -71,6 +71,7 @@ import {
   type HealthResult,
   lazyInstruments,
   AttributeSets,
+  errorTypeOf,
 } from "@threadline/core";
 import {
   MAX_TABLE,
@@ -144,8 +145,8 @@ const PUBLISHING = Symbol("threadline.amqp.publishing");
 /** On a channel once its connection is watched: the watching instrumentation's connection set. */
 const WATCHED = Symbol("threadline.amqp.watched");
 /**
- * On a connection, and on each of its channels once watched: the broker as
- * its spans name it (server.address, server.port).
+ * On a connection: the broker as its channels' spans name it
+ * (server.address, server.port).
  */
 const SERVER = Symbol("threadline.amqp.server");
 /**
@@ -193,7 +194,6 @@ interface ChannelLike {
   [CLOSE_HOOKED]?: boolean;
   [PUBLISHING]?: Map<Span, Attributes>;
   [WATCHED]?: object;
-  [SERVER]?: Broker;
   once?(event: string, listener: () => void): unknown;
   prependOnceListener?(event: string, listener: () => void): unknown;
 }
@@ -612,19 +612,15 @@ function isAsyncCallback(fn: AnyFn): boolean {
 }
 
 /**
- * A thrown failure's `error.type`: the error's class name, else `Error`.
- * The span and the sent-message point of a failed publish both take it.
- */
-function thrownType(err: unknown): string {
-  const name = (err as Error | undefined)?.name;
-  return typeof name === "string" ? name : "Error";
-}
-
-/**
  * Records a failure of the publish or the delivery a span stands for, with
- * the `error.type` the conventions ask of a failed operation.
+ * the `error.type` the conventions ask of a failed operation (the one its
+ * sent-message point takes).
  */
-function markFailed(span: Span, err: unknown, errorType: string): void {
+function markFailed(
+  span: Span,
+  err: unknown,
+  errorType: string = errorTypeOf(err),
+): void {
   span.recordException(err as Error);
   span.setAttribute("error.type", errorType);
   span.setStatus({
@@ -815,9 +811,9 @@ export class AmqplibInstrumentation implements Instrumentation {
     const conn = channel.connection;
     if (conn === undefined || typeof conn.on !== "function") return;
     channel[WATCHED] = this.#connections;
-    // Once per connection, kept on each channel: a span reads one field.
-    // The URL's host when connect() was seen, else the peer address.
-    channel[SERVER] = conn[SERVER] ??= {
+    // Once per connection, read by its channels' spans: the URL's host
+    // when connect() was seen, else the peer address.
+    conn[SERVER] ??= {
       address: conn.stream?.remoteAddress,
       port: conn.stream?.remotePort,
     };
@@ -1033,7 +1029,7 @@ export class AmqplibInstrumentation implements Instrumentation {
         }
         return result;
       } catch (err) {
-        const errorType = thrownType(err);
+        const errorType = errorTypeOf(err);
         meters().sent.add(
           1,
           sentSets.get(destination, errorType, undefined, undefined, undefined),
@@ -1124,7 +1120,7 @@ export class AmqplibInstrumentation implements Instrumentation {
       typeof fields["routingKey"] === "string" ? fields["routingKey"] : "";
     const destination = exchange === "" ? "amq.default" : exchange;
     // Worked out once per connection (#watchConnection): nothing to build here.
-    const server = channel[SERVER];
+    const server = channel.connection?.[SERVER];
     const attributes: Attributes = {
       "messaging.system": "rabbitmq",
       "messaging.operation.type": "send",
@@ -1282,7 +1278,7 @@ export class AmqplibInstrumentation implements Instrumentation {
         : f.exchange;
     const operationName: ConsumerOperation =
       operation === "process" ? "consume" : "get";
-    const server = channel[SERVER];
+    const server = channel.connection?.[SERVER];
     const attributes: Attributes = {
       "messaging.system": "rabbitmq",
       "messaging.operation.type": operation,
@@ -1417,7 +1413,7 @@ export class AmqplibInstrumentation implements Instrumentation {
         } catch (err) {
           calling = outer;
           callingSettled = outerSettled;
-          markFailed(span, err, thrownType(err));
+          markFailed(span, err);
           // Ended now, settled or not: amqplib makes the exception the
           // connection's error, which ends an application that does not
           // listen for it, and the exit's flush sends only ended spans. A
@@ -1452,7 +1448,7 @@ export class AmqplibInstrumentation implements Instrumentation {
           };
           void (result as Promise<unknown>).then(finish, (err: unknown) => {
             // Not on a span its channel's close has ended.
-            if (finishing.has(span)) markFailed(span, err, thrownType(err));
+            if (finishing.has(span)) markFailed(span, err);
             finish();
             if (passOn) throw err;
           });
