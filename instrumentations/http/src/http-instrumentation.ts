@@ -1001,16 +1001,17 @@ export class HttpInstrumentation implements Instrumentation {
       if (holder !== undefined) holder[STATE] = undefined;
       const route = state.route ?? expressRoute(state.req);
       const res = holder as StatefulResponse;
-      const answered = !state.upgrade && handedOver(res);
-      recordServer(
-        state,
-        route,
-        state.upgrade ? undefined : answered ? res.statusCode : statusSent(res),
-        answered ? undefined : message,
-      );
-      // Finished as its 'close' would have; the others are left open for
-      // the SDK to end with the rest.
-      if (answered) state.span.end();
+      // An answered one is finished as its 'close' would have; the others
+      // are left open for the SDK to end with the rest.
+      if (!state.upgrade && handedOver(res))
+        finishServer(state, route, res.statusCode, undefined);
+      else
+        recordServer(
+          state,
+          route,
+          state.upgrade ? undefined : statusSent(res),
+          message,
+        );
       n++;
     }
     return n;
