@@ -38,7 +38,6 @@ export type { Traceparent } from "./trace-context.ts";
 export {
   BAGGAGE_FIELDS,
   BaggagePropagator,
-  TRACE_CONTEXT_FIELDS,
   TraceContextPropagator,
   isTracingSuppressed,
   suppressTracing,

@@ -48,7 +48,7 @@ import {
 // upstream code (e.g. an exporter) are honoured without depending on it.
 // One array each, for every fields() call: callers (copiedHeaderNames)
 // cache on them. Never to be changed.
-export const TRACE_CONTEXT_FIELDS = ["traceparent", "tracestate"];
+const TRACE_CONTEXT_FIELDS = ["traceparent", "tracestate"];
 export const BAGGAGE_FIELDS = ["baggage"];
 
 const SUPPRESS_TRACING_KEY = Symbol.for(
