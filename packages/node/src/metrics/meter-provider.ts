@@ -495,7 +495,7 @@ export class MeterProvider implements ApiMeterProvider {
   }
 
   /**
-   * Runs observable callbacks (see observe()) for `reader`, then snapshots
+   * Runs observable callbacks (see observeAndRead()) for `reader`, then snapshots
    * every series, cumulative unless `preference` makes an instrument delta:
    * then since the previous collection that asked for it. Never throws.
    */
@@ -504,14 +504,6 @@ export class MeterProvider implements ApiMeterProvider {
     reader: Reader = this.#anyReader,
   ): Promise<MetricData[]> {
     return this.observeAndRead(reader, () => this.#snapshot(preference));
-  }
-
-  /**
-   * Runs observable callbacks for `reader`, so find() sees current values
-   * (see observeAndRead()). Never throws.
-   */
-  observe(reader: Reader = this.#anyReader): Promise<void> {
-    return this.observeAndRead(reader, () => {});
   }
 
   /**
@@ -525,14 +517,22 @@ export class MeterProvider implements ApiMeterProvider {
    * callback timeout from when it was made: its windows are its own, and
    * sharing the run would have it read values measured for another.
    */
-  observeAndRead<T>(
+  observeAndRead<T>(reader: Reader, read: () => T): Promise<T> {
+    return this.#observeAndRead(
+      reader,
+      read,
+      performance.now() + this.#callbackTimeoutMs,
+    );
+  }
+
+  #observeAndRead<T>(
     reader: Reader,
     read: () => T,
-    deadline: number = performance.now() + this.#callbackTimeoutMs,
+    deadline: number,
   ): Promise<T> {
     const turn = this.#turn;
     if (turn !== undefined && turn.reader !== reader)
-      return turn.done.then(() => this.observeAndRead(reader, read, deadline));
+      return turn.done.then(() => this.#observeAndRead(reader, read, deadline));
     return new Promise<T>((resolve, reject) => {
       (turn ?? this.#begin(reader, deadline)).reads.push((failed) => {
         if (failed !== undefined) reject(failed.err);
