@@ -115,6 +115,8 @@ type Outcome =
 
 class Channel {
   readonly #owner: ChannelOwner;
+  /** What a refusal's warning masks, worked out at the first refusal. */
+  #secrets: readonly string[] | undefined;
   readonly #signal: Signal;
   readonly #endpoint: EndpointSettings;
   readonly #url: URL;
@@ -517,7 +519,7 @@ class Channel {
     const why = statusMessage(
       res.body,
       res.headers.get("content-type"),
-      this.#endpoint.headers,
+      (this.#secrets ??= secretsOf(this.#endpoint.headers)),
     );
     return why === "" ? `HTTP ${status}` : `HTTP ${status}: ${why}`;
   }
@@ -529,13 +531,13 @@ const MAX_REASON_CHARS = 200;
  * Status.message (field 2) from a protobuf or JSON body, or the first line
  * of a text one; control characters (and those that reorder text) left out,
  * cut to MAX_REASON_CHARS. Empty when there is none, or it cannot be read.
- * A server may quote the request back: the values of `headers`, which carry
- * credentials, are masked before anything is cut.
+ * A server may quote the request back: `secrets` (see secretsOf) are masked
+ * before anything is cut.
  */
 function statusMessage(
   body: Buffer,
   contentType: string | undefined,
-  headers: Record<string, string>,
+  secrets: readonly string[],
 ): string {
   if (body.length === 0) return "";
   const type = contentType?.toLowerCase() ?? "";
@@ -562,8 +564,7 @@ function statusMessage(
   } catch {
     return "";
   }
-  for (const secret of secretsOf(headers))
-    text = text.replaceAll(secret, "***");
+  for (const secret of secrets) text = text.replaceAll(secret, "***");
   text = text
     .replace(
       /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]+/g,
