@@ -98,7 +98,7 @@ export interface DecodeOptions {
 function item<S, T>(
   decode: (src: S) => T,
   src: S,
-  problem: (item: T) => string | undefined,
+  problem: (item: T, options: DecodeOptions | undefined) => string | undefined,
   kind: string,
   options: DecodeOptions | undefined,
 ): T | undefined {
@@ -111,7 +111,7 @@ function item<S, T>(
     options.onInvalid(`a ${kind} does not read: ${e.message}`);
     return undefined;
   }
-  return valid(t, problem(t), options);
+  return valid(t, problem(t, options), options);
 }
 
 /** The item, or undefined when `problem` leaves it out (and is reported). */
@@ -484,7 +484,7 @@ export function decodeTracesProto(
 ): DecodedResourceSpans[] {
   return named(
     decodeExportProto(buf, "Spans", "spans", (r) =>
-      item(span, r, (s) => spanProblem(s, options), "span", options),
+      item(span, r, spanProblem, "span", options),
     ),
     "spans",
   );
@@ -724,7 +724,7 @@ export function decodeTracesJson(
 ): DecodedResourceSpans[] {
   return named(
     decodeExportJson(body, "Spans", "spans", (v) =>
-      item(jsonSpan, v, (s) => spanProblem(s, options), "span", options),
+      item(jsonSpan, v, spanProblem, "span", options),
     ),
     "spans",
   );
