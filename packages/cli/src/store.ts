@@ -121,18 +121,16 @@ interface TraceRow {
   services: string;
 }
 
-/** The summary of a trace nothing of which is stored yet. */
-function newTrace(
-  traceId: string,
-  startUs: number,
-  endUs: number,
-  rootService: string,
-): TraceRow {
+/**
+ * The summary of a trace nothing of which is stored yet: what is stored
+ * of it (spans, or log lines) fills it in.
+ */
+function newTrace(traceId: string): TraceRow {
   return {
     trace_id: traceId,
-    start_us: startUs,
-    end_us: endUs,
-    root_service: rootService,
+    start_us: Number.MAX_SAFE_INTEGER,
+    end_us: 0,
+    root_service: "",
     root_name: "",
     root_known: 0,
     customer: null,
@@ -140,6 +138,16 @@ function newTrace(
     error_count: 0,
     services: "",
   };
+}
+
+/** What a batch's sampled log lines say of their trace. */
+interface LineSummary {
+  startUs: number;
+  endUs: number;
+  /** The service of the earliest line. */
+  first: string;
+  services: Set<string>;
+  customers: Set<string>;
 }
 
 export interface RowCounts {
@@ -698,9 +706,6 @@ export class Store implements TraceBackend {
     }
     const read = this.#s("SELECT * FROM traces WHERE trace_id = ?");
     const tag = this.#s("INSERT OR IGNORE INTO trace_tags VALUES (?, ?, ?, ?)");
-    const retag = this.#s(
-      "UPDATE trace_tags SET start_us = ? WHERE key = ? AND value = ? AND start_us = ? AND trace_id = ?",
-    );
     for (const [traceId, t] of byTrace) {
       let stored = read.get(traceId) as TraceRow | undefined;
       // A span joining a trace already stored replaces its row, not adds one.
@@ -714,7 +719,7 @@ export class Store implements TraceBackend {
         ).run(stored.start_us, traceId);
         stored = undefined;
       }
-      const row = stored ?? newTrace(traceId, Number.MAX_SAFE_INTEGER, 0, "");
+      const row = stored ?? newTrace(traceId);
       const oldStart = row.start_us;
       const services = new Set(
         row.services === "" ? [] : row.services.split("\n"),
@@ -740,14 +745,8 @@ export class Store implements TraceBackend {
       }
       row.services = [...services].sort().join("\n");
       this.#putTrace(row);
-      // Tags carry the trace's start so searches come back newest first from the index.
-      if (oldStart !== Number.MAX_SAFE_INTEGER && oldStart !== row.start_us) {
-        for (const r of this.#s(
-          "SELECT key, value FROM trace_tags WHERE start_us = ? AND trace_id = ?",
-        ).all(oldStart, traceId) as Array<{ key: string; value: string }>) {
-          retag.run(row.start_us, r.key, r.value, oldStart, traceId);
-        }
-      }
+      if (oldStart !== Number.MAX_SAFE_INTEGER)
+        this.#retag(traceId, oldStart, row.start_us);
       for (const kv of t.tags) {
         const i = kv.indexOf("\u0000");
         tag.run(kv.slice(0, i), kv.slice(i + 1), row.start_us, traceId);
@@ -764,16 +763,7 @@ export class Store implements TraceBackend {
     if (logs.length === 0) return;
     const added = new Map<string, number>();
     /** What this batch's sampled lines say of their traces. */
-    const seen = new Map<
-      string,
-      {
-        startUs: number;
-        endUs: number;
-        first: string;
-        services: Set<string>;
-        customers: Set<string>;
-      }
-    >();
+    const seen = new Map<string, LineSummary>();
     // A record sent again (OTLP delivery is at least once) has the same
     // digest and is stored once. The observed time is in it, so the same
     // line written twice in one millisecond (pino's resolution) is kept twice.
@@ -855,6 +845,14 @@ export class Store implements TraceBackend {
     }
   }
 
+  /** Moves a trace's tags to its new start, which they carry so searches come back newest first from the index. */
+  #retag(traceId: string, from: number, to: number): void {
+    if (from === to) return;
+    this.#s(
+      "UPDATE trace_tags SET start_us = ? WHERE start_us = ? AND trace_id = ?",
+    ).run(to, from, traceId);
+  }
+
   /** Writes a trace's summary row, in place of the one it had. */
   #putTrace(row: TraceRow): void {
     this.#s(
@@ -880,18 +878,11 @@ export class Store implements TraceBackend {
   #summariseLines(
     traceId: string,
     stored: TraceRow | undefined,
-    lines: {
-      startUs: number;
-      endUs: number;
-      first: string;
-      services: Set<string>;
-      customers: Set<string>;
-    },
+    lines: LineSummary,
     counts: RowCounts,
   ): TraceRow {
     if (stored === undefined) counts.traces++;
-    const row =
-      stored ?? newTrace(traceId, lines.startUs, lines.endUs, lines.first);
+    const row = stored ?? newTrace(traceId);
     const oldStart = row.start_us;
     if (lines.startUs < row.start_us) {
       row.start_us = lines.startUs;
@@ -905,10 +896,7 @@ export class Store implements TraceBackend {
     for (const service of lines.services) services.add(service);
     row.services = [...services].sort().join("\n");
     this.#putTrace(row);
-    if (stored !== undefined && oldStart !== row.start_us)
-      this.#s(
-        "UPDATE trace_tags SET start_us = ? WHERE start_us = ? AND trace_id = ?",
-      ).run(row.start_us, oldStart, traceId);
+    if (stored !== undefined) this.#retag(traceId, oldStart, row.start_us);
     const tag = this.#s("INSERT OR IGNORE INTO trace_tags VALUES (?, ?, ?, ?)");
     for (const service of lines.services)
       tag.run("service.name", service, row.start_us, traceId);
