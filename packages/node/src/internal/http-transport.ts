@@ -239,10 +239,7 @@ class Connection {
     this.socket = socket;
     socket.on("data", (chunk: Buffer) => this.#read(chunk));
     socket.on("error", (err: NodeJS.ErrnoException) =>
-      this.#fail(
-        notHttp(this.#exchange?.head) ??
-          new PlainHttpError(err.message, err.code),
-      ),
+      this.#fail(new PlainHttpError(err.message, err.code)),
     );
     socket.on("close", () => {
       const x = this.#exchange;
@@ -250,11 +247,10 @@ class Connection {
         this.#complete(x, false);
       else
         this.#fail(
-          notHttp(x?.head) ??
-            new PlainHttpError(
-              "the connection closed before the answer was complete",
-              "ECONNRESET",
-            ),
+          new PlainHttpError(
+            "the connection closed before the answer was complete",
+            "ECONNRESET",
+          ),
         );
     });
   }
@@ -268,8 +264,7 @@ class Connection {
       this.#deadline = setTimeout(() => {
         if (this.#exchange === exchange)
           this.#fail(
-            notHttp(exchange.head) ??
-              new PlainHttpError(`no answer within ${exchange.timeoutMs} ms`),
+            new PlainHttpError(`no answer within ${exchange.timeoutMs} ms`),
           );
       }, exchange.timeoutMs);
       this.#deadline.unref();
@@ -280,13 +275,17 @@ class Connection {
     s.uncork();
   }
 
+  /**
+   * Ends the exchange with `err`, unless what the server sent so far cannot
+   * begin HTTP/1.x: then with the error saying what it is (see notHttp).
+   */
   #fail(err: PlainHttpError): void {
     const x = this.#exchange;
     this.#exchange = undefined;
     clearTimeout(this.#deadline);
     this.#client.forget(this);
     this.socket.destroy();
-    x?.reject(err);
+    x?.reject(notHttp(x.head) ?? err);
   }
 
   #complete(x: Exchange, reusable: boolean): void {
@@ -321,16 +320,12 @@ class Connection {
       const head = x.head.length === 0 ? data : Buffer.concat([x.head, data]);
       const end = head.indexOf(CRLFCRLF);
       if (end < 0) {
-        if (head.length > MAX_HEAD_BYTES) {
-          this.#fail(
-            notHttp(head) ??
-              new PlainHttpError("the answer's headers are too long"),
-          );
-          return;
-        }
         x.head = head;
+        if (head.length > MAX_HEAD_BYTES)
+          this.#fail(new PlainHttpError("the answer's headers are too long"));
         return;
       }
+      x.head = head;
       if (!this.#parseHead(x, head, end)) return;
       data = head.subarray(end + 4);
       // An interim answer (100 Continue and the like): the real one follows.
@@ -366,10 +361,7 @@ class Connection {
     const lines = head.toString("latin1", 0, end).split("\r\n");
     const m = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(lines[0]!);
     if (m === null) {
-      this.#fail(
-        notHttp(head) ??
-          new PlainHttpError("the server did not answer in HTTP/1.x"),
-      );
+      this.#fail(new PlainHttpError("the server did not answer in HTTP/1.x"));
       return false;
     }
     x.status = Number(m[2]);
