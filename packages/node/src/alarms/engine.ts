@@ -118,6 +118,10 @@ export class AlarmEngine {
    * rule reads what they report.
    */
   readonly #collects: boolean;
+  /** The instruments the metric rules read. */
+  readonly #metricNames: readonly string[];
+  /** Whether one of them was found observable. */
+  #observableRead = false;
 
   constructor(options: AlarmEngineOptions) {
     this.#o = options;
@@ -132,6 +136,7 @@ export class AlarmEngine {
       options.intervalMs,
       Math.min(...metricRules.map((r) => r.forMs)),
     );
+    this.#metricNames = [...new Set(metricRules.map((r) => r.metric))];
     this.#collects =
       metricRules.length > 0 &&
       (options.metricsCollectedEveryMs === undefined ||
@@ -256,10 +261,12 @@ export class AlarmEngine {
    * far): a histogram or a counter holds its values without callbacks.
    */
   #readsObservable(): boolean {
-    for (const r of this.#o.rules) {
-      if (r.kind !== "metric") continue;
-      const a = this.#o.meterProvider.find(r.metric);
-      if (a !== undefined && "observable" in a && a.observable) return true;
+    // Once true, for good: instruments are never taken away.
+    if (this.#observableRead) return true;
+    for (const name of this.#metricNames) {
+      const a = this.#o.meterProvider.find(name);
+      if (a !== undefined && "observable" in a && a.observable)
+        return (this.#observableRead = true);
     }
     return false;
   }
