@@ -72,6 +72,8 @@ export class DevServerError extends Error {
   readonly code = "THREADLINE_DEV_SERVER";
 }
 
+/** The most spans a trace's page can ask for (`?limit=`). */
+const MAX_TRACE_ROWS = 999_999_999;
 const UI_DIR = fileURLToPath(new URL("../ui/", import.meta.url));
 const MIME: Record<string, string> = {
   ".html": "text/html; charset=utf-8",
@@ -437,7 +439,7 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
         limit =
           given === null
             ? undefined
-            : parseLimit(given, "limit", Number.MAX_SAFE_INTEGER);
+            : parseLimit(given, "limit", MAX_TRACE_ROWS);
       } catch (err) {
         sendJson(res, 400, { error: (err as Error).message });
         return;

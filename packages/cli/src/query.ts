@@ -72,7 +72,7 @@ export function queryFromParams(
   return q;
 }
 
-/** How many traces a search asks for (or rows, up to `max`), from 1 to MAX_LIMIT; `name` names it in the error. */
+/** A count asked for, from 1 to `max` (MAX_LIMIT traces for a search); `name` names it in the error. */
 export function parseLimit(
   text: string,
   name: string,
