@@ -23,6 +23,7 @@ import {
   type WatchEntry,
   type WatchLevel,
 } from "@threadline/core";
+import { causeOf } from "./backends/remote.ts";
 
 /** Where a watch list lives. */
 export interface WatchTarget {
@@ -71,11 +72,8 @@ export class ViewerWatchTarget implements WatchTarget {
         signal: AbortSignal.timeout(10_000),
       });
     } catch (err) {
-      const cause =
-        (err as { cause?: { code?: string } }).cause?.code ??
-        (err as Error).message;
       throw new Error(
-        `no threadline viewer answers at ${this.#url} (${cause}); start one with \`npx threadline dev\`, or pass --file for a fleet's watch-list file`,
+        `no threadline viewer answers at ${this.#url} (${causeOf(err)}); start one with \`npx threadline dev\`, or pass --file for a fleet's watch-list file`,
       );
     }
   }

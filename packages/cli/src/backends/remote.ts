@@ -172,9 +172,15 @@ export async function reach(
   try {
     return await fetch(url, { signal: AbortSignal.timeout(30_000), ...init });
   } catch (err) {
-    const cause =
-      (err as { cause?: { code?: string } }).cause?.code ??
-      (err as Error).message;
-    throw new Error(`${name} is not reachable (${cause})`);
+    throw new Error(`${name} is not reachable (${causeOf(err)})`);
   }
+}
+
+/** What fetch's error says went wrong: its cause's code, else its cause's message, else its own. */
+export function causeOf(err: unknown): string {
+  const e = err as {
+    cause?: { code?: string; message?: string };
+    message?: string;
+  };
+  return e.cause?.code ?? e.cause?.message ?? String(e.message);
 }

@@ -7,6 +7,7 @@ import type {
   TraceSummary,
 } from "../model.ts";
 import { paramsFromQuery } from "../query.ts";
+import { causeOf } from "./remote.ts";
 
 /**
  * How long the viewer may take to start its answer, and then to send more
@@ -135,13 +136,4 @@ export class ViewerBackend implements TraceBackend {
   }
 
   async close(): Promise<void> {}
-}
-
-/** What fetch's error says went wrong: its cause's code, else its cause's message, else its own. */
-function causeOf(err: unknown): string {
-  const e = err as {
-    cause?: { code?: string; message?: string };
-    message?: string;
-  };
-  return e.cause?.code ?? e.cause?.message ?? String(e.message);
 }
