@@ -10,12 +10,13 @@
 // request per hop: a redirect answer leaves the URL it points to until the
 // end of that turn of the event loop, and the hop fetch creates for it in
 // the meantime, in the same trace, is its resend (`redirects` below).
-// fetch() aborts the answer to a redirect it follows, undici 8 before it
-// creates the hop: such an abort waits for the end of that turn to be told
-// from one the application makes. A request undici's own handlers make
-// again (a retry, a redirect the redirect interceptor follows) is created
-// from the connection's callbacks, and is given the context of the request
-// it repeats (`answering` below).
+// fetch() never reads the body of a redirect it follows: the answer ends
+// when the hop is made, or when undici 8 aborts it before it creates the
+// hop; such an abort waits for the end of that turn to be told from one
+// the application makes. A request undici's own handlers make again (a
+// retry, a redirect the redirect interceptor follows) is created from the
+// connection's callbacks, and is given the context of the request it
+// repeats (`answering` below).
 import { AsyncLocalStorage } from "node:async_hooks";
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import {
@@ -251,6 +252,8 @@ const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 
 /** A redirect answer's next hop, waiting for fetch() to create it. */
 interface PendingRedirect {
+  /** The request the redirect answers. */
+  readonly request: UndiciRequest;
   readonly traceId: string;
   readonly resendCount: number;
   /** Which turn of the event loop it was answered in (`turn`). */
@@ -335,6 +338,7 @@ function rememberRedirect(
   const target = redirectTarget(request, headers);
   if (target === undefined) return;
   const hop: PendingRedirect = {
+    request,
     traceId: span.spanContext().traceId,
     resendCount: (request[RESEND] ?? 0) + 1,
     turn,
@@ -349,7 +353,12 @@ function rememberRedirect(
 
 /**
  * The resend count of a request a redirect in its trace pointed to, taken;
- * outside any trace, any redirect to its URL counts.
+ * outside any trace, any redirect to its URL counts. The redirect's answer
+ * ends here if it has not yet: fetch() is done with it once it makes the
+ * hop, and never reads its body. undici 7 leaves the rest of that body
+ * waiting where undici 8 aborts it: one larger than the connection takes
+ * in unread would keep the answer open until its connection closed,
+ * however long after.
  */
 function takeRedirect(url: string, ctx: Context): number | undefined {
   const waiting = redirects.get(url);
@@ -363,6 +372,14 @@ function takeRedirect(url: string, ctx: Context): number | undefined {
   const [hop] = waiting.splice(i, 1);
   if (waiting.length === 0) redirects.delete(url);
   hop!.followed = true;
+  const answered = hop!.request;
+  const span = answered[SPAN];
+  if (span !== undefined) {
+    answered[SPAN] = undefined;
+    span.end();
+    finishClientCall(answered[CALL]);
+    answered[CALL] = undefined;
+  }
   return hop!.resendCount;
 }
 
@@ -667,19 +684,15 @@ export class UndiciInstrumentation implements Instrumentation {
       }
       // fetch() drops the answer to a redirect it follows unread: undici 8
       // aborts it, which fails the request whenever its body has not all
-      // arrived yet (over HTTP/2 nearly always); undici 7 let it finish.
-      // The answer came, so the call did not fail. undici 8 aborts it before
-      // it creates the hop, so an abort in the turn the answer came waits
-      // for that turn's end; an abort of a redirect nobody follows (the
+      // arrived yet (over HTTP/2 nearly always); undici 7 leaves it, and
+      // the answer ends when the hop is made (`takeRedirect`). The answer
+      // came, so the call did not fail. undici 8 aborts it before it
+      // creates the hop, so an abort in the turn the answer came waits for
+      // that turn's end; an abort of a redirect nobody follows (the
       // application's, of an answer to `redirect: "manual"` or to
       // `request()`) is a failure like any other.
       const pending = request[REDIRECT];
       if (pending !== undefined && isAbort(error)) {
-        if (pending.followed) {
-          span.end();
-          finishClientCall(call);
-          return;
-        }
         if (pending.turn === turn) {
           abortedAnswers.push({
             pending,

@@ -1003,6 +1003,44 @@ export function undiciTests(undici: Undici, major: number): void {
         assert.equal(first?.attributes["peer.service"], undefined);
         assert.equal(first?.attributes["http.request.resend_count"], undefined);
       });
+
+      it(`ends the answer to a redirect ${name} follows when it makes the next hop, however much of its body is still to come`, async () => {
+        // More of a body than the connection takes in before the client
+        // reads it: fetch() never reads a followed redirect's body, and
+        // undici 7 leaves the answer waiting, its connection kept alive.
+        const service = http.createServer((req, res) => {
+          if (req.url === "/big-redirect") {
+            res.writeHead(302, { location: "/after-big-redirect" });
+            res.end(Buffer.alloc(200_000, "x"));
+          } else res.end("ok");
+        });
+        await listening(service);
+        const url = `http://127.0.0.1:${(service.address() as { port: number }).port}`;
+        await serving(async () => {
+          const res = await fetch(`${url}/big-redirect`);
+          assert.equal(res.status, 200);
+          assert.equal(await res.text(), "ok");
+          // Sends only what has ended by now: the redirect's answer too.
+          await threadline.forceFlush();
+        });
+        const answer = receiver.spans.find(
+          (x) => x.attributes["url.full"] === `${url}/big-redirect`,
+        );
+        const hop = receiver.spans.find(
+          (x) => x.attributes["url.full"] === `${url}/after-big-redirect`,
+        );
+        assert.ok(answer, "the redirect's answer ended before fetch() did");
+        assert.ok(hop, "the hop ended before fetch() did");
+        assert.ok(
+          answer.endTimeUnixNano <= hop.startTimeUnixNano,
+          "the answer ends before the next hop starts",
+        );
+        assert.equal(answer.attributes["http.response.status_code"], 302);
+        assert.equal(answer.attributes["error.type"], undefined);
+        assert.equal(answer.status.code, 0);
+        assert.deepEqual(answer.events, []);
+        assert.equal(hop.attributes["http.request.resend_count"], 1);
+      });
     }
 
     it("records a redirect answer the application aborts itself, followed by nobody, as a failed call", async () => {
