@@ -34,7 +34,13 @@ import {
   parseWatchLevel,
   WATCH_DEBUG,
 } from "@threadline/core";
-import { parseDuration, parseLimit, queryFromParams } from "./query.ts";
+import {
+  formatCursor,
+  parseCursor,
+  parseDuration,
+  parseLimit,
+  queryFromParams,
+} from "./query.ts";
 import { OtlpReceiver } from "./receiver.ts";
 import { Store, type ChangedTrace, type ChangedTraces } from "./store.ts";
 
@@ -419,13 +425,20 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     }
     if (path === "/api/search") {
       let q;
+      let after;
       try {
         q = queryFromParams(url.searchParams);
+        const cursor = url.searchParams.get("cursor")?.trim();
+        if (cursor) after = parseCursor(cursor);
       } catch (err) {
         sendJson(res, 400, { error: (err as Error).message });
         return;
       }
-      sendJson(res, 200, { traces: store.searchSync(q) });
+      const { traces, next } = store.searchPage(q, after);
+      sendJson(res, 200, {
+        traces,
+        ...(next !== undefined ? { next: formatCursor(next) } : {}),
+      });
       return;
     }
     const traceMatch = /^\/api\/traces\/([0-9a-fA-F]{32})$/.exec(path);

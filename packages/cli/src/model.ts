@@ -95,6 +95,22 @@ export interface SearchQuery {
   limit?: number | undefined;
 }
 
+/**
+ * The last trace of a page of the local store's search results, which comes
+ * newest first by start and then by trace id: the next page is what follows
+ * it in that order, however many traces started when it did.
+ */
+export interface SearchCursor {
+  startUs: number;
+  traceId: string;
+}
+
+/** A page of search results, and where the next begins when there is one. */
+export interface SearchPage {
+  traces: TraceSummary[];
+  next?: SearchCursor;
+}
+
 /** Where `threadline search` and `threadline trace` read from. */
 export interface TraceBackend {
   readonly name: string;

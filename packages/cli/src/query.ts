@@ -1,6 +1,6 @@
 // Search parameters as people type them (`--since 1h`, `min=250ms`,
 // `attr=http.route=/orders`), shared by the JSON API and the CLI.
-import type { SearchQuery } from "./model.ts";
+import type { SearchCursor, SearchQuery } from "./model.ts";
 
 /** The most traces one search returns. */
 export const MAX_LIMIT = 1000;
@@ -70,6 +70,25 @@ export function queryFromParams(
   const limit = text("limit");
   if (limit !== undefined) q.limit = parseLimit(limit, "limit");
   return q;
+}
+
+/**
+ * A page's `next` as the JSON API writes it: the trace's start in epoch
+ * microseconds and its id, `1765000000123456-4bf92f3577b34da6a3ce929d0e0e4736`.
+ */
+export function formatCursor(c: SearchCursor): string {
+  return `${c.startUs}-${c.traceId}`;
+}
+
+/** A `cursor` the JSON API wrote as a page's `next`. */
+export function parseCursor(text: string): SearchCursor {
+  const m = /^(\d{1,16})-([0-9a-fA-F]{32})$/.exec(text);
+  const startUs = Number(m?.[1]);
+  if (m === null || !Number.isSafeInteger(startUs))
+    throw new Error(
+      `${JSON.stringify(text)} is not a cursor: pass on a search's \`next\` as it came`,
+    );
+  return { startUs, traceId: m[2]!.toLowerCase() };
 }
 
 /** A count asked for, from 1 to `max` (MAX_LIMIT traces for a search); `name` names it in the error. */

@@ -40,6 +40,8 @@ import { MAX_LIMIT } from "./query.ts";
 import {
   serviceOf,
   type LogRecord,
+  type SearchCursor,
+  type SearchPage,
   type SearchQuery,
   type SpanRecord,
   type TraceBackend,
@@ -911,12 +913,24 @@ export class Store implements TraceBackend {
   }
 
   searchSync(q: SearchQuery): TraceSummary[] {
+    return this.searchPage(q).traces;
+  }
+
+  /**
+   * A page of a search: up to `q.limit` traces, newest first, after
+   * `after` when given (the `next` of the page before).
+   */
+  searchPage(q: SearchQuery, after?: SearchCursor): SearchPage {
     // Plan: the first indexed tag condition (the customer first: it narrows
     // to a handful of traces) drives the query, newest first, straight from
     // the tag index, so LIMIT stops the scan early; every other condition is
     // then checked per trace (tags by primary-key lookups, since each tag row
     // carries its trace's start). A customer matches any span of the trace,
     // as in the remote backends, not only the summary's first one.
+    // Traces that started together come by trace id, highest first, the
+    // order both indexes hold after the start (the traces table's key is
+    // the trace id), so a page can end among them and the next go on from
+    // there.
     const where: string[] = [];
     const args: Array<string | number> = [];
     const tags: Array<[string, string]> = [];
@@ -936,20 +950,29 @@ export class Store implements TraceBackend {
       else tags.push([key, value]);
     }
     let from = "traces t";
-    let order = "t.start_us";
+    let row = "t";
     const drive = tags.shift();
     if (drive !== undefined) {
       from = "trace_tags g JOIN traces t ON t.trace_id = g.trace_id";
-      order = "g.start_us";
+      row = "g";
       where.push("g.key = ? AND g.value = ?");
       args.push(drive[0], drive[1]);
     }
     if (q.fromUs !== undefined) {
-      where.push(`${order} >= ?`);
+      where.push(`${row}.start_us >= ?`);
       args.push(q.fromUs);
     }
-    if (q.toUs !== undefined) {
-      where.push(`${order} <= ?`);
+    // One upper end, the lower of the two: SQLite bounds its index range
+    // by one of them and only filters by the other, which would read again
+    // every row of the pages before.
+    if (
+      after !== undefined &&
+      (q.toUs === undefined || after.startUs <= q.toUs)
+    ) {
+      where.push(`(${row}.start_us, ${row}.trace_id) < (?, ?)`);
+      args.push(after.startUs, after.traceId);
+    } else if (q.toUs !== undefined) {
+      where.push(`${row}.start_us <= ?`);
       args.push(q.toUs);
     }
     if (q.errorsOnly) where.push("t.error_count > 0");
@@ -979,12 +1002,21 @@ export class Store implements TraceBackend {
       args.push(path, path, value);
     }
     const limit = Math.max(1, Math.min(q.limit ?? 50, MAX_LIMIT));
-    const sql = `SELECT t.* FROM ${from} ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY ${order} DESC LIMIT ${limit}`;
+    // One row more than the page says whether another follows.
+    const sql = `SELECT t.* FROM ${from} ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY ${row}.start_us DESC, ${row}.trace_id DESC LIMIT ${limit + 1}`;
     const rows = this.#s(sql).all(...args) as unknown as TraceRow[];
+    const more = rows.length > limit;
+    if (more) rows.length = limit;
     // A trace found for one customer is shown as that customer's, whichever
     // customer its first span carried.
     if (q.customer) for (const r of rows) r.customer = q.customer;
-    return rows.map(toSummary);
+    const last = rows.at(-1);
+    return {
+      traces: rows.map(toSummary),
+      ...(more && last !== undefined
+        ? { next: { startUs: last.start_us, traceId: last.trace_id } }
+        : {}),
+    };
   }
 
   /**

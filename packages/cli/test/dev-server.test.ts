@@ -590,6 +590,61 @@ describe("the OTLP receiver", () => {
     );
   });
 
+  it("pages a search by the cursor each page ends with, through traces that started together", async () => {
+    // 1100 traces starting at one microsecond, more than a search returns
+    // at once, and 30 older.
+    const at = Date.now() - 60_000;
+    const spans = Array.from({ length: 1130 }, (_, i) =>
+      spanData({
+        traceId: randomBytes(16).toString("hex"),
+        spanId: randomBytes(8).toString("hex"),
+        startTime: i < 1100 ? at : at - i,
+        endTime: at + 5,
+        attributes: { "customer.id": "c-cursor" },
+      }),
+    );
+    assert.equal(
+      (await post(`${dev.otlpUrl}/v1/traces`, traces.encode(spans), proto))
+        .status,
+      200,
+    );
+    const page = async (query: string) => {
+      const res = await fetch(`${dev.viewerUrl}/api/search?${query}`);
+      assert.equal(res.status, 200);
+      return (await res.json()) as {
+        traces: Array<{ traceId: string }>;
+        next?: string;
+      };
+    };
+    await waitFor(
+      async () =>
+        (await page("customer=c-cursor&limit=1000")).next !== undefined,
+      { what: "c-cursor's traces stored" },
+    );
+    const seen: string[] = [];
+    let next: string | undefined;
+    do {
+      const got = await page(
+        `customer=c-cursor&limit=300${next !== undefined ? `&cursor=${next}` : ""}`,
+      );
+      assert.ok(got.traces.length <= 300);
+      seen.push(...got.traces.map((t) => t.traceId));
+      next = got.next;
+      assert.ok(seen.length <= spans.length, "the pages end");
+    } while (next !== undefined);
+    assert.equal(seen.length, new Set(seen).size, "no trace twice");
+    assert.deepEqual(new Set(seen), new Set(spans.map((s) => s.traceId)));
+
+    const res = await fetch(
+      `${dev.viewerUrl}/api/search?customer=c-cursor&cursor=${at}000`,
+    );
+    assert.equal(res.status, 400);
+    assert.match(
+      ((await res.json()) as { error: string }).error,
+      /not a cursor/,
+    );
+  });
+
   it("streams new traces to live subscribers, filtered by customer", async () => {
     const live = openLive(`${dev.viewerUrl}/api/live?customer=c-live`);
     await waitFor(() => live.text().includes(": live"), {

@@ -11,6 +11,7 @@ import type {
   DecodedResourceSpans,
   DecodedSpan,
 } from "@threadline/otlp";
+import type { SearchCursor, SearchQuery } from "../src/model.ts";
 import { Store } from "../src/store.ts";
 import { tableCounts } from "./table-counts.ts";
 
@@ -369,6 +370,77 @@ describe("search by resource attribute", () => {
       "an untagged key is read from the spans' resource",
     );
     assert.deepEqual(found([["deployment.environment.name", "staging"]]), []);
+    await store.close();
+  });
+});
+
+describe("search pages", () => {
+  it("hold every trace once, newest first and then by trace id, however many started together", async () => {
+    const store = new Store({ path: ":memory:" });
+    // 1100 traces starting at one microsecond, more than one search
+    // returns, between 30 newer and 30 older; their ids in no order.
+    const tied = 5_000_000;
+    const startOf = (i: number) =>
+      i < 30 ? tied + 30 - i : i < 1130 ? tied : tied - (i - 1129);
+    const all = Array.from({ length: 1160 }, (_, i) => ({
+      id: hex((i * 2_654_435_761) % 2 ** 32, 32),
+      start: startOf(i),
+    }));
+    store.ingestSpans(
+      batch(
+        "orders",
+        all.map((t) =>
+          span(t.id, {
+            startUs: t.start,
+            endUs: t.start + 10,
+            attributes: { "customer.id": "c-pages" },
+          }),
+        ),
+      ),
+    );
+    store.flush();
+    const newestFirst = (ts: typeof all) =>
+      [...ts]
+        .sort((a, b) => b.start - a.start || (a.id < b.id ? 1 : -1))
+        .map((t) => t.id);
+    const walk = (q: SearchQuery) => {
+      const seen: string[] = [];
+      let next: SearchCursor | undefined;
+      do {
+        const page = store.searchPage(q, next);
+        assert.ok(page.traces.length <= (q.limit ?? 50));
+        seen.push(...page.traces.map((t) => t.traceId));
+        next = page.next;
+        assert.ok(seen.length <= all.length, "the pages end");
+      } while (next !== undefined);
+      return seen;
+    };
+    // Read from the traces' start index, and from the tag index.
+    for (const q of [
+      {},
+      { limit: 1000 },
+      { customer: "c-pages" },
+      { service: "orders", customer: "c-pages", limit: 1000 },
+      { operation: "GET /orders", limit: 7 },
+    ])
+      assert.deepEqual(walk(q), newestFirst(all), JSON.stringify(q));
+    const window = { fromUs: tied - 10, toUs: tied };
+    const inWindow = all.filter((t) => t.start >= tied - 10 && t.start <= tied);
+    assert.deepEqual(walk(window), newestFirst(inWindow));
+    assert.deepEqual(
+      walk({ ...window, customer: "c-pages" }),
+      newestFirst(inWindow),
+    );
+    // A cursor after the window's end leaves the end where it is.
+    assert.deepEqual(
+      store
+        .searchPage(
+          { toUs: tied - 25, limit: 1000 },
+          { startUs: tied, traceId: "f".repeat(32) },
+        )
+        .traces.map((t) => t.traceId),
+      newestFirst(all.filter((t) => t.start <= tied - 25)),
+    );
     await store.close();
   });
 });

@@ -169,6 +169,72 @@ describe("the viewer's search and trace pages", () => {
     assert.deepEqual(pageErrors, []);
   });
 
+  it("pages through more traces starting in one millisecond than a search returns at once", async () => {
+    // 1100 requests in one millisecond, more than the API's 1000, half of
+    // them at its last microsecond; 30 newer and 30 older around them.
+    const tied = base + 200_000;
+    const startOf = (i: number) =>
+      i < 30
+        ? tied + 100 - i
+        : i < 1130
+          ? tied - (i % 2 === 0 ? 0 : (i % 997) / 1000)
+          : tied - 100 - i;
+    const spans = Array.from({ length: 1160 }, (_, i) =>
+      request("c-tied", startOf(i)),
+    );
+    await send(dev, "orders", spans);
+    await waitFor(
+      async () => {
+        const res = await fetch(
+          `${dev.viewerUrl}/api/search?customer=c-tied&limit=1000`,
+        );
+        return (
+          ((await res.json()) as { traces: unknown[] }).traces.length === 1000
+        );
+      },
+      { what: "c-tied's traces stored" },
+    );
+
+    const first = `${dev.viewerUrl}/?customer=c-tied`;
+    await page.goto(first);
+    await resultsFor(page, first);
+    const seen = await rowIds(page);
+    for (let pages = 1; ; pages++) {
+      assert.ok(pages < 40, "the pages end");
+      const older = page.getByTestId("older-link");
+      if ((await older.count()) === 0) break;
+      const link = new URL((await older.getAttribute("href"))!, page.url());
+      await older.click();
+      await resultsFor(page, link.href);
+      const ids = await rowIds(page);
+      assert.ok(ids.length > 0 && ids.length <= 50, `${ids.length} rows`);
+      seen.push(...ids);
+    }
+    assert.equal(seen.length, new Set(seen).size, "no trace shown twice");
+    assert.equal(seen.length, spans.length, "every trace shown");
+    assert.deepEqual(new Set(seen), new Set(spans.map((s) => s.traceId)));
+    const starts = new Map(spans.map((s, i) => [s.traceId, startOf(i)]));
+    const shown = seen.map((t) => starts.get(t)!);
+    assert.deepEqual(
+      shown,
+      [...shown].sort((a, b) => b - a),
+      "newest first across the pages",
+    );
+
+    // A link that holds the page's position as a time still opens the
+    // traces that started up to it.
+    const upTo = `${dev.viewerUrl}/?customer=c-tied&until=${tied - 1}`;
+    await page.goto(upTo);
+    await resultsFor(page, upTo);
+    assert.deepEqual(
+      new Set(await rowIds(page)),
+      new Set(spans.slice(1130).map((s) => s.traceId)),
+    );
+    assert.equal(await page.getByTestId("older-link").count(), 0);
+    await page.getByTestId("newest-link").waitFor();
+    assert.deepEqual(pageErrors, []);
+  });
+
   it("keeps a date-range link's window through the form, and says what it is", async () => {
     // A request every second from base + 100 s; the link's window holds
     // the ones from 3 to 6, and the odd ones failed.

@@ -25,8 +25,6 @@ const RANGES = [
 // The time range option standing for a link's from/to window.
 const WINDOW = "window";
 const LIMIT = 50;
-// The API's most traces for one search.
-const MAX_LIMIT = 1000;
 
 /** A time as the API reads it (epoch milliseconds or ISO 8601), in epoch ms. */
 function timeMs(text) {
@@ -47,15 +45,6 @@ function describeWindow(from, to) {
   if (from) return `from ${describeTime(from)} on`;
   if (to) return `up to ${describeTime(to)}`;
   return "";
-}
-
-/**
- * The API's `to` is a whole millisecond and takes traces that started up to
- * it, so a trace belongs to the first millisecond that reaches it. A page
- * ends on such a boundary, which no trace straddles.
- */
-function endMs(t) {
-  return Math.ceil(t.startUs / 1000);
 }
 
 /** The page's query as href() takes it, with `changes` over it ("" drops a key). */
@@ -278,8 +267,10 @@ export function searchView(container, route, app) {
     results.dataset.state = "loading";
     results.dataset.customer = who;
     results.classList.add("loading");
-    // `until` is the page's position among the results: traces that started
-    // up to it, as the API's `to` reads it.
+    // `cursor` is the page's position among the results, the last trace of
+    // the page before as the API named it. Links made before there were
+    // cursors hold `until`, traces that started up to it, as the API's `to`
+    // reads it.
     const query = Object.fromEntries(
       [...params.entries()].filter(([k]) => k !== "attr" && k !== "until"),
     );
@@ -290,35 +281,12 @@ export function searchView(container, route, app) {
         query.to === undefined || timeMs(until) < timeMs(query.to)
           ? until
           : query.to;
+    const paged = until !== "" || (params.get("cursor") ?? "") !== "";
     let traces;
-    let olderTo;
+    let next;
     try {
-      // One more than a page shows says whether older traces follow. The
-      // last millisecond shown goes whole to this page or whole to the
-      // next, so that traces that started together are neither left out
-      // nor shown twice.
-      query.limit = String(LIMIT + 1);
-      ({ traces } = await getJson("/api/search", query, { signal }));
-      if (traces.length > LIMIT) {
-        const last = endMs(traces[LIMIT - 1]);
-        if (endMs(traces[LIMIT]) < last) {
-          traces = traces.slice(0, LIMIT);
-          olderTo = last - 1;
-        } else {
-          traces = traces.slice(0, LIMIT).filter((t) => endMs(t) > last);
-          olderTo = last;
-        }
-        if (traces.length === 0) {
-          // More than a page started in one millisecond: that millisecond
-          // is this page.
-          query.to = String(last);
-          query.limit = String(MAX_LIMIT);
-          const found = (await getJson("/api/search", query, { signal }))
-            .traces;
-          traces = found.filter((t) => endMs(t) === last);
-          olderTo = found.length > traces.length ? last - 1 : undefined;
-        }
-      }
+      query.limit = String(LIMIT);
+      ({ traces, next } = await getJson("/api/search", query, { signal }));
     } catch (err) {
       if (signal.aborted) return;
       results.classList.remove("loading");
@@ -340,23 +308,26 @@ export function searchView(container, route, app) {
     results.dataset.count = String(traces.length);
     const filters = describeFilters(params);
     const pager =
-      until === "" && olderTo === undefined
+      !paged && next === undefined
         ? null
         : h(
             "nav",
             { class: "pager", "aria-label": "Older and newer results" },
-            until !== ""
+            paged
               ? h("a", {
-                  href: href("/", withParams(params, { until: "" })),
+                  href: href(
+                    "/",
+                    withParams(params, { until: "", cursor: "" }),
+                  ),
                   dataset: { testid: "newest-link" },
                   text: "← Newest",
                 })
               : null,
-            olderTo !== undefined
+            next !== undefined
               ? h("a", {
                   href: href(
                     "/",
-                    withParams(params, { until: String(olderTo) }),
+                    withParams(params, { until: "", cursor: next }),
                   ),
                   dataset: { testid: "older-link" },
                   text: "Older →",
@@ -410,8 +381,10 @@ export function searchView(container, route, app) {
           "span",
           { class: "muted" },
           `${plural(traces.length, "trace")}${filters ? ` ${filters}` : ""}, newest first`,
-          until !== "" ? `, up to ${describeTime(until)}` : "",
-          olderTo !== undefined ? " (older ones on the next page)" : "",
+          paged
+            ? `, up to ${formatClock(traces[0].startUs)} ${formatDay(traces[0].startUs)}`
+            : "",
+          next !== undefined ? " (older ones on the next page)" : "",
         ),
       ),
       h(
