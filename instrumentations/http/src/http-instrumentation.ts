@@ -10,10 +10,11 @@
 // errors leave nothing open.
 //
 // Client: no patching at all. Node publishes every ClientRequest on the
-// `http.client.request.created` diagnostics channel before its headers are
-// sent, synchronously in the caller's context, which is all a client span
-// and header injection need; it also covers callers that captured
-// http.request before we started.
+// `http.client.request.created` diagnostics channel before any of it
+// reaches its connection, synchronously in the caller's context, which is
+// all a client span and header injection need (a header block Node has
+// written by then is edited: see HeaderBlock); it also covers callers that
+// captured http.request before we started.
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import type { Duplex } from "node:stream";
 import type {
@@ -232,15 +233,84 @@ const untrustedGetter: TextMapGetter<IncomingMessage["headers"]> = {
 /**
  * Given its headers as an array, `http.request()` writes the request's
  * header block at once, and `setHeader` no longer works; the block is sent
- * with the first write, and until then, it is a string to edit.
+ * with the first write, and until then, it is a string to edit. Given an
+ * `Expect` header (curl sends one with an upload, and a handler forwarding
+ * its caller's headers copies it), the block is sent at once as well: it
+ * waits whole at the head of the request's queued output until Node gives
+ * the request its socket, after the request is made, and it is edited
+ * there too.
  */
-type HeaderBlock = { _header?: unknown; _headerSent?: unknown };
+type HeaderBlock = {
+  _header?: unknown;
+  _headerSent?: unknown;
+  outputData?: unknown;
+  outputSize?: unknown;
+};
 
+/**
+ * The queued output a request's header block heads, when the block was
+ * sent at once (see HeaderBlock) and the request has no socket to have
+ * written any of it to.
+ */
+function queuedBlock(req: ClientRequest): { data: string } | undefined {
+  const r = req as unknown as HeaderBlock;
+  const header = r._header;
+  if (
+    r._headerSent !== true ||
+    typeof header !== "string" ||
+    (req.socket !== null && req.socket !== undefined) ||
+    !Array.isArray(r.outputData)
+  )
+    return undefined;
+  const first = (r.outputData as unknown[])[0] as
+    { data?: unknown } | undefined;
+  return typeof first?.data === "string" && first.data.startsWith(header)
+    ? (first as { data: string })
+    : undefined;
+}
+
+/** A request's header block, written and not yet sent, where it can be edited. */
 function unsentBlock(req: ClientRequest): string | undefined {
   const r = req as unknown as HeaderBlock;
-  return r._headerSent === false && typeof r._header === "string"
+  if (typeof r._header !== "string") return undefined;
+  return r._headerSent === false || queuedBlock(req) !== undefined
     ? r._header
     : undefined;
+}
+
+/** Puts `edited` in place of the unsent header block `block`, queued too if it is. */
+function rewriteBlock(req: ClientRequest, block: string, edited: string): void {
+  const queued = queuedBlock(req);
+  (req as unknown as HeaderBlock)._header = edited;
+  if (queued === undefined) return;
+  queued.data = `${edited}${queued.data.slice(block.length)}`;
+  const r = req as unknown as HeaderBlock;
+  if (typeof r.outputSize === "number")
+    r.outputSize += edited.length - block.length;
+}
+
+/**
+ * A request whose header block was written where it cannot be edited
+ * (kept otherwise than Node 22 and 24 keep it): if the block carries
+ * `name` other than as `value` (at all when undefined), or cannot be
+ * read, the request is destroyed rather than let the header go.
+ */
+function refuseUneditable(
+  req: ClientRequest,
+  name: string,
+  value: string | undefined,
+): void {
+  const header = (req as unknown as HeaderBlock)._header;
+  if (
+    req.destroyed ||
+    (typeof header === "string" && blockKeeps(header, name, value))
+  )
+    return;
+  diag.warnCollapsed(
+    "http-client-block",
+    `an outgoing request was destroyed before it was sent: its ${name} header could not be taken out of its header block`,
+  );
+  req.destroy();
 }
 
 const clientHeaders = prepareHeaderWriter<ClientRequest>({
@@ -251,8 +321,11 @@ const clientHeaders = prepareHeaderWriter<ClientRequest>({
     }
     const block = unsentBlock(req);
     if (block?.endsWith("\r\n\r\n") && !/[\r\n]/.test(value))
-      (req as unknown as HeaderBlock)._header =
-        `${withoutHeaderLines(block, name).slice(0, -2)}${name}: ${value}\r\n\r\n`;
+      rewriteBlock(
+        req,
+        block,
+        `${withoutHeaderLines(block, name).slice(0, -2)}${name}: ${value}\r\n\r\n`,
+      );
   },
   remove: (req, name) => {
     if (!req.headersSent) {
@@ -260,8 +333,8 @@ const clientHeaders = prepareHeaderWriter<ClientRequest>({
       return;
     }
     const block = unsentBlock(req);
-    if (block !== undefined)
-      (req as unknown as HeaderBlock)._header = withoutHeaderLines(block, name);
+    if (block === undefined) refuseUneditable(req, name, undefined);
+    else rewriteBlock(req, block, withoutHeaderLines(block, name));
   },
   removeUnless: (req, name, value) => {
     if (!req.headersSent) {
@@ -276,8 +349,9 @@ const clientHeaders = prepareHeaderWriter<ClientRequest>({
       return;
     }
     const block = unsentBlock(req);
-    if (block !== undefined && !blockKeeps(block, name, value))
-      (req as unknown as HeaderBlock)._header = withoutHeaderLines(block, name);
+    if (block === undefined) refuseUneditable(req, name, value);
+    else if (!blockKeeps(block, name, value))
+      rewriteBlock(req, block, withoutHeaderLines(block, name));
   },
 });
 

@@ -173,6 +173,19 @@ describe("a gateway at the edge that forwards its caller's headers", () => {
       .map((s) => s.attributes["customer.id"] ?? null);
     assert.deepEqual(customers.sort(), ["c-1", null]);
   });
+
+  it("leaves the service behind it without the customer an anonymous upload names", async () => {
+    // curl asks to continue with an upload, and the gateway copies that
+    // header too: Node writes out such a request's header block at once.
+    const seen = JSON.parse(
+      await ask(edge, "object", `${orders.url}/who`, {
+        expect: "100-continue",
+        baggage: "customer.id=c-victim",
+        "x-customer-id": "c-victim",
+      }),
+    ) as { customer: string | null };
+    assert.deepEqual(seen, { customer: null });
+  });
 });
 
 describe("an internal service that forwards its caller's headers", () => {

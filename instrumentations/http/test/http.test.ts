@@ -1741,6 +1741,110 @@ describe("http and fetch clients", () => {
     }
   });
 
+  it("keeps baggage and the customer header from a request that asks to continue, and writes its trace headers", async () => {
+    // Node writes out the header block of a request with an Expect header
+    // as the request is made, as it does for headers given as an array: a
+    // handler forwarding an upload's headers (curl asks to continue) copies it.
+    const copied = {
+      expect: "100-continue",
+      traceparent: "00-11111111111111111111111111111111-2222222222222222-01",
+      baggage: "customer.id=evil",
+      "x-customer-id": "evil",
+    };
+    const upload = (url: string, array: boolean) =>
+      new Promise<void>((resolve, reject) => {
+        const req = http.request(url, {
+          method: "POST",
+          headers: array
+            ? ["host", new URL(url).host, ...Object.entries(copied).flat()]
+            : copied,
+        });
+        req.on("continue", () => req.end("body"));
+        req.on("response", (res) => res.resume().on("end", resolve));
+        req.on("error", reject);
+      });
+    let traceId = "";
+    const server = http.createServer(async (_req, res) => {
+      traceId = trace.getActiveSpan()!.spanContext().traceId;
+      for (const base of [thirdParty.url, internal.url]) {
+        await upload(`${base}/continue-object`, false);
+        await upload(`${base}/continue-array`, true);
+      }
+      res.end("ok");
+    });
+    const port = await listen(server);
+    const res = await asCustomer(`http://127.0.0.1:${port}/upload`);
+    assert.equal(res.status, 200);
+    const got = (recorder: RecordingServer) =>
+      ["/continue-object", "/continue-array"].map((path) => {
+        const r = recorder.requests.find((x) => x.path === path);
+        assert.ok(r, path);
+        return [
+          path,
+          r.headers["baggage"] ?? null,
+          r.headers["x-customer-id"] ?? null,
+          new RegExp(`^00-${traceId}-[0-9a-f]{16}-0[13]$`).test(
+            String(r.headers["traceparent"]),
+          ),
+          r.body,
+        ];
+      });
+    assert.deepEqual(got(thirdParty), [
+      ["/continue-object", null, null, true, "body"],
+      ["/continue-array", null, null, true, "body"],
+    ]);
+    assert.deepEqual(got(internal), [
+      ["/continue-object", "customer.id=c-42", null, true, "body"],
+      ["/continue-array", "customer.id=c-42", null, true, "body"],
+    ]);
+  });
+
+  it("destroys a request whose written header block it cannot edit, rather than send what it may not carry", async () => {
+    // A Node that queues a header block sent at once otherwise: as bytes.
+    const proto = http.OutgoingMessage.prototype as unknown as {
+      _send(this: unknown, data: unknown, ...rest: unknown[]): unknown;
+    };
+    const original = proto._send;
+    proto._send = function (
+      this: { _header?: unknown; _headerSent?: unknown },
+      data,
+      ...rest
+    ) {
+      if (
+        data !== "" ||
+        this._headerSent !== false ||
+        typeof this._header !== "string"
+      )
+        return original.call(this, data, ...rest);
+      this._headerSent = true;
+      return original.call(this, Buffer.from(this._header, "latin1"), ...rest);
+    };
+    const upload = (path: string, headers: Record<string, string>) =>
+      new Promise<string>((resolve) => {
+        const req = http.request(`${thirdParty.url}${path}`, {
+          method: "POST",
+          headers: { expect: "100-continue", ...headers },
+        });
+        req.on("continue", () => req.end("body"));
+        req.on("response", (res) =>
+          res.resume().on("end", () => resolve("answered")),
+        );
+        req.on("error", () => resolve("failed"));
+      });
+    try {
+      const outcomes = await withCustomer("c-42", async () => [
+        await upload("/unedited-forward", { baggage: "customer.id=evil" }),
+        await upload("/unedited-plain", { "x-kept": "1" }),
+      ]);
+      assert.deepEqual(outcomes, ["failed", "answered"]);
+    } finally {
+      proto._send = original;
+    }
+    const paths = thirdParty.requests.map((r) => r.path);
+    assert.ok(paths.includes("/unedited-plain"));
+    assert.ok(!paths.includes("/unedited-forward"));
+  });
+
   it("keeps what the trust rules keep from a request with tracing suppressed, with fetch and http alike", async () => {
     const forged = {
       baggage: "customer.id=c-victim",
