@@ -9,12 +9,14 @@
 // response finished or the client went away, so keep-alive connections and
 // errors leave nothing open.
 //
-// Client: no patching at all. Node publishes every ClientRequest on the
-// `http.client.request.created` diagnostics channel before any of it
-// reaches its connection, synchronously in the caller's context, which is
-// all a client span and header injection need (a header block Node has
-// written by then is edited: see HeaderBlock); it also covers callers that
-// captured http.request before we started.
+// Client: http.request is not patched. Node publishes every ClientRequest
+// on the `http.client.request.created` diagnostics channel before any of
+// it reaches its connection, synchronously in the caller's context, which
+// is what a client span and header injection need (a header block Node
+// has written by then is edited: see HeaderBlock), with the port the
+// request connects to, which Node hands its agent just before (see
+// watchAgentPorts); it also covers callers that captured http.request
+// before we started.
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import type { Duplex } from "node:stream";
 import type {
@@ -480,27 +482,77 @@ function authorityOf(request: ClientRequest): string | undefined {
   return typeof authority === "string" ? authority : undefined;
 }
 
+// The request Node last handed an agent, with the port it worked out for
+// it: the request's own, else the default port its options or its agent
+// give. Nothing on the request keeps a default port its options gave, and
+// the Host header leaves the port out when it is the default one (as may
+// an application's own); Node hands the request to its agent just before
+// it publishes it. Two stores per request, no allocation.
+let handedRequest: object | undefined;
+let handedPort: unknown;
+
 /**
- * The port a request connects to, from the Host header Node wrote (or,
- * with none, such as when the headers are given as an array, from the
- * options the request was made with), or undefined when the application
- * named another host in the Host header.
+ * Keeps the port of each request handed to an agent of Node's kind (their
+ * `addRequest`, which every `http.Agent` and `https.Agent` inherits), for
+ * the request's judging to take.
  */
-function connectPort(
-  request: TracedClientRequest,
-  scheme: "http" | "https",
-): number | undefined {
-  const { address, port } = hostHeaderOf(request, scheme);
-  return address !== undefined && sameHost(address, request.host)
-    ? port
-    : undefined;
+function watchAgentPorts(
+  proto: Record<string, unknown>,
+  restore: Array<() => void>,
+): void {
+  const hadOwn = Object.prototype.hasOwnProperty.call(proto, "addRequest");
+  const original = proto["addRequest"] as (
+    this: unknown,
+    ...args: unknown[]
+  ) => unknown;
+  const watched = function (
+    this: unknown,
+    req: object,
+    options: unknown,
+    port: unknown, // the legacy addRequest(req, host, port)
+  ): unknown {
+    handedRequest = req;
+    handedPort =
+      typeof options === "object" && options !== null
+        ? (options as { port?: unknown }).port
+        : port;
+    return Reflect.apply(original, this, arguments as unknown as unknown[]);
+  };
+  proto["addRequest"] = watched;
+  restore.push(() => {
+    handedRequest = undefined;
+    if (proto["addRequest"] !== watched) return; // someone wrapped us; leave the chain intact
+    if (hadOwn) proto["addRequest"] = original;
+    else delete proto["addRequest"];
+  });
 }
 
-/** The host and port the request's Host header names (its authority when it has none). */
-function hostHeaderOf(
-  request: TracedClientRequest,
-  scheme: "http" | "https",
-): HostAndPort {
+/**
+ * The port a request connects to: the one Node handed its agent, else one
+ * its authority states (Node 24 keeps it; Node 22 writes it into the Host
+ * header, which is read when it names the host connected to). Undefined
+ * where that cannot be told (a default port given another way), which
+ * meets any rule for its host.
+ */
+function connectedPort(request: TracedClientRequest): number | undefined {
+  let port: number;
+  if (handedRequest === request) {
+    handedRequest = undefined;
+    port = Number(handedPort);
+  } else {
+    const stated = parseHostAndPort(
+      authorityOf(request as ClientRequest) ?? hostHeaderValue(request),
+      0,
+    );
+    if (stated.address === undefined || !sameHost(stated.address, request.host))
+      return undefined;
+    port = stated.port;
+  }
+  return Number.isInteger(port) && port > 0 ? port : undefined;
+}
+
+/** A request's Host header, as set or written (its authority when it has none). */
+function hostHeaderValue(request: TracedClientRequest): string | undefined {
   let hostHeader = request.getHeader("host");
   if (hostHeader === undefined) {
     const block = unsentBlock(request as ClientRequest);
@@ -508,10 +560,15 @@ function hostHeaderOf(
       hostHeader = /\r\nhost:[ \t]*([^\r]*)/i.exec(block)?.[1]?.trim();
     hostHeader ??= authorityOf(request as ClientRequest);
   }
-  return hostAndPort(
-    typeof hostHeader === "string" ? hostHeader : undefined,
-    scheme === "https" ? 443 : 80,
-  );
+  return typeof hostHeader === "string" ? hostHeader : undefined;
+}
+
+/** The host and port the request's Host header names (its authority when it has none). */
+function hostHeaderOf(
+  request: TracedClientRequest,
+  scheme: "http" | "https",
+): HostAndPort {
+  return hostAndPort(hostHeaderValue(request), scheme === "https" ? 443 : 80);
 }
 
 // Node's http.Agent keeps the proxy it reaches through NODE_USE_ENV_PROXY,
@@ -540,13 +597,14 @@ function proxyOfAgent(agent: unknown): NonNullable<ClientRequestInfo["via"]> {
 }
 
 /**
- * Where a request goes. Sent to a forward proxy, its path names the
- * destination (`http://host/path`, or `host:port` to open a tunnel), and
- * `request.host` is the proxy.
+ * Where a request goes, connecting to `port`. Sent to a forward proxy, its
+ * path names the destination (`http://host/path`, or `host:port` to open a
+ * tunnel), and `request.host` is the proxy.
  */
 function destinationOf(
   request: TracedClientRequest,
   scheme: "http" | "https",
+  port: number | undefined,
 ): Pick<
   ClientRequestInfo,
   "scheme" | "host" | "port" | "path" | "via" | "named"
@@ -559,7 +617,7 @@ function destinationOf(
       host: target.address ?? request.host,
       port: target.port,
       path: "",
-      via: { host: request.host, port: connectPort(request, scheme) },
+      via: { host: request.host, port },
     };
   }
   const target = absoluteFormTarget(path);
@@ -568,19 +626,21 @@ function destinationOf(
       ...target,
       via: sameHost(target.host, request.host)
         ? proxyOfAgent((request as { agent?: unknown }).agent)
-        : { host: request.host, port: connectPort(request, scheme) },
+        : { host: request.host, port },
     };
-  const { address, port } = hostHeaderOf(request, scheme);
-  if (address === undefined || sameHost(address, request.host))
+  // The Host header says only which host the request names, not the port
+  // it connects to: Node leaves a default port out of it.
+  const named = hostHeaderOf(request, scheme);
+  if (named.address === undefined || sameHost(named.address, request.host))
     return { scheme, host: request.host, port, path };
   // The Host header names another host than the one connected to (an
   // egress gateway routing on it, say): judged by both.
   return {
     scheme,
     host: request.host,
-    port: undefined,
+    port,
     path,
-    named: { host: address, port },
+    named: { host: named.address, port: named.port },
   };
 }
 
@@ -687,6 +747,10 @@ export class HttpInstrumentation implements Instrumentation {
         name === "host"
           ? this.#onLateHost(request)
           : this.#onLateCustomer(request, name),
+    );
+    watchAgentPorts(
+      http.Agent.prototype as unknown as Record<string, unknown>,
+      this.#restore,
     );
     guardClientTrailers(
       http.ClientRequest.prototype as unknown as Record<string, unknown>,
@@ -1100,6 +1164,7 @@ export class HttpInstrumentation implements Instrumentation {
         ...destinationOf(
           request,
           request.protocol === "https:" ? "https" : "http",
+          connectedPort(request),
         ),
       };
       if (isTracingSuppressed(ctx)) {

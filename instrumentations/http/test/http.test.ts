@@ -1550,6 +1550,102 @@ describe("http and fetch clients", () => {
     assert.equal(charge.headers["host"], "api.stripe.test");
   });
 
+  it("judges a call by the port it connects to, which its Host header leaves out when it is the default", async () => {
+    // The third party is declared with its port. Node leaves the port out
+    // of the Host header when it is the default port the request's options
+    // or its agent give, and an application may set one without a port.
+    const shapes: Record<string, http.RequestOptions> = {
+      "/default-port": { defaultPort: thirdParty.port },
+      "/agent-default-port": {
+        agent: new http.Agent({ defaultPort: thirdParty.port }),
+      },
+      "/host-without-port": { headers: { host: "127.0.0.1" } },
+    };
+    const call = (options: http.RequestOptions) =>
+      new Promise<void>((resolve, reject) =>
+        http
+          .get(options, (r) => r.resume().on("end", resolve))
+          .on("error", reject),
+      );
+    const server = http.createServer(async (_req, res) => {
+      for (const [path, options] of Object.entries(shapes))
+        await call({
+          host: "127.0.0.1",
+          port: thirdParty.port,
+          path,
+          ...options,
+          headers: { "x-customer-id": "c-42", ...options.headers },
+        });
+      // Named to an egress gateway: the port is still the one connected to.
+      await call({
+        host: "127.0.0.1",
+        port: internal.port,
+        path: "/named-gateway",
+        headers: { host: "api.stripe.test" },
+      });
+      res.end("ok");
+    });
+    const port = await listen(server);
+    assert.equal(
+      (await asCustomer(`http://127.0.0.1:${port}/ports`)).status,
+      200,
+    );
+    const paths = Object.keys(shapes);
+    await waitFor(
+      () =>
+        paths.every((p) => thirdParty.requests.some((r) => r.path === p)) &&
+        internal.requests.some((r) => r.path === "/named-gateway"),
+      { what: "every call" },
+    );
+    const sent = (path: string) => {
+      const r = thirdParty.requests.find((x) => x.path === path)!;
+      return [
+        r.headers["baggage"] ?? null,
+        r.headers["x-customer-id"] ?? null,
+        /^00-/.test(String(r.headers["traceparent"])),
+      ];
+    };
+    assert.deepEqual(
+      Object.fromEntries(paths.map((path) => [path, sent(path)])),
+      Object.fromEntries(paths.map((path) => [path, [null, null, true]])),
+    );
+    const spans = await receiver.waitForSpans(
+      (all) =>
+        all.filter((x) => x.kind === CLIENT && x.parentSpanId !== undefined)
+          .length >= 4 &&
+        all.some((x) =>
+          String(x.attributes["url.full"]).endsWith("/named-gateway"),
+        ),
+      "the calls' spans",
+    );
+    const of = (path: string) => {
+      const span = spans.find((x) =>
+        String(x.attributes["url.full"]).endsWith(path),
+      );
+      return [
+        span?.attributes["url.full"],
+        span?.attributes["server.port"],
+        span?.attributes["peer.service"],
+      ];
+    };
+    assert.deepEqual(
+      Object.fromEntries([...paths, "/named-gateway"].map((p) => [p, of(p)])),
+      {
+        ...Object.fromEntries(
+          paths.map((p) => [
+            p,
+            [`${thirdParty.url}${p}`, thirdParty.port, "acme"],
+          ]),
+        ),
+        "/named-gateway": [
+          `${internal.url}/named-gateway`,
+          internal.port,
+          "stripe",
+        ],
+      },
+    );
+  });
+
   it("replaces trace headers an application forwards, with fetch and http alike", async () => {
     const forwarded = {
       traceparent: "00-11111111111111111111111111111111-2222222222222222-01",
