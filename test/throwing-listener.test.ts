@@ -1,7 +1,8 @@
 // A request listener that throws, in a service whose own uncaughtException
 // handler keeps it alive: the exception is the request's error, whatever
 // ends its span later (the client giving up, a 500 answered from the
-// handler).
+// handler). In a service it crashes, the crash is reported where the
+// application threw it, and the request is still sent as its error.
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { after, before, it } from "node:test";
@@ -81,4 +82,48 @@ it("keeps a thrown exception as the status of a request then answered 500", asyn
   assert.deepEqual(exceptions(span), ["the handler of /answered failed"]);
   assert.equal(span.attributes["http.response.status_code"], 500);
   assert.equal(span.attributes["error.type"], "500");
+});
+
+it("shows a crash where the application threw, and still sends its request as the error it was", async () => {
+  const crashing = await startService({
+    entry: "throwing-listener.mjs",
+    cwd: fixtures,
+    env: {
+      OTEL_SERVICE_NAME: "throwing-listener-crash",
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      // Nothing leaves before the crash unless the crash sends it.
+      OTEL_BSP_SCHEDULE_DELAY: "60000",
+      CRASH: "1",
+    },
+  });
+  const answer = await fetch(`${crashing.url}/crash`).then(
+    (r) => r.status,
+    () => "cut off",
+  );
+  const exit = await crashing.exited;
+  const stderr = crashing.stderr.join("\n");
+  assert.equal(answer, "cut off");
+  assert.deepEqual(exit, { code: 1, signal: null }, stderr);
+  // Node's banner quotes the line of the last throw: the application's own.
+  const banner = stderr.slice(0, stderr.indexOf("Error: the handler"));
+  assert.match(
+    banner,
+    /throwing-listener\.mjs:\d+\n\s*throw new Error\(`the handler of/,
+  );
+  assert.doesNotMatch(banner, /http-instrumentation/);
+  const span = await waitFor(
+    () =>
+      receiver.spans.find(
+        (s) =>
+          s.resource["service.name"] === "throwing-listener-crash" &&
+          s.kind === 2,
+      ),
+    { what: "the crashed request's span" },
+  );
+  assert.equal(span.attributes["url.path"], "/crash");
+  assert.equal(span.status.code, 2);
+  assert.match(span.status.message, /the handler of \/crash failed/);
+  assert.deepEqual(exceptions(span), ["the handler of /crash failed"]);
+  assert.equal(span.attributes["threadline.unfinished"], "crash");
+  assert.equal(span.attributes["error.type"], "aborted");
 });

@@ -211,6 +211,42 @@ function untrackOpen(state: ServerState): void {
   state.older = undefined;
 }
 
+/**
+ * The request whose listener an exception just left, until the exception
+ * reaches the process's `uncaughtExceptionMonitor` (onUncaught), where it
+ * is recorded on the request's span: the request's context is no longer
+ * the active one there.
+ */
+let thrownFrom: ServerState | undefined;
+
+function listenerThrew(state: ServerState): void {
+  state.threw = true;
+  state.span.setStatus({ code: SpanStatusCode.ERROR });
+  thrownFrom = state;
+  // Caught on its way (by code that emits "request" itself), the exception
+  // never reaches the monitor, and a later one is not this request's.
+  setImmediate(forgetThrown).unref();
+}
+
+function forgetThrown(): void {
+  thrownFrom = undefined;
+}
+
+function onUncaught(err: unknown): void {
+  const state = thrownFrom;
+  if (state === undefined) return;
+  thrownFrom = undefined;
+  try {
+    state.span.recordException(err as Error);
+    state.span.setStatus({
+      code: SpanStatusCode.ERROR,
+      message: (err as Error)?.message,
+    });
+  } catch {
+    // Never adds an error of ours to the application's.
+  }
+}
+
 type StatefulResponse = ServerResponse & { [STATE]?: ServerState };
 /** The socket of an upgrade request, until its handshake is answered. */
 type UpgradedSocket = Duplex & { [STATE]?: ServerState };
@@ -735,6 +771,10 @@ export class HttpInstrumentation implements Instrumentation {
     this.#bindEvents(
       http.ServerResponse.prototype as unknown as Record<string, unknown>,
     );
+    process.on("uncaughtExceptionMonitor", onUncaught);
+    this.#restore.push(() =>
+      process.removeListener("uncaughtExceptionMonitor", onUncaught),
+    );
     const express = hookExpressLayers();
     this.#restore.push(express.unhook);
     this.#expressLate = express.late;
@@ -1018,21 +1058,21 @@ export class HttpInstrumentation implements Instrumentation {
       );
       return original.apply(server, args as [string | symbol, ...unknown[]]);
     }
+    // Let through, not caught and thrown again: Node's report of a crash
+    // quotes the line of the last throw, which would be this one instead of
+    // the application's.
+    let returned = false;
     try {
       // A closure rather than the arguments handed on: spreading an
       // arguments object through the context API's layers takes V8's slow
       // path, three times per request.
-      return context.with(state.ctx, () =>
+      const result = context.with(state.ctx, () =>
         original.apply(server, args as [string | symbol, ...unknown[]]),
       );
-    } catch (err) {
-      state.threw = true;
-      state.span.recordException(err as Error);
-      state.span.setStatus({
-        code: SpanStatusCode.ERROR,
-        message: (err as Error)?.message,
-      });
-      throw err;
+      returned = true;
+      return result;
+    } finally {
+      if (!returned) listenerThrew(state);
     }
   }
 
