@@ -317,9 +317,9 @@ export class PinoInstrumentation implements Instrumentation {
   /**
    * Wraps pino() so that the loggers it makes keep fast properties (see
    * {@link keepFast}) and, unless redaction is off, loggers that choose no
-   * redaction get the defaults: the one-pass redaction of redact.ts (marked
-   * on the logger, applied in asJson) when the paths are the defaults,
-   * pino's `redact` otherwise.
+   * redaction get the paths: the defaults by the one-pass redaction of
+   * redact.ts (marked on the logger, applied in asJson) when the paths
+   * include them all, the others by pino's `redact`.
    */
   #wrapFactory(
     original: PinoFactory,
@@ -433,18 +433,26 @@ export class PinoInstrumentation implements Instrumentation {
     };
   }
 
-  /** pino() giving loggers that choose no redaction the defaults. */
+  /**
+   * pino() giving loggers that choose no redaction the paths. The defaults
+   * stay in the one pass even beside paths of the operator's own: only
+   * there do header names match in any case, and pino's redaction of all
+   * of them would cost every line four times over.
+   */
   #withDefaultRedaction(
     original: PinoFactory,
     paths: readonly string[],
   ): PinoFactory {
-    const onePass =
-      paths.length === DEFAULT_REDACT_PATHS.length &&
-      paths.every((p) => DEFAULT_REDACT_PATHS.includes(p));
-    let redact = { paths: [...paths] };
+    const onePass = DEFAULT_REDACT_PATHS.every((p) => paths.includes(p));
+    let redact = {
+      paths: onePass
+        ? paths.filter((p) => !DEFAULT_REDACT_PATHS.includes(p))
+        : [...paths],
+    };
     let pathsChecked = false;
     const withRedact = (args: unknown[]): unknown[] => {
       const first = args[0];
+      if (redact.paths.length === 0) return [...args];
       if (first === undefined || first === null)
         return [{ redact }, ...args.slice(1)];
       if (typeof (first as { write?: unknown }).write === "function")
@@ -453,7 +461,20 @@ export class PinoInstrumentation implements Instrumentation {
         return [{ ...first, redact }, ...args.slice(1)];
       // pino("/var/log/app.log"): a destination named by its path.
       if (typeof first === "string") return [{ redact }, ...args];
-      return args;
+      return [...args];
+    };
+    const make = (self: unknown, args: unknown[]): unknown => {
+      args = withRedact(args);
+      if (!onePass) return original.apply(self, args);
+      // Serializers run inside pino, after the line's fields are redacted:
+      // their output is redacted as it comes out.
+      const first = args[0];
+      if (typeof first === "object" && first !== null && !("write" in first))
+        args[0] = withRedactingSerializers(first);
+      const logger = original.apply(self, args);
+      if (typeof logger === "object" && logger !== null)
+        (logger as Record<symbol, unknown>)[DEFAULT_REDACTION] = true;
+      return logger;
     };
     return function pino(this: unknown, ...args: unknown[]): unknown {
       const first = args[0];
@@ -465,39 +486,29 @@ export class PinoInstrumentation implements Instrumentation {
         typeof (first as { write?: unknown }).write !== "function" &&
         (first as { redact?: unknown }).redact != null;
       if (chosen) return original.apply(this, args);
-      if (!onePass) {
-        try {
-          return original.apply(this, withRedact(args));
-        } catch (err) {
-          // A path pino cannot read must not stop the application making
-          // its loggers: ask pino which paths it refuses, once, and leave
-          // those out.
-          if (pathsChecked) throw err;
-          pathsChecked = true;
-          const refused = redact.paths.filter((p) => {
-            try {
-              original({ redact: { paths: [p] } }, { write() {} });
-              return false;
-            } catch {
-              return true;
-            }
-          });
-          if (refused.length === 0) throw err;
-          diag.warn(
-            `pino refused the redaction paths ${refused.map((p) => JSON.stringify(p)).join(", ")} (THREADLINE_LOG_REDACT); the others are redacted`,
-          );
-          redact = { paths: redact.paths.filter((p) => !refused.includes(p)) };
-          return original.apply(this, withRedact(args));
-        }
+      try {
+        return make(this, args);
+      } catch (err) {
+        // A path pino cannot read must not stop the application making
+        // its loggers: ask pino which paths it refuses, once, and leave
+        // those out.
+        if (pathsChecked || redact.paths.length === 0) throw err;
+        pathsChecked = true;
+        const refused = redact.paths.filter((p) => {
+          try {
+            original({ redact: { paths: [p] } }, { write() {} });
+            return false;
+          } catch {
+            return true;
+          }
+        });
+        if (refused.length === 0) throw err;
+        diag.warn(
+          `pino refused the redaction paths ${refused.map((p) => JSON.stringify(p)).join(", ")} (THREADLINE_LOG_REDACT); the others are redacted`,
+        );
+        redact = { paths: redact.paths.filter((p) => !refused.includes(p)) };
+        return make(this, args);
       }
-      // Serializers run inside pino, after the line's fields are redacted:
-      // their output is redacted as it comes out.
-      if (typeof first === "object" && first !== null && !("write" in first))
-        args[0] = withRedactingSerializers(first);
-      const logger = original.apply(this, args);
-      if (typeof logger === "object" && logger !== null)
-        (logger as Record<symbol, unknown>)[DEFAULT_REDACTION] = true;
-      return logger;
     } as PinoFactory;
   }
 

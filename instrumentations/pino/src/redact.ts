@@ -8,6 +8,12 @@
 // all, and a line without secrets (nearly every line) is passed on as it
 // came, with nothing allocated. Paths of the user's own go to pino's
 // `redact` as before.
+//
+// Names of HTTP headers match in any letter case: header names are
+// case-insensitive, and applications log outgoing headers as they send
+// them (`Authorization`, `Set-Cookie`), where Node gives incoming ones in
+// lower case. pino's paths match exactly, so these cannot be paths of
+// pino's; a key is lower-cased only when its length is that of such a name.
 
 /** What a redacted value is replaced with (pino's own default). */
 export const REDACTED = "[Redacted]";
@@ -29,7 +35,7 @@ const SECRET_NAMES: ReadonlySet<string> = new Set([
   "cardNumber",
 ]);
 
-/** Header names whose values are secrets (Node gives header names in lower case). */
+/** Header names whose values are secrets, in lower case. */
 const SECRET_HEADERS = [
   "authorization",
   "cookie",
@@ -48,6 +54,40 @@ export const DEFAULT_REDACT_PATHS: readonly string[] = [
     return [p, `*.${p}`];
   }),
 ];
+
+/** Lower-case names, asked in any letter case (see the top of this file). */
+class AnyCase {
+  readonly #names: ReadonlySet<string>;
+  /** Bit n is set when a name is n characters long. */
+  readonly #lengths: number;
+
+  constructor(names: readonly string[]) {
+    this.#names = new Set(names);
+    this.#lengths = names.reduce((bits, n) => bits | (1 << n.length), 0);
+  }
+
+  has(key: string): boolean {
+    const n = key.length;
+    return (
+      n < 32 &&
+      (this.#lengths & (1 << n)) !== 0 &&
+      this.#names.has(key.toLowerCase())
+    );
+  }
+}
+
+/** The secret names that are header names too, as `*.authorization` finds them. */
+const HEADER_NAMED = new AnyCase(
+  [...SECRET_NAMES].filter((n) =>
+    (SECRET_HEADERS as readonly string[]).includes(n),
+  ),
+);
+const SECRET_HEADER_NAMES = new AnyCase(SECRET_HEADERS);
+
+/** A field name whose value is a secret wherever the defaults look for one. */
+function isSecretName(key: string): boolean {
+  return SECRET_NAMES.has(key) || HEADER_NAMED.has(key);
+}
 
 type Fields = Record<string, unknown>;
 
@@ -141,19 +181,19 @@ function redactKeys(
   return out ?? o;
 }
 
-const secretHeaders = (): readonly string[] => SECRET_HEADERS;
-
 function headerValue(headers: Fields, h: string): unknown {
-  return headers[h] === undefined ? KEEP : REDACTED;
+  return SECRET_HEADER_NAMES.has(h) && headers[h] !== undefined
+    ? REDACTED
+    : KEEP;
 }
 
 /** Secret headers replaced; `key` is the name `headers` is written under. */
 function redactHeaders(headers: Fields, key: string, asJSON = false): unknown {
-  return redactKeys(headers, key, asJSON, secretHeaders, headerValue);
+  return redactKeys(headers, key, asJSON, Object.keys, headerValue);
 }
 
 function nestedValue(o: Fields, k: string): unknown {
-  if (SECRET_NAMES.has(k)) return REDACTED;
+  if (isSecretName(k)) return REDACTED;
   const h = o[k];
   if (k !== "headers" || !isObject(h)) return KEEP;
   const value = redactHeaders(h, k);
@@ -167,7 +207,7 @@ function redactNested(o: Fields, key: string): unknown {
 
 /** A field of the line redacted: `v` itself when it holds no secret. */
 function redactField(key: string, v: unknown): unknown {
-  if (SECRET_NAMES.has(key)) return v === undefined ? v : REDACTED;
+  if (isSecretName(key)) return v === undefined ? v : REDACTED;
   if (!isObject(v)) return v;
   // `headers` one level down too: `*.token` reaches headers.token.
   const value = redactNested(v, "");
@@ -185,9 +225,9 @@ export function redactSecrets(fields: Fields): Fields {
     let out = fields;
     for (const key in fields) {
       const v = fields[key];
-      // The common case first, without a call: a field with no secret name
-      // whose value is not an object.
-      if (!SECRET_NAMES.has(key) && !isObject(v)) continue;
+      // The common case first, without redactField: a field with no secret
+      // name whose value is not an object.
+      if (!isObject(v) && !isSecretName(key)) continue;
       const value = redactField(key, v);
       if (value === v) continue;
       if (out === fields) out = { ...fields };

@@ -41,6 +41,29 @@ describe("redactSecrets", () => {
     assert.equal(out["list"], fields.list, "untouched values are shared");
   });
 
+  it("redacts secret header names in any letter case", () => {
+    const fields = {
+      Authorization: "Bearer x",
+      call: { COOKIE: "c=1", id: 7 },
+      headers: {
+        "Set-Cookie": "s=1",
+        "PROXY-Authorization": "p",
+        "Cache-Control": "no-cache",
+      },
+    };
+    assert.deepEqual(redactSecrets(fields), {
+      Authorization: REDACTED,
+      call: { COOKIE: REDACTED, id: 7 },
+      headers: {
+        "Set-Cookie": REDACTED,
+        "PROXY-Authorization": REDACTED,
+        "Cache-Control": "no-cache",
+      },
+    });
+    const clean = { Cookies: 2, headers: { "Cache-Control": "no-cache" } };
+    assert.equal(redactSecrets(clean), clean);
+  });
+
   it("keeps an instance's prototype and own state in its redacted copy", () => {
     class Request {
       readonly headers: Record<string, string>;
