@@ -41,6 +41,7 @@ const SECRET_HEADERS = [
   "cookie",
   "set-cookie",
   "proxy-authorization",
+  "x-api-key",
 ] as const;
 
 /**

@@ -20,7 +20,14 @@ describe("redactSecrets", () => {
       password: "hunter2",
       user: { name: "ada", apiKey: "k-1", token: "t-1" },
       headers: { authorization: "Bearer x", "set-cookie": "s=1", host: "h" },
-      req: { headers: { cookie: "c=1", "proxy-authorization": "p" }, url: "/" },
+      req: {
+        headers: {
+          cookie: "c=1",
+          "proxy-authorization": "p",
+          "X-Api-Key": "k",
+        },
+        url: "/",
+      },
       list: [{ password: "not descended" }],
       count: 3,
     };
@@ -31,7 +38,11 @@ describe("redactSecrets", () => {
       user: { name: "ada", apiKey: REDACTED, token: REDACTED },
       headers: { authorization: REDACTED, "set-cookie": REDACTED, host: "h" },
       req: {
-        headers: { cookie: REDACTED, "proxy-authorization": REDACTED },
+        headers: {
+          cookie: REDACTED,
+          "proxy-authorization": REDACTED,
+          "X-Api-Key": REDACTED,
+        },
         url: "/",
       },
       list: [{ password: "not descended" }],
@@ -250,6 +261,6 @@ describe("redactSecrets", () => {
       "cardNumber",
     ])
       assert.ok(DEFAULT_REDACT_PATHS.includes(p), p);
-    assert.equal(DEFAULT_REDACT_PATHS.length, 34);
+    assert.equal(DEFAULT_REDACT_PATHS.length, 36);
   });
 });
