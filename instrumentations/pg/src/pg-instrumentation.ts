@@ -52,7 +52,13 @@ import {
   type HealthResult,
   lazyInstruments,
 } from "@threadline/core";
-import { CACHED_SQL_LENGTH, type SqlSummary, summarizeSql } from "./sql.ts";
+import { maskedMessage } from "./error-message.ts";
+import {
+  CACHED_SQL_LENGTH,
+  literalsOf,
+  type SqlSummary,
+  summarizeSql,
+} from "./sql.ts";
 
 /** Options of {@link PgInstrumentation}. */
 export interface PgInstrumentationConfig {
@@ -237,8 +243,26 @@ export class PgInstrumentation implements Instrumentation {
         return undefined;
       },
     });
+    // pg's own writing of a bound value, for the texts a failed query's
+    // error must not show.
+    const utils = hookModule({
+      module: "pg",
+      file: "lib/utils.js",
+      onLoad: (exports) => {
+        const prepare = (exports as { prepareValue?: unknown } | null)
+          ?.prepareValue;
+        if (typeof prepare === "function")
+          prepareValue ??= prepare as (value: unknown) => unknown;
+        return undefined;
+      },
+    });
     this.#late = [...client.late, ...pool.late];
-    this.#unhooks.push(client.unhook, pool.unhook, parameters.unhook);
+    this.#unhooks.push(
+      client.unhook,
+      pool.unhook,
+      parameters.unhook,
+      utils.unhook,
+    );
   }
 
   disable(): void {
@@ -317,7 +341,7 @@ export class PgInstrumentation implements Instrumentation {
             // (pool.query() to a server that is down comes this way).
             else if (err && !isTracingSuppressed(ctx)) {
               const span = self.#connectSpan(ctx, start);
-              fail(span, err, false);
+              fail(span, err);
               span.end();
               unservedQuery(pool, asked, err, start);
             }
@@ -344,7 +368,7 @@ export class PgInstrumentation implements Instrumentation {
           return client;
         },
         (err: unknown) => {
-          fail(span, err, false);
+          fail(span, err);
           span.end();
           throw err;
         },
@@ -375,7 +399,7 @@ export class PgInstrumentation implements Instrumentation {
         release: unknown,
       ) {
         if (span !== undefined) {
-          if (err) fail(span, err, false);
+          if (err) fail(span, err);
           span.end();
         }
         // The wait is this span, not part of the next query.
@@ -656,9 +680,7 @@ export class PgInstrumentation implements Instrumentation {
         : buildShape(client, summary);
     let attributes = shape.attributes;
     if (this.#config.recordParameters) {
-      const vals = Array.isArray(values)
-        ? values
-        : (cfg?.values ?? cfg?.cursor?.values);
+      const vals = boundValues(values, cfg);
       if (Array.isArray(vals)) {
         attributes = { ...attributes };
         const n = Math.min(vals.length, MAX_RECORDED_PARAMETERS);
@@ -708,7 +730,17 @@ export class PgInstrumentation implements Instrumentation {
     const done = (err?: unknown) => {
       let metricAttributes = shape.metricAttributes;
       if (err !== undefined) {
-        fail(span, err, this.#config.recordParameters === true);
+        fail(
+          span,
+          err,
+          this.#config.recordParameters === true
+            ? undefined
+            : {
+                raw: rawText,
+                text: summary.text,
+                values: boundValues(values, cfg),
+              },
+        );
         metricAttributes = withFailure(metricAttributes, err);
       }
       span.end();
@@ -901,6 +933,11 @@ export function sqlState(err: unknown): string | undefined {
  */
 const MAX_RECORDED_PARAMETERS = 100;
 
+/** The values bound to a query, wherever its form gives them. */
+function boundValues(values: unknown, cfg: QueryConfig | undefined): unknown {
+  return Array.isArray(values) ? values : (cfg?.values ?? cfg?.cursor?.values);
+}
+
 function parameterText(v: unknown): string {
   if (v !== null && typeof v === "object" && !(v instanceof Date)) {
     try {
@@ -1004,36 +1041,33 @@ function isAbort(err: unknown): boolean {
   return e?.code === "ABORT_ERR" || e?.name === "AbortError";
 }
 
+/** A failed statement, as its error's message must not show it. */
+interface FailedStatement {
+  /** As the application gave it. */
+  raw: string;
+  /** Sanitised: no value, only the names and keywords it writes. */
+  text: string;
+  values: unknown;
+}
+
 /**
- * PostgreSQL quotes the offending value in a data exception's message
- * (SQLSTATE class 22: `invalid input syntax for type integer: "..."`), and
- * the token it stopped at in a syntax error's (42601: `syntax error at or
- * near "'alice@example.com'"`), which may be a literal: values kept out of
- * spans unless parameters are recorded. Those quotes are cut to `"?"`, as
- * literals are in the text; a syntax error's keyword or name is kept.
- *
- * It quotes them as they are, doubling no quote inside: a value's own `"`
- * looks like the end of the quote, and what follows like message text. So
- * a data exception loses everything from its first `"` to its last (a type
- * name quoted before the value goes too), and a syntax error's token runs
- * to the message's last `"`, which PostgreSQL writes last.
+ * The error as a failed statement's span records it: its message (and the
+ * stack, which opens with it) without the statement's values, bound or
+ * literal, and, if PostgreSQL sent it, without any quoted part that is no
+ * name of the statement's (see error-message.ts). Work done only for a
+ * failure: a query that succeeds pays nothing for it.
  */
-function withoutValues(err: unknown): Error {
-  const e = err as Error & { code?: unknown };
-  if (typeof e?.code !== "string" || typeof e.message !== "string") return e;
+function withoutValues(err: unknown, statement: FailedStatement): Error {
+  const e = err as Error;
+  if (typeof e?.message !== "string" || e.message === "") return e;
   const original = e.message;
-  let message = original;
-  const last = original.lastIndexOf('"');
-  if (e.code.startsWith("22")) {
-    const first = original.indexOf('"');
-    if (first !== last)
-      message = `${original.slice(0, first)}"?"${original.slice(last + 1)}`;
-  } else if (e.code === "42601") {
-    const near = original.indexOf(NEAR);
-    const token = original.slice(near + NEAR.length, last);
-    if (near !== -1 && last >= near + NEAR.length && LITERAL_START.test(token))
-      message = `${original.slice(0, near + NEAR.length)}?"`;
-  } else return e;
+  const texts = literalsOf(statement.raw);
+  valueTexts(statement.values, texts);
+  const message = maskedMessage(
+    original,
+    texts,
+    sqlState(err) === undefined ? undefined : statement.text,
+  );
   if (message === original) return e;
   const name = typeof e.name === "string" ? e.name : "error";
   // The stack opens with the message as it was: that part is replaced, not
@@ -1054,15 +1088,56 @@ function withoutValues(err: unknown): Error {
   };
 }
 
-const NEAR = 'at or near "';
-/** A string, bit-string, dollar-quoted or numeric literal's first characters. */
-const LITERAL_START = /^(?:[eEbBxXnN]?'|[uU]&'|\$|[0-9.+-])/;
+/** pg's serialisation of a bound value (`lib/utils.js`), once pg is loaded. */
+let prepareValue: ((value: unknown) => unknown) | undefined;
 
-function fail(span: Span, err: unknown, keepValues: boolean): void {
+/**
+ * How deep into an array or an object bound as one value its items are
+ * read: a function may raise one of them alone (`$1::jsonb ->> 'card'`).
+ */
+const VALUE_DEPTH = 4;
+/** The most items read inside values, however large a bound document. */
+const MAX_VALUE_ITEMS = 10_000;
+
+/**
+ * Adds to `texts` each bound value as pg sends it, and each item of an
+ * array or an object bound as one, as pg would send that item alone.
+ */
+function valueTexts(values: unknown, texts: string[]): void {
+  if (!Array.isArray(values)) return;
+  let items = 0;
+  const add = (value: unknown, depth: number): void => {
+    if (value === null || value === undefined) return;
+    let text: unknown;
+    try {
+      text =
+        prepareValue !== undefined ? prepareValue(value) : parameterText(value);
+    } catch {
+      text = undefined;
+    }
+    if (typeof text === "string") texts.push(text);
+    if (
+      depth >= VALUE_DEPTH ||
+      typeof value !== "object" ||
+      value instanceof Date ||
+      ArrayBuffer.isView(value) ||
+      typeof (value as { toPostgres?: unknown }).toPostgres === "function"
+    )
+      return;
+    for (const item of Array.isArray(value) ? value : Object.values(value)) {
+      if (++items > MAX_VALUE_ITEMS) return;
+      add(item, depth + 1);
+    }
+  };
+  for (const value of values) add(value, 0);
+}
+
+function fail(span: Span, err: unknown, statement?: FailedStatement): void {
   const code = sqlState(err);
   if (code !== undefined) span.setAttribute("db.response.status_code", code);
   span.setAttribute("error.type", errorType(err));
-  const recorded = keepValues ? (err as Error) : withoutValues(err);
+  const recorded =
+    statement === undefined ? (err as Error) : withoutValues(err, statement);
   span.recordException(recorded);
   span.setStatus({
     code: SpanStatusCode.ERROR,

@@ -97,11 +97,30 @@ function lineCommentEnd(sql: string, i: number): number {
  * each comment with an empty one: `/*?*\/`, `--?`.
  */
 export function sanitizeSql(sql: string): string {
+  return sanitize(sql, undefined);
+}
+
+/**
+ * The literals sanitizeSql replaces, as PostgreSQL reads them: a string's
+ * text without its quotes and escapes, a dollar-quoted body, a number as
+ * written. Read again only for a statement that failed, whose error may
+ * quote them.
+ */
+export function literalsOf(sql: string): string[] {
+  const found: string[] = [];
+  sanitize(sql, found);
+  return found.map(literalValue);
+}
+
+/** sanitizeSql, noting each literal it replaces in `literals` if given. */
+function sanitize(sql: string, literals: string[] | undefined): string {
   const n = sql.length;
   let out = "";
   let from = 0; // start of the not-yet-copied part
   let i = 0;
   const replace = (start: number, end: number, by = "?") => {
+    if (literals !== undefined && by === "?")
+      literals.push(sql.slice(start, end));
     out += sql.slice(from, start) + by;
     from = end;
   };
@@ -228,6 +247,34 @@ export function sanitizeSql(sql: string): string {
     i++;
   }
   return from === 0 ? sql : out + sql.slice(from);
+}
+
+/** The backslash escapes of an E'' string that stand for another character. */
+const ESCAPES: Record<string, string> = {
+  b: "\b",
+  f: "\f",
+  n: "\n",
+  r: "\r",
+  t: "\t",
+};
+
+/** A literal's value, from its text as sanitize() found it (perhaps never closed). */
+function literalValue(literal: string): string {
+  const first = literal.charCodeAt(0);
+  if (first === 0x24 /* $tag$ */) {
+    const tag = literal.slice(0, literal.indexOf("$", 1) + 1);
+    const closed = literal.length >= 2 * tag.length && literal.endsWith(tag);
+    return literal.slice(tag.length, closed ? -tag.length : undefined);
+  }
+  const backslash = first !== 0x27;
+  if (backslash && literal.charCodeAt(1) !== 0x27) return literal; // a number
+  const body = literal.slice(backslash ? 2 : 1);
+  const text = body.length > 0 && body.endsWith("'") ? body.slice(0, -1) : body;
+  return backslash
+    ? text.replace(/\\(.)|''/gsu, (pair, c?: string) =>
+        c === undefined ? "'" : (ESCAPES[c] ?? c),
+      )
+    : text.replaceAll("''", "'");
 }
 
 // The summary (`db.query.summary`) is read from the sanitised text, where

@@ -873,6 +873,147 @@ describe("values in PostgreSQL's error messages", () => {
     for (const secret of ["secret-", "example.com", "more"])
       assert.ok(!everything.includes(secret), `${secret} appears in a span`);
   });
+
+  it("masks the values and literals of any failed statement, and each quoted part that is not a name it writes", async () => {
+    const pool = new pg.Pool({ connectionString: databaseUrl });
+    await pool.query(
+      "CREATE FUNCTION charge(card text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'card % declined', card; END $$",
+    );
+    await pool.query("CREATE TABLE members (email text UNIQUE)");
+    await pool.query("INSERT INTO members VALUES ($1)", ["alice@example.com"]);
+    const cases: Array<{
+      sql: string;
+      values?: unknown[];
+      recorded?: string;
+      code: string;
+      message: string;
+    }> = [
+      // Whatever a function raises, with a value given as text, or as pg
+      // writes a number, a date, an array's element or a JSON field.
+      {
+        sql: "SELECT charge($1) AS by_text",
+        values: ["4111-1111-1111-1111"],
+        code: "P0001",
+        message: "card ? declined",
+      },
+      {
+        sql: "SELECT charge($1) AS by_number",
+        values: [4012888888881881],
+        code: "P0001",
+        message: "card ? declined",
+      },
+      {
+        sql: "SELECT charge($1) AS by_date",
+        values: [new Date(2031, 4, 6, 7, 8, 9)],
+        code: "P0001",
+        message: "card ? declined",
+      },
+      {
+        sql: "SELECT charge(($1::text[])[2]) AS by_element",
+        values: [["visa", "5500-0000-0000-0004"]],
+        recorded: "SELECT charge(($1::text[])[?]) AS by_element",
+        code: "P0001",
+        message: "card ? declined",
+      },
+      {
+        sql: "SELECT charge($1::jsonb ->> 'number') AS by_field",
+        values: [{ number: "3400-0000-0000-009" }],
+        recorded: "SELECT charge($1::jsonb ->> ?) AS by_field",
+        code: "P0001",
+        message: "card ? declined",
+      },
+      {
+        sql: "SELECT charge('6011-0000-0000-0004') AS by_literal",
+        recorded: "SELECT charge(?) AS by_literal",
+        code: "P0001",
+        message: "card ? declined",
+      },
+      // A value read as a name.
+      {
+        sql: "SELECT $1::regclass AS bound_name",
+        values: ["secret-token-123"],
+        code: "42P01",
+        message: 'relation "?" does not exist',
+      },
+      {
+        sql: "SELECT 'secret-token-456'::regclass AS literal_name",
+        recorded: "SELECT ?::regclass AS literal_name",
+        code: "42P01",
+        message: 'relation "?" does not exist',
+      },
+      // Only a part of the value: nextval() cut it at its dot.
+      {
+        sql: "SELECT nextval($1) AS cut_value",
+        values: ["seq_for_carol@example.com"],
+        code: "3F000",
+        message: 'schema "?" does not exist',
+      },
+      // Neither bound nor written: what the server read itself.
+      {
+        sql: "SELECT owner::int AS read_by_the_server FROM accounts WHERE id = $1",
+        values: [1],
+        code: "22P02",
+        message: 'invalid input syntax for type integer: "?"',
+      },
+      // The value is in the detail, which is recorded nowhere; the
+      // constraint's name is no name the statement writes.
+      {
+        sql: "INSERT INTO members (email) VALUES ($1)",
+        values: ["alice@example.com"],
+        code: "23505",
+        message: 'duplicate key value violates unique constraint "?"',
+      },
+      // A name the statement writes is kept.
+      {
+        sql: "SELECT * FROM no_such_relation",
+        code: "42P01",
+        message: 'relation "no_such_relation" does not exist',
+      },
+    ];
+    for (const c of cases)
+      await assert.rejects(pool.query(c.sql, c.values), { code: c.code });
+    await pool.end();
+    await threadline.forceFlush();
+    const recorded = (c: (typeof cases)[number]) => c.recorded ?? c.sql;
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        cases.every((c) =>
+          querySpans(s).some(
+            (q) => q.attributes["db.query.text"] === recorded(c),
+          ),
+        ),
+      "every failed statement's span",
+    );
+    for (const c of cases) {
+      const span = querySpans(spans).find(
+        (q) => q.attributes["db.query.text"] === recorded(c),
+      )!;
+      assert.equal(span.status.code, 2, c.sql);
+      assert.equal(span.attributes["db.response.status_code"], c.code, c.sql);
+      assert.equal(span.attributes["error.type"], c.code, c.sql);
+      assert.equal(span.status.message, c.message, c.sql);
+      const exception = span.events.find((e) => e.name === "exception");
+      assert.equal(exception?.attributes["exception.message"], c.message);
+      const stack = String(exception?.attributes["exception.stacktrace"]);
+      assert.ok(stack.startsWith(`error: ${c.message}\n    at `), stack);
+    }
+    const everything = JSON.stringify(spans, (_k, v: unknown) =>
+      typeof v === "bigint" ? String(v) : v,
+    );
+    for (const secret of [
+      "4111-",
+      "4012888888881881",
+      "2031-05-06",
+      "5500-0000",
+      "3400-0000",
+      "6011-0000",
+      "secret-token",
+      "seq_for",
+      "owner-1",
+      "example",
+    ])
+      assert.ok(!everything.includes(secret), `${secret} appears in a span`);
+  });
 });
 
 describe("pg connections lost", () => {
@@ -1491,6 +1632,33 @@ describe("pg options", () => {
     )!;
     assert.equal(q.attributes["db.query.parameter.0"], "2");
     assert.equal(q.attributes["db.query.parameter.1"], "3");
+  });
+
+  it("leaves PostgreSQL's error message as it is when parameters are recorded", async () => {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    await assert.rejects(
+      client.query("SELECT $1::regclass AS recorded_name", ["token-789"]),
+      { code: "42P01" },
+    );
+    await client.end();
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        querySpans(s).some((q) =>
+          String(q.attributes["db.query.text"]).includes("recorded_name"),
+        ),
+      "the failed query",
+    );
+    const q = querySpans(spans).find((x) =>
+      String(x.attributes["db.query.text"]).includes("recorded_name"),
+    )!;
+    assert.equal(q.attributes["db.query.parameter.0"], "token-789");
+    assert.equal(q.status.message, 'relation "token-789" does not exist');
+    const exception = q.events.find((e) => e.name === "exception");
+    assert.equal(
+      exception?.attributes["exception.message"],
+      'relation "token-789" does not exist',
+    );
   });
 
   it("records the first 100 parameters of a statement that binds more", async () => {

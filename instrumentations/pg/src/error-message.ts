@@ -1,0 +1,148 @@
+// A failed query's error message as it may be recorded when bound values
+// are not. PostgreSQL writes values into its messages: the input a type
+// refused (`invalid input syntax for type integer: "…"`), a value read as a
+// name (`relation "…" does not exist` for `$1::regclass`), the token a
+// syntax error stopped at, which may be a literal, and whatever a function
+// raises (`RAISE EXCEPTION 'card % declined', card`). Which messages do is
+// no list that could be kept: functions raise their own. So two rules hold
+// for every message, whatever its SQLSTATE:
+//
+// - each text of the statement's values (bound, as pg sent them, and
+//   literal, as PostgreSQL read them) is replaced by `?` wherever it
+//   appears, raised unquoted by a function too;
+// - in what the server sent, each quoted part (`"…"`, `'…'`) is replaced
+//   by `"?"` (or `'?'`) unless it is a name the statement itself writes
+//   and no value holds. That covers what the first rule cannot see: a part of a value
+//   (nextval() cuts `seq_for_alice@example.com` at its dot: `schema
+//   "seq_for_alice@example" does not exist`), a value PostgreSQL changed
+//   as it read it (a name it folded to lower case), and values it read
+//   itself, from a table or a function. The statement's names come from
+//   its sanitised text, which holds no value.
+//
+// PostgreSQL quotes a value as it is, doubling none of its quotes: a value
+// holding one shifts every quote after it, so that a part of it falls
+// between two quoted parts and looks like message text. Masked quoted
+// parts next to each other are therefore masked as one, with what lies
+// between them (`"x "secret" y"` is one `"?"`); only a kept name divides
+// them. A quote left open masks all after it. A masked part keeps the
+// quote that opened it: `relation "?"`, `email '?' taken`.
+
+/**
+ * The shortest value text masked wherever it appears: a shorter one (`1`,
+ * `t`, `ok`) would take digits and words of the message, and says little.
+ * A shorter value in quotes goes by the second rule.
+ */
+const SHORTEST_MASKED = 3;
+
+/**
+ * `message` without the texts in `values` of SHORTEST_MASKED characters or
+ * more, and, when `statement` (the statement's sanitised text) is given,
+ * without the quoted parts that are no name of it (see above). The same
+ * string when nothing was masked.
+ */
+export function maskedMessage(
+  message: string,
+  values: readonly string[],
+  statement: string | undefined,
+): string {
+  let masked = message;
+  const found = values.filter(
+    (v) => v.length >= SHORTEST_MASKED && message.includes(v),
+  );
+  // The longest first: a value that holds another goes whole.
+  found.sort((a, b) => b.length - a.length);
+  for (const v of found) masked = masked.replaceAll(v, "?");
+  return statement === undefined
+    ? masked
+    : maskQuoted(masked, values, statement);
+}
+
+function maskQuoted(
+  message: string,
+  values: readonly string[],
+  statement: string,
+): string {
+  let names: Set<string> | undefined;
+  const kept = (part: string): boolean => {
+    if (part === "") return true;
+    if (part.length >= SHORTEST_MASKED) {
+      const lower = part.toLowerCase();
+      if (values.some((v) => v.toLowerCase().includes(lower))) return false;
+    }
+    // `syntax error at or near ","`: an operator or a bracket of the
+    // statement's, no value.
+    if (!/[\p{L}\p{N}\s]/u.test(part)) return statement.includes(part);
+    names ??= namesOf(statement);
+    const known = names;
+    return part.split(".").every((name) => known.has(name));
+  };
+  let out = "";
+  let copied = 0;
+  // The masked parts under way, from the quote opening the first.
+  let run = -1;
+  let runEnd = 0;
+  const flush = () => {
+    const quote = message[run]!;
+    out += `${message.slice(copied, run)}${quote}?${quote}`;
+    copied = runEnd;
+    run = -1;
+  };
+  const n = message.length;
+  let i = 0;
+  while (i < n) {
+    const c = message.charCodeAt(i);
+    if (c !== 0x22 && !(c === 0x27 && !isApostrophe(message, i))) {
+      i++;
+      continue;
+    }
+    const close = closingQuote(message, i + 1, c);
+    const end = close === -1 ? n : close + 1;
+    if (kept(message.slice(i + 1, close === -1 ? n : close))) {
+      if (run !== -1) flush();
+    } else {
+      if (run === -1) run = i;
+      runEnd = end;
+    }
+    i = end;
+  }
+  if (run !== -1) flush();
+  return copied === 0 ? message : out + message.slice(copied);
+}
+
+/** The index of the quote closing one opened before `from`, or -1. */
+function closingQuote(message: string, from: number, quote: number): number {
+  for (let i = from; i < message.length; i++)
+    if (
+      message.charCodeAt(i) === quote &&
+      !(quote === 0x27 && isApostrophe(message, i))
+    )
+      return i;
+  return -1;
+}
+
+/** A `'` within a word (`customer's`, `O'Brien`), which quotes nothing. */
+function isApostrophe(message: string, i: number): boolean {
+  return isWordChar(message, i - 1) && isWordChar(message, i + 1);
+}
+
+function isWordChar(s: string, i: number): boolean {
+  return i >= 0 && i < s.length && /[\p{L}\p{N}]/u.test(s[i]!);
+}
+
+/**
+ * The names a sanitised statement writes, as written and as PostgreSQL
+ * folds an unquoted one (to lower case); a quoted one as it reads it.
+ */
+function namesOf(statement: string): Set<string> {
+  const names = new Set<string>();
+  for (const m of statement.matchAll(
+    /"((?:[^"]|"")*)"|[\p{L}_][\p{L}\p{N}_$]*/gu,
+  )) {
+    if (m[1] !== undefined) names.add(m[1].replaceAll('""', '"'));
+    else {
+      names.add(m[0]);
+      names.add(m[0].toLowerCase());
+    }
+  }
+  return names;
+}
