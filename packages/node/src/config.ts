@@ -386,19 +386,113 @@ class Reader {
     min = 0,
     max = MAX_INT,
   ): number {
-    if (value === undefined) return this.int(name, fallback, min, max);
+    if (value === undefined || value === null)
+      return this.int(name, fallback, min, max);
     if (
       Number.isInteger(value) &&
       (value as number) >= min &&
       (value as number) <= max
     )
       return value as number;
-    const given =
-      typeof value === "string" ? JSON.stringify(value) : String(value);
     this.warnings.push(
-      `${option} ${given} is not an integer from ${min} to ${max}; using ${this.str(name) === undefined ? fallback : name}`,
+      `${option} ${shown(value)} is not an integer from ${min} to ${max}; using ${this.str(name) === undefined ? fallback : name}`,
     );
     return this.int(name, fallback, min, max);
+  }
+
+  /**
+   * An init() option as `read` takes it, or, for a value `read` refuses,
+   * undefined with a warning: the option counts as not given, and its
+   * variable `name` is read in its place, else the default `fallback`
+   * applies. Null counts as not given, as `??` reads it. A value of
+   * another type must not throw later, where it is used: that would turn
+   * all telemetry off for one mistyped option.
+   */
+  option<T>(
+    option: string,
+    value: unknown,
+    read: (value: unknown) => T | undefined,
+    expected: string,
+    name?: string,
+    fallback?: string,
+  ): T | undefined {
+    if (value === undefined || value === null) return undefined;
+    const v = read(value);
+    if (v === undefined)
+      this.warnings.push(
+        `${option} is ${describe(value)}, not ${expected}; ${this.#instead(name, fallback)}`,
+      );
+    return v;
+  }
+
+  /** One of `choices` (in any case, as its variable), as {@link option}. */
+  choiceOption<const T extends string>(
+    option: string,
+    value: unknown,
+    choices: readonly T[],
+    name: string,
+    fallback: T,
+  ): T | undefined {
+    if (value === undefined || value === null) return undefined;
+    const v = typeof value === "string" ? value.trim().toLowerCase() : "";
+    if ((choices as readonly string[]).includes(v)) return v as T;
+    // A choice is no secret: the value refused is worth seeing.
+    const given =
+      typeof value === "string" ? JSON.stringify(value) : describe(value);
+    this.warnings.push(
+      `${option} is ${given}, not ${choices.slice(0, -1).join(", ")} or ${choices.at(-1)}; ${this.#instead(name, fallback)}`,
+    );
+    return undefined;
+  }
+
+  /**
+   * A map option (headers, attributes, third parties): an object, or the
+   * `key=value,…` text its variable takes, read as the variable is (and,
+   * with `whole`, dropped whole for an entry that cannot be decoded, as
+   * the variable is). An entry of another type than `entry` takes is left
+   * out, with a warning naming its key, never its value: headers carry
+   * credentials.
+   */
+  mapOption<V>(
+    option: string,
+    value: unknown,
+    name: string | undefined,
+    entry: (v: unknown) => v is V,
+    expected: string,
+    whole = false,
+  ): Record<string, V | string> | undefined {
+    if (typeof value === "string") {
+      const problems: string[] = [];
+      const map = parseKeyValueList(value, option, problems);
+      this.warnings.push(...problems);
+      if (!whole || problems.length === 0) return map;
+      this.warnings.push(`${option} was ignored whole`);
+      return undefined;
+    }
+    const map = this.option(
+      option,
+      value,
+      (v) => (isObject(v) ? v : undefined),
+      "an object or a key=value list",
+      name,
+    );
+    if (map === undefined) return undefined;
+    const out: Record<string, V> = {};
+    for (const [key, v] of Object.entries(map)) {
+      if (entry(v)) out[key] = v;
+      else
+        this.warnings.push(
+          `${option}' ${JSON.stringify(key)} is ${describe(v)}, not ${expected}; it was ignored`,
+        );
+    }
+    return out;
+  }
+
+  /** What a warning of an option says is used in its place. */
+  #instead(name: string | undefined, fallback: string | undefined): string {
+    if (name !== undefined && this.str(name) !== undefined)
+      return `using ${name}`;
+    return fallback === undefined ? "it was ignored" : `using ${fallback}`;
   }
 
   #int(
@@ -467,6 +561,49 @@ class Reader {
     }
     return fallback;
   }
+}
+
+/** The kind of a value, for a warning: never the value, which may be a credential. */
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  const type = typeof value;
+  return type === "object" ? "an object" : `a ${type}`;
+}
+
+/** A number or a choice refused, as given; another kind of value, as its kind. */
+function shown(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "number" || typeof value === "boolean")
+    return String(value);
+  return `(${describe(value)})`;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+const isString = (v: unknown): v is string => typeof v === "string";
+const asString = (v: unknown) => (isString(v) ? v : undefined);
+const asBoolean = (v: unknown) => (typeof v === "boolean" ? v : undefined);
+
+/** Split as the list variables are: by commas, each entry trimmed, empty ones left out. */
+function splitList(raw: string): string[] {
+  return raw
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+/** A list option: an array of strings, or the comma-separated text its variable takes. */
+function asList(v: unknown): string[] | undefined {
+  if (typeof v === "string") return splitList(v);
+  return Array.isArray(v) && v.every(isString) ? v : undefined;
+}
+
+/** As {@link asList}, the text left for the reader that takes it (the trust lists parse their own). */
+function asListOrText(v: unknown): string | string[] | undefined {
+  return typeof v === "string" ? v : asList(v);
 }
 
 /** Parses `k=v,k2=v2` with percent-decoded values (OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS). */
@@ -870,15 +1007,8 @@ function samplerSettings(
   r: Reader,
   options: InitOptions,
 ): { name: SamplerName; ratio: number } {
-  if (options.sampleRatio !== undefined) {
-    const ratio = options.sampleRatio;
-    if (typeof ratio === "number" && ratio >= 0 && ratio <= 1)
-      return { name: "parentbased_traceidratio", ratio };
-    r.warnings.push(
-      `sampleRatio ${String(ratio)} is not between 0 and 1; sampling everything`,
-    );
-    return { name: "parentbased_always_on", ratio: 1 };
-  }
+  if (options.sampleRatio !== undefined)
+    return { name: "parentbased_traceidratio", ratio: options.sampleRatio };
   const name = (
     r.str("OTEL_TRACES_SAMPLER") ?? "parentbased_always_on"
   ).toLowerCase();
@@ -974,13 +1104,15 @@ function logRedactOf(
 ): false | string[] {
   if (option !== undefined)
     return option === false ? false : option === true ? [] : option;
-  const v = r.str("THREADLINE_LOG_REDACT");
-  if (v === undefined || v.toLowerCase() === "true") return [];
-  if (v.toLowerCase() === "false") return false;
-  return v
-    .split(",")
-    .map((p) => p.trim())
-    .filter(Boolean);
+  return redactionOf(r.str("THREADLINE_LOG_REDACT") ?? "true");
+}
+
+/** THREADLINE_LOG_REDACT's text: true, false, or paths added to the defaults. */
+function redactionOf(text: string): false | string[] {
+  const v = text.trim().toLowerCase();
+  if (v === "true") return [];
+  if (v === "false") return false;
+  return splitList(text);
 }
 
 function consumerContextOf(r: Reader): "continue" | "link" {
@@ -993,12 +1125,289 @@ function consumerContextOf(r: Reader): "continue" | "link" {
   return "continue";
 }
 
+const LIST = "a list of strings or a comma-separated string";
+
+/**
+ * init()'s options, each of the type it takes or left out. init() is
+ * called from JavaScript too, and from settings read at run time: a value
+ * of another type (a string for a list, a number for a URL) would throw
+ * where it is used, and take all telemetry down with it. It counts as not
+ * given, with a warning, and its variable is read in its place, as for an
+ * integer out of bounds (those are checked where read, by intOption). A
+ * list also takes the comma-separated text of its variable.
+ */
+function checkedOptions(r: Reader, given: unknown): InitOptions {
+  if (!isObject(given)) {
+    r.warnings.push(
+      `init() takes an object of options, not ${describe(given)}; using the environment's settings`,
+    );
+    return {};
+  }
+  const o = given as Record<keyof InitOptions, unknown>;
+  const bool = (option: keyof InitOptions, name: string, fallback: string) =>
+    r.option(option, o[option], asBoolean, "true or false", name, fallback);
+  // A safety switch fails safe, as its variable does: a value meant to
+  // say yes or no must not leave a service trusting what it should not.
+  const safety = (option: keyof InitOptions, safe: boolean) =>
+    o[option] === undefined || o[option] === null
+      ? undefined
+      : (r.option(
+          option,
+          o[option],
+          asBoolean,
+          "true or false",
+          undefined,
+          String(safe),
+        ) ?? safe);
+  const list = (option: keyof InitOptions, name: string) =>
+    r.option(option, o[option], asList, LIST, name);
+  const listener = (
+    option: "prometheus" | "health",
+    hostVariable: string,
+    host: string,
+  ) => {
+    const v = r.option(
+      option,
+      o[option],
+      (v) => (v === false || isObject(v) ? v : undefined),
+      "false or an object ({ host, port })",
+    );
+    if (v === undefined || v === false) return v;
+    return {
+      host: r.option(
+        `${option}.host`,
+        v["host"],
+        asString,
+        "a string",
+        hostVariable,
+        host,
+      ),
+      // Held to its variable's bounds where read.
+      port: v["port"] as number | undefined,
+    };
+  };
+  const alarms = r.option(
+    "alarms",
+    o.alarms,
+    (v) => (v === false || isObject(v) ? v : undefined),
+    "false or an object",
+  );
+  const alarmString = (field: string, name: string) =>
+    alarms === undefined || alarms === false
+      ? undefined
+      : r.option(`alarms.${field}`, alarms[field], asString, "a string", name);
+  // Said as intOption says an integer out of bounds.
+  const ratio = o.sampleRatio;
+  const sampleRatio =
+    typeof ratio === "number" && ratio >= 0 && ratio <= 1 ? ratio : undefined;
+  if (sampleRatio === undefined && ratio !== undefined && ratio !== null)
+    r.warnings.push(
+      `sampleRatio ${shown(ratio)} is not a number from 0 to 1; using ${r.str("OTEL_TRACES_SAMPLER") === undefined ? "parentbased_always_on" : "OTEL_TRACES_SAMPLER"}`,
+    );
+  // Every option, so that one added to InitOptions cannot go unchecked.
+  const checked: {
+    [K in keyof Required<InitOptions>]: InitOptions[K] | undefined;
+  } = {
+    serviceName: r.option("serviceName", o.serviceName, asString, "a string"),
+    resourceAttributes: r.mapOption(
+      "resourceAttributes",
+      o.resourceAttributes,
+      undefined,
+      (v): v is string | number | boolean =>
+        typeof v === "string" ||
+        typeof v === "number" ||
+        typeof v === "boolean",
+      "a string, a number or a boolean",
+      true,
+    ),
+    endpoint: r.option(
+      "endpoint",
+      o.endpoint,
+      asString,
+      "a string",
+      "OTEL_EXPORTER_OTLP_ENDPOINT",
+      DEFAULT_ENDPOINT,
+    ),
+    headers: r.mapOption("headers", o.headers, undefined, isString, "a string"),
+    protocol: r.choiceOption(
+      "protocol",
+      o.protocol,
+      ["http/protobuf", "http/json"],
+      "OTEL_EXPORTER_OTLP_PROTOCOL",
+      "http/protobuf",
+    ),
+    sampleRatio,
+    edge: safety("edge", true),
+    trustedCallers: r.option(
+      "trustedCallers",
+      o.trustedCallers,
+      asListOrText,
+      LIST,
+      "THREADLINE_TRUSTED_CALLERS",
+      "loopback,private",
+    ),
+    trustedProxies: r.option(
+      "trustedProxies",
+      o.trustedProxies,
+      asListOrText,
+      LIST,
+      "THREADLINE_TRUSTED_PROXIES",
+      "loopback,private",
+    ),
+    internalHosts: r.option(
+      "internalHosts",
+      o.internalHosts,
+      asListOrText,
+      LIST,
+      "THREADLINE_INTERNAL_HOSTS",
+    ),
+    // Its text is the variable's, which the egress policy reads itself.
+    thirdParties:
+      typeof o.thirdParties === "string"
+        ? (o.thirdParties as unknown as Record<string, string>)
+        : r.mapOption(
+            "thirdParties",
+            o.thirdParties,
+            "THREADLINE_THIRD_PARTIES",
+            isString,
+            "a string",
+          ),
+    customerHeader: r.option(
+      "customerHeader",
+      o.customerHeader,
+      asString,
+      "a string",
+      "THREADLINE_CUSTOMER_HEADER",
+      "x-customer-id",
+    ),
+    customerFromRequest: r.option(
+      "customerFromRequest",
+      o.customerFromRequest,
+      (v) => (typeof v === "function" ? (v as CustomerSource) : undefined),
+      "a function",
+      undefined,
+      "the customer header",
+    ),
+    logFields: r.choiceOption(
+      "logFields",
+      o.logFields,
+      ["otel", "ecs"],
+      "THREADLINE_LOG_FIELDS",
+      "otel",
+    ),
+    logRedact: r.option(
+      "logRedact",
+      o.logRedact,
+      (v) =>
+        typeof v === "boolean"
+          ? v
+          : typeof v === "string"
+            ? redactionOf(v)
+            : asList(v),
+      `true, false or ${LIST}`,
+      "THREADLINE_LOG_REDACT",
+      "true",
+    ),
+    exportLogs: bool("exportLogs", "OTEL_LOGS_EXPORTER", "true"),
+    exportTraces: bool("exportTraces", "OTEL_TRACES_EXPORTER", "true"),
+    exportMetrics: bool("exportMetrics", "OTEL_METRICS_EXPORTER", "true"),
+    shutdownTimeoutMs: o.shutdownTimeoutMs as number | undefined,
+    exportThread: r.choiceOption(
+      "exportThread",
+      o.exportThread,
+      ["main", "worker"],
+      "THREADLINE_EXPORT_THREAD",
+      "main",
+    ),
+    disabledInstrumentations: list(
+      "disabledInstrumentations",
+      "OTEL_NODE_DISABLED_INSTRUMENTATIONS",
+    ),
+    ignoreIncomingPaths: list("ignoreIncomingPaths", "THREADLINE_IGNORE_PATHS"),
+    selfCheck: bool("selfCheck", "THREADLINE_SELF_CHECK", "true"),
+    runtimeMetrics: bool(
+      "runtimeMetrics",
+      "THREADLINE_RUNTIME_METRICS",
+      "true",
+    ),
+    hostMetrics: bool("hostMetrics", "THREADLINE_HOST_METRICS", "false"),
+    prometheus: listener(
+      "prometheus",
+      "OTEL_EXPORTER_PROMETHEUS_HOST",
+      "localhost",
+    ),
+    alarms:
+      alarms === undefined || alarms === false
+        ? alarms
+        : {
+            rulesFile: alarmString("rulesFile", "THREADLINE_ALARMS_FILE"),
+            intervalMs: alarms["intervalMs"] as number | undefined,
+            webhookUrl: alarmString(
+              "webhookUrl",
+              "THREADLINE_ALARM_WEBHOOK_URL",
+            ),
+            slackWebhookUrl: alarmString(
+              "slackWebhookUrl",
+              "THREADLINE_ALARM_SLACK_WEBHOOK_URL",
+            ),
+            pagerDutyRoutingKey: alarmString(
+              "pagerDutyRoutingKey",
+              "THREADLINE_ALARM_PAGERDUTY_ROUTING_KEY",
+            ),
+            pagerDutyUrl: alarmString(
+              "pagerDutyUrl",
+              "THREADLINE_ALARM_PAGERDUTY_URL",
+            ),
+          },
+    health: listener("health", "THREADLINE_HEALTH_HOST", "127.0.0.1"),
+    pgRecordParameters: bool(
+      "pgRecordParameters",
+      "THREADLINE_PG_PARAMETERS",
+      "false",
+    ),
+    pgSqlCommenter: bool(
+      "pgSqlCommenter",
+      "THREADLINE_PG_SQLCOMMENTER",
+      "false",
+    ),
+    amqpConsumerContext: r.choiceOption(
+      "amqpConsumerContext",
+      o.amqpConsumerContext,
+      ["continue", "link"],
+      "THREADLINE_AMQP_CONSUMER_CONTEXT",
+      "continue",
+    ),
+    amqpTrustMessageBaggage: safety("amqpTrustMessageBaggage", false),
+    amqpExternalExchanges: list(
+      "amqpExternalExchanges",
+      "THREADLINE_AMQP_EXTERNAL_EXCHANGES",
+    ),
+    watchUrl: r.option(
+      "watchUrl",
+      o.watchUrl,
+      (v) => (typeof v === "string" || v === false ? v : undefined),
+      "a URL, a file path or false",
+      "THREADLINE_WATCH_URL",
+    ),
+    watchIntervalMs: o.watchIntervalMs as number | undefined,
+    watchHeaders: r.mapOption(
+      "watchHeaders",
+      o.watchHeaders,
+      undefined,
+      isString,
+      "a string",
+    ),
+  };
+  return checked;
+}
+
 /** Resolves the settings; `warnings` lists unusable values that fell back to defaults. */
 export function resolveConfig(
-  options: InitOptions = {},
+  given: InitOptions = {},
   env: Env = process.env,
 ): { config: ResolvedConfig; warnings: string[] } {
   const r = new Reader(env);
+  const options = checkedOptions(r, given);
   // A value that cannot be decoded is dropped whole, as the specification
   // asks: half a resource would describe a different service.
   const attrWarnings: string[] = [];
@@ -1139,10 +1548,7 @@ export function resolveConfig(
     customerFromRequest: options.customerFromRequest,
     ignoreIncomingPaths:
       options.ignoreIncomingPaths ??
-      (r.str("THREADLINE_IGNORE_PATHS") ?? "")
-        .split(",")
-        .map((p) => p.trim())
-        .filter(Boolean),
+      splitList(r.str("THREADLINE_IGNORE_PATHS") ?? ""),
     logFields,
     logRedact: logRedactOf(r, options.logRedact),
     shutdownTimeoutMs: r.intOption(
@@ -1181,10 +1587,7 @@ export function resolveConfig(
         r.bool("THREADLINE_AMQP_TRUST_BAGGAGE", true, false),
       externalExchanges:
         options.amqpExternalExchanges ??
-        (r.str("THREADLINE_AMQP_EXTERNAL_EXCHANGES") ?? "")
-          .split(",")
-          .map((e) => e.trim())
-          .filter(Boolean),
+        splitList(r.str("THREADLINE_AMQP_EXTERNAL_EXCHANGES") ?? ""),
     },
     selfCheck: options.selfCheck ?? r.bool("THREADLINE_SELF_CHECK", true),
     runtimeMetrics:
@@ -1306,7 +1709,25 @@ function healthOf(
   options: InitOptions,
 ): { host: string; port: number } | undefined {
   if (options.health === false) return undefined;
-  const port = options.health?.port ?? r.str("THREADLINE_HEALTH_PORT");
+  let given: unknown = options.health?.port;
+  if (
+    given !== undefined &&
+    given !== null &&
+    !(
+      Number.isInteger(given) &&
+      (given as number) >= 0 &&
+      (given as number) <= 65535
+    )
+  ) {
+    // As intOption, with no default: the variable's port, or none.
+    const variable = r.str("THREADLINE_HEALTH_PORT") !== undefined;
+    r.warnings.push(
+      `health.port ${shown(given)} is not an integer from 0 to 65535; ${variable ? "using THREADLINE_HEALTH_PORT" : "the health endpoint is off"}`,
+    );
+    if (!variable) return undefined;
+    given = undefined;
+  }
+  const port = (given as number | undefined) ?? r.str("THREADLINE_HEALTH_PORT");
   if (port === undefined) {
     // The endpoint has no port of its own: a host alone, or init()'s
     // health option, was meant to turn it on, and would do nothing.

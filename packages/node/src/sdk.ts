@@ -433,8 +433,11 @@ function installExitHooks(
 export function init(options: InitOptions = {}): ThreadlineHandle {
   const first = active();
   if (first !== undefined) {
-    const ignored = Object.keys(options).filter(
-      (k) => options[k as keyof InitOptions] !== undefined,
+    // Null, or a value that is no object, carries no options to name.
+    const given: object =
+      typeof options === "object" && options !== null ? options : {};
+    const ignored = Object.keys(given).filter(
+      (k) => given[k as keyof typeof given] !== undefined,
     );
     const by =
       first.from === HERE

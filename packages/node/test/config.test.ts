@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { selfSignedCertificate } from "@threadline/test-support";
-import { resolveConfig } from "../src/config.ts";
+import { resolveConfig, type InitOptions } from "../src/config.ts";
 
 const pems = (() => {
   const ca = selfSignedCertificate("collector-ca");
@@ -675,6 +675,198 @@ describe("resolveConfig", () => {
     assert.equal(config.traces.batch.scheduleDelayMs, 1000);
     assert.equal(config.prometheus?.port, 9464);
     assert.equal(warnings.length, 4, warnings.join("\n"));
+  });
+
+  // Each option given a value of another type than it takes, as a
+  // JavaScript caller or settings read at run time may give it; typed by
+  // InitOptions' keys, so that an option added later is added here too.
+  const mistyped: Record<keyof Required<InitOptions>, unknown> = {
+    serviceName: 5,
+    resourceAttributes: 5,
+    endpoint: 123,
+    headers: 5,
+    protocol: 5,
+    sampleRatio: "0.5",
+    edge: "false",
+    trustedCallers: 5,
+    trustedProxies: { loopback: true },
+    internalHosts: true,
+    thirdParties: 5,
+    customerHeader: 5,
+    customerFromRequest: "x-customer-id",
+    logFields: 5,
+    logRedact: 5,
+    exportLogs: "false",
+    exportTraces: 0,
+    exportMetrics: "none",
+    shutdownTimeoutMs: "3000",
+    exportThread: true,
+    disabledInstrumentations: 5,
+    ignoreIncomingPaths: { "/health": true },
+    selfCheck: "false",
+    runtimeMetrics: 1,
+    hostMetrics: "true",
+    prometheus: true,
+    alarms: "on",
+    health: 8080,
+    pgRecordParameters: "yes",
+    pgSqlCommenter: 1,
+    amqpConsumerContext: 5,
+    amqpTrustMessageBaggage: "true",
+    amqpExternalExchanges: 5,
+    watchUrl: true,
+    watchIntervalMs: "5000",
+    watchHeaders: 5,
+  };
+
+  it("takes an init() option of another type as not given, saying so once by name, and reads its variable in its place", () => {
+    const env = {
+      OTEL_SERVICE_NAME: "from-env",
+      OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318",
+      THREADLINE_IGNORE_PATHS: "/livez",
+      THREADLINE_CUSTOMER_HEADER: "x-tenant",
+      THREADLINE_WATCH_URL: "none",
+    };
+    const { config, warnings } = resolveConfig(mistyped as InitOptions, env);
+    for (const option of Object.keys(mistyped))
+      assert.equal(
+        warnings.filter((w) => w.startsWith(`${option} `)).length,
+        1,
+        `${option} in\n${warnings.join("\n")}`,
+      );
+    assert.equal(warnings.length, Object.keys(mistyped).length);
+    assert.ok(
+      warnings.includes(
+        "endpoint is a number, not a string; using OTEL_EXPORTER_OTLP_ENDPOINT",
+      ),
+      warnings.join("\n"),
+    );
+    assert.ok(
+      warnings.includes(
+        "ignoreIncomingPaths is an object, not a list of strings or a comma-separated string; using THREADLINE_IGNORE_PATHS",
+      ),
+      warnings.join("\n"),
+    );
+    // All as if none were given, but the safety switches, which fail safe
+    // as their variables do.
+    const expected = resolveConfig({}, env).config;
+    assert.deepEqual(config, {
+      ...expected,
+      edge: true,
+      amqp: { ...expected.amqp, trustMessageBaggage: false },
+    });
+    assert.equal(config.traces.url, "http://collector:4318/v1/traces");
+    assert.deepEqual(config.ignoreIncomingPaths, ["/livez"]);
+  });
+
+  it("checks the fields of init()'s prometheus, health and alarms options as the options themselves", () => {
+    const { config, warnings } = resolveConfig(
+      {
+        prometheus: { host: 5, port: "9000" },
+        health: { host: ["::"], port: 8081 },
+        alarms: {
+          rulesFile: 5,
+          intervalMs: "20000",
+          webhookUrl: {},
+          slackWebhookUrl: true,
+          pagerDutyRoutingKey: 5,
+          pagerDutyUrl: 5,
+        },
+      } as unknown as InitOptions,
+      { THREADLINE_ALARM_WEBHOOK_URL: "http://hooks:1/alarm" },
+    );
+    assert.deepEqual(config.prometheus, { host: "localhost", port: 9464 });
+    assert.deepEqual(config.health, { host: "127.0.0.1", port: 8081 });
+    assert.deepEqual(config.alarms, {
+      rulesFile: undefined,
+      intervalMs: 10_000,
+      webhookUrl: "http://hooks:1/alarm",
+      slackWebhookUrl: undefined,
+      pagerDutyRoutingKey: undefined,
+      pagerDutyUrl: undefined,
+    });
+    assert.deepEqual(warnings, [
+      "prometheus.host is a number, not a string; using localhost",
+      "alarms.rulesFile is a number, not a string; it was ignored",
+      "alarms.webhookUrl is an object, not a string; using THREADLINE_ALARM_WEBHOOK_URL",
+      "alarms.slackWebhookUrl is a boolean, not a string; it was ignored",
+      "alarms.pagerDutyRoutingKey is a number, not a string; it was ignored",
+      "alarms.pagerDutyUrl is a number, not a string; it was ignored",
+      "health.host is an array, not a string; using 127.0.0.1",
+      'prometheus.port "9000" is not an integer from 0 to 65535; using 9464',
+      'alarms.intervalMs "20000" is not an integer from 100 to 2147483647; using 10000',
+    ]);
+  });
+
+  it("takes a list option as the comma-separated text of its variable", () => {
+    const { config, warnings } = resolveConfig(
+      {
+        disabledInstrumentations: "http, PG" as unknown as string[],
+        ignoreIncomingPaths: "/health, /internal/*" as unknown as string[],
+        amqpExternalExchanges: "partners,," as unknown as string[],
+        logRedact: "req.body.ssn" as unknown as string[],
+        trustedCallers: "10.0.0.0/8",
+      },
+      {},
+    );
+    assert.deepEqual(warnings, []);
+    assert.equal(config.instrumentations.http, false);
+    assert.equal(config.instrumentations.pg, false);
+    assert.equal(config.instrumentations.pino, true);
+    assert.deepEqual(config.ignoreIncomingPaths, ["/health", "/internal/*"]);
+    assert.deepEqual(config.amqp.externalExchanges, ["partners"]);
+    assert.deepEqual(config.logRedact, ["req.body.ssn"]);
+    assert.equal(config.trustedCallers, "10.0.0.0/8");
+  });
+
+  it("takes a map option as the key=value text of its variable, and leaves out an entry of another type", () => {
+    const { config, warnings } = resolveConfig(
+      {
+        headers: "Api-Key=s3cret%20key" as unknown as Record<string, string>,
+        watchHeaders: { authorization: 42, "x-ok": "1" } as unknown as Record<
+          string,
+          string
+        >,
+        resourceAttributes: "team=a,bad=%ZZ" as unknown as Record<
+          string,
+          string
+        >,
+        thirdParties: "api.stripe.com=stripe" as unknown as Record<
+          string,
+          string
+        >,
+        watchUrl: "http://127.0.0.1:1/watch",
+      },
+      {},
+    );
+    assert.equal(config.traces.headers["api-key"], "s3cret key");
+    assert.deepEqual(config.watch?.headers, { "x-ok": "1" });
+    // Dropped whole, as the variable is.
+    assert.equal(config.resourceAttributes["team"], undefined);
+    assert.equal(config.thirdParties, "api.stripe.com=stripe");
+    assert.deepEqual(warnings, [
+      'resourceAttributes entry "bad" is not valid percent-encoding; it was ignored',
+      "resourceAttributes was ignored whole",
+      'watchHeaders\' "authorization" is a number, not a string; it was ignored',
+    ]);
+  });
+
+  it("takes init() options that are no object as none, with a warning", () => {
+    const env = { OTEL_SERVICE_NAME: "from-env" };
+    for (const given of [null, "orders", 5, ["serviceName"]]) {
+      const { config, warnings } = resolveConfig(given as InitOptions, env);
+      assert.deepEqual(config, resolveConfig({}, env).config);
+      assert.equal(warnings.length, 1, warnings.join("\n"));
+      assert.match(warnings[0]!, /^init\(\) takes an object of options, not /);
+    }
+    // An option given as null is one not given, as `??` reads it.
+    assert.deepEqual(
+      resolveConfig(
+        { endpoint: null, shutdownTimeoutMs: null, edge: null } as never,
+        env,
+      ).warnings,
+      [],
+    );
   });
 
   it("keeps the default propagators when none named is known", () => {

@@ -1,0 +1,133 @@
+// init() called from JavaScript, or with settings read at run time, may be
+// given an option of another type than it takes: that option is warned
+// about and left out, and the service starts with the rest, telemetry on.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import type { InitOptions } from "@threadline/node";
+import {
+  exitWithin,
+  startOtlpReceiver,
+  startService,
+  type OtlpReceiver,
+} from "@threadline/test-support";
+
+const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
+
+// Typed by InitOptions' keys: an option added later is added here too.
+const mistyped: Record<keyof Required<InitOptions>, unknown> = {
+  serviceName: 5,
+  resourceAttributes: 5,
+  endpoint: 123,
+  headers: 5,
+  protocol: 5,
+  sampleRatio: "0.5",
+  edge: "false",
+  trustedCallers: 5,
+  trustedProxies: { loopback: true },
+  internalHosts: true,
+  thirdParties: 5,
+  customerHeader: 5,
+  customerFromRequest: "x-customer-id",
+  logFields: 5,
+  logRedact: 5,
+  exportLogs: "true",
+  exportTraces: 1,
+  exportMetrics: "none",
+  shutdownTimeoutMs: "3000",
+  exportThread: true,
+  disabledInstrumentations: 5,
+  ignoreIncomingPaths: { "/work": true },
+  selfCheck: "false",
+  runtimeMetrics: 1,
+  hostMetrics: "true",
+  prometheus: true,
+  alarms: "on",
+  health: 8080,
+  pgRecordParameters: "yes",
+  pgSqlCommenter: 1,
+  amqpConsumerContext: 5,
+  amqpTrustMessageBaggage: "true",
+  amqpExternalExchanges: 5,
+  watchUrl: true,
+  watchIntervalMs: "5000",
+  watchHeaders: 5,
+};
+
+describe("init() options of another type", () => {
+  let receiver: OtlpReceiver;
+  before(async () => {
+    receiver = await startOtlpReceiver();
+  });
+  after(async () => {
+    await receiver.close();
+  });
+
+  /** Runs the fixture with these options; its Threadline warnings. */
+  async function run(name: string, options: unknown): Promise<string[]> {
+    const app = await startService({
+      entry: "mistyped-options.mjs",
+      cwd: fixtures,
+      ready: false,
+      env: {
+        INIT_OPTIONS: JSON.stringify(options),
+        OTEL_SERVICE_NAME: name,
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_METRICS_EXPORTER: "none",
+        THREADLINE_WATCH_URL: "none",
+        THREADLINE_ALARMS: "false",
+      },
+    });
+    const { code } = await exitWithin(app, "the service");
+    const stderr = app.stderr.join("\n");
+    assert.equal(code, 0, stderr);
+    assert.deepEqual(
+      app.stdout,
+      ["enabled true", "answer 200 ok"],
+      `${app.stdout.join("\n")}\n${stderr}`,
+    );
+    assert.doesNotMatch(stderr, /could not start|threadline error/);
+    // Telemetry flows all the same: the request's spans and its line.
+    const spans = receiver.spans.filter(
+      (s) => s.resource["service.name"] === name,
+    );
+    assert.deepEqual(
+      spans
+        .map((s) => `${s.kind === 2 ? "server" : "client"} ${s.name}`)
+        .sort(),
+      ["client GET", "server GET"],
+      stderr,
+    );
+    assert.deepEqual(
+      receiver.logs
+        .filter((l) => l.resource["service.name"] === name)
+        .map((l) => l.body),
+      ["answered"],
+    );
+    return app.stderr.filter((l) => l.startsWith("threadline warn: "));
+  }
+
+  it("starts with the rest, and names each option once, what it was and what it takes", async () => {
+    const warnings = await run("mistyped", mistyped);
+    for (const option of Object.keys(mistyped))
+      assert.equal(
+        warnings.filter((w) => w.startsWith(`threadline warn: ${option} `))
+          .length,
+        1,
+        `${option} in\n${warnings.join("\n")}`,
+      );
+    assert.ok(
+      warnings.includes(
+        "threadline warn: endpoint is a number, not a string; using OTEL_EXPORTER_OTLP_ENDPOINT",
+      ),
+      warnings.join("\n"),
+    );
+  });
+
+  it("takes options that are no object as none, with a warning", async () => {
+    for (const options of [null, "orders"])
+      assert.deepEqual(await run(`options-${String(options)}`, options), [
+        `threadline warn: init() takes an object of options, not ${options === null ? "null" : "a string"}; using the environment's settings`,
+      ]);
+  });
+});
