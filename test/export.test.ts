@@ -150,6 +150,52 @@ describe("export", () => {
     assert.deepEqual(count(name), { spans: 300, logs: 300 });
   });
 
+  // Ctrl-C twice, or Ctrl-C while a natural exit's flush waits: one end
+  // of the process, whose loss is said once.
+  const ends = {
+    twice: "a second SIGINT comes during the first one's flush",
+    natural: "SIGINT comes during a natural exit's flush",
+  } as const;
+  for (const [thread, on] of threads)
+    for (const [end, when] of Object.entries(ends))
+      it(`says once what the end could not send when ${when}, and dies of SIGINT${on}`, async () => {
+        receiver.setResponder(() => "hang");
+        try {
+          const app = await startService({
+            entry: "burst.mjs",
+            cwd: fixtures,
+            ready: /listening on (\d+)/,
+            env: env(`sigint-${end}-${thread}`, {
+              SPANS: "20",
+              THREADLINE_EXPORT_THREAD: thread,
+              THREADLINE_SHUTDOWN_TIMEOUT: "1500",
+              ...(end === "natural" ? { EXIT: "natural" } : {}),
+            }),
+          });
+          const since = performance.now();
+          if (end === "twice") {
+            app.child.kill("SIGINT");
+            await new Promise((resolve) => setTimeout(resolve, 500));
+          } else {
+            await new Promise((resolve) => setTimeout(resolve, 300));
+          }
+          app.child.kill("SIGINT");
+          const { signal } = await exitWithin(app, "the process ended");
+          const tookMs = performance.now() - since;
+          assert.equal(signal, "SIGINT", app.stderr.join("\n"));
+          const said = app.stderr.filter((l) => l.includes(" at exit: "));
+          assert.equal(said.length, 1, app.stderr.join("\n"));
+          assert.match(
+            said[0]!,
+            /^threadline warn: dropped 20 spans, 20 log records(, \d+ metric points)? at exit: not delivered within \d+ ms/,
+          );
+          // Within the one timeout the first flush started.
+          assert.ok(tookMs < 2500, `ended after ${tookMs} ms`);
+        } finally {
+          receiver.setResponder(undefined);
+        }
+      });
+
   it("delivers everything when shutdown() is called twice, spans that end during it included", async () => {
     const name = "shutdown-twice";
     const app = await startFixture("shutdown-twice.mjs", env(name));

@@ -307,6 +307,8 @@ function installExitHooks(
     diag.flush();
   };
   const signals: NodeJS.Signals[] = ["SIGTERM", "SIGINT"];
+  // Set once a signal nobody handles has started the process's end.
+  let ending = false;
   const onSignal = (signal: NodeJS.Signals) => {
     // signal-exit (write-file-atomic, proper-lockfile, restore-cursor, ...)
     // listens too, and re-raises only when it is alone: it does not
@@ -322,7 +324,13 @@ function installExitHooks(
       );
       return;
     }
-    // Nobody handles it: the process ends once this flush is done.
+    // Nobody handles it: the process ends once this flush is done. A
+    // second signal (Ctrl-C again) joins it: the process ends of the
+    // first when it is done, within the same timeout. A flush of its own
+    // would wait again for what the first waits for, and say again what
+    // could not be sent, as if twice as much were lost.
+    if (ending) return;
+    ending = true;
     finalMetrics();
     const budget = left();
     const since = performance.now();

@@ -147,6 +147,10 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   #onWatchRead: ((msg: WatchReadMessage) => void) | undefined;
   #watchSource: WatchSourceMessage | undefined;
   #flushId = 0;
+  /** Final flushes under way: a signal's, beforeExit's, shutdown's, the exit's. */
+  #finals = 0;
+  /** What those flushes dropped, as far as it was said. */
+  #said: FinalDrops | undefined;
   #closed = false;
   /** Set at exit: the exporter on this thread starts no request, even one made afterwards. */
   #held = false;
@@ -482,24 +486,41 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   }
 
   /**
-   * Says what a final flush dropped and why, here and at once: at exit
-   * there is no later turn of the event loop for the exporter's own
-   * warnings. `refusals` too when those warnings cannot be printed: after
-   * a synchronous flush, whose worker thread the exit stops.
+   * A final flush starts: what it drops counts from now, or, while
+   * another runs (a signal during beforeExit's, the exit during a
+   * signal's), from where that one's was last said. Each counting from
+   * its own start, they said the same loss twice, as if twice as much
+   * were lost. Returns the drops so far.
    */
-  #reportFinalDrops(
-    before: FinalDrops,
-    timeoutMs: number,
-    refusals: boolean,
-  ): void {
+  #startFinal(): FinalDrops {
     const now = this.#finalDrops();
+    if (this.#finals++ === 0) this.#said = now;
+    return now;
+  }
+
+  /**
+   * Says what the final flushes dropped and why since it was last said,
+   * here and at once: at exit there is no later turn of the event loop
+   * for the exporter's own warnings. The refusals since `refusedBefore`
+   * too when those warnings cannot be printed: after a synchronous flush,
+   * whose worker thread the exit stops.
+   */
+  #endFinal(timeoutMs: number, refusedBefore?: readonly number[]): void {
+    this.#finals--;
+    const now = this.#finalDrops();
+    const before = this.#said ?? now;
+    this.#said = now;
     const since = (r: FinalDrop) => now[r].map((n, i) => n - before[r][i]!);
     warnLost(since("shutdownDeadline"), timeoutMs);
     warnDropped(
       since("retriesExhausted"),
       "the last attempt failed (the Collector could not be reached, or asked to retry later)",
     );
-    if (refusals) warnDropped(since("rejected"), "the Collector refused them");
+    if (refusedBefore !== undefined)
+      warnDropped(
+        now.rejected.map((n, i) => n - refusedBefore[i]!),
+        "the Collector refused them",
+      );
   }
 
   /**
@@ -507,12 +528,11 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
    * flush: also what comes meanwhile) or after `timeoutMs`. Never rejects.
    */
   async forceFlush(timeoutMs: number, final = false): Promise<void> {
-    const before = final ? this.#finalDrops() : undefined;
+    if (final) this.#startFinal();
     try {
       await this.#flush(timeoutMs, final);
     } finally {
-      if (before !== undefined)
-        this.#reportFinalDrops(before, timeoutMs, false);
+      if (final) this.#endFinal(timeoutMs);
     }
   }
 
@@ -582,7 +602,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       final: true,
     } satisfies ToWorker);
     // The worker runs on its own thread and reports through shared memory.
-    const before = this.#finalDrops();
+    const before = this.#startFinal();
     let seen = Atomics.load(this.#control, CONTROL_FLUSHED);
     while (seen < id) {
       const left = deadline + 250 - Date.now();
@@ -590,7 +610,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       Atomics.wait(this.#control, CONTROL_FLUSHED, seen, left);
       seen = Atomics.load(this.#control, CONTROL_FLUSHED);
     }
-    this.#reportFinalDrops(before, timeoutOfExit, true);
+    this.#endFinal(timeoutOfExit, before.rejected);
     if (seen < id) {
       // The worker did not finish in time: what it still holds goes with
       // the process.
@@ -606,7 +626,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   async shutdown(timeoutMs: number): Promise<void> {
     if (this.#closed) return;
     const deadline = Date.now() + timeoutMs;
-    const before = this.#finalDrops();
+    this.#startFinal();
     try {
       await this.#flush(timeoutMs, true);
       // Spans and lines that ended while that flush ran (requests still in
@@ -622,7 +642,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       // What ended too late for any flush goes with the pipeline, counted.
       this.#main.traces.shutdownDeadline += this.#spans.discard();
       this.#main.logs.shutdownDeadline += this.#logs.discard();
-      this.#reportFinalDrops(before, timeoutMs, false);
+      this.#endFinal(timeoutMs);
     }
     this.#spans.stop();
     this.#logs.stop();
