@@ -11,7 +11,10 @@
 // customer/service filter. Batches are numbered (the events' ids) and the
 // last LIVE_REPLAY changes kept in memory, so a stream opened again after
 // the page went elsewhere (?after=, or Last-Event-ID when the browser
-// reconnects by itself) first gets what it missed. A stream that still has
+// reconnects by itself) first gets what it missed, or is told that it cannot
+// (an `incomplete` event) when that is older than what is kept. A trace's
+// read says which batch it is up to (`live`), so a page can follow the trace
+// from there without reading it again. A stream that still has
 // LIVE_MAX_UNSENT bytes unsent when a batch comes is closed: its reader
 // stopped reading, and the viewer would otherwise hold all it is sent.
 import { readFile } from "node:fs/promises";
@@ -232,10 +235,19 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     );
   }
   const live = new Set<LiveClient>();
-  /** The number of the last batch that changed traces; 0 before any. */
-  let liveSeq = 0;
+  /**
+   * The number of the last batch that changed traces. A run starts at the
+   * microseconds since the epoch, past any number an earlier run reached
+   * (a batch takes longer than a microsecond to write) unless the clock was
+   * set back, so a page still holding one of those is told that what it
+   * missed cannot be replayed, rather than sent this run's changes after a
+   * number that meant another batch.
+   */
+  let liveSeq = Date.now() * 1000;
   /** The latest changes, oldest first: at most 2 × LIVE_REPLAY, trimmed in one go. */
   let recent: Array<{ seq: number; trace: ChangedTrace }> = [];
+  /** Every change after this batch is still in `recent`. */
+  let replayFrom = liveSeq;
   /**
    * Whether a changed trace has a customer, asked of the store at most once
    * per (customer, trace) for one batch: live pages often share a customer.
@@ -296,7 +308,10 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     if (changed.length === 0) return;
     const seq = ++liveSeq;
     for (const trace of changed) recent.push({ seq, trace });
-    if (recent.length > 2 * LIVE_REPLAY) recent = recent.slice(-LIVE_REPLAY);
+    if (recent.length > 2 * LIVE_REPLAY) {
+      replayFrom = recent[recent.length - LIVE_REPLAY - 1]!.seq;
+      recent = recent.slice(-LIVE_REPLAY);
+    }
     const hasCustomer = customerCheck();
     for (const c of live) {
       if (stalled(c)) continue;
@@ -457,10 +472,16 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
         sendJson(res, 400, { error: (err as Error).message });
         return;
       }
+      // Read in the same turn as the number: no batch is written between
+      // the two, so a stream opened after it announces every change the
+      // read did not see.
       const trace = store.getTraceSync(traceMatch[1]!.toLowerCase(), limit);
       if (trace === undefined)
-        sendJson(res, 404, { error: "no such trace in the local store" });
-      else sendJson(res, 200, trace);
+        sendJson(res, 404, {
+          error: "no such trace in the local store",
+          live: liveSeq,
+        });
+      else sendJson(res, 200, { ...trace, live: liveSeq });
       return;
     }
     if (path === "/api/watch") {
@@ -608,9 +629,13 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
         req.headers["last-event-id"] ?? url.searchParams.get("after");
       const after = resume ? Number(resume) : NaN;
       if (Number.isSafeInteger(after) && after >= 0) {
-        // A number beyond ours was given by an earlier run of the server:
-        // everything kept is new to that page.
-        const from = after > liveSeq ? 0 : after;
+        // A number older than the changes kept (an earlier run's among
+        // them), or beyond ours, leaves changes out of the replay: the
+        // stream says so first, so that a page reads again what it shows,
+        // and then sends all that is kept.
+        const whole = after >= replayFrom && after <= liveSeq;
+        if (!whole) res.write(`event: incomplete\ndata: ${replayFrom}\n\n`);
+        const from = whole ? after : 0;
         // Each trace once, as it is now, in the order it last changed.
         const latest = new Map<string, { seq: number; trace: ChangedTrace }>();
         // Only a trace's latest change is matched: its services and the

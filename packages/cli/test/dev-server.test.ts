@@ -21,6 +21,7 @@ import { waitFor } from "@threadline/test-support";
 import {
   DevServerError,
   startDevServer,
+  ViewerBackend,
   type DevServer,
   type TraceDetail,
 } from "../src/index.ts";
@@ -857,6 +858,188 @@ describe("the OTLP receiver", () => {
       [[root.traceId, 1]],
     );
     live.close();
+  });
+});
+
+describe("a trace read and the live stream", () => {
+  /** The events a stream sent up to its position, and the stream closed. */
+  const replay = async (url: string, headers: Record<string, string> = {}) => {
+    const stream = openLive(url, headers);
+    try {
+      return await waitFor(
+        () => stream.events().at(-1)?.event === "position" && stream.events(),
+        { what: `the position of ${url}` },
+      );
+    } finally {
+      stream.close();
+    }
+  };
+
+  it("says where the stream stood when the trace was read, so that a stream opened from there sends what landed since", async () => {
+    const dev = await startDevServer({
+      dbPath: ":memory:",
+      otlpPort: 0,
+      viewerPort: 0,
+      flushIntervalMs: 10,
+    });
+    try {
+      const read = async (traceId: string) => {
+        const res = await fetch(`${dev.viewerUrl}/api/traces/${traceId}`);
+        const body = (await res.json()) as Partial<TraceDetail> & {
+          live: number;
+        };
+        return { status: res.status, body };
+      };
+      const root = span("c-read");
+      const missing = await read(root.traceId);
+      assert.equal(missing.status, 404);
+      assert.ok(Number.isSafeInteger(missing.body.live), "a 404 says it too");
+
+      await post(`${dev.otlpUrl}/v1/traces`, traces.encode([root]), proto);
+      const first = await waitFor(
+        async () => {
+          const r = await read(root.traceId);
+          return r.status === 200 && r.body;
+        },
+        { what: "the trace stored" },
+      );
+      assert.ok(first.live > missing.body.live);
+      // The trace as a backend reading the viewer gives it: the position
+      // is the viewer's own.
+      assert.deepEqual(
+        await new ViewerBackend(dev.viewerUrl).getTrace(root.traceId),
+        dev.store.getTraceSync(root.traceId),
+      );
+
+      // Read, and then a second span, before any stream is open.
+      const child = {
+        ...span("c-read"),
+        traceId: root.traceId,
+        parentSpanId: root.spanId,
+      };
+      await post(`${dev.otlpUrl}/v1/traces`, traces.encode([child]), proto);
+      const second = await waitFor(
+        async () => {
+          const r = await read(root.traceId);
+          return r.body.spans?.length === 2 && r.body;
+        },
+        { what: "the second span stored" },
+      );
+      for (const after of [missing.body.live, first.live]) {
+        const events = await replay(
+          `${dev.viewerUrl}/api/live?customer=c-read&after=${after}`,
+        );
+        assert.deepEqual(
+          events.map((e) => e.event),
+          ["trace", "position"],
+        );
+        assert.deepEqual(
+          liveTraces(events).map((t) => [t.traceId, t.spanCount]),
+          [[root.traceId, 2]],
+        );
+        assert.equal(events.at(-1)!.id, String(second.live));
+      }
+      const none = await replay(
+        `${dev.viewerUrl}/api/live?customer=c-read&after=${second.live}`,
+      );
+      assert.deepEqual(
+        none.map((e) => e.event),
+        ["position"],
+      );
+    } finally {
+      await dev.close();
+    }
+  });
+
+  it("tells a stream resumed from further back than it keeps that changes are missing, and sends what it keeps", async () => {
+    const dev = await startDevServer({
+      dbPath: ":memory:",
+      otlpPort: 0,
+      viewerPort: 0,
+      flushIntervalMs: 10,
+    });
+    try {
+      const position = async () =>
+        (await replay(`${dev.viewerUrl}/api/live`)).at(-1)!.id;
+      const before = await position();
+      // One batch of more changes than the stream keeps to replay.
+      const many = Array.from({ length: 2001 }, () =>
+        spanData({
+          traceId: randomBytes(16).toString("hex"),
+          spanId: randomBytes(8).toString("hex"),
+          attributes: { "customer.id": "c-many" },
+        }),
+      );
+      await post(`${dev.otlpUrl}/v1/traces`, traces.encode(many), proto);
+      await waitFor(() => dev.store.counts().traces === many.length, {
+        what: "the traces stored",
+      });
+      const now = await position();
+      assert.notEqual(now, before);
+
+      // As a page opens it again, and as a browser reconnects by itself.
+      for (const [query, headers] of [
+        [`?after=${before}`, {}],
+        ["", { "last-event-id": before }],
+      ] as const) {
+        const events = await replay(
+          `${dev.viewerUrl}/api/live${query}`,
+          headers,
+        );
+        assert.equal(events[0]!.event, "incomplete");
+        assert.equal(liveTraces(events).length, 1000, "what is kept");
+        assert.equal(events.at(-1)!.id, now);
+      }
+      // From where it stands now, nothing is missing.
+      const events = await replay(`${dev.viewerUrl}/api/live?after=${now}`);
+      assert.deepEqual(
+        events.map((e) => e.event),
+        ["position"],
+      );
+    } finally {
+      await dev.close();
+    }
+  });
+
+  it("tells a stream resumed from a number of its previous run that changes are missing", async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), "threadline-dev-restart-"));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const dbPath = join(dir, "store.sqlite");
+    const options = { dbPath, otlpPort: 0, viewerPort: 0, flushIntervalMs: 10 };
+    let dev = await startDevServer(options);
+    let heard: string;
+    try {
+      await post(
+        `${dev.otlpUrl}/v1/traces`,
+        traces.encode([span("c-restart")]),
+        proto,
+      );
+      await waitFor(() => dev.store.counts().traces === 1, {
+        what: "the first trace stored",
+      });
+      heard = (await replay(`${dev.viewerUrl}/api/live`)).at(-1)!.id;
+    } finally {
+      await dev.close();
+    }
+    dev = await startDevServer(options);
+    try {
+      // What the services send as the viewer comes back.
+      const late = span("c-restart");
+      await post(`${dev.otlpUrl}/v1/traces`, traces.encode([late]), proto);
+      await waitFor(() => dev.store.counts().traces === 2, {
+        what: "the second trace stored",
+      });
+      const events = await replay(`${dev.viewerUrl}/api/live`, {
+        "last-event-id": heard,
+      });
+      assert.deepEqual(
+        events.map((e) => e.event),
+        ["incomplete", "trace", "position"],
+      );
+      assert.equal(liveTraces(events)[0]!.traceId, late.traceId);
+    } finally {
+      await dev.close();
+    }
   });
 });
 

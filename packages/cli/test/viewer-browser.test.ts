@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { mkdir, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -968,5 +969,234 @@ describe("a trace page opened before its trace", () => {
       await browser.close();
       await dev.close();
     }
+  });
+});
+
+/** A viewer and a browser of their own, closed when `body` is done. */
+async function withViewer(
+  body: (dev: DevServer, browser: Browser) => Promise<void>,
+): Promise<void> {
+  const dev = await startDevServer({
+    dbPath: ":memory:",
+    otlpPort: 0,
+    viewerPort: 0,
+    flushIntervalMs: 10,
+  });
+  const browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: CHROMIUM_ARGS,
+  });
+  try {
+    await body(dev, browser);
+  } finally {
+    await browser.close();
+    await dev.close();
+  }
+}
+
+async function sendSpans(dev: DevServer, spans: SpanData[]): Promise<void> {
+  const res = await fetch(`${dev.otlpUrl}/v1/traces`, {
+    method: "POST",
+    headers: { "content-type": "application/x-protobuf" },
+    body: new TraceEncoder({ "service.name": "gateway" }).encode(spans),
+  });
+  assert.equal(res.status, 200, await res.text());
+}
+
+/** One span of `traceId` (a new trace's root when `parent` is not given). */
+function spanOf(
+  traceId: string,
+  customer: string,
+  name: string,
+  parent?: string,
+): SpanData {
+  return spanData({
+    traceId,
+    spanId: randomBytes(8).toString("hex"),
+    parentSpanId: parent,
+    name,
+    attributes: { "customer.id": customer },
+  });
+}
+
+/** More changes in one batch than the live stream keeps to replay. */
+async function overflowReplay(dev: DevServer): Promise<void> {
+  const before = dev.store.counts().traces;
+  const others = Array.from({ length: 2001 }, () =>
+    spanOf(randomBytes(16).toString("hex"), "c-elsewhere", "GET /other"),
+  );
+  await sendSpans(dev, others);
+  await waitFor(() => dev.store.counts().traces === before + others.length, {
+    what: "the other traces stored",
+  });
+}
+
+describe("a trace page following its trace", () => {
+  it("reads the trace once as it opens, and again only when the trace changes, also across a reconnect", async () => {
+    await withViewer(async (dev, browser) => {
+      // The page reaches the viewer through a proxy that can cut its
+      // connections, as a network drop does.
+      const viewerPort = Number(new URL(dev.viewerUrl).port);
+      const connections = new Set<net.Socket>();
+      const proxy = net.createServer((client) => {
+        const upstream = net.connect(viewerPort, "127.0.0.1");
+        for (const s of [client, upstream]) {
+          connections.add(s);
+          s.on("close", () => connections.delete(s));
+          s.on("error", () => {});
+        }
+        client.pipe(upstream).pipe(client);
+        client.on("close", () => upstream.destroy());
+        upstream.on("close", () => client.destroy());
+      });
+      await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+      try {
+        const traceId = randomBytes(16).toString("hex");
+        const root = spanOf(traceId, "c-once", "GET /once");
+        await sendSpans(dev, [root]);
+        await waitFor(() => dev.store.counts().spans === 1, {
+          what: "the span stored",
+        });
+        const page = await browser.newPage();
+        let reads = 0;
+        let streams = 0;
+        page.on("request", (r) => {
+          if (r.url().includes(`/api/traces/${traceId}`)) reads++;
+          if (r.url().includes("/api/live")) streams++;
+        });
+        const opened = page.waitForResponse((r) =>
+          r.url().includes("/api/live"),
+        );
+        const port = (proxy.address() as net.AddressInfo).port;
+        await page.goto(`http://127.0.0.1:${port}/trace/${traceId}`);
+        const view = page.getByTestId("trace-view");
+        await page
+          .locator("[data-testid=trace-view][data-state=ready]")
+          .waitFor({ timeout: 10_000 });
+        await opened;
+
+        const reopened = page.waitForResponse(
+          (r) => r.url().includes("/api/live") && streams === 2,
+          { timeout: 20_000 },
+        );
+        for (const s of connections) s.destroy();
+        await reopened;
+
+        await sendSpans(dev, [
+          spanOf(traceId, "c-once", "SELECT orders", root.spanId),
+        ]);
+        await waitFor(
+          async () => (await view.getByTestId("span-row").count()) === 2,
+          { what: "the second span drawn" },
+        );
+        assert.equal(
+          reads,
+          2,
+          "read as the page opened, and when the second span came",
+        );
+      } finally {
+        for (const s of connections) s.destroy();
+        await new Promise((r) => proxy.close(r));
+      }
+    });
+  });
+
+  it("reads the trace again when the stream cannot replay what landed after the read", async () => {
+    await withViewer(async (dev, browser) => {
+      const traceId = randomBytes(16).toString("hex");
+      const root = spanOf(traceId, "c-gap", "GET /gap");
+      await sendSpans(dev, [root]);
+      await waitFor(() => dev.store.counts().spans === 1, {
+        what: "the span stored",
+      });
+      const page = await browser.newPage();
+      let reads = 0;
+      page.on("request", (r) => {
+        if (r.url().includes(`/api/traces/${traceId}`)) reads++;
+      });
+      // The stream's request is held while a second span lands, and after
+      // it more changes than the server keeps to replay.
+      let landed!: () => void;
+      const landedYet = new Promise<void>((resolve) => (landed = resolve));
+      let streams = 0;
+      await page.route("**/api/live*", async (route) => {
+        streams++;
+        await landedYet;
+        await route.continue();
+      });
+      await page.goto(`${dev.viewerUrl}/trace/${traceId}`);
+      const view = page.getByTestId("trace-view");
+      await page
+        .locator("[data-testid=trace-view][data-state=ready]")
+        .waitFor({ timeout: 10_000 });
+      await waitFor(async () => streams > 0, { what: "the stream asked for" });
+      await sendSpans(dev, [
+        spanOf(traceId, "c-gap", "SELECT orders", root.spanId),
+      ]);
+      await waitFor(() => dev.store.counts().spans === 2, {
+        what: "the second span stored",
+      });
+      await overflowReplay(dev);
+      landed();
+      await waitFor(
+        async () => (await view.getByTestId("span-row").count()) === 2,
+        { what: "the second span drawn", timeoutMs: 10_000 },
+      );
+      assert.equal(reads, 2);
+    });
+  });
+});
+
+describe("the live page coming back to changes it cannot be replayed", () => {
+  it("keeps its rows, dims them until they are brought up to date, and says traces may be missing", async () => {
+    await withViewer(async (dev, browser) => {
+      const page = await browser.newPage();
+      await page.goto(`${dev.viewerUrl}/live?customer=c-away`);
+      await page
+        .locator(
+          '[data-testid=live-status][data-state=live][data-customer="c-away"]',
+        )
+        .waitFor();
+      const traceId = randomBytes(16).toString("hex");
+      const root = spanOf(traceId, "c-away", "GET /away");
+      await sendSpans(dev, [root]);
+      const row = page.locator(
+        `[data-testid=live-row][data-trace-id="${traceId}"]`,
+      );
+      await row.waitFor();
+      await row.click();
+      await page
+        .locator("[data-testid=trace-view][data-state=ready]")
+        .waitFor();
+      const resumed = page.waitForResponse((r) =>
+        r.url().includes("/api/live?customer=c-away&after="),
+      );
+      // While the page is away: a second span, then more changes than
+      // the server keeps to replay.
+      await sendSpans(dev, [
+        spanOf(traceId, "c-away", "SELECT orders", root.spanId),
+      ]);
+      await waitFor(() => dev.store.counts().spans === 2, {
+        what: "the second span stored",
+      });
+      await overflowReplay(dev);
+      await page.goBack();
+      await resumed;
+      await page.getByTestId("live-gap").waitFor({ timeout: 5_000 });
+      await page
+        .locator(`[data-testid=live-row].stale[data-trace-id="${traceId}"]`)
+        .waitFor({ timeout: 5_000 });
+      assert.equal(await row.getAttribute("data-span-count"), "1");
+
+      await sendSpans(dev, [
+        spanOf(traceId, "c-away", "SELECT items", root.spanId),
+      ]);
+      await page
+        .locator(
+          `[data-testid=live-row]:not(.stale)[data-trace-id="${traceId}"][data-span-count="3"]`,
+        )
+        .waitFor({ timeout: 5_000 });
+      assert.ok(await page.getByTestId("live-gap").isVisible());
+    });
   });
 });

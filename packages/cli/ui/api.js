@@ -9,9 +9,11 @@
 const token = new URLSearchParams(location.search).get("token") ?? "";
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  /** `body`: the answer's JSON, when it had one. */
+  constructor(status, message, body) {
     super(message);
     this.status = status;
+    this.body = body;
   }
 }
 
@@ -63,6 +65,7 @@ export async function getJson(path, params = {}, { signal } = {}) {
     throw new ApiError(
       res.status,
       body?.error ?? `the server answered ${res.status}`,
+      body,
     );
   }
   return body;

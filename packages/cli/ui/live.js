@@ -10,7 +10,11 @@
 // Leaving the page (to open a trace, say) keeps its rows and the number of
 // the last change it heard of; coming back with the same filter shows those
 // rows again at once and asks the server to replay what changed meanwhile
-// (?after=). A reload starts empty, as a first visit does.
+// (?after=). When the server no longer keeps all of that (more changed than
+// it keeps, or it was restarted), the stream says so: the rows stay, dimmed
+// until the replay or a later change brings them up to date, and the page
+// says that some may be out of date and some traces missing. A reload
+// starts empty, as a first visit does.
 import { getJson, href, liveSource } from "./api.js";
 import {
   h,
@@ -24,7 +28,11 @@ import {
 const MAX_ROWS = 200;
 const RETRY_MS = 3000;
 
-/** The list as the page last left it: { filter, summaries (top first), after }. */
+/**
+ * The list as the page last left it: { filter, summaries (top first), stale
+ * (the ids of rows that may be out of date), gap (whether changes were not
+ * replayed), after }.
+ */
 let left;
 
 export function liveView(container, route, app) {
@@ -58,6 +66,12 @@ export function liveView(container, route, app) {
     dataset: { testid: "live-status", state: "connecting" },
   });
   const count = h("span", { class: "muted" });
+  const gap = h("span", {
+    class: "muted small",
+    hidden: true,
+    dataset: { testid: "live-gap" },
+    text: "More changed while this list was not listening than the server keeps to replay: dimmed rows may be out of date, and traces may be missing (Search finds them).",
+  });
   const tbody = h("tbody");
   const table = h("table", { class: "traces live" }, traceTableHead(), tbody);
   const wrap = h("div", { class: "table-wrap" }, table);
@@ -68,6 +82,7 @@ export function liveView(container, route, app) {
     onclick: () => {
       rows.clear();
       tbody.replaceChildren();
+      gap.hidden = true;
       refresh();
     },
   });
@@ -101,7 +116,7 @@ export function liveView(container, route, app) {
           clear,
         ),
       ),
-      h("div", { class: "results-head" }, count),
+      h("div", { class: "results-head" }, count, gap),
       wrap,
       empty,
     ),
@@ -151,6 +166,16 @@ export function liveView(container, route, app) {
     after = e.lastEventId;
   }
 
+  /**
+   * Some changes since `after` are not replayed. The rows stay, as they
+   * are the list's latest word on their traces; those the replay brings
+   * are drawn again, undimmed.
+   */
+  function onIncomplete() {
+    for (const { row } of rows.values()) row.classList.add("stale");
+    gap.hidden = false;
+  }
+
   function onTrace(e) {
     after = e.lastEventId;
     let t;
@@ -164,13 +189,14 @@ export function liveView(container, route, app) {
     app.dataChanged();
   }
 
-  function show(t, { fresh = true } = {}) {
+  function show(t, { fresh = true, stale = false } = {}) {
     const row = traceRow(t, {
       testid: "live-row",
       href: (id) => href(`/trace/${id}`),
       open,
     });
     if (fresh) row.classList.add("fresh");
+    if (stale) row.classList.add("stale");
     const known = rows.get(t.traceId);
     if (known) {
       known.row.replaceWith(row);
@@ -217,6 +243,7 @@ export function liveView(container, route, app) {
     };
     es.addEventListener("trace", onTrace);
     es.addEventListener("position", onPosition);
+    es.addEventListener("incomplete", onIncomplete);
   }
 
   function apply() {
@@ -236,11 +263,14 @@ export function liveView(container, route, app) {
     rows.clear();
     tbody.replaceChildren();
     after = "";
+    gap.hidden = true;
     if (
       left?.filter.customer === filter.customer &&
       left.filter.service === filter.service
     ) {
-      for (const t of left.summaries) show(t, { fresh: false });
+      for (const t of left.summaries)
+        show(t, { fresh: false, stale: left.stale.has(t.traceId) });
+      gap.hidden = !left.gap;
       after = left.after;
     }
     left = undefined;
@@ -281,6 +311,12 @@ export function liveView(container, route, app) {
         summaries: [...tbody.children].map(
           (row) => rows.get(row.dataset.traceId).summary,
         ),
+        stale: new Set(
+          [...tbody.querySelectorAll(".stale")].map(
+            (row) => row.dataset.traceId,
+          ),
+        ),
+        gap: !gap.hidden,
         after,
       };
       source?.close();

@@ -431,8 +431,11 @@ export function traceView(container, route, app) {
               h("p", {}, h("button", { onclick: () => load(), text: "Retry" })),
             ),
       );
-      // Once: the stream's opening reads the trace again (below).
-      if (err.status === 404 && live === undefined) follow(undefined);
+      // Once, from where the answer was read: the trace's first spans
+      // load the page as they land, also those landing before the stream
+      // opens.
+      if (err.status === 404 && live === undefined)
+        follow(undefined, err.body?.live);
       return;
     }
     const first = model === undefined;
@@ -459,24 +462,23 @@ export function traceView(container, route, app) {
       `${model.root?.service ?? "trace"} ${model.root?.name ?? ""}`.trim(),
     );
     if (first) {
-      follow(model.customer);
+      follow(model.customer, detail.live);
       if (selected) rowOf(selected)?.scrollIntoView({ block: "center" });
     }
   }
 
   /**
    * Reloads when the live stream says this trace grew: spans or log lines.
-   * And whenever the stream opens, at first and after a reconnect: what
-   * landed since the last read, before the stream was there to say so, is
-   * announced to nobody.
+   * The stream starts after `after`, the batch the read was up to, so what
+   * landed between the read and the stream's opening (or a reconnect) is
+   * sent first; when the server no longer holds all of that, it says so,
+   * and the trace is read again.
    */
-  function follow(customer) {
+  function follow(customer, after) {
     live?.close();
-    live = liveSource(customer ? { customer } : {});
-    live.addEventListener("open", () => {
-      clearTimeout(reloadTimer);
-      reloadTimer = setTimeout(() => load({ quiet: true }), 0);
-    });
+    live = liveSource({ customer, after });
+    // Quietly: a page still waiting for its trace keeps saying so.
+    live.addEventListener("incomplete", () => reload(0, true));
     live.addEventListener("trace", (e) => {
       let t;
       try {
@@ -487,9 +489,16 @@ export function traceView(container, route, app) {
       if (t.traceId !== traceId) return;
       // New spans, or new log lines (which often come after the spans).
       if (model && t.spanCount === model.spanTotal && !t.logsAdded) return;
-      clearTimeout(reloadTimer);
-      reloadTimer = setTimeout(() => load({ quiet: model !== undefined }), 150);
+      reload(150);
     });
+  }
+
+  function reload(delayMs, quiet) {
+    clearTimeout(reloadTimer);
+    reloadTimer = setTimeout(
+      () => load({ quiet: quiet ?? model !== undefined }),
+      delayMs,
+    );
   }
 
   function render() {

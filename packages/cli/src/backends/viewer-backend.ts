@@ -121,8 +121,14 @@ export class ViewerBackend implements TraceBackend {
   async getTrace(traceId: string): Promise<TraceDetail | undefined> {
     const res = await this.#get(`/api/traces/${encodeURIComponent(traceId)}`);
     if (res.status === 404) return undefined;
-    const body = this.#json(res) as TraceDetail & { error?: string };
+    const body = this.#json(res) as TraceDetail & {
+      error?: string;
+      live?: number;
+    };
     if (!res.ok) throw new Error(`${this.name}: ${body.error ?? res.status}`);
+    // The live stream's position is the viewer's own: the trace is printed
+    // as the store's file gives it.
+    delete body.live;
     return body;
   }
 
