@@ -1087,6 +1087,49 @@ describe("export", () => {
     });
 
   for (const protocol of ["http/protobuf", "http/json"] as const)
+    it(`leaves out a link to no valid span context, counted as dropped, and sends its span and the rest of the batch (${protocol})`, async () => {
+      // The receiver refuses a request with an id it cannot read, as the
+      // Collector does: one such link lost every span sent with it.
+      const name = `bad-links-${protocol}`;
+      const app = await startFixture(
+        "bad-links.mjs",
+        env(name, { OTEL_EXPORTER_OTLP_PROTOCOL: protocol }),
+      );
+      assert.equal((await app.exited).code, 0, app.stderr.join("\n"));
+      const spans = receiver.spans.filter(
+        (s) => s.resource["service.name"] === name,
+      );
+      assert.deepEqual(
+        spans.map((s) => s.name).sort(),
+        [
+          ...Array.from({ length: 10 }, (_, i) => `good-${i}`),
+          "bad-links",
+          "bad-added-links",
+        ].sort(),
+        `${receiver.errors.join("; ")}\n${app.stderr.join("\n")}`,
+      );
+      for (const n of ["bad-links", "bad-added-links"]) {
+        const s = spans.find((x) => x.name === n)!;
+        assert.deepEqual(
+          s.links,
+          [
+            {
+              traceId: "1af7651916cd43dd8448eb211c80319c",
+              spanId: "c7ad6b7169203331",
+              attributes: { why: "batch" },
+            },
+          ],
+          n,
+        );
+        assert.equal(s.droppedLinksCount, 2, n);
+      }
+      // Said once, naming the first span.
+      const said = app.stderr.filter((l) => /link to no valid span/.test(l));
+      assert.equal(said.length, 1, app.stderr.join("\n"));
+      assert.match(said[0]!, /span "bad-links"/);
+    });
+
+  for (const protocol of ["http/protobuf", "http/json"] as const)
     it(`sends what a log line nests deeper than OTLP maps go as its JSON text (${protocol})`, async () => {
       const name = `deep-log-${protocol}`;
       const app = await startFixture(

@@ -7,6 +7,7 @@ import {
 } from "./any-value.ts";
 import type { Attributes, LogRecordData, Scope } from "./model.ts";
 import {
+  jsonId,
   ProtoWriter,
   type Allocate,
   WIRE_FIXED32,
@@ -87,8 +88,8 @@ export class LogsEncoder {
         w.tag(8, WIRE_FIXED32);
         w.fixed32(r.traceFlags & 0xff);
       }
-      if (r.traceId) w.hexField(9, r.traceId);
-      if (r.spanId) w.hexField(10, r.spanId);
+      if (r.traceId) w.hexField(9, r.traceId, 16);
+      if (r.spanId) w.hexField(10, r.spanId, 8);
       w.tag(11, WIRE_FIXED64);
       w.fixed64Nanos(r.observedTime);
       if (r.eventName) w.stringField(12, r.eventName);
@@ -144,8 +145,8 @@ export class LogsEncoder {
         ? { droppedAttributesCount: r.droppedAttributesCount }
         : {}),
       ...(r.traceFlags ? { flags: r.traceFlags & 0xff } : {}),
-      ...(r.traceId ? { traceId: r.traceId } : {}),
-      ...(r.spanId ? { spanId: r.spanId } : {}),
+      traceId: jsonId(r.traceId, 16),
+      spanId: jsonId(r.spanId, 8),
       ...(r.eventName ? { eventName: r.eventName } : {}),
     }));
     const scope = scopeToJson(this.#scope);

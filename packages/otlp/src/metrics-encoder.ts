@@ -8,6 +8,7 @@ import {
 } from "./any-value.ts";
 import type { Attributes, Scope } from "./model.ts";
 import {
+  jsonId,
   ProtoWriter,
   WIRE_FIXED64,
   WIRE_LEN,
@@ -100,8 +101,8 @@ function writeExemplars(
     w.fixed64Nanos(e.time);
     w.tag(3, WIRE_FIXED64);
     w.double(e.value);
-    w.hexField(4, e.spanId);
-    w.hexField(5, e.traceId);
+    w.hexField(4, e.spanId, 8);
+    w.hexField(5, e.traceId, 16);
     w.end(m);
   }
 }
@@ -206,7 +207,8 @@ export class MetricsEncoder {
       list?.map((e) => ({
         timeUnixNano: msToNanosString(e.time),
         asDouble: jsonDouble(e.value),
-        ...(e.spanId === "" ? {} : { spanId: e.spanId, traceId: e.traceId }),
+        spanId: jsonId(e.spanId, 8),
+        traceId: jsonId(e.traceId, 16),
       }));
     const number = (p: NumberPointData) => ({
       attributes: keyValuesToJson(p.attributes, DEEPER_START),

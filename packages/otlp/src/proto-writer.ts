@@ -47,6 +47,26 @@ function hexByte(hi: number, lo: number): number {
   return (hi | lo) < 0x80 ? HEX_PAIR[(hi << 7) | lo]! : 0x100;
 }
 
+/**
+ * An id of `n` bytes as OTLP/JSON writes it: its hex digits when it has
+ * 2n of them, the bytes the protobuf writer makes of it when some are not
+ * hex (as Buffer parses them), and undefined, for no field at all, when
+ * it is of another length or no string: the Collector refuses a whole
+ * request over an id it cannot read.
+ */
+export function jsonId(id: unknown, n: number): string | undefined {
+  if (typeof id !== "string" || id.length !== 2 * n) return undefined;
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if (c >= 0x80 || HEX[c] === 16) {
+      const bytes = Buffer.alloc(n);
+      bytes.write(id, "hex");
+      return bytes.toString("hex");
+    }
+  }
+  return id;
+}
+
 /** Writes an unsigned varint (0 <= n < 2^31) into `buf` at `pos`; returns the position after it. */
 export function writeVarintAt(buf: Uint8Array, pos: number, n: number): number {
   let v = n;
@@ -228,10 +248,13 @@ export class ProtoWriter {
     this.#pos += n;
   }
 
-  /** Field holding bytes given as hex (trace and span ids). */
-  hexField(field: number, hex: string): void {
-    const n = hex.length >>> 1;
-    if (n === 0) return;
+  /**
+   * Field holding an id of `n` bytes given as hex (trace and span ids).
+   * An id of any other length, empty included, is left out: a receiver
+   * refuses the whole request over one it cannot read as an id.
+   */
+  hexField(field: number, hex: string, n: number): void {
+    if (hex?.length !== 2 * n) return;
     const at = this.#shortBytes(field, n);
     const b = this.#buf;
     for (let i = 0; i < n; i++) {

@@ -3,6 +3,7 @@ import { DEEPER_START, keyValuesToJson, writeKeyValues } from "./any-value.ts";
 import type { Attributes, Scope, SpanData } from "./model.ts";
 import { groupByScope, scopeToJson } from "./scope.ts";
 import {
+  jsonId,
   ProtoWriter,
   type Allocate,
   varintSize,
@@ -63,10 +64,10 @@ function encodeScope(scope: Scope): Uint8Array {
 
 function writeSpan(w: ProtoWriter, s: SpanData): void {
   const m = w.begin(2);
-  w.hexField(1, s.traceId);
-  w.hexField(2, s.spanId);
+  w.hexField(1, s.traceId, 16);
+  w.hexField(2, s.spanId, 8);
   if (s.traceState) w.stringField(3, s.traceState);
-  if (s.parentSpanId) w.hexField(4, s.parentSpanId);
+  if (s.parentSpanId) w.hexField(4, s.parentSpanId, 8);
   w.stringField(5, s.name);
   w.tag(6, WIRE_VARINT);
   w.uvarint(s.kind + 1);
@@ -101,8 +102,8 @@ function writeSpan(w: ProtoWriter, s: SpanData): void {
   if (s.links !== undefined) {
     for (const l of s.links) {
       const lm = w.begin(13);
-      w.hexField(1, l.traceId);
-      w.hexField(2, l.spanId);
+      w.hexField(1, l.traceId, 16);
+      w.hexField(2, l.spanId, 8);
       if (l.traceState) w.stringField(3, l.traceState);
       if (l.attributes !== undefined)
         writeKeyValues(w, 4, l.attributes, DEEPER_START);
@@ -314,10 +315,10 @@ export class TraceEncoder {
 
 function spanToJson(s: SpanData): unknown {
   return {
-    traceId: s.traceId,
-    spanId: s.spanId,
+    traceId: jsonId(s.traceId, 16),
+    spanId: jsonId(s.spanId, 8),
     ...(s.traceState ? { traceState: s.traceState } : {}),
-    ...(s.parentSpanId ? { parentSpanId: s.parentSpanId } : {}),
+    parentSpanId: jsonId(s.parentSpanId, 8),
     flags:
       (s.traceFlags & 0xff) |
       HAS_IS_REMOTE |
@@ -348,8 +349,8 @@ function spanToJson(s: SpanData): unknown {
     ...(s.links
       ? {
           links: s.links.map((l) => ({
-            traceId: l.traceId,
-            spanId: l.spanId,
+            traceId: jsonId(l.traceId, 16),
+            spanId: jsonId(l.spanId, 8),
             ...(l.traceState ? { traceState: l.traceState } : {}),
             attributes: keyValuesToJson(l.attributes, DEEPER_START),
             ...(l.droppedAttributesCount

@@ -126,6 +126,34 @@ for (const format of ["protobuf", "json"] as const) {
       assert.deepEqual(s.scope, scope);
     });
 
+    it("writes no id of the wrong length, and one with other than hex digits as protobuf reads it", () => {
+      // The decoder refuses a request with an id of the wrong length, or
+      // one in OTLP/JSON that is not hex, as the Collector does.
+      const link = span().links![0]!;
+      const [s] = decodeTraceRequest(
+        encode([
+          span({
+            traceId: "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+            spanId: "0305e82c3301",
+            parentSpanId: "00f067aa0ba902b7ff",
+            links: [
+              { ...link, traceId: "abcd", spanId: "12" },
+              { ...link, traceId: "Z".repeat(32), spanId: "4f89zz11d3z9a0c0" },
+            ],
+          }),
+        ]),
+      );
+      assert.ok(s);
+      assert.deepEqual([s.traceId, s.spanId, s.parentSpanId], ["", "", ""]);
+      assert.deepEqual(
+        s.links.map((l) => [l.traceId, l.spanId]),
+        [
+          ["", ""],
+          ["0".repeat(32), "4f89000000000000"],
+        ],
+      );
+    });
+
     it("groups spans by scope and handles many and large spans", () => {
       const other = { name: "other" };
       const spans = Array.from({ length: 600 }, (_, i) =>
@@ -635,7 +663,7 @@ describe("ProtoWriter hex ids", () => {
     for (const id of ["0af7651916cd43dd", "0123456789abcdeg", "zz".repeat(8)]) {
       const fromString = field(() => {
         const w = new ProtoWriter(64);
-        w.hexField(2, id);
+        w.hexField(2, id, 8);
         return w;
       });
       const fromBytes = field(() => {

@@ -33,6 +33,7 @@ export interface ReceivedSpan {
   attributes: Attrs;
   events: Array<{ name: string; timeUnixNano: bigint; attributes: Attrs }>;
   links: Array<{ traceId: string; spanId: string; attributes: Attrs }>;
+  droppedLinksCount: number;
   status: { code: number; message: string };
   flags: number;
   resource: Attrs;
@@ -147,6 +148,21 @@ function hex(b: unknown): string {
   return "";
 }
 
+/**
+ * A trace id (16 bytes) or span id (8) as hex, "" for none. One of another
+ * length, or in OTLP/JSON with others than hex digits, fails the whole
+ * request, as it does in the Collector.
+ */
+function id(v: unknown, bytes: 16 | 8): string {
+  const text = hex(v);
+  if (text === "") return "";
+  if (text.length !== 2 * bytes || !/^[0-9a-f]*$/i.test(text))
+    throw new Error(
+      `invalid ${bytes === 16 ? "TraceID" : "SpanID"}: ${JSON.stringify(v)}`,
+    );
+  return text;
+}
+
 function big(v: unknown): bigint {
   if (v === undefined || v === null || v === "") return 0n;
   if (typeof v === "bigint") return v;
@@ -212,9 +228,9 @@ function spansOf(body: Obj): ReceivedSpan[] {
       for (const s of arr(ss["spans"])) {
         const status = (s["status"] as Obj | undefined) ?? {};
         out.push({
-          traceId: hex(s["traceId"]),
-          spanId: hex(s["spanId"]),
-          parentSpanId: hex(s["parentSpanId"]),
+          traceId: id(s["traceId"], 16),
+          spanId: id(s["spanId"], 8),
+          parentSpanId: id(s["parentSpanId"], 8),
           traceState: String(s["traceState"] ?? ""),
           name: String(s["name"] ?? ""),
           kind: Number(s["kind"] ?? 0),
@@ -227,10 +243,11 @@ function spansOf(body: Obj): ReceivedSpan[] {
             attributes: attrs(e["attributes"]),
           })),
           links: arr(s["links"]).map((l) => ({
-            traceId: hex(l["traceId"]),
-            spanId: hex(l["spanId"]),
+            traceId: id(l["traceId"], 16),
+            spanId: id(l["spanId"], 8),
             attributes: attrs(l["attributes"]),
           })),
+          droppedLinksCount: Number(s["droppedLinksCount"] ?? 0),
           status: {
             code: Number(status["code"] ?? 0),
             message: String(status["message"] ?? ""),
@@ -262,8 +279,8 @@ function logsOf(body: Obj): ReceivedLog[] {
           severityText: String(r["severityText"] ?? ""),
           body: anyValue(r["body"] as Obj | undefined),
           attributes: attrs(r["attributes"]),
-          traceId: hex(r["traceId"]),
-          spanId: hex(r["spanId"]),
+          traceId: id(r["traceId"], 16),
+          spanId: id(r["spanId"], 8),
           flags: Number(r["flags"] ?? 0),
           resource,
           scope: {
@@ -306,8 +323,8 @@ function metricsOf(body: Obj): ReceivedMetric[] {
   const out: ReceivedMetric[] = [];
   const exemplars = (list: unknown) =>
     arr(list).map((e) => ({
-      traceId: hex(e["traceId"]),
-      spanId: hex(e["spanId"]),
+      traceId: id(e["traceId"], 16),
+      spanId: id(e["spanId"], 8),
       value: pointValue(e, "Exemplar"),
     }));
   for (const rm of arr(body["resourceMetrics"])) {

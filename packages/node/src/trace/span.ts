@@ -22,6 +22,7 @@ import type {
   SpanEventData,
   SpanLinkData,
 } from "@threadline/otlp";
+import { diag, isValidSpanId, isValidTraceId } from "@threadline/core";
 import { now, toEpochMs } from "../internal/clock.ts";
 import type { SpanLimits } from "../config.ts";
 import { truncate } from "../internal/truncate.ts";
@@ -78,6 +79,33 @@ function copyAttributes(
     dst[key] = limitValue(v, lengthLimit);
   }
   return { count, dropped };
+}
+
+/**
+ * Whether a link's context names a span OTLP can carry: a trace id of 32
+ * and a span id of 16 lowercase hex digits, neither all zeros. Ids of any
+ * other length make the Collector refuse the whole request the span goes
+ * in, and others than hex digits that too in OTLP/JSON.
+ */
+function isLinkable(c: SpanContext | undefined): c is SpanContext {
+  return (
+    typeof c?.traceId === "string" &&
+    typeof c.spanId === "string" &&
+    isValidTraceId(c.traceId) &&
+    isValidSpanId(c.spanId)
+  );
+}
+
+/**
+ * A link's trace state as its header text. From JavaScript it may be no
+ * TraceState at all (the header's text itself, say): then it is none.
+ */
+function traceStateOf(c: SpanContext): string | undefined {
+  const text: unknown =
+    typeof c.traceState?.serialize === "function"
+      ? c.traceState.serialize()
+      : undefined;
+  return typeof text === "string" && text !== "" ? text : undefined;
 }
 
 const RELEASED: MutableAttributes = Object.freeze({}) as MutableAttributes;
@@ -354,6 +382,17 @@ export class RecordingSpan implements Span, SpanData {
 
   addLink(link: Link): this {
     if (this.#ended) return this;
+    // Links come from the application, to spans of any origin: checked
+    // here, not at export, where one bad id would cost the whole batch.
+    const to = (link as Link | undefined)?.context;
+    if (!isLinkable(to)) {
+      this.droppedLinksCount++;
+      diag.warnOnce(
+        "span-link",
+        `span ${JSON.stringify(this.name)} was given a link to no valid span context (a trace id of 32 and a span id of 16 lowercase hex digits, not all zeros); the link is left out and counted in the span's droppedLinksCount`,
+      );
+      return this;
+    }
     const limits = this.#shared.limits;
     if ((this.links?.length ?? 0) >= limits.linkCountLimit) {
       this.droppedLinksCount++;
@@ -372,10 +411,10 @@ export class RecordingSpan implements Span, SpanData {
       ).dropped;
     }
     (this.links ??= []).push({
-      traceId: link.context.traceId,
-      spanId: link.context.spanId,
-      traceState: link.context.traceState?.serialize() || undefined,
-      traceFlags: link.context.traceFlags,
+      traceId: to.traceId,
+      spanId: to.spanId,
+      traceState: traceStateOf(to),
+      traceFlags: to.traceFlags,
       attributes: copied,
       droppedAttributesCount: dropped,
     });
@@ -383,6 +422,8 @@ export class RecordingSpan implements Span, SpanData {
   }
 
   addLinks(links: Link[]): this {
+    // What is no list holds no link (and iterating it could throw).
+    if (!Array.isArray(links)) return this;
     for (const l of links) this.addLink(l);
     return this;
   }
