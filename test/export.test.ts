@@ -1219,6 +1219,68 @@ describe("export", () => {
     );
   });
 
+  for (const protocol of ["http/protobuf", "http/json"] as const)
+    it(`exports every metric beside an instrument made with a description or unit that is no string, makes one of a name that is not an instrument name record nothing, and names spans given no string (${protocol})`, async () => {
+      // The receiver refuses a request with a name, description or unit
+      // that is no string, as the Collector does; protobuf could not even
+      // encode one, and every export of the process failed.
+      const name = `odd-instruments-${protocol}`;
+      const app = await startFixture(
+        "odd-instruments.mjs",
+        env(name, {
+          OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
+          OTEL_METRIC_EXPORT_INTERVAL: "200",
+          RUN_MS: "700",
+        }),
+      );
+      assert.equal((await app.exited).code, 0, app.stderr.join("\n"));
+      const said = `${receiver.errors.join("; ")}\n${app.stderr.join("\n")}`;
+      const ours = receiver.metrics.filter(
+        (m) => m.resource["service.name"] === name && m.scope.name === "odd",
+      );
+      assert.deepEqual(
+        [...new Set(ours.map((m) => m.name))].sort(),
+        ["cache.hits", "cache.latency", "orders.placed"],
+        said,
+      );
+      const orders = ours.filter((m) => m.name === "orders.placed");
+      const hits = ours.filter((m) => m.name === "cache.hits");
+      // Each export carries both counters, the last at exit included.
+      assert.ok(orders.length >= 2, said);
+      assert.deepEqual(
+        hits.map((m) => m.points[0]?.value),
+        orders.map((m) => 2 * m.points[0]!.value!),
+      );
+      const described = (n: string) => {
+        const m = ours.find((x) => x.name === n)!;
+        return [m.description, m.unit];
+      };
+      assert.deepEqual(described("orders.placed"), ["orders placed", ""]);
+      assert.deepEqual(described("cache.hits"), ["", ""]);
+      assert.deepEqual(described("cache.latency"), ["", "ms"]);
+      assert.deepEqual(
+        receiver.spans
+          .filter((s) => s.resource["service.name"] === name)
+          .map((s) => s.name)
+          .sort(),
+        ["[object Object]", "good", "undefined"],
+        said,
+      );
+      const warned = (re: RegExp) =>
+        app.stderr.filter((l) => re.test(l)).length;
+      assert.equal(
+        warned(/metric name of type undefined is not a valid instrument name/),
+        1,
+        said,
+      );
+      assert.equal(warned(/metric name "bad name!" is not a valid/), 1, said);
+      assert.equal(warned(/cache\.hits was given a description/), 1, said);
+      assert.equal(warned(/cache\.hits was given a unit/), 1, said);
+      assert.equal(warned(/cache\.latency was given a description/), 1, said);
+      assert.equal(warned(/a span was given a name that is not a string/), 1);
+      assert.equal(warned(/could not encode/), 0, said);
+    });
+
   it("exports resource attributes from OTEL_RESOURCE_ATTRIBUTES", async () => {
     const app = await startFixture(
       "burst.mjs",

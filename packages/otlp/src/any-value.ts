@@ -393,6 +393,16 @@ export function jsonDouble(n: number): number | string {
   return Number.isFinite(n) ? n : String(n);
 }
 
+/**
+ * A string field as OTLP/JSON writes it. What is no string throws, as the
+ * protobuf writer does, rather than be written as another JSON type, over
+ * which the Collector refuses the whole request.
+ */
+export function jsonString(s: string, field: string): string {
+  if (typeof s !== "string") throw new TypeError(`${field} is not a string`);
+  return s;
+}
+
 /** OTLP/JSON form of an AnyValue. */
 export function anyValueToJson(v: AnyValue, depth = 0): unknown {
   switch (typeof v) {

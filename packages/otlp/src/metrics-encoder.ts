@@ -3,6 +3,7 @@
 import {
   DEEPER_START,
   jsonDouble,
+  jsonString,
   keyValuesToJson,
   writeKeyValues,
 } from "./any-value.ts";
@@ -150,7 +151,42 @@ function writeHistogramPoint(w: ProtoWriter, p: HistogramPointData): void {
   w.end(m);
 }
 
-/** Encodes metrics (cumulative unless a metric says delta) as OTLP ExportMetricsServiceRequest messages for one resource. */
+function writeMetric(w: ProtoWriter, metric: MetricData): void {
+  const mm = w.begin(2);
+  w.stringField(1, metric.name);
+  w.stringField(2, metric.description);
+  w.stringField(3, metric.unit);
+  if (metric.kind === "sum") {
+    const d = w.begin(7);
+    for (const p of metric.points) writeNumberPoint(w, p);
+    w.tag(2, WIRE_VARINT);
+    w.uvarint(temporalityValue(metric.temporality));
+    if (metric.monotonic) {
+      w.tag(3, WIRE_VARINT);
+      w.uvarint(1);
+    }
+    w.end(d);
+  } else if (metric.kind === "gauge") {
+    const d = w.begin(5);
+    for (const p of metric.points) writeNumberPoint(w, p);
+    w.end(d);
+  } else {
+    const d = w.begin(9);
+    for (const p of metric.points) writeHistogramPoint(w, p);
+    w.tag(2, WIRE_VARINT);
+    w.uvarint(temporalityValue(metric.temporality));
+    w.end(d);
+  }
+  w.end(mm);
+}
+
+/**
+ * Encodes metrics (cumulative unless a metric says delta) as OTLP
+ * ExportMetricsServiceRequest messages for one resource. A metric that
+ * cannot be encoded is left out and handed to `onError`, as
+ * {@link TraceEncoder} does with spans; without `onError`, its error is
+ * thrown.
+ */
 export class MetricsEncoder {
   readonly #resource: Attributes;
   readonly #writer = new ProtoWriter(16 * 1024);
@@ -159,50 +195,52 @@ export class MetricsEncoder {
     this.#resource = resource;
   }
 
-  encode(metrics: readonly MetricData[]): Uint8Array {
+  encode(
+    metrics: readonly MetricData[],
+    onError?: (err: unknown, metric: MetricData) => void,
+  ): Uint8Array {
     const w = this.#writer;
     w.reset();
     const rm = w.begin(1);
     writeResource(w, 1, this.#resource);
     for (const [scope, list] of groupByScope(metrics)) {
+      // What is written of a metric (or of a scope) that fails is taken
+      // back: the messages it is in are still open, their lengths
+      // written when they end.
+      const scopeAt = w.length;
       const sm = w.begin(2);
-      writeScope(w, 1, scope);
-      if (scope.schemaUrl) w.stringField(3, scope.schemaUrl);
-      for (const metric of list) {
-        const mm = w.begin(2);
-        w.stringField(1, metric.name);
-        w.stringField(2, metric.description);
-        w.stringField(3, metric.unit);
-        if (metric.kind === "sum") {
-          const d = w.begin(7);
-          for (const p of metric.points) writeNumberPoint(w, p);
-          w.tag(2, WIRE_VARINT);
-          w.uvarint(temporalityValue(metric.temporality));
-          if (metric.monotonic) {
-            w.tag(3, WIRE_VARINT);
-            w.uvarint(1);
-          }
-          w.end(d);
-        } else if (metric.kind === "gauge") {
-          const d = w.begin(5);
-          for (const p of metric.points) writeNumberPoint(w, p);
-          w.end(d);
-        } else {
-          const d = w.begin(9);
-          for (const p of metric.points) writeHistogramPoint(w, p);
-          w.tag(2, WIRE_VARINT);
-          w.uvarint(temporalityValue(metric.temporality));
-          w.end(d);
-        }
-        w.end(mm);
+      try {
+        writeScope(w, 1, scope);
+        if (scope.schemaUrl) w.stringField(3, scope.schemaUrl);
+      } catch (err) {
+        w.truncate(scopeAt);
+        if (onError === undefined) throw err;
+        for (const metric of list) onError(err, metric);
+        continue;
       }
-      w.end(sm);
+      let written = 0;
+      for (const metric of list) {
+        const at = w.length;
+        try {
+          writeMetric(w, metric);
+          written++;
+        } catch (err) {
+          w.truncate(at);
+          if (onError === undefined) throw err;
+          onError(err, metric);
+        }
+      }
+      if (written > 0) w.end(sm);
+      else w.truncate(scopeAt);
     }
     w.end(rm);
     return w.finish();
   }
 
-  encodeJson(metrics: readonly MetricData[]): string {
+  encodeJson(
+    metrics: readonly MetricData[],
+    onError?: (err: unknown, metric: MetricData) => void,
+  ): string {
     const exemplars = (list: readonly ExemplarData[] | undefined) =>
       list?.map((e) => ({
         timeUnixNano: msToNanosString(e.time),
@@ -217,46 +255,68 @@ export class MetricsEncoder {
       asDouble: jsonDouble(p.value),
       ...(p.exemplars ? { exemplars: exemplars(p.exemplars) } : {}),
     });
-    const scopeMetrics = [...groupByScope(metrics)].map(([scope, list]) => ({
-      scope: scopeToJson(scope),
-      ...(scope.schemaUrl ? { schemaUrl: scope.schemaUrl } : {}),
-      metrics: list.map((m) => {
-        const base = { name: m.name, description: m.description, unit: m.unit };
-        if (m.kind === "sum")
-          return {
-            ...base,
-            sum: {
-              dataPoints: m.points.map(number),
-              aggregationTemporality: temporalityValue(m.temporality),
-              isMonotonic: m.monotonic,
-            },
-          };
-        if (m.kind === "gauge")
-          return { ...base, gauge: { dataPoints: m.points.map(number) } };
+    const metricToJson = (m: MetricData) => {
+      const base = {
+        name: jsonString(m.name, "the metric's name"),
+        description: jsonString(m.description, "the metric's description"),
+        unit: jsonString(m.unit, "the metric's unit"),
+      };
+      if (m.kind === "sum")
         return {
           ...base,
-          histogram: {
+          sum: {
+            dataPoints: m.points.map(number),
             aggregationTemporality: temporalityValue(m.temporality),
-            dataPoints: m.points.map((p) => ({
-              attributes: keyValuesToJson(p.attributes, DEEPER_START),
-              startTimeUnixNano: msToNanosString(p.startTime),
-              timeUnixNano: msToNanosString(p.time),
-              count: String(p.count),
-              sum: jsonDouble(p.sum),
-              bucketCounts: p.counts.map(String),
-              explicitBounds: p.bounds.map(jsonDouble),
-              ...(p.count > 0 && p.min !== undefined
-                ? { min: jsonDouble(p.min) }
-                : {}),
-              ...(p.count > 0 && p.max !== undefined
-                ? { max: jsonDouble(p.max) }
-                : {}),
-              ...(p.exemplars ? { exemplars: exemplars(p.exemplars) } : {}),
-            })),
+            isMonotonic: m.monotonic,
           },
         };
-      }),
-    }));
+      if (m.kind === "gauge")
+        return { ...base, gauge: { dataPoints: m.points.map(number) } };
+      return {
+        ...base,
+        histogram: {
+          aggregationTemporality: temporalityValue(m.temporality),
+          dataPoints: m.points.map((p) => ({
+            attributes: keyValuesToJson(p.attributes, DEEPER_START),
+            startTimeUnixNano: msToNanosString(p.startTime),
+            timeUnixNano: msToNanosString(p.time),
+            count: String(p.count),
+            sum: jsonDouble(p.sum),
+            bucketCounts: p.counts.map(String),
+            explicitBounds: p.bounds.map(jsonDouble),
+            ...(p.count > 0 && p.min !== undefined
+              ? { min: jsonDouble(p.min) }
+              : {}),
+            ...(p.count > 0 && p.max !== undefined
+              ? { max: jsonDouble(p.max) }
+              : {}),
+            ...(p.exemplars ? { exemplars: exemplars(p.exemplars) } : {}),
+          })),
+        },
+      };
+    };
+    const scopeMetrics = [];
+    for (const [scope, list] of groupByScope(metrics)) {
+      const json: unknown[] = [];
+      for (const m of list) {
+        try {
+          // A scope's name is checked with each of its metrics, as protobuf
+          // writes it: a scope that cannot be written leaves them all out.
+          jsonString(scope.name, "its scope's name");
+          if (scope.version) jsonString(scope.version, "its scope's version");
+          json.push(metricToJson(m));
+        } catch (err) {
+          if (onError === undefined) throw err;
+          onError(err, m);
+        }
+      }
+      if (json.length > 0)
+        scopeMetrics.push({
+          scope: scopeToJson(scope),
+          ...(scope.schemaUrl ? { schemaUrl: scope.schemaUrl } : {}),
+          metrics: json,
+        });
+    }
     return JSON.stringify({
       resourceMetrics: [
         {

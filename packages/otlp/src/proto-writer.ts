@@ -217,6 +217,10 @@ export class ProtoWriter {
 
   /** A length-prefixed UTF-8 string (without tag). */
   string(s: string): void {
+    // What is no string throws before room is made for it: its length is
+    // no number, and the buffer grew (doubled) by it every time.
+    if (typeof s !== "string")
+      throw new TypeError(`a ${typeof s} was given where a string belongs`);
     const len = s.length;
     const max = len * 3;
     this.#ensure(max + 5);

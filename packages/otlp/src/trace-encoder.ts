@@ -1,5 +1,10 @@
 // ExportTraceServiceRequest encoding, protobuf and JSON.
-import { DEEPER_START, keyValuesToJson, writeKeyValues } from "./any-value.ts";
+import {
+  DEEPER_START,
+  jsonString,
+  keyValuesToJson,
+  writeKeyValues,
+} from "./any-value.ts";
 import type { Attributes, Scope, SpanData } from "./model.ts";
 import { groupByScope, scopeToJson } from "./scope.ts";
 import {
@@ -323,7 +328,7 @@ function spanToJson(s: SpanData): unknown {
       (s.traceFlags & 0xff) |
       HAS_IS_REMOTE |
       (s.parentIsRemote ? IS_REMOTE : 0),
-    name: s.name,
+    name: jsonString(s.name, "the span's name"),
     kind: s.kind + 1,
     startTimeUnixNano: msToNanosString(s.startTime),
     endTimeUnixNano: msToNanosString(s.endTime),

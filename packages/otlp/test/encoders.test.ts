@@ -475,6 +475,19 @@ it("leaves out a span it cannot encode in OTLP/JSON too, reports it, and encodes
   assertLeavesOut((spans, onError) => e.encodeJson(spans, onError), bad);
 });
 
+for (const format of ["protobuf", "json"] as const)
+  it(`leaves out a span whose name is no string, which a receiver refuses (${format})`, () => {
+    const e = new TraceEncoder(resource);
+    const bad = span({ name: { a: 1 } as unknown as string });
+    assertLeavesOut(
+      (spans, onError) =>
+        format === "json"
+          ? e.encodeJson(spans, onError)
+          : e.encode(spans, onError),
+      bad,
+    );
+  });
+
 /**
  * Encodes a good span, `bad` and a good one: `bad` alone is left out and
  * reported; without a handler the error is thrown.
@@ -653,6 +666,13 @@ describe("TraceEncoder, span by span", () => {
     e.append(span());
     assert.equal(decodeTraceRequest(e.take()).length, 1);
   });
+});
+
+it("keeps its buffer's size when given no string where a string belongs", () => {
+  const w = new ProtoWriter(64);
+  for (let i = 0; i < 8; i++)
+    assert.throws(() => w.stringField(2, { en: "x" } as unknown as string));
+  assert.equal(w.capacity, 64);
 });
 
 describe("ProtoWriter hex ids", () => {

@@ -201,5 +201,49 @@ for (const format of ["protobuf", "json"] as const) {
         [Infinity, [0.1, Infinity], Infinity],
       );
     });
+
+    it("leaves out a metric it cannot encode, or a scope, reports each metric, and encodes the rest", () => {
+      const encoder = new MetricsEncoder({ "service.name": "orders" });
+      const encode = (
+        list: MetricData[],
+        onError?: (err: unknown, m: MetricData) => void,
+      ) =>
+        format === "json"
+          ? encoder.encodeJson(list, onError)
+          : encoder.encode(list, onError);
+      const [histogram, sum, gauge] = metrics as [
+        MetricData,
+        MetricData,
+        MetricData,
+      ];
+      const odd = { name: 7 } as unknown as MetricData["scope"];
+      const bad = [
+        { ...sum, description: { en: "requests" } as unknown as string },
+        { ...gauge, unit: undefined as unknown as string },
+        { ...gauge, name: "other.depth", scope: odd },
+      ];
+      const errors: Array<[unknown, MetricData]> = [];
+      const list = [bad[0]!, histogram, bad[1]!, bad[2]!, sum];
+      const body = encode(list, (err, m) => errors.push([err, m]));
+      // The receiver refuses a request with a field of the wrong type, as
+      // the Collector does.
+      assert.deepEqual(
+        decodeMetricsRequest(body).map((m) => [m.scope.name, m.name]),
+        [
+          ["meter", "http.server.request.duration"],
+          ["meter", "requests"],
+        ],
+      );
+      assert.deepEqual(
+        errors.map(([err, m]) => [err instanceof TypeError, m]),
+        bad.map((m) => [true, m]),
+      );
+      assert.throws(() => encode(list));
+      // What was left out leaves nothing behind for the next encoding.
+      assert.deepEqual(
+        decodeMetricsRequest(encode([sum])).map((m) => m.name),
+        ["requests"],
+      );
+    });
   });
 }

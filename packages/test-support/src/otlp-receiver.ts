@@ -163,6 +163,17 @@ function id(v: unknown, bytes: 16 | 8): string {
   return text;
 }
 
+/**
+ * A string field, "" for none. Another JSON type fails the whole request,
+ * as it does in the Collector.
+ */
+function text(v: unknown, field: string): string {
+  if (v === undefined || v === null) return "";
+  if (typeof v !== "string")
+    throw new Error(`${field} is not a string: ${JSON.stringify(v)}`);
+  return v;
+}
+
 function big(v: unknown): bigint {
   if (v === undefined || v === null || v === "") return 0n;
   if (typeof v === "bigint") return v;
@@ -232,7 +243,7 @@ function spansOf(body: Obj): ReceivedSpan[] {
           spanId: id(s["spanId"], 8),
           parentSpanId: id(s["parentSpanId"], 8),
           traceState: String(s["traceState"] ?? ""),
-          name: String(s["name"] ?? ""),
+          name: text(s["name"], "Span.name"),
           kind: Number(s["kind"] ?? 0),
           startTimeUnixNano: big(s["startTimeUnixNano"]),
           endTimeUnixNano: big(s["endTimeUnixNano"]),
@@ -356,9 +367,9 @@ function metricsOf(body: Obj): ReceivedMetric[] {
           };
         });
         out.push({
-          name: String(m["name"] ?? ""),
-          description: String(m["description"] ?? ""),
-          unit: String(m["unit"] ?? ""),
+          name: text(m["name"], "Metric.name"),
+          description: text(m["description"], "Metric.description"),
+          unit: text(m["unit"], "Metric.unit"),
           kind,
           monotonic: data["isMonotonic"] === true,
           temporality: temporalityOf(data["aggregationTemporality"]),

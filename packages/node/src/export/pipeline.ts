@@ -302,21 +302,33 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     for (const m of metrics) points += m.points.length;
     this.#main.metrics.created += points;
     let body: Uint8Array | string;
+    // A metric that cannot be encoded is left out alone, as a span is:
+    // the rest of the collection still goes.
+    let failed = 0;
+    const onError = (err: unknown, metric: MetricData) => {
+      failed += metric.points.length;
+      this.#metricsEncodeFailed(metric.points.length, err, metric.name);
+    };
     try {
       body =
         this.#config.metrics.protocol === "http/json"
-          ? this.#metricsEncoder.encodeJson(metrics)
-          : this.#metricsEncoder.encode(metrics);
+          ? this.#metricsEncoder.encodeJson(metrics, onError)
+          : this.#metricsEncoder.encode(metrics, onError);
     } catch (err) {
-      this.#main.metrics.rejected += points;
-      diag.warnCollapsed(
-        "metrics-encode",
-        `could not encode metrics: ${(err as Error).message}`,
-      );
+      this.#metricsEncodeFailed(points - failed, err, undefined);
       return;
     }
-    this.#post({ t: "metrics", body, count: points });
-    this.#main.metrics.posted += points;
+    if (failed > 0 && failed === points) return;
+    this.#post({ t: "metrics", body, count: points - failed });
+    this.#main.metrics.posted += points - failed;
+  }
+
+  #metricsEncodeFailed(points: number, err: unknown, name: unknown): void {
+    this.#main.metrics.rejected += points;
+    diag.warnCollapsed(
+      "metrics-encode",
+      `could not encode ${typeof name === "string" ? `metric ${name}` : "metrics"}: ${(err as Error).message}`,
+    );
   }
 
   #queueFull(signal: Signal): void {

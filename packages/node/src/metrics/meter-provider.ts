@@ -8,25 +8,26 @@
 // longer to load than the whole start-up budget we allow, and recording
 // through its view and storage layers costs more per measurement than a
 // Map lookup and an addition.
-import type {
-  Attributes,
-  BatchObservableCallback,
-  BatchObservableResult,
-  Context,
-  Counter,
-  Gauge,
-  Histogram,
-  Meter,
-  MeterOptions,
-  MeterProvider as ApiMeterProvider,
-  MetricOptions,
-  Observable,
-  ObservableCallback,
-  ObservableCounter,
-  ObservableGauge,
-  ObservableResult,
-  ObservableUpDownCounter,
-  UpDownCounter,
+import {
+  createNoopMeter,
+  type Attributes,
+  type BatchObservableCallback,
+  type BatchObservableResult,
+  type Context,
+  type Counter,
+  type Gauge,
+  type Histogram,
+  type Meter,
+  type MeterOptions,
+  type MeterProvider as ApiMeterProvider,
+  type MetricOptions,
+  type Observable,
+  type ObservableCallback,
+  type ObservableCounter,
+  type ObservableGauge,
+  type ObservableResult,
+  type ObservableUpDownCounter,
+  type UpDownCounter,
 } from "@opentelemetry/api";
 import { diag, messageOf } from "@threadline/core";
 import type { MetricData, Scope } from "@threadline/otlp";
@@ -88,7 +89,32 @@ class ObservableInstrument
   }
 }
 
+/** The instrument name syntax of the OpenTelemetry metrics API. */
 const NAME = /^[A-Za-z][A-Za-z0-9_./-]{0,254}$/;
+
+/** What an instrument refused for its name is: it records nothing. */
+const NOOP = createNoopMeter();
+
+interface Descriptor {
+  name: string;
+  description: string;
+  unit: string;
+}
+
+/**
+ * A description or unit as it is exported: a string, "" when none is
+ * given. One that is no string (a translations object, say) is "" too,
+ * with a warning once: exported, it failed the whole collection.
+ */
+function optionText(name: string, option: string, value: unknown): string {
+  if (typeof value === "string") return value;
+  if (value !== undefined && value !== null)
+    diag.warnOnce(
+      `metric-${option}:${name}`,
+      `metric ${name} was given a ${option} that is not a string (${typeof value}); it is exported without one`,
+    );
+  return "";
+}
 
 class ThreadlineMeter implements Meter {
   readonly #scope: Scope;
@@ -99,50 +125,56 @@ class ThreadlineMeter implements Meter {
     this.#provider = provider;
   }
 
-  #descriptor(name: string, options: MetricOptions | undefined) {
-    if (!NAME.test(name))
+  /**
+   * The instrument's name, description and unit; undefined, with a warning
+   * once, for a name the API's syntax does not allow: the instrument is
+   * then one that records nothing, as the specification lets a meter make
+   * it (a name that is no string at all could not even be exported).
+   */
+  #descriptor(
+    name: string,
+    options: MetricOptions | undefined,
+  ): Descriptor | undefined {
+    if (typeof name !== "string" || !NAME.test(name)) {
+      const shown =
+        typeof name === "string"
+          ? JSON.stringify(name)
+          : `of type ${typeof name}`;
       diag.warnOnce(
-        `metric-name:${name}`,
-        `metric name ${JSON.stringify(name)} is not a valid instrument name; it is recorded anyway`,
+        `metric-name:${shown}`,
+        `metric name ${shown} is not a valid instrument name (a letter, then up to 254 letters, digits, "_", ".", "/" or "-"); the instrument records nothing`,
       );
+      return undefined;
+    }
     return {
       name,
-      description: options?.description ?? "",
-      unit: options?.unit ?? "",
+      description: optionText(name, "description", options?.description),
+      unit: optionText(name, "unit", options?.unit),
     };
   }
 
   createCounter(name: string, options?: MetricOptions): Counter {
-    const a = this.#provider.numberAggregator(
-      this.#scope,
-      this.#descriptor(name, options),
-      "sum",
-      true,
-    );
+    const d = this.#descriptor(name, options);
+    if (d === undefined) return NOOP.createCounter("");
+    const a = this.#provider.numberAggregator(this.#scope, d, "sum", true);
     return {
       add: (value: number, attributes?: Attributes) => a.add(value, attributes),
     };
   }
 
   createUpDownCounter(name: string, options?: MetricOptions): UpDownCounter {
-    const a = this.#provider.numberAggregator(
-      this.#scope,
-      this.#descriptor(name, options),
-      "sum",
-      false,
-    );
+    const d = this.#descriptor(name, options);
+    if (d === undefined) return NOOP.createUpDownCounter("");
+    const a = this.#provider.numberAggregator(this.#scope, d, "sum", false);
     return {
       add: (value: number, attributes?: Attributes) => a.add(value, attributes),
     };
   }
 
   createGauge(name: string, options?: MetricOptions): Gauge {
-    const a = this.#provider.numberAggregator(
-      this.#scope,
-      this.#descriptor(name, options),
-      "gauge",
-      false,
-    );
+    const d = this.#descriptor(name, options);
+    if (d === undefined) return NOOP.createGauge("");
+    const a = this.#provider.numberAggregator(this.#scope, d, "gauge", false);
     return {
       record: (value: number, attributes?: Attributes) =>
         a.set(value, attributes),
@@ -150,15 +182,13 @@ class ThreadlineMeter implements Meter {
   }
 
   createHistogram(name: string, options?: MetricOptions): Histogram {
+    const d = this.#descriptor(name, options);
+    if (d === undefined) return NOOP.createHistogram("");
     const fallback = options?.unit === "s" ? SECONDS_BUCKETS : DEFAULT_BUCKETS;
     const advised = options?.advice?.explicitBucketBoundaries;
     const bounds =
       advised === undefined ? fallback : bucketBounds(name, advised, fallback);
-    const a = this.#provider.histogramAggregator(
-      this.#scope,
-      this.#descriptor(name, options),
-      bounds,
-    );
+    const a = this.#provider.histogramAggregator(this.#scope, d, bounds);
     return {
       record: (value: number, attributes?: Attributes, ctx?: Context) =>
         a.record(value, attributes, ctx),
@@ -169,36 +199,27 @@ class ThreadlineMeter implements Meter {
     name: string,
     options?: MetricOptions,
   ): ObservableCounter {
-    return this.#provider.observable(
-      this.#scope,
-      this.#descriptor(name, options),
-      "sum",
-      true,
-    );
+    const d = this.#descriptor(name, options);
+    if (d === undefined) return NOOP.createObservableCounter("");
+    return this.#provider.observable(this.#scope, d, "sum", true);
   }
 
   createObservableUpDownCounter(
     name: string,
     options?: MetricOptions,
   ): ObservableUpDownCounter {
-    return this.#provider.observable(
-      this.#scope,
-      this.#descriptor(name, options),
-      "sum",
-      false,
-    );
+    const d = this.#descriptor(name, options);
+    if (d === undefined) return NOOP.createObservableUpDownCounter("");
+    return this.#provider.observable(this.#scope, d, "sum", false);
   }
 
   createObservableGauge(
     name: string,
     options?: MetricOptions,
   ): ObservableGauge {
-    return this.#provider.observable(
-      this.#scope,
-      this.#descriptor(name, options),
-      "gauge",
-      false,
-    );
+    const d = this.#descriptor(name, options);
+    if (d === undefined) return NOOP.createObservableGauge("");
+    return this.#provider.observable(this.#scope, d, "gauge", false);
   }
 
   addBatchObservableCallback(

@@ -108,6 +108,24 @@ function traceStateOf(c: SpanContext): string | undefined {
   return typeof text === "string" && text !== "" ? text : undefined;
 }
 
+/**
+ * A span name given as no string, as its text: OTLP carries a name as a
+ * string alone, and another JSON type in OTLP/JSON had the Collector
+ * refuse the span's whole batch.
+ */
+function nameText(name: unknown): string {
+  diag.warnOnce(
+    "span-name",
+    `a span was given a name that is not a string (${typeof name}); its text is the name`,
+  );
+  try {
+    return String(name);
+  } catch {
+    // An object without a prototype, whose String() throws.
+    return "";
+  }
+}
+
 const RELEASED: MutableAttributes = Object.freeze({}) as MutableAttributes;
 
 /**
@@ -238,7 +256,7 @@ export class RecordingSpan implements Span, SpanData {
     this.traceFlags = context.traceFlags;
     this.parentSpanId = parent?.spanId;
     this.parentIsRemote = parent?.isRemote === true;
-    this.name = name;
+    this.name = typeof name === "string" ? name : nameText(name);
     this.kind = kind as number as ApiSpanKind;
     this.startTime = startTime === undefined ? now() : toEpochMs(startTime);
     this.customerId = customerId;
@@ -445,7 +463,8 @@ export class RecordingSpan implements Span, SpanData {
   }
 
   updateName(name: string): this {
-    if (!this.#ended) this.name = name;
+    if (!this.#ended)
+      this.name = typeof name === "string" ? name : nameText(name);
     return this;
   }
 
