@@ -1281,6 +1281,53 @@ describe("export", () => {
       assert.equal(warned(/could not encode/), 0, said);
     });
 
+  for (const protocol of ["http/protobuf", "http/json"] as const)
+    it(`exports the spans and metrics of a tracer and meter got without a name, or with numbers for name and version, as scopes named by their text (${protocol})`, async () => {
+      // The receiver refuses a request with a scope name that is no
+      // string, as the Collector does; protobuf could not encode one,
+      // and the flush at exit threw.
+      const name = `unnamed-scopes-${protocol}`;
+      const app = await startFixture(
+        "unnamed-scopes.mjs",
+        env(name, { OTEL_EXPORTER_OTLP_PROTOCOL: protocol }),
+      );
+      const said = () =>
+        `${receiver.errors.join("; ")}\n${app.stderr.join("\n")}`;
+      assert.equal((await app.exited).code, 0, said());
+      assert.deepEqual(
+        receiver.spans
+          .filter((s) => s.resource["service.name"] === name)
+          .map((s) => [s.name, s.scope.name, s.scope.version])
+          .sort(),
+        [
+          ["named", "named", ""],
+          ["numbered", "7", "2"],
+          ["unnamed", "", ""],
+        ],
+        said(),
+      );
+      assert.deepEqual(
+        receiver.metrics
+          .filter(
+            (m) =>
+              m.resource["service.name"] === name && m.name.endsWith(".total"),
+          )
+          .map((m) => [
+            m.name,
+            m.scope.name,
+            m.scope.version,
+            m.scope.schemaUrl,
+          ])
+          .sort(),
+        [
+          ["named.total", "named", "", ""],
+          ["numbered.total", "7", "2", "3"],
+          ["unnamed.total", "", "", ""],
+        ],
+        said(),
+      );
+    });
+
   it("exports resource attributes from OTEL_RESOURCE_ATTRIBUTES", async () => {
     const app = await startFixture(
       "burst.mjs",

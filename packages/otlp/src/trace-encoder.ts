@@ -196,8 +196,12 @@ export class TraceEncoder {
    */
   append(span: SpanData): void {
     let w = this.#scopes.get(span.scope);
-    if (w === undefined)
+    if (w === undefined) {
+      // Encoded now, not at take(): a scope that cannot be encoded (a
+      // name that is no string) fails its spans alone, not each request.
+      this.#scopeHead(span.scope);
       this.#scopes.set(span.scope, (w = new ProtoWriter(16 * 1024)));
+    }
     const at = w.length;
     try {
       writeSpan(w, span);
@@ -223,9 +227,7 @@ export class TraceEncoder {
         this.#scopes.delete(scope);
         continue;
       }
-      const scopeBytes = (this.#scopeBytes ??= new WeakMap()).get(scope);
-      const head = scopeBytes ?? encodeScope(scope);
-      if (scopeBytes === undefined) this.#scopeBytes.set(scope, head);
+      const head = this.#scopeHead(scope);
       const content = head.length + spans.length;
       scopesLength += 1 + varintSize(content) + content;
       parts.push([head, spans.view()]);
@@ -247,6 +249,14 @@ export class TraceEncoder {
     }
     this.#clear();
     return out;
+  }
+
+  /** ScopeSpans.scope of `scope`, encoded the first time. */
+  #scopeHead(scope: Scope): Uint8Array {
+    const heads = (this.#scopeBytes ??= new WeakMap());
+    let head = heads.get(scope);
+    if (head === undefined) heads.set(scope, (head = encodeScope(scope)));
+    return head;
   }
 
   /**
@@ -298,6 +308,12 @@ export class TraceEncoder {
       const json: unknown[] = [];
       for (const s of list) {
         try {
+          // As protobuf writes the scope with its first span: one that
+          // cannot be written leaves out its spans.
+          if (json.length === 0) {
+            jsonString(scope.name, "its scope's name");
+            if (scope.version) jsonString(scope.version, "its scope's version");
+          }
           json.push(spanToJson(s));
         } catch (err) {
           if (onError === undefined) throw err;

@@ -476,6 +476,26 @@ it("leaves out a span it cannot encode in OTLP/JSON too, reports it, and encodes
 });
 
 for (const format of ["protobuf", "json"] as const)
+  it(`leaves out the spans of a scope whose name is no string, which a receiver refuses, and encodes the rest, next time too (${format})`, () => {
+    const e = new TraceEncoder(resource);
+    const encode = (
+      spans: SpanData[],
+      onError?: (err: unknown, s: SpanData) => void,
+    ) =>
+      format === "json"
+        ? e.encodeJson(spans, onError)
+        : e.encode(spans, onError);
+    const bad = span({ scope: { name: 7 as unknown as string } });
+    assertLeavesOut(encode, bad);
+    assert.deepEqual(
+      decodeTraceRequest(encode([span({ spanId: "5555555555555555" })])).map(
+        (s) => s.spanId,
+      ),
+      ["5555555555555555"],
+    );
+  });
+
+for (const format of ["protobuf", "json"] as const)
   it(`leaves out a span whose name is no string, which a receiver refuses (${format})`, () => {
     const e = new TraceEncoder(resource);
     const bad = span({ name: { a: 1 } as unknown as string });

@@ -266,8 +266,8 @@ function spansOf(body: Obj): ReceivedSpan[] {
           flags: Number(s["flags"] ?? 0),
           resource,
           scope: {
-            name: String(scope["name"] ?? ""),
-            version: String(scope["version"] ?? ""),
+            name: text(scope["name"], "InstrumentationScope.name"),
+            version: text(scope["version"], "InstrumentationScope.version"),
           },
         });
       }
@@ -295,8 +295,8 @@ function logsOf(body: Obj): ReceivedLog[] {
           flags: Number(r["flags"] ?? 0),
           resource,
           scope: {
-            name: String(scope["name"] ?? ""),
-            version: String(scope["version"] ?? ""),
+            name: text(scope["name"], "InstrumentationScope.name"),
+            version: text(scope["version"], "InstrumentationScope.version"),
           },
         });
       }
@@ -376,8 +376,8 @@ function metricsOf(body: Obj): ReceivedMetric[] {
           points,
           resource,
           scope: {
-            name: String(scope["name"] ?? ""),
-            version: String(scope["version"] ?? ""),
+            name: text(scope["name"], "InstrumentationScope.name"),
+            version: text(scope["version"], "InstrumentationScope.version"),
             schemaUrl: String(sm["schemaUrl"] ?? ""),
           },
         });

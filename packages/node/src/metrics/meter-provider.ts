@@ -30,6 +30,7 @@ import {
   type UpDownCounter,
 } from "@opentelemetry/api";
 import { diag, messageOf } from "@threadline/core";
+import { scopeText } from "../internal/scope-text.ts";
 import type { MetricData, Scope } from "@threadline/otlp";
 import {
   DEFAULT_BUCKETS,
@@ -302,7 +303,12 @@ export class MeterProvider implements ApiMeterProvider {
   }
 
   getMeter(name: string, version?: string, options?: MeterOptions): Meter {
-    const schemaUrl = options?.schemaUrl;
+    if (typeof name !== "string") name = scopeText(name);
+    if (version !== undefined && typeof version !== "string")
+      version = scopeText(version);
+    let schemaUrl = options?.schemaUrl;
+    if (schemaUrl !== undefined && typeof schemaUrl !== "string")
+      schemaUrl = scopeText(schemaUrl);
     const key = `${name}@${version ?? ""}\u0000${schemaUrl ?? ""}`;
     let m = this.#meters.get(key);
     if (m === undefined) {

@@ -4,6 +4,7 @@ import type {
   TracerProvider as ApiTracerProvider,
 } from "@opentelemetry/api";
 import type { SpanLimits } from "../config.ts";
+import { scopeText } from "../internal/scope-text.ts";
 import type { Sampler } from "./sampler.ts";
 import type { SpanSink } from "./span.ts";
 import { Tracer } from "./tracer.ts";
@@ -35,6 +36,9 @@ export class TracerProvider implements ApiTracerProvider {
     version?: string,
     _options?: TracerOptions,
   ): ApiTracer {
+    if (typeof name !== "string") name = scopeText(name);
+    if (version !== undefined && typeof version !== "string")
+      version = scopeText(version);
     const key = `${name}@${version ?? ""}`;
     let tracer = this.#tracers.get(key);
     if (tracer === undefined) {
