@@ -6,7 +6,9 @@
 // context of the request that asked for it: pg-pool hands connections out
 // from whatever callback released one, which is another request's context,
 // so without this a queued query lands in the wrong trace (the bug other
-// agents shipped). For pool.query() the same wrapper notes when the wait
+// agents shipped). The rest of that hand-over (the pool's `acquire` and
+// `connect` events, its `onConnect` and `verify` hooks) runs in the waiting
+// caller's context too. For pool.query() the same wrapper notes when the wait
 // started, so the query span begins when the application asked, and an
 // event marks when it got its connection; the application's own
 // pool.connect(), awaited or with a callback, has its wait as a span of its
@@ -87,6 +89,12 @@ const NAME = "@threadline/instrumentation-pg";
 const VERSION = "0.1.0";
 /** On a client the pool just handed out: how long the application waited for it. */
 const POOL_WAIT = Symbol("threadline.pg.pool-wait");
+/**
+ * On a pg-pool pending item: the context of the caller waiting for a
+ * connection, for the hand-over that pg-pool runs in whichever context
+ * freed one (see wrapAcquireClient).
+ */
+const WAITER = Symbol("threadline.pg.waiter");
 /** On a client: the shapes of the statements it has run (see {@link shapeOf}). */
 const SHAPES = Symbol("threadline.pg.shapes");
 /**
@@ -146,6 +154,20 @@ type QueryFn = (
   callback?: unknown,
 ) => unknown;
 type ConnectFn = (this: unknown, cb?: unknown) => unknown;
+/** pg-pool's `_acquireClient(client, pendingItem, idleListener, isNew)`. */
+type AcquireClientFn = (
+  this: unknown,
+  client: unknown,
+  pendingItem: unknown,
+  idleListener: unknown,
+  isNew: unknown,
+) => unknown;
+/** pg-pool's `newClient(pendingItem)`. */
+type NewClientFn = (this: unknown, pendingItem: unknown) => unknown;
+/** A caller pg-pool queued, as it keeps it until a connection is free. */
+interface PendingItem {
+  [WAITER]?: AsyncResource;
+}
 type EndFn = (this: unknown, ...args: unknown[]) => unknown;
 type Callback = (this: unknown, ...args: unknown[]) => unknown;
 type PoolQueryFn = (
@@ -228,6 +250,17 @@ export class PgInstrumentation implements Instrumentation {
           );
         if (proto && typeof proto["end"] === "function")
           this.#patch(proto, "end", (e) => this.#wrapEnd(e as EndFn));
+        // Where pg-pool hands a connection to a pending caller: a free one
+        // (acquire event, callback) or a new one (onConnect, connect
+        // event, verify), from the code that freed or dropped one.
+        if (proto && typeof proto["_acquireClient"] === "function")
+          this.#patch(proto, "_acquireClient", (a) =>
+            wrapAcquireClient(a as AcquireClientFn),
+          );
+        if (proto && typeof proto["newClient"] === "function")
+          this.#patch(proto, "newClient", (n) =>
+            wrapNewClient(n as NewClientFn),
+          );
         return undefined;
       },
     });
@@ -323,8 +356,9 @@ export class PgInstrumentation implements Instrumentation {
         // Back to this caller's async context (all of it, the application's
         // own AsyncLocalStorage values too) when pg-pool calls back from another.
         const caller = new AsyncResource("pg.pool.connect");
-        return original.call(
-          this,
+        return connectNoted(
+          original,
+          pool,
           function (
             this: unknown,
             err: unknown,
@@ -353,12 +387,13 @@ export class PgInstrumentation implements Instrumentation {
               release,
             );
           },
+          caller,
         );
       }
       // Promise form: the wait is a span of its own; the awaiting code resumes in its own context.
-      if (isTracingSuppressed(ctx)) return original.call(this);
+      if (isTracingSuppressed(ctx)) return connectNoted(original, pool);
       const span = self.#connectSpan(ctx);
-      const result = original.call(this) as Promise<unknown>;
+      const result = connectNoted(original, pool) as Promise<unknown>;
       return result.then(
         (client) => {
           span.end();
@@ -390,8 +425,9 @@ export class PgInstrumentation implements Instrumentation {
     const span = isTracingSuppressed(ctx) ? undefined : this.#connectSpan(ctx);
     // Back to this caller's context when pg-pool calls back from another.
     const answer = inCallerContext(cb, "pg.pool.connect");
-    return original.call(
-      pool,
+    return connectNoted(
+      original,
+      pool as PoolLike,
       function (
         this: unknown,
         err: unknown,
@@ -1157,11 +1193,88 @@ interface PoolLike {
   };
   ending?: boolean;
   ended?: boolean;
+  /** pg-pool's callers waiting for a connection, first served first. */
+  _pendingQueue?: PendingItem[];
+  /** pg-pool's free connections. */
+  _idle?: unknown[];
   totalCount?: number;
   idleCount?: number;
   waitingCount?: number;
   query(text: string): Promise<unknown>;
   connect(): Promise<PooledClient>;
+}
+
+/**
+ * pg-pool's `connect(cb)`, leaving on the pending item it queues the
+ * context of a caller that has to wait for a connection: pg-pool hands it
+ * one later from the code that freed or dropped one, another request's.
+ * A caller queued for an idle connection (pg-pool serves it on the next
+ * tick, from this call) or given a new one carries nothing, so a free
+ * connection costs no more than reading the queue's length twice.
+ * `caller`, when the wrapper already made one, is used for it.
+ */
+function connectNoted(
+  original: ConnectFn,
+  pool: PoolLike,
+  cb?: Callback,
+  caller?: AsyncResource,
+): unknown {
+  const queue = pool._pendingQueue;
+  const before = queue?.length;
+  const result = original.call(pool, cb);
+  if (
+    before !== undefined &&
+    queue!.length > before &&
+    queue!.length > (pool._idle?.length ?? 0)
+  )
+    queue![queue!.length - 1]![WAITER] =
+      caller ?? new AsyncResource("pg.pool.connect");
+  return result;
+}
+
+/**
+ * pg-pool's hand-over of a free connection to a pending item: the
+ * `acquire` event, then the item's callback (a new connection's `connect`
+ * event and `verify` too), in the waiting caller's context, so what a
+ * listener logs or queries is that request's.
+ */
+function wrapAcquireClient(original: AcquireClientFn): AcquireClientFn {
+  return function threadlineAcquireClient(
+    this: unknown,
+    client: unknown,
+    pendingItem: unknown,
+    idleListener: unknown,
+    isNew: unknown,
+  ): unknown {
+    const waiter = (pendingItem as PendingItem | undefined)?.[WAITER];
+    if (waiter === undefined)
+      return original.call(this, client, pendingItem, idleListener, isNew);
+    return waiter.runInAsyncScope(
+      original,
+      this,
+      client,
+      pendingItem,
+      idleListener,
+      isNew,
+    );
+  };
+}
+
+/**
+ * pg-pool's opening of a connection for a pending item, when one was
+ * dropped while callers waited: opened from the waiting caller's context,
+ * its `onConnect` hook and the hand-over that follows are that caller's
+ * (the socket still belongs to no request, see #wrapClientConnect).
+ */
+function wrapNewClient(original: NewClientFn): NewClientFn {
+  return function threadlineNewClient(
+    this: unknown,
+    pendingItem: unknown,
+  ): unknown {
+    const waiter = (pendingItem as PendingItem | undefined)?.[WAITER];
+    if (waiter === undefined) return original.call(this, pendingItem);
+    return waiter.runInAsyncScope(original, this, pendingItem);
+  };
 }
 
 interface PooledClient {

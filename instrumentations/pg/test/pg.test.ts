@@ -1,5 +1,6 @@
 // pg instrumentation against a real PostgreSQL server, inside one process.
 import assert from "node:assert/strict";
+import { AsyncLocalStorage } from "node:async_hooks";
 import net from "node:net";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -1543,6 +1544,144 @@ describe("pg pools under load", () => {
       "every callback ran for its own customer",
     );
     assert.equal(seen.length, 9);
+  });
+
+  it("hands a connection to a waiting caller in its context: acquire, connect, onConnect and verify too", async () => {
+    const requestId = new AsyncLocalStorage<string>();
+    const seen: Array<[string, string | undefined, string | undefined]> = [];
+    const pool = new pg.Pool({
+      connectionString: databaseUrl,
+      max: 1,
+      onConnect: () => {
+        seen.push(["onConnect", getCustomerId(), requestId.getStore()]);
+      },
+      verify: (client, done) => {
+        seen.push(["verify", getCustomerId(), requestId.getStore()]);
+        client.query("SELECT 1 AS verified").then(() => done(), done);
+      },
+    });
+    pool.on("connect", () =>
+      seen.push(["connect", getCustomerId(), requestId.getStore()]),
+    );
+    pool.on("acquire", (client) => {
+      seen.push(["acquire", getCustomerId(), requestId.getStore()]);
+      void client.query("SELECT 1 AS acquired");
+    });
+    const tracer = trace.getTracer("t");
+    const as = (customer: string, fn: () => Promise<void>) =>
+      withCustomer(customer, () =>
+        requestId.run(`request of ${customer}`, () =>
+          tracer.startActiveSpan(`request ${customer}`, async (root) => {
+            await fn();
+            root.end();
+          }),
+        ),
+      );
+    const hold = () => new Promise((resolve) => setTimeout(resolve, 100));
+    // c-alice holds the one connection while three callers queue for it,
+    // each in one of the ways pg-pool can be asked: pool.query(), a
+    // pool.connect() callback and an awaited pool.connect().
+    let held!: () => void;
+    const holding = new Promise<void>((resolve) => (held = resolve));
+    const alice = as("c-alice", async () => {
+      const client = await pool.connect();
+      held();
+      await hold();
+      client.release();
+    });
+    await holding;
+    const waiters = [
+      as("c-bob", async () => {
+        await pool.query("SELECT 1 AS bob");
+      }),
+      as(
+        "c-carol",
+        () =>
+          new Promise<void>((resolve, reject) =>
+            pool.connect((err, client, release) => {
+              if (err) return reject(err);
+              client!.query("SELECT 1 AS carol").then(() => {
+                release();
+                resolve();
+              }, reject);
+            }),
+          ),
+      ),
+      as("c-dave", async () => {
+        const client = await pool.connect();
+        await client.query("SELECT 1 AS dave");
+        client.release();
+      }),
+    ];
+    await Promise.all([alice, ...waiters]);
+    assert.equal(pool.totalCount, 1);
+    // c-erin drops the connection while c-frank waits: c-frank is handed a
+    // new one, opened from the code that dropped the old.
+    let erinHolds!: () => void;
+    const erinHolding = new Promise<void>((resolve) => (erinHolds = resolve));
+    const erin = as("c-erin", async () => {
+      const client = await pool.connect();
+      erinHolds();
+      await hold();
+      client.release(new Error("dropped by the application"));
+    });
+    await erinHolding;
+    const frank = as("c-frank", async () => {
+      await pool.query("SELECT 1 AS frank");
+    });
+    await Promise.all([erin, frank]);
+    await pool.end();
+    const fresh = ["onConnect", "connect", "acquire", "verify"];
+    const handOvers: Array<[string, string]> = [
+      ...fresh.map((e) => [e, "c-alice"] as [string, string]),
+      ["acquire", "c-bob"],
+      ["acquire", "c-carol"],
+      ["acquire", "c-dave"],
+      ["acquire", "c-erin"],
+      ...fresh.map((e) => [e, "c-frank"] as [string, string]),
+    ];
+    assert.deepEqual(
+      seen,
+      handOvers.map(([event, customer]) => [
+        event,
+        customer,
+        `request of ${customer}`,
+      ]),
+      "each hand-over ran for the customer it was made for",
+    );
+    const customers = handOvers
+      .filter(([event]) => event === "acquire")
+      .map(([, customer]) => customer);
+    const queriesNamed = (spans: ReceivedSpan[], text: string) =>
+      querySpans(spans).filter((q) => q.attributes["db.query.text"] === text);
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        queriesNamed(s, "SELECT ? AS acquired").length >= customers.length &&
+        queriesNamed(s, "SELECT ? AS verified").length >= 2 &&
+        customers.every((c) => s.some((x) => x.name === `request ${c}`)),
+      "the queries of every hand-over",
+    );
+    for (const [text, expected] of [
+      ["SELECT ? AS acquired", customers],
+      ["SELECT ? AS verified", ["c-alice", "c-frank"]],
+    ] as const) {
+      const queries = queriesNamed(spans, text);
+      assert.deepEqual(
+        queries.map((q) => q.attributes["customer.id"]).sort(),
+        [...expected].sort(),
+        `${text}: one for each customer handed a connection`,
+      );
+      for (const q of queries) {
+        const root = spans.find(
+          (s) => s.name === `request ${String(q.attributes["customer.id"])}`,
+        )!;
+        assert.equal(
+          q.traceId,
+          root.traceId,
+          `${text}: in its request's trace`,
+        );
+      }
+    }
   });
 
   it("traces an explicit pool.connect() wait as its own span, awaited or called back, and the first query from when it is sent", async () => {
