@@ -98,7 +98,11 @@ export interface AmqplibInstrumentationConfig {
    * @default true
    */
   trustMessageBaggage?: boolean;
-  /** Exchanges consumed outside the system: messages published there carry no baggage. */
+  /**
+   * Exchanges consumed outside the system: messages published there carry
+   * no baggage. `amq.default` (or `""`) names the default exchange, which
+   * `sendToQueue` publishes on.
+   */
   externalExchanges?: readonly string[];
   /**
    * Headers never published to an external exchange, in any case (the
@@ -629,6 +633,22 @@ function markFailed(
   });
 }
 
+/**
+ * The exchanges declared external, as publishes name them. The default
+ * exchange is `""` to amqplib (`sendToQueue` publishes there) and
+ * `amq.default` to spans, metrics and RabbitMQ's own tools: either name
+ * declares it, once, here (a comma-separated variable cannot give an empty
+ * name), so a publish still looks its exchange up as it is.
+ */
+function externalExchangeNames(names: readonly string[]): ReadonlySet<string> {
+  const external = new Set(names);
+  if (external.has("amq.default") || external.has("")) {
+    external.add("");
+    external.add("amq.default");
+  }
+  return external;
+}
+
 export class AmqplibInstrumentation implements Instrumentation {
   readonly name = NAME;
   readonly #config: AmqplibInstrumentationConfig;
@@ -652,7 +672,7 @@ export class AmqplibInstrumentation implements Instrumentation {
 
   constructor(config: AmqplibInstrumentationConfig = {}) {
     this.#config = config;
-    this.#external = new Set(config.externalExchanges ?? []);
+    this.#external = externalExchangeNames(config.externalExchanges ?? []);
     this.#dropped = new GuardedHeaderNames(config.privateHeaders ?? [], [
       SENT_AT_HEADER,
     ]);

@@ -1862,6 +1862,82 @@ describe("external exchanges", () => {
   });
 });
 
+describe("the default exchange declared external", () => {
+  /** What a consumer of queue `q` receives from `publish`, read without any instrumentation's help. */
+  async function receivedFrom(
+    publish: (ch: amqp.Channel, q: string) => void,
+    count: number,
+  ): Promise<Array<Record<string, unknown>>> {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    const received: Array<Record<string, unknown>> = [];
+    void ch.consume(q, (msg) => {
+      if (msg === null) return;
+      received.push({ ...msg.properties.headers });
+      ch.ack(msg);
+    });
+    withCustomer("c-secret", () => publish(ch, q));
+    await waitFor(() => received.length === count, { what: "every delivery" });
+    await ch.close();
+    return received;
+  }
+  const copied = { app: "x", baggage: "customer.id=c-secret" };
+  const forwarded = { app: "x", "X-Customer-Id": "c-secret" };
+
+  function assertSentAsExternal(received: Array<Record<string, unknown>>) {
+    for (const headers of received) {
+      assert.equal(headers["app"], "x");
+      assert.equal(headers["baggage"], undefined);
+      assert.equal(headers["threadline-sent-at"], undefined);
+      assert.doesNotMatch(JSON.stringify(headers), /c-secret/);
+    }
+  }
+
+  it("is named amq.default in THREADLINE_AMQP_EXTERNAL_EXCHANGES, as its spans name it", async () => {
+    await threadline.shutdown();
+    process.env["THREADLINE_AMQP_EXTERNAL_EXCHANGES"] =
+      "partner.out,amq.default";
+    try {
+      start();
+    } finally {
+      delete process.env["THREADLINE_AMQP_EXTERNAL_EXCHANGES"];
+    }
+    const received = await receivedFrom((ch, q) => {
+      ch.sendToQueue(q, Buffer.from("{}"), { headers: copied });
+      ch.sendToQueue(q, Buffer.from("{}"), { headers: forwarded });
+      context.with(suppressTracing(context.active()), () =>
+        ch.sendToQueue(q, Buffer.from("{}"), {
+          headers: { ...copied, ...forwarded },
+        }),
+      );
+    }, 3);
+    assertSentAsExternal(received);
+    assert.equal(
+      received.filter((h) => typeof h["traceparent"] === "string").length,
+      2,
+      "the traced publishes carry their trace context",
+    );
+    const spans = await receiver.waitForSpans(
+      (s) => producers(s).length >= 2,
+      "the publish spans",
+    );
+    for (const span of producers(spans))
+      assert.equal(span.name, "publish amq.default");
+  });
+
+  it("is named amq.default in amqpExternalExchanges, published to as amqplib names it", async () => {
+    await threadline.shutdown();
+    start({ amqpExternalExchanges: ["amq.default"] });
+    assertSentAsExternal(
+      await receivedFrom((ch, q) => {
+        ch.publish("", q, Buffer.from("{}"), { headers: copied });
+        ch.sendToQueue(q, Buffer.from("{}"), { headers: forwarded });
+      }, 2),
+    );
+  });
+});
+
 describe("untrusted publishers (trustMessageBaggage off)", () => {
   before(async () => {
     await threadline.shutdown();
