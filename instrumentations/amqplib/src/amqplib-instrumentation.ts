@@ -58,6 +58,7 @@ import {
 import {
   CUSTOMER_KEY,
   WATCH_KEY,
+  getCustomerFromContext,
   GuardedHeaderNames,
   diag,
   connectInEmptyContext,
@@ -109,6 +110,16 @@ export interface AmqplibInstrumentationConfig {
    * customer header an application forwards, say); baggage never is either.
    */
   privateHeaders?: readonly string[];
+  /**
+   * The header the customer id arrives in at the edge. A copy the
+   * application sets on a message never goes to an external exchange, and
+   * goes to an internal one only when it names the customer of the
+   * publishing context: the services that consume it may read it as their
+   * callers' word, so a copy forwarded from an anonymous caller would
+   * plant that caller's customer id downstream.
+   * @default 'x-customer-id'
+   */
+  customerHeader?: string;
 }
 
 const NAME = "@threadline/instrumentation-amqplib";
@@ -367,13 +378,55 @@ function frameMaxOf(channel: ChannelLike): number {
 /**
  * Whether the application's headers hold one that must not go as it is
  * (`drop`, lower case, against the names in any case): the message's
- * headers are then copied without it.
+ * headers are then copied without it. The customer header, `judged` (lower
+ * case, in `drop` too) on an internal exchange, may go as it is: looked at
+ * only when the message carries one (see customerKey).
  */
-function carriesDropped(given: unknown, drop: ReadonlySet<string>): boolean {
+function carriesDropped(
+  given: unknown,
+  drop: ReadonlySet<string>,
+  judged: string | undefined,
+  ctx: Context,
+): boolean {
   if (typeof given !== "object" || given === null) return false;
-  for (const key in given as Record<string, unknown>)
-    if (drop.has(key.toLowerCase())) return true;
+  for (const key in given as Record<string, unknown>) {
+    const name = key.toLowerCase();
+    if (
+      drop.has(name) &&
+      (name !== judged ||
+        customerKey(given as Record<string, unknown>, judged, ctx) !== key)
+    )
+      return true;
+  }
   return false;
+}
+
+/**
+ * The key of the customer header (`name`, lower case, matched in any case)
+ * that goes on a message to an internal exchange: the only one, naming the
+ * customer of `ctx`, as the http client keeps it for an internal host. Any
+ * other value, or more than one, goes nowhere; undefined then.
+ */
+function customerKey(
+  given: unknown,
+  name: string | undefined,
+  ctx: Context,
+): string | undefined {
+  if (name === undefined || typeof given !== "object" || given === null)
+    return undefined;
+  const customer = getCustomerFromContext(ctx);
+  if (customer === undefined) return undefined;
+  let found: string | undefined;
+  for (const key in given as Record<string, unknown>) {
+    if (key.toLowerCase() !== name) continue;
+    if (
+      found !== undefined ||
+      headerValue((given as Record<string, unknown>)[key]) !== customer
+    )
+      return undefined;
+    found = key;
+  }
+  return found;
 }
 
 function headerValue(v: unknown): string | undefined {
@@ -423,14 +476,18 @@ export const SENT_AT_HEADER = "threadline-sent-at";
 /**
  * The message's headers as amqplib will encode them, in a plain object of
  * our own for the trace headers to go into, without those in `drop`
- * (lower case; matched in any case). amqplib hands sendMessage an object
- * whose prototype is the application's `headers` option, and its encoder
- * walks the whole chain, so the copy walks it too: copying only own
- * properties would drop every header the application set.
+ * (lower case; matched in any case) but the customer header `judged` when
+ * it may go (see customerKey, asked only when the message carries one).
+ * amqplib hands sendMessage an object whose prototype is the application's
+ * `headers` option, and its encoder walks the whole chain, so the copy
+ * walks it too: copying only own properties would drop every header the
+ * application set.
  */
 function copyHeaders(
   given: unknown,
   drop: ReadonlySet<string>,
+  judged: string | undefined,
+  ctx: Context,
 ): Record<string, unknown> {
   // Without a prototype, as amqplib makes its own: V8 keeps such an object
   // in dictionary mode, and amqplib's encoder then reads it the generic way.
@@ -439,8 +496,20 @@ function copyHeaders(
   const headers = Object.create(null) as Record<string, unknown>;
   if (typeof given !== "object" || given === null) return headers;
   const from = given as Record<string, unknown>;
-  for (const key in from)
-    if (!drop.has(key.toLowerCase())) headers[key] = from[key];
+  let looked = false;
+  let keep: string | undefined;
+  for (const key in from) {
+    const name = key.toLowerCase();
+    if (drop.has(name)) {
+      if (name !== judged) continue;
+      if (!looked) {
+        keep = customerKey(from, judged, ctx);
+        looked = true;
+      }
+      if (key !== keep) continue;
+    }
+    headers[key] = from[key];
+  }
   return headers;
 }
 
@@ -653,6 +722,8 @@ export class AmqplibInstrumentation implements Instrumentation {
   readonly name = NAME;
   readonly #config: AmqplibInstrumentationConfig;
   readonly #external: ReadonlySet<string>;
+  /** The customer header, lower case (see customerKey). */
+  readonly #customerHeader: string;
   #tracer: Tracer | undefined;
   #enabled = false;
   readonly #unhooks: Array<() => void> = [];
@@ -663,18 +734,22 @@ export class AmqplibInstrumentation implements Instrumentation {
    * Headers a message's copy leaves out: those no call sends as the
    * application copied them (as HTTP: baggage always, consumers trusting
    * message baggage, and the fields of the configured propagators, which
-   * ours write), our sent-at header, and on an external exchange the
-   * private ones. Without the tracecontext propagator, traceparent and
-   * tracestate are the application's, which carries its trace context
-   * itself.
+   * ours write), our sent-at header, the customer header (judged on an
+   * internal exchange), and on an external exchange the private ones.
+   * Without the tracecontext propagator, traceparent and tracestate are the
+   * application's, which carries its trace context itself.
    */
   readonly #dropped: GuardedHeaderNames;
 
   constructor(config: AmqplibInstrumentationConfig = {}) {
     this.#config = config;
     this.#external = externalExchangeNames(config.externalExchanges ?? []);
+    this.#customerHeader = (
+      config.customerHeader ?? "x-customer-id"
+    ).toLowerCase();
     this.#dropped = new GuardedHeaderNames(config.privateHeaders ?? [], [
       SENT_AT_HEADER,
+      this.#customerHeader,
     ]);
   }
 
@@ -995,6 +1070,7 @@ export class AmqplibInstrumentation implements Instrumentation {
       const ctx = context.active();
       if (isTracingSuppressed(ctx)) {
         self.#dropCopied(
+          ctx,
           fields as Record<string, unknown>,
           properties as Record<string, unknown>,
         );
@@ -1104,20 +1180,24 @@ export class AmqplibInstrumentation implements Instrumentation {
   /**
    * A publish made with tracing suppressed carries no trace headers of
    * ours, and none the application copied that a traced one would not
-   * send either: suppression says what to trace, not whom to trust, and
+   * send either (the customer header included, judged as on a traced
+   * one): suppression says what to trace, not whom to trust, and
    * consumers trust message baggage.
    */
   #dropCopied(
+    ctx: Context,
     fields: Record<string, unknown>,
     properties: Record<string, unknown>,
   ): void {
     try {
       const exchange =
         typeof fields["exchange"] === "string" ? fields["exchange"] : "";
-      const drop = this.#dropped.for(!this.#external.has(exchange));
+      const external = this.#external.has(exchange);
+      const drop = this.#dropped.for(!external);
+      const judged = external ? undefined : this.#customerHeader;
       const given = properties["headers"];
-      if (carriesDropped(given, drop))
-        properties["headers"] = copyHeaders(given, drop);
+      if (carriesDropped(given, drop, judged, ctx))
+        properties["headers"] = copyHeaders(given, drop, judged, ctx);
     } catch (err) {
       diag.warnCollapsed(
         "amqp-publish",
@@ -1175,9 +1255,11 @@ export class AmqplibInstrumentation implements Instrumentation {
     // The trace context and baggage are the publishing context's, whatever
     // was copied: a copied baggage header would carry an untrusted caller's
     // customer id to every consumer, which trust message baggage. (A trace
-    // context no propagator of ours writes stays the application's.)
+    // context no propagator of ours writes stays the application's.) So is
+    // the customer header, on an internal exchange, or it goes.
     const drop = this.#dropped.for(!external);
-    if (splice && !carriesDropped(given, drop)) {
+    const judged = external ? undefined : this.#customerHeader;
+    if (splice && !carriesDropped(given, drop, judged, ctx)) {
       // Written into the frame as amqplib encodes it; the application's
       // headers object is left as it is.
       const entries: HeaderEntries = [];
@@ -1186,7 +1268,7 @@ export class AmqplibInstrumentation implements Instrumentation {
       pendingHeaders = entries;
       pendingFrameMax = frameMaxOf(channel);
     } else {
-      const headers = copyHeaders(given, drop);
+      const headers = copyHeaders(given, drop, judged, ctx);
       propagation.inject(injectCtx, headers, headerSetter);
       if (!external) headers[SENT_AT_HEADER] = Date.now();
       // amqplib encodes this copy without checking its size: checked here,
@@ -1205,7 +1287,7 @@ export class AmqplibInstrumentation implements Instrumentation {
         warnRefused(refused, frameMax);
         // Still without the copied trace headers, baggage and (on an
         // external exchange) private headers.
-        properties["headers"] = copyHeaders(given, drop);
+        properties["headers"] = copyHeaders(given, drop, judged, ctx);
       }
     }
     return span;

@@ -1938,6 +1938,128 @@ describe("the default exchange declared external", () => {
   });
 });
 
+describe("the customer header on internal exchanges", () => {
+  /**
+   * The headers each message published by `publish` arrives with, by its
+   * `n` header, read without any instrumentation's help.
+   */
+  async function receivedFrom(
+    publish: (send: (headers: Record<string, unknown>) => void) => void,
+    count: number,
+  ): Promise<Map<unknown, Record<string, unknown>>> {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    const received = new Map<unknown, Record<string, unknown>>();
+    void ch.consume(q, (msg) => {
+      if (msg === null) return;
+      const headers = { ...msg.properties.headers };
+      for (const [k, v] of Object.entries(headers))
+        if (Buffer.isBuffer(v)) headers[k] = v.toString("utf8");
+      received.set(headers["n"], headers);
+      ch.ack(msg);
+    });
+    publish((headers) => ch.sendToQueue(q, Buffer.from("{}"), { headers }));
+    await waitFor(() => received.size === count, { what: "every delivery" });
+    await ch.close();
+    return received;
+  }
+  /** The headers named `name` in any spelling, with their values. */
+  const named = (headers: Record<string, unknown> | undefined, name: string) =>
+    Object.entries(headers ?? {}).filter(([k]) => k.toLowerCase() === name);
+
+  it("passes one on only when it names the customer of the publishing context, traced or not", async () => {
+    await threadline.shutdown();
+    start();
+    const suppressed = (fn: () => void) =>
+      context.with(suppressTracing(context.active()), fn);
+    const received = await receivedFrom((send) => {
+      withCustomer("c-inside", () => {
+        for (const untraced of [false, true]) {
+          const as = untraced ? suppressed : (fn: () => void) => fn();
+          const n = (label: string) => `${label}${untraced ? " untraced" : ""}`;
+          as(() => {
+            send({ n: n("own"), "x-customer-id": "c-inside" });
+            send({ n: n("own, spelt"), "X-Customer-Id": "c-inside" });
+            send({
+              n: n("own, bytes"),
+              "x-customer-id": Buffer.from("c-inside"),
+            });
+            // Copied for a baggage header that does not go as it is.
+            send({
+              n: n("own, copied"),
+              "x-customer-id": "c-inside",
+              baggage: "customer.id=c-other",
+            });
+            send({ n: n("another"), "X-Customer-Id": "c-other", app: "x" });
+            send({
+              n: n("twice"),
+              "x-customer-id": "c-inside",
+              "X-Customer-ID": "c-inside",
+            });
+          });
+        }
+      });
+      // No customer in the context: a forwarded header names none of its.
+      send({ n: "no customer", "x-customer-id": "c-planted" });
+      suppressed(() =>
+        send({ n: "no customer untraced", "x-customer-id": "c-planted" }),
+      );
+    }, 14);
+    for (const untraced of ["", " untraced"]) {
+      assert.deepEqual(named(received.get(`own${untraced}`), "x-customer-id"), [
+        ["x-customer-id", "c-inside"],
+      ]);
+      assert.deepEqual(
+        named(received.get(`own, spelt${untraced}`), "x-customer-id"),
+        [["X-Customer-Id", "c-inside"]],
+      );
+      assert.deepEqual(
+        named(received.get(`own, bytes${untraced}`), "x-customer-id"),
+        [["x-customer-id", "c-inside"]],
+      );
+      assert.deepEqual(
+        named(received.get(`own, copied${untraced}`), "x-customer-id"),
+        [["x-customer-id", "c-inside"]],
+      );
+      assert.doesNotMatch(
+        String(received.get(`own, copied${untraced}`)?.["baggage"]),
+        /c-other/,
+      );
+      for (const removed of ["another", "twice", "no customer"])
+        assert.deepEqual(
+          named(received.get(`${removed}${untraced}`), "x-customer-id"),
+          [],
+          `${removed}${untraced}: the header is removed`,
+        );
+      assert.equal(received.get(`another${untraced}`)?.["app"], "x");
+    }
+    // The customer still goes in baggage.
+    assert.match(
+      String(received.get("another")?.["baggage"]),
+      /customer\.id=c-inside/,
+    );
+  });
+
+  it("judges the header configured as the customer header, and no other", async () => {
+    await threadline.shutdown();
+    start({ customerHeader: "x-tenant" });
+    const received = await receivedFrom(
+      (send) =>
+        withCustomer("c-inside", () => {
+          send({ n: "own", "X-Tenant": "c-inside" });
+          send({ n: "another", "x-tenant": "c-other", "x-customer-id": "c-x" });
+        }),
+      2,
+    );
+    assert.deepEqual(named(received.get("own"), "x-tenant"), [
+      ["X-Tenant", "c-inside"],
+    ]);
+    assert.deepEqual(named(received.get("another"), "x-tenant"), []);
+    assert.equal(received.get("another")?.["x-customer-id"], "c-x");
+  });
+});
+
 describe("untrusted publishers (trustMessageBaggage off)", () => {
   before(async () => {
     await threadline.shutdown();

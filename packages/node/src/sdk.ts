@@ -616,6 +616,7 @@ function start(options: InitOptions): ThreadlineHandle {
         trustMessageBaggage: config.amqp.trustMessageBaggage,
         externalExchanges: config.amqp.externalExchanges,
         privateHeaders: egress.privateHeaders,
+        customerHeader: egress.customerHeader,
       }),
     );
   }
