@@ -1401,6 +1401,39 @@ function checkedOptions(r: Reader, given: unknown): InitOptions {
   return checked;
 }
 
+/**
+ * pm2's cluster mode hands each worker its app's `env` only as JSON in the
+ * `pm2_env` variable (the variables at its top level, as pm2's own
+ * container script reads them), and copies them into the environment only
+ * once the app's script runs: after `--import`, so after this reads its
+ * settings. Fills in the OTEL_ and THREADLINE_ variables the environment
+ * lacks from there: a variable set in the environment is never replaced,
+ * and nothing else is read from it, so that no pm2 field can reach a
+ * setting and nothing runs differently outside pm2.
+ */
+export function fillFromPm2Env(env: Env): void {
+  const raw = env["pm2_env"];
+  if (raw === undefined) return;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    return;
+  }
+  if (!isObject(parsed)) return;
+  for (const [name, value] of Object.entries(parsed)) {
+    if (!name.startsWith("OTEL_") && !name.startsWith("THREADLINE_")) continue;
+    if (env[name] !== undefined) continue;
+    // As pm2's copy into process.env: a number or boolean as its text.
+    if (
+      typeof value === "string" ||
+      typeof value === "number" ||
+      typeof value === "boolean"
+    )
+      env[name] = String(value);
+  }
+}
+
 /** Resolves the settings; `warnings` lists unusable values that fell back to defaults. */
 export function resolveConfig(
   given: InitOptions = {},

@@ -40,6 +40,7 @@ import {
 } from "@threadline/instrumentation-pino";
 import { UndiciInstrumentation } from "@threadline/instrumentation-undici";
 import {
+  fillFromPm2Env,
   resolveConfig,
   type InitOptions,
   type ResolvedConfig,
@@ -471,6 +472,7 @@ export function init(options: InitOptions = {}): ThreadlineHandle {
 }
 
 function start(options: InitOptions): ThreadlineHandle {
+  fillFromPm2Env(process.env);
   const { config, warnings } = resolveConfig(options);
   if (config.logLevel !== undefined && !diag.setLevel(config.logLevel)) {
     warnings.push(

@@ -5,7 +5,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { selfSignedCertificate } from "@threadline/test-support";
-import { resolveConfig, type InitOptions } from "../src/config.ts";
+import {
+  fillFromPm2Env,
+  resolveConfig,
+  type InitOptions,
+} from "../src/config.ts";
 
 const pems = (() => {
   const ca = selfSignedCertificate("collector-ca");
@@ -950,5 +954,39 @@ describe("resolveConfig", () => {
     );
     assert.equal(warnings.length, 2);
     for (const w of warnings) assert.ok(!w.includes("secret"), w);
+  });
+});
+
+describe("fillFromPm2Env", () => {
+  it("fills in only the OTEL_ and THREADLINE_ variables the environment lacks", () => {
+    const env: Record<string, string | undefined> = {
+      OTEL_SERVICE_NAME: "set",
+      pm2_env: JSON.stringify({
+        name: "orders",
+        NODE_ENV: "production",
+        OTEL_SERVICE_NAME: "from-pm2",
+        OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318",
+        THREADLINE_HEALTH_PORT: 9477,
+        THREADLINE_RUNTIME_METRICS: false,
+        OTEL_RESOURCE_ATTRIBUTES: { not: "text" },
+        env: { OTEL_LOG_LEVEL: "debug" },
+      }),
+    };
+    fillFromPm2Env(env);
+    const { pm2_env: _, ...rest } = env;
+    assert.deepEqual(rest, {
+      OTEL_SERVICE_NAME: "set",
+      OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318",
+      THREADLINE_HEALTH_PORT: "9477",
+      THREADLINE_RUNTIME_METRICS: "false",
+    });
+  });
+
+  it("leaves the environment as it is when pm2_env is not a JSON object", () => {
+    for (const raw of ["{not json", "[1]", "null", '"OTEL_SERVICE_NAME"']) {
+      const env: Record<string, string | undefined> = { pm2_env: raw };
+      fillFromPm2Env(env);
+      assert.deepEqual(env, { pm2_env: raw });
+    }
   });
 });
