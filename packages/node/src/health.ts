@@ -71,13 +71,18 @@ export function registerExporterHealth(
   });
 }
 
+const HEALTH = {
+  what: "the health endpoint",
+  variable: "THREADLINE_HEALTH_PORT",
+};
+
 export function startHealthEndpoint(
   host: string,
   port: number,
   service: string,
   alarms?: AlarmEngine,
 ): Promise<UntracedServer | undefined> {
-  return startUntracedServer("the health endpoint", host, port, (req, res) => {
+  return startUntracedServer(HEALTH, host, port, (req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     const json = (status: number, body: unknown) =>
       res

@@ -5,7 +5,7 @@ import { startUntracedServer } from "../src/internal/untraced-server.ts";
 
 it("resolves to nothing, without throwing, on a port out of range", async () => {
   const server = await startUntracedServer(
-    "the test endpoint",
+    { what: "the test endpoint", variable: "THREADLINE_TEST_PORT" },
     "127.0.0.1",
     70_000,
     (_req, res) => res.end(),

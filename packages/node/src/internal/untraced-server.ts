@@ -1,7 +1,9 @@
 // Threadline's own HTTP endpoints (Prometheus scrapes, health): plain
 // servers the http instrumentation skips, that never keep the process
-// alive, that report a port they cannot take instead of throwing, and
-// that no client holds open past their close.
+// alive, that report a port they cannot take instead of throwing, that no
+// client holds open past their close, and that answer for their own
+// process alone, in a cluster worker too.
+import type { Cluster } from "node:cluster";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { diag, UNTRACED_SERVER } from "@threadline/core";
 
@@ -17,9 +19,19 @@ export interface UntracedServer {
   close(graceMs: number): Promise<void>;
 }
 
+/** The endpoint, as its warnings name it. */
+export interface Endpoint {
+  /** e.g. "the health endpoint". */
+  readonly what: string;
+  /** The variable that sets its port. */
+  readonly variable: string;
+  /** Another way to its data, for the workers of a cluster that go without. */
+  readonly otherwise?: string;
+}
+
 /** Listens on host:port; resolves undefined (with a warning) when it cannot. */
 export function startUntracedServer(
-  what: string,
+  endpoint: Endpoint,
   host: string,
   port: number,
   handler: (req: IncomingMessage, res: ServerResponse) => void,
@@ -31,13 +43,19 @@ export function startUntracedServer(
   return new Promise((resolve) => {
     const failed = (err: NodeJS.ErrnoException) => {
       diag.warn(
-        `${what} could not listen on ${host}:${port}: ${err.code ?? err.message}`,
+        `${endpoint.what} could not listen on ${host}:${port}: ${err.code ?? err.message}` +
+          (err.code === "EADDRINUSE" ? inUse(endpoint) : ""),
       );
       resolve(undefined);
     };
     server.once("error", failed);
     try {
-      server.listen(port, host, () => {
+      // Exclusive: a cluster worker would otherwise get the primary's
+      // shared handle, and with every worker on it, each scrape or probe
+      // would reach whichever worker the primary hands it to, a series
+      // whose counters jump between processes, a readiness of any one.
+      // So the first worker takes the port and the others are told so.
+      server.listen({ port, host, exclusive: true }, () => {
         const a = server.address();
         const p = typeof a === "object" && a !== null ? a.port : port;
         resolve({
@@ -63,4 +81,18 @@ export function startUntracedServer(
       failed(err as NodeJS.ErrnoException);
     }
   });
+}
+
+function inUse(endpoint: Endpoint): string {
+  const cluster = process.getBuiltinModule(
+    "node:cluster",
+  ) as unknown as Cluster;
+  if (!cluster.isWorker)
+    return `, the port is taken by another process; set ${endpoint.variable} to a free one`;
+  return (
+    `, the port is taken, by the cluster's primary or the worker that took it first, ` +
+    `which answers for itself alone; this worker goes without it. Give each worker a port of its own ` +
+    `(${endpoint.variable} in the env of cluster.fork(), or pm2's increment_var) to reach every worker` +
+    (endpoint.otherwise === undefined ? "" : `, or ${endpoint.otherwise}`)
+  );
 }

@@ -304,7 +304,12 @@ export function startPrometheusEndpoint(
   // leaves the second the whole time since the first.
   const reader = new Reader("Prometheus scrape");
   return startUntracedServer(
-    "the Prometheus endpoint",
+    {
+      what: "the Prometheus endpoint",
+      variable: "OTEL_EXPORTER_PROMETHEUS_PORT",
+      // Each worker exports its own over OTLP, an instance of the service.
+      otherwise: "export metrics over OTLP (OTEL_METRICS_EXPORTER=otlp)",
+    },
     host,
     port,
     (req, res) => {
