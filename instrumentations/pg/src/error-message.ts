@@ -1,7 +1,7 @@
 // A failed query's error message as it may be recorded when bound values
 // are not. PostgreSQL writes values into its messages: the input a type
-// refused (`invalid input syntax for type integer: "…"`), a value read as a
-// name (`relation "…" does not exist` for `$1::regclass`), the token a
+// refused (`invalid input syntax for type integer: "..."`), a value read as a
+// name (`relation "..." does not exist` for `$1::regclass`), the token a
 // syntax error stopped at, which may be a literal, and whatever a function
 // raises (`RAISE EXCEPTION 'card % declined', card`). Which messages do is
 // no list that could be kept: functions raise their own. So two rules hold
@@ -10,7 +10,7 @@
 // - each text of the statement's values (bound, as pg sent them, and
 //   literal, as PostgreSQL read them) is replaced by `?` wherever it
 //   appears, raised unquoted by a function too;
-// - in what the server sent, each quoted part (`"…"`, `'…'`) is replaced
+// - in what the server sent, each quoted part (`"..."`, `'...'`) is replaced
 //   by `"?"` (or `'?'`) unless it is a name the statement itself writes
 //   and no value holds. That covers what the first rule cannot see: a part of a value
 //   (nextval() cuts `seq_for_alice@example.com` at its dot: `schema

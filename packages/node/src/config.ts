@@ -447,7 +447,7 @@ class Reader {
 
   /**
    * A map option (headers, attributes, third parties): an object, or the
-   * `key=value,…` text its variable takes, read as the variable is (and,
+   * `key=value,...` text its variable takes, read as the variable is (and,
    * with `whole`, dropped whole for an entry that cannot be decoded, as
    * the variable is). An entry of another type than `entry` takes is left
    * out, with a warning naming its key, never its value: headers carry
