@@ -46,6 +46,7 @@ import {
 } from "./query.ts";
 import { OtlpReceiver } from "./receiver.ts";
 import { Store, type ChangedTrace, type ChangedTraces } from "./store.ts";
+import { untracedServer } from "./untraced.ts";
 
 /** The standard OTLP/HTTP port: where services export unless told otherwise. */
 export const DEFAULT_OTLP_PORT = 4318;
@@ -376,8 +377,10 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
   const plainText = (res: ServerResponse, status: number, message: string) =>
     res.writeHead(status, { "content-type": "text/plain" }).end(message);
 
-  const otlp = createServer(
-    guarded(handleOtlp, (res, message) => plainText(res, 500, message)),
+  const otlp = untracedServer(
+    createServer(
+      guarded(handleOtlp, (res, message) => plainText(res, 500, message)),
+    ),
   );
 
   function handleOtlp(req: IncomingMessage, res: ServerResponse): void {
@@ -405,17 +408,19 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
         .end("not an OTLP path: use /v1/traces, /v1/logs or /v1/metrics");
   }
 
-  const viewer = createServer(
-    guarded(
-      (req, res) => {
-        if (refusedHost(req, res)) return;
-        void serveViewer(req, res).catch((err: unknown) => {
-          if (!res.headersSent)
-            sendJson(res, 500, { error: (err as Error).message });
-          else res.end();
-        });
-      },
-      (res, message) => sendJson(res, 500, { error: message }),
+  const viewer = untracedServer(
+    createServer(
+      guarded(
+        (req, res) => {
+          if (refusedHost(req, res)) return;
+          void serveViewer(req, res).catch((err: unknown) => {
+            if (!res.headersSent)
+              sendJson(res, 500, { error: (err as Error).message });
+            else res.end();
+          });
+        },
+        (res, message) => sendJson(res, 500, { error: message }),
+      ),
     ),
   );
 

@@ -24,6 +24,7 @@ import {
   type WatchLevel,
 } from "@threadline/core";
 import { causeOf } from "./backends/remote.ts";
+import { untracedFetch } from "./untraced.ts";
 
 /** Where a watch list lives. */
 export interface WatchTarget {
@@ -63,7 +64,7 @@ export class ViewerWatchTarget implements WatchTarget {
 
   async #call(path: string, init: RequestInit = {}): Promise<Response> {
     try {
-      return await fetch(`${this.#url}${path}`, {
+      return await untracedFetch(`${this.#url}${path}`, {
         ...init,
         headers: {
           ...this.#headers,

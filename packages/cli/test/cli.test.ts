@@ -674,6 +674,64 @@ describe("threadline dev with no configuration anywhere", () => {
   });
 });
 
+describe("threadline dev and search run with Threadline loaded", () => {
+  it("trace neither the viewer's servers nor their own calls", async () => {
+    const [otlpPort, viewerPort] = await Promise.all([freePort(), freePort()]);
+    // What a developer's shell sets to trace every service started from it:
+    // the CLI gets it too, and would export to itself.
+    const loaded = {
+      NODE_OPTIONS: "--import @threadline/node/register",
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${otlpPort}`,
+      OTEL_BSP_SCHEDULE_DELAY: "100",
+    };
+    const dev = await startService({
+      entry: bin,
+      cwd: fixtures,
+      env: loaded,
+      ready: /viewer and API\s+http:\/\/[^:]+:(\d+)/,
+      args: [
+        "dev",
+        "--db",
+        join(dir, "loaded.sqlite"),
+        "--otlp-port",
+        String(otlpPort),
+        "--port",
+        String(viewerPort),
+      ],
+    });
+    const viewerUrl = `http://127.0.0.1:${viewerPort}`;
+    const stats = async () =>
+      (await (await fetch(`${viewerUrl}/api/stats`)).json()) as {
+        spans: number;
+      };
+    try {
+      const r = await new Promise<{ code: number | null; stderr: string }>(
+        (resolve) => {
+          const child = spawn(
+            process.execPath,
+            [bin, "search", "--backend", `viewer=${viewerUrl}`],
+            { cwd: fixtures, env: { ...process.env, ...loaded } },
+          );
+          let stderr = "";
+          child.stderr
+            .setEncoding("utf8")
+            .on("data", (c: string) => (stderr += c));
+          child.on("close", (code) => resolve({ code, stderr }));
+        },
+      );
+      assert.equal(r.code, 0, r.stderr);
+      // Polled as the viewer's page does, for longer than a batch takes.
+      for (let i = 0; i < 15; i++) {
+        assert.equal((await stats()).spans, 0, dev.stderr.join("\n"));
+        await new Promise((done) => setTimeout(done, 100));
+      }
+      assert.equal((await stats()).spans, 0);
+    } finally {
+      await dev.stop();
+    }
+  });
+});
+
 /** Sends one request as written, target and all, and returns the raw answer. */
 function rawRequest(port: number, target: string): Promise<string> {
   return new Promise((resolve, reject) => {

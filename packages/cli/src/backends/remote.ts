@@ -9,6 +9,7 @@ import {
   type SpanRecord,
   type TraceSummary,
 } from "../model.ts";
+import { untracedFetch } from "../untraced.ts";
 
 export const DEFAULT_LIMIT = 50;
 
@@ -170,7 +171,10 @@ export async function reach(
   init: RequestInit = {},
 ): Promise<Response> {
   try {
-    return await fetch(url, { signal: AbortSignal.timeout(30_000), ...init });
+    return await untracedFetch(url, {
+      signal: AbortSignal.timeout(30_000),
+      ...init,
+    });
   } catch (err) {
     throw new Error(`${name} is not reachable (${causeOf(err)})`);
   }

@@ -8,6 +8,7 @@ import type {
 } from "../model.ts";
 import { paramsFromQuery } from "../query.ts";
 import { causeOf } from "./remote.ts";
+import { untracedFetch } from "../untraced.ts";
 
 /**
  * How long the viewer may take to start its answer, and then to send more
@@ -52,7 +53,7 @@ export class ViewerBackend implements TraceBackend {
     allow(`did not answer within ${seconds} s`);
     let res: Response;
     try {
-      res = await fetch(`${this.#url}${path}`, {
+      res = await untracedFetch(`${this.#url}${path}`, {
         headers: this.#token ? { authorization: `Bearer ${this.#token}` } : {},
         signal: controller.signal,
       });
@@ -96,7 +97,7 @@ export class ViewerBackend implements TraceBackend {
   /** Whether a viewer answers at the URL. */
   async reachable(): Promise<boolean> {
     try {
-      const res = await fetch(`${this.#url}/api/stats`, {
+      const res = await untracedFetch(`${this.#url}/api/stats`, {
         signal: AbortSignal.timeout(1000),
         headers: this.#token ? { authorization: `Bearer ${this.#token}` } : {},
       });
