@@ -1,9 +1,12 @@
 // Every documented way to start Threadline, each in a real child process.
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import https from "node:https";
+import { delimiter, dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
+  freePort,
   selfSignedCertificate,
   startOtlpReceiver,
   startRecordingServer,
@@ -378,6 +381,66 @@ describe("starting Threadline", () => {
     );
     assert.equal(warned.length, 1, app.stderr.join("\n"));
     assert.match(warned[0]!, /synchronously, as a string/);
+  });
+
+  it("starts in the application, not in npm, when NODE_OPTIONS loads it for `npm start`", async () => {
+    // npm as a container's `CMD npm start` runs it: the file on PATH (a
+    // link into npm's package, most often), under this Node, which the
+    // script's `node` is too.
+    const bin = dirname(process.execPath);
+    const PATH = [bin, process.env["PATH"] ?? ""].join(delimiter);
+    const npm = PATH.split(delimiter)
+      .map((dir) => join(dir, "npm"))
+      .find((file) => existsSync(file));
+    assert.ok(npm, "npm is on PATH");
+    const healthPort = await freePort();
+    const app = await startService({
+      entry: npm,
+      args: ["start"],
+      cwd: join(fixtures, "npm-script"),
+      env: {
+        ...env("npm-started"),
+        NODE_OPTIONS: "--import @threadline/node/register",
+        THREADLINE_HEALTH_PORT: String(healthPort),
+        OTEL_METRIC_EXPORT_INTERVAL: "100",
+        npm_config_update_notifier: "false",
+        PATH,
+      },
+    });
+    try {
+      assert.equal(await (await fetch(`${app.url}/hello`)).text(), "hi");
+      await waitFor(
+        () =>
+          spansOf("npm-started").some(
+            (s) => s.attributes["url.path"] === "/hello",
+          ),
+        { what: "the application's span" },
+      );
+      const ready = await fetch(`http://127.0.0.1:${healthPort}/readyz`);
+      assert.equal(ready.status, 200);
+      await waitFor(
+        () =>
+          receiver.metrics.some(
+            (m) => m.resource["service.name"] === "npm-started",
+          ),
+        { what: "the application's metrics" },
+      );
+      // A few more export intervals, for npm's to come if it started too.
+      await new Promise((done) => setTimeout(done, 500));
+      const pids = new Set(
+        [...receiver.spans, ...receiver.metrics]
+          .filter((r) => r.resource["service.name"] === "npm-started")
+          .map((r) => r.resource["process.pid"]),
+      );
+      assert.equal(pids.size, 1, [...pids].join(", "));
+      assert.ok(!pids.has(app.child.pid), "npm exported as the service");
+      assert.deepEqual(
+        app.stderr.filter((l) => l.includes("could not listen")),
+        [],
+      );
+    } finally {
+      await app.stop();
+    }
   });
 
   it("does nothing at all with OTEL_SDK_DISABLED=true", async () => {

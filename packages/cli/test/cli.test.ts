@@ -675,7 +675,7 @@ describe("threadline dev with no configuration anywhere", () => {
 });
 
 describe("threadline dev and search run with Threadline loaded", () => {
-  it("trace neither the viewer's servers nor their own calls", async () => {
+  it("trace neither the viewer's servers nor their own calls, nor report metrics", async () => {
     const [otlpPort, viewerPort] = await Promise.all([freePort(), freePort()]);
     // What a developer's shell sets to trace every service started from it:
     // the CLI gets it too, and would export to itself.
@@ -683,6 +683,7 @@ describe("threadline dev and search run with Threadline loaded", () => {
       NODE_OPTIONS: "--import @threadline/node/register",
       OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${otlpPort}`,
       OTEL_BSP_SCHEDULE_DELAY: "100",
+      OTEL_METRIC_EXPORT_INTERVAL: "100",
     };
     const dev = await startService({
       entry: bin,
@@ -703,6 +704,7 @@ describe("threadline dev and search run with Threadline loaded", () => {
     const stats = async () =>
       (await (await fetch(`${viewerUrl}/api/stats`)).json()) as {
         spans: number;
+        received: { metricRequests: number };
       };
     try {
       const r = await new Promise<{ code: number | null; stderr: string }>(
@@ -726,6 +728,8 @@ describe("threadline dev and search run with Threadline loaded", () => {
         await new Promise((done) => setTimeout(done, 100));
       }
       assert.equal((await stats()).spans, 0);
+      // Nor does Threadline start in them: no metrics of their own either.
+      assert.equal((await stats()).received.metricRequests, 0);
     } finally {
       await dev.stop();
     }
