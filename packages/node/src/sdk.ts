@@ -12,7 +12,7 @@
 // process, the exit and the signals also have the Threadline of every
 // worker thread flush, which the process's end would otherwise tear down
 // with its batches (internal/worker-flush.ts).
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import {
   context,
   metrics,
@@ -121,7 +121,16 @@ interface Active {
   readonly from: string;
 }
 
-const HERE = new URL("..", import.meta.url).href;
+// This copy's package folder; in a CommonJS bundle, where import.meta is
+// empty (and init() must still start, and say it is bundled), the script
+// the bundle is.
+const HERE = ((): string => {
+  try {
+    return new URL("..", import.meta.url).href;
+  } catch {
+    return pathToFileURL(process.argv[1] || process.cwd()).href;
+  }
+})();
 const slots = globalThis as Record<symbol, Active | undefined>;
 
 function active(): Active | undefined {

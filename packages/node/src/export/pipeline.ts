@@ -105,6 +105,22 @@ function exportWorkerEnv(): NodeJS.ProcessEnv {
 }
 
 /** The warning for what an exit or shutdown could not send in time. */
+// The export worker's script, beside this one; none in a bundle (no
+// export-worker.js is written beside it, and import.meta is empty in a
+// CommonJS one), where the exporter stays on this thread.
+const WORKER_SCRIPT = ((): URL | undefined => {
+  try {
+    const url = new URL("./export-worker.js", import.meta.url);
+    return process.getBuiltinModule("node:fs").existsSync(url)
+      ? url
+      : undefined;
+  } catch {
+    return undefined;
+  }
+})();
+const NO_WORKER_SCRIPT =
+  "there is no export-worker.js beside Threadline's code, as in a bundle";
+
 function warnLost(counts: readonly number[], timeoutMs: number): void {
   warnDropped(
     counts,
@@ -142,6 +158,8 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   readonly #metricsEncoder: MetricsEncoder;
   readonly #flushWaiters = new Map<number, () => void>();
   #worker: Worker | undefined;
+  /** Whether the exporter runs on this thread (exportThread 'main', or no worker script). */
+  readonly #onThread: boolean;
   /** The exporter on this thread (exportThread 'main'). */
   #exporter: Exporter | undefined;
   #onWatchRead: ((msg: WatchReadMessage) => void) | undefined;
@@ -189,10 +207,13 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     // On this thread the exporter gives each body back to the pool once its
     // export is settled. A worker gets a copy of the whole ArrayBuffer a
     // body is a view of, so bodies for it are allocated to their size.
-    const allocate =
-      config.exportThread === "main"
-        ? bodyPool.acquire
-        : Buffer.allocUnsafeSlow;
+    this.#onThread =
+      config.exportThread === "main" || WORKER_SCRIPT === undefined;
+    if (config.exportThread === "worker" && WORKER_SCRIPT === undefined)
+      diag.warn(
+        `THREADLINE_EXPORT_THREAD=worker is not possible: ${NO_WORKER_SCRIPT}; exporting on the application's thread`,
+      );
+    const allocate = this.#onThread ? bodyPool.acquire : Buffer.allocUnsafeSlow;
     // A batch of large spans or lines goes before its count is reached:
     // one batch must fit the byte budget a few times over. A buffer grown
     // past twice that (an unusually large item) is let go after its batch.
@@ -369,7 +390,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   }
 
   #post(msg: ToWorker): void {
-    if (this.#config.exportThread === "main") {
+    if (this.#onThread) {
       this.#inThread(msg);
       return;
     }
@@ -401,24 +422,22 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     if (this.#worker !== undefined) return this.#worker;
     try {
       const { Worker } = process.getBuiltinModule("node:worker_threads");
-      const worker = new Worker(
-        new URL("./export-worker.js", import.meta.url),
-        {
-          workerData: this.#settings,
-          // Never let the application's --import/-r (and so Threadline itself) load into the worker.
-          execArgv: [],
-          // A worker also applies the NODE_OPTIONS of its environment: one
-          // naming @threadline/node/register started Threadline in here,
-          // whose own export worker did the same, a thread after another.
-          env: exportWorkerEnv(),
-          name: "threadline-export",
-          // Everything the worker allocates dies young (a payload lives until
-          // its POST is answered), so a small young generation costs a few
-          // more cheap scavenges and saves the megabytes V8 would otherwise
-          // grow it to under load.
-          resourceLimits: { maxYoungGenerationSizeMb: 4 },
-        },
-      );
+      if (WORKER_SCRIPT === undefined) throw new Error(NO_WORKER_SCRIPT);
+      const worker = new Worker(WORKER_SCRIPT, {
+        workerData: this.#settings,
+        // Never let the application's --import/-r (and so Threadline itself) load into the worker.
+        execArgv: [],
+        // A worker also applies the NODE_OPTIONS of its environment: one
+        // naming @threadline/node/register started Threadline in here,
+        // whose own export worker did the same, a thread after another.
+        env: exportWorkerEnv(),
+        name: "threadline-export",
+        // Everything the worker allocates dies young (a payload lives until
+        // its POST is answered), so a small young generation costs a few
+        // more cheap scavenges and saves the megabytes V8 would otherwise
+        // grow it to under load.
+        resourceLimits: { maxYoungGenerationSizeMb: 4 },
+      });
       // Listen first: adding a message listener refs the worker's port again.
       worker.on("message", (msg: FromWorker) => this.#onWorkerMessage(msg));
       worker.unref();
@@ -458,7 +477,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     this.#onWatchRead = onRead;
     const running = this.#worker !== undefined;
     this.#watchSource = { t: "watch-source", ...source };
-    if (this.#config.exportThread === "main") {
+    if (this.#onThread) {
       this.#inThread(this.#watchSource);
       return;
     }
@@ -595,6 +614,15 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     this.hold();
     this.#spans.drain();
     this.#logs.drain();
+    if (WORKER_SCRIPT === undefined) {
+      // Nor a worker to hand it to: what is left goes with the process.
+      const s = this.stats();
+      warnDropped(
+        [s.traces.pending, s.logs.pending, s.metrics.pending],
+        `nothing more can be sent after process.exit() without the export worker, and ${NO_WORKER_SCRIPT}`,
+      );
+      return;
+    }
     // No asynchronous I/O completes on this thread any more: what the
     // exporter here has not delivered goes to a worker thread, and this
     // thread waits for it.
