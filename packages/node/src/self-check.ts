@@ -6,7 +6,8 @@ import { hasSubscribers } from "node:diagnostics_channel";
 import { fileURLToPath } from "node:url";
 import { modulesLeftUnhooked, type Instrumentation } from "@threadline/core";
 // Not an ESM import of node:fs (see core/module-hooks.ts).
-const { existsSync, readFileSync } = process.getBuiltinModule("node:fs");
+const { existsSync, readFileSync, statSync } =
+  process.getBuiltinModule("node:fs");
 
 export interface SelfCheckInput {
   instrumentations: readonly Instrumentation[];
@@ -24,6 +25,38 @@ function bundled(): boolean {
     );
   } catch {
     return true;
+  }
+}
+
+// Where a bundler names the modules it took in: esbuild above each one's
+// code (`// node_modules/pg/lib/client.js`, also under .pnpm), webpack's
+// development build in each one's key (`"./node_modules/pg/lib/client.js":`).
+// A minified or production bundle names none and goes unnoticed; a script
+// that is no bundle has no such line.
+const BUNDLED_PACKAGE =
+  /(?:^\/\/ |^\/\*\*\*\/ "\.\/)(?:[^\n"]*\/)?node_modules\/(pg|pino|amqplib)\//gm;
+const INSTRUMENTATION_OF: Record<string, string> = {
+  pg: "@threadline/instrumentation-pg",
+  pino: "@threadline/instrumentation-pino",
+  amqplib: "@threadline/instrumentation-amqplib",
+};
+// Read once, at start-up; a larger script is left unread.
+const MAX_SCRIPT_BYTES = 64 << 20;
+
+/** The instrumented libraries built into the entry script, whose loads no hook sees. */
+function bundledLibraries(
+  script: string | undefined,
+  instrumented: ReadonlySet<string>,
+): string[] {
+  if (script === undefined || !/\.[cm]?js$/.test(script)) return [];
+  try {
+    if (statSync(script).size > MAX_SCRIPT_BYTES) return [];
+    const found = new Set<string>();
+    for (const m of readFileSync(script, "latin1").matchAll(BUNDLED_PACKAGE))
+      if (instrumented.has(INSTRUMENTATION_OF[m[1]!]!)) found.add(m[1]!);
+    return [...found].sort();
+  } catch {
+    return [];
   }
 }
 
@@ -47,6 +80,15 @@ export function selfCheck(input: SelfCheckInput): string[] {
     problems.push(
       "Threadline appears to be bundled into the application; keep @threadline/node and the libraries it instruments (pg, amqplib, pino) external to the bundle, or they will not be traced",
     );
+  } else {
+    const inside = bundledLibraries(
+      process.argv[1],
+      new Set(input.instrumentations.map((i) => i.name)),
+    );
+    if (inside.length > 0)
+      problems.push(
+        `${listed(inside)} ${inside.length === 1 ? "is" : "are"} bundled into ${process.argv[1]}, where no load hook reaches ${inside.length === 1 ? "it" : "them"}, so ${inside.length === 1 ? "it is" : "they are"} not instrumented; keep ${inside.length === 1 ? "it" : "them"} external to the bundle (esbuild: --packages=external, or --external:${inside.join(" --external:")})`,
+      );
   }
   return problems;
 }
