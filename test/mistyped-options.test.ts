@@ -16,7 +16,7 @@ const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
 
 // Typed by InitOptions' keys: an option added later is added here too.
 const mistyped: Record<keyof Required<InitOptions>, unknown> = {
-  serviceName: 5,
+  serviceName: {},
   resourceAttributes: 5,
   endpoint: 123,
   headers: 5,
@@ -118,7 +118,7 @@ describe("init() options of another type", () => {
       );
     assert.ok(
       warnings.includes(
-        "threadline warn: endpoint is a number, not a string; using OTEL_EXPORTER_OTLP_ENDPOINT",
+        "threadline warn: endpoint is a number, not a string or a URL; using OTEL_EXPORTER_OTLP_ENDPOINT",
       ),
       warnings.join("\n"),
     );

@@ -6,7 +6,7 @@
 // cannot be used produces a warning (returned, written once by the caller)
 // and the default, never an exception: a typo in a variable must not take
 // a service down.
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { WATCH_PATH } from "@threadline/core";
 import type { IncomingMessage } from "node:http";
 import type { LogLimits } from "./export/json-record.ts";
@@ -39,9 +39,9 @@ export interface InitOptions {
   serviceName?: string;
   /** Extra resource attributes, merged over OTEL_RESOURCE_ATTRIBUTES. */
   resourceAttributes?: Record<string, string | number | boolean>;
-  /** OTLP/HTTP base URL; `/v1/traces` and `/v1/logs` are appended. @default 'http://localhost:4318' */
+  /** OTLP/HTTP base URL (a URL object is taken too); `/v1/traces` and `/v1/logs` are appended. @default 'http://localhost:4318' */
   endpoint?: string;
-  /** Headers sent with every export (e.g. an API key). */
+  /** Headers sent with every export (e.g. an API key); a number or a boolean is sent as its text. */
   headers?: Record<string, string>;
   /** @default 'http/protobuf' */
   protocol?: OtlpProtocol;
@@ -457,7 +457,7 @@ class Reader {
     option: string,
     value: unknown,
     name: string | undefined,
-    entry: (v: unknown) => v is V,
+    entry: (v: unknown) => V | undefined,
     expected: string,
     whole = false,
   ): Record<string, V | string> | undefined {
@@ -479,7 +479,8 @@ class Reader {
     if (map === undefined) return undefined;
     const out: Record<string, V> = {};
     for (const [key, v] of Object.entries(map)) {
-      if (entry(v)) out[key] = v;
+      const taken = entry(v);
+      if (taken !== undefined) out[key] = taken;
       else
         this.warnings.push(
           `${option}' ${JSON.stringify(key)} is ${describe(v)}, not ${expected}; it was ignored`,
@@ -586,6 +587,37 @@ function isObject(v: unknown): v is Record<string, unknown> {
 const isString = (v: unknown): v is string => typeof v === "string";
 const asString = (v: unknown) => (isString(v) ? v : undefined);
 const asBoolean = (v: unknown) => (typeof v === "boolean" ? v : undefined);
+
+/**
+ * A URL option: its text, or a URL object's href. new URL() took either
+ * where the option was used, and a URL built from parts (a host and port
+ * read from settings) is what a caller holds.
+ */
+const asUrl = (v: unknown) =>
+  isString(v) ? v : v instanceof URL ? v.href : undefined;
+
+/**
+ * A value used as text (a header's, a name): a string, or a finite number
+ * or a boolean as its text, as HTTP sends one and String() made a service
+ * name of one. A tenant id read from JSON settings is often a number.
+ */
+const asText = (v: unknown) =>
+  isString(v)
+    ? v
+    : (typeof v === "number" && Number.isFinite(v)) || typeof v === "boolean"
+      ? String(v)
+      : undefined;
+
+/**
+ * A port's number, or its decimal digits as its variable takes them: a
+ * port read from another setting arrives as text, and health.port took it
+ * (the other integer options never did).
+ */
+function portOf(v: unknown): number | undefined {
+  if (typeof v === "string")
+    return /^\s*\d+\s*$/.test(v) ? Number(v) : undefined;
+  return Number.isInteger(v) ? (v as number) : undefined;
+}
 
 /** Split as the list variables are: by commas, each entry trimmed, empty ones left out. */
 function splitList(raw: string): string[] {
@@ -1192,10 +1224,17 @@ function checkedOptions(r: Reader, given: unknown): InitOptions {
     (v) => (v === false || isObject(v) ? v : undefined),
     "false or an object",
   );
-  const alarmString = (field: string, name: string) =>
+  const alarmString = (
+    field: string,
+    name: string,
+    read: (v: unknown) => string | undefined = asString,
+    expected = "a string",
+  ) =>
     alarms === undefined || alarms === false
       ? undefined
-      : r.option(`alarms.${field}`, alarms[field], asString, "a string", name);
+      : r.option(`alarms.${field}`, alarms[field], read, expected, name);
+  const alarmUrl = (field: string, name: string) =>
+    alarmString(field, name, asUrl, "a string or a URL");
   // Said as intOption says an integer out of bounds.
   const ratio = o.sampleRatio;
   const sampleRatio =
@@ -1208,27 +1247,33 @@ function checkedOptions(r: Reader, given: unknown): InitOptions {
   const checked: {
     [K in keyof Required<InitOptions>]: InitOptions[K] | undefined;
   } = {
-    serviceName: r.option("serviceName", o.serviceName, asString, "a string"),
+    serviceName: r.option("serviceName", o.serviceName, asText, "a string"),
     resourceAttributes: r.mapOption(
       "resourceAttributes",
       o.resourceAttributes,
       undefined,
-      (v): v is string | number | boolean =>
-        typeof v === "string" ||
-        typeof v === "number" ||
-        typeof v === "boolean",
+      (v) =>
+        typeof v === "string" || typeof v === "number" || typeof v === "boolean"
+          ? v
+          : undefined,
       "a string, a number or a boolean",
       true,
     ),
     endpoint: r.option(
       "endpoint",
       o.endpoint,
-      asString,
-      "a string",
+      asUrl,
+      "a string or a URL",
       "OTEL_EXPORTER_OTLP_ENDPOINT",
       DEFAULT_ENDPOINT,
     ),
-    headers: r.mapOption("headers", o.headers, undefined, isString, "a string"),
+    headers: r.mapOption(
+      "headers",
+      o.headers,
+      undefined,
+      asText,
+      "a string, a number or a boolean",
+    ),
     protocol: r.choiceOption(
       "protocol",
       o.protocol,
@@ -1269,8 +1314,8 @@ function checkedOptions(r: Reader, given: unknown): InitOptions {
             "thirdParties",
             o.thirdParties,
             "THREADLINE_THIRD_PARTIES",
-            isString,
-            "a string",
+            asText,
+            "a string, a number or a boolean",
           ),
     customerHeader: r.option(
       "customerHeader",
@@ -1340,13 +1385,19 @@ function checkedOptions(r: Reader, given: unknown): InitOptions {
       alarms === undefined || alarms === false
         ? alarms
         : {
-            rulesFile: alarmString("rulesFile", "THREADLINE_ALARMS_FILE"),
-            intervalMs: alarms["intervalMs"] as number | undefined,
-            webhookUrl: alarmString(
-              "webhookUrl",
-              "THREADLINE_ALARM_WEBHOOK_URL",
+            // A file: URL as the path it names, as readFileSync took it.
+            rulesFile: alarmString(
+              "rulesFile",
+              "THREADLINE_ALARMS_FILE",
+              (v) =>
+                v instanceof URL && v.protocol === "file:"
+                  ? fileURLToPath(v)
+                  : asString(v),
+              "a file path or a file: URL",
             ),
-            slackWebhookUrl: alarmString(
+            intervalMs: alarms["intervalMs"] as number | undefined,
+            webhookUrl: alarmUrl("webhookUrl", "THREADLINE_ALARM_WEBHOOK_URL"),
+            slackWebhookUrl: alarmUrl(
               "slackWebhookUrl",
               "THREADLINE_ALARM_SLACK_WEBHOOK_URL",
             ),
@@ -1354,7 +1405,7 @@ function checkedOptions(r: Reader, given: unknown): InitOptions {
               "pagerDutyRoutingKey",
               "THREADLINE_ALARM_PAGERDUTY_ROUTING_KEY",
             ),
-            pagerDutyUrl: alarmString(
+            pagerDutyUrl: alarmUrl(
               "pagerDutyUrl",
               "THREADLINE_ALARM_PAGERDUTY_URL",
             ),
@@ -1385,7 +1436,7 @@ function checkedOptions(r: Reader, given: unknown): InitOptions {
     watchUrl: r.option(
       "watchUrl",
       o.watchUrl,
-      (v) => (typeof v === "string" || v === false ? v : undefined),
+      (v) => (v === false ? v : asUrl(v)),
       "a URL, a file path or false",
       "THREADLINE_WATCH_URL",
     ),
@@ -1394,8 +1445,8 @@ function checkedOptions(r: Reader, given: unknown): InitOptions {
       "watchHeaders",
       o.watchHeaders,
       undefined,
-      isString,
-      "a string",
+      asText,
+      "a string, a number or a boolean",
     ),
   };
   return checked;
@@ -1742,25 +1793,22 @@ function healthOf(
   options: InitOptions,
 ): { host: string; port: number } | undefined {
   if (options.health === false) return undefined;
-  let given: unknown = options.health?.port;
+  const raw: unknown = options.health?.port;
+  let given = portOf(raw);
   if (
-    given !== undefined &&
-    given !== null &&
-    !(
-      Number.isInteger(given) &&
-      (given as number) >= 0 &&
-      (given as number) <= 65535
-    )
+    raw !== undefined &&
+    raw !== null &&
+    !(given !== undefined && given >= 0 && given <= 65535)
   ) {
     // As intOption, with no default: the variable's port, or none.
     const variable = r.str("THREADLINE_HEALTH_PORT") !== undefined;
     r.warnings.push(
-      `health.port ${shown(given)} is not an integer from 0 to 65535; ${variable ? "using THREADLINE_HEALTH_PORT" : "the health endpoint is off"}`,
+      `health.port ${shown(raw)} is not an integer from 0 to 65535; ${variable ? "using THREADLINE_HEALTH_PORT" : "the health endpoint is off"}`,
     );
     if (!variable) return undefined;
     given = undefined;
   }
-  const port = (given as number | undefined) ?? r.str("THREADLINE_HEALTH_PORT");
+  const port = given ?? r.str("THREADLINE_HEALTH_PORT");
   if (port === undefined) {
     // The endpoint has no port of its own: a host alone, or init()'s
     // health option, was meant to turn it on, and would do nothing.

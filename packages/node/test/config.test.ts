@@ -3,6 +3,7 @@ import { createPrivateKey, X509Certificate } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { describe, it } from "node:test";
 import { selfSignedCertificate } from "@threadline/test-support";
 import {
@@ -685,7 +686,7 @@ describe("resolveConfig", () => {
   // JavaScript caller or settings read at run time may give it; typed by
   // InitOptions' keys, so that an option added later is added here too.
   const mistyped: Record<keyof Required<InitOptions>, unknown> = {
-    serviceName: 5,
+    serviceName: {},
     resourceAttributes: 5,
     endpoint: 123,
     headers: 5,
@@ -741,7 +742,7 @@ describe("resolveConfig", () => {
     assert.equal(warnings.length, Object.keys(mistyped).length);
     assert.ok(
       warnings.includes(
-        "endpoint is a number, not a string; using OTEL_EXPORTER_OTLP_ENDPOINT",
+        "endpoint is a number, not a string or a URL; using OTEL_EXPORTER_OTLP_ENDPOINT",
       ),
       warnings.join("\n"),
     );
@@ -791,14 +792,85 @@ describe("resolveConfig", () => {
     });
     assert.deepEqual(warnings, [
       "prometheus.host is a number, not a string; using localhost",
-      "alarms.rulesFile is a number, not a string; it was ignored",
-      "alarms.webhookUrl is an object, not a string; using THREADLINE_ALARM_WEBHOOK_URL",
-      "alarms.slackWebhookUrl is a boolean, not a string; it was ignored",
+      "alarms.rulesFile is a number, not a file path or a file: URL; it was ignored",
+      "alarms.webhookUrl is an object, not a string or a URL; using THREADLINE_ALARM_WEBHOOK_URL",
+      "alarms.slackWebhookUrl is a boolean, not a string or a URL; it was ignored",
       "alarms.pagerDutyRoutingKey is a number, not a string; it was ignored",
-      "alarms.pagerDutyUrl is a number, not a string; it was ignored",
+      "alarms.pagerDutyUrl is a number, not a string or a URL; it was ignored",
       "health.host is an array, not a string; using 127.0.0.1",
       'prometheus.port "9000" is not an integer from 0 to 65535; using 9464',
       'alarms.intervalMs "20000" is not an integer from 100 to 2147483647; using 10000',
+    ]);
+  });
+
+  it("takes the values of other types init() has always used: URL objects, a port's digits, numbers and booleans as text", () => {
+    const dir = mkdtempSync(join(tmpdir(), "threadline-config-"));
+    try {
+      const rules = join(dir, "rules.json");
+      const { config, warnings } = resolveConfig(
+        {
+          serviceName: 42,
+          endpoint: new URL("http://collector.internal:4318"),
+          headers: { "x-tenant": 42, "x-debug": true },
+          thirdParties: { "api.example.com": 7 },
+          health: { port: "8081" },
+          alarms: {
+            rulesFile: pathToFileURL(rules),
+            webhookUrl: new URL("http://hooks.internal/alarm"),
+            slackWebhookUrl: new URL("https://hooks.slack.com/services/T/B/x"),
+            pagerDutyRoutingKey: "key",
+            pagerDutyUrl: new URL("https://events.pagerduty.example/v2"),
+          },
+          watchUrl: new URL("http://watch.internal/list"),
+          watchHeaders: { "x-tenant": 42, "x-debug": false },
+        } as unknown as InitOptions,
+        {},
+      );
+      assert.deepEqual(warnings, []);
+      assert.equal(config.serviceName, "42");
+      for (const signal of [config.traces, config.logs, config.metrics])
+        assert.equal(
+          signal.url,
+          `http://collector.internal:4318/v1/${signal === config.traces ? "traces" : signal === config.logs ? "logs" : "metrics"}`,
+        );
+      assert.deepEqual(config.traces.headers, {
+        "x-tenant": "42",
+        "x-debug": "true",
+      });
+      assert.deepEqual(config.thirdParties, { "api.example.com": "7" });
+      assert.deepEqual(config.health, { host: "127.0.0.1", port: 8081 });
+      assert.equal(config.alarms?.rulesFile, rules);
+      assert.equal(config.alarms?.webhookUrl, "http://hooks.internal/alarm");
+      assert.equal(
+        config.alarms?.slackWebhookUrl,
+        "https://hooks.slack.com/services/T/B/x",
+      );
+      assert.equal(
+        config.alarms?.pagerDutyUrl,
+        "https://events.pagerduty.example/v2",
+      );
+      assert.equal(config.watch?.url, "http://watch.internal/list");
+      assert.deepEqual(config.watch?.headers, {
+        "x-tenant": "42",
+        "x-debug": "false",
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    // Only whole decimal digits make a port, and a number that is no
+    // finite one makes no header.
+    const { config, warnings } = resolveConfig(
+      {
+        health: { port: "80a" },
+        headers: { "x-nan": Number.NaN },
+      } as unknown as InitOptions,
+      {},
+    );
+    assert.equal(config.health, undefined);
+    assert.deepEqual(config.traces.headers, {});
+    assert.deepEqual(warnings, [
+      'headers\' "x-nan" is a number, not a string, a number or a boolean; it was ignored',
+      'health.port "80a" is not an integer from 0 to 65535; the health endpoint is off',
     ]);
   });
 
@@ -827,7 +899,7 @@ describe("resolveConfig", () => {
     const { config, warnings } = resolveConfig(
       {
         headers: "Api-Key=s3cret%20key" as unknown as Record<string, string>,
-        watchHeaders: { authorization: 42, "x-ok": "1" } as unknown as Record<
+        watchHeaders: { authorization: [42], "x-ok": "1" } as unknown as Record<
           string,
           string
         >,
@@ -851,7 +923,7 @@ describe("resolveConfig", () => {
     assert.deepEqual(warnings, [
       'resourceAttributes entry "bad" is not valid percent-encoding; it was ignored',
       "resourceAttributes was ignored whole",
-      'watchHeaders\' "authorization" is a number, not a string; it was ignored',
+      'watchHeaders\' "authorization" is an array, not a string, a number or a boolean; it was ignored',
     ]);
   });
 
