@@ -763,33 +763,46 @@ export class PgInstrumentation implements Instrumentation {
         ];
       }
     }
+    // Called before the application's callback, or before its promise
+    // settles: whatever recording the outcome meets (an error holding
+    // values pg itself could not read), the span ends and the application
+    // hears from pg as it would without us.
     const done = (err?: unknown) => {
       let metricAttributes = shape.metricAttributes;
-      if (err !== undefined) {
-        fail(
-          span,
-          err,
-          this.#config.recordParameters === true
-            ? undefined
-            : {
-                raw: rawText,
-                text: summary.text,
-                values: boundValues(values, cfg),
-              },
+      try {
+        if (err !== undefined) {
+          metricAttributes = withFailure(metricAttributes, err);
+          fail(
+            span,
+            err,
+            this.#config.recordParameters === true
+              ? undefined
+              : {
+                  raw: rawText,
+                  text: summary.text,
+                  values: boundValues(values, cfg),
+                },
+          );
+        }
+      } catch (e) {
+        span.setStatus({ code: SpanStatusCode.ERROR });
+        diag.warnCollapsed(
+          "pg",
+          `could not record a failed query: ${e instanceof Error ? e.message : typeof e}`,
         );
-        metricAttributes = withFailure(metricAttributes, err);
+      } finally {
+        span.end();
+        // In the query's own context, for the exemplar's link: pg settles a
+        // query where its caller's context is active, or its connection's. A
+        // span not sampled links to nothing, so needs no context.
+        operationDuration().record(
+          (performance.now() - started) / 1000,
+          metricAttributes,
+          (span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0
+            ? ROOT_CONTEXT
+            : trace.setSpan(ctx, span),
+        );
       }
-      span.end();
-      // In the query's own context, for the exemplar's link: pg settles a
-      // query where its caller's context is active, or its connection's. A
-      // span not sampled links to nothing, so needs no context.
-      operationDuration().record(
-        (performance.now() - started) / 1000,
-        metricAttributes,
-        (span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0
-          ? ROOT_CONTEXT
-          : trace.setSpan(ctx, span),
-      );
     };
     return { span, args, done };
   }
@@ -1097,15 +1110,24 @@ function withoutValues(err: unknown, statement: FailedStatement): Error {
   const e = err as Error;
   if (typeof e?.message !== "string" || e.message === "") return e;
   const original = e.message;
-  const texts = literalsOf(statement.raw);
-  valueTexts(statement.values, texts);
-  const message = maskedMessage(
-    original,
-    texts,
-    sqlState(err) === undefined ? undefined : statement.text,
-  );
-  if (message === original) return e;
   const name = typeof e.name === "string" ? e.name : "error";
+  let message: string;
+  try {
+    const texts = literalsOf(statement.raw);
+    valueTexts(statement.values, texts);
+    message = maskedMessage(
+      original,
+      texts,
+      sqlState(err) === undefined ? undefined : statement.text,
+    );
+  } catch {
+    // A value that throws as it is read (a getter, a revoked Proxy) is
+    // one pg could not send either, and what it holds cannot be known:
+    // nothing of the message is kept but PostgreSQL's code for it.
+    const code = sqlState(err);
+    return { name, message: code === undefined ? "?" : `SQLSTATE ${code}` };
+  }
+  if (message === original) return e;
   // The stack opens with the message as it was: that part is replaced, not
   // searched again. A stack that no longer holds it (the message changed
   // after it was taken) may hold the value somewhere else, and is dropped.

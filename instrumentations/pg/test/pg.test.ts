@@ -1015,6 +1015,85 @@ describe("values in PostgreSQL's error messages", () => {
     ])
       assert.ok(!everything.includes(secret), `${secret} appears in a span`);
   });
+
+  it("calls back with pg's own error, and ends the span, when a bound value throws as it is read", async () => {
+    // pg cannot send either: reading them for the masking throws too.
+    class Lazy {
+      constructor() {
+        Object.defineProperty(this, "secret", {
+          enumerable: true,
+          get() {
+            throw new Error("not loaded outside a transaction");
+          },
+        });
+      }
+    }
+    const revoked = Proxy.revocable({ card: "4111" }, {});
+    revoked.revoke();
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    const failures: string[] = [];
+    for (const [name, value] of [
+      ["lazy", new Lazy()],
+      ["revoked", revoked.proxy],
+    ] as const) {
+      const called = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error("no callback")), 5000);
+        try {
+          client.query(
+            `SELECT $1::text AS ${name}_callback`,
+            [value],
+            (err: Error | null) => {
+              clearTimeout(timer);
+              resolve(err?.message ?? "no error");
+            },
+          );
+        } catch (err) {
+          clearTimeout(timer);
+          reject(err as Error);
+        }
+      });
+      failures.push(called);
+      const rejected = await client
+        .query(`SELECT $1::text AS ${name}_promise`, [value])
+        .then(
+          () => "no error",
+          (err: Error) => err.message,
+        );
+      failures.push(rejected);
+    }
+    assert.ok(
+      failures.every((m) => m !== "no error"),
+      failures.join("\n"),
+    );
+    assert.equal(failures[0], "not loaded outside a transaction");
+    // The connection is still of use.
+    assert.deepEqual((await client.query("SELECT 1 AS one")).rows, [
+      { one: 1 },
+    ]);
+    await client.end();
+    await threadline.forceFlush();
+    const names = ["lazy", "revoked"].flatMap((n) => [
+      `${n}_callback`,
+      `${n}_promise`,
+    ]);
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        names.every((n) =>
+          querySpans(s).some((q) =>
+            String(q.attributes["db.query.text"]).includes(n),
+          ),
+        ),
+      "each failed query's span",
+    );
+    for (const n of names) {
+      const span = querySpans(spans).find((q) =>
+        String(q.attributes["db.query.text"]).includes(n),
+      )!;
+      assert.equal(span.status.code, 2, n);
+      assert.equal(span.status.message, "?", n);
+    }
+  });
 });
 
 describe("pg connections lost", () => {
