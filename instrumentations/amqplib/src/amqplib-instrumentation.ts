@@ -421,12 +421,21 @@ function customerKey(
     if (key.toLowerCase() !== name) continue;
     if (
       found !== undefined ||
-      headerValue((given as Record<string, unknown>)[key]) !== customer
+      customerText((given as Record<string, unknown>)[key]) !== customer
     )
       return undefined;
     found = key;
   }
   return found;
+}
+
+/**
+ * A customer header's value as it names a customer: an integer id (which
+ * withCustomer takes) set as a number names it by its digits, as the http
+ * client compares one.
+ */
+function customerText(v: unknown): string | undefined {
+  return typeof v === "number" ? String(v) : headerValue(v);
 }
 
 function headerValue(v: unknown): string | undefined {

@@ -2041,6 +2041,28 @@ describe("the customer header on internal exchanges", () => {
     );
   });
 
+  it("passes on a number that names the customer as its digits do, as the http client does", async () => {
+    await threadline.shutdown();
+    start();
+    const received = await receivedFrom((send) => {
+      withCustomer(42, () => {
+        send({ n: "number", "x-customer-id": 42 });
+        send({ n: "text", "x-customer-id": "42" });
+        send({ n: "another number", "x-customer-id": 43 });
+      });
+    }, 3);
+    assert.deepEqual(named(received.get("number"), "x-customer-id"), [
+      ["x-customer-id", 42],
+    ]);
+    assert.deepEqual(named(received.get("text"), "x-customer-id"), [
+      ["x-customer-id", "42"],
+    ]);
+    assert.deepEqual(
+      named(received.get("another number"), "x-customer-id"),
+      [],
+    );
+  });
+
   it("judges the header configured as the customer header, and no other", async () => {
     await threadline.shutdown();
     start({ customerHeader: "x-tenant" });
