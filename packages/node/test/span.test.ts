@@ -119,6 +119,35 @@ describe("spans", () => {
     assert.equal(s.droppedLinksCount, 1);
   });
 
+  it("keeps a link whose ids are hex digits in upper or mixed case, in lower case", () => {
+    const { tracer, ended } = setup(alwaysOn, { ...limits, linkCountLimit: 4 });
+    const span = tracer.startSpan("s");
+    span.addLink({
+      context: {
+        traceId: "4BF92F3577B34DA6A3CE929D0E0E4736",
+        spanId: "00F067AA0BA902B7",
+        traceFlags: 1,
+      },
+    });
+    span.addLink({
+      context: {
+        traceId: "4bf92f3577b34da6A3CE929D0E0E4736",
+        spanId: "00f067aa0BA902B7",
+        traceFlags: 0,
+      },
+    });
+    span.end();
+    const s = ended[0]!;
+    assert.equal(s.droppedLinksCount, 0);
+    assert.deepEqual(
+      s.links?.map((l) => [l.traceId, l.spanId]),
+      [
+        ["4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"],
+        ["4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"],
+      ],
+    );
+  });
+
   it("copies start attributes the same way whichever path the copy takes", () => {
     const { tracer, ended } = setup();
     const ctx = setCustomerInContext(ROOT_CONTEXT, "c-42");

@@ -82,18 +82,23 @@ function copyAttributes(
 }
 
 /**
- * Whether a link's context names a span OTLP can carry: a trace id of 32
- * and a span id of 16 lowercase hex digits, neither all zeros. Ids of any
- * other length make the Collector refuse the whole request the span goes
- * in, and others than hex digits that too in OTLP/JSON.
+ * The ids of a span a link's context names, in lower case, if OTLP can
+ * carry them: a trace id of 32 and a span id of 16 hex digits in either
+ * case (as @opentelemetry/api's checks take them), neither all zeros; else
+ * undefined. Ids of any other length make the Collector refuse the whole
+ * request the span goes in, and others than hex digits that too in
+ * OTLP/JSON.
  */
-function isLinkable(c: SpanContext | undefined): c is SpanContext {
-  return (
-    typeof c?.traceId === "string" &&
-    typeof c.spanId === "string" &&
-    isValidTraceId(c.traceId) &&
-    isValidSpanId(c.spanId)
-  );
+function linkedIds(
+  c: SpanContext | undefined,
+): { traceId: string; spanId: string } | undefined {
+  if (typeof c?.traceId !== "string" || typeof c.spanId !== "string")
+    return undefined;
+  const traceId = c.traceId.toLowerCase();
+  const spanId = c.spanId.toLowerCase();
+  return isValidTraceId(traceId) && isValidSpanId(spanId)
+    ? { traceId, spanId }
+    : undefined;
 }
 
 /**
@@ -403,11 +408,12 @@ export class RecordingSpan implements Span, SpanData {
     // Links come from the application, to spans of any origin: checked
     // here, not at export, where one bad id would cost the whole batch.
     const to = (link as Link | undefined)?.context;
-    if (!isLinkable(to)) {
+    const ids = linkedIds(to);
+    if (to === undefined || ids === undefined) {
       this.droppedLinksCount++;
       diag.warnOnce(
         "span-link",
-        `span ${JSON.stringify(this.name)} was given a link to no valid span context (a trace id of 32 and a span id of 16 lowercase hex digits, not all zeros); the link is left out and counted in the span's droppedLinksCount`,
+        `span ${JSON.stringify(this.name)} was given a link to no valid span context (a trace id of 32 and a span id of 16 hex digits, not all zeros); the link is left out and counted in the span's droppedLinksCount`,
       );
       return this;
     }
@@ -429,8 +435,8 @@ export class RecordingSpan implements Span, SpanData {
       ).dropped;
     }
     (this.links ??= []).push({
-      traceId: to.traceId,
-      spanId: to.spanId,
+      traceId: ids.traceId,
+      spanId: ids.spanId,
       traceState: traceStateOf(to),
       traceFlags: to.traceFlags,
       attributes: copied,
