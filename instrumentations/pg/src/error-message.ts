@@ -26,6 +26,15 @@
 // between them (`"x "secret" y"` is one `"?"`); only a kept name divides
 // them. A quote left open masks all after it. A masked part keeps the
 // quote that opened it: `relation "?"`, `email '?' taken`.
+//
+// Two exceptions keep what is schema, never a value. In an integrity
+// constraint violation (class 23), the quoted name right after the word
+// `constraint` is the constraint's, from the catalog (`violates unique
+// constraint "members_email_key"`): the values are in the error's detail,
+// which is recorded nowhere. And a number bound or written as a value is
+// not taken out of another number (`1000` for `100`) nor out of a built-in
+// type's modifier, which PostgreSQL writes in its own messages (`value too
+// long for type character varying(100)`).
 
 /**
  * The shortest value text masked wherever it appears: a shorter one (`1`,
@@ -44,6 +53,8 @@ export function maskedMessage(
   message: string,
   values: readonly string[],
   statement: string | undefined,
+  /** The error's SQLSTATE, when PostgreSQL sent one. */
+  code?: string,
 ): string {
   let masked = message;
   const found = values.filter(
@@ -51,24 +62,66 @@ export function maskedMessage(
   );
   // The longest first: a value that holds another goes whole.
   found.sort((a, b) => b.length - a.length);
-  for (const v of found) masked = masked.replaceAll(v, "?");
+  for (const v of found)
+    masked = NUMBER.test(v)
+      ? maskedNumber(masked, v)
+      : masked.replaceAll(v, "?");
   return statement === undefined
     ? masked
-    : maskQuoted(masked, values, statement);
+    : maskQuoted(masked, values, statement, code?.startsWith("23") === true);
 }
+
+const NUMBER = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+/**
+ * The built-in types PostgreSQL writes with a modifier (format_type):
+ * `character varying(100)`, `numeric(10,2)`, `timestamp(3) with time zone`.
+ */
+const TYPE_MODIFIER_BEFORE =
+  /(?:^|[^\p{L}\p{N}_])(?:character varying|varchar|character|char|bpchar|numeric|decimal|bit varying|varbit|bit|timestamp|timestamptz|time|timetz|interval)\((?:\s*\d+\s*,)*\s*$/iu;
+const TYPE_MODIFIER_AFTER = /^\s*(?:,\s*\d+\s*)*\)/;
+
+/**
+ * `message` with the number `v` masked wherever it appears, but as a part
+ * of another number or in a type's modifier.
+ */
+function maskedNumber(message: string, v: string): string {
+  const escaped = v.replace(/[.+]/g, "\\$&");
+  const at = new RegExp(
+    `(?<!\\p{N}|\\p{N}\\.)${escaped}(?!\\p{N}|\\.\\p{N})`,
+    "gu",
+  );
+  return message.replace(at, (match: string, offset: number) =>
+    TYPE_MODIFIER_BEFORE.test(message.slice(0, offset)) &&
+    TYPE_MODIFIER_AFTER.test(message.slice(offset + match.length))
+      ? match
+      : "?",
+  );
+}
+
+/** The word `constraint` and a space, ending the text before a quote. */
+const CONSTRAINT_BEFORE = /(?:^|[^\p{L}\p{N}_])constraint $/u;
 
 function maskQuoted(
   message: string,
   values: readonly string[],
   statement: string,
+  /** Whether the error is an integrity constraint violation. */
+  violation: boolean,
 ): string {
   let names: Set<string> | undefined;
-  const kept = (part: string): boolean => {
+  const kept = (part: string, quote: number): boolean => {
     if (part === "") return true;
     if (part.length >= SHORTEST_MASKED) {
       const lower = part.toLowerCase();
       if (values.some((v) => v.toLowerCase().includes(lower))) return false;
     }
+    // A constraint's name, unless a value is that name.
+    if (
+      violation &&
+      CONSTRAINT_BEFORE.test(message.slice(Math.max(0, quote - 12), quote))
+    )
+      return !values.includes(part);
     // `syntax error at or near ","`: an operator or a bracket of the
     // statement's, no value.
     if (!/[\p{L}\p{N}\s]/u.test(part)) return statement.includes(part);
@@ -97,7 +150,7 @@ function maskQuoted(
     }
     const close = closingQuote(message, i + 1, c);
     const end = close === -1 ? n : close + 1;
-    if (kept(message.slice(i + 1, close === -1 ? n : close))) {
+    if (kept(message.slice(i + 1, close === -1 ? n : close), i)) {
       if (run !== -1) flush();
     } else {
       if (run === -1) run = i;

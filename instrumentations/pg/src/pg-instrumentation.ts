@@ -1115,10 +1115,12 @@ function withoutValues(err: unknown, statement: FailedStatement): Error {
   try {
     const texts = literalsOf(statement.raw);
     valueTexts(statement.values, texts);
+    const code = sqlState(err);
     message = maskedMessage(
       original,
       texts,
-      sqlState(err) === undefined ? undefined : statement.text,
+      code === undefined ? undefined : statement.text,
+      code,
     );
   } catch {
     // A value that throws as it is read (a getter, a revoked Proxy) is

@@ -111,6 +111,71 @@ describe("maskedMessage", () => {
     );
   });
 
+  it("keeps a constraint's name in an integrity constraint violation, unless a value is that name", () => {
+    const statement = "INSERT INTO orders (member) VALUES ($1)";
+    for (const [message, code] of [
+      ['duplicate key value violates unique constraint "orders_pkey"', "23505"],
+      [
+        'insert or update on table "orders" violates foreign key constraint "orders_member_fkey"',
+        "23503",
+      ],
+      [
+        'new row for relation "orders" violates check constraint "orders_member_check"',
+        "23514",
+      ],
+    ] as const)
+      assert.equal(maskedMessage(message, [], statement, code), message);
+    // A table the statement does not write is masked still, as is a name
+    // after `constraint` in an error of another class, or one a value is.
+    assert.equal(
+      maskedMessage(
+        'update or delete on table "members" violates foreign key constraint "orders_member_fkey" on table "audits"',
+        [],
+        "DELETE FROM members WHERE id = $1",
+        "23503",
+      ),
+      'update or delete on table "members" violates foreign key constraint "orders_member_fkey" on table "?"',
+    );
+    assert.equal(
+      maskedMessage('no constraint "ck" here', [], "SELECT 1", "P0001"),
+      'no constraint "?" here',
+    );
+    assert.equal(
+      maskedMessage(
+        'duplicate key value violates unique constraint "ck"',
+        ["ck"],
+        statement,
+        "23505",
+      ),
+      'duplicate key value violates unique constraint "?"',
+    );
+    assert.equal(
+      maskedMessage(
+        'duplicate key value violates unique constraint "a_secret_key"',
+        ["a_secret_key"],
+        statement,
+        "23505",
+      ),
+      'duplicate key value violates unique constraint "?"',
+    );
+  });
+
+  it("masks a number bound as a value, but within another number or a type's modifier", () => {
+    const masked = (message: string) =>
+      maskedMessage(message, ["100", "10.5"], "SELECT $1, $2", "22001");
+    for (const message of [
+      "value too long for type character varying(100)",
+      "value too long for type character(100)",
+      "numeric field overflow in numeric(100, 2)",
+      "row 1000 of 2100 is 10.55 wide",
+    ])
+      assert.equal(masked(message), message);
+    assert.equal(masked("card 100 declined"), "card ? declined");
+    assert.equal(masked("card:100, limit 10.5"), "card:?, limit ?");
+    assert.equal(masked("charge(100) failed"), "charge(?) failed");
+    assert.equal(masked("id100x"), "id?x");
+  });
+
   it("leaves quotes alone in a message PostgreSQL did not send", () => {
     const message = "Prepared statements must be unique - 'by-id' was used";
     assert.equal(maskedMessage(message, ["token-1"], undefined), message);

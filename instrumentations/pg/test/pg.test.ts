@@ -882,6 +882,10 @@ describe("values in PostgreSQL's error messages", () => {
     );
     await pool.query("CREATE TABLE members (email text UNIQUE)");
     await pool.query("INSERT INTO members VALUES ($1)", ["alice@example.com"]);
+    await pool.query(
+      "CREATE TABLE ledgers (id int PRIMARY KEY, amount int CHECK (amount > 0), note varchar(100))",
+    );
+    await pool.query("CREATE TABLE entries (ledger int REFERENCES ledgers)");
     const cases: Array<{
       sql: string;
       values?: unknown[];
@@ -957,12 +961,36 @@ describe("values in PostgreSQL's error messages", () => {
         message: 'invalid input syntax for type integer: "?"',
       },
       // The value is in the detail, which is recorded nowhere; the
-      // constraint's name is no name the statement writes.
+      // constraint's name, and a table the statement writes, are schema.
       {
         sql: "INSERT INTO members (email) VALUES ($1)",
         values: ["alice@example.com"],
         code: "23505",
-        message: 'duplicate key value violates unique constraint "?"',
+        message:
+          'duplicate key value violates unique constraint "members_email_key"',
+      },
+      {
+        sql: "INSERT INTO ledgers (id, amount) VALUES ($1, $2)",
+        values: [1, -5],
+        code: "23514",
+        message:
+          'new row for relation "ledgers" violates check constraint "ledgers_amount_check"',
+      },
+      {
+        sql: "INSERT INTO entries (ledger) VALUES ($1)",
+        values: [777],
+        code: "23503",
+        message:
+          'insert or update on table "entries" violates foreign key constraint "entries_ledger_fkey"',
+      },
+      // A number bound is no type's modifier.
+      {
+        sql: "INSERT INTO ledgers (id, amount, note) VALUES ($1, 1, repeat('x', 150))",
+        values: [100],
+        recorded:
+          "INSERT INTO ledgers (id, amount, note) VALUES ($1, ?, repeat(?, ?))",
+        code: "22001",
+        message: "value too long for type character varying(100)",
       },
       // A name the statement writes is kept.
       {
