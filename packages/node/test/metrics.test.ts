@@ -169,6 +169,43 @@ describe("metrics", () => {
     );
   });
 
+  it("leaves a negative histogram measurement out, warning once per instrument", async () => {
+    await withWarnings(async (lines) => {
+      const p = new MeterProvider();
+      const meter = p.getMeter("jobs");
+      const wait = meter.createHistogram("jobs.queue.wait", { unit: "s" });
+      const size = meter.createHistogram("jobs.batch.size");
+      wait.record(2);
+      size.record(3);
+      const points = async () =>
+        Object.fromEntries(
+          (await p.collect()).map((m) => {
+            const x = m.points[0] as HistogramPointData;
+            return [
+              m.name,
+              [m.points.length, x.count, x.sum, x.min, x.max, x.counts[0]],
+            ];
+          }),
+        );
+      const before = await points();
+      // A wait measured against a clock that runs ahead of this host's.
+      wait.record(-1.5);
+      wait.record(-0.2, { queue: "emails" });
+      size.record(-1);
+      assert.deepEqual(await points(), before);
+      assert.deepEqual(before, {
+        "jobs.queue.wait": [1, 1, 2, 2, 2, 0],
+        "jobs.batch.size": [1, 1, 3, 3, 3, 0],
+      });
+      assert.deepEqual(
+        lines.map(
+          (l) => /^metric (\S+) was given a negative value/.exec(l)?.[1],
+        ),
+        ["jobs.queue.wait", "jobs.batch.size"],
+      );
+    });
+  });
+
   it("keeps one histogram for every creation of a name a counter took first", async () => {
     const p = new MeterProvider();
     const meter = p.getMeter("m");

@@ -666,6 +666,9 @@ export class HistogramAggregator {
     ctx: Context = context.active(),
   ): void {
     if (typeof value !== "number" || !Number.isFinite(value)) return;
+    // A histogram's sum must only grow: Prometheus reads a _sum that went
+    // down as a reset, and OTLP leaves out the sum of one given negatives.
+    if (value < 0) return this.#negative(value);
     const s = this.#series.get(attributes);
     const bounds = this.bounds;
     let i = 0;
@@ -693,6 +696,13 @@ export class HistogramAggregator {
       e.traceId = traceId;
       e.spanId = spanId;
     }
+  }
+
+  #negative(value: number): void {
+    diag.warnOnce(
+      `metric-negative:${this.scope.name}\u0000${this.descriptor.name}`,
+      `metric ${this.descriptor.name} was given a negative value (${value}); a histogram takes none, so it leaves such measurements out`,
+    );
   }
 
   get seriesCount(): number {
