@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
+import { diag } from "@threadline/core";
+import type { MetricData } from "@threadline/otlp";
 import { prometheusName, toPrometheusText } from "../src/metrics/prometheus.ts";
 
 const scope = { name: "app", version: "" };
@@ -223,4 +225,90 @@ it("writes each metric's unit words into its name in the text", () => {
       "",
     ].join("\n"),
   );
+});
+
+it("leaves out a metric named as a histogram's _bucket, _sum or _count line, or a histogram whose lines would take another's name", () => {
+  const lines: string[] = [];
+  diag.reset();
+  diag.setSink((_level, message) => lines.push(message));
+  try {
+    const batch = { name: "batch", version: "" };
+    const histogram = (name: string, s = batch): MetricData => ({
+      scope: s,
+      name,
+      description: "",
+      unit: "{item}",
+      kind: "histogram",
+      points: [
+        {
+          attributes: {},
+          startTime: 0,
+          time: 0,
+          count: 1,
+          sum: 40,
+          min: 40,
+          max: 40,
+          bounds: [50],
+          counts: [1, 0],
+        },
+      ],
+    });
+    const gauge = (name: string, s = batch): MetricData => ({
+      scope: s,
+      name,
+      description: "",
+      unit: "{item}",
+      kind: "gauge",
+      points: [{ attributes: {}, startTime: 0, time: 0, value: 7 }],
+    });
+    const histogramLines = [
+      "# TYPE batch_size histogram",
+      'batch_size_bucket{otel_scope_name="batch",le="50"} 1',
+      'batch_size_bucket{otel_scope_name="batch",le="+Inf"} 1',
+      'batch_size_sum{otel_scope_name="batch"} 40',
+      'batch_size_count{otel_scope_name="batch"} 1',
+      "",
+    ].join("\n");
+    // The histogram first: the gauge would write batch_size_count again.
+    assert.equal(
+      toPrometheusText([
+        histogram("batch.size"),
+        gauge("batch.size.count"),
+        gauge("batch.size.sum", scope),
+        histogram("batch.size.bucket"),
+      ]),
+      histogramLines,
+    );
+    // The gauge first: the histogram's count would be a second series of it.
+    assert.equal(
+      toPrometheusText([gauge("batch.size.count"), histogram("batch.size")]),
+      [
+        "# TYPE batch_size_count gauge",
+        'batch_size_count{otel_scope_name="batch"} 7',
+        "",
+      ].join("\n"),
+    );
+    assert.deepEqual(
+      lines.map((l) => l.replace(/;.*/, "")),
+      [
+        "metric batch.size.count of scope batch is a gauge, but batch_size_count on /metrics is already a line of the histogram batch_size (scope batch)",
+        "metric batch.size.sum of scope app is a gauge, but batch_size_sum on /metrics is already a line of the histogram batch_size (scope batch)",
+        "metric batch.size.bucket of scope batch is a histogram, but batch_size_bucket on /metrics is already a line of the histogram batch_size (scope batch)",
+        "metric batch.size of scope batch is a histogram, but its batch_size_count on /metrics is already a gauge (scope batch)",
+      ],
+    );
+    assert.ok(
+      lines.every((l) =>
+        l.endsWith(
+          "; a Prometheus name holds one type, so /metrics leaves the " +
+            / is a (\w+)/.exec(l)![1]! +
+            " out",
+        ),
+      ),
+      lines.join("\n"),
+    );
+  } finally {
+    diag.setSink(undefined);
+    diag.reset();
+  }
 });

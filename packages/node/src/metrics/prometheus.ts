@@ -202,28 +202,84 @@ interface Family {
   metrics: MetricData[];
 }
 
+/** The lines a histogram writes beside its name's, each a name of its own. */
+const HISTOGRAM_LINES = ["_bucket", "_sum", "_count"] as const;
+
+/** Warns, once per metric, that /metrics leaves it out; `clash` says why. */
+function leftOut(
+  m: MetricData,
+  name: string,
+  type: Family["type"],
+  clash: string,
+  other: Family,
+): void {
+  diag.warnOnce(
+    `prometheus-type:${name}\u0000${scopeText(m.scope)}`,
+    `metric ${m.name} of scope ${scopeText(m.scope)} is a ${type}, but ${clash} (scope ${scopeText(other.metrics[0]!.scope)}); a Prometheus name holds one type, so /metrics leaves the ${type} out`,
+  );
+}
+
 /**
  * The metrics by Prometheus name, in the order each name first appears.
  * Libraries often make a metric of the same name (each their own scope):
  * one name holds all their series, told apart by otel_scope_name. A name
  * holds one type only, so a metric that would give it another is left
- * out, with a warning naming both scopes.
+ * out, with a warning naming both scopes. A histogram's lines
+ * (`<name>_bucket`, `_sum`, `_count`) are names it takes too: a gauge
+ * `batch.size.count` beside a histogram `batch.size` would write a second
+ * series of `batch_size_count`, of which Prometheus keeps either.
  */
 function families(metrics: readonly MetricData[]): Map<string, Family> {
   const out = new Map<string, Family>();
+  // Each histogram's line names, to the histogram's name.
+  const lines = new Map<string, string>();
   for (const m of metrics) {
     const name = prometheusName(m);
     // One target_info only: an application's metric of that name gives way.
     if (name === "target_info") continue;
     const type = typeOf(m);
     const family = out.get(name);
-    if (family === undefined) out.set(name, { type, metrics: [m] });
-    else if (family.type === type) family.metrics.push(m);
-    else
-      diag.warnOnce(
-        `prometheus-type:${name}\u0000${scopeText(m.scope)}`,
-        `metric ${m.name} of scope ${scopeText(m.scope)} is a ${type}, but ${name} on /metrics is already a ${family.type} (scope ${scopeText(family.metrics[0]!.scope)}); a Prometheus name holds one type, so /metrics leaves the ${type} out`,
+    if (family !== undefined) {
+      if (family.type === type) family.metrics.push(m);
+      else
+        leftOut(
+          m,
+          name,
+          type,
+          `${name} on /metrics is already a ${family.type}`,
+          family,
+        );
+      continue;
+    }
+    const histogram = lines.get(name);
+    if (histogram !== undefined) {
+      leftOut(
+        m,
+        name,
+        type,
+        `${name} on /metrics is already a line of the histogram ${histogram}`,
+        out.get(histogram)!,
       );
+      continue;
+    }
+    if (type === "histogram") {
+      const taken = HISTOGRAM_LINES.map((s) => name + s).find((n) =>
+        out.has(n),
+      );
+      if (taken !== undefined) {
+        const other = out.get(taken)!;
+        leftOut(
+          m,
+          name,
+          type,
+          `its ${taken} on /metrics is already a ${other.type}`,
+          other,
+        );
+        continue;
+      }
+      for (const s of HISTOGRAM_LINES) lines.set(name + s, name);
+    }
+    out.set(name, { type, metrics: [m] });
   }
   return out;
 }
