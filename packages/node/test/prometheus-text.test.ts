@@ -312,3 +312,42 @@ it("leaves out a metric named as a histogram's _bucket, _sum or _count line, or 
     diag.reset();
   }
 });
+
+it("prefixes an attribute whose label would start with __, which Prometheus keeps for its own", () => {
+  const text = toPrometheusText(
+    [
+      {
+        scope,
+        name: "jobs.open",
+        description: "",
+        unit: "{job}",
+        kind: "gauge",
+        points: [
+          {
+            attributes: {
+              __name__: "other_metric",
+              "__meta.source": "app",
+              "._x": "dot",
+              _y: "one underscore",
+            },
+            startTime: 0,
+            time: 0,
+            value: 3,
+          },
+        ],
+      },
+    ],
+    { "service.name": "orders", __address__: "10.0.0.1" },
+  );
+  assert.equal(
+    text,
+    [
+      "# HELP target_info Target metadata",
+      "# TYPE target_info gauge",
+      'target_info{service_name="orders",key___address__="10.0.0.1"} 1',
+      "# TYPE jobs_open gauge",
+      'jobs_open{key___name__="other_metric",key___meta_source="app",key___x="dot",_y="one underscore",otel_scope_name="app"} 3',
+      "",
+    ].join("\n"),
+  );
+});

@@ -113,9 +113,18 @@ export function prometheusName(
   return n;
 }
 
+/**
+ * An attribute's label name: characters a label cannot hold become
+ * underscores, and one that would start with a digit gets one before it.
+ * Prometheus keeps names starting with `__` for its own (`__name__` is the
+ * metric's name, so an attribute of that name would write it twice), so
+ * such a name gets `key_` before it, the prefix the Collector's translator
+ * gives a name that starts with a digit.
+ */
 function labelName(key: string): string {
   const n = key.replace(/[^a-zA-Z0-9_]/g, "_");
-  return /^[0-9]/.test(n) ? `_${n}` : n;
+  if (/^[0-9]/.test(n)) return `_${n}`;
+  return n.startsWith("__") ? `key_${n}` : n;
 }
 
 /** HELP text escaped: backslashes and line feeds. */
