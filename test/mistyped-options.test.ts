@@ -124,6 +124,29 @@ describe("init() options of another type", () => {
     );
   });
 
+  it("names the option, not its variable, for an entry of a trust list it cannot use", async () => {
+    const warnings = await run("bad-entries", {
+      trustedCallers: ["loopback", "gateway.internal"],
+      trustedProxies: "10.0.0.0/33",
+      internalHosts: ["*bad*"],
+      thirdParties: { "https://x/y": "partner" },
+    });
+    for (const option of [
+      "trustedCallers",
+      "trustedProxies",
+      "internalHosts",
+      "thirdParties",
+    ])
+      assert.equal(
+        warnings.filter((w) =>
+          w.startsWith(`threadline warn: the ${option} option entry "`),
+        ).length,
+        1,
+        `${option} in\n${warnings.join("\n")}`,
+      );
+    assert.doesNotMatch(warnings.join("\n"), /THREADLINE_/);
+  });
+
   it("takes options that are no object as none, with a warning", async () => {
     for (const options of [null, "orders"])
       assert.deepEqual(await run(`options-${String(options)}`, options), [

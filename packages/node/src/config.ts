@@ -216,6 +216,11 @@ export interface ResolvedConfig {
   trustedProxies: string | string[];
   internalHosts: string | string[];
   thirdParties: string | Record<string, string>;
+  /**
+   * Where each of the four trust lists above was read from (the init()
+   * option or the variable), for warnings about their entries to name it.
+   */
+  trustSources: Record<TrustList, string>;
   customerHeader: string;
   customerFromRequest: CustomerSource | undefined;
   ignoreIncomingPaths: string[];
@@ -1486,6 +1491,25 @@ export function fillFromPm2Env(env: Env): void {
 }
 
 /** Resolves the settings; `warnings` lists unusable values that fell back to defaults. */
+/** The trust lists, each an init() option with a variable of its own. */
+type TrustList =
+  "trustedCallers" | "trustedProxies" | "internalHosts" | "thirdParties";
+
+const TRUST_VARIABLES: Record<TrustList, string> = {
+  trustedCallers: "THREADLINE_TRUSTED_CALLERS",
+  trustedProxies: "THREADLINE_TRUSTED_PROXIES",
+  internalHosts: "THREADLINE_INTERNAL_HOSTS",
+  thirdParties: "THREADLINE_THIRD_PARTIES",
+};
+
+/** Names the option where one was given, else the variable: what an entry's warning calls its list. */
+function trustSourcesOf(options: InitOptions): Record<TrustList, string> {
+  const sources = { ...TRUST_VARIABLES };
+  for (const list of Object.keys(sources) as TrustList[])
+    if (options[list] !== undefined) sources[list] = `the ${list} option`;
+  return sources;
+}
+
 export function resolveConfig(
   given: InitOptions = {},
   env: Env = process.env,
@@ -1628,6 +1652,7 @@ export function resolveConfig(
       options.internalHosts ?? r.str("THREADLINE_INTERNAL_HOSTS") ?? "",
     thirdParties:
       options.thirdParties ?? r.str("THREADLINE_THIRD_PARTIES") ?? "",
+    trustSources: trustSourcesOf(options),
     customerHeader,
     customerFromRequest: options.customerFromRequest,
     ignoreIncomingPaths:

@@ -564,19 +564,19 @@ function start(options: InitOptions): ThreadlineHandle {
   });
   for (const bad of inbound.errors)
     diag.warn(
-      `THREADLINE_TRUSTED_CALLERS entry "${bad}" is not loopback, private, an IP address or a CIDR block (callers are matched by address, host names are not resolved); ignored`,
+      `${config.trustSources.trustedCallers} entry "${bad}" is not loopback, private, an IP address or a CIDR block (callers are matched by address, host names are not resolved); ignored`,
     );
   for (const bad of inbound.proxyErrors)
     diag.warn(
-      `THREADLINE_TRUSTED_PROXIES entry "${bad}" is not loopback, private, an IP address or a CIDR block (proxies are matched by address, host names are not resolved); ignored`,
+      `${config.trustSources.trustedProxies} entry "${bad}" is not loopback, private, an IP address or a CIDR block (proxies are matched by address, host names are not resolved); ignored`,
     );
   for (const bad of egress.internalHostErrors)
     diag.warn(
-      `THREADLINE_INTERNAL_HOSTS entry "${bad}" is not loopback, private, a host name, *.domain, an IP address or a CIDR block; ignored`,
+      `${config.trustSources.internalHosts} entry "${bad}" is not loopback, private, a host name, *.domain, an IP address or a CIDR block; ignored`,
     );
   for (const bad of egress.thirdPartyErrors)
     diag.warn(
-      `THREADLINE_THIRD_PARTIES entry "${bad}" is not host=name with a host name, *.domain, an IP address or a CIDR block, and an optional :port (calls are judged by host: paths and other wildcards cannot match); ignored, so calls there are not kept from baggage as a third party's`,
+      `${config.trustSources.thirdParties} entry "${bad}" is not host=name with a host name, *.domain, an IP address or a CIDR block, and an optional :port (calls are judged by host: paths and other wildcards cannot match); ignored, so calls there are not kept from baggage as a third party's`,
     );
 
   let pino: PinoInstrumentation | undefined;
