@@ -4,55 +4,15 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import type { InitOptions } from "@threadline/node";
 import {
   exitWithin,
   startOtlpReceiver,
   startService,
   type OtlpReceiver,
 } from "@threadline/test-support";
+import { MISTYPED_OPTIONS } from "../packages/node/test/mistyped-options.ts";
 
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
-
-// Typed by InitOptions' keys: an option added later is added here too.
-const mistyped: Record<keyof Required<InitOptions>, unknown> = {
-  serviceName: {},
-  resourceAttributes: 5,
-  endpoint: 123,
-  headers: 5,
-  protocol: 5,
-  sampleRatio: "0.5",
-  edge: "false",
-  trustedCallers: 5,
-  trustedProxies: { loopback: true },
-  internalHosts: true,
-  thirdParties: 5,
-  customerHeader: 5,
-  customerFromRequest: "x-customer-id",
-  logFields: 5,
-  logRedact: 5,
-  exportLogs: "true",
-  exportTraces: 1,
-  exportMetrics: "none",
-  shutdownTimeoutMs: "3000",
-  exportThread: true,
-  disabledInstrumentations: 5,
-  ignoreIncomingPaths: { "/work": true },
-  selfCheck: "false",
-  runtimeMetrics: 1,
-  hostMetrics: "true",
-  prometheus: true,
-  alarms: "on",
-  health: 8080,
-  pgRecordParameters: "yes",
-  pgSqlCommenter: 1,
-  amqpConsumerContext: 5,
-  amqpTrustMessageBaggage: "true",
-  amqpExternalExchanges: 5,
-  watchUrl: true,
-  watchIntervalMs: "5000",
-  watchHeaders: 5,
-};
 
 describe("init() options of another type", () => {
   let receiver: OtlpReceiver;
@@ -108,8 +68,8 @@ describe("init() options of another type", () => {
   }
 
   it("starts with the rest, and names each option once, what it was and what it takes", async () => {
-    const warnings = await run("mistyped", mistyped);
-    for (const option of Object.keys(mistyped))
+    const warnings = await run("mistyped", MISTYPED_OPTIONS);
+    for (const option of Object.keys(MISTYPED_OPTIONS))
       assert.equal(
         warnings.filter((w) => w.startsWith(`threadline warn: ${option} `))
           .length,

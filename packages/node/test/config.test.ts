@@ -11,6 +11,7 @@ import {
   resolveConfig,
   type InitOptions,
 } from "../src/config.ts";
+import { MISTYPED_OPTIONS } from "./mistyped-options.ts";
 
 const pems = (() => {
   const ca = selfSignedCertificate("collector-ca");
@@ -682,48 +683,6 @@ describe("resolveConfig", () => {
     assert.equal(warnings.length, 4, warnings.join("\n"));
   });
 
-  // Each option given a value of another type than it takes, as a
-  // JavaScript caller or settings read at run time may give it; typed by
-  // InitOptions' keys, so that an option added later is added here too.
-  const mistyped: Record<keyof Required<InitOptions>, unknown> = {
-    serviceName: {},
-    resourceAttributes: 5,
-    endpoint: 123,
-    headers: 5,
-    protocol: 5,
-    sampleRatio: "0.5",
-    edge: "false",
-    trustedCallers: 5,
-    trustedProxies: { loopback: true },
-    internalHosts: true,
-    thirdParties: 5,
-    customerHeader: 5,
-    customerFromRequest: "x-customer-id",
-    logFields: 5,
-    logRedact: 5,
-    exportLogs: "false",
-    exportTraces: 0,
-    exportMetrics: "none",
-    shutdownTimeoutMs: "3000",
-    exportThread: true,
-    disabledInstrumentations: 5,
-    ignoreIncomingPaths: { "/health": true },
-    selfCheck: "false",
-    runtimeMetrics: 1,
-    hostMetrics: "true",
-    prometheus: true,
-    alarms: "on",
-    health: 8080,
-    pgRecordParameters: "yes",
-    pgSqlCommenter: 1,
-    amqpConsumerContext: 5,
-    amqpTrustMessageBaggage: "true",
-    amqpExternalExchanges: 5,
-    watchUrl: true,
-    watchIntervalMs: "5000",
-    watchHeaders: 5,
-  };
-
   it("takes an init() option of another type as not given, saying so once by name, and reads its variable in its place", () => {
     const env = {
       OTEL_SERVICE_NAME: "from-env",
@@ -732,14 +691,17 @@ describe("resolveConfig", () => {
       THREADLINE_CUSTOMER_HEADER: "x-tenant",
       THREADLINE_WATCH_URL: "none",
     };
-    const { config, warnings } = resolveConfig(mistyped as InitOptions, env);
-    for (const option of Object.keys(mistyped))
+    const { config, warnings } = resolveConfig(
+      MISTYPED_OPTIONS as InitOptions,
+      env,
+    );
+    for (const option of Object.keys(MISTYPED_OPTIONS))
       assert.equal(
         warnings.filter((w) => w.startsWith(`${option} `)).length,
         1,
         `${option} in\n${warnings.join("\n")}`,
       );
-    assert.equal(warnings.length, Object.keys(mistyped).length);
+    assert.equal(warnings.length, Object.keys(MISTYPED_OPTIONS).length);
     assert.ok(
       warnings.includes(
         "endpoint is a number, not a string or a URL; using OTEL_EXPORTER_OTLP_ENDPOINT",
