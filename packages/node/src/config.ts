@@ -1490,7 +1490,6 @@ export function fillFromPm2Env(env: Env): void {
   }
 }
 
-/** Resolves the settings; `warnings` lists unusable values that fell back to defaults. */
 /** The trust lists, each an init() option with a variable of its own. */
 type TrustList =
   "trustedCallers" | "trustedProxies" | "internalHosts" | "thirdParties";
@@ -1510,6 +1509,7 @@ function trustSourcesOf(options: InitOptions): Record<TrustList, string> {
   return sources;
 }
 
+/** Resolves the settings; `warnings` lists unusable values that fell back to defaults. */
 export function resolveConfig(
   given: InitOptions = {},
   env: Env = process.env,
