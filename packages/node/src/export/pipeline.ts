@@ -104,23 +104,33 @@ function exportWorkerEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-/** The warning for what an exit or shutdown could not send in time. */
-// The export worker's script, beside this one; none in a bundle (no
-// export-worker.js is written beside it, and import.meta is empty in a
-// CommonJS one), where the exporter stays on this thread.
-const WORKER_SCRIPT = ((): URL | undefined => {
-  try {
-    const url = new URL("./export-worker.js", import.meta.url);
-    return process.getBuiltinModule("node:fs").existsSync(url)
-      ? url
-      : undefined;
-  } catch {
-    return undefined;
+/** The export worker's script once looked for; null before. */
+let workerScript: URL | undefined | null = null;
+
+/**
+ * The export worker's script, beside this one; none in a bundle (no
+ * export-worker.js is written beside it, and import.meta is empty in a
+ * CommonJS one), where the exporter stays on this thread. Looked for when
+ * a worker may be wanted, not as the module loads: with export on the
+ * application's thread, only a process.exit() needs it.
+ */
+function workerScriptUrl(): URL | undefined {
+  if (workerScript === null) {
+    try {
+      const url = new URL("./export-worker.js", import.meta.url);
+      workerScript = process.getBuiltinModule("node:fs").existsSync(url)
+        ? url
+        : undefined;
+    } catch {
+      workerScript = undefined;
+    }
   }
-})();
+  return workerScript;
+}
 const NO_WORKER_SCRIPT =
   "there is no export-worker.js beside Threadline's code, as in a bundle";
 
+/** The warning for what an exit or shutdown could not send in time. */
 function warnLost(counts: readonly number[], timeoutMs: number): void {
   warnDropped(
     counts,
@@ -207,9 +217,10 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     // On this thread the exporter gives each body back to the pool once its
     // export is settled. A worker gets a copy of the whole ArrayBuffer a
     // body is a view of, so bodies for it are allocated to their size.
-    this.#onThread =
-      config.exportThread === "main" || WORKER_SCRIPT === undefined;
-    if (config.exportThread === "worker" && WORKER_SCRIPT === undefined)
+    const noWorker =
+      config.exportThread === "worker" && workerScriptUrl() === undefined;
+    this.#onThread = config.exportThread === "main" || noWorker;
+    if (noWorker)
       diag.warn(
         `THREADLINE_EXPORT_THREAD=worker is not possible: ${NO_WORKER_SCRIPT}; exporting on the application's thread`,
       );
@@ -422,8 +433,9 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     if (this.#worker !== undefined) return this.#worker;
     try {
       const { Worker } = process.getBuiltinModule("node:worker_threads");
-      if (WORKER_SCRIPT === undefined) throw new Error(NO_WORKER_SCRIPT);
-      const worker = new Worker(WORKER_SCRIPT, {
+      const script = workerScriptUrl();
+      if (script === undefined) throw new Error(NO_WORKER_SCRIPT);
+      const worker = new Worker(script, {
         workerData: this.#settings,
         // Never let the application's --import/-r (and so Threadline itself) load into the worker.
         execArgv: [],
@@ -614,7 +626,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     this.hold();
     this.#spans.drain();
     this.#logs.drain();
-    if (WORKER_SCRIPT === undefined) {
+    if (workerScriptUrl() === undefined) {
       // Nor a worker to hand it to: what is left goes with the process.
       const s = this.stats();
       warnDropped(
