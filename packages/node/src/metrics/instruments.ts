@@ -698,9 +698,13 @@ export class HistogramAggregator {
     }
   }
 
+  /** Whether #negative said so: once per instrument, with no key built per call. */
+  #warnedNegative = false;
+
   #negative(value: number): void {
-    diag.warnOnce(
-      `metric-negative:${this.scope.name}\u0000${this.descriptor.name}`,
+    if (this.#warnedNegative) return;
+    this.#warnedNegative = true;
+    diag.warn(
       `metric ${this.descriptor.name} was given a negative value (${value}); a histogram takes none, so it leaves such measurements out`,
     );
   }
