@@ -36,6 +36,7 @@ import {
   isValidCustomerId,
   parseWatchLevel,
   WATCH_DEBUG,
+  markUntraced,
 } from "@threadline/core";
 import {
   formatCursor,
@@ -46,7 +47,6 @@ import {
 } from "./query.ts";
 import { OtlpReceiver } from "./receiver.ts";
 import { Store, type ChangedTrace, type ChangedTraces } from "./store.ts";
-import { untracedServer } from "./untraced.ts";
 
 /** The standard OTLP/HTTP port: where services export unless told otherwise. */
 export const DEFAULT_OTLP_PORT = 4318;
@@ -377,7 +377,12 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
   const plainText = (res: ServerResponse, status: number, message: string) =>
     res.writeHead(status, { "content-type": "text/plain" }).end(message);
 
-  const otlp = untracedServer(
+  // The viewer's own traffic is no service's: a shell that loads Threadline
+  // into every Node process (NODE_OPTIONS) loads it here too, and the
+  // viewer would trace each OTLP request it receives and export those spans
+  // to itself, without end. Its servers, and the CLI's own calls, are
+  // untraced.
+  const otlp = markUntraced(
     createServer(
       guarded(handleOtlp, (res, message) => plainText(res, 500, message)),
     ),
@@ -408,7 +413,7 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
         .end("not an OTLP path: use /v1/traces, /v1/logs or /v1/metrics");
   }
 
-  const viewer = untracedServer(
+  const viewer = markUntraced(
     createServer(
       guarded(
         (req, res) => {

@@ -22,9 +22,9 @@ import {
   watchLevelName,
   type WatchEntry,
   type WatchLevel,
+  untraced,
 } from "@threadline/core";
 import { causeOf } from "./backends/remote.ts";
-import { untracedFetch } from "./untraced.ts";
 
 /** Where a watch list lives. */
 export interface WatchTarget {
@@ -64,14 +64,16 @@ export class ViewerWatchTarget implements WatchTarget {
 
   async #call(path: string, init: RequestInit = {}): Promise<Response> {
     try {
-      return await untracedFetch(`${this.#url}${path}`, {
-        ...init,
-        headers: {
-          ...this.#headers,
-          ...(init.headers as Record<string, string>),
-        },
-        signal: AbortSignal.timeout(10_000),
-      });
+      return await untraced(() =>
+        fetch(`${this.#url}${path}`, {
+          ...init,
+          headers: {
+            ...this.#headers,
+            ...(init.headers as Record<string, string>),
+          },
+          signal: AbortSignal.timeout(10_000),
+        }),
+      );
     } catch (err) {
       throw new Error(
         `no threadline viewer answers at ${this.#url} (${causeOf(err)}); start one with \`npx threadline dev\`, or pass --file for a fleet's watch-list file`,

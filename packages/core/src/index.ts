@@ -41,6 +41,7 @@ export {
   TraceContextPropagator,
   isTracingSuppressed,
   suppressTracing,
+  untraced,
 } from "./propagators.ts";
 export { CompositePropagator } from "./composite-propagator.ts";
 export {
@@ -76,7 +77,7 @@ export type {
   HealthResult,
   HealthStatus,
 } from "./health.ts";
-export { UNTRACED_SERVER } from "./instrumentation.ts";
+export { markUntraced, UNTRACED_SERVER } from "./instrumentation.ts";
 export { Diagnostics, diag } from "./diagnostics.ts";
 export type { DiagLevel, DiagSink } from "./diagnostics.ts";
 export { errorTypeOf, messageOf, ThreadlineError } from "./errors.ts";

@@ -33,3 +33,9 @@ export interface Instrumentation {
  * Threadline's own endpoints (Prometheus scrapes, health checks).
  */
 export const UNTRACED_SERVER = Symbol.for("threadline.untraced-server");
+
+/** `server`, marked so that its requests are not traced (UNTRACED_SERVER). */
+export function markUntraced<S extends object>(server: S): S {
+  (server as Record<symbol, unknown>)[UNTRACED_SERVER] = true;
+  return server;
+}

@@ -8,6 +8,7 @@
 // the getter and setter (see trust.ts), not here.
 import {
   baggageEntryMetadataFromString,
+  context,
   propagation,
   trace,
   type BaggageEntry,
@@ -63,6 +64,11 @@ export function isTracingSuppressed(ctx: Context): boolean {
 /** `ctx` with tracing suppressed: Threadline's own traffic (health probes, notifications). */
 export function suppressTracing(ctx: Context): Context {
   return ctx.setValue(SUPPRESS_TRACING_KEY, true);
+}
+
+/** What `fn` returns, run with tracing suppressed: a call of Threadline's own. */
+export function untraced<T>(fn: () => T): T {
+  return context.with(suppressTracing(context.active()), fn);
 }
 
 function single(value: string | string[] | undefined): string | undefined {

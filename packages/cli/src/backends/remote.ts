@@ -2,6 +2,7 @@
 // spans they return into the same summaries and details the local store
 // gives, and applying the parts of a search a backend cannot do itself, so
 // `threadline search` means the same thing whatever answered it.
+import { untraced } from "@threadline/core";
 import type { DecodedResourceSpans } from "@threadline/otlp";
 import {
   serviceOf,
@@ -9,7 +10,6 @@ import {
   type SpanRecord,
   type TraceSummary,
 } from "../model.ts";
-import { untracedFetch } from "../untraced.ts";
 
 export const DEFAULT_LIMIT = 50;
 
@@ -171,10 +171,12 @@ export async function reach(
   init: RequestInit = {},
 ): Promise<Response> {
   try {
-    return await untracedFetch(url, {
-      signal: AbortSignal.timeout(30_000),
-      ...init,
-    });
+    return await untraced(() =>
+      fetch(url, {
+        signal: AbortSignal.timeout(30_000),
+        ...init,
+      }),
+    );
   } catch (err) {
     throw new Error(`${name} is not reachable (${causeOf(err)})`);
   }

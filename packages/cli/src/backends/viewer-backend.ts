@@ -1,5 +1,6 @@
 // A running `threadline dev`, read through its JSON API: works whether it
 // keeps its store in a file or in memory.
+import { untraced } from "@threadline/core";
 import type {
   SearchQuery,
   TraceBackend,
@@ -8,7 +9,6 @@ import type {
 } from "../model.ts";
 import { paramsFromQuery } from "../query.ts";
 import { causeOf } from "./remote.ts";
-import { untracedFetch } from "../untraced.ts";
 
 /**
  * How long the viewer may take to start its answer, and then to send more
@@ -53,10 +53,14 @@ export class ViewerBackend implements TraceBackend {
     allow(`did not answer within ${seconds} s`);
     let res: Response;
     try {
-      res = await untracedFetch(`${this.#url}${path}`, {
-        headers: this.#token ? { authorization: `Bearer ${this.#token}` } : {},
-        signal: controller.signal,
-      });
+      res = await untraced(() =>
+        fetch(`${this.#url}${path}`, {
+          headers: this.#token
+            ? { authorization: `Bearer ${this.#token}` }
+            : {},
+          signal: controller.signal,
+        }),
+      );
     } catch (err) {
       clearTimeout(timer);
       // Busy is not absent: a viewer sending a large trace to another
@@ -97,10 +101,14 @@ export class ViewerBackend implements TraceBackend {
   /** Whether a viewer answers at the URL. */
   async reachable(): Promise<boolean> {
     try {
-      const res = await untracedFetch(`${this.#url}/api/stats`, {
-        signal: AbortSignal.timeout(1000),
-        headers: this.#token ? { authorization: `Bearer ${this.#token}` } : {},
-      });
+      const res = await untraced(() =>
+        fetch(`${this.#url}/api/stats`, {
+          signal: AbortSignal.timeout(1000),
+          headers: this.#token
+            ? { authorization: `Bearer ${this.#token}` }
+            : {},
+        }),
+      );
       return res.status === 200 || res.status === 401;
     } catch {
       return false;

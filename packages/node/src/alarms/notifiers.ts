@@ -6,8 +6,7 @@
 // notifier in order, so a resolve never overtakes its trigger's retries. A
 // notification that still fails is reported and never reaches the service,
 // and the clear of a raise that never arrived is not sent.
-import { context } from "@opentelemetry/api";
-import { diag, suppressTracing } from "@threadline/core";
+import { diag, untraced } from "@threadline/core";
 import { isRetryableStatus, retryAfterMs } from "@threadline/core/retry-after";
 import type { Severity } from "./rules.ts";
 
@@ -75,9 +74,7 @@ class SendError extends Error {
 async function post(url: string, body: unknown, what: string): Promise<void> {
   let answer: { status: number; retryAfter: string | undefined };
   try {
-    answer = await context.with(suppressTracing(context.active()), () =>
-      request(url, JSON.stringify(body)),
-    );
+    answer = await untraced(() => request(url, JSON.stringify(body)));
   } catch (err) {
     // Never the request's message: it can hold the URL, and the URL its secret.
     throw new SendError(`${what} could not be reached (${failureOf(err)})`, 0);

@@ -5,7 +5,7 @@
 // process alone, in a cluster worker too.
 import type { Cluster } from "node:cluster";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { diag, UNTRACED_SERVER } from "@threadline/core";
+import { diag, markUntraced } from "@threadline/core";
 
 export interface UntracedServer {
   /** http://host:port, with the port actually taken. */
@@ -38,7 +38,7 @@ export function startUntracedServer(
 ): Promise<UntracedServer | undefined> {
   // Not an ESM import of node:http: its namespace loads undici and http2.
   const server = process.getBuiltinModule("node:http").createServer(handler);
-  (server as unknown as Record<symbol, unknown>)[UNTRACED_SERVER] = true;
+  markUntraced(server);
   server.unref();
   return new Promise((resolve) => {
     const failed = (err: NodeJS.ErrnoException) => {
