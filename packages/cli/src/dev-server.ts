@@ -40,7 +40,6 @@ import {
 } from "@threadline/core";
 import {
   formatCursor,
-  parseCursor,
   parseDuration,
   parseLimit,
   queryFromParams,
@@ -450,16 +449,13 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     }
     if (path === "/api/search") {
       let q;
-      let after;
       try {
         q = queryFromParams(url.searchParams);
-        const cursor = url.searchParams.get("cursor")?.trim();
-        if (cursor) after = parseCursor(cursor);
       } catch (err) {
         sendJson(res, 400, { error: (err as Error).message });
         return;
       }
-      const { traces, next } = store.searchPage(q, after);
+      const { traces, next } = store.searchPage(q);
       sendJson(res, 200, {
         traces,
         ...(next !== undefined ? { next: formatCursor(next) } : {}),

@@ -93,6 +93,8 @@ export interface SearchQuery {
   attributes?: Array<[string, string]> | undefined;
   /** @default 50 */
   limit?: number | undefined;
+  /** Where the page starts: the `next` of the page before (the local store's). */
+  after?: SearchCursor | undefined;
 }
 
 /**

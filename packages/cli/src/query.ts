@@ -69,6 +69,8 @@ export function queryFromParams(
   if (attrs.length > 0) q.attributes = attrs.map(parseAttribute);
   const limit = text("limit");
   if (limit !== undefined) q.limit = parseLimit(limit, "limit");
+  const cursor = text("cursor");
+  if (cursor !== undefined) q.after = parseCursor(cursor);
   return q;
 }
 
@@ -117,5 +119,6 @@ export function paramsFromQuery(q: SearchQuery): URLSearchParams {
   if (q.toUs !== undefined) p.set("to", String(Math.ceil(q.toUs / 1000)));
   for (const [k, v] of q.attributes ?? []) p.append("attr", `${k}=${v}`);
   if (q.limit !== undefined) p.set("limit", String(q.limit));
+  if (q.after !== undefined) p.set("cursor", formatCursor(q.after));
   return p;
 }

@@ -40,7 +40,6 @@ import { MAX_LIMIT } from "./query.ts";
 import {
   serviceOf,
   type LogRecord,
-  type SearchCursor,
   type SearchPage,
   type SearchQuery,
   type SpanRecord,
@@ -918,9 +917,10 @@ export class Store implements TraceBackend {
 
   /**
    * A page of a search: up to `q.limit` traces, newest first, after
-   * `after` when given (the `next` of the page before).
+   * `q.after` when given (the `next` of the page before).
    */
-  searchPage(q: SearchQuery, after?: SearchCursor): SearchPage {
+  searchPage(q: SearchQuery): SearchPage {
+    const after = q.after;
     // Plan: the first indexed tag condition (the customer first: it narrows
     // to a handful of traces) drives the query, newest first, straight from
     // the tag index, so LIMIT stops the scan early; every other condition is

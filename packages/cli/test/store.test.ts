@@ -407,7 +407,7 @@ describe("search pages", () => {
       const seen: string[] = [];
       let next: SearchCursor | undefined;
       do {
-        const page = store.searchPage(q, next);
+        const page = store.searchPage({ ...q, after: next });
         assert.ok(page.traces.length <= (q.limit ?? 50));
         seen.push(...page.traces.map((t) => t.traceId));
         next = page.next;
@@ -434,10 +434,11 @@ describe("search pages", () => {
     // A cursor after the window's end leaves the end where it is.
     assert.deepEqual(
       store
-        .searchPage(
-          { toUs: tied - 25, limit: 1000 },
-          { startUs: tied, traceId: "f".repeat(32) },
-        )
+        .searchPage({
+          toUs: tied - 25,
+          limit: 1000,
+          after: { startUs: tied, traceId: "f".repeat(32) },
+        })
         .traces.map((t) => t.traceId),
       newestFirst(all.filter((t) => t.start <= tied - 25)),
     );
