@@ -13,12 +13,14 @@ import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import { ElasticsearchBackend } from "./backends/elasticsearch-backend.ts";
 import { JaegerBackend } from "./backends/jaeger-backend.ts";
+import { DEFAULT_LIMIT } from "./backends/remote.ts";
 import { ViewerBackend } from "./backends/viewer-backend.ts";
 import { DEFAULT_OTLP_PORT, startDevServer } from "./dev-server.ts";
 import { formatSearch, formatTrace } from "./format.ts";
 import type { SearchQuery, TraceBackend } from "./model.ts";
 import { defaultDbPath, defaultViewerUrl } from "./paths.ts";
 import {
+  MAX_LIMIT,
   parseAttribute,
   parseDuration,
   parseLimit,
@@ -313,6 +315,12 @@ async function search(argv: string[]): Promise<number> {
         : formatSearch(traces),
     );
     for (const note of backend.notes ?? []) process.stderr.write(`${note}\n`);
+    // A full page may not be all: said, on stderr, so the table stays one.
+    const limit = q.limit ?? DEFAULT_LIMIT;
+    if (traces.length >= limit)
+      process.stderr.write(
+        `the newest ${limit} shown; more may match (narrow the search, or --limit up to ${MAX_LIMIT})\n`,
+      );
     return 0;
   } finally {
     await backend.close();

@@ -247,6 +247,21 @@ describe("threadline search and trace", () => {
     assert.equal(json.logs.length, 5);
   });
 
+  it("says a full page may not be all the traces that match", async () => {
+    const r = await threadline([
+      "search",
+      "--customer",
+      "c-42",
+      "--limit",
+      "1",
+      "--backend",
+      `viewer=${viewerUrl}`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim().split("\n").length, 2, r.stdout);
+    assert.match(r.stderr, /^the newest 1 shown; more may match/);
+  });
+
   it("finds the running viewer by itself with the local backend", async () => {
     const r = await threadline(["search", "--customer", "c-7"], {
       THREADLINE_VIEWER_URL: viewerUrl,
