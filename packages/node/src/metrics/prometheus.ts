@@ -199,7 +199,7 @@ function typeOf(m: MetricData): "histogram" | "counter" | "gauge" {
 }
 
 /** A scope as a warning names it: its name, and its version if it has one. */
-function scopeText(scope: Scope): string {
+function scopeWording(scope: Scope): string {
   return scope.version === undefined || scope.version === ""
     ? scope.name
     : `${scope.name}@${scope.version}`;
@@ -223,8 +223,8 @@ function leftOut(
   other: Family,
 ): void {
   diag.warnOnce(
-    `prometheus-type:${name}\u0000${scopeText(m.scope)}`,
-    `metric ${m.name} of scope ${scopeText(m.scope)} is a ${type}, but ${clash} (scope ${scopeText(other.metrics[0]!.scope)}); a Prometheus name holds one type, so /metrics leaves the ${type} out`,
+    `prometheus-type:${name}\u0000${scopeWording(m.scope)}`,
+    `metric ${m.name} of scope ${scopeWording(m.scope)} is a ${type}, but ${clash} (scope ${scopeWording(other.metrics[0]!.scope)}); a Prometheus name holds one type, so /metrics leaves the ${type} out`,
   );
 }
 
