@@ -1537,7 +1537,7 @@ export function resolveConfig(
   const lengthLimit = r.int("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", 8192, 0);
   const disabledList =
     options.disabledInstrumentations ??
-    (r.str("OTEL_NODE_DISABLED_INSTRUMENTATIONS") ?? "").split(",");
+    splitList(r.str("OTEL_NODE_DISABLED_INSTRUMENTATIONS") ?? "");
   const enabledEnv = r.str("OTEL_NODE_ENABLED_INSTRUMENTATIONS");
   const disabled = new Set(
     disabledList.map((s) => s.trim().toLowerCase()).filter(Boolean),
@@ -1549,12 +1549,7 @@ export function resolveConfig(
   const enabledOnly =
     enabledEnv === undefined
       ? undefined
-      : new Set(
-          enabledEnv
-            .split(",")
-            .map((s) => s.trim().toLowerCase())
-            .filter(Boolean),
-        );
+      : new Set(splitList(enabledEnv).map((s) => s.toLowerCase()));
   for (const name of enabledOnly ?? []) {
     if (!(INSTRUMENTATION_NAMES as readonly string[]).includes(name))
       r.warnings.push(
@@ -1793,9 +1788,9 @@ function prometheusOf(
   options: InitOptions,
 ): { host: string; port: number } | undefined {
   if (options.prometheus === false) return undefined;
-  const listed = (r.str("OTEL_METRICS_EXPORTER") ?? "")
-    .split(",")
-    .some((s) => s.trim().toLowerCase() === "prometheus");
+  const listed = splitList(r.str("OTEL_METRICS_EXPORTER") ?? "").some(
+    (s) => s.toLowerCase() === "prometheus",
+  );
   if (options.prometheus === undefined && !listed) return undefined;
   return {
     host:
