@@ -849,17 +849,7 @@ describe("a trace too large to lay out whole", () => {
 
 describe("a request still running", () => {
   it("is found by its customer and opens as its log lines, its spans not sent yet", async () => {
-    const dev = await startDevServer({
-      dbPath: ":memory:",
-      otlpPort: 0,
-      viewerPort: 0,
-      flushIntervalMs: 10,
-    });
-    const browser = await chromium.launch({
-      executablePath: "/usr/bin/chromium",
-      args: CHROMIUM_ARGS,
-    });
-    try {
+    await withViewer(async (dev, browser) => {
       const traceId = randomBytes(16).toString("hex");
       for (const service of ["gateway", "payments"]) {
         const encoder = new LogsEncoder(
@@ -907,26 +897,13 @@ describe("a request still running", () => {
         ),
         ["gateway waiting", "payments waiting"],
       );
-    } finally {
-      await browser.close();
-      await dev.close();
-    }
+    });
   });
 });
 
 describe("a trace page opened before its trace", () => {
   it("shows spans that landed while its live stream was still opening", async () => {
-    const dev = await startDevServer({
-      dbPath: ":memory:",
-      otlpPort: 0,
-      viewerPort: 0,
-      flushIntervalMs: 10,
-    });
-    const browser = await chromium.launch({
-      executablePath: "/usr/bin/chromium",
-      args: CHROMIUM_ARGS,
-    });
-    try {
+    await withViewer(async (dev, browser) => {
       const traceId = randomBytes(16).toString("hex");
       const page = await browser.newPage();
       // The stream's request is held until the trace is stored: what lands
@@ -965,10 +942,7 @@ describe("a trace page opened before its trace", () => {
         { what: "the trace drawn", timeoutMs: 10_000 },
       );
       assert.match((await view.textContent()) ?? "", /GET \/late/);
-    } finally {
-      await browser.close();
-      await dev.close();
-    }
+    });
   });
 });
 
