@@ -66,6 +66,7 @@ import {
   inCallerContext,
   isTracingSuppressed,
   lateLoadProblem,
+  replaceMethod,
   type Instrumentation,
   EMPTY_CONTEXT,
   HealthChecks,
@@ -971,13 +972,8 @@ export class AmqplibInstrumentation implements Instrumentation {
     key: string,
     wrap: (original: AnyFn) => AnyFn,
   ): void {
-    const original = proto[key];
-    if (typeof original !== "function") return;
-    const wrapped = wrap(original as AnyFn);
-    proto[key] = wrapped;
-    this.#restore.push(() => {
-      if (proto[key] === wrapped) proto[key] = original;
-    });
+    if (typeof proto[key] !== "function") return;
+    replaceMethod(proto, key, wrap, this.#restore);
   }
 
   /**

@@ -80,6 +80,7 @@ import {
   type ClientRequestInfo,
   lazyInstruments,
   lateLoadProblem,
+  replaceMethod,
   AttributeSets,
 } from "@threadline/core";
 import { expressRoute, hookExpressLayers } from "./express-routes.ts";
@@ -128,6 +129,12 @@ const THIRD_PARTY = Symbol("threadline.http.third-party");
 /** Header names (lower case) a client request no longer lets the application set. */
 const GUARDED = Symbol("threadline.http.guarded");
 const WRAPPED = Symbol("threadline.http.wrapped");
+
+/** `emit`, marked as one of ours (WRAPPED), so that a prototype is wrapped once. */
+function markWrapped<F extends object>(emit: F): F {
+  Object.defineProperty(emit, WRAPPED, { value: true });
+  return emit;
+}
 /** The context a server request and its response emit their events in. */
 const REQUEST_CONTEXT = Symbol("threadline.http.request-context");
 // Emitted by the self-check on a throw-away server to prove the wrapper runs.
@@ -415,37 +422,31 @@ function guardClientHeaders(
   judged: ReadonlySet<string>,
   onJudged: (request: TracedClientRequest, name: string) => void,
 ): void {
-  for (const method of ["setHeader", "appendHeader"]) {
-    const hadOwn = Object.prototype.hasOwnProperty.call(proto, method);
-    const original = proto[method] as (
-      this: unknown,
-      name: string,
-      value: unknown,
-    ) => unknown;
-    const guarded = function (
-      this: TracedClientRequest,
-      name: string,
-      value: unknown,
-    ): unknown {
-      const names = this[GUARDED];
-      if (names !== undefined) {
-        const lower = String(name).toLowerCase();
-        if (names.has(lower)) {
-          if (!judged.has(lower)) return this;
-          const result = original.call(this, name, value);
-          onJudged(this, lower);
-          return result;
-        }
-      }
-      return original.call(this, name, value);
-    };
-    proto[method] = guarded;
-    restore.push(() => {
-      if (proto[method] !== guarded) return; // someone wrapped us; leave the chain intact
-      if (hadOwn) proto[method] = original;
-      else delete proto[method];
-    });
-  }
+  type SetHeader = (
+    this: TracedClientRequest,
+    name: string,
+    value: unknown,
+  ) => unknown;
+  for (const method of ["setHeader", "appendHeader"])
+    replaceMethod<SetHeader>(
+      proto,
+      method,
+      (original) =>
+        function (this: TracedClientRequest, name, value) {
+          const names = this[GUARDED];
+          if (names !== undefined) {
+            const lower = String(name).toLowerCase();
+            if (names.has(lower)) {
+              if (!judged.has(lower)) return this;
+              const result = original.call(this, name, value);
+              onJudged(this, lower);
+              return result;
+            }
+          }
+          return original.call(this, name, value);
+        },
+      restore,
+    );
 }
 
 /**
@@ -465,42 +466,41 @@ function guardClientTrailers(
     value: unknown,
   ) => boolean,
 ): void {
-  const hadOwn = Object.prototype.hasOwnProperty.call(proto, "addTrailers");
-  const original = proto["addTrailers"] as (
-    this: unknown,
-    headers: unknown,
-  ) => unknown;
-  const guarded = function (
-    this: TracedClientRequest,
-    headers: unknown,
-  ): unknown {
-    const names = this[GUARDED];
-    if (names === undefined || typeof headers !== "object" || headers === null)
-      return original.call(this, headers);
-    const kept = (name: unknown, value: unknown) => {
-      const lower = String(name).toLowerCase();
-      return lower === "host" || !names.has(lower) || keeps(this, lower, value);
-    };
-    if (Array.isArray(headers))
-      return original.call(
-        this,
-        headers.filter(
-          (pair: unknown) =>
-            !Array.isArray(pair) || kept(pair[0], pair[1] as unknown),
-        ),
-      );
-    const given = headers as Record<string, unknown>;
-    const filtered: Record<string, unknown> = {};
-    for (const name of Object.keys(given))
-      if (kept(name, given[name])) filtered[name] = given[name];
-    return original.call(this, filtered);
-  };
-  proto["addTrailers"] = guarded;
-  restore.push(() => {
-    if (proto["addTrailers"] !== guarded) return; // someone wrapped us; leave the chain intact
-    if (hadOwn) proto["addTrailers"] = original;
-    else delete proto["addTrailers"];
-  });
+  type AddTrailers = (this: TracedClientRequest, headers: unknown) => unknown;
+  replaceMethod<AddTrailers>(
+    proto,
+    "addTrailers",
+    (original) =>
+      function (this: TracedClientRequest, headers) {
+        const names = this[GUARDED];
+        if (
+          names === undefined ||
+          typeof headers !== "object" ||
+          headers === null
+        )
+          return original.call(this, headers);
+        const kept = (name: unknown, value: unknown) => {
+          const lower = String(name).toLowerCase();
+          return (
+            lower === "host" || !names.has(lower) || keeps(this, lower, value)
+          );
+        };
+        if (Array.isArray(headers))
+          return original.call(
+            this,
+            headers.filter(
+              (pair: unknown) =>
+                !Array.isArray(pair) || kept(pair[0], pair[1] as unknown),
+            ),
+          );
+        const given = headers as Record<string, unknown>;
+        const filtered: Record<string, unknown> = {};
+        for (const name of Object.keys(given))
+          if (kept(name, given[name])) filtered[name] = given[name];
+        return original.call(this, filtered);
+      },
+    restore,
+  );
 }
 
 // Node keeps the authority a request was made for (host, and port when not
@@ -536,30 +536,28 @@ function watchAgentPorts(
   proto: Record<string, unknown>,
   restore: Array<() => void>,
 ): void {
-  const hadOwn = Object.prototype.hasOwnProperty.call(proto, "addRequest");
-  const original = proto["addRequest"] as (
-    this: unknown,
-    ...args: unknown[]
-  ) => unknown;
-  const watched = function (
-    this: unknown,
-    req: object,
-    options: unknown,
-    port: unknown, // the legacy addRequest(req, host, port)
-  ): unknown {
-    handedRequest = req;
-    handedPort =
-      typeof options === "object" && options !== null
-        ? (options as { port?: unknown }).port
-        : port;
-    return Reflect.apply(original, this, arguments as unknown as unknown[]);
-  };
-  proto["addRequest"] = watched;
+  type AddRequest = (this: unknown, ...args: unknown[]) => unknown;
+  replaceMethod<AddRequest>(
+    proto,
+    "addRequest",
+    (original) =>
+      function (
+        this: unknown,
+        req: object,
+        options: unknown,
+        port: unknown, // the legacy addRequest(req, host, port)
+      ): unknown {
+        handedRequest = req;
+        handedPort =
+          typeof options === "object" && options !== null
+            ? (options as { port?: unknown }).port
+            : port;
+        return Reflect.apply(original, this, arguments as unknown as unknown[]);
+      } as AddRequest,
+    restore,
+  );
   restore.push(() => {
     handedRequest = undefined;
-    if (proto["addRequest"] !== watched) return; // someone wrapped us; leave the chain intact
-    if (hadOwn) proto["addRequest"] = original;
-    else delete proto["addRequest"];
   });
 }
 
@@ -868,25 +866,22 @@ export class HttpInstrumentation implements Instrumentation {
    * request's emit that is already in its context costs a comparison.
    */
   #bindEvents(proto: Record<string, unknown>): void {
-    const hadOwn = Object.prototype.hasOwnProperty.call(proto, "emit");
-    const original = proto["emit"] as Emit;
-    if ((original as { [WRAPPED]?: boolean })[WRAPPED] === true) return;
-    const emit = function threadlineBoundEmit(this: {
-      [REQUEST_CONTEXT]?: Context;
-    }): boolean {
-      const ctx = this[REQUEST_CONTEXT];
-      const args = arguments as unknown as Parameters<Emit>;
-      if (ctx === undefined || context.active() === ctx)
-        return Reflect.apply(original, this, args);
-      return context.with(ctx, () => Reflect.apply(original, this, args));
-    };
-    Object.defineProperty(emit, WRAPPED, { value: true });
-    proto["emit"] = emit;
-    this.#restore.push(() => {
-      if (proto["emit"] !== emit) return;
-      if (hadOwn) proto["emit"] = original;
-      else delete proto["emit"];
-    });
+    if ((proto["emit"] as { [WRAPPED]?: boolean })[WRAPPED] === true) return;
+    replaceMethod<Emit>(
+      proto,
+      "emit",
+      (original) =>
+        markWrapped(function threadlineBoundEmit(this: {
+          [REQUEST_CONTEXT]?: Context;
+        }): boolean {
+          const ctx = this[REQUEST_CONTEXT];
+          const args = arguments as unknown as Parameters<Emit>;
+          if (ctx === undefined || context.active() === ctx)
+            return Reflect.apply(original, this, args);
+          return context.with(ctx, () => Reflect.apply(original, this, args));
+        } as Emit),
+      this.#restore,
+    );
   }
 
   /**
@@ -920,68 +915,65 @@ export class HttpInstrumentation implements Instrumentation {
   }
 
   #wrapServer(proto: Record<string, unknown>, scheme: "http" | "https"): void {
-    const hadOwn = Object.prototype.hasOwnProperty.call(proto, "emit");
-    const original = proto["emit"] as Emit;
-    if ((original as { [WRAPPED]?: boolean })[WRAPPED] === true) return;
+    if ((proto["emit"] as { [WRAPPED]?: boolean })[WRAPPED] === true) return;
     const self = this;
-    const emit = function threadlineEmit(
-      this: Server,
-      event: string | symbol,
-      req?: unknown,
-      res?: unknown,
-    ): boolean {
-      // checkContinue and checkExpectation stand in for "request" when the
-      // application listens for them (Expect: headers).
-      if (
-        (event === "request" ||
-          event === "checkContinue" ||
-          event === "checkExpectation") &&
-        self.#enabled &&
-        req !== undefined &&
-        res !== undefined
-      ) {
-        return self.#handleRequest(
-          this,
-          original,
-          arguments as unknown as unknown[],
-          req as IncomingMessage,
-          res as StatefulResponse,
-          scheme,
-          false,
-        );
-      }
-      if (
-        event === "upgrade" &&
-        self.#enabled &&
-        req !== undefined &&
-        res !== undefined
-      ) {
-        return self.#handleRequest(
-          this,
-          original,
-          arguments as unknown as unknown[],
-          req as IncomingMessage,
-          res as UpgradedSocket,
-          scheme,
-          true,
-        );
-      }
-      if (event === PROBE) {
-        self.#probeHits++;
-        return false;
-      }
-      return original.apply(
-        this,
-        arguments as unknown as [string | symbol, ...unknown[]],
-      );
-    };
-    Object.defineProperty(emit, WRAPPED, { value: true });
-    proto["emit"] = emit;
-    this.#restore.push(() => {
-      if (proto["emit"] !== emit) return; // someone wrapped us; leave the chain intact
-      if (hadOwn) proto["emit"] = original;
-      else delete proto["emit"];
-    });
+    replaceMethod<Emit>(
+      proto,
+      "emit",
+      (original) =>
+        markWrapped(function threadlineEmit(
+          this: Server,
+          event: string | symbol,
+          req?: unknown,
+          res?: unknown,
+        ): boolean {
+          // checkContinue and checkExpectation stand in for "request" when the
+          // application listens for them (Expect: headers).
+          if (
+            (event === "request" ||
+              event === "checkContinue" ||
+              event === "checkExpectation") &&
+            self.#enabled &&
+            req !== undefined &&
+            res !== undefined
+          ) {
+            return self.#handleRequest(
+              this,
+              original,
+              arguments as unknown as unknown[],
+              req as IncomingMessage,
+              res as StatefulResponse,
+              scheme,
+              false,
+            );
+          }
+          if (
+            event === "upgrade" &&
+            self.#enabled &&
+            req !== undefined &&
+            res !== undefined
+          ) {
+            return self.#handleRequest(
+              this,
+              original,
+              arguments as unknown as unknown[],
+              req as IncomingMessage,
+              res as UpgradedSocket,
+              scheme,
+              true,
+            );
+          }
+          if (event === PROBE) {
+            self.#probeHits++;
+            return false;
+          }
+          return original.apply(
+            this,
+            arguments as unknown as [string | symbol, ...unknown[]],
+          );
+        } as Emit),
+      this.#restore,
+    );
   }
 
   /**

@@ -49,6 +49,7 @@ import {
   inCallerContext,
   isTracingSuppressed,
   lateLoadProblem,
+  replaceMethod,
   type Instrumentation,
   HealthChecks,
   type HealthResult,
@@ -315,12 +316,7 @@ export class PgInstrumentation implements Instrumentation {
     key: string,
     wrap: (original: unknown) => unknown,
   ): void {
-    const original = proto[key];
-    const wrapped = wrap(original);
-    proto[key] = wrapped;
-    this.#restore.push(() => {
-      if (proto[key] === wrapped) proto[key] = original;
-    });
+    replaceMethod(proto, key, wrap, this.#restore);
   }
 
   /**

@@ -77,7 +77,11 @@ export type {
   HealthResult,
   HealthStatus,
 } from "./health.ts";
-export { markUntraced, UNTRACED_SERVER } from "./instrumentation.ts";
+export {
+  markUntraced,
+  replaceMethod,
+  UNTRACED_SERVER,
+} from "./instrumentation.ts";
 export { Diagnostics, diag } from "./diagnostics.ts";
 export type { DiagLevel, DiagSink } from "./diagnostics.ts";
 export { errorTypeOf, messageOf, ThreadlineError } from "./errors.ts";

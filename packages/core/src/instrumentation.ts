@@ -39,3 +39,30 @@ export function markUntraced<S extends object>(server: S): S {
   (server as Record<symbol, unknown>)[UNTRACED_SERVER] = true;
   return server;
 }
+
+/**
+ * Puts `wrap(original)` in place of `target[key]`, and pushes onto `undo`
+ * what puts the original back: as the own property it was, or by taking the
+ * wrapper away where the original was inherited. Once something else has
+ * put its own wrapper over ours, the undo leaves the method alone: that
+ * wrapper calls ours, and taking ours away would break its chain (ours falls
+ * through to the original when disabled). Returns the wrapper.
+ */
+export function replaceMethod<F>(
+  target: object,
+  key: string,
+  wrap: (original: F) => F,
+  undo: Array<() => void>,
+): F {
+  const slots = target as Record<string, unknown>;
+  const hadOwn = Object.prototype.hasOwnProperty.call(target, key);
+  const original = slots[key] as F;
+  const wrapper = wrap(original);
+  slots[key] = wrapper;
+  undo.push(() => {
+    if (slots[key] !== wrapper) return;
+    if (hadOwn) slots[key] = original;
+    else delete slots[key];
+  });
+  return wrapper;
+}
