@@ -54,7 +54,13 @@ describe("requests in flight when the service stops", () => {
    */
   async function stopWithOrderInFlight(
     end: End,
-    more: { name?: string; openSpans?: number; slow?: boolean } = {},
+    more: {
+      name?: string;
+      openSpans?: number;
+      slow?: boolean;
+      /** The provider resets the payment's connection after the end. */
+      reset?: boolean;
+    } = {},
   ) {
     const name = more.name ?? `in-flight-${end}`;
     const app = await startService({
@@ -87,6 +93,16 @@ describe("requests in flight when the service stops", () => {
     const slow = more.slow
       ? fetch(`${app.url}/slow`).then((r) => r.text())
       : undefined;
+    if (more.reset) {
+      for (const res of held.splice(0))
+        if (res.socket?.destroyed === false) res.socket.resetAndDestroy();
+      // The payment's own 'close' listener runs after Threadline's.
+      await waitFor(
+        () =>
+          app.stdout.includes("payment closed") || app.child.exitCode !== null,
+        { what: "the payment's connection to close" },
+      );
+    }
     const exit =
       end === "signal" || end === "graceful" || end === "shutdown"
         ? await app.stop("SIGTERM", 10_000)
@@ -210,6 +226,20 @@ describe("requests in flight when the service stops", () => {
       assert.equal(r.quick.attributes["threadline.unfinished"], undefined);
       assert.equal(r.quick.status.code, 0);
     });
+
+  it("lives on when a call left in flight by shutdown() fails afterwards", async () => {
+    // After shutdown() the call's span is the SDK's to end, and Node sets
+    // a request that got no answer's res to null, not undefined.
+    const r = await stopWithOrderInFlight("shutdown", {
+      name: "in-flight-reset",
+      reset: true,
+    });
+    assert.deepEqual(r.exit, { code: null, signal: "SIGTERM" }, r.stderr);
+    assert.doesNotMatch(r.stderr, /TypeError/);
+    assert.equal(r.answer, 503);
+    assert.ok(r.payment, "the provider call's CLIENT span was sent");
+    assert.equal(r.payment.attributes["threadline.unfinished"], "shutdown");
+  });
 
   it("sends every span left open, however many, oldest and newest alike, without filling the export queue", async () => {
     const r = await stopWithOrderInFlight("exit", {

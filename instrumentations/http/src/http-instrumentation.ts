@@ -1600,8 +1600,10 @@ function onClientClose(this: TracedClientRequest): void {
   this[CLIENT_EGRESS] = undefined;
   const call = this[CLIENT_CALL];
   this[CLIENT_CALL] = undefined;
-  const res = (this as ClientRequest & { res?: IncomingMessage }).res;
-  if (res === undefined || !res.complete)
+  // null until a response comes (not undefined): one that fails after
+  // shutdown() has no #onClientError to end its span first.
+  const res = (this as ClientRequest & { res?: IncomingMessage | null }).res;
+  if (res?.complete !== true)
     recordClientIncomplete(
       span,
       "the request ended before a complete response",
