@@ -994,6 +994,72 @@ describe("export", () => {
     }
   });
 
+  for (const [thread, on] of threads)
+    for (const protocol of ["http/json", "http/protobuf"] as const)
+      it(`says a partial success's reason as it says a refusal's, never the request's secrets (${protocol})${on}`, async () => {
+        // A Collector may quote the request back, and a reason is its
+        // text: a newline and a colour make a line of their own on stderr.
+        const reason =
+          "bad header authorization=Bearer sekrit-token-123 from sk-123456" +
+          "\n\u001b[31mthreadline warn: all spans were exported\u001b[0m " +
+          "x".repeat(5000);
+        const text = Buffer.from(reason);
+        // partial_success { rejected_spans: 3, error_message: reason }
+        const varint = (n: number): number[] =>
+          n < 0x80 ? [n] : [(n & 0x7f) | 0x80, ...varint(n >> 7)];
+        const inner = [0x08, 3, 0x12, ...varint(text.length)];
+        const proto = Buffer.concat([
+          Buffer.from([0x0a, ...varint(inner.length + text.length), ...inner]),
+          text,
+        ]);
+        receiver.setResponder((req) =>
+          req.url === "/v1/traces"
+            ? protocol === "http/json"
+              ? {
+                  status: 200,
+                  headers: { "content-type": "application/json" },
+                  body: JSON.stringify({
+                    partialSuccess: { rejectedSpans: 3, errorMessage: reason },
+                  }),
+                }
+              : {
+                  status: 200,
+                  headers: { "content-type": "application/x-protobuf" },
+                  body: proto,
+                }
+            : undefined,
+        );
+        try {
+          const app = await startFixture(
+            "burst.mjs",
+            env(`partial-secrets-${thread}`, {
+              SPANS: "5",
+              EXIT: "natural",
+              OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
+              OTEL_EXPORTER_OTLP_HEADERS:
+                "authorization=Bearer sekrit-token-123,x-api-key=sk-123456",
+              THREADLINE_EXPORT_THREAD: thread,
+            }),
+          );
+          await app.exited;
+          const said = app.stderr.join("\n");
+          const warning = app.stderr.filter((l) => l.includes("rejected 3"));
+          assert.equal(warning.length, 1, said);
+          assert.match(
+            warning[0]!,
+            /^threadline warn: the Collector rejected 3 of 5 spans: bad header authorization=\*\*\* from \*\*\* \[31mthreadline warn: all spans were exported \[0m x+\.\.\.$/,
+          );
+          assert.ok(warning[0]!.length < 400, `${warning[0]!.length} chars`);
+          assert.doesNotMatch(said, /sekrit|sk-123456|\u001b/);
+          assert.ok(
+            !app.stderr.some((l) => l.startsWith("threadline warn: all spans")),
+            said,
+          );
+        } finally {
+          receiver.setResponder(undefined);
+        }
+      });
+
   it("sends each signal to its own endpoint when per-signal endpoints are set", async () => {
     const logsReceiver = await startOtlpReceiver();
     try {

@@ -115,7 +115,10 @@ type Outcome =
 
 class Channel {
   readonly #owner: ChannelOwner;
-  /** What a refusal's warning masks, worked out at the first refusal. */
+  /**
+   * What a warning quoting the Collector masks, worked out at the first
+   * answer that has something to say.
+   */
   #secrets: readonly string[] | undefined;
   readonly #signal: Signal;
   readonly #endpoint: EndpointSettings;
@@ -465,15 +468,19 @@ class Channel {
     return this.#transport(headers, p.body, e.timeoutMs).then(
       (res): Outcome => {
         const status = res.status;
-        if (status >= 200 && status < 300)
+        if (status >= 200 && status < 300) {
+          const { rejected, message } = partialSuccess(
+            res.body,
+            e.protocol,
+            res.headers.get("content-type"),
+          );
           return {
             kind: "ok",
-            ...partialSuccess(
-              res.body,
-              e.protocol,
-              res.headers.get("content-type"),
-            ),
+            rejected,
+            message:
+              message === "" ? "" : printableReason(message, this.#secretsOf()),
           };
+        }
         if (
           status === 429 ||
           status === 502 ||
@@ -519,9 +526,13 @@ class Channel {
     const why = statusMessage(
       res.body,
       res.headers.get("content-type"),
-      (this.#secrets ??= secretsOf(this.#endpoint.headers)),
+      this.#secretsOf(),
     );
     return why === "" ? `HTTP ${status}` : `HTTP ${status}: ${why}`;
+  }
+
+  #secretsOf(): readonly string[] {
+    return (this.#secrets ??= secretsOf(this.#endpoint.headers));
   }
 }
 
@@ -529,10 +540,8 @@ const MAX_REASON_CHARS = 200;
 
 /**
  * Status.message (field 2) from a protobuf or JSON body, or the first line
- * of a text one; control characters (and those that reorder text) left out,
- * cut to MAX_REASON_CHARS. Empty when there is none, or it cannot be read.
- * A server may quote the request back: `secrets` (see secretsOf) are masked
- * before anything is cut.
+ * of a text one, as printableReason leaves it. Empty when there is none, or
+ * it cannot be read.
  */
 function statusMessage(
   body: Buffer,
@@ -564,6 +573,16 @@ function statusMessage(
   } catch {
     return "";
   }
+  return printableReason(text, secrets);
+}
+
+/**
+ * A reason the Collector gave as a warning may print it: control characters
+ * (and those that reorder text) left out, cut to MAX_REASON_CHARS. A server
+ * may quote the request back: `secrets` (see secretsOf) are masked before
+ * anything is cut.
+ */
+function printableReason(text: string, secrets: readonly string[]): string {
   for (const secret of secrets) text = text.replaceAll(secret, "***");
   text = text
     .replace(
