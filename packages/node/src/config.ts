@@ -616,7 +616,8 @@ const asText = (v: unknown) =>
 /**
  * A port's number, or its decimal digits as its variable takes them: a
  * port read from another setting arrives as text, and health.port took it
- * (the other integer options never did).
+ * (the other integer options never did). Digits only, as Number() would
+ * read 0x2405 or 1e3 as some other port than the one meant.
  */
 function portOf(v: unknown): number | undefined {
   if (typeof v === "string")
@@ -1842,10 +1843,10 @@ function healthOf(
       );
     return undefined;
   }
-  const n = typeof port === "number" ? port : Number(port);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) {
+  const n = portOf(port);
+  if (n === undefined || n < 0 || n > 65535) {
     r.warnings.push(
-      `THREADLINE_HEALTH_PORT=${JSON.stringify(port)} is not a port; the health endpoint is off`,
+      `THREADLINE_HEALTH_PORT=${JSON.stringify(port)} is not an integer from 0 to 65535; the health endpoint is off`,
     );
     return undefined;
   }

@@ -836,6 +836,23 @@ describe("resolveConfig", () => {
     ]);
   });
 
+  it("takes THREADLINE_HEALTH_PORT as decimal digits only, and says so of anything else", () => {
+    assert.deepEqual(
+      resolveConfig({}, { THREADLINE_HEALTH_PORT: " 9221 " }).config.health,
+      { host: "127.0.0.1", port: 9221 },
+    );
+    for (const v of ["0x2405", "1e3", "9221.0", "-1", "65536"]) {
+      const { config, warnings } = resolveConfig(
+        {},
+        { THREADLINE_HEALTH_PORT: v },
+      );
+      assert.equal(config.health, undefined, v);
+      assert.deepEqual(warnings, [
+        `THREADLINE_HEALTH_PORT=${JSON.stringify(v)} is not an integer from 0 to 65535; the health endpoint is off`,
+      ]);
+    }
+  });
+
   it("takes a list option as the comma-separated text of its variable", () => {
     const { config, warnings } = resolveConfig(
       {
