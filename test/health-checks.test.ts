@@ -153,3 +153,53 @@ it("counts a check that returns none of the three statuses as unhealthy, says wh
     /threadline warn: health check down: the check returned an invalid result: status "down", .* it counts as unhealthy/,
   );
 });
+
+/** A response's headers but those of the connection and the body's length. */
+const headersOf = (r: Response) =>
+  Object.fromEntries(
+    [...r.headers].filter(
+      ([k]) =>
+        !["date", "connection", "keep-alive", "content-length"].includes(k),
+    ),
+  );
+
+it("answers HEAD as GET without the body, OPTIONS with what a path takes, and a method a path does not take with 405 and Allow", async () => {
+  const { svc, healthUrl } = await serviceWith(["plain", "down"]);
+  try {
+    for (const path of ["/livez", "/readyz", "/health", "/alarms"]) {
+      const get = await fetch(`${healthUrl}${path}`);
+      await get.text();
+      const head = await fetch(`${healthUrl}${path}`, { method: "HEAD" });
+      assert.equal(head.status, get.status, path);
+      assert.deepEqual(headersOf(head), headersOf(get), path);
+      assert.equal(await head.text(), "", path);
+      const options = await fetch(`${healthUrl}${path}`, {
+        method: "OPTIONS",
+      });
+      assert.equal(options.status, 204, path);
+      assert.equal(options.headers.get("allow"), "GET, HEAD, OPTIONS", path);
+      const post = await fetch(`${healthUrl}${path}`, { method: "POST" });
+      assert.equal(post.status, 405, path);
+      assert.equal(post.headers.get("allow"), "GET, HEAD, OPTIONS", path);
+      await post.text();
+    }
+    assert.equal(
+      (await fetch(`${healthUrl}/readyz`, { method: "HEAD" })).status,
+      503,
+      "the down check counts for HEAD too",
+    );
+    const ack = `${healthUrl}/alarms/some-alarm/ack`;
+    const get = await fetch(ack);
+    assert.equal(get.status, 405);
+    assert.equal(get.headers.get("allow"), "POST, OPTIONS");
+    await get.text();
+    const options = await fetch(ack, { method: "OPTIONS" });
+    assert.equal(options.status, 204);
+    assert.equal(options.headers.get("allow"), "POST, OPTIONS");
+    const elsewhere = await fetch(`${healthUrl}/nothing`, { method: "DELETE" });
+    assert.equal(elsewhere.status, 404);
+    await elsewhere.text();
+  } finally {
+    await svc.stop();
+  }
+});

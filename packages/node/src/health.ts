@@ -3,7 +3,7 @@
 // runs every registered check (PostgreSQL pools, RabbitMQ connections, the
 // exporter, the application's own) and answers 503 when one is unhealthy;
 // GET /alarms lists active alarms and their history, POST
-// /alarms/<id>/ack acknowledges one.
+// /alarms/<id>/ack acknowledges one. HEAD answers as GET does.
 import {
   health,
   messageOf,
@@ -76,6 +76,15 @@ const HEALTH = {
   variable: "THREADLINE_HEALTH_PORT",
 };
 
+// HEAD is answered as GET is, without the body, and OPTIONS with what a
+// path takes: probes such as `curl -I`, `wget --spider` and HAProxy's
+// httpchk (OPTIONS unless told otherwise) use them, and would take a
+// healthy service out of rotation on a 405.
+const READ = "GET, HEAD, OPTIONS";
+const ACK = "POST, OPTIONS";
+const READ_PATHS = new Set(["/livez", "/readyz", "/health", "/alarms"]);
+const PATHS = "GET /livez, /readyz, /health or /alarms; POST /alarms/<id>/ack";
+
 export function startHealthEndpoint(
   host: string,
   port: number,
@@ -83,17 +92,31 @@ export function startHealthEndpoint(
   alarms?: AlarmEngine,
 ): Promise<UntracedServer | undefined> {
   return startUntracedServer(HEALTH, host, port, (req, res) => {
-    const path = (req.url ?? "/").split("?")[0];
-    const json = (status: number, body: unknown) =>
+    req.resume();
+    const path = (req.url ?? "/").split("?")[0] ?? "/";
+    const json = (
+      status: number,
+      body: unknown,
+      headers: Record<string, string> = {},
+    ) => {
+      const text = JSON.stringify(body);
+      // The length, not chunks, so a HEAD answer carries what the GET does.
       res
         .writeHead(status, {
           "content-type": "application/json",
+          "content-length": String(Buffer.byteLength(text)),
           "cache-control": "no-store",
+          ...headers,
         })
-        .end(JSON.stringify(body));
-    const ack = /^\/alarms\/(.+)\/ack$/.exec(path ?? "");
-    if (ack !== null && req.method === "POST") {
-      req.resume();
+        .end(text);
+    };
+    const ack = /^\/alarms\/(.+)\/ack$/.exec(path);
+    const allow = ack !== null ? ACK : READ_PATHS.has(path) ? READ : undefined;
+    if (allow === undefined) return json(404, { error: PATHS });
+    if (req.method === "OPTIONS") return res.writeHead(204, { allow }).end();
+    if (ack !== null) {
+      if (req.method !== "POST")
+        return json(405, { error: "use POST" }, { allow });
       let id: string;
       try {
         id = decodeURIComponent(ack[1]!);
@@ -104,17 +127,14 @@ export function startHealthEndpoint(
         ? json(200, { acknowledged: id })
         : json(404, { error: `no active alarm ${id}` });
     }
-    if (req.method !== "GET") return json(405, { error: "use GET" });
+    if (req.method !== "GET" && req.method !== "HEAD")
+      return json(405, { error: "use GET or HEAD" }, { allow });
     if (path === "/livez") return json(200, { status: "alive", service });
     if (path === "/alarms")
       return json(200, {
         service,
         active: alarms?.active() ?? [],
         history: alarms?.history() ?? [],
-      });
-    if (path !== "/readyz" && path !== "/health")
-      return json(404, {
-        error: "GET /livez, /readyz, /health or /alarms; POST /alarms/<id>/ack",
       });
     health
       .run()
