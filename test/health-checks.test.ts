@@ -203,3 +203,42 @@ it("answers HEAD as GET without the body, OPTIONS with what a path takes, and a 
     await svc.stop();
   }
 });
+
+it("says alarms are off on /alarms and its acknowledgement when THREADLINE_ALARMS=false, not that there are none", async () => {
+  const { svc, healthUrl } = await serviceWith(["plain"], {
+    THREADLINE_ALARMS: "false",
+  });
+  try {
+    const list = await fetch(`${healthUrl}/alarms`);
+    assert.equal(list.status, 404);
+    const body = (await list.json()) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(body).sort(), ["error", "service"]);
+    assert.match(
+      String(body["error"]),
+      /^alarms are off \(THREADLINE_ALARMS=false/,
+    );
+    const ack = await fetch(`${healthUrl}/alarms/some-alarm/ack`, {
+      method: "POST",
+    });
+    assert.equal(ack.status, 404);
+    assert.match(
+      ((await ack.json()) as { error: string }).error,
+      /^alarms are off \(THREADLINE_ALARMS=false/,
+    );
+  } finally {
+    await svc.stop();
+  }
+  // With alarms on, as by default, the lists are there, empty or not.
+  const on = await serviceWith(["plain"]);
+  try {
+    const list = await fetch(`${on.healthUrl}/alarms`);
+    assert.equal(list.status, 200);
+    assert.deepEqual(await list.json(), {
+      service: "odd-checks",
+      active: [],
+      history: [],
+    });
+  } finally {
+    await on.svc.stop();
+  }
+});

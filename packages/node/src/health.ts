@@ -84,6 +84,11 @@ const READ = "GET, HEAD, OPTIONS";
 const ACK = "POST, OPTIONS";
 const READ_PATHS = new Set(["/livez", "/readyz", "/health", "/alarms"]);
 const PATHS = "GET /livez, /readyz, /health or /alarms; POST /alarms/<id>/ack";
+// Said by /alarms and the acknowledgement when no engine runs, as a 404
+// with no lists: empty ones would read as a service with no alarms, to a
+// script as to whoever is on call.
+const ALARMS_OFF =
+  "alarms are off (THREADLINE_ALARMS=false, or init()'s alarms: false)";
 
 export function startHealthEndpoint(
   host: string,
@@ -117,13 +122,14 @@ export function startHealthEndpoint(
     if (ack !== null) {
       if (req.method !== "POST")
         return json(405, { error: "use POST" }, { allow });
+      if (alarms === undefined) return json(404, { error: ALARMS_OFF });
       let id: string;
       try {
         id = decodeURIComponent(ack[1]!);
       } catch {
         return json(400, { error: "the alarm id is not valid URL encoding" });
       }
-      return alarms?.acknowledge(id)
+      return alarms.acknowledge(id)
         ? json(200, { acknowledged: id })
         : json(404, { error: `no active alarm ${id}` });
     }
@@ -131,11 +137,13 @@ export function startHealthEndpoint(
       return json(405, { error: "use GET or HEAD" }, { allow });
     if (path === "/livez") return json(200, { status: "alive", service });
     if (path === "/alarms")
-      return json(200, {
-        service,
-        active: alarms?.active() ?? [],
-        history: alarms?.history() ?? [],
-      });
+      return alarms === undefined
+        ? json(404, { error: ALARMS_OFF, service })
+        : json(200, {
+            service,
+            active: alarms.active(),
+            history: alarms.history(),
+          });
     health
       .run()
       .then((components) => {
