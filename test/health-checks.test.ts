@@ -5,6 +5,7 @@ import { it } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
   freePort,
+  startOtlpReceiver,
   startRecordingServer,
   startService,
   waitFor,
@@ -242,3 +243,38 @@ it("says alarms are off on /alarms and its acknowledgement when THREADLINE_ALARM
     await on.svc.stop();
   }
 });
+
+for (const protocol of ["http/protobuf", "http/json"])
+  it(`exports the alarms' log records under the SDK's own scope, the application's pino lines under pino's (${protocol})`, async () => {
+    const receiver = await startOtlpReceiver();
+    const { svc } = await serviceWith(["down"], {
+      OTEL_LOGS_EXPORTER: "otlp",
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_EXPORTER_OTLP_LOGS_PROTOCOL: protocol,
+      OTEL_BLRP_SCHEDULE_DELAY: "50",
+      THREADLINE_ALARMS_INTERVAL: "100",
+      PINO_LINE: "checks registered",
+    });
+    try {
+      const logs = await receiver.waitForLogs(
+        (l) =>
+          l.some((r) => r.attributes["event.name"] === "alarm.raised") &&
+          l.some((r) => r.body === "checks registered"),
+        "the alarm's record and the application's line",
+      );
+      const line = logs.find((r) => r.body === "checks registered")!;
+      assert.equal(line.scope.name, "@threadline/instrumentation-pino");
+      const alarms = logs.filter(
+        (r) => r.attributes["alarm.name"] !== undefined,
+      );
+      assert.ok(alarms.length > 0);
+      for (const r of alarms)
+        assert.deepEqual(r.scope, {
+          name: "@threadline/node",
+          version: line.scope.version,
+        });
+    } finally {
+      await svc.stop();
+      await receiver.close();
+    }
+  });

@@ -1,8 +1,17 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
-import { decodeLogsProto, LogsEncoder, ProtoWriter } from "@threadline/otlp";
+import {
+  decodeLogsJson,
+  decodeLogsProto,
+  LogsEncoder,
+  ProtoWriter,
+} from "@threadline/otlp";
 import { NO_LOG_LIMITS, writeStagedRecord } from "../src/export/json-record.ts";
-import { encodeStagedLogs, toLogRecord } from "../src/export/log-record.ts";
+import {
+  encodeStagedLogs,
+  encodeStagedLogsJson,
+  toLogRecord,
+} from "../src/export/log-record.ts";
 import {
   ALL_OWN_FIELDS,
   ECS_NAMES,
@@ -30,6 +39,7 @@ const captured = (line: string, more: Partial<StagedLog> = {}): StagedLog => ({
   observed: 1763800000500,
   messageKey: "msg",
   ownFields: ALL_OWN_FIELDS,
+  sdk: false,
   ...more,
 });
 
@@ -551,4 +561,51 @@ it("takes a string time only as an RFC 3339 date-time, and keeps any other as th
   const [record] = request!.scopes[0]!.logs;
   assert.equal(record!.timeUs, 0);
   assert.deepEqual(record!.attributes, { time: "06/12/2026, 12:33:50" });
+});
+
+it("writes the SDK's own records under its scope, after the logger's, and no scope without records", () => {
+  const sdkScope = { name: "@threadline/node", version: "0.1.0" };
+  const scopesOf = (batch: Uint8Array) =>
+    [
+      decodeLogsProto(
+        encodeStagedLogs(
+          new LogsEncoder(resource, scope),
+          batch,
+          NO_LOG_LIMITS,
+          sdkScope,
+        ).body,
+      ),
+      decodeLogsJson(
+        JSON.parse(
+          encodeStagedLogsJson(
+            new LogsEncoder(resource, scope),
+            batch,
+            NO_LOG_LIMITS,
+            sdkScope,
+          ),
+        ),
+      ),
+    ].map(([resourceLogs]) =>
+      resourceLogs!.scopes.map((s) => [
+        s.scope.name,
+        s.logs.map((l) => l.body),
+      ]),
+    );
+  const mixed = staged([
+    logged('{"msg":"alarm raised"}', { sdk: true }),
+    logged('{"msg":"order placed"}'),
+    logged("not json", { sdk: true }),
+    logged('{"msg":"order paid","n":1}'),
+  ]);
+  for (const scopes of scopesOf(mixed))
+    assert.deepEqual(scopes, [
+      ["pino", ["order placed", "order paid"]],
+      ["@threadline/node", ["alarm raised", "not json"]],
+    ]);
+  for (const scopes of scopesOf(
+    staged([logged('{"msg":"alarm raised"}', { sdk: true })]),
+  ))
+    assert.deepEqual(scopes, [["@threadline/node", ["alarm raised"]]]);
+  for (const scopes of scopesOf(staged([logged('{"msg":"order placed"}')])))
+    assert.deepEqual(scopes, [["pino", ["order placed"]]]);
 });

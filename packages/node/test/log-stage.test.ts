@@ -25,6 +25,7 @@ const base: StagedLog = {
   observed: 1763800000123.25,
   messageKey: "msg",
   ownFields: ALL_OWN_FIELDS,
+  sdk: false,
 };
 
 function readAll(body: Uint8Array): StagedLog[] {
@@ -50,6 +51,7 @@ it("gives back every record as it was captured, in order", () => {
     { ...base, line: "x".repeat(100_000), severityText: "crítico" },
     { ...base, line: "", messageKey: "", traceId: undefined },
     { ...base, severityNumber: 17, severityText: "error", spanId: undefined },
+    { ...base, traceId: undefined, spanId: undefined, sdk: true },
   ];
   for (const r of records) stage.append({ ...r });
   assert.equal(stage.pending, records.length);

@@ -25,6 +25,9 @@ export class LogsEncoder {
   /** Where the ResourceLogs and ScopeLogs of the request being built begin. */
   #resourceLogs = 0;
   #scopeLogs = 0;
+  /** Where that ScopeLogs begins, and where its records do (none while the writer is there). */
+  #scopeStart = 0;
+  #scopeAt = 0;
 
   readonly #allocate: Allocate | undefined;
 
@@ -55,8 +58,27 @@ export class LogsEncoder {
     w.reset();
     this.#resourceLogs = w.begin(1);
     writeResource(w, 1, this.#resource);
+    this.#beginScope(this.#scope);
+  }
+
+  /**
+   * Ends the records of the scope being written and begins those of
+   * `scope`: the records appended from here on are its. A scope that got
+   * no record is left out of the request.
+   */
+  scope(scope: Scope): void {
+    const w = this.#writer;
+    if (w.length === this.#scopeAt) w.truncate(this.#scopeStart);
+    else w.end(this.#scopeLogs);
+    this.#beginScope(scope);
+  }
+
+  #beginScope(scope: Scope): void {
+    const w = this.#writer;
+    this.#scopeStart = w.length;
     this.#scopeLogs = w.begin(2);
-    writeScope(w, 1, this.#scope);
+    writeScope(w, 1, scope);
+    this.#scopeAt = w.length;
   }
 
   /** Appends one record; throws, having kept nothing of it, when it cannot be encoded. */
@@ -131,32 +153,48 @@ export class LogsEncoder {
     return w.finish(this.#allocate);
   }
 
-  encodeJson(records: readonly LogRecordData[]): string {
-    const logRecords = records.map((r) => ({
-      ...(r.time !== undefined
-        ? { timeUnixNano: msToNanosString(r.time) }
-        : {}),
-      observedTimeUnixNano: msToNanosString(r.observedTime),
-      ...(r.severityNumber ? { severityNumber: r.severityNumber } : {}),
-      ...(r.severityText ? { severityText: r.severityText } : {}),
-      ...(r.body !== undefined ? { body: anyValueToJson(r.body) } : {}),
-      attributes: keyValuesToJson(r.attributes),
-      ...(r.droppedAttributesCount
-        ? { droppedAttributesCount: r.droppedAttributesCount }
-        : {}),
-      ...(r.traceFlags ? { flags: r.traceFlags & 0xff } : {}),
-      traceId: jsonId(r.traceId, 16),
-      spanId: jsonId(r.spanId, 8),
-      ...(r.eventName ? { eventName: r.eventName } : {}),
-    }));
-    const scope = scopeToJson(this.#scope);
+  /**
+   * One request holding `records`, as OTLP/JSON, and after them those of
+   * other scopes; as {@link scope} does, a scope with no record is left
+   * out (the encoder's own stays in a request with none at all).
+   */
+  encodeJson(
+    records: readonly LogRecordData[],
+    others: ReadonlyArray<{
+      scope: Scope;
+      records: readonly LogRecordData[];
+    }> = [],
+  ): string {
+    const all = [{ scope: this.#scope, records }, ...others];
+    const used = all.filter((g) => g.records.length > 0);
     return JSON.stringify({
       resourceLogs: [
         {
           resource: { attributes: keyValuesToJson(this.#resource) },
-          scopeLogs: [{ scope, logRecords }],
+          scopeLogs: (used.length > 0 ? used : all.slice(0, 1)).map((g) => ({
+            scope: scopeToJson(g.scope),
+            logRecords: g.records.map(recordToJson),
+          })),
         },
       ],
     });
   }
+}
+
+function recordToJson(r: LogRecordData) {
+  return {
+    ...(r.time !== undefined ? { timeUnixNano: msToNanosString(r.time) } : {}),
+    observedTimeUnixNano: msToNanosString(r.observedTime),
+    ...(r.severityNumber ? { severityNumber: r.severityNumber } : {}),
+    ...(r.severityText ? { severityText: r.severityText } : {}),
+    ...(r.body !== undefined ? { body: anyValueToJson(r.body) } : {}),
+    attributes: keyValuesToJson(r.attributes),
+    ...(r.droppedAttributesCount
+      ? { droppedAttributesCount: r.droppedAttributesCount }
+      : {}),
+    ...(r.traceFlags ? { flags: r.traceFlags & 0xff } : {}),
+    traceId: jsonId(r.traceId, 16),
+    spanId: jsonId(r.spanId, 8),
+    ...(r.eventName ? { eventName: r.eventName } : {}),
+  };
 }

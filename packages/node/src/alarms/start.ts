@@ -64,15 +64,7 @@ export function startAlarms(
     metricsCollectedEveryMs,
     notifiers,
     log: (line, severityNumber, severityText) =>
-      pipeline.emit(
-        line,
-        severityNumber,
-        severityText,
-        undefined,
-        undefined,
-        0,
-        "msg",
-      ),
+      pipeline.emitOwn(line, severityNumber, severityText),
   });
   engine.start();
   // The last evaluation's health as a metric, so fleets can alert on it

@@ -769,6 +769,7 @@ export class Exporter implements ChannelOwner {
         this.#logsEncoder,
         staged,
         this.settings.logLimits,
+        this.settings.sdkScope,
       );
       bodyPool.release(staged);
       this.#channels.logs.enqueue(json, count);
@@ -778,6 +779,7 @@ export class Exporter implements ChannelOwner {
       this.#logsEncoder,
       staged,
       this.settings.logLimits,
+      this.settings.sdkScope,
     );
     bodyPool.release(staged);
     if (rejected > 0) this.add("logs", "rejected", rejected);

@@ -6,6 +6,7 @@ import type {
   LogRecordData,
   LogsEncoder,
   ProtoWriter,
+  Scope,
 } from "@threadline/otlp";
 import { parseDateTime } from "@threadline/core/date-time";
 import {
@@ -22,33 +23,48 @@ import { truncate } from "../internal/truncate.ts";
 /**
  * One OTLP request (protobuf) from a staged batch, parsed and encoded a
  * record at a time so the batch's record objects are never alive
- * together. A record that cannot be encoded is left out and counted.
+ * together. A record that cannot be encoded is left out and counted. The
+ * SDK's own records go under `sdkScope`, after the logger's.
  */
 export function encodeStagedLogs(
   encoder: LogsEncoder,
   staged: Uint8Array,
   limits: LogLimits = NO_LOG_LIMITS,
+  sdkScope?: Scope,
 ): { body: Uint8Array; rejected: number } {
-  const reader = new StagedLogReader(staged);
   const write =
     limits === NO_LOG_LIMITS
       ? writeStagedRecord
       : (w: ProtoWriter, r: StagedLogReader) => writeStagedRecord(w, r, limits);
   let rejected = 0;
+  let sdkRecords = 0;
+  // The records of one scope: the logger's, or (sdk) the SDK's.
+  const encode = (sdk: boolean) => {
+    const reader = new StagedLogReader(staged);
+    while (reader.advance()) {
+      if (sdkScope !== undefined && reader.log.sdk !== sdk) {
+        if (!sdk) sdkRecords++;
+        continue;
+      }
+      try {
+        if (encoder.appendWritten(write, reader)) continue;
+      } catch {
+        // The line is left to the parse below, which knows what to make of it.
+      }
+      reader.decode();
+      try {
+        encoder.append(toLogRecord(reader.log, limits));
+      } catch {
+        // Nothing of it was kept; the batch goes on without it.
+        rejected++;
+      }
+    }
+  };
   encoder.start();
-  while (reader.advance()) {
-    try {
-      if (encoder.appendWritten(write, reader)) continue;
-    } catch {
-      // The line is left to the parse below, which knows what to make of it.
-    }
-    reader.decode();
-    try {
-      encoder.append(toLogRecord(reader.log, limits));
-    } catch {
-      // Nothing of it was kept; the batch goes on without it.
-      rejected++;
-    }
+  encode(false);
+  if (sdkScope !== undefined && sdkRecords > 0) {
+    encoder.scope(sdkScope);
+    encode(true);
   }
   return { body: encoder.finish(), rejected };
 }
@@ -58,11 +74,18 @@ export function encodeStagedLogsJson(
   encoder: LogsEncoder,
   staged: Uint8Array,
   limits: LogLimits = NO_LOG_LIMITS,
+  sdkScope?: Scope,
 ): string {
   const reader = new StagedLogReader(staged);
   const records: LogRecordData[] = [];
-  while (reader.next()) records.push(toLogRecord(reader.log, limits));
-  return encoder.encodeJson(records);
+  const sdkRecords: LogRecordData[] = [];
+  while (reader.next())
+    (sdkScope !== undefined && reader.log.sdk ? sdkRecords : records).push(
+      toLogRecord(reader.log, limits),
+    );
+  return sdkScope === undefined
+    ? encoder.encodeJson(records)
+    : encoder.encodeJson(records, [{ scope: sdkScope, records: sdkRecords }]);
 }
 
 /** A run of digits too long for a double to hold exactly. */

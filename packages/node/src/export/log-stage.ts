@@ -18,7 +18,8 @@
 // A batch, little-endian:
 //   u32 table bytes; the table: per string, u16 UTF-8 bytes and the bytes;
 //   the records, each:
-//     u8 severity number, u8 trace flags, u8 presence bits, u8 own fields,
+//     u8 severity number, u8 trace flags, u8 flags (which ids are there;
+//     the SDK's own record), u8 own fields,
 //     u16 severity text (table index), u16 message key (table index),
 //     u32 bytes of ids and line, f64 observed time (ms),
 //     [32 ASCII trace id][16 ASCII span id] line (UTF-8).
@@ -56,6 +57,11 @@ export interface StagedLog {
    * and ECS_NAMES when the correlation is written under ECS's names.
    */
   ownFields: number;
+  /**
+   * The SDK's own record (an alarm's), exported under the SDK's
+   * instrumentation scope, not the logger's.
+   */
+  sdk: boolean;
 }
 
 /** An empty record, to be filled in and reused. */
@@ -70,12 +76,14 @@ export function emptyStagedLog(): StagedLog {
     observed: 0,
     messageKey: "",
     ownFields: ALL_OWN_FIELDS,
+    sdk: false,
   };
 }
 
 const HEADER = 20;
 const HAS_TRACE_ID = 1;
 const HAS_SPAN_ID = 2;
+const SDK_RECORD = 4;
 const NO_STRING = 0xffff;
 export const TRACE_ID_LENGTH = 32;
 export const SPAN_ID_LENGTH = 16;
@@ -155,7 +163,7 @@ export class LogStage implements BatchEncoder<StagedLog> {
     const b = this.#buf;
     const at = this.#pos;
     let pos = at + HEADER;
-    let present = 0;
+    let present = log.sdk ? SDK_RECORD : 0;
     if (
       log.traceId !== undefined &&
       writeAscii(b, pos, log.traceId, TRACE_ID_LENGTH)
@@ -300,6 +308,7 @@ export class StagedLogReader {
     log.messageKey = this.#strings[b.readUInt16LE(at + 6)] ?? "";
     log.observed = b.readDoubleLE(at + 12);
     log.ownFields = b[at + 3]!;
+    log.sdk = (present & SDK_RECORD) !== 0;
     this.hasTraceId = (present & HAS_TRACE_ID) !== 0;
     this.hasSpanId = (present & HAS_SPAN_ID) !== 0;
     this.idsAt = at + HEADER;

@@ -20,6 +20,7 @@ import {
 import type { ResolvedConfig } from "../config.ts";
 import type { RecordingSpan, SpanSink } from "../trace/span.ts";
 import { now } from "../internal/clock.ts";
+import { VERSION } from "../version.ts";
 import { BatchQueue, EncodingQueue } from "./batch-queue.ts";
 import { bodyPool } from "./body-pool.ts";
 import { Exporter } from "./exporter.ts";
@@ -208,6 +209,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       metrics: endpoint(config.metrics),
       resource,
       logScope,
+      sdkScope: { name: "@threadline/node", version: VERSION },
       logLimits: config.logLimits,
       maxPendingBytes: config.exportMaxBytes,
       maxRetryMs: config.exportMaxRetryMs,
@@ -305,6 +307,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     traceFlags: number,
     messageKey: string,
     ownFields: number = ALL_OWN_FIELDS,
+    sdk = false,
   ): void {
     if (this.#closed || !this.#config.logs.enabled) return;
     this.#main.logs.created++;
@@ -320,10 +323,29 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     // Which names the correlation has, for the record to tell the
     // application's fields of the other names from ours.
     c.ownFields = (ownFields & ALL_OWN_FIELDS) | this.#names;
+    c.sdk = sdk;
     this.#logs.push(c);
     // The stage has copied the line; holding it here would keep it alive.
     c.line = "";
     c.traceId = c.spanId = undefined;
+  }
+
+  /**
+   * A log record of the SDK's own (an alarm's): exported under the SDK's
+   * instrumentation scope, so a backend does not take it for the logger's.
+   */
+  emitOwn(line: string, severityNumber: number, severityText: string): void {
+    this.emit(
+      line,
+      severityNumber,
+      severityText,
+      undefined,
+      undefined,
+      0,
+      "msg",
+      ALL_OWN_FIELDS,
+      true,
+    );
   }
 
   /** Sends one collection of metrics (data points count as the items). */

@@ -55,6 +55,8 @@ export interface WorkerSettings {
   metrics: EndpointSettings;
   resource: Attributes;
   logScope: Scope;
+  /** The scope of the SDK's own log records (StagedLog's sdk). */
+  sdkScope: Scope;
   logLimits: LogLimits;
   maxPendingBytes: number;
   maxRetryMs: number;
