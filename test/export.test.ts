@@ -196,6 +196,42 @@ describe("export", () => {
         }
       });
 
+  for (const [thread, on] of threads)
+    it(`spends THREADLINE_SHUTDOWN_TIMEOUT once when process.exit() comes during the flush of a SIGTERM nobody handles${on}`, async () => {
+      receiver.setResponder(() => "hang");
+      try {
+        const app = await startService({
+          entry: "burst.mjs",
+          cwd: fixtures,
+          ready: /listening on (\d+)/,
+          env: env(`signal-then-exit-${thread}`, {
+            SPANS: "20",
+            THREADLINE_EXPORT_THREAD: thread,
+            THREADLINE_SHUTDOWN_TIMEOUT: "1500",
+            EXIT: "signal-then-exit",
+            EXIT_AFTER_MS: "1200",
+          }),
+        });
+        // The fixture signals itself as it says it is ready.
+        const since = performance.now();
+        const { code } = await exitWithin(app, "the process ended");
+        const tookMs = performance.now() - since;
+        assert.equal(code, 0, app.stderr.join("\n"));
+        const said = app.stderr.filter((l) => l.includes(" at exit: "));
+        assert.equal(said.length, 1, app.stderr.join("\n"));
+        assert.match(
+          said[0]!,
+          /^threadline warn: dropped 20 spans, 20 log records(, \d+ metric points)? at exit: not delivered within \d+ ms/,
+        );
+        // The exit's flush has the 300 ms the signal's did not wait; a
+        // whole timeout of its own would end it at about 2700 ms.
+        assert.ok(tookMs >= 1200, `ended after ${tookMs} ms`);
+        assert.ok(tookMs < 2300, `ended after ${tookMs} ms`);
+      } finally {
+        receiver.setResponder(undefined);
+      }
+    });
+
   it("delivers everything when shutdown() is called twice, spans that end during it included", async () => {
     const name = "shutdown-twice";
     const app = await startFixture("shutdown-twice.mjs", env(name));

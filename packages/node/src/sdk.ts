@@ -346,11 +346,16 @@ function installExitHooks(
     const since = performance.now();
     // Before the flush, which sends their log lines.
     const cleared = alarms?.end(signal, budget);
-    void Promise.all([
+    const flushed = Promise.all([
       pipeline.forceFlush(budget, true),
       workers?.flush(budget, END),
       cleared,
-    ]).finally(() => {
+    ]);
+    // Counted as the others: a process.exit() while it waits (a library's
+    // own shutdown, a timer, an uncaught exception) leaves the exit's
+    // flush what is left of the one timeout, not a whole one again.
+    waitOn(flushed);
+    void flushed.finally(() => {
       // The requests still in flight end with the process. Only now: the
       // server went on serving while the flush ran, and a request that
       // finished meanwhile is not one the signal cut off.
