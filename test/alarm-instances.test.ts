@@ -1,7 +1,8 @@
 // Two replicas of one service raise the same alarm: each notification says
 // which instance it came from, and one replica's recovery clears its own
 // alarm only (PagerDuty's incident for the other stays open). A replica
-// that stops clears what it still has open: no one would clear it after.
+// that stops, or a job that ends on its own, clears what it still has
+// open: no one would clear it after.
 import assert from "node:assert/strict";
 import { it } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -205,6 +206,57 @@ it("clears the alarms still active at shutdown(), and exports the clear's log li
     );
   } finally {
     await svc.stop("SIGKILL");
+    await webhook.close();
+    await receiver.close();
+  }
+});
+
+it("clears the alarms still active when the process ends on its own, as a batch job does", async () => {
+  const webhook = await startRecordingServer();
+  const receiver = await startOtlpReceiver();
+  const job = await startService({
+    entry: "unhealthy-job.mjs",
+    cwd: fixtures,
+    execArgv: ["--import", "@threadline/node/register"],
+    ready: false,
+    env: {
+      OTEL_SERVICE_NAME: "nightly",
+      OTEL_RESOURCE_ATTRIBUTES: "service.instance.id=nightly-1",
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_METRICS_EXPORTER: "none",
+      THREADLINE_WATCH_URL: "none",
+      THREADLINE_ALARMS_INTERVAL: "100",
+      THREADLINE_ALARM_WEBHOOK_URL: `${webhook.url}/hook`,
+      WORK_MS: "1000",
+    },
+  });
+  try {
+    const exit = await exitWithin(job, "the job");
+    assert.equal(exit.code, 0, job.stderr.join("\n"));
+    assert.ok(job.stdout.includes("work done"));
+    // Delivered before the process ended, not after.
+    const events = webhook.requests.map(
+      (r) => JSON.parse(r.body) as WebhookEvent,
+    );
+    assert.deepEqual(
+      events.map(
+        (e) =>
+          `${e.action} ${e.instance} ${e.alarm.reason}${e.instanceStopped === true ? " (stopped)" : ""}`,
+      ),
+      [
+        "raise nightly-1 cache is unhealthy: connection refused",
+        "clear nightly-1 the instance stopped (exit) (stopped)",
+      ],
+    );
+    const cleared = receiver.logs.find(
+      (l) => l.attributes["event.name"] === "alarm.cleared",
+    );
+    assert.equal(
+      cleared?.attributes["alarm.reason"],
+      "the instance stopped (exit)",
+    );
+  } finally {
+    await job.stop("SIGKILL");
     await webhook.close();
     await receiver.close();
   }

@@ -283,10 +283,15 @@ function installExitHooks(
     // synchronous flush sends it instead.
     if (finalMetricsSent) return;
     finalMetrics();
+    const budget = left();
+    // The process ends once the loop runs dry again: its alarms end with
+    // it, as at a signal, or they would stay open at every receiver for
+    // good. Before the flush, which sends their log lines.
+    const cleared = alarms?.end("exit", budget);
     const s = pipeline.stats();
     lastFlushed = s.traces.created + s.logs.created;
-    const budget = left();
-    if (budget > 0) waitOn(pipeline.forceFlush(budget, true));
+    if (budget > 0)
+      waitOn(Promise.all([pipeline.forceFlush(budget, true), cleared]));
   };
   const crashes = watchCrashes();
   let exitFlushed = false;
