@@ -509,7 +509,9 @@ class Reader {
   ): number | undefined {
     const v = this.str(name);
     if (v === undefined) return undefined;
-    const n = Number(v);
+    // Decimal digits only: Number() reads 0x10, 1e3 and 0b11 as numbers
+    // the setting's writer is unlikely to have meant.
+    const n = /^\s*-?\d+\s*$/.test(v) ? Number(v) : NaN;
     if (!Number.isInteger(n) || n < min || n > max) {
       this.warnings.push(
         `${name}=${JSON.stringify(v)} is not an integer from ${min} to ${max}; ${otherwise}`,

@@ -853,6 +853,30 @@ describe("resolveConfig", () => {
     }
   });
 
+  it("takes every integer variable as decimal digits only, and says so of anything else", () => {
+    for (const [name, fallback] of [
+      ["OTEL_BSP_MAX_QUEUE_SIZE", 2048],
+      ["OTEL_ATTRIBUTE_COUNT_LIMIT", 128],
+      ["THREADLINE_SHUTDOWN_TIMEOUT", 3000],
+    ] as const)
+      for (const v of ["0x10", "1e3", "16.0", "0b11"]) {
+        const { warnings } = resolveConfig({}, { [name]: v });
+        assert.equal(warnings.length, 1, `${name}=${v}`);
+        assert.match(
+          warnings[0]!,
+          new RegExp(
+            `^${name}="${v.replace(".", "\\.")}" is not an integer from \\d+ to \\d+; using ${fallback}$`,
+          ),
+        );
+      }
+    const { config, warnings } = resolveConfig(
+      {},
+      { OTEL_BSP_MAX_QUEUE_SIZE: " 16 ", THREADLINE_SHUTDOWN_TIMEOUT: "1000" },
+    );
+    assert.deepEqual(warnings, []);
+    assert.equal(config.shutdownTimeoutMs, 1000);
+  });
+
   it("takes a list option as the comma-separated text of its variable", () => {
     const { config, warnings } = resolveConfig(
       {
