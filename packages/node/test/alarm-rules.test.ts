@@ -220,3 +220,62 @@ it("refuses a metric rule whose floor is over its limit, which every value would
       [],
     );
 });
+
+it("names a null, empty or out-of-range value as a problem rather than taking a default for it", () => {
+  const { problems } = parseRules(
+    JSON.stringify({
+      defaults: false,
+      rules: [
+        { name: "a", kind: "health", component: "db", severity: null },
+        { name: "b", kind: "health", component: "db", description: 42 },
+        { name: "c", kind: "health", component: "db", for: 1e306 },
+        { name: "d", kind: "health", component: "db", for: "9999999999h" },
+        { name: "e", kind: "health", component: "" },
+        { name: "f", kind: "metric", metric: "", above: 1 },
+        { name: "   ", kind: "health", component: "db" },
+        { name: "g", kind: "health", component: "db", for: null, when: null },
+        { name: "h", kind: "health", component: "db", description: " " },
+      ],
+    }),
+  );
+  assert.deepEqual(problems, [
+    'rule 1 (a): "severity" must be one of critical, major, minor, warning, indeterminate',
+    'rule 2 (b): "description" must be text',
+    'rule 3 (c): "for" must be at most 24h',
+    'rule 4 (d): "for" must be at most 24h',
+    'rule 5 (e): "component" is required',
+    'rule 6 (f): "metric" is required',
+    'rule 7 (   ): "name" is required',
+    'rule 8 (g): "for" must be like "90s", "2m" or a number of seconds',
+    'rule 8 (g): "when" must be unhealthy or degraded',
+    'rule 9 (h): "description" must be text',
+  ]);
+  // Through the file the service reads: refused whole, the defaults kept.
+  const dir = mkdtempSync(join(tmpdir(), "threadline-rules-"));
+  try {
+    const file = join(dir, "alarms.json");
+    writeFileSync(
+      file,
+      JSON.stringify({
+        rules: [
+          { name: "db", kind: "health", component: "db", severity: null },
+        ],
+      }),
+    );
+    const loaded = loadRules(file);
+    assert.equal(loaded.rules, DEFAULT_RULES);
+    assert.equal(loaded.problems.length, 1);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  // The longest time taken, and every spelling of it.
+  for (const longest of ["24h", "1440m", 86_400])
+    assert.deepEqual(
+      parseRules(
+        JSON.stringify({
+          rules: [{ name: "x", kind: "health", component: "db", for: longest }],
+        }),
+      ).problems,
+      [],
+    );
+});

@@ -128,18 +128,46 @@ const KIND_KEYS: Record<AlarmRule["kind"], readonly string[]> = {
 };
 const DOCUMENT_KEYS = ["rules", "defaults"];
 
-function durationMs(v: unknown, where: string, problems: string[]): number {
-  if (typeof v === "number" && v >= 0) return v * 1000;
+/**
+ * The longest `for` a rule takes. Longer is taken for a mistake: a number
+ * of seconds written as milliseconds, or one so large the time never ends
+ * (1e306 s is no time at all in milliseconds) and the alarm never raises.
+ */
+const MAX_DURATION_MS = 24 * 3_600_000;
+
+/** A rule's duration key in ms; absent is 0. */
+function durationMs(
+  r: Record<string, unknown>,
+  key: string,
+  where: string,
+  problems: string[],
+): number {
+  const v = r[key];
+  if (v === undefined) return 0;
   const m = typeof v === "string" ? DURATION.exec(v.trim()) : null;
-  if (m === null) {
+  const ms =
+    typeof v === "number" && v >= 0
+      ? v * 1000
+      : m === null
+        ? undefined
+        : Number(m[1]) *
+          { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? "s"]!;
+  if (ms === undefined) {
     problems.push(
-      `${where}: "for" must be like "90s", "2m" or a number of seconds`,
+      `${where}: "${key}" must be like "90s", "2m" or a number of seconds`,
     );
     return 0;
   }
-  const n = Number(m[1]);
-  const unit = m[2] ?? "s";
-  return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!;
+  if (!(ms <= MAX_DURATION_MS)) {
+    problems.push(`${where}: "${key}" must be at most 24h`);
+    return 0;
+  }
+  return ms;
+}
+
+/** Whether `v` is text with something in it besides spaces. */
+function isText(v: unknown): v is string {
+  return typeof v === "string" && v.trim() !== "";
 }
 
 /** Parses a rules document: `{ "rules": [...], "defaults": true|false }`. */
@@ -173,12 +201,15 @@ export function parseRules(text: string): {
       problems.push(`${where}: not an object`);
       return;
     }
-    if (typeof r["name"] !== "string" || r["name"] === "")
-      problems.push(`${where}: "name" is required`);
+    if (!isText(r["name"])) problems.push(`${where}: "name" is required`);
     else if (named.has(r["name"]))
       problems.push(`${where}: another rule of the file has this name`);
     else named.add(r["name"]);
-    const severity = (r["severity"] ?? "major") as Severity;
+    // Only an absent key takes its default: a null is a value, and not one
+    // of the key's.
+    const severity = (
+      r["severity"] === undefined ? "major" : r["severity"]
+    ) as Severity;
     if (!SEVERITIES.includes(severity))
       problems.push(
         `${where}: "severity" must be one of ${SEVERITIES.join(", ")}`,
@@ -186,11 +217,11 @@ export function parseRules(text: string): {
     const base = {
       name: String(r["name"]),
       severity,
-      forMs: durationMs(r["for"] ?? 0, where, problems),
-      ...(typeof r["description"] === "string"
-        ? { description: r["description"] }
-        : {}),
+      forMs: durationMs(r, "for", where, problems),
+      ...(isText(r["description"]) ? { description: r["description"] } : {}),
     };
+    if (r["description"] !== undefined && !isText(r["description"]))
+      problems.push(`${where}: "description" must be text`);
     const num = (k: string): number | undefined => {
       const v = r[k];
       if (v === undefined) return undefined;
@@ -234,7 +265,7 @@ export function parseRules(text: string): {
         break;
       }
       case "metric": {
-        if (typeof r["metric"] !== "string")
+        if (!isText(r["metric"]))
           problems.push(`${where}: "metric" is required`);
         const above = num("above");
         const below = num("below");
@@ -279,9 +310,9 @@ export function parseRules(text: string): {
         break;
       }
       case "health": {
-        if (typeof r["component"] !== "string")
+        if (!isText(r["component"]))
           problems.push(`${where}: "component" is required`);
-        const when = r["when"] ?? "unhealthy";
+        const when = r["when"] === undefined ? "unhealthy" : r["when"];
         if (when !== "unhealthy" && when !== "degraded")
           problems.push(`${where}: "when" must be unhealthy or degraded`);
         out.push({
