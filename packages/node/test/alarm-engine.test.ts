@@ -5,7 +5,7 @@ import { health } from "@threadline/core";
 import { waitFor } from "@threadline/test-support";
 import { AlarmEngine } from "../src/alarms/engine.ts";
 import type { AlarmEvent } from "../src/alarms/notifiers.ts";
-import type { AlarmRule } from "../src/alarms/rules.ts";
+import { DEFAULT_RULES, type AlarmRule } from "../src/alarms/rules.ts";
 import { MeterProvider } from "../src/metrics/meter-provider.ts";
 
 it("judges the HTTP error ratio over the rule's time, not one evaluation", async () => {
@@ -303,6 +303,7 @@ it("raises a histogram rule with a time when values come every other interval", 
         metric: "threadline.messaging.delivery.latency",
         above: 5,
         forMs: 450,
+        clearForMs: 0,
         severity: "major",
       },
     ],
@@ -432,4 +433,135 @@ it("keeps evaluating when a check and a callback throw what cannot even be descr
     await engine.stop();
     unregister();
   }
+});
+
+it("raises a flapping dependency's alarm once and clears it only once it has stayed healthy for the rule's clearFor", async () => {
+  const events: AlarmEvent[] = [];
+  let now = 0;
+  const engine = new AlarmEngine({
+    rules: [
+      {
+        name: "cache_down",
+        kind: "health",
+        component: "flappy-cache",
+        when: "unhealthy",
+        forMs: 0,
+        clearForMs: 30_000,
+        severity: "critical",
+      },
+    ],
+    intervalMs: 10_000,
+    service: "s",
+    instance: "i-1",
+    meterProvider: new MeterProvider(),
+    metricsCollectedEveryMs: undefined,
+    clock: () => now,
+    notifiers: [{ name: "recorded", send: async (e) => void events.push(e) }],
+    log: () => {},
+  });
+  let status: "healthy" | "unhealthy" = "unhealthy";
+  const remove = health.register("flappy-cache", () => ({ status }));
+  const evaluation = async (next: typeof status) => {
+    status = next;
+    now += 10_000;
+    await engine.evaluate();
+    return engine.active().length;
+  };
+  try {
+    // Every other check fails, for five minutes.
+    const flapping: number[] = [];
+    for (let i = 0; i < 31; i++)
+      flapping.push(await evaluation(i % 2 ? "healthy" : "unhealthy"));
+    assert.deepEqual(flapping, Array(31).fill(1), "raised, and held");
+    // Healthy from now on: cleared once it has been for 30 s.
+    const healthy: number[] = [];
+    for (let i = 0; i < 5; i++) healthy.push(await evaluation("healthy"));
+    assert.deepEqual(healthy, [1, 1, 1, 0, 0]);
+    await setTimeout(10);
+    assert.deepEqual(
+      events.map((e) => e.action),
+      ["raise", "clear"],
+    );
+  } finally {
+    remove();
+    await engine.stop();
+  }
+});
+
+it("holds the default health rules' alarms through a flap at the default interval, and clears them 30 s after it ends", async () => {
+  const events: AlarmEvent[] = [];
+  let now = 0;
+  const engine = new AlarmEngine({
+    rules: DEFAULT_RULES,
+    intervalMs: 10_000,
+    service: "s",
+    instance: "i-1",
+    meterProvider: new MeterProvider(),
+    metricsCollectedEveryMs: undefined,
+    clock: () => now,
+    notifiers: [{ name: "recorded", send: async (e) => void events.push(e) }],
+    log: () => {},
+  });
+  let status: "healthy" | "unhealthy" = "unhealthy";
+  const remove = health.register("flappy-db", () => ({ status }));
+  const evaluation = async (next: typeof status) => {
+    status = next;
+    now += 10_000;
+    await engine.evaluate();
+    return engine.active().filter((a) => a.source === "flappy-db").length;
+  };
+  try {
+    const seen: number[] = [];
+    for (let i = 0; i < 13; i++)
+      seen.push(await evaluation(i % 2 ? "healthy" : "unhealthy"));
+    for (let i = 0; i < 5; i++) seen.push(await evaluation("healthy"));
+    assert.deepEqual(seen, [...Array(16).fill(1), 0, 0]);
+    await setTimeout(10);
+    assert.deepEqual(
+      events.filter((e) => e.alarm.source === "flappy-db").map((e) => e.action),
+      ["raise", "clear"],
+    );
+  } finally {
+    remove();
+    await engine.stop();
+  }
+});
+
+it("clears a histogram rule's alarm once clearFor has passed since a fast value, quiet evaluations after it", async () => {
+  const meterProvider = new MeterProvider();
+  const latency = meterProvider
+    .getMeter("test")
+    .createHistogram("threadline.messaging.delivery.latency");
+  let now = 0;
+  const engine = new AlarmEngine({
+    rules: [
+      {
+        name: "orders_queue_slow",
+        kind: "metric",
+        metric: "threadline.messaging.delivery.latency",
+        above: 5,
+        forMs: 0,
+        clearForMs: 30_000,
+        severity: "major",
+      },
+    ],
+    intervalMs: 10_000,
+    service: "s",
+    instance: "i-1",
+    meterProvider,
+    metricsCollectedEveryMs: undefined,
+    clock: () => now,
+    notifiers: [],
+    log: () => {},
+  });
+  const evaluation = async (value?: number) => {
+    if (value !== undefined) latency.record(value);
+    now += 10_000;
+    await engine.evaluate();
+    return engine.active().length;
+  };
+  const seen = [await evaluation(8), await evaluation(), await evaluation(0.1)];
+  for (let i = 0; i < 4; i++) seen.push(await evaluation());
+  assert.deepEqual(seen, [1, 1, 1, 1, 1, 0, 0]);
+  await engine.stop();
 });

@@ -111,7 +111,7 @@ it("names each key a rule's kind does not take, and refuses the file for it", ()
     ],
     default: false,
   });
-  const takes = "name, kind, severity, for, description";
+  const takes = "name, kind, severity, for, clearFor, description";
   assert.deepEqual(parseRules(text).problems, [
     '"default" is not a key of the file (it takes rules, defaults)',
     `rule 1 (slow_loop): "percentle" is not a key of event_loop_delay rules (they take ${takes}, percentile, aboveSeconds)`,
@@ -278,4 +278,43 @@ it("names a null, empty or out-of-range value as a problem rather than taking a 
       ).problems,
       [],
     );
+});
+
+it("takes a rule's clearFor as its for is taken, three evaluation intervals when absent", () => {
+  const { rules, problems } = parseRules(
+    JSON.stringify({
+      defaults: false,
+      rules: [
+        { name: "a", kind: "health", component: "db", clearFor: "2m" },
+        { name: "b", kind: "health", component: "db", clearFor: 0 },
+        { name: "c", kind: "health", component: "db" },
+      ],
+    }),
+  );
+  assert.deepEqual(problems, []);
+  assert.deepEqual(
+    rules.map((r) => r.clearForMs),
+    [120_000, 0, undefined],
+  );
+  assert.deepEqual(
+    parseRules(
+      JSON.stringify({
+        rules: [
+          { name: "a", kind: "health", component: "db", clearFor: "soon" },
+          { name: "b", kind: "health", component: "db", clearFor: "25h" },
+          { name: "c", kind: "health", component: "db", clearFor: null },
+        ],
+      }),
+    ).problems,
+    [
+      'rule 1 (a): "clearFor" must be like "90s", "2m" or a number of seconds',
+      'rule 2 (b): "clearFor" must be at most 24h',
+      'rule 3 (c): "clearFor" must be like "90s", "2m" or a number of seconds',
+    ],
+  );
+  // The defaults take the engine's three intervals: 30 s at the default 10 s.
+  assert.deepEqual(
+    DEFAULT_RULES.map((r) => r.clearForMs),
+    DEFAULT_RULES.map(() => undefined),
+  );
 });

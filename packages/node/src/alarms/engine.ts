@@ -1,5 +1,6 @@
 // Alarms as operators know them: raised when a condition has held for the
-// rule's time, active until it no longer holds, then cleared; one alarm per
+// rule's time, active until it has no longer held for the rule's clearFor,
+// then cleared; one alarm per
 // rule and source however long the condition lasts (de-duplicated);
 // acknowledgeable. Evaluated on an unref'd timer off the request path: the
 // event loop is sampled here, HTTP outcomes are read from the request
@@ -55,8 +56,13 @@ interface KeyState {
   rule: string;
   source: string;
   since: number | undefined;
+  /** While raised: since when the condition has no longer held, if it has not. */
+  clearingSince: number | undefined;
   alarm: Alarm | undefined;
 }
+
+/** A rule's clearFor when it has none, in evaluation intervals. */
+const CLEAR_FOR_INTERVALS = 3;
 
 const HISTORY = 100;
 
@@ -296,7 +302,7 @@ export class AlarmEngine {
         continue;
       }
       for (const c of conditions) this.#step(rule, c, now);
-      if (rule.kind === "health") this.#forgetRemoved(rule, conditions, now);
+      if (rule.kind === "health") this.#forgetRemoved(rule, conditions);
     }
   }
 
@@ -305,11 +311,15 @@ export class AlarmEngine {
    * closed for good) has no condition any more: its alarm is cleared, or
    * it would stay active with nothing left to clear it.
    */
-  #forgetRemoved(rule: AlarmRule, conditions: Condition[], now: number): void {
+  #forgetRemoved(rule: AlarmRule, conditions: Condition[]): void {
     const present = new Set(conditions.map((c) => c.source));
-    for (const s of this.#states.values())
-      if (s.rule === rule.name && !present.has(s.source))
-        this.#step(rule, { source: s.source, holds: false, reason: "" }, now);
+    for (const [key, s] of this.#states)
+      if (s.rule === rule.name && !present.has(s.source)) {
+        // At once, whatever the rule's clearFor: the check is gone for
+        // good, not healthy for a moment.
+        this.#states.delete(key);
+        if (s.alarm !== undefined) void this.#clear(s.alarm);
+      }
   }
 
   #loopDelays(): Record<number, number> {
@@ -480,7 +490,11 @@ export class AlarmEngine {
   #step(rule: AlarmRule, c: Condition, now: number): void {
     const key = rule.kind === "health" ? `${rule.name}:${c.source}` : rule.name;
     let s = this.#states.get(key);
-    if (c.holds === undefined || this.#ended) return;
+    if (this.#ended) return;
+    // Too little to tell: nothing changes, but for a clear under way,
+    // which goes on, as the condition last showed it no longer holds (a
+    // fast request, then none, clears a slow-requests alarm).
+    if (c.holds === undefined && s?.clearingSince === undefined) return;
     if (s === undefined)
       this.#states.set(
         key,
@@ -488,6 +502,7 @@ export class AlarmEngine {
           rule: rule.name,
           source: c.source,
           since: undefined,
+          clearingSince: undefined,
           alarm: undefined,
         }),
       );
@@ -495,6 +510,7 @@ export class AlarmEngine {
     const forMs = rule.kind === "http_error_ratio" ? 0 : rule.forMs;
     if (c.holds) {
       s.since ??= now;
+      s.clearingSince = undefined;
       if (s.alarm === undefined && now - s.since >= forMs) {
         s.alarm = {
           id: key,
@@ -512,9 +528,16 @@ export class AlarmEngine {
       }
       return;
     }
-    // The condition no longer holds: clear what was raised, forget the rest.
+    // The condition no longer holds: forget what was not raised; clear
+    // what was once it has not held for the rule's clearFor.
+    if (s.alarm !== undefined) {
+      s.clearingSince ??= now;
+      const clearForMs =
+        rule.clearForMs ?? CLEAR_FOR_INTERVALS * this.#o.intervalMs;
+      if (now - s.clearingSince < clearForMs) return;
+      void this.#clear(s.alarm);
+    }
     this.#states.delete(key);
-    if (s.alarm !== undefined) void this.#clear(s.alarm);
   }
 
   /** Clears a raised alarm, the instance having stopped when `stopped` says why; resolves once sent. */

@@ -21,6 +21,14 @@ interface RuleBase {
   severity: Severity;
   /** How long the condition must hold before the alarm is raised (ms). */
   forMs: number;
+  /**
+   * How long the condition must have stopped holding before a raised
+   * alarm is cleared (ms); three evaluation intervals when undefined. A
+   * condition that comes and goes (a dependency failing every other
+   * check) keeps its alarm raised rather than raising and clearing it,
+   * a page and a resolve, at every other evaluation.
+   */
+  clearForMs?: number;
   /** Shown in notifications. */
   description?: string;
 }
@@ -119,7 +127,14 @@ const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/;
  * key (`duration` for `for`, `percentle`) would otherwise leave its
  * setting at the default without a word.
  */
-const COMMON_KEYS = ["name", "kind", "severity", "for", "description"];
+const COMMON_KEYS = [
+  "name",
+  "kind",
+  "severity",
+  "for",
+  "clearFor",
+  "description",
+];
 const KIND_KEYS: Record<AlarmRule["kind"], readonly string[]> = {
   event_loop_delay: ["percentile", "aboveSeconds"],
   http_error_ratio: ["above", "minRequests"],
@@ -129,7 +144,7 @@ const KIND_KEYS: Record<AlarmRule["kind"], readonly string[]> = {
 const DOCUMENT_KEYS = ["rules", "defaults"];
 
 /**
- * The longest `for` a rule takes. Longer is taken for a mistake: a number
+ * The longest `for` (or `clearFor`) a rule takes. Longer is taken for a mistake: a number
  * of seconds written as milliseconds, or one so large the time never ends
  * (1e306 s is no time at all in milliseconds) and the alarm never raises.
  */
@@ -218,6 +233,9 @@ export function parseRules(text: string): {
       name: String(r["name"]),
       severity,
       forMs: durationMs(r, "for", where, problems),
+      ...(r["clearFor"] === undefined
+        ? {}
+        : { clearForMs: durationMs(r, "clearFor", where, problems) }),
       ...(isText(r["description"]) ? { description: r["description"] } : {}),
     };
     if (r["description"] !== undefined && !isText(r["description"]))
