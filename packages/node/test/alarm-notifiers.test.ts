@@ -224,3 +224,117 @@ it("gives each raise and clear an event id of its own, kept by its retries", asy
     await webhook.close();
   }
 });
+
+/** An engine on a clock of the test's, with one health rule on `component`. */
+function clockedEngine(
+  component: string,
+  url: string,
+  clock: () => number,
+): AlarmEngine {
+  return new AlarmEngine({
+    rules: [
+      {
+        name: "dependency_unhealthy",
+        kind: "health",
+        component,
+        when: "unhealthy",
+        forMs: 0,
+        clearForMs: 0,
+        severity: "critical",
+      },
+    ],
+    intervalMs: 10_000,
+    service: "search",
+    instance: "i-1",
+    meterProvider: new MeterProvider(),
+    metricsCollectedEveryMs: undefined,
+    clock,
+    notifiers: [webhookNotifier(`${url}/alarms`)],
+    log: () => {},
+  });
+}
+
+it("sends a raise again, once a minute, while its alarm is active and the receiver was down for all its tries", async () => {
+  let down = true;
+  const webhook = await startRecordingServer(() => ({
+    status: down ? 503 : 200,
+  }));
+  let now = 0;
+  const engine = clockedEngine("orders-db", webhook.url, () => now);
+  let status: "healthy" | "unhealthy" = "unhealthy";
+  const remove = health.register("orders-db", () => ({ status }));
+  const evaluation = async (afterMs: number) => {
+    now += afterMs;
+    await engine.evaluate();
+    await setTimeout(300);
+    return webhook.requests.length;
+  };
+  try {
+    await engine.evaluate();
+    // The webhook is down for the raise's four tries, about 13 s.
+    await waitFor(() => webhook.requests.length === 4, {
+      what: "the raise's four tries",
+      timeoutMs: 30_000,
+    });
+    await setTimeout(300);
+    assert.equal(await evaluation(30_000), 4, "not within the minute");
+    assert.equal(await evaluation(30_000), 5, "once, a minute after");
+    // Back, but the last try failed 30 s ago.
+    down = false;
+    assert.equal(await evaluation(30_000), 5);
+    assert.equal(await evaluation(30_000), 6, "delivered");
+    assert.equal(await evaluation(120_000), 6, "and not sent again");
+    status = "healthy";
+    assert.equal(await evaluation(10_000), 7, "then its clear");
+    const events = webhook.requests.map(
+      (r) => JSON.parse(r.body) as { action: string; eventId: string },
+    );
+    assert.deepEqual(
+      events.map((e) => e.action),
+      ["raise", "raise", "raise", "raise", "raise", "raise", "clear"],
+    );
+    assert.equal(
+      new Set(events.slice(0, 6).map((e) => e.eventId)).size,
+      1,
+      "each the same event, for the receiver to know a copy",
+    );
+  } finally {
+    remove();
+    await engine.stop();
+    await webhook.close();
+  }
+});
+
+it("sends neither a raise again nor its clear once an alarm whose raise was never delivered is cleared", async () => {
+  // The raise is refused (400); anything after it would be taken.
+  const webhook = await startRecordingServer((r) =>
+    webhook.requests[0] === r ? { status: 400 } : { status: 200 },
+  );
+  let now = 0;
+  const engine = clockedEngine("payments-db", webhook.url, () => now);
+  let status: "healthy" | "unhealthy" = "unhealthy";
+  const remove = health.register("payments-db", () => ({ status }));
+  try {
+    await engine.evaluate();
+    await waitFor(() => webhook.requests.length === 1, { what: "the raise" });
+    await setTimeout(300);
+    status = "healthy";
+    now += 10_000;
+    await engine.evaluate();
+    for (let i = 0; i < 3; i++) {
+      now += 60_000;
+      await engine.evaluate();
+    }
+    await setTimeout(300);
+    assert.deepEqual(
+      webhook.requests.map(
+        (r) => (JSON.parse(r.body) as { action: string }).action,
+      ),
+      ["raise"],
+    );
+  } finally {
+    remove();
+    await engine.stop();
+    await webhook.close();
+  }
+});

@@ -13,7 +13,12 @@ import {
   type ComponentHealth,
 } from "@threadline/core";
 import { Reader, type MeterProvider } from "../metrics/meter-provider.ts";
-import { notifyAll, type AlarmEvent, type Notifier } from "./notifiers.ts";
+import {
+  notifyAll,
+  sendAgain,
+  type AlarmEvent,
+  type Notifier,
+} from "./notifiers.ts";
 import {
   attributeMatcher,
   type AlarmRule,
@@ -59,7 +64,19 @@ interface KeyState {
   /** While raised: since when the condition has no longer held, if it has not. */
   clearingSince: number | undefined;
   alarm: Alarm | undefined;
+  /** The raise's notification, sent again to those that could not be given it. */
+  raise: AlarmEvent | undefined;
+  /** Per notifier the raise could not be delivered to: when it last failed. */
+  undelivered: Map<Notifier, number>;
 }
+
+/**
+ * How long after a raise's last failed delivery to a notifier it is sent
+ * again (ms): a receiver down for longer than the notifier's own retries
+ * (a webhook's or PagerDuty's outage) still gets the page while the alarm
+ * is active, and one down for hours is not sent a try every evaluation.
+ */
+const SEND_AGAIN_AFTER_MS = 60_000;
 
 /** A rule's clearFor when it has none, in evaluation intervals. */
 const CLEAR_FOR_INTERVALS = 3;
@@ -278,7 +295,7 @@ export class AlarmEngine {
   }
 
   #judge(components: ComponentHealth[]): void {
-    const now = this.#o.clock?.() ?? performance.now();
+    const now = this.#now();
     const loop = this.#loopDelays();
     const http = this.#httpOutcomes();
     if (http !== undefined) {
@@ -304,6 +321,7 @@ export class AlarmEngine {
       for (const c of conditions) this.#step(rule, c, now);
       if (rule.kind === "health") this.#forgetRemoved(rule, conditions);
     }
+    this.#sendAgain(now);
   }
 
   /**
@@ -504,6 +522,8 @@ export class AlarmEngine {
           since: undefined,
           clearingSince: undefined,
           alarm: undefined,
+          raise: undefined,
+          undelivered: new Map(),
         }),
       );
     // An error ratio is judged over the rule's time already.
@@ -524,7 +544,11 @@ export class AlarmEngine {
           acknowledged: false,
         };
         this.#record(s.alarm);
-        void this.#emit("raise", s.alarm);
+        const state = s;
+        state.raise = this.#event("raise", s.alarm);
+        void this.#emit(state.raise, s.alarm).then((failed) => {
+          for (const n of failed) state.undelivered.set(n, this.#now());
+        });
       }
       return;
     }
@@ -546,7 +570,35 @@ export class AlarmEngine {
     alarm.clearedAt = new Date().toISOString();
     if (stopped !== undefined)
       alarm.reason = `the instance stopped (${stopped})`;
-    return this.#emit("clear", alarm, stopped !== undefined);
+    const event = this.#event("clear", alarm, stopped !== undefined);
+    return this.#emit(event, alarm).then(() => {});
+  }
+
+  /**
+   * Sends an active alarm's raise again to each notifier that could not
+   * be given it, once its retries were spent: at most once a minute per
+   * notifier, one try each, the same event (its eventId, PagerDuty's
+   * dedup key) so a receiver that did get an earlier try knows a copy.
+   */
+  #sendAgain(now: number): void {
+    for (const s of this.#states.values()) {
+      const { alarm, raise } = s;
+      if (alarm === undefined || raise === undefined) continue;
+      for (const [n, failedAt] of s.undelivered) {
+        if (now - failedAt < SEND_AGAIN_AFTER_MS) continue;
+        s.undelivered.delete(n);
+        void sendAgain(n, raise, () => alarm.state === "active").then(
+          (delivered) => {
+            if (!delivered && alarm.state === "active")
+              s.undelivered.set(n, this.#now());
+          },
+        );
+      }
+    }
+  }
+
+  #now(): number {
+    return this.#o.clock?.() ?? performance.now();
   }
 
   #record(alarm: Alarm): void {
@@ -554,13 +606,13 @@ export class AlarmEngine {
     if (this.#history.length > HISTORY) this.#history.shift();
   }
 
-  /** Writes, logs and sends a raise or clear; resolves once it was sent. */
-  #emit(
+  /** A raise's or clear's notification. */
+  #event(
     action: "raise" | "clear",
     alarm: Alarm,
     instanceStopped = false,
-  ): Promise<void> {
-    const event: AlarmEvent = {
+  ): AlarmEvent {
+    return {
       action,
       eventId: randomUUID(),
       service: this.#o.service,
@@ -577,6 +629,14 @@ export class AlarmEngine {
         ...(alarm.clearedAt ? { clearedAt: alarm.clearedAt } : {}),
       },
     };
+  }
+
+  /**
+   * Writes, logs and sends a raise or clear; resolves once it was sent, to
+   * the notifiers a raise could not be delivered to.
+   */
+  #emit(event: AlarmEvent, alarm: Alarm): Promise<Notifier[]> {
+    const { action, instanceStopped } = event;
     const message =
       action === "raise"
         ? `alarm raised: ${alarm.name} [${alarm.severity}] ${alarm.reason}`

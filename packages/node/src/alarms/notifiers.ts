@@ -4,8 +4,9 @@
 // a send refused for the moment (429, 5xx, no connection, no answer) is
 // tried again a few times on unref'd timers, one alarm's events to one
 // notifier in order, so a resolve never overtakes its trigger's retries. A
-// notification that still fails is reported and never reaches the service,
-// and the clear of a raise that never arrived is not sent.
+// notification that still fails is reported and never reaches the service;
+// a raise is sent again by the engine while its alarm is active (see
+// sendAgain), and the clear of a raise that never arrived is not sent.
 import { diag, untraced } from "@threadline/core";
 import { isRetryableStatus, retryAfterMs } from "@threadline/core/retry-after";
 import type { Severity } from "./rules.ts";
@@ -256,46 +257,81 @@ export function pagerDutyNotifier(
 }
 
 /** Each notifier's last queued send per alarm id, while one is under way. */
-const queues = new WeakMap<Notifier, Map<string, Promise<void>>>();
+const queues = new WeakMap<Notifier, Map<string, Promise<unknown>>>();
 /** Per notifier, the alarm ids whose last raise could not be delivered. */
 const undelivered = new WeakMap<Notifier, Set<string>>();
 
 /**
  * Sends to every notifier, after that notifier's earlier sends of the same
- * alarm; failures are retried and reported, never thrown.
+ * alarm; failures are retried and reported, never thrown. Resolves to the
+ * notifiers a raise could not be delivered to.
  */
 export async function notifyAll(
   notifiers: readonly Notifier[],
   event: AlarmEvent,
-): Promise<void> {
-  await Promise.all(
-    notifiers.map((n) => {
-      let queue = queues.get(n);
-      if (queue === undefined) queues.set(n, (queue = new Map()));
-      let lost = undelivered.get(n);
-      if (lost === undefined) undelivered.set(n, (lost = new Set()));
-      const unsent = lost;
-      const id = event.alarm.id;
-      const sent = (queue.get(id) ?? Promise.resolve()).then(async () => {
-        // A clear of a raise the receiver never got would resolve nothing
-        // it knows of (or, for PagerDuty, someone else's incident).
-        if (event.action === "clear" && unsent.delete(id)) return;
-        const delivered = await deliver(n, event);
-        if (event.action === "raise")
-          if (delivered) unsent.delete(id);
-          else unsent.add(id);
-      });
-      queue.set(id, sent);
-      void sent.then(() => {
-        if (queue.get(id) === sent) queue.delete(id);
-      });
-      return sent;
-    }),
+): Promise<Notifier[]> {
+  const delivered = await Promise.all(
+    notifiers.map((n) => inTurn(n, event, () => deliver(n, event, true))),
   );
+  return notifiers.filter((_, i) => !delivered[i]);
 }
 
-/** Sends one notification, trying again as it may; whether it arrived. */
-async function deliver(n: Notifier, event: AlarmEvent): Promise<boolean> {
+/**
+ * Sends a raise again, one try, to a notifier that could not be given it,
+ * after that notifier's earlier sends of the alarm; whether it arrived.
+ * Not sent when `wanted` says no by then: a clear that came meanwhile
+ * wins, and is not sent either, as its raise never arrived.
+ */
+export function sendAgain(
+  n: Notifier,
+  event: AlarmEvent,
+  wanted: () => boolean,
+): Promise<boolean> {
+  return inTurn(n, event, async () => wanted() && deliver(n, event, false));
+}
+
+/**
+ * Runs `send` after the notifier's earlier sends of the same alarm, and
+ * keeps count of the raises not delivered; whether it was delivered (a
+ * clear left unsent counts as delivered: nothing is owed).
+ */
+function inTurn(
+  n: Notifier,
+  event: AlarmEvent,
+  send: () => Promise<boolean>,
+): Promise<boolean> {
+  let queue = queues.get(n);
+  if (queue === undefined) queues.set(n, (queue = new Map()));
+  let lost = undelivered.get(n);
+  if (lost === undefined) undelivered.set(n, (lost = new Set()));
+  const unsent = lost;
+  const id = event.alarm.id;
+  const sent = (queue.get(id) ?? Promise.resolve()).then(async () => {
+    // A clear of a raise the receiver never got would resolve nothing
+    // it knows of (or, for PagerDuty, someone else's incident).
+    if (event.action === "clear" && unsent.delete(id)) return true;
+    const delivered = await send();
+    if (event.action === "raise")
+      if (delivered) unsent.delete(id);
+      else unsent.add(id);
+    return delivered;
+  });
+  queue.set(id, sent);
+  void sent.then(() => {
+    if (queue.get(id) === sent) queue.delete(id);
+  });
+  return sent;
+}
+
+/**
+ * Sends one notification, trying again as it may when `retry` says so;
+ * whether it arrived.
+ */
+async function deliver(
+  n: Notifier,
+  event: AlarmEvent,
+  retry: boolean,
+): Promise<boolean> {
   for (let tries = 1; ; tries++) {
     let wait: number;
     try {
@@ -303,11 +339,11 @@ async function deliver(n: Notifier, event: AlarmEvent): Promise<boolean> {
       return true;
     } catch (err) {
       const after = err instanceof SendError ? err.retryAfterMs : undefined;
-      const backoff = RETRY_DELAYS_MS[tries - 1];
+      const backoff = retry ? RETRY_DELAYS_MS[tries - 1] : undefined;
       if (after === undefined || backoff === undefined) {
         diag.warnCollapsed(
           `alarm-notify-${n.name}`,
-          `could not notify ${n.name} of alarm ${event.alarm.name}: ${(err as Error)?.message ?? String(err)}${tries > 1 ? ` (${tries} tries)` : ""}`,
+          `could not notify ${n.name} of alarm ${event.alarm.name}: ${(err as Error)?.message ?? String(err)}${tries > 1 ? ` (${tries} tries)` : ""}${event.action === "raise" ? "; sent again at most once a minute while the alarm is active" : ""}`,
         );
         return false;
       }
