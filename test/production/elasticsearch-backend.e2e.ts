@@ -475,3 +475,76 @@ describe("Elasticsearch: a span's events", () => {
     assert.doesNotMatch(text.stdout, /log/);
   });
 });
+
+// The gateway keeps every log line but only some traces, and holds a kept
+// trace's spans until its sampling decision: most traces' lines are in
+// Elasticsearch with no span beside them.
+describe("Elasticsearch: a trace of log lines and no span", () => {
+  const now = Date.now() * 1000;
+  const id = traceId();
+  const span = hex(9_200_001, 16);
+  const line = (us: number, message: string) => ({
+    "@timestamp": iso(us),
+    trace: { id },
+    span: { id: span },
+    service: { name: "gateway" },
+    customer: { id: "c-777" },
+    log: { level: "info" },
+    event: { severity: 9 },
+    message,
+    data_stream: { type: "logs", dataset: "generic", namespace: "default" },
+  });
+
+  before(async () => {
+    const res = await fetch(`${es.url}/_bulk?refresh=wait_for`, {
+      method: "POST",
+      headers: { "content-type": "application/x-ndjson" },
+      body: [
+        line(now - 2_000_000, "order requested"),
+        line(now - 1_999_000, "still waiting for orders"),
+      ]
+        .map(
+          (d) =>
+            `{"create":{"_index":"logs-generic-default","require_data_stream":true}}\n${JSON.stringify(d)}\n`,
+        )
+        .join(""),
+    });
+    const answer = (await res.json()) as { errors: boolean };
+    assert.equal(answer.errors, false, JSON.stringify(answer).slice(0, 500));
+  });
+
+  it("is shown by its lines, as the local store shows it", async () => {
+    const r = await threadline([
+      "trace",
+      id,
+      "--json",
+      "--backend",
+      `elasticsearch=${es.url}`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const detail = JSON.parse(r.stdout) as TraceDetail;
+    assert.deepEqual(detail.spans, []);
+    assert.deepEqual(
+      detail.logs.map((l) => [l.timeUs, l.spanId, l.customer, l.body]),
+      [
+        [now - 2_000_000, span, "c-777", "order requested"],
+        [now - 1_999_000, span, "c-777", "still waiting for orders"],
+      ],
+    );
+    const text = await threadline([
+      "trace",
+      id,
+      "--backend",
+      `elasticsearch=${es.url}`,
+    ]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(
+      text.stdout,
+      new RegExp(
+        `^trace ${id}  customer c-777  in progress: no span yet, 2 log lines `,
+      ),
+    );
+    assert.match(text.stdout, /gateway: info: order requested\n/);
+    assert.match(text.stdout, /gateway: info: still waiting for orders\n/);
+  });
+});

@@ -499,7 +499,6 @@ export class ElasticsearchBackend implements TraceBackend {
       this.#spansOf([traceId]),
       this.#all(LOGS, { term: { "trace.id": traceId } }),
     ]);
-    if (spans.length === 0) return undefined;
     // Span events arrive as log documents of their own: they go back onto
     // their spans. An exception is an error document (in logs-apm.error-*)
     // that names its span as parent.id and has no span.id; any other event
@@ -527,6 +526,11 @@ export class ElasticsearchBackend implements TraceBackend {
         });
       } else lines.push(toLog(doc));
     }
+    // A trace of lines alone is one whose spans are not here: the gateway
+    // keeps every line but only a share of traces, and holds a kept trace's
+    // spans until it decides. Its lines are what there is to see, as the
+    // local store shows a request still running.
+    if (spans.length === 0 && lines.length === 0) return undefined;
     return { traceId, spans: byTrace(spans).get(traceId) ?? [], logs: lines };
   }
 
