@@ -54,6 +54,8 @@ interface Span {
   startUs: number;
   durationUs: number;
   failed?: boolean;
+  /** The status message of a failed span, which the gateway adds. */
+  message?: string;
   attributes?: Record<string, unknown>;
 }
 
@@ -62,7 +64,12 @@ function doc(s: Span): Record<string, unknown> {
   return {
     "@timestamp": iso(s.startUs),
     trace: { id: s.traceId },
-    span: { id: s.spanId, name: s.name, kind: "SERVER" },
+    span: {
+      id: s.spanId,
+      name: s.name,
+      kind: "SERVER",
+      ...(s.message === undefined ? {} : { status: { message: s.message } }),
+    },
     ...(s.parentId === undefined ? {} : { parent: { id: s.parentId } }),
     service: { name: s.service },
     ...(s.customer === undefined ? {} : { customer: { id: s.customer } }),
@@ -386,6 +393,7 @@ describe("Elasticsearch: a span's events", () => {
         startUs: now - 3_000_000,
         durationUs: 20_000,
         failed: true,
+        message: "charge failed",
       },
     ]);
     const docs: Array<[string, Record<string, unknown>]> = [
@@ -449,6 +457,8 @@ describe("Elasticsearch: a span's events", () => {
     const detail = JSON.parse(r.stdout) as TraceDetail;
     assert.deepEqual(detail.logs, []);
     const [charge] = detail.spans;
+    assert.equal(charge?.statusMessage, "charge failed");
+    assert.equal(charge!.attributes["span.status.message"], undefined);
     assert.deepEqual(
       charge?.events.sort((a, b) => a.timeUs - b.timeUs),
       [

@@ -96,6 +96,8 @@ interface OtlpSpan {
   startMs: number;
   durationMs: number;
   error?: boolean;
+  /** The error's status message. */
+  message?: string;
   attributes?: Record<string, string>;
 }
 
@@ -127,7 +129,10 @@ async function send(service: string, spans: OtlpSpan[]): Promise<void> {
                 attributes: Object.entries(s.attributes ?? {}).map(
                   ([key, v]) => ({ key, value: { stringValue: v } }),
                 ),
-                status: s.error === true ? { code: 2 } : {},
+                status:
+                  s.error === true
+                    ? { code: 2, ...(s.message ? { message: s.message } : {}) }
+                    : {},
               })),
             },
           ],
@@ -523,6 +528,42 @@ describe("a customer on some spans of a trace only", () => {
         traces.map((t) => [t.traceId, t.spanCount]),
         [[traceId, 2]],
         `${backend} ${filter.join(" ")}`,
+      );
+    }
+  });
+});
+
+describe("a failed span's status message", () => {
+  it("is shown by threadline trace from Elasticsearch as from Jaeger", async () => {
+    const traceId = randomBytes(16).toString("hex");
+    const now = Date.now();
+    await send("worker", [
+      {
+        traceId,
+        spanId: "00000000000000b1",
+        name: "process orders.payments",
+        startMs: now - 100,
+        durationMs: 40,
+        error: true,
+        message: "message nacked without requeue",
+        attributes: { "customer.id": "c-3010" },
+      },
+    ]);
+    for (const backend of [`jaeger=${jaegerUrl}`, `elasticsearch=${esUrl}`]) {
+      let stdout = "";
+      await waitFor(
+        async () => {
+          stdout = await threadline("trace", traceId, "--backend", backend)
+            .then((r) => r.stdout)
+            .catch(() => "");
+          return stdout.includes("process orders.payments");
+        },
+        { what: `the failed trace from ${backend}`, timeoutMs: 30_000 },
+      ).catch(() => undefined);
+      assert.match(
+        stdout,
+        /process orders\.payments .* ✗ ERROR: message nacked without requeue\n/,
+        backend,
       );
     }
   });

@@ -1,7 +1,8 @@
 // Elasticsearch, as the gateway Collector fills it (collector-config/): ECS
-// span documents in `traces-*` (with `event.duration` added by the gateway)
-// and ECS log documents in `logs-*`. Credentials: user:password in the URL,
-// or an API key in THREADLINE_ELASTICSEARCH_API_KEY.
+// span documents in `traces-*` (with `event.duration` and an error's
+// `span.status.message` added by the gateway) and ECS log documents in
+// `logs-*`. Credentials: user:password in the URL, or an API key in
+// THREADLINE_ELASTICSEARCH_API_KEY.
 //
 // A search keeps the store's meaning (each filter met by some span of the
 // trace; the duration is the trace's) and leaves the choosing to
@@ -103,6 +104,7 @@ const DOCUMENT_FIELDS = new Set([
   "span.kind",
   "event.duration",
   "event.outcome",
+  "span.status.message",
   "customer.id",
   "message",
   "log.level",
@@ -193,7 +195,7 @@ function toSpan(doc: Doc): SpanRecord {
     startUs,
     endUs: startUs + (Number.isFinite(durationNs) ? durationNs / 1000 : 0),
     statusCode: f["event.outcome"] === "failure" ? 2 : 0,
-    statusMessage: "",
+    statusMessage: str(doc, "span.status.message"),
     customer: typeof customer === "string" ? customer : null,
     attributes,
     events: [],
