@@ -30,5 +30,9 @@ export type {
   TraceSummary,
 } from "./model.ts";
 export { JaegerBackend, jaegerApiV3 } from "./backends/jaeger-backend.ts";
-export type { FindParams, JaegerApiV3 } from "./backends/jaeger-backend.ts";
+export type {
+  FindParams,
+  JaegerApiV3,
+  JaegerOptions,
+} from "./backends/jaeger-backend.ts";
 export { ElasticsearchBackend } from "./backends/elasticsearch-backend.ts";

@@ -86,7 +86,8 @@ const WATCH_USAGE = `  threadline watch <customer> [--for <d>] [--level debug|tr
 
 const BACKEND_USAGE = `  --backend local                 a running threadline dev, else its store file (default)
   --backend viewer=<url>          a threadline dev at <url>
-  --backend jaeger=<url>          Jaeger v2's query API v3: http://host:16686, or grpc://host:16685
+  --backend jaeger=<url>          Jaeger v2's query API v3: http://host:16686, or grpc://host:16685;
+                                  user:password in the URL, or a bearer token in THREADLINE_JAEGER_TOKEN
   --backend elasticsearch=<url>   Elasticsearch filled by the gateway Collector (ECS); logs too
   --db <file>                     with local: read this store file
 `;

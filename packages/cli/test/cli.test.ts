@@ -1133,6 +1133,7 @@ describe("threadline <command> --help", () => {
         ["dev", /^ {2}threadline dev \[options\]/, /--otlp-port/],
         ["search", /^ {2}threadline search /, /--backend jaeger=/],
         ["search", /--from <time>/, /--to <time>/],
+        ["search", /user:password in the URL/, /THREADLINE_JAEGER_TOKEN/],
         ["trace", /--json/, /--db <file>/],
         ["trace", /^ {2}threadline trace <trace-id>/, /--backend jaeger=/],
         ["watch", /^ {2}threadline watch <customer>/, /--file <path>/],

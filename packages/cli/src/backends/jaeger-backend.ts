@@ -4,7 +4,9 @@
 // attribute) goes to Jaeger as a filter; Jaeger releases before 2.19 ignore
 // an attribute filter on HTTP (gRPC has always honoured it), so every
 // answer is filtered here as well, which keeps results right on any
-// version. Jaeger stores no logs.
+// version. Jaeger stores no logs. Credentials: user:password in the URL
+// (Basic), or a bearer token in THREADLINE_JAEGER_TOKEN, as a proxy in
+// front of Jaeger asks for.
 import { connect, type ClientHttp2Session } from "node:http2";
 import {
   ProtoWriter,
@@ -27,7 +29,9 @@ import {
   json,
   reach,
   spansFromOtlp,
+  takeCredentials,
   window,
+  withoutCredentials,
 } from "./remote.ts";
 
 /** Traces asked of Jaeger per request: room for the filters applied here. */
@@ -66,14 +70,18 @@ function rfc3339(us: number): string {
 class HttpTransport implements JaegerApiV3 {
   readonly #base: string;
   readonly #name: string;
+  readonly #headers: Record<string, string>;
 
-  constructor(base: string, name: string) {
+  constructor(base: string, name: string, headers: Record<string, string>) {
     this.#base = base;
     this.#name = name;
+    this.#headers = headers;
   }
 
   async #json(path: string): Promise<unknown> {
-    const res = await reach(this.#name, `${this.#base}${path}`);
+    const res = await reach(this.#name, `${this.#base}${path}`, {
+      headers: this.#headers,
+    });
     // Jaeger answers a search or a trace that finds nothing with 404 and an
     // error of its own shape; any other 404 means the URL is not Jaeger's
     // query API, which is not the same as no traces.
@@ -138,11 +146,17 @@ const GRPC_NOT_FOUND = 5;
 class GrpcTransport implements JaegerApiV3 {
   readonly #authority: string;
   readonly #name: string;
+  readonly #headers: Record<string, string>;
   #session: ClientHttp2Session | undefined;
 
-  constructor(authority: string, name: string) {
+  constructor(
+    authority: string,
+    name: string,
+    headers: Record<string, string>,
+  ) {
     this.#authority = authority;
     this.#name = name;
+    this.#headers = headers;
   }
 
   #connect(): ClientHttp2Session {
@@ -180,6 +194,7 @@ class GrpcTransport implements JaegerApiV3 {
         ":path": `/jaeger.api_v3.QueryService/${method}`,
         "content-type": "application/grpc",
         te: "trailers",
+        ...this.#headers,
       });
       stream.setTimeout(30_000, () => stream.close(8 /* NGHTTP2_CANCEL */));
       const chunks: Buffer[] = [];
@@ -303,24 +318,45 @@ function timestamp(w: ProtoWriter, field: number, us: number): void {
   w.end(t);
 }
 
+export interface JaegerOptions {
+  /** Sent as a bearer token; wins over user:password in the URL. */
+  token?: string | undefined;
+}
+
+/** `url` parsed, with what requests to it send and what messages call it. */
+function target(
+  url: string,
+  { token }: JaegerOptions,
+): { u: URL; name: string; headers: Record<string, string> } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new Error(`${JSON.stringify(withoutCredentials(url))} is not a URL`);
+  }
+  const basic = takeCredentials(u);
+  const headers: Record<string, string> = {};
+  if (token) headers["authorization"] = `Bearer ${token}`;
+  else if (basic !== undefined) headers["authorization"] = basic;
+  return { u, name: `jaeger ${u.href.replace(/\/+$/, "")}`, headers };
+}
+
 /**
  * A client of Jaeger's query API v3 at `url`: http(s)://host:16686 (HTTP)
  * or grpc://host:16685 (gRPC, no dependencies: node:http2 and our protobuf
  * writer and OTLP decoder).
  */
-export function jaegerApiV3(url: string, name = `jaeger ${url}`): JaegerApiV3 {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw new Error(`${JSON.stringify(url)} is not a URL`);
-  }
+export function jaegerApiV3(
+  url: string,
+  options: JaegerOptions = {},
+): JaegerApiV3 {
+  const { u, name, headers } = target(url, options);
   if (u.protocol === "grpc:")
-    return new GrpcTransport(`http://${u.host}`, name);
+    return new GrpcTransport(`http://${u.host}`, name, headers);
   if (u.protocol === "http:" || u.protocol === "https:")
-    return new HttpTransport(url.replace(/\/+$/, ""), name);
+    return new HttpTransport(u.href.replace(/\/+$/, ""), name, headers);
   throw new Error(
-    `jaeger=${url}: use http://host:16686 (HTTP API v3) or grpc://host:16685`,
+    `jaeger=${withoutCredentials(url)}: use http://host:16686 (HTTP API v3) or grpc://host:16685`,
   );
 }
 
@@ -329,10 +365,16 @@ export class JaegerBackend implements TraceBackend {
   readonly notes: string[] = [];
   readonly #t: JaegerApiV3;
 
-  /** `url`: http(s)://host:16686 (HTTP API v3) or grpc://host:16685 (gRPC API v3). */
-  constructor(url: string) {
-    this.name = `jaeger ${url.replace(/\/+$/, "")}`;
-    this.#t = jaegerApiV3(url, this.name);
+  /**
+   * `url`: http(s)://host:16686 (HTTP API v3) or grpc://host:16685 (gRPC
+   * API v3), with user:password when Jaeger is behind Basic auth.
+   */
+  constructor(
+    url: string,
+    options: JaegerOptions = { token: process.env["THREADLINE_JAEGER_TOKEN"] },
+  ) {
+    this.name = target(url, options).name;
+    this.#t = jaegerApiV3(url, options);
   }
 
   async search(q: SearchQuery): Promise<TraceSummary[]> {

@@ -164,6 +164,31 @@ export async function json(res: Response, name: string): Promise<unknown> {
   }
 }
 
+/**
+ * Takes user:password out of a backend's URL, so that no request URL and
+ * no message carries them (fetch refuses such a URL, and quotes it in its
+ * error), and returns them as a Basic Authorization header value, or
+ * undefined when the URL has none.
+ */
+export function takeCredentials(u: URL): string | undefined {
+  if (u.username === "" && u.password === "") return undefined;
+  const basic = `Basic ${Buffer.from(
+    `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`,
+  ).toString("base64")}`;
+  u.username = "";
+  u.password = "";
+  return basic;
+}
+
+/**
+ * A backend URL as given, for a message about it, with everything up to
+ * its last @ left out: a URL that does not parse may hold a password with
+ * a # or a / in it.
+ */
+export function withoutCredentials(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/).*@/is, "$1");
+}
+
 /** Fetch that names the backend when it cannot be reached. */
 export async function reach(
   name: string,

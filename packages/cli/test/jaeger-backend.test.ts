@@ -1,0 +1,234 @@
+// `threadline search` and `threadline trace --backend jaeger=<url>` as
+// processes, against stand-ins for Jaeger's query API v3 that record what
+// they were asked: a node:http server for the HTTP API, a node:http2 one
+// for the gRPC API.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import { after, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  startRecordingServer,
+  type RecordedRequest,
+  type RecordingServer,
+} from "@threadline/test-support";
+
+const bin = fileURLToPath(new URL("../bin/threadline.js", import.meta.url));
+
+function threadline(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      env: { ...process.env, THREADLINE_JAEGER_TOKEN: "", ...env },
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
+    child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const TRACE_ID = "0af7651916cd43dd8448eb211c80319c";
+
+/** One span of `customer`'s, as Jaeger's HTTP API v3 answers a search. */
+function found(customer: string): unknown {
+  const ns = String(BigInt(Date.now() - 1000) * 1_000_000n);
+  return {
+    result: {
+      resourceSpans: [
+        {
+          resource: {
+            attributes: [
+              { key: "service.name", value: { stringValue: "shop" } },
+            ],
+          },
+          scopeSpans: [
+            {
+              scope: { name: "test" },
+              spans: [
+                {
+                  traceId: TRACE_ID,
+                  spanId: "00f067aa0ba902b7",
+                  name: "POST /orders",
+                  kind: 2,
+                  startTimeUnixNano: ns,
+                  endTimeUnixNano: ns,
+                  attributes: [
+                    { key: "customer.id", value: { stringValue: customer } },
+                  ],
+                },
+              ],
+            },
+          ],
+        },
+      ],
+    },
+  };
+}
+
+/** Jaeger's answer to a search that finds nothing. */
+const NONE = {
+  status: 404,
+  body: { error: { httpCode: 404, message: "No traces found" } },
+};
+
+/** A gRPC stand-in for Jaeger's QueryService, recording each call's headers. */
+async function startGrpcJaeger(
+  answer: (path: string) => { status: number; message?: string },
+): Promise<{
+  url: string;
+  calls: Array<{ path: string; headers: http2.IncomingHttpHeaders }>;
+  close(): Promise<void>;
+}> {
+  const calls: Array<{ path: string; headers: http2.IncomingHttpHeaders }> = [];
+  const server = http2.createServer();
+  server.on("stream", (stream, headers) => {
+    const path = String(headers[":path"]);
+    calls.push({ path, headers });
+    stream.resume();
+    stream.on("end", () => {
+      const a = answer(path);
+      stream.respond(
+        { ":status": 200, "content-type": "application/grpc" },
+        { waitForTrailers: true },
+      );
+      stream.on("wantTrailers", () =>
+        stream.sendTrailers({
+          "grpc-status": String(a.status),
+          "grpc-message": encodeURIComponent(a.message ?? ""),
+        }),
+      );
+      stream.end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `grpc://127.0.0.1:${port}`,
+    calls,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+const PASSWORD = "S3cretPass";
+const BASIC = `Basic ${Buffer.from(`oncall:${PASSWORD}`).toString("base64")}`;
+const withUser = (url: string) => url.replace("://", `://oncall:${PASSWORD}@`);
+
+describe("threadline search against a Jaeger behind Basic auth", () => {
+  const servers: Array<{ close(): Promise<void> }> = [];
+  after(() => Promise.all(servers.map((s) => s.close())));
+
+  const basicOnly = (req: RecordedRequest) =>
+    req.headers.authorization === BASIC
+      ? req.path.startsWith("/api/v3/traces?")
+        ? { body: found("c-42") }
+        : NONE
+      : {
+          status: 401,
+          headers: { "www-authenticate": "Basic" },
+          body: { error: { code: 401, message: "unauthorized" } },
+        };
+
+  it("sends the URL's user and password as Basic auth, and prints neither", async () => {
+    const jaeger: RecordingServer = await startRecordingServer(basicOnly);
+    servers.push(jaeger);
+    const r = await threadline([
+      "search",
+      "--customer",
+      "c-42",
+      "--json",
+      "--backend",
+      `jaeger=${withUser(jaeger.url)}`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as {
+      backend: string;
+      traces: Array<{ traceId: string }>;
+    };
+    assert.deepEqual(
+      out.traces.map((t) => t.traceId),
+      [TRACE_ID],
+    );
+    assert.equal(out.backend, `jaeger ${jaeger.url}`);
+    assert.ok(jaeger.requests.length > 0);
+    for (const req of jaeger.requests)
+      assert.equal(req.headers.authorization, BASIC, req.path);
+    assert.doesNotMatch(r.stdout + r.stderr, new RegExp(PASSWORD));
+  });
+
+  it("names Jaeger by its URL without the password when the password is refused", async () => {
+    const jaeger = await startRecordingServer(basicOnly);
+    servers.push(jaeger);
+    const url = jaeger.url.replace("://", "://oncall:wrong@");
+    for (const args of [
+      ["search", "--customer", "c-42"],
+      ["trace", TRACE_ID],
+    ]) {
+      const r = await threadline([...args, "--backend", `jaeger=${url}`]);
+      assert.equal(r.code, 1, r.stdout);
+      assert.match(r.stderr, new RegExp(`jaeger ${jaeger.url} answered 401`));
+      assert.doesNotMatch(r.stderr, /wrong|oncall/);
+    }
+  });
+
+  it("prints no password when Jaeger cannot be reached or the URL is wrong", async () => {
+    const jaeger = await startRecordingServer();
+    const { port } = jaeger;
+    await jaeger.close();
+    for (const url of [
+      `http://oncall:${PASSWORD}@127.0.0.1:${port}`,
+      `grpc://oncall:${PASSWORD}@127.0.0.1:${port}`,
+      `ftp://oncall:${PASSWORD}@127.0.0.1:${port}`,
+      `http://oncall:${PASSWORD}@127.0.0.1:999999`,
+      `http://oncall:${PASSWORD}#1@127.0.0.1:${port}`,
+    ]) {
+      const r = await threadline([
+        "search",
+        "--customer",
+        "c-42",
+        "--backend",
+        `jaeger=${url}`,
+      ]);
+      assert.notEqual(r.code, 0, url);
+      assert.match(r.stderr, /127\.0\.0\.1/, url);
+      assert.doesNotMatch(r.stderr, new RegExp(PASSWORD), url);
+    }
+  });
+
+  it("sends THREADLINE_JAEGER_TOKEN as a bearer token", async () => {
+    const jaeger = await startRecordingServer((req) =>
+      req.path.startsWith("/api/v3/traces?") ? { body: found("c-42") } : NONE,
+    );
+    servers.push(jaeger);
+    const r = await threadline(
+      ["search", "--customer", "c-42", "--backend", `jaeger=${jaeger.url}`],
+      { THREADLINE_JAEGER_TOKEN: "t0ken" },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    for (const req of jaeger.requests)
+      assert.equal(req.headers.authorization, "Bearer t0ken", req.path);
+  });
+
+  it("sends the URL's user and password over gRPC", async () => {
+    const jaeger = await startGrpcJaeger(() => ({ status: 5 }));
+    servers.push(jaeger);
+    const r = await threadline([
+      "search",
+      "--customer",
+      "c-42",
+      "--backend",
+      `jaeger=${withUser(jaeger.url)}`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /no traces found/);
+    assert.deepEqual(
+      jaeger.calls.map((c) => [c.path, c.headers.authorization]),
+      [["/jaeger.api_v3.QueryService/FindTraces", BASIC]],
+    );
+    assert.doesNotMatch(r.stdout + r.stderr, new RegExp(PASSWORD));
+  });
+});
