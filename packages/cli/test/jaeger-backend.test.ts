@@ -4,6 +4,7 @@
 // for the gRPC API.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import http from "node:http";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { after, describe, it } from "node:test";
@@ -13,6 +14,7 @@ import {
   type RecordedRequest,
   type RecordingServer,
 } from "@threadline/test-support";
+import { JaegerBackend } from "../src/index.ts";
 
 const bin = fileURLToPath(new URL("../bin/threadline.js", import.meta.url));
 
@@ -78,7 +80,11 @@ const NONE = {
 
 /** A gRPC stand-in for Jaeger's QueryService, recording each call's headers. */
 async function startGrpcJaeger(
-  answer: (path: string) => { status: number; message?: string },
+  answer: (path: string) => {
+    status: number;
+    message?: string;
+    messages?: Buffer[];
+  },
 ): Promise<{
   url: string;
   calls: Array<{ path: string; headers: http2.IncomingHttpHeaders }>;
@@ -96,6 +102,11 @@ async function startGrpcJaeger(
         { ":status": 200, "content-type": "application/grpc" },
         { waitForTrailers: true },
       );
+      for (const m of a.messages ?? []) {
+        const prefix = Buffer.alloc(5);
+        prefix.writeUInt32BE(m.length, 1);
+        stream.write(Buffer.concat([prefix, m]));
+      }
       stream.on("wantTrailers", () =>
         stream.sendTrailers({
           "grpc-status": String(a.status),
@@ -230,5 +241,166 @@ describe("threadline search against a Jaeger behind Basic auth", () => {
       [["/jaeger.api_v3.QueryService/FindTraces", BASIC]],
     );
     assert.doesNotMatch(r.stdout + r.stderr, new RegExp(PASSWORD));
+  });
+});
+
+/** GetServicesResponse: repeated string services = 1. */
+function services(...names: string[]): Buffer {
+  return Buffer.concat(
+    names.map((n) =>
+      Buffer.concat([Buffer.from([0x0a, n.length]), Buffer.from(n)]),
+    ),
+  );
+}
+
+/** Jaeger's words when a storage needs a service name with an attribute filter. */
+const SERVICE_REQUIRED = "service Name must be set";
+
+describe("threadline search against a Jaeger that fails", () => {
+  const servers: Array<{ close(): Promise<void> }> = [];
+  after(() => Promise.all(servers.map((s) => s.close())));
+
+  it("waits for a Jaeger that does not answer once, and says so", async () => {
+    const paths: string[] = [];
+    const server = http.createServer((req) => paths.push(req.url ?? ""));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    servers.push({
+      close: () =>
+        new Promise<void>((r) => {
+          server.closeAllConnections();
+          server.close(() => r());
+        }),
+    });
+    const { port } = server.address() as AddressInfo;
+    const backend = new JaegerBackend(`http://127.0.0.1:${port}`, {
+      timeoutMs: 300,
+    });
+    const t0 = Date.now();
+    await assert.rejects(backend.search({ customer: "c-42" }), (err: Error) => {
+      assert.match(err.message, /not reachable .*timeout/);
+      return true;
+    });
+    assert.ok(Date.now() - t0 < 600, `${Date.now() - t0} ms`);
+    assert.equal(paths.length, 1, paths.join("\n"));
+    assert.match(paths[0]!, /^\/api\/v3\/traces\?/);
+    await backend.close();
+
+    const calls: string[] = [];
+    const h2 = http2.createServer();
+    h2.on("stream", (_stream, headers) => calls.push(String(headers[":path"])));
+    await new Promise<void>((r) => h2.listen(0, "127.0.0.1", r));
+    const grpc = new JaegerBackend(
+      `grpc://127.0.0.1:${(h2.address() as AddressInfo).port}`,
+      { timeoutMs: 300 },
+    );
+    await assert.rejects(
+      grpc.search({ customer: "c-42" }),
+      /did not answer within 0.3 s/,
+    );
+    assert.deepEqual(calls, ["/jaeger.api_v3.QueryService/FindTraces"]);
+    await grpc.close();
+    await new Promise<void>((r) => h2.close(() => r()));
+  });
+
+  it("reports Jaeger's 401 to the search, not what another request got", async () => {
+    const jaeger = await startRecordingServer((req) =>
+      req.path.startsWith("/api/v3/traces?")
+        ? { status: 401, body: { error: { message: "token expired" } } }
+        : { status: 503, body: { error: { message: "other" } } },
+    );
+    servers.push(jaeger);
+    const r = await threadline([
+      "search",
+      "--customer",
+      "c-42",
+      "--backend",
+      `jaeger=${jaeger.url}`,
+    ]);
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(r.stderr, /answered 401: .*token expired/);
+    assert.deepEqual(
+      jaeger.requests.map((q) => q.path.split("?")[0]),
+      ["/api/v3/traces"],
+    );
+  });
+
+  it("asks each service when Jaeger's storage needs a service name, over HTTP", async () => {
+    const jaeger = await startRecordingServer((req) => {
+      if (req.path === "/api/v3/services")
+        return { body: { services: ["billing", "shop"] } };
+      const service = new URL(req.path, "http://x").searchParams.get(
+        "query.service_name",
+      );
+      if (service === null)
+        return {
+          status: 500,
+          body: { error: { httpCode: 500, message: SERVICE_REQUIRED } },
+        };
+      return service === "shop" ? { body: found("c-42") } : NONE;
+    });
+    servers.push(jaeger);
+    const r = await threadline([
+      "search",
+      "--customer",
+      "c-42",
+      "--json",
+      "--backend",
+      `jaeger=${jaeger.url}`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(
+      (
+        JSON.parse(r.stdout) as { traces: Array<{ traceId: string }> }
+      ).traces.map((t) => t.traceId),
+      [TRACE_ID],
+    );
+    assert.equal(jaeger.requests.length, 4);
+  });
+
+  it("asks each service when Jaeger's storage needs a service name, over gRPC, and reports any other failure", async () => {
+    // The first FindTraces, without a service, is refused.
+    let first = true;
+    const refusing = await startGrpcJaeger((path) => {
+      if (path.endsWith("/FindTraces") && first) {
+        first = false;
+        return { status: 2, message: SERVICE_REQUIRED };
+      }
+      return path.endsWith("/GetServices")
+        ? { status: 0, messages: [services("billing", "shop")] }
+        : { status: 5 };
+    });
+    servers.push(refusing);
+    let r = await threadline([
+      "search",
+      "--customer",
+      "c-42",
+      "--backend",
+      `jaeger=${refusing.url}`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /no traces found/);
+    assert.deepEqual(
+      refusing.calls.map((c) => c.path.split("/").pop()),
+      ["FindTraces", "GetServices", "FindTraces", "FindTraces"],
+    );
+
+    const failing = await startGrpcJaeger(() => ({
+      status: 16,
+      message: "no credentials",
+    }));
+    servers.push(failing);
+    r = await threadline([
+      "search",
+      "--customer",
+      "c-42",
+      "--backend",
+      `jaeger=${failing.url}`,
+    ]);
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(r.stderr, /answered gRPC status 16: no credentials/);
+    assert.deepEqual(
+      failing.calls.map((c) => c.path.split("/").pop()),
+      ["FindTraces"],
+    );
   });
 });

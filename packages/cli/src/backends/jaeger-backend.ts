@@ -63,6 +63,19 @@ export interface JaegerApiV3 {
   close(): void;
 }
 
+/** How long a request may take before the search fails with it. */
+const TIMEOUT_MS = 30_000;
+
+/**
+ * Jaeger's storages on Elasticsearch, OpenSearch, Cassandra and Badger
+ * refuse an attribute filter without a service name in these words
+ * (Badger in lower case): HTTP status 500, gRPC status 2.
+ */
+const SERVICE_REQUIRED = /service name must be set/i;
+
+/** Jaeger's answer that the search needs a service name. */
+class ServiceRequired extends Error {}
+
 function rfc3339(us: number): string {
   return new Date(Math.floor(us / 1000)).toISOString();
 }
@@ -71,16 +84,24 @@ class HttpTransport implements JaegerApiV3 {
   readonly #base: string;
   readonly #name: string;
   readonly #headers: Record<string, string>;
+  readonly #timeoutMs: number;
 
-  constructor(base: string, name: string, headers: Record<string, string>) {
+  constructor(
+    base: string,
+    name: string,
+    headers: Record<string, string>,
+    timeoutMs: number,
+  ) {
     this.#base = base;
     this.#name = name;
     this.#headers = headers;
+    this.#timeoutMs = timeoutMs;
   }
 
   async #json(path: string): Promise<unknown> {
     const res = await reach(this.#name, `${this.#base}${path}`, {
       headers: this.#headers,
+      signal: AbortSignal.timeout(this.#timeoutMs),
     });
     // Jaeger answers a search or a trace that finds nothing with 404 and an
     // error of its own shape; any other 404 means the URL is not Jaeger's
@@ -102,7 +123,12 @@ class HttpTransport implements JaegerApiV3 {
         `${this.#name} answered 404 at ${res.url}, not as Jaeger's query API does (${text.slice(0, 80).replace(/[\s\x00-\x1f\x7f-\x9f]+/g, " ")}); is that the right URL?`,
       );
     }
-    if (!res.ok) throw await failure(res, this.#name);
+    if (!res.ok) {
+      const err = await failure(res, this.#name);
+      throw res.status === 500 && SERVICE_REQUIRED.test(err.message)
+        ? new ServiceRequired(err.message)
+        : err;
+    }
     return json(res, this.#name);
   }
 
@@ -147,16 +173,19 @@ class GrpcTransport implements JaegerApiV3 {
   readonly #authority: string;
   readonly #name: string;
   readonly #headers: Record<string, string>;
+  readonly #timeoutMs: number;
   #session: ClientHttp2Session | undefined;
 
   constructor(
     authority: string,
     name: string,
     headers: Record<string, string>,
+    timeoutMs: number,
   ) {
     this.#authority = authority;
     this.#name = name;
     this.#headers = headers;
+    this.#timeoutMs = timeoutMs;
   }
 
   #connect(): ClientHttp2Session {
@@ -196,10 +225,14 @@ class GrpcTransport implements JaegerApiV3 {
         te: "trailers",
         ...this.#headers,
       });
-      stream.setTimeout(30_000, () => stream.close(8 /* NGHTTP2_CANCEL */));
+      stream.setTimeout(this.#timeoutMs, () => {
+        timedOut = true;
+        stream.close(8 /* NGHTTP2_CANCEL */);
+      });
       const chunks: Buffer[] = [];
       let status: string | undefined;
       let message = "";
+      let timedOut = false;
       const note = (h: Record<string, unknown>) => {
         if (h["grpc-status"] !== undefined) {
           status = String(h["grpc-status"]);
@@ -223,19 +256,23 @@ class GrpcTransport implements JaegerApiV3 {
           return setImmediate(() =>
             reject(
               new Error(
-                this.#sessionError === undefined
-                  ? `${this.#name} closed the call without a status`
-                  : `${this.#name} is not reachable (${this.#sessionError})`,
+                timedOut
+                  ? `${this.#name} did not answer within ${this.#timeoutMs / 1000} s`
+                  : this.#sessionError === undefined
+                    ? `${this.#name} closed the call without a status`
+                    : `${this.#name} is not reachable (${this.#sessionError})`,
               ),
             ),
           );
         if (status === String(GRPC_NOT_FOUND)) return resolve([]);
-        if (status !== "0")
+        if (status !== "0") {
+          const text = `${this.#name} answered gRPC status ${status}: ${message}`;
           return reject(
-            new Error(
-              `${this.#name} answered gRPC status ${status}: ${message}`,
-            ),
+            SERVICE_REQUIRED.test(message)
+              ? new ServiceRequired(text)
+              : new Error(text),
           );
+        }
         const body = Buffer.concat(chunks);
         const messages: Buffer[] = [];
         for (let off = 0; off + 5 <= body.length;) {
@@ -321,6 +358,8 @@ function timestamp(w: ProtoWriter, field: number, us: number): void {
 export interface JaegerOptions {
   /** Sent as a bearer token; wins over user:password in the URL. */
   token?: string | undefined;
+  /** How long a request may take, in milliseconds: 30 s unless told. */
+  timeoutMs?: number | undefined;
 }
 
 /** `url` parsed, with what requests to it send and what messages call it. */
@@ -351,10 +390,16 @@ export function jaegerApiV3(
   options: JaegerOptions = {},
 ): JaegerApiV3 {
   const { u, name, headers } = target(url, options);
+  const timeoutMs = options.timeoutMs ?? TIMEOUT_MS;
   if (u.protocol === "grpc:")
-    return new GrpcTransport(`http://${u.host}`, name, headers);
+    return new GrpcTransport(`http://${u.host}`, name, headers, timeoutMs);
   if (u.protocol === "http:" || u.protocol === "https:")
-    return new HttpTransport(u.href.replace(/\/+$/, ""), name, headers);
+    return new HttpTransport(
+      u.href.replace(/\/+$/, ""),
+      name,
+      headers,
+      timeoutMs,
+    );
   throw new Error(
     `jaeger=${withoutCredentials(url)}: use http://host:16686 (HTTP API v3) or grpc://host:16685`,
   );
@@ -369,12 +414,13 @@ export class JaegerBackend implements TraceBackend {
    * `url`: http(s)://host:16686 (HTTP API v3) or grpc://host:16685 (gRPC
    * API v3), with user:password when Jaeger is behind Basic auth.
    */
-  constructor(
-    url: string,
-    options: JaegerOptions = { token: process.env["THREADLINE_JAEGER_TOKEN"] },
-  ) {
-    this.name = target(url, options).name;
-    this.#t = jaegerApiV3(url, options);
+  constructor(url: string, options: JaegerOptions = {}) {
+    const o = {
+      ...options,
+      token: options.token ?? process.env["THREADLINE_JAEGER_TOKEN"],
+    };
+    this.name = target(url, o).name;
+    this.#t = jaegerApiV3(url, o);
   }
 
   async search(q: SearchQuery): Promise<TraceSummary[]> {
@@ -405,8 +451,9 @@ export class JaegerBackend implements TraceBackend {
     try {
       spans = await this.#findAll(q, { ...params, service });
     } catch (err) {
-      // Some storages need a service: ask each one.
-      if (service !== undefined) throw err;
+      // Storages on Elasticsearch and others need a service with an
+      // attribute filter: ask each one. Any other failure is the answer.
+      if (!(err instanceof ServiceRequired) || service !== undefined) throw err;
       const services = await this.#t.services();
       spans = (
         await Promise.all(
