@@ -569,6 +569,51 @@ describe("a failed span's status message", () => {
   });
 });
 
+// Jaeger on Elasticsearch matches an attribute's value as a regular
+// expression: a customer id with characters one reserves is still found.
+describe("a customer id with regular-expression characters", () => {
+  it("is found in Jaeger over HTTP and gRPC", async () => {
+    const run = randomBytes(8).toString("hex");
+    const traceId = `${run}${"0".repeat(15)}1`;
+    const customer = `bob+vip(${run})@example.com`;
+    await send("accounts", [
+      {
+        traceId,
+        spanId: "00000000000000d1",
+        name: "GET /account",
+        startMs: Date.now() - 100,
+        durationMs: 20,
+        attributes: { "customer.id": customer, "threadline.watch": "debug" },
+      },
+    ]);
+    for (const backend of [`jaeger=${jaegerUrl}`, `jaeger=${jaegerGrpcUrl}`]) {
+      let traces: TraceSummary[] = [];
+      let stderr = "";
+      await waitFor(
+        async () => {
+          const r = await threadline(
+            "search",
+            "--customer",
+            customer,
+            "--json",
+            "--backend",
+            backend,
+          );
+          stderr = r.stderr;
+          traces = (JSON.parse(r.stdout) as { traces: TraceSummary[] }).traces;
+          return traces.length === 1;
+        },
+        { what: `${customer}'s trace from ${backend}`, timeoutMs: 30_000 },
+      ).catch(() => undefined);
+      assert.deepEqual(
+        traces.map((t) => [t.traceId, t.customer]),
+        [[traceId, customer]],
+        `${backend}: ${stderr}`,
+      );
+    }
+  });
+});
+
 // Jaeger's HTTP API before 2.19 ignores the customer, so the CLI reads a
 // service's traces and looks for the customer itself: an answer holds at
 // most 1000 traces, the newest.

@@ -404,3 +404,80 @@ describe("threadline search against a Jaeger that fails", () => {
     );
   });
 });
+
+describe("threadline search for a customer id with regular-expression characters", () => {
+  const servers: Array<{ close(): Promise<void> }> = [];
+  after(() => Promise.all(servers.map((s) => s.close())));
+
+  const customerFilter = (req: RecordedRequest) => {
+    const a = new URL(req.path, "http://x").searchParams.get(
+      "query.attributes",
+    );
+    return a === null
+      ? undefined
+      : (JSON.parse(a) as Record<string, string>)["customer.id"];
+  };
+  const search = (customer: string, url: string) =>
+    threadline([
+      "search",
+      "--customer",
+      customer,
+      "--json",
+      "--backend",
+      `jaeger=${url}`,
+    ]);
+  const traceIds = (stdout: string) =>
+    (JSON.parse(stdout) as { traces: Array<{ traceId: string }> }).traces.map(
+      (t) => t.traceId,
+    );
+
+  it("is found where Jaeger's storage matches the value as a regular expression", async () => {
+    for (const [customer, regexp] of [
+      ["bob+vip@example.com", "bob\\+vip\\@example\\.com"],
+      ["acme(uk)", "acme\\(uk\\)"],
+      ['x" OR 1=1 \\', 'x\\" OR 1=1 \\\\'],
+    ]) {
+      // As Elasticsearch's regexp query: only the escaped value is this
+      // customer, and the raw one is a malformed expression or another.
+      const jaeger = await startRecordingServer((req) =>
+        req.path.startsWith("/api/v3/traces?") && customerFilter(req) === regexp
+          ? { body: found(customer!) }
+          : NONE,
+      );
+      servers.push(jaeger);
+      const r = await search(customer!, jaeger.url);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(traceIds(r.stdout), [TRACE_ID], customer);
+      assert.deepEqual(jaeger.requests.map(customerFilter), [regexp]);
+    }
+  });
+
+  it("is found where Jaeger's storage compares the value as it is", async () => {
+    const customer = "acme(uk)";
+    // As Jaeger's memory, Badger and Cassandra storages.
+    const jaeger = await startRecordingServer((req) => {
+      if (!req.path.startsWith("/api/v3/traces?")) return NONE;
+      const c = customerFilter(req);
+      return c === undefined || c === customer
+        ? { body: found(customer) }
+        : NONE;
+    });
+    servers.push(jaeger);
+    const r = await search(customer, jaeger.url);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(traceIds(r.stdout), [TRACE_ID]);
+    assert.deepEqual(jaeger.requests.map(customerFilter), [
+      "acme\\(uk\\)",
+      undefined,
+    ]);
+  });
+
+  it("is sent as it is when it has none", async () => {
+    const jaeger = await startRecordingServer(() => NONE);
+    servers.push(jaeger);
+    const r = await search("c-42", jaeger.url);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(traceIds(r.stdout), []);
+    assert.deepEqual(jaeger.requests.map(customerFilter), ["c-42"]);
+  });
+});

@@ -76,6 +76,15 @@ const SERVICE_REQUIRED = /service name must be set/i;
 /** Jaeger's answer that the search needs a service name. */
 class ServiceRequired extends Error {}
 
+/**
+ * `value` as a regular expression of Lucene's syntax (which Elasticsearch
+ * and OpenSearch use) that matches it alone: every reserved character
+ * escaped.
+ */
+function escapeRegexp(value: string): string {
+  return value.replace(/[.?+*|{}[\]()"\\#@&<>~]/g, "\\$&");
+}
+
 function rfc3339(us: number): string {
   return new Date(Math.floor(us / 1000)).toISOString();
 }
@@ -438,30 +447,47 @@ export class JaegerBackend implements TraceBackend {
     // (the customer is not on every span, nor in every service): Jaeger is
     // given one, the customer, else the service, else an attribute, and
     // the rest are applied here to the whole traces it returns.
-    const attributes: Record<string, string> = {};
-    let service: string | undefined;
+    let filter: [string, string] | undefined;
     const [attribute] = q.attributes ?? [];
-    if (q.customer !== undefined) attributes["customer.id"] = q.customer;
-    else if (q.service !== undefined) service = q.service;
-    else if (attribute !== undefined) attributes[attribute[0]] = attribute[1];
+    if (q.customer !== undefined) filter = ["customer.id", q.customer];
+    else if (q.service === undefined) filter = attribute;
     // --min-duration is the trace's length, which matches() checks; Jaeger
     // would ask it of one span.
-    const params = { attributes, fromUs, toUs };
-    let spans: SpanRecord[];
+    const bounds = { fromUs, toUs };
+    const unfiltered = () =>
+      this.#find(q, { ...bounds, service: q.service, attributes: {} });
+    if (filter === undefined) return answer(q, byTrace(await unfiltered()));
+    // Jaeger on Elasticsearch or OpenSearch matches an attribute's value
+    // as a regular expression, its other storages compare it as it is: a
+    // value with characters a regular expression reserves is sent escaped,
+    // which finds it exactly on the former and nothing on the latter, so
+    // when that finds no trace at all Jaeger is asked without it.
+    const [key, value] = filter;
+    const escaped = escapeRegexp(value);
+    let spans = await this.#find(q, {
+      ...bounds,
+      attributes: { [key]: escaped },
+    });
+    if (spans.length === 0 && escaped !== value) spans = await unfiltered();
+    return answer(q, byTrace(spans));
+  }
+
+  /** The spans `p` finds, of each service in turn where Jaeger needs one. */
+  async #find(q: SearchQuery, p: FindParams): Promise<SpanRecord[]> {
     try {
-      spans = await this.#findAll(q, { ...params, service });
+      return await this.#findAll(q, p);
     } catch (err) {
       // Storages on Elasticsearch and others need a service with an
       // attribute filter: ask each one. Any other failure is the answer.
-      if (!(err instanceof ServiceRequired) || service !== undefined) throw err;
+      if (!(err instanceof ServiceRequired) || p.service !== undefined)
+        throw err;
       const services = await this.#t.services();
-      spans = (
+      return (
         await Promise.all(
-          services.map((service) => this.#findAll(q, { ...params, service })),
+          services.map((service) => this.#findAll(q, { ...p, service })),
         )
       ).flat();
     }
-    return answer(q, byTrace(spans));
   }
 
   /**
