@@ -246,3 +246,100 @@ describe("a watch that begins in the handler", () => {
     );
   });
 });
+
+// A request carried a 30-minute watch into a service that does not watch
+// the customer itself (its list has nobody yet), and runs for longer than
+// a minute. The decision holds until its end: the request logs its debug
+// lines and passes the watch on to the next service all along.
+describe("a carried watch on a request that runs for minutes", () => {
+  const dir = mkdtempSync(join(tmpdir(), "threadline-watch-"));
+  let receiver: OtlpReceiver;
+  const services: RunningService[] = [];
+
+  before(async () => {
+    const list = join(dir, "watch.json");
+    writeFileSync(list, JSON.stringify({ watch: [] }));
+    receiver = await startOtlpReceiver();
+    const env = {
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_BSP_SCHEDULE_DELAY: "50",
+      OTEL_BLRP_SCHEDULE_DELAY: "50",
+      OTEL_TRACES_SAMPLER: "parentbased_always_off",
+    };
+    const next = await startService({
+      entry: "watch-hop.mjs",
+      cwd: fixtures,
+      execArgv: ["--import", "@threadline/node/register"],
+      env: { ...env, OTEL_SERVICE_NAME: "next", THREADLINE_WATCH_URL: "none" },
+    });
+    services.push(next);
+    services.push(
+      await startService({
+        entry: "watch-long.mjs",
+        cwd: fixtures,
+        execArgv: ["--import", "@threadline/node/register"],
+        env: {
+          ...env,
+          OTEL_SERVICE_NAME: "long",
+          THREADLINE_WATCH_URL: list,
+          THREADLINE_WATCH_INTERVAL: "100",
+          NEXT: next.url,
+          AHEAD_MS: "61000",
+        },
+      }),
+    );
+  });
+
+  after(async () => {
+    await Promise.all(services.map((s) => s.stop()));
+    await receiver?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("logs its debug lines and passes the watch on after the first minute", async () => {
+    const long = services[1]!;
+    const until = Math.floor(Date.now() / 1000) + 1800;
+    const res = await fetch(`${long.url}/export`, {
+      headers: {
+        baggage: `customer.id=c-42,threadline.watch=debug;until=${until}`,
+      },
+    });
+    assert.equal(await res.text(), "ok");
+    const service = (x: { resource: Record<string, unknown> }) =>
+      x.resource["service.name"];
+    const server = await waitFor(
+      () =>
+        receiver.spans.find((s) => service(s) === "long" && s.kind === SERVER),
+      { what: "the long request's span" },
+    );
+    const { traceId } = server;
+    await waitFor(
+      () =>
+        receiver.logs.some(
+          (l) => l.traceId === traceId && service(l) === "next",
+        ) && receiver.spans.filter((s) => s.traceId === traceId).length === 3,
+      { what: "the next service's line and every span of the request" },
+    );
+    const debug = receiver.logs
+      .filter((l) => l.traceId === traceId && l.severityNumber === DEBUG)
+      .map((l) => `${String(service(l))} ${String(l.body)}`)
+      .sort();
+    assert.deepEqual(debug, [
+      "long first step",
+      "long later step",
+      "next hop detail",
+    ]);
+    const watched = receiver.spans
+      .filter((s) => s.traceId === traceId)
+      .map(
+        (s) =>
+          `${String(service(s))} ${s.kind} ${String(s.attributes["threadline.watch"])}`,
+      )
+      .sort();
+    assert.deepEqual(watched, [
+      `long ${SERVER} debug`,
+      `long ${CLIENT} debug`,
+      `next ${SERVER} debug`,
+    ]);
+  });
+});

@@ -189,7 +189,7 @@ export class BaggagePropagator implements TextMapPropagator {
         : parseCarriedWatch(watch.value, watch.metadata, customer);
     if (carried !== undefined) {
       result = result.setValue(WATCH_KEY, carried);
-      watchList.noteCarried();
+      watchList.noteCarried(carried.until);
     }
     return propagation.setBaggage(result, propagation.createBaggage(entries));
   }

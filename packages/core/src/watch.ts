@@ -39,8 +39,6 @@ export const WATCH_PATH = "/threadline/v1/watch";
 export const MAX_WATCHED = 100;
 /** Longest a customer is watched for: the CLI's and viewer's limit, ms. */
 export const MAX_WATCH_MS = 7 * 24 * 3600 * 1000;
-/** How long a carried watch flag keeps the checks on after it was last seen, ms. */
-const CARRIED_GRACE_MS = 60_000;
 /** How far another service's clock may be ahead when it sets a decision's end, ms. */
 const CLOCK_SKEW_MS = 60_000;
 
@@ -189,11 +187,15 @@ export function formatWatchDocument(entries: readonly WatchEntry[]): string {
 
 /** The customers this process currently watches. */
 export class WatchList {
-  /** False while nobody is watched and no request carried a watch: skip every check. */
+  /**
+   * False while nobody is watched and no request carried a watch that has
+   * not ended yet: skip every check.
+   */
   active = false;
   #entries = new Map<string, WatchEntry>();
+  /** The latest end of a watch a request carried in, epoch ms. */
   #carriedUntil = 0;
-  /** Ends a carried watch's grace in a service that follows no list. */
+  /** Turns the checks off at that end in a service that follows no list. */
   #carriedTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** Replaces the list (from a fetched document). */
@@ -221,14 +223,17 @@ export class WatchList {
   }
 
   /**
-   * A request arrived carrying a watch decision: keep the checks on for a
-   * while. They go off by themselves at its end, since a service that
-   * follows no list has nothing else that would refresh it. One timer at a
-   * time, not one per request: when later requests extended the while, it
-   * sets the next for what remains.
+   * A request arrived carrying a watch decision that ends at `until`: keep
+   * the checks on until then, however long the request (or work it starts)
+   * runs, as its decision holds that long. The end is at most 7 days ahead
+   * (parseCarriedWatch), and is when a service following the list would
+   * drop the customer too. They go off by themselves at the end, since a
+   * service that follows no list has nothing else that would refresh it.
+   * One timer at a time, not one per request: when later requests carried
+   * a later end, it sets the next for what remains.
    */
-  noteCarried(now = Date.now()): void {
-    this.#carriedUntil = now + CARRIED_GRACE_MS;
+  noteCarried(until: number, now = Date.now()): void {
+    this.#carriedUntil = Math.max(this.#carriedUntil, until);
     this.active = true;
     if (this.#carriedTimer === undefined) this.#endCarriedAt(now);
   }

@@ -180,31 +180,37 @@ describe("WatchList", () => {
     assert.equal(w.active, false);
   });
 
-  it("stays active for a minute after a request carried a watch", () => {
+  it("stays active until the end of the latest watch a request carried", () => {
     const w = new WatchList();
-    w.noteCarried(NOW);
+    // A 30-minute watch: a request carrying it may run for longer than a
+    // minute, and is watched all along.
+    w.noteCarried(NOW + 1_800_000, NOW);
     assert.equal(w.active, true);
-    w.refresh(NOW + 59_000);
+    w.refresh(NOW + 61_000);
     assert.equal(w.active, true);
-    w.refresh(NOW + 60_000);
+    // A shorter watch carried later does not cut the longer one short.
+    w.noteCarried(NOW + 120_000, NOW + 100_000);
+    w.refresh(NOW + 1_799_999);
+    assert.equal(w.active, true);
+    w.refresh(NOW + 1_800_000);
     assert.equal(w.active, false);
   });
 
-  it("turns the checks off by itself a minute after the last carried watch, with no list followed", (t) => {
+  it("turns the checks off by itself at the end of the last carried watch, with no list followed", (t) => {
     // A service that follows no watch list: nothing else ever refreshes it.
     t.mock.timers.enable({ apis: ["setTimeout", "Date"], now: NOW });
     const w = new WatchList();
-    w.noteCarried();
+    w.noteCarried(NOW + 90_000);
     t.mock.timers.tick(30_000);
-    w.noteCarried();
-    t.mock.timers.tick(59_999);
-    assert.equal(w.active, true, "a minute after the last one, not the first");
+    w.noteCarried(NOW + 150_000);
+    t.mock.timers.tick(119_999);
+    assert.equal(w.active, true, "at the later end, not the first");
     t.mock.timers.tick(1);
     assert.equal(w.active, false);
     // And again for the next watched request.
-    w.noteCarried();
+    w.noteCarried(NOW + 160_000);
     assert.equal(w.active, true);
-    t.mock.timers.tick(60_000);
+    t.mock.timers.tick(10_000);
     assert.equal(w.active, false);
   });
 });

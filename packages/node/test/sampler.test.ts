@@ -107,12 +107,13 @@ describe("watched customers", () => {
   });
 
   it("samples a request that carries the watch decision", () => {
+    const until = Date.now() + 60_000;
     const carried = c42.setValue(WATCH_KEY, {
       level: WATCH_DEBUG,
-      until: Date.now() + 60_000,
+      until,
       customer: "c-42",
     });
-    watchList.noteCarried();
+    watchList.noteCarried(until);
     try {
       assert.equal(s.shouldSample(carried, id(), unsampled(true)), true);
       assert.equal(s.shouldSample(carried, id(), unsampled(false)), true);
