@@ -154,13 +154,66 @@ async function fileOf(path: string): Promise<string> {
   throw new Error(`${path}: too many levels of links`);
 }
 
+/** How long an edit of a watch-list file waits for others to finish with it, ms. */
+const LOCK_WAIT_MS = 10_000;
+/**
+ * A lock older than this was left by an edit that was killed: an edit holds
+ * it for the few milliseconds of a read and a write. Ms.
+ */
+const LOCK_STALE_MS = 10_000;
+
+/**
+ * Takes the lock file `lock`, made only if absent (O_EXCL), so that one
+ * edit at a time reads and rewrites the list: each writes the file whole,
+ * and one made between another's read and write would be lost. Waits for
+ * others' edits to finish, up to LOCK_WAIT_MS.
+ */
+async function takeLock(lock: string): Promise<void> {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      await writeFile(lock, `${process.pid}\n`, { flag: "wx" });
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    let age: number;
+    try {
+      age = Date.now() - (await stat(lock)).mtimeMs;
+    } catch (err) {
+      // Released in between: take it.
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
+      throw err;
+    }
+    if (age > LOCK_STALE_MS) {
+      await unlink(lock).catch((err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      });
+      continue;
+    }
+    if (Date.now() >= deadline)
+      throw new Error(
+        `${lock} was held by other edits of the watch list for the ${LOCK_WAIT_MS / 1000}s this one waited; try again, or delete ${lock} if no threadline watch or unwatch is running`,
+      );
+    await new Promise((r) => setTimeout(r, 10 + Math.random() * 40));
+  }
+}
+
+/** A watch-list file as read: its entries, and its text while there is one. */
+interface FileRead {
+  file: string;
+  entries: WatchEntry[];
+  text?: string;
+}
+
 /**
  * A watch-list file: what a fleet serves to its services (any static HTTP
  * server) or mounts next to them, reached through any links. Written
  * whole, through a rename, so a service never reads half a file, with the
  * owner, group and permissions it had (it names customers, and may be kept
  * from other users) and the fields services do not read (notes, an entry's
- * ticket) kept as they were.
+ * ticket) kept as they were. An edit holds a lock file next to it
+ * (`<file>.lock`) from its read to its write.
  */
 export class FileWatchTarget implements WatchTarget {
   readonly name: string;
@@ -172,15 +225,10 @@ export class FileWatchTarget implements WatchTarget {
   }
 
   /**
-   * The file the path names (through any links), its entries, and its text
-   * (undefined while there is no file).
+   * The entries of `file` (the one the path names, through any links), and
+   * its text (undefined while there is no file).
    */
-  async #read(): Promise<{
-    file: string;
-    entries: WatchEntry[];
-    text?: string;
-  }> {
-    const file = await fileOf(this.#path);
+  async #readFile(file: string): Promise<FileRead> {
     let text: string;
     try {
       text = await readFile(file, "utf8");
@@ -195,7 +243,19 @@ export class FileWatchTarget implements WatchTarget {
   }
 
   async list(): Promise<WatchEntry[]> {
-    return (await this.#read()).entries;
+    return (await this.#readFile(await fileOf(this.#path))).entries;
+  }
+
+  /** Reads the file and has `edit` change it, holding its lock. */
+  async #edit<T>(edit: (read: FileRead) => Promise<T>): Promise<T> {
+    const file = await fileOf(this.#path);
+    const lock = `${file}.lock`;
+    await takeLock(lock);
+    try {
+      return await edit(await this.#readFile(file));
+    } finally {
+      await unlink(lock).catch(() => {});
+    }
   }
 
   /** Writes `entries` over `file`, which read as `text`. */
@@ -261,26 +321,28 @@ export class FileWatchTarget implements WatchTarget {
     forMs: number,
     level: WatchLevel,
   ): Promise<WatchEntry[]> {
-    const { file, entries: all, text } = await this.#read();
-    const others = all.filter((e) => e.customer !== customer);
-    if (others.length >= MAX_WATCHED)
-      throw new Error(
-        `${MAX_WATCHED} customers are watched already; unwatch one first`,
-      );
-    const entries = [
-      ...others,
-      { customer, until: Date.now() + forMs, level },
-    ].sort((a, b) => a.until - b.until);
-    await this.#write(file, entries, text);
-    return entries;
+    return this.#edit(async ({ file, entries: all, text }) => {
+      const others = all.filter((e) => e.customer !== customer);
+      if (others.length >= MAX_WATCHED)
+        throw new Error(
+          `${MAX_WATCHED} customers are watched already; unwatch one first`,
+        );
+      const entries = [
+        ...others,
+        { customer, until: Date.now() + forMs, level },
+      ].sort((a, b) => a.until - b.until);
+      await this.#write(file, entries, text);
+      return entries;
+    });
   }
 
   async unwatch(customer: string): Promise<WatchEntry[] | undefined> {
-    const { file, entries, text } = await this.#read();
-    const rest = entries.filter((e) => e.customer !== customer);
-    if (rest.length === entries.length) return undefined;
-    await this.#write(file, rest, text);
-    return rest;
+    return this.#edit(async ({ file, entries, text }) => {
+      const rest = entries.filter((e) => e.customer !== customer);
+      if (rest.length === entries.length) return undefined;
+      await this.#write(file, rest, text);
+      return rest;
+    });
   }
 }
 

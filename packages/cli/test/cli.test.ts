@@ -7,6 +7,7 @@ import { spawn, spawnSync } from "node:child_process";
 import {
   chmodSync,
   chownSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -15,6 +16,7 @@ import {
   rmSync,
   statSync,
   symlinkSync,
+  utimesSync,
   writeFileSync,
 } from "node:fs";
 import http from "node:http";
@@ -1032,6 +1034,46 @@ describe("threadline watch", () => {
     };
     assert.equal(doc.watch.length, 100);
     assert.ok(!doc.watch.some((e) => e.customer === "c-0"));
+  });
+
+  it("keeps every customer when several edit the file at once", async () => {
+    // On-call engineers, or a script, each add a customer at the same
+    // moment: each edit reads the file and writes it whole, so one made
+    // between another's read and write was lost, though both said done.
+    const file = join(dir, "shared-watch.json");
+    const customers = Array.from({ length: 8 }, (_, i) => `c-${i}`);
+    const runs = await Promise.all(
+      customers.map((c) =>
+        threadline(["watch", c, "--for", "10m", "--file", file]),
+      ),
+    );
+    for (const r of runs) assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse(readFileSync(file, "utf8")) as {
+      watch: Array<{ customer: string }>;
+    };
+    assert.deepEqual(doc.watch.map((e) => e.customer).sort(), customers);
+    // Unwatching all at once leaves nobody, and no lock behind.
+    const stops = await Promise.all(
+      customers.map((c) => threadline(["unwatch", c, "--file", file])),
+    );
+    for (const r of stops) assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(readFileSync(file, "utf8")), { watch: [] });
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.startsWith("shared-watch.json.")),
+      [],
+    );
+  });
+
+  it("takes over the lock an edit that was killed left behind", async () => {
+    const file = join(dir, "left-watch.json");
+    const lock = `${file}.lock`;
+    writeFileSync(lock, "12345\n");
+    const then = new Date(Date.now() - 60_000);
+    utimesSync(lock, then, then);
+    const set = await threadline(["watch", "c-7", "--file", file]);
+    assert.equal(set.code, 0, set.stderr);
+    assert.match(readFileSync(file, "utf8"), /"c-7"/);
+    assert.equal(existsSync(lock), false);
   });
 
   it("edits the file a link points to, keeping the link", async () => {
