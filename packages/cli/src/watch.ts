@@ -23,6 +23,7 @@ import {
   type WatchEntry,
   type WatchLevel,
   untraced,
+  withoutBom,
 } from "@threadline/core";
 import { causeOf } from "./backends/remote.ts";
 
@@ -231,7 +232,8 @@ export class FileWatchTarget implements WatchTarget {
   async #readFile(file: string): Promise<FileRead> {
     let text: string;
     try {
-      text = await readFile(file, "utf8");
+      // Written back without the byte order mark: JSON needs none.
+      text = withoutBom(await readFile(file, "utf8"));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT")
         return { file, entries: [] };

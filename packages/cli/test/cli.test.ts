@@ -1036,6 +1036,27 @@ describe("threadline watch", () => {
     assert.ok(!doc.watch.some((e) => e.customer === "c-0"));
   });
 
+  it("edits a file that begins with a byte order mark", async () => {
+    // As some Windows editors save UTF-8.
+    const file = join(dir, "bom-watch.json");
+    const until = new Date(Date.now() + 3_600_000).toISOString();
+    writeFileSync(
+      file,
+      `\uFEFF${JSON.stringify({ note: "n", watch: [{ customer: "c-42", until }] })}`,
+    );
+    const listed = await threadline(["watch", "--file", file]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /c-42/);
+    const set = await threadline(["watch", "c-7", "--file", file]);
+    assert.equal(set.code, 0, set.stderr);
+    const doc = JSON.parse(readFileSync(file, "utf8")) as {
+      note: string;
+      watch: Array<{ customer: string }>;
+    };
+    assert.equal(doc.note, "n");
+    assert.deepEqual(doc.watch.map((e) => e.customer).sort(), ["c-42", "c-7"]);
+  });
+
   it("keeps every customer when several edit the file at once", async () => {
     // On-call engineers, or a script, each add a customer at the same
     // moment: each edit reads the file and writes it whole, so one made

@@ -140,6 +140,7 @@ export {
   formatWatchDocument,
   toWatchDocument,
   parseCarriedWatch,
+  withoutBom,
   parseWatchDocument,
   parseWatchTime,
   parseWatchLevel,

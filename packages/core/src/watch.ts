@@ -81,6 +81,14 @@ export function parseWatchTime(text: string): number {
   return Math.floor(parseDateTime(text, false));
 }
 
+/**
+ * `text` without the byte order mark some Windows editors begin a UTF-8
+ * file with, which JSON.parse refuses.
+ */
+export function withoutBom(text: string): string {
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}
+
 export type WatchDocumentResult =
   { ok: true; entries: WatchEntry[] } | { ok: false; problem: string };
 
@@ -91,7 +99,8 @@ export type WatchDocumentResult =
  * { "watch": [ { "customer": "c-42", "until": "2026-11-21T12:30:00Z", "level": "debug" } ] }
  * ```
  *
- * `until` is an ISO 8601 time with its time zone, at most 7 days ahead;
+ * A byte order mark before it is skipped. `until` is an ISO 8601 time with
+ * its time zone, at most 7 days ahead;
  * `level` is `debug` (the default) or `trace`. A document with any invalid
  * entry is refused whole, so a typo never half-applies; entries already
  * expired are dropped. `countLimit: false` reads a document naming more than
@@ -105,7 +114,7 @@ export function parseWatchDocument(
 ): WatchDocumentResult {
   let doc: unknown;
   try {
-    doc = JSON.parse(text);
+    doc = JSON.parse(withoutBom(text));
   } catch (err) {
     return { ok: false, problem: `not JSON (${(err as Error).message})` };
   }

@@ -162,6 +162,19 @@ describe("watch-list documents", () => {
     assert.ok(r.ok, JSON.stringify(r));
     assert.equal(r.entries.length, MAX_WATCHED + 1);
   });
+
+  it("reads a document that begins with a byte order mark", () => {
+    // As some Windows editors save UTF-8.
+    const r = parseWatchDocument(
+      `\uFEFF${doc([{ customer: "c-42", until: "2026-11-21T12:30:00Z" }])}`,
+      NOW,
+    );
+    assert.ok(r.ok, JSON.stringify(r));
+    assert.deepEqual(
+      r.entries.map((e) => e.customer),
+      ["c-42"],
+    );
+  });
 });
 
 describe("WatchList", () => {
