@@ -274,19 +274,25 @@ export const watchList: WatchList = new WatchList();
 
 /**
  * The watch decision for the request in `ctx`: the one it carries while
- * its customer is still the one it came with and it has not ended, else
- * the list's entry for its customer. Call only when `watchList.active`.
+ * its customer is still the one it came with and it has not ended, unless
+ * the list's entry for its customer logs more (trace where the decision
+ * says debug: the list changed since the decision, or this service watches
+ * the customer closer); else that entry. Call only when `watchList.active`.
  */
 export function watchOf(ctx: Context, now?: number): WatchDecision | undefined {
   const carried = ctx.getValue(WATCH_KEY) as CarriedWatch | undefined;
   const customer = getCustomerFromContext(ctx);
+  now ??= Date.now();
+  const entry =
+    customer === undefined ? undefined : watchList.entryFor(customer, now);
   if (
     carried !== undefined &&
     carried.customer === customer &&
-    carried.until > (now ??= Date.now())
+    carried.until > now &&
+    (entry === undefined || carried.level <= entry.level)
   )
     return carried;
-  return customer === undefined ? undefined : watchList.entryFor(customer, now);
+  return entry;
 }
 
 /** The watch level of the request in `ctx` (see watchOf). Call only when `watchList.active`. */

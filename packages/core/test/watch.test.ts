@@ -312,6 +312,46 @@ describe("the watch decision in baggage", () => {
     }
   });
 
+  it("gives way to this service's own list where that logs more", () => {
+    // The edge decided debug before its list said trace, or this service
+    // watches the customer at trace itself: the more verbose level applies,
+    // here and onward.
+    const ctx = p.extract(
+      ROOT_CONTEXT,
+      {
+        baggage: `customer.id=c-42,threadline.watch=debug;until=${at(60_000)}`,
+      },
+      defaultTextMapGetter,
+    );
+    const until = Date.now() + 120_000;
+    watchList.replace([{ customer: "c-42", until, level: WATCH_TRACE }]);
+    try {
+      assert.equal(watchLevelOf(ctx), WATCH_TRACE);
+      const onward: Record<string, string> = {};
+      p.inject(ctx, onward, defaultTextMapSetter);
+      assert.equal(
+        onward["baggage"],
+        `customer.id=c-42,threadline.watch=trace;until=${Math.floor(until / 1000)}`,
+      );
+    } finally {
+      watchList.replace([]);
+    }
+    // A carried trace is not lowered to the list's debug.
+    const verbose = p.extract(
+      ROOT_CONTEXT,
+      {
+        baggage: `customer.id=c-42,threadline.watch=trace;until=${at(60_000)}`,
+      },
+      defaultTextMapGetter,
+    );
+    watchList.replace([{ customer: "c-42", until, level: WATCH_DEBUG }]);
+    try {
+      assert.equal(watchLevelOf(verbose), WATCH_TRACE);
+    } finally {
+      watchList.replace([]);
+    }
+  });
+
   it("ignores a level it does not know", () => {
     const ctx = p.extract(
       ROOT_CONTEXT,
