@@ -558,3 +558,143 @@ describe("Elasticsearch: a trace of log lines and no span", () => {
     assert.match(text.stdout, /gateway: info: still waiting for orders\n/);
   });
 });
+
+// Most of a customer's requests are in Elasticsearch as log lines alone (the
+// gateway keeps a share of ordinary traces): a search for the customer lists
+// them among the traces it kept, as the local store lists a request whose
+// spans have not come.
+describe("Elasticsearch: a customer's traces known by their log lines only", () => {
+  const now = Date.now() * 1000;
+  const newer = traceId();
+  const kept = traceId();
+  const older = traceId();
+  const spansWithout = traceId();
+  const line = (
+    id: string,
+    us: number,
+    service: string,
+    customer: string | undefined,
+    message: string,
+  ) => ({
+    "@timestamp": iso(us),
+    trace: { id },
+    span: { id: hex(9_300_001, 16) },
+    service: { name: service },
+    ...(customer === undefined ? {} : { customer: { id: customer } }),
+    log: { level: "info" },
+    event: { severity: 9 },
+    message,
+    data_stream: { type: "logs", dataset: "generic", namespace: "default" },
+  });
+
+  before(async () => {
+    await index([
+      {
+        traceId: kept,
+        spanId: hex(9_300_010, 16),
+        service: "gateway",
+        name: "POST /refunds",
+        customer: "c-800",
+        startUs: now - 5_000_000,
+        durationUs: 40_000,
+        failed: true,
+        attributes: { "http.route": "/refunds", "payment.provider": "acme" },
+      },
+      // Its spans do not carry the customer, its lines do: a trace with
+      // spans is judged by them.
+      {
+        traceId: spansWithout,
+        spanId: hex(9_300_020, 16),
+        service: "gateway",
+        name: "POST /orders",
+        startUs: now - 6_000_000,
+        durationUs: 40_000,
+      },
+    ]);
+    const res = await fetch(`${es.url}/_bulk?refresh=wait_for`, {
+      method: "POST",
+      headers: { "content-type": "application/x-ndjson" },
+      body: [
+        line(newer, now - 3_000_000, "gateway", "c-800", "order requested"),
+        line(newer, now - 2_900_000, "orders", "c-800", "order stored"),
+        // A service that does not take the customer from its caller.
+        line(newer, now - 2_800_000, "payments", undefined, "charged"),
+        line(kept, now - 4_990_000, "gateway", "c-800", "refund requested"),
+        line(spansWithout, now - 5_990_000, "gateway", "c-800", "ordered"),
+        line(older, now - 8_000_000, "gateway", "c-800", "cart shown"),
+        line(traceId(), now - 1_000_000, "gateway", "c-801", "other customer"),
+      ]
+        .map(
+          (d) =>
+            `{"create":{"_index":"logs-generic-default","require_data_stream":true}}\n${JSON.stringify(d)}\n`,
+        )
+        .join(""),
+    });
+    const answer = (await res.json()) as { errors: boolean };
+    assert.equal(answer.errors, false, JSON.stringify(answer).slice(0, 500));
+  });
+
+  it("lists them with the traces of spans, newest first, as the local store does", async () => {
+    const found = await search("--customer", "c-800");
+    assert.deepEqual(
+      found.map((t) => t.traceId),
+      [newer, kept, older],
+    );
+    assert.deepEqual(found[0], {
+      traceId: newer,
+      rootService: "gateway",
+      rootName: "",
+      customer: "c-800",
+      startUs: now - 3_000_000,
+      durationUs: 200_000,
+      spanCount: 0,
+      errorCount: 0,
+      services: ["gateway", "orders", "payments"],
+      inProgress: true,
+    });
+    assert.equal(found[1]!.spanCount, 1);
+    assert.equal(found[1]!.inProgress, undefined);
+    assert.equal(found[2]!.startUs, now - 8_000_000);
+    assert.deepEqual(
+      (await search("--customer", "c-800", "--limit", "2")).map(
+        (t) => t.traceId,
+      ),
+      [newer, kept],
+    );
+    const text = await threadline([
+      "search",
+      "--customer",
+      "c-800",
+      "--backend",
+      `elasticsearch=${es.url}`,
+    ]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /gateway \(in progress\)/);
+  });
+
+  it("leaves them out of a search that only spans can meet", async () => {
+    for (const filter of [
+      ["--errors"],
+      ["--operation", "/refunds"],
+      ["--attr", "payment.provider=acme"],
+    ])
+      assert.deepEqual(
+        (await search("--customer", "c-800", ...filter)).map((t) => t.traceId),
+        [kept],
+        filter.join(" "),
+      );
+    // A service and a duration are met by lines, as in the local store.
+    assert.deepEqual(
+      (await search("--customer", "c-800", "--service", "payments")).map(
+        (t) => t.traceId,
+      ),
+      [newer],
+    );
+    assert.deepEqual(
+      (await search("--customer", "c-800", "--min-duration", "100ms")).map(
+        (t) => t.traceId,
+      ),
+      [newer],
+    );
+  });
+});

@@ -15,6 +15,14 @@
 // newest are taken, until the limit is met or MAX_CANDIDATES traces were
 // looked at (a duration, which no single span can answer, or a filter that
 // few of a customer's traces meet, can scan that far).
+//
+// A customer's traces of log lines and no span (the gateway keeps every line
+// but only a share of traces) are listed too, as the local store lists a
+// request whose spans have not come: chosen the same way from the lines in
+// the window that carry the customer, then one aggregation over all their
+// lines gives each its start, services and the filters lines can meet (a
+// service, a duration), and one over their spans leaves out those that have
+// some, which are judged by their spans.
 import type {
   LogRecord,
   SearchQuery,
@@ -56,6 +64,9 @@ const BY_TIME = {
     numeric_type: "date_nanos",
   },
 };
+const NEWEST = { "@timestamp": { ...BY_TIME["@timestamp"], order: "desc" } };
+/** Services one trace of log lines is listed with, at most. */
+const MAX_LINE_SERVICES = 100;
 
 const KIND: Record<string, number> = {
   INTERNAL: 1,
@@ -157,6 +168,24 @@ function spanFilters(q: SearchQuery): unknown[] {
         { term: { "http.route": q.operation } },
       ]),
     );
+  if (q.service !== undefined)
+    out.push({ term: { "service.name": q.service } });
+  return out;
+}
+
+/**
+ * The filters of `q` as queries on log documents, when lines can meet them
+ * all: as in the local store, a trace of lines has no error, operation or
+ * span attribute, only its lines' services and customers. Undefined when
+ * only spans can meet `q`.
+ */
+function lineFilters(q: SearchQuery): unknown[] | undefined {
+  if (q.errorsOnly === true || q.operation !== undefined) return undefined;
+  const out: unknown[] = [];
+  for (const [key, value] of q.attributes ?? []) {
+    if (key !== "service.name" && key !== "customer.id") return undefined;
+    out.push({ term: { [key]: value } });
+  }
   if (q.service !== undefined)
     out.push({ term: { "service.name": q.service } });
   return out;
@@ -350,13 +379,14 @@ export class ElasticsearchBackend implements TraceBackend {
     return spans;
   }
 
-  /** The newest traces, up to `size`, with a span that `filter` matches, leaving out `seen`. */
+  /** The newest traces, up to `size`, with a document of `index` that `filter` matches, leaving out `seen`. */
   async #candidates(
+    index: string,
     filter: unknown[],
     seen: string[],
     size: number,
   ): Promise<string[]> {
-    const r = await this.#search(SPANS, {
+    const r = await this.#search(index, {
       size: 0,
       query: {
         bool: {
@@ -368,7 +398,7 @@ export class ElasticsearchBackend implements TraceBackend {
       },
       aggs: {
         traces: {
-          // By their newest span, which is exact across shards: a shard
+          // By their newest document, which is exact across shards: a shard
           // leaves a trace out only behind as many that are newer.
           terms: { field: "trace.id", size, order: { latest: "desc" } },
           aggs: { latest: { max: { field: "@timestamp" } } },
@@ -477,7 +507,7 @@ export class ElasticsearchBackend implements TraceBackend {
         throw new Error(
           `${this.name}: only ${found.length} of the newest ${seen.length} traces in the window match; search a shorter time (--since, --from, --to) or add a filter`,
         );
-      const page = await this.#candidates(filter, seen, size);
+      const page = await this.#candidates(SPANS, filter, seen, size);
       seen.push(...page);
       const kept = judged
         ? await this.#meeting(q, page, rest, fromUs, toUs)
@@ -493,7 +523,169 @@ export class ElasticsearchBackend implements TraceBackend {
       size = Math.min(size * 2, TRACES_PER_READ);
     }
     found.sort((a, b) => b.startUs - a.startUs);
+    found.length = Math.min(found.length, limit);
+    // Traces of lines alone are looked for by their customer: without one,
+    // the lines of every request the gateway did not keep would crowd out
+    // the traces it kept. One that starts before the oldest trace of a
+    // full page cannot make the page.
+    if (q.customer === undefined) return found;
+    const oldest = found.length === limit ? found.at(-1)!.startUs : fromUs;
+    const lines = await this.#lineTraces(q, q.customer, oldest, toUs, seen);
+    return [...found, ...lines]
+      .sort((a, b) => b.startUs - a.startUs)
+      .slice(0, limit);
+  }
+
+  /**
+   * The newest traces of `customer`, up to the limit, that have log lines
+   * and no span, starting from `fromUs` to `toUs`, leaving out `withSpans`
+   * (traces known to have spans), as the local store summarises them.
+   */
+  async #lineTraces(
+    q: SearchQuery,
+    customer: string,
+    fromUs: number,
+    toUs: number,
+    withSpans: string[],
+  ): Promise<TraceSummary[]> {
+    const filters = lineFilters(q);
+    if (filters === undefined) return [];
+    const limit = q.limit ?? DEFAULT_LIMIT;
+    const filter: unknown[] = [
+      {
+        range: {
+          "@timestamp": {
+            gte: new Date(fromUs / 1000).toISOString(),
+            lte: new Date(toUs / 1000).toISOString(),
+          },
+        },
+      },
+      { term: { "customer.id": customer } },
+    ];
+    const found: TraceSummary[] = [];
+    const seen: string[] = [];
+    for (let size = limit; found.length < limit;) {
+      if (seen.length >= MAX_CANDIDATES)
+        throw new Error(
+          `${this.name}: only ${found.length} of the newest ${seen.length} traces of log lines in the window match; search a shorter time (--since, --from, --to) or add a filter`,
+        );
+      const page = await this.#candidates(
+        LOGS,
+        filter,
+        [...withSpans, ...seen],
+        size,
+      );
+      seen.push(...page);
+      if (page.length > 0)
+        found.push(
+          ...(await this.#summariseLines(
+            q,
+            customer,
+            page,
+            filters,
+            fromUs,
+            toUs,
+          )),
+        );
+      if (page.length < size) break;
+      size = Math.min(size * 2, TRACES_PER_READ);
+    }
+    found.sort((a, b) => b.startUs - a.startUs);
     return found.slice(0, limit);
+  }
+
+  /**
+   * The summaries of those of `traceIds` that have no span, from all their
+   * lines, when the lines meet `filters` and the trace starts in the window
+   * and lasts `q.minDurationUs` (a trace of lines lasts from its first line
+   * to its last, as in the local store).
+   */
+  async #summariseLines(
+    q: SearchQuery,
+    customer: string,
+    traceIds: string[],
+    filters: unknown[],
+    fromUs: number,
+    toUs: number,
+  ): Promise<TraceSummary[]> {
+    const aggs: Record<string, unknown> = {
+      first: {
+        top_hits: {
+          size: 1,
+          sort: [BY_TIME],
+          _source: ["@timestamp", "service.name"],
+        },
+      },
+      last: {
+        top_hits: { size: 1, sort: [NEWEST], _source: ["@timestamp"] },
+      },
+      services: {
+        terms: {
+          field: "service.name",
+          size: MAX_LINE_SERVICES,
+          missing: "unknown_service",
+        },
+      },
+    };
+    filters.forEach((f, i) => (aggs[`filter${i}`] = { filter: f }));
+    const perTrace = (more?: Record<string, unknown>) => ({
+      size: 0,
+      query: { terms: { "trace.id": traceIds } },
+      aggs: {
+        traces: {
+          terms: { field: "trace.id", size: traceIds.length },
+          ...(more === undefined ? {} : { aggs: more }),
+        },
+      },
+    });
+    const [lines, spans] = await Promise.all([
+      this.#search(LOGS, perTrace(aggs)),
+      this.#search(SPANS, perTrace()),
+    ]);
+    type Hit = { hits: { hits: Array<{ _source: Doc }> } };
+    type Bucket = {
+      key: string;
+      first: Hit;
+      last: Hit;
+      services: { buckets: Array<{ key: string }> };
+    } & Record<string, unknown>;
+    const bucketsOf = <T>(r: Doc) =>
+      (r["aggregations"] as { traces?: { buckets: T[] } })?.traces?.buckets ??
+      [];
+    const hasSpans = new Set(
+      bucketsOf<{ key: string }>(spans).map((b) => b.key),
+    );
+    const out: TraceSummary[] = [];
+    for (const b of bucketsOf<Bucket>(lines)) {
+      if (hasSpans.has(b.key)) continue;
+      if (
+        filters.some(
+          (_, i) => (b[`filter${i}`] as { doc_count: number }).doc_count === 0,
+        )
+      )
+        continue;
+      const first = b.first.hits.hits[0]?._source;
+      const last = b.last.hits.hits[0]?._source;
+      if (first === undefined || last === undefined) continue;
+      const startUs = timeUs(flatten(first)["@timestamp"]);
+      const durationUs = timeUs(flatten(last)["@timestamp"]) - startUs;
+      if (startUs < fromUs || startUs > toUs) continue;
+      if (q.minDurationUs !== undefined && durationUs < q.minDurationUs)
+        continue;
+      out.push({
+        traceId: b.key,
+        rootService: str(first, "service.name") || "unknown_service",
+        rootName: "",
+        customer,
+        startUs,
+        durationUs,
+        spanCount: 0,
+        errorCount: 0,
+        services: b.services.buckets.map((s) => s.key).sort(),
+        inProgress: true,
+      });
+    }
+    return out;
   }
 
   async getTrace(traceId: string): Promise<TraceDetail | undefined> {
