@@ -39,7 +39,9 @@ import {
   failure,
   json,
   reach,
+  takeCredentials,
   window,
+  withoutCredentials,
 } from "./remote.ts";
 
 const SPANS = "traces-*";
@@ -273,18 +275,18 @@ export class ElasticsearchBackend implements TraceBackend {
     try {
       u = new URL(url);
     } catch {
-      throw new Error(`${JSON.stringify(url)} is not a URL`);
+      throw new Error(
+        `${JSON.stringify(withoutCredentials(url))} is not a URL`,
+      );
     }
     if (u.protocol !== "http:" && u.protocol !== "https:")
-      throw new Error(`elasticsearch=${url}: use http(s)://host:9200`);
+      throw new Error(
+        `elasticsearch=${withoutCredentials(url)}: use http(s)://host:9200`,
+      );
     this.#headers = { "content-type": "application/json" };
+    const basic = takeCredentials(u);
     if (apiKey) this.#headers["authorization"] = `ApiKey ${apiKey}`;
-    else if (u.username !== "")
-      this.#headers["authorization"] = `Basic ${Buffer.from(
-        `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`,
-      ).toString("base64")}`;
-    u.username = "";
-    u.password = "";
+    else if (basic !== undefined) this.#headers["authorization"] = basic;
     this.#base = u.href.replace(/\/+$/, "");
     this.name = `elasticsearch ${u.origin}`;
   }
