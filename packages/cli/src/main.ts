@@ -88,7 +88,8 @@ const BACKEND_USAGE = `  --backend local                 a running threadline de
   --backend viewer=<url>          a threadline dev at <url>
   --backend jaeger=<url>          Jaeger v2's query API v3: http://host:16686, or grpc://host:16685;
                                   user:password in the URL, or a bearer token in THREADLINE_JAEGER_TOKEN
-  --backend elasticsearch=<url>   Elasticsearch filled by the gateway Collector (ECS); logs too
+  --backend elasticsearch=<url>   Elasticsearch filled by the gateway Collector (ECS); logs too;
+                                  user:password in the URL, or an API key in THREADLINE_ELASTICSEARCH_API_KEY
   --db <file>                     with local: read this store file
 `;
 
@@ -390,6 +391,10 @@ async function watch(argv: string[], stop: boolean): Promise<number> {
   if (positionals.length > 1)
     throw new UsageError(
       `one customer at a time: ${positionals.slice(1).join(" ")} left over`,
+    );
+  if (stop && (values.for !== undefined || values.level !== undefined))
+    throw new UsageError(
+      "threadline unwatch takes no --for or --level: it ends the customer's watch, whatever its end and level",
     );
   const target = watchTarget(values);
   const customer = positionals[0];

@@ -1155,6 +1155,20 @@ describe("threadline watch", () => {
       assert.equal(r.code, 2, args.join(" "));
       assert.match(r.stderr, problem);
     }
+    for (const args of [
+      ["--for", "5m"],
+      ["--level", "trace"],
+    ]) {
+      const r = await threadline([
+        "unwatch",
+        "c-42",
+        ...args,
+        "--file",
+        join(dir, "w.json"),
+      ]);
+      assert.equal(r.code, 2, args.join(" "));
+      assert.match(r.stderr, /unwatch takes no --for or --level/);
+    }
     for (const limit of ["0", "1001", "ten"]) {
       const r = await threadline(["search", "--limit", limit]);
       assert.equal(r.code, 2, limit);
