@@ -820,7 +820,7 @@ describe("export", () => {
             SPANS: "5",
             EXIT: "natural",
             OTEL_EXPORTER_OTLP_ENDPOINT: secure.url,
-            THREADLINE_SHUTDOWN_TIMEOUT: "300",
+            THREADLINE_SHUTDOWN_TIMEOUT: "3000",
             THREADLINE_EXPORT_THREAD: thread,
           }),
         );
