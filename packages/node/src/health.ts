@@ -82,7 +82,8 @@ const HEALTH = {
 // healthy service out of rotation on a 405.
 const READ = "GET, HEAD, OPTIONS";
 const ACK = "POST, OPTIONS";
-const READ_PATHS = new Set(["/livez", "/readyz", "/health", "/alarms"]);
+const PROBE_PATHS = new Set(["/livez", "/readyz", "/health"]);
+const READ_PATHS = new Set([...PROBE_PATHS, "/alarms"]);
 const PATHS = "GET /livez, /readyz, /health or /alarms; POST /alarms/<id>/ack";
 // Said by /alarms and the acknowledgement when no engine runs, as a 404
 // with no lists: empty ones would read as a service with no alarms, to a
@@ -104,6 +105,16 @@ export function startHealthEndpoint(
       body: unknown,
       headers: Record<string, string> = {},
     ) => {
+      // An OPTIONS probe gets the status alone, with what the path takes.
+      if (req.method === "OPTIONS") {
+        res
+          .writeHead(status, {
+            "content-length": "0",
+            ...(allow === undefined ? {} : { allow }),
+          })
+          .end();
+        return;
+      }
       const text = JSON.stringify(body);
       // The length, not chunks, so a HEAD answer carries what the GET does.
       res
@@ -118,7 +129,10 @@ export function startHealthEndpoint(
     const ack = /^\/alarms\/(.+)\/ack$/.exec(path);
     const allow = ack !== null ? ACK : READ_PATHS.has(path) ? READ : undefined;
     if (allow === undefined) return json(404, { error: PATHS });
-    if (req.method === "OPTIONS") return res.writeHead(204, { allow }).end();
+    // OPTIONS is how HAProxy's httpchk probes by default, counting any 2xx
+    // as up: a probe's path answers it with the status GET would get.
+    if (req.method === "OPTIONS" && (ack !== null || !PROBE_PATHS.has(path)))
+      return res.writeHead(204, { allow }).end();
     if (ack !== null) {
       if (req.method !== "POST")
         return json(405, { error: "use POST" }, { allow });
@@ -133,7 +147,11 @@ export function startHealthEndpoint(
         ? json(200, { acknowledged: id })
         : json(404, { error: `no active alarm ${id}` });
     }
-    if (req.method !== "GET" && req.method !== "HEAD")
+    if (
+      req.method !== "GET" &&
+      req.method !== "HEAD" &&
+      req.method !== "OPTIONS"
+    )
       return json(405, { error: "use GET or HEAD" }, { allow });
     if (path === "/livez") return json(200, { status: "alive", service });
     if (path === "/alarms")
