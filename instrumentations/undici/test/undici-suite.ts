@@ -54,6 +54,11 @@ export function undiciTests(undici: Undici, major: number): void {
     ["fetch()", fetch],
     ["undici's fetch()", undici.fetch],
   ];
+  /** The undici major a fetch of `fetches` is: Node's own is the undici Node bundles. */
+  const undiciMajorOf = (name: string) =>
+    name === "fetch()"
+      ? Number(process.versions["undici"]!.split(".")[0])
+      : major;
 
   let receiver: OtlpReceiver;
   let internal: RecordingServer;
@@ -906,6 +911,26 @@ export function undiciTests(undici: Undici, major: number): void {
       return service;
     }
 
+    /**
+     * A server on the internal address answering a redirect whose body
+     * fetch() does not read ahead of: at `/big` more than undici reads
+     * ahead, at any other path a first chunk and never the rest.
+     */
+    async function unfinishedRedirects(): Promise<string> {
+      const service = http.createServer((req, res) => {
+        res.writeHead(302, { location: "/elsewhere" });
+        if (req.url === "/big") res.end(Buffer.alloc(1_000_000, "x"));
+        else res.write("partial");
+      });
+      await listening(service);
+      return `http://127.0.0.1:${(service.address() as { port: number }).port}`;
+    }
+
+    type RedirectFetch = (
+      url: string,
+      init: { redirect: "error" | "manual" },
+    ) => Promise<Response>;
+
     for (const [name, fetch] of fetches) {
       it(`marks the second and later hops of a redirect ${name} follows with http.request.resend_count`, async () => {
         const service = await redirecting({
@@ -1040,6 +1065,86 @@ export function undiciTests(undici: Undici, major: number): void {
         assert.equal(answer.status.code, 0);
         assert.deepEqual(answer.events, []);
         assert.equal(hop.attributes["http.request.resend_count"], 1);
+      });
+
+      it(
+        `ends the answer to a redirect ${name} refuses (redirect: "error") as a failed call once it has failed, however much of its body is still to come`,
+        {
+          skip:
+            undiciMajorOf(name) < 8 &&
+            "undici 7 neither reads nor aborts the answer when fetch() refuses it, and publishes nothing until its connection closes (see the README)",
+        },
+        async () => {
+          const service = await unfinishedRedirects();
+          await serving(async () => {
+            for (const path of ["/big", "/never-ends"])
+              await assert.rejects(
+                (fetch as unknown as RedirectFetch)(`${service}${path}`, {
+                  redirect: "error",
+                }),
+                (err: Error) =>
+                  err instanceof TypeError &&
+                  (err.cause as Error).message === "unexpected redirect",
+              );
+          });
+          const urls = [`${service}/big`, `${service}/never-ends`];
+          const spans = await receiver.waitForSpans(
+            (s) =>
+              urls.every((u) => s.some((x) => x.attributes["url.full"] === u)),
+            "the refused redirects' spans",
+            3_000,
+          );
+          for (const u of urls) {
+            const call = spans.find((x) => x.attributes["url.full"] === u);
+            assert.deepEqual(
+              [
+                call?.attributes["http.response.status_code"],
+                call?.attributes["error.type"],
+                call?.status.code,
+              ],
+              [302, "AbortError", 2],
+              u,
+            );
+          }
+        },
+      );
+
+      it(`does not record an answer to redirect: "manual" with ${name} the application never read, cancelled once collected, as a failed call`, async () => {
+        const collect = collector();
+        const service = await unfinishedRedirects();
+        for (const path of ["/big", "/never-ends"]) {
+          const status = await (async () =>
+            (
+              await (fetch as unknown as RedirectFetch)(`${service}${path}`, {
+                redirect: "manual",
+              })
+            ).status)();
+          assert.equal(status, 302);
+        }
+        const urls = [`${service}/big`, `${service}/never-ends`];
+        await waitFor(
+          () => {
+            collect();
+            return urls.every((u) =>
+              receiver.spans.some((x) => x.attributes["url.full"] === u),
+            );
+          },
+          { what: "the unread answers' spans", timeoutMs: 10_000 },
+        );
+        for (const u of urls) {
+          const call = receiver.spans.find(
+            (x) => x.attributes["url.full"] === u,
+          );
+          assert.deepEqual(
+            [
+              call?.attributes["http.response.status_code"],
+              call?.attributes["error.type"],
+              call?.status.code,
+            ],
+            [302, undefined, 0],
+            u,
+          );
+        }
       });
     }
 
