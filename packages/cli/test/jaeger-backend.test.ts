@@ -171,6 +171,25 @@ describe("threadline search against a Jaeger behind Basic auth", () => {
     assert.doesNotMatch(r.stdout + r.stderr, new RegExp(PASSWORD));
   });
 
+  it("sends a password with a % that encodes nothing as it was written", async () => {
+    const jaeger = await startRecordingServer(() => ({ status: 401 }));
+    servers.push(jaeger);
+    const r = await threadline([
+      "search",
+      "--customer",
+      "c-42",
+      "--backend",
+      `jaeger=${jaeger.url.replace("://", "://oncall:50%off@")}`,
+    ]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /401/);
+    assert.equal(
+      jaeger.requests[0]?.headers.authorization,
+      `Basic ${Buffer.from("oncall:50%off").toString("base64")}`,
+    );
+    assert.doesNotMatch(r.stderr, /50%off/);
+  });
+
   it("names Jaeger by its URL without the password when the password is refused", async () => {
     const jaeger = await startRecordingServer(basicOnly);
     servers.push(jaeger);

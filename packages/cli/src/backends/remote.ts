@@ -173,11 +173,23 @@ export async function json(res: Response, name: string): Promise<unknown> {
 export function takeCredentials(u: URL): string | undefined {
   if (u.username === "" && u.password === "") return undefined;
   const basic = `Basic ${Buffer.from(
-    `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`,
+    `${decoded(u.username)}:${decoded(u.password)}`,
   ).toString("base64")}`;
   u.username = "";
   u.password = "";
   return basic;
+}
+
+/**
+ * A URL's user or password with its %-escapes decoded; as written where a
+ * % escapes nothing (`50%off`), which the URL parser lets through.
+ */
+function decoded(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
 }
 
 /**
