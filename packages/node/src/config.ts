@@ -7,7 +7,7 @@
 // and the default, never an exception: a typo in a variable must not take
 // a service down.
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { WATCH_PATH } from "@threadline/core";
+import { takeUserInfo, WATCH_PATH } from "@threadline/core";
 import type { IncomingMessage } from "node:http";
 import type { LogLimits } from "./export/json-record.ts";
 import { printableUrl } from "./internal/printable-url.ts";
@@ -766,25 +766,9 @@ function userInfoAsHeader(
   headers: Record<string, string>,
 ): { url: string; headers: Record<string, string> } {
   const url = new URL(href);
-  if (url.username === "" && url.password === "") return { url: href, headers };
-  const credentials = `${percentDecoded(url.username)}:${percentDecoded(url.password)}`;
-  url.username = "";
-  url.password = "";
-  return {
-    url: url.href,
-    headers: {
-      authorization: `Basic ${Buffer.from(credentials).toString("base64")}`,
-      ...headers,
-    },
-  };
-}
-
-function percentDecoded(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s; // a stray `%`, taken as written
-  }
+  const basic = takeUserInfo(url);
+  if (basic === undefined) return { url: href, headers };
+  return { url: url.href, headers: { authorization: basic, ...headers } };
 }
 
 function isHttpUrl(s: string): boolean {

@@ -23,6 +23,7 @@
 // lines gives each its start, services and the filters lines can meet (a
 // service, a duration), and one over their spans leaves out those that have
 // some, which are judged by their spans.
+import { takeUserInfo } from "@threadline/core";
 import type {
   LogRecord,
   SearchQuery,
@@ -39,7 +40,6 @@ import {
   failure,
   json,
   reach,
-  takeCredentials,
   window,
   withoutCredentials,
 } from "./remote.ts";
@@ -284,7 +284,7 @@ export class ElasticsearchBackend implements TraceBackend {
         `elasticsearch=${withoutCredentials(url)}: use http(s)://host:9200`,
       );
     this.#headers = { "content-type": "application/json" };
-    const basic = takeCredentials(u);
+    const basic = takeUserInfo(u);
     if (apiKey) this.#headers["authorization"] = `ApiKey ${apiKey}`;
     else if (basic !== undefined) this.#headers["authorization"] = basic;
     this.#base = u.href.replace(/\/+$/, "");

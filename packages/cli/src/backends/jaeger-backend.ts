@@ -8,6 +8,7 @@
 // (Basic), or a bearer token in THREADLINE_JAEGER_TOKEN, as a proxy in
 // front of Jaeger asks for.
 import { connect, type ClientHttp2Session } from "node:http2";
+import { percentDecoded, takeUserInfo } from "@threadline/core";
 import {
   ProtoWriter,
   decodeTracesJson,
@@ -29,7 +30,6 @@ import {
   json,
   reach,
   spansFromOtlp,
-  takeCredentials,
   window,
   withoutCredentials,
 } from "./remote.ts";
@@ -245,7 +245,7 @@ class GrpcTransport implements JaegerApiV3 {
       const note = (h: Record<string, unknown>) => {
         if (h["grpc-status"] !== undefined) {
           status = String(h["grpc-status"]);
-          message = decodeURIComponent(String(h["grpc-message"] ?? ""));
+          message = percentDecoded(String(h["grpc-message"] ?? ""));
         }
       };
       stream.on("response", note);
@@ -382,7 +382,7 @@ function target(
   } catch {
     throw new Error(`${JSON.stringify(withoutCredentials(url))} is not a URL`);
   }
-  const basic = takeCredentials(u);
+  const basic = takeUserInfo(u);
   const headers: Record<string, string> = {};
   if (token) headers["authorization"] = `Bearer ${token}`;
   else if (basic !== undefined) headers["authorization"] = basic;

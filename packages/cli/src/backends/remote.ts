@@ -165,34 +165,6 @@ export async function json(res: Response, name: string): Promise<unknown> {
 }
 
 /**
- * Takes user:password out of a backend's URL, so that no request URL and
- * no message carries them (fetch refuses such a URL, and quotes it in its
- * error), and returns them as a Basic Authorization header value, or
- * undefined when the URL has none.
- */
-export function takeCredentials(u: URL): string | undefined {
-  if (u.username === "" && u.password === "") return undefined;
-  const basic = `Basic ${Buffer.from(
-    `${decoded(u.username)}:${decoded(u.password)}`,
-  ).toString("base64")}`;
-  u.username = "";
-  u.password = "";
-  return basic;
-}
-
-/**
- * A URL's user or password with its %-escapes decoded; as written where a
- * % escapes nothing (`50%off`), which the URL parser lets through.
- */
-function decoded(part: string): string {
-  try {
-    return decodeURIComponent(part);
-  } catch {
-    return part;
-  }
-}
-
-/**
  * A backend URL as given, for a message about it, with everything up to
  * its last @ left out: a URL that does not parse may hold a password with
  * a # or a / in it.
