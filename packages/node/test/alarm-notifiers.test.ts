@@ -338,3 +338,149 @@ it("sends neither a raise again nor its clear once an alarm whose raise was neve
     await webhook.close();
   }
 });
+
+/**
+ * A webhook that records each notification as it arrives and answers as
+ * `answer` says: at once, or only after a while (a receiver that does its
+ * work first, or is slow to recover).
+ */
+async function startSlowWebhook(
+  answer: (action: string, n: number) => { status: number; afterMs: number },
+) {
+  const events: { action: string; instanceStopped?: true; at: number }[] = [];
+  const server = createServer((req, res) => {
+    let body = "";
+    req.setEncoding("utf8");
+    req.on("data", (c: string) => (body += c));
+    req.on("end", () => {
+      const event = JSON.parse(body) as {
+        action: string;
+        instanceStopped?: true;
+      };
+      events.push({ ...event, at: performance.now() });
+      const a = answer(event.action, events.length);
+      const reply = () => {
+        res.statusCode = a.status;
+        res.end();
+      };
+      if (a.afterMs === 0) reply();
+      else globalThis.setTimeout(reply, a.afterMs);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    events,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+it("sends the clear at once when the instance ends while a raise sent again awaits its answer", async () => {
+  // The raise is refused (503, all four tries); a minute later it is sent
+  // again, to a receiver back but slow (8 s); the clear is answered at once.
+  let down = true;
+  const webhook = await startSlowWebhook((action) =>
+    action === "clear"
+      ? { status: 200, afterMs: 0 }
+      : down
+        ? { status: 503, afterMs: 0 }
+        : { status: 200, afterMs: 8000 },
+  );
+  let now = 0;
+  const engine = clockedEngine("orders-db", webhook.url, () => now);
+  const remove = health.register("orders-db", () => ({
+    status: "unhealthy" as const,
+  }));
+  try {
+    await engine.evaluate();
+    await waitFor(() => webhook.events.length === 4, {
+      what: "the raise's four tries",
+      timeoutMs: 30_000,
+    });
+    await setTimeout(300);
+    down = false;
+    now += 61_000;
+    await engine.evaluate();
+    await waitFor(() => webhook.events.length === 5, {
+      what: "the raise sent again",
+    });
+    const start = performance.now();
+    await engine.end("SIGTERM", 3000);
+    const ended = performance.now();
+    // The receiver may have the raise: it is sent the clear, before the
+    // process would exit and within the shutdown budget.
+    const clear = webhook.events[5];
+    assert.equal(clear?.action, "clear", "no clear before end() resolved");
+    assert.equal(clear.instanceStopped, true);
+    assert.ok(clear.at <= ended, "the clear came after end() resolved");
+    assert.ok(
+      clear.at - start < 1000,
+      `the clear came ${clear.at - start} ms after end()`,
+    );
+  } finally {
+    remove();
+    await webhook.close();
+  }
+});
+
+it("sends the clear at once when the instance ends while the raise's first try awaits its answer", async () => {
+  // Does its work (8 s) before it answers a raise; answers a clear at once.
+  const webhook = await startSlowWebhook((action) => ({
+    status: 200,
+    afterMs: action === "raise" ? 8000 : 0,
+  }));
+  const engine = webhookEngine("ticketing", webhook.url);
+  const remove = health.register("ticketing", () => ({
+    status: "unhealthy" as const,
+  }));
+  try {
+    await engine.evaluate();
+    await waitFor(() => webhook.events.length === 1, { what: "the raise" });
+    const start = performance.now();
+    await engine.end("shutdown", 3000);
+    const ended = performance.now();
+    const clear = webhook.events[1];
+    assert.equal(clear?.action, "clear", "no clear before end() resolved");
+    assert.ok(clear.at <= ended, "the clear came after end() resolved");
+    assert.ok(
+      clear.at - start < 1000,
+      `the clear came ${clear.at - start} ms after end()`,
+    );
+  } finally {
+    remove();
+    await webhook.close();
+  }
+});
+
+it("ends at once, sending nothing more, when the instance ends while a refused raise waits for its next try", async () => {
+  // The raise's first try is refused (503); its next would be taken, but
+  // slowly (8 s): begun within the shutdown budget, its clear could not be.
+  const webhook = await startSlowWebhook((action, n) =>
+    n === 1 ? { status: 503, afterMs: 0 } : { status: 200, afterMs: 8000 },
+  );
+  const engine = webhookEngine("search-index", webhook.url);
+  const remove = health.register("search-index", () => ({
+    status: "unhealthy" as const,
+  }));
+  try {
+    await engine.evaluate();
+    await waitFor(() => webhook.events.length === 1, { what: "the raise" });
+    const start = performance.now();
+    await engine.end("SIGTERM", 3000);
+    const took = performance.now() - start;
+    assert.ok(took < 500, `end() took ${took} ms`);
+    await setTimeout(1500);
+    // Neither the raise nor its clear: nothing is left open.
+    assert.deepEqual(
+      webhook.events.map((e) => e.action),
+      ["raise"],
+    );
+  } finally {
+    remove();
+    await webhook.close();
+  }
+});

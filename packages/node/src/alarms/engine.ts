@@ -68,6 +68,8 @@ interface KeyState {
   raise: AlarmEvent | undefined;
   /** Per notifier the raise could not be delivered to: when it last failed. */
   undelivered: Map<Notifier, number>;
+  /** Aborted as the instance ends: the raise's sends give way to the clear. */
+  abandon: AbortController;
 }
 
 /**
@@ -196,7 +198,8 @@ export class AlarmEngine {
    * instance, which never starts again: an alarm still open when it ends
    * would stay open at every receiver for good. Resolves once the clears
    * were delivered, or after `timeoutMs`, whichever comes first; until
-   * then the process is kept alive for them.
+   * then the process is kept alive for them. Their raises' sends still
+   * under way are given up for them.
    */
   end(why: string, timeoutMs: number): Promise<void> {
     void this.stop();
@@ -205,6 +208,12 @@ export class AlarmEngine {
     const sends: Promise<void>[] = [];
     for (const s of this.#states.values()) {
       if (s.alarm === undefined) continue;
+      // The clear goes after its raise in each notifier's queue: a raise
+      // still being tried or sent again (up to 10 s a try, more between
+      // tries) would hold it back past the budget, and the process would
+      // end with the alarm open at the receiver. Given up, it lets the
+      // clear go at once, sent when the receiver may have the raise.
+      s.abandon.abort();
       sends.push(this.#clear(s.alarm, why));
     }
     this.#states.clear();
@@ -524,6 +533,7 @@ export class AlarmEngine {
           alarm: undefined,
           raise: undefined,
           undelivered: new Map(),
+          abandon: new AbortController(),
         }),
       );
     // An error ratio is judged over the rule's time already.
@@ -546,9 +556,11 @@ export class AlarmEngine {
         this.#record(s.alarm);
         const state = s;
         state.raise = this.#event("raise", s.alarm);
-        void this.#emit(state.raise, s.alarm).then((failed) => {
-          for (const n of failed) state.undelivered.set(n, this.#now());
-        });
+        void this.#emit(state.raise, s.alarm, s.abandon.signal).then(
+          (failed) => {
+            for (const n of failed) state.undelivered.set(n, this.#now());
+          },
+        );
       }
       return;
     }
@@ -587,12 +599,15 @@ export class AlarmEngine {
       for (const [n, failedAt] of s.undelivered) {
         if (now - failedAt < SEND_AGAIN_AFTER_MS) continue;
         s.undelivered.delete(n);
-        void sendAgain(n, raise, () => alarm.state === "active").then(
-          (delivered) => {
-            if (!delivered && alarm.state === "active")
-              s.undelivered.set(n, this.#now());
-          },
-        );
+        void sendAgain(
+          n,
+          raise,
+          () => alarm.state === "active",
+          s.abandon.signal,
+        ).then((delivered) => {
+          if (!delivered && alarm.state === "active")
+            s.undelivered.set(n, this.#now());
+        });
       }
     }
   }
@@ -633,9 +648,14 @@ export class AlarmEngine {
 
   /**
    * Writes, logs and sends a raise or clear; resolves once it was sent, to
-   * the notifiers a raise could not be delivered to.
+   * the notifiers a raise could not be delivered to. `abandon` gives up
+   * its sends.
    */
-  #emit(event: AlarmEvent, alarm: Alarm): Promise<Notifier[]> {
+  #emit(
+    event: AlarmEvent,
+    alarm: Alarm,
+    abandon?: AbortSignal,
+  ): Promise<Notifier[]> {
     const { action, instanceStopped } = event;
     const message =
       action === "raise"
@@ -658,6 +678,6 @@ export class AlarmEngine {
       severityNumber,
       action === "clear" ? "info" : severityNumber === 17 ? "error" : "warn",
     );
-    return notifyAll(this.#o.notifiers, event);
+    return notifyAll(this.#o.notifiers, event, abandon);
   }
 }

@@ -6,7 +6,9 @@
 // notifier in order, so a resolve never overtakes its trigger's retries. A
 // notification that still fails is reported and never reaches the service;
 // a raise is sent again by the engine while its alarm is active (see
-// sendAgain), and the clear of a raise that never arrived is not sent.
+// sendAgain), and the clear of a raise that never arrived is not sent. As
+// the instance ends, a raise's tries are abandoned (see deliver), so that
+// its clear goes out at once.
 import { diag, untraced } from "@threadline/core";
 import { isRetryableStatus, retryAfterMs } from "@threadline/core/retry-after";
 import type { Severity } from "./rules.ts";
@@ -44,7 +46,8 @@ export interface AlarmEvent {
 
 export interface Notifier {
   readonly name: string;
-  send(event: AlarmEvent): Promise<void>;
+  /** `signal` aborts when the send is abandoned (the instance ends). */
+  send(event: AlarmEvent, signal: AbortSignal): Promise<void>;
 }
 
 /**
@@ -72,10 +75,15 @@ class SendError extends Error {
   }
 }
 
-async function post(url: string, body: unknown, what: string): Promise<void> {
+async function post(
+  url: string,
+  body: unknown,
+  what: string,
+  signal: AbortSignal,
+): Promise<void> {
   let answer: { status: number; retryAfter: string | undefined };
   try {
-    answer = await untraced(() => request(url, JSON.stringify(body)));
+    answer = await untraced(() => request(url, JSON.stringify(body), signal));
   } catch (err) {
     // Never the request's message: it can hold the URL, and the URL its secret.
     throw new SendError(`${what} could not be reached (${failureOf(err)})`, 0);
@@ -98,6 +106,7 @@ async function post(url: string, body: unknown, what: string): Promise<void> {
 function request(
   url: string,
   body: string,
+  signal: AbortSignal,
 ): Promise<{ status: number; retryAfter: string | undefined }> {
   return new Promise((resolve, reject) => {
     const target = new URL(url);
@@ -114,7 +123,7 @@ function request(
             "content-length": Buffer.byteLength(body),
           },
           agent: false,
-          signal: AbortSignal.timeout(TIMEOUT_MS),
+          signal: AbortSignal.any([AbortSignal.timeout(TIMEOUT_MS), signal]),
         },
         (res) => {
           res.on("error", reject);
@@ -148,7 +157,7 @@ function failureOf(err: unknown): string {
 export function webhookNotifier(url: string): Notifier {
   return {
     name: "webhook",
-    send: (event) => post(url, event, "the alarm webhook"),
+    send: (event, signal) => post(url, event, "the alarm webhook", signal),
   };
 }
 
@@ -165,7 +174,7 @@ const SLACK_ICON: Record<string, string> = {
 export function slackNotifier(url: string): Notifier {
   return {
     name: "slack",
-    send: (e) => {
+    send: (e, signal) => {
       const a = e.alarm;
       const text =
         e.action === "raise"
@@ -189,6 +198,7 @@ export function slackNotifier(url: string): Notifier {
           ],
         },
         "Slack",
+        signal,
       );
     },
   };
@@ -213,7 +223,7 @@ export function pagerDutyNotifier(
 ): Notifier {
   return {
     name: "pagerduty",
-    send: (e) => {
+    send: (e, signal) => {
       const a = e.alarm;
       // PagerDuty's limit; the instance and the alarm id are kept whole.
       const tail = `/${e.instance}/${a.id}`;
@@ -251,7 +261,7 @@ export function pagerDutyNotifier(
               event_action: "resolve",
               dedup_key: dedupKey,
             };
-      return post(url, body, "PagerDuty");
+      return post(url, body, "PagerDuty", signal);
     },
   };
 }
@@ -264,14 +274,18 @@ const undelivered = new WeakMap<Notifier, Set<string>>();
 /**
  * Sends to every notifier, after that notifier's earlier sends of the same
  * alarm; failures are retried and reported, never thrown. Resolves to the
- * notifiers a raise could not be delivered to.
+ * notifiers a raise could not be delivered to. `abandon` aborts to give up
+ * the tries under way or to come (see deliver).
  */
 export async function notifyAll(
   notifiers: readonly Notifier[],
   event: AlarmEvent,
+  abandon?: AbortSignal,
 ): Promise<Notifier[]> {
   const delivered = await Promise.all(
-    notifiers.map((n) => inTurn(n, event, () => deliver(n, event, true))),
+    notifiers.map((n) =>
+      inTurn(n, event, () => deliver(n, event, true, abandon)),
+    ),
   );
   return notifiers.filter((_, i) => !delivered[i]);
 }
@@ -286,8 +300,13 @@ export function sendAgain(
   n: Notifier,
   event: AlarmEvent,
   wanted: () => boolean,
+  abandon: AbortSignal,
 ): Promise<boolean> {
-  return inTurn(n, event, async () => wanted() && deliver(n, event, false));
+  return inTurn(
+    n,
+    event,
+    async () => wanted() && deliver(n, event, false, abandon),
+  );
 }
 
 /**
@@ -325,19 +344,29 @@ function inTurn(
 
 /**
  * Sends one notification, trying again as it may when `retry` says so;
- * whether it arrived.
+ * whether it arrived. Once `abandon` aborts (the instance ends), the
+ * alarm's clear is not held back behind it, up to 10 s a try and more
+ * between tries, past the shutdown's budget: a try not begun is not made
+ * and the notification counts as not arrived, as when its last try
+ * failed; a try under way is given up at once (aborted, and not waited
+ * for, whether or not the notifier heeds the signal) and counts as
+ * arrived, as the receiver may have it already: its clear is sent.
  */
 async function deliver(
   n: Notifier,
   event: AlarmEvent,
   retry: boolean,
+  abandon?: AbortSignal,
 ): Promise<boolean> {
+  const signal = abandon ?? new AbortController().signal;
   for (let tries = 1; ; tries++) {
+    if (signal.aborted) return false;
     let wait: number;
     try {
-      await n.send(event);
+      await untilAborted(n.send(event, signal), signal);
       return true;
     } catch (err) {
+      if (signal.aborted) return true;
       const after = err instanceof SendError ? err.retryAfterMs : undefined;
       const backoff = retry ? RETRY_DELAYS_MS[tries - 1] : undefined;
       if (after === undefined || backoff === undefined) {
@@ -350,6 +379,25 @@ async function deliver(
       wait = Math.min(Math.max(backoff, after), MAX_RETRY_WAIT_MS);
     }
     // Unref'd: a notification never keeps the process alive.
-    await new Promise((resolve) => setTimeout(resolve, wait).unref());
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, wait).unref();
+      signal.addEventListener("abort", done);
+    });
   }
+}
+
+/** `sent`, or a rejection as soon as `signal` aborts, whichever is first. */
+function untilAborted(sent: Promise<void>, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const abandoned = () => reject(signal.reason as Error);
+    signal.addEventListener("abort", abandoned);
+    sent
+      .then(resolve, reject)
+      .finally(() => signal.removeEventListener("abort", abandoned));
+  });
 }
