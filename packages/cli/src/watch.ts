@@ -7,6 +7,7 @@ import { dirname, resolve } from "node:path";
 import {
   chmod,
   chown,
+  lstat,
   readFile,
   readlink,
   realpath,
@@ -178,20 +179,18 @@ async function takeLock(lock: string): Promise<void> {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
     }
-    let age: number;
-    try {
-      age = Date.now() - (await stat(lock)).mtimeMs;
-    } catch (err) {
-      // Released in between: take it.
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
-      throw err;
-    }
-    if (age > LOCK_STALE_MS) {
+    // The lock's own age, not that of what it may point to: a link left
+    // dangling would otherwise have no age, and be neither waited for nor
+    // taken over. Released in between (ENOENT): tried again below.
+    const seen = await lstat(lock).catch((err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    });
+    if (seen && Date.now() - seen.mtimeMs > LOCK_STALE_MS)
       await unlink(lock).catch((err: unknown) => {
         if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
       });
-      continue;
-    }
+    // Every way round goes through the deadline and a pause, so that no
+    // lock the edit cannot take has it spin.
     if (Date.now() >= deadline)
       throw new Error(
         `${lock} was held by other edits of the watch list for the ${LOCK_WAIT_MS / 1000}s this one waited; try again, or delete ${lock} if no threadline watch or unwatch is running`,

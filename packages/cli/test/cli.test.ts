@@ -8,6 +8,7 @@ import {
   chmodSync,
   chownSync,
   existsSync,
+  lutimesSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -49,10 +50,12 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 function threadline(
   args: string[],
   env: Record<string, string> = {},
+  timeoutMs?: number,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [bin, ...args], {
       env: { ...process.env, ...env },
+      ...(timeoutMs === undefined ? {} : { timeout: timeoutMs }),
     });
     let stdout = "";
     let stderr = "";
@@ -1093,6 +1096,22 @@ describe("threadline watch", () => {
     utimesSync(lock, then, then);
     const set = await threadline(["watch", "c-7", "--file", file]);
     assert.equal(set.code, 0, set.stderr);
+    assert.match(readFileSync(file, "utf8"), /"c-7"/);
+    assert.equal(existsSync(lock), false);
+  });
+
+  it("takes over a lock left as a dangling link, without spinning", async () => {
+    // The age of a link is its own: following it found nothing, and the
+    // edit went straight back to trying, at full speed and for ever.
+    const file = join(dir, "dangling-watch.json");
+    const lock = `${file}.lock`;
+    symlinkSync(join(dir, "no-such-dir", "x"), lock);
+    const then = new Date(Date.now() - 60_000);
+    lutimesSync(lock, then, then);
+    const started = Date.now();
+    const set = await threadline(["watch", "c-7", "--file", file], {}, 20_000);
+    assert.equal(set.code, 0, set.stderr);
+    assert.ok(Date.now() - started < 10_000);
     assert.match(readFileSync(file, "utf8"), /"c-7"/);
     assert.equal(existsSync(lock), false);
   });
