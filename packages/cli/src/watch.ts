@@ -160,9 +160,12 @@ async function fileOf(path: string): Promise<string> {
 const LOCK_WAIT_MS = 10_000;
 /**
  * A lock older than this was left by an edit that was killed: an edit holds
- * it for the few milliseconds of a read and a write. Ms.
+ * it for the few milliseconds of a read and a write, seconds on a slow
+ * network filesystem. Well past LOCK_WAIT_MS, so that an edit still running
+ * has its lock waited for, and the one waiting gives up saying so, rather
+ * than taking the lock from under it. Ms.
  */
-const LOCK_STALE_MS = 10_000;
+const LOCK_STALE_MS = 30_000;
 
 /**
  * Takes the lock file `lock`, made only if absent (O_EXCL), so that one
@@ -193,7 +196,7 @@ async function takeLock(lock: string): Promise<void> {
     // lock the edit cannot take has it spin.
     if (Date.now() >= deadline)
       throw new Error(
-        `${lock} was held by other edits of the watch list for the ${LOCK_WAIT_MS / 1000}s this one waited; try again, or delete ${lock} if no threadline watch or unwatch is running`,
+        `${lock} was held by another edit of the watch list for the ${LOCK_WAIT_MS / 1000}s this one waited; try again, or remove ${lock} if no threadline watch or unwatch is running (a lock is taken over by itself once ${LOCK_STALE_MS / 1000}s old)`,
       );
     await new Promise((r) => setTimeout(r, 10 + Math.random() * 40));
   }

@@ -1100,6 +1100,24 @@ describe("threadline watch", () => {
     assert.equal(existsSync(lock), false);
   });
 
+  it("waits for an edit holding the lock, then says so, leaving its lock", async () => {
+    // A slow filesystem can keep an edit longer than the wait: its lock is
+    // not taken from under it, and the edit that gave up says which file
+    // to remove if no edit is running.
+    const file = join(dir, "held-watch.json");
+    const lock = `${file}.lock`;
+    writeFileSync(lock, "held\n");
+    const set = await threadline(["watch", "c-7", "--file", file]);
+    assert.equal(set.code, 1, set.stdout);
+    assert.match(
+      set.stderr,
+      /held-watch\.json\.lock was held by another edit .* for the 10s this one waited; try again, or remove .*held-watch\.json\.lock if no threadline watch or unwatch is running/,
+    );
+    assert.equal(readFileSync(lock, "utf8"), "held\n");
+    assert.equal(existsSync(file), false);
+    rmSync(lock);
+  });
+
   it("takes over a lock left as a dangling link, without spinning", async () => {
     // The age of a link is its own: following it found nothing, and the
     // edit went straight back to trying, at full speed and for ever.
