@@ -2,7 +2,8 @@
 // one a running `threadline dev` serves to local services, or a fleet's
 // watch-list file (served to services over HTTP or read as a file).
 import { randomBytes } from "node:crypto";
-import type { Stats } from "node:fs";
+import type { BigIntStats, Stats } from "node:fs";
+import { hostname } from "node:os";
 import { dirname, resolve } from "node:path";
 import {
   chmod,
@@ -171,27 +172,27 @@ const LOCK_STALE_MS = 30_000;
  * Takes the lock file `lock`, made only if absent (O_EXCL), so that one
  * edit at a time reads and rewrites the list: each writes the file whole,
  * and one made between another's read and write would be lost. Waits for
- * others' edits to finish, up to LOCK_WAIT_MS.
+ * others' edits to finish, up to LOCK_WAIT_MS. Resolves to what the lock
+ * holds, a token no other edit's lock holds (threads share a pid).
  */
-async function takeLock(lock: string): Promise<void> {
+async function takeLock(lock: string): Promise<string> {
+  const token = `${process.pid} ${hostname()} ${randomBytes(8).toString("hex")}\n`;
   const deadline = Date.now() + LOCK_WAIT_MS;
   for (;;) {
     try {
-      await writeFile(lock, `${process.pid}\n`, { flag: "wx" });
-      return;
+      await writeFile(lock, token, { flag: "wx" });
+      return token;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
     }
     // The lock's own age, not that of what it may point to: a link left
     // dangling would otherwise have no age, and be neither waited for nor
     // taken over. Released in between (ENOENT): tried again below.
-    const seen = await lstat(lock).catch((err: unknown) => {
+    const seen = await lstat(lock, { bigint: true }).catch((err: unknown) => {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     });
-    if (seen && Date.now() - seen.mtimeMs > LOCK_STALE_MS)
-      await unlink(lock).catch((err: unknown) => {
-        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-      });
+    if (seen && Date.now() - Number(seen.mtimeMs) > LOCK_STALE_MS)
+      await removeStale(lock, seen);
     // Every way round goes through the deadline and a pause, so that no
     // lock the edit cannot take has it spin.
     if (Date.now() >= deadline)
@@ -201,6 +202,62 @@ async function takeLock(lock: string): Promise<void> {
     await new Promise((r) => setTimeout(r, 10 + Math.random() * 40));
   }
 }
+
+/**
+ * Removes the lock `seen` at `lock`, stale, unless it is gone already. Edits
+ * finding it stale at once each saw it at a different moment: one that
+ * removed it and took a new lock would have that removed in turn by another
+ * whose look came first. So one edit per stale lock removes it, the one
+ * that makes a claim file named after that lock (O_EXCL), and only after
+ * looking again, claim in hand, that the lock there is still that one:
+ * nothing else removes it then (its own edit was killed), so the one it
+ * removes is the one it saw. Later claimants find it gone. An edit killed
+ * while it holds the claim, for a moment, leaves the stale lock (and the
+ * claim, named after it alone) to be removed by hand, as the waiting edits'
+ * error says.
+ */
+async function removeStale(lock: string, seen: BigIntStats): Promise<void> {
+  const claim = `${lock}.${seen.ino}-${seen.mtimeNs}.stale`;
+  try {
+    await writeFile(claim, "", { flag: "wx" });
+  } catch (err) {
+    // Another edit is removing it.
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") return;
+    throw err;
+  }
+  try {
+    const now = await lstat(lock, { bigint: true }).catch((err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    });
+    if (
+      now &&
+      now.dev === seen.dev &&
+      now.ino === seen.ino &&
+      now.mtimeNs === seen.mtimeNs
+    )
+      await unlink(lock).catch((err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      });
+  } finally {
+    await unlink(claim).catch(() => {});
+  }
+}
+
+/**
+ * Removes the lock `lock` if it is still this edit's, holding `token`: one
+ * held up past LOCK_STALE_MS may have had it taken over, and the lock there
+ * now is another edit's.
+ */
+async function releaseLock(lock: string, token: string): Promise<void> {
+  const held = await readFile(lock, "utf8").catch(() => undefined);
+  if (held === token) await unlink(lock).catch(() => {});
+}
+
+/** The file changed between an edit's read of it and its write. */
+class ListChanged extends Error {}
+
+/** How many times an edit is made again over a file that changed under it. */
+const EDIT_TRIES = 5;
 
 /** A watch-list file as read: its entries, and its text while there is one. */
 interface FileRead {
@@ -254,11 +311,17 @@ export class FileWatchTarget implements WatchTarget {
   async #edit<T>(edit: (read: FileRead) => Promise<T>): Promise<T> {
     const file = await fileOf(this.#path);
     const lock = `${file}.lock`;
-    await takeLock(lock);
+    const token = await takeLock(lock);
     try {
-      return await edit(await this.#readFile(file));
+      for (let tries = 1; ; tries++) {
+        try {
+          return await edit(await this.#readFile(file));
+        } catch (err) {
+          if (!(err instanceof ListChanged) || tries === EDIT_TRIES) throw err;
+        }
+      }
     } finally {
-      await unlink(lock).catch(() => {});
+      await releaseLock(lock, token);
     }
   }
 
@@ -313,6 +376,20 @@ export class FileWatchTarget implements WatchTarget {
         // taken bits the file had.
         await chmod(tmp, mode);
       }
+      // Made again over the file as it is now if it changed since it was
+      // read: by hand, or by an edit the lock did not keep out (one held
+      // up past LOCK_STALE_MS, or whose lock file was removed by hand).
+      const now = await readFile(file, "utf8").then(
+        withoutBom,
+        (err: unknown) => {
+          if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+          return undefined;
+        },
+      );
+      if (now !== text)
+        throw new ListChanged(
+          `${file} kept changing while this edit was being made, ${EDIT_TRIES} times over; try again`,
+        );
       await rename(tmp, file);
     } catch (err) {
       await unlink(tmp).catch(() => {});

@@ -26,6 +26,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
 import {
   freePort,
   startService,
@@ -1132,6 +1133,71 @@ describe("threadline watch", () => {
     assert.ok(Date.now() - started < 10_000);
     assert.match(readFileSync(file, "utf8"), /"c-7"/);
     assert.equal(existsSync(lock), false);
+  });
+
+  it("keeps every customer when several take over a killed edit's lock at once", async () => {
+    // Edits that all found the old lock stale: one removed it and took its
+    // own, which another, its look at the old one made before, then
+    // removed as stale too, and both rewrote the list at once. Threads
+    // rather than processes, started together, so that they meet the old
+    // lock at the same moment as often as a test can make them.
+    const watchTs = new URL("../src/watch.ts", import.meta.url).href;
+    const customers = Array.from({ length: 8 }, (_, i) => `c-${i}`);
+    for (let round = 0; round < 30; round++) {
+      const file = join(dir, `taken-watch-${round}.json`);
+      writeFileSync(`${file}.lock`, "12345\n");
+      const then = new Date(Date.now() - 300_000);
+      utimesSync(`${file}.lock`, then, then);
+      const go = new Int32Array(new SharedArrayBuffer(4));
+      const workers = customers.map(
+        (customer) =>
+          new Worker(
+            `const { workerData, parentPort } = require("node:worker_threads");
+            import(workerData.watchTs).then(async ({ FileWatchTarget }) => {
+              const target = new FileWatchTarget(workerData.file);
+              Atomics.wait(workerData.go, 0, 0);
+              try {
+                await target.watch(workerData.customer, 600000, 20);
+                parentPort.postMessage("ok");
+              } catch (err) {
+                parentPort.postMessage(String(err));
+              }
+            });`,
+            { eval: true, workerData: { watchTs, file, customer, go } },
+          ),
+      );
+      const results = workers.map(
+        (w) =>
+          new Promise<unknown>((resolve, reject) => {
+            w.once("message", resolve);
+            w.once("error", reject);
+          }),
+      );
+      // Every thread loaded and waiting, then all let go together.
+      await new Promise((r) => setTimeout(r, 500));
+      Atomics.store(go, 0, 1);
+      Atomics.notify(go, 0);
+      assert.deepEqual(
+        await Promise.all(results),
+        customers.map(() => "ok"),
+      );
+      await Promise.all(workers.map((w) => w.terminate()));
+      const doc = JSON.parse(readFileSync(file, "utf8")) as {
+        watch: Array<{ customer: string }>;
+      };
+      assert.deepEqual(
+        doc.watch.map((e) => e.customer).sort(),
+        customers,
+        `round ${round}`,
+      );
+      // No lock, and no file the takeover used, left behind.
+      assert.deepEqual(
+        readdirSync(dir).filter((f) =>
+          f.startsWith(`taken-watch-${round}.json.`),
+        ),
+        [],
+      );
+    }
   });
 
   it("edits the file a link points to, keeping the link", async () => {
