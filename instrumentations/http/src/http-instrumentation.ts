@@ -928,41 +928,26 @@ export class HttpInstrumentation implements Instrumentation {
           res?: unknown,
         ): boolean {
           // checkContinue and checkExpectation stand in for "request" when the
-          // application listens for them (Expect: headers).
+          // application listens for them (Expect: headers); an upgrade's
+          // second argument is the socket.
           if (
             (event === "request" ||
               event === "checkContinue" ||
-              event === "checkExpectation") &&
+              event === "checkExpectation" ||
+              event === "upgrade") &&
             self.#enabled &&
             req !== undefined &&
             res !== undefined
-          ) {
+          )
             return self.#handleRequest(
               this,
               original,
               arguments as unknown as unknown[],
               req as IncomingMessage,
-              res as StatefulResponse,
+              res as StatefulResponse | UpgradedSocket,
               scheme,
-              false,
+              event === "upgrade",
             );
-          }
-          if (
-            event === "upgrade" &&
-            self.#enabled &&
-            req !== undefined &&
-            res !== undefined
-          ) {
-            return self.#handleRequest(
-              this,
-              original,
-              arguments as unknown as unknown[],
-              req as IncomingMessage,
-              res as UpgradedSocket,
-              scheme,
-              true,
-            );
-          }
           if (event === PROBE) {
             self.#probeHits++;
             return false;
