@@ -3,10 +3,26 @@ import { it } from "node:test";
 import { setTimeout } from "node:timers/promises";
 import { health } from "@threadline/core";
 import { waitFor } from "@threadline/test-support";
-import { AlarmEngine } from "../src/alarms/engine.ts";
+import { AlarmEngine, type AlarmEngineOptions } from "../src/alarms/engine.ts";
 import type { AlarmEvent } from "../src/alarms/notifiers.ts";
 import { DEFAULT_RULES, type AlarmRule } from "../src/alarms/rules.ts";
 import { MeterProvider } from "../src/metrics/meter-provider.ts";
+
+/** An engine the test evaluates by hand, with these options where it names none. */
+function engineWith(
+  options: Pick<AlarmEngineOptions, "rules"> & Partial<AlarmEngineOptions>,
+): AlarmEngine {
+  return new AlarmEngine({
+    intervalMs: 60_000,
+    service: "s",
+    instance: "i-1",
+    meterProvider: new MeterProvider(),
+    metricsCollectedEveryMs: undefined,
+    notifiers: [],
+    log: () => {},
+    ...options,
+  });
+}
 
 it("judges the HTTP error ratio over the rule's time, not one evaluation", async () => {
   const meterProvider = new MeterProvider();
@@ -21,16 +37,12 @@ it("judges the HTTP error ratio over the rule's time, not one evaluation", async
     forMs: 0,
     severity: "major",
   };
-  const engine = new AlarmEngine({
+  const engine = engineWith({
     rules: [rule],
     // Evaluated by hand; the interval is how far back a rule with no time looks.
     intervalMs: 60_000,
     service: "quiet",
-    instance: "i-1",
     meterProvider,
-    metricsCollectedEveryMs: undefined,
-    notifiers: [],
-    log: () => {},
   });
   const evaluation = async (failures: number) => {
     for (let i = 0; i < failures; i++)
@@ -53,7 +65,7 @@ it("judges a steady error rate over the rule's whole time: raised once, held, cl
     .getMeter("test")
     .createHistogram("http.server.request.duration");
   let now = 0;
-  const engine = new AlarmEngine({
+  const engine = engineWith({
     // The default rule at the default interval.
     rules: [
       {
@@ -67,12 +79,8 @@ it("judges a steady error rate over the rule's whole time: raised once, held, cl
     ],
     intervalMs: 10_000,
     service: "steady",
-    instance: "i-1",
     meterProvider,
-    metricsCollectedEveryMs: undefined,
     clock: () => now,
-    notifiers: [],
-    log: () => {},
   });
   // 100 requests per evaluation; failures vary around 7.8% as random ones
   // would, some evaluations under 5%.
@@ -117,7 +125,7 @@ it("raises no error-ratio alarm for a burst shorter than the rule's time when th
     .getMeter("test")
     .createHistogram("http.server.request.duration");
   let now = 0;
-  const engine = new AlarmEngine({
+  const engine = engineWith({
     rules: [
       {
         name: "http_5xx_ratio",
@@ -130,12 +138,8 @@ it("raises no error-ratio alarm for a burst shorter than the rule's time when th
     ],
     intervalMs: 10_000,
     service: "busy",
-    instance: "i-1",
     meterProvider,
-    metricsCollectedEveryMs: undefined,
     clock: () => now,
-    notifiers: [],
-    log: () => {},
   });
   const evaluation = async (failed: number) => {
     for (let i = 0; i < 100; i++)
@@ -170,7 +174,7 @@ it("runs the observable callbacks for a metric rule only when nothing else colle
         calls[name]++;
         result.observe(0.001);
       });
-    const engine = new AlarmEngine({
+    const engine = engineWith({
       rules: [
         {
           name: "slow_loop",
@@ -181,13 +185,8 @@ it("runs the observable callbacks for a metric rule only when nothing else colle
           severity: "major",
         },
       ],
-      intervalMs: 60_000,
-      service: "s",
-      instance: "i-1",
       meterProvider,
       metricsCollectedEveryMs: collectedEvery[name],
-      notifiers: [],
-      log: () => {},
     });
     for (let i = 0; i < 3; i++) await engine.evaluate();
     await engine.stop();
@@ -215,7 +214,7 @@ it("runs no observable callback for metric rules that read none", async () => {
   const latency = meter.createHistogram(
     "threadline.messaging.delivery.latency",
   );
-  const engine = new AlarmEngine({
+  const engine = engineWith({
     rules: [
       {
         name: "orders_queue_slow",
@@ -226,14 +225,9 @@ it("runs no observable callback for metric rules that read none", async () => {
         severity: "major",
       },
     ],
-    intervalMs: 60_000,
-    service: "s",
-    instance: "i-1",
     meterProvider,
     // Nothing else collects: a rule on an observable instrument would run them.
     metricsCollectedEveryMs: undefined,
-    notifiers: [],
-    log: () => {},
   });
   await engine.evaluate();
   latency.record(8);
@@ -250,7 +244,7 @@ it("runs no observable callback for metric rules that read none", async () => {
 
 it("clears a component's alarm when its health check is removed", async () => {
   const events: AlarmEvent[] = [];
-  const engine = new AlarmEngine({
+  const engine = engineWith({
     rules: [
       {
         name: "dependency_unhealthy",
@@ -261,13 +255,7 @@ it("clears a component's alarm when its health check is removed", async () => {
         severity: "critical",
       },
     ],
-    intervalMs: 60_000,
-    service: "s",
-    instance: "i-1",
-    meterProvider: new MeterProvider(),
-    metricsCollectedEveryMs: undefined,
     notifiers: [{ name: "recorded", send: async (e) => void events.push(e) }],
-    log: () => {},
   });
   const remove = health.register("cache-a", () => ({
     status: "unhealthy",
@@ -295,7 +283,7 @@ it("raises a histogram rule with a time when values come every other interval", 
   const latency = meterProvider
     .getMeter("test")
     .createHistogram("threadline.messaging.delivery.latency");
-  const engine = new AlarmEngine({
+  const engine = engineWith({
     rules: [
       {
         name: "orders_queue_slow",
@@ -308,12 +296,7 @@ it("raises a histogram rule with a time when values come every other interval", 
       },
     ],
     intervalMs: 150,
-    service: "s",
-    instance: "i-1",
     meterProvider,
-    metricsCollectedEveryMs: undefined,
-    notifiers: [],
-    log: () => {},
   });
   // A batch consumer: deliveries, all slow, in every other evaluation.
   const evaluation = async (delivered: boolean) => {
@@ -344,7 +327,7 @@ it("holds the lowest series to a band's floor, not only the highest", async () =
       result.observe(1, { pool: "orders" });
       result.observe(50, { pool: "reports" });
     });
-  const engine = new AlarmEngine({
+  const engine = engineWith({
     rules: [
       {
         name: "pool_idle_out_of_band",
@@ -356,13 +339,7 @@ it("holds the lowest series to a band's floor, not only the highest", async () =
         severity: "minor",
       },
     ],
-    intervalMs: 60_000,
-    service: "s",
-    instance: "i-1",
     meterProvider,
-    metricsCollectedEveryMs: undefined,
-    notifiers: [],
-    log: () => {},
   });
   await engine.evaluate();
   assert.deepEqual(
@@ -392,7 +369,7 @@ it("keeps evaluating when a check and a callback throw what cannot even be descr
       if (++calls === 1) throw unreadable();
       result.observe(500);
     });
-  const engine = new AlarmEngine({
+  const engine = engineWith({
     rules: [
       {
         name: "store_down",
@@ -412,12 +389,7 @@ it("keeps evaluating when a check and a callback throw what cannot even be descr
       },
     ],
     intervalMs: 50,
-    service: "s",
-    instance: "i-1",
     meterProvider,
-    metricsCollectedEveryMs: undefined,
-    notifiers: [],
-    log: () => {},
   });
   try {
     engine.start();
@@ -438,7 +410,7 @@ it("keeps evaluating when a check and a callback throw what cannot even be descr
 it("raises a flapping dependency's alarm once and clears it only once it has stayed healthy for the rule's clearFor", async () => {
   const events: AlarmEvent[] = [];
   let now = 0;
-  const engine = new AlarmEngine({
+  const engine = engineWith({
     rules: [
       {
         name: "cache_down",
@@ -451,13 +423,8 @@ it("raises a flapping dependency's alarm once and clears it only once it has sta
       },
     ],
     intervalMs: 10_000,
-    service: "s",
-    instance: "i-1",
-    meterProvider: new MeterProvider(),
-    metricsCollectedEveryMs: undefined,
     clock: () => now,
     notifiers: [{ name: "recorded", send: async (e) => void events.push(e) }],
-    log: () => {},
   });
   let status: "healthy" | "unhealthy" = "unhealthy";
   const remove = health.register("flappy-cache", () => ({ status }));
@@ -491,16 +458,11 @@ it("raises a flapping dependency's alarm once and clears it only once it has sta
 it("holds the default health rules' alarms through a flap at the default interval, and clears them 30 s after it ends", async () => {
   const events: AlarmEvent[] = [];
   let now = 0;
-  const engine = new AlarmEngine({
+  const engine = engineWith({
     rules: DEFAULT_RULES,
     intervalMs: 10_000,
-    service: "s",
-    instance: "i-1",
-    meterProvider: new MeterProvider(),
-    metricsCollectedEveryMs: undefined,
     clock: () => now,
     notifiers: [{ name: "recorded", send: async (e) => void events.push(e) }],
-    log: () => {},
   });
   let status: "healthy" | "unhealthy" = "unhealthy";
   const remove = health.register("flappy-db", () => ({ status }));
@@ -533,7 +495,7 @@ it("clears a histogram rule's alarm once clearFor has passed since a fast value,
     .getMeter("test")
     .createHistogram("threadline.messaging.delivery.latency");
   let now = 0;
-  const engine = new AlarmEngine({
+  const engine = engineWith({
     rules: [
       {
         name: "orders_queue_slow",
@@ -546,13 +508,8 @@ it("clears a histogram rule's alarm once clearFor has passed since a fast value,
       },
     ],
     intervalMs: 10_000,
-    service: "s",
-    instance: "i-1",
     meterProvider,
-    metricsCollectedEveryMs: undefined,
     clock: () => now,
-    notifiers: [],
-    log: () => {},
   });
   const evaluation = async (value?: number) => {
     if (value !== undefined) latency.record(value);
