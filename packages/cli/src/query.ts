@@ -56,6 +56,10 @@ export function queryFromParams(
   q.service = text("service");
   q.operation = text("operation");
   const errors = text("errors");
+  if (errors !== undefined && !["1", "true", "0", "false"].includes(errors))
+    throw new Error(
+      `errors must be 1, true, 0 or false, not ${JSON.stringify(errors)}`,
+    );
   q.errorsOnly = errors === "1" || errors === "true";
   const min = text("minDuration");
   if (min !== undefined) q.minDurationUs = parseDuration(min) * 1000;

@@ -589,6 +589,21 @@ describe("the OTLP receiver", () => {
       ((await res.json()) as { error: string }).error,
       /not a duration/,
     );
+    // errors=yes searched every trace, read as a filtered list.
+    for (const errors of ["yes", "on", "TRUE"]) {
+      const bad = await fetch(`${dev.viewerUrl}/api/search?errors=${errors}`);
+      assert.equal(bad.status, 400, errors);
+      assert.match(
+        ((await bad.json()) as { error: string }).error,
+        /errors must be 1, true, 0 or false/,
+      );
+    }
+    for (const errors of ["1", "true", "0", "false"])
+      assert.equal(
+        (await fetch(`${dev.viewerUrl}/api/search?errors=${errors}`)).status,
+        200,
+        errors,
+      );
   });
 
   it("pages a search by the cursor each page ends with, through traces that started together", async () => {
