@@ -100,19 +100,15 @@ export function startHealthEndpoint(
   return startUntracedServer(HEALTH, host, port, (req, res) => {
     req.resume();
     const path = (req.url ?? "/").split("?")[0] ?? "/";
-    const json = (
-      status: number,
-      body: unknown,
-      headers: Record<string, string> = {},
-    ) => {
-      // An OPTIONS probe gets the status alone, with what the path takes.
+    const ack = /^\/alarms\/(.+)\/ack$/.exec(path);
+    const allow = ack !== null ? ACK : READ_PATHS.has(path) ? READ : undefined;
+    // Every answer of a path says what it takes.
+    const headers: Record<string, string> =
+      allow === undefined ? {} : { allow };
+    const json = (status: number, body: unknown) => {
+      // An OPTIONS probe gets the status alone.
       if (req.method === "OPTIONS") {
-        res
-          .writeHead(status, {
-            "content-length": "0",
-            ...(allow === undefined ? {} : { allow }),
-          })
-          .end();
+        res.writeHead(status, { ...headers, "content-length": "0" }).end();
         return;
       }
       const text = JSON.stringify(body);
@@ -126,16 +122,13 @@ export function startHealthEndpoint(
         })
         .end(text);
     };
-    const ack = /^\/alarms\/(.+)\/ack$/.exec(path);
-    const allow = ack !== null ? ACK : READ_PATHS.has(path) ? READ : undefined;
     if (allow === undefined) return json(404, { error: PATHS });
     // OPTIONS is how HAProxy's httpchk probes by default, counting any 2xx
     // as up: a probe's path answers it with the status GET would get.
     if (req.method === "OPTIONS" && (ack !== null || !PROBE_PATHS.has(path)))
-      return res.writeHead(204, { allow }).end();
+      return json(204, undefined);
     if (ack !== null) {
-      if (req.method !== "POST")
-        return json(405, { error: "use POST" }, { allow });
+      if (req.method !== "POST") return json(405, { error: "use POST" });
       if (alarms === undefined) return json(404, { error: ALARMS_OFF });
       let id: string;
       try {
@@ -152,7 +145,7 @@ export function startHealthEndpoint(
       req.method !== "HEAD" &&
       req.method !== "OPTIONS"
     )
-      return json(405, { error: "use GET or HEAD" }, { allow });
+      return json(405, { error: "use GET or HEAD" });
     if (path === "/livez") return json(200, { status: "alive", service });
     if (path === "/alarms")
       return alarms === undefined
