@@ -66,6 +66,7 @@ import {
   inCallerContext,
   isTracingSuppressed,
   lateLoadProblem,
+  percentDecoded,
   replaceMethod,
   type Instrumentation,
   EMPTY_CONTEXT,
@@ -357,14 +358,14 @@ function loginOf(url: unknown, socketOptions: unknown): string | undefined {
       user =
         parsed.username === "" && parsed.password === ""
           ? "guest"
-          : decodeURIComponent(parsed.username);
+          : percentDecoded(parsed.username);
     }
     const credentials = (socketOptions as { credentials?: unknown } | null)
       ?.credentials as { username?: unknown; mechanism?: unknown } | undefined;
     if (credentials !== undefined && credentials !== null)
       user = credentials.username ?? `(${String(credentials.mechanism)})`;
     if (typeof vhost !== "string" || typeof user !== "string") return undefined;
-    return `${user}@${vhost === "" ? "/" : decodeURIComponent(vhost)}`;
+    return `${user}@${vhost === "" ? "/" : percentDecoded(vhost)}`;
   } catch {
     return undefined;
   }
