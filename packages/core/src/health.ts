@@ -2,10 +2,9 @@
 // registered by the instrumentations (each PostgreSQL pool, each RabbitMQ
 // connection), by the SDK (the exporter) and by the application, read by
 // the health endpoint and the alarms.
-import { context } from "@opentelemetry/api";
 import { diag } from "./diagnostics.ts";
 import { messageOf } from "./errors.ts";
-import { suppressTracing } from "./propagators.ts";
+import { untraced } from "./propagators.ts";
 
 export type HealthStatus = "healthy" | "degraded" | "unhealthy";
 
@@ -63,7 +62,6 @@ export class HealthRegistry {
 
   /** Runs every check, untraced, each within `timeoutMs`; never throws. */
   async run(timeoutMs = 2000): Promise<ComponentHealth[]> {
-    const untraced = suppressTracing(context.active());
     return Promise.all(
       [...this.#checks].map(async ([name, check]) => {
         const start = performance.now();
@@ -71,9 +69,7 @@ export class HealthRegistry {
         let result: HealthResult;
         try {
           const answer: unknown = await Promise.race([
-            Promise.resolve(
-              context.with(untraced, check, undefined, timeoutMs),
-            ),
+            Promise.resolve(untraced(() => check(timeoutMs))),
             new Promise<HealthResult>((resolve) => {
               timer = setTimeout(
                 () =>
