@@ -283,16 +283,18 @@ export function watchOf(ctx: Context, now?: number): WatchDecision | undefined {
   const carried = ctx.getValue(WATCH_KEY) as CarriedWatch | undefined;
   const customer = getCustomerFromContext(ctx);
   now ??= Date.now();
-  const entry =
-    customer === undefined ? undefined : watchList.entryFor(customer, now);
   if (
     carried !== undefined &&
     carried.customer === customer &&
-    carried.until > now &&
-    (entry === undefined || carried.level <= entry.level)
-  )
-    return carried;
-  return entry;
+    carried.until > now
+  ) {
+    // Nothing logs more than trace: the list is read only when it could.
+    if (carried.level === WATCH_TRACE) return carried;
+    const entry =
+      customer === undefined ? undefined : watchList.entryFor(customer, now);
+    return entry !== undefined && entry.level < carried.level ? entry : carried;
+  }
+  return customer === undefined ? undefined : watchList.entryFor(customer, now);
 }
 
 /** The watch level of the request in `ctx` (see watchOf). Call only when `watchList.active`. */
