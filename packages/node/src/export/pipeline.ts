@@ -455,9 +455,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     if (this.#worker !== undefined) return this.#worker;
     try {
       const { Worker } = process.getBuiltinModule("node:worker_threads");
-      const script = workerScriptUrl();
-      if (script === undefined) throw new Error(NO_WORKER_SCRIPT);
-      const worker = new Worker(script, {
+      const worker = new Worker(workerScriptUrl()!, {
         workerData: this.#settings,
         // Never let the application's --import/-r (and so Threadline itself) load into the worker.
         execArgv: [],
