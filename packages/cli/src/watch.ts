@@ -253,12 +253,6 @@ async function releaseLock(lock: string, token: string): Promise<void> {
   if (held === token) await unlink(lock).catch(() => {});
 }
 
-/** The file changed between an edit's read of it and its write. */
-class ListChanged extends Error {}
-
-/** How many times an edit is made again over a file that changed under it. */
-const EDIT_TRIES = 5;
-
 /** A watch-list file as read: its entries, and its text while there is one. */
 interface FileRead {
   file: string;
@@ -313,13 +307,7 @@ export class FileWatchTarget implements WatchTarget {
     const lock = `${file}.lock`;
     const token = await takeLock(lock);
     try {
-      for (let tries = 1; ; tries++) {
-        try {
-          return await edit(await this.#readFile(file));
-        } catch (err) {
-          if (!(err instanceof ListChanged) || tries === EDIT_TRIES) throw err;
-        }
-      }
+      return await edit(await this.#readFile(file));
     } finally {
       await releaseLock(lock, token);
     }
@@ -376,9 +364,9 @@ export class FileWatchTarget implements WatchTarget {
         // taken bits the file had.
         await chmod(tmp, mode);
       }
-      // Made again over the file as it is now if it changed since it was
-      // read: by hand, or by an edit the lock did not keep out (one held
-      // up past LOCK_STALE_MS, or whose lock file was removed by hand).
+      // Not over a file that changed since it was read: by hand, or by an
+      // edit the lock did not keep out (one held up past LOCK_STALE_MS, or
+      // whose lock file was removed by hand).
       const now = await readFile(file, "utf8").then(
         withoutBom,
         (err: unknown) => {
@@ -387,8 +375,8 @@ export class FileWatchTarget implements WatchTarget {
         },
       );
       if (now !== text)
-        throw new ListChanged(
-          `${file} kept changing while this edit was being made, ${EDIT_TRIES} times over; try again`,
+        throw new Error(
+          `${file} changed while this edit was being made, and was left as it was: try again`,
         );
       await rename(tmp, file);
     } catch (err) {
