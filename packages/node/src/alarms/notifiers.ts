@@ -9,6 +9,7 @@
 // sendAgain), and the clear of a raise that never arrived is not sent. As
 // the instance ends, a raise's tries are abandoned (see deliver), so that
 // its clear goes out at once.
+import { setTimeout as delay } from "node:timers/promises";
 import { diag, untraced } from "@threadline/core";
 import { isRetryableStatus, retryAfterMs } from "@threadline/core/retry-after";
 import type { Severity } from "./rules.ts";
@@ -342,6 +343,9 @@ function inTurn(
   return sent;
 }
 
+/** The signal of a send nothing abandons. */
+const NEVER = new AbortController().signal;
+
 /**
  * Sends one notification, trying again as it may when `retry` says so;
  * whether it arrived. Once `abandon` aborts (the instance ends), the
@@ -358,7 +362,7 @@ async function deliver(
   retry: boolean,
   abandon?: AbortSignal,
 ): Promise<boolean> {
-  const signal = abandon ?? new AbortController().signal;
+  const signal = abandon ?? NEVER;
   for (let tries = 1; ; tries++) {
     if (signal.aborted) return false;
     let wait: number;
@@ -378,16 +382,9 @@ async function deliver(
       }
       wait = Math.min(Math.max(backoff, after), MAX_RETRY_WAIT_MS);
     }
-    // Unref'd: a notification never keeps the process alive.
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        resolve();
-      };
-      const timer = setTimeout(done, wait).unref();
-      signal.addEventListener("abort", done);
-    });
+    // Unref'd: a notification never keeps the process alive. Cut short
+    // when abandoned, for the next turn to give up.
+    await delay(wait, undefined, { signal, ref: false }).catch(() => {});
   }
 }
 
