@@ -509,10 +509,8 @@ class Reader {
   ): number | undefined {
     const v = this.str(name);
     if (v === undefined) return undefined;
-    // Decimal digits only: Number() reads 0x10, 1e3 and 0b11 as numbers
-    // the setting's writer is unlikely to have meant.
-    const n = /^\s*-?\d+\s*$/.test(v) ? Number(v) : NaN;
-    if (!Number.isInteger(n) || n < min || n > max) {
+    const n = decimalInteger(v);
+    if (n === undefined || n < min || n > max) {
       this.warnings.push(
         `${name}=${JSON.stringify(v)} is not an integer from ${min} to ${max}; ${otherwise}`,
       );
@@ -622,9 +620,17 @@ const asText = (v: unknown) =>
  * read 0x2405 or 1e3 as some other port than the one meant.
  */
 function portOf(v: unknown): number | undefined {
-  if (typeof v === "string")
-    return /^\s*\d+\s*$/.test(v) ? Number(v) : undefined;
+  if (typeof v === "string") return decimalInteger(v);
   return Number.isInteger(v) ? (v as number) : undefined;
+}
+
+/**
+ * `text` as an integer in decimal digits, spaces around them allowed;
+ * undefined for anything else: Number() reads 0x10, 1e3 and 0b11 as
+ * numbers the setting's writer is unlikely to have meant.
+ */
+function decimalInteger(text: string): number | undefined {
+  return /^\s*-?\d+\s*$/.test(text) ? Number(text) : undefined;
 }
 
 /** Split as the list variables are: by commas, each entry trimmed, empty ones left out. */
