@@ -23,6 +23,7 @@ import type {
   TraceSummary,
 } from "../model.ts";
 import {
+  REQUEST_TIMEOUT_MS,
   DEFAULT_LIMIT,
   answer,
   byTrace,
@@ -62,9 +63,6 @@ export interface JaegerApiV3 {
   services(): Promise<string[]>;
   close(): void;
 }
-
-/** How long a request may take before the search fails with it. */
-const TIMEOUT_MS = 30_000;
 
 /**
  * Jaeger's storages on Elasticsearch, OpenSearch, Cassandra and Badger
@@ -399,7 +397,7 @@ export function jaegerApiV3(
   options: JaegerOptions = {},
 ): JaegerApiV3 {
   const { u, name, headers } = target(url, options);
-  const timeoutMs = options.timeoutMs ?? TIMEOUT_MS;
+  const timeoutMs = options.timeoutMs ?? REQUEST_TIMEOUT_MS;
   if (u.protocol === "grpc:")
     return new GrpcTransport(`http://${u.host}`, name, headers, timeoutMs);
   if (u.protocol === "http:" || u.protocol === "https:")

@@ -173,6 +173,9 @@ export function withoutCredentials(url: string): string {
   return url.replace(/^([a-z][a-z0-9+.-]*:\/\/).*@/is, "$1");
 }
 
+/** How long a request to a backend may take before it fails. */
+export const REQUEST_TIMEOUT_MS = 30_000;
+
 /** Fetch that names the backend when it cannot be reached. */
 export async function reach(
   name: string,
@@ -182,7 +185,7 @@ export async function reach(
   try {
     return await untraced(() =>
       fetch(url, {
-        signal: AbortSignal.timeout(30_000),
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
         ...init,
       }),
     );
