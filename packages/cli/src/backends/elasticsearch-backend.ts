@@ -23,7 +23,7 @@
 // lines gives each its start, services and the filters lines can meet (a
 // service, a duration), and one over their spans leaves out those that have
 // some, which are judged by their spans.
-import { takeUserInfo } from "@threadline/core";
+import { printableUrl, takeUserInfo } from "@threadline/core";
 import type {
   LogRecord,
   SearchQuery,
@@ -41,7 +41,6 @@ import {
   json,
   reach,
   window,
-  withoutCredentials,
 } from "./remote.ts";
 
 const SPANS = "traces-*";
@@ -142,6 +141,29 @@ const anyOf = (queries: unknown[]): unknown =>
   queries.length === 1
     ? queries[0]
     : { bool: { should: queries, minimum_should_match: 1 } };
+
+/** Documents of `[fromUs, toUs]`. */
+const inWindow = (fromUs: number, toUs: number): unknown => ({
+  range: {
+    "@timestamp": {
+      gte: new Date(fromUs / 1000).toISOString(),
+      lte: new Date(toUs / 1000).toISOString(),
+    },
+  },
+});
+
+/** The named sub-aggregations that count a trace's documents meeting each of `filters`. */
+function filterCounts(filters: unknown[]): Record<string, unknown> {
+  const aggs: Record<string, unknown> = {};
+  filters.forEach((f, i) => (aggs[`filter${i}`] = { filter: f }));
+  return aggs;
+}
+
+/** Whether a trace's bucket counted a document for every one of `filters` ({@link filterCounts}). */
+const meetsAll = (bucket: Record<string, unknown>, filters: unknown[]) =>
+  filters.every(
+    (_, i) => (bucket[`filter${i}`] as { doc_count: number }).doc_count > 0,
+  );
 
 /**
  * The filters of `q` other than the customer, as queries on span
@@ -275,13 +297,11 @@ export class ElasticsearchBackend implements TraceBackend {
     try {
       u = new URL(url);
     } catch {
-      throw new Error(
-        `${JSON.stringify(withoutCredentials(url))} is not a URL`,
-      );
+      throw new Error(`${JSON.stringify(printableUrl(url))} is not a URL`);
     }
     if (u.protocol !== "http:" && u.protocol !== "https:")
       throw new Error(
-        `elasticsearch=${withoutCredentials(url)}: use http(s)://host:9200`,
+        `elasticsearch=${printableUrl(url)}: use http(s)://host:9200`,
       );
     this.#headers = { "content-type": "application/json" };
     const basic = takeUserInfo(u);
@@ -414,6 +434,72 @@ export class ElasticsearchBackend implements TraceBackend {
   }
 
   /**
+   * One bucket per trace of `traceIds` with documents in `index`, with the
+   * sub-aggregations `aggs` of its documents.
+   */
+  async #perTrace<B>(
+    index: string,
+    traceIds: string[],
+    aggs?: Record<string, unknown>,
+  ): Promise<Array<B & { key: string }>> {
+    const r = await this.#search(index, {
+      size: 0,
+      query: { terms: { "trace.id": traceIds } },
+      aggs: {
+        traces: {
+          terms: { field: "trace.id", size: traceIds.length },
+          ...(aggs === undefined ? {} : { aggs }),
+        },
+      },
+    });
+    return (
+      (
+        r["aggregations"] as {
+          traces?: { buckets: Array<B & { key: string }> };
+        }
+      )?.traces?.buckets ?? []
+    );
+  }
+
+  /**
+   * Traces with a document of `index` in `filter`, newest first and leaving
+   * out `exclude`, page after page of candidates until `take` has turned
+   * `limit` of them into summaries (it is told how many are still wanted),
+   * or no candidates are left. Also gives every candidate looked at.
+   */
+  async #collect(
+    index: string,
+    filter: unknown[],
+    exclude: string[],
+    limit: number,
+    what: string,
+    take: (page: string[], wanted: number) => Promise<TraceSummary[]>,
+  ): Promise<{ found: TraceSummary[]; seen: string[] }> {
+    const found: TraceSummary[] = [];
+    const seen: string[] = [];
+    for (let size = limit; found.length < limit;) {
+      if (seen.length >= MAX_CANDIDATES)
+        throw new Error(
+          `${this.name}: only ${found.length} of the newest ${seen.length} ${what} in the window match; search a shorter time (--since, --from, --to) or add a filter`,
+        );
+      const page = await this.#candidates(
+        index,
+        filter,
+        [...exclude, ...seen],
+        size,
+      );
+      seen.push(...page);
+      if (page.length > 0)
+        found.push(...(await take(page, limit - found.length)));
+      if (page.length < size) break;
+      size = Math.min(size * 2, TRACES_PER_READ);
+    }
+    found.sort((a, b) => b.startUs - a.startUs);
+    found.length = Math.min(found.length, limit);
+    return { found, seen };
+  }
+
+  /**
    * Those of `traceIds` that have a span for every one of `filters` and
    * that may start in the window and last `q.minDurationUs`, judged from
    * all their spans without reading them.
@@ -425,40 +511,21 @@ export class ElasticsearchBackend implements TraceBackend {
     fromUs: number,
     toUs: number,
   ): Promise<string[]> {
-    const aggs: Record<string, unknown> = {
+    type Value = { value: number | null };
+    const buckets = await this.#perTrace<
+      { start: Value; lastStart: Value; longest: Value } & Record<
+        string,
+        unknown
+      >
+    >(SPANS, traceIds, {
       start: { min: { field: "@timestamp" } },
       lastStart: { max: { field: "@timestamp" } },
       longest: { max: { field: "event.duration" } },
-    };
-    filters.forEach((f, i) => (aggs[`filter${i}`] = { filter: f }));
-    const r = await this.#search(SPANS, {
-      size: 0,
-      query: { terms: { "trace.id": traceIds } },
-      aggs: {
-        traces: {
-          terms: { field: "trace.id", size: traceIds.length },
-          aggs,
-        },
-      },
+      ...filterCounts(filters),
     });
-    type Value = { value: number | null };
-    type Bucket = {
-      key: string;
-      start: Value;
-      lastStart: Value;
-      longest: Value;
-    } & Record<string, unknown>;
-    const buckets =
-      (r["aggregations"] as { traces?: { buckets: Bucket[] } })?.traces
-        ?.buckets ?? [];
     const kept = new Set<string>();
     for (const b of buckets) {
-      if (
-        filters.some(
-          (_, i) => (b[`filter${i}`] as { doc_count: number }).doc_count === 0,
-        )
-      )
-        continue;
+      if (!meetsAll(b, filters)) continue;
       const startUs = (b.start.value ?? 0) * 1000;
       if (
         startUs + AGGREGATE_SLACK_US < fromUs ||
@@ -488,44 +555,31 @@ export class ElasticsearchBackend implements TraceBackend {
     const filters = spanFilters(q);
     const [first, ...rest] =
       q.customer === undefined ? filters : [undefined, ...filters];
-    const filter: unknown[] = [
-      {
-        range: {
-          "@timestamp": {
-            gte: new Date(fromUs / 1000).toISOString(),
-            lte: new Date(toUs / 1000).toISOString(),
-          },
-        },
-      },
-    ];
+    const filter: unknown[] = [inWindow(fromUs, toUs)];
     if (q.customer !== undefined)
       filter.push({ term: { "customer.id": q.customer } });
     if (first !== undefined) filter.push(first);
     const judged = rest.length > 0 || q.minDurationUs !== undefined;
-    const found: TraceSummary[] = [];
-    const seen: string[] = [];
-    for (let size = limit; found.length < limit;) {
-      if (seen.length >= MAX_CANDIDATES)
-        throw new Error(
-          `${this.name}: only ${found.length} of the newest ${seen.length} traces in the window match; search a shorter time (--since, --from, --to) or add a filter`,
-        );
-      const page = await this.#candidates(SPANS, filter, seen, size);
-      seen.push(...page);
-      const kept = judged
-        ? await this.#meeting(q, page, rest, fromUs, toUs)
-        : page;
-      // Read no more traces than are still wanted, newest first.
-      for (let i = 0; i < kept.length && found.length < limit;) {
-        const wanted = limit - found.length;
-        const batch = kept.slice(i, i + wanted);
-        i += wanted;
-        found.push(...answer(q, byTrace(await this.#spansOf(batch))));
-      }
-      if (page.length < size) break;
-      size = Math.min(size * 2, TRACES_PER_READ);
-    }
-    found.sort((a, b) => b.startUs - a.startUs);
-    found.length = Math.min(found.length, limit);
+    const { found, seen } = await this.#collect(
+      SPANS,
+      filter,
+      [],
+      limit,
+      "traces",
+      async (page, wanted) => {
+        const kept = judged
+          ? await this.#meeting(q, page, rest, fromUs, toUs)
+          : page;
+        // Read no more traces than are still wanted, newest first.
+        const out: TraceSummary[] = [];
+        for (let i = 0; i < kept.length && out.length < wanted;) {
+          const batch = kept.slice(i, i + wanted - out.length);
+          i += batch.length;
+          out.push(...answer(q, byTrace(await this.#spansOf(batch))));
+        }
+        return out;
+      },
+    );
     // Traces of lines alone are looked for by their customer: without one,
     // the lines of every request the gateway did not keep would crowd out
     // the traces it kept. One that starts before the oldest trace of a
@@ -552,48 +606,15 @@ export class ElasticsearchBackend implements TraceBackend {
   ): Promise<TraceSummary[]> {
     const filters = lineFilters(q);
     if (filters === undefined) return [];
-    const limit = q.limit ?? DEFAULT_LIMIT;
-    const filter: unknown[] = [
-      {
-        range: {
-          "@timestamp": {
-            gte: new Date(fromUs / 1000).toISOString(),
-            lte: new Date(toUs / 1000).toISOString(),
-          },
-        },
-      },
-      { term: { "customer.id": customer } },
-    ];
-    const found: TraceSummary[] = [];
-    const seen: string[] = [];
-    for (let size = limit; found.length < limit;) {
-      if (seen.length >= MAX_CANDIDATES)
-        throw new Error(
-          `${this.name}: only ${found.length} of the newest ${seen.length} traces of log lines in the window match; search a shorter time (--since, --from, --to) or add a filter`,
-        );
-      const page = await this.#candidates(
-        LOGS,
-        filter,
-        [...withSpans, ...seen],
-        size,
-      );
-      seen.push(...page);
-      if (page.length > 0)
-        found.push(
-          ...(await this.#summariseLines(
-            q,
-            customer,
-            page,
-            filters,
-            fromUs,
-            toUs,
-          )),
-        );
-      if (page.length < size) break;
-      size = Math.min(size * 2, TRACES_PER_READ);
-    }
-    found.sort((a, b) => b.startUs - a.startUs);
-    return found.slice(0, limit);
+    const { found } = await this.#collect(
+      LOGS,
+      [inWindow(fromUs, toUs), { term: { "customer.id": customer } }],
+      withSpans,
+      q.limit ?? DEFAULT_LIMIT,
+      "traces of log lines",
+      (page) => this.#summariseLines(q, customer, page, filters, fromUs, toUs),
+    );
+    return found;
   }
 
   /**
@@ -610,62 +631,40 @@ export class ElasticsearchBackend implements TraceBackend {
     fromUs: number,
     toUs: number,
   ): Promise<TraceSummary[]> {
-    const aggs: Record<string, unknown> = {
-      first: {
-        top_hits: {
-          size: 1,
-          sort: [BY_TIME],
-          _source: ["@timestamp", "service.name"],
-        },
-      },
-      last: {
-        top_hits: { size: 1, sort: [NEWEST], _source: ["@timestamp"] },
-      },
-      services: {
-        terms: {
-          field: "service.name",
-          size: MAX_LINE_SERVICES,
-          missing: "unknown_service",
-        },
-      },
-    };
-    filters.forEach((f, i) => (aggs[`filter${i}`] = { filter: f }));
-    const perTrace = (more?: Record<string, unknown>) => ({
-      size: 0,
-      query: { terms: { "trace.id": traceIds } },
-      aggs: {
-        traces: {
-          terms: { field: "trace.id", size: traceIds.length },
-          ...(more === undefined ? {} : { aggs: more }),
-        },
-      },
-    });
-    const [lines, spans] = await Promise.all([
-      this.#search(LOGS, perTrace(aggs)),
-      this.#search(SPANS, perTrace()),
-    ]);
     type Hit = { hits: { hits: Array<{ _source: Doc }> } };
-    type Bucket = {
-      key: string;
-      first: Hit;
-      last: Hit;
-      services: { buckets: Array<{ key: string }> };
-    } & Record<string, unknown>;
-    const bucketsOf = <T>(r: Doc) =>
-      (r["aggregations"] as { traces?: { buckets: T[] } })?.traces?.buckets ??
-      [];
-    const hasSpans = new Set(
-      bucketsOf<{ key: string }>(spans).map((b) => b.key),
-    );
+    const [lines, spans] = await Promise.all([
+      this.#perTrace<
+        {
+          first: Hit;
+          last: Hit;
+          services: { buckets: Array<{ key: string }> };
+        } & Record<string, unknown>
+      >(LOGS, traceIds, {
+        first: {
+          top_hits: {
+            size: 1,
+            sort: [BY_TIME],
+            _source: ["@timestamp", "service.name"],
+          },
+        },
+        last: {
+          top_hits: { size: 1, sort: [NEWEST], _source: ["@timestamp"] },
+        },
+        services: {
+          terms: {
+            field: "service.name",
+            size: MAX_LINE_SERVICES,
+            missing: "unknown_service",
+          },
+        },
+        ...filterCounts(filters),
+      }),
+      this.#perTrace<object>(SPANS, traceIds),
+    ]);
+    const hasSpans = new Set(spans.map((b) => b.key));
     const out: TraceSummary[] = [];
-    for (const b of bucketsOf<Bucket>(lines)) {
-      if (hasSpans.has(b.key)) continue;
-      if (
-        filters.some(
-          (_, i) => (b[`filter${i}`] as { doc_count: number }).doc_count === 0,
-        )
-      )
-        continue;
+    for (const b of lines) {
+      if (hasSpans.has(b.key) || !meetsAll(b, filters)) continue;
       const first = b.first.hits.hits[0]?._source;
       const last = b.last.hits.hits[0]?._source;
       if (first === undefined || last === undefined) continue;
