@@ -205,7 +205,7 @@ describe("threadline search against a Jaeger behind Basic auth", () => {
     }
   });
 
-  it("prints no password when Jaeger cannot be reached or the URL is wrong, nor for a wrong Elasticsearch URL", async () => {
+  it("prints no password or key when Jaeger cannot be reached or the URL is wrong, nor for a wrong Elasticsearch URL", async () => {
     const jaeger = await startRecordingServer();
     const { port } = jaeger;
     await jaeger.close();
@@ -213,6 +213,8 @@ describe("threadline search against a Jaeger behind Basic auth", () => {
       `ftp://oncall:${PASSWORD}@127.0.0.1:${port}`,
       `http://oncall:${PASSWORD}@127.0.0.1:999999`,
       `http://oncall:${PASSWORD}#1@127.0.0.1:${port}`,
+      // A key may be given in the query too.
+      `ftp://127.0.0.1:${port}/?api_key=${PASSWORD}`,
     ];
     for (const url of [
       ...[

@@ -82,7 +82,7 @@ export {
   replaceMethod,
   UNTRACED_SERVER,
 } from "./instrumentation.ts";
-export { percentDecoded, takeUserInfo } from "./user-info.ts";
+export { percentDecoded, printableUrl, takeUserInfo } from "./user-info.ts";
 export { Diagnostics, diag } from "./diagnostics.ts";
 export type { DiagLevel, DiagSink } from "./diagnostics.ts";
 export { errorTypeOf, messageOf, ThreadlineError } from "./errors.ts";

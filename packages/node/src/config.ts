@@ -7,10 +7,9 @@
 // and the default, never an exception: a typo in a variable must not take
 // a service down.
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { takeUserInfo, WATCH_PATH } from "@threadline/core";
+import { printableUrl, takeUserInfo, WATCH_PATH } from "@threadline/core";
 import type { IncomingMessage } from "node:http";
 import type { LogLimits } from "./export/json-record.ts";
-import { printableUrl } from "./internal/printable-url.ts";
 import type {
   ExemplarFilter,
   TemporalityPreference,

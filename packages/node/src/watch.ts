@@ -9,12 +9,12 @@
 import {
   diag,
   parseWatchDocument,
+  printableUrl,
   watchList,
   type WatchDocumentResult,
 } from "@threadline/core";
 import type { WatchSettings } from "./config.ts";
 import type { ExportPipeline } from "./export/pipeline.ts";
-import { printableUrl } from "./internal/printable-url.ts";
 
 function kept(): string {
   const n = watchList.entries().length;

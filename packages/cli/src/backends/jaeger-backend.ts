@@ -8,7 +8,7 @@
 // (Basic), or a bearer token in THREADLINE_JAEGER_TOKEN, as a proxy in
 // front of Jaeger asks for.
 import { connect, type ClientHttp2Session } from "node:http2";
-import { percentDecoded, takeUserInfo } from "@threadline/core";
+import { percentDecoded, printableUrl, takeUserInfo } from "@threadline/core";
 import {
   ProtoWriter,
   decodeTracesJson,
@@ -32,7 +32,6 @@ import {
   reach,
   spansFromOtlp,
   window,
-  withoutCredentials,
 } from "./remote.ts";
 
 /** Traces asked of Jaeger per request: room for the filters applied here. */
@@ -378,7 +377,7 @@ function target(
   try {
     u = new URL(url);
   } catch {
-    throw new Error(`${JSON.stringify(withoutCredentials(url))} is not a URL`);
+    throw new Error(`${JSON.stringify(printableUrl(url))} is not a URL`);
   }
   const basic = takeUserInfo(u);
   const headers: Record<string, string> = {};
@@ -408,7 +407,7 @@ export function jaegerApiV3(
       timeoutMs,
     );
   throw new Error(
-    `jaeger=${withoutCredentials(url)}: use http://host:16686 (HTTP API v3) or grpc://host:16685`,
+    `jaeger=${printableUrl(url)}: use http://host:16686 (HTTP API v3) or grpc://host:16685`,
   );
 }
 

@@ -164,15 +164,6 @@ export async function json(res: Response, name: string): Promise<unknown> {
   }
 }
 
-/**
- * A backend URL as given, for a message about it, with everything up to
- * its last @ left out: a URL that does not parse may hold a password with
- * a # or a / in it.
- */
-export function withoutCredentials(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/).*@/is, "$1");
-}
-
 /** How long a request to a backend may take before it fails. */
 export const REQUEST_TIMEOUT_MS = 30_000;
 

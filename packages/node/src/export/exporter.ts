@@ -31,6 +31,7 @@
 //   modules, node:zlib too, are taken with getBuiltinModule when needed.
 import { LogsEncoder, ProtoReader } from "@threadline/otlp";
 import { retryAfterMs } from "@threadline/core/retry-after";
+import { printableUrl } from "@threadline/core/user-info";
 import {
   CONTROL_FLUSHED,
   counterIndex,
@@ -53,7 +54,6 @@ import {
   type PlainResponse,
   type Send,
 } from "../internal/http-transport.ts";
-import { printableUrl } from "../internal/printable-url.ts";
 import { VERSION } from "../version.ts";
 
 /** Names the exporter to the Collector, as the OTLP exporter specification asks. */
