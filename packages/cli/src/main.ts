@@ -110,6 +110,8 @@ function usage(...sections: string[]): number {
   return 0;
 }
 
+const MIN_STORE_BYTES = 1024 ** 2;
+
 function sizeBytes(text: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb)?\s*$/i.exec(text);
   if (m === null)
@@ -119,7 +121,12 @@ function sizeBytes(text: string): number {
   const unit = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3, tb: 1024 ** 4 }[
     (m[2] ?? "b").toLowerCase() as "b"
   ];
-  return Math.floor(Number(m[1]) * unit);
+  const bytes = Math.floor(Number(m[1]) * unit);
+  // Smaller than its own tables and indexes, a store would be emptied
+  // whole at every prune.
+  if (bytes < MIN_STORE_BYTES)
+    throw new UsageError(`--max-size must be at least 1MB, not ${text}`);
+  return bytes;
 }
 
 /** Runs the local viewer until a signal; returns -1 while it runs. */
@@ -144,9 +151,10 @@ async function dev(argv: string[]): Promise<number> {
   if (dbPath !== ":memory:") mkdirSync(dirname(dbPath), { recursive: true });
   const port = (v: string | undefined, d: number) => {
     if (v === undefined) return d;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0 || n > 65535)
-      throw new UsageError(`${v} is not a port`);
+    // Digits only: Number() reads "" as 0 (any free port) and "0x1f90" as 8080.
+    const n = /^\d{1,5}$/.test(v) ? Number(v) : NaN;
+    if (!(n <= 65535))
+      throw new UsageError(`${JSON.stringify(v)} is not a port`);
     return n;
   };
   const token = values.token ?? process.env["THREADLINE_VIEWER_TOKEN"];

@@ -1281,6 +1281,17 @@ describe("threadline watch", () => {
     const age = await threadline(["dev", "--memory", "--max-age", "30"]);
     assert.equal(age.code, 2);
     assert.match(age.stderr, /--max-age "30" needs a unit/);
+    // A store smaller than its own tables would be emptied at every prune.
+    for (const size of ["0", "100kb"]) {
+      const r = await threadline(["dev", "--memory", "--max-size", size]);
+      assert.equal(r.code, 2, size);
+      assert.match(r.stderr, /--max-size must be at least 1MB/);
+    }
+    for (const port of ["", "0x1f90", "1e3", " 80"]) {
+      const r = await threadline(["dev", "--memory", "--port", port]);
+      assert.equal(r.code, 2, JSON.stringify(port));
+      assert.match(r.stderr, /is not a port/);
+    }
     const level = await threadline([
       "watch",
       "c-42",
