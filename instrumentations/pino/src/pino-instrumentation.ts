@@ -23,6 +23,7 @@ import {
   hookModule,
   lateLoadProblem,
   OwnField,
+  replaceMethod,
   watchLevelOf,
   watchList,
   type Instrumentation,
@@ -575,11 +576,8 @@ export class PinoInstrumentation implements Instrumentation {
       }
       return line;
     };
-    proto[asJsonSym] = asJson;
+    replaceMethod(proto, asJsonSym, () => asJson, this.#restore);
     this.#unpatched.set(asJson, original);
-    this.#restore.push(() => {
-      if (proto[asJsonSym] === asJson) proto[asJsonSym] = original;
-    });
     this.#patchLevels(proto);
     this.#patchChild(proto);
   }
@@ -643,10 +641,7 @@ export class PinoInstrumentation implements Instrumentation {
           ...rest,
         );
       };
-      proto[key] = wrapped;
-      this.#restore.push(() => {
-        if (proto[key] === wrapped) proto[key] = original;
-      });
+      replaceMethod(proto, key, () => wrapped, this.#restore);
     }
   }
 
@@ -730,14 +725,8 @@ export class PinoInstrumentation implements Instrumentation {
       const w = watchLevelOf(context.active());
       return w !== undefined && w <= value;
     };
-    proto[setLevelSym] = setLevel;
-    named["isLevelEnabled"] = isLevelEnabled;
-    this.#restore.push(() => {
-      if (proto[setLevelSym] === setLevel)
-        proto[setLevelSym] = originalSetLevel;
-      if (named["isLevelEnabled"] === isLevelEnabled)
-        named["isLevelEnabled"] = originalIsEnabled;
-    });
+    replaceMethod(proto, setLevelSym, () => setLevel, this.#restore);
+    replaceMethod(proto, "isLevelEnabled", () => isLevelEnabled, this.#restore);
   }
 }
 

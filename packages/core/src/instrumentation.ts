@@ -50,11 +50,11 @@ export function markUntraced<S extends object>(server: S): S {
  */
 export function replaceMethod<F>(
   target: object,
-  key: string,
+  key: PropertyKey,
   wrap: (original: F) => F,
   undo: Array<() => void>,
 ): F {
-  const slots = target as Record<string, unknown>;
+  const slots = target as Record<PropertyKey, unknown>;
   const hadOwn = Object.prototype.hasOwnProperty.call(target, key);
   const original = slots[key] as F;
   const wrapper = wrap(original);
