@@ -93,6 +93,48 @@ describe("starting Threadline", () => {
     });
   }
 
+  // tsx's CommonJS hook, started after Threadline, replaces the loader for
+  // .js files with one that never calls the one it replaced.
+  for (const execArgv of [
+    [
+      "--import",
+      "@threadline/node/register",
+      "--import",
+      "./own-js-loader.cjs",
+    ],
+    ["-r", "@threadline/node/register", "-r", "./own-js-loader.cjs"],
+  ])
+    it(`traces and redacts when a loader that compiles .js files itself starts after Threadline (${execArgv[2]})`, async () => {
+      const name = `svc-own-loader${execArgv[2]}`;
+      const app = await startService({
+        entry: "hello.cjs",
+        cwd: fixtures,
+        execArgv,
+        env: { ...env(name), THREADLINE_LOG_REDACT: "path" },
+      });
+      try {
+        assert.equal((await fetch(`${app.url}/secret`)).status, 200);
+        const server = await waitFor(
+          () => spansOf(name).find((s) => s.kind === 2),
+          { what: "the server span" },
+        );
+        const raw = await waitFor(
+          () => app.stdout.find((l) => l.startsWith("{")),
+          { what: "the log line on stdout" },
+        );
+        const line = JSON.parse(raw) as Record<string, unknown>;
+        assert.equal(line["path"], "[Redacted]");
+        assert.equal(line["trace_id"], server.traceId);
+      } finally {
+        await app.stop();
+      }
+      assert.deepEqual(
+        app.stderr.filter((l) => l.includes("threadline")),
+        [],
+        "no warnings",
+      );
+    });
+
   it("loads none of Node's heavier modules to export or to poll the watch list", async () => {
     const name = "svc-modules";
     const watchReads = () =>

@@ -9,9 +9,11 @@
 // internal classes, which is where prototypes live. Modules that were
 // already loaded when a hook is registered are found in the require cache
 // and patched there; they are reported so start-up can warn about them.
+// A loader started later that replaces ours (tsx's) is wrapped in turn on
+// the next file's load.
 //
-// Cost: one Map lookup on the file's basename per loaded file; nothing at
-// all after start-up.
+// Cost: per loaded file, one comparison and one Map lookup on the file's
+// basename; nothing at all for require() of a cached module.
 import Module from "node:module";
 import { sep } from "node:path";
 // Not an ESM import of node:fs: its namespace reads fs.promises, which
@@ -45,6 +47,7 @@ type Loader = (this: unknown, module: NodeJS.Module, filename: string) => void;
 interface LoaderInternals {
   _extensions: Record<string, Loader>;
   _cache: Record<string, NodeJS.Module | undefined>;
+  prototype: { load(this: NodeJS.Module, filename: string): void };
 }
 
 interface Registered {
@@ -82,7 +85,12 @@ function run(
       filename,
       late,
     });
-    if (replaced !== undefined) module.exports = replaced;
+    if (replaced !== undefined) {
+      module.exports = replaced;
+      // Not patched again when a second wrapper sees the same load.
+      if (typeof replaced === "object" || typeof replaced === "function")
+        entry.seen.add(replaced as object);
+    }
   } catch {
     // A failing patch must never break the application's own require().
   }
@@ -123,18 +131,44 @@ function onLoaded(module: NodeJS.Module, filename: string): void {
     }
 }
 
+/** Every loader wrapper made here, so that none is wrapped again. */
+const wrappers = new WeakSet<Loader>();
+
+function wrap(loader: Loader): Loader {
+  const wrapper = function threadlineLoad(
+    this: unknown,
+    module: NodeJS.Module,
+    filename: string,
+  ): void {
+    loader.call(this, module, filename);
+    onLoaded(module, filename);
+  };
+  wrappers.add(wrapper);
+  return wrapper;
+}
+
 function install(): void {
   if (installed) return;
   installed = true;
   const original = internals._extensions[".js"];
   if (typeof original !== "function") return;
-  internals._extensions[".js"] = function threadlineLoad(
-    this: unknown,
-    module: NodeJS.Module,
+  internals._extensions[".js"] = wrap(original);
+  // A loader put in place after ours, as tsx's is when it is started after
+  // Threadline, compiles .js files itself and never calls the one it
+  // replaced: no hook would see pg, pino or amqplib load. So every file's
+  // load first looks whether the .js loader is still one of ours, and wraps
+  // the new one otherwise. A later loader that does call the one it
+  // replaced (for the files it leaves alone) reaches our older wrapper too,
+  // which is harmless: a hook runs once per loaded copy of a file.
+  const load = internals.prototype.load;
+  internals.prototype.load = function threadlineCheckLoader(
+    this: NodeJS.Module,
     filename: string,
   ): void {
-    original.call(this, module, filename);
-    onLoaded(module, filename);
+    const current = internals._extensions[".js"];
+    if (typeof current === "function" && !wrappers.has(current))
+      internals._extensions[".js"] = wrap(current);
+    load.call(this, filename);
   };
 }
 
