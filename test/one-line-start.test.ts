@@ -135,6 +135,33 @@ describe("starting Threadline", () => {
       );
     });
 
+  it("warns when pino was compiled past the load hooks, from source an ES module loader handed Node", async () => {
+    const app = await startService({
+      entry: "hello.cjs",
+      cwd: fixtures,
+      execArgv: [
+        "--import",
+        "@threadline/node/register",
+        "--import",
+        "./own-esm-loader.mjs",
+      ],
+      env: env("svc-esm-loader"),
+    });
+    try {
+      await waitFor(() => app.stderr.some((l) => l.includes("self-check")), {
+        what: "the self-check's warning",
+      });
+    } finally {
+      await app.stop();
+    }
+    const warnings = app.stderr.filter((l) => l.includes("self-check"));
+    assert.equal(warnings.length, 1, app.stderr.join("\n"));
+    assert.match(
+      warnings[0]!,
+      /pino was loaded by a loader that compiles files itself, past Threadline's module load hooks, so it is not instrumented and pino writes secrets unredacted; start Threadline after the other loaders \(node --import tsx --import @threadline\/node\/register app.ts\).*have the loader leave CommonJS files to Node/,
+    );
+  });
+
   it("loads none of Node's heavier modules to export or to poll the watch list", async () => {
     const name = "svc-modules";
     const watchReads = () =>

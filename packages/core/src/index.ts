@@ -60,6 +60,7 @@ export {
   hookModule,
   lateLoadProblem,
   modulesLeftUnhooked,
+  modulesLoadedPastHooks,
 } from "./module-hooks.ts";
 export type { LoadedModuleInfo, ModuleHook } from "./module-hooks.ts";
 export { EMPTY_CONTEXT } from "./context.ts";

@@ -10,7 +10,8 @@
 // already loaded when a hook is registered are found in the require cache
 // and patched there; they are reported so start-up can warn about them.
 // A loader started later that replaces ours (tsx's) is wrapped in turn on
-// the next file's load.
+// the next file's load; one that compiles files past Node's CommonJS loader
+// altogether is found by the self-check, from the require cache.
 //
 // Cost: per loaded file, one comparison and one Map lookup on the file's
 // basename; nothing at all for require() of a cached module.
@@ -120,6 +121,8 @@ function readVersion(filename: string, entry: Registered): string | undefined {
  * Threadline, which they were not.
  */
 const seenLoading = new WeakSet<NodeJS.Module>();
+/** Modules that were already loaded when a hook was registered, and patched then. */
+const patchedLate = new WeakSet<NodeJS.Module>();
 
 function onLoaded(module: NodeJS.Module, filename: string): void {
   const candidates = byBasename.get(basename(filename));
@@ -201,6 +204,7 @@ export function hookModule(hook: ModuleHook): {
       filename.endsWith(entry.suffix)
     ) {
       if (!seenLoading.has(module)) late.push(filename);
+      patchedLate.add(module);
       run(entry, module, filename, true);
     }
   }
@@ -227,6 +231,30 @@ export function modulesLeftUnhooked(): string[] {
   for (const entries of byBasename.values())
     for (const e of entries) modules.add(e.hook.module);
   return [...modules];
+}
+
+/**
+ * The hooked modules that were loaded after their hooks were registered
+ * without any hook seeing them load, so they are not instrumented: a loader
+ * compiled them without Node's CommonJS loader (an ES module loader's `load`
+ * hook that returns the source of a CommonJS file, say). For the start-up
+ * self-check: one pass over the require cache.
+ */
+export function modulesLoadedPastHooks(): string[] {
+  if (byBasename.size === 0) return [];
+  const modules = new Set<string>();
+  for (const [filename, module] of Object.entries(internals._cache)) {
+    if (
+      module === undefined ||
+      !module.loaded ||
+      seenLoading.has(module) ||
+      patchedLate.has(module)
+    )
+      continue;
+    for (const entry of byBasename.get(basename(filename)) ?? [])
+      if (filename.endsWith(entry.suffix)) modules.add(entry.hook.module);
+  }
+  return [...modules].sort();
 }
 
 /**

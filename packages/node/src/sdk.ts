@@ -51,7 +51,11 @@ import { ownProcess, processOwner } from "./internal/process-owner.ts";
 import { keepTickShape } from "./internal/tick-shape.ts";
 import { WorkerFlush, type FlushAsk } from "./internal/worker-flush.ts";
 import { buildResource } from "./resource.ts";
-import { selfCheck } from "./self-check.ts";
+import {
+  loadedPastHooks,
+  PAST_HOOKS_RECHECK_MS,
+  selfCheck,
+} from "./self-check.ts";
 import { MeterProvider } from "./metrics/meter-provider.ts";
 import { MetricReader } from "./metrics/reader.ts";
 import { startAlarms } from "./alarms/start.ts";
@@ -741,6 +745,12 @@ function start(options: InitOptions): ThreadlineHandle {
   /** The one shutdown, once asked for. */
   let shuttingDown: Promise<void> | undefined;
   if (config.selfCheck) {
+    // Once, naming the modules found first: a later look may find more.
+    const warnPastHooks = () => {
+      const problem = loadedPastHooks();
+      if (problem !== undefined)
+        diag.warnOnce("self-check:past-hooks", `self-check: ${problem}`);
+    };
     setImmediate(() => {
       if (shuttingDown !== undefined) return;
       for (const problem of selfCheck({
@@ -749,7 +759,11 @@ function start(options: InitOptions): ThreadlineHandle {
       })) {
         diag.warnOnce(`self-check:${problem}`, `self-check: ${problem}`);
       }
+      warnPastHooks();
     }).unref();
+    setTimeout(() => {
+      if (shuttingDown === undefined) warnPastHooks();
+    }, PAST_HOOKS_RECHECK_MS).unref();
   }
 
   const handle: ThreadlineHandle = {

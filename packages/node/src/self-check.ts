@@ -4,7 +4,11 @@
 // later agent or framework that replaced our hooks is caught too.
 import { hasSubscribers } from "node:diagnostics_channel";
 import { fileURLToPath } from "node:url";
-import { modulesLeftUnhooked, type Instrumentation } from "@threadline/core";
+import {
+  modulesLeftUnhooked,
+  modulesLoadedPastHooks,
+  type Instrumentation,
+} from "@threadline/core";
 // Not an ESM import of node:fs (see core/module-hooks.ts).
 const { existsSync, readFileSync, statSync } =
   process.getBuiltinModule("node:fs");
@@ -91,6 +95,21 @@ export function selfCheck(input: SelfCheckInput): string[] {
       );
   }
   return problems;
+}
+
+/**
+ * How long after the start modules loaded past the load hooks are looked
+ * for again: on Node 22, an ES module loader's hooks (module.register) load
+ * the application over several turns of the event loop, after the first.
+ */
+export const PAST_HOOKS_RECHECK_MS = 2000;
+
+/** The problem of the hooked modules a loader compiled past the load hooks, if any. */
+export function loadedPastHooks(): string | undefined {
+  const past = modulesLoadedPastHooks();
+  if (past.length === 0) return undefined;
+  const one = past.length === 1;
+  return `${listed(past)} ${one ? "was" : "were"} loaded by a loader that compiles files itself, past Threadline's module load hooks, so ${one ? "it is" : "they are"} not instrumented${past.includes("pino") ? " and pino writes secrets unredacted" : ""}; start Threadline after the other loaders (node --import tsx --import @threadline/node/register app.ts), and if this warning stays, have the loader leave CommonJS files to Node: an ES module load hook that returns their source takes them past every hook`;
 }
 
 /** "a", "a and b", "a, b and c" */
