@@ -44,6 +44,15 @@
 const SHORTEST_MASKED = 3;
 
 /**
+ * The most characters masking a message may read, about: the number of
+ * values times the message's length. Masking runs on the application's
+ * thread, and a message can repeat thousands of values (an array bound
+ * where one value was expected is written back whole). Past it, nothing of
+ * the message is kept but PostgreSQL's code for it.
+ */
+const MAX_WORK = 1 << 19;
+
+/**
  * `message` without the texts in `values` of SHORTEST_MASKED characters or
  * more, and, when `statement` (the statement's sanitised text) is given,
  * without the quoted parts that are no name of it (see above). The same
@@ -56,6 +65,8 @@ export function maskedMessage(
   /** The error's SQLSTATE, when PostgreSQL sent one. */
   code?: string,
 ): string {
+  if (values.length * message.length > MAX_WORK)
+    return code === undefined ? "?" : `SQLSTATE ${code}`;
   let masked = message;
   const found = values.filter(
     (v) => v.length >= SHORTEST_MASKED && message.includes(v),
@@ -76,7 +87,11 @@ const NUMBER = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 /**
  * The built-in types PostgreSQL writes with a modifier (format_type):
  * `character varying(100)`, `numeric(10,2)`, `timestamp(3) with time zone`.
+ * Looked for in the few characters before a number only (TYPE_MODIFIER_WINDOW):
+ * read up to the message's start for each, a message of many numbers took
+ * seconds.
  */
+const TYPE_MODIFIER_WINDOW = 64;
 const TYPE_MODIFIER_BEFORE =
   /(?:^|[^\p{L}\p{N}_])(?:character varying|varchar|character|char|bpchar|numeric|decimal|bit varying|varbit|bit|timestamp|timestamptz|time|timetz|interval)\((?:\s*\d+\s*,)*\s*$/iu;
 const TYPE_MODIFIER_AFTER = /^\s*(?:,\s*\d+\s*)*\)/;
@@ -91,12 +106,16 @@ function maskedNumber(message: string, v: string): string {
     `(?<!\\p{N}|\\p{N}\\.)${escaped}(?!\\p{N}|\\.\\p{N})`,
     "gu",
   );
-  return message.replace(at, (match: string, offset: number) =>
-    TYPE_MODIFIER_BEFORE.test(message.slice(0, offset)) &&
-    TYPE_MODIFIER_AFTER.test(message.slice(offset + match.length))
+  return message.replace(at, (match: string, offset: number) => {
+    // Cut short, the text is read after a letter: a type's name must
+    // follow a character that is none, and the cut is not one.
+    const from = Math.max(0, offset - TYPE_MODIFIER_WINDOW);
+    const before = message.slice(from, offset);
+    return TYPE_MODIFIER_BEFORE.test(from === 0 ? before : `x${before}`) &&
+      TYPE_MODIFIER_AFTER.test(message.slice(offset + match.length))
       ? match
-      : "?",
-  );
+      : "?";
+  });
 }
 
 /** The word `constraint` and a space, ending the text before a quote. */
@@ -110,11 +129,13 @@ function maskQuoted(
   violation: boolean,
 ): string {
   let names: Set<string> | undefined;
+  let lowered: string[] | undefined;
   const kept = (part: string, quote: number): boolean => {
     if (part === "") return true;
     if (part.length >= SHORTEST_MASKED) {
       const lower = part.toLowerCase();
-      if (values.some((v) => v.toLowerCase().includes(lower))) return false;
+      lowered ??= values.map((v) => v.toLowerCase());
+      if (lowered.some((v) => v.includes(lower))) return false;
     }
     // A constraint's name, unless a value is that name.
     if (

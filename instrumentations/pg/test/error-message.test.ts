@@ -176,6 +176,40 @@ describe("maskedMessage", () => {
     assert.equal(masked("id100x"), "id?x");
   });
 
+  it("reads a type's modifier in the characters before its number, however far into the message", () => {
+    const masked = (message: string) =>
+      maskedMessage(message, ["100"], "SELECT $1", "22001");
+    const far = `${"row of values, ".repeat(40)}too long for type character varying(100)`;
+    assert.equal(masked(far), far);
+    // A name that only ends like a type's is none, even where the
+    // characters read before the number begin in the middle of it.
+    const cut = `${"-".repeat(100)}xvarchar(${" ".repeat(55)}100)`;
+    assert.equal(masked(cut), cut.replace("100", "?"));
+    assert.equal(masked("xvarchar(100)"), "xvarchar(?)");
+  });
+
+  it("keeps only the SQLSTATE of a message too long to mask for its values", () => {
+    // An array bound where one value was expected is written back whole,
+    // and each of its items is a value: masking it would hold up the
+    // application for seconds.
+    const ids = Array.from({ length: 10_000 }, (_, i) => String(100_000 + i));
+    const message = `invalid input syntax for type integer: "{${ids.map((id) => `"${id}"`).join(",")}}"`;
+    assert.equal(
+      maskedMessage(message, ids, "SELECT $1::int", "22P02"),
+      "SQLSTATE 22P02",
+    );
+    assert.equal(maskedMessage(message, ids, undefined), "?");
+    // Without values, there is nothing to read it for.
+    assert.equal(maskedMessage(message, [], undefined), message);
+    // A hundred values in a message of a thousand characters are masked.
+    const some = ids.slice(0, 100);
+    const shorter = `invalid input syntax for type integer: "{${some.join(",")}}"`;
+    assert.equal(
+      maskedMessage(shorter, some, undefined),
+      `invalid input syntax for type integer: "{${some.map(() => "?").join(",")}}"`,
+    );
+  });
+
   it("leaves quotes alone in a message PostgreSQL did not send", () => {
     const message = "Prepared statements must be unique - 'by-id' was used";
     assert.equal(maskedMessage(message, ["token-1"], undefined), message);
