@@ -8,7 +8,8 @@
 // flushes synchronously through the export worker once the application's
 // own 'exit' listeners have run (what they log goes too), and SIGTERM/SIGINT
 // flush before the default behaviour (termination) is restored, unless the
-// application handles the signal itself. In the thread that owns the
+// application handles the signal itself or the process is PID 1, which the
+// signal does not end. In the thread that owns the
 // process, the exit and the signals also have the Threadline of every
 // worker thread flush, which the process's end would otherwise tear down
 // with its batches (internal/worker-flush.ts).
@@ -332,7 +333,16 @@ function installExitHooks(
     // signal-exit (write-file-atomic, proper-lockfile, restore-cursor, ...)
     // listens too, and re-raises only when it is alone: it does not
     // handle the signal, it waits for whoever does.
-    if (process.listenerCount(signal) - 1 - signalExitListeners() > 0) {
+    // As PID 1 of its namespace (a container's `node` without --init) the
+    // process is its namespace's init, and the kernel drops a signal whose
+    // action is the default: without Threadline, a signal nobody handles
+    // leaves it serving. So would the re-raise below, with its metrics
+    // stopped, its export held and its requests marked cut off; it is
+    // flushed alongside instead, as a signal the application handles.
+    if (
+      process.listenerCount(signal) - 1 - signalExitListeners() > 0 ||
+      process.pid === 1
+    ) {
       // The application handles this signal; flush alongside, it decides when to exit.
       const budget = left();
       waitOn(

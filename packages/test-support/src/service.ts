@@ -10,6 +10,8 @@ export interface ServiceOptions {
   args?: string[];
   /** Node options placed before the script, e.g. ['--import', '@threadline/node/register']. */
   execArgv?: string[];
+  /** A command that runs Node (its path comes last), e.g. ['unshare', '-pf']; `child` is then that command's process. */
+  launcher?: string[];
   env?: Record<string, string | undefined>;
   cwd?: string;
   /** A line matching this (with a port in group 1) means the service is ready. @default /listening on (\d+)/ */
@@ -56,9 +58,18 @@ export async function startService(
 ): Promise<RunningService> {
   const stdout: string[] = [];
   const stderr: string[] = [];
-  const child = spawn(
+  const [command, ...launcherArgs] = [
+    ...(options.launcher ?? []),
     process.execPath,
-    [...(options.execArgv ?? []), options.entry, ...(options.args ?? [])],
+  ];
+  const child = spawn(
+    command!,
+    [
+      ...launcherArgs,
+      ...(options.execArgv ?? []),
+      options.entry,
+      ...(options.args ?? []),
+    ],
     {
       cwd: options.cwd,
       env: { ...cleanEnv(), ...options.env },
