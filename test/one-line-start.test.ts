@@ -1,6 +1,14 @@
 // Every documented way to start Threadline, each in a real child process.
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import https from "node:https";
 import { delimiter, dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -452,6 +460,58 @@ describe("starting Threadline", () => {
     assert.match(warned[0]!, /synchronously, as a string/);
   });
 
+  /**
+   * Runs `entry` (a tool that starts hello.cjs as a child process) with
+   * NODE_OPTIONS loading Threadline, and checks that only the application
+   * started it: its health port is the application's, and one process
+   * exports as the service.
+   */
+  async function startsInTheApplicationOnly(
+    name: string,
+    start: { entry: string; args: string[]; cwd: string },
+    more: Record<string, string> = {},
+  ) {
+    const healthPort = await freePort();
+    const app = await startService({
+      ...start,
+      env: {
+        ...env(name),
+        NODE_OPTIONS: "--import @threadline/node/register",
+        THREADLINE_HEALTH_PORT: String(healthPort),
+        OTEL_METRIC_EXPORT_INTERVAL: "100",
+        ...more,
+      },
+    });
+    try {
+      assert.equal(await (await fetch(`${app.url}/hello`)).text(), "hi");
+      await waitFor(
+        () => spansOf(name).some((s) => s.attributes["url.path"] === "/hello"),
+        { what: "the application's span" },
+      );
+      const ready = await fetch(`http://127.0.0.1:${healthPort}/readyz`);
+      assert.equal(ready.status, 200);
+      await waitFor(
+        () => receiver.metrics.some((m) => m.resource["service.name"] === name),
+        { what: "the application's metrics" },
+      );
+      // A few more export intervals, for the tool's to come if it started too.
+      await new Promise((done) => setTimeout(done, 500));
+      const pids = new Set(
+        [...receiver.spans, ...receiver.metrics]
+          .filter((r) => r.resource["service.name"] === name)
+          .map((r) => r.resource["process.pid"]),
+      );
+      assert.equal(pids.size, 1, [...pids].join(", "));
+      assert.ok(!pids.has(app.child.pid), `${name}: the tool exported`);
+      assert.deepEqual(
+        app.stderr.filter((l) => l.includes("could not listen")),
+        [],
+      );
+    } finally {
+      await app.stop();
+    }
+  }
+
   it("starts in the application, not in npm, when NODE_OPTIONS loads it for `npm start`", async () => {
     // npm as a container's `CMD npm start` runs it: the file on PATH (a
     // link into npm's package, most often), under this Node, which the
@@ -462,54 +522,61 @@ describe("starting Threadline", () => {
       .map((dir) => join(dir, "npm"))
       .find((file) => existsSync(file));
     assert.ok(npm, "npm is on PATH");
-    const healthPort = await freePort();
-    const app = await startService({
-      entry: npm,
-      args: ["start"],
-      cwd: join(fixtures, "npm-script"),
-      env: {
-        ...env("npm-started"),
-        NODE_OPTIONS: "--import @threadline/node/register",
-        THREADLINE_HEALTH_PORT: String(healthPort),
-        OTEL_METRIC_EXPORT_INTERVAL: "100",
-        npm_config_update_notifier: "false",
-        PATH,
-      },
+    await startsInTheApplicationOnly(
+      "npm-started",
+      { entry: npm, args: ["start"], cwd: join(fixtures, "npm-script") },
+      { npm_config_update_notifier: "false", PATH },
+    );
+  });
+
+  describe("under a launcher that runs the application as its child", () => {
+    // Each launcher's files as its package installs them, the command on
+    // PATH a link into it, each starting the application as they do: a
+    // child process of Node with the same environment. (Their own work,
+    // compiling TypeScript, watching files, keeping processes up, plays no
+    // part here.)
+    const LAUNCHERS: Array<[string, string, string, string | undefined]> = [
+      // [package, file in it, what runs it, its link in node_modules/.bin]
+      ["tsx", "dist/cli.mjs", "tsx", "tsx"],
+      ["nodemon", "bin/nodemon.js", "nodemon", "nodemon"],
+      ["pm2", "bin/pm2-runtime", "pm2-runtime", "pm2-runtime"],
+      // The daemon `pm2 start` leaves running, which forks the application.
+      ["pm2", "lib/Daemon.js", "pm2's daemon", undefined],
+    ];
+    // As a module or a script alike (tsx's is a module).
+    const LAUNCH = `const { spawn } = process.getBuiltinModule("node:child_process");
+const child = spawn(process.execPath, process.argv.slice(2), { stdio: "inherit" });
+for (const s of ["SIGINT", "SIGTERM"]) process.on(s, () => child.kill(s));
+child.on("exit", (code) => process.exit(code ?? 1));
+`;
+    let root: string;
+    before(() => {
+      root = mkdtempSync(join(tmpdir(), "threadline-launchers-"));
+      mkdirSync(join(root, "node_modules", ".bin"), { recursive: true });
+      for (const [pkg, file, , link] of LAUNCHERS) {
+        const dir = join(root, "node_modules", pkg);
+        mkdirSync(join(dir, dirname(file)), { recursive: true });
+        writeFileSync(join(dir, "package.json"), JSON.stringify({ name: pkg }));
+        writeFileSync(join(dir, file), LAUNCH);
+        if (link !== undefined)
+          symlinkSync(
+            join("..", pkg, file),
+            join(root, "node_modules", ".bin", link),
+          );
+      }
     });
-    try {
-      assert.equal(await (await fetch(`${app.url}/hello`)).text(), "hi");
-      await waitFor(
-        () =>
-          spansOf("npm-started").some(
-            (s) => s.attributes["url.path"] === "/hello",
-          ),
-        { what: "the application's span" },
-      );
-      const ready = await fetch(`http://127.0.0.1:${healthPort}/readyz`);
-      assert.equal(ready.status, 200);
-      await waitFor(
-        () =>
-          receiver.metrics.some(
-            (m) => m.resource["service.name"] === "npm-started",
-          ),
-        { what: "the application's metrics" },
-      );
-      // A few more export intervals, for npm's to come if it started too.
-      await new Promise((done) => setTimeout(done, 500));
-      const pids = new Set(
-        [...receiver.spans, ...receiver.metrics]
-          .filter((r) => r.resource["service.name"] === "npm-started")
-          .map((r) => r.resource["process.pid"]),
-      );
-      assert.equal(pids.size, 1, [...pids].join(", "));
-      assert.ok(!pids.has(app.child.pid), "npm exported as the service");
-      assert.deepEqual(
-        app.stderr.filter((l) => l.includes("could not listen")),
-        [],
-      );
-    } finally {
-      await app.stop();
-    }
+    after(() => rmSync(root, { recursive: true, force: true }));
+    for (const [pkg, file, what, link] of LAUNCHERS)
+      it(`starts in the application, not in ${what}, when NODE_OPTIONS loads it`, async () => {
+        const entry =
+          link === undefined
+            ? join(root, "node_modules", pkg, file)
+            : join(root, "node_modules", ".bin", link);
+        await startsInTheApplicationOnly(
+          `${what.replace(/\W+/g, "-")}-started`,
+          { entry, args: [join(fixtures, "hello.cjs")], cwd: fixtures },
+        );
+      });
   });
 
   it("does nothing at all with OTEL_SDK_DISABLED=true", async () => {
