@@ -151,14 +151,15 @@ describe("export", () => {
   });
 
   // Ctrl-C twice, or Ctrl-C while a natural exit's flush waits: one end
-  // of the process, whose loss is said once.
+  // of the process, whose loss is said once. A second SIGINT ends the
+  // process as the first does.
   const ends = {
     twice: "a second SIGINT comes during the first one's flush",
     natural: "SIGINT comes during a natural exit's flush",
   } as const;
   for (const [thread, on] of threads)
     for (const [end, when] of Object.entries(ends))
-      it(`says once what the end could not send when ${when}, and dies of SIGINT${on}`, async () => {
+      it(`says once what the end could not send when ${when}, and ends within the one timeout${on}`, async () => {
         receiver.setResponder(() => "hang");
         try {
           const app = await startService({
@@ -180,9 +181,17 @@ describe("export", () => {
             await new Promise((resolve) => setTimeout(resolve, 300));
           }
           app.child.kill("SIGINT");
-          const { signal } = await exitWithin(app, "the process ended");
+          const ended = await exitWithin(app, "the process ended");
           const tookMs = performance.now() - since;
-          assert.equal(signal, "SIGINT", app.stderr.join("\n"));
+          // A natural exit's flush blocks the thread, and ends the
+          // process as it was ending, the signal unread.
+          assert.deepEqual(
+            ended,
+            end === "natural"
+              ? { code: 0, signal: null }
+              : { code: null, signal: "SIGINT" },
+            app.stderr.join("\n"),
+          );
           const said = app.stderr.filter((l) => l.includes(" at exit: "));
           assert.equal(said.length, 1, app.stderr.join("\n"));
           assert.match(
@@ -486,10 +495,32 @@ describe("export", () => {
   });
 
   for (const [thread, on] of threads)
-    it(`exits while the Collector is slow though an unref'd timer ends spans during each exit flush${on}`, async () => {
-      // Each flush at beforeExit lets the timer fire and end spans; were
-      // they a reason for another flush, Node's next beforeExit would start
-      // one, and so on for ever.
+    it(`exits as the application would without Threadline, running none of its unref'd timers while a Collector that does not answer is waited for${on}`, async () => {
+      receiver.setResponder(() => ({ delayMs: 30_000 }));
+      try {
+        const app = await startFixture(
+          "exit-watchdog.mjs",
+          env(`exit-watchdog-${thread}`, {
+            THREADLINE_EXPORT_THREAD: thread,
+            THREADLINE_SHUTDOWN_TIMEOUT: "1500",
+          }),
+        );
+        const result = await exitWithin(app, "the process exited");
+        assert.deepEqual(
+          result,
+          { code: 0, signal: null },
+          app.stdout.join("\n"),
+        );
+        assert.ok(!app.stdout.includes("watchdog fired"));
+      } finally {
+        receiver.setResponder(undefined);
+      }
+    });
+
+  for (const [thread, on] of threads)
+    it(`sends everything at a natural exit while the Collector is slow, and the unref'd timer of the application never runs meanwhile${on}`, async () => {
+      // Were the loop held for the flush, the timer would end spans, each
+      // a reason for another flush, for as long as the Collector is slower.
       receiver.setResponder(() => ({ delayMs: 200 }));
       try {
         const name = `unref-poller-${thread}`;
@@ -499,26 +530,19 @@ describe("export", () => {
         );
         const result = await exitWithin(app, "the process exited");
         assert.equal(result.code, 0);
-        const received = receiver.spans.filter(
-          (s) => s.resource["service.name"] === name,
-        );
-        assert.equal(
-          received.filter((s) => s.name.startsWith("startup-")).length,
-          10,
-          "what was recorded before the exit arrived",
-        );
         const { ended } = JSON.parse(app.stdout.at(-1)!) as { ended: number };
-        assert.ok(ended > 10, "the timer ended spans while the exit flushed");
-        assert.equal(received.length, ended, "so did what the timer recorded");
+        assert.equal(ended, 10, "the timer ran while the exit flushed");
+        assert.equal(
+          receiver.spans.filter((s) => s.resource["service.name"] === name)
+            .length,
+          10,
+        );
       } finally {
         receiver.setResponder(undefined);
       }
     });
 
-  it("spends THREADLINE_SHUTDOWN_TIMEOUT once at a natural exit, what beforeExit's flush took included", async () => {
-    // A Collector that never answers in time: beforeExit's flush waits the
-    // whole timeout, and the poller's spans of that time are left for the
-    // exit's flush, which has nothing left to wait.
+  it("waits THREADLINE_SHUTDOWN_TIMEOUT once at a natural exit", async () => {
     receiver.setResponder(() => ({ delayMs: 30_000 }));
     try {
       const app = await startFixture(
@@ -528,44 +552,49 @@ describe("export", () => {
           THREADLINE_SHUTDOWN_TIMEOUT: "1500",
         }),
       );
+      // Said by the application's exit listener, which runs before the flush.
+      await waitFor(() => app.stdout.some((l) => l.includes('"ended"')), {
+        what: "the application's exit",
+        intervalMs: 5,
+      });
+      const since = performance.now();
       await exitWithin(app, "the process exited");
-      const { exitMs } = JSON.parse(app.stdout.at(-1)!) as { exitMs: number };
-      assert.ok(exitMs >= 1500, `waited the timeout (${exitMs} ms)`);
-      // Twice the timeout, were the exit's flush given a whole one too.
-      assert.ok(exitMs < 2500, `and no more than once (${exitMs} ms)`);
+      const tookMs = performance.now() - since;
+      assert.ok(tookMs >= 1400, `waited the timeout (${tookMs} ms)`);
+      // Twice the timeout, were it waited twice.
+      assert.ok(tookMs < 2500, `and no more than once (${tookMs} ms)`);
     } finally {
       receiver.setResponder(undefined);
     }
   });
 
   it("gives the exit's flush the timeout the earlier flushes did not wait, however long the work between took", async () => {
-    // The poller finds a job while beforeExit's flush holds the loop; the
-    // job outlasts the timeout, and its spans, left for the exit's flush,
-    // must still go to a Collector that answers within it.
+    // The application's SIGTERM handler finishes a job that outlasts the
+    // timeout, and exits once it is done; the job's spans, left for the
+    // exit's flush, must still go to a Collector that answers within what
+    // the signal's flush did not wait.
     receiver.setResponder(() => ({ delayMs: 400 }));
     try {
-      const name = "unref-poller-job";
-      const app = await startFixture(
-        "unref-poller.mjs",
-        env(name, {
-          SPANS: "10",
+      const name = "graceful-job";
+      const app = await startService({
+        entry: "graceful-once.mjs",
+        cwd: fixtures,
+        env: env(name, {
           JOB_MS: "1500",
           JOB_SPANS: "20",
           THREADLINE_SHUTDOWN_TIMEOUT: "1000",
         }),
-      );
-      const { code } = await exitWithin(app, "the process exited");
+      });
+      const { code } = await app.stop("SIGTERM", 15_000);
       assert.equal(code, 0);
-      const { ended } = JSON.parse(app.stdout.at(-1)!) as { ended: number };
-      const received = receiver.spans.filter(
-        (s) => s.resource["service.name"] === name,
-      );
       assert.equal(
-        received.filter((s) => s.name.startsWith("job-")).length,
+        receiver.spans.filter(
+          (s) =>
+            s.resource["service.name"] === name && s.name.startsWith("job-"),
+        ).length,
         20,
         app.stderr.join("\n"),
       );
-      assert.equal(received.length, ended);
     } finally {
       receiver.setResponder(undefined);
     }

@@ -3,9 +3,11 @@
 // Order matters: the context manager, tracer provider and propagator are
 // registered before instrumentations are enabled, so the first request
 // already sees them. Exit handling makes sure buffered telemetry leaves the
-// process: 'beforeExit' flushes asynchronously, once (unless the application
-// listens to it too, which would then be called again), 'exit' (process.exit())
-// flushes synchronously through the export worker once the application's
+// process: 'beforeExit' flushes asynchronously, once, only when alarms are
+// to be cleared or there is no export worker (unless the application
+// listens to it too, which would then be called again), 'exit' (a natural
+// exit, process.exit()) flushes synchronously through the export worker,
+// no timer of the application's running meanwhile, once the application's
 // own 'exit' listeners have run (what they log goes too), and SIGTERM/SIGINT
 // flush before the default behaviour (termination) is restored, unless the
 // application handles the signal itself or the process is PID 1, which the
@@ -287,6 +289,14 @@ function installExitHooks(
     // for as long as the Collector is slower than it; the exit's
     // synchronous flush sends it instead.
     if (finalMetricsSent) return;
+    // The exit's flush, which blocks the thread, sends it all, and no
+    // timer of the application's runs meanwhile: an unref'd one (a
+    // watchdog's process.exit(4), say) never fires without Threadline, and
+    // would fire were the loop held for an asynchronous flush. Only what
+    // needs the event loop is waited for here: the alarms' clears, sent
+    // from this thread, and an export with no worker thread to hand it
+    // to (a bundle's).
+    if ((alarms?.active().length ?? 0) === 0 && pipeline.canFlushSync()) return;
     finalMetrics();
     const budget = left();
     // The process ends once the loop runs dry again: its alarms end with

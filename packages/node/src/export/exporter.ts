@@ -161,6 +161,11 @@ class Channel {
     return true;
   }
 
+  /** Whether a request of its own is under way or a body being compressed. */
+  busy(): boolean {
+    return this.#inflight.size > 0 || this.#compressing.size > 0;
+  }
+
   #syncGauges(): void {
     this.#owner.gauge(this.#signal, "pendingBytes", this.#pendingBytes);
     let items = 0;
@@ -843,6 +848,14 @@ export class Exporter implements ChannelOwner {
   /** See Channel.hold: for the 'exit' flush, before anything is added. */
   hold(): void {
     for (const signal of SIGNALS) this.#channels[signal].hold();
+  }
+
+  /**
+   * Whether a request is under way, or a body being compressed for one:
+   * taken out now, it would be sent again, and may reach the Collector twice.
+   */
+  busy(): boolean {
+    return SIGNALS.some((signal) => this.#channels[signal].busy());
   }
 
   takeUndelivered(): PayloadMessage[] {

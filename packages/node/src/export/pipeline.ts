@@ -3,7 +3,7 @@
 // objects), and the hand-off to the exporter, which owns the network. The
 // exporter runs on this thread (untraced), or on a worker thread when
 // configured; it starts on first use and never keeps the process alive.
-import type { Worker } from "node:worker_threads";
+import type { MessagePort, Worker } from "node:worker_threads";
 import { context, ROOT_CONTEXT } from "@opentelemetry/api";
 import {
   ALL_OWN_FIELDS,
@@ -169,6 +169,8 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   readonly #metricsEncoder: MetricsEncoder;
   readonly #flushWaiters = new Map<number, () => void>();
   #worker: Worker | undefined;
+  /** Where the worker says what it has to say (FromWorker's diag). */
+  #diagPort: MessagePort | undefined;
   /** Whether the exporter runs on this thread (exportThread 'main', or no worker script). */
   readonly #onThread: boolean;
   /** The exporter on this thread (exportThread 'main'). */
@@ -454,9 +456,13 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   #ensureWorker(): Worker | undefined {
     if (this.#worker !== undefined) return this.#worker;
     try {
-      const { Worker } = process.getBuiltinModule("node:worker_threads");
+      const { MessageChannel, Worker } = process.getBuiltinModule(
+        "node:worker_threads",
+      );
+      const said = new MessageChannel();
       const worker = new Worker(workerScriptUrl()!, {
-        workerData: this.#settings,
+        workerData: { ...this.#settings, diagPort: said.port2 },
+        transferList: [said.port2],
         // Never let the application's --import/-r (and so Threadline itself) load into the worker.
         execArgv: [],
         // A worker also applies the NODE_OPTIONS of its environment: one
@@ -473,6 +479,9 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       // Listen first: adding a message listener refs the worker's port again.
       worker.on("message", (msg: FromWorker) => this.#onWorkerMessage(msg));
       worker.unref();
+      said.port1.on("message", (msg: FromWorker) => this.#onWorkerMessage(msg));
+      said.port1.unref();
+      this.#diagPort = said.port1;
       worker.on("error", (err) => {
         diag.warnCollapsed(
           "worker-error",
@@ -481,6 +490,10 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       });
       worker.on("exit", () => {
         if (this.#worker === worker) this.#worker = undefined;
+        if (this.#diagPort === said.port1) this.#diagPort = undefined;
+        // What it said last, not yet handed to the listener, is not lost.
+        this.#readSaid(said.port1);
+        said.port1.close();
         for (const done of this.#flushWaiters.values()) done();
         this.#flushWaiters.clear();
       });
@@ -516,6 +529,19 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     // A worker started from now on is handed the source as it starts.
     const worker = this.#ensureWorker();
     if (running) worker?.postMessage(this.#watchSource);
+  }
+
+  /** Says at once what the worker said on `port` and is not yet read. */
+  #readSaid(port: MessagePort): void {
+    const { receiveMessageOnPort } = process.getBuiltinModule(
+      "node:worker_threads",
+    );
+    for (
+      let said = receiveMessageOnPort(port);
+      said !== undefined;
+      said = receiveMessageOnPort(port)
+    )
+      this.#onWorkerMessage(said.message as FromWorker);
   }
 
   #onWorkerMessage(msg: FromWorker): void {
@@ -637,6 +663,15 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   }
 
   /**
+   * Whether {@link flushSync} can send everything, each item once: it
+   * hands what is left to a worker thread, whose script a bundle leaves
+   * out, and a request this thread has under way would be sent again.
+   */
+  canFlushSync(): boolean {
+    return workerScriptUrl() !== undefined && !this.#exporter?.busy();
+  }
+
+  /**
    * Flushes and blocks the thread until delivered or `timeoutMs` passed.
    * Only for 'exit' handlers, where no asynchronous work can run. What is
    * dropped is said against `timeoutOfExit`, the whole exit's timeout of
@@ -682,6 +717,10 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       Atomics.wait(this.#control, CONTROL_FLUSHED, seen, left);
       seen = Atomics.load(this.#control, CONTROL_FLUSHED);
     }
+    // This thread's event loop never turns again: what the worker said
+    // meanwhile (why the Collector refused, or could not be reached) is
+    // read here, or it would go unsaid.
+    if (this.#diagPort !== undefined) this.#readSaid(this.#diagPort);
     this.#endFinal(timeoutOfExit, before.rejected);
     if (seen < id) {
       // The worker did not finish in time: what it still holds goes with
