@@ -120,6 +120,8 @@ const VERSION = "0.1.0";
 const TRUST = Symbol("threadline.http.trust");
 /** Whether the socket's peer is a trusted proxy, once a request of it sent X-Forwarded-For. */
 const PROXY = Symbol("threadline.http.proxy");
+/** Whether the socket is a caller's on a unix socket the server listens on, which has no address. */
+const UNIX = Symbol("threadline.http.unix");
 const STATE = Symbol("threadline.http.state");
 const CLIENT_SPAN = Symbol("threadline.http.client-span");
 const CLIENT_CALL = Symbol("threadline.http.client-call");
@@ -157,6 +159,7 @@ function builtinLoaded(name: string): boolean {
 type TrustedSocket = {
   [TRUST]?: boolean;
   [PROXY]?: boolean;
+  [UNIX]?: boolean;
   remoteAddress?: string;
   remotePort?: number;
   encrypted?: boolean;
@@ -1016,7 +1019,7 @@ export class HttpInstrumentation implements Instrumentation {
       return emitUntraced(server, original, args, req, res, upgrade);
     let state: ServerState;
     try {
-      state = this.#startServer(req, scheme);
+      state = this.#startServer(server, req, scheme);
       res[STATE] = state;
       state.holder = res;
       state.upgrade = upgrade;
@@ -1054,11 +1057,16 @@ export class HttpInstrumentation implements Instrumentation {
   }
 
   /** Starts a request's SERVER span, in the context its headers and caller give it. */
-  #startServer(req: IncomingMessage, scheme: "http" | "https"): ServerState {
+  #startServer(
+    server: Server,
+    req: IncomingMessage,
+    scheme: "http" | "https",
+  ): ServerState {
     const socket = req.socket as unknown as TrustedSocket;
     let trusted = socket[TRUST];
     if (trusted === undefined) {
-      trusted = this.#inbound.trusts(socket.remoteAddress);
+      socket[UNIX] = socket.remoteAddress === undefined && onUnixSocket(server);
+      trusted = this.#inbound.trusts(socket.remoteAddress, socket[UNIX]);
       socket[TRUST] = trusted;
     }
     const headers = req.headers;
@@ -1085,7 +1093,7 @@ export class HttpInstrumentation implements Instrumentation {
     if (typeof forwarded === "string") {
       let proxy = socket[PROXY];
       if (proxy === undefined) {
-        proxy = this.#inbound.trustsProxy(client);
+        proxy = this.#inbound.trustsProxy(client, socket[UNIX]);
         socket[PROXY] = proxy;
       }
       if (proxy) client = this.#inbound.forwardedClient(forwarded, client);
@@ -1338,6 +1346,15 @@ function sourcedCustomerId(id: unknown): string | undefined {
     `customerFromRequest returned ${typeof id === "number" ? `the number ${id}` : `a value of type ${typeof id}`}; it must return the customer id as a string (or undefined): these requests have no customer id`,
   );
   return undefined;
+}
+
+/**
+ * Whether `server` listens on a unix socket, which only this host can
+ * reach, its file's permissions saying who. A Windows named pipe, the
+ * same call there, also takes callers from other hosts.
+ */
+function onUnixSocket(server: Server): boolean {
+  return process.platform !== "win32" && typeof server.address() === "string";
 }
 
 /**

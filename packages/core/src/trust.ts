@@ -16,6 +16,7 @@ export class AddressMatcher {
   readonly #hosts = new Set<string>();
   readonly #suffixes: string[] = [];
   #empty = true;
+  #loopback = false;
 
   /**
    * Parses a comma-separated list (or an array) of rules:
@@ -49,6 +50,7 @@ export class AddressMatcher {
   #add(item: string, addressesOnly: boolean): boolean {
     this.#empty = false;
     if (item === "loopback") {
+      this.#loopback = true;
       this.#blocks.addSubnet("127.0.0.0", 8, "ipv4");
       this.#blocks.addAddress("::1", "ipv6");
       this.#hosts.add("localhost");
@@ -87,6 +89,11 @@ export class AddressMatcher {
   /** Whether the list has no rules (matches nothing). */
   get empty(): boolean {
     return this.#empty;
+  }
+
+  /** Whether the list names `loopback`. */
+  get loopback(): boolean {
+    return this.#loopback;
   }
 
   /** Whether an IP address (as a socket reports it) matches. */
@@ -250,14 +257,18 @@ export class InboundTrust {
     this.proxyErrors = proxies.errors;
   }
 
-  /** Whether baggage from a caller at `remoteAddress` is accepted. */
-  trusts(remoteAddress: string | undefined): boolean {
-    return !this.edge && this.#trusted.matchesAddress(remoteAddress);
+  /**
+   * Whether baggage from a caller at `remoteAddress` is accepted. A caller
+   * over a unix socket (`unixSocket`; it has no address) counts as a
+   * loopback caller: only this host can reach the socket.
+   */
+  trusts(remoteAddress: string | undefined, unixSocket = false): boolean {
+    return !this.edge && matches(this.#trusted, remoteAddress, unixSocket);
   }
 
-  /** Whether the X-Forwarded-For of a caller at `remoteAddress` is read. */
-  trustsProxy(remoteAddress: string | undefined): boolean {
-    return this.#proxies.matchesAddress(remoteAddress);
+  /** Whether the X-Forwarded-For of a caller at `remoteAddress` (or over a unix socket, as for {@link trusts}) is read. */
+  trustsProxy(remoteAddress: string | undefined, unixSocket = false): boolean {
+    return matches(this.#proxies, remoteAddress, unixSocket);
   }
 
   /**
@@ -284,6 +295,14 @@ export class InboundTrust {
       end = comma;
     }
   }
+}
+
+function matches(
+  list: AddressMatcher,
+  remoteAddress: string | undefined,
+  unixSocket: boolean,
+): boolean {
+  return unixSocket ? list.loopback : list.matchesAddress(remoteAddress);
 }
 
 /**

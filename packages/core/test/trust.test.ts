@@ -86,6 +86,19 @@ describe("InboundTrust", () => {
     assert.ok(t.trusts("10.1.2.3"));
     assert.ok(!t.trusts("127.0.0.1"));
   });
+  it("takes a caller over a unix socket for a loopback caller", () => {
+    assert.ok(new InboundTrust().trusts(undefined, true));
+    assert.ok(new InboundTrust().trustsProxy(undefined, true));
+    assert.ok(!new InboundTrust().trusts(undefined));
+    const t = new InboundTrust({
+      trustedCallers: "private",
+      trustedProxies: "10.0.0.0/8,::1",
+    });
+    assert.ok(!t.trusts(undefined, true));
+    assert.ok(!t.trustsProxy(undefined, true));
+    assert.ok(!new InboundTrust({ edge: true }).trusts(undefined, true));
+  });
+
   it("refuses host names, which a caller's address never matches", () => {
     const t = new InboundTrust({
       trustedCallers: "orders.internal, *.svc.cluster.local, 10.1.0.0/16",
