@@ -48,6 +48,8 @@ import {
   getCustomerFromContext,
   InboundTrust,
   isTracingSuppressed,
+  isValidCustomerId,
+  MAX_CUSTOMER_ID_LENGTH,
   normalizeMethod,
   prepareHeaderWriter,
   finishClientCall,
@@ -983,8 +985,9 @@ export class HttpInstrumentation implements Instrumentation {
         );
         return undefined;
       }
-      return typeof id === "string" || id === undefined
-        ? id
+      if (id === undefined || id === "") return undefined;
+      return typeof id === "string"
+        ? checkedCustomerId(id)
         : sourcedCustomerId(id);
     }
     if (!trusted && !this.#inbound.edge) return undefined;
@@ -1320,6 +1323,28 @@ export class HttpInstrumentation implements Instrumentation {
     span.end();
     finishClientCall(call);
   }
+}
+
+/**
+ * A string `customerFromRequest` returned, when it is a customer id; when
+ * not, every request the application names that way loses its customer, and
+ * it is told why, once. The warning does not quote it: a string that fails
+ * is as likely as not a person's name or e-mail address.
+ */
+function checkedCustomerId(id: string): string | undefined {
+  const length = id.length;
+  if (isValidCustomerId(id)) return id;
+  if (length > MAX_CUSTOMER_ID_LENGTH)
+    diag.warnOnce(
+      "customer-source-length",
+      `customerFromRequest returned a string of ${length} characters; a customer id has at most ${MAX_CUSTOMER_ID_LENGTH}: these requests have no customer id`,
+    );
+  else
+    diag.warnOnce(
+      "customer-source-characters",
+      "customerFromRequest returned a string with characters a customer id cannot hold (it is printable ASCII without spaces, quotes, commas, semicolons or backslashes; two copies of a header arrive joined with a comma): these requests have no customer id",
+    );
+  return undefined;
 }
 
 /**

@@ -1,0 +1,110 @@
+// What `customerFromRequest` returns is the customer id of every request:
+// a value that is no customer id leaves them all without one, and the
+// application is told so, once, without the value being quoted (an id that
+// fails is as likely as not a person's name or e-mail address).
+import assert from "node:assert/strict";
+import http from "node:http";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  startOtlpReceiver,
+  startService,
+  waitFor,
+  type OtlpReceiver,
+  type RunningService,
+} from "@threadline/test-support";
+
+const SERVER = 2;
+const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
+
+let receiver: OtlpReceiver;
+let edge: RunningService;
+
+before(async () => {
+  receiver = await startOtlpReceiver();
+  edge = await startService({
+    entry: "gateway.mjs",
+    cwd: fixtures,
+    env: {
+      OTEL_SERVICE_NAME: "customer-source",
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_BSP_SCHEDULE_DELAY: "50",
+      OTEL_METRICS_EXPORTER: "none",
+      THREADLINE_EDGE: "true",
+      CUSTOMER_FROM: "user",
+    },
+  });
+});
+
+after(async () => {
+  await edge.stop();
+  await receiver.close();
+});
+
+let calls = 0;
+
+/** The customer.id of the SERVER span of a request to the edge with these headers (raw: name and value in turn). */
+async function recorded(headers: string[]): Promise<unknown> {
+  const path = `/call-${++calls}`;
+  await new Promise<void>((resolve, reject) => {
+    http
+      .get(
+        `${edge.url}${path}`,
+        { headers: ["Host", new URL(edge.url).host, ...headers] },
+        (res) => {
+          res.resume();
+          res.on("end", resolve);
+        },
+      )
+      .on("error", reject);
+  });
+  const spans = await receiver.waitForSpans(
+    (all) =>
+      all.some((s) => s.kind === SERVER && s.attributes["url.path"] === path),
+    `the span of ${path}`,
+  );
+  return spans.find(
+    (s) => s.kind === SERVER && s.attributes["url.path"] === path,
+  )!.attributes["customer.id"];
+}
+
+/** The warning about `customerFromRequest` that mentions `why`. */
+const warned = (why: RegExp) =>
+  waitFor(
+    () =>
+      edge.stderr.find(
+        (line) => line.includes("customerFromRequest") && why.test(line),
+      ),
+    { what: `a warning that ${why}` },
+  );
+
+describe("customerFromRequest returning a string that is no customer id", () => {
+  it("takes a valid one", async () => {
+    assert.equal(await recorded(["X-User", "c-1"]), "c-1");
+  });
+
+  it("warns of two copies of the header, joined with a comma, without quoting them", async () => {
+    assert.equal(await recorded(["X-User", "c-1", "X-User", "c-2"]), undefined);
+    const line = await warned(/character/);
+    assert.match(line, /these requests have no customer id/);
+    assert.doesNotMatch(line, /c-1|c-2/);
+  });
+
+  it("drops a name with a space, which the same warning said", async () => {
+    assert.equal(await recorded(["X-User", "John Doe"]), undefined);
+    assert.ok(!edge.stderr.some((line) => line.includes("John")));
+  });
+
+  it("warns of an id over 128 characters", async () => {
+    assert.equal(await recorded(["X-User", "u".repeat(200)]), undefined);
+    const line = await warned(/200 characters/);
+    assert.match(line, /128/);
+    assert.doesNotMatch(line, /uuuu/);
+  });
+
+  it("takes an empty string for no customer, without a warning", async () => {
+    const before = edge.stderr.length;
+    assert.equal(await recorded(["X-User", ""]), undefined);
+    assert.equal(edge.stderr.length, before);
+  });
+});
