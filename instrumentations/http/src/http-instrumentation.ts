@@ -1337,7 +1337,7 @@ function checkedCustomerId(id: string): string | undefined {
   if (length > MAX_CUSTOMER_ID_LENGTH)
     diag.warnOnce(
       "customer-source-length",
-      `customerFromRequest returned a string of ${length} characters; a customer id has at most ${MAX_CUSTOMER_ID_LENGTH}: these requests have no customer id`,
+      `customerFromRequest returned an id of ${length} characters; a customer id has at most ${MAX_CUSTOMER_ID_LENGTH}: these requests have no customer id`,
     );
   else
     diag.warnOnce(
@@ -1349,11 +1349,13 @@ function checkedCustomerId(id: string): string | undefined {
 
 /**
  * A customer id `customerFromRequest` returned as something other than a
- * string: an integer (a database key) as its decimal digits; anything
+ * string: an integer (a database key) as its decimal digits, as long as
+ * they are no more than a customer id can hold; anything
  * else, a promise above all (the request's context is made before an
  * asynchronous lookup could answer), is no id, and said so once.
  */
 function sourcedCustomerId(id: unknown): string | undefined {
+  if (typeof id === "bigint") return checkedCustomerId(String(id));
   const integer = customerIdOf(id);
   if (integer !== undefined) return integer;
   if (id === null) return undefined;

@@ -19,38 +19,46 @@ const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
 
 let receiver: OtlpReceiver;
 let edge: RunningService;
+const started: RunningService[] = [];
 
-before(async () => {
-  receiver = await startOtlpReceiver();
-  edge = await startService({
+/** An edge gateway whose customerFromRequest is the fixture's `from`. */
+async function gateway(from: string): Promise<RunningService> {
+  const svc = await startService({
     entry: "gateway.mjs",
     cwd: fixtures,
     env: {
-      OTEL_SERVICE_NAME: "customer-source",
+      OTEL_SERVICE_NAME: `customer-from-${from}`,
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
       OTEL_BSP_SCHEDULE_DELAY: "50",
       OTEL_METRICS_EXPORTER: "none",
       THREADLINE_EDGE: "true",
-      CUSTOMER_FROM: "user",
+      CUSTOMER_FROM: from,
     },
   });
+  started.push(svc);
+  return svc;
+}
+
+before(async () => {
+  receiver = await startOtlpReceiver();
+  edge = await gateway("user");
 });
 
 after(async () => {
-  await edge.stop();
+  await Promise.all(started.map((s) => s.stop()));
   await receiver.close();
 });
 
 let calls = 0;
 
 /** The customer.id of the SERVER span of a request to the edge with these headers (raw: name and value in turn). */
-async function recorded(headers: string[]): Promise<unknown> {
+async function recorded(headers: string[], svc = edge): Promise<unknown> {
   const path = `/call-${++calls}`;
   await new Promise<void>((resolve, reject) => {
     http
       .get(
-        `${edge.url}${path}`,
-        { headers: ["Host", new URL(edge.url).host, ...headers] },
+        `${svc.url}${path}`,
+        { headers: ["Host", new URL(svc.url).host, ...headers] },
         (res) => {
           res.resume();
           res.on("end", resolve);
@@ -69,10 +77,10 @@ async function recorded(headers: string[]): Promise<unknown> {
 }
 
 /** The warning about `customerFromRequest` that mentions `why`. */
-const warned = (why: RegExp) =>
+const warned = (why: RegExp, svc = edge) =>
   waitFor(
     () =>
-      edge.stderr.find(
+      svc.stderr.find(
         (line) => line.includes("customerFromRequest") && why.test(line),
       ),
     { what: `a warning that ${why}` },
@@ -106,5 +114,27 @@ describe("customerFromRequest returning a string that is no customer id", () => 
     const before = edge.stderr.length;
     assert.equal(await recorded(["X-User", ""]), undefined);
     assert.equal(edge.stderr.length, before);
+  });
+});
+
+describe("customerFromRequest returning a bigint", () => {
+  let accounts: RunningService;
+  before(async () => {
+    accounts = await gateway("account");
+  });
+
+  it("takes its digits", async () => {
+    assert.equal(
+      await recorded(["X-Account", "1".repeat(128)], accounts),
+      "1".repeat(128),
+    );
+  });
+
+  it("warns of one over 128 digits, which the next service would refuse", async () => {
+    assert.equal(
+      await recorded(["X-Account", `1${"0".repeat(150)}`], accounts),
+      undefined,
+    );
+    assert.match(await warned(/151 characters/, accounts), /128/);
   });
 });

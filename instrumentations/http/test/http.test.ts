@@ -1449,6 +1449,9 @@ describe("http and fetch clients", () => {
     const server = http.createServer(async (_req, res) => {
       // The request came with c-42 in its baggage and its context.
       await withCustomer(1007, () => fetch(`${internal.url}/as-1007`));
+      await withCustomer(10n ** 20n, () => fetch(`${internal.url}/as-bigint`));
+      // 151 digits: over the 128 characters the next service would take.
+      await withCustomer(10n ** 150n, () => fetch(`${internal.url}/as-huge`));
       await withCustomer("bob smith", () => fetch(`${internal.url}/as-bob`));
       await withCustomer(undefined, () => fetch(`${internal.url}/as-nobody`));
       await fetch(`${internal.url}/as-itself`);
@@ -1461,8 +1464,10 @@ describe("http and fetch clients", () => {
     );
     const sent = (path: string) =>
       internal.requests.find((r) => r.path === path)?.headers;
-    await waitFor(() => sent("/as-itself"), { what: "the four calls" });
+    await waitFor(() => sent("/as-itself"), { what: "the six calls" });
     assert.equal(sent("/as-1007")?.["baggage"], "customer.id=1007");
+    assert.equal(sent("/as-bigint")?.["baggage"], `customer.id=${10n ** 20n}`);
+    assert.equal(sent("/as-huge")?.["baggage"], undefined);
     assert.equal(sent("/as-bob")?.["baggage"], undefined);
     assert.equal(sent("/as-nobody")?.["baggage"], undefined);
     assert.equal(sent("/as-itself")?.["baggage"], "customer.id=c-42");
@@ -1475,6 +1480,8 @@ describe("http and fetch clients", () => {
       spans.find((x) => x.attributes["url.full"] === `${internal.url}${path}`)
         ?.attributes["customer.id"];
     assert.equal(customerOf("/as-1007"), "1007");
+    assert.equal(customerOf("/as-bigint"), String(10n ** 20n));
+    assert.equal(customerOf("/as-huge"), undefined);
     assert.equal(customerOf("/as-bob"), undefined);
     assert.equal(customerOf("/as-nobody"), undefined);
     assert.equal(customerOf("/as-itself"), "c-42");

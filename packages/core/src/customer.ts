@@ -75,15 +75,16 @@ export function getCustomerId(): string | undefined {
 
 /**
  * The customer id `value` names: a valid string as it is, a safe integer
- * or a bigint as its decimal digits (database keys often are numbers);
- * undefined for anything else.
+ * or a bigint as its decimal digits (database keys often are numbers),
+ * when those are a valid id too: a bigint can have more digits than the
+ * 128 characters the next service accepts. Undefined for anything else.
  */
 export function customerIdOf(value: unknown): string | undefined {
-  if (typeof value === "string")
-    return isValidCustomerId(value) ? value : undefined;
-  if (Number.isSafeInteger(value) || typeof value === "bigint")
-    return String(value);
-  return undefined;
+  const id =
+    Number.isSafeInteger(value) || typeof value === "bigint"
+      ? String(value)
+      : value;
+  return isValidCustomerId(id) ? id : undefined;
 }
 
 /**
@@ -104,8 +105,9 @@ export function withoutCustomer(ctx: Context): Context {
  * lines logged inside carry it, and calls to internal services carry it on.
  * A safe integer or bigint is taken as its decimal digits. `undefined`
  * runs `fn` for no customer, and so does an invalid id (see
- * {@link isValidCustomerId}), with a warning once: never for the customer
- * around it, whose work `fn` is not.
+ * {@link isValidCustomerId}; a bigint of more than 128 digits is one),
+ * with a warning once: never for the customer around it, whose work `fn`
+ * is not.
  *
  * @example
  * await withCustomer('c-42', () => processNightlyInvoice(invoice));
@@ -121,7 +123,7 @@ export function withCustomer<R>(
   if (customerId !== undefined)
     diag.warnOnce(
       "with-customer-invalid",
-      `withCustomer() was given ${typeof customerId === "string" ? "a string" : `a value of type ${typeof customerId}`} that is no valid customer id (1-128 printable ASCII characters without spaces, quotes, commas, semicolons or backslashes, or an integer); what it runs has no customer id`,
+      `withCustomer() was given ${typeof customerId === "string" ? "a string" : `a value of type ${typeof customerId}`} that is no valid customer id (1-128 printable ASCII characters without spaces, quotes, commas, semicolons or backslashes, or an integer of at most 128 digits); what it runs has no customer id`,
     );
   return context.with(withoutCustomer(active), fn);
 }
