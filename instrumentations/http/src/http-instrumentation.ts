@@ -34,6 +34,7 @@ import {
   type Attributes,
   type Context,
   type Span,
+  type SpanContext,
   type TextMapGetter,
   type Tracer,
   type TracerProvider,
@@ -1078,6 +1079,13 @@ export class HttpInstrumentation implements Instrumentation {
       headers,
       trusted ? trustedGetter : untrustedGetter,
     );
+    // A caller that is not trusted would choose the trace id and whether it
+    // is sampled: linked to, its trace is left its own.
+    let caller: SpanContext | undefined;
+    if (!trusted && this.#inbound.linkUntrusted) {
+      caller = trace.getSpanContext(ctx);
+      if (caller !== undefined) ctx = trace.deleteSpan(ctx);
+    }
     if (getCustomerFromContext(ctx) === undefined) {
       const customer = this.#customerOf(req, trusted);
       if (customer !== undefined) ctx = setCustomerInContext(ctx, customer);
@@ -1127,7 +1135,13 @@ export class HttpInstrumentation implements Instrumentation {
     const name = method === "_OTHER" ? "HTTP" : method;
     const span = this.#getTracer().startSpan(
       name,
-      { kind: SpanKind.SERVER, attributes },
+      caller === undefined
+        ? { kind: SpanKind.SERVER, attributes }
+        : {
+            kind: SpanKind.SERVER,
+            attributes,
+            links: [{ context: caller }],
+          },
       ctx,
     );
     const state: ServerState = {

@@ -221,6 +221,13 @@ export interface InboundTrustOptions {
    */
   trustedCallers?: string | readonly string[];
   /**
+   * Whether the request of a caller that is not trusted starts a trace of
+   * its own, linked to the caller's, rather than continue the caller's
+   * (and follow its sampled flag).
+   * @default false
+   */
+  linkUntrusted?: boolean;
+  /**
    * Proxies whose X-Forwarded-For is believed, edge or not: the addresses
    * of the load balancers and proxies in front of the service.
    * @default 'loopback,private'
@@ -234,6 +241,8 @@ export interface InboundTrustOptions {
  */
 export class InboundTrust {
   readonly edge: boolean;
+  /** See {@link InboundTrustOptions.linkUntrusted}. */
+  readonly linkUntrusted: boolean;
   readonly #trusted: AddressMatcher;
   readonly #proxies: AddressMatcher;
   /** Trusted caller entries that were not read. */
@@ -243,6 +252,7 @@ export class InboundTrust {
 
   constructor(options: InboundTrustOptions = {}) {
     this.edge = options.edge ?? false;
+    this.linkUntrusted = options.linkUntrusted ?? false;
     const callers = AddressMatcher.parse(
       options.trustedCallers ?? "loopback,private",
       { addressesOnly: true },

@@ -51,6 +51,13 @@ export interface InitOptions {
   /** Callers whose baggage is accepted. @default 'loopback,private' */
   trustedCallers?: string | string[];
   /**
+   * A `traceparent` from a caller that is not trusted (every caller of an
+   * edge service): its request's span continues the caller's trace, which
+   * follows the caller's sampled flag, or starts a trace of its own, linked
+   * to the caller's and sampled by this service's sampler. @default 'continue'
+   */
+  untrustedTraceparent?: "continue" | "link";
+  /**
    * Proxies (load balancers) whose X-Forwarded-For names the client
    * recorded as `client.address`, edge or not. @default 'loopback,private'
    */
@@ -212,6 +219,7 @@ export interface ResolvedConfig {
   logLimits: LogLimits;
   edge: boolean;
   trustedCallers: string | string[];
+  untrustedTraceparent: "continue" | "link";
   trustedProxies: string | string[];
   internalHosts: string | string[];
   thirdParties: string | Record<string, string>;
@@ -1288,6 +1296,13 @@ function checkedOptions(r: Reader, given: unknown): InitOptions {
       "THREADLINE_TRUSTED_CALLERS",
       "loopback,private",
     ),
+    untrustedTraceparent: r.choiceOption(
+      "untrustedTraceparent",
+      o.untrustedTraceparent,
+      ["continue", "link"],
+      "THREADLINE_UNTRUSTED_TRACEPARENT",
+      "continue",
+    ),
     trustedProxies: r.option(
       "trustedProxies",
       o.trustedProxies,
@@ -1631,6 +1646,13 @@ export function resolveConfig(
       options.trustedCallers ??
       r.str("THREADLINE_TRUSTED_CALLERS") ??
       "loopback,private",
+    untrustedTraceparent:
+      options.untrustedTraceparent ??
+      r.choice(
+        "THREADLINE_UNTRUSTED_TRACEPARENT",
+        ["continue", "link"],
+        "continue",
+      ),
     trustedProxies:
       options.trustedProxies ??
       r.str("THREADLINE_TRUSTED_PROXIES") ??

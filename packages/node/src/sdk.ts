@@ -589,6 +589,7 @@ function start(options: InitOptions): ThreadlineHandle {
   const inbound = new InboundTrust({
     edge: config.edge,
     trustedCallers: config.trustedCallers,
+    linkUntrusted: config.untrustedTraceparent === "link",
     trustedProxies: config.trustedProxies,
   });
   const egress = new EgressPolicy({

@@ -14,6 +14,7 @@ export const MISTYPED_OPTIONS: Readonly<
   sampleRatio: "0.5",
   edge: "false",
   trustedCallers: 5,
+  untrustedTraceparent: "linked",
   trustedProxies: { loopback: true },
   internalHosts: true,
   thirdParties: 5,
