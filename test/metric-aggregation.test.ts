@@ -53,6 +53,41 @@ it("folds an observable instrument's attribute sets past the limit into one over
   }
 });
 
+it("sends the overflow series of an observable counter as a delta like the others, with delta temporality", async () => {
+  const receiver = await startOtlpReceiver();
+  const svc = await startService({
+    entry: "observed-overflow.mjs",
+    cwd: fixtures,
+    ready: false,
+    env: {
+      OTEL_SERVICE_NAME: "queues",
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: "delta",
+      OTEL_METRIC_EXPORT_INTERVAL: "200",
+      RUN_MS: "1000",
+    },
+  });
+  try {
+    assert.equal((await svc.exited).code, 0, svc.stderr.join("\n"));
+    const exports = receiver.metrics.filter((m) => m.name === "queue.messages");
+    assert.ok(exports.length >= 3, "three exports or more");
+    // Every queue reports 1 throughout: the first export carries it, the
+    // 101 past the limit in the overflow series, and later ones nothing new.
+    const overflowed = exports.map(
+      (m) => m.points.find((p) => p.attributes["otel.metric.overflow"])?.value,
+    );
+    const totals = exports.map((m) =>
+      m.points.reduce((n, p) => n + p.value!, 0),
+    );
+    assert.deepEqual(overflowed, [101, ...overflowed.slice(1).map(() => 0)]);
+    assert.deepEqual(totals, [2100, ...totals.slice(1).map(() => 0)]);
+    assert.ok(exports.every((m) => m.temporality === "delta"));
+  } finally {
+    await svc.stop();
+    await receiver.close();
+  }
+});
+
 it("keeps a histogram's advised bucket bounds that are numbers, in order and once, and the default ones when none is", async () => {
   const receiver = await startOtlpReceiver();
   const svc = await startService({

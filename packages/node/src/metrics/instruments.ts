@@ -441,16 +441,19 @@ export class NumberAggregator {
     const s = this.#observing.get(attributes);
     if (s.round !== round) {
       s.round = round;
-      const before = this.#series.find(s.attributes as Attributes);
+      // By the series' own attributes, as they were noted: those of the
+      // overflow series are not those of the set observed.
+      const key = attributesKey(s.attributes as Attributes);
+      const before = this.#series.findByKey(key);
       if (before !== undefined) s.startTime = before.startTime;
       else if (this.#unreported.size > 0) {
-        const gone = this.#unreported.get(attributesKey(attributes));
+        const gone = this.#unreported.get(key);
         if (gone !== undefined) s.startTime = gone.startTime;
       }
       // Each round makes new series: what a delta collection reported
       // comes from the one record of it, kept across rounds.
       if (this.#lastReported.size > 0) {
-        const last = this.#lastReported.get(attributesKey(attributes));
+        const last = this.#lastReported.get(key);
         if (last !== undefined) {
           s.reported = last.value;
           s.reportedAt = last.at;
