@@ -88,7 +88,7 @@ it("sends the overflow series of an observable counter as a delta like the other
   }
 });
 
-it("keeps a histogram's advised bucket bounds that are numbers, in order and once, and the default ones when none is", async () => {
+it("keeps a histogram's advised bucket bounds that are numbers, in order and once, and the SDK's default ones when none is or none was advised", async () => {
   const receiver = await startOtlpReceiver();
   const svc = await startService({
     entry: "bucket-advice.mjs",
@@ -114,15 +114,19 @@ it("keeps a histogram's advised bucket bounds that are numbers, in order and onc
     const repeated = point("size.repeated");
     assert.deepEqual(repeated.explicitBounds, [1]);
     assert.deepEqual(repeated.bucketCounts, [1, 1]);
-    // No bound left: a duration's default buckets, with a warning.
-    const none = point("wait.none");
+    // No advice, or no bound left: the OpenTelemetry SDK's default
+    // buckets, whatever the unit (the latter with a warning).
+    const defaults = [
+      0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000,
+    ];
+    const jobs = point("jobs.run.duration");
+    assert.deepEqual(jobs.explicitBounds, defaults);
     assert.deepEqual(
-      none.explicitBounds,
-      [
-        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5,
-        10,
-      ],
+      jobs.bucketCounts,
+      [0, 1, 0, 0, 1, 0, 0, 1, 0, 1, 0, 1, 0, 0, 0, 0],
     );
+    const none = point("wait.none");
+    assert.deepEqual(none.explicitBounds, defaults);
     assert.equal(none.count, 1);
     const warnings = svc.stderr.filter((l) => /wait\.none/.test(l));
     assert.equal(warnings.length, 1, svc.stderr.join("\n"));

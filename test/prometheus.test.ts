@@ -66,6 +66,15 @@ it("serves request and runtime metrics in the Prometheus text format, next to OT
       text,
       /^http_server_request_duration_seconds_bucket\{.*le="\+Inf"\} 3$/m,
     );
+    // The buckets the HTTP conventions advise, 5 ms to 10 s.
+    for (const le of ["0.005", "10"])
+      assert.match(
+        text,
+        new RegExp(
+          `^http_server_request_duration_seconds_bucket\\{.*le="${le}"\\} \\d+$`,
+          "m",
+        ),
+      );
     assert.match(text, /^# TYPE process_cpu_time_seconds_total counter$/m);
     assert.match(
       text,

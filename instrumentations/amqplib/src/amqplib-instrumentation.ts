@@ -73,6 +73,7 @@ import {
   HealthChecks,
   type HealthResult,
   lazyInstruments,
+  SECONDS_BUCKETS,
   AttributeSets,
   errorTypeOf,
 } from "@threadline/core";
@@ -556,11 +557,13 @@ const meters = lazyInstruments(NAME, (m) => ({
   process: m.createHistogram("messaging.process.duration", {
     unit: "s",
     description: "From delivery to settlement, per queue.",
+    advice: { explicitBucketBoundaries: [...SECONDS_BUCKETS] },
   }),
   latency: m.createHistogram("threadline.messaging.delivery.latency", {
     unit: "s",
     description:
       "From publish to delivery, per queue (publisher and consumer clocks).",
+    advice: { explicitBucketBoundaries: [...SECONDS_BUCKETS] },
   }),
 }));
 

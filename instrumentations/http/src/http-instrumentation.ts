@@ -82,6 +82,7 @@ import {
   type ClientEgress,
   type ClientRequestInfo,
   lazyInstruments,
+  SECONDS_BUCKETS,
   lateLoadProblem,
   replaceMethod,
   AttributeSets,
@@ -1633,6 +1634,7 @@ const serverDuration = lazyInstruments(NAME, (m) =>
   m.createHistogram("http.server.request.duration", {
     unit: "s",
     description: "Duration of HTTP server requests.",
+    advice: { explicitBucketBoundaries: [...SECONDS_BUCKETS] },
   }),
 );
 

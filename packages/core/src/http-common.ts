@@ -14,7 +14,7 @@ import {
   type Tracer,
 } from "@opentelemetry/api";
 import { getCustomerFromContext } from "./customer.ts";
-import { lazyInstruments } from "./instruments.ts";
+import { lazyInstruments, SECONDS_BUCKETS } from "./instruments.ts";
 import { BAGGAGE_FIELDS } from "./propagators.ts";
 import { redactUrl } from "./redact.ts";
 import { errorTypeOf } from "./errors.ts";
@@ -631,6 +631,7 @@ const clientMetrics = lazyInstruments("@threadline/http-client", (m) => ({
     unit: "s",
     description:
       "Duration of outgoing HTTP requests (http and fetch), per method, server, status and third party (peer.service).",
+    advice: { explicitBucketBoundaries: [...SECONDS_BUCKETS] },
   }),
   remaining: m.createGauge("threadline.third_party.ratelimit.remaining", {
     unit: "{request}",

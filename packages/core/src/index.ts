@@ -159,4 +159,8 @@ export type {
   WatchEntry,
   WatchLevel,
 } from "./watch.ts";
-export { AttributeSets, lazyInstruments } from "./instruments.ts";
+export {
+  AttributeSets,
+  lazyInstruments,
+  SECONDS_BUCKETS,
+} from "./instruments.ts";

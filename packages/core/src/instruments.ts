@@ -10,6 +10,15 @@ import {
   type MeterProvider,
 } from "@opentelemetry/api";
 
+/**
+ * The bucket bounds the semantic conventions advise for the request
+ * durations (HTTP, messaging), in seconds. The instrumentations advise them
+ * themselves: a histogram without advice gets the SDK's default buckets.
+ */
+export const SECONDS_BUCKETS: readonly number[] = Object.freeze([
+  0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
+]);
+
 /** Returns a getter for the instruments `make` builds on the current global provider's meter `scope`. */
 export function lazyInstruments<T>(
   scope: string,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ROOT_CONTEXT, trace } from "@opentelemetry/api";
-import { diag } from "@threadline/core";
+import { diag, SECONDS_BUCKETS } from "@threadline/core";
 import type {
   HistogramPointData,
   MetricData,
@@ -145,7 +145,10 @@ describe("metrics", () => {
 
   it("places histogram measurements in buckets and keeps exemplars from sampled spans", async () => {
     const p = new MeterProvider();
-    const h = p.getMeter("m").createHistogram("latency", { unit: "s" });
+    const h = p.getMeter("m").createHistogram("latency", {
+      unit: "s",
+      advice: { explicitBucketBoundaries: [...SECONDS_BUCKETS] },
+    });
     const ctx = trace.setSpanContext(ROOT_CONTEXT, {
       traceId: "0af7651916cd43dd8448eb211c80319c",
       spanId: "b7ad6b7169203331",
@@ -431,7 +434,10 @@ describe("metrics", () => {
       const p = new MeterProvider(
         filter === undefined ? {} : { exemplarFilter: filter },
       );
-      const h = p.getMeter("m").createHistogram("latency", { unit: "s" });
+      const h = p.getMeter("m").createHistogram("latency", {
+        unit: "s",
+        advice: { explicitBucketBoundaries: [...SECONDS_BUCKETS] },
+      });
       h.record(0.001, {}, sampled); // first bucket
       h.record(0.3, {}, unsampled); // 0.5 bucket
       h.record(20, {}, ROOT_CONTEXT); // last bucket

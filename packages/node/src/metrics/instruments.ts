@@ -55,11 +55,10 @@ export type ExemplarFilter = "trace_based" | "always_on" | "always_off";
 export const CARDINALITY_LIMIT = 2000;
 const OVERFLOW: Attributes = { "otel.metric.overflow": true };
 
-/** Default histogram bounds for durations in seconds (the semantic conventions' advice). */
-export const SECONDS_BUCKETS = [
-  0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
-];
-/** The SDK default bounds (for anything else). */
+/**
+ * The OpenTelemetry SDK's default bounds, of a histogram advised none
+ * whatever its unit: seconds' buckets would put a job of minutes in +Inf.
+ */
 export const DEFAULT_BUCKETS = [
   0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000,
 ];

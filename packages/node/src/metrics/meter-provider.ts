@@ -36,7 +36,6 @@ import {
   DEFAULT_BUCKETS,
   HistogramAggregator,
   NumberAggregator,
-  SECONDS_BUCKETS,
   type ExemplarFilter,
   type TemporalityPreference,
 } from "./instruments.ts";
@@ -185,10 +184,9 @@ class ThreadlineMeter implements Meter {
   createHistogram(name: string, options?: MetricOptions): Histogram {
     const d = this.#descriptor(name, options);
     if (d === undefined) return NOOP.createHistogram("");
-    const fallback = options?.unit === "s" ? SECONDS_BUCKETS : DEFAULT_BUCKETS;
     const advised = options?.advice?.explicitBucketBoundaries;
     const bounds =
-      advised === undefined ? fallback : bucketBounds(name, advised, fallback);
+      advised === undefined ? DEFAULT_BUCKETS : bucketBounds(name, advised);
     const a = this.#provider.histogramAggregator(this.#scope, d, bounds);
     return {
       record: (value: number, attributes?: Attributes, ctx?: Context) =>
@@ -240,14 +238,10 @@ class ThreadlineMeter implements Meter {
  * ascending order, each once. Bounds out of order or repeated put
  * measurements in the wrong buckets, and an infinite one makes a second
  * `+Inf` bucket that a Prometheus scrape refuses. Advice with no bound
- * left gives `fallback`, with a warning; an empty list is kept, as it asks
- * for the one bucket (a count and a sum).
+ * left gives the default buckets, with a warning; an empty list is kept, as
+ * it asks for the one bucket (a count and a sum).
  */
-function bucketBounds(
-  name: string,
-  advised: unknown,
-  fallback: readonly number[],
-): readonly number[] {
+function bucketBounds(name: string, advised: unknown): readonly number[] {
   // Advice from JavaScript may be anything: what is no list holds no bound.
   const list: readonly unknown[] = Array.isArray(advised) ? advised : [advised];
   if (list.length === 0) return [];
@@ -260,7 +254,7 @@ function bucketBounds(
     `metric-buckets:${name}`,
     `histogram ${name} was advised bucket bounds ${list.map(String).join(", ")}, none of them a finite number; it takes the default buckets`,
   );
-  return fallback;
+  return DEFAULT_BUCKETS;
 }
 
 /** Settings of a {@link MeterProvider}. */
