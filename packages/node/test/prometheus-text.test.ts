@@ -351,3 +351,90 @@ it("prefixes an attribute whose label would start with __, which Prometheus keep
     ].join("\n"),
   );
 });
+
+it("writes attribute sets that become the same labels as one series: a sum's and a histogram's added up, a gauge's last, warning once per metric", () => {
+  const lines: string[] = [];
+  diag.reset();
+  diag.setSink((_level, message) => lines.push(message));
+  try {
+    const point = (attributes: Record<string, unknown>, value: number) => ({
+      attributes: attributes as Record<string, string>,
+      startTime: 0,
+      time: 0,
+      value,
+    });
+    const histogramPoint = (
+      attributes: Record<string, string>,
+      counts: number[],
+    ) => ({
+      attributes,
+      startTime: 0,
+      time: 0,
+      count: counts.reduce((a, b) => a + b, 0),
+      sum: counts.reduce((a, b) => a + b, 0),
+      min: 0,
+      max: 1,
+      bounds: [1],
+      counts,
+    });
+    const metrics: MetricData[] = [
+      {
+        scope,
+        name: "answers",
+        description: "",
+        unit: "",
+        kind: "sum",
+        monotonic: true,
+        points: [
+          point({ code: 200 }, 1),
+          point({ code: "200" }, 2),
+          point({ code: 404 }, 5),
+        ],
+      },
+      {
+        scope,
+        name: "queue.size",
+        description: "",
+        unit: "",
+        kind: "gauge",
+        points: [point({ "a.b": "x" }, 7), point({ a_b: "x" }, 9)],
+      },
+      {
+        scope,
+        name: "job.duration",
+        description: "",
+        unit: "s",
+        kind: "histogram",
+        points: [
+          histogramPoint({ "otel.scope.name": "mine", k: "1" }, [1, 0]),
+          histogramPoint({ k: "1" }, [2, 3]),
+        ],
+      },
+    ];
+    const text = toPrometheusText(metrics);
+    assert.equal(
+      text,
+      [
+        "# TYPE answers_total counter",
+        'answers_total{code="200",otel_scope_name="app"} 3',
+        'answers_total{code="404",otel_scope_name="app"} 5',
+        "# TYPE queue_size gauge",
+        'queue_size{a_b="x",otel_scope_name="app"} 9',
+        "# TYPE job_duration_seconds histogram",
+        'job_duration_seconds_bucket{k="1",otel_scope_name="app",le="1"} 3',
+        'job_duration_seconds_bucket{k="1",otel_scope_name="app",le="+Inf"} 6',
+        'job_duration_seconds_sum{k="1",otel_scope_name="app"} 6',
+        'job_duration_seconds_count{k="1",otel_scope_name="app"} 6',
+        "",
+      ].join("\n"),
+    );
+    toPrometheusText(metrics);
+    assert.equal(lines.length, 3, lines.join("\n"));
+    assert.match(lines[0]!, /answers_total.*code="200".*sum/);
+    assert.match(lines[1]!, /queue_size.*last/);
+    assert.match(lines[2]!, /job_duration_seconds.*sum/);
+  } finally {
+    diag.setSink(undefined);
+    diag.reset();
+  }
+});

@@ -293,6 +293,99 @@ function families(metrics: readonly MetricData[]): Map<string, Family> {
   return out;
 }
 
+/** A series as /metrics writes it: its labels, and its point's numbers. */
+type Series =
+  | { kind: "number"; labels: string; value: number }
+  | {
+      kind: "histogram";
+      labels: string;
+      parts: string[];
+      bounds: readonly number[];
+      counts: number[];
+      sum: number;
+      count: number;
+    };
+
+/**
+ * A family's series by their labels, in the order each first appears.
+ * Attribute sets that differ in OTLP may become the same labels: `200` and
+ * `"200"`, `a.b` and `a_b`, or sets differing only in an attribute left
+ * out (the scope's own labels); and two metrics of one scope whose names
+ * become one share the family. Written twice, Prometheus would keep only
+ * one of them (and call the sample a duplicate), so they become one
+ * series, as an aggregation dropping what told them apart would make it:
+ * sums and histograms add up, a gauge keeps the last value. A histogram of
+ * other bounds cannot be added and is left out. Each is said once per
+ * metric name.
+ */
+function familySeries(
+  name: string,
+  metrics: readonly MetricData[],
+): Map<string, Series> {
+  const out = new Map<string, Series>();
+  const merged = (labels: string, how: string) =>
+    diag.warnOnce(
+      `prometheus-merge:${name}`,
+      `metric ${name} on /metrics has attribute sets that become the same labels ${labels} (values of other types, names that differ only in characters a label cannot hold, or otel.scope.name); a series is written once, so /metrics writes ${how}`,
+    );
+  for (const m of metrics) {
+    const scopeParts = labelParts(scopeLabels(m.scope), false);
+    if (m.kind === "histogram") {
+      for (const p of m.points) {
+        const parts = [
+          ...labelParts(p.attributes, true, SCOPE_LABELS),
+          ...scopeParts,
+        ];
+        const labels = braced(parts);
+        const was = out.get(labels);
+        if (was === undefined) {
+          out.set(labels, {
+            kind: "histogram",
+            labels,
+            parts,
+            bounds: p.bounds,
+            counts: [...p.counts],
+            sum: p.sum,
+            count: p.count,
+          });
+          continue;
+        }
+        if (
+          was.kind !== "histogram" ||
+          was.bounds.length !== p.bounds.length ||
+          was.bounds.some((b, i) => b !== p.bounds[i])
+        ) {
+          merged(labels, "the first, as their buckets differ");
+          continue;
+        }
+        merged(labels, "their sum");
+        p.counts.forEach((c, i) => (was.counts[i] = (was.counts[i] ?? 0) + c));
+        was.sum += p.sum;
+        was.count += p.count;
+      }
+      continue;
+    }
+    for (const p of m.points) {
+      const labels = braced([
+        ...labelParts(p.attributes, false, SCOPE_LABELS),
+        ...scopeParts,
+      ]);
+      const was = out.get(labels);
+      if (was === undefined)
+        out.set(labels, { kind: "number", labels, value: p.value });
+      else if (was.kind === "number")
+        if (m.kind === "sum") {
+          merged(labels, "their sum");
+          was.value += p.value;
+        } else {
+          merged(labels, "the last value");
+          was.value = p.value;
+        }
+    }
+  }
+  return out;
+}
+
 /**
  * The text exposition format (version 0.0.4) of a collection, with the
  * resource as `target_info`: a gauge of 1, as the format has no info type.
@@ -313,47 +406,20 @@ export function toPrometheusText(
     if (description !== undefined)
       out.push(`# HELP ${name} ${escapeHelp(description)}`);
     out.push(`# TYPE ${name} ${type}`);
-    // A series twice makes the whole scrape unreadable: two metrics of one
-    // scope whose names become one (`a.b` and `a_b`) may give the same
-    // labels, and the first keeps them.
-    const written = ms.length > 1 ? new Set<string>() : undefined;
-    const fresh = (labels: string) => {
-      if (written === undefined) return true;
-      if (written.has(labels)) return false;
-      written.add(labels);
-      return true;
-    };
-    for (const m of ms) {
-      const scopeParts = labelParts(scopeLabels(m.scope), false);
-      if (m.kind === "histogram") {
-        for (const p of m.points) {
-          // The point's labels are worked out once, for every line of it.
-          const parts = [
-            ...labelParts(p.attributes, true, SCOPE_LABELS),
-            ...scopeParts,
-          ];
-          const own = braced(parts);
-          if (!fresh(own)) continue;
-          const bucket = (le: string) => braced([...parts, `le="${le}"`]);
-          let cumulative = 0;
-          p.bounds.forEach((bound, i) => {
-            cumulative += p.counts[i] ?? 0;
-            out.push(`${name}_bucket${bucket(num(bound))} ${cumulative}`);
-          });
-          out.push(`${name}_bucket${bucket("+Inf")} ${p.count}`);
-          out.push(`${name}_sum${own} ${num(p.sum)}`);
-          out.push(`${name}_count${own} ${p.count}`);
-        }
-      } else {
-        for (const p of m.points) {
-          const labels = braced([
-            ...labelParts(p.attributes, false, SCOPE_LABELS),
-            ...scopeParts,
-          ]);
-          if (fresh(labels)) out.push(`${name}${labels} ${num(p.value)}`);
-        }
+    for (const series of familySeries(name, ms).values())
+      if (series.kind === "number")
+        out.push(`${name}${series.labels} ${num(series.value)}`);
+      else {
+        const bucket = (le: string) => braced([...series.parts, `le="${le}"`]);
+        let cumulative = 0;
+        series.bounds.forEach((bound, i) => {
+          cumulative += series.counts[i] ?? 0;
+          out.push(`${name}_bucket${bucket(num(bound))} ${cumulative}`);
+        });
+        out.push(`${name}_bucket${bucket("+Inf")} ${series.count}`);
+        out.push(`${name}_sum${series.labels} ${num(series.sum)}`);
+        out.push(`${name}_count${series.labels} ${series.count}`);
       }
-    }
   }
   return `${out.join("\n")}\n`;
 }
