@@ -438,3 +438,43 @@ it("writes attribute sets that become the same labels as one series: a sum's and
     diag.reset();
   }
 });
+
+it("leaves out an attribute with an empty name, which no label can have, warning once", () => {
+  const lines: string[] = [];
+  diag.reset();
+  diag.setSink((_level, message) => lines.push(message));
+  try {
+    const metrics: MetricData[] = [
+      {
+        scope,
+        name: "jobs.done",
+        description: "",
+        unit: "",
+        kind: "sum",
+        monotonic: true,
+        points: [
+          { attributes: { "": "x", k: "1" }, startTime: 0, time: 0, value: 2 },
+        ],
+      },
+    ];
+    const resource = { "service.name": "orders", "": "r" };
+    const text = toPrometheusText(metrics, resource);
+    assert.equal(
+      text,
+      [
+        "# HELP target_info Target metadata",
+        "# TYPE target_info gauge",
+        'target_info{service_name="orders"} 1',
+        "# TYPE jobs_done_total counter",
+        'jobs_done_total{k="1",otel_scope_name="app"} 2',
+        "",
+      ].join("\n"),
+    );
+    toPrometheusText(metrics, resource);
+    assert.equal(lines.length, 1, lines.join("\n"));
+    assert.match(lines[0]!, /empty name/);
+  } finally {
+    diag.setSink(undefined);
+    diag.reset();
+  }
+});

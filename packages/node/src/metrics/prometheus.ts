@@ -143,7 +143,8 @@ function escapeLabel(v: string): string {
  * a label twice makes the whole scrape unreadable. On a histogram, an attribute named `le` becomes
  * `otel_le`, since `le` is the bucket's. An attribute that would become one
  * of the `reserved` labels (the scope's, which every series carries) is
- * left out.
+ * left out, as is one with an empty name: a label `=""` makes the whole
+ * scrape unreadable.
  */
 function labelParts(
   attributes: Record<string, unknown>,
@@ -154,6 +155,13 @@ function labelParts(
   for (const k of Object.keys(attributes)) {
     const v = attributes[k];
     if (v === undefined) continue;
+    if (k === "") {
+      diag.warnOnce(
+        "prometheus-empty-label",
+        "an attribute with an empty name was given; no Prometheus label can have it, so /metrics leaves it out",
+      );
+      continue;
+    }
     let name = labelName(k);
     if (reserved.has(name)) continue;
     if (histogram && name === "le") name = "otel_le";
