@@ -282,6 +282,53 @@ it("answers a scrape, exports and shuts down while an asynchronous callback neve
   }
 });
 
+it("answers a scrape within the scraper's timeout, and shuts down within THREADLINE_SHUTDOWN_TIMEOUT, while an asynchronous callback never settles", async () => {
+  const receiver = await startOtlpReceiver();
+  const port = await freePort();
+  // The export timeout is the default 10 s, as long as Prometheus's
+  // default scrape timeout: the scrape and the shutdown wait less.
+  const svc = await startService({
+    entry: "stuck-callback.mjs",
+    cwd: fixtures,
+    env: {
+      OTEL_SERVICE_NAME: "stuck",
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_METRICS_EXPORTER: "otlp,prometheus",
+      OTEL_EXPORTER_PROMETHEUS_HOST: "127.0.0.1",
+      OTEL_EXPORTER_PROMETHEUS_PORT: String(port),
+      THREADLINE_SHUTDOWN_TIMEOUT: "1000",
+    },
+  });
+  try {
+    // A scraper that waits 1 s gets an answer, with what did answer.
+    const text = await waitFor(
+      async () => {
+        const res = await fetch(`http://127.0.0.1:${port}/metrics`, {
+          headers: { "x-prometheus-scrape-timeout-seconds": "1" },
+          signal: AbortSignal.timeout(5000),
+        });
+        assert.equal(res.status, 200);
+        return res.text();
+      },
+      { what: "a scrape of /metrics" },
+    );
+    assert.match(text, /^workers\{otel_scope_name="fixture"\} 4$/m);
+    assert.doesNotMatch(text, /^queue_depth/m);
+    const shutdown = await fetch(`${svc.url}/shutdown`, {
+      signal: AbortSignal.timeout(5000),
+    });
+    assert.equal(await shutdown.text(), "shut down");
+    // Its last export went, with what did answer.
+    assert.ok(
+      receiver.metrics.some((m) => m.name === "workers"),
+      "workers exported at shutdown",
+    );
+  } finally {
+    await svc.stop();
+    await receiver.close();
+  }
+});
+
 /**
  * The metric selectors of a PromQL expression (`name{…}` and `name[…]`)
  * with the labels they match on, and the labels it groups by.

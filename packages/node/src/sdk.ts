@@ -806,6 +806,7 @@ function start(options: InitOptions): ThreadlineHandle {
     stats: () => pipeline.stats(),
   };
   const shutdown = async (): Promise<void> => {
+    const started = performance.now();
     reader.stop();
     // A scrape or a probe under way gets a moment to be answered; one that
     // takes longer (a check that hangs, a request never finished) is cut
@@ -824,14 +825,20 @@ function start(options: InitOptions): ThreadlineHandle {
     for (const i of instrumentations) i.disable();
     // Nothing is exported after this: spans still open would be lost.
     endUnfinished("shutdown", undefined, instrumentations);
-    await reader.exportNow();
+    // Asynchronous callbacks get half the shutdown's time at most (not the
+    // metric export timeout, 10 s by default), the rest left to send.
+    await reader.exportNow(started + config.shutdownTimeoutMs / 2);
     // Only after the last export: stopped first, the runtime and host
     // probes would leave it without this interval's values.
     stopRuntimeMetrics?.();
     stopHostMetrics?.();
+    const left = Math.max(
+      0,
+      config.shutdownTimeoutMs - (performance.now() - started),
+    );
     await Promise.all([
-      pipeline.shutdown(config.shutdownTimeoutMs),
-      processWorkers?.flush(config.shutdownTimeoutMs, FLUSH),
+      pipeline.shutdown(left, config.shutdownTimeoutMs),
+      processWorkers?.flush(left, FLUSH),
       cleared,
       endpointsClosed,
     ]);

@@ -2,7 +2,11 @@ import assert from "node:assert/strict";
 import { it } from "node:test";
 import { diag } from "@threadline/core";
 import type { MetricData } from "@threadline/otlp";
-import { prometheusName, toPrometheusText } from "../src/metrics/prometheus.ts";
+import {
+  prometheusName,
+  scrapeWaitMs,
+  toPrometheusText,
+} from "../src/metrics/prometheus.ts";
 
 const scope = { name: "app", version: "" };
 
@@ -477,4 +481,12 @@ it("leaves out an attribute with an empty name, which no label can have, warning
     diag.setSink(undefined);
     diag.reset();
   }
+});
+
+it("waits for callbacks the scraper's timeout less a margin, and Prometheus's default less it when the scraper says none", () => {
+  assert.equal(scrapeWaitMs("10"), 9500);
+  assert.equal(scrapeWaitMs("1.5"), 1000);
+  assert.equal(scrapeWaitMs("0.2"), 0);
+  for (const odd of [undefined, "", "soon", "-1", "0", "Infinity", ["1", "2"]])
+    assert.equal(scrapeWaitMs(odd), 9500, String(odd));
 });

@@ -733,8 +733,15 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     }
   }
 
-  /** Final flush, then stop accepting data and stop the worker. */
-  async shutdown(timeoutMs: number): Promise<void> {
+  /**
+   * Final flush, then stop accepting data and stop the worker. Waits
+   * `timeoutMs`, what is left of `timeoutOfShutdown` (the setting, as the
+   * warning names it) once the shutdown's other steps took their share.
+   */
+  async shutdown(
+    timeoutMs: number,
+    timeoutOfShutdown = timeoutMs,
+  ): Promise<void> {
     if (this.#closed) return;
     const deadline = Date.now() + timeoutMs;
     this.#startFinal();
@@ -753,7 +760,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       // What ended too late for any flush goes with the pipeline, counted.
       this.#main.traces.shutdownDeadline += this.#spans.discard();
       this.#main.logs.shutdownDeadline += this.#logs.discard();
-      this.#endFinal(timeoutMs);
+      this.#endFinal(timeoutOfShutdown);
     }
     this.#spans.stop();
     this.#logs.stop();

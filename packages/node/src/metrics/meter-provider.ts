@@ -523,39 +523,56 @@ export class MeterProvider implements ApiMeterProvider {
   collect(
     preference: TemporalityPreference = "cumulative",
     reader: Reader = this.#anyReader,
+    deadline?: number,
   ): Promise<MetricData[]> {
-    return this.observeAndRead(reader, () => this.#snapshot(preference));
+    return this.observeAndRead(
+      reader,
+      () => this.#snapshot(preference),
+      deadline,
+    );
   }
 
   /**
    * Runs observable callbacks for `reader`, waiting for asynchronous ones
-   * up to the callback timeout, and forgets the series no callback
+   * up to the callback timeout, or until `deadline` (performance.now()
+   * time) if that comes first, and forgets the series no callback
    * reported this time; then `read`, whose result it resolves to, before
    * any other run of the callbacks: find() and the aggregators show what
    * the callbacks reported for this reader. A call while the same reader's
    * run is under way shares it: callbacks never run twice at once. Another
    * reader's call waits for it, then has a run of its own, within the
-   * callback timeout from when it was made: its windows are its own, and
-   * sharing the run would have it read values measured for another.
+   * same time from when it was made: its windows are its own, and sharing
+   * the run would have it read values measured for another. If the other
+   * run outlasts that time, the call reads what the callbacks reported
+   * last, running none: a scrape must be answered before its scraper gives
+   * up.
    */
-  observeAndRead<T>(reader: Reader, read: () => T): Promise<T> {
-    return this.#observeAndRead(
-      reader,
-      read,
-      performance.now() + this.#callbackTimeoutMs,
-    );
-  }
-
-  #observeAndRead<T>(
+  observeAndRead<T>(
     reader: Reader,
     read: () => T,
-    deadline: number,
+    deadline?: number,
   ): Promise<T> {
+    const now = performance.now();
+    const ms = Math.max(
+      0,
+      Math.min(this.#callbackTimeoutMs, (deadline ?? Infinity) - now),
+    );
+    return this.#observeAndRead(reader, read, { at: now + ms, ms });
+  }
+
+  #observeAndRead<T>(reader: Reader, read: () => T, limit: Limit): Promise<T> {
     const turn = this.#turn;
     if (turn !== undefined && turn.reader !== reader)
-      return turn.done.then(() => this.#observeAndRead(reader, read, deadline));
+      return settledBy(turn.done, limit.at).then((settled) => {
+        if (settled) return this.#observeAndRead(reader, read, limit);
+        diag.warnCollapsed(
+          "metric-collect-late",
+          `the ${reader.name} could not wait any longer for the observable metric callbacks run for the ${turn.reader.name}; it took what they reported last`,
+        );
+        return read();
+      });
     return new Promise<T>((resolve, reject) => {
-      (turn ?? this.#begin(reader, deadline)).reads.push((failed) => {
+      (turn ?? this.#begin(reader, limit)).reads.push((failed) => {
         if (failed !== undefined) reject(failed.err);
         else
           try {
@@ -568,7 +585,7 @@ export class MeterProvider implements ApiMeterProvider {
   }
 
   /** Starts a run of the callbacks for `reader`; its reads follow it at once. */
-  #begin(reader: Reader, deadline: number): Turn {
+  #begin(reader: Reader, limit: Limit): Turn {
     const reads: Turn["reads"] = [];
     const finish = (failed?: { err: unknown }) => {
       this.#turn = undefined;
@@ -577,7 +594,7 @@ export class MeterProvider implements ApiMeterProvider {
     const turn: Turn = {
       reader,
       reads,
-      done: this.#round(reader, deadline).then(
+      done: this.#round(reader, limit).then(
         () => finish(),
         (err: unknown) => finish({ err }),
       ),
@@ -586,28 +603,21 @@ export class MeterProvider implements ApiMeterProvider {
     return turn;
   }
 
-  async #round(reader: Reader, deadline: number): Promise<void> {
+  async #round(reader: Reader, limit: Limit): Promise<void> {
     const n = ++this.#rounds;
     const round: Round = { open: true, n, reader };
     const running = this.#observe(round);
     if (running.length > 0) {
       // A reader that waited for another's run has what is left of its
       // time: the collection, not each run, is bounded by the timeout.
-      const waitMs = Math.max(0, deadline - performance.now());
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<false>((resolve) => {
-        timer = setTimeout(() => resolve(false), waitMs);
-        timer.unref();
-      });
       const finished = await Promise.all(
-        running.map((r) => Promise.race([r.done, timedOut])),
+        running.map((r) => settledBy(r.done, limit.at)),
       );
-      clearTimeout(timer);
       const late = running.filter((_, i) => !finished[i]);
       if (late.length > 0)
         diag.warnCollapsed(
           "metric-callback-late",
-          `observable metric callbacks did not finish within ${this.#callbackTimeoutMs} ms and were collected without: ${late.map((r) => r.names()).join("; ")}`,
+          `observable metric callbacks did not finish within ${Math.round(limit.ms)} ms and were collected without: ${late.map((r) => r.names()).join("; ")}`,
           late.length,
         );
     }
@@ -639,6 +649,15 @@ interface Round {
   reader: Reader;
 }
 
+/**
+ * How long a collection may wait for asynchronous callbacks: until `at`
+ * (performance.now() time), `ms` from when it was asked for.
+ */
+interface Limit {
+  at: number;
+  ms: number;
+}
+
 /** A run of the callbacks for one reader, and the reads that wait for it. */
 interface Turn {
   reader: Reader;
@@ -664,6 +683,24 @@ interface Running {
 export function countedSince(instrument: Observable, time: number): void {
   if (instrument instanceof ObservableInstrument)
     instrument.aggregator.countedSince = time;
+}
+
+/**
+ * Whether `done` (which never rejects) settles by `deadline`
+ * (performance.now() time); false once the deadline passed.
+ */
+function settledBy(done: Promise<unknown>, deadline: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((resolve) => {
+    timer = setTimeout(
+      () => resolve(false),
+      Math.max(0, deadline - performance.now()),
+    );
+    timer.unref();
+  });
+  return Promise.race([done.then((): true => true), timedOut]).finally(() =>
+    clearTimeout(timer),
+  );
 }
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {

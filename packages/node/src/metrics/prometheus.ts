@@ -432,6 +432,28 @@ export function toPrometheusText(
   return `${out.join("\n")}\n`;
 }
 
+/** What a scrape leaves its scraper to receive the answer, in ms. */
+const SCRAPE_MARGIN_MS = 500;
+/**
+ * How long a scrape waits for asynchronous callbacks when its scraper does
+ * not say how long it waits: Prometheus's default scrape timeout (10 s)
+ * less the margin.
+ */
+const DEFAULT_SCRAPE_WAIT_MS = 10_000 - SCRAPE_MARGIN_MS;
+
+/**
+ * How long a scrape may wait for asynchronous callbacks, in ms: the
+ * scraper's timeout (Prometheus sends it as X-Prometheus-Scrape-Timeout-Seconds)
+ * less a margin to answer in, so one callback that hangs never fails the
+ * whole scrape. The meter provider caps it by its callback timeout.
+ */
+export function scrapeWaitMs(header: string | string[] | undefined): number {
+  const seconds = typeof header === "string" ? Number(header) : NaN;
+  if (header === undefined || !Number.isFinite(seconds) || seconds <= 0)
+    return DEFAULT_SCRAPE_WAIT_MS;
+  return Math.max(0, seconds * 1000 - SCRAPE_MARGIN_MS);
+}
+
 /** Serves GET /metrics; resolves once listening (or undefined if it cannot). */
 export function startPrometheusEndpoint(
   provider: MeterProvider,
@@ -459,7 +481,10 @@ export function startPrometheusEndpoint(
         res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
         return;
       }
-      provider.collect("cumulative", reader).then(
+      const waitMs = scrapeWaitMs(
+        req.headers["x-prometheus-scrape-timeout-seconds"],
+      );
+      provider.collect("cumulative", reader, performance.now() + waitMs).then(
         (metrics) =>
           res
             .writeHead(200, {

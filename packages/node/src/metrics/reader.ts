@@ -44,12 +44,21 @@ export class MetricReader {
     this.#timer.unref();
   }
 
-  async exportNow(): Promise<void> {
+  /**
+   * Collects and hands the snapshot over; `deadline` (performance.now()
+   * time) bounds the wait for asynchronous callbacks below the callback
+   * timeout (shutdown's, within its own).
+   */
+  async exportNow(deadline?: number): Promise<void> {
     if (!this.#started) return;
     try {
       this.#pipeline.exportMetrics(
         this.#labelled(
-          await this.#provider.collect(this.#temporality, this.#reader),
+          await this.#provider.collect(
+            this.#temporality,
+            this.#reader,
+            deadline,
+          ),
         ),
       );
     } catch (err) {
