@@ -329,6 +329,74 @@ it("answers a scrape within the scraper's timeout, and shuts down within THREADL
   }
 });
 
+it("answers HEAD /metrics as GET without the body, says which port 0 took, and names the health endpoint when both want one port", async () => {
+  const svc = await startService({
+    entry: "hello.cjs",
+    cwd: fixtures,
+    execArgv: ["-r", "@threadline/node/register"],
+    env: {
+      OTEL_SERVICE_NAME: "hello",
+      OTEL_METRICS_EXPORTER: "prometheus",
+      OTEL_EXPORTER_PROMETHEUS_HOST: "127.0.0.1",
+      OTEL_EXPORTER_PROMETHEUS_PORT: "0",
+      OTEL_LOG_LEVEL: "info",
+    },
+  });
+  try {
+    const said = await waitFor(
+      () =>
+        svc.stderr
+          .map((l) =>
+            /Prometheus endpoint.*(http:\/\/127\.0\.0\.1:(\d+)\/metrics)/.exec(
+              l,
+            ),
+          )
+          .find((m) => m !== null),
+      { what: "the port the Prometheus endpoint took" },
+    );
+    const url = said[1]!;
+    const get = await fetch(url);
+    assert.equal(get.status, 200);
+    const body = await get.text();
+    assert.match(body, /^# TYPE process_cpu_time_seconds_total counter$/m);
+    const head = await fetch(url, { method: "HEAD" });
+    assert.equal(head.status, 200);
+    assert.equal(
+      head.headers.get("content-type"),
+      get.headers.get("content-type"),
+    );
+    assert.equal(await head.text(), "");
+  } finally {
+    await svc.stop();
+  }
+  const port = await freePort();
+  const both = await startService({
+    entry: "hello.cjs",
+    cwd: fixtures,
+    execArgv: ["-r", "@threadline/node/register"],
+    env: {
+      OTEL_SERVICE_NAME: "hello",
+      OTEL_METRICS_EXPORTER: "prometheus",
+      OTEL_EXPORTER_PROMETHEUS_HOST: "127.0.0.1",
+      OTEL_EXPORTER_PROMETHEUS_PORT: String(port),
+      THREADLINE_HEALTH_PORT: String(port),
+    },
+  });
+  try {
+    const warning = await waitFor(
+      () => both.stderr.find((l) => /EADDRINUSE/.test(l)),
+      { what: "a warning about the port" },
+    );
+    assert.doesNotMatch(warning, /another process/);
+    assert.match(
+      warning,
+      /the port is the (health|Prometheus) endpoint's \((THREADLINE_HEALTH_PORT|OTEL_EXPORTER_PROMETHEUS_PORT)\)/,
+    );
+  } finally {
+    await both.stop();
+  }
+});
+
 /**
  * The metric selectors of a PromQL expression (`name{…}` and `name[…]`)
  * with the labels they match on, and the labels it groups by.

@@ -27,7 +27,16 @@ export interface Endpoint {
   readonly variable: string;
   /** Another way to its data, for the workers of a cluster that go without. */
   readonly otherwise?: string;
+  /** Its path, as a message naming where it listens shows it. */
+  readonly path?: string;
 }
+
+/**
+ * The endpoints of this process by the port they asked for, while they
+ * hold or wait for it: one that finds its port taken by another of them
+ * says so, rather than blame another process.
+ */
+const asked = new Map<number, Endpoint>();
 
 /** Listens on host:port; resolves undefined (with a warning) when it cannot. */
 export function startUntracedServer(
@@ -42,13 +51,21 @@ export function startUntracedServer(
   server.unref();
   return new Promise((resolve) => {
     const failed = (err: NodeJS.ErrnoException) => {
+      const other = asked.get(port);
+      if (other === endpoint) asked.delete(port);
       diag.warn(
         `${endpoint.what} could not listen on ${host}:${port}: ${err.code ?? err.message}` +
-          (err.code === "EADDRINUSE" ? inUse(endpoint) : ""),
+          (err.code !== "EADDRINUSE"
+            ? ""
+            : other !== undefined && other !== endpoint
+              ? `, the port is ${other.what}'s (${other.variable}); give each a port of its own`
+              : inUse(endpoint)),
       );
       resolve(undefined);
     };
     server.once("error", failed);
+    // Port 0 takes any free port: which one, it says once listening.
+    if (port !== 0 && !asked.has(port)) asked.set(port, endpoint);
     try {
       // Exclusive: a cluster worker would otherwise get the primary's
       // shared handle, and with every worker on it, each scrape or probe
@@ -58,8 +75,13 @@ export function startUntracedServer(
       server.listen({ port, host, exclusive: true }, () => {
         const a = server.address();
         const p = typeof a === "object" && a !== null ? a.port : port;
+        const origin = `http://${host.includes(":") ? `[${host}]` : host}:${p}`;
+        if (port === 0)
+          diag.info(
+            `${endpoint.what} listens on ${origin}${endpoint.path ?? ""} (${endpoint.variable}=0 takes any free port)`,
+          );
         resolve({
-          origin: `http://${host.includes(":") ? `[${host}]` : host}:${p}`,
+          origin,
           close: (graceMs) =>
             new Promise((r) => {
               // Not unref'd: the shutdown waits for it, and must not see
@@ -71,6 +93,7 @@ export function startUntracedServer(
               // close() ends the idle connections itself.
               server.close(() => {
                 clearTimeout(cut);
+                if (asked.get(port) === endpoint) asked.delete(port);
                 r();
               });
             }),

@@ -470,12 +470,15 @@ export function startPrometheusEndpoint(
       variable: "OTEL_EXPORTER_PROMETHEUS_PORT",
       // Each worker exports its own over OTLP, an instance of the service.
       otherwise: "export metrics over OTLP (OTEL_METRICS_EXPORTER=otlp)",
+      path: "/metrics",
     },
     host,
     port,
     (req, res) => {
+      // HEAD is answered as GET is, without the body, as the health
+      // endpoint answers it.
       if (
-        req.method !== "GET" ||
+        (req.method !== "GET" && req.method !== "HEAD") ||
         (req.url ?? "/").split("?")[0] !== "/metrics"
       ) {
         res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
@@ -484,17 +487,23 @@ export function startPrometheusEndpoint(
       const waitMs = scrapeWaitMs(
         req.headers["x-prometheus-scrape-timeout-seconds"],
       );
+      // The length, not chunks, so a HEAD answer carries what the GET does.
+      const answer = (status: number, type: string, text: string) =>
+        res
+          .writeHead(status, {
+            "content-type": type,
+            "content-length": String(Buffer.byteLength(text)),
+          })
+          .end(req.method === "HEAD" ? undefined : text);
       provider.collect("cumulative", reader, performance.now() + waitMs).then(
         (metrics) =>
-          res
-            .writeHead(200, {
-              "content-type": "text/plain; version=0.0.4; charset=utf-8",
-            })
-            .end(toPrometheusText(metrics, resource)),
+          answer(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            toPrometheusText(metrics, resource),
+          ),
         (err: unknown) =>
-          res
-            .writeHead(500, { "content-type": "text/plain" })
-            .end(`${(err as Error)?.message}\n`),
+          answer(500, "text/plain", `${(err as Error)?.message}\n`),
       );
     },
   );
