@@ -5,44 +5,23 @@
 import assert from "node:assert/strict";
 import http from "node:http";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import {
-  startOtlpReceiver,
-  startService,
   type OtlpReceiver,
   type RunningService,
 } from "@threadline/test-support";
+import { Gateways } from "./gateways.ts";
 
 const SERVER = 2;
-const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
 
 let receiver: OtlpReceiver;
-const started: RunningService[] = [];
-
-async function service(name: string, env: Record<string, string>) {
-  const svc = await startService({
-    entry: "gateway.mjs",
-    cwd: fixtures,
-    env: {
-      OTEL_SERVICE_NAME: name,
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      OTEL_BSP_SCHEDULE_DELAY: "50",
-      OTEL_METRICS_EXPORTER: "none",
-      ...env,
-    },
-  });
-  started.push(svc);
-  return svc;
-}
+let gateways: Gateways;
 
 before(async () => {
-  receiver = await startOtlpReceiver();
+  gateways = await Gateways.open();
+  receiver = gateways.receiver;
 });
 
-after(async () => {
-  await Promise.all(started.map((s) => s.stop()));
-  await receiver.close();
-});
+after(() => gateways.close());
 
 let calls = 0;
 
@@ -91,7 +70,7 @@ async function recorded(
 describe("an edge service behind a load balancer on loopback (the default proxies)", () => {
   let edge: RunningService;
   before(async () => {
-    edge = await service("edge-lb", {
+    edge = await gateways.start("edge-lb", {
       THREADLINE_EDGE: "true",
       THREADLINE_TRUSTED_CALLERS: "none",
     });
@@ -141,7 +120,9 @@ describe("an edge service behind a load balancer on loopback (the default proxie
 describe("a service that trusts no proxy", () => {
   let svc: RunningService;
   before(async () => {
-    svc = await service("no-proxy", { THREADLINE_TRUSTED_PROXIES: "none" });
+    svc = await gateways.start("no-proxy", {
+      THREADLINE_TRUSTED_PROXIES: "none",
+    });
   });
 
   it("records the caller's own address, whatever its X-Forwarded-For says", async () => {
@@ -159,7 +140,7 @@ describe("a service that trusts no proxy", () => {
 describe("a service that trusts one proxy", () => {
   let svc: RunningService;
   before(async () => {
-    svc = await service("one-proxy", {
+    svc = await gateways.start("one-proxy", {
       THREADLINE_TRUSTED_PROXIES: "127.0.0.1",
     });
   });

@@ -7,51 +7,32 @@
 import assert from "node:assert/strict";
 import http from "node:http";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import {
-  startOtlpReceiver,
   startRecordingServer,
-  startService,
   waitFor,
   type OtlpReceiver,
   type RecordingServer,
   type RunningService,
 } from "@threadline/test-support";
+import { Gateways } from "./gateways.ts";
 
 const SERVER = 2;
-const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
 /** How the gateway copies its caller's headers onto its call. */
 const HOWS = ["object", "array", "late", "append", "headers", "fetch"];
 
 let receiver: OtlpReceiver;
 let internal: RecordingServer;
-const started: RunningService[] = [];
-
-async function gateway(name: string, env: Record<string, string>) {
-  const svc = await startService({
-    entry: "gateway.mjs",
-    cwd: fixtures,
-    env: {
-      OTEL_SERVICE_NAME: name,
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      OTEL_BSP_SCHEDULE_DELAY: "50",
-      OTEL_METRICS_EXPORTER: "none",
-      ...env,
-    },
-  });
-  started.push(svc);
-  return svc;
-}
+let gateways: Gateways;
 
 before(async () => {
-  receiver = await startOtlpReceiver();
+  gateways = await Gateways.open();
+  receiver = gateways.receiver;
   internal = await startRecordingServer();
 });
 
 after(async () => {
-  await Promise.all(started.map((s) => s.stop()));
+  await gateways.close();
   await internal.close();
-  await receiver.close();
 });
 
 /**
@@ -119,8 +100,8 @@ describe("a gateway at the edge that forwards its caller's headers", () => {
   let edge: RunningService;
   let orders: RunningService;
   before(async () => {
-    orders = await gateway("orders", {});
-    edge = await gateway("edge", {
+    orders = await gateways.start("orders", {});
+    edge = await gateways.start("edge", {
       THREADLINE_EDGE: "true",
       CUSTOMER_FROM: "session",
     });
@@ -191,7 +172,7 @@ describe("a gateway at the edge that forwards its caller's headers", () => {
 describe("an internal service that forwards its caller's headers", () => {
   let inner: RunningService;
   before(async () => {
-    inner = await gateway("inner", {
+    inner = await gateways.start("inner", {
       THREADLINE_TRUSTED_CALLERS: "127.0.0.1",
     });
   });

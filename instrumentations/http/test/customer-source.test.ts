@@ -5,49 +5,34 @@
 import assert from "node:assert/strict";
 import http from "node:http";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import {
-  startOtlpReceiver,
-  startService,
   waitFor,
   type OtlpReceiver,
   type RunningService,
 } from "@threadline/test-support";
+import { Gateways } from "./gateways.ts";
 
 const SERVER = 2;
-const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
 
 let receiver: OtlpReceiver;
 let edge: RunningService;
-const started: RunningService[] = [];
+let gateways: Gateways;
 
 /** An edge gateway whose customerFromRequest is the fixture's `from`. */
-async function gateway(from: string): Promise<RunningService> {
-  const svc = await startService({
-    entry: "gateway.mjs",
-    cwd: fixtures,
-    env: {
-      OTEL_SERVICE_NAME: `customer-from-${from}`,
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      OTEL_BSP_SCHEDULE_DELAY: "50",
-      OTEL_METRICS_EXPORTER: "none",
-      THREADLINE_EDGE: "true",
-      CUSTOMER_FROM: from,
-    },
+function gateway(from: string): Promise<RunningService> {
+  return gateways.start(`customer-from-${from}`, {
+    THREADLINE_EDGE: "true",
+    CUSTOMER_FROM: from,
   });
-  started.push(svc);
-  return svc;
 }
 
 before(async () => {
-  receiver = await startOtlpReceiver();
+  gateways = await Gateways.open();
+  receiver = gateways.receiver;
   edge = await gateway("user");
 });
 
-after(async () => {
-  await Promise.all(started.map((s) => s.stop()));
-  await receiver.close();
-});
+after(() => gateways.close());
 
 let calls = 0;
 

@@ -8,20 +8,14 @@ import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
-import {
-  startOtlpReceiver,
-  startService,
-  type OtlpReceiver,
-  type RunningService,
-} from "@threadline/test-support";
+import { type OtlpReceiver } from "@threadline/test-support";
+import { Gateways } from "./gateways.ts";
 
 const SERVER = 2;
-const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "threadline-unix-"));
 
 let receiver: OtlpReceiver;
-const started: RunningService[] = [];
+let gateways: Gateways;
 
 /** The gateway fixture listening on a socket in `dir` named after it. */
 async function service(
@@ -29,30 +23,17 @@ async function service(
   env: Record<string, string>,
 ): Promise<string> {
   const socketPath = join(dir, `${name}.sock`);
-  started.push(
-    await startService({
-      entry: "gateway.mjs",
-      cwd: fixtures,
-      env: {
-        OTEL_SERVICE_NAME: name,
-        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-        OTEL_BSP_SCHEDULE_DELAY: "50",
-        OTEL_METRICS_EXPORTER: "none",
-        LISTEN_PATH: socketPath,
-        ...env,
-      },
-    }),
-  );
+  await gateways.start(name, { LISTEN_PATH: socketPath, ...env });
   return socketPath;
 }
 
 before(async () => {
-  receiver = await startOtlpReceiver();
+  gateways = await Gateways.open();
+  receiver = gateways.receiver;
 });
 
 after(async () => {
-  await Promise.all(started.map((s) => s.stop()));
-  await receiver.close();
+  await gateways.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

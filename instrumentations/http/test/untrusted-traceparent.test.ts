@@ -7,38 +7,19 @@
 import assert from "node:assert/strict";
 import http from "node:http";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import {
-  startOtlpReceiver,
-  startService,
   type OtlpReceiver,
   type ReceivedSpan,
   type RunningService,
 } from "@threadline/test-support";
+import { Gateways } from "./gateways.ts";
 
 const SERVER = 2;
 const CALLER_TRACE = "11111111111111111111111111111111";
 const CALLER_SPAN = "2222222222222222";
-const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
 
 let receiver: OtlpReceiver;
-const started: RunningService[] = [];
-
-async function gateway(name: string, env: Record<string, string>) {
-  const svc = await startService({
-    entry: "gateway.mjs",
-    cwd: fixtures,
-    env: {
-      OTEL_SERVICE_NAME: name,
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      OTEL_BSP_SCHEDULE_DELAY: "50",
-      OTEL_METRICS_EXPORTER: "none",
-      ...env,
-    },
-  });
-  started.push(svc);
-  return svc;
-}
+let gateways: Gateways;
 
 interface Answer {
   customer: string | null;
@@ -69,17 +50,15 @@ function ask(svc: RunningService, flags: "00" | "01"): Promise<Answer> {
 }
 
 before(async () => {
-  receiver = await startOtlpReceiver();
+  gateways = await Gateways.open();
+  receiver = gateways.receiver;
 });
 
-after(async () => {
-  await Promise.all(started.map((s) => s.stop()));
-  await receiver.close();
-});
+after(() => gateways.close());
 
 describe("an edge service taking an untrusted caller's traceparent", () => {
   it("continues the caller's trace, sampled as the caller says, unless told to link", async () => {
-    const edge = await gateway("edge-continue", {
+    const edge = await gateways.start("edge-continue", {
       THREADLINE_EDGE: "true",
       OTEL_TRACES_SAMPLER: "parentbased_always_off",
     });
@@ -90,7 +69,7 @@ describe("an edge service taking an untrusted caller's traceparent", () => {
   });
 
   it("starts a trace of its own, linked to the caller's, sampled by its own sampler", async () => {
-    const edge = await gateway("edge-link", {
+    const edge = await gateways.start("edge-link", {
       THREADLINE_EDGE: "true",
       THREADLINE_UNTRUSTED_TRACEPARENT: "link",
       OTEL_TRACES_SAMPLER: "parentbased_always_off",
@@ -99,7 +78,7 @@ describe("an edge service taking an untrusted caller's traceparent", () => {
     const unsampled = await ask(edge, "01");
     assert.equal(unsampled.trace?.sampled, false);
     assert.notEqual(unsampled.trace?.traceId, CALLER_TRACE);
-    const sampling = await gateway("edge-link-sampled", {
+    const sampling = await gateways.start("edge-link-sampled", {
       THREADLINE_EDGE: "true",
       THREADLINE_UNTRUSTED_TRACEPARENT: "link",
     });
@@ -128,11 +107,11 @@ describe("an edge service taking an untrusted caller's traceparent", () => {
 
 describe("an internal service told to link untrusted callers' traces", () => {
   it("continues a trusted caller's trace and links an untrusted one's", async () => {
-    const trusting = await gateway("inner-trusting", {
+    const trusting = await gateways.start("inner-trusting", {
       THREADLINE_UNTRUSTED_TRACEPARENT: "link",
     });
     assert.equal((await ask(trusting, "01")).trace?.traceId, CALLER_TRACE);
-    const wary = await gateway("inner-wary", {
+    const wary = await gateways.start("inner-wary", {
       THREADLINE_UNTRUSTED_TRACEPARENT: "link",
       // The test calls from loopback, which this service does not trust.
       THREADLINE_TRUSTED_CALLERS: "10.0.0.1",
