@@ -230,7 +230,12 @@ it("serves every scope's series of a metric name under one type, and only the fi
   }
 });
 
-it("answers a scrape, exports and shuts down while an asynchronous callback never settles", async () => {
+/**
+ * The fixture whose asynchronous callback never settles, exporting to a
+ * receiver of its own and scraped on a port of its own, with `env` added;
+ * `scrape` is retried until the endpoint listens, each try 5 s at most.
+ */
+async function startStuck(env: Record<string, string>) {
   const receiver = await startOtlpReceiver();
   const port = await freePort();
   const svc = await startService({
@@ -242,15 +247,14 @@ it("answers a scrape, exports and shuts down while an asynchronous callback neve
       OTEL_METRICS_EXPORTER: "otlp,prometheus",
       OTEL_EXPORTER_PROMETHEUS_HOST: "127.0.0.1",
       OTEL_EXPORTER_PROMETHEUS_PORT: String(port),
-      OTEL_METRIC_EXPORT_INTERVAL: "300",
-      OTEL_METRIC_EXPORT_TIMEOUT: "500",
+      ...env,
     },
   });
-  try {
-    // Retried until the endpoint listens; each scrape may take 5 s at most.
-    const text = await waitFor(
+  const scrape = (headers: Record<string, string>) =>
+    waitFor(
       async () => {
         const res = await fetch(`http://127.0.0.1:${port}/metrics`, {
+          headers,
           signal: AbortSignal.timeout(5000),
         });
         assert.equal(res.status, 200);
@@ -258,6 +262,16 @@ it("answers a scrape, exports and shuts down while an asynchronous callback neve
       },
       { what: "a scrape of /metrics" },
     );
+  return { receiver, svc, scrape };
+}
+
+it("answers a scrape, exports and shuts down while an asynchronous callback never settles", async () => {
+  const { receiver, svc, scrape } = await startStuck({
+    OTEL_METRIC_EXPORT_INTERVAL: "300",
+    OTEL_METRIC_EXPORT_TIMEOUT: "500",
+  });
+  try {
+    const text = await scrape({});
     assert.match(text, /^workers\{otel_scope_name="fixture"\} 4$/m);
     assert.doesNotMatch(text, /^queue_depth/m);
     // The interval's exports carry on, each with what did answer.
@@ -283,35 +297,14 @@ it("answers a scrape, exports and shuts down while an asynchronous callback neve
 });
 
 it("answers a scrape within the scraper's timeout, and shuts down within THREADLINE_SHUTDOWN_TIMEOUT, while an asynchronous callback never settles", async () => {
-  const receiver = await startOtlpReceiver();
-  const port = await freePort();
   // The export timeout is the default 10 s, as long as Prometheus's
   // default scrape timeout: the scrape and the shutdown wait less.
-  const svc = await startService({
-    entry: "stuck-callback.mjs",
-    cwd: fixtures,
-    env: {
-      OTEL_SERVICE_NAME: "stuck",
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      OTEL_METRICS_EXPORTER: "otlp,prometheus",
-      OTEL_EXPORTER_PROMETHEUS_HOST: "127.0.0.1",
-      OTEL_EXPORTER_PROMETHEUS_PORT: String(port),
-      THREADLINE_SHUTDOWN_TIMEOUT: "1000",
-    },
+  const { receiver, svc, scrape } = await startStuck({
+    THREADLINE_SHUTDOWN_TIMEOUT: "1000",
   });
   try {
     // A scraper that waits 1 s gets an answer, with what did answer.
-    const text = await waitFor(
-      async () => {
-        const res = await fetch(`http://127.0.0.1:${port}/metrics`, {
-          headers: { "x-prometheus-scrape-timeout-seconds": "1" },
-          signal: AbortSignal.timeout(5000),
-        });
-        assert.equal(res.status, 200);
-        return res.text();
-      },
-      { what: "a scrape of /metrics" },
-    );
+    const text = await scrape({ "x-prometheus-scrape-timeout-seconds": "1" });
     assert.match(text, /^workers\{otel_scope_name="fixture"\} 4$/m);
     assert.doesNotMatch(text, /^queue_depth/m);
     const shutdown = await fetch(`${svc.url}/shutdown`, {
