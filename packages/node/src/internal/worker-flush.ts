@@ -228,7 +228,9 @@ export class WorkerFlush {
     const s = this.#slots;
     const req: FlushRequest = {
       id: Atomics.add(s, LAST_REQUEST, 1) + 1,
-      deadline: Date.now() + timeoutMs,
+      // Whole milliseconds: the deadline is shared as a 64-bit integer, and
+      // a budget worked out from performance.now() has fractions.
+      deadline: Date.now() + Math.ceil(timeoutMs),
       sync: ask.sync,
       threads,
     };
