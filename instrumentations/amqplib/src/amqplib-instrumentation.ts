@@ -22,7 +22,8 @@
 // messages. The span stays open until the message is settled: every ack,
 // nack and reject of both APIs goes through Channel.prototype.sendImmediately
 // as a Basic.Ack/Nack/Reject frame, so one wrapper sees the outcome,
-// including multiple=true and ackAll/nackAll. A consume() callback that
+// including multiple=true and ackAll/nackAll, and so does recover()'s
+// Basic.Recover, which hands every unacknowledged message back. A consume() callback that
 // settles its message and fails afterwards fails the delivery: a span
 // settled while its callback runs, or while the promise it returned is
 // pending, ends when the callback has finished. A channel that closes
@@ -132,6 +133,12 @@ const VERSION = "0.1.0";
 const BASIC_ACK = (60 << 16) | 80;
 const BASIC_REJECT = (60 << 16) | 90;
 const BASIC_NACK = (60 << 16) | 120;
+/**
+ * basic.recover: the broker takes back every message the channel has not
+ * acknowledged and delivers it again under a new delivery tag; the old
+ * tags are dead.
+ */
+const BASIC_RECOVER = (60 << 16) | 110;
 
 const PENDING = Symbol("threadline.amqp.pending");
 /**
@@ -552,7 +559,7 @@ const meters = lazyInstruments(NAME, (m) => ({
   consumed: m.createCounter("messaging.client.consumed.messages", {
     unit: "{message}",
     description:
-      "Messages delivered, per queue and settlement (ack, nack, reject, auto, channel_closed) and whether redelivered.",
+      "Messages delivered, per queue and settlement (ack, nack, reject, auto, recovered, channel_closed) and whether redelivered.",
   }),
   process: m.createHistogram("messaging.process.duration", {
     unit: "s",
@@ -1650,7 +1657,8 @@ export class AmqplibInstrumentation implements Instrumentation {
         pending.size > 0 &&
         (method === BASIC_ACK ||
           method === BASIC_NACK ||
-          method === BASIC_REJECT)
+          method === BASIC_REJECT ||
+          method === BASIC_RECOVER)
       ) {
         try {
           settle(
@@ -1804,7 +1812,13 @@ function settle(
   fields: { deliveryTag?: number; multiple?: boolean; requeue?: unknown },
 ): void {
   const outcome =
-    method === BASIC_ACK ? "ack" : method === BASIC_NACK ? "nack" : "reject";
+    method === BASIC_ACK
+      ? "ack"
+      : method === BASIC_NACK
+        ? "nack"
+        : method === BASIC_REJECT
+          ? "reject"
+          : "recovered";
   // Read as amqplib's encoder reads it: absent is a requeue, and after
   // that any falsy value (null, 0) is none, as the broker is told.
   const requeue =
@@ -1813,7 +1827,10 @@ function settle(
       : fields.requeue === undefined || Boolean(fields.requeue);
   const tag = fields.deliveryTag ?? 0;
   const finishing = channel[FINISHING];
-  if (fields.multiple === true) {
+  // A recover is seen as its frame goes, after the RPCs queued before it:
+  // what was settled before then was settled, everything else is handed
+  // back and comes again under new tags.
+  if (fields.multiple === true || method === BASIC_RECOVER) {
     for (const [t, span] of pending) {
       if (tag !== 0 && t > tag) break;
       settleAttributes(span, outcome, requeue);

@@ -360,6 +360,61 @@ describe("promise API", () => {
     await ch.close();
   });
 
+  it("settles the deliveries recover() hands back to the broker as recovered, requeued", async () => {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    await ch.assertQueue(q, { autoDelete: true });
+    const held: amqp.ConsumeMessage[] = [];
+    // The first delivery of each message is left unacknowledged; the
+    // broker's redelivery, under a new delivery tag, is acknowledged.
+    await ch.consume(q, (msg) => {
+      if (msg === null) return;
+      held.push(msg);
+      if (msg.fields.redelivered) ch.ack(msg);
+    });
+    for (const id of ["m-1", "m-2", "m-3"])
+      ch.sendToQueue(q, Buffer.from(id), { messageId: id });
+    await waitFor(() => held.length === 3, { what: "three deliveries" });
+    await ch.recover();
+    await waitFor(() => held.length === 6, { what: "three redeliveries" });
+    // Settled while the channel is open: all six spans have ended.
+    const spans = await receiver.waitForSpans(
+      (s) => consumersOf(s, q).length >= 6,
+      "the spans of the recovered deliveries and of their redeliveries",
+    );
+    assert.deepEqual(
+      consumersOf(spans, q)
+        .map((c) => [
+          c.attributes["messaging.message.id"],
+          c.attributes["messaging.rabbitmq.message.redelivered"],
+          c.attributes["messaging.rabbitmq.settlement"],
+          c.attributes["messaging.rabbitmq.requeue"],
+          c.status.code,
+          c.attributes["error.type"],
+        ])
+        .sort(),
+      ["m-1", "m-2", "m-3"].flatMap((id) => [
+        [id, false, "recovered", true, 0, undefined],
+        [id, true, "ack", undefined, 0, undefined],
+      ]),
+    );
+    await ch.close();
+    await new Promise((r) => setTimeout(r, 100));
+    const consumed = (
+      await deliveryPoints("messaging.client.consumed.messages", q)
+    )
+      .map((p) => [
+        p.attributes["messaging.rabbitmq.settlement"],
+        p.attributes["messaging.rabbitmq.message.redelivered"],
+        p.value,
+      ])
+      .sort();
+    assert.deepEqual(consumed, [
+      ["ack", true, 3],
+      ["recovered", false, 3],
+    ]);
+  });
+
   it("ends an acknowledged delivery whose handler's promise never settles when its channel closes", async () => {
     const ch = await connection.createChannel();
     const q = queueName();
@@ -724,6 +779,59 @@ describe("callback API", () => {
       producers(spans)[0]!.spanId,
     );
     await new Promise<void>((resolve) => conn.close(() => resolve()));
+  });
+
+  it("settles the deliveries recover() hands back to the broker as recovered", async () => {
+    const conn = await new Promise<amqpCallback.Connection>((resolve, reject) =>
+      amqpCallbackApi.connect(
+        brokerUrl,
+        (err: unknown, c: amqpCallback.Connection) =>
+          err ? reject(err) : resolve(c),
+      ),
+    );
+    try {
+      const ch = await new Promise<amqpCallback.Channel>((resolve, reject) =>
+        conn.createChannel((err: unknown, c: amqpCallback.Channel) =>
+          err ? reject(err) : resolve(c),
+        ),
+      );
+      const q = queueName();
+      await new Promise<void>((resolve, reject) =>
+        ch.assertQueue(q, { autoDelete: true }, (err: unknown) =>
+          err ? reject(err) : resolve(),
+        ),
+      );
+      let delivered = 0;
+      ch.consume(q, (msg: amqpCallback.Message | null) => {
+        if (msg === null) return;
+        delivered++;
+        if (msg.fields.redelivered) ch.ack(msg);
+      });
+      ch.sendToQueue(q, Buffer.from("cb"));
+      await waitFor(() => delivered === 1, { what: "the delivery" });
+      await new Promise<void>((resolve, reject) =>
+        ch.recover((err: unknown) => (err ? reject(err) : resolve())),
+      );
+      const spans = await receiver.waitForSpans(
+        (s) => consumersOf(s, q).length >= 2,
+        "the spans of the recovered delivery and of its redelivery",
+      );
+      assert.deepEqual(
+        consumersOf(spans, q)
+          .map((c) => [
+            c.attributes["messaging.rabbitmq.settlement"],
+            c.attributes["messaging.rabbitmq.requeue"],
+            c.status.code,
+          ])
+          .sort(),
+        [
+          ["ack", undefined, 0],
+          ["recovered", true, 0],
+        ],
+      );
+    } finally {
+      await new Promise<void>((resolve) => conn.close(() => resolve()));
+    }
   });
 
   it("runs a channel operation's callback in its request, and what the broker does by itself in none", async () => {
