@@ -140,7 +140,13 @@ const BASIC_NACK = (60 << 16) | 120;
  */
 const BASIC_RECOVER = (60 << 16) | 110;
 
+/**
+ * On a channel: the spans of its deliveries not settled yet, by delivery
+ * tag, in the order of their tags (see register).
+ */
 const PENDING = Symbol("threadline.amqp.pending");
+/** On a channel: the highest delivery tag in PENDING so far. */
+const LAST_TAG = Symbol("threadline.amqp.last-tag");
 /**
  * On a channel: deliveries whose consume() callback returned a promise that
  * has not settled yet, and whether their message has been.
@@ -214,6 +220,7 @@ interface ChannelLike {
   connection?: ConnectionLike;
   unconfirmed?: unknown[];
   [PENDING]?: Map<number, Span>;
+  [LAST_TAG]?: number;
   [FINISHING]?: Map<Span, boolean>;
   [CONFIRMING]?: ConfirmingPublish | null;
   [CLOSE_HOOKED]?: boolean;
@@ -1466,12 +1473,7 @@ export class AmqplibInstrumentation implements Instrumentation {
     if (noAck) {
       settleAttributes(span, "auto", undefined);
     } else {
-      let pending = channel[PENDING];
-      if (pending === undefined) {
-        pending = new Map();
-        channel[PENDING] = pending;
-      }
-      pending.set(f.deliveryTag, span);
+      register(channel, f.deliveryTag, span);
       hookClose(channel);
     }
     return { span, ctx };
@@ -1803,6 +1805,32 @@ function failedSend(sent: Attributes, errorType: string): Attributes {
     undefined,
     undefined,
   );
+}
+
+/**
+ * Notes a delivery as pending, keeping the map in the order of its tags,
+ * which a multiple acknowledgement stops at. The broker numbers a
+ * channel's deliveries in the order it sends them, and they come in that
+ * order, but the promise API's get() hands its message over a microtask
+ * after amqplib read it: deliveries read from the socket after it have
+ * been noted by then.
+ */
+function register(channel: ChannelLike, tag: number, span: Span): void {
+  let pending = channel[PENDING];
+  if (pending === undefined) {
+    pending = new Map();
+    channel[PENDING] = pending;
+  }
+  if (tag > (channel[LAST_TAG] ?? 0)) {
+    channel[LAST_TAG] = tag;
+    pending.set(tag, span);
+    return;
+  }
+  const later: Array<[number, Span]> = [];
+  for (const entry of pending) if (entry[0] > tag) later.push(entry);
+  for (const [t] of later) pending.delete(t);
+  pending.set(tag, span);
+  for (const [t, s] of later) pending.set(t, s);
 }
 
 function settle(

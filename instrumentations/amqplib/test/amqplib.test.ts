@@ -360,6 +360,58 @@ describe("promise API", () => {
     await ch.close();
   });
 
+  it("settles a fetched message acknowledged with allUpTo on a channel that also consumes", async () => {
+    const ch = await connection.createChannel();
+    const consumed = queueName();
+    const fetched = queueName();
+    for (const q of [consumed, fetched])
+      await ch.assertQueue(q, { autoDelete: true });
+    const rounds = 5;
+    for (let i = 0; i <= rounds; i++) {
+      ch.sendToQueue(consumed, Buffer.from(`consumed ${i}`));
+      if (i < rounds) ch.sendToQueue(fetched, Buffer.from(`fetched ${i}`));
+    }
+    await waitFor(
+      async () => (await ch.checkQueue(fetched)).messageCount === rounds,
+      { what: "the messages to fetch" },
+    );
+    // One delivery at a time: each acknowledgement lets the next one come.
+    await ch.prefetch(1);
+    const held: amqp.ConsumeMessage[] = [];
+    await ch.consume(consumed, (msg) => {
+      if (msg !== null) held.push(msg);
+    });
+    await waitFor(() => held.length === 1, { what: "the first delivery" });
+    const unsettled: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      const fetching = ch.get(fetched);
+      // The broker answers the get, then delivers the next message, under
+      // the next delivery tag. A busy event loop reads both at once, and
+      // amqplib hands the fetched message over a microtask after that
+      // delivery.
+      ch.ack(held[i]!);
+      // amqplib writes its frames to the socket once this tick is over.
+      await new Promise((resolve) => setImmediate(resolve));
+      const until = performance.now() + 30;
+      while (performance.now() < until);
+      const msg = await fetching;
+      assert.ok(msg, "a message to get");
+      await waitFor(() => held.length === i + 2, { what: "the next delivery" });
+      // Everything delivered on the channel up to the fetched message.
+      ch.ack(msg, true);
+      await threadline.forceFlush();
+      const receive = consumersOf(receiver.spans, fetched).find(
+        (s) =>
+          s.attributes["messaging.rabbitmq.message.delivery_tag"] ===
+          msg.fields.deliveryTag,
+      );
+      if (receive?.attributes["messaging.rabbitmq.settlement"] !== "ack")
+        unsettled.push(msg.fields.deliveryTag);
+    }
+    assert.deepEqual(unsettled, [], "fetched messages left open once acked");
+    await ch.close();
+  });
+
   it("settles the deliveries recover() hands back to the broker as recovered, requeued", async () => {
     const ch = await connection.createChannel();
     const q = queueName();
