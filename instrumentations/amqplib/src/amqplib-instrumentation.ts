@@ -13,7 +13,9 @@
 // where amqplib queues its callback: at the end of `unconfirmed` as the
 // publish began. amqplib 0.10 queues it before sendMessage, 1.x and later
 // after (so a callback found there during sendMessage is the previous
-// publish's); the callback is taken over once publish has returned.
+// publish's); the callback is taken over once publish has returned. A
+// mandatory message the broker returns comes back before its confirm, and
+// makes that confirm a failure.
 //
 // Consumer: consume() wraps the application's callback, which then runs in
 // a CONSUMER span continuing the producer's trace (or, in link mode, a new
@@ -168,6 +170,7 @@ interface ConfirmingPublish {
   sent: Attributes;
 }
 const CLOSE_HOOKED = Symbol("threadline.amqp.close-hooked");
+const RETURN_HOOKED = Symbol("threadline.amqp.return-hooked");
 /**
  * On a confirm channel: publish spans the broker has not confirmed yet,
  * each with the attributes its message is counted with once answered.
@@ -224,10 +227,15 @@ interface ChannelLike {
   [FINISHING]?: Map<Span, boolean>;
   [CONFIRMING]?: ConfirmingPublish | null;
   [CLOSE_HOOKED]?: boolean;
+  [RETURN_HOOKED]?: boolean;
   [PUBLISHING]?: Map<Span, Attributes>;
   [WATCHED]?: object;
   once?(event: string, listener: () => void): unknown;
   prependOnceListener?(event: string, listener: () => void): unknown;
+  prependListener?(
+    event: string,
+    listener: (message: unknown) => void,
+  ): unknown;
 }
 
 // amqplib methods are called on channel objects; `this` is typed where it is used.
@@ -1753,19 +1761,37 @@ function awaitConfirm(
   const publishing = (channel[PUBLISHING] ??= new Map());
   publishing.set(span, sent);
   hookClose(channel);
+  hookReturn(channel);
   // The broker's answer arrives on the connection's socket: the
   // application's callback goes back to the publisher's context.
   const answer = confirmInCaller(original);
   unconfirmed[slot] = (err: unknown, ok: unknown) => {
     // Not when the span already ended: the channel closed first.
     if (publishing.delete(span)) {
-      meters().sent.add(1, err ? failedSend(sent, "nack") : sent);
+      const returnedFor = returned.get(span);
+      returned.delete(span);
+      const failure = err
+        ? "nack"
+        : returnedFor !== undefined
+          ? "returned"
+          : undefined;
+      meters().sent.add(
+        1,
+        failure === undefined ? sent : failedSend(sent, failure),
+      );
       if (err) {
         span.setAttribute("messaging.rabbitmq.settlement", "nack");
         span.setAttribute("error.type", "nack");
         span.setStatus({
           code: SpanStatusCode.ERROR,
           message: "the broker did not confirm the message",
+        });
+      } else if (returnedFor !== undefined) {
+        span.setAttribute("messaging.rabbitmq.settlement", "returned");
+        span.setAttribute("error.type", "returned");
+        span.setStatus({
+          code: SpanStatusCode.ERROR,
+          message: `the broker returned the message: ${returnedFor}`,
         });
       } else {
         span.setAttribute("messaging.rabbitmq.settlement", "confirmed");
@@ -1774,6 +1800,51 @@ function awaitConfirm(
     }
     return answer?.(err, ok);
   };
+}
+
+/**
+ * Confirmed publishes the broker returned (a mandatory message no queue
+ * took), until their confirm: the broker's reply text.
+ */
+const returned = new WeakMap<Span, string>();
+
+/**
+ * Once per confirm channel: a message the broker returns (basic.return)
+ * comes before its confirm, which alone would record a success. It is
+ * known by its traceparent header, which names its publish span. Ahead of
+ * the application's listeners, which see the message as they would
+ * without it; amqplib emits the event whether anyone listens or not.
+ */
+function hookReturn(channel: ChannelLike): void {
+  if (channel[RETURN_HOOKED] || typeof channel.prependListener !== "function")
+    return;
+  channel[RETURN_HOOKED] = true;
+  channel.prependListener("return", (message) => {
+    try {
+      const publishing = channel[PUBLISHING];
+      if (publishing === undefined || publishing.size === 0) return;
+      const m = message as {
+        fields?: { replyText?: unknown };
+        properties?: { headers?: Record<string, unknown> };
+      } | null;
+      const traceparent = headerValue(m?.properties?.headers?.["traceparent"]);
+      const spanId =
+        traceparent === undefined
+          ? undefined
+          : /^[\da-f]{2}-[\da-f]{32}-([\da-f]{16})-[\da-f]{2}$/.exec(
+              traceparent,
+            )?.[1];
+      if (spanId === undefined) return;
+      for (const span of publishing.keys())
+        if (span.spanContext().spanId === spanId) {
+          const reply = m?.fields?.replyText;
+          returned.set(span, typeof reply === "string" ? reply : "returned");
+          return;
+        }
+    } catch {
+      // never let bookkeeping break the application's listeners
+    }
+  });
 }
 
 /** A publish's confirm callback, bound to the publisher's context; undefined for none. */

@@ -1336,6 +1336,99 @@ describe("what arrives from the connection's socket", () => {
     );
   });
 
+  it("records a mandatory publish the broker returns on a confirm channel as a failed send, returned", async () => {
+    const ch = await connection.createConfirmChannel();
+    const q = queueName();
+    // Series are per exchange: one of this test's own counts its messages alone.
+    const exchange = `x-${q}`;
+    await ch.assertExchange(exchange, "direct", { autoDelete: true });
+    await ch.assertQueue(q, { autoDelete: true });
+    await ch.bindQueue(q, exchange, "routed");
+    const returned: string[] = [];
+    ch.on("return", (msg: amqp.Message) =>
+      returned.push(String(msg.properties.messageId)),
+    );
+    // The broker returns an unroutable mandatory message, then confirms it.
+    for (const [id, key] of [
+      ["m-routed", "routed"],
+      ["m-unroutable", "nowhere"],
+    ] as const)
+      await new Promise<void>((resolve, reject) =>
+        ch.publish(
+          exchange,
+          key,
+          Buffer.from(id),
+          { mandatory: true, messageId: id },
+          (err) => (err ? reject(err as Error) : resolve()),
+        ),
+      );
+    assert.deepEqual(returned, ["m-unroutable"], "the application's listener");
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        producers(s).filter(
+          (p) => p.attributes["messaging.destination.name"] === exchange,
+        ).length >= 2,
+      "the publish spans",
+    );
+    assert.deepEqual(
+      producers(spans)
+        .filter((p) => p.attributes["messaging.destination.name"] === exchange)
+        .map((p) => [
+          p.attributes["messaging.message.id"],
+          p.attributes["messaging.rabbitmq.settlement"],
+          p.status.code,
+          p.attributes["error.type"],
+        ])
+        .sort(),
+      [
+        ["m-routed", "confirmed", 0, undefined],
+        ["m-unroutable", "returned", 2, "returned"],
+      ],
+    );
+    await threadline.forceFlush();
+    const sent = (
+      receiver.metrics.findLast(
+        (m) => m.name === "messaging.client.sent.messages",
+      )?.points ?? []
+    )
+      .filter((p) => p.attributes["messaging.destination.name"] === exchange)
+      .map((p) => [String(p.attributes["error.type"]), p.value]);
+    assert.deepEqual(sent.sort(), [
+      ["returned", 1],
+      ["undefined", 1],
+    ]);
+    await ch.close();
+  });
+
+  it("returns a mandatory message to a confirm channel that does not listen for returns without failing it", async () => {
+    const ch = await connection.createConfirmChannel();
+    const exchange = `x-${queueName()}`;
+    await ch.assertExchange(exchange, "direct", { autoDelete: true });
+    await new Promise<void>((resolve, reject) =>
+      ch.publish(
+        exchange,
+        "nowhere",
+        Buffer.from("x"),
+        { mandatory: true },
+        (err) => (err ? reject(err as Error) : resolve()),
+      ),
+    );
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        producers(s).some(
+          (p) => p.attributes["messaging.destination.name"] === exchange,
+        ),
+      "the publish span",
+    );
+    const span = producers(spans).find(
+      (p) => p.attributes["messaging.destination.name"] === exchange,
+    );
+    assert.equal(span?.attributes["messaging.rabbitmq.settlement"], "returned");
+    // The channel still works.
+    await ch.checkExchange(exchange);
+    await ch.close();
+  });
+
   it("ends every publish span of a confirm channel that closes, and each once", async () => {
     const ch = await connection.createConfirmChannel();
     ch.on("error", () => {});
