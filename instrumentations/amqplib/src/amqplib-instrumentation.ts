@@ -69,6 +69,7 @@ import {
   inCallerContext,
   isTracingSuppressed,
   lateLoadProblem,
+  parseTraceparent,
   percentDecoded,
   replaceMethod,
   type Instrumentation,
@@ -1724,16 +1725,13 @@ function hookClose(channel: ChannelLike): void {
     }
     const publishing = channel[PUBLISHING];
     if (publishing !== undefined) {
-      for (const [s, sent] of publishing) {
-        meters().sent.add(1, failedSend(sent, "channel_closed"));
-        s.setAttribute("messaging.rabbitmq.settlement", "channel_closed");
-        s.setAttribute("error.type", "channel_closed");
-        s.setStatus({
-          code: SpanStatusCode.ERROR,
-          message: "the channel closed before the broker confirmed the message",
-        });
-        s.end();
-      }
+      for (const [s, sent] of publishing)
+        failPublish(
+          s,
+          sent,
+          "channel_closed",
+          "the channel closed before the broker confirmed the message",
+        );
       publishing.clear();
     }
   });
@@ -1770,33 +1768,25 @@ function awaitConfirm(
     if (publishing.delete(span)) {
       const returnedFor = returned.get(span);
       returned.delete(span);
-      const failure = err
-        ? "nack"
-        : returnedFor !== undefined
-          ? "returned"
-          : undefined;
-      meters().sent.add(
-        1,
-        failure === undefined ? sent : failedSend(sent, failure),
-      );
-      if (err) {
-        span.setAttribute("messaging.rabbitmq.settlement", "nack");
-        span.setAttribute("error.type", "nack");
-        span.setStatus({
-          code: SpanStatusCode.ERROR,
-          message: "the broker did not confirm the message",
-        });
-      } else if (returnedFor !== undefined) {
-        span.setAttribute("messaging.rabbitmq.settlement", "returned");
-        span.setAttribute("error.type", "returned");
-        span.setStatus({
-          code: SpanStatusCode.ERROR,
-          message: `the broker returned the message: ${returnedFor}`,
-        });
-      } else {
+      if (err)
+        failPublish(
+          span,
+          sent,
+          "nack",
+          "the broker did not confirm the message",
+        );
+      else if (returnedFor !== undefined)
+        failPublish(
+          span,
+          sent,
+          "returned",
+          `the broker returned the message: ${returnedFor}`,
+        );
+      else {
+        meters().sent.add(1, sent);
         span.setAttribute("messaging.rabbitmq.settlement", "confirmed");
+        span.end();
       }
-      span.end();
     }
     return answer?.(err, ok);
   };
@@ -1827,13 +1817,9 @@ function hookReturn(channel: ChannelLike): void {
         fields?: { replyText?: unknown };
         properties?: { headers?: Record<string, unknown> };
       } | null;
-      const traceparent = headerValue(m?.properties?.headers?.["traceparent"]);
-      const spanId =
-        traceparent === undefined
-          ? undefined
-          : /^[\da-f]{2}-[\da-f]{32}-([\da-f]{16})-[\da-f]{2}$/.exec(
-              traceparent,
-            )?.[1];
+      const spanId = parseTraceparent(
+        headerValue(m?.properties?.headers?.["traceparent"]),
+      )?.spanId;
       if (spanId === undefined) return;
       for (const span of publishing.keys())
         if (span.spanContext().spanId === spanId) {
@@ -1865,6 +1851,23 @@ function answerInCaller(channel: ChannelLike, slot: number): void {
   if (!Array.isArray(unconfirmed)) return;
   const answer = confirmInCaller(unconfirmed[slot]);
   if (answer !== undefined) unconfirmed[slot] = answer;
+}
+
+/**
+ * Ends a confirmed publish's span as failed, settled `how` (its error type
+ * too), and counts its send so.
+ */
+function failPublish(
+  span: Span,
+  sent: Attributes,
+  how: string,
+  message: string,
+): void {
+  meters().sent.add(1, failedSend(sent, how));
+  span.setAttribute("messaging.rabbitmq.settlement", how);
+  span.setAttribute("error.type", how);
+  span.setStatus({ code: SpanStatusCode.ERROR, message });
+  span.end();
 }
 
 /** The attributes of a send counted with `sent`'s, failed with `errorType`. */
