@@ -563,7 +563,7 @@ export class MeterProvider implements ApiMeterProvider {
   #observeAndRead<T>(reader: Reader, read: () => T, limit: Limit): Promise<T> {
     const turn = this.#turn;
     if (turn !== undefined && turn.reader !== reader)
-      return settledBy(turn.done, limit.at).then((settled) => {
+      return settledBy([turn.done], limit.at).then(([settled]) => {
         if (settled) return this.#observeAndRead(reader, read, limit);
         diag.warnCollapsed(
           "metric-collect-late",
@@ -610,8 +610,9 @@ export class MeterProvider implements ApiMeterProvider {
     if (running.length > 0) {
       // A reader that waited for another's run has what is left of its
       // time: the collection, not each run, is bounded by the timeout.
-      const finished = await Promise.all(
-        running.map((r) => settledBy(r.done, limit.at)),
+      const finished = await settledBy(
+        running.map((r) => r.done),
+        limit.at,
       );
       const late = running.filter((_, i) => !finished[i]);
       if (late.length > 0)
@@ -686,10 +687,13 @@ export function countedSince(instrument: Observable, time: number): void {
 }
 
 /**
- * Whether `done` (which never rejects) settles by `deadline`
- * (performance.now() time); false once the deadline passed.
+ * For each of `dones` (which never reject), whether it settles by
+ * `deadline` (performance.now() time): one timer for them all.
  */
-function settledBy(done: Promise<unknown>, deadline: number): Promise<boolean> {
+async function settledBy(
+  dones: readonly Promise<unknown>[],
+  deadline: number,
+): Promise<boolean[]> {
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<false>((resolve) => {
     timer = setTimeout(
@@ -698,9 +702,15 @@ function settledBy(done: Promise<unknown>, deadline: number): Promise<boolean> {
     );
     timer.unref();
   });
-  return Promise.race([done.then((): true => true), timedOut]).finally(() =>
-    clearTimeout(timer),
-  );
+  try {
+    return await Promise.all(
+      dones.map((done) =>
+        Promise.race([done.then((): true => true), timedOut]),
+      ),
+    );
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {

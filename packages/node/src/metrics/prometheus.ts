@@ -487,14 +487,15 @@ export function startPrometheusEndpoint(
       const waitMs = scrapeWaitMs(
         req.headers["x-prometheus-scrape-timeout-seconds"],
       );
-      // The length, not chunks, so a HEAD answer carries what the GET does.
+      // The length, not chunks, so a HEAD answer carries what the GET does
+      // (Node writes no body in answer to a HEAD).
       const answer = (status: number, type: string, text: string) =>
         res
           .writeHead(status, {
             "content-type": type,
             "content-length": String(Buffer.byteLength(text)),
           })
-          .end(req.method === "HEAD" ? undefined : text);
+          .end(text);
       provider.collect("cumulative", reader, performance.now() + waitMs).then(
         (metrics) =>
           answer(
