@@ -5,16 +5,9 @@
 import assert from "node:assert/strict";
 import http from "node:http";
 import { after, before, describe, it } from "node:test";
-import {
-  waitFor,
-  type OtlpReceiver,
-  type RunningService,
-} from "@threadline/test-support";
+import { waitFor, type RunningService } from "@threadline/test-support";
 import { Gateways } from "./gateways.ts";
 
-const SERVER = 2;
-
-let receiver: OtlpReceiver;
 let edge: RunningService;
 let gateways: Gateways;
 
@@ -28,7 +21,6 @@ function gateway(from: string): Promise<RunningService> {
 
 before(async () => {
   gateways = await Gateways.open();
-  receiver = gateways.receiver;
   edge = await gateway("user");
 });
 
@@ -51,14 +43,7 @@ async function recorded(headers: string[], svc = edge): Promise<unknown> {
       )
       .on("error", reject);
   });
-  const spans = await receiver.waitForSpans(
-    (all) =>
-      all.some((s) => s.kind === SERVER && s.attributes["url.path"] === path),
-    `the span of ${path}`,
-  );
-  return spans.find(
-    (s) => s.kind === SERVER && s.attributes["url.path"] === path,
-  )!.attributes["customer.id"];
+  return (await gateways.serverSpan(path)).attributes["customer.id"];
 }
 
 /** The warning about `customerFromRequest` that mentions `why`. */

@@ -6,10 +6,12 @@ import {
   startOtlpReceiver,
   startService,
   type OtlpReceiver,
+  type ReceivedSpan,
   type RunningService,
 } from "@threadline/test-support";
 
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
+const SERVER = 2;
 
 export class Gateways {
   readonly receiver: OtlpReceiver;
@@ -41,6 +43,17 @@ export class Gateways {
     });
     this.#started.push(svc);
     return svc;
+  }
+
+  /** The SERVER span of the request to `path`, once it has arrived. */
+  async serverSpan(path: string): Promise<ReceivedSpan> {
+    const ofPath = (s: ReceivedSpan) =>
+      s.kind === SERVER && s.attributes["url.path"] === path;
+    const spans = await this.receiver.waitForSpans(
+      (all) => all.some(ofPath),
+      `the span of ${path}`,
+    );
+    return spans.find(ofPath)!;
   }
 
   async close(): Promise<void> {

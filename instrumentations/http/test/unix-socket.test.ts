@@ -8,13 +8,10 @@ import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { type OtlpReceiver } from "@threadline/test-support";
 import { Gateways } from "./gateways.ts";
 
-const SERVER = 2;
 const dir = mkdtempSync(join(tmpdir(), "threadline-unix-"));
 
-let receiver: OtlpReceiver;
 let gateways: Gateways;
 
 /** The gateway fixture listening on a socket in `dir` named after it. */
@@ -29,7 +26,6 @@ async function service(
 
 before(async () => {
   gateways = await Gateways.open();
-  receiver = gateways.receiver;
 });
 
 after(async () => {
@@ -53,15 +49,8 @@ async function recorded(
       })
       .on("error", reject);
   });
-  const spans = await receiver.waitForSpans(
-    (all) =>
-      all.some((s) => s.kind === SERVER && s.attributes["url.path"] === path),
-    `the span of ${path}`,
-  );
-  const span = spans.find(
-    (s) => s.kind === SERVER && s.attributes["url.path"] === path,
-  );
-  return [span!.attributes["customer.id"], span!.attributes["client.address"]];
+  const span = await gateways.serverSpan(path);
+  return [span.attributes["customer.id"], span.attributes["client.address"]];
 }
 
 describe("an internal service on a unix socket", () => {
