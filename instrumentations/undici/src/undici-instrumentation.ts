@@ -750,7 +750,8 @@ export class UndiciInstrumentation implements Instrumentation {
       const proxy = tunnels.connected(message);
       if (
         proxy === undefined ||
-        this.#egress.classify(proxy.host, proxy.port).baggage
+        (proxy.host !== undefined &&
+          this.#egress.classify(proxy.host, proxy.port).baggage)
       )
         return;
       const queued = queuedOn(message.socket);

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import http from "node:http";
 import http2 from "node:http2";
+import net from "node:net";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { Writable } from "node:stream";
 import { setFlagsFromString } from "node:v8";
@@ -320,6 +321,102 @@ export function undiciTests(undici: Undici, major: number): void {
         assert.ok(got, path);
         assert.equal(got.headers["baggage"], "customer.id=c-42", path);
         assert.equal(got.headers["x-customer-id"], "c-42", path);
+      }
+    });
+
+    /**
+     * A SOCKS5 proxy on `host` (no authentication, CONNECT only), closed
+     * after the test. It records what it relays to the destination: plain
+     * HTTP, in clear.
+     */
+    async function socksProxyOn(
+      host: string,
+    ): Promise<{ url: string; relayed: () => string }> {
+      let relayed = "";
+      const sockets = new Set<net.Socket>();
+      const server = net.createServer((client) => {
+        sockets.add(client);
+        client.on("error", () => client.destroy());
+        client.once("data", () => {
+          client.write(Buffer.from([5, 0]));
+          // VER CMD RSV ATYP, an IPv4 address or a name, then the port.
+          client.once("data", (req) => {
+            const named = req[3] === 3;
+            const at = named ? 5 + req[4]! : 8;
+            const to = named
+              ? req.subarray(5, at).toString()
+              : [...req.subarray(4, 8)].join(".");
+            const up = net.connect(req.readUInt16BE(at), to, () => {
+              client.write(Buffer.from([5, 0, 0, 1, 0, 0, 0, 0, 0, 0]));
+              client.on("data", (d: Buffer) => {
+                relayed += d.toString("latin1");
+              });
+              client.pipe(up).pipe(client);
+            });
+            sockets.add(up);
+            up.on("error", () => client.destroy());
+          });
+        });
+      });
+      await new Promise<void>((resolve) => server.listen(0, host, resolve));
+      closing.push(
+        () =>
+          new Promise((resolve) => {
+            for (const s of sockets) s.destroy();
+            server.close(() => resolve());
+          }),
+      );
+      const { port } = server.address() as { port: number };
+      return { url: `socks5://${host}:${port}`, relayed: () => relayed };
+    }
+
+    it("keeps the customer id from a SOCKS5 proxy that is not internal, and sends it through one that is", async () => {
+      // A service each: while a tunnel to a host is open, every request to
+      // it is judged by that tunnel's proxy too.
+      const through = async (host: string) => {
+        const service = await startRecordingServer();
+        closing.push(() => service.close());
+        return { proxy: await socksProxyOn(host), service };
+      };
+      const outside = await through("127.0.0.2");
+      const inside = await through("127.0.0.1");
+      const paths = ["/opens", "/again", "/fetch"];
+      await serving(async () => {
+        for (const { proxy, service } of [outside, inside]) {
+          const dispatcher = new undici.Socks5ProxyAgent(proxy.url);
+          closing.push(() => dispatcher.close());
+          const headers = { "x-customer-id": "c-42" };
+          for (const path of ["/opens", "/again"]) {
+            const res = await request(`${service.url}${path}`, {
+              dispatcher,
+              headers,
+            });
+            await res.body.text();
+          }
+          const res = await undici.fetch(`${service.url}/fetch`, {
+            dispatcher,
+            headers,
+          });
+          await res.text();
+        }
+      });
+      for (const { proxy } of [outside, inside])
+        for (const path of paths)
+          assert.ok(proxy.relayed().includes(`GET ${path} `), path);
+      assert.doesNotMatch(
+        outside.proxy.relayed(),
+        /^(baggage|x-customer-id):/im,
+      );
+      for (const path of paths) {
+        const got = outside.service.requests.find((r) => r.path === path);
+        assert.ok(got, path);
+        assert.equal(got.headers["baggage"], undefined, path);
+        assert.equal(got.headers["x-customer-id"], undefined, path);
+        assert.match(String(got.headers["traceparent"]), /^00-/, path);
+        const inner = inside.service.requests.find((r) => r.path === path);
+        assert.ok(inner, path);
+        assert.equal(inner.headers["baggage"], "customer.id=c-42", path);
+        assert.equal(inner.headers["x-customer-id"], "c-42", path);
       }
     });
   });

@@ -9,8 +9,13 @@
 // any is written, and while a tunnel to a destination is open a request
 // created for that destination is judged by its proxy too, whatever
 // dispatcher it is given: the customer id is kept from it rather than
-// risked. Costs a weak-map entry per connection, and per plain-HTTP request
-// a size check while no tunnel is open.
+// risked. A dispatcher that connects through its proxy in a connector of
+// its own (undici's Socks5ProxyAgent) publishes no connection to the
+// proxy: its socket is known by having carried the proxy's handshake
+// before undici hands it over, where one connected to the destination has
+// carried nothing yet, and the proxy by the socket's peer address. Costs a
+// weak-map entry per connection, and per plain-HTTP request a size check
+// while no tunnel is open.
 import { ownSymbolNamed, UNKNOWN_PROXY_VIA } from "@threadline/core";
 import type { ClientRequestInfo } from "@threadline/core";
 
@@ -47,6 +52,28 @@ function portOf(params: ConnectedMessage["connectParams"]): number {
   return params.protocol === "https:" ? 443 : 80;
 }
 
+/**
+ * The proxy a socket handed over for the first time was connected through,
+ * when it has carried bytes already (a SOCKS handshake): its peer, or
+ * unknown when the socket does not tell it.
+ */
+function relayingProxy(socket: object): Via | undefined {
+  const s = socket as {
+    bytesRead?: unknown;
+    bytesWritten?: unknown;
+    remoteAddress?: unknown;
+    remotePort?: unknown;
+  };
+  if (
+    !(typeof s.bytesWritten === "number" && s.bytesWritten > 0) &&
+    !(typeof s.bytesRead === "number" && s.bytesRead > 0)
+  )
+    return undefined;
+  return typeof s.remoteAddress === "string" && typeof s.remotePort === "number"
+    ? { host: s.remoteAddress, port: s.remotePort }
+    : UNKNOWN_PROXY_VIA;
+}
+
 export class ProxyTunnels {
   /** Where each socket undici connected went first. */
   readonly #connectedTo = new WeakMap<object, Endpoint>();
@@ -57,14 +84,17 @@ export class ProxyTunnels {
    * Notes a connection; when its socket was connected to a proxy before,
    * it is a tunnel, and for plain HTTP the proxy it crosses is returned.
    */
-  connected({ connectParams, socket }: ConnectedMessage): Endpoint | undefined {
-    const proxy = this.#connectedTo.get(socket);
+  connected({ connectParams, socket }: ConnectedMessage): Via | undefined {
+    let proxy: Via | undefined = this.#connectedTo.get(socket);
     if (proxy === undefined) {
       this.#connectedTo.set(socket, {
         host: connectParams.hostname,
         port: portOf(connectParams),
       });
-      return undefined;
+      // A TLS socket has carried its own handshake.
+      if (connectParams.protocol !== "http:") return undefined;
+      proxy = relayingProxy(socket);
+      if (proxy === undefined) return undefined;
     }
     // TLS to the destination would be a socket of its own, over this one.
     if (connectParams.protocol !== "http:") return undefined;
