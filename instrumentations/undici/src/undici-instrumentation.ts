@@ -483,8 +483,9 @@ const CANCELLED_WITHOUT_REASON = "The operation was aborted.";
 
 /**
  * Whether `error`, ending an answer whose headers came with `status`, is
- * the application cancelling the rest of the body of a success or a
- * redirect: the answer came, so the call did not fail. fetch() ends the
+ * the application cancelling the rest of the body of an answer: the
+ * answer came, so the call went as its status says (a 4xx or 5xx is an
+ * error of that status, as when its body is read to the end). fetch() ends the
  * request with the reason the body was cancelled with, and with an
  * AbortSignal's abort reason alike, so the two are told apart by the
  * reason: one that is no Error (`reader.cancel("done")`) only the
@@ -494,7 +495,7 @@ const CANCELLED_WITHOUT_REASON = "The operation was aborted.";
  * lost are failures.
  */
 function isBodyCancelled(status: unknown, error: unknown): boolean {
-  if (typeof status !== "number" || status < 200 || status >= 400) return false;
+  if (typeof status !== "number" || status < 200) return false;
   if (!(error instanceof Error)) return true;
   return (
     error.name === "AbortError" && error.message === CANCELLED_WITHOUT_REASON
@@ -524,8 +525,8 @@ interface Body {
 
 /**
  * Whether `error`, ending an answer whose headers came with `status`, is
- * the application destroying the rest of the body `request()` gave it, of
- * a success or a redirect: the answer came, so the call did not fail.
+ * the application destroying the rest of the body `request()` gave it:
+ * the answer came, so the call went as its status says.
  * undici ends the request with the same RequestAbortedError however the
  * body is destroyed, with an error or none, by the application or by the
  * request's signal (an EventEmitter's too). It does so from within the
@@ -543,7 +544,7 @@ function isBodyDestroyed(
   error: unknown,
   request: UndiciRequest,
 ): boolean {
-  if (typeof status !== "number" || status < 200 || status >= 400) return false;
+  if (typeof status !== "number" || status < 200) return false;
   if ((error as { code?: unknown } | null)?.code !== "UND_ERR_ABORTED")
     return false;
   const body = bodyOf(request);

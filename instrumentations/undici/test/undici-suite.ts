@@ -1411,6 +1411,81 @@ export function undiciTests(undici: Undici, major: number): void {
         assert.deepEqual(await durationsAt(aborted), [[200, 1, "AbortError"]]);
       });
 
+    it("records a 4xx or 5xx answer whose body the application lets go of by its status, as one read to the end, not as a failed call", async () => {
+      // Answers with the status their path starts with, never finished.
+      const base = await trickling((req, res) =>
+        res.writeHead(Number(req.url!.split("/")[1]), {
+          "content-type": "text/html",
+        }),
+      );
+      const dispatcher = major >= 8 ? new undici.Agent() : undefined;
+      if (dispatcher !== undefined) closing.push(() => dispatcher.close());
+      const call = (url: string) => request(url, { dispatcher });
+      const ways: Array<[string, (url: string) => Promise<void>]> = [
+        ...fetches.map(([, f], i): [string, (url: string) => Promise<void>] => [
+          `cancel-${i}`,
+          async (url) => {
+            const res = await (f as unknown as BodyFetch)(url);
+            assert.equal(res.ok, false);
+            await res.body!.cancel();
+          },
+        ]),
+        [
+          "destroy",
+          async (url) => {
+            (await call(url)).body.on("error", () => {}).destroy();
+          },
+        ],
+        ["dump", async (url) => (await call(url)).body.dump({ limit: 1 })],
+      ];
+      const urls: string[] = [];
+      await serving(async () => {
+        // Each twice: a 404's repeat is a call of its own, a 503's a resend.
+        for (const status of [404, 503])
+          for (const [way, letGo] of ways) {
+            const url = `${base}/${status}/${way}`;
+            urls.push(url);
+            for (let i = 0; i < 2; i++) await letGo(url);
+          }
+      });
+      const ours = (s: ReceivedSpan) =>
+        s.kind === CLIENT && urls.includes(String(s.attributes["url.full"]));
+      const spans = await receiver.waitForSpans(
+        (s) => s.filter(ours).length >= urls.length * 2,
+        "the calls' spans",
+      );
+      assert.deepEqual(
+        spans
+          .filter(ours)
+          .sort((a, b) => Number(a.startTimeUnixNano - b.startTimeUnixNano))
+          .map((s) => [
+            s.attributes["url.full"],
+            s.attributes["http.response.status_code"],
+            s.attributes["error.type"],
+            s.status.code,
+            s.status.message,
+            s.events.map((e) => e.name),
+            s.attributes["http.request.resend_count"],
+          ]),
+        urls.flatMap((url) => {
+          const status = Number(new URL(url).pathname.split("/")[1]);
+          return [undefined, status === 503 ? 1 : undefined].map((resend) => [
+            url,
+            status,
+            String(status),
+            2,
+            "",
+            [],
+            resend,
+          ]);
+        }),
+      );
+      assert.deepEqual(await durationsAt(base), [
+        [404, ways.length * 2, "404"],
+        [503, ways.length * 2, "503"],
+      ]);
+    });
+
     it("does not record an answer to request() whose body the application destroys with no error as a failed call, and records one destroyed with an error or aborted as a failure", async () => {
       // Headers and a first chunk, the rest never: a 200, a 200 of a
       // declared length, a redirect; and a 200 whose connection is lost.
