@@ -104,6 +104,14 @@ const SHAPES = Symbol("threadline.pg.shapes");
  * still queued behind others is after its next run by name was asked for.
  */
 const NAMED = Symbol("threadline.pg.named");
+/** On a pooled client: its pool, for the pool's {@link COMPLETED}. */
+const POOL = Symbol("threadline.pg.pool");
+/**
+ * On a pool: performance.now() when a query on one of its connections last
+ * had the server's answer, for the health check to tell a busy pool from
+ * one whose server has stopped answering.
+ */
+const COMPLETED = Symbol("threadline.pg.completed");
 
 interface PoolWait {
   /** performance.timeOrigin-based ms when the application asked for a connection. */
@@ -116,6 +124,7 @@ interface PgClientLike {
   [POOL_WAIT]?: PoolWait | undefined;
   [SHAPES]?: Map<SqlSummary, QueryShape>;
   [NAMED]?: Map<string, string>;
+  [POOL]?: PoolLike;
   connectionParameters?: { host?: string; port?: number; database?: string };
   /** Statements prepared on the connection, by name. */
   connection?: { parsedStatements?: Record<string, string | undefined> };
@@ -491,7 +500,11 @@ export class PgInstrumentation implements Instrumentation {
    * `SELECT 1` through the pool, unless the pool is busy (queries waiting,
    * or every connection in use), which is degraded without a probe: one
    * would queue behind the application's queries and time out as if the
-   * server were gone. A probe still waiting for its connection is shared
+   * server were gone. Busy is no excuse for a pool that has stopped: when
+   * queries have been waiting through two checks at least `timeoutMs`
+   * apart and none had the server's answer in between (a server that
+   * accepts connections and never answers, under load), the pool is
+   * unhealthy. A probe still waiting for its connection is shared
    * by the next checks, so a slow server never has more than one waiting;
    * one whose connection does not answer in time is given up with that
    * connection (see probePool), and the next check probes afresh. The check goes
@@ -508,6 +521,8 @@ export class PgInstrumentation implements Instrumentation {
     }
     const ref = new WeakRef(pool);
     let probe: Promise<HealthResult> | undefined;
+    /** When a check found queries waiting and no answer since. */
+    let stalledSince: number | undefined;
     const unregister = this.#checks.register(
       `postgresql ${poolTarget(pool.options)}`,
       (timeoutMs) => {
@@ -517,6 +532,19 @@ export class PgInstrumentation implements Instrumentation {
           return { status: "healthy", reason: "the pool was closed" };
         }
         const busy = poolBusy(p);
+        if (busy === undefined || (p.waitingCount ?? 0) === 0)
+          stalledSince = undefined;
+        else {
+          const now = performance.now();
+          if (stalledSince === undefined || (p[COMPLETED] ?? 0) > stalledSince)
+            stalledSince = now;
+          else if (now - stalledSince >= timeoutMs)
+            return {
+              status: "unhealthy",
+              reason: `no query completed in ${Math.round(now - stalledSince)} ms, ${busy.reason}`,
+              details: poolDetails(p),
+            };
+        }
         if (busy !== undefined) return busy;
         probe ??= probePool(p, timeoutMs, () => {
           probe = undefined;
@@ -788,11 +816,20 @@ export class PgInstrumentation implements Instrumentation {
         );
       } finally {
         span.end();
+        const ended = performance.now();
+        // An error the server sent is an answer too; one of the connection
+        // (a read timeout, the socket lost) is not.
+        const pool = client[POOL];
+        if (
+          pool !== undefined &&
+          (err === undefined || sqlState(err) !== undefined)
+        )
+          pool[COMPLETED] = ended;
         // In the query's own context, for the exemplar's link: pg settles a
         // query where its caller's context is active, or its connection's. A
         // span not sampled links to nothing, so needs no context.
         operationDuration().record(
-          (performance.now() - started) / 1000,
+          (ended - started) / 1000,
           metricAttributes,
           (span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0
             ? ROOT_CONTEXT
@@ -1203,6 +1240,7 @@ function fail(span: Span, err: unknown, statement?: FailedStatement): void {
 }
 
 interface PoolLike {
+  [COMPLETED]?: number;
   options?: {
     host?: unknown;
     port?: unknown;
@@ -1266,6 +1304,8 @@ function wrapAcquireClient(original: AcquireClientFn): AcquireClientFn {
     idleListener: unknown,
     isNew: unknown,
   ): unknown {
+    if (typeof client === "object" && client !== null)
+      (client as PgClientLike)[POOL] = this as PoolLike;
     const waiter = (pendingItem as PendingItem | undefined)?.[WAITER];
     if (waiter === undefined)
       return original.call(this, client, pendingItem, idleListener, isNew);

@@ -2161,6 +2161,99 @@ describe("the pool's health", () => {
     }
   });
 
+  it("reports a busy pool that completes no query as unhealthy, as a hung server under load", async () => {
+    // Accepts connections and never answers; the application's traffic
+    // fills the pool and queues behind it.
+    const sockets = new Set<net.Socket>();
+    const silent = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) =>
+      silent.listen(0, "127.0.0.1", resolve),
+    );
+    const port = (silent.address() as net.AddressInfo).port;
+    const pool = new pg.Pool({
+      host: "127.0.0.1",
+      port,
+      user: "postgres",
+      database: "silent",
+      max: 2,
+    });
+    pool.on("error", () => {});
+    const queries = Array.from({ length: 5 }, () =>
+      pool.query("SELECT 1").catch((err: Error) => err),
+    );
+    const check = async () => {
+      const res = await fetch(`${healthUrl}/readyz`);
+      const report = (await res.json()) as {
+        components: Array<{ name: string; status: string; reason?: string }>;
+      };
+      const [pool] = report.components.filter((c) =>
+        c.name.startsWith(`postgresql 127.0.0.1:${port}`),
+      );
+      return { code: res.status, status: pool?.status, reason: pool?.reason };
+    };
+    try {
+      assert.equal(pool.waitingCount, 3);
+      assert.deepEqual(await check(), {
+        code: 200,
+        status: "degraded",
+        reason: "3 queries waiting for a connection",
+      });
+      const stuck = await waitFor(
+        async () => {
+          const answer = await check();
+          return answer.status !== "degraded" && answer;
+        },
+        { timeoutMs: 8000, what: "the check to stop answering degraded" },
+      );
+      assert.equal(stuck.code, 503);
+      assert.equal(stuck.status, "unhealthy");
+      assert.match(
+        stuck.reason ?? "",
+        /^no query completed in \d+ ms, 3 queries waiting for a connection$/,
+      );
+      assert.equal(pool.totalCount, 2, "no probe joined the queue");
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+      await Promise.all(queries);
+      await pool.end();
+    }
+  });
+
+  it("keeps a busy pool that completes queries degraded, however long it stays busy", async () => {
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+    let running = true;
+    const traffic: Array<Promise<unknown>> = [];
+    const next = (): Promise<unknown> =>
+      pool
+        .query("SELECT pg_sleep(0.1)")
+        .then(() => (running ? next() : undefined));
+    const statuses = new Set<string>();
+    try {
+      await pool.query("SELECT 1");
+      for (let i = 0; i < 3; i++) traffic.push(next());
+      const start = Date.now();
+      // Longer than the checks' 2000 ms, with queries waiting throughout.
+      while (Date.now() - start < 3000) {
+        const res = await fetch(`${healthUrl}/readyz`);
+        const report = (await res.json()) as {
+          components: Array<{ name: string; status: string; reason?: string }>;
+        };
+        for (const c of report.components)
+          if (c.name.startsWith("postgresql ")) statuses.add(c.status);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.deepEqual([...statuses], ["degraded"]);
+    } finally {
+      running = false;
+      await Promise.all(traffic);
+      await pool.end();
+    }
+  });
+
   it("gives up a probe whose connection stopped answering, and probes again on another", async () => {
     // Forwards each connection to the server until it is frozen: then its
     // bytes are swallowed and its socket kept open, as a proxy that hangs
