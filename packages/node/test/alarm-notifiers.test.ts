@@ -305,6 +305,95 @@ it("sends a raise again, once a minute, while its alarm is active and the receiv
   }
 });
 
+it("sends a clear again, once a minute, until it is delivered, when the receiver was down for all its tries", async () => {
+  let down = false;
+  const webhook = await startRecordingServer(() => ({
+    status: down ? 503 : 200,
+  }));
+  let now = 0;
+  const engine = clockedEngine("ledger-db", webhook.url, () => now);
+  let status: "healthy" | "unhealthy" = "unhealthy";
+  const remove = health.register("ledger-db", () => ({ status }));
+  const evaluation = async (afterMs: number) => {
+    now += afterMs;
+    await engine.evaluate();
+    await setTimeout(300);
+    return webhook.requests.length;
+  };
+  try {
+    await engine.evaluate();
+    await waitFor(() => webhook.requests.length === 1, { what: "the raise" });
+    await setTimeout(300);
+    // The webhook goes down as the alarm clears: the clear's four tries fail.
+    down = true;
+    status = "healthy";
+    now += 10_000;
+    await engine.evaluate();
+    await waitFor(() => webhook.requests.length === 5, {
+      what: "the clear's four tries",
+      timeoutMs: 30_000,
+    });
+    await setTimeout(300);
+    assert.equal(await evaluation(30_000), 5, "not within the minute");
+    assert.equal(await evaluation(30_000), 6, "once, a minute after");
+    down = false;
+    assert.equal(await evaluation(30_000), 6);
+    assert.equal(await evaluation(30_000), 7, "delivered");
+    assert.equal(await evaluation(120_000), 7, "and not sent again");
+    const events = webhook.requests.map(
+      (r) => JSON.parse(r.body) as { action: string; eventId: string },
+    );
+    assert.deepEqual(
+      events.map((e) => e.action),
+      ["raise", "clear", "clear", "clear", "clear", "clear", "clear"],
+    );
+    assert.equal(
+      new Set(events.slice(1).map((e) => e.eventId)).size,
+      1,
+      "each the same event, for the receiver to know a copy",
+    );
+  } finally {
+    remove();
+    await engine.stop();
+    await webhook.close();
+  }
+});
+
+it("sends an undelivered clear no more once its alarm is raised again", async () => {
+  // The clear is refused (400): one try, not delivered.
+  const webhook = await startRecordingServer((r) =>
+    webhook.requests[1] === r ? { status: 400 } : { status: 200 },
+  );
+  let now = 0;
+  const engine = clockedEngine("stock-db", webhook.url, () => now);
+  let status: "healthy" | "unhealthy" = "unhealthy";
+  const remove = health.register("stock-db", () => ({ status }));
+  const evaluation = async (afterMs: number) => {
+    now += afterMs;
+    await engine.evaluate();
+    await setTimeout(300);
+  };
+  try {
+    await evaluation(0);
+    status = "healthy";
+    await evaluation(10_000);
+    status = "unhealthy";
+    await evaluation(10_000);
+    for (let i = 0; i < 3; i++) await evaluation(60_000);
+    assert.deepEqual(
+      webhook.requests.map(
+        (r) => (JSON.parse(r.body) as { action: string }).action,
+      ),
+      ["raise", "clear", "raise"],
+    );
+    assert.equal(engine.active().length, 1);
+  } finally {
+    remove();
+    await engine.stop();
+    await webhook.close();
+  }
+});
+
 it("sends neither a raise again nor its clear once an alarm whose raise was never delivered is cleared", async () => {
   // The raise is refused (400); anything after it would be taken.
   const webhook = await startRecordingServer((r) =>

@@ -72,13 +72,24 @@ interface KeyState {
   abandon: AbortController;
 }
 
+/** A clear not yet delivered to every notifier its raise reached. */
+interface UndeliveredClear {
+  event: AlarmEvent;
+  /** Per notifier: when the clear last failed (Infinity while sent again). */
+  undelivered: Map<Notifier, number>;
+}
+
 /**
- * How long after a raise's last failed delivery to a notifier it is sent
- * again (ms): a receiver down for longer than the notifier's own retries
- * (a webhook's or PagerDuty's outage) still gets the page while the alarm
- * is active, and one down for hours is not sent a try every evaluation.
+ * How long after a raise's or a clear's last failed delivery to a
+ * notifier it is sent again (ms): a receiver down for longer than the
+ * notifier's own retries (a webhook's or PagerDuty's outage) still gets
+ * the page while the alarm is active, and its resolution once it clears,
+ * and one down for hours is not sent a try every evaluation.
  */
 const SEND_AGAIN_AFTER_MS = 60_000;
+
+/** The signal of a clear sent again: nothing gives it up. */
+const NEVER = new AbortController().signal;
 
 /** A rule's clearFor when it has none, in evaluation intervals. */
 const CLEAR_FOR_INTERVALS = 3;
@@ -112,6 +123,11 @@ export interface AlarmEngineOptions {
 export class AlarmEngine {
   readonly #o: AlarmEngineOptions;
   readonly #states = new Map<string, KeyState>();
+  /**
+   * Per alarm id, its clear still owed to a receiver that has its raise:
+   * sent again until delivered, or until the alarm is raised again.
+   */
+  readonly #clears = new Map<string, UndeliveredClear>();
   readonly #history: Alarm[] = [];
   readonly #delay = new LoopDelay();
   /** The rules' own windows of what callbacks report since the last collection. */
@@ -554,6 +570,8 @@ export class AlarmEngine {
           acknowledged: false,
         };
         this.#record(s.alarm);
+        // Raised again: the new raise is what the receiver needs now.
+        this.#clears.delete(key);
         const state = s;
         state.raise = this.#event("raise", s.alarm);
         void this.#emit(state.raise, s.alarm, s.abandon.signal).then(
@@ -583,16 +601,40 @@ export class AlarmEngine {
     if (stopped !== undefined)
       alarm.reason = `the instance stopped (${stopped})`;
     const event = this.#event("clear", alarm, stopped !== undefined);
-    return this.#emit(event, alarm).then(() => {});
+    // As the instance ends there is no later evaluation to send it again.
+    if (stopped !== undefined) return this.#emit(event, alarm).then(() => {});
+    const owed: UndeliveredClear = { event, undelivered: new Map() };
+    this.#clears.set(alarm.id, owed);
+    return this.#emit(event, alarm).then((failed) => {
+      if (this.#clears.get(alarm.id) !== owed) return;
+      for (const n of failed) owed.undelivered.set(n, this.#now());
+      if (owed.undelivered.size === 0) this.#clears.delete(alarm.id);
+    });
   }
 
   /**
    * Sends an active alarm's raise again to each notifier that could not
-   * be given it, once its retries were spent: at most once a minute per
-   * notifier, one try each, the same event (its eventId, PagerDuty's
-   * dedup key) so a receiver that did get an earlier try knows a copy.
+   * be given it, once its retries were spent, and a cleared alarm's clear
+   * to each that has the raise and could not be given the clear: at most
+   * once a minute per notifier, one try each, the same event (its eventId,
+   * PagerDuty's dedup key) so a receiver that did get an earlier try knows
+   * a copy.
    */
   #sendAgain(now: number): void {
+    for (const [id, owed] of this.#clears)
+      for (const [n, failedAt] of owed.undelivered) {
+        if (now - failedAt < SEND_AGAIN_AFTER_MS) continue;
+        owed.undelivered.set(n, Infinity);
+        const wanted = () => this.#clears.get(id) === owed;
+        void sendAgain(n, owed.event, wanted, NEVER).then((delivered) => {
+          if (!wanted()) return;
+          if (!delivered) owed.undelivered.set(n, this.#now());
+          else {
+            owed.undelivered.delete(n);
+            if (owed.undelivered.size === 0) this.#clears.delete(id);
+          }
+        });
+      }
     for (const s of this.#states.values()) {
       const { alarm, raise } = s;
       if (alarm === undefined || raise === undefined) continue;

@@ -275,7 +275,8 @@ const undelivered = new WeakMap<Notifier, Set<string>>();
 /**
  * Sends to every notifier, after that notifier's earlier sends of the same
  * alarm; failures are retried and reported, never thrown. Resolves to the
- * notifiers a raise could not be delivered to. `abandon` aborts to give up
+ * notifiers the event could not be delivered to (never, for a clear, one
+ * that did not get its raise). `abandon` aborts to give up
  * the tries under way or to come (see deliver).
  */
 export async function notifyAll(
@@ -292,10 +293,11 @@ export async function notifyAll(
 }
 
 /**
- * Sends a raise again, one try, to a notifier that could not be given it,
- * after that notifier's earlier sends of the alarm; whether it arrived.
- * Not sent when `wanted` says no by then: a clear that came meanwhile
- * wins, and is not sent either, as its raise never arrived.
+ * Sends a raise or a clear again, one try, to a notifier that could not be
+ * given it, after that notifier's earlier sends of the alarm; whether it
+ * arrived. Not sent when `wanted` says no by then: a clear that came
+ * after a raise wins, and is not sent either, as its raise never arrived;
+ * a raise that came after a clear wins over the clear.
  */
 export function sendAgain(
   n: Notifier,
@@ -376,7 +378,7 @@ async function deliver(
       if (after === undefined || backoff === undefined) {
         diag.warnCollapsed(
           `alarm-notify-${n.name}`,
-          `could not notify ${n.name} of alarm ${event.alarm.name}: ${(err as Error)?.message ?? String(err)}${tries > 1 ? ` (${tries} tries)` : ""}${event.action === "raise" ? "; sent again at most once a minute while the alarm is active" : ""}`,
+          `could not notify ${n.name} of alarm ${event.alarm.name}: ${(err as Error)?.message ?? String(err)}${tries > 1 ? ` (${tries} tries)` : ""}${event.action === "raise" ? "; sent again at most once a minute while the alarm is active" : event.instanceStopped === true ? "" : "; sent again at most once a minute until it is delivered"}`,
         );
         return false;
       }
