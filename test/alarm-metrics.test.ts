@@ -1,7 +1,9 @@
 // An alarm rule on a runtime metric fires in a service that exports no
 // metrics (OTEL_METRICS_EXPORTER=none): rules read the metrics themselves.
+// Rules on the request histogram count what its attributes say.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { it } from "node:test";
@@ -155,6 +157,89 @@ it("raises a rule on a numeric attribute whether the file writes its value as a 
       svc.stderr.filter((l) => l.includes("alarm rules")),
       [],
       "the rules file was taken as written",
+    );
+  } finally {
+    await svc.stop();
+    await webhook.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+it("counts a stream the client left after its 200 as no failure of http_5xx_ratio, and a 5xx as one", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "threadline-alarm-rules-"));
+  const rulesFile = join(dir, "rules.json");
+  writeFileSync(
+    rulesFile,
+    JSON.stringify({
+      defaults: false,
+      rules: [
+        {
+          name: "http_5xx_ratio",
+          kind: "http_error_ratio",
+          above: 0.05,
+          minRequests: 10,
+          for: "5s",
+          severity: "major",
+        },
+      ],
+    }),
+  );
+  const webhook = await startRecordingServer();
+  const svc = await startService({
+    entry: "status-service.cjs",
+    cwd: fixtures,
+    execArgv: ["--import", "@threadline/node/register"],
+    env: {
+      OTEL_SERVICE_NAME: "streaming",
+      OTEL_METRICS_EXPORTER: "none",
+      OTEL_TRACES_EXPORTER: "none",
+      OTEL_LOGS_EXPORTER: "none",
+      THREADLINE_WATCH_URL: "none",
+      THREADLINE_ALARMS_FILE: rulesFile,
+      THREADLINE_ALARMS_INTERVAL: "200",
+      THREADLINE_ALARM_WEBHOOK_URL: `${webhook.url}/alarms`,
+    },
+  });
+  const ok = async (path: string) => (await fetch(`${svc.url}${path}`)).text();
+  try {
+    // All within the rule's 5 s, which it judges once it has watched the
+    // service that long: 20 requests, of which two answered 500.
+    await ok("/200");
+    // Subscribers that leave after the stream's first event.
+    for (let i = 0; i < 8; i++)
+      await new Promise<void>((resolve) => {
+        const req = http.get(`${svc.url}/stream`, (res) => {
+          assert.equal(res.statusCode, 200);
+          res.once("data", () => {
+            req.destroy();
+            resolve();
+          });
+        });
+        req.on("error", () => {});
+      });
+    await waitFor(
+      () => svc.stdout.filter((l) => l === "stream closed").length === 8,
+      { what: "the eight streams closed" },
+    );
+    for (let i = 0; i < 9; i++) await ok("/200");
+    for (let i = 0; i < 2; i++) await ok("/500");
+    const raised = await waitFor(
+      () =>
+        webhook.requests
+          .map(
+            (r) =>
+              JSON.parse(r.body) as {
+                action: string;
+                alarm: { name: string; reason: string };
+              },
+          )
+          .find((e) => e.action === "raise"),
+      { what: "the http_5xx_ratio alarm" },
+    );
+    assert.equal(raised.alarm.name, "http_5xx_ratio");
+    assert.equal(
+      raised.alarm.reason,
+      "10.0% of 20 requests failed (limit 5.0%)",
     );
   } finally {
     await svc.stop();

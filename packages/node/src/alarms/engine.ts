@@ -370,7 +370,12 @@ export class AlarmEngine {
     return { 50: d.p50, 90: d.p90, 99: d.p99, 100: d.max };
   }
 
-  /** Requests and failed requests since the last evaluation. */
+  /**
+   * Requests and failed requests since the last evaluation. A request
+   * failed when it was answered 5xx, or ended with no status sent; one
+   * answered 1xx-4xx that the client then left (a stream it closed) has
+   * `error.type` "aborted" too, and did not.
+   */
   #httpOutcomes(): { total: number; errors: number } | undefined {
     const agg = this.#o.meterProvider.find("http.server.request.duration");
     const data = agg?.collect(Date.now());
@@ -379,7 +384,13 @@ export class AlarmEngine {
     let errors = 0;
     for (const p of data.points) {
       total += p.count;
-      if (p.attributes["error.type"] !== undefined) errors += p.count;
+      const status = p.attributes["http.response.status_code"];
+      if (
+        status === undefined
+          ? p.attributes["error.type"] !== undefined
+          : Number(status) >= 500
+      )
+        errors += p.count;
     }
     const last = this.#lastHttp;
     this.#lastHttp = { total, errors };

@@ -40,7 +40,7 @@ export interface EventLoopRule extends RuleBase {
   aboveSeconds: number;
 }
 
-/** Share of HTTP server requests answered 5xx (or aborted) above a limit. */
+/** Share of HTTP server requests answered 5xx (or ended with no status sent) above a limit. */
 export interface HttpErrorRatioRule extends RuleBase {
   kind: "http_error_ratio";
   above: number;
@@ -98,7 +98,7 @@ export const DEFAULT_RULES: readonly AlarmRule[] = [
     forMs: 120_000,
     severity: "major",
     description:
-      "more than 5% of the last 2 minutes' HTTP requests failed (5xx or aborted)",
+      "more than 5% of the last 2 minutes' HTTP requests failed (5xx, or ended with no status sent)",
   },
   {
     name: "dependency_unhealthy",
