@@ -583,13 +583,6 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
       const services = store.metricServices();
       const chosen = service || services[0] || "";
       const events = chosen === "" ? [] : store.alarmEvents(chosen);
-      // The newest event of each alarm of each instance says whether it is
-      // still active: one instance's clear leaves another's raise standing.
-      const latest = new Map<string, (typeof events)[number]>();
-      for (const e of events) {
-        const key = `${e.instance}\u0000${e.id}`;
-        if (!latest.has(key)) latest.set(key, e);
-      }
       sendJson(res, 200, {
         services,
         service: chosen,
@@ -598,7 +591,10 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
             ? undefined
             : store.servicePanels(chosen, Date.now() - since),
         alarms: {
-          active: [...latest.values()].filter((e) => e.action === "raise"),
+          // The newest event of each alarm of each instance says whether
+          // it is still active, however old: one instance's clear leaves
+          // another's raise standing.
+          active: chosen === "" ? [] : store.activeAlarms(chosen),
           history: events,
         },
       });

@@ -1463,24 +1463,24 @@ export class Store implements TraceBackend {
   alarmEvents(service: string, limit = 100): AlarmEventRow[] {
     const rows = this.#s(
       `SELECT time_us, attributes, instance FROM logs WHERE service = ? AND attributes LIKE '%"alarm.name"%' ORDER BY time_us DESC LIMIT ?`,
-    ).all(service, limit) as Array<{
-      time_us: number;
-      attributes: string;
-      instance: string | null;
-    }>;
-    return rows.map((r) => {
-      const a = JSON.parse(r.attributes) as Record<string, unknown>;
-      return {
-        timeMs: Math.round(r.time_us / 1000),
-        instance: r.instance ?? "",
-        action: a["event.name"] === "alarm.cleared" ? "clear" : "raise",
-        id: String(a["alarm.id"] ?? a["alarm.name"]),
-        name: String(a["alarm.name"]),
-        severity: String(a["alarm.severity"] ?? ""),
-        source: String(a["alarm.source"] ?? ""),
-        reason: String(a["alarm.reason"] ?? ""),
-      };
-    });
+    ).all(service, limit) as AlarmLogRow[];
+    return rows.map(alarmEventOf);
+  }
+
+  /**
+   * A service's active alarms, newest first: those whose last event on
+   * their instance is a raise, however old, however many events followed.
+   */
+  activeAlarms(service: string): AlarmEventRow[] {
+    const rows = this.#s(
+      `SELECT time_us, attributes, instance FROM (
+         SELECT time_us, attributes, instance, row_number() OVER (
+           PARTITION BY coalesce(instance, ''), coalesce(json_extract(attributes, '$."alarm.id"'), json_extract(attributes, '$."alarm.name"'))
+           ORDER BY time_us DESC, id DESC) AS n
+         FROM logs WHERE service = ? AND attributes LIKE '%"alarm.name"%')
+       WHERE n = 1 ORDER BY time_us DESC`,
+    ).all(service) as AlarmLogRow[];
+    return rows.map(alarmEventOf).filter((e) => e.action === "raise");
   }
 
   /**
@@ -1646,6 +1646,27 @@ export interface AlarmEventRow {
   severity: string;
   source: string;
   reason: string;
+}
+
+/** An alarm event's log record, as the store reads it. */
+type AlarmLogRow = {
+  time_us: number;
+  attributes: string;
+  instance: string | null;
+};
+
+function alarmEventOf(r: AlarmLogRow): AlarmEventRow {
+  const a = JSON.parse(r.attributes) as Record<string, unknown>;
+  return {
+    timeMs: Math.round(r.time_us / 1000),
+    instance: r.instance ?? "",
+    action: a["event.name"] === "alarm.cleared" ? "clear" : "raise",
+    id: String(a["alarm.id"] ?? a["alarm.name"]),
+    name: String(a["alarm.name"]),
+    severity: String(a["alarm.severity"] ?? ""),
+    source: String(a["alarm.source"] ?? ""),
+    reason: String(a["alarm.reason"] ?? ""),
+  };
 }
 
 /**

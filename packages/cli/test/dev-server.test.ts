@@ -2010,4 +2010,70 @@ describe("a service running as several instances", () => {
       [["A", "raise"]],
     );
   });
+
+  it("keeps an alarm active however many newer alarm events follow it", async () => {
+    const now = Date.now();
+    const event = (id: string, ms: number, action: "raise" | "clear") => ({
+      timeUnixNano: nanos(ms),
+      severityNumber: action === "raise" ? 17 : 9,
+      body: { stringValue: `alarm ${action}` },
+      attributes: attributes({
+        "event.name": action === "raise" ? "alarm.raised" : "alarm.cleared",
+        "alarm.id": id,
+        "alarm.name": "dependency_unhealthy",
+        "alarm.severity": action === "raise" ? "critical" : "cleared",
+        "alarm.source": id,
+        "alarm.reason": `${id} is unhealthy`,
+      }),
+    });
+    // Raised a minute ago and never cleared; another alarm has flapped
+    // 120 times since, last cleared.
+    const logRecords = [event("stuck", now - 60_000, "raise")];
+    for (let i = 0; i < 120; i++)
+      logRecords.push(
+        event("flappy", now - 50_000 + i * 100, i % 2 ? "clear" : "raise"),
+      );
+    const body = {
+      resourceLogs: [
+        {
+          resource: {
+            attributes: attributes({
+              "service.name": "flapping",
+              "service.instance.id": "A",
+            }),
+          },
+          scopeLogs: [{ logRecords }],
+        },
+      ],
+    };
+    assert.equal(
+      (await post(`${dev.otlpUrl}/v1/logs`, JSON.stringify(body), json)).status,
+      200,
+    );
+    const alarms = await waitFor(
+      async () => {
+        const body = (await (
+          await fetch(`${dev.viewerUrl}/api/metrics?service=flapping`)
+        ).json()) as {
+          alarms: {
+            active: Array<{ instance: string; id: string; action: string }>;
+            history: Array<{ id: string }>;
+          };
+        };
+        return (
+          body.alarms.history.some((e) => e.id === "flappy") && body.alarms
+        );
+      },
+      { what: "the alarm events" },
+    );
+    assert.equal(
+      alarms.history.length,
+      100,
+      "the history stays the newest 100",
+    );
+    assert.deepEqual(
+      alarms.active.map((e) => [e.instance, e.id, e.action]),
+      [["A", "stuck", "raise"]],
+    );
+  });
 });
