@@ -17,7 +17,7 @@ import { DEFAULT_LIMIT } from "./backends/remote.ts";
 import { ViewerBackend } from "./backends/viewer-backend.ts";
 import { DEFAULT_OTLP_PORT, startDevServer } from "./dev-server.ts";
 import { formatSearch, formatTrace } from "./format.ts";
-import type { SearchQuery, TraceBackend } from "./model.ts";
+import { jsonValue, type SearchQuery, type TraceBackend } from "./model.ts";
 import { defaultDbPath, defaultViewerUrl } from "./paths.ts";
 import {
   MAX_LIMIT,
@@ -363,7 +363,7 @@ async function trace(argv: string[]): Promise<number> {
       return 1;
     }
     process.stdout.write(
-      values.json ? `${JSON.stringify(t, null, 2)}\n` : formatTrace(t),
+      values.json ? `${JSON.stringify(t, jsonValue, 2)}\n` : formatTrace(t),
     );
     return 0;
   } finally {

@@ -128,3 +128,12 @@ export function serviceOf(resource: Record<string, unknown>): string {
   const name = resource["service.name"];
   return typeof name === "string" ? name : "unknown_service";
 }
+
+/**
+ * A JSON.stringify replacer for attribute values JSON has no number for:
+ * an integer past 2^53 (a bigint, as OTLP's int64 carries it) becomes its
+ * exact decimal, a string, which is also what a search for it matches.
+ */
+export function jsonValue(_key: string, v: unknown): unknown {
+  return typeof v === "bigint" ? v.toString() : v;
+}

@@ -38,6 +38,7 @@ import type {
 } from "@threadline/otlp";
 import { MAX_LIMIT } from "./query.ts";
 import {
+  jsonValue,
   serviceOf,
   type LogRecord,
   type SearchPage,
@@ -166,7 +167,7 @@ export type ChangedTrace = TraceSummary & { logsAdded?: number };
 export type ChangedTraces = ChangedTrace[];
 
 function json(v: unknown): string {
-  return JSON.stringify(v ?? null);
+  return JSON.stringify(v ?? null, jsonValue);
 }
 
 function parse<T>(s: unknown, fallback: T): T {
@@ -221,6 +222,7 @@ function tagOf(key: string, v: unknown): string | undefined {
   if (
     (typeof v === "string" && v.length <= MAX_TAG_VALUE) ||
     typeof v === "number" ||
+    typeof v === "bigint" ||
     typeof v === "boolean"
   )
     return `${key}\u0000${String(v)}`;
@@ -513,7 +515,7 @@ export class Store implements TraceBackend {
               instance,
               name: m.name,
               timeMs: Math.round(p.timeMs),
-              attributes: JSON.stringify(p.attributes),
+              attributes: json(p.attributes),
               value: p.value ?? null,
               count: p.count ?? null,
               sum: p.sum ?? null,
@@ -548,7 +550,7 @@ export class Store implements TraceBackend {
     let timeMs = 0;
     for (const p of m.points) {
       timeMs = Math.max(timeMs, Math.round(p.timeMs));
-      const attributes = JSON.stringify(p.attributes);
+      const attributes = json(p.attributes);
       let t = totals.get(attributes);
       if (t === undefined) {
         if (totals.size >= MAX_DELTA_SERIES) continue;

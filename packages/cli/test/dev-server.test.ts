@@ -413,6 +413,127 @@ describe("the OTLP receiver", () => {
     assert.equal(trace.spans[0]!.attributes["ratio"], 0.25);
   });
 
+  it("keeps every digit of an integer past 2^53, shown as its decimal and found by it", async () => {
+    const traceId = "b16".padEnd(32, "3");
+    const spanId = "b16".padEnd(16, "3");
+    const id = 1234567890123456789n;
+    const now = Date.now();
+    // A log line as the SDK sends it (protobuf), a span as JSON.
+    const logs = new LogsEncoder(
+      { "service.name": "orders" },
+      { name: "pino" },
+    );
+    const line = await post(
+      `${dev.otlpUrl}/v1/logs`,
+      logs.encode([
+        {
+          time: now,
+          observedTime: now,
+          severityNumber: 9,
+          severityText: "info",
+          body: "order placed",
+          attributes: { "customer.id": "c-big", "order.id": id },
+          traceId,
+          spanId,
+          traceFlags: 1,
+        },
+      ]),
+      proto,
+    );
+    assert.equal(line.status, 200, line.text);
+    const sent = await post(
+      `${dev.otlpUrl}/v1/traces`,
+      traces.encodeJson([
+        spanData({
+          traceId,
+          spanId,
+          attributes: {
+            "customer.id": "c-big",
+            "order.id": id,
+            "refund.id": -id,
+            "order.count": 3,
+            // Not indexed: searched by reading the spans.
+            "messaging.rabbitmq.message.delivery_tag": 9007199254740993n,
+          },
+        }),
+      ]),
+      json,
+    );
+    assert.equal(sent.status, 200, sent.text);
+    // A metric point's attributes too.
+    const metrics = await post(
+      `${dev.otlpUrl}/v1/metrics`,
+      JSON.stringify({
+        resourceMetrics: [
+          {
+            resource: {
+              attributes: [
+                { key: "service.name", value: { stringValue: "big" } },
+              ],
+            },
+            scopeMetrics: [
+              {
+                metrics: [
+                  {
+                    name: "process.memory.usage",
+                    gauge: {
+                      dataPoints: [
+                        {
+                          timeUnixNano: String(BigInt(now) * 1_000_000n),
+                          asInt: "1048576",
+                          attributes: [
+                            { key: "id", value: { intValue: String(id) } },
+                          ],
+                        },
+                      ],
+                    },
+                  },
+                ],
+              },
+            ],
+          },
+        ],
+      }),
+      json,
+    );
+    assert.equal(metrics.status, 200, metrics.text);
+    const detail = await waitFor(
+      async () => {
+        const t = (await (
+          await fetch(`${dev.viewerUrl}/api/traces/${traceId}`)
+        ).json()) as TraceDetail;
+        return t.spans?.length === 1 && t.logs.length === 1 && t;
+      },
+      { what: "the span and its log line" },
+    );
+    assert.deepEqual(detail.spans[0]!.attributes, {
+      "customer.id": "c-big",
+      "order.id": "1234567890123456789",
+      "refund.id": "-1234567890123456789",
+      "order.count": 3,
+      "messaging.rabbitmq.message.delivery_tag": "9007199254740993",
+    });
+    assert.deepEqual(detail.logs[0]!.attributes, {
+      "customer.id": "c-big",
+      "order.id": "1234567890123456789",
+    });
+    const found = async (attr: string) =>
+      (
+        (await (
+          await fetch(
+            `${dev.viewerUrl}/api/search?${new URLSearchParams({ attr })}`,
+          )
+        ).json()) as { traces: Array<{ traceId: string }> }
+      ).traces.map((t) => t.traceId);
+    assert.deepEqual(await found("order.id=1234567890123456789"), [traceId]);
+    assert.deepEqual(await found("refund.id=-1234567890123456789"), [traceId]);
+    assert.deepEqual(await found("order.id=1234567890123456800"), []);
+    assert.deepEqual(
+      await found("messaging.rabbitmq.message.delivery_tag=9007199254740993"),
+      [traceId],
+    );
+  });
+
   it("leaves out a span with no start time, and mends one with no end or ending before it starts, so its trace keeps its time", async () => {
     const now = Date.now();
     const traceId = "c0ffee".padEnd(32, "1");

@@ -509,3 +509,42 @@ describe("threadline search for a customer id with regular-expression characters
     assert.deepEqual(jaeger.requests.map(customerFilter), ["c-42"]);
   });
 });
+
+describe("threadline trace --json against Jaeger", () => {
+  it("prints an integer attribute past 2^53 as its exact decimal", async () => {
+    const trace = found("c-42") as {
+      result: {
+        resourceSpans: Array<{
+          scopeSpans: Array<{
+            spans: Array<{
+              attributes: Array<{ key: string; value: unknown }>;
+            }>;
+          }>;
+        }>;
+      };
+    };
+    trace.result.resourceSpans[0]!.scopeSpans[0]!.spans[0]!.attributes.push({
+      key: "order.id",
+      value: { intValue: "1234567890123456789" },
+    });
+    const jaeger = await startRecordingServer((req) =>
+      req.path === `/api/v3/traces/${TRACE_ID}` ? { body: trace } : NONE,
+    );
+    try {
+      const r = await threadline([
+        "trace",
+        TRACE_ID,
+        "--json",
+        "--backend",
+        `jaeger=${jaeger.url}`,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout) as {
+        spans: Array<{ attributes: Record<string, unknown> }>;
+      };
+      assert.equal(out.spans[0]!.attributes["order.id"], "1234567890123456789");
+    } finally {
+      await jaeger.close();
+    }
+  });
+});

@@ -1,6 +1,7 @@
 // Decoding of OTLP trace and logs requests, protobuf and JSON, into one
 // plain model for receivers (the local viewer). Timestamps become epoch
-// microseconds (a double holds them exactly); ids become lowercase hex.
+// microseconds (a double holds them exactly); ids become lowercase hex; an
+// integer value past 2^53 becomes a bigint, every digit kept.
 //
 // A request that cannot be read (truncated, wrong types) throws. A span or
 // log record that is not valid (an all-zero id, an unknown kind, status or
@@ -9,7 +10,7 @@
 // is left out and its reason reported, so a receiver can keep the rest and
 // answer with OTLP's partial success (exporters do not retry a 400, so one
 // bad item would lose its whole batch).
-import { OtlpDecodeError, ProtoReader } from "./proto-reader.ts";
+import { OtlpDecodeError, ProtoReader, safeOrBig } from "./proto-reader.ts";
 
 export type DecodedAttributes = Record<string, unknown>;
 
@@ -599,6 +600,16 @@ export function num(v: unknown, what: string): number {
   return n;
 }
 /**
+ * An int64: proto3's JSON mapping writes it as a string, so that an integer
+ * past 2^53 keeps every digit; such a one is read as a bigint.
+ */
+function int64(v: unknown, what: string): number | bigint {
+  const n = num(v, what);
+  if (typeof v === "string" && !Number.isSafeInteger(n) && /^-?\d+$/.test(v))
+    return safeOrBig(BigInt(v));
+  return n;
+}
+/**
  * A double: a JSON number, or a string, as proto3's JSON mapping allows
  * (https://protobuf.dev/programming-guides/json/): "NaN", "Infinity" and
  * "-Infinity", which JSON has no number for, or the number's text.
@@ -635,7 +646,7 @@ function jsonAnyValue(v: unknown, depth = 0): unknown {
   const o = obj(v, "AnyValue");
   if ("stringValue" in o) return str(o["stringValue"], "stringValue");
   if ("boolValue" in o) return o["boolValue"] === true;
-  if ("intValue" in o) return num(o["intValue"], "intValue");
+  if ("intValue" in o) return int64(o["intValue"], "intValue");
   if ("doubleValue" in o) return double(o["doubleValue"], "doubleValue");
   if ("arrayValue" in o)
     return list(

@@ -17,6 +17,13 @@ export class OtlpDecodeError extends Error {
   }
 }
 
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** An integer as a number when a double holds it exactly, else as the bigint. */
+export function safeOrBig(n: bigint): number | bigint {
+  return n >= -MAX_SAFE && n <= MAX_SAFE ? Number(n) : n;
+}
+
 export class ProtoReader {
   readonly buf: Uint8Array;
   pos: number;
@@ -48,21 +55,24 @@ export class ProtoReader {
     throw new OtlpDecodeError("varint longer than 10 bytes");
   }
 
-  /** A signed int64 varint (two's complement), as a double. */
-  int64(): number {
+  /**
+   * A signed int64 varint (two's complement): a number when it is a safe
+   * integer, else a bigint, every digit kept (an id sent as int64 would be
+   * rounded as a double).
+   */
+  int64(): number | bigint {
     const start = this.pos;
     const v = this.varint();
-    // Ten-byte varints are negative numbers.
-    if (this.pos - start === 10) {
-      let big = 0n;
-      let shift = 0n;
-      for (let i = start; i < this.pos; i++) {
-        big |= BigInt(this.buf[i]! & 0x7f) << shift;
-        shift += 7n;
-      }
-      return Number(BigInt.asIntN(64, big));
+    // v is exact up to 2^53 and at least 2^53 past it. Ten-byte varints
+    // (negative numbers) are past it.
+    if (v <= Number.MAX_SAFE_INTEGER) return v;
+    let big = 0n;
+    let shift = 0n;
+    for (let i = start; i < this.pos; i++) {
+      big |= BigInt(this.buf[i]! & 0x7f) << shift;
+      shift += 7n;
     }
-    return v;
+    return safeOrBig(BigInt.asIntN(64, big));
   }
 
   fixed32(): number {

@@ -306,6 +306,31 @@ describe("decodeLogs", () => {
     });
   }
 
+  const ids = {
+    ...record,
+    attributes: {
+      big: 1234567890123456789n,
+      negative: -1234567890123456789n,
+      safe: 9007199254740991,
+      small: -3,
+      nested: [9223372036854775807n],
+    },
+  };
+  for (const [name, decode] of [
+    ["protobuf", () => decodeLogsProto(encoder.encode([ids]))],
+    ["JSON", () => decodeLogsJson(JSON.parse(encoder.encodeJson([ids])))],
+  ] as const) {
+    it(`keeps every digit of an int64 past 2^53, as a bigint, in ${name}`, () => {
+      assert.deepEqual(decode()[0]!.scopes[0]!.logs[0]!.attributes, {
+        big: 1234567890123456789n,
+        negative: -1234567890123456789n,
+        safe: 9007199254740991,
+        small: -3,
+        nested: [9223372036854775807n],
+      });
+    });
+  }
+
   // A logged object parsed from JSON may have a key named __proto__.
   const parsed = {
     ...record,
