@@ -198,6 +198,8 @@ interface PendingLog {
   log: DecodedLogRecord;
   service: string;
   instance: string;
+  /** When it was received: its time when it carries none. */
+  receivedUs: number;
 }
 
 /** The resource's `service.instance.id`, "" when it has none. */
@@ -474,12 +476,17 @@ export class Store implements TraceBackend {
   /** Buffers decoded log records for the next flush; returns how many. */
   ingestLogs(batch: DecodedResourceLogs[]): number {
     let n = 0;
+    // A record with neither time nor observed time is dated by when it was
+    // received, as OTLP has the observed time set where a record is first
+    // seen, not 1970: it is found by time, and not pruned at once. Its
+    // digest keeps the times it came with, so a resend is still stored once.
+    const receivedUs = Date.now() * 1000;
     for (const rl of batch) {
       const service = serviceOf(rl.resource);
       const instance = instanceOf(rl.resource);
       for (const group of rl.scopes) {
         for (const log of group.logs) {
-          this.#logs.push({ log, service, instance });
+          this.#logs.push({ log, service, instance, receivedUs });
           n++;
         }
       }
@@ -773,7 +780,8 @@ export class Store implements TraceBackend {
     const insert = this.#s(
       "INSERT OR IGNORE INTO logs (time_us, trace_id, span_id, service, severity_number, severity_text, body, attributes, customer, digest, instance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
-    for (const { log, service, instance } of logs) {
+    for (const { log, service, instance, receivedUs } of logs) {
+      const timeUs = log.timeUs || log.observedUs || receivedUs;
       const customer =
         typeof log.attributes["customer.id"] === "string"
           ? log.attributes["customer.id"]
@@ -787,7 +795,7 @@ export class Store implements TraceBackend {
         "buffer",
       ).subarray(0, 16);
       const stored = insert.run(
-        log.timeUs || log.observedUs,
+        timeUs,
         log.traceId,
         log.spanId,
         service,
@@ -808,7 +816,6 @@ export class Store implements TraceBackend {
       // Only a sampled request's spans are coming: an unsampled one's lines
       // carry its trace id too, and would each make a trace that never fills.
       if ((log.flags & 1) === 0) continue;
-      const timeUs = log.timeUs || log.observedUs;
       const t = seen.get(log.traceId);
       if (t === undefined)
         seen.set(log.traceId, {

@@ -605,6 +605,80 @@ describe("the OTLP receiver", () => {
     );
   });
 
+  it("dates a log line that carries no time by when it was received, so it is found by time and kept by a prune", async () => {
+    // A store of its own: the prune must see only this line.
+    const own = await startDevServer({
+      dbPath: ":memory:",
+      otlpPort: 0,
+      viewerPort: 0,
+      flushIntervalMs: 10,
+    });
+    try {
+      const traceId = "71e1e55".padEnd(32, "4");
+      const body = JSON.stringify({
+        resourceLogs: [
+          {
+            resource: {
+              attributes: [
+                { key: "service.name", value: { stringValue: "billing" } },
+              ],
+            },
+            scopeLogs: [
+              {
+                logRecords: [
+                  {
+                    severityNumber: 9,
+                    body: { stringValue: "charged card" },
+                    traceId,
+                    spanId: "b7ad6b7169203331",
+                    flags: 1,
+                    attributes: [
+                      {
+                        key: "customer.id",
+                        value: { stringValue: "c-notime" },
+                      },
+                    ],
+                  },
+                ],
+              },
+            ],
+          },
+        ],
+      });
+      const before = Date.now() * 1000;
+      // Sent twice, as an exporter that retries may: stored once.
+      for (let i = 0; i < 2; i++) {
+        const res = await post(`${own.otlpUrl}/v1/logs`, body, json);
+        assert.equal(res.status, 200, res.text);
+      }
+      const after = Date.now() * 1000;
+      await waitFor(() => own.store.pending === 0, {
+        what: "both requests written",
+      });
+      const found = (
+        (await (
+          await fetch(`${own.viewerUrl}/api/search?customer=c-notime&since=1m`)
+        ).json()) as { traces: Array<{ traceId: string }> }
+      ).traces;
+      assert.deepEqual(
+        found.map((t) => t.traceId),
+        [traceId],
+      );
+      const detail = (await (
+        await fetch(`${own.viewerUrl}/api/traces/${traceId}`)
+      ).json()) as TraceDetail;
+      assert.equal(detail.logs.length, 1);
+      assert.ok(
+        detail.logs[0]!.timeUs >= before && detail.logs[0]!.timeUs <= after,
+        `${detail.logs[0]!.timeUs} not within ${before}..${after}`,
+      );
+      assert.equal(own.store.prune(), 0);
+      assert.equal(own.store.counts().logs, 1);
+    } finally {
+      await own.close();
+    }
+  });
+
   it("shows a request still running, its spans not sent yet, by its log lines", async () => {
     const traceId = "bad5eed".padEnd(32, "2");
     const now = Date.now();
