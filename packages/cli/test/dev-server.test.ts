@@ -605,6 +605,62 @@ describe("the OTLP receiver", () => {
     );
   });
 
+  it("leaves out a span dated before 2000, as one whose exporter wrote milliseconds for nanoseconds, so its trace keeps its time", async () => {
+    const now = Date.now();
+    const traceId = "e90c4".padEnd(32, "5");
+    const root = spanData({
+      traceId,
+      spanId: "e90c4".padEnd(16, "1"),
+      attributes: { "customer.id": "c-ms" },
+      startTime: now,
+      endTime: now + 40,
+    });
+    // Epoch milliseconds read as nanoseconds: 1970-01-01T00:29.
+    const child = spanData({
+      traceId,
+      spanId: "e90c4".padEnd(16, "2"),
+      parentSpanId: root.spanId,
+      attributes: { "customer.id": "c-ms" },
+      startTime: now / 1e6,
+      endTime: now / 1e6,
+    });
+    const res = await post(
+      `${dev.otlpUrl}/v1/traces`,
+      traces.encodeJson([root, child]),
+      json,
+    );
+    assert.equal(res.status, 200, res.text);
+    const partial = (
+      JSON.parse(res.text) as {
+        partialSuccess?: { rejectedSpans: string; errorMessage: string };
+      }
+    ).partialSuccess;
+    assert.equal(Number(partial?.rejectedSpans), 1, res.text);
+    assert.match(partial!.errorMessage, /before 2000-01-01T00:00:00Z/);
+    // Protobuf alike.
+    const asProto = await post(
+      `${dev.otlpUrl}/v1/traces`,
+      traces.encode([child]),
+      proto,
+    );
+    assert.equal(asProto.status, 200);
+    assert.match(asProto.text, /before 2000-01-01T00:00:00Z/);
+    const found = await waitFor(
+      async () => {
+        const t = (
+          (await (
+            await fetch(`${dev.viewerUrl}/api/search?customer=c-ms&since=15m`)
+          ).json()) as { traces: Array<{ startUs: number; spanCount: number }> }
+        ).traces;
+        return t.length > 0 && t;
+      },
+      { what: "the trace, found within the last 15 minutes" },
+    );
+    assert.equal(found.length, 1);
+    assert.equal(found[0]!.startUs, now * 1000);
+    assert.equal(found[0]!.spanCount, 1);
+  });
+
   it("dates a log line that carries no time by when it was received, so it is found by time and kept by a prune", async () => {
     // A store of its own: the prune must see only this line.
     const own = await startDevServer({

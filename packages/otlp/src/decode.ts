@@ -82,9 +82,10 @@ export interface DecodeOptions {
    */
   onInvalid?: ((reason: string) => void) | undefined;
   /**
-   * Leave out as invalid a span whose start time is unset (0). A store that
-   * summarises a trace from its earliest start would otherwise date the
-   * whole trace to 1970 for one such span. (An end unset or before the
+   * Leave out as invalid a span whose start time is unset (0) or before
+   * 2000 (epoch milliseconds or seconds written as nanoseconds). A store
+   * that summarises a trace from its earliest start would otherwise date
+   * the whole trace to 1970 for one such span. (An end unset or before the
    * start is mended to the start either way: the span keeps its place.)
    */
   strictTimes?: boolean | undefined;
@@ -371,6 +372,13 @@ function span(r: ProtoReader): DecodedSpan {
   return s;
 }
 
+/**
+ * 2000-01-01T00:00:00Z in microseconds: no span starts earlier. One that
+ * does is an exporter's mistake, epoch milliseconds or seconds written as
+ * nanoseconds (a start around 1970-01-01T00:29).
+ */
+const EARLIEST_START_US = Date.UTC(2000, 0, 1) * 1000;
+
 /** Why a decoded span is not valid, or undefined (its end is mended). */
 function spanProblem(
   s: DecodedSpan,
@@ -383,8 +391,10 @@ function spanProblem(
   if (s.kind < 0 || s.kind > 5) return `a span has an unknown kind ${s.kind}`;
   if (s.statusCode < 0 || s.statusCode > 2)
     return `a span has an unknown status code ${s.statusCode}`;
-  if (options?.strictTimes === true && s.startUs === 0)
-    return "a span has no start_time_unix_nano";
+  if (options?.strictTimes === true && s.startUs < EARLIEST_START_US)
+    return s.startUs === 0
+      ? "a span has no start_time_unix_nano"
+      : "a span's start_time_unix_nano is before 2000-01-01T00:00:00Z (it counts nanoseconds since 1970; is it in milliseconds or seconds?)";
   if (s.endUs < s.startUs) s.endUs = s.startUs;
   return undefined;
 }
