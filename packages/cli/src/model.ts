@@ -132,8 +132,12 @@ export function serviceOf(resource: Record<string, unknown>): string {
 /**
  * A JSON.stringify replacer for attribute values JSON has no number for:
  * an integer past 2^53 (a bigint, as OTLP's int64 carries it) becomes its
- * exact decimal, a string, which is also what a search for it matches.
+ * exact decimal, and NaN and the infinities their names ("NaN",
+ * "Infinity", "-Infinity", as OTLP/JSON writes them), where JSON.stringify
+ * would write null. Strings, which are also what a search for them matches.
  */
 export function jsonValue(_key: string, v: unknown): unknown {
-  return typeof v === "bigint" ? v.toString() : v;
+  return typeof v === "bigint" || (typeof v === "number" && !Number.isFinite(v))
+    ? String(v)
+    : v;
 }

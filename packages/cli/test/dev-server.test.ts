@@ -413,6 +413,59 @@ describe("the OTLP receiver", () => {
     assert.equal(trace.spans[0]!.attributes["ratio"], 0.25);
   });
 
+  it("shows NaN and Infinity attribute values by their names, and finds them by them", async () => {
+    const attributes = {
+      "customer.id": "c-inf",
+      ratio: NaN,
+      ceiling: Infinity,
+      floor: -Infinity,
+      range: [-Infinity, 0.5, NaN],
+    };
+    const asJson = spanData({
+      traceId: "1f".padEnd(32, "6"),
+      spanId: "1f".padEnd(16, "6"),
+      attributes,
+    });
+    const asProto = spanData({
+      traceId: "1f".padEnd(32, "7"),
+      spanId: "1f".padEnd(16, "7"),
+      attributes,
+    });
+    for (const res of [
+      await post(`${dev.otlpUrl}/v1/traces`, traces.encodeJson([asJson]), json),
+      await post(`${dev.otlpUrl}/v1/traces`, traces.encode([asProto]), proto),
+    ])
+      assert.equal(res.status, 200, res.text);
+    const found = async (attr: string) =>
+      (
+        (await (
+          await fetch(
+            `${dev.viewerUrl}/api/search?${new URLSearchParams({ customer: "c-inf", attr })}`,
+          )
+        ).json()) as { traces: Array<{ traceId: string }> }
+      ).traces
+        .map((t) => t.traceId)
+        .sort();
+    const both = [asJson.traceId, asProto.traceId].sort();
+    await waitFor(async () => (await found("ratio=NaN")).length === 2, {
+      what: "both spans",
+    });
+    for (const { traceId } of [asJson, asProto]) {
+      const detail = (await (
+        await fetch(`${dev.viewerUrl}/api/traces/${traceId}`)
+      ).json()) as TraceDetail;
+      assert.deepEqual(detail.spans[0]!.attributes, {
+        "customer.id": "c-inf",
+        ratio: "NaN",
+        ceiling: "Infinity",
+        floor: "-Infinity",
+        range: ["-Infinity", 0.5, "NaN"],
+      });
+    }
+    assert.deepEqual(await found("ceiling=Infinity"), both);
+    assert.deepEqual(await found("floor=-Infinity"), both);
+  });
+
   it("keeps every digit of an integer past 2^53, shown as its decimal and found by it", async () => {
     const traceId = "b16".padEnd(32, "3");
     const spanId = "b16".padEnd(16, "3");
