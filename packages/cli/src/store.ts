@@ -1004,11 +1004,18 @@ export class Store implements TraceBackend {
     for (const [key, value] of scans) {
       // Not indexed: read the attributes of the candidate traces' spans, or
       // their resource's (a span's own value first, as remote.ts reads them).
-      const path = `$."${key.replace(/"/g, '""')}"`;
+      // A JSON path names a key of plain characters; any other key (a quote
+      // or a backslash in it) is looked for among the object's keys.
+      const plain = /^[\w.-]+$/.test(key);
+      const of = (column: string) =>
+        plain
+          ? `json_extract(s.${column}, ?)`
+          : `(SELECT value FROM json_each(s.${column}) WHERE key = ?)`;
+      const arg = plain ? `$."${key}"` : key;
       where.push(
-        `EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND CAST(coalesce(json_extract(s.attributes, ?), json_extract(s.resource, ?)) AS TEXT) = ?)`,
+        `EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND CAST(coalesce(${of("attributes")}, ${of("resource")}) AS TEXT) = ?)`,
       );
-      args.push(path, path, value);
+      args.push(arg, arg, value);
     }
     const limit = Math.max(1, Math.min(q.limit ?? 50, MAX_LIMIT));
     // One row more than the page says whether another follows.

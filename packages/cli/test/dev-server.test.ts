@@ -413,6 +413,43 @@ describe("the OTLP receiver", () => {
     assert.equal(trace.spans[0]!.attributes["ratio"], 0.25);
   });
 
+  it("finds an attribute too long to be indexed by any key, one with a quote or a backslash included", async () => {
+    const long = "y".repeat(200);
+    const keys = ['q"k', "b\\", "a\\b", "a.b", "a[0]", "a'b", "$"];
+    const traceId = "9e75".padEnd(32, "8");
+    const res = await post(
+      `${dev.otlpUrl}/v1/traces`,
+      new TraceEncoder({
+        "service.name": "odd-keys",
+        'resource"key\\': long,
+      }).encode([
+        spanData({
+          traceId,
+          spanId: "9e75".padEnd(16, "8"),
+          attributes: Object.fromEntries(keys.map((k) => [k, long])),
+        }),
+      ]),
+      proto,
+    );
+    assert.equal(res.status, 200, res.text);
+    const search = async (attr: string) => {
+      const r = await fetch(
+        `${dev.viewerUrl}/api/search?${new URLSearchParams({ attr })}`,
+      );
+      const text = await r.text();
+      assert.equal(r.status, 200, `${attr.slice(0, 20)}: ${text}`);
+      return (
+        JSON.parse(text) as { traces: Array<{ traceId: string }> }
+      ).traces.map((t) => t.traceId);
+    };
+    await waitFor(async () => (await search(`a.b=${long}`)).length === 1, {
+      what: "the span",
+    });
+    for (const key of [...keys, 'resource"key\\'])
+      assert.deepEqual(await search(`${key}=${long}`), [traceId], key);
+    assert.deepEqual(await search(`q"k=${long}z`), []);
+  });
+
   it("shows NaN and Infinity attribute values by their names, and finds them by them", async () => {
     const attributes = {
       "customer.id": "c-inf",
