@@ -740,6 +740,20 @@ function checkedHeaders(
   return out;
 }
 
+/**
+ * The external exchanges, as given: names are matched exactly, so one
+ * written as a pattern ("partner-*") is warned of, as it would let baggage
+ * go to the exchanges it was meant to cover.
+ */
+function exchangeNames(r: Reader, names: string[]): string[] {
+  for (const name of names)
+    if (/[*#?]/.test(name))
+      r.warnings.push(
+        `THREADLINE_AMQP_EXTERNAL_EXCHANGES: exchanges are named exactly, not by patterns: ${JSON.stringify(name)} covers only an exchange of that very name`,
+      );
+  return names;
+}
+
 function signalUrl(
   r: Reader,
   signal: SignalName,
@@ -1703,9 +1717,11 @@ export function resolveConfig(
       trustMessageBaggage:
         options.amqpTrustMessageBaggage ??
         r.bool("THREADLINE_AMQP_TRUST_BAGGAGE", true, false),
-      externalExchanges:
+      externalExchanges: exchangeNames(
+        r,
         options.amqpExternalExchanges ??
-        splitList(r.str("THREADLINE_AMQP_EXTERNAL_EXCHANGES") ?? ""),
+          splitList(r.str("THREADLINE_AMQP_EXTERNAL_EXCHANGES") ?? ""),
+      ),
     },
     selfCheck: options.selfCheck ?? r.bool("THREADLINE_SELF_CHECK", true),
     runtimeMetrics:

@@ -898,6 +898,17 @@ describe("resolveConfig", () => {
     assert.equal(config.trustedCallers, "10.0.0.0/8");
   });
 
+  it("warns of an external exchange written as a pattern, which names are not", () => {
+    const { config, warnings } = resolveConfig(
+      {},
+      { THREADLINE_AMQP_EXTERNAL_EXCHANGES: "partners,partner-*" },
+    );
+    assert.deepEqual(config.amqp.externalExchanges, ["partners", "partner-*"]);
+    assert.deepEqual(warnings, [
+      'THREADLINE_AMQP_EXTERNAL_EXCHANGES: exchanges are named exactly, not by patterns: "partner-*" covers only an exchange of that very name',
+    ]);
+  });
+
   it("takes a map option as the key=value text of its variable, and leaves out an entry of another type", () => {
     const { config, warnings } = resolveConfig(
       {
