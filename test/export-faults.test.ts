@@ -9,6 +9,7 @@ import { createServer, type Socket } from "node:net";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
+  exitWithin,
   freePort,
   startOtlpReceiver,
   startService,
@@ -645,6 +646,72 @@ describe("export under faults", () => {
       );
     } finally {
       await svc.stop();
+      await receiver.close();
+    }
+  });
+
+  it("keeps the export worker exporting, within bounds, while log lines come faster than it parses them", async () => {
+    const receiver = await startOtlpReceiver();
+    // Answered at once and not decoded: the test process must keep up.
+    receiver.setResponder(() => ({ status: 200 }));
+    const svc = await startService({
+      entry: "log-flood.mjs",
+      cwd: fixtures,
+      ready: false,
+      env: {
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_METRICS_EXPORTER: "none",
+        THREADLINE_WATCH_URL: "none",
+        THREADLINE_EXPORT_THREAD: "worker",
+        THREADLINE_EXPORT_MAX_BYTES: String(2 ** 20),
+        THREADLINE_SHUTDOWN_TIMEOUT: "500",
+        FLOOD_MS: "3000",
+      },
+    });
+    try {
+      await exitWithin(svc, "the flood", 20_000);
+      interface Sample {
+        what: string;
+        at: number;
+        created: number;
+        exported: number;
+        pending: number;
+        queueFull: number;
+        rss: number;
+      }
+      const samples = svc.stdout
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as Sample);
+      const first = samples[0]!;
+      const last = samples.at(-1)!;
+      assert.equal(last.what, "end", svc.stderr.join("\n"));
+      const said = JSON.stringify(samples.slice(-3));
+      // Far more came than could be sent: the rest was dropped and
+      // counted, not held. Held at most: a queue's worth (2048), as many
+      // handed to the worker, and what 1 MB of encoded lines holds.
+      assert.ok(last.created > 20_000, said);
+      assert.ok(last.queueFull > 0, said);
+      const held = Math.max(...samples.map((s) => s.pending));
+      assert.ok(held < 8192, `${held} log records pending: ${said}`);
+      const grew = Math.max(...samples.map((s) => s.rss)) - first.rss;
+      assert.ok(
+        grew < 150 * 2 ** 20,
+        `RSS grew by ${(grew / 2 ** 20).toFixed(0)} MB`,
+      );
+      // Batches went out all through the flood, not only after it (the
+      // first third leaves the worker time to start).
+      const sent = receiver.attempts.filter((a) => a.path === "/v1/logs");
+      const third = (last.at - first.at) / 3;
+      for (const k of [1, 2]) {
+        const from = first.at + k * third;
+        assert.ok(
+          sent.some((a) => a.at >= from && a.at < from + third),
+          `no batch reached the Collector in third ${k + 1} of the flood (${sent.length} in all): ${said}`,
+        );
+      }
+      assert.ok(last.exported > 0, said);
+    } finally {
+      await svc.stop("SIGKILL");
       await receiver.close();
     }
   });

@@ -128,6 +128,11 @@ class Channel {
   readonly #inflight = new Set<Payload>();
   readonly #compressing = new Set<Compressing>();
   #pendingBytes = 0;
+  /**
+   * Set when the buffer had no room for a body, until something leaves it:
+   * until then another would find it as full (see Exporter.#encodeLogs).
+   */
+  #full = false;
   #failures = 0;
   #nextAttemptAt = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -217,19 +222,23 @@ class Channel {
   ): void {
     const { settings } = this.#owner;
     if (this.#pendingBytes + body.length > settings.maxPendingBytes) {
-      this.#owner.add(this.#signal, "queueFull", count);
       const tooLarge = body.length > settings.maxPendingBytes;
-      this.#owner.post({
-        t: "diag",
-        level: "warn",
+      if (tooLarge) {
+        this.#owner.add(this.#signal, "queueFull", count);
         // Apart: one item too large for the buffer says nothing of the Collector.
-        key: `${this.#signal}-${tooLarge ? "too-large" : "buffer-full"}`,
-        message: tooLarge
-          ? count === 1
-            ? `dropped ${ONE[this.#signal]} of ${body.length} bytes, more than the whole export buffer (${settings.maxPendingBytes} bytes, THREADLINE_EXPORT_MAX_BYTES)`
-            : `dropped ${count} ${WHAT[this.#signal]}: together ${body.length} bytes, more than the whole export buffer (${settings.maxPendingBytes} bytes, THREADLINE_EXPORT_MAX_BYTES)`
-          : `dropped ${WHAT[this.#signal]}: the export buffer is full (${settings.maxPendingBytes} bytes, THREADLINE_EXPORT_MAX_BYTES): more came than ${printableUrl(this.#endpoint.url)} took in time`,
-      });
+        this.#owner.post({
+          t: "diag",
+          level: "warn",
+          key: `${this.#signal}-too-large`,
+          message:
+            count === 1
+              ? `dropped ${ONE[this.#signal]} of ${body.length} bytes, more than the whole export buffer (${settings.maxPendingBytes} bytes, THREADLINE_EXPORT_MAX_BYTES)`
+              : `dropped ${count} ${WHAT[this.#signal]}: together ${body.length} bytes, more than the whole export buffer (${settings.maxPendingBytes} bytes, THREADLINE_EXPORT_MAX_BYTES)`,
+        });
+      } else {
+        this.#full = true;
+        this.dropFull(count);
+      }
       bodyPool.release(body);
       return;
     }
@@ -244,6 +253,23 @@ class Channel {
     });
     this.#syncGauges();
     this.pump();
+  }
+
+  /** Whether the buffer is full: see #full. */
+  get full(): boolean {
+    return this.#full;
+  }
+
+  /** Drops `count` items for want of room in the buffer, counted and said. */
+  dropFull(count: number): void {
+    const { settings } = this.#owner;
+    this.#owner.add(this.#signal, "queueFull", count);
+    this.#owner.post({
+      t: "diag",
+      level: "warn",
+      key: `${this.#signal}-buffer-full`,
+      message: `dropped ${WHAT[this.#signal]}: the export buffer is full (${settings.maxPendingBytes} bytes, THREADLINE_EXPORT_MAX_BYTES): more came than ${printableUrl(this.#endpoint.url)} took in time`,
+    });
   }
 
   /** Starts flush round `round`: every queued payload is attempted once now, ignoring backoff. */
@@ -323,6 +349,7 @@ class Channel {
     if (!retry) {
       // Done with, whatever the outcome: nothing reads the body any more.
       this.#pendingBytes -= p.body.length;
+      this.#full = false;
       bodyPool.release(p.body);
     }
     if (outcome.kind === "ok") {
@@ -428,6 +455,7 @@ class Channel {
     this.#inflight.clear();
     this.#compressing.clear();
     this.#pendingBytes = 0;
+    this.#full = false;
     if (lost > 0) this.#owner.add(this.#signal, reason, lost);
     this.#syncGauges();
     return lost;
@@ -452,6 +480,7 @@ class Channel {
     this.#queue.length = 0;
     this.#inflight.clear();
     this.#pendingBytes = 0;
+    this.#full = false;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#syncGauges();
@@ -769,6 +798,15 @@ export class Exporter implements ChannelOwner {
   }
 
   #encodeLogs(staged: Uint8Array, count: number): void {
+    // Lines that would find the buffer full are dropped before they are
+    // parsed: parsing them took the time the buffer needed to empty (this
+    // thread's own network I/O, when it is the application's or a busy
+    // worker's).
+    if (this.#channels.logs.full) {
+      bodyPool.release(staged);
+      this.#channels.logs.dropFull(count);
+      return;
+    }
     if (this.settings.logs.protocol === "http/json") {
       const json = encodeStagedLogsJson(
         this.#logsEncoder,

@@ -38,8 +38,10 @@ import {
   counterIndex,
   type DropReason,
   type FromWorker,
+  type LogsMessage,
   type Signal,
   type ToWorker,
+  type TracesMessage,
   type WatchReadMessage,
   type WatchSourceMessage,
   type WorkerSettings,
@@ -91,6 +93,8 @@ function mainCounts() {
     rejected: 0,
     shutdownDeadline: 0,
     posted: 0,
+    /** Of those posted, handed to an export worker (see #post). */
+    handed: 0,
   };
 }
 
@@ -264,10 +268,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     this.#logs = new EncodingQueue(
       config.logs.batch,
       new LogStage({ allocate, keepBytes }),
-      (body, count) => {
-        this.#post({ t: "logs", body, count });
-        this.#main.logs.posted += count;
-      },
+      (body, count) => this.#post({ t: "logs", body, count }),
       () => this.#queueFull("logs"),
       (err) => {
         this.#main.logs.rejected++;
@@ -376,7 +377,6 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     }
     if (failed > 0 && failed === points) return;
     this.#post({ t: "metrics", body, count: points - failed });
-    this.#main.metrics.posted += points - failed;
   }
 
   #metricsEncodeFailed(points: number, err: unknown, name: unknown): void {
@@ -421,14 +421,36 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
 
   #postSpans(body: Uint8Array | string, count: number): void {
     this.#post({ t: "traces", body, count });
-    this.#main.traces.posted += count;
   }
 
-  #post(msg: ToWorker): void {
+  #post(msg: TracesMessage | LogsMessage): void {
+    const signal = msg.t;
+    const main = this.#main[signal];
     if (this.#onThread) {
+      main.posted += msg.count;
       this.#inThread(msg);
       return;
     }
+    // A worker takes in spans and lines as fast as it can, not as fast as
+    // they come: what it has not yet taken in is held in its port, without
+    // bound, and a flood of lines to parse kept it from the Collector's
+    // answers. Beyond another queue's worth not yet taken in, a batch is
+    // dropped, as a full queue drops.
+    if (signal !== "metrics") {
+      const limit = this.#config[signal].batch.maxQueueSize;
+      const waiting =
+        main.handed - (this.#counters[counterIndex(signal, "taken")] ?? 0);
+      if (waiting > 0 && waiting + msg.count > limit) {
+        main.queueFull += msg.count;
+        diag.warnCollapsed(
+          `${signal}-worker-full`,
+          `dropped ${msg.count} ${signal === "traces" ? "spans" : "log records"}: the export worker has not yet taken in the ${waiting} handed to it before (at most the export queue's ${limit}); it is slower than the service`,
+        );
+        return;
+      }
+      main.handed += msg.count;
+    }
+    main.posted += msg.count;
     // Copied, never transferred: transferring detaches the ArrayBuffer, and
     // one detach in an isolate makes V8's optimized code check every
     // typed-array access for it from then on (40-50% slower Buffer loops,
@@ -490,6 +512,9 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       });
       worker.on("exit", () => {
         if (this.#worker === worker) this.#worker = undefined;
+        // What it had not taken in went with it.
+        for (const s of ["traces", "logs"] as const)
+          this.#main[s].handed = this.#counters[counterIndex(s, "taken")] ?? 0;
         if (this.#diagPort === said.port1) this.#diagPort = undefined;
         // What it said last, not yet handed to the listener, is not lost.
         this.#readSaid(said.port1);

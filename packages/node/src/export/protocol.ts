@@ -28,6 +28,8 @@ const SLOTS = [
   "shutdownDeadline",
   "pendingBytes",
   "pendingItems",
+  /** Spans and log records the export worker has taken in (see export-worker.ts). */
+  "taken",
 ] as const;
 export type WorkerCounter = (typeof SLOTS)[number];
 
