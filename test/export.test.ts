@@ -1261,6 +1261,46 @@ describe("export", () => {
     });
 
   for (const protocol of ["http/protobuf", "http/json"] as const)
+    it(`sends a span given a status or kind OpenTelemetry has not without it, and the rest of its batch (${protocol})`, async () => {
+      // A negative code was written as a varint left unfinished, a malformed
+      // request the Collector refuses whole; Infinity never finished writing.
+      const name = `bad-status-kind-${protocol}`;
+      const app = await startFixture(
+        "bad-status-kind.mjs",
+        env(name, { OTEL_EXPORTER_OTLP_PROTOCOL: protocol }),
+      );
+      const { code } = await exitWithin(app, "the process exited");
+      assert.equal(code, 0, app.stderr.join("\n"));
+      assert.deepEqual(app.stdout, ["thrown: []"]);
+      const spans = receiver.spans.filter(
+        (s) => s.resource["service.name"] === name,
+      );
+      const bad = [-1, 3, 2.5, "error", Infinity, NaN];
+      assert.deepEqual(
+        spans.map((s) => s.name).sort(),
+        [
+          ...Array.from({ length: 10 }, (_, i) => `good-${i}`),
+          ...bad.map((c) => `status-${String(c)}`),
+          "status-undefined",
+          "status-null",
+          "status-2",
+          ...[-1, 9, 1.5, "server", Infinity, NaN].map((k) => `kind-${k}`),
+          "error-after-bad",
+        ].sort(),
+        `${receiver.errors.join("; ")}\n${app.stderr.join("\n")}`,
+      );
+      const of = (n: string) => spans.find((s) => s.name === n)!;
+      // A bare number is no status either.
+      for (const c of [...bad, undefined, null, 2])
+        assert.equal(of(`status-${String(c)}`).status.code, 0, String(c));
+      assert.deepEqual(of("error-after-bad").status, {
+        code: 2,
+        message: "real",
+      });
+      for (const s of spans) assert.equal(s.kind, 1, `${s.name} is INTERNAL`);
+    });
+
+  for (const protocol of ["http/protobuf", "http/json"] as const)
     it(`sends what a log line nests deeper than OTLP maps go as its JSON text (${protocol})`, async () => {
       const name = `deep-log-${protocol}`;
       const app = await startFixture(

@@ -10,6 +10,7 @@
 // Ids are written from their hex form without intermediate objects.
 
 const TWO_32 = 0x1_0000_0000;
+const TWO_64 = 2 ** 64;
 
 /**
  * The latest time OTLP's epoch nanoseconds (a uint64) hold, in epoch
@@ -119,12 +120,17 @@ export class ProtoWriter {
     this.#buf = next;
   }
 
-  /** Writes an unsigned varint (0 <= n < 2^53). */
+  /**
+   * Writes an unsigned varint (0 <= n < 2^53). What no uint64 holds (a
+   * negative number, NaN, Infinity, no number) is written as 0: a negative
+   * one was a byte with its continuation bit set and no byte after it, a
+   * malformed message a Collector refuses whole, and Infinity never ended.
+   */
   uvarint(n: number): void {
     this.#ensure(10);
     const b = this.#buf;
     let pos = this.#pos;
-    let v = n;
+    let v = n >= 0 && n < TWO_64 ? n : 0;
     while (v >= 0x80) {
       b[pos++] = (v % 0x80) | 0x80;
       v = Math.floor(v / 0x80);

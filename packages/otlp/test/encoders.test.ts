@@ -424,6 +424,30 @@ describe("TraceEncoder, a batch at a time", () => {
   });
 });
 
+it("writes a kind or status code that is no whole number a varint holds as 0, the message well-formed and finished", () => {
+  // A negative number was written as one byte with its continuation bit
+  // set, the varint never ended; Infinity never finished writing.
+  const bad = [-1, -2, 2.5, -Infinity, NaN, "server", Infinity, 2 ** 64];
+  const spans = bad.map((v, i) =>
+    span({
+      spanId: `${i}`.padStart(16, "a"),
+      kind: v as SpanData["kind"],
+      statusCode: v as number,
+      statusMessage: "",
+    }),
+  );
+  spans.push(span({ spanId: "ffffffffffffffff", kind: 2 }));
+  const decoded = decodeTraceRequest(new TraceEncoder(resource).encode(spans));
+  assert.deepEqual(
+    decoded.map((s) => s.spanId),
+    spans.map((s) => s.spanId),
+  );
+  assert.equal(decoded.at(-1)!.kind, 3);
+  const w = new ProtoWriter(16);
+  for (const v of bad) w.uvarint(v as number);
+  assert.deepEqual([...w.finish()], [0, 0, 2, 0, 0, 0, 0, 0]);
+});
+
 for (const format of ["protobuf", "json"] as const)
   it(`writes a time OTLP cannot hold as the nearest one it can, never wrapped or refused (${format})`, () => {
     const max = 2n ** 64n - 1n;

@@ -454,15 +454,18 @@ export class RecordingSpan implements Span, SpanData {
 
   setStatus(status: SpanStatus): this {
     if (this.#ended) return this;
-    // OK is final; UNSET never overrides (OpenTelemetry trace API, "Set Status").
+    // OK is final; UNSET never overrides (OpenTelemetry trace API, "Set
+    // Status"), nor does a code the API has not, or no status at all: one
+    // such code, written as it came, cost the whole batch its export.
+    const code = (status as SpanStatus | null | undefined)?.code;
     if (
       this.statusCode === SpanStatusCode.OK ||
-      status.code === SpanStatusCode.UNSET
+      (code !== SpanStatusCode.OK && code !== SpanStatusCode.ERROR)
     )
       return this;
-    this.statusCode = status.code;
+    this.statusCode = code;
     this.statusMessage =
-      status.code === SpanStatusCode.ERROR && typeof status.message === "string"
+      code === SpanStatusCode.ERROR && typeof status.message === "string"
         ? status.message
         : undefined;
     return this;

@@ -5,6 +5,7 @@ import {
   type Context,
   type Span,
   type SpanContext,
+  type SpanKind,
   type SpanOptions,
   type Tracer as ApiTracer,
 } from "@opentelemetry/api";
@@ -27,6 +28,16 @@ const INVALID_CONTEXT: SpanContext = {
   spanId: "0000000000000000",
   traceFlags: TraceFlags.NONE,
 };
+
+/** A span kind the API has (INTERNAL 0 to CONSUMER 4); any other, INTERNAL. */
+function kindOf(kind: unknown): SpanKind {
+  return typeof kind === "number" &&
+    Number.isInteger(kind) &&
+    kind >= 0 &&
+    kind <= 4
+    ? kind
+    : 0;
+}
 
 export class Tracer implements ApiTracer {
   readonly #shared: SpanShared;
@@ -72,7 +83,7 @@ export class Tracer implements ApiTracer {
       spanContext,
       parentContext,
       name,
-      options.kind ?? 0,
+      kindOf(options.kind),
       options.startTime,
       options.attributes,
       options.links,
