@@ -214,6 +214,51 @@ describe("spans", () => {
     );
   });
 
+  it("records what it can read of an exception whose stack, message or name throws when read, and throws nothing", () => {
+    const { tracer, ended } = setup(alwaysOn, {
+      ...limits,
+      attributeValueLengthLimit: 1000,
+      eventCountLimit: 4,
+      attributePerEventCountLimit: 4,
+    });
+    const throwing = <T extends object>(e: T, ...keys: string[]): T => {
+      for (const key of keys)
+        Object.defineProperty(e, key, {
+          get() {
+            throw new Error(`no ${key}`);
+          },
+        });
+      return e;
+    };
+    const span = tracer.startSpan("s");
+    span.recordException(throwing(new Error("kept"), "stack"));
+    span.recordException(
+      throwing({ code: "E_PART", stack: "at work" }, "name", "message"),
+    );
+    span.recordException(
+      new Proxy(new Error("p"), {
+        get() {
+          throw new Error("no property at all");
+        },
+      }),
+    );
+    span.end();
+    const events = ended[0]!.events!;
+    assert.deepEqual(
+      events.map((e) => e.name),
+      ["exception", "exception", "exception"],
+    );
+    assert.deepEqual(events[0]!.attributes, {
+      "exception.type": "Error",
+      "exception.message": "kept",
+    });
+    assert.deepEqual(events[1]!.attributes, {
+      "exception.type": "E_PART",
+      "exception.stacktrace": "at work",
+    });
+    assert.deepEqual(events[2]!.attributes, {});
+  });
+
   it("still propagates a context for spans that are not sampled", () => {
     const { tracer, ended } = setup(alwaysOff);
     const span = tracer.startSpan("s");

@@ -148,6 +148,19 @@ export type UnfinishedReason =
  */
 export const MAX_OPEN_TRACKED = 4096;
 
+/**
+ * A property of what was thrown, undefined when reading it throws: a
+ * getter's, a Proxy's or an Error.prepareStackTrace's own error must not
+ * reach the application through recordException.
+ */
+function propertyOf(value: object, key: string): unknown {
+  try {
+    return (value as Record<string, unknown>)[key];
+  } catch {
+    return undefined;
+  }
+}
+
 export class RecordingSpan implements Span, SpanData {
   readonly scope: Scope;
   readonly traceId: string;
@@ -514,23 +527,20 @@ export class RecordingSpan implements Span, SpanData {
     if (typeof exception === "string") {
       attributes["exception.message"] = exception;
     } else if (exception !== null && typeof exception === "object") {
-      const e = exception as {
-        name?: unknown;
-        code?: unknown;
-        message?: unknown;
-        stack?: unknown;
-      };
+      const name = propertyOf(exception, "name");
+      const code = propertyOf(exception, "code");
+      const message = propertyOf(exception, "message");
+      const stack = propertyOf(exception, "stack");
       const type =
-        typeof e.name === "string"
-          ? e.name
-          : typeof e.code === "string" || typeof e.code === "number"
-            ? String(e.code)
+        typeof name === "string"
+          ? name
+          : typeof code === "string" || typeof code === "number"
+            ? String(code)
             : undefined;
       if (type !== undefined) attributes["exception.type"] = type;
-      if (typeof e.message === "string")
-        attributes["exception.message"] = e.message;
-      if (typeof e.stack === "string")
-        attributes["exception.stacktrace"] = e.stack;
+      if (typeof message === "string")
+        attributes["exception.message"] = message;
+      if (typeof stack === "string") attributes["exception.stacktrace"] = stack;
     }
     this.addEvent("exception", attributes, time);
   }
