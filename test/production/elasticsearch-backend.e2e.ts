@@ -490,8 +490,11 @@ describe("Elasticsearch: a span's events", () => {
 // trace's spans until its sampling decision: most traces' lines are in
 // Elasticsearch with no span beside them.
 describe("Elasticsearch: a trace of log lines and no span", () => {
-  const now = Date.now() * 1000;
+  // Set as the lines are written: a trace is in progress for a minute
+  // after its last line, and the suites before this one take a while.
+  let now = 0;
   const id = traceId();
+  const old = traceId();
   const span = hex(9_200_001, 16);
   const line = (us: number, message: string) => ({
     "@timestamp": iso(us),
@@ -506,12 +509,14 @@ describe("Elasticsearch: a trace of log lines and no span", () => {
   });
 
   before(async () => {
+    now = Date.now() * 1000;
     const res = await fetch(`${es.url}/_bulk?refresh=wait_for`, {
       method: "POST",
       headers: { "content-type": "application/x-ndjson" },
       body: [
         line(now - 2_000_000, "order requested"),
         line(now - 1_999_000, "still waiting for orders"),
+        { ...line(now - 600_000_000, "cart shown"), trace: { id: old } },
       ]
         .map(
           (d) =>
@@ -556,6 +561,37 @@ describe("Elasticsearch: a trace of log lines and no span", () => {
     );
     assert.match(text.stdout, /gateway: info: order requested\n/);
     assert.match(text.stdout, /gateway: info: still waiting for orders\n/);
+    assert.equal(detail.spansNotKept, undefined);
+  });
+
+  // The gateway decides a trace within seconds of its first span: lines a
+  // minute old with no span beside them are of a trace it did not keep.
+  it("is shown as not kept once its spans can no longer come", async () => {
+    const r = await threadline([
+      "trace",
+      old,
+      "--json",
+      "--backend",
+      `elasticsearch=${es.url}`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const detail = JSON.parse(r.stdout) as TraceDetail;
+    assert.deepEqual(detail.spans, []);
+    assert.equal(detail.spansNotKept, true);
+    const text = await threadline([
+      "trace",
+      old,
+      "--backend",
+      `elasticsearch=${es.url}`,
+    ]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(
+      text.stdout,
+      new RegExp(
+        `^trace ${old}  customer c-777  log lines only: no span of it was kept, 1 log lines `,
+      ),
+    );
+    assert.doesNotMatch(text.stdout, /in progress|so far/);
   });
 });
 
@@ -564,10 +600,13 @@ describe("Elasticsearch: a trace of log lines and no span", () => {
 // them among the traces it kept, as the local store lists a request whose
 // spans have not come.
 describe("Elasticsearch: a customer's traces known by their log lines only", () => {
-  const now = Date.now() * 1000;
+  // Set as the lines are written: a trace is in progress for a minute
+  // after its last line, and the suites before this one take a while.
+  let now = 0;
   const newer = traceId();
   const kept = traceId();
   const older = traceId();
+  const past = traceId();
   const spansWithout = traceId();
   const line = (
     id: string,
@@ -588,6 +627,7 @@ describe("Elasticsearch: a customer's traces known by their log lines only", () 
   });
 
   before(async () => {
+    now = Date.now() * 1000;
     await index([
       {
         traceId: kept,
@@ -622,6 +662,8 @@ describe("Elasticsearch: a customer's traces known by their log lines only", () 
         line(kept, now - 4_990_000, "gateway", "c-800", "refund requested"),
         line(spansWithout, now - 5_990_000, "gateway", "c-800", "ordered"),
         line(older, now - 8_000_000, "gateway", "c-800", "cart shown"),
+        line(past, now - 600_000_000, "gateway", "c-800", "basket shown"),
+        line(past, now - 599_000_000, "orders", "c-800", "basket priced"),
         line(traceId(), now - 1_000_000, "gateway", "c-801", "other customer"),
       ]
         .map(
@@ -638,7 +680,7 @@ describe("Elasticsearch: a customer's traces known by their log lines only", () 
     const found = await search("--customer", "c-800");
     assert.deepEqual(
       found.map((t) => t.traceId),
-      [newer, kept, older],
+      [newer, kept, older, past],
     );
     assert.deepEqual(found[0], {
       traceId: newer,
@@ -655,6 +697,20 @@ describe("Elasticsearch: a customer's traces known by their log lines only", () 
     assert.equal(found[1]!.spanCount, 1);
     assert.equal(found[1]!.inProgress, undefined);
     assert.equal(found[2]!.startUs, now - 8_000_000);
+    assert.equal(found[2]!.inProgress, true);
+    // Lines ten minutes old: the gateway did not keep their trace.
+    assert.deepEqual(found[3], {
+      traceId: past,
+      rootService: "gateway",
+      rootName: "",
+      customer: "c-800",
+      startUs: now - 600_000_000,
+      durationUs: 1_000_000,
+      spanCount: 0,
+      errorCount: 0,
+      services: ["gateway", "orders"],
+      spansNotKept: true,
+    });
     assert.deepEqual(
       (await search("--customer", "c-800", "--limit", "2")).map(
         (t) => t.traceId,
@@ -670,6 +726,7 @@ describe("Elasticsearch: a customer's traces known by their log lines only", () 
     ]);
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, /gateway \(in progress\)/);
+    assert.match(text.stdout, /gateway \(log lines only\)/);
   });
 
   it("leaves them out of a search that only spans can meet", async () => {
@@ -694,7 +751,7 @@ describe("Elasticsearch: a customer's traces known by their log lines only", () 
       (await search("--customer", "c-800", "--min-duration", "100ms")).map(
         (t) => t.traceId,
       ),
-      [newer],
+      [newer, past],
     );
   });
 });

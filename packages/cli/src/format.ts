@@ -65,7 +65,9 @@ export function formatSearch(traces: TraceSummary[]): string {
     const mark = t.errorCount > 0 ? "✗ " : "";
     const root = t.inProgress
       ? `${t.rootService} (in progress)`
-      : `${t.rootService} ${t.rootName}`;
+      : t.spansNotKept
+        ? `${t.rootService} (log lines only)`
+        : `${t.rootService} ${t.rootName}`;
     lines.push(
       `${pad(formatTime(t.startUs), 20)} ${pad(formatDuration(t.durationUs), 10)} ${pad(visible(`${mark}${root}`), 34)} ${pad(visible(t.customer ?? "-"), cw)} ${pad(String(t.spanCount), 6)} ${pad(visible(t.services.join(", ")), 30)} ${visible(t.traceId)}`,
     );
@@ -114,13 +116,16 @@ export function formatTrace(t: TraceDetail): string {
     `trace ${t.traceId}${customer ? `  customer ${customer}` : ""}  ${spans.length} spans  ${services.length} services (${services.join(", ")})  ${formatDuration(end - t0)}`,
   ];
   // Spans are sent as they end: a trace of lines alone is a request still
-  // running, or one whose spans never came.
+  // running, or one whose spans never came (or were not kept).
   if (spans.length === 0) {
     const lineServices = [...new Set(t.logs.map((l) => l.service))];
     const lineCustomer = t.logs.find((l) => l.customer !== null)?.customer;
     const first = t.logs[0]?.timeUs ?? 0;
     const last = t.logs.at(-1)?.timeUs ?? first;
-    out[0] = `trace ${t.traceId}${lineCustomer ? `  customer ${lineCustomer}` : ""}  in progress: no span yet, ${t.logs.length} log lines  ${lineServices.length} services (${lineServices.join(", ")})  ${formatDuration(last - first)} so far`;
+    const what = t.spansNotKept
+      ? "log lines only: no span of it was kept"
+      : "in progress: no span yet";
+    out[0] = `trace ${t.traceId}${lineCustomer ? `  customer ${lineCustomer}` : ""}  ${what}, ${t.logs.length} log lines  ${lineServices.length} services (${lineServices.join(", ")})  ${formatDuration(last - first)}${t.spansNotKept ? "" : " so far"}`;
   }
   const logsBySpan = new Map<string, LogRecord[]>();
   for (const l of t.logs) {

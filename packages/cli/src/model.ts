@@ -24,6 +24,13 @@ export interface TraceSummary {
    * spans never came); its root is the service of its first line.
    */
   inProgress?: boolean;
+  /**
+   * No span of the trace was kept, and none is coming: the backend holds its
+   * log lines alone (Elasticsearch behind the gateway, which keeps every
+   * line but only a share of traces). Its root is the service of its first
+   * line.
+   */
+  spansNotKept?: boolean;
 }
 
 export interface SpanEvent {
@@ -77,6 +84,8 @@ export interface TraceDetail {
   summary?: TraceSummary;
   /** When fewer spans than the trace's were asked for: the trace's log lines, all counted. */
   logCount?: number;
+  /** The trace has log lines and no span, and no span of it was kept (see {@link TraceSummary.spansNotKept}). */
+  spansNotKept?: boolean;
 }
 
 /** A trace search. Every field narrows the result; none is tied to a service. */

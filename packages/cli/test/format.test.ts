@@ -164,3 +164,33 @@ it("shows control characters in the search table as escapes", () => {
   assert.equal(text.split("\n").length - 1, 2, text);
   assert.ok(text.includes(`c-42login failed for \\x1b]0;HACKED\\x07`), text);
 });
+
+it("tells a trace of lines still running from one whose spans were not kept", () => {
+  const lines = (over: Partial<TraceSummary>): TraceSummary => ({
+    traceId,
+    startUs: 0,
+    durationUs: 1000,
+    rootService: "gateway",
+    rootName: "",
+    customer: "c-42",
+    spanCount: 0,
+    errorCount: 0,
+    services: ["gateway"],
+    ...over,
+  });
+  const search = formatSearch([
+    lines({ inProgress: true }),
+    lines({ spansNotKept: true }),
+  ]).split("\n");
+  assert.match(search[1]!, / gateway \(in progress\) /);
+  assert.match(search[2]!, / gateway \(log lines only\) /);
+  const logs = [log("", 0, "cart shown"), log("", 2000, "cart priced")];
+  assert.match(
+    formatTrace({ traceId, spans: [], logs }),
+    /^trace \S+  customer c-42  in progress: no span yet, 2 log lines  1 services \(gateway\)  2\.0 ms so far\n/,
+  );
+  assert.match(
+    formatTrace({ traceId, spans: [], logs, spansNotKept: true }),
+    /^trace \S+  customer c-42  log lines only: no span of it was kept, 2 log lines  1 services \(gateway\)  2\.0 ms\n/,
+  );
+});

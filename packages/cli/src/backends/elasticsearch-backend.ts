@@ -68,6 +68,19 @@ const BY_TIME = {
 const NEWEST = { "@timestamp": { ...BY_TIME["@timestamp"], order: "desc" } };
 /** Services one trace of log lines is listed with, at most. */
 const MAX_LINE_SERVICES = 100;
+/**
+ * How long after its last log line a trace's spans may still come: the
+ * gateway decides a trace 10 s after its first span (its default
+ * decision_wait) and Elasticsearch is written up to 5 s later. A trace of
+ * lines alone that is older was not kept by the gateway's sampling.
+ */
+const SPANS_SETTLE_US = 60_000_000;
+
+/** What a trace of log lines alone is: still running, or one whose spans were not kept. */
+const linesOnly = (lastUs: number) =>
+  Date.now() * 1000 - lastUs > SPANS_SETTLE_US
+    ? { spansNotKept: true }
+    : { inProgress: true };
 
 const KIND: Record<string, number> = {
   INTERNAL: 1,
@@ -669,7 +682,8 @@ export class ElasticsearchBackend implements TraceBackend {
       const last = b.last.hits.hits[0]?._source;
       if (first === undefined || last === undefined) continue;
       const startUs = timeUs(flatten(first)["@timestamp"]);
-      const durationUs = timeUs(flatten(last)["@timestamp"]) - startUs;
+      const lastUs = timeUs(flatten(last)["@timestamp"]);
+      const durationUs = lastUs - startUs;
       if (startUs < fromUs || startUs > toUs) continue;
       if (q.minDurationUs !== undefined && durationUs < q.minDurationUs)
         continue;
@@ -683,7 +697,7 @@ export class ElasticsearchBackend implements TraceBackend {
         spanCount: 0,
         errorCount: 0,
         services: b.services.buckets.map((s) => s.key).sort(),
-        inProgress: true,
+        ...linesOnly(lastUs),
       });
     }
     return out;
@@ -724,9 +738,17 @@ export class ElasticsearchBackend implements TraceBackend {
     // A trace of lines alone is one whose spans are not here: the gateway
     // keeps every line but only a share of traces, and holds a kept trace's
     // spans until it decides. Its lines are what there is to see, as the
-    // local store shows a request still running.
+    // local store shows a request still running; once its spans can no
+    // longer come, it is shown as one the gateway did not keep.
     if (spans.length === 0 && lines.length === 0) return undefined;
-    return { traceId, spans: byTrace(spans).get(traceId) ?? [], logs: lines };
+    const notKept =
+      spans.length === 0 && linesOnly(lines.at(-1)!.timeUs).spansNotKept;
+    return {
+      traceId,
+      spans: byTrace(spans).get(traceId) ?? [],
+      logs: lines,
+      ...(notKept ? { spansNotKept: true } : {}),
+    };
   }
 
   async close(): Promise<void> {}
