@@ -413,6 +413,79 @@ describe("export", () => {
       });
     }
 
+  // Node's permission model without --allow-worker: no worker thread can
+  // start, neither the export's nor the one process.exit() hands to.
+  const noWorkers = ["--permission", "--allow-fs-read=*"];
+  for (const [thread, on] of threads) {
+    it(`sends everything at a natural exit under Node's permission model without --allow-worker${on}`, async () => {
+      const name = `permission-natural-${thread}`;
+      const app = await startService({
+        entry: "burst.mjs",
+        cwd: fixtures,
+        ready: false,
+        execArgv: noWorkers,
+        env: env(name, {
+          SPANS: "20",
+          EXIT: "natural",
+          THREADLINE_EXPORT_THREAD: thread,
+        }),
+      });
+      const { code } = await exitWithin(app, "the process exited");
+      assert.equal(code, 0, app.stderr.join("\n"));
+      assert.deepEqual(count(name), { spans: 20, logs: 20 });
+      const said = app.stderr.join("\n");
+      assert.doesNotMatch(said, /not exported|dropped/);
+      if (thread === "worker")
+        assert.match(
+          said,
+          /THREADLINE_EXPORT_THREAD=worker is not possible: Node's permission model allows no worker thread \(--allow-worker\); exporting on the application's thread/,
+        );
+    });
+
+    it(`says what process.exit() drops under Node's permission model without --allow-worker, as nothing can be sent then${on}`, async () => {
+      const name = `permission-exit-${thread}`;
+      const app = await startService({
+        entry: "burst.mjs",
+        cwd: fixtures,
+        ready: false,
+        execArgv: noWorkers,
+        env: env(name, {
+          SPANS: "20",
+          EXIT: "process-exit",
+          THREADLINE_EXPORT_THREAD: thread,
+        }),
+      });
+      const { code } = await exitWithin(app, "the process exited");
+      assert.equal(code, 0, app.stderr.join("\n"));
+      assert.match(
+        app.stderr.join("\n"),
+        /dropped 20 spans, 20 log records[^\n]* at exit: nothing more can be sent after process.exit\(\) without a worker thread, and Node's permission model allows no worker thread \(--allow-worker\)/,
+      );
+    });
+  }
+
+  it("exports on the application's thread, and says so, when the export worker cannot start", async () => {
+    const name = "worker-cannot-start";
+    const app = await startService({
+      entry: "burst.mjs",
+      cwd: fixtures,
+      ready: false,
+      execArgv: ["--require", "./no-worker-threads.cjs"],
+      env: env(name, {
+        SPANS: "20",
+        EXIT: "natural",
+        THREADLINE_EXPORT_THREAD: "worker",
+      }),
+    });
+    const { code } = await exitWithin(app, "the process exited");
+    assert.equal(code, 0, app.stderr.join("\n"));
+    assert.deepEqual(count(name), { spans: 20, logs: 20 });
+    assert.match(
+      app.stderr.join("\n"),
+      /THREADLINE_EXPORT_THREAD=worker is not possible: the export worker could not start \(worker threads are not available here\); exporting on the application's thread/,
+    );
+  });
+
   const listenerExits = {
     natural: 0,
     "process-exit": 3,

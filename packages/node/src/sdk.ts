@@ -295,7 +295,8 @@ function installExitHooks(
     // would fire were the loop held for an asynchronous flush. Only what
     // needs the event loop is waited for here: the alarms' clears, sent
     // from this thread, and an export with no worker thread to hand it
-    // to (a bundle's).
+    // to (a bundle's, or one under Node's permission model without
+    // --allow-worker).
     if ((alarms?.active().length ?? 0) === 0 && pipeline.canFlushSync()) return;
     finalMetrics();
     const budget = left();

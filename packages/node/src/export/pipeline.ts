@@ -135,6 +135,28 @@ function workerScriptUrl(): URL | undefined {
 const NO_WORKER_SCRIPT =
   "there is no export-worker.js beside Threadline's code, as in a bundle";
 
+/** Why the export worker could not start, once it could not. */
+let workerFailed: string | undefined;
+
+/**
+ * Why no worker thread can take the export, or undefined when one can:
+ * no script for it (a bundle), Node's permission model without
+ * --allow-worker (new Worker() throws ERR_ACCESS_DENIED), or a start that
+ * failed otherwise.
+ */
+function noWorkerReason(): string | undefined {
+  if (workerScriptUrl() === undefined) return NO_WORKER_SCRIPT;
+  if (process.permission?.has("worker") === false)
+    return "Node's permission model allows no worker thread (--allow-worker)";
+  return workerFailed;
+}
+
+function warnNoWorker(why: string): void {
+  diag.warn(
+    `THREADLINE_EXPORT_THREAD=worker is not possible: ${why}; exporting on the application's thread`,
+  );
+}
+
 /** The warning for what an exit or shutdown could not send in time. */
 function warnLost(counts: readonly number[], timeoutMs: number): void {
   warnDropped(
@@ -175,8 +197,8 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   #worker: Worker | undefined;
   /** Where the worker says what it has to say (FromWorker's diag). */
   #diagPort: MessagePort | undefined;
-  /** Whether the exporter runs on this thread (exportThread 'main', or no worker script). */
-  readonly #onThread: boolean;
+  /** Whether the exporter runs on this thread (exportThread 'main', or no worker thread allowed). */
+  #onThread: boolean;
   /** The exporter on this thread (exportThread 'main'). */
   #exporter: Exporter | undefined;
   #onWatchRead: ((msg: WatchReadMessage) => void) | undefined;
@@ -226,12 +248,9 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     // export is settled. A worker gets a copy of the whole ArrayBuffer a
     // body is a view of, so bodies for it are allocated to their size.
     const noWorker =
-      config.exportThread === "worker" && workerScriptUrl() === undefined;
-    this.#onThread = config.exportThread === "main" || noWorker;
-    if (noWorker)
-      diag.warn(
-        `THREADLINE_EXPORT_THREAD=worker is not possible: ${NO_WORKER_SCRIPT}; exporting on the application's thread`,
-      );
+      config.exportThread === "worker" ? noWorkerReason() : undefined;
+    this.#onThread = config.exportThread === "main" || noWorker !== undefined;
+    if (noWorker !== undefined) warnNoWorker(noWorker);
     const allocate = this.#onThread ? bodyPool.acquire : Buffer.allocUnsafeSlow;
     // A batch of large spans or lines goes before its count is reached:
     // one batch must fit the byte budget a few times over. A buffer grown
@@ -455,7 +474,10 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     // one detach in an isolate makes V8's optimized code check every
     // typed-array access for it from then on (40-50% slower Buffer loops,
     // the application's included). A batch's copy costs microseconds.
-    this.#ensureWorker()?.postMessage(msg);
+    const worker = this.#ensureWorker();
+    if (worker !== undefined) worker.postMessage(msg);
+    // None could start: the export went to this thread.
+    else this.#inThread(msg);
   }
 
   /** Hands `msg` to the exporter on this thread, outside any trace. */
@@ -527,10 +549,15 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
         worker.postMessage(this.#watchSource);
       return worker;
     } catch (err) {
-      diag.warnOnce(
-        "worker-start",
-        `could not start the export worker: ${(err as Error).message}; telemetry is not exported`,
-      );
+      workerFailed = `the export worker could not start (${(err as Error).message})`;
+      // Exporting on a worker thread: from now on on this one. On this
+      // one already, it was wanted for process.exit(), whose warning
+      // says what that drops.
+      if (!this.#onThread) {
+        this.#onThread = true;
+        warnNoWorker(workerFailed);
+        if (this.#watchSource !== undefined) this.#inThread(this.#watchSource);
+      }
       return undefined;
     }
   }
@@ -551,7 +578,8 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       this.#inThread(this.#watchSource);
       return;
     }
-    // A worker started from now on is handed the source as it starts.
+    // A worker started from now on is handed the source as it starts
+    // (and this thread's exporter, should none start).
     const worker = this.#ensureWorker();
     if (running) worker?.postMessage(this.#watchSource);
   }
@@ -689,11 +717,12 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
 
   /**
    * Whether {@link flushSync} can send everything, each item once: it
-   * hands what is left to a worker thread, whose script a bundle leaves
-   * out, and a request this thread has under way would be sent again.
+   * hands what is left to a worker thread, which a bundle or Node's
+   * permission model may not allow, and a request this thread has under
+   * way would be sent again.
    */
   canFlushSync(): boolean {
-    return workerScriptUrl() !== undefined && !this.#exporter?.busy();
+    return noWorkerReason() === undefined && !this.#exporter?.busy();
   }
 
   /**
@@ -706,25 +735,28 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     this.hold();
     this.#spans.drain();
     this.#logs.drain();
-    if (workerScriptUrl() === undefined) {
-      // Nor a worker to hand it to: what is left goes with the process.
-      const s = this.stats();
-      warnDropped(
-        [s.traces.pending, s.logs.pending, s.metrics.pending],
-        `nothing more can be sent after process.exit() without the export worker, and ${NO_WORKER_SCRIPT}`,
-      );
-      return;
-    }
     // No asynchronous I/O completes on this thread any more: what the
     // exporter here has not delivered goes to a worker thread, and this
     // thread waits for it.
-    const undelivered = this.#exporter?.takeUndelivered() ?? [];
-    if (undelivered.length > 0) {
-      const worker = this.#ensureWorker();
-      for (const p of undelivered) worker?.postMessage(p); // copied: a body may share its memory
+    if (noWorkerReason() === undefined) {
+      const undelivered = this.#exporter?.takeUndelivered() ?? [];
+      if (undelivered.length > 0) {
+        const worker = this.#ensureWorker();
+        for (const p of undelivered) worker?.postMessage(p); // copied: a body may share its memory
+      }
     }
     const worker = this.#worker;
-    if (worker === undefined) return;
+    if (worker === undefined) {
+      // Nor a worker to hand it to: what is left goes with the process.
+      const why = noWorkerReason();
+      if (why === undefined) return;
+      const s = this.stats();
+      warnDropped(
+        [s.traces.pending, s.logs.pending, s.metrics.pending],
+        `nothing more can be sent after process.exit() without a worker thread, and ${why}`,
+      );
+      return;
+    }
     const id = ++this.#flushId;
     const deadline = Date.now() + timeoutMs;
     worker.postMessage({
