@@ -1155,14 +1155,46 @@ function logRedactOf(
 ): false | string[] {
   if (option !== undefined)
     return option === false ? false : option === true ? [] : option;
-  return redactionOf(r.str("THREADLINE_LOG_REDACT") ?? "true");
+  const text = r.str("THREADLINE_LOG_REDACT") ?? "true";
+  return redactionOf(
+    text,
+    `THREADLINE_LOG_REDACT=${JSON.stringify(text)}`,
+    r.warnings,
+  );
 }
 
-/** THREADLINE_LOG_REDACT's text: true, false, or paths added to the defaults. */
-function redactionOf(text: string): false | string[] {
+/** Words meant as a yes or a no, which no pino path is meant to be. */
+const YES_NO = [
+  "0",
+  "1",
+  "no",
+  "yes",
+  "off",
+  "on",
+  "none",
+  "disabled",
+  "enabled",
+];
+
+/**
+ * THREADLINE_LOG_REDACT's text: true, false, or paths added to the
+ * defaults. Another yes or no (off, 0) would be a path that matches
+ * nothing: redaction stays on, the safe side, and `given` is warned of.
+ */
+function redactionOf(
+  text: string,
+  given: string,
+  warnings: string[],
+): false | string[] {
   const v = text.trim().toLowerCase();
   if (v === "true") return [];
   if (v === "false") return false;
+  if (YES_NO.includes(v)) {
+    warnings.push(
+      `${given} is not true, false or a list of pino paths; redaction stays on (false turns it off)`,
+    );
+    return [];
+  }
   return splitList(text);
 }
 
@@ -1373,7 +1405,7 @@ function checkedOptions(r: Reader, given: unknown): InitOptions {
         typeof v === "boolean"
           ? v
           : typeof v === "string"
-            ? redactionOf(v)
+            ? redactionOf(v, `logRedact ${JSON.stringify(v)}`, r.warnings)
             : asList(v),
       `true, false or ${LIST}`,
       "THREADLINE_LOG_REDACT",

@@ -331,6 +331,40 @@ describe("resolveConfig", () => {
     );
   });
 
+  it("keeps THREADLINE_LOG_REDACT on for a yes/no word other than false, with a warning, rather than take it for a pino path", () => {
+    for (const value of ["off", "0", "No", "none", "disabled", "yes", "on"]) {
+      const { config, warnings } = resolveConfig(
+        {},
+        { THREADLINE_LOG_REDACT: value },
+      );
+      assert.deepEqual(config.logRedact, [], value);
+      assert.deepEqual(
+        warnings,
+        [
+          `THREADLINE_LOG_REDACT=${JSON.stringify(value)} is not true, false or a list of pino paths; redaction stays on (false turns it off)`,
+        ],
+        value,
+      );
+    }
+    const { config, warnings } = resolveConfig(
+      { logRedact: "off" as unknown as string[] },
+      {},
+    );
+    assert.deepEqual(config.logRedact, []);
+    assert.deepEqual(warnings, [
+      'logRedact "off" is not true, false or a list of pino paths; redaction stays on (false turns it off)',
+    ]);
+    assert.deepEqual(
+      resolveConfig({}, { THREADLINE_LOG_REDACT: "nonepath,req.body.ssn" })
+        .config.logRedact,
+      ["nonepath", "req.body.ssn"],
+    );
+    assert.equal(
+      resolveConfig({}, { THREADLINE_LOG_REDACT: "False" }).config.logRedact,
+      false,
+    );
+  });
+
   it("takes service.name from init()'s resource attributes over the environment's", () => {
     const env = {
       OTEL_SERVICE_NAME: "from-env",
