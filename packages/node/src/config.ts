@@ -754,6 +754,31 @@ function exchangeNames(r: Reader, names: string[]): string[] {
   return names;
 }
 
+/**
+ * The incoming paths not traced, as given: matched against a request's
+ * path exactly, or as a prefix ending in *, so an entry no request's path
+ * can match is warned of rather than left to trace what it was meant to
+ * leave out.
+ */
+function ignoredPaths(r: Reader, paths: string[]): string[] {
+  const warn = (path: string, why: string) =>
+    r.warnings.push(`THREADLINE_IGNORE_PATHS: ${JSON.stringify(path)} ${why}`);
+  for (const path of paths)
+    if (!path.startsWith("/") && path !== "*")
+      warn(path, "never matches: a request's path starts with /");
+    else if (path.slice(0, -1).includes("*"))
+      warn(
+        path,
+        "matches only a path of that very text: * stands for the rest of a path only at the end",
+      );
+    else if (path.length > 1 && path.endsWith("/"))
+      warn(
+        path,
+        `matches ${path} alone, not ${path.slice(0, -1)}: paths are matched exactly`,
+      );
+  return paths;
+}
+
 function signalUrl(
   r: Reader,
   signal: SignalName,
@@ -1710,9 +1735,11 @@ export function resolveConfig(
     trustSources: trustSourcesOf(options),
     customerHeader,
     customerFromRequest: options.customerFromRequest,
-    ignoreIncomingPaths:
+    ignoreIncomingPaths: ignoredPaths(
+      r,
       options.ignoreIncomingPaths ??
-      splitList(r.str("THREADLINE_IGNORE_PATHS") ?? ""),
+        splitList(r.str("THREADLINE_IGNORE_PATHS") ?? ""),
+    ),
     logFields,
     logRedact: logRedactOf(r, options.logRedact),
     shutdownTimeoutMs: r.intOption(

@@ -943,6 +943,38 @@ describe("resolveConfig", () => {
     ]);
   });
 
+  it("warns of an ignored path that never matches a request's path, or matches only with a slash after it", () => {
+    const { config, warnings } = resolveConfig(
+      {},
+      {
+        THREADLINE_IGNORE_PATHS:
+          "/livez,health,/a/*/b,/health/,/internal/*,/,*,metrics*",
+      },
+    );
+    assert.deepEqual(config.ignoreIncomingPaths, [
+      "/livez",
+      "health",
+      "/a/*/b",
+      "/health/",
+      "/internal/*",
+      "/",
+      "*",
+      "metrics*",
+    ]);
+    assert.deepEqual(warnings, [
+      'THREADLINE_IGNORE_PATHS: "health" never matches: a request\'s path starts with /',
+      'THREADLINE_IGNORE_PATHS: "/a/*/b" matches only a path of that very text: * stands for the rest of a path only at the end',
+      'THREADLINE_IGNORE_PATHS: "/health/" matches /health/ alone, not /health: paths are matched exactly',
+      'THREADLINE_IGNORE_PATHS: "metrics*" never matches: a request\'s path starts with /',
+    ]);
+    assert.deepEqual(
+      resolveConfig({ ignoreIncomingPaths: ["health"] }, {}).warnings,
+      [
+        'THREADLINE_IGNORE_PATHS: "health" never matches: a request\'s path starts with /',
+      ],
+    );
+  });
+
   it("takes a map option as the key=value text of its variable, and leaves out an entry of another type", () => {
     const { config, warnings } = resolveConfig(
       {
