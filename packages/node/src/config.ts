@@ -541,16 +541,20 @@ class Reader {
    */
   intOf(names: string[], fallback: number, min = 0): number {
     for (const [i, name] of names.entries()) {
-      const next = names[i + 1];
       const n = this.#int(
         name,
         min,
         MAX_INT,
-        next === undefined ? `using ${fallback}` : `using ${next}`,
+        `using ${this.#nextSet(names, i) ?? fallback}`,
       );
       if (n !== undefined) return n;
     }
     return fallback;
+  }
+
+  /** The first of `names` after the `i`th that is set: the one a refused value falls back to. */
+  #nextSet(names: string[], i: number): string | undefined {
+    return names.slice(i + 1).find((n) => this.str(n) !== undefined);
   }
 
   /**
@@ -567,9 +571,8 @@ class Reader {
       const v = this.str(name)?.toLowerCase();
       if (v === undefined) continue;
       if ((choices as readonly string[]).includes(v)) return v as T;
-      const next = names[i + 1];
       this.warnings.push(
-        `${name}=${JSON.stringify(v)} is not ${choices.slice(0, -1).join(", ")} or ${choices.at(-1)}; using ${next ?? fallback}${consequence?.(v) ?? ""}`,
+        `${name}=${JSON.stringify(v)} is not ${choices.slice(0, -1).join(", ")} or ${choices.at(-1)}; using ${this.#nextSet(names, i) ?? fallback}${consequence?.(v) ?? ""}`,
       );
     }
     return fallback;

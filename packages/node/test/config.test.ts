@@ -531,6 +531,48 @@ describe("resolveConfig", () => {
     );
   });
 
+  it("names the general variable a refused signal value falls back to only when it is set, and the default otherwise", () => {
+    const signalOnly = {
+      OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: "5s",
+      OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: "zstd",
+      OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "grpc",
+    };
+    const unset = resolveConfig({}, signalOnly);
+    assert.equal(unset.config.traces.timeoutMs, 10_000);
+    assert.equal(unset.config.traces.compression, "none");
+    assert.equal(unset.config.traces.protocol, "http/protobuf");
+    assert.deepEqual(
+      unset.warnings.map((w) => w.replace(/^[^;]*; /, "")),
+      [
+        "using none",
+        "using http/protobuf, so the endpoint must be the Collector's OTLP/HTTP one (port 4318 by default; 4317 is gRPC's)",
+        "using 10000",
+      ],
+      unset.warnings.join("\n"),
+    );
+    const set = resolveConfig(
+      {},
+      {
+        ...signalOnly,
+        OTEL_EXPORTER_OTLP_TIMEOUT: "2500",
+        OTEL_EXPORTER_OTLP_COMPRESSION: "gzip",
+        OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+      },
+    );
+    assert.equal(set.config.traces.timeoutMs, 2500);
+    assert.equal(set.config.traces.compression, "gzip");
+    assert.equal(set.config.traces.protocol, "http/json");
+    assert.deepEqual(
+      set.warnings.map((w) => w.replace(/^[^;]*; /, "")),
+      [
+        "using OTEL_EXPORTER_OTLP_COMPRESSION",
+        "using OTEL_EXPORTER_OTLP_PROTOCOL, so the endpoint must be the Collector's OTLP/HTTP one (port 4318 by default; 4317 is gRPC's)",
+        "using OTEL_EXPORTER_OTLP_TIMEOUT",
+      ],
+      set.warnings.join("\n"),
+    );
+  });
+
   it("bounds an export by the shorter of the exporter's and the processor's timeouts", () => {
     const { config, warnings } = resolveConfig(
       {},
