@@ -597,9 +597,16 @@ describe("export", () => {
       receiver.setResponder(() => ({ delayMs: 200 }));
       try {
         const name = `unref-poller-${thread}`;
+        // No watch list: its first read's connection, on the application's
+        // thread with the export, holds the loop until it connects, which
+        // takes the timer's 50 ms on a busy machine.
         const app = await startFixture(
           "unref-poller.mjs",
-          env(name, { SPANS: "10", THREADLINE_EXPORT_THREAD: thread }),
+          env(name, {
+            SPANS: "10",
+            THREADLINE_EXPORT_THREAD: thread,
+            THREADLINE_WATCH_URL: "none",
+          }),
         );
         const result = await exitWithin(app, "the process exited");
         assert.equal(result.code, 0);
