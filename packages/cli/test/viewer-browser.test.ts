@@ -234,6 +234,8 @@ describe("the threadline dev viewer in a browser", () => {
         .count(),
       0,
     );
+    // A page with no other page to go to has no pager, and says nothing of it.
+    assert.doesNotMatch(await page.getByTestId("results").innerText(), /null/);
     const first = await rows.first().innerText();
     for (const text of ["gateway", "POST /orders", "c-42", "orders", "worker"])
       assert.ok(first.includes(text), `the row shows ${text}: ${first}`);
@@ -930,6 +932,87 @@ describe("a request still running", () => {
         ),
         ["gateway waiting", "payments waiting"],
       );
+    });
+  });
+});
+
+describe("rows of traces", () => {
+  it("keep every column in view whatever the length of a root span's name", async () => {
+    await withViewer(async (dev, browser) => {
+      // An untemplated route, ids and all.
+      const long = `GET /api/v2/customers/c-55/orders/${"0f3c9a6e-".repeat(20)}/items/1234567/fulfillment-status`;
+      const ids = [
+        randomBytes(16).toString("hex"),
+        randomBytes(16).toString("hex"),
+      ];
+      await sendSpans(dev, [
+        spanOf(ids[0]!, "c-wide", long),
+        spanOf(ids[1]!, "c-wide", "GET /orders"),
+      ]);
+      await waitFor(() => dev.store.counts().spans === 2, {
+        what: "the spans stored",
+      });
+      const page = await browser.newPage({
+        viewport: { width: 1280, height: 800 },
+      });
+      await page.goto(`${dev.viewerUrl}/?customer=c-wide`);
+      await page.locator("[data-testid=results][data-state=done]").waitFor();
+      assert.equal(await page.getByTestId("result-row").count(), 2);
+      const wrap = await page.locator(".table-wrap").boundingBox();
+      const fits: boolean[] = [];
+      for (const row of await page.getByTestId("result-row").all()) {
+        const last = await row.locator("td").last().boundingBox();
+        fits.push(last!.x + last!.width <= wrap!.x + wrap!.width);
+      }
+      assert.deepEqual(fits, [true, true], "each row's last column is in view");
+      const name = page.locator(`[data-trace-id="${ids[0]}"] .root-name`);
+      assert.equal(await name.getAttribute("title"), long);
+    });
+  });
+
+  it("stay newest first on the live page when a trace's root lands after a child and starts earlier", async () => {
+    await withViewer(async (dev, browser) => {
+      const page = await browser.newPage();
+      await page.goto(`${dev.viewerUrl}/live?customer=c-order`);
+      await page
+        .locator(
+          '[data-testid=live-status][data-state=live][data-customer="c-order"]',
+        )
+        .waitFor();
+      const now = Date.now();
+      const a = randomBytes(16).toString("hex");
+      const b = randomBytes(16).toString("hex");
+      const aRoot = randomBytes(8).toString("hex");
+      const at = (span: SpanData, ms: number): SpanData => ({
+        ...span,
+        startTime: ms,
+        endTime: ms + 5,
+      });
+      const order = () =>
+        page
+          .getByTestId("live-row")
+          .evaluateAll((els) =>
+            els.map((el) => el.getAttribute("data-trace-id")),
+          );
+      // A's child first, then B, which started before it.
+      await sendSpans(dev, [
+        at(spanOf(a, "c-order", "SELECT orders", aRoot), now - 1000),
+      ]);
+      await sendSpans(dev, [at(spanOf(b, "c-order", "GET /b"), now - 2000)]);
+      await waitFor(async () => (await order()).length === 2, {
+        what: "both rows",
+      });
+      assert.deepEqual(await order(), [a, b]);
+      // A's root, which started before B.
+      await sendSpans(dev, [
+        at({ ...spanOf(a, "c-order", "GET /a"), spanId: aRoot }, now - 3000),
+      ]);
+      await page
+        .locator(
+          `[data-testid=live-row][data-trace-id="${a}"][data-span-count="2"]`,
+        )
+        .waitFor();
+      assert.deepEqual(await order(), [b, a]);
     });
   });
 });

@@ -232,6 +232,7 @@ export function traceRow(t, { testid, href, open }) {
         class: "root-name",
         href: href(t.traceId),
         text: t.inProgress ? "no span yet" : t.rootName,
+        title: t.inProgress ? undefined : t.rootName,
       }),
       // Spans are sent as they end: a trace of log lines alone is a request
       // still running.

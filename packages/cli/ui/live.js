@@ -197,26 +197,27 @@ export function liveView(container, route, app) {
     });
     if (fresh) row.classList.add("fresh");
     if (stale) row.classList.add("stale");
+    // A known trace's row is placed again: its start moves earlier when
+    // its root lands after a child span or its log lines.
     const known = rows.get(t.traceId);
     if (known) {
-      known.row.replaceWith(row);
-      rows.set(t.traceId, { summary: t, row });
-    } else {
-      // Before the newest of the older rows; at the end when none is older.
-      let before = null;
-      for (const other of rows.values())
-        if (
-          other.summary.startUs < t.startUs &&
-          (before === null || other.summary.startUs > before.summary.startUs)
-        )
-          before = other;
-      tbody.insertBefore(row, before?.row ?? null);
-      rows.set(t.traceId, { summary: t, row });
-      while (rows.size > MAX_ROWS) {
-        const last = tbody.lastElementChild;
-        rows.delete(last.dataset.traceId);
-        last.remove();
-      }
+      known.row.remove();
+      rows.delete(t.traceId);
+    }
+    // Before the newest of the older rows; at the end when none is older.
+    let before = null;
+    for (const other of rows.values())
+      if (
+        other.summary.startUs < t.startUs &&
+        (before === null || other.summary.startUs > before.summary.startUs)
+      )
+        before = other;
+    tbody.insertBefore(row, before?.row ?? null);
+    rows.set(t.traceId, { summary: t, row });
+    while (rows.size > MAX_ROWS) {
+      const last = tbody.lastElementChild;
+      rows.delete(last.dataset.traceId);
+      last.remove();
     }
   }
 

@@ -357,7 +357,8 @@ export function searchView(container, route, app) {
                 "Point your services at this dev server (OTEL_EXPORTER_OTLP_ENDPOINT, port 4318 by default) and send a request.",
               ),
         ),
-        pager,
+        // replaceChildren writes a null as the text "null".
+        pager ?? "",
       );
       return;
     }
@@ -407,7 +408,7 @@ export function searchView(container, route, app) {
           ),
         ),
       ),
-      pager,
+      pager ?? "",
     );
   }
 
