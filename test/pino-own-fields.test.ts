@@ -80,6 +80,35 @@ it("exports an application's fields named like pino's own as attributes when the
   }
 });
 
+it("exports them the same from loggers made by a pino loaded before start", async () => {
+  const receiver = await startOtlpReceiver();
+  try {
+    await runFixture(receiver, "pino-own-fields-late.cjs", {
+      OTEL_SERVICE_NAME: "pino-own-fields-late",
+    });
+    const record = await recordsOf(receiver, 5);
+    assert.deepEqual(record("spawned worker").attributes, {
+      pid: 4242,
+      hostname: "db-7",
+    });
+    assert.deepEqual(record("child spawned").attributes, {
+      job: "sync",
+      pid: 4243,
+      hostname: "db-8",
+    });
+    const query = record("query done");
+    assert.deepEqual(query.attributes, { time: 153, trace_id: "legacy-abc" });
+    assert.equal(query.timeUnixNano, 0n, "no time from the application's");
+    assert.equal(record("granted").attributes["level"], "admin");
+    const plain = record("plain");
+    assert.deepEqual(plain.attributes, { order: 1 });
+    assert.ok(plain.timeUnixNano > 0n);
+    assert.match(plain.traceId, /^[0-9a-f]{32}$/);
+  } finally {
+    await receiver.close();
+  }
+});
+
 for (const fields of ["otel", "ecs"] as const)
   for (const protocol of ["http/protobuf", "http/json"] as const)
     it(`exports an application's own trace and span ids in a span as attributes (${fields} names, ${protocol})`, async () => {

@@ -745,7 +745,8 @@ function emitRecord(
 ): void {
   const sc = span?.spanContext();
   const label = logger.levels?.labels?.[num];
-  let ownFields = logger[OWN_FIELDS] as number | undefined;
+  let ownFields =
+    (logger[OWN_FIELDS] as number | undefined) ?? lateOwnFields(logger);
   if (ownFields !== undefined && ownFields >= TIME_UNSEEN)
     ownFields = timeSeen(logger, ownFields, time);
   try {
@@ -763,6 +764,33 @@ function emitRecord(
     // exporting must never break logging
   }
 }
+
+/**
+ * The OwnField bits of a logger made by a pino() Threadline did not wrap (a
+ * pino loaded before start), read from its root logger as pino() would
+ * have, and kept there for it and its children. Its time function is
+ * judged by the first line it times, as an application's is: no standard
+ * functions are known to tell it by. Undefined for what is not a pino
+ * logger.
+ */
+function lateOwnFields(logger: PinoLogger): number | undefined {
+  const chindings = symbolNamed(logger, "pino.chindings");
+  if (chindings === undefined) return undefined;
+  // A child is made with its parent as its prototype, and each logger has
+  // chindings of its own: the root is the last of the chain that has.
+  let root: object = logger;
+  for (
+    let o = Object.getPrototypeOf(logger) as object | null;
+    o !== null;
+    o = Object.getPrototypeOf(o) as object | null
+  )
+    if (Object.hasOwn(o, chindings)) root = o;
+  const fields = ownFieldsOf(root as PinoLogger, NO_STANDARD_TIMES);
+  (root as PinoLogger)[OWN_FIELDS] = fields;
+  return fields;
+}
+
+const NO_STANDARD_TIMES: ReadonlySet<unknown> = new Set();
 
 /**
  * The OwnField bits of a logger whose time function is the application's,
