@@ -49,6 +49,26 @@ async function recordsOf(receiver: OtlpReceiver, n: number) {
   };
 }
 
+/**
+ * The records both own-fields fixtures write: the application's fields
+ * named like pino's, from loggers that write none of those themselves.
+ */
+function assertApplicationFields(
+  record: Awaited<ReturnType<typeof recordsOf>>,
+): void {
+  assert.deepEqual(record("spawned worker").attributes, {
+    pid: 4242,
+    hostname: "db-7",
+  });
+  const query = record("query done");
+  assert.deepEqual(query.attributes, { time: 153, trace_id: "legacy-abc" });
+  assert.equal(query.timeUnixNano, 0n, "no time from the application's");
+  assert.equal(record("granted").attributes["level"], "admin");
+  const plain = record("plain");
+  assert.deepEqual(plain.attributes, { order: 1 });
+  assert.ok(plain.timeUnixNano > 0n);
+}
+
 it("exports an application's fields named like pino's own as attributes when the logger writes none of its own", async () => {
   const receiver = await startOtlpReceiver();
   try {
@@ -56,22 +76,12 @@ it("exports an application's fields named like pino's own as attributes when the
       OTEL_SERVICE_NAME: "pino-own-fields",
     });
     const record = await recordsOf(receiver, 6);
-    assert.deepEqual(record("spawned worker").attributes, {
-      pid: 4242,
-      hostname: "db-7",
-    });
+    assertApplicationFields(record);
     assert.deepEqual(record("nested").attributes, {
       pid: 4243,
       hostname: "db-8",
       spec: { cpus: 2 },
     });
-    const query = record("query done");
-    assert.deepEqual(query.attributes, { time: 153, trace_id: "legacy-abc" });
-    assert.equal(query.timeUnixNano, 0n, "no time from the application's");
-    assert.equal(record("granted").attributes["level"], "admin");
-    const plain = record("plain");
-    assert.deepEqual(plain.attributes, { order: 1 });
-    assert.ok(plain.timeUnixNano > 0n);
     const inSpan = record("in a span");
     assert.match(inSpan.traceId, /^[0-9a-f]{32}$/);
     assert.deepEqual(inSpan.attributes, {});
@@ -87,23 +97,13 @@ it("exports them the same from loggers made by a pino loaded before start", asyn
       OTEL_SERVICE_NAME: "pino-own-fields-late",
     });
     const record = await recordsOf(receiver, 5);
-    assert.deepEqual(record("spawned worker").attributes, {
-      pid: 4242,
-      hostname: "db-7",
-    });
+    assertApplicationFields(record);
     assert.deepEqual(record("child spawned").attributes, {
       job: "sync",
       pid: 4243,
       hostname: "db-8",
     });
-    const query = record("query done");
-    assert.deepEqual(query.attributes, { time: 153, trace_id: "legacy-abc" });
-    assert.equal(query.timeUnixNano, 0n, "no time from the application's");
-    assert.equal(record("granted").attributes["level"], "admin");
-    const plain = record("plain");
-    assert.deepEqual(plain.attributes, { order: 1 });
-    assert.ok(plain.timeUnixNano > 0n);
-    assert.match(plain.traceId, /^[0-9a-f]{32}$/);
+    assert.match(record("plain").traceId, /^[0-9a-f]{32}$/);
   } finally {
     await receiver.close();
   }
