@@ -116,6 +116,18 @@ async function search(...args: string[]): Promise<TraceSummary[]> {
   return (JSON.parse(r.stdout) as { traces: TraceSummary[] }).traces;
 }
 
+/** `threadline trace <id>` through Elasticsearch, as JSON and as text. */
+async function traceOf(
+  id: string,
+): Promise<{ detail: TraceDetail; text: string }> {
+  const backend = ["--backend", `elasticsearch=${es.url}`];
+  const json = await threadline(["trace", id, "--json", ...backend]);
+  assert.equal(json.code, 0, json.stderr);
+  const text = await threadline(["trace", id, ...backend]);
+  assert.equal(text.code, 0, text.stderr);
+  return { detail: JSON.parse(json.stdout) as TraceDetail, text: text.stdout };
+}
+
 before(async () => {
   es = await startElasticsearch({ port: await freePort() });
 });
@@ -529,15 +541,7 @@ describe("Elasticsearch: a trace of log lines and no span", () => {
   });
 
   it("is shown by its lines, as the local store shows it", async () => {
-    const r = await threadline([
-      "trace",
-      id,
-      "--json",
-      "--backend",
-      `elasticsearch=${es.url}`,
-    ]);
-    assert.equal(r.code, 0, r.stderr);
-    const detail = JSON.parse(r.stdout) as TraceDetail;
+    const { detail, text } = await traceOf(id);
     assert.deepEqual(detail.spans, []);
     assert.deepEqual(
       detail.logs.map((l) => [l.timeUs, l.spanId, l.customer, l.body]),
@@ -546,52 +550,30 @@ describe("Elasticsearch: a trace of log lines and no span", () => {
         [now - 1_999_000, span, "c-777", "still waiting for orders"],
       ],
     );
-    const text = await threadline([
-      "trace",
-      id,
-      "--backend",
-      `elasticsearch=${es.url}`,
-    ]);
-    assert.equal(text.code, 0, text.stderr);
     assert.match(
-      text.stdout,
+      text,
       new RegExp(
         `^trace ${id}  customer c-777  in progress: no span yet, 2 log lines `,
       ),
     );
-    assert.match(text.stdout, /gateway: info: order requested\n/);
-    assert.match(text.stdout, /gateway: info: still waiting for orders\n/);
+    assert.match(text, /gateway: info: order requested\n/);
+    assert.match(text, /gateway: info: still waiting for orders\n/);
     assert.equal(detail.spansNotKept, undefined);
   });
 
   // The gateway decides a trace within seconds of its first span: lines a
   // minute old with no span beside them are of a trace it did not keep.
   it("is shown as not kept once its spans can no longer come", async () => {
-    const r = await threadline([
-      "trace",
-      old,
-      "--json",
-      "--backend",
-      `elasticsearch=${es.url}`,
-    ]);
-    assert.equal(r.code, 0, r.stderr);
-    const detail = JSON.parse(r.stdout) as TraceDetail;
+    const { detail, text } = await traceOf(old);
     assert.deepEqual(detail.spans, []);
     assert.equal(detail.spansNotKept, true);
-    const text = await threadline([
-      "trace",
-      old,
-      "--backend",
-      `elasticsearch=${es.url}`,
-    ]);
-    assert.equal(text.code, 0, text.stderr);
     assert.match(
-      text.stdout,
+      text,
       new RegExp(
         `^trace ${old}  customer c-777  log lines only: no span of it was kept, 1 log lines `,
       ),
     );
-    assert.doesNotMatch(text.stdout, /in progress|so far/);
+    assert.doesNotMatch(text, /in progress|so far/);
   });
 });
 
