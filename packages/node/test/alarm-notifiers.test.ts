@@ -3,7 +3,12 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { it } from "node:test";
 import { health } from "@threadline/core";
-import { startRecordingServer, waitFor } from "@threadline/test-support";
+import {
+  startRecordingServer,
+  waitFor,
+  type RecordedRequest,
+  type RecordingServer,
+} from "@threadline/test-support";
 import { AlarmEngine } from "../src/alarms/engine.ts";
 import { setTimeout } from "node:timers/promises";
 import { pagerDutyNotifier, webhookNotifier } from "../src/alarms/notifiers.ts";
@@ -254,23 +259,55 @@ function clockedEngine(
   });
 }
 
+/**
+ * An engine on a clock of the test's, paging a recording webhook for the
+ * health check `check`, unhealthy until `status` says otherwise.
+ */
+async function clockedAlarm(
+  check: string,
+  answer: (
+    r: RecordedRequest,
+    requests: RecordedRequest[],
+  ) => { status: number },
+) {
+  const webhook: RecordingServer = await startRecordingServer((r) =>
+    answer(r, webhook.requests),
+  );
+  let now = 0;
+  const engine = clockedEngine(check, webhook.url, () => now);
+  const alarm = {
+    webhook,
+    engine,
+    status: "unhealthy" as "healthy" | "unhealthy",
+    /** Moves the clock on, evaluates, lets the webhook answer; its requests so far. */
+    async evaluation(afterMs: number): Promise<number> {
+      now += afterMs;
+      await engine.evaluate();
+      await setTimeout(300);
+      return webhook.requests.length;
+    },
+    actions: () =>
+      webhook.requests.map(
+        (r) => (JSON.parse(r.body) as { action: string }).action,
+      ),
+    async close(): Promise<void> {
+      remove();
+      await engine.stop();
+      await webhook.close();
+    },
+  };
+  const remove = health.register(check, () => ({ status: alarm.status }));
+  return alarm;
+}
+
 it("sends a raise again, once a minute, while its alarm is active and the receiver was down for all its tries", async () => {
   let down = true;
-  const webhook = await startRecordingServer(() => ({
+  const alarm = await clockedAlarm("orders-db", () => ({
     status: down ? 503 : 200,
   }));
-  let now = 0;
-  const engine = clockedEngine("orders-db", webhook.url, () => now);
-  let status: "healthy" | "unhealthy" = "unhealthy";
-  const remove = health.register("orders-db", () => ({ status }));
-  const evaluation = async (afterMs: number) => {
-    now += afterMs;
-    await engine.evaluate();
-    await setTimeout(300);
-    return webhook.requests.length;
-  };
+  const { webhook, evaluation } = alarm;
   try {
-    await engine.evaluate();
+    await evaluation(0);
     // The webhook is down for the raise's four tries, about 13 s.
     await waitFor(() => webhook.requests.length === 4, {
       what: "the raise's four tries",
@@ -284,7 +321,7 @@ it("sends a raise again, once a minute, while its alarm is active and the receiv
     assert.equal(await evaluation(30_000), 5);
     assert.equal(await evaluation(30_000), 6, "delivered");
     assert.equal(await evaluation(120_000), 6, "and not sent again");
-    status = "healthy";
+    alarm.status = "healthy";
     assert.equal(await evaluation(10_000), 7, "then its clear");
     const events = webhook.requests.map(
       (r) => JSON.parse(r.body) as { action: string; eventId: string },
@@ -299,36 +336,23 @@ it("sends a raise again, once a minute, while its alarm is active and the receiv
       "each the same event, for the receiver to know a copy",
     );
   } finally {
-    remove();
-    await engine.stop();
-    await webhook.close();
+    await alarm.close();
   }
 });
 
 it("sends a clear again, once a minute, until it is delivered, when the receiver was down for all its tries", async () => {
   let down = false;
-  const webhook = await startRecordingServer(() => ({
+  const alarm = await clockedAlarm("ledger-db", () => ({
     status: down ? 503 : 200,
   }));
-  let now = 0;
-  const engine = clockedEngine("ledger-db", webhook.url, () => now);
-  let status: "healthy" | "unhealthy" = "unhealthy";
-  const remove = health.register("ledger-db", () => ({ status }));
-  const evaluation = async (afterMs: number) => {
-    now += afterMs;
-    await engine.evaluate();
-    await setTimeout(300);
-    return webhook.requests.length;
-  };
+  const { webhook, evaluation } = alarm;
   try {
-    await engine.evaluate();
+    await evaluation(0);
     await waitFor(() => webhook.requests.length === 1, { what: "the raise" });
-    await setTimeout(300);
     // The webhook goes down as the alarm clears: the clear's four tries fail.
     down = true;
-    status = "healthy";
-    now += 10_000;
-    await engine.evaluate();
+    alarm.status = "healthy";
+    await evaluation(10_000);
     await waitFor(() => webhook.requests.length === 5, {
       what: "the clear's four tries",
       timeoutMs: 30_000,
@@ -353,44 +377,26 @@ it("sends a clear again, once a minute, until it is delivered, when the receiver
       "each the same event, for the receiver to know a copy",
     );
   } finally {
-    remove();
-    await engine.stop();
-    await webhook.close();
+    await alarm.close();
   }
 });
 
 it("sends an undelivered clear no more once its alarm is raised again", async () => {
   // The clear is refused (400): one try, not delivered.
-  const webhook = await startRecordingServer((r) =>
-    webhook.requests[1] === r ? { status: 400 } : { status: 200 },
+  const alarm = await clockedAlarm("stock-db", (r, requests) =>
+    requests[1] === r ? { status: 400 } : { status: 200 },
   );
-  let now = 0;
-  const engine = clockedEngine("stock-db", webhook.url, () => now);
-  let status: "healthy" | "unhealthy" = "unhealthy";
-  const remove = health.register("stock-db", () => ({ status }));
-  const evaluation = async (afterMs: number) => {
-    now += afterMs;
-    await engine.evaluate();
-    await setTimeout(300);
-  };
   try {
-    await evaluation(0);
-    status = "healthy";
-    await evaluation(10_000);
-    status = "unhealthy";
-    await evaluation(10_000);
-    for (let i = 0; i < 3; i++) await evaluation(60_000);
-    assert.deepEqual(
-      webhook.requests.map(
-        (r) => (JSON.parse(r.body) as { action: string }).action,
-      ),
-      ["raise", "clear", "raise"],
-    );
-    assert.equal(engine.active().length, 1);
+    await alarm.evaluation(0);
+    alarm.status = "healthy";
+    await alarm.evaluation(10_000);
+    alarm.status = "unhealthy";
+    await alarm.evaluation(10_000);
+    for (let i = 0; i < 3; i++) await alarm.evaluation(60_000);
+    assert.deepEqual(alarm.actions(), ["raise", "clear", "raise"]);
+    assert.equal(alarm.engine.active().length, 1);
   } finally {
-    remove();
-    await engine.stop();
-    await webhook.close();
+    await alarm.close();
   }
 });
 
