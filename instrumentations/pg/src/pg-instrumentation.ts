@@ -164,6 +164,8 @@ type QueryFn = (
   callback?: unknown,
 ) => unknown;
 type ConnectFn = (this: unknown, cb?: unknown) => unknown;
+/** pg's `Connection.prototype.parse(query)`: a Parse message. */
+type ParseFn = (this: unknown, query: unknown, ...rest: unknown[]) => unknown;
 /** pg-pool's `_acquireClient(client, pendingItem, idleListener, isNew)`. */
 type AcquireClientFn = (
   this: unknown,
@@ -274,6 +276,22 @@ export class PgInstrumentation implements Instrumentation {
         return undefined;
       },
     });
+    // A named statement's comment goes on its Parse message (see #wrapParse).
+    const connection = hookModule({
+      module: "pg",
+      file: "lib/connection.js",
+      onLoad: (exports) => {
+        const proto = (exports as { prototype?: Record<string, unknown> })
+          .prototype;
+        if (
+          this.#config.sqlCommenter &&
+          proto &&
+          typeof proto["parse"] === "function"
+        )
+          this.#patch(proto, "parse", (p) => this.#wrapParse(p as ParseFn));
+        return undefined;
+      },
+    });
     // pg's own reading of a configuration, for pools: where one connects
     // is where its clients would, whatever the options, the connection
     // string and the environment say.
@@ -303,6 +321,7 @@ export class PgInstrumentation implements Instrumentation {
     this.#unhooks.push(
       client.unhook,
       pool.unhook,
+      connection.unhook,
       parameters.unhook,
       utils.unhook,
     );
@@ -326,6 +345,39 @@ export class PgInstrumentation implements Instrumentation {
     wrap: (original: unknown) => unknown,
   ): void {
     replaceMethod(proto, key, wrap, this.#restore);
+  }
+
+  /**
+   * connection.parse(query): a named statement is commented here, on the
+   * Parse message alone, with the service only. pg keeps the text the
+   * application gave as the statement's, and refuses its name with any
+   * other text: commented in query(), the statement would fail its next run
+   * sent uncommented (tracing suppressed, or the instrumentation disabled),
+   * and an uncommented one its next traced run.
+   */
+  #wrapParse(original: ParseFn): ParseFn {
+    const self = this;
+    return function threadlineParse(
+      this: unknown,
+      query: unknown,
+      ...rest: unknown[]
+    ): unknown {
+      const q = query as { name?: unknown; text?: unknown } | null | undefined;
+      if (
+        self.#enabled &&
+        typeof q?.name === "string" &&
+        q.name !== "" &&
+        typeof q.text === "string" &&
+        q.text !== "" &&
+        !q.text.includes("/*")
+      )
+        query = { ...q, text: withComment(q.text, self.#serviceComment()) };
+      return original.call(this, query, ...rest);
+    };
+  }
+
+  #serviceComment(): string {
+    return `/*service='${sqlcommenterValue(this.#config.serviceName ?? "unknown")}'*/`;
   }
 
   /**
@@ -763,16 +815,16 @@ export class PgInstrumentation implements Instrumentation {
       );
 
     let args: [unknown, unknown, unknown] = [config, values, callback];
+    // A named statement is commented as it is parsed (see #wrapParse).
     if (
       this.#config.sqlCommenter &&
       rawText.length > 0 &&
-      !rawText.includes("/*")
+      !rawText.includes("/*") &&
+      !cfg?.name
     ) {
       const service = `service='${sqlcommenterValue(this.#config.serviceName ?? "unknown")}'`;
       const sc = span.spanContext();
-      const comment = cfg?.name
-        ? `/*${service}*/`
-        : `/*${service},traceparent='${sqlcommenterValue(formatTraceparent(sc.traceId, sc.spanId, sc.traceFlags))}'*/`;
+      const comment = `/*${service},traceparent='${sqlcommenterValue(formatTraceparent(sc.traceId, sc.spanId, sc.traceFlags))}'*/`;
       if (typeof config === "string")
         args = [withComment(config, comment), values, callback];
       else if (

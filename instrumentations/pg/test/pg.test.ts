@@ -12,7 +12,8 @@ import pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import Cursor from "pg-cursor";
 import QueryStream from "pg-query-stream";
-import { trace } from "@opentelemetry/api";
+import { context, trace } from "@opentelemetry/api";
+import { suppressTracing } from "@threadline/core";
 import {
   freePort,
   startOtlpReceiver,
@@ -1976,6 +1977,60 @@ describe("pg options", () => {
       values: [2],
     });
     await Promise.all([worker.end(), observer.end()]);
+  });
+
+  it("keeps a named statement usable whether its executions are traced, suppressed or untraced after shutdown", async () => {
+    const member = {
+      name: "get-member",
+      text: "SELECT owner FROM accounts WHERE id = $1",
+      values: [1],
+    };
+    const suppressed = <T>(fn: () => T): T =>
+      context.with(suppressTracing(context.active()), fn);
+    const prepared = async (client: pg.Client | pg.PoolClient) =>
+      (
+        await suppressed(() =>
+          client.query(
+            "SELECT statement FROM pg_prepared_statements WHERE name = 'get-member'",
+          ),
+        )
+      ).rows.map((r: { statement: string }) => r.statement);
+    const comment = "/*service='pg-test'*/";
+    const owner = async (run: Promise<pg.QueryResult>) =>
+      ((await run).rows[0] as { owner: string }).owner;
+    const first = new pg.Client({ connectionString: databaseUrl });
+    const second = new pg.Client({ connectionString: databaseUrl });
+    await Promise.all([first.connect(), second.connect()]);
+    try {
+      // Traced first, then suppressed.
+      assert.equal(await owner(first.query(member)), "owner-1");
+      assert.equal(
+        await owner(suppressed(() => first.query(member))),
+        "owner-1",
+      );
+      assert.deepEqual(await prepared(first), [`${member.text} ${comment}`]);
+      // Suppressed first, then traced.
+      assert.equal(
+        await owner(suppressed(() => second.query(member))),
+        "owner-1",
+      );
+      assert.equal(await owner(second.query(member)), "owner-1");
+      // Its text does not depend on whether the run that prepared it was traced.
+      assert.deepEqual(await prepared(second), [`${member.text} ${comment}`]);
+    } finally {
+      await Promise.all([first.end(), second.end()]);
+    }
+    // Traced, then again on the same pooled connection after shutdown.
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+    try {
+      assert.equal(await owner(pool.query(member)), "owner-1");
+      await threadline.shutdown();
+      assert.equal(await owner(pool.query(member)), "owner-1");
+      start({ pgRecordParameters: true, pgSqlCommenter: true });
+      assert.equal(await owner(pool.query(member)), "owner-1");
+    } finally {
+      await pool.end();
+    }
   });
 });
 
