@@ -107,9 +107,29 @@ export function sanitizeSql(sql: string): string {
  * quote them.
  */
 export function literalsOf(sql: string): string[] {
+  const values: string[] = [];
+  addLiterals(sql, values, summarizeSql(sql).operation === "DO");
+  return values;
+}
+
+/**
+ * Adds the values of the literals of `sql` to `values`, and, when `nested`,
+ * of the literals written in each quoted one's text: a DO block's body is
+ * one literal run as code, and the values written in it (`PERFORM
+ * charge('4111...')`, doubled quotes and all) are the statement's too.
+ * Each level reads a shorter text, so this ends.
+ */
+function addLiterals(sql: string, values: string[], nested: boolean): void {
   const found: string[] = [];
   sanitize(sql, found);
-  return found.map(literalValue);
+  for (const literal of found) {
+    const value = literalValue(literal);
+    // A quoted number, read again: its value is there already.
+    if (value === sql) continue;
+    values.push(value);
+    // A number's value is its text: only a quoted one holds more.
+    if (nested && value !== literal) addLiterals(value, values, true);
+  }
 }
 
 /** sanitizeSql, noting each literal it replaces in `literals` if given. */

@@ -225,4 +225,27 @@ describe("literalsOf", () => {
       ["O'Brien", "it's\n", "body", "42", "open"],
     );
   });
+
+  it("reads the literals written in a DO block's body, dollar-quoted or in quotes", () => {
+    assert.deepEqual(
+      literalsOf("DO $$ BEGIN PERFORM check_card('4111111111111111'); END $$"),
+      [
+        " BEGIN PERFORM check_card('4111111111111111'); END ",
+        "4111111111111111",
+      ],
+    );
+    assert.deepEqual(
+      literalsOf(
+        "do 'BEGIN EXECUTE ''SELECT check_card(''''4111'''')''; PERFORM 42; END'",
+      ),
+      [
+        "BEGIN EXECUTE 'SELECT check_card(''4111'')'; PERFORM 42; END",
+        "SELECT check_card('4111')",
+        "4111",
+        "42",
+      ],
+    );
+    // Elsewhere a string is a value, not code.
+    assert.deepEqual(literalsOf("SELECT 'it''s 100'"), ["it's 100"]);
+  });
 });

@@ -934,6 +934,19 @@ describe("values in PostgreSQL's error messages", () => {
         code: "P0001",
         message: "card ? declined",
       },
+      // A literal in a DO block's body, dollar-quoted or in quotes.
+      {
+        sql: "DO $$ BEGIN PERFORM charge('6011-1111-0000-0001'); END $$",
+        recorded: "DO ?",
+        code: "P0001",
+        message: "card ? declined",
+      },
+      {
+        sql: "DO LANGUAGE plpgsql 'BEGIN PERFORM charge(''6011-2222-0000-0002''); END'",
+        recorded: "DO LANGUAGE plpgsql ?",
+        code: "P0001",
+        message: "card ? declined",
+      },
       // A value read as a name.
       {
         sql: "SELECT $1::regclass AS bound_name",
@@ -1037,6 +1050,8 @@ describe("values in PostgreSQL's error messages", () => {
       "5500-0000",
       "3400-0000",
       "6011-0000",
+      "6011-1111",
+      "6011-2222",
       "secret-token",
       "seq_for",
       "owner-1",
