@@ -23,8 +23,8 @@
 // first needed a connection (a pool makes them lazily), and everything the
 // connection does by itself later (a NOTIFY, an error of an idle pooled
 // client, the server going away) would run as that request's, with its
-// customer, in its ended trace. The connect callback or promise is still
-// the caller's.
+// customer, in its ended trace. The connect and end callbacks and promises
+// are still the caller's.
 import { AsyncResource } from "node:async_hooks";
 import { errorMonitor } from "node:events";
 import {
@@ -243,6 +243,8 @@ export class PgInstrumentation implements Instrumentation {
           this.#patch(proto, "connect", (c) =>
             this.#wrapClientConnect(c as ConnectFn),
           );
+        if (proto && typeof proto["end"] === "function")
+          this.#patch(proto, "end", (e) => this.#wrapClientEnd(e as ConnectFn));
         return undefined;
       },
     });
@@ -394,6 +396,21 @@ export class PgInstrumentation implements Instrumentation {
     ): unknown {
       if (!self.#enabled) return original.call(this, cb);
       return connectInEmptyContext(original, this, [], cb, "pg.connect");
+    };
+  }
+
+  /**
+   * client.end([cb]): pg calls the callback from the connection's "end"
+   * event, which runs in no request's context (see #wrapClientConnect); it
+   * goes back to the caller's. A promise's continuation is the caller's
+   * anyway.
+   */
+  #wrapClientEnd(original: ConnectFn): ConnectFn {
+    const self = this;
+    return function threadlineClientEnd(this: unknown, cb?: unknown): unknown {
+      if (!self.#enabled || typeof cb !== "function")
+        return original.call(this, cb);
+      return original.call(this, inCallerContext(cb as Callback, "pg.end"));
     };
   }
 

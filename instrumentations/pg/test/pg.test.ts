@@ -1661,12 +1661,33 @@ describe("pg pools under load", () => {
     });
     await killer.end();
     await pool.end();
+    // pg calls an end() callback from the connection's "end" event, and
+    // resolves its promise there.
+    const ended = [
+      new pg.Client({ connectionString: databaseUrl }),
+      new pg.Client({ connectionString: databaseUrl }),
+    ];
+    await Promise.all(ended.map((c) => c.connect()));
+    await as(
+      "c-4",
+      () =>
+        new Promise<void>((resolve) =>
+          ended[0]!.end(() => {
+            seen.push(["client.end", "c-4", getCustomerId()]);
+            resolve();
+          }),
+        ),
+    );
+    await as("c-5", async () => {
+      await ended[1]!.end();
+      seen.push(["await client.end", "c-5", getCustomerId()]);
+    });
     assert.deepEqual(
       seen.filter(([, want, got]) => want !== got),
       [],
       "every callback ran for its own customer",
     );
-    assert.equal(seen.length, 9);
+    assert.equal(seen.length, 11);
   });
 
   it("hands a connection to a waiting caller in its context: acquire, connect, onConnect and verify too", async () => {
