@@ -215,6 +215,8 @@ function withComment(text: string, comment: string): string {
 export class PgInstrumentation implements Instrumentation {
   readonly name = NAME;
   readonly #config: PgInstrumentationConfig;
+  /** The sqlcommenter comment's service member, the same in every comment. */
+  readonly #service: string;
   #tracer: Tracer | undefined;
   #enabled = false;
   readonly #unhooks: Array<() => void> = [];
@@ -223,6 +225,7 @@ export class PgInstrumentation implements Instrumentation {
 
   constructor(config: PgInstrumentationConfig = {}) {
     this.#config = config;
+    this.#service = `service='${sqlcommenterValue(config.serviceName ?? "unknown")}'`;
   }
 
   enable(): void {
@@ -373,13 +376,9 @@ export class PgInstrumentation implements Instrumentation {
         q.text !== "" &&
         !q.text.includes("/*")
       )
-        query = { ...q, text: withComment(q.text, self.#serviceComment()) };
+        query = { ...q, text: withComment(q.text, `/*${self.#service}*/`) };
       return original.call(this, query, ...rest);
     };
-  }
-
-  #serviceComment(): string {
-    return `/*service='${sqlcommenterValue(this.#config.serviceName ?? "unknown")}'*/`;
   }
 
   /**
@@ -839,9 +838,8 @@ export class PgInstrumentation implements Instrumentation {
       !rawText.includes("/*") &&
       !cfg?.name
     ) {
-      const service = `service='${sqlcommenterValue(this.#config.serviceName ?? "unknown")}'`;
       const sc = span.spanContext();
-      const comment = `/*${service},traceparent='${sqlcommenterValue(formatTraceparent(sc.traceId, sc.spanId, sc.traceFlags))}'*/`;
+      const comment = `/*${this.#service},traceparent='${sqlcommenterValue(formatTraceparent(sc.traceId, sc.spanId, sc.traceFlags))}'*/`;
       if (typeof config === "string")
         args = [withComment(config, comment), values, callback];
       else if (
