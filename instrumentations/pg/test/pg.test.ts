@@ -2080,14 +2080,37 @@ describe("the pool's health", () => {
     start({ health: { port }, alarms: false });
   });
 
-  const pools = async () => {
+  /** /readyz: its status code, and the checks of pools named from `prefix` on. */
+  const readyz = async (prefix = "postgresql ") => {
     const res = await fetch(`${healthUrl}/readyz`);
     const report = (await res.json()) as {
       components: Array<{ name: string; status: string; reason?: string }>;
     };
-    return report.components
-      .filter((c) => c.name.startsWith("postgresql "))
-      .map((c) => [c.name, c.status, c.reason]);
+    return {
+      code: res.status,
+      pools: report.components.filter((c) => c.name.startsWith(prefix)),
+    };
+  };
+  const pools = async () =>
+    (await readyz()).pools.map((c) => [c.name, c.status, c.reason]);
+
+  /** A server that accepts connections and never answers, as a hung one or a black-holed network. */
+  const silentServer = async () => {
+    const sockets = new Set<net.Socket>();
+    const silent = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) =>
+      silent.listen(0, "127.0.0.1", resolve),
+    );
+    return {
+      port: (silent.address() as net.AddressInfo).port,
+      close: async () => {
+        for (const socket of sockets) socket.destroy();
+        await new Promise((resolve) => silent.close(resolve));
+      },
+    };
   };
 
   it("forgets a pool as it ends, and the next pool to the same database takes its name", async () => {
@@ -2145,19 +2168,9 @@ describe("the pool's health", () => {
       client.release();
     };
     const ready = async () => {
-      const res = await fetch(`${healthUrl}/readyz`);
-      const report = (await res.json()) as {
-        components: Array<{ name: string; status: string; reason?: string }>;
-      };
-      const pools = report.components.filter((c) =>
-        c.name.startsWith("postgresql "),
-      );
+      const { code, pools } = await readyz();
       assert.equal(pools.length, 1, "one pool is checked");
-      return {
-        code: res.status,
-        status: pools[0]!.status,
-        reason: pools[0]!.reason,
-      };
+      return { code, status: pools[0]!.status, reason: pools[0]!.reason };
     };
     try {
       await pool.query("SELECT 1");
@@ -2207,15 +2220,8 @@ describe("the pool's health", () => {
   it("sends a server that stops answering one probe at a time, not a connection per check", async () => {
     // Accepts connections and never answers, as a hung server or a
     // black-holed network does.
-    const sockets = new Set<net.Socket>();
-    const silent = net.createServer((socket) => {
-      sockets.add(socket);
-      socket.on("error", () => {});
-    });
-    await new Promise<void>((resolve) =>
-      silent.listen(0, "127.0.0.1", resolve),
-    );
-    const port = (silent.address() as net.AddressInfo).port;
+    const silent = await silentServer();
+    const { port } = silent;
     const pool = new pg.Pool({
       host: "127.0.0.1",
       port,
@@ -2227,15 +2233,10 @@ describe("the pool's health", () => {
     const failed = pool.query("SELECT 1").catch((err: Error) => err);
     try {
       for (let i = 0; i < 2; i++) {
-        const res = await fetch(`${healthUrl}/readyz`);
-        const report = (await res.json()) as {
-          components: Array<{ name: string; status: string; reason?: string }>;
-        };
-        assert.equal(res.status, 503);
+        const { code, pools } = await readyz(`postgresql 127.0.0.1:${port}`);
+        assert.equal(code, 503);
         assert.deepEqual(
-          report.components
-            .filter((c) => c.name.startsWith(`postgresql 127.0.0.1:${port}`))
-            .map((c) => [c.status, c.reason]),
+          pools.map((c) => [c.status, c.reason]),
           [["unhealthy", "no answer within 2000 ms"]],
         );
       }
@@ -2245,8 +2246,7 @@ describe("the pool's health", () => {
         "the application's query and one probe, however many checks ran",
       );
     } finally {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => silent.close(resolve));
+      await silent.close();
       await failed;
       await pool.end();
     }
@@ -2255,15 +2255,8 @@ describe("the pool's health", () => {
   it("reports a busy pool that completes no query as unhealthy, as a hung server under load", async () => {
     // Accepts connections and never answers; the application's traffic
     // fills the pool and queues behind it.
-    const sockets = new Set<net.Socket>();
-    const silent = net.createServer((socket) => {
-      sockets.add(socket);
-      socket.on("error", () => {});
-    });
-    await new Promise<void>((resolve) =>
-      silent.listen(0, "127.0.0.1", resolve),
-    );
-    const port = (silent.address() as net.AddressInfo).port;
+    const silent = await silentServer();
+    const { port } = silent;
     const pool = new pg.Pool({
       host: "127.0.0.1",
       port,
@@ -2276,14 +2269,8 @@ describe("the pool's health", () => {
       pool.query("SELECT 1").catch((err: Error) => err),
     );
     const check = async () => {
-      const res = await fetch(`${healthUrl}/readyz`);
-      const report = (await res.json()) as {
-        components: Array<{ name: string; status: string; reason?: string }>;
-      };
-      const [pool] = report.components.filter((c) =>
-        c.name.startsWith(`postgresql 127.0.0.1:${port}`),
-      );
-      return { code: res.status, status: pool?.status, reason: pool?.reason };
+      const { code, pools } = await readyz(`postgresql 127.0.0.1:${port}`);
+      return { code, status: pools[0]?.status, reason: pools[0]?.reason };
     };
     try {
       assert.equal(pool.waitingCount, 3);
@@ -2307,8 +2294,7 @@ describe("the pool's health", () => {
       );
       assert.equal(pool.totalCount, 2, "no probe joined the queue");
     } finally {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => silent.close(resolve));
+      await silent.close();
       await Promise.all(queries);
       await pool.end();
     }
@@ -2378,13 +2364,10 @@ describe("the pool's health", () => {
     pool.on("error", () => {});
     const name = `postgresql 127.0.0.1:${port}${url.pathname}`;
     const check = async () => {
-      const res = await fetch(`${healthUrl}/readyz`);
-      const report = (await res.json()) as {
-        components: Array<{ name: string; status: string; reason?: string }>;
-      };
-      return report.components
+      const { code, pools } = await readyz(name);
+      return pools
         .filter((c) => c.name === name)
-        .map((c) => [res.status, c.status, c.reason]);
+        .map((c) => [code, c.status, c.reason]);
     };
     try {
       await pool.query("SELECT 1");
