@@ -37,8 +37,11 @@ describe("export", () => {
     ...extra,
   });
   /** Starts a fixture that runs to its end by itself. */
-  const startFixture = (entry: string, env: Record<string, string>) =>
-    startService({ entry, cwd: fixtures, ready: false, env });
+  const startFixture = (
+    entry: string,
+    env: Record<string, string>,
+    execArgv: string[] = [],
+  ) => startService({ entry, cwd: fixtures, ready: false, env, execArgv });
   const count = (name: string) => ({
     spans: receiver.spans.filter((s) => s.resource["service.name"] === name)
       .length,
@@ -419,17 +422,15 @@ describe("export", () => {
   for (const [thread, on] of threads) {
     it(`sends everything at a natural exit under Node's permission model without --allow-worker${on}`, async () => {
       const name = `permission-natural-${thread}`;
-      const app = await startService({
-        entry: "burst.mjs",
-        cwd: fixtures,
-        ready: false,
-        execArgv: noWorkers,
-        env: env(name, {
+      const app = await startFixture(
+        "burst.mjs",
+        env(name, {
           SPANS: "20",
           EXIT: "natural",
           THREADLINE_EXPORT_THREAD: thread,
         }),
-      });
+        noWorkers,
+      );
       const { code } = await exitWithin(app, "the process exited");
       assert.equal(code, 0, app.stderr.join("\n"));
       assert.deepEqual(count(name), { spans: 20, logs: 20 });
@@ -444,17 +445,15 @@ describe("export", () => {
 
     it(`says what process.exit() drops under Node's permission model without --allow-worker, as nothing can be sent then${on}`, async () => {
       const name = `permission-exit-${thread}`;
-      const app = await startService({
-        entry: "burst.mjs",
-        cwd: fixtures,
-        ready: false,
-        execArgv: noWorkers,
-        env: env(name, {
+      const app = await startFixture(
+        "burst.mjs",
+        env(name, {
           SPANS: "20",
           EXIT: "process-exit",
           THREADLINE_EXPORT_THREAD: thread,
         }),
-      });
+        noWorkers,
+      );
       const { code } = await exitWithin(app, "the process exited");
       assert.equal(code, 0, app.stderr.join("\n"));
       assert.match(
@@ -466,17 +465,15 @@ describe("export", () => {
 
   it("exports on the application's thread, and says so, when the export worker cannot start", async () => {
     const name = "worker-cannot-start";
-    const app = await startService({
-      entry: "burst.mjs",
-      cwd: fixtures,
-      ready: false,
-      execArgv: ["--require", "./no-worker-threads.cjs"],
-      env: env(name, {
+    const app = await startFixture(
+      "burst.mjs",
+      env(name, {
         SPANS: "20",
         EXIT: "natural",
         THREADLINE_EXPORT_THREAD: "worker",
       }),
-    });
+      ["--require", "./no-worker-threads.cjs"],
+    );
     const { code } = await exitWithin(app, "the process exited");
     assert.equal(code, 0, app.stderr.join("\n"));
     assert.deepEqual(count(name), { spans: 20, logs: 20 });
