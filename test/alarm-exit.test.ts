@@ -1,14 +1,16 @@
 // A notification under way never holds a process that is done: a batch job
 // whose alarm goes to a receiver that never answers ends when its work does.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { exitWithin, startService, waitFor } from "@threadline/test-support";
+import {
+  exitWithin,
+  startService,
+  waitFor,
+  writeRulesFile,
+} from "@threadline/test-support";
 
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
 
@@ -20,24 +22,20 @@ it("ends a job on time while its alarm's notification waits for an answer", asyn
     receiver.listen(0, "127.0.0.1", resolve),
   );
   const port = (receiver.address() as AddressInfo).port;
-  const dir = mkdtempSync(join(tmpdir(), "threadline-alarm-exit-"));
-  const rulesFile = join(dir, "rules.json");
-  writeFileSync(
-    rulesFile,
-    JSON.stringify({
-      defaults: false,
-      rules: [
-        {
-          name: "event_loop_delay",
-          kind: "event_loop_delay",
-          percentile: 99,
-          aboveSeconds: 0.1,
-          for: "0s",
-          severity: "major",
-        },
-      ],
-    }),
-  );
+  const rules = writeRulesFile({
+    defaults: false,
+    rules: [
+      {
+        name: "event_loop_delay",
+        kind: "event_loop_delay",
+        percentile: 99,
+        aboveSeconds: 0.1,
+        for: "0s",
+        severity: "major",
+      },
+    ],
+  });
+  const rulesFile = rules.path;
   const job = await startService({
     entry: "alarming-job.mjs",
     cwd: fixtures,
@@ -77,6 +75,6 @@ it("ends a job on time while its alarm's notification waits for an answer", asyn
     await job.stop().catch(() => {});
     receiver.closeAllConnections();
     await new Promise((resolve) => receiver.close(resolve));
-    rmSync(dir, { recursive: true, force: true });
+    rules.remove();
   }
 });

@@ -2,10 +2,7 @@
 // metrics (OTEL_METRICS_EXPORTER=none): rules read the metrics themselves.
 // Rules on the request histogram count what its attributes say.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { it } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
@@ -13,6 +10,7 @@ import {
   startRecordingServer,
   startService,
   waitFor,
+  writeRulesFile,
 } from "@threadline/test-support";
 
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
@@ -32,23 +30,19 @@ for (const [exporter, settings] of [
   ],
 ] as const)
   it(`raises a metric rule's alarm with metrics export ${exporter}`, async () => {
-    const dir = mkdtempSync(join(tmpdir(), "threadline-alarm-rules-"));
-    const rulesFile = join(dir, "rules.json");
-    writeFileSync(
-      rulesFile,
-      JSON.stringify({
-        rules: [
-          {
-            name: "busy_loop",
-            kind: "metric",
-            metric: "nodejs.eventloop.utilization",
-            above: 0.5,
-            for: "1s",
-            severity: "warning",
-          },
-        ],
-      }),
-    );
+    const rules = writeRulesFile({
+      rules: [
+        {
+          name: "busy_loop",
+          kind: "metric",
+          metric: "nodejs.eventloop.utilization",
+          above: 0.5,
+          for: "1s",
+          severity: "warning",
+        },
+      ],
+    });
+    const rulesFile = rules.path;
     const webhook = await startRecordingServer();
     const svc = await startService({
       entry: "busy-loop.mjs",
@@ -88,13 +82,11 @@ for (const [exporter, settings] of [
     } finally {
       await svc.stop();
       await webhook.close();
-      rmSync(dir, { recursive: true, force: true });
+      rules.remove();
     }
   });
 
 it("raises a rule on a numeric attribute whether the file writes its value as a string or a number", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "threadline-alarm-rules-"));
-  const rulesFile = join(dir, "rules.json");
   const onStatus = (name: string, status: string | number) => ({
     name,
     kind: "metric",
@@ -104,17 +96,15 @@ it("raises a rule on a numeric attribute whether the file writes its value as a 
     for: "0s",
     severity: "minor",
   });
-  writeFileSync(
-    rulesFile,
-    JSON.stringify({
-      defaults: false,
-      rules: [
-        onStatus("failed_written_as_text", "500"),
-        onStatus("failed_written_as_number", 500),
-        onStatus("not_found", 404),
-      ],
-    }),
-  );
+  const rules = writeRulesFile({
+    defaults: false,
+    rules: [
+      onStatus("failed_written_as_text", "500"),
+      onStatus("failed_written_as_number", 500),
+      onStatus("not_found", 404),
+    ],
+  });
+  const rulesFile = rules.path;
   const webhook = await startRecordingServer();
   const svc = await startService({
     entry: "status-service.cjs",
@@ -161,29 +151,25 @@ it("raises a rule on a numeric attribute whether the file writes its value as a 
   } finally {
     await svc.stop();
     await webhook.close();
-    rmSync(dir, { recursive: true, force: true });
+    rules.remove();
   }
 });
 
 it("counts a stream the client left after its 200 as no failure of http_5xx_ratio, and a 5xx as one", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "threadline-alarm-rules-"));
-  const rulesFile = join(dir, "rules.json");
-  writeFileSync(
-    rulesFile,
-    JSON.stringify({
-      defaults: false,
-      rules: [
-        {
-          name: "http_5xx_ratio",
-          kind: "http_error_ratio",
-          above: 0.05,
-          minRequests: 10,
-          for: "5s",
-          severity: "major",
-        },
-      ],
-    }),
-  );
+  const rules = writeRulesFile({
+    defaults: false,
+    rules: [
+      {
+        name: "http_5xx_ratio",
+        kind: "http_error_ratio",
+        above: 0.05,
+        minRequests: 10,
+        for: "5s",
+        severity: "major",
+      },
+    ],
+  });
+  const rulesFile = rules.path;
   const webhook = await startRecordingServer();
   const svc = await startService({
     entry: "status-service.cjs",
@@ -244,6 +230,6 @@ it("counts a stream the client left after its 200 as no failure of http_5xx_rati
   } finally {
     await svc.stop();
     await webhook.close();
-    rmSync(dir, { recursive: true, force: true });
+    rules.remove();
   }
 });

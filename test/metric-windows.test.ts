@@ -3,9 +3,6 @@
 // last collection: a stall of the loop reaches each of them, whoever
 // collected in between.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { it } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
@@ -13,6 +10,7 @@ import {
   startOtlpReceiver,
   startService,
   waitFor,
+  writeRulesFile,
   type OtlpReceiver,
   type ReceivedMetric,
 } from "@threadline/test-support";
@@ -61,18 +59,12 @@ for (const [what, metric] of [
   ["the event loop's utilisation", "nodejs.eventloop.utilization"],
 ] as const)
   it(`an alarm rule on ${what}, evaluated between exports, leaves them the loop's stall`, async () => {
-    const dir = mkdtempSync(join(tmpdir(), "threadline-metric-windows-"));
-    const rulesFile = join(dir, "rules.json");
     // `for` shorter than the export interval: the evaluations cannot wait
     // for the exports' values.
-    writeFileSync(
-      rulesFile,
-      JSON.stringify({
-        rules: [
-          { name: "watched", kind: "metric", metric, above: 5, for: "1s" },
-        ],
-      }),
-    );
+    const rules = writeRulesFile({
+      rules: [{ name: "watched", kind: "metric", metric, above: 5, for: "1s" }],
+    });
+    const rulesFile = rules.path;
     const receiver = await startOtlpReceiver();
     const svc = await startService({
       entry: "stall.cjs",
@@ -109,7 +101,7 @@ for (const [what, metric] of [
     } finally {
       await svc.stop();
       await receiver.close();
-      rmSync(dir, { recursive: true, force: true });
+      rules.remove();
     }
   });
 

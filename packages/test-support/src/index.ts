@@ -20,6 +20,8 @@ export type { RunningService, ServiceOptions } from "./service.ts";
 export { startRecordingServer } from "./recording-server.ts";
 export type { RecordedRequest, RecordingServer } from "./recording-server.ts";
 export { waitFor } from "./wait.ts";
+export { writeRulesFile } from "./rules-file.ts";
+export type { RulesFile } from "./rules-file.ts";
 export { startForwardProxy } from "./forward-proxy.ts";
 export type { ForwardProxy, ProxiedRequest } from "./forward-proxy.ts";
 export {
