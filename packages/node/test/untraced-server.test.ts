@@ -12,3 +12,20 @@ it("resolves to nothing, without throwing, on a port out of range", async () => 
   );
   assert.equal(server, undefined);
 });
+
+it("listens on an IPv6 host given in brackets, as URLs write it", async () => {
+  const server = await startUntracedServer(
+    { what: "the test endpoint", variable: "THREADLINE_TEST_PORT" },
+    "[::1]",
+    0,
+    (_req, res) => res.end("ok"),
+  );
+  assert.ok(server, "the server listens");
+  try {
+    assert.match(server.origin, /^http:\/\/\[::1\]:\d+$/);
+    const res = await fetch(server.origin);
+    assert.equal(await res.text(), "ok");
+  } finally {
+    await server.close(100);
+  }
+});

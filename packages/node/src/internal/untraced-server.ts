@@ -41,10 +41,14 @@ const asked = new Map<number, Endpoint>();
 /** Listens on host:port; resolves undefined (with a warning) when it cannot. */
 export function startUntracedServer(
   endpoint: Endpoint,
-  host: string,
+  given: string,
   port: number,
   handler: (req: IncomingMessage, res: ServerResponse) => void,
 ): Promise<UntracedServer | undefined> {
+  // An IPv6 address may come bracketed, as a URL writes it; listen()
+  // takes it bare.
+  const host =
+    given.startsWith("[") && given.endsWith("]") ? given.slice(1, -1) : given;
   // Not an ESM import of node:http: its namespace loads undici and http2.
   const server = process.getBuiltinModule("node:http").createServer(handler);
   markUntraced(server);
