@@ -1108,7 +1108,9 @@ function samplerSettings(
   let ratio = 1;
   if (name.endsWith("traceidratio")) {
     const arg = r.str("OTEL_TRACES_SAMPLER_ARG");
-    const n = arg === undefined ? 1 : Number(arg);
+    // Decimal only: Number() would take "0x0" or "0b1" as well.
+    const n =
+      arg === undefined ? 1 : DECIMAL.test(arg) ? Number(arg) : Number.NaN;
     if (Number.isFinite(n) && n >= 0 && n <= 1) ratio = n;
     else
       r.warnings.push(
@@ -1117,6 +1119,8 @@ function samplerSettings(
   }
   return { name: name as SamplerName, ratio };
 }
+
+const DECIMAL = /^\s*(\d+\.?\d*|\.\d+)(e[+-]?\d+)?\s*$/i;
 
 function propagatorSettings(r: Reader): Array<"tracecontext" | "baggage"> {
   const raw = r.str("OTEL_PROPAGATORS");

@@ -912,6 +912,27 @@ describe("resolveConfig", () => {
     ]);
   });
 
+  it("takes OTEL_TRACES_SAMPLER_ARG as a decimal number only, and says so of anything else", () => {
+    const sampler = (arg: string) =>
+      resolveConfig(
+        {},
+        {
+          OTEL_TRACES_SAMPLER: "traceidratio",
+          OTEL_TRACES_SAMPLER_ARG: arg,
+        },
+      );
+    assert.equal(sampler(" .5 ").config.sampler.ratio, 0.5);
+    assert.equal(sampler("1e-2").config.sampler.ratio, 0.01);
+    assert.equal(sampler("0").config.sampler.ratio, 0);
+    for (const v of ["0x0", "0b1", "0o0", "1/2", "half"]) {
+      const { config, warnings } = sampler(v);
+      assert.equal(config.sampler.ratio, 1, v);
+      assert.deepEqual(warnings, [
+        `OTEL_TRACES_SAMPLER_ARG=${JSON.stringify(v)} is not between 0 and 1; using 1`,
+      ]);
+    }
+  });
+
   it("takes THREADLINE_HEALTH_PORT as decimal digits only, and says so of anything else", () => {
     assert.deepEqual(
       resolveConfig({}, { THREADLINE_HEALTH_PORT: " 9221 " }).config.health,
