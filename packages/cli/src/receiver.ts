@@ -7,7 +7,8 @@
 // request's own encoding (a google.rpc.Status), before anything reaches the
 // store. A request that decodes but holds invalid spans or log records (an
 // all-zero id, an unknown kind, a span with no start time or one before
-// 2000) has the valid ones stored and answers 200
+// 2000, one ending more than a day ahead) has the valid ones stored and
+// answers 200
 // with OTLP's partial_success (how many were left out, and why): exporters
 // do not retry a 400, so the whole batch would be lost. When the store
 // falls behind, new data gets 429 with Retry-After instead of growing

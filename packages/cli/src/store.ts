@@ -194,6 +194,14 @@ function toSummary(r: TraceRow): TraceSummary {
   };
 }
 
+/** What one prune round deleted: traces, log lines, metric points, rows in all. */
+interface Pruned {
+  traces: number;
+  logs: number;
+  metrics: number;
+  rows: number;
+}
+
 interface PendingLog {
   log: DecodedLogRecord;
   service: string;
@@ -357,6 +365,7 @@ export class Store implements TraceBackend {
         root_service TEXT NOT NULL, root_name TEXT NOT NULL, root_known INTEGER NOT NULL,
         customer TEXT, span_count INTEGER NOT NULL, error_count INTEGER NOT NULL, services TEXT NOT NULL) WITHOUT ROWID;
       CREATE INDEX IF NOT EXISTS traces_by_start ON traces (start_us);
+      CREATE INDEX IF NOT EXISTS traces_by_end ON traces (end_us);
       DROP INDEX IF EXISTS traces_by_customer;
       CREATE TABLE IF NOT EXISTS trace_tags (
         key TEXT NOT NULL, value TEXT NOT NULL, start_us INTEGER NOT NULL, trace_id TEXT NOT NULL,
@@ -1504,12 +1513,12 @@ export class Store implements TraceBackend {
    * the size limit, and gives the freed pages back to the file system.
    * Returns traces removed.
    *
-   * Each round drops the oldest tenth of the traces, of the log lines or of
-   * the metric points, whichever reaches back least far, and everything
-   * older than that: a store of log lines outside traces is pruned like
-   * one of traces, and neither kind loses newer data for the other's sake.
-   * A round is one transaction of bounded size; the pass goes on until the
-   * store fits.
+   * Each round drops the oldest tenth of the traces (by when they ended),
+   * of the log lines or of the metric points, whichever reaches back least
+   * far, and everything older than that: a store of log lines outside
+   * traces is pruned like one of traces, and neither kind loses newer data
+   * for the other's sake. A round is one transaction of bounded size; the
+   * pass goes on until the store fits.
    */
   prune(nowUs = Date.now() * 1000): number {
     const aged = this.#deleteBefore(nowUs - this.#maxAgeMs * 1000);
@@ -1536,9 +1545,9 @@ export class Store implements TraceBackend {
           : ((this.#s(sql).get(Math.floor(n / 10)) as { t: number } | undefined)
               ?.t ?? Infinity);
       while (this.sizeBytes() > this.#maxBytes) {
-        const cut = Math.min(
+        const cuts = [
           tenth(
-            "SELECT start_us AS t FROM traces ORDER BY start_us LIMIT 1 OFFSET ?",
+            "SELECT end_us AS t FROM traces ORDER BY end_us LIMIT 1 OFFSET ?",
             left.traces,
           ),
           tenth(
@@ -1549,12 +1558,19 @@ export class Store implements TraceBackend {
             "SELECT time_ms * 1000 AS t FROM metric_points ORDER BY time_ms LIMIT 1 OFFSET ?",
             left.metrics,
           ),
-        );
-        if (cut === Infinity) break;
+        ]
+          .filter((t) => t !== Infinity)
+          .sort((x, y) => x - y);
         // A millisecond past the row found (metric points are kept in
-        // milliseconds), so that each round removes at least that row.
-        const r = this.#deleteBefore(cut + 1000);
-        if (r.rows === 0) break;
+        // milliseconds), so that each round removes at least that row. Log
+        // lines stay with a trace that ends later, so their cut may remove
+        // nothing: the next one reaching further back does.
+        let r: Pruned | undefined;
+        for (const cut of cuts) {
+          r = this.#deleteBefore(cut + 1000);
+          if (r.rows > 0) break;
+        }
+        if (r === undefined || r.rows === 0) break;
         traces += r.traces;
         rows += r.rows;
         left.traces -= r.traces;
@@ -1585,26 +1601,21 @@ export class Store implements TraceBackend {
    * points from before it: how many traces, log lines, metric points and
    * rows in all. A trace goes by its latest end, not its start, so that one
    * span of a skewed clock, dated long ago, cannot take the rest of its
-   * trace with it.
+   * trace with it; the log lines of a trace that stays, stay with it.
    */
-  #deleteBefore(cutUs: number): {
-    traces: number;
-    logs: number;
-    metrics: number;
-    rows: number;
-  } {
+  #deleteBefore(cutUs: number): Pruned {
     this.#db.exec("BEGIN");
     try {
-      // start_us first: the index finds the candidates; a trace that ends
-      // before the cut started before it.
       const spans = this.#s(
-        "DELETE FROM spans WHERE trace_id IN (SELECT trace_id FROM traces WHERE start_us < ? AND end_us < ?)",
-      ).run(cutUs, cutUs).changes;
+        "DELETE FROM spans WHERE trace_id IN (SELECT trace_id FROM traces WHERE end_us < ?)",
+      ).run(cutUs).changes;
       const tags = this.#s(
         "DELETE FROM trace_tags WHERE start_us < ? AND NOT EXISTS (SELECT 1 FROM traces t WHERE t.trace_id = trace_tags.trace_id AND t.end_us >= ?)",
       ).run(cutUs, cutUs).changes;
       const logs = Number(
-        this.#s("DELETE FROM logs WHERE time_us < ?").run(cutUs).changes,
+        this.#s(
+          "DELETE FROM logs WHERE time_us < ? AND NOT EXISTS (SELECT 1 FROM traces t WHERE t.trace_id = logs.trace_id AND t.end_us >= ?)",
+        ).run(cutUs, cutUs).changes,
       );
       const metrics = Number(
         this.#s("DELETE FROM metric_points WHERE time_ms < ?").run(
@@ -1612,10 +1623,7 @@ export class Store implements TraceBackend {
         ).changes,
       );
       const traces = Number(
-        this.#s("DELETE FROM traces WHERE start_us < ? AND end_us < ?").run(
-          cutUs,
-          cutUs,
-        ).changes,
+        this.#s("DELETE FROM traces WHERE end_us < ?").run(cutUs).changes,
       );
       this.#db.exec("COMMIT");
       this.#addCounts({ traces, spans: Number(spans), logs }, -1);

@@ -755,6 +755,45 @@ describe("the OTLP receiver", () => {
     assert.equal(found[0]!.spanCount, 1);
   });
 
+  it("leaves out a span that ends far in the future, so its trace is not kept for ever", async () => {
+    const now = Date.now();
+    const traceId = "f07e4".padEnd(32, "5");
+    const spanJson = (spanId: string, endTimeUnixNano: string) => ({
+      traceId,
+      spanId,
+      name: "GET /old",
+      kind: 2,
+      startTimeUnixNano: String(now * 1e6),
+      endTimeUnixNano,
+    });
+    const body = JSON.stringify({
+      resourceSpans: [
+        {
+          resource: {
+            attributes: [
+              { key: "service.name", value: { stringValue: "legacy" } },
+            ],
+          },
+          scopeSpans: [
+            {
+              scope: { name: "t" },
+              spans: [
+                spanJson("f07e4".padEnd(16, "1"), "1e40"),
+                // An hour ahead: a clock that is off, still kept.
+                spanJson("f07e4".padEnd(16, "2"), String((now + 3600e3) * 1e6)),
+              ],
+            },
+          ],
+        },
+      ],
+    });
+    const res = await post(`${dev.otlpUrl}/v1/traces`, body, json);
+    assert.equal(res.status, 200, res.text);
+    const rejected = rejection(res.text);
+    assert.equal(rejected.spans, 1, res.text);
+    assert.match(rejected.message, /end_time_unix_nano is more than a day/);
+  });
+
   it("dates a log line that carries no time by when it was received, so it is found by time and kept by a prune", async () => {
     // A store of its own: the prune must see only this line.
     const own = await startDevServer({

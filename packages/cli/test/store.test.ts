@@ -507,6 +507,13 @@ describe("persistence and pruning", () => {
     assert.equal(store.getTraceSync(traceId)?.spans.length, 2);
     assert.equal(store.getTraceSync(old), undefined);
     assert.deepEqual(store.counts(), { traces: 1, spans: 2, logs: 0 });
+    // The skewed service's line goes with its trace, not before it.
+    const [line] = logBatch(traceId, ["price computed"], 5_000);
+    store.ingestLogs([line!]);
+    store.flush();
+    assert.equal(store.prune(now), 0);
+    assert.equal(store.getTraceSync(traceId)?.logs.length, 1);
+    assert.deepEqual(store.counts(), { traces: 1, spans: 2, logs: 1 });
     // Once it ended long enough ago, it goes whole.
     assert.equal(store.prune(now + 3_600_000_000), 1);
     assert.deepEqual(store.counts(), { traces: 0, spans: 0, logs: 0 });
@@ -527,6 +534,50 @@ describe("persistence and pruning", () => {
     assert.equal(left[0]!.traceId, hex(0xd00000 + 399, 32));
     await store.close();
   });
+  it("brings a store under the size limit by when its traces were last active, though a skewed clock dates one span of each hours back", async () => {
+    const path = join(dir, "size-skew.sqlite");
+    const store = new Store({ path, maxBytes: 600 * 1024 });
+    const now = Date.now() * 1000;
+    const big = "x".repeat(2000);
+    for (let i = 0; i < 400; i++) {
+      const traceId = hex(0xd10000 + i, 32);
+      const startUs = now - (400 - i) * 1000;
+      const root = span(traceId, {
+        startUs,
+        endUs: startUs + 10,
+        attributes: { blob: big },
+      });
+      store.ingestSpans(batch("gateway", [root]));
+      // A service whose clock is three hours behind, on every second trace.
+      if (i % 2 === 0)
+        store.ingestSpans(
+          batch("pricing", [
+            span(traceId, {
+              parentSpanId: root.spanId,
+              startUs: startUs - 3 * 3_600_000_000,
+              endUs: startUs - 3 * 3_600_000_000 + 5,
+            }),
+          ]),
+        );
+    }
+    store.flush();
+    assert.ok(store.sizeBytes() > 600 * 1024);
+    assert.ok(store.prune(now) > 0);
+    assert.ok(store.sizeBytes() <= 600 * 1024, `${store.sizeBytes()} bytes`);
+    // What is left is the newest, skewed or not.
+    const left = store
+      .searchSync({ limit: 1000 })
+      .map((t) => t.traceId)
+      .sort();
+    assert.ok(left.length > 0 && left.length < 400);
+    const first = 0xd10000 + 400 - left.length;
+    assert.deepEqual(
+      left,
+      Array.from({ length: left.length }, (_, i) => hex(first + i, 32)),
+    );
+    await store.close();
+  });
+
   it("brings a store of log lines outside traces under the size limit in one pass, and shrinks its file", async () => {
     const path = join(dir, "lines.sqlite");
     const maxBytes = 1024 * 1024;

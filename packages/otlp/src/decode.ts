@@ -85,8 +85,10 @@ export interface DecodeOptions {
    * Leave out as invalid a span whose start time is unset (0) or before
    * 2000 (epoch milliseconds or seconds written as nanoseconds). A store
    * that summarises a trace from its earliest start would otherwise date
-   * the whole trace to 1970 for one such span. (An end unset or before the
-   * start is mended to the start either way: the span keeps its place.)
+   * the whole trace to 1970 for one such span. Leave out too a span that
+   * ends more than a day after it is decoded: its trace would be kept by
+   * age for as long. (An end unset or before the start is mended to the
+   * start either way: the span keeps its place.)
    */
   strictTimes?: boolean | undefined;
 }
@@ -379,6 +381,9 @@ function span(r: ProtoReader): DecodedSpan {
  */
 const EARLIEST_START_US = Date.UTC(2000, 0, 1) * 1000;
 
+/** How far past the decoder's clock a span may end: a clock that is off by hours, not a garbled time. */
+const LATEST_END_AHEAD_US = 24 * 3600 * 1e6;
+
 /** Why a decoded span is not valid, or undefined (its end is mended). */
 function spanProblem(
   s: DecodedSpan,
@@ -396,6 +401,11 @@ function spanProblem(
       ? "a span has no start_time_unix_nano"
       : "a span's start_time_unix_nano is before 2000-01-01T00:00:00Z (it counts nanoseconds since 1970; is it in milliseconds or seconds?)";
   if (s.endUs < s.startUs) s.endUs = s.startUs;
+  if (
+    options?.strictTimes === true &&
+    s.endUs > Date.now() * 1000 + LATEST_END_AHEAD_US
+  )
+    return "a span's end_time_unix_nano is more than a day in the future";
   return undefined;
 }
 
