@@ -65,6 +65,8 @@ export interface DevServerOptions {
   token?: string | undefined;
   /** @default 100 */
   flushIntervalMs?: number;
+  /** How often the store is pruned after the prune at start. @default 60000 */
+  pruneIntervalMs?: number;
   maxBodyBytes?: number;
   maxPending?: number;
 }
@@ -690,15 +692,24 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     for (const c of live) if (!stalled(c)) c.res.write(": keep-alive\n\n");
   }, 15_000);
   heartbeat.unref();
+  // While serving, a prune goes in rounds that let requests in between: a
+  // large store takes seconds, longer than an exporter waits for an answer.
+  // The one at start runs whole, before anyone is answered.
+  let pruning = false;
   const pruneTimer = setInterval(() => {
-    try {
-      store.prune();
-    } catch (err) {
-      process.stderr.write(
-        `threadline dev: pruning failed: ${(err as Error).message}\n`,
-      );
-    }
-  }, 60_000);
+    if (pruning) return;
+    pruning = true;
+    store
+      .pruneInRounds()
+      .catch((err: unknown) => {
+        process.stderr.write(
+          `threadline dev: pruning failed: ${(err as Error).message}\n`,
+        );
+      })
+      .finally(() => {
+        pruning = false;
+      });
+  }, o.pruneIntervalMs ?? 60_000);
   pruneTimer.unref();
   store.prune();
 

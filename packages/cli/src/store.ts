@@ -1513,14 +1513,39 @@ export class Store implements TraceBackend {
    * the size limit, and gives the freed pages back to the file system.
    * Returns traces removed.
    *
-   * Each round drops the oldest tenth of the traces (by when they ended),
-   * of the log lines or of the metric points, whichever reaches back least
-   * far, and everything older than that: a store of log lines outside
-   * traces is pruned like one of traces, and neither kind loses newer data
-   * for the other's sake. A round is one transaction of bounded size; the
-   * pass goes on until the store fits.
+   * Each round drops the oldest fiftieth of the traces (by when they
+   * ended), of the log lines or of the metric points, whichever reaches
+   * back least far, and everything older than that: a store of log lines
+   * outside traces is pruned like one of traces, and neither kind loses
+   * newer data for the other's sake. A round is one transaction of bounded
+   * size, small enough that a store just over its size loses little more
+   * than it must; the pass goes on until the store fits.
    */
   prune(nowUs = Date.now() * 1000): number {
+    const rounds = this.#pruning(nowUs);
+    let round = rounds.next();
+    while (round.done !== true) round = rounds.next();
+    return round.value;
+  }
+
+  /**
+   * prune(), one round at a time, letting other work (the receiver, the
+   * viewer) run between rounds: a store of a gigabyte takes seconds to
+   * prune. Stops early if the store is closed meanwhile.
+   */
+  async pruneInRounds(nowUs = Date.now() * 1000): Promise<number> {
+    const rounds = this.#pruning(nowUs);
+    let round = rounds.next();
+    while (round.done !== true) {
+      await new Promise((resolve) => setImmediate(resolve));
+      if (this.#closed) return 0;
+      round = rounds.next();
+    }
+    return round.value;
+  }
+
+  /** The rounds of a prune; returns traces removed. */
+  *#pruning(nowUs: number): Generator<void, number, void> {
     const aged = this.#deleteBefore(nowUs - this.#maxAgeMs * 1000);
     let traces = aged.traces;
     let rows = aged.rows;
@@ -1538,23 +1563,24 @@ export class Store implements TraceBackend {
           }
         ).n,
       };
-      // The time of the row a tenth of the way into a kind, oldest first.
-      const tenth = (sql: string, n: number) =>
+      // The time of the row a fiftieth of the way into a kind, oldest first.
+      const part = (sql: string, n: number) =>
         n === 0
           ? Infinity
-          : ((this.#s(sql).get(Math.floor(n / 10)) as { t: number } | undefined)
+          : ((this.#s(sql).get(Math.floor(n / 50)) as { t: number } | undefined)
               ?.t ?? Infinity);
       while (this.sizeBytes() > this.#maxBytes) {
+        yield;
         const cuts = [
-          tenth(
+          part(
             "SELECT end_us AS t FROM traces ORDER BY end_us LIMIT 1 OFFSET ?",
             left.traces,
           ),
-          tenth(
+          part(
             "SELECT time_us AS t FROM logs ORDER BY time_us LIMIT 1 OFFSET ?",
             left.logs,
           ),
-          tenth(
+          part(
             "SELECT time_ms * 1000 AS t FROM metric_points ORDER BY time_ms LIMIT 1 OFFSET ?",
             left.metrics,
           ),
@@ -1579,7 +1605,19 @@ export class Store implements TraceBackend {
       }
     }
     if (rows > 0) {
-      this.#db.exec("PRAGMA incremental_vacuum");
+      // Free pages handed back a bounded number at a time, as the rows were
+      // deleted; until none is left or none goes (a file made without
+      // incremental vacuum).
+      const free = () =>
+        (this.#s("PRAGMA freelist_count").get() as { freelist_count: number })
+          .freelist_count;
+      for (let n = free(), was = Infinity; n > 0 && n < was;) {
+        yield;
+        this.#db.exec("PRAGMA incremental_vacuum(4096)");
+        was = n;
+        n = free();
+      }
+      yield;
       // The file is cut to its new size when the log is copied back into
       // it, and the log, which the prune made large, is emptied: otherwise
       // it kept that size on disk until the next write. A reader of the

@@ -1822,6 +1822,69 @@ describe("a start-up prune", () => {
   });
 });
 
+describe("a prune while serving", () => {
+  it("answers requests between its rounds", async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), "threadline-dev-rounds-"));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const maxBytes = 1024 * 1024;
+    const dev = await startDevServer({
+      dbPath: join(dir, "store.sqlite"),
+      otlpPort: 0,
+      viewerPort: 0,
+      maxBytes,
+      pruneIntervalMs: 200,
+    });
+    try {
+      // About 7 MB of log lines, written at once: the next prune finds the
+      // store far over its limit.
+      const now = Date.now() * 1000;
+      for (let m = 6; m > 0; m--)
+        dev.store.ingestLogs([
+          {
+            resource: { "service.name": "poller" },
+            scopes: [
+              {
+                scope: { name: "t", version: "" },
+                logs: Array.from({ length: 5000 }, (_, i) => ({
+                  timeUs: now - m * 60_000_000 + i,
+                  observedUs: now - m * 60_000_000 + i,
+                  severityNumber: 9,
+                  severityText: "info",
+                  body: `poll tick ${m}.${i} ${"y".repeat(200)}`,
+                  attributes: {},
+                  droppedAttributesCount: 0,
+                  traceId: "",
+                  spanId: "",
+                  flags: 0,
+                  eventName: "",
+                })),
+              },
+            ],
+          },
+        ]);
+      dev.store.flush();
+      const full = dev.store.sizeBytes();
+      assert.ok(full > 4 * maxBytes, `${full} bytes`);
+      // What the viewer answers until the prune is done: some answer
+      // comes while the store is neither full nor down to its limit.
+      const seen: number[] = [];
+      for (;;) {
+        const stats = (await (
+          await fetch(`${dev.viewerUrl}/api/stats`)
+        ).json()) as { sizeBytes: number };
+        seen.push(stats.sizeBytes);
+        if (stats.sizeBytes <= maxBytes) break;
+      }
+      assert.ok(
+        seen.some((n) => n < full && n > maxBytes),
+        `answers saw ${seen.join(", ")} bytes`,
+      );
+    } finally {
+      await dev.close();
+    }
+  });
+});
+
 describe("a store another process holds", () => {
   it("writes what it kept back once the file is free, without more arriving", async (t) => {
     const dir = mkdtempSync(join(tmpdir(), "threadline-dev-busy-"));
