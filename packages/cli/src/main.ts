@@ -298,10 +298,16 @@ async function search(argv: string[]): Promise<number> {
     strict: true,
   });
   if (values.help) return usage(SEARCH_USAGE, BACKEND_USAGE);
+  // An empty filter is a mistake (an unset shell variable, say), not a
+  // search for everything: refused, as a missing value is.
+  const filter = (option: string, value: string | undefined) => {
+    if (value?.trim() === "") throw new UsageError(`${option} needs a value`);
+    return value;
+  };
   const q: SearchQuery = {
-    customer: values.customer,
-    service: values.service,
-    operation: values.operation,
+    customer: filter("--customer", values.customer),
+    service: filter("--service", values.service),
+    operation: filter("--operation", values.operation),
     errorsOnly: values.errors === true,
   };
   try {

@@ -953,11 +953,12 @@ export class Store implements TraceBackend {
     const args: Array<string | number> = [];
     const tags: Array<[string, string]> = [];
     const scans: Array<[string, string]> = [];
-    const customer = q.customer ? this.#customerMatch(q.customer) : undefined;
+    const customer =
+      q.customer !== undefined ? this.#customerMatch(q.customer) : undefined;
     // A tagged customer drives the query; one too long to be tagged is
     // checked per trace.
     if (customer?.tagged) tags.push(["customer.id", customer.value]);
-    if (q.service) tags.push(["service.name", q.service]);
+    if (q.service !== undefined) tags.push(["service.name", q.service]);
     for (const [key, value] of q.attributes ?? []) {
       if (
         UNTAGGED.has(key) ||
@@ -1005,7 +1006,8 @@ export class Store implements TraceBackend {
       args.push(...keys, value);
     };
     for (const [key, value] of tags) exists([key], value);
-    if (q.operation) exists(["span.name", "http.route"], q.operation);
+    if (q.operation !== undefined)
+      exists(["span.name", "http.route"], q.operation);
     if (customer !== undefined && !customer.tagged) {
       where.push(customer.condition);
       args.push(customer.value);

@@ -1277,6 +1277,12 @@ describe("threadline watch", () => {
       assert.equal(r.code, 2, limit);
       assert.match(r.stderr, /--limit must be a whole number from 1 to 1000/);
     }
+    // An empty filter would match everything locally and nothing remotely.
+    for (const option of ["--customer", "--service", "--operation"]) {
+      const r = await threadline(["search", option, " "]);
+      assert.equal(r.code, 2, option);
+      assert.match(r.stderr, new RegExp(`${option} needs a value`));
+    }
     // A store's age with no unit would have been milliseconds: everything.
     const age = await threadline(["dev", "--memory", "--max-age", "30"]);
     assert.equal(age.code, 2);

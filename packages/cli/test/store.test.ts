@@ -189,6 +189,11 @@ describe("search", () => {
   });
   after(() => store.close());
 
+  it("finds nothing for an empty customer, service or operation, as the remote backends do", () => {
+    for (const q of [{ customer: "" }, { service: "" }, { operation: "" }])
+      assert.deepEqual(store.searchSync(q), [], JSON.stringify(q));
+  });
+
   it("summarises each trace across services, out-of-order arrival included", () => {
     const [t] = store.searchSync({ customer: "c-7" });
     assert.ok(t);
