@@ -193,7 +193,8 @@ async function dev(argv: string[]): Promise<number> {
 /**
  * A duration option that must name its unit (`30m`, `2h`, `7d`): a bare
  * number is milliseconds to the query options, and `--max-age 30` would
- * empty the store, `--for 30` end a watch before any service read it.
+ * empty the store, `--for 30` end a watch before any service read it,
+ * `--since 30` search the last 30 ms.
  */
 function durationWithUnit(option: string, text: string, minMs: number): number {
   if (!/[a-zµ]\s*$/i.test(text))
@@ -298,27 +299,32 @@ async function search(argv: string[]): Promise<number> {
     strict: true,
   });
   if (values.help) return usage(SEARCH_USAGE, BACKEND_USAGE);
-  // An empty filter is a mistake (an unset shell variable, say), not a
+  // An empty value is a mistake (an unset shell variable, say), not a
   // search for everything: refused, as a missing value is.
-  const filter = (option: string, value: string | undefined) => {
+  const given = (option: string, value: string | undefined) => {
     if (value?.trim() === "") throw new UsageError(`${option} needs a value`);
     return value;
   };
   const q: SearchQuery = {
-    customer: filter("--customer", values.customer),
-    service: filter("--service", values.service),
-    operation: filter("--operation", values.operation),
+    customer: given("--customer", values.customer),
+    service: given("--service", values.service),
+    operation: given("--operation", values.operation),
     errorsOnly: values.errors === true,
   };
+  const minDuration = given("--min-duration", values["min-duration"]);
+  const since = given("--since", values.since);
+  const from = given("--from", values.from);
+  const to = given("--to", values.to);
+  const limit = given("--limit", values.limit);
+  if (minDuration !== undefined)
+    q.minDurationUs = durationWithUnit("--min-duration", minDuration, 0) * 1000;
+  if (since !== undefined)
+    q.fromUs = (Date.now() - durationWithUnit("--since", since, 0)) * 1000;
   try {
-    if (values["min-duration"])
-      q.minDurationUs = parseDuration(values["min-duration"]) * 1000;
-    if (values.since)
-      q.fromUs = (Date.now() - parseDuration(values.since)) * 1000;
-    if (values.from) q.fromUs = parseTime(values.from);
-    if (values.to) q.toUs = parseTime(values.to);
+    if (from !== undefined) q.fromUs = parseTime(from);
+    if (to !== undefined) q.toUs = parseTime(to);
     if (values.attr) q.attributes = values.attr.map(parseAttribute);
-    if (values.limit) q.limit = parseLimit(values.limit, "--limit");
+    if (limit !== undefined) q.limit = parseLimit(limit, "--limit");
   } catch (err) {
     throw new UsageError((err as Error).message);
   }

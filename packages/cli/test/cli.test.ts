@@ -1277,11 +1277,27 @@ describe("threadline watch", () => {
       assert.equal(r.code, 2, limit);
       assert.match(r.stderr, /--limit must be a whole number from 1 to 1000/);
     }
-    // An empty filter would match everything locally and nothing remotely.
-    for (const option of ["--customer", "--service", "--operation"]) {
+    // An empty filter would match everything locally and nothing remotely;
+    // an empty time or count would be skipped without a word.
+    for (const option of [
+      "--customer",
+      "--service",
+      "--operation",
+      "--since",
+      "--min-duration",
+      "--from",
+      "--to",
+      "--limit",
+    ]) {
       const r = await threadline(["search", option, " "]);
       assert.equal(r.code, 2, option);
       assert.match(r.stderr, new RegExp(`${option} needs a value`));
+    }
+    // A bare number would be milliseconds: --since 30 is not half an hour.
+    for (const option of ["--since", "--min-duration"]) {
+      const r = await threadline(["search", option, "30"]);
+      assert.equal(r.code, 2, option);
+      assert.match(r.stderr, new RegExp(`${option} "30" needs a unit`));
     }
     // A store's age with no unit would have been milliseconds: everything.
     const age = await threadline(["dev", "--memory", "--max-age", "30"]);
