@@ -25,10 +25,11 @@
 // nack and reject of both APIs goes through Channel.prototype.sendImmediately
 // as a Basic.Ack/Nack/Reject frame, so one wrapper sees the outcome,
 // including multiple=true and ackAll/nackAll, and so does recover()'s
-// Basic.Recover, which hands every unacknowledged message back. A consume() callback that
-// settles its message and fails afterwards fails the delivery: a span
-// settled while its callback runs, or while the promise it returned is
-// pending, ends when the callback has finished. A channel that closes
+// Basic.Recover, which hands every unacknowledged message back. A consume()
+// callback (or a get() callback given a message) that settles its message
+// and fails afterwards fails the delivery: a span settled while its
+// callback runs, or while the promise it returned is pending, ends when the
+// callback has finished. A channel that closes
 // settles what it still held and ends what still waited for a callback.
 //
 // A connection is opened outside the caller's context (lib/connect.js):
@@ -151,8 +152,8 @@ const PENDING = Symbol("threadline.amqp.pending");
 /** On a channel: the highest delivery tag in PENDING so far. */
 const LAST_TAG = Symbol("threadline.amqp.last-tag");
 /**
- * On a channel: deliveries whose consume() callback returned a promise that
- * has not settled yet, and whether their message has been.
+ * On a channel: deliveries whose consume() or get() callback returned a
+ * promise that has not settled yet, and whether their message has been.
  */
 const FINISHING = Symbol("threadline.amqp.finishing");
 /**
@@ -483,10 +484,10 @@ const untrustedGetter: TextMapGetter<Record<string, unknown>> = {
 const messageContexts = new WeakMap<object, Context>();
 
 /**
- * The delivery whose consume() callback is running, and whether its message
- * was settled in it: the span then ends when the callback returns (or its
- * promise settles), with what it threw. Two variables rather than a
- * registry: a synchronous handler costs no lookup.
+ * The delivery whose consume() or get() callback is running, and whether
+ * its message was settled in it: the span then ends when the callback
+ * returns (or its promise settles), with what it threw. Two variables
+ * rather than a registry: a synchronous handler costs no lookup.
  */
 let calling: Span | undefined;
 let callingSettled = false;
@@ -1531,60 +1532,15 @@ export class AmqplibInstrumentation implements Instrumentation {
           );
           return userCallback.call(this, message);
         }
-        const { span, ctx } = started;
-        const outer = calling;
-        const outerSettled = callingSettled;
-        calling = span;
-        callingSettled = false;
-        let result: unknown;
-        try {
-          result = context.with(ctx, userCallback, this, message);
-        } catch (err) {
-          calling = outer;
-          callingSettled = outerSettled;
-          markFailed(span, err);
-          // Ended now, settled or not: amqplib makes the exception the
-          // connection's error, which ends an application that does not
-          // listen for it, and the exit's flush sends only ended spans. A
-          // settlement or close later still counts the delivery.
-          span.end();
-          throw err;
-        }
-        const settled = noAck || callingSettled;
-        calling = outer;
-        callingSettled = outerSettled;
-        // An async handler's failure is the delivery's, acknowledged or not:
-        // the span ends when both the message and the promise are settled.
-        // Watching the promise makes it handled, and amqplib ignores it: an
-        // async function's promise (bound or not) reached nobody else, so its
-        // rejection is passed on, unhandled as it was. Any other promise the
-        // application may handle itself, and one passed on would then be an unhandled
-        // rejection of ours, which ends the process by Node's default.
-        if (
-          result !== null &&
-          typeof result === "object" &&
-          typeof (result as Promise<unknown>).then === "function"
-        ) {
-          // A noAck delivery is settled already: like an acknowledged one,
-          // it ends when its channel closes should the promise never settle.
-          const finishing = (channel[FINISHING] ??= new Map());
-          finishing.set(span, settled);
-          if (noAck) hookClose(channel);
-          const finish = (): void => {
-            const settledNow = finishing.get(span);
-            finishing.delete(span);
-            if (settledNow === true) span.end();
-          };
-          void (result as Promise<unknown>).then(finish, (err: unknown) => {
-            // Not on a span its channel's close has ended.
-            if (finishing.has(span)) markFailed(span, err);
-            finish();
-            if (passOn) throw err;
-          });
-        } else if (settled) {
-          span.end();
-        }
-        return result;
+        return callHandler(
+          channel,
+          started,
+          noAck,
+          passOn,
+          userCallback,
+          this,
+          [message],
+        );
       };
       return original.call(this, queue, wrapped, options, ...rest);
     };
@@ -1605,10 +1561,12 @@ export class AmqplibInstrumentation implements Instrumentation {
       const noAck = !!(options as { noAck?: unknown } | undefined)?.noAck;
       const queueName = typeof queue === "string" ? queue : "";
       const seriesQueue = queueSeries(queueName);
-      const onMessage = (msg: unknown): Context | undefined => {
+      const onMessage = (
+        msg: unknown,
+      ): { span: Span; ctx: Context } | undefined => {
         if (!msg || typeof msg !== "object") return undefined;
         try {
-          const { span, ctx } = self.#startConsumer(
+          return self.#startConsumer(
             channel,
             msg as AmqpMessage,
             queueName,
@@ -1617,8 +1575,6 @@ export class AmqplibInstrumentation implements Instrumentation {
             noAck,
             start,
           );
-          if (noAck) span.end();
-          return ctx;
         } catch (err) {
           diag.warnCollapsed(
             "amqp-get",
@@ -1631,23 +1587,28 @@ export class AmqplibInstrumentation implements Instrumentation {
         if (typeof cb !== "function")
           return original.call(this, queue, options, cb);
         const userCb = cb as (err: unknown, msg: unknown) => unknown;
+        const passOn = isAsyncCallback(userCb);
         // Called from the connection's socket: with no message, back in
-        // the caller's context; with one, in the message's.
+        // the caller's context; with one, as a consume() callback is.
         return original.call(
           this,
           queue,
           options,
           inCallerContext(function (this: unknown, err: unknown, msg: unknown) {
-            const ctx = err ? undefined : onMessage(msg);
-            return ctx === undefined
+            const started = err ? undefined : onMessage(msg);
+            return started === undefined
               ? userCb.call(this, err, msg)
-              : context.with(ctx, userCb, this, err, msg);
+              : callHandler(channel, started, noAck, passOn, userCb, this, [
+                  err,
+                  msg,
+                ]);
           }, "amqp.get"),
         );
       }
       return (original.call(this, queue, options) as Promise<unknown>).then(
         (msg) => {
-          onMessage(msg);
+          const started = onMessage(msg);
+          if (noAck) started?.span.end();
           return msg;
         },
       );
@@ -1689,6 +1650,76 @@ export class AmqplibInstrumentation implements Instrumentation {
       return original.call(this, method, fields);
     };
   }
+}
+
+/**
+ * Calls the handler of a delivery (a consume() callback, or a get() callback
+ * given a message) in the message's context, and ends the delivery's span
+ * as the handler finishes, with what it threw or rejected with.
+ */
+function callHandler(
+  channel: ChannelLike,
+  started: { span: Span; ctx: Context },
+  noAck: boolean,
+  passOn: boolean,
+  handler: (...args: unknown[]) => unknown,
+  thisArg: unknown,
+  args: unknown[],
+): unknown {
+  const { span, ctx } = started;
+  const outer = calling;
+  const outerSettled = callingSettled;
+  calling = span;
+  callingSettled = false;
+  let result: unknown;
+  try {
+    result = context.with(ctx, handler, thisArg, ...args);
+  } catch (err) {
+    calling = outer;
+    callingSettled = outerSettled;
+    markFailed(span, err);
+    // Ended now, settled or not: amqplib makes the exception the
+    // channel's error, which ends an application that does not
+    // listen for it, and the exit's flush sends only ended spans. A
+    // settlement or close later still counts the delivery.
+    span.end();
+    throw err;
+  }
+  const settled = noAck || callingSettled;
+  calling = outer;
+  callingSettled = outerSettled;
+  // An async handler's failure is the delivery's, acknowledged or not:
+  // the span ends when both the message and the promise are settled.
+  // Watching the promise makes it handled, and amqplib ignores it: an
+  // async function's promise (bound or not) reached nobody else, so its
+  // rejection is passed on, unhandled as it was. Any other promise the
+  // application may handle itself, and one passed on would then be an unhandled
+  // rejection of ours, which ends the process by Node's default.
+  if (
+    result !== null &&
+    typeof result === "object" &&
+    typeof (result as Promise<unknown>).then === "function"
+  ) {
+    // A noAck delivery is settled already: like an acknowledged one,
+    // it ends when its channel closes should the promise never settle.
+    const finishing = (channel[FINISHING] ??= new Map());
+    finishing.set(span, settled);
+    if (noAck) hookClose(channel);
+    const finish = (): void => {
+      const settledNow = finishing.get(span);
+      finishing.delete(span);
+      if (settledNow === true) span.end();
+    };
+    void (result as Promise<unknown>).then(finish, (err: unknown) => {
+      // Not on a span its channel's close has ended.
+      if (finishing.has(span)) markFailed(span, err);
+      finish();
+      if (passOn) throw err;
+    });
+  } else if (settled) {
+    span.end();
+  }
+  return result;
 }
 
 /**
@@ -1949,9 +1980,9 @@ function settle(
 }
 
 /**
- * Ends a settled delivery's span, unless its consume() callback has not
- * finished: what it throws or rejects with afterwards is the delivery's
- * failure too, so the callback's end ends the span then.
+ * Ends a settled delivery's span, unless its consume() or get() callback
+ * has not finished: what it throws or rejects with afterwards is the
+ * delivery's failure too, so the callback's end ends the span then.
  */
 function endSettled(
   span: Span,

@@ -1,6 +1,6 @@
-// A consume handler that fails: the delivery's span records the failure,
-// also when the handler settled its message first; an async function's
-// rejection (bound with bind() or not) stays unhandled for the application,
+// A consume handler, or a get() callback, that fails: the delivery's span
+// records the failure, also when the handler settled its message first; an
+// async function's rejection (bound with bind() or not) stays unhandled for the application,
 // as it would be without Threadline, and a promise the application handles
 // itself stays handled.
 // In child processes, since an unhandled rejection ends one (and a
@@ -50,17 +50,18 @@ function startConsumer(entry: string, queue: string) {
 }
 
 /**
- * The span of `queue`'s delivery, once exported, after checking it failed
- * with `message`, and with `errorType` (the exception's, unless a later
- * settlement failed it again).
+ * The span of `queue`'s delivery (`receive` for a get()), once exported,
+ * after checking it failed with `message`, and with `errorType` (the
+ * exception's, unless a later settlement failed it again).
  */
 async function failedDelivery(
   queue: string,
   message: string,
   errorType = "Error",
+  operation = "process",
 ) {
   const delivery = await waitFor(
-    () => receiver.spans.find((s) => s.name === `process ${queue}`),
+    () => receiver.spans.find((s) => s.name === `${operation} ${queue}`),
     { what: "the delivery's span" },
   );
   assert.equal(delivery.status.code, 2);
@@ -169,6 +170,48 @@ it("passes on the rejection of a bound async method, as class-based consumers pa
     assert.equal(delivery.attributes["messaging.rabbitmq.settlement"], "ack");
     await waitFor(
       () => app.stdout.includes("unhandled: bound async handler failed"),
+      { what: "the application's own report of the rejection" },
+    );
+  } finally {
+    await app.stop();
+  }
+});
+
+it("records a get() callback's exception on the fetched message, as a consume() callback's", async () => {
+  const queue = `q-get-throw-${process.pid}`;
+  const app = await startConsumer("get-throw-consumer.cjs", queue);
+  try {
+    const { code } = await app.exited;
+    assert.equal(code, 1, "the unhandled error ends the process");
+    const delivery = await failedDelivery(
+      queue,
+      "get handler failed",
+      "Error",
+      "receive",
+    );
+    assert.equal(
+      delivery.attributes["messaging.rabbitmq.settlement"],
+      undefined,
+      "it was not settled",
+    );
+  } finally {
+    await app.stop();
+  }
+});
+
+it("records an async get() callback's rejection after it acknowledged the message, and passes it on", async () => {
+  const queue = `q-get-reject-${process.pid}`;
+  const app = await startConsumer("get-reject-consumer.cjs", queue);
+  try {
+    const delivery = await failedDelivery(
+      queue,
+      "async get handler failed",
+      "Error",
+      "receive",
+    );
+    assert.equal(delivery.attributes["messaging.rabbitmq.settlement"], "ack");
+    await waitFor(
+      () => app.stdout.includes("unhandled: async get handler failed"),
       { what: "the application's own report of the rejection" },
     );
   } finally {
