@@ -1679,8 +1679,9 @@ function callHandler(
     callingSettled = outerSettled;
     markFailed(span, err);
     // Ended now, settled or not: amqplib makes the exception the
-    // channel's error, which ends an application that does not
-    // listen for it, and the exit's flush sends only ended spans. A
+    // channel's error, and the connection's when the channel has no
+    // listener, which ends an application that does not listen for it
+    // either, and the exit's flush sends only ended spans. A
     // settlement or close later still counts the delivery.
     span.end();
     throw err;
