@@ -1422,9 +1422,17 @@ function emitUntraced(
   );
 }
 
-/** The span state of a traced response, whose route a Fastify route names. */
+/**
+ * The span state of a traced response, whose route a Fastify route names.
+ * An upgrade request Fastify routes (as @fastify/websocket does) is answered
+ * through a response made for it on its socket, which holds the state.
+ */
 function fastifyRouteHolder(res: object): RouteHolder | undefined {
-  return (res as StatefulResponse)[STATE];
+  const response = res as StatefulResponse;
+  const state = response[STATE];
+  if (state !== undefined) return state;
+  const held = (response.socket as UpgradedSocket | null | undefined)?.[STATE];
+  return held !== undefined && held.req === response.req ? held : undefined;
 }
 
 /**

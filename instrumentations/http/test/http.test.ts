@@ -5,8 +5,10 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import https from "node:https";
 import net from "node:net";
+import type { Duplex } from "node:stream";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import express from "express";
+import websocket from "@fastify/websocket";
 import Fastify from "fastify";
 import Fastify4 from "fastify4";
 import { context, trace } from "@opentelemetry/api";
@@ -1015,6 +1017,109 @@ describe("http server", () => {
     assert.ok(routesOf(200).includes("/orders/:id"), `${routesOf(200)}`);
     assert.ok(routesOf(401).includes("/admin/users/:id"), `${routesOf(401)}`);
     assert.ok(routesOf(400).includes("/search"), `${routesOf(400)}`);
+  });
+
+  it("names WebSocket handshakes after fastify routes, accepted or refused by a hook", async () => {
+    const app = Fastify();
+    await app.register(websocket);
+    app.addHook("onRequest", (req, reply, next) => {
+      if ((req.query as { token?: string }).token !== "good")
+        reply.code(401).send("sign in");
+      else next();
+    });
+    app.get("/rooms/:roomId/socket", { websocket: true }, (socket) => {
+      socket.on("message", (m: Buffer) => socket.send(`echo ${m}`));
+    });
+    await app.listen({ port: 0, host: "127.0.0.1" });
+    servers.add(app.server);
+    const port = (app.server.address() as { port: number }).port;
+    const echo = await new Promise<string>((resolve, reject) => {
+      const ws = new WebSocket(
+        `ws://127.0.0.1:${port}/rooms/7/socket?token=good`,
+      );
+      ws.onopen = () => ws.send("hi");
+      ws.onmessage = (event) => {
+        ws.close();
+        resolve(String(event.data));
+      };
+      ws.onerror = () => reject(new Error("the handshake failed"));
+    });
+    assert.equal(echo, "echo hi");
+    // One handshake, without a client that may try again when refused.
+    const refused = await new Promise<number>((resolve, reject) => {
+      const req = http.request({
+        port,
+        host: "127.0.0.1",
+        path: "/rooms/8/socket?token=bad",
+        headers: {
+          connection: "Upgrade",
+          upgrade: "websocket",
+          "sec-websocket-version": "13",
+          "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+      });
+      req.on("response", (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on("error", reject);
+      req.end();
+    });
+    assert.equal(refused, 401);
+    const byPath = await serverSpans(2);
+    for (const [path, status] of [
+      ["/rooms/7/socket", 101],
+      ["/rooms/8/socket", 401],
+    ] as const) {
+      const span = byPath(path)!;
+      assert.equal(span.name, "GET /rooms/:roomId/socket", path);
+      assert.equal(span.attributes["http.route"], "/rooms/:roomId/socket");
+      assert.equal(span.attributes["http.response.status_code"], status);
+    }
+  });
+
+  it("names WebSocket handshakes after fastify 4 routes", async () => {
+    const app = Fastify4();
+    const sockets = new WeakMap<object, Duplex>();
+    app.get("/rooms/:roomId/socket", (req, reply) => {
+      const socket = sockets.get(req.raw);
+      if (socket === undefined) return reply.code(426).send();
+      reply.hijack();
+      socket.end(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+      );
+    });
+    await app.ready();
+    // As @fastify/websocket (its Fastify 4 releases) routes an upgrade
+    // request: through Fastify, with a response made for it on its socket.
+    app.server.on("upgrade", (req, socket) => {
+      sockets.set(req, socket);
+      const res = new http.ServerResponse(req);
+      res.assignSocket(socket as net.Socket);
+      app.routing(req, res);
+    });
+    await app.listen({ port: 0, host: "127.0.0.1" });
+    servers.add(app.server);
+    const port = (app.server.address() as { port: number }).port;
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = http.request({
+        port,
+        host: "127.0.0.1",
+        path: "/rooms/7/socket",
+        headers: { connection: "Upgrade", upgrade: "websocket" },
+      });
+      req.on("upgrade", (res, socket) => {
+        socket.destroy();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on("error", reject);
+      req.end();
+    });
+    assert.equal(status, 101);
+    const span = (await serverSpans(1))("/rooms/7/socket")!;
+    assert.equal(span.name, "GET /rooms/:roomId/socket");
+    assert.equal(span.attributes["http.route"], "/rooms/:roomId/socket");
+    assert.equal(span.attributes["http.response.status_code"], 101);
   });
 
   it("traces https servers and clients", async () => {
