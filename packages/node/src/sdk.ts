@@ -722,10 +722,6 @@ function start(options: InitOptions): ThreadlineHandle {
           String(resource["service.instance.id"]),
           meterProvider,
           pipeline,
-          // The OTLP reader's schedule; a Prometheus scrape may never come.
-          config.metrics.enabled
-            ? config.metrics.batch.scheduleDelayMs
-            : undefined,
         );
   const healthEndpoint =
     healthAt === undefined

@@ -6,7 +6,8 @@ import { waitFor } from "@threadline/test-support";
 import { AlarmEngine, type AlarmEngineOptions } from "../src/alarms/engine.ts";
 import type { AlarmEvent } from "../src/alarms/notifiers.ts";
 import { DEFAULT_RULES, type AlarmRule } from "../src/alarms/rules.ts";
-import { MeterProvider } from "../src/metrics/meter-provider.ts";
+import { MeterProvider, Reader } from "../src/metrics/meter-provider.ts";
+import { registerRuntimeMetrics } from "../src/metrics/runtime.ts";
 
 /** An engine the test evaluates by hand, with these options where it names none. */
 function engineWith(
@@ -17,7 +18,6 @@ function engineWith(
     service: "s",
     instance: "i-1",
     meterProvider: new MeterProvider(),
-    metricsCollectedEveryMs: undefined,
     notifiers: [],
     log: () => {},
     ...options,
@@ -158,47 +158,66 @@ it("raises no error-ratio alarm for a burst shorter than the rule's time when th
   await engine.stop();
 });
 
-it("runs the observable callbacks for a metric rule only when nothing else collects them", async () => {
-  const calls = { collected: 0, alone: 0, seldom: 0 };
-  const collectedEvery = {
-    collected: 60_000,
-    alone: undefined,
-    seldom: 120_000,
+it("judges a rule on the event loop's delay over the time since its last evaluation, exports in between or not", async () => {
+  const meterProvider = new MeterProvider();
+  const stopRuntime = registerRuntimeMetrics(meterProvider.getMeter("runtime"));
+  const otlp = new Reader("OTLP export");
+  const exportedMax = async (): Promise<number> => {
+    const m = (await meterProvider.collect("cumulative", otlp)).find(
+      (m) => m.name === "nodejs.eventloop.delay",
+    );
+    const p = m?.kind === "gauge" ? m.points : [];
+    return (
+      p.find((p) => p.attributes["nodejs.eventloop.delay.percentile"] === "max")
+        ?.value ?? 0
+    );
   };
-  const evaluations = async (name: keyof typeof calls) => {
-    const meterProvider = new MeterProvider();
-    meterProvider
-      .getMeter("test")
-      .createObservableGauge("nodejs.eventloop.delay.p99")
-      .addCallback((result) => {
-        calls[name]++;
-        result.observe(0.001);
-      });
-    const engine = engineWith({
-      rules: [
-        {
-          name: "slow_loop",
-          kind: "metric",
-          metric: "nodejs.eventloop.delay.p99",
-          above: 1,
-          forMs: 0,
-          severity: "major",
-        },
-      ],
-      meterProvider,
-      metricsCollectedEveryMs: collectedEvery[name],
-    });
-    for (let i = 0; i < 3; i++) await engine.evaluate();
+  const engine = engineWith({
+    rules: [
+      {
+        name: "loop_stall",
+        kind: "metric",
+        metric: "nodejs.eventloop.delay",
+        attributes: { "nodejs.eventloop.delay.percentile": "max" },
+        above: 0.3,
+        forMs: 0,
+        clearForMs: 0,
+        severity: "major",
+      },
+    ],
+    meterProvider,
+    intervalMs: 3_000,
+  });
+  try {
+    await setTimeout(100);
+    await exportedMax();
+    await engine.evaluate();
+    assert.deepEqual(engine.active(), []);
+    // A stall, then an export, then a quiet export, then the evaluation.
+    const from = performance.now();
+    while (performance.now() - from < 400);
+    await setTimeout(100);
+    const stalled = await exportedMax();
+    assert.ok(stalled >= 0.3, `exported max ${stalled}`);
+    await setTimeout(100);
+    await exportedMax();
+    await engine.evaluate();
+    assert.deepEqual(
+      engine.active().map((a) => a.name),
+      ["loop_stall"],
+      "the stall before the last export raised the alarm",
+    );
+    // A stall the evaluation saw first is the next export's too.
+    const again = performance.now();
+    while (performance.now() - again < 400);
+    await setTimeout(100);
+    await engine.evaluate();
+    const next = await exportedMax();
+    assert.ok(next >= 0.3, `exported max ${next}`);
+  } finally {
     await engine.stop();
-  };
-  await evaluations("collected");
-  await evaluations("alone");
-  await evaluations("seldom");
-  // An exporter's collection as often as the rule needs is the only one:
-  // a callback that measures since its last run (the event loop's delay)
-  // keeps its whole interval. Collections further apart than the
-  // evaluations, or none on a schedule, leave the rule stale values.
-  assert.deepEqual(calls, { collected: 0, alone: 3, seldom: 3 });
+    stopRuntime();
+  }
 });
 
 it("runs no observable callback for metric rules that read none", async () => {
@@ -226,8 +245,6 @@ it("runs no observable callback for metric rules that read none", async () => {
       },
     ],
     meterProvider,
-    // Nothing else collects: a rule on an observable instrument would run them.
-    metricsCollectedEveryMs: undefined,
   });
   await engine.evaluate();
   latency.record(8);

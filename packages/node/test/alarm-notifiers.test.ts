@@ -37,7 +37,6 @@ it("sends PagerDuty's trigger again after a 503, and its resolve after it", asyn
     service: "search",
     instance: "i-1",
     meterProvider: new MeterProvider(),
-    metricsCollectedEveryMs: undefined,
     notifiers: [pagerDutyNotifier("R0UT1NGKEY", `${pagerduty.url}/v2/enqueue`)],
     log: () => {},
   });
@@ -86,7 +85,6 @@ function webhookEngine(component: string, url: string): AlarmEngine {
     service: "search",
     instance: "i-1",
     meterProvider: new MeterProvider(),
-    metricsCollectedEveryMs: undefined,
     notifiers: [webhookNotifier(`${url}/alarms`)],
     log: () => {},
   });
@@ -252,7 +250,6 @@ function clockedEngine(
     service: "search",
     instance: "i-1",
     meterProvider: new MeterProvider(),
-    metricsCollectedEveryMs: undefined,
     clock,
     notifiers: [webhookNotifier(`${url}/alarms`)],
     log: () => {},

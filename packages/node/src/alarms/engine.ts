@@ -103,16 +103,6 @@ export interface AlarmEngineOptions {
   /** The resource's `service.instance.id`, carried by every notification. */
   instance: string;
   meterProvider: MeterProvider;
-  /**
-   * How often the periodic exporter collects the metrics (runs the
-   * observable callbacks); undefined when nothing collects on a schedule:
-   * metrics not exported, or only served to a Prometheus scrape, which
-   * comes when it comes (or never). The engine runs the callbacks itself
-   * only when the exporter's collections come less often than its metric
-   * rules need, and only for a rule on an observable instrument: each run
-   * calls every callback, the application's too.
-   */
-  metricsCollectedEveryMs: number | undefined;
   notifiers: readonly Notifier[];
   /** Milliseconds on a monotonic clock; `performance.now()` unless given. */
   clock?: () => number;
@@ -154,11 +144,6 @@ export class AlarmEngine {
 
   /** How far back HTTP samples are kept: the longest HTTP rule's time. */
   readonly #httpKeptMs: number;
-  /**
-   * Whether evaluations run the observable callbacks themselves, when a
-   * rule reads what they report.
-   */
-  readonly #collects: boolean;
   /** The instruments the metric rules read. */
   readonly #metricNames: readonly string[];
   /** Whether one of them was found observable. */
@@ -169,19 +154,8 @@ export class AlarmEngine {
     for (const r of options.rules)
       if (r.kind === "metric")
         this.#matchers.set(r, attributeMatcher(r.attributes));
-    // A metric rule needs values at least once per evaluation, or once per
-    // its time when that is longer: collections further apart would hold
-    // its condition on a stale value for longer than the rule allows.
     const metricRules = options.rules.filter((r) => r.kind === "metric");
-    const neededEveryMs = Math.max(
-      options.intervalMs,
-      Math.min(...metricRules.map((r) => r.forMs)),
-    );
     this.#metricNames = [...new Set(metricRules.map((r) => r.metric))];
-    this.#collects =
-      metricRules.length > 0 &&
-      (options.metricsCollectedEveryMs === undefined ||
-        options.metricsCollectedEveryMs > neededEveryMs);
     this.#httpKeptMs = Math.max(
       options.intervalMs,
       ...options.rules.map((r) =>
@@ -294,10 +268,13 @@ export class AlarmEngine {
     const components = await health.run();
     this.#components = components;
     // Observable instruments (runtime metrics) hold what their callbacks
-    // last reported: at the last collection, or never without a collector.
-    // The rules are judged right after their own run, before another
-    // reader's can report other values.
-    if (this.#collects && this.#readsObservable())
+    // last reported, for whichever reader collected last: an export more
+    // often than the evaluations left a rule its last window only, and a
+    // stall in an earlier one raised nothing. The callbacks run for the
+    // rules' own reader, whose windows cover the time since the last
+    // evaluation, and the rules are judged before another reader's run
+    // can report other values.
+    if (this.#readsObservable())
       await this.#o.meterProvider.observeAndRead(this.#reader, () =>
         this.#judge(components),
       );

@@ -20,7 +20,6 @@ export function startAlarms(
   instance: string,
   meterProvider: MeterProvider,
   pipeline: ExportPipeline,
-  metricsCollectedEveryMs: number | undefined,
 ): AlarmEngine {
   const { rules, problems } = loadRules(settings.rulesFile);
   if (problems.length > 0)
@@ -61,7 +60,6 @@ export function startAlarms(
     service,
     instance,
     meterProvider,
-    metricsCollectedEveryMs,
     notifiers,
     log: (line, severityNumber, severityText) =>
       pipeline.emitOwn(line, severityNumber, severityText),
