@@ -131,6 +131,25 @@ it("names each key a rule's kind does not take, and refuses the file for it", ()
   }
 });
 
+it("reads a rules file that begins with a byte order mark", () => {
+  const dir = mkdtempSync(join(tmpdir(), "threadline-rules-"));
+  try {
+    const file = join(dir, "alarms.json");
+    writeFileSync(
+      file,
+      "\ufeff" +
+        JSON.stringify({
+          rules: [{ kind: "health", name: "db", component: "pg" }],
+        }),
+    );
+    const loaded = loadRules(file);
+    assert.deepEqual(loaded.problems, []);
+    assert.ok(loaded.rules.some((r) => r.name === "db"));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 it("matches a metric rule's attributes by their string form, however the file writes them", () => {
   const { rules, problems } = parseRules(
     JSON.stringify({

@@ -193,7 +193,9 @@ export function parseRules(text: string): {
   const problems: string[] = [];
   let doc: unknown;
   try {
-    doc = JSON.parse(text);
+    // A byte order mark first, as some Windows editors write one, is not
+    // the document's.
+    doc = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
   } catch (err) {
     return { rules: [], problems: [`not JSON: ${(err as Error).message}`] };
   }
