@@ -166,6 +166,11 @@ type QueryFn = (
 type ConnectFn = (this: unknown, cb?: unknown) => unknown;
 /** pg's `Connection.prototype.parse(query)`: a Parse message. */
 type ParseFn = (this: unknown, query: unknown, ...rest: unknown[]) => unknown;
+/** The prototype of a module that exports a class. */
+function prototypeOf(exports: unknown): Record<string, unknown> | undefined {
+  return (exports as { prototype?: Record<string, unknown> } | null)?.prototype;
+}
+
 /** pg-pool's `_acquireClient(client, pendingItem, idleListener, isNew)`. */
 type AcquireClientFn = (
   this: unknown,
@@ -238,16 +243,12 @@ export class PgInstrumentation implements Instrumentation {
       module: "pg",
       file: "lib/client.js",
       onLoad: (exports) => {
-        const proto = (exports as { prototype?: Record<string, unknown> })
-          .prototype;
-        if (proto && typeof proto["query"] === "function")
-          this.#patch(proto, "query", (q) => this.#wrapQuery(q as QueryFn));
-        if (proto && typeof proto["connect"] === "function")
-          this.#patch(proto, "connect", (c) =>
-            this.#wrapClientConnect(c as ConnectFn),
-          );
-        if (proto && typeof proto["end"] === "function")
-          this.#patch(proto, "end", (e) => this.#wrapClientEnd(e as ConnectFn));
+        const proto = prototypeOf(exports);
+        this.#patch(proto, "query", (q) => this.#wrapQuery(q as QueryFn));
+        this.#patch(proto, "connect", (c) =>
+          this.#wrapClientConnect(c as ConnectFn),
+        );
+        this.#patch(proto, "end", (e) => this.#wrapClientEnd(e as ConnectFn));
         return undefined;
       },
     });
@@ -255,29 +256,19 @@ export class PgInstrumentation implements Instrumentation {
       module: "pg-pool",
       file: "index.js",
       onLoad: (exports) => {
-        const proto = (exports as { prototype?: Record<string, unknown> })
-          .prototype;
-        if (proto && typeof proto["connect"] === "function")
-          this.#patch(proto, "connect", (c) =>
-            this.#wrapConnect(c as ConnectFn),
-          );
-        if (proto && typeof proto["query"] === "function")
-          this.#patch(proto, "query", (q) =>
-            this.#wrapPoolQuery(q as PoolQueryFn),
-          );
-        if (proto && typeof proto["end"] === "function")
-          this.#patch(proto, "end", (e) => this.#wrapEnd(e as EndFn));
+        const proto = prototypeOf(exports);
+        this.#patch(proto, "connect", (c) => this.#wrapConnect(c as ConnectFn));
+        this.#patch(proto, "query", (q) =>
+          this.#wrapPoolQuery(q as PoolQueryFn),
+        );
+        this.#patch(proto, "end", (e) => this.#wrapEnd(e as EndFn));
         // Where pg-pool hands a connection to a pending caller: a free one
         // (acquire event, callback) or a new one (onConnect, connect
         // event, verify), from the code that freed or dropped one.
-        if (proto && typeof proto["_acquireClient"] === "function")
-          this.#patch(proto, "_acquireClient", (a) =>
-            wrapAcquireClient(a as AcquireClientFn),
-          );
-        if (proto && typeof proto["newClient"] === "function")
-          this.#patch(proto, "newClient", (n) =>
-            wrapNewClient(n as NewClientFn),
-          );
+        this.#patch(proto, "_acquireClient", (a) =>
+          wrapAcquireClient(a as AcquireClientFn),
+        );
+        this.#patch(proto, "newClient", (n) => wrapNewClient(n as NewClientFn));
         return undefined;
       },
     });
@@ -286,13 +277,8 @@ export class PgInstrumentation implements Instrumentation {
       module: "pg",
       file: "lib/connection.js",
       onLoad: (exports) => {
-        const proto = (exports as { prototype?: Record<string, unknown> })
-          .prototype;
-        if (
-          this.#config.sqlCommenter &&
-          proto &&
-          typeof proto["parse"] === "function"
-        )
+        const proto = prototypeOf(exports);
+        if (this.#config.sqlCommenter)
           this.#patch(proto, "parse", (p) => this.#wrapParse(p as ParseFn));
         return undefined;
       },
@@ -344,12 +330,14 @@ export class PgInstrumentation implements Instrumentation {
     return this.#late.length > 0 ? [lateLoadProblem("pg")] : [];
   }
 
+  /** Wraps `proto[key]`, when the module has that method. */
   #patch(
-    proto: Record<string, unknown>,
+    proto: Record<string, unknown> | undefined,
     key: string,
     wrap: (original: unknown) => unknown,
   ): void {
-    replaceMethod(proto, key, wrap, this.#restore);
+    if (proto && typeof proto[key] === "function")
+      replaceMethod(proto, key, wrap, this.#restore);
   }
 
   /**
