@@ -1018,6 +1018,10 @@ export class HttpInstrumentation implements Instrumentation {
     if (res[STATE] !== undefined)
       return original.apply(server, args as [string | symbol, ...unknown[]]);
     if (
+      // Injected in process (Fastify's injectWS emits an upgrade request
+      // that is a plain object): no connection, no caller to judge.
+      req.socket === undefined ||
+      req.socket === null ||
       this.#ignored(req.url) ||
       (server as unknown as Record<symbol, unknown>)[UNTRACED_SERVER] === true
     )
@@ -1400,11 +1404,12 @@ function onUnixSocket(server: Server): boolean {
 }
 
 /**
- * A request not traced (an ignored path, a server of Threadline's own)
- * belongs to no request: its listener, and its and its response's events,
- * run in the empty context. Left to the context that set them off, they
- * ran in another request's on a pipelined connection, whose answer lets
- * the next one's go, and logged with its trace and customer.
+ * A request not traced (an ignored path, a server of Threadline's own, one
+ * injected with no connection) belongs to no request: its listener, and its
+ * and its response's events, run in the empty context. Left to the context
+ * that set them off, they ran in another request's on a pipelined
+ * connection, whose answer lets the next one's go, and logged with its trace
+ * and customer.
  */
 function emitUntraced(
   server: Server,

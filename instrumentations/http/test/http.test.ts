@@ -12,7 +12,7 @@ import websocket from "@fastify/websocket";
 import Fastify from "fastify";
 import Fastify4 from "fastify4";
 import { context, trace } from "@opentelemetry/api";
-import { suppressTracing } from "@threadline/core";
+import { diag, suppressTracing } from "@threadline/core";
 import {
   selfSignedCertificate,
   startOtlpReceiver,
@@ -1075,6 +1075,54 @@ describe("http server", () => {
       assert.equal(span.name, "GET /rooms/:roomId/socket", path);
       assert.equal(span.attributes["http.route"], "/rooms/:roomId/socket");
       assert.equal(span.attributes["http.response.status_code"], status);
+    }
+  });
+
+  it("serves fastify's inject() and injectWS, whose requests come from no connection, untraced and without a warning", async () => {
+    const warnings: string[] = [];
+    // Collapsed warnings are written once a minute: an earlier one must not
+    // hide this test's.
+    diag.reset();
+    diag.setSink((_level, message) => warnings.push(message));
+    try {
+      const app = Fastify();
+      await app.register(websocket);
+      // injectWS (@fastify/websocket 11.3) sends Sec-WebSocket-Version as
+      // the number 13, which ws 8.23 refuses (400) with or without
+      // Threadline: made the string a client sends.
+      app.addHook("onRequest", (req, _reply, done) => {
+        const headers = req.raw.headers as Record<string, unknown>;
+        const version = headers["sec-websocket-version"];
+        if (typeof version === "number")
+          headers["sec-websocket-version"] = String(version);
+        done();
+      });
+      app.get("/rooms/:roomId/socket", { websocket: true }, (socket) => {
+        socket.on("message", (m: Buffer) => socket.send(`echo ${m}`));
+      });
+      app.get("/rooms/:roomId", () => ({ room: "open" }));
+      const reply = await app.inject({ method: "GET", url: "/rooms/7" });
+      assert.equal(reply.statusCode, 200);
+      assert.deepEqual(reply.json(), { room: "open" });
+      assert.deepEqual(warnings, [], "after inject()");
+      const ws = await app.injectWS("/rooms/7/socket");
+      const echo = await new Promise<string>((resolve) => {
+        ws.on("message", (m: Buffer) => resolve(String(m)));
+        ws.send("hi");
+      });
+      ws.terminate();
+      assert.equal(echo, "echo hi");
+      await app.close();
+      assert.deepEqual(warnings, [], "after injectWS");
+      await threadline.forceFlush();
+      assert.deepEqual(
+        receiver.spans
+          .filter((s) => s.kind === SERVER)
+          .map((s) => s.attributes["url.path"]),
+        [],
+      );
+    } finally {
+      diag.setSink(undefined);
     }
   });
 
