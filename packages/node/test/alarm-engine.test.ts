@@ -539,3 +539,106 @@ it("clears a histogram rule's alarm once clearFor has passed since a fast value,
   assert.deepEqual(seen, [1, 1, 1, 1, 1, 0, 0]);
   await engine.stop();
 });
+
+it("judges a counter by its increase since the last evaluation, not its running total, and an up-down counter by its value", async () => {
+  const meterProvider = new MeterProvider();
+  const meter = meterProvider.getMeter("test");
+  const errors = meter.createCounter("errors.total");
+  const depth = meter.createUpDownCounter("queue.depth");
+  let now = 0;
+  const engine = engineWith({
+    rules: [
+      {
+        name: "errors_rising",
+        kind: "metric",
+        metric: "errors.total",
+        above: 10,
+        forMs: 0,
+        clearForMs: 0,
+        severity: "major",
+      },
+      {
+        name: "queue_deep",
+        kind: "metric",
+        metric: "queue.depth",
+        above: 10,
+        forMs: 0,
+        clearForMs: 0,
+        severity: "minor",
+      },
+    ],
+    intervalMs: 10_000,
+    meterProvider,
+    clock: () => now,
+  });
+  const evaluation = async (newErrors: number) => {
+    errors.add(newErrors, { "error.type": "timeout" });
+    now += 10_000;
+    await engine.evaluate();
+    return engine
+      .active()
+      .map((a) => a.name)
+      .join(",");
+  };
+  try {
+    // A slow steady rise: 5 an interval, its total soon past 10.
+    const steady: string[] = [];
+    for (let i = 0; i < 6; i++) steady.push(await evaluation(5));
+    assert.deepEqual(steady, Array(6).fill(""));
+    // A burst raises it; a quiet interval, an increase of 0, clears it.
+    assert.equal(await evaluation(20), "errors_rising");
+    assert.equal(
+      engine.active()[0]!.reason,
+      "errors.total rose by 20 (limit 10)",
+    );
+    assert.equal(await evaluation(0), "");
+    // An up-down counter is held to its value, which stays over the limit.
+    depth.add(15);
+    assert.equal(await evaluation(0), "queue_deep");
+    assert.equal(await evaluation(0), "queue_deep");
+    depth.add(-10);
+    assert.equal(await evaluation(0), "");
+  } finally {
+    await engine.stop();
+  }
+});
+
+it("judges an observable counter by its increase, the whole value at the first evaluation and after a reset", async () => {
+  const meterProvider = new MeterProvider();
+  let total = 0;
+  meterProvider
+    .getMeter("test")
+    .createObservableCounter("jobs.failed")
+    .addCallback((r) => r.observe(total, { queue: "mail" }));
+  const engine = engineWith({
+    rules: [
+      {
+        name: "jobs_failing",
+        kind: "metric",
+        metric: "jobs.failed",
+        above: 10,
+        forMs: 0,
+        clearForMs: 0,
+        severity: "major",
+      },
+    ],
+    meterProvider,
+  });
+  const evaluation = async (value: number) => {
+    total = value;
+    await engine.evaluate();
+    return engine.active().length;
+  };
+  try {
+    // Since the series started: 12 of them.
+    assert.equal(await evaluation(12), 1);
+    assert.equal(await evaluation(15), 0);
+    assert.equal(await evaluation(400), 1);
+    assert.equal(await evaluation(405), 0);
+    // The process counting them restarted: all of 3 is new, and of 30 then 27.
+    assert.equal(await evaluation(3), 0);
+    assert.equal(await evaluation(30), 1);
+  } finally {
+    await engine.stop();
+  }
+});

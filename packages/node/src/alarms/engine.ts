@@ -132,6 +132,8 @@ export class AlarmEngine {
     string,
     Map<string, { count: number; sum: number }>
   >();
+  /** Per counter rule: each series' value at the last evaluation. */
+  readonly #counters = new Map<string, Map<string, number>>();
   /** Per metric rule: which points it reads, decided when the rules were given. */
   readonly #matchers = new Map<
     AlarmRule,
@@ -450,7 +452,29 @@ export class AlarmEngine {
           ?.collect(Date.now());
         const values: number[] = [];
         const matches = this.#matchers.get(rule)!;
-        if (data !== undefined && data.kind !== "histogram") {
+        const counter = data?.kind === "sum" && data.monotonic;
+        if (counter) {
+          // A counter counts by its increase since the last evaluation,
+          // per series, as Prometheus' increase() does: its running total
+          // passes any limit in time and would then hold it for good. A
+          // series first seen counts all it has counted since it started;
+          // one lower than before was reset, and all of it is new.
+          const seen =
+            this.#counters.get(rule.name) ?? new Map<string, number>();
+          const next = new Map<string, number>();
+          for (const p of data.points) {
+            if (!matches(p.attributes)) continue;
+            const key = JSON.stringify(p.attributes);
+            const before = seen.get(key);
+            next.set(key, p.value);
+            values.push(
+              before === undefined || p.value < before
+                ? p.value
+                : p.value - before,
+            );
+          }
+          this.#counters.set(rule.name, next);
+        } else if (data !== undefined && data.kind !== "histogram") {
           for (const p of data.points)
             if (matches(p.attributes)) values.push(p.value);
         } else if (data !== undefined) {
@@ -484,16 +508,17 @@ export class AlarmEngine {
         }
         const over = rule.above !== undefined && max > rule.above;
         const under = rule.below !== undefined && min < rule.below;
+        const is = counter ? "rose by" : "is";
         return [
           {
             source: service,
             holds: over || under,
             reason:
               under && !over
-                ? `${rule.metric} is ${min} (floor ${rule.below})`
+                ? `${rule.metric} ${is} ${min} (floor ${rule.below})`
                 : rule.above !== undefined
-                  ? `${rule.metric} is ${max} (limit ${rule.above})`
-                  : `${rule.metric} is ${min} (floor ${rule.below})`,
+                  ? `${rule.metric} ${is} ${max} (limit ${rule.above})`
+                  : `${rule.metric} ${is} ${min} (floor ${rule.below})`,
           },
         ];
       }

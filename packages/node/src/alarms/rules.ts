@@ -52,9 +52,10 @@ export interface HttpErrorRatioRule extends RuleBase {
 }
 
 /**
- * Any metric above or below a limit: a gauge's or sum's value, or a
- * histogram's mean since the last evaluation; the highest matching series
- * is held to `above`, the lowest to `below`.
+ * Any metric above or below a limit: a gauge's or up-down counter's
+ * value, a counter's increase since the last evaluation, or a histogram's
+ * mean since the last evaluation; the highest matching series is held to
+ * `above`, the lowest to `below`.
  */
 export interface MetricThresholdRule extends RuleBase {
   kind: "metric";
