@@ -1,6 +1,7 @@
 // An alarm rule on a runtime metric fires in a service that exports no
 // metrics (OTEL_METRICS_EXPORTER=none): rules read the metrics themselves.
-// Rules on the request histogram count what its attributes say.
+// Rules on the request histogram count what its attributes say; the HTTP
+// error ratio counts every request, past the histogram's series limit too.
 import assert from "node:assert/strict";
 import http from "node:http";
 import { it } from "node:test";
@@ -227,6 +228,87 @@ it("counts a stream the client left after its 200 as no failure of http_5xx_rati
       raised.alarm.reason,
       "10.0% of 20 requests failed (limit 5.0%)",
     );
+  } finally {
+    await svc.stop();
+    await webhook.close();
+    rules.remove();
+  }
+});
+
+it("raises http_5xx_ratio for 5xx answers of routes past the request histogram's series limit", async () => {
+  // The histogram holds 2000 series (CARDINALITY_LIMIT); one route's
+  // requests, all answered 200, are one series each, and the routes after
+  // those land in its overflow series, which has no status code.
+  const limit = 2000;
+  const rules = writeRulesFile({
+    defaults: false,
+    rules: [
+      {
+        name: "http_5xx_ratio",
+        kind: "http_error_ratio",
+        above: 0.05,
+        minRequests: 20,
+        for: "2s",
+        severity: "major",
+      },
+      {
+        // Raised once a request lands in the overflow series.
+        name: "overflowed",
+        kind: "metric",
+        metric: "http.server.request.duration",
+        attributes: { "otel.metric.overflow": "true" },
+        above: 0,
+        severity: "warning",
+      },
+    ],
+  });
+  const webhook = await startRecordingServer();
+  const svc = await startService({
+    entry: "many-routes.mjs",
+    cwd: fixtures,
+    execArgv: ["--import", "@threadline/node/register"],
+    env: {
+      OTEL_SERVICE_NAME: "many-routes",
+      OTEL_METRICS_EXPORTER: "none",
+      OTEL_TRACES_EXPORTER: "none",
+      OTEL_LOGS_EXPORTER: "none",
+      THREADLINE_WATCH_URL: "none",
+      THREADLINE_ALARMS_FILE: rules.path,
+      THREADLINE_ALARMS_INTERVAL: "200",
+      THREADLINE_ALARM_WEBHOOK_URL: `${webhook.url}/alarms`,
+      ROUTES: String(limit + 100),
+      FAIL_FROM: String(limit),
+    },
+  });
+  const raised = () =>
+    webhook.requests
+      .map(
+        (r) =>
+          JSON.parse(r.body) as {
+            action: string;
+            alarm: { name: string; reason: string };
+          },
+      )
+      .filter((e) => e.action === "raise");
+  try {
+    for (let i = 0; i < limit; i++) {
+      const res = await fetch(`${svc.url}/r${i}`);
+      assert.equal(res.status, 200);
+      await res.text();
+    }
+    await waitFor(() => raised().some((e) => e.alarm.name === "overflowed"), {
+      what: "a request in the overflow series",
+    });
+    // Then only the later routes, each answering 500.
+    let i = 0;
+    const failed = await waitFor(
+      async () => {
+        await (await fetch(`${svc.url}/r${limit + (i++ % 100)}`)).text();
+        return raised().find((e) => e.alarm.name === "http_5xx_ratio");
+      },
+      { what: "the http_5xx_ratio alarm" },
+    );
+    assert.match(failed.alarm.reason, /% of \d+ requests failed/);
   } finally {
     await svc.stop();
     await webhook.close();

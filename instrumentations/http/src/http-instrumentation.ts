@@ -64,6 +64,7 @@ import {
   setCustomerInContext,
   GuardedHeaderNames,
   headerPairs,
+  httpServerOutcomes,
   hostAndPort,
   judgeNamedHost,
   judgeUntracedRequest,
@@ -1546,6 +1547,12 @@ function recordServer(
           : { code: SpanStatusCode.ERROR, message: abortedBecause },
       );
   }
+  // Counted apart from the histogram, whose overflow series has no status
+  // code (see core's http-server-outcomes.ts). A response the client left
+  // after its status was sent did not fail, though its error is `aborted`.
+  httpServerOutcomes.requests++;
+  if (status === undefined ? error !== undefined : status >= 500)
+    httpServerOutcomes.failed++;
   serverDuration().record(
     (performance.now() - state.start) / 1000,
     serverDurationSets.get(

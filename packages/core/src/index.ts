@@ -78,6 +78,8 @@ export type {
   HealthResult,
   HealthStatus,
 } from "./health.ts";
+export { httpServerOutcomes } from "./http-server-outcomes.ts";
+export type { HttpServerOutcomes } from "./http-server-outcomes.ts";
 export {
   markUntraced,
   replaceMethod,

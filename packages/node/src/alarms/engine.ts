@@ -3,12 +3,13 @@
 // then cleared; one alarm per
 // rule and source however long the condition lasts (de-duplicated);
 // acknowledgeable. Evaluated on an unref'd timer off the request path: the
-// event loop is sampled here, HTTP outcomes are read from the request
-// histogram, health from the registered checks.
+// event loop is sampled here, HTTP outcomes are read from the tallies the
+// HTTP instrumentation keeps, health from the registered checks.
 import { randomUUID } from "node:crypto";
 import {
   diag,
   health,
+  httpServerOutcomes,
   messageOf,
   type ComponentHealth,
 } from "@threadline/core";
@@ -122,7 +123,11 @@ export class AlarmEngine {
   readonly #delay = new LoopDelay();
   /** The rules' own windows of what callbacks report since the last collection. */
   readonly #reader = new Reader("alarm rules");
-  #lastHttp: { total: number; errors: number } | undefined;
+  /** The HTTP tallies at the last evaluation, or as the engine was made. */
+  #lastHttp = {
+    total: httpServerOutcomes.requests,
+    errors: httpServerOutcomes.failed,
+  };
   /** When the first HTTP counts were read: how far back samples reach. */
   #httpFirstAt: number | undefined;
   /** Evaluations' HTTP counts, as far back as the longest HTTP rule looks. */
@@ -350,30 +355,21 @@ export class AlarmEngine {
   }
 
   /**
-   * Requests and failed requests since the last evaluation. A request
-   * failed when it was answered 5xx, or ended with no status sent; one
-   * answered 1xx-4xx that the client then left (a stream it closed) has
-   * `error.type` "aborted" too, and did not.
+   * Requests and failed requests since the last evaluation; undefined
+   * until the first request. A request failed when it was answered 5xx,
+   * or ended with no status sent; one answered 1xx-4xx that the client
+   * then left (a stream it closed) did not. Read from the HTTP
+   * instrumentation's tallies, not the request histogram: past its series
+   * limit, requests of new routes land in its overflow series, which has
+   * no status code, and their failures would go unseen.
    */
   #httpOutcomes(): { total: number; errors: number } | undefined {
-    const agg = this.#o.meterProvider.find("http.server.request.duration");
-    const data = agg?.collect(Date.now());
-    if (data === undefined || data.kind !== "histogram") return undefined;
-    let total = 0;
-    let errors = 0;
-    for (const p of data.points) {
-      total += p.count;
-      const status = p.attributes["http.response.status_code"];
-      if (
-        status === undefined
-          ? p.attributes["error.type"] !== undefined
-          : Number(status) >= 500
-      )
-        errors += p.count;
-    }
+    const total = httpServerOutcomes.requests;
+    const errors = httpServerOutcomes.failed;
     const last = this.#lastHttp;
+    if (this.#httpFirstAt === undefined && total === last.total)
+      return undefined;
     this.#lastHttp = { total, errors };
-    if (last === undefined) return { total, errors };
     return { total: total - last.total, errors: errors - last.errors };
   }
 
