@@ -2,6 +2,7 @@
 // the way Prometheus reads it; the scrape itself is not traced.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import http from "node:http";
 import { after, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
@@ -519,4 +520,153 @@ it("the Prometheus alerting rules name metrics and labels that services' /metric
     await shop.stop();
     await receiver.close();
   }
+});
+
+/**
+ * An alerting rule of the rules file by its name: its keys, a block
+ * scalar's (`|`) lines joined.
+ */
+function alertRule(name: string): Record<string, string> {
+  const text = readFileSync(rulesFile, "utf8");
+  const start = text.indexOf(`- alert: ${name}\n`);
+  assert.ok(start >= 0, `no alert ${name}`);
+  const end = text.indexOf("- alert:", start + 1);
+  const block = text.slice(start + 2, end < 0 ? undefined : end);
+  const rule: Record<string, string> = {};
+  let key: string | undefined;
+  for (const line of block.split("\n")) {
+    const m = /^\s{0,8}(\w+):\s*(.*)$/.exec(line);
+    if (m !== null && !/^\s{10}/.test(line)) {
+      key = m[1]!;
+      rule[key] = m[2] === "|" ? "" : m[2]!;
+    } else if (key !== undefined && /^\s{10}/.test(line))
+      rule[key] += `${line.trim()}\n`;
+  }
+  return rule;
+}
+
+/** Whether a series' labels meet a selector's matchers (`{a="x",b!=""}`), a missing label being "". */
+function meets(labels: Record<string, string>, matchers: string): boolean {
+  for (const [, name, op, value] of matchers.matchAll(
+    /(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"/g,
+  )) {
+    const v = labels[name!] ?? "";
+    const ok =
+      op === "="
+        ? v === value
+        : op === "!="
+          ? v !== value
+          : new RegExp(`^(?:${value})$`).test(v) === (op === "=~");
+    if (!ok) return false;
+  }
+  return true;
+}
+
+it("ThreadlineHttp5xxRatio counts as failures what http_5xx_ratio does, per instance over its 2 m window, with no for on top", async () => {
+  const rule = alertRule("ThreadlineHttp5xxRatio");
+  const expr = rule["expr"]!;
+  // The series a service serves for requests answered 200, 500 and 503,
+  // a stream the client left after its 200, and a request it left before
+  // any answer.
+  const port = await freePort();
+  const svc = await startService({
+    entry: "status-service.cjs",
+    cwd: fixtures,
+    execArgv: ["--import", "@threadline/node/register"],
+    env: {
+      OTEL_SERVICE_NAME: "statuses",
+      OTEL_METRICS_EXPORTER: "prometheus",
+      OTEL_TRACES_EXPORTER: "none",
+      OTEL_LOGS_EXPORTER: "none",
+      OTEL_EXPORTER_PROMETHEUS_HOST: "127.0.0.1",
+      OTEL_EXPORTER_PROMETHEUS_PORT: String(port),
+    },
+  });
+  try {
+    for (const path of ["/200", "/500", "/503"])
+      await (await fetch(`${svc.url}${path}`)).text();
+    await new Promise<void>((resolve) => {
+      const req = http.get(`${svc.url}/stream`, (res) =>
+        res.once("data", () => {
+          req.destroy();
+          resolve();
+        }),
+      );
+      req.on("error", () => {});
+    });
+    const hang = http.get(`${svc.url}/hang`);
+    hang.on("error", () => {});
+    await waitFor(() => svc.stdout.includes("hanging"), {
+      what: "the hanging request",
+    });
+    hang.destroy();
+    await waitFor(
+      () =>
+        svc.stdout.includes("stream closed") &&
+        svc.stdout.includes("hang closed"),
+      { what: "both requests closed" },
+    );
+    const series = await waitFor(
+      async () => {
+        const text = await (
+          await fetch(`http://127.0.0.1:${port}/metrics`)
+        ).text();
+        const lines = text
+          .split("\n")
+          .filter((l) =>
+            l.startsWith("http_server_request_duration_seconds_count{"),
+          );
+        return lines.length === 5 && lines;
+      },
+      { what: "five series of the request histogram" },
+    );
+    const labelsOf = (line: string) =>
+      Object.fromEntries(
+        [...line.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]),
+      );
+    const outcome = (l: Record<string, string>) =>
+      `${l["http_response_status_code"] ?? "none"} ${l["error_type"] ?? ""}`.trim();
+    assert.deepEqual(series.map(labelsOf).map(outcome).sort(), [
+      "200",
+      "200 aborted",
+      "500 500",
+      "503 503",
+      "none aborted",
+    ]);
+    // The failures' selectors are those with matchers; the requests' has none.
+    const selectors = [
+      ...expr.matchAll(
+        /\bhttp_server_request_duration_seconds_count\s*(?:\{([^}]*)\})?\s*\[/g,
+      ),
+    ].map((m) => m[1] ?? "");
+    const failures = selectors.filter((m) => m.trim() !== "");
+    assert.ok(failures.length > 0, expr);
+    assert.ok(
+      selectors.some((m) => m.trim() === ""),
+      expr,
+    );
+    const failed = series
+      .map(labelsOf)
+      .filter((l) => failures.some((m) => meets(l, m)))
+      .map(outcome)
+      .sort();
+    assert.deepEqual(failed, ["500 500", "503 503", "none aborted"]);
+  } finally {
+    await svc.stop();
+  }
+  // rules.ts: more than 5% of at least 20 requests within the rule's 2 m,
+  // which is its window, raised at once (no `for` after it), held 30 s.
+  assert.match(expr, /\) > 0\.05\s+and\s/);
+  assert.match(expr, /\) >= 20\s*$/);
+  for (const [, range] of expr.matchAll(/\[([^\]]*)\]/g))
+    assert.equal(range, "2m");
+  assert.ok(
+    rule["for"] === undefined || /^0[smh]?$/.test(rule["for"]),
+    `for: ${rule["for"]}`,
+  );
+  assert.equal(rule["keep_firing_for"], "30s");
+  // Each process judges its own requests: so does the rule, per instance.
+  const by = [...expr.matchAll(/\bby\s*\(([^)]*)\)/g)].map((m) => m[1]);
+  assert.ok(by.length > 0);
+  for (const b of by) assert.equal(b, "job, instance");
 });
