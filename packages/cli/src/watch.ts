@@ -27,7 +27,7 @@ import {
   untraced,
   withoutBom,
 } from "@threadline/core";
-import { causeOf } from "./backends/remote.ts";
+import { causeOf, viewerTokenError } from "./backends/remote.ts";
 
 /** Where a watch list lives. */
 export interface WatchTarget {
@@ -58,10 +58,12 @@ export class ViewerWatchTarget implements WatchTarget {
   readonly name: string;
   readonly #url: string;
   readonly #headers: Record<string, string>;
+  readonly #token: boolean;
 
   constructor(url: string, token?: string) {
     this.#url = url.replace(/\/+$/, "");
     this.name = `viewer ${this.#url}`;
+    this.#token = Boolean(token);
     this.#headers = token ? { authorization: `Bearer ${token}` } : {};
   }
 
@@ -86,6 +88,7 @@ export class ViewerWatchTarget implements WatchTarget {
 
   async #entries(res: Response): Promise<WatchEntry[]> {
     const text = await res.text();
+    if (res.status === 401) throw viewerTokenError(this.name, this.#token);
     if (!res.ok) {
       let message = text;
       try {

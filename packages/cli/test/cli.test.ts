@@ -849,6 +849,50 @@ describe("threadline dev given a request target that is not a URL", () => {
   });
 });
 
+describe("threadline search and watch against a viewer started with a token", () => {
+  it("say to set THREADLINE_VIEWER_TOKEN when it is missing or wrong, and work with it", async () => {
+    const [otlpPort, viewerPort] = await Promise.all([freePort(), freePort()]);
+    const dev = await startService({
+      entry: bin,
+      env: { THREADLINE_VIEWER_TOKEN: "" },
+      ready: /viewer and API\s+http:\/\/[^:]+:(\d+)/,
+      args: [
+        "dev",
+        "--memory",
+        "--token",
+        "s3cret",
+        "--otlp-port",
+        String(otlpPort),
+        "--port",
+        String(viewerPort),
+      ],
+    });
+    const viewer = `http://127.0.0.1:${viewerPort}`;
+    const search = ["search", "--customer", "c-1", "--backend"];
+    try {
+      for (const [token, said] of [
+        ["", /requires a token: set THREADLINE_VIEWER_TOKEN/],
+        ["wrong", /refused the token in THREADLINE_VIEWER_TOKEN/],
+      ] as const) {
+        const env = { THREADLINE_VIEWER_TOKEN: token };
+        const found = await threadline([...search, `viewer=${viewer}`], env);
+        assert.equal(found.code, 1, found.stderr);
+        assert.match(found.stderr, said);
+        const watched = await threadline(["watch", "--viewer", viewer], env);
+        assert.equal(watched.code, 1, watched.stderr);
+        assert.match(watched.stderr, said);
+      }
+      const env = { THREADLINE_VIEWER_TOKEN: "s3cret" };
+      const found = await threadline([...search, `viewer=${viewer}`], env);
+      assert.equal(found.code, 0, found.stderr);
+      const watched = await threadline(["watch", "--viewer", viewer], env);
+      assert.equal(watched.code, 0, watched.stderr);
+    } finally {
+      await dev.stop();
+    }
+  });
+});
+
 describe("threadline watch", () => {
   it("edits a fleet's watch-list file that services read", async () => {
     const file = join(dir, "watch.json");

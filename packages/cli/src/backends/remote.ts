@@ -193,3 +193,16 @@ export function causeOf(err: unknown): string {
   };
   return e.cause?.code ?? e.cause?.message ?? String(e.message);
 }
+
+/**
+ * A viewer's 401, said so that the command's user knows what to set: the
+ * viewer's own answer speaks of query strings and headers, which the
+ * command writes itself from THREADLINE_VIEWER_TOKEN.
+ */
+export function viewerTokenError(name: string, sent: boolean): Error {
+  return new Error(
+    sent
+      ? `${name} refused the token in THREADLINE_VIEWER_TOKEN: set it to the one \`threadline dev\` was started with`
+      : `${name} requires a token: set THREADLINE_VIEWER_TOKEN to the one \`threadline dev\` was started with`,
+  );
+}

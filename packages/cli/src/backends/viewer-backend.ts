@@ -8,7 +8,7 @@ import type {
   TraceSummary,
 } from "../model.ts";
 import { paramsFromQuery } from "../query.ts";
-import { causeOf } from "./remote.ts";
+import { causeOf, viewerTokenError } from "./remote.ts";
 
 /**
  * How long the viewer may take to start its answer, and then to send more
@@ -72,6 +72,11 @@ export class ViewerBackend implements TraceBackend {
       throw new Error(
         `no threadline viewer answers at ${this.#url} (${causeOf(err)}); is \`threadline dev\` running?`,
       );
+    }
+    if (res.status === 401) {
+      clearTimeout(timer);
+      await res.body?.cancel().catch(() => {});
+      throw viewerTokenError(this.name, Boolean(this.#token));
     }
     try {
       const chunks: Uint8Array[] = [];
