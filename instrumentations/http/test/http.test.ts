@@ -1192,6 +1192,57 @@ describe("http server", () => {
     );
     assert.equal(serverSpan.parentSpanId, clientSpan.spanId);
   });
+
+  it("redacts the secrets of a URL or query string carried in a query value, on server and client spans", async () => {
+    const nested = (url: string) => encodeURIComponent(url);
+    // Values carrying a URL or query string of their own, encoded or not,
+    // one two deep, and one with an escape that cannot be decoded.
+    const query = [
+      `redirect_uri=${nested("https://app.test/cb?code=abc&state=1")}`,
+      "next=/verify?token=t1",
+      `return_to=${nested(`https://app.test/in?to=${nested("/x?sig=s2&q=1")}`)}`,
+      "target=%ZZ%3Fsession%3Ds3",
+      "page=2",
+    ].join("&");
+    const server = http.createServer((_req, res) => {
+      const out = `${thirdParty.url}/cb?target=${nested("https://app.test/?api_key=k4&lang=en")}`;
+      void fetch(out)
+        .then((r) => r.text())
+        .then(() => get(out))
+        .then(
+          () => res.end("ok"),
+          () => res.writeHead(500).end(),
+        );
+    });
+    const port = await listen(server);
+    assert.equal(
+      (await get(`http://127.0.0.1:${port}/login?${query}`)).status,
+      200,
+    );
+    const login = (s: ReceivedSpan) =>
+      s.kind === SERVER && s.attributes["url.path"] === "/login";
+    const spans = await receiver.waitForSpans(
+      (s) => s.some(login) && s.filter((x) => x.kind === CLIENT).length >= 3,
+      "the server span and the three calls",
+    );
+    const redacted = [
+      `redirect_uri=${nested("https://app.test/cb?code=REDACTED&state=1")}`,
+      `next=${nested("/verify?token=REDACTED")}`,
+      `return_to=${nested(`https://app.test/in?to=${nested("/x?sig=REDACTED&q=1")}`)}`,
+      `target=${nested("%ZZ?session=REDACTED")}`,
+      "page=2",
+    ].join("&");
+    assert.equal(spans.find(login)!.attributes["url.query"], redacted);
+    const calls = spans.filter((s) => s.kind === CLIENT);
+    assert.deepEqual(
+      calls.map((s) => s.attributes["url.full"]).sort(),
+      [
+        `${thirdParty.url}/cb?target=${nested("https://app.test/?api_key=REDACTED&lang=en")}`,
+        `${thirdParty.url}/cb?target=${nested("https://app.test/?api_key=REDACTED&lang=en")}`,
+        `http://127.0.0.1:${port}/login?${redacted}`,
+      ].sort(),
+    );
+  });
 });
 
 describe("http and fetch clients", () => {
