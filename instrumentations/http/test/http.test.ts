@@ -96,6 +96,21 @@ function answerInTurn(req: { path: string }): { status: number } | undefined {
   return { status: list[Math.min(n, list.length - 1)]! };
 }
 
+/** The rate-limit headers the third party answers each of these paths with. */
+const RATE_LIMITS: Readonly<Record<string, Record<string, string>>> = {
+  "/limits/seven": { "x-ratelimit-remaining": " 7 " },
+  // None of them whole seconds or requests written in digits.
+  "/limits/malformed": {
+    "x-ratelimit-limit": " ",
+    "x-ratelimit-remaining": "0x10",
+    "ratelimit-remaining": "",
+    "x-rate-limit-remaining": "1e3",
+    "x-ratelimit-reset": "-5",
+    "ratelimit-reset": "1.5",
+    ratelimit: "limit=Infinity, remaining=+3, reset=0b11",
+  },
+};
+
 before(async () => {
   receiver = await startOtlpReceiver();
   let flaky = 0;
@@ -116,6 +131,8 @@ before(async () => {
             "ratelimit-policy": '"default";q=100;w=60, "daily";q=1000;w=86400',
           },
         };
+      const limits = RATE_LIMITS[req.path];
+      if (limits !== undefined) return { status: 429, headers: limits };
       const inTurn = answerInTurn(req);
       if (inTurn !== undefined) return inTurn;
       if (req.path !== "/flaky") return { body: { ok: true } };
@@ -1548,6 +1565,44 @@ describe("http and fetch clients", () => {
     assert.equal(span.attributes["threadline.ratelimit.remaining"], 0);
     assert.equal(span.attributes["threadline.ratelimit.reset"], 25);
     assert.equal(span.attributes["threadline.ratelimit.limit"], 100);
+  });
+
+  it("records no rate-limit number from a header not written in digits, not even an empty one as 0", async () => {
+    await (await fetch(`${thirdParty.url}/limits/seven`)).text();
+    await (await fetch(`${thirdParty.url}/limits/malformed`)).text();
+    await get(`${thirdParty.url}/limits/malformed`);
+    const isLimited = (s: ReceivedSpan) =>
+      s.kind === CLIENT &&
+      String(s.attributes["url.full"]).includes("/limits/");
+    const spans = await receiver.waitForSpans(
+      (s) => s.filter(isLimited).length >= 3,
+      "the three rate-limited calls",
+    );
+    const numbers = (s: ReceivedSpan) =>
+      Object.entries(s.attributes).filter(([k]) =>
+        k.startsWith("threadline.ratelimit."),
+      );
+    assert.deepEqual(
+      inStartOrder(spans, isLimited).map((s) => [
+        String(s.attributes["url.full"]).split("/").pop(),
+        numbers(s),
+      ]),
+      [
+        ["seven", [["threadline.ratelimit.remaining", 7]]],
+        ["malformed", []],
+        ["malformed", []],
+      ],
+    );
+    await threadline.forceFlush();
+    const remaining = receiver.metrics.findLast(
+      (m) => m.name === "threadline.third_party.ratelimit.remaining",
+    );
+    assert.deepEqual(
+      remaining?.points
+        .filter((p) => p.attributes["peer.service"] === "acme")
+        .map((p) => p.value),
+      [7],
+    );
   });
 
   it("counts no retries for separate calls made outside any span, as a poller makes them", async () => {

@@ -787,7 +787,10 @@ function setRateLimitNumber(
     field !== "retry-after"
   )
     return;
-  let n = Number(value);
+  // Digits alone, as Retry-After's seconds are read: Number() reads "" as
+  // 0, "0x10" as 16 and "1e3" as 1000.
+  const text = value.replace(/^[ \t]+|[ \t]+$/g, "");
+  let n = /^\d+$/.test(text) ? Number(text) : NaN;
   if (field === "retry-after") {
     // Seconds, or an HTTP date: the seconds until then.
     const ms = retryAfterMs(value);
