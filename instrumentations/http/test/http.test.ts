@@ -99,6 +99,8 @@ function answerInTurn(req: { path: string }): { status: number } | undefined {
 /** The rate-limit headers the third party answers each of these paths with. */
 const RATE_LIMITS: Readonly<Record<string, Record<string, string>>> = {
   "/limits/seven": { "x-ratelimit-remaining": " 7 " },
+  // A Unix time, as GitHub sends it, now past.
+  "/limits/past": { "x-ratelimit-reset": "1700000000" },
   // None of them whole seconds or requests written in digits.
   "/limits/malformed": {
     "x-ratelimit-limit": " ",
@@ -129,6 +131,13 @@ before(async () => {
             "retry-after": new Date(Date.now() + 30_000).toUTCString(),
             ratelimit: '"default";r=0;t=25, "daily";r=70;t=3600',
             "ratelimit-policy": '"default";q=100;w=60, "daily";q=1000;w=86400',
+          },
+        };
+      if (req.path === "/limits/epoch")
+        return {
+          status: 429,
+          headers: {
+            "x-ratelimit-reset": String(Math.floor(Date.now() / 1000) + 90),
           },
         };
       const limits = RATE_LIMITS[req.path];
@@ -1603,6 +1612,26 @@ describe("http and fetch clients", () => {
         .map((p) => p.value),
       [7],
     );
+  });
+
+  it("reads a rate-limit reset that is a Unix time as the seconds until then, 0 once past", async () => {
+    await (await fetch(`${thirdParty.url}/limits/epoch`)).text();
+    await get(`${thirdParty.url}/limits/past`);
+    const isReset = (s: ReceivedSpan) =>
+      s.kind === CLIENT &&
+      /\/limits\/(epoch|past)$/.test(String(s.attributes["url.full"]));
+    const spans = await receiver.waitForSpans(
+      (s) => s.filter(isReset).length >= 2,
+      "the two calls",
+    );
+    const [epoch, past] = inStartOrder(spans, isReset).map(
+      (s) => s.attributes["threadline.ratelimit.reset"],
+    );
+    assert.ok(
+      typeof epoch === "number" && epoch >= 80 && epoch <= 91,
+      String(epoch),
+    );
+    assert.equal(past, 0);
   });
 
   it("counts no retries for separate calls made outside any span, as a poller makes them", async () => {

@@ -732,8 +732,9 @@ const STRUCTURED_FIELDS: Readonly<Record<string, string>> = {
  * Records a third party's rate-limit headers on its CLIENT span: each as
  * `http.response.header.<name>` (the semantic conventions' form), and the
  * usual trio as numbers, `threadline.ratelimit.limit`, `.remaining` and
- * `.reset` (seconds), whichever naming the provider uses (`X-RateLimit-*`,
- * `RateLimit-*`, `X-Rate-Limit-*`, the structured `RateLimit` header in
+ * `.reset` (seconds, until then for a reset given as a Unix time),
+ * whichever naming the provider uses (`X-RateLimit-*`, `RateLimit-*`,
+ * `X-Rate-Limit-*`, the structured `RateLimit` header in
  * its older `limit=..., remaining=..., reset=...` form or the draft's
  * `"policy";r=...;t=...` with `RateLimit-Policy: "policy";q=...`), and
  * `Retry-After` in seconds, given as seconds or as an HTTP date.
@@ -791,6 +792,10 @@ function setRateLimitNumber(
   // 0, "0x10" as 16 and "1e3" as 1000.
   const text = value.replace(/^[ \t]+|[ \t]+$/g, "");
   let n = /^\d+$/.test(text) ? Number(text) : NaN;
+  // A reset of 1e9 or more is no wait of over 31 years but a Unix time in
+  // seconds (GitHub's X-RateLimit-Reset): the seconds until then.
+  if (field === "reset" && n >= 1e9)
+    n = Math.max(0, Math.round(n - Date.now() / 1000));
   if (field === "retry-after") {
     // Seconds, or an HTTP date: the seconds until then.
     const ms = retryAfterMs(value);
