@@ -46,7 +46,6 @@ export interface DecodedResourceMetrics {
   scopes: Array<{ scope: DecodedScope; metrics: DecodedMetric[] }>;
 }
 
-const TWO_63 = 2 ** 63;
 const nsToMs = (ns: number) => ns / 1e6;
 
 function packed(
@@ -68,10 +67,8 @@ function numberPoint(r: ProtoReader): DecodedMetricPoint {
     if (f === 7 && w === 2) keyValue(r.message(), p.attributes);
     else if (f === 3 && w === 1) p.timeMs = nsToMs(r.fixed64());
     else if (f === 4 && w === 1) p.value = r.double();
-    else if (f === 6 && w === 1) {
-      const u = r.fixed64();
-      p.value = u >= TWO_63 ? u - 2 * TWO_63 : u;
-    } else r.skip(w);
+    else if (f === 6 && w === 1) p.value = r.sfixed64();
+    else r.skip(w);
   }
   return p;
 }

@@ -92,6 +92,17 @@ export class ProtoReader {
     return hi * TWO_32 + lo;
   }
 
+  /**
+   * sfixed64 (two's complement) as a double: exact below 2^53 in magnitude,
+   * rounded once past it. (Read unsigned, less 2^64, a negative value
+   * rounds to a multiple of 2048: -7 reads as 0.)
+   */
+  sfixed64(): number {
+    const lo = this.fixed32();
+    const hi = this.fixed32() | 0;
+    return hi * TWO_32 + lo;
+  }
+
   double(): number {
     if (this.pos + 8 > this.end) throw new OtlpDecodeError("truncated double");
     const v = new DataView(

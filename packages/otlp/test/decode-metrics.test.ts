@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
+import { ExportMetricsServiceRequest } from "@threadline/test-support/schema";
 import {
   decodeMetricsJson,
   decodeMetricsProto,
@@ -118,5 +119,47 @@ it("refuses malformed requests with a reason", () => {
   assert.throws(
     () => decodeMetricsJson({ resourceMetrics: 7 }),
     OtlpDecodeError,
+  );
+});
+
+it("reads a negative integer point (sfixed64) as itself, not rounded", () => {
+  // Written by protobufjs from the specification's schema, as an
+  // up-down counter or a gauge of integers sends it.
+  const values = [
+    -7,
+    -12,
+    -123456789,
+    1048576,
+    Number.MIN_SAFE_INTEGER,
+    Number.MAX_SAFE_INTEGER,
+    -(2 ** 63),
+  ];
+  const msg = ExportMetricsServiceRequest.fromObject({
+    resourceMetrics: [
+      {
+        scopeMetrics: [
+          {
+            metrics: [
+              {
+                name: "queue.depth.change",
+                gauge: {
+                  dataPoints: values.map((asInt) => ({
+                    timeUnixNano: "1700000000000000000",
+                    asInt,
+                  })),
+                },
+              },
+            ],
+          },
+        ],
+      },
+    ],
+  });
+  const [rm] = decodeMetricsProto(
+    ExportMetricsServiceRequest.encode(msg).finish(),
+  );
+  assert.deepEqual(
+    rm!.scopes[0]!.metrics[0]!.points.map((p) => p.value),
+    values,
   );
 });
