@@ -18,6 +18,7 @@ import {
   type SpanData,
 } from "@threadline/otlp";
 import { waitFor } from "@threadline/test-support";
+import { ExportMetricsServiceRequest } from "@threadline/test-support/schema";
 import {
   DevServerError,
   startDevServer,
@@ -634,6 +635,58 @@ describe("the OTLP receiver", () => {
       await found("messaging.rabbitmq.message.delivery_tag=9007199254740993"),
       [traceId],
     );
+  });
+
+  it('keeps a metrics export that holds an instrument named "", and its other metrics', async () => {
+    // Protobuf written by protobufjs from the specification's schema: the
+    // OpenTelemetry JS SDK exports an instrument created with the name ""
+    // (its name field absent) next to the others, at every interval.
+    const at = String(BigInt(Date.now()) * 1_000_000n);
+    const body = ExportMetricsServiceRequest.encode(
+      ExportMetricsServiceRequest.fromObject({
+        resourceMetrics: [
+          {
+            resource: {
+              attributes: [
+                { key: "service.name", value: { stringValue: "unnamed" } },
+              ],
+            },
+            scopeMetrics: [
+              {
+                metrics: [
+                  {
+                    name: "process.memory.usage",
+                    gauge: {
+                      dataPoints: [{ timeUnixNano: at, asInt: 64 * 2 ** 20 }],
+                    },
+                  },
+                  {
+                    name: "",
+                    sum: {
+                      aggregationTemporality: 2,
+                      isMonotonic: true,
+                      dataPoints: [{ timeUnixNano: at, asDouble: 1 }],
+                    },
+                  },
+                ],
+              },
+            ],
+          },
+        ],
+      }),
+    ).finish();
+    const res = await post(`${dev.otlpUrl}/v1/metrics`, body, proto);
+    assert.equal(res.status, 200, res.text);
+    const panels = await waitFor(
+      async () => {
+        const b = (await (
+          await fetch(`${dev.viewerUrl}/api/metrics?service=unnamed&since=5m`)
+        ).json()) as { panels?: ServicePanels };
+        return b.panels?.rssMb.length === 1 && b.panels;
+      },
+      { what: "the export's memory usage" },
+    );
+    assert.equal(panels.rssMb[0]![1], 64);
   });
 
   it("leaves out a span with no start time, and mends one with no end or ending before it starts, so its trace keeps its time", async () => {

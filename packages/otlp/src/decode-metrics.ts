@@ -15,7 +15,7 @@ import {
   type DecodedAttributes,
   type DecodedScope,
 } from "./decode.ts";
-import { OtlpDecodeError, type ProtoReader } from "./proto-reader.ts";
+import type { ProtoReader } from "./proto-reader.ts";
 
 export interface DecodedMetricPoint {
   attributes: DecodedAttributes;
@@ -127,7 +127,6 @@ function metric(r: ProtoReader): DecodedMetric | undefined {
       }
     } else r.skip(w);
   }
-  if (m.name === "") throw new OtlpDecodeError("a metric has no name");
   // Exponential histograms and summaries are not kept.
   return known ? m : undefined;
 }

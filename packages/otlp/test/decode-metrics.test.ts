@@ -163,3 +163,39 @@ it("reads a negative integer point (sfixed64) as itself, not rounded", () => {
     values,
   );
 });
+
+it("keeps a metric with an empty name, protobuf and JSON alike", () => {
+  // An instrument created with the name "", which the OpenTelemetry JS
+  // SDK exports as it is: in protobuf the name field is absent.
+  const request = {
+    resourceMetrics: [
+      {
+        scopeMetrics: [
+          {
+            metrics: ["http.requests", ""].map((name) => ({
+              name,
+              sum: {
+                aggregationTemporality: 2,
+                isMonotonic: true,
+                dataPoints: [
+                  { timeUnixNano: "1700000000000000000", asDouble: 1 },
+                ],
+              },
+            })),
+          },
+        ],
+      },
+    ],
+  };
+  const bytes = ExportMetricsServiceRequest.encode(
+    ExportMetricsServiceRequest.fromObject(request),
+  ).finish();
+  for (const decoded of [decodeMetricsProto(bytes), decodeMetricsJson(request)])
+    assert.deepEqual(
+      decoded[0]!.scopes[0]!.metrics.map((m) => [m.name, m.points[0]!.value]),
+      [
+        ["http.requests", 1],
+        ["", 1],
+      ],
+    );
+});
