@@ -705,6 +705,12 @@ const STATUS = [
   "STATUS_CODE_OK",
   "STATUS_CODE_ERROR",
 ] as const;
+const SEVERITIES = [
+  "SEVERITY_NUMBER_UNSPECIFIED",
+  ...["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"].flatMap((level) =>
+    ["", "2", "3", "4"].map((n) => `SEVERITY_NUMBER_${level}${n}`),
+  ),
+];
 
 function jsonScope(v: unknown): DecodedScope {
   if (v === undefined || v === null) return { name: "", version: "" };
@@ -815,7 +821,7 @@ const jsonLogRecord = (lv: unknown): DecodedLogRecord => {
   return {
     timeUs: nsToUs(num(l["timeUnixNano"], "timeUnixNano")),
     observedUs: nsToUs(num(l["observedTimeUnixNano"], "observedTimeUnixNano")),
-    severityNumber: num(l["severityNumber"], "severityNumber"),
+    severityNumber: enumNum(l["severityNumber"], SEVERITIES, "severityNumber"),
     severityText: str(l["severityText"], "severityText"),
     body: jsonAnyValue(l["body"]),
     attributes: jsonKeyValues(l["attributes"]),

@@ -306,6 +306,46 @@ describe("decodeLogs", () => {
     });
   }
 
+  it("accepts severity names and numbers as strings in JSON", () => {
+    const reasons: string[] = [];
+    const [rl] = decodeLogsJson(
+      {
+        resourceLogs: [
+          {
+            scopeLogs: [
+              {
+                logRecords: [
+                  "SEVERITY_NUMBER_ERROR",
+                  "SEVERITY_NUMBER_UNSPECIFIED",
+                  "SEVERITY_NUMBER_TRACE",
+                  "SEVERITY_NUMBER_DEBUG4",
+                  "SEVERITY_NUMBER_INFO2",
+                  "SEVERITY_NUMBER_WARN3",
+                  "SEVERITY_NUMBER_FATAL4",
+                  "9",
+                  13,
+                  "SEVERITY_NUMBER_LOUD",
+                ].map((severityNumber) => ({
+                  timeUnixNano: "1700000000000000000",
+                  severityNumber,
+                  body: { stringValue: "payment failed" },
+                })),
+              },
+            ],
+          },
+        ],
+      },
+      { onInvalid: (r) => reasons.push(r) },
+    );
+    assert.deepEqual(
+      rl!.scopes[0]!.logs.map((l) => l.severityNumber),
+      [17, 0, 1, 8, 10, 15, 24, 9, 13],
+    );
+    assert.deepEqual(reasons, [
+      'a log record does not read: severityNumber has an unknown value "SEVERITY_NUMBER_LOUD"',
+    ]);
+  });
+
   const ids = {
     ...record,
     attributes: {
