@@ -447,7 +447,10 @@ export function named<K extends string, T>(
 /**
  * Walks an export request (protobuf): field 1 holds Resource<Signal>s, each
  * a resource (1) and Scope<Signal>s (2), each a scope (1) and items (2).
- * `item` decodes one item, or skips it by returning undefined.
+ * `item` decodes one item, or skips it by returning undefined. A group left
+ * with no items is left out: it adds nothing, and kept, two bytes of body
+ * (an empty group, a compressed body inflating to millions) would each
+ * cost an object.
  */
 export function decodeExportProto<T>(
   buf: Uint8Array,
@@ -490,10 +493,10 @@ export function decodeExportProto<T>(
             if (decoded !== undefined) group.items.push(decoded);
           } else sm.skip(sw);
         }
-        entry.scopes.push(group);
+        if (group.items.length > 0) entry.scopes.push(group);
       } else rm.skip(rw);
     }
-    out.push(entry);
+    if (entry.scopes.length > 0) out.push(entry);
   }
   return out;
 }
@@ -724,6 +727,7 @@ function jsonScope(v: unknown): DecodedScope {
 /**
  * Walks an OTLP/JSON export request (already parsed): `resource<Signal>`,
  * each with a resource and `scope<Signal>`, each with a scope and items.
+ * Groups with no items are left out, as from protobuf.
  */
 export function decodeExportJson<T>(
   body: unknown,
@@ -733,25 +737,29 @@ export function decodeExportJson<T>(
 ): Array<ResourceGroup<T>> {
   const resources = `resource${signal}`;
   const scopes = `scope${signal}`;
-  return list(obj(body, "request")[resources], resources).map((rv) => {
-    const rm = obj(rv, `${resources}[]`);
-    return {
-      resource: jsonKeyValues(
-        rm["resource"] === undefined
-          ? []
-          : obj(rm["resource"], "resource")["attributes"],
-      ),
-      scopes: list(rm[scopes] ?? [], scopes).map((sv) => {
-        const sm = obj(sv, `${scopes}[]`);
-        const items: T[] = [];
-        for (const v of list(sm[itemsKey] ?? [], itemsKey)) {
-          const decoded = item(v);
-          if (decoded !== undefined) items.push(decoded);
-        }
-        return { scope: jsonScope(sm["scope"]), items };
-      }),
-    };
-  });
+  return list(obj(body, "request")[resources], resources)
+    .map((rv) => {
+      const rm = obj(rv, `${resources}[]`);
+      return {
+        resource: jsonKeyValues(
+          rm["resource"] === undefined
+            ? []
+            : obj(rm["resource"], "resource")["attributes"],
+        ),
+        scopes: list(rm[scopes] ?? [], scopes)
+          .map((sv) => {
+            const sm = obj(sv, `${scopes}[]`);
+            const items: T[] = [];
+            for (const v of list(sm[itemsKey] ?? [], itemsKey)) {
+              const decoded = item(v);
+              if (decoded !== undefined) items.push(decoded);
+            }
+            return { scope: jsonScope(sm["scope"]), items };
+          })
+          .filter((g) => g.items.length > 0),
+      };
+    })
+    .filter((g) => g.scopes.length > 0);
 }
 
 /** Decodes an OTLP/JSON ExportTraceServiceRequest (already parsed). */

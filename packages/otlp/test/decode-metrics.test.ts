@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
 import { ExportMetricsServiceRequest } from "@threadline/test-support/schema";
+import { emptyGroups } from "./empty-groups.ts";
 import {
   decodeMetricsJson,
   decodeMetricsProto,
@@ -198,4 +199,22 @@ it("keeps a metric with an empty name, protobuf and JSON alike", () => {
         ["", 1],
       ],
     );
+});
+
+it("leaves out empty resource and scope groups, protobuf and JSON alike", () => {
+  const empty = emptyGroups(4 * 1024 * 1024);
+  assert.equal(decodeMetricsProto(empty).length, 0);
+  const enc = new MetricsEncoder({ "service.name": "orders" });
+  const [rm, ...more] = decodeMetricsProto(
+    Buffer.concat([empty, enc.encode(metrics)]),
+  );
+  assert.equal(more.length, 0);
+  assert.equal(rm!.scopes.length, 1);
+  assert.equal(rm!.scopes[0]!.metrics.length, 3);
+  assert.deepEqual(
+    decodeMetricsJson({
+      resourceMetrics: [{}, { scopeMetrics: [{}, { scope: { name: "s" } }] }],
+    }),
+    [],
+  );
 });

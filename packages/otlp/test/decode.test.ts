@@ -15,6 +15,7 @@ import {
   TraceEncoder,
   type SpanData,
 } from "../src/index.ts";
+import { emptyGroups } from "./empty-groups.ts";
 
 const span: SpanData = {
   scope: { name: "s", version: "1" },
@@ -398,4 +399,56 @@ describe("decodeLogs", () => {
       );
     });
   }
+});
+
+describe("empty resource and scope groups", () => {
+  const empty = emptyGroups(4 * 1024 * 1024);
+  const traces = new TraceEncoder({ "service.name": "orders" });
+  const logs = new LogsEncoder({ "service.name": "orders" }, { name: "pino" });
+  const record = {
+    time: 1_700_000_000_001,
+    observedTime: 1_700_000_000_002,
+    severityNumber: 9,
+    severityText: "info",
+    body: "order placed",
+    attributes: {},
+    traceId: span.traceId,
+    spanId: span.spanId,
+    traceFlags: 1,
+  };
+
+  it("are left out of protobuf, so a body of them costs what its bytes do", () => {
+    assert.equal(decodeTracesProto(empty).length, 0);
+    assert.equal(decodeLogsProto(empty).length, 0);
+    // Concatenated protobuf messages merge: the one span or record is kept.
+    const [rs, ...moreSpans] = decodeTracesProto(
+      Buffer.concat([empty, traces.encode([span]), empty]),
+    );
+    assert.equal(moreSpans.length, 0);
+    assert.deepEqual(
+      rs!.scopes.map((g) => g.spans.map((s) => s.spanId)),
+      [[span.spanId]],
+    );
+    const [rl, ...moreLogs] = decodeLogsProto(
+      Buffer.concat([empty, logs.encode([record])]),
+    );
+    assert.equal(moreLogs.length, 0);
+    assert.deepEqual(
+      rl!.scopes.map((g) => g.logs.map((l) => l.body)),
+      [["order placed"]],
+    );
+  });
+
+  it("are left out of JSON too", () => {
+    const groups = (key: string) => [
+      {},
+      { [key]: [] },
+      { [key]: [{}, { scope: { name: "s" } }] },
+    ];
+    assert.deepEqual(
+      decodeTracesJson({ resourceSpans: groups("scopeSpans") }),
+      [],
+    );
+    assert.deepEqual(decodeLogsJson({ resourceLogs: groups("scopeLogs") }), []);
+  });
 });
