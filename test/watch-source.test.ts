@@ -314,6 +314,89 @@ describe("the watch-list source", () => {
     }
   });
 
+  describe("next to a local receiver that wants a token", () => {
+    // As `threadline dev --token`: its OTLP endpoints and its watch list
+    // both refuse a request without the token, in a header or the query.
+    const token = "s3cret";
+    const watchAnswer = (url: string | undefined) =>
+      new URL(url ?? "/", "http://x").searchParams.get("token") === token
+        ? {
+            status: 200,
+            headers: { "content-type": "application/json" },
+            body: doc(["c-42", 60_000]),
+          }
+        : { status: 401, body: "a token is required" };
+    const logsOnly = (endpoint: string) =>
+      startService({
+        entry: "watch-hop.mjs",
+        cwd: fixtures,
+        execArgv: ["--import", "@threadline/node/register"],
+        env: {
+          OTEL_SERVICE_NAME: "token-in-query",
+          OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
+          OTEL_TRACES_EXPORTER: "none",
+          OTEL_METRICS_EXPORTER: "none",
+          OTEL_BLRP_SCHEDULE_DELAY: "50",
+          THREADLINE_WATCH_INTERVAL: String(POLL_MS),
+        },
+      });
+    before(() =>
+      receiver.setResponder((req) =>
+        req.method === "GET" &&
+        req.url?.split("?")[0] === "/threadline/v1/watch"
+          ? watchAnswer(req.url)
+          : undefined,
+      ),
+    );
+    after(() => receiver.setResponder(undefined));
+
+    it("reads the list with the token given in the endpoint's query", async () => {
+      const svc = await logsOnly(`${receiver.url}?token=${token}`);
+      try {
+        await waitFor(
+          async () => {
+            await (
+              await fetch(`${svc.url}/hop`, {
+                headers: { "x-customer-id": "c-42" },
+              })
+            ).text();
+            return receiver.logs.some(
+              (l) =>
+                l.resource["service.name"] === "token-in-query" &&
+                l.body === "hop detail" &&
+                l.attributes["customer.id"] === "c-42",
+            );
+          },
+          { what: "c-42's debug line", intervalMs: 200 },
+        );
+      } finally {
+        await svc.stop();
+      }
+    });
+
+    it("says once that the list was refused, where it says nothing of a list that is not there", async () => {
+      const svc = await logsOnly(`${receiver.url}?token=wrong`);
+      try {
+        await waitFor(
+          () => warned(svc, /watch list at .* was refused \(HTTP 401\)/),
+          { what: "the warning" },
+        );
+        await new Promise((r) => setTimeout(r, POLL_MS * 5));
+        assert.equal(
+          warnings(svc, /watch list/).length,
+          1,
+          svc.stderr.join("\n"),
+        );
+        assert.ok(
+          !svc.stderr.join("\n").includes("wrong"),
+          "the token is not printed",
+        );
+      } finally {
+        await svc.stop();
+      }
+    });
+  });
+
   it("reads a file, following each change", async () => {
     const file = join(dir, "watch.json");
     writeFileSync(file, doc(["c-1", 60_000]));

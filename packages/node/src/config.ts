@@ -1871,8 +1871,12 @@ function watchSettings(
     (s) => s.enabled && isLoopbackHost(new URL(s.url).hostname),
   );
   if (local === undefined) return undefined;
+  // The endpoint's query goes along, as to each signal's URL: a token
+  // given as `?token=` is `threadline dev`'s as much as its OTLP's.
+  const url = new URL(WATCH_PATH, local.url);
+  url.search = new URL(local.url).search;
   return {
-    url: new URL(WATCH_PATH, local.url).href,
+    url: url.href,
     intervalMs,
     headers: { ...local.headers, ...headers },
     quiet: true,

@@ -28,6 +28,8 @@ export function followWatchList(
 ): () => void {
   const where = printableUrl(settings.url);
   let failing = false;
+  /** Whether the derived source refused this service (401, 403) since it was last read. */
+  let denied = false;
   /** The source's newest text, while it is refused. */
   let refused: string | undefined;
   const apply = (text: string): WatchDocumentResult => {
@@ -49,7 +51,15 @@ export function followWatchList(
     },
     (msg) => {
       if (msg.error !== undefined) {
-        // A derived source (threadline dev next to the OTLP endpoint) is often absent.
+        // A derived source (threadline dev next to the OTLP endpoint) is
+        // often absent; one that refuses this service is there, and would
+        // leave a customer watched in it unwatched here without a word.
+        const refusal = /^HTTP 40[13]$/.test(msg.error);
+        if (settings.quiet && refusal && !denied)
+          diag.warn(
+            `the watch list at ${where} was refused (${msg.error}): give the receiver's token as the OTLP exporter's (OTEL_EXPORTER_OTLP_HEADERS, or ?token= in its endpoint); ${kept()}`,
+          );
+        denied ||= refusal;
         if (settings.quiet)
           diag.debug(`no watch list at ${where}: ${msg.error}`);
         else if (!failing)
@@ -59,9 +69,10 @@ export function followWatchList(
         failing = true;
         return;
       }
-      if (failing && !settings.quiet)
+      if (failing && (!settings.quiet || denied))
         diag.info(`the watch list at ${where} is readable again`);
       failing = false;
+      denied = false;
       if (msg.text === undefined) return;
       const doc = apply(msg.text);
       if (doc.ok) return;

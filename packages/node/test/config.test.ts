@@ -286,6 +286,11 @@ describe("resolveConfig", () => {
       undefined,
     );
     assert.equal(watchOf({ OTEL_EXPORTER_OTLP_ENDPOINT: remote }), undefined);
+    // A token in the endpoint's query is the local receiver's.
+    assert.equal(
+      watchOf({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4444?token=t" }),
+      "http://127.0.0.1:4444/threadline/v1/watch?token=t",
+    );
   });
 
   it("reads THREADLINE_EDGE that is neither true nor false as true, with a warning", () => {
