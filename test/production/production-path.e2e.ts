@@ -685,7 +685,7 @@ describe("a customer's trace from ten days ago", () => {
     const now = Date.now();
     // By names of their own: Jaeger on Elasticsearch lists a service and
     // operation only in the daily index of the first span it wrote with
-    // them, and lists services from the last three days' indices.
+    // them, and lists services from the indices of its max_span_age.
     for (const [n, startMs, name] of [
       [2, now - 1000, "GET /invoices"],
       [1, now - 10 * 24 * 3600_000, "GET /invoices/:id"],
@@ -733,6 +733,66 @@ describe("a customer's trace from ten days ago", () => {
       if (backend.startsWith("jaeger="))
         assert.match(stderr, /searched the last 30 days/);
       else assert.equal(stderr, "");
+    }
+  });
+});
+
+// Jaeger on Elasticsearch opens a trace, and lists services, only from
+// the indices of its max_span_age: a trace a search lists must open too.
+describe("a customer's trace from five days ago", () => {
+  it("is listed and opened by threadline over Jaeger's HTTP and gRPC APIs", async () => {
+    const run = randomBytes(8).toString("hex");
+    const traceId = `${run}${"0".repeat(15)}1`;
+    // A service no newer span names, as when it was retired since.
+    const service = `ledger-${run}`;
+    await send(service, [
+      {
+        traceId,
+        spanId: "00000000000000e1",
+        name: "GET /statements",
+        startMs: Date.now() - 5 * 24 * 3600_000,
+        durationMs: 30,
+        attributes: { "customer.id": "c-3007", "threadline.watch": "debug" },
+      },
+    ]);
+    for (const backend of [`jaeger=${jaegerUrl}`, `jaeger=${jaegerGrpcUrl}`]) {
+      let traces: TraceSummary[] = [];
+      let stderr = "";
+      await waitFor(
+        async () => {
+          const r = await threadline(
+            "search",
+            "--customer",
+            "c-3007",
+            "--json",
+            "--backend",
+            backend,
+          );
+          stderr = r.stderr;
+          traces = (JSON.parse(r.stdout) as { traces: TraceSummary[] }).traces;
+          return traces.length === 1;
+        },
+        { what: `c-3007's trace from ${backend}`, timeoutMs: 30_000 },
+      ).catch(() => undefined);
+      assert.deepEqual(
+        traces.map((t) => t.traceId),
+        [traceId],
+        `${backend}: ${stderr}`,
+      );
+      const shown = await threadline(
+        "trace",
+        traceId,
+        "--backend",
+        backend,
+      ).then(
+        (r) => r.stdout,
+        (err: { stderr: string }) => err.stderr,
+      );
+      assert.match(
+        shown,
+        new RegExp(`${service}  server  GET /statements`),
+        backend,
+      );
     }
   });
 });
