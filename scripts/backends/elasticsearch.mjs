@@ -273,9 +273,19 @@ async function esRequest(url, method, path, body) {
  * stack); this distribution has none, and the exporter writes with
  * `require_data_stream`, so without a template every write fails. Priority 50
  * keeps the built-ins (priority 100) in charge wherever they exist.
+ *
+ * Every service's attributes are top-level fields of one data stream, so
+ * one service's `user` (a value) meets another's `user.id` (which makes
+ * `user` an object), or `order.id` first a number then `"ord-17"`, and
+ * Elasticsearch refuses the later document. `subobjects: false` keeps
+ * dotted names flat, so `user` and `user.id` are two fields; with
+ * `ignore_malformed` a value that does not parse as its field's type is
+ * kept in `_source`, unindexed, instead of failing the document (the
+ * built-in `logs@settings` does the same).
  */
 export async function installIndexTemplates(url) {
   const mappings = {
+    subobjects: false,
     dynamic_templates: [
       { message_as_text: { path_match: "message", mapping: { type: "text" } } },
       // Ids, names and labels are matched exactly (trace.id, customer.id...).
@@ -288,13 +298,11 @@ export async function installIndexTemplates(url) {
     ],
     properties: {
       "@timestamp": { type: "date_nanos" },
-      trace: { properties: { id: { type: "keyword" } } },
-      span: {
-        properties: { id: { type: "keyword" }, name: { type: "keyword" } },
-      },
-      service: { properties: { name: { type: "keyword" } } },
-      customer: { properties: { id: { type: "keyword" } } },
-      labels: { type: "object", dynamic: true },
+      "trace.id": { type: "keyword" },
+      "span.id": { type: "keyword" },
+      "span.name": { type: "keyword" },
+      "service.name": { type: "keyword" },
+      "customer.id": { type: "keyword" },
     },
   };
   for (const [name, pattern] of [
@@ -306,7 +314,11 @@ export async function installIndexTemplates(url) {
       priority: 50,
       data_stream: {},
       template: {
-        settings: { number_of_shards: 1, number_of_replicas: 0 },
+        settings: {
+          number_of_shards: 1,
+          number_of_replicas: 0,
+          "mapping.ignore_malformed": true,
+        },
         mappings,
       },
       _meta: { managed_by: "threadline" },

@@ -98,8 +98,15 @@ interface OtlpSpan {
   error?: boolean;
   /** The error's status message. */
   message?: string;
-  attributes?: Record<string, string>;
+  attributes?: Record<string, string | number>;
 }
+
+/** Attributes as OTLP/JSON writes them: a number as an integer. */
+const otlpAttributes = (a: Record<string, string | number> = {}) =>
+  Object.entries(a).map(([key, v]) => ({
+    key,
+    value: typeof v === "number" ? { intValue: String(v) } : { stringValue: v },
+  }));
 
 /** Spans of one service, sent to the agent as a service's SDK would. */
 async function send(service: string, spans: OtlpSpan[]): Promise<void> {
@@ -126,14 +133,53 @@ async function send(service: string, spans: OtlpSpan[]): Promise<void> {
                 kind: 2,
                 startTimeUnixNano: ns(s.startMs),
                 endTimeUnixNano: ns(s.startMs + s.durationMs),
-                attributes: Object.entries(s.attributes ?? {}).map(
-                  ([key, v]) => ({ key, value: { stringValue: v } }),
-                ),
+                attributes: otlpAttributes(s.attributes),
                 status:
                   s.error === true
                     ? { code: 2, ...(s.message ? { message: s.message } : {}) }
                     : {},
               })),
+            },
+          ],
+        },
+      ],
+    }),
+  });
+  assert.equal(res.status, 200, await res.text());
+}
+
+/** One log line of a service, sent to the agent as a service's SDK would. */
+async function sendLog(
+  service: string,
+  line: {
+    traceId: string;
+    spanId: string;
+    timeMs: number;
+    body: string;
+    attributes: Record<string, string | number>;
+  },
+): Promise<void> {
+  const res = await fetch(`${agentUrl}/v1/logs`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      resourceLogs: [
+        {
+          resource: { attributes: otlpAttributes({ "service.name": service }) },
+          scopeLogs: [
+            {
+              scope: { name: "e2e" },
+              logRecords: [
+                {
+                  timeUnixNano: String(BigInt(line.timeMs) * 1_000_000n),
+                  severityNumber: 9,
+                  severityText: "INFO",
+                  body: { stringValue: line.body },
+                  traceId: line.traceId,
+                  spanId: line.spanId,
+                  attributes: otlpAttributes(line.attributes),
+                },
+              ],
             },
           ],
         },
@@ -530,6 +576,99 @@ describe("a customer on some spans of a trace only", () => {
         `${backend} ${filter.join(" ")}`,
       );
     }
+  });
+});
+
+// The gateway writes attributes as top-level fields, into one data stream
+// for every service, so one service's fields meet another's in its
+// mapping: `user` (a name) and `user.id`, `order.id` a number and then a
+// string. Elasticsearch refused the later documents, and nothing said so.
+describe("attributes whose fields clash with another service's", () => {
+  it("reach Elasticsearch, and threadline trace shows the whole tree", async () => {
+    const run = randomBytes(8).toString("hex");
+    const traceId = `${run}${"0".repeat(15)}1`;
+    const now = Date.now();
+    const count = async (index: string) => {
+      const res = await fetch(`${esUrl}/${index}/_count`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ query: { term: { "trace.id": traceId } } }),
+      });
+      if (res.status === 404) return 0;
+      assert.equal(res.status, 200, await res.clone().text());
+      return ((await res.json()) as { count: number }).count;
+    };
+    const counts = async () => [await count("logs-*"), await count("traces-*")];
+    const first = { "customer.id": "c-3011", user: "bob", "order.id": 17 };
+    await sendLog("storefront", {
+      traceId,
+      spanId: "00000000000000f1",
+      timeMs: now - 90,
+      body: "order taken",
+      attributes: first,
+    });
+    await send("storefront", [
+      {
+        traceId,
+        spanId: "00000000000000f1",
+        name: "POST /basket",
+        startMs: now - 100,
+        durationMs: 60,
+        attributes: { ...first, "threadline.watch": "debug" },
+      },
+    ]);
+    // Written first: `user` and `order.id` are mapped as these are.
+    await waitFor(async () => JSON.stringify(await counts()) === "[1,1]", {
+      what: "the first service's line and span in Elasticsearch",
+    });
+    await sendLog("warehouse", {
+      traceId,
+      spanId: "00000000000000f2",
+      timeMs: now - 70,
+      body: "picked for user u-1",
+      attributes: { "customer.id": "c-3011", "user.id": "u-1" },
+    });
+    await sendLog("warehouse", {
+      traceId,
+      spanId: "00000000000000f2",
+      timeMs: now - 60,
+      body: "order ord-17 packed",
+      attributes: { "customer.id": "c-3011", "order.id": "ord-17" },
+    });
+    await send("warehouse", [
+      {
+        traceId,
+        spanId: "00000000000000f2",
+        parentSpanId: "00000000000000f1",
+        name: "pack order",
+        startMs: now - 80,
+        durationMs: 30,
+        attributes: { "user.id": "u-1", "order.id": "ord-17" },
+      },
+    ]);
+    let found: number[] = [];
+    await waitFor(
+      async () => {
+        found = await counts();
+        return JSON.stringify(found) === "[3,2]";
+      },
+      { what: "every line and span in Elasticsearch", timeoutMs: 30_000 },
+    ).catch(() => undefined);
+    assert.deepEqual(found, [3, 2], "log lines, spans");
+    const { stdout } = await threadline(
+      "trace",
+      traceId,
+      "--backend",
+      `elasticsearch=${esUrl}`,
+    );
+    assert.match(stdout, /storefront +server +POST \/basket/);
+    assert.match(stdout, /warehouse +server +pack order/);
+    for (const line of [
+      "order taken",
+      "picked for user u-1",
+      "order ord-17 packed",
+    ])
+      assert.match(stdout, new RegExp(`log INFO: ${line}`));
   });
 });
 
