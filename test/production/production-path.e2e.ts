@@ -17,6 +17,7 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import {
   ElasticsearchBackend,
@@ -26,6 +27,7 @@ import {
 } from "@threadline/cli";
 import {
   cleanEnv,
+  freePort,
   startShop,
   stopTestServers,
   testBroker,
@@ -1028,6 +1030,64 @@ describe("a backend URL that is not the backend", () => {
     const r = await search(`elasticsearch=${jaegerUrl}`);
     assert.equal(r.code, 1, r.stdout);
     assert.match(r.stderr, new RegExp(`elasticsearch ${jaegerUrl}`));
+  });
+});
+
+// Jaeger's memory storage refuses a search for as many traces as it holds
+// or more, and threadline search asks for 1000 at a time.
+describe("a Jaeger whose memory storage holds 1000 traces or fewer", () => {
+  it("fails threadline search with a message naming THREADLINE_JAEGER_MAX_TRACES", async () => {
+    const { startJaeger } = (await import(
+      new URL("../../scripts/backends/jaeger.mjs", import.meta.url).href
+    )) as {
+      startJaeger(o: {
+        config: string;
+        env: Record<string, string>;
+        queryUrl: string;
+      }): Promise<{ stop(): Promise<void> }>;
+    };
+    const at = async () => `127.0.0.1:${await freePort()}`;
+    const [query, grpc] = [await at(), await at()];
+    const jaeger = await startJaeger({
+      config: fileURLToPath(
+        new URL("../../collector-config/jaeger-memory.yaml", import.meta.url),
+      ),
+      queryUrl: `http://${query}`,
+      env: {
+        THREADLINE_JAEGER_OTLP_GRPC_ENDPOINT: await at(),
+        THREADLINE_JAEGER_OTLP_HTTP_ENDPOINT: await at(),
+        THREADLINE_JAEGER_QUERY_HTTP_ENDPOINT: query,
+        THREADLINE_JAEGER_QUERY_GRPC_ENDPOINT: grpc,
+        THREADLINE_JAEGER_HEALTH_ENDPOINT: await at(),
+        THREADLINE_JAEGER_METRICS_PORT: String(await freePort()),
+        THREADLINE_JAEGER_MAX_TRACES: "500",
+      },
+    });
+    try {
+      for (const backend of [
+        `jaeger=http://${query}`,
+        `jaeger=grpc://${grpc}`,
+      ]) {
+        const r = await threadline(
+          "search",
+          "--customer",
+          "c-42",
+          "--backend",
+          backend,
+        ).then(
+          (r) => ({ code: 0, stderr: r.stderr, stdout: r.stdout }),
+          (err: { code: number; stderr: string; stdout: string }) => err,
+        );
+        assert.equal(r.code, 1, r.stdout);
+        assert.match(
+          r.stderr,
+          /asks for 1000 traces.*THREADLINE_JAEGER_MAX_TRACES.*over 1000/,
+          backend,
+        );
+      }
+    } finally {
+      await jaeger.stop();
+    }
   });
 });
 

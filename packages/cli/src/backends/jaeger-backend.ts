@@ -74,6 +74,12 @@ const SERVICE_REQUIRED = /service name must be set/i;
 class ServiceRequired extends Error {}
 
 /**
+ * Jaeger's memory storage refuses a search depth not below its max_traces
+ * in these words: HTTP status 500, gRPC status 2.
+ */
+const DEPTH_REFUSED = /search depth must be .*less than max traces/i;
+
+/**
  * `value` as a regular expression of Lucene's syntax (which Elasticsearch
  * and OpenSearch use) that matches it alone: every reserved character
  * escaped.
@@ -474,6 +480,10 @@ export class JaegerBackend implements TraceBackend {
     try {
       return await this.#findAll(q, p);
     } catch (err) {
+      if (err instanceof Error && DEPTH_REFUSED.test(err.message))
+        throw new Error(
+          `${this.name} refused a search for ${SEARCH_DEPTH} traces, as its memory storage holds no more than that (Jaeger: "search depth must be greater than 0 and less than max traces"). threadline search asks for ${SEARCH_DEPTH} traces at a time: set max_traces (THREADLINE_JAEGER_MAX_TRACES in collector-config/jaeger-memory.yaml) over ${SEARCH_DEPTH}`,
+        );
       // Storages on Elasticsearch and others need a service with an
       // attribute filter: ask each one. Any other failure is the answer.
       if (!(err instanceof ServiceRequired) || p.service !== undefined)
