@@ -620,6 +620,53 @@ describe("export under faults", () => {
     }
   });
 
+  it("counts an export answered 200 with an endless body as delivered, reading no more of it and closing its connection", async () => {
+    const written: number[] = [];
+    const server = await standIn((socket) =>
+      socket.once("data", () => {
+        socket.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        const chunk = Buffer.concat([
+          Buffer.from("10000\r\n"),
+          Buffer.alloc(0x10000, 0x61),
+          Buffer.from("\r\n"),
+        ]);
+        const pump = () => {
+          while (!socket.destroyed && socket.write(chunk));
+          if (!socket.destroyed) socket.once("drain", pump);
+        };
+        socket.on("close", () => written.push(socket.bytesWritten));
+        pump();
+      }),
+    );
+    const svc = await service(server.url);
+    try {
+      await drive(svc, 20);
+      const s = await waitFor(
+        async () => {
+          const x = await stats(svc);
+          return x.traces.exported === 20 && x.logs.exported === 20 && x;
+        },
+        { what: "the spans and log records counted as delivered" },
+      );
+      assert.ok(accounted(s.traces) && accounted(s.logs));
+      // The exporter closed every connection it opened, having read little.
+      await waitFor(() => written.length === server.connections, {
+        what: "every connection closed",
+      });
+      for (const bytes of written)
+        assert.ok(bytes < 32 * 1024 * 1024, `${bytes} bytes written`);
+      const said = svc.stderr.filter((l) =>
+        l.includes(
+          `${server.url}/v1/traces answered HTTP 200 with more than 65536 bytes, which no OTLP answer needs: the rest was not read, and the connection closed`,
+        ),
+      );
+      assert.equal(said.length, 1, svc.stderr.join("\n"));
+    } finally {
+      await svc.stop();
+      await server.close();
+    }
+  });
+
   it("stays within its memory bounds while the Collector hangs, dropping what does not fit", async () => {
     const receiver = await startOtlpReceiver();
     receiver.setResponder(() => "hang");

@@ -125,17 +125,79 @@ it("reads a chunked body delivered a few bytes at a time, after an interim answe
   client.close();
 });
 
-it("keeps only the first bytes of a long body and still reads the whole answer", async () => {
-  const body = "0123456789abcdefghijklmnopqrstuvwxyz";
+it("keeps the whole of a body as long as the bytes it keeps, and the connection", async () => {
+  const body = "0123456789abcdef";
   const client = reset(
     `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
   );
   const res = await client.send({}, Buffer.alloc(0), 1000);
-  assert.equal(res.body.toString(), body.slice(0, 16));
+  assert.equal(res.body.toString(), body);
+  assert.equal(res.truncated, false);
   const next = await client.send({}, Buffer.alloc(0), 1000);
   assert.equal(next.status, 200);
   assert.equal(received[1]!.connection, received[0]!.connection);
   client.close();
+});
+
+/**
+ * Writes `head`, then body bytes for as long as the socket is open (each
+ * framed by `frame`); `done` gets the bytes written once it has closed.
+ */
+function endless(
+  socket: Socket,
+  head: string,
+  frame: (piece: Buffer) => Buffer | string,
+  done: (bytesWritten: number) => void,
+): void {
+  socket.write(head);
+  const piece = Buffer.alloc(64 * 1024, 0x61);
+  const pump = () => {
+    while (!socket.destroyed && socket.write(frame(piece)));
+    if (!socket.destroyed) socket.once("drain", pump);
+  };
+  socket.on("close", () => done(socket.bytesWritten));
+  pump();
+}
+
+it("stops reading a body that goes on past the bytes it keeps, and closes the connection", async () => {
+  for (const [framing, head, frame] of [
+    [
+      "chunked, endless",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+      (piece: Buffer) =>
+        Buffer.concat([
+          Buffer.from(`${piece.length.toString(16)}\r\n`),
+          piece,
+          Buffer.from("\r\n"),
+        ]),
+    ],
+    [
+      "500 MB by its length",
+      "HTTP/1.1 200 OK\r\nContent-Length: 500000000\r\n\r\n",
+      (piece: Buffer) => piece,
+    ],
+    [
+      "until the server closes",
+      "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+      (piece: Buffer) => piece,
+    ],
+  ] as const) {
+    let written: (bytes: number) => void;
+    const closed = new Promise<number>((r) => (written = r));
+    const client = reset((socket) => endless(socket, head, frame, written));
+    const res = await client.send({}, Buffer.alloc(0), 60_000);
+    assert.equal(res.status, 200, framing);
+    assert.equal(res.body.toString(), "a".repeat(16), framing);
+    assert.equal(res.truncated, true, framing);
+    // The client closed the connection; the server could only fill the
+    // sockets' buffers before it noticed.
+    const bytes = await closed;
+    assert.ok(bytes < 32 * 1024 * 1024, `${framing}: ${bytes} bytes written`);
+    // The next request goes on a connection of its own.
+    await client.send({}, Buffer.alloc(0), 1000);
+    assert.notEqual(received[1]!.connection, received[0]!.connection, framing);
+    client.close();
+  }
 });
 
 it("reads to the end of a body without a length, then opens a new connection", async () => {
@@ -377,6 +439,53 @@ it("reaches https: addresses through node:https, answering the same way", async 
     slow.close();
   } finally {
     delete process.env["NODE_TLS_REJECT_UNAUTHORIZED"];
+    secure.close();
+  }
+});
+
+it("stops reading an endless body over https: too, and closes the connection", async () => {
+  const tls = selfSignedCertificate();
+  let written: (bytes: number) => void;
+  const closed = new Promise<number>((r) => (written = r));
+  const secure = https.createServer(tls, (req) => {
+    req.resume();
+    req.on("end", () =>
+      endless(
+        req.socket,
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        (piece) =>
+          Buffer.concat([
+            Buffer.from(`${piece.length.toString(16)}\r\n`),
+            piece,
+            Buffer.from("\r\n"),
+          ]),
+        written,
+      ),
+    );
+  });
+  await new Promise<void>((r) => secure.listen(0, "127.0.0.1", r));
+  const port = (secure.address() as { port: number }).port;
+  // The certificate is our own, made above.
+  process.env["NODE_TLS_REJECT_UNAUTHORIZED"] = "0";
+  const transport = transportFor(
+    new URL(`https://127.0.0.1:${port}/v1/traces`),
+    16,
+    "POST",
+  );
+  try {
+    const res = await transport.send(
+      { "content-length": 1 },
+      Buffer.from("x"),
+      60_000,
+    );
+    assert.equal(res.status, 200);
+    assert.equal(res.body.toString(), "a".repeat(16));
+    assert.equal(res.truncated, true);
+    const bytes = await closed;
+    assert.ok(bytes < 32 * 1024 * 1024, `${bytes} bytes written`);
+  } finally {
+    delete process.env["NODE_TLS_REJECT_UNAUTHORIZED"];
+    transport.close();
     secure.close();
   }
 });

@@ -502,6 +502,18 @@ class Channel {
     return this.#transport(headers, p.body, e.timeoutMs).then(
       (res): Outcome => {
         const status = res.status;
+        if (res.truncated)
+          this.#owner.post({
+            t: "diag",
+            level: "warn",
+            key: `${this.#signal}-long-answer`,
+            message: `${printableUrl(e.url)} answered HTTP ${status} with more than ${MAX_RESPONSE_BYTES} bytes, which no OTLP answer needs: the rest was not read, and the connection closed (is it an OTLP/HTTP Collector?)`,
+          });
+        // A 2xx whose body was cut is delivered all the same: the status is
+        // the Collector's verdict on the data and arrived whole, and sending
+        // the data again could only deliver it twice. The body can only add
+        // a partial success, read from what was kept (none if that cannot be
+        // read); another status is acted on as it would be whole.
         if (status >= 200 && status < 300) {
           const { rejected, message } = partialSuccess(
             res.body,

@@ -22,6 +22,11 @@ export interface PlainResponse {
   headers: Map<string, string>;
   /** The first `maxBodyBytes` of the body. */
   body: Buffer;
+  /**
+   * The body went on past `maxBodyBytes`: the rest was not read, and the
+   * connection was closed.
+   */
+  truncated: boolean;
 }
 
 const MAX_HEAD_BYTES = 16 * 1024;
@@ -129,13 +134,7 @@ function httpsTransport(
       req.on("response", (res: IncomingMessage) => {
         const chunks: Buffer[] = [];
         let size = 0;
-        res.on("data", (c: Buffer) => {
-          if (size < maxBodyBytes)
-            chunks.push(c.subarray(0, maxBodyBytes - size));
-          size += c.length;
-        });
-        res.on("error", () => reject(new Error("the response broke off")));
-        res.on("end", () => {
+        const answer = (truncated: boolean) => {
           const headers = new Map<string, string>();
           for (const [k, v] of Object.entries(res.headers))
             if (typeof v === "string") headers.set(k, v);
@@ -143,8 +142,27 @@ function httpsTransport(
             status: res.statusCode ?? 0,
             headers,
             body: Buffer.concat(chunks),
+            truncated,
           });
+        };
+        res.on("data", (c: Buffer) => {
+          if (size + c.length <= maxBodyBytes) {
+            chunks.push(c);
+            size += c.length;
+            return;
+          }
+          // As for plain HTTP (see Connection.#keep): no more is read, and
+          // the socket goes with the response, never back to the agent.
+          if (size < maxBodyBytes) {
+            chunks.push(c.subarray(0, maxBodyBytes - size));
+            size = maxBodyBytes;
+          }
+          res.removeAllListeners("data");
+          res.destroy();
+          answer(true);
         });
+        res.on("error", () => reject(new Error("the response broke off")));
+        res.on("end", () => answer(false));
       });
       req.end(body);
     });
@@ -223,6 +241,8 @@ interface Exchange {
   chunkState: "size" | "data" | "data-end" | "trailers";
   body: Buffer[];
   bodyBytes: number;
+  /** The body went on past maxBodyBytes (see PlainResponse). */
+  truncated: boolean;
   reusable: boolean;
   timeoutMs: number;
 }
@@ -305,6 +325,7 @@ class Connection {
       headers: x.headers,
       body:
         x.body.length === 1 ? x.body[0]! : Buffer.concat(x.body, x.bodyBytes),
+      truncated: x.truncated,
     });
   }
 
@@ -348,7 +369,7 @@ class Connection {
         x.framing === "length"
           ? Math.min(x.remaining, data.length)
           : data.length;
-      this.#keep(x, data.subarray(0, take));
+      if (!this.#keep(x, data.subarray(0, take))) return;
       if (x.framing === "length") {
         x.remaining -= take;
         if (x.remaining === 0)
@@ -411,7 +432,7 @@ class Connection {
     while (i < data.length) {
       if (x.chunkState === "data") {
         const take = Math.min(x.remaining, data.length - i);
-        this.#keep(x, data.subarray(i, i + take));
+        if (!this.#keep(x, data.subarray(i, i + take))) return;
         x.remaining -= take;
         i += take;
         if (x.remaining === 0) x.chunkState = "data-end";
@@ -455,12 +476,30 @@ class Connection {
     }
   }
 
-  #keep(x: Exchange, piece: Buffer): void {
+  /**
+   * Keeps `piece` of the body; false once the body goes on past
+   * maxBodyBytes, which ends the exchange there. The rest is never read:
+   * reading it, an endpoint answering with an endless body (or a length of
+   * hundreds of megabytes) would take the CPU the application needs, each
+   * export until its deadline. The connection is closed, since what is left
+   * of the answer would be read as the next one's.
+   */
+  #keep(x: Exchange, piece: Buffer): boolean {
     const room = this.#client.maxBodyBytes - x.bodyBytes;
-    if (room <= 0 || piece.length === 0) return;
-    const kept = piece.length > room ? piece.subarray(0, room) : piece;
-    x.body.push(kept);
-    x.bodyBytes += kept.length;
+    if (piece.length > room) {
+      if (room > 0) {
+        x.body.push(piece.subarray(0, room));
+        x.bodyBytes += room;
+      }
+      x.truncated = true;
+      this.#complete(x, false);
+      return false;
+    }
+    if (piece.length > 0) {
+      x.body.push(piece);
+      x.bodyBytes += piece.length;
+    }
+    return true;
   }
 }
 
@@ -515,6 +554,7 @@ export class PlainHttpClient implements Transport {
         chunkState: "size",
         body: [],
         bodyBytes: 0,
+        truncated: false,
         reusable: false,
         timeoutMs,
       };
