@@ -321,6 +321,41 @@ describe("export", () => {
     );
   });
 
+  for (const protocol of ["http/protobuf", "http/json"] as const)
+    it(`sends the spans ended with one larger than the byte budget, dropping that one alone and saying so (${protocol})`, async () => {
+      const name = `huge-span-${protocol}`;
+      // 300 ordinary spans, one whose array attribute takes it past the
+      // 1 MB budget, 300 more: as many as two batches of 512 hold.
+      const app = await startFixture(
+        "huge-span.mjs",
+        env(name, {
+          BEFORE: "300",
+          HUGE: "300000",
+          AFTER: "300",
+          THREADLINE_EXPORT_MAX_BYTES: String(1024 * 1024),
+          OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
+          OTEL_LOGS_EXPORTER: "none",
+          OTEL_METRICS_EXPORTER: "none",
+        }),
+      );
+      const { code } = await app.exited;
+      assert.equal(code, 0, app.stderr.join("\n"));
+      const spans = receiver.spans.filter(
+        (s) => s.resource["service.name"] === name,
+      );
+      assert.deepEqual(
+        spans.map((s) => s.name).sort(),
+        Array.from({ length: 600 }, (_, i) => `ordinary-${i}`).sort(),
+        app.stderr.join("\n"),
+      );
+      const said = app.stderr.filter((l) => /dropped .*span/.test(l));
+      assert.equal(said.length, 1, app.stderr.join("\n"));
+      assert.match(
+        said[0]!,
+        /dropped a span of \d+ bytes, more than the whole export buffer \(1048576 bytes, THREADLINE_EXPORT_MAX_BYTES\)/,
+      );
+    });
+
   it("sends the last interval's runtime metrics with the export at shutdown()", async () => {
     const app = await startFixture(
       "work-then-shutdown.mjs",

@@ -160,6 +160,9 @@ export class TraceEncoder {
 
   readonly #allocate: Allocate;
   readonly #keepBytes: number;
+  /** The scope of the span appended last, and where it begins in its buffer. */
+  #lastScope: Scope | undefined;
+  #lastAt = 0;
 
   /**
    * `allocate` gives the memory of each request {@link take} assembles
@@ -211,6 +214,39 @@ export class TraceEncoder {
     }
     this.#pending++;
     this.#bytes += w.length - at;
+    this.#lastScope = span.scope;
+    this.#lastAt = at;
+  }
+
+  /**
+   * One protobuf request holding every span appended since the last take()
+   * but the last one, which stays for the next take(): `bytes` is what
+   * {@link bytes} was before that span was appended. The only split there
+   * is, for a span too large to share a request (see the SDK's
+   * EncodingQueue): one too large for the exporter's buffer is then
+   * dropped alone, not with the spans that ended before it.
+   */
+  takeBefore(bytes: number): Uint8Array {
+    const scope = this.#lastScope;
+    const w = scope === undefined ? undefined : this.#scopes.get(scope);
+    const size = this.#bytes - bytes;
+    if (
+      scope === undefined ||
+      w === undefined ||
+      this.#pending < 2 ||
+      w.length - this.#lastAt !== size
+    )
+      throw new RangeError("takeBefore() splits off the last span alone");
+    const last = new ProtoWriter(size);
+    last.raw(w.view().subarray(this.#lastAt));
+    w.truncate(this.#lastAt);
+    this.#pending--;
+    this.#bytes = bytes;
+    const out = this.take();
+    this.#scopes.set(scope, last);
+    this.#pending = 1;
+    this.#bytes = size;
+    return out;
   }
 
   /** One protobuf request holding every span appended since the last take(). */

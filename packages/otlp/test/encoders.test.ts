@@ -710,6 +710,33 @@ describe("TraceEncoder, span by span", () => {
     e.append(span());
     assert.equal(decodeTraceRequest(e.take()).length, 1);
   });
+
+  it("takes all but the last span appended, which goes with the next take", () => {
+    const other = { name: "other-scope" };
+    const e = new TraceEncoder(resource);
+    e.append(span({ spanId: "1111111111111111" }));
+    e.append(span({ scope: other, spanId: "2222222222222222" }));
+    const before = e.bytes;
+    const big = span({
+      spanId: "3333333333333333",
+      attributes: { ids: Array.from({ length: 1000 }, (_, i) => i) },
+    });
+    e.append(big);
+    const bigBytes = e.bytes - before;
+    const first = decodeTraceRequest(e.takeBefore(before));
+    assert.deepEqual(
+      first.map((s) => [s.scope.name, s.spanId]),
+      [
+        [scope.name, "1111111111111111"],
+        ["other-scope", "2222222222222222"],
+      ],
+    );
+    assert.equal(e.pending, 1);
+    assert.equal(e.bytes, bigBytes);
+    const rest = decodeTraceRequest(e.take());
+    assert.deepEqual(rest, decodeTraceRequest(e.encode([big])));
+    assert.throws(() => e.takeBefore(0), RangeError);
+  });
 });
 
 it("keeps its buffer's size when given no string where a string belongs", () => {

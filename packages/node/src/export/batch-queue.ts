@@ -140,7 +140,8 @@ export interface BatchEncoder<T> {
   take(): Uint8Array;
   /**
    * The encoded batch of the items appended while {@link bytes} was below
-   * `bytes`, keeping the rest for the next take(). Optional.
+   * `bytes`, keeping the rest for the next take(). Optional; asked for
+   * all but the last item appended only.
    */
   takeBefore?(bytes: number): Uint8Array;
 }

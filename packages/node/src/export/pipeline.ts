@@ -181,6 +181,8 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   readonly #counters: Float64Array;
   readonly #control: Int32Array;
   readonly #encoder: TraceEncoder;
+  /** Bytes at which a batch of spans or log lines is sealed (see the constructor). */
+  readonly #maxBatchBytes: number;
   readonly #spans: BatchQueue<RecordingSpan> | EncodingQueue<RecordingSpan>;
   readonly #logs: EncodingQueue<StagedLog>;
   /** Filled in by emit() and copied out at once by the log stage. */
@@ -260,6 +262,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       Math.floor(config.exportMaxBytes / 4),
     );
     const keepBytes = 2 * maxBatchBytes;
+    this.#maxBatchBytes = maxBatchBytes;
     this.#encoder = new TraceEncoder(resource, { allocate, keepBytes });
     this.#metricsEncoder = new MetricsEncoder(resource);
     // Protobuf spans are encoded a few at a time as they end, and then
@@ -427,7 +430,49 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       this.#encodeFailed(batch.length - failed, err);
       return;
     }
-    if (failed < batch.length) this.#postSpans(body, batch.length - failed);
+    if (failed === batch.length) return;
+    const max = this.#config.exportMaxBytes;
+    if (
+      batch.length > 1 &&
+      body.length * 3 > max &&
+      Buffer.byteLength(body) > max
+    ) {
+      this.#exportSpansJsonInParts(batch);
+      return;
+    }
+    this.#postSpans(body, batch.length - failed);
+  }
+
+  /**
+   * A batch too large for the exporter's buffer, which would drop it whole,
+   * in requests of at most maxBatchBytes as protobuf's batches are sealed:
+   * a span larger than that goes alone, and is dropped alone if the buffer
+   * cannot hold it either, not with the spans that ended beside it. Each
+   * span is encoded again on its own to learn its size (this path only).
+   */
+  #exportSpansJsonInParts(batch: RecordingSpan[]): void {
+    let part: RecordingSpan[] = [];
+    let partBytes = 0;
+    // The part's first span as a request of its own, sent as it is if it stays alone.
+    let alone = "";
+    const send = () => {
+      if (part.length === 1) this.#postSpans(alone, 1);
+      else if (part.length > 1) this.#exportSpansJson(part);
+      part = [];
+      partBytes = 0;
+    };
+    for (const span of batch) {
+      // One that cannot be encoded was counted with the whole batch.
+      let failed = false;
+      const json = this.#encoder.encodeJson([span], () => (failed = true));
+      if (failed) continue;
+      const bytes = Buffer.byteLength(json);
+      if (partBytes + bytes > this.#maxBatchBytes) send();
+      if (part.length === 0) alone = json;
+      part.push(span);
+      partBytes += bytes;
+    }
+    send();
   }
 
   #encodeFailed(spans: number, err: unknown): void {
