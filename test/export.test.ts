@@ -313,13 +313,47 @@ describe("export", () => {
     );
     assert.ok(
       app.stderr.some((l) =>
-        /dropped a log record of \d+ bytes, more than the whole export buffer/.test(
+        /dropped a log line of \d+ bytes, more than the whole export buffer/.test(
           l,
         ),
       ),
       app.stderr.join("\n"),
     );
   });
+
+  for (const [thread, on] of threads)
+    it(`drops a log line larger than the byte budget as it is logged, unparsed, and sends the lines around it${on}`, async () => {
+      const name = `budget-line-${thread}`;
+      // A 16 MiB line, over the default 16 MiB budget with its fields.
+      const app = await startFixture(
+        "huge-line.mjs",
+        env(name, {
+          BEFORE: "300",
+          HUGE: String(16 * 1024 * 1024),
+          THREADLINE_EXPORT_THREAD: thread,
+          OTEL_TRACES_EXPORTER: "none",
+          OTEL_METRICS_EXPORTER: "none",
+        }),
+      );
+      const { code } = await app.exited;
+      assert.equal(code, 0, app.stderr.join("\n"));
+      const logs = receiver.logs.filter(
+        (l) => l.resource["service.name"] === name,
+      );
+      assert.deepEqual(
+        logs.map((l) => l.attributes["i"]),
+        Array.from({ length: 310 }, (_, i) => i),
+        app.stderr.join("\n"),
+      );
+      // Said by the pipeline as the line came, not by the exporter once it
+      // had parsed and encoded it ("a log record of").
+      const said = app.stderr.filter((l) => /dropped a log/.test(l));
+      assert.equal(said.length, 1, app.stderr.join("\n"));
+      assert.match(
+        said[0]!,
+        /dropped a log line of \d+ bytes, more than the whole export buffer \(16777216 bytes, THREADLINE_EXPORT_MAX_BYTES\)/,
+      );
+    });
 
   for (const protocol of ["http/protobuf", "http/json"] as const)
     it(`sends the spans ended with one larger than the byte budget, dropping that one alone and saying so (${protocol})`, async () => {

@@ -183,6 +183,11 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   readonly #encoder: TraceEncoder;
   /** Bytes at which a batch of spans or log lines is sealed (see the constructor). */
   readonly #maxBatchBytes: number;
+  /**
+   * The longest log line (in UTF-16 units, at most 3 bytes each) sure to be
+   * within the export buffer's bytes: a longer one is measured (emit()).
+   */
+  readonly #surelyFits: number;
   readonly #spans: BatchQueue<RecordingSpan> | EncodingQueue<RecordingSpan>;
   readonly #logs: EncodingQueue<StagedLog>;
   /** Filled in by emit() and copied out at once by the log stage. */
@@ -263,6 +268,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     );
     const keepBytes = 2 * maxBatchBytes;
     this.#maxBatchBytes = maxBatchBytes;
+    this.#surelyFits = Math.floor(config.exportMaxBytes / 3);
     this.#encoder = new TraceEncoder(resource, { allocate, keepBytes });
     this.#metricsEncoder = new MetricsEncoder(resource);
     // Protobuf spans are encoded a few at a time as they end, and then
@@ -336,6 +342,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
   ): void {
     if (this.#closed || !this.#config.logs.enabled) return;
     this.#main.logs.created++;
+    if (line.length > this.#surelyFits && this.#tooLarge(line)) return;
     const c = this.#captured;
     c.line = line;
     c.severityNumber = severityNumber;
@@ -353,6 +360,27 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     // The stage has copied the line; holding it here would keep it alive.
     c.line = "";
     c.traceId = c.spanId = undefined;
+  }
+
+  /**
+   * Whether `line` is more bytes than the export buffer holds, and so
+   * dropped here, counted and said, before it is staged. The exporter
+   * would parse and encode it on its thread (the application's by
+   * default), for up to 2 s with a line of 16 MB, to find its record too
+   * large as well. One whose record would have come out within the buffer
+   * (numbers and escapes encode shorter, a length limit cuts strings,
+   * gzip) is dropped all the same: only parsing it would tell.
+   */
+  #tooLarge(line: string): boolean {
+    const bytes = Buffer.byteLength(line);
+    const max = this.#config.exportMaxBytes;
+    if (bytes <= max) return false;
+    this.#main.logs.queueFull++;
+    diag.warnCollapsed(
+      "logs-too-large",
+      `dropped a log line of ${bytes} bytes, more than the whole export buffer (${max} bytes, THREADLINE_EXPORT_MAX_BYTES)`,
+    );
+    return true;
   }
 
   /**
