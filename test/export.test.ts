@@ -153,6 +153,44 @@ describe("export", () => {
     assert.deepEqual(count(name), { spans: 300, logs: 300 });
   });
 
+  // "Clean up, then die of the signal": the handler closes the server and
+  // raises the signal again, which nobody handles then, with the event loop
+  // empty. A shell or a Kubernetes Job must see the signal, not success.
+  for (const signal of ["SIGTERM", "SIGINT"] as const)
+    it(`flushes and dies of ${signal} when the application's handler closes its server and raises it again`, async () => {
+      const name = `reraise-${signal}`;
+      // Idle when the signal comes: what it served has been sent.
+      const app = await startService({
+        entry: "reraise.mjs",
+        cwd: fixtures,
+        env: env(name, {
+          OTEL_BSP_SCHEDULE_DELAY: "100",
+          OTEL_BLRP_SCHEDULE_DELAY: "100",
+        }),
+      });
+      for (let i = 0; i < 3; i++) await (await fetch(`${app.url}/${i}`)).text();
+      await waitFor(
+        () => {
+          const n = count(name);
+          return n.spans === 3 && n.logs === 3 ? true : undefined;
+        },
+        { what: "the requests' spans and log lines" },
+      );
+      const ended = await app.stop(signal, 10_000);
+      assert.deepEqual(ended, { code: null, signal }, app.stderr.join("\n"));
+      assert.deepEqual(count(name), { spans: 3, logs: 3 });
+      // The last metrics, sent by the signal's flush before it died.
+      const requests = receiver.metrics
+        .filter(
+          (m) =>
+            m.resource["service.name"] === name &&
+            m.name === "http.server.request.duration",
+        )
+        .flatMap((m) => m.points)
+        .reduce((n, p) => n + Number(p.count ?? 0), 0);
+      assert.equal(requests, 3);
+    });
+
   // Ctrl-C twice, or Ctrl-C while a natural exit's flush waits: one end
   // of the process, whose loss is said once. A second SIGINT ends the
   // process as the first does.

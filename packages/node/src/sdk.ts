@@ -277,12 +277,25 @@ function installExitHooks(
       s.traces.pending + s.logs.pending + s.metrics.pending > 0
     );
   };
+  // Set when the application handled a signal, until the loop next runs dry.
+  let signalHandled = false;
   const onBeforeExit = () => {
     // An asynchronous flush gives the event loop work, and Node emits
     // beforeExit again once it is done: a listener of the application's
     // (ending a pool, say) would run twice. With one, the exit's
     // synchronous flush sends everything instead.
     if (process.listenerCount("beforeExit") > 1) return;
+    // A handler that cleaned up and raised the signal again, to die of it
+    // ("clean up, then die by the signal"; terminus does so), leaves it
+    // caught by our listener but unread: Node's signal handles keep
+    // nothing alive, and the process would end with code 0, as if it had
+    // succeeded. One more turn of the loop reads it, and the signal ends
+    // the process below.
+    if (signalHandled) {
+      signalHandled = false;
+      setImmediate(() => {});
+      return;
+    }
     // Once: the loop had run dry, and what ended since did so because the
     // flush held it (an unref'd timer firing meanwhile, say). Were that a
     // reason for another flush, such a timer would keep the process alive
@@ -355,6 +368,7 @@ function installExitHooks(
       process.pid === 1
     ) {
       // The application handles this signal; flush alongside, it decides when to exit.
+      signalHandled = true;
       const budget = left();
       waitOn(
         Promise.all([
