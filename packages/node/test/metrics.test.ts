@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ROOT_CONTEXT, trace } from "@opentelemetry/api";
+import { ROOT_CONTEXT, trace, type Attributes } from "@opentelemetry/api";
 import { diag, SECONDS_BUCKETS } from "@threadline/core";
 import type {
   HistogramPointData,
@@ -246,6 +246,45 @@ describe("metrics", () => {
       (x) => x.attributes["otel.metric.overflow"] === true,
     );
     assert.ok(overflow && "value" in overflow && overflow.value === 501);
+  });
+
+  it("takes null, or anything that is no object, for no attributes, and throws nothing", async () => {
+    const p = new MeterProvider();
+    const meter = p.getMeter("m");
+    // What JavaScript callers of @opentelemetry/api can pass.
+    const odd = [null, "str", 42, true, () => 1] as unknown as Attributes[];
+    const counter = meter.createCounter("counter");
+    const upDown = meter.createUpDownCounter("up.down");
+    const gauge = meter.createGauge("gauge");
+    const histogram = meter.createHistogram("histogram");
+    for (const attributes of odd) {
+      counter.add(1, attributes);
+      upDown.add(1, attributes);
+      gauge.record(1, attributes);
+      histogram.record(1, attributes);
+    }
+    meter
+      .createObservableCounter("observed")
+      .addCallback((r) => odd.forEach((a) => r.observe(2, a)));
+    const batched = meter.createObservableGauge("batched");
+    meter.addBatchObservableCallback(
+      (r) => odd.forEach((a) => r.observe(batched, 3, a)),
+      [batched],
+    );
+    assert.deepEqual(
+      (await p.collect()).map((m) => [
+        m.name,
+        m.points.map((x) => [x.attributes, "value" in x ? x.value : x.count]),
+      ]),
+      [
+        ["counter", [[{}, odd.length]]],
+        ["up.down", [[{}, odd.length]]],
+        ["gauge", [[{}, 1]]],
+        ["histogram", [[{}, odd.length]]],
+        ["observed", [[{}, 2]]],
+        ["batched", [[{}, 3]]],
+      ],
+    );
   });
 
   it("runs observable callbacks at collection, and never throws from a failing one", async () => {

@@ -5,6 +5,9 @@ import {
   SpanKind,
   SpanStatusCode,
   trace,
+  type Attributes,
+  type Exception,
+  type SpanOptions,
 } from "@opentelemetry/api";
 import { setCustomerInContext } from "@threadline/core";
 import { TracerProvider } from "../src/trace/tracer-provider.ts";
@@ -117,6 +120,52 @@ describe("spans", () => {
     assert.equal(s.events?.[0]?.droppedAttributesCount, 1);
     assert.equal(s.droppedEventsCount, 1);
     assert.equal(s.droppedLinksCount, 1);
+  });
+
+  it("takes null, or anything that is no object, for no attributes, and throws nothing", () => {
+    const { tracer, ended } = setup(alwaysOn, {
+      ...limits,
+      eventCountLimit: 8,
+      linkCountLimit: 8,
+    });
+    const context = {
+      traceId: "a".repeat(32),
+      spanId: "b".repeat(16),
+      traceFlags: 1,
+    };
+    // What JavaScript callers of @opentelemetry/api can pass.
+    const odd = [null, "str", 42, true, () => 1] as unknown as Attributes[];
+    for (const attributes of odd) {
+      const span = tracer.startSpan("s", {
+        attributes,
+        links: [{ context, attributes }],
+      });
+      span.setAttributes(attributes);
+      span.addEvent("e", attributes);
+      span.addLink({ context, attributes });
+      span.addLinks([{ context, attributes }]);
+      span.end();
+      tracer.startActiveSpan("active", { attributes }, (s) => s.end());
+    }
+    const ctx = setCustomerInContext(ROOT_CONTEXT, "c-42");
+    tracer.startSpan("with a customer", { attributes: odd[0] }, ctx).end();
+    const span = tracer.startSpan("no options", null as unknown as SpanOptions);
+    span.setAttribute(null as unknown as string, 1);
+    span.setAttribute({} as unknown as string, 1);
+    for (const exception of [null, undefined, 42, Symbol("s"), () => 1])
+      span.recordException(exception as unknown as Exception);
+    span.end();
+    assert.equal(ended.length, 2 * odd.length + 2);
+    for (const s of ended) {
+      assert.deepEqual(
+        s.attributes,
+        s.name === "with a customer" ? { "customer.id": "c-42" } : {},
+        s.name,
+      );
+      for (const e of [...(s.events ?? []), ...(s.links ?? [])])
+        assert.deepEqual(e.attributes ?? {}, {}, s.name);
+    }
+    assert.equal(ended.at(-1)!.events?.length, 5);
   });
 
   it("keeps a link whose ids are hex digits in upper or mixed case, in lower case", () => {

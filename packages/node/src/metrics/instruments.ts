@@ -82,7 +82,7 @@ function valueKey(v: unknown): string {
  * out values that are no attribute values.
  */
 export function attributesKey(attributes: Attributes | undefined): string {
-  if (attributes === undefined) return "";
+  if (typeof attributes !== "object" || attributes === null) return "";
   const keys = Object.keys(attributes);
   if (keys.length === 0) return "";
   if (keys.length > 1) keys.sort();
@@ -243,7 +243,10 @@ class SeriesMap<S> {
     return this.#byKey.get(key);
   }
 
-  get(attributes: Attributes | undefined): S {
+  get(given: Attributes | undefined): S {
+    // JavaScript callers pass null for none, and what is no object is none.
+    const attributes =
+      typeof given === "object" && given !== null ? given : undefined;
     if (attributes !== undefined && attributes === this.#lastFrozen)
       return this.#lastSeries!;
     const frozen = attributes !== undefined && Object.isFrozen(attributes);

@@ -65,6 +65,9 @@ function copyAttributes(
   lengthLimit: number,
   count: number,
 ): { count: number; dropped: number } {
+  // JavaScript callers pass null for none, and what is no object is none
+  // (a string would give an attribute per character).
+  if (typeof src !== "object" || src === null) return { count, dropped: 0 };
   let dropped = 0;
   for (const key in src) {
     const v = src[key];
@@ -309,7 +312,8 @@ export class RecordingSpan implements Span, SpanData {
     src: ApiAttributes,
     customerId: string | undefined,
   ): MutableAttributes | undefined {
-    if (Object.getPrototypeOf(src) !== Object.prototype) return undefined;
+    if (src === null || Object.getPrototypeOf(src) !== Object.prototype)
+      return undefined;
     const limits = this.#shared.limits;
     const copy = { ...src } as MutableAttributes;
     let count = 0;
@@ -344,7 +348,12 @@ export class RecordingSpan implements Span, SpanData {
   }
 
   setAttribute(key: string, value: AttributeValue): this {
-    if (this.#ended || key.length === 0 || !isAttributeValue(value))
+    if (
+      this.#ended ||
+      typeof key !== "string" ||
+      key.length === 0 ||
+      !isAttributeValue(value)
+    )
       return this;
     const limits = this.#shared.limits;
     if (!(key in this.attributes)) {

@@ -53,6 +53,7 @@ export class Tracer implements ApiTracer {
     options: SpanOptions = {},
     ctx: Context = contextApi.active(),
   ): Span {
+    options ??= {};
     if (isTracingSuppressed(ctx)) return trace.wrapSpanContext(INVALID_CONTEXT);
     const parentSpan = options.root === true ? undefined : trace.getSpan(ctx);
     const parent = parentSpan?.spanContext();
