@@ -132,13 +132,11 @@ export class AlarmEngine {
   #httpFirstAt: number | undefined;
   /** Evaluations' HTTP counts, as far back as the longest HTTP rule looks. */
   readonly #httpSamples: HttpSample[] = [];
-  /** Per histogram rule: each series' count and sum at the last evaluation. */
-  readonly #histograms = new Map<
-    string,
-    Map<string, { count: number; sum: number }>
-  >();
-  /** Per counter rule: each series' value at the last evaluation. */
-  readonly #counters = new Map<string, Map<string, number>>();
+  /**
+   * Per counter or histogram rule: each series' running totals at the last
+   * evaluation (a counter's value; a histogram's count and sum).
+   */
+  readonly #totals = new Map<string, Map<string, readonly number[]>>();
   /** Per metric rule: which points it reads, decided when the rules were given. */
   readonly #matchers = new Map<
     AlarmRule,
@@ -355,6 +353,37 @@ export class AlarmEngine {
   }
 
   /**
+   * Per series of `points` that `rule` reads, what its running totals
+   * (`totals` gives them, the first a count that only grows) added since
+   * the rule's last evaluation: all of them for a series first seen, or
+   * for one whose count went down (it was reset, and all of it is new).
+   */
+  #increases<P extends { attributes: Record<string, unknown> }>(
+    rule: AlarmRule,
+    points: readonly P[],
+    totals: (point: P) => readonly number[],
+  ): Array<readonly number[]> {
+    const matches = this.#matchers.get(rule)!;
+    const seen = this.#totals.get(rule.name);
+    const next = new Map<string, readonly number[]>();
+    const out: Array<readonly number[]> = [];
+    for (const p of points) {
+      if (!matches(p.attributes)) continue;
+      const key = JSON.stringify(p.attributes);
+      const now = totals(p);
+      const before = seen?.get(key);
+      next.set(key, now);
+      out.push(
+        before === undefined || now[0]! < before[0]!
+          ? now
+          : now.map((v, i) => v - before[i]!),
+      );
+    }
+    this.#totals.set(rule.name, next);
+    return out;
+  }
+
+  /**
    * Requests and failed requests since the last evaluation; undefined
    * until the first request. A request failed when it was answered 5xx,
    * or ended with no status sent; one answered 1xx-4xx that the client
@@ -452,41 +481,22 @@ export class AlarmEngine {
         if (counter) {
           // A counter counts by its increase since the last evaluation,
           // per series, as Prometheus' increase() does: its running total
-          // passes any limit in time and would then hold it for good. A
-          // series first seen counts all it has counted since it started;
-          // one lower than before was reset, and all of it is new.
-          const seen =
-            this.#counters.get(rule.name) ?? new Map<string, number>();
-          const next = new Map<string, number>();
-          for (const p of data.points) {
-            if (!matches(p.attributes)) continue;
-            const key = JSON.stringify(p.attributes);
-            const before = seen.get(key);
-            next.set(key, p.value);
-            values.push(
-              before === undefined || p.value < before
-                ? p.value
-                : p.value - before,
-            );
-          }
-          this.#counters.set(rule.name, next);
+          // passes any limit in time and would then hold it for good.
+          for (const [added] of this.#increases(rule, data.points, (p) => [
+            p.value,
+          ]))
+            values.push(added!);
         } else if (data !== undefined && data.kind !== "histogram") {
           for (const p of data.points)
             if (matches(p.attributes)) values.push(p.value);
         } else if (data !== undefined) {
           // A histogram counts by its mean since the last evaluation, per
           // series (e.g. a queue's publish-to-delivery latency).
-          const seen = this.#histograms.get(rule.name) ?? new Map();
-          const next = new Map<string, { count: number; sum: number }>();
-          for (const p of data.points) {
-            if (!matches(p.attributes)) continue;
-            const key = JSON.stringify(p.attributes);
-            const before = seen.get(key);
-            next.set(key, { count: p.count, sum: p.sum });
-            const dc = p.count - (before?.count ?? 0);
-            if (dc > 0) values.push((p.sum - (before?.sum ?? 0)) / dc);
-          }
-          this.#histograms.set(rule.name, next);
+          for (const [count, sum] of this.#increases(rule, data.points, (p) => [
+            p.count,
+            p.sum,
+          ]))
+            if (count! > 0) values.push(sum! / count!);
         }
         // A histogram with no new values says nothing of this interval: a
         // rule with a time is not reset by a quiet interval, and a raised
