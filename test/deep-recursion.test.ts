@@ -7,7 +7,6 @@ import { fileURLToPath } from "node:url";
 import {
   startOtlpReceiver,
   startService,
-  waitFor,
   type OtlpReceiver,
   type RunningService,
 } from "@threadline/test-support";
@@ -36,15 +35,6 @@ after(async () => {
   await receiver.close();
 });
 
-const serverSpan = (path: string) =>
-  waitFor(
-    () =>
-      receiver.spans.find(
-        (s) => s.kind === 2 && s.attributes["url.path"] === path,
-      ),
-    { what: `the span of ${path}` },
-  );
-
 it("lets the application catch a stack overflow in nested spans and contexts, and goes on serving and exporting", async () => {
   for (let round = 0; round < 3; round++)
     for (const path of ["/spans", "/contexts"]) {
@@ -56,9 +46,9 @@ it("lets the application catch a stack overflow in nested spans and contexts, an
     }
   const res = await fetch(`${app.url}/after`);
   assert.equal(await res.text(), "ok");
-  const spans = await serverSpan("/spans");
-  await serverSpan("/contexts");
-  await serverSpan("/after");
+  const spans = await receiver.waitForServerSpan("/spans");
+  await receiver.waitForServerSpan("/contexts");
+  await receiver.waitForServerSpan("/after");
   const levels = receiver.spans.filter(
     (s) => s.name === "level" && s.traceId === spans.traceId,
   );

@@ -37,15 +37,6 @@ after(async () => {
   await receiver.close();
 });
 
-const spanOf = (path: string) =>
-  waitFor(
-    () =>
-      receiver.spans.find(
-        (s) => s.kind === 2 && s.attributes["url.path"] === path,
-      ),
-    { what: `the span of ${path}` },
-  );
-
 const exceptions = (span: ReceivedSpan) =>
   span.events
     .filter((e) => e.name === "exception")
@@ -64,7 +55,7 @@ it("keeps a thrown exception as the status of a request whose client then gave u
       { what: "the service to catch the exception" },
     ).then(() => socket.destroy(), reject);
   });
-  const span = await spanOf("/unanswered");
+  const span = await receiver.waitForServerSpan("/unanswered");
   assert.equal(span.status.code, 2);
   assert.equal(span.status.message, "the handler of /unanswered failed");
   assert.deepEqual(exceptions(span), ["the handler of /unanswered failed"]);
@@ -76,7 +67,7 @@ it("keeps a thrown exception as the status of a request then answered 500", asyn
   const res = await fetch(`${app.url}/answered`);
   assert.equal(res.status, 500);
   await res.arrayBuffer();
-  const span = await spanOf("/answered");
+  const span = await receiver.waitForServerSpan("/answered");
   assert.equal(span.status.code, 2);
   assert.equal(span.status.message, "the handler of /answered failed");
   assert.deepEqual(exceptions(span), ["the handler of /answered failed"]);

@@ -81,13 +81,7 @@ describe("a carried watch", () => {
           headers: { "x-customer-id": "c-42" },
         });
         assert.equal(await res.text(), "ok");
-        const span = await waitFor(
-          () =>
-            receiver.spans.find(
-              (s) => s.kind === SERVER && s.attributes["url.path"] === path,
-            ),
-          { what: `the edge's span of ${path}` },
-        );
+        const span = await receiver.waitForServerSpan(path);
         return span.attributes["threadline.watch"] === "debug" && span;
       },
       { what: "a watched request of c-42" },

@@ -138,6 +138,8 @@ export interface OtlpReceiver {
     what?: string,
     timeoutMs?: number,
   ): Promise<ReceivedLog[]>;
+  /** The first SERVER span of a request to `path` (its `url.path`), once one came. */
+  waitForServerSpan(path: string): Promise<ReceivedSpan>;
   clear(): void;
   close(): Promise<void>;
 }
@@ -616,6 +618,12 @@ export async function startOtlpReceiver(
         what,
         ...(timeoutMs ? { timeoutMs } : {}),
       }),
+    waitForServerSpan: (path) =>
+      waitFor(
+        () =>
+          spans.find((s) => s.kind === 2 && s.attributes["url.path"] === path),
+        { what: `the server span of ${path}` },
+      ),
     clear: () => {
       spans.length = 0;
       logs.length = 0;
