@@ -308,7 +308,14 @@ export class FileWatchTarget implements WatchTarget {
   async #edit<T>(edit: (read: FileRead) => Promise<T>): Promise<T> {
     const file = await fileOf(this.#path);
     const lock = `${file}.lock`;
-    const token = await takeLock(lock);
+    const token = await takeLock(lock).catch((err: unknown) => {
+      // The lock is made next to the file: its directory is not there.
+      if ((err as NodeJS.ErrnoException).code === "ENOENT")
+        throw new Error(
+          `cannot edit the watch list ${file}: its directory ${dirname(file)} does not exist`,
+        );
+      throw err;
+    });
     try {
       return await edit(await this.#readFile(file));
     } finally {

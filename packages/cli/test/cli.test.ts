@@ -944,6 +944,23 @@ describe("threadline watch", () => {
     assert.match(missing.stderr, /c-42 was not watched/);
   });
 
+  it("names the missing directory of a watch-list file, and makes nothing there", async () => {
+    const absent = join(dir, "no-such-dir");
+    const file = join(absent, "watch.json");
+    for (const args of [
+      ["watch", "c-42", "--file", file],
+      ["unwatch", "c-42", "--file", file],
+    ]) {
+      const r = await threadline(args);
+      assert.equal(r.code, 1, args.join(" "));
+      assert.equal(
+        r.stderr.trim(),
+        `threadline: cannot edit the watch list ${file}: its directory ${absent} does not exist`,
+      );
+    }
+    assert.equal(existsSync(absent), false);
+  });
+
   it("keeps the file's permissions and the fields it does not know", async () => {
     // Customer ids are kept from other users; an entry carries the ticket
     // that asked for it, the document a note for whoever edits it.
