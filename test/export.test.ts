@@ -156,9 +156,13 @@ describe("export", () => {
   // "Clean up, then die of the signal": the handler closes the server and
   // raises the signal again, which nobody handles then, with the event loop
   // empty. A shell or a Kubernetes Job must see the signal, not success.
-  for (const signal of ["SIGTERM", "SIGINT"] as const)
-    it(`flushes and dies of ${signal} when the application's handler closes its server and raises it again`, async () => {
-      const name = `reraise-${signal}`;
+  for (const [signal, beforeExit] of [
+    ["SIGTERM", false],
+    ["SIGINT", false],
+    ["SIGTERM", true],
+  ] as const)
+    it(`flushes and dies of ${signal} when the application's handler closes its server and raises it again${beforeExit ? ", with a beforeExit listener of its own" : ""}`, async () => {
+      const name = `reraise-${signal}${beforeExit ? "-before-exit" : ""}`;
       // Idle when the signal comes: what it served has been sent.
       const app = await startService({
         entry: "reraise.mjs",
@@ -166,6 +170,7 @@ describe("export", () => {
         env: env(name, {
           OTEL_BSP_SCHEDULE_DELAY: "100",
           OTEL_BLRP_SCHEDULE_DELAY: "100",
+          ...(beforeExit ? { BEFORE_EXIT: "1" } : {}),
         }),
       });
       for (let i = 0; i < 3; i++) await (await fetch(`${app.url}/${i}`)).text();
@@ -179,6 +184,12 @@ describe("export", () => {
       const ended = await app.stop(signal, 10_000);
       assert.deepEqual(ended, { code: null, signal }, app.stderr.join("\n"));
       assert.deepEqual(count(name), { spans: 3, logs: 3 });
+      // Without Threadline the signal ends it before the loop runs dry: the
+      // one more turn that reads the signal is no second beforeExit.
+      assert.ok(
+        app.stdout.filter((l) => l === "before exit").length <= 1,
+        app.stdout.join("\n"),
+      );
       // The last metrics, sent by the signal's flush before it died.
       const requests = receiver.metrics
         .filter(

@@ -277,25 +277,34 @@ function installExitHooks(
       s.traces.pending + s.logs.pending + s.metrics.pending > 0
     );
   };
-  // Set when the application handled a signal, until the loop next runs dry.
-  let signalHandled = false;
+  // The signal the application handled last, until the loop next runs dry.
+  let handled: NodeJS.Signals | undefined;
+  /** The application's own listeners of `signal` (not ours, not signal-exit's). */
+  const handlers = (signal: NodeJS.Signals) =>
+    process.listenerCount(signal) - 1 - signalExitListeners();
   const onBeforeExit = () => {
-    // An asynchronous flush gives the event loop work, and Node emits
-    // beforeExit again once it is done: a listener of the application's
-    // (ending a pool, say) would run twice. With one, the exit's
-    // synchronous flush sends everything instead.
-    if (process.listenerCount("beforeExit") > 1) return;
     // A handler that cleaned up and raised the signal again, to die of it
     // ("clean up, then die by the signal"; terminus does so), leaves it
     // caught by our listener but unread: Node's signal handles keep
     // nothing alive, and the process would end with code 0, as if it had
     // succeeded. One more turn of the loop reads it, and the signal ends
-    // the process below.
-    if (signalHandled) {
-      signalHandled = false;
-      setImmediate(() => {});
-      return;
+    // the process below. Only when no handler of the application's is left
+    // for that signal (raised again, it would be handled again), whether
+    // or not the application listens here too; else a listener of its
+    // here would run one more time.
+    if (handled !== undefined) {
+      const signal = handled;
+      handled = undefined;
+      if (handlers(signal) === 0) {
+        setImmediate(() => {});
+        return;
+      }
     }
+    // An asynchronous flush gives the event loop work, and Node emits
+    // beforeExit again once it is done: a listener of the application's
+    // (ending a pool, say) would run twice. With one, the exit's
+    // synchronous flush sends everything instead.
+    if (process.listenerCount("beforeExit") > 1) return;
     // Once: the loop had run dry, and what ended since did so because the
     // flush held it (an unref'd timer firing meanwhile, say). Were that a
     // reason for another flush, such a timer would keep the process alive
@@ -363,12 +372,9 @@ function installExitHooks(
     // leaves it serving. So would the re-raise below, with its metrics
     // stopped, its export held and its requests marked cut off; it is
     // flushed alongside instead, as a signal the application handles.
-    if (
-      process.listenerCount(signal) - 1 - signalExitListeners() > 0 ||
-      process.pid === 1
-    ) {
+    if (handlers(signal) > 0 || process.pid === 1) {
       // The application handles this signal; flush alongside, it decides when to exit.
-      signalHandled = true;
+      handled = signal;
       const budget = left();
       waitOn(
         Promise.all([
