@@ -82,9 +82,14 @@ function patternText(p: unknown): string | undefined {
 /** What a mount adds to the route: `/api/users/:userId`; nothing for `/`. */
 function mountPattern(layer: Layer): string | undefined {
   const p = layer.rawPath ?? layer[PATTERN];
-  const text = patternText(Array.isArray(p) && p.length === 1 ? p[0] : p);
+  const one: unknown = Array.isArray(p) && p.length === 1 ? p[0] : p;
+  const text = patternText(one);
   if (text === undefined) return undefined;
-  const trimmed = text.endsWith("/") ? text.slice(0, -1) : text;
+  // A path's trailing slash adds nothing; a regular expression's closing
+  // slash is its literal's.
+  const last: unknown = Array.isArray(one) ? one.at(-1) : one;
+  const trimmed =
+    text.endsWith("/") && !(last instanceof RegExp) ? text.slice(0, -1) : text;
   return trimmed === "" ? undefined : trimmed;
 }
 

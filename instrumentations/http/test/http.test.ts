@@ -816,12 +816,19 @@ describe("http server", () => {
       res.end("item");
     });
     app.use(["/shop", "/store"], items);
+    // Mounted at a regular expression: its literal, closing slash and all.
+    const versioned = express.Router();
+    versioned.get("/status", (_req, res) => {
+      res.end("status");
+    });
+    app.use(/\/v\d+/, versioned);
     const port = await listen(http.createServer(app));
     const expected = [
       ["/things/a/1", "/things/a/:id,/b/:id"],
       ["/things/b/2", "/things/a/:id,/b/:id"],
       ["/legacy/12", String.raw`/^\/legacy\/(\d+)$/`],
       ["/store/items/3", "/shop,/store/items/:id"],
+      ["/v2/status", String.raw`/\/v\d+//status`],
     ] as const;
     for (const [path] of expected)
       assert.equal((await get(`http://127.0.0.1:${port}${path}`)).status, 200);
