@@ -150,6 +150,12 @@ export interface ReportInput {
     debugGatedShare: Share;
     exportThreadline: number;
     exportUpstream: number;
+    /**
+     * Median ms a terminate() of an idle worker thread with nothing to send
+     * took, running Threadline and not. Absent from runs made before it was
+     * measured.
+     */
+    workerTerminateMs?: { threadline: number; plain: number };
   };
   contenders: Array<{ name: string; label: string }>;
   rounds: number;
@@ -698,6 +704,13 @@ ${rows.join("\n")}
  * properties, as Threadline gives pino's loggers; empty for runs that did
  * not measure it.
  */
+function workerTerminateRow(micro: ReportInput["micro"]): string {
+  const ms = micro.workerTerminateMs;
+  if (ms === undefined) return "";
+  return `| ms a worker thread's terminate() takes, idle with nothing to send (as a pool ends one): with Threadline, and without | ${fmt(ms.threadline, 1)}, ${fmt(ms.plain, 1)} |
+`;
+}
+
 function pinoOwnCostRow(micro: ReportInput["micro"]): string {
   const fast = micro.pinoPlainFast;
   const share = micro.pinoCorrelatedOverFastShare;
@@ -889,7 +902,7 @@ ${pinoOwnCostRow(input.micro)}| calls to a disabled level (\`log.debug\` at leve
 | the same with Threadline, nobody watched (the watch list's gate) | ${fmt(input.micro.debugGated)} (${fmt(input.micro.debugGatedShare.median, 2)} of plain; ${gateCost > 0.05 ? `${fmt(gateCost, 1)} ns more per call` : "no measurable cost per call"}) |
 | spans/s started, ended, batched, encoded (OTLP protobuf) and sent: Threadline | ${fmt(input.micro.exportThreadline)} |
 | the same with upstream BatchSpanProcessor + OTLP protobuf exporter | ${fmt(input.micro.exportUpstream)} |
-
+${workerTerminateRow(input.micro)}
 ## Contenders and versions
 
 ${input.contenders.map((c) => `- **${c.name}**: ${c.label}`).join("\n")}

@@ -791,6 +791,19 @@ try {
         }),
     ),
   );
+  // Fresh processes too; each alternates its own workers, with and without.
+  const terminations: Array<[number, number]> = [];
+  for (let r = 0; r < MICRO_ROUNDS; r++) {
+    const line = (
+      await microOutput("worker-terminate-micro.mjs", REGISTER, {
+        OTEL_EXPORTER_OTLP_ENDPOINT: sinkSvc.url,
+      })
+    ).pop();
+    const [threadline, plain] = (line ?? "").split(" ").map(Number);
+    if (!Number.isFinite(threadline) || !Number.isFinite(plain))
+      throw new Error(`worker-terminate-micro.mjs printed "${line}"`);
+    terminations.push([threadline!, plain!]);
+  }
   const microResults = {
     pinoPlain: median(pinoPlain!),
     pinoCorrelated: median(pinoCorrelated!),
@@ -804,6 +817,10 @@ try {
     debugGatedShare: shareOver(debugGated!, debugPlain!),
     exportThreadline: median(exportThreadline!),
     exportUpstream: median(exportUpstream!),
+    workerTerminateMs: {
+      threadline: median(terminations.map((t) => t[0])),
+      plain: median(terminations.map((t) => t[1])),
+    },
     rounds: MICRO_ROUNDS,
     turns: MICRO_TURNS,
   };

@@ -346,6 +346,18 @@ it("shows correlation's own cost against plain pino with fast properties, when t
   );
 });
 
+it("shows how long an idle worker thread's terminate() takes with and without Threadline, when the run measured it", () => {
+  const row = (m: ReportInput["micro"]) =>
+    renderReport({ ...input(), micro: m })
+      .markdown.split("\n")
+      .find((l) => l.startsWith("| ms a worker thread's terminate() takes"));
+  assert.equal(row(micro()), undefined);
+  assert.match(
+    row({ ...micro(), workerTerminateMs: { threadline: 2.46, plain: 1.81 } })!,
+    /\| 2\.5, 1\.8 \|$/,
+  );
+});
+
 it("names the part a correlated line spends less in, when one fell", () => {
   const parts = (builtins: number, application: number) => ({
     instrumentation: 0,
