@@ -62,6 +62,38 @@ const threadline = (...args: string[]) =>
     env: cleanEnv() as NodeJS.ProcessEnv,
   });
 
+/**
+ * `threadline search --customer <customer> ... --json` against `backend`,
+ * asked again until `done` holds of its traces or 30 s have passed: the
+ * last answer, for the caller's assertions to judge either way.
+ */
+async function searchUntil(
+  customer: string,
+  backend: string,
+  done: (traces: TraceSummary[]) => boolean,
+  filter: readonly string[] = [],
+): Promise<{ traces: TraceSummary[]; stderr: string }> {
+  let last = { traces: [] as TraceSummary[], stderr: "" };
+  await waitFor(
+    async () => {
+      const r = await threadline(
+        "search",
+        "--customer",
+        customer,
+        ...filter,
+        "--json",
+        "--backend",
+        backend,
+      );
+      const { traces } = JSON.parse(r.stdout) as { traces: TraceSummary[] };
+      last = { traces, stderr: r.stderr };
+      return done(traces);
+    },
+    { what: `${customer}'s traces from ${backend}`, timeoutMs: 30_000 },
+  ).catch(() => undefined);
+  return last;
+}
+
 const ORDINARY = 40;
 const SERVICES = ["gateway", "orders", "worker"];
 
@@ -418,22 +450,11 @@ describe("the production path", () => {
       `jaeger=${jaegerGrpcUrl}`,
       `elasticsearch=${esUrl}`,
     ]) {
-      let traces: TraceSummary[] = [];
-      await waitFor(
-        async () => {
-          const { stdout } = await threadline(
-            "search",
-            "--customer",
-            "c-42",
-            "--json",
-            "--backend",
-            backend,
-          );
-          traces = (JSON.parse(stdout) as { traces: TraceSummary[] }).traces;
-          return traces.length === ids.length;
-        },
-        { what: `c-42's traces from ${backend}`, timeoutMs: 30_000 },
-      ).catch(() => undefined);
+      const { traces } = await searchUntil(
+        "c-42",
+        backend,
+        (t) => t.length === ids.length,
+      );
       assert.deepEqual(traces.map((t) => t.traceId).sort(), ids, backend);
       assert.ok(
         traces.every((t) => t.spanCount === 9 && t.customer === "c-42"),
@@ -555,23 +576,12 @@ describe("a customer on some spans of a trace only", () => {
       [`elasticsearch=${esUrl}`, "--errors"],
       [`elasticsearch=${esUrl}`, "--service", "billing"],
     ] as const) {
-      let traces: TraceSummary[] = [];
-      await waitFor(
-        async () => {
-          const { stdout } = await threadline(
-            "search",
-            "--customer",
-            "c-3001",
-            ...filter,
-            "--json",
-            "--backend",
-            backend,
-          );
-          traces = (JSON.parse(stdout) as { traces: TraceSummary[] }).traces;
-          return traces.length === 1 && traces[0]!.spanCount === 2;
-        },
-        { what: `c-3001's trace from ${backend}`, timeoutMs: 30_000 },
-      ).catch(() => undefined);
+      const { traces } = await searchUntil(
+        "c-3001",
+        backend,
+        (t) => t.length === 1 && t[0]!.spanCount === 2,
+        filter,
+      );
       assert.deepEqual(
         traces.map((t) => [t.traceId, t.spanCount]),
         [[traceId, 2]],
@@ -728,24 +738,11 @@ describe("a customer id with regular-expression characters", () => {
       },
     ]);
     for (const backend of [`jaeger=${jaegerUrl}`, `jaeger=${jaegerGrpcUrl}`]) {
-      let traces: TraceSummary[] = [];
-      let stderr = "";
-      await waitFor(
-        async () => {
-          const r = await threadline(
-            "search",
-            "--customer",
-            customer,
-            "--json",
-            "--backend",
-            backend,
-          );
-          stderr = r.stderr;
-          traces = (JSON.parse(r.stdout) as { traces: TraceSummary[] }).traces;
-          return traces.length === 1;
-        },
-        { what: `${customer}'s trace from ${backend}`, timeoutMs: 30_000 },
-      ).catch(() => undefined);
+      const { traces, stderr } = await searchUntil(
+        customer,
+        backend,
+        (t) => t.length === 1,
+      );
       assert.deepEqual(
         traces.map((t) => [t.traceId, t.customer]),
         [[traceId, customer]],
@@ -846,24 +843,11 @@ describe("a customer's trace from ten days ago", () => {
       `jaeger=${jaegerUrl}`,
       `jaeger=${jaegerGrpcUrl}`,
     ]) {
-      let traces: TraceSummary[] = [];
-      let stderr = "";
-      await waitFor(
-        async () => {
-          const r = await threadline(
-            "search",
-            "--customer",
-            "c-3005",
-            "--json",
-            "--backend",
-            backend,
-          );
-          stderr = r.stderr;
-          traces = (JSON.parse(r.stdout) as { traces: TraceSummary[] }).traces;
-          return traces.length === 2;
-        },
-        { what: `c-3005's traces from ${backend}`, timeoutMs: 30_000 },
-      ).catch(() => undefined);
+      const { traces, stderr } = await searchUntil(
+        "c-3005",
+        backend,
+        (t) => t.length === 2,
+      );
       assert.deepEqual(
         traces.map((t) => t.traceId),
         [traceId(2), traceId(1)],
@@ -897,24 +881,11 @@ describe("a customer's trace from five days ago", () => {
       },
     ]);
     for (const backend of [`jaeger=${jaegerUrl}`, `jaeger=${jaegerGrpcUrl}`]) {
-      let traces: TraceSummary[] = [];
-      let stderr = "";
-      await waitFor(
-        async () => {
-          const r = await threadline(
-            "search",
-            "--customer",
-            "c-3007",
-            "--json",
-            "--backend",
-            backend,
-          );
-          stderr = r.stderr;
-          traces = (JSON.parse(r.stdout) as { traces: TraceSummary[] }).traces;
-          return traces.length === 1;
-        },
-        { what: `c-3007's trace from ${backend}`, timeoutMs: 30_000 },
-      ).catch(() => undefined);
+      const { traces, stderr } = await searchUntil(
+        "c-3007",
+        backend,
+        (t) => t.length === 1,
+      );
       assert.deepEqual(
         traces.map((t) => t.traceId),
         [traceId],
@@ -968,20 +939,15 @@ describe("a long trace of short spans", () => {
     ]);
     for (const backend of [`jaeger=${jaegerUrl}`, `jaeger=${jaegerGrpcUrl}`]) {
       // Both spans are there before the duration is asked about.
-      await waitFor(
-        async () => {
-          const { stdout } = await threadline(
-            "search",
-            "--customer",
-            "c-3006",
-            "--json",
-            "--backend",
-            backend,
-          );
-          const { traces } = JSON.parse(stdout) as { traces: TraceSummary[] };
-          return traces.length === 1 && traces[0]!.spanCount === 2;
-        },
-        { what: `c-3006's trace from ${backend}`, timeoutMs: 30_000 },
+      const { traces } = await searchUntil(
+        "c-3006",
+        backend,
+        (t) => t.length === 1 && t[0]!.spanCount === 2,
+      );
+      assert.deepEqual(
+        traces.map((t) => [t.traceId, t.spanCount]),
+        [[traceId, 2]],
+        backend,
       );
       const long = async (d: string) => {
         const { stdout } = await threadline(
