@@ -42,6 +42,22 @@ describe("export", () => {
     env: Record<string, string>,
     execArgv: string[] = [],
   ) => startService({ entry, cwd: fixtures, ready: false, env, execArgv });
+  /** Runs a fixture to its end, which must be a clean one. */
+  const runFixture = async (entry: string, env: Record<string, string>) => {
+    const app = await startFixture(entry, env);
+    assert.equal((await app.exited).code, 0, app.stderr.join("\n"));
+    return app;
+  };
+  const ofService = <T extends { resource: Record<string, unknown> }>(
+    items: T[],
+    name: string,
+  ) => items.filter((x) => x.resource["service.name"] === name);
+  /** The one line of `stderr` that `about` finds, which must read as `said`. */
+  const saidOnce = (stderr: string[], about: RegExp, said: RegExp) => {
+    const lines = stderr.filter((l) => about.test(l));
+    assert.equal(lines.length, 1, stderr.join("\n"));
+    assert.match(lines[0]!, said);
+  };
   const count = (name: string) => ({
     spans: receiver.spans.filter((s) => s.resource["service.name"] === name)
       .length,
@@ -340,7 +356,7 @@ describe("export", () => {
     const budget = 1024 * 1024;
     // 300 lines of under 100 bytes and a 2 MB one, all in the time one
     // batch waits, with a 1 MB budget (its batches close at 256 KB).
-    const app = await startFixture(
+    const app = await runFixture(
       "huge-line.mjs",
       env(name, {
         BEFORE: "300",
@@ -350,13 +366,8 @@ describe("export", () => {
         OTEL_METRICS_EXPORTER: "none",
       }),
     );
-    const { code } = await app.exited;
-    assert.equal(code, 0);
-    const logs = receiver.logs.filter(
-      (l) => l.resource["service.name"] === name,
-    );
     assert.deepEqual(
-      logs.map((l) => l.attributes["i"]),
+      ofService(receiver.logs, name).map((l) => l.attributes["i"]),
       Array.from({ length: 310 }, (_, i) => i),
       app.stderr.join("\n"),
     );
@@ -374,7 +385,7 @@ describe("export", () => {
     it(`drops a log line larger than the byte budget as it is logged, unparsed, and sends the lines around it${on}`, async () => {
       const name = `budget-line-${thread}`;
       // A 16 MiB line, over the default 16 MiB budget with its fields.
-      const app = await startFixture(
+      const app = await runFixture(
         "huge-line.mjs",
         env(name, {
           BEFORE: "300",
@@ -384,22 +395,16 @@ describe("export", () => {
           OTEL_METRICS_EXPORTER: "none",
         }),
       );
-      const { code } = await app.exited;
-      assert.equal(code, 0, app.stderr.join("\n"));
-      const logs = receiver.logs.filter(
-        (l) => l.resource["service.name"] === name,
-      );
       assert.deepEqual(
-        logs.map((l) => l.attributes["i"]),
+        ofService(receiver.logs, name).map((l) => l.attributes["i"]),
         Array.from({ length: 310 }, (_, i) => i),
         app.stderr.join("\n"),
       );
       // Said by the pipeline as the line came, not by the exporter once it
       // had parsed and encoded it ("a log record of").
-      const said = app.stderr.filter((l) => /dropped a log/.test(l));
-      assert.equal(said.length, 1, app.stderr.join("\n"));
-      assert.match(
-        said[0]!,
+      saidOnce(
+        app.stderr,
+        /dropped a log/,
         /dropped a log line of \d+ bytes, more than the whole export buffer \(16777216 bytes, THREADLINE_EXPORT_MAX_BYTES\)/,
       );
     });
@@ -409,7 +414,7 @@ describe("export", () => {
       const name = `huge-span-${protocol}`;
       // 300 ordinary spans, one whose array attribute takes it past the
       // 1 MB budget, 300 more: as many as two batches of 512 hold.
-      const app = await startFixture(
+      const app = await runFixture(
         "huge-span.mjs",
         env(name, {
           BEFORE: "300",
@@ -421,20 +426,16 @@ describe("export", () => {
           OTEL_METRICS_EXPORTER: "none",
         }),
       );
-      const { code } = await app.exited;
-      assert.equal(code, 0, app.stderr.join("\n"));
-      const spans = receiver.spans.filter(
-        (s) => s.resource["service.name"] === name,
-      );
       assert.deepEqual(
-        spans.map((s) => s.name).sort(),
+        ofService(receiver.spans, name)
+          .map((s) => s.name)
+          .sort(),
         Array.from({ length: 600 }, (_, i) => `ordinary-${i}`).sort(),
         app.stderr.join("\n"),
       );
-      const said = app.stderr.filter((l) => /dropped .*span/.test(l));
-      assert.equal(said.length, 1, app.stderr.join("\n"));
-      assert.match(
-        said[0]!,
+      saidOnce(
+        app.stderr,
+        /dropped .*span/,
         /dropped a span of \d+ bytes, more than the whole export buffer \(1048576 bytes, THREADLINE_EXPORT_MAX_BYTES\)/,
       );
     });
