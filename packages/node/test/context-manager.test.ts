@@ -75,16 +75,32 @@ describe("AlsContextManager", () => {
       assert.deepEqual(inside, ["request", "tenant-a", self, 3]);
       assert.equal(seen(), undefined);
       assert.equal(tenant.getStore(), "tenant-a");
+      // What a callee's enterWith() into another store leaves behind, read
+      // from AsyncLocalStorage.run() itself: with() leaves the same.
+      const store = new AsyncLocalStorage<string>();
+      assert.throws(() =>
+        store.run("x", () => {
+          tenant.enterWith("tenant-b");
+          throw new Error("boom");
+        }),
+      );
+      const afterRun = tenant.getStore();
+      tenant.enterWith("tenant-a");
       manager.with(other, () => {
         assert.throws(
           () =>
             manager.with(request, () => {
+              tenant.enterWith("tenant-b");
               throw new Error("boom");
             }),
           /boom/,
         );
         assert.equal(seen(), "other");
-        assert.equal(tenant.getStore(), "tenant-a");
+        assert.equal(
+          tenant.getStore(),
+          afterRun,
+          "as after AsyncLocalStorage.run()",
+        );
       });
     });
   });
