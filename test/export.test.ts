@@ -52,6 +52,12 @@ describe("export", () => {
     items: T[],
     name: string,
   ) => items.filter((x) => x.resource["service.name"] === name);
+  /** The requests `name`'s request-duration histogram counted (delta). */
+  const requestsCounted = (name: string) =>
+    ofService(receiver.metrics, name)
+      .filter((m) => m.name === "http.server.request.duration")
+      .flatMap((m) => m.points)
+      .reduce((n, p) => n + Number(p.count ?? 0), 0);
   /** The one line of `stderr` that `about` finds, which must read as `said`. */
   const saidOnce = (stderr: string[], about: RegExp, said: RegExp) => {
     const lines = stderr.filter((l) => about.test(l));
@@ -59,10 +65,8 @@ describe("export", () => {
     assert.match(lines[0]!, said);
   };
   const count = (name: string) => ({
-    spans: receiver.spans.filter((s) => s.resource["service.name"] === name)
-      .length,
-    logs: receiver.logs.filter((l) => l.resource["service.name"] === name)
-      .length,
+    spans: ofService(receiver.spans, name).length,
+    logs: ofService(receiver.logs, name).length,
   });
 
   // Export runs on the application's thread by default, on a worker thread
@@ -101,14 +105,7 @@ describe("export", () => {
         assert.ok(names.includes("in-exit-listener"), names.join(", "));
       // Each request once in the delta duration histogram, the one the end
       // cut off included.
-      const requests = receiver.metrics
-        .filter(
-          (m) =>
-            m.resource["service.name"] === name &&
-            m.name === "http.server.request.duration",
-        )
-        .flatMap((m) => m.points)
-        .reduce((n, p) => n + Number(p.count ?? 0), 0);
+      const requests = requestsCounted(name);
       assert.equal(requests, 2);
     });
 
@@ -207,14 +204,7 @@ describe("export", () => {
         app.stdout.join("\n"),
       );
       // The last metrics, sent by the signal's flush before it died.
-      const requests = receiver.metrics
-        .filter(
-          (m) =>
-            m.resource["service.name"] === name &&
-            m.name === "http.server.request.duration",
-        )
-        .flatMap((m) => m.points)
-        .reduce((n, p) => n + Number(p.count ?? 0), 0);
+      const requests = requestsCounted(name);
       assert.equal(requests, 3);
     });
 
