@@ -58,6 +58,31 @@ describe("export", () => {
       .filter((m) => m.name === "http.server.request.duration")
       .flatMap((m) => m.points)
       .reduce((n, p) => n + Number(p.count ?? 0), 0);
+  /**
+   * Runs huge-line.mjs (300 short lines, a warning HUGE characters long,
+   * 10 more) as `name` with `extra`, and checks that the 310 short ones
+   * were all sent, in order.
+   */
+  const aroundHugeLine = async (
+    name: string,
+    extra: Record<string, string>,
+  ) => {
+    const app = await runFixture(
+      "huge-line.mjs",
+      env(name, {
+        BEFORE: "300",
+        OTEL_TRACES_EXPORTER: "none",
+        OTEL_METRICS_EXPORTER: "none",
+        ...extra,
+      }),
+    );
+    assert.deepEqual(
+      ofService(receiver.logs, name).map((l) => l.attributes["i"]),
+      Array.from({ length: 310 }, (_, i) => i),
+      app.stderr.join("\n"),
+    );
+    return app;
+  };
   /** The one line of `stderr` that `about` finds, which must read as `said`. */
   const saidOnce = (stderr: string[], about: RegExp, said: RegExp) => {
     const lines = stderr.filter((l) => about.test(l));
@@ -346,21 +371,10 @@ describe("export", () => {
     const budget = 1024 * 1024;
     // 300 lines of under 100 bytes and a 2 MB one, all in the time one
     // batch waits, with a 1 MB budget (its batches close at 256 KB).
-    const app = await runFixture(
-      "huge-line.mjs",
-      env(name, {
-        BEFORE: "300",
-        HUGE: String(2 * budget),
-        THREADLINE_EXPORT_MAX_BYTES: String(budget),
-        OTEL_TRACES_EXPORTER: "none",
-        OTEL_METRICS_EXPORTER: "none",
-      }),
-    );
-    assert.deepEqual(
-      ofService(receiver.logs, name).map((l) => l.attributes["i"]),
-      Array.from({ length: 310 }, (_, i) => i),
-      app.stderr.join("\n"),
-    );
+    const app = await aroundHugeLine(name, {
+      HUGE: String(2 * budget),
+      THREADLINE_EXPORT_MAX_BYTES: String(budget),
+    });
     assert.ok(
       app.stderr.some((l) =>
         /dropped a log line of \d+ bytes, more than the whole export buffer/.test(
@@ -375,21 +389,10 @@ describe("export", () => {
     it(`drops a log line larger than the byte budget as it is logged, unparsed, and sends the lines around it${on}`, async () => {
       const name = `budget-line-${thread}`;
       // A 16 MiB line, over the default 16 MiB budget with its fields.
-      const app = await runFixture(
-        "huge-line.mjs",
-        env(name, {
-          BEFORE: "300",
-          HUGE: String(16 * 1024 * 1024),
-          THREADLINE_EXPORT_THREAD: thread,
-          OTEL_TRACES_EXPORTER: "none",
-          OTEL_METRICS_EXPORTER: "none",
-        }),
-      );
-      assert.deepEqual(
-        ofService(receiver.logs, name).map((l) => l.attributes["i"]),
-        Array.from({ length: 310 }, (_, i) => i),
-        app.stderr.join("\n"),
-      );
+      const app = await aroundHugeLine(name, {
+        HUGE: String(16 * 1024 * 1024),
+        THREADLINE_EXPORT_THREAD: thread,
+      });
       // Said by the pipeline as the line came, not by the exporter once it
       // had parsed and encoded it ("a log record of").
       saidOnce(
