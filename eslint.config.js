@@ -8,6 +8,8 @@ export default tseslint.config(
   {
     ignores: [
       "**/dist/**",
+      "packages/*/lib/**",
+      "instrumentations/*/lib/**",
       "**/node_modules/**",
       "**/*.js",
       "**/*.mjs",

