@@ -2,11 +2,16 @@
 // went, by function and package, for a person reading one profile. The
 // report's figures come from Linux perf instead (see perf-profile.ts).
 import { readFileSync } from "node:fs";
-import { groupOf, placeOf } from "./parts.ts";
+import { groupOf, placeOf, sourceOf } from "./parts.ts";
 
 interface ProfileNode {
   id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
+  callFrame: {
+    functionName: string;
+    url: string;
+    lineNumber: number;
+    columnNumber: number;
+  };
 }
 
 export interface CpuProfile {
@@ -32,8 +37,13 @@ export function summarize(p: CpuProfile, top: number): string {
   const pkg = new Map<string, number>();
   for (const [id, t] of self) {
     const n = byId.get(id)!;
-    const where = placeOf(n.callFrame.url);
-    const key = `${n.callFrame.functionName || "(anonymous)"}  ${where}:${n.callFrame.lineNumber + 1}`;
+    const at = sourceOf(
+      n.callFrame.url,
+      n.callFrame.lineNumber,
+      n.callFrame.columnNumber,
+    );
+    const where = placeOf(at.url);
+    const key = `${n.callFrame.functionName || "(anonymous)"}  ${where}:${at.line + 1}`;
     fn.set(key, (fn.get(key) ?? 0) + t);
     const group = groupOf(where);
     pkg.set(group, (pkg.get(group) ?? 0) + t);

@@ -2,10 +2,15 @@
 // service allocated per request, by package and by function: the bytes a
 // request makes V8 allocate, collected young or not, which CPU profiles
 // show only as time spread over allocation sites and collections.
-import { groupOf, placeOf } from "./parts.ts";
+import { groupOf, placeOf, sourceOf } from "./parts.ts";
 
 interface HeapNode {
-  callFrame: { functionName: string; url: string; lineNumber: number };
+  callFrame: {
+    functionName: string;
+    url: string;
+    lineNumber: number;
+    columnNumber: number;
+  };
   selfSize: number;
   children: HeapNode[];
 }
@@ -28,8 +33,13 @@ export function summarizeHeap(
     stack.push(...n.children);
     if (n.selfSize === 0) continue;
     total += n.selfSize;
-    const where = placeOf(n.callFrame.url);
-    const key = `${n.callFrame.functionName || "(anonymous)"}  ${where}${where.startsWith("(") ? "" : `:${n.callFrame.lineNumber + 1}`}`;
+    const at = sourceOf(
+      n.callFrame.url,
+      n.callFrame.lineNumber,
+      n.callFrame.columnNumber,
+    );
+    const where = placeOf(at.url);
+    const key = `${n.callFrame.functionName || "(anonymous)"}  ${where}${where.startsWith("(") ? "" : `:${at.line + 1}`}`;
     fn.set(key, (fn.get(key) ?? 0) + n.selfSize);
     const group = groupOf(where);
     pkg.set(group, (pkg.get(group) ?? 0) + n.selfSize);

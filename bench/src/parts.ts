@@ -1,10 +1,57 @@
 // The broad parts the report splits a thread's CPU time into, and where a
 // JavaScript function lives: one of Threadline's packages, an npm package,
 // a Node.js module.
-import { fileURLToPath } from "node:url";
+import { existsSync, readFileSync } from "node:fs";
+import { SourceMap } from "node:module";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 /** The repository's root directory, a prefix of its own modules' paths. */
 const REPO_PATH = fileURLToPath(new URL("../../", import.meta.url));
+
+/** Threadline's bundled files (see scripts/bundle.mjs), which join many sources. */
+const BUNDLED = /^(?:packages|instrumentations)\/[^/]+\/lib\/[^/]+\.js$/;
+const maps = new Map<string, SourceMap | undefined>();
+
+/** The source map beside one of Threadline's bundled files; undefined for any other file. */
+function sourceMapOf(path: string): SourceMap | undefined {
+  if (
+    !path.startsWith(REPO_PATH) ||
+    !BUNDLED.test(path.slice(REPO_PATH.length))
+  )
+    return undefined;
+  if (!maps.has(path)) {
+    const file = `${path}.map`;
+    maps.set(
+      path,
+      existsSync(file)
+        ? new SourceMap(JSON.parse(readFileSync(file, "utf8")) as never)
+        : undefined,
+    );
+  }
+  return maps.get(path);
+}
+
+/**
+ * Where the code at `url`, `line` and `column` (counted from 0) was
+ * written: in one of Threadline's bundled files, the TypeScript source its
+ * map names (so that a profile still tells the exporter from the tracer);
+ * anywhere else, where it runs.
+ */
+export function sourceOf(
+  url: string,
+  line: number,
+  column: number,
+): { url: string; line: number; column: number } {
+  const path = url.startsWith("file://") ? fileURLToPath(url) : url;
+  const entry = sourceMapOf(path)?.findEntry(line, column);
+  if (entry === undefined || !("originalSource" in entry))
+    return { url, line, column };
+  return {
+    url: new URL(entry.originalSource, pathToFileURL(path)).href,
+    line: entry.originalLine,
+    column: entry.originalColumn,
+  };
+}
 
 /**
  * Where a function lives: an npm package name, `threadline:<package>/<file>`

@@ -16,7 +16,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { PARTS, partOfUrl, type Part } from "./parts.ts";
+import { PARTS, partOfUrl, sourceOf, type Part } from "./parts.ts";
 
 /** Samples per second of CPU time: 200 µs apart. */
 export const PERF_HZ = 4999;
@@ -146,8 +146,16 @@ function partOfStack(stack: readonly Frame[], kind: Kind): Part {
   if (stack[0]!.symbol.startsWith("Builtins_")) return "builtins";
   const js = stack.find((f) => f.symbol.startsWith("JS:"))!;
   // `JS:<tier><name> <url>:<line>:<column>`; a URL holds no space.
-  const at = js.symbol.slice(js.symbol.lastIndexOf(" ") + 1);
+  const at = sourceAt(js.symbol.slice(js.symbol.lastIndexOf(" ") + 1));
   return partOfUrl(at.replace(/:\d+:\d+$/, ""));
+}
+
+/** `<url>:<line>:<column>` (counted from 1) where that code was written: see sourceOf. */
+function sourceAt(at: string): string {
+  const m = /^(.*):(\d+):(\d+)$/.exec(at);
+  if (m === null) return at;
+  const src = sourceOf(m[1]!, Number(m[2]) - 1, Number(m[3]) - 1);
+  return `${src.url}:${src.line + 1}:${src.column + 1}`;
 }
 
 /** The nearest JavaScript function, or else the sampled symbol, labelled with its kind. */
@@ -155,7 +163,11 @@ function placeOfStack(stack: readonly Frame[], kind: Kind): string {
   const js =
     kind === "js" ? stack.find((f) => f.symbol.startsWith("JS:")) : undefined;
   // `JS:<tier><name> <url>:<line>:<column>`; the tier marks (*, ~, ^, +, ') say how V8 compiled it.
-  if (js !== undefined) return js.symbol.slice(3).replace(/^[*~^+']+/, "");
+  if (js !== undefined) {
+    const named = js.symbol.slice(3).replace(/^[*~^+']+/, "");
+    const space = named.lastIndexOf(" ");
+    return `${named.slice(0, space + 1)}${sourceAt(named.slice(space + 1))}`;
+  }
   return `(${kind}) ${stack[0]?.symbol ?? "?"}`;
 }
 

@@ -9,7 +9,7 @@ const node = (
   selfSize: number,
   children: HeapProfile["head"][] = [],
 ): HeapProfile["head"] => ({
-  callFrame: { functionName, url, lineNumber: 9 },
+  callFrame: { functionName, url, lineNumber: 9, columnNumber: 2 },
   selfSize,
   children,
 });

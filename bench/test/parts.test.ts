@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
-import { pathToFileURL } from "node:url";
-import { partOfUrl, placeOf } from "../src/parts.ts";
+import { readdirSync, readFileSync } from "node:fs";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { partOfUrl, placeOf, sourceOf } from "../src/parts.ts";
 
 const repo = new URL("../../", import.meta.url);
 const inRepo = (path: string) => new URL(path, repo).href;
@@ -42,4 +43,35 @@ it("tells Threadline's instrumentation from its export, the application and Node
     "instrumentation",
   );
   assert.equal(partOfUrl("node:events"), "node");
+});
+
+it("follows a bundled file of Threadline's back to the TypeScript its code came from", () => {
+  // The published packages join their modules into lib/ (scripts/bundle.mjs);
+  // a profile of them must still tell the tracer from the exporter.
+  const lib = new URL("packages/node/lib/", repo);
+  const where = (code: RegExp) => {
+    for (const file of readdirSync(lib).filter((f) => f.endsWith(".js"))) {
+      const lines = readFileSync(new URL(file, lib), "utf8").split("\n");
+      const line = lines.findIndex((l) => code.test(l));
+      if (line >= 0)
+        return sourceOf(
+          new URL(file, lib).href,
+          line,
+          lines[line]!.search(code),
+        );
+    }
+    throw new Error(`${code} is in no file of ${fileURLToPath(lib)}`);
+  };
+  const pipeline = where(/\bclass ExportPipeline\b|\bExportPipeline = class\b/);
+  assert.equal(pipeline.url, inRepo("packages/node/src/export/pipeline.ts"));
+  assert.equal(partOfUrl(pipeline.url), "export");
+  const tracer = where(/\bstartSpan\(name,/);
+  assert.equal(tracer.url, inRepo("packages/node/src/trace/tracer.ts"));
+  assert.equal(partOfUrl(tracer.url), "instrumentation");
+  // Where no map is, the place stays as it was.
+  assert.deepEqual(sourceOf("node:events", 3, 4), {
+    url: "node:events",
+    line: 3,
+    column: 4,
+  });
 });
