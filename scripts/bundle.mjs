@@ -56,9 +56,13 @@ function entryPoints(pkg) {
   return entries;
 }
 
+// `--clean` (npm run clean) removes the bundles and builds none.
+const clean = process.argv.includes("--clean");
+
 for (const pkg of PACKAGES) {
   const dir = join(root, pkg);
   rmSync(join(dir, "lib"), { recursive: true, force: true });
+  if (clean) continue;
   await build({
     entryPoints: entryPoints(pkg),
     outdir: join(dir, "lib"),
