@@ -13,7 +13,7 @@
 // from import.meta.url (the package folder, its package.json, the export
 // worker's script) stay true.
 import { build } from "esbuild";
-import { readFileSync, rmSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -28,43 +28,48 @@ const STARTED_BY_URL = {
   "packages/node": { "export-worker": "export/export-worker.js" },
 };
 
-/** The runtime packages: the ones an instrumented application loads. */
-const PACKAGES = [
-  "packages/core",
-  "packages/otlp",
-  "instrumentations/http",
-  "instrumentations/undici",
-  "instrumentations/pino",
-  "instrumentations/pg",
-  "instrumentations/amqplib",
-  "packages/node",
-];
+/** The folders that may hold a runtime package; see entryPoints(). */
+const WORKSPACE_FOLDERS = ["packages", "instrumentations"];
 
-/** The entry points a package's "exports" name: lib/<name>.js <- dist/<name>.js. */
+/**
+ * The entry points a package's "exports" name in lib/: lib/<name>.js <-
+ * dist/<name>.js. None for a package whose exports point elsewhere (the
+ * cli's, which runs in a process of its own, and private ones).
+ */
 function entryPoints(pkg) {
   const dir = join(root, pkg);
   const manifest = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
   const entries = {};
-  for (const target of Object.values(manifest.exports)) {
+  for (const target of Object.values(manifest.exports ?? {})) {
     const file = typeof target === "string" ? target : target.default;
     const name = /^\.\/lib\/(.+)\.js$/.exec(file)?.[1];
     if (name === undefined) continue; // ./package.json
     entries[name] = join(dir, "dist", `${name}.js`);
   }
+  if (Object.keys(entries).length === 0) return entries;
   for (const [name, file] of Object.entries(STARTED_BY_URL[pkg] ?? {}))
     entries[name] = join(dir, "dist", file);
   return entries;
 }
 
+/** The runtime packages, those whose exports point into lib/, with their entry points. */
+const bundles = WORKSPACE_FOLDERS.flatMap((folder) =>
+  readdirSync(join(root, folder), { withFileTypes: true })
+    .filter((d) => d.isDirectory())
+    .map((d) => `${folder}/${d.name}`),
+)
+  .map((pkg) => [pkg, entryPoints(pkg)])
+  .filter(([, entries]) => Object.keys(entries).length > 0);
+
 // `--clean` (npm run clean) removes the bundles and builds none.
 const clean = process.argv.includes("--clean");
 
-for (const pkg of PACKAGES) {
+for (const [pkg, entries] of bundles) {
   const dir = join(root, pkg);
   rmSync(join(dir, "lib"), { recursive: true, force: true });
   if (clean) continue;
   await build({
-    entryPoints: entryPoints(pkg),
+    entryPoints: entries,
     outdir: join(dir, "lib"),
     bundle: true,
     splitting: true,
