@@ -150,12 +150,20 @@ function partOfStack(stack: readonly Frame[], kind: Kind): Part {
   return partOfUrl(at.replace(/:\d+:\d+$/, ""));
 }
 
+// A profile names the same few hundred functions in every sample, twice
+// (for its part and for its place).
+const sources = new Map<string, string>();
+
 /** `<url>:<line>:<column>` (counted from 1) where that code was written: see sourceOf. */
 function sourceAt(at: string): string {
-  const m = /^(.*):(\d+):(\d+)$/.exec(at);
-  if (m === null) return at;
-  const src = sourceOf(m[1]!, Number(m[2]) - 1, Number(m[3]) - 1);
-  return `${src.url}:${src.line + 1}:${src.column + 1}`;
+  let source = sources.get(at);
+  if (source === undefined) {
+    const m = /^(.*):(\d+):(\d+)$/.exec(at);
+    const src = m && sourceOf(m[1]!, Number(m[2]) - 1, Number(m[3]) - 1);
+    source = src ? `${src.url}:${src.line + 1}:${src.column + 1}` : at;
+    sources.set(at, source);
+  }
+  return source;
 }
 
 /** The nearest JavaScript function, or else the sampled symbol, labelled with its kind. */
