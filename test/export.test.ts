@@ -1514,6 +1514,45 @@ describe("export", () => {
     });
 
   for (const protocol of ["http/protobuf", "http/json"] as const)
+    it(`sends a log line of megabytes with its fields, an object too large to parse at export as its JSON text (${protocol})`, async () => {
+      const name = `large-log-${protocol}`;
+      const items = 40_000;
+      const app = await runFixture(
+        "large-log.mjs",
+        env(name, {
+          ITEMS: String(items),
+          OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
+        }),
+      );
+      const logs = ofService(receiver.logs, name);
+      assert.deepEqual(
+        logs.map((l) => l.body),
+        ["large", "ordinary"],
+        app.stderr.join("\n"),
+      );
+      const [large, ordinary] = logs;
+      const attributes = large!.attributes;
+      assert.equal(attributes["customer.id"], "c-42");
+      assert.match(large!.traceId ?? "", /^[0-9a-f]{32}$/);
+      assert.equal(large!.traceId, ordinary!.traceId);
+      // The small objects beside it are maps, and the error is read.
+      assert.deepEqual(attributes["order"], { id: 7, lines: 3 });
+      assert.equal(attributes["exception.type"], "Error");
+      assert.equal(attributes["exception.message"], "boom");
+      // The body, all of it, as the text pino wrote.
+      const body = attributes["body"];
+      assert.equal(typeof body, "string");
+      assert.deepEqual(JSON.parse(body as string), {
+        items: Array.from({ length: items }, (_, i) => ({
+          id: i,
+          name: `product "${i}"`,
+          price: i * 3,
+        })),
+      });
+      assert.deepEqual(ordinary!.attributes["after"], true);
+    });
+
+  for (const protocol of ["http/protobuf", "http/json"] as const)
     it(`sends a log line's field named __proto__ as an attribute of that name (${protocol})`, async () => {
       const name = `proto-log-${protocol}`;
       const app = await startFixture(

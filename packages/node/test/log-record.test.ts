@@ -609,3 +609,84 @@ it("writes the SDK's own records under its scope, after the logger's, and no sco
   for (const scopes of scopesOf(staged([logged('{"msg":"order placed"}')])))
     assert.deepEqual(scopes, [["pino", ["order placed"]]]);
 });
+
+/**
+ * A line of `pad` x's in its field `big`, and of every kind of member
+ * JSON.parse has rules for: an escaped key and value, integers past 2^53,
+ * `__proto__`, a repeated key, an array index, nested objects and arrays.
+ */
+const lineWith = (pad: number) =>
+  '{"level":50,"time":1763800000123,"pid":7,"hostname":"h",' +
+  '"trace_id":"0af7651916cd43dd8448eb211c80319c","span_id":"b7ad6b7169203331",' +
+  `"big":"${"x".repeat(pad)}","es\\"c":"a\\"b\\\\n\\u00e9","id":1234567890123456789,` +
+  '"__proto__":{"p":1},"dup":1,"7":"index","nested":{"a":[1,2.5,{"b":null}],"s":"}]"},' +
+  '"dup":{"x":[true,false]},"flag":true,"none":null,"n":-1.5e3,"msg":"m"}\n';
+
+it("reads a line too large to parse whole member by member, as JSON.parse reads it", () => {
+  const small = toLogRecord(captured(lineWith(1)));
+  const large = toLogRecord(captured(lineWith(70_000)));
+  assert.ok(lineWith(70_000).length > 64 * 1024);
+  const { big, ...rest } = large.attributes!;
+  assert.equal(big, "x".repeat(70_000));
+  assert.deepEqual(
+    Object.keys(large.attributes!),
+    Object.keys(small.attributes!),
+  );
+  assert.deepEqual({ ...rest, big: "x" }, small.attributes);
+  assert.equal(rest["id"], 1234567890123456789n);
+  assert.deepEqual(rest["dup"], { x: [true, false] });
+  assert.deepEqual(
+    [large.body, large.time, large.severityNumber],
+    [small.body, small.time, small.severityNumber],
+  );
+});
+
+it("keeps a large line's objects past what it parses as their JSON text, smallest parsed first, whole under the length limit", () => {
+  const limits = { attributeCountLimit: 128, attributeValueLengthLimit: 100 };
+  const rows = (n: number, from: number) =>
+    JSON.stringify(
+      Array.from({ length: n }, (_, i) => ({ id: from + i, name: "row" })),
+    );
+  // Two bodies of some 40 KB: the first parsed, the budget then too short
+  // for the second. An 80 KB one, and the error and the order logged after
+  // them, are parsed first.
+  const first = rows(1500, 0);
+  const second = rows(1500, 1500);
+  const huge = rows(3000, 3000);
+  const stack = `Error: boom\n    at ${"y".repeat(300)}`;
+  const line =
+    `{"level":50,"time":1763800000123,"huge":${huge},"first":${first},` +
+    `"second":${second},"err":{"type":"Error","message":"boom","stack":${JSON.stringify(stack)}},` +
+    `"order":{"id":7},"msg":"large"}\n`;
+  const record = toLogRecord(captured(line), limits);
+  const a = record.attributes!;
+  assert.equal(record.body, "large");
+  assert.deepEqual(Object.keys(a), [
+    "huge",
+    "first",
+    "second",
+    "err",
+    "order",
+    "exception.type",
+    "exception.message",
+    "exception.stacktrace",
+  ]);
+  assert.equal(a["huge"], huge);
+  assert.equal(a["second"], second);
+  assert.deepEqual(a["first"], JSON.parse(first));
+  assert.deepEqual(a["order"], { id: 7 });
+  assert.equal(a["exception.type"], "Error");
+  // Strings of what was parsed are cut, as ever.
+  assert.equal((a["exception.stacktrace"] as string).length, 100);
+});
+
+it("keeps a large line that is no JSON object, or no JSON, as its body", () => {
+  const array = `[${'"x",'.repeat(20_000)}"end"]`;
+  const cut = lineWith(70_000).slice(0, -10);
+  const unquoted = lineWith(70_000).replace('"flag"', "flag");
+  for (const line of [array, cut, unquoted]) {
+    const record = toLogRecord(captured(`${line}\n`));
+    assert.equal(record.body, line);
+    assert.equal(record.attributes, undefined);
+  }
+});

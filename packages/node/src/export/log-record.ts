@@ -1,6 +1,7 @@
 // A captured logger line as an OTLP log record: the line is parsed once, at
 // export, its message becomes the body and its other fields the attributes.
-// Flat lines skip the parse (json-record.ts) and come out the same.
+// Flat lines skip the parse (json-record.ts) and come out the same; large
+// ones are parsed a member at a time (large-line.ts).
 import type {
   Attributes,
   LogRecordData,
@@ -17,6 +18,7 @@ import {
   writtenFields,
   type LogLimits,
 } from "./json-record.ts";
+import { define, LARGE_LINE, parseJson, parseLargeLine } from "./large-line.ts";
 import { OWN_TIME, StagedLogReader, type StagedLog } from "./log-stage.ts";
 import { truncate } from "../internal/truncate.ts";
 
@@ -86,29 +88,6 @@ export function encodeStagedLogsJson(
   return sdkScope === undefined
     ? encoder.encodeJson(records)
     : encoder.encodeJson(records, [{ scope: sdkScope, records: sdkRecords }]);
-}
-
-/** A run of digits too long for a double to hold exactly. */
-const LONG_INTEGER = /\d{16}/;
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
-
-/**
- * JSON.parse's reviver: an integer a double cannot hold exactly becomes a
- * bigint, OTLP's int64 (past int64 it stays a double, as OTLP has nothing
- * larger).
- */
-function exactIntegers(
-  this: unknown,
-  _key: string,
-  value: unknown,
-  context?: { source?: string },
-): unknown {
-  if (typeof value !== "number" || Number.isSafeInteger(value)) return value;
-  const source = context?.source;
-  if (source === undefined || !/^-?\d+$/.test(source)) return value;
-  const n = BigInt(source);
-  return n >= INT64_MIN && n <= INT64_MAX ? n : value;
 }
 
 const NOT_LEADING = Symbol("not leading");
@@ -183,7 +162,8 @@ function errorOf(
  * Turns one logger line into a log record; unparsable lines become a string
  * body. The limits apply to the attributes (strings, and strings within
  * arrays and objects, cut to the length limit; attributes past the count
- * limit left out and counted), as they do to a span's.
+ * limit left out and counted), as they do to a span's; the JSON text a
+ * large line's object is kept as stands for the object, and is kept whole.
  */
 export function toLogRecord(
   m: StagedLog,
@@ -195,13 +175,17 @@ export function toLogRecord(
     : line;
   let attributes: Record<string, LogRecordData["body"]> | undefined;
   let time: number | undefined;
+  /** Fields kept as their JSON text, whole: they stand for objects. */
+  let texts: ReadonlySet<string> | undefined;
   try {
-    // Integers past 2^53 (ids logged as bigints) keep every digit.
-    const parsed = (
-      LONG_INTEGER.test(line)
-        ? JSON.parse(line, exactIntegers)
-        : JSON.parse(line)
-    ) as Record<string, unknown>;
+    // Integers past 2^53 (ids logged as bigints) keep every digit; a
+    // large line's objects and arrays may stay text (see large-line.ts).
+    let parsed: Record<string, unknown>;
+    if (line.length > LARGE_LINE) {
+      const large = parseLargeLine(line);
+      parsed = large.fields;
+      texts = large.texts;
+    } else parsed = parseJson(line) as Record<string, unknown>;
     if (
       parsed !== null &&
       typeof parsed === "object" &&
@@ -274,7 +258,9 @@ export function toLogRecord(
       define(
         limited,
         key,
-        cut(attributes[key], limits.attributeValueLengthLimit),
+        texts?.has(key)
+          ? attributes[key]
+          : cut(attributes[key], limits.attributeValueLengthLimit),
       );
       kept++;
     }
@@ -308,24 +294,4 @@ function cut(v: LogRecordData["body"], length: number): LogRecordData["body"] {
     return out;
   }
   return v;
-}
-
-/**
- * Sets `o[key]` as an own property of `o`. A key `__proto__` (JSON.parse
- * of a request body makes one) is defined: assigned, it would set `o`'s
- * prototype, and its fields would pass for the line's.
- */
-function define(
-  o: Record<string, LogRecordData["body"]>,
-  key: string,
-  value: LogRecordData["body"],
-): void {
-  if (key === "__proto__")
-    Object.defineProperty(o, key, {
-      value,
-      writable: true,
-      enumerable: true,
-      configurable: true,
-    });
-  else o[key] = value;
 }
