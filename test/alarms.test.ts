@@ -290,11 +290,26 @@ it("raises the dependency alarm while PostgreSQL is down, and clears it when it 
   });
   assert.equal(ack.status, 200);
   const listed = (await (await fetch(`${healthUrl}/alarms`)).json()) as {
-    active: Array<{ id: string; severity: string; acknowledged: boolean }>;
+    active: Array<{
+      id: string;
+      severity: string;
+      acknowledged: boolean;
+      reason: string;
+      latestReason: string;
+      raisedAt: string;
+      latestAt: string;
+    }>;
   };
   const active = listed.active.find((a) => a.id === id);
   assert.equal(active?.severity, "critical");
   assert.equal(active?.acknowledged, true);
+  // How it stands at the latest evaluation, beside why it was raised.
+  assert.equal(active?.reason, raised.alarm.reason);
+  assert.match(
+    active?.latestReason ?? "",
+    new RegExp(`^${raised.alarm.source.replace(/[.]/g, "\\.")} is unhealthy`),
+  );
+  assert.ok(Date.parse(active!.latestAt) >= Date.parse(active!.raisedAt));
   postgres.resume();
   const cleared = await event("clear", "dependency_unhealthy");
   assert.equal(cleared.alarm.source, raised.alarm.source);

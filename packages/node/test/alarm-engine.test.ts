@@ -354,6 +354,55 @@ it("holds the lowest series to a band's floor, not only the highest", async () =
   await engine.stop();
 });
 
+it("says how an active alarm's condition stands at each evaluation, beside the reason it was raised for", async () => {
+  let depth = 5;
+  let now = 0;
+  const meterProvider = new MeterProvider();
+  meterProvider
+    .getMeter("test")
+    .createObservableGauge("queue.depth")
+    .addCallback((result) => result.observe(depth));
+  const engine = engineWith({
+    rules: [
+      {
+        name: "queue_backlog",
+        kind: "metric",
+        metric: "queue.depth",
+        above: 1,
+        forMs: 0,
+        clearForMs: 20_000,
+        severity: "minor",
+      },
+    ],
+    meterProvider,
+    intervalMs: 10_000,
+    clock: () => now,
+  });
+  const listed = async () => {
+    await engine.evaluate();
+    now += 10_000;
+    return engine.active().map((a) => [a.reason, a.latestReason]);
+  };
+  assert.deepEqual(await listed(), [
+    ["queue.depth is 5 (limit 1)", "queue.depth is 5 (limit 1)"],
+  ]);
+  depth = 9;
+  assert.deepEqual(await listed(), [
+    ["queue.depth is 5 (limit 1)", "queue.depth is 9 (limit 1)"],
+  ]);
+  // Under the limit, not yet for clearFor: still active, and it says so.
+  depth = 0;
+  assert.deepEqual(await listed(), [
+    ["queue.depth is 5 (limit 1)", "queue.depth is 0 (limit 1)"],
+  ]);
+  const [alarm] = engine.active();
+  assert.ok(Date.parse(alarm!.latestAt) >= Date.parse(alarm!.raisedAt));
+  await listed();
+  assert.deepEqual(await listed(), []);
+  assert.equal(engine.history()[0]!.latestReason, "queue.depth is 0 (limit 1)");
+  await engine.stop();
+});
+
 it("keeps evaluating when a check and a callback throw what cannot even be described", async () => {
   /** An error whose message cannot be read: reading it throws. */
   const unreadable = () =>

@@ -36,8 +36,16 @@ export interface Alarm {
   readonly source: string;
   readonly description: string;
   state: "active" | "cleared";
+  /** Why it was raised, as its raise said. */
   reason: string;
   raisedAt: string;
+  /**
+   * How its condition stood at the latest evaluation that could tell (the
+   * raise's, or one since): while it stays active the figures move on
+   * from those the raise gave.
+   */
+  latestReason: string;
+  latestAt: string;
   clearedAt?: string;
   acknowledged: boolean;
   acknowledgedAt?: string;
@@ -573,10 +581,15 @@ export class AlarmEngine {
       );
     // An error ratio is judged over the rule's time already.
     const forMs = rule.kind === "http_error_ratio" ? 0 : rule.forMs;
+    if (s.alarm !== undefined && c.holds !== undefined && c.reason !== "") {
+      s.alarm.latestReason = c.reason;
+      s.alarm.latestAt = new Date().toISOString();
+    }
     if (c.holds) {
       s.since ??= now;
       s.clearingSince = undefined;
       if (s.alarm === undefined && now - s.since >= forMs) {
+        const raisedAt = new Date().toISOString();
         s.alarm = {
           id: key,
           name: rule.name,
@@ -585,7 +598,9 @@ export class AlarmEngine {
           description: rule.description ?? rule.name,
           state: "active",
           reason: c.reason,
-          raisedAt: new Date().toISOString(),
+          raisedAt,
+          latestReason: c.reason,
+          latestAt: raisedAt,
           acknowledged: false,
         };
         this.#record(s.alarm);
