@@ -209,6 +209,52 @@ describe("metrics", () => {
     });
   });
 
+  it("leaves out what is no finite number, and a counter's negative increments, saying so once per instrument and reason", async () => {
+    await withWarnings(async (lines) => {
+      const p = new MeterProvider();
+      const meter = p.getMeter("jobs");
+      const done = meter.createCounter("jobs.done");
+      const ratio = meter.createGauge("jobs.hit.ratio");
+      const wait = meter.createHistogram("jobs.wait");
+      let observed = 0 / 0;
+      meter
+        .createObservableGauge("jobs.lag")
+        .addCallback((r) => r.observe(observed));
+      done.add(2);
+      ratio.record(0.5);
+      wait.record(1);
+      for (let i = 0; i < 3; i++) {
+        done.add(0 / 0);
+        done.add(-1);
+        done.add("3" as unknown as number);
+        ratio.record(1 / 0);
+        wait.record(-1 / 0);
+      }
+      const values = async () =>
+        Object.fromEntries(
+          (await p.collect()).map((m) => {
+            const x = m.points[0]!;
+            return [m.name, "value" in x ? x.value : x.count];
+          }),
+        );
+      assert.deepEqual(await values(), {
+        "jobs.done": 2,
+        "jobs.hit.ratio": 0.5,
+        "jobs.wait": 1,
+      });
+      observed = 4;
+      assert.equal((await values())["jobs.lag"], 4);
+      assert.deepEqual(lines, [
+        "metric jobs.done was given NaN, no finite number; it leaves such values out",
+        "metric jobs.done was given a negative value (-1); a counter only counts up, so it leaves such values out",
+        "metric jobs.done was given a string where a number belongs; it leaves such values out",
+        "metric jobs.hit.ratio was given Infinity, no finite number; it leaves such values out",
+        "metric jobs.wait was given -Infinity, no finite number; it leaves such values out",
+        "metric jobs.lag was given NaN, no finite number; it leaves such values out",
+      ]);
+    });
+  });
+
   it("keeps one histogram for every creation of a name a counter took first", async () => {
     const p = new MeterProvider();
     const meter = p.getMeter("m");

@@ -123,6 +123,35 @@ class InvalidAttributes {
   }
 }
 
+/**
+ * An instrument's warnings about values it leaves out, one of each kind:
+ * what is no number, what is no finite one (a ratio of 0/0 is NaN), and a
+ * counter's negative increment. Without them a series that never came
+ * left nothing to go on.
+ */
+class RefusedValues {
+  #said = 0;
+  readonly #name: string;
+
+  constructor(descriptor: InstrumentDescriptor) {
+    this.#name = descriptor.name;
+  }
+
+  /** Says why `value` is left out, the first time a value is for that reason. */
+  refuse(value: unknown, counter = false): void {
+    const why = typeof value !== "number" ? 1 : !Number.isFinite(value) ? 2 : 4;
+    if ((this.#said & why) !== 0) return;
+    this.#said |= why;
+    diag.warn(
+      why === 1
+        ? `metric ${this.#name} was given a ${value === null ? "null" : typeof value} where a number belongs; it leaves such values out`
+        : why === 2
+          ? `metric ${this.#name} was given ${String(value)}, no finite number; it leaves such values out`
+          : `metric ${this.#name} was given a negative value (${String(value)}); ${counter ? "a counter only counts up" : "a histogram takes none"}, so it leaves such values out`,
+    );
+  }
+}
+
 const now = () => performance.timeOrigin + performance.now();
 
 export interface InstrumentDescriptor {
@@ -366,6 +395,7 @@ export class NumberAggregator {
    */
   #unreported = new Map<string, { startTime: number; missed: number }>();
   #observingRound = 0;
+  readonly #refused: RefusedValues;
   readonly kind: "sum" | "gauge";
   readonly monotonic: boolean;
   /** Fed by callbacks (observe()) rather than add() and set(). */
@@ -397,6 +427,7 @@ export class NumberAggregator {
     this.monotonic = monotonic;
     this.observable = observable;
     this.#invalid = new InvalidAttributes(scope, descriptor);
+    this.#refused = new RefusedValues(descriptor);
     const created = now();
     // A synchronous series starts at its first measurement. An observable
     // one starts, as the specification's start timestamps say, at the
@@ -414,13 +445,18 @@ export class NumberAggregator {
   }
 
   add(value: number, attributes?: Attributes): void {
-    if (typeof value !== "number" || !Number.isFinite(value)) return;
-    if (this.monotonic && value < 0) return;
+    if (
+      typeof value !== "number" ||
+      !Number.isFinite(value) ||
+      (this.monotonic && value < 0)
+    )
+      return this.#refused.refuse(value, true);
     this.#series.get(attributes).value += value;
   }
 
   set(value: number, attributes?: Attributes): void {
-    if (typeof value !== "number" || !Number.isFinite(value)) return;
+    if (typeof value !== "number" || !Number.isFinite(value))
+      return this.#refused.refuse(value);
     this.#series.get(attributes).value = value;
   }
 
@@ -435,7 +471,8 @@ export class NumberAggregator {
     attributes: Attributes | undefined,
     round: number,
   ): void {
-    if (typeof value !== "number" || !Number.isFinite(value)) return;
+    if (typeof value !== "number" || !Number.isFinite(value))
+      return this.#refused.refuse(value);
     if (this.#observingRound !== round || this.#observing === undefined) {
       this.#observing = new SeriesMap(this.#make, this.#invalid);
       this.#observingRound = round;
@@ -471,7 +508,8 @@ export class NumberAggregator {
    * observe() would have in the round that made them.
    */
   observeNow(value: number, attributes: Attributes | undefined): void {
-    if (typeof value !== "number" || !Number.isFinite(value)) return;
+    if (typeof value !== "number" || !Number.isFinite(value))
+      return this.#refused.refuse(value);
     this.#take(this.#series.get(attributes), this.#series, value, attributes);
   }
 
@@ -634,6 +672,7 @@ export class HistogramAggregator {
   readonly scope: Scope;
   readonly bounds: readonly number[];
   readonly #exemplars: ExemplarFilter;
+  readonly #refused: RefusedValues;
 
   constructor(
     scope: Scope,
@@ -641,6 +680,7 @@ export class HistogramAggregator {
     bounds: readonly number[],
     exemplars: ExemplarFilter = "trace_based",
   ) {
+    this.#refused = new RefusedValues(descriptor);
     this.scope = scope;
     this.descriptor = descriptor;
     this.bounds = bounds;
@@ -670,10 +710,10 @@ export class HistogramAggregator {
     attributes?: Attributes,
     ctx: Context = context.active(),
   ): void {
-    if (typeof value !== "number" || !Number.isFinite(value)) return;
     // A histogram's sum must only grow: Prometheus reads a _sum that went
     // down as a reset, and OTLP leaves out the sum of one given negatives.
-    if (value < 0) return this.#negative(value);
+    if (typeof value !== "number" || !Number.isFinite(value) || value < 0)
+      return this.#refused.refuse(value);
     const s = this.#series.get(attributes);
     const bounds = this.bounds;
     let i = 0;
@@ -701,17 +741,6 @@ export class HistogramAggregator {
       e.traceId = traceId;
       e.spanId = spanId;
     }
-  }
-
-  /** Whether #negative said so: once per instrument, with no key built per call. */
-  #warnedNegative = false;
-
-  #negative(value: number): void {
-    if (this.#warnedNegative) return;
-    this.#warnedNegative = true;
-    diag.warn(
-      `metric ${this.descriptor.name} was given a negative value (${value}); a histogram takes none, so it leaves such measurements out`,
-    );
   }
 
   get seriesCount(): number {
