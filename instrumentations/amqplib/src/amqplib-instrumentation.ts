@@ -173,6 +173,7 @@ interface ConfirmingPublish {
 }
 const CLOSE_HOOKED = Symbol("threadline.amqp.close-hooked");
 const RETURN_HOOKED = Symbol("threadline.amqp.return-hooked");
+const PLAIN_RETURN_HOOKED = Symbol("threadline.amqp.plain-return-hooked");
 /**
  * On a confirm channel: publish spans the broker has not confirmed yet,
  * each with the attributes its message is counted with once answered.
@@ -230,6 +231,7 @@ interface ChannelLike {
   [CONFIRMING]?: ConfirmingPublish | null;
   [CLOSE_HOOKED]?: boolean;
   [RETURN_HOOKED]?: boolean;
+  [PLAIN_RETURN_HOOKED]?: boolean;
   [PUBLISHING]?: Map<Span, Attributes>;
   [WATCHED]?: object;
   once?(event: string, listener: () => void): unknown;
@@ -1155,6 +1157,8 @@ export class AmqplibInstrumentation implements Instrumentation {
         } else {
           span?.end();
           meters().sent.add(1, sent);
+          if (span !== undefined && f["mandatory"] === true)
+            self.#watchReturns(this);
         }
         return result;
       } catch (err) {
@@ -1174,6 +1178,78 @@ export class AmqplibInstrumentation implements Instrumentation {
         pendingHeaders = undefined;
       }
     };
+  }
+
+  /**
+   * Once per channel without confirms that published a mandatory message:
+   * a message the broker returns (basic.return, no queue took it) arrives
+   * after its publish span ended and its send was counted, so it gets a
+   * span of its own, an error, the child of that publish (named by the
+   * message's traceparent, as the returned message carries the headers it
+   * was sent with) and so in the request's trace, with its customer. Ahead
+   * of the application's listeners, which see the message as they would
+   * without it. (On a confirm channel the return fails the publish span
+   * itself: see hookReturn.)
+   */
+  #watchReturns(channel: ChannelLike): void {
+    if (
+      channel[PLAIN_RETURN_HOOKED] ||
+      typeof channel.prependListener !== "function"
+    )
+      return;
+    channel[PLAIN_RETURN_HOOKED] = true;
+    channel.prependListener("return", (message) => {
+      try {
+        if (this.#enabled) this.#returnedSpan(channel, message as AmqpMessage);
+      } catch {
+        // never let bookkeeping break the application's listeners
+      }
+    });
+  }
+
+  #returnedSpan(channel: ChannelLike, message: AmqpMessage): void {
+    const headers = message?.properties?.headers;
+    if (typeof headers !== "object" || headers === null) return;
+    // Its own message, with the headers this process gave it.
+    const ctx = propagation.extract(EMPTY_CONTEXT, headers, trustedGetter);
+    if (trace.getSpanContext(ctx) === undefined) return;
+    const f = (message.fields ?? {}) as {
+      exchange?: unknown;
+      routingKey?: unknown;
+      replyText?: unknown;
+    };
+    const destination =
+      typeof f.exchange === "string" && f.exchange !== ""
+        ? f.exchange
+        : "amq.default";
+    const server = channel.connection?.[SERVER];
+    const reply = typeof f.replyText === "string" ? f.replyText : "returned";
+    const span = this.#tracer!.startSpan(
+      `return ${destination}`,
+      {
+        kind: SpanKind.INTERNAL,
+        attributes: {
+          "messaging.system": "rabbitmq",
+          "messaging.operation.name": "return",
+          "messaging.destination.name": destination,
+          "messaging.rabbitmq.destination.routing_key":
+            typeof f.routingKey === "string" ? f.routingKey : undefined,
+          "messaging.message.body.size": Buffer.isBuffer(message.content)
+            ? message.content.length
+            : undefined,
+          "server.address": server?.address,
+          "server.port": server?.port,
+          "messaging.rabbitmq.settlement": "returned",
+          "error.type": "returned",
+        },
+      },
+      ctx,
+    );
+    span.setStatus({
+      code: SpanStatusCode.ERROR,
+      message: `the broker returned the message: ${reply}`,
+    });
+    span.end();
   }
 
   /**

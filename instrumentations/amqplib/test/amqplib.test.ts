@@ -1400,6 +1400,66 @@ describe("what arrives from the connection's socket", () => {
     await ch.close();
   });
 
+  it("records a mandatory message the broker returns on a channel without confirms as a span of its own in the publisher's trace", async () => {
+    const ch = await connection.createChannel();
+    const q = queueName();
+    const exchange = `x-${q}`;
+    await ch.assertExchange(exchange, "direct", { autoDelete: true });
+    await ch.assertQueue(q, { autoDelete: true });
+    await ch.bindQueue(q, exchange, "routed");
+    const returned: string[] = [];
+    ch.on("return", (msg: amqp.Message) =>
+      returned.push(String(msg.properties.messageId)),
+    );
+    const tracer = trace.getTracer("test");
+    const traceId = await withCustomer("c-42", () =>
+      tracer.startActiveSpan("checkout", (parent) => {
+        for (const [id, key] of [
+          ["m-routed", "routed"],
+          ["m-unroutable", "nowhere"],
+        ] as const)
+          ch.publish(exchange, key, Buffer.from(id), {
+            mandatory: true,
+            messageId: id,
+          });
+        parent.end();
+        return parent.spanContext().traceId;
+      }),
+    );
+    await waitFor(() => returned.length === 1, {
+      what: "the application's return listener",
+    });
+    assert.deepEqual(returned, ["m-unroutable"]);
+    const spans = await receiver.waitForSpans(
+      (s) => s.some((x) => x.name === `return ${exchange}`),
+      "the return span",
+    );
+    const publish = producers(spans).find(
+      (p) => p.attributes["messaging.message.id"] === "m-unroutable",
+    )!;
+    const ret = spans.filter((x) => x.name === `return ${exchange}`);
+    assert.equal(ret.length, 1, "only the returned message has one");
+    assert.equal(ret[0]!.traceId, traceId);
+    assert.equal(ret[0]!.parentSpanId, publish.spanId);
+    assert.equal(ret[0]!.status.code, 2);
+    assert.equal(
+      ret[0]!.status.message,
+      "the broker returned the message: NO_ROUTE",
+    );
+    assert.deepEqual(
+      [
+        ret[0]!.attributes["error.type"],
+        ret[0]!.attributes["messaging.rabbitmq.settlement"],
+        ret[0]!.attributes["messaging.rabbitmq.destination.routing_key"],
+        ret[0]!.attributes["customer.id"],
+      ],
+      ["returned", "returned", "nowhere", "c-42"],
+    );
+    // The channel still works.
+    await ch.checkExchange(exchange);
+    await ch.close();
+  });
+
   it("returns a mandatory message to a confirm channel that does not listen for returns without failing it", async () => {
     const ch = await connection.createConfirmChannel();
     const exchange = `x-${queueName()}`;
