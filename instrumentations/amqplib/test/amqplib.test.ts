@@ -1336,10 +1336,13 @@ describe("what arrives from the connection's socket", () => {
     );
   });
 
-  it("records a mandatory publish the broker returns on a confirm channel as a failed send, returned", async () => {
-    const ch = await connection.createConfirmChannel();
+  /**
+   * An exchange of this test's own (series are per exchange: its messages
+   * are counted alone) routing the key `routed` to a queue, and the
+   * message ids the channel's own `return` listener is given.
+   */
+  const routedExchange = async (ch: amqp.Channel) => {
     const q = queueName();
-    // Series are per exchange: one of this test's own counts its messages alone.
     const exchange = `x-${q}`;
     await ch.assertExchange(exchange, "direct", { autoDelete: true });
     await ch.assertQueue(q, { autoDelete: true });
@@ -1348,6 +1351,12 @@ describe("what arrives from the connection's socket", () => {
     ch.on("return", (msg: amqp.Message) =>
       returned.push(String(msg.properties.messageId)),
     );
+    return { exchange, returned };
+  };
+
+  it("records a mandatory publish the broker returns on a confirm channel as a failed send, returned", async () => {
+    const ch = await connection.createConfirmChannel();
+    const { exchange, returned } = await routedExchange(ch);
     // The broker returns an unroutable mandatory message, then confirms it.
     for (const [id, key] of [
       ["m-routed", "routed"],
@@ -1402,15 +1411,7 @@ describe("what arrives from the connection's socket", () => {
 
   it("records a mandatory message the broker returns on a channel without confirms as a span of its own in the publisher's trace", async () => {
     const ch = await connection.createChannel();
-    const q = queueName();
-    const exchange = `x-${q}`;
-    await ch.assertExchange(exchange, "direct", { autoDelete: true });
-    await ch.assertQueue(q, { autoDelete: true });
-    await ch.bindQueue(q, exchange, "routed");
-    const returned: string[] = [];
-    ch.on("return", (msg: amqp.Message) =>
-      returned.push(String(msg.properties.messageId)),
-    );
+    const { exchange, returned } = await routedExchange(ch);
     const tracer = trace.getTracer("test");
     const traceId = await withCustomer("c-42", () =>
       tracer.startActiveSpan("checkout", (parent) => {
