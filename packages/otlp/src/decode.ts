@@ -214,11 +214,16 @@ export function keyValue(r: ProtoReader, into: DecodedAttributes): void {
 }
 
 /**
- * Sets an attribute: defined, not assigned, for `__proto__`, which a
- * service may well send (a logged object parsed from JSON) and which,
- * assigned, would set the object's prototype instead of a key.
+ * Sets `into[key]` as an own property: defined, not assigned, for
+ * `__proto__`, which a service may well send (a logged object parsed from
+ * JSON) and which, assigned, would set the object's prototype instead of a
+ * key, its fields passing for the object's.
  */
-function setKey(into: DecodedAttributes, key: string, value: unknown): void {
+export function setKey<T>(
+  into: Record<string, T>,
+  key: string,
+  value: T,
+): void {
   if (key === "__proto__")
     Object.defineProperty(into, key, {
       value,

@@ -26,6 +26,7 @@ export {
   decodeLogsProto,
   decodeTracesJson,
   decodeTracesProto,
+  setKey,
 } from "./decode.ts";
 export type {
   DecodeOptions,

@@ -11,6 +11,8 @@
 // past the encoder's depth does. Finding where members end is a scan of the
 // line at a few nanoseconds a character.
 
+import { setKey } from "@threadline/otlp";
+
 /** Lines of more UTF-16 code units than this are read by {@link parseLargeLine}. */
 export const LARGE_LINE = 64 * 1024;
 /** Characters of a large line's objects and arrays parsed into maps and arrays. */
@@ -174,22 +176,6 @@ export function parseLargeLine(line: string): LargeLine {
     }
   }
   const out: Record<string, unknown> = {};
-  for (const [key, k] of last) define(out, key, values[k]);
+  for (const [key, k] of last) setKey(out, key, values[k]);
   return { fields: out, texts };
-}
-
-/**
- * Sets `o[key]` as an own property of `o`. A key `__proto__` (JSON.parse
- * of a request body makes one) is defined: assigned, it would set `o`'s
- * prototype, and its fields would pass for the line's.
- */
-export function define<T>(o: Record<string, T>, key: string, value: T): void {
-  if (key === "__proto__")
-    Object.defineProperty(o, key, {
-      value,
-      writable: true,
-      enumerable: true,
-      configurable: true,
-    });
-  else o[key] = value;
 }

@@ -2,12 +2,13 @@
 // export, its message becomes the body and its other fields the attributes.
 // Flat lines skip the parse (json-record.ts) and come out the same; large
 // ones are parsed a member at a time (large-line.ts).
-import type {
-  Attributes,
-  LogRecordData,
-  LogsEncoder,
-  ProtoWriter,
-  Scope,
+import {
+  setKey,
+  type Attributes,
+  type LogRecordData,
+  type LogsEncoder,
+  type ProtoWriter,
+  type Scope,
 } from "@threadline/otlp";
 import { parseDateTime } from "@threadline/core/date-time";
 import {
@@ -18,7 +19,7 @@ import {
   writtenFields,
   type LogLimits,
 } from "./json-record.ts";
-import { define, LARGE_LINE, parseJson, parseLargeLine } from "./large-line.ts";
+import { LARGE_LINE, parseJson, parseLargeLine } from "./large-line.ts";
 import { OWN_TIME, StagedLogReader, type StagedLog } from "./log-stage.ts";
 import { truncate } from "../internal/truncate.ts";
 
@@ -231,7 +232,7 @@ export function toLogRecord(
           const own = key === "time" ? ownTime : leadingValue(line, key);
           if (own === NOT_LEADING || sameValue(own, parsed[key])) continue;
         }
-        define(attributes, key, parsed[key] as LogRecordData["body"]);
+        setKey(attributes, key, parsed[key] as LogRecordData["body"]);
       }
       const err = errorOf(parsed);
       if (err !== undefined) {
@@ -255,7 +256,7 @@ export function toLogRecord(
         dropped++;
         continue;
       }
-      define(
+      setKey(
         limited,
         key,
         texts?.has(key)
@@ -286,7 +287,7 @@ function cut(v: LogRecordData["body"], length: number): LogRecordData["body"] {
   if (v !== null && typeof v === "object" && !(v instanceof Uint8Array)) {
     const out: Record<string, LogRecordData["body"]> = {};
     for (const k of Object.keys(v))
-      define(
+      setKey(
         out,
         k,
         cut((v as Record<string, LogRecordData["body"]>)[k], length),
