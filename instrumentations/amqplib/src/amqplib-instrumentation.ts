@@ -725,6 +725,17 @@ function isAsyncCallback(fn: AnyFn): boolean {
 }
 
 /**
+ * The exchange a message names, as spans and metrics name it: the default
+ * exchange is `""` to amqplib (`sendToQueue` publishes there) and
+ * `amq.default` to the conventions and the broker's own tools.
+ */
+function destinationOf(exchange: unknown): string {
+  return typeof exchange === "string" && exchange !== ""
+    ? exchange
+    : "amq.default";
+}
+
+/**
  * Records a failure of the publish or the delivery a span stands for, with
  * the `error.type` the conventions ask of a failed operation (the one its
  * sent-message point takes).
@@ -1128,10 +1139,7 @@ export class AmqplibInstrumentation implements Instrumentation {
         );
       }
       const f = fields as Record<string, unknown>;
-      const destination =
-        typeof f["exchange"] === "string" && f["exchange"] !== ""
-          ? f["exchange"]
-          : "amq.default";
+      const destination = destinationOf(f["exchange"]);
       try {
         const result = original.call(this, fields, properties, content);
         if (pendingHeaders !== undefined) {
@@ -1218,10 +1226,7 @@ export class AmqplibInstrumentation implements Instrumentation {
       routingKey?: unknown;
       replyText?: unknown;
     };
-    const destination =
-      typeof f.exchange === "string" && f.exchange !== ""
-        ? f.exchange
-        : "amq.default";
+    const destination = destinationOf(f.exchange);
     const server = channel.connection?.[SERVER];
     const reply = typeof f.replyText === "string" ? f.replyText : "returned";
     const span = this.#tracer!.startSpan(
@@ -1327,7 +1332,7 @@ export class AmqplibInstrumentation implements Instrumentation {
       typeof fields["exchange"] === "string" ? fields["exchange"] : "";
     const routingKey =
       typeof fields["routingKey"] === "string" ? fields["routingKey"] : "";
-    const destination = exchange === "" ? "amq.default" : exchange;
+    const destination = destinationOf(exchange);
     // Worked out once per connection (#watchConnection): nothing to build here.
     const server = channel.connection?.[SERVER];
     const attributes: Attributes = {
@@ -1483,10 +1488,7 @@ export class AmqplibInstrumentation implements Instrumentation {
     const { parent, link } = this.#messageContext(message);
     const f = message.fields;
     const props = message.properties ?? {};
-    const exchange =
-      f.exchange === undefined || f.exchange === ""
-        ? "amq.default"
-        : f.exchange;
+    const exchange = destinationOf(f.exchange);
     const operationName: ConsumerOperation =
       operation === "process" ? "consume" : "get";
     const server = channel.connection?.[SERVER];
