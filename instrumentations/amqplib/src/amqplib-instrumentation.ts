@@ -173,7 +173,6 @@ interface ConfirmingPublish {
 }
 const CLOSE_HOOKED = Symbol("threadline.amqp.close-hooked");
 const RETURN_HOOKED = Symbol("threadline.amqp.return-hooked");
-const PLAIN_RETURN_HOOKED = Symbol("threadline.amqp.plain-return-hooked");
 /**
  * On a confirm channel: publish spans the broker has not confirmed yet,
  * each with the attributes its message is counted with once answered.
@@ -231,7 +230,6 @@ interface ChannelLike {
   [CONFIRMING]?: ConfirmingPublish | null;
   [CLOSE_HOOKED]?: boolean;
   [RETURN_HOOKED]?: boolean;
-  [PLAIN_RETURN_HOOKED]?: boolean;
   [PUBLISHING]?: Map<Span, Attributes>;
   [WATCHED]?: object;
   once?(event: string, listener: () => void): unknown;
@@ -1166,7 +1164,7 @@ export class AmqplibInstrumentation implements Instrumentation {
           span?.end();
           meters().sent.add(1, sent);
           if (span !== undefined && f["mandatory"] === true)
-            self.#watchReturns(this);
+            self.#hookReturns(this);
         }
         return result;
       } catch (err) {
@@ -1189,46 +1187,59 @@ export class AmqplibInstrumentation implements Instrumentation {
   }
 
   /**
-   * Once per channel without confirms that published a mandatory message:
-   * a message the broker returns (basic.return, no queue took it) arrives
-   * after its publish span ended and its send was counted, so it gets a
-   * span of its own, an error, the child of that publish (named by the
-   * message's traceparent, as the returned message carries the headers it
-   * was sent with) and so in the request's trace, with its customer. Ahead
+   * Once per channel that published a traced message the broker may
+   * return (basic.return: a mandatory message no queue took), known by its
+   * traceparent header, which names its publish span. On a confirm channel
+   * the return comes before the confirm, which alone would record a
+   * success: the publish span waiting for it fails, `returned`. On a
+   * channel without confirms the publish span has ended and its send was
+   * counted: the return gets a span of its own, an error, the child of
+   * that publish and so in the request's trace, with its customer. Ahead
    * of the application's listeners, which see the message as they would
-   * without it. (On a confirm channel the return fails the publish span
-   * itself: see hookReturn.)
+   * without it; amqplib emits the event whether anyone listens or not.
    */
-  #watchReturns(channel: ChannelLike): void {
-    if (
-      channel[PLAIN_RETURN_HOOKED] ||
-      typeof channel.prependListener !== "function"
-    )
+  #hookReturns(channel: ChannelLike): void {
+    if (channel[RETURN_HOOKED] || typeof channel.prependListener !== "function")
       return;
-    channel[PLAIN_RETURN_HOOKED] = true;
+    channel[RETURN_HOOKED] = true;
     channel.prependListener("return", (message) => {
       try {
-        if (this.#enabled) this.#returnedSpan(channel, message as AmqpMessage);
+        const m = message as AmqpMessage | null;
+        const spanId = parseTraceparent(
+          headerValue(m?.properties?.headers?.["traceparent"]),
+        )?.spanId;
+        if (spanId === undefined) return;
+        const replyText = (m!.fields as { replyText?: unknown }).replyText;
+        const reply = typeof replyText === "string" ? replyText : "returned";
+        const publishing = channel[PUBLISHING];
+        if (publishing !== undefined)
+          for (const span of publishing.keys())
+            if (span.spanContext().spanId === spanId) {
+              returned.set(span, reply);
+              return;
+            }
+        if (this.#enabled) this.#returnedSpan(channel, m!, reply);
       } catch {
         // never let bookkeeping break the application's listeners
       }
     });
   }
 
-  #returnedSpan(channel: ChannelLike, message: AmqpMessage): void {
-    const headers = message?.properties?.headers;
-    if (typeof headers !== "object" || headers === null) return;
+  /** The span of a message returned after its publish span ended. */
+  #returnedSpan(
+    channel: ChannelLike,
+    message: AmqpMessage,
+    reply: string,
+  ): void {
     // Its own message, with the headers this process gave it.
-    const ctx = propagation.extract(EMPTY_CONTEXT, headers, trustedGetter);
-    if (trace.getSpanContext(ctx) === undefined) return;
-    const f = (message.fields ?? {}) as {
-      exchange?: unknown;
-      routingKey?: unknown;
-      replyText?: unknown;
-    };
+    const ctx = propagation.extract(
+      EMPTY_CONTEXT,
+      message.properties.headers!,
+      trustedGetter,
+    );
+    const f = message.fields as { exchange?: unknown; routingKey?: unknown };
     const destination = destinationOf(f.exchange);
     const server = channel.connection?.[SERVER];
-    const reply = typeof f.replyText === "string" ? f.replyText : "returned";
     const span = this.#tracer!.startSpan(
       `return ${destination}`,
       {
@@ -1447,7 +1458,10 @@ export class AmqplibInstrumentation implements Instrumentation {
         const publish = this[CONFIRMING] as
           ConfirmingPublish | null | undefined;
         this[CONFIRMING] = undefined;
-        if (publish) awaitConfirm(this, publish.span, slot, publish.sent);
+        if (publish) {
+          awaitConfirm(this, publish.span, slot, publish.sent);
+          self.#hookReturns(this);
+        }
         // Untraced (tracing suppressed, say): the callback still goes back to
         // its publisher. Not after a throw, which 0.10 answers with the
         // next publish's confirm.
@@ -1869,7 +1883,6 @@ function awaitConfirm(
   const publishing = (channel[PUBLISHING] ??= new Map());
   publishing.set(span, sent);
   hookClose(channel);
-  hookReturn(channel);
   // The broker's answer arrives on the connection's socket: the
   // application's callback goes back to the publisher's context.
   const answer = confirmInCaller(original);
@@ -1907,41 +1920,6 @@ function awaitConfirm(
  * took), until their confirm: the broker's reply text.
  */
 const returned = new WeakMap<Span, string>();
-
-/**
- * Once per confirm channel: a message the broker returns (basic.return)
- * comes before its confirm, which alone would record a success. It is
- * known by its traceparent header, which names its publish span. Ahead of
- * the application's listeners, which see the message as they would
- * without it; amqplib emits the event whether anyone listens or not.
- */
-function hookReturn(channel: ChannelLike): void {
-  if (channel[RETURN_HOOKED] || typeof channel.prependListener !== "function")
-    return;
-  channel[RETURN_HOOKED] = true;
-  channel.prependListener("return", (message) => {
-    try {
-      const publishing = channel[PUBLISHING];
-      if (publishing === undefined || publishing.size === 0) return;
-      const m = message as {
-        fields?: { replyText?: unknown };
-        properties?: { headers?: Record<string, unknown> };
-      } | null;
-      const spanId = parseTraceparent(
-        headerValue(m?.properties?.headers?.["traceparent"]),
-      )?.spanId;
-      if (spanId === undefined) return;
-      for (const span of publishing.keys())
-        if (span.spanContext().spanId === spanId) {
-          const reply = m?.fields?.replyText;
-          returned.set(span, typeof reply === "string" ? reply : "returned");
-          return;
-        }
-    } catch {
-      // never let bookkeeping break the application's listeners
-    }
-  });
-}
 
 /** A publish's confirm callback, bound to the publisher's context; undefined for none. */
 function confirmInCaller(
