@@ -690,3 +690,32 @@ it("keeps a large line that is no JSON object, or no JSON, as its body", () => {
     assert.equal(record.attributes, undefined);
   }
 });
+
+it("keeps a large line whose earlier value of a repeated key is no JSON as its body, as JSON.parse does", () => {
+  const pad = `"pad":"${"x".repeat(70_000)}"`;
+  for (const first of ["[1,,2]", '{"b" 1}', "[1}"]) {
+    const line = `{"a":${first},"a":1,${pad},"msg":"m"}`;
+    const record = toLogRecord(captured(`${line}\n`));
+    assert.equal(record.body, line);
+    assert.equal(record.attributes, undefined);
+  }
+});
+
+it("takes the exception from `err` when a large line keeps it as its text", () => {
+  const err = {
+    type: "TimeoutError",
+    message: "db",
+    stack: "TimeoutError: db\n    at query",
+    data: "d".repeat(70_000),
+  };
+  const line =
+    `{"level":50,"time":1763800000123,"err":${JSON.stringify(err)},` +
+    '"previous":{"type":"TypeError","message":"old","stack":"TypeError: old"},"msg":"failed"}';
+  const record = toLogRecord(captured(`${line}\n`));
+  const a = record.attributes!;
+  assert.equal(a["err"], JSON.stringify(err));
+  assert.deepEqual(
+    [a["exception.type"], a["exception.message"], a["exception.stacktrace"]],
+    [err.type, err.message, err.stack],
+  );
+});

@@ -114,11 +114,14 @@ export interface LargeLine {
 /**
  * The JSON object `line` holds, as JSON.parse gives it (the same keys, in
  * the same order, the last value of a repeated key), but for the objects
- * and arrays left as their text once NESTED_PARSE_BUDGET is spent. Throws
- * a SyntaxError for what is no JSON object; an object or array left as
- * text is not checked.
+ * and arrays left as their text once `budget` characters of them are
+ * parsed. Throws a SyntaxError for what is no JSON object; an object or
+ * array left as text is not checked.
  */
-export function parseLargeLine(line: string): LargeLine {
+export function parseLargeLine(
+  line: string,
+  budget = NESTED_PARSE_BUDGET,
+): LargeLine {
   /** The members, as [key, value start, value end]. */
   const members: Array<[string, number, number]> = [];
   let i = skipSpace(line, 0);
@@ -158,12 +161,14 @@ export function parseLargeLine(line: string): LargeLine {
     const c = line.charCodeAt(start);
     if (c !== 0x7b && c !== 0x5b) values[k] = parseJson(line.slice(start, end));
     else if (last.get(members[k]![0]) === k) nested.push(k);
+    // An earlier value of a repeated key is dropped, but JSON.parse would
+    // refuse the line for it all the same.
+    else JSON.parse(line.slice(start, end));
   }
   // Smallest first, so that an error or an order is parsed before the
   // request body logged beside it.
   const size = (k: number) => members[k]![2] - members[k]![1];
   nested.sort((a, b) => size(a) - size(b) || a - b);
-  let budget = NESTED_PARSE_BUDGET;
   const texts = new Set<string>();
   for (const k of nested) {
     const text = line.slice(members[k]![1], members[k]![2]);

@@ -137,18 +137,31 @@ function leadingValue(line: string, key: string): unknown {
 /**
  * The error pino's serializer wrote: under `err`, or under the logger's
  * own `errorKey`, which the line does not name: the first top-level
- * object with a string `type`, `message` and `stack`.
+ * object with a string `type`, `message` and `stack`. Of the objects a
+ * large line kept as their text (`texts`), `err` is read for its own
+ * members; the others, megabytes of a request body as a rule, are not
+ * searched.
  */
 function errorOf(
   parsed: Record<string, unknown>,
+  texts: ReadonlySet<string> | undefined,
 ): Record<string, unknown> | undefined {
-  const err = parsed["err"];
-  if (err !== null && typeof err === "object")
-    return err as Record<string, unknown>;
-  for (const key in parsed) {
+  const objectAt = (key: string): Record<string, unknown> | undefined => {
     const v = parsed[key];
-    if (v === null || typeof v !== "object" || Array.isArray(v)) continue;
-    const e = v as Record<string, unknown>;
+    if (texts?.has(key) === true)
+      return key === "err" && (v as string).startsWith("{")
+        ? (parseLargeLine(v as string, 0).fields as Record<string, unknown>)
+        : undefined;
+    return v !== null && typeof v === "object" && !Array.isArray(v)
+      ? (v as Record<string, unknown>)
+      : undefined;
+  };
+  const err = objectAt("err");
+  if (err !== undefined) return err;
+  for (const key in parsed) {
+    if (key === "err") continue;
+    const e = objectAt(key);
+    if (e === undefined) continue;
     if (
       typeof e["type"] === "string" &&
       typeof e["message"] === "string" &&
@@ -234,7 +247,7 @@ export function toLogRecord(
         }
         setKey(attributes, key, parsed[key] as LogRecordData["body"]);
       }
-      const err = errorOf(parsed);
+      const err = errorOf(parsed, texts);
       if (err !== undefined) {
         if (typeof err["type"] === "string")
           attributes["exception.type"] = err["type"];
