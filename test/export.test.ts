@@ -1514,23 +1514,26 @@ describe("export", () => {
     });
 
   for (const protocol of ["http/protobuf", "http/json"] as const)
-    it(`sends a log line of megabytes with its fields, an object too large to parse at export as its JSON text (${protocol})`, async () => {
+    it(`sends a log line of megabytes with its fields, an object too large to parse at export as its JSON text, and one nested thousands of levels deep (${protocol})`, async () => {
       const name = `large-log-${protocol}`;
       const items = 40_000;
+      // Deeper than a call per level can go, not too deep for pino.
+      const depth = 3000;
       const app = await runFixture(
         "large-log.mjs",
         env(name, {
           ITEMS: String(items),
+          DEPTH: String(depth),
           OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
         }),
       );
       const logs = ofService(receiver.logs, name);
       assert.deepEqual(
         logs.map((l) => l.body),
-        ["large", "ordinary"],
+        ["large", "ordinary", "deep"],
         app.stderr.join("\n"),
       );
-      const [large, ordinary] = logs;
+      const [large, ordinary, deep] = logs;
       const attributes = large!.attributes;
       assert.equal(attributes["customer.id"], "c-42");
       assert.match(large!.traceId ?? "", /^[0-9a-f]{32}$/);
@@ -1550,6 +1553,18 @@ describe("export", () => {
         })),
       });
       assert.deepEqual(ordinary!.attributes["after"], true);
+      // Maps as deep as OTLP's go, then the rest as its JSON text.
+      let nested: unknown = deep!.attributes["body"];
+      let levels = 0;
+      while (Array.isArray(nested)) {
+        nested = nested[0];
+        levels++;
+      }
+      assert.ok(levels > 0 && levels < 20, String(levels));
+      assert.equal(
+        nested,
+        `${"[".repeat(depth - levels)}"z"${"]".repeat(depth - levels)}`,
+      );
     });
 
   for (const protocol of ["http/protobuf", "http/json"] as const)

@@ -719,3 +719,40 @@ it("takes the exception from `err` when a large line keeps it as its text", () =
     [err.type, err.message, err.stack],
   );
 });
+
+it("exports a line nested deeper than calls go, its depth past OTLP's maps as JSON text, with or without limits", () => {
+  // A logged request body an attacker nested: 20 KB, ten thousand levels.
+  const levels = 10_000;
+  const deep = `${"[".repeat(levels)}"${"z".repeat(200)}"${"]".repeat(levels)}`;
+  const line = `{"level":30,"time":1763800000123,"body":${deep},"msg":"deep"}`;
+  /** How many arrays down a decoded value's innermost string is, and the string. */
+  const unwrap = (v: unknown): [number, string] => {
+    let depth = 0;
+    while (Array.isArray(v)) {
+      v = v[0];
+      depth++;
+    }
+    if (typeof v === "string" && v.startsWith("[")) {
+      const inner = unwrap(JSON.parse(v));
+      return [depth + inner[0], inner[1]];
+    }
+    return [depth, v as string];
+  };
+  const limits = { attributeCountLimit: 128, attributeValueLengthLimit: 100 };
+  for (const lim of [NO_LOG_LIMITS, limits]) {
+    const z = "z".repeat(lim === limits ? 100 : 200);
+    const batch = staged([logged(`${line}\n`)]);
+    const encoder = new LogsEncoder(resource, scope);
+    const { body, rejected } = encodeStagedLogs(encoder, batch, lim);
+    assert.equal(rejected, 0);
+    const json = encodeStagedLogsJson(encoder, batch, lim);
+    for (const decoded of [
+      decodeLogsProto(body),
+      decodeLogsJson(JSON.parse(json) as unknown),
+    ]) {
+      const [record] = decoded[0]!.scopes[0]!.logs;
+      assert.equal(record!.body, "deep");
+      assert.deepEqual(unwrap(record!.attributes["body"]), [levels, z]);
+    }
+  }
+});

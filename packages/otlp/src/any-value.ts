@@ -18,12 +18,8 @@ const MAX_DEPTH = 8;
  */
 export const DEEPER_START = 1;
 
-/**
- * A map or array as JSON text, as JSON.stringify writes it but for what
- * OTLP carries and JSON does not: a bigint as its digits, bytes as base64
- * (as OTLP/JSON writes them), and a value within itself as null.
- */
-function jsonText(v: AnyValue, open: object[] = []): string {
+/** A value's JSON text, if it is no map or array (which jsonText walks). */
+function leafText(v: AnyValue): string | undefined {
   switch (typeof v) {
     case "string":
     case "number":
@@ -31,31 +27,80 @@ function jsonText(v: AnyValue, open: object[] = []): string {
       return JSON.stringify(v);
     case "bigint":
       return v.toString();
-    case "object": {
-      if (v === null || open.includes(v)) return "null";
+    case "object":
+      if (v === null) return "null";
       if (v instanceof Uint8Array)
         return JSON.stringify(
           Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("base64"),
         );
-      open.push(v);
-      let text: string;
-      if (Array.isArray(v)) {
-        const items = (v as readonly AnyValue[]).map((x) => jsonText(x, open));
-        text = `[${items.join(",")}]`;
-      } else {
-        const members: string[] = [];
-        for (const key in v) {
-          const x = (v as Attributes)[key];
-          if (x !== undefined)
-            members.push(`${JSON.stringify(key)}:${jsonText(x, open)}`);
-        }
-        text = `{${members.join(",")}}`;
-      }
-      open.pop();
-      return text;
-    }
+      return undefined;
     default:
       return "null";
+  }
+}
+
+/** A map or array jsonText is inside of: what is written of it so far. */
+interface Open {
+  readonly v: object;
+  /** A map's keys; undefined for an array. */
+  readonly keys: string[] | undefined;
+  /** The next item or key. */
+  i: number;
+  readonly parts: string[];
+  /** What comes before its text in its parent's: its key, if a map's. */
+  readonly prefix: string;
+}
+
+/**
+ * A map or array as JSON text, as JSON.stringify writes it but for what
+ * OTLP carries and JSON does not: a bigint as its digits, bytes as base64
+ * (as OTLP/JSON writes them), and a value within itself as null. A loop
+ * with its own stack, not a call per level: a logged request body nested
+ * thousands of levels deep (JSON.parse reads millions) would take more
+ * stack than the thread has, and the record would be lost.
+ */
+function jsonText(v: AnyValue): string {
+  const leaf = leafText(v);
+  if (leaf !== undefined) return leaf;
+  const inside = new Set<object>();
+  const stack: Open[] = [];
+  const enter = (o: object, prefix: string) => {
+    let keys: string[] | undefined;
+    if (!Array.isArray(o)) {
+      keys = [];
+      for (const key in o) keys.push(key);
+    }
+    inside.add(o);
+    stack.push({ v: o, keys, i: 0, parts: [], prefix });
+  };
+  enter(v as object, "");
+  for (;;) {
+    const top = stack[stack.length - 1]!;
+    const { keys } = top;
+    if (
+      top.i < (keys === undefined ? (top.v as unknown[]).length : keys.length)
+    ) {
+      const key = keys?.[top.i];
+      const x =
+        key === undefined
+          ? (top.v as readonly AnyValue[])[top.i]
+          : (top.v as Attributes)[key];
+      top.i++;
+      if (key !== undefined && x === undefined) continue;
+      const prefix = key === undefined ? "" : `${JSON.stringify(key)}:`;
+      const text =
+        leafText(x) ?? (inside.has(x as object) ? "null" : undefined);
+      if (text === undefined) enter(x as object, prefix);
+      else top.parts.push(prefix + text);
+      continue;
+    }
+    stack.pop();
+    inside.delete(top.v);
+    const body = top.parts.join(",");
+    const text = keys === undefined ? `[${body}]` : `{${body}}`;
+    const parent = stack[stack.length - 1];
+    if (parent === undefined) return text;
+    parent.parts.push(top.prefix + text);
   }
 }
 

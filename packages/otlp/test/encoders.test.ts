@@ -671,6 +671,40 @@ for (const format of ["protobuf", "json"] as const)
     assert.equal(at(m!.points[0]!.attributes["deep"], 8), eighth);
   });
 
+for (const format of ["protobuf", "json"] as const)
+  it(`writes a value nested deeper than calls go as its JSON text past OTLP's maps (${format})`, () => {
+    const levels = 100_000;
+    let body: AnyValue = 2n ** 62n + 1n;
+    for (let i = 0; i < levels; i++) body = i % 2 === 0 ? [body] : { k: body };
+    const logs = new LogsEncoder(resource, scope);
+    const record: LogRecordData = {
+      time: 1_700_000_000_000,
+      observedTime: 1_700_000_000_000,
+      severityNumber: 9,
+      severityText: undefined,
+      body,
+      attributes: undefined,
+      traceId: undefined,
+      spanId: undefined,
+      traceFlags: 0,
+    };
+    const [r] = (
+      format === "json"
+        ? decodeLogsJson(JSON.parse(logs.encodeJson([record])))
+        : decodeLogsProto(logs.encode([record]))
+    )[0]!.scopes[0]!.logs;
+    let v: unknown = r!.body;
+    let unwrapped = 0;
+    while (typeof v !== "string") {
+      v = Array.isArray(v) ? v[0] : (v as Record<string, unknown>)["k"];
+      unwrapped++;
+    }
+    let text = String(2n ** 62n + 1n);
+    for (let i = 0; i < levels - unwrapped; i++)
+      text = i % 2 === 0 ? `[${text}]` : `{"k":${text}}`;
+    assert.equal(v, text);
+  });
+
 describe("TraceEncoder, span by span", () => {
   it("takes every span appended since the last take, each scope's together", () => {
     const other = { name: "other-scope" };

@@ -819,24 +819,34 @@ export class Exporter implements ChannelOwner {
       this.#channels.logs.dropFull(count);
       return;
     }
-    if (this.settings.logs.protocol === "http/json") {
-      const json = encodeStagedLogsJson(
-        this.#logsEncoder,
-        staged,
-        this.settings.logLimits,
-        this.settings.sdkScope,
-      );
+    // Each line that cannot be encoded goes as its text; should the batch
+    // fail all the same, its lines are counted, and its buffer goes back.
+    let encoded: { body: Uint8Array | string; rejected: number };
+    try {
+      encoded =
+        this.settings.logs.protocol === "http/json"
+          ? {
+              body: encodeStagedLogsJson(
+                this.#logsEncoder,
+                staged,
+                this.settings.logLimits,
+                this.settings.sdkScope,
+              ),
+              rejected: 0,
+            }
+          : encodeStagedLogs(
+              this.#logsEncoder,
+              staged,
+              this.settings.logLimits,
+              this.settings.sdkScope,
+            );
+    } catch (err) {
+      this.add("logs", "rejected", count);
+      throw err;
+    } finally {
       bodyPool.release(staged);
-      this.#channels.logs.enqueue(json, count);
-      return;
     }
-    const { body, rejected } = encodeStagedLogs(
-      this.#logsEncoder,
-      staged,
-      this.settings.logLimits,
-      this.settings.sdkScope,
-    );
-    bodyPool.release(staged);
+    const { body, rejected } = encoded;
     if (rejected > 0) this.add("logs", "rejected", rejected);
     this.#channels.logs.enqueue(body, count - rejected);
   }

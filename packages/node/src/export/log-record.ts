@@ -57,8 +57,14 @@ export function encodeStagedLogs(
       reader.decode();
       try {
         encoder.append(toLogRecord(reader.log, limits));
+        continue;
       } catch {
-        // Nothing of it was kept; the batch goes on without it.
+        // Nothing of it was kept: it goes as the line it was written as.
+      }
+      try {
+        encoder.append(lineRecord(reader.log));
+      } catch {
+        // The batch goes on without it.
         rejected++;
       }
     }
@@ -82,10 +88,17 @@ export function encodeStagedLogsJson(
   const reader = new StagedLogReader(staged);
   const records: LogRecordData[] = [];
   const sdkRecords: LogRecordData[] = [];
-  while (reader.next())
+  while (reader.next()) {
+    let record: LogRecordData;
+    try {
+      record = toLogRecord(reader.log, limits);
+    } catch {
+      record = lineRecord(reader.log);
+    }
     (sdkScope !== undefined && reader.log.sdk ? sdkRecords : records).push(
-      toLogRecord(reader.log, limits),
+      record,
     );
+  }
   return sdkScope === undefined
     ? encoder.encodeJson(records)
     : encoder.encodeJson(records, [{ scope: sdkScope, records: sdkRecords }]);
@@ -184,9 +197,7 @@ export function toLogRecord(
   limits: LogLimits = NO_LOG_LIMITS,
 ): LogRecordData {
   const line = m.line;
-  let body: LogRecordData["body"] = line.endsWith("\n")
-    ? line.slice(0, -1)
-    : line;
+  let body: LogRecordData["body"] = lineText(line);
   let attributes: Record<string, LogRecordData["body"]> | undefined;
   let time: number | undefined;
   /** Fields kept as their JSON text, whole: they stand for objects. */
@@ -281,31 +292,60 @@ export function toLogRecord(
     attributes = limited;
   }
   return {
+    ...lineRecord(m),
     time,
-    observedTime: m.observed,
-    severityNumber: m.severityNumber,
-    severityText: m.severityText,
     body,
     attributes: attributes as Attributes | undefined,
-    traceId: m.traceId,
-    spanId: m.spanId,
-    traceFlags: m.traceFlags,
     ...(dropped > 0 ? { droppedAttributesCount: dropped } : {}),
   };
 }
 
-function cut(v: LogRecordData["body"], length: number): LogRecordData["body"] {
-  if (typeof v === "string") return truncate(v, length);
-  if (Array.isArray(v)) return v.map((x) => cut(x, length));
-  if (v !== null && typeof v === "object" && !(v instanceof Uint8Array)) {
-    const out: Record<string, LogRecordData["body"]> = {};
-    for (const k of Object.keys(v))
-      setKey(
-        out,
-        k,
-        cut((v as Record<string, LogRecordData["body"]>)[k], length),
-      );
-    return out;
+/** A line without its newline. */
+function lineText(line: string): string {
+  return line.endsWith("\n") ? line.slice(0, -1) : line;
+}
+
+/** A captured line as a record of its text, as an unparsable one is. */
+function lineRecord(m: StagedLog): LogRecordData {
+  return {
+    time: undefined,
+    observedTime: m.observed,
+    severityNumber: m.severityNumber,
+    severityText: m.severityText,
+    body: lineText(m.line),
+    attributes: undefined,
+    traceId: m.traceId,
+    spanId: m.spanId,
+    traceFlags: m.traceFlags,
+  };
+}
+
+type Value = LogRecordData["body"];
+type Container = Value[] | Record<string, Value>;
+
+/**
+ * `v` with its strings, and those within its arrays and maps, cut to
+ * `length`. A loop with its own stack, not a call per level: JSON.parse
+ * reads a line nested far deeper than calls can go.
+ */
+function cut(v: Value, length: number): Value {
+  const work: Array<[Container, Container]> = [];
+  const step = (x: Value): Value => {
+    if (typeof x === "string") return truncate(x, length);
+    if (x === null || typeof x !== "object" || x instanceof Uint8Array)
+      return x;
+    const to: Container = Array.isArray(x) ? [] : {};
+    work.push([x as Container, to]);
+    return to;
+  };
+  const out = step(v);
+  for (let next = work.pop(); next !== undefined; next = work.pop()) {
+    const [from, to] = next;
+    if (Array.isArray(from))
+      for (let i = 0; i < from.length; i++) (to as Value[])[i] = step(from[i]);
+    else
+      for (const k of Object.keys(from))
+        setKey(to as Record<string, Value>, k, step(from[k]));
   }
-  return v;
+  return out;
 }
