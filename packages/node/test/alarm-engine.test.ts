@@ -403,6 +403,60 @@ it("says how an active alarm's condition stands at each evaluation, beside the r
   await engine.stop();
 });
 
+it("says why an alarm is clearing when its metric has no value, or its service no requests", async () => {
+  let now = 0;
+  let depth: number | undefined = 5;
+  const meterProvider = new MeterProvider();
+  meterProvider
+    .getMeter("test")
+    .createObservableGauge("queue.depth")
+    .addCallback((result) => {
+      if (depth !== undefined) result.observe(depth);
+    });
+  const engine = engineWith({
+    rules: [
+      {
+        name: "queue_backlog",
+        kind: "metric",
+        metric: "queue.depth",
+        above: 1,
+        forMs: 0,
+        clearForMs: 60_000,
+        severity: "minor",
+      },
+      {
+        name: "http_5xx_ratio",
+        kind: "http_error_ratio",
+        above: 0.05,
+        minRequests: 1,
+        forMs: 0,
+        severity: "major",
+      },
+    ],
+    meterProvider,
+    intervalMs: 10_000,
+    clock: () => now,
+  });
+  const latest = async () => {
+    now += 10_000;
+    await engine.evaluate();
+    return Object.fromEntries(
+      engine.active().map((a) => [a.name, a.latestReason]),
+    );
+  };
+  for (let i = 0; i < 4; i++) request(true);
+  assert.deepEqual(await latest(), {
+    queue_backlog: "queue.depth is 5 (limit 1)",
+    http_5xx_ratio: "100.0% of 4 requests failed (limit 5.0%)",
+  });
+  depth = undefined;
+  assert.deepEqual(await latest(), {
+    queue_backlog: "queue.depth has no value to judge (limit 1)",
+    http_5xx_ratio: "no requests in the last 10 s (limit 5.0%)",
+  });
+  await engine.stop();
+});
+
 it("keeps evaluating when a check and a callback throw what cannot even be described", async () => {
   /** An error whose message cannot be read: reading it throws. */
   const unreadable = () =>

@@ -420,7 +420,7 @@ export class AlarmEngine {
   #httpWindow(
     rule: HttpErrorRatioRule,
     now: number,
-  ): { total: number; errors: number; covered: boolean } {
+  ): { total: number; errors: number; covered: boolean; windowMs: number } {
     let total = 0;
     let errors = 0;
     const windowMs = Math.max(rule.forMs, this.#o.intervalMs);
@@ -435,7 +435,7 @@ export class AlarmEngine {
     const covered =
       this.#httpFirstAt !== undefined &&
       now - this.#httpFirstAt + this.#o.intervalMs >= windowMs;
-    return { total, errors, covered };
+    return { total, errors, covered, windowMs };
   }
 
   #conditions(
@@ -462,7 +462,13 @@ export class AlarmEngine {
         // No requests at all: nothing is failing. Fewer than the minimum:
         // too few to tell, and a raised alarm stays raised.
         if (http.total === 0)
-          return [{ source: service, holds: false, reason: "" }];
+          return [
+            {
+              source: service,
+              holds: false,
+              reason: `no requests in the last ${Math.round(http.windowMs / 1000)} s (limit ${(rule.above * 100).toFixed(1)}%)`,
+            },
+          ];
         if (http.total < rule.minRequests)
           return [{ source: service, holds: undefined, reason: "" }];
         const ratio = http.errors / http.total;
@@ -527,12 +533,17 @@ export class AlarmEngine {
           {
             source: service,
             holds: over || under,
+            // No value at all (no such instrument yet, no series the
+            // filter matches, a gauge's callback that gave none, a
+            // counter's first reading): nothing is over or under.
             reason:
-              under && !over
-                ? `${rule.metric} ${is} ${min} (floor ${rule.below})`
-                : rule.above !== undefined
-                  ? `${rule.metric} ${is} ${max} (limit ${rule.above})`
-                  : `${rule.metric} ${is} ${min} (floor ${rule.below})`,
+              values.length === 0
+                ? `${rule.metric} has no value to judge (${rule.above !== undefined ? `limit ${rule.above}` : `floor ${rule.below}`})`
+                : under && !over
+                  ? `${rule.metric} ${is} ${min} (floor ${rule.below})`
+                  : rule.above !== undefined
+                    ? `${rule.metric} ${is} ${max} (limit ${rule.above})`
+                    : `${rule.metric} ${is} ${min} (floor ${rule.below})`,
           },
         ];
       }
