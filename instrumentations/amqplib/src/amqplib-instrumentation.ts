@@ -173,6 +173,11 @@ interface ConfirmingPublish {
 }
 const CLOSE_HOOKED = Symbol("threadline.amqp.close-hooked");
 const RETURN_HOOKED = Symbol("threadline.amqp.return-hooked");
+/** A channel's return listener, and the instrumentation it reports to. */
+interface ReturnHook {
+  readonly owner: object;
+  readonly listener: (message: unknown) => void;
+}
 /**
  * On a confirm channel: publish spans the broker has not confirmed yet,
  * each with the attributes its message is counted with once answered.
@@ -228,10 +233,12 @@ interface ChannelLike {
   [LAST_TAG]?: number;
   [FINISHING]?: Map<Span, boolean>;
   [CONFIRMING]?: ConfirmingPublish | null;
-  [CLOSE_HOOKED]?: boolean;
-  [RETURN_HOOKED]?: boolean;
+  [CLOSE_HOOKED]?: () => void;
+  [RETURN_HOOKED]?: ReturnHook;
   [PUBLISHING]?: Map<Span, Attributes>;
   [WATCHED]?: object;
+  listenerCount?(event: string, listener: unknown): number;
+  removeListener?(event: string, listener: (message: unknown) => void): unknown;
   once?(event: string, listener: () => void): unknown;
   prependOnceListener?(event: string, listener: () => void): unknown;
   prependListener?(
@@ -1199,10 +1206,15 @@ export class AmqplibInstrumentation implements Instrumentation {
    * without it; amqplib emits the event whether anyone listens or not.
    */
   #hookReturns(channel: ChannelLike): void {
-    if (channel[RETURN_HOOKED] || typeof channel.prependListener !== "function")
+    const hook = channel[RETURN_HOOKED];
+    if (
+      (hook?.owner === this && listening(channel, "return", hook.listener)) ||
+      typeof channel.prependListener !== "function"
+    )
       return;
-    channel[RETURN_HOOKED] = true;
-    channel.prependListener("return", (message) => {
+    // A listener of an instrumentation shut down since reports to nothing.
+    if (hook !== undefined) channel.removeListener?.("return", hook.listener);
+    const listener = (message: unknown) => {
       try {
         const m = message as AmqpMessage | null;
         const spanId = parseTraceparent(
@@ -1218,11 +1230,13 @@ export class AmqplibInstrumentation implements Instrumentation {
               returned.set(span, reply);
               return;
             }
-        if (this.#enabled) this.#returnedSpan(channel, m!, reply);
+        if (this.#enabled) this.#returnedSpan(channel, m!, reply, spanId);
       } catch {
         // never let bookkeeping break the application's listeners
       }
-    });
+    };
+    channel[RETURN_HOOKED] = { owner: this, listener };
+    channel.prependListener("return", listener);
   }
 
   /** The span of a message returned after its publish span ended. */
@@ -1230,13 +1244,17 @@ export class AmqplibInstrumentation implements Instrumentation {
     channel: ChannelLike,
     message: AmqpMessage,
     reply: string,
+    spanId: string,
   ): void {
-    // Its own message, with the headers this process gave it.
+    // Its own message, with the headers this process gave it: the
+    // traceparent is the publish span's only as the propagators read it
+    // (without tracecontext, the application's own header goes as it is).
     const ctx = propagation.extract(
       EMPTY_CONTEXT,
       message.properties.headers!,
       trustedGetter,
     );
+    if (trace.getSpanContext(ctx)?.spanId !== spanId) return;
     const f = message.fields as { exchange?: unknown; routingKey?: unknown };
     const destination = destinationOf(f.exchange);
     const server = channel.connection?.[SERVER];
@@ -1823,14 +1841,29 @@ function callHandler(
  * up to the first one the broker answered out of order, 1.x and later
  * every one).
  */
+/**
+ * Whether `listener` still listens for `event` on `channel`: an
+ * application's removeAllListeners() takes ours with its own.
+ */
+function listening(
+  channel: ChannelLike,
+  event: string,
+  listener: unknown,
+): boolean {
+  return (
+    typeof channel.listenerCount !== "function" ||
+    channel.listenerCount(event, listener) > 0
+  );
+}
+
 function hookClose(channel: ChannelLike): void {
+  const hooked = channel[CLOSE_HOOKED];
   if (
-    channel[CLOSE_HOOKED] ||
+    (hooked !== undefined && listening(channel, "close", hooked)) ||
     typeof channel.prependOnceListener !== "function"
   )
     return;
-  channel[CLOSE_HOOKED] = true;
-  channel.prependOnceListener("close", () => {
+  const listener = () => {
     // Settled, their callbacks' promises still pending: they may never
     // settle.
     const finishing = channel[FINISHING];
@@ -1858,7 +1891,9 @@ function hookClose(channel: ChannelLike): void {
         );
       publishing.clear();
     }
-  });
+  };
+  channel[CLOSE_HOOKED] = listener;
+  channel.prependOnceListener("close", listener);
 }
 
 /**

@@ -1490,6 +1490,63 @@ describe("what arrives from the connection's socket", () => {
     await ch.close();
   });
 
+  it("keeps recording returns after the application removes every return listener", async () => {
+    const confirm = await connection.createConfirmChannel();
+    const plain = await connection.createChannel();
+    const exchange = `x-${queueName()}`;
+    await plain.assertExchange(exchange, "direct", { autoDelete: true });
+    const returnSpans = async (n: number) =>
+      (
+        await receiver.waitForSpans(
+          (s) => s.filter((x) => x.name === `return ${exchange}`).length >= n,
+          `${n} return spans`,
+        )
+      ).filter((x) => x.name === `return ${exchange}`).length;
+    for (const round of [1, 2]) {
+      await new Promise<void>((resolve, reject) =>
+        confirm.publish(
+          exchange,
+          "nowhere",
+          Buffer.from("x"),
+          { mandatory: true, messageId: `confirm-${round}` },
+          (err) => (err ? reject(err as Error) : resolve()),
+        ),
+      );
+      plain.publish(exchange, "nowhere", Buffer.from("x"), {
+        mandatory: true,
+        messageId: `plain-${round}`,
+      });
+      assert.equal(await returnSpans(round), round);
+      // The application swaps its handlers: ours go with them.
+      confirm.removeAllListeners("return");
+      plain.removeAllListeners("return");
+    }
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        producers(s).filter(
+          (p) => p.attributes["messaging.destination.name"] === exchange,
+        ).length >= 4,
+      "the publish spans",
+    );
+    assert.deepEqual(
+      producers(spans)
+        .filter((p) => p.attributes["messaging.destination.name"] === exchange)
+        .map((p) => [
+          p.attributes["messaging.message.id"],
+          p.attributes["messaging.rabbitmq.settlement"],
+        ])
+        .sort(),
+      [
+        ["confirm-1", "returned"],
+        ["confirm-2", "returned"],
+        ["plain-1", undefined],
+        ["plain-2", undefined],
+      ],
+    );
+    await confirm.close();
+    await plain.close();
+  });
+
   it("ends every publish span of a confirm channel that closes, and each once", async () => {
     const ch = await connection.createConfirmChannel();
     ch.on("error", () => {});
@@ -1969,6 +2026,37 @@ describe("a connection's health across a failover", () => {
   });
 });
 
+describe("a restart of the SDK", () => {
+  it("records returns on a channel opened before a restart of the SDK", async () => {
+    const ch = await connection.createChannel();
+    const exchange = `x-${queueName()}`;
+    await ch.assertExchange(exchange, "direct", { autoDelete: true });
+    const publishReturned = async (id: string) => {
+      const traceId = trace.getTracer("test").startActiveSpan(id, (parent) => {
+        ch.publish(exchange, "nowhere", Buffer.from(id), {
+          mandatory: true,
+          messageId: id,
+        });
+        parent.end();
+        return parent.spanContext().traceId;
+      });
+      const spans = await receiver.waitForSpans(
+        (s) =>
+          s.some(
+            (x) => x.name === `return ${exchange}` && x.traceId === traceId,
+          ),
+        `the return span of ${id}`,
+      );
+      return spans.filter((x) => x.name === `return ${exchange}`).length;
+    };
+    assert.equal(await publishReturned("before"), 1);
+    await threadline.shutdown();
+    start();
+    assert.equal(await publishReturned("after"), 2);
+    await ch.close();
+  });
+});
+
 describe("propagators without tracecontext", () => {
   before(async () => {
     await threadline.shutdown();
@@ -2022,6 +2110,43 @@ describe("propagators without tracecontext", () => {
       },
       { customer: undefined, headers: { ...own, baggage: "undefined" } },
     ]);
+    await ch.close();
+  });
+
+  it("makes no span of a returned message whose traceparent is the application's own", async () => {
+    const ch = await connection.createChannel();
+    const exchange = `x-${queueName()}`;
+    await ch.assertExchange(exchange, "direct", { autoDelete: true });
+    const returned: string[] = [];
+    ch.on("return", (msg: amqp.Message) =>
+      returned.push(String(msg.properties.messageId)),
+    );
+    const traceId = trace.getTracer("test").startActiveSpan("send", (span) => {
+      ch.publish(exchange, "nowhere", Buffer.from("x"), {
+        mandatory: true,
+        messageId: "own-traceparent",
+        headers: {
+          traceparent:
+            "00-11111111111111111111111111111111-2222222222222222-01",
+        },
+      });
+      span.end();
+      return span.spanContext().traceId;
+    });
+    await waitFor(() => returned.length === 1, {
+      what: "the application's return listener",
+    });
+    await receiver.waitForSpans(
+      (s) => s.some((x) => x.name === "send" && x.traceId === traceId),
+      "the application's span",
+    );
+    await threadline.forceFlush();
+    assert.deepEqual(
+      receiver.spans
+        .filter((x) => x.name.startsWith("return "))
+        .map((x) => x.traceId),
+      [],
+    );
     await ch.close();
   });
 });
