@@ -220,6 +220,10 @@ describe("metrics", () => {
       meter
         .createObservableGauge("jobs.lag")
         .addCallback((r) => r.observe(observed));
+      let total = -7;
+      meter
+        .createObservableCounter("jobs.total")
+        .addCallback((r) => r.observe(total));
       done.add(2);
       ratio.record(0.5);
       wait.record(1);
@@ -227,6 +231,7 @@ describe("metrics", () => {
         done.add(0 / 0);
         done.add(-1);
         done.add("3" as unknown as number);
+        ratio.record(undefined as unknown as number);
         ratio.record(1 / 0);
         wait.record(-1 / 0);
       }
@@ -243,14 +248,18 @@ describe("metrics", () => {
         "jobs.wait": 1,
       });
       observed = 4;
-      assert.equal((await values())["jobs.lag"], 4);
+      total = 5;
+      const later = await values();
+      assert.deepEqual([later["jobs.lag"], later["jobs.total"]], [4, 5]);
       assert.deepEqual(lines, [
         "metric jobs.done was given NaN, no finite number; it leaves such values out",
         "metric jobs.done was given a negative value (-1); a counter only counts up, so it leaves such values out",
-        "metric jobs.done was given a string where a number belongs; it leaves such values out",
+        'metric jobs.done was given the string "3" where a number belongs; it leaves such values out',
+        "metric jobs.hit.ratio was given undefined where a number belongs; it leaves such values out",
         "metric jobs.hit.ratio was given Infinity, no finite number; it leaves such values out",
         "metric jobs.wait was given -Infinity, no finite number; it leaves such values out",
         "metric jobs.lag was given NaN, no finite number; it leaves such values out",
+        "metric jobs.total was given a negative value (-7); an observable counter reports a count, never below 0, so it leaves such values out",
       ]);
     });
   });

@@ -137,22 +137,49 @@ class RefusedValues {
     this.#name = descriptor.name;
   }
 
-  /** Says why `value` is left out, the first time a value is for that reason. */
-  refuse(value: unknown, counter = false): void {
+  /**
+   * Says why `value` is left out, the first time a value is for that
+   * reason; `negative` says why a negative number is no value for it.
+   */
+  refuse(value: unknown, negative = "a histogram takes none"): void {
     const why = typeof value !== "number" ? 1 : !Number.isFinite(value) ? 2 : 4;
     if ((this.#said & why) !== 0) return;
     this.#said |= why;
     diag.warn(
       why === 1
-        ? `metric ${this.#name} was given a ${value === null ? "null" : typeof value} where a number belongs; it leaves such values out`
+        ? `metric ${this.#name} was given ${notNumber(value)} where a number belongs; it leaves such values out`
         : why === 2
           ? `metric ${this.#name} was given ${String(value)}, no finite number; it leaves such values out`
-          : `metric ${this.#name} was given a negative value (${String(value)}); ${counter ? "a counter only counts up" : "a histogram takes none"}, so it leaves such values out`,
+          : `metric ${this.#name} was given a negative value (${String(value)}); ${negative}, so it leaves such values out`,
     );
   }
 }
 
+/** What a value that is no number is, for a warning: its kind, and a short one itself. */
+function notNumber(value: unknown): string {
+  switch (typeof value) {
+    case "string":
+      return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)}`;
+    case "bigint":
+      return `the bigint ${value}`;
+    case "boolean":
+    case "undefined":
+      return String(value);
+    case "object":
+      return value === null
+        ? "null"
+        : Array.isArray(value)
+          ? "an array"
+          : "an object";
+    default:
+      return `a ${typeof value}`;
+  }
+}
+
 const now = () => performance.timeOrigin + performance.now();
+
+const COUNTS_UP = "a counter only counts up";
+const TOTAL_UP = "an observable counter reports a count, never below 0";
 
 export interface InstrumentDescriptor {
   name: string;
@@ -450,7 +477,7 @@ export class NumberAggregator {
       !Number.isFinite(value) ||
       (this.monotonic && value < 0)
     )
-      return this.#refused.refuse(value, true);
+      return this.#refused.refuse(value, COUNTS_UP);
     this.#series.get(attributes).value += value;
   }
 
@@ -471,8 +498,12 @@ export class NumberAggregator {
     attributes: Attributes | undefined,
     round: number,
   ): void {
-    if (typeof value !== "number" || !Number.isFinite(value))
-      return this.#refused.refuse(value);
+    if (
+      typeof value !== "number" ||
+      !Number.isFinite(value) ||
+      (this.monotonic && value < 0)
+    )
+      return this.#refused.refuse(value, TOTAL_UP);
     if (this.#observingRound !== round || this.#observing === undefined) {
       this.#observing = new SeriesMap(this.#make, this.#invalid);
       this.#observingRound = round;
@@ -508,8 +539,12 @@ export class NumberAggregator {
    * observe() would have in the round that made them.
    */
   observeNow(value: number, attributes: Attributes | undefined): void {
-    if (typeof value !== "number" || !Number.isFinite(value))
-      return this.#refused.refuse(value);
+    if (
+      typeof value !== "number" ||
+      !Number.isFinite(value) ||
+      (this.monotonic && value < 0)
+    )
+      return this.#refused.refuse(value, TOTAL_UP);
     this.#take(this.#series.get(attributes), this.#series, value, attributes);
   }
 
