@@ -17,7 +17,7 @@
 // retry, a redirect the redirect interceptor follows) is created from the
 // connection's callbacks, and is given the context of the request it
 // repeats (`answering` below).
-import { AsyncLocalStorage } from "node:async_hooks";
+import { AsyncLocalStorage, AsyncResource } from "node:async_hooks";
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import {
   context,
@@ -517,6 +517,60 @@ function bodyOf(request: UndiciRequest): Body | undefined {
   return typeof body === "object" && body !== null ? (body as Body) : undefined;
 }
 
+/** The symbol undici's Request keeps its handler under, by the Request's prototype (Node's undici and the application's each have theirs). */
+const handlerKeys = new WeakMap<object, symbol | null>();
+
+/**
+ * Makes the request's handler run in `ctx`, the context the request was
+ * made in. undici calls it from the connection's callbacks, in the
+ * context of whichever request opened the connection, and the body
+ * `request()` gives (a stream) emits its data and end there: a listener
+ * one customer's code adds to its answer ran as the customer of another
+ * request over the same kept-alive connection, and so did the logging
+ * and calls it made. Each of the handler's callbacks (`onHeaders`,
+ * `onData`, `onComplete`, ...) is entered as undici calls it.
+ */
+function handleInContext(
+  request: UndiciRequest,
+  handler: { key: symbol; value: object },
+  ctx: Context,
+): void {
+  (request as unknown as Record<symbol, unknown>)[handler.key] = new Proxy(
+    handler.value,
+    {
+      get(target, name) {
+        const v = Reflect.get(target, name) as unknown;
+        if (
+          typeof v !== "function" ||
+          typeof name !== "string" ||
+          !name.startsWith("on")
+        )
+          return v;
+        return (...args: unknown[]) =>
+          context.with(ctx, v as (...a: unknown[]) => unknown, target, ...args);
+      },
+    },
+  );
+}
+
+/** The request's handler, and the key it is kept under. */
+function handlerOf(
+  request: UndiciRequest,
+): { key: symbol; value: object } | undefined {
+  const proto = Object.getPrototypeOf(request) as object | null;
+  if (proto === null) return undefined;
+  let key = handlerKeys.get(proto);
+  if (key === undefined) {
+    key = ownSymbolNamed(request, "handler") ?? null;
+    handlerKeys.set(proto, key);
+  }
+  if (key === null) return undefined;
+  const value = (request as unknown as Record<symbol, unknown>)[key];
+  return typeof value === "object" && value !== null
+    ? { key, value }
+    : undefined;
+}
+
 /** The parts of a Readable `bodyOf` reads. */
 interface Body {
   destroyed?: unknown;
@@ -780,8 +834,17 @@ export class UndiciInstrumentation implements Instrumentation {
 
   #onCreate(request: UndiciRequest): void {
     try {
-      const ctx = callerContext();
+      const handler = handlerOf(request);
+      // request(), stream() and pipeline() keep their caller's async
+      // context in their handler, an AsyncResource: a request a Pool or an
+      // Agent with a connection limit queues is created when a connection
+      // comes free, in the context of the request that freed it.
+      const ctx =
+        handler?.value instanceof AsyncResource
+          ? handler.value.runInAsyncScope(() => context.active())
+          : callerContext();
       request[CREATED_IN] = ctx;
+      if (handler !== undefined) handleInContext(request, handler, ctx);
       const origin = parseOrigin(request.origin);
       if (origin === undefined) return;
       const info = destinationOf(origin, request);

@@ -25,7 +25,12 @@ import {
 } from "@threadline/test-support";
 import { context, trace } from "@opentelemetry/api";
 import { suppressTracing } from "@threadline/core";
-import { init, withCustomer, type ThreadlineHandle } from "@threadline/node";
+import {
+  getCustomerId,
+  init,
+  withCustomer,
+  type ThreadlineHandle,
+} from "@threadline/node";
 import type * as undiciModule from "undici";
 
 /** An undici module, as an application imports it. */
@@ -543,6 +548,59 @@ export function undiciTests(undici: Undici, major: number): void {
         ]),
       );
     });
+    it("makes a request a Pool queues, and runs the events of request()'s body and its callback, for the customer who made it, whoever opened the connection", async () => {
+      // The body in two parts, the second in a later read of the socket.
+      const baggage: Array<string | undefined> = [];
+      const server = http.createServer((req, res) => {
+        baggage.push(req.headers.baggage as string | undefined);
+        res.writeHead(200).write("first");
+        setTimeout(() => res.end("second"), 20);
+      });
+      await listening(server);
+      const pool = new undici.Pool(
+        `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+        { connections: 1 },
+      );
+      closing.push(() => pool.close());
+      // Another customer's request opens the one connection.
+      await withCustomer("c-opener", async () => {
+        await (await pool.request({ path: "/", method: "GET" })).body.text();
+      });
+      const events = await withCustomer("c-42", async () => {
+        const { body } = await pool.request({ path: "/", method: "GET" });
+        const seen: Array<string | undefined> = [];
+        body.on("data", () => seen.push(getCustomerId()));
+        await new Promise<void>((resolve) =>
+          body.on("end", () => {
+            seen.push(getCustomerId());
+            resolve();
+          }),
+        );
+        return seen;
+      });
+      assert.ok(events.length >= 3, String(events));
+      assert.deepEqual(new Set(events), new Set(["c-42"]), String(events));
+      const inCallback = await withCustomer(
+        "c-7",
+        () =>
+          new Promise<Array<string | undefined>>((resolve, reject) =>
+            pool.request({ path: "/", method: "GET" }, (err, data) => {
+              if (err) return reject(err);
+              const called = getCustomerId();
+              data.body.resume();
+              data.body.on("end", () => resolve([called, getCustomerId()]));
+            }),
+          ),
+      );
+      assert.deepEqual(inCallback, ["c-7", "c-7"]);
+      // Each made as its caller's, queued for the connection or not.
+      assert.deepEqual(baggage, [
+        "customer.id=c-opener",
+        "customer.id=c-42",
+        "customer.id=c-7",
+      ]);
+    });
+
     it("runs a request undici makes again by itself, a retry or a redirect it follows, in its caller's trace and for its caller's customer, whoever opened the connection", async () => {
       // `/<status>,<status>…/<name>`: each status in turn, the last from then
       // on, 0 for a connection closed unanswered; `/moved/<name>` redirects
