@@ -595,14 +595,28 @@ function connectedPort(request: TracedClientRequest): number | undefined {
 
 /** A request's Host header, as set or written (its authority when it has none). */
 function hostHeaderValue(request: TracedClientRequest): string | undefined {
-  let hostHeader = request.getHeader("host");
-  if (hostHeader === undefined) {
-    const block = unsentBlock(request as ClientRequest);
-    if (block !== undefined)
-      hostHeader = /\r\nhost:[ \t]*([^\r]*)/i.exec(block)?.[1]?.trim();
-    hostHeader ??= authorityOf(request as ClientRequest);
-  }
-  return typeof hostHeader === "string" ? hostHeader : undefined;
+  const values = hostHeaderValues(request);
+  // Several (set as an array, or appended to): the first naming another
+  // host than the one connected to, which a gateway may route on.
+  return (
+    values.find(
+      (v) => !sameHost(parseHostAndPort(v, 0).address ?? v, request.host),
+    ) ?? values[0]
+  );
+}
+
+/** Each Host header a request has, as set or written (its authority when it has none). */
+function hostHeaderValues(request: TracedClientRequest): string[] {
+  const set = request.getHeader("host");
+  if (Array.isArray(set)) return set.map(String);
+  if (set !== undefined) return [String(set)];
+  const block = unsentBlock(request as ClientRequest);
+  const written =
+    block === undefined
+      ? undefined
+      : /\r\nhost:[ \t]*([^\r]*)/i.exec(block)?.[1]?.trim();
+  const host = written ?? authorityOf(request as ClientRequest);
+  return host === undefined ? [] : [host];
 }
 
 /** The host and port the request's Host header names (its authority when it has none). */
@@ -1263,19 +1277,29 @@ export class HttpInstrumentation implements Instrumentation {
       const judged = request[CLIENT_EGRESS];
       if (judged === undefined) return;
       const scheme = request.protocol === "https:" ? "https" : "http";
-      const { address, port } = hostHeaderOf(request, scheme);
-      if (address === undefined || sameHost(address, request.host)) return;
       const span = request[CLIENT_SPAN];
       const attributes: Attributes = {};
-      judgeNamedHost(
-        this.#egress,
-        judged,
-        { host: address, port },
-        attributes,
-        request[CLIENT_CALL]?.attributes,
-        request as ClientRequest,
-        clientHeaders.remove,
-      );
+      // Every host it names, when it is set several times: which one a
+      // gateway routes on is its own affair.
+      let named = false;
+      for (const value of hostHeaderValues(request)) {
+        const { address, port } = hostAndPort(
+          value,
+          scheme === "https" ? 443 : 80,
+        );
+        if (address === undefined || sameHost(address, request.host)) continue;
+        named = true;
+        judgeNamedHost(
+          this.#egress,
+          judged,
+          { host: address, port },
+          attributes,
+          request[CLIENT_CALL]?.attributes,
+          request as ClientRequest,
+          clientHeaders.remove,
+        );
+      }
+      if (!named) return;
       span?.setAttributes(attributes);
       if (!judged.egress.baggage)
         request[GUARDED] = this.#guarded.for(false, span !== undefined);

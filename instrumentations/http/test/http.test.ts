@@ -1852,6 +1852,36 @@ describe("http and fetch clients", () => {
     assert.equal(charge.headers["host"], "api.stripe.test");
   });
 
+  it("judges a call by each Host header set late as a list, or appended", async () => {
+    const server = http.createServer(async (req, res) => {
+      const late = http.request({
+        host: "127.0.0.1",
+        port: internal.port,
+        path: req.url === "/pay" ? "/v1/list-charges" : "/v1/appended-charges",
+      });
+      if (req.url === "/pay") late.setHeader("Host", ["api.stripe.test"]);
+      else late.appendHeader("Host", "api.stripe.test");
+      late
+        .on("response", (answer) =>
+          answer.resume().on("end", () => res.end("ok")),
+        )
+        .on("error", () => res.writeHead(502).end())
+        .end();
+    });
+    const port = await listen(server);
+    assert.equal(
+      (await asCustomer(`http://127.0.0.1:${port}/pay`)).status,
+      200,
+    );
+    await assertSentAsStripes("/v1/list-charges");
+    receiver.clear();
+    assert.equal(
+      (await asCustomer(`http://127.0.0.1:${port}/append`)).status,
+      200,
+    );
+    await assertSentAsStripes("/v1/appended-charges");
+  });
+
   it("judges a call by the port it connects to, which its Host header leaves out when it is the default", async () => {
     // The third party is declared with its port. Node leaves the port out
     // of the Host header when it is the default port the request's options
