@@ -16,7 +16,10 @@
 // the application makes. A request undici's own handlers make again (a
 // retry, a redirect the redirect interceptor follows) is created from the
 // connection's callbacks, and is given the context of the request it
-// repeats (`answering` below).
+// repeats (`answering` below). One method is patched, an installed undici's
+// dispatch(), only to note the context a request is dispatched in: a
+// Pool or an Agent with a connection limit queues it for a busy
+// connection, and creates it in the context of the request that freed one.
 import { AsyncLocalStorage, AsyncResource } from "node:async_hooks";
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import {
@@ -32,6 +35,8 @@ import {
   blockKeeps,
   diag,
   EgressPolicy,
+  hookModule,
+  replaceMethod,
   headerPairs,
   hostAndPort,
   isTracingSuppressed,
@@ -517,6 +522,29 @@ function bodyOf(request: UndiciRequest): Body | undefined {
   return typeof body === "object" && body !== null ? (body as Body) : undefined;
 }
 
+/**
+ * The context each handler was first dispatched in, by the handler: a
+ * request a Pool or an Agent with a connection limit queues is created
+ * when a connection comes free, in the context of the request that freed
+ * it. A handler dispatched again (a retry, a redirect followed) keeps the
+ * context of its first dispatch, its caller's.
+ */
+const dispatchedIn = new WeakMap<object, Context>();
+
+type DispatchFn = (this: unknown, opts: unknown, handler: unknown) => unknown;
+
+function wrapDispatch(original: DispatchFn): DispatchFn {
+  return function threadlineDispatch(this: unknown, opts, handler) {
+    if (
+      typeof handler === "object" &&
+      handler !== null &&
+      !dispatchedIn.has(handler)
+    )
+      dispatchedIn.set(handler, context.active());
+    return original.call(this, opts, handler);
+  };
+}
+
 /** The symbol undici's Request keeps its handler under, by the Request's prototype (Node's undici and the application's each have theirs). */
 const handlerKeys = new WeakMap<object, symbol | null>();
 
@@ -778,7 +806,23 @@ export class UndiciInstrumentation implements Instrumentation {
     subscribe("undici:request:headers", onHeaders);
     subscribe("undici:request:trailers", onTrailers);
     subscribe("undici:request:error", onError);
+    // An installed undici's dispatchers (Node's own fetch() uses them when
+    // given one) tell the context a request was dispatched in.
+    const restore: Array<() => void> = [];
+    const dispatcherBase = hookModule({
+      module: "undici",
+      file: "lib/dispatcher/dispatcher-base.js",
+      onLoad: (exports) => {
+        const proto = (exports as { prototype?: Record<string, unknown> })
+          ?.prototype;
+        if (proto !== undefined && typeof proto["dispatch"] === "function")
+          replaceMethod(proto, "dispatch", wrapDispatch, restore);
+        return undefined;
+      },
+    });
     this.#unsubscribe = () => {
+      dispatcherBase.unhook();
+      for (const undo of restore.splice(0)) undo();
       unsubscribe("undici:client:connected", onConnected);
       unsubscribe("undici:request:create", onCreate);
       unsubscribe("undici:client:sendHeaders", onSendHeaders);
@@ -835,14 +879,18 @@ export class UndiciInstrumentation implements Instrumentation {
   #onCreate(request: UndiciRequest): void {
     try {
       const handler = handlerOf(request);
-      // request(), stream() and pipeline() keep their caller's async
-      // context in their handler, an AsyncResource: a request a Pool or an
-      // Agent with a connection limit queues is created when a connection
-      // comes free, in the context of the request that freed it.
+      // A request a Pool or an Agent with a connection limit queues is
+      // created when a connection comes free, in the context of the
+      // request that freed it: its caller's is the one it was dispatched
+      // in (an installed undici's dispatchers), or the one its handler
+      // keeps (request(), stream() and pipeline()'s, AsyncResources).
+      const dispatched =
+        handler === undefined ? undefined : dispatchedIn.get(handler.value);
       const ctx =
-        handler?.value instanceof AsyncResource
+        dispatched ??
+        (handler?.value instanceof AsyncResource
           ? handler.value.runInAsyncScope(() => context.active())
-          : callerContext();
+          : callerContext());
       request[CREATED_IN] = ctx;
       if (handler !== undefined) handleInContext(request, handler, ctx);
       const origin = parseOrigin(request.origin);

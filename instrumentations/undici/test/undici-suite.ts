@@ -601,6 +601,55 @@ export function undiciTests(undici: Undici, major: number): void {
       ]);
     });
 
+    it(
+      "makes each fetch() a Pool queues for a busy connection in its own caller's trace, for its caller's customer",
+      {
+        skip:
+          major === 8 &&
+          "undici 8 is installed here under another name (undici-8), which the instrumentation does not look for",
+      },
+      async () => {
+        const server = http.createServer((req, res) => {
+          res.writeHead(200).write(String(req.headers.baggage));
+          setTimeout(() => res.end(), 10);
+        });
+        await listening(server);
+        const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+        const pool = new undici.Pool(base, { connections: 1 });
+        closing.push(() => pool.close());
+        const calls = [
+          ["c-1", undici.fetch],
+          ["c-2", undici.fetch],
+          ["c-3", fetch],
+          ["c-4", fetch],
+        ] as const;
+        const tracer = trace.getTracer("test");
+        const answers = await Promise.all(
+          calls.map(([customer, f]) =>
+            withCustomer(customer, () =>
+              tracer.startActiveSpan(customer, async (parent) => {
+                const url = `${base}/${customer}`;
+                const text = await (
+                  await (f as typeof undici.fetch)(url, { dispatcher: pool })
+                ).text();
+                parent.end();
+                return { text, url, traceId: parent.spanContext().traceId };
+              }),
+            ),
+          ),
+        );
+        assert.deepEqual(
+          answers.map((a) => a.text),
+          calls.map(([customer]) => `customer.id=${customer}`),
+        );
+        const spans = await clientSpansOf(answers.map((a) => a.url));
+        assert.deepEqual(
+          spans.map((x) => x.traceId),
+          answers.map((a) => a.traceId),
+        );
+      },
+    );
+
     it("runs a request undici makes again by itself, a retry or a redirect it follows, in its caller's trace and for its caller's customer, whoever opened the connection", async () => {
       // `/<status>,<status>…/<name>`: each status in turn, the last from then
       // on, 0 for a connection closed unanswered; `/moved/<name>` redirects
