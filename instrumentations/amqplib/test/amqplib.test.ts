@@ -1341,6 +1341,20 @@ describe("what arrives from the connection's socket", () => {
    * are counted alone) routing the key `routed` to a queue, and the
    * message ids the channel's own `return` listener is given.
    */
+  /** The publish spans to `exchange`, once there are `n` of them. */
+  const publishesTo = async (exchange: string, n: number) => {
+    const to = (spans: ReceivedSpan[]) =>
+      producers(spans).filter(
+        (p) => p.attributes["messaging.destination.name"] === exchange,
+      );
+    return to(
+      await receiver.waitForSpans(
+        (s) => to(s).length >= n,
+        `${n} publish spans to ${exchange}`,
+      ),
+    );
+  };
+
   const routedExchange = async (ch: amqp.Channel) => {
     const q = queueName();
     const exchange = `x-${q}`;
@@ -1372,16 +1386,8 @@ describe("what arrives from the connection's socket", () => {
         ),
       );
     assert.deepEqual(returned, ["m-unroutable"], "the application's listener");
-    const spans = await receiver.waitForSpans(
-      (s) =>
-        producers(s).filter(
-          (p) => p.attributes["messaging.destination.name"] === exchange,
-        ).length >= 2,
-      "the publish spans",
-    );
     assert.deepEqual(
-      producers(spans)
-        .filter((p) => p.attributes["messaging.destination.name"] === exchange)
+      (await publishesTo(exchange, 2))
         .map((p) => [
           p.attributes["messaging.message.id"],
           p.attributes["messaging.rabbitmq.settlement"],
@@ -1521,16 +1527,8 @@ describe("what arrives from the connection's socket", () => {
       confirm.removeAllListeners("return");
       plain.removeAllListeners("return");
     }
-    const spans = await receiver.waitForSpans(
-      (s) =>
-        producers(s).filter(
-          (p) => p.attributes["messaging.destination.name"] === exchange,
-        ).length >= 4,
-      "the publish spans",
-    );
     assert.deepEqual(
-      producers(spans)
-        .filter((p) => p.attributes["messaging.destination.name"] === exchange)
+      (await publishesTo(exchange, 4))
         .map((p) => [
           p.attributes["messaging.message.id"],
           p.attributes["messaging.rabbitmq.settlement"],

@@ -354,26 +354,36 @@ it("holds the lowest series to a band's floor, not only the highest", async () =
   await engine.stop();
 });
 
-it("says how an active alarm's condition stands at each evaluation, beside the reason it was raised for", async () => {
-  let depth = 5;
-  let now = 0;
+/** A meter provider whose gauge queue.depth observes what `depth` gives, if anything. */
+function queueDepth(depth: () => number | undefined): MeterProvider {
   const meterProvider = new MeterProvider();
   meterProvider
     .getMeter("test")
     .createObservableGauge("queue.depth")
-    .addCallback((result) => result.observe(depth));
+    .addCallback((result) => {
+      const d = depth();
+      if (d !== undefined) result.observe(d);
+    });
+  return meterProvider;
+}
+
+/** queue.depth above 1 at once, cleared once under it for `clearForMs`. */
+const queueBacklog = (clearForMs: number): AlarmRule => ({
+  name: "queue_backlog",
+  kind: "metric",
+  metric: "queue.depth",
+  above: 1,
+  forMs: 0,
+  clearForMs,
+  severity: "minor",
+});
+
+it("says how an active alarm's condition stands at each evaluation, beside the reason it was raised for", async () => {
+  let depth = 5;
+  let now = 0;
+  const meterProvider = queueDepth(() => depth);
   const engine = engineWith({
-    rules: [
-      {
-        name: "queue_backlog",
-        kind: "metric",
-        metric: "queue.depth",
-        above: 1,
-        forMs: 0,
-        clearForMs: 20_000,
-        severity: "minor",
-      },
-    ],
+    rules: [queueBacklog(20_000)],
     meterProvider,
     intervalMs: 10_000,
     clock: () => now,
@@ -406,24 +416,10 @@ it("says how an active alarm's condition stands at each evaluation, beside the r
 it("says why an alarm is clearing when its metric has no value, or its service no requests", async () => {
   let now = 0;
   let depth: number | undefined = 5;
-  const meterProvider = new MeterProvider();
-  meterProvider
-    .getMeter("test")
-    .createObservableGauge("queue.depth")
-    .addCallback((result) => {
-      if (depth !== undefined) result.observe(depth);
-    });
+  const meterProvider = queueDepth(() => depth);
   const engine = engineWith({
     rules: [
-      {
-        name: "queue_backlog",
-        kind: "metric",
-        metric: "queue.depth",
-        above: 1,
-        forMs: 0,
-        clearForMs: 60_000,
-        severity: "minor",
-      },
+      queueBacklog(60_000),
       {
         name: "http_5xx_ratio",
         kind: "http_error_ratio",

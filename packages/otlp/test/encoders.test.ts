@@ -562,6 +562,24 @@ function assertLeavesOut(
   assert.throws(() => encode([span(), bad]));
 }
 
+/** An INFO record of `body` and `attributes`, outside any trace. */
+function plainRecord(
+  body: AnyValue,
+  attributes?: LogRecordData["attributes"],
+): LogRecordData {
+  return {
+    time: 1_700_000_000_000,
+    observedTime: 1_700_000_000_000,
+    severityNumber: 9,
+    severityText: undefined,
+    body,
+    attributes,
+    traceId: undefined,
+    spanId: undefined,
+    traceFlags: 0,
+  };
+}
+
 for (const format of ["protobuf", "json"] as const)
   it(`writes what is nested deeper than OTLP maps go as its JSON text, which the viewer's decoders read (${format})`, () => {
     const json = format === "json";
@@ -586,17 +604,7 @@ for (const format of ["protobuf", "json"] as const)
 
     // A log record's body and attributes: maps down to the ninth level.
     const logs = new LogsEncoder(resource, scope);
-    const record: LogRecordData = {
-      time: 1_700_000_000_000,
-      observedTime: 1_700_000_000_000,
-      severityNumber: 9,
-      severityText: undefined,
-      body: deep,
-      attributes: { deep },
-      traceId: undefined,
-      spanId: undefined,
-      traceFlags: 0,
-    };
+    const record = plainRecord(deep, { deep });
     const [r] = json
       ? decodeLogsJson(JSON.parse(logs.encodeJson([record])))[0]!.scopes[0]!
           .logs
@@ -677,17 +685,7 @@ for (const format of ["protobuf", "json"] as const)
     let body: AnyValue = 2n ** 62n + 1n;
     for (let i = 0; i < levels; i++) body = i % 2 === 0 ? [body] : { k: body };
     const logs = new LogsEncoder(resource, scope);
-    const record: LogRecordData = {
-      time: 1_700_000_000_000,
-      observedTime: 1_700_000_000_000,
-      severityNumber: 9,
-      severityText: undefined,
-      body,
-      attributes: undefined,
-      traceId: undefined,
-      spanId: undefined,
-      traceFlags: 0,
-    };
+    const record = plainRecord(body);
     const [r] = (
       format === "json"
         ? decodeLogsJson(JSON.parse(logs.encodeJson([record])))
