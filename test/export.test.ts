@@ -1567,6 +1567,23 @@ describe("export", () => {
       );
     });
 
+  it("keeps the customer a line was logged for, whatever customer.id the application logs with it", async () => {
+    const name = "claimed-customer";
+    await runFixture("claimed-customer.mjs", env(name));
+    assert.deepEqual(
+      ofService(receiver.logs, name).map((l) => [
+        l.body,
+        l.attributes["customer.id"],
+        l.attributes["log.customer.id"],
+      ]),
+      [
+        ["claimed", "c-42", "victim"],
+        ["bound", "c-42", "victim"],
+        ["own", "c-9", undefined],
+      ],
+    );
+  });
+
   for (const protocol of ["http/protobuf", "http/json"] as const)
     it(`sends a log line's field named __proto__ as an attribute of that name (${protocol})`, async () => {
       const name = `proto-log-${protocol}`;

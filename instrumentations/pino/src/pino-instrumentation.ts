@@ -255,6 +255,8 @@ export class PinoInstrumentation implements Instrumentation {
   #lastContext: Context | undefined;
   #lastSpan: Span | undefined;
   #lastFragment = "";
+  /** OwnField.customer when the last context's fragment has its customer, else 0. */
+  #lastCustomer = 0;
   /** pino's own asJson behind each copy's patched one. */
   readonly #unpatched = new WeakMap<AsJson, AsJson>();
 
@@ -376,13 +378,14 @@ export class PinoInstrumentation implements Instrumentation {
     if (original === undefined) return;
     const messageKeySym = symbolNamed(target, "pino.messageKey");
     const self = this;
-    /** The line asJson just made, waiting for the hook: who made it, at what level and time, in which span. */
+    /** The line asJson just made, waiting for the hook: who made it, at what level and time, in which span, whether with its customer. */
     let pending:
       | {
           logger: PinoLogger;
           num: number;
           time: string;
           span: Span | undefined;
+          customer: number;
         }
       | undefined;
     target[asJsonSym] = function threadlineAsJsonBeforeHook(
@@ -397,7 +400,13 @@ export class PinoInstrumentation implements Instrumentation {
         return patched.call(this, obj, msg, num, time);
       // As the shared asJson does (see #patch), but the sink waits for the hook.
       const line = self.#correlated(this, original, obj, msg, num, time);
-      pending = { logger: this, num, time, span: self.#lastSpan };
+      pending = {
+        logger: this,
+        num,
+        time,
+        span: self.#lastSpan,
+        customer: self.#lastCustomer,
+      };
       return line;
     } satisfies AsJson;
     target[HOOKS] = {
@@ -428,6 +437,7 @@ export class PinoInstrumentation implements Instrumentation {
               ? undefined
               : (made.logger[messageKeySym] as string | undefined)) ?? "msg",
             made.span,
+            made.customer,
           );
         return out;
       },
@@ -552,6 +562,7 @@ export class PinoInstrumentation implements Instrumentation {
     this.#lastContext = ctx;
     this.#lastSpan = span;
     this.#lastFragment = flat(f);
+    this.#lastCustomer = customer === undefined ? 0 : OwnField.customer;
   }
 
   #patch(proto: Record<string | symbol, unknown>): void {
@@ -572,7 +583,16 @@ export class PinoInstrumentation implements Instrumentation {
           messageKeySym === undefined
             ? "msg"
             : ((this[messageKeySym] as string | undefined) ?? "msg");
-        emitRecord(sink, line, this, num, time, messageKey, self.#lastSpan);
+        emitRecord(
+          sink,
+          line,
+          this,
+          num,
+          time,
+          messageKey,
+          self.#lastSpan,
+          self.#lastCustomer,
+        );
       }
       return line;
     };
@@ -742,6 +762,7 @@ function emitRecord(
   time: string,
   messageKey: string,
   span: Span | undefined,
+  customer: number,
 ): void {
   const sc = span?.spanContext();
   const label = logger.levels?.labels?.[num];
@@ -758,7 +779,7 @@ function emitRecord(
       sc?.spanId,
       sc?.traceFlags ?? 0,
       messageKey,
-      ownFields,
+      ownFields === undefined ? undefined : ownFields | customer,
     );
   } catch {
     // exporting must never break logging

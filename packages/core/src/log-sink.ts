@@ -29,6 +29,13 @@ export const OwnField = Object.freeze({
   time: 2,
   pid: 4,
   hostname: 8,
+  /**
+   * Not the logger's: the line's correlation wrote `customer.id`, the
+   * customer of the context it was logged in, ahead of the application's
+   * fields. One of the application's of that name comes later, and does
+   * not take its place.
+   */
+  customer: 128,
 });
 
 /** Every {@link OwnField}: what a logger with pino's default options writes. */

@@ -16,6 +16,7 @@ import {
   ALL_OWN_FIELDS,
   ECS_NAMES,
   LogStage,
+  OWN_CUSTOMER,
   OWN_LEVEL,
   OWN_TIME,
   StagedLogReader,
@@ -755,4 +756,36 @@ it("exports a line nested deeper than calls go, its depth past OTLP's maps as JS
       assert.deepEqual(unwrap(record!.attributes["body"]), [levels, z]);
     }
   }
+});
+
+it("keeps the customer a line was logged for as its customer.id, and a customer.id of the application's beside it", () => {
+  const stamped = ALL_OWN_FIELDS | OWN_CUSTOMER;
+  const record = (line: string, ownFields = stamped) =>
+    toLogRecord(captured(`${line}\n`, { ownFields })).attributes;
+  const claimed =
+    '{"level":30,"time":1763800000123,"trace_id":"0af7651916cd43dd8448eb211c80319c","span_id":"b7ad6b7169203331","customer.id":"c-42","customer.id":"victim","order":7,"msg":"m"}';
+  assert.deepEqual(record(claimed), {
+    "customer.id": "c-42",
+    "log.customer.id": "victim",
+    order: 7,
+  });
+  // The same customer twice, or the application's alone.
+  assert.deepEqual(
+    record(
+      '{"level":30,"time":1,"customer.id":"c-42","customer.id":"c-42","msg":"m"}',
+    ),
+    { "customer.id": "c-42" },
+  );
+  assert.deepEqual(
+    record(
+      '{"level":30,"time":1,"customer.id":"c-9","msg":"m"}',
+      ALL_OWN_FIELDS,
+    ),
+    { "customer.id": "c-9" },
+  );
+  // Without ours, the application's last one is the line's, as JSON.parse reads it.
+  assert.deepEqual(record(claimed, ALL_OWN_FIELDS), {
+    "customer.id": "victim",
+    order: 7,
+  });
 });

@@ -7,6 +7,7 @@ import {
 import {
   ALL_OWN_FIELDS,
   LogStage,
+  OWN_CUSTOMER,
   OWN_HOSTNAME,
   OWN_LEVEL,
   OWN_PID,
@@ -132,7 +133,13 @@ it("hands out the records before a point and keeps those after it", () => {
 
 it("numbers a logger's own fields as @threadline/core does", () => {
   assert.deepEqual(
-    { level: OWN_LEVEL, time: OWN_TIME, pid: OWN_PID, hostname: OWN_HOSTNAME },
+    {
+      level: OWN_LEVEL,
+      time: OWN_TIME,
+      pid: OWN_PID,
+      hostname: OWN_HOSTNAME,
+      customer: OWN_CUSTOMER,
+    },
     { ...OwnField },
   );
   assert.equal(ALL_OWN_FIELDS, CORE_ALL_OWN_FIELDS);

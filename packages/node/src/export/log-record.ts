@@ -20,7 +20,12 @@ import {
   type LogLimits,
 } from "./json-record.ts";
 import { LARGE_LINE, parseJson, parseLargeLine } from "./large-line.ts";
-import { OWN_TIME, StagedLogReader, type StagedLog } from "./log-stage.ts";
+import {
+  OWN_CUSTOMER,
+  OWN_TIME,
+  StagedLogReader,
+  type StagedLog,
+} from "./log-stage.ts";
 import { truncate } from "../internal/truncate.ts";
 
 /**
@@ -105,6 +110,10 @@ export function encodeStagedLogsJson(
 }
 
 const NOT_LEADING = Symbol("not leading");
+
+const CUSTOMER_ID = "customer.id";
+/** Where a record keeps a `customer.id` of the application's that is not the line's customer. */
+export const LOGGED_CUSTOMER_ID = "log.customer.id";
 
 /** Whether pino's leading value `a` is the parsed `b` (which may be exact where `a` is not). */
 function sameValue(a: unknown, b: unknown): boolean {
@@ -244,6 +253,21 @@ export function toLogRecord(
       attributes = {};
       for (const key in parsed) {
         if (key === msgKey) continue;
+        // The customer the line was logged for, written ahead of the
+        // application's fields, stays the record's: one of the
+        // application's of the same name (a request body logged whole)
+        // is kept beside it.
+        if (key === CUSTOMER_ID && (m.ownFields & OWN_CUSTOMER) !== 0) {
+          const ours = leadingValue(line, CUSTOMER_ID);
+          if (typeof ours === "string") {
+            attributes[CUSTOMER_ID] = ours;
+            if (parsed[key] !== ours)
+              attributes[LOGGED_CUSTOMER_ID] = parsed[
+                key
+              ] as LogRecordData["body"];
+            continue;
+          }
+        }
         // pino's own keys say nothing the record does not; a field of the
         // application's with the same name (written later, so the one
         // parsed) is kept, and so is one the logger does not write.

@@ -40,6 +40,8 @@ export const ALL_OWN_FIELDS = 15;
  * `trace_id`, `span_id`.
  */
 export const ECS_NAMES = 64;
+/** `OwnField.customer`: the line's correlation wrote its `customer.id`. */
+export const OWN_CUSTOMER = 128;
 
 /** One captured log line and its correlation, as the log sink hands it over. */
 export interface StagedLog {

@@ -26,6 +26,7 @@ import { bodyPool } from "./body-pool.ts";
 import { Exporter } from "./exporter.ts";
 import {
   ECS_NAMES,
+  OWN_CUSTOMER,
   emptyStagedLog,
   LogStage,
   type StagedLog,
@@ -354,7 +355,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     c.messageKey = messageKey;
     // Which names the correlation has, for the record to tell the
     // application's fields of the other names from ours.
-    c.ownFields = (ownFields & ALL_OWN_FIELDS) | this.#names;
+    c.ownFields = (ownFields & (ALL_OWN_FIELDS | OWN_CUSTOMER)) | this.#names;
     c.sdk = sdk;
     this.#logs.push(c);
     // The stage has copied the line; holding it here would keep it alive.
