@@ -7,6 +7,7 @@
 // The services sample nothing (always_off), so a span arriving for a
 // customer proves that customer is watched in that service.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -410,6 +411,32 @@ describe("the watch-list source", () => {
         what: "c-2 watched",
       });
       assert.equal(await traced(svc, "c-1"), false);
+    } finally {
+      await svc.stop();
+    }
+  });
+
+  it("reads no FIFO nor a file larger than a list, says so, and follows the file once it is a list", async () => {
+    const file = join(dir, "fifo.json");
+    execFileSync("mkfifo", [file]);
+    const svc = await service(file);
+    try {
+      await waitFor(() => warned(svc, /is not a regular file/), {
+        what: "the warning of the FIFO",
+      });
+      rmSync(file);
+      writeFileSync(file, doc(["c-1", 60_000]));
+      await waitFor(async () => await traced(svc, "c-1"), {
+        what: "c-1 watched",
+      });
+      writeFileSync(file, " ".repeat(300 * 1024));
+      await waitFor(() => warned(svc, /larger than 262144 bytes/), {
+        what: "the warning of the large file",
+      });
+      writeFileSync(file, doc(["c-2", 60_000]));
+      await waitFor(async () => await traced(svc, "c-2"), {
+        what: "c-2 watched",
+      });
     } finally {
       await svc.stop();
     }

@@ -2,11 +2,12 @@
 // exporter's traffic). It posts the text only when it changed (the SDK
 // validates and applies it), a failure each time one happens, and a bare
 // message when a read succeeds again after failures.
+import type { Stats } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { WatchReadMessage, WatchSourceMessage } from "./protocol.ts";
 import { transportFor } from "../internal/http-transport.ts";
 // Not an ESM import of node:fs (see core/module-hooks.ts).
-const { readFile } = process.getBuiltinModule("node:fs");
+const fs = process.getBuiltinModule("node:fs");
 
 /** A watch list never needs more than this (100 entries are ~10 KB). */
 const MAX_BYTES = 256 * 1024;
@@ -44,15 +45,44 @@ async function readHttp(
   return { text: res.body.toString("utf8"), etag: res.headers.get("etag") };
 }
 
-function readFileSource(url: string): Promise<string> {
-  return new Promise((resolve, reject) =>
-    readFile(fileURLToPath(url), (err, buf) => {
-      if (err !== null) reject(err);
-      else if (buf.byteLength > MAX_BYTES)
-        reject(new Error(`the document is larger than ${MAX_BYTES} bytes`));
-      else resolve(buf.toString("utf8"));
-    }),
+/**
+ * The file's text. Only a regular file is read, and no more of it than a
+ * document may have: the URL may name a large file by mistake, read every
+ * few seconds, or a FIFO, whose opening waits for a writer with no end (a
+ * thread of libuv's pool held, and the list never read again).
+ */
+async function readFileSource(url: string): Promise<string> {
+  const path = fileURLToPath(url);
+  const tooLarge = () =>
+    new Error(`the document is larger than ${MAX_BYTES} bytes`);
+  const stats = await new Promise<Stats>((resolve, reject) =>
+    fs.stat(path, (err, st) => (err === null ? resolve(st) : reject(err))),
   );
+  if (!stats.isFile()) throw new Error(`${path} is not a regular file`);
+  if (stats.size > MAX_BYTES) throw tooLarge();
+  const fd = await new Promise<number>((resolve, reject) =>
+    fs.open(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK, (err, fd) =>
+      err === null ? resolve(fd) : reject(err),
+    ),
+  );
+  try {
+    // One byte more than allowed, to tell a file that grew past it.
+    const buf = Buffer.allocUnsafe(MAX_BYTES + 1);
+    let length = 0;
+    for (;;) {
+      const n = await new Promise<number>((resolve, reject) =>
+        fs.read(fd, buf, length, buf.length - length, null, (err, n) =>
+          err === null ? resolve(n) : reject(err),
+        ),
+      );
+      if (n === 0) break;
+      length += n;
+      if (length > MAX_BYTES) throw tooLarge();
+    }
+    return buf.toString("utf8", 0, length);
+  } finally {
+    fs.close(fd, () => {});
+  }
 }
 
 /** Polls `src` until stopped (or the thread ends); `post` receives every read's outcome. */
