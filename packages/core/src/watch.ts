@@ -128,7 +128,8 @@ export function parseWatchDocument(
       ok: false,
       problem: `${list.length} entries is more than a watch list is read with (${MAX_WATCHED * 10}; at most ${MAX_WATCHED} customers are watched at once)`,
     };
-  const byCustomer = new Map<string, WatchEntry>();
+  /** Each customer's entries in force, each with its own end and level. */
+  const byCustomer = new Map<string, WatchEntry[]>();
   for (let i = 0; i < list.length; i++) {
     const e = list[i] as Record<string, unknown> | null;
     const where = `entry ${i}`;
@@ -161,19 +162,20 @@ export function parseWatchDocument(
         problem: `${where}: "level" must be "debug" or "trace"`,
       };
     if (until <= now) continue;
-    const prev = byCustomer.get(e.customer);
-    byCustomer.set(e.customer, {
-      customer: e.customer,
-      until: Math.max(until, prev?.until ?? 0),
-      level: Math.min(level, prev?.level ?? level) as WatchLevel,
-    });
+    // A customer listed twice (lists merged by hand) is watched as each
+    // entry says while it lasts: trace until noon and debug until six is
+    // not trace until six. The same entry twice is one.
+    let entries = byCustomer.get(e.customer);
+    if (entries === undefined) byCustomer.set(e.customer, (entries = []));
+    if (!entries.some((x) => x.until === until && x.level === level))
+      entries.push({ customer: e.customer, until, level });
   }
   if (countLimit && byCustomer.size > MAX_WATCHED)
     return {
       ok: false,
       problem: `${byCustomer.size} customers watched; at most ${MAX_WATCHED} can be watched at once`,
     };
-  return { ok: true, entries: [...byCustomer.values()] };
+  return { ok: true, entries: [...byCustomer.values()].flat() };
 }
 
 /** Entries as a watch-list document has them: times in ISO 8601, levels by name. */
@@ -201,7 +203,11 @@ export class WatchList {
    * not ended yet: skip every check.
    */
   active = false;
-  #entries = new Map<string, WatchEntry>();
+  /**
+   * Each customer's entries, the one that logs most first (then the one
+   * that lasts longest): the first not yet ended is the one in force.
+   */
+  #entries = new Map<string, WatchEntry[]>();
   /** The latest end of a watch a request carried in, epoch ms. */
   #carriedUntil = 0;
   /** Turns the checks off at that end in a service that follows no list. */
@@ -209,10 +215,23 @@ export class WatchList {
 
   /** Replaces the list (from a fetched document). */
   replace(entries: readonly WatchEntry[], now = Date.now()): void {
-    const next = new Map<string, WatchEntry>();
-    for (const e of entries) if (e.until > now) next.set(e.customer, e);
+    const next = new Map<string, WatchEntry[]>();
+    for (const e of entries) {
+      if (e.until <= now) continue;
+      let of = next.get(e.customer);
+      if (of === undefined) next.set(e.customer, (of = []));
+      of.push(e);
+    }
+    for (const of of next.values())
+      if (of.length > 1)
+        of.sort((a, b) => a.level - b.level || b.until - a.until);
     this.#entries = next;
     this.refresh(now);
+  }
+
+  /** How many customers are watched. */
+  get customers(): number {
+    return this.#entries.size;
   }
 
   /** The watch level for `customer` now, if watched. */
@@ -222,13 +241,11 @@ export class WatchList {
 
   /** The entry watching `customer` now, if any. */
   entryFor(customer: string, now = Date.now()): WatchEntry | undefined {
-    const e = this.#entries.get(customer);
-    if (e === undefined) return undefined;
-    if (e.until <= now) {
-      this.#entries.delete(customer);
-      return undefined;
-    }
-    return e;
+    const of = this.#entries.get(customer);
+    if (of === undefined) return undefined;
+    for (const e of of) if (e.until > now) return e;
+    this.#entries.delete(customer);
+    return undefined;
   }
 
   /**
@@ -259,13 +276,16 @@ export class WatchList {
 
   /** Drops expired entries; turns the checks off when nothing is left. */
   refresh(now = Date.now()): void {
-    for (const [k, e] of this.#entries)
-      if (e.until <= now) this.#entries.delete(k);
+    for (const [k, of] of this.#entries) {
+      const left = of.filter((e) => e.until > now);
+      if (left.length === 0) this.#entries.delete(k);
+      else if (left.length < of.length) this.#entries.set(k, left);
+    }
     this.active = this.#entries.size > 0 || this.#carriedUntil > now;
   }
 
   entries(): WatchEntry[] {
-    return [...this.#entries.values()];
+    return [...this.#entries.values()].flat();
   }
 }
 

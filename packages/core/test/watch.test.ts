@@ -25,33 +25,36 @@ const NOW = Date.parse("2026-11-21T12:00:00Z");
 const doc = (watch: unknown) => JSON.stringify({ watch });
 
 describe("watch-list documents", () => {
-  it("reads entries, defaulting to debug, dropping expired ones and merging repeats", () => {
+  it("reads entries, defaulting to debug, dropping expired ones, each of a customer's for its own time", () => {
     const r = parseWatchDocument(
       doc([
         { customer: "c-42", until: "2026-11-21T12:30:00Z" },
         { customer: "c-7", until: "2026-11-21T11:00:00Z", level: "trace" },
         { customer: "c-9", until: "2026-11-21T12:10:00Z", level: "trace" },
         { customer: "c-9", until: "2026-11-21T12:20:00Z", level: "debug" },
+        { customer: "c-9", until: "2026-11-21T12:20:00Z", level: "debug" },
       ]),
       NOW,
     );
     assert.ok(r.ok);
+    const at = (time: string) => Date.parse(`2026-11-21T${time}:00Z`);
     assert.deepEqual(r.entries, [
-      {
-        customer: "c-42",
-        until: Date.parse("2026-11-21T12:30:00Z"),
-        level: WATCH_DEBUG,
-      },
-      // The longer expiry and the lower level of the two.
-      {
-        customer: "c-9",
-        until: Date.parse("2026-11-21T12:20:00Z"),
-        level: WATCH_TRACE,
-      },
+      { customer: "c-42", until: at("12:30"), level: WATCH_DEBUG },
+      // Each for its own time; the same one twice, once.
+      { customer: "c-9", until: at("12:10"), level: WATCH_TRACE },
+      { customer: "c-9", until: at("12:20"), level: WATCH_DEBUG },
     ]);
     assert.deepEqual(
       parseWatchDocument(formatWatchDocument(r.entries), NOW),
       r,
+    );
+    // Trace until 12:10, then debug until 12:20: not trace until 12:20.
+    const list = new WatchList();
+    list.replace(r.entries, NOW);
+    assert.equal(list.customers, 2);
+    assert.deepEqual(
+      ["12:05", "12:15", "12:25"].map((t) => list.levelFor("c-9", at(t))),
+      [WATCH_TRACE, WATCH_DEBUG, undefined],
     );
   });
 

@@ -17,7 +17,7 @@ import type { WatchSettings } from "./config.ts";
 import type { ExportPipeline } from "./export/pipeline.ts";
 
 function kept(): string {
-  const n = watchList.entries().length;
+  const n = watchList.customers;
   return `keeping the last good list (${n} customer${n === 1 ? "" : "s"} watched)`;
 }
 
@@ -38,7 +38,7 @@ export function followWatchList(
     refused = undefined;
     watchList.replace(doc.entries);
     diag.debug(
-      `watch list: ${doc.entries.map((e) => e.customer).join(", ") || "nobody"}`,
+      `watch list: ${[...new Set(doc.entries.map((e) => e.customer))].join(", ") || "nobody"}`,
     );
     return doc;
   };
