@@ -338,7 +338,9 @@ export function watchUntilProperty(
  * A decision read from the `threadline.watch` baggage entry, its value and
  * properties: undefined for an unknown level, no end, an end already past
  * or one further ahead than a watch may last (with a minute allowed for
- * clocks that differ).
+ * clocks that differ), and without a customer: a watch is a customer's,
+ * and one that came without its customer (a hop that dropped it) would
+ * watch every request of this service that has none.
  */
 export function parseCarriedWatch(
   value: string,
@@ -347,7 +349,8 @@ export function parseCarriedWatch(
   now = Date.now(),
 ): CarriedWatch | undefined {
   const level = parseWatchLevel(value);
-  if (level === undefined || properties === undefined) return undefined;
+  if (level === undefined || properties === undefined || customer === undefined)
+    return undefined;
   let until = Number.NaN;
   for (const p of properties.split(";")) {
     const eq = p.indexOf("=");

@@ -355,6 +355,19 @@ describe("the watch decision in baggage", () => {
     }
   });
 
+  it("ignores a watch that came without its customer", () => {
+    const ctx = p.extract(
+      ROOT_CONTEXT,
+      { baggage: `threadline.watch=trace;until=${at(60_000)}` },
+      defaultTextMapGetter,
+    );
+    assert.equal(ctx.getValue(WATCH_KEY), undefined);
+    assert.equal(watchLevelOf(ctx), undefined);
+    const onward: Record<string, string> = {};
+    p.inject(ctx, onward, defaultTextMapSetter);
+    assert.equal(onward["baggage"], undefined);
+  });
+
   it("ignores a level it does not know", () => {
     const ctx = p.extract(
       ROOT_CONTEXT,
