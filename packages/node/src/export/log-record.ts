@@ -67,7 +67,7 @@ export function encodeStagedLogs(
         // Nothing of it was kept: it goes as the line it was written as.
       }
       try {
-        encoder.append(lineRecord(reader.log));
+        encoder.append(lineRecord(reader.log, lineText(reader.log.line)));
       } catch {
         // The batch goes on without it.
         rejected++;
@@ -98,7 +98,7 @@ export function encodeStagedLogsJson(
     try {
       record = toLogRecord(reader.log, limits);
     } catch {
-      record = lineRecord(reader.log);
+      record = lineRecord(reader.log, lineText(reader.log.line));
     }
     (sdkScope !== undefined && reader.log.sdk ? sdkRecords : records).push(
       record,
@@ -113,7 +113,7 @@ const NOT_LEADING = Symbol("not leading");
 
 const CUSTOMER_ID = "customer.id";
 /** Where a record keeps a `customer.id` of the application's that is not the line's customer. */
-export const LOGGED_CUSTOMER_ID = "log.customer.id";
+const LOGGED_CUSTOMER_ID = "log.customer.id";
 
 /** Whether pino's leading value `a` is the parsed `b` (which may be exact where `a` is not). */
 function sameValue(a: unknown, b: unknown): boolean {
@@ -316,9 +316,8 @@ export function toLogRecord(
     attributes = limited;
   }
   return {
-    ...lineRecord(m),
+    ...lineRecord(m, body),
     time,
-    body,
     attributes: attributes as Attributes | undefined,
     ...(dropped > 0 ? { droppedAttributesCount: dropped } : {}),
   };
@@ -329,14 +328,14 @@ function lineText(line: string): string {
   return line.endsWith("\n") ? line.slice(0, -1) : line;
 }
 
-/** A captured line as a record of its text, as an unparsable one is. */
-function lineRecord(m: StagedLog): LogRecordData {
+/** A captured line as a record of `body` (its text, as for an unparsable one) and no attributes. */
+function lineRecord(m: StagedLog, body: LogRecordData["body"]): LogRecordData {
   return {
     time: undefined,
     observedTime: m.observed,
     severityNumber: m.severityNumber,
     severityText: m.severityText,
-    body: lineText(m.line),
+    body,
     attributes: undefined,
     traceId: m.traceId,
     spanId: m.spanId,
