@@ -595,6 +595,9 @@ function connectedPort(request: TracedClientRequest): number | undefined {
 
 /** A request's Host header, as set or written (its authority when it has none). */
 function hostHeaderValue(request: TracedClientRequest): string | undefined {
+  // One set as a string, nearly every request's: no list made.
+  const set = request.getHeader("host");
+  if (typeof set === "string") return set;
   const values = hostHeaderValues(request);
   // Several (set as an array, or appended to): the first naming another
   // host than the one connected to, which a gateway may route on.
