@@ -514,11 +514,8 @@ function isBodyCancelled(status: unknown, error: unknown): boolean {
  * it in a private field.
  */
 function bodyOf(request: UndiciRequest): Body | undefined {
-  const key = ownSymbolNamed(request, "handler");
-  if (key === undefined) return undefined;
-  const body = (
-    request as unknown as Record<symbol, { res?: unknown } | undefined>
-  )[key]?.res;
+  const body = (handlerOf(request)?.value as { res?: unknown } | undefined)
+    ?.res;
   return typeof body === "object" && body !== null ? (body as Body) : undefined;
 }
 
