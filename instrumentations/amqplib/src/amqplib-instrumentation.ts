@@ -1834,14 +1834,6 @@ function callHandler(
 }
 
 /**
- * Once per channel: when it closes, the deliveries it still held are
- * settled as closed, and the publishes the broker never confirmed end as
- * failed, closed. Ahead of amqplib's own listener, which answers the
- * waiting confirm callbacks with an error as a nack would be (0.10 only
- * up to the first one the broker answered out of order, 1.x and later
- * every one).
- */
-/**
  * Whether `listener` still listens for `event` on `channel`: an
  * application's removeAllListeners() takes ours with its own.
  */
@@ -1856,6 +1848,14 @@ function listening(
   );
 }
 
+/**
+ * Once per channel: when it closes, the deliveries it still held are
+ * settled as closed, and the publishes the broker never confirmed end as
+ * failed, closed. Ahead of amqplib's own listener, which answers the
+ * waiting confirm callbacks with an error as a nack would be (0.10 only
+ * up to the first one the broker answered out of order, 1.x and later
+ * every one).
+ */
 function hookClose(channel: ChannelLike): void {
   const hooked = channel[CLOSE_HOOKED];
   if (
