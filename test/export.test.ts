@@ -860,7 +860,7 @@ describe("export", () => {
       );
       assert.ok(!refused.stderr.join("\n").includes("s3cret"));
       // process.exit(): sent from a worker thread the exit then stops; the
-      // refusal is still said.
+      // refusal is still said, once.
       const exited = await startFixture(
         "burst.mjs",
         env("refused-exit", {
@@ -870,11 +870,16 @@ describe("export", () => {
         }),
       );
       await exited.exited;
-      assert.match(
-        exited.stderr.join("\n"),
-        /dropped 5 spans, 5 log records[^\n]* at exit: the Collector refused them/,
-      );
-      assert.ok(!exited.stderr.join("\n").includes("s3cret"));
+      const said = exited.stderr.join("\n");
+      for (const what of ["5 spans", "5 log records"])
+        assert.equal(
+          said.split(`dropped ${what}: `).length - 1,
+          1,
+          `${what} refused, said once:\n${said}`,
+        );
+      assert.match(said, /dropped 5 spans: \S+ refused them \(HTTP 401\b/);
+      assert.ok(!said.includes("at exit: the Collector refused them"), said);
+      assert.ok(!said.includes("s3cret"));
     } finally {
       receiver.setResponder(undefined);
     }
@@ -1242,6 +1247,42 @@ describe("export", () => {
       assert.ok(
         app.stderr.some((l) => /rejected 5 of 5 spans: too old/.test(l)),
         app.stderr.join("\n"),
+      );
+    } finally {
+      receiver.setResponder(undefined);
+    }
+  });
+
+  it("says once what shutdown() dropped after retrying", async () => {
+    receiver.setResponder(() => "hang");
+    try {
+      const app = await startFixture(
+        "programmatic-stats.mjs",
+        env("retried-at-shutdown", {
+          SPANS: "1",
+          // Still retried when shutdown() starts; its retries run out in it.
+          FORCE_FLUSH: "1",
+          OTEL_LOGS_EXPORTER: "none",
+          OTEL_METRICS_EXPORTER: "none",
+          OTEL_EXPORTER_OTLP_TIMEOUT: "300",
+          THREADLINE_EXPORT_MAX_RETRY_TIME: "900",
+          THREADLINE_SHUTDOWN_TIMEOUT: "5000",
+        }),
+      );
+      await app.exited;
+      const stats = JSON.parse(app.stdout.at(-1)!) as {
+        traces: { dropped: { retriesExhausted: number } };
+      };
+      assert.equal(stats.traces.dropped.retriesExhausted, 1);
+      const said = app.stderr.join("\n");
+      assert.equal(
+        said.split("dropped 1 spans").length - 1,
+        1,
+        `one loss, said once:\n${said}`,
+      );
+      assert.match(
+        said,
+        /dropped 1 spans (after retrying for 1 s|at exit: the last attempt failed)/,
       );
     } finally {
       receiver.setResponder(undefined);

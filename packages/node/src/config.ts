@@ -460,8 +460,8 @@ class Reader {
   /**
    * A map option (headers, attributes, third parties): an object, or the
    * `key=value,...` text its variable takes, read as the variable is (and,
-   * with `whole`, dropped whole for an entry that cannot be decoded, as
-   * the variable is). An entry of another type than `entry` takes is left
+   * with `resource`, as OTEL_RESOURCE_ATTRIBUTES is: keys percent-decoded
+   * too, and dropped whole for an entry that cannot be decoded). An entry of another type than `entry` takes is left
    * out, with a warning naming its key, never its value: headers carry
    * credentials.
    */
@@ -471,13 +471,13 @@ class Reader {
     name: string | undefined,
     entry: (v: unknown) => V | undefined,
     expected: string,
-    whole = false,
+    resource = false,
   ): Record<string, V | string> | undefined {
     if (typeof value === "string") {
       const problems: string[] = [];
-      const map = parseKeyValueList(value, option, problems);
+      const map = parseKeyValueList(value, option, problems, resource);
       this.warnings.push(...problems);
-      if (!whole || problems.length === 0) return map;
+      if (!resource || problems.length === 0) return map;
       this.warnings.push(`${option} was ignored whole`);
       return undefined;
     }
@@ -502,6 +502,23 @@ class Reader {
   }
 
   /** What a warning of an option says is used in its place. */
+  /**
+   * Undefined, with a warning that the init() option `option` (its value
+   * as `problem` says) is not used: its variable `name` is read in its
+   * place, else `fallback` applies, as for a value {@link option} refuses.
+   */
+  refuse(
+    option: string,
+    problem: string,
+    name?: string,
+    fallback?: string,
+  ): undefined {
+    this.warnings.push(
+      `${option} ${problem}; ${this.#instead(name, fallback)}`,
+    );
+    return undefined;
+  }
+
   #instead(name: string | undefined, fallback: string | undefined): string {
     if (name !== undefined && this.str(name) !== undefined)
       return `using ${name}`;
@@ -662,11 +679,16 @@ function asListOrText(v: unknown): string | string[] | undefined {
   return typeof v === "string" ? v : asList(v);
 }
 
-/** Parses `k=v,k2=v2` with percent-decoded values (OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS). */
+/**
+ * Parses `k=v,k2=v2` with percent-decoded values (OTEL_EXPORTER_OTLP_HEADERS),
+ * and with `decodeKeys` percent-decoded keys too (OTEL_RESOURCE_ATTRIBUTES,
+ * where a key may hold an encoded `,` or `=`; a header's name has no `%`).
+ */
 export function parseKeyValueList(
   raw: string,
   name: string,
   warnings: string[],
+  decodeKeys = false,
 ): Record<string, string> {
   const out: Record<string, string> = {};
   for (const item of raw.split(",")) {
@@ -681,7 +703,8 @@ export function parseKeyValueList(
       continue;
     }
     try {
-      out[key] = decodeURIComponent(item.slice(eq + 1).trim());
+      const value = decodeURIComponent(item.slice(eq + 1).trim());
+      out[decodeKeys ? decodeURIComponent(key) : key] = value;
     } catch {
       warnings.push(
         `${name} entry "${key}" is not valid percent-encoding; it was ignored`,
@@ -1019,9 +1042,13 @@ function tlsFilesOf(r: Reader, S: string): TlsFiles {
       );
   } else if ((cert === undefined) !== (key === undefined)) {
     // One of them named alone; a file named but unusable was warned about.
-    if ((cert ?? key)!.text !== undefined)
+    // Said in the same words for each signal a general variable reaches,
+    // so that resolveConfig keeps one.
+    const given = (cert ?? key)!;
+    const missing = cert === undefined ? "CLIENT_CERTIFICATE" : "CLIENT_KEY";
+    if (given.text !== undefined)
       r.warnings.push(
-        `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY go together (${S.toLowerCase()}: only the ${cert === undefined ? "key" : "certificate"} was read); ${noClient}`,
+        `${given.name} is set without OTEL_EXPORTER_OTLP_${missing}, which goes with it; ${noClient}`,
       );
   }
   return tls;
@@ -1251,6 +1278,62 @@ const LIST = "a list of strings or a comma-separated string";
  * integer out of bounds (those are checked where read, by intOption). A
  * list also takes the comma-separated text of its variable.
  */
+/**
+ * The `endpoint` option, when it is an http(s) URL. Another one counts as
+ * not given, as a value of another type does: the endpoint variables apply.
+ */
+function endpointOption(r: Reader, value: unknown): string | undefined {
+  const endpoint = r.option(
+    "endpoint",
+    value,
+    asUrl,
+    "a string or a URL",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    DEFAULT_ENDPOINT,
+  );
+  if (endpoint === undefined || isHttpUrl(endpoint)) return endpoint;
+  const bySignal = (["TRACES", "LOGS", "METRICS"] as const).some(
+    (signal) => r.str(`OTEL_EXPORTER_OTLP_${signal}_ENDPOINT`) !== undefined,
+  );
+  return r.refuse(
+    "endpoint",
+    `${JSON.stringify(printableUrl(endpoint))} is not an http(s) URL`,
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    bySignal
+      ? "the OTEL_EXPORTER_OTLP_<signal>_ENDPOINT variables"
+      : DEFAULT_ENDPOINT,
+  );
+}
+
+/** The `customerHeader` option, when it is a header's name; else as not given. */
+function headerNameOption(
+  r: Reader,
+  name: string | undefined,
+): string | undefined {
+  if (name === undefined || HEADER_NAME.test(name)) return name;
+  return r.refuse(
+    "customerHeader",
+    `${JSON.stringify(name)} is not a valid header name`,
+    "THREADLINE_CUSTOMER_HEADER",
+    "x-customer-id",
+  );
+}
+
+/** The `watchUrl` option, when it names a list that can be read (or none); else as not given. */
+function watchUrlOption(
+  r: Reader,
+  raw: string | false | undefined,
+): string | false | undefined {
+  if (raw === undefined || raw === false || raw === "" || isNone(raw))
+    return raw;
+  if (watchTarget(raw) !== undefined) return raw;
+  return r.refuse(
+    "watchUrl",
+    "is not an http(s) URL or a file",
+    "THREADLINE_WATCH_URL",
+  );
+}
+
 function checkedOptions(r: Reader, given: unknown): InitOptions {
   if (!isObject(given)) {
     r.warnings.push(
@@ -1342,14 +1425,7 @@ function checkedOptions(r: Reader, given: unknown): InitOptions {
       "a string, a number or a boolean",
       true,
     ),
-    endpoint: r.option(
-      "endpoint",
-      o.endpoint,
-      asUrl,
-      "a string or a URL",
-      "OTEL_EXPORTER_OTLP_ENDPOINT",
-      DEFAULT_ENDPOINT,
-    ),
+    endpoint: endpointOption(r, o.endpoint),
     headers: r.mapOption(
       "headers",
       o.headers,
@@ -1407,13 +1483,16 @@ function checkedOptions(r: Reader, given: unknown): InitOptions {
             asText,
             "a string, a number or a boolean",
           ),
-    customerHeader: r.option(
-      "customerHeader",
-      o.customerHeader,
-      asString,
-      "a string",
-      "THREADLINE_CUSTOMER_HEADER",
-      "x-customer-id",
+    customerHeader: headerNameOption(
+      r,
+      r.option(
+        "customerHeader",
+        o.customerHeader,
+        asString,
+        "a string",
+        "THREADLINE_CUSTOMER_HEADER",
+        "x-customer-id",
+      ),
     ),
     customerFromRequest: r.option(
       "customerFromRequest",
@@ -1523,12 +1602,15 @@ function checkedOptions(r: Reader, given: unknown): InitOptions {
       "amqpExternalExchanges",
       "THREADLINE_AMQP_EXTERNAL_EXCHANGES",
     ),
-    watchUrl: r.option(
-      "watchUrl",
-      o.watchUrl,
-      (v) => (v === false ? v : asUrl(v)),
-      "a URL, a file path or false",
-      "THREADLINE_WATCH_URL",
+    watchUrl: watchUrlOption(
+      r,
+      r.option(
+        "watchUrl",
+        o.watchUrl,
+        (v) => (v === false ? v : asUrl(v)),
+        "a URL, a file path or false",
+        "THREADLINE_WATCH_URL",
+      ),
     ),
     watchIntervalMs: o.watchIntervalMs as number | undefined,
     watchHeaders: r.mapOption(
@@ -1608,6 +1690,7 @@ export function resolveConfig(
     r.str("OTEL_RESOURCE_ATTRIBUTES") ?? "",
     "OTEL_RESOURCE_ATTRIBUTES",
     attrWarnings,
+    true,
   );
   if (attrWarnings.length > 0) {
     r.warnings.push(
@@ -1655,7 +1738,7 @@ export function resolveConfig(
     r.str("THREADLINE_CUSTOMER_HEADER") ??
     "x-customer-id"
   ).toLowerCase();
-  if (!/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(customerHeader)) {
+  if (!HEADER_NAME.test(customerHeader)) {
     r.warnings.push(
       `customer header ${JSON.stringify(customerHeader)} is not a valid header name; using x-customer-id`,
     );
@@ -1818,6 +1901,23 @@ function isLoopbackHost(host: string): boolean {
   );
 }
 
+const isNone = (raw: string) => raw.toLowerCase() === "none";
+
+/** Where a watch list given as `raw` is read: an http(s) URL or a file. */
+function watchTarget(raw: string): URL | undefined {
+  let url: URL;
+  try {
+    // `file:/srv/watch.json` is a URL too, though it has no `//`; a
+    // Windows path (`C:\watch.json`) has neither.
+    url = /^(?:[a-z][a-z0-9+.-]*:\/\/|file:)/i.test(raw)
+      ? new URL(raw)
+      : pathToFileURL(raw);
+  } catch {
+    return undefined;
+  }
+  return ["http:", "https:", "file:"].includes(url.protocol) ? url : undefined;
+}
+
 function watchSettings(
   r: Reader,
   options: InitOptions,
@@ -1837,19 +1937,10 @@ function watchSettings(
       r.headers("init()'s watchHeaders", options.watchHeaders)),
   };
   const raw = options.watchUrl ?? r.str("THREADLINE_WATCH_URL");
-  if (raw === false || raw?.toLowerCase() === "none") return undefined;
+  if (raw === false || (raw !== undefined && isNone(raw))) return undefined;
   if (raw !== undefined && raw !== "") {
-    let url: URL;
-    try {
-      // `file:/srv/watch.json` is a URL too, though it has no `//`; a
-      // Windows path (`C:\watch.json`) has neither.
-      url = /^(?:[a-z][a-z0-9+.-]*:\/\/|file:)/i.test(raw)
-        ? new URL(raw)
-        : pathToFileURL(raw);
-    } catch {
-      url = new URL("invalid:");
-    }
-    if (!["http:", "https:", "file:"].includes(url.protocol)) {
+    const url = watchTarget(raw);
+    if (url === undefined) {
       r.warnings.push(
         "THREADLINE_WATCH_URL is not an http(s) URL or a file; no watch list is read",
       );

@@ -480,6 +480,63 @@ describe("resolveConfig", () => {
     }
   });
 
+  it("reads the environment in place of an option that is not usable, as for a mistyped one", () => {
+    const env = {
+      OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318",
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://traces:4318/x",
+      THREADLINE_CUSTOMER_HEADER: "x-tenant-customer",
+      THREADLINE_WATCH_URL: "http://watch.internal/list",
+    };
+    const { config, warnings } = resolveConfig(
+      {
+        endpoint: "user:SECRET1@collector:4318",
+        customerHeader: "x customer",
+        watchUrl: "ftp://watch.internal/list",
+      },
+      env,
+    );
+    assert.equal(config.traces.url, "http://traces:4318/x");
+    assert.equal(config.logs.url, "http://collector:4318/v1/logs");
+    assert.equal(config.customerHeader, "x-tenant-customer");
+    assert.equal(config.watch?.url, "http://watch.internal/list");
+    assert.deepEqual(warnings, [
+      'endpoint "collector:4318" is not an http(s) URL; using OTEL_EXPORTER_OTLP_ENDPOINT',
+      'customerHeader "x customer" is not a valid header name; using THREADLINE_CUSTOMER_HEADER',
+      "watchUrl is not an http(s) URL or a file; using THREADLINE_WATCH_URL",
+    ]);
+    // With no variable: the defaults, and where each signal's own applies, that.
+    const alone = resolveConfig(
+      { endpoint: "collector:4318", customerHeader: "x customer" },
+      { OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: "http://logs:4318/l" },
+    );
+    assert.equal(alone.config.traces.url, "http://localhost:4318/v1/traces");
+    assert.equal(alone.config.logs.url, "http://logs:4318/l");
+    assert.equal(alone.config.customerHeader, "x-customer-id");
+    assert.deepEqual(alone.warnings, [
+      'endpoint "collector:4318" is not an http(s) URL; using the OTEL_EXPORTER_OTLP_<signal>_ENDPOINT variables',
+      'customerHeader "x customer" is not a valid header name; using x-customer-id',
+    ]);
+  });
+
+  it("percent-decodes OTEL_RESOURCE_ATTRIBUTES' keys as well as its values", () => {
+    const { config, warnings } = resolveConfig(
+      {},
+      { OTEL_RESOURCE_ATTRIBUTES: "a%2Eb=c,k%3Dv%2C=x%2Cy" },
+    );
+    assert.deepEqual(warnings, []);
+    assert.equal(config.resourceAttributes["a.b"], "c");
+    assert.equal(config.resourceAttributes["k=v,"], "x,y");
+    const bad = resolveConfig(
+      {},
+      { OTEL_RESOURCE_ATTRIBUTES: "team=a,bad%zzkey=1" },
+    );
+    assert.equal(bad.config.resourceAttributes["team"], undefined);
+    assert.deepEqual(bad.warnings, [
+      'OTEL_RESOURCE_ATTRIBUTES entry "bad%zzkey" is not valid percent-encoding; it was ignored',
+      "OTEL_RESOURCE_ATTRIBUTES was ignored whole",
+    ]);
+  });
+
   it("warns and falls back on unusable values, never throws", () => {
     const { config, warnings } = resolveConfig(
       {},
@@ -675,6 +732,31 @@ describe("resolveConfig", () => {
           "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY cannot be used together (error:05800074:x509 certificate routines::key values mismatch); no client certificate is sent",
         ],
       );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("says once that a general client certificate came without its key", () => {
+    const dir = mkdtempSync(join(tmpdir(), "threadline-config-tls-"));
+    try {
+      writeFileSync(join(dir, "client.pem"), pems.client.cert);
+      writeFileSync(join(dir, "client.key"), pems.client.key);
+      const { config, warnings } = resolveConfig(
+        {},
+        {
+          OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: join(dir, "client.pem"),
+          OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY: join(dir, "client.key"),
+        },
+      );
+      assert.deepEqual(config.traces.tls, {
+        cert: pems.client.cert,
+        key: pems.client.key,
+      });
+      assert.deepEqual(config.logs.tls, {});
+      assert.deepEqual(warnings, [
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE is set without OTEL_EXPORTER_OTLP_CLIENT_KEY, which goes with it; no client certificate is sent",
+      ]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -456,7 +456,11 @@ class Channel {
     this.#compressing.clear();
     this.#pendingBytes = 0;
     this.#full = false;
-    if (lost > 0) this.#owner.add(this.#signal, reason, lost);
+    if (lost > 0) {
+      this.#owner.add(this.#signal, reason, lost);
+      if (reason === "retriesExhausted")
+        this.#owner.add(this.#signal, "lastAttemptFailed", lost);
+    }
     this.#syncGauges();
     return lost;
   }

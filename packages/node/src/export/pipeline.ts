@@ -172,8 +172,12 @@ function warnDropped(counts: readonly number[], why: string): void {
   if (lost.length > 0) diag.warn(`dropped ${lost.join(", ")} at exit: ${why}`);
 }
 
-/** Why a final flush dropped what it dropped, by the counter that counts it. */
-type FinalDrop = "shutdownDeadline" | "retriesExhausted" | "rejected";
+/**
+ * Why a final flush dropped what no warning of the exporter's told, by the
+ * counter that counts it. A refusal, or the retries that ran out, the
+ * exporter says itself (read from the worker at exit: `#readSaid`).
+ */
+type FinalDrop = "shutdownDeadline" | "lastAttemptFailed";
 type FinalDrops = Record<FinalDrop, number[]>;
 
 export class ExportPipeline implements SpanSink, LogRecordSink {
@@ -696,8 +700,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       );
     return {
       shutdownDeadline: read("shutdownDeadline"),
-      retriesExhausted: read("retriesExhausted"),
-      rejected: read("rejected"),
+      lastAttemptFailed: read("lastAttemptFailed"),
     };
   }
 
@@ -706,22 +709,18 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
    * another runs (a signal during beforeExit's, the exit during a
    * signal's), from where that one's was last said. Each counting from
    * its own start, they said the same loss twice, as if twice as much
-   * were lost. Returns the drops so far.
+   * were lost.
    */
-  #startFinal(): FinalDrops {
-    const now = this.#finalDrops();
-    if (this.#finals++ === 0) this.#said = now;
-    return now;
+  #startFinal(): void {
+    if (this.#finals++ === 0) this.#said = this.#finalDrops();
   }
 
   /**
    * Says what the final flushes dropped and why since it was last said,
    * here and at once: at exit there is no later turn of the event loop
-   * for the exporter's own warnings. The refusals since `refusedBefore`
-   * too when those warnings cannot be printed: after a synchronous flush,
-   * whose worker thread the exit stops.
+   * for the exporter's own warnings.
    */
-  #endFinal(timeoutMs: number, refusedBefore?: readonly number[]): void {
+  #endFinal(timeoutMs: number): void {
     this.#finals--;
     const now = this.#finalDrops();
     const before = this.#said ?? now;
@@ -729,14 +728,9 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     const since = (r: FinalDrop) => now[r].map((n, i) => n - before[r][i]!);
     warnLost(since("shutdownDeadline"), timeoutMs);
     warnDropped(
-      since("retriesExhausted"),
+      since("lastAttemptFailed"),
       "the last attempt failed (the Collector could not be reached, or asked to retry later)",
     );
-    if (refusedBefore !== undefined)
-      warnDropped(
-        now.rejected.map((n, i) => n - refusedBefore[i]!),
-        "the Collector refused them",
-      );
   }
 
   /**
@@ -840,7 +834,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
       final: true,
     } satisfies ToWorker);
     // The worker runs on its own thread and reports through shared memory.
-    const before = this.#startFinal();
+    this.#startFinal();
     let seen = Atomics.load(this.#control, CONTROL_FLUSHED);
     while (seen < id) {
       const left = deadline + 250 - Date.now();
@@ -852,7 +846,7 @@ export class ExportPipeline implements SpanSink, LogRecordSink {
     // meanwhile (why the Collector refused, or could not be reached) is
     // read here, or it would go unsaid.
     if (this.#diagPort !== undefined) this.#readSaid(this.#diagPort);
-    this.#endFinal(timeoutOfExit, before.rejected);
+    this.#endFinal(timeoutOfExit);
     if (seen < id) {
       // The worker did not finish in time: what it still holds goes with
       // the process.

@@ -26,6 +26,11 @@ const SLOTS = [
   "retriesExhausted",
   "rejected",
   "shutdownDeadline",
+  /**
+   * Of `retriesExhausted`, what a final flush's last attempt dropped
+   * (abandon()), which no warning of the exporter's has told.
+   */
+  "lastAttemptFailed",
   "pendingBytes",
   "pendingItems",
   /** Spans and log records the export worker has taken in (see export-worker.ts). */
