@@ -296,11 +296,14 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
   const flush = () => {
     flushTimer = undefined;
     let changed: ChangedTraces;
+    const pending = store.pending;
     try {
       changed = store.flush();
     } catch (err) {
+      // Kept for another try only when another process held the file.
+      const lost = store.pending === 0 ? pending : 0;
       process.stderr.write(
-        `threadline dev: could not write to the store: ${(err as Error).message}\n`,
+        `threadline dev: could not write to the store: ${(err as Error).message}${lost > 0 ? `; ${lost} spans, log lines and metric points received were lost` : ""}\n`,
       );
       // What the store kept for another try (the file was busy) is tried
       // again even if nothing more arrives.

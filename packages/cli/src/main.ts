@@ -183,7 +183,15 @@ async function dev(argv: string[]): Promise<number> {
     `threadline dev\n  OTLP/HTTP receiver  ${server.otlpUrl}   ${otlpNote}\n  viewer and API      ${viewerLink}\n  store               ${dbPath === ":memory:" ? "in memory" : dbPath}\n`,
   );
   const stop = () => {
-    void server.close().then(() => process.exit(0));
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(
+          `threadline dev: could not close the store: ${(err as Error).message}\n`,
+        );
+        process.exit(1);
+      },
+    );
   };
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);

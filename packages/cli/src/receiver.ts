@@ -41,7 +41,7 @@ export interface ReceiverStats {
   spans: number;
   logs: number;
   metricRequests: number;
-  /** Requests answered 400. */
+  /** Requests refused as bad input: answered 400, 413 or 415. */
   rejected: number;
   /** Invalid spans left out of requests otherwise stored. */
   rejectedSpans: number;
@@ -52,9 +52,12 @@ export interface ReceiverStats {
 
 class RequestError extends Error {
   readonly status: number;
-  constructor(status: number, message: string) {
+  /** The rest of the body is not read: the connection closes once answered. */
+  readonly close: boolean;
+  constructor(status: number, message: string, close = false) {
     super(message);
     this.status = status;
+    this.close = close;
   }
 }
 
@@ -64,8 +67,9 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     if (Number.isFinite(declared) && declared > limit) {
       reject(
         new RequestError(
-          400,
+          413,
           `payload of ${declared} bytes exceeds the limit of ${limit} bytes`,
+          true,
         ),
       );
       req.resume();
@@ -80,7 +84,11 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       if (size > limit) {
         failed = true;
         reject(
-          new RequestError(400, `payload exceeds the limit of ${limit} bytes`),
+          new RequestError(
+            413,
+            `payload exceeds the limit of ${limit} bytes`,
+            true,
+          ),
         );
         return;
       }
@@ -104,7 +112,7 @@ function inflate(body: Buffer, limit: number): Promise<Buffer> {
         if (err)
           reject(
             new RequestError(
-              400,
+              err.code === "ERR_BUFFER_TOO_LARGE" ? 413 : 400,
               err.code === "ERR_BUFFER_TOO_LARGE"
                 ? `decompressed payload exceeds the limit of ${limit} bytes`
                 : `invalid gzip body: ${err.message}`,
@@ -149,7 +157,13 @@ function answer(
 ): void {
   if (res.headersSent) return;
   const grpcCode =
-    status === 400 ? 3 : status === 429 ? 8 : status === 401 ? 16 : 2;
+    status === 400 || status === 415
+      ? 3
+      : status === 413 || status === 429
+        ? 8
+        : status === 401
+          ? 16
+          : 2;
   if (json) {
     res.writeHead(status, { "content-type": "application/json", ...headers });
     res.end(
@@ -205,12 +219,16 @@ export class OtlpReceiver {
           : err instanceof OtlpDecodeError || err instanceof SyntaxError
             ? 400
             : 500;
-      if (status === 400) this.stats.rejected++;
+      if (status >= 400 && status < 500 && status !== 405)
+        this.stats.rejected++;
       const reason =
         err instanceof SyntaxError
           ? `invalid JSON: ${err.message}`
           : (err as Error).message;
-      answer(res, json, status, reason);
+      // Node closes a connection so answered once the answer is sent: a
+      // client still streaming an oversized body is not read to its end.
+      const close = err instanceof RequestError && err.close;
+      answer(res, json, status, reason, close ? { connection: "close" } : {});
     });
     return true;
   }
@@ -226,7 +244,7 @@ export class OtlpReceiver {
     if (type !== "application/x-protobuf" && type !== "application/json") {
       req.resume();
       throw new RequestError(
-        400,
+        415,
         `unsupported content-type ${JSON.stringify(type)}; send application/x-protobuf or application/json`,
       );
     }

@@ -79,6 +79,10 @@ const PANEL_METRICS: ReadonlySet<string> = new Set([
 /** Series of one delta metric per service whose totals are kept (the rest are not drawn). */
 const MAX_DELTA_SERIES = 2000;
 
+/** The bounds of a metric point's or a log line's time taken as given (as the decoder's strictTimes bound spans'). */
+const EARLIEST_MS = Date.UTC(2000, 0, 1);
+const DAY_MS = 24 * 3600 * 1000;
+
 interface PendingMetricPoint {
   service: string;
   instance: string;
@@ -509,6 +513,7 @@ export class Store implements TraceBackend {
    */
   ingestMetrics(batch: DecodedResourceMetrics[]): number {
     let n = 0;
+    const nowMs = Date.now();
     for (const rm of batch) {
       const service = serviceOf(rm.resource);
       const instance = instanceOf(rm.resource);
@@ -517,8 +522,13 @@ export class Store implements TraceBackend {
       let exportMs = 0;
       for (const group of rm.scopes)
         for (const m of group.metrics) {
-          for (const p of m.points)
+          for (const p of m.points) {
+            // A time that cannot be right (unset, in seconds, past 2^53 µs)
+            // is the time it came: a panel draws it now, and reads it back.
+            if (!(p.timeMs >= EARLIEST_MS && p.timeMs <= nowMs + DAY_MS))
+              p.timeMs = nowMs;
             exportMs = Math.max(exportMs, Math.round(p.timeMs));
+          }
           if (!PANEL_METRICS.has(m.name)) continue;
           if (m.delta) {
             n += this.#addDelta(service, instance, m);
@@ -790,7 +800,15 @@ export class Store implements TraceBackend {
       "INSERT OR IGNORE INTO logs (time_us, trace_id, span_id, service, severity_number, severity_text, body, attributes, customer, digest, instance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
     for (const { log, service, instance, receivedUs } of logs) {
-      const timeUs = log.timeUs || log.observedUs || receivedUs;
+      // Either time is optional, and one that cannot be right (before
+      // 2000, a day ahead, past 2^53: SQLite would keep it, and each read
+      // of it throw) counts as unset: the line is filed by the other, or
+      // by its arrival.
+      const latestUs = receivedUs + DAY_MS * 1000;
+      const timeUs =
+        [log.timeUs, log.observedUs].find(
+          (us) => us >= EARLIEST_MS * 1000 && us <= latestUs,
+        ) ?? receivedUs;
       const customer =
         typeof log.attributes["customer.id"] === "string"
           ? log.attributes["customer.id"]
@@ -850,8 +868,11 @@ export class Store implements TraceBackend {
     // summarised from its lines (one write per trace and batch), so that a
     // request still running is found by its customer, service and time.
     const read = this.#s("SELECT * FROM traces WHERE trace_id = ?");
+    // Looked up, not searched: a batch may carry lines of 20,000 traces.
+    const byId = new Map<string, ChangedTraces[number]>();
+    for (const t of changed) if (!byId.has(t.traceId)) byId.set(t.traceId, t);
     for (const [traceId, n] of added) {
-      const known = changed.find((t) => t.traceId === traceId);
+      const known = byId.get(traceId);
       if (known !== undefined) {
         known.logsAdded = n;
         continue;

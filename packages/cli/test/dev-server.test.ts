@@ -206,34 +206,38 @@ describe("the OTLP receiver", () => {
     assert.equal(dev.store.counts().logs, 1);
   });
 
-  it("answers malformed and oversized payloads with 400 and a reason, and keeps working", async () => {
+  it("answers malformed payloads with 400, oversized ones with 413, other types with 415, each with a reason, and keeps working", async () => {
     const good = traces.encode([span("c-2")]);
-    const cases: Array<[Uint8Array | string, Record<string, string>, RegExp]> =
+    const cases: Array<
+      [Uint8Array | string, Record<string, string>, number, RegExp]
+    > = [
+      [good.subarray(0, good.length - 5), proto, 400, /runs past|truncated/],
+      [Uint8Array.from([0x0a, 0x05, 0x01]), proto, 400, /runs past/],
+      ["{not json", json, 400, /invalid JSON/],
       [
-        [good.subarray(0, good.length - 5), proto, /runs past|truncated/],
-        [Uint8Array.from([0x0a, 0x05, 0x01]), proto, /runs past/],
-        ["{not json", json, /invalid JSON/],
-        [
-          JSON.stringify({ resourceSpans: [{ scopeSpans: "nope" }] }),
-          json,
-          /scopeSpans must be an array/,
-        ],
-        [good, { "content-type": "text/plain" }, /unsupported content-type/],
-        [new Uint8Array(300 * 1024), proto, /exceeds the limit/],
-        [
-          gzipSync(Buffer.alloc(50 * 1024 * 1024)),
-          { ...proto, "content-encoding": "gzip" },
-          /decompressed payload exceeds/,
-        ],
-        [
-          Buffer.from("not gzip"),
-          { ...proto, "content-encoding": "gzip" },
-          /invalid gzip/,
-        ],
-      ];
-    for (const [body, headers, reason] of cases) {
+        JSON.stringify({ resourceSpans: [{ scopeSpans: "nope" }] }),
+        json,
+        400,
+        /scopeSpans must be an array/,
+      ],
+      [good, { "content-type": "text/plain" }, 415, /unsupported content-type/],
+      [new Uint8Array(300 * 1024), proto, 413, /exceeds the limit/],
+      [
+        gzipSync(Buffer.alloc(50 * 1024 * 1024)),
+        { ...proto, "content-encoding": "gzip" },
+        413,
+        /decompressed payload exceeds/,
+      ],
+      [
+        Buffer.from("not gzip"),
+        { ...proto, "content-encoding": "gzip" },
+        400,
+        /invalid gzip/,
+      ],
+    ];
+    for (const [body, headers, status, reason] of cases) {
       const res = await post(`${dev.otlpUrl}/v1/traces`, body, headers);
-      assert.equal(res.status, 400, reason.source);
+      assert.equal(res.status, status, reason.source);
       assert.match(res.text, reason);
     }
     assert.equal(
@@ -250,6 +254,98 @@ describe("the OTLP receiver", () => {
       { what: "the good trace" },
     );
     assert.ok(dev.receiver.stats.rejected >= cases.length);
+  });
+
+  it("closes the connection of a body streamed past the limit once it has answered 413", async () => {
+    const url = new URL(dev.otlpUrl);
+    const socket = net.connect(Number(url.port), url.hostname);
+    let answer = "";
+    socket.setEncoding("latin1");
+    socket.on("data", (d: string) => (answer += d));
+    const closed = new Promise<void>((resolve) =>
+      socket.once("close", resolve),
+    );
+    socket.on("error", () => {});
+    socket.write(
+      "POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    // Far more than the limit, a chunk at a time, until the receiver closes.
+    const chunk = Buffer.alloc(64 * 1024);
+    let sent = 0;
+    let open = true;
+    void closed.then(() => (open = false));
+    while (open && sent < 64 * 1024 * 1024) {
+      const more = socket.write(
+        Buffer.concat([
+          Buffer.from(`${chunk.length.toString(16)}\r\n`),
+          chunk,
+          Buffer.from("\r\n"),
+        ]),
+      );
+      sent += chunk.length;
+      if (!more)
+        await Promise.race([
+          new Promise((resolve) => socket.once("drain", resolve)),
+          closed,
+        ]);
+    }
+    await closed;
+    assert.match(answer, /^HTTP\/1\.1 413 /);
+    assert.match(answer, /exceeds the limit/);
+    assert.ok(sent < 64 * 1024 * 1024, `closed after ${sent} bytes`);
+  });
+
+  it("files a log line of a time that cannot be right by when it came", async () => {
+    const traceId = randomBytes(16).toString("hex");
+    const body = (line: Record<string, unknown>) =>
+      JSON.stringify({
+        resourceLogs: [
+          {
+            resource: {
+              attributes: [
+                { key: "service.name", value: { stringValue: "cron" } },
+              ],
+            },
+            scopeLogs: [{ logRecords: [line] }],
+          },
+        ],
+      });
+    const before = dev.store.counts().logs;
+    const sentAt = Date.now();
+    for (const line of [
+      // Past 2^53 microseconds: SQLite would keep it, and every read fail.
+      {
+        timeUnixNano: "18446744073709551615",
+        traceId,
+        flags: 1,
+        body: { stringValue: "from the far future" },
+      },
+      // A clock ahead by years, the same line twice: two lines, not a resend.
+      { timeUnixNano: "4102444800000000000", body: { stringValue: "tick" } },
+      { timeUnixNano: "4102444801000000000", body: { stringValue: "tick" } },
+    ])
+      assert.equal(
+        (await post(`${dev.otlpUrl}/v1/logs`, body(line), json)).status,
+        200,
+      );
+    await waitFor(() => dev.store.counts().logs === before + 3, {
+      what: "the three lines",
+    });
+    const res = await fetch(`${dev.viewerUrl}/api/traces/${traceId}`);
+    assert.equal(res.status, 200);
+    const detail = (await res.json()) as TraceDetail;
+    assert.equal(detail.logs.length, 1);
+    const search = await fetch(`${dev.viewerUrl}/api/search?service=cron`);
+    assert.equal(search.status, 200);
+    const found = (await search.json()) as {
+      traces: Array<{ traceId: string; startUs: number }>;
+    };
+    const trace = found.traces.find((t) => t.traceId === traceId);
+    assert.ok(trace !== undefined, JSON.stringify(found));
+    assert.ok(
+      trace.startUs >= sentAt * 1000 && trace.startUs <= Date.now() * 1000,
+      `filed at ${trace.startUs}, sent at ${sentAt * 1000}`,
+    );
   });
 
   it("stores the valid spans and log records of a batch with an invalid one, and says how many it left out", async () => {

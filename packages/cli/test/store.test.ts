@@ -662,7 +662,9 @@ describe("counts", () => {
     store.ingestSpans(batch("audit", [late]));
     const lines = logBatch("", ["poll", "poll again"], now - 1_000_000);
     store.ingestLogs(lines);
-    store.ingestLogs(logBatch(hex(0xabcfff, 32), ["early line"]));
+    store.ingestLogs(
+      logBatch(hex(0xabcfff, 32), ["early line"], now - 7_200_000_000),
+    );
     store.flush();
     store.ingestSpans(batch("audit", [late]));
     store.ingestLogs(lines);
@@ -822,6 +824,37 @@ describe("writing", () => {
       "3",
     );
     file.close();
+  });
+
+  it("draws a metric point of a time that cannot be right at the time it came", () => {
+    const store = new Store({ path: ":memory:" });
+    const point = (timeMs: number, mb: number) => ({
+      resource: { "service.name": "gateway", "service.instance.id": "A" },
+      scopes: [
+        {
+          scope: { name: "@threadline/node/runtime", version: "" },
+          metrics: [
+            {
+              name: "process.memory.usage",
+              unit: "By",
+              kind: "sum" as const,
+              monotonic: false,
+              delta: false,
+              points: [{ attributes: {}, timeMs, value: mb * 2 ** 20 }],
+            },
+          ],
+        },
+      ],
+    });
+    const before = Date.now();
+    // Past 2^53 microseconds: the column would hold it, and reading it throw.
+    store.ingestMetrics([point(2 ** 64 / 1e6, 10), point(1_700_000, 20)]);
+    store.flush();
+    const drawn = store.servicePanels("gateway", before - 1).rssMb;
+    assert.equal(drawn.length, 1, JSON.stringify(drawn));
+    const [at, mb] = drawn[0]!;
+    assert.ok(at >= before && at <= Date.now(), `drawn at ${at}`);
+    assert.ok(mb === 10 || mb === 20 || mb === 30, `${mb}`);
   });
 
   it("keeps what it could not write while another process held the file, and writes it next time", async () => {
