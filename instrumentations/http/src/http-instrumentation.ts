@@ -67,6 +67,7 @@ import {
   httpServerOutcomes,
   hostAndPort,
   judgeNamedHost,
+  judgeRelay,
   judgeUntracedRequest,
   ownSymbolNamed,
   parseHostAndPort,
@@ -135,6 +136,7 @@ const CLIENT_EGRESS = Symbol("threadline.http.client-egress");
 const THIRD_PARTY = Symbol("threadline.http.third-party");
 /** Header names (lower case) a client request no longer lets the application set. */
 const GUARDED = Symbol("threadline.http.guarded");
+const RELAYED_BY = Symbol("threadline.http.relayed-by");
 const WRAPPED = Symbol("threadline.http.wrapped");
 
 /** `emit`, marked as one of ours (WRAPPED), so that a prototype is wrapped once. */
@@ -266,6 +268,8 @@ type StatefulResponse = ServerResponse & { [STATE]?: ServerState };
 /** The socket of an upgrade request, until its handshake is answered. */
 type UpgradedSocket = Duplex & { [STATE]?: ServerState };
 type TracedClientRequest = ClientRequest & {
+  /** The proxy a socket handed to the request before it was judged relays through. */
+  [RELAYED_BY]?: NonNullable<ClientRequestInfo["via"]>;
   [CLIENT_SPAN]?: Span;
   [CLIENT_CALL]?: ClientCall;
   [CLIENT_EGRESS]?: ClientEgress;
@@ -570,6 +574,74 @@ function watchAgentPorts(
 }
 
 /**
+ * Where each plain-HTTP socket handed to a request went before the first
+ * request on it: to a proxy, when it had carried bytes already (a CONNECT
+ * or SOCKS handshake its agent made), or nowhere but its destination
+ * (null). Kept for the requests a kept-alive socket carries after the
+ * first, when the bytes it carried are theirs.
+ */
+const relays = new WeakMap<object, ClientRequestInfo["via"] | null>();
+
+/** The proxy a plain-HTTP socket relays through, if it does (see `relays`). */
+function relayOf(socket: object): ClientRequestInfo["via"] | undefined {
+  let via = relays.get(socket);
+  if (via === undefined) {
+    const s = socket as {
+      encrypted?: unknown;
+      bytesRead?: unknown;
+      bytesWritten?: unknown;
+      remoteAddress?: unknown;
+      remotePort?: unknown;
+    };
+    const carried =
+      (typeof s.bytesWritten === "number" && s.bytesWritten > 0) ||
+      (typeof s.bytesRead === "number" && s.bytesRead > 0);
+    // Over TLS the proxy reads nothing; TLS's own handshake is no relay's.
+    via =
+      s.encrypted === true || !carried
+        ? null
+        : typeof s.remoteAddress === "string" &&
+            typeof s.remotePort === "number"
+          ? { host: s.remoteAddress, port: s.remotePort }
+          : UNKNOWN_PROXY_VIA;
+    relays.set(socket, via);
+  }
+  return via ?? undefined;
+}
+
+/**
+ * Has `onHanded` told of each socket handed to a request (by its agent, or
+ * its `createConnection`), before the request writes anything to it.
+ */
+function watchHandedSockets(
+  proto: Record<string, unknown>,
+  restore: Array<() => void>,
+  onHanded: (request: TracedClientRequest, socket: object) => void,
+): void {
+  type OnSocket = (this: TracedClientRequest, ...args: unknown[]) => unknown;
+  replaceMethod<OnSocket>(
+    proto,
+    "onSocket",
+    (original) =>
+      function (
+        this: TracedClientRequest,
+        socket: unknown,
+        err: unknown,
+      ): unknown {
+        if (
+          err == null &&
+          typeof socket === "object" &&
+          socket !== null &&
+          this.protocol === "http:"
+        )
+          onHanded(this, socket);
+        return Reflect.apply(original, this, arguments as unknown as unknown[]);
+      } as OnSocket,
+    restore,
+  );
+}
+
+/**
  * The port a request connects to: the one Node handed its agent, else one
  * its authority states (Node 24 keeps it; Node 22 writes it into the Host
  * header, which is read when it names the host connected to). Undefined
@@ -814,6 +886,11 @@ export class HttpInstrumentation implements Instrumentation {
     watchAgentPorts(
       http.Agent.prototype as unknown as Record<string, unknown>,
       this.#restore,
+    );
+    watchHandedSockets(
+      http.ClientRequest.prototype as unknown as Record<string, unknown>,
+      this.#restore,
+      (request, socket) => this.#onSocket(request, socket),
     );
     guardClientTrailers(
       http.ClientRequest.prototype as unknown as Record<string, unknown>,
@@ -1232,6 +1309,7 @@ export class HttpInstrumentation implements Instrumentation {
           connectedPort(request),
         ),
       };
+      info.via ??= request[RELAYED_BY];
       if (isTracingSuppressed(ctx)) {
         const judged = judgeUntracedRequest(
           this.#egress,
@@ -1311,6 +1389,44 @@ export class HttpInstrumentation implements Instrumentation {
       diag.warnCollapsed(
         "http-client",
         `could not judge a request's Host header: ${(err as Error).message}`,
+      );
+    }
+  }
+
+  /**
+   * A socket handed to a request that relays through a proxy (a tunnel its
+   * agent opened, as proxy agent packages do, plain HTTP in clear to the
+   * proxy): the request keeps its baggage and private headers only if the
+   * proxy is internal too. Nothing of the request is written yet.
+   */
+  #onSocket(request: TracedClientRequest, socket: object): void {
+    try {
+      const via = relayOf(socket);
+      if (via === undefined) return;
+      const judged = request[CLIENT_EGRESS];
+      // A kept-alive socket is handed over as the request is made, before
+      // it is judged: it is judged with the proxy then.
+      if (judged === undefined) {
+        request[RELAYED_BY] = via;
+        return;
+      }
+      if (
+        judgeRelay(
+          this.#egress,
+          judged,
+          via,
+          request as ClientRequest,
+          clientHeaders.remove,
+        )
+      )
+        request[GUARDED] = this.#guarded.for(
+          false,
+          request[CLIENT_SPAN] !== undefined,
+        );
+    } catch (err) {
+      diag.warnCollapsed(
+        "http-client",
+        `could not judge the socket an outgoing request was given: ${(err as Error).message}`,
       );
     }
   }

@@ -1,7 +1,8 @@
 // Calls through forward proxies the application does not name in the
 // request: Node's env proxy (NODE_USE_ENV_PROXY with HTTP_PROXY and
 // NO_PROXY) for http and fetch alike, an http.Agent's proxyEnv, and an
-// agent that connects to a proxy by itself. The calling service is a child
+// agent that connects to a proxy by itself, or opens a tunnel through one
+// and hands its socket to the request. The calling service is a child
 // process (Node reads the env proxy at start); 127.0.0.1 is internal, the
 // proxy on 127.0.0.2 is not, and must never see baggage.
 import assert from "node:assert/strict";
@@ -112,6 +113,37 @@ describe("calls through a proxy the request does not name", () => {
     );
     for (const r of [...proxy.requests, ...internal.requests]) {
       assert.equal(r.headers["baggage"], undefined, JSON.stringify(r));
+      assert.match(String(r.headers["traceparent"]), /^00-/);
+    }
+  });
+
+  it("sends no baggage or customer header, in clear, through a tunnel an agent opened through a proxy that is not internal", async () => {
+    proxy.requests.length = 0;
+    internal.requests.length = 0;
+    // Each call is two requests, the second made once the first is over.
+    await call("tunnelling-agent", `${internal.url}/tunnelled-1`, proxy.url);
+    await call("tunnelling-agent", `${internal.url}/tunnelled-2`, proxy.url);
+    await waitFor(() => internal.requests.length >= 4, {
+      what: "both calls",
+    });
+    assert.ok(proxy.requests.length > 0, "through the proxy");
+    for (const r of proxy.requests)
+      assert.deepEqual(
+        [r.method, r.target],
+        ["CONNECT", `127.0.0.1:${internal.port}`],
+      );
+    assert.deepEqual(
+      internal.requests.map((r) => r.path),
+      [
+        "/tunnelled-1",
+        "/tunnelled-1-again",
+        "/tunnelled-2",
+        "/tunnelled-2-again",
+      ],
+    );
+    for (const r of [...proxy.requests, ...internal.requests]) {
+      assert.equal(r.headers["baggage"], undefined, JSON.stringify(r));
+      assert.equal(r.headers["x-customer-id"], undefined, JSON.stringify(r));
       assert.match(String(r.headers["traceparent"]), /^00-/);
     }
   });

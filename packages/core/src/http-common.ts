@@ -392,6 +392,38 @@ export function judgeNamedHost<C>(
 }
 
 /**
+ * Judges a request again once it is known to cross a proxy nothing it was
+ * made with named: a tunnel its agent opened itself (a CONNECT or SOCKS
+ * handshake on the socket the agent hands over). Plain HTTP through it is
+ * read by the proxy, so the request keeps its baggage and private headers
+ * only if the proxy is internal too. True when they were taken out.
+ */
+export function judgeRelay<C>(
+  policy: EgressPolicy,
+  request: ClientEgress,
+  via: NonNullable<ClientRequestInfo["via"]>,
+  carrier: C,
+  remove: (carrier: C, name: string) => void,
+): boolean {
+  if (!request.egress.baggage) return false;
+  const proxy =
+    via.host === undefined
+      ? UNKNOWN_PROXY
+      : policy.classify(via.host, via.port);
+  if (proxy.baggage) return false;
+  applyEgress(
+    policy,
+    request,
+    { baggage: false, thirdParty: request.egress.thirdParty },
+    undefined,
+    undefined,
+    carrier,
+    remove,
+  );
+  return true;
+}
+
+/**
  * Judges an outgoing request by where it goes (its host, the proxy it goes
  * through, another host its Host header names) and removes what the
  * application set on it that may not go there: for a destination that

@@ -108,6 +108,7 @@ export {
   headerPairs,
   hostAndPort,
   judgeNamedHost,
+  judgeRelay,
   judgeUntracedRequest,
   ownSymbolNamed,
   parseHostAndPort,
