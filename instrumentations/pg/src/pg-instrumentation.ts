@@ -565,8 +565,8 @@ export class PgInstrumentation implements Instrumentation {
    * one whose connection does not answer in time is given up with that
    * connection (see probePool), and the next check probes afresh. The check goes
    * when the pool ends (`end()`), or at the first run after the pool was
-   * dropped: with no health endpoint and no alarms nothing runs it, and a
-   * job making a pool per run would leave one check behind each time.
+   * dropped, or once the pool is collected (`#dropped`): with no health
+   * endpoint and no alarms nothing runs it.
    */
   #watchPool(pool: PoolLike): void {
     if (typeof pool !== "object" || pool === null || this.#pools.has(pool))
@@ -609,7 +609,17 @@ export class PgInstrumentation implements Instrumentation {
       },
     );
     this.#pools.set(pool, unregister);
+    this.#dropped.register(pool, unregister, unregister);
   }
+
+  /**
+   * Removes the check of a pool the application dropped without end(),
+   * once it is collected: nothing may run the checks (no health endpoint,
+   * no alarms), and a job making a pool per run left one behind each time.
+   */
+  readonly #dropped = new FinalizationRegistry<() => void>((unregister) =>
+    unregister(),
+  );
 
   /** Every pool check registered, removed at disable(). */
   readonly #checks = new HealthChecks();
@@ -619,7 +629,14 @@ export class PgInstrumentation implements Instrumentation {
     return function threadlineEnd(this: unknown, ...args: unknown[]): unknown {
       // Removed as the pool starts ending: its clients may take a while to
       // go, and an ending pool is no dependency to report.
-      if (typeof this === "object" && this !== null) self.#pools.get(this)?.();
+      const unregister =
+        typeof this === "object" && this !== null
+          ? self.#pools.get(this)
+          : undefined;
+      if (unregister !== undefined) {
+        unregister();
+        self.#dropped.unregister(unregister);
+      }
       return original.apply(this, args);
     };
   }
@@ -715,14 +732,19 @@ export class PgInstrumentation implements Instrumentation {
         }
         handleInCallerContext(submittable);
         bindCursorCallbacks(submittable);
-        return context.with(
-          trace.setSpan(ctx, span),
-          original,
-          this,
-          cfg,
-          vals,
-          cb,
-        );
+        try {
+          return context.with(
+            trace.setSpan(ctx, span),
+            original,
+            this,
+            cfg,
+            vals,
+            cb,
+          );
+        } catch (err) {
+          finish(err);
+          throw err;
+        }
       }
       const userCb =
         typeof vals === "function"
@@ -745,11 +767,24 @@ export class PgInstrumentation implements Instrumentation {
           );
         };
         // pg takes the last callback given over one in the config object.
-        return typeof vals === "function"
-          ? original.call(this, cfg, bound)
-          : original.call(this, cfg, vals, bound);
+        try {
+          return typeof vals === "function"
+            ? original.call(this, cfg, bound)
+            : original.call(this, cfg, vals, bound);
+        } catch (err) {
+          done(err);
+          throw err;
+        }
       }
-      const result = original.call(this, cfg, vals) as Promise<unknown>;
+      let result: Promise<unknown>;
+      try {
+        result = original.call(this, cfg, vals) as Promise<unknown>;
+      } catch (err) {
+        // pg throws for what it cannot take (a callback that is no
+        // function): the span ends with it, as the query does.
+        done(err);
+        throw err;
+      }
       if (typeof result?.then !== "function") {
         done();
         return result;
@@ -846,7 +881,11 @@ export class PgInstrumentation implements Instrumentation {
     // settles: whatever recording the outcome meets (an error holding
     // values pg itself could not read), the span ends and the application
     // hears from pg as it would without us.
+    let ended = false;
     const done = (err?: unknown) => {
+      // Once: a query pg threw for synchronously may have called back too.
+      if (ended) return;
+      ended = true;
       let metricAttributes = shape.metricAttributes;
       try {
         if (err !== undefined) {
@@ -1075,15 +1114,27 @@ function boundValues(values: unknown, cfg: QueryConfig | undefined): unknown {
   return Array.isArray(values) ? values : (cfg?.values ?? cfg?.cursor?.values);
 }
 
+/**
+ * A bound value as `db.query.parameter.<n>` records it: as pg sends it
+ * (an object's `toPostgres()`, a date in pg's format, an array as a
+ * PostgreSQL array), and binary data (a bytea) by its size alone.
+ */
 function parameterText(v: unknown): string {
-  if (v !== null && typeof v === "object" && !(v instanceof Date)) {
-    try {
-      return JSON.stringify(v);
-    } catch {
-      return "[unserialisable]";
-    }
+  if (v === null || v === undefined) return String(v);
+  if (ArrayBuffer.isView(v)) return `<${v.byteLength} bytes>`;
+  let text: unknown;
+  try {
+    text =
+      prepareValue !== undefined
+        ? prepareValue(v)
+        : typeof v === "object" && !(v instanceof Date)
+          ? JSON.stringify(v)
+          : String(v);
+  } catch {
+    return "[unserialisable]";
   }
-  return String(v);
+  if (ArrayBuffer.isView(text)) return `<${text.byteLength} bytes>`;
+  return typeof text === "string" ? text : String(text);
 }
 
 /**

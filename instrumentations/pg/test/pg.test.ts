@@ -453,6 +453,43 @@ describe("pg queries", () => {
 });
 
 describe("pg memory", () => {
+  it("forgets the health check of a pool dropped without end(), once it is collected", async () => {
+    v8.setFlagsFromString("--expose-gc");
+    const gc = vm.runInNewContext("gc") as () => void;
+    const registry = (globalThis as Record<symbol, unknown>)[
+      Symbol.for("threadline.health")
+    ] as { has(name: string): boolean };
+    // Nothing listens there: each pool's connect fails, and is watched.
+    const base = "postgresql 127.0.0.1:1/dropped";
+    const named = (i: number) => (i === 1 ? base : `${base} #${i}`);
+    const makeAndDrop = async () => {
+      for (let i = 0; i < 20; i++) {
+        const pool = new pg.Pool({
+          host: "127.0.0.1",
+          port: 1,
+          database: "dropped",
+          connectionTimeoutMillis: 1000,
+        });
+        await pool.query("SELECT 1").catch(() => undefined);
+      }
+    };
+    await makeAndDrop();
+    assert.ok(registry.has(named(20)), "a check per pool while it lives");
+    // No health endpoint or alarm runs the checks: the pools go with them.
+    const left = () =>
+      [...Array(20).keys()]
+        .map((i) => named(i + 1))
+        .filter(registry.has, registry);
+    await waitFor(
+      async () => {
+        gc();
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return left().length === 0;
+      },
+      { what: "the dropped pools' checks gone", timeoutMs: 5000 },
+    ).catch(() => assert.deepEqual(left(), []));
+  });
+
   it("keeps no long statement alive once its query is done", async () => {
     // Statements with their values inline, as bulk inserts and pg-format
     // make them: each distinct, each a megabyte.
@@ -1182,6 +1219,44 @@ describe("pg connections lost", () => {
 });
 
 describe("failures pg raises itself", () => {
+  it("ends the span of a query pg throws for as it is made", async () => {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    try {
+      const threw = (() => {
+        try {
+          client.query({
+            text: "SELECT 1 AS thrown_for",
+            callback: "not a function",
+          } as unknown as string);
+        } catch (err) {
+          return err;
+        }
+        return undefined;
+      })();
+      assert.ok(threw instanceof Error, "pg throws, as it does untraced");
+      await threadline.forceFlush();
+      const span = (
+        await receiver.waitForSpans(
+          (s) =>
+            querySpans(s).some(
+              (q) =>
+                q.name === "SELECT" &&
+                String(q.attributes["db.query.text"]).includes("thrown_for"),
+            ),
+          "the span of the query pg threw for",
+        )
+      )
+        .filter((q) =>
+          String(q.attributes["db.query.text"]).includes("thrown_for"),
+        )
+        .at(-1)!;
+      assert.equal(span.status.code, 2);
+    } finally {
+      await client.end();
+    }
+  });
+
   it("gives each a stable error.type, whichever form met it", async () => {
     // Refused, to a promise and to a callback.
     const dead = new pg.Pool({
@@ -1915,6 +1990,43 @@ describe("pg options", () => {
     )!;
     assert.equal(q.attributes["db.query.parameter.0"], "2");
     assert.equal(q.attributes["db.query.parameter.1"], "3");
+  });
+
+  it("records each bound value as pg sends it, and binary data by its size", async () => {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    // An entity bound by its id: pg sends the id alone, not the rest.
+    const customer = {
+      id: 42,
+      email: "someone@example.com",
+      toPostgres: () => "42",
+    };
+    const at = new Date(Date.UTC(2024, 0, 2, 3, 4, 5));
+    const photo = Buffer.alloc(300_000, 1);
+    await client.query(
+      "SELECT $1::int AS sent_as_pg, $2::timestamptz, $3::bytea IS NOT NULL, $4::int[]",
+      [customer, at, photo, [1, 2]],
+    );
+    await client.end();
+    const spans = await receiver.waitForSpans(
+      (s) =>
+        querySpans(s).some((q) =>
+          String(q.attributes["db.query.text"]).includes("sent_as_pg"),
+        ),
+      "the query",
+    );
+    const q = querySpans(spans).find((x) =>
+      String(x.attributes["db.query.text"]).includes("sent_as_pg"),
+    )!;
+    assert.equal(q.attributes["db.query.parameter.0"], "42");
+    // pg's own text for it (local time, as pg writes it by default), not
+    // Date's toString().
+    assert.match(
+      String(q.attributes["db.query.parameter.1"]),
+      /^2024-01-0[12]T\d{2}:04:05\.000[+-]\d{2}:\d{2}$/,
+    );
+    assert.equal(q.attributes["db.query.parameter.2"], "<300000 bytes>");
+    assert.equal(q.attributes["db.query.parameter.3"], '{"1","2"}');
   });
 
   it("leaves PostgreSQL's error message as it is when parameters are recorded", async () => {
