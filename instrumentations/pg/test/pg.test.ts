@@ -1225,7 +1225,7 @@ describe("failures pg raises itself", () => {
     try {
       const threw = (() => {
         try {
-          client.query({
+          void client.query({
             text: "SELECT 1 AS thrown_for",
             callback: "not a function",
           } as unknown as string);
