@@ -81,6 +81,7 @@ import {
   SECONDS_BUCKETS,
   AttributeSets,
   errorTypeOf,
+  trustedCarrierGetter,
 } from "@threadline/core";
 import {
   MAX_TABLE,
@@ -478,10 +479,11 @@ function headerValue(v: unknown): string | undefined {
   return undefined;
 }
 
-const trustedGetter: TextMapGetter<Record<string, unknown>> = {
+// Marked: at the edge, only a trusted carrier's baggage names a customer.
+const trustedGetter = trustedCarrierGetter<Record<string, unknown>>({
   get: (carrier, key) => headerValue(carrier[key]),
   keys: (carrier) => Object.keys(carrier),
-};
+});
 const untrustedGetter: TextMapGetter<Record<string, unknown>> = {
   get: (carrier, key) =>
     key === "baggage" ? undefined : headerValue(carrier[key]),

@@ -88,6 +88,7 @@ import {
   lateLoadProblem,
   replaceMethod,
   AttributeSets,
+  trustedCarrierGetter,
 } from "@threadline/core";
 import { expressRoute, hookExpressLayers } from "./express-routes.ts";
 import { subscribeFastifyRoutes } from "./fastify-routes.ts";
@@ -277,10 +278,11 @@ type TracedClientRequest = ClientRequest & {
   [GUARDED]?: ReadonlySet<string>;
 };
 
-const trustedGetter: TextMapGetter<IncomingMessage["headers"]> = {
+// Marked: at the edge, only a trusted carrier's baggage names a customer.
+const trustedGetter = trustedCarrierGetter<IncomingMessage["headers"]>({
   get: (carrier, key) => carrier[key],
   keys: (carrier) => Object.keys(carrier),
-};
+});
 // Untrusted callers' baggage is never read, so it cannot plant a customer id.
 const untrustedGetter: TextMapGetter<IncomingMessage["headers"]> = {
   get: (carrier, key) => (key === "baggage" ? undefined : carrier[key]),

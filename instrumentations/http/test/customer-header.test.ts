@@ -167,6 +167,15 @@ describe("a gateway at the edge that forwards its caller's headers", () => {
     ) as { customer: string | null };
     assert.deepEqual(seen, { customer: null });
   });
+
+  it("takes no customer from an anonymous caller's baggage that the application extracts itself", async () => {
+    const who = JSON.parse(
+      await ask(edge, "extracted", `${orders.url}/who`, {
+        baggage: "customer.id=c-victim,team=blue",
+      }),
+    ) as { customer: string | null };
+    assert.deepEqual(who, { customer: null });
+  });
 });
 
 describe("an internal service that forwards its caller's headers", () => {

@@ -38,6 +38,8 @@ export type { Traceparent } from "./trace-context.ts";
 export {
   BAGGAGE_FIELDS,
   BaggagePropagator,
+  TRUSTED_CARRIER,
+  trustedCarrierGetter,
   TraceContextPropagator,
   isTracingSuppressed,
   suppressTracing,

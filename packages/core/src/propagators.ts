@@ -117,10 +117,37 @@ export class TraceContextPropagator implements TextMapPropagator {
 }
 
 /**
+ * Marks a getter of Threadline's own that reads a carrier from a trusted
+ * source (a trusted caller's request, a queue's message): at the edge, only
+ * baggage read through one names the customer (see BaggagePropagator).
+ */
+export const TRUSTED_CARRIER: unique symbol = Symbol.for(
+  "threadline.trusted-carrier",
+) as never;
+
+/** `getter`, marked as reading trusted carriers (see {@link TRUSTED_CARRIER}). */
+export function trustedCarrierGetter<T>(
+  getter: TextMapGetter<T>,
+): TextMapGetter<T> {
+  return Object.assign(getter, { [TRUSTED_CARRIER]: true });
+}
+
+/**
  * W3C Baggage, with the customer id kept in its own context slot as well,
  * and a watched request's decision (watch.ts) carried in `threadline.watch`.
+ * At the edge (`edge`), baggage extracted through a getter not marked
+ * {@link TRUSTED_CARRIER} (the application's own `propagation.extract()` of
+ * a request's headers, another library's instrumentation) names no
+ * customer and carries no watch: the edge's callers are not trusted, and
+ * what they send would be taken, and sent on to every internal service.
  */
 export class BaggagePropagator implements TextMapPropagator {
+  readonly #edge: boolean;
+
+  constructor(options: { edge?: boolean } = {}) {
+    this.#edge = options.edge === true;
+  }
+
   inject(ctx: Context, carrier: unknown, setter: TextMapSetter): void {
     if (isTracingSuppressed(ctx)) return;
     const customer = getCustomerFromContext(ctx);
@@ -164,7 +191,12 @@ export class BaggagePropagator implements TextMapPropagator {
     let result = ctx;
     let customer: string | undefined;
     let watch: BaggageMember | undefined;
+    const trusted =
+      !this.#edge ||
+      (getter as { [TRUSTED_CARRIER]?: unknown })[TRUSTED_CARRIER] === true;
     for (const m of members) {
+      if (!trusted && (m.key === CUSTOMER_ID || m.key === WATCH_BAGGAGE))
+        continue;
       if (m.key === CUSTOMER_ID) {
         if (!isValidCustomerId(m.value)) continue;
         customer = m.value;

@@ -187,7 +187,7 @@ function propagatorFor(config: ResolvedConfig): TextMapPropagator {
     list.push(
       p === "tracecontext"
         ? new TraceContextPropagator()
-        : new BaggagePropagator(),
+        : new BaggagePropagator({ edge: config.edge }),
     );
   return new CompositePropagator(list);
 }
