@@ -1610,7 +1610,15 @@ describe("export", () => {
 
   it("keeps the customer a line was logged for, whatever customer.id the application logs with it", async () => {
     const name = "claimed-customer";
-    await runFixture("claimed-customer.mjs", env(name));
+    const app = await runFixture("claimed-customer.mjs", env(name));
+    // On stdout too, where a reader of the JSON keeps a key's last value.
+    const claimed = app.stdout
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .find((l) => l["msg"] === "claimed");
+    assert.equal(claimed?.["customer.id"], "c-42", JSON.stringify(claimed));
+    assert.equal(claimed?.["log.customer.id"], "victim");
+    assert.equal(claimed?.["order"], 7);
     assert.deepEqual(
       ofService(receiver.logs, name).map((l) => [
         l.body,

@@ -257,6 +257,8 @@ export class PinoInstrumentation implements Instrumentation {
   #lastFragment = "";
   /** OwnField.customer when the last context's fragment has its customer, else 0. */
   #lastCustomer = 0;
+  /** That customer. */
+  #lastCustomerId: string | undefined;
   /** pino's own asJson behind each copy's patched one. */
   readonly #unpatched = new WeakMap<AsJson, AsJson>();
 
@@ -563,6 +565,7 @@ export class PinoInstrumentation implements Instrumentation {
     this.#lastSpan = span;
     this.#lastFragment = flat(f);
     this.#lastCustomer = customer === undefined ? 0 : OwnField.customer;
+    this.#lastCustomerId = customer;
   }
 
   #patch(proto: Record<string | symbol, unknown>): void {
@@ -620,6 +623,18 @@ export class PinoInstrumentation implements Instrumentation {
     const ctx = context.active();
     if (ctx !== this.#lastContext) this.#correlate(ctx);
     const fragment = this.#lastFragment;
+    // The line's own customer.id would come after ours, and a reader of
+    // the JSON (jq, a log shipper) keeps the last: kept as the exported
+    // record keeps it, under log.customer.id when it names another.
+    const customer = this.#lastCustomerId;
+    if (
+      customer !== undefined &&
+      typeof obj === "object" &&
+      obj !== null &&
+      (obj as Record<string, unknown>)["customer.id"] !== undefined &&
+      Object.getPrototypeOf(obj) === Object.prototype
+    )
+      obj = ownCustomerKept(obj as Record<string, unknown>, customer);
     // pino writes the time as it is given, right after the level and
     // before the bindings and the line's own fields: a field the
     // application names the same way comes later and wins.
@@ -830,4 +845,19 @@ function timeSeen(logger: PinoLogger, fields: number, time: unknown): number {
     holder = Object.getPrototypeOf(holder) as object | null;
   if (holder !== null) (holder as PinoLogger)[OWN_FIELDS] = seen;
   return seen;
+}
+
+/**
+ * A line's fields without their `customer.id` (pino leaves out a field
+ * whose value is undefined), under `log.customer.id` when it names
+ * another customer than the context's `customer`.
+ */
+function ownCustomerKept(
+  obj: Record<string, unknown>,
+  customer: string,
+): Record<string, unknown> {
+  const given = obj["customer.id"];
+  return given === customer
+    ? { ...obj, "customer.id": undefined }
+    : { ...obj, "customer.id": undefined, "log.customer.id": given };
 }
