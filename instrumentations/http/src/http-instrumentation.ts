@@ -89,6 +89,7 @@ import {
   replaceMethod,
   AttributeSets,
   trustedCarrierGetter,
+  errorTypeOf,
 } from "@threadline/core";
 import { expressRoute, hookExpressLayers } from "./express-routes.ts";
 import { subscribeFastifyRoutes } from "./fastify-routes.ts";
@@ -1596,13 +1597,28 @@ function fastifyRouteHolder(res: object): RouteHolder | undefined {
  * a response that did not finish; nothing more on one that did.
  */
 function statusSent(res: ServerResponse): number | undefined {
-  if (res.writableFinished) return res.statusCode;
+  if (res.writableFinished) return statusWritten(res);
   const sent = (res as unknown as HeaderBlock)._headerSent;
   const reached =
     typeof sent === "boolean"
       ? sent && res.socket !== null && res.socket !== undefined
       : res.headersSent;
-  return reached ? res.statusCode : undefined;
+  return reached ? statusWritten(res) : undefined;
+}
+
+/**
+ * The status a response's written header block holds: `statusCode` may
+ * have been set again since (an error handler's `res.status(500)` after
+ * the headers went), which changes nothing that was sent.
+ */
+function statusWritten(res: ServerResponse): number {
+  const header = (res as unknown as HeaderBlock)._header;
+  // "HTTP/1.1 200 OK\r\n..."
+  if (typeof header === "string" && header.startsWith("HTTP/1.")) {
+    const code = Number(header.slice(9, 12));
+    if (code >= 100 && code <= 999) return code;
+  }
+  return res.statusCode;
 }
 
 /**
@@ -1622,17 +1638,37 @@ function handedOver(res: ServerResponse | undefined): boolean {
   );
 }
 
+/**
+ * The error the server destroyed a response with (`res.destroy(err)`, a
+ * stream piped into it that failed), when it did; not the connection's
+ * own end (the client gone, a pipelined response dropped with it).
+ */
+function destroyedWith(res: ServerResponse): Error | undefined {
+  const err = (res as { errored?: unknown }).errored;
+  if (!(err instanceof Error)) return undefined;
+  const code = (err as { code?: unknown }).code;
+  return code === "ECONNRESET" ||
+    code === "EPIPE" ||
+    code === "ERR_STREAM_PREMATURE_CLOSE"
+    ? undefined
+    : err;
+}
+
 function onResponseClose(this: StatefulResponse): void {
   const state = this[STATE];
   if (state === undefined) return;
   this[STATE] = undefined;
+  const failure = this.writableFinished ? undefined : destroyedWith(this);
   finishServer(
     state,
     state.route ?? expressRoute(state.req),
     statusSent(this),
     this.writableFinished
       ? undefined
-      : "the connection closed before the response was complete",
+      : failure === undefined
+        ? "the connection closed before the response was complete"
+        : `the server ended the response: ${failure.message}`,
+    failure,
   );
 }
 
@@ -1644,9 +1680,10 @@ function finishServer(
   route: string | undefined,
   status: number | undefined,
   abortedBecause: string | undefined,
+  failure?: Error,
 ): void {
   untrackOpen(state);
-  recordServer(state, route, status, abortedBecause);
+  recordServer(state, route, status, abortedBecause, failure);
   state.span.end();
 }
 
@@ -1660,6 +1697,7 @@ function recordServer(
   route: string | undefined,
   status: number | undefined,
   abortedBecause: string | undefined,
+  failure?: Error,
 ): void {
   const span = state.span;
   // The request's context (which holds this state) is captured by the
@@ -1677,11 +1715,14 @@ function recordServer(
     );
   }
   const error =
-    abortedBecause !== undefined
-      ? "aborted"
-      : status !== undefined && status >= 500
-        ? String(status)
-        : undefined;
+    failure !== undefined
+      ? errorTypeOf(failure)
+      : abortedBecause !== undefined
+        ? "aborted"
+        : status !== undefined && status >= 500
+          ? String(status)
+          : undefined;
+  if (failure !== undefined && !state.threw) span.recordException(failure);
   if (error !== undefined) {
     span.setAttribute(semconv.ATTR_ERROR_TYPE, error);
     // The application's own exception says more than how the request ended.
@@ -1696,7 +1737,10 @@ function recordServer(
   // code (see core's http-server-outcomes.ts). A response the client left
   // after its status was sent did not fail, though its error is `aborted`.
   httpServerOutcomes.requests++;
-  if (status === undefined ? error !== undefined : status >= 500)
+  if (
+    failure !== undefined ||
+    (status === undefined ? error !== undefined : status >= 500)
+  )
     httpServerOutcomes.failed++;
   serverDuration().record(
     (performance.now() - state.start) / 1000,

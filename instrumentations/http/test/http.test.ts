@@ -5,14 +5,15 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import https from "node:https";
 import net from "node:net";
-import type { Duplex } from "node:stream";
+import { Readable, type Duplex } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import express from "express";
 import websocket from "@fastify/websocket";
 import Fastify from "fastify";
 import Fastify4 from "fastify4";
 import { context, trace } from "@opentelemetry/api";
-import { diag, suppressTracing } from "@threadline/core";
+import { diag, httpServerOutcomes, suppressTracing } from "@threadline/core";
 import {
   selfSignedCertificate,
   startOtlpReceiver,
@@ -323,6 +324,81 @@ describe("http server", () => {
     assert.equal(serverSpan.status.code, 2);
     const clientSpan = spans.find((s) => s.kind === CLIENT)!;
     assert.equal(clientSpan.status.code, 2);
+  });
+
+  it("records a response the server itself destroyed with an error as that error, a failed request", async () => {
+    const before = httpServerOutcomes.failed;
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200);
+      // A download whose source fails halfway: pipeline() destroys the
+      // response with the source's error.
+      const source = new Readable({ read() {} });
+      source.push("the first half");
+      pipeline(source, res).catch(() => undefined);
+      setTimeout(
+        () =>
+          source.destroy(
+            Object.assign(new Error("S3 read failed"), { code: "ENOENT" }),
+          ),
+        20,
+      );
+    });
+    const port = await listen(server);
+    await new Promise<void>((resolve) => {
+      const req = http.get(`http://127.0.0.1:${port}/download`, (res) => {
+        res.resume();
+        res.on("error", () => resolve());
+        res.on("close", () => resolve());
+      });
+      req.on("error", () => resolve());
+    });
+    const spans = await receiver.waitForSpans(
+      (s) => s.some((x) => x.kind === SERVER),
+      "the server span",
+    );
+    const span = spans.find((s) => s.kind === SERVER)!;
+    assert.equal(span.attributes["http.response.status_code"], 200);
+    assert.equal(span.attributes["error.type"], "ENOENT");
+    assert.equal(span.status.code, 2);
+    assert.match(String(span.status.message), /S3 read failed/);
+    assert.ok(
+      span.events.some(
+        (e) =>
+          e.name === "exception" &&
+          e.attributes["exception.message"] === "S3 read failed",
+      ),
+      "the error, as an exception event",
+    );
+    assert.equal(httpServerOutcomes.failed, before + 1);
+  });
+
+  it("records the status that was sent, not one set after the headers went", async () => {
+    const server = http.createServer((req, res) => {
+      res.writeHead(200);
+      res.write("id,total\n1,");
+      // An error handler's res.status(500) once the answer is under way;
+      // Express's final handler then closes the connection.
+      setTimeout(() => {
+        res.statusCode = 500;
+        req.socket.destroy();
+      }, 20);
+    });
+    const port = await listen(server);
+    await new Promise<void>((resolve) => {
+      const req = http.get(`http://127.0.0.1:${port}/export.csv`, (res) => {
+        res.resume();
+        res.on("error", () => resolve());
+        res.on("close", () => resolve());
+      });
+      req.on("error", () => resolve());
+    });
+    const spans = await receiver.waitForSpans(
+      (s) => s.some((x) => x.kind === SERVER),
+      "the server span",
+    );
+    const span = spans.find((s) => s.kind === SERVER)!;
+    assert.equal(span.attributes["http.response.status_code"], 200);
+    assert.equal(span.attributes["error.type"], "aborted");
   });
 
   it("records no status for an answer that never reached the connection before the client left", async () => {
