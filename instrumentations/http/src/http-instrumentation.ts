@@ -1857,6 +1857,17 @@ function onClientClose(this: TracedClientRequest): void {
   // null until a response comes (not undefined): one that fails after
   // shutdown() has no #onClientError to end its span first.
   const res = (this as ClientRequest & { res?: IncomingMessage | null }).res;
+  // Node publishes no response for an upgrade or a CONNECT (a 101, a
+  // proxy's 407): its status is read here.
+  if (
+    res !== null &&
+    res !== undefined &&
+    (this as { upgradeOrConnect?: unknown }).upgradeOrConnect === true &&
+    typeof res.statusCode === "number"
+  ) {
+    recordProtocolVersion(span, res.httpVersion, call);
+    recordClientResponse(span, res.statusCode, call);
+  }
   if (res?.complete !== true)
     recordClientIncomplete(
       span,

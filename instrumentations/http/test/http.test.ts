@@ -1481,6 +1481,59 @@ describe("http and fetch clients", () => {
     );
   });
 
+  it("records the status of a CONNECT and an upgrade a client makes: a proxy's refusal is an error", async () => {
+    const proxy = http
+      .createServer()
+      .on("connect", (req, socket: Duplex) => {
+        if (String(req.url).startsWith("denied"))
+          socket.end("HTTP/1.1 407 Proxy Authentication Required\r\n\r\n");
+        else {
+          socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+          setTimeout(() => socket.end(), 20);
+        }
+      })
+      .on("upgrade", (_req, socket: Duplex) => {
+        socket.write(
+          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n",
+        );
+        setTimeout(() => socket.end(), 20);
+      });
+    const port = await listen(proxy);
+    const opened = (options: http.RequestOptions, event: string) =>
+      new Promise<void>((resolve) => {
+        const req = http.request({ host: "127.0.0.1", port, ...options });
+        req.on(event, (_res, socket: Duplex) => {
+          socket.on("close", () => resolve()).resume();
+        });
+        req.on("error", () => resolve());
+        req.end();
+      });
+    await opened({ method: "CONNECT", path: "denied.example:443" }, "connect");
+    await opened({ method: "CONNECT", path: "allowed.example:443" }, "connect");
+    await opened(
+      { headers: { connection: "Upgrade", upgrade: "x" } },
+      "upgrade",
+    );
+    const spans = await receiver.waitForSpans(
+      (s) => s.filter((x) => x.kind === CLIENT).length >= 3,
+      "the three client spans",
+    );
+    const clients = spans.filter((s) => s.kind === CLIENT);
+    assert.deepEqual(
+      clients.map((s) => [
+        s.name,
+        s.attributes["http.response.status_code"],
+        s.attributes["error.type"],
+        s.status.code,
+      ]),
+      [
+        ["CONNECT", 407, "407", 2],
+        ["CONNECT", 200, undefined, 0],
+        ["GET", 101, undefined, 0],
+      ],
+    );
+  });
+
   it("records an aborted fetch", async () => {
     const server = http.createServer((_req, res) => {
       res.writeHead(200);
