@@ -1654,21 +1654,45 @@ function destroyedWith(res: ServerResponse): Error | undefined {
     : err;
 }
 
+/**
+ * The error Node closed a request's connection with while its handler ran
+ * (its `requestTimeout` passed, a malformed body): Node answers it with
+ * 408 or 400 itself, with no response of the application's.
+ */
+function connectionFailure(
+  req: IncomingMessage | undefined,
+): Error | undefined {
+  const err = (req?.socket as { errored?: unknown } | null | undefined)
+    ?.errored;
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  return err instanceof Error &&
+    typeof code === "string" &&
+    (code === "ERR_HTTP_REQUEST_TIMEOUT" || code.startsWith("HPE_"))
+    ? err
+    : undefined;
+}
+
 function onResponseClose(this: StatefulResponse): void {
   const state = this[STATE];
   if (state === undefined) return;
   this[STATE] = undefined;
-  const failure = this.writableFinished ? undefined : destroyedWith(this);
+  const destroyed = this.writableFinished ? undefined : destroyedWith(this);
+  const failed =
+    this.writableFinished || destroyed !== undefined
+      ? undefined
+      : connectionFailure(state.req);
   finishServer(
     state,
     state.route ?? expressRoute(state.req),
     statusSent(this),
     this.writableFinished
       ? undefined
-      : failure === undefined
-        ? "the connection closed before the response was complete"
-        : `the server ended the response: ${failure.message}`,
-    failure,
+      : destroyed !== undefined
+        ? `the server ended the response: ${destroyed.message}`
+        : failed !== undefined
+          ? `the connection failed: ${failed.message}`
+          : "the connection closed before the response was complete",
+    destroyed ?? failed,
   );
 }
 

@@ -372,6 +372,38 @@ describe("http server", () => {
     assert.equal(httpServerOutcomes.failed, before + 1);
   });
 
+  it("records why Node closed a request's connection while its handler waited for the body", async () => {
+    const server = http.createServer(
+      { requestTimeout: 300, connectionsCheckingInterval: 50 },
+      (req, res) => {
+        // Waits for a body that never comes whole.
+        req.on("end", () => res.end("late"));
+        req.resume();
+      },
+    );
+    const port = await listen(server);
+    const answer = await new Promise<string>((resolve) => {
+      const socket = net.connect(port, "127.0.0.1", () =>
+        socket.write(
+          "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab",
+        ),
+      );
+      let got = "";
+      socket.setEncoding("latin1");
+      socket.on("data", (d: string) => (got += d));
+      socket.on("error", () => {});
+      socket.on("close", () => resolve(got));
+    });
+    assert.match(answer, /^HTTP\/1\.1 408 /);
+    const spans = await receiver.waitForSpans(
+      (s) => s.some((x) => x.kind === SERVER),
+      "the server span",
+    );
+    const span = spans.find((s) => s.kind === SERVER)!;
+    assert.equal(span.attributes["error.type"], "ERR_HTTP_REQUEST_TIMEOUT");
+    assert.match(String(span.status.message), /^the connection failed: /);
+  });
+
   it("records the status that was sent, not one set after the headers went", async () => {
     const server = http.createServer((req, res) => {
       res.writeHead(200);
