@@ -233,6 +233,23 @@ describe("export", () => {
       assert.equal(requests, 3);
     });
 
+  it("runs the application's beforeExit listener once after a SIGTERM handler that only closes its server", async () => {
+    const name = "once-sigterm-before-exit";
+    const app = await startService({
+      entry: "reraise.mjs",
+      cwd: fixtures,
+      env: env(name, { BEFORE_EXIT: "1", NO_RERAISE: "1" }),
+    });
+    await (await fetch(`${app.url}/0`)).text();
+    const ended = await app.stop("SIGTERM", 10_000);
+    assert.deepEqual(ended, { code: 0, signal: null }, app.stderr.join("\n"));
+    assert.deepEqual(
+      app.stdout.filter((l) => l === "before exit"),
+      ["before exit"],
+      app.stdout.join("\n"),
+    );
+  });
+
   // Ctrl-C twice, or Ctrl-C while a natural exit's flush waits: one end
   // of the process, whose loss is said once. A second SIGINT ends the
   // process as the first does.

@@ -266,6 +266,36 @@ async function startStuck(env: Record<string, string>) {
   return { receiver, svc, scrape };
 }
 
+it("lets a job that awaits forceFlush() and shutdown() run on to its end while an asynchronous callback never settles", async () => {
+  const receiver = await startOtlpReceiver();
+  try {
+    const job = await startService({
+      entry: "stuck-callback-job.mjs",
+      cwd: fixtures,
+      ready: false,
+      env: {
+        OTEL_SERVICE_NAME: "stuck-job",
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        THREADLINE_SHUTDOWN_TIMEOUT: "1000",
+      },
+    });
+    const { code } = await job.exited;
+    // Not 13 ("unsettled top-level await"), the job's last lines unrun.
+    assert.equal(code, 0, job.stderr.join("\n"));
+    const flushed = job.stdout.find((l) => l.startsWith("flushed after"));
+    assert.ok(flushed, job.stdout.join("\n"));
+    // Within THREADLINE_SHUTDOWN_TIMEOUT's bound, not the callback timeout's 10 s.
+    assert.ok(Number(/(\d+) ms/.exec(flushed)![1]) < 5000, flushed);
+    assert.ok(job.stdout.includes("shut down"), job.stdout.join("\n"));
+    await receiver.waitForSpans(
+      (s) => s.some((x) => x.name === "job"),
+      "the job's span",
+    );
+  } finally {
+    await receiver.close();
+  }
+});
+
 it("answers a scrape, exports and shuts down while an asynchronous callback never settles", async () => {
   const { receiver, svc, scrape } = await startStuck({
     OTEL_METRIC_EXPORT_INTERVAL: "300",

@@ -1776,6 +1776,9 @@ function recordServer(
       error,
       state.version,
     ),
+    // Its exemplar is this request's span, wherever it ends from (the
+    // process's end, an upgraded socket's close).
+    state.ctx,
   );
 }
 

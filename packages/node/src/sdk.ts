@@ -209,6 +209,32 @@ function signalExitListeners(): number {
   return (typeof v4 === "number" ? v4 : 0) + (typeof v3 === "number" ? v3 : 0);
 }
 
+/** A signal as process.kill() takes it (a name, a number, or none: SIGTERM), by its name. */
+function signalName(signal: string | number | undefined): string | undefined {
+  if (signal === undefined) return "SIGTERM";
+  if (typeof signal === "string") return signal;
+  const signals = process.getBuiltinModule("node:os").constants.signals;
+  return Object.keys(signals).find(
+    (name) => signals[name as keyof typeof signals] === signal,
+  );
+}
+
+/**
+ * `done`, with the process kept alive for it up to `ms`: what it waits on
+ * (an observable callback's promise that holds nothing on the event loop,
+ * a deadline on an unref'd timer) may not, and a process whose loop runs
+ * dry while the application awaits a flush or a shutdown exits with code
+ * 13, the rest of its code never run.
+ */
+async function keepingAlive<T>(done: Promise<T>, ms: number): Promise<T> {
+  const hold = setTimeout(() => {}, ms);
+  try {
+    return await done;
+  } finally {
+    clearTimeout(hold);
+  }
+}
+
 /** A flush of the workers' batches, their threads going on. */
 const FLUSH: FlushAsk = { final: false, sync: false };
 /**
@@ -279,6 +305,22 @@ function installExitHooks(
   };
   // The signal the application handled last, until the loop next runs dry.
   let handled: NodeJS.Signals | undefined;
+  // That signal, once the application raised it again (process.kill()).
+  let raisedAgain: NodeJS.Signals | undefined;
+  const originalKill = process.kill;
+  const kill = function (
+    this: NodeJS.Process,
+    pid: number,
+    signal?: string | number,
+  ): true {
+    if (
+      handled !== undefined &&
+      (pid === process.pid || pid === 0) &&
+      signalName(signal) === handled
+    )
+      raisedAgain = handled;
+    return Reflect.apply(originalKill, this, arguments) as true;
+  };
   /** The application's own listeners of `signal` (not ours, not signal-exit's). */
   const handlers = (signal: NodeJS.Signals) =>
     process.listenerCount(signal) - 1 - signalExitListeners();
@@ -288,14 +330,18 @@ function installExitHooks(
     // caught by our listener but unread: Node's signal handles keep
     // nothing alive, and the process would end with code 0, as if it had
     // succeeded. One more turn of the loop reads it, and the signal ends
-    // the process below. Only when no handler of the application's is left
-    // for that signal (raised again, it would be handled again), whether
-    // or not the application listens here too; else a listener of its
-    // here would run one more time.
+    // the process below. Only when it was raised again (a handler that
+    // only closed its server, `process.once`'s gone since, raised
+    // nothing: one more turn would only emit beforeExit again, and run
+    // the application's listener here twice) and no handler of the
+    // application's is left for it (raised again, it would be handled
+    // again).
     if (handled !== undefined) {
       const signal = handled;
+      const raised = raisedAgain === signal;
       handled = undefined;
-      if (handlers(signal) === 0) {
+      raisedAgain = undefined;
+      if (raised && handlers(signal) === 0) {
         setImmediate(() => {});
         return;
       }
@@ -472,6 +518,7 @@ function installExitHooks(
   process.on("beforeExit", onBeforeExit);
   process.on("exit", onExitListener);
   proc.emit = emit;
+  process.kill = kill;
   if (reallyExit !== undefined) proc.reallyExit = reallyExit;
   // First, so that it sees every other listener still there: Node takes a
   // `once` listener off before calling it, and one ahead of ours would not
@@ -486,6 +533,7 @@ function installExitHooks(
       if (proc.emit === emit) proc.emit = originalEmit;
       if (reallyExit !== undefined && proc.reallyExit === reallyExit)
         proc.reallyExit = originalReallyExit;
+      if (process.kill === kill) process.kill = originalKill;
       for (const s of signals) process.removeListener(s, onSignal);
     },
   };
@@ -807,8 +855,13 @@ function start(options: InitOptions): ThreadlineHandle {
   const handle: ThreadlineHandle = {
     enabled: true,
     async forceFlush() {
-      // The reader collects only when metrics export is on.
-      if (shuttingDown === undefined) await reader.exportNow();
+      // The reader collects only when metrics export is on; asynchronous
+      // callbacks get half the flush's time, as at shutdown.
+      if (shuttingDown === undefined)
+        await keepingAlive(
+          reader.exportNow(performance.now() + config.shutdownTimeoutMs / 2),
+          config.shutdownTimeoutMs,
+        );
       await Promise.all([
         pipeline.forceFlush(config.shutdownTimeoutMs),
         processWorkers?.flush(config.shutdownTimeoutMs, FLUSH),
@@ -844,7 +897,10 @@ function start(options: InitOptions): ThreadlineHandle {
     endUnfinished("shutdown", undefined, instrumentations);
     // Asynchronous callbacks get half the shutdown's time at most (not the
     // metric export timeout, 10 s by default), the rest left to send.
-    await reader.exportNow(started + config.shutdownTimeoutMs / 2);
+    await keepingAlive(
+      reader.exportNow(started + config.shutdownTimeoutMs / 2),
+      config.shutdownTimeoutMs,
+    );
     // Only after the last export: stopped first, the runtime and host
     // probes would leave it without this interval's values.
     stopRuntimeMetrics?.();
