@@ -583,7 +583,31 @@ export function init(options: InitOptions = {}): ThreadlineHandle {
   }
 }
 
+/** The oldest Node this runs on (package.json's engines). */
+const OLDEST_NODE = [22, 15] as const;
+
+/**
+ * Why Threadline cannot run on this Node, if it cannot: an older one lacks
+ * what it hooks (Node 20 publishes no `http.client.request.created`, so
+ * outgoing requests would go untraced and carry no trace context, their
+ * traces broken at this service without a word).
+ */
+export function unsupportedNode(
+  version = process.versions.node,
+): string | undefined {
+  const [major = 0, minor = 0] = version.split(".").map(Number);
+  const [oldMajor, oldMinor] = OLDEST_NODE;
+  return major > oldMajor || (major === oldMajor && minor >= oldMinor)
+    ? undefined
+    : `Threadline needs Node ${oldMajor}.${oldMinor} or later, and this is Node ${version}; the application runs without telemetry`;
+}
+
 function start(options: InitOptions): ThreadlineHandle {
+  const unsupported = unsupportedNode();
+  if (unsupported !== undefined) {
+    diag.warn(unsupported);
+    return setActive(disabledHandle());
+  }
   fillFromPm2Env(process.env);
   const { config, warnings } = resolveConfig(options);
   if (config.logLevel !== undefined && !diag.setLevel(config.logLevel)) {
