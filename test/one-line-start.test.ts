@@ -542,6 +542,11 @@ describe("starting Threadline", () => {
       ["pm2", "bin/pm2-runtime", "pm2-runtime", "pm2-runtime"],
       // The daemon `pm2 start` leaves running, which forks the application.
       ["pm2", "lib/Daemon.js", "pm2's daemon", undefined],
+      ["@nestjs/cli", "bin/nest.js", "nest start", "nest"],
+      ["ts-node-dev", "lib/bin.js", "ts-node-dev", "ts-node-dev"],
+      ["node-dev", "bin/node-dev", "node-dev", "node-dev"],
+      ["cross-env", "src/bin/cross-env.js", "cross-env", "cross-env"],
+      ["concurrently", "dist/bin/concurrently.js", "concurrently", undefined],
     ];
     // As a module or a script alike (tsx's is a module).
     const LAUNCH = `const { spawn } = process.getBuiltinModule("node:child_process");

@@ -20,8 +20,10 @@ const { basename, dirname } = process.getBuiltinModule("node:path");
 // a project's checked-in Yarn (.yarn/releases/yarn-4.5.1.cjs).
 // The launchers' commands too: nodemon's bin/nodemon.js, pm2's bin/pm2,
 // pm2-runtime (whose own process manages the application's), pm2-docker
-// and pm2-dev. (pm2's ProcessContainer.js and ProcessContainerFork.js are
-// not among them: they load the application into their process.)
+// and pm2-dev; node-dev's, cross-env's and concurrently's, which start
+// the application (or the command that does) as a child. (pm2's
+// ProcessContainer.js and ProcessContainerFork.js are not among them: they
+// load the application into their process.)
 const TOOLS = new Set([
   "npm",
   "npm-cli",
@@ -37,17 +39,24 @@ const TOOLS = new Set([
   "pm2-runtime",
   "pm2-docker",
   "pm2-dev",
+  "node-dev",
+  "cross-env",
+  "cross-env-shell",
+  "concurrently",
 ]);
 const YARN_RELEASE = /^yarn-\d/;
 
 // Files whose name says too little to go by, and the package whose own
 // they are (its package.json two folders up): @threadline/cli's
-// bin/threadline.js, tsx's dist/cli.mjs (the `tsx` command), and
-// lib/Daemon.js, the daemon `pm2 start` leaves running.
+// bin/threadline.js, tsx's dist/cli.mjs (the `tsx` command),
+// lib/Daemon.js, the daemon `pm2 start` leaves running, and the launchers
+// @nestjs/cli's bin/nest.js (`nest start`) and ts-node-dev's lib/bin.js.
 const PACKAGED = new Map([
   ["threadline", "@threadline/cli"],
   ["cli", "tsx"],
   ["Daemon", "pm2"],
+  ["nest", "@nestjs/cli"],
+  ["bin", "ts-node-dev"],
 ]);
 
 /**
