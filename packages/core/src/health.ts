@@ -44,6 +44,17 @@ export function worstStatus(statuses: Iterable<HealthStatus>): HealthStatus {
 
 export class HealthRegistry {
   readonly #checks = new Map<string, HealthCheck>();
+  /**
+   * Each check's call still under way: a run while it is shares it rather
+   * than calling the check again. Probes from a load balancer, a
+   * Kubernetes kubelet and the alarms come at once, and a check that
+   * queries a dependency would query it once per probe; one that hangs
+   * would pile up a call per probe for as long as it hangs.
+   */
+  readonly #running = new Map<
+    string,
+    { check: HealthCheck; answer: Promise<unknown> }
+  >();
 
   /**
    * Adds a check under `name` (a second one with the same name replaces
@@ -69,7 +80,7 @@ export class HealthRegistry {
         let result: HealthResult;
         try {
           const answer: unknown = await Promise.race([
-            Promise.resolve(untraced(() => check(timeoutMs))),
+            this.#call(name, check, timeoutMs),
             new Promise<HealthResult>((resolve) => {
               timer = setTimeout(
                 () =>
@@ -98,6 +109,25 @@ export class HealthRegistry {
         };
       }),
     );
+  }
+
+  /** `check`'s answer: its call under way, or a new one (see `#running`). */
+  #call(name: string, check: HealthCheck, timeoutMs: number): Promise<unknown> {
+    const running = this.#running.get(name);
+    if (running !== undefined && running.check === check) return running.answer;
+    let answer: Promise<unknown>;
+    try {
+      answer = Promise.resolve(untraced(() => check(timeoutMs)));
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    const entry = { check, answer };
+    this.#running.set(name, entry);
+    const settled = () => {
+      if (this.#running.get(name) === entry) this.#running.delete(name);
+    };
+    answer.then(settled, settled);
+    return answer;
   }
 }
 

@@ -66,3 +66,49 @@ it("removes at clear() the checks an owner registered and has not removed itself
     "other",
   ]);
 });
+
+it("calls a check once for runs that come while its call is under way, and again once it has answered", async () => {
+  const registry = new HealthRegistry();
+  let calls = 0;
+  let answer!: () => void;
+  registry.register("db", () => {
+    calls++;
+    return new Promise((resolve) => {
+      answer = () => resolve({ status: "healthy" });
+    });
+  });
+  // Probes at once, the first two before the check answers, the third
+  // after its time is up and it still has not.
+  const first = registry.run(1000);
+  const second = registry.run(1000);
+  const late = await registry.run(20);
+  assert.equal(calls, 1);
+  assert.equal(late[0]!.status, "unhealthy");
+  answer();
+  assert.deepEqual(
+    [(await first)[0]!.status, (await second)[0]!.status],
+    ["healthy", "healthy"],
+  );
+  // Answered: the next run calls it afresh.
+  const next = registry.run(1000);
+  await Promise.resolve();
+  answer();
+  assert.equal((await next)[0]!.status, "healthy");
+  assert.equal(calls, 2);
+});
+
+it("calls afresh a check that threw, and one replaced under the same name", async () => {
+  const registry = new HealthRegistry();
+  let calls = 0;
+  registry.register("db", () => {
+    calls++;
+    throw new Error("refused");
+  });
+  for (let i = 0; i < 2; i++)
+    assert.equal((await registry.run())[0]!.reason, "refused");
+  assert.equal(calls, 2);
+  registry.register("db", () => new Promise(() => {}));
+  assert.equal((await registry.run(20))[0]!.status, "unhealthy");
+  registry.register("db", healthy);
+  assert.equal((await registry.run(50))[0]!.status, "healthy");
+});
