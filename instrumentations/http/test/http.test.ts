@@ -243,6 +243,30 @@ async function exportedRoutes(): Promise<(status: number) => unknown[]> {
       .map((p) => p.attributes["http.route"]);
 }
 
+/**
+ * Gets `path` from `server`, whose answer may be cut off, and the SERVER
+ * span of that request once it has arrived.
+ */
+async function serverSpanOfCut(
+  server: http.Server,
+  path: string,
+): Promise<ReceivedSpan> {
+  const port = await listen(server);
+  await new Promise<void>((resolve) => {
+    const req = http.get(`http://127.0.0.1:${port}${path}`, (res) => {
+      res.resume();
+      res.on("error", () => resolve());
+      res.on("close", () => resolve());
+    });
+    req.on("error", () => resolve());
+  });
+  const spans = await receiver.waitForSpans(
+    (s) => s.some((x) => x.kind === SERVER),
+    "the server span",
+  );
+  return spans.find((s) => s.kind === SERVER)!;
+}
+
 describe("http server", () => {
   it("marks 5xx responses as errors on both ends", async () => {
     const server = http.createServer((_req, res) => res.writeHead(503).end());
@@ -343,20 +367,7 @@ describe("http server", () => {
         20,
       );
     });
-    const port = await listen(server);
-    await new Promise<void>((resolve) => {
-      const req = http.get(`http://127.0.0.1:${port}/download`, (res) => {
-        res.resume();
-        res.on("error", () => resolve());
-        res.on("close", () => resolve());
-      });
-      req.on("error", () => resolve());
-    });
-    const spans = await receiver.waitForSpans(
-      (s) => s.some((x) => x.kind === SERVER),
-      "the server span",
-    );
-    const span = spans.find((s) => s.kind === SERVER)!;
+    const span = await serverSpanOfCut(server, "/download");
     assert.equal(span.attributes["http.response.status_code"], 200);
     assert.equal(span.attributes["error.type"], "ENOENT");
     assert.equal(span.status.code, 2);
@@ -415,20 +426,7 @@ describe("http server", () => {
         req.socket.destroy();
       }, 20);
     });
-    const port = await listen(server);
-    await new Promise<void>((resolve) => {
-      const req = http.get(`http://127.0.0.1:${port}/export.csv`, (res) => {
-        res.resume();
-        res.on("error", () => resolve());
-        res.on("close", () => resolve());
-      });
-      req.on("error", () => resolve());
-    });
-    const spans = await receiver.waitForSpans(
-      (s) => s.some((x) => x.kind === SERVER),
-      "the server span",
-    );
-    const span = spans.find((s) => s.kind === SERVER)!;
+    const span = await serverSpanOfCut(server, "/export.csv");
     assert.equal(span.attributes["http.response.status_code"], 200);
     assert.equal(span.attributes["error.type"], "aborted");
   });

@@ -179,6 +179,35 @@ function logBatch(
   ];
 }
 
+/** gateway (its instance `instance`, if named) using `mb` MB at `timeMs`, as its runtime metrics say it. */
+function memoryPoint(
+  instance: string | undefined,
+  timeMs: number,
+  mb: number,
+): DecodedResourceMetrics {
+  return {
+    resource:
+      instance === undefined
+        ? { "service.name": "gateway" }
+        : { "service.name": "gateway", "service.instance.id": instance },
+    scopes: [
+      {
+        scope: { name: "@threadline/node/runtime", version: "" },
+        metrics: [
+          {
+            name: "process.memory.usage",
+            unit: "By",
+            kind: "sum",
+            monotonic: false,
+            delta: false,
+            points: [{ attributes: {}, timeMs, value: mb * 2 ** 20 }],
+          },
+        ],
+      },
+    ],
+  };
+}
+
 describe("search", () => {
   const store = new Store({ path: ":memory:" });
   const ids: Record<string, string> = {};
@@ -788,28 +817,7 @@ describe("writing", () => {
     `);
     old.close();
     const store = new Store({ path });
-    store.ingestMetrics([
-      {
-        resource: { "service.name": "gateway", "service.instance.id": "B" },
-        scopes: [
-          {
-            scope: { name: "@threadline/node/runtime", version: "" },
-            metrics: [
-              {
-                name: "process.memory.usage",
-                unit: "By",
-                kind: "sum",
-                monotonic: false,
-                delta: false,
-                points: [
-                  { attributes: {}, timeMs: t0 + 10_000, value: 20 * 2 ** 20 },
-                ],
-              },
-            ],
-          },
-        ],
-      },
-    ]);
+    store.ingestMetrics([memoryPoint("B", t0 + 10_000, 20)]);
     store.flush();
     assert.deepEqual(store.servicePanels("gateway", t0 - 1).rssMb, [
       [t0, 50],
@@ -828,27 +836,12 @@ describe("writing", () => {
 
   it("draws a metric point of a time that cannot be right at the time it came", () => {
     const store = new Store({ path: ":memory:" });
-    const point = (timeMs: number, mb: number) => ({
-      resource: { "service.name": "gateway", "service.instance.id": "A" },
-      scopes: [
-        {
-          scope: { name: "@threadline/node/runtime", version: "" },
-          metrics: [
-            {
-              name: "process.memory.usage",
-              unit: "By",
-              kind: "sum" as const,
-              monotonic: false,
-              delta: false,
-              points: [{ attributes: {}, timeMs, value: mb * 2 ** 20 }],
-            },
-          ],
-        },
-      ],
-    });
     const before = Date.now();
     // Past 2^53 microseconds: the column would hold it, and reading it throw.
-    store.ingestMetrics([point(2 ** 64 / 1e6, 10), point(1_700_000, 20)]);
+    store.ingestMetrics([
+      memoryPoint("A", 2 ** 64 / 1e6, 10),
+      memoryPoint("A", 1_700_000, 20),
+    ]);
     store.flush();
     const drawn = store.servicePanels("gateway", before - 1).rssMb;
     assert.equal(drawn.length, 1, JSON.stringify(drawn));
@@ -979,24 +972,7 @@ describe("a service's request panels", () => {
     const t0 = Date.now() - 60_000;
     // An export with no request: the delta histogram is left out, the
     // runtime metrics still come.
-    const quiet = (timeMs: number): DecodedResourceMetrics => ({
-      resource: { "service.name": "gateway" },
-      scopes: [
-        {
-          scope: { name: "@threadline/node/runtime", version: "" },
-          metrics: [
-            {
-              name: "process.memory.usage",
-              unit: "By",
-              kind: "sum",
-              monotonic: false,
-              delta: false,
-              points: [{ attributes: {}, timeMs, value: 50 * 2 ** 20 }],
-            },
-          ],
-        },
-      ],
-    });
+    const quiet = (timeMs: number) => memoryPoint(undefined, timeMs, 50);
     const store = new Store({ path: ":memory:" });
     for (const e of [
       exported(t0, 7, 1, 0.05, true),
