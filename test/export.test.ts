@@ -355,6 +355,12 @@ describe("export", () => {
     const { code } = await app.exited;
     assert.equal(code, 0);
     assert.equal(count(name).logs, 2);
+    // The pino() loaded under the first start redacts under the second.
+    const said = [
+      ...app.stdout,
+      ...receiver.logs.map((l) => JSON.stringify(l)),
+    ].join("\n");
+    assert.ok(!/first-secret|second-secret/.test(said), said);
     assert.ok(
       !app.stderr.some((l) => l.includes("loaded before Threadline started")),
       app.stderr.join("\n"),

@@ -278,6 +278,7 @@ export class PinoInstrumentation implements Instrumentation {
   enable(): void {
     if (this.#enabled) return;
     this.#enabled = true;
+    enabledInstance = this;
     // First: the prototype's patch needs the tools of the same pino copy.
     const tools = hookModule({
       module: "pino",
@@ -309,7 +310,7 @@ export class PinoInstrumentation implements Instrumentation {
       file: "pino.js",
       onLoad: (exports) =>
         typeof exports === "function"
-          ? this.#wrapFactory(exports as PinoFactory, this.#redact)
+          ? this.#factoryFor(exports as PinoFactory)
           : undefined,
     });
     this.#unhook = () => {
@@ -326,6 +327,18 @@ export class PinoInstrumentation implements Instrumentation {
    * redact.ts (marked on the logger, applied in asJson) when the paths
    * include them all, the others by pino's `redact`.
    */
+  /** This instance's wrapper of pino's `original` factory, made once. */
+  #factoryFor(original: PinoFactory): PinoFactory {
+    let wrapped = this.#factories.get(original);
+    if (wrapped === undefined) {
+      wrapped = this.#wrapFactory(original, this.#redact);
+      this.#factories.set(original, wrapped);
+    }
+    return wrapped;
+  }
+
+  readonly #factories = new WeakMap<PinoFactory, PinoFactory>();
+
   #wrapFactory(
     original: PinoFactory,
     paths: readonly string[] | false,
@@ -339,7 +352,15 @@ export class PinoInstrumentation implements Instrumentation {
       ),
     );
     const wrapped = function pino(this: unknown, ...args: unknown[]): unknown {
-      if (!self.#enabled) return original.apply(this, args);
+      if (!self.#enabled) {
+        // The application's pino() from before a shutdown() and init()
+        // again: the instrumentation started since makes its loggers,
+        // redaction and all.
+        const now = enabledInstance;
+        return now === undefined || now === self
+          ? original.apply(this, args)
+          : now.#factoryFor(original).apply(this, args);
+      }
       const logger = withRedaction.apply(this, args);
       if (typeof logger === "object" && logger !== null)
         (logger as PinoLogger)[OWN_FIELDS] = ownFieldsOf(
@@ -528,6 +549,7 @@ export class PinoInstrumentation implements Instrumentation {
   disable(): void {
     if (!this.#enabled) return;
     this.#enabled = false;
+    if (enabledInstance === this) enabledInstance = undefined;
     this.#unhook?.();
     this.#unhook = undefined;
     for (const undo of this.#restore.splice(0)) undo();
@@ -846,6 +868,9 @@ function timeSeen(logger: PinoLogger, fields: number, time: unknown): number {
   if (holder !== null) (holder as PinoLogger)[OWN_FIELDS] = seen;
   return seen;
 }
+
+/** The instrumentation enabled now, if any (see the factory's wrapper). */
+let enabledInstance: PinoInstrumentation | undefined;
 
 /**
  * A line's fields without their `customer.id` (pino leaves out a field
