@@ -358,7 +358,11 @@ describe("export", () => {
     // The pino() loaded under the first start redacts under the second.
     const said = [
       ...app.stdout,
-      ...receiver.logs.map((l) => JSON.stringify(l)),
+      ...ofService(receiver.logs, name).map((l) =>
+        JSON.stringify(l, (_, v: unknown) =>
+          typeof v === "bigint" ? String(v) : v,
+        ),
+      ),
     ].join("\n");
     assert.ok(!/first-secret|second-secret/.test(said), said);
     assert.ok(
