@@ -90,6 +90,7 @@ import {
   AttributeSets,
   trustedCarrierGetter,
   errorTypeOf,
+  relayingProxy,
 } from "@threadline/core";
 import { expressRoute, hookExpressLayers } from "./express-routes.ts";
 import { subscribeFastifyRoutes } from "./fastify-routes.ts";
@@ -589,24 +590,11 @@ const relays = new WeakMap<object, ClientRequestInfo["via"] | null>();
 function relayOf(socket: object): ClientRequestInfo["via"] | undefined {
   let via = relays.get(socket);
   if (via === undefined) {
-    const s = socket as {
-      encrypted?: unknown;
-      bytesRead?: unknown;
-      bytesWritten?: unknown;
-      remoteAddress?: unknown;
-      remotePort?: unknown;
-    };
-    const carried =
-      (typeof s.bytesWritten === "number" && s.bytesWritten > 0) ||
-      (typeof s.bytesRead === "number" && s.bytesRead > 0);
     // Over TLS the proxy reads nothing; TLS's own handshake is no relay's.
     via =
-      s.encrypted === true || !carried
+      (socket as { encrypted?: unknown }).encrypted === true
         ? null
-        : typeof s.remoteAddress === "string" &&
-            typeof s.remotePort === "number"
-          ? { host: s.remoteAddress, port: s.remotePort }
-          : UNKNOWN_PROXY_VIA;
+        : (relayingProxy(socket) ?? null);
     relays.set(socket, via);
   }
   return via ?? undefined;

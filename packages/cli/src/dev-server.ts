@@ -303,7 +303,7 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
       // Kept for another try only when another process held the file.
       const lost = store.pending === 0 ? pending : 0;
       process.stderr.write(
-        `threadline dev: could not write to the store: ${(err as Error).message}${lost > 0 ? `; ${lost} spans, log lines and metric points received were lost` : ""}\n`,
+        `threadline dev: could not write to the store: ${(err as Error).message}${lost > 0 ? `; ${lost} spans and log lines received were lost` : ""}\n`,
       );
       // What the store kept for another try (the file was busy) is tried
       // again even if nothing more arrives.

@@ -36,6 +36,7 @@ import type {
   DecodedResourceSpans,
   DecodedSpan,
 } from "@threadline/otlp";
+import { isPlausibleTimeUs } from "@threadline/otlp";
 import { MAX_LIMIT } from "./query.ts";
 import {
   jsonValue,
@@ -78,10 +79,6 @@ const PANEL_METRICS: ReadonlySet<string> = new Set([
 
 /** Series of one delta metric per service whose totals are kept (the rest are not drawn). */
 const MAX_DELTA_SERIES = 2000;
-
-/** The bounds of a metric point's or a log line's time taken as given (as the decoder's strictTimes bound spans'). */
-const EARLIEST_MS = Date.UTC(2000, 0, 1);
-const DAY_MS = 24 * 3600 * 1000;
 
 interface PendingMetricPoint {
   service: string;
@@ -525,7 +522,7 @@ export class Store implements TraceBackend {
           for (const p of m.points) {
             // A time that cannot be right (unset, in seconds, past 2^53 µs)
             // is the time it came: a panel draws it now, and reads it back.
-            if (!(p.timeMs >= EARLIEST_MS && p.timeMs <= nowMs + DAY_MS))
+            if (!isPlausibleTimeUs(p.timeMs * 1000, nowMs * 1000))
               p.timeMs = nowMs;
             exportMs = Math.max(exportMs, Math.round(p.timeMs));
           }
@@ -804,10 +801,9 @@ export class Store implements TraceBackend {
       // 2000, a day ahead, past 2^53: SQLite would keep it, and each read
       // of it throw) counts as unset: the line is filed by the other, or
       // by its arrival.
-      const latestUs = receivedUs + DAY_MS * 1000;
       const timeUs =
-        [log.timeUs, log.observedUs].find(
-          (us) => us >= EARLIEST_MS * 1000 && us <= latestUs,
+        [log.timeUs, log.observedUs].find((us) =>
+          isPlausibleTimeUs(us, receivedUs),
         ) ?? receivedUs;
       const customer =
         typeof log.attributes["customer.id"] === "string"

@@ -226,6 +226,31 @@ export const UNKNOWN_PROXY_VIA: NonNullable<ClientRequestInfo["via"]> =
   Object.freeze({ host: undefined, port: undefined });
 
 /**
+ * The proxy a plain (not TLS) socket handed to a client for the first time
+ * was connected through, when it has carried bytes already (a CONNECT or
+ * SOCKS handshake its agent made): its peer, or unknown when the socket
+ * does not tell it. Undefined for a socket that has carried nothing.
+ */
+export function relayingProxy(
+  socket: object,
+): NonNullable<ClientRequestInfo["via"]> | undefined {
+  const s = socket as {
+    bytesRead?: unknown;
+    bytesWritten?: unknown;
+    remoteAddress?: unknown;
+    remotePort?: unknown;
+  };
+  if (
+    !(typeof s.bytesWritten === "number" && s.bytesWritten > 0) &&
+    !(typeof s.bytesRead === "number" && s.bytesRead > 0)
+  )
+    return undefined;
+  return typeof s.remoteAddress === "string" && typeof s.remotePort === "number"
+    ? { host: s.remoteAddress, port: s.remotePort }
+    : UNKNOWN_PROXY_VIA;
+}
+
+/**
  * An object's own symbol of that description: how Node and undici key
  * internals (an agent's proxy, a request's authority) that nothing public
  * tells; undefined when the version at hand has none.

@@ -116,6 +116,7 @@ export {
   parseHostAndPort,
   sameHost,
   UNKNOWN_PROXY_VIA,
+  relayingProxy,
   startClientSpan,
   withoutHeaderLines,
   blockKeeps,

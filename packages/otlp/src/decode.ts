@@ -389,6 +389,17 @@ const EARLIEST_START_US = Date.UTC(2000, 0, 1) * 1000;
 /** How far past the decoder's clock a span may end: a clock that is off by hours, not a garbled time. */
 const LATEST_END_AHEAD_US = 24 * 3600 * 1e6;
 
+/**
+ * Whether a time (epoch microseconds) can be a telemetry item's, by the
+ * bounds strictTimes holds spans to: from 2000 to a day past `nowUs`.
+ */
+export function isPlausibleTimeUs(
+  us: number,
+  nowUs = Date.now() * 1000,
+): boolean {
+  return us >= EARLIEST_START_US && us <= nowUs + LATEST_END_AHEAD_US;
+}
+
 /** Why a decoded span is not valid, or undefined (its end is mended). */
 function spanProblem(
   s: DecodedSpan,

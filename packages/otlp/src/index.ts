@@ -27,6 +27,7 @@ export {
   decodeTracesJson,
   decodeTracesProto,
   setKey,
+  isPlausibleTimeUs,
 } from "./decode.ts";
 export type {
   DecodeOptions,

@@ -16,7 +16,11 @@
 // carried nothing yet, and the proxy by the socket's peer address. Costs a
 // weak-map entry per connection, and per plain-HTTP request a size check
 // while no tunnel is open.
-import { ownSymbolNamed, UNKNOWN_PROXY_VIA } from "@threadline/core";
+import {
+  ownSymbolNamed,
+  relayingProxy,
+  UNKNOWN_PROXY_VIA,
+} from "@threadline/core";
 import type { ClientRequestInfo } from "@threadline/core";
 
 type Via = NonNullable<ClientRequestInfo["via"]>;
@@ -50,28 +54,6 @@ function sameVia(a: Via, b: Via): boolean {
 function portOf(params: ConnectedMessage["connectParams"]): number {
   if (params.port !== "") return Number(params.port);
   return params.protocol === "https:" ? 443 : 80;
-}
-
-/**
- * The proxy a socket handed over for the first time was connected through,
- * when it has carried bytes already (a SOCKS handshake): its peer, or
- * unknown when the socket does not tell it.
- */
-function relayingProxy(socket: object): Via | undefined {
-  const s = socket as {
-    bytesRead?: unknown;
-    bytesWritten?: unknown;
-    remoteAddress?: unknown;
-    remotePort?: unknown;
-  };
-  if (
-    !(typeof s.bytesWritten === "number" && s.bytesWritten > 0) &&
-    !(typeof s.bytesRead === "number" && s.bytesRead > 0)
-  )
-    return undefined;
-  return typeof s.remoteAddress === "string" && typeof s.remotePort === "number"
-    ? { host: s.remoteAddress, port: s.remotePort }
-    : UNKNOWN_PROXY_VIA;
 }
 
 export class ProxyTunnels {
